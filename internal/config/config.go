@@ -1,0 +1,351 @@
+// Package config reads imagetrust.toml, the one configuration file of every
+// imagetrust subcommand. Unknown keys are refused so that a typo never
+// silently drops a setting.
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is the whole imagetrust.toml.
+type Config struct {
+	Trust   Trust         `toml:"trust"`
+	VO      map[string]VO `toml:"vo"`
+	Sync    Sync          `toml:"sync"`
+	CRL     CRL           `toml:"crl"`
+	Proxy   Proxy         `toml:"proxy"`
+	Context Context       `toml:"contextualise"`
+	Log     Log           `toml:"log"`
+
+	// Path is the file the configuration was read from (not a TOML key).
+	Path string `toml:"-"`
+}
+
+// Trust names the trust anchors and the revocation policy.
+type Trust struct {
+	// CAFiles are PEM bundles of the CAs of creators and approvers.
+	CAFiles []string `toml:"ca_files"`
+	// CADirs are IGTF-style directories: <hash>.0 certificates, <hash>.r0 CRLs.
+	CADirs []string `toml:"ca_dirs"`
+	// RegistrarCAFiles are PEM bundles of the Registrar CAs that issue image certificates.
+	RegistrarCAFiles []string `toml:"registrar_ca_files"`
+	// CRLFiles are CRLs (PEM or DER) of any of the CAs above.
+	CRLFiles []string `toml:"crl_files"`
+	// Strict refuses images whose creator or approver certificate was revoked
+	// after registration for any reason (default: only keyCompromise and
+	// unspecified revocations reach back before the revocation date).
+	Strict bool `toml:"strict"`
+	// RequireCRL refuses a chain whose issuing CA has no CRL loaded.
+	RequireCRL bool `toml:"require_crl"`
+}
+
+// VO is one virtual organisation's policy.
+type VO struct {
+	// Creators and Approvers are subject DNs, OpenSSL one-line or RFC 4514 form.
+	Creators  []string `toml:"creators"`
+	Approvers []string `toml:"approvers"`
+	// Visibility of the VO's images in Glance: private, shared, community or public.
+	Visibility string `toml:"visibility"`
+	// Projects are Glance project ids the VO's images are shared with (visibility shared).
+	Projects []string `toml:"projects"`
+}
+
+// Duration is a time.Duration that reads from a TOML string such as "15m".
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("invalid duration %q: %w", string(b), err)
+	}
+	if v < 0 {
+		return fmt.Errorf("invalid duration %q: negative", string(b))
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText prints the duration in Go syntax.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Sync configures `imagetrust sync`.
+type Sync struct {
+	Interval Duration `toml:"interval"`
+	// Jitter is the largest random delay added to each interval.
+	Jitter Duration `toml:"jitter"`
+	// Parallel is the largest number of image transfers at once.
+	Parallel int `toml:"parallel"`
+	// Retire is what happens to images that left their source or were
+	// superseded in their tag: keep, hide or delete.
+	Retire string `toml:"retire"`
+	// StaleAfter is how long an image of ours may stay queued, saving or
+	// importing before a sync reclaims (deletes) it.
+	StaleAfter Duration `toml:"stale_after"`
+	// CAFile is a PEM bundle that HTTPS sources are verified against
+	// (default: the system roots).
+	CAFile string `toml:"ca_file"`
+	// DownloadTimeout bounds one HTTP request of an image download.
+	DownloadTimeout Duration `toml:"download_timeout"`
+	// Retries is how many times one HTTP request is retried.
+	Retries int `toml:"retries"`
+	// Listen is the address of /metrics and /healthz in daemon mode ("" = off).
+	Listen string `toml:"listen"`
+	// Aliases maintains the per-tag alias entries (see docs/design.md).
+	Aliases *bool `toml:"aliases"`
+	// Sources are where bundles come from.
+	Sources []Source `toml:"source"`
+}
+
+// Source is one place bundles are published.
+type Source struct {
+	// Path is a directory tree (CVMFS or any file system).
+	Path string `toml:"path"`
+	// URL is an HTTPS index document (see docs/formats.md).
+	URL string `toml:"url"`
+	// VOs are the only VOs this source may publish for.
+	VOs []string `toml:"vos"`
+}
+
+// CRL configures `imagetrust crl`.
+type CRL struct {
+	Interval Duration `toml:"interval"`
+	Jitter   Duration `toml:"jitter"`
+	// CacheDir keeps the last good CRL of every CA.
+	CacheDir string `toml:"cache_dir"`
+	// Stale is the policy for a CRL past nextUpdate+Grace: refuse or warn.
+	Stale string   `toml:"stale"`
+	Grace Duration `toml:"grace"`
+	// ClockSkew is how far thisUpdate may lie in the future.
+	ClockSkew Duration `toml:"clock_skew"`
+	// UseDistributionPoints also fetches the CRL distribution points named in certificates.
+	UseDistributionPoints bool `toml:"use_distribution_points"`
+	// Timeout bounds one CRL fetch.
+	Timeout Duration `toml:"timeout"`
+	Listen  string   `toml:"listen"`
+	// Sources are CRL locations: url = "...", file = "...", or dir = "..." (IGTF).
+	Sources []CRLSource `toml:"source"`
+}
+
+// CRLSource is one CRL location.
+type CRLSource struct {
+	URL  string `toml:"url"`
+	File string `toml:"file"`
+	Dir  string `toml:"dir"`
+}
+
+// Proxy configures `imagetrust proxy`.
+type Proxy struct {
+	Listen string `toml:"listen"`
+	// PublicURL is the proxy's URL as users see it (version documents are rewritten to it).
+	PublicURL string `toml:"public_url"`
+	// Upstream is Nova's own (internal) compute endpoint.
+	Upstream string `toml:"upstream"`
+	TLSCert  string `toml:"tls_cert"`
+	TLSKey   string `toml:"tls_key"`
+	// CacheTTL is how long a Glance lookup is reused.
+	CacheTTL Duration `toml:"cache_ttl"`
+	// CacheSize bounds the lookup cache (entries).
+	CacheSize int `toml:"cache_size"`
+	// MaxBody is the largest request body judged (bytes).
+	MaxBody int64 `toml:"max_body"`
+	// UnmanagedProjects may boot images that are not in the catalogue.
+	UnmanagedProjects []string `toml:"unmanaged_projects"`
+	// VolumePolicy decides boots from Cinder volumes when Cinder cannot be
+	// asked: refuse or allow.
+	VolumePolicy  string `toml:"volume_policy"`
+	MetricsListen string `toml:"metrics_listen"`
+}
+
+// Context configures contextualisation.
+type Context struct {
+	// Dir holds site fragments: <dir>/all/, <dir>/vo/<VO>/, <dir>/tag/<VO>/<TAG>/.
+	Dir      string            `toml:"dir"`
+	SiteName string            `toml:"site_name"`
+	Vars     map[string]string `toml:"vars"`
+}
+
+// Log configures logging.
+type Log struct {
+	Format string `toml:"format"` // text or json
+	Level  string `toml:"level"`  // debug, info, warn, error
+}
+
+// Load reads and checks a configuration file. Relative paths in it are
+// resolved against the file's directory.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	c.Path = path
+	c.resolve(filepath.Dir(path))
+	return c, nil
+}
+
+// Parse decodes configuration bytes, refusing unknown keys, and applies defaults.
+func Parse(b []byte) (*Config, error) {
+	var c Config
+	md, err := toml.Decode(string(b), &c)
+	if err != nil {
+		return nil, err
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, 0, len(und))
+		for _, k := range und {
+			keys = append(keys, k.String())
+		}
+		sort.Strings(keys)
+		return nil, fmt.Errorf("unknown keys: %s", strings.Join(keys, ", "))
+	}
+	c.defaults()
+	if err := c.check(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (c *Config) defaults() {
+	setDur := func(d *Duration, v time.Duration) {
+		if d.Duration == 0 {
+			d.Duration = v
+		}
+	}
+	setDur(&c.Sync.Interval, 15*time.Minute)
+	setDur(&c.Sync.StaleAfter, 2*time.Hour)
+	setDur(&c.Sync.DownloadTimeout, 10*time.Minute)
+	if c.Sync.Parallel <= 0 {
+		c.Sync.Parallel = 2
+	}
+	if c.Sync.Retries <= 0 {
+		c.Sync.Retries = 5
+	}
+	if c.Sync.Retire == "" {
+		c.Sync.Retire = "hide"
+	}
+	setDur(&c.CRL.Interval, time.Hour)
+	setDur(&c.CRL.ClockSkew, 5*time.Minute)
+	setDur(&c.CRL.Timeout, 30*time.Second)
+	if c.CRL.Stale == "" {
+		c.CRL.Stale = "refuse"
+	}
+	if c.CRL.CacheDir == "" {
+		c.CRL.CacheDir = "/var/lib/imagetrust/crl"
+	}
+	setDur(&c.Proxy.CacheTTL, 30*time.Second)
+	if c.Proxy.CacheSize <= 0 {
+		c.Proxy.CacheSize = 10000
+	}
+	if c.Proxy.MaxBody <= 0 {
+		c.Proxy.MaxBody = 1 << 20
+	}
+	if c.Proxy.VolumePolicy == "" {
+		c.Proxy.VolumePolicy = "refuse"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	for name, vo := range c.VO {
+		if vo.Visibility == "" {
+			vo.Visibility = "shared"
+			c.VO[name] = vo
+		}
+	}
+}
+
+func (c *Config) check() error {
+	oneOf := func(key, v string, allowed ...string) error {
+		for _, a := range allowed {
+			if v == a {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s = %q: must be one of %s", key, v, strings.Join(allowed, ", "))
+	}
+	if err := oneOf("sync.retire", c.Sync.Retire, "keep", "hide", "delete"); err != nil {
+		return err
+	}
+	if err := oneOf("crl.stale", c.CRL.Stale, "refuse", "warn"); err != nil {
+		return err
+	}
+	if err := oneOf("proxy.volume_policy", c.Proxy.VolumePolicy, "refuse", "allow"); err != nil {
+		return err
+	}
+	if err := oneOf("log.format", c.Log.Format, "text", "json"); err != nil {
+		return err
+	}
+	for name, vo := range c.VO {
+		if err := oneOf("vo."+name+".visibility", vo.Visibility, "private", "shared", "community", "public"); err != nil {
+			return err
+		}
+	}
+	for i, s := range c.Sync.Sources {
+		if (s.Path == "") == (s.URL == "") {
+			return fmt.Errorf("sync.source[%d]: set exactly one of path and url", i)
+		}
+		if len(s.VOs) == 0 {
+			return fmt.Errorf("sync.source[%d]: vos is empty: a source must name the VOs it may publish for", i)
+		}
+		for _, v := range s.VOs {
+			if _, ok := c.VO[v]; !ok {
+				return fmt.Errorf("sync.source[%d]: VO %q has no [vo.%s] section", i, v, v)
+			}
+		}
+	}
+	for i, s := range c.CRL.Sources {
+		n := 0
+		for _, v := range []string{s.URL, s.File, s.Dir} {
+			if v != "" {
+				n++
+			}
+		}
+		if n != 1 {
+			return fmt.Errorf("crl.source[%d]: set exactly one of url, file and dir", i)
+		}
+	}
+	return nil
+}
+
+// resolve makes relative file paths relative to the configuration's directory.
+func (c *Config) resolve(dir string) {
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) && !strings.Contains(*p, "://") {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	absAll := func(ps []string) {
+		for i := range ps {
+			abs(&ps[i])
+		}
+	}
+	absAll(c.Trust.CAFiles)
+	absAll(c.Trust.CADirs)
+	absAll(c.Trust.RegistrarCAFiles)
+	absAll(c.Trust.CRLFiles)
+	abs(&c.Sync.CAFile)
+	for i := range c.Sync.Sources {
+		abs(&c.Sync.Sources[i].Path)
+	}
+	abs(&c.CRL.CacheDir)
+	for i := range c.CRL.Sources {
+		abs(&c.CRL.Sources[i].File)
+		abs(&c.CRL.Sources[i].Dir)
+	}
+	abs(&c.Proxy.TLSCert)
+	abs(&c.Proxy.TLSKey)
+	abs(&c.Context.Dir)
+}
