@@ -1,0 +1,92 @@
+#!/usr/bin/python3
+"""Create the projects, users, roles, services and endpoints of the test cloud.
+
+Called by start.sh once Keystone answers, after `keystone-manage bootstrap`
+created the admin user and project, the admin/member/reader roles, RegionOne
+and the identity endpoints. Everything is done in one Python process because
+each `openstack` CLI call costs more than a second.
+
+Input comes from the environment (never the command line, which `ps` shows):
+KEYSTONE_URL, ADMIN_PASSWORD, SERVICE_PASSWORD, MIRROR_PASSWORD,
+DEMO_PASSWORD, GLANCE_URL and, when nova is wanted, NOVA_URL and
+PLACEMENT_URL.
+"""
+
+import os
+import sys
+
+from keystoneauth1 import session as ks_session
+from keystoneauth1.identity import v3
+from keystoneclient.v3 import client as ks_client
+
+REGION = "RegionOne"
+DOMAIN = "default"
+
+
+def main():
+    env = os.environ
+    auth = v3.Password(
+        auth_url=env["KEYSTONE_URL"],
+        username="admin",
+        password=env["ADMIN_PASSWORD"],
+        project_name="admin",
+        user_domain_id=DOMAIN,
+        project_domain_id=DOMAIN,
+    )
+    ks = ks_client.Client(session=ks_session.Session(auth=auth), interface="public")
+
+    roles = {r.name: r for r in ks.roles.list()}
+    for name in ("admin", "member", "reader", "imagetrust"):
+        if name not in roles:
+            roles[name] = ks.roles.create(name=name)
+
+    def project(name, description):
+        found = ks.projects.list(name=name, domain=DOMAIN)
+        if found:
+            return found[0]
+        return ks.projects.create(name=name, domain=DOMAIN, description=description)
+
+    def user(name, password, proj, role_names):
+        found = ks.users.list(name=name, domain=DOMAIN)
+        if found:
+            u = found[0]
+        else:
+            u = ks.users.create(name=name, domain=DOMAIN, password=password,
+                                default_project=proj)
+        for rn in role_names:
+            ks.roles.grant(roles[rn], user=u, project=proj)
+        return u
+
+    service = project("service", "OpenStack service users")
+    mirror = project("mirror", "imagetrust mirror: owns the mirrored images")
+    demo = project("demo", "an ordinary, non-admin tenant")
+
+    for name in ("glance", "nova", "placement"):
+        user(name, env["SERVICE_PASSWORD"], service, ["admin"])
+    # The mirror user holds admin on its project (Glance's legacy policies
+    # need admin for public images) and the dedicated role "imagetrust", which
+    # a property protection file can name to reserve imagetrust_* properties.
+    user("imagetrust", env["MIRROR_PASSWORD"], mirror, ["admin", "member", "imagetrust"])
+    user("demo", env["DEMO_PASSWORD"], demo, ["member"])
+
+    def endpoints(stype, sname, urls):
+        found = ks.services.list(type=stype)
+        svc = found[0] if found else ks.services.create(name=sname, type=stype)
+        for ep in ks.endpoints.list(service=svc):
+            ks.endpoints.delete(ep)
+        for iface, url in urls.items():
+            ks.endpoints.create(service=svc, url=url, interface=iface, region=REGION)
+
+    glance = env["GLANCE_URL"]
+    endpoints("image", "glance", {"public": glance, "internal": glance, "admin": glance})
+    if env.get("NOVA_URL"):
+        nova = env["NOVA_URL"]
+        endpoints("compute", "nova", {"public": nova, "internal": nova, "admin": nova})
+        placement = env["PLACEMENT_URL"]
+        endpoints("placement", "placement",
+                  {"public": placement, "internal": placement, "admin": placement})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,463 @@
+#!/bin/bash
+# start.sh: run Keystone and Glance (and with --with-nova placement-api and
+# nova-api) from Debian's packages as plain processes on 127.0.0.1, each on a
+# free port, with sqlite databases and all state under STATE_DIR.
+#
+# Usage: tests/openstack/start.sh STATE_DIR [--with-nova]
+#
+# Optional environment:
+#   IMAGETRUST_PROPERTY_PROTECTIONS         a Glance property protection file
+#   IMAGETRUST_PROPERTY_PROTECTIONS_FORMAT  its rule format: roles (default) or policies
+#   IMAGETRUST_GLANCE_POLICY                a Glance policy.yaml (default: empty)
+#   IMAGETRUST_OPENSTACK_WAIT               seconds to wait for each service (default 90)
+#
+# Writes:
+#   STATE_DIR/env          sourceable: ports, URLs, pids, passwords (see README.md)
+#   STATE_DIR/clouds.yaml  clouds admin, mirror and demo
+#   STATE_DIR/log/         one log per service and per setup step
+#   STATE_DIR/run/*.pid    the pids stop.sh stops
+# Run install.sh first. Stop with stop.sh STATE_DIR.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+# The Debian interpreter, whatever python3 comes first in PATH (pyenv ...).
+PY=/usr/bin/python3
+
+usage() {
+	echo "usage: $0 STATE_DIR [--with-nova]" >&2
+	exit 2
+}
+
+[ $# -ge 1 ] || usage
+STATE=$1
+shift
+WITH_NOVA=0
+for a in "$@"; do
+	case $a in
+	--with-nova) WITH_NOVA=1 ;;
+	*) usage ;;
+	esac
+done
+
+WAIT=${IMAGETRUST_OPENSTACK_WAIT:-90}
+
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+say() { echo "start.sh: $*"; }
+die() {
+	echo "start.sh: error: $*" >&2
+	exit 1
+}
+
+for cmd in glance-api glance-manage keystone-manage uwsgi curl openssl; do
+	command -v "$cmd" >/dev/null 2>&1 || die "$cmd not found: run tests/openstack/install.sh"
+done
+[ -e /usr/lib/uwsgi/plugins/python3_plugin.so ] || die "uwsgi python3 plugin not found: run tests/openstack/install.sh"
+if [ "$WITH_NOVA" = 1 ]; then
+	for cmd in nova-api nova-manage placement-manage; do
+		command -v "$cmd" >/dev/null 2>&1 || die "$cmd not found: run tests/openstack/install.sh"
+	done
+fi
+
+mkdir -p "$STATE"
+STATE=$(cd "$STATE" && pwd)
+RUN=$STATE/run
+LOG=$STATE/log
+
+# Refuse to start over a stack that still runs.
+if [ -d "$RUN" ]; then
+	for f in "$RUN"/*.pid; do
+		[ -e "$f" ] || continue
+		if kill -0 "$(cat "$f")" 2>/dev/null; then
+			die "a stack already runs in $STATE (pid file $f): run stop.sh $STATE first"
+		fi
+	done
+fi
+rm -rf "$RUN" "$LOG" "$STATE/keystone" "$STATE/glance" "$STATE/nova" "$STATE/placement" \
+	"$STATE/env" "$STATE/clouds.yaml"
+mkdir -p "$RUN" "$LOG"
+chmod 700 "$STATE"
+
+t_all=$(now)
+
+# On any failure, stop what this run started.
+started_ok=no
+on_exit() {
+	if [ "$started_ok" != yes ]; then
+		"$HERE/stop.sh" "$STATE" >/dev/null 2>&1 || true
+	fi
+}
+trap on_exit EXIT
+
+# free_ports N: N distinct free TCP ports on 127.0.0.1 (all held open while
+# choosing, so they differ; the kernel does not hand them out again at once).
+free_ports() {
+	"$PY" - "$1" <<'EOF'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+EOF
+}
+
+secret() { openssl rand -hex 16; }
+
+# fernet_repo DIR: a Fernet key repository as keystone-manage fernet_setup
+# makes it (key 0 staged, key 1 primary), without its interpreter start-up.
+fernet_repo() {
+	mkdir -p "$1"
+	chmod 700 "$1"
+	local i
+	for i in 0 1; do
+		openssl rand 32 | base64 | tr '+/' '-_' >"$1/$i"
+		chmod 600 "$1/$i"
+	done
+}
+
+wal() {
+	"$PY" -c 'import sqlite3, sys
+for p in sys.argv[1:]:
+    sqlite3.connect(p).execute("PRAGMA journal_mode=WAL").fetchall()' "$@"
+}
+
+# run_step NAME CMD...: run a setup command with its output in log/NAME.log.
+run_step() {
+	local name=$1
+	shift
+	if ! "$@" >"$LOG/$name.log" 2>&1; then
+		echo "start.sh: error: step $name failed: $*" >&2
+		tail -n 30 "$LOG/$name.log" >&2
+		exit 1
+	fi
+}
+
+# launch NAME CMD...: start a service in the background, in its own session,
+# with its output in log/NAME.log and its pid in run/NAME.pid.
+launch() {
+	local name=$1
+	shift
+	setsid "$@" >"$LOG/$name.log" 2>&1 </dev/null &
+	echo $! >"$RUN/$name.pid"
+}
+
+# wait_http NAME URL: wait until URL answers 2xx/3xx, the service's process
+# still runs, and at most $WAIT seconds.
+wait_http() {
+	local name=$1 url=$2 pid deadline
+	pid=$(cat "$RUN/$name.pid")
+	deadline=$(($(date +%s) + WAIT))
+	while :; do
+		if curl -fsS -o /dev/null --max-time 5 "$url" 2>/dev/null; then
+			return 0
+		fi
+		if ! kill -0 "$pid" 2>/dev/null; then
+			echo "start.sh: error: $name (pid $pid) exited before $url answered; last lines of $LOG/$name.log:" >&2
+			tail -n 40 "$LOG/$name.log" >&2
+			exit 1
+		fi
+		if [ "$(date +%s)" -ge "$deadline" ]; then
+			echo "start.sh: error: $name did not answer $url within ${WAIT}s; last lines of $LOG/$name.log:" >&2
+			tail -n 40 "$LOG/$name.log" >&2
+			exit 1
+		fi
+		sleep 0.2
+	done
+}
+
+read -r KEYSTONE_PORT GLANCE_PORT NOVA_PORT PLACEMENT_PORT <<<"$(free_ports 4)"
+KEYSTONE_URL=http://127.0.0.1:$KEYSTONE_PORT/v3
+GLANCE_URL=http://127.0.0.1:$GLANCE_PORT
+NOVA_URL=""
+PLACEMENT_URL=""
+if [ "$WITH_NOVA" = 1 ]; then
+	NOVA_URL=http://127.0.0.1:$NOVA_PORT/v2.1
+	PLACEMENT_URL=http://127.0.0.1:$PLACEMENT_PORT
+fi
+ADMIN_PASSWORD=$(secret)
+SERVICE_PASSWORD=$(secret)
+MIRROR_PASSWORD=$(secret)
+DEMO_PASSWORD=$(secret)
+export KEYSTONE_URL GLANCE_URL NOVA_URL PLACEMENT_URL ADMIN_PASSWORD SERVICE_PASSWORD MIRROR_PASSWORD DEMO_PASSWORD
+
+
+# authtoken SERVICE_USER: the [keystone_authtoken] section for a service.
+authtoken() {
+	cat <<EOF
+[keystone_authtoken]
+www_authenticate_uri = $KEYSTONE_URL
+auth_url = $KEYSTONE_URL
+auth_type = password
+project_name = service
+project_domain_name = Default
+user_domain_name = Default
+username = $1
+password = $SERVICE_PASSWORD
+region_name = RegionOne
+memcached_servers =
+EOF
+}
+
+############################################################ Keystone
+KS=$STATE/keystone
+mkdir -p "$KS"
+cat >"$KS/keystone.conf" <<EOF
+[DEFAULT]
+use_stderr = true
+[database]
+connection = sqlite:///$KS/keystone.sqlite
+[token]
+provider = fernet
+[fernet_tokens]
+key_repository = $KS/fernet-keys
+[fernet_receipts]
+key_repository = $KS/fernet-receipts
+[credential]
+key_repository = $KS/credential-keys
+[catalog]
+driver = sql
+[cache]
+enabled = true
+backend = dogpile.cache.memory
+EOF
+fernet_repo "$KS/fernet-keys"
+fernet_repo "$KS/fernet-receipts"
+fernet_repo "$KS/credential-keys"
+
+############################################################ Glance
+GL=$STATE/glance
+mkdir -p "$GL/etc" "$GL/images" "$GL/staging" "$GL/tasks" "$GL/lock"
+cp /etc/glance/glance-api-paste.ini "$GL/etc/glance-api-paste.ini"
+if [ -n "${IMAGETRUST_GLANCE_POLICY:-}" ]; then
+	cp "$IMAGETRUST_GLANCE_POLICY" "$GL/etc/policy.yaml"
+else
+	echo '{}' >"$GL/etc/policy.yaml"
+fi
+protection_conf=""
+if [ -n "${IMAGETRUST_PROPERTY_PROTECTIONS:-}" ]; then
+	cp "$IMAGETRUST_PROPERTY_PROTECTIONS" "$GL/etc/property-protections.conf"
+	protection_conf="property_protection_file = $GL/etc/property-protections.conf
+property_protection_rule_format = ${IMAGETRUST_PROPERTY_PROTECTIONS_FORMAT:-roles}"
+fi
+cat >"$GL/etc/glance-api.conf" <<EOF
+[DEFAULT]
+bind_host = 127.0.0.1
+bind_port = $GLANCE_PORT
+workers = 0
+use_stderr = true
+enabled_backends = fs:file
+enabled_import_methods = [glance-direct,copy-image]
+$protection_conf
+[database]
+connection = sqlite:///$GL/glance.sqlite
+[glance_store]
+default_backend = fs
+[fs]
+filesystem_store_datadir = $GL/images
+[os_glance_staging_store]
+filesystem_store_datadir = $GL/staging
+[os_glance_tasks_store]
+filesystem_store_datadir = $GL/tasks
+[oslo_concurrency]
+lock_path = $GL/lock
+[oslo_policy]
+policy_file = $GL/etc/policy.yaml
+[paste_deploy]
+config_file = $GL/etc/glance-api-paste.ini
+flavor = keystone
+$(authtoken glance)
+EOF
+
+############################################################ placement, nova
+if [ "$WITH_NOVA" = 1 ]; then
+	PL=$STATE/placement
+	mkdir -p "$PL"
+	cat >"$PL/placement.conf" <<EOF
+[DEFAULT]
+use_stderr = true
+[api]
+auth_strategy = keystone
+[placement_database]
+connection = sqlite:///$PL/placement.sqlite
+$(authtoken placement)
+EOF
+
+	NV=$STATE/nova
+	mkdir -p "$NV/etc" "$NV/lock"
+	cp /etc/nova/api-paste.ini "$NV/etc/api-paste.ini"
+	cat >"$NV/etc/nova.conf" <<EOF
+[DEFAULT]
+use_stderr = true
+state_path = $NV
+enabled_apis = osapi_compute
+osapi_compute_listen = 127.0.0.1
+osapi_compute_listen_port = $NOVA_PORT
+osapi_compute_workers = 1
+transport_url = fake:/
+[api]
+auth_strategy = keystone
+[api_database]
+connection = sqlite:///$NV/nova_api.sqlite
+[database]
+connection = sqlite:///$NV/nova.sqlite
+[glance]
+api_servers = $GLANCE_URL
+[placement]
+auth_type = password
+auth_url = $KEYSTONE_URL
+project_name = service
+project_domain_name = Default
+user_domain_name = Default
+username = nova
+password = $SERVICE_PASSWORD
+region_name = RegionOne
+valid_interfaces = internal,public
+[oslo_concurrency]
+lock_path = $NV/lock
+[wsgi]
+api_paste_config = $NV/etc/api-paste.ini
+$(authtoken nova)
+EOF
+fi
+
+############################################################ database setup
+# The schema migrations are independent: run them side by side.
+t=$(now)
+setup_pids=()
+(
+	run_step keystone-db-sync keystone-manage --config-file "$KS/keystone.conf" db_sync
+	wal "$KS/keystone.sqlite"
+) &
+setup_pids+=($!)
+(
+	run_step glance-db-sync glance-manage --config-file "$GL/etc/glance-api.conf" db_sync
+	wal "$GL/glance.sqlite"
+) &
+setup_pids+=($!)
+if [ "$WITH_NOVA" = 1 ]; then
+	(
+		run_step placement-db-sync placement-manage --config-file "$PL/placement.conf" db sync
+		wal "$PL/placement.sqlite"
+	) &
+	setup_pids+=($!)
+	(
+		run_step nova-api-db-sync nova-manage --config-file "$NV/etc/nova.conf" api_db sync
+		run_step nova-map-cell0 nova-manage --config-file "$NV/etc/nova.conf" cell_v2 map_cell0 \
+			--database_connection "sqlite:///$NV/nova_cell0.sqlite"
+		run_step nova-db-sync nova-manage --config-file "$NV/etc/nova.conf" db sync
+		run_step nova-create-cell1 nova-manage --config-file "$NV/etc/nova.conf" cell_v2 create_cell \
+			--name cell1 --database_connection "sqlite:///$NV/nova.sqlite" --transport-url fake:/
+		wal "$NV/nova_api.sqlite" "$NV/nova_cell0.sqlite" "$NV/nova.sqlite"
+	) &
+	setup_pids+=($!)
+fi
+failed=0
+for p in "${setup_pids[@]}"; do
+	wait "$p" || failed=1
+done
+[ "$failed" = 0 ] || die "database setup failed (logs in $LOG)"
+say "databases ready in $(elapsed "$t") s"
+
+############################################################ start Keystone
+t=$(now)
+run_step keystone-bootstrap keystone-manage --config-file "$KS/keystone.conf" bootstrap \
+	--bootstrap-password "$ADMIN_PASSWORD" \
+	--bootstrap-username admin \
+	--bootstrap-project-name admin \
+	--bootstrap-role-name admin \
+	--bootstrap-service-name keystone \
+	--bootstrap-region-id RegionOne \
+	--bootstrap-admin-url "$KEYSTONE_URL" \
+	--bootstrap-internal-url "$KEYSTONE_URL" \
+	--bootstrap-public-url "$KEYSTONE_URL"
+launch keystone \
+	uwsgi --plugins python3 --http-socket "127.0.0.1:$KEYSTONE_PORT" \
+	--wsgi-file /usr/bin/keystone-wsgi-public \
+	--master --processes 1 --threads 1 --die-on-term --need-app \
+	--buffer-size 65535 --add-header 'Connection: close' \
+	--env "OS_KEYSTONE_CONFIG_FILES=$KS/keystone.conf"
+
+# Glance and placement need nothing from Keystone to start.
+launch glance-api glance-api --config-file "$GL/etc/glance-api.conf"
+if [ "$WITH_NOVA" = 1 ]; then
+	launch placement-api uwsgi --plugins python3 --http-socket "127.0.0.1:$PLACEMENT_PORT" \
+		--wsgi-file /usr/bin/placement-api \
+		--master --processes 1 --threads 1 --die-on-term --need-app \
+		--buffer-size 65535 --add-header 'Connection: close' \
+		--env "OS_PLACEMENT_CONFIG_DIR=$PL"
+	launch nova-api nova-api --config-file "$NV/etc/nova.conf"
+fi
+
+wait_http keystone "$KEYSTONE_URL"
+say "keystone up on $KEYSTONE_URL in $(elapsed "$t") s"
+
+t=$(now)
+run_step keystone-objects "$PY" "$HERE/bootstrap.py"
+say "projects, users and endpoints created in $(elapsed "$t") s"
+
+t=$(now)
+wait_http glance-api "$GLANCE_URL/healthcheck"
+say "glance up on $GLANCE_URL in $(elapsed "$t") s"
+if [ "$WITH_NOVA" = 1 ]; then
+	t=$(now)
+	wait_http placement-api "$PLACEMENT_URL/"
+	wait_http nova-api "http://127.0.0.1:$NOVA_PORT/"
+	say "placement up on $PLACEMENT_URL, nova up on $NOVA_URL in $(elapsed "$t") s"
+fi
+
+############################################################ env, clouds.yaml
+pid_of() { if [ -e "$RUN/$1.pid" ]; then cat "$RUN/$1.pid"; fi; }
+umask 077
+cat >"$STATE/env" <<EOF
+# Written by tests/openstack/start.sh; source it.
+IMAGETRUST_OPENSTACK_STATE=$STATE
+OS_CLIENT_CONFIG_FILE=$STATE/clouds.yaml
+WITH_NOVA=$WITH_NOVA
+KEYSTONE_PORT=$KEYSTONE_PORT
+KEYSTONE_URL=$KEYSTONE_URL
+KEYSTONE_PID=$(pid_of keystone)
+GLANCE_PORT=$GLANCE_PORT
+GLANCE_URL=$GLANCE_URL
+GLANCE_PID=$(pid_of glance-api)
+NOVA_PORT=$([ "$WITH_NOVA" = 1 ] && echo "$NOVA_PORT")
+NOVA_URL=$NOVA_URL
+NOVA_PID=$(pid_of nova-api)
+PLACEMENT_PORT=$([ "$WITH_NOVA" = 1 ] && echo "$PLACEMENT_PORT")
+PLACEMENT_URL=$PLACEMENT_URL
+PLACEMENT_PID=$(pid_of placement-api)
+ADMIN_PASSWORD=$ADMIN_PASSWORD
+SERVICE_PASSWORD=$SERVICE_PASSWORD
+MIRROR_PASSWORD=$MIRROR_PASSWORD
+DEMO_PASSWORD=$DEMO_PASSWORD
+MIRROR_PROJECT=mirror
+MIRROR_USER=imagetrust
+DEMO_PROJECT=demo
+DEMO_USER=demo
+EOF
+
+cloud() {
+	cat <<EOF
+  $1:
+    auth:
+      auth_url: $KEYSTONE_URL
+      username: $2
+      password: $3
+      project_name: $4
+      user_domain_name: Default
+      project_domain_name: Default
+    region_name: RegionOne
+    interface: public
+    identity_api_version: 3
+EOF
+}
+{
+	echo "clouds:"
+	cloud admin admin "$ADMIN_PASSWORD" admin
+	cloud mirror imagetrust "$MIRROR_PASSWORD" mirror
+	cloud demo demo "$DEMO_PASSWORD" demo
+} >"$STATE/clouds.yaml"
+
+started_ok=yes
+say "stack up in $(elapsed "$t_all") s; source $STATE/env"
