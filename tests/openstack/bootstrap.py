@@ -1,6 +1,11 @@
 #!/usr/bin/python3
 """Create the projects, users, roles, services and endpoints of the test cloud.
 
+    bootstrap.py                        create everything (start.sh)
+    bootstrap.py set-compute PUBLIC_URL make PUBLIC_URL the public compute
+                                        endpoint, NOVA_URL internal and admin
+                                        (set-compute-endpoint.sh)
+
 Called by start.sh once Keystone answers, after `keystone-manage bootstrap`
 created the admin user and project, the admin/member/reader roles, RegionOne
 and the identity endpoints. Everything is done in one Python process because
@@ -23,8 +28,8 @@ REGION = "RegionOne"
 DOMAIN = "default"
 
 
-def main():
-    env = os.environ
+def admin_client(env):
+    """A keystoneclient authenticated as the bootstrap admin."""
     auth = v3.Password(
         auth_url=env["KEYSTONE_URL"],
         username="admin",
@@ -33,7 +38,37 @@ def main():
         user_domain_id=DOMAIN,
         project_domain_id=DOMAIN,
     )
-    ks = ks_client.Client(session=ks_session.Session(auth=auth), interface="public")
+    return ks_client.Client(session=ks_session.Session(auth=auth), interface="public")
+
+
+def set_endpoints(ks, stype, sname, urls):
+    """Make urls ({interface: url}) the only endpoints of service type stype."""
+    found = ks.services.list(type=stype)
+    svc = found[0] if found else ks.services.create(name=sname, type=stype)
+    for ep in ks.endpoints.list(service=svc):
+        ks.endpoints.delete(ep)
+    for iface, url in urls.items():
+        ks.endpoints.create(service=svc, url=url, interface=iface, region=REGION)
+
+
+def set_compute(public_url):
+    """Point the public compute endpoint at public_url, keep nova's own URL
+    for the internal and admin interfaces."""
+    env = os.environ
+    if not env.get("NOVA_URL"):
+        print("bootstrap.py: no NOVA_URL: the stack was started without --with-nova",
+              file=sys.stderr)
+        return 1
+    nova = env["NOVA_URL"]
+    set_endpoints(admin_client(env), "compute", "nova",
+                  {"public": public_url, "internal": nova, "admin": nova})
+    return 0
+
+
+def bootstrap():
+    """Create projects, users, role assignments, services and endpoints."""
+    env = os.environ
+    ks = admin_client(env)
 
     roles = {r.name: r for r in ks.roles.list()}
     for name in ("admin", "member", "reader", "imagetrust"):
@@ -69,24 +104,25 @@ def main():
     user("imagetrust", env["MIRROR_PASSWORD"], mirror, ["admin", "member", "imagetrust"])
     user("demo", env["DEMO_PASSWORD"], demo, ["member"])
 
-    def endpoints(stype, sname, urls):
-        found = ks.services.list(type=stype)
-        svc = found[0] if found else ks.services.create(name=sname, type=stype)
-        for ep in ks.endpoints.list(service=svc):
-            ks.endpoints.delete(ep)
-        for iface, url in urls.items():
-            ks.endpoints.create(service=svc, url=url, interface=iface, region=REGION)
-
     glance = env["GLANCE_URL"]
-    endpoints("image", "glance", {"public": glance, "internal": glance, "admin": glance})
+    set_endpoints(ks, "image", "glance", {"public": glance, "internal": glance, "admin": glance})
     if env.get("NOVA_URL"):
         nova = env["NOVA_URL"]
-        endpoints("compute", "nova", {"public": nova, "internal": nova, "admin": nova})
+        set_endpoints(ks, "compute", "nova", {"public": nova, "internal": nova, "admin": nova})
         placement = env["PLACEMENT_URL"]
-        endpoints("placement", "placement",
-                  {"public": placement, "internal": placement, "admin": placement})
+        set_endpoints(ks, "placement", "placement",
+                      {"public": placement, "internal": placement, "admin": placement})
     return 0
 
 
+def main(argv):
+    if len(argv) == 1:
+        return bootstrap()
+    if len(argv) == 3 and argv[1] == "set-compute":
+        return set_compute(argv[2])
+    print("usage: bootstrap.py [set-compute PUBLIC_URL]", file=sys.stderr)
+    return 2
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv))
