@@ -1,0 +1,394 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/imagetrust/imagetrust/internal/cms"
+	"github.com/imagetrust/imagetrust/internal/fsutil"
+	"github.com/imagetrust/imagetrust/internal/pki"
+	"github.com/imagetrust/imagetrust/validator"
+)
+
+func init() {
+	register("describe", "write an image descriptor (NAME.json), hashing the image", cmdDescribe)
+	register("sign", "creator: sign a descriptor (writes NAME.json.p7s)", cmdSign)
+	register("approve", "approver: add the approver's signature", cmdApprove)
+	register("register", "registrar: issue the image certificate and add the image signature", cmdRegister)
+}
+
+// nowFunc is the clock of the command line (tests replace it).
+var nowFunc = time.Now
+
+var formatByExt = map[string]string{
+	".qcow2": "qcow2", ".img": "raw", ".raw": "raw", ".iso": "iso", ".vmdk": "vmdk",
+	".vdi": "vdi", ".vhd": "vhd", ".vhdx": "vhdx", ".ploop": "ploop",
+}
+
+func cmdDescribe(_ context.Context, e *env, args []string) int {
+	fs := newFlags(e, "describe", "IMAGE --vo VO --tag TAG [options]")
+	vo := fs.String("vo", "", "virtual organisation (required)")
+	tag := fs.String("tag", "", "tag family, e.g. worker-node (required)")
+	id := fs.String("uuid", "", "image uuid (default: a new random one)")
+	disk := fs.String("disk-format", "", "Glance disk format (default: from the file name)")
+	container := fs.String("container-format", "bare", "Glance container format")
+	out := fs.String("o", "", "descriptor to write (default: IMAGE.json)")
+	uri := fs.String("uri", "", "where the image will be fetched from (default: its path relative to the descriptor)")
+	title := fs.String("title", "", "human-readable title")
+	desc := fs.String("description", "", "description")
+	distro := fs.String("os-distro", "", "os_distro (e.g. almalinux)")
+	osver := fs.String("os-version", "", "os_version (e.g. 9.4)")
+	arch := fs.String("architecture", "", "architecture (e.g. x86_64)")
+	minDisk := fs.Int("min-disk", 0, "min_disk in GB")
+	minRAM := fs.Int("min-ram", 0, "min_ram in MB")
+	created := fs.String("created", "", "creation time, RFC 3339 (default: now)")
+	var props multiFlag
+	fs.Var(&props, "property", "extra Glance property KEY=VALUE (repeatable)")
+	pos, err := parseArgs(fs, args, 1, 1)
+	if err != nil {
+		return usageExit(err)
+	}
+	img := pos[0]
+	if *vo == "" || *tag == "" {
+		fs.Usage()
+		return fail(e, exitUsage, "describe: --vo and --tag are required")
+	}
+	d := validator.Descriptor{
+		VO: *vo, Tag: *tag, ContainerFormat: *container, DiskFormat: *disk,
+		Title: *title, Description: *desc, OSDistro: *distro, OSVersion: *osver, Architecture: *arch,
+		MinDisk: *minDisk, MinRAM: *minRAM,
+	}
+	if *id == "" {
+		d.UUID = uuid.New().String()
+	} else {
+		u, err := uuid.Parse(*id)
+		if err != nil {
+			return fail(e, exitUsage, "describe: --uuid %q: %v", *id, err)
+		}
+		d.UUID = u.String()
+	}
+	if d.DiskFormat == "" {
+		d.DiskFormat = formatByExt[strings.ToLower(filepath.Ext(img))]
+		if d.DiskFormat == "" {
+			return fail(e, exitUsage, "describe: can't tell the disk format of %s from its name: give --disk-format", img)
+		}
+	}
+	if *created == "" {
+		d.Created = nowFunc().UTC().Format(time.RFC3339)
+	} else {
+		d.Created = *created
+	}
+	if len(props) > 0 {
+		d.Properties = map[string]string{}
+		for _, kv := range props {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok {
+				return fail(e, exitUsage, "describe: --property %q: want KEY=VALUE", kv)
+			}
+			d.Properties[k] = v
+		}
+	}
+	if *out == "" {
+		*out = img + ".json"
+	}
+	d.URI = *uri
+	if d.URI == "" {
+		rel, err := filepath.Rel(filepath.Dir(absPath(*out)), absPath(img))
+		if err != nil {
+			return fail(e, exitInvalid, "describe: %v", err)
+		}
+		d.URI = filepath.ToSlash(rel)
+	}
+	f, err := os.Open(img)
+	if err != nil {
+		return fail(e, exitInvalid, "describe: %v", err)
+	}
+	h := validator.NewImageHasher()
+	_, err = io.CopyBuffer(h, f, make([]byte, 1<<20))
+	_ = f.Close()
+	if err != nil {
+		return fail(e, exitInvalid, "describe: read %s: %v", img, err)
+	}
+	d.Size, d.SHA512 = h.Size(), h.Sum()
+	b, err := json.MarshalIndent(&d, "", "  ")
+	if err != nil {
+		return fail(e, exitInvalid, "describe: %v", err)
+	}
+	b = append(b, '\n')
+	if _, err := validator.ParseDescriptor(b); err != nil {
+		return fail(e, exitUsage, "describe: the descriptor would be invalid: %v", err)
+	}
+	if err := fsutil.WriteFileAtomic(*out, b, 0o644); err != nil {
+		return fail(e, exitInvalid, "describe: %v", err)
+	}
+	fmt.Fprintf(e.stdout, "wrote %s (uuid %s, %d bytes, sha512 %s…)\n", *out, d.UUID, d.Size, d.SHA512[:16])
+	return exitOK
+}
+
+func absPath(p string) string {
+	a, err := filepath.Abs(p)
+	if err != nil {
+		return p
+	}
+	return a
+}
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+// signerFlags are the flags of sign and approve.
+type signerFlags struct {
+	cert, key, chain, hash, passFile string
+	pss                              bool
+}
+
+func addSignerFlags(fs interface {
+	StringVar(*string, string, string, string)
+	BoolVar(*bool, string, bool, string)
+}, s *signerFlags) {
+	fs.StringVar(&s.cert, "cert", "", "signer certificate (PEM; required)")
+	fs.StringVar(&s.key, "key", "", "signer private key (PEM: PKCS#8, PKCS#1, SEC1, optionally encrypted; required)")
+	fs.StringVar(&s.chain, "chain", "", "intermediate CA certificates to embed (PEM)")
+	fs.StringVar(&s.hash, "hash", "sha256", "digest: sha256, sha384 or sha512")
+	fs.StringVar(&s.passFile, "key-pass-file", "", "file whose first line is the key's passphrase (default: prompt)")
+	fs.BoolVar(&s.pss, "pss", false, "RSA keys: sign with RSASSA-PSS instead of PKCS#1 v1.5")
+}
+
+func (s *signerFlags) load(e *env) (*x509.Certificate, cms.SignOptions, crypto.Signer, error) {
+	if s.cert == "" || s.key == "" {
+		return nil, cms.SignOptions{}, nil, fmt.Errorf("%w: --cert and --key are required", errUsage)
+	}
+	certs, err := validator.ReadCertificates(s.cert)
+	if err != nil {
+		return nil, cms.SignOptions{}, nil, fmt.Errorf("--cert %s: %w", s.cert, err)
+	}
+	key, err := pki.ReadPrivateKey(s.key, passphrase(e, s.passFile))
+	if err != nil {
+		return nil, cms.SignOptions{}, nil, fmt.Errorf("--key: %w", err)
+	}
+	if !publicKeysEqual(certs[0].PublicKey, key.Public()) {
+		return nil, cms.SignOptions{}, nil, fmt.Errorf("--key %s does not belong to --cert %s", s.key, s.cert)
+	}
+	h, err := parseHash(s.hash)
+	if err != nil {
+		return nil, cms.SignOptions{}, nil, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	opts := cms.SignOptions{Hash: h, PSS: s.pss, SigningTime: nowFunc(), Chain: certs[1:]}
+	if s.chain != "" {
+		chain, err := validator.ReadCertificates(s.chain)
+		if err != nil {
+			return nil, cms.SignOptions{}, nil, fmt.Errorf("--chain: %w", err)
+		}
+		opts.Chain = append(opts.Chain, chain...)
+	}
+	return certs[0], opts, key, nil
+}
+
+func publicKeysEqual(a, b any) bool {
+	if x, ok := a.(interface{ Equal(crypto.PublicKey) bool }); ok {
+		return x.Equal(b)
+	}
+	return false
+}
+
+func cmdSign(_ context.Context, e *env, args []string) int {
+	fs := newFlags(e, "sign", "--cert C --key K NAME.json")
+	var s signerFlags
+	addSignerFlags(fs, &s)
+	force := fs.Bool("force", false, "replace an existing NAME.json.p7s")
+	pos, err := parseArgs(fs, args, 1, 1)
+	if err != nil {
+		return usageExit(err)
+	}
+	name := pos[0]
+	desc, err := readDescriptor(name)
+	if err != nil {
+		return fail(e, exitInvalid, "sign: %v", err)
+	}
+	if _, err := os.Stat(name + ".p7s"); err == nil && !*force {
+		return fail(e, exitInvalid, "sign: %s.p7s exists: the creator signs first; use approve to add a signature, or --force to start over", name)
+	}
+	cert, opts, key, err := s.load(e)
+	if err != nil {
+		return signerErr(e, "sign", err)
+	}
+	der, err := cms.Sign(desc, cert, key, opts)
+	if err != nil {
+		return fail(e, exitInvalid, "sign: %v", err)
+	}
+	if err := fsutil.WriteFileAtomic(name+".p7s", der, 0o644); err != nil {
+		return fail(e, exitInvalid, "sign: %v", err)
+	}
+	fmt.Fprintf(e.stdout, "signed %s as creator %q; wrote %s.p7s\n", name, cert.Subject.String(), name)
+	return exitOK
+}
+
+func signerErr(e *env, cmd string, err error) int {
+	if errors.Is(err, errUsage) {
+		return fail(e, exitUsage, "%s: %v", cmd, strings.TrimPrefix(err.Error(), "usage: "))
+	}
+	return fail(e, exitInvalid, "%s: %v", cmd, err)
+}
+
+func readDescriptor(name string) ([]byte, error) {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := validator.ParseDescriptor(b); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return b, nil
+}
+
+func readSignature(name string, desc []byte, wantSigners int) (*cms.SignedData, []byte, error) {
+	p7, err := os.ReadFile(name + ".p7s")
+	if err != nil {
+		return nil, nil, err
+	}
+	sd, err := cms.Parse(p7)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s.p7s: %w", name, err)
+	}
+	for i := range sd.Signers {
+		if err := sd.Signers[i].Verify(desc); err != nil {
+			return nil, nil, fmt.Errorf("%s.p7s: signature %d (%s) does not verify over %s: %w", name, i+1, sd.Signers[i].Certificate.Subject, name, err)
+		}
+	}
+	if len(sd.Signers) != wantSigners {
+		return nil, nil, fmt.Errorf("%s.p7s holds %d signatures; expected %d at this step", name, len(sd.Signers), wantSigners)
+	}
+	return sd, p7, nil
+}
+
+func cmdApprove(_ context.Context, e *env, args []string) int {
+	fs := newFlags(e, "approve", "--cert C --key K NAME.json")
+	var s signerFlags
+	addSignerFlags(fs, &s)
+	pos, err := parseArgs(fs, args, 1, 1)
+	if err != nil {
+		return usageExit(err)
+	}
+	name := pos[0]
+	desc, err := readDescriptor(name)
+	if err != nil {
+		return fail(e, exitInvalid, "approve: %v", err)
+	}
+	sd, p7, err := readSignature(name, desc, 1)
+	if err != nil {
+		return fail(e, exitInvalid, "approve: %v", err)
+	}
+	cert, opts, key, err := s.load(e)
+	if err != nil {
+		return signerErr(e, "approve", err)
+	}
+	if bytes.Equal(cert.RawSubject, sd.Signers[0].Certificate.RawSubject) {
+		return fail(e, exitInvalid, "approve: check creator-is-approver: %q created this image; a different person must approve it", cert.Subject.String())
+	}
+	der, err := cms.AddSigner(p7, desc, cert, key, opts)
+	if err != nil {
+		return fail(e, exitInvalid, "approve: %v", err)
+	}
+	if err := fsutil.WriteFileAtomic(name+".p7s", der, 0o644); err != nil {
+		return fail(e, exitInvalid, "approve: %v", err)
+	}
+	fmt.Fprintf(e.stdout, "approved %s as %q; updated %s.p7s\n", name, cert.Subject.String(), name)
+	return exitOK
+}
+
+func cmdRegister(_ context.Context, e *env, args []string) int {
+	fs := newFlags(e, "register", "--ca C --ca-key K --expires DATE|DURATION NAME.json")
+	caFile := fs.String("ca", "", "Registrar CA certificate (PEM; further certificates in the file are embedded as its chain)")
+	caKey := fs.String("ca-key", "", "Registrar CA private key (PEM)")
+	passFile := fs.String("key-pass-file", "", "file whose first line is the CA key's passphrase (default: prompt)")
+	expires := fs.String("expires", "", "image expiry: a date (2027-06-30, RFC 3339) or a duration from now (90d, 1y)")
+	hashName := fs.String("hash", "sha256", "digest: sha256, sha384 or sha512")
+	keyType := fs.String("key-type", string(pki.ECDSAP256), "the image key: ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072")
+	pos, err := parseArgs(fs, args, 1, 1)
+	if err != nil {
+		return usageExit(err)
+	}
+	name := pos[0]
+	if *caFile == "" || *caKey == "" || *expires == "" {
+		fs.Usage()
+		return fail(e, exitUsage, "register: --ca, --ca-key and --expires are required")
+	}
+	now := nowFunc()
+	notAfter, err := parseWhen(*expires, now)
+	if err != nil {
+		return fail(e, exitUsage, "register: --expires: %v", err)
+	}
+	if !notAfter.After(now) {
+		return fail(e, exitUsage, "register: --expires %s is not in the future", notAfter.UTC().Format(time.RFC3339))
+	}
+	h, err := parseHash(*hashName)
+	if err != nil {
+		return fail(e, exitUsage, "register: %v", err)
+	}
+	descBytes, err := readDescriptor(name)
+	if err != nil {
+		return fail(e, exitInvalid, "register: %v", err)
+	}
+	d, _ := validator.ParseDescriptor(descBytes)
+	_, p7, err := readSignature(name, descBytes, 2)
+	if err != nil {
+		return fail(e, exitInvalid, "register: %v", err)
+	}
+	cas, err := validator.ReadCertificates(*caFile)
+	if err != nil {
+		return fail(e, exitUsage, "register: --ca: %v", err)
+	}
+	ca := cas[0]
+	key, err := pki.ReadPrivateKey(*caKey, passphrase(e, *passFile))
+	if err != nil {
+		return fail(e, exitUsage, "register: --ca-key: %v", err)
+	}
+	if !publicKeysEqual(ca.PublicKey, key.Public()) {
+		return fail(e, exitUsage, "register: --ca-key does not belong to --ca")
+	}
+	if notAfter.After(ca.NotAfter) {
+		return fail(e, exitUsage, "register: --expires %s is after the Registrar CA's own expiry %s", notAfter.UTC().Format(time.RFC3339), ca.NotAfter.UTC().Format(time.RFC3339))
+	}
+	imgKey, err := pki.NewKey(pki.KeyType(*keyType))
+	if err != nil {
+		return fail(e, exitUsage, "register: --key-type: %v", err)
+	}
+	cert, err := pki.Issue(pki.Template{
+		Subject:   pkix.Name{CommonName: "image " + d.UUID, OrganizationalUnit: []string{d.VO}},
+		NotBefore: now.Add(-time.Minute), NotAfter: notAfter,
+		URIs: []string{"urn:uuid:" + d.UUID},
+	}, imgKey.Public(), ca, key)
+	if err != nil {
+		return fail(e, exitInvalid, "register: %v", err)
+	}
+	der, err := cms.AddSigner(p7, descBytes, cert, imgKey, cms.SignOptions{Hash: h, SigningTime: now, Chain: cas[1:]})
+	if err != nil {
+		return fail(e, exitInvalid, "register: %v", err)
+	}
+	if err := fsutil.WriteFileAtomic(name+".p7s", der, 0o644); err != nil {
+		return fail(e, exitInvalid, "register: %v", err)
+	}
+	// The image key is dropped here: it is not needed after registration.
+	if err := fsutil.WriteFileAtomic(name+".crt", pki.EncodeCertPEM(cert), 0o644); err != nil {
+		return fail(e, exitInvalid, "register: %v", err)
+	}
+	fmt.Fprintf(e.stdout, "registered %s: image certificate serial %x, expires %s; wrote %s.p7s and %s.crt\n",
+		d.UUID, cert.SerialNumber, cert.NotAfter.UTC().Format(time.RFC3339), name, name)
+	fmt.Fprintf(e.stdout, "serial=%x\n", cert.SerialNumber)
+	return exitOK
+}

@@ -1,0 +1,231 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/imagetrust/imagetrust/internal/cms"
+	"github.com/imagetrust/imagetrust/internal/config"
+	"github.com/imagetrust/imagetrust/validator"
+)
+
+func init() {
+	register("verify", "judge a bundle: every check, exit 0 valid, 3 expired, 1 invalid", cmdVerify)
+	register("inspect", "show what a bundle claims, without judging it", cmdInspect)
+}
+
+func cmdVerify(_ context.Context, e *env, args []string) int {
+	fs := newFlags(e, "verify", "--config imagetrust.toml [--at RFC3339] [--json] NAME.json")
+	cfgPath := fs.String("config", "/etc/imagetrust/imagetrust.toml", "configuration file")
+	at := fs.String("at", "", "judge at this time (RFC 3339) instead of now")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	imagePath := fs.String("image", "", "image file to check (default: the descriptor's uri when it is a local file)")
+	noImage := fs.Bool("no-image", false, "skip the image bytes check")
+	pos, err := parseArgs(fs, args, 1, 1)
+	if err != nil {
+		return usageExit(err)
+	}
+	name := pos[0]
+	now := nowFunc()
+	if *at != "" {
+		if now, err = time.Parse(time.RFC3339, *at); err != nil {
+			return fail(e, exitUsage, "verify: --at %q: not RFC 3339", *at)
+		}
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return fail(e, exitUsage, "verify: %v", err)
+	}
+	trust, warnings, err := validator.LoadTrust(cfg)
+	if err != nil {
+		return fail(e, exitUsage, "verify: trust configuration %s: %v", *cfgPath, err)
+	}
+	for _, w := range warnings {
+		fmt.Fprintf(e.stderr, "imagetrust: warning: %s\n", w)
+	}
+	desc, err := os.ReadFile(name)
+	if err != nil {
+		return fail(e, exitInvalid, "verify: %v", err)
+	}
+	sig, err := os.ReadFile(name + ".p7s")
+	if err != nil {
+		return fail(e, exitInvalid, "verify: check signatures: %v", err)
+	}
+	in := validator.Input{Descriptor: desc, Signature: sig, Now: now}
+	if !*noImage {
+		p := *imagePath
+		if p == "" {
+			p = localImagePath(name, desc)
+		}
+		if p != "" {
+			f, err := os.Open(p)
+			if err != nil {
+				return fail(e, exitInvalid, "verify: check image: %v", err)
+			}
+			defer f.Close()
+			in.Image = f
+		}
+	}
+	r := trust.Verify(in)
+	if *asJSON {
+		out := struct {
+			File string `json:"file"`
+			*validator.Result
+			At time.Time `json:"at"`
+		}{name, r, now.UTC()}
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(out)
+	} else {
+		printResult(e.stdout, name, r)
+	}
+	switch {
+	case r.Valid:
+		return exitOK
+	case r.ExpiredOnly:
+		return exitExpired
+	}
+	return exitInvalid
+}
+
+// localImagePath resolves a descriptor's uri to a local file, or "".
+func localImagePath(name string, desc []byte) string {
+	d, err := validator.ParseDescriptor(desc)
+	if err != nil {
+		return ""
+	}
+	u, err := url.Parse(d.URI)
+	if err != nil {
+		return ""
+	}
+	switch u.Scheme {
+	case "file":
+		return u.Path
+	case "":
+		if filepath.IsAbs(u.Path) {
+			return u.Path
+		}
+		return filepath.Join(filepath.Dir(name), filepath.FromSlash(u.Path))
+	}
+	return ""
+}
+
+func printResult(w io.Writer, name string, r *validator.Result) {
+	fmt.Fprintf(w, "%s\n", name)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, c := range r.Checks {
+		status := "ok"
+		switch {
+		case c.Skipped:
+			status = "skip"
+		case !c.OK:
+			status = "FAIL"
+		}
+		detail := c.Detail
+		if c.Reason != "" && !c.OK {
+			detail = c.Reason + ": " + detail
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", c.Name, status, detail)
+	}
+	_ = tw.Flush()
+	switch {
+	case r.Valid:
+		fmt.Fprintf(w, "VALID until %s\n", r.ExpiresAt.UTC().Format(time.RFC3339))
+	case r.ExpiredOnly:
+		fmt.Fprintf(w, "EXPIRED on %s (otherwise valid; a site may run it anyway)\n", r.ExpiresAt.UTC().Format(time.RFC3339))
+	default:
+		var names []string
+		for _, c := range r.Failed() {
+			names = append(names, c.Name+" ("+c.Reason+")")
+		}
+		fmt.Fprintf(w, "INVALID: %s\n", strings.Join(names, ", "))
+	}
+}
+
+func cmdInspect(_ context.Context, e *env, args []string) int {
+	fs := newFlags(e, "inspect", "NAME.json")
+	pos, err := parseArgs(fs, args, 1, 1)
+	if err != nil {
+		return usageExit(err)
+	}
+	name := pos[0]
+	desc, err := os.ReadFile(name)
+	if err != nil {
+		return fail(e, exitInvalid, "inspect: %v", err)
+	}
+	w := e.stdout
+	d, derr := validator.ParseDescriptor(desc)
+	if derr != nil {
+		fmt.Fprintf(w, "descriptor %s: INVALID: %v\n", name, derr)
+	} else {
+		fmt.Fprintf(w, "descriptor %s\n", name)
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		for _, kv := range [][2]string{
+			{"uuid", d.UUID}, {"vo", d.VO}, {"tag", d.Tag}, {"title", d.Title}, {"created", d.Created},
+			{"uri", d.URI}, {"size", fmt.Sprint(d.Size)}, {"sha512", d.SHA512},
+			{"format", d.DiskFormat + "/" + d.ContainerFormat},
+		} {
+			if kv[1] != "" {
+				fmt.Fprintf(tw, "  %s\t%s\n", kv[0], kv[1])
+			}
+		}
+		_ = tw.Flush()
+	}
+	p7, err := os.ReadFile(name + ".p7s")
+	if errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintf(w, "signature: none (%s.p7s does not exist)\n", name)
+		return exitOK
+	}
+	if err != nil {
+		return fail(e, exitInvalid, "inspect: %v", err)
+	}
+	sd, err := cms.Parse(p7)
+	if err != nil {
+		return fail(e, exitInvalid, "inspect: %s.p7s: %v", name, err)
+	}
+	fmt.Fprintf(w, "signature %s.p7s: %d signers, %d certificates\n", name, len(sd.Signers), len(sd.Certificates))
+	for i := range sd.Signers {
+		s := &sd.Signers[i]
+		c := s.Certificate
+		role := "person"
+		for _, u := range c.URIs {
+			if strings.HasPrefix(u.String(), "urn:uuid:") {
+				role = "image (" + u.String() + ")"
+			}
+		}
+		fmt.Fprintf(w, "  signer %d: %s\n", i+1, role)
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintf(tw, "    subject\t%s\n", validatorOneLine(c.RawSubject, c.Subject.String()))
+		fmt.Fprintf(tw, "    issuer\t%s\n", validatorOneLine(c.RawIssuer, c.Issuer.String()))
+		fmt.Fprintf(tw, "    serial\t%x\n", c.SerialNumber)
+		fmt.Fprintf(tw, "    valid\t%s to %s\n", c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339))
+		fmt.Fprintf(tw, "    algorithm\t%s\n", s.SignatureAlgorithm)
+		if !s.SigningTime.IsZero() {
+			fmt.Fprintf(tw, "    signed at\t%s\n", s.SigningTime.UTC().Format(time.RFC3339))
+		}
+		if err := s.Verify(desc); err != nil {
+			fmt.Fprintf(tw, "    signature\tDOES NOT VERIFY over %s: %v\n", name, err)
+		} else {
+			fmt.Fprintf(tw, "    signature\tmatches %s (trust not judged: use verify)\n", name)
+		}
+		_ = tw.Flush()
+	}
+	return exitOK
+}
+
+func validatorOneLine(raw []byte, fallback string) string {
+	dn, err := validator.DNFromRaw(raw)
+	if err != nil {
+		return fallback
+	}
+	return dn.OneLine()
+}

@@ -1,0 +1,229 @@
+package validator
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// CatalogImage is a Glance image as the boot decision sees it.
+type CatalogImage struct {
+	ID, Owner, Status string
+	Properties        map[string]string
+}
+
+// BootPolicy is the site policy a boot is judged under.
+type BootPolicy struct {
+	// MirrorProject owns the catalogue; images of any other owner are not
+	// catalogue images, whatever properties they carry (Nova snapshots copy
+	// properties).
+	MirrorProject string
+	// AllowUnmanaged lets the requesting project boot images that are not in
+	// the catalogue.
+	AllowUnmanaged bool
+}
+
+// Decision reasons (in addition to the check reasons of Verify).
+const (
+	DecisionNotInCatalogue = "not-in-catalogue"
+	DecisionNoRecord       = "no-record"
+	DecisionRecordInvalid  = "record-signature"
+	DecisionRecordTampered = "record-tampered"
+	DecisionGlobalPrefix   = "global-validity:"
+	DecisionBlacklisted    = "local-validity:blacklist"
+	DecisionNotActive      = "not-active"
+	DecisionExpired        = ReasonExpired
+	DecisionNotYetValid    = ReasonNotYetValid
+	DecisionUnmanaged      = "unmanaged-allowed"
+	DecisionRunAnyway      = "expired-run-anyway"
+	DecisionNoCandidates   = "no-image-for-tag"
+)
+
+// Decision is the verdict on booting one image.
+type Decision struct {
+	ImageID string
+	Allowed bool
+	// Reasons are the failed checks (empty when allowed).
+	Reasons []string
+	// Notes are facts worth auditing on an allowed boot (run-anyway, unmanaged).
+	Notes []string
+	// Message explains the decision to a user: which image, what failed, what to do.
+	Message string
+	// Created is the descriptor's created time (for tag ordering).
+	Created time.Time
+	// VO and Tag of the image, when it is a catalogue image.
+	VO, Tag string
+}
+
+type recordResult struct {
+	result *Result
+	props  map[string]string
+	err    string
+}
+
+// verifyRecord re-verifies the stored CMS of a record, once per distinct
+// record per Trust (the cache is dropped with the Trust on reload). The
+// cached verdict excludes expiry, which DecideBoot judges at the given time.
+func (t *Trust) verifyRecord(props map[string]string, now time.Time) *recordResult {
+	desc, sig, err := RecordBundle(props)
+	if err != nil {
+		return &recordResult{err: err.Error()}
+	}
+	h := sha256.New()
+	h.Write(desc)
+	h.Write([]byte{0})
+	h.Write(sig)
+	key := string(h.Sum(nil))
+	if v, ok := t.recordCache.Load(key); ok {
+		return v.(*recordResult)
+	}
+	r := t.Verify(Input{Descriptor: desc, Signature: sig, Now: now})
+	rr := &recordResult{result: r}
+	for _, c := range r.Checks {
+		if c.OK || c.Skipped && c.Name == CheckImage || c.Name == CheckExpiry {
+			continue
+		}
+		rr.err = fmt.Sprintf("%s: %s", c.Name, c.Reason)
+		break
+	}
+	if rr.err == "" {
+		rr.props = derivedProperties(r)
+	}
+	t.recordCache.Store(key, rr)
+	return rr
+}
+
+// DecideBoot judges whether an image may boot now: it must be a catalogue
+// image (owned by the mirror project) whose stored record re-verifies and
+// matches its properties, globally valid, not blacklisted, active, and
+// within its certificate's validity (or expired with run-anyway). A revoked
+// image never boots, run-anyway or not.
+func (t *Trust) DecideBoot(img CatalogImage, p BootPolicy, now time.Time) Decision {
+	d := Decision{ImageID: img.ID}
+	props := img.Properties
+	if img.Owner != p.MirrorProject || props[PropRecordVersion] == "" {
+		if p.AllowUnmanaged {
+			d.Allowed = true
+			d.Notes = append(d.Notes, DecisionUnmanaged)
+			d.Message = fmt.Sprintf("image %s is not in the site catalogue; your project may boot unmanaged images", img.ID)
+			return d
+		}
+		d.Reasons = append(d.Reasons, DecisionNotInCatalogue)
+		d.Message = fmt.Sprintf("image %s is not in the site's signed image catalogue (its owner is not the catalogue project), so it may not boot here. Boot a catalogue image by its uuid or tag; `openstack image list --property imagetrust_record_version=1` lists them.", img.ID)
+		return d
+	}
+	rr := t.verifyRecord(props, now)
+	if rr.err != "" {
+		d.Reasons = append(d.Reasons, DecisionRecordInvalid)
+		d.Message = fmt.Sprintf("image %s: its catalogue record does not verify (%s); it may not boot. Ask the site operators.", img.ID, rr.err)
+		return d
+	}
+	res := rr.result
+	d.VO, d.Tag, d.Created = res.Descriptor.VO, res.Descriptor.Tag, res.Descriptor.CreatedTime
+	if !strings.EqualFold(img.ID, res.Descriptor.UUID) {
+		d.Reasons = append(d.Reasons, DecisionRecordTampered)
+		d.Message = fmt.Sprintf("image %s carries the signed record of image %s; it may not boot.", img.ID, res.Descriptor.UUID)
+		return d
+	}
+	var tampered []string
+	for _, k := range signedProps {
+		if props[k] != rr.props[k] {
+			tampered = append(tampered, k)
+		}
+	}
+	if len(tampered) > 0 {
+		sort.Strings(tampered)
+		d.Reasons = append(d.Reasons, DecisionRecordTampered)
+		d.Message = fmt.Sprintf("image %s: catalogue properties %s differ from its signed record; it may not boot. Ask the site operators.", img.ID, strings.Join(tampered, ", "))
+		return d
+	}
+	var why []string
+	global := props[PropGlobalValidity]
+	local := props[PropLocalValidity]
+	if global != GlobalValid {
+		if global == "" {
+			global = "missing"
+		}
+		d.Reasons = append(d.Reasons, DecisionGlobalPrefix+global)
+		detail := "global validity is " + global
+		if r := props[PropRevocationReason]; r != "" {
+			detail += fmt.Sprintf(" (%s, %s certificate, since %s)", r, props[PropRevokedRole], props[PropRevocationDate])
+		}
+		why = append(why, detail)
+	}
+	if local == LocalBlacklist {
+		d.Reasons = append(d.Reasons, DecisionBlacklisted)
+		why = append(why, "the site blacklisted it")
+	}
+	if img.Status != "active" {
+		d.Reasons = append(d.Reasons, DecisionNotActive)
+		why = append(why, "its Glance status is "+img.Status)
+	}
+	switch {
+	case now.Before(res.RegisteredAt):
+		d.Reasons = append(d.Reasons, DecisionNotYetValid)
+		why = append(why, "its certificate is valid only from "+res.RegisteredAt.UTC().Format(time.RFC3339))
+	case now.After(res.ExpiresAt):
+		if local == LocalRunAnyway && global == GlobalValid {
+			d.Notes = append(d.Notes, DecisionRunAnyway)
+		} else {
+			d.Reasons = append(d.Reasons, DecisionExpired)
+			why = append(why, "it expired on "+res.ExpiresAt.UTC().Format(time.RFC3339))
+		}
+	}
+	if len(d.Reasons) > 0 {
+		d.Message = fmt.Sprintf("image %s (%s/%s) may not boot: %s.", img.ID, d.VO, d.Tag, strings.Join(why, "; "))
+		if len(d.Reasons) == 1 && d.Reasons[0] == DecisionExpired {
+			d.Message += " Use a newer image of the tag, or ask the site operators to allow it (run-anyway)."
+		}
+		return d
+	}
+	d.Allowed = true
+	d.Message = fmt.Sprintf("image %s (%s/%s) may boot", img.ID, d.VO, d.Tag)
+	return d
+}
+
+// DecideTag chooses, among the images of one tag, the newest by the signed
+// created time that may boot. When none may, the returned decision is a
+// refusal whose message gives each candidate's reasons; the per-candidate
+// decisions are returned too, newest first.
+func (t *Trust) DecideTag(cands []CatalogImage, p BootPolicy, now time.Time) (Decision, []Decision) {
+	all := make([]Decision, 0, len(cands))
+	for _, c := range cands {
+		// only catalogue images are tag candidates
+		pp := p
+		pp.AllowUnmanaged = false
+		all = append(all, t.DecideBoot(c, pp, now))
+	}
+	sort.SliceStable(all, func(i, j int) bool {
+		if !all[i].Created.Equal(all[j].Created) {
+			return all[i].Created.After(all[j].Created)
+		}
+		return all[i].ImageID > all[j].ImageID
+	})
+	for _, d := range all {
+		if d.Allowed {
+			return d, all
+		}
+	}
+	out := Decision{Reasons: []string{DecisionNoCandidates}}
+	if len(all) == 0 {
+		out.Message = "no catalogue image has this tag"
+		return out, all
+	}
+	var parts []string
+	seen := map[string]bool{}
+	for _, d := range all {
+		parts = append(parts, d.Message)
+		for _, r := range d.Reasons {
+			if !seen[r] {
+				seen[r] = true
+				out.Reasons = append(out.Reasons, r)
+			}
+		}
+	}
+	out.Message = fmt.Sprintf("no image of this tag may boot (%d considered): %s", len(all), strings.Join(parts, " | "))
+	return out, all
+}

@@ -1,0 +1,233 @@
+// Package validator answers the one question imagetrust stands on: is this
+// image bundle signed by an authorised Creator, approved by an authorised
+// Approver, registered by a trusted Registrar, unexpired and unrevoked?
+//
+// It decides from bytes, certificate pools and a time passed in; it never
+// reads the clock, the network or OpenStack.
+package validator
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// MaxDescriptorSize bounds a descriptor; real ones are a few hundred bytes.
+const MaxDescriptorSize = 64 << 10
+
+// Descriptor is the signed description of one image (NAME.json).
+type Descriptor struct {
+	UUID            string            `json:"uuid"`
+	VO              string            `json:"vo"`
+	Tag             string            `json:"tag"`
+	URI             string            `json:"uri"`
+	Size            int64             `json:"size"`
+	SHA512          string            `json:"sha512"`
+	DiskFormat      string            `json:"disk_format"`
+	ContainerFormat string            `json:"container_format"`
+	Created         string            `json:"created"`
+	Title           string            `json:"title,omitempty"`
+	Description     string            `json:"description,omitempty"`
+	OSDistro        string            `json:"os_distro,omitempty"`
+	OSVersion       string            `json:"os_version,omitempty"`
+	Architecture    string            `json:"architecture,omitempty"`
+	MinDisk         int               `json:"min_disk,omitempty"`
+	MinRAM          int               `json:"min_ram,omitempty"`
+	Properties      map[string]string `json:"properties,omitempty"`
+
+	// CreatedTime is Created parsed.
+	CreatedTime time.Time `json:"-"`
+}
+
+var (
+	canonicalUUID = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+	nameRE        = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+	propKeyRE     = regexp.MustCompile(`^[A-Za-z0-9_:.-]{1,255}$`)
+	sha512RE      = regexp.MustCompile(`^[0-9a-f]{128}$`)
+)
+
+// DiskFormats and ContainerFormats are Glance's accepted values.
+var (
+	DiskFormats      = []string{"ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop"}
+	ContainerFormats = []string{"ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compressed"}
+)
+
+// reservedProperties are Glance base properties and imagetrust's own: a
+// descriptor's free-form properties may not set them.
+var reservedProperties = map[string]bool{
+	"id": true, "name": true, "status": true, "visibility": true, "protected": true, "os_hidden": true,
+	"owner": true, "checksum": true, "size": true, "virtual_size": true, "created_at": true,
+	"updated_at": true, "disk_format": true, "container_format": true, "min_ram": true, "min_disk": true,
+	"tags": true, "location": true, "locations": true, "direct_url": true, "self": true, "file": true,
+	"schema": true, "stores": true, "deleted": true, "deleted_at": true, "os_hash_algo": true,
+	"os_hash_value": true, "os_distro": true, "os_version": true, "architecture": true,
+	"description": true, "kernel_id": true, "ramdisk_id": true, "instance_uuid": true,
+}
+
+// ParseDescriptor decodes and checks a descriptor. It refuses invalid UTF-8,
+// duplicate keys at any depth, unknown top-level fields, trailing data and
+// every malformed value, naming the field.
+func ParseDescriptor(b []byte) (*Descriptor, error) {
+	if len(b) == 0 {
+		return nil, errors.New("descriptor is empty")
+	}
+	if len(b) > MaxDescriptorSize {
+		return nil, fmt.Errorf("descriptor is %d bytes, more than the %d allowed", len(b), MaxDescriptorSize)
+	}
+	if !utf8.Valid(b) {
+		return nil, errors.New("descriptor is not valid UTF-8")
+	}
+	if err := checkDuplicateKeys(b); err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var d Descriptor
+	if err := dec.Decode(&d); err != nil {
+		return nil, fmt.Errorf("descriptor: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("descriptor: trailing data after the JSON object")
+	}
+	if err := d.check(); err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+func (d *Descriptor) check() error {
+	if !canonicalUUID.MatchString(d.UUID) {
+		return fmt.Errorf("descriptor field uuid %q: not an RFC 4122 UUID in canonical lower-case hyphenated form", d.UUID)
+	}
+	if !nameRE.MatchString(d.VO) {
+		return fmt.Errorf("descriptor field vo %q: must match %s", d.VO, nameRE)
+	}
+	if !nameRE.MatchString(d.Tag) {
+		return fmt.Errorf("descriptor field tag %q: must match %s", d.Tag, nameRE)
+	}
+	if d.URI == "" {
+		return errors.New("descriptor field uri is missing")
+	}
+	u, err := url.Parse(d.URI)
+	if err != nil {
+		return fmt.Errorf("descriptor field uri: %w", err)
+	}
+	switch u.Scheme {
+	case "", "file", "https", "http":
+	default:
+		return fmt.Errorf("descriptor field uri %q: scheme %q not supported (relative path, file:// or https://)", d.URI, u.Scheme)
+	}
+	if d.Size <= 0 {
+		return fmt.Errorf("descriptor field size %d: must be positive", d.Size)
+	}
+	if !sha512RE.MatchString(d.SHA512) {
+		return errors.New("descriptor field sha512: must be 128 lower-case hex digits")
+	}
+	if !oneOf(d.DiskFormat, DiskFormats) {
+		return fmt.Errorf("descriptor field disk_format %q: not one of Glance's %s", d.DiskFormat, strings.Join(DiskFormats, ", "))
+	}
+	if !oneOf(d.ContainerFormat, ContainerFormats) {
+		return fmt.Errorf("descriptor field container_format %q: not one of Glance's %s", d.ContainerFormat, strings.Join(ContainerFormats, ", "))
+	}
+	t, err := time.Parse(time.RFC3339, d.Created)
+	if err != nil {
+		return fmt.Errorf("descriptor field created %q: not RFC 3339", d.Created)
+	}
+	d.CreatedTime = t
+	if d.MinDisk < 0 || d.MinRAM < 0 {
+		return errors.New("descriptor fields min_disk and min_ram must not be negative")
+	}
+	for k, v := range d.Properties {
+		if !propKeyRE.MatchString(k) {
+			return fmt.Errorf("descriptor property %q: key must match %s", k, propKeyRE)
+		}
+		if reservedProperties[k] || strings.HasPrefix(k, "imagetrust_") || strings.HasPrefix(k, "os_glance") {
+			return fmt.Errorf("descriptor property %q: reserved name", k)
+		}
+		if len(v) > 65535 {
+			return fmt.Errorf("descriptor property %q: value longer than 65535 bytes", k)
+		}
+	}
+	return nil
+}
+
+// SHA512Bytes returns the decoded sha512.
+func (d *Descriptor) SHA512Bytes() []byte {
+	b, _ := hex.DecodeString(d.SHA512)
+	return b
+}
+
+func oneOf(v string, set []string) bool {
+	for _, s := range set {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// jsonFrame is one open object or array while walking JSON tokens.
+type jsonFrame struct {
+	keys   map[string]bool
+	isObj  bool
+	expKey bool
+}
+
+// checkDuplicateKeys walks the JSON tokens and refuses an object that holds
+// the same key twice, at any depth.
+func checkDuplicateKeys(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var stack []*jsonFrame
+	valueDone := func() {
+		if n := len(stack); n > 0 && stack[n-1].isObj {
+			stack[n-1].expKey = true
+		}
+	}
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("descriptor: %w", err)
+		}
+		if n := len(stack); n > 0 && stack[n-1].isObj && stack[n-1].expKey {
+			top := stack[n-1]
+			if d, ok := tok.(json.Delim); ok && d == '}' {
+				stack = stack[:n-1]
+				valueDone()
+				continue
+			}
+			k, _ := tok.(string)
+			if top.keys[k] {
+				return fmt.Errorf("descriptor: duplicate key %q", k)
+			}
+			top.keys[k] = true
+			top.expKey = false
+			continue
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, &jsonFrame{keys: map[string]bool{}, isObj: true, expKey: true})
+		case json.Delim('['):
+			stack = append(stack, &jsonFrame{})
+		case json.Delim(']'):
+			stack = stack[:len(stack)-1]
+			valueDone()
+		default:
+			valueDone()
+		}
+		if len(stack) > 64 {
+			return errors.New("descriptor: nested too deeply")
+		}
+	}
+}

@@ -1,0 +1,292 @@
+package validator
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/imagetrust/imagetrust/internal/config"
+)
+
+// Trust holds the trust anchors, the CRLs and the VO policies that bundles
+// are judged against. It is immutable once built and safe for concurrent use;
+// reloading builds a new Trust.
+type Trust struct {
+	// People are the CAs of creators and approvers.
+	peopleRoots, peopleInter *x509.CertPool
+	// Registrar CAs issue image certificates.
+	regRoots, regInter *x509.CertPool
+	// the intermediates again, as slices (a CertPool can't be listed)
+	peopleInterCerts, regInterCerts []*x509.Certificate
+	// peopleSubjects / regSubjects are the raw subjects of every anchor, to
+	// tell which side of the trust store a chain ends in.
+	anchors []*x509.Certificate
+	crls    *revocationIndex
+	vos     map[string]*VOPolicy
+	strict  bool
+	// requireCRL refuses a chain whose issuing CA has no CRL.
+	requireCRL bool
+
+	recordCache sync.Map // sha256(record) -> *recordResult
+}
+
+// VOPolicy is one VO's authorised creators and approvers.
+type VOPolicy struct {
+	Name      string
+	Creators  []DN
+	Approvers []DN
+}
+
+// TrustOptions are the inputs of NewTrust, already read from disk.
+type TrustOptions struct {
+	// People and Registrar are the CA certificates (roots and intermediates) of
+	// each side. A certificate may not be on both sides.
+	People, Registrar []*x509.Certificate
+	// CRLs are DER or PEM CRLs of any of the CAs; each is used only if its
+	// signature verifies with its issuer's key.
+	CRLs [][]byte
+	VOs  map[string]*VOPolicy
+	// Strict: a signer revoked for any reason invalidates every image it signed.
+	Strict     bool
+	RequireCRL bool
+}
+
+// NewTrust builds a Trust. It refuses a configuration in which a certificate
+// is both a people CA and a Registrar CA, since an image certificate must
+// never chain to a people CA. CRLs that don't verify are reported in the
+// returned warnings, and not used.
+func NewTrust(o TrustOptions) (*Trust, []string, error) {
+	t := &Trust{
+		peopleRoots: x509.NewCertPool(), peopleInter: x509.NewCertPool(),
+		regRoots: x509.NewCertPool(), regInter: x509.NewCertPool(),
+		vos: o.VOs, strict: o.Strict, requireCRL: o.RequireCRL,
+	}
+	if t.vos == nil {
+		t.vos = map[string]*VOPolicy{}
+	}
+	people := map[string]bool{}
+	for _, c := range o.People {
+		people[string(c.Raw)] = true
+		if !c.IsCA {
+			return nil, nil, fmt.Errorf("people CA %q is not a CA certificate", c.Subject)
+		}
+		if isSelfSigned(c) {
+			t.peopleRoots.AddCert(c)
+		} else {
+			t.peopleInter.AddCert(c)
+			t.peopleInterCerts = append(t.peopleInterCerts, c)
+		}
+		t.anchors = append(t.anchors, c)
+	}
+	for _, c := range o.Registrar {
+		if people[string(c.Raw)] {
+			return nil, nil, fmt.Errorf("certificate %q is both a people CA and a Registrar CA: an image certificate must never chain to a people CA", c.Subject)
+		}
+		if !c.IsCA {
+			return nil, nil, fmt.Errorf("Registrar CA %q is not a CA certificate", c.Subject)
+		}
+		if isSelfSigned(c) {
+			t.regRoots.AddCert(c)
+		} else {
+			t.regInter.AddCert(c)
+			t.regInterCerts = append(t.regInterCerts, c)
+		}
+		t.anchors = append(t.anchors, c)
+	}
+	var warnings []string
+	t.crls = newRevocationIndex()
+	for i, b := range o.CRLs {
+		if err := t.crls.add(b, t.anchors); err != nil {
+			warnings = append(warnings, fmt.Sprintf("CRL %d not used: %v", i+1, err))
+		}
+	}
+	return t, warnings, nil
+}
+
+// VO returns a VO's policy.
+func (t *Trust) VO(name string) (*VOPolicy, bool) {
+	p, ok := t.vos[name]
+	return p, ok
+}
+
+func isSelfSigned(c *x509.Certificate) bool {
+	return bytes.Equal(c.RawIssuer, c.RawSubject) && c.CheckSignatureFrom(c) == nil
+}
+
+// LoadTrust reads the [trust] and [vo.*] sections of a configuration.
+func LoadTrust(c *config.Config) (*Trust, []string, error) {
+	var o TrustOptions
+	var crlFiles []string
+	for _, f := range c.Trust.CAFiles {
+		certs, err := ReadCertificates(f)
+		if err != nil {
+			return nil, nil, err
+		}
+		o.People = append(o.People, certs...)
+	}
+	for _, d := range c.Trust.CADirs {
+		certs, crls, err := readCADir(d)
+		if err != nil {
+			return nil, nil, err
+		}
+		o.People = append(o.People, certs...)
+		crlFiles = append(crlFiles, crls...)
+	}
+	for _, f := range c.Trust.RegistrarCAFiles {
+		certs, err := ReadCertificates(f)
+		if err != nil {
+			return nil, nil, err
+		}
+		o.Registrar = append(o.Registrar, certs...)
+	}
+	crlFiles = append(crlFiles, c.Trust.CRLFiles...)
+	var warnings []string
+	for _, f := range crlFiles {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			warnings = append(warnings, fmt.Sprintf("CRL %s: %v", f, err))
+			continue
+		}
+		o.CRLs = append(o.CRLs, b)
+	}
+	o.VOs = map[string]*VOPolicy{}
+	for name, vo := range c.VO {
+		p := &VOPolicy{Name: name}
+		for _, s := range vo.Creators {
+			dn, err := ParseDN(s)
+			if err != nil {
+				return nil, nil, fmt.Errorf("vo.%s.creators: %w", name, err)
+			}
+			p.Creators = append(p.Creators, dn)
+		}
+		for _, s := range vo.Approvers {
+			dn, err := ParseDN(s)
+			if err != nil {
+				return nil, nil, fmt.Errorf("vo.%s.approvers: %w", name, err)
+			}
+			p.Approvers = append(p.Approvers, dn)
+		}
+		o.VOs[name] = p
+	}
+	o.Strict = c.Trust.Strict
+	o.RequireCRL = c.Trust.RequireCRL
+	t, w, err := NewTrust(o)
+	if err != nil {
+		return nil, nil, err
+	}
+	return t, append(warnings, w...), nil
+}
+
+// ReadCertificates reads a PEM bundle (or one DER certificate).
+func ReadCertificates(path string) ([]*x509.Certificate, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	certs, err := ParseCertificates(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return certs, nil
+}
+
+// ParseCertificates parses a PEM bundle or one DER certificate.
+func ParseCertificates(b []byte) ([]*x509.Certificate, error) {
+	if !bytes.Contains(b, []byte("-----BEGIN")) {
+		c, err := x509.ParseCertificate(b)
+		if err != nil {
+			return nil, err
+		}
+		return []*x509.Certificate{c}, nil
+	}
+	var out []*x509.Certificate
+	rest := b
+	for {
+		var blk *pem.Block
+		blk, rest = pem.Decode(rest)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" && blk.Type != "TRUSTED CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no certificate found")
+	}
+	return out, nil
+}
+
+// readCADir reads an IGTF-style directory: <hash>.N certificates and
+// <hash>.rN CRLs (as fetch-crl writes them).
+func readCADir(dir string) ([]*x509.Certificate, []string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	var certs []*x509.Certificate
+	var crls []string
+	names := make([]string, 0, len(ents))
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		ext := filepath.Ext(n)
+		base := strings.TrimSuffix(n, ext)
+		if len(base) != 8 || !isHexString(base) || len(ext) < 2 {
+			continue
+		}
+		p := filepath.Join(dir, n)
+		switch {
+		case ext[1] == 'r' && isDigits(ext[2:]):
+			crls = append(crls, p)
+		case isDigits(ext[1:]):
+			cs, err := ReadCertificates(p)
+			if err != nil {
+				return nil, nil, err
+			}
+			certs = append(certs, cs...)
+		}
+	}
+	return certs, crls, nil
+}
+
+func isHexString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !isHex(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func isDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// serialKey is the lookup key of a revoked certificate: issuer and serial.
+func serialKey(issuerRaw []byte, serial *big.Int) string {
+	return string(issuerRaw) + "\x00" + string(serial.Bytes())
+}

@@ -1,0 +1,554 @@
+package validator
+
+import (
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/imagetrust/imagetrust/crl"
+	"github.com/imagetrust/imagetrust/internal/cms"
+)
+
+// Check names, in the order they are reported.
+const (
+	CheckDescriptor = "descriptor"  // 1. the descriptor parses and is well-formed
+	CheckSignatures = "signatures"  // 2. the CMS parses and every signature is valid
+	CheckCreator    = "creator"     // 3. an authorised creator signed
+	CheckApprover   = "approver"    // 3. an authorised approver, not the creator, signed
+	CheckRegistrar  = "registrar"   // 4. a Registrar-issued image certificate for this uuid signed
+	CheckSignerTime = "signer-time" // 5. creator and approver valid at registration
+	CheckExpiry     = "expiry"      // 5. the image certificate is valid now
+	CheckRevocation = "revocation"  // 6. nothing in the three chains is revoked
+	CheckImage      = "image"       // 7. size and sha512 of the image bytes
+)
+
+// Reasons are the named causes of a failed check.
+const (
+	ReasonDescriptorInvalid   = "descriptor-invalid"
+	ReasonCMSInvalid          = "cms-invalid"
+	ReasonBadSignature        = "bad-signature"
+	ReasonExtraSigner         = "unexpected-signer"
+	ReasonNoCreator           = "no-creator"
+	ReasonCreatorUntrusted    = "creator-untrusted"
+	ReasonCreatorNotListed    = "creator-not-authorised"
+	ReasonUnknownVO           = "unknown-vo"
+	ReasonNoApprover          = "no-approver"
+	ReasonApproverUntrusted   = "approver-untrusted"
+	ReasonApproverNotListed   = "approver-not-authorised"
+	ReasonCreatorIsApprover   = "creator-is-approver"
+	ReasonNoImageSigner       = "no-image-signer"
+	ReasonImageCertUntrusted  = "image-cert-untrusted"
+	ReasonImageCertPeopleCA   = "image-cert-from-people-ca"
+	ReasonUUIDMismatch        = "uuid-mismatch"
+	ReasonSignerInvalidAtReg  = "signer-invalid-at-registration"
+	ReasonExpired             = "expired"
+	ReasonNotYetValid         = "not-yet-valid"
+	ReasonRevoked             = "revoked"
+	ReasonRevocationUnknown   = "revocation-unknown"
+	ReasonSizeMismatch        = "size-mismatch"
+	ReasonSHA512Mismatch      = "sha512-mismatch"
+	ReasonImageUnreadable     = "image-unreadable"
+	ReasonNotChecked          = "not-checked"
+	ReasonPrerequisiteMissing = "prerequisite-failed"
+)
+
+// Check is the outcome of one check.
+type Check struct {
+	Name string `json:"check"`
+	// OK is true when the check passed.
+	OK bool `json:"ok"`
+	// Skipped is true when the check could not run (an earlier check failed,
+	// or no image bytes were given).
+	Skipped bool `json:"skipped,omitempty"`
+	// Reason names the failure (one of the Reason constants).
+	Reason string `json:"reason,omitempty"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// Signer describes one signer of a bundle.
+type Signer struct {
+	Role        string            `json:"role"`
+	Certificate *x509.Certificate `json:"-"`
+	// Chain is the verified chain, leaf first, root last (nil if unverified).
+	Chain       [][]*x509.Certificate `json:"-"`
+	Subject     string                `json:"subject"`
+	Issuer      string                `json:"issuer"`
+	Serial      string                `json:"serial"`
+	NotBefore   time.Time             `json:"not_before"`
+	NotAfter    time.Time             `json:"not_after"`
+	SigningTime time.Time             `json:"signing_time,omitzero"`
+	Algorithm   string                `json:"algorithm"`
+}
+
+// Result is the whole verdict on a bundle: every check, and what was found.
+type Result struct {
+	Descriptor *Descriptor `json:"descriptor,omitempty"`
+	Checks     []Check     `json:"checks"`
+	Creator    *Signer     `json:"creator,omitempty"`
+	Approver   *Signer     `json:"approver,omitempty"`
+	Image      *Signer     `json:"image,omitempty"`
+	// RegisteredAt is the image certificate's notBefore.
+	RegisteredAt time.Time `json:"registered_at,omitzero"`
+	// ExpiresAt is the image certificate's notAfter.
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	// Revocation is set when a certificate of the chains is revoked.
+	Revocation *Revocation `json:"-"`
+	// Valid: every check passed (image bytes included when they were given).
+	Valid bool `json:"valid"`
+	// ExpiredOnly: the only failed check is expiry, by the image certificate
+	// being past its notAfter (a site may run such an image anyway).
+	ExpiredOnly bool `json:"expired_only"`
+}
+
+// Failed returns the failed (not skipped) checks.
+func (r *Result) Failed() []Check {
+	var out []Check
+	for _, c := range r.Checks {
+		if !c.OK && !c.Skipped {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Check returns the named check.
+func (r *Result) Check(name string) Check {
+	for _, c := range r.Checks {
+		if c.Name == name {
+			return c
+		}
+	}
+	return Check{Name: name}
+}
+
+// Err returns nil for a valid result, else a *VerificationFailure naming
+// every failed check.
+func (r *Result) Err() error {
+	if r.Valid {
+		return nil
+	}
+	f := r.Failed()
+	parts := make([]string, 0, len(f))
+	reasons := make([]string, 0, len(f))
+	for _, c := range f {
+		parts = append(parts, fmt.Sprintf("%s: %s (%s)", c.Name, c.Reason, c.Detail))
+		reasons = append(reasons, c.Reason)
+	}
+	if len(parts) == 0 {
+		parts = append(parts, "not verified")
+		reasons = append(reasons, ReasonNotChecked)
+	}
+	return &VerificationFailure{Reasons: reasons, err: errors.New(strings.Join(parts, "; "))}
+}
+
+// Input is what Verify judges.
+type Input struct {
+	Descriptor []byte
+	Signature  []byte
+	// Image, when non-nil, is read once to check size and sha512 (check 7).
+	Image io.Reader
+	// Now is the time of the judgement.
+	Now time.Time
+}
+
+// Verify runs every check on a bundle and reports each outcome.
+func (t *Trust) Verify(in Input) *Result {
+	r := &Result{}
+	add := func(c Check) { r.Checks = append(r.Checks, c) }
+	fail := func(name, reason, detail string) { add(Check{Name: name, Reason: reason, Detail: detail}) }
+	skip := func(names ...string) {
+		for _, n := range names {
+			add(Check{Name: n, Skipped: true, Reason: ReasonPrerequisiteMissing})
+		}
+	}
+
+	// 1. descriptor
+	d, err := ParseDescriptor(in.Descriptor)
+	if err != nil {
+		fail(CheckDescriptor, ReasonDescriptorInvalid, err.Error())
+	} else {
+		r.Descriptor = d
+		add(Check{Name: CheckDescriptor, OK: true, Detail: fmt.Sprintf("uuid %s, vo %s, tag %s", d.UUID, d.VO, d.Tag)})
+	}
+
+	// 2. CMS and every signature
+	sd, err := cms.Parse(in.Signature)
+	if err != nil {
+		fail(CheckSignatures, ReasonCMSInvalid, err.Error())
+		skip(CheckCreator, CheckApprover, CheckRegistrar, CheckSignerTime, CheckExpiry, CheckRevocation)
+		t.checkImage(r, in)
+		return r.finish()
+	}
+	sigOK := true
+	for i := range sd.Signers {
+		s := &sd.Signers[i]
+		if err := s.Verify(in.Descriptor); err != nil {
+			fail(CheckSignatures, ReasonBadSignature, fmt.Sprintf("signer %d (%s): %v", i+1, s.Certificate.Subject, err))
+			sigOK = false
+			break
+		}
+	}
+	if sigOK {
+		add(Check{Name: CheckSignatures, OK: true, Detail: fmt.Sprintf("%d valid signatures", len(sd.Signers))})
+	}
+
+	// classify signers: the image signer holds a urn:uuid: URI; people sign
+	// first (creator) and second (approver).
+	var people []*cms.Signer
+	var images []*cms.Signer
+	for i := range sd.Signers {
+		s := &sd.Signers[i]
+		if imageUUIDs(s.Certificate) != nil {
+			images = append(images, s)
+		} else {
+			people = append(people, s)
+		}
+	}
+	extra := ""
+	if len(people) > 2 {
+		extra = fmt.Sprintf("%d personal signers; expected a creator and an approver", len(people))
+	}
+	if len(images) > 1 {
+		extra = fmt.Sprintf("%d image signers; expected one", len(images))
+	}
+
+	inter := x509.NewCertPool()
+	for _, c := range sd.Certificates {
+		inter.AddCert(c)
+	}
+
+	// 4 first: the registration time anchors the creator and approver checks.
+	var imgSigner *cms.Signer
+	if len(images) > 0 {
+		imgSigner = images[0]
+	}
+	r.Image = describeSigner("image", imgSigner)
+	var registeredAt time.Time
+	if imgSigner == nil {
+		fail(CheckRegistrar, ReasonNoImageSigner, "no signer holds an image certificate (subjectAltName urn:uuid:...): the bundle is not registered")
+	} else {
+		c := imgSigner.Certificate
+		registeredAt = c.NotBefore
+		r.RegisteredAt, r.ExpiresAt = c.NotBefore, c.NotAfter
+		chains, err := t.verifyRegistrar(c, inter)
+		switch {
+		case err != nil:
+			if t.chainsToPeople(c, inter) {
+				fail(CheckRegistrar, ReasonImageCertPeopleCA, fmt.Sprintf("image certificate %q was issued by a people CA, not a Registrar CA", c.Subject))
+			} else {
+				fail(CheckRegistrar, ReasonImageCertUntrusted, fmt.Sprintf("image certificate %q: %v", c.Subject, err))
+			}
+		case d != nil && !containsString(imageUUIDs(c), d.UUID):
+			r.Image.Chain = chains
+			fail(CheckRegistrar, ReasonUUIDMismatch, fmt.Sprintf("image certificate names %s, descriptor uuid is %s", strings.Join(imageUUIDs(c), ", "), d.UUID))
+		case extra != "":
+			r.Image.Chain = chains
+			fail(CheckRegistrar, ReasonExtraSigner, extra)
+		default:
+			r.Image.Chain = chains
+			add(Check{Name: CheckRegistrar, OK: true, Detail: fmt.Sprintf("image certificate serial %x issued by %q", c.SerialNumber, c.Issuer)})
+		}
+	}
+	regTime := registeredAt
+	if regTime.IsZero() {
+		regTime = in.Now
+	}
+
+	// 3. creator and approver
+	var vo *VOPolicy
+	if d != nil {
+		vo = t.vos[d.VO]
+	}
+	var creator, approver *cms.Signer
+	if len(people) > 0 {
+		creator = people[0]
+	}
+	if len(people) > 1 {
+		approver = people[1]
+	}
+	r.Creator = describeSigner("creator", creator)
+	r.Approver = describeSigner("approver", approver)
+	creatorTimeErr := t.judgePerson(r, CheckCreator, creator, vo, d, inter, regTime)
+	approverTimeErr := t.judgePerson(r, CheckApprover, approver, vo, d, inter, regTime)
+	if creator != nil && approver != nil && r.Check(CheckApprover).OK {
+		cs, _ := DNFromRaw(creator.Certificate.RawSubject)
+		as, _ := DNFromRaw(approver.Certificate.RawSubject)
+		if cs.Equal(as) {
+			for i := range r.Checks {
+				if r.Checks[i].Name == CheckApprover {
+					r.Checks[i] = Check{Name: CheckApprover, Reason: ReasonCreatorIsApprover, Detail: fmt.Sprintf("approver %q has the creator's subject: an image needs two different people", approver.Certificate.Subject)}
+				}
+			}
+		}
+	}
+
+	// 5. signer validity at registration, image validity now
+	switch {
+	case imgSigner == nil:
+		skip(CheckSignerTime, CheckExpiry)
+	default:
+		var bad []string
+		for _, e := range []error{creatorTimeErr, approverTimeErr} {
+			if e != nil {
+				bad = append(bad, e.Error())
+			}
+		}
+		if len(bad) > 0 {
+			fail(CheckSignerTime, ReasonSignerInvalidAtReg, strings.Join(bad, "; "))
+		} else if creator == nil || approver == nil {
+			add(Check{Name: CheckSignerTime, Skipped: true, Reason: ReasonPrerequisiteMissing})
+		} else {
+			add(Check{Name: CheckSignerTime, OK: true, Detail: "creator and approver certificates were valid at registration " + registeredAt.UTC().Format(time.RFC3339)})
+		}
+		c := imgSigner.Certificate
+		switch {
+		case in.Now.Before(c.NotBefore):
+			fail(CheckExpiry, ReasonNotYetValid, "image certificate is valid from "+c.NotBefore.UTC().Format(time.RFC3339))
+		case in.Now.After(c.NotAfter):
+			fail(CheckExpiry, ReasonExpired, "image expired on "+c.NotAfter.UTC().Format(time.RFC3339))
+		default:
+			add(Check{Name: CheckExpiry, OK: true, Detail: "image valid until " + c.NotAfter.UTC().Format(time.RFC3339)})
+		}
+	}
+
+	// 6. revocation of the three chains
+	t.checkRevocation(r, registeredAt)
+
+	// 7. image bytes
+	t.checkImage(r, in)
+	return r.finish()
+}
+
+// checkOrder is the order checks are reported in.
+var checkOrder = map[string]int{
+	CheckDescriptor: 1, CheckSignatures: 2, CheckCreator: 3, CheckApprover: 4, CheckRegistrar: 5,
+	CheckSignerTime: 6, CheckExpiry: 7, CheckRevocation: 8, CheckImage: 9,
+}
+
+func (r *Result) finish() *Result {
+	sort.SliceStable(r.Checks, func(i, j int) bool { return checkOrder[r.Checks[i].Name] < checkOrder[r.Checks[j].Name] })
+	valid := true
+	onlyExpiry := true
+	anyFail := false
+	for _, c := range r.Checks {
+		if c.OK || (c.Skipped && c.Name == CheckImage && c.Reason == ReasonNotChecked) {
+			continue
+		}
+		valid = false
+		if c.Skipped {
+			onlyExpiry = false
+			continue
+		}
+		anyFail = true
+		if c.Name != CheckExpiry || c.Reason != ReasonExpired {
+			onlyExpiry = false
+		}
+	}
+	r.Valid = valid
+	r.ExpiredOnly = !valid && anyFail && onlyExpiry
+	return r
+}
+
+// judgePerson runs check 3 for one personal signer, returning the error of
+// its chain at registration time (for check 5) separately.
+func (t *Trust) judgePerson(r *Result, name string, s *cms.Signer, vo *VOPolicy, d *Descriptor, inter *x509.CertPool, regTime time.Time) error {
+	fail := func(reason, detail string) {
+		r.Checks = append(r.Checks, Check{Name: name, Reason: reason, Detail: detail})
+	}
+	noSigner, untrusted, notListed := ReasonNoCreator, ReasonCreatorUntrusted, ReasonCreatorNotListed
+	if name == CheckApprover {
+		noSigner, untrusted, notListed = ReasonNoApprover, ReasonApproverUntrusted, ReasonApproverNotListed
+	}
+	if s == nil {
+		fail(noSigner, "the bundle has no "+name+" signature")
+		return nil
+	}
+	c := s.Certificate
+	// The chain must lead to a people CA. Build it at registration time; if
+	// that fails only on time, the check-3 verdict is still "trusted" and the
+	// time failure is reported by check 5.
+	chains, err := t.verifyPeople(c, inter, regTime)
+	var timeErr error
+	if err != nil {
+		var inv x509.CertificateInvalidError
+		if errors.As(err, &inv) && inv.Reason == x509.Expired {
+			timeErr = fmt.Errorf("%s certificate %q was not valid at registration %s (valid %s to %s)", name, c.Subject,
+				regTime.UTC().Format(time.RFC3339), c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339))
+			// retry inside the certificate's own validity to judge the chain itself
+			chains, err = t.verifyPeople(c, inter, c.NotBefore.Add(c.NotAfter.Sub(c.NotBefore)/2))
+		}
+	}
+	if err != nil {
+		if t.chainsToRegistrar(c, inter) {
+			fail(untrusted, fmt.Sprintf("%s certificate %q chains to a Registrar CA, not to a people CA", name, c.Subject))
+		} else {
+			fail(untrusted, fmt.Sprintf("%s certificate %q: %v", name, c.Subject, err))
+		}
+		return timeErr
+	}
+	signer := r.Creator
+	if name == CheckApprover {
+		signer = r.Approver
+	}
+	signer.Chain = chains
+	if d == nil {
+		fail(ReasonPrerequisiteMissing, "no valid descriptor: the VO is unknown")
+		return timeErr
+	}
+	if vo == nil {
+		fail(ReasonUnknownVO, fmt.Sprintf("VO %q is not configured at this site", d.VO))
+		return timeErr
+	}
+	list := vo.Creators
+	if name == CheckApprover {
+		list = vo.Approvers
+	}
+	subj, err := DNFromRaw(c.RawSubject)
+	if err != nil {
+		fail(untrusted, err.Error())
+		return timeErr
+	}
+	for _, dn := range list {
+		if dn.Equal(subj) {
+			r.Checks = append(r.Checks, Check{Name: name, OK: true, Detail: fmt.Sprintf("%s of VO %s", subj.OneLine(), d.VO)})
+			return timeErr
+		}
+	}
+	fail(notListed, fmt.Sprintf("%q is not among the %ss of VO %s", subj.OneLine(), name, d.VO))
+	return timeErr
+}
+
+func (t *Trust) verifyPeople(c *x509.Certificate, inter *x509.CertPool, at time.Time) ([][]*x509.Certificate, error) {
+	pool := inter.Clone()
+	appendPool(pool, t.peopleInterCerts)
+	return c.Verify(x509.VerifyOptions{Roots: t.peopleRoots, Intermediates: pool, CurrentTime: at, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+}
+
+// verifyRegistrar builds the image certificate's chain to a Registrar root,
+// at registration time (its own expiry is check 5's business), through
+// Registrar intermediates only.
+func (t *Trust) verifyRegistrar(c *x509.Certificate, inter *x509.CertPool) ([][]*x509.Certificate, error) {
+	chains, err := c.Verify(x509.VerifyOptions{Roots: t.regRoots, Intermediates: t.regInter, CurrentTime: c.NotBefore, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	if err != nil {
+		// embedded intermediates may be Registrar sub-CAs; accept them only if
+		// no certificate of the chain is a people CA
+		pool := inter.Clone()
+		appendPool(pool, t.regInterCerts)
+		chains, err = c.Verify(x509.VerifyOptions{Roots: t.regRoots, Intermediates: pool, CurrentTime: c.NotBefore, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	}
+	return chains, err
+}
+
+func (t *Trust) chainsToPeople(c *x509.Certificate, inter *x509.CertPool) bool {
+	_, err := t.verifyPeople(c, inter, c.NotBefore)
+	return err == nil
+}
+
+func (t *Trust) chainsToRegistrar(c *x509.Certificate, inter *x509.CertPool) bool {
+	pool := inter.Clone()
+	appendPool(pool, t.regInterCerts)
+	_, err := c.Verify(x509.VerifyOptions{Roots: t.regRoots, Intermediates: pool, CurrentTime: c.NotBefore, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	return err == nil
+}
+
+func appendPool(dst *x509.CertPool, src []*x509.Certificate) {
+	for _, c := range src {
+		dst.AddCert(c)
+	}
+}
+
+func (t *Trust) checkRevocation(r *Result, registeredAt time.Time) {
+	type item struct {
+		s    *Signer
+		role crl.Role
+	}
+	var checked int
+	for _, it := range []item{{r.Image, crl.RoleImage}, {r.Creator, crl.RoleCreator}, {r.Approver, crl.RoleApprover}} {
+		if it.s == nil || len(it.s.Chain) == 0 {
+			continue
+		}
+		checked++
+		rev, err := t.checkChain(it.s.Chain[0], it.role, registeredAt)
+		if err != nil {
+			r.Checks = append(r.Checks, Check{Name: CheckRevocation, Reason: ReasonRevocationUnknown, Detail: err.Error()})
+			return
+		}
+		if rev != nil {
+			r.Revocation = rev
+			r.Checks = append(r.Checks, Check{Name: CheckRevocation, Reason: ReasonRevoked, Detail: rev.String()})
+			return
+		}
+	}
+	if checked == 0 {
+		r.Checks = append(r.Checks, Check{Name: CheckRevocation, Skipped: true, Reason: ReasonPrerequisiteMissing})
+		return
+	}
+	r.Checks = append(r.Checks, Check{Name: CheckRevocation, OK: true, Detail: fmt.Sprintf("no revoked certificate in %d chains (%d CRLs loaded)", checked, len(t.crls.byIssuer))})
+}
+
+func (t *Trust) checkImage(r *Result, in Input) {
+	if in.Image == nil {
+		r.Checks = append(r.Checks, Check{Name: CheckImage, Skipped: true, Reason: ReasonNotChecked, Detail: "no image bytes given"})
+		return
+	}
+	if r.Descriptor == nil {
+		r.Checks = append(r.Checks, Check{Name: CheckImage, Skipped: true, Reason: ReasonPrerequisiteMissing})
+		return
+	}
+	if err := CheckImageBytes(in.Image, r.Descriptor.Size, r.Descriptor.SHA512); err != nil {
+		var vf *VerificationFailure
+		reason := ReasonImageUnreadable
+		if errors.As(err, &vf) && len(vf.Reasons) > 0 {
+			reason = vf.Reasons[0]
+		}
+		r.Checks = append(r.Checks, Check{Name: CheckImage, Reason: reason, Detail: err.Error()})
+		return
+	}
+	r.Checks = append(r.Checks, Check{Name: CheckImage, OK: true, Detail: fmt.Sprintf("%d bytes, sha512 matches", r.Descriptor.Size)})
+}
+
+func describeSigner(role string, s *cms.Signer) *Signer {
+	if s == nil {
+		return nil
+	}
+	c := s.Certificate
+	return &Signer{
+		Role: role, Certificate: c,
+		Subject: c.Subject.String(), Issuer: c.Issuer.String(), Serial: fmt.Sprintf("%x", c.SerialNumber),
+		NotBefore: c.NotBefore.UTC(), NotAfter: c.NotAfter.UTC(), SigningTime: s.SigningTime,
+		Algorithm: s.SignatureAlgorithm.String(),
+	}
+}
+
+// imageUUIDs returns the urn:uuid: URIs of a certificate's subjectAltName.
+func imageUUIDs(c *x509.Certificate) []string {
+	var out []string
+	for _, u := range c.URIs {
+		s := u.String()
+		if strings.HasPrefix(strings.ToLower(s), "urn:uuid:") {
+			out = append(out, s[len("urn:uuid:"):])
+		}
+	}
+	return out
+}
+
+func containsString(list []string, s string) bool {
+	for _, v := range list {
+		if strings.EqualFold(v, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// Fingerprint is the hex SHA-256 of a certificate's DER.
+func Fingerprint(c *x509.Certificate) string {
+	s := sha256.Sum256(c.Raw)
+	return hex.EncodeToString(s[:])
+}
