@@ -1,0 +1,17 @@
+// Package contextualise merges a site's cloud-init context into the user_data
+// of a Nova boot or rebuild request, so that the user's own data and the
+// site's fragments both run.
+//
+// The result is a multipart/mixed MIME document as cloud-init parses it
+// (cloudinit/user_data.py): a MIME-Version header in the first bytes, a random
+// boundary found in no payload, the user's data kept byte for byte as the first
+// part (an existing MIME document embedded whole), the site's scripts under
+// unique filenames, and the site's cloud-config last with a Merge-Type header
+// that appends lists and keeps the user's scalars. When the base64 form is over
+// Nova's 65535-character limit the document is gzipped, which cloud-init
+// recognises by its magic bytes; when even that does not fit, Merge returns a
+// *TooLargeError.
+//
+// The package is pure: it reads the site directory once in LoadSite and never
+// touches the network or the clock.
+package contextualise

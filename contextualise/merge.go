@@ -1,0 +1,196 @@
+package contextualise
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// maxDecompressed bounds the user's data after gunzip (a gzip bomb guard):
+// far more than anything that can be gzipped back under Nova's limit.
+const maxDecompressed = 8 << 20
+
+// Vars are the values a site fragment's templates can use: {{ image_uuid }},
+// {{ tag }}, {{ vo }}, {{ site_name }}, {{ project_id }}, {{ user_id }},
+// {{ server_name }} and {{ var.NAME }} for Extra["NAME"].
+type Vars struct {
+	ImageUUID, Tag, VO, SiteName, ProjectID, UserID, ServerName string
+	// Extra are site-defined variables (the [contextualise.vars] table).
+	Extra map[string]string
+}
+
+// Merge returns the base64 user data to send to Nova for a boot or a rebuild:
+// the user's user_data (userDataB64, as in the request; hasUserData false when
+// the request has none) merged with the site's fragments for v.VO and v.Tag,
+// templated with v.
+//
+// When the site has nothing for this VO and tag, the user's data comes back
+// unchanged ("" when hasUserData is false: send no user_data). Errors are
+// *TooLargeError and *UserDataError for the request's fault (answer 400), or
+// an ordinary error for the site's (a var.NAME the configuration lacks).
+func (s *Site) Merge(userDataB64 string, hasUserData bool, v Vars) (string, error) {
+	unchanged := ""
+	if hasUserData {
+		unchanged = userDataB64
+	}
+	configs, scripts := s.fragments(v.VO, v.Tag)
+	if len(configs) == 0 && len(scripts) == 0 {
+		return unchanged, nil
+	}
+
+	var user []byte
+	if hasUserData {
+		var err error
+		if user, err = decodeUserData(userDataB64); err != nil {
+			return "", err
+		}
+	}
+
+	var site []part
+	for i, sc := range scripts {
+		body, err := renderScript(sc, v)
+		if err != nil {
+			return "", err
+		}
+		name := uniqueName(fmt.Sprintf("imagetrust-%02d-%s", i+1, sc.base), user)
+		site = append(site, textPart(`text/x-shellscript; charset="utf-8"`, body,
+			`Content-Disposition: attachment; filename="`+name+`"`))
+	}
+	cc, err := siteCloudConfig(configs, v)
+	if err != nil {
+		return "", err
+	}
+	if cc != nil {
+		site = append(site, textPart(`text/cloud-config; charset="utf-8"`, cc,
+			`Content-Disposition: attachment; filename="`+uniqueName("imagetrust-site.cfg", user)+`"`,
+			"Merge-Type: "+siteMergeType))
+	}
+	if len(site) == 0 {
+		return unchanged, nil // only empty fragments
+	}
+
+	parts := site
+	if len(user) > 0 {
+		up, err := userPart(user)
+		if err != nil {
+			return "", err
+		}
+		parts = append([]part{up}, site...)
+	}
+	doc, _, err := buildMIME(parts)
+	if err != nil {
+		return "", err
+	}
+	return encodeWithinLimit(doc)
+}
+
+// decodeUserData decodes the request's base64 and, like cloud-init, gunzips
+// data that starts with the gzip magic (keeping it as it is when it does not
+// decompress, as cloud-init does).
+func decodeUserData(b64 string) ([]byte, error) {
+	clean := strings.Map(func(r rune) rune {
+		switch r {
+		case ' ', '\t', '\r', '\n':
+			return -1
+		}
+		return r
+	}, b64)
+	raw, err := base64.StdEncoding.DecodeString(clean)
+	if err != nil {
+		return nil, &UserDataError{Reason: "not valid base64", Err: err}
+	}
+	if !bytes.HasPrefix(raw, []byte{0x1f, 0x8b}) {
+		return raw, nil
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(raw))
+	if err != nil {
+		return raw, nil
+	}
+	out, err := io.ReadAll(io.LimitReader(zr, maxDecompressed+1))
+	if err != nil {
+		return raw, nil
+	}
+	if len(out) > maxDecompressed {
+		return nil, &UserDataError{Reason: "gzip-compressed user data expands to more than " + strconv.Itoa(maxDecompressed) + " bytes"}
+	}
+	return out, nil
+}
+
+// isMIME is cloud-init's own test (cloudinit/user_data.py convert_string).
+func isMIME(b []byte) bool {
+	head := b[:min(len(b), 4096)]
+	return bytes.Contains(bytes.ToLower(head), []byte("mime-version:"))
+}
+
+// userPart makes the first part from the user's data, byte for byte: a MIME
+// document pasted whole with its own headers (cloud-init walks nested
+// multiparts), anything else as text/plain so cloud-init detects its type
+// from its first line, as it would have at the top level.
+func userPart(user []byte) (part, error) {
+	if isMIME(user) {
+		if !utf8.Valid(user) {
+			return part{}, &UserDataError{Reason: "a MIME document must be UTF-8 text for cloud-init to parse it; base64-encode binary parts"}
+		}
+		return part{body: user, raw: true}, nil
+	}
+	return textPart(`text/plain; charset="utf-8"`, user), nil
+}
+
+// uniqueName makes a part filename that the user's data does not mention, so
+// a user part can never share (and overwrite) a site script's file.
+func uniqueName(name string, user []byte) string {
+	n := name
+	for i := 2; bytes.Contains(user, []byte(n)); i++ {
+		n = name + "-" + strconv.Itoa(i)
+	}
+	return n
+}
+
+// renderScript substitutes a script's template variables.
+func renderScript(sc *script, v Vars) ([]byte, error) {
+	var firstErr error
+	out := sc.tmpl.render(func(_ int, name string) string {
+		val, err := v.lookup(name)
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+		return val
+	})
+	if firstErr != nil {
+		var ude *UserDataError
+		if errors.As(firstErr, &ude) {
+			return nil, firstErr
+		}
+		return nil, fmt.Errorf("contextualise: %s: %w", sc.path, firstErr)
+	}
+	return out, nil
+}
+
+// encodeWithinLimit base64-encodes the document, gzipped if that is what
+// makes it fit.
+func encodeWithinLimit(doc []byte) (string, error) {
+	if base64.StdEncoding.EncodedLen(len(doc)) <= MaxUserData {
+		return base64.StdEncoding.EncodeToString(doc), nil
+	}
+	var z bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&z, gzip.BestCompression)
+	if err != nil {
+		return "", fmt.Errorf("contextualise: gzip: %w", err)
+	}
+	if _, err := zw.Write(doc); err != nil {
+		return "", fmt.Errorf("contextualise: gzip: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return "", fmt.Errorf("contextualise: gzip: %w", err)
+	}
+	if n := base64.StdEncoding.EncodedLen(z.Len()); n > MaxUserData {
+		return "", &TooLargeError{Size: n, Limit: MaxUserData}
+	}
+	return base64.StdEncoding.EncodeToString(z.Bytes()), nil
+}

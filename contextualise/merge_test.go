@@ -1,0 +1,226 @@
+package contextualise
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/golden/*.golden")
+
+const testBoundary = "==imagetrust-test-boundary=="
+
+// fixedBoundary makes Merge's output deterministic for the test's duration.
+func fixedBoundary(t testing.TB) {
+	old := newBoundary
+	newBoundary = func() (string, error) { return testBoundary, nil }
+	t.Cleanup(func() { newBoundary = old })
+}
+
+func testVars() Vars {
+	return Vars{
+		ImageUUID:  "5f1d2a3e-8c4b-4e6f-9a7d-0b1c2d3e4f50",
+		Tag:        "worker",
+		VO:         "atlas",
+		SiteName:   "example-site",
+		ProjectID:  "0123456789abcdef0123456789abcdef",
+		UserID:     "fedcba9876543210fedcba9876543210",
+		ServerName: "node-1",
+		Extra:      map[string]string{"queue": "grid.atlas"},
+	}
+}
+
+func loadTestSite(t testing.TB) *Site {
+	t.Helper()
+	s, err := LoadSite("testdata/site")
+	if err != nil {
+		t.Fatalf("LoadSite: %v", err)
+	}
+	return s
+}
+
+const userCloudConfig = `#cloud-config
+timezone: Europe/Paris
+hostname: user-host
+runcmd:
+  - echo user
+packages:
+  - vim
+ntp:
+  servers: [user.ntp.example]
+`
+
+const userScript = "#!/bin/sh\necho user script\n"
+
+const userMIME = `Content-Type: multipart/mixed; boundary="user-boundary"
+MIME-Version: 1.0
+
+--user-boundary
+Content-Type: text/cloud-config; charset="us-ascii"
+Content-Disposition: attachment; filename="user.cfg"
+
+#cloud-config
+hostname: from-mime
+runcmd:
+  - echo mime
+
+--user-boundary
+Content-Type: text/x-shellscript; charset="us-ascii"
+Content-Disposition: attachment; filename="user.sh"
+
+#!/bin/sh
+echo mime script
+
+--user-boundary--
+`
+
+var userBinary = []byte{0x00, 0xff, 0xfe, 'a', 0x80, '\r', '\n', 0xc3, 0x28}
+
+func gz(t testing.TB, b []byte) []byte {
+	t.Helper()
+	var z bytes.Buffer
+	w := gzip.NewWriter(&z)
+	if _, err := w.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return z.Bytes()
+}
+
+// bigCompressible is a cloud-config whose base64 merged form is over the
+// limit but which gzips far below it.
+func bigCompressible() []byte {
+	var b strings.Builder
+	b.WriteString("#cloud-config\nwrite_files:\n  - path: /etc/big\n    content: |\n")
+	for i := 0; b.Len() < 48000; i++ {
+		fmt.Fprintf(&b, "      line %05d of a long but repetitive file\n", i)
+	}
+	return []byte(b.String())
+}
+
+// incompressible is random bytes that Nova itself would accept (64000
+// base64 characters) but that leave no room for the site's parts.
+func incompressible() []byte {
+	r := rand.New(rand.NewChaCha8([32]byte{1, 2, 3}))
+	b := make([]byte, 48000)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+type mergeCase struct {
+	name    string
+	user    []byte // nil: no user_data in the request
+	vars    Vars
+	wantErr any // nil, or a pointer to the error type expected
+}
+
+func mergeCases(t testing.TB) []mergeCase {
+	v := testVars()
+	return []mergeCase{
+		{name: "ok no user data", vars: v},
+		{name: "ok user cloud-config", user: []byte(userCloudConfig), vars: v},
+		{name: "ok user shell script", user: []byte(userScript), vars: v},
+		{name: "ok user mime multipart", user: []byte(userMIME), vars: v},
+		{name: "ok user gzipped", user: gz(t, []byte(userCloudConfig)), vars: v},
+		{name: "ok user binary not utf-8", user: userBinary, vars: v},
+		{name: "ok vo without own fragments", user: []byte(userCloudConfig), vars: Vars{VO: "cms", Tag: "x", SiteName: "example-site", ServerName: "n"}},
+		{name: "ok gzip needed to fit", user: bigCompressible(), vars: v},
+		{name: "fail too large", user: incompressible(), vars: v, wantErr: new(*TooLargeError)},
+	}
+}
+
+func goldenName(name string) string {
+	return filepath.Join("testdata", "golden", strings.ReplaceAll(name, " ", "_")+".golden")
+}
+
+// describe renders a Merge result for a golden file: the encoding used and
+// the decoded (and gunzipped) document.
+func describe(t testing.TB, out string, err error) []byte {
+	t.Helper()
+	if err != nil {
+		return []byte("# error: " + err.Error() + "\n")
+	}
+	doc, gzipped := decodeOutput(t, out)
+	enc := "plain"
+	if gzipped {
+		enc = "gzip"
+	}
+	return append([]byte(fmt.Sprintf("# encoding: %s, %d base64 characters\n", enc, len(out))), doc...)
+}
+
+// decodeOutput undoes base64 and, when present, the top-level gzip.
+func decodeOutput(t testing.TB, out string) ([]byte, bool) {
+	t.Helper()
+	raw, err := base64.StdEncoding.DecodeString(out)
+	if err != nil {
+		t.Fatalf("output is not base64: %v", err)
+	}
+	if !bytes.HasPrefix(raw, []byte{0x1f, 0x8b}) {
+		return raw, false
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatalf("gunzip: %v", err)
+	}
+	doc, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatalf("gunzip: %v", err)
+	}
+	return doc, true
+}
+
+func runCase(t testing.TB, s *Site, c mergeCase) (string, error) {
+	t.Helper()
+	b64 := ""
+	if c.user != nil {
+		b64 = base64.StdEncoding.EncodeToString(c.user)
+	}
+	return s.Merge(b64, c.user != nil, c.vars)
+}
+
+func TestMergeGolden(t *testing.T) {
+	fixedBoundary(t)
+	s := loadTestSite(t)
+	for _, c := range mergeCases(t) {
+		t.Run(c.name, func(t *testing.T) {
+			out, err := runCase(t, s, c)
+			switch {
+			case c.wantErr == nil && err != nil:
+				t.Fatalf("Merge: %v", err)
+			case c.wantErr != nil && !errors.As(err, c.wantErr):
+				t.Fatalf("Merge error = %v, want %T", err, c.wantErr)
+			}
+			if err == nil && len(out) > MaxUserData {
+				t.Fatalf("output is %d base64 characters, over %d", len(out), MaxUserData)
+			}
+			got := describe(t, out, err)
+			path := goldenName(c.name)
+			if *update {
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, rerr := os.ReadFile(path)
+			if rerr != nil {
+				t.Fatalf("%v (run go test ./contextualise -run TestMergeGolden -update)", rerr)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("output differs from %s (rerun with -update and review the diff)\ngot:\n%s", path, got)
+			}
+		})
+	}
+}

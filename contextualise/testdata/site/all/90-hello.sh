@@ -1,0 +1,2 @@
+#!/bin/sh
+echo hello from {{ site_name }} for {{ server_name }}
