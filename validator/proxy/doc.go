@@ -1,0 +1,89 @@
+// Package proxy is the Nova-facing boot gate of imagetrust: an HTTP reverse
+// proxy in front of the compute API that judges every request able to boot
+// a Glance image and streams everything else to Nova untouched.
+//
+// # What is gated
+//
+// POST requests whose percent-decoded path is, on /v2.1 or /v2 (or no
+// version segment), with or without a /{project_id} segment:
+//
+//	/servers, /os-volumes_boot                        server create
+//	/servers/{id}/action, /os-volumes_boot/{id}/action  rebuild (imageRef), rescue (rescue_image_ref)
+//
+// Matching is more liberal than Nova's routes (case-insensitive, a ".json"
+// suffix ignored), so anything Nova could route there is judged. A POST whose
+// path has empty segments (//servers), dot segments, a trailing slash, a bad
+// escape or control characters is refused with 400: Nova's routes would not
+// match most of them, and the gate does not guess. Other methods and paths
+// pass untouched (GET /, /v2 and /v2.1 get their hrefs rewritten, below).
+//
+// Within a create: server.imageRef; every block_device_mapping_v2 entry with
+// source_type "image" (its uuid) or with an image_id key; legacy
+// block_device_mapping entries with an image_id. A volume or snapshot that
+// may be the boot disk (boot_index 0, or no imageRef, or any legacy entry
+// with volume_id/snapshot_id, as the legacy format has no boot index) is
+// governed by Options.VolumePolicy (config proxy.volume_policy): "refuse"
+// (default) refuses it, "allow" lets it through unjudged. Cinder is not
+// asked which image a volume came from; a site that allows volume boots
+// accepts that a volume made from a revoked image can boot.
+//
+// Not gated: unshelve (boots the user's shelve snapshot), evacuate (admin),
+// rescue without rescue_image_ref (the instance's own image, judged when the
+// server was created), and actions that create images (createImage, shelve).
+//
+// # Image references
+//
+// Every UUID form Nova accepts (see CanonicalUUID) is canonicalised and the
+// canonical id is forwarded. Any other reference is a tag, TAG or VO/TAG
+// (each part [A-Za-z0-9][A-Za-z0-9._-]{0,63}), and is replaced by the id of
+// the newest bootable catalogue image of the tag. A bare TAG that exists in
+// more than one VO is refused (409) with the VO/TAG forms to use. A UUID of a
+// tag alias entry (imagetrust_alias=VO/TAG, owned by the mirror project; see
+// docs/design.md "Tag aliases") resolves like VO/TAG: that is how
+// `openstack server create --image TAG` works, the client having resolved the
+// name to the alias id through Glance. A 32-hex-digit tag reads as a UUID.
+//
+// # Strict bodies
+//
+// Gated requests must say Content-Type: application/json (or
+// application/vnd.openstack.compute+json), carry no Content-Encoding, and a
+// body of at most Options.MaxBody bytes (413 otherwise); chunked bodies are
+// read up to the limit. The body must be UTF-8 JSON without duplicate keys
+// at any depth; keys that differ from a gated key only in case (IMAGEREF) are
+// refused where the gate reads them. \u0069mageRef is imageRef after
+// decoding and is treated exactly as such. The body forwarded is the
+// re-serialisation of the parsed and judged document, with its own
+// Content-Length, never the original bytes: Nova executes what was judged.
+//
+// # Identity
+//
+// The proxy sits in front of keystonemiddleware, so it does not know who
+// asks: it parses nothing from tokens it has not validated and logs the
+// token-less facts (request id, client address, path, the /{project_id}
+// segment when present). Options.UnmanagedProjects is therefore matched
+// against the /{project_id} segment only, which Nova checks against the
+// token's project (400 on mismatch).
+//
+// # Lookups and freshness
+//
+// Glance is asked through the Lookup with the proxy's own credentials;
+// answers (absent images included) are cached for Options.CacheTTL (30 s by
+// default) in a bounded LRU, and concurrent misses share one call. A
+// revocation or a change of a validity flag therefore takes effect within
+// the TTL.
+//
+// # Answers
+//
+// Refusals are Nova-shaped faults ({"forbidden": {"code": 403, "message":
+// …}}, badRequest, itemNotFound, conflictingRequest, overLimit) with
+// X-Openstack-Request-Id and X-Compute-Request-Id set to a fresh req-<uuid>;
+// the message names the image or tag, the failed check and what to do. A
+// judged request is forwarded with that id as X-Openstack-Request-Id when the
+// client sent none, so Nova logs it as global_request_id. Each image decision
+// is one audit line ("boot decision") on the injected logger.
+//
+// Version documents (GET /, /v2, /v2.1) and Location headers have hrefs that
+// point into the upstream rewritten to the public URL, so keystoneauth
+// clients, which take the discovered "self" href as the endpoint, stay on
+// the gate.
+package proxy

@@ -1,0 +1,381 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// gateReq is one gated request being judged.
+type gateReq struct {
+	r      *http.Request
+	rt     route
+	reqID  string
+	now    time.Time
+	policy bootPolicy
+	// primary is the image the server boots from (for contextualisation).
+	primary *Image
+}
+
+// gate judges a create or action request and either refuses it or forwards
+// the validated, re-serialised body. It returns the metrics kind.
+func (p *Proxy) gate(w http.ResponseWriter, r *http.Request, rt route) string {
+	g := &gateReq{r: r, rt: rt, reqID: newRequestID(), now: p.o.Now()}
+	g.policy = bootPolicy{MirrorProject: p.o.MirrorProject, AllowUnmanaged: rt.project != "" && p.unmanaged[strings.ToLower(rt.project)]}
+	body, err := p.judge(r.Context(), g)
+	if err != nil {
+		p.refused(w, g, err)
+		return "refused"
+	}
+	out := r.Clone(context.WithValue(r.Context(), ctxRequestID, g.reqID))
+	out.Body = io.NopCloser(bytes.NewReader(body))
+	out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	out.ContentLength = int64(len(body))
+	out.TransferEncoding = nil
+	out.Header.Del("Transfer-Encoding")
+	out.Header.Del("Content-Encoding")
+	out.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	out.Header.Set("Content-Type", "application/json")
+	if !requestIDRE.MatchString(out.Header.Get("X-Openstack-Request-Id")) {
+		// Nova logs a valid inbound id as global_request_id: that links its
+		// log lines to the audit line of this decision.
+		out.Header.Set("X-Openstack-Request-Id", g.reqID)
+	}
+	p.rp.ServeHTTP(w, out)
+	return "gated"
+}
+
+var requestIDRE = regexp.MustCompile(`^req-[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}$`)
+
+// refused answers a refusal and audits it when it was not an image decision
+// (image decisions are audited where they are made).
+func (p *Proxy) refused(w http.ResponseWriter, g *gateReq, err error) {
+	var rf *refusal
+	var be *errBody
+	switch {
+	case errors.As(err, &rf):
+		writeFault(w, g.reqID, rf.status, rf.msg)
+		if rf.reason != "" && !strings.HasPrefix(rf.reason, "decision:") {
+			p.o.Metrics.decision("refused", rf.reason)
+			p.audit(g, "request refused", "reason", rf.reason, "message", rf.msg)
+		}
+	case errors.As(err, &be):
+		p.o.Metrics.decision("refused", "body")
+		p.audit(g, "request refused", "reason", "body", "message", be.msg)
+		writeFault(w, g.reqID, http.StatusBadRequest, be.msg+"; the image gate does not forward it.")
+	default:
+		p.o.Metrics.upstreamError()
+		p.o.Metrics.decision("error", "lookup")
+		p.audit(g, "request failed", "reason", "lookup", "error", err)
+		writeFault(w, g.reqID, http.StatusBadGateway, "The image gate could not look up the image in the image service; try again later.")
+	}
+}
+
+// audit writes one line about the request g with the token-less facts the
+// proxy has (it sits before keystonemiddleware: no user is known).
+func (p *Proxy) audit(g *gateReq, msg string, kv ...any) {
+	args := []any{"request_id", g.reqID, "method", g.r.Method, "path", truncate(g.r.URL.EscapedPath(), 256),
+		"project", g.rt.project, "remote", remoteHost(g.r)}
+	if gid := g.r.Header.Get("X-Openstack-Request-Id"); gid != "" && requestIDRE.MatchString(gid) {
+		args = append(args, "global_request_id", gid)
+	}
+	p.o.Logger.Info(msg, append(args, kv...)...)
+}
+
+// readBody checks the headers of a gated request and reads its body.
+func (p *Proxy) readBody(r *http.Request) ([]byte, error) {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		return nil, refuse(http.StatusBadRequest, "content-type", "The request has no Content-Type; send Content-Type: application/json.")
+	}
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil || mt != "application/json" && mt != "application/vnd.openstack.compute+json" {
+		return nil, refuse(http.StatusBadRequest, "content-type", "Content-Type %q is not accepted by the image gate; send Content-Type: application/json.", truncate(ct, 64))
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		return nil, refuse(http.StatusBadRequest, "content-type", "charset %q is not accepted by the image gate; send UTF-8.", truncate(cs, 32))
+	}
+	if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		return nil, refuse(http.StatusBadRequest, "content-encoding", "Content-Encoding %q is not accepted by the image gate.", truncate(ce, 32))
+	}
+	if r.ContentLength > p.o.MaxBody {
+		return nil, refuse(http.StatusRequestEntityTooLarge, "size", "The request body is larger than %d bytes.", p.o.MaxBody)
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, p.o.MaxBody+1))
+	if err != nil {
+		return nil, refuse(http.StatusBadRequest, "body", "The request body could not be read.")
+	}
+	if int64(len(b)) > p.o.MaxBody {
+		return nil, refuse(http.StatusRequestEntityTooLarge, "size", "The request body is larger than %d bytes.", p.o.MaxBody)
+	}
+	return b, nil
+}
+
+// judge reads, parses and judges the body, and returns the body to forward.
+func (p *Proxy) judge(ctx context.Context, g *gateReq) ([]byte, error) {
+	b, err := p.readBody(g.r)
+	if err != nil {
+		return nil, err
+	}
+	v, err := parseStrict(b)
+	if err != nil {
+		return nil, err
+	}
+	body, ok := v.(map[string]any)
+	if !ok {
+		return nil, bodyErrorf("the request body is not a JSON object")
+	}
+	if g.rt.kind == routeCreate {
+		err = p.judgeCreate(ctx, g, body)
+	} else {
+		err = p.judgeAction(ctx, g, body)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return encodeJSON(body)
+}
+
+// Keys the gate reads; their case variants are refused where they are read.
+var (
+	bdmKeys    = []string{"source_type", "uuid", "image_id", "boot_index", "destination_type", "volume_id", "snapshot_id"}
+	serverKeys = []string{"imageRef", "block_device_mapping_v2", "block_device_mapping", "user_data"}
+)
+
+func (p *Proxy) judgeCreate(ctx context.Context, g *gateReq, body map[string]any) error {
+	if err := checkKeyCase(body, "the request body", "server"); err != nil {
+		return err
+	}
+	srv, ok := body["server"].(map[string]any)
+	if !ok {
+		return bodyErrorf("the request body has no server object")
+	}
+	if err := checkKeyCase(srv, "server", serverKeys...); err != nil {
+		return err
+	}
+	imageRef, err := optString(srv, "imageRef", "server.imageRef")
+	if err != nil {
+		return err
+	}
+	if imageRef != "" {
+		id, img, err := p.resolve(ctx, g, imageRef, "server.imageRef")
+		if err != nil {
+			return err
+		}
+		srv["imageRef"] = id
+		g.primary = img
+	}
+	if v := srv["block_device_mapping_v2"]; v != nil {
+		arr, ok := v.([]any)
+		if !ok {
+			return bodyErrorf("server.block_device_mapping_v2 is not a list")
+		}
+		for i, e := range arr {
+			if err := p.judgeBDM(ctx, g, e, fmt.Sprintf("server.block_device_mapping_v2[%d]", i), imageRef == "", false); err != nil {
+				return err
+			}
+		}
+	}
+	if v := srv["block_device_mapping"]; v != nil {
+		arr, ok := v.([]any)
+		if !ok {
+			return bodyErrorf("server.block_device_mapping is not a list")
+		}
+		for i, e := range arr {
+			if err := p.judgeBDM(ctx, g, e, fmt.Sprintf("server.block_device_mapping[%d]", i), imageRef == "", true); err != nil {
+				return err
+			}
+		}
+	}
+	return p.contextualise(g, srv)
+}
+
+// judgeBDM judges one block device mapping entry: every image source and
+// every image_id key is resolved, judged and canonicalised; a volume or
+// snapshot that may be the boot disk is subject to the volume policy.
+func (p *Proxy) judgeBDM(ctx context.Context, g *gateReq, e any, where string, noImageRef, legacy bool) error {
+	m, ok := e.(map[string]any)
+	if !ok {
+		return bodyErrorf("%s is not an object", where)
+	}
+	if err := checkKeyCase(m, where, bdmKeys...); err != nil {
+		return err
+	}
+	st, err := optString(m, "source_type", where+".source_type")
+	if err != nil {
+		return err
+	}
+	boot0, err := bootIndexZero(m["boot_index"], where)
+	if err != nil {
+		return err
+	}
+	if strings.EqualFold(st, "image") {
+		ref, err := optString(m, "uuid", where+".uuid")
+		if err != nil {
+			return err
+		}
+		if ref == "" {
+			return bodyErrorf("%s has source_type image but no uuid", where)
+		}
+		id, img, err := p.resolve(ctx, g, ref, where+".uuid")
+		if err != nil {
+			return err
+		}
+		m["uuid"] = id
+		if boot0 && g.primary == nil {
+			g.primary = img
+		}
+	}
+	if _, present := m["image_id"]; present {
+		ref, err := optString(m, "image_id", where+".image_id")
+		if err != nil {
+			return err
+		}
+		if ref != "" {
+			id, img, err := p.resolve(ctx, g, ref, where+".image_id")
+			if err != nil {
+				return err
+			}
+			m["image_id"] = id
+			if boot0 && g.primary == nil {
+				g.primary = img
+			}
+		}
+	}
+	volume := strings.EqualFold(st, "volume") || strings.EqualFold(st, "snapshot")
+	if legacy {
+		vid, _ := m["volume_id"].(string)
+		sid, _ := m["snapshot_id"].(string)
+		// the legacy format has no boot index: any volume may be the root disk
+		volume, boot0 = vid != "" || sid != "", true
+	}
+	if volume && (boot0 || noImageRef) && p.o.VolumePolicy != VolumeAllow {
+		p.o.Metrics.decision("refused", "volume-boot")
+		p.audit(g, "boot decision", "field", where, "allowed", false, "reasons", []string{"volume-boot"})
+		return refuse(http.StatusForbidden, "decision:volume-boot",
+			"%s: booting from a Cinder volume or snapshot is not allowed here, because the image gate cannot check which image the volume was made from. Boot from a catalogue image (imageRef, or a block device with source_type image) instead.", where)
+	}
+	return nil
+}
+
+// bootIndexZero reads a boot_index (integer, numeric string or null).
+func bootIndexZero(v any, where string) (bool, error) {
+	switch t := v.(type) {
+	case nil:
+		return false, nil
+	case string:
+		n, err := strconv.Atoi(strings.TrimSpace(t))
+		if err != nil {
+			return false, bodyErrorf("%s.boot_index %q is not a number", where, truncate(t, 32))
+		}
+		return n == 0, nil
+	case interface{ String() string }: // json.Number
+		f, err := strconv.ParseFloat(t.String(), 64)
+		if err != nil {
+			return false, bodyErrorf("%s.boot_index is not a number", where)
+		}
+		return f == 0, nil
+	default:
+		return false, bodyErrorf("%s.boot_index is not a number", where)
+	}
+}
+
+func (p *Proxy) judgeAction(ctx context.Context, g *gateReq, body map[string]any) error {
+	if err := checkKeyCase(body, "the action", "rebuild", "rescue"); err != nil {
+		return err
+	}
+	if len(body) != 1 {
+		return bodyErrorf("an action request must have exactly one key")
+	}
+	if v, ok := body["rebuild"]; ok {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return bodyErrorf("rebuild is not an object")
+		}
+		if err := checkKeyCase(m, "rebuild", "imageRef", "user_data"); err != nil {
+			return err
+		}
+		ref, err := optString(m, "imageRef", "rebuild.imageRef")
+		if err != nil {
+			return err
+		}
+		if ref == "" {
+			return bodyErrorf("rebuild has no imageRef")
+		}
+		id, img, err := p.resolve(ctx, g, ref, "rebuild.imageRef")
+		if err != nil {
+			return err
+		}
+		m["imageRef"] = id
+		g.primary = img
+		// user_data on rebuild exists from microversion 2.57; below it Nova
+		// refuses the key (or strips it on /v2), so it is left alone there.
+		if _, present := m["user_data"]; present {
+			if mv, ok := requestMicroversion(g.r.Header, g.rt.legacyV2); ok && mv.atLeast(2, 57) {
+				return p.contextualise(g, m)
+			}
+		}
+		return nil
+	}
+	if v, ok := body["rescue"]; ok && v != nil {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return bodyErrorf("rescue is not an object")
+		}
+		if err := checkKeyCase(m, "rescue", "rescue_image_ref"); err != nil {
+			return err
+		}
+		ref, err := optString(m, "rescue_image_ref", "rescue.rescue_image_ref")
+		if err != nil {
+			return err
+		}
+		if ref != "" {
+			id, _, err := p.resolve(ctx, g, ref, "rescue.rescue_image_ref")
+			if err != nil {
+				return err
+			}
+			m["rescue_image_ref"] = id
+		}
+	}
+	return nil
+}
+
+// contextualise applies the UserData hook to obj["user_data"].
+func (p *Proxy) contextualise(g *gateReq, obj map[string]any) error {
+	if p.o.UserData == nil {
+		return nil
+	}
+	ud, err := optString(obj, "user_data", "user_data")
+	if err != nil {
+		return err
+	}
+	nu, set, err := p.o.UserData(g.primary, ud, obj["user_data"] != nil, g.r)
+	if err != nil {
+		return refuse(http.StatusBadRequest, "user-data", "user_data: %v", err)
+	}
+	if set {
+		obj["user_data"] = nu
+	}
+	return nil
+}
+
+// optString reads a string-or-null key; absent and null read as "".
+func optString(m map[string]any, key, where string) (string, error) {
+	v, ok := m[key]
+	if !ok || v == nil {
+		return "", nil
+	}
+	s, ok := v.(string)
+	if !ok {
+		return "", bodyErrorf("%s is not a string", where)
+	}
+	return s, nil
+}

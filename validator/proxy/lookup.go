@@ -1,0 +1,165 @@
+package proxy
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// ErrNotFound is what a Lookup returns (wrapped or not) for an image that does not exist.
+var ErrNotFound = errors.New("image not found")
+
+// Image is a Glance image as the gate needs it.
+type Image struct {
+	ID         string
+	Name       string
+	Owner      string
+	Status     string
+	Visibility string
+	// Properties are the image's custom properties (string values only).
+	Properties map[string]string
+}
+
+// Lookup finds images in Glance. The command layer implements it with the
+// proxy's own service credentials; the gate never sees a user's token.
+type Lookup interface {
+	// GetImage returns one image by canonical id, or ErrNotFound.
+	GetImage(ctx context.Context, id string) (*Image, error)
+	// ListTag returns the mirror project's images with imagetrust_tag=tag
+	// (and imagetrust_vo=vo when vo != "").
+	ListTag(ctx context.Context, vo, tag string) ([]*Image, error)
+}
+
+// cachedLookup is a Lookup with a TTL cache of bounded size in front of it.
+// Concurrent misses for one key share one call (singleflight). Absent images
+// are cached like present ones; other errors are not cached.
+type cachedLookup struct {
+	next    Lookup
+	ttl     time.Duration
+	size    int
+	now     func() time.Time
+	metrics *Metrics
+
+	group singleflight.Group
+	mu    sync.Mutex
+	lru   *list.List // of *cacheEntry, most recent first
+	items map[string]*list.Element
+}
+
+type cacheEntry struct {
+	key     string
+	expires time.Time
+	img     *Image
+	imgs    []*Image
+	err     error // nil or ErrNotFound
+}
+
+func newCachedLookup(next Lookup, ttl time.Duration, size int, now func() time.Time, m *Metrics) *cachedLookup {
+	if size <= 0 {
+		size = 10000
+	}
+	return &cachedLookup{next: next, ttl: ttl, size: size, now: now, metrics: m,
+		lru: list.New(), items: map[string]*list.Element{}}
+}
+
+func (c *cachedLookup) get(key string) (*cacheEntry, bool) {
+	if c.ttl <= 0 {
+		return nil, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.items[key]
+	if !ok {
+		return nil, false
+	}
+	e := el.Value.(*cacheEntry)
+	if !c.now().Before(e.expires) {
+		c.lru.Remove(el)
+		delete(c.items, key)
+		return nil, false
+	}
+	c.lru.MoveToFront(el)
+	return e, true
+}
+
+func (c *cachedLookup) put(e *cacheEntry) {
+	if c.ttl <= 0 {
+		return
+	}
+	e.expires = c.now().Add(c.ttl)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.items[e.key]; ok {
+		el.Value = e
+		c.lru.MoveToFront(el)
+		return
+	}
+	c.items[e.key] = c.lru.PushFront(e)
+	for c.lru.Len() > c.size {
+		old := c.lru.Back()
+		c.lru.Remove(old)
+		delete(c.items, old.Value.(*cacheEntry).key)
+	}
+}
+
+func (c *cachedLookup) load(ctx context.Context, key string, fill func(ctx context.Context) (*cacheEntry, error)) (*cacheEntry, error) {
+	if e, ok := c.get(key); ok {
+		c.metrics.cacheHit()
+		return e, nil
+	}
+	c.metrics.cacheMiss()
+	v, err, _ := c.group.Do(key, func() (any, error) {
+		// The shared call must not die with the first caller's request.
+		e, err := fill(context.WithoutCancel(ctx))
+		if err != nil {
+			return nil, err
+		}
+		e.key = key
+		c.put(e)
+		return e, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*cacheEntry), nil
+}
+
+// GetImage implements Lookup.
+func (c *cachedLookup) GetImage(ctx context.Context, id string) (*Image, error) {
+	e, err := c.load(ctx, "id\x00"+id, func(ctx context.Context) (*cacheEntry, error) {
+		img, err := c.next.GetImage(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			return &cacheEntry{err: ErrNotFound}, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &cacheEntry{img: img}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if e.err != nil {
+		return nil, e.err
+	}
+	return e.img, nil
+}
+
+// ListTag implements Lookup.
+func (c *cachedLookup) ListTag(ctx context.Context, vo, tag string) ([]*Image, error) {
+	e, err := c.load(ctx, "tag\x00"+vo+"\x00"+tag, func(ctx context.Context) (*cacheEntry, error) {
+		imgs, err := c.next.ListTag(ctx, vo, tag)
+		if err != nil {
+			return nil, err
+		}
+		return &cacheEntry{imgs: imgs}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return e.imgs, nil
+}

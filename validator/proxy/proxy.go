@@ -1,0 +1,200 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Decider is the pure boot decision; *validator.Trust implements it.
+type Decider interface {
+	DecideBoot(img catalogImage, p bootPolicy, now time.Time) decision
+	DecideTag(cands []catalogImage, p bootPolicy, now time.Time) (decision, []decision)
+}
+
+// UserData contextualises a boot's user data. img is the image that boots
+// (nil for a boot from a volume the policy allowed), userDataB64 the user's
+// base64 user_data and has whether the request carried one (a JSON null
+// counts as none). It returns the user_data to forward and whether to set it;
+// an error refuses the request with 400 and the error's text (so the text
+// must be fit for users, e.g. "merged user data exceeds 65535 characters").
+type UserData func(img *Image, userDataB64 string, has bool, r *http.Request) (string, bool, error)
+
+// Volume policies for boots from Cinder volumes and snapshots.
+const (
+	VolumeRefuse = "refuse"
+	VolumeAllow  = "allow"
+)
+
+// Options configure a Proxy.
+type Options struct {
+	// Upstream is Nova's own compute endpoint, unversioned (http://nova:8774)
+	// or with the path Nova is mounted at (SCRIPT_NAME, e.g. /compute). The
+	// request path is appended to it.
+	Upstream *url.URL
+	// PublicURL is the proxy's URL as users see it; version documents are
+	// rewritten to it. Nil means scheme and Host of each request.
+	PublicURL *url.URL
+	// Lookup finds images (service credentials); it is cached by the proxy.
+	Lookup Lookup
+	// Decider judges images.
+	Decider Decider
+	// MirrorProject owns the catalogue.
+	MirrorProject string
+	// UnmanagedProjects may boot images outside the catalogue (matched
+	// against the /{project_id} segment of the request path; see doc.go).
+	UnmanagedProjects []string
+	// VolumePolicy is VolumeRefuse (default) or VolumeAllow.
+	VolumePolicy string
+	// MaxBody bounds a judged request body (default 1 MiB).
+	MaxBody int64
+	// CacheTTL (default 30s; negative disables) and CacheSize (default 10000) bound the lookup cache.
+	CacheTTL  time.Duration
+	CacheSize int
+	// UserData, if set, contextualises server create and rebuild.
+	UserData UserData
+	// Logger receives the audit lines (required).
+	Logger *slog.Logger
+	// Metrics may be nil.
+	Metrics *Metrics
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Transport reaches Nova (default: a tuned clone of http.DefaultTransport).
+	Transport http.RoundTripper
+}
+
+// Proxy is the Nova-facing boot gate: an http.Handler that judges server
+// create, rebuild and rescue requests and streams everything else to Nova.
+type Proxy struct {
+	o         Options
+	lookup    Lookup
+	unmanaged map[string]bool
+	rp        *httputil.ReverseProxy
+}
+
+type ctxKey int
+
+const (
+	ctxVersionDoc ctxKey = iota
+	ctxRequestID
+)
+
+// New checks the options and builds a Proxy.
+func New(o Options) (*Proxy, error) {
+	if o.Upstream == nil || o.Upstream.Scheme == "" || o.Upstream.Host == "" {
+		return nil, errors.New("proxy: upstream URL must be absolute")
+	}
+	if o.Lookup == nil || o.Decider == nil || o.Logger == nil {
+		return nil, errors.New("proxy: Lookup, Decider and Logger are required")
+	}
+	if o.MirrorProject == "" {
+		return nil, errors.New("proxy: mirror project is required")
+	}
+	switch o.VolumePolicy {
+	case "":
+		o.VolumePolicy = VolumeRefuse
+	case VolumeRefuse, VolumeAllow:
+	default:
+		return nil, fmt.Errorf("proxy: volume policy %q: must be refuse or allow", o.VolumePolicy)
+	}
+	if o.MaxBody <= 0 {
+		o.MaxBody = 1 << 20
+	}
+	if o.CacheTTL == 0 {
+		o.CacheTTL = 30 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Transport == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConns = 512
+		t.MaxIdleConnsPerHost = 256
+		t.IdleConnTimeout = 90 * time.Second
+		t.ResponseHeaderTimeout = 5 * time.Minute
+		o.Transport = t
+	}
+	p := &Proxy{o: o, unmanaged: map[string]bool{}}
+	for _, pr := range o.UnmanagedProjects {
+		p.unmanaged[strings.ToLower(pr)] = true
+	}
+	p.lookup = newCachedLookup(o.Lookup, o.CacheTTL, o.CacheSize, o.Now, o.Metrics)
+	up := *o.Upstream
+	p.rp = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(&up)
+			pr.SetXForwarded()
+			if pr.In.Context().Value(ctxVersionDoc) != nil {
+				// the document is rewritten: ask for it uncompressed
+				pr.Out.Header.Del("Accept-Encoding")
+			}
+		},
+		Transport:      o.Transport,
+		ModifyResponse: p.modifyResponse,
+		ErrorHandler:   p.upstreamError,
+		// FlushInterval 0: ReverseProxy flushes responses of unknown length
+		// (streams) after every write anyway; fixed-length bodies are copied
+		// in large writes, which is what throughput needs.
+		ErrorLog: slog.NewLogLogger(o.Logger.Handler(), slog.LevelWarn),
+	}
+	return p, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rt, anomalous := classifyPath(r.URL.EscapedPath())
+	switch {
+	case r.Method == http.MethodPost && anomalous:
+		reqID := newRequestID()
+		p.o.Logger.Info("request refused", "request_id", reqID, "method", r.Method,
+			"path", truncate(r.URL.EscapedPath(), 256), "remote", remoteHost(r), "reason", "path")
+		p.o.Metrics.decision("refused", "path")
+		writeFault(w, reqID, http.StatusBadRequest,
+			"The request path is not in canonical form (empty or dot segments, trailing slash or bad escapes); the image gate does not forward it.")
+		p.o.Metrics.observe("refused", time.Since(start).Seconds())
+	case r.Method == http.MethodPost && (rt.kind == routeCreate || rt.kind == routeAction):
+		kind := p.gate(w, r, rt)
+		p.o.Metrics.observe(kind, time.Since(start).Seconds())
+	case rt.kind == routeVersion && (r.Method == http.MethodGet || r.Method == http.MethodHead):
+		p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxVersionDoc, true)))
+		p.o.Metrics.observe("version", time.Since(start).Seconds())
+	default:
+		p.rp.ServeHTTP(w, r)
+		p.o.Metrics.observe("passthrough", time.Since(start).Seconds())
+	}
+}
+
+func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	p.o.Metrics.upstreamError()
+	if errors.Is(err, context.Canceled) {
+		// the client went away; nobody reads the answer
+		w.WriteHeader(499)
+		return
+	}
+	reqID, _ := r.Context().Value(ctxRequestID).(string)
+	if reqID == "" {
+		reqID = newRequestID()
+	}
+	p.o.Logger.Warn("upstream error", "request_id", reqID, "method", r.Method, "error", err)
+	writeFault(w, reqID, http.StatusBadGateway, "The compute service behind the image gate could not be reached; try again later.")
+}
+
+func newRequestID() string { return "req-" + uuid.NewString() }
+
+func remoteHost(r *http.Request) string {
+	h, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return h
+}

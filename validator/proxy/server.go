@@ -1,0 +1,128 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// ServerOptions configure Serve.
+type ServerOptions struct {
+	// Listen is the gate's address; HealthListen the address of /healthz and
+	// /metrics ("" = no health listener).
+	Listen, HealthListen string
+	// TLSCert and TLSKey, when both set, make the gate's listener HTTPS.
+	TLSCert, TLSKey string
+	// Gatherer serves /metrics (nil = no /metrics).
+	Gatherer prometheus.Gatherer
+	// ShutdownTimeout bounds the graceful shutdown (default 30s).
+	ShutdownTimeout time.Duration
+	// Ready, if set, receives the bound addresses once both listeners listen.
+	Ready func(gate, health net.Addr)
+	Logger *slog.Logger
+}
+
+// newServer is an http.Server with every timeout set. Reads are bounded by
+// the body limit and ReadTimeout; WriteTimeout is long because it bounds a
+// whole passed-through response (Nova's slowest calls take minutes).
+func newServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       2 * time.Minute,
+		WriteTimeout:      10 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+// HealthHandler serves /healthz (200 "ok") and, when g is not nil, /metrics.
+func HealthHandler(g prometheus.Gatherer) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	if g != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	}
+	return mux
+}
+
+// Serve runs the gate (and the health listener) until ctx ends, then shuts
+// down gracefully: listeners close at once, requests in flight get
+// ShutdownTimeout to finish.
+func Serve(ctx context.Context, gate http.Handler, o ServerOptions) error {
+	if o.Logger == nil {
+		return errors.New("proxy: ServerOptions.Logger is required")
+	}
+	if o.ShutdownTimeout <= 0 {
+		o.ShutdownTimeout = 30 * time.Second
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", o.Listen)
+	if err != nil {
+		return fmt.Errorf("proxy: listen: %w", err)
+	}
+	gs := newServer(gate, o.Logger)
+	if (o.TLSCert == "") != (o.TLSKey == "") {
+		ln.Close()
+		return errors.New("proxy: set both tls_cert and tls_key, or neither")
+	}
+	if o.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(o.TLSCert, o.TLSKey)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("proxy: TLS key pair: %w", err)
+		}
+		gs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+		ln = tls.NewListener(ln, gs.TLSConfig)
+	}
+	servers := []*http.Server{gs}
+	listeners := []net.Listener{ln}
+	var healthAddr net.Addr
+	if o.HealthListen != "" {
+		hl, err := lc.Listen(ctx, "tcp", o.HealthListen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("proxy: health listen: %w", err)
+		}
+		servers = append(servers, newServer(HealthHandler(o.Gatherer), o.Logger))
+		listeners = append(listeners, hl)
+		healthAddr = hl.Addr()
+	}
+	o.Logger.Info("proxy listening", "addr", ln.Addr().String(), "tls", o.TLSCert != "", "health", fmt.Sprint(healthAddr))
+	if o.Ready != nil {
+		o.Ready(ln.Addr(), healthAddr)
+	}
+	errc := make(chan error, len(servers))
+	for i, s := range servers {
+		go func() { errc <- s.Serve(listeners[i]) }()
+	}
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.ShutdownTimeout)
+	defer cancel()
+	for _, s := range servers {
+		if err := s.Shutdown(sctx); err != nil {
+			runErr = errors.Join(runErr, fmt.Errorf("proxy: shutdown: %w", err))
+		}
+	}
+	if errors.Is(runErr, http.ErrServerClosed) {
+		runErr = nil
+	}
+	o.Logger.Info("proxy stopped")
+	return runErr
+}
