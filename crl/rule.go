@@ -1,6 +1,9 @@
 package crl
 
-import "time"
+import (
+	"strconv"
+	"time"
+)
 
 // Role is the place of a certificate in an image's three chains.
 type Role string
@@ -51,26 +54,7 @@ func ReasonName(code int) string {
 	case ReasonAACompromise:
 		return "aACompromise"
 	}
-	return "reason-" + itoa(code)
-}
-
-func itoa(n int) string {
-	if n == 0 {
-		return "0"
-	}
-	neg := n < 0
-	if neg {
-		n = -n
-	}
-	var b []byte
-	for n > 0 {
-		b = append([]byte{byte('0' + n%10)}, b...)
-		n /= 10
-	}
-	if neg {
-		b = append([]byte{'-'}, b...)
-	}
-	return string(b)
+	return "reason-" + strconv.Itoa(code)
 }
 
 // RevocationApplies is the one revocation rule of imagetrust, shared by the
@@ -80,10 +64,14 @@ func itoa(n int) string {
 //   - The image certificate: any revocation applies.
 //   - Compromise (unspecified, keyCompromise, cACompromise, aACompromise) and
 //     certificateHold apply whatever the dates: the key can't be trusted.
+//   - removeFromCRL never applies: it lifts an earlier certificateHold.
 //   - Any other reason (affiliationChanged, superseded, cessationOfOperation,
 //     privilegeWithdrawn) applies only to images registered at or after the
 //     revocation time; images registered before it stay valid, unless strict.
 func RevocationApplies(role Role, reason int, revokedAt, registeredAt time.Time, strict bool) bool {
+	if reason == ReasonRemoveFromCRL {
+		return false
+	}
 	if role == RoleImage || strict {
 		return true
 	}

@@ -1,0 +1,259 @@
+package crl
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/hex"
+	"math/big"
+	"time"
+)
+
+// CRL is a CRL accepted into an Index: the compact list, the CA certificate
+// it verified against and where it came from.
+type CRL struct {
+	*List
+	// CA is the certificate whose key signed the CRL.
+	CA *x509.Certificate
+	// Source names where the CRL came from (URL, file), for reports.
+	Source string
+}
+
+// Stale reports whether the CRL is past nextUpdate plus grace at now. A CRL
+// without nextUpdate is never stale.
+func (c *CRL) Stale(now time.Time, grace time.Duration) bool {
+	nu := c.Header.NextUpdate
+	return !nu.IsZero() && now.After(nu.Add(grace))
+}
+
+// Index holds accepted CRLs by issuer and answers "is this serial of this
+// issuer revoked?". Lookups always go by issuer AND serial: a CRL of another
+// CA revoking the same serial number never matches.
+//
+// An Index is not safe for concurrent Add; lookups may run concurrently
+// once adding is done.
+type Index struct {
+	// ClockSkew is how far a CRL's thisUpdate may lie beyond now.
+	ClockSkew time.Duration
+
+	byRaw  map[string][]*CRL // raw issuer DN
+	byName map[string][]*CRL // issuer DN as pkix.Name.String() prints it
+}
+
+// caKey identifies a CA by name and key: a CA re-keyed under the same name
+// is another CA.
+func caKey(ca *x509.Certificate) string {
+	return string(ca.RawSubject) + "\x00" + string(ca.RawSubjectPublicKeyInfo)
+}
+
+// Add accepts a CRL parsed by the standard library (see AddList).
+func (ix *Index) Add(rl *x509.RevocationList, ca *x509.Certificate, now time.Time) error {
+	if rl == nil {
+		return refuse(ReasonParse, "", "no CRL")
+	}
+	l, err := ParseList(rl.Raw)
+	if err != nil {
+		return err
+	}
+	_, err = ix.AddList(l, ca, now, "")
+	return err
+}
+
+// AddList accepts l as the CRL of ca if Verify passes, its thisUpdate is not
+// beyond now+ClockSkew (ReasonFuture), it has a CRL number (ReasonParse) and
+// that number is not lower than the one of a CRL of the same CA already in
+// the index, nor equal to it with other content (ReasonRollback). A newer
+// CRL replaces the older; the same CRL again is a no-op. Staleness is not
+// checked here: see CRL.Stale. Errors are *Error.
+func (ix *Index) AddList(l *List, ca *x509.Certificate, now time.Time, source string) (*CRL, error) {
+	if err := Verify(l.Header, ca); err != nil {
+		return nil, err
+	}
+	h := l.Header
+	if h.ThisUpdate.After(now.Add(ix.ClockSkew)) {
+		return nil, wrapf(ReasonFuture, h, "thisUpdate %s is after now %s plus clock skew %s",
+			h.ThisUpdate.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), ix.ClockSkew)
+	}
+	if h.Number == nil {
+		return nil, wrapf(ReasonParse, h, "no CRL number: rollback can't be detected")
+	}
+	if ix.byRaw == nil {
+		ix.byRaw = map[string][]*CRL{}
+		ix.byName = map[string][]*CRL{}
+	}
+	c := &CRL{List: l, CA: ca, Source: source}
+	raw, name := string(h.RawIssuer), h.Issuer.String()
+	k := caKey(ca)
+	for i, old := range ix.byRaw[raw] {
+		if caKey(old.CA) != k {
+			continue
+		}
+		if err := CheckNumber(h, old.Header.Number, old.Fingerprint(), l.Fingerprint()); err != nil {
+			return nil, err
+		}
+		if old.Fingerprint() == l.Fingerprint() {
+			return old, nil
+		}
+		ix.byRaw[raw][i] = c
+		for j, o := range ix.byName[name] {
+			if o == old {
+				ix.byName[name][j] = c
+			}
+		}
+		return c, nil
+	}
+	ix.byRaw[raw] = append(ix.byRaw[raw], c)
+	ix.byName[name] = append(ix.byName[name], c)
+	return c, nil
+}
+
+// CheckNumber refuses a CRL whose number is lower than last, or equal to
+// last with another fingerprint (ReasonRollback). last nil accepts anything.
+func CheckNumber(h *x509.RevocationList, last *big.Int, lastSum, sum [32]byte) error {
+	if last == nil || h.Number == nil {
+		return nil
+	}
+	switch h.Number.Cmp(last) {
+	case -1:
+		return wrapf(ReasonRollback, h, "CRL number %s is lower than %s, accepted before", h.Number, last)
+	case 0:
+		if lastSum != sum {
+			return wrapf(ReasonRollback, h, "CRL number %s was accepted before with other content", h.Number)
+		}
+	}
+	return nil
+}
+
+// CRLs returns every accepted CRL.
+func (ix *Index) CRLs() []*CRL {
+	var out []*CRL
+	for _, cs := range ix.byRaw {
+		out = append(out, cs...)
+	}
+	return out
+}
+
+// HasCRL reports whether a CRL of the issuer (raw DN) is in the index.
+func (ix *Index) HasCRL(issuerRaw []byte) bool { return len(ix.byRaw[string(issuerRaw)]) > 0 }
+
+// Lookup finds the entry of a certificate given by its issuer's raw DN and
+// its serial number.
+func (ix *Index) Lookup(issuerRaw []byte, serial *big.Int) (*x509.RevocationListEntry, *x509.RevocationList, bool) {
+	for _, c := range ix.byRaw[string(issuerRaw)] {
+		if e, ok := c.Find(serial); ok {
+			return e, c.Header, true
+		}
+	}
+	return nil, nil, false
+}
+
+// Ref names one certificate of an image's chains for a revocation check:
+// either from the certificate itself (IssuerRaw set) or from a catalogue
+// record (Issuer as pkix.Name.String() prints it, AKI maybe empty).
+type Ref struct {
+	Role Role
+	// Issuer is the issuer DN in RFC 4514 form (pkix.Name.String()).
+	Issuer string
+	// IssuerRaw is the issuer's raw DER DN; when set it is used instead of Issuer.
+	IssuerRaw []byte
+	Serial    *big.Int
+	// AKI is the certificate's authorityKeyIdentifier, if any.
+	AKI []byte
+	// Cert is the certificate, when known.
+	Cert *x509.Certificate
+}
+
+// Covering returns the CRLs that speak for the certificate named by r: the
+// CRLs whose issuer DN equals r's issuer DN (raw DER when r has it, else the
+// RFC 4514 string), and whose CA's subjectKeyIdentifier equals r's AKI when
+// both are present. With several CAs of one name and no AKI to tell them
+// apart, all their CRLs speak for it: a revocation in any of them counts.
+func (ix *Index) Covering(r Ref) []*CRL {
+	var cands []*CRL
+	if r.IssuerRaw != nil {
+		cands = ix.byRaw[string(r.IssuerRaw)]
+	} else {
+		cands = ix.byName[r.Issuer]
+	}
+	if len(r.AKI) == 0 {
+		return cands
+	}
+	var out []*CRL
+	for _, c := range cands {
+		if len(c.CA.SubjectKeyId) == 0 || bytes.Equal(c.CA.SubjectKeyId, r.AKI) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Revocation is a revocation that makes an image invalid (or held).
+type Revocation struct {
+	// Cert is the revoked certificate when the check was given certificates.
+	Cert *x509.Certificate
+	// Ref is the revoked certificate's reference.
+	Ref  Ref
+	Role Role
+	// Reason is the RFC 5280 CRLReason code (ReasonName gives its name).
+	Reason    int
+	RevokedAt time.Time
+	CRLNumber *big.Int
+	// Issuer is the CRL's issuer DN (RFC 4514).
+	Issuer string
+	// CRL is the CRL that revoked it.
+	CRL *CRL
+}
+
+// Hold reports whether the revocation is a certificateHold.
+func (r *Revocation) Hold() bool { return r.Reason == ReasonCertificateHold }
+
+// Check applies RevocationApplies to every certificate named by refs for an
+// image registered at registeredAt, and returns the revocation that applies,
+// nil when none does. A revocation proper wins over a certificateHold;
+// between equals the first in refs wins.
+func (ix *Index) Check(refs []Ref, registeredAt time.Time, strict bool) *Revocation {
+	var hold *Revocation
+	for _, r := range refs {
+		for _, c := range ix.Covering(r) {
+			e, ok := c.Find(r.Serial)
+			if !ok || !RevocationApplies(r.Role, e.ReasonCode, e.RevocationTime, registeredAt, strict) {
+				continue
+			}
+			rev := &Revocation{Cert: r.Cert, Ref: r, Role: r.Role, Reason: e.ReasonCode, RevokedAt: e.RevocationTime,
+				CRLNumber: c.Header.Number, Issuer: c.Header.Issuer.String(), CRL: c}
+			if !rev.Hold() {
+				return rev
+			}
+			if hold == nil {
+				hold = rev
+			}
+		}
+	}
+	return hold
+}
+
+// ChainRefs names the certificates of one chain: chain[0] in role, the
+// following ones (intermediates; a self-issued root is skipped) as RoleCA.
+func ChainRefs(chain []*x509.Certificate, role Role) []Ref {
+	var out []Ref
+	for i, c := range chain {
+		rl := role
+		if i > 0 {
+			if bytes.Equal(c.RawIssuer, c.RawSubject) {
+				continue
+			}
+			rl = RoleCA
+		}
+		out = append(out, Ref{Role: rl, Issuer: c.Issuer.String(), IssuerRaw: c.RawIssuer, Serial: c.SerialNumber, AKI: c.AuthorityKeyId, Cert: c})
+	}
+	return out
+}
+
+// CheckChain is Check for one chain of certificates: chain[0] is the leaf
+// playing role, chain[1:] its intermediates (RoleCA; a self-signed root is
+// skipped). It returns nil when no revocation applies.
+func (ix *Index) CheckChain(chain []*x509.Certificate, role Role, registeredAt time.Time, strict bool) *Revocation {
+	return ix.Check(ChainRefs(chain, role), registeredAt, strict)
+}
+
+// hexKey is the lower-case hex form used in catalogue records.
+func hexKey(b []byte) string { return hex.EncodeToString(b) }
