@@ -265,18 +265,12 @@ func (t *Trust) Verify(in Input) *Result {
 	if d != nil {
 		vo = t.vos[d.VO]
 	}
-	var creator, approver *cms.Signer
-	if len(people) > 0 {
-		creator = people[0]
-	}
-	if len(people) > 1 {
-		approver = people[1]
-	}
+	creator, approver := assignPeople(people, vo)
 	r.Creator = describeSigner("creator", creator)
 	r.Approver = describeSigner("approver", approver)
 	creatorTimeErr := t.judgePerson(r, CheckCreator, creator, vo, d, inter, regTime)
 	approverTimeErr := t.judgePerson(r, CheckApprover, approver, vo, d, inter, regTime)
-	if creator != nil && approver != nil && r.Check(CheckApprover).OK {
+	if creator != nil && approver != nil {
 		cs, _ := DNFromRaw(creator.Certificate.RawSubject)
 		as, _ := DNFromRaw(approver.Certificate.RawSubject)
 		if cs.Equal(as) {
@@ -353,6 +347,48 @@ func (r *Result) finish() *Result {
 	r.Valid = valid
 	r.ExpiredOnly = !valid && anyFail && onlyExpiry
 	return r
+}
+
+// assignPeople decides which personal signer is the creator and which the
+// approver. CMS keeps SignerInfos in a DER SET, whose order is not the signing
+// order, so roles come from the VO's lists: the assignment that authorises
+// more signers wins; on a tie the earlier signingTime is the creator's.
+func assignPeople(people []*cms.Signer, vo *VOPolicy) (creator, approver *cms.Signer) {
+	listed := func(s *cms.Signer, list []DN) int {
+		if vo == nil {
+			return 0
+		}
+		subj, err := DNFromRaw(s.Certificate.RawSubject)
+		if err != nil {
+			return 0
+		}
+		for _, dn := range list {
+			if dn.Equal(subj) {
+				return 1
+			}
+		}
+		return 0
+	}
+	var creators, approvers []DN
+	if vo != nil {
+		creators, approvers = vo.Creators, vo.Approvers
+	}
+	switch len(people) {
+	case 0:
+		return nil, nil
+	case 1:
+		if listed(people[0], creators) == 0 && listed(people[0], approvers) == 1 {
+			return nil, people[0]
+		}
+		return people[0], nil
+	}
+	a, b := people[0], people[1]
+	ab := listed(a, creators) + listed(b, approvers)
+	ba := listed(b, creators) + listed(a, approvers)
+	if ba > ab || (ba == ab && !b.SigningTime.IsZero() && b.SigningTime.Before(a.SigningTime)) {
+		return b, a
+	}
+	return a, b
 }
 
 // judgePerson runs check 3 for one personal signer, returning the error of

@@ -13,12 +13,14 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/imagetrust/imagetrust/validator"
 )
 
 // Decider is the pure boot decision; *validator.Trust implements it.
 type Decider interface {
-	DecideBoot(img catalogImage, p bootPolicy, now time.Time) decision
-	DecideTag(cands []catalogImage, p bootPolicy, now time.Time) (decision, []decision)
+	DecideBoot(img validator.CatalogImage, p validator.BootPolicy, now time.Time) validator.Decision
+	DecideTag(cands []validator.CatalogImage, p validator.BootPolicy, now time.Time) (validator.Decision, []validator.Decision)
 }
 
 // UserData contextualises a boot's user data. img is the image that boots

@@ -26,7 +26,7 @@ type ServerOptions struct {
 	// ShutdownTimeout bounds the graceful shutdown (default 30s).
 	ShutdownTimeout time.Duration
 	// Ready, if set, receives the bound addresses once both listeners listen.
-	Ready func(gate, health net.Addr)
+	Ready  func(gate, health net.Addr)
 	Logger *slog.Logger
 }
 

@@ -1,0 +1,60 @@
+package validator
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const goodDescriptor = `{"uuid":"0b0e3c4a-7f7a-4c1e-9f57-8a1f3f1d2e3f","vo":"atlas","tag":"worker","uri":"w.qcow2","size":10,` +
+	`"sha512":"` + "00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000" + `",` +
+	`"disk_format":"qcow2","container_format":"bare","created":"2026-01-02T03:04:05Z","properties":{"hw_firmware_type":"uefi"}}`
+
+func TestParseDescriptor(t *testing.T) {
+	if _, err := ParseDescriptor([]byte(goodDescriptor)); err != nil {
+		t.Fatalf("ok descriptor: %v", err)
+	}
+	// the hostile corpus: every file must be refused, naming the problem
+	files, err := filepath.Glob("testdata/descriptors/fail-*.json")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no hostile corpus: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// fail-<what the error names>[--<variant>].json
+			want := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(f), "fail-"), ".json")
+			want, _, _ = strings.Cut(want, "--")
+			_, err = ParseDescriptor(b)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if !strings.Contains(strings.ReplaceAll(err.Error(), " ", "-"), want) {
+				t.Fatalf("error %q does not name %q", err, want)
+			}
+		})
+	}
+}
+
+func FuzzParseDescriptor(f *testing.F) {
+	f.Add([]byte(goodDescriptor))
+	files, _ := filepath.Glob("testdata/descriptors/*.json")
+	for _, p := range files {
+		if b, err := os.ReadFile(p); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		d, err := ParseDescriptor(b)
+		if err != nil {
+			return
+		}
+		if d.UUID == "" || d.Size <= 0 || len(d.SHA512) != 128 {
+			t.Fatalf("accepted an incomplete descriptor: %+v", d)
+		}
+	})
+}
