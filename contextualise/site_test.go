@@ -1,0 +1,193 @@
+package contextualise
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// writeSite makes a site directory from relative path -> content.
+func writeSite(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for rel, content := range files {
+		p := filepath.Join(dir, filepath.FromSlash(rel))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func TestLoadSite(t *testing.T) {
+	cases := []struct {
+		name    string
+		files   map[string]string
+		wantErr string // substring; "" for success
+	}{
+		{"ok empty", map[string]string{"README.md": "docs"}, ""},
+		{"ok all vo tag", map[string]string{
+			"all/a.yaml":       "#cloud-config\nruncmd: [a]\n",
+			"vo/atlas/b.yml":   "#cloud-config\n",
+			"tag/atlas/t/c.sh": "#!/bin/sh\necho {{ tag }}\n",
+			"all/.swp":         "ignored",
+		}, ""},
+		{"ok unquoted template", map[string]string{"all/a.cfg": "#cloud-config\nhostname: {{ server_name }}\npath: /etc/{{vo}}.conf\n"}, ""},
+		{"fail unknown file", map[string]string{"all/notes.txt": "hello"}, "all/notes.txt: neither a cloud-config fragment"},
+		{"fail yaml without header", map[string]string{"all/a.yaml": "runcmd: [a]\n"}, "must start with a #cloud-config line"},
+		{"fail bad yaml", map[string]string{"all/a.yaml": "#cloud-config\nruncmd: [a\n"}, "all/a.yaml: YAML"},
+		{"fail not a mapping", map[string]string{"all/a.yaml": "#cloud-config\n- a\n"}, "must be a mapping"},
+		{"fail unknown variable", map[string]string{"all/a.yaml": "#cloud-config\nx: '{{ hostname }}'\n"}, `unknown template variable "hostname"`},
+		{"fail unknown variable in script", map[string]string{"vo/x/a.sh": "#!/bin/sh\necho {{ nope }}\n"}, `vo/x/a.sh: line 2: unknown template variable "nope"`},
+		{"fail stray braces", map[string]string{"all/a.sh": "#!/bin/sh\necho {{ tag | upper }}\n"}, "is not a template reference"},
+		{"fail template in key", map[string]string{"all/a.yaml": "#cloud-config\n'{{ vo }}': 1\n"}, "not in keys"},
+		{"fail merge_how", map[string]string{"all/a.yaml": "#cloud-config\nmerge_how: 'dict(replace)'\n"}, "merge_how is not allowed"},
+		{"fail anchors", map[string]string{"all/a.yaml": "#cloud-config\na: &x [1]\nb: *x\n"}, "anchors and aliases"},
+		{"fail duplicate key", map[string]string{"all/a.yaml": "#cloud-config\na: 1\na: 2\n"}, `duplicate key "a"`},
+		{"fail unknown top directory", map[string]string{"vos/atlas/a.yaml": "#cloud-config\n"}, "unexpected directory"},
+		{"fail file in vo", map[string]string{"vo/a.yaml": "#cloud-config\n"}, "want only directories"},
+		{"fail nested directory", map[string]string{"all/sub/a.yaml": "#cloud-config\n"}, "unexpected directory"},
+		{"fail reserved text", map[string]string{"all/a.yaml": "#cloud-config\na: __imagetrust_var_0__\n"}, "is reserved"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := LoadSite(writeSite(t, c.files))
+			if c.wantErr == "" {
+				if err != nil {
+					t.Fatalf("LoadSite: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+				t.Fatalf("LoadSite error = %v, want one containing %q", err, c.wantErr)
+			}
+		})
+	}
+	t.Run("fail missing directory", func(t *testing.T) {
+		if _, err := LoadSite(filepath.Join(t.TempDir(), "nope")); err == nil {
+			t.Fatal("LoadSite of a missing directory succeeded")
+		}
+	})
+}
+
+func TestShippedExampleSite(t *testing.T) {
+	s, err := LoadSite("../etc/contextualise")
+	if err != nil {
+		t.Fatalf("etc/contextualise: %v", err)
+	}
+	v := Vars{ImageUUID: "5f1d2a3e-8c4b-4e6f-9a7d-0b1c2d3e4f50", VO: "atlas", Tag: "worker-el9", SiteName: "example", ProjectID: "p", ServerName: "s",
+		Extra: map[string]string{"squid_proxy": "http://squid.example.org:3128"}}
+	if _, err := s.Merge("", false, v); err != nil {
+		t.Fatalf("Merge with the shipped example site: %v", err)
+	}
+}
+
+func TestMergeUnchanged(t *testing.T) {
+	s, err := LoadSite(writeSite(t, map[string]string{"vo/atlas/a.yaml": "#cloud-config\nruncmd: [a]\n", "vo/cms/empty.yaml": "#cloud-config\n"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ud := base64.StdEncoding.EncodeToString([]byte("#!/bin/sh\n"))
+	cases := []struct {
+		name string
+		b64  string
+		has  bool
+		vo   string
+		want string
+	}{
+		{"ok other vo keeps user data", ud, true, "lhcb", ud},
+		{"ok other vo without user data", "", false, "lhcb", ""},
+		{"ok empty fragments only", ud, true, "cms", ud},
+		{"ok invalid base64 untouched when nothing applies", "!!", true, "lhcb", "!!"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := s.Merge(c.b64, c.has, Vars{VO: c.vo})
+			if err != nil || got != c.want {
+				t.Fatalf("Merge = %q, %v; want %q", got, err, c.want)
+			}
+		})
+	}
+	if !s.Applies("atlas", "") || s.Applies("lhcb", "x") {
+		t.Error("Applies disagrees with the site's fragments")
+	}
+}
+
+func TestMergeErrors(t *testing.T) {
+	fixedBoundary(t)
+	s := loadTestSite(t)
+	bomb := gz(t, bytes.Repeat([]byte{'a'}, maxDecompressed+1))
+	cases := []struct {
+		name     string
+		b64      string
+		vars     func(*Vars)
+		userErr  bool // want *UserDataError
+		contains string
+	}{
+		{"fail invalid base64", "not base64!", nil, true, "not valid base64"},
+		{"fail mime not utf-8", base64.StdEncoding.EncodeToString([]byte("MIME-Version: 1.0\n\n\xff")), nil, true, "must be UTF-8"},
+		{"fail gzip bomb", base64.StdEncoding.EncodeToString(bomb), nil, true, "expands to more than"},
+		{"fail server name with shell characters", "", func(v *Vars) { v.ServerName = "x; rm -rf /" }, true, "server_name"},
+		{"fail server name with leading dash", "", func(v *Vars) { v.ServerName = "-rf" }, true, "server_name"},
+		{"fail site variable missing", "", func(v *Vars) { delete(v.Extra, "queue") }, false, "var.queue"},
+		{"fail site value unsafe", "", func(v *Vars) { v.SiteName = "a b" }, false, "site_name"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			v := testVars()
+			v.Extra = map[string]string{"queue": "q"}
+			if c.vars != nil {
+				c.vars(&v)
+			}
+			_, err := s.Merge(c.b64, c.b64 != "", v)
+			var ude *UserDataError
+			if err == nil || errors.As(err, &ude) != c.userErr || !strings.Contains(err.Error(), c.contains) {
+				t.Fatalf("Merge error = %v (UserDataError %v), want one containing %q, UserDataError %v", err, errors.As(err, &ude), c.contains, c.userErr)
+			}
+		})
+	}
+}
+
+func TestMergeDetails(t *testing.T) {
+	fixedBoundary(t)
+	s, err := LoadSite(writeSite(t, map[string]string{
+		"all/a.yaml": "#cloud-config\nwrite_files:\n  - path: /x\n    permissions: 0644\npackage_upgrade: yes\nhostname: {{ server_name }}\nport: '{{ var.port }}'\n",
+		"all/run.sh": "#!/bin/sh\n",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := Vars{ServerName: "123", Extra: map[string]string{"port": "8080"}}
+	user := "#cloud-config\n# mentions imagetrust-01-run.sh and imagetrust-site.cfg\n"
+	out, err := s.Merge(base64.StdEncoding.EncodeToString([]byte(user)), true, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, _ := decodeOutput(t, out)
+	for _, want := range []string{
+		"permissions: 0644\n",               // YAML 1.1 octal kept as written, not 644
+		"package_upgrade: yes\n",            // YAML 1.1 boolean kept as written
+		"hostname: \"123\"\n",               // substituted values are strings
+		"port: \"8080\"\n",                  // even where the template was quoted
+		`filename="imagetrust-01-run.sh-2"`, // a name the user data mentions is not reused
+		`filename="imagetrust-site.cfg-2"`,
+	} {
+		if !bytes.Contains(doc, []byte(want)) {
+			t.Errorf("document lacks %q:\n%s", want, doc)
+		}
+	}
+
+	t.Run("fail boundary always in payload", func(t *testing.T) {
+		user := base64.StdEncoding.EncodeToString([]byte("x " + testBoundary))
+		if _, err := s.Merge(user, true, v); err == nil || !strings.Contains(err.Error(), "no MIME boundary") {
+			t.Fatalf("Merge error = %v, want a boundary error", err)
+		}
+	})
+}
