@@ -84,8 +84,21 @@ func TestShippedExampleSite(t *testing.T) {
 	}
 	v := Vars{ImageUUID: "5f1d2a3e-8c4b-4e6f-9a7d-0b1c2d3e4f50", VO: "atlas", Tag: "worker-el9", SiteName: "example", ProjectID: "p", ServerName: "s",
 		Extra: map[string]string{"squid_proxy": "http://squid.example.org:3128"}}
-	if _, err := s.Merge("", false, v); err != nil {
+	user := base64.StdEncoding.EncodeToString([]byte("#cloud-config\npackages: [htop]\n"))
+	out, err := s.Merge(user, true, v)
+	if err != nil {
 		t.Fatalf("Merge with the shipped example site: %v", err)
+	}
+	requireCloudInit(t)
+	r := parseWithCloudInit(t, out)
+	if !hasPart(r, "text/x-shellscript", "imagetrust-01-50-motd.sh") {
+		t.Errorf("cloud-init lost the example script; parts: %+v", r.Parts)
+	}
+	pk, _ := r.CloudConfig["packages"].([]any)
+	rc, _ := r.CloudConfig["runcmd"].([]any)
+	wf, _ := r.CloudConfig["write_files"].([]any)
+	if len(pk) != 2 || pk[0] != "htop" || pk[1] != "cvmfs" || len(rc) != 3 || len(wf) != 2 {
+		t.Errorf("cloud-init merged the example into packages %v, runcmd %v, %d write_files; want [htop cvmfs], 3 commands, 2 files", pk, rc, len(wf))
 	}
 }
 
