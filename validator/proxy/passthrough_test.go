@@ -1,0 +1,192 @@
+package proxy
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+func TestPassThroughFidelity(t *testing.T) {
+	f := catalogue(t)
+	var got *http.Request
+	var gotBody []byte
+	release := make(chan struct{})
+	nova := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r.Clone(r.Context())
+		gotBody, _ = io.ReadAll(r.Body)
+		h := w.Header()
+		h.Set("X-Openstack-Request-Id", "req-11111111-2222-4333-8444-555555555555")
+		h.Set("X-Compute-Request-Id", "req-11111111-2222-4333-8444-555555555555")
+		h.Set("OpenStack-API-Version", "compute 2.79")
+		h.Set("X-OpenStack-Nova-API-Version", "2.79")
+		h.Add("Vary", "OpenStack-API-Version")
+		h.Add("Vary", "X-OpenStack-Nova-API-Version")
+		h.Set("Content-Type", "application/json")
+		if r.URL.Path == "/v2.1/stream" {
+			w.WriteHeader(http.StatusOK)
+			_, _ = w.Write([]byte("first\n"))
+			w.(http.Flusher).Flush()
+			<-release
+			_, _ = w.Write([]byte("second\n"))
+			return
+		}
+		w.WriteHeader(http.StatusConflict)
+		_, _ = w.Write([]byte(`{"conflictingRequest": {"code": 409, "message": "x"}}`))
+	}))
+	defer nova.Close()
+	g := newGate(t, f, nova.URL, nil)
+
+	// a non-gated POST with odd bytes: forwarded byte for byte
+	odd := `{"flavor" :{"name":"a","name":"b"} }`
+	req, _ := http.NewRequest(http.MethodPost, g.srv.URL+"/v2.1/flavors?x=1&y=%2F", strings.NewReader(odd))
+	req.Header.Set("Content-Type", "text/plain")
+	req.Header.Set("X-Auth-Token", "gAAAAtoken")
+	req.Header.Set("OpenStack-API-Version", "compute 2.79")
+	req.Header.Set("X-OpenStack-Nova-API-Version", "2.79")
+	req.Header.Set("X-Openstack-Request-Id", "req-99999999-2222-4333-8444-555555555555")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusConflict || string(body) != `{"conflictingRequest": {"code": 409, "message": "x"}}` {
+		t.Errorf("status %d body %s", resp.StatusCode, body)
+	}
+	for k, v := range map[string]string{
+		"X-Openstack-Request-Id": "req-11111111-2222-4333-8444-555555555555", "X-Compute-Request-Id": "req-11111111-2222-4333-8444-555555555555",
+		"Openstack-Api-Version": "compute 2.79", "X-Openstack-Nova-Api-Version": "2.79",
+	} {
+		if resp.Header.Get(k) != v {
+			t.Errorf("response header %s = %q, want %q", k, resp.Header.Get(k), v)
+		}
+	}
+	if len(resp.Header.Values("Vary")) != 2 {
+		t.Errorf("Vary = %v", resp.Header.Values("Vary"))
+	}
+	if string(gotBody) != odd || got.URL.RawQuery != "x=1&y=%2F" || got.Header.Get("Content-Type") != "text/plain" {
+		t.Errorf("upstream got body %q query %q ctype %q", gotBody, got.URL.RawQuery, got.Header.Get("Content-Type"))
+	}
+	for _, k := range []string{"X-Auth-Token", "OpenStack-API-Version", "X-OpenStack-Nova-API-Version", "X-Openstack-Request-Id"} {
+		if got.Header.Get(k) != req.Header.Get(k) {
+			t.Errorf("upstream header %s = %q", k, got.Header.Get(k))
+		}
+	}
+
+	// GET of a gated path, DELETE and PUT pass untouched
+	for _, m := range []string{http.MethodGet, http.MethodDelete, http.MethodPut} {
+		resp, _ := do(t, m, g.srv.URL+"/v2.1/servers/"+idUnknown, "application/json", `{"server":{"name":"x","name":"y"}}`, nil)
+		if resp.StatusCode != http.StatusConflict || got.Method != m {
+			t.Errorf("%s: status %d, upstream saw %s", m, resp.StatusCode, got.Method)
+		}
+	}
+
+	// a streamed response arrives before the upstream finishes it
+	resp, err = http.Get(g.srv.URL + "/v2.1/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	close(release)
+	if err != nil || line != "first\n" {
+		t.Fatalf("streamed first line %q, %v", line, err)
+	}
+}
+
+func TestVersionDocumentRewrite(t *testing.T) {
+	f := catalogue(t)
+	var upstreamURL string
+	nova := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Nova builds hrefs from the Host it is asked with
+		base := "http://" + r.Host + "/nova"
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Location", base+"/v2.1/")
+		switch r.URL.Path {
+		case "/nova/", "/nova":
+			_, _ = w.Write([]byte(`{"versions":[{"id":"v2.0","status":"SUPPORTED","links":[{"rel":"self","href":"` + base + `/v2/"}]},{"id":"v2.1","status":"CURRENT","version":"2.93","min_version":"2.1","links":[{"rel":"self","href":"` + base + `/v2.1/"}]}]}`))
+		case "/nova/v2.1", "/nova/v2.1/":
+			_, _ = w.Write([]byte(`{"version":{"id":"v2.1","links":[{"href":"` + base + `/v2.1/","rel":"self"},{"href":"http://docs.openstack.org/","rel":"describedby","type":"text/html"}],"status":"CURRENT"}}`))
+		default:
+			w.WriteHeader(404)
+		}
+	}))
+	defer nova.Close()
+	upstreamURL = nova.URL + "/nova"
+	pub, _ := url.Parse("https://compute.example.org:8774/gate")
+	for _, c := range []struct {
+		name string
+		pub  *url.URL
+		want func(g *gateEnv) string
+	}{
+		{"ok public url", pub, func(*gateEnv) string { return "https://compute.example.org:8774/gate" }},
+		{"ok request host", nil, func(g *gateEnv) string { return g.srv.URL }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			g := newGate(t, f, upstreamURL, func(o *Options) { o.PublicURL = c.pub })
+			want := c.want(g)
+			for path, hrefs := range map[string][]string{
+				"/":      {want + "/v2/", want + "/v2.1/"},
+				"/v2.1":  {want + "/v2.1/", "http://docs.openstack.org/"},
+				"/v2.1/": {want + "/v2.1/", "http://docs.openstack.org/"},
+			} {
+				resp, body := do(t, http.MethodGet, g.srv.URL+path, "", "", nil)
+				var doc any
+				if err := json.Unmarshal(body, &doc); err != nil {
+					t.Fatalf("%s: %v: %s", path, err, body)
+				}
+				var found []string
+				collectHrefs(doc, &found)
+				if strings.Join(found, " ") != strings.Join(hrefs, " ") {
+					t.Errorf("%s: hrefs %v, want %v", path, found, hrefs)
+				}
+				if resp.Header.Get("Location") != want+"/v2.1/" {
+					t.Errorf("%s: Location %q", path, resp.Header.Get("Location"))
+				}
+				if resp.ContentLength != int64(len(body)) {
+					t.Errorf("%s: Content-Length %d for %d bytes", path, resp.ContentLength, len(body))
+				}
+			}
+		})
+	}
+}
+
+func collectHrefs(v any, out *[]string) {
+	switch t := v.(type) {
+	case map[string]any:
+		if h, ok := t["href"].(string); ok {
+			*out = append(*out, h)
+		}
+		for k, e := range t {
+			if k != "href" {
+				collectHrefs(e, out)
+			}
+		}
+	case []any:
+		for _, e := range t {
+			collectHrefs(e, out)
+		}
+	}
+}
+
+func TestUpstreamDown(t *testing.T) {
+	f := catalogue(t)
+	nova := httptest.NewServer(http.NotFoundHandler())
+	u := nova.URL
+	nova.Close()
+	g := newGate(t, f, u, nil)
+	for _, path := range []string{"/v2.1/flavors", "/v2.1/servers"} {
+		resp, body := do(t, http.MethodPost, g.srv.URL+path, "application/json", serverBody(idGood), nil)
+		if resp.StatusCode != http.StatusBadGateway {
+			t.Fatalf("%s: status %d", path, resp.StatusCode)
+		}
+		if name, _, _ := fault(t, body); name != "computeFault" {
+			t.Errorf("%s: fault %s", path, name)
+		}
+	}
+}
