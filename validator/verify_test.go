@@ -149,7 +149,9 @@ func TestVerifyDescriptorCases(t *testing.T) {
 		name string
 		desc func(valid []byte) []byte
 	}{
-		{"fail duplicate key", func(v []byte) []byte { return bytes.Replace(v, []byte(`{"container_format"`), []byte(`{"vo":"cms","container_format"`), 1) }},
+		{"fail duplicate key", func(v []byte) []byte {
+			return bytes.Replace(v, []byte(`{"container_format"`), []byte(`{"vo":"cms","container_format"`), 1)
+		}},
 		{"fail unknown field", func(v []byte) []byte { return bytes.Replace(v, []byte(`{`), []byte(`{"sha521":"x",`), 1) }},
 		{"fail non-canonical uuid", func(v []byte) []byte {
 			d, _ := ParseDescriptor(v)

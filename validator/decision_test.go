@@ -1,0 +1,127 @@
+package validator
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/imagetrust/imagetrust/internal/pki"
+)
+
+const mirror = "mirror-project"
+
+func catalogImage(t *testing.T, tr *Trust, b *bundle) CatalogImage {
+	t.Helper()
+	r := tr.Verify(Input{Descriptor: b.desc, Signature: b.sig, Now: testNow})
+	props, err := RecordProperties(r, b.desc, b.sig)
+	if err != nil {
+		t.Fatalf("record: %v (%+v)", err, r.Failed())
+	}
+	return CatalogImage{ID: b.d.UUID, Owner: mirror, Status: "active", Properties: props}
+}
+
+func TestDecideBoot(t *testing.T) {
+	w := newWorld(t)
+	tr := w.trust()
+	pol := BootPolicy{MirrorProject: mirror}
+	expired := w.bundle(bundleOpts{expires: testNow.AddDate(0, 0, 20)})
+	cases := []struct {
+		name    string
+		edit    func(*CatalogImage)
+		now     time.Time
+		allowed bool
+		reason  string
+	}{
+		{name: "ok catalogue image", allowed: true},
+		{name: "fail not owned by the mirror project (a user's snapshot)", edit: func(c *CatalogImage) { c.Owner = "user-project" }, reason: DecisionNotInCatalogue},
+		{name: "fail revoked", edit: func(c *CatalogImage) { c.Properties[PropGlobalValidity] = GlobalRevoked }, reason: DecisionGlobalPrefix + GlobalRevoked},
+		{name: "fail revoked even with run-anyway", edit: func(c *CatalogImage) {
+			c.Properties[PropGlobalValidity] = GlobalRevoked
+			c.Properties[PropLocalValidity] = LocalRunAnyway
+		}, reason: DecisionGlobalPrefix + GlobalRevoked},
+		{name: "fail unknown validity", edit: func(c *CatalogImage) { c.Properties[PropGlobalValidity] = GlobalUnknown }, reason: DecisionGlobalPrefix + GlobalUnknown},
+		{name: "fail blacklisted", edit: func(c *CatalogImage) { c.Properties[PropLocalValidity] = LocalBlacklist }, reason: DecisionBlacklisted},
+		{name: "fail deactivated", edit: func(c *CatalogImage) { c.Status = "deactivated" }, reason: DecisionNotActive},
+		{name: "fail expired", now: testNow.AddDate(0, 6, 0), reason: DecisionExpired},
+		{name: "ok expired with run-anyway", now: testNow.AddDate(0, 6, 0), edit: func(c *CatalogImage) { c.Properties[PropLocalValidity] = LocalRunAnyway }, allowed: true},
+		{name: "fail edited not_after", edit: func(c *CatalogImage) { c.Properties[PropImageNotAfter] = "2099-01-01T00:00:00Z" }, reason: DecisionRecordTampered},
+		{name: "fail record of another image", edit: func(c *CatalogImage) { c.ID = "0b0e3c4a-7f7a-4c1e-9f57-8a1f3f1d2e3f" }, reason: DecisionRecordTampered},
+		{name: "fail forged signature", edit: func(c *CatalogImage) { c.Properties[PropSignature] = "AAAA" }, reason: DecisionRecordInvalid},
+		{name: "fail no record", edit: func(c *CatalogImage) { delete(c.Properties, PropDescriptor) }, reason: DecisionRecordInvalid},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			img := catalogImage(t, tr, expired)
+			if c.edit != nil {
+				c.edit(&img)
+			}
+			now := c.now
+			if now.IsZero() {
+				now = testNow
+			}
+			d := tr.DecideBoot(img, pol, now)
+			if d.Allowed != c.allowed {
+				t.Fatalf("Allowed = %v, want %v: %s %v", d.Allowed, c.allowed, d.Message, d.Reasons)
+			}
+			if c.reason != "" && !contains(d.Reasons, c.reason) {
+				t.Fatalf("reasons %v lack %q", d.Reasons, c.reason)
+			}
+			if !c.allowed && !strings.Contains(d.Message, img.ID) {
+				t.Fatalf("message %q doesn't name the image", d.Message)
+			}
+		})
+	}
+	t.Run("ok unmanaged image for a project allowed to", func(t *testing.T) {
+		d := tr.DecideBoot(CatalogImage{ID: "x", Owner: "p", Status: "active"}, BootPolicy{MirrorProject: mirror, AllowUnmanaged: true}, testNow)
+		if !d.Allowed {
+			t.Fatal(d.Message)
+		}
+	})
+}
+
+func TestDecideBootRevokedByTrustCRL(t *testing.T) {
+	w := newWorld(t)
+	b := w.bundle(bundleOpts{})
+	img := catalogImage(t, w.trust(), b)
+	w.crls = [][]byte{revokeCRL(w.regRoot, 5, pki.Revoked{Serial: b.imageCert.SerialNumber, Reason: 1})}
+	d := w.trust().DecideBoot(img, BootPolicy{MirrorProject: mirror}, testNow)
+	if d.Allowed || !contains(d.Reasons, DecisionRecordInvalid) {
+		t.Fatalf("revoked image allowed or wrong reason: %+v", d)
+	}
+}
+
+func TestDecideTag(t *testing.T) {
+	w := newWorld(t)
+	tr := w.trust()
+	pol := BootPolicy{MirrorProject: mirror}
+	mk := func(daysAgo int) CatalogImage {
+		b := w.bundle(bundleOpts{mutateDesc: func(d map[string]any) {
+			d["created"] = testNow.AddDate(0, 0, -daysAgo).Format(time.RFC3339)
+		}})
+		return catalogImage(t, tr, b)
+	}
+	a, bb := mk(20), mk(12)
+	d, _ := tr.DecideTag([]CatalogImage{a, bb}, pol, testNow)
+	if !d.Allowed || d.ImageID != bb.ID {
+		t.Fatalf("ok newest: got %s (%v), want %s", d.ImageID, d.Message, bb.ID)
+	}
+	bb.Properties[PropLocalValidity] = LocalBlacklist
+	d, _ = tr.DecideTag([]CatalogImage{bb, a}, pol, testNow)
+	if !d.Allowed || d.ImageID != a.ID {
+		t.Fatalf("ok falls back to older: got %s", d.ImageID)
+	}
+	a.Properties[PropGlobalValidity] = GlobalRevoked
+	d, all := tr.DecideTag([]CatalogImage{bb, a}, pol, testNow)
+	if d.Allowed || len(all) != 2 || !contains(d.Reasons, DecisionBlacklisted) || !contains(d.Reasons, DecisionGlobalPrefix+GlobalRevoked) {
+		t.Fatalf("fail none bootable: %+v", d)
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
