@@ -8,6 +8,7 @@ import (
 	"encoding/asn1"
 	"hash/maphash"
 	"math/big"
+	"math/bits"
 	"slices"
 	"time"
 )
@@ -25,10 +26,15 @@ type List struct {
 	// Header.CheckSignatureFrom checks the real signature.
 	Header *x509.RevocationList
 
-	der  []byte
-	keys []entryKey // sorted by (hash, offset)
-	seed maphash.Seed
-	sum  [32]byte
+	der []byte
+	// keys holds the entries grouped by the top bits of their serial's hash
+	// (a counting sort, no comparisons): the entries of bucket b are
+	// keys[start[b]:start[b+1]], in CRL order.
+	keys  []entryKey
+	start []uint32
+	shift uint
+	seed  maphash.Seed
+	sum   [32]byte
 }
 
 type entryKey struct {
@@ -126,16 +132,29 @@ func ParseList(b []byte) (*List, error) {
 		}
 		l.keys = append(l.keys, entryKey{h: maphash.Bytes(l.seed, serial), off: uint32(off)})
 	}
-	slices.SortFunc(l.keys, func(a, b entryKey) int {
-		if a.h != b.h {
-			if a.h < b.h {
-				return -1
-			}
-			return 1
-		}
-		return int(a.off) - int(b.off)
-	})
+	l.bucket()
 	return l, nil
+}
+
+// bucket groups keys by the top bits of their hash, about one entry a bucket.
+func (l *List) bucket() {
+	nb := uint(bits.Len(uint(len(l.keys))))
+	l.shift = 64 - nb
+	l.start = make([]uint32, 1<<nb+1)
+	for _, k := range l.keys {
+		l.start[k.h>>l.shift+1]++
+	}
+	for i := 1; i < len(l.start); i++ {
+		l.start[i] += l.start[i-1]
+	}
+	out := make([]entryKey, len(l.keys))
+	next := slices.Clone(l.start[:len(l.start)-1])
+	for _, k := range l.keys {
+		b := k.h >> l.shift
+		out[next[b]] = k
+		next[b]++
+	}
+	l.keys = out
 }
 
 // seq wraps DER elements in a SEQUENCE.
@@ -341,17 +360,12 @@ func (l *List) Find(serial *big.Int) (*x509.RevocationListEntry, bool) {
 	}
 	want := serialBytes(serial)
 	h := maphash.Bytes(l.seed, want)
-	i, _ := slices.BinarySearchFunc(l.keys, h, func(k entryKey, h uint64) int {
-		switch {
-		case k.h < h:
-			return -1
-		case k.h > h:
-			return 1
+	b := h >> l.shift
+	for _, k := range l.keys[l.start[b]:l.start[b+1]] {
+		if k.h != h {
+			continue
 		}
-		return 0
-	})
-	for ; i < len(l.keys) && l.keys[i].h == h; i++ {
-		e, whole, _, _ := expect(l.der[l.keys[i].off:], tagSequence)
+		e, whole, _, _ := expect(l.der[k.off:], tagSequence)
 		s, _, _, _ := expect(e, tagInteger)
 		if bytes.Equal(s, want) {
 			return decodeEntry(whole, e), true
