@@ -135,6 +135,7 @@ type pssParams struct {
 	MGF          pkix.AlgorithmIdentifier `asn1:"explicit,tag:1,optional"`
 	SaltLength   int                      `asn1:"explicit,tag:2,optional,default:20"`
 	TrailerField int                      `asn1:"explicit,tag:3,optional,default:1"`
+	Extra        asn1.RawValue            `asn1:"optional"`
 }
 
 // sigScheme is what a SignerInfo's signatureAlgorithm means once checked
@@ -234,12 +235,8 @@ func parsePSSParams(p asn1.RawValue, h crypto.Hash) (int, error) {
 		return 0, errors.New("RSASSA-PSS without parameters (default SHA-1) is not allowed")
 	}
 	var pp pssParams
-	rest, err := asn1.Unmarshal(p.FullBytes, &pp)
-	if err != nil {
+	if err := strictUnmarshal(p.FullBytes, &pp, func() []byte { return pp.Extra.FullBytes }); err != nil {
 		return 0, fmt.Errorf("RSASSA-PSS parameters: %w", err)
-	}
-	if len(rest) != 0 {
-		return 0, errors.New("RSASSA-PSS parameters: trailing bytes")
 	}
 	if len(pp.Hash.Algorithm) == 0 {
 		return 0, errors.New("RSASSA-PSS with the default hash SHA-1 is not allowed")
@@ -258,7 +255,7 @@ func parsePSSParams(p asn1.RawValue, h crypto.Hash) (int, error) {
 		return 0, fmt.Errorf("RSASSA-PSS mask generation function %s is not allowed (MGF1 only)", algName(pp.MGF.Algorithm))
 	}
 	var mgfHash pkix.AlgorithmIdentifier
-	rest, err = asn1.Unmarshal(pp.MGF.Parameters.FullBytes, &mgfHash)
+	rest, err := asn1.Unmarshal(pp.MGF.Parameters.FullBytes, &mgfHash)
 	if err != nil {
 		return 0, fmt.Errorf("RSASSA-PSS MGF1 parameters: %w", err)
 	}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"errors"
+	"fmt"
 	"math/big"
 	"slices"
 )
@@ -12,6 +14,9 @@ import (
 type contentInfo struct {
 	ContentType asn1.ObjectIdentifier
 	Content     asn1.RawValue `asn1:"explicit,tag:0"`
+	// Extra catches elements past the end of the definition, which
+	// encoding/asn1 would otherwise skip silently; it must stay empty.
+	Extra asn1.RawValue `asn1:"optional"`
 }
 
 // signedDataIn is SignedData as read (RFC 5652 section 5.1). Certificates,
@@ -23,6 +28,9 @@ type signedDataIn struct {
 	Certificates     asn1.RawValue   `asn1:"optional,tag:0"`
 	CRLs             asn1.RawValue   `asn1:"optional,tag:1"`
 	SignerInfos      []asn1.RawValue `asn1:"set"`
+	// Extra catches elements past the end of the definition, which
+	// encoding/asn1 would otherwise skip silently; it must stay empty.
+	Extra asn1.RawValue `asn1:"optional"`
 }
 
 // signedDataOut is SignedData as written: every field pre-encoded.
@@ -39,6 +47,9 @@ type signedDataOut struct {
 type encapContentInfo struct {
 	EContentType asn1.ObjectIdentifier
 	EContent     asn1.RawValue `asn1:"optional,explicit,tag:0"`
+	// Extra catches elements past the end of the definition, which
+	// encoding/asn1 would otherwise skip silently; it must stay empty.
+	Extra asn1.RawValue `asn1:"optional"`
 }
 
 // signerInfo is SignerInfo (RFC 5652 section 5.3), read and written.
@@ -50,18 +61,43 @@ type signerInfo struct {
 	SignatureAlgorithm pkix.AlgorithmIdentifier
 	Signature          []byte
 	UnsignedAttrs      asn1.RawValue `asn1:"optional,tag:1"`
+	// Extra catches elements past the end of the definition, which
+	// encoding/asn1 would otherwise skip silently; it must stay empty.
+	Extra asn1.RawValue `asn1:"optional"`
 }
 
 // issuerAndSerial is IssuerAndSerialNumber.
 type issuerAndSerial struct {
 	Issuer asn1.RawValue
 	Serial *big.Int
+	// Extra catches elements past the end of the definition, which
+	// encoding/asn1 would otherwise skip silently; it must stay empty.
+	Extra asn1.RawValue `asn1:"optional"`
 }
 
 // attribute is Attribute; Values is the raw SET OF AttributeValue.
 type attribute struct {
 	Type   asn1.ObjectIdentifier
 	Values asn1.RawValue `asn1:"set"`
+	// Extra catches elements past the end of the definition, which
+	// encoding/asn1 would otherwise skip silently; it must stay empty.
+	Extra asn1.RawValue `asn1:"optional"`
+}
+
+// strictUnmarshal decodes exactly one DER value into v (a pointer to a
+// struct with an Extra field) and refuses trailing bytes and extra elements.
+func strictUnmarshal(b []byte, v any, extra func() []byte) error {
+	rest, err := asn1.Unmarshal(b, v)
+	if err != nil {
+		return err
+	}
+	if len(rest) != 0 {
+		return fmt.Errorf("%d trailing bytes", len(rest))
+	}
+	if len(extra()) != 0 {
+		return errors.New("unexpected extra element")
+	}
+	return nil
 }
 
 // derSetOf encodes elements (each a complete DER encoding) as a SET OF with

@@ -177,6 +177,21 @@ func TestInteropOpensslMadeRefusedHere(t *testing.T) {
 	}
 }
 
+func TestInteropSignedWithoutBinary(t *testing.T) {
+	p := newTestPKI(t)
+	d := newOpensslDir(t, p)
+	d.must("cms", "-sign", "-in", "desc.json", "-signer", "creator.pem", "-inkey", "creator.key", "-md", "sha256", "-outform", "DER", "-out", "nb.p7s")
+	sd, err := Parse(d.read("nb.p7s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = sd.Signers[0].Verify(descriptor)
+	var e *Error
+	if !errors.As(err, &e) || !strings.Contains(e.Reason, "message digest mismatch") {
+		t.Fatalf("fail signed without -binary: got %v, want a message digest mismatch", err)
+	}
+}
+
 func TestInteropMadeHereVerifiesWithOpenssl(t *testing.T) {
 	p := newTestPKI(t)
 	d := newOpensslDir(t, p)

@@ -95,16 +95,18 @@ func Parse(b []byte) (*SignedData, error) {
 	if len(rest) != 0 {
 		return nil, fail(fmt.Sprintf("%d trailing bytes after the ContentInfo", len(rest)), nil)
 	}
+	if len(ci.Extra.FullBytes) != 0 {
+		return nil, fail("unexpected extra element in ContentInfo", nil)
+	}
 	if !ci.ContentType.Equal(oidSignedData) {
 		return nil, fail("content type "+algName(ci.ContentType)+" is not id-signedData", nil)
 	}
 	var in signedDataIn
-	rest, err = asn1.Unmarshal(ci.Content.Bytes, &in)
-	if err != nil {
+	if err := strictUnmarshal(ci.Content.Bytes, &in, func() []byte { return in.Extra.FullBytes }); err != nil {
 		return nil, fail("malformed SignedData", err)
 	}
-	if len(rest) != 0 {
-		return nil, fail("trailing bytes after the SignedData", nil)
+	if len(in.EncapContentInfo.Extra.FullBytes) != 0 {
+		return nil, fail("malformed SignedData: unexpected extra element in encapContentInfo", nil)
 	}
 	sd := &SignedData{Raw: der, version: in.Version}
 	if err := sd.readHeader(&in); err != nil {
@@ -183,8 +185,9 @@ func (sd *SignedData) readHeader(in *signedDataIn) error {
 		return fail("encapsulated content type "+algName(ec.EContentType)+" is not id-data", nil)
 	}
 	if len(ec.EContent.FullBytes) != 0 {
-		c := ec.EContent
-		if c.Class != asn1.ClassUniversal || c.Tag != asn1.TagOctetString || len(c.Bytes) != 0 {
+		// encoding/asn1 hands over the explicit [0] wrapper itself: an empty
+		// eContent is exactly [0] { OCTET STRING (0 bytes) }.
+		if !bytes.Equal(ec.EContent.Bytes, []byte{asn1.TagOctetString, 0}) {
 			return fail("encapsulated content is present: the signature must be detached", nil)
 		}
 	}
@@ -221,14 +224,11 @@ func (sd *SignedData) readCertificates(field asn1.RawValue) error {
 
 func (sd *SignedData) readSigner(raw []byte) (*Signer, error) {
 	var si signerInfo
-	rest, err := asn1.Unmarshal(raw, &si)
-	if err != nil {
+	if err := strictUnmarshal(raw, &si, func() []byte { return si.Extra.FullBytes }); err != nil {
 		return nil, fail("malformed SignerInfo", err)
 	}
-	if len(rest) != 0 {
-		return nil, fail("trailing bytes in SignerInfo", nil)
-	}
 	s := &Signer{Raw: raw, version: si.Version, signature: si.Signature}
+	var err error
 	if s.Certificate, err = sd.findSigner(si.Version, si.SID); err != nil {
 		return nil, err
 	}
@@ -258,8 +258,7 @@ func (sd *SignedData) findSigner(version int, sid asn1.RawValue) (*x509.Certific
 			return nil, fail(fmt.Sprintf("SignerInfo version %d with issuerAndSerialNumber (want 1)", version), nil)
 		}
 		var ias issuerAndSerial
-		rest, err := asn1.Unmarshal(sid.FullBytes, &ias)
-		if err != nil || len(rest) != 0 {
+		if err := strictUnmarshal(sid.FullBytes, &ias, func() []byte { return ias.Extra.FullBytes }); err != nil {
 			return nil, fail("malformed issuerAndSerialNumber", err)
 		}
 		for _, c := range sd.Certificates {
@@ -299,8 +298,7 @@ func (s *Signer) readSignedAttrs(field asn1.RawValue) error {
 	seen := map[string]bool{}
 	for _, e := range elems {
 		var a attribute
-		rest, err := asn1.Unmarshal(e.FullBytes, &a)
-		if err != nil || len(rest) != 0 {
+		if err := strictUnmarshal(e.FullBytes, &a, func() []byte { return a.Extra.FullBytes }); err != nil {
 			return fail("malformed signed attribute", err)
 		}
 		key := a.Type.String()
