@@ -2,7 +2,9 @@ package contextualise
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"strconv"
 	"strings"
@@ -45,15 +47,18 @@ func parseCloudConfig(path string, src []byte) (*cloudConfig, error) {
 	}
 	text := t.render(func(i int, _ string) string { return placeholderPrefix + strconv.Itoa(i) + "__" })
 
-	var doc yaml.Node
-	if err := yaml.Unmarshal(text, &doc); err != nil {
+	// One document, as cloud-init's yaml.safe_load demands.
+	var doc, second yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(text))
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("%s: YAML: %w", path, err)
 	}
+	if err := dec.Decode(&second); !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%s: YAML: want exactly one document", path)
+	}
 	root := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
-	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
+	if len(doc.Content) == 1 {
 		root = doc.Content[0]
-	} else if doc.Kind != 0 {
-		return nil, fmt.Errorf("%s: YAML: want one document", path)
 	}
 	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
 		root = &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}

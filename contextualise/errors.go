@@ -13,6 +13,7 @@ type TooLargeError struct {
 	Limit int
 }
 
+// Error says how large the data is and what to do.
 func (e *TooLargeError) Error() string {
 	return fmt.Sprintf("user_data with the site's context is %d base64 characters even gzip-compressed, over Nova's limit of %d; shorten the user data", e.Size, e.Limit)
 }
@@ -25,6 +26,7 @@ type UserDataError struct {
 	Err    error
 }
 
+// Error gives the reason and the underlying error.
 func (e *UserDataError) Error() string {
 	if e.Err != nil {
 		return "user_data: " + e.Reason + ": " + e.Err.Error()

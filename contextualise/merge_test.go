@@ -224,3 +224,16 @@ func TestMergeGolden(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkMerge measures one merge of a small user cloud-config with the
+// test site (all, vo and tag fragments, two scripts).
+func BenchmarkMerge(b *testing.B) {
+	s := loadTestSite(b)
+	ud := base64.StdEncoding.EncodeToString([]byte(userCloudConfig))
+	v := testVars()
+	for b.Loop() {
+		if _, err := s.Merge(ud, true, v); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

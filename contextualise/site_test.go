@@ -54,6 +54,8 @@ func TestLoadSite(t *testing.T) {
 		{"fail unknown top directory", map[string]string{"vos/atlas/a.yaml": "#cloud-config\n"}, "unexpected directory"},
 		{"fail file in vo", map[string]string{"vo/a.yaml": "#cloud-config\n"}, "want only directories"},
 		{"fail nested directory", map[string]string{"all/sub/a.yaml": "#cloud-config\n"}, "unexpected directory"},
+		{"fail two documents", map[string]string{"all/a.yaml": "#cloud-config\na: 1\n---\nb: 2\n"}, "exactly one document"},
+		{"ok comments only", map[string]string{"all/a.yaml": "#cloud-config\n# nothing yet\n"}, ""},
 		{"fail reserved text", map[string]string{"all/a.yaml": "#cloud-config\na: __imagetrust_var_0__\n"}, "is reserved"},
 	}
 	for _, c := range cases {

@@ -102,7 +102,7 @@ func (v Vars) lookup(name string) (string, error) {
 	if !safeValue.MatchString(val) {
 		err := fmt.Errorf("value %q of template variable %s has characters the site context cannot take safely (allowed: letters, digits and . _ : @ + = , / -, not leading -)", val, name)
 		if userChosen[name] {
-			return "", &UserDataError{Reason: "the site's boot context uses the " + name + "; choose one of letters, digits and . _ : @ + = , / - only", Err: err}
+			return "", &UserDataError{Reason: "this site's boot context uses the " + name + ", which may then hold only letters, digits and . _ : @ + = , / - (not first); choose another", Err: err}
 		}
 		return "", err
 	}
