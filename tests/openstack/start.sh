@@ -322,24 +322,47 @@ $(authtoken nova)
 EOF
 fi
 
-############################################################ database setup
-# The schema migrations are independent: run them side by side.
+############################################################ setup and launch
+# Each service's chain (schema, then start) is independent of the others:
+# run them side by side. Glance, placement and nova need nothing from
+# Keystone to start; they ask it only when a request comes.
+# One process with one thread: sqlite objects are per thread, and Keystone's
+# in-memory cache is per process. Connection: close, because uwsgi's HTTP
+# socket does not keep connections alive and clients that reuse them fail.
+UWSGI=(uwsgi --plugins python3 --master --processes 1 --threads 1 --die-on-term
+	--need-app --buffer-size 65535 --add-header 'Connection: close')
+
 t=$(now)
 setup_pids=()
 (
 	run_step keystone-db-sync keystone-manage --config-file "$KS/keystone.conf" db_sync
 	wal "$KS/keystone.sqlite"
+	run_step keystone-bootstrap keystone-manage --config-file "$KS/keystone.conf" bootstrap \
+		--bootstrap-password "$ADMIN_PASSWORD" \
+		--bootstrap-username admin \
+		--bootstrap-project-name admin \
+		--bootstrap-role-name admin \
+		--bootstrap-service-name keystone \
+		--bootstrap-region-id RegionOne \
+		--bootstrap-admin-url "$KEYSTONE_URL" \
+		--bootstrap-internal-url "$KEYSTONE_URL" \
+		--bootstrap-public-url "$KEYSTONE_URL"
+	launch keystone "${UWSGI[@]}" --http-socket "127.0.0.1:$KEYSTONE_PORT" \
+		--wsgi-file /usr/bin/keystone-wsgi-public --env "OS_KEYSTONE_CONFIG_FILES=$KS/keystone.conf"
 ) &
 setup_pids+=($!)
 (
 	run_step glance-db-sync glance-manage --config-file "$GL/etc/glance-api.conf" db_sync
 	wal "$GL/glance.sqlite"
+	launch glance-api glance-api --config-file "$GL/etc/glance-api.conf"
 ) &
 setup_pids+=($!)
 if [ "$WITH_NOVA" = 1 ]; then
 	(
 		run_step placement-db-sync placement-manage --config-file "$PL/placement.conf" db sync
 		wal "$PL/placement.sqlite"
+		launch placement-api "${UWSGI[@]}" --http-socket "127.0.0.1:$PLACEMENT_PORT" \
+			--wsgi-file /usr/bin/placement-api --env "OS_PLACEMENT_CONFIG_DIR=$PL"
 	) &
 	setup_pids+=($!)
 	(
@@ -350,6 +373,7 @@ if [ "$WITH_NOVA" = 1 ]; then
 		run_step nova-create-cell1 nova-manage --config-file "$NV/etc/nova.conf" cell_v2 create_cell \
 			--name cell1 --database_connection "sqlite:///$NV/nova.sqlite" --transport-url fake:/
 		wal "$NV/nova_api.sqlite" "$NV/nova_cell0.sqlite" "$NV/nova.sqlite"
+		launch nova-api nova-api --config-file "$NV/etc/nova.conf"
 	) &
 	setup_pids+=($!)
 fi
@@ -357,39 +381,10 @@ failed=0
 for p in "${setup_pids[@]}"; do
 	wait "$p" || failed=1
 done
-[ "$failed" = 0 ] || die "database setup failed (logs in $LOG)"
-say "databases ready in $(elapsed "$t") s"
+[ "$failed" = 0 ] || die "setup failed (logs in $LOG)"
+say "databases ready, services launched in $(elapsed "$t") s"
 
-############################################################ start Keystone
 t=$(now)
-run_step keystone-bootstrap keystone-manage --config-file "$KS/keystone.conf" bootstrap \
-	--bootstrap-password "$ADMIN_PASSWORD" \
-	--bootstrap-username admin \
-	--bootstrap-project-name admin \
-	--bootstrap-role-name admin \
-	--bootstrap-service-name keystone \
-	--bootstrap-region-id RegionOne \
-	--bootstrap-admin-url "$KEYSTONE_URL" \
-	--bootstrap-internal-url "$KEYSTONE_URL" \
-	--bootstrap-public-url "$KEYSTONE_URL"
-launch keystone \
-	uwsgi --plugins python3 --http-socket "127.0.0.1:$KEYSTONE_PORT" \
-	--wsgi-file /usr/bin/keystone-wsgi-public \
-	--master --processes 1 --threads 1 --die-on-term --need-app \
-	--buffer-size 65535 --add-header 'Connection: close' \
-	--env "OS_KEYSTONE_CONFIG_FILES=$KS/keystone.conf"
-
-# Glance and placement need nothing from Keystone to start.
-launch glance-api glance-api --config-file "$GL/etc/glance-api.conf"
-if [ "$WITH_NOVA" = 1 ]; then
-	launch placement-api uwsgi --plugins python3 --http-socket "127.0.0.1:$PLACEMENT_PORT" \
-		--wsgi-file /usr/bin/placement-api \
-		--master --processes 1 --threads 1 --die-on-term --need-app \
-		--buffer-size 65535 --add-header 'Connection: close' \
-		--env "OS_PLACEMENT_CONFIG_DIR=$PL"
-	launch nova-api nova-api --config-file "$NV/etc/nova.conf"
-fi
-
 wait_http keystone "$KEYSTONE_URL"
 say "keystone up on $KEYSTONE_URL in $(elapsed "$t") s"
 

@@ -1,0 +1,381 @@
+// Package ostest gives tests a real Keystone and Glance (and optionally
+// nova-api with placement) running on 127.0.0.1, started once per test binary
+// by the scripts in tests/openstack.
+//
+// Use it from TestMain so that the stack stops when the binary exits:
+//
+//	func TestMain(m *testing.M) { os.Exit(ostest.Main(m)) }
+//
+//	func TestSomething(t *testing.T) {
+//		c := ostest.Start(t, ostest.Options{})
+//		img := c.ImageClient(t, "mirror")
+//		...
+//	}
+//
+// Environment:
+//   - IMAGETRUST_OPENSTACK_STATE: STATE_DIR of a stack already started with
+//     tests/openstack/start.sh; it is reused and never stopped by the tests.
+//   - IMAGETRUST_SKIP_OPENSTACK=1: skip (instead of fail) the tests that need
+//     the stack when its Debian packages are not installed.
+//   - IMAGETRUST_OPENSTACK_KEEP=1: keep the stack's state directory (logs,
+//     databases) after the binary exits.
+package ostest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Environment variable names understood by this package.
+const (
+	// EnvState names the STATE_DIR of an already running stack to reuse.
+	EnvState = "IMAGETRUST_OPENSTACK_STATE"
+	// EnvSkip, set to 1, turns "packages not installed" into a skip.
+	EnvSkip = "IMAGETRUST_SKIP_OPENSTACK"
+	// EnvKeep, set to 1, keeps the state directory of a stack this package
+	// started.
+	EnvKeep = "IMAGETRUST_OPENSTACK_KEEP"
+)
+
+// startTimeout bounds start.sh; it normally takes 12 s (26 s with nova).
+const startTimeout = 5 * time.Minute
+
+// Options choose what the stack runs besides Keystone and Glance.
+type Options struct {
+	// WithNova also runs placement-api and nova-api.
+	WithNova bool
+}
+
+// Cloud is a running stack.
+type Cloud struct {
+	// StateDir is the STATE_DIR the stack runs in.
+	StateDir string
+	// CloudsYAML is the path of its clouds.yaml (clouds admin, mirror, demo).
+	CloudsYAML string
+	// Env holds the variables of STATE_DIR/env (see tests/openstack/README.md).
+	Env map[string]string
+	// KeystoneURL is the identity v3 URL, http://127.0.0.1:PORT/v3.
+	KeystoneURL string
+	// GlanceURL is Glance's root URL, http://127.0.0.1:PORT.
+	GlanceURL string
+	// NovaURL is nova-api's own compute URL, http://127.0.0.1:PORT/v2.1, or
+	// empty when the stack runs without nova.
+	NovaURL string
+
+	scripts string
+	owned   bool // started by this process, to be stopped by it
+	watch   *os.Process
+}
+
+var (
+	mu         sync.Mutex
+	current    *Cloud
+	currentErr error // a failed start, reported again to every later caller
+	inMain     bool
+)
+
+// Main runs the tests and then stops the stack if one was started. Call it
+// from TestMain: os.Exit(ostest.Main(m)).
+func Main(m *testing.M) int {
+	mu.Lock()
+	inMain = true
+	mu.Unlock()
+	code := m.Run()
+	mu.Lock()
+	defer mu.Unlock()
+	if current != nil {
+		if err := current.stop(code != 0); err != nil {
+			fmt.Fprintf(os.Stderr, "ostest: %v\n", err)
+		}
+		current = nil
+	}
+	return code
+}
+
+// Start returns the stack, starting it on the first call of the test binary.
+// It skips t when the packages are missing and IMAGETRUST_SKIP_OPENSTACK=1,
+// and fails it when they are missing otherwise or the stack does not start.
+// Without Main in TestMain, the stack stops when t ends.
+func Start(t testing.TB, opts Options) *Cloud {
+	t.Helper()
+	mu.Lock()
+	defer mu.Unlock()
+
+	if current != nil && opts.WithNova && current.NovaURL == "" {
+		if !current.owned {
+			t.Fatalf("ostest: the stack in %s=%s runs without nova; start it with tests/openstack/start.sh --with-nova", EnvState, current.StateDir)
+		}
+		// Restart with nova; the next Start calls share it.
+		if err := current.stop(false); err != nil {
+			t.Fatalf("ostest: %v", err)
+		}
+		current = nil
+	}
+	if current != nil {
+		return current
+	}
+	if currentErr != nil {
+		t.Fatalf("ostest: %v", currentErr)
+	}
+
+	if dir := os.Getenv(EnvState); dir != "" {
+		c, err := reuse(dir)
+		if err != nil {
+			currentErr = err
+			t.Fatalf("ostest: %v", err)
+		}
+		if opts.WithNova && c.NovaURL == "" {
+			t.Fatalf("ostest: the stack in %s=%s runs without nova; start it with tests/openstack/start.sh --with-nova", EnvState, dir)
+		}
+		current = c
+		return c
+	}
+
+	if missing := missingPrograms(opts); len(missing) > 0 {
+		msg := fmt.Sprintf("OpenStack packages not installed (%s not found): run tests/openstack/install.sh (make test does)", strings.Join(missing, ", "))
+		if os.Getenv(EnvSkip) == "1" {
+			t.Skipf("ostest: %s; skipping because %s=1", msg, EnvSkip)
+		}
+		t.Fatalf("ostest: %s", msg)
+	}
+
+	c, err := start(opts)
+	if err != nil {
+		currentErr = err
+		t.Fatalf("ostest: %v", err)
+	}
+	current = c
+	if !inMain {
+		t.Logf("ostest: no ostest.Main in TestMain: the stack stops when %s ends", t.Name())
+		t.Cleanup(func() {
+			mu.Lock()
+			defer mu.Unlock()
+			if current == c {
+				if err := c.stop(t.Failed()); err != nil {
+					t.Errorf("ostest: %v", err)
+				}
+				current = nil
+			}
+		})
+	}
+	return c
+}
+
+// missingPrograms lists the programs start.sh needs that are not in PATH.
+func missingPrograms(opts Options) []string {
+	progs := []string{"keystone-manage", "glance-api", "glance-manage", "uwsgi"}
+	if opts.WithNova {
+		progs = append(progs, "nova-api", "nova-manage", "placement-manage")
+	}
+	var missing []string
+	for _, p := range progs {
+		if _, err := exec.LookPath(p); err != nil {
+			missing = append(missing, p)
+		}
+	}
+	if _, err := os.Stat("/usr/lib/uwsgi/plugins/python3_plugin.so"); err != nil {
+		missing = append(missing, "uwsgi-plugin-python3")
+	}
+	return missing
+}
+
+// start runs start.sh in a fresh temporary directory and a watchdog that
+// stops the stack should this process die without running Main's cleanup.
+func start(opts Options) (*Cloud, error) {
+	scripts, err := scriptsDir()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "imagetrust-openstack-")
+	if err != nil {
+		return nil, fmt.Errorf("creating the state directory: %w", err)
+	}
+	args := []string{dir}
+	if opts.WithNova {
+		args = append(args, "--with-nova")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(scripts, "start.sh"), args...)
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = &out
+	if err := cmd.Run(); err != nil {
+		_ = runStop(scripts, dir)
+		return nil, fmt.Errorf("tests/openstack/start.sh %s: %w\n%s", strings.Join(args, " "), err, out.String())
+	}
+	c, err := load(dir)
+	if err != nil {
+		_ = runStop(scripts, dir)
+		return nil, err
+	}
+	c.scripts = scripts
+	c.owned = true
+	c.watch = startWatchdog(scripts, dir)
+	return c, nil
+}
+
+// startWatchdog starts, in its own session, a shell that runs stop.sh once
+// this process has exited. Main kills it after stopping the stack itself.
+func startWatchdog(scripts, dir string) *os.Process {
+	cmd := exec.Command("/bin/sh", "-c",
+		`while kill -0 "$1" 2>/dev/null; do sleep 1; done; exec "$2" "$3"`,
+		"ostest-watchdog", fmt.Sprint(os.Getpid()), filepath.Join(scripts, "stop.sh"), dir)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return nil
+	}
+	p := cmd.Process
+	go func() { _ = cmd.Wait() }()
+	return p
+}
+
+// reuse loads a stack someone else started and checks that Keystone answers.
+func reuse(dir string) (*Cloud, error) {
+	c, err := load(dir)
+	if err != nil {
+		return nil, fmt.Errorf("%s=%s: %w", EnvState, dir, err)
+	}
+	scripts, err := scriptsDir()
+	if err == nil {
+		c.scripts = scripts
+	}
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Get(c.KeystoneURL)
+	if err != nil {
+		return nil, fmt.Errorf("%s=%s: Keystone does not answer: %w", EnvState, dir, err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s=%s: Keystone answers %s", EnvState, dir, resp.Status)
+	}
+	return c, nil
+}
+
+// load reads STATE_DIR/env.
+func load(dir string) (*Cloud, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	env, err := readEnv(filepath.Join(abs, "env"))
+	if err != nil {
+		return nil, err
+	}
+	c := &Cloud{
+		StateDir:    abs,
+		CloudsYAML:  filepath.Join(abs, "clouds.yaml"),
+		Env:         env,
+		KeystoneURL: env["KEYSTONE_URL"],
+		GlanceURL:   env["GLANCE_URL"],
+		NovaURL:     env["NOVA_URL"],
+	}
+	if c.KeystoneURL == "" || c.GlanceURL == "" {
+		return nil, fmt.Errorf("%s lacks KEYSTONE_URL or GLANCE_URL", filepath.Join(abs, "env"))
+	}
+	if _, err := os.Stat(c.CloudsYAML); err != nil {
+		return nil, fmt.Errorf("clouds.yaml: %w", err)
+	}
+	return c, nil
+}
+
+// readEnv parses the KEY=VALUE lines start.sh writes (values unquoted).
+func readEnv(path string) (map[string]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the stack's env: %w", err)
+	}
+	defer f.Close()
+	env := make(map[string]string)
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			continue
+		}
+		env[k] = v
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	return env, nil
+}
+
+// stop stops a stack this process started and removes its state directory,
+// unless keep (or IMAGETRUST_OPENSTACK_KEEP=1) asks to keep it for its logs.
+// A reused stack is left alone.
+func (c *Cloud) stop(keep bool) error {
+	if !c.owned {
+		return nil
+	}
+	err := runStop(c.scripts, c.StateDir)
+	if c.watch != nil {
+		_ = c.watch.Kill()
+	}
+	if keep || os.Getenv(EnvKeep) == "1" {
+		fmt.Fprintf(os.Stderr, "ostest: kept the OpenStack state and logs in %s\n", c.StateDir)
+		return err
+	}
+	if rmErr := os.RemoveAll(c.StateDir); rmErr != nil {
+		err = errors.Join(err, fmt.Errorf("removing %s: %w", c.StateDir, rmErr))
+	}
+	return err
+}
+
+func runStop(scripts, dir string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, filepath.Join(scripts, "stop.sh"), dir).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("tests/openstack/stop.sh %s: %w\n%s", dir, err, out)
+	}
+	return nil
+}
+
+// scriptsDir finds tests/openstack: above the working directory (go test
+// runs in the package directory), else relative to this source file.
+func scriptsDir() (string, error) {
+	var tried []string
+	if wd, err := os.Getwd(); err == nil {
+		for d := wd; ; d = filepath.Dir(d) {
+			p := filepath.Join(d, "tests", "openstack")
+			tried = append(tried, p)
+			if isFile(filepath.Join(p, "start.sh")) && isFile(filepath.Join(d, "go.mod")) {
+				return p, nil
+			}
+			if filepath.Dir(d) == d {
+				break
+			}
+		}
+	}
+	if _, file, _, ok := runtime.Caller(0); ok {
+		p := filepath.Join(filepath.Dir(file), "..", "..", "tests", "openstack")
+		tried = append(tried, p)
+		if isFile(filepath.Join(p, "start.sh")) {
+			return filepath.Clean(p), nil
+		}
+	}
+	return "", fmt.Errorf("tests/openstack/start.sh not found (looked in %s)", strings.Join(tried, ", "))
+}
+
+func isFile(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode().IsRegular()
+}
