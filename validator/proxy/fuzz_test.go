@@ -1,0 +1,91 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// FuzzGatedBody feeds arbitrary bodies to the gate's parser and judgement.
+// Invariants: no panic; a forwarded body is valid JSON without duplicate
+// keys, and every image reference in it that the gate reads is a canonical
+// UUID of an allowed image.
+func FuzzGatedBody(f *testing.F) {
+	for _, s := range []string{
+		serverBody(idGood), serverBody("el9"), serverBody(strings.ToUpper(idRevoked)),
+		bdmBody(`{"source_type":"image","uuid":"` + idGood + `","boot_index":0}`),
+		`{"server":{"imageRef":"` + idGood + `","\u0069mageRef":"x"}}`,
+		`{"rebuild":{"imageRef":"` + idGood + `","user_data":null}}`, `{"rescue":{"rescue_image_ref":"el9"}}`,
+		`{"server":{"block_device_mapping":[{"image_id":"` + idGood + `"}]}}`, `[]`, `{"a":1e999}`,
+	} {
+		f.Add(s, true)
+		f.Add(s, false)
+	}
+	fx := catalogue(f)
+	var fwd []byte
+	nova := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fwd, _ = io.ReadAll(r.Body)
+		w.WriteHeader(202)
+	}))
+	defer nova.Close()
+	u, _ := url.Parse(nova.URL)
+	p, err := New(Options{Upstream: u, Lookup: fx.glance, Decider: fx.trust, MirrorProject: mirrorProject,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), MaxBody: 1 << 16})
+	if err != nil {
+		f.Fatal(err)
+	}
+	allowed := map[string]bool{idGood: true, idNewer: true, idRunAnyway: true, idSharedA: true, idSharedC: true}
+	f.Fuzz(func(t *testing.T, body string, create bool) {
+		fwd = nil
+		path := "/v2.1/servers"
+		if !create {
+			path = "/v2.1/servers/x/action"
+		}
+		req := httptest.NewRequestWithContext(context.Background(), http.MethodPost, path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		p.ServeHTTP(w, req)
+		if w.Code != 202 {
+			if fwd != nil {
+				t.Fatal("refused but forwarded")
+			}
+			return
+		}
+		if _, err := parseStrict(fwd); err != nil {
+			t.Fatalf("forwarded body does not parse strictly: %v", err)
+		}
+		var m map[string]any
+		_ = json.Unmarshal(fwd, &m)
+		check := func(v any) {
+			if s, ok := v.(string); ok && s != "" && !allowed[s] {
+				t.Fatalf("forwarded image reference %q of %s", s, fwd)
+			}
+		}
+		if srv, ok := m["server"].(map[string]any); ok && create {
+			check(srv["imageRef"])
+			for _, k := range []string{"block_device_mapping_v2", "block_device_mapping"} {
+				arr, _ := srv[k].([]any)
+				for _, e := range arr {
+					if b, ok := e.(map[string]any); ok {
+						if st, _ := b["source_type"].(string); strings.EqualFold(st, "image") {
+							check(b["uuid"])
+						}
+						check(b["image_id"])
+					}
+				}
+			}
+		}
+		if rb, ok := m["rebuild"].(map[string]any); ok && !create {
+			check(rb["imageRef"])
+		}
+		if rs, ok := m["rescue"].(map[string]any); ok && !create {
+			check(rs["rescue_image_ref"])
+		}
+	})
+}
