@@ -255,5 +255,5 @@ func (ix *Index) CheckChain(chain []*x509.Certificate, role Role, registeredAt t
 	return ix.Check(ChainRefs(chain, role), registeredAt, strict)
 }
 
-// hexKey is the lower-case hex form used in catalogue records.
-func hexKey(b []byte) string { return hex.EncodeToString(b) }
+
+func hexDecode(s string) ([]byte, error) { return hex.DecodeString(s) }

@@ -1,0 +1,172 @@
+package crl
+
+import (
+	"time"
+)
+
+// Image is a catalogue entry as the job sees it.
+type Image struct {
+	ID, Status string
+	Properties map[string]string
+}
+
+// Glance image statuses the job acts on.
+const (
+	StatusActive      = "active"
+	StatusDeactivated = "deactivated"
+)
+
+// Policy is how the job turns CRLs into image states.
+type Policy struct {
+	// Strict applies every revocation of a creator or approver regardless of dates.
+	Strict bool
+	// RefuseStale makes images depending on a stale CRL "unknown" (else: warn only).
+	RefuseStale bool
+	// RequireCRL makes images "unknown" when a certificate of their chains has no CRL.
+	RequireCRL bool
+	// Grace is added to nextUpdate before a CRL is stale.
+	Grace time.Duration
+}
+
+// Change is what the job does to one image.
+type Change struct {
+	ImageID string `json:"image_id"`
+	From    string `json:"from"`
+	To      string `json:"to"`
+	Why     string `json:"why"`
+	// Set and Remove are the property writes; Deactivate/Reactivate the status actions.
+	Set        map[string]string `json:"set,omitempty"`
+	Remove     []string          `json:"remove,omitempty"`
+	Deactivate bool              `json:"deactivate,omitempty"`
+	Reactivate bool              `json:"reactivate,omitempty"`
+}
+
+// Writes is the number of catalogue calls the change needs.
+func (c *Change) Writes() int {
+	n := 0
+	if len(c.Set) > 0 || len(c.Remove) > 0 {
+		n++
+	}
+	if c.Deactivate {
+		n++
+	}
+	if c.Reactivate {
+		n++
+	}
+	return n
+}
+
+// desired is the state an image should have and why.
+type desired struct {
+	state string
+	rev   *Revocation
+	why   string
+}
+
+// Judge computes the state of one image record from the index at now.
+// A revocation proves itself even from a stale CRL; a stale CRL under
+// RefuseStale, or a missing one under RequireCRL, makes the rest unknown.
+func Judge(ix *Index, img Image, p Policy, now time.Time) (state string, rev *Revocation, why string) {
+	d := judge(ix, img, p, now)
+	return d.state, d.rev, d.why
+}
+
+func judge(ix *Index, img Image, p Policy, now time.Time) desired {
+	refs, reg, err := RecordRefs(img.Properties)
+	if err != nil {
+		return desired{state: StateUnknown, why: err.Error()}
+	}
+	rev := ix.Check(refs, reg, p.Strict)
+	if rev != nil && !rev.Hold() {
+		return desired{state: StateRevoked, rev: rev, why: revWhy(rev)}
+	}
+	if rev != nil {
+		return desired{state: StateHold, rev: rev, why: revWhy(rev)}
+	}
+	for _, r := range refs {
+		cov := ix.Covering(r)
+		if len(cov) == 0 && p.RequireCRL {
+			return desired{state: StateUnknown, why: "no CRL of " + r.Issuer}
+		}
+		for _, c := range cov {
+			if p.RefuseStale && c.Stale(now, p.Grace) {
+				return desired{state: StateUnknown, why: "stale CRL of " + r.Issuer + " (nextUpdate " + c.Header.NextUpdate.UTC().Format(time.RFC3339) + ")"}
+			}
+		}
+	}
+	return desired{state: StateValid, why: "no revocation applies"}
+}
+
+func revWhy(r *Revocation) string {
+	return string(r.Role) + " certificate " + r.Ref.Serial.Text(16) + " of " + r.Issuer + ": " + ReasonName(r.Reason) +
+		" at " + r.RevokedAt.UTC().Format(time.RFC3339) + " (CRL " + r.CRLNumber.String() + ")"
+}
+
+// Plan returns the change that brings img to the computed state, or nil when
+// nothing differs. The rules:
+//
+//   - a "revoked" image stays revoked: nothing the job computes changes it;
+//   - revoked and hold images that are active are deactivated; a hold
+//     deactivation is recorded with imagetrust_deactivated_by=crl-hold;
+//   - an image is reactivated only when it becomes valid, is deactivated,
+//     carries imagetrust_deactivated_by=crl-hold and has no
+//     imagetrust_local_validity (the operator's flag: never written, and its
+//     presence means the operator is in charge of the image);
+//   - "unknown" never deactivates (the proxy refuses unknown images) and
+//     never reactivates;
+//   - only properties whose value differs are written.
+func Plan(img Image, state string, rev *Revocation, why string) *Change {
+	props := img.Properties
+	cur := props[PropGlobalValidity]
+	if cur == StateRevoked {
+		if img.Status == StatusActive {
+			return &Change{ImageID: img.ID, From: cur, To: cur, Why: "revoked image found active", Deactivate: true}
+		}
+		return nil
+	}
+	want := map[string]string{PropGlobalValidity: state}
+	var drop []string
+	details := []string{PropRevReason, PropRevDate, PropRevCRLNumber, PropRevokedRole}
+	switch state {
+	case StateRevoked, StateHold:
+		want[PropRevReason] = ReasonName(rev.Reason)
+		want[PropRevDate] = rev.RevokedAt.UTC().Format(time.RFC3339)
+		want[PropRevCRLNumber] = rev.CRLNumber.String()
+		want[PropRevokedRole] = string(rev.Role)
+	default:
+		drop = append(drop, details...)
+	}
+	c := &Change{ImageID: img.ID, From: cur, To: state, Why: why}
+	switch state {
+	case StateRevoked:
+		drop = append(drop, PropDeactivatedBy) // never to be reactivated
+		c.Deactivate = img.Status == StatusActive
+	case StateHold:
+		if img.Status == StatusActive {
+			c.Deactivate = true
+			want[PropDeactivatedBy] = DeactivatedByHold
+		}
+	case StateValid:
+		if props[PropDeactivatedBy] == DeactivatedByHold && props[PropLocalValidity] == "" {
+			drop = append(drop, PropDeactivatedBy)
+			c.Reactivate = img.Status == StatusDeactivated
+		}
+	}
+	for k, v := range want {
+		if old, ok := props[k]; !ok || old != v {
+			if c.Set == nil {
+				c.Set = map[string]string{}
+			}
+			c.Set[k] = v
+		}
+	}
+	for _, k := range drop {
+		if _, ok := props[k]; ok {
+			c.Remove = append(c.Remove, k)
+		}
+	}
+	if c.Writes() == 0 {
+		return nil
+	}
+	return c
+}

@@ -1,0 +1,399 @@
+package crl
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+)
+
+// Catalog is the mirror project's image catalogue (Glance in production).
+type Catalog interface {
+	// List returns the catalogue images (those with imagetrust_record_version).
+	List(ctx context.Context) ([]Image, error)
+	// SetProperties sets and removes image properties.
+	SetProperties(ctx context.Context, id string, set map[string]string, remove []string) error
+	// Deactivate makes an image unbootable and its data unreadable.
+	Deactivate(ctx context.Context, id string) error
+	// Reactivate undoes Deactivate.
+	Reactivate(ctx context.Context, id string) error
+}
+
+// JobConfig is what the CRL job needs to know.
+type JobConfig struct {
+	// CAs are the CA certificates CRLs may come from: roots and intermediates
+	// of the people and Registrar CAs (see LoadCAs).
+	CAs []*x509.Certificate
+	// Sources are the CRL locations.
+	Sources []Source
+	// UseDistributionPoints also fetches the HTTP(S) CRL distribution points
+	// named in the CA certificates (the CRLs of their issuers).
+	UseDistributionPoints bool
+	// CacheDir keeps the last good CRL of each CA ("" = no disk cache).
+	CacheDir string
+	// Policy decides image states.
+	Policy Policy
+	// ClockSkew is how far thisUpdate may lie in the future.
+	ClockSkew time.Duration
+	// Timeout bounds one HTTP request; Retries is how often a failed one is retried.
+	Timeout time.Duration
+	Retries int
+}
+
+// Job is the CRL job: fetch, accept, cache, judge, write. Run it with Run;
+// it is not safe for concurrent Runs.
+type Job struct {
+	cfg     JobConfig
+	cat     Catalog
+	log     *slog.Logger
+	metrics *Metrics
+	http    *retryablehttp.Client
+	cache   diskCache
+	// Now is the clock (tests replace it).
+	Now func() time.Time
+}
+
+// NewJob builds a job. metrics may be nil.
+func NewJob(cfg JobConfig, cat Catalog, log *slog.Logger, metrics *Metrics) *Job {
+	hc := retryablehttp.NewClient()
+	hc.RetryMax = cfg.Retries
+	hc.RetryWaitMin = 200 * time.Millisecond
+	hc.RetryWaitMax = 2 * time.Second
+	hc.HTTPClient.Timeout = cfg.Timeout
+	hc.Logger = log
+	return &Job{cfg: cfg, cat: cat, log: log, metrics: metrics, http: hc, cache: diskCache{dir: cfg.CacheDir}, Now: time.Now}
+}
+
+// UsedCRL is a CRL a run decided with.
+type UsedCRL struct {
+	Issuer     string    `json:"issuer"`
+	Number     string    `json:"number"`
+	ThisUpdate time.Time `json:"this_update"`
+	NextUpdate time.Time `json:"next_update"`
+	Source     string    `json:"source"`
+	Entries    int       `json:"entries"`
+	Stale      bool      `json:"stale"`
+}
+
+// Refusal is a source whose CRL was not used this run.
+type Refusal struct {
+	Source string `json:"source"`
+	Issuer string `json:"issuer,omitempty"`
+	Reason string `json:"reason"`
+	Error  string `json:"error"`
+}
+
+// Report is the outcome of one run.
+type Report struct {
+	Started  time.Time `json:"started"`
+	DryRun   bool      `json:"dry_run"`
+	CRLs     []UsedCRL `json:"crls"`
+	Refused  []Refusal `json:"refused"`
+	Images   int       `json:"images"`
+	Changes  []Change  `json:"changes"`
+	Writes   int       `json:"writes"`
+	Errors   []string  `json:"errors,omitempty"`
+	Warnings []string  `json:"warnings,omitempty"`
+}
+
+// Run does one pass: it builds the index of CRLs (cached ones first, then
+// every source), judges every catalogue image and, unless dryRun, writes
+// what differs. The error is non-nil when the catalogue could not be listed
+// or a write failed; refused CRLs are in the report, not errors.
+func (j *Job) Run(ctx context.Context, dryRun bool) (*Report, error) {
+	now := j.Now()
+	rep := &Report{Started: now.UTC(), DryRun: dryRun}
+	ix, err := j.buildIndex(ctx, now, dryRun, rep)
+	if err != nil {
+		return rep, err
+	}
+	imgs, err := j.cat.List(ctx)
+	if err != nil {
+		return rep, fmt.Errorf("crl job: list catalogue: %w", err)
+	}
+	var errs []error
+	counts := map[string]int{}
+	for _, img := range imgs {
+		if img.Properties[PropRecordVersion] == "" || img.Properties[PropAlias] != "" {
+			continue
+		}
+		rep.Images++
+		state, rev, why := Judge(ix, img, j.cfg.Policy, now)
+		ch := Plan(img, state, rev, why)
+		final := state
+		if img.Properties[PropGlobalValidity] == StateRevoked {
+			final = StateRevoked
+		}
+		counts[final]++
+		if ch == nil {
+			continue
+		}
+		rep.Changes = append(rep.Changes, *ch)
+		j.log.Info("image change", "image", ch.ImageID, "from", ch.From, "to", ch.To, "why", ch.Why,
+			"deactivate", ch.Deactivate, "reactivate", ch.Reactivate, "dry_run", dryRun)
+		if dryRun {
+			continue
+		}
+		n, err := j.apply(ctx, ch)
+		rep.Writes += n
+		if err != nil {
+			rep.Errors = append(rep.Errors, err.Error())
+			errs = append(errs, err)
+		}
+	}
+	j.metrics.images(counts)
+	if err := errors.Join(errs...); err != nil {
+		return rep, err
+	}
+	j.metrics.success(j.Now())
+	return rep, nil
+}
+
+// apply writes one change: properties first, so a failed deactivation
+// still leaves the image flagged (the proxy refuses it), and a reactivation
+// only follows a successful write of "valid".
+func (j *Job) apply(ctx context.Context, ch *Change) (int, error) {
+	n := 0
+	if len(ch.Set) > 0 || len(ch.Remove) > 0 {
+		if err := j.cat.SetProperties(ctx, ch.ImageID, ch.Set, ch.Remove); err != nil {
+			return n, fmt.Errorf("image %s: set properties: %w", ch.ImageID, err)
+		}
+		n++
+	}
+	if ch.Deactivate {
+		if err := j.cat.Deactivate(ctx, ch.ImageID); err != nil {
+			return n, fmt.Errorf("image %s: deactivate: %w", ch.ImageID, err)
+		}
+		n++
+	}
+	if ch.Reactivate {
+		if err := j.cat.Reactivate(ctx, ch.ImageID); err != nil {
+			return n, fmt.Errorf("image %s: reactivate: %w", ch.ImageID, err)
+		}
+		n++
+	}
+	return n, nil
+}
+
+// lastGood is the persisted rollback state of one CA.
+type lastGood struct {
+	number *big.Int
+	sum    [32]byte
+}
+
+// buildIndex loads the cached CRLs, then fetches and accepts every source.
+func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *Report) (*Index, error) {
+	ix := &Index{ClockSkew: j.cfg.ClockSkew}
+	cas := append([]*x509.Certificate(nil), j.cfg.CAs...)
+	var srcs []fetched
+	httpSt := j.cache.loadHTTP()
+	var urls []string
+	for _, s := range j.cfg.Sources {
+		switch {
+		case s.URL != "":
+			urls = append(urls, s.URL)
+		case s.File != "":
+			b, err := readFileLimited(s.File)
+			srcs = append(srcs, fetched{name: s.File, body: b, err: err})
+		case s.Dir != "":
+			dirCAs, err := LoadCAs(nil, []string{s.Dir})
+			if err != nil {
+				srcs = append(srcs, fetched{name: s.Dir, err: err})
+				continue
+			}
+			cas = append(cas, dirCAs...)
+			files, err := igtfCRLs(s.Dir)
+			if err != nil {
+				srcs = append(srcs, fetched{name: s.Dir, err: err})
+			}
+			for _, f := range files {
+				b, err := readFileLimited(f)
+				srcs = append(srcs, fetched{name: f, body: b, err: err})
+			}
+		}
+	}
+	if j.cfg.UseDistributionPoints {
+		for _, ca := range cas {
+			for _, u := range ca.CRLDistributionPoints {
+				if strings.HasPrefix(u, "http://") || strings.HasPrefix(u, "https://") {
+					urls = append(urls, u)
+				}
+			}
+		}
+	}
+	// Cached CRLs first: the baseline a failed fetch falls back to, and the
+	// rollback state.
+	last := map[string]lastGood{}
+	seen := map[string]bool{}
+	for _, ca := range cas {
+		k := caKey(ca)
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		der, st, err := j.cache.load(k)
+		if err != nil {
+			rep.Warnings = append(rep.Warnings, err.Error())
+			j.log.Warn("crl cache unreadable", "issuer", ca.Subject.String(), "err", err)
+			continue
+		}
+		if st == nil {
+			continue
+		}
+		if n, ok := new(big.Int).SetString(st.Number, 10); ok {
+			lg := lastGood{number: n}
+			if sum, err := decodeSum(st.Fingerprint); err == nil {
+				lg.sum = sum
+			}
+			last[k] = lg
+		}
+		if der == nil {
+			continue
+		}
+		l, err := ParseList(der)
+		if err == nil {
+			_, err = ix.AddList(l, ca, now, "cache:"+st.Source)
+		}
+		if err != nil {
+			rep.Warnings = append(rep.Warnings, "cached CRL of "+ca.Subject.String()+": "+err.Error())
+			j.log.Warn("cached crl refused", "issuer", ca.Subject.String(), "err", err)
+		}
+	}
+	sort.Strings(urls)
+	for i, u := range urls {
+		if i > 0 && urls[i-1] == u {
+			continue
+		}
+		st := httpSt[u]
+		conditional := false
+		for _, c := range ix.CRLs() {
+			if st.CA != "" && caKey(c.CA) == st.CA {
+				conditional = true
+			}
+		}
+		f, nst := fetchURL(ctx, j.http, u, st, conditional)
+		if f.err == nil && !f.notModified {
+			nst.CA = st.CA
+			httpSt[u] = nst
+		}
+		srcs = append(srcs, f)
+	}
+	for _, f := range srcs {
+		if f.notModified {
+			continue
+		}
+		if f.err != nil {
+			j.refuse(rep, f.name, &Error{Reason: ReasonFetch, Err: f.err})
+			continue
+		}
+		c, err := j.intake(ix, cas, last, f, now)
+		if err != nil {
+			j.refuse(rep, f.name, err)
+			continue
+		}
+		k := caKey(c.CA)
+		if strings.HasPrefix(f.name, "http://") || strings.HasPrefix(f.name, "https://") {
+			st := httpSt[f.name]
+			st.CA = k
+			httpSt[f.name] = st
+		}
+		lg, had := last[k]
+		if had && lg.sum == c.Fingerprint() {
+			continue
+		}
+		last[k] = lastGood{number: c.Header.Number, sum: c.Fingerprint()}
+		j.metrics.accepted()
+		j.log.Info("crl accepted", "issuer", c.Header.Issuer.String(), "number", c.Header.Number.String(), "source", f.name, "entries", c.Len())
+		if !dryRun {
+			if err := j.cache.store(k, c); err != nil {
+				rep.Warnings = append(rep.Warnings, err.Error())
+				j.log.Warn("crl cache write failed", "err", err)
+			}
+		}
+	}
+	if !dryRun {
+		if err := j.cache.storeHTTP(httpSt); err != nil {
+			j.log.Warn("crl cache write failed", "err", err)
+		}
+	}
+	for _, c := range ix.CRLs() {
+		stale := c.Stale(now, j.cfg.Policy.Grace)
+		rep.CRLs = append(rep.CRLs, UsedCRL{Issuer: c.Header.Issuer.String(), Number: c.Header.Number.String(),
+			ThisUpdate: c.Header.ThisUpdate.UTC(), NextUpdate: c.Header.NextUpdate.UTC(), Source: c.Source, Entries: c.Len(), Stale: stale})
+		j.metrics.age(c.Header.Issuer.String(), now.Sub(c.Header.ThisUpdate))
+		if stale {
+			msg := "CRL of " + c.Header.Issuer.String() + " is stale (nextUpdate " + c.Header.NextUpdate.UTC().Format(time.RFC3339) + ")"
+			rep.Warnings = append(rep.Warnings, msg)
+			j.metrics.refused(ReasonStale)
+			j.log.Warn("crl stale", "issuer", c.Header.Issuer.String(), "next_update", c.Header.NextUpdate, "refuse", j.cfg.Policy.RefuseStale)
+		}
+	}
+	sort.Slice(rep.CRLs, func(a, b int) bool { return rep.CRLs[a].Issuer < rep.CRLs[b].Issuer })
+	return ix, nil
+}
+
+// intake parses a fetched CRL, finds the CA that signed it and accepts it
+// into ix if the persisted rollback state allows.
+func (j *Job) intake(ix *Index, cas []*x509.Certificate, last map[string]lastGood, f fetched, now time.Time) (*CRL, error) {
+	l, err := ParseList(f.body)
+	if err != nil {
+		return nil, err
+	}
+	h := l.Header
+	var firstErr error
+	for _, ca := range cas {
+		if !bytes.Equal(ca.RawSubject, h.RawIssuer) {
+			continue
+		}
+		if err := Verify(h, ca); err != nil {
+			if firstErr == nil || reasonIs(firstErr, ReasonWrongIssuer) {
+				firstErr = err
+			}
+			continue
+		}
+		if lg, ok := last[caKey(ca)]; ok {
+			if err := CheckNumber(h, lg.number, lg.sum, l.Fingerprint()); err != nil {
+				return nil, err
+			}
+		}
+		return ix.AddList(l, ca, now, f.name)
+	}
+	if firstErr == nil {
+		firstErr = wrapf(ReasonWrongIssuer, h, "no configured CA is named %q", h.Issuer.String())
+	}
+	return nil, firstErr
+}
+
+func reasonIs(err error, reason string) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Reason == reason
+}
+
+func (j *Job) refuse(rep *Report, source string, err error) {
+	r := Refusal{Source: source, Reason: ReasonParse, Error: err.Error()}
+	var e *Error
+	if errors.As(err, &e) {
+		r.Reason, r.Issuer = e.Reason, e.Issuer
+	}
+	rep.Refused = append(rep.Refused, r)
+	j.metrics.refused(r.Reason)
+	j.log.Warn("crl refused", "source", source, "issuer", r.Issuer, "reason", r.Reason, "err", err)
+}
+
+func decodeSum(s string) ([32]byte, error) {
+	var out [32]byte
+	b, err := hexDecode(s)
+	if err != nil || len(b) != 32 {
+		return out, errors.New("bad fingerprint")
+	}
+	copy(out[:], b)
+	return out, nil
+}

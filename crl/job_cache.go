@@ -1,0 +1,102 @@
+package crl
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/imagetrust/imagetrust/internal/fsutil"
+)
+
+// The cache directory holds, per CA, the last accepted CRL (<key>.crl, DER)
+// and its state (<key>.json: number, fingerprint, source), plus http.json
+// (ETag/Last-Modified per URL). <key> is the hex SHA-256 of the CA's raw
+// subject and public key. Every file is written atomically.
+
+type cacheState struct {
+	Number      string `json:"number"`
+	Fingerprint string `json:"sha256"`
+	Source      string `json:"source"`
+	Issuer      string `json:"issuer"`
+}
+
+func cacheName(ca string) string {
+	s := sha256.Sum256([]byte(ca))
+	return hex.EncodeToString(s[:])
+}
+
+type diskCache struct{ dir string }
+
+func (d diskCache) crlPath(ca string) string   { return filepath.Join(d.dir, cacheName(ca)+".crl") }
+func (d diskCache) statePath(ca string) string { return filepath.Join(d.dir, cacheName(ca)+".json") }
+
+// load returns the cached CRL and state of a CA (nil, nil when none).
+func (d diskCache) load(ca string) ([]byte, *cacheState, error) {
+	if d.dir == "" {
+		return nil, nil, nil
+	}
+	b, err := os.ReadFile(d.statePath(ca))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("crl cache: %w", err)
+	}
+	var st cacheState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, nil, fmt.Errorf("crl cache %s: %w", d.statePath(ca), err)
+	}
+	der, err := readFileLimited(d.crlPath(ca))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, fmt.Errorf("crl cache: %w", err)
+	}
+	return der, &st, nil
+}
+
+// store writes the CRL first, then its state: a crash between them leaves a
+// newer CRL with an older state, which the next load re-verifies and accepts.
+func (d diskCache) store(ca string, c *CRL) error {
+	if d.dir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(d.dir, 0o700); err != nil {
+		return fmt.Errorf("crl cache: %w", err)
+	}
+	if err := fsutil.WriteFileAtomic(d.crlPath(ca), c.DER(), 0o600); err != nil {
+		return fmt.Errorf("crl cache: %w", err)
+	}
+	sum := c.Fingerprint()
+	st, _ := json.MarshalIndent(cacheState{Number: c.Header.Number.String(), Fingerprint: hex.EncodeToString(sum[:]),
+		Source: c.Source, Issuer: c.Header.Issuer.String()}, "", "  ")
+	if err := fsutil.WriteFileAtomic(d.statePath(ca), st, 0o600); err != nil {
+		return fmt.Errorf("crl cache: %w", err)
+	}
+	return nil
+}
+
+func (d diskCache) loadHTTP() map[string]httpState {
+	m := map[string]httpState{}
+	if d.dir == "" {
+		return m
+	}
+	if b, err := os.ReadFile(filepath.Join(d.dir, "http.json")); err == nil {
+		_ = json.Unmarshal(b, &m) // a damaged file only costs unconditional requests
+	}
+	return m
+}
+
+func (d diskCache) storeHTTP(m map[string]httpState) error {
+	if d.dir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(d.dir, 0o700); err != nil {
+		return fmt.Errorf("crl cache: %w", err)
+	}
+	b, _ := json.MarshalIndent(m, "", "  ")
+	return fsutil.WriteFileAtomic(filepath.Join(d.dir, "http.json"), b, 0o600)
+}

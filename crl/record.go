@@ -1,0 +1,89 @@
+package crl
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"strings"
+	"time"
+)
+
+// Catalogue property names the CRL job reads and writes (docs/design.md).
+const (
+	PropRecordVersion  = "imagetrust_record_version"
+	PropChain          = "imagetrust_chain"
+	PropNotBefore      = "imagetrust_image_not_before"
+	PropAlias          = "imagetrust_alias"
+	PropGlobalValidity = "imagetrust_global_validity"
+	PropLocalValidity  = "imagetrust_local_validity"
+	PropRevReason      = "imagetrust_revocation_reason"
+	PropRevDate        = "imagetrust_revocation_date"
+	PropRevCRLNumber   = "imagetrust_revocation_crl_number"
+	PropRevokedRole    = "imagetrust_revoked_role"
+	// PropDeactivatedBy marks an image the job deactivated for a
+	// certificateHold ("crl-hold"): the only images it ever reactivates.
+	PropDeactivatedBy = "imagetrust_deactivated_by"
+)
+
+// Values of imagetrust_global_validity.
+const (
+	StateValid   = "valid"
+	StateRevoked = "revoked"
+	StateHold    = "hold"
+	StateUnknown = "unknown"
+)
+
+// DeactivatedByHold is the value of PropDeactivatedBy the job writes.
+const DeactivatedByHold = "crl-hold"
+
+// ChainCert is one element of the imagetrust_chain property.
+type ChainCert struct {
+	Role   string `json:"role"`
+	Issuer string `json:"issuer"`
+	Serial string `json:"serial"`
+	AKI    string `json:"aki,omitempty"`
+}
+
+// RecordRefs reads an image record's imagetrust_chain and registration time
+// (imagetrust_image_not_before) into references for Index.Check.
+//
+// Roles: "image", "creator" and "approver" are those roles; any role ending
+// in "ca" ("creator-ca", "image-ca", "ca" ...) is RoleCA; any other role is
+// read as RoleImage, to which every revocation applies.
+func RecordRefs(props map[string]string) ([]Ref, time.Time, error) {
+	reg, err := time.Parse(time.RFC3339, props[PropNotBefore])
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("record: %s: %w", PropNotBefore, err)
+	}
+	var chain []ChainCert
+	if err := json.Unmarshal([]byte(props[PropChain]), &chain); err != nil {
+		return nil, time.Time{}, fmt.Errorf("record: %s: %w", PropChain, err)
+	}
+	if len(chain) == 0 {
+		return nil, time.Time{}, fmt.Errorf("record: %s is empty", PropChain)
+	}
+	refs := make([]Ref, 0, len(chain))
+	for i, c := range chain {
+		serial, ok := new(big.Int).SetString(c.Serial, 16)
+		if !ok || c.Issuer == "" || c.Serial != strings.ToLower(c.Serial) {
+			return nil, time.Time{}, fmt.Errorf("record: %s[%d]: bad issuer or serial", PropChain, i)
+		}
+		aki, err := hex.DecodeString(c.AKI)
+		if err != nil {
+			return nil, time.Time{}, fmt.Errorf("record: %s[%d]: aki: %w", PropChain, i, err)
+		}
+		refs = append(refs, Ref{Role: recordRole(c.Role), Issuer: c.Issuer, Serial: serial, AKI: aki})
+	}
+	return refs, reg, nil
+}
+
+func recordRole(r string) Role {
+	switch {
+	case r == string(RoleImage), r == string(RoleCreator), r == string(RoleApprover):
+		return Role(r)
+	case strings.HasSuffix(r, "ca"):
+		return RoleCA
+	}
+	return RoleImage
+}
