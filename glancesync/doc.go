@@ -1,0 +1,11 @@
+// Package glancesync mirrors verified image bundles into Glance.
+//
+// A pass lists the sources (directory trees and HTTPS indexes), verifies
+// every bundle without its bytes (validator.Trust.Verify), and brings each
+// valid one to an active Glance image whose id is the descriptor's uuid and
+// whose properties carry the catalogue record. The bytes are read once and
+// hashed while they stream into Glance's staging area; the last bytes are
+// held back until size and sha512 match, so Glance never holds a complete
+// unverified upload, and the image is imported only after that. The state a
+// killed run leaves is resumed by the next one: see docs/glancesync.md.
+package glancesync

@@ -1,0 +1,393 @@
+package glancesync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/imagetrust/imagetrust/internal/config"
+	"github.com/imagetrust/imagetrust/validator"
+)
+
+// Options configure a Syncer.
+type Options struct {
+	// Sync is the [sync] section (parallel, retire, stale_after ...).
+	Sync config.Sync
+	// VOs give each VO's visibility and projects.
+	VOs map[string]config.VO
+	// Trust judges the bundles.
+	Trust *validator.Trust
+	// Glance is the catalogue.
+	Glance Glance
+	// MirrorProject is the project id of the sync's credentials: the owner
+	// of every image it creates.
+	MirrorProject string
+	Sources       []Source
+	Logger        *slog.Logger
+	// Metrics (nil: a private, unregistered set).
+	Metrics *Metrics
+	// Servers tells whether servers use an image (retire = delete); nil:
+	// unknown, so such images are deactivated and hidden instead.
+	Servers ServerChecker
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// DryRun plans and prints the plan to Plan, and writes nothing.
+	DryRun bool
+	Plan   io.Writer
+	// ImportPoll is the interval of status polls while Glance imports
+	// (default 1s); ImportTimeout bounds the wait (default 30m).
+	ImportPoll    time.Duration
+	ImportTimeout time.Duration
+	// TempDir holds the verified copy of HTTP images when Glance lacks
+	// glance-direct (default os.TempDir()).
+	TempDir string
+}
+
+// Syncer mirrors verified bundles into Glance. Run may be called again and
+// again; it is not safe to call Run concurrently on one Syncer.
+type Syncer struct {
+	o   Options
+	log *slog.Logger
+	m   *Metrics
+}
+
+// New checks the options and returns a Syncer.
+func New(o Options) (*Syncer, error) {
+	if o.Trust == nil || o.Glance == nil {
+		return nil, errors.New("glancesync: Trust and Glance are required")
+	}
+	if o.MirrorProject == "" {
+		return nil, errors.New("glancesync: the mirror project is unknown")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics(nil)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Plan == nil {
+		o.Plan = io.Discard
+	}
+	if o.ImportPoll <= 0 {
+		o.ImportPoll = time.Second
+	}
+	if o.ImportTimeout <= 0 {
+		o.ImportTimeout = 30 * time.Minute
+	}
+	if o.Sync.Parallel <= 0 {
+		o.Sync.Parallel = 2
+	}
+	if o.Sync.StaleAfter.Duration <= 0 {
+		o.Sync.StaleAfter.Duration = 2 * time.Hour
+	}
+	switch o.Sync.Retire {
+	case "":
+		o.Sync.Retire = "hide"
+	case "keep", "hide", "delete":
+	default:
+		return nil, fmt.Errorf("glancesync: retire policy %q: use keep, hide or delete", o.Sync.Retire)
+	}
+	return &Syncer{o: o, log: o.Logger, m: o.Metrics}, nil
+}
+
+// Outcome is what a pass did with one bundle or image.
+type Outcome struct {
+	ID       string `json:"id"`
+	VO       string `json:"vo,omitempty"`
+	Tag      string `json:"tag,omitempty"`
+	Location string `json:"location,omitempty"`
+	Action   string `json:"action"`
+	Reason   string `json:"reason,omitempty"`
+	Detail   string `json:"detail,omitempty"`
+}
+
+// Report is the result of one pass.
+type Report struct {
+	Outcomes []Outcome `json:"outcomes"`
+	// Errors counts operational failures (the pass should be retried).
+	Errors int `json:"errors"`
+}
+
+// Count returns how many outcomes had action a.
+func (r *Report) Count(a string) int {
+	n := 0
+	for _, o := range r.Outcomes {
+		if o.Action == a {
+			n++
+		}
+	}
+	return n
+}
+
+// Find returns the outcomes of an image id.
+func (r *Report) Find(id string) []Outcome {
+	var out []Outcome
+	for _, o := range r.Outcomes {
+		if o.ID == id {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// item is one listed bundle and its verdict.
+type item struct {
+	b      *Bundle
+	desc   *validator.Descriptor
+	result *validator.Result
+	record map[string]string
+	// refused is the reason it will not be mirrored ("" when valid).
+	refused string
+	detail  string
+}
+
+type reporter struct {
+	mu sync.Mutex
+	r  Report
+}
+
+func (rp *reporter) add(o Outcome) {
+	rp.mu.Lock()
+	rp.r.Outcomes = append(rp.r.Outcomes, o)
+	rp.mu.Unlock()
+}
+
+func (rp *reporter) fail() {
+	rp.mu.Lock()
+	rp.r.Errors++
+	rp.mu.Unlock()
+}
+
+// Run makes one pass: list the sources, verify, plan, and (unless DryRun)
+// apply the plan to Glance. The returned error is set when the pass could
+// not run at all; per-image problems are in the report.
+func (s *Syncer) Run(ctx context.Context) (*Report, error) {
+	start := s.o.Now()
+	rp := &reporter{}
+	items, present, complete := s.collect(ctx, rp)
+	if ctx.Err() != nil {
+		return &rp.r, ctx.Err()
+	}
+	ours, err := s.o.Glance.List(ctx, s.o.MirrorProject, nil)
+	if err != nil {
+		s.m.Errors.Inc()
+		return &rp.r, fmt.Errorf("list the mirror project's images: %w", err)
+	}
+	byID := map[string]*Image{}
+	var aliases []*Image
+	for _, im := range ours {
+		if im.Props[validator.PropAlias] != "" {
+			aliases = append(aliases, im)
+			continue
+		}
+		if im.Props[validator.PropUUID] != "" {
+			byID[im.ID] = im
+		}
+	}
+	direct := true
+	if !s.o.DryRun {
+		methods, err := s.o.Glance.ImportMethods(ctx)
+		if err != nil {
+			s.log.Warn("cannot read import methods; assuming glance-direct", "err", err)
+		} else {
+			direct = contains(methods, "glance-direct")
+			if !direct {
+				s.log.Warn("glance-direct is not enabled: falling back to verify-then-upload (second read or temporary copy)")
+			}
+		}
+	}
+
+	// Plan and run the per-bundle work, transfers bounded by sync.parallel.
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(s.o.Sync.Parallel)
+	current := map[string]bool{}
+	for _, it := range items {
+		if it.refused != "" {
+			continue
+		}
+		current[it.desc.UUID] = true
+		im := byID[it.desc.UUID]
+		it := it
+		if s.o.DryRun {
+			s.planOne(it, im, rp)
+			continue
+		}
+		if im != nil && im.Status == StatusActive && s.sameRecord(im, it) {
+			s.checkActive(ctx, it, im, rp)
+			continue
+		}
+		g.Go(func() error {
+			s.mirror(gctx, it, im, direct, rp)
+			return nil
+		})
+	}
+	_ = g.Wait()
+	if ctx.Err() != nil {
+		return &rp.r, ctx.Err()
+	}
+
+	// Refresh what changed, then visibility, hiding and retiring.
+	if !s.o.DryRun {
+		if ours, err = s.o.Glance.List(ctx, s.o.MirrorProject, nil); err != nil {
+			s.m.Errors.Inc()
+			return &rp.r, fmt.Errorf("list the mirror project's images: %w", err)
+		}
+	}
+	s.reconcile(ctx, ours, items, present, complete, rp)
+	if s.aliasesOn() {
+		s.ensureAliases(ctx, items, aliases, rp)
+	}
+	s.m.Pass.Observe(s.o.Now().Sub(start).Seconds())
+	if rp.r.Errors == 0 && !s.o.DryRun {
+		s.m.LastSuccess.Set(float64(s.o.Now().Unix()))
+	}
+	return &rp.r, ctx.Err()
+}
+
+func (s *Syncer) aliasesOn() bool { return s.o.Sync.Aliases == nil || *s.o.Sync.Aliases }
+
+// collect lists every source and verifies every bundle without its bytes.
+// present holds every uuid some source lists (valid or not); complete the
+// VOs whose every source listed without trouble.
+func (s *Syncer) collect(ctx context.Context, rp *reporter) ([]*item, map[string]bool, map[string]bool) {
+	present := map[string]bool{}
+	incomplete := map[string]bool{}
+	var items []*item
+	seen := map[string]*item{}
+	now := s.o.Now()
+	for _, src := range s.o.Sources {
+		bundles, skipped, err := src.List(ctx)
+		if err != nil {
+			s.log.Error("source listing failed; nothing of its VOs is retired this pass", "source", src.Name(), "err", err)
+			s.m.Errors.Inc()
+			rp.fail()
+			for _, v := range src.VOs() {
+				incomplete[v] = true
+			}
+			continue
+		}
+		for loc, e := range skipped {
+			if errors.Is(e, ErrNoSignature) {
+				s.log.Debug("descriptor without signature skipped", "source", src.Name(), "location", loc)
+				continue
+			}
+			s.log.Warn("bundle unreadable; nothing of the source's VOs is retired this pass", "source", src.Name(), "location", loc, "err", e)
+			s.m.Refused.WithLabelValues(ReasonUnreadable).Inc()
+			rp.add(Outcome{Location: loc, Action: ActionSkipped, Reason: ReasonUnreadable, Detail: e.Error()})
+			for _, v := range src.VOs() {
+				incomplete[v] = true
+			}
+		}
+		for _, b := range bundles {
+			it := s.judge(b, now)
+			if it.desc != nil {
+				present[it.desc.UUID] = true
+				if prev, dup := seen[it.desc.UUID]; dup {
+					if string(prev.b.Descriptor) == string(b.Descriptor) && string(prev.b.Signature) == string(b.Signature) {
+						continue // the same bundle published twice
+					}
+					if it.refused == "" {
+						it.refused, it.detail = ReasonDuplicateUUID, "another bundle with this uuid was listed first at "+prev.b.Location
+					}
+				} else if it.refused == "" {
+					seen[it.desc.UUID] = it
+				}
+			}
+			items = append(items, it)
+			if it.refused != "" {
+				s.refuse(it, rp)
+			}
+		}
+	}
+	complete := map[string]bool{}
+	for v := range s.o.VOs {
+		complete[v] = !incomplete[v]
+	}
+	return items, present, complete
+}
+
+// judge runs every check but the image bytes on a bundle.
+func (s *Syncer) judge(b *Bundle, now time.Time) *item {
+	it := &item{b: b}
+	d, err := validator.ParseDescriptor(b.Descriptor)
+	if err != nil {
+		it.refused, it.detail = validator.ReasonDescriptorInvalid, err.Error()
+		return it
+	}
+	it.desc = d
+	if !b.AllowsVO(d.VO) {
+		it.refused = ReasonVONotAllowed
+		it.detail = fmt.Sprintf("source %s may publish for %s, not for VO %q", b.Source, strings.Join(b.VOs, ", "), d.VO)
+		return it
+	}
+	r := s.o.Trust.Verify(validator.Input{Descriptor: b.Descriptor, Signature: b.Signature, Now: now})
+	it.result = r
+	if !r.Valid {
+		var vf *validator.VerificationFailure
+		err := r.Err()
+		it.refused, it.detail = validator.ReasonNotChecked, err.Error()
+		if errors.As(err, &vf) && len(vf.Reasons) > 0 {
+			it.refused = vf.Reasons[0]
+		}
+		if r.ExpiredOnly {
+			it.refused = validator.ReasonExpired
+		}
+		return it
+	}
+	rec, err := validator.RecordProperties(r, b.Descriptor, b.Signature)
+	if err != nil {
+		it.refused, it.detail = validator.ReasonNotChecked, err.Error()
+		return it
+	}
+	it.record = rec
+	return it
+}
+
+func (s *Syncer) refuse(it *item, rp *reporter) {
+	o := Outcome{Location: it.b.Location, Action: ActionRefused, Reason: it.refused, Detail: it.detail}
+	if it.desc != nil {
+		o.ID, o.VO, o.Tag = it.desc.UUID, it.desc.VO, it.desc.Tag
+	}
+	s.m.Refused.WithLabelValues(it.refused).Inc()
+	lvl := slog.LevelError
+	if it.refused == validator.ReasonExpired {
+		lvl = slog.LevelInfo
+	}
+	s.log.Log(context.Background(), lvl, "bundle refused", "id", o.ID, "vo", o.VO, "tag", o.Tag, "location", o.Location, "reason", o.Reason, "detail", o.Detail)
+	rp.add(o)
+}
+
+// sameRecord reports whether an image carries exactly the bundle's descriptor and signature.
+func (s *Syncer) sameRecord(im *Image, it *item) bool {
+	return im.Props[validator.PropDescriptor] == it.record[validator.PropDescriptor] &&
+		im.Props[validator.PropSignature] == it.record[validator.PropSignature]
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

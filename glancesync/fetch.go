@@ -1,0 +1,124 @@
+package glancesync
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+)
+
+// Size limits of the small documents a source serves.
+const (
+	MaxDescriptorSize = 1 << 20
+	MaxSignatureSize  = 1 << 20
+	MaxIndexSize      = 8 << 20
+)
+
+// HTTPOptions configure every HTTP request of the sources.
+type HTTPOptions struct {
+	// CAFile is a PEM bundle the servers are verified against (system roots when empty).
+	CAFile string
+	// RequestTimeout bounds one request of a small document.
+	RequestTimeout time.Duration
+	// DownloadTimeout bounds one request of an image download (an
+	// interrupted download resumes with Range in a new request).
+	DownloadTimeout time.Duration
+	// Retries is how many times a failed request is retried.
+	Retries int
+	// Logger receives retry notices (nil: none).
+	Logger *slog.Logger
+}
+
+// Fetcher fetches documents and images over HTTP(S) with retries and backoff.
+type Fetcher struct {
+	small, large *retryablehttp.Client
+	retries      int
+}
+
+// NewFetcher builds the HTTP clients of the sources.
+func NewFetcher(o HTTPOptions) (*Fetcher, error) {
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if o.CAFile != "" {
+		b, err := os.ReadFile(o.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("sync.ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("sync.ca_file %s: no PEM certificate", o.CAFile)
+		}
+		tlsCfg.RootCAs = pool
+	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = time.Minute
+	}
+	if o.DownloadTimeout <= 0 {
+		o.DownloadTimeout = 10 * time.Minute
+	}
+	if o.Retries <= 0 {
+		o.Retries = 5
+	}
+	mk := func(timeout time.Duration) *retryablehttp.Client {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = tlsCfg
+		tr.ResponseHeaderTimeout = time.Minute
+		c := retryablehttp.NewClient()
+		c.HTTPClient = &http.Client{Transport: tr, Timeout: timeout}
+		c.RetryMax = o.Retries
+		c.RetryWaitMin = 200 * time.Millisecond
+		c.RetryWaitMax = 10 * time.Second
+		c.Logger = nil
+		if o.Logger != nil {
+			c.Logger = retryLogger{o.Logger}
+		}
+		return c
+	}
+	return &Fetcher{small: mk(o.RequestTimeout), large: mk(o.DownloadTimeout), retries: o.Retries}, nil
+}
+
+// retryLogger adapts slog to retryablehttp's LeveledLogger, at debug level
+// except for errors (its messages are constant, its values URLs and counts).
+type retryLogger struct{ l *slog.Logger }
+
+func (r retryLogger) Error(msg string, kv ...any) { r.l.Warn("http: "+msg, kv...) }
+func (r retryLogger) Info(msg string, kv ...any)  { r.l.Debug("http: "+msg, kv...) }
+func (r retryLogger) Debug(msg string, kv ...any) { r.l.Debug("http: "+msg, kv...) }
+func (r retryLogger) Warn(msg string, kv ...any)  { r.l.Debug("http: "+msg, kv...) }
+
+// ErrTooLarge is returned for a document over its size limit.
+var ErrTooLarge = errors.New("document too large")
+
+// GetSmall fetches a whole document of at most limit bytes.
+func (f *Fetcher) GetSmall(ctx context.Context, url string, limit int64) ([]byte, error) {
+	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", url, err)
+	}
+	resp, err := f.small.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	if resp.ContentLength > limit {
+		return nil, fmt.Errorf("GET %s: %w (%d bytes, limit %d)", url, ErrTooLarge, resp.ContentLength, limit)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", url, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("GET %s: %w (limit %d)", url, ErrTooLarge, limit)
+	}
+	return b, nil
+}

@@ -1,0 +1,98 @@
+package glancesync
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+)
+
+// Glance image statuses the sync acts on.
+const (
+	StatusQueued      = "queued"
+	StatusSaving      = "saving"
+	StatusUploading   = "uploading"
+	StatusImporting   = "importing"
+	StatusActive      = "active"
+	StatusDeactivated = "deactivated"
+	StatusKilled      = "killed"
+)
+
+// ErrNotFound is returned by Glance.Get for an id Glance does not show
+// (never created, or deleted: deleted ids are never reusable).
+var ErrNotFound = errors.New("glance: image not found")
+
+// ErrConflict is returned for a Glance 409: an id that already exists on
+// create, or a status transition another request got first.
+var ErrConflict = errors.New("glance: conflict")
+
+// Image is what the sync needs to know of a Glance image.
+type Image struct {
+	ID         string
+	Name       string
+	Status     string
+	Owner      string
+	Visibility string
+	Hidden     bool
+	// Size is the stored (or staged) size; 0 when unknown.
+	Size      int64
+	CreatedAt time.Time
+	UpdatedAt time.Time
+	// Props are the string-valued extra properties (os_hash_algo,
+	// os_hash_value and every imagetrust_* key among them).
+	Props map[string]string
+}
+
+// CreateSpec is a new image: its chosen id and everything but its data.
+type CreateSpec struct {
+	ID              string
+	Name            string
+	DiskFormat      string
+	ContainerFormat string
+	MinDisk         int
+	MinRAM          int
+	Visibility      string
+	Hidden          bool
+	Props           map[string]string
+}
+
+// PatchOp is one change of a JSON-patch: set Name to Value (Remove: delete it).
+// Name may be a base property (os_hidden, visibility) or an extra one.
+type PatchOp struct {
+	Name   string
+	Value  any
+	Remove bool
+}
+
+// Glance is the subset of the Image API v2 the sync uses. NewGlance
+// implements it with gophercloud; every method returns ErrNotFound or
+// ErrConflict (wrapped) for a 404 or 409.
+type Glance interface {
+	// Get returns one image.
+	Get(ctx context.Context, id string) (*Image, error)
+	// List returns every image owned by owner whose extra properties match
+	// filters exactly, hidden ones included, in every status.
+	List(ctx context.Context, owner string, filters map[string]string) ([]*Image, error)
+	// Create creates an image with its chosen id (no data).
+	Create(ctx context.Context, spec CreateSpec) (*Image, error)
+	// Stage streams data to PUT /v2/images/{id}/stage. r is read once; the
+	// request is never replayed.
+	Stage(ctx context.Context, id string, r io.Reader) error
+	// ImportGlanceDirect starts the glance-direct import of staged data.
+	ImportGlanceDirect(ctx context.Context, id string) error
+	// Upload streams data to PUT /v2/images/{id}/file (the image becomes
+	// active when it returns).
+	Upload(ctx context.Context, id string, r io.Reader) error
+	// ImportMethods lists the import methods the site enables.
+	ImportMethods(ctx context.Context) ([]string, error)
+	// Patch applies changes; it sends nothing when ops is empty.
+	Patch(ctx context.Context, id string, ops []PatchOp) error
+	// Deactivate deactivates an active image.
+	Deactivate(ctx context.Context, id string) error
+	// Delete deletes an image (its id can never be used again).
+	Delete(ctx context.Context, id string) error
+	// Members lists the projects an image is shared with.
+	Members(ctx context.Context, id string) ([]string, error)
+	// AddMember shares an image with a project.
+	AddMember(ctx context.Context, id, project string) error
+}

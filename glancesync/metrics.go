@@ -1,0 +1,43 @@
+package glancesync
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the sync's Prometheus metrics.
+type Metrics struct {
+	Mirrored    prometheus.Counter
+	Refused     *prometheus.CounterVec
+	Bytes       prometheus.Counter
+	Transfer    prometheus.Histogram
+	Pass        prometheus.Histogram
+	LastSuccess prometheus.Gauge
+	Retired     *prometheus.CounterVec
+	Errors      prometheus.Counter
+}
+
+// NewMetrics creates the metrics and registers them with reg (nil: not registered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Mirrored: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "images_mirrored_total",
+			Help: "Images that became active in Glance."}),
+		Refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "images_refused_total",
+			Help: "Bundles refused, by reason (counted once per pass)."}, []string{"reason"}),
+		Bytes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "bytes_total",
+			Help: "Image bytes streamed to Glance."}),
+		Transfer: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "transfer_seconds",
+			Help: "Duration of one image transfer (stage to active).", Buckets: prometheus.ExponentialBuckets(1, 2, 14)}),
+		Pass: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "pass_seconds",
+			Help: "Duration of one sync pass.", Buckets: prometheus.ExponentialBuckets(0.5, 2, 14)}),
+		LastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "last_success_timestamp_seconds",
+			Help: "Unix time of the end of the last pass without errors."}),
+		Retired: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "images_retired_total",
+			Help: "Images retired, by action."}, []string{"action"}),
+		Errors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "errors_total",
+			Help: "Operational errors (network, Glance) in sync passes."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.Mirrored, m.Refused, m.Bytes, m.Transfer, m.Pass, m.LastSuccess, m.Retired, m.Errors)
+	}
+	return m
+}

@@ -1,0 +1,402 @@
+package glancesync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/imagetrust/imagetrust/validator"
+)
+
+// maxAttempts bounds the transfers of one image in one pass.
+const maxAttempts = 3
+
+// cleanupTimeout bounds the Glance calls made after the pass's context ended.
+const cleanupTimeout = 30 * time.Second
+
+func (s *Syncer) outcome(it *item, action, reason, detail string) Outcome {
+	return Outcome{ID: it.desc.UUID, VO: it.desc.VO, Tag: it.desc.Tag, Location: it.b.Location, Action: action, Reason: reason, Detail: detail}
+}
+
+// imageName is the readable Glance name: title (or VO/tag), tag, created date.
+func imageName(d *validator.Descriptor) string {
+	title := d.Title
+	if title == "" {
+		title = d.VO + "/" + d.Tag
+	}
+	return fmt.Sprintf("%s (%s, %s)", title, d.Tag, d.CreatedTime.UTC().Format("2006-01-02"))
+}
+
+// createSpec is the new image of a verified bundle: hidden until active.
+func (s *Syncer) createSpec(it *item) CreateSpec {
+	d := it.desc
+	props := map[string]string{}
+	for k, v := range d.Properties {
+		props[k] = v
+	}
+	if d.OSDistro != "" {
+		props["os_distro"] = d.OSDistro
+	}
+	if d.OSVersion != "" {
+		props["os_version"] = d.OSVersion
+	}
+	if d.Architecture != "" {
+		props["architecture"] = d.Architecture
+	}
+	if d.Description != "" {
+		props["description"] = d.Description
+	}
+	for k, v := range it.record {
+		props[k] = v
+	}
+	delete(props, validator.PropLocalValidity)
+	return CreateSpec{
+		ID: d.UUID, Name: imageName(d), DiskFormat: d.DiskFormat, ContainerFormat: d.ContainerFormat,
+		MinDisk: d.MinDisk, MinRAM: d.MinRAM, Visibility: s.o.VOs[d.VO].Visibility, Hidden: true, Props: props,
+	}
+}
+
+// planOne prints what a pass would do with a valid bundle (--dry-run).
+func (s *Syncer) planOne(it *item, im *Image, rp *reporter) {
+	var o Outcome
+	switch {
+	case im == nil:
+		o = s.outcome(it, ActionCreate, "", "create "+imageName(it.desc)+" and stream its bytes")
+	case !s.sameRecord(im, it):
+		o = s.outcome(it, ActionRefused, ReasonUUIDImmutable, "the image in Glance carries another descriptor or signature")
+	case im.Status == StatusActive:
+		o = s.outcome(it, ActionUnchanged, "", "")
+	default:
+		o = s.outcome(it, ActionResume, "", "image is "+im.Status)
+	}
+	fmt.Fprintf(s.o.Plan, "%-10s %s %s/%s %s %s\n", o.Action, o.ID, o.VO, o.Tag, o.Reason, o.Detail)
+	rp.add(o)
+}
+
+// checkActive is the whole work on an unchanged, active image: reads only.
+func (s *Syncer) checkActive(ctx context.Context, it *item, im *Image, rp *reporter) {
+	if err := s.crossCheck(it, im); err != nil {
+		s.log.Error("image in Glance does not hash as its descriptor says: deactivating and deleting", "id", im.ID, "err", err)
+		s.discard(ctx, im.ID, true)
+		s.m.Refused.WithLabelValues(ReasonGlanceHash).Inc()
+		rp.add(s.outcome(it, ActionDeleted, ReasonGlanceHash, err.Error()))
+		return
+	}
+	rp.add(s.outcome(it, ActionUnchanged, "", ""))
+}
+
+// crossCheck compares Glance's own hash and size with the descriptor's.
+func (s *Syncer) crossCheck(it *item, im *Image) error {
+	algo, val := im.Props["os_hash_algo"], im.Props["os_hash_value"]
+	if im.Size != 0 && im.Size != it.desc.Size {
+		return fmt.Errorf("glance size %d, descriptor %d", im.Size, it.desc.Size)
+	}
+	if algo != "sha512" {
+		s.log.Warn("glance does not hash with sha512: cannot cross-check", "id", im.ID, "os_hash_algo", algo)
+		return nil
+	}
+	if val != it.desc.SHA512 {
+		return fmt.Errorf("glance os_hash_value %.16s… differs from the descriptor's sha512", val)
+	}
+	return nil
+}
+
+// discard deactivates (if asked) and deletes an image, with a fresh context
+// so that it runs even when the pass is being cancelled.
+func (s *Syncer) discard(ctx context.Context, id string, deactivate bool) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	if deactivate {
+		if err := s.o.Glance.Deactivate(cctx, id); err != nil {
+			s.log.Error("deactivate failed", "id", id, "err", err)
+		}
+	}
+	if err := s.o.Glance.Delete(cctx, id); err != nil {
+		s.log.Error("delete failed", "id", id, "err", err)
+	}
+}
+
+// mirror brings one valid bundle to an active image, from whatever state a
+// previous (possibly killed) run or a racing sync left it in.
+func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, direct bool, rp *reporter) {
+	log := s.log.With("id", it.desc.UUID, "vo", it.desc.VO, "tag", it.desc.Tag)
+	if im == nil {
+		got, err := s.o.Glance.Get(ctx, it.desc.UUID)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			got, err = s.create(ctx, it)
+			if err != nil {
+				if !errors.Is(err, errReported) {
+					s.opFailed(log, it, "create", err, rp)
+				} else {
+					rp.add(s.outcome(it, ActionRefused, ReasonIDDeleted, deletedDetail))
+				}
+				return
+			}
+			log.Info("image created", "name", got.Name)
+		case err != nil:
+			s.opFailed(log, it, "get", err, rp)
+			return
+		}
+		im = got
+	}
+	if im.Owner != s.o.MirrorProject {
+		log.Error("id squatting: an image with the bundle's uuid belongs to another project; it is left untouched", "owner", im.Owner, "status", im.Status)
+		s.m.Refused.WithLabelValues(ReasonSquatted).Inc()
+		rp.add(s.outcome(it, ActionRefused, ReasonSquatted, "owned by project "+im.Owner))
+		return
+	}
+	if !s.sameRecord(im, it) {
+		log.Error("uuids are immutable: the image in Glance carries another descriptor or signature; bundle refused", "status", im.Status)
+		s.m.Refused.WithLabelValues(ReasonUUIDImmutable).Inc()
+		rp.add(s.outcome(it, ActionRefused, ReasonUUIDImmutable, "descriptor or signature changed under the same uuid"))
+		return
+	}
+	start := s.o.Now()
+	for attempt := 1; ; attempt++ {
+		if ctx.Err() != nil {
+			rp.add(s.outcome(it, ActionSkipped, "", "cancelled while "+im.Status))
+			return
+		}
+		var err error
+		switch im.Status {
+		case StatusActive:
+			if err := s.crossCheck(it, im); err != nil {
+				log.Error("imported image does not hash as its descriptor says: deactivating and deleting", "err", err)
+				s.discard(ctx, im.ID, true)
+				s.m.Refused.WithLabelValues(ReasonGlanceHash).Inc()
+				rp.add(s.outcome(it, ActionDeleted, ReasonGlanceHash, err.Error()))
+				return
+			}
+			s.m.Mirrored.Inc()
+			s.m.Transfer.Observe(s.o.Now().Sub(start).Seconds())
+			log.Info("image mirrored", "seconds", s.o.Now().Sub(start).Seconds())
+			rp.add(s.outcome(it, ActionMirrored, "", ""))
+			return
+		case StatusQueued:
+			err = s.transfer(ctx, it, im, direct, log)
+			var vf *validator.VerificationFailure
+			if errors.As(err, &vf) {
+				reason := validator.ReasonImageUnreadable
+				if len(vf.Reasons) > 0 {
+					reason = vf.Reasons[0]
+				}
+				log.Error("image bytes do not match the signed descriptor: image deleted, its uuid is spent", "reason", reason, "err", err)
+				s.discard(ctx, im.ID, false)
+				s.m.Refused.WithLabelValues(reason).Inc()
+				rp.add(s.outcome(it, ActionRefused, reason, err.Error()))
+				return
+			}
+			if errors.Is(err, ErrConflict) {
+				log.Info("another sync is uploading this image; leaving it to it")
+				rp.add(s.outcome(it, ActionElsewhere, "", "staging"))
+				return
+			}
+		case StatusUploading:
+			// Only a verified stream can complete a stage (see stream.go),
+			// so staged data of the full size is the signed image.
+			if im.Size != it.desc.Size {
+				log.Error("staged data has the wrong size: image deleted, its uuid is spent", "staged", im.Size, "want", it.desc.Size)
+				s.discard(ctx, im.ID, false)
+				rp.add(s.outcome(it, ActionDeleted, validator.ReasonSizeMismatch, "staged data of the wrong size"))
+				return
+			}
+			err = s.o.Glance.ImportGlanceDirect(ctx, im.ID)
+			if errors.Is(err, ErrConflict) {
+				err = nil // someone else started the import: wait for it
+			}
+			if err == nil {
+				err = s.waitImport(ctx, im.ID)
+			}
+		case StatusImporting, StatusSaving:
+			if s.o.Now().Sub(im.UpdatedAt) > s.o.Sync.StaleAfter.Duration {
+				log.Error("image stuck; reclaiming it (deleted: its uuid is spent)", "status", im.Status, "since", im.UpdatedAt)
+				s.discard(ctx, im.ID, false)
+				s.m.Refused.WithLabelValues(ReasonStaleReclaimed).Inc()
+				rp.add(s.outcome(it, ActionDeleted, ReasonStaleReclaimed, "stuck "+im.Status+" since "+im.UpdatedAt.UTC().Format(time.RFC3339)))
+				return
+			}
+			err = s.waitImport(ctx, im.ID)
+			if errors.Is(err, errStillBusy) {
+				rp.add(s.outcome(it, ActionElsewhere, "", im.Status))
+				return
+			}
+		case StatusKilled:
+			log.Error("glance killed the image; deleting it (its uuid is spent)")
+			s.discard(ctx, im.ID, false)
+			rp.add(s.outcome(it, ActionDeleted, ReasonKilled, ""))
+			return
+		case StatusDeactivated:
+			rp.add(s.outcome(it, ActionUnchanged, ReasonDeactivated, "deactivated by an operator or the CRL job; left alone"))
+			return
+		default:
+			rp.add(s.outcome(it, ActionSkipped, "", "status "+im.Status))
+			return
+		}
+		if err != nil && ctx.Err() != nil {
+			rp.add(s.outcome(it, ActionSkipped, "", "cancelled; Glance returns an interrupted stage to queued and the next pass resumes it"))
+			return
+		}
+		if err != nil && attempt >= maxAttempts {
+			s.opFailed(log, it, "transfer", err, rp)
+			return
+		}
+		if err != nil {
+			log.Warn("transfer attempt failed; retrying", "attempt", attempt, "err", err)
+		}
+		got, gerr := s.o.Glance.Get(ctx, im.ID)
+		if gerr != nil {
+			s.opFailed(log, it, "get", gerr, rp)
+			return
+		}
+		im = got
+	}
+}
+
+const deletedDetail = "Glance has this id as deleted: a deleted image id can never be used again (only glance-manage db purge_images_table frees it); the publisher must register the image under a new uuid"
+
+var errReported = errors.New("reported")
+
+// create creates the image of a bundle; a 409 means the id exists: another
+// sync created it a moment ago (returned), or it was deleted (errReported).
+func (s *Syncer) create(ctx context.Context, it *item) (*Image, error) {
+	im, err := s.o.Glance.Create(ctx, s.createSpec(it))
+	if err == nil {
+		return im, nil
+	}
+	if !errors.Is(err, ErrConflict) {
+		return nil, err
+	}
+	got, gerr := s.o.Glance.Get(ctx, it.desc.UUID)
+	if errors.Is(gerr, ErrNotFound) {
+		s.log.Error("the bundle's uuid was deleted in Glance and can never be reused", "id", it.desc.UUID, "vo", it.desc.VO, "tag", it.desc.Tag)
+		s.m.Refused.WithLabelValues(ReasonIDDeleted).Inc()
+		return nil, errReported
+	}
+	if gerr != nil {
+		return nil, gerr
+	}
+	return got, nil
+}
+
+func (s *Syncer) opFailed(log *slog.Logger, it *item, op string, err error, rp *reporter) {
+	log.Error("glance operation failed; the next pass retries", "op", op, "err", err)
+	s.m.Errors.Inc()
+	rp.fail()
+	rp.add(s.outcome(it, ActionFailed, "", op+": "+err.Error()))
+}
+
+var errStillBusy = errors.New("glance is still importing")
+
+// waitImport polls until the image leaves importing/saving/uploading.
+func (s *Syncer) waitImport(ctx context.Context, id string) error {
+	deadline := time.Now().Add(s.o.ImportTimeout)
+	for {
+		im, err := s.o.Glance.Get(ctx, id)
+		if err != nil {
+			return err
+		}
+		switch im.Status {
+		case StatusImporting, StatusSaving, StatusUploading:
+		default:
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return errStillBusy
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(s.o.ImportPoll):
+		}
+	}
+}
+
+// transfer reads the image once and streams it to Glance (stage+import, or
+// verify-then-upload without glance-direct).
+func (s *Syncer) transfer(ctx context.Context, it *item, im *Image, direct bool, log *slog.Logger) error {
+	if !direct {
+		return s.transferFallback(ctx, it, im, log)
+	}
+	src, where, err := it.b.OpenImage(ctx, it.desc.URI)
+	if err != nil {
+		return fmt.Errorf("open image: %w", err)
+	}
+	defer src.Close()
+	log.Info("streaming image to glance", "from", where, "size", it.desc.Size)
+	vr := newVerifyingReader(src, it.desc.Size, it.desc.SHA512)
+	vr.progress = func(n int) { s.m.Bytes.Add(float64(n)) }
+	if err := s.o.Glance.Stage(ctx, im.ID, vr); err != nil {
+		if vr.failure != nil {
+			return vr.failure
+		}
+		return err
+	}
+	if !vr.verified() {
+		// Glance answered before reading everything: never import that.
+		return fmt.Errorf("stage ended after %d of %d bytes without verification", vr.n, it.desc.Size)
+	}
+	if err := s.o.Glance.ImportGlanceDirect(ctx, im.ID); err != nil && !errors.Is(err, ErrConflict) {
+		return err
+	}
+	return s.waitImport(ctx, im.ID)
+}
+
+// transferFallback verifies the whole image before sending any byte: a second
+// read of a local file, or a temporary copy of a download. The upload itself
+// streams through a verifyingReader again, so a file changed in between
+// never completes either.
+func (s *Syncer) transferFallback(ctx context.Context, it *item, im *Image, log *slog.Logger) error {
+	src, where, err := it.b.OpenImage(ctx, it.desc.URI)
+	if err != nil {
+		return fmt.Errorf("open image: %w", err)
+	}
+	reopen := func() (io.ReadCloser, error) {
+		rc, _, err := it.b.OpenImage(ctx, it.desc.URI)
+		return rc, err
+	}
+	if _, isFile := src.(*os.File); !isFile {
+		tmp, err := os.CreateTemp(s.o.TempDir, "imagetrust-"+it.desc.UUID+"-")
+		if err != nil {
+			src.Close()
+			return fmt.Errorf("temporary copy: %w", err)
+		}
+		defer os.Remove(tmp.Name())
+		defer tmp.Close()
+		reopen = func() (io.ReadCloser, error) {
+			if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+				return nil, err
+			}
+			return io.NopCloser(tmp), nil
+		}
+		log.Info("downloading image to a temporary copy (no glance-direct)", "from", where, "size", it.desc.Size)
+		src = struct {
+			io.Reader
+			io.Closer
+		}{io.TeeReader(src, tmp), src}
+	}
+	err = validator.CheckImageBytes(src, it.desc.Size, it.desc.SHA512)
+	src.Close()
+	if err != nil {
+		return err
+	}
+	rc, err := reopen()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	vr := newVerifyingReader(rc, it.desc.Size, it.desc.SHA512)
+	vr.progress = func(n int) { s.m.Bytes.Add(float64(n)) }
+	if err := s.o.Glance.Upload(ctx, im.ID, vr); err != nil {
+		if vr.failure != nil {
+			return vr.failure
+		}
+		return err
+	}
+	return s.waitImport(ctx, im.ID)
+}
+

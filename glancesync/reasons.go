@@ -1,0 +1,35 @@
+package glancesync
+
+// Reasons a bundle is refused or an image is reported, besides the trust
+// core's (validator.Reason*). They label the images_refused_total metric.
+const (
+	ReasonVONotAllowed   = "vo-not-allowed-for-source"
+	ReasonDuplicateUUID  = "duplicate-uuid"
+	ReasonSquatted       = "id-squatted"
+	ReasonIDDeleted      = "id-deleted"
+	ReasonUUIDImmutable  = "uuid-immutable"
+	ReasonGlanceHash     = "glance-hash-mismatch"
+	ReasonStaleReclaimed = "stale-reclaimed"
+	ReasonKilled         = "glance-killed"
+	ReasonUnreadable     = "bundle-unreadable"
+	ReasonDeactivated    = "deactivated"
+)
+
+// Actions name what a pass did (or, with --dry-run, would do) to an image.
+const (
+	ActionCreate     = "create"
+	ActionResume     = "resume"
+	ActionUnchanged  = "unchanged"
+	ActionUpdate     = "update"
+	ActionMirrored   = "mirrored"
+	ActionRefused    = "refused"
+	ActionSkipped    = "skipped"
+	ActionElsewhere  = "in-flight-elsewhere"
+	ActionFailed     = "failed"
+	ActionDeleted    = "deleted"
+	ActionHide       = "retire-hide"
+	ActionUnhide     = "unhide"
+	ActionRetireDel  = "retire-delete"
+	ActionDeactivate = "retire-deactivate-hide"
+	ActionAlias      = "alias-create"
+)

@@ -1,0 +1,187 @@
+package glancesync
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/imagetrust/imagetrust/validator"
+)
+
+// ServerChecker tells whether any server uses an image. The cmd wires Nova
+// when it can; without one, the sync treats use as unknown.
+type ServerChecker interface {
+	// InUse reports whether a server uses the image. known=false means it
+	// cannot tell (the sync then deactivates and hides instead of deleting).
+	InUse(ctx context.Context, imageID string) (inUse, known bool, err error)
+}
+
+// imageCreated reads an image's imagetrust_created.
+func imageCreated(im *Image) time.Time {
+	t, _ := time.Parse(time.RFC3339, im.Props[validator.PropCreated])
+	return t
+}
+
+// newer orders images by their descriptor's created time, then id.
+func newer(a, b *Image) bool {
+	ta, tb := imageCreated(a), imageCreated(b)
+	if !ta.Equal(tb) {
+		return ta.After(tb)
+	}
+	return a.ID > b.ID
+}
+
+// reconcile sets visibility, members and os_hidden of the mirror's images,
+// and applies the retire policy to images that left every source or were
+// superseded in their tag. It writes only what differs.
+func (s *Syncer) reconcile(ctx context.Context, ours []*Image, items []*item, present, complete map[string]bool, rp *reporter) {
+	valid := map[string]bool{}
+	for _, it := range items {
+		if it.refused == "" {
+			valid[it.desc.UUID] = true
+		}
+	}
+	newest := map[string]*Image{}
+	for _, im := range ours {
+		if im.Props[validator.PropAlias] != "" || im.Props[validator.PropUUID] == "" || !valid[im.ID] || im.Status != StatusActive {
+			continue
+		}
+		k := im.Props[validator.PropVO] + "/" + im.Props[validator.PropTag]
+		if cur := newest[k]; cur == nil || newer(im, cur) {
+			newest[k] = im
+		}
+	}
+	for _, im := range ours {
+		if im.Props[validator.PropAlias] != "" || im.Props[validator.PropUUID] == "" {
+			continue
+		}
+		if im.Status != StatusActive && im.Status != StatusDeactivated {
+			continue
+		}
+		vo, tag := im.Props[validator.PropVO], im.Props[validator.PropTag]
+		k := vo + "/" + tag
+		left := !present[im.ID] && complete[vo]
+		superseded := newest[k] != nil && newest[k].ID != im.ID && newer(newest[k], im)
+		o := Outcome{ID: im.ID, VO: vo, Tag: tag}
+		if (left || superseded) && s.o.Sync.Retire != "keep" {
+			why := "left every source"
+			if !left {
+				why = "superseded by " + newest[k].ID
+			}
+			s.retire(ctx, im, why, o, rp)
+			continue
+		}
+		if !valid[im.ID] || im.Status != StatusActive {
+			continue
+		}
+		// A current image: visible as its VO says.
+		var ops []PatchOp
+		if im.Hidden && !superseded && !left {
+			ops = append(ops, PatchOp{Name: "os_hidden", Value: false})
+		}
+		want := s.o.VOs[vo].Visibility
+		if want != "" && im.Visibility != want {
+			ops = append(ops, PatchOp{Name: "visibility", Value: want})
+		}
+		if len(ops) > 0 {
+			s.apply(ctx, im.ID, ops, o, ActionUpdate, fmt.Sprintf("hidden=false visibility=%s", want), rp)
+		}
+		s.ensureMembers(ctx, im, vo, o, rp)
+	}
+}
+
+func (s *Syncer) apply(ctx context.Context, id string, ops []PatchOp, o Outcome, action, detail string, rp *reporter) bool {
+	o.Action, o.Detail = action, detail
+	if s.o.DryRun {
+		fmt.Fprintf(s.o.Plan, "%-10s %s %s/%s %s\n", o.Action, o.ID, o.VO, o.Tag, o.Detail)
+		rp.add(o)
+		return true
+	}
+	if err := s.o.Glance.Patch(ctx, id, ops); err != nil {
+		s.log.Error("patch failed", "id", id, "err", err)
+		s.m.Errors.Inc()
+		rp.fail()
+		o.Action, o.Detail = ActionFailed, err.Error()
+		rp.add(o)
+		return false
+	}
+	s.log.Info("image updated", "id", id, "action", action, "detail", detail)
+	rp.add(o)
+	return true
+}
+
+func (s *Syncer) ensureMembers(ctx context.Context, im *Image, vo string, o Outcome, rp *reporter) {
+	cfg := s.o.VOs[vo]
+	if cfg.Visibility != "shared" || len(cfg.Projects) == 0 || s.o.DryRun {
+		return
+	}
+	have, err := s.o.Glance.Members(ctx, im.ID)
+	if err != nil {
+		s.log.Warn("cannot list members", "id", im.ID, "err", err)
+		return
+	}
+	for _, p := range cfg.Projects {
+		if contains(have, p) {
+			continue
+		}
+		if err := s.o.Glance.AddMember(ctx, im.ID, p); err != nil {
+			s.log.Error("add member failed", "id", im.ID, "project", p, "err", err)
+			rp.fail()
+			continue
+		}
+		o.Action, o.Detail = ActionUpdate, "member "+p
+		rp.add(o)
+	}
+}
+
+// retire applies the retire policy (hide or delete) to one image.
+func (s *Syncer) retire(ctx context.Context, im *Image, why string, o Outcome, rp *reporter) {
+	if s.o.Sync.Retire == "hide" {
+		if !im.Hidden {
+			if s.apply(ctx, im.ID, []PatchOp{{Name: "os_hidden", Value: true}}, o, ActionHide, why, rp) {
+				s.m.Retired.WithLabelValues("hide").Inc()
+			}
+		}
+		return
+	}
+	// delete: only what no server uses; otherwise deactivate and hide.
+	inUse, known := true, false
+	if s.o.Servers != nil && !s.o.DryRun {
+		u, k, err := s.o.Servers.InUse(ctx, im.ID)
+		if err != nil {
+			s.log.Warn("cannot tell whether servers use the image", "id", im.ID, "err", err)
+		} else {
+			inUse, known = u, k
+		}
+	}
+	if known && !inUse {
+		o.Action, o.Detail = ActionRetireDel, why
+		if s.o.DryRun {
+			fmt.Fprintf(s.o.Plan, "%-10s %s %s/%s %s\n", o.Action, o.ID, o.VO, o.Tag, o.Detail)
+			rp.add(o)
+			return
+		}
+		if err := s.o.Glance.Delete(ctx, im.ID); err != nil {
+			s.log.Error("delete failed", "id", im.ID, "err", err)
+			rp.fail()
+			return
+		}
+		s.log.Info("image retired (deleted)", "id", im.ID, "why", why)
+		s.m.Retired.WithLabelValues("delete").Inc()
+		rp.add(o)
+		return
+	}
+	if im.Status == StatusActive {
+		if s.o.DryRun {
+			fmt.Fprintf(s.o.Plan, "%-10s %s %s/%s %s\n", ActionDeactivate, o.ID, o.VO, o.Tag, why)
+		} else if err := s.o.Glance.Deactivate(ctx, im.ID); err != nil {
+			s.log.Error("deactivate failed", "id", im.ID, "err", err)
+			rp.fail()
+			return
+		}
+		s.m.Retired.WithLabelValues("deactivate").Inc()
+	}
+	if !im.Hidden {
+		s.apply(ctx, im.ID, []PatchOp{{Name: "os_hidden", Value: true}}, o, ActionDeactivate, why+" (servers may use it: deactivated and hidden, not deleted)", rp)
+	}
+}

@@ -1,0 +1,104 @@
+package glancesync
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Bundle is one descriptor and its detached signature, as a source lists it.
+type Bundle struct {
+	// Source names the source (its path or index URL) for logs.
+	Source string
+	// Location is where the descriptor was read (a file path or a URL); the
+	// descriptor's uri is resolved against it.
+	Location   string
+	Descriptor []byte
+	Signature  []byte
+	// VOs are the only VOs the source may publish for.
+	VOs []string
+
+	opener imageOpener
+}
+
+// imageOpener opens image bytes named by a descriptor's uri.
+type imageOpener interface {
+	openImage(ctx context.Context, b *Bundle, uri string) (io.ReadCloser, string, error)
+}
+
+// OpenImage opens the image the descriptor's uri names, resolved against
+// the bundle's location. It returns the resolved location for logs.
+func (b *Bundle) OpenImage(ctx context.Context, uri string) (io.ReadCloser, string, error) {
+	if b.opener == nil {
+		return nil, "", fmt.Errorf("bundle %s: no image opener", b.Location)
+	}
+	return b.opener.openImage(ctx, b, uri)
+}
+
+// AllowsVO reports whether the bundle's source may publish for vo.
+func (b *Bundle) AllowsVO(vo string) bool {
+	for _, v := range b.VOs {
+		if v == vo {
+			return true
+		}
+	}
+	return false
+}
+
+// Source lists bundles.
+type Source interface {
+	// Name identifies the source in logs and metrics.
+	Name() string
+	// VOs are the VOs the source may publish for.
+	VOs() []string
+	// List returns every bundle it finds. A non-nil error means the listing
+	// is incomplete (the sync then retires nothing of the source's VOs);
+	// problems with single bundles are returned in skipped, by location.
+	List(ctx context.Context) (bundles []*Bundle, skipped map[string]error, err error)
+}
+
+// resolveFileURI resolves a descriptor uri for a descriptor on a file system:
+// a relative path (against the descriptor's directory), file:// or http(s)://.
+func resolveFileURI(descPath, uri string) (local, remote string, err error) {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return "", "", fmt.Errorf("uri %q: %w", uri, err)
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "":
+		if filepath.IsAbs(uri) {
+			return uri, "", nil
+		}
+		return filepath.Join(filepath.Dir(descPath), filepath.FromSlash(uri)), "", nil
+	case "file":
+		if u.Host != "" && u.Host != "localhost" {
+			return "", "", fmt.Errorf("uri %q: file URI with a host", uri)
+		}
+		return u.Path, "", nil
+	case "https", "http":
+		return "", u.String(), nil
+	}
+	return "", "", fmt.Errorf("uri %q: scheme %q not supported", uri, u.Scheme)
+}
+
+// openLocal opens a regular file.
+func openLocal(path string) (io.ReadCloser, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	return f, nil
+}

@@ -1,0 +1,143 @@
+package glancesync
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+)
+
+// IndexVersion is the only version of the index document (docs/formats-index.md).
+const IndexVersion = 1
+
+// Index is the JSON document an HTTPS source serves:
+//
+//	{"version":1,"bundles":[{"descriptor":"a/x.json","signature":"a/x.json.p7s"}]}
+//
+// Relative URLs are resolved against the index URL.
+type Index struct {
+	Version int           `json:"version"`
+	Bundles []IndexBundle `json:"bundles"`
+}
+
+// IndexBundle locates one bundle. Signature defaults to Descriptor + ".p7s".
+type IndexBundle struct {
+	Descriptor string `json:"descriptor"`
+	Signature  string `json:"signature,omitempty"`
+}
+
+// ParseIndex decodes an index document strictly (unknown keys refused).
+func ParseIndex(b []byte) (*Index, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var ix Index
+	if err := dec.Decode(&ix); err != nil {
+		return nil, fmt.Errorf("index: %w", err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("index: trailing data")
+	}
+	if ix.Version != IndexVersion {
+		return nil, fmt.Errorf("index: version %d not supported (want %d)", ix.Version, IndexVersion)
+	}
+	for i, e := range ix.Bundles {
+		if e.Descriptor == "" {
+			return nil, fmt.Errorf("index: bundles[%d]: no descriptor", i)
+		}
+	}
+	return &ix, nil
+}
+
+// IndexSource is an HTTPS index of bundles.
+type IndexSource struct {
+	URL        string
+	AllowedVOs []string
+	Fetcher    *Fetcher
+}
+
+// Name implements Source.
+func (s *IndexSource) Name() string { return s.URL }
+
+// VOs implements Source.
+func (s *IndexSource) VOs() []string { return s.AllowedVOs }
+
+func resolveRef(base *url.URL, ref string) (*url.URL, error) {
+	u, err := url.Parse(ref)
+	if err != nil {
+		return nil, err
+	}
+	r := base.ResolveReference(u)
+	switch strings.ToLower(r.Scheme) {
+	case "https", "http":
+		return r, nil
+	}
+	return nil, fmt.Errorf("%q: only http(s) URLs are allowed from an index", ref)
+}
+
+// List implements Source.
+func (s *IndexSource) List(ctx context.Context) ([]*Bundle, map[string]error, error) {
+	base, err := url.Parse(s.URL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("source %s: %w", s.URL, err)
+	}
+	b, err := s.Fetcher.GetSmall(ctx, s.URL, MaxIndexSize)
+	if err != nil {
+		return nil, nil, fmt.Errorf("source %s: %w", s.URL, err)
+	}
+	ix, err := ParseIndex(b)
+	if err != nil {
+		return nil, nil, fmt.Errorf("source %s: %w", s.URL, err)
+	}
+	var out []*Bundle
+	skipped := map[string]error{}
+	for _, e := range ix.Bundles {
+		du, err := resolveRef(base, e.Descriptor)
+		if err != nil {
+			skipped[e.Descriptor] = err
+			continue
+		}
+		sigRef := e.Signature
+		if sigRef == "" {
+			sigRef = e.Descriptor + ".p7s"
+		}
+		su, err := resolveRef(base, sigRef)
+		if err != nil {
+			skipped[e.Descriptor] = err
+			continue
+		}
+		desc, err := s.Fetcher.GetSmall(ctx, du.String(), MaxDescriptorSize)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, nil, ctx.Err()
+			}
+			skipped[du.String()] = err
+			continue
+		}
+		sig, err := s.Fetcher.GetSmall(ctx, su.String(), MaxSignatureSize)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, nil, ctx.Err()
+			}
+			skipped[du.String()] = fmt.Errorf("signature: %w", err)
+			continue
+		}
+		out = append(out, &Bundle{Source: s.URL, Location: du.String(), Descriptor: desc, Signature: sig, VOs: s.AllowedVOs, opener: s})
+	}
+	return out, skipped, nil
+}
+
+func (s *IndexSource) openImage(ctx context.Context, b *Bundle, uri string) (io.ReadCloser, string, error) {
+	base, err := url.Parse(b.Location)
+	if err != nil {
+		return nil, "", err
+	}
+	u, err := resolveRef(base, uri)
+	if err != nil {
+		return nil, "", fmt.Errorf("uri: %w", err)
+	}
+	rc, err := s.Fetcher.OpenURL(ctx, u.String())
+	return rc, u.String(), err
+}

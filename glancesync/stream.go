@@ -1,0 +1,118 @@
+package glancesync
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/imagetrust/imagetrust/validator"
+)
+
+// verifyingReader streams image bytes to Glance while hashing them, and
+// holds back the last bytes until size and sha512 are checked: when the
+// source ends short, runs long, or hashes wrong, it returns an error instead
+// of the final bytes, so the HTTP request breaks off before Glance has the
+// whole image (Glance then returns the image to queued and drops the partial
+// data). A complete upload therefore only ever carries verified bytes.
+type verifyingReader struct {
+	src    io.Reader
+	h      *validator.ImageHasher
+	size   int64
+	sha512 string
+	n      int64
+	done   bool
+	// failure is the verification failure, if the bytes did not match.
+	failure error
+	// progress, when set, is told of bytes handed on.
+	progress func(int)
+}
+
+func newVerifyingReader(src io.Reader, size int64, sha512hex string) *verifyingReader {
+	return &verifyingReader{src: src, h: validator.NewImageHasher(), size: size, sha512: sha512hex}
+}
+
+func (v *verifyingReader) Read(p []byte) (int, error) {
+	if v.failure != nil {
+		return 0, v.failure
+	}
+	if v.done {
+		return 0, io.EOF
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	remaining := v.size - v.n
+	if remaining < int64(len(p)) {
+		p = p[:remaining]
+	}
+	k := 0
+	var err error
+	if len(p) > 0 {
+		k, err = v.src.Read(p)
+		_, _ = v.h.Write(p[:k])
+		v.n += int64(k)
+	}
+	if v.n == v.size {
+		// The last bytes are in p[:k]: check before handing them on.
+		var probe [1]byte
+		m, perr := io.ReadFull(v.src, probe[:])
+		switch {
+		case m > 0:
+			v.failure = validator.NewVerificationFailure(validator.ReasonSizeMismatch, fmt.Errorf("image is longer than the descriptor's %d bytes", v.size))
+			return 0, v.failure
+		case perr != nil && !errors.Is(perr, io.EOF):
+			return 0, fmt.Errorf("read image: %w", perr)
+		}
+		if cerr := v.h.Check(v.size, v.sha512); cerr != nil {
+			v.failure = cerr
+			return 0, cerr
+		}
+		v.done = true
+		v.report(k)
+		return k, nil
+	}
+	if errors.Is(err, io.EOF) {
+		v.failure = validator.NewVerificationFailure(validator.ReasonSizeMismatch, fmt.Errorf("image ended after %d bytes, descriptor says %d", v.n, v.size))
+		return 0, v.failure
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read image: %w", err)
+	}
+	v.report(k)
+	return k, nil
+}
+
+func (v *verifyingReader) report(k int) {
+	if v.progress != nil && k > 0 {
+		v.progress(k)
+	}
+}
+
+// verified reports whether every byte was read and matched.
+func (v *verifyingReader) verified() bool { return v.done && v.failure == nil }
+
+// copyBufSize is the chunk size handed to the HTTP client: large enough that
+// per-chunk costs vanish beside SHA-512, small enough for constant memory.
+const copyBufSize = 1 << 20
+
+// WriteTo lets io.Copy (and so the HTTP client) move 1 MiB at a time.
+func (v *verifyingReader) WriteTo(w io.Writer) (int64, error) {
+	buf := make([]byte, copyBufSize)
+	var total int64
+	for {
+		n, err := v.Read(buf)
+		if n > 0 {
+			m, werr := w.Write(buf[:n])
+			total += int64(m)
+			if werr != nil {
+				return total, werr
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
