@@ -399,4 +399,3 @@ func (s *Syncer) transferFallback(ctx context.Context, it *item, im *Image, log 
 	}
 	return s.waitImport(ctx, im.ID)
 }
-
