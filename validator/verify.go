@@ -543,7 +543,11 @@ func (t *Trust) checkImage(r *Result, in Input) {
 		if errors.As(err, &vf) && len(vf.Reasons) > 0 {
 			reason = vf.Reasons[0]
 		}
-		r.Checks = append(r.Checks, Check{Name: CheckImage, Reason: reason, Detail: err.Error()})
+		detail := err.Error()
+		if vf != nil && vf.Unwrap() != nil {
+			detail = vf.Unwrap().Error()
+		}
+		r.Checks = append(r.Checks, Check{Name: CheckImage, Reason: reason, Detail: detail})
 		return
 	}
 	r.Checks = append(r.Checks, Check{Name: CheckImage, OK: true, Detail: fmt.Sprintf("%d bytes, sha512 matches", r.Descriptor.Size)})

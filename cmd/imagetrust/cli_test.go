@@ -1,0 +1,234 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// cli runs imagetrust in-process in dir and returns its exit code and output.
+func cli(t *testing.T, dir string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	wd, _ := os.Getwd()
+	if err := os.Chdir(dir); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = os.Chdir(wd) }()
+	code := run(context.Background(), &env{stdin: strings.NewReader(""), stdout: &out, stderr: &errb, getenv: func(string) string { return "" }}, args)
+	return code, out.String(), errb.String()
+}
+
+func mustCLI(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	code, out, errs := cli(t, dir, args...)
+	if code != 0 {
+		t.Fatalf("imagetrust %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errs)
+	}
+	return out
+}
+
+// publish runs the whole publisher flow in a new directory.
+func publish(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	mustCLI(t, dir, "pki", "init", "pki")
+	if err := os.WriteFile(filepath.Join(dir, "w.qcow2"), bytes.Repeat([]byte("imagetrust"), 100000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustCLI(t, dir, "describe", "w.qcow2", "--vo", "demo", "--tag", "worker", "-o", "w.json", "--title", "Worker", "--property", "hw_firmware_type=uefi")
+	mustCLI(t, dir, "sign", "--cert", "pki/creator.pem", "--key", "pki/creator.key", "w.json")
+	mustCLI(t, dir, "approve", "--cert", "pki/approver.pem", "--key", "pki/approver.key", "--hash", "sha384", "w.json")
+	out := mustCLI(t, dir, "register", "--ca", "pki/registrar-ca.pem", "--ca-key", "pki/registrar-ca.key", "--expires", "30d", "w.json")
+	if !strings.Contains(out, "serial=") {
+		t.Fatalf("register did not print the serial: %s", out)
+	}
+	return dir
+}
+
+func TestPublisherFlow(t *testing.T) {
+	dir := publish(t)
+	code, out, _ := cli(t, dir, "verify", "--config", "pki/imagetrust.toml", "w.json")
+	if code != exitOK || !strings.Contains(out, "VALID") {
+		t.Fatalf("verify: exit %d\n%s", code, out)
+	}
+	code, out, _ = cli(t, dir, "verify", "--config", "pki/imagetrust.toml", "--json", "w.json")
+	var res struct {
+		Valid  bool `json:"valid"`
+		Checks []struct {
+			Check string `json:"check"`
+			OK    bool   `json:"ok"`
+		} `json:"checks"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil || code != 0 || !res.Valid || len(res.Checks) != 9 {
+		t.Fatalf("verify --json: exit %d err %v\n%s", code, err, out)
+	}
+	out = mustCLI(t, dir, "inspect", "w.json")
+	for _, want := range []string{"Alice Creator", "Bob Approver", "urn:uuid:", "3 signers"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("inspect lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestVerifyExitCodes(t *testing.T) {
+	dir := publish(t)
+	cases := []struct {
+		name string
+		args []string
+		prep func()
+		code int
+		want string
+	}{
+		{"fail expired is exit 3", []string{"verify", "--config", "pki/imagetrust.toml", "--at", "2099-01-01T00:00:00Z", "w.json"}, nil, exitExpired, "EXPIRED"},
+		{"fail not yet valid is exit 1", []string{"verify", "--config", "pki/imagetrust.toml", "--at", "2001-01-01T00:00:00Z", "w.json"}, nil, exitInvalid, "not-yet-valid"},
+		{"fail usage is exit 2", []string{"verify", "w.json", "extra"}, nil, exitUsage, ""},
+		{"fail bad config is exit 2", []string{"verify", "--config", "nope.toml", "w.json"}, nil, exitUsage, ""},
+		{"fail tampered image is exit 1", []string{"verify", "--config", "pki/imagetrust.toml", "w.json"}, func() {
+			f, _ := os.OpenFile(filepath.Join(dir, "w.qcow2"), os.O_WRONLY, 0)
+			_, _ = f.WriteAt([]byte("X"), 5)
+			_ = f.Close()
+		}, exitInvalid, "sha512-mismatch"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if c.prep != nil {
+				c.prep()
+			}
+			code, out, errs := cli(t, dir, c.args...)
+			if code != c.code || !strings.Contains(out+errs, c.want) {
+				t.Fatalf("exit %d (want %d), output lacks %q:\n%s%s", code, c.code, c.want, out, errs)
+			}
+		})
+	}
+}
+
+func TestPublisherErrors(t *testing.T) {
+	dir := publish(t)
+	mustCLI(t, dir, "describe", "w.qcow2", "--vo", "demo", "--tag", "worker", "-o", "x.json")
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"fail approve before sign", []string{"approve", "--cert", "pki/approver.pem", "--key", "pki/approver.key", "x.json"}, "x.json.p7s"},
+		{"fail wrong key for cert", []string{"sign", "--cert", "pki/creator.pem", "--key", "pki/approver.key", "x.json"}, "does not belong"},
+		{"fail creator approves", []string{"approve", "--cert", "pki/creator.pem", "--key", "pki/creator.key", "w.json"}, "expected 1"},
+		{"fail register twice", []string{"register", "--ca", "pki/registrar-ca.pem", "--ca-key", "pki/registrar-ca.key", "--expires", "1d", "w.json"}, "expected 2"},
+		{"fail sign over existing", []string{"sign", "--cert", "pki/creator.pem", "--key", "pki/creator.key", "w.json"}, "exists"},
+		{"fail weak hash", []string{"sign", "--force", "--cert", "pki/creator.pem", "--key", "pki/creator.key", "--hash", "sha1", "x.json"}, "sha1"},
+		{"fail expiry in the past", []string{"register", "--ca", "pki/registrar-ca.pem", "--ca-key", "pki/registrar-ca.key", "--expires", "2001-01-01", "w.json"}, "not in the future"},
+		{"fail bad uuid", []string{"describe", "w.qcow2", "--vo", "demo", "--tag", "t", "--uuid", "nope", "-o", "y.json"}, "--uuid"},
+		{"fail unknown disk format", []string{"describe", "pki/creator.pem", "--vo", "demo", "--tag", "t", "-o", "y.json"}, "disk format"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			before, _ := os.ReadFile(filepath.Join(dir, "w.json.p7s"))
+			code, out, errs := cli(t, dir, c.args...)
+			if code == 0 || !strings.Contains(errs, c.want) {
+				t.Fatalf("exit %d, stderr lacks %q:\n%s%s", code, c.want, out, errs)
+			}
+			if strings.Contains(errs, "panic") || strings.Contains(errs, "goroutine") {
+				t.Fatalf("stack trace in output: %s", errs)
+			}
+			after, _ := os.ReadFile(filepath.Join(dir, "w.json.p7s"))
+			if !bytes.Equal(before, after) {
+				t.Fatal("a refused command changed w.json.p7s")
+			}
+		})
+	}
+}
+
+func TestRevokeThenVerify(t *testing.T) {
+	dir := publish(t)
+	mustCLI(t, dir, "revoke", "--ca", "pki/registrar-ca.pem", "--ca-key", "pki/registrar-ca.key", "--crl", "pki/registrar-ca.crl", "--cert", "w.json.crt", "--reason", "superseded")
+	code, out, _ := cli(t, dir, "verify", "--config", "pki/imagetrust.toml", "w.json")
+	if code != exitInvalid || !strings.Contains(out, "revoked") {
+		t.Fatalf("verify after revoke: exit %d\n%s", code, out)
+	}
+}
+
+func TestEncryptedKeyWithPassFile(t *testing.T) {
+	openssl := needOpenSSL(t)
+	dir := publish(t)
+	mustCLI(t, dir, "describe", "w.qcow2", "--vo", "demo", "--tag", "worker", "-o", "e.json")
+	if err := os.WriteFile(filepath.Join(dir, "pass"), []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, form := range [][]string{
+		{"pkcs8", "-topk8", "-v2", "aes256"},
+		{"pkcs8", "-topk8", "-v2", "aes128", "-v2prf", "hmacWithSHA512"},
+	} {
+		args := append([]string{form[0], "-in", filepath.Join(dir, "pki/creator.key"), "-out", filepath.Join(dir, "enc.key"), "-passout", "pass:s3cret"}, form[1:]...)
+		if msg, err := exec.Command(openssl, args...).CombinedOutput(); err != nil {
+			t.Fatalf("openssl %v: %v %s", args, err, msg)
+		}
+		mustCLI(t, dir, "sign", "--force", "--cert", "pki/creator.pem", "--key", "enc.key", "--key-pass-file", "pass", "e.json")
+		if err := os.WriteFile(filepath.Join(dir, "bad"), []byte("wrong\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if code, _, errs := cli(t, dir, "sign", "--force", "--cert", "pki/creator.pem", "--key", "enc.key", "--key-pass-file", "bad", "e.json"); code == 0 || !strings.Contains(errs, "passphrase") {
+			t.Fatalf("wrong passphrase: exit %d %s", code, errs)
+		}
+	}
+}
+
+func needOpenSSL(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("openssl")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("openssl is required in CI")
+		}
+		t.Skip("openssl not installed")
+	}
+	return p
+}
+
+// TestOpenSSLOnlyBundle runs docs/recipes/openssl-publish.sh, which makes a
+// whole bundle with openssl and coreutils only, and verifies it.
+func TestOpenSSLOnlyBundle(t *testing.T) {
+	needOpenSSL(t)
+	dir := t.TempDir()
+	img := filepath.Join(dir, "img.qcow2")
+	if err := os.WriteFile(img, bytes.Repeat([]byte{7}, 123457), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	script, _ := filepath.Abs("../../docs/recipes/openssl-publish.sh")
+	cmd := exec.Command("bash", script, dir, img, "atlas", "worker")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", script, err, out)
+	}
+	code, out, errs := cli(t, dir, "verify", "--config", "imagetrust.toml", "image.json")
+	if code != exitOK {
+		t.Fatalf("imagetrust verify of an openssl-made bundle: exit %d\n%s%s", code, out, errs)
+	}
+}
+
+// TestOpenSSLVerifiesOurBundle checks the other direction with the command
+// docs/publisher-guide.md gives.
+func TestOpenSSLVerifiesOurBundle(t *testing.T) {
+	openssl := needOpenSSL(t)
+	dir := publish(t)
+	cas := append(must(os.ReadFile(filepath.Join(dir, "pki/people-ca.pem"))), must(os.ReadFile(filepath.Join(dir, "pki/registrar-ca.pem")))...)
+	if err := os.WriteFile(filepath.Join(dir, "cas.pem"), cas, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(openssl, "cms", "-verify", "-binary", "-inform", "DER", "-in", "w.json.p7s", "-content", "w.json", "-CAfile", "cas.pem", "-purpose", "any", "-out", os.DevNull)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("openssl cms -verify: %v\n%s", err, out)
+	}
+}
+
+func must(b []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return b
+}

@@ -1,0 +1,33 @@
+#!/bin/bash
+# Runs the whole test suite (or the benchmarks with "bench") against one real
+# Keystone + Glance + nova-api stack on loopback, started here and stopped on
+# exit. Used by `make test` and `make bench`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/local/go/bin"
+GO=${GO:-go}
+mode=${1:-test}
+
+state=$(mktemp -d /tmp/imagetrust-openstack.XXXXXX)
+cleanup() {
+	tests/openstack/stop.sh "$state" >/dev/null 2>&1 || true
+	if [ "${IMAGETRUST_OPENSTACK_KEEP:-}" != 1 ]; then rm -rf "$state"; else echo "kept $state"; fi
+}
+trap cleanup EXIT
+echo "== starting Keystone, Glance, placement and nova-api on 127.0.0.1 ($state)"
+tests/openstack/start.sh "$state" --with-nova
+export IMAGETRUST_OPENSTACK_STATE="$state"
+
+case "$mode" in
+test)
+	echo "== go test -race ./..."
+	"$GO" test -race -count=1 -timeout 30m ./...
+	;;
+bench)
+	"$GO" test -run '^$' -bench . -benchmem -benchtime "${BENCHTIME:-1x}" -timeout 60m ./...
+	;;
+*)
+	echo "usage: $0 [test|bench]" >&2
+	exit 2
+	;;
+esac
