@@ -358,8 +358,12 @@ func (p *Proxy) contextualise(g *gateReq, obj map[string]any) error {
 		return err
 	}
 	nu, set, err := p.o.UserData(g.primary, ud, obj["user_data"] != nil, g.r)
+	if errors.Is(err, ErrSiteContext) {
+		p.o.Logger.Error("contextualisation failed", "request_id", g.reqID, "error", err)
+		return refuse(http.StatusInternalServerError, "site-context", "The site's contextualisation failed; please report request %s to the site operators.", g.reqID)
+	}
 	if err != nil {
-		return refuse(http.StatusBadRequest, "user-data", "user_data: %v", err)
+		return refuse(http.StatusBadRequest, "user-data", "%v", err)
 	}
 	if set {
 		obj["user_data"] = nu

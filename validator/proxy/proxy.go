@@ -28,8 +28,13 @@ type Decider interface {
 // base64 user_data and has whether the request carried one (a JSON null
 // counts as none). It returns the user_data to forward and whether to set it;
 // an error refuses the request with 400 and the error's text (so the text
-// must be fit for users, e.g. "merged user data exceeds 65535 characters").
+// must be fit for users, e.g. "merged user data exceeds 65535 characters"),
+// or with 500 when it wraps ErrSiteContext.
 type UserData func(img *Image, userDataB64 string, has bool, r *http.Request) (string, bool, error)
+
+// ErrSiteContext marks a UserData error that is the site's fault (a broken
+// fragment, say): the gate answers 500 instead of 400 and logs it.
+var ErrSiteContext = errors.New("site contextualisation failed")
 
 // Volume policies for boots from Cinder volumes and snapshots.
 const (

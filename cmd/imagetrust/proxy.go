@@ -1,0 +1,285 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack"
+	"github.com/gophercloud/gophercloud/v2/openstack/config"
+	"github.com/gophercloud/gophercloud/v2/openstack/config/clouds"
+	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/tokens"
+	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
+	"github.com/gophercloud/gophercloud/v2/pagination"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/imagetrust/imagetrust/contextualise"
+	itconfig "github.com/imagetrust/imagetrust/internal/config"
+	"github.com/imagetrust/imagetrust/validator"
+	"github.com/imagetrust/imagetrust/validator/proxy"
+)
+
+func init() {
+	register("proxy", "run the Nova-facing boot gate (reverse proxy in front of the compute API)", cmdProxy)
+}
+
+func cmdProxy(ctx context.Context, e *env, args []string) int {
+	fs := newFlags(e, "proxy", "--config FILE [--cloud NAME]")
+	cfgPath := fs.String("config", "/etc/imagetrust/imagetrust.toml", "configuration file")
+	cloud := fs.String("cloud", "", "clouds.yaml entry of the proxy's service credentials (default $OS_CLOUD); their project is the mirror project")
+	if _, err := parseArgs(fs, args, 0, 0); err != nil {
+		return usageExit(err)
+	}
+	cfg, err := itconfig.Load(*cfgPath)
+	if err != nil {
+		return fail(e, exitUsage, "proxy: %v", err)
+	}
+	log := newLogger(e.stderr, cfg.Log.Format, cfg.Log.Level)
+	if cfg.Proxy.Listen == "" || cfg.Proxy.Upstream == "" {
+		return fail(e, exitUsage, "proxy: proxy.listen and proxy.upstream must be set")
+	}
+	upstream, err := url.Parse(cfg.Proxy.Upstream)
+	if err != nil || upstream.Scheme == "" || upstream.Host == "" {
+		return fail(e, exitUsage, "proxy: proxy.upstream %q is not an absolute URL", cfg.Proxy.Upstream)
+	}
+	var public *url.URL
+	if cfg.Proxy.PublicURL != "" {
+		if public, err = url.Parse(cfg.Proxy.PublicURL); err != nil || public.Host == "" {
+			return fail(e, exitUsage, "proxy: proxy.public_url %q is not an absolute URL", cfg.Proxy.PublicURL)
+		}
+	}
+	decider := &reloadingDecider{}
+	if err := decider.load(cfg, log); err != nil {
+		return fail(e, exitUsage, "proxy: %v", err)
+	}
+	cloudName := *cloud
+	if cloudName == "" {
+		cloudName = e.getenv("OS_CLOUD")
+	}
+	lookup, err := newGlanceLookup(ctx, cloudName)
+	if err != nil {
+		return fail(e, exitInvalid, "proxy: %v", err)
+	}
+	log.Info("proxy service credentials", "cloud", cloudName, "mirror_project", lookup.owner)
+
+	var hook proxy.UserData
+	if cfg.Context.Dir != "" {
+		site, err := contextualise.LoadSite(cfg.Context.Dir)
+		if err != nil {
+			return fail(e, exitUsage, "proxy: contextualise: %v", err)
+		}
+		hook = userDataHook(site, cfg)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := proxy.NewMetrics(reg)
+	if err != nil {
+		return fail(e, exitInvalid, "proxy: %v", err)
+	}
+	gate, err := proxy.New(proxy.Options{
+		Upstream: upstream, PublicURL: public, Lookup: lookup, Decider: decider,
+		MirrorProject: lookup.owner, UnmanagedProjects: cfg.Proxy.UnmanagedProjects,
+		VolumePolicy: cfg.Proxy.VolumePolicy, MaxBody: cfg.Proxy.MaxBody,
+		CacheTTL: cfg.Proxy.CacheTTL.Duration, CacheSize: cfg.Proxy.CacheSize,
+		UserData: hook, Logger: log, Metrics: metrics,
+	})
+	if err != nil {
+		return fail(e, exitUsage, "%v", err)
+	}
+
+	// SIGHUP reloads the trust store (CA and CRL files) without a restart.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				c, err := itconfig.Load(*cfgPath)
+				if err == nil {
+					err = decider.load(c, log)
+				}
+				if err != nil {
+					log.Error("reload failed; keeping the previous trust store", "error", err)
+					continue
+				}
+				log.Info("trust store reloaded")
+			}
+		}
+	}()
+
+	err = proxy.Serve(ctx, gate, proxy.ServerOptions{
+		Listen: cfg.Proxy.Listen, HealthListen: cfg.Proxy.MetricsListen,
+		TLSCert: cfg.Proxy.TLSCert, TLSKey: cfg.Proxy.TLSKey,
+		Gatherer: reg, Logger: log,
+	})
+	if err != nil {
+		return fail(e, exitInvalid, "%v", err)
+	}
+	return exitOK
+}
+
+// reloadingDecider is the current trust store, swapped whole on reload.
+type reloadingDecider struct{ t atomic.Pointer[validator.Trust] }
+
+func (d *reloadingDecider) load(cfg *itconfig.Config, log *slog.Logger) error {
+	t, warnings, err := validator.LoadTrust(cfg)
+	if err != nil {
+		return fmt.Errorf("trust store: %w", err)
+	}
+	for _, w := range warnings {
+		log.Warn("trust store", "warning", w)
+	}
+	d.t.Store(t)
+	return nil
+}
+
+// DecideBoot implements proxy.Decider.
+func (d *reloadingDecider) DecideBoot(img validator.CatalogImage, p validator.BootPolicy, now time.Time) validator.Decision {
+	return d.t.Load().DecideBoot(img, p, now)
+}
+
+// DecideTag implements proxy.Decider.
+func (d *reloadingDecider) DecideTag(c []validator.CatalogImage, p validator.BootPolicy, now time.Time) (validator.Decision, []validator.Decision) {
+	return d.t.Load().DecideTag(c, p, now)
+}
+
+// userDataHook merges the site's context into a boot's user data.
+func userDataHook(site *contextualise.Site, cfg *itconfig.Config) proxy.UserData {
+	return func(img *proxy.Image, ud string, has bool, r *http.Request) (string, bool, error) {
+		if img == nil {
+			return "", false, nil // a volume boot: no catalogue image, no context
+		}
+		vo, tag := img.Properties[validator.PropVO], img.Properties[validator.PropTag]
+		if !site.Applies(vo, tag) {
+			return "", false, nil
+		}
+		merged, err := site.Merge(ud, has, contextualise.Vars{
+			ImageUUID: img.ID, VO: vo, Tag: tag, SiteName: cfg.Context.SiteName, Extra: cfg.Context.Vars,
+		})
+		var tooLarge *contextualise.TooLargeError
+		var bad *contextualise.UserDataError
+		switch {
+		case errors.As(err, &tooLarge), errors.As(err, &bad):
+			return "", false, err // the request's fault: 400 with this text
+		case err != nil:
+			return "", false, fmt.Errorf("%w: %w", proxy.ErrSiteContext, err)
+		}
+		return merged, merged != "", nil
+	}
+}
+
+// glanceLookup finds images with the proxy's service credentials, limited to
+// the mirror project.
+type glanceLookup struct {
+	sc    *gophercloud.ServiceClient
+	owner string
+}
+
+func newGlanceLookup(ctx context.Context, cloudName string) (*glanceLookup, error) {
+	ao, eo, tlsCfg, err := clouds.Parse(clouds.WithCloudName(cloudName))
+	if err != nil {
+		return nil, fmt.Errorf("clouds.yaml: %w", err)
+	}
+	ao.AllowReauth = true
+	actx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	pc, err := config.NewProviderClient(actx, ao, config.WithTLSConfig(tlsCfg))
+	if err != nil {
+		return nil, fmt.Errorf("authenticating: %w", err)
+	}
+	res, ok := pc.GetAuthResult().(tokens.CreateResult)
+	if !ok {
+		return nil, errors.New("authenticating: not a Keystone v3 token")
+	}
+	project, err := res.ExtractProject()
+	if err != nil || project == nil || project.ID == "" {
+		return nil, errors.New("the service credentials are not scoped to a project (the mirror project)")
+	}
+	sc, err := openstack.NewImageV2(pc, eo)
+	if err != nil {
+		return nil, fmt.Errorf("image service: %w", err)
+	}
+	return &glanceLookup{sc: sc, owner: project.ID}, nil
+}
+
+// GetImage implements proxy.Lookup.
+func (g *glanceLookup) GetImage(ctx context.Context, id string) (*proxy.Image, error) {
+	im, err := images.Get(ctx, g.sc, id).Extract()
+	if gophercloud.ResponseCodeIs(err, http.StatusNotFound) {
+		return nil, fmt.Errorf("image %s: %w", id, proxy.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("glance: image %s: %w", id, err)
+	}
+	return toProxyImage(im), nil
+}
+
+// tagListOpts adds custom-property filters to images.ListOpts.
+type tagListOpts struct {
+	images.ListOpts
+	extra url.Values
+}
+
+// ToImageListQuery implements images.ListOptsBuilder.
+func (o tagListOpts) ToImageListQuery() (string, error) {
+	q, err := o.ListOpts.ToImageListQuery()
+	if err != nil {
+		return "", err
+	}
+	sep := "&"
+	if !strings.Contains(q, "?") {
+		sep = "?"
+	}
+	return q + sep + o.extra.Encode(), nil
+}
+
+// ListTag implements proxy.Lookup: the mirror project's (unhidden) images of
+// a tag. Hidden images are retired ones (sync.retire = hide) and not candidates.
+func (g *glanceLookup) ListTag(ctx context.Context, vo, tag string) ([]*proxy.Image, error) {
+	extra := url.Values{validator.PropTag: {tag}}
+	if vo != "" {
+		extra.Set(validator.PropVO, vo)
+	}
+	opts := tagListOpts{ListOpts: images.ListOpts{Owner: g.owner, Limit: 100, SortKey: "created_at", SortDir: "desc"}, extra: extra}
+	var out []*proxy.Image
+	err := images.List(g.sc, opts).EachPage(ctx, func(_ context.Context, p pagination.Page) (bool, error) {
+		is, err := images.ExtractImages(p)
+		if err != nil {
+			return false, err
+		}
+		for i := range is {
+			out = append(out, toProxyImage(&is[i]))
+		}
+		return len(out) < 1000, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("glance: images of tag %s/%s: %w", vo, tag, err)
+	}
+	return out, nil
+}
+
+func toProxyImage(im *images.Image) *proxy.Image {
+	props := make(map[string]string, len(im.Properties))
+	for k, v := range im.Properties {
+		if s, ok := v.(string); ok {
+			props[k] = s
+		}
+	}
+	return &proxy.Image{ID: im.ID, Name: im.Name, Owner: im.Owner, Status: string(im.Status),
+		Visibility: string(im.Visibility), Properties: props}
+}
