@@ -134,7 +134,9 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 }
 
 // reloadingDecider is the current trust store, swapped whole on reload.
-type reloadingDecider struct{ t atomic.Pointer[validator.Trust] }
+type reloadingDecider struct {
+	t atomic.Pointer[validator.Trust]
+}
 
 func (d *reloadingDecider) load(cfg *itconfig.Config, log *slog.Logger) error {
 	t, warnings, err := validator.LoadTrust(cfg)
