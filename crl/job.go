@@ -275,7 +275,7 @@ func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *R
 		st := httpSt[u]
 		conditional := false
 		for _, c := range ix.CRLs() {
-			if st.CA != "" && caKey(c.CA) == st.CA {
+			if st.CA != "" && cacheName(caKey(c.CA)) == st.CA {
 				conditional = true
 			}
 		}
@@ -302,7 +302,7 @@ func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *R
 		k := caKey(c.CA)
 		if strings.HasPrefix(f.name, "http://") || strings.HasPrefix(f.name, "https://") {
 			st := httpSt[f.name]
-			st.CA = k
+			st.CA = cacheName(k)
 			httpSt[f.name] = st
 		}
 		lg, had := last[k]

@@ -49,7 +49,7 @@ type fetched struct {
 type httpState struct {
 	ETag         string `json:"etag,omitempty"`
 	LastModified string `json:"last_modified,omitempty"`
-	// CA is the cache key of the CA whose CRL the URL served last.
+	// CA is the cache name (see cacheName) of the CA whose CRL the URL served last.
 	CA string `json:"ca,omitempty"`
 }
 
