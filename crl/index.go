@@ -255,5 +255,4 @@ func (ix *Index) CheckChain(chain []*x509.Certificate, role Role, registeredAt t
 	return ix.Check(ChainRefs(chain, role), registeredAt, strict)
 }
 
-
 func hexDecode(s string) ([]byte, error) { return hex.DecodeString(s) }
