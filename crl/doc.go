@@ -1,0 +1,50 @@
+// Package crl reads certificate revocation lists and decides which
+// catalogue images they revoke. It is used by the verifier (validator) and
+// by the CRL job (`imagetrust crl`).
+//
+// # Core (pure: bytes, certificates and a time in)
+//
+// Decode and Parse read one CRL, DER or PEM ("X509 CRL"), refusing trailing
+// data, several PEM blocks and more than MaxSize bytes. ParseList does the
+// same into a compact List that keeps the entries in the DER and indexes
+// them by a hash of the serial number: a CRL of a million entries parses in
+// a fraction of `openssl crl -noout`'s time and takes about its own size in
+// memory. Verify checks a CRL against the CA that should have issued it.
+// Index holds accepted CRLs (AddList: Verify, thisUpdate not beyond
+// now+ClockSkew, CRL number never lower, nor equal with other content) and
+// answers lookups by issuer AND serial. Check and CheckChain apply
+// RevocationApplies, the one revocation rule of imagetrust.
+// Every refusal is an *Error with a named Reason.
+//
+// # Matching catalogue records
+//
+// An image record lists every certificate of its three chains below the
+// roots (imagetrust_chain: role, issuer, serial, aki). A CRL speaks for a
+// certificate of the record when:
+//
+//   - the CRL's issuer, as pkix.Name.String() prints it, equals the
+//     record's issuer string (both come from the same DER, printed by the
+//     same function; the CRL itself was verified against a configured CA
+//     whose raw subject equals the CRL's raw issuer);
+//   - and, when the record has an aki and the CA has a subjectKeyIdentifier,
+//     they are equal (a re-keyed CA of the same name is another CA);
+//   - and the CRL has an entry whose serial number equals the record's
+//     serial (DER INTEGER comparison).
+//
+// When several CAs share a name and the record has no aki, the CRLs of all
+// of them speak for it: a revocation in any counts (the conservative
+// choice). A CRL of another CA revoking the same serial never matches.
+//
+// # The job
+//
+// Job.Run loads the last good CRL of every CA from the cache directory,
+// fetches every source (HTTP(S) with If-None-Match/If-Modified-Since, files,
+// IGTF directories' <hash>.rN, optionally CRL distribution points), accepts
+// or refuses each (Report.Refused names the reason), caches what it accepted
+// atomically, then judges every catalogue image (Judge) and writes only what
+// differs (Plan). A fetch that fails, or a CRL that is refused, leaves the
+// last good CRL in use. A CRL past nextUpdate+grace is stale: under the
+// refuse policy, images with a certificate it speaks for become "unknown"
+// unless a CRL proves them revoked or held; under warn, they keep their
+// state and the run warns. See Plan for the activation rules.
+package crl
