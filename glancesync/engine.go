@@ -57,6 +57,24 @@ type Syncer struct {
 	o   Options
 	log *slog.Logger
 	m   *Metrics
+
+	mu sync.Mutex
+	// spent remembers ids this process deleted or found deleted, so that
+	// later passes report them without asking Glance again.
+	spent map[string]string
+}
+
+func (s *Syncer) markSpent(id, why string) {
+	s.mu.Lock()
+	s.spent[id] = why
+	s.mu.Unlock()
+}
+
+func (s *Syncer) spentWhy(id string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w, ok := s.spent[id]
+	return w, ok
 }
 
 // New checks the options and returns a Syncer.
@@ -98,7 +116,7 @@ func New(o Options) (*Syncer, error) {
 	default:
 		return nil, fmt.Errorf("glancesync: retire policy %q: use keep, hide or delete", o.Sync.Retire)
 	}
-	return &Syncer{o: o, log: o.Logger, m: o.Metrics}, nil
+	return &Syncer{o: o, log: o.Logger, m: o.Metrics, spent: map[string]string{}}, nil
 }
 
 // Outcome is what a pass did with one bundle or image.

@@ -108,6 +108,7 @@ func (s *Syncer) crossCheck(it *item, im *Image) error {
 // discard deactivates (if asked) and deletes an image, with a fresh context
 // so that it runs even when the pass is being cancelled.
 func (s *Syncer) discard(ctx context.Context, id string, deactivate bool) {
+	s.markSpent(id, "deleted by this sync")
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
 	if deactivate {
@@ -124,6 +125,12 @@ func (s *Syncer) discard(ctx context.Context, id string, deactivate bool) {
 // previous (possibly killed) run or a racing sync left it in.
 func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, direct bool, rp *reporter) {
 	log := s.log.With("id", it.desc.UUID, "vo", it.desc.VO, "tag", it.desc.Tag)
+	if why, spent := s.spentWhy(it.desc.UUID); spent && im == nil {
+		log.Error("the bundle's uuid is spent in Glance and can never be reused", "why", why)
+		s.m.Refused.WithLabelValues(ReasonIDDeleted).Inc()
+		rp.add(s.outcome(it, ActionRefused, ReasonIDDeleted, why+"; "+deletedDetail))
+		return
+	}
 	if im == nil {
 		got, err := s.o.Glance.Get(ctx, it.desc.UUID)
 		switch {
@@ -274,6 +281,7 @@ func (s *Syncer) create(ctx context.Context, it *item) (*Image, error) {
 	got, gerr := s.o.Glance.Get(ctx, it.desc.UUID)
 	if errors.Is(gerr, ErrNotFound) {
 		s.log.Error("the bundle's uuid was deleted in Glance and can never be reused", "id", it.desc.UUID, "vo", it.desc.VO, "tag", it.desc.Tag)
+		s.markSpent(it.desc.UUID, "found deleted in Glance")
 		s.m.Refused.WithLabelValues(ReasonIDDeleted).Inc()
 		return nil, errReported
 	}
