@@ -10,6 +10,8 @@ type Metrics struct {
 	duration       *prometheus.HistogramVec
 	cache          *prometheus.CounterVec
 	upstreamErrors prometheus.Counter
+	// observers of the common kinds, resolved once
+	observers map[string]prometheus.Observer
 }
 
 // NewMetrics creates the proxy's collectors and registers them with reg.
@@ -38,6 +40,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			return nil, err
 		}
 	}
+	m.observers = map[string]prometheus.Observer{}
+	for _, k := range []string{"gated", "refused", "passthrough", "version"} {
+		m.observers[k] = m.duration.WithLabelValues(k)
+	}
 	return m, nil
 }
 
@@ -49,6 +55,10 @@ func (m *Metrics) decision(outcome, reason string) {
 
 func (m *Metrics) observe(kind string, seconds float64) {
 	if m != nil {
+		if o, ok := m.observers[kind]; ok {
+			o.Observe(seconds)
+			return
+		}
 		m.duration.WithLabelValues(kind).Observe(seconds)
 	}
 }

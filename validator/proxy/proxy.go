@@ -128,6 +128,8 @@ func New(o Options) (*Proxy, error) {
 		t.MaxIdleConnsPerHost = 256
 		t.IdleConnTimeout = 90 * time.Second
 		t.ResponseHeaderTimeout = 5 * time.Minute
+		// pass encodings through untouched (no transparent gzip)
+		t.DisableCompression = true
 		o.Transport = t
 	}
 	p := &Proxy{o: o, unmanaged: map[string]bool{}}
@@ -159,6 +161,11 @@ func New(o Options) (*Proxy, error) {
 // ServeHTTP implements http.Handler.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	if r.Method != http.MethodPost && !maybeVersionPath(r.URL.Path) {
+		p.rp.ServeHTTP(w, r)
+		p.o.Metrics.observe("passthrough", time.Since(start).Seconds())
+		return
+	}
 	rt, anomalous := classifyPath(r.URL.EscapedPath())
 	switch {
 	case r.Method == http.MethodPost && anomalous:
@@ -195,6 +202,9 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 	p.o.Logger.Warn("upstream error", "request_id", reqID, "method", r.Method, "error", err)
 	writeFault(w, reqID, http.StatusBadGateway, "The compute service behind the image gate could not be reached; try again later.")
 }
+
+// maybeVersionPath is a cheap pre-check: only short paths can be version documents.
+func maybeVersionPath(p string) bool { return len(p) <= 16 }
 
 func newRequestID() string { return "req-" + uuid.NewString() }
 

@@ -1,0 +1,267 @@
+package proxy
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The benchmarks compare, in one run, the upstream called directly, through
+// the gate, and through Debian's nginx proxying it, so that the gate's own
+// cost shows as ratios and differences rather than absolute timings. The
+// upstream is a fast stand-in (an in-process HTTP server answering at once):
+// a real nova-api would hide the gate's cost behind its own.
+
+// fastNova answers every request at once with a small JSON body.
+func fastNova(tb testing.TB) *httptest.Server {
+	body := []byte(`{"flavors":[{"id":"1","name":"m1.tiny","links":[{"rel":"self","href":"http://nova/v2.1/flavors/1"}]}]}`)
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-Openstack-Request-Id", "req-00000000-0000-4000-8000-000000000001")
+		if r.Method == http.MethodPost {
+			w.WriteHeader(http.StatusAccepted)
+		}
+		_, _ = w.Write(body)
+	}))
+	tb.Cleanup(s.Close)
+	return s
+}
+
+// startNginx runs Debian's nginx as a child process proxying to upstream on
+// a free loopback port, and returns its base URL ("" when nginx is missing).
+func startNginx(tb testing.TB, upstream string) string {
+	tb.Helper()
+	bin, err := exec.LookPath("nginx")
+	if err != nil {
+		if _, err2 := os.Stat("/usr/sbin/nginx"); err2 != nil {
+			return ""
+		}
+		bin = "/usr/sbin/nginx"
+	}
+	dir := tb.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	up, _ := url.Parse(upstream)
+	conf := fmt.Sprintf(`worker_processes 1;
+error_log %[1]s/error.log warn;
+pid %[1]s/nginx.pid;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path %[1]s/body; proxy_temp_path %[1]s/proxy; fastcgi_temp_path %[1]s/fcgi;
+  uwsgi_temp_path %[1]s/uwsgi; scgi_temp_path %[1]s/scgi;
+  upstream nova { server %[2]s; keepalive 256; }
+  server {
+    listen %[3]s;
+    location / { proxy_pass http://nova; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host $http_host; }
+  }
+}
+`, dir, up.Host, addr)
+	cf := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(cf, []byte(conf), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-e", filepath.Join(dir, "error.log"), "-p", dir, "-c", cf, "-g", "daemon off;")
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		tb.Logf("nginx does not start: %v", err)
+		return ""
+	}
+	tb.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	for i := 0; i < 100; i++ {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return "http://" + addr
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+	tb.Logf("nginx did not listen: %s", b)
+	return ""
+}
+
+type benchTargets struct {
+	direct, gate, nginx string
+	client              *http.Client
+}
+
+func newBenchTargets(b *testing.B) *benchTargets {
+	f := catalogue(b)
+	nova := fastNova(b)
+	u, _ := url.Parse(nova.URL)
+	p, err := New(Options{Upstream: u, Lookup: f.glance, Decider: f.trust, MirrorProject: mirrorProject,
+		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), CacheTTL: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	gs := httptest.NewServer(p)
+	b.Cleanup(gs.Close)
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 256
+	b.Cleanup(tr.CloseIdleConnections)
+	t := &benchTargets{direct: nova.URL, gate: gs.URL, nginx: startNginx(b, nova.URL), client: &http.Client{Transport: tr}}
+	if t.nginx == "" {
+		b.Log("nginx not available: its comparison is skipped")
+	}
+	return t
+}
+
+var gatedBody = serverBody(idGood)
+
+func (t *benchTargets) get(b *testing.B, base string) time.Duration {
+	start := time.Now()
+	resp, err := t.client.Get(base + "/v2.1/flavors")
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b.Fatalf("status %d", resp.StatusCode)
+	}
+	return time.Since(start)
+}
+
+func (t *benchTargets) boot(b *testing.B, base string) time.Duration {
+	start := time.Now()
+	resp, err := t.client.Post(base+"/v2.1/servers", "application/json", strings.NewReader(gatedBody))
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 202 {
+		b.Fatalf("status %d", resp.StatusCode)
+	}
+	return time.Since(start)
+}
+
+func quantile(d []time.Duration, q float64) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[int(q*float64(len(s)-1))]
+}
+
+func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+
+// BenchmarkLatency measures one request at a time, interleaving the targets:
+// a pass-through GET direct, through the gate and through nginx, and a boot
+// (POST /servers, warm cache) direct and through the gate. It reports p50
+// and p99 of each, the gate's added p99 latency, and ratios.
+func BenchmarkLatency(b *testing.B) {
+	t := newBenchTargets(b)
+	// warm: connections, lookup cache, record verification cache
+	for range 50 {
+		t.get(b, t.direct)
+		t.get(b, t.gate)
+		t.boot(b, t.direct)
+		t.boot(b, t.gate)
+		if t.nginx != "" {
+			t.get(b, t.nginx)
+		}
+	}
+	var direct, gate, ngx, bootDirect, bootGate []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		direct = append(direct, t.get(b, t.direct))
+		gate = append(gate, t.get(b, t.gate))
+		if t.nginx != "" {
+			ngx = append(ngx, t.get(b, t.nginx))
+		}
+		bootDirect = append(bootDirect, t.boot(b, t.direct))
+		bootGate = append(bootGate, t.boot(b, t.gate))
+	}
+	b.StopTimer()
+	b.ReportMetric(us(quantile(direct, .5)), "direct-p50-µs")
+	b.ReportMetric(us(quantile(gate, .5)), "gate-p50-µs")
+	b.ReportMetric(us(quantile(gate, .99)-quantile(direct, .99)), "gate-added-p99-µs")
+	b.ReportMetric(us(quantile(bootGate, .5)), "boot-gate-p50-µs")
+	b.ReportMetric(us(quantile(bootGate, .99)-quantile(bootDirect, .99)), "boot-added-p99-µs")
+	b.ReportMetric(float64(quantile(gate, .5))/float64(quantile(direct, .5)), "gate/direct-p50")
+	b.ReportMetric(float64(quantile(bootGate, .5))/float64(quantile(bootDirect, .5)), "boot-gate/direct-p50")
+	if len(ngx) > 0 {
+		b.ReportMetric(us(quantile(ngx, .5)), "nginx-p50-µs")
+		b.ReportMetric(us(quantile(ngx, .99)-quantile(direct, .99)), "nginx-added-p99-µs")
+		b.ReportMetric(float64(quantile(gate, .5))/float64(quantile(ngx, .5)), "gate/nginx-p50")
+	}
+}
+
+// throughput runs n requests from 32 concurrent clients and returns req/s.
+func (t *benchTargets) throughput(b *testing.B, n int, one func(*testing.B, string) time.Duration, base string) float64 {
+	const workers = 32
+	var wg sync.WaitGroup
+	next := make(chan struct{}, n)
+	for range n {
+		next <- struct{}{}
+	}
+	close(next)
+	start := time.Now()
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range next {
+				one(b, base)
+			}
+		}()
+	}
+	wg.Wait()
+	return float64(n) / time.Since(start).Seconds()
+}
+
+// BenchmarkThroughput measures pass-through and boot throughput with 32
+// concurrent clients, direct, through the gate and through nginx, each for
+// the same number of requests, and reports req/s and ratios.
+func BenchmarkThroughput(b *testing.B) {
+	t := newBenchTargets(b)
+	n := max(b.N, 500)
+	t.throughput(b, 500, t.get, t.gate) // warm
+	t.throughput(b, 200, t.boot, t.gate)
+	b.ResetTimer()
+	direct := t.throughput(b, n, t.get, t.direct)
+	gate := t.throughput(b, n, t.get, t.gate)
+	bootDirect := t.throughput(b, n, t.boot, t.direct)
+	bootGate := t.throughput(b, n, t.boot, t.gate)
+	var ngx float64
+	if t.nginx != "" {
+		t.throughput(b, 500, t.get, t.nginx)
+		ngx = t.throughput(b, n, t.get, t.nginx)
+	}
+	b.StopTimer()
+	b.ReportMetric(direct, "direct-req/s")
+	b.ReportMetric(gate, "gate-req/s")
+	b.ReportMetric(bootGate, "boot-gate-req/s")
+	b.ReportMetric(gate/direct, "gate/direct")
+	b.ReportMetric(bootGate/bootDirect, "boot-gate/direct")
+	if ngx > 0 {
+		b.ReportMetric(ngx, "nginx-req/s")
+		b.ReportMetric(gate/ngx, "gate/nginx")
+	}
+}
