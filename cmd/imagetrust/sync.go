@@ -1,0 +1,230 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack"
+	osconfig "github.com/gophercloud/gophercloud/v2/openstack/config"
+	"github.com/gophercloud/gophercloud/v2/openstack/config/clouds"
+	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/tokens"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/imagetrust/imagetrust/glancesync"
+	"github.com/imagetrust/imagetrust/internal/config"
+	"github.com/imagetrust/imagetrust/validator"
+)
+
+func init() {
+	register("sync", "mirror verified images into Glance (daemon, or --once)", cmdSync)
+}
+
+func cmdSync(ctx context.Context, e *env, args []string) int {
+	fs := newFlags(e, "sync", "--config FILE [--once] [--dry-run] [--json-logs]")
+	cfgPath := fs.String("config", "/etc/imagetrust/imagetrust.toml", "configuration file")
+	once := fs.Bool("once", false, "make one pass and exit (exit 1 if it had errors)")
+	dry := fs.Bool("dry-run", false, "print the plan of one pass and write nothing (implies --once)")
+	jsonLogs := fs.Bool("json-logs", false, "log in JSON")
+	if _, err := parseArgs(fs, args, 0, 0); err != nil {
+		return usageExit(err)
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return fail(e, exitUsage, "%v", err)
+	}
+	format := cfg.Log.Format
+	if *jsonLogs {
+		format = "json"
+	}
+	log := newLogger(e.stderr, format, cfg.Log.Level)
+
+	glance, project, err := openGlance(ctx, e)
+	if err != nil {
+		log.Error("openstack authentication failed", "err", err)
+		return exitInvalid
+	}
+	log.Info("authenticated", "mirror_project", project)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := glancesync.NewMetrics(reg)
+
+	build := func(cfg *config.Config) (*glancesync.Syncer, error) {
+		trust, warns, err := validator.LoadTrust(cfg)
+		if err != nil {
+			return nil, err
+		}
+		for _, w := range warns {
+			log.Warn("trust", "warning", w)
+		}
+		f, err := glancesync.NewFetcher(glancesync.HTTPOptions{
+			CAFile: cfg.Sync.CAFile, DownloadTimeout: cfg.Sync.DownloadTimeout.Duration, Retries: cfg.Sync.Retries, Logger: log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		var srcs []glancesync.Source
+		for _, s := range cfg.Sync.Sources {
+			if s.Path != "" {
+				srcs = append(srcs, &glancesync.DirSource{Root: s.Path, AllowedVOs: s.VOs, Fetcher: f})
+			} else {
+				srcs = append(srcs, &glancesync.IndexSource{URL: s.URL, AllowedVOs: s.VOs, Fetcher: f})
+			}
+		}
+		return glancesync.New(glancesync.Options{
+			Sync: cfg.Sync, VOs: cfg.VO, Trust: trust, Glance: glance, MirrorProject: project, Sources: srcs,
+			Logger: log, Metrics: metrics, DryRun: *dry, Plan: e.stdout,
+		})
+	}
+	syncer, err := build(cfg)
+	if err != nil {
+		return fail(e, exitUsage, "%v", err)
+	}
+
+	if *once || *dry {
+		r, err := syncer.Run(ctx)
+		if err != nil {
+			log.Error("sync pass failed", "err", err)
+			return exitInvalid
+		}
+		log.Info("sync pass done", "outcomes", len(r.Outcomes), "errors", r.Errors,
+			"mirrored", r.Count(glancesync.ActionMirrored), "refused", r.Count(glancesync.ActionRefused))
+		if r.Errors > 0 {
+			return exitInvalid
+		}
+		return exitOK
+	}
+	return syncDaemon(ctx, log, cfg, *cfgPath, syncer, build, reg)
+}
+
+// openGlance authenticates with clouds.yaml (OS_CLOUD) or the OS_* variables
+// and returns the image client and the token's project id.
+func openGlance(ctx context.Context, e *env) (glancesync.Glance, string, error) {
+	var ao gophercloud.AuthOptions
+	var eo gophercloud.EndpointOpts
+	var tlsConf *tls.Config
+	if e.getenv("OS_CLOUD") != "" {
+		a, o, tlsCfg, err := clouds.Parse()
+		if err != nil {
+			return nil, "", fmt.Errorf("clouds.yaml: %w", err)
+		}
+		ao, eo = a, o
+		tlsConf = tlsCfg
+	} else {
+		a, err := openstack.AuthOptionsFromEnv()
+		if err != nil {
+			return nil, "", fmt.Errorf("no OS_CLOUD and the OS_* variables are incomplete: %w", err)
+		}
+		ao = a
+		eo.Region = e.getenv("OS_REGION_NAME")
+	}
+	ao.AllowReauth = true
+	actx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	var pc *gophercloud.ProviderClient
+	var err error
+	if tlsConf != nil {
+		pc, err = osconfig.NewProviderClient(actx, ao, osconfig.WithTLSConfig(tlsConf))
+	} else {
+		pc, err = osconfig.NewProviderClient(actx, ao)
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	cr, ok := pc.GetAuthResult().(tokens.CreateResult)
+	if !ok {
+		return nil, "", errors.New("not a Keystone v3 token: cannot tell the mirror project")
+	}
+	p, err := cr.ExtractProject()
+	if err != nil || p == nil || p.ID == "" {
+		return nil, "", fmt.Errorf("the token is not scoped to a project (the mirror project): %v", err)
+	}
+	sc, err := openstack.NewImageV2(pc, eo)
+	if err != nil {
+		return nil, "", err
+	}
+	return glancesync.NewGlance(sc), p.ID, nil
+}
+
+func syncDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path string, syncer *glancesync.Syncer,
+	build func(*config.Config) (*glancesync.Syncer, error), reg *prometheus.Registry) int {
+	var lastOK atomic.Int64
+	interval := cfg.Sync.Interval.Duration
+	if cfg.Sync.Listen != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+			last := time.Unix(lastOK.Load(), 0)
+			if lastOK.Load() == 0 || time.Since(last) > 3*interval+cfg.Sync.Jitter.Duration {
+				http.Error(w, "no successful pass recently", http.StatusServiceUnavailable)
+				return
+			}
+			fmt.Fprintln(w, "ok")
+		})
+		srv := &http.Server{Addr: cfg.Sync.Listen, Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+		go func() {
+			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("metrics listener failed", "err", err)
+			}
+		}()
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+		}()
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		r, err := syncer.Run(ctx)
+		switch {
+		case ctx.Err() != nil:
+			log.Info("stopping")
+			return exitOK
+		case err != nil:
+			log.Error("sync pass failed", "err", err)
+		default:
+			if r.Errors == 0 {
+				lastOK.Store(time.Now().Unix())
+			}
+			log.Info("sync pass done", "outcomes", len(r.Outcomes), "errors", r.Errors, "mirrored", r.Count(glancesync.ActionMirrored))
+		}
+		wait := interval
+		if j := cfg.Sync.Jitter.Duration; j > 0 {
+			wait += rand.N(j)
+		}
+		select {
+		case <-ctx.Done():
+			log.Info("stopping")
+			return exitOK
+		case <-hup:
+			ncfg, err := config.Load(path)
+			if err == nil {
+				var ns *glancesync.Syncer
+				if ns, err = build(ncfg); err == nil {
+					syncer, cfg, interval = ns, ncfg, ncfg.Sync.Interval.Duration
+					log.Info("configuration and trust reloaded")
+				}
+			}
+			if err != nil {
+				log.Error("reload failed; keeping the previous configuration", "err", err)
+			}
+		case <-time.After(wait):
+		}
+	}
+}
