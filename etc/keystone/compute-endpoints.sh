@@ -7,9 +7,16 @@
 #
 # Usage: etc/keystone/compute-endpoints.sh PROXY_URL NOVA_URL [REGION]
 #   PROXY_URL  the proxy as users see it, with Nova's version path,
-#              e.g. https://compute.example.org:8775/v2.1
+#              e.g. https://compute.example.org:18774/v2.1
 #   NOVA_URL   Nova's own endpoint, e.g. http://10.0.0.5:8774/v2.1
 #   REGION     default RegionOne
+#
+# A catalog that also lists the legacy v2 API (service type compute_legacy,
+# URL .../v2/$(project_id)s, as devstack registers it) is a second way to
+# Nova: re-point it too, or delete it:
+#   SERVICE_TYPE=compute_legacy etc/keystone/compute-endpoints.sh \
+#       'https://compute.example.org:18774/v2/$(project_id)s' \
+#       'http://10.0.0.5:8774/v2/$(project_id)s'
 #
 # Nova's compute endpoints are usually registered as .../v2.1 (devstack:
 # http://HOST/compute/v2.1). Keep the same form: the proxy serves the same
@@ -30,14 +37,15 @@ fi
 PROXY_URL=$1
 NOVA_URL=$2
 REGION=${3:-RegionOne}
+SERVICE_TYPE=${SERVICE_TYPE:-compute}
 
-service=$(openstack service list -f value -c ID -c Type | awk '$2 == "compute" {print $1; exit}')
+service=$(openstack service list -f value -c ID -c Type | awk -v t="$SERVICE_TYPE" '$2 == t {print $1; exit}')
 if [ -z "$service" ]; then
-	echo "compute-endpoints.sh: no compute service in the catalog" >&2
+	echo "compute-endpoints.sh: no $SERVICE_TYPE service in the catalog" >&2
 	exit 1
 fi
 
-# set_endpoint INTERFACE URL: make INTERFACE of compute in REGION point to URL.
+# set_endpoint INTERFACE URL: make INTERFACE of SERVICE_TYPE in REGION point to URL.
 set_endpoint() {
 	local iface=$1 url=$2 ids id
 	ids=$(openstack endpoint list --service "$service" --interface "$iface" --region "$REGION" -f value -c ID)
@@ -48,7 +56,7 @@ set_endpoint() {
 			openstack endpoint set --url "$url" "$id"
 		done
 	fi
-	echo "compute $iface endpoint ($REGION): $url"
+	echo "$SERVICE_TYPE $iface endpoint ($REGION): $url"
 }
 
 set_endpoint public "$PROXY_URL"
