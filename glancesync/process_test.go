@@ -1,0 +1,208 @@
+package glancesync
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/imagetrust/imagetrust/internal/testpki"
+)
+
+// buildBinary builds cmd/imagetrust once per test binary.
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+func imagetrustBinary(t testing.TB) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "imagetrust-bin-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "imagetrust")
+		out, err := exec.Command("go", "build", "-o", binPath, "../cmd/imagetrust").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+// slowServer serves a directory over TLS; while slow is set it sends image
+// bodies 256 KiB at a time with pauses.
+type slowServer struct {
+	srv  *httptest.Server
+	slow atomic.Bool
+}
+
+func newSlowServer(t testing.TB, dir string) *slowServer {
+	s := &slowServer{}
+	fsrv := http.FileServer(http.Dir(dir))
+	s.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.slow.Load() || !strings.HasSuffix(r.URL.Path, ".img") {
+			fsrv.ServeHTTP(w, r)
+			return
+		}
+		b, err := os.ReadFile(filepath.Join(dir, filepath.Base(r.URL.Path)))
+		if err != nil {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Length", fmt.Sprint(len(b)))
+		for i := 0; i < len(b); i += 256 << 10 {
+			end := min(i+256<<10, len(b))
+			if _, err := w.Write(b[i:end]); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			time.Sleep(100 * time.Millisecond)
+		}
+	}))
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+// writeIndex writes index.json listing the bundles.
+func writeIndex(t testing.TB, dir string, ps ...*published) {
+	ix := Index{Version: IndexVersion}
+	for _, p := range ps {
+		ix.Bundles = append(ix.Bundles, IndexBundle{Descriptor: p.name + ".json"})
+	}
+	b, _ := json.Marshal(ix)
+	if err := os.WriteFile(filepath.Join(dir, "index.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// writeConfig writes an imagetrust.toml for the binary.
+func writeConfig(t testing.TB, w *world, dir, source string, caPEM []byte) string {
+	people := testpki.WriteFile(t, dir, "people.pem", testpki.CertPEM(w.peopleRoot.Cert))
+	reg := testpki.WriteFile(t, dir, "registrar.pem", testpki.CertPEM(w.regRoot.Cert))
+	ca := testpki.WriteFile(t, dir, "https-ca.pem", caPEM)
+	var vo strings.Builder
+	for _, v := range testVOs {
+		fmt.Fprintf(&vo, "[vo.%s]\ncreators = [%q]\napprovers = [%q]\nvisibility = \"shared\"\n", v, w.creator.Cert.Subject.String(), w.approver.Cert.Subject.String())
+	}
+	cfg := fmt.Sprintf(`[trust]
+ca_files = [%q]
+registrar_ca_files = [%q]
+%s
+[sync]
+interval = "1h"
+parallel = 2
+ca_file = %q
+retries = 3
+[[sync.source]]
+url = %q
+vos = ["atlas"]
+`, people, reg, vo.String(), ca, source)
+	return testpki.WriteFile(t, dir, "imagetrust.toml", []byte(cfg))
+}
+
+func (e *env) command(t testing.TB, ctx context.Context, cfg string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, imagetrustBinary(t), append([]string{"sync", "--config", cfg}, args...)...)
+	cmd.Env = append(os.Environ(), "OS_CLOUD="+"mirror", "OS_CLIENT_CONFIG_FILE="+e.cloud.CloudsYAML)
+	return cmd
+}
+
+// TestKill9MidUploadThenRerun kills the sync binary with SIGKILL while
+// Glance is receiving the stage, then reruns it: the image converges to
+// active, verified, with no stuck image left.
+func TestKill9MidUploadThenRerun(t *testing.T) {
+	e := newEnv(t)
+	w := newWorld(t)
+	dir := t.TempDir()
+	p := w.publish(dir, spec{vo: "atlas", tag: "kill9", size: 8 << 20})
+	writeIndex(t, dir, p)
+	srv := newSlowServer(t, dir)
+	srv.slow.Store(true)
+	caPEM := testpki.CertPEM(srv.srv.Certificate())
+	cfg := writeConfig(t, w, t.TempDir(), srv.srv.URL+"/index.json", caPEM)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := e.command(t, ctx, cfg, "--once")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		im, err := e.admin.Get(ctx, p.id)
+		if err == nil && im.Status == StatusUploading {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the stage never started:\n%s", out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	_ = cmd.Wait()
+	// Glance notices the broken stream and returns the image to queued.
+	var st string
+	for i := 0; i < 100; i++ {
+		st = e.get(t, p.id).Status
+		if st != StatusUploading {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("after kill -9 the image is %s", st)
+	if st == StatusActive {
+		t.Fatalf("image active after an interrupted stage")
+	}
+
+	srv.slow.Store(false)
+	out.Reset()
+	cmd = e.command(t, ctx, cfg, "--once")
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("rerun: %v\n%s", err, out.String())
+	}
+	im := e.get(t, p.id)
+	if im.Status != StatusActive || im.Props["os_hash_value"] != im.Props["imagetrust_sha512"] {
+		t.Fatalf("after rerun: %s %v", im.Status, im.Props["os_hash_value"])
+	}
+	all, err := e.admin.List(ctx, e.project, map[string]string{"imagetrust_tag": "kill9"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 1 {
+		t.Errorf("%d images with tag kill9, want 1", len(all))
+	}
+
+	// --dry-run prints the plan and writes nothing.
+	before := e.counter.reset()
+	out.Reset()
+	cmd = e.command(t, ctx, cfg, "--dry-run")
+	var stdout bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &out
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("dry run: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(stdout.String(), "unchanged  "+p.id) {
+		t.Errorf("dry-run plan:\n%s", stdout.String())
+	}
+	_ = before
+}
