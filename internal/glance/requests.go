@@ -1,0 +1,282 @@
+package glance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
+	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/members"
+)
+
+// jsonPatchType is the only media type Glance accepts for PATCH (415
+// otherwise).
+const jsonPatchType = "application/openstack-images-v2.1-json-patch"
+
+// Get retrieves one image.
+func Get(ctx context.Context, client *gophercloud.ServiceClient, id string) (r GetResult) {
+	resp, err := client.Get(ctx, imageURL(client, id), &r.Body, nil)
+	_, r.Header, r.Err = gophercloud.ParseResponse(resp, err)
+	return
+}
+
+// CreateOpts are the attributes of a new image. ID, when set, becomes the
+// image id (Glance answers 409 if it exists or ever existed).
+type CreateOpts struct {
+	ID              string
+	Name            string
+	DiskFormat      string
+	ContainerFormat string
+	Visibility      images.ImageVisibility // empty: Glance's default (shared)
+	Hidden          bool                   // os_hidden
+	MinDisk         int
+	MinRAM          int
+	Tags            []string
+	// Properties are sent as top-level string attributes; a key that names
+	// one of the attributes above is refused.
+	Properties map[string]string
+}
+
+// ToImageCreateMap builds the request body.
+func (opts CreateOpts) ToImageCreateMap() (map[string]any, error) {
+	b := map[string]any{}
+	if opts.ID != "" {
+		b["id"] = opts.ID
+	}
+	if opts.Name != "" {
+		b["name"] = opts.Name
+	}
+	if opts.DiskFormat != "" {
+		b["disk_format"] = opts.DiskFormat
+	}
+	if opts.ContainerFormat != "" {
+		b["container_format"] = opts.ContainerFormat
+	}
+	if opts.Visibility != "" {
+		b["visibility"] = opts.Visibility
+	}
+	if opts.Hidden {
+		b["os_hidden"] = true
+	}
+	if opts.MinDisk != 0 {
+		b["min_disk"] = opts.MinDisk
+	}
+	if opts.MinRAM != 0 {
+		b["min_ram"] = opts.MinRAM
+	}
+	if len(opts.Tags) > 0 {
+		b["tags"] = opts.Tags
+	}
+	for k, v := range opts.Properties {
+		if typedKeys[k] {
+			return nil, fmt.Errorf("glance: property %q is an image attribute, not a property", k)
+		}
+		b[k] = v
+	}
+	return b, nil
+}
+
+// Create creates an image record (status queued, no data).
+func Create(ctx context.Context, client *gophercloud.ServiceClient, opts CreateOpts) (r CreateResult) {
+	b, err := opts.ToImageCreateMap()
+	if err != nil {
+		r.Err = err
+		return
+	}
+	resp, err := client.Post(ctx, listURL(client), b, &r.Body, &gophercloud.RequestOpts{
+		OkCodes: []int{201},
+	})
+	_, r.Header, r.Err = gophercloud.ParseResponse(resp, err)
+	return
+}
+
+// Delete deletes an image. Its id can never be used again in this Glance.
+func Delete(ctx context.Context, client *gophercloud.ServiceClient, id string) (r DeleteResult) {
+	resp, err := client.Delete(ctx, imageURL(client, id), &gophercloud.RequestOpts{
+		OkCodes: []int{204},
+	})
+	_, r.Header, r.Err = gophercloud.ParseResponse(resp, err)
+	return
+}
+
+// Deactivate makes an active image's data unavailable to non-admins.
+// Deactivating a deactivated image is a no-op; for an image in any other
+// status Glance 25.1.0 answers 403 (IsForbidden).
+func Deactivate(ctx context.Context, client *gophercloud.ServiceClient, id string) (r ActionResult) {
+	return action(ctx, client, id, "deactivate")
+}
+
+// Reactivate makes a deactivated image active again.
+func Reactivate(ctx context.Context, client *gophercloud.ServiceClient, id string) (r ActionResult) {
+	return action(ctx, client, id, "reactivate")
+}
+
+func action(ctx context.Context, client *gophercloud.ServiceClient, id, name string) (r ActionResult) {
+	resp, err := client.Post(ctx, actionURL(client, id, name), nil, nil, &gophercloud.RequestOpts{
+		OkCodes: []int{204},
+	})
+	_, r.Header, r.Err = gophercloud.ParseResponse(resp, err)
+	return
+}
+
+// ImportGlanceDirect asks Glance to import the staged data of an image
+// (status uploading) with the glance-direct method. Glance answers 202 and
+// imports asynchronously: poll Get until the status is active (or the image
+// leaves importing otherwise).
+func ImportGlanceDirect(ctx context.Context, client *gophercloud.ServiceClient, id string) (r ImportResult) {
+	b := map[string]any{"method": map[string]any{"name": "glance-direct"}}
+	resp, err := client.Post(ctx, importURL(client, id), b, nil, &gophercloud.RequestOpts{
+		OkCodes: []int{202},
+	})
+	_, r.Header, r.Err = gophercloud.ParseResponse(resp, err)
+	return
+}
+
+// ImportMethods retrieves the import methods the Glance offers
+// (GET /v2/info/import).
+func ImportMethods(ctx context.Context, client *gophercloud.ServiceClient) (r ImportMethodsResult) {
+	resp, err := client.Get(ctx, client.ServiceURL("info", "import"), &r.Body, nil)
+	_, r.Header, r.Err = gophercloud.ParseResponse(resp, err)
+	return
+}
+
+// listQuery is an images.ListOptsBuilder made of raw query parameters.
+type listQuery url.Values
+
+// ToImageListQuery returns the query string, "?" included.
+func (q listQuery) ToImageListQuery() (string, error) {
+	if len(q) == 0 {
+		return "", nil
+	}
+	return "?" + url.Values(q).Encode(), nil
+}
+
+// ListByProperties lists, following every page, the images of owner (all
+// visible images when empty) whose properties equal props, with the extra
+// query parameters (e.g. status=active, limit, sort) added as given.
+func ListByProperties(ctx context.Context, client *gophercloud.ServiceClient, owner string, props map[string]string, extra url.Values) ([]Image, error) {
+	q := url.Values{}
+	for k, vs := range extra {
+		q[k] = slices.Clone(vs)
+	}
+	if owner != "" {
+		q.Set("owner", owner)
+	}
+	for k, v := range props {
+		if q.Has(k) {
+			return nil, fmt.Errorf("glance: list filter %q given twice", k)
+		}
+		q.Set(k, v)
+	}
+	pages, err := images.List(client, listQuery(q)).AllPages(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return ExtractImages(pages)
+}
+
+// PatchProperties changes an image's string properties from current (the
+// properties as last read, e.g. Image.Properties) so that every key of set
+// has its value and no key of remove exists. It sends one JSON patch
+// (application/openstack-images-v2.1-json-patch, applied atomically) with
+// "add" for keys absent from current, "replace" for keys whose value
+// differs and "remove" for keys of remove present in current. Glance answers
+// 409 to "replace" or "remove" of a key that does not exist, so a stale
+// current shows up as IsConflict: re-read and retry. (In this v2.1 dialect
+// "add" of an existing key replaces its value; only the v2.0 dialect answers
+// 409 to it, as tested against Glance 25.1.0.) When nothing changes no
+// request is made and Changed is false.
+func PatchProperties(ctx context.Context, client *gophercloud.ServiceClient, id string, current, set map[string]string, remove []string) (r PatchResult) {
+	ops, err := propertyPatch(current, set, remove)
+	if err != nil {
+		r.Err = err
+		return
+	}
+	if len(ops) == 0 {
+		return
+	}
+	r.Changed = true
+	resp, err := client.Patch(ctx, imageURL(client, id), ops, &r.Body, &gophercloud.RequestOpts{
+		MoreHeaders: map[string]string{"Content-Type": jsonPatchType},
+		OkCodes:     []int{200},
+	})
+	_, r.Header, r.Err = gophercloud.ParseResponse(resp, err)
+	return
+}
+
+// propertyPatch computes the JSON patch operations, in key order.
+func propertyPatch(current, set map[string]string, remove []string) ([]map[string]any, error) {
+	var ops []map[string]any
+	check := func(k string) error {
+		switch {
+		case k == "":
+			return errors.New("glance: empty property name")
+		case strings.TrimSpace(k) != k:
+			return fmt.Errorf("glance: property name %q has surrounding spaces (Glance strips them)", k)
+		case typedKeys[k]:
+			return fmt.Errorf("glance: %q is an image attribute, not a property", k)
+		}
+		return nil
+	}
+	for _, k := range slices.Sorted(maps.Keys(set)) {
+		if err := check(k); err != nil {
+			return nil, err
+		}
+		v := set[k]
+		cur, ok := current[k]
+		switch {
+		case !ok:
+			ops = append(ops, map[string]any{"op": "add", "path": pointer(k), "value": v})
+		case cur != v:
+			ops = append(ops, map[string]any{"op": "replace", "path": pointer(k), "value": v})
+		}
+	}
+	seen := map[string]bool{}
+	for _, k := range slices.Sorted(slices.Values(remove)) {
+		if err := check(k); err != nil {
+			return nil, err
+		}
+		if _, both := set[k]; both {
+			return nil, fmt.Errorf("glance: property %q both set and removed", k)
+		}
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		if _, ok := current[k]; ok {
+			ops = append(ops, map[string]any{"op": "remove", "path": pointer(k)})
+		}
+	}
+	return ops, nil
+}
+
+// pointer is the JSON pointer of a top-level attribute.
+func pointer(k string) string {
+	return "/" + strings.ReplaceAll(strings.ReplaceAll(k, "~", "~0"), "/", "~1")
+}
+
+// AddMember shares a private or shared image with a project. The member
+// still has to accept it for the image to appear in its listings (it can use
+// it by id at once).
+func AddMember(ctx context.Context, client *gophercloud.ServiceClient, id, project string) members.CreateResult {
+	return members.Create(ctx, client, id, project)
+}
+
+// ListMembers returns the projects an image is shared with.
+func ListMembers(ctx context.Context, client *gophercloud.ServiceClient, id string) ([]members.Member, error) {
+	pages, err := members.List(client, id).AllPages(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return members.ExtractMembers(pages)
+}
+
+// RemoveMember stops sharing an image with a project.
+func RemoveMember(ctx context.Context, client *gophercloud.ServiceClient, id, project string) members.DeleteResult {
+	return members.Delete(ctx, client, id, project)
+}
