@@ -46,6 +46,10 @@ type Options struct {
 	// (default 1s); ImportTimeout bounds the wait (default 30m).
 	ImportPoll    time.Duration
 	ImportTimeout time.Duration
+	// ResumeAfter is how long a queued image this pass did not create is
+	// left alone before the pass stages it (default 2m): long enough for the
+	// sync that created it to start its stage.
+	ResumeAfter time.Duration
 	// TempDir holds the verified copy of HTTP images when Glance lacks
 	// glance-direct (default os.TempDir()).
 	TempDir string
@@ -102,6 +106,11 @@ func New(o Options) (*Syncer, error) {
 	}
 	if o.ImportTimeout <= 0 {
 		o.ImportTimeout = 30 * time.Minute
+	}
+	if o.ResumeAfter < 0 {
+		o.ResumeAfter = 0
+	} else if o.ResumeAfter == 0 {
+		o.ResumeAfter = 2 * time.Minute
 	}
 	if o.Sync.Parallel <= 0 {
 		o.Sync.Parallel = 2

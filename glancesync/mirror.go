@@ -131,11 +131,12 @@ func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, direct bool, r
 		rp.add(s.outcome(it, ActionRefused, ReasonIDDeleted, why+"; "+deletedDetail))
 		return
 	}
+	created := false
 	if im == nil {
 		got, err := s.o.Glance.Get(ctx, it.desc.UUID)
 		switch {
 		case errors.Is(err, ErrNotFound):
-			got, err = s.create(ctx, it)
+			got, created, err = s.create(ctx, it)
 			if err != nil {
 				if !errors.Is(err, errReported) {
 					s.opFailed(log, it, "create", err, rp)
@@ -185,6 +186,15 @@ func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, direct bool, r
 			rp.add(s.outcome(it, ActionMirrored, "", ""))
 			return
 		case StatusQueued:
+			if !created && s.o.Now().Sub(im.UpdatedAt) < s.o.ResumeAfter {
+				// Created or interrupted moments ago: another sync may be
+				// about to stage it, and two concurrent stages of one image
+				// can leave Glance with orphan staging data.
+				log.Info("queued image is recent; leaving it to whoever created it", "updated", im.UpdatedAt)
+				rp.add(s.outcome(it, ActionElsewhere, "", "queued since "+im.UpdatedAt.UTC().Format(time.RFC3339)))
+				return
+			}
+			created = true // from here on this pass owns the transfer
 			err = s.transfer(ctx, it, im, direct, log)
 			var vf *validator.VerificationFailure
 			if errors.As(err, &vf) {
@@ -204,6 +214,26 @@ func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, direct bool, r
 				return
 			}
 		case StatusUploading:
+			if im.Size == 0 && it.desc.Size != 0 {
+				// A stage in progress (Glance sets the size when it ends), or
+				// a broken one Glance has not noticed yet.
+				if s.o.Now().Sub(im.UpdatedAt) > s.o.Sync.StaleAfter.Duration {
+					log.Error("stage stuck; reclaiming the image (deleted: its uuid is spent)", "since", im.UpdatedAt)
+					s.discard(ctx, im.ID, false)
+					s.m.Refused.WithLabelValues(ReasonStaleReclaimed).Inc()
+					rp.add(s.outcome(it, ActionDeleted, ReasonStaleReclaimed, "stage stuck since "+im.UpdatedAt.UTC().Format(time.RFC3339)))
+					return
+				}
+				if attempt >= maxAttempts+2 {
+					rp.add(s.outcome(it, ActionElsewhere, "", "stage in progress"))
+					return
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(2 * time.Second):
+				}
+				break
+			}
 			// Only a verified stream can complete a stage (see stream.go),
 			// so staged data of the full size is the signed image.
 			if im.Size != it.desc.Size {
@@ -270,25 +300,25 @@ var errReported = errors.New("reported")
 
 // create creates the image of a bundle; a 409 means the id exists: another
 // sync created it a moment ago (returned), or it was deleted (errReported).
-func (s *Syncer) create(ctx context.Context, it *item) (*Image, error) {
+func (s *Syncer) create(ctx context.Context, it *item) (*Image, bool, error) {
 	im, err := s.o.Glance.Create(ctx, s.createSpec(it))
 	if err == nil {
-		return im, nil
+		return im, true, nil
 	}
 	if !errors.Is(err, ErrConflict) {
-		return nil, err
+		return nil, false, err
 	}
 	got, gerr := s.o.Glance.Get(ctx, it.desc.UUID)
 	if errors.Is(gerr, ErrNotFound) {
 		s.log.Error("the bundle's uuid was deleted in Glance and can never be reused", "id", it.desc.UUID, "vo", it.desc.VO, "tag", it.desc.Tag)
 		s.markSpent(it.desc.UUID, "found deleted in Glance")
 		s.m.Refused.WithLabelValues(ReasonIDDeleted).Inc()
-		return nil, errReported
+		return nil, false, errReported
 	}
 	if gerr != nil {
-		return nil, gerr
+		return nil, false, gerr
 	}
-	return got, nil
+	return got, false, nil
 }
 
 func (s *Syncer) opFailed(log *slog.Logger, it *item, op string, err error, rp *reporter) {

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/imagetrust/imagetrust/internal/testpki"
 )
 
@@ -131,7 +133,8 @@ func TestKill9MidUploadThenRerun(t *testing.T) {
 	e := newEnv(t)
 	w := newWorld(t)
 	dir := t.TempDir()
-	p := w.publish(dir, spec{vo: "atlas", tag: "kill9", size: 8 << 20})
+	tag := "kill9-" + uuid.NewString()[:8]
+	p := w.publish(dir, spec{vo: "atlas", tag: tag, size: 8 << 20})
 	writeIndex(t, dir, p)
 	srv := newSlowServer(t, dir)
 	srv.slow.Store(true)
@@ -175,7 +178,7 @@ func TestKill9MidUploadThenRerun(t *testing.T) {
 
 	srv.slow.Store(false)
 	out.Reset()
-	cmd = e.command(t, ctx, cfg, "--once")
+	cmd = e.command(t, ctx, cfg, "--once", "--resume-after=-1s")
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("rerun: %v\n%s", err, out.String())
@@ -184,12 +187,12 @@ func TestKill9MidUploadThenRerun(t *testing.T) {
 	if im.Status != StatusActive || im.Props["os_hash_value"] != im.Props["imagetrust_sha512"] {
 		t.Fatalf("after rerun: %s %v", im.Status, im.Props["os_hash_value"])
 	}
-	all, err := e.admin.List(ctx, e.project, map[string]string{"imagetrust_tag": "kill9"})
+	all, err := e.admin.List(ctx, e.project, map[string]string{"imagetrust_tag": tag})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(all) != 1 {
-		t.Errorf("%d images with tag kill9, want 1", len(all))
+		t.Errorf("%d images with tag %s, want 1", len(all), tag)
 	}
 
 	// --dry-run prints the plan and writes nothing.

@@ -38,6 +38,7 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 	once := fs.Bool("once", false, "make one pass and exit (exit 1 if it had errors)")
 	dry := fs.Bool("dry-run", false, "print the plan of one pass and write nothing (implies --once)")
 	jsonLogs := fs.Bool("json-logs", false, "log in JSON")
+	resumeAfter := fs.Duration("resume-after", 2*time.Minute, "leave a queued image someone else created alone this long before resuming its upload (-1s: at once)")
 	if _, err := parseArgs(fs, args, 0, 0); err != nil {
 		return usageExit(err)
 	}
@@ -86,7 +87,7 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 		}
 		return glancesync.New(glancesync.Options{
 			Sync: cfg.Sync, VOs: cfg.VO, Trust: trust, Glance: glance, MirrorProject: project, Sources: srcs,
-			Logger: log, Metrics: metrics, DryRun: *dry, Plan: e.stdout,
+			Logger: log, Metrics: metrics, DryRun: *dry, Plan: e.stdout, ResumeAfter: *resumeAfter,
 		})
 	}
 	syncer, err := build(cfg)

@@ -1,0 +1,195 @@
+package glancesync
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/url"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// faultProxy is a TCP proxy between the sync and Glance that spoils the
+// first stage requests it sees, one fault each: reset mid-stream, a 503
+// without forwarding, a stall.
+type faultProxy struct {
+	ln      net.Listener
+	target  string
+	faults  []string
+	next    atomic.Int64
+	applied sync.Map
+}
+
+func newFaultProxy(t testing.TB, target string, faults ...string) *faultProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &faultProxy{ln: ln, target: target, faults: faults}
+	go p.serve()
+	t.Cleanup(func() { ln.Close() })
+	return p
+}
+
+func (p *faultProxy) serve() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		go p.handle(c)
+	}
+}
+
+func (p *faultProxy) handle(c net.Conn) {
+	s, err := net.Dial("tcp", p.target)
+	if err != nil {
+		c.Close()
+		return
+	}
+	go func() { _, _ = io.Copy(c, s); c.Close() }()
+	buf := make([]byte, 64<<10)
+	fault, sent := "", 0
+	for {
+		n, err := c.Read(buf)
+		if n > 0 {
+			chunk := buf[:n]
+			if fault == "" && bytes.Contains(chunk, []byte("/stage HTTP/1.1")) {
+				if i := int(p.next.Add(1)) - 1; i < len(p.faults) {
+					fault = p.faults[i]
+					p.applied.Store(fault, true)
+				} else {
+					fault = "none"
+				}
+				if fault == "503" {
+					_, _ = c.Write([]byte("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
+					c.Close()
+					s.Close()
+					return
+				}
+			}
+			if fault == "stall" && sent > 256<<10 && sent-n <= 256<<10 {
+				time.Sleep(2 * time.Second)
+			}
+			if _, werr := s.Write(chunk); werr != nil {
+				break
+			}
+			if fault != "" {
+				sent += n
+			}
+			if fault == "reset" && sent > 512<<10 {
+				if tc, ok := s.(*net.TCPConn); ok {
+					_ = tc.SetLinger(0)
+				}
+				if tc, ok := c.(*net.TCPConn); ok {
+					_ = tc.SetLinger(0)
+				}
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	c.Close()
+	s.Close()
+}
+
+// TestFaultyLinkToGlance: resets, 5xx and stalls mid-stage end in a retry or
+// a queued image, never in an active unverified one.
+func TestFaultyLinkToGlance(t *testing.T) {
+	e := newEnv(t)
+	w := newWorld(t)
+	dir := t.TempDir()
+	p := w.publish(filepath.Join(dir, "atlas"), spec{vo: "atlas", tag: "faulty", size: 4 << 20})
+	u, err := url.Parse(e.sc.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := newFaultProxy(t, u.Host, "reset", "503", "reset", "stall")
+	sc := *e.sc
+	sc.Endpoint = "http://" + proxy.ln.Addr().String() + u.Path
+	sc.ResourceBase = sc.Endpoint + "v2/"
+	o := e.options(t, w, map[string][]string{filepath.Join(dir, "atlas"): {"atlas"}})
+	o.Glance = NewGlance(&sc)
+	o.ResumeAfter = -1 // one sync only: resume its own interrupted stage at once
+	for pass := 1; pass <= 3; pass++ {
+		r := run(t, o)
+		im := e.get(t, p.id)
+		t.Logf("pass %d: %s, %d errors", pass, im.Status, r.Errors)
+		if im.Status == StatusActive {
+			if im.Props["os_hash_value"] != im.Props["imagetrust_sha512"] || im.Size != int64(len(p.image)) {
+				t.Fatalf("active image with unverified bytes")
+			}
+			break
+		}
+		if pass == 3 {
+			t.Fatalf("not active after 3 passes: %s", im.Status)
+		}
+	}
+	for _, f := range []string{"reset", "503", "stall"} {
+		if _, ok := proxy.applied.Load(f); !ok {
+			t.Errorf("fault %s never applied", f)
+		}
+	}
+}
+
+// TestTwoSyncsRacing: two passes at once on the same Glance converge on one
+// catalogue without errors.
+func TestTwoSyncsRacing(t *testing.T) {
+	e := newEnv(t)
+	w := newWorld(t)
+	dir := t.TempDir()
+	tag := "race"
+	var ps []*published
+	for i := 0; i < 4; i++ {
+		ps = append(ps, w.publish(dir, spec{vo: "lhcb", tag: tag + string(rune('a'+i)), size: 1 << 20}))
+	}
+	o := e.options(t, w, map[string][]string{dir: {"lhcb"}})
+	o.Sync.Parallel = 4
+	var wg sync.WaitGroup
+	reports := make([]*Report, 2)
+	for i := range reports {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := New(o)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			reports[i], err = s.Run(ctx)
+			if err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	for i, r := range reports {
+		if r != nil && r.Errors != 0 {
+			t.Errorf("sync %d: %d errors: %+v", i, r.Errors, r.Outcomes)
+		}
+	}
+	// A third pass finishes whatever the racers left to each other.
+	if r := run(t, o); r.Errors != 0 {
+		t.Errorf("settling pass: %+v", r.Outcomes)
+	}
+	for _, p := range ps {
+		if im := e.get(t, p.id); im.Status != StatusActive {
+			t.Errorf("%s: %s", p.id, im.Status)
+		}
+	}
+	aliases, err := e.admin.List(context.Background(), e.project, map[string]string{"imagetrust_alias": "lhcb/racea"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(aliases) != 2 {
+		t.Errorf("%d alias images for lhcb/racea, want 2", len(aliases))
+	}
+}
