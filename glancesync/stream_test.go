@@ -1,0 +1,75 @@
+package glancesync
+
+import (
+	"bytes"
+	"crypto/sha512"
+	"encoding/hex"
+	"errors"
+	"io"
+	"testing"
+	"testing/iotest"
+
+	"github.com/imagetrust/imagetrust/validator"
+)
+
+// TestVerifyingReaderHoldsBackLastBytes: a consumer sees all the bytes (and
+// EOF) only when they verify; otherwise it never receives the last byte.
+func TestVerifyingReaderHoldsBackLastBytes(t *testing.T) {
+	img := bytes.Repeat([]byte("imagetrust"), 300000)
+	sum := sha512.Sum512(img)
+	good := hex.EncodeToString(sum[:])
+	flipped := append([]byte(nil), img...)
+	flipped[len(flipped)-1] ^= 1
+	for _, tc := range []struct {
+		name   string
+		src    io.Reader
+		ok     bool
+		reason string
+	}{
+		{"ok exact", bytes.NewReader(img), true, ""},
+		{"ok one byte reads", iotest.OneByteReader(bytes.NewReader(img)), true, ""},
+		{"fail last byte flipped", bytes.NewReader(flipped), false, validator.ReasonSHA512Mismatch},
+		{"fail truncated", bytes.NewReader(img[:len(img)-1]), false, validator.ReasonSizeMismatch},
+		{"fail padded", bytes.NewReader(append(append([]byte(nil), img...), 0)), false, validator.ReasonSizeMismatch},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			vr := newVerifyingReader(tc.src, int64(len(img)), good)
+			var got bytes.Buffer
+			_, err := io.Copy(&got, vr)
+			if tc.ok {
+				if err != nil || !bytes.Equal(got.Bytes(), img) || !vr.verified() {
+					t.Fatalf("err %v, %d bytes", err, got.Len())
+				}
+				return
+			}
+			var vf *validator.VerificationFailure
+			if !errors.As(err, &vf) || !vf.Has(tc.reason) {
+				t.Fatalf("err %v, want %s", err, tc.reason)
+			}
+			if got.Len() >= len(img) {
+				t.Fatalf("the consumer received %d bytes of %d: the last bytes were not held back", got.Len(), len(img))
+			}
+		})
+	}
+}
+
+func TestParseIndex(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   string
+		ok   bool
+	}{
+		{"ok minimal", `{"version":1,"bundles":[{"descriptor":"a.json"}]}`, true},
+		{"fail version", `{"version":2,"bundles":[]}`, false},
+		{"fail unknown key", `{"version":1,"bundles":[],"extra":1}`, false},
+		{"fail no descriptor", `{"version":1,"bundles":[{"signature":"a.p7s"}]}`, false},
+		{"fail trailing", `{"version":1,"bundles":[]} {}`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseIndex([]byte(tc.in))
+			if (err == nil) != tc.ok {
+				t.Fatalf("err = %v", err)
+			}
+		})
+	}
+}
