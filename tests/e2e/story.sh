@@ -1,0 +1,254 @@
+#!/bin/bash
+# The whole imagetrust story, end to end, with the commands an operator, a
+# publisher and a user type: imagetrust's publisher commands, `openstack image
+# list/show/set`, and `openstack server create --image <tag>` through the boot
+# proxy registered as the catalog's public compute endpoint.
+#
+# It needs a running loopback stack with nova (tests/openstack/start.sh
+# STATE --with-nova, with IMAGETRUST_PROPERTY_PROTECTIONS set to
+# etc/glance/property-protections.conf) and imagetrust on PATH.
+#
+# usage: story.sh STATE_DIR WORK_DIR
+# Both `make demo` (narrated) and tests/e2e (TestStory) run it. It exits
+# non-zero at the first step that doesn't go as the story says.
+set -euo pipefail
+STATE=$1
+WORK=$2
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+mkdir -p "$WORK"
+cd "$WORK"
+set -a
+# shellcheck source=/dev/null
+. "$STATE/env"
+set +a
+export OS_CLIENT_CONFIG_FILE="$STATE/clouds.yaml"
+unset OS_CLOUD
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+note() { printf '   %s\n' "$*"; }
+show() { printf '\033[2m$ %s\033[0m\n' "$*"; }
+run() { show "$*"; "$@"; }
+# expect_fail PATTERN CMD...: CMD must fail and print PATTERN.
+expect_fail() {
+	local pattern=$1
+	shift
+	show "$*"
+	local out
+	if out=$("$@" 2>&1); then
+		echo "$out"
+		echo "!! expected a refusal, but it succeeded" >&2
+		return 1
+	fi
+	echo "$out"
+	if ! grep -qiE -- "$pattern" <<<"$out"; then
+		echo "!! the refusal does not say: $pattern" >&2
+		return 1
+	fi
+}
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+osc() { openstack "$@"; }
+prop() { # prop CLOUD IMAGE KEY
+	openstack --os-cloud "$1" image show -f json -c properties "$2" | python3 -c "import json,sys; print(json.load(sys.stdin)['properties'].get('$3',''))"
+}
+status() { openstack --os-cloud "$1" image show -f value -c status "$2"; }
+image_id() { python3 -c "import json,sys; print(json.load(open('$1'))['uuid'])"; }
+
+PIDS=()
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+# ---------------------------------------------------------------------------
+say "Setting the scene: a demonstration PKI and the site's imagetrust.toml"
+run imagetrust pki init pki >/dev/null
+PROXY_PORT=$(free_port)
+HEALTH_PORT=$(free_port)
+NOVA_ROOT=${NOVA_URL%/v2.1}
+creators=$(grep '^creators' pki/imagetrust.toml)
+approvers=$(grep '^approvers' pki/imagetrust.toml)
+mkdir -p images
+cat >imagetrust.toml <<EOF
+[trust]
+ca_files = ["pki/people-ca.pem"]
+registrar_ca_files = ["pki/registrar-ca.pem"]
+crl_files = ["pki/people-ca.crl", "pki/registrar-ca.crl"]
+
+[vo.demo]
+$creators
+$approvers
+visibility = "public"
+
+[sync]
+retire = "keep"            # superseded images stay bootable by uuid and as a tag fallback
+[[sync.source]]
+path = "images"            # a CVMFS-style directory
+vos = ["demo"]
+
+[crl]
+cache_dir = "crl-cache"
+
+[proxy]
+listen = "127.0.0.1:$PROXY_PORT"
+public_url = "http://127.0.0.1:$PROXY_PORT"
+upstream = "$NOVA_ROOT"
+metrics_listen = "127.0.0.1:$HEALTH_PORT"
+cache_ttl = "1s"           # the story changes flags and expects them at once
+
+[contextualise]
+dir = "$ROOT/etc/contextualise"
+site_name = "demo-site"
+vars = { squid_proxy = "http://squid.demo-site.example:3128" }
+EOF
+note "trust: the demo people CA and Registrar CA; VO demo: one creator, one approver; source: ./images"
+
+# publish NAME TAG EXPIRES [CREATED]: describe, sign, approve, register.
+publish() {
+	local name=$1 tag=$2 expires=$3 created=${4:-}
+	head -c $((2 * 1024 * 1024)) /dev/urandom >"images/$name.qcow2"
+	imagetrust describe "images/$name.qcow2" --vo demo --tag "$tag" --title "Demo $tag $name" \
+		${created:+--created "$created"} -o "images/$name.json" >/dev/null
+	imagetrust sign --cert pki/creator.pem --key pki/creator.key "images/$name.json" >/dev/null
+	imagetrust approve --cert pki/approver.pem --key pki/approver.key "images/$name.json" >/dev/null
+	imagetrust register --ca pki/registrar-ca.pem --ca-key pki/registrar-ca.key --expires "$expires" "images/$name.json" | head -1
+}
+
+# ---------------------------------------------------------------------------
+say "1. The creator, approver and registrar publish image A of tag 'worker'"
+show "imagetrust describe/sign/approve/register images/a.json"
+publish a worker 90d "$(date -u -d '-2 hours' +%Y-%m-%dT%H:%M:%SZ)"
+A=$(image_id images/a.json)
+run imagetrust verify --config imagetrust.toml images/a.json >/dev/null
+note "A = $A verifies"
+
+say "2. The site's mirror syncs it into Glance, with its catalogue record"
+run env OS_CLOUD=mirror imagetrust sync --config imagetrust.toml --once
+run openstack --os-cloud demo image list --property imagetrust_tag=worker -c ID -c Name -c Status
+[ "$(status demo "$A")" = active ]
+show "openstack --os-cloud demo image show $A  (the imagetrust_ properties)"
+openstack --os-cloud demo image show -f json -c properties "$A" | python3 -c '
+import json,sys; p=json.load(sys.stdin)["properties"]
+for k in sorted(p):
+    if k.startswith("imagetrust_") and k not in ("imagetrust_descriptor","imagetrust_signature","imagetrust_chain"):
+        print("   %-34s %s" % (k, p[k]))'
+
+say "3. The boot proxy goes in front of Nova and becomes the catalog's compute endpoint"
+imagetrust proxy --config imagetrust.toml --cloud mirror 2>proxy.log &
+PIDS+=($!)
+for _ in $(seq 1 50); do curl -fsS "http://127.0.0.1:$HEALTH_PORT/healthz" >/dev/null 2>&1 && break; sleep 0.2; done
+curl -fsS "http://127.0.0.1:$HEALTH_PORT/healthz" >/dev/null
+run "$ROOT/tests/openstack/set-compute-endpoint.sh" "$STATE" "http://127.0.0.1:$PROXY_PORT/v2.1"
+# nova-api's server views ask Neutron, which doesn't run here: a read-only
+# stand-in answers with empty lists (tests/e2e/fake-neutron.py says why).
+NEUTRON_PORT=$(free_port)
+/usr/bin/python3 "$ROOT/tests/e2e/fake-neutron.py" "$NEUTRON_PORT" &
+PIDS+=($!)
+if ! openstack --os-cloud admin service show network >/dev/null 2>&1; then
+	openstack --os-cloud admin service create --name neutron network >/dev/null
+fi
+for iface in public internal admin; do
+	for id in $(openstack --os-cloud admin endpoint list --service network --interface $iface -f value -c ID); do
+		openstack --os-cloud admin endpoint delete "$id"
+	done
+	openstack --os-cloud admin endpoint create --region RegionOne network $iface "http://127.0.0.1:$NEUTRON_PORT" >/dev/null
+done
+note "a read-only stand-in answers for Neutron on port $NEUTRON_PORT (nothing is scheduled here)"
+openstack --os-cloud admin flavor show tiny >/dev/null 2>&1 ||
+	run openstack --os-cloud admin flavor create --ram 64 --disk 1 --vcpus 1 tiny -f value -c name
+
+# boot NAME IMAGE [extra args]: a user's `openstack server create` through the proxy.
+boot() {
+	local name=$1 image=$2
+	shift 2
+	openstack --os-cloud demo --os-compute-api-version 2.37 server create \
+		--flavor tiny --nic none --image "$image" "$@" "$name" -f value -c id -c name
+}
+# booted_image NAME: the image the proxy forwarded for the last boot of NAME.
+booted_image() {
+	grep 'msg="boot decision"' proxy.log | grep 'allowed=true' | tail -1 | grep -oE ' image=[0-9a-f-]{36}' | cut -d= -f2
+}
+
+say "4. A user boots by the tag: the proxy resolves 'worker' to A"
+run boot vm-1 worker --user-data <(printf '#cloud-config\nruncmd:\n  - echo hello from the user\n')
+got=$(booted_image)
+note "the proxy forwarded image $got"
+[ "$got" = "$A" ]
+
+say "5. A newer image B of the tag is published and synced: the tag now boots B"
+show "imagetrust describe/sign/approve/register images/b.json"
+publish b worker 90d "$(date -u -d '-1 hour' +%Y-%m-%dT%H:%M:%SZ)"
+B=$(image_id images/b.json)
+run env OS_CLOUD=mirror imagetrust sync --config imagetrust.toml --once
+run boot vm-2 worker
+got=$(booted_image)
+note "the proxy forwarded image $got"
+[ "$got" = "$B" ]
+
+say "6. The operator blacklists B: a boot of B by uuid is refused, and the tag falls back to A"
+run openstack --os-cloud admin image set --property imagetrust_local_validity=blacklist "$B"
+sleep 1.2
+expect_fail "blacklist" boot vm-3 "$B"
+run boot vm-4 worker
+got=$(booted_image)
+note "the proxy forwarded image $got"
+[ "$got" = "$A" ]
+
+say "7. Nobody but the catalogue may write the record: a user's attempt is refused by Glance"
+expect_fail "403|Forbidden|not allowed|permission" openstack --os-cloud demo image set --property imagetrust_global_validity=valid "$A"
+
+say "8. The registrar revokes A; the CRL job flags it and deactivates it in Glance"
+run imagetrust revoke --ca pki/registrar-ca.pem --ca-key pki/registrar-ca.key --crl pki/registrar-ca.crl --cert images/a.json.crt --reason keyCompromise
+run env OS_CLOUD=mirror imagetrust crl --config imagetrust.toml --once
+[ "$(prop mirror "$A" imagetrust_global_validity)" = revoked ]
+[ "$(status mirror "$A")" = deactivated ]
+note "A: imagetrust_global_validity=revoked, status deactivated"
+sleep 1.2
+
+say "9. A boot by the tag is now refused, with both reasons"
+expect_fail "blacklist" boot vm-5 worker
+grep -q "revoked" <<<"$(boot vm-5b worker 2>&1 || true)"
+
+say "10. run-anyway does not bring a revoked image back"
+run openstack --os-cloud admin image set --property imagetrust_local_validity=run-anyway "$A"
+sleep 1.2
+expect_fail "revoked" boot vm-6 "$A"
+
+say "11. An expired image C is refused; the operator sets run-anyway on it; C boots"
+show "imagetrust describe/sign/approve/register images/c.json (expires in 40 s)"
+publish c legacy 40s
+C=$(image_id images/c.json)
+run env OS_CLOUD=mirror imagetrust sync --config imagetrust.toml --once
+note "waiting for C's certificate to expire ..."
+while imagetrust verify --config imagetrust.toml --no-image images/c.json >/dev/null 2>&1; do sleep 2; done
+sleep 1.2
+expect_fail "expired" boot vm-7 "$C"
+run openstack --os-cloud admin image set --property imagetrust_local_validity=run-anyway "$C"
+sleep 1.2
+run boot vm-8 "$C"
+got=$(booted_image)
+[ "$got" = "$C" ]
+
+say "12. A user's snapshot carrying copied imagetrust_ properties is not a catalogue image"
+expect_fail "403|Forbidden|not allowed|permission" openstack --os-cloud demo image create --disk-format qcow2 --container-format bare \
+	--property imagetrust_vo=demo --property imagetrust_tag=worker --property imagetrust_global_validity=valid snapshot-1
+copied=$(openstack --os-cloud mirror image show -f json -c properties "$B" | python3 -c '
+import json,sys; p=json.load(sys.stdin)["properties"]
+print(" ".join("--property %s=%s" % (k, v) for k, v in p.items() if k.startswith("imagetrust_") and k != "imagetrust_local_validity"))')
+head -c 1024 /dev/urandom >snap.img
+# shellcheck disable=SC2086 # one --property KEY=VALUE word pair per property
+SNAP=$(openstack --os-cloud admin image create --project demo --disk-format qcow2 --container-format bare --file snap.img $copied snapshot-2 -f value -c id)
+note "snapshot-2 ($SNAP) is owned by project demo and carries B's whole record"
+expect_fail "catalogue" boot vm-9 "$SNAP"
+
+say "13. The contextualised user data the proxy handed to Nova"
+python3 - "$ROOT" <<'PY' || true
+import json, re, sys
+# the last audit line of vm-1's boot names the parts the proxy merged
+for line in open("proxy.log"):
+    if "user_data" in line and "vm-1" in line:
+        print("  ", line.strip()[:300])
+PY
+note "see proxy.log for every decision (one audit line each)"
+
+say "The story is complete."
