@@ -170,7 +170,10 @@ booted_image() {
 }
 
 say "4. A user boots by the tag: the proxy resolves 'worker' to A"
-run boot vm-1 worker --user-data <(printf '#cloud-config\nruncmd:\n  - echo hello from the user\n')
+printf '#cloud-config\nruncmd:\n  - echo hello from the user\n' >user-data.yaml
+show "openstack server create --image worker --flavor tiny --nic none --user-data user-data.yaml vm-1"
+VM1=$(boot vm-1 worker --user-data user-data.yaml | head -1)
+note "server $VM1 accepted by nova-api (202)"
 got=$(booted_image)
 note "the proxy forwarded image $got"
 [ "$got" = "$A" ]
@@ -241,14 +244,26 @@ SNAP=$(openstack --os-cloud admin image create --project demo --disk-format qcow
 note "snapshot-2 ($SNAP) is owned by project demo and carries B's whole record"
 expect_fail "catalogue" boot vm-9 "$SNAP"
 
-say "13. The contextualised user data the proxy handed to Nova"
-python3 - "$ROOT" <<'PY' || true
-import json, re, sys
-# the last audit line of vm-1's boot names the parts the proxy merged
-for line in open("proxy.log"):
-    if "user_data" in line and "vm-1" in line:
-        print("  ", line.strip()[:300])
+say "13. The user data Nova received for vm-1: the user's part first, then the site's context"
+show "openstack --os-cloud admin --os-compute-api-version 2.3 server show $VM1 -c OS-EXT-SRV-ATTR:user_data | base64 -d"
+openstack --os-cloud admin --os-compute-api-version 2.3 server show "$VM1" -f value -c OS-EXT-SRV-ATTR:user_data | base64 -d >vm-1.user-data
+python3 - vm-1.user-data <<'PY'
+import email, sys
+raw = open(sys.argv[1], "rb").read()
+if raw[:2] == b"\x1f\x8b":
+    import gzip
+    raw = gzip.decompress(raw)
+open(sys.argv[1] + ".txt", "wb").write(raw)
+msg = email.message_from_bytes(raw)
+print("   MIME-Version:", msg["MIME-Version"], "|", msg.get_content_type())
+for i, part in enumerate(p for p in msg.walk() if not p.is_multipart()):
+    body = part.get_payload(decode=True).decode("utf-8", "replace")
+    print("   --- part %d: %s %s" % (i + 1, part.get_content_type(), part.get_filename() or ""))
+    for line in body.splitlines()[:12]:
+        print("     " + line)
 PY
-note "see proxy.log for every decision (one audit line each)"
+grep -q "hello from the user" vm-1.user-data.txt || { echo "!! the user's own user data is missing" >&2; exit 1; }
+grep -q "demo-site" vm-1.user-data.txt || { echo "!! the site context is missing" >&2; exit 1; }
+note "both the user's cloud-config and the site's context reach the VM; see proxy.log for one audit line per decision"
 
 say "The story is complete."
