@@ -54,6 +54,10 @@ func TestStartNova(t *testing.T) {
 		t.Fatalf("compute endpoint %q, want %q", cmp.Endpoint, c.NovaURL+"/")
 	}
 
+	if os.Getenv(EnvState) != "" {
+		t.Log("not changing the catalog of a shared stack: other packages use it now")
+		return
+	}
 	const other = "http://127.0.0.1:1/v2.1"
 	c.SetComputeEndpoint(t, other)
 	defer c.SetComputeEndpoint(t, c.NovaURL)
