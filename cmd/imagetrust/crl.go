@@ -1,0 +1,461 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack"
+	osconfig "github.com/gophercloud/gophercloud/v2/openstack/config"
+	"github.com/gophercloud/gophercloud/v2/openstack/config/clouds"
+	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/tokens"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/imagetrust/imagetrust/crl"
+	"github.com/imagetrust/imagetrust/internal/config"
+	"github.com/imagetrust/imagetrust/internal/glance"
+)
+
+func init() {
+	register("crl", "apply CRLs to the catalogue: flag and deactivate revoked images (daemon, or --once)", cmdCRL)
+}
+
+// glanceTimeout bounds one Glance or Keystone request of the CRL job.
+const glanceTimeout = 2 * time.Minute
+
+// crlRetries is how often a failed CRL fetch is retried within one run.
+const crlRetries = 3
+
+// cmdCRL is `imagetrust crl`. Exit codes: 0 the run (or the daemon) ended
+// well, 1 a run failed (Glance unreachable, a write refused, authentication
+// failed), 2 usage or configuration error. A refused CRL is not a failure:
+// the last good CRL stays in use and the report names the reason.
+func cmdCRL(ctx context.Context, e *env, args []string) int {
+	fs := newFlags(e, "crl", "--config FILE [--once] [--dry-run] [--report-json] [--json-logs] [--cloud NAME]")
+	cfgPath := fs.String("config", "/etc/imagetrust/imagetrust.toml", "configuration file")
+	once := fs.Bool("once", false, "make one run and exit (exit 1 if it failed)")
+	dry := fs.Bool("dry-run", false, "print what one run would change and write nothing, not even the CRL cache (implies --once)")
+	reportJSON := fs.Bool("report-json", false, "print each run's report as one JSON document instead of text")
+	jsonLogs := fs.Bool("json-logs", false, "log in JSON")
+	cloud := fs.String("cloud", "", "clouds.yaml entry of the mirror's credentials (default $OS_CLOUD; without either, the OS_* variables); their project is the mirror project")
+	if _, err := parseArgs(fs, args, 0, 0); err != nil {
+		return usageExit(err)
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return fail(e, exitUsage, "crl: %v", err)
+	}
+	format := cfg.Log.Format
+	if *jsonLogs {
+		format = "json"
+	}
+	log := newLogger(e.stderr, format, cfg.Log.Level)
+	jc, err := crlJobConfig(cfg)
+	if err != nil {
+		return fail(e, exitUsage, "crl: %v", err)
+	}
+
+	cloudName := *cloud
+	if cloudName == "" {
+		cloudName = e.getenv("OS_CLOUD")
+	}
+	sc, project, err := crlImageClient(ctx, e, cloudName)
+	if err != nil {
+		log.Error("openstack authentication failed", "err", err)
+		return exitInvalid
+	}
+	log.Info("authenticated", "mirror_project", project)
+	cat := &glanceCatalog{sc: sc, owner: project}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := crl.NewMetrics(reg)
+	printReport := func(rep *crl.Report) {
+		if *reportJSON {
+			enc := json.NewEncoder(e.stdout)
+			enc.SetIndent("", "  ")
+			_ = enc.Encode(rep)
+			return
+		}
+		writeCRLReport(e.stdout, rep)
+	}
+
+	if *once || *dry {
+		job := crl.NewJob(jc, cat, log, metrics)
+		rep, err := job.Run(ctx, *dry)
+		if rep != nil {
+			printReport(rep)
+		}
+		if err != nil {
+			log.Error("crl run failed", "err", err)
+			return exitInvalid
+		}
+		return exitOK
+	}
+	return crlDaemon(ctx, log, cfg, *cfgPath, jc, cat, metrics, reg, printReport)
+}
+
+// crlJobConfig turns the configuration into the job's: the CAs of
+// trust.ca_files, trust.registrar_ca_files and trust.ca_dirs; the sources
+// of [[crl.source]], trust.crl_files and trust.ca_dirs (their <hash>.rN
+// CRLs); the policy of trust.strict, trust.require_crl, crl.stale and
+// crl.grace.
+//
+// The job matches CRLs against the certificates the catalogue record names
+// (imagetrust_chain), including intermediate CAs; it does not read the
+// intermediates embedded in imagetrust_signature. So the CA that signs an
+// intermediate's CRL (and the intermediate itself, for the CRLs it signs)
+// must be in the trust files for those CRLs to be accepted.
+func crlJobConfig(cfg *config.Config) (crl.JobConfig, error) {
+	files := append(append([]string(nil), cfg.Trust.CAFiles...), cfg.Trust.RegistrarCAFiles...)
+	cas, err := crl.LoadCAs(files, cfg.Trust.CADirs)
+	if err != nil {
+		return crl.JobConfig{}, err
+	}
+	if len(cas) == 0 {
+		return crl.JobConfig{}, errors.New("no CA certificate in trust.ca_files, trust.registrar_ca_files or trust.ca_dirs")
+	}
+	var srcs []crl.Source
+	seen := map[crl.Source]bool{}
+	add := func(s crl.Source) {
+		if !seen[s] {
+			seen[s] = true
+			srcs = append(srcs, s)
+		}
+	}
+	for _, s := range cfg.CRL.Sources {
+		if s.URL != "" {
+			u, err := url.Parse(s.URL)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return crl.JobConfig{}, fmt.Errorf("crl.source url %q: not an http(s) URL", s.URL)
+			}
+		}
+		add(crl.Source{URL: s.URL, File: s.File, Dir: s.Dir})
+	}
+	for _, f := range cfg.Trust.CRLFiles {
+		add(crl.Source{File: f})
+	}
+	for _, d := range cfg.Trust.CADirs {
+		add(crl.Source{Dir: d})
+	}
+	if len(srcs) == 0 && !cfg.CRL.UseDistributionPoints {
+		return crl.JobConfig{}, errors.New("no CRL source: set [[crl.source]], trust.crl_files, trust.ca_dirs or crl.use_distribution_points")
+	}
+	return crl.JobConfig{
+		CAs:                   cas,
+		Sources:               srcs,
+		UseDistributionPoints: cfg.CRL.UseDistributionPoints,
+		CacheDir:              cfg.CRL.CacheDir,
+		Policy: crl.Policy{
+			Strict:      cfg.Trust.Strict,
+			RequireCRL:  cfg.Trust.RequireCRL,
+			RefuseStale: cfg.CRL.Stale == "refuse",
+			Grace:       cfg.CRL.Grace.Duration,
+		},
+		ClockSkew: cfg.CRL.ClockSkew.Duration,
+		Timeout:   cfg.CRL.Timeout.Duration,
+		Retries:   crlRetries,
+	}, nil
+}
+
+// crlDaemon runs the job at once and then every interval plus jitter, serves
+// /metrics and /healthz on crl.listen, and reloads the configuration and
+// the CAs on SIGHUP (interval, jitter and listen need a restart).
+func crlDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path string, jc crl.JobConfig,
+	cat crl.Catalog, metrics *crl.Metrics, reg *prometheus.Registry, printReport func(*crl.Report)) int {
+	var cur atomic.Pointer[crl.Job]
+	cur.Store(crl.NewJob(jc, cat, log, metrics))
+	var lastOK atomic.Int64
+	interval, jitter := max(cfg.CRL.Interval.Duration, time.Second), cfg.CRL.Jitter.Duration
+
+	if cfg.CRL.Listen != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+			last := lastOK.Load()
+			if last == 0 || time.Since(time.Unix(last, 0)) > 2*interval+jitter+time.Minute {
+				http.Error(w, "no successful CRL run recently", http.StatusServiceUnavailable)
+				return
+			}
+			fmt.Fprintln(w, "ok")
+		})
+		srv := &http.Server{Addr: cfg.CRL.Listen, Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
+			MaxHeaderBytes: 64 << 10}
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("metrics listener failed", "listen", cfg.CRL.Listen, "err", err)
+			}
+		}()
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+			wg.Wait()
+		}()
+	}
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				ncfg, err := config.Load(path)
+				var njc crl.JobConfig
+				if err == nil {
+					njc, err = crlJobConfig(ncfg)
+				}
+				if err != nil {
+					log.Error("reload failed; keeping the previous configuration", "err", err)
+					continue
+				}
+				cur.Store(crl.NewJob(njc, cat, log, metrics))
+				log.Info("configuration and CAs reloaded", "cas", len(njc.CAs), "sources", len(njc.Sources))
+			}
+		}
+	}()
+
+	log.Info("crl daemon started", "interval", interval, "jitter", jitter, "listen", cfg.CRL.Listen)
+	_ = crl.RunLoop(ctx, interval, jitter, func(ctx context.Context) error {
+		rep, err := cur.Load().Run(ctx, false)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if rep != nil {
+			printReport(rep)
+		}
+		if err != nil {
+			log.Error("crl run failed", "err", err)
+			return err
+		}
+		lastOK.Store(time.Now().Unix())
+		log.Info("crl run done", "crls", len(rep.CRLs), "refused", len(rep.Refused), "images", rep.Images,
+			"changes", len(rep.Changes), "writes", rep.Writes)
+		return nil
+	})
+	log.Info("stopping")
+	return exitOK
+}
+
+// writeCRLReport prints a run's report for people.
+func writeCRLReport(w io.Writer, rep *crl.Report) {
+	dry := ""
+	if rep.DryRun {
+		dry = " (dry run: nothing written)"
+	}
+	fmt.Fprintf(w, "CRL run at %s%s\n", rep.Started.Format(time.RFC3339), dry)
+	fmt.Fprintf(w, "CRLs used: %d\n", len(rep.CRLs))
+	for _, c := range rep.CRLs {
+		stale := ""
+		if c.Stale {
+			stale = "  STALE"
+		}
+		fmt.Fprintf(w, "  %s\n    number %s  thisUpdate %s  nextUpdate %s  entries %d%s\n    from %s\n",
+			c.Issuer, c.Number, c.ThisUpdate.Format(time.RFC3339), c.NextUpdate.Format(time.RFC3339), c.Entries, stale, c.Source)
+	}
+	if len(rep.Refused) > 0 {
+		fmt.Fprintf(w, "CRLs refused: %d (the last good CRL of their CA stays in use)\n", len(rep.Refused))
+		for _, r := range rep.Refused {
+			issuer := ""
+			if r.Issuer != "" {
+				issuer = " issuer " + r.Issuer + ":"
+			}
+			fmt.Fprintf(w, "  %s: %s:%s %s\n", r.Source, r.Reason, issuer, r.Error)
+		}
+	}
+	fmt.Fprintf(w, "Images checked: %d, changed: %d, Glance writes: %d\n", rep.Images, len(rep.Changes), rep.Writes)
+	changes := append([]crl.Change(nil), rep.Changes...)
+	sort.Slice(changes, func(a, b int) bool { return changes[a].ImageID < changes[b].ImageID })
+	for _, c := range changes {
+		act := ""
+		switch {
+		case c.Deactivate:
+			act = ", deactivated"
+		case c.Reactivate:
+			act = ", reactivated"
+		}
+		if rep.DryRun {
+			act = ""
+			if c.Deactivate {
+				act = ", would deactivate"
+			} else if c.Reactivate {
+				act = ", would reactivate"
+			}
+		}
+		from := c.From
+		if from == "" {
+			from = "(none)"
+		}
+		fmt.Fprintf(w, "  image %s: %s -> %s%s\n    because %s\n", c.ImageID, from, c.To, act, c.Why)
+	}
+	for _, s := range rep.Warnings {
+		fmt.Fprintf(w, "warning: %s\n", s)
+	}
+	for _, s := range rep.Errors {
+		fmt.Fprintf(w, "error: %s\n", s)
+	}
+}
+
+// crlImageClient authenticates with the clouds.yaml entry cloudName (or
+// with the OS_* variables when it is empty) and returns a Glance v2 client
+// and the token's project id, the mirror project.
+func crlImageClient(ctx context.Context, e *env, cloudName string) (*gophercloud.ServiceClient, string, error) {
+	var ao gophercloud.AuthOptions
+	var eo gophercloud.EndpointOpts
+	var tlsConf *tls.Config
+	if cloudName != "" {
+		a, o, t, err := clouds.Parse(clouds.WithCloudName(cloudName))
+		if err != nil {
+			return nil, "", fmt.Errorf("clouds.yaml: %w", err)
+		}
+		ao, eo, tlsConf = a, o, t
+	} else {
+		a, err := openstack.AuthOptionsFromEnv()
+		if err != nil {
+			return nil, "", fmt.Errorf("no --cloud, no OS_CLOUD and the OS_* variables are incomplete: %w", err)
+		}
+		ao = a
+		eo.Region = e.getenv("OS_REGION_NAME")
+	}
+	ao.AllowReauth = true
+	actx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	// Every Glance call is bounded, so that a hung Glance fails the run
+	// instead of stalling the daemon.
+	pc, err := osconfig.NewProviderClient(actx, ao,
+		osconfig.WithHTTPClient(http.Client{Timeout: glanceTimeout}), osconfig.WithTLSConfig(tlsConf))
+	if err != nil {
+		return nil, "", fmt.Errorf("authenticating: %w", err)
+	}
+	cr, ok := pc.GetAuthResult().(tokens.CreateResult)
+	if !ok {
+		return nil, "", errors.New("not a Keystone v3 token: cannot tell the mirror project")
+	}
+	p, err := cr.ExtractProject()
+	if err != nil || p == nil || p.ID == "" {
+		return nil, "", errors.New("the token is not scoped to a project (the mirror project)")
+	}
+	sc, err := openstack.NewImageV2(pc, eo)
+	if err != nil {
+		return nil, "", fmt.Errorf("image service: %w", err)
+	}
+	return sc, p.ID, nil
+}
+
+// glanceCatalog is the mirror project's catalogue in Glance (crl.Catalog).
+// It remembers the properties each image had when last listed or written,
+// from which PatchProperties computes the minimal patch.
+type glanceCatalog struct {
+	sc    *gophercloud.ServiceClient
+	owner string
+
+	mu    sync.Mutex
+	props map[string]map[string]string
+}
+
+// List implements crl.Catalog: every image of the mirror project, hidden
+// ones included (a hidden image still boots by id), that carries a
+// catalogue record. Alias entries are returned too; the job skips them.
+func (g *glanceCatalog) List(ctx context.Context) ([]crl.Image, error) {
+	props := map[string]map[string]string{}
+	var out []crl.Image
+	for _, hidden := range []string{"false", "true"} {
+		ims, err := glance.ListByProperties(ctx, g.sc, g.owner, nil, url.Values{
+			"os_hidden": {hidden}, "limit": {"200"}, "sort_key": {"created_at"}, "sort_dir": {"asc"},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("glance: listing the images of project %s: %w", g.owner, err)
+		}
+		for _, im := range ims {
+			if im.Owner != g.owner || im.Properties[crl.PropRecordVersion] == "" {
+				continue
+			}
+			if _, dup := props[im.ID]; dup {
+				continue
+			}
+			props[im.ID] = im.Properties
+			out = append(out, crl.Image{ID: im.ID, Status: string(im.Status), Properties: im.Properties})
+		}
+	}
+	g.mu.Lock()
+	g.props = props
+	g.mu.Unlock()
+	return out, nil
+}
+
+// SetProperties implements crl.Catalog with one JSON patch. When the
+// image changed since it was listed (409), it is read again and the patch
+// retried once.
+func (g *glanceCatalog) SetProperties(ctx context.Context, id string, set map[string]string, remove []string) error {
+	g.mu.Lock()
+	cur, ok := g.props[id]
+	g.mu.Unlock()
+	if !ok {
+		im, err := glance.Get(ctx, g.sc, id).Extract()
+		if err != nil {
+			return fmt.Errorf("glance: image %s: %w", id, err)
+		}
+		cur = im.Properties
+	}
+	for attempt := 0; ; attempt++ {
+		r := glance.PatchProperties(ctx, g.sc, id, cur, set, remove)
+		im, err := r.Extract()
+		if err == nil {
+			if im != nil {
+				g.mu.Lock()
+				if g.props != nil {
+					g.props[id] = im.Properties
+				}
+				g.mu.Unlock()
+			}
+			return nil
+		}
+		if !glance.IsConflict(err) || attempt > 0 {
+			return fmt.Errorf("glance: patching image %s: %w", id, err)
+		}
+		fresh, gerr := glance.Get(ctx, g.sc, id).Extract()
+		if gerr != nil {
+			return fmt.Errorf("glance: patching image %s: %w (re-reading it: %w)", id, err, gerr)
+		}
+		cur = fresh.Properties
+	}
+}
+
+// Deactivate implements crl.Catalog.
+func (g *glanceCatalog) Deactivate(ctx context.Context, id string) error {
+	if err := glance.Deactivate(ctx, g.sc, id).ExtractErr(); err != nil {
+		return fmt.Errorf("glance: deactivating image %s: %w", id, err)
+	}
+	return nil
+}
+
+// Reactivate implements crl.Catalog.
+func (g *glanceCatalog) Reactivate(ctx context.Context, id string) error {
+	if err := glance.Reactivate(ctx, g.sc, id).ExtractErr(); err != nil {
+		return fmt.Errorf("glance: reactivating image %s: %w", id, err)
+	}
+	return nil
+}

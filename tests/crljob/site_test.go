@@ -1,0 +1,387 @@
+package crljob
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack"
+	osconfig "github.com/gophercloud/gophercloud/v2/openstack/config"
+	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/projects"
+	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/roles"
+	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/users"
+
+	"github.com/imagetrust/imagetrust/crl"
+	"github.com/imagetrust/imagetrust/internal/glance"
+	"github.com/imagetrust/imagetrust/internal/ostest"
+)
+
+// The binary under test, built once per test binary from cmd/imagetrust.
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+func imagetrustBinary(t testing.TB) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "imagetrust-crljob-bin-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "imagetrust")
+		out, err := exec.Command("go", "build", "-o", binPath, "../../cmd/imagetrust").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+// site is one mirror: its own Keystone project and user (so that the
+// catalogue holds only this test's images, whatever other packages do in
+// the shared Glance), a demonstration PKI made by `imagetrust pki init`,
+// images published and mirrored with the CLI, and a CRL server on loopback.
+type site struct {
+	t       *testing.T
+	cloud   *ostest.Cloud
+	dir     string // DEMO-like directory: pki/, images/, imagetrust.toml
+	clouds  string // clouds.yaml with the entry "crl"
+	cfg     string // imagetrust.toml
+	project string
+	img     *gophercloud.ServiceClient // Glance as the site's mirror user
+	crls    *crlServer
+	// images are the published image names (NAME.json in images/) by id.
+	ids map[string]string
+}
+
+// newSite makes a site with the named images mirrored into Glance.
+func newSite(t *testing.T, names ...string) *site {
+	t.Helper()
+	c := ostest.Start(t, ostest.Options{})
+	s := &site{t: t, cloud: c, dir: t.TempDir(), ids: map[string]string{}}
+	s.makeProject()
+	s.crls = newCRLServer(t, filepath.Join(s.dir, "pki"))
+	s.mustRun("pki", "init", "pki")
+	if err := os.MkdirAll(filepath.Join(s.dir, "images"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range names {
+		s.publish(n, i)
+	}
+	s.writeConfig()
+	s.mustRun("sync", "--config", s.cfg, "--once")
+	for _, n := range names {
+		if im := s.image(n); im.Status != "active" || im.Properties[crl.PropGlobalValidity] != crl.StateValid {
+			t.Fatalf("after sync, image %s is %s/%s", n, im.Status, im.Properties[crl.PropGlobalValidity])
+		}
+	}
+	return s
+}
+
+// makeProject creates a project and a user holding the mirror user's roles
+// in it, and writes a clouds.yaml for them.
+func (s *site) makeProject() {
+	t := s.t
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ao, eo := s.cloud.AuthOptions(t, ostest.CloudAdmin)
+	idc, err := openstack.NewIdentityV3(s.cloud.Provider(t, ostest.CloudAdmin), eo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := "crl-" + uuid.NewString()[:8]
+	p, err := projects.Create(ctx, idc, projects.CreateOpts{Name: name, DomainID: "default", Description: "imagetrust crl test mirror"}).Extract()
+	if err != nil {
+		t.Fatalf("creating project: %v", err)
+	}
+	password := uuid.NewString()
+	u, err := users.Create(ctx, idc, users.CreateOpts{Name: name, DomainID: "default", Password: password, DefaultProjectID: p.ID}).Extract()
+	if err != nil {
+		t.Fatalf("creating user: %v", err)
+	}
+	pages, err := roles.List(idc, nil).AllPages(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := roles.ExtractRoles(pages)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Like the stack's mirror user: Glance's default policy wants admin for
+	// deactivate/reactivate; imagetrust is the role property protections name.
+	want := map[string]bool{"admin": true, "member": true, "imagetrust": true}
+	for _, r := range all {
+		if want[r.Name] {
+			if err := roles.Assign(ctx, idc, r.ID, roles.AssignOpts{UserID: u.ID, ProjectID: p.ID}).ExtractErr(); err != nil {
+				t.Fatalf("assigning role %s: %v", r.Name, err)
+			}
+		}
+	}
+	s.project = p.ID
+	yaml := fmt.Sprintf(`clouds:
+  crl:
+    auth:
+      auth_url: %s
+      username: %s
+      password: %s
+      project_name: %s
+      user_domain_name: Default
+      project_domain_name: Default
+    region_name: %s
+    interface: public
+    identity_api_version: 3
+`, ao.IdentityEndpoint, name, password, name, eo.Region)
+	s.clouds = filepath.Join(s.dir, "clouds.yaml")
+	if err := os.WriteFile(s.clouds, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pc, err := osconfig.NewProviderClient(ctx, gophercloud.AuthOptions{
+		IdentityEndpoint: ao.IdentityEndpoint, Username: name, Password: password, DomainName: "Default",
+		Scope: &gophercloud.AuthScope{ProjectName: name, DomainName: "Default"}, AllowReauth: true,
+	})
+	if err != nil {
+		t.Fatalf("authenticating as %s: %v", name, err)
+	}
+	if s.img, err = openstack.NewImageV2(pc, eo); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// publish runs the publisher flow for images/NAME.json.
+func (s *site) publish(name string, i int) {
+	img := filepath.Join("images", name+".raw")
+	data := bytes.Repeat([]byte(fmt.Sprintf("image %s %d ", name, i)), 4096)
+	if err := os.WriteFile(filepath.Join(s.dir, img), data, 0o644); err != nil {
+		s.t.Fatal(err)
+	}
+	js := filepath.Join("images", name+".json")
+	s.mustRun("describe", img, "--vo", "demo", "--tag", name, "--title", "CRL test "+name, "-o", js)
+	s.mustRun("sign", "--cert", "pki/creator.pem", "--key", "pki/creator.key", js)
+	s.mustRun("approve", "--cert", "pki/approver.pem", "--key", "pki/approver.key", js)
+	s.mustRun("register", "--ca", "pki/registrar-ca.pem", "--ca-key", "pki/registrar-ca.key", "--expires", "30d", js)
+	var d struct {
+		UUID string `json:"uuid"`
+	}
+	b, err := os.ReadFile(filepath.Join(s.dir, js))
+	if err != nil || json.Unmarshal(b, &d) != nil || d.UUID == "" {
+		s.t.Fatalf("reading the uuid of %s: %v", js, err)
+	}
+	s.ids[name] = strings.TrimPrefix(d.UUID, "urn:uuid:")
+}
+
+// writeConfig writes the site's imagetrust.toml: the demo PKI's trust, a
+// private VO, the images directory as sync source, and the two CRLs served
+// over HTTP as CRL sources.
+func (s *site) writeConfig() {
+	pk := filepath.Join(s.dir, "pki")
+	b, err := os.ReadFile(filepath.Join(pk, "imagetrust.toml"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	// Keep the [vo.demo] section of pki init (creator and approver DNs).
+	_, vo, ok := strings.Cut(string(b), "[vo.demo]")
+	if !ok {
+		s.t.Fatalf("pki/imagetrust.toml has no [vo.demo]:\n%s", b)
+	}
+	cfg := fmt.Sprintf(`[trust]
+ca_files = ["pki/people-ca.pem"]
+registrar_ca_files = ["pki/registrar-ca.pem"]
+
+[vo.demo]%s
+visibility = "private"
+
+[sync]
+retire = "keep"
+retries = 1
+[[sync.source]]
+path = "images"
+vos = ["demo"]
+
+[crl]
+cache_dir = "crl-cache"
+timeout = "5s"
+[[crl.source]]
+url = "%s/registrar-ca.crl"
+[[crl.source]]
+url = "%s/people-ca.crl"
+`, vo, s.crls.srv.URL, s.crls.srv.URL)
+	s.cfg = filepath.Join(s.dir, "imagetrust.toml")
+	if err := os.WriteFile(s.cfg, []byte(cfg), 0o644); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// command returns the binary with args, run in the site's directory as the
+// site's mirror user.
+func (s *site) command(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, imagetrustBinary(s.t), args...)
+	cmd.Dir = s.dir
+	cmd.Env = append(os.Environ(), "OS_CLOUD=crl", "OS_CLIENT_CONFIG_FILE="+s.clouds)
+	return cmd
+}
+
+// run runs the binary and returns its exit code, stdout and stderr.
+func (s *site) run(args ...string) (int, string, string) {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := s.command(ctx, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		s.t.Fatalf("imagetrust %s: %v", strings.Join(args, " "), err)
+	}
+	return code, out.String(), errb.String()
+}
+
+func (s *site) mustRun(args ...string) string {
+	s.t.Helper()
+	code, out, errs := s.run(args...)
+	if code != 0 {
+		s.t.Fatalf("imagetrust %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errs)
+	}
+	return out
+}
+
+// crlRun runs `imagetrust crl --once --report-json` (plus args) and
+// decodes the report; it fails the test unless the exit code is want.
+func (s *site) crlRun(want int, args ...string) *crl.Report {
+	s.t.Helper()
+	code, out, errs := s.run(append([]string{"crl", "--config", s.cfg, "--once", "--report-json"}, args...)...)
+	if code != want {
+		s.t.Fatalf("imagetrust crl: exit %d, want %d\n%s%s", code, want, out, errs)
+	}
+	var rep crl.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		s.t.Fatalf("report: %v\n%s\n%s", err, out, errs)
+	}
+	return &rep
+}
+
+// image reads the named image from Glance.
+func (s *site) image(name string) *glance.Image {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	im, err := glance.Get(ctx, s.img, s.ids[name]).Extract()
+	if err != nil {
+		s.t.Fatalf("glance: image %s: %v", name, err)
+	}
+	return im
+}
+
+// snapshot is every image's status, updated_at and properties.
+type snapshot map[string]glance.Image
+
+func (s *site) snapshot() snapshot {
+	out := snapshot{}
+	for n := range s.ids {
+		out[n] = *s.image(n)
+	}
+	return out
+}
+
+// unchanged fails the test if an image in names differs from before.
+func (s *site) unchanged(before snapshot, names ...string) {
+	s.t.Helper()
+	for _, n := range names {
+		b, a := before[n], *s.image(n)
+		if !a.UpdatedAt.Equal(b.UpdatedAt) || a.Status != b.Status || !equalProps(a.Properties, b.Properties) {
+			s.t.Errorf("image %s changed: status %s -> %s, updated_at %s -> %s, validity %q -> %q", n, b.Status, a.Status,
+				b.UpdatedAt, a.UpdatedAt, b.Properties[crl.PropGlobalValidity], a.Properties[crl.PropGlobalValidity])
+		}
+	}
+}
+
+func equalProps(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// revoke runs `imagetrust revoke` against the CA's CRL in pki/ (served live).
+func (s *site) revoke(ca string, args ...string) string {
+	s.t.Helper()
+	return s.mustRun(append([]string{"revoke", "--ca", "pki/" + ca + ".pem", "--ca-key", "pki/" + ca + ".key", "--crl", "pki/" + ca + ".crl"}, args...)...)
+}
+
+// crlServer serves pki/NAME.crl as it is on disk, or, for a path with an
+// override, fixed bytes or an HTTP status.
+type crlServer struct {
+	srv *httptest.Server
+	mu  sync.Mutex
+	// override maps a path to bytes to serve instead of the file.
+	override map[string][]byte
+	status   map[string]int
+}
+
+func newCRLServer(t *testing.T, dir string) *crlServer {
+	c := &crlServer{override: map[string][]byte{}, status: map[string]int{}}
+	c.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c.mu.Lock()
+		b, over := c.override[r.URL.Path]
+		st := c.status[r.URL.Path]
+		c.mu.Unlock()
+		if st != 0 {
+			http.Error(w, http.StatusText(st), st)
+			return
+		}
+		if !over {
+			var err error
+			if b, err = os.ReadFile(filepath.Join(dir, filepath.Base(r.URL.Path))); err != nil {
+				http.NotFound(w, r)
+				return
+			}
+		}
+		w.Header().Set("Content-Type", "application/pkix-crl")
+		_, _ = w.Write(b)
+	}))
+	t.Cleanup(c.srv.Close)
+	return c
+}
+
+// serve makes path answer b (nil: the file again).
+func (c *crlServer) serve(path string, b []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if b == nil {
+		delete(c.override, path)
+	} else {
+		c.override[path] = b
+	}
+}
+
+// fail makes path answer status (0: serve again).
+func (c *crlServer) fail(path string, status int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.status[path] = status
+}
