@@ -91,7 +91,7 @@ func NewTrust(o TrustOptions) (*Trust, []string, error) {
 			return nil, nil, fmt.Errorf("certificate %q is both a people CA and a Registrar CA: an image certificate must never chain to a people CA", c.Subject)
 		}
 		if !c.IsCA {
-			return nil, nil, fmt.Errorf("Registrar CA %q is not a CA certificate", c.Subject)
+			return nil, nil, fmt.Errorf("registrar CA %q is not a CA certificate", c.Subject)
 		}
 		if isSelfSigned(c) {
 			t.regRoots.AddCert(c)
