@@ -5,13 +5,19 @@
 package crljob
 
 import (
+	"bytes"
+	"context"
 	"crypto/x509"
 	"encoding/pem"
+	"io"
 	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -302,4 +308,128 @@ func TestExitCodes(t *testing.T) {
 	if code, out, errs := s.run("crl", "--config", s.cfg, "--once"); code != 1 {
 		t.Errorf("keystone unreachable: exit %d\n%s%s", code, out, errs)
 	}
+}
+
+// TestDaemon runs the daemon with a one-second interval: /healthz and
+// /metrics answer, a CRL of a CA missing from the configuration is refused
+// until SIGHUP reloads a configuration naming it, and SIGTERM stops it.
+func TestDaemon(t *testing.T) {
+	s := newSite(t, "a", "b")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	full, err := os.ReadFile(s.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	daemonCfg := strings.Replace(string(full), "[crl]\n", "[crl]\ninterval = \"1s\"\nlisten = \""+addr+"\"\n", 1)
+	// First without the Registrar CA: its CRL has no CA to verify it.
+	withoutReg := strings.Replace(daemonCfg, `registrar_ca_files = ["pki/registrar-ca.pem"]`, "", 1)
+	if err := os.WriteFile(s.cfg, []byte(withoutReg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.revoke("registrar-ca", "--cert", "images/b.json.crt")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := s.command(ctx, "crl", "--config", s.cfg)
+	var out, errb syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	}()
+
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+			if ok() {
+				return
+			}
+		}
+		t.Fatalf("timed out waiting for %s\nstdout:\n%s\nstderr:\n%s", what, out.String(), errb.String())
+	}
+	waitFor("healthz 200", func() bool { code, _ := get("/healthz"); return code == http.StatusOK })
+	waitFor("the refusal in the metrics", func() bool {
+		_, m := get("/metrics")
+		return strings.Contains(m, `imagetrust_crl_refused_total{reason="wrong-issuer"}`) &&
+			strings.Contains(m, `imagetrust_crl_images{state="valid"} 2`) && strings.Contains(m, "imagetrust_crl_age_seconds")
+	})
+	if b := s.image("b"); b.Status != "active" || b.Properties[crl.PropGlobalValidity] != crl.StateValid {
+		t.Fatalf("image b changed by a CRL no configured CA signed: %s %v", b.Status, b.Properties)
+	}
+
+	if err := os.WriteFile(s.cfg, []byte(daemonCfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("image b revoked after SIGHUP", func() bool {
+		b := s.image("b")
+		return b.Status == "deactivated" && b.Properties[crl.PropGlobalValidity] == crl.StateRevoked
+	})
+	waitFor("the revoked count in the metrics", func() bool {
+		_, m := get("/metrics")
+		return strings.Contains(m, `imagetrust_crl_images{state="revoked"} 1`)
+	})
+	if !strings.Contains(errb.String(), "configuration and CAs reloaded") || !strings.Contains(out.String(), "valid -> revoked, deactivated") {
+		t.Errorf("logs or reports lack the reload or the change\nstdout:\n%s\nstderr:\n%s", out.String(), errb.String())
+	}
+	if a := s.image("a"); a.Status != "active" || a.Properties[crl.PropGlobalValidity] != crl.StateValid {
+		t.Errorf("image a: %s %v", a.Status, a.Properties)
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("daemon exit: %v\n%s", err, errb.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("daemon did not stop within 30 s of SIGTERM")
+	}
+	if _, err := http.Get("http://" + addr + "/healthz"); err == nil {
+		t.Error("the metrics listener still answers after exit")
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the writer goroutines of exec.Cmd
+// and the test reading it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
