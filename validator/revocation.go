@@ -3,8 +3,6 @@ package validator
 import (
 	"bytes"
 	"crypto/x509"
-	"encoding/pem"
-	"errors"
 	"fmt"
 	"math/big"
 	"time"
@@ -23,21 +21,10 @@ func newRevocationIndex() *revocationIndex {
 	return &revocationIndex{byIssuer: map[string]*x509.RevocationList{}, entries: map[string]*x509.RevocationListEntry{}}
 }
 
-func parseCRL(b []byte) (*x509.RevocationList, error) {
-	if bytes.HasPrefix(bytes.TrimSpace(b), []byte("-----BEGIN")) {
-		blk, _ := pem.Decode(b)
-		if blk == nil || blk.Type != "X509 CRL" {
-			return nil, errors.New("not a PEM X509 CRL")
-		}
-		b = blk.Bytes
-	}
-	return x509.ParseRevocationList(b)
-}
-
 // add parses a CRL and keeps it if one of the anchors signed it. Of two CRLs
 // of one issuer, the higher CRL number wins.
 func (ix *revocationIndex) add(b []byte, anchors []*x509.Certificate) error {
-	rl, err := parseCRL(b)
+	rl, err := crl.Parse(b)
 	if err != nil {
 		return fmt.Errorf("parse: %w", err)
 	}
