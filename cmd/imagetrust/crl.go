@@ -71,6 +71,14 @@ func cmdCRL(ctx context.Context, e *env, args []string) int {
 		return fail(e, exitUsage, "crl: %v", err)
 	}
 
+	// In daemon mode SIGHUP means reload: catch it from now on, so that one
+	// arriving while authenticating does not kill the process.
+	var hup chan os.Signal
+	if !*once && !*dry {
+		hup = make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+	}
 	cloudName := *cloud
 	if cloudName == "" {
 		cloudName = e.getenv("OS_CLOUD")
@@ -108,7 +116,7 @@ func cmdCRL(ctx context.Context, e *env, args []string) int {
 		}
 		return exitOK
 	}
-	return crlDaemon(ctx, log, cfg, *cfgPath, jc, cat, metrics, reg, printReport)
+	return crlDaemon(ctx, log, cfg, *cfgPath, jc, cat, metrics, reg, hup, printReport)
 }
 
 // crlJobConfig turns the configuration into the job's: the CAs of
@@ -178,7 +186,7 @@ func crlJobConfig(cfg *config.Config) (crl.JobConfig, error) {
 // /metrics and /healthz on crl.listen, and reloads the configuration and
 // the CAs on SIGHUP (interval, jitter and listen need a restart).
 func crlDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path string, jc crl.JobConfig,
-	cat crl.Catalog, metrics *crl.Metrics, reg *prometheus.Registry, printReport func(*crl.Report)) int {
+	cat crl.Catalog, metrics *crl.Metrics, reg *prometheus.Registry, hup <-chan os.Signal, printReport func(*crl.Report)) int {
 	var cur atomic.Pointer[crl.Job]
 	cur.Store(crl.NewJob(jc, cat, log, metrics))
 	var lastOK atomic.Int64
@@ -214,9 +222,6 @@ func crlDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path s
 		}()
 	}
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	go func() {
 		for {
 			select {

@@ -86,7 +86,11 @@ func TestRevokeOneImage(t *testing.T) {
 
 	// Nothing revoked yet: both CRLs used, nothing to change.
 	before := s.snapshot()
+	w0 := s.glanceWrites()
 	rep := s.crlRun(0)
+	if w := s.glanceWrites(); w != w0 {
+		t.Errorf("first run: Glance logged %d writes", w-w0)
+	}
 	if len(rep.CRLs) != 2 || len(rep.Refused) != 0 || rep.Images != 3 || len(rep.Changes) != 0 || rep.Writes != 0 {
 		t.Fatalf("first run: %+v", rep)
 	}
@@ -97,11 +101,15 @@ func TestRevokeOneImage(t *testing.T) {
 
 	// A dry run says what it would do and writes nothing.
 	before = s.snapshot()
+	w0 = s.glanceWrites()
 	rep = s.crlRun(0, "--dry-run")
 	if ch := change(rep, s.ids["b"]); ch == nil || ch.To != crl.StateRevoked || !ch.Deactivate || rep.Writes != 0 {
 		t.Fatalf("dry run: %+v", rep)
 	}
 	s.unchanged(before, "a", "b", "c")
+	if w := s.glanceWrites(); w != w0 {
+		t.Errorf("dry run: Glance logged %d writes", w-w0)
+	}
 
 	// The human report names the CRLs and the change.
 	code, out, errs := s.run("crl", "--config", s.cfg, "--once")
@@ -124,15 +132,22 @@ func TestRevokeOneImage(t *testing.T) {
 	if _, err := time.Parse(time.RFC3339, b.Properties[crl.PropRevDate]); err != nil {
 		t.Errorf("revocation date: %v", err)
 	}
+	if w := s.glanceWrites(); w != w0+2 {
+		t.Errorf("revocation: Glance logged %d writes, want 2 (patch, deactivate)", w-w0)
+	}
 	s.unchanged(before, "a", "c")
 
 	// Rerun with the same CRLs: zero Glance writes.
 	before = s.snapshot()
+	w0 = s.glanceWrites()
 	rep = s.crlRun(0)
 	if len(rep.Changes) != 0 || rep.Writes != 0 || rep.Images != 3 {
 		t.Fatalf("rerun: %+v", rep)
 	}
 	s.unchanged(before, "a", "b", "c")
+	if w := s.glanceWrites(); w != w0 {
+		t.Errorf("rerun: Glance logged %d writes", w-w0)
+	}
 
 	// Hostile CRLs, each refused with its reason; nothing changes.
 	good, err := os.ReadFile(filepath.Join(s.dir, "pki/registrar-ca.crl"))
@@ -183,7 +198,11 @@ func TestRevokeOneImage(t *testing.T) {
 			defer s.crls.serve("/registrar-ca.crl", nil)
 			defer s.crls.fail("/registrar-ca.crl", 0)
 			before := s.snapshot()
+			w0 := s.glanceWrites()
 			rep := s.crlRun(0)
+			if w := s.glanceWrites(); w != w0 {
+				t.Errorf("Glance logged %d writes", w-w0)
+			}
 			if !refusedWith(rep, tc.reason) || len(rep.Changes) != 0 || rep.Writes != 0 {
 				t.Fatalf("want refused %q and no change: %+v", tc.reason, rep)
 			}
@@ -207,6 +226,34 @@ func TestRevokeOneImage(t *testing.T) {
 	if c := s.image("c"); c.Status != "active" || c.Properties[crl.PropGlobalValidity] != crl.StateValid {
 		t.Errorf("image c after the hostile CRLs: %s %s", c.Status, c.Properties[crl.PropGlobalValidity])
 	}
+
+	// The people CA, whose CRLs are accepted, lists the serial number of
+	// c's image certificate: another CA's serial, so c stays valid.
+	t.Run("ok other CA same serial", func(t *testing.T) {
+		peopleCA := readCert(t, filepath.Join(s.dir, "pki/people-ca.pem"))
+		peopleKey, err := pki.ReadPrivateKey(filepath.Join(s.dir, "pki/people-ca.key"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		other, err := pki.IssueCRL(pki.CRLTemplate{Number: 5, ThisUpdate: now.Add(-time.Minute), NextUpdate: now.AddDate(0, 0, 7),
+			Entries: []pki.Revoked{{Serial: serialC, Reason: 1}}}, peopleCA, peopleKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.crls.serve("/people-ca.crl", other)
+		defer s.crls.serve("/people-ca.crl", nil)
+		before := s.snapshot()
+		w0 := s.glanceWrites()
+		rep := s.crlRun(0)
+		accepted := false
+		for _, c := range rep.CRLs {
+			accepted = accepted || (strings.Contains(c.Issuer, "people CA") && c.Number == "5" && c.Entries == 1)
+		}
+		if !accepted || len(rep.Refused) != 0 || len(rep.Changes) != 0 || s.glanceWrites() != w0 {
+			t.Fatalf("want the people CRL 5 accepted and no change: %+v", rep)
+		}
+		s.unchanged(before, "a", "b", "c")
+	})
 }
 
 // TestHoldThenRelease puts an image certificate on hold (deactivated) and
@@ -257,9 +304,13 @@ func TestHoldThenRelease(t *testing.T) {
 func TestCreatorRevoked(t *testing.T) {
 	s := newSite(t, "a", "b", "c")
 	s.revoke("people-ca", "--cert", "pki/creator.pem", "--reason", "keyCompromise")
+	w0 := s.glanceWrites()
 	rep := s.crlRun(0)
 	if len(rep.Changes) != 3 || rep.Writes != 6 {
 		t.Fatalf("creator revoked: %+v", rep)
+	}
+	if w := s.glanceWrites(); w != w0+6 {
+		t.Errorf("creator revoked: Glance logged %d writes, want 6", w-w0)
 	}
 	for _, n := range []string{"a", "b", "c"} {
 		im := s.image(n)
@@ -271,10 +322,14 @@ func TestCreatorRevoked(t *testing.T) {
 	// A later CRL without the entry never brings a revoked image back.
 	s.revoke("people-ca", "--cert", "pki/creator.pem", "--reason", "removeFromCRL")
 	before := s.snapshot()
+	w0 = s.glanceWrites()
 	if rep := s.crlRun(0); rep.Writes != 0 || len(rep.Changes) != 0 {
 		t.Fatalf("revoked images changed: %+v", rep)
 	}
 	s.unchanged(before, "a", "b", "c")
+	if w := s.glanceWrites(); w != w0 {
+		t.Errorf("Glance logged %d writes", w-w0)
+	}
 }
 
 // TestExitCodes: a run that cannot reach Keystone exits 1; a bad

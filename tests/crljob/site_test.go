@@ -385,3 +385,25 @@ func (c *crlServer) fail(path string, status int) {
 	defer c.mu.Unlock()
 	c.status[path] = status
 }
+
+// glanceWrites counts the write requests (POST, PUT, PATCH, DELETE) Glance
+// logged for the site's project: an independent count of what the job did.
+func (s *site) glanceWrites() int {
+	s.t.Helper()
+	b, err := os.ReadFile(filepath.Join(s.cloud.StateDir, "log", "glance-api.log"))
+	if err != nil {
+		s.t.Fatalf("glance log: %v", err)
+	}
+	n := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.Contains(line, " "+s.project+" ") {
+			continue
+		}
+		for _, m := range []string{`"POST /`, `"PUT /`, `"PATCH /`, `"DELETE /`} {
+			if strings.Contains(line, m) {
+				n++
+			}
+		}
+	}
+	return n
+}
