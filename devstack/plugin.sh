@@ -93,9 +93,11 @@ function install_imagetrust {
 }
 
 # imagetrust_property_names: every imagetrust_ property name of the
-# catalogue record, read from the source (validator/record.go).
+# catalogue record, read from the source: validator/record.go (the record)
+# and crl/record.go (what the CRL job adds).
 function imagetrust_property_names {
-    grep -o '"imagetrust_[a-z0-9_]\+"' "$IMAGETRUST_SRC_DIR/validator/record.go" | tr -d '"' | sort -u
+    cat "$IMAGETRUST_SRC_DIR/validator/record.go" "$IMAGETRUST_SRC_DIR/crl/record.go" |
+        grep -o '"imagetrust_[a-z0-9_]\+"' | tr -d '"' | sort -u
 }
 
 # imagetrust_nova_url: Nova's own compute URL without /v2.1: the internal
