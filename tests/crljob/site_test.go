@@ -28,7 +28,8 @@ import (
 	"github.com/imagetrust/imagetrust/internal/ostest"
 )
 
-// The binary under test, built once per test binary from cmd/imagetrust.
+// The binary under test, built once per test binary from cmd/imagetrust,
+// or the one named by IMAGETRUST_CRLJOB_BIN (e.g. built with -race).
 var (
 	binOnce sync.Once
 	binPath string
@@ -38,6 +39,10 @@ var (
 func imagetrustBinary(t testing.TB) string {
 	t.Helper()
 	binOnce.Do(func() {
+		if p := os.Getenv("IMAGETRUST_CRLJOB_BIN"); p != "" {
+			binPath = p
+			return
+		}
 		dir, err := os.MkdirTemp("", "imagetrust-crljob-bin-")
 		if err != nil {
 			binErr = err
