@@ -47,4 +47,12 @@
 // refuse policy, images with a certificate it speaks for become "unknown"
 // unless a CRL proves them revoked or held; under warn, they keep their
 // state and the run warns. See Plan for the activation rules.
+//
+// A CRL is accepted only from a CA of JobConfig.CAs (or of an IGTF
+// directory source). The job does not read the certificates embedded in a
+// record's imagetrust_signature: an intermediate CA named in
+// imagetrust_chain is matched by issuer and serial, but the CRLs it signs
+// are accepted only if the intermediate itself is among the configured CAs,
+// and the CRL that could revoke it only if its issuer is. Put every
+// intermediate of the people and Registrar CAs in the trust files.
 package crl
