@@ -111,7 +111,7 @@ publish() {
 		${created:+--created "$created"} -o "images/$name.json" >/dev/null
 	imagetrust sign --cert pki/creator.pem --key pki/creator.key "images/$name.json" >/dev/null
 	imagetrust approve --cert pki/approver.pem --key pki/approver.key "images/$name.json" >/dev/null
-	imagetrust register --ca pki/registrar-ca.pem --ca-key pki/registrar-ca.key --expires "$expires" "images/$name.json" | head -1
+	imagetrust register --ca pki/registrar-ca.pem --ca-key pki/registrar-ca.key --expires "$expires" "images/$name.json" | sed -n 1p
 }
 
 # ---------------------------------------------------------------------------
@@ -172,7 +172,7 @@ booted_image() {
 say "4. A user boots by the tag: the proxy resolves 'worker' to A"
 printf '#cloud-config\nruncmd:\n  - echo hello from the user\n' >user-data.yaml
 show "openstack server create --image worker --flavor tiny --nic none --user-data user-data.yaml vm-1"
-VM1=$(boot vm-1 worker --user-data user-data.yaml | head -1)
+VM1=$(boot vm-1 worker --user-data user-data.yaml | sed -n 1p)
 note "server $VM1 accepted by nova-api (202)"
 got=$(booted_image)
 note "the proxy forwarded image $got"
@@ -235,12 +235,14 @@ got=$(booted_image)
 say "12. A user's snapshot carrying copied imagetrust_ properties is not a catalogue image"
 expect_fail "403|Forbidden|not allowed|permission" openstack --os-cloud demo image create --disk-format qcow2 --container-format bare \
 	--property imagetrust_vo=demo --property imagetrust_tag=worker --property imagetrust_global_validity=valid snapshot-1
-copied=$(openstack --os-cloud mirror image show -f json -c properties "$B" | python3 -c '
+mapfile -d '' copied < <(openstack --os-cloud mirror image show -f json -c properties "$B" | python3 -c '
 import json,sys; p=json.load(sys.stdin)["properties"]
-print(" ".join("--property %s=%s" % (k, v) for k, v in p.items() if k.startswith("imagetrust_") and k != "imagetrust_local_validity"))')
+for k, v in p.items():
+    if k.startswith("imagetrust_") and k != "imagetrust_local_validity":
+        sys.stdout.write("--property\0%s=%s\0" % (k, v))')
 head -c 1024 /dev/urandom >snap.img
-# shellcheck disable=SC2086 # one --property KEY=VALUE word pair per property
-SNAP=$(openstack --os-cloud admin image create --project demo --disk-format qcow2 --container-format bare --file snap.img $copied snapshot-2 -f value -c id)
+show "openstack --os-cloud admin image create --project demo --file snap.img --property imagetrust_...=<B's record> snapshot-2"
+SNAP=$(openstack --os-cloud admin image create --project demo --disk-format qcow2 --container-format bare --file snap.img "${copied[@]}" snapshot-2 -f value -c id)
 note "snapshot-2 ($SNAP) is owned by project demo and carries B's whole record"
 expect_fail "catalogue" boot vm-9 "$SNAP"
 
