@@ -26,7 +26,13 @@ import (
 	"github.com/imagetrust/imagetrust/internal/pki"
 )
 
-func TestMain(m *testing.M) { os.Exit(ostest.Main(m)) }
+func TestMain(m *testing.M) {
+	code := ostest.Main(m)
+	if binDir != "" {
+		_ = os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
 
 // readCRL reads a PEM CRL file.
 func readCRL(t *testing.T, path string) *x509.RevocationList {

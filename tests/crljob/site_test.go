@@ -33,6 +33,7 @@ import (
 var (
 	binOnce sync.Once
 	binPath string
+	binDir  string // the build directory, removed by TestMain
 	binErr  error
 )
 
@@ -48,6 +49,7 @@ func imagetrustBinary(t testing.TB) string {
 			binErr = err
 			return
 		}
+		binDir = dir
 		binPath = filepath.Join(dir, "imagetrust")
 		out, err := exec.Command("go", "build", "-o", binPath, "../../cmd/imagetrust").CombinedOutput()
 		if err != nil {
