@@ -42,8 +42,9 @@ type Options struct {
 	// DryRun plans and prints the plan to Plan, and writes nothing.
 	DryRun bool
 	Plan   io.Writer
-	// ImportPoll is the interval of status polls while Glance imports
-	// (default 1s); ImportTimeout bounds the wait (default 30m).
+	// ImportPoll is the longest interval of status polls while Glance
+	// imports (default 500ms; the first poll comes after 100ms and the
+	// interval doubles up to it); ImportTimeout bounds the wait (default 30m).
 	ImportPoll    time.Duration
 	ImportTimeout time.Duration
 	// ResumeAfter is how long a queued image this pass did not create is
@@ -102,7 +103,7 @@ func New(o Options) (*Syncer, error) {
 		o.Plan = io.Discard
 	}
 	if o.ImportPoll <= 0 {
-		o.ImportPoll = time.Second
+		o.ImportPoll = 500 * time.Millisecond
 	}
 	if o.ImportTimeout <= 0 {
 		o.ImportTimeout = 30 * time.Minute

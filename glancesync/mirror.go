@@ -331,8 +331,12 @@ func (s *Syncer) opFailed(log *slog.Logger, it *item, op string, err error, rp *
 var errStillBusy = errors.New("glance is still importing")
 
 // waitImport polls until the image leaves importing/saving/uploading.
+// The first poll comes after firstImportPoll; each wait doubles up to
+// Options.ImportPoll, so that a small image is seen active at once and a
+// large one costs one GET per ImportPoll.
 func (s *Syncer) waitImport(ctx context.Context, id string) error {
 	deadline := time.Now().Add(s.o.ImportTimeout)
+	wait := min(firstImportPoll, s.o.ImportPoll)
 	for {
 		im, err := s.o.Glance.Get(ctx, id)
 		if err != nil {
@@ -349,10 +353,14 @@ func (s *Syncer) waitImport(ctx context.Context, id string) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(s.o.ImportPoll):
+		case <-time.After(wait):
 		}
+		wait = min(2*wait, s.o.ImportPoll)
 	}
 }
+
+// firstImportPoll is the first wait of waitImport.
+const firstImportPoll = 100 * time.Millisecond
 
 // transfer reads the image once and streams it to Glance (stage+import, or
 // verify-then-upload without glance-direct).
@@ -368,6 +376,7 @@ func (s *Syncer) transfer(ctx context.Context, it *item, im *Image, direct bool,
 	log.Info("streaming image to glance", "from", where, "size", it.desc.Size)
 	vr := newVerifyingReader(src, it.desc.Size, it.desc.SHA512)
 	vr.progress = func(n int) { s.m.Bytes.Add(float64(n)) }
+	start := time.Now()
 	if err := s.o.Glance.Stage(ctx, im.ID, vr); err != nil {
 		if vr.failure != nil {
 			return vr.failure
@@ -378,10 +387,16 @@ func (s *Syncer) transfer(ctx context.Context, it *item, im *Image, direct bool,
 		// Glance answered before reading everything: never import that.
 		return fmt.Errorf("stage ended after %d of %d bytes without verification", vr.n, it.desc.Size)
 	}
+	staged := time.Now()
+	log.Info("image staged and verified; importing", "seconds", staged.Sub(start).Seconds())
 	if err := s.o.Glance.ImportGlanceDirect(ctx, im.ID); err != nil && !errors.Is(err, ErrConflict) {
 		return err
 	}
-	return s.waitImport(ctx, im.ID)
+	err = s.waitImport(ctx, im.ID)
+	if err == nil {
+		log.Info("glance import ended", "seconds", time.Since(staged).Seconds())
+	}
+	return err
 }
 
 // transferFallback verifies the whole image before sending any byte: a second

@@ -22,16 +22,24 @@ import (
 	"github.com/imagetrust/imagetrust/internal/testpki"
 )
 
-// buildBinary builds cmd/imagetrust once per test binary.
+// imagetrustBinary builds cmd/imagetrust once per test binary, or returns
+// $IMAGETRUST_TEST_BINARY when set.
 var (
 	binOnce sync.Once
 	binPath string
 	binErr  error
 )
 
+// envBinary names an imagetrust binary to use instead of building one.
+const envBinary = "IMAGETRUST_TEST_BINARY"
+
 func imagetrustBinary(t testing.TB) string {
 	t.Helper()
 	binOnce.Do(func() {
+		if p := os.Getenv(envBinary); p != "" {
+			binPath = p
+			return
+		}
 		dir, err := os.MkdirTemp("", "imagetrust-bin-")
 		if err != nil {
 			binErr = err

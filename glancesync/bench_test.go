@@ -1,0 +1,269 @@
+package glancesync
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha512"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/imagetrust/imagetrust/internal/glance"
+	"github.com/imagetrust/imagetrust/internal/testpki"
+)
+
+// benchImageSize is the image of BenchmarkMirror2GiB.
+const benchImageSize = 2 << 30
+
+// writeBenchImage writes size bytes to path: one random 1 MiB block
+// repeated, each copy stamped with its index (so no two blocks are equal and
+// nothing is all zeros). It returns the sha512 in hex.
+func writeBenchImage(tb testing.TB, path string, size int64) string {
+	tb.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	block := make([]byte, 1<<20)
+	if _, err := rand.Read(block); err != nil {
+		tb.Fatal(err)
+	}
+	h := sha512.New()
+	w := io.MultiWriter(f, h)
+	for i := int64(0); i*int64(len(block)) < size; i++ {
+		binary.BigEndian.PutUint64(block, uint64(i))
+		n := min(int64(len(block)), size-i*int64(len(block)))
+		if _, err := w.Write(block[:n]); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// writeBenchConfig writes an imagetrust.toml with one directory source for
+// atlas; retire = keep and no aliases, so that the pass touches nothing but
+// its own image in a shared stack.
+func writeBenchConfig(tb testing.TB, w *world, dir, source string) string {
+	tb.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	people := testpki.WriteFile(tb, dir, "people.pem", testpki.CertPEM(w.peopleRoot.Cert))
+	reg := testpki.WriteFile(tb, dir, "registrar.pem", testpki.CertPEM(w.regRoot.Cert))
+	cfg := fmt.Sprintf(`[trust]
+ca_files = [%q]
+registrar_ca_files = [%q]
+[vo.atlas]
+creators = [%q]
+approvers = [%q]
+visibility = "private"
+[sync]
+interval = "1h"
+parallel = 1
+retire = "keep"
+aliases = false
+[[sync.source]]
+path = %q
+vos = ["atlas"]
+`, people, reg, w.creator.Cert.Subject.String(), w.approver.Cert.Subject.String(), source)
+	return testpki.WriteFile(tb, dir, "imagetrust.toml", []byte(cfg))
+}
+
+// runStats are what timedRun measured of a child process.
+type runStats struct {
+	wall, cpu time.Duration // wall time; user+system CPU time
+	maxRSS    int64         // peak resident set, KiB
+}
+
+// timedRun runs cmd and returns its wall and CPU time and peak RSS, failing
+// with its output on error.
+func timedRun(tb testing.TB, cmd *exec.Cmd) (runStats, []byte) {
+	tb.Helper()
+	var out bytes.Buffer
+	if cmd.Stdout == nil {
+		cmd.Stdout = &out
+	}
+	cmd.Stderr = &out
+	start := time.Now()
+	err := cmd.Run()
+	d := time.Since(start)
+	if err != nil {
+		tb.Fatalf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, out.String())
+	}
+	st := runStats{wall: d, cpu: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		st.maxRSS = ru.Maxrss // KiB on Linux
+	}
+	return st, out.Bytes()
+}
+
+// logSeconds returns the "seconds" of the first JSON log record with msg.
+func logSeconds(logs []byte, msg string) float64 {
+	sc := bufio.NewScanner(bytes.NewReader(logs))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var rec struct {
+			Msg     string  `json:"msg"`
+			Seconds float64 `json:"seconds"`
+		}
+		if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == msg {
+			return rec.Seconds
+		}
+	}
+	return 0
+}
+
+// waitActive polls the image until it leaves importing (bounded) and
+// returns it.
+func waitActive(tb testing.TB, ctx context.Context, e *env, id string) *glance.Image {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
+		im, err := glance.Get(ctx, e.sc, id).Extract()
+		if err != nil {
+			tb.Fatalf("get %s: %v", id, err)
+		}
+		if s := string(im.Status); s != StatusImporting && s != StatusUploading && s != StatusSaving {
+			return im
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("image %s still %s", id, im.Status)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// BenchmarkMirror2GiB mirrors a 2 GiB image into the real Glance with the
+// built binary (`imagetrust sync --once`, a child process, so that its peak
+// RSS is its own) and, in the same iteration, measures the baselines on the
+// same file: `sha512sum FILE` and `curl -T FILE` to PUT
+// /v2/images/{id}/stage of a scratch image (token of the mirror
+// credentials), whose glance-direct import is then timed too, as the least
+// any stage-and-import mirror costs. Every iteration publishes a fresh bundle
+// (a Glance id can never be reused) for the same file. Only the sync is timed
+// (ns/op). The metrics, averaged over iterations:
+//
+//	sync-s, curl-s, sha512sum-s  wall times
+//	stage-s, import-s            the sync's stage (streamed, hashed,
+//	                             verified: from its log) and the wait for
+//	                             Glance's glance-direct import
+//	curl-import-s                Glance's import of the scratch image
+//	ratio                        sync-s / max(curl-s, sha512sum-s), goal ≤ 1.1
+//	stage-ratio                  stage-s / max(curl-s, sha512sum-s)
+//	ratio-vs-curl+import         sync-s / (curl-s + curl-import-s)
+//	sync-cpu-s                   user+system CPU time of the sync
+//	peak-RSS-MiB                 largest peak RSS of the sync, goal ≤ 64
+func BenchmarkMirror2GiB(b *testing.B) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		b.Skip("curl not installed")
+	}
+	e := newEnv(b)
+	w := newWorld(b)
+	bin := imagetrustBinary(b)
+	ctx := context.Background()
+
+	dir := b.TempDir()
+	file := filepath.Join(dir, "image.raw")
+	sum := writeBenchImage(b, file, benchImageSize)
+	ref := &imageRef{size: benchImageSize, sha512: sum}
+	tag := "bench-" + uuid.NewString()[:8]
+
+	// The headers for curl (-H @FILE keeps the token off the command line).
+	hdr := filepath.Join(dir, "headers")
+	tok := e.sc.ProviderClient.Token()
+	if err := os.WriteFile(hdr, []byte("X-Auth-Token: "+tok+"\nContent-Type: application/octet-stream\n"), 0o600); err != nil {
+		b.Fatal(err)
+	}
+
+	var syncT, syncCPU, curlT, curlImportT, shaT, stageT, importT time.Duration
+	var peak int64
+	b.ResetTimer()
+	b.StopTimer()
+	for i := 0; i < b.N; i++ {
+		// sha512sum FILE
+		st, out := timedRun(b, exec.Command("sha512sum", file))
+		if !strings.HasPrefix(string(out), sum) {
+			b.Fatalf("sha512sum: %s", out)
+		}
+		shaT += st.wall
+
+		// curl -T FILE to the stage of a scratch image, then its import
+		scratch := uuid.NewString()
+		if err := glance.Create(ctx, e.sc, glance.CreateOpts{ID: scratch, Name: "bench curl scratch",
+			DiskFormat: "raw", ContainerFormat: "bare", Hidden: true}).Err; err != nil {
+			b.Fatalf("scratch image: %v", err)
+		}
+		st, out = timedRun(b, exec.Command("curl", "-sS", "--fail-with-body", "-o", "/dev/null",
+			"-H", "@"+hdr, "-T", file, e.sc.ServiceURL("images", scratch, "stage")))
+		curlT += st.wall
+		im, err := glance.Get(ctx, e.sc, scratch).Extract()
+		if err != nil || im.Status != "uploading" || im.Size != benchImageSize {
+			b.Fatalf("scratch image after curl: %+v, %v (%s)", im, err, out)
+		}
+		start := time.Now()
+		if err := glance.ImportGlanceDirect(ctx, e.sc, scratch).ExtractErr(); err != nil {
+			b.Fatalf("importing the scratch image: %v", err)
+		}
+		im = waitActive(b, ctx, e, scratch)
+		curlImportT += time.Since(start)
+		if im.Status != StatusActive || im.HashValue != sum {
+			b.Fatalf("scratch image after import: %s %.16s", im.Status, im.HashValue)
+		}
+		if err := glance.Delete(ctx, e.sc, scratch).ExtractErr(); err != nil {
+			b.Fatalf("deleting the scratch image: %v", err)
+		}
+
+		// imagetrust sync --once, a fresh bundle for the same file
+		src := filepath.Join(dir, fmt.Sprintf("src%d", i))
+		p := w.publish(src, spec{vo: "atlas", tag: tag, uri: file, external: ref})
+		cfg := writeBenchConfig(b, w, filepath.Join(dir, fmt.Sprintf("cfg%d", i)), src)
+		cmd := exec.Command(bin, "sync", "--config", cfg, "--once", "--json-logs")
+		cmd.Env = append(os.Environ(), "OS_CLOUD="+"mirror", "OS_CLIENT_CONFIG_FILE="+e.cloud.CloudsYAML)
+		b.StartTimer()
+		st, logs := timedRun(b, cmd)
+		b.StopTimer()
+		syncT += st.wall
+		syncCPU += st.cpu
+		peak = max(peak, st.maxRSS)
+		stageT += time.Duration(logSeconds(logs, "image staged and verified; importing") * float64(time.Second))
+		importT += time.Duration(logSeconds(logs, "glance import ended") * float64(time.Second))
+		got := e.get(b, p.id)
+		if got.Status != StatusActive || got.Props["os_hash_value"] != sum || got.Size != benchImageSize {
+			b.Fatalf("after sync: %s size %d hash %.16s\n%s", got.Status, got.Size, got.Props["os_hash_value"], logs)
+		}
+		if err := glance.Delete(ctx, e.sc, p.id).ExtractErr(); err != nil {
+			b.Fatalf("deleting the mirrored image: %v", err)
+		}
+	}
+	n := float64(b.N)
+	avg := func(d time.Duration) float64 { return d.Seconds() / n }
+	base := max(avg(curlT), avg(shaT))
+	b.ReportMetric(avg(syncT), "sync-s")
+	b.ReportMetric(avg(curlT), "curl-s")
+	b.ReportMetric(avg(shaT), "sha512sum-s")
+	b.ReportMetric(avg(stageT), "stage-s")
+	b.ReportMetric(avg(importT), "import-s")
+	b.ReportMetric(avg(curlImportT), "curl-import-s")
+	b.ReportMetric(avg(syncT)/base, "ratio")
+	b.ReportMetric(avg(stageT)/base, "stage-ratio")
+	b.ReportMetric(avg(syncT)/(avg(curlT)+avg(curlImportT)), "ratio-vs-curl+import")
+	b.ReportMetric(avg(syncCPU), "sync-cpu-s")
+	b.ReportMetric(float64(peak)/1024, "peak-RSS-MiB")
+}
