@@ -72,6 +72,10 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 		return fail(e, exitInvalid, "proxy: %v", err)
 	}
 	log.Info("proxy service credentials", "cloud", cloudName, "mirror_project", lookup.owner)
+	identity, err := newKeystoneIdentity(ctx, cloudName)
+	if err != nil {
+		return fail(e, exitInvalid, "proxy: token validation: %v", err)
+	}
 
 	var hook proxy.UserData
 	if cfg.Context.Dir != "" {
@@ -94,6 +98,7 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 		VolumePolicy: cfg.Proxy.VolumePolicy, MaxBody: cfg.Proxy.MaxBody,
 		CacheTTL: cfg.Proxy.CacheTTL.Duration, CacheSize: cfg.Proxy.CacheSize,
 		UserData: hook, Logger: log, Metrics: metrics,
+		Identity: identity, AuthURI: identity.authURI,
 	})
 	if err != nil {
 		return fail(e, exitUsage, "%v", err)
@@ -162,7 +167,8 @@ func (d *reloadingDecider) DecideTag(c []validator.CatalogImage, p validator.Boo
 
 // userDataHook merges the site's context into a boot's user data.
 func userDataHook(site *contextualise.Site, cfg *itconfig.Config) proxy.UserData {
-	return func(img *proxy.Image, ud string, has bool, r *http.Request) (string, bool, error) {
+	return func(b proxy.Boot, ud string, has bool) (string, bool, error) {
+		img := b.Image
 		if img == nil {
 			return "", false, nil // a volume boot: no catalogue image, no context
 		}
@@ -170,9 +176,14 @@ func userDataHook(site *contextualise.Site, cfg *itconfig.Config) proxy.UserData
 		if !site.Applies(vo, tag) {
 			return "", false, nil
 		}
-		merged, err := site.Merge(ud, has, contextualise.Vars{
-			ImageUUID: img.ID, VO: vo, Tag: tag, SiteName: cfg.Context.SiteName, Extra: cfg.Context.Vars,
-		})
+		v := contextualise.Vars{
+			ImageUUID: img.ID, VO: vo, Tag: tag, SiteName: cfg.Context.SiteName, ServerName: b.ServerName,
+			Extra: cfg.Context.Vars,
+		}
+		if b.Caller != nil {
+			v.ProjectID, v.UserID = b.Caller.ProjectID, b.Caller.UserID
+		}
+		merged, err := site.Merge(ud, has, v)
 		var tooLarge *contextualise.TooLargeError
 		var bad *contextualise.UserDataError
 		switch {

@@ -57,12 +57,41 @@
 //
 // # Identity
 //
-// The proxy sits in front of keystonemiddleware, so it does not know who
-// asks: it parses nothing from tokens it has not validated and logs the
-// token-less facts (request id, client address, path, the /{project_id}
-// segment when present). Options.UnmanagedProjects is therefore matched
-// against the /{project_id} segment only, which Nova checks against the
-// token's project (400 on mismatch).
+// The proxy sits in front of Nova's keystonemiddleware, so it validates the
+// token of every gated request itself (Options.Identity; the command layer
+// asks Keystone, GET /v3/auth/tokens with X-Subject-Token, authenticated
+// with the proxy's own service token). The token is read as
+// keystonemiddleware reads it (X-Auth-Token, else X-Storage-Token) and
+// forwarded unchanged, so Nova sees the very token the gate validated.
+// Creates are authenticated before the body is read; actions once the body
+// says rebuild, or rescue with a rescue_image_ref. Other requests, including
+// other actions, are not validated by the gate (Nova does that).
+//
+// No token, or one Keystone does not accept, is answered 401 exactly as
+// keystonemiddleware answers it ({"error": {"code": 401, "title":
+// "Unauthorized", "message": "The request you have made requires
+// authentication."}} with WWW-Authenticate: Keystone uri="…" when
+// Options.AuthURI is set) and Nova is not called. When Keystone cannot be
+// asked the answer is 503 serviceUnavailable.
+//
+// Validations are cached by the SHA-256 of the token (the token itself is
+// never kept nor logged) until the token expires or Options.TokenCacheTTL
+// (5 minutes by default, as keystonemiddleware's token_cache_time) passes,
+// whichever comes first; the cache is bounded (Options.CacheSize) and
+// concurrent validations of one token share one Keystone call. Refusals are
+// not cached. A token revoked within the TTL still counts as its user for
+// the gate, but Nova's keystonemiddleware refuses it.
+//
+// The caller's project decides Options.UnmanagedProjects, whatever the
+// path's /{project_id} segment says (Nova answers 400 when the two differ).
+// The audit line carries user_id, user_name, project_id and project_name,
+// and the contextualisation hook receives the caller (template variables
+// project_id and user_id) and the server name (server.name of a create;
+// rebuild.name of a rebuild that renames, else empty).
+//
+// Without an Identity (tests, embedding) nothing is validated, the caller is
+// unknown and UnmanagedProjects is matched against the path's /{project_id}
+// segment.
 //
 // # Lookups and freshness
 //

@@ -21,16 +21,32 @@ type gateReq struct {
 	reqID  string
 	now    time.Time
 	policy bootPolicy
+	// caller is the token's user and project (nil without Options.Identity).
+	caller *Caller
 	// primary is the image the server boots from (for contextualisation).
 	primary *Image
+	// serverName is server.name (create) or rebuild.name, for contextualisation.
+	serverName string
 }
 
 // gate judges a create or action request and either refuses it or forwards
 // the validated, re-serialised body. It returns the metrics kind.
 func (p *Proxy) gate(w http.ResponseWriter, r *http.Request, rt route) string {
 	g := &gateReq{r: r, rt: rt, reqID: newRequestID(), now: p.o.Now()}
-	g.policy = bootPolicy{MirrorProject: p.o.MirrorProject, AllowUnmanaged: rt.project != "" && p.unmanaged[strings.ToLower(rt.project)]}
-	body, err := p.judge(r.Context(), g)
+	g.policy = bootPolicy{MirrorProject: p.o.MirrorProject}
+	if p.identity == nil {
+		g.policy.AllowUnmanaged = rt.project != "" && p.unmanaged[strings.ToLower(rt.project)]
+	}
+	var err error
+	if rt.kind == routeCreate {
+		// like keystonemiddleware, before the body is read; actions are
+		// authenticated once the body says they are rebuild or rescue
+		err = p.authenticate(g)
+	}
+	var body []byte
+	if err == nil {
+		body, err = p.judge(r.Context(), g)
+	}
 	if err != nil {
 		p.refused(w, g, err)
 		return "refused"
@@ -60,7 +76,12 @@ var requestIDRE = regexp.MustCompile(`^req-[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[
 func (p *Proxy) refused(w http.ResponseWriter, g *gateReq, err error) {
 	var rf *refusal
 	var be *errBody
+	var ua errUnauthenticated
 	switch {
+	case errors.As(err, &ua):
+		p.o.Metrics.decision("refused", "token")
+		p.audit(g, "request refused", "reason", "token", "token_present", ua.present)
+		writeUnauthorized(w, g.reqID, p.o.AuthURI)
 	case errors.As(err, &rf):
 		writeFault(w, g.reqID, rf.status, rf.msg)
 		if rf.reason != "" && !strings.HasPrefix(rf.reason, "decision:") {
@@ -79,11 +100,52 @@ func (p *Proxy) refused(w http.ResponseWriter, g *gateReq, err error) {
 	}
 }
 
-// audit writes one line about the request g with the token-less facts the
-// proxy has (it sits before keystonemiddleware: no user is known).
+// authenticate validates the token of g's request (when the proxy has an
+// Identity) and sets g.caller and the unmanaged-project policy from it. It
+// returns errUnauthenticated for no token or one Keystone refuses, and an
+// identity refusal (503) when Keystone could not be asked: either way Nova
+// is not called. The token is never logged.
+func (p *Proxy) authenticate(g *gateReq) error {
+	if p.identity == nil || g.caller != nil {
+		return nil
+	}
+	token := userToken(g.r.Header)
+	if token == "" {
+		p.o.Metrics.token("missing")
+		return errUnauthenticated{present: false}
+	}
+	c, err := p.identity.Validate(g.r.Context(), token)
+	switch {
+	case errors.Is(err, ErrInvalidToken):
+		return errUnauthenticated{present: true}
+	case err != nil:
+		p.o.Metrics.upstreamError()
+		p.o.Metrics.decision("error", "identity")
+		p.audit(g, "request failed", "reason", "identity", "error", err)
+		return refuse(http.StatusServiceUnavailable, "decision:identity",
+			"The image gate could not validate the request's token with the identity service; try again later.")
+	}
+	g.caller = c
+	g.policy.AllowUnmanaged = c.ProjectID != "" && p.unmanaged[strings.ToLower(c.ProjectID)]
+	return nil
+}
+
+// errUnauthenticated refuses a gated request without a valid token (401).
+type errUnauthenticated struct{ present bool }
+
+func (e errUnauthenticated) Error() string { return "no valid token" }
+
+// audit writes one line about the request g: who (the token's user and
+// project once validated; the path's /{project_id} segment, if any, as
+// path_project), what and from where.
 func (p *Proxy) audit(g *gateReq, msg string, kv ...any) {
-	args := []any{"request_id", g.reqID, "method", g.r.Method, "path", truncate(g.r.URL.EscapedPath(), 256),
-		"project", g.rt.project, "remote", remoteHost(g.r)}
+	args := make([]any, 0, 24+len(kv))
+	args = append(args, "request_id", g.reqID, "method", g.r.Method, "path", truncate(g.r.URL.EscapedPath(), 256))
+	if c := g.caller; c != nil {
+		args = append(args, "user_id", c.UserID, "user_name", truncate(c.UserName, 64),
+			"project_id", c.ProjectID, "project_name", truncate(c.ProjectName, 64))
+	}
+	args = append(args, "path_project", g.rt.project, "remote", remoteHost(g.r))
 	if gid := g.r.Header.Get("X-Openstack-Request-Id"); gid != "" && requestIDRE.MatchString(gid) {
 		args = append(args, "global_request_id", gid)
 	}
@@ -163,6 +225,9 @@ func (p *Proxy) judgeCreate(ctx context.Context, g *gateReq, body map[string]any
 	}
 	imageRef, err := optString(srv, "imageRef", "server.imageRef")
 	if err != nil {
+		return err
+	}
+	if g.serverName, err = optString(srv, "name", "server.name"); err != nil {
 		return err
 	}
 	if imageRef != "" {
@@ -296,6 +361,9 @@ func (p *Proxy) judgeAction(ctx context.Context, g *gateReq, body map[string]any
 		return bodyErrorf("an action request must have exactly one key")
 	}
 	if v, ok := body["rebuild"]; ok {
+		if err := p.authenticate(g); err != nil {
+			return err
+		}
 		m, ok := v.(map[string]any)
 		if !ok {
 			return bodyErrorf("rebuild is not an object")
@@ -319,6 +387,9 @@ func (p *Proxy) judgeAction(ctx context.Context, g *gateReq, body map[string]any
 		// user_data on rebuild exists from microversion 2.57; below it Nova
 		// refuses the key (or strips it on /v2), so it is left alone there.
 		if _, present := m["user_data"]; present {
+			if g.serverName, err = optString(m, "name", "rebuild.name"); err != nil {
+				return err
+			}
 			if mv, ok := requestMicroversion(g.r.Header, g.rt.legacyV2); ok && mv.atLeast(2, 57) {
 				return p.contextualise(g, m)
 			}
@@ -338,6 +409,9 @@ func (p *Proxy) judgeAction(ctx context.Context, g *gateReq, body map[string]any
 			return err
 		}
 		if ref != "" {
+			if err := p.authenticate(g); err != nil {
+				return err
+			}
 			id, _, err := p.resolve(ctx, g, ref, "rescue.rescue_image_ref")
 			if err != nil {
 				return err
@@ -357,7 +431,8 @@ func (p *Proxy) contextualise(g *gateReq, obj map[string]any) error {
 	if err != nil {
 		return err
 	}
-	nu, set, err := p.o.UserData(g.primary, ud, obj["user_data"] != nil, g.r)
+	b := Boot{Image: g.primary, Caller: g.caller, ServerName: g.serverName, Request: g.r}
+	nu, set, err := p.o.UserData(b, ud, obj["user_data"] != nil)
 	if errors.Is(err, ErrSiteContext) {
 		p.o.Logger.Error("contextualisation failed", "request_id", g.reqID, "error", err)
 		return refuse(http.StatusInternalServerError, "site-context", "The site's contextualisation failed; please report request %s to the site operators.", g.reqID)

@@ -20,10 +20,10 @@ func TestUserDataHook(t *testing.T) {
 	}
 	var calls []call
 	g := newGate(t, f, nova.srv.URL, func(o *Options) {
-		o.UserData = func(img *Image, ud string, has bool, r *http.Request) (string, bool, error) {
+		o.UserData = func(b Boot, ud string, has bool) (string, bool, error) {
 			id := ""
-			if img != nil {
-				id = img.ID
+			if b.Image != nil {
+				id = b.Image.ID
 			}
 			calls = append(calls, call{id, ud, has})
 			if ud == "dG9vbG9uZw==" {
@@ -107,7 +107,7 @@ func TestAuditAndMetrics(t *testing.T) {
 		t.Fatalf("%d audit lines, want 3:\n%s", len(audits), g.logs.String())
 	}
 	a := audits[0]
-	if a["project"] != userProject || a["image"] != idRevoked || a["allowed"] != false || a["global_request_id"] != gid ||
+	if a["path_project"] != userProject || a["image"] != idRevoked || a["allowed"] != false || a["global_request_id"] != gid ||
 		!strings.HasPrefix(a["request_id"].(string), "req-") || a["reasons"] == nil {
 		t.Errorf("audit line of the refusal: %v", a)
 	}

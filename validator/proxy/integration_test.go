@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/flavors"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/tokens"
@@ -76,10 +78,21 @@ func (g *glanceTestLookup) ListTag(ctx context.Context, vo, tag string) ([]*Imag
 	return out, nil
 }
 
-// TestIntegrationNova boots through the gate into a real nova-api (with
-// real Keystone and Glance on loopback): a catalogue image by uuid and by
-// tag answers 202 from Nova; the same image, revoked, is refused by the gate.
-func TestIntegrationNova(t *testing.T) {
+// novaStack is the loopback OpenStack with nova, a catalogue image uploaded
+// by the mirror user and a flavor.
+type novaStack struct {
+	c        *ostest.Cloud
+	f        *fixture
+	mirror   *gophercloud.ServiceClient
+	project  string // the mirror project's id
+	id       string // the catalogue image
+	rec      *Image
+	flavorID string
+	nova     *url.URL // nova-api's own root URL
+}
+
+func startNovaStack(t *testing.T) *novaStack {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("needs the loopback OpenStack")
 	}
@@ -87,7 +100,7 @@ func TestIntegrationNova(t *testing.T) {
 	ctx := t.Context()
 	f := newFixture(t)
 	id := "cccccccc-0000-4000-8000-" + fmt.Sprintf("%012x", time.Now().UnixNano()&0xffffffffffff)
-	rec := f.add(imageSpec{id: id, vo: "atlas", tag: fmt.Sprintf("it%d", time.Now().Unix()%100000)})
+	rec := f.add(imageSpec{id: id, vo: "atlas", tag: fmt.Sprintf("it%d", time.Now().UnixNano()%1000000)})
 
 	mirror := c.ImageClient(t, ostest.CloudMirror)
 	res, ok := mirror.ProviderClient.GetAuthResult().(tokens.CreateResult)
@@ -117,41 +130,172 @@ func TestIntegrationNova(t *testing.T) {
 	t.Cleanup(func() { _ = flavors.Delete(context.Background(), admin, flavorID).ExtractErr() })
 
 	nova, _ := url.Parse(strings.TrimSuffix(strings.TrimSuffix(c.NovaURL, "/"), "/v2.1"))
-	p, err := New(Options{Upstream: nova, Lookup: &glanceTestLookup{sc: mirror, owner: proj.ID}, Decider: f.trust,
-		MirrorProject: proj.ID, CacheTTL: -1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	return &novaStack{c: c, f: f, mirror: mirror, project: proj.ID, id: id, rec: rec, flavorID: flavorID, nova: nova}
+}
+
+// viaGate is a compute client of cloudName whose requests go to the gate.
+func (s *novaStack) viaGate(t *testing.T, cloudName, gateURL string) (gate, direct *gophercloud.ServiceClient) {
+	direct = s.c.ComputeClient(t, cloudName)
+	g := *direct
+	g.Endpoint = gateURL + "/v2.1/"
+	g.ResourceBase = ""
+	g.Microversion = "2.37"
+	return &g, direct
+}
+
+// TestIntegrationNova boots through the gate into a real nova-api (with
+// real Keystone and Glance on loopback): a catalogue image by uuid and by
+// tag answers 202 from Nova; the same image, revoked, is refused by the gate.
+func TestIntegrationNova(t *testing.T) {
+	s := startNovaStack(t)
+	ctx := t.Context()
+	p, err := New(Options{Upstream: s.nova, Lookup: &glanceTestLookup{sc: s.mirror, owner: s.project}, Decider: s.f.trust,
+		MirrorProject: s.project, CacheTTL: -1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	gate := httptest.NewServer(p)
 	defer gate.Close()
 
-	demo := c.ComputeClient(t, ostest.CloudDemo)
-	viaGate := *demo
-	viaGate.Endpoint = gate.URL + "/v2.1/"
-	viaGate.ResourceBase = ""
-	viaGate.Microversion = "2.37"
+	viaGate, demo := s.viaGate(t, ostest.CloudDemo, gate.URL)
 	boot := func(ref string) (string, error) {
-		s, err := servers.Create(ctx, &viaGate, servers.CreateOpts{Name: "it", ImageRef: ref, FlavorRef: flavorID, Networks: "none"}, nil).Extract()
+		srv, err := servers.Create(ctx, viaGate, servers.CreateOpts{Name: "it", ImageRef: ref, FlavorRef: s.flavorID, Networks: "none"}, nil).Extract()
 		if err != nil {
 			return "", err
 		}
-		t.Cleanup(func() { _ = servers.Delete(context.Background(), demo, s.ID).ExtractErr() })
-		return s.ID, nil
+		t.Cleanup(func() { _ = servers.Delete(context.Background(), demo, srv.ID).ExtractErr() })
+		return srv.ID, nil
 	}
-	for _, ref := range []string{strings.ToUpper(id), rec.Properties[validator.PropTag], "atlas/" + rec.Properties[validator.PropTag]} {
+	tag := s.rec.Properties[validator.PropTag]
+	for _, ref := range []string{strings.ToUpper(s.id), tag, "atlas/" + tag} {
 		if _, err := boot(ref); err != nil {
 			t.Fatalf("boot %s through the gate: %v", ref, err)
 		}
 	}
 
-	_, err = images.Update(ctx, mirror, id, images.UpdateOpts{
+	_, err = images.Update(ctx, s.mirror, s.id, images.UpdateOpts{
 		images.UpdateImageProperty{Op: images.ReplaceOp, Name: validator.PropGlobalValidity, Value: "revoked"}}).Extract()
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = boot(id)
+	_, err = boot(s.id)
 	var ue gophercloud.ErrUnexpectedResponseCode
 	if !errors.As(err, &ue) || ue.Actual != http.StatusForbidden || !strings.Contains(string(ue.Body), `"forbidden"`) {
 		t.Fatalf("revoked image: %v", err)
+	}
+}
+
+// keystoneTestIdentity is the Identity the command layer implements,
+// written again here with gophercloud's tokens.Get against the real
+// Keystone (the package itself never imports gophercloud).
+type keystoneTestIdentity struct{ sc *gophercloud.ServiceClient }
+
+func (k *keystoneTestIdentity) Validate(ctx context.Context, token string) (*Caller, error) {
+	r := tokens.Get(ctx, k.sc, token)
+	if gophercloud.ResponseCodeIs(r.Err, http.StatusNotFound) || gophercloud.ResponseCodeIs(r.Err, http.StatusUnauthorized) {
+		return nil, ErrInvalidToken
+	}
+	if r.Err != nil {
+		return nil, r.Err
+	}
+	tok, err := r.ExtractToken()
+	if err != nil {
+		return nil, err
+	}
+	u, err := r.ExtractUser()
+	if err != nil {
+		return nil, err
+	}
+	pr, err := r.ExtractProject()
+	if err != nil || pr == nil {
+		return nil, fmt.Errorf("project: %v", err)
+	}
+	return &Caller{UserID: u.ID, UserName: u.Name, ProjectID: pr.ID, ProjectName: pr.Name, ExpiresAt: tok.ExpiresAt}, nil
+}
+
+// TestIntegrationIdentity boots as the demo user through a gate that
+// validates tokens with the real Keystone (as the mirror service user): the
+// audit line names the demo user and project; a bogus token is refused with
+// the 401 nova-api's keystonemiddleware gives, without reaching Nova.
+func TestIntegrationIdentity(t *testing.T) {
+	s := startNovaStack(t)
+	ctx := t.Context()
+	ao, eo := s.c.AuthOptions(t, ostest.CloudMirror)
+	idc, err := openstack.NewIdentityV3(s.c.Provider(t, ostest.CloudMirror), eo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	p, err := New(Options{Upstream: s.nova, Lookup: &glanceTestLookup{sc: s.mirror, owner: s.project}, Decider: s.f.trust,
+		MirrorProject: s.project, Identity: &keystoneTestIdentity{sc: idc}, AuthURI: ao.IdentityEndpoint,
+		Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate := httptest.NewServer(p)
+	defer gate.Close()
+
+	viaGate, demo := s.viaGate(t, ostest.CloudDemo, gate.URL)
+	srv, err := servers.Create(ctx, viaGate, servers.CreateOpts{Name: "it-identity", ImageRef: s.id, FlavorRef: s.flavorID, Networks: "none"}, nil).Extract()
+	if err != nil {
+		t.Fatalf("demo boot through the gate: %v", err)
+	}
+	t.Cleanup(func() { _ = servers.Delete(context.Background(), demo, srv.ID).ExtractErr() })
+
+	// the demo user's ids, as Keystone has them
+	res, ok := demo.ProviderClient.GetAuthResult().(tokens.CreateResult)
+	if !ok {
+		t.Fatal("demo: not a v3 token")
+	}
+	du, err := res.ExtractUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dp, err := res.ExtractProject()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var audit map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) == nil && m["msg"] == "boot decision" {
+			audit = m
+		}
+	}
+	if audit == nil || audit["user_id"] != du.ID || audit["project_id"] != dp.ID || audit["user_name"] != "demo" ||
+		audit["allowed"] != true || audit["image"] != s.id {
+		t.Fatalf("audit line %v, want user %s project %s:\n%s", audit, du.ID, dp.ID, logs.String())
+	}
+	if tok := demo.ProviderClient.Token(); tok == "" || strings.Contains(logs.String(), tok) {
+		t.Error("the demo token was logged")
+	}
+
+	// a bogus token: the gate's 401 and nova-api's own (keystonemiddleware)
+	body := serverBody(s.id)
+	for _, target := range []string{gate.URL + "/v2.1/servers", s.c.NovaURL + "/servers"} {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Auth-Token", "gAAAAABbogus-token")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("%s: bogus token: %d %s", target, resp.StatusCode, b)
+		}
+		checkUnauthorized(t, resp, b)
+		var m map[string]map[string]any
+		_ = json.Unmarshal(b, &m)
+		if m["error"]["message"] != "The request you have made requires authentication." {
+			t.Errorf("%s: 401 body %s", target, b)
+		}
+		if resp.Header.Get("WWW-Authenticate") == "" {
+			t.Errorf("%s: no WWW-Authenticate", target)
+		}
+	}
+	if strings.Contains(logs.String(), "bogus-token") {
+		t.Error("the bogus token was logged")
 	}
 }

@@ -10,6 +10,7 @@ type Metrics struct {
 	duration       *prometheus.HistogramVec
 	cache          *prometheus.CounterVec
 	upstreamErrors prometheus.Counter
+	tokens         *prometheus.CounterVec
 	// observers of the common kinds, resolved once
 	observers map[string]prometheus.Observer
 }
@@ -32,10 +33,14 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"result"}),
 		upstreamErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "imagetrust", Subsystem: "proxy", Name: "upstream_errors_total",
-			Help: "Requests that failed to reach Nova or Glance.",
+			Help: "Requests that failed to reach Nova, Glance or Keystone.",
 		}),
+		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "imagetrust", Subsystem: "proxy", Name: "token_validations_total",
+			Help: "Token validations of gated requests by result (hit: cached; validated, invalid, error: asked Keystone; missing: no token).",
+		}, []string{"result"}),
 	}
-	for _, c := range []prometheus.Collector{m.decisions, m.duration, m.cache, m.upstreamErrors} {
+	for _, c := range []prometheus.Collector{m.decisions, m.duration, m.cache, m.upstreamErrors, m.tokens} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -78,5 +83,11 @@ func (m *Metrics) cacheMiss() {
 func (m *Metrics) upstreamError() {
 	if m != nil {
 		m.upstreamErrors.Inc()
+	}
+}
+
+func (m *Metrics) token(result string) {
+	if m != nil {
+		m.tokens.WithLabelValues(result).Inc()
 	}
 }

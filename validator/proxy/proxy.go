@@ -23,14 +23,27 @@ type Decider interface {
 	DecideTag(cands []validator.CatalogImage, p validator.BootPolicy, now time.Time) (validator.Decision, []validator.Decision)
 }
 
-// UserData contextualises a boot's user data. img is the image that boots
-// (nil for a boot from a volume the policy allowed), userDataB64 the user's
-// base64 user_data and has whether the request carried one (a JSON null
-// counts as none). It returns the user_data to forward and whether to set it;
-// an error refuses the request with 400 and the error's text (so the text
-// must be fit for users, e.g. "merged user data exceeds 65535 characters"),
-// or with 500 when it wraps ErrSiteContext.
-type UserData func(img *Image, userDataB64 string, has bool, r *http.Request) (string, bool, error)
+// UserData contextualises a boot's user data. b says what boots and for
+// whom, userDataB64 is the user's base64 user_data and has whether the
+// request carried one (a JSON null counts as none). It returns the user_data
+// to forward and whether to set it; an error refuses the request with 400
+// and the error's text (so the text must be fit for users, e.g. "merged user
+// data exceeds 65535 characters"), or with 500 when it wraps ErrSiteContext.
+type UserData func(b Boot, userDataB64 string, has bool) (string, bool, error)
+
+// Boot is what the gate knows of a create or rebuild it contextualises.
+type Boot struct {
+	// Image is the image that boots (nil for a boot from a volume the
+	// volume policy allowed).
+	Image *Image
+	// Caller is the token's user and project (nil without Options.Identity).
+	Caller *Caller
+	// ServerName is server.name of a create, rebuild.name of a rebuild that
+	// renames the server, "" otherwise (the gate does not ask Nova).
+	ServerName string
+	// Request is the incoming request (headers only: its body is consumed).
+	Request *http.Request
+}
 
 // ErrSiteContext marks a UserData error that is the site's fault (a broken
 // fragment, say): the gate answers 500 instead of 400 and logs it.
@@ -58,8 +71,18 @@ type Options struct {
 	// MirrorProject owns the catalogue.
 	MirrorProject string
 	// UnmanagedProjects may boot images outside the catalogue (matched
-	// against the /{project_id} segment of the request path; see doc.go).
+	// against the caller's project, or without Identity against the
+	// /{project_id} segment of the request path; see doc.go).
 	UnmanagedProjects []string
+	// Identity validates the token of every gated request (nil: no
+	// validation, the caller unknown; for tests and embedding).
+	Identity Identity
+	// TokenCacheTTL bounds how long a validated token is cached (default
+	// 5 minutes, never past the token's expiry; negative disables).
+	TokenCacheTTL time.Duration
+	// AuthURI is Keystone's public URL, sent in WWW-Authenticate with a 401
+	// as keystonemiddleware does ("" = no header).
+	AuthURI string
 	// VolumePolicy is VolumeRefuse (default) or VolumeAllow.
 	VolumePolicy string
 	// MaxBody bounds a judged request body (default 1 MiB).
@@ -84,6 +107,7 @@ type Options struct {
 type Proxy struct {
 	o         Options
 	lookup    Lookup
+	identity  Identity
 	unmanaged map[string]bool
 	rp        *httputil.ReverseProxy
 }
@@ -137,6 +161,12 @@ func New(o Options) (*Proxy, error) {
 		p.unmanaged[strings.ToLower(pr)] = true
 	}
 	p.lookup = newCachedLookup(o.Lookup, o.CacheTTL, o.CacheSize, o.Now, o.Metrics)
+	if o.Identity != nil {
+		if o.TokenCacheTTL == 0 {
+			o.TokenCacheTTL = 5 * time.Minute
+		}
+		p.identity = newCachedIdentity(o.Identity, o.TokenCacheTTL, o.CacheSize, o.Now, o.Metrics)
+	}
 	up := *o.Upstream
 	p.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {

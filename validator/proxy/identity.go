@@ -1,0 +1,183 @@
+package proxy
+
+import (
+	"container/list"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// Caller is who sent a gated request, as Keystone describes the request's
+// token.
+type Caller struct {
+	UserID, UserName       string
+	ProjectID, ProjectName string
+	Roles                  []string
+	// ExpiresAt is when the token expires (zero: unknown). The gate caches
+	// a validation no longer than that.
+	ExpiresAt time.Time
+}
+
+// Identity validates the token of a gated request. The command layer
+// implements it with Keystone (GET /v3/auth/tokens, authenticated with the
+// proxy's own service token).
+type Identity interface {
+	// Validate returns the token's caller, an error wrapping
+	// ErrInvalidToken when Keystone refuses the token (unknown, expired,
+	// revoked), or another error when Keystone could not be asked.
+	Validate(ctx context.Context, token string) (*Caller, error)
+}
+
+// ErrInvalidToken is what an Identity returns (wrapped or not) for a token
+// Keystone does not accept.
+var ErrInvalidToken = errors.New("invalid token")
+
+// userToken is the request's token, read as keystonemiddleware reads it
+// (X-Auth-Token, else X-Storage-Token). A repeated header reads as no token:
+// the WSGI server would join the values into a token nobody validated.
+func userToken(h http.Header) string {
+	for _, name := range []string{"X-Auth-Token", "X-Storage-Token"} {
+		switch v := h.Values(name); len(v) {
+		case 0:
+		case 1:
+			return v[0]
+		default:
+			return ""
+		}
+	}
+	return ""
+}
+
+// writeUnauthorized answers 401 as keystonemiddleware in Nova's pipeline
+// does (auth_token's process_request), with Nova's request id headers.
+func writeUnauthorized(w http.ResponseWriter, reqID, authURI string) {
+	body, _ := json.Marshal(map[string]any{"error": map[string]any{
+		"code": http.StatusUnauthorized, "title": "Unauthorized",
+		"message": "The request you have made requires authentication.",
+	}})
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h.Set("X-Openstack-Request-Id", reqID)
+	h.Set("X-Compute-Request-Id", reqID)
+	if authURI != "" {
+		h.Set("WWW-Authenticate", `Keystone uri="`+authURI+`"`)
+	}
+	w.WriteHeader(http.StatusUnauthorized)
+	_, _ = w.Write(body)
+}
+
+// cachedIdentity is an Identity with a bounded cache in front of it, keyed
+// by the SHA-256 of the token (the token itself is never kept). A
+// validation is cached until the token expires or for ttl, whichever comes
+// first; refusals and errors are not cached. Concurrent validations of one
+// token share one call.
+type cachedIdentity struct {
+	next    Identity
+	ttl     time.Duration
+	size    int
+	now     func() time.Time
+	metrics *Metrics
+
+	group singleflight.Group
+	mu    sync.Mutex
+	lru   *list.List // of *callerEntry, most recent first
+	items map[[sha256.Size]byte]*list.Element
+}
+
+type callerEntry struct {
+	key     [sha256.Size]byte
+	expires time.Time
+	caller  *Caller
+}
+
+func newCachedIdentity(next Identity, ttl time.Duration, size int, now func() time.Time, m *Metrics) *cachedIdentity {
+	if size <= 0 {
+		size = 10000
+	}
+	return &cachedIdentity{next: next, ttl: ttl, size: size, now: now, metrics: m,
+		lru: list.New(), items: map[[sha256.Size]byte]*list.Element{}}
+}
+
+// Validate implements Identity.
+func (c *cachedIdentity) Validate(ctx context.Context, token string) (*Caller, error) {
+	key := sha256.Sum256([]byte(token))
+	if cl, ok := c.get(key); ok {
+		c.metrics.token("hit")
+		return cl, nil
+	}
+	v, err, _ := c.group.Do(string(key[:]), func() (any, error) {
+		// The shared call must not die with the first caller's request.
+		cl, err := c.next.Validate(context.WithoutCancel(ctx), token)
+		if err != nil {
+			return nil, err
+		}
+		c.put(key, cl)
+		return cl, nil
+	})
+	switch {
+	case errors.Is(err, ErrInvalidToken):
+		c.metrics.token("invalid")
+		return nil, err
+	case err != nil:
+		c.metrics.token("error")
+		return nil, err
+	}
+	c.metrics.token("validated")
+	return v.(*Caller), nil
+}
+
+func (c *cachedIdentity) get(key [sha256.Size]byte) (*Caller, bool) {
+	if c.ttl <= 0 {
+		return nil, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.items[key]
+	if !ok {
+		return nil, false
+	}
+	e := el.Value.(*callerEntry)
+	if !c.now().Before(e.expires) {
+		c.lru.Remove(el)
+		delete(c.items, key)
+		return nil, false
+	}
+	c.lru.MoveToFront(el)
+	return e.caller, true
+}
+
+func (c *cachedIdentity) put(key [sha256.Size]byte, cl *Caller) {
+	if c.ttl <= 0 {
+		return
+	}
+	now := c.now()
+	expires := now.Add(c.ttl)
+	if !cl.ExpiresAt.IsZero() && cl.ExpiresAt.Before(expires) {
+		expires = cl.ExpiresAt
+	}
+	if !now.Before(expires) {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := &callerEntry{key: key, expires: expires, caller: cl}
+	if el, ok := c.items[key]; ok {
+		el.Value = e
+		c.lru.MoveToFront(el)
+		return
+	}
+	c.items[key] = c.lru.PushFront(e)
+	for c.lru.Len() > c.size {
+		old := c.lru.Back()
+		c.lru.Remove(old)
+		delete(c.items, old.Value.(*callerEntry).key)
+	}
+}

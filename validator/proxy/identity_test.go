@@ -1,0 +1,326 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// standInKeystone is a stand-in Identity: a table of tokens. The gate's
+// handling of callers is what these tests check; the Keystone-backed
+// Identity is exercised against the real Keystone in
+// TestIntegrationIdentity.
+type standInKeystone struct {
+	mu      sync.Mutex
+	callers map[string]*Caller
+	calls   atomic.Int64
+	down    bool
+	// gate, when set, holds every call until it is closed.
+	gate chan struct{}
+}
+
+func (k *standInKeystone) Validate(_ context.Context, token string) (*Caller, error) {
+	k.calls.Add(1)
+	if k.gate != nil {
+		<-k.gate
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.down {
+		return nil, errors.New("keystone: connection refused")
+	}
+	c, ok := k.callers[token]
+	if !ok {
+		return nil, fmt.Errorf("keystone: token: %w", ErrInvalidToken)
+	}
+	return c, nil
+}
+
+const (
+	tokAlice     = "gAAAAABalice-token"
+	tokUnmanaged = "gAAAAABunmanaged-token"
+	tokExpiring  = "gAAAAABexpiring-token"
+	aliceProject = "a11ce000a11ce000a11ce000a11ce000"
+	labProject   = "1ab000001ab000001ab000001ab00000"
+)
+
+func newStandInKeystone(now time.Time) *standInKeystone {
+	return &standInKeystone{callers: map[string]*Caller{
+		tokAlice:     {UserID: "u-alice", UserName: "alice", ProjectID: aliceProject, ProjectName: "physics", Roles: []string{"member"}, ExpiresAt: now.Add(time.Hour)},
+		tokUnmanaged: {UserID: "u-lab", UserName: "lab", ProjectID: labProject, ProjectName: "lab", Roles: []string{"member"}, ExpiresAt: now.Add(time.Hour)},
+		tokExpiring:  {UserID: "u-short", ProjectID: aliceProject, ExpiresAt: now.Add(10 * time.Second)},
+	}}
+}
+
+func TestIdentityGate(t *testing.T) {
+	f := catalogue(t)
+	nova := newRecordingNova(t)
+	ks := newStandInKeystone(time.Now())
+	g := newGate(t, f, nova.srv.URL, func(o *Options) {
+		o.Identity = ks
+		o.AuthURI = "http://keystone.example:5000"
+		o.UnmanagedProjects = []string{labProject}
+	})
+	cases := []struct {
+		name, method, path, body string
+		hdr                      map[string]string
+		want                     int
+		// validated is whether the Identity is asked
+		validated bool
+	}{
+		{"ok valid token", "POST", "/v2.1/servers", serverBody(idGood), map[string]string{"X-Auth-Token": tokAlice}, 202, true},
+		{"ok X-Storage-Token as keystonemiddleware reads it", "POST", "/v2.1/servers", serverBody(idGood), map[string]string{"X-Storage-Token": tokAlice}, 202, true},
+		{"ok unmanaged image for the token's unmanaged project", "POST", "/v2.1/servers", serverBody(idSnapshot), map[string]string{"X-Auth-Token": tokUnmanaged}, 202, true},
+		{"ok rebuild", "POST", "/v2.1/servers/" + idUnknown + "/action", `{"rebuild":{"imageRef":"` + idGood + `"}}`, map[string]string{"X-Auth-Token": tokAlice}, 202, true},
+		{"ok pass-through is not validated", "GET", "/v2.1/flavors", "", nil, 202, false},
+		{"ok non-gated action is not validated", "POST", "/v2.1/servers/" + idUnknown + "/action", `{"os-stop":null}`, nil, 202, false},
+		{"fail no token", "POST", "/v2.1/servers", serverBody(idGood), nil, 401, false},
+		{"fail bogus token", "POST", "/v2.1/servers", serverBody(idGood), map[string]string{"X-Auth-Token": "bogus"}, 401, true},
+		{"fail bogus token on rescue", "POST", "/v2.1/servers/" + idUnknown + "/action", `{"rescue":{"rescue_image_ref":"` + idGood + `"}}`, map[string]string{"X-Auth-Token": "bogus"}, 401, true},
+		{"fail unmanaged image for a managed project", "POST", "/v2.1/servers", serverBody(idSnapshot), map[string]string{"X-Auth-Token": tokAlice}, 403, true},
+		// the path names the unmanaged project, the token another: the token wins
+		{"fail unmanaged project only in the path", "POST", "/v2.1/" + labProject + "/servers", serverBody(idSnapshot), map[string]string{"X-Auth-Token": tokAlice}, 403, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			before, calls := nova.count(), ks.calls.Load()
+			// a fresh token per case for the validation count: the cache is tested below
+			resp, body := do(t, c.method, g.srv.URL+c.path, "application/json", c.body, c.hdr)
+			if resp.StatusCode != c.want {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, c.want, body)
+			}
+			forwarded := nova.count() > before
+			if forwarded != (c.want == 202) {
+				t.Errorf("forwarded %v with status %d", forwarded, c.want)
+			}
+			if asked := ks.calls.Load() > calls; asked && !c.validated {
+				t.Errorf("the identity was asked")
+			}
+			if c.want == 401 {
+				checkUnauthorized(t, resp, body)
+			}
+			if c.want == 202 && c.validated {
+				rec, _ := nova.last()
+				if rec.Header.Get("X-Auth-Token")+rec.Header.Get("X-Storage-Token") != c.hdr["X-Auth-Token"]+c.hdr["X-Storage-Token"] {
+					t.Errorf("the token was not forwarded unchanged")
+				}
+			}
+		})
+	}
+	t.Run("fail repeated token header", func(t *testing.T) {
+		req, _ := http.NewRequest("POST", g.srv.URL+"/v2.1/servers", strings.NewReader(serverBody(idGood)))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Add("X-Auth-Token", tokAlice)
+		req.Header.Add("X-Auth-Token", tokUnmanaged)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 401 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	})
+	if s := g.logs.String(); strings.Contains(s, tokAlice) || strings.Contains(s, tokUnmanaged) || strings.Contains(s, "bogus") {
+		t.Errorf("a token was logged:\n%s", s)
+	}
+	if got := metricValue(t, g, "imagetrust_proxy_token_validations_total{result=missing}"); got != 2 {
+		t.Errorf("missing-token count %v, want 2", got)
+	}
+}
+
+// checkUnauthorized checks a 401 against keystonemiddleware's (auth_token
+// process_request: error/code/title/message, WWW-Authenticate).
+func checkUnauthorized(t *testing.T, resp *http.Response, body []byte) {
+	t.Helper()
+	var m struct {
+		Error struct {
+			Code           int
+			Title, Message string
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(body, &m); err != nil || m.Error.Code != 401 || m.Error.Title != "Unauthorized" || m.Error.Message == "" {
+		t.Errorf("401 body %s", body)
+	}
+	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		t.Errorf("401 Content-Type %q", resp.Header.Get("Content-Type"))
+	}
+	if w := resp.Header.Get("WWW-Authenticate"); w != "" && !strings.HasPrefix(w, `Keystone uri="`) {
+		t.Errorf("WWW-Authenticate %q", w)
+	}
+	if !strings.HasPrefix(resp.Header.Get("X-Openstack-Request-Id"), "req-") {
+		t.Errorf("no request id on the 401")
+	}
+}
+
+func TestIdentityAuditAndContext(t *testing.T) {
+	f := catalogue(t)
+	nova := newRecordingNova(t)
+	ks := newStandInKeystone(time.Now())
+	var got []Boot
+	g := newGate(t, f, nova.srv.URL, func(o *Options) {
+		o.Identity = ks
+		o.UserData = func(b Boot, ud string, has bool) (string, bool, error) {
+			got = append(got, b)
+			return "", false, nil
+		}
+	})
+	tok := map[string]string{"X-Auth-Token": tokAlice}
+	do(t, "POST", g.srv.URL+"/v2.1/servers", "application/json", `{"server":{"name":"web-1","imageRef":"el9"}}`, tok)
+	do(t, "POST", g.srv.URL+"/v2.1/servers/"+idUnknown+"/action", "application/json", `{"rebuild":{"imageRef":"`+idGood+`","name":"web-2","user_data":null}}`, map[string]string{"X-Auth-Token": tokAlice, "OpenStack-API-Version": "compute 2.57"})
+	do(t, "POST", g.srv.URL+"/v2.1/servers", "application/json", serverBody(idRevoked), tok)
+	if len(got) != 2 || got[0].ServerName != "web-1" || got[1].ServerName != "web-2" {
+		t.Fatalf("hook calls %+v", got)
+	}
+	for _, b := range got {
+		if b.Caller == nil || b.Caller.UserID != "u-alice" || b.Caller.ProjectID != aliceProject || b.Image == nil {
+			t.Errorf("hook got %+v", b)
+		}
+	}
+	var audits []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(g.logs.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatal(err)
+		}
+		if m["msg"] == "boot decision" {
+			audits = append(audits, m)
+		}
+	}
+	if len(audits) != 3 {
+		t.Fatalf("%d audit lines:\n%s", len(audits), g.logs.String())
+	}
+	for _, a := range audits {
+		if a["user_id"] != "u-alice" || a["project_id"] != aliceProject || a["user_name"] != "alice" || a["project_name"] != "physics" {
+			t.Errorf("audit line %v", a)
+		}
+	}
+	if n := ks.calls.Load(); n != 1 {
+		t.Errorf("%d validations for one token, want 1 (cached)", n)
+	}
+}
+
+func TestIdentityKeystoneDown(t *testing.T) {
+	f := catalogue(t)
+	nova := newRecordingNova(t)
+	ks := newStandInKeystone(time.Now())
+	ks.down = true
+	g := newGate(t, f, nova.srv.URL, func(o *Options) { o.Identity = ks })
+	resp, body := do(t, "POST", g.srv.URL+"/v2.1/servers", "application/json", serverBody(idGood), map[string]string{"X-Auth-Token": tokAlice})
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	if name, code, _ := fault(t, body); name != "serviceUnavailable" || code != 503 {
+		t.Errorf("fault %s %d", name, code)
+	}
+	if nova.count() != 0 {
+		t.Error("Nova was called")
+	}
+	// the failure is not cached: Keystone back, the same token passes
+	ks.mu.Lock()
+	ks.down = false
+	ks.mu.Unlock()
+	if resp, body := do(t, "POST", g.srv.URL+"/v2.1/servers", "application/json", serverBody(idGood), map[string]string{"X-Auth-Token": tokAlice}); resp.StatusCode != 202 {
+		t.Fatalf("after recovery: %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestIdentityCache(t *testing.T) {
+	now := time.Now()
+	var clock atomic.Pointer[time.Time]
+	clock.Store(&now)
+	tick := func(d time.Duration) { n := clock.Load().Add(d); clock.Store(&n) }
+	nowf := func() time.Time { return *clock.Load() }
+	ctx := t.Context()
+
+	t.Run("ok ttl and token expiry bound the cache", func(t *testing.T) {
+		ks := newStandInKeystone(now)
+		c := newCachedIdentity(ks, time.Minute, 10, nowf, nil)
+		for range 3 {
+			if _, err := c.Validate(ctx, tokAlice); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Validate(ctx, tokExpiring); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := ks.calls.Load(); n != 2 {
+			t.Fatalf("%d calls, want 2", n)
+		}
+		tick(11 * time.Second) // past tokExpiring's expiry, within the TTL
+		_, _ = c.Validate(ctx, tokAlice)
+		_, _ = c.Validate(ctx, tokExpiring)
+		if n := ks.calls.Load(); n != 3 {
+			t.Fatalf("%d calls, want 3 (the expired token asked again)", n)
+		}
+		tick(time.Minute) // past the TTL
+		_, _ = c.Validate(ctx, tokAlice)
+		if n := ks.calls.Load(); n != 4 {
+			t.Fatalf("%d calls, want 4 (the TTL passed)", n)
+		}
+	})
+	t.Run("ok refusals are not cached", func(t *testing.T) {
+		ks := newStandInKeystone(now)
+		c := newCachedIdentity(ks, time.Minute, 10, nowf, nil)
+		for range 2 {
+			if _, err := c.Validate(ctx, "bogus"); !errors.Is(err, ErrInvalidToken) {
+				t.Fatalf("err %v", err)
+			}
+		}
+		if n := ks.calls.Load(); n != 2 {
+			t.Fatalf("%d calls, want 2", n)
+		}
+	})
+	t.Run("ok bounded size", func(t *testing.T) {
+		ks := newStandInKeystone(now)
+		for i := range 20 {
+			ks.callers[fmt.Sprint("tok-", i)] = &Caller{UserID: fmt.Sprint(i)}
+		}
+		c := newCachedIdentity(ks, time.Hour, 5, nowf, nil)
+		for i := range 20 {
+			_, _ = c.Validate(ctx, fmt.Sprint("tok-", i))
+		}
+		if n := c.lru.Len(); n != 5 || len(c.items) != 5 {
+			t.Fatalf("cache holds %d/%d entries, want 5", n, len(c.items))
+		}
+	})
+	t.Run("ok concurrent validations share one call", func(t *testing.T) {
+		ks := newStandInKeystone(now)
+		ks.gate = make(chan struct{})
+		c := newCachedIdentity(ks, time.Hour, 10, nowf, nil)
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				if cl, err := c.Validate(ctx, tokAlice); err != nil || cl.UserID != "u-alice" {
+					t.Errorf("%v %v", cl, err)
+				}
+			})
+		}
+		for ks.calls.Load() == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(50 * time.Millisecond) // let the others join the flight (late ones hit the cache)
+		close(ks.gate)
+		wg.Wait()
+		if n := ks.calls.Load(); n != 1 {
+			t.Fatalf("%d calls, want 1", n)
+		}
+	})
+	t.Run("ok the token is not kept", func(t *testing.T) {
+		ks := newStandInKeystone(now)
+		c := newCachedIdentity(ks, time.Hour, 10, nowf, nil)
+		_, _ = c.Validate(ctx, tokAlice)
+		for k := range c.items {
+			if strings.Contains(string(k[:]), "alice") {
+				t.Fatal("the cache key holds the token")
+			}
+		}
+	})
+}
