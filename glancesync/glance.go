@@ -38,8 +38,8 @@ type Image struct {
 	Size      int64
 	CreatedAt time.Time
 	UpdatedAt time.Time
-	// Props are the string-valued extra properties (os_hash_algo,
-	// os_hash_value and every imagetrust_* key among them).
+	// Props are the extra properties (os_hash_algo, os_hash_value and every
+	// imagetrust_* key among them); a rare non-string one is its JSON text.
 	Props map[string]string
 }
 
@@ -57,7 +57,8 @@ type CreateSpec struct {
 }
 
 // PatchOp is one change of a JSON-patch: set Name to Value (Remove: delete it).
-// Name may be a base property (os_hidden, visibility) or an extra one.
+// Name may be a base attribute (os_hidden with a bool; visibility or name
+// with a string; never removed) or an extra property (a string).
 type PatchOp struct {
 	Name   string
 	Value  any
@@ -65,7 +66,7 @@ type PatchOp struct {
 }
 
 // Glance is the subset of the Image API v2 the sync uses. NewGlance
-// implements it with gophercloud; every method returns ErrNotFound or
+// implements it over internal/glance; every method returns ErrNotFound or
 // ErrConflict (wrapped) for a 404 or 409.
 type Glance interface {
 	// Get returns one image.

@@ -2,22 +2,19 @@ package glancesync
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"sort"
-	"strings"
 
 	"github.com/gophercloud/gophercloud/v2"
-	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/imageimport"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
-	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/members"
-	"github.com/gophercloud/gophercloud/v2/pagination"
+
+	"github.com/imagetrust/imagetrust/internal/glance"
 )
 
-// gcGlance implements Glance with a gophercloud image v2 service client.
+// gcGlance implements Glance over internal/glance with a gophercloud image
+// v2 client.
 type gcGlance struct{ sc *gophercloud.ServiceClient }
 
 // NewGlance returns the Glance calls of the sync over a gophercloud image v2
@@ -27,208 +24,163 @@ func NewGlance(sc *gophercloud.ServiceClient) Glance { return &gcGlance{sc: sc} 
 // mapErr turns 404 and 409 into ErrNotFound and ErrConflict, keeping the
 // original error in the chain.
 func mapErr(op string, err error) error {
-	if err == nil {
-		return nil
-	}
 	switch {
-	case gophercloud.ResponseCodeIs(err, http.StatusNotFound):
+	case err == nil:
+		return nil
+	case glance.IsNotFound(err):
 		return fmt.Errorf("%s: %w (%w)", op, ErrNotFound, err)
-	case gophercloud.ResponseCodeIs(err, http.StatusConflict):
+	case glance.IsConflict(err):
 		return fmt.Errorf("%s: %w (%w)", op, ErrConflict, err)
 	}
 	return fmt.Errorf("%s: %w", op, err)
 }
 
-func fromGC(im *images.Image) *Image {
+// fromGlance converts an image; os_hash_algo and os_hash_value join Props.
+func fromGlance(im *glance.Image) *Image {
 	out := &Image{
 		ID: im.ID, Name: im.Name, Status: string(im.Status), Owner: im.Owner,
-		Visibility: string(im.Visibility), Hidden: im.Hidden, Size: im.SizeBytes,
-		CreatedAt: im.CreatedAt, UpdatedAt: im.UpdatedAt, Props: map[string]string{},
+		Visibility: string(im.Visibility), Hidden: im.Hidden, Size: im.Size,
+		CreatedAt: im.CreatedAt, UpdatedAt: im.UpdatedAt, Props: make(map[string]string, len(im.Properties)+2),
 	}
 	for k, v := range im.Properties {
-		if s, ok := v.(string); ok {
-			out.Props[k] = s
-		}
+		out.Props[k] = v
+	}
+	if im.HashAlgo != "" {
+		out.Props["os_hash_algo"] = im.HashAlgo
+	}
+	if im.HashValue != "" {
+		out.Props["os_hash_value"] = im.HashValue
 	}
 	return out
 }
 
 func (g *gcGlance) Get(ctx context.Context, id string) (*Image, error) {
-	im, err := images.Get(ctx, g.sc, id).Extract()
+	im, err := glance.Get(ctx, g.sc, id).Extract()
 	if err != nil {
 		return nil, mapErr("get image "+id, err)
 	}
-	return fromGC(im), nil
+	return fromGlance(im), nil
 }
-
-// listQuery is an images.ListOptsBuilder with exact-match property filters.
-type listQuery struct{ q url.Values }
-
-func (l listQuery) ToImageListQuery() (string, error) { return "?" + l.q.Encode(), nil }
 
 func (g *gcGlance) List(ctx context.Context, owner string, filters map[string]string) ([]*Image, error) {
 	var out []*Image
 	for _, hidden := range []string{"false", "true"} {
-		q := url.Values{}
-		q.Set("owner", owner)
-		q.Set("limit", "500")
-		q.Set("os_hidden", hidden)
-		q.Set("sort_key", "created_at")
-		q.Set("sort_dir", "asc")
-		for k, v := range filters {
-			q.Set(k, v)
-		}
-		err := images.List(g.sc, listQuery{q}).EachPage(ctx, func(_ context.Context, p pagination.Page) (bool, error) {
-			is, err := images.ExtractImages(p)
-			if err != nil {
-				return false, err
-			}
-			for i := range is {
-				out = append(out, fromGC(&is[i]))
-			}
-			return true, nil
-		})
+		q := url.Values{"limit": {"500"}, "os_hidden": {hidden}, "sort_key": {"created_at"}, "sort_dir": {"asc"}}
+		ims, err := glance.ListByProperties(ctx, g.sc, owner, filters, q)
 		if err != nil {
 			return nil, mapErr("list images", err)
+		}
+		for i := range ims {
+			out = append(out, fromGlance(&ims[i]))
 		}
 	}
 	return out, nil
 }
 
 func (g *gcGlance) Create(ctx context.Context, s CreateSpec) (*Image, error) {
-	vis := images.ImageVisibility(s.Visibility)
-	opts := images.CreateOpts{
+	im, err := glance.Create(ctx, g.sc, glance.CreateOpts{
 		ID: s.ID, Name: s.Name, DiskFormat: s.DiskFormat, ContainerFormat: s.ContainerFormat,
+		Visibility: images.ImageVisibility(s.Visibility), Hidden: s.Hidden,
 		MinDisk: s.MinDisk, MinRAM: s.MinRAM, Properties: s.Props,
-	}
-	if s.Visibility != "" {
-		opts.Visibility = &vis
-	}
-	if s.Hidden {
-		h := true
-		opts.Hidden = &h
-	}
-	im, err := images.Create(ctx, g.sc, opts).Extract()
+	}).Extract()
 	if err != nil {
 		return nil, mapErr("create image "+s.ID, err)
 	}
-	return fromGC(im), nil
+	return fromGlance(im), nil
 }
 
-// oneShot refuses to be rewound, so that gophercloud's replay after a
-// re-authentication fails instead of sending the rest of a consumed stream
-// as if it were the whole image.
-type oneShot struct{ io.Reader }
-
-func (oneShot) Seek(int64, int) (int64, error) {
-	return 0, errors.New("image stream cannot be replayed")
-}
-
-// WriteTo keeps the underlying reader's large copies, when it has them.
-func (o oneShot) WriteTo(w io.Writer) (int64, error) {
-	if wt, ok := o.Reader.(io.WriterTo); ok {
-		return wt.WriteTo(w)
-	}
-	return io.Copy(w, o.Reader)
-}
-
-func (g *gcGlance) putData(ctx context.Context, op, id, what string, r io.Reader) error {
-	_, err := g.sc.Request(ctx, http.MethodPut, g.sc.ServiceURL("images", id, what), &gophercloud.RequestOpts{
-		RawBody:     oneShot{r},
-		MoreHeaders: map[string]string{"Content-Type": "application/octet-stream"},
-		OkCodes:     []int{http.StatusNoContent},
-	})
-	return mapErr(op+" "+id, err)
-}
-
+// Stage and Upload send r chunked, as it comes; glance.Stage never replays a
+// reader that cannot seek (the verifying stream cannot), so a 401 fails the
+// attempt instead of sending the rest of the stream as if it were the image.
 func (g *gcGlance) Stage(ctx context.Context, id string, r io.Reader) error {
-	return g.putData(ctx, "stage image", id, "stage", r)
+	return mapErr("stage image "+id, glance.Stage(ctx, g.sc, id, r).ExtractErr())
 }
 
 func (g *gcGlance) Upload(ctx context.Context, id string, r io.Reader) error {
-	return g.putData(ctx, "upload image", id, "file", r)
+	return mapErr("upload image "+id, glance.Upload(ctx, g.sc, id, r).ExtractErr())
 }
 
 func (g *gcGlance) ImportGlanceDirect(ctx context.Context, id string) error {
-	err := imageimport.Create(ctx, g.sc, id, imageimport.CreateOpts{Name: imageimport.GlanceDirectMethod}).ExtractErr()
-	return mapErr("import image "+id, err)
+	return mapErr("import image "+id, glance.ImportGlanceDirect(ctx, g.sc, id).ExtractErr())
 }
 
 func (g *gcGlance) ImportMethods(ctx context.Context) ([]string, error) {
-	info, err := imageimport.Get(ctx, g.sc).Extract()
+	m, err := glance.ImportMethods(ctx, g.sc).Extract()
 	if err != nil {
 		return nil, mapErr("import info", err)
 	}
-	return info.ImportMethods.Value, nil
+	return m, nil
 }
 
-// patchPath escapes a property name as a JSON pointer segment.
-func patchPath(name string) string {
-	return "/" + strings.NewReplacer("~", "~0", "/", "~1").Replace(name)
-}
-
+// Patch sends the base attributes (os_hidden, visibility, name) with
+// glance.PatchAttributes and string properties with glance.PatchProperties
+// from a fresh read: one request each, when there is something of each kind.
 func (g *gcGlance) Patch(ctx context.Context, id string, ops []PatchOp) error {
-	if len(ops) == 0 {
-		return nil
-	}
-	im, err := g.Get(ctx, id)
-	if err != nil {
-		return err
-	}
-	body := make([]map[string]any, 0, len(ops))
+	var attrs glance.AttributeOpts
+	set := map[string]string{}
+	var remove []string
 	for _, o := range ops {
-		_, has := im.Props[o.Name]
 		switch {
-		case o.Remove && !has:
-			continue
+		case o.Name == "os_hidden":
+			h, ok := o.Value.(bool)
+			if !ok || o.Remove {
+				return fmt.Errorf("patch image %s: os_hidden must be set to a bool", id)
+			}
+			attrs.Hidden = &h
+		case o.Name == "visibility" || o.Name == "name":
+			v, ok := o.Value.(string)
+			if !ok || o.Remove {
+				return fmt.Errorf("patch image %s: %s must be set to a string", id, o.Name)
+			}
+			if o.Name == "name" {
+				attrs.Name = &v
+			} else {
+				attrs.Visibility = images.ImageVisibility(v)
+			}
 		case o.Remove:
-			body = append(body, map[string]any{"op": "remove", "path": patchPath(o.Name)})
-		case o.Name == "os_hidden" || o.Name == "visibility" || has:
-			body = append(body, map[string]any{"op": "replace", "path": patchPath(o.Name), "value": o.Value})
+			remove = append(remove, o.Name)
 		default:
-			body = append(body, map[string]any{"op": "add", "path": patchPath(o.Name), "value": o.Value})
+			v, ok := o.Value.(string)
+			if !ok {
+				return fmt.Errorf("patch image %s: property %s must be a string, not %T", id, o.Name, o.Value)
+			}
+			set[o.Name] = v
 		}
 	}
-	if len(body) == 0 {
-		return nil
+	if len(set) > 0 || len(remove) > 0 {
+		im, err := glance.Get(ctx, g.sc, id).Extract()
+		if err != nil {
+			return mapErr("patch image "+id, err)
+		}
+		if err := glance.PatchProperties(ctx, g.sc, id, im.Properties, set, remove).Err; err != nil {
+			return mapErr("patch image "+id, err)
+		}
 	}
-	_, err = g.sc.Request(ctx, http.MethodPatch, g.sc.ServiceURL("images", id), &gophercloud.RequestOpts{
-		JSONBody:    body,
-		MoreHeaders: map[string]string{"Content-Type": "application/openstack-images-v2.1-json-patch"},
-		OkCodes:     []int{http.StatusOK},
-	})
-	return mapErr("patch image "+id, err)
+	return mapErr("patch image "+id, glance.PatchAttributes(ctx, g.sc, id, attrs).Err)
 }
 
 func (g *gcGlance) Deactivate(ctx context.Context, id string) error {
-	_, err := g.sc.Post(ctx, g.sc.ServiceURL("images", id, "actions", "deactivate"), nil, nil, &gophercloud.RequestOpts{OkCodes: []int{http.StatusNoContent}})
-	return mapErr("deactivate image "+id, err)
+	return mapErr("deactivate image "+id, glance.Deactivate(ctx, g.sc, id).ExtractErr())
 }
 
 func (g *gcGlance) Delete(ctx context.Context, id string) error {
-	return mapErr("delete image "+id, images.Delete(ctx, g.sc, id).ExtractErr())
+	return mapErr("delete image "+id, glance.Delete(ctx, g.sc, id).ExtractErr())
 }
 
 func (g *gcGlance) Members(ctx context.Context, id string) ([]string, error) {
-	var out []string
-	err := members.List(g.sc, id).EachPage(ctx, func(_ context.Context, p pagination.Page) (bool, error) {
-		ms, err := members.ExtractMembers(p)
-		if err != nil {
-			return false, err
-		}
-		for _, m := range ms {
-			out = append(out, m.MemberID)
-		}
-		return true, nil
-	})
+	ms, err := glance.ListMembers(ctx, g.sc, id)
 	if err != nil {
 		return nil, mapErr("list members of "+id, err)
+	}
+	out := make([]string, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, m.MemberID)
 	}
 	sort.Strings(out)
 	return out, nil
 }
 
 func (g *gcGlance) AddMember(ctx context.Context, id, project string) error {
-	_, err := members.Create(ctx, g.sc, id, project).Extract()
+	_, err := glance.AddMember(ctx, g.sc, id, project).Extract()
 	return mapErr("add member "+project+" to "+id, err)
 }

@@ -12,6 +12,7 @@ requests.go/results.go style and reusing its types where they exist.
   - PatchProperties: the minimal JSON patch from a known state, using "add"
     for new keys and "replace" for existing ones as Glance requires, and no
     request at all when nothing changes.
+  - PatchAttributes: replace base attributes (name, visibility, os_hidden).
   - Delete, AddMember, ListMembers, RemoveMember.
 
 Every call takes a *gophercloud.ServiceClient made by openstack.NewImageV2.

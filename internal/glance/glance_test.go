@@ -352,6 +352,47 @@ func TestPatchProperties(t *testing.T) {
 	}
 }
 
+func TestPatchAttributes(t *testing.T) {
+	e := setup(t)
+	im := e.create(t, map[string]string{"imagetrust_a": "1"})
+	if im.Hidden || im.Visibility != images.ImageVisibilityShared {
+		t.Fatalf("new image: hidden %v visibility %s", im.Hidden, im.Visibility)
+	}
+
+	ct := &countingTransport{next: http.DefaultTransport}
+	e.img.ProviderClient.HTTPClient.Transport = ct
+	r := PatchAttributes(e.ctx, e.img, im.ID, AttributeOpts{})
+	if got, err := r.Extract(); err != nil || got != nil || r.Changed || ct.n.Load() != 0 {
+		t.Fatalf("no-op patch: %v %v %v, %d requests", got, err, r.Changed, ct.n.Load())
+	}
+
+	yes, name := true, "renamed"
+	got, err := PatchAttributes(e.ctx, e.img, im.ID, AttributeOpts{Name: &name, Visibility: images.ImageVisibilityPrivate, Hidden: &yes}).Extract()
+	if err != nil {
+		t.Fatalf("patch: %v", err)
+	}
+	if n := ct.n.Load(); n != 1 {
+		t.Fatalf("patch sent %d requests, want 1", n)
+	}
+	reread := e.get(t, im.ID)
+	for _, g := range []*Image{got, reread} {
+		if !g.Hidden || g.Visibility != images.ImageVisibilityPrivate || g.Name != name || g.Properties["imagetrust_a"] != "1" {
+			t.Fatalf("after patch: hidden %v visibility %s name %q properties %v", g.Hidden, g.Visibility, g.Name, g.Properties)
+		}
+	}
+	// The same values again: replace of an existing attribute is no conflict.
+	no := false
+	if err := PatchAttributes(e.ctx, e.img, im.ID, AttributeOpts{Hidden: &yes}).Err; err != nil {
+		t.Fatalf("same value again: %v", err)
+	}
+	if err := PatchAttributes(e.ctx, e.img, im.ID, AttributeOpts{Hidden: &no}).Err; err != nil || e.get(t, im.ID).Hidden {
+		t.Fatalf("unhide: %v", err)
+	}
+	if err := PatchAttributes(e.ctx, e.img, im.ID, AttributeOpts{Visibility: "nonsense"}).Err; err == nil {
+		t.Fatal("visibility nonsense accepted")
+	}
+}
+
 func TestMembers(t *testing.T) {
 	e := setup(t)
 	demo := projectID(t, e.cloud.Provider(t, ostest.CloudDemo))

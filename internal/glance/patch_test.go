@@ -52,6 +52,28 @@ func TestPropertyPatch(t *testing.T) {
 	}
 }
 
+func TestAttributePatch(t *testing.T) {
+	yes, name := true, "n"
+	tests := []struct {
+		name string
+		opts AttributeOpts
+		want string
+	}{
+		{"ok nothing", AttributeOpts{}, "null"},
+		{"ok hidden", AttributeOpts{Hidden: &yes}, `[{"op":"replace","path":"/os_hidden","value":true}]`},
+		{"ok all", AttributeOpts{Name: &name, Visibility: "private", Hidden: new(bool)},
+			`[{"op":"replace","path":"/name","value":"n"},{"op":"replace","path":"/visibility","value":"private"},{"op":"replace","path":"/os_hidden","value":false}]`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, _ := json.Marshal(attributePatch(tt.opts))
+			if string(got) != tt.want {
+				t.Fatalf("ops\n got %s\nwant %s", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestImageUnmarshal(t *testing.T) {
 	doc := `{"id":"0f9d2f4e-0000-4000-8000-000000000001","name":"n","status":"queued","owner":"p",
 	"visibility":"shared","os_hidden":true,"protected":false,"os_hash_algo":null,"os_hash_value":null,

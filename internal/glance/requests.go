@@ -209,6 +209,51 @@ func PatchProperties(ctx context.Context, client *gophercloud.ServiceClient, id 
 	return
 }
 
+// AttributeOpts are base attributes to change with PatchAttributes; a nil or
+// empty field is left as it is.
+type AttributeOpts struct {
+	// Name is the new name.
+	Name *string
+	// Visibility is the new visibility (public, community, shared, private).
+	Visibility images.ImageVisibility
+	// Hidden sets os_hidden.
+	Hidden *bool
+}
+
+// PatchAttributes changes base attributes of an image (those PatchProperties
+// refuses) with one JSON patch of "replace" operations; base attributes
+// always exist, so a replace never conflicts. It does not compare with the
+// image's current values: every attribute set in opts is sent. When opts sets
+// nothing no request is made and Changed is false.
+func PatchAttributes(ctx context.Context, client *gophercloud.ServiceClient, id string, opts AttributeOpts) (r PatchResult) {
+	ops := attributePatch(opts)
+	if len(ops) == 0 {
+		return
+	}
+	r.Changed = true
+	resp, err := client.Patch(ctx, imageURL(client, id), ops, &r.Body, &gophercloud.RequestOpts{
+		MoreHeaders: map[string]string{"Content-Type": jsonPatchType},
+		OkCodes:     []int{200},
+	})
+	_, r.Header, r.Err = gophercloud.ParseResponse(resp, err)
+	return
+}
+
+// attributePatch computes the operations of PatchAttributes, in a fixed order.
+func attributePatch(opts AttributeOpts) []map[string]any {
+	var ops []map[string]any
+	if opts.Name != nil {
+		ops = append(ops, map[string]any{"op": "replace", "path": "/name", "value": *opts.Name})
+	}
+	if opts.Visibility != "" {
+		ops = append(ops, map[string]any{"op": "replace", "path": "/visibility", "value": opts.Visibility})
+	}
+	if opts.Hidden != nil {
+		ops = append(ops, map[string]any{"op": "replace", "path": "/os_hidden", "value": *opts.Hidden})
+	}
+	return ops
+}
+
 // propertyPatch computes the JSON patch operations, in key order.
 func propertyPatch(current, set map[string]string, remove []string) ([]map[string]any, error) {
 	var ops []map[string]any
