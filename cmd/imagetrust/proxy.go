@@ -15,10 +15,6 @@ import (
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
-	"github.com/gophercloud/gophercloud/v2/openstack"
-	"github.com/gophercloud/gophercloud/v2/openstack/config"
-	"github.com/gophercloud/gophercloud/v2/openstack/config/clouds"
-	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/tokens"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 	"github.com/gophercloud/gophercloud/v2/pagination"
 	"github.com/prometheus/client_golang/prometheus"
@@ -67,7 +63,7 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 	if cloudName == "" {
 		cloudName = e.getenv("OS_CLOUD")
 	}
-	lookup, err := newGlanceLookup(ctx, cloudName)
+	lookup, err := newGlanceLookup(ctx, cloudName, e.getenv)
 	if err != nil {
 		return fail(e, exitInvalid, "proxy: %v", err)
 	}
@@ -203,31 +199,14 @@ type glanceLookup struct {
 	owner string
 }
 
-func newGlanceLookup(ctx context.Context, cloudName string) (*glanceLookup, error) {
-	ao, eo, tlsCfg, err := clouds.Parse(clouds.WithCloudName(cloudName))
+// newGlanceLookup authenticates with cloudName (empty: OS_CLOUD, else the
+// OS_* variables); the token's project is the mirror project.
+func newGlanceLookup(ctx context.Context, cloudName string, getenv func(string) string) (*glanceLookup, error) {
+	sc, project, err := openImageClient(ctx, cloudName, getenv)
 	if err != nil {
-		return nil, fmt.Errorf("clouds.yaml: %w", err)
+		return nil, err
 	}
-	ao.AllowReauth = true
-	actx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	pc, err := config.NewProviderClient(actx, ao, config.WithTLSConfig(tlsCfg))
-	if err != nil {
-		return nil, fmt.Errorf("authenticating: %w", err)
-	}
-	res, ok := pc.GetAuthResult().(tokens.CreateResult)
-	if !ok {
-		return nil, errors.New("authenticating: not a Keystone v3 token")
-	}
-	project, err := res.ExtractProject()
-	if err != nil || project == nil || project.ID == "" {
-		return nil, errors.New("the service credentials are not scoped to a project (the mirror project)")
-	}
-	sc, err := openstack.NewImageV2(pc, eo)
-	if err != nil {
-		return nil, fmt.Errorf("image service: %w", err)
-	}
-	return &glanceLookup{sc: sc, owner: project.ID}, nil
+	return &glanceLookup{sc: sc, owner: project}, nil
 }
 
 // GetImage implements proxy.Lookup.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,11 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/gophercloud/gophercloud/v2"
-	"github.com/gophercloud/gophercloud/v2/openstack"
-	osconfig "github.com/gophercloud/gophercloud/v2/openstack/config"
-	"github.com/gophercloud/gophercloud/v2/openstack/config/clouds"
-	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/tokens"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -52,11 +46,12 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 	}
 	log := newLogger(e.stderr, format, cfg.Log.Level)
 
-	glance, project, err := openGlance(ctx, e)
+	sc, project, err := openImageClient(ctx, "", e.getenv)
 	if err != nil {
 		log.Error("openstack authentication failed", "err", err)
 		return exitInvalid
 	}
+	glance := glancesync.NewGlance(sc)
 	log.Info("authenticated", "mirror_project", project)
 
 	reg := prometheus.NewRegistry()
@@ -109,55 +104,6 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 		return exitOK
 	}
 	return syncDaemon(ctx, log, cfg, *cfgPath, syncer, build, reg)
-}
-
-// openGlance authenticates with clouds.yaml (OS_CLOUD) or the OS_* variables
-// and returns the image client and the token's project id.
-func openGlance(ctx context.Context, e *env) (glancesync.Glance, string, error) {
-	var ao gophercloud.AuthOptions
-	var eo gophercloud.EndpointOpts
-	var tlsConf *tls.Config
-	if e.getenv("OS_CLOUD") != "" {
-		a, o, tlsCfg, err := clouds.Parse()
-		if err != nil {
-			return nil, "", fmt.Errorf("clouds.yaml: %w", err)
-		}
-		ao, eo = a, o
-		tlsConf = tlsCfg
-	} else {
-		a, err := openstack.AuthOptionsFromEnv()
-		if err != nil {
-			return nil, "", fmt.Errorf("no OS_CLOUD and the OS_* variables are incomplete: %w", err)
-		}
-		ao = a
-		eo.Region = e.getenv("OS_REGION_NAME")
-	}
-	ao.AllowReauth = true
-	actx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	var pc *gophercloud.ProviderClient
-	var err error
-	if tlsConf != nil {
-		pc, err = osconfig.NewProviderClient(actx, ao, osconfig.WithTLSConfig(tlsConf))
-	} else {
-		pc, err = osconfig.NewProviderClient(actx, ao)
-	}
-	if err != nil {
-		return nil, "", err
-	}
-	cr, ok := pc.GetAuthResult().(tokens.CreateResult)
-	if !ok {
-		return nil, "", errors.New("not a Keystone v3 token: cannot tell the mirror project")
-	}
-	p, err := cr.ExtractProject()
-	if err != nil || p == nil || p.ID == "" {
-		return nil, "", fmt.Errorf("the token is not scoped to a project (the mirror project): %v", err)
-	}
-	sc, err := openstack.NewImageV2(pc, eo)
-	if err != nil {
-		return nil, "", err
-	}
-	return glancesync.NewGlance(sc), p.ID, nil
 }
 
 func syncDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path string, syncer *glancesync.Syncer,
