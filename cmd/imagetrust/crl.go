@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,10 +18,6 @@ import (
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
-	"github.com/gophercloud/gophercloud/v2/openstack"
-	osconfig "github.com/gophercloud/gophercloud/v2/openstack/config"
-	"github.com/gophercloud/gophercloud/v2/openstack/config/clouds"
-	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/tokens"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -324,50 +319,15 @@ func writeCRLReport(w io.Writer, rep *crl.Report) {
 	}
 }
 
-// crlImageClient authenticates with the clouds.yaml entry cloudName (or
-// with the OS_* variables when it is empty) and returns a Glance v2 client
-// and the token's project id, the mirror project.
+// crlImageClient is openImageClient with every Glance call bounded, so that
+// a hung Glance fails the run instead of stalling the daemon.
 func crlImageClient(ctx context.Context, e *env, cloudName string) (*gophercloud.ServiceClient, string, error) {
-	var ao gophercloud.AuthOptions
-	var eo gophercloud.EndpointOpts
-	var tlsConf *tls.Config
-	if cloudName != "" {
-		a, o, t, err := clouds.Parse(clouds.WithCloudName(cloudName))
-		if err != nil {
-			return nil, "", fmt.Errorf("clouds.yaml: %w", err)
-		}
-		ao, eo, tlsConf = a, o, t
-	} else {
-		a, err := openstack.AuthOptionsFromEnv()
-		if err != nil {
-			return nil, "", fmt.Errorf("no --cloud, no OS_CLOUD and the OS_* variables are incomplete: %w", err)
-		}
-		ao = a
-		eo.Region = e.getenv("OS_REGION_NAME")
-	}
-	ao.AllowReauth = true
-	actx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	// Every Glance call is bounded, so that a hung Glance fails the run
-	// instead of stalling the daemon.
-	pc, err := osconfig.NewProviderClient(actx, ao,
-		osconfig.WithHTTPClient(http.Client{Timeout: glanceTimeout}), osconfig.WithTLSConfig(tlsConf))
+	sc, project, err := openImageClient(ctx, cloudName, e.getenv)
 	if err != nil {
-		return nil, "", fmt.Errorf("authenticating: %w", err)
+		return nil, "", err
 	}
-	cr, ok := pc.GetAuthResult().(tokens.CreateResult)
-	if !ok {
-		return nil, "", errors.New("not a Keystone v3 token: cannot tell the mirror project")
-	}
-	p, err := cr.ExtractProject()
-	if err != nil || p == nil || p.ID == "" {
-		return nil, "", errors.New("the token is not scoped to a project (the mirror project)")
-	}
-	sc, err := openstack.NewImageV2(pc, eo)
-	if err != nil {
-		return nil, "", fmt.Errorf("image service: %w", err)
-	}
-	return sc, p.ID, nil
+	sc.ProviderClient.HTTPClient.Timeout = glanceTimeout
+	return sc, project, nil
 }
 
 // glanceCatalog is the mirror project's catalogue in Glance (crl.Catalog).
