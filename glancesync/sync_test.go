@@ -196,3 +196,33 @@ func TestDeletedIDSaidClearly(t *testing.T) {
 		t.Fatalf("outcome %+v, want %s", out, ReasonIDDeleted)
 	}
 }
+
+// TestUUIDImmutable: a bundle republished under the same uuid with other
+// bytes (a new image, a new signature) is refused by name; the mirrored
+// image and its record stay as they were.
+func TestUUIDImmutable(t *testing.T) {
+	e := newEnv(t)
+	w := newWorld(t)
+	dir := t.TempDir()
+	first := w.publish(dir, spec{vo: "atlas", tag: "immutable", name: "img"})
+	o := e.options(t, w, map[string][]string{dir: {"atlas"}})
+	run(t, o)
+	before := e.get(t, first.id)
+	if before.Status != StatusActive {
+		t.Fatalf("first mirror: status %s", before.Status)
+	}
+	second := w.publish(dir, spec{vo: "atlas", tag: "immutable", name: "img", id: first.id})
+	if string(second.desc) == string(first.desc) {
+		t.Fatal("the republished descriptor is identical")
+	}
+	r := run(t, o)
+	out := r.Find(first.id)
+	if len(out) != 1 || out[0].Reason != ReasonUUIDImmutable {
+		t.Fatalf("outcome %+v, want %s", out, ReasonUUIDImmutable)
+	}
+	after := e.get(t, first.id)
+	if after.Status != StatusActive || after.Props[validator.PropDescriptor] != before.Props[validator.PropDescriptor] ||
+		after.Props[validator.PropSignature] != before.Props[validator.PropSignature] {
+		t.Fatalf("the mirrored image changed: %+v", after)
+	}
+}
