@@ -1,0 +1,82 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParse(t *testing.T) {
+	c, err := Parse([]byte(`
+[trust]
+ca_files = ["people.pem"]
+[vo.atlas]
+creators = ["/CN=a"]
+[sync]
+interval = "5m"
+[[sync.source]]
+path = "/cvmfs/x"
+vos = ["atlas"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Sync.Interval.Duration != 5*time.Minute || c.Sync.Retire != "hide" || c.CRL.Stale != "refuse" ||
+		c.Proxy.CacheTTL.Duration != 30*time.Second || c.VO["atlas"].Visibility != "shared" {
+		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+func TestParseRefuses(t *testing.T) {
+	cases := map[string]string{
+		"fail unknown key":               "[trust]\ncafiles = []",
+		"fail unknown section":           "[trsut]\nx = 1",
+		"fail bad duration":              "[sync]\ninterval = \"soon\"",
+		"fail negative duration":         "[sync]\ninterval = \"-1m\"",
+		"fail bad retire":                "[sync]\nretire = \"burn\"",
+		"fail bad stale":                 "[crl]\nstale = \"ignore\"",
+		"fail source with path and url":  "[vo.a]\n[[sync.source]]\npath = \"x\"\nurl = \"https://y\"\nvos = [\"a\"]",
+		"fail source without vos":        "[[sync.source]]\npath = \"x\"",
+		"fail source for an unknown VO":  "[[sync.source]]\npath = \"x\"\nvos = [\"nope\"]",
+		"fail crl source with two kinds": "[[crl.source]]\nfile = \"a\"\nurl = \"https://b\"",
+		"fail bad visibility":            "[vo.a]\nvisibility = \"everyone\"",
+		"fail not TOML":                  "this is = not [toml",
+		"fail wrong type":                "[sync]\nparallel = \"two\"",
+		"fail volume policy":             "[proxy]\nvolume_policy = \"maybe\"",
+		"fail log format":                "[log]\nformat = \"xml\"",
+	}
+	for name, in := range cases {
+		t.Run(name, func(t *testing.T) {
+			if _, err := Parse([]byte(in)); err == nil {
+				t.Fatal("accepted")
+			}
+		})
+	}
+}
+
+func TestLoadResolvesRelativePaths(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "imagetrust.toml")
+	if err := os.WriteFile(p, []byte("[trust]\nca_files = [\"pki/ca.pem\", \"/abs/ca.pem\"]\n[crl]\ncache_dir = \"cache\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Trust.CAFiles[0] != filepath.Join(dir, "pki/ca.pem") || c.Trust.CAFiles[1] != "/abs/ca.pem" || c.CRL.CacheDir != filepath.Join(dir, "cache") {
+		t.Fatalf("paths: %v %s", c.Trust.CAFiles, c.CRL.CacheDir)
+	}
+	if _, err := Load(filepath.Join(dir, "missing.toml")); err == nil || !strings.Contains(err.Error(), "missing.toml") {
+		t.Fatalf("missing file: %v", err)
+	}
+}
+
+// TestSampleConfig: etc/imagetrust.toml, the commented sample, loads.
+func TestSampleConfig(t *testing.T) {
+	if _, err := Load("../../etc/imagetrust.toml"); err != nil {
+		t.Fatal(err)
+	}
+}
