@@ -41,8 +41,9 @@ func fastNova(tb testing.TB) *httptest.Server {
 }
 
 // startNginx runs Debian's nginx as a child process proxying to upstream on
-// a free loopback port, and returns its base URL ("" when nginx is missing).
-func startNginx(tb testing.TB, upstream string) string {
+// a free loopback port, with the given worker_processes ("1", "auto"), and
+// returns its base URL ("" when nginx is missing).
+func startNginx(tb testing.TB, upstream, workers string) string {
 	tb.Helper()
 	bin, err := exec.LookPath("nginx")
 	if err != nil {
@@ -59,7 +60,7 @@ func startNginx(tb testing.TB, upstream string) string {
 	addr := ln.Addr().String()
 	ln.Close()
 	up, _ := url.Parse(upstream)
-	conf := fmt.Sprintf(`worker_processes 1;
+	conf := fmt.Sprintf(`worker_processes %[4]s;
 error_log %[1]s/error.log warn;
 pid %[1]s/nginx.pid;
 events { worker_connections 4096; }
@@ -73,7 +74,7 @@ http {
     location / { proxy_pass http://nova; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host $http_host; }
   }
 }
-`, dir, up.Host, addr)
+`, dir, up.Host, addr, workers)
 	cf := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(cf, []byte(conf), 0o600); err != nil {
 		tb.Fatal(err)
@@ -126,7 +127,7 @@ func newBenchTargets(b *testing.B) *benchTargets {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 256
 	b.Cleanup(tr.CloseIdleConnections)
-	t := &benchTargets{direct: nova.URL, gate: gs.URL, nginx: startNginx(b, nova.URL), client: &http.Client{Transport: tr}}
+	t := &benchTargets{direct: nova.URL, gate: gs.URL, nginx: startNginx(b, nova.URL, "1"), client: &http.Client{Transport: tr}}
 	if t.nginx == "" {
 		b.Log("nginx not available: its comparison is skipped")
 	}
@@ -263,5 +264,52 @@ func BenchmarkThroughput(b *testing.B) {
 	if ngx > 0 {
 		b.ReportMetric(ngx, "nginx-req/s")
 		b.ReportMetric(gate/ngx, "gate/nginx")
+	}
+}
+
+// BenchmarkPassThrough measures pass-through throughput (GET /v2.1/flavors
+// from 32 concurrent clients) of the upstream called directly, of the gate
+// in this process, of the gate in a process of its own (startGateProcess),
+// and of nginx with one worker and with worker_processes auto (one per
+// core). The targets take turns for 5 rounds of b.N/5 requests each and the
+// median round of each is reported, with ratios. The fair comparison is
+// gate-proc against nginx: both run in their own process, the clients and
+// the stand-in upstream in this one.
+//
+//	go test ./validator/proxy -run '^$' -bench PassThrough -benchtime 50000x
+func BenchmarkPassThrough(b *testing.B) {
+	t := newBenchTargets(b)
+	type target struct{ name, base string }
+	targets := []target{{"direct", t.direct}, {"gate", t.gate}, {"gate-proc", startGateProcess(b, t.direct)}}
+	if t.nginx != "" {
+		targets = append(targets, target{"nginx", t.nginx}, target{"nginx-auto", startNginx(b, t.direct, "auto")})
+	}
+	for _, tg := range targets {
+		t.throughput(b, 2000, t.get, tg.base) // warm: connections, buffers
+	}
+	const rounds = 5
+	per := max(b.N/rounds, 200)
+	rates := map[string][]float64{}
+	b.ResetTimer()
+	for range rounds {
+		for _, tg := range targets {
+			rates[tg.name] = append(rates[tg.name], t.throughput(b, per, t.get, tg.base))
+		}
+	}
+	b.StopTimer()
+	med := func(name string) float64 {
+		r := slices.Clone(rates[name])
+		slices.Sort(r)
+		return r[len(r)/2]
+	}
+	for _, tg := range targets {
+		b.ReportMetric(med(tg.name), tg.name+"-req/s")
+	}
+	b.ReportMetric(med("gate")/med("direct"), "gate/direct")
+	b.ReportMetric(med("gate-proc")/med("direct"), "gate-proc/direct")
+	if t.nginx != "" {
+		b.ReportMetric(med("gate")/med("nginx"), "gate/nginx")
+		b.ReportMetric(med("gate-proc")/med("nginx"), "gate-proc/nginx")
+		b.ReportMetric(med("gate-proc")/med("nginx-auto"), "gate-proc/nginx-auto")
 	}
 }

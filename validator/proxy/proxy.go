@@ -147,14 +147,7 @@ func New(o Options) (*Proxy, error) {
 		o.Now = time.Now
 	}
 	if o.Transport == nil {
-		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.MaxIdleConns = 512
-		t.MaxIdleConnsPerHost = 256
-		t.IdleConnTimeout = 90 * time.Second
-		t.ResponseHeaderTimeout = 5 * time.Minute
-		// pass encodings through untouched (no transparent gzip)
-		t.DisableCompression = true
-		o.Transport = t
+		o.Transport = newTransport()
 	}
 	p := &Proxy{o: o, unmanaged: map[string]bool{}}
 	for _, pr := range o.UnmanagedProjects {
@@ -178,6 +171,7 @@ func New(o Options) (*Proxy, error) {
 			}
 		},
 		Transport:      o.Transport,
+		BufferPool:     copyBuffers,
 		ModifyResponse: p.modifyResponse,
 		ErrorHandler:   p.upstreamError,
 		// FlushInterval 0: ReverseProxy flushes responses of unknown length

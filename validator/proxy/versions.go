@@ -20,28 +20,33 @@ const maxVersionDoc = 1 << 20
 // headers. Everything else passes untouched.
 func (p *Proxy) modifyResponse(resp *http.Response) error {
 	in := resp.Request
-	pub := p.publicBase(in)
 	if loc := resp.Header.Get("Location"); loc != "" {
-		if nl, ok := p.rewriteHref(loc, pub); ok {
+		if nl, ok := p.rewriteHref(loc, p.publicBase(in)); ok {
 			resp.Header.Set("Location", nl)
 		}
 	}
-	if in.Context().Value(ctxVersionDoc) == nil || in.Method != http.MethodGet {
+	if in.Method != http.MethodGet || in.Context().Value(ctxVersionDoc) == nil {
 		return nil
 	}
+	pub := p.publicBase(in)
 	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	if !strings.HasSuffix(mt, "json") || resp.Header.Get("Content-Encoding") != "" {
 		return nil
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxVersionDoc+1))
-	resp.Body.Close()
 	if err != nil {
+		resp.Body.Close()
 		return err
 	}
 	if len(b) > maxVersionDoc {
-		resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(b), resp.Body))
+		// not a version document: pass it on whole, unread part included
+		resp.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(b), resp.Body), resp.Body}
 		return nil
 	}
+	resp.Body.Close()
 	var doc any
 	if json.Unmarshal(b, &doc) == nil && p.rewriteHrefs(doc, pub) {
 		if nb, err := encodeJSON(doc); err == nil {
