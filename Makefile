@@ -25,7 +25,7 @@ openstack-deps:
 
 # Everything, with the race detector, against a real Keystone, Glance and
 # nova-api started once on 127.0.0.1 for the whole run.
-test: deps build
+test: deps build lint
 	tests/run-tests.sh
 
 # Only what needs no OpenStack (skips the integration tests).
