@@ -1,0 +1,26 @@
+package glancesync
+
+import "testing"
+
+// FuzzParseIndex feeds arbitrary bytes to the HTTPS index parser: it must
+// never panic, and what it accepts must name a descriptor for every bundle.
+func FuzzParseIndex(f *testing.F) {
+	for _, s := range []string{
+		`{"version":1,"bundles":[{"descriptor":"a.json"}]}`,
+		`{"version":1,"bundles":[{"descriptor":"https://x/a.json","signature":"https://x/a.json.p7s"}]}`,
+		`{"version":2}`, `[]`, `{"version":1,"bundles":[{"descriptor":"a","descriptor":"b"}]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ix, err := ParseIndex(b)
+		if err != nil {
+			return
+		}
+		for i, e := range ix.Bundles {
+			if e.Descriptor == "" {
+				t.Fatalf("bundle %d accepted without a descriptor", i)
+			}
+		}
+	})
+}
