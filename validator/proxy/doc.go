@@ -22,10 +22,20 @@
 // block_device_mapping entries with an image_id. A volume or snapshot that
 // may be the boot disk (boot_index 0, or no imageRef, or any legacy entry
 // with volume_id/snapshot_id, as the legacy format has no boot index) is
-// governed by Options.VolumePolicy (config proxy.volume_policy): "refuse"
-// (default) refuses it, "allow" lets it through unjudged. Cinder is not
-// asked which image a volume came from; a site that allows volume boots
-// accepts that a volume made from a revoked image can boot.
+// judged by the image it was made from when Options.Volumes is set
+// (Cinder's volume_image_metadata.image_id; a snapshot by its volume's),
+// exactly like an image reference, except that the id must be a UUID (never
+// a tag) and not a tag alias entry; the request keeps its volume id. A
+// volume made from no image, and every boot volume when Options.Volumes is
+// nil, is governed by Options.VolumePolicy (config proxy.volume_policy):
+// "refuse" (default) refuses it, "allow" lets it through unjudged. Cinder's
+// answers are not cached. Beware: Cinder lets project members set
+// volume_image_metadata by default (policy
+// volume_extension:volume_image_metadata:set), so a site that uses
+// Options.Volumes must restrict that policy (and :remove) to admins;
+// otherwise a user can label a volume of any content with a good image's
+// id. Under "allow" without Volumes a volume made from a revoked image can
+// boot.
 //
 // Not gated: unshelve (boots the user's shelve snapshot), evacuate (admin),
 // rescue without rescue_image_ref (the instance's own image, judged when the

@@ -265,7 +265,7 @@ func (p *Proxy) judgeCreate(ctx context.Context, g *gateReq, body map[string]any
 
 // judgeBDM judges one block device mapping entry: every image source and
 // every image_id key is resolved, judged and canonicalised; a volume or
-// snapshot that may be the boot disk is subject to the volume policy.
+// snapshot that may be the boot disk is judged by judgeVolume.
 func (p *Proxy) judgeBDM(ctx context.Context, g *gateReq, e any, where string, noImageRef, legacy bool) error {
 	m, ok := e.(map[string]any)
 	if !ok {
@@ -322,11 +322,8 @@ func (p *Proxy) judgeBDM(ctx context.Context, g *gateReq, e any, where string, n
 		// the legacy format has no boot index: any volume may be the root disk
 		volume, boot0 = vid != "" || sid != "", true
 	}
-	if volume && (boot0 || noImageRef) && p.o.VolumePolicy != VolumeAllow {
-		p.o.Metrics.decision("refused", "volume-boot")
-		p.audit(g, "boot decision", "field", where, "allowed", false, "reasons", []string{"volume-boot"})
-		return refuse(http.StatusForbidden, "decision:volume-boot",
-			"%s: booting from a Cinder volume or snapshot is not allowed here, because the image gate cannot check which image the volume was made from. Boot from a catalogue image (imageRef, or a block device with source_type image) instead.", where)
+	if volume && (boot0 || noImageRef) {
+		return p.judgeVolume(ctx, g, m, st, where, legacy, boot0)
 	}
 	return nil
 }

@@ -83,8 +83,13 @@ type Options struct {
 	// AuthURI is Keystone's public URL, sent in WWW-Authenticate with a 401
 	// as keystonemiddleware does ("" = no header).
 	AuthURI string
-	// VolumePolicy is VolumeRefuse (default) or VolumeAllow.
+	// VolumePolicy is VolumeRefuse (default) or VolumeAllow. It decides
+	// boot volumes and snapshots when Volumes is nil, and those made from no
+	// image when it is set.
 	VolumePolicy string
+	// Volumes, if set, finds the image a boot volume or snapshot was made
+	// from, which is then judged (see the warning on Volumes).
+	Volumes Volumes
 	// MaxBody bounds a judged request body (default 1 MiB).
 	MaxBody int64
 	// CacheTTL (default 30s; negative disables) and CacheSize (default 10000) bound the lookup cache.

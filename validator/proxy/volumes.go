@@ -1,0 +1,98 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+)
+
+// Volumes tells which Glance image a Cinder volume or snapshot was made
+// from (Cinder's volume_image_metadata.image_id). The command layer would
+// implement it with the proxy's service credentials.
+//
+// Cinder lets a volume's project members set volume_image_metadata
+// (policy volume_extension:volume_image_metadata:set, admin or project
+// member by default in Zed), so the answer is only as trustworthy as that
+// policy: a site that sets Options.Volumes must restrict it (and :remove)
+// to admins, or a user can label a volume of any content with a catalogue
+// image's id.
+type Volumes interface {
+	// VolumeImage returns the id of the image volumeID was created from,
+	// "" when it was not created from an image, or ErrNotFound.
+	VolumeImage(ctx context.Context, volumeID string) (string, error)
+	// SnapshotImage does the same for a volume snapshot (the image of the
+	// volume it was taken of).
+	SnapshotImage(ctx context.Context, snapshotID string) (string, error)
+}
+
+// judgeVolume judges a volume or snapshot that may be the boot disk: with
+// Options.Volumes, by the image it was made from, judged like an image
+// reference (the request itself is left as it is); a volume made from no
+// image, and every volume without Options.Volumes, by the volume policy.
+func (p *Proxy) judgeVolume(ctx context.Context, g *gateReq, m map[string]any, st, where string, legacy, boot0 bool) error {
+	refuseByPolicy := func(reason, why string) error {
+		if p.o.VolumePolicy == VolumeAllow {
+			return nil
+		}
+		p.o.Metrics.decision("refused", reason)
+		p.audit(g, "boot decision", "field", where, "allowed", false, "reasons", []string{reason})
+		return refuse(http.StatusForbidden, "decision:"+reason, "%s: %s Boot from a catalogue image (imageRef, or a block device with source_type image) instead.", where, why)
+	}
+	if p.o.Volumes == nil {
+		return refuseByPolicy("volume-boot", "booting from a Cinder volume or snapshot is not allowed here, because the image gate cannot check which image the volume was made from.")
+	}
+	snapshot := strings.EqualFold(st, "snapshot")
+	key := "uuid"
+	if legacy {
+		key = "volume_id"
+		if s, _ := m["snapshot_id"].(string); s != "" {
+			key, snapshot = "snapshot_id", true
+		}
+	}
+	id, err := optString(m, key, where+"."+key)
+	if err != nil {
+		return err
+	}
+	if id == "" {
+		return bodyErrorf("%s has source_type %s but no %s", where, st, key)
+	}
+	var imageID string
+	if snapshot {
+		imageID, err = p.o.Volumes.SnapshotImage(ctx, id)
+	} else {
+		imageID, err = p.o.Volumes.VolumeImage(ctx, id)
+	}
+	switch {
+	case errors.Is(err, ErrNotFound):
+		p.o.Metrics.decision("refused", "volume-not-found")
+		p.audit(g, "boot decision", "field", where, "volume", truncate(id, 80), "allowed", false, "reasons", []string{"volume-not-found"})
+		return refuse(http.StatusBadRequest, "decision:volume-not-found", "%s: volume or snapshot %s was not found in the block storage service.", where, truncate(id, 80))
+	case err != nil:
+		p.o.Metrics.upstreamError()
+		p.o.Metrics.decision("error", "volume-lookup")
+		p.audit(g, "request failed", "reason", "volume-lookup", "volume", truncate(id, 80), "error", err)
+		return refuse(http.StatusBadGateway, "decision:volume-lookup", "The image gate could not ask the block storage service about %s; try again later.", truncate(id, 80))
+	case imageID == "":
+		return refuseByPolicy("volume-without-image", "this volume or snapshot was not made from an image, so the image gate cannot judge what it boots.")
+	}
+	canon, ok := CanonicalUUID(imageID)
+	if !ok {
+		return refuseByPolicy("volume-without-image", "the image this volume was made from is not named by a UUID, so the image gate cannot judge it.")
+	}
+	field := where + " (image of " + map[bool]string{false: "volume ", true: "snapshot "}[snapshot] + truncate(id, 80) + ")"
+	resolved, img, err := p.resolve(ctx, g, canon, field)
+	if err != nil {
+		return err
+	}
+	if resolved != canon {
+		// an alias entry holds no data: no volume is made from one
+		p.o.Metrics.decision("refused", "bad-alias")
+		p.audit(g, "boot decision", "field", field, "image", canon, "allowed", false, "reasons", []string{"bad-alias"})
+		return refuse(http.StatusForbidden, "decision:bad-alias", "%s: the volume names tag alias entry %s as its image; no volume is made from an alias.", where, canon)
+	}
+	if boot0 && g.primary == nil {
+		g.primary = img
+	}
+	return nil
+}

@@ -1,0 +1,145 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// standInCinder is a stand-in Volumes: Cinder does not run here (Debian's
+// cinder-api could, but making a volume from an image needs cinder-volume
+// and a storage backend). It maps volume and snapshot ids to image ids.
+type standInCinder struct {
+	volumes, snapshots map[string]string
+	down               bool
+}
+
+func (c *standInCinder) VolumeImage(_ context.Context, id string) (string, error) {
+	return c.get(c.volumes, id)
+}
+
+func (c *standInCinder) SnapshotImage(_ context.Context, id string) (string, error) {
+	return c.get(c.snapshots, id)
+}
+
+func (c *standInCinder) get(m map[string]string, id string) (string, error) {
+	if c.down {
+		return "", errors.New("cinder: connection refused")
+	}
+	img, ok := m[id]
+	if !ok {
+		return "", fmt.Errorf("volume %s: %w", id, ErrNotFound)
+	}
+	return img, nil
+}
+
+const (
+	volGood     = "d0000000-0000-4000-8000-000000000001"
+	volRevoked  = "d0000000-0000-4000-8000-000000000002"
+	volBlank    = "d0000000-0000-4000-8000-000000000003"
+	volUnknown  = "d0000000-0000-4000-8000-000000000004"
+	volSnapshot = "d0000000-0000-4000-8000-000000000005"
+	volOdd      = "d0000000-0000-4000-8000-000000000006"
+	volForeign  = "d0000000-0000-4000-8000-000000000007"
+	volAlias    = "d0000000-0000-4000-8000-000000000008"
+	snapGood    = "e0000000-0000-4000-8000-000000000001"
+	snapRevoked = "e0000000-0000-4000-8000-000000000002"
+)
+
+func TestVolumeBoots(t *testing.T) {
+	f := catalogue(t)
+	nova := newRecordingNova(t)
+	cinder := &standInCinder{
+		volumes: map[string]string{volGood: strings.ToUpper(idGood), volRevoked: idRevoked, volBlank: "",
+			volOdd: "el9", volForeign: idSnapshot, volAlias: idAlias},
+		snapshots: map[string]string{snapGood: idGood, snapRevoked: idRevoked},
+	}
+	var hooked []*Image
+	newG := func(policy string, vols Volumes) *gateEnv {
+		return newGate(t, f, nova.srv.URL, func(o *Options) {
+			o.VolumePolicy, o.Volumes = policy, vols
+			o.UserData = func(b Boot, _ string, _ bool) (string, bool, error) {
+				hooked = append(hooked, b.Image)
+				return "", false, nil
+			}
+		})
+	}
+	withCinder, allowBlank, noCinder := newG(VolumeRefuse, cinder), newG(VolumeAllow, cinder), newG(VolumeRefuse, nil)
+	vol := func(st, id string) string {
+		return bdmBody(`{"source_type":"` + st + `","uuid":"` + id + `","boot_index":0,"destination_type":"volume"}`)
+	}
+	legacy := func(key, id string) string {
+		return `{"server":{"name":"vm","flavorRef":"1","block_device_mapping":[{"device_name":"vda","` + key + `":"` + id + `"}]}}`
+	}
+	cases := []struct {
+		name  string
+		g     *gateEnv
+		body  string
+		want  int
+		fault string
+		// hook is the image contextualised (nil: none) for a forwarded boot
+		hook string
+	}{
+		{"ok volume made from a good image", withCinder, vol("volume", volGood), 202, "", idGood},
+		{"ok snapshot of a volume made from a good image", withCinder, vol("snapshot", snapGood), 202, "", idGood},
+		{"ok legacy volume_id", withCinder, legacy("volume_id", volGood), 202, "", idGood},
+		{"ok legacy snapshot_id", withCinder, legacy("snapshot_id", snapGood), 202, "", idGood},
+		{"ok blank volume under allow", allowBlank, vol("volume", volBlank), 202, "", ""},
+		{"fail volume made from a revoked image", withCinder, vol("volume", volRevoked), 403, "forbidden", ""},
+		{"fail revoked image under allow too", allowBlank, vol("volume", volRevoked), 403, "forbidden", ""},
+		{"fail snapshot of a revoked image", withCinder, vol("snapshot", snapRevoked), 403, "forbidden", ""},
+		{"fail legacy snapshot of a revoked image", withCinder, legacy("snapshot_id", snapRevoked), 403, "forbidden", ""},
+		{"fail blank volume under refuse", withCinder, vol("volume", volBlank), 403, "forbidden", ""},
+		{"fail unknown volume", withCinder, vol("volume", volUnknown), 400, "badRequest", ""},
+		{"fail image_id not a uuid is no tag", withCinder, vol("volume", volOdd), 403, "forbidden", ""},
+		{"fail image outside the catalogue", withCinder, vol("volume", volForeign), 403, "forbidden", ""},
+		{"fail volume naming an alias entry", withCinder, vol("volume", volAlias), 403, "forbidden", ""},
+		{"fail volume without uuid", withCinder, bdmBody(`{"source_type":"volume","boot_index":0,"destination_type":"volume"}`), 400, "badRequest", ""},
+		{"fail no Cinder: the policy", noCinder, vol("volume", volGood), 403, "forbidden", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			before := nova.count()
+			hooked = nil
+			resp, body := do(t, http.MethodPost, c.g.srv.URL+"/v2.1/servers", "application/json", c.body, nil)
+			if resp.StatusCode != c.want {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, c.want, body)
+			}
+			if c.want != 202 {
+				if name, _, msg := fault(t, body); name != c.fault || msg == "" {
+					t.Errorf("fault %s %q", name, msg)
+				}
+				if nova.count() != before {
+					t.Error("a refused boot reached Nova")
+				}
+				return
+			}
+			if len(hooked) != 1 || (c.hook == "") != (hooked[0] == nil) || hooked[0] != nil && hooked[0].ID != c.hook {
+				t.Errorf("contextualised %v, want %q", hooked, c.hook)
+			}
+			rec, _ := nova.last()
+			if strings.Contains(c.body, volGood) && !strings.Contains(string(rec.Body), volGood) {
+				t.Errorf("the volume id was not forwarded: %s", rec.Body)
+			}
+		})
+	}
+
+	t.Run("fail Cinder down", func(t *testing.T) {
+		down := newG(VolumeAllow, &standInCinder{down: true})
+		resp, body := do(t, http.MethodPost, down.srv.URL+"/v2.1/servers", "application/json", vol("volume", volGood), nil)
+		if resp.StatusCode != http.StatusBadGateway {
+			t.Fatalf("status %d: %s", resp.StatusCode, body)
+		}
+	})
+	t.Run("ok a data volume next to an image boot is not asked about", func(t *testing.T) {
+		body := `{"server":{"name":"vm","flavorRef":"1","imageRef":"` + idGood + `","block_device_mapping_v2":[` +
+			`{"source_type":"image","uuid":"` + idGood + `","boot_index":0,"destination_type":"local"},` +
+			`{"source_type":"volume","uuid":"` + volUnknown + `","boot_index":1,"destination_type":"volume"}]}}`
+		if resp, b := do(t, http.MethodPost, withCinder.srv.URL+"/v2.1/servers", "application/json", body, nil); resp.StatusCode != 202 {
+			t.Fatalf("status %d: %s", resp.StatusCode, b)
+		}
+	})
+}
