@@ -68,7 +68,7 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 		return fail(e, exitInvalid, "proxy: %v", err)
 	}
 	log.Info("proxy service credentials", "cloud", cloudName, "mirror_project", lookup.owner)
-	identity, err := newKeystoneIdentity(ctx, cloudName)
+	identity, err := newKeystoneIdentity(ctx, cloudName, e.getenv)
 	if err != nil {
 		return fail(e, exitInvalid, "proxy: token validation: %v", err)
 	}

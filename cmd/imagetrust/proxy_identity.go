@@ -5,12 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack"
-	"github.com/gophercloud/gophercloud/v2/openstack/config"
-	"github.com/gophercloud/gophercloud/v2/openstack/config/clouds"
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/tokens"
 
 	"github.com/imagetrust/imagetrust/validator/proxy"
@@ -28,23 +25,16 @@ type keystoneIdentity struct {
 // newKeystoneIdentity authenticates as cloudName (the proxy's service
 // credentials; validating others' tokens needs the admin or service role)
 // and finds Keystone in the catalog.
-func newKeystoneIdentity(ctx context.Context, cloudName string) (*keystoneIdentity, error) {
-	ao, eo, tlsCfg, err := clouds.Parse(clouds.WithCloudName(cloudName))
+func newKeystoneIdentity(ctx context.Context, cloudName string, getenv func(string) string) (*keystoneIdentity, error) {
+	pc, eo, _, err := openProvider(ctx, cloudName, getenv)
 	if err != nil {
-		return nil, fmt.Errorf("clouds.yaml: %w", err)
-	}
-	ao.AllowReauth = true
-	actx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	pc, err := config.NewProviderClient(actx, ao, config.WithTLSConfig(tlsCfg))
-	if err != nil {
-		return nil, fmt.Errorf("authenticating: %w", err)
+		return nil, err
 	}
 	sc, err := openstack.NewIdentityV3(pc, eo)
 	if err != nil {
 		return nil, fmt.Errorf("identity service: %w", err)
 	}
-	return &keystoneIdentity{sc: sc, authURI: ao.IdentityEndpoint}, nil
+	return &keystoneIdentity{sc: sc, authURI: pc.IdentityEndpoint}, nil
 }
 
 // Validate implements proxy.Identity. Keystone answers 404 for a token it
