@@ -203,9 +203,18 @@ expect_fail "403|Forbidden|not allowed|permission" openstack --os-cloud demo ima
 say "8. The registrar revokes A; the CRL job flags it and deactivates it in Glance"
 run imagetrust revoke --ca pki/registrar-ca.pem --ca-key pki/registrar-ca.key --crl pki/registrar-ca.crl --cert images/a.json.crt --reason keyCompromise
 run env OS_CLOUD=mirror imagetrust crl --config imagetrust.toml --once
+show "openstack --os-cloud demo image show $A  (status and the CRL job's flags)"
+openstack --os-cloud demo image show -f json -c status -c properties "$A" | python3 -c '
+import json,sys; d=json.load(sys.stdin); p=d["properties"]
+print("   %-34s %s" % ("status", d["status"]))
+for k in sorted(p):
+    if k.startswith(("imagetrust_global", "imagetrust_revo", "imagetrust_local")):
+        print("   %-34s %s" % (k, p[k]))'
 [ "$(prop mirror "$A" imagetrust_global_validity)" = revoked ]
 [ "$(status mirror "$A")" = deactivated ]
-note "A: imagetrust_global_validity=revoked, status deactivated"
+show "env OS_CLOUD=mirror imagetrust crl --config imagetrust.toml --once --report-json   (again)"
+env OS_CLOUD=mirror imagetrust crl --config imagetrust.toml --once --report-json 2>/dev/null | python3 -c '
+import json,sys; r=json.load(sys.stdin); print("   a second run with the same CRLs: Glance writes =", r["writes"]); sys.exit(r["writes"] != 0)'
 sleep 1.2
 
 say "9. A boot by the tag is now refused, with both reasons"
