@@ -232,3 +232,16 @@ func must(b []byte, err error) []byte {
 	}
 	return b
 }
+
+func TestRevokeRefusesAnotherCAsKey(t *testing.T) {
+	dir := publish(t)
+	before, _ := os.ReadFile(filepath.Join(dir, "pki/registrar-ca.crl"))
+	code, _, errs := cli(t, dir, "revoke", "--ca", "pki/registrar-ca.pem", "--ca-key", "pki/people-ca.key", "--crl", "pki/registrar-ca.crl", "--cert", "w.json.crt")
+	if code != exitUsage || !strings.Contains(errs, "does not belong") {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	after, _ := os.ReadFile(filepath.Join(dir, "pki/registrar-ca.crl"))
+	if !bytes.Equal(before, after) {
+		t.Fatal("the CRL changed")
+	}
+}

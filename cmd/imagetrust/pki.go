@@ -199,13 +199,9 @@ func cmdRevoke(_ context.Context, e *env, args []string) int {
 	if err != nil {
 		return fail(e, exitUsage, "revoke: --next-update: %v", err)
 	}
-	cas, err := validator.ReadCertificates(*caFile)
+	cas, key, err := loadCA(e, *caFile, *caKey, *passFile)
 	if err != nil {
-		return fail(e, exitUsage, "revoke: --ca: %v", err)
-	}
-	key, err := pki.ReadPrivateKey(*caKey, passphrase(e, *passFile))
-	if err != nil {
-		return fail(e, exitUsage, "revoke: --ca-key: %v", err)
+		return fail(e, exitUsage, "revoke: %v", err)
 	}
 	var targets []*big.Int
 	for _, s := range serials {

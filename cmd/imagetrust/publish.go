@@ -199,6 +199,23 @@ func (s *signerFlags) load(e *env) (*x509.Certificate, cms.SignOptions, crypto.S
 	return certs[0], opts, key, nil
 }
 
+// loadCA reads a CA certificate file (further certificates in it are its
+// chain) and the CA's private key, and checks that they belong together.
+func loadCA(e *env, certFile, keyFile, passFile string) ([]*x509.Certificate, crypto.Signer, error) {
+	cas, err := validator.ReadCertificates(certFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--ca: %w", err)
+	}
+	key, err := pki.ReadPrivateKey(keyFile, passphrase(e, passFile))
+	if err != nil {
+		return nil, nil, fmt.Errorf("--ca-key: %w", err)
+	}
+	if !publicKeysEqual(cas[0].PublicKey, key.Public()) {
+		return nil, nil, fmt.Errorf("--ca-key %s does not belong to --ca %s", keyFile, certFile)
+	}
+	return cas, key, nil
+}
+
 func publicKeysEqual(a, b any) bool {
 	if x, ok := a.(interface{ Equal(crypto.PublicKey) bool }); ok {
 		return x.Equal(b)
@@ -349,18 +366,11 @@ func cmdRegister(_ context.Context, e *env, args []string) int {
 	if err != nil {
 		return fail(e, exitInvalid, "register: %v", err)
 	}
-	cas, err := validator.ReadCertificates(*caFile)
+	cas, key, err := loadCA(e, *caFile, *caKey, *passFile)
 	if err != nil {
-		return fail(e, exitUsage, "register: --ca: %v", err)
+		return fail(e, exitUsage, "register: %v", err)
 	}
 	ca := cas[0]
-	key, err := pki.ReadPrivateKey(*caKey, passphrase(e, *passFile))
-	if err != nil {
-		return fail(e, exitUsage, "register: --ca-key: %v", err)
-	}
-	if !publicKeysEqual(ca.PublicKey, key.Public()) {
-		return fail(e, exitUsage, "register: --ca-key does not belong to --ca")
-	}
 	if notAfter.After(ca.NotAfter) {
 		return fail(e, exitUsage, "register: --expires %s is after the Registrar CA's own expiry %s", notAfter.UTC().Format(time.RFC3339), ca.NotAfter.UTC().Format(time.RFC3339))
 	}
