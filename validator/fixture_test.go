@@ -92,6 +92,7 @@ type bundleOpts struct {
 	imageSize   int
 	mutateDesc  func(map[string]any)
 	imageSigner *testpki.Leaf // registers with this ready-made certificate
+	twoUUIDs    bool          // the image certificate names a second uuid
 }
 
 func (w *world) bundle(o bundleOpts) *bundle {
@@ -154,7 +155,11 @@ func (w *world) bundle(o bundleOpts) *bundle {
 			if u == "" {
 				u, _ = d["uuid"].(string)
 			}
-			leaf = o.regCA.Leaf(pkix.Name{CommonName: "image " + u}, testpki.WithURIs("urn:uuid:"+u), testpki.WithValidity(o.regAt, o.expires))
+			uris := []string{"urn:uuid:" + u}
+			if o.twoUUIDs {
+				uris = append(uris, "urn:uuid:0b0e3c4a-7f7a-4c1e-9f57-8a1f3f1d2e3f")
+			}
+			leaf = o.regCA.Leaf(pkix.Name{CommonName: "image " + u}, testpki.WithURIs(uris...), testpki.WithValidity(o.regAt, o.expires))
 		}
 		b.imageCert = leaf.Cert
 		if sig, err = cms.AddSigner(sig, desc, leaf.Cert, leaf.Key, cms.SignOptions{Hash: o.hash, Chain: leaf.Chain, SigningTime: o.regAt}); err != nil {

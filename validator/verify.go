@@ -244,6 +244,10 @@ func (t *Trust) Verify(in Input) *Result {
 			} else {
 				fail(CheckRegistrar, ReasonImageCertUntrusted, fmt.Sprintf("image certificate %q: %v", c.Subject, err))
 			}
+		case c.IsCA || (c.KeyUsage != 0 && c.KeyUsage&x509.KeyUsageDigitalSignature == 0):
+			fail(CheckRegistrar, ReasonImageCertUntrusted, fmt.Sprintf("image certificate %q is not an end-entity signing certificate (CA:%v, keyUsage %#x)", c.Subject, c.IsCA, c.KeyUsage))
+		case len(imageUUIDs(c)) != 1:
+			fail(CheckRegistrar, ReasonUUIDMismatch, fmt.Sprintf("image certificate names %d urn:uuid: URIs; it must name exactly one", len(imageUUIDs(c))))
 		case d != nil && !containsString(imageUUIDs(c), d.UUID):
 			r.Image.Chain = chains
 			fail(CheckRegistrar, ReasonUUIDMismatch, fmt.Sprintf("image certificate names %s, descriptor uuid is %s", strings.Join(imageUUIDs(c), ", "), d.UUID))

@@ -202,3 +202,13 @@ func WriteFile(tb testing.TB, dir, name string, b []byte) string {
 	}
 	return p
 }
+
+// AsLeaf returns a CA as a Leaf (to test that a CA certificate is refused
+// where an end-entity one is expected).
+func (ca *CA) AsLeaf() *Leaf {
+	var chain []*x509.Certificate
+	if ca.Parent != nil {
+		chain = ca.Parent.chain()
+	}
+	return &Leaf{Cert: ca.Cert, Key: ca.Key, Chain: chain}
+}
