@@ -328,15 +328,18 @@ func (d DN) OneLine() string {
 	return b.String()
 }
 
+// opensslNames are the short names OpenSSL's one-line form prints, which
+// IGTF namespace and signing-policy patterns are written against.
+var opensslNames = map[string]string{
+	"2.5.4.3": "CN", "2.5.4.4": "SN", "2.5.4.5": "serialNumber", "2.5.4.6": "C", "2.5.4.7": "L",
+	"2.5.4.8": "ST", "2.5.4.9": "street", "2.5.4.10": "O", "2.5.4.11": "OU", "2.5.4.12": "title",
+	"2.5.4.17": "postalCode", "2.5.4.42": "GN", "0.9.2342.19200300.100.1.25": "DC",
+	"0.9.2342.19200300.100.1.1": "UID", "1.2.840.113549.1.9.1": "emailAddress",
+}
+
 func attrName(oid asn1.ObjectIdentifier) string {
-	best := ""
-	for n, o := range attrOIDs {
-		if o.Equal(oid) && (best == "" || len(n) < len(best) || (len(n) == len(best) && n < best)) {
-			best = n
-		}
+	if n, ok := opensslNames[oid.String()]; ok {
+		return n
 	}
-	if best == "" {
-		return oid.String()
-	}
-	return best
+	return oid.String()
 }

@@ -34,6 +34,8 @@ type Trust struct {
 	strict  bool
 	// requireCRL refuses a chain whose issuing CA has no CRL.
 	requireCRL bool
+	// ns are the IGTF name constraints of the trust store (nil: none).
+	ns *Namespaces
 
 	recordCache sync.Map // sha256(record) -> *recordResult
 }
@@ -57,6 +59,8 @@ type TrustOptions struct {
 	// Strict: a signer revoked for any reason invalidates every image it signed.
 	Strict     bool
 	RequireCRL bool
+	// Namespaces constrain the subjects each CA may issue (nil: none).
+	Namespaces *Namespaces
 }
 
 // NewTrust builds a Trust. It refuses a configuration in which a certificate
@@ -67,7 +71,7 @@ func NewTrust(o TrustOptions) (*Trust, []string, error) {
 	t := &Trust{
 		peopleRoots: x509.NewCertPool(), peopleInter: x509.NewCertPool(),
 		regRoots: x509.NewCertPool(), regInter: x509.NewCertPool(),
-		vos: o.VOs, strict: o.Strict, requireCRL: o.RequireCRL,
+		vos: o.VOs, strict: o.Strict, requireCRL: o.RequireCRL, ns: o.Namespaces,
 	}
 	if t.vos == nil {
 		t.vos = map[string]*VOPolicy{}
@@ -125,6 +129,7 @@ func isSelfSigned(c *x509.Certificate) bool {
 func LoadTrust(c *config.Config) (*Trust, []string, error) {
 	var o TrustOptions
 	var crlFiles []string
+	ns := &Namespaces{}
 	for _, f := range c.Trust.CAFiles {
 		certs, err := ReadCertificates(f)
 		if err != nil {
@@ -133,7 +138,7 @@ func LoadTrust(c *config.Config) (*Trust, []string, error) {
 		o.People = append(o.People, certs...)
 	}
 	for _, d := range c.Trust.CADirs {
-		certs, crls, err := readCADir(d)
+		certs, crls, err := readCADir(d, ns)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -175,6 +180,9 @@ func LoadTrust(c *config.Config) (*Trust, []string, error) {
 			p.Approvers = append(p.Approvers, dn)
 		}
 		o.VOs[name] = p
+	}
+	if c.Trust.Namespaces != "ignore" && ns.Len() > 0 {
+		o.Namespaces = ns
 	}
 	o.Strict = c.Trust.Strict
 	o.RequireCRL = c.Trust.RequireCRL
@@ -230,9 +238,11 @@ func ParseCertificates(b []byte) ([]*x509.Certificate, error) {
 	return out, nil
 }
 
-// readCADir reads an IGTF-style directory: <hash>.N certificates and
-// <hash>.rN CRLs (as fetch-crl writes them).
-func readCADir(dir string) ([]*x509.Certificate, []string, error) {
+// readCADir reads an IGTF-style directory: <hash>.N certificates, <hash>.rN
+// CRLs (as fetch-crl writes them), and each CA's name constraints into ns:
+// <hash>.namespaces, or <hash>.signing_policy where there is no namespaces
+// file.
+func readCADir(dir string, ns *Namespaces) ([]*x509.Certificate, []string, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, nil, err
@@ -252,6 +262,24 @@ func readCADir(dir string) ([]*x509.Certificate, []string, error) {
 		}
 		p := filepath.Join(dir, n)
 		switch {
+		case ext == ".namespaces" || (ext == ".signing_policy" && !fileExists(filepath.Join(dir, base+".namespaces"))):
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return nil, nil, err
+			}
+			parse := ParseNamespaces
+			if ext == ".signing_policy" {
+				parse = ParseSigningPolicy
+			}
+			pols, err := parse(b, p)
+			if err != nil {
+				return nil, nil, err
+			}
+			for _, pol := range pols {
+				if err := ns.add(pol); err != nil {
+					return nil, nil, err
+				}
+			}
 		case ext[1] == 'r' && isDigits(ext[2:]):
 			crls = append(crls, p)
 		case isDigits(ext[1:]):
@@ -263,6 +291,11 @@ func readCADir(dir string) ([]*x509.Certificate, []string, error) {
 		}
 	}
 	return certs, crls, nil
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 func isHexString(s string) bool {

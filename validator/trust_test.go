@@ -26,9 +26,23 @@ func TestLoadTrustIGTFDir(t *testing.T) {
 	}
 	testpki.WriteFile(t, igtf, "1a2b3c4d.0", testpki.CertPEM(w.peopleRoot.Cert))
 	testpki.WriteFile(t, igtf, "5e6f7a8b.0", testpki.CertPEM(w.peopleSub.Cert))
-	testpki.WriteFile(t, igtf, "1a2b3c4d.signing_policy", []byte("ignored"))
+	// the root may sign only imagetrust test names; the issuing CA only two people
+	testpki.WriteFile(t, igtf, "1a2b3c4d.signing_policy", []byte(`# EACL
+ access_id_CA   X509   '/O=imagetrust test/CN=People Root'
+ pos_rights     globus  CA:sign
+ cond_subjects  globus  '"/O=imagetrust test/*"'
+`))
+	testpki.WriteFile(t, igtf, "5e6f7a8b.namespaces", []byte(`##############################################################################
+#NAMESPACES-VERSION: 1.0
+TO Issuer "/O=imagetrust test/CN=People Issuing CA" \
+  PERMIT Subject "/O=imagetrust test/CN=(Alice Creator|Bob Approver)"
+TO Issuer "/O=imagetrust test/CN=People Issuing CA" \
+  DENY Subject "/O=imagetrust test/CN=Bob Approver"
+`))
+	// a signing_policy beside a namespaces file is not read
+	testpki.WriteFile(t, igtf, "5e6f7a8b.signing_policy", []byte("garbage"))
 	testpki.WriteFile(t, igtf, "1a2b3c4d.r0", pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: revokeCRL(w.peopleRoot, 1)}))
-	crlDER := revokeCRL(w.peopleSub, 3, pki.Revoked{Serial: w.approver.Cert.SerialNumber, Reason: crl.ReasonKeyCompromise})
+	crlDER := revokeCRL(w.peopleSub, 3, pki.Revoked{Serial: w.creator.Cert.SerialNumber, Reason: crl.ReasonKeyCompromise})
 	testpki.WriteFile(t, igtf, "5e6f7a8b.r0", crlDER) // DER works too
 	reg := testpki.WriteFile(t, dir, "registrar.pem", testpki.CertPEM(w.regRoot.Cert))
 	cdn, _ := DNFromRaw(w.creator.Cert.RawSubject)
@@ -48,9 +62,76 @@ approvers = ["CN=Bob Approver,O=imagetrust test"]
 		t.Fatalf("LoadTrust: %v %v", err, warns)
 	}
 	r := tr.Verify(b.input(testNow))
-	assertResult(t, r, false, failure{CheckRevocation, ReasonRevoked})
-	if r.Check(CheckCreator).OK != true || r.Check(CheckApprover).OK != true {
-		t.Fatalf("creator/approver from the IGTF dir not trusted: %+v", r.Checks)
+	// Bob is inside the PERMIT but DENYed; Alice is permitted, and her
+	// revocation (from the directory's .r0, in DER) is found.
+	assertResult(t, r, false, failure{CheckApprover, ReasonOutsideNamespace}, failure{CheckRevocation, ReasonRevoked})
+	if !r.Check(CheckCreator).OK {
+		t.Fatalf("creator from the IGTF dir not trusted: %+v", r.Checks)
+	}
+	// a person the issuing CA may not name
+	stranger := w.peopleSub.Leaf(testpki.Name("Mallory Stranger"))
+	b2 := w.bundle(bundleOpts{creator: stranger})
+	assertResult(t, tr.Verify(b2.input(testNow)), false, failure{CheckCreator, ReasonOutsideNamespace})
+	// namespaces = "ignore" turns the constraints off
+	cfg.Trust.Namespaces = "ignore"
+	tr2, _, err := LoadTrust(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := tr2.Verify(b.input(testNow)).Check(CheckApprover); !c.OK {
+		t.Fatalf("with namespaces = ignore: %+v", c)
+	}
+}
+
+func TestNamespacePolicies(t *testing.T) {
+	ns := &Namespaces{}
+	pols, err := ParseNamespaces([]byte(`TO Issuer "/DC=ch/DC=cern/CN=CERN Grid CA" \
+   PERMIT Subject "/DC=ch/DC=cern/.*"
+TO Issuer "/DC=ch/DC=cern/CN=CERN Grid CA" DENY Subject "/DC=ch/DC=cern/OU=Robots/.*"
+`), "cern.namespaces")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := ParseSigningPolicy([]byte(`access_id_CA X509 '/C=NL/O=NIKHEF/CN=NIKHEF medium-security certification auth'
+pos_rights globus CA:sign
+cond_subjects globus '"/O=dutchgrid/O=users/*" "/O=dutchgrid/O=hosts/*"'
+`), "nikhef.signing_policy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range append(pols, sp...) {
+		if err := ns.add(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cern, _ := ParseDN("/DC=ch/DC=cern/CN=CERN Grid CA")
+	nikhef, _ := ParseDN("CN=NIKHEF medium-security certification auth,O=NIKHEF,C=NL")
+	other, _ := ParseDN("/CN=Other CA")
+	cases := []struct {
+		name    string
+		issuer  DN
+		subject string
+		ok      bool
+	}{
+		{"ok permitted", cern, "/DC=ch/DC=cern/OU=Users/CN=Alice", true},
+		{"fail denied", cern, "/DC=ch/DC=cern/OU=Robots/CN=bot", false},
+		{"fail outside", cern, "/DC=org/DC=example/CN=Alice", false},
+		{"fail anchored pattern", cern, "/O=x/DC=ch/DC=cern/CN=Alice", false},
+		{"ok signing_policy glob", nikhef, "/O=dutchgrid/O=users/O=nikhef/CN=Jan", true},
+		{"fail signing_policy outside", nikhef, "/O=dutchgrid/O=robots/CN=x", false},
+		{"ok unconstrained issuer", other, "/CN=anything", true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if err := ns.Check(c.issuer, c.subject); (err == nil) != c.ok {
+				t.Fatalf("Check = %v, want ok=%v", err, c.ok)
+			}
+		})
+	}
+	for _, bad := range []string{"TO Issuer PERMIT", `TO Issuer "/CN=x" FOO Subject "/CN=y"`, `TO Issuer "/CN=x" PERMIT Subject "(["`} {
+		if _, err := ParseNamespaces([]byte(bad), "bad"); err == nil {
+			t.Errorf("fail %q: accepted", bad)
+		}
 	}
 }
 

@@ -47,6 +47,7 @@ const (
 	ReasonImageCertPeopleCA   = "image-cert-from-people-ca"
 	ReasonUUIDMismatch        = "uuid-mismatch"
 	ReasonSignerInvalidAtReg  = "signer-invalid-at-registration"
+	ReasonOutsideNamespace    = "outside-ca-namespace"
 	ReasonExpired             = "expired"
 	ReasonNotYetValid         = "not-yet-valid"
 	ReasonRevoked             = "revoked"
@@ -244,6 +245,8 @@ func (t *Trust) Verify(in Input) *Result {
 			} else {
 				fail(CheckRegistrar, ReasonImageCertUntrusted, fmt.Sprintf("image certificate %q: %v", c.Subject, err))
 			}
+		case t.checkNamespaces(chains[0]) != nil:
+			fail(CheckRegistrar, ReasonOutsideNamespace, fmt.Sprintf("image certificate: %v", t.checkNamespaces(chains[0])))
 		case c.IsCA || (c.KeyUsage != 0 && c.KeyUsage&x509.KeyUsageDigitalSignature == 0):
 			fail(CheckRegistrar, ReasonImageCertUntrusted, fmt.Sprintf("image certificate %q is not an end-entity signing certificate (CA:%v, keyUsage %#x)", c.Subject, c.IsCA, c.KeyUsage))
 		case len(imageUUIDs(c)) != 1:
@@ -432,6 +435,10 @@ func (t *Trust) judgePerson(r *Result, name string, s *cms.Signer, vo *VOPolicy,
 		}
 		return timeErr
 	}
+	if err := t.checkNamespaces(chains[0]); err != nil {
+		fail(ReasonOutsideNamespace, fmt.Sprintf("%s certificate: %v", name, err))
+		return timeErr
+	}
 	signer := r.Creator
 	if name == CheckApprover {
 		signer = r.Approver
@@ -495,6 +502,31 @@ func (t *Trust) chainsToRegistrar(c *x509.Certificate, inter *x509.CertPool) boo
 	appendPool(pool, t.regInterCerts)
 	_, err := c.Verify(x509.VerifyOptions{Roots: t.regRoots, Intermediates: pool, CurrentTime: c.NotBefore, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
 	return err == nil
+}
+
+// checkNamespaces applies the trust store's IGTF name constraints to every
+// certificate of a chain below its root.
+func (t *Trust) checkNamespaces(chain []*x509.Certificate) error {
+	if t.ns == nil {
+		return nil
+	}
+	for i, c := range chain {
+		if i == len(chain)-1 && len(chain) > 1 {
+			break
+		}
+		issuer, err := DNFromRaw(c.RawIssuer)
+		if err != nil {
+			return err
+		}
+		subject, err := DNFromRaw(c.RawSubject)
+		if err != nil {
+			return err
+		}
+		if err := t.ns.Check(issuer, subject.OneLine()); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func appendPool(dst *x509.CertPool, src []*x509.Certificate) {

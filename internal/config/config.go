@@ -44,6 +44,10 @@ type Trust struct {
 	Strict bool `toml:"strict"`
 	// RequireCRL refuses a chain whose issuing CA has no CRL loaded.
 	RequireCRL bool `toml:"require_crl"`
+	// Namespaces is what to do with the IGTF name constraints of ca_dirs
+	// (<hash>.namespaces, else <hash>.signing_policy): enforce (default) or
+	// ignore.
+	Namespaces string `toml:"namespaces"`
 }
 
 // VO is one virtual organisation's policy.
@@ -253,6 +257,9 @@ func (c *Config) defaults() {
 	if c.Proxy.VolumePolicy == "" {
 		c.Proxy.VolumePolicy = "refuse"
 	}
+	if c.Trust.Namespaces == "" {
+		c.Trust.Namespaces = "enforce"
+	}
 	if c.Log.Format == "" {
 		c.Log.Format = "text"
 	}
@@ -275,6 +282,9 @@ func (c *Config) check() error {
 			}
 		}
 		return fmt.Errorf("%s = %q: must be one of %s", key, v, strings.Join(allowed, ", "))
+	}
+	if err := oneOf("trust.namespaces", c.Trust.Namespaces, "enforce", "ignore"); err != nil {
+		return err
 	}
 	if err := oneOf("sync.retire", c.Sync.Retire, "keep", "hide", "delete"); err != nil {
 		return err

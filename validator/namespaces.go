@@ -1,0 +1,223 @@
+package validator
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// Namespaces are the IGTF name constraints of a trust store: for each
+// issuing CA (by subject, in OpenSSL one-line form), the subject names it
+// may issue. They come from the <hash>.namespaces files of an IGTF CA
+// directory (EACL-style "TO Issuer ... PERMIT/DENY Subject ..." lines, POSIX
+// regular expressions) or, for a CA without one, its <hash>.signing_policy
+// (cond_subjects with shell-style '*' wildcards). A CA with neither file is
+// unconstrained.
+type Namespaces struct {
+	policies []*nsPolicy
+}
+
+type nsPolicy struct {
+	issuer   string
+	issuerDN DN
+	permit   []*regexp.Regexp
+	deny     []*regexp.Regexp
+	source   string
+}
+
+// add merges the rules of one file. The issuer is compared as a name, not
+// as a string; rules for the same issuer add up.
+func (n *Namespaces) add(p *nsPolicy) error {
+	dn, err := ParseDN(p.issuer)
+	if err != nil {
+		return fmt.Errorf("%s: issuer %q: %w", p.source, p.issuer, err)
+	}
+	p.issuerDN = dn
+	for _, old := range n.policies {
+		if old.issuerDN.Equal(dn) {
+			old.permit = append(old.permit, p.permit...)
+			old.deny = append(old.deny, p.deny...)
+			return nil
+		}
+	}
+	n.policies = append(n.policies, p)
+	return nil
+}
+
+// Check reports whether a certificate's subject is within the namespace of
+// its issuer. Subjects are matched in OpenSSL's one-line form, as IGTF
+// writes its patterns. It returns nil when the issuer has no policy.
+func (n *Namespaces) Check(issuer DN, subject string) error {
+	if n == nil {
+		return nil
+	}
+	var p *nsPolicy
+	for _, c := range n.policies {
+		if c.issuerDN.Equal(issuer) {
+			p = c
+			break
+		}
+	}
+	if p == nil {
+		return nil
+	}
+	issuerName := issuer.OneLine()
+	for _, re := range p.deny {
+		if re.MatchString(subject) {
+			return fmt.Errorf("subject %q is denied to issuer %q by %s", subject, issuerName, p.source)
+		}
+	}
+	for _, re := range p.permit {
+		if re.MatchString(subject) {
+			return nil
+		}
+	}
+	return fmt.Errorf("subject %q is outside the namespace of issuer %q (%s)", subject, issuerName, p.source)
+}
+
+// Len is the number of issuers with a policy.
+func (n *Namespaces) Len() int {
+	if n == nil {
+		return 0
+	}
+	return len(n.policies)
+}
+
+// quoted returns the double- or single-quoted strings of s, in order.
+func quoted(s string) []string {
+	var out []string
+	for {
+		i := strings.IndexAny(s, `"'`)
+		if i < 0 {
+			return out
+		}
+		q := s[i]
+		j := strings.IndexByte(s[i+1:], q)
+		if j < 0 {
+			return out
+		}
+		out = append(out, s[i+1:i+1+j])
+		s = s[i+2+j:]
+	}
+}
+
+// logicalLines joins backslash-continued lines and drops comments.
+func logicalLines(b []byte) []string {
+	var out []string
+	var cur strings.Builder
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimRight(sc.Text(), " \t\r")
+		if t := strings.TrimSpace(line); strings.HasPrefix(t, "#") && cur.Len() == 0 {
+			continue
+		}
+		if strings.HasSuffix(line, `\`) {
+			cur.WriteString(strings.TrimSuffix(line, `\`))
+			cur.WriteByte(' ')
+			continue
+		}
+		cur.WriteString(line)
+		if s := strings.TrimSpace(cur.String()); s != "" {
+			out = append(out, s)
+		}
+		cur.Reset()
+	}
+	if s := strings.TrimSpace(cur.String()); s != "" {
+		out = append(out, s)
+	}
+	return out
+}
+
+// ParseNamespaces parses an IGTF <hash>.namespaces file:
+//
+//	TO Issuer "/C=NL/O=NIKHEF/CN=NIKHEF medium-security certification auth" \
+//	  PERMIT Subject "/O=dutchgrid/O=(users|hosts|robots)/.*"
+//
+// Subject patterns are POSIX extended regular expressions matched against
+// the whole one-line subject.
+func ParseNamespaces(b []byte, source string) ([]*nsPolicy, error) {
+	var out []*nsPolicy
+	for _, line := range logicalLines(b) {
+		fields := strings.Fields(line)
+		if len(fields) < 2 || !strings.EqualFold(fields[0], "TO") {
+			return nil, fmt.Errorf("%s: %q: expected TO Issuer \"...\" PERMIT|DENY Subject \"...\"", source, shorten(line))
+		}
+		q := quoted(line)
+		upper := strings.ToUpper(line)
+		if len(q) != 2 || !strings.Contains(upper, "ISSUER") || !strings.Contains(upper, "SUBJECT") {
+			return nil, fmt.Errorf("%s: %q: expected an issuer and a subject pattern", source, shorten(line))
+		}
+		re, err := regexp.CompilePOSIX("^(" + q[1] + ")$")
+		if err != nil {
+			return nil, fmt.Errorf("%s: subject pattern %q: %w", source, q[1], err)
+		}
+		p := &nsPolicy{issuer: q[0], source: source}
+		after := upper[strings.LastIndex(upper, `"`+strings.ToUpper(q[0])+`"`)+len(q[0])+2:]
+		switch {
+		case strings.Contains(after, "DENY"):
+			p.deny = append(p.deny, re)
+		case strings.Contains(after, "PERMIT"):
+			p.permit = append(p.permit, re)
+		default:
+			return nil, fmt.Errorf("%s: %q: neither PERMIT nor DENY", source, shorten(line))
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// ParseSigningPolicy parses a Globus <hash>.signing_policy file:
+//
+//	access_id_CA  X509    '/C=NL/O=NIKHEF/CN=NIKHEF medium-security certification auth'
+//	pos_rights    globus  CA:sign
+//	cond_subjects globus  '"/O=dutchgrid/O=users/*" "/O=dutchgrid/O=hosts/*"'
+//
+// '*' in a subject pattern matches any characters.
+func ParseSigningPolicy(b []byte, source string) ([]*nsPolicy, error) {
+	var out []*nsPolicy
+	var cur *nsPolicy
+	for _, line := range logicalLines(b) {
+		fields := strings.Fields(line)
+		if len(fields) == 0 {
+			continue
+		}
+		switch strings.ToLower(fields[0]) {
+		case "access_id_ca":
+			q := quoted(line)
+			if len(q) != 1 {
+				return nil, fmt.Errorf("%s: %q: expected one quoted CA name", source, shorten(line))
+			}
+			cur = &nsPolicy{issuer: q[0], source: source}
+			out = append(out, cur)
+		case "pos_rights":
+		case "cond_subjects":
+			if cur == nil {
+				return nil, fmt.Errorf("%s: cond_subjects before access_id_CA", source)
+			}
+			outer := quoted(line)
+			if len(outer) != 1 {
+				return nil, fmt.Errorf("%s: %q: expected one quoted list of subjects", source, shorten(line))
+			}
+			for _, pat := range quoted(outer[0]) {
+				re, err := regexp.Compile("^" + strings.ReplaceAll(regexp.QuoteMeta(pat), `\*`, ".*") + "$")
+				if err != nil {
+					return nil, fmt.Errorf("%s: subject pattern %q: %w", source, pat, err)
+				}
+				cur.permit = append(cur.permit, re)
+			}
+		default:
+			return nil, fmt.Errorf("%s: %q: unknown keyword", source, shorten(line))
+		}
+	}
+	return out, nil
+}
+
+func shorten(s string) string {
+	if len(s) > 80 {
+		return s[:77] + "..."
+	}
+	return s
+}
