@@ -1,0 +1,177 @@
+package glancesync
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/imagetrust/imagetrust/internal/testpki"
+)
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// withListen adds sync.listen to a configuration written by writeConfig.
+func withListen(t *testing.T, cfg, addr string) {
+	t.Helper()
+	b, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = bytes.Replace(b, []byte("[sync]\n"), []byte(fmt.Sprintf("[sync]\nlisten = %q\n", addr)), 1)
+	if err := os.WriteFile(cfg, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func httpGet(url string) (int, string) {
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestDaemonSIGTERMAbortsTransfer runs `imagetrust sync` as a daemon, sends
+// SIGTERM while an image is being staged: the daemon stops promptly and
+// cleanly, and the image is not active (Glance returns it to queued, and the
+// next run stages it again; deleting it would spend its uuid for ever).
+func TestDaemonSIGTERMAbortsTransfer(t *testing.T) {
+	e := newEnv(t)
+	w := newWorld(t)
+	dir := t.TempDir()
+	p := w.publish(dir, spec{vo: "atlas", tag: "term-" + uuid.NewString()[:8], size: 8 << 20})
+	writeIndex(t, dir, p)
+	srv := newSlowServer(t, dir)
+	srv.slow.Store(true)
+	cfg := writeConfig(t, w, t.TempDir(), srv.srv.URL+"/index.json", certPEMOf(srv))
+	addr := freeAddr(t)
+	withListen(t, cfg, addr)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := e.command(t, ctx, cfg)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		im, err := e.admin.Get(ctx, p.id)
+		if err == nil && im.Status == StatusUploading {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the stage never started:\n%s", out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code, body := httpGet("http://" + addr + "/metrics"); code != 200 || !strings.Contains(body, "imagetrust_sync_") {
+		t.Errorf("/metrics: %d %.200s", code, body)
+	}
+	start := time.Now()
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	err := cmd.Wait()
+	t.Logf("the daemon stopped %s after SIGTERM (%v)", time.Since(start).Round(time.Millisecond), err)
+	if err != nil {
+		t.Errorf("exit after SIGTERM: %v\n%s", err, out.String())
+	}
+	if code, _ := httpGet("http://" + addr + "/healthz"); code != 0 {
+		t.Errorf("/healthz still answers after shutdown: %d", code)
+	}
+	var st string
+	for i := 0; i < 100; i++ {
+		if st = e.get(t, p.id).Status; st != StatusUploading {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if st == StatusActive {
+		t.Fatalf("image active after an aborted transfer")
+	}
+	t.Logf("after SIGTERM the image is %s", st)
+}
+
+// TestDaemonSIGHUPReloads starts the daemon with a configuration whose source
+// may not publish for the bundle's VO, then allows it and sends SIGHUP: the
+// reloaded daemon mirrors the image without a restart, and /healthz answers.
+func TestDaemonSIGHUPReloads(t *testing.T) {
+	e := newEnv(t)
+	w := newWorld(t)
+	dir := t.TempDir()
+	p := w.publish(dir, spec{vo: "cms", tag: "hup-" + uuid.NewString()[:8]})
+	writeIndex(t, dir, p)
+	srv := newSlowServer(t, dir)
+	cfg := writeConfig(t, w, t.TempDir(), srv.srv.URL+"/index.json", certPEMOf(srv))
+	addr := freeAddr(t)
+	withListen(t, cfg, addr)
+	b, _ := os.ReadFile(cfg)
+	b = bytes.Replace(b, []byte(`interval = "1h"`), []byte(`interval = "2s"`), 1)
+	if err := os.WriteFile(cfg, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := e.command(t, ctx, cfg)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}()
+	// the first pass refuses the bundle: vo cms is not allowed for the source
+	deadline := time.Now().Add(time.Minute)
+	for !strings.Contains(out.String(), ReasonVONotAllowed) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no refusal logged:\n%s", out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := e.admin.Get(ctx, p.id); err == nil {
+		t.Fatal("a bundle of a VO the source may not publish for was mirrored")
+	}
+	b = bytes.Replace(b, []byte(`vos = ["atlas"]`), []byte(`vos = ["atlas", "cms"]`), 1)
+	if err := os.WriteFile(cfg, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Process.Signal(syscall.SIGHUP)
+	for {
+		im, err := e.admin.Get(ctx, p.id)
+		if err == nil && im.Status == StatusActive {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("not mirrored after SIGHUP:\n%s", out.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if code, _ := httpGet("http://" + addr + "/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz = %d", code)
+	}
+}
+
+func certPEMOf(s *slowServer) []byte { return testpki.CertPEM(s.srv.Certificate()) }
