@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -46,13 +47,25 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 	}
 	log := newLogger(e.stderr, format, cfg.Log.Level)
 
-	sc, project, err := openImageClient(ctx, "", e.getenv)
+	pc, eo, project, err := openProvider(ctx, "", e.getenv)
 	if err != nil {
 		log.Error("openstack authentication failed", "err", err)
 		return exitInvalid
 	}
+	sc, err := openstack.NewImageV2(pc, eo)
+	if err != nil {
+		log.Error("image service in the catalog", "err", err)
+		return exitInvalid
+	}
 	glance := glancesync.NewGlance(sc)
 	log.Info("authenticated", "mirror_project", project)
+	// retire = "delete" deletes only images no server uses: Nova tells.
+	var servers glancesync.ServerChecker
+	if nc, err := openstack.NewComputeV2(pc, eo); err == nil {
+		servers = &novaServers{sc: nc}
+	} else {
+		log.Warn("no compute service in the catalog: retired images are deactivated and hidden, never deleted", "err", err)
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -82,7 +95,7 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 		}
 		return glancesync.New(glancesync.Options{
 			Sync: cfg.Sync, VOs: cfg.VO, Trust: trust, Glance: glance, MirrorProject: project, Sources: srcs,
-			Logger: log, Metrics: metrics, DryRun: *dry, Plan: e.stdout, ResumeAfter: *resumeAfter,
+			Logger: log, Metrics: metrics, DryRun: *dry, Plan: e.stdout, ResumeAfter: *resumeAfter, Servers: servers,
 		})
 	}
 	syncer, err := build(cfg)
