@@ -12,7 +12,9 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
+	"github.com/imagetrust/imagetrust/crl"
 	"github.com/imagetrust/imagetrust/internal/config"
 )
 
@@ -29,7 +31,7 @@ type Trust struct {
 	// peopleSubjects / regSubjects are the raw subjects of every anchor, to
 	// tell which side of the trust store a chain ends in.
 	anchors []*x509.Certificate
-	crls    *revocationIndex
+	crls    *crl.Index
 	vos     map[string]*VOPolicy
 	strict  bool
 	// requireCRL refuses a chain whose issuing CA has no CRL.
@@ -61,6 +63,10 @@ type TrustOptions struct {
 	RequireCRL bool
 	// Namespaces constrain the subjects each CA may issue (nil: none).
 	Namespaces *Namespaces
+	// Now is when the CRLs are accepted: one whose thisUpdate is after
+	// Now+ClockSkew is not used. Zero skips that check.
+	Now       time.Time
+	ClockSkew time.Duration
 }
 
 // NewTrust builds a Trust. It refuses a configuration in which a certificate
@@ -106,9 +112,9 @@ func NewTrust(o TrustOptions) (*Trust, []string, error) {
 		t.anchors = append(t.anchors, c)
 	}
 	var warnings []string
-	t.crls = newRevocationIndex()
+	t.crls = &crl.Index{ClockSkew: o.ClockSkew}
 	for i, b := range o.CRLs {
-		if err := t.crls.add(b, t.anchors); err != nil {
+		if err := addCRL(t.crls, b, t.anchors, o.Now); err != nil {
 			warnings = append(warnings, fmt.Sprintf("CRL %d not used: %v", i+1, err))
 		}
 	}
@@ -125,7 +131,9 @@ func isSelfSigned(c *x509.Certificate) bool {
 	return bytes.Equal(c.RawIssuer, c.RawSubject) && c.CheckSignatureFrom(c) == nil
 }
 
-// LoadTrust reads the [trust] and [vo.*] sections of a configuration.
+// LoadTrust reads the [trust] and [vo.*] sections of a configuration. The
+// CRLs are accepted without the thisUpdate-in-the-future check (it needs a
+// clock; the CRL job applies it to every CRL it fetches).
 func LoadTrust(c *config.Config) (*Trust, []string, error) {
 	var o TrustOptions
 	var crlFiles []string
