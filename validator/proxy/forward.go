@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -249,7 +250,7 @@ func (p *upstreamPool) writeRequest(bw *bufio.Writer, r *http.Request) error {
 			bw.WriteString("\r\n")
 		}
 	}
-	if te := h["Te"]; len(te) > 0 && hasToken(te, "trailers") && !listedIn(conn, "Te") {
+	if te := h["Te"]; len(te) > 0 && hasToken(te, "trailers") {
 		bw.WriteString("Te: trailers\r\n")
 	}
 	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
@@ -339,40 +340,40 @@ var errTooMany1xx = errors.New("upstream sent too many 1xx responses")
 func (p *Proxy) forward(w http.ResponseWriter, r *http.Request) {
 	pool := p.pool
 	ctx := r.Context()
-	var (
-		uc   *upConn
-		resp *http.Response
-		err  error
-	)
 	for attempt := 0; ; attempt++ {
-		var reused bool
-		uc, reused, err = pool.get(ctx)
+		uc, reused, err := pool.get(ctx)
 		if err != nil {
 			p.forwardError(w, r, err)
 			return
 		}
-		resp, err = p.exchange(ctx, uc, r)
-		if err == nil {
-			break
+		// a client that goes away interrupts the exchange
+		stop := context.AfterFunc(ctx, func() { _ = uc.c.SetDeadline(aLongTimeAgo) })
+		resp, err := p.exchange(uc, r, w)
+		if err != nil {
+			stop()
+			uc.c.Close()
+			var stale *staleConnError
+			if errors.As(err, &stale) {
+				if reused && attempt == 0 && ctx.Err() == nil {
+					continue // the upstream had closed the idle connection
+				}
+				err = stale.err
+			}
+			p.forwardError(w, r, err)
+			return
 		}
-		uc.c.Close()
-		var retry *staleConnError
-		if reused && attempt == 0 && errors.As(err, &retry) && ctx.Err() == nil {
-			continue // the upstream had closed the idle connection
+		reusable, abort := p.relay(w, r, resp)
+		if stop() && reusable && uc.br.Buffered() == 0 {
+			pool.put(uc)
+		} else {
+			uc.c.Close()
 		}
-		if errors.As(err, &retry) {
-			err = retry.err
+		if abort {
+			// the upstream failed mid-body: abort the client's response so
+			// that it sees a truncated answer, not a complete one
+			panic(http.ErrAbortHandler)
 		}
-		p.forwardError(w, r, err)
 		return
-	}
-	// from here on the connection is uc's alone; stop watches the client
-	stop := context.AfterFunc(ctx, func() { _ = uc.c.SetDeadline(aLongTimeAgo) })
-	reusable := p.relay(w, r, resp)
-	if stop() && reusable && uc.br.Buffered() == 0 {
-		pool.put(uc)
-	} else {
-		uc.c.Close()
 	}
 }
 
@@ -383,13 +384,11 @@ type staleConnError struct{ err error }
 func (e *staleConnError) Error() string { return e.err.Error() }
 func (e *staleConnError) Unwrap() error { return e.err }
 
-// exchange writes r on uc and reads the final response head, relaying 1xx
-// interim responses to w... except that it cannot reach w: those are
-// returned to forward through resp chains. To keep it simple 1xx are
-// handled by relay.
-func (p *Proxy) exchange(ctx context.Context, uc *upConn, r *http.Request) (*http.Response, error) {
-	stop := context.AfterFunc(ctx, func() { _ = uc.c.SetDeadline(aLongTimeAgo) })
-	defer stop()
+// exchange writes r on uc and reads the head of the final response,
+// relaying 1xx interim responses (103 Early Hints, say) to w as
+// ReverseProxy does. A 101 is an error: the forwarder never asks for an
+// upgrade.
+func (p *Proxy) exchange(uc *upConn, r *http.Request, w http.ResponseWriter) (*http.Response, error) {
 	if err := p.pool.writeRequest(uc.bw, r); err != nil {
 		if errors.Is(err, errHeaderValue) {
 			return nil, err
@@ -398,14 +397,127 @@ func (p *Proxy) exchange(ctx context.Context, uc *upConn, r *http.Request) (*htt
 	}
 	_ = uc.c.SetReadDeadline(time.Now().Add(p.pool.hdrTimeout))
 	if _, err := uc.br.Peek(1); err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, err // a timeout, or the client went away
+		}
 		return nil, &staleConnError{err}
 	}
-	resp, err := http.ReadResponse(uc.br, r)
-	if err != nil {
-		return nil, err
+	for n := 0; ; n++ {
+		resp, err := http.ReadResponse(uc.br, r)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode >= 200 {
+			_ = uc.c.SetReadDeadline(time.Time{})
+			return resp, nil
+		}
+		if resp.StatusCode == http.StatusSwitchingProtocols {
+			return nil, errors.New("upstream switched protocols unasked")
+		}
+		if n == 16 {
+			return nil, errTooMany1xx
+		}
+		h := w.Header()
+		for k, vv := range resp.Header {
+			h[k] = vv
+		}
+		w.WriteHeader(resp.StatusCode)
+		clear(h)
 	}
-	_ = uc.c.SetReadDeadline(time.Time{})
-	return resp, nil
+}
+
+// relay writes resp to w: headers (hop-by-hop removed, Location
+// rewritten), status, body and trailers. It reports whether the upstream
+// connection may carry another request, and whether the client's response
+// must be aborted (the upstream failed mid-body).
+func (p *Proxy) relay(w http.ResponseWriter, r *http.Request, resp *http.Response) (reusable, abort bool) {
+	removeHopByHop(resp.Header)
+	if loc := resp.Header.Get("Location"); loc != "" {
+		if nl, ok := p.rewriteHref(loc, p.publicBaseIn(r)); ok {
+			resp.Header.Set("Location", nl)
+		}
+	}
+	h := w.Header()
+	for k, vv := range resp.Header {
+		h[k] = vv
+	}
+	announced := len(resp.Trailer)
+	if announced > 0 {
+		keys := make([]string, 0, announced)
+		for k := range resp.Trailer {
+			keys = append(keys, k)
+		}
+		h.Add("Trailer", strings.Join(keys, ", "))
+	}
+	w.WriteHeader(resp.StatusCode)
+	flush := resp.ContentLength < 0 || isEventStream(resp.Header)
+	if flush {
+		// a stream's head goes out at once, whenever its body comes
+		http.NewResponseController(w).Flush()
+	}
+	bp := copyBuffers.p.Get().(*[]byte)
+	err := copyBody(w, resp.Body, *bp, flush)
+	copyBuffers.p.Put(bp)
+	if err != nil {
+		resp.Body.Close()
+		// a client that is gone has nothing left to be told
+		return false, !errors.Is(err, errClientWrite) && r.Context().Err() == nil
+	}
+	resp.Body.Close() // (populates resp.Trailer)
+	if len(resp.Trailer) > 0 {
+		// force chunking, so that the trailers have somewhere to go
+		http.NewResponseController(w).Flush()
+		if len(resp.Trailer) == announced {
+			for k, vv := range resp.Trailer {
+				h[k] = vv
+			}
+		} else {
+			for k, vv := range resp.Trailer {
+				for _, v := range vv {
+					h.Add(http.TrailerPrefix+k, v)
+				}
+			}
+		}
+	}
+	return !resp.Close, false
+}
+
+// errClientWrite marks a failed write to the client.
+var errClientWrite = errors.New("writing to the client failed")
+
+// copyBody copies the body, flushing after every write when flush is set.
+func copyBody(w http.ResponseWriter, body io.Reader, buf []byte, flush bool) error {
+	var fl http.Flusher
+	if flush {
+		fl, _ = w.(http.Flusher)
+	}
+	for {
+		n, rerr := body.Read(buf)
+		if n > 0 {
+			if _, err := w.Write(buf[:n]); err != nil {
+				return fmt.Errorf("%w: %w", errClientWrite, err)
+			}
+			if fl != nil {
+				fl.Flush()
+			}
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}
+
+// isEventStream reports a text/event-stream response (flushed as it comes).
+func isEventStream(h http.Header) bool {
+	ct := h.Get("Content-Type")
+	if ct == "" {
+		return false
+	}
+	mt, _, _ := strings.Cut(ct, ";")
+	return strings.EqualFold(strings.TrimSpace(mt), "text/event-stream")
 }
 
 // forwardError answers a request the forwarder could not pass on.

@@ -115,6 +115,9 @@ type Proxy struct {
 	identity  Identity
 	unmanaged map[string]bool
 	rp        *httputil.ReverseProxy
+	// pool is the fast pass-through path's (forward.go); nil when the
+	// upstream is not plain http or Options.Transport is set.
+	pool *upstreamPool
 }
 
 type ctxKey int
@@ -151,10 +154,12 @@ func New(o Options) (*Proxy, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	var pool *upstreamPool
 	if o.Transport == nil {
 		o.Transport = newTransport()
+		pool = newUpstreamPool(o.Upstream)
 	}
-	p := &Proxy{o: o, unmanaged: map[string]bool{}}
+	p := &Proxy{o: o, unmanaged: map[string]bool{}, pool: pool}
 	for _, pr := range o.UnmanagedProjects {
 		p.unmanaged[strings.ToLower(pr)] = true
 	}
@@ -191,7 +196,7 @@ func New(o Options) (*Proxy, error) {
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	if r.Method != http.MethodPost && !maybeVersionPath(r.URL.Path) {
-		p.rp.ServeHTTP(w, r)
+		p.passThrough(w, r)
 		p.o.Metrics.observe("passthrough", time.Since(start).Seconds())
 		return
 	}
@@ -212,9 +217,19 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxVersionDoc, true)))
 		p.o.Metrics.observe("version", time.Since(start).Seconds())
 	default:
-		p.rp.ServeHTTP(w, r)
+		p.passThrough(w, r)
 		p.o.Metrics.observe("passthrough", time.Since(start).Seconds())
 	}
+}
+
+// passThrough streams r to Nova untouched: through the forwarder when it
+// can take r, else through httputil.ReverseProxy.
+func (p *Proxy) passThrough(w http.ResponseWriter, r *http.Request) {
+	if p.pool.canForward(r) {
+		p.forward(w, r)
+		return
+	}
+	p.rp.ServeHTTP(w, r)
 }
 
 func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {

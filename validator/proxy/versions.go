@@ -77,6 +77,21 @@ func (p *Proxy) publicBase(out *http.Request) *url.URL {
 	return u
 }
 
+// publicBaseIn is the proxy's own base URL for an incoming request (what
+// publicBase finds in the X-Forwarded-* headers of the outgoing one).
+func (p *Proxy) publicBaseIn(in *http.Request) *url.URL {
+	if p.o.PublicURL != nil {
+		return p.o.PublicURL
+	}
+	if in.Host == "" {
+		return nil
+	}
+	if in.TLS != nil {
+		return &url.URL{Scheme: "https", Host: in.Host}
+	}
+	return &url.URL{Scheme: "http", Host: in.Host}
+}
+
 // rewriteHrefs replaces, in place, every "href" string under v that points
 // into the upstream. It reports whether anything changed.
 func (p *Proxy) rewriteHrefs(v any, pub *url.URL) bool {
