@@ -267,6 +267,19 @@ func BenchmarkThroughput(b *testing.B) {
 	}
 }
 
+// benchTarget is one server the pass-through benchmarks load.
+type benchTarget struct{ name, base string }
+
+// passThroughTargets are the upstream directly, the gate in this process,
+// the gate in its own process, and nginx with 1 and auto workers.
+func (t *benchTargets) passThroughTargets(b *testing.B) []benchTarget {
+	targets := []benchTarget{{"direct", t.direct}, {"gate", t.gate}, {"gate-proc", startGateProcess(b, t.direct)}}
+	if t.nginx != "" {
+		targets = append(targets, benchTarget{"nginx", t.nginx}, benchTarget{"nginx-auto", startNginx(b, t.direct, "auto")})
+	}
+	return targets
+}
+
 // BenchmarkPassThrough measures pass-through throughput (GET /v2.1/flavors
 // from 32 concurrent clients) of the upstream called directly, of the gate
 // in this process, of the gate in a process of its own (startGateProcess),
@@ -279,11 +292,7 @@ func BenchmarkThroughput(b *testing.B) {
 //	go test ./validator/proxy -run '^$' -bench PassThrough -benchtime 50000x
 func BenchmarkPassThrough(b *testing.B) {
 	t := newBenchTargets(b)
-	type target struct{ name, base string }
-	targets := []target{{"direct", t.direct}, {"gate", t.gate}, {"gate-proc", startGateProcess(b, t.direct)}}
-	if t.nginx != "" {
-		targets = append(targets, target{"nginx", t.nginx}, target{"nginx-auto", startNginx(b, t.direct, "auto")})
-	}
+	targets := t.passThroughTargets(b)
 	for _, tg := range targets {
 		t.throughput(b, 2000, t.get, tg.base) // warm: connections, buffers
 	}

@@ -30,6 +30,9 @@ const envBenchChild = "IMAGETRUST_PROXY_BENCH_UPSTREAM"
 // envBenchChildProcs, when set, is the GOMAXPROCS of the gate process.
 const envBenchChildProcs = "IMAGETRUST_PROXY_BENCH_GOMAXPROCS"
 
+// envBenchChildGOGC, when set, is the GOGC of the gate process.
+const envBenchChildGOGC = "IMAGETRUST_PROXY_BENCH_GOGC"
+
 // envBenchChildProfile, set to a file name, makes the gate process write a
 // CPU profile there (go tool pprof validator/proxy.test FILE).
 const envBenchChildProfile = "IMAGETRUST_PROXY_BENCH_CPUPROFILE"
@@ -50,6 +53,9 @@ func startGateProcess(tb testing.TB, upstream string) string {
 	cmd.Env = append(os.Environ(), envBenchChild+"="+upstream)
 	if v := os.Getenv(envBenchChildProcs); v != "" {
 		cmd.Env = append(cmd.Env, "GOMAXPROCS="+v)
+	}
+	if v := os.Getenv(envBenchChildGOGC); v != "" {
+		cmd.Env = append(cmd.Env, "GOGC="+v)
 	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
