@@ -6,7 +6,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"os"
 	"path/filepath"
 	"sort"
@@ -327,7 +326,3 @@ func isDigits(s string) bool {
 	return true
 }
 
-// serialKey is the lookup key of a revoked certificate: issuer and serial.
-func serialKey(issuerRaw []byte, serial *big.Int) string {
-	return string(issuerRaw) + "\x00" + string(serial.Bytes())
-}

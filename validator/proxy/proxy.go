@@ -222,6 +222,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// CloseIdleConnections closes the idle upstream connections of the fast
+// pass-through path; Serve calls it once the servers have shut down.
+func (p *Proxy) CloseIdleConnections() {
+	if p.pool != nil {
+		p.pool.closeIdle()
+	}
+}
+
 // passThrough streams r to Nova untouched: through the forwarder when it
 // can take r, else through httputil.ReverseProxy.
 func (p *Proxy) passThrough(w http.ResponseWriter, r *http.Request) {

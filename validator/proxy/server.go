@@ -123,6 +123,9 @@ func Serve(ctx context.Context, gate http.Handler, o ServerOptions) error {
 	if errors.Is(runErr, http.ErrServerClosed) {
 		runErr = nil
 	}
+	if c, ok := gate.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
 	o.Logger.Info("proxy stopped")
 	return runErr
 }
