@@ -325,4 +325,3 @@ func isDigits(s string) bool {
 	}
 	return true
 }
-
