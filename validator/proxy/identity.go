@@ -1,14 +1,12 @@
 package proxy
 
 import (
-	"container/list"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -82,28 +80,15 @@ func writeUnauthorized(w http.ResponseWriter, reqID, authURI string) {
 type cachedIdentity struct {
 	next    Identity
 	ttl     time.Duration
-	size    int
 	now     func() time.Time
 	metrics *Metrics
 
 	group singleflight.Group
-	mu    sync.Mutex
-	lru   *list.List // of *callerEntry, most recent first
-	items map[[sha256.Size]byte]*list.Element
-}
-
-type callerEntry struct {
-	key     [sha256.Size]byte
-	expires time.Time
-	caller  *Caller
+	cache *ttlLRU[[sha256.Size]byte, *Caller]
 }
 
 func newCachedIdentity(next Identity, ttl time.Duration, size int, now func() time.Time, m *Metrics) *cachedIdentity {
-	if size <= 0 {
-		size = 10000
-	}
-	return &cachedIdentity{next: next, ttl: ttl, size: size, now: now, metrics: m,
-		lru: list.New(), items: map[[sha256.Size]byte]*list.Element{}}
+	return &cachedIdentity{next: next, ttl: ttl, now: now, metrics: m, cache: newTTLLRU[[sha256.Size]byte, *Caller](size, now)}
 }
 
 // Validate implements Identity.
@@ -138,22 +123,11 @@ func (c *cachedIdentity) get(key [sha256.Size]byte) (*Caller, bool) {
 	if c.ttl <= 0 {
 		return nil, false
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	el, ok := c.items[key]
-	if !ok {
-		return nil, false
-	}
-	e := el.Value.(*callerEntry)
-	if !c.now().Before(e.expires) {
-		c.lru.Remove(el)
-		delete(c.items, key)
-		return nil, false
-	}
-	c.lru.MoveToFront(el)
-	return e.caller, true
+	return c.cache.get(key)
 }
 
+// put keeps a validation until the token expires or for ttl, whichever
+// comes first.
 func (c *cachedIdentity) put(key [sha256.Size]byte, cl *Caller) {
 	if c.ttl <= 0 {
 		return
@@ -166,18 +140,5 @@ func (c *cachedIdentity) put(key [sha256.Size]byte, cl *Caller) {
 	if !now.Before(expires) {
 		return
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e := &callerEntry{key: key, expires: expires, caller: cl}
-	if el, ok := c.items[key]; ok {
-		el.Value = e
-		c.lru.MoveToFront(el)
-		return
-	}
-	c.items[key] = c.lru.PushFront(e)
-	for c.lru.Len() > c.size {
-		old := c.lru.Back()
-		c.lru.Remove(old)
-		delete(c.items, old.Value.(*callerEntry).key)
-	}
+	c.cache.put(key, cl, expires)
 }

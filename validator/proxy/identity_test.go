@@ -287,8 +287,8 @@ func TestIdentityCache(t *testing.T) {
 		for i := range 20 {
 			_, _ = c.Validate(ctx, fmt.Sprint("tok-", i))
 		}
-		if n := c.lru.Len(); n != 5 || len(c.items) != 5 {
-			t.Fatalf("cache holds %d/%d entries, want 5", n, len(c.items))
+		if n := c.cache.len(); n != 5 {
+			t.Fatalf("cache holds %d entries, want 5", n)
 		}
 	})
 	t.Run("ok concurrent validations share one call", func(t *testing.T) {
@@ -317,7 +317,7 @@ func TestIdentityCache(t *testing.T) {
 		ks := newStandInKeystone(now)
 		c := newCachedIdentity(ks, time.Hour, 10, nowf, nil)
 		_, _ = c.Validate(ctx, tokAlice)
-		for k := range c.items {
+		for k := range c.cache.items {
 			if strings.Contains(string(k[:]), "alice") {
 				t.Fatal("the cache key holds the token")
 			}

@@ -1,10 +1,8 @@
 package proxy
 
 import (
-	"container/list"
 	"context"
 	"errors"
-	"sync"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -40,70 +38,36 @@ type Lookup interface {
 type cachedLookup struct {
 	next    Lookup
 	ttl     time.Duration
-	size    int
 	now     func() time.Time
 	metrics *Metrics
 
 	group singleflight.Group
-	mu    sync.Mutex
-	lru   *list.List // of *cacheEntry, most recent first
-	items map[string]*list.Element
+	cache *ttlLRU[string, *cacheEntry]
 }
 
 type cacheEntry struct {
-	key     string
-	expires time.Time
-	img     *Image
-	imgs    []*Image
-	err     error // nil or ErrNotFound
+	key  string
+	img  *Image
+	imgs []*Image
+	err  error // nil or ErrNotFound
 }
 
 func newCachedLookup(next Lookup, ttl time.Duration, size int, now func() time.Time, m *Metrics) *cachedLookup {
-	if size <= 0 {
-		size = 10000
-	}
-	return &cachedLookup{next: next, ttl: ttl, size: size, now: now, metrics: m,
-		lru: list.New(), items: map[string]*list.Element{}}
+	return &cachedLookup{next: next, ttl: ttl, now: now, metrics: m, cache: newTTLLRU[string, *cacheEntry](size, now)}
 }
 
 func (c *cachedLookup) get(key string) (*cacheEntry, bool) {
 	if c.ttl <= 0 {
 		return nil, false
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	el, ok := c.items[key]
-	if !ok {
-		return nil, false
-	}
-	e := el.Value.(*cacheEntry)
-	if !c.now().Before(e.expires) {
-		c.lru.Remove(el)
-		delete(c.items, key)
-		return nil, false
-	}
-	c.lru.MoveToFront(el)
-	return e, true
+	return c.cache.get(key)
 }
 
 func (c *cachedLookup) put(e *cacheEntry) {
 	if c.ttl <= 0 {
 		return
 	}
-	e.expires = c.now().Add(c.ttl)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if el, ok := c.items[e.key]; ok {
-		el.Value = e
-		c.lru.MoveToFront(el)
-		return
-	}
-	c.items[e.key] = c.lru.PushFront(e)
-	for c.lru.Len() > c.size {
-		old := c.lru.Back()
-		c.lru.Remove(old)
-		delete(c.items, old.Value.(*cacheEntry).key)
-	}
+	c.cache.put(e.key, e, c.now().Add(c.ttl))
 }
 
 func (c *cachedLookup) load(ctx context.Context, key string, fill func(ctx context.Context) (*cacheEntry, error)) (*cacheEntry, error) {

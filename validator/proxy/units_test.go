@@ -182,8 +182,8 @@ func TestCachedLookup(t *testing.T) {
 		for _, id := range []string{idGood, idNewer, idRevoked, idBlack, idExpired} {
 			_, _ = c.GetImage(t.Context(), id)
 		}
-		if c.lru.Len() != 3 || len(c.items) != 3 {
-			t.Errorf("cache holds %d/%d entries, want 3", c.lru.Len(), len(c.items))
+		if n := c.cache.len(); n != 3 {
+			t.Errorf("cache holds %d entries, want 3", n)
 		}
 	})
 	t.Run("ok singleflight", func(t *testing.T) {
