@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -19,43 +18,13 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/imagetrust/imagetrust/internal/ostest"
 	"github.com/imagetrust/imagetrust/internal/testpki"
 )
 
-// imagetrustBinary builds cmd/imagetrust once per test binary, or returns
-// $IMAGETRUST_TEST_BINARY when set.
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
-// envBinary names an imagetrust binary to use instead of building one.
-const envBinary = "IMAGETRUST_TEST_BINARY"
-
-func imagetrustBinary(t testing.TB) string {
-	t.Helper()
-	binOnce.Do(func() {
-		if p := os.Getenv(envBinary); p != "" {
-			binPath = p
-			return
-		}
-		dir, err := os.MkdirTemp("", "imagetrust-bin-")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "imagetrust")
-		out, err := exec.Command("go", "build", "-o", binPath, "../cmd/imagetrust").CombinedOutput()
-		if err != nil {
-			binErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
-}
+// imagetrustBinary is the command under test (ostest.Binary; set
+// IMAGETRUST_TEST_BINARY to use a prebuilt one).
+func imagetrustBinary(t testing.TB) string { return ostest.Binary(t) }
 
 // slowServer serves a directory over TLS; while slow is set it sends image
 // bodies 256 KiB at a time with pauses.

@@ -94,6 +94,7 @@ func Main(m *testing.M) int {
 	inMain = true
 	mu.Unlock()
 	code := m.Run()
+	removeBinary()
 	mu.Lock()
 	defer mu.Unlock()
 	if current != nil {

@@ -26,13 +26,7 @@ import (
 	"github.com/imagetrust/imagetrust/internal/pki"
 )
 
-func TestMain(m *testing.M) {
-	code := ostest.Main(m)
-	if binDir != "" {
-		_ = os.RemoveAll(binDir)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(ostest.Main(m)) }
 
 // readCRL reads a PEM CRL file.
 func readCRL(t *testing.T, path string) *x509.RevocationList {

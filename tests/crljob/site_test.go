@@ -28,39 +28,9 @@ import (
 	"github.com/imagetrust/imagetrust/internal/ostest"
 )
 
-// The binary under test, built once per test binary from cmd/imagetrust,
-// or the one named by IMAGETRUST_CRLJOB_BIN (e.g. built with -race).
-var (
-	binOnce sync.Once
-	binPath string
-	binDir  string // the build directory, removed by TestMain
-	binErr  error
-)
-
-func imagetrustBinary(t testing.TB) string {
-	t.Helper()
-	binOnce.Do(func() {
-		if p := os.Getenv("IMAGETRUST_CRLJOB_BIN"); p != "" {
-			binPath = p
-			return
-		}
-		dir, err := os.MkdirTemp("", "imagetrust-crljob-bin-")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binDir = dir
-		binPath = filepath.Join(dir, "imagetrust")
-		out, err := exec.Command("go", "build", "-o", binPath, "../../cmd/imagetrust").CombinedOutput()
-		if err != nil {
-			binErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
-}
+// imagetrustBinary is the command under test (ostest.Binary; set
+// IMAGETRUST_TEST_BINARY to use a prebuilt one, e.g. built with -race).
+func imagetrustBinary(t testing.TB) string { return ostest.Binary(t) }
 
 // site is one mirror: its own Keystone project and user (so that the
 // catalogue holds only this test's images, whatever other packages do in

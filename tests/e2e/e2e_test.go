@@ -13,7 +13,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/imagetrust/imagetrust/internal/ostest"
 )
+
+func TestMain(m *testing.M) { os.Exit(ostest.Main(m)) }
 
 func root(t *testing.T) string {
 	t.Helper()
@@ -35,11 +39,9 @@ func TestStory(t *testing.T) {
 		t.Fatal("OpenStack packages not installed: run tests/openstack/install.sh (make test does)")
 	}
 	r := root(t)
-	bin := t.TempDir()
-	build := exec.Command("go", "build", "-o", filepath.Join(bin, "imagetrust"), "./cmd/imagetrust")
-	build.Dir = r
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
+	bin := t.TempDir() // story.sh runs `imagetrust` from PATH
+	if err := os.Symlink(ostest.Binary(t), filepath.Join(bin, "imagetrust")); err != nil {
+		t.Fatal(err)
 	}
 	state := filepath.Join(t.TempDir(), "stack")
 	start := exec.Command(filepath.Join(r, "tests/openstack/start.sh"), state, "--with-nova")
