@@ -24,7 +24,9 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/imagedata"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 
+	"github.com/imagetrust/imagetrust/internal/glance"
 	"github.com/imagetrust/imagetrust/internal/ostest"
+	"github.com/imagetrust/imagetrust/internal/testutil"
 	"github.com/imagetrust/imagetrust/validator"
 )
 
@@ -66,20 +68,20 @@ func (g *glanceTestLookup) GetImage(ctx context.Context, id string) (*Image, err
 }
 
 func (g *glanceTestLookup) ListTag(ctx context.Context, vo, tag string) ([]*Image, error) {
-	pages, err := images.List(g.sc, images.ListOpts{Owner: g.owner}).AllPages(ctx)
+	// filtered by Glance itself, as the command's lookup does: listing the
+	// whole project page by page races with other packages' tests creating
+	// and deleting images in the same shared Glance
+	props := map[string]string{validator.PropTag: tag}
+	if vo != "" {
+		props[validator.PropVO] = vo
+	}
+	all, err := glance.ListByProperties(ctx, g.sc, g.owner, props, nil)
 	if err != nil {
 		return nil, err
 	}
-	all, err := images.ExtractImages(pages)
-	if err != nil {
-		return nil, err
-	}
-	var out []*Image
-	for i := range all {
-		im := toImage(&all[i])
-		if im.Properties[validator.PropTag] == tag && (vo == "" || im.Properties[validator.PropVO] == vo) {
-			out = append(out, im)
-		}
+	out := make([]*Image, 0, len(all))
+	for _, im := range all {
+		out = append(out, &Image{ID: im.ID, Name: im.Name, Owner: im.Owner, Status: string(im.Status), Visibility: string(im.Visibility), Properties: im.Properties})
 	}
 	return out, nil
 }
@@ -231,7 +233,7 @@ func TestIntegrationIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	p, err := New(Options{Upstream: s.nova, Lookup: &glanceTestLookup{sc: s.mirror, owner: s.project}, Decider: s.f.trust,
 		MirrorProject: s.project, Identity: &keystoneTestIdentity{sc: idc}, AuthURI: ao.IdentityEndpoint,
 		Logger: slog.New(slog.NewJSONHandler(logs, nil))})
