@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/imagetrust/imagetrust/internal/testpki"
+	"github.com/imagetrust/imagetrust/internal/testutil"
 )
 
 func freeAddr(t *testing.T) string {
@@ -72,21 +72,12 @@ func TestDaemonSIGTERMAbortsTransfer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := e.command(t, ctx, cfg)
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	for {
-		im, err := e.admin.Get(ctx, p.id)
-		if err == nil && im.Status == StatusUploading {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("the stage never started:\n%s", out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitStatus(t, ctx, e, p.id, StatusUploading, out.String)
 	if code, body := httpGet("http://" + addr + "/metrics"); code != 200 || !strings.Contains(body, "imagetrust_sync_") {
 		t.Errorf("/metrics: %d %.200s", code, body)
 	}
@@ -135,7 +126,7 @@ func TestDaemonSIGHUPReloads(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := e.command(t, ctx, cfg)
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -160,37 +151,10 @@ func TestDaemonSIGHUPReloads(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = cmd.Process.Signal(syscall.SIGHUP)
-	for {
-		im, err := e.admin.Get(ctx, p.id)
-		if err == nil && im.Status == StatusActive {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("not mirrored after SIGHUP:\n%s", out.String())
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitStatus(t, ctx, e, p.id, StatusActive, out.String)
 	if code, _ := httpGet("http://" + addr + "/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz = %d", code)
 	}
 }
 
 func certPEMOf(s *slowServer) []byte { return testpki.CertPEM(s.srv.Certificate()) }
-
-// syncBuffer is a bytes.Buffer a child process writes to while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}

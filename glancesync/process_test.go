@@ -60,6 +60,22 @@ func newSlowServer(t testing.TB, dir string) *slowServer {
 	return s
 }
 
+// waitStatus waits until the image is in status, failing the test with the
+// child's output when ctx ends first.
+func waitStatus(t testing.TB, ctx context.Context, e *env, id, status string, output func() string) {
+	t.Helper()
+	for {
+		im, err := e.admin.Get(ctx, id)
+		if err == nil && im.Status == status {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("image %s never became %s:\n%s", id, status, output())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // writeIndex writes index.json listing the bundles.
 func writeIndex(t testing.TB, dir string, ps ...*published) {
 	ix := Index{Version: IndexVersion}
@@ -126,16 +142,7 @@ func TestKill9MidUploadThenRerun(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	for {
-		im, err := e.admin.Get(ctx, p.id)
-		if err == nil && im.Status == StatusUploading {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("the stage never started:\n%s", out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitStatus(t, ctx, e, p.id, StatusUploading, out.String)
 	time.Sleep(300 * time.Millisecond)
 	_ = cmd.Process.Signal(syscall.SIGKILL)
 	_ = cmd.Wait()

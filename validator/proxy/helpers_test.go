@@ -1,8 +1,8 @@
 package proxy
 
 import (
-	"bytes"
 	"encoding/json"
+	"github.com/imagetrust/imagetrust/internal/testutil"
 	"io"
 	"log/slog"
 	"net/http"
@@ -70,25 +70,8 @@ func (n *recordingNova) count() int {
 type gateEnv struct {
 	proxy *Proxy
 	srv   *httptest.Server
-	logs  *syncBuffer
+	logs  *testutil.SyncBuffer
 	reg   *prometheus.Registry
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func newGate(t testing.TB, f *fixture, upstream string, mod func(*Options)) *gateEnv {
@@ -97,7 +80,7 @@ func newGate(t testing.TB, f *fixture, upstream string, mod func(*Options)) *gat
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	reg := prometheus.NewRegistry()
 	m, err := NewMetrics(reg)
 	if err != nil {
