@@ -200,6 +200,11 @@ func PatchProperties(ctx context.Context, client *gophercloud.ServiceClient, id 
 	if len(ops) == 0 {
 		return
 	}
+	return patch(ctx, client, id, ops)
+}
+
+// patch sends one JSON patch (Glance's v2.1 dialect) of the image.
+func patch(ctx context.Context, client *gophercloud.ServiceClient, id string, ops []map[string]any) (r PatchResult) {
 	r.Changed = true
 	resp, err := client.Patch(ctx, imageURL(client, id), ops, &r.Body, &gophercloud.RequestOpts{
 		MoreHeaders: map[string]string{"Content-Type": jsonPatchType},
@@ -230,13 +235,7 @@ func PatchAttributes(ctx context.Context, client *gophercloud.ServiceClient, id 
 	if len(ops) == 0 {
 		return
 	}
-	r.Changed = true
-	resp, err := client.Patch(ctx, imageURL(client, id), ops, &r.Body, &gophercloud.RequestOpts{
-		MoreHeaders: map[string]string{"Content-Type": jsonPatchType},
-		OkCodes:     []int{200},
-	})
-	_, r.Header, r.Err = gophercloud.ParseResponse(resp, err)
-	return
+	return patch(ctx, client, id, ops)
 }
 
 // attributePatch computes the operations of PatchAttributes, in a fixed order.
