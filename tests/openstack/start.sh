@@ -9,6 +9,10 @@
 #   IMAGETRUST_PROPERTY_PROTECTIONS         a Glance property protection file
 #   IMAGETRUST_PROPERTY_PROTECTIONS_FORMAT  its rule format: roles (default) or policies
 #   IMAGETRUST_GLANCE_POLICY                a Glance policy.yaml (default: empty)
+#   IMAGETRUST_GLANCE_IMPORT_METHODS        Glance's enabled_import_methods
+#                                           (default: glance-direct,copy-image;
+#                                           "web-download" makes a Glance
+#                                           without glance-direct)
 #   IMAGETRUST_OPENSTACK_WAIT               seconds to wait for each service (default 90)
 #
 # Writes:
@@ -248,7 +252,7 @@ bind_port = $GLANCE_PORT
 workers = 0
 use_stderr = true
 enabled_backends = fs:file
-enabled_import_methods = [glance-direct,copy-image]
+enabled_import_methods = [${IMAGETRUST_GLANCE_IMPORT_METHODS:-glance-direct,copy-image}]
 $protection_conf
 [database]
 connection = sqlite:///$GL/glance.sqlite
