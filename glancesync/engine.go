@@ -50,9 +50,6 @@ type Options struct {
 	// left alone before the pass stages it (default 2m): long enough for the
 	// sync that created it to start its stage.
 	ResumeAfter time.Duration
-	// TempDir holds the verified copy of HTTP images when Glance lacks
-	// glance-direct (default os.TempDir()).
-	TempDir string
 }
 
 // Syncer mirrors verified bundles into Glance. Run may be called again and
@@ -224,14 +221,9 @@ func (s *Syncer) Run(ctx context.Context) (*Report, error) {
 	}
 	direct := true
 	if !s.o.DryRun {
-		methods, err := s.o.Glance.ImportMethods(ctx)
-		if err != nil {
-			s.log.Warn("cannot read import methods; assuming glance-direct", "err", err)
-		} else {
-			direct = contains(methods, "glance-direct")
-			if !direct {
-				s.log.Warn("glance-direct is not enabled: falling back to verify-then-upload (second read or temporary copy)")
-			}
+		if direct, err = s.ingestMode(ctx); err != nil {
+			s.m.Errors.Inc()
+			return &rp.r, err
 		}
 	}
 
@@ -408,4 +400,27 @@ func contains(list []string, v string) bool {
 		}
 	}
 	return false
+}
+
+// ingestMode tells whether this pass stages and imports with glance-direct
+// (true) or uploads the image data in one PUT (false), from sync.ingest and
+// the import methods Glance offers.
+func (s *Syncer) ingestMode(ctx context.Context) (bool, error) {
+	mode := s.o.Sync.Ingest
+	if mode == "upload" {
+		return false, nil
+	}
+	methods, err := s.o.Glance.ImportMethods(ctx)
+	if err != nil {
+		s.log.Warn("cannot read Glance's import methods; assuming glance-direct", "ingest", mode, "err", err)
+		return true, nil
+	}
+	if contains(methods, "glance-direct") {
+		return true, nil
+	}
+	if mode == "import" {
+		return false, fmt.Errorf("sync.ingest = \"import\", but this Glance does not offer glance-direct (its import methods: %s): enable it in glance-api.conf (enabled_import_methods) or set sync.ingest = \"upload\" or \"auto\"", strings.Join(methods, ", "))
+	}
+	s.log.Warn("glance-direct is not enabled: uploading image data in one PUT, its last bytes held back until they verify (docs/glancesync.md, \"Ingest\")", "import_methods", methods)
+	return false, nil
 }

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/imagetrust/imagetrust/validator"
@@ -362,21 +360,23 @@ func (s *Syncer) waitImport(ctx context.Context, id string) error {
 // firstImportPoll is the first wait of waitImport.
 const firstImportPoll = 100 * time.Millisecond
 
-// transfer reads the image once and streams it to Glance (stage+import, or
-// verify-then-upload without glance-direct).
+// transfer reads the image once and streams it to Glance: staged, then
+// imported with glance-direct when direct is set, uploaded in one PUT
+// otherwise. Either way the bytes pass through a verifyingReader, so a stream
+// whose size or sha512 is wrong never completes.
 func (s *Syncer) transfer(ctx context.Context, it *item, im *Image, direct bool, log *slog.Logger) error {
-	if !direct {
-		return s.transferFallback(ctx, it, im, log)
-	}
 	src, where, err := it.b.OpenImage(ctx, it.desc.URI)
 	if err != nil {
 		return fmt.Errorf("open image: %w", err)
 	}
 	defer src.Close()
-	log.Info("streaming image to glance", "from", where, "size", it.desc.Size)
 	vr := newVerifyingReader(src, it.desc.Size, it.desc.SHA512)
 	vr.progress = func(n int) { s.m.Bytes.Add(float64(n)) }
 	start := time.Now()
+	if !direct {
+		return s.upload(ctx, im, vr, where, log)
+	}
+	log.Info("streaming image to glance", "from", where, "size", it.desc.Size)
 	if err := s.o.Glance.Stage(ctx, im.ID, vr); err != nil {
 		if vr.failure != nil {
 			return vr.failure
@@ -399,56 +399,28 @@ func (s *Syncer) transfer(ctx context.Context, it *item, im *Image, direct bool,
 	return err
 }
 
-// transferFallback verifies the whole image before sending any byte: a second
-// read of a local file, or a temporary copy of a download. The upload itself
-// streams through a verifyingReader again, so a file changed in between
-// never completes either.
-func (s *Syncer) transferFallback(ctx context.Context, it *item, im *Image, log *slog.Logger) error {
-	src, where, err := it.b.OpenImage(ctx, it.desc.URI)
-	if err != nil {
-		return fmt.Errorf("open image: %w", err)
-	}
-	reopen := func() (io.ReadCloser, error) {
-		rc, _, err := it.b.OpenImage(ctx, it.desc.URI)
-		return rc, err
-	}
-	if _, isFile := src.(*os.File); !isFile {
-		tmp, err := os.CreateTemp(s.o.TempDir, "imagetrust-"+it.desc.UUID+"-")
-		if err != nil {
-			src.Close()
-			return fmt.Errorf("temporary copy: %w", err)
-		}
-		defer os.Remove(tmp.Name())
-		defer tmp.Close()
-		reopen = func() (io.ReadCloser, error) {
-			if _, err := tmp.Seek(0, io.SeekStart); err != nil {
-				return nil, err
-			}
-			return io.NopCloser(tmp), nil
-		}
-		log.Info("downloading image to a temporary copy (no glance-direct)", "from", where, "size", it.desc.Size)
-		src = struct {
-			io.Reader
-			io.Closer
-		}{io.TeeReader(src, tmp), src}
-	}
-	err = validator.CheckImageBytes(src, it.desc.Size, it.desc.SHA512)
-	src.Close()
-	if err != nil {
-		return err
-	}
-	rc, err := reopen()
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	vr := newVerifyingReader(rc, it.desc.Size, it.desc.SHA512)
-	vr.progress = func(n int) { s.m.Bytes.Add(float64(n)) }
+// upload sends the image data in one PUT /file (sync.ingest = "upload", or
+// "auto" on a Glance without glance-direct). The body goes chunked, as the
+// verifyingReader yields it, and the verifyingReader holds back the last
+// bytes until size and sha512 check out: on a mismatch the request breaks off
+// without the terminating chunk, Glance fails the upload and returns the image
+// to queued, and the caller deletes it. The image becomes active only when
+// Glance has the whole verified stream (docs/glancesync.md, "Ingest").
+func (s *Syncer) upload(ctx context.Context, im *Image, vr *verifyingReader, where string, log *slog.Logger) error {
+	log.Info("uploading image to glance", "from", where, "size", vr.size)
+	start := time.Now()
 	if err := s.o.Glance.Upload(ctx, im.ID, vr); err != nil {
 		if vr.failure != nil {
 			return vr.failure
 		}
 		return err
 	}
+	if !vr.verified() {
+		// Glance answered before reading everything: the image cannot be
+		// active with a partial stream, but make sure it is not kept.
+		return validator.NewVerificationFailure(validator.ReasonSizeMismatch,
+			fmt.Errorf("upload ended after %d of %d bytes without verification", vr.n, vr.size))
+	}
+	log.Info("image uploaded and verified", "seconds", time.Since(start).Seconds())
 	return s.waitImport(ctx, im.ID)
 }

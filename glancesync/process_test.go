@@ -113,6 +113,19 @@ vos = ["atlas"]
 	return testpki.WriteFile(t, dir, "imagetrust.toml", []byte(cfg))
 }
 
+// setIngest sets sync.ingest in the configuration file cfg.
+func setIngest(t testing.TB, cfg, ingest string) {
+	t.Helper()
+	b, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = bytes.Replace(b, []byte("[sync]\n"), []byte("[sync]\ningest = \""+ingest+"\"\n"), 1)
+	if err := os.WriteFile(cfg, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func (e *env) command(t testing.TB, ctx context.Context, cfg string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, imagetrustBinary(t), append([]string{"sync", "--config", cfg}, args...)...)
 	cmd.Env = append(os.Environ(), "OS_CLOUD="+"mirror", "OS_CLIENT_CONFIG_FILE="+e.cloud.CloudsYAML)
@@ -120,9 +133,19 @@ func (e *env) command(t testing.TB, ctx context.Context, cfg string, args ...str
 }
 
 // TestKill9MidUploadThenRerun kills the sync binary with SIGKILL while
-// Glance is receiving the stage, then reruns it: the image converges to
-// active, verified, with no stuck image left.
+// Glance is receiving the image (the stage with sync.ingest = "import", the
+// PUT /file with "upload"), then reruns it: the image converges to active,
+// verified, with no stuck image left, and is never active in between.
 func TestKill9MidUploadThenRerun(t *testing.T) {
+	for _, tc := range []struct{ ingest, receiving string }{
+		{"import", StatusUploading},
+		{"upload", StatusSaving},
+	} {
+		t.Run("ok "+tc.ingest, func(t *testing.T) { testKill9MidUpload(t, tc.ingest, tc.receiving) })
+	}
+}
+
+func testKill9MidUpload(t *testing.T, ingest, receiving string) {
 	e := newEnv(t)
 	w := newWorld(t)
 	dir := t.TempDir()
@@ -133,6 +156,7 @@ func TestKill9MidUploadThenRerun(t *testing.T) {
 	srv.slow.Store(true)
 	caPEM := testpki.CertPEM(srv.srv.Certificate())
 	cfg := writeConfig(t, w, t.TempDir(), srv.srv.URL+"/index.json", caPEM)
+	setIngest(t, cfg, ingest)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -142,7 +166,7 @@ func TestKill9MidUploadThenRerun(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitStatus(t, ctx, e, p.id, StatusUploading, out.String)
+	waitStatus(t, ctx, e, p.id, receiving, out.String)
 	time.Sleep(300 * time.Millisecond)
 	_ = cmd.Process.Signal(syscall.SIGKILL)
 	_ = cmd.Wait()
@@ -150,14 +174,14 @@ func TestKill9MidUploadThenRerun(t *testing.T) {
 	var st string
 	for i := 0; i < 100; i++ {
 		st = e.get(t, p.id).Status
-		if st != StatusUploading {
+		if st != receiving {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Logf("after kill -9 the image is %s", st)
-	if st == StatusActive {
-		t.Fatalf("image active after an interrupted stage")
+	if st != StatusQueued {
+		t.Fatalf("image %s after an interrupted transfer, want queued", st)
 	}
 
 	srv.slow.Store(false)

@@ -90,6 +90,11 @@ type Sync struct {
 	// Retire is what happens to images that left their source or were
 	// superseded in their tag: keep, hide or delete.
 	Retire string `toml:"retire"`
+	// Ingest is how image bytes enter Glance: "import" (stage, then
+	// glance-direct import), "upload" (one PUT of the image data, its last
+	// bytes held back until they verify) or "auto" (import where Glance
+	// offers glance-direct, upload otherwise; the default).
+	Ingest string `toml:"ingest"`
 	// StaleAfter is how long an image of ours may stay queued, saving or
 	// importing before a sync reclaims (deletes) it.
 	StaleAfter Duration `toml:"stale_after"`
@@ -145,6 +150,17 @@ type CRLSource struct {
 	Dir  string `toml:"dir"`
 }
 
+// Values of proxy.volume_policy.
+const (
+	// VolumeRefuse refuses every boot from a volume or volume snapshot.
+	VolumeRefuse = "refuse"
+	// VolumeAllow lets boots from volumes through unjudged.
+	VolumeAllow = "allow"
+	// VolumeCheckImage judges a boot volume by the image Cinder says it was
+	// made from, and refuses one made from no image.
+	VolumeCheckImage = "check-image"
+)
+
 // Proxy configures `imagetrust proxy`.
 type Proxy struct {
 	Listen string `toml:"listen"`
@@ -162,8 +178,12 @@ type Proxy struct {
 	MaxBody int64 `toml:"max_body"`
 	// UnmanagedProjects may boot images that are not in the catalogue.
 	UnmanagedProjects []string `toml:"unmanaged_projects"`
-	// VolumePolicy decides boots from Cinder volumes when Cinder cannot be
-	// asked: refuse or allow.
+	// VolumePolicy decides boots from Cinder volumes and volume snapshots:
+	// refuse (the default), allow (unjudged), or check-image (ask Cinder
+	// which image the volume was made from, volume_image_metadata.image_id,
+	// and judge that image; a volume made from no image is refused). Only
+	// as safe as Cinder's policy on volume_image_metadata: see
+	// etc/cinder/policy.yaml.
 	VolumePolicy  string `toml:"volume_policy"`
 	MetricsListen string `toml:"metrics_listen"`
 }
@@ -235,6 +255,9 @@ func (c *Config) defaults() {
 	if c.Sync.Retries <= 0 {
 		c.Sync.Retries = 5
 	}
+	if c.Sync.Ingest == "" {
+		c.Sync.Ingest = "auto"
+	}
 	if c.Sync.Retire == "" {
 		c.Sync.Retire = "hide"
 	}
@@ -255,7 +278,7 @@ func (c *Config) defaults() {
 		c.Proxy.MaxBody = 1 << 20
 	}
 	if c.Proxy.VolumePolicy == "" {
-		c.Proxy.VolumePolicy = "refuse"
+		c.Proxy.VolumePolicy = VolumeRefuse
 	}
 	if c.Trust.Namespaces == "" {
 		c.Trust.Namespaces = "enforce"
@@ -286,13 +309,16 @@ func (c *Config) check() error {
 	if err := oneOf("trust.namespaces", c.Trust.Namespaces, "enforce", "ignore"); err != nil {
 		return err
 	}
+	if err := oneOf("sync.ingest", c.Sync.Ingest, "auto", "import", "upload"); err != nil {
+		return err
+	}
 	if err := oneOf("sync.retire", c.Sync.Retire, "keep", "hide", "delete"); err != nil {
 		return err
 	}
 	if err := oneOf("crl.stale", c.CRL.Stale, "refuse", "warn"); err != nil {
 		return err
 	}
-	if err := oneOf("proxy.volume_policy", c.Proxy.VolumePolicy, "refuse", "allow"); err != nil {
+	if err := oneOf("proxy.volume_policy", c.Proxy.VolumePolicy, VolumeRefuse, VolumeAllow, VolumeCheckImage); err != nil {
 		return err
 	}
 	if err := oneOf("log.format", c.Log.Format, "text", "json"); err != nil {

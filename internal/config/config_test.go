@@ -36,6 +36,7 @@ func TestParseRefuses(t *testing.T) {
 		"fail bad duration":              "[sync]\ninterval = \"soon\"",
 		"fail negative duration":         "[sync]\ninterval = \"-1m\"",
 		"fail bad retire":                "[sync]\nretire = \"burn\"",
+		"fail bad ingest":                "[sync]\ningest = \"copy\"",
 		"fail bad stale":                 "[crl]\nstale = \"ignore\"",
 		"fail source with path and url":  "[vo.a]\n[[sync.source]]\npath = \"x\"\nurl = \"https://y\"\nvos = [\"a\"]",
 		"fail source without vos":        "[[sync.source]]\npath = \"x\"",
@@ -51,6 +52,22 @@ func TestParseRefuses(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			if _, err := Parse([]byte(in)); err == nil {
 				t.Fatal("accepted")
+			}
+		})
+	}
+}
+
+func TestVolumePolicy(t *testing.T) {
+	for _, c := range []struct{ name, in, want string }{
+		{"ok default refuse", "", VolumeRefuse},
+		{"ok refuse", "[proxy]\nvolume_policy = \"refuse\"", VolumeRefuse},
+		{"ok allow", "[proxy]\nvolume_policy = \"allow\"", VolumeAllow},
+		{"ok check-image", "[proxy]\nvolume_policy = \"check-image\"", VolumeCheckImage},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := Parse([]byte(c.in))
+			if err != nil || cfg.Proxy.VolumePolicy != c.want {
+				t.Fatalf("volume_policy %v, %v; want %s", cfg, err, c.want)
 			}
 		})
 	}
