@@ -1,7 +1,7 @@
 #!/bin/bash
 # Runs the whole test suite (or the benchmarks with "bench") against one real
-# Keystone + Glance + nova-api stack on loopback, started here and stopped on
-# exit. Used by `make test` and `make bench`.
+# Keystone + Glance + nova-api + cinder-api stack on loopback, started here
+# and stopped on exit. Used by `make test` and `make bench`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin"
@@ -14,9 +14,13 @@ cleanup() {
 	if [ "${IMAGETRUST_OPENSTACK_KEEP:-}" != 1 ]; then rm -rf "$state"; else echo "kept $state"; fi
 }
 trap cleanup EXIT
-echo "== starting Keystone, Glance, placement and nova-api on 127.0.0.1 ($state)"
-tests/openstack/start.sh "$state" --with-nova
+echo "== starting Keystone, Glance, placement, nova-api and cinder-api on 127.0.0.1 ($state)"
+# Cinder runs with the policy imagetrust asks sites for (etc/cinder).
+IMAGETRUST_CINDER_POLICY=etc/cinder/policy.yaml tests/openstack/start.sh "$state" --with-nova --with-cinder
 export IMAGETRUST_OPENSTACK_STATE="$state"
+# Every service the tests ask for runs here: a test that finds one missing
+# fails instead of skipping.
+export IMAGETRUST_OPENSTACK_STRICT=1
 
 case "$mode" in
 test)

@@ -88,6 +88,22 @@ func (c *Cloud) ComputeClient(t testing.TB, cloudName string) *gophercloud.Servi
 	return sc
 }
 
+// BlockStorageClient returns a Cinder v3 (block-storage) client for
+// cloudName, found through the Keystone catalog. The stack must run with
+// cinder.
+func (c *Cloud) BlockStorageClient(t testing.TB, cloudName string) *gophercloud.ServiceClient {
+	t.Helper()
+	if c.CinderURL == "" {
+		t.Fatalf("ostest: the stack runs without cinder: use Options{WithCinder: true}")
+	}
+	_, eo := c.AuthOptions(t, cloudName)
+	sc, err := openstack.NewBlockStorageV3(c.Provider(t, cloudName), eo)
+	if err != nil {
+		t.Fatalf("ostest: block-storage client for cloud %q: %v", cloudName, err)
+	}
+	return sc
+}
+
 // SetComputeEndpoint makes publicURL the public compute endpoint in the
 // catalog and keeps NovaURL as internal and admin endpoint, with
 // tests/openstack/set-compute-endpoint.sh. SetComputeEndpoint(t, c.NovaURL)
@@ -115,5 +131,5 @@ func (c *Cloud) SetComputeEndpoint(t testing.TB, publicURL string) {
 
 // String names the stack for logs.
 func (c *Cloud) String() string {
-	return fmt.Sprintf("OpenStack in %s (keystone %s, glance %s, nova %q)", c.StateDir, c.KeystoneURL, c.GlanceURL, c.NovaURL)
+	return fmt.Sprintf("OpenStack in %s (keystone %s, glance %s, nova %q, cinder %q)", c.StateDir, c.KeystoneURL, c.GlanceURL, c.NovaURL, c.CinderURL)
 }

@@ -19,6 +19,9 @@
 //     the stack when its Debian packages are not installed.
 //   - IMAGETRUST_OPENSTACK_KEEP=1: keep the stack's state directory (logs,
 //     databases) after the binary exits.
+//   - IMAGETRUST_OPENSTACK_STRICT=1 (tests/run-tests.sh, so `make test`,
+//     sets it): a reused stack that lacks Cinder fails the tests that ask
+//     for it instead of skipping them.
 package ostest
 
 import (
@@ -48,6 +51,9 @@ const (
 	// EnvKeep, set to 1, keeps the state directory of a stack this package
 	// started.
 	EnvKeep = "IMAGETRUST_OPENSTACK_KEEP"
+	// EnvStrict, set to 1, makes a reused stack without Cinder a failure of
+	// the tests that want it, not a skip.
+	EnvStrict = "IMAGETRUST_OPENSTACK_STRICT"
 )
 
 // startTimeout bounds start.sh; it normally takes 12 s (26 s with nova).
@@ -57,6 +63,10 @@ const startTimeout = 5 * time.Minute
 type Options struct {
 	// WithNova also runs placement-api and nova-api.
 	WithNova bool
+	// WithCinder also runs cinder-api (the API alone: no scheduler, no
+	// cinder-volume). A reused stack (IMAGETRUST_OPENSTACK_STATE) without
+	// it skips the test, unless IMAGETRUST_OPENSTACK_STRICT=1.
+	WithCinder bool
 }
 
 // Cloud is a running stack.
@@ -74,6 +84,10 @@ type Cloud struct {
 	// NovaURL is nova-api's own compute URL, http://127.0.0.1:PORT/v2.1, or
 	// empty when the stack runs without nova.
 	NovaURL string
+	// CinderURL is cinder-api's block-storage URL, http://127.0.0.1:PORT/v3
+	// (the catalog's endpoints add /{project_id}), or empty when the stack
+	// runs without cinder.
+	CinderURL string
 
 	scripts string
 	owned   bool // started by this process, to be stopped by it
@@ -119,7 +133,19 @@ func Start(t testing.TB, opts Options) *Cloud {
 		if !current.owned {
 			t.Fatalf("ostest: the stack in %s=%s runs without nova; start it with tests/openstack/start.sh --with-nova", EnvState, current.StateDir)
 		}
-		// Restart with nova; the next Start calls share it.
+		// Restart with nova (and cinder if it ran); the next Start calls share it.
+		opts.WithCinder = opts.WithCinder || current.CinderURL != ""
+		if err := current.stop(false); err != nil {
+			t.Fatalf("ostest: %v", err)
+		}
+		current = nil
+	}
+	if current != nil && opts.WithCinder && current.CinderURL == "" {
+		if !current.owned {
+			noCinder(t, current.StateDir)
+		}
+		// Restart with cinder (and nova if it ran).
+		opts.WithNova = opts.WithNova || current.NovaURL != ""
 		if err := current.stop(false); err != nil {
 			t.Fatalf("ostest: %v", err)
 		}
@@ -142,6 +168,9 @@ func Start(t testing.TB, opts Options) *Cloud {
 			t.Fatalf("ostest: the stack in %s=%s runs without nova; start it with tests/openstack/start.sh --with-nova", EnvState, dir)
 		}
 		current = c
+		if opts.WithCinder && c.CinderURL == "" {
+			noCinder(t, dir)
+		}
 		return c
 	}
 
@@ -175,11 +204,25 @@ func Start(t testing.TB, opts Options) *Cloud {
 	return c
 }
 
+// noCinder ends a test that wants Cinder on a reused stack without it:
+// a skip, or a failure under IMAGETRUST_OPENSTACK_STRICT=1.
+func noCinder(t testing.TB, dir string) {
+	t.Helper()
+	msg := fmt.Sprintf("ostest: the stack in %s=%s runs without cinder-api; start it with tests/openstack/start.sh --with-cinder (tests/run-tests.sh does)", EnvState, dir)
+	if os.Getenv(EnvStrict) == "1" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
 // missingPrograms lists the programs start.sh needs that are not in PATH.
 func missingPrograms(opts Options) []string {
 	progs := []string{"keystone-manage", "glance-api", "glance-manage", "uwsgi"}
 	if opts.WithNova {
 		progs = append(progs, "nova-api", "nova-manage", "placement-manage")
+	}
+	if opts.WithCinder {
+		progs = append(progs, "cinder-api", "cinder-manage")
 	}
 	var missing []string
 	for _, p := range progs {
@@ -207,6 +250,9 @@ func start(opts Options) (*Cloud, error) {
 	args := []string{dir}
 	if opts.WithNova {
 		args = append(args, "--with-nova")
+	}
+	if opts.WithCinder {
+		args = append(args, "--with-cinder")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
@@ -283,6 +329,7 @@ func load(dir string) (*Cloud, error) {
 		KeystoneURL: env["KEYSTONE_URL"],
 		GlanceURL:   env["GLANCE_URL"],
 		NovaURL:     env["NOVA_URL"],
+		CinderURL:   env["CINDER_URL"],
 	}
 	if c.KeystoneURL == "" || c.GlanceURL == "" {
 		return nil, fmt.Errorf("%s lacks KEYSTONE_URL or GLANCE_URL", filepath.Join(abs, "env"))

@@ -13,8 +13,8 @@ each `openstack` CLI call costs more than a second.
 
 Input comes from the environment (never the command line, which `ps` shows):
 KEYSTONE_URL, ADMIN_PASSWORD, SERVICE_PASSWORD, MIRROR_PASSWORD,
-DEMO_PASSWORD, GLANCE_URL and, when nova is wanted, NOVA_URL and
-PLACEMENT_URL.
+DEMO_PASSWORD, GLANCE_URL, when nova is wanted, NOVA_URL and
+PLACEMENT_URL, and, when cinder is wanted, CINDER_URL.
 """
 
 import os
@@ -96,7 +96,7 @@ def bootstrap():
     mirror = project("mirror", "imagetrust mirror: owns the mirrored images")
     demo = project("demo", "an ordinary, non-admin tenant")
 
-    for name in ("glance", "nova", "placement"):
+    for name in ("glance", "nova", "placement", "cinder"):
         user(name, env["SERVICE_PASSWORD"], service, ["admin"])
     # The mirror user holds admin on its project (Glance's legacy policies
     # need admin for public images) and the dedicated role "imagetrust", which
@@ -112,6 +112,13 @@ def bootstrap():
         placement = env["PLACEMENT_URL"]
         set_endpoints(ks, "placement", "placement",
                       {"public": placement, "internal": placement, "admin": placement})
+    if env.get("CINDER_URL"):
+        # Keystone fills in the project of each token's catalog. Nova looks
+        # for type volumev3, the Service Types Authority's name is
+        # block-storage (devstack registers both).
+        cinder = env["CINDER_URL"] + "/%(project_id)s"
+        for stype, sname in (("volumev3", "cinderv3"), ("block-storage", "cinder")):
+            set_endpoints(ks, stype, sname, {"public": cinder, "internal": cinder, "admin": cinder})
     return 0
 
 

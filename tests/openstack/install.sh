@@ -1,7 +1,7 @@
 #!/bin/bash
 # install.sh: install (only what is missing) the Debian 12 packages that
 # tests/openstack/start.sh runs: Keystone, Glance, nova-api, placement-api,
-# the openstack client, plus cloud-init and nginx for other tests.
+# cinder-api, the openstack client, plus cloud-init and nginx for other tests.
 #
 # Usage (as root): tests/openstack/install.sh
 #
@@ -21,6 +21,7 @@ PACKAGES=(
 	uwsgi-plugin-python3
 	nova-api
 	placement-api
+	cinder-api
 	python3-openstackclient
 	python3-glanceclient
 	python3-keystoneclient
@@ -37,6 +38,7 @@ SERVICES=(
 	uwsgi
 	nova-api
 	placement-api
+	cinder-api
 	nginx
 )
 
@@ -129,8 +131,8 @@ echo "install.sh: disabling services took $(elapsed "$t") s"
 # A packaged service may still have been started by a policy-rc.d that was
 # already present but permissive; report anything listening on their ports.
 if command -v ss >/dev/null 2>&1; then
-	if ss -ltn 2>/dev/null | awk '{print $4}' | grep -Eq ':(80|5000|8774|8778|9292)$'; then
-		echo "install.sh: warning: something listens on a packaged service port (80, 5000, 8774, 8778 or 9292)" >&2
+	if ss -ltn 2>/dev/null | awk '{print $4}' | grep -Eq ':(80|5000|8774|8776|8778|9292)$'; then
+		echo "install.sh: warning: something listens on a packaged service port (80, 5000, 8774, 8776, 8778 or 9292)" >&2
 	fi
 fi
 

@@ -1,9 +1,10 @@
 #!/bin/bash
 # start.sh: run Keystone and Glance (and with --with-nova placement-api and
-# nova-api) from Debian's packages as plain processes on 127.0.0.1, each on a
-# free port, with sqlite databases and all state under STATE_DIR.
+# nova-api, with --with-cinder cinder-api) from Debian's packages as plain
+# processes on 127.0.0.1, each on a free port, with sqlite databases and all
+# state under STATE_DIR.
 #
-# Usage: tests/openstack/start.sh STATE_DIR [--with-nova]
+# Usage: tests/openstack/start.sh STATE_DIR [--with-nova] [--with-cinder]
 #
 # Optional environment:
 #   IMAGETRUST_PROPERTY_PROTECTIONS         a Glance property protection file
@@ -13,6 +14,10 @@
 #                                           (default: glance-direct,copy-image;
 #                                           "web-download" makes a Glance
 #                                           without glance-direct)
+#   IMAGETRUST_CINDER_POLICY                a Cinder policy.yaml (default: empty,
+#                                           Cinder's own defaults;
+#                                           etc/cinder/policy.yaml is what
+#                                           imagetrust asks sites to use)
 #   IMAGETRUST_OPENSTACK_WAIT               seconds to wait for each service (default 90)
 #
 # Writes:
@@ -28,7 +33,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 PY=/usr/bin/python3
 
 usage() {
-	echo "usage: $0 STATE_DIR [--with-nova]" >&2
+	echo "usage: $0 STATE_DIR [--with-nova] [--with-cinder]" >&2
 	exit 2
 }
 
@@ -36,9 +41,11 @@ usage() {
 STATE=$1
 shift
 WITH_NOVA=0
+WITH_CINDER=0
 for a in "$@"; do
 	case $a in
 	--with-nova) WITH_NOVA=1 ;;
+	--with-cinder) WITH_CINDER=1 ;;
 	*) usage ;;
 	esac
 done
@@ -62,6 +69,11 @@ if [ "$WITH_NOVA" = 1 ]; then
 		command -v "$cmd" >/dev/null 2>&1 || die "$cmd not found: run tests/openstack/install.sh"
 	done
 fi
+if [ "$WITH_CINDER" = 1 ]; then
+	for cmd in cinder-api cinder-manage; do
+		command -v "$cmd" >/dev/null 2>&1 || die "$cmd not found: run tests/openstack/install.sh"
+	done
+fi
 
 mkdir -p "$STATE"
 STATE=$(cd "$STATE" && pwd)
@@ -78,7 +90,7 @@ if [ -d "$RUN" ]; then
 	done
 fi
 rm -rf "$RUN" "$LOG" "$STATE/keystone" "$STATE/glance" "$STATE/nova" "$STATE/placement" \
-	"$STATE/env" "$STATE/clouds.yaml"
+	"$STATE/cinder" "$STATE/env" "$STATE/clouds.yaml"
 mkdir -p "$RUN" "$LOG"
 chmod 700 "$STATE"
 
@@ -171,7 +183,7 @@ wait_http() {
 	done
 }
 
-read -r KEYSTONE_PORT GLANCE_PORT NOVA_PORT PLACEMENT_PORT <<<"$(free_ports 4)"
+read -r KEYSTONE_PORT GLANCE_PORT NOVA_PORT PLACEMENT_PORT CINDER_PORT <<<"$(free_ports 5)"
 KEYSTONE_URL=http://127.0.0.1:$KEYSTONE_PORT/v3
 GLANCE_URL=http://127.0.0.1:$GLANCE_PORT
 NOVA_URL=""
@@ -180,11 +192,15 @@ if [ "$WITH_NOVA" = 1 ]; then
 	NOVA_URL=http://127.0.0.1:$NOVA_PORT/v2.1
 	PLACEMENT_URL=http://127.0.0.1:$PLACEMENT_PORT
 fi
+CINDER_URL=""
+if [ "$WITH_CINDER" = 1 ]; then
+	CINDER_URL=http://127.0.0.1:$CINDER_PORT/v3
+fi
 ADMIN_PASSWORD=$(secret)
 SERVICE_PASSWORD=$(secret)
 MIRROR_PASSWORD=$(secret)
 DEMO_PASSWORD=$(secret)
-export KEYSTONE_URL GLANCE_URL NOVA_URL PLACEMENT_URL ADMIN_PASSWORD SERVICE_PASSWORD MIRROR_PASSWORD DEMO_PASSWORD
+export KEYSTONE_URL GLANCE_URL NOVA_URL PLACEMENT_URL CINDER_URL ADMIN_PASSWORD SERVICE_PASSWORD MIRROR_PASSWORD DEMO_PASSWORD
 
 
 # authtoken SERVICE_USER: the [keystone_authtoken] section for a service.
@@ -326,6 +342,43 @@ $(authtoken nova)
 EOF
 fi
 
+############################################################ cinder
+# cinder-api alone: no scheduler and no cinder-volume (transport_url fake:/
+# drops the casts), so a new volume stays "creating", with no host, until an
+# admin resets its status. Enough for what the API itself answers: volumes,
+# snapshots, volume_image_metadata, and Nova's attachment calls.
+CINDER_POLICY=""
+if [ "$WITH_CINDER" = 1 ]; then
+	CV=$STATE/cinder
+	mkdir -p "$CV/etc" "$CV/lock"
+	cp /etc/cinder/api-paste.ini "$CV/etc/api-paste.ini"
+	if [ -n "${IMAGETRUST_CINDER_POLICY:-}" ]; then
+		cp "$IMAGETRUST_CINDER_POLICY" "$CV/etc/policy.yaml"
+		CINDER_POLICY=$(realpath "$IMAGETRUST_CINDER_POLICY")
+	else
+		echo '{}' >"$CV/etc/policy.yaml"
+	fi
+	cat >"$CV/etc/cinder.conf" <<EOF
+[DEFAULT]
+use_stderr = true
+state_path = $CV
+osapi_volume_listen = 127.0.0.1
+osapi_volume_listen_port = $CINDER_PORT
+osapi_volume_workers = 1
+transport_url = fake:/
+auth_strategy = keystone
+api_paste_config = $CV/etc/api-paste.ini
+enabled_backends =
+[database]
+connection = sqlite:///$CV/cinder.sqlite
+[oslo_concurrency]
+lock_path = $CV/lock
+[oslo_policy]
+policy_file = $CV/etc/policy.yaml
+$(authtoken cinder)
+EOF
+fi
+
 ############################################################ setup and launch
 # Each service's chain (schema, then start) is independent of the others:
 # run them side by side. Glance, placement and nova need nothing from
@@ -381,6 +434,14 @@ if [ "$WITH_NOVA" = 1 ]; then
 	) &
 	setup_pids+=($!)
 fi
+if [ "$WITH_CINDER" = 1 ]; then
+	(
+		run_step cinder-db-sync cinder-manage --config-file "$CV/etc/cinder.conf" db sync
+		wal "$CV/cinder.sqlite"
+		launch cinder-api cinder-api --config-file "$CV/etc/cinder.conf"
+	) &
+	setup_pids+=($!)
+fi
 failed=0
 for p in "${setup_pids[@]}"; do
 	wait "$p" || failed=1
@@ -405,6 +466,11 @@ if [ "$WITH_NOVA" = 1 ]; then
 	wait_http nova-api "http://127.0.0.1:$NOVA_PORT/"
 	say "placement up on $PLACEMENT_URL, nova up on $NOVA_URL in $(elapsed "$t") s"
 fi
+if [ "$WITH_CINDER" = 1 ]; then
+	t=$(now)
+	wait_http cinder-api "http://127.0.0.1:$CINDER_PORT/"
+	say "cinder up on $CINDER_URL in $(elapsed "$t") s"
+fi
 
 ############################################################ env, clouds.yaml
 pid_of() { if [ -e "$RUN/$1.pid" ]; then cat "$RUN/$1.pid"; fi; }
@@ -426,6 +492,12 @@ NOVA_PID=$(pid_of nova-api)
 PLACEMENT_PORT=$([ "$WITH_NOVA" = 1 ] && echo "$PLACEMENT_PORT")
 PLACEMENT_URL=$PLACEMENT_URL
 PLACEMENT_PID=$(pid_of placement-api)
+WITH_CINDER=$WITH_CINDER
+CINDER_PORT=$([ "$WITH_CINDER" = 1 ] && echo "$CINDER_PORT")
+CINDER_URL=$CINDER_URL
+CINDER_PID=$(pid_of cinder-api)
+CINDER_POLICY=$CINDER_POLICY
+
 ADMIN_PASSWORD=$ADMIN_PASSWORD
 SERVICE_PASSWORD=$SERVICE_PASSWORD
 MIRROR_PASSWORD=$MIRROR_PASSWORD
