@@ -72,6 +72,10 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 	if err != nil {
 		return fail(e, exitInvalid, "proxy: token validation: %v", err)
 	}
+	volumePolicy, volumes, err := openVolumePolicy(ctx, cfg.Proxy.VolumePolicy, cloudName, e.getenv, log)
+	if err != nil {
+		return fail(e, exitInvalid, "proxy: volume_policy = %s: %v", cfg.Proxy.VolumePolicy, err)
+	}
 
 	var hook proxy.UserData
 	if cfg.Context.Dir != "" {
@@ -91,7 +95,7 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 	gate, err := proxy.New(proxy.Options{
 		Upstream: upstream, PublicURL: public, Lookup: lookup, Decider: decider,
 		MirrorProject: lookup.owner, UnmanagedProjects: cfg.Proxy.UnmanagedProjects,
-		VolumePolicy: cfg.Proxy.VolumePolicy, MaxBody: cfg.Proxy.MaxBody,
+		VolumePolicy: volumePolicy, Volumes: volumes, MaxBody: cfg.Proxy.MaxBody,
 		CacheTTL: cfg.Proxy.CacheTTL.Duration, CacheSize: cfg.Proxy.CacheSize,
 		UserData: hook, Logger: log, Metrics: metrics,
 		Identity: identity, AuthURI: identity.authURI,
