@@ -28,14 +28,17 @@
 // a tag) and not a tag alias entry; the request keeps its volume id. A
 // volume made from no image, and every boot volume when Options.Volumes is
 // nil, is governed by Options.VolumePolicy (config proxy.volume_policy):
-// "refuse" (default) refuses it, "allow" lets it through unjudged. Cinder's
-// answers are not cached. Beware: Cinder lets project members set
+// "refuse" (default) refuses it, "allow" lets it through unjudged. The
+// command sets Volumes (Cinder, asked with the proxy's credentials) for
+// proxy.volume_policy = "check-image", with VolumeRefuse. Cinder's answers
+// are not cached. Beware: Cinder lets project members set
 // volume_image_metadata by default (policy
 // volume_extension:volume_image_metadata:set), so a site that uses
-// Options.Volumes must restrict that policy (and :remove) to admins;
-// otherwise a user can label a volume of any content with a good image's
-// id. Under "allow" without Volumes a volume made from a revoked image can
-// boot.
+// Options.Volumes must restrict that policy (and :remove) to admins
+// (etc/cinder/policy.yaml); otherwise a user can label a volume of any
+// content with a good image's id. Even then the answer is where the volume
+// came from, not what was written into it since. Under "allow" without
+// Volumes a volume made from a revoked image can boot.
 //
 // Not gated: unshelve (boots the user's shelve snapshot), evacuate (admin),
 // rescue without rescue_image_ref (the instance's own image, judged when the

@@ -8,8 +8,9 @@ import (
 )
 
 // Volumes tells which Glance image a Cinder volume or snapshot was made
-// from (Cinder's volume_image_metadata.image_id). The command layer would
-// implement it with the proxy's service credentials.
+// from (Cinder's volume_image_metadata.image_id). The command implements
+// it with the proxy's service credentials (cmd/imagetrust proxy_volumes.go,
+// proxy.volume_policy = "check-image").
 //
 // Cinder lets a volume's project members set volume_image_metadata
 // (policy volume_extension:volume_image_metadata:set, admin or project

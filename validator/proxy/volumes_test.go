@@ -9,9 +9,10 @@ import (
 	"testing"
 )
 
-// standInCinder is a stand-in Volumes: Cinder does not run here (Debian's
-// cinder-api could, but making a volume from an image needs cinder-volume
-// and a storage backend). It maps volume and snapshot ids to image ids.
+// standInCinder is a stand-in Volumes for the gate's own handling of boot
+// volumes. It maps volume and snapshot ids to image ids. The command's
+// Volumes, against the real cinder-api of tests/openstack, is tested by
+// cmd/imagetrust TestProxyCheckImageCinder.
 type standInCinder struct {
 	volumes, snapshots map[string]string
 	down               bool
