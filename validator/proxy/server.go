@@ -28,6 +28,12 @@ type ServerOptions struct {
 	// Ready, if set, receives the bound addresses once both listeners listen.
 	Ready  func(gate, health net.Addr)
 	Logger *slog.Logger
+	// NetHTTPOnly serves every gate connection with net/http's server. By
+	// default a plain-HTTP gate (no TLSCert) whose handler is a *Proxy
+	// with the forwarder's fast path is served by the fast server
+	// (fastserver.go), which answers pass-through requests itself and hands
+	// connections over to net/http at their first other request.
+	NetHTTPOnly bool
 }
 
 // newServer is an http.Server with every timeout set. Reads are bounded by
@@ -104,8 +110,16 @@ func Serve(ctx context.Context, gate http.Handler, o ServerOptions) error {
 	if o.Ready != nil {
 		o.Ready(ln.Addr(), healthAddr)
 	}
+	var fast *fastServer
+	if p, ok := gate.(*Proxy); ok && p.pool != nil && o.TLSCert == "" && !o.NetHTTPOnly {
+		fast = newFastServer(p, gs)
+	}
 	errc := make(chan error, len(servers))
 	for i, s := range servers {
+		if i == 0 && fast != nil {
+			go func() { errc <- fast.serve(listeners[0]) }()
+			continue
+		}
 		go func() { errc <- s.Serve(listeners[i]) }()
 	}
 	var runErr error
@@ -115,8 +129,19 @@ func Serve(ctx context.Context, gate http.Handler, o ServerOptions) error {
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.ShutdownTimeout)
 	defer cancel()
+	// all at once: the fast server's connections and those it handed
+	// over to net/http wind down together
+	shutdowns := make(chan error, len(servers)+1)
+	n := len(servers)
+	if fast != nil {
+		n++
+		go func() { shutdowns <- fast.shutdown(sctx) }()
+	}
 	for _, s := range servers {
-		if err := s.Shutdown(sctx); err != nil {
+		go func() { shutdowns <- s.Shutdown(sctx) }()
+	}
+	for range n {
+		if err := <-shutdowns; err != nil {
 			runErr = errors.Join(runErr, fmt.Errorf("proxy: shutdown: %w", err))
 		}
 	}

@@ -1,0 +1,178 @@
+package proxy
+
+import (
+	"bytes"
+	"net/http"
+	"net/textproto"
+	"strings"
+)
+
+// The fast server's request head parser (see fastserver.go). It accepts
+// only the plainest HTTP/1.1 requests the forwarder can take: a GET, HEAD
+// or OPTIONS request line "METHOD /origin-form-target HTTP/1.1", header
+// lines "Name: value" with CRLF line ends, ASCII only, no obs-fold, exactly
+// one Host, no body and nothing that announces one (Transfer-Encoding, a
+// Content-Length other than a single "0", Expect), no Upgrade. Anything else,
+// valid or not, is left to net/http, which answers it (or refuses it) as
+// it always has: the parser never refuses, it only declines.
+
+// fastHead is one request head the parser accepted.
+type fastHead struct {
+	method string // GET, HEAD or OPTIONS
+	target string // the request target, origin-form
+	host   string // the Host field's value
+	close  bool   // Connection lists "close"
+	// fields are the header fields but Host, names canonical, values
+	// without surrounding whitespace, in the order received
+	fields []fastField
+}
+
+// fastField is one header field.
+type fastField struct{ name, value string }
+
+// crlfcrlf ends a request head.
+var crlfcrlf = []byte("\r\n\r\n")
+
+// fastMethod returns the method a request line starts with when it is one
+// the fast server takes (as a constant, so that no string is allocated),
+// and the length of the method and its space.
+func fastMethod(line []byte) (string, int) {
+	switch {
+	case bytes.HasPrefix(line, []byte("GET ")):
+		return http.MethodGet, 4
+	case bytes.HasPrefix(line, []byte("HEAD ")):
+		return http.MethodHead, 5
+	case bytes.HasPrefix(line, []byte("OPTIONS ")):
+		return http.MethodOptions, 8
+	}
+	return "", 0
+}
+
+// fastRequestLine reports whether line (up to and including its LF) can
+// start a request the fast server takes, so that anything else is handed
+// over as soon as its first line is in.
+func fastRequestLine(line []byte) bool {
+	m, _ := fastMethod(line)
+	return m != "" && bytes.HasSuffix(line, []byte(" HTTP/1.1\r\n"))
+}
+
+// parseFastHead parses head, which ends with the blank line, into h (whose
+// fields slice is reused). It reports false when the fast server must
+// not take the request.
+func parseFastHead(head []byte, h *fastHead) bool {
+	fields := h.fields[:0]
+	*h = fastHead{}
+	h.fields = fields
+	// bytes allowed anywhere: visible ASCII, space, tab, and CR only
+	// before LF, LF only after CR
+	for i, c := range head {
+		switch {
+		case c == '\r':
+			if i+1 >= len(head) || head[i+1] != '\n' {
+				return false
+			}
+		case c == '\n':
+			if i == 0 || head[i-1] != '\r' {
+				return false
+			}
+		case c == '\t' || (c >= ' ' && c < 0x7f):
+		default:
+			return false
+		}
+	}
+	s := string(head) // the one copy: every field below is a substring of it
+	line, rest, _ := strings.Cut(s, "\r\n")
+	m, n := fastMethod(head)
+	if m == "" || !strings.HasSuffix(line, " HTTP/1.1") {
+		return false
+	}
+	target := line[n : len(line)-len(" HTTP/1.1")]
+	if target == "" || target[0] != '/' || strings.ContainsAny(target, " \t#") {
+		return false
+	}
+	h.method, h.target = m, target
+	hosts, cls := 0, 0
+	for {
+		line, rest, _ = strings.Cut(rest, "\r\n")
+		if line == "" {
+			break
+		}
+		name, value, ok := strings.Cut(line, ":")
+		if !ok || !isToken(name) {
+			return false // (also obs-fold: the line starts with a space)
+		}
+		value = strings.Trim(value, " \t")
+		if !isCanonicalName(name) {
+			name = textproto.CanonicalMIMEHeaderKey(name)
+		}
+		switch name {
+		case "Host":
+			hosts++
+			if !fastHostValue(value) {
+				return false
+			}
+			h.host = value
+			continue
+		case "Content-Length":
+			cls++
+			if value != "0" {
+				return false
+			}
+		case "Transfer-Encoding", "Expect", "Upgrade":
+			return false
+		case "Connection":
+			if hasToken([]string{value}, "close") {
+				h.close = true
+			}
+		}
+		h.fields = append(h.fields, fastField{name, value})
+	}
+	return hosts == 1 && cls <= 1 && len(h.fields) <= 100
+}
+
+// isToken reports whether s is an RFC 9110 token (a field name).
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' {
+			continue
+		}
+		if !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(c)) {
+			return false
+		}
+	}
+	return true
+}
+
+// isCanonicalName reports whether the token s is already in the form
+// textproto.CanonicalMIMEHeaderKey gives it (most clients send that).
+func isCanonicalName(s string) bool {
+	upper := true
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if upper && 'a' <= c && c <= 'z' || !upper && 'A' <= c && c <= 'Z' {
+			return false
+		}
+		upper = c == '-'
+	}
+	return true
+}
+
+// fastHostValue reports whether a Host value is a plain host[:port] the
+// fast server takes (letters, digits, - . _ : and IPv6 brackets).
+func fastHostValue(v string) bool {
+	if v == "" {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._:[]", c) >= 0 {
+			continue
+		}
+		return false
+	}
+	return true
+}

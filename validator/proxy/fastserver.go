@@ -1,0 +1,454 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"net/url"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The fast server serves the gate's plain-HTTP listener in place of
+// net/http's server for pass-through traffic. Per connection it reads each
+// request head into its own buffer and, when the head is one
+// parseFastHead accepts and the request one the forwarder takes and the
+// gate passes through (fastEligible: what ServeHTTP would send to
+// passThrough and canForward would accept), hands it to the forwarder
+// (forward.go) with a fastResponse as the ResponseWriter. At the first
+// request that is anything else (a POST, any gated route, a version
+// document, a body, an odd or malformed head) it hands the whole
+// connection, with the bytes it has buffered and not consumed, to the
+// gate's net/http.Server (handoffListener), which serves it from then on
+// exactly as it serves every connection without the fast server. Gated
+// requests are therefore never seen by the fast path, whatever came before
+// them on the connection.
+//
+// What it saves per request, compared with net/http's server: the
+// background read net/http starts to notice a client that goes away (a
+// goroutine, a read and a wake-up per request), the per-request
+// context, response and buffer allocations, and the parsing of the head
+// into fresh maps. What it gives up: a client that goes away while the
+// upstream has not answered is noticed only when its answer is written
+// (the upstream's answer is still bounded by the forwarder's 5-minute
+// header timeout).
+//
+// Timeouts are net/http's, from the http.Server: the wait for a next
+// request is bounded by IdleTimeout, a request head by ReadHeaderTimeout
+// (from its first byte), the answer by WriteTimeout. Shutdown closes the
+// listener and idle connections at once, lets requests in flight finish
+// with "Connection: close", and closes what remains when its context ends.
+
+// fastBufSize is the size of a connection's read buffer: a request head
+// that does not fit in it is handed to net/http (whose limit,
+// MaxHeaderBytes, is larger).
+const fastBufSize = 8 << 10
+
+var (
+	fastReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, fastBufSize) }}
+	fastWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
+)
+
+// fastServer is the gate's server for plain-HTTP listeners.
+type fastServer struct {
+	p  *Proxy
+	hs *http.Server // serves the connections handed over
+	hl *handoffListener
+	// net/http's timeouts, from hs
+	readHeaderTimeout, idleTimeout, writeTimeout time.Duration
+	errorLog                                     *log.Logger
+
+	// handOvers counts the connections handed over to net/http.
+	handOvers atomic.Int64
+
+	mu      sync.Mutex
+	ln      net.Listener
+	conns   map[*fastConn]bool // value: idle
+	closing bool
+	wg      sync.WaitGroup
+}
+
+// newFastServer serves p in front of hs, which gets every connection the
+// fast path does not keep, and whose timeouts it applies.
+func newFastServer(p *Proxy, hs *http.Server) *fastServer {
+	s := &fastServer{p: p, hs: hs, conns: map[*fastConn]bool{}, errorLog: hs.ErrorLog,
+		readHeaderTimeout: hs.ReadHeaderTimeout, idleTimeout: hs.IdleTimeout, writeTimeout: hs.WriteTimeout}
+	if s.readHeaderTimeout <= 0 || (hs.ReadTimeout > 0 && hs.ReadTimeout < s.readHeaderTimeout) {
+		s.readHeaderTimeout = hs.ReadTimeout
+	}
+	if s.idleTimeout <= 0 {
+		s.idleTimeout = hs.ReadTimeout
+	}
+	return s
+}
+
+// fastEligible reports whether the fast path may take r: a request that
+// ServeHTTP passes through (never a POST, never a version document) and
+// that the forwarder takes.
+func (p *Proxy) fastEligible(r *http.Request) bool {
+	if r.Method == http.MethodPost {
+		return false
+	}
+	if maybeVersionPath(r.URL.Path) {
+		if rt, _ := classifyPath(r.URL.EscapedPath()); rt.kind == routeVersion {
+			return false
+		}
+	}
+	return p.pool.canForward(r)
+}
+
+// serve accepts connections on ln until shutdown; it returns
+// http.ErrServerClosed then.
+func (s *fastServer) serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		ln.Close()
+		return http.ErrServerClosed
+	}
+	s.ln = ln
+	s.hl = &handoffListener{addr: ln.Addr(), ch: make(chan net.Conn), done: make(chan struct{})}
+	s.mu.Unlock()
+	go func() {
+		if err := s.hs.Serve(s.hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.logf("proxy: serving handed-over connections: %v", err)
+		}
+	}()
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if s.isClosing() {
+				return http.ErrServerClosed
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			// as net/http: back off on errors such as too many open files
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.logf("http: Accept error: %v; retrying in %v", err, delay)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		fc := s.track(c)
+		if fc == nil {
+			c.Close()
+			return http.ErrServerClosed
+		}
+		go fc.serve()
+	}
+}
+
+// shutdown stops accepting, closes idle connections, and waits for the
+// others to finish their request until ctx ends, when it closes them. The
+// net/http server of the handed-over connections is shut down by its
+// owner.
+func (s *fastServer) shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	ln := s.ln
+	if s.hl != nil {
+		s.hl.Close() // no more hand-overs
+	}
+	for fc, idle := range s.conns {
+		if idle {
+			_ = fc.c.SetReadDeadline(aLongTimeAgo)
+		}
+	}
+	s.mu.Unlock()
+	if ln != nil {
+		ln.Close()
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		for fc := range s.conns {
+			fc.c.Close()
+		}
+		s.mu.Unlock()
+		return ctx.Err()
+	}
+}
+
+func (s *fastServer) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+func (s *fastServer) logf(format string, a ...any) {
+	if s.errorLog != nil {
+		s.errorLog.Printf(format, a...)
+	}
+}
+
+// track registers a new connection (nil when shutting down).
+func (s *fastServer) track(c net.Conn) *fastConn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return nil
+	}
+	s.wg.Add(1)
+	fc := &fastConn{s: s, c: c}
+	s.conns[fc] = false
+	return fc
+}
+
+// setIdle marks fc idle or busy; false means the server is shutting down
+// and the connection must end.
+func (s *fastServer) setIdle(fc *fastConn, idle bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.conns[fc] = idle
+	return true
+}
+
+func (s *fastServer) forget(fc *fastConn) {
+	s.mu.Lock()
+	delete(s.conns, fc)
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// fastConn is one client connection of the fast server.
+type fastConn struct {
+	s    *fastServer
+	c    net.Conn
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	head fastHead
+	hdr  http.Header
+	vals []string // backing array of hdr's values
+	req  http.Request
+	resp fastResponse
+	date fastDate
+}
+
+// serve runs the connection's request loop.
+func (fc *fastConn) serve() {
+	s, c := fc.s, fc.c
+	fc.br = fastReaders.Get().(*bufio.Reader)
+	fc.br.Reset(c)
+	fc.bw = fastWriters.Get().(*bufio.Writer)
+	fc.bw.Reset(c)
+	handedOver := false
+	defer func() {
+		if !handedOver {
+			c.Close()
+		}
+		fc.br.Reset(nil)
+		fastReaders.Put(fc.br)
+		fc.bw.Reset(nil)
+		fastWriters.Put(fc.bw)
+		s.forget(fc)
+	}()
+	fc.hdr = http.Header{}
+	fc.vals = make([]string, 0, 32)
+	fc.resp = fastResponse{bw: fc.bw, header: http.Header{}, closing: s.isClosing, date: &fc.date, held: make([]byte, 0, heldBack)}
+	remote := c.RemoteAddr().String()
+	for first := true; ; first = false {
+		if !first && fc.br.Buffered() == 0 {
+			_ = c.SetReadDeadline(time.Now().Add(s.idleTimeout))
+			if !s.setIdle(fc, true) {
+				return
+			}
+			if _, err := fc.br.Peek(1); err != nil {
+				return
+			}
+		}
+		if !s.setIdle(fc, false) {
+			return
+		}
+		_ = c.SetReadDeadline(time.Now().Add(s.readHeaderTimeout))
+		n, err := fc.readHead()
+		if err != nil {
+			return // as net/http: no answer to a client that stops or times out
+		}
+		if n == 0 || !fc.request(remote, n) {
+			handedOver = fc.handOver()
+			return
+		}
+		_, _ = fc.br.Discard(n)
+		if s.writeTimeout > 0 {
+			_ = c.SetWriteDeadline(time.Now().Add(s.writeTimeout))
+		}
+		if !fc.serveRequest() {
+			return
+		}
+	}
+}
+
+// readHead waits for a complete request head in the read buffer and
+// returns its length, or 0 when the connection must be handed over (its
+// first line is not one the fast path takes, or the head does not fit).
+func (fc *fastConn) readHead() (int, error) {
+	br := fc.br
+	from, lineChecked := 0, false
+	for {
+		buf, _ := br.Peek(br.Buffered())
+		if i := bytes.Index(buf[max(from-3, 0):], crlfcrlf); i >= 0 {
+			return max(from-3, 0) + i + 4, nil
+		}
+		if !lineChecked {
+			if j := bytes.IndexByte(buf, '\n'); j >= 0 {
+				if !fastRequestLine(buf[:j+1]) {
+					return 0, nil
+				}
+				lineChecked = true
+			}
+		}
+		if len(buf) == br.Size() {
+			return 0, nil
+		}
+		from = len(buf)
+		if _, err := br.Peek(from + 1); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// request parses the head of n bytes into fc.req and reports whether the
+// fast path takes it.
+func (fc *fastConn) request(remote string, n int) bool {
+	buf, _ := fc.br.Peek(n)
+	h := &fc.head
+	if !parseFastHead(buf, h) {
+		return false
+	}
+	u, err := url.ParseRequestURI(h.target)
+	if err != nil {
+		return false
+	}
+	hdr := fc.hdr
+	clear(hdr)
+	vals := fc.vals[:0]
+	for _, f := range h.fields {
+		if vv, ok := hdr[f.name]; ok {
+			hdr[f.name] = append(vv, f.value)
+			continue
+		}
+		vals = append(vals, f.value)
+		hdr[f.name] = vals[len(vals)-1 : len(vals) : len(vals)]
+	}
+	fc.vals = vals
+	// as net/http's request parsing does
+	if p := hdr["Pragma"]; len(p) > 0 && p[0] == "no-cache" {
+		if _, ok := hdr["Cache-Control"]; !ok {
+			hdr["Cache-Control"] = []string{"no-cache"}
+		}
+	}
+	fc.req = http.Request{
+		Method: h.method, URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: hdr, Body: http.NoBody, Host: h.host, RemoteAddr: remote, RequestURI: h.target, Close: h.close,
+	}
+	return fc.s.p.fastEligible(&fc.req)
+}
+
+// serveRequest forwards fc.req and reports whether the connection may
+// carry another request.
+func (fc *fastConn) serveRequest() (reuse bool) {
+	r, w := &fc.req, &fc.resp
+	w.reset(r.Method == http.MethodHead, r.Close)
+	defer func() {
+		if err := recover(); err != nil {
+			// as net/http: what reached the connection's buffer goes out
+			// (a truncated answer), the connection closes
+			_ = fc.bw.Flush()
+			if err != http.ErrAbortHandler {
+				buf := make([]byte, 64<<10)
+				buf = buf[:runtime.Stack(buf, false)]
+				fc.s.logf("http: panic serving %v: %v\n%s", r.RemoteAddr, err, buf)
+			}
+			reuse = false
+		}
+	}()
+	start := time.Now()
+	fc.s.p.forward(w, r)
+	fc.s.p.o.Metrics.observe("passthrough", time.Since(start).Seconds())
+	return w.finish()
+}
+
+// handOver gives the connection, with the bytes read and not consumed, to
+// the net/http server; false when it is shutting down (the connection is
+// then closed).
+func (fc *fastConn) handOver() bool {
+	buf, _ := fc.br.Peek(fc.br.Buffered())
+	fc.s.handOvers.Add(1)
+	hc := &handoffConn{Conn: fc.c, buf: bytes.Clone(buf)}
+	_ = fc.c.SetDeadline(time.Time{})
+	if fc.s.isClosing() {
+		return false
+	}
+	return fc.s.hl.deliver(hc)
+}
+
+// handoffListener is the net.Listener the net/http server serves: its
+// connections are the ones the fast server hands over.
+type handoffListener struct {
+	addr      net.Addr
+	ch        chan net.Conn
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+// Accept implements net.Listener.
+func (l *handoffListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, fmt.Errorf("accept: %w", net.ErrClosed)
+	}
+}
+
+// Close implements net.Listener.
+func (l *handoffListener) Close() error {
+	l.closeOnce.Do(func() { close(l.done) })
+	return nil
+}
+
+// Addr implements net.Listener: the gate's listening address.
+func (l *handoffListener) Addr() net.Addr { return l.addr }
+
+// deliver passes c to the server; false when the listener is closed.
+func (l *handoffListener) deliver(c net.Conn) bool {
+	select {
+	case l.ch <- c:
+		return true
+	case <-l.done:
+		return false
+	}
+}
+
+// handoffConn is a handed-over connection: its reads return the bytes the
+// fast server had buffered, then the connection's.
+type handoffConn struct {
+	net.Conn
+	buf []byte
+}
+
+// Read implements net.Conn.
+func (c *handoffConn) Read(p []byte) (int, error) {
+	if len(c.buf) > 0 {
+		n := copy(p, c.buf)
+		c.buf = c.buf[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}

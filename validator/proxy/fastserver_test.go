@@ -1,0 +1,255 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fastPair is one gate served twice: by the fast server and by net/http's
+// server alone (newServer's settings both), so that the same raw bytes
+// can be sent to each and the answers compared.
+type fastPair struct {
+	g          *gateEnv
+	fs         *fastServer
+	fast, slow string // addresses
+}
+
+func newFastPair(t *testing.T, f *fixture, upstream string, mod func(*Options)) *fastPair {
+	t.Helper()
+	g := newGate(t, f, upstream, mod)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	listen := func() net.Listener {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ln
+	}
+	hs := newServer(g.proxy, log)
+	fs := newFastServer(g.proxy, hs)
+	fln := listen()
+	go func() { _ = fs.serve(fln) }()
+	ss := newServer(g.proxy, log)
+	sln := listen()
+	go func() { _ = ss.Serve(sln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = fs.shutdown(ctx)
+		_ = hs.Shutdown(ctx)
+		_ = ss.Shutdown(ctx)
+	})
+	return &fastPair{g: g, fs: fs, fast: fln.Addr().String(), slow: sln.Addr().String()}
+}
+
+var (
+	dateLine  = regexp.MustCompile(`(?m)^Date: [^\r]*\r$`)
+	requestID = regexp.MustCompile(`req-[0-9a-f-]{36}`)
+)
+
+// rawRoundTrip writes raw to addr and returns everything the server sends
+// until it closes the connection (or wait passes), Date and fresh request
+// ids masked.
+func rawRoundTrip(t *testing.T, addr, raw string, wait time.Duration) string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(wait))
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(c)
+	out := dateLine.ReplaceAllString(string(b), "Date: *\r")
+	out = requestID.ReplaceAllString(out, "req-*")
+	if errors.Is(err, errTimeout) || isTimeout(err) {
+		out += "\n[still open]"
+	}
+	return out
+}
+
+var errTimeout = errors.New("timeout")
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// TestFastServerMatchesNetHTTP sends the same raw requests to the gate
+// served by the fast server and by net/http's server, and compares the
+// bytes the client gets back and the requests the upstream receives.
+func TestFastServerMatchesNetHTTP(t *testing.T) {
+	f := catalogue(t)
+	up := newRawUpstream(t, func(r *http.Request) (string, bool) {
+		name := r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:]
+		raw, ok := forwarderCases[name]
+		if !ok {
+			raw = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+		}
+		if name == "big" {
+			raw = "HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + strings.Repeat("x", 5000)
+		}
+		if name == "bigchunked" {
+			raw = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1388\r\n" + strings.Repeat("<p>", 5000/3) + "yy\r\n0\r\n\r\n"
+		}
+		if name == "sniff" {
+			raw = "HTTP/1.1 200 OK\r\nContent-Length: 15\r\n\r\n<html>hi</html>"
+		}
+		return raw, name == "close" || name == "eof" || name == "truncated"
+	})
+	for _, base := range []string{"", "/compute"} {
+		pair := newFastPair(t, f, "http://"+up.ln.Addr().String()+base, nil)
+		type req struct{ name, method, target, headers string }
+		reqs := []req{
+			{"headers", "GET", "/v2.1/servers/detail?all_tenants=1&name=a%2Fb",
+				"X-Auth-Token: tok\r\nOpenStack-API-Version: compute 2.79\r\nX-Openstack-Request-Id: req-9\r\n" +
+					"Connection: X-Secret, keep-alive\r\nX-Secret: s\r\nKeep-Alive: 300\r\nProxy-Authorization: Basic eA==\r\n" +
+					"Proxy-Connection: keep-alive\r\nTe: trailers, deflate\r\nTrailer: X-T\r\nX-Forwarded-For: 6.6.6.6\r\n" +
+					"Forwarded: for=6.6.6.6\r\nX-Forwarded-Host: evil\r\nX-Forwarded-Proto: https\r\nAccept: a\r\nAccept: b\r\n" +
+					"User-Agent: python-novaclient\r\nx-lower-case: v\r\nPragma: no-cache\r\n"},
+			{"no user agent", "GET", "/v2.1/flavors", ""},
+			{"empty user agent", "GET", "/v2.1/flavors", "User-Agent: \r\n"},
+			{"content-length zero", "GET", "/v2.1/flavors", "Content-Length: 0\r\n"},
+			{"escaped path", "GET", "/v2.1/os-x/a%2Fb%20c/plain", ""},
+			{"empty query", "GET", "/v2.1/flavors?", ""},
+			{"version document", "GET", "/v2.1", ""},
+			{"version root", "GET", "/", ""},
+			{"options", "OPTIONS", "/v2.1/servers/plain", ""},
+			{"delete", "DELETE", "/v2.1/servers/plain", ""},
+			{"big", "GET", "/v2.1/things/big", ""},
+			{"big chunked", "GET", "/v2.1/things/bigchunked", ""},
+			{"sniffed", "GET", "/v2.1/things/sniff", ""},
+		}
+		for name := range forwarderCases {
+			reqs = append(reqs, req{"answer " + name, "GET", "/v2.1/things/" + name, ""})
+			reqs = append(reqs, req{"head answer " + name, "HEAD", "/v2.1/things/" + name, ""})
+		}
+		for _, rq := range reqs {
+			t.Run(base+" "+rq.name, func(t *testing.T) {
+				head := rq.method + " " + rq.target + " HTTP/1.1\r\nHost: compute.example.org\r\n" + rq.headers
+				// the same request twice on one connection, then a last one
+				// that closes it
+				raw := head + "\r\n" + head + "\r\n" + rq.method + " " + rq.target + " HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+				var got [2]string
+				var sent [2]*http.Request
+				before := pair.fs.handOvers.Load()
+				for i, addr := range []string{pair.fast, pair.slow} {
+					got[i] = rawRoundTrip(t, addr, raw, 10*time.Second)
+					sent[i] = up.lastRequest()
+				}
+				handedOver := pair.fs.handOvers.Load() != before
+				if want := rq.method == "DELETE" || strings.HasPrefix(rq.name, "version"); handedOver != want {
+					t.Errorf("handed over to net/http: %v, want %v", handedOver, want)
+				}
+				if got[0] != got[1] {
+					t.Errorf("client saw\nfast %q\nslow %q", got[0], got[1])
+				}
+				r, s := sent[0], sent[1]
+				if r.Method != s.Method || r.RequestURI != s.RequestURI || r.Host != s.Host || !reflect.DeepEqual(r.Header, s.Header) {
+					t.Errorf("upstream saw\nfast %s %s Host %s %v\nslow %s %s Host %s %v", r.Method, r.RequestURI, r.Host, r.Header,
+						s.Method, s.RequestURI, s.Host, s.Header)
+				}
+			})
+		}
+	}
+}
+
+// TestFastServerHostile sends hostile and unusual input to both servers:
+// whatever the fast path declines goes to net/http with the bytes it has
+// read, so the answers must be the same byte for byte.
+func TestFastServerHostile(t *testing.T) {
+	f := catalogue(t)
+	up := newRawUpstream(t, func(r *http.Request) (string, bool) {
+		return "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}", false
+	})
+	pair := newFastPair(t, f, "http://"+up.ln.Addr().String(), nil)
+	get := "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\n\r\n"
+	end := "GET /v2.1/end HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+	boot := func(img string) string {
+		b := serverBody(img)
+		return "POST /v2.1/servers HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nContent-Length: " +
+			strconv.Itoa(len(b)) + "\r\n\r\n" + b
+	}
+	cases := map[string]string{
+		"smuggle cl te":          "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + end,
+		"smuggle te cl":          "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n" + end,
+		"smuggle two cl":         "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\nGET /" + end,
+		"smuggle cl list":        "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nContent-Length: 0, 0\r\n\r\n" + end,
+		"smuggle te identity":    "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: identity\r\n\r\n" + end,
+		"smuggle te obs-fold":    "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nTransfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n" + end,
+		"smuggle te space":       "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n" + end,
+		"get with body":          "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello" + end,
+		"cl plus sign":           "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nContent-Length: +0\r\n\r\n" + end,
+		"bare lf":                "GET /v2.1/flavors HTTP/1.1\nHost: h\n\n" + end,
+		"bare cr":                "GET /v2.1/flavors HTTP/1.1\rHost: h\r\n\r\n" + end,
+		"obs-fold":               "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nX-A: a\r\n b\r\n\r\n" + end,
+		"no host":                "GET /v2.1/flavors HTTP/1.1\r\n\r\n" + end,
+		"two hosts":              "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nHost: i\r\n\r\n" + end,
+		"bad host":               "GET /v2.1/flavors HTTP/1.1\r\nHost: h/x\r\n\r\n" + end,
+		"empty host":             "GET /v2.1/flavors HTTP/1.1\r\nHost: \r\n\r\n" + end,
+		"nul in header":          "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nX-A: a\x00b\r\n\r\n" + end,
+		"utf8 in header":         "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nX-A: \xc3\xa9\r\n\r\n" + end,
+		"space in name":          "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nX A: a\r\n\r\n" + end,
+		"empty name":             "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\n: a\r\n\r\n" + end,
+		"http/1.0":               "GET /v2.1/flavors HTTP/1.0\r\nHost: h\r\n\r\n",
+		"http/1.0 keep-alive":    "GET /v2.1/flavors HTTP/1.0\r\nHost: h\r\nConnection: keep-alive\r\n\r\n" + end,
+		"http/2 preface":         "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+		"lowercase method":       "get /v2.1/flavors HTTP/1.1\r\nHost: h\r\n\r\n" + end,
+		"absolute target":        "GET http://h/v2.1/flavors HTTP/1.1\r\nHost: h\r\n\r\n" + end,
+		"asterisk":               "OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n" + end,
+		"two spaces":             "GET  /v2.1/flavors HTTP/1.1\r\nHost: h\r\n\r\n" + end,
+		"tab in line":            "GET\t/v2.1/flavors HTTP/1.1\r\nHost: h\r\n\r\n" + end,
+		"fragment":               "GET /v2.1/flavors#x HTTP/1.1\r\nHost: h\r\n\r\n" + end,
+		"semicolon query":        "GET /v2.1/flavors?a=1;b=2 HTTP/1.1\r\nHost: h\r\n\r\n" + end,
+		"leading crlf":           "\r\n" + get + end,
+		"expect":                 "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\r\n" + end,
+		"upgrade":                "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n" + end,
+		"h2c upgrade":            "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n" + end,
+		"huge header":            "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nX-Big: " + strings.Repeat("a", 70<<10) + "\r\n\r\n" + end,
+		"header over buffer":     "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nX-Big: " + strings.Repeat("a", 20<<10) + "\r\n\r\n" + end,
+		"many headers":           "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\n" + strings.Repeat("X-A: a\r\n", 150) + "\r\n" + end,
+		"huge target":            "GET /v2.1/" + strings.Repeat("a", 70<<10) + " HTTP/1.1\r\nHost: h\r\n\r\n" + end,
+		"garbage":                "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + end,
+		"pipelined":              get + get + get + end,
+		"gated after pass":       get + get + boot(idRevoked) + get + end,
+		"allowed boot after":     get + boot(idGood) + get + end,
+		"gated first":            boot(idRevoked) + get + end,
+		"post anomalous path":    get + "POST /v2.1//servers HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n{}" + end,
+		"version after pass":     get + "GET /v2.1 HTTP/1.1\r\nHost: h\r\n\r\n" + end,
+		"escaped create judged":  get + "POST /v2.1/serv%65rs HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}" + end,
+		"get on servers path":    "GET /v2.1/servers HTTP/1.1\r\nHost: h\r\n\r\n" + end,
+		"connection close first": "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n" + boot(idRevoked),
+		"connection close token": "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, CLOSE\r\n\r\n" + get,
+	}
+	for name, raw := range cases {
+		t.Run(name, func(t *testing.T) {
+			before := pair.fs.handOvers.Load()
+			fast := rawRoundTrip(t, pair.fast, raw, 5*time.Second)
+			if name == "pipelined" && pair.fs.handOvers.Load() != before {
+				t.Error("plain pass-through requests were handed over to net/http")
+			}
+			slow := rawRoundTrip(t, pair.slow, raw, 5*time.Second)
+			if fast != slow {
+				t.Errorf("client saw\nfast %.3000q\nslow %.3000q", fast, slow)
+			}
+			if strings.Contains(name, "gated") && !strings.Contains(fast, "403 Forbidden") {
+				t.Errorf("the boot was not refused: %.2000q", fast)
+			}
+			if strings.Contains(name, "judged") && !strings.Contains(fast, "badRequest") {
+				t.Errorf("the request was not judged: %.2000q", fast)
+			}
+		})
+	}
+}
