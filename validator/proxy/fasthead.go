@@ -52,8 +52,8 @@ func fastMethod(line []byte) (string, int) {
 // start a request the fast server takes, so that anything else is handed
 // over as soon as its first line is in.
 func fastRequestLine(line []byte) bool {
-	m, _ := fastMethod(line)
-	return m != "" && bytes.HasSuffix(line, []byte(" HTTP/1.1\r\n"))
+	m, n := fastMethod(line)
+	return m != "" && len(line) > n+len(" HTTP/1.1\r\n") && bytes.HasSuffix(line, []byte(" HTTP/1.1\r\n"))
 }
 
 // parseFastHead parses head, which ends with the blank line, into h (whose
@@ -83,7 +83,7 @@ func parseFastHead(head []byte, h *fastHead) bool {
 	s := string(head) // the one copy: every field below is a substring of it
 	line, rest, _ := strings.Cut(s, "\r\n")
 	m, n := fastMethod(head)
-	if m == "" || !strings.HasSuffix(line, " HTTP/1.1") {
+	if m == "" || len(line) <= n+len(" HTTP/1.1") || !strings.HasSuffix(line, " HTTP/1.1") {
 		return false
 	}
 	target := line[n : len(line)-len(" HTTP/1.1")]

@@ -230,25 +230,137 @@ func (s *fastServer) forget(fc *fastConn) {
 type fastConn struct {
 	s    *fastServer
 	c    net.Conn
+	src  fastSource // what br reads
 	br   *bufio.Reader
 	bw   *bufio.Writer
 	head fastHead
 	hdr  http.Header
-	vals []string // backing array of hdr's values
-	req  http.Request
+	vals []string      // backing array of hdr's values
+	req  *http.Request // reused, with ctx as its context
 	resp fastResponse
 	date fastDate
+	// ctx ends when the client is seen gone during a request (watch)
+	ctx    context.Context
+	cancel context.CancelFunc
+	watch  clientWatch
+}
+
+// fastSource is the connection as its read buffer sees it: first the byte
+// the client watch read, if any, then the connection.
+type fastSource struct {
+	c       net.Conn
+	pending []byte
+}
+
+func (s *fastSource) Read(p []byte) (int, error) {
+	if len(s.pending) > 0 {
+		n := copy(p, s.pending)
+		s.pending = s.pending[n:]
+		return n, nil
+	}
+	return s.c.Read(p)
+}
+
+// watchAfter is how long a request waits for its answer before the
+// connection is watched for the client going away.
+const watchAfter = 50 * time.Millisecond
+
+// clientWatch notices a client that goes away while its request waits on
+// the upstream, as net/http's background read does, but only for requests
+// that take longer than watchAfter (net/http starts one for every request,
+// which is much of what a fast pass-through costs): a timer starts a read
+// of one byte on the connection; EOF or an error cancels the connection's
+// context (which interrupts the forwarder's exchange), a byte (the start
+// of a pipelined request) is kept for the read buffer.
+type clientWatch struct {
+	timer *time.Timer
+	mu    sync.Mutex
+	state int // watchIdle, watchArmed, watchReading
+	done  chan struct{}
+	b     [1]byte
+}
+
+const (
+	watchIdle = iota
+	watchArmed
+	watchReading
+)
+
+// arm starts the timer for one request.
+func (fc *fastConn) arm() {
+	w := &fc.watch
+	w.mu.Lock()
+	w.state = watchArmed
+	w.mu.Unlock()
+	if w.timer == nil {
+		w.timer = time.AfterFunc(watchAfter, fc.watchClient)
+	} else {
+		w.timer.Reset(watchAfter)
+	}
+}
+
+// disarm stops the watch and waits for its read to end.
+func (fc *fastConn) disarm() {
+	w := &fc.watch
+	w.timer.Stop()
+	w.mu.Lock()
+	st := w.state
+	w.state = watchIdle
+	w.mu.Unlock()
+	if st == watchReading {
+		_ = fc.c.SetReadDeadline(aLongTimeAgo)
+		<-w.done
+	}
+}
+
+// watchClient runs on the timer's goroutine.
+func (fc *fastConn) watchClient() {
+	w := &fc.watch
+	w.mu.Lock()
+	if w.state != watchArmed {
+		w.mu.Unlock()
+		return
+	}
+	w.state = watchReading
+	w.done = make(chan struct{})
+	w.mu.Unlock()
+	defer close(w.done)
+	_ = fc.c.SetReadDeadline(time.Time{})
+	n, err := fc.c.Read(w.b[:])
+	switch {
+	case n == 1:
+		fc.src.pending = w.b[:1]
+	case err != nil && !isTimeoutErr(err):
+		fc.cancel() // the client went away
+	}
+}
+
+// isTimeoutErr reports a deadline error (disarm interrupting the read).
+func isTimeoutErr(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // serve runs the connection's request loop.
 func (fc *fastConn) serve() {
 	s, c := fc.s, fc.c
+	fc.src.c = c
 	fc.br = fastReaders.Get().(*bufio.Reader)
-	fc.br.Reset(c)
+	fc.br.Reset(&fc.src)
 	fc.bw = fastWriters.Get().(*bufio.Writer)
 	fc.bw.Reset(c)
 	handedOver := false
+	fc.ctx, fc.cancel = context.WithCancel(context.Background())
+	fc.req = new(http.Request).WithContext(fc.ctx)
 	defer func() {
+		if err := recover(); err != nil {
+			// as net/http: a panic ends the connection, not the process
+			fc.s.logf("http: panic serving %v: %v", c.RemoteAddr(), err)
+		}
+		fc.cancel()
+		if fc.watch.timer != nil {
+			fc.disarm()
+		}
 		if !handedOver {
 			c.Close()
 		}
@@ -353,19 +465,20 @@ func (fc *fastConn) request(remote string, n int) bool {
 			hdr["Cache-Control"] = []string{"no-cache"}
 		}
 	}
-	fc.req = http.Request{
-		Method: h.method, URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header: hdr, Body: http.NoBody, Host: h.host, RemoteAddr: remote, RequestURI: h.target, Close: h.close,
-	}
-	return fc.s.p.fastEligible(&fc.req)
+	r := fc.req // (field by field: its context stays)
+	r.Method, r.URL, r.Proto, r.ProtoMajor, r.ProtoMinor = h.method, u, "HTTP/1.1", 1, 1
+	r.Header, r.Body, r.Host, r.RemoteAddr, r.RequestURI, r.Close = hdr, http.NoBody, h.host, remote, h.target, h.close
+	return fc.s.p.fastEligible(r)
 }
 
 // serveRequest forwards fc.req and reports whether the connection may
 // carry another request.
 func (fc *fastConn) serveRequest() (reuse bool) {
-	r, w := &fc.req, &fc.resp
+	r, w := fc.req, &fc.resp
 	w.reset(r.Method == http.MethodHead, r.Close)
+	fc.arm()
 	defer func() {
+		fc.disarm()
 		if err := recover(); err != nil {
 			// as net/http: what reached the connection's buffer goes out
 			// (a truncated answer), the connection closes
@@ -381,7 +494,7 @@ func (fc *fastConn) serveRequest() (reuse bool) {
 	start := time.Now()
 	fc.s.p.forward(w, r)
 	fc.s.p.o.Metrics.observe("passthrough", time.Since(start).Seconds())
-	return w.finish()
+	return w.finish() && fc.ctx.Err() == nil
 }
 
 // handOver gives the connection, with the bytes read and not consumed, to
@@ -390,7 +503,7 @@ func (fc *fastConn) serveRequest() (reuse bool) {
 func (fc *fastConn) handOver() bool {
 	buf, _ := fc.br.Peek(fc.br.Buffered())
 	fc.s.handOvers.Add(1)
-	hc := &handoffConn{Conn: fc.c, buf: bytes.Clone(buf)}
+	hc := &handoffConn{Conn: fc.c, buf: append(bytes.Clone(buf), fc.src.pending...)}
 	_ = fc.c.SetDeadline(time.Time{})
 	if fc.s.isClosing() {
 		return false

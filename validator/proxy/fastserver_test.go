@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -74,17 +73,10 @@ func rawRoundTrip(t *testing.T, addr, raw string, wait time.Duration) string {
 	b, err := io.ReadAll(c)
 	out := dateLine.ReplaceAllString(string(b), "Date: *\r")
 	out = requestID.ReplaceAllString(out, "req-*")
-	if errors.Is(err, errTimeout) || isTimeout(err) {
+	if isTimeoutErr(err) {
 		out += "\n[still open]"
 	}
 	return out
-}
-
-var errTimeout = errors.New("timeout")
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // TestFastServerMatchesNetHTTP sends the same raw requests to the gate
@@ -183,55 +175,56 @@ func TestFastServerHostile(t *testing.T) {
 			strconv.Itoa(len(b)) + "\r\n\r\n" + b
 	}
 	cases := map[string]string{
-		"smuggle cl te":          "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + end,
-		"smuggle te cl":          "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n" + end,
-		"smuggle two cl":         "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\nGET /" + end,
-		"smuggle cl list":        "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nContent-Length: 0, 0\r\n\r\n" + end,
-		"smuggle te identity":    "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: identity\r\n\r\n" + end,
-		"smuggle te obs-fold":    "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nTransfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n" + end,
-		"smuggle te space":       "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n" + end,
-		"get with body":          "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello" + end,
-		"cl plus sign":           "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nContent-Length: +0\r\n\r\n" + end,
-		"bare lf":                "GET /v2.1/flavors HTTP/1.1\nHost: h\n\n" + end,
-		"bare cr":                "GET /v2.1/flavors HTTP/1.1\rHost: h\r\n\r\n" + end,
-		"obs-fold":               "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nX-A: a\r\n b\r\n\r\n" + end,
-		"no host":                "GET /v2.1/flavors HTTP/1.1\r\n\r\n" + end,
-		"two hosts":              "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nHost: i\r\n\r\n" + end,
-		"bad host":               "GET /v2.1/flavors HTTP/1.1\r\nHost: h/x\r\n\r\n" + end,
-		"empty host":             "GET /v2.1/flavors HTTP/1.1\r\nHost: \r\n\r\n" + end,
-		"nul in header":          "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nX-A: a\x00b\r\n\r\n" + end,
-		"utf8 in header":         "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nX-A: \xc3\xa9\r\n\r\n" + end,
-		"space in name":          "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nX A: a\r\n\r\n" + end,
-		"empty name":             "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\n: a\r\n\r\n" + end,
-		"http/1.0":               "GET /v2.1/flavors HTTP/1.0\r\nHost: h\r\n\r\n",
-		"http/1.0 keep-alive":    "GET /v2.1/flavors HTTP/1.0\r\nHost: h\r\nConnection: keep-alive\r\n\r\n" + end,
-		"http/2 preface":         "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
-		"lowercase method":       "get /v2.1/flavors HTTP/1.1\r\nHost: h\r\n\r\n" + end,
-		"absolute target":        "GET http://h/v2.1/flavors HTTP/1.1\r\nHost: h\r\n\r\n" + end,
-		"asterisk":               "OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n" + end,
-		"two spaces":             "GET  /v2.1/flavors HTTP/1.1\r\nHost: h\r\n\r\n" + end,
-		"tab in line":            "GET\t/v2.1/flavors HTTP/1.1\r\nHost: h\r\n\r\n" + end,
-		"fragment":               "GET /v2.1/flavors#x HTTP/1.1\r\nHost: h\r\n\r\n" + end,
-		"semicolon query":        "GET /v2.1/flavors?a=1;b=2 HTTP/1.1\r\nHost: h\r\n\r\n" + end,
-		"leading crlf":           "\r\n" + get + end,
-		"expect":                 "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\r\n" + end,
-		"upgrade":                "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n" + end,
-		"h2c upgrade":            "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n" + end,
-		"huge header":            "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nX-Big: " + strings.Repeat("a", 70<<10) + "\r\n\r\n" + end,
-		"header over buffer":     "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nX-Big: " + strings.Repeat("a", 20<<10) + "\r\n\r\n" + end,
-		"many headers":           "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\n" + strings.Repeat("X-A: a\r\n", 150) + "\r\n" + end,
-		"huge target":            "GET /v2.1/" + strings.Repeat("a", 70<<10) + " HTTP/1.1\r\nHost: h\r\n\r\n" + end,
-		"garbage":                "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + end,
-		"pipelined":              get + get + get + end,
-		"gated after pass":       get + get + boot(idRevoked) + get + end,
-		"allowed boot after":     get + boot(idGood) + get + end,
-		"gated first":            boot(idRevoked) + get + end,
-		"post anomalous path":    get + "POST /v2.1//servers HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n{}" + end,
-		"version after pass":     get + "GET /v2.1 HTTP/1.1\r\nHost: h\r\n\r\n" + end,
-		"escaped create judged":  get + "POST /v2.1/serv%65rs HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}" + end,
-		"get on servers path":    "GET /v2.1/servers HTTP/1.1\r\nHost: h\r\n\r\n" + end,
-		"connection close first": "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n" + boot(idRevoked),
-		"connection close token": "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, CLOSE\r\n\r\n" + get,
+		"smuggle cl te":           "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + end,
+		"smuggle te cl":           "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n" + end,
+		"smuggle two cl":          "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\nGET /" + end,
+		"smuggle cl list":         "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nContent-Length: 0, 0\r\n\r\n" + end,
+		"smuggle te identity":     "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: identity\r\n\r\n" + end,
+		"smuggle te obs-fold":     "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nTransfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n" + end,
+		"smuggle te space":        "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n" + end,
+		"get with body":           "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello" + end,
+		"cl plus sign":            "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nContent-Length: +0\r\n\r\n" + end,
+		"bare lf":                 "GET /v2.1/flavors HTTP/1.1\nHost: h\n\n" + end,
+		"bare cr":                 "GET /v2.1/flavors HTTP/1.1\rHost: h\r\n\r\n" + end,
+		"obs-fold":                "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nX-A: a\r\n b\r\n\r\n" + end,
+		"no host":                 "GET /v2.1/flavors HTTP/1.1\r\n\r\n" + end,
+		"two hosts":               "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nHost: i\r\n\r\n" + end,
+		"bad host":                "GET /v2.1/flavors HTTP/1.1\r\nHost: h/x\r\n\r\n" + end,
+		"empty host":              "GET /v2.1/flavors HTTP/1.1\r\nHost: \r\n\r\n" + end,
+		"nul in header":           "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nX-A: a\x00b\r\n\r\n" + end,
+		"utf8 in header":          "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nX-A: \xc3\xa9\r\n\r\n" + end,
+		"space in name":           "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nX A: a\r\n\r\n" + end,
+		"empty name":              "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\n: a\r\n\r\n" + end,
+		"http/1.0":                "GET /v2.1/flavors HTTP/1.0\r\nHost: h\r\n\r\n",
+		"http/1.0 keep-alive":     "GET /v2.1/flavors HTTP/1.0\r\nHost: h\r\nConnection: keep-alive\r\n\r\n" + end,
+		"http/2 preface":          "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+		"method and version only": "HEAD HTTP/1.1\r\nHost: h\r\n\r\n" + end,
+		"lowercase method":        "get /v2.1/flavors HTTP/1.1\r\nHost: h\r\n\r\n" + end,
+		"absolute target":         "GET http://h/v2.1/flavors HTTP/1.1\r\nHost: h\r\n\r\n" + end,
+		"asterisk":                "OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n" + end,
+		"two spaces":              "GET  /v2.1/flavors HTTP/1.1\r\nHost: h\r\n\r\n" + end,
+		"tab in line":             "GET\t/v2.1/flavors HTTP/1.1\r\nHost: h\r\n\r\n" + end,
+		"fragment":                "GET /v2.1/flavors#x HTTP/1.1\r\nHost: h\r\n\r\n" + end,
+		"semicolon query":         "GET /v2.1/flavors?a=1;b=2 HTTP/1.1\r\nHost: h\r\n\r\n" + end,
+		"leading crlf":            "\r\n" + get + end,
+		"expect":                  "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\r\n" + end,
+		"upgrade":                 "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n" + end,
+		"h2c upgrade":             "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n" + end,
+		"huge header":             "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nX-Big: " + strings.Repeat("a", 70<<10) + "\r\n\r\n" + end,
+		"header over buffer":      "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nX-Big: " + strings.Repeat("a", 20<<10) + "\r\n\r\n" + end,
+		"many headers":            "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\n" + strings.Repeat("X-A: a\r\n", 150) + "\r\n" + end,
+		"huge target":             "GET /v2.1/" + strings.Repeat("a", 70<<10) + " HTTP/1.1\r\nHost: h\r\n\r\n" + end,
+		"garbage":                 "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + end,
+		"pipelined":               get + get + get + end,
+		"gated after pass":        get + get + boot(idRevoked) + get + end,
+		"allowed boot after":      get + boot(idGood) + get + end,
+		"gated first":             boot(idRevoked) + get + end,
+		"post anomalous path":     get + "POST /v2.1//servers HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n{}" + end,
+		"version after pass":      get + "GET /v2.1 HTTP/1.1\r\nHost: h\r\n\r\n" + end,
+		"escaped create judged":   get + "POST /v2.1/serv%65rs HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}" + end,
+		"get on servers path":     "GET /v2.1/servers HTTP/1.1\r\nHost: h\r\n\r\n" + end,
+		"connection close first":  "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n" + boot(idRevoked),
+		"connection close token":  "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, CLOSE\r\n\r\n" + get,
 	}
 	for name, raw := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -251,5 +244,158 @@ func TestFastServerHostile(t *testing.T) {
 				t.Errorf("the request was not judged: %.2000q", fast)
 			}
 		})
+	}
+}
+
+// TestFastServerClientGone: a client that goes away while the upstream has
+// not answered makes the gate drop its upstream connection (as
+// TestForwarderClientGone checks for net/http's server); the connection's
+// next requests, pipelined behind a slow one, are still answered.
+func TestFastServerClientGone(t *testing.T) {
+	f := catalogue(t)
+	release := make(chan struct{})
+	up := newRawUpstream(t, func(r *http.Request) (string, bool) {
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/slow"):
+			return "", false // never answered
+		case strings.HasSuffix(r.URL.Path, "/later"):
+			<-release
+		}
+		return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false
+	})
+	pair := newFastPair(t, f, "http://"+up.ln.Addr().String(), nil)
+	c, err := net.Dial("tcp", pair.fast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.WriteString(c, "GET /v2.1/servers/slow HTTP/1.1\r\nHost: h\r\n\r\n")
+	for {
+		up.mu.Lock()
+		n := len(up.reqs)
+		up.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	c.Close()
+	select {
+	case <-up.gone:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the gate kept its upstream connection to a gone client's request")
+	}
+	// a slow answer with the next request already sent behind it
+	go func() { time.Sleep(3 * watchAfter); close(release) }()
+	out := rawRoundTrip(t, pair.fast, "GET /v2.1/servers/later HTTP/1.1\r\nHost: h\r\n\r\n"+
+		"GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", 10*time.Second)
+	if strings.Count(out, "HTTP/1.1 200 OK") != 2 {
+		t.Fatalf("pipelined behind a slow request: %q", out)
+	}
+}
+
+// TestFastServerTimeouts: an idle keep-alive connection is closed after
+// IdleTimeout, a head that does not come in whole within ReadHeaderTimeout
+// closes the connection without an answer (as net/http does).
+func TestFastServerTimeouts(t *testing.T) {
+	f := catalogue(t)
+	up := newRawUpstream(t, func(r *http.Request) (string, bool) {
+		return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false
+	})
+	g := newGate(t, f, "http://"+up.ln.Addr().String(), nil)
+	hs := newServer(g.proxy, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	hs.ReadHeaderTimeout, hs.IdleTimeout = 200*time.Millisecond, 300*time.Millisecond
+	fs := newFastServer(g.proxy, hs)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = fs.serve(ln) }()
+	t.Cleanup(func() { _ = fs.shutdown(context.Background()); _ = hs.Close() })
+	for _, c := range []struct {
+		name, raw string
+		answers   int
+		within    time.Duration
+	}{
+		{"idle", "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\n\r\n", 1, 2 * time.Second},
+		{"slow head", "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\n", 0, 2 * time.Second},
+		{"silent", "", 0, 2 * time.Second},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			start := time.Now()
+			out := rawRoundTrip(t, ln.Addr().String(), c.raw, 5*time.Second)
+			if strings.Contains(out, "[still open]") || time.Since(start) > c.within {
+				t.Fatalf("not closed in time: %q after %v", out, time.Since(start))
+			}
+			if n := strings.Count(out, "HTTP/1.1 200"); n != c.answers {
+				t.Errorf("%d answers: %q", n, out)
+			}
+		})
+	}
+}
+
+// TestFastServerShutdown: Serve with the fast server stops on its context:
+// an idle keep-alive connection is closed at once, a request in flight
+// finishes (with Connection: close) and Serve returns.
+func TestFastServerShutdown(t *testing.T) {
+	f := catalogue(t)
+	release := make(chan struct{})
+	up := newRawUpstream(t, func(r *http.Request) (string, bool) {
+		if strings.HasSuffix(r.URL.Path, "/slow") {
+			<-release
+		}
+		return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false
+	})
+	g := newGate(t, f, "http://"+up.ln.Addr().String(), nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	addr := make(chan net.Addr, 1)
+	served := make(chan error, 1)
+	go func() {
+		served <- Serve(ctx, g.proxy, ServerOptions{Listen: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			ShutdownTimeout: 10 * time.Second, Ready: func(a, _ net.Addr) { addr <- a }})
+	}()
+	a := (<-addr).String()
+	idle, err := net.Dial("tcp", a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	_, _ = io.WriteString(idle, "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\n\r\n")
+	busy, err := net.Dial("tcp", a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	_, _ = io.WriteString(busy, "GET /v2.1/servers/slow HTTP/1.1\r\nHost: h\r\n\r\n")
+	buf := make([]byte, 4096)
+	_ = idle.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := idle.Read(buf); err != nil || !strings.HasPrefix(string(buf[:n]), "HTTP/1.1 200") {
+		t.Fatalf("first answer: %q %v", buf[:n], err)
+	}
+	for {
+		up.mu.Lock()
+		n := len(up.reqs)
+		up.mu.Unlock()
+		if n == 2 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if b, err := io.ReadAll(idle); err != nil || len(b) != 0 {
+		t.Errorf("idle connection: %q %v", b, err)
+	}
+	close(release)
+	_ = busy.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, err := io.ReadAll(busy)
+	if err != nil || !strings.Contains(string(b), "Connection: close\r\n") || !strings.HasSuffix(string(b), "ok") {
+		t.Errorf("request in flight: %q %v", b, err)
+	}
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return")
 	}
 }

@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -8,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -86,6 +89,54 @@ func FuzzGatedBody(f *testing.F) {
 		}
 		if rs, ok := m["rescue"].(map[string]any); ok && !create {
 			check(rs["rescue_image_ref"])
+		}
+	})
+}
+
+// FuzzFastHead feeds arbitrary request heads to the fast server's parser.
+// Invariant: a head it accepts is one net/http reads as the same request
+// (method, target, Host, header fields, Connection: close), bodyless; so
+// the fast path never reads a request differently from the server it
+// stands in for. (What it declines goes to net/http itself.)
+func FuzzFastHead(f *testing.F) {
+	for _, s := range []string{
+		"GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\n\r\n",
+		"HEAD /v2.1/servers/detail?all_tenants=1 HTTP/1.1\r\nHost: nova:8774\r\nX-Auth-Token: t\r\nAccept: a\r\nAccept: b\r\n\r\n",
+		"OPTIONS /x HTTP/1.1\r\nHost: [::1]:80\r\nconnection: keep-alive, close\r\ncontent-length: 0\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n b\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: h\r\nPragma: no-cache\r\nX-A:\t v \t\r\n\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, head []byte) {
+		i := bytes.Index(head, crlfcrlf)
+		if i < 0 {
+			return
+		}
+		head = head[:i+4]
+		var h fastHead
+		if !parseFastHead(head, &h) {
+			return
+		}
+		r, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(head)))
+		if err != nil {
+			t.Fatalf("accepted, net/http refuses: %v", err)
+		}
+		if r.Method != h.method || r.RequestURI != h.target || r.Host != h.host || r.Close != h.close ||
+			r.ContentLength != 0 || len(r.TransferEncoding) != 0 {
+			t.Fatalf("read differently: %s %s Host %q close %v CL %d TE %v", r.Method, r.RequestURI, r.Host, r.Close,
+				r.ContentLength, r.TransferEncoding)
+		}
+		got := http.Header{}
+		for _, fl := range h.fields {
+			got[fl.name] = append(got[fl.name], fl.value)
+		}
+		if p := got["Pragma"]; len(p) > 0 && p[0] == "no-cache" && got["Cache-Control"] == nil {
+			got["Cache-Control"] = []string{"no-cache"}
+		}
+		if !reflect.DeepEqual(got, r.Header) {
+			t.Fatalf("header fields\nfast %q\nnet/http %q", got, r.Header)
 		}
 	})
 }
