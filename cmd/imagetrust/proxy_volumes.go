@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/gophercloud/gophercloud/v2/openstack/blockstorage/v3/snapshots"
 	"github.com/gophercloud/gophercloud/v2/openstack/blockstorage/v3/volumes"
+	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/tokens"
 
 	itconfig "github.com/imagetrust/imagetrust/internal/config"
 	"github.com/imagetrust/imagetrust/validator/proxy"
@@ -33,7 +35,7 @@ func openVolumePolicy(ctx context.Context, policy, cloudName string, getenv func
 		"this is only safe if Cinder lets nobody but admins set or remove a volume's image metadata "+
 		"(policies volume_extension:volume_image_metadata:set and :remove, see etc/cinder/policy.yaml), "+
 		"and it judges where a volume came from, not what was written to it since",
-		"volume_policy", policy, "block_storage", vols.sc.Endpoint)
+		"volume_policy", policy, "block_storage", vols.endpoint)
 	return proxy.VolumeRefuse, vols, nil
 }
 
@@ -41,14 +43,18 @@ func openVolumePolicy(ctx context.Context, policy, cloudName string, getenv func
 const cinderTimeout = 30 * time.Second
 
 // cinderVolumes implements proxy.Volumes (proxy.volume_policy =
-// "check-image"): Cinder's block-storage v3 API, found through the catalog
-// and asked with the proxy's own service credentials, tells which image a
-// volume was made from (volume_image_metadata.image_id). Seeing other
-// projects' volumes needs a role Cinder's policy lets read every project's
-// volumes (admin by default). Answers are not cached: one GET per boot
-// volume (two per snapshot), and a relabelled volume is judged afresh.
+// "check-image"): Cinder's block-storage v3 API tells which image a volume
+// was made from (volume_image_metadata.image_id). The endpoint comes from
+// the catalog of the proxy's own credentials; every question is asked with
+// the caller's token, so Cinder answers about the volume Nova will attach,
+// as Nova sees it with the same token, and the proxy needs no right to read
+// other projects' volumes. The endpoint is used without a project id in its
+// path (Cinder takes such URLs since Yoga, API 3.67), so one endpoint serves
+// every caller's project. Answers are not cached: one GET per boot volume
+// (two per snapshot), and a relabelled volume is judged afresh.
 type cinderVolumes struct {
-	sc *gophercloud.ServiceClient
+	pc       *gophercloud.ProviderClient // the proxy's: HTTP client, user agent
+	endpoint string                      // .../v3/, no project id
 }
 
 // newCinderVolumes authenticates as cloudName (the proxy's service
@@ -62,7 +68,40 @@ func newCinderVolumes(ctx context.Context, cloudName string, getenv func(string)
 	if err != nil {
 		return nil, fmt.Errorf("block-storage (Cinder v3) service in the catalog: %w", err)
 	}
-	return &cinderVolumes{sc: sc}, nil
+	project := ""
+	if cr, ok := pc.GetAuthResult().(tokens.CreateResult); ok {
+		if p, err := cr.ExtractProject(); err == nil && p != nil {
+			project = p.ID
+		}
+	}
+	return &cinderVolumes{pc: pc, endpoint: projectlessEndpoint(sc.Endpoint, project)}, nil
+}
+
+// projectlessEndpoint drops the trailing project id that Keystone rendered
+// into a block-storage endpoint (".../v3/%(project_id)s"): the proxy's own
+// project, not the caller's.
+func projectlessEndpoint(endpoint, project string) string {
+	e := strings.TrimSuffix(endpoint, "/")
+	if project != "" {
+		e = strings.TrimSuffix(e, "/"+project)
+	}
+	return e + "/"
+}
+
+// client is a service client on the Cinder endpoint that sends the
+// caller's token and never re-authenticates.
+func (c *cinderVolumes) client(token string) *gophercloud.ServiceClient {
+	pc := &gophercloud.ProviderClient{HTTPClient: c.pc.HTTPClient, UserAgent: c.pc.UserAgent}
+	pc.SetToken(token)
+	return &gophercloud.ServiceClient{ProviderClient: pc, Endpoint: c.endpoint, Type: "block-storage"}
+}
+
+// notVisible reports whether Cinder's answer means the caller cannot see
+// the volume: missing, another project's, or a token Cinder refuses.
+func notVisible(err error) bool {
+	return gophercloud.ResponseCodeIs(err, http.StatusNotFound) ||
+		gophercloud.ResponseCodeIs(err, http.StatusForbidden) ||
+		gophercloud.ResponseCodeIs(err, http.StatusUnauthorized)
 }
 
 // cinderID reports whether id may be put in a Cinder URL as it is: a UUID
@@ -82,14 +121,17 @@ func cinderID(id string) bool {
 }
 
 // VolumeImage implements proxy.Volumes.
-func (c *cinderVolumes) VolumeImage(ctx context.Context, volumeID string) (string, error) {
+func (c *cinderVolumes) VolumeImage(ctx context.Context, token, volumeID string) (string, error) {
 	if !cinderID(volumeID) {
 		return "", fmt.Errorf("volume %q is not a UUID: %w", volumeID, proxy.ErrNotFound)
 	}
 	ctx, cancel := context.WithTimeout(ctx, cinderTimeout)
 	defer cancel()
-	v, err := volumes.Get(ctx, c.sc, volumeID).Extract()
-	if gophercloud.ResponseCodeIs(err, http.StatusNotFound) {
+	if token == "" {
+		return "", fmt.Errorf("volume %s: no token to ask Cinder with: %w", volumeID, proxy.ErrNotFound)
+	}
+	v, err := volumes.Get(ctx, c.client(token), volumeID).Extract()
+	if notVisible(err) {
 		return "", fmt.Errorf("volume %s: %w", volumeID, proxy.ErrNotFound)
 	}
 	if err != nil {
@@ -100,14 +142,17 @@ func (c *cinderVolumes) VolumeImage(ctx context.Context, volumeID string) (strin
 
 // SnapshotImage implements proxy.Volumes: the image of the volume the
 // snapshot was taken of (Cinder keeps a volume while it has snapshots).
-func (c *cinderVolumes) SnapshotImage(ctx context.Context, snapshotID string) (string, error) {
+func (c *cinderVolumes) SnapshotImage(ctx context.Context, token, snapshotID string) (string, error) {
 	if !cinderID(snapshotID) {
 		return "", fmt.Errorf("snapshot %q is not a UUID: %w", snapshotID, proxy.ErrNotFound)
 	}
 	sctx, cancel := context.WithTimeout(ctx, cinderTimeout)
 	defer cancel()
-	s, err := snapshots.Get(sctx, c.sc, snapshotID).Extract()
-	if gophercloud.ResponseCodeIs(err, http.StatusNotFound) {
+	if token == "" {
+		return "", fmt.Errorf("snapshot %s: no token to ask Cinder with: %w", snapshotID, proxy.ErrNotFound)
+	}
+	s, err := snapshots.Get(sctx, c.client(token), snapshotID).Extract()
+	if notVisible(err) {
 		return "", fmt.Errorf("snapshot %s: %w", snapshotID, proxy.ErrNotFound)
 	}
 	if err != nil {
@@ -116,7 +161,7 @@ func (c *cinderVolumes) SnapshotImage(ctx context.Context, snapshotID string) (s
 	if s.VolumeID == "" {
 		return "", fmt.Errorf("cinder: snapshot %s names no volume", snapshotID)
 	}
-	img, err := c.VolumeImage(ctx, s.VolumeID)
+	img, err := c.VolumeImage(ctx, token, s.VolumeID)
 	if err != nil {
 		return "", fmt.Errorf("snapshot %s: %w", snapshotID, err)
 	}

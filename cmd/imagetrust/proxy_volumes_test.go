@@ -189,9 +189,14 @@ func TestProxyCheckImageCinder(t *testing.T) {
 
 	demoVol := c.BlockStorageClient(t, ostest.CloudDemo)
 	adminVol := c.BlockStorageClient(t, ostest.CloudAdmin)
+	var newVolumeOf func(t *testing.T, owner *gophercloud.ServiceClient, image string, snap bool) (volID, snapID string)
 	// newVolume is a bootable, available 1 GiB volume of the demo project
 	// made from image (none when empty), with a snapshot when snap.
 	newVolume := func(t *testing.T, image string, snap bool) (volID, snapID string) {
+		t.Helper()
+		return newVolumeOf(t, demoVol, image, snap)
+	}
+	newVolumeOf = func(t *testing.T, demoVol *gophercloud.ServiceClient, image string, snap bool) (volID, snapID string) {
 		t.Helper()
 		v, err := volumes.Create(ctx, demoVol, volumes.CreateOpts{Size: 1, Name: "check-image"}, nil).Extract()
 		if err != nil {
@@ -292,6 +297,7 @@ db.commit()`, filepath.Join(c.StateDir, "cinder", "cinder.sqlite"), v.ID).Combin
 		image      string // the volume's image_id; "" none
 		sourceType string // volume or snapshot
 		id         string // a fixed id instead of a new volume
+		admins     bool   // the volume is the admin project's, not the caller's
 		want       int
 		fault      string // the refusal's fault name and a part of its message
 		says       string
@@ -305,10 +311,16 @@ db.commit()`, filepath.Join(c.StateDir, "cinder", "cinder.sqlite"), v.ID).Combin
 		{name: "fail unknown volume", sourceType: "volume", id: uuid.NewString(), want: 400, fault: "badRequest", says: "was not found"},
 		{name: "fail unknown snapshot", sourceType: "snapshot", id: uuid.NewString(), want: 400, fault: "badRequest", says: "was not found"},
 		{name: "fail volume id that is no uuid", sourceType: "volume", id: "..", want: 400, fault: "badRequest", says: "was not found"},
+		// the gate asks Cinder with the caller's token: another project's
+		// volume, even one made from a good image, is not the caller's to boot
+		{name: "fail another project's volume made from a catalogue image", image: good, sourceType: "volume", admins: true, want: 400, fault: "badRequest", says: "was not found"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			id := tc.id
+			if id == "" && tc.admins {
+				id, _ = newVolumeOf(t, adminVol, tc.image, false)
+			}
 			if id == "" {
 				vol, snap := newVolume(t, tc.image, tc.sourceType == "snapshot")
 				id = vol
@@ -334,6 +346,24 @@ db.commit()`, filepath.Join(c.StateDir, "cinder", "cinder.sqlite"), v.ID).Combin
 			}
 			if f, ok := fault[tc.fault]; !ok || !strings.Contains(f.Message, tc.says) {
 				t.Errorf("want %s saying %q, got %s", tc.fault, tc.says, body)
+			}
+		})
+	}
+}
+
+// TestProjectlessEndpoint: the proxy's project, rendered into the
+// block-storage endpoint by Keystone, is dropped; nothing else is.
+func TestProjectlessEndpoint(t *testing.T) {
+	for _, tc := range []struct{ name, endpoint, project, want string }{
+		{"ok project id dropped", "http://c:8776/v3/0123abcd/", "0123abcd", "http://c:8776/v3/"},
+		{"ok without trailing slash", "http://c:8776/v3/0123abcd", "0123abcd", "http://c:8776/v3/"},
+		{"ok endpoint without project id", "http://c/volume/v3/", "0123abcd", "http://c/volume/v3/"},
+		{"ok another project's id kept", "http://c:8776/v3/ffff/", "0123abcd", "http://c:8776/v3/ffff/"},
+		{"ok project unknown", "http://c:8776/v3/0123abcd/", "", "http://c:8776/v3/0123abcd/"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := projectlessEndpoint(tc.endpoint, tc.project); got != tc.want {
+				t.Errorf("projectlessEndpoint(%q, %q) = %q, want %q", tc.endpoint, tc.project, got, tc.want)
 			}
 		})
 	}

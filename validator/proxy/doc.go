@@ -29,7 +29,7 @@
 // volume made from no image, and every boot volume when Options.Volumes is
 // nil, is governed by Options.VolumePolicy (config proxy.volume_policy):
 // "refuse" (default) refuses it, "allow" lets it through unjudged. The
-// command sets Volumes (Cinder, asked with the proxy's credentials) for
+// command sets Volumes (Cinder, asked with the caller's token) for
 // proxy.volume_policy = "check-image", with VolumeRefuse. Cinder's answers
 // are not cached. Beware: Cinder lets project members set
 // volume_image_metadata by default (policy

@@ -9,8 +9,10 @@ import (
 
 // Volumes tells which Glance image a Cinder volume or snapshot was made
 // from (Cinder's volume_image_metadata.image_id). The command implements
-// it with the proxy's service credentials (cmd/imagetrust proxy_volumes.go,
-// proxy.volume_policy = "check-image").
+// it by asking Cinder with the caller's own token (cmd/imagetrust
+// proxy_volumes.go, proxy.volume_policy = "check-image"): the gate then sees
+// the volume Nova will attach, as Nova sees it with that token, and needs no
+// right to read other projects' volumes.
 //
 // Cinder lets a volume's project members set volume_image_metadata
 // (policy volume_extension:volume_image_metadata:set, admin or project
@@ -20,11 +22,12 @@ import (
 // image's id.
 type Volumes interface {
 	// VolumeImage returns the id of the image volumeID was created from,
-	// "" when it was not created from an image, or ErrNotFound.
-	VolumeImage(ctx context.Context, volumeID string) (string, error)
+	// "" when it was not created from an image, or ErrNotFound (also when
+	// the caller, whose token is token, may not see it).
+	VolumeImage(ctx context.Context, token, volumeID string) (string, error)
 	// SnapshotImage does the same for a volume snapshot (the image of the
 	// volume it was taken of).
-	SnapshotImage(ctx context.Context, snapshotID string) (string, error)
+	SnapshotImage(ctx context.Context, token, snapshotID string) (string, error)
 }
 
 // judgeVolume judges a volume or snapshot that may be the boot disk: with
@@ -60,15 +63,15 @@ func (p *Proxy) judgeVolume(ctx context.Context, g *gateReq, m map[string]any, s
 	}
 	var imageID string
 	if snapshot {
-		imageID, err = p.o.Volumes.SnapshotImage(ctx, id)
+		imageID, err = p.o.Volumes.SnapshotImage(ctx, g.r.Header.Get("X-Auth-Token"), id)
 	} else {
-		imageID, err = p.o.Volumes.VolumeImage(ctx, id)
+		imageID, err = p.o.Volumes.VolumeImage(ctx, g.r.Header.Get("X-Auth-Token"), id)
 	}
 	switch {
 	case errors.Is(err, ErrNotFound):
 		p.o.Metrics.decision("refused", "volume-not-found")
 		p.audit(g, "boot decision", "field", where, "volume", truncate(id, 80), "allowed", false, "reasons", []string{"volume-not-found"})
-		return refuse(http.StatusBadRequest, "decision:volume-not-found", "%s: volume or snapshot %s was not found in the block storage service.", where, truncate(id, 80))
+		return refuse(http.StatusBadRequest, "decision:volume-not-found", "%s: volume or snapshot %s was not found in the block storage service (with your token).", where, truncate(id, 80))
 	case err != nil:
 		p.o.Metrics.upstreamError()
 		p.o.Metrics.decision("error", "volume-lookup")

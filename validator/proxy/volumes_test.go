@@ -18,11 +18,11 @@ type standInCinder struct {
 	down               bool
 }
 
-func (c *standInCinder) VolumeImage(_ context.Context, id string) (string, error) {
+func (c *standInCinder) VolumeImage(_ context.Context, _, id string) (string, error) {
 	return c.get(c.volumes, id)
 }
 
-func (c *standInCinder) SnapshotImage(_ context.Context, id string) (string, error) {
+func (c *standInCinder) SnapshotImage(_ context.Context, _, id string) (string, error) {
 	return c.get(c.snapshots, id)
 }
 
