@@ -271,9 +271,12 @@ func BenchmarkThroughput(b *testing.B) {
 type benchTarget struct{ name, base string }
 
 // passThroughTargets are the upstream directly, the gate in this process,
-// the gate in its own process, and nginx with 1 and auto workers.
+// the gate in its own process (served as Serve serves it, with the fast
+// server, and with net/http's server alone: gate-proc-nethttp), and nginx
+// with 1 and auto workers.
 func (t *benchTargets) passThroughTargets(b *testing.B) []benchTarget {
-	targets := []benchTarget{{"direct", t.direct}, {"gate", t.gate}, {"gate-proc", startGateProcess(b, t.direct)}}
+	targets := []benchTarget{{"direct", t.direct}, {"gate", t.gate}, {"gate-proc", startGateProcess(b, t.direct)},
+		{"gate-proc-nethttp", startGateProcess(b, t.direct, envBenchChildNetHTTP+"=1")}}
 	if t.nginx != "" {
 		targets = append(targets, benchTarget{"nginx", t.nginx}, benchTarget{"nginx-auto", startNginx(b, t.direct, "auto")})
 	}
@@ -320,5 +323,7 @@ func BenchmarkPassThrough(b *testing.B) {
 		b.ReportMetric(med("gate")/med("nginx"), "gate/nginx")
 		b.ReportMetric(med("gate-proc")/med("nginx"), "gate-proc/nginx")
 		b.ReportMetric(med("gate-proc")/med("nginx-auto"), "gate-proc/nginx-auto")
+		b.ReportMetric(med("gate-proc-nethttp")/med("nginx"), "gate-proc-nethttp/nginx")
+		b.ReportMetric(med("gate-proc-nethttp")/med("nginx-auto"), "gate-proc-nethttp/nginx-auto")
 	}
 }

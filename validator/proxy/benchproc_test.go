@@ -33,6 +33,10 @@ const envBenchChildProcs = "IMAGETRUST_PROXY_BENCH_GOMAXPROCS"
 // envBenchChildGOGC, when set, is the GOGC of the gate process.
 const envBenchChildGOGC = "IMAGETRUST_PROXY_BENCH_GOGC"
 
+// envBenchChildNetHTTP, when set, makes the gate process serve with
+// net/http's server alone (ServerOptions.NetHTTPOnly).
+const envBenchChildNetHTTP = "IMAGETRUST_PROXY_BENCH_NETHTTP"
+
 // envBenchChildProfile, set to a file name, makes the gate process write a
 // CPU profile there (go tool pprof validator/proxy.test FILE).
 const envBenchChildProfile = "IMAGETRUST_PROXY_BENCH_CPUPROFILE"
@@ -42,15 +46,16 @@ const envBenchChildProfile = "IMAGETRUST_PROXY_BENCH_CPUPROFILE"
 // its Go runtime (scheduler, GC) with the benchmark's clients and stand-in
 // upstream. The gate is built and served as `imagetrust proxy` does it
 // (New, then Serve with its http.Server settings), with metrics, but with an
-// empty catalogue: the process serves pass-through benchmarks only.
-func startGateProcess(tb testing.TB, upstream string) string {
+// empty catalogue: the process serves pass-through benchmarks only. env
+// is added to its environment (envBenchChildNetHTTP=1, say).
+func startGateProcess(tb testing.TB, upstream string, env ...string) string {
 	tb.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		tb.Fatal(err)
 	}
 	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), envBenchChild+"="+upstream)
+	cmd.Env = append(append(os.Environ(), envBenchChild+"="+upstream), env...)
 	if v := os.Getenv(envBenchChildProcs); v != "" {
 		cmd.Env = append(cmd.Env, "GOMAXPROCS="+v)
 	}
@@ -134,6 +139,7 @@ func benchChild(upstream string) int {
 		}
 	}
 	err = Serve(ctx, p, ServerOptions{Listen: "127.0.0.1:0", Logger: log, ShutdownTimeout: 5 * time.Second,
+		NetHTTPOnly: os.Getenv(envBenchChildNetHTTP) != "",
 		Ready: func(gate, _ net.Addr) { fmt.Printf("LISTEN %s\n", gate) }})
 	if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 		// (a shutdown that outlasts its timeout, with the benchmark's

@@ -77,5 +77,7 @@ func BenchmarkPassThroughWrk(b *testing.B) {
 	if t.nginx != "" {
 		b.ReportMetric(med("gate-proc")/med("nginx"), "gate-proc/nginx")
 		b.ReportMetric(med("gate-proc")/med("nginx-auto"), "gate-proc/nginx-auto")
+		b.ReportMetric(med("gate-proc-nethttp")/med("nginx"), "gate-proc-nethttp/nginx")
+		b.ReportMetric(med("gate-proc-nethttp")/med("nginx-auto"), "gate-proc-nethttp/nginx-auto")
 	}
 }

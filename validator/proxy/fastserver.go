@@ -374,6 +374,7 @@ func (fc *fastConn) serve() {
 	fc.vals = make([]string, 0, 32)
 	fc.resp = fastResponse{bw: fc.bw, header: http.Header{}, closing: s.isClosing, date: &fc.date, held: make([]byte, 0, heldBack)}
 	remote := c.RemoteAddr().String()
+	var writeDeadline time.Time
 	for first := true; ; first = false {
 		if !first && fc.br.Buffered() == 0 {
 			_ = c.SetReadDeadline(time.Now().Add(s.idleTimeout))
@@ -387,7 +388,10 @@ func (fc *fastConn) serve() {
 		if !s.setIdle(fc, false) {
 			return
 		}
-		_ = c.SetReadDeadline(time.Now().Add(s.readHeaderTimeout))
+		if buf, _ := fc.br.Peek(fc.br.Buffered()); !bytes.Contains(buf, crlfcrlf) {
+			// (a head already in whole needs no read, nor a deadline)
+			_ = c.SetReadDeadline(time.Now().Add(s.readHeaderTimeout))
+		}
 		n, err := fc.readHead()
 		if err != nil {
 			return // as net/http: no answer to a client that stops or times out
@@ -398,7 +402,12 @@ func (fc *fastConn) serve() {
 		}
 		_, _ = fc.br.Discard(n)
 		if s.writeTimeout > 0 {
-			_ = c.SetWriteDeadline(time.Now().Add(s.writeTimeout))
+			// moved when more than a second short of WriteTimeout (so at
+			// most a second earlier than net/http's, and rarely reset)
+			if d := time.Now().Add(s.writeTimeout); d.Sub(writeDeadline) > time.Second {
+				_ = c.SetWriteDeadline(d)
+				writeDeadline = d
+			}
 		}
 		if !fc.serveRequest() {
 			return

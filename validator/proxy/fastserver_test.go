@@ -6,13 +6,62 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"os"
 	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
+
+// envTestNetHTTP, when set, makes the tests serve their gates with
+// net/http's server alone; by default a gate the fast server can serve
+// (plain-HTTP upstream, no Options.Transport) is served by it, as Serve
+// does.
+const envTestNetHTTP = "IMAGETRUST_PROXY_TEST_NETHTTP"
+
+// gateServer is a gate served on a loopback port for a test.
+type gateServer struct {
+	URL   string
+	close func()
+}
+
+// Close stops the server.
+func (s *gateServer) Close() { s.close() }
+
+// serveGate serves p on a loopback port until the test ends: with the fast
+// server in front of newServer's http.Server, as Serve does, unless p
+// cannot have one or envTestNetHTTP is set.
+func serveGate(t testing.TB, p *Proxy) *gateServer {
+	t.Helper()
+	if p.pool == nil || os.Getenv(envTestNetHTTP) != "" {
+		srv := httptest.NewServer(p)
+		t.Cleanup(srv.Close)
+		return &gateServer{URL: srv.URL, close: srv.Close}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := newServer(p, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	fs := newFastServer(p, hs)
+	go func() { _ = fs.serve(ln) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = fs.shutdown(ctx)
+			_ = hs.Shutdown(ctx)
+			p.CloseIdleConnections()
+		})
+	}
+	t.Cleanup(stop)
+	return &gateServer{URL: "http://" + ln.Addr().String(), close: stop}
+}
 
 // fastPair is one gate served twice: by the fast server and by net/http's
 // server alone (newServer's settings both), so that the same raw bytes

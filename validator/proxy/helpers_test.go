@@ -69,7 +69,7 @@ func (n *recordingNova) count() int {
 // gateEnv is a proxy in front of an upstream, with its logs and metrics.
 type gateEnv struct {
 	proxy *Proxy
-	srv   *httptest.Server
+	srv   *gateServer
 	logs  *testutil.SyncBuffer
 	reg   *prometheus.Registry
 }
@@ -97,9 +97,7 @@ func newGate(t testing.TB, f *fixture, upstream string, mod func(*Options)) *gat
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(p)
-	t.Cleanup(srv.Close)
-	return &gateEnv{proxy: p, srv: srv, logs: logs, reg: reg}
+	return &gateEnv{proxy: p, srv: serveGate(t, p), logs: logs, reg: reg}
 }
 
 // fault decodes a Nova-shaped error body: name, code, message.
