@@ -131,6 +131,8 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 		Listen: cfg.Proxy.Listen, HealthListen: cfg.Proxy.MetricsListen,
 		TLSCert: cfg.Proxy.TLSCert, TLSKey: cfg.Proxy.TLSKey,
 		Gatherer: reg, Logger: log,
+		// the fast pass-through server is on unless this says otherwise
+		NetHTTPOnly: e.getenv("IMAGETRUST_PROXY_NETHTTP") == "1",
 	})
 	if err != nil {
 		return fail(e, exitInvalid, "%v", err)
