@@ -145,6 +145,15 @@ func TestFastServerMatchesNetHTTP(t *testing.T) {
 		if name == "bigchunked" {
 			raw = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1388\r\n" + strings.Repeat("<p>", 5000/3) + "yy\r\n0\r\n\r\n"
 		}
+		if name == "notmodified" {
+			raw = "HTTP/1.1 304 Not Modified\r\nContent-Type: text/plain\r\nContent-Length: 10\r\nETag: \"y\"\r\n\r\n"
+		}
+		if name == "oddstatus" {
+			raw = "HTTP/1.1 599 Whatever\r\nContent-Length: 3\r\n\r\nodd"
+		}
+		if name == "empty" {
+			raw = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+		}
 		if name == "sniff" {
 			raw = "HTTP/1.1 200 OK\r\nContent-Length: 15\r\n\r\n<html>hi</html>"
 		}
@@ -172,6 +181,10 @@ func TestFastServerMatchesNetHTTP(t *testing.T) {
 			{"big", "GET", "/v2.1/things/big", ""},
 			{"big chunked", "GET", "/v2.1/things/bigchunked", ""},
 			{"sniffed", "GET", "/v2.1/things/sniff", ""},
+			{"not modified", "GET", "/v2.1/things/notmodified", "If-None-Match: \"y\"\r\n"},
+			{"odd status", "GET", "/v2.1/things/oddstatus", ""},
+			{"empty", "GET", "/v2.1/things/empty", ""},
+			{"head big", "HEAD", "/v2.1/things/big", ""},
 		}
 		for name := range forwarderCases {
 			reqs = append(reqs, req{"answer " + name, "GET", "/v2.1/things/" + name, ""})
