@@ -38,7 +38,8 @@ const envBenchChildGOGC = "IMAGETRUST_PROXY_BENCH_GOGC"
 const envBenchChildNetHTTP = "IMAGETRUST_PROXY_BENCH_NETHTTP"
 
 // envBenchChildProfile, set to a file name, makes the gate process write a
-// CPU profile there (go tool pprof validator/proxy.test FILE).
+// CPU profile there (go tool pprof validator/proxy.test FILE), and the one
+// served by net/http alone to FILE.nethttp.
 const envBenchChildProfile = "IMAGETRUST_PROXY_BENCH_CPUPROFILE"
 
 // startGateProcess runs the gate in a process of its own (this test binary,
@@ -133,6 +134,9 @@ func benchChild(upstream string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	if path := os.Getenv(envBenchChildProfile); path != "" {
+		if os.Getenv(envBenchChildNetHTTP) != "" {
+			path += ".nethttp" // (the other gate process writes path)
+		}
 		f, err := os.Create(path)
 		if err == nil && pprof.StartCPUProfile(f) == nil {
 			defer func() { pprof.StopCPUProfile(); f.Close() }()
