@@ -144,7 +144,7 @@ func benchChild(upstream string) int {
 	}
 	err = Serve(ctx, p, ServerOptions{Listen: "127.0.0.1:0", Logger: log, ShutdownTimeout: 5 * time.Second,
 		NetHTTPOnly: os.Getenv(envBenchChildNetHTTP) != "",
-		Ready: func(gate, _ net.Addr) { fmt.Printf("LISTEN %s\n", gate) }})
+		Ready:       func(gate, _ net.Addr) { fmt.Printf("LISTEN %s\n", gate) }})
 	if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 		// (a shutdown that outlasts its timeout, with the benchmark's
 		// clients still connected, is not worth a word)

@@ -40,6 +40,10 @@ type fastResponse struct {
 	held                   []byte // body bytes held back before the head
 	trailers               []string
 	werr                   error
+	// plain is the upstream's answer head when the fast relay takes it
+	// (fastrelay.go), plainHead set when this answer is written from it
+	plain     plainAnswer
+	plainHead bool
 }
 
 // heldBack is how much body net/http buffers before it writes the head
@@ -52,6 +56,7 @@ func (w *fastResponse) reset(isHEAD, wantsClose bool) {
 	w.isHEAD, w.wantsClose = isHEAD, wantsClose
 	w.status, w.called, w.wroteHdr, w.done, w.chunking, w.closeAfter = 0, false, false, false, false, false
 	w.contentLength, w.written, w.held, w.trailers, w.werr = -1, 0, w.held[:0], w.trailers[:0], nil
+	w.plainHead = false
 }
 
 // Header implements http.ResponseWriter.
@@ -201,6 +206,10 @@ var excludedNoBody = map[string]bool{"Content-Length": true, "Transfer-Encoding"
 // chunkWriter.writeHeader, which this follows.
 func (w *fastResponse) writeHead(p []byte) {
 	w.wroteHdr = true
+	if w.plainHead {
+		w.writePlainHead()
+		return
+	}
 	h := w.header
 	var exclude map[string]bool
 	del := func(k string) {

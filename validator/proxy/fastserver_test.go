@@ -145,6 +145,9 @@ func TestFastServerMatchesNetHTTP(t *testing.T) {
 		if name == "bigchunked" {
 			raw = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1388\r\n" + strings.Repeat("<p>", 5000/3) + "yy\r\n0\r\n\r\n"
 		}
+		if raw, ok := plainAnswers[name]; ok {
+			return raw, name == "plaintruncated"
+		}
 		if name == "notmodified" {
 			raw = "HTTP/1.1 304 Not Modified\r\nContent-Type: text/plain\r\nContent-Length: 10\r\nETag: \"y\"\r\n\r\n"
 		}
@@ -182,9 +185,14 @@ func TestFastServerMatchesNetHTTP(t *testing.T) {
 			{"big chunked", "GET", "/v2.1/things/bigchunked", ""},
 			{"sniffed", "GET", "/v2.1/things/sniff", ""},
 			{"not modified", "GET", "/v2.1/things/notmodified", "If-None-Match: \"y\"\r\n"},
+			{"not modified, head", "HEAD", "/v2.1/things/notmodified", ""},
 			{"odd status", "GET", "/v2.1/things/oddstatus", ""},
 			{"empty", "GET", "/v2.1/things/empty", ""},
 			{"head big", "HEAD", "/v2.1/things/big", ""},
+		}
+		for name := range plainAnswers {
+			reqs = append(reqs, req{"plain " + name, "GET", "/v2.1/things/" + name, ""})
+			reqs = append(reqs, req{"plain head " + name, "HEAD", "/v2.1/things/" + name, ""})
 		}
 		for name := range forwarderCases {
 			reqs = append(reqs, req{"answer " + name, "GET", "/v2.1/things/" + name, ""})
@@ -216,6 +224,49 @@ func TestFastServerMatchesNetHTTP(t *testing.T) {
 						s.Method, s.RequestURI, s.Host, s.Header)
 				}
 			})
+		}
+	}
+}
+
+// plainAnswers are upstream answers, by the last path segment, that the
+// fast relay takes (TestPlainAnswer checks that it does).
+var plainAnswers = map[string]string{
+	"plainsmall": "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
+	"plainbig": "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 40000\r\n\r\n" +
+		strings.Repeat("0123456789", 4000),
+	"plainfields": "HTTP/1.1 404 Not Found\r\nx-b: 1\r\nContent-Type: application/json\r\nset-cookie: a=1\r\nX-A:  spaced \t\r\n" +
+		"Set-Cookie: b=2\r\nDate: Tue, 25 Nov 2026 20:00:00 GMT\r\nOpenStack-API-Version: compute 2.1\r\nX-Empty:\r\n" +
+		"Content-Length: 9\r\n\r\nnot found",
+	"plainempty":     "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n\r\n",
+	"plainodd":       "HTTP/1.1 599 Whatever\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nodd",
+	"plaintruncated": "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\nonly part",
+}
+
+// TestPlainAnswer: which answers the fast relay takes.
+func TestPlainAnswer(t *testing.T) {
+	for name, raw := range plainAnswers {
+		var a plainAnswer
+		if !parsePlainAnswer([]byte(raw), &a) {
+			t.Errorf("%s: not taken", name)
+		}
+	}
+	for _, raw := range []string{
+		forwarderCases["plain"], // hop-by-hop fields, Location
+		forwarderCases["chunked"], forwarderCases["eof"], forwarderCases["nocontent"], forwarderCases["hints"],
+		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", // no type: sniffed
+		"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: 2\r\n\r\nok",
+		"HTTP/1.1 200 OK\r\nContent-Type: a\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok",
+		"HTTP/1.1 200 OK\r\nContent-Type: a\r\nContent-Length: 02\r\n\r\nok",
+		"HTTP/1.1 200 OK\r\nContent-Type: a\r\nContent-Length: 2\r\nPragma: no-cache\r\n\r\nok",
+		"HTTP/1.1 200 OK\r\nContent-Type: a\r\nContent-Length: 2\r\nX: a\r\n b\r\n\r\nok",
+		"HTTP/1.1 200 OK\r\nContent-Type: \xc3\xa9\r\nContent-Length: 2\r\n\r\nok",
+		"HTTP/1.1 200\r\nContent-Type: a\r\nContent-Length: 2\r\n\r\nok",
+		"HTTP/1.0 200 OK\r\nContent-Type: a\r\nContent-Length: 2\r\n\r\nok",
+		"HTTP/1.1 200 OK\r\nContent-Type: a\r\nContent-Length: 2\r\n", // head not in whole
+	} {
+		var a plainAnswer
+		if parsePlainAnswer([]byte(raw), &a) {
+			t.Errorf("taken: %q", raw)
 		}
 	}
 }

@@ -362,7 +362,13 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request) {
 			p.forwardError(w, r, err)
 			return
 		}
-		reusable, abort := p.relay(w, r, resp)
+		var reusable, abort bool
+		if resp == nil {
+			// a plain answer for the fast server (fastrelay.go)
+			reusable, abort = p.relayPlain(uc, w.(*fastResponse), r)
+		} else {
+			reusable, abort = p.relay(w, r, resp)
+		}
 		if stop() && reusable && uc.br.Buffered() == 0 {
 			pool.put(uc)
 		} else {
@@ -387,7 +393,9 @@ func (e *staleConnError) Unwrap() error { return e.err }
 // exchange writes r on uc and reads the head of the final response,
 // relaying 1xx interim responses (103 Early Hints, say) to w as
 // ReverseProxy does. A 101 is an error: the forwarder never asks for an
-// upgrade.
+// upgrade. For the fast server, a plain answer is left in uc's buffer,
+// parsed into w's plainAnswer, and exchange returns no response and no
+// error (fastrelay.go).
 func (p *Proxy) exchange(uc *upConn, r *http.Request, w http.ResponseWriter) (*http.Response, error) {
 	if err := p.pool.writeRequest(uc.bw, r); err != nil {
 		if errors.Is(err, errHeaderValue) {
@@ -401,6 +409,13 @@ func (p *Proxy) exchange(uc *upConn, r *http.Request, w http.ResponseWriter) (*h
 			return nil, err // a timeout, or the client went away
 		}
 		return nil, &staleConnError{err}
+	}
+	if fw, ok := w.(*fastResponse); ok {
+		if buf, _ := uc.br.Peek(uc.br.Buffered()); parsePlainAnswer(buf, &fw.plain) {
+			// (nil, nil): the fast relay takes it (fastrelay.go)
+			_ = uc.c.SetReadDeadline(time.Time{})
+			return nil, nil
+		}
 	}
 	for n := 0; ; n++ {
 		resp, err := http.ReadResponse(uc.br, r)

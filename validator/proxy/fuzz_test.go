@@ -140,3 +140,42 @@ func FuzzFastHead(f *testing.F) {
 		}
 	})
 }
+
+// FuzzPlainAnswer feeds arbitrary upstream answer heads to the fast
+// relay's parser. Invariant: a head it takes is one http.ReadResponse
+// reads as the same answer (status, header fields, Content-Length), kept
+// alive and unchunked, so the fast relay never frames an answer
+// differently from relay.
+func FuzzPlainAnswer(f *testing.F) {
+	for _, s := range plainAnswers {
+		f.Add([]byte(s))
+	}
+	for _, s := range forwarderCases {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var a plainAnswer
+		if !parsePlainAnswer(raw, &a) {
+			return
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(raw)), &http.Request{Method: http.MethodGet})
+		if err != nil {
+			t.Fatalf("taken, http.ReadResponse refuses: %v", err)
+		}
+		if resp.StatusCode != a.status || resp.ContentLength != a.contentLength || resp.Close || len(resp.TransferEncoding) != 0 {
+			t.Fatalf("read differently: %d CL %d close %v TE %v", resp.StatusCode, resp.ContentLength, resp.Close, resp.TransferEncoding)
+		}
+		got := http.Header{}
+		for _, fl := range a.fields {
+			got[fl.name] = append(got[fl.name], fl.value)
+		}
+		if !reflect.DeepEqual(got, resp.Header) {
+			t.Fatalf("header fields\nfast %q\nnet/http %q", got, resp.Header)
+		}
+		for i := 1; i < len(a.fields); i++ {
+			if a.fields[i].name < a.fields[i-1].name {
+				t.Fatalf("not sorted: %q", a.fields)
+			}
+		}
+	})
+}

@@ -1,0 +1,191 @@
+package proxy
+
+import (
+	"bytes"
+	"net/http"
+	"net/textproto"
+	"strings"
+)
+
+// The fast server's relay of plain answers. When the fast server (not
+// net/http's) serves the request and the upstream's answer head is already
+// in whole in the connection's buffer and as plain as Nova's answers to
+// GETs are (HTTP/1.1, a final status with a body, one valid Content-Length,
+// a Content-Type that is not an event stream, no hop-by-hop field, no
+// Location to rewrite, no Pragma, ASCII only, no obs-fold), the forwarder
+// skips http.ReadResponse and the header maps: the head is parsed into a
+// list of fields that fastResponse writes out as net/http would write
+// what relay would have put in the header (names canonical and sorted,
+// Date added when missing, Connection: close when closing), and the body
+// is copied from the connection's buffer. Any other answer goes through
+// http.ReadResponse and relay as before (the bytes were only peeked).
+// TestFastServerMatchesNetHTTP compares the two paths byte for byte, and
+// FuzzPlainAnswer checks that a head the parser accepts is one
+// http.ReadResponse reads the same.
+
+// plainAnswer is an upstream answer head the fast relay takes.
+type plainAnswer struct {
+	status        int
+	contentLength int64
+	hasDate       bool
+	n             int         // length of the head
+	fields        []fastField // canonical names, sorted by name (stable)
+}
+
+// parsePlainAnswer parses the answer head at the start of buf into a (its
+// fields slice reused) and reports whether it is a plain one.
+func parsePlainAnswer(buf []byte, a *plainAnswer) bool {
+	end := bytes.Index(buf, crlfcrlf)
+	if end < 0 {
+		return false
+	}
+	head := buf[:end+2] // each line with its CRLF
+	for i, c := range head {
+		switch {
+		case c == '\r':
+			if head[i+1] != '\n' {
+				return false
+			}
+		case c == '\n':
+			if i == 0 || head[i-1] != '\r' {
+				return false
+			}
+		case c == '\t' || (c >= ' ' && c < 0x7f):
+		default:
+			return false
+		}
+	}
+	// "HTTP/1.1 200 OK": three digits, a space, any reason
+	if len(head) < 15 || !bytes.HasPrefix(head, []byte("HTTP/1.1 ")) || head[12] != ' ' {
+		return false
+	}
+	status := 0
+	for _, c := range head[9:12] {
+		if c < '0' || c > '9' {
+			return false
+		}
+		status = status*10 + int(c-'0')
+	}
+	if status < 200 || status > 599 || !bodyAllowed(status) {
+		return false
+	}
+	*a = plainAnswer{status: status, contentLength: -1, n: end + 4, fields: a.fields[:0]}
+	s := string(head[bytes.IndexByte(head, '\n')+1:])
+	for s != "" {
+		line, rest, _ := strings.Cut(s, "\r\n")
+		s = rest
+		name, value, ok := strings.Cut(line, ":")
+		if !ok || !isToken(name) {
+			return false
+		}
+		value = strings.Trim(value, " \t")
+		if !isCanonicalName(name) {
+			name = textproto.CanonicalMIMEHeaderKey(name)
+		}
+		switch name {
+		case "Content-Length":
+			if a.contentLength >= 0 || !plainLength(value) {
+				return false
+			}
+			a.contentLength = 0
+			for i := 0; i < len(value); i++ {
+				a.contentLength = a.contentLength*10 + int64(value[i]-'0')
+			}
+		case "Content-Type":
+			if strings.Contains(strings.ToLower(value), "event-stream") {
+				return false // streamed, flushed as it comes: relay's
+			}
+		case "Date":
+			a.hasDate = true
+		case "Transfer-Encoding", "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate",
+			"Proxy-Authorization", "Te", "Trailer", "Upgrade", "Location", "Pragma":
+			return false
+		}
+		a.fields = append(a.fields, fastField{name, value})
+	}
+	if a.contentLength < 0 || !a.has("Content-Type") {
+		return false // (a missing type is sniffed: relay's)
+	}
+	// sorted as http.Header.WriteSubset sorts, values of a name in order
+	for i := 1; i < len(a.fields); i++ {
+		for j := i; j > 0 && a.fields[j].name < a.fields[j-1].name; j-- {
+			a.fields[j], a.fields[j-1] = a.fields[j-1], a.fields[j]
+		}
+	}
+	return true
+}
+
+func (a *plainAnswer) has(name string) bool {
+	for _, f := range a.fields {
+		if f.name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// plainLength reports a Content-Length value of plain digits, no leading
+// zero, at most 15 digits.
+func plainLength(v string) bool {
+	if v == "" || len(v) > 15 || (v[0] == '0' && len(v) > 1) {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] < '0' || v[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// relayPlain copies a plain answer, whose head w.plain holds, to w: the
+// body is read from uc's buffer, then from uc. It reports, as relay does,
+// whether uc may carry another request and whether the client's answer
+// must be aborted.
+func (p *Proxy) relayPlain(uc *upConn, w *fastResponse, r *http.Request) (reusable, abort bool) {
+	a := &w.plain
+	_, _ = uc.br.Discard(a.n)
+	w.called, w.status, w.contentLength, w.plainHead = true, a.status, a.contentLength, true
+	if w.isHEAD {
+		return true, false
+	}
+	for left := a.contentLength; left > 0; {
+		if uc.br.Buffered() == 0 {
+			if _, err := uc.br.Peek(1); err != nil {
+				// the upstream failed mid-body
+				return false, r.Context().Err() == nil
+			}
+		}
+		b, _ := uc.br.Peek(int(min(int64(uc.br.Buffered()), left)))
+		if _, err := w.Write(b); err != nil {
+			return false, false // the client is gone
+		}
+		_, _ = uc.br.Discard(len(b))
+		left -= int64(len(b))
+	}
+	return true, false
+}
+
+// writePlainHead writes the head of a plain answer (see writeHead).
+func (w *fastResponse) writePlainHead() {
+	if w.wantsClose || w.closing() {
+		w.closeAfter = true
+	}
+	bw := w.bw
+	writeStatusLine(bw, w.status)
+	for _, f := range w.plain.fields {
+		bw.WriteString(f.name)
+		bw.WriteString(": ")
+		bw.WriteString(f.value)
+		bw.WriteString("\r\n")
+	}
+	if !w.plain.hasDate {
+		bw.WriteString("Date: ")
+		bw.Write(w.date.get())
+		bw.WriteString("\r\n")
+	}
+	if w.closeAfter {
+		bw.WriteString("Connection: close\r\n")
+	}
+	bw.WriteString("\r\n")
+}
