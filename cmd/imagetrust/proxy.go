@@ -132,7 +132,7 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 		TLSCert: cfg.Proxy.TLSCert, TLSKey: cfg.Proxy.TLSKey,
 		Gatherer: reg, Logger: log,
 		// the fast pass-through server is on unless this says otherwise
-		NetHTTPOnly: e.getenv("IMAGETRUST_PROXY_NETHTTP") == "1",
+		NetHTTPOnly: cfg.Proxy.FastPassThrough != nil && !*cfg.Proxy.FastPassThrough,
 	})
 	if err != nil {
 		return fail(e, exitInvalid, "%v", err)

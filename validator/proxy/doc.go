@@ -151,7 +151,7 @@
 //
 // The gate's plain-HTTP listener is served by the fast server
 // (fastserver.go) unless ServerOptions.NetHTTPOnly is set (the command:
-// IMAGETRUST_PROXY_NETHTTP=1) or the listener is TLS: a hand-written
+// proxy.fast_passthrough = false) or the listener is TLS: a hand-written
 // HTTP/1.1 server for pass-through connections. Per connection it parses
 // each request head strictly (fasthead.go: GET, HEAD or OPTIONS, origin-form
 // target, HTTP/1.1, CRLF, ASCII, one Host, no obs-fold, no body nor
