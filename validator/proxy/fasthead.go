@@ -63,22 +63,8 @@ func parseFastHead(head []byte, h *fastHead) bool {
 	fields := h.fields[:0]
 	*h = fastHead{}
 	h.fields = fields
-	// bytes allowed anywhere: visible ASCII, space, tab, and CR only
-	// before LF, LF only after CR
-	for i, c := range head {
-		switch {
-		case c == '\r':
-			if i+1 >= len(head) || head[i+1] != '\n' {
-				return false
-			}
-		case c == '\n':
-			if i == 0 || head[i-1] != '\r' {
-				return false
-			}
-		case c == '\t' || (c >= ' ' && c < 0x7f):
-		default:
-			return false
-		}
+	if !plainLines(head) {
+		return false
 	}
 	s := string(head) // the one copy: every field below is a substring of it
 	line, rest, _ := strings.Cut(s, "\r\n")
@@ -128,6 +114,28 @@ func parseFastHead(head []byte, h *fastHead) bool {
 		h.fields = append(h.fields, fastField{name, value})
 	}
 	return hosts == 1 && cls <= 1 && len(h.fields) <= 100
+}
+
+// plainLines reports whether b holds only the bytes the fast paths take in a
+// message head: visible ASCII, space and tab, with every line ended by CRLF
+// (a CR only before an LF, an LF only after a CR).
+func plainLines(b []byte) bool {
+	for i, c := range b {
+		switch {
+		case c == '\r':
+			if i+1 >= len(b) || b[i+1] != '\n' {
+				return false
+			}
+		case c == '\n':
+			if i == 0 || b[i-1] != '\r' {
+				return false
+			}
+		case c == '\t' || (c >= ' ' && c < 0x7f):
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // isToken reports whether s is an RFC 9110 token (a field name).

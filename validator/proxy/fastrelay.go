@@ -40,20 +40,8 @@ func parsePlainAnswer(buf []byte, a *plainAnswer) bool {
 		return false
 	}
 	head := buf[:end+2] // each line with its CRLF
-	for i, c := range head {
-		switch {
-		case c == '\r':
-			if head[i+1] != '\n' {
-				return false
-			}
-		case c == '\n':
-			if i == 0 || head[i-1] != '\r' {
-				return false
-			}
-		case c == '\t' || (c >= ' ' && c < 0x7f):
-		default:
-			return false
-		}
+	if !plainLines(head) {
+		return false
 	}
 	// "HTTP/1.1 200 OK": three digits, a space, any reason
 	if len(head) < 15 || !bytes.HasPrefix(head, []byte("HTTP/1.1 ")) || head[12] != ' ' {
