@@ -14,8 +14,8 @@ import (
 )
 
 // faultProxy is a TCP proxy between the sync and Glance that spoils the
-// first stage requests it sees, one fault each: reset mid-stream, a 503
-// without forwarding, a stall.
+// first data requests (PUT /stage or PUT /file) it sees, one fault each:
+// reset mid-stream, a 503 without forwarding, a stall.
 type faultProxy struct {
 	ln      net.Listener
 	target  string
@@ -58,7 +58,8 @@ func (p *faultProxy) handle(c net.Conn) {
 		n, err := c.Read(buf)
 		if n > 0 {
 			chunk := buf[:n]
-			if fault == "" && bytes.Contains(chunk, []byte("/stage HTTP/1.1")) {
+			if fault == "" && bytes.HasPrefix(chunk, []byte("PUT ")) &&
+				(bytes.Contains(chunk, []byte("/stage HTTP/1.1")) || bytes.Contains(chunk, []byte("/file HTTP/1.1"))) {
 				if i := int(p.next.Add(1)) - 1; i < len(p.faults) {
 					fault = p.faults[i]
 					p.applied.Store(fault, true)
@@ -99,13 +100,20 @@ func (p *faultProxy) handle(c net.Conn) {
 	s.Close()
 }
 
-// TestFaultyLinkToGlance: resets, 5xx and stalls mid-stage end in a retry or
-// a queued image, never in an active unverified one.
+// TestFaultyLinkToGlance: resets, 5xx and stalls mid-stage (or mid-upload,
+// with sync.ingest = "upload") end in a retry or a queued image, never in an
+// active unverified one.
 func TestFaultyLinkToGlance(t *testing.T) {
+	for _, ingest := range []string{"import", "upload"} {
+		t.Run("ok "+ingest, func(t *testing.T) { testFaultyLink(t, ingest) })
+	}
+}
+
+func testFaultyLink(t *testing.T, ingest string) {
 	e := newEnv(t)
 	w := newWorld(t)
 	dir := t.TempDir()
-	p := w.publish(filepath.Join(dir, "atlas"), spec{vo: "atlas", tag: "faulty", size: 4 << 20})
+	p := w.publish(filepath.Join(dir, "atlas"), spec{vo: "atlas", tag: "faulty-" + ingest, size: 4 << 20})
 	u, err := url.Parse(e.sc.Endpoint)
 	if err != nil {
 		t.Fatal(err)
@@ -116,6 +124,7 @@ func TestFaultyLinkToGlance(t *testing.T) {
 	sc.ResourceBase = sc.Endpoint + "v2/"
 	o := e.options(t, w, map[string][]string{filepath.Join(dir, "atlas"): {"atlas"}})
 	o.Glance = NewGlance(&sc)
+	o.Sync.Ingest = ingest
 	o.ResumeAfter = -1 // one sync only: resume its own interrupted stage at once
 	for pass := 1; pass <= 3; pass++ {
 		r := run(t, o)
