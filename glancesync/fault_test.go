@@ -150,16 +150,23 @@ func testFaultyLink(t *testing.T, ingest string) {
 // TestTwoSyncsRacing: two passes at once on the same Glance converge on one
 // catalogue without errors.
 func TestTwoSyncsRacing(t *testing.T) {
+	for _, ingest := range []string{"import", "upload"} {
+		t.Run("ok "+ingest, func(t *testing.T) { testTwoSyncsRacing(t, ingest) })
+	}
+}
+
+func testTwoSyncsRacing(t *testing.T, ingest string) {
 	e := newEnv(t)
 	w := newWorld(t)
 	dir := t.TempDir()
-	tag := "race"
+	tag := "race" + ingest[:2]
 	var ps []*published
 	for i := 0; i < 4; i++ {
 		ps = append(ps, w.publish(dir, spec{vo: "lhcb", tag: tag + string(rune('a'+i)), size: 1 << 20}))
 	}
 	o := e.options(t, w, map[string][]string{dir: {"lhcb"}})
 	o.Sync.Parallel = 4
+	o.Sync.Ingest = ingest
 	var wg sync.WaitGroup
 	reports := make([]*Report, 2)
 	for i := range reports {
@@ -194,11 +201,11 @@ func TestTwoSyncsRacing(t *testing.T) {
 			t.Errorf("%s: %s", p.id, im.Status)
 		}
 	}
-	aliases, err := e.admin.List(context.Background(), e.project, map[string]string{"imagetrust_alias": "lhcb/racea"})
+	aliases, err := e.admin.List(context.Background(), e.project, map[string]string{"imagetrust_alias": "lhcb/" + tag + "a"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(aliases) != 2 {
-		t.Errorf("%d alias images for lhcb/racea, want 2", len(aliases))
+		t.Errorf("%d alias images for lhcb/%sa, want 2", len(aliases), tag)
 	}
 }
