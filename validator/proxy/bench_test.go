@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,9 +26,15 @@ import (
 // upstream is a fast stand-in (an in-process HTTP server answering at once):
 // a real nova-api would hide the gate's cost behind its own.
 
-// fastNova answers every request at once with a small JSON body.
+// fastNova answers every request at once: GET /v2.1/servers/detail with
+// serversDetail (what `openstack server list` reads, for a project of ten
+// servers), anything else with a small JSON body.
 func fastNova(tb testing.TB) *httptest.Server {
 	body := []byte(`{"flavors":[{"id":"1","name":"m1.tiny","links":[{"rel":"self","href":"http://nova/v2.1/flavors/1"}]}]}`)
+	detail := serversDetail(10)
+	if !json.Valid(detail) {
+		tb.Fatalf("serversDetail is not JSON: %s", detail)
+	}
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Type", "application/json")
@@ -34,10 +42,41 @@ func fastNova(tb testing.TB) *httptest.Server {
 		if r.Method == http.MethodPost {
 			w.WriteHeader(http.StatusAccepted)
 		}
+		if r.URL.Path == "/v2.1/servers/detail" {
+			_, _ = w.Write(detail)
+			return
+		}
 		_, _ = w.Write(body)
 	}))
 	tb.Cleanup(s.Close)
 	return s
+}
+
+// serversDetail is a GET /servers/detail answer of n servers, shaped as
+// nova-api (microversion 2.79) writes one: about 1.7 KiB a server.
+func serversDetail(n int) []byte {
+	var b bytes.Buffer
+	b.WriteString(`{"servers": [`)
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		id := fmt.Sprintf("5f2d3a5e-0c3b-4b4e-9d7a-%012d", i)
+		fmt.Fprintf(&b, `{"id": %q, "name": "worker-%d", "status": "ACTIVE", "tenant_id": "4a5e2f0c1b3d4e6f8a9b0c1d2e3f4a5b", `+
+			`"user_id": "9c8b7a6f5e4d3c2b1a0f9e8d7c6b5a49", "metadata": {}, "hostId": "3f1b5e7c9d2a4f6b8e0c1d3a5b7e9f2c4d6a8b0e1f3c5d7a9b2e4f6c", `+
+			`"image": {"id": "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d", "links": [{"rel": "bookmark", "href": "http://nova/images/0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"}]}, `+
+			`"flavor": {"vcpus": 2, "ram": 4096, "disk": 40, "ephemeral": 0, "swap": 0, "original_name": "m1.medium", "extra_specs": {}}, `+
+			`"created": "2026-11-25T10:00:00Z", "updated": "2026-11-25T10:01:00Z", "addresses": {"private": [{"version": 4, "addr": "10.0.0.%d", `+
+			`"OS-EXT-IPS:type": "fixed", "OS-EXT-IPS-MAC:mac_addr": "fa:16:3e:00:00:%02x"}]}, "accessIPv4": "", "accessIPv6": "", `+
+			`"links": [{"rel": "self", "href": "http://nova/v2.1/servers/%[1]s"}, {"rel": "bookmark", "href": "http://nova/servers/%[1]s"}], `+
+			`"OS-DCF:diskConfig": "MANUAL", "progress": 0, "OS-EXT-AZ:availability_zone": "nova", "config_drive": "", "key_name": "mykey", `+
+			`"OS-SRV-USG:launched_at": "2026-11-25T10:01:00.000000", "OS-SRV-USG:terminated_at": null, "security_groups": [{"name": "default"}], `+
+			`"OS-EXT-STS:task_state": null, "OS-EXT-STS:vm_state": "active", "OS-EXT-STS:power_state": 1, "os-extended-volumes:volumes_attached": [], `+
+			`"locked": false, "locked_reason": null, "description": null, "tags": [], "trusted_image_certificates": null, "server_groups": []}`,
+			id, i, i+10, i)
+	}
+	b.WriteString(`]}`)
+	return b.Bytes()
 }
 
 // startNginx runs Debian's nginx as a child process proxying to upstream on

@@ -38,8 +38,8 @@ func BenchmarkPassThroughWrk(b *testing.B) {
 	}
 	t := newBenchTargets(b)
 	targets := t.passThroughTargets(b)
-	run := func(base, dur string) float64 {
-		out, err := exec.Command(wrk, "-t1", "-c32", "-d"+dur, base+"/v2.1/flavors").CombinedOutput()
+	run := func(base, path, dur string) float64 {
+		out, err := exec.Command(wrk, "-t1", "-c32", "-d"+dur, base+path).CombinedOutput()
 		if err != nil {
 			b.Fatalf("wrk: %v: %s", err, out)
 		}
@@ -53,15 +53,21 @@ func BenchmarkPassThroughWrk(b *testing.B) {
 		r, _ := strconv.ParseFloat(string(bytes.TrimSpace(m[1])), 64)
 		return r
 	}
+	// small: GET /v2.1/flavors, a 100-byte answer (the gate's cost per
+	// request shows most); detail: GET /v2.1/servers/detail, what
+	// `openstack server list` reads for ten servers (serversDetail)
+	paths := []struct{ prefix, path string }{{"", "/v2.1/flavors"}, {"detail-", "/v2.1/servers/detail"}}
 	for _, tg := range targets {
-		run(tg.base, "1s") // warm
+		run(tg.base, paths[0].path, "1s") // warm
 	}
 	const rounds = 5
 	rates := map[string][]float64{}
 	b.ResetTimer()
 	for range rounds {
-		for _, tg := range targets {
-			rates[tg.name] = append(rates[tg.name], run(tg.base, d))
+		for _, p := range paths {
+			for _, tg := range targets {
+				rates[p.prefix+tg.name] = append(rates[p.prefix+tg.name], run(tg.base, p.path, d))
+			}
 		}
 	}
 	b.StopTimer()
@@ -70,14 +76,16 @@ func BenchmarkPassThroughWrk(b *testing.B) {
 		slices.Sort(r)
 		return r[len(r)/2]
 	}
-	for _, tg := range targets {
-		b.ReportMetric(med(tg.name), tg.name+"-req/s")
-	}
-	b.ReportMetric(med("gate-proc")/med("direct"), "gate-proc/direct")
-	if t.nginx != "" {
-		b.ReportMetric(med("gate-proc")/med("nginx"), "gate-proc/nginx")
-		b.ReportMetric(med("gate-proc")/med("nginx-auto"), "gate-proc/nginx-auto")
-		b.ReportMetric(med("gate-proc-nethttp")/med("nginx"), "gate-proc-nethttp/nginx")
-		b.ReportMetric(med("gate-proc-nethttp")/med("nginx-auto"), "gate-proc-nethttp/nginx-auto")
+	for _, p := range paths {
+		for _, tg := range targets {
+			b.ReportMetric(med(p.prefix+tg.name), p.prefix+tg.name+"-req/s")
+		}
+		b.ReportMetric(med(p.prefix+"gate-proc")/med(p.prefix+"direct"), p.prefix+"gate-proc/direct")
+		if t.nginx != "" {
+			b.ReportMetric(med(p.prefix+"gate-proc")/med(p.prefix+"nginx"), p.prefix+"gate-proc/nginx")
+			b.ReportMetric(med(p.prefix+"gate-proc")/med(p.prefix+"nginx-auto"), p.prefix+"gate-proc/nginx-auto")
+			b.ReportMetric(med(p.prefix+"gate-proc-nethttp")/med(p.prefix+"nginx"), p.prefix+"gate-proc-nethttp/nginx")
+			b.ReportMetric(med(p.prefix+"gate-proc-nethttp")/med(p.prefix+"nginx-auto"), p.prefix+"gate-proc-nethttp/nginx-auto")
+		}
 	}
 }

@@ -220,6 +220,14 @@
 // its two workers compete with the clients and the upstream for the two
 // cores.
 //
+// BenchmarkPassThroughWrk also loads GET /v2.1/servers/detail, a 17 KiB
+// answer shaped as nova-api's for ten servers (what `openstack server list`
+// reads), in the same rounds (metrics detail-*). Two runs of 2026-11-25
+// (load about 1.5): detail-gate-proc/nginx 0.82 and 0.89, /nginx-auto 0.72
+// and 0.80; net/http alone 0.69 and 0.64. The second of those runs wrote the
+// answer with a 64 KiB client buffer instead of 4 KiB (one write of head and
+// body instead of two): within the noise of two runs, so not kept.
+//
 // So the fast server takes the gate from 0.6-0.7 to 0.83-0.91 of nginx's
 // pass-through rate with wrk (0.77-0.94 with Go clients, 0.88-1.17 of
 // nginx-auto's), but not to the issue's goal of nginx's rate. The CPU
