@@ -365,7 +365,27 @@ func (c *crlServer) fail(path string, status int) {
 
 // glanceWrites counts the write requests (POST, PUT, PATCH, DELETE) Glance
 // logged for the site's project: an independent count of what the job did.
+//
+// glance-api writes a request's access line after it has sent the answer,
+// so a count taken right after a call may miss its line: the count is
+// taken again every 100 ms until two agree (at most 5 s).
 func (s *site) glanceWrites() int {
+	s.t.Helper()
+	n := s.countGlanceWrites()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		m := s.countGlanceWrites()
+		if m == n {
+			break
+		}
+		n = m
+	}
+	return n
+}
+
+// countGlanceWrites counts the write requests of the site's project in
+// glance-api's log as it is now.
+func (s *site) countGlanceWrites() int {
 	s.t.Helper()
 	b, err := os.ReadFile(filepath.Join(s.cloud.StateDir, "log", "glance-api.log"))
 	if err != nil {
