@@ -219,9 +219,9 @@ func (s *Syncer) Run(ctx context.Context) (*Report, error) {
 			byID[im.ID] = im
 		}
 	}
-	direct := true
+	mode := ingest{stage: true, canImport: true}
 	if !s.o.DryRun {
-		if direct, err = s.ingestMode(ctx); err != nil {
+		if mode, err = s.ingestMode(ctx); err != nil {
 			s.m.Errors.Inc()
 			return &rp.r, err
 		}
@@ -247,7 +247,7 @@ func (s *Syncer) Run(ctx context.Context) (*Report, error) {
 			continue
 		}
 		g.Go(func() error {
-			s.mirror(gctx, it, im, direct, rp)
+			s.mirror(gctx, it, im, mode, rp)
 			return nil
 		})
 	}
@@ -402,25 +402,34 @@ func contains(list []string, v string) bool {
 	return false
 }
 
-// ingestMode tells whether this pass stages and imports with glance-direct
-// (true) or uploads the image data in one PUT (false), from sync.ingest and
-// the import methods Glance offers.
-func (s *Syncer) ingestMode(ctx context.Context) (bool, error) {
+// ingest is how a pass brings image bytes into Glance.
+type ingest struct {
+	// stage: PUT /stage, then the glance-direct import; otherwise one
+	// PUT /file.
+	stage bool
+	// canImport: Glance offers glance-direct, so an image found staged
+	// (left by an earlier pass) can be imported.
+	canImport bool
+}
+
+// ingestMode decides the pass's ingest from sync.ingest and the import
+// methods Glance offers.
+func (s *Syncer) ingestMode(ctx context.Context) (ingest, error) {
 	mode := s.o.Sync.Ingest
-	if mode == "upload" {
-		return false, nil
-	}
 	methods, err := s.o.Glance.ImportMethods(ctx)
 	if err != nil {
 		s.log.Warn("cannot read Glance's import methods; assuming glance-direct", "ingest", mode, "err", err)
-		return true, nil
+		return ingest{stage: mode != "upload", canImport: true}, nil
 	}
-	if contains(methods, "glance-direct") {
-		return true, nil
-	}
-	if mode == "import" {
-		return false, fmt.Errorf("sync.ingest = \"import\", but this Glance does not offer glance-direct (its import methods: %s): enable it in glance-api.conf (enabled_import_methods) or set sync.ingest = \"upload\" or \"auto\"", strings.Join(methods, ", "))
+	direct := contains(methods, "glance-direct")
+	switch {
+	case mode == "upload":
+		return ingest{stage: false, canImport: direct}, nil
+	case direct:
+		return ingest{stage: true, canImport: true}, nil
+	case mode == "import":
+		return ingest{}, fmt.Errorf("sync.ingest = \"import\", but this Glance does not offer glance-direct (its import methods: %s): enable it in glance-api.conf (enabled_import_methods) or set sync.ingest = \"upload\" or \"auto\"", strings.Join(methods, ", "))
 	}
 	s.log.Warn("glance-direct is not enabled: uploading image data in one PUT, its last bytes held back until they verify (docs/glancesync.md, \"Ingest\")", "import_methods", methods)
-	return false, nil
+	return ingest{}, nil
 }

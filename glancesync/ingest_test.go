@@ -143,15 +143,15 @@ func TestIngestModeChoice(t *testing.T) {
 		name    string
 		ingest  string
 		noDir   bool
-		direct  bool
+		want    ingest
 		errWant string
 	}{
-		{name: "ok auto with glance-direct", ingest: "auto", direct: true},
-		{name: "ok empty is auto", ingest: "", direct: true},
-		{name: "ok import", ingest: "import", direct: true},
-		{name: "ok upload", ingest: "upload", direct: false},
-		{name: "ok auto without glance-direct", ingest: "auto", noDir: true, direct: false},
-		{name: "ok upload without glance-direct", ingest: "upload", noDir: true, direct: false},
+		{name: "ok auto with glance-direct", ingest: "auto", want: ingest{stage: true, canImport: true}},
+		{name: "ok empty is auto", ingest: "", want: ingest{stage: true, canImport: true}},
+		{name: "ok import", ingest: "import", want: ingest{stage: true, canImport: true}},
+		{name: "ok upload", ingest: "upload", want: ingest{stage: false, canImport: true}},
+		{name: "ok auto without glance-direct", ingest: "auto", noDir: true, want: ingest{}},
+		{name: "ok upload without glance-direct", ingest: "upload", noDir: true, want: ingest{}},
 		{name: "fail import without glance-direct", ingest: "import", noDir: true, errWant: `sync.ingest = "import", but this Glance does not offer glance-direct`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -164,7 +164,7 @@ func TestIngestModeChoice(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			direct, err := s.ingestMode(context.Background())
+			got, err := s.ingestMode(context.Background())
 			if tc.errWant != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.errWant) {
 					t.Fatalf("err = %v, want %q", err, tc.errWant)
@@ -178,9 +178,58 @@ func TestIngestModeChoice(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || direct != tc.direct {
-				t.Fatalf("ingestMode = %v, %v; want %v", direct, err, tc.direct)
+			if err != nil || got != tc.want {
+				t.Fatalf("ingestMode = %+v, %v; want %+v", got, err, tc.want)
 			}
 		})
+	}
+}
+
+// failImport is the real Glance except that starting an import fails (a
+// fault injected on the sync's side, like the fault proxy's).
+type failImport struct{ Glance }
+
+func (failImport) ImportGlanceDirect(context.Context, string) error {
+	return errors.New("injected: import refused")
+}
+
+// TestStagedImageWithoutGlanceDirect: an image a pass staged and verified
+// but could not import is left alone and reported, never deleted (which
+// would spend its uuid), while Glance offers no glance-direct, and a pass
+// on a Glance that offers it again imports it.
+func TestStagedImageWithoutGlanceDirect(t *testing.T) {
+	e := newEnv(t)
+	w := newWorld(t)
+	dir := filepath.Join(t.TempDir(), "atlas")
+	p := w.publish(dir, spec{vo: "atlas", tag: "staged-left"})
+	o := e.options(t, w, map[string][]string{dir: {"atlas"}})
+	o.Sync.Retire = "keep"
+	real := o.Glance
+
+	o.Glance = failImport{real}
+	r := run(t, o)
+	if im := e.get(t, p.id); im.Status != StatusUploading || im.Size != int64(len(p.image)) {
+		t.Fatalf("after the failed import: %s, size %d (%+v)", im.Status, im.Size, r.Find(p.id))
+	}
+
+	o.Glance = noGlanceDirect{real}
+	r = run(t, o)
+	var detail string
+	for _, out := range r.Find(p.id) {
+		if out.Action == ActionFailed {
+			detail = out.Detail
+		}
+	}
+	if !strings.Contains(detail, "staged, not imported") || r.Errors == 0 {
+		t.Errorf("fail staged image without glance-direct: %d errors, %+v", r.Errors, r.Find(p.id))
+	}
+	if im := e.get(t, p.id); im.Status != StatusUploading {
+		t.Fatalf("the staged image was touched: %s", im.Status)
+	}
+
+	o.Glance = real
+	r = run(t, o)
+	if im := e.get(t, p.id); im.Status != StatusActive || im.Props["os_hash_value"] != im.Props[validator.PropSHA512] || r.Errors != 0 {
+		t.Fatalf("ok staged image imported later: %s, %d errors, %+v", im.Status, r.Errors, r.Find(p.id))
 	}
 }

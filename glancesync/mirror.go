@@ -121,7 +121,7 @@ func (s *Syncer) discard(ctx context.Context, id string, deactivate bool) {
 
 // mirror brings one valid bundle to an active image, from whatever state a
 // previous (possibly killed) run or a racing sync left it in.
-func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, direct bool, rp *reporter) {
+func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, mode ingest, rp *reporter) {
 	log := s.log.With("id", it.desc.UUID, "vo", it.desc.VO, "tag", it.desc.Tag)
 	if why, spent := s.spentWhy(it.desc.UUID); spent && im == nil {
 		log.Error("the bundle's uuid is spent in Glance and can never be reused", "why", why)
@@ -193,7 +193,7 @@ func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, direct bool, r
 				return
 			}
 			created = true // from here on this pass owns the transfer
-			err = s.transfer(ctx, it, im, direct, log)
+			err = s.transfer(ctx, it, im, mode.stage, log)
 			var vf *validator.VerificationFailure
 			if errors.As(err, &vf) {
 				reason := validator.ReasonImageUnreadable
@@ -238,6 +238,16 @@ func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, direct bool, r
 				log.Error("staged data has the wrong size: image deleted, its uuid is spent", "staged", im.Size, "want", it.desc.Size)
 				s.discard(ctx, im.ID, false)
 				rp.add(s.outcome(it, ActionDeleted, validator.ReasonSizeMismatch, "staged data of the wrong size"))
+				return
+			}
+			if !mode.canImport {
+				// Staged while Glance offered glance-direct; it no longer
+				// does: the data can't be imported, and deleting would
+				// spend the uuid.
+				log.Error("image staged and verified, but Glance no longer offers glance-direct: enable it again (enabled_import_methods) so that a pass imports it, or delete the image (which spends its uuid)")
+				s.m.Errors.Inc()
+				rp.fail()
+				rp.add(s.outcome(it, ActionFailed, "", "staged, not imported: Glance does not offer glance-direct"))
 				return
 			}
 			err = s.o.Glance.ImportGlanceDirect(ctx, im.ID)
