@@ -371,10 +371,10 @@ func (s *Syncer) waitImport(ctx context.Context, id string) error {
 const firstImportPoll = 100 * time.Millisecond
 
 // transfer reads the image once and streams it to Glance: staged, then
-// imported with glance-direct when direct is set, uploaded in one PUT
+// imported with glance-direct when stage is set, uploaded in one PUT
 // otherwise. Either way the bytes pass through a verifyingReader, so a stream
 // whose size or sha512 is wrong never completes.
-func (s *Syncer) transfer(ctx context.Context, it *item, im *Image, direct bool, log *slog.Logger) error {
+func (s *Syncer) transfer(ctx context.Context, it *item, im *Image, stage bool, log *slog.Logger) error {
 	src, where, err := it.b.OpenImage(ctx, it.desc.URI)
 	if err != nil {
 		return fmt.Errorf("open image: %w", err)
@@ -382,11 +382,11 @@ func (s *Syncer) transfer(ctx context.Context, it *item, im *Image, direct bool,
 	defer src.Close()
 	vr := newVerifyingReader(src, it.desc.Size, it.desc.SHA512)
 	vr.progress = func(n int) { s.m.Bytes.Add(float64(n)) }
-	start := time.Now()
-	if !direct {
+	if !stage {
 		return s.upload(ctx, im, vr, where, log)
 	}
 	log.Info("streaming image to glance", "from", where, "size", it.desc.Size)
+	start := time.Now()
 	if err := s.o.Glance.Stage(ctx, im.ID, vr); err != nil {
 		if vr.failure != nil {
 			return vr.failure
@@ -426,8 +426,9 @@ func (s *Syncer) upload(ctx context.Context, im *Image, vr *verifyingReader, whe
 		return err
 	}
 	if !vr.verified() {
-		// Glance answered before reading everything: the image cannot be
-		// active with a partial stream, but make sure it is not kept.
+		// Glance answered 2xx before reading the whole stream (no Glance
+		// checked does): whatever it holds is unverified, so the failure
+		// makes the caller delete the image.
 		return validator.NewVerificationFailure(validator.ReasonSizeMismatch,
 			fmt.Errorf("upload ended after %d of %d bytes without verification", vr.n, vr.size))
 	}

@@ -120,22 +120,38 @@ func cinderID(id string) bool {
 	return true
 }
 
-// VolumeImage implements proxy.Volumes.
-func (c *cinderVolumes) VolumeImage(ctx context.Context, token, volumeID string) (string, error) {
-	if !cinderID(volumeID) {
-		return "", fmt.Errorf("volume %q is not a UUID: %w", volumeID, proxy.ErrNotFound)
+// ask fetches the Cinder object kind ("volume", "snapshot") with id, with
+// the caller's token and a bounded wait: get does the GET. An id that is no
+// UUID, a missing token, and an object the caller can't see are
+// proxy.ErrNotFound.
+func (c *cinderVolumes) ask(ctx context.Context, token, kind, id string, get func(context.Context, *gophercloud.ServiceClient) error) error {
+	if !cinderID(id) {
+		return fmt.Errorf("%s %q is not a UUID: %w", kind, id, proxy.ErrNotFound)
+	}
+	if token == "" {
+		return fmt.Errorf("%s %s: no token to ask Cinder with: %w", kind, id, proxy.ErrNotFound)
 	}
 	ctx, cancel := context.WithTimeout(ctx, cinderTimeout)
 	defer cancel()
-	if token == "" {
-		return "", fmt.Errorf("volume %s: no token to ask Cinder with: %w", volumeID, proxy.ErrNotFound)
-	}
-	v, err := volumes.Get(ctx, c.client(token), volumeID).Extract()
+	err := get(ctx, c.client(token))
 	if notVisible(err) {
-		return "", fmt.Errorf("volume %s: %w", volumeID, proxy.ErrNotFound)
+		return fmt.Errorf("%s %s: %w", kind, id, proxy.ErrNotFound)
 	}
 	if err != nil {
-		return "", fmt.Errorf("cinder: volume %s: %w", volumeID, err)
+		return fmt.Errorf("cinder: %s %s: %w", kind, id, err)
+	}
+	return nil
+}
+
+// VolumeImage implements proxy.Volumes.
+func (c *cinderVolumes) VolumeImage(ctx context.Context, token, volumeID string) (string, error) {
+	var v *volumes.Volume
+	err := c.ask(ctx, token, "volume", volumeID, func(ctx context.Context, sc *gophercloud.ServiceClient) (err error) {
+		v, err = volumes.Get(ctx, sc, volumeID).Extract()
+		return err
+	})
+	if err != nil {
+		return "", err
 	}
 	return v.VolumeImageMetadata["image_id"], nil
 }
@@ -143,25 +159,18 @@ func (c *cinderVolumes) VolumeImage(ctx context.Context, token, volumeID string)
 // SnapshotImage implements proxy.Volumes: the image of the volume the
 // snapshot was taken of (Cinder keeps a volume while it has snapshots).
 func (c *cinderVolumes) SnapshotImage(ctx context.Context, token, snapshotID string) (string, error) {
-	if !cinderID(snapshotID) {
-		return "", fmt.Errorf("snapshot %q is not a UUID: %w", snapshotID, proxy.ErrNotFound)
-	}
-	sctx, cancel := context.WithTimeout(ctx, cinderTimeout)
-	defer cancel()
-	if token == "" {
-		return "", fmt.Errorf("snapshot %s: no token to ask Cinder with: %w", snapshotID, proxy.ErrNotFound)
-	}
-	s, err := snapshots.Get(sctx, c.client(token), snapshotID).Extract()
-	if notVisible(err) {
-		return "", fmt.Errorf("snapshot %s: %w", snapshotID, proxy.ErrNotFound)
-	}
+	var sn *snapshots.Snapshot
+	err := c.ask(ctx, token, "snapshot", snapshotID, func(ctx context.Context, sc *gophercloud.ServiceClient) (err error) {
+		sn, err = snapshots.Get(ctx, sc, snapshotID).Extract()
+		return err
+	})
 	if err != nil {
-		return "", fmt.Errorf("cinder: snapshot %s: %w", snapshotID, err)
+		return "", err
 	}
-	if s.VolumeID == "" {
+	if sn.VolumeID == "" {
 		return "", fmt.Errorf("cinder: snapshot %s names no volume", snapshotID)
 	}
-	img, err := c.VolumeImage(ctx, token, s.VolumeID)
+	img, err := c.VolumeImage(ctx, token, sn.VolumeID)
 	if err != nil {
 		return "", fmt.Errorf("snapshot %s: %w", snapshotID, err)
 	}

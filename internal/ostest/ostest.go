@@ -129,27 +129,25 @@ func Start(t testing.TB, opts Options) *Cloud {
 	mu.Lock()
 	defer mu.Unlock()
 
-	if current != nil && opts.WithNova && current.NovaURL == "" {
-		if !current.owned {
-			t.Fatalf("ostest: the stack in %s=%s runs without nova; start it with tests/openstack/start.sh --with-nova", EnvState, current.StateDir)
-		}
-		// Restart with nova (and cinder if it ran); the next Start calls share it.
-		opts.WithCinder = opts.WithCinder || current.CinderURL != ""
-		if err := current.stop(false); err != nil {
-			t.Fatalf("ostest: %v", err)
-		}
-		current = nil
-	}
-	if current != nil && opts.WithCinder && current.CinderURL == "" {
-		if !current.owned {
+	if current != nil {
+		needNova := opts.WithNova && current.NovaURL == ""
+		needCinder := opts.WithCinder && current.CinderURL == ""
+		if (needNova || needCinder) && !current.owned {
+			if needNova {
+				t.Fatalf("ostest: the stack in %s=%s runs without nova; start it with tests/openstack/start.sh --with-nova", EnvState, current.StateDir)
+			}
 			noCinder(t, current.StateDir)
 		}
-		// Restart with cinder (and nova if it ran).
-		opts.WithNova = opts.WithNova || current.NovaURL != ""
-		if err := current.stop(false); err != nil {
-			t.Fatalf("ostest: %v", err)
+		if needNova || needCinder {
+			// Restart with what it ran and what t wants; the next Start
+			// calls share it.
+			opts.WithNova = opts.WithNova || current.NovaURL != ""
+			opts.WithCinder = opts.WithCinder || current.CinderURL != ""
+			if err := current.stop(false); err != nil {
+				t.Fatalf("ostest: %v", err)
+			}
+			current = nil
 		}
-		current = nil
 	}
 	if current != nil {
 		return current
