@@ -49,10 +49,9 @@
 // state and the run warns. See Plan for the activation rules.
 //
 // A CRL is accepted only from a CA of JobConfig.CAs (or of an IGTF
-// directory source). The job does not read the certificates embedded in a
-// record's imagetrust_signature: an intermediate CA named in
-// imagetrust_chain is matched by issuer and serial, but the CRLs it signs
-// are accepted only if the intermediate itself is among the configured CAs,
-// and the CRL that could revoke it only if its issuer is. Put every
-// intermediate of the people and Registrar CAs in the trust files.
+// directory source), or from an intermediate CA embedded in a catalogue
+// record's imagetrust_signature that chains to one of them (EmbeddedCAs):
+// the trust files may hold only roots, and the CRL of the intermediate that
+// issued a creator, like the root's CRL that revokes that intermediate, is
+// still accepted. An embedded certificate that does not chain is ignored.
 package crl

@@ -93,15 +93,18 @@ type Refusal struct {
 
 // Report is the outcome of one run.
 type Report struct {
-	Started  time.Time `json:"started"`
-	DryRun   bool      `json:"dry_run"`
-	CRLs     []UsedCRL `json:"crls"`
-	Refused  []Refusal `json:"refused"`
-	Images   int       `json:"images"`
-	Changes  []Change  `json:"changes"`
-	Writes   int       `json:"writes"`
-	Errors   []string  `json:"errors,omitempty"`
-	Warnings []string  `json:"warnings,omitempty"`
+	Started time.Time `json:"started"`
+	DryRun  bool      `json:"dry_run"`
+	CRLs    []UsedCRL `json:"crls"`
+	Refused []Refusal `json:"refused"`
+	Images  int       `json:"images"`
+	// EmbeddedCAs counts the intermediate CAs found in the records'
+	// signatures that chain to a configured CA (see EmbeddedCAs).
+	EmbeddedCAs int      `json:"embedded_cas"`
+	Changes     []Change `json:"changes"`
+	Writes      int      `json:"writes"`
+	Errors      []string `json:"errors,omitempty"`
+	Warnings    []string `json:"warnings,omitempty"`
 }
 
 // Run does one pass: it builds the index of CRLs (cached ones first, then
@@ -111,13 +114,23 @@ type Report struct {
 func (j *Job) Run(ctx context.Context, dryRun bool) (*Report, error) {
 	now := j.Now()
 	rep := &Report{Started: now.UTC(), DryRun: dryRun}
-	ix, err := j.buildIndex(ctx, now, dryRun, rep)
-	if err != nil {
-		return rep, err
-	}
 	imgs, err := j.cat.List(ctx)
 	if err != nil {
 		return rep, fmt.Errorf("crl job: list catalogue: %w", err)
+	}
+	emb := EmbeddedCAs(imgs, j.cfg.CAs, now)
+	rep.EmbeddedCAs = len(emb.CAs)
+	if emb.Truncated {
+		msg := fmt.Sprintf("the catalogue embeds more than %d distinct CA certificates: only the first were considered", MaxEmbeddedCAs)
+		rep.Warnings = append(rep.Warnings, msg)
+		j.log.Warn("embedded cas truncated", "max", MaxEmbeddedCAs)
+	}
+	if emb.Unchained > 0 || emb.Unreadable > 0 {
+		j.log.Info("embedded cas ignored", "unchained", emb.Unchained, "unreadable_records", emb.Unreadable)
+	}
+	ix, err := j.buildIndex(ctx, now, dryRun, rep, emb.CAs)
+	if err != nil {
+		return rep, err
 	}
 	var errs []error
 	counts := map[string]int{}
@@ -190,9 +203,11 @@ type lastGood struct {
 }
 
 // buildIndex loads the cached CRLs, then fetches and accepts every source.
-func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *Report) (*Index, error) {
+// embedded are the CAs EmbeddedCAs found in the catalogue: CRLs they sign
+// are accepted, their distribution points fetched, as the configured CAs'.
+func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *Report, embedded []*x509.Certificate) (*Index, error) {
 	ix := &Index{ClockSkew: j.cfg.ClockSkew}
-	cas := append([]*x509.Certificate(nil), j.cfg.CAs...)
+	cas := append(append([]*x509.Certificate(nil), j.cfg.CAs...), embedded...)
 	var srcs []fetched
 	httpSt := j.cache.loadHTTP()
 	var urls []string

@@ -121,10 +121,9 @@ func cmdCRL(ctx context.Context, e *env, args []string) int {
 // crl.grace.
 //
 // The job matches CRLs against the certificates the catalogue record names
-// (imagetrust_chain), including intermediate CAs; it does not read the
-// intermediates embedded in imagetrust_signature. So the CA that signs an
-// intermediate's CRL (and the intermediate itself, for the CRLs it signs)
-// must be in the trust files for those CRLs to be accepted.
+// (imagetrust_chain), including intermediate CAs, and accepts the CRLs of
+// the intermediates embedded in imagetrust_signature that chain to these
+// CAs (crl.EmbeddedCAs).
 func crlJobConfig(cfg *config.Config) (crl.JobConfig, error) {
 	files := append(append([]string(nil), cfg.Trust.CAFiles...), cfg.Trust.RegistrarCAFiles...)
 	cas, err := crl.LoadCAs(files, cfg.Trust.CADirs)

@@ -1,0 +1,121 @@
+package crl
+
+import (
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"time"
+
+	"github.com/imagetrust/imagetrust/internal/cms"
+)
+
+// PropSignature is the record's CMS SignedData (base64 DER), whose embedded
+// certificates EmbeddedCAs reads (validator.PropSignature).
+const PropSignature = "imagetrust_signature"
+
+// MaxEmbeddedCAs bounds how many distinct embedded CA certificates one run
+// considers, whatever the catalogue holds.
+const MaxEmbeddedCAs = 1024
+
+// maxSignatureB64 is the largest imagetrust_signature EmbeddedCAs decodes:
+// the size bound of a SignedData (1 MiB), in base64.
+const maxSignatureB64 = (cms.MaxInputSize + 2) / 3 * 4
+
+// Embedded is what EmbeddedCAs found.
+type Embedded struct {
+	// CAs are the embedded CA certificates that chain to an anchor and are
+	// not anchors themselves, each once.
+	CAs []*x509.Certificate
+	// Unreadable counts records whose imagetrust_signature is not a
+	// SignedData EmbeddedCAs can read; Unchained counts embedded CA
+	// certificates that chain to no anchor (ignored).
+	Unreadable, Unchained int
+	// Truncated is set when more than MaxEmbeddedCAs distinct CA
+	// certificates were embedded: the rest were not considered.
+	Truncated bool
+}
+
+// EmbeddedCAs returns the intermediate CA certificates that the records of
+// imgs embed in their imagetrust_signature and that chain to anchors (the
+// configured CAs, each one an anchor), so that the CRLs those intermediates
+// sign, and the CRL that revokes one of them, can be accepted although the
+// site's trust files hold only the roots: every certificate a record's
+// imagetrust_chain names then has the CRL of its issuer within reach.
+//
+// A certificate is taken only when it is a CA (basic constraints) and
+// x509.Verify builds a path from it to an anchor through the CA
+// certificates of every record (a record may carry only part of a long
+// chain), valid at now or, for a CA that has since expired, at its own
+// notBefore: revocations it signed still matter for images registered
+// while it was valid. Records are untrusted bytes: a certificate that does
+// not chain is ignored, however it is named, so a forged record cannot add
+// a CA whose CRLs the job would accept.
+func EmbeddedCAs(imgs []Image, anchors []*x509.Certificate, now time.Time) Embedded {
+	var out Embedded
+	isAnchor := map[[32]byte]bool{}
+	roots := x509.NewCertPool()
+	for _, a := range anchors {
+		isAnchor[sha256.Sum256(a.Raw)] = true
+		roots.AddCert(a)
+	}
+	seen := map[[32]byte]bool{}
+	var candidates []*x509.Certificate
+	inter := x509.NewCertPool()
+	for _, img := range imgs {
+		s := img.Properties[PropSignature]
+		if s == "" || img.Properties[PropRecordVersion] == "" || img.Properties[PropAlias] != "" {
+			continue
+		}
+		if len(s) > maxSignatureB64 {
+			out.Unreadable++
+			continue
+		}
+		der, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			out.Unreadable++
+			continue
+		}
+		sd, err := cms.Parse(der)
+		if err != nil {
+			out.Unreadable++
+			continue
+		}
+		for _, c := range sd.Certificates {
+			if !c.IsCA || !c.BasicConstraintsValid {
+				continue
+			}
+			sum := sha256.Sum256(c.Raw)
+			if seen[sum] || isAnchor[sum] {
+				continue
+			}
+			if len(candidates) == MaxEmbeddedCAs {
+				out.Truncated = true
+				break
+			}
+			seen[sum] = true
+			candidates = append(candidates, c)
+			inter.AddCert(c)
+		}
+	}
+	for _, c := range candidates {
+		if chainsTo(c, roots, inter, now) {
+			out.CAs = append(out.CAs, c)
+		} else {
+			out.Unchained++
+		}
+	}
+	return out
+}
+
+// chainsTo reports whether x509.Verify finds a path from c to roots, at now
+// or at c's notBefore.
+func chainsTo(c *x509.Certificate, roots, inter *x509.CertPool, now time.Time) bool {
+	for _, at := range []time.Time{now, c.NotBefore} {
+		_, err := c.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: at,
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+		if err == nil {
+			return true
+		}
+	}
+	return false
+}
