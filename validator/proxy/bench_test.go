@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -28,25 +29,34 @@ import (
 
 // fastNova answers every request at once: GET /v2.1/servers/detail with
 // serversDetail (what `openstack server list` reads, for a project of ten
-// servers), anything else with a small JSON body.
+// servers), anything else with a small JSON body. Its answer heads are
+// nova-api's (Zed, as tests/openstack runs it): a Content-Length, never
+// chunked, and the same header fields.
 func fastNova(tb testing.TB) *httptest.Server {
 	body := []byte(`{"flavors":[{"id":"1","name":"m1.tiny","links":[{"rel":"self","href":"http://nova/v2.1/flavors/1"}]}]}`)
 	detail := serversDetail(10)
 	if !json.Valid(detail) {
 		tb.Fatalf("serversDetail is not JSON: %s", detail)
 	}
+	bodyLen, detailLen := strconv.Itoa(len(body)), strconv.Itoa(len(detail))
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("X-Openstack-Request-Id", "req-00000000-0000-4000-8000-000000000001")
+		h := w.Header()
+		h["Content-Type"] = []string{"application/json"}
+		h["Openstack-Api-Version"] = []string{"compute 2.1"}
+		h["X-Openstack-Nova-Api-Version"] = []string{"2.1"}
+		h["Vary"] = []string{"OpenStack-API-Version", "X-OpenStack-Nova-API-Version"}
+		h["X-Openstack-Request-Id"] = []string{"req-00000000-0000-4000-8000-000000000001"}
+		h["X-Compute-Request-Id"] = []string{"req-00000000-0000-4000-8000-000000000001"}
+		b, n := body, bodyLen
+		if r.URL.Path == "/v2.1/servers/detail" {
+			b, n = detail, detailLen
+		}
+		h["Content-Length"] = []string{n}
 		if r.Method == http.MethodPost {
 			w.WriteHeader(http.StatusAccepted)
 		}
-		if r.URL.Path == "/v2.1/servers/detail" {
-			_, _ = w.Write(detail)
-			return
-		}
-		_, _ = w.Write(body)
+		_, _ = w.Write(b)
 	}))
 	tb.Cleanup(s.Close)
 	return s

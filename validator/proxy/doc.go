@@ -220,7 +220,7 @@
 // its two workers compete with the clients and the upstream for the two
 // cores.
 //
-// BenchmarkPassThroughWrk also loads GET /v2.1/servers/detail, a 17 KiB
+// BenchmarkPassThroughWrk also loads GET /v2.1/servers/detail, a 15 KiB
 // answer shaped as nova-api's for ten servers (what `openstack server list`
 // reads), in the same rounds (metrics detail-*). Two runs of 2026-11-25
 // (load about 1.5): detail-gate-proc/nginx 0.82 and 0.89, /nginx-auto 0.72
@@ -230,18 +230,41 @@
 //
 // So the fast server takes the gate from 0.6-0.7 to 0.83-0.91 of nginx's
 // pass-through rate with wrk (0.77-0.94 with Go clients, 0.88-1.17 of
-// nginx-auto's), but not to the issue's goal of nginx's rate. The CPU
-// profile of the gate process under wrk (IMAGETRUST_PROXY_BENCH_CPUPROFILE)
-// now has two thirds of its time in read and write system calls (on
-// loopback a write also runs the receiver's TCP processing, as it does for
-// nginx) and about a tenth in the Go scheduler; the head parsing, relay and
-// metrics are a few percent each. What remains is the runtime's: each read
-// that finds no data yet (the next request of a keep-alive client, the
-// upstream's answer) costs a read returning EAGAIN, a park and a wake-up
-// through the netpoller, where nginx's event loop learns readiness from
-// epoll. GOMAXPROCS=1 for the gate process made it slower (0.76 against
-// 0.84 the run before), GOGC=400 made no measurable difference before the
-// fast server; neither is set.
+// nginx-auto's), but not to the issue's goal of nginx's rate.
+//
+// Later the same day: the stand-in upstream (fastNova) answered the 15 KiB
+// GET with Transfer-Encoding: chunked (Go's server does for a body that
+// large without a Content-Length), which nova-api never does: checked
+// against the stack's nova-api, which sends a Content-Length and the fields
+// fastNova now sends. A chunked answer is not plain, so the detail-* rounds
+// had measured the generic relay. And a plain answer larger than the 4 KiB
+// client buffer that is all in the upstream read buffer (16 KiB) now leaves
+// in one writev of head and body instead of two writes (relayPlain;
+// strace -c: 1 writev, 1 write, 2.7 reads per request). One wrk run after
+// both: gate-proc/nginx 0.88 (small answer) and 0.90 (detail), /nginx-auto
+// 0.82 and 0.84.
+//
+// Where the rest goes, measured under wrk: CPU time per request, from
+// /proc/PID/stat around a 3 s run, is 23-31 µs for the gate process against
+// 20-22 µs for nginx's worker (the stand-in upstream spends about the same
+// behind either). strace -c counts about the same system calls per request
+// for both (gate: 2 writes, 2.7 reads of which 0.7 find no data, 0.05
+// epoll_pwait; nginx: 2 writev, 2 recvfrom, 1 getsockopt). perf puts the
+// difference in the Go runtime's thread handling on a machine whose two
+// cores are shared with the load generator and the upstream: sysmon waking
+// every few hundred microseconds (nanosleep, about 5% of the gate's CPU),
+// threads parked and woken through futex and epoll_pwait as goroutines
+// block and become ready (context switches, another 10-15%). GOMAXPROCS=1
+// does not help (sysmon then retakes the P from every slow write syscall:
+// 25-32 µs a request). A bare event loop on one locked OS thread (epoll
+// with raw reads and writes, 150 lines, copying heads without parsing,
+// rewriting, timeouts or metrics; a prototype, not kept) measured 17-19
+// µs a request, 1.04-1.09x nginx's rate. So a second hand-written server
+// built on its own epoll loop might tie nginx here once it did the
+// forwarder's work; it was not built: in a security gate it would be
+// a large body of new, unproven code for a benchmark tie, where the
+// upstream (nova-api, milliseconds a request) dwarfs the gate's 20-30 µs.
+// GOGC=400 made no measurable difference before the fast server.
 //
 //	go test ./validator/proxy -run '^$' -bench 'PassThrough$' -benchtime 50000x
 //	go test ./validator/proxy -run '^$' -bench PassThroughWrk -benchtime 1x

@@ -137,6 +137,23 @@ func (p *Proxy) relayPlain(uc *upConn, w *fastResponse, r *http.Request) (reusab
 	if w.isHEAD {
 		return true, false
 	}
+	if w.conn != nil && w.bw.Buffered() == 0 && a.contentLength > int64(w.bw.Available()) &&
+		a.contentLength <= int64(uc.br.Size()) {
+		// A body larger than the write buffer that fits in uc's read
+		// buffer: once it is all there, head and body leave in one
+		// writev rather than a buffer's worth and then the rest. (When
+		// the upstream fails mid-body, the loop below relays what came,
+		// as net/http's server would.)
+		if body, err := uc.br.Peek(int(a.contentLength)); err == nil {
+			w.wroteHdr, w.written = true, a.contentLength
+			w.head = w.appendPlainHead(w.head[:0])
+			w.vec = append(w.vecArr[:0], w.head, body) // (WriteTo consumes vec)
+			_, err = w.vec.WriteTo(w.conn)
+			w.noteErr(err)
+			_, _ = uc.br.Discard(len(body))
+			return err == nil, false
+		}
+	}
 	for left := a.contentLength; left > 0; {
 		if uc.br.Buffered() == 0 {
 			if _, err := uc.br.Peek(1); err != nil {
@@ -156,24 +173,26 @@ func (p *Proxy) relayPlain(uc *upConn, w *fastResponse, r *http.Request) (reusab
 
 // writePlainHead writes the head of a plain answer (see writeHead).
 func (w *fastResponse) writePlainHead() {
+	w.head = w.appendPlainHead(w.head[:0])
+	w.bw.Write(w.head)
+}
+
+// appendPlainHead appends the head of a plain answer to b: the status
+// line, the upstream's fields, Date when the upstream sent none, and
+// Connection: close when the connection ends after this answer.
+func (w *fastResponse) appendPlainHead(b []byte) []byte {
 	if w.wantsClose || w.closing() {
 		w.closeAfter = true
 	}
-	bw := w.bw
-	writeStatusLine(bw, w.status)
+	b = appendStatusLine(b, w.status)
 	for _, f := range w.plain.fields {
-		bw.WriteString(f.name)
-		bw.WriteString(": ")
-		bw.WriteString(f.value)
-		bw.WriteString("\r\n")
+		b = append(append(append(append(b, f.name...), ": "...), f.value...), "\r\n"...)
 	}
 	if !w.plain.hasDate {
-		bw.WriteString("Date: ")
-		bw.Write(w.date.get())
-		bw.WriteString("\r\n")
+		b = append(append(append(b, "Date: "...), w.date.get()...), "\r\n"...)
 	}
 	if w.closeAfter {
-		bw.WriteString("Connection: close\r\n")
+		b = append(b, "Connection: close\r\n"...)
 	}
-	bw.WriteString("\r\n")
+	return append(b, "\r\n"...)
 }

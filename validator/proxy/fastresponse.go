@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"fmt"
+	"net"
 	"net/http"
 	"net/textproto"
 	"strconv"
@@ -44,6 +45,13 @@ type fastResponse struct {
 	// (fastrelay.go), plainHead set when this answer is written from it
 	plain     plainAnswer
 	plainHead bool
+	// conn is the client connection bw writes to, for the relay's writev
+	// of head and body (nil: always through bw); head and vec are its
+	// reused buffers
+	conn   net.Conn
+	head   []byte
+	vec    net.Buffers
+	vecArr [2][]byte
 }
 
 // heldBack is how much body net/http buffers before it writes the head
@@ -377,16 +385,18 @@ func bodyAllowed(status int) bool {
 
 // writeStatusLine writes an HTTP/1.1 status line as net/http does.
 func writeStatusLine(bw *bufio.Writer, code int) {
-	bw.WriteString("HTTP/1.1 ")
+	var b [64]byte
+	bw.Write(appendStatusLine(b[:0], code))
+}
+
+// appendStatusLine appends an HTTP/1.1 status line as net/http writes it.
+func appendStatusLine(b []byte, code int) []byte {
+	b = append(b, "HTTP/1.1 "...)
 	if text := http.StatusText(code); text != "" {
-		var b [3]byte
-		bw.Write(strconv.AppendInt(b[:0], int64(code), 10))
-		bw.WriteByte(' ')
-		bw.WriteString(text)
-		bw.WriteString("\r\n")
-		return
+		b = strconv.AppendInt(b, int64(code), 10)
+		return append(append(append(b, ' '), text...), "\r\n"...)
 	}
-	fmt.Fprintf(bw, "%03d status code %d\r\n", code, code)
+	return fmt.Appendf(b, "%03d status code %d\r\n", code, code)
 }
 
 // fastDate is a connection's Date value, formatted once a second.

@@ -372,7 +372,7 @@ func (fc *fastConn) serve() {
 	}()
 	fc.hdr = http.Header{}
 	fc.vals = make([]string, 0, 32)
-	fc.resp = fastResponse{bw: fc.bw, header: http.Header{}, closing: s.isClosing, date: &fc.date, held: make([]byte, 0, heldBack)}
+	fc.resp = fastResponse{bw: fc.bw, conn: c, header: http.Header{}, closing: s.isClosing, date: &fc.date, held: make([]byte, 0, heldBack)}
 	remote := c.RemoteAddr().String()
 	var writeDeadline time.Time
 	for first := true; ; first = false {

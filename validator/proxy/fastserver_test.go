@@ -146,7 +146,7 @@ func TestFastServerMatchesNetHTTP(t *testing.T) {
 			raw = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1388\r\n" + strings.Repeat("<p>", 5000/3) + "yy\r\n0\r\n\r\n"
 		}
 		if raw, ok := plainAnswers[name]; ok {
-			return raw, name == "plaintruncated"
+			return raw, name == "plaintruncated" || name == "plainmidtruncated"
 		}
 		if name == "notmodified" {
 			raw = "HTTP/1.1 304 Not Modified\r\nContent-Type: text/plain\r\nContent-Length: 10\r\nETag: \"y\"\r\n\r\n"
@@ -236,6 +236,12 @@ var plainAnswers = map[string]string{
 	"plainempty":     "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n\r\n",
 	"plainodd":       "HTTP/1.1 599 Whatever\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nodd",
 	"plaintruncated": "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\nonly part",
+	// larger than the client write buffer, within the upstream read
+	// buffer: head and body go out in one writev (relayPlain)
+	"plainmid": "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nVary: A\r\nVary: B\r\nContent-Length: 15000\r\n\r\n" +
+		strings.Repeat("[12345678]", 1500),
+	"plainmidtruncated": "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15000\r\n\r\n" +
+		strings.Repeat("y", 6000),
 }
 
 // TestPlainAnswer: which answers the fast relay takes.
