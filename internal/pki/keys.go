@@ -57,7 +57,7 @@ func ParsePrivateKey(b []byte, pass Passphrase) (crypto.Signer, error) {
 		if der, err = decryptPKCS8(der, pw); err != nil {
 			return nil, err
 		}
-		return parseDER(der, "PRIVATE KEY")
+		return parseDecrypted(der, "PRIVATE KEY")
 	case blk.Headers["Proc-Type"] == "4,ENCRYPTED":
 		if pass == nil {
 			return nil, errors.New("key is encrypted and no passphrase was given")
@@ -71,8 +71,21 @@ func ParsePrivateKey(b []byte, pass Passphrase) (crypto.Signer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("decrypt key: %w", err)
 		}
+		return parseDecrypted(der, blk.Type)
 	}
 	return parseDER(der, blk.Type)
+}
+
+// parseDecrypted parses a key just decrypted. The padding check that
+// catches a wrong passphrase lets about one in 256 through (the garbage
+// then ends in a valid pad byte); such a key does not parse, and the error
+// says what most likely happened.
+func parseDecrypted(der []byte, typ string) (crypto.Signer, error) {
+	k, err := parseDER(der, typ)
+	if err != nil {
+		return nil, fmt.Errorf("encrypted key: wrong passphrase, or the key is corrupt: %w", err)
+	}
+	return k, nil
 }
 
 func parseDER(der []byte, typ string) (crypto.Signer, error) {
