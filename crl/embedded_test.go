@@ -194,3 +194,27 @@ func BenchmarkEmbeddedCAs(b *testing.B) {
 		}
 	}
 }
+
+// FuzzEmbeddedCAs feeds arbitrary bytes as a record's imagetrust_signature
+// (base64-encoded as the catalogue holds it): EmbeddedCAs may not panic,
+// and every CA it returns must chain to the anchor.
+func FuzzEmbeddedCAs(f *testing.F) {
+	root := testpki.NewRoot(f, "Fuzz Embedded Root")
+	mid := root.Intermediate("Fuzz Mid CA")
+	leaf := mid.Leaf(testpki.Name("Fuzz Signer"))
+	p7, err := cms.Sign([]byte("descriptor"), leaf.Cert, leaf.Key, cms.SignOptions{Chain: []*x509.Certificate{mid.Cert}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(p7)
+	f.Add(p7[:len(p7)/2])
+	f.Add([]byte("garbage"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		imgs := []Image{{Properties: map[string]string{PropRecordVersion: "1", PropSignature: base64.StdEncoding.EncodeToString(b)}}}
+		for _, c := range EmbeddedCAs(imgs, []*x509.Certificate{root.Cert}, t0).CAs {
+			if c.CheckSignatureFrom(root.Cert) != nil && c.CheckSignatureFrom(mid.Cert) != nil {
+				t.Fatalf("returned %q, which neither the root nor its intermediate signed", c.Subject)
+			}
+		}
+	})
+}
