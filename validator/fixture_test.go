@@ -31,6 +31,10 @@ type world struct {
 	approver   *testpki.Leaf
 	crls       [][]byte
 	strict     bool
+	// rootsOnly: the trust holds the people root without its
+	// intermediate, which the signatures bring
+	rootsOnly  bool
+	requireCRL bool
 }
 
 var testNow = time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
@@ -50,10 +54,15 @@ func (w *world) trust() *Trust {
 	cdn, _ := DNFromRaw(w.creator.Cert.RawSubject)
 	adn, _ := DNFromRaw(w.approver.Cert.RawSubject)
 	other, _ := ParseDN("/O=imagetrust test/CN=Other Approver")
+	people := []*x509.Certificate{w.peopleRoot.Cert, w.peopleSub.Cert}
+	if w.rootsOnly {
+		people = people[:1]
+	}
 	tr, warns, err := NewTrust(TrustOptions{
-		People:    []*x509.Certificate{w.peopleRoot.Cert, w.peopleSub.Cert},
-		Registrar: []*x509.Certificate{w.regRoot.Cert},
-		CRLs:      w.crls,
+		People:     people,
+		RequireCRL: w.requireCRL,
+		Registrar:  []*x509.Certificate{w.regRoot.Cert},
+		CRLs:       w.crls,
 		VOs: map[string]*VOPolicy{
 			"atlas": {Name: "atlas", Creators: []DN{cdn}, Approvers: []DN{adn}},
 			"cms":   {Name: "cms", Creators: []DN{cdn}, Approvers: []DN{other}},

@@ -41,7 +41,42 @@ func addCRL(ix *crl.Index, b []byte, anchors []*x509.Certificate, now time.Time)
 	if last != nil {
 		return last
 	}
-	return fmt.Errorf("issuer %q: no trusted CA of that name", rl.Issuer)
+	return fmt.Errorf("issuer %q: %w", rl.Issuer, errNoAnchor)
+}
+
+// errNoAnchor: no configured CA is the CRL's issuer. Such a CRL is kept for
+// the intermediates that chains bring (Trust.chainCRLs).
+var errNoAnchor = errors.New("no trusted CA of that name")
+
+// chainIndex returns the CRLs of issuer among t.chainCRLs, those signed by
+// the CA issuer names and accepted as addCRL accepts an anchor's, as an
+// index of their own (nil when there are none). issuer is a CA of a chain
+// x509.Verify built to an anchor, not itself configured: an intermediate
+// the signature brought. Indexes are built once per issuer.
+func (t *Trust) chainIndex(issuer *x509.Certificate) *crl.Index {
+	if len(t.chainCRLs) == 0 {
+		return nil
+	}
+	if v, ok := t.chainIx.Load(string(issuer.Raw)); ok {
+		ix, _ := v.(*crl.Index)
+		return ix
+	}
+	var ix *crl.Index
+	for _, rl := range t.chainCRLs {
+		if !bytes.Equal(rl.RawIssuer, issuer.RawSubject) {
+			continue
+		}
+		if ix == nil {
+			ix = &crl.Index{ClockSkew: t.clockSkew}
+		}
+		_ = addCRL(ix, rl.Raw, []*x509.Certificate{issuer}, t.crlNow) // (a CRL another key signed is not used)
+	}
+	if ix != nil && len(ix.CRLs()) == 0 {
+		ix = nil
+	}
+	v, _ := t.chainIx.LoadOrStore(string(issuer.Raw), ix)
+	ix, _ = v.(*crl.Index)
+	return ix
 }
 
 // Revocation says which certificate of a chain is revoked, and how.
@@ -62,17 +97,34 @@ func (r *Revocation) String() string {
 // leaf first; the root, a trust anchor, is not checked. With require_crl, a
 // certificate whose issuer has no CRL is an error.
 func (t *Trust) checkChain(chain []*x509.Certificate, role crl.Role, registeredAt time.Time) (*Revocation, error) {
+	// the CRLs of the chain's CAs that no configured CA is (see chainIndex)
+	var own []*crl.Index
+	for _, ca := range chain[min(1, len(chain)):] {
+		if ix := t.chainIndex(ca); ix != nil {
+			own = append(own, ix)
+		}
+	}
 	if t.requireCRL {
 		for i, c := range chain {
 			if i == len(chain)-1 && len(chain) > 1 {
 				break
 			}
-			if !t.crls.HasCRL(c.RawIssuer) {
+			has := t.crls.HasCRL(c.RawIssuer)
+			for _, ix := range own {
+				has = has || ix.HasCRL(c.RawIssuer)
+			}
+			if !has {
 				return nil, fmt.Errorf("no CRL loaded for %q, the issuer of %q (require_crl is set)", c.Issuer, c.Subject)
 			}
 		}
 	}
 	rev := t.crls.CheckChain(chain, role, registeredAt, t.strict)
+	for _, ix := range own {
+		if rev != nil {
+			break
+		}
+		rev = ix.CheckChain(chain, role, registeredAt, t.strict)
+	}
 	if rev == nil {
 		return nil, nil
 	}

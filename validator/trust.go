@@ -31,8 +31,15 @@ type Trust struct {
 	// tell which side of the trust store a chain ends in.
 	anchors []*x509.Certificate
 	crls    *crl.Index
-	vos     map[string]*VOPolicy
-	strict  bool
+	// chainCRLs are CRLs whose issuer is no configured CA: each is used for
+	// the chains that bring its issuer as a verified intermediate
+	// (chainIndex, cached in chainIx), as accepted at crlNow.
+	chainCRLs []*x509.RevocationList
+	chainIx   sync.Map // string(issuer.Raw) -> *crl.Index (nil: none)
+	crlNow    time.Time
+	clockSkew time.Duration
+	vos       map[string]*VOPolicy
+	strict    bool
 	// requireCRL refuses a chain whose issuing CA has no CRL.
 	requireCRL bool
 	// ns are the IGTF name constraints of the trust store (nil: none).
@@ -54,7 +61,9 @@ type TrustOptions struct {
 	// each side. A certificate may not be on both sides.
 	People, Registrar []*x509.Certificate
 	// CRLs are DER or PEM CRLs of any of the CAs; each is used only if its
-	// signature verifies with its issuer's key.
+	// signature verifies with its issuer's key. A CRL whose issuer is none
+	// of these CAs is kept for the chains that bring that issuer as a
+	// verified intermediate (embedded in a signature), and used for them.
 	CRLs [][]byte
 	VOs  map[string]*VOPolicy
 	// Strict: a signer revoked for any reason invalidates every image it signed.
@@ -112,8 +121,16 @@ func NewTrust(o TrustOptions) (*Trust, []string, error) {
 	}
 	var warnings []string
 	t.crls = &crl.Index{ClockSkew: o.ClockSkew}
+	t.crlNow, t.clockSkew = o.Now, o.ClockSkew
 	for i, b := range o.CRLs {
-		if err := addCRL(t.crls, b, t.anchors, o.Now); err != nil {
+		err := addCRL(t.crls, b, t.anchors, o.Now)
+		if errors.Is(err, errNoAnchor) {
+			if rl, perr := crl.Parse(b); perr == nil {
+				t.chainCRLs = append(t.chainCRLs, rl)
+				continue
+			}
+		}
+		if err != nil {
 			warnings = append(warnings, fmt.Sprintf("CRL %d not used: %v", i+1, err))
 		}
 	}

@@ -311,3 +311,51 @@ func TestNewTrustRefusesSharedAnchor(t *testing.T) {
 		t.Fatal("a CA on both sides was accepted")
 	}
 }
+
+// TestVerifyRevocationByBroughtIntermediate: the trust holds the people
+// root only; the issuing CA of the creator and approver comes with the
+// signature. A CRL of that CA, among the trust's CRLs, is still used for
+// chains through it (and counts for require_crl); one that claims its name
+// but another key signed is not.
+func TestVerifyRevocationByBroughtIntermediate(t *testing.T) {
+	other := testpki.NewRoot(t, "People Issuing CA") // same name, another key
+	cases := []struct {
+		name       string
+		crls       func(w *world) [][]byte
+		requireCRL bool
+		valid      bool
+	}{
+		{"ok no CRL", func(w *world) [][]byte { return nil }, false, true},
+		{"ok empty CRL of the brought CA", func(w *world) [][]byte { return [][]byte{revokeCRL(w.peopleSub, 1)} }, false, true},
+		{"fail creator revoked by the brought CA", func(w *world) [][]byte {
+			return [][]byte{revokeCRL(w.peopleSub, 2, pki.Revoked{Serial: w.creator.Cert.SerialNumber, Time: testNow.AddDate(0, 0, -1), Reason: crl.ReasonKeyCompromise})}
+		}, false, false},
+		{"ok same name, other key: not used", func(w *world) [][]byte {
+			return [][]byte{revokeCRL(other, 2, pki.Revoked{Serial: w.creator.Cert.SerialNumber, Reason: crl.ReasonKeyCompromise})}
+		}, false, true},
+		{"ok require_crl met by the brought CA's CRL", func(w *world) [][]byte {
+			return [][]byte{revokeCRL(w.peopleSub, 1), revokeCRL(w.peopleRoot, 1), revokeCRL(w.regRoot, 1)}
+		}, true, true},
+		{"fail require_crl without the brought CA's CRL", func(w *world) [][]byte {
+			return [][]byte{revokeCRL(w.peopleRoot, 1), revokeCRL(w.regRoot, 1)}
+		}, true, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			w := newWorld(t)
+			w.rootsOnly, w.requireCRL = true, c.requireCRL
+			w.crls = c.crls(w)
+			b := w.bundle(bundleOpts{})
+			r := w.trust().Verify(b.input(testNow))
+			if c.valid {
+				assertResult(t, r, true)
+				return
+			}
+			if c := r.Check(CheckRevocation); r.Valid || c.OK {
+				t.Fatalf("valid, or revocation passed: %+v", r.Checks)
+			} else {
+				t.Logf("refused: %s: %s", c.Reason, c.Detail)
+			}
+		})
+	}
+}
