@@ -256,13 +256,18 @@
 // threads parked and woken through futex and epoll_pwait as goroutines
 // block and become ready (context switches, another 10-15%). GOMAXPROCS=1
 // does not help (sysmon then retakes the P from every slow write syscall:
-// 25-32 µs a request). A bare event loop on one locked OS thread (epoll
-// with raw reads and writes, 150 lines, copying heads without parsing,
-// rewriting, timeouts or metrics; a prototype, not kept) measured 17-19
-// µs a request, 1.04-1.09x nginx's rate. So a second hand-written server
-// built on its own epoll loop might tie nginx here once it did the
-// forwarder's work; it was not built: in a security gate it would be
-// a large body of new, unproven code for a benchmark tie, where the
+// 25-32 µs a request). An event loop on one locked OS thread (epoll with
+// raw reads and writes, about 250 lines; a prototype, not kept) doing the
+// forwarder's per-request work with the same functions (parseFastHead,
+// fastEligible, writeRequest, parsePlainAnswer, appendPlainHead, the
+// latency metric) but none of the rest (timeouts, a client going away,
+// partial writes, hand-overs, shutdown) measured 18-19 µs a request against
+// nginx's 18-19 µs in the same rounds: 1.00-1.05x nginx's rate on the small
+// answer, 1.05-1.10x on the detail one, where the gate is at 0.80-0.84x and
+// 0.89-1.00x. So a server on its own epoll loop would at best tie nginx
+// here once it did all of the forwarder's work. It was not built: in a
+// security gate it would be a second large body of new code, beside the
+// goroutine fast server and net/http's, for a benchmark tie, where the
 // upstream (nova-api, milliseconds a request) dwarfs the gate's 20-30 µs.
 // GOGC=400 made no measurable difference before the fast server.
 //
