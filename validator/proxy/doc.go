@@ -240,9 +240,9 @@
 // had measured the generic relay. And a plain answer larger than the 4 KiB
 // client buffer that is all in the upstream read buffer (16 KiB) now leaves
 // in one writev of head and body instead of two writes (relayPlain;
-// strace -c: 1 writev, 1 write, 2.7 reads per request). One wrk run after
-// both: gate-proc/nginx 0.88 (small answer) and 0.90 (detail), /nginx-auto
-// 0.82 and 0.84.
+// strace -c: 1 writev, 1 write, 2.7 reads per request). Two wrk runs after
+// both: gate-proc/nginx 0.88 and 0.91 on the small answer, 0.90 and 1.04
+// on the detail one; /nginx-auto 0.82 and 0.80, 0.84 and 0.94.
 //
 // Where the rest goes, measured under wrk: CPU time per request, from
 // /proc/PID/stat around a 3 s run, is 23-31 µs for the gate process against
