@@ -144,6 +144,11 @@ func (s *site) makeProject() {
 
 // publish runs the publisher flow for images/NAME.json.
 func (s *site) publish(name string, i int) {
+	s.publishWith(name, i, "--cert", "pki/creator.pem", "--key", "pki/creator.key")
+}
+
+// publishWith is publish with the creator's sign options given.
+func (s *site) publishWith(name string, i int, signOpts ...string) {
 	img := filepath.Join("images", name+".raw")
 	data := bytes.Repeat([]byte(fmt.Sprintf("image %s %d ", name, i)), 4096)
 	if err := os.WriteFile(filepath.Join(s.dir, img), data, 0o644); err != nil {
@@ -151,7 +156,7 @@ func (s *site) publish(name string, i int) {
 	}
 	js := filepath.Join("images", name+".json")
 	s.mustRun("describe", img, "--vo", "demo", "--tag", name, "--title", "CRL test "+name, "-o", js)
-	s.mustRun("sign", "--cert", "pki/creator.pem", "--key", "pki/creator.key", js)
+	s.mustRun(append(append([]string{"sign"}, signOpts...), js)...)
 	s.mustRun("approve", "--cert", "pki/approver.pem", "--key", "pki/approver.key", js)
 	s.mustRun("register", "--ca", "pki/registrar-ca.pem", "--ca-key", "pki/registrar-ca.key", "--expires", "30d", js)
 	var d struct {
@@ -267,6 +272,21 @@ func (s *site) image(name string) *glance.Image {
 		s.t.Fatalf("glance: image %s: %v", name, err)
 	}
 	return im
+}
+
+// exists reports whether the named image is in Glance.
+func (s *site) exists(name string) bool {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := glance.Get(ctx, s.img, s.ids[name]).Extract()
+	if gophercloud.ResponseCodeIs(err, http.StatusNotFound) {
+		return false
+	}
+	if err != nil {
+		s.t.Fatalf("glance: image %s: %v", name, err)
+	}
+	return true
 }
 
 // snapshot is every image's status, updated_at and properties.
