@@ -106,6 +106,26 @@ func TestJobEmbeddedIntermediate(t *testing.T) {
 	}
 }
 
+// TestJobEmbeddedUnderIGTFRoot: the root the embedded intermediate chains
+// to comes from an IGTF directory source, not from the configured CAs.
+func TestJobEmbeddedUnderIGTFRoot(t *testing.T) {
+	w := newWorld(t)
+	embedded := w.root.Intermediate("Embedded People CA")
+	creator := embedded.Leaf(testpki.Name("Creator Embedded"), testpki.WithSerial(201))
+	w.signedRecord(t, "img-e", embedded, w.root, creator, embedded.Cert)
+	dir := t.TempDir()
+	testpki.WriteFile(t, dir, "0a1b2c3d.0", testpki.CertPEM(w.root.Cert))
+	j := w.job(t, t.TempDir(), t0, true)
+	j.cfg.CAs = []*x509.Certificate{w.registrar.Cert}
+	j.cfg.Sources = append(j.cfg.Sources, Source{Dir: dir}, Source{File: testpki.WriteFile(t, t.TempDir(), "people.crl",
+		crlT(embedded, 1, pki.Revoked{Serial: creator.Cert.SerialNumber, Time: t0.Add(-time.Hour), Reason: ReasonKeyCompromise}))})
+	w.serve(crlT(w.registrar, 1), 0, 0)
+	rep := run(t, j)
+	if img := w.cat.get("img-e"); img.Properties[PropGlobalValidity] != StateRevoked || rep.EmbeddedCAs != 1 {
+		t.Fatalf("img-e: %+v (report %+v)", img, rep)
+	}
+}
+
 func TestEmbeddedCAs(t *testing.T) {
 	root := testpki.NewRoot(t, "Embedded Root")
 	mid := root.Intermediate("Mid CA")

@@ -118,7 +118,7 @@ func (j *Job) Run(ctx context.Context, dryRun bool) (*Report, error) {
 	if err != nil {
 		return rep, fmt.Errorf("crl job: list catalogue: %w", err)
 	}
-	emb := EmbeddedCAs(imgs, j.cfg.CAs, now)
+	emb := EmbeddedCAs(imgs, j.anchors(), now)
 	rep.EmbeddedCAs = len(emb.CAs)
 	if emb.Truncated {
 		msg := fmt.Sprintf("the catalogue embeds more than %d distinct CA certificates: only the first were considered", MaxEmbeddedCAs)
@@ -200,6 +200,21 @@ func (j *Job) apply(ctx context.Context, ch *Change) (int, error) {
 type lastGood struct {
 	number *big.Int
 	sum    [32]byte
+}
+
+// anchors are the CAs that embedded intermediates must chain to: the
+// configured ones and those of the IGTF directory sources (whose errors
+// buildIndex reports).
+func (j *Job) anchors() []*x509.Certificate {
+	out := append([]*x509.Certificate(nil), j.cfg.CAs...)
+	for _, s := range j.cfg.Sources {
+		if s.Dir != "" {
+			if cas, err := LoadCAs(nil, []string{s.Dir}); err == nil {
+				out = append(out, cas...)
+			}
+		}
+	}
+	return out
 }
 
 // buildIndex loads the cached CRLs, then fetches and accepts every source.
