@@ -118,7 +118,8 @@ func (j *Job) Run(ctx context.Context, dryRun bool) (*Report, error) {
 	if err != nil {
 		return rep, fmt.Errorf("crl job: list catalogue: %w", err)
 	}
-	emb := EmbeddedCAs(imgs, j.anchors(), now)
+	anchors, dirErrs := j.anchors()
+	emb := EmbeddedCAs(imgs, anchors, now)
 	rep.EmbeddedCAs = len(emb.CAs)
 	if emb.Truncated {
 		msg := fmt.Sprintf("the catalogue embeds more than %d distinct CA certificates: only the first were considered", MaxEmbeddedCAs)
@@ -128,7 +129,7 @@ func (j *Job) Run(ctx context.Context, dryRun bool) (*Report, error) {
 	if emb.Unchained > 0 || emb.Unreadable > 0 {
 		j.log.Info("embedded cas ignored", "unchained", emb.Unchained, "unreadable_records", emb.Unreadable)
 	}
-	ix, err := j.buildIndex(ctx, now, dryRun, rep, emb.CAs)
+	ix, err := j.buildIndex(ctx, now, dryRun, rep, append(anchors, emb.CAs...), dirErrs)
 	if err != nil {
 		return rep, err
 	}
@@ -202,27 +203,34 @@ type lastGood struct {
 	sum    [32]byte
 }
 
-// anchors are the CAs that embedded intermediates must chain to: the
-// configured ones and those of the IGTF directory sources (whose errors
-// buildIndex reports).
-func (j *Job) anchors() []*x509.Certificate {
-	out := append([]*x509.Certificate(nil), j.cfg.CAs...)
+// anchors are the CAs whose CRLs the job accepts and to which embedded
+// intermediates must chain: the configured ones and those of the IGTF
+// directory sources (read once a run; dirErrs has the directories that
+// could not be read, for buildIndex to report).
+func (j *Job) anchors() (cas []*x509.Certificate, dirErrs map[string]error) {
+	cas = append(cas, j.cfg.CAs...)
 	for _, s := range j.cfg.Sources {
-		if s.Dir != "" {
-			if cas, err := LoadCAs(nil, []string{s.Dir}); err == nil {
-				out = append(out, cas...)
-			}
+		if s.Dir == "" {
+			continue
 		}
+		dirCAs, err := LoadCAs(nil, []string{s.Dir})
+		if err != nil {
+			if dirErrs == nil {
+				dirErrs = map[string]error{}
+			}
+			dirErrs[s.Dir] = err
+			continue
+		}
+		cas = append(cas, dirCAs...)
 	}
-	return out
+	return cas, dirErrs
 }
 
 // buildIndex loads the cached CRLs, then fetches and accepts every source.
-// embedded are the CAs EmbeddedCAs found in the catalogue: CRLs they sign
-// are accepted, their distribution points fetched, as the configured CAs'.
-func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *Report, embedded []*x509.Certificate) (*Index, error) {
+// cas are the CAs whose CRLs are accepted (and whose distribution points
+// are fetched): anchors and the intermediates EmbeddedCAs found.
+func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *Report, cas []*x509.Certificate, dirErrs map[string]error) (*Index, error) {
 	ix := &Index{ClockSkew: j.cfg.ClockSkew}
-	cas := append(append([]*x509.Certificate(nil), j.cfg.CAs...), embedded...)
 	var srcs []fetched
 	httpSt := j.cache.loadHTTP()
 	var urls []string
@@ -234,12 +242,10 @@ func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *R
 			b, err := readFileLimited(s.File)
 			srcs = append(srcs, fetched{name: s.File, body: b, err: err})
 		case s.Dir != "":
-			dirCAs, err := LoadCAs(nil, []string{s.Dir})
-			if err != nil {
+			if err := dirErrs[s.Dir]; err != nil {
 				srcs = append(srcs, fetched{name: s.Dir, err: err})
 				continue
 			}
-			cas = append(cas, dirCAs...)
 			files, err := igtfCRLs(s.Dir)
 			if err != nil {
 				srcs = append(srcs, fetched{name: s.Dir, err: err})
