@@ -213,6 +213,13 @@ func (t *benchTargets) boot(b *testing.B, base string) time.Duration {
 	return time.Since(start)
 }
 
+// median is the middle value of rates (the upper one of an even count).
+func median(rates []float64) float64 {
+	r := slices.Clone(rates)
+	slices.Sort(r)
+	return r[len(r)/2]
+}
+
 func quantile(d []time.Duration, q float64) time.Duration {
 	s := slices.Clone(d)
 	slices.Sort(s)
@@ -358,11 +365,7 @@ func BenchmarkPassThrough(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	med := func(name string) float64 {
-		r := slices.Clone(rates[name])
-		slices.Sort(r)
-		return r[len(r)/2]
-	}
+	med := func(name string) float64 { return median(rates[name]) }
 	for _, tg := range targets {
 		b.ReportMetric(med(tg.name), tg.name+"-req/s")
 	}

@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
-	"slices"
 	"strconv"
 	"testing"
 )
@@ -71,11 +70,7 @@ func BenchmarkPassThroughWrk(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	med := func(name string) float64 {
-		r := slices.Clone(rates[name])
-		slices.Sort(r)
-		return r[len(r)/2]
-	}
+	med := func(name string) float64 { return median(rates[name]) }
 	for _, p := range paths {
 		for _, tg := range targets {
 			b.ReportMetric(med(p.prefix+tg.name), p.prefix+tg.name+"-req/s")

@@ -384,15 +384,7 @@ func TestFastServerClientGone(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _ = io.WriteString(c, "GET /v2.1/servers/slow HTTP/1.1\r\nHost: h\r\n\r\n")
-	for {
-		up.mu.Lock()
-		n := len(up.reqs)
-		up.mu.Unlock()
-		if n == 1 {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	up.waitRequests(1)
 	c.Close()
 	select {
 	case <-up.gone:
@@ -486,15 +478,7 @@ func TestFastServerShutdown(t *testing.T) {
 	if n, err := idle.Read(buf); err != nil || !strings.HasPrefix(string(buf[:n]), "HTTP/1.1 200") {
 		t.Fatalf("first answer: %q %v", buf[:n], err)
 	}
-	for {
-		up.mu.Lock()
-		n := len(up.reqs)
-		up.mu.Unlock()
-		if n == 2 {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	up.waitRequests(2)
 	cancel()
 	if b, err := io.ReadAll(idle); err != nil || len(b) != 0 {
 		t.Errorf("idle connection: %q %v", b, err)

@@ -82,6 +82,19 @@ func (u *rawUpstream) serve(c net.Conn) {
 	}
 }
 
+// waitRequests waits until the upstream has received n requests.
+func (u *rawUpstream) waitRequests(n int) {
+	for {
+		u.mu.Lock()
+		got := len(u.reqs)
+		u.mu.Unlock()
+		if got >= n {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func (u *rawUpstream) lastRequest() *http.Request {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -340,15 +353,7 @@ func TestForwarderClientGone(t *testing.T) {
 		}
 		done <- err
 	}()
-	for {
-		up.mu.Lock()
-		n := len(up.reqs)
-		up.mu.Unlock()
-		if n == 1 {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	up.waitRequests(1)
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("client: %v", err)
