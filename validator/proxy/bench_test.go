@@ -328,11 +328,13 @@ type benchTarget struct{ name, base string }
 
 // passThroughTargets are the upstream directly, the gate in this process,
 // the gate in its own process (served as Serve serves it, with the fast
-// server, and with net/http's server alone: gate-proc-nethttp), and nginx
-// with 1 and auto workers.
+// server; with net/http's server alone: gate-proc-nethttp; with the fast
+// server but Go's net package's reads and writes instead of directConn's:
+// gate-proc-nodirect), and nginx with 1 and auto workers.
 func (t *benchTargets) passThroughTargets(b *testing.B) []benchTarget {
 	targets := []benchTarget{{"direct", t.direct}, {"gate", t.gate}, {"gate-proc", startGateProcess(b, t.direct)},
-		{"gate-proc-nethttp", startGateProcess(b, t.direct, envBenchChildNetHTTP+"=1")}}
+		{"gate-proc-nethttp", startGateProcess(b, t.direct, envBenchChildNetHTTP+"=1")},
+		{"gate-proc-nodirect", startGateProcess(b, t.direct, envBenchChildNoDirect+"=1")}}
 	if t.nginx != "" {
 		targets = append(targets, benchTarget{"nginx", t.nginx}, benchTarget{"nginx-auto", startNginx(b, t.direct, "auto")})
 	}

@@ -37,6 +37,11 @@ const envBenchChildGOGC = "IMAGETRUST_PROXY_BENCH_GOGC"
 // net/http's server alone (ServerOptions.NetHTTPOnly).
 const envBenchChildNetHTTP = "IMAGETRUST_PROXY_BENCH_NETHTTP"
 
+// envBenchChildNoDirect, when set, makes the gate process read and write
+// its sockets through Go's net package alone, without directConn
+// (directio_linux.go).
+const envBenchChildNoDirect = "IMAGETRUST_PROXY_BENCH_NODIRECT"
+
 // envBenchChildProfile, set to a file name, makes the gate process write a
 // CPU profile there (go tool pprof validator/proxy.test FILE), and the one
 // served by net/http alone to FILE.nethttp.
@@ -131,11 +136,17 @@ func benchChild(upstream string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
+	if os.Getenv(envBenchChildNoDirect) != "" {
+		directIOEnabled = false
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	if path := os.Getenv(envBenchChildProfile); path != "" {
-		if os.Getenv(envBenchChildNetHTTP) != "" {
-			path += ".nethttp" // (the other gate process writes path)
+		switch {
+		case os.Getenv(envBenchChildNetHTTP) != "":
+			path += ".nethttp" // (the other gate processes write path and path.nodirect)
+		case os.Getenv(envBenchChildNoDirect) != "":
+			path += ".nodirect"
 		}
 		f, err := os.Create(path)
 		if err == nil && pprof.StartCPUProfile(f) == nil {

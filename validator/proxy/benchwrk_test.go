@@ -80,6 +80,7 @@ func BenchmarkPassThroughWrk(b *testing.B) {
 			b.ReportMetric(med(p.prefix+"gate-proc")/med(p.prefix+"nginx"), p.prefix+"gate-proc/nginx")
 			b.ReportMetric(med(p.prefix+"gate-proc")/med(p.prefix+"nginx-auto"), p.prefix+"gate-proc/nginx-auto")
 			b.ReportMetric(med(p.prefix+"gate-proc-nethttp")/med(p.prefix+"nginx"), p.prefix+"gate-proc-nethttp/nginx")
+			b.ReportMetric(med(p.prefix+"gate-proc-nodirect")/med(p.prefix+"nginx"), p.prefix+"gate-proc-nodirect/nginx")
 			b.ReportMetric(med(p.prefix+"gate-proc-nethttp")/med(p.prefix+"nginx-auto"), p.prefix+"gate-proc-nethttp/nginx-auto")
 		}
 	}

@@ -147,8 +147,12 @@ func (p *Proxy) relayPlain(uc *upConn, w *fastResponse, r *http.Request) (reusab
 		if body, err := uc.br.Peek(int(a.contentLength)); err == nil {
 			w.wroteHdr, w.written = true, a.contentLength
 			w.head = w.appendPlainHead(w.head[:0])
-			w.vec = append(w.vecArr[:0], w.head, body) // (WriteTo consumes vec)
-			_, err = w.vec.WriteTo(w.conn)
+			if tw, ok := w.conn.(twoWriter); ok {
+				_, err = tw.writeTwo(w.head, body)
+			} else {
+				w.vec = append(w.vecArr[:0], w.head, body) // (WriteTo consumes vec)
+				_, err = w.vec.WriteTo(w.conn)
+			}
 			w.noteErr(err)
 			_, _ = uc.br.Discard(len(body))
 			return err == nil, false
@@ -169,6 +173,12 @@ func (p *Proxy) relayPlain(uc *upConn, w *fastResponse, r *http.Request) (reusab
 		left -= int64(len(b))
 	}
 	return true, false
+}
+
+// twoWriter writes two buffers in one system call when it can
+// (directConn).
+type twoWriter interface {
+	writeTwo(a, b []byte) (int64, error)
 }
 
 // writePlainHead writes the head of a plain answer (see writeHead).

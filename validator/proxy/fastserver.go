@@ -344,11 +344,12 @@ func isTimeoutErr(err error) bool {
 // serve runs the connection's request loop.
 func (fc *fastConn) serve() {
 	s, c := fc.s, fc.c
-	fc.src.c = c
+	dc := directIO(c) // (deadlines, close and hand-over use c)
+	fc.src.c = dc
 	fc.br = fastReaders.Get().(*bufio.Reader)
 	fc.br.Reset(&fc.src)
 	fc.bw = fastWriters.Get().(*bufio.Writer)
-	fc.bw.Reset(c)
+	fc.bw.Reset(dc)
 	handedOver := false
 	fc.ctx, fc.cancel = context.WithCancel(context.Background())
 	fc.req = new(http.Request).WithContext(fc.ctx)
@@ -372,7 +373,7 @@ func (fc *fastConn) serve() {
 	}()
 	fc.hdr = http.Header{}
 	fc.vals = make([]string, 0, 32)
-	fc.resp = fastResponse{bw: fc.bw, conn: c, header: http.Header{}, closing: s.isClosing, date: &fc.date, held: make([]byte, 0, heldBack)}
+	fc.resp = fastResponse{bw: fc.bw, conn: dc, header: http.Header{}, closing: s.isClosing, date: &fc.date, held: make([]byte, 0, heldBack)}
 	remote := c.RemoteAddr().String()
 	var writeDeadline time.Time
 	for first := true; ; first = false {

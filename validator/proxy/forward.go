@@ -108,6 +108,7 @@ func (p *upstreamPool) get(ctx context.Context) (uc *upConn, reused bool, err er
 	if err != nil {
 		return nil, false, err
 	}
+	c = directIO(c) // (directio_linux.go)
 	return &upConn{c: c, br: bufio.NewReaderSize(c, 16<<10), bw: bufio.NewWriterSize(c, 4<<10)}, false, nil
 }
 
