@@ -121,16 +121,16 @@ func parseFastHead(head []byte, h *fastHead) bool {
 // (a CR only before an LF, an LF only after a CR).
 func plainLines(b []byte) bool {
 	for i, c := range b {
-		switch {
-		case c == '\r':
+		switch headBytes[c] &^ hbToken {
+		case hbPlain:
+		case hbCR:
 			if i+1 >= len(b) || b[i+1] != '\n' {
 				return false
 			}
-		case c == '\n':
+		case hbLF:
 			if i == 0 || b[i-1] != '\r' {
 				return false
 			}
-		case c == '\t' || (c >= ' ' && c < 0x7f):
 		default:
 			return false
 		}
@@ -144,16 +144,38 @@ func isToken(s string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' {
-			continue
-		}
-		if !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(c)) {
+		if headBytes[s[i]] != hbPlain|hbToken {
 			return false
 		}
 	}
 	return true
 }
+
+// The classes of headBytes: what a byte may be in a head (plainLines),
+// and whether it is a token character (isToken). A table, because the
+// heads of every request and every answer of the fast paths go through
+// both, a byte at a time.
+const (
+	hbPlain = 1 << iota // visible ASCII, space or tab
+	hbCR
+	hbLF
+	hbToken // (with hbPlain) a tchar of RFC 9110
+)
+
+var headBytes = func() (t [256]uint8) {
+	for c := ' '; c < 0x7f; c++ {
+		t[c] = hbPlain
+	}
+	t['\t'] = hbPlain
+	t['\r'], t['\n'] = hbCR, hbLF
+	for c := 0; c < 256; c++ {
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			strings.IndexByte("!#$%&'*+-.^_`|~", byte(c)) >= 0 {
+			t[c] |= hbToken
+		}
+	}
+	return t
+}()
 
 // isCanonicalName reports whether the token s is already in the form
 // textproto.CanonicalMIMEHeaderKey gives it (most clients send that).
