@@ -12,43 +12,6 @@ import (
 	"time"
 )
 
-// tcpPair returns the two ends of a loopback TCP connection, the client
-// end read and written through directIO when direct is set.
-func tcpPair(t *testing.T, direct bool) (client, server net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			accepted <- nil
-			return
-		}
-		accepted <- c
-	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := <-accepted
-	if s == nil {
-		t.Fatal("accept failed")
-	}
-	t.Cleanup(func() { c.Close(); s.Close() })
-	if direct {
-		dc := directIO(c)
-		if _, ok := dc.(*directConn); !ok {
-			t.Fatalf("directIO(%T) = %T, want *directConn", c, dc)
-		}
-		return dc, s
-	}
-	return c, s
-}
-
 func closeWrite(c net.Conn) {
 	if dc, ok := c.(*directConn); ok {
 		c = dc.Conn
@@ -227,6 +190,9 @@ func TestDirectConnMatchesTCPConn(t *testing.T) {
 			c, s := tcpPair(t, false)
 			want := tt.run(t, c, s)
 			c, s = tcpPair(t, true)
+			if _, ok := c.(*directConn); !ok {
+				t.Fatalf("directIO gave a %T, want *directConn", c)
+			}
 			got := tt.run(t, c, s)
 			if got.n != want.n || !bytes.Equal(got.data, want.data) || got.err != want.err || got.op != want.op {
 				t.Errorf("directConn: n=%d data=%q err=%q op=%q; net.TCPConn: n=%d data=%q err=%q op=%q",

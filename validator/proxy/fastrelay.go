@@ -137,6 +137,10 @@ func (p *Proxy) relayPlain(uc *upConn, w *fastResponse, r *http.Request) (reusab
 	if w.isHEAD {
 		return true, false
 	}
+	if int64(uc.br.Buffered()) < a.contentLength {
+		// the body is read without the head's deadline, as relay reads it
+		uc.rd.clear(uc.c)
+	}
 	if w.conn != nil && w.bw.Buffered() == 0 && a.contentLength > int64(w.bw.Available()) &&
 		a.contentLength <= int64(uc.br.Size()) {
 		// A body larger than the write buffer that fits in uc's read

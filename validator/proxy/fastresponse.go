@@ -48,8 +48,12 @@ type fastResponse struct {
 	// conn is the client connection bw writes to, for the relay's writev
 	// of head and body (nil: always through bw); head and vec are its
 	// reused buffers
-	conn   net.Conn
-	head   []byte
+	conn net.Conn
+	head []byte
+	// watch is the connection's client watch, which interrupts the
+	// forwarder's exchange when the client goes away (nil: forward
+	// registers a context.AfterFunc)
+	watch  *clientWatch
 	vec    net.Buffers
 	vecArr [2][]byte
 }

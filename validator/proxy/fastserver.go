@@ -42,7 +42,9 @@ import (
 //
 // Timeouts are net/http's, from the http.Server: the wait for a next
 // request is bounded by IdleTimeout, a request head by ReadHeaderTimeout
-// (from its first byte), the answer by WriteTimeout. Shutdown closes the
+// (from its first byte), the answer by WriteTimeout. Each deadline is
+// moved only when the one set is more than a second short of it
+// (lazyDeadline, deadlineSlack), so it may fall up to a second early. Shutdown closes the
 // listener and idle connections at once, lets requests in flight finish
 // with "Connection: close", and closes what remains when its context ends.
 
@@ -243,6 +245,7 @@ type fastConn struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	watch  clientWatch
+	rd     lazyDeadline // c's read deadline, as the request loop set it
 }
 
 // fastSource is the connection as its read buffer sees it: first the byte
@@ -270,14 +273,43 @@ const watchAfter = 50 * time.Millisecond
 // that take longer than watchAfter (net/http starts one for every request,
 // which is much of what a fast pass-through costs): a timer starts a read
 // of one byte on the connection; EOF or an error cancels the connection's
-// context (which interrupts the forwarder's exchange), a byte (the start
-// of a pipelined request) is kept for the read buffer.
+// context and interrupts the forwarder's exchange on the upstream
+// connection it tracks, a byte (the start of a pipelined request) is kept
+// for the read buffer.
 type clientWatch struct {
 	timer *time.Timer
 	mu    sync.Mutex
 	state int // watchIdle, watchArmed, watchReading
 	done  chan struct{}
 	b     [1]byte
+	// up is the upstream connection of the exchange in flight (track),
+	// interrupted set when the client went away during it; gone is set
+	// once the client went away
+	up                *upConn
+	gone, interrupted bool
+}
+
+// track makes uc the upstream connection a client going away interrupts
+// (for the fast server, in place of the context.AfterFunc forward
+// registers for net/http's requests: no allocation, no registration in
+// the context).
+func (w *clientWatch) track(uc *upConn) {
+	w.mu.Lock()
+	w.up, w.interrupted = uc, w.gone
+	if w.gone {
+		_ = uc.c.SetDeadline(aLongTimeAgo)
+	}
+	w.mu.Unlock()
+}
+
+// untrack ends the tracking of the exchange and reports, as the stop
+// function of context.AfterFunc does, whether it was not interrupted.
+func (w *clientWatch) untrack() bool {
+	w.mu.Lock()
+	ok := !w.interrupted
+	w.up, w.interrupted = nil, false
+	w.mu.Unlock()
+	return ok
 }
 
 const (
@@ -310,6 +342,7 @@ func (fc *fastConn) disarm() {
 	if st == watchReading {
 		_ = fc.c.SetReadDeadline(aLongTimeAgo)
 		<-w.done
+		fc.rd.forget()
 	}
 }
 
@@ -331,7 +364,15 @@ func (fc *fastConn) watchClient() {
 	case n == 1:
 		fc.src.pending = w.b[:1]
 	case err != nil && !isTimeoutErr(err):
-		fc.cancel() // the client went away
+		// the client went away
+		w.mu.Lock()
+		w.gone = true
+		if w.up != nil {
+			_ = w.up.c.SetDeadline(aLongTimeAgo)
+			w.interrupted = true
+		}
+		w.mu.Unlock()
+		fc.cancel()
 	}
 }
 
@@ -373,12 +414,12 @@ func (fc *fastConn) serve() {
 	}()
 	fc.hdr = http.Header{}
 	fc.vals = make([]string, 0, 32)
-	fc.resp = fastResponse{bw: fc.bw, conn: dc, header: http.Header{}, closing: s.isClosing, date: &fc.date, held: make([]byte, 0, heldBack)}
+	fc.resp = fastResponse{bw: fc.bw, conn: dc, watch: &fc.watch, header: http.Header{}, closing: s.isClosing, date: &fc.date, held: make([]byte, 0, heldBack)}
 	remote := c.RemoteAddr().String()
 	var writeDeadline time.Time
 	for first := true; ; first = false {
 		if !first && fc.br.Buffered() == 0 {
-			_ = c.SetReadDeadline(time.Now().Add(s.idleTimeout))
+			fc.rd.set(c, time.Now().Add(s.idleTimeout))
 			if !s.setIdle(fc, true) {
 				return
 			}
@@ -391,7 +432,7 @@ func (fc *fastConn) serve() {
 		}
 		if buf, _ := fc.br.Peek(fc.br.Buffered()); !bytes.Contains(buf, crlfcrlf) {
 			// (a head already in whole needs no read, nor a deadline)
-			_ = c.SetReadDeadline(time.Now().Add(s.readHeaderTimeout))
+			fc.rd.set(c, time.Now().Add(s.readHeaderTimeout))
 		}
 		n, err := fc.readHead()
 		if err != nil {

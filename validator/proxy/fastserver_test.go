@@ -498,3 +498,39 @@ func TestFastServerShutdown(t *testing.T) {
 		t.Fatal("Serve did not return")
 	}
 }
+
+// TestClientWatchTrack: the exchange the client watch tracks is
+// interrupted when the client goes away, also when it went away before
+// the exchange began (while its upstream connection was being dialled),
+// and untrack says so as context.AfterFunc's stop does.
+func TestClientWatchTrack(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		goneFirst bool
+	}{{"ok not gone", false}, {"fail gone before the exchange", true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, _ := tcpPair(t, true)
+			w := &clientWatch{gone: tt.goneFirst}
+			w.track(&upConn{c: c})
+			if tt.goneFirst {
+				// the read ends at once, on the deadline track set
+				errc := make(chan error, 1)
+				go func() { _, err := c.Read(make([]byte, 1)); errc <- err }()
+				select {
+				case err := <-errc:
+					if !isTimeoutErr(err) {
+						t.Fatalf("read: %v, want a timeout", err)
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatal("the exchange of a client gone before it was not interrupted")
+				}
+			}
+			if got := w.untrack(); got == tt.goneFirst {
+				t.Errorf("untrack() = %v, want %v", got, !tt.goneFirst)
+			}
+			if w.up != nil {
+				t.Error("untrack left the connection tracked")
+			}
+		})
+	}
+}

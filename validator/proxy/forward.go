@@ -61,8 +61,39 @@ type upConn struct {
 	c    net.Conn
 	br   *bufio.Reader
 	bw   *bufio.Writer
-	used time.Time // when it went idle
+	used time.Time    // when it went idle
+	rd   lazyDeadline // c's read deadline
 }
+
+// deadlineSlack is how far short of its timeout a read deadline of the
+// forwarder or the fast server may fall: a deadline is moved only when the
+// one set is more than this short of the one wanted, so a busy connection
+// sets it about once a second, not twice a request (each set is a clock
+// read and a timer change in the runtime's poller).
+const deadlineSlack = time.Second
+
+// lazyDeadline is a connection's read deadline as last set; zero when
+// none is set, or when it is not known (set elsewhere).
+type lazyDeadline struct{ at time.Time }
+
+// set gives c the read deadline want, unless the one set is at most
+// deadlineSlack short of it.
+func (d *lazyDeadline) set(c net.Conn, want time.Time) {
+	if !d.at.IsZero() && !d.at.After(want) && want.Sub(d.at) <= deadlineSlack {
+		return
+	}
+	_ = c.SetReadDeadline(want)
+	d.at = want
+}
+
+// clear removes c's read deadline.
+func (d *lazyDeadline) clear(c net.Conn) {
+	_ = c.SetReadDeadline(time.Time{})
+	d.at = time.Time{}
+}
+
+// forget records that c's read deadline was changed elsewhere.
+func (d *lazyDeadline) forget() { d.at = time.Time{} }
 
 // newUpstreamPool returns a pool for u, or nil when u is not a plain http
 // URL the forwarder can reach directly (https, or a proxy from the
@@ -348,10 +379,10 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		// a client that goes away interrupts the exchange
-		stop := context.AfterFunc(ctx, func() { _ = uc.c.SetDeadline(aLongTimeAgo) })
+		watch, stop := interruptOnGone(w, ctx, uc)
 		resp, err := p.exchange(uc, r, w)
 		if err != nil {
-			stop()
+			stopInterrupt(watch, stop)
 			uc.c.Close()
 			var stale *staleConnError
 			if errors.As(err, &stale) {
@@ -370,7 +401,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request) {
 		} else {
 			reusable, abort = p.relay(w, r, resp)
 		}
-		if stop() && reusable && uc.br.Buffered() == 0 {
+		if stopInterrupt(watch, stop) && reusable && uc.br.Buffered() == 0 {
 			pool.put(uc)
 		} else {
 			uc.c.Close()
@@ -382,6 +413,27 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+}
+
+// interruptOnGone makes a client that goes away (ctx ends) interrupt the
+// exchange on uc: through the fast server's client watch when w is the
+// fast server's, otherwise with a context.AfterFunc, whose stop function
+// it returns.
+func interruptOnGone(w http.ResponseWriter, ctx context.Context, uc *upConn) (*clientWatch, func() bool) {
+	if fw, ok := w.(*fastResponse); ok && fw.watch != nil {
+		fw.watch.track(uc)
+		return fw.watch, nil
+	}
+	return nil, context.AfterFunc(ctx, func() { _ = uc.c.SetDeadline(aLongTimeAgo) })
+}
+
+// stopInterrupt ends what interruptOnGone set up and reports whether the
+// exchange was not interrupted.
+func stopInterrupt(watch *clientWatch, stop func() bool) bool {
+	if watch != nil {
+		return watch.untrack()
+	}
+	return stop()
 }
 
 // staleConnError is a failure before any byte of the answer arrived: on a
@@ -404,7 +456,9 @@ func (p *Proxy) exchange(uc *upConn, r *http.Request, w http.ResponseWriter) (*h
 		}
 		return nil, &staleConnError{err}
 	}
-	_ = uc.c.SetReadDeadline(time.Now().Add(p.pool.hdrTimeout))
+	// (the head's deadline; a plain answer whose body is in the buffer
+	// leaves it set, to be moved by a later exchange: relayPlain)
+	uc.rd.set(uc.c, time.Now().Add(p.pool.hdrTimeout))
 	if _, err := uc.br.Peek(1); err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return nil, err // a timeout, or the client went away
@@ -414,7 +468,6 @@ func (p *Proxy) exchange(uc *upConn, r *http.Request, w http.ResponseWriter) (*h
 	if fw, ok := w.(*fastResponse); ok {
 		if buf, _ := uc.br.Peek(uc.br.Buffered()); parsePlainAnswer(buf, &fw.plain) {
 			// (nil, nil): the fast relay takes it (fastrelay.go)
-			_ = uc.c.SetReadDeadline(time.Time{})
 			return nil, nil
 		}
 	}
@@ -424,7 +477,7 @@ func (p *Proxy) exchange(uc *upConn, r *http.Request, w http.ResponseWriter) (*h
 			return nil, err
 		}
 		if resp.StatusCode >= 200 {
-			_ = uc.c.SetReadDeadline(time.Time{})
+			uc.rd.clear(uc.c)
 			return resp, nil
 		}
 		if resp.StatusCode == http.StatusSwitchingProtocols {

@@ -5,6 +5,7 @@ import (
 	"github.com/imagetrust/imagetrust/internal/testutil"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -144,4 +145,37 @@ func do(t testing.TB, method, u, ctype, body string, hdr map[string]string) (*ht
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp, b
+}
+
+// tcpPair returns the two ends of a loopback TCP connection, the client
+// end read and written through directIO when direct is set.
+func tcpPair(t *testing.T, direct bool) (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			accepted <- nil
+			return
+		}
+		accepted <- c
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := <-accepted
+	if s == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { c.Close(); s.Close() })
+	if direct {
+		return directIO(c), s
+	}
+	return c, s
 }
