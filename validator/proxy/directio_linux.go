@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"unsafe"
 )
@@ -29,14 +30,28 @@ import (
 // microseconds; a stop-the-world pause waits for the call to return, which
 // a non-blocking socket call always does at once.
 
-// maxRW caps one read or write, as internal/poll does.
-const maxRW = 1 << 30
-
 // directConn is a TCP connection whose reads and writes are raw system
-// calls. Deadlines, Close and the addresses are the connection's own.
+// calls. Deadlines, Close and the addresses are the connection's own. The
+// functions it hands to the raw connection are bound once, with the state
+// of a read or a write in the struct (under a mutex each, as net.Conn
+// allows a read and a write at once), so that a read or a write allocates
+// nothing.
 type directConn struct {
 	net.Conn
 	rc syscall.RawConn
+
+	rmu    sync.Mutex
+	rbuf   []byte
+	rn     int
+	rerrno syscall.Errno
+	readFn func(fd uintptr) bool
+
+	wmu     sync.Mutex
+	wa, wb  []byte // what is left to write: wa, then wb
+	wdone   int
+	werrno  syscall.Errno
+	iov     [2]syscall.Iovec
+	writeFn func(fd uintptr) bool
 }
 
 // directIOEnabled is false only in the benchmarks' gate process that
@@ -54,7 +69,9 @@ func directIO(c net.Conn) net.Conn {
 	if err != nil {
 		return c
 	}
-	return &directConn{Conn: c, rc: rc}
+	dc := &directConn{Conn: c, rc: rc}
+	dc.readFn, dc.writeFn = dc.read, dc.write
+	return dc
 }
 
 // Read implements net.Conn as net.TCPConn's Read does: at least one byte,
@@ -63,22 +80,12 @@ func (c *directConn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	p = p[:min(len(p), maxRW)]
-	var n int
-	var errno syscall.Errno
-	err := c.rc.Read(func(fd uintptr) bool {
-		for {
-			r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-			switch e {
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false // wait in the poller (honouring the deadline)
-			}
-			n, errno = int(r), e
-			return true
-		}
-	})
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	c.rbuf, c.rn, c.rerrno = p, 0, 0 // (Linux caps a call at 2 GiB itself)
+	err := c.rc.Read(c.readFn)
+	n, errno := c.rn, c.rerrno
+	c.rbuf = nil
 	if err != nil {
 		return 0, c.opError("read", err)
 	}
@@ -92,85 +99,85 @@ func (c *directConn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// read is the raw connection's read function: false to wait in the
+// poller (honouring the deadline) until the socket is readable.
+func (c *directConn) read(fd uintptr) bool {
+	p := c.rbuf
+	for {
+		r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch e {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		}
+		c.rn, c.rerrno = int(r), e
+		return true
+	}
+}
+
 // Write implements net.Conn: all of p, or an error.
 func (c *directConn) Write(p []byte) (int, error) {
-	raceReleaseIO()
-	done := 0
-	var errno syscall.Errno
-	err := c.rc.Write(func(fd uintptr) bool {
-		for done < len(p) {
-			chunk := min(len(p)-done, maxRW)
-			r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[done])), uintptr(chunk))
-			switch e {
-			case 0:
-				done += int(r)
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return false
-			default:
-				errno = e
-				return true
-			}
-		}
-		return true
-	})
-	if err != nil {
-		return done, c.opError("write", err)
-	}
-	if errno != 0 {
-		return done, c.opError("write", os.NewSyscallError("write", errno))
-	}
-	return done, nil
+	n, err := c.writeTwo(p, nil)
+	return int(n), err
 }
 
 // writeTwo writes a then b, in one writev when the socket takes them.
 func (c *directConn) writeTwo(a, b []byte) (int64, error) {
-	total := len(a) + len(b)
-	if total > maxRW {
-		n, err := c.Write(a)
-		if err != nil {
-			return int64(n), err
-		}
-		m, err := c.Write(b)
-		return int64(n + m), err
-	}
 	raceReleaseIO()
-	var iov [2]syscall.Iovec
-	done := 0
-	var errno syscall.Errno
-	err := c.rc.Write(func(fd uintptr) bool {
-		for done < total {
-			n := 0
-			if done < len(a) {
-				iov[0].Base, iov[0].Len = &a[done], uint64(len(a)-done)
-				n = 1
-			}
-			if len(b) > 0 {
-				off := max(done-len(a), 0)
-				iov[n].Base, iov[n].Len = &b[off], uint64(len(b)-off)
-				n++
-			}
-			r, _, e := syscall.RawSyscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(n))
-			switch e {
-			case 0:
-				done += int(r)
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return false
-			default:
-				errno = e
-				return true
-			}
-		}
-		return true
-	})
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.wa, c.wb, c.wdone, c.werrno = a, b, 0, 0
+	err := c.rc.Write(c.writeFn)
+	done, errno := c.wdone, c.werrno
+	c.wa, c.wb, c.iov = nil, nil, [2]syscall.Iovec{}
+	op := "write"
+	if len(b) > 0 {
+		op = "writev"
+	}
 	if err != nil {
-		return int64(done), c.opError("writev", err)
+		return int64(done), c.opError(op, err)
 	}
 	if errno != 0 {
-		return int64(done), c.opError("writev", os.NewSyscallError("writev", errno))
+		return int64(done), c.opError(op, os.NewSyscallError(op, errno))
 	}
 	return int64(done), nil
+}
+
+// write is the raw connection's write function: it writes what is left
+// of wa and wb, and returns false to wait in the poller when the socket's
+// buffer is full.
+func (c *directConn) write(fd uintptr) bool {
+	for len(c.wa)+len(c.wb) > 0 {
+		if len(c.wa) == 0 {
+			c.wa, c.wb = c.wb, nil
+		}
+		var r uintptr
+		var e syscall.Errno
+		if len(c.wb) == 0 {
+			r, _, e = syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&c.wa[0])), uintptr(len(c.wa)))
+		} else {
+			c.iov[0].Base, c.iov[0].Len = &c.wa[0], uint64(len(c.wa))
+			c.iov[1].Base, c.iov[1].Len = &c.wb[0], uint64(len(c.wb))
+			r, _, e = syscall.RawSyscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&c.iov[0])), 2)
+		}
+		switch e {
+		case 0:
+			n := int(r)
+			c.wdone += n
+			if k := min(n, len(c.wa)); k > 0 {
+				c.wa, n = c.wa[k:], n-k
+			}
+			c.wb = c.wb[n:]
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			c.werrno = e
+			return true
+		}
+	}
+	return true
 }
 
 // opError shapes err as net.TCPConn's Read and Write shape theirs (the
