@@ -12,6 +12,10 @@ import (
 // envWrkDuration is how long each wrk round lasts (default 3s).
 const envWrkDuration = "IMAGETRUST_PROXY_BENCH_WRK_DURATION"
 
+// envWrkRounds is how many rounds each target gets (default 5): more
+// rounds steady the medians on a machine shared with other jobs.
+const envWrkRounds = "IMAGETRUST_PROXY_BENCH_WRK_ROUNDS"
+
 var (
 	wrkRate   = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
 	wrkErrors = regexp.MustCompile(`Non-2xx or 3xx responses|Socket errors`)
@@ -20,9 +24,10 @@ var (
 // BenchmarkPassThroughWrk is BenchmarkPassThrough with wrk (Debian's
 // package) as the load generator instead of Go clients in this process: one
 // wrk thread, 32 connections, GET /v2.1/flavors, the targets taking turns
-// for 5 rounds (median reported). wrk is a C event loop that needs far less
-// CPU per request than the Go clients, so on a small machine more of it is
-// left to the targets; both load generators hit every target the same way.
+// for 5 rounds (median reported; envWrkRounds sets another number). wrk is
+// a C event loop that needs far less CPU per request than the Go clients,
+// so on a small machine more of it is left to the targets; both load
+// generators hit every target the same way.
 // The benchmark runs its rounds once whatever b.N is (-benchtime 1x).
 //
 //	go test ./validator/proxy -run '^$' -bench PassThroughWrk -benchtime 1x
@@ -59,7 +64,10 @@ func BenchmarkPassThroughWrk(b *testing.B) {
 	for _, tg := range targets {
 		run(tg.base, paths[0].path, "1s") // warm
 	}
-	const rounds = 5
+	rounds := 5
+	if n, err := strconv.Atoi(os.Getenv(envWrkRounds)); err == nil && n > 0 {
+		rounds = n
+	}
 	rates := map[string][]float64{}
 	b.ResetTimer()
 	for range rounds {
