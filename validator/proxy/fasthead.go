@@ -79,16 +79,24 @@ func parseFastHead(head []byte, h *fastHead) bool {
 	h.method, h.target = m, target
 	hosts, cls := 0, 0
 	for {
-		line, rest, _ = strings.Cut(rest, "\r\n")
-		if line == "" {
-			break
+		// (plainLines: every CR is followed by an LF, and every LF
+		// follows a CR)
+		eol := strings.IndexByte(rest, '\r')
+		if eol < 0 {
+			return false // (no blank line: not a head readHead found)
 		}
-		name, value, ok := strings.Cut(line, ":")
-		if !ok || !isToken(name) {
+		if eol == 0 {
+			break // the blank line
+		}
+		line, rest = rest[:eol], rest[eol+2:]
+		colon := strings.IndexByte(line, ':')
+		if colon < 0 {
+			return false
+		}
+		name, value := line[:colon], trimOWS(line[colon+1:])
+		if token, canonical := tokenName(name); !token {
 			return false // (also obs-fold: the line starts with a space)
-		}
-		value = strings.Trim(value, " \t")
-		if !isCanonicalName(name) {
+		} else if !canonical {
 			name = textproto.CanonicalMIMEHeaderKey(name)
 		}
 		switch name {
@@ -138,21 +146,40 @@ func plainLines(b []byte) bool {
 	return true
 }
 
-// isToken reports whether s is an RFC 9110 token (a field name).
-func isToken(s string) bool {
-	if s == "" {
-		return false
+// tokenName reports, in one pass, whether name is an RFC 9110 token (a
+// field name) and whether it is already in the form
+// textproto.CanonicalMIMEHeaderKey gives it (most senders use that).
+func tokenName(name string) (token, canonical bool) {
+	if name == "" {
+		return false, false
 	}
-	for i := 0; i < len(s); i++ {
-		if headBytes[s[i]] != hbPlain|hbToken {
-			return false
+	canonical, upper := true, true
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if headBytes[c]&hbToken == 0 {
+			return false, false
 		}
+		if upper && 'a' <= c && c <= 'z' || !upper && 'A' <= c && c <= 'Z' {
+			canonical = false
+		}
+		upper = c == '-'
 	}
-	return true
+	return true, canonical
+}
+
+// trimOWS is strings.Trim(v, " \t").
+func trimOWS(v string) string {
+	for v != "" && (v[0] == ' ' || v[0] == '\t') {
+		v = v[1:]
+	}
+	for v != "" && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
+		v = v[:len(v)-1]
+	}
+	return v
 }
 
 // The classes of headBytes: what a byte may be in a head (plainLines),
-// and whether it is a token character (isToken). A table, because the
+// and whether it is a token character (tokenName). A table, because the
 // heads of every request and every answer of the fast paths go through
 // both, a byte at a time.
 const (
@@ -176,20 +203,6 @@ var headBytes = func() (t [256]uint8) {
 	}
 	return t
 }()
-
-// isCanonicalName reports whether the token s is already in the form
-// textproto.CanonicalMIMEHeaderKey gives it (most clients send that).
-func isCanonicalName(s string) bool {
-	upper := true
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if upper && 'a' <= c && c <= 'z' || !upper && 'A' <= c && c <= 'Z' {
-			return false
-		}
-		upper = c == '-'
-	}
-	return true
-}
 
 // fastHostValue reports whether a Host value is a plain host[:port] the
 // fast server takes (letters, digits, - . _ : and IPv6 brackets).

@@ -60,14 +60,21 @@ func parsePlainAnswer(buf []byte, a *plainAnswer) bool {
 	*a = plainAnswer{status: status, contentLength: -1, n: end + 4, fields: a.fields[:0]}
 	s := string(head[bytes.IndexByte(head, '\n')+1:])
 	for s != "" {
-		line, rest, _ := strings.Cut(s, "\r\n")
-		s = rest
-		name, value, ok := strings.Cut(line, ":")
-		if !ok || !isToken(name) {
+		// (plainLines: every CR is followed by an LF, and every LF
+		// follows a CR)
+		eol := strings.IndexByte(s, '\r')
+		line := s[:eol]
+		s = s[eol+2:]
+		colon := strings.IndexByte(line, ':')
+		if colon < 0 {
 			return false
 		}
-		value = strings.Trim(value, " \t")
-		if !isCanonicalName(name) {
+		name, value := line[:colon], trimOWS(line[colon+1:])
+		token, canonical := tokenName(name)
+		if !token {
+			return false
+		}
+		if !canonical {
 			name = textproto.CanonicalMIMEHeaderKey(name)
 		}
 		switch name {
