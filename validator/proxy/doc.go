@@ -171,7 +171,7 @@
 // pass-through requests on one connection), a head the parser accepts is
 // one net/http reads the same (FuzzFastHead), an answer the relay takes is
 // one http.ReadResponse reads the same (FuzzPlainAnswer). Timeouts are
-// net/http's (ReadHeaderTimeout, IdleTimeout, WriteTimeout, the latter
+// net/http's (ReadHeaderTimeout, IdleTimeout, WriteTimeout, each deadline
 // moved at most once a second, so up to a second shorter); shutdown closes
 // idle connections at once and lets requests in flight finish within
 // ShutdownTimeout. Differences: a head larger than 8 KiB is handed over

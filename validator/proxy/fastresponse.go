@@ -50,6 +50,8 @@ type fastResponse struct {
 	// reused buffers
 	conn net.Conn
 	head []byte
+	// start is when the request arrived (the forwarder's clock for it)
+	start time.Time
 	// watch is the connection's client watch, which interrupts the
 	// forwarder's exchange when the client goes away (nil: forward
 	// registers a context.AfterFunc)

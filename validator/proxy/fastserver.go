@@ -416,10 +416,10 @@ func (fc *fastConn) serve() {
 	fc.vals = make([]string, 0, 32)
 	fc.resp = fastResponse{bw: fc.bw, conn: dc, watch: &fc.watch, header: http.Header{}, closing: s.isClosing, date: &fc.date, held: make([]byte, 0, heldBack)}
 	remote := c.RemoteAddr().String()
-	var writeDeadline time.Time
+	var writeDeadline, last time.Time // last: when the last answer was written
 	for first := true; ; first = false {
 		if !first && fc.br.Buffered() == 0 {
-			fc.rd.set(c, time.Now().Add(s.idleTimeout))
+			fc.rd.set(c, last.Add(s.idleTimeout))
 			if !s.setIdle(fc, true) {
 				return
 			}
@@ -430,9 +430,10 @@ func (fc *fastConn) serve() {
 		if !s.setIdle(fc, false) {
 			return
 		}
+		now := time.Now() // (one clock read for the request's deadlines and latency)
 		if buf, _ := fc.br.Peek(fc.br.Buffered()); !bytes.Contains(buf, crlfcrlf) {
 			// (a head already in whole needs no read, nor a deadline)
-			fc.rd.set(c, time.Now().Add(s.readHeaderTimeout))
+			fc.rd.set(c, now.Add(s.readHeaderTimeout))
 		}
 		n, err := fc.readHead()
 		if err != nil {
@@ -446,12 +447,13 @@ func (fc *fastConn) serve() {
 		if s.writeTimeout > 0 {
 			// moved when more than a second short of WriteTimeout (so at
 			// most a second earlier than net/http's, and rarely reset)
-			if d := time.Now().Add(s.writeTimeout); d.Sub(writeDeadline) > time.Second {
+			if d := now.Add(s.writeTimeout); d.Sub(writeDeadline) > time.Second {
 				_ = c.SetWriteDeadline(d)
 				writeDeadline = d
 			}
 		}
-		if !fc.serveRequest() {
+		var reuse bool
+		if reuse, last = fc.serveRequest(now); !reuse {
 			return
 		}
 	}
@@ -522,11 +524,13 @@ func (fc *fastConn) request(remote string, n int) bool {
 	return fc.s.p.fastEligible(r)
 }
 
-// serveRequest forwards fc.req and reports whether the connection may
-// carry another request.
-func (fc *fastConn) serveRequest() (reuse bool) {
+// serveRequest forwards fc.req, which arrived at start, and reports
+// whether the connection may carry another request, and when the answer
+// was written.
+func (fc *fastConn) serveRequest(start time.Time) (reuse bool, end time.Time) {
 	r, w := fc.req, &fc.resp
 	w.reset(r.Method == http.MethodHead, r.Close)
+	w.start = start
 	fc.arm()
 	defer func() {
 		fc.disarm()
@@ -542,10 +546,11 @@ func (fc *fastConn) serveRequest() (reuse bool) {
 			reuse = false
 		}
 	}()
-	start := time.Now()
 	fc.s.p.forward(w, r)
-	fc.s.p.o.Metrics.observe("passthrough", time.Since(start).Seconds())
-	return w.finish() && fc.ctx.Err() == nil
+	reuse = w.finish() && fc.ctx.Err() == nil
+	end = time.Now()
+	fc.s.p.o.Metrics.observe("passthrough", end.Sub(start).Seconds())
+	return reuse, end
 }
 
 // handOver gives the connection, with the bytes read and not consumed, to

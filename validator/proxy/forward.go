@@ -121,9 +121,9 @@ func newUpstreamPool(u *url.URL) *upstreamPool {
 	}
 }
 
-// get returns an idle connection (reused=true) or dials a new one.
-func (p *upstreamPool) get(ctx context.Context) (uc *upConn, reused bool, err error) {
-	now := time.Now()
+// get returns an idle connection (reused=true) or dials a new one; now
+// is the request's time.
+func (p *upstreamPool) get(ctx context.Context, now time.Time) (uc *upConn, reused bool, err error) {
 	p.mu.Lock()
 	for len(p.idle) > 0 {
 		uc = p.idle[len(p.idle)-1]
@@ -372,15 +372,19 @@ var errTooMany1xx = errors.New("upstream sent too many 1xx responses")
 func (p *Proxy) forward(w http.ResponseWriter, r *http.Request) {
 	pool := p.pool
 	ctx := r.Context()
+	now := time.Now()
+	if fw, ok := w.(*fastResponse); ok && !fw.start.IsZero() {
+		now = fw.start // (the fast server's clock read for this request)
+	}
 	for attempt := 0; ; attempt++ {
-		uc, reused, err := pool.get(ctx)
+		uc, reused, err := pool.get(ctx, now)
 		if err != nil {
 			p.forwardError(w, r, err)
 			return
 		}
 		// a client that goes away interrupts the exchange
 		watch, stop := interruptOnGone(w, ctx, uc)
-		resp, err := p.exchange(uc, r, w)
+		resp, err := p.exchange(uc, r, w, now)
 		if err != nil {
 			stopInterrupt(watch, stop)
 			uc.c.Close()
@@ -448,8 +452,9 @@ func (e *staleConnError) Unwrap() error { return e.err }
 // ReverseProxy does. A 101 is an error: the forwarder never asks for an
 // upgrade. For the fast server, a plain answer is left in uc's buffer,
 // parsed into w's plainAnswer, and exchange returns no response and no
-// error (fastrelay.go).
-func (p *Proxy) exchange(uc *upConn, r *http.Request, w http.ResponseWriter) (*http.Response, error) {
+// error (fastrelay.go). The head must arrive within the pool's header
+// timeout of now, the request's time.
+func (p *Proxy) exchange(uc *upConn, r *http.Request, w http.ResponseWriter, now time.Time) (*http.Response, error) {
 	if err := p.pool.writeRequest(uc.bw, r); err != nil {
 		if errors.Is(err, errHeaderValue) {
 			return nil, err
@@ -458,7 +463,7 @@ func (p *Proxy) exchange(uc *upConn, r *http.Request, w http.ResponseWriter) (*h
 	}
 	// (the head's deadline; a plain answer whose body is in the buffer
 	// leaves it set, to be moved by a later exchange: relayPlain)
-	uc.rd.set(uc.c, time.Now().Add(p.pool.hdrTimeout))
+	uc.rd.set(uc.c, now.Add(p.pool.hdrTimeout))
 	if _, err := uc.br.Peek(1); err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return nil, err // a timeout, or the client went away
