@@ -244,35 +244,63 @@
 // both: gate-proc/nginx 0.88 and 0.91 on the small answer, 0.90 and 1.04
 // on the detail one; /nginx-auto 0.82 and 0.80, 0.84 and 0.94.
 //
-// Where the rest goes, measured under wrk: CPU time per request, from
-// /proc/PID/stat around a 3 s run, is 23-31 µs for the gate process against
-// 20-22 µs for nginx's worker (the stand-in upstream spends about the same
-// behind either). strace -c counts about the same system calls per request
-// for both (gate: 2 writes, 2.7 reads of which 0.7 find no data, 0.05
-// epoll_pwait; nginx: 2 writev, 2 recvfrom, 1 getsockopt). perf puts the
-// difference in the Go runtime's thread handling on a machine whose two
-// cores are shared with the load generator and the upstream: sysmon waking
-// every few hundred microseconds (nanosleep, about 5% of the gate's CPU),
-// threads parked and woken through futex and epoll_pwait as goroutines
-// block and become ready (context switches, another 10-15%). GOMAXPROCS=1
-// does not help (sysmon then retakes the P from every slow write syscall:
-// 25-32 µs a request). An event loop on one locked OS thread (epoll with
-// raw reads and writes, about 250 lines; a prototype, not kept) doing the
-// forwarder's per-request work with the same functions (parseFastHead,
-// fastEligible, writeRequest, parsePlainAnswer, appendPlainHead, the
-// latency metric) but none of the rest (timeouts, a client going away,
-// partial writes, hand-overs, shutdown) measured 18-19 µs a request against
-// nginx's 18-19 µs in the same rounds: 1.00-1.05x nginx's rate on the small
-// answer, 1.05-1.10x on the detail one, where the gate is at 0.80-0.84x and
-// 0.89-1.00x. So a server on its own epoll loop would at best tie nginx
-// here once it did all of the forwarder's work. It was not built: in a
-// security gate it would be a second large body of new code, beside the
-// goroutine fast server and net/http's, for a benchmark tie, where the
-// upstream (nova-api, milliseconds a request) dwarfs the gate's 20-30 µs.
+// Where the rest went, measured under wrk on 2026-11-25: CPU time per
+// request, from /proc/PID/stat around a 3 s run, was 23-31 µs for the gate
+// process against 20-22 µs for nginx's worker (the stand-in upstream
+// spends about the same behind either). strace -c counted about the same
+// system calls per request for both (gate: 2 writes, 2.7 reads of which
+// 0.7 find no data, 0.05 epoll_pwait; nginx: 2 writev, 2 recvfrom, 1
+// getsockopt). perf put the difference in the Go runtime's thread handling
+// on two cores shared with the load generator and the upstream: a
+// loopback write takes microseconds (the kernel delivers the segment to
+// the receiver within the call), and the runtime, told of a system call,
+// hands the goroutine's processor to another thread when one outlasts
+// sysmon's tick while goroutines wait (futex wake-ups, context switches:
+// 10-15% of the gate's CPU; GOMAXPROCS=1 made it worse, sysmon then
+// retaking the only processor). An event loop on one locked OS thread
+// (epoll with raw reads and writes, a prototype, not kept) measured
+// 1.00-1.05x nginx (1 worker): a second server in the gate for a tie.
+//
+// What closed the gap on 2026-11-26, in the goroutine fast server:
+//
+//   - Direct I/O (directio_linux.go): the fast server's client connections
+//     and the forwarder's upstream connections read, write and writev with
+//     raw system calls through syscall.RawConn: the same poller, deadlines
+//     and errors (TestDirectConnMatchesTCPConn), but no processor hand-off;
+//     no allocation per call. futex calls under load: a few dozen a second.
+//   - Read deadlines moved at most once a second (lazyDeadline) rather than
+//     two or three times a request; the client watch interrupts the
+//     upstream exchange itself rather than a context.AfterFunc per request;
+//     one clock read when a request arrives and one when it is answered
+//     (seven before).
+//   - Heads parsed a line at a time with a byte-class table
+//     (parsePlainAnswer on nova-api's answer head: 1.84 -> 0.8 µs).
+//
+// Allocations per pass-through request in the gate: 13 -> 5. CPU per
+// request under wrk: 21-25 µs for the gate, 18-21 µs for nginx with one
+// worker, 19-20 µs for nginx's two workers together with
+// worker_processes auto. strace -c: 2 writes, 2.6 reads of which 0.6 find
+// no data (the goroutine model reads before it waits, where nginx waits
+// for epoll first), no epoll_pwait to speak of. BenchmarkPassThroughWrk
+// after each step, each line one run (gate-proc-nodirect: the same gate
+// with Go's own socket I/O, in the same rounds):
+//
+//	after                      rounds    small: /nginx  /nginx-auto  detail: /nginx  /nginx-auto  nodirect/nginx
+//	direct I/O                 5 x 3 s   0.93           0.89         1.11            0.99         0.86
+//	+ deadlines, watch         5 x 3 s   1.02           0.90         1.00            1.01         0.91
+//	+ no allocation in I/O     5 x 3 s   0.93           0.92         1.13            0.96         0.90
+//	                           11 x 2 s  1.04           0.96         1.02            0.99         0.94
+//	+ line-at-a-time heads     11 x 2 s  1.03           0.96         1.13            1.14         0.90
+//	+ one clock read           11 x 2 s  RESULT_C
+//
+// So the gate's pass-through rate is now nginx's with one worker on both
+// answers, and nginx's with a worker per core on the realistic 15 KiB
+// answer; on the 100-byte answer it stays a few per cent below the latter.
 // GOGC=400 made no measurable difference before the fast server.
 //
 //	go test ./validator/proxy -run '^$' -bench 'PassThrough$' -benchtime 50000x
 //	go test ./validator/proxy -run '^$' -bench PassThroughWrk -benchtime 1x
+//	IMAGETRUST_PROXY_BENCH_WRK_ROUNDS=11 IMAGETRUST_PROXY_BENCH_WRK_DURATION=2s (the runs of 11 rounds)
 //	IMAGETRUST_PROXY_BENCH_GOGC=400 IMAGETRUST_PROXY_BENCH_GOMAXPROCS=1 (gate process settings)
 //	IMAGETRUST_PROXY_BENCH_CPUPROFILE=/tmp/gate.prof go test ./validator/proxy -run '^$' -bench PassThroughWrk -benchtime 1x
 package proxy
