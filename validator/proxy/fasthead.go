@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/http"
 	"net/textproto"
+	"net/url"
 	"strings"
 )
 
@@ -218,4 +219,43 @@ func fastHostValue(v string) bool {
 		return false
 	}
 	return true
+}
+
+// fastURL returns the URL of an origin-form request target as
+// url.ParseRequestURI gives it (nil when it refuses the target). A target
+// whose path has only the bytes url keeps unescaped in a path (so no
+// RawPath) is set into u without a parse or an allocation; any other goes
+// through url.ParseRequestURI. FuzzFastHead compares the two.
+func fastURL(target string, u *url.URL) *url.URL {
+	path, query, hasQuery := strings.Cut(target, "?")
+	if path == "" || path[0] != '/' {
+		return parseRequestURI(target)
+	}
+	for i := 0; i < len(path); i++ {
+		if !plainPathByte(path[i]) {
+			return parseRequestURI(target)
+		}
+	}
+	for i := 0; i < len(query); i++ {
+		if c := query[i]; c < ' ' || c >= 0x7f {
+			return parseRequestURI(target)
+		}
+	}
+	*u = url.URL{Path: path, RawQuery: query, ForceQuery: hasQuery && query == ""}
+	return u
+}
+
+// plainPathByte reports a byte url keeps as it is in a path (unreserved,
+// or a sub-delimiter it does not escape there, or / : @).
+func plainPathByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+		strings.IndexByte("-_.~$&+,/:;=@", c) >= 0
+}
+
+func parseRequestURI(target string) *url.URL {
+	u, err := url.ParseRequestURI(target)
+	if err != nil {
+		return nil
+	}
+	return u
 }

@@ -70,17 +70,19 @@ type fastServer struct {
 	// handOvers counts the connections handed over to net/http.
 	handOvers atomic.Int64
 
+	// closing is set, under mu, when shutdown begins; read without mu on
+	// every request (isClosing, setIdle)
+	closing atomic.Bool
 	mu      sync.Mutex
 	ln      net.Listener
-	conns   map[*fastConn]bool // value: idle
-	closing bool
+	conns   map[*fastConn]struct{}
 	wg      sync.WaitGroup
 }
 
 // newFastServer serves p in front of hs, which gets every connection the
 // fast path does not keep, and whose timeouts it applies.
 func newFastServer(p *Proxy, hs *http.Server) *fastServer {
-	s := &fastServer{p: p, hs: hs, conns: map[*fastConn]bool{}, errorLog: hs.ErrorLog,
+	s := &fastServer{p: p, hs: hs, conns: map[*fastConn]struct{}{}, errorLog: hs.ErrorLog,
 		readHeaderTimeout: hs.ReadHeaderTimeout, idleTimeout: hs.IdleTimeout, writeTimeout: hs.WriteTimeout}
 	if s.readHeaderTimeout <= 0 || (hs.ReadTimeout > 0 && hs.ReadTimeout < s.readHeaderTimeout) {
 		s.readHeaderTimeout = hs.ReadTimeout
@@ -110,7 +112,7 @@ func (p *Proxy) fastEligible(r *http.Request) bool {
 // http.ErrServerClosed then.
 func (s *fastServer) serve(ln net.Listener) error {
 	s.mu.Lock()
-	if s.closing {
+	if s.closing.Load() {
 		s.mu.Unlock()
 		ln.Close()
 		return http.ErrServerClosed
@@ -155,13 +157,15 @@ func (s *fastServer) serve(ln net.Listener) error {
 // owner.
 func (s *fastServer) shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	s.closing = true
+	s.closing.Store(true)
 	ln := s.ln
 	if s.hl != nil {
 		s.hl.Close() // no more hand-overs
 	}
-	for fc, idle := range s.conns {
-		if idle {
+	for fc := range s.conns {
+		// (a connection that goes idle after this load sees closing:
+		// setIdle)
+		if fc.idle.Load() {
 			_ = fc.c.SetReadDeadline(aLongTimeAgo)
 		}
 	}
@@ -184,11 +188,7 @@ func (s *fastServer) shutdown(ctx context.Context) error {
 	}
 }
 
-func (s *fastServer) isClosing() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closing
-}
+func (s *fastServer) isClosing() bool { return s.closing.Load() }
 
 func (s *fastServer) logf(format string, a ...any) {
 	if s.errorLog != nil {
@@ -200,25 +200,23 @@ func (s *fastServer) logf(format string, a ...any) {
 func (s *fastServer) track(c net.Conn) *fastConn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closing {
+	if s.closing.Load() {
 		return nil
 	}
 	s.wg.Add(1)
 	fc := &fastConn{s: s, c: c}
-	s.conns[fc] = false
+	s.conns[fc] = struct{}{}
 	return fc
 }
 
 // setIdle marks fc idle or busy; false means the server is shutting down
-// and the connection must end.
+// and the connection must end. Without a lock: fc stores its state, then
+// loads closing, where shutdown stores closing, then loads each state (both
+// sequentially consistent), so either the connection sees shutdown begun
+// or shutdown sees it idle and interrupts its wait.
 func (s *fastServer) setIdle(fc *fastConn, idle bool) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing {
-		return false
-	}
-	s.conns[fc] = idle
-	return true
+	fc.idle.Store(idle)
+	return !s.closing.Load()
 }
 
 func (s *fastServer) forget(fc *fastConn) {
@@ -246,6 +244,8 @@ type fastConn struct {
 	cancel context.CancelFunc
 	watch  clientWatch
 	rd     lazyDeadline // c's read deadline, as the request loop set it
+	idle   atomic.Bool  // waiting for a next request (setIdle)
+	url    url.URL      // the request's URL when fastURL needs no parse
 }
 
 // fastSource is the connection as its read buffer sees it: first the byte
@@ -496,8 +496,8 @@ func (fc *fastConn) request(remote string, n int) bool {
 	if !parseFastHead(buf, h) {
 		return false
 	}
-	u, err := url.ParseRequestURI(h.target)
-	if err != nil {
+	u := fastURL(h.target, &fc.url)
+	if u == nil {
 		return false
 	}
 	hdr := fc.hdr

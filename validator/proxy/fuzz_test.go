@@ -94,13 +94,17 @@ func FuzzGatedBody(f *testing.F) {
 }
 
 // FuzzFastHead feeds arbitrary request heads to the fast server's parser.
-// Invariant: a head it accepts is one net/http reads as the same request
-// (method, target, Host, header fields, Connection: close), bodyless; so
+// Invariant: a head it accepts, with a target fastURL takes, is one
+// net/http reads as the same request (method, target and its URL, Host,
+// header fields, Connection: close), bodyless; so
 // the fast path never reads a request differently from the server it
 // stands in for. (What it declines goes to net/http itself.)
 func FuzzFastHead(f *testing.F) {
 	for _, s := range []string{
 		"GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET /v2.1/fl%61vors?a=%2F&b=1? HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET //servers/x!y? HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET /a;b=c,d@e:f$g&h+i~j?q\x7f HTTP/1.1\r\nHost: h\r\n\r\n",
 		"HEAD /v2.1/servers/detail?all_tenants=1 HTTP/1.1\r\nHost: nova:8774\r\nX-Auth-Token: t\r\nAccept: a\r\nAccept: b\r\n\r\n",
 		"OPTIONS /x HTTP/1.1\r\nHost: [::1]:80\r\nconnection: keep-alive, close\r\ncontent-length: 0\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
@@ -116,8 +120,13 @@ func FuzzFastHead(f *testing.F) {
 		}
 		head = head[:i+4]
 		var h fastHead
+		var u url.URL
 		if !parseFastHead(head, &h) {
 			return
+		}
+		fu := fastURL(h.target, &u)
+		if fu == nil {
+			return // (fastConn.request declines it too)
 		}
 		r, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(head)))
 		if err != nil {
@@ -137,6 +146,9 @@ func FuzzFastHead(f *testing.F) {
 		}
 		if !reflect.DeepEqual(got, r.Header) {
 			t.Fatalf("header fields\nfast %q\nnet/http %q", got, r.Header)
+		}
+		if !reflect.DeepEqual(*fu, *r.URL) {
+			t.Fatalf("URL of %q\nfast %#v\nnet/http %#v", h.target, fu, r.URL)
 		}
 	})
 }
