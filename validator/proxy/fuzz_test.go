@@ -191,3 +191,20 @@ func FuzzPlainAnswer(f *testing.F) {
 		}
 	})
 }
+
+// FuzzPlainLines: plainLines, eight bytes at a time where it can, says
+// what the byte-at-a-time check says of every input.
+func FuzzPlainLines(f *testing.F) {
+	for _, s := range []string{
+		"GET / HTTP/1.1\r\nHost: h\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX: \x7f\r\n\r\n",
+		"abcdefg\rhijklmnop\n", "\t\t\t\t\t\t\t\t\r\n", "abcdefgh\xff", "\x1f", "~~~~~~~~~~~~~~~~\x80",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if got, want := plainLines(b), plainBytes(b, 0, len(b)); got != want {
+			t.Fatalf("plainLines(%q) = %v, byte at a time %v", b, got, want)
+		}
+	})
+}
