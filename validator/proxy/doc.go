@@ -275,15 +275,19 @@
 //     (seven before).
 //   - Heads parsed a line at a time with a byte-class table
 //     (parsePlainAnswer on nova-api's answer head: 1.84 -> 0.8 µs).
+//   - No server-wide lock per request (the idle state and closing are
+//     atomics), and no URL parse for a plain request target (fastURL).
+//   - plainLines eight bytes at a time where none is a control byte.
 //
-// Allocations per pass-through request in the gate: 13 -> 5. CPU per
-// request under wrk: 21-25 µs for the gate, 18-21 µs for nginx with one
-// worker, 19-20 µs for nginx's two workers together with
-// worker_processes auto. strace -c: 2 writes, 2.6 reads of which 0.6 find
-// no data (the goroutine model reads before it waits, where nginx waits
-// for epoll first), no epoll_pwait to speak of. BenchmarkPassThroughWrk
-// after each step, each line one run (gate-proc-nodirect: the same gate
-// with Go's own socket I/O, in the same rounds):
+// Allocations per pass-through request in the gate: 13 -> 3. CPU per
+// request under wrk, four alternating 3 s runs after all of it: 20.8-24.4
+// µs for the gate, 18.6-21.4 µs for nginx with one worker, 20.3-22.2 µs for
+// nginx's two workers together with worker_processes auto. strace -c: 2
+// writes, 2.6 reads of which 0.6 find no data (the goroutine model reads
+// before it waits, where nginx waits for epoll first), a few dozen futex
+// calls a second. BenchmarkPassThroughWrk after each step, each line one
+// run (gate-proc-nodirect: the same gate with Go's own socket I/O, in the
+// same rounds):
 //
 //	after                      rounds    small: /nginx  /nginx-auto  detail: /nginx  /nginx-auto  nodirect/nginx
 //	direct I/O                 5 x 3 s   0.93           0.89         1.11            0.99         0.86
@@ -291,11 +295,25 @@
 //	+ no allocation in I/O     5 x 3 s   0.93           0.92         1.13            0.96         0.90
 //	                           11 x 2 s  1.04           0.96         1.02            0.99         0.94
 //	+ line-at-a-time heads     11 x 2 s  1.03           0.96         1.13            1.14         0.90
-//	+ one clock read           11 x 2 s  RESULT_C
+//	+ one clock read           11 x 2 s  0.96           1.00         1.06            0.97         0.88
+//	+ no lock, no URL parse    11 x 2 s  1.01           1.03         1.13            1.00         0.94
+//	+ plainLines by words      11 x 2 s  1.06           1.01         1.16            0.99         0.99
+//	                           11 x 2 s  0.96           0.88         1.03            0.97         0.88
 //
-// So the gate's pass-through rate is now nginx's with one worker on both
-// answers, and nginx's with a worker per core on the realistic 15 KiB
-// answer; on the 100-byte answer it stays a few per cent below the latter.
+// With Go clients (BenchmarkPassThrough, 50000x) after all of it:
+// gate-proc/nginx 0.92, /nginx-auto 0.96. BenchmarkLatency: added p99 117
+// µs for a pass-through, 585 µs for a gated boot. The 60 s load run: 17936
+// requests, 0 errors, goroutines 11 -> 11, heap 3.0 -> 3.1 MiB.
+//
+// So the gate's pass-through rate is nginx's, with one worker or one per
+// core, on both answers: over the last three runs (the last two with all
+// of it) the median ratios are 1.01 and 1.01 on the small answer, 1.13
+// and 0.99 on the 15 KiB one, and single runs fall either side of 1 by up
+// to 12% (the machine's two cores are shared with other jobs). nginx
+// still spends less CPU per request than the gate (about 15% less with
+// one worker); what is left of that is the goroutine model itself (a read
+// before each wait, goroutines parked and woken), which only an event
+// loop of its own would remove.
 // GOGC=400 made no measurable difference before the fast server.
 //
 //	go test ./validator/proxy -run '^$' -bench 'PassThrough$' -benchtime 50000x
