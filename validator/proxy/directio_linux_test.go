@@ -65,6 +65,11 @@ func TestDirectConnMatchesTCPConn(t *testing.T) {
 		}
 		return ""
 	}
+	// readOnce is the outcome of one read of up to 10 bytes
+	readOnce := func(c net.Conn) outcome {
+		n, err := c.Read(make([]byte, 10))
+		return outcome{n: int64(n), err: kind(err), op: op(err)}
+	}
 	big := randomBytes(8 << 20)
 	tests := []struct {
 		name string
@@ -137,18 +142,15 @@ func TestDirectConnMatchesTCPConn(t *testing.T) {
 		}},
 		{"fail EOF when the peer closes", func(t *testing.T, c, s net.Conn) outcome {
 			s.Close()
-			n, err := c.Read(make([]byte, 10))
-			return outcome{n: int64(n), err: kind(err), op: op(err)}
+			return readOnce(c)
 		}},
 		{"fail a read past its deadline", func(t *testing.T, c, s net.Conn) outcome {
 			_ = c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
-			n, err := c.Read(make([]byte, 10))
-			return outcome{n: int64(n), err: kind(err), op: op(err)}
+			return readOnce(c)
 		}},
 		{"fail a blocked read interrupted by a deadline set elsewhere", func(t *testing.T, c, s net.Conn) outcome {
 			go func() { time.Sleep(20 * time.Millisecond); _ = c.SetReadDeadline(aLongTimeAgo) }()
-			n, err := c.Read(make([]byte, 10))
-			return outcome{n: int64(n), err: kind(err), op: op(err)}
+			return readOnce(c)
 		}},
 		{"fail a write past its deadline", func(t *testing.T, c, s net.Conn) outcome {
 			_ = c.SetWriteDeadline(aLongTimeAgo)
@@ -157,20 +159,17 @@ func TestDirectConnMatchesTCPConn(t *testing.T) {
 		}},
 		{"fail a read on a closed connection", func(t *testing.T, c, s net.Conn) outcome {
 			c.Close()
-			n, err := c.Read(make([]byte, 10))
-			return outcome{n: int64(n), err: kind(err), op: op(err)}
+			return readOnce(c)
 		}},
 		{"fail a blocked read when the connection is closed", func(t *testing.T, c, s net.Conn) outcome {
 			go func() { time.Sleep(20 * time.Millisecond); c.Close() }()
-			n, err := c.Read(make([]byte, 10))
-			return outcome{n: int64(n), err: kind(err), op: op(err)}
+			return readOnce(c)
 		}},
 		{"fail a read when the peer resets", func(t *testing.T, c, s net.Conn) outcome {
 			_ = s.(*net.TCPConn).SetLinger(0)
 			s.Close()
 			time.Sleep(20 * time.Millisecond)
-			n, err := c.Read(make([]byte, 10))
-			return outcome{n: int64(n), err: kind(err), op: op(err)}
+			return readOnce(c)
 		}},
 		{"fail writes after the peer reset", func(t *testing.T, c, s net.Conn) outcome {
 			_ = s.(*net.TCPConn).SetLinger(0)
