@@ -299,21 +299,24 @@
 //	+ no lock, no URL parse    11 x 2 s  1.01           1.03         1.13            1.00         0.94
 //	+ plainLines by words      11 x 2 s  1.06           1.01         1.16            0.99         0.99
 //	                           11 x 2 s  0.96           0.88         1.03            0.97         0.88
+//	                           11 x 2 s  1.01           0.97         1.02            0.97         0.95
 //
 // With Go clients (BenchmarkPassThrough, 50000x) after all of it:
 // gate-proc/nginx 0.92, /nginx-auto 0.96. BenchmarkLatency: added p99 117
 // µs for a pass-through, 585 µs for a gated boot. The 60 s load run: 17936
 // requests, 0 errors, goroutines 11 -> 11, heap 3.0 -> 3.1 MiB.
 //
-// So the gate's pass-through rate is nginx's, with one worker or one per
-// core, on both answers: over the last three runs (the last two with all
-// of it) the median ratios are 1.01 and 1.01 on the small answer, 1.13
-// and 0.99 on the 15 KiB one, and single runs fall either side of 1 by up
-// to 12% (the machine's two cores are shared with other jobs). nginx
-// still spends less CPU per request than the gate (about 15% less with
-// one worker); what is left of that is the goroutine model itself (a read
-// before each wait, goroutines parked and woken), which only an event
-// loop of its own would remove.
+// So, over the three runs with all of it (median ratio, and the range):
+// against nginx with one worker the gate's pass-through rate is at least
+// nginx's, 1.01 (0.96-1.06) on the small answer and 1.03 (1.02-1.16) on
+// the 15 KiB one; against nginx with a worker per core (Debian's default,
+// worker_processes auto) it is 0.97 (0.88-1.01) and 0.97 (0.97-0.99), a
+// few per cent short, with single runs varying by about 10% (the
+// machine's two cores are shared with other jobs). nginx still spends
+// less CPU per request than the gate (about 15% less with one worker);
+// what is left of that is the goroutine model itself (a read before each
+// wait, goroutines parked and woken: a Gosched before those reads, tried,
+// changed nothing), which only an event loop of its own would remove.
 // GOGC=400 made no measurable difference before the fast server.
 //
 //	go test ./validator/proxy -run '^$' -bench 'PassThrough$' -benchtime 50000x
