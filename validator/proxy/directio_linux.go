@@ -21,9 +21,9 @@ import (
 // the receiver within the call). Told of a system call, the runtime's
 // monitor thread (sysmon) hands the goroutine's processor to another thread
 // when the call outlasts its 20 µs tick while goroutines wait, a futex
-// wake-up and a context switch each time. Under pass-through load that is
-// most of what the gate's goroutines cost beyond the system calls
-// themselves (validator/proxy/doc.go has the measurements).
+// wake-up and a context switch each time. Under pass-through load that was
+// about a tenth of the gate's CPU per request (validator/proxy/doc.go has
+// the measurements).
 //
 // What changes for the rest of the program: while a raw call runs, its
 // thread keeps its processor, as it does for any code that runs for a few

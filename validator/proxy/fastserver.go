@@ -44,9 +44,10 @@ import (
 // request is bounded by IdleTimeout, a request head by ReadHeaderTimeout
 // (from its first byte), the answer by WriteTimeout. Each deadline is
 // moved only when the one set is more than a second short of it
-// (lazyDeadline, deadlineSlack), so it may fall up to a second early. Shutdown closes the
-// listener and idle connections at once, lets requests in flight finish
-// with "Connection: close", and closes what remains when its context ends.
+// (lazyDeadline, deadlineSlack), so it may fall up to a second early.
+// Shutdown closes the listener and idle connections at once, lets
+// requests in flight finish with "Connection: close", and closes what
+// remains when its context ends.
 
 // fastBufSize is the size of a connection's read buffer: a request head
 // that does not fit in it is handed to net/http (whose limit,
