@@ -157,8 +157,9 @@ func (c *directConn) write(fd uintptr) bool {
 		if len(c.wb) == 0 {
 			r, _, e = syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&c.wa[0])), uintptr(len(c.wa)))
 		} else {
-			c.iov[0].Base, c.iov[0].Len = &c.wa[0], uint64(len(c.wa))
-			c.iov[1].Base, c.iov[1].Len = &c.wb[0], uint64(len(c.wb))
+			c.iov[0].Base, c.iov[1].Base = &c.wa[0], &c.wb[0]
+			c.iov[0].SetLen(len(c.wa))
+			c.iov[1].SetLen(len(c.wb))
 			r, _, e = syscall.RawSyscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&c.iov[0])), 2)
 		}
 		switch e {
