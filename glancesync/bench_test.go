@@ -110,7 +110,7 @@ func timedRun(tb testing.TB, cmd *exec.Cmd) (runStats, []byte) {
 	}
 	st := runStats{wall: d, cpu: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		st.maxRSS = ru.Maxrss // KiB on Linux
+		st.maxRSS = int64(ru.Maxrss) // KiB on Linux (int32 on 32-bit systems)
 	}
 	return st, out.Bytes()
 }
