@@ -152,7 +152,7 @@ func plainLines(b []byte) bool {
 // their neighbours in b.
 func plainBytes(b []byte, from, to int) bool {
 	for i := from; i < to; i++ {
-		switch headBytes[b[i]] &^ hbToken {
+		switch headBytes[b[i]] &^ (hbToken | hbPath) {
 		case hbPlain:
 		case hbCR:
 			if i+1 >= len(b) || b[i+1] != '\n' {
@@ -202,7 +202,8 @@ func trimOWS(v string) string {
 }
 
 // The classes of headBytes: what a byte may be in a head (plainLines),
-// and whether it is a token character (tokenName). A table, because the
+// whether it is a token character (tokenName), and whether url keeps it
+// unescaped in a path (fastURL). A table, because the
 // heads of every request and every answer of the fast paths go through
 // both, a byte at a time.
 const (
@@ -210,6 +211,7 @@ const (
 	hbCR
 	hbLF
 	hbToken // (with hbPlain) a tchar of RFC 9110
+	hbPath  // (with hbPlain) a byte url keeps as it is in a path (fastURL)
 )
 
 var headBytes = func() (t [256]uint8) {
@@ -222,6 +224,10 @@ var headBytes = func() (t [256]uint8) {
 		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
 			strings.IndexByte("!#$%&'*+-.^_`|~", byte(c)) >= 0 {
 			t[c] |= hbToken
+		}
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			strings.IndexByte("-_.~$&+,/:;=@", byte(c)) >= 0 {
+			t[c] |= hbPath // (unreserved, the sub-delimiters url leaves in a path, / : @)
 		}
 	}
 	return t
@@ -254,7 +260,7 @@ func fastURL(target string, u *url.URL) *url.URL {
 		return parseRequestURI(target)
 	}
 	for i := 0; i < len(path); i++ {
-		if !plainPathByte(path[i]) {
+		if headBytes[path[i]]&hbPath == 0 {
 			return parseRequestURI(target)
 		}
 	}
@@ -265,13 +271,6 @@ func fastURL(target string, u *url.URL) *url.URL {
 	}
 	*u = url.URL{Path: path, RawQuery: query, ForceQuery: hasQuery && query == ""}
 	return u
-}
-
-// plainPathByte reports a byte url keeps as it is in a path (unreserved,
-// or a sub-delimiter it does not escape there, or / : @).
-func plainPathByte(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
-		strings.IndexByte("-_.~$&+,/:;=@", c) >= 0
 }
 
 func parseRequestURI(target string) *url.URL {
