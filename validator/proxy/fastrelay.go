@@ -3,8 +3,6 @@ package proxy
 import (
 	"bytes"
 	"net/http"
-	"net/textproto"
-	"strings"
 )
 
 // The fast server's relay of plain answers. When the fast server (not
@@ -28,9 +26,17 @@ type plainAnswer struct {
 	status        int
 	contentLength int64
 	hasDate       bool
-	n             int         // length of the head
-	fields        []fastField // canonical names, sorted by name (stable)
+	n             int          // length of the head
+	fields        []plainField // canonical names, sorted by name (stable)
+	// head is the answer's header lines, copied out of the upstream
+	// connection's buffer (which a read of the body may overwrite), with
+	// the names made canonical in place; fields are slices of it. Both are
+	// reused from answer to answer, so that a parse allocates nothing.
+	head []byte
 }
+
+// plainField is a header field of a plainAnswer: slices of its head.
+type plainField struct{ name, value []byte }
 
 // parsePlainAnswer parses the answer head at the start of buf into a (its
 // fields slice reused) and reports whether it is a plain one.
@@ -57,37 +63,37 @@ func parsePlainAnswer(buf []byte, a *plainAnswer) bool {
 	if status < 200 || status > 599 || !bodyAllowed(status) {
 		return false
 	}
-	*a = plainAnswer{status: status, contentLength: -1, n: end + 4, fields: a.fields[:0]}
-	s := string(head[bytes.IndexByte(head, '\n')+1:])
-	for s != "" {
+	*a = plainAnswer{status: status, contentLength: -1, n: end + 4, fields: a.fields[:0],
+		head: append(a.head[:0], head[bytes.IndexByte(head, '\n')+1:]...)}
+	for b := a.head; len(b) > 0; {
 		// (plainLines: every CR is followed by an LF, and every LF
 		// follows a CR)
-		eol := strings.IndexByte(s, '\r')
-		line := s[:eol]
-		s = s[eol+2:]
-		colon := strings.IndexByte(line, ':')
+		eol := bytes.IndexByte(b, '\r')
+		line := b[:eol]
+		b = b[eol+2:]
+		colon := bytes.IndexByte(line, ':')
 		if colon < 0 {
 			return false
 		}
-		name, value := line[:colon], trimOWS(line[colon+1:])
-		token, canonical := tokenName(name)
+		name, value := line[:colon], trimOWSBytes(line[colon+1:])
+		token, canonical := tokenName(string(name)) // (no copy: the conversion does not escape)
 		if !token {
 			return false
 		}
 		if !canonical {
-			name = textproto.CanonicalMIMEHeaderKey(name)
+			canonicalToken(name)
 		}
-		switch name {
+		switch string(name) {
 		case "Content-Length":
 			if a.contentLength >= 0 || !plainLength(value) {
 				return false
 			}
 			a.contentLength = 0
-			for i := 0; i < len(value); i++ {
-				a.contentLength = a.contentLength*10 + int64(value[i]-'0')
+			for _, c := range value {
+				a.contentLength = a.contentLength*10 + int64(c-'0')
 			}
 		case "Content-Type":
-			if strings.Contains(strings.ToLower(value), "event-stream") {
+			if containsFold(value, "event-stream") {
 				return false // streamed, flushed as it comes: relay's
 			}
 		case "Date":
@@ -96,14 +102,14 @@ func parsePlainAnswer(buf []byte, a *plainAnswer) bool {
 			"Proxy-Authorization", "Te", "Trailer", "Upgrade", "Location", "Pragma":
 			return false
 		}
-		a.fields = append(a.fields, fastField{name, value})
+		a.fields = append(a.fields, plainField{name, value})
 	}
 	if a.contentLength < 0 || !a.has("Content-Type") {
 		return false // (a missing type is sniffed: relay's)
 	}
 	// sorted as http.Header.WriteSubset sorts, values of a name in order
 	for i := 1; i < len(a.fields); i++ {
-		for j := i; j > 0 && a.fields[j].name < a.fields[j-1].name; j-- {
+		for j := i; j > 0 && bytes.Compare(a.fields[j].name, a.fields[j-1].name) < 0; j-- {
 			a.fields[j], a.fields[j-1] = a.fields[j-1], a.fields[j]
 		}
 	}
@@ -112,7 +118,7 @@ func parsePlainAnswer(buf []byte, a *plainAnswer) bool {
 
 func (a *plainAnswer) has(name string) bool {
 	for _, f := range a.fields {
-		if f.name == name {
+		if string(f.name) == name {
 			return true
 		}
 	}
@@ -121,16 +127,62 @@ func (a *plainAnswer) has(name string) bool {
 
 // plainLength reports a Content-Length value of plain digits, no leading
 // zero, at most 15 digits.
-func plainLength(v string) bool {
-	if v == "" || len(v) > 15 || (v[0] == '0' && len(v) > 1) {
+func plainLength(v []byte) bool {
+	if len(v) == 0 || len(v) > 15 || (v[0] == '0' && len(v) > 1) {
 		return false
 	}
-	for i := 0; i < len(v); i++ {
-		if v[i] < '0' || v[i] > '9' {
+	for _, c := range v {
+		if c < '0' || c > '9' {
 			return false
 		}
 	}
 	return true
+}
+
+// canonicalToken makes a token field name canonical in place, as
+// textproto.CanonicalMIMEHeaderKey makes it: an upper-case letter first
+// and after each hyphen, lower case elsewhere.
+func canonicalToken(name []byte) {
+	upper := true
+	for i, c := range name {
+		if upper && 'a' <= c && c <= 'z' {
+			name[i] = c - ('a' - 'A')
+		} else if !upper && 'A' <= c && c <= 'Z' {
+			name[i] = c + ('a' - 'A')
+		}
+		upper = c == '-'
+	}
+}
+
+// containsFold reports whether v holds sub (lower-case ASCII) in any case.
+func containsFold(v []byte, sub string) bool {
+	for i := 0; i+len(sub) <= len(v); i++ {
+		j := 0
+		for ; j < len(sub); j++ {
+			c := v[i+j]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != sub[j] {
+				break
+			}
+		}
+		if j == len(sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// trimOWSBytes is bytes.Trim(v, " \t").
+func trimOWSBytes(v []byte) []byte {
+	for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
+		v = v[1:]
+	}
+	for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
+		v = v[:len(v)-1]
+	}
+	return v
 }
 
 // relayPlain copies a plain answer, whose head w.plain holds, to w: the

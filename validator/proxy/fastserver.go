@@ -281,6 +281,11 @@ type clientWatch struct {
 	timer *time.Timer
 	mu    sync.Mutex
 	state int // watchIdle, watchArmed, watchReading
+	// set: the timer is set, and its function will look at state (arm
+	// leaves a set timer as it is, rather than resetting it for every
+	// request); since: when the armed request arrived
+	set   bool
+	since time.Time
 	done  chan struct{}
 	b     [1]byte
 	// up is the upstream connection of the exchange in flight (track),
@@ -319,12 +324,19 @@ const (
 	watchReading
 )
 
-// arm starts the timer for one request.
-func (fc *fastConn) arm() {
+// arm starts the watch of the request that arrived at start. The timer is
+// set only when it is not already: one set for an earlier request fires
+// early for this one, and is set again for what is left of watchAfter.
+func (fc *fastConn) arm(start time.Time) {
 	w := &fc.watch
 	w.mu.Lock()
-	w.state = watchArmed
+	w.state, w.since = watchArmed, start
+	set := !w.set
+	w.set = true
 	w.mu.Unlock()
+	if !set {
+		return
+	}
 	if w.timer == nil {
 		w.timer = time.AfterFunc(watchAfter, fc.watchClient)
 	} else {
@@ -332,10 +344,10 @@ func (fc *fastConn) arm() {
 	}
 }
 
-// disarm stops the watch and waits for its read to end.
+// disarm ends the watch and waits for its read to end. The timer is left
+// to fire: its function sees no request armed and lets it be.
 func (fc *fastConn) disarm() {
 	w := &fc.watch
-	w.timer.Stop()
 	w.mu.Lock()
 	st := w.state
 	w.state = watchIdle
@@ -352,10 +364,17 @@ func (fc *fastConn) watchClient() {
 	w := &fc.watch
 	w.mu.Lock()
 	if w.state != watchArmed {
+		w.set = false
 		w.mu.Unlock()
 		return
 	}
-	w.state = watchReading
+	if left := watchAfter - time.Since(w.since); left > 0 {
+		// set for an earlier request
+		w.timer.Reset(left)
+		w.mu.Unlock()
+		return
+	}
+	w.state, w.set = watchReading, false
 	w.done = make(chan struct{})
 	w.mu.Unlock()
 	defer close(w.done)
@@ -403,6 +422,7 @@ func (fc *fastConn) serve() {
 		fc.cancel()
 		if fc.watch.timer != nil {
 			fc.disarm()
+			fc.watch.timer.Stop()
 		}
 		if !handedOver {
 			c.Close()
@@ -532,7 +552,7 @@ func (fc *fastConn) serveRequest(start time.Time) (reuse bool, end time.Time) {
 	r, w := fc.req, &fc.resp
 	w.reset(r.Method == http.MethodHead, r.Close)
 	w.start = start
-	fc.arm()
+	fc.arm(start)
 	defer func() {
 		fc.disarm()
 		if err := recover(); err != nil {

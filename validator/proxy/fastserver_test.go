@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"log/slog"
@@ -257,6 +258,7 @@ func TestPlainAnswer(t *testing.T) {
 		forwarderCases["chunked"], forwarderCases["eof"], forwarderCases["nocontent"], forwarderCases["hints"],
 		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", // no type: sniffed
 		"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: 2\r\n\r\nok",
+		"HTTP/1.1 200 OK\r\ncontent-type: Text/Event-Stream; charset=utf-8\r\nContent-Length: 2\r\n\r\nok",
 		"HTTP/1.1 200 OK\r\nContent-Type: a\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok",
 		"HTTP/1.1 200 OK\r\nContent-Type: a\r\nContent-Length: 02\r\n\r\nok",
 		"HTTP/1.1 200 OK\r\nContent-Type: a\r\nContent-Length: 2\r\nPragma: no-cache\r\n\r\nok",
@@ -390,6 +392,31 @@ func TestFastServerClientGone(t *testing.T) {
 	case <-up.gone:
 	case <-time.After(20 * time.Second):
 		t.Fatal("the gate kept its upstream connection to a gone client's request")
+	}
+	// the same after answered requests on the connection: the watch's
+	// timer, set for the first of them, fires early for the slow one and
+	// is set again for what is left
+	c, err = net.Dial("tcp", pair.fast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	for range 3 {
+		_, _ = io.WriteString(c, "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		time.Sleep(watchAfter / 4)
+	}
+	_, _ = io.WriteString(c, "GET /v2.1/servers/slow HTTP/1.1\r\nHost: h\r\n\r\n")
+	up.waitRequests(5)
+	c.Close()
+	select {
+	case <-up.gone:
+	case <-time.After(20 * time.Second):
+		t.Fatal("after answered requests, the gate kept its upstream connection to a gone client's request")
 	}
 	// a slow answer with the next request already sent behind it
 	go func() { time.Sleep(3 * watchAfter); close(release) }()

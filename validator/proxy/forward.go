@@ -372,9 +372,11 @@ var errTooMany1xx = errors.New("upstream sent too many 1xx responses")
 func (p *Proxy) forward(w http.ResponseWriter, r *http.Request) {
 	pool := p.pool
 	ctx := r.Context()
-	now := time.Now()
+	var now time.Time
 	if fw, ok := w.(*fastResponse); ok && !fw.start.IsZero() {
 		now = fw.start // (the fast server's clock read for this request)
+	} else {
+		now = time.Now()
 	}
 	for attempt := 0; ; attempt++ {
 		uc, reused, err := pool.get(ctx, now)

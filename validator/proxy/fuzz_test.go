@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -139,7 +140,7 @@ func FuzzFastHead(f *testing.F) {
 		}
 		got := http.Header{}
 		for _, fl := range h.fields {
-			got[fl.name] = append(got[fl.name], fl.value)
+			got[string(fl.name)] = append(got[string(fl.name)], string(fl.value))
 		}
 		if p := got["Pragma"]; len(p) > 0 && p[0] == "no-cache" && got["Cache-Control"] == nil {
 			got["Cache-Control"] = []string{"no-cache"}
@@ -179,13 +180,13 @@ func FuzzPlainAnswer(f *testing.F) {
 		}
 		got := http.Header{}
 		for _, fl := range a.fields {
-			got[fl.name] = append(got[fl.name], fl.value)
+			got[string(fl.name)] = append(got[string(fl.name)], string(fl.value))
 		}
 		if !reflect.DeepEqual(got, resp.Header) {
 			t.Fatalf("header fields\nfast %q\nnet/http %q", got, resp.Header)
 		}
 		for i := 1; i < len(a.fields); i++ {
-			if a.fields[i].name < a.fields[i-1].name {
+			if bytes.Compare(a.fields[i].name, a.fields[i-1].name) < 0 {
 				t.Fatalf("not sorted: %q", a.fields)
 			}
 		}
@@ -205,6 +206,20 @@ func FuzzPlainLines(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if got, want := plainLines(b), plainBytes(b, 0, len(b)); got != want {
 			t.Fatalf("plainLines(%q) = %v, byte at a time %v", b, got, want)
+		}
+	})
+}
+
+// FuzzSplitPath: splitPath, into a fixed array when the segments fit,
+// splits as strings.Split does.
+func FuzzSplitPath(f *testing.F) {
+	for _, s := range []string{"", "/", "v2.1/servers", "v2/p/servers/x/action", "a/b/c/d/e/f/g/h", "a/b/c/d/e/f/g/h/i", "//", "////////////"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		var buf [8]string
+		if got, want := splitPath(p, &buf), strings.Split(p, "/"); !slices.Equal(got, want) {
+			t.Fatalf("splitPath(%q) = %q, strings.Split %q", p, got, want)
 		}
 	})
 }

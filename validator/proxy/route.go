@@ -61,7 +61,8 @@ func classifyPath(escapedPath string) (r route, anomalous bool) {
 	if !strings.HasPrefix(p, "/") {
 		anomalous = true
 	}
-	segs := strings.Split(strings.TrimPrefix(p, "/"), "/")
+	var segBuf [8]string
+	segs := splitPath(strings.TrimPrefix(p, "/"), &segBuf)
 	if segs[len(segs)-1] == "" {
 		// trailing slash: Nova's routes do not match it (404) but versions do.
 		segs = segs[:len(segs)-1]
@@ -118,4 +119,21 @@ func trimJSONSuffix(s string) string {
 		return s[:len(s)-5]
 	}
 	return s
+}
+
+// splitPath is strings.Split(p, "/") into buf when the segments fit in
+// it (every path the gate judges does), without allocating.
+func splitPath(p string, buf *[8]string) []string {
+	rest := p
+	for n := 0; ; n++ {
+		if n == len(buf) {
+			return strings.Split(p, "/")
+		}
+		i := strings.IndexByte(rest, '/')
+		if i < 0 {
+			buf[n] = rest
+			return buf[:n+1]
+		}
+		buf[n], rest = rest[:i], rest[i+1:]
+	}
 }
