@@ -24,7 +24,8 @@ openstack-deps:
 	tests/openstack/install.sh
 
 # Everything, with the race detector, against a real Keystone, Glance and
-# nova-api started once on 127.0.0.1 for the whole run.
+# nova-api started once on 127.0.0.1 for the whole run; then the allocation
+# guards (TestFastPassThroughAllocs) without it.
 test: deps build lint
 	tests/run-tests.sh
 

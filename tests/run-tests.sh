@@ -26,6 +26,10 @@ case "$mode" in
 test)
 	echo "== go test -race ./..."
 	"$GO" test -race -count=1 -timeout 30m ./...
+	# the allocation guards count what the race detector's instrumentation
+	# would add to, so they run without it
+	echo "== go test -run Allocs ./... (without -race)"
+	"$GO" test -count=1 -run Allocs ./...
 	;;
 bench)
 	"$GO" test -run '^$' -bench . -benchmem -benchtime "${BENCHTIME:-1x}" -timeout 60m ./...

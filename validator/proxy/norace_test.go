@@ -1,0 +1,6 @@
+//go:build !race
+
+package proxy
+
+// raceBuild: the race detector is on (its instrumentation allocates).
+const raceBuild = false
