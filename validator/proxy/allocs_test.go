@@ -27,41 +27,28 @@ func TestFastPassThroughAllocs(t *testing.T) {
 	}
 	answer := []byte("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n" +
 		"Date: Thu, 26 Nov 2026 03:00:00 GMT\r\nX-Openstack-Request-Id: req-0\r\n\r\n{}")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	ln := listenLoopback(t, func(c net.Conn) {
+		defer c.Close()
+		buf := make([]byte, 16<<10)
+		n := 0
 		for {
-			c, err := ln.Accept()
+			m, err := c.Read(buf[n:])
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 16<<10)
-				n := 0
-				for {
-					m, err := c.Read(buf[n:])
-					if err != nil {
-						return
-					}
-					n += m
-					for {
-						i := bytes.Index(buf[:n], crlfcrlf)
-						if i < 0 {
-							break
-						}
-						if _, err := c.Write(answer); err != nil {
-							return
-						}
-						n = copy(buf, buf[i+4:n])
-					}
+			n += m
+			for {
+				i := bytes.Index(buf[:n], crlfcrlf)
+				if i < 0 {
+					break
 				}
-			}()
+				if _, err := c.Write(answer); err != nil {
+					return
+				}
+				n = copy(buf, buf[i+4:n])
+			}
 		}
-	}()
+	})
 	pair := newFastPair(t, catalogue(t), "http://"+ln.Addr().String(), nil)
 	c, err := net.Dial("tcp", pair.fast)
 	if err != nil {

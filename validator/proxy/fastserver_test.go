@@ -385,14 +385,19 @@ func TestFastServerClientGone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _ = io.WriteString(c, "GET /v2.1/servers/slow HTTP/1.1\r\nHost: h\r\n\r\n")
-	up.waitRequests(1)
-	c.Close()
-	select {
-	case <-up.gone:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the gate kept its upstream connection to a gone client's request")
+	// slowThenGone sends a request the upstream never answers, then goes
+	// away: the gate must drop the upstream connection
+	slowThenGone := func(c net.Conn, requestsBefore int, when string) {
+		_, _ = io.WriteString(c, "GET /v2.1/servers/slow HTTP/1.1\r\nHost: h\r\n\r\n")
+		up.waitRequests(requestsBefore + 1)
+		c.Close()
+		select {
+		case <-up.gone:
+		case <-time.After(20 * time.Second):
+			t.Fatal(when + ", the gate kept its upstream connection to a gone client's request")
+		}
 	}
+	slowThenGone(c, 0, "on a new connection")
 	// the same after answered requests on the connection: the watch's
 	// timer, set for the first of them, fires early for the slow one and
 	// is set again for what is left
@@ -410,14 +415,7 @@ func TestFastServerClientGone(t *testing.T) {
 		_, _ = io.Copy(io.Discard, resp.Body)
 		time.Sleep(watchAfter / 4)
 	}
-	_, _ = io.WriteString(c, "GET /v2.1/servers/slow HTTP/1.1\r\nHost: h\r\n\r\n")
-	up.waitRequests(5)
-	c.Close()
-	select {
-	case <-up.gone:
-	case <-time.After(20 * time.Second):
-		t.Fatal("after answered requests, the gate kept its upstream connection to a gone client's request")
-	}
+	slowThenGone(c, 4, "after answered requests")
 	// a slow answer with the next request already sent behind it
 	go func() { time.Sleep(3 * watchAfter); close(release) }()
 	out := rawRoundTrip(t, pair.fast, "GET /v2.1/servers/later HTTP/1.1\r\nHost: h\r\n\r\n"+

@@ -31,11 +31,24 @@ type rawUpstream struct {
 }
 
 func newRawUpstream(t *testing.T, respond func(r *http.Request) (string, bool)) *rawUpstream {
+	u := &rawUpstream{respond: respond, gone: make(chan struct{}, 100)}
+	u.ln = listenLoopback(t, func(c net.Conn) {
+		u.mu.Lock()
+		u.conns++
+		u.mu.Unlock()
+		u.serve(c)
+	})
+	return u
+}
+
+// listenLoopback listens on a free loopback port until the test ends and
+// serves each connection it accepts with serve, in a goroutine of its own.
+func listenLoopback(t *testing.T, serve func(net.Conn)) net.Listener {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := &rawUpstream{ln: ln, respond: respond, gone: make(chan struct{}, 100)}
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
@@ -43,13 +56,10 @@ func newRawUpstream(t *testing.T, respond func(r *http.Request) (string, bool)) 
 			if err != nil {
 				return
 			}
-			u.mu.Lock()
-			u.conns++
-			u.mu.Unlock()
-			go u.serve(c)
+			go serve(c)
 		}
 	}()
-	return u
+	return ln
 }
 
 func (u *rawUpstream) serve(c net.Conn) {
