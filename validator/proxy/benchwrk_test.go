@@ -24,7 +24,9 @@ var (
 // BenchmarkPassThroughWrk is BenchmarkPassThrough with wrk (Debian's
 // package) as the load generator instead of Go clients in this process: one
 // wrk thread, 32 connections, GET /v2.1/flavors, the targets taking turns
-// for 5 rounds (median reported; envWrkRounds sets another number). wrk is
+// for 5 rounds (median reported; envWrkRounds sets another number), in
+// reverse order every other round. The paired-* metrics are the median of
+// each round's own ratio. wrk is
 // a C event loop that needs far less CPU per request than the Go clients,
 // so on a small machine more of it is left to the targets; both load
 // generators hit every target the same way.
@@ -70,15 +72,32 @@ func BenchmarkPassThroughWrk(b *testing.B) {
 	}
 	rates := map[string][]float64{}
 	b.ResetTimer()
-	for range rounds {
+	for round := range rounds {
 		for _, p := range paths {
-			for _, tg := range targets {
+			for i := range targets {
+				// every other round in reverse order, so that no target
+				// always follows the same one
+				tg := targets[i]
+				if round%2 == 1 {
+					tg = targets[len(targets)-1-i]
+				}
 				rates[p.prefix+tg.name] = append(rates[p.prefix+tg.name], run(tg.base, p.path, d))
 			}
 		}
 	}
 	b.StopTimer()
 	med := func(name string) float64 { return median(rates[name]) }
+	// paired: the median over rounds of the ratio within each round, where
+	// the two targets ran within seconds of each other (steadier than the
+	// ratio of medians when the machine's load drifts)
+	paired := func(a, over string) float64 {
+		r := make([]float64, len(rates[a]))
+		for i := range r {
+			r[i] = rates[a][i] / rates[over][i]
+		}
+		b.Logf("%s/%s by round: %.3f", a, over, r)
+		return median(r)
+	}
 	for _, p := range paths {
 		for _, tg := range targets {
 			b.ReportMetric(med(p.prefix+tg.name), p.prefix+tg.name+"-req/s")
@@ -87,6 +106,8 @@ func BenchmarkPassThroughWrk(b *testing.B) {
 		if t.nginx != "" {
 			b.ReportMetric(med(p.prefix+"gate-proc")/med(p.prefix+"nginx"), p.prefix+"gate-proc/nginx")
 			b.ReportMetric(med(p.prefix+"gate-proc")/med(p.prefix+"nginx-auto"), p.prefix+"gate-proc/nginx-auto")
+			b.ReportMetric(paired(p.prefix+"gate-proc", p.prefix+"nginx"), p.prefix+"paired-gate-proc/nginx")
+			b.ReportMetric(paired(p.prefix+"gate-proc", p.prefix+"nginx-auto"), p.prefix+"paired-gate-proc/nginx-auto")
 			b.ReportMetric(med(p.prefix+"gate-proc-nethttp")/med(p.prefix+"nginx"), p.prefix+"gate-proc-nethttp/nginx")
 			b.ReportMetric(med(p.prefix+"gate-proc-nodirect")/med(p.prefix+"nginx"), p.prefix+"gate-proc-nodirect/nginx")
 			b.ReportMetric(med(p.prefix+"gate-proc-nethttp")/med(p.prefix+"nginx-auto"), p.prefix+"gate-proc-nethttp/nginx-auto")

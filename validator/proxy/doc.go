@@ -342,6 +342,21 @@
 // short of nginx with worker_processes auto (0.95), run medians varying by
 // 10% on this shared machine (a Firecracker VM with 2 cores).
 //
+// The benchmark then ran its targets in reverse order every other round
+// and reported paired ratios too (paired-*: the median of each round's own
+// ratio, the two targets having run within seconds of each other). Two
+// more runs of 11 x 2 s, paired:
+//
+//	small: /nginx  /nginx-auto  detail: /nginx  /nginx-auto
+//	1.01           0.91         1.20            1.08
+//	1.00           0.95         1.09            1.08
+//
+// Single rounds of small/nginx-auto ranged from 0.78 to 1.13. What is left
+// against nginx's two workers on small answers is the Go scheduler's work
+// across two processors on two shared cores (waking and parking threads,
+// futex calls, 5-6% of the gate's CPU in the profile), which nginx's two
+// single-threaded workers, each on its own epoll, do not have.
+//
 //	go test ./validator/proxy -run '^$' -bench 'PassThrough$' -benchtime 50000x
 //	go test ./validator/proxy -run '^$' -bench PassThroughWrk -benchtime 1x
 //	IMAGETRUST_PROXY_BENCH_WRK_ROUNDS=11 IMAGETRUST_PROXY_BENCH_WRK_DURATION=2s (the runs of 11 rounds)

@@ -330,18 +330,16 @@ const (
 func (fc *fastConn) arm(start time.Time) {
 	w := &fc.watch
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	w.state, w.since = watchArmed, start
-	set := !w.set
-	w.set = true
-	w.mu.Unlock()
-	if !set {
-		return
-	}
-	if w.timer == nil {
+	switch {
+	case w.set:
+	case w.timer == nil:
 		w.timer = time.AfterFunc(watchAfter, fc.watchClient)
-	} else {
+	default:
 		w.timer.Reset(watchAfter)
 	}
+	w.set = true
 }
 
 // disarm ends the watch and waits for its read to end. The timer is left
