@@ -186,10 +186,10 @@ type Proxy struct {
 	// etc/cinder/policy.yaml.
 	VolumePolicy  string `toml:"volume_policy"`
 	MetricsListen string `toml:"metrics_listen"`
-	// FastPassThrough serves plain-HTTP listeners with the hand-written
-	// pass-through server, which hands a connection to net/http at its
-	// first request that is not a plain pass-through (default true; false:
-	// net/http's server alone). TLS listeners always use net/http.
+	// FastPassThrough serves the listener (plain or TLS) with the
+	// hand-written pass-through server, which hands a connection to
+	// net/http at its first request that is not a plain pass-through
+	// (default true; false: net/http's server alone).
 	FastPassThrough *bool `toml:"fast_passthrough"`
 }
 

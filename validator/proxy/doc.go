@@ -149,10 +149,12 @@
 // pooled 32 KiB copy buffers and a Transport that keeps 512 idle
 // connections, uses 32 KiB buffers, never compresses and speaks HTTP/1.1.
 //
-// The gate's plain-HTTP listener is served by the fast server
+// The gate's listener, plain or TLS, is served by the fast server
 // (fastserver.go) unless ServerOptions.NetHTTPOnly is set (the command:
-// proxy.fast_passthrough = false) or the listener is TLS: a hand-written
-// HTTP/1.1 server for pass-through connections. Per connection it parses
+// proxy.fast_passthrough = false): a hand-written HTTP/1.1 server for
+// pass-through connections (over TLS it does the handshake as net/http
+// does, and a connection it hands over keeps its TLS state for net/http's
+// requests: withHandoffTLS). Per connection it parses
 // each request head strictly (fasthead.go: GET, HEAD or OPTIONS, origin-form
 // target, HTTP/1.1, CRLF, ASCII, one Host, no obs-fold, no body nor
 // anything announcing one, no Expect or Upgrade, at most 8 KiB) and, when

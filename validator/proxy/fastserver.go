@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/http"
@@ -16,8 +18,9 @@ import (
 	"time"
 )
 
-// The fast server serves the gate's plain-HTTP listener in place of
-// net/http's server for pass-through traffic. Per connection it reads each
+// The fast server serves the gate's listener (plain HTTP, or HTTP/1.1
+// over TLS) in place of net/http's server for pass-through traffic. Per
+// connection it reads each
 // request head into its own buffer and, when the head is one
 // parseFastHead accepts and the request one the forwarder takes and the
 // gate passes through (fastEligible: what ServeHTTP would send to
@@ -59,13 +62,14 @@ var (
 	fastWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
 )
 
-// fastServer is the gate's server for plain-HTTP listeners.
+// fastServer is the gate's server.
 type fastServer struct {
 	p  *Proxy
 	hs *http.Server // serves the connections handed over
 	hl *handoffListener
 	// net/http's timeouts, from hs
 	readHeaderTimeout, idleTimeout, writeTimeout time.Duration
+	tlsHandshakeTimeout                          time.Duration
 	errorLog                                     *log.Logger
 
 	// handOvers counts the connections handed over to net/http.
@@ -91,6 +95,18 @@ func newFastServer(p *Proxy, hs *http.Server) *fastServer {
 	if s.idleTimeout <= 0 {
 		s.idleTimeout = hs.ReadTimeout
 	}
+	// as net/http: the shortest of its timeouts bounds a TLS handshake
+	for _, d := range []time.Duration{hs.ReadHeaderTimeout, hs.ReadTimeout, hs.WriteTimeout} {
+		if d > 0 && (s.tlsHandshakeTimeout == 0 || d < s.tlsHandshakeTimeout) {
+			s.tlsHandshakeTimeout = d
+		}
+	}
+	// A connection handed over after a TLS handshake reaches hs as a
+	// handoffConn, not a *tls.Conn, so hs would give its requests no TLS
+	// state: the connection's context carries it, and the handler puts it
+	// back (withHandoffTLS).
+	hs.ConnContext = handoffTLSContext
+	hs.Handler = withHandoffTLS(hs.Handler)
 	return s
 }
 
@@ -244,9 +260,10 @@ type fastConn struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	watch  clientWatch
-	rd     lazyDeadline // c's read deadline, as the request loop set it
-	idle   atomic.Bool  // waiting for a next request (setIdle)
-	url    url.URL      // the request's URL when fastURL needs no parse
+	rd     lazyDeadline         // c's read deadline, as the request loop set it
+	tls    *tls.ConnectionState // after the handshake, when c is a *tls.Conn
+	idle   atomic.Bool          // waiting for a next request (setIdle)
+	url    url.URL              // the request's URL when fastURL needs no parse
 }
 
 // fastSource is the connection as its read buffer sees it: first the byte
@@ -403,6 +420,14 @@ func isTimeoutErr(err error) bool {
 // serve runs the connection's request loop.
 func (fc *fastConn) serve() {
 	s, c := fc.s, fc.c
+	if tc, ok := c.(*tls.Conn); ok {
+		st, ok := fc.handshake(tc)
+		if !ok {
+			s.forget(fc)
+			return
+		}
+		fc.tls = st
+	}
 	dc := directIO(c) // (deadlines, close and hand-over use c)
 	fc.src.c = dc
 	fc.br = fastReaders.Get().(*bufio.Reader)
@@ -412,6 +437,7 @@ func (fc *fastConn) serve() {
 	handedOver := false
 	fc.ctx, fc.cancel = context.WithCancel(context.Background())
 	fc.req = new(http.Request).WithContext(fc.ctx)
+	fc.req.TLS = fc.tls
 	defer func() {
 		if err := recover(); err != nil {
 			// as net/http: a panic ends the connection, not the process
@@ -578,7 +604,7 @@ func (fc *fastConn) serveRequest(start time.Time) (reuse bool, end time.Time) {
 func (fc *fastConn) handOver() bool {
 	buf, _ := fc.br.Peek(fc.br.Buffered())
 	fc.s.handOvers.Add(1)
-	hc := &handoffConn{Conn: fc.c, buf: append(bytes.Clone(buf), fc.src.pending...)}
+	hc := &handoffConn{Conn: fc.c, buf: append(bytes.Clone(buf), fc.src.pending...), tls: fc.tls}
 	_ = fc.c.SetDeadline(time.Time{})
 	if fc.s.isClosing() {
 		return false
@@ -625,10 +651,12 @@ func (l *handoffListener) deliver(c net.Conn) bool {
 }
 
 // handoffConn is a handed-over connection: its reads return the bytes the
-// fast server had buffered, then the connection's.
+// fast server had buffered, then the connection's. tls is the state of its
+// TLS connection, if it is one (the handshake done).
 type handoffConn struct {
 	net.Conn
 	buf []byte
+	tls *tls.ConnectionState
 }
 
 // Read implements net.Conn.
@@ -639,4 +667,72 @@ func (c *handoffConn) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	return c.Conn.Read(p)
+}
+
+// handshake runs the TLS handshake of a new connection as net/http does:
+// within tlsHandshakeTimeout, a plain-HTTP request answered with a 400,
+// errors logged. It closes tc when it fails. The connection counts as idle
+// meanwhile, so that shutdown interrupts the handshake (the deadline is
+// set before, so that shutdown's comes after it).
+func (fc *fastConn) handshake(tc *tls.Conn) (*tls.ConnectionState, bool) {
+	s := fc.s
+	if d := s.tlsHandshakeTimeout; d > 0 {
+		_ = tc.SetDeadline(time.Now().Add(d))
+	}
+	if !s.setIdle(fc, true) {
+		_ = tc.Close()
+		return nil, false
+	}
+	if err := tc.HandshakeContext(context.Background()); err != nil {
+		reason := err.Error()
+		if re, ok := err.(tls.RecordHeaderError); ok && re.Conn != nil && plainHTTPRecord(re.RecordHeader) {
+			_, _ = io.WriteString(re.Conn, "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+			_ = re.Conn.Close()
+			reason = "client sent an HTTP request to an HTTPS server"
+		}
+		s.logf("http: TLS handshake error from %s: %v", tc.RemoteAddr(), reason)
+		_ = tc.Close()
+		return nil, false
+	}
+	_ = tc.SetDeadline(time.Time{})
+	st := tc.ConnectionState()
+	return &st, true
+}
+
+// plainHTTPRecord reports a TLS record header that is the start of a
+// plain-HTTP request instead (net/http's rule).
+func plainHTTPRecord(hdr [5]byte) bool {
+	switch string(hdr[:]) {
+	case "GET /", "HEAD ", "POST ", "PUT /", "OPTIO":
+		return true
+	}
+	return false
+}
+
+// handoffTLSKey is the context key of a handed-over connection's TLS
+// state.
+type handoffTLSKey struct{}
+
+// handoffTLSContext is the http.Server's ConnContext: a handed-over TLS
+// connection's state goes into its context.
+func handoffTLSContext(ctx context.Context, c net.Conn) context.Context {
+	if hc, ok := c.(*handoffConn); ok && hc.tls != nil {
+		return context.WithValue(ctx, handoffTLSKey{}, hc.tls)
+	}
+	return ctx
+}
+
+// withHandoffTLS gives the requests of a handed-over TLS connection the
+// TLS state net/http would have given them (r.TLS), from the connection's
+// context (handoffTLSContext).
+func withHandoffTLS(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil {
+			if st, ok := r.Context().Value(handoffTLSKey{}).(*tls.ConnectionState); ok {
+				r = r.WithContext(r.Context()) // (a shallow copy: handlers leave r as it came)
+				r.TLS = st
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
 }

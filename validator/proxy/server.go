@@ -29,10 +29,11 @@ type ServerOptions struct {
 	Ready  func(gate, health net.Addr)
 	Logger *slog.Logger
 	// NetHTTPOnly serves every gate connection with net/http's server. By
-	// default a plain-HTTP gate (no TLSCert) whose handler is a *Proxy
-	// with the forwarder's fast path is served by the fast server
-	// (fastserver.go), which answers pass-through requests itself and hands
-	// connections over to net/http at their first other request.
+	// default a gate whose handler is a *Proxy with the forwarder's fast
+	// path is served by the fast server (fastserver.go), which answers
+	// pass-through requests itself (over TLS too, HTTP/1.1 as net/http
+	// serves it here) and hands connections over to net/http at their
+	// first other request.
 	NetHTTPOnly bool
 }
 
@@ -63,6 +64,10 @@ func HealthHandler(g prometheus.Gatherer) http.Handler {
 	}
 	return mux
 }
+
+// testHookFastServer, when set (by tests), is given the fast server Serve
+// makes.
+var testHookFastServer func(*fastServer)
 
 // Serve runs the gate (and the health listener) until ctx ends, then shuts
 // down gracefully: listeners close at once, requests in flight get
@@ -106,13 +111,16 @@ func Serve(ctx context.Context, gate http.Handler, o ServerOptions) error {
 		listeners = append(listeners, hl)
 		healthAddr = hl.Addr()
 	}
+	var fast *fastServer
+	if p, ok := gate.(*Proxy); ok && p.pool != nil && !o.NetHTTPOnly {
+		fast = newFastServer(p, gs)
+		if testHookFastServer != nil {
+			testHookFastServer(fast)
+		}
+	}
 	o.Logger.Info("proxy listening", "addr", ln.Addr().String(), "tls", o.TLSCert != "", "health", fmt.Sprint(healthAddr))
 	if o.Ready != nil {
 		o.Ready(ln.Addr(), healthAddr)
-	}
-	var fast *fastServer
-	if p, ok := gate.(*Proxy); ok && p.pool != nil && o.TLSCert == "" && !o.NetHTTPOnly {
-		fast = newFastServer(p, gs)
 	}
 	errc := make(chan error, len(servers))
 	for i, s := range servers {

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -63,14 +64,27 @@ func tlsListenerPair(t *testing.T, dir string) (certFile, keyFile string, client
 }
 
 // TestServeTLS: with a TLS certificate and key the gate's listener is
-// HTTPS. Over it a pass-through request is answered and the upstream is
-// told the client's protocol (X-Forwarded-Proto: https), the version
-// document's hrefs name https, boots are judged as on a plain listener
-// (one refused, one forwarded), and a plain-HTTP client gets no answer.
+// HTTPS, served by the fast server (as a plain listener is) or by net/http
+// alone. Over it a pass-through request is answered (by the fast path,
+// with the fast server) and the upstream is told the client's protocol
+// (X-Forwarded-Proto: https); the version document, which the fast server
+// hands over to net/http, names https in its hrefs; boots on the handed-over
+// connection are judged as on a plain listener (one refused, one
+// forwarded, both told https); a plain-HTTP request gets net/http's 400.
 func TestServeTLS(t *testing.T) {
+	for _, netHTTPOnly := range []bool{false, true} {
+		name := "ok fast server"
+		if netHTTPOnly {
+			name = "ok net/http only"
+		}
+		t.Run(name, func(t *testing.T) { testServeTLS(t, netHTTPOnly) })
+	}
+}
+
+func testServeTLS(t *testing.T, netHTTPOnly bool) {
 	f := catalogue(t)
 	var mu sync.Mutex
-	protos := map[string]string{} // path -> X-Forwarded-Proto
+	protos := map[string]string{} // method and path -> X-Forwarded-Proto
 	nova := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		mu.Lock()
@@ -80,6 +94,11 @@ func TestServeTLS(t *testing.T) {
 		switch r.URL.Path {
 		case "/":
 			_, _ = w.Write([]byte(`{"versions":[{"id":"v2.1","status":"CURRENT","links":[{"rel":"self","href":"http://` + r.Host + `/v2.1/"}]}]}`))
+		case "/v2.1/servers/detail":
+			// larger than the fast server's write buffer, all in its read
+			// buffer: head and body leave together (relayPlain)
+			w.Header().Set("Content-Length", "15000")
+			_, _ = w.Write(bytes.Repeat([]byte("[12345678]"), 1500))
 		case "/v2.1/servers":
 			w.WriteHeader(http.StatusAccepted)
 			_, _ = w.Write([]byte(`{"server":{"id":"0b9e6c55-7a4e-4f0e-9e0b-6d8b0b8a1a01"}}`))
@@ -90,15 +109,27 @@ func TestServeTLS(t *testing.T) {
 	defer nova.Close()
 	g := newGate(t, f, nova.URL, nil)
 	certFile, keyFile, client := tlsListenerPair(t, t.TempDir())
+	var fast *fastServer
+	testHookFastServer = func(s *fastServer) { fast = s }
+	defer func() { testHookFastServer = nil }()
 	ctx, cancel := context.WithCancel(context.Background())
 	addr := make(chan net.Addr, 1)
 	served := make(chan error, 1)
 	go func() {
 		served <- Serve(ctx, g.proxy, ServerOptions{Listen: "127.0.0.1:0", TLSCert: certFile, TLSKey: keyFile,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), ShutdownTimeout: 5 * time.Second,
-			Ready: func(a, _ net.Addr) { addr <- a }})
+			Ready: func(a, _ net.Addr) { addr <- a }, NetHTTPOnly: netHTTPOnly})
 	}()
 	base := "https://" + (<-addr).String()
+	if (fast == nil) != netHTTPOnly {
+		t.Fatalf("fast server made: %v, NetHTTPOnly %v", fast != nil, netHTTPOnly)
+	}
+	handOvers := func() int64 {
+		if fast == nil {
+			return -1
+		}
+		return fast.handOvers.Load()
+	}
 	get := func(method, path, body string) (int, []byte) {
 		t.Helper()
 		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
@@ -117,8 +148,16 @@ func TestServeTLS(t *testing.T) {
 		return resp.StatusCode, b
 	}
 
-	if code, b := get(http.MethodGet, "/v2.1/flavors", ""); code != 200 || string(b) != `{"flavors":[]}` {
-		t.Errorf("pass-through: %d %s", code, b)
+	for range 3 {
+		if code, b := get(http.MethodGet, "/v2.1/flavors", ""); code != 200 || string(b) != `{"flavors":[]}` {
+			t.Errorf("pass-through: %d %s", code, b)
+		}
+	}
+	if code, b := get(http.MethodGet, "/v2.1/servers/detail", ""); code != 200 || !bytes.Equal(b, bytes.Repeat([]byte("[12345678]"), 1500)) {
+		t.Errorf("pass-through of 15000 bytes: %d, %d bytes", code, len(b))
+	}
+	if !netHTTPOnly && handOvers() != 0 {
+		t.Errorf("pass-through over TLS: %d connections handed over to net/http, want 0 (the fast path)", handOvers())
 	}
 	code, b := get(http.MethodGet, "/", "")
 	var doc any
@@ -129,6 +168,9 @@ func TestServeTLS(t *testing.T) {
 	collectHrefs(doc, &hrefs)
 	if len(hrefs) != 1 || hrefs[0] != base+"/v2.1/" {
 		t.Errorf("version document hrefs %v, want [%s/v2.1/]", hrefs, base)
+	}
+	if !netHTTPOnly && handOvers() != 1 {
+		t.Errorf("version document over TLS: %d connections handed over, want 1", handOvers())
 	}
 	if code, b := get(http.MethodPost, "/v2.1/servers", serverBody(idRevoked)); code != http.StatusForbidden {
 		t.Errorf("boot of a revoked image over TLS: %d %s", code, b)
@@ -144,7 +186,7 @@ func TestServeTLS(t *testing.T) {
 	}
 	mu.Unlock()
 
-	// plain HTTP to the TLS port: no HTTP answer
+	// plain HTTP to the TLS port: net/http's answer
 	c, err := net.Dial("tcp", strings.TrimPrefix(base, "https://"))
 	if err != nil {
 		t.Fatal(err)
@@ -153,10 +195,21 @@ func TestServeTLS(t *testing.T) {
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	plain, _ := io.ReadAll(c)
 	c.Close()
-	if strings.Contains(string(plain), `{"flavors"`) {
-		t.Errorf("plain HTTP on the TLS port was answered: %q", plain)
+	if want := "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"; string(plain) != want {
+		t.Errorf("plain HTTP on the TLS port: %q, want %q", plain, want)
 	}
 
+	// the fast server's shutdown does not wait for a handshake that never
+	// comes (net/http's waits for a new connection up to 5 s)
+	if !netHTTPOnly {
+		stalled, err := net.Dial("tcp", strings.TrimPrefix(base, "https://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stalled.Close()
+		time.Sleep(50 * time.Millisecond) // (accepted, in its handshake)
+	}
+	start := time.Now()
 	cancel()
 	select {
 	case err := <-served:
@@ -165,5 +218,8 @@ func TestServeTLS(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Serve did not return")
+	}
+	if d := time.Since(start); !netHTTPOnly && d > 3*time.Second {
+		t.Errorf("shutdown took %v with a connection in its TLS handshake", d)
 	}
 }
