@@ -94,6 +94,19 @@ func serversDetail(n int) []byte {
 // returns its base URL ("" when nginx is missing).
 func startNginx(tb testing.TB, upstream, workers string) string {
 	tb.Helper()
+	return startNginxListen(tb, upstream, workers, "", "")
+}
+
+// startNginxTLS is startNginx with an HTTPS listener (certFile, keyFile),
+// TLS 1.2 and 1.3, its TLS 1.3 cipher suite AES-128-GCM (the one Go's
+// server picks on AES hardware, so that both do the same work per byte).
+func startNginxTLS(tb testing.TB, upstream, workers, certFile, keyFile string) string {
+	tb.Helper()
+	return startNginxListen(tb, upstream, workers, certFile, keyFile)
+}
+
+func startNginxListen(tb testing.TB, upstream, workers, certFile, keyFile string) string {
+	tb.Helper()
 	bin, err := exec.LookPath("nginx")
 	if err != nil {
 		if _, err2 := os.Stat("/usr/sbin/nginx"); err2 != nil {
@@ -109,6 +122,12 @@ func startNginx(tb testing.TB, upstream, workers string) string {
 	addr := ln.Addr().String()
 	ln.Close()
 	up, _ := url.Parse(upstream)
+	tlsConf, scheme := "", "http://"
+	if certFile != "" {
+		tlsConf = fmt.Sprintf(" ssl;\n    ssl_certificate %s;\n    ssl_certificate_key %s;\n"+
+			"    ssl_protocols TLSv1.2 TLSv1.3;\n    ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256", certFile, keyFile)
+		scheme = "https://"
+	}
 	conf := fmt.Sprintf(`worker_processes %[4]s;
 error_log %[1]s/error.log warn;
 pid %[1]s/nginx.pid;
@@ -119,11 +138,11 @@ http {
   uwsgi_temp_path %[1]s/uwsgi; scgi_temp_path %[1]s/scgi;
   upstream nova { server %[2]s; keepalive 256; }
   server {
-    listen %[3]s;
+    listen %[3]s%[5]s;
     location / { proxy_pass http://nova; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host $http_host; }
   }
 }
-`, dir, up.Host, addr, workers)
+`, dir, up.Host, addr, workers, tlsConf)
 	cf := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(cf, []byte(conf), 0o600); err != nil {
 		tb.Fatal(err)
@@ -148,7 +167,7 @@ http {
 	for i := 0; i < 100; i++ {
 		if c, err := net.Dial("tcp", addr); err == nil {
 			c.Close()
-			return "http://" + addr
+			return scheme + addr
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

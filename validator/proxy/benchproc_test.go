@@ -42,6 +42,10 @@ const envBenchChildNetHTTP = "IMAGETRUST_PROXY_BENCH_NETHTTP"
 // (directio_linux.go).
 const envBenchChildNoDirect = "IMAGETRUST_PROXY_BENCH_NODIRECT"
 
+// envBenchChildTLS, set to "CERTFILE,KEYFILE", gives the gate process a
+// TLS listener.
+const envBenchChildTLS = "IMAGETRUST_PROXY_BENCH_TLS"
+
 // envBenchChildProfile, set to a file name, makes the gate process write a
 // CPU profile there (go tool pprof validator/proxy.test FILE), and the one
 // served by net/http alone to FILE.nethttp.
@@ -153,7 +157,9 @@ func benchChild(upstream string) int {
 			defer func() { pprof.StopCPUProfile(); f.Close() }()
 		}
 	}
+	certFile, keyFile, _ := strings.Cut(os.Getenv(envBenchChildTLS), ",")
 	err = Serve(ctx, p, ServerOptions{Listen: "127.0.0.1:0", Logger: log, ShutdownTimeout: 5 * time.Second,
+		TLSCert: certFile, TLSKey: keyFile,
 		NetHTTPOnly: os.Getenv(envBenchChildNetHTTP) != "",
 		Ready:       func(gate, _ net.Addr) { fmt.Printf("LISTEN %s\n", gate) }})
 	if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {

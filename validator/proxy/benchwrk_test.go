@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -34,16 +35,89 @@ var (
 //
 //	go test ./validator/proxy -run '^$' -bench PassThroughWrk -benchtime 1x
 func BenchmarkPassThroughWrk(b *testing.B) {
+	wrk := lookWrk(b)
+	t := newBenchTargets(b)
+	rates := wrkRounds(b, wrk, t.passThroughTargets(b))
+	for _, p := range wrkPaths {
+		r := wrkReport{b, rates, p.prefix}
+		r.rates("direct", "gate", "gate-proc", "gate-proc-nethttp", "gate-proc-nodirect", "nginx", "nginx-auto")
+		r.ratio("gate-proc", "direct")
+		if t.nginx != "" {
+			r.ratio("gate-proc", "nginx")
+			r.ratio("gate-proc", "nginx-auto")
+			r.paired("gate-proc", "nginx")
+			r.paired("gate-proc", "nginx-auto")
+			r.ratio("gate-proc-nethttp", "nginx")
+			r.ratio("gate-proc-nodirect", "nginx")
+			r.ratio("gate-proc-nethttp", "nginx-auto")
+		}
+	}
+}
+
+// BenchmarkPassThroughWrkTLS is BenchmarkPassThroughWrk over TLS: the gate
+// in its own process with a TLS listener (its fast server; net/http's
+// server alone: gate-proc-tls-nethttp; the fast server without directConn
+// under TLS: gate-proc-tls-nodirect) against nginx with the same
+// certificate (ECDSA P-256) and cipher suite (TLS 1.3, AES-128-GCM, which
+// Go's server picks), with 1 and auto workers. wrk keeps its connections,
+// so the rounds measure requests over established TLS connections, not
+// handshakes.
+//
+//	go test ./validator/proxy -run '^$' -bench PassThroughWrkTLS -benchtime 1x
+func BenchmarkPassThroughWrkTLS(b *testing.B) {
+	wrk := lookWrk(b)
+	up := fastNova(b)
+	cert, key, _ := tlsListenerPair(b, b.TempDir())
+	tlsEnv := envBenchChildTLS + "=" + cert + "," + key
+	https := func(u string) string { return strings.Replace(u, "http://", "https://", 1) }
+	targets := []benchTarget{
+		{"gate-proc-tls", https(startGateProcess(b, up.URL, tlsEnv))},
+		{"gate-proc-tls-nethttp", https(startGateProcess(b, up.URL, tlsEnv, envBenchChildNetHTTP+"=1"))},
+		{"gate-proc-tls-nodirect", https(startGateProcess(b, up.URL, tlsEnv, envBenchChildNoDirect+"=1"))},
+	}
+	n1, na := startNginxTLS(b, up.URL, "1", cert, key), startNginxTLS(b, up.URL, "auto", cert, key)
+	if n1 == "" || na == "" {
+		b.Skip("nginx is not available")
+	}
+	targets = append(targets, benchTarget{"nginx-tls", n1}, benchTarget{"nginx-auto-tls", na})
+	rates := wrkRounds(b, wrk, targets)
+	for _, p := range wrkPaths {
+		r := wrkReport{b, rates, p.prefix}
+		r.rates("gate-proc-tls", "gate-proc-tls-nethttp", "gate-proc-tls-nodirect", "nginx-tls", "nginx-auto-tls")
+		r.ratio("gate-proc-tls", "nginx-tls")
+		r.ratio("gate-proc-tls", "nginx-auto-tls")
+		r.paired("gate-proc-tls", "nginx-tls")
+		r.paired("gate-proc-tls", "nginx-auto-tls")
+		r.ratio("gate-proc-tls-nethttp", "nginx-tls")
+		r.ratio("gate-proc-tls", "gate-proc-tls-nethttp")
+		r.ratio("gate-proc-tls-nodirect", "nginx-tls")
+	}
+}
+
+// wrkPaths are what the wrk benchmarks load. small: GET /v2.1/flavors, a
+// 100-byte answer (the gate's cost per request shows most); detail: GET
+// /v2.1/servers/detail, what `openstack server list` reads for ten servers
+// (serversDetail). A metric's name starts with the prefix.
+var wrkPaths = []struct{ prefix, path string }{{"", "/v2.1/flavors"}, {"detail-", "/v2.1/servers/detail"}}
+
+// lookWrk finds wrk or skips the benchmark.
+func lookWrk(b *testing.B) string {
 	wrk, err := exec.LookPath("wrk")
 	if err != nil {
 		b.Skip("wrk is not installed (apt-get install wrk)")
 	}
+	return wrk
+}
+
+// wrkRounds loads every target with every wrkPaths path, the targets taking
+// turns (in reverse order every other round) for envWrkRounds rounds of
+// envWrkDuration each, after a warm-up, and returns the rates by metric
+// name (prefix and target), one per round.
+func wrkRounds(b *testing.B, wrk string, targets []benchTarget) map[string][]float64 {
 	d := os.Getenv(envWrkDuration)
 	if d == "" {
 		d = "3s"
 	}
-	t := newBenchTargets(b)
-	targets := t.passThroughTargets(b)
 	run := func(base, path, dur string) float64 {
 		out, err := exec.Command(wrk, "-t1", "-c32", "-d"+dur, base+path).CombinedOutput()
 		if err != nil {
@@ -59,12 +133,8 @@ func BenchmarkPassThroughWrk(b *testing.B) {
 		r, _ := strconv.ParseFloat(string(bytes.TrimSpace(m[1])), 64)
 		return r
 	}
-	// small: GET /v2.1/flavors, a 100-byte answer (the gate's cost per
-	// request shows most); detail: GET /v2.1/servers/detail, what
-	// `openstack server list` reads for ten servers (serversDetail)
-	paths := []struct{ prefix, path string }{{"", "/v2.1/flavors"}, {"detail-", "/v2.1/servers/detail"}}
 	for _, tg := range targets {
-		run(tg.base, paths[0].path, "1s") // warm
+		run(tg.base, wrkPaths[0].path, "1s") // warm
 	}
 	rounds := 5
 	if n, err := strconv.Atoi(os.Getenv(envWrkRounds)); err == nil && n > 0 {
@@ -73,7 +143,7 @@ func BenchmarkPassThroughWrk(b *testing.B) {
 	rates := map[string][]float64{}
 	b.ResetTimer()
 	for round := range rounds {
-		for _, p := range paths {
+		for _, p := range wrkPaths {
 			for i := range targets {
 				// every other round in reverse order, so that no target
 				// always follows the same one
@@ -86,31 +156,38 @@ func BenchmarkPassThroughWrk(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	med := func(name string) float64 { return median(rates[name]) }
-	// paired: the median over rounds of the ratio within each round, where
-	// the two targets ran within seconds of each other (steadier than the
-	// ratio of medians when the machine's load drifts)
-	paired := func(a, over string) float64 {
-		r := make([]float64, len(rates[a]))
-		for i := range r {
-			r[i] = rates[a][i] / rates[over][i]
-		}
-		b.Logf("%s/%s by round: %.3f", a, over, r)
-		return median(r)
+	return rates
+}
+
+// wrkReport reports the metrics of one wrkPaths path.
+type wrkReport struct {
+	b      *testing.B
+	by     map[string][]float64 // rates by metric name, one per round
+	prefix string
+}
+
+// rates reports each target's median rate.
+func (r wrkReport) rates(names ...string) {
+	for _, n := range names {
+		r.b.ReportMetric(median(r.by[r.prefix+n]), r.prefix+n+"-req/s")
 	}
-	for _, p := range paths {
-		for _, tg := range targets {
-			b.ReportMetric(med(p.prefix+tg.name), p.prefix+tg.name+"-req/s")
-		}
-		b.ReportMetric(med(p.prefix+"gate-proc")/med(p.prefix+"direct"), p.prefix+"gate-proc/direct")
-		if t.nginx != "" {
-			b.ReportMetric(med(p.prefix+"gate-proc")/med(p.prefix+"nginx"), p.prefix+"gate-proc/nginx")
-			b.ReportMetric(med(p.prefix+"gate-proc")/med(p.prefix+"nginx-auto"), p.prefix+"gate-proc/nginx-auto")
-			b.ReportMetric(paired(p.prefix+"gate-proc", p.prefix+"nginx"), p.prefix+"paired-gate-proc/nginx")
-			b.ReportMetric(paired(p.prefix+"gate-proc", p.prefix+"nginx-auto"), p.prefix+"paired-gate-proc/nginx-auto")
-			b.ReportMetric(med(p.prefix+"gate-proc-nethttp")/med(p.prefix+"nginx"), p.prefix+"gate-proc-nethttp/nginx")
-			b.ReportMetric(med(p.prefix+"gate-proc-nodirect")/med(p.prefix+"nginx"), p.prefix+"gate-proc-nodirect/nginx")
-			b.ReportMetric(med(p.prefix+"gate-proc-nethttp")/med(p.prefix+"nginx-auto"), p.prefix+"gate-proc-nethttp/nginx-auto")
-		}
+}
+
+// ratio reports the ratio of a's median rate to over's.
+func (r wrkReport) ratio(a, over string) {
+	r.b.ReportMetric(median(r.by[r.prefix+a])/median(r.by[r.prefix+over]), r.prefix+a+"/"+over)
+}
+
+// paired reports the median over rounds of the ratio within each round,
+// where the two targets ran within seconds of each other (steadier than
+// the ratio of medians when the machine's load drifts), and logs the
+// rounds' ratios.
+func (r wrkReport) paired(a, over string) {
+	ra, ro := r.by[r.prefix+a], r.by[r.prefix+over]
+	q := make([]float64, len(ra))
+	for i := range q {
+		q[i] = ra[i] / ro[i]
 	}
+	r.b.Logf("%s%s/%s by round: %.3f", r.prefix, a, over, q)
+	r.b.ReportMetric(median(q), r.prefix+"paired-"+a+"/"+over)
 }

@@ -71,6 +71,9 @@ type fastServer struct {
 	readHeaderTimeout, idleTimeout, writeTimeout time.Duration
 	tlsHandshakeTimeout                          time.Duration
 	errorLog                                     *log.Logger
+	// tlsConfig, from hs, makes every connection accepted a TLS one, over
+	// directIO (nil: plain HTTP)
+	tlsConfig *tls.Config
 
 	// handOvers counts the connections handed over to net/http.
 	handOvers atomic.Int64
@@ -87,7 +90,7 @@ type fastServer struct {
 // newFastServer serves p in front of hs, which gets every connection the
 // fast path does not keep, and whose timeouts it applies.
 func newFastServer(p *Proxy, hs *http.Server) *fastServer {
-	s := &fastServer{p: p, hs: hs, conns: map[*fastConn]struct{}{}, errorLog: hs.ErrorLog,
+	s := &fastServer{p: p, hs: hs, conns: map[*fastConn]struct{}{}, errorLog: hs.ErrorLog, tlsConfig: hs.TLSConfig,
 		readHeaderTimeout: hs.ReadHeaderTimeout, idleTimeout: hs.IdleTimeout, writeTimeout: hs.WriteTimeout}
 	if s.readHeaderTimeout <= 0 || (hs.ReadTimeout > 0 && hs.ReadTimeout < s.readHeaderTimeout) {
 		s.readHeaderTimeout = hs.ReadTimeout
@@ -159,6 +162,9 @@ func (s *fastServer) serve(ln net.Listener) error {
 			continue
 		}
 		delay = 0
+		if s.tlsConfig != nil {
+			c = tls.Server(directIO(c), s.tlsConfig)
+		}
 		fc := s.track(c)
 		if fc == nil {
 			c.Close()

@@ -96,7 +96,6 @@ func Serve(ctx context.Context, gate http.Handler, o ServerOptions) error {
 			return fmt.Errorf("proxy: TLS key pair: %w", err)
 		}
 		gs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
-		ln = tls.NewListener(ln, gs.TLSConfig)
 	}
 	servers := []*http.Server{gs}
 	listeners := []net.Listener{ln}
@@ -113,10 +112,12 @@ func Serve(ctx context.Context, gate http.Handler, o ServerOptions) error {
 	}
 	var fast *fastServer
 	if p, ok := gate.(*Proxy); ok && p.pool != nil && !o.NetHTTPOnly {
-		fast = newFastServer(p, gs)
+		fast = newFastServer(p, gs) // (it does the TLS itself: gs.TLSConfig)
 		if testHookFastServer != nil {
 			testHookFastServer(fast)
 		}
+	} else if gs.TLSConfig != nil {
+		listeners[0] = tls.NewListener(ln, gs.TLSConfig)
 	}
 	o.Logger.Info("proxy listening", "addr", ln.Addr().String(), "tls", o.TLSCert != "", "health", fmt.Sprint(healthAddr))
 	if o.Ready != nil {

@@ -28,7 +28,7 @@ import (
 // tlsListenerPair writes a self-signed certificate for 127.0.0.1 and its
 // key (made for the test) to dir, and returns their files and a client
 // that trusts the certificate.
-func tlsListenerPair(t *testing.T, dir string) (certFile, keyFile string, client *http.Client) {
+func tlsListenerPair(t testing.TB, dir string) (certFile, keyFile string, client *http.Client) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
