@@ -18,21 +18,20 @@ import (
 	"time"
 )
 
-// The fast server serves the gate's listener (plain HTTP, or HTTP/1.1
-// over TLS) in place of net/http's server for pass-through traffic. Per
-// connection it reads each
-// request head into its own buffer and, when the head is one
-// parseFastHead accepts and the request one the forwarder takes and the
-// gate passes through (fastEligible: what ServeHTTP would send to
+// The fast server serves the gate's listener (plain HTTP, or HTTP/1.1 over
+// TLS) in place of net/http's server for pass-through traffic. Per
+// connection it reads each request head into its own buffer and, when the
+// head is one parseFastHead accepts and the request one the forwarder takes
+// and the gate passes through (fastEligible: what ServeHTTP would send to
 // passThrough and canForward would accept), hands it to the forwarder
 // (forward.go) with a fastResponse as the ResponseWriter. At the first
 // request that is anything else (a POST, any gated route, a version
-// document, a body, an odd or malformed head) it hands the whole
-// connection, with the bytes it has buffered and not consumed, to the
-// gate's net/http.Server (handoffListener), which serves it from then on
-// exactly as it serves every connection without the fast server. Gated
-// requests are therefore never seen by the fast path, whatever came before
-// them on the connection.
+// document, a body, an odd or malformed head) it hands the whole connection,
+// with the bytes it has buffered and not consumed, to the gate's
+// net/http.Server (handoffListener), which serves it from then on exactly as
+// it serves every connection without the fast server. Gated requests are
+// therefore never seen by the fast path, whatever came before them on the
+// connection.
 //
 // What it saves per request, compared with net/http's server: the
 // background read net/http starts to notice a client that goes away (a
