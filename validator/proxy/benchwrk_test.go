@@ -41,15 +41,11 @@ func BenchmarkPassThroughWrk(b *testing.B) {
 	for _, p := range wrkPaths {
 		r := wrkReport{b, rates, p.prefix}
 		r.rates("direct", "gate", "gate-proc", "gate-proc-nethttp", "gate-proc-nodirect", "nginx", "nginx-auto")
-		r.ratio("gate-proc", "direct")
+		r.ratios("gate-proc/direct")
 		if t.nginx != "" {
-			r.ratio("gate-proc", "nginx")
-			r.ratio("gate-proc", "nginx-auto")
-			r.paired("gate-proc", "nginx")
-			r.paired("gate-proc", "nginx-auto")
-			r.ratio("gate-proc-nethttp", "nginx")
-			r.ratio("gate-proc-nodirect", "nginx")
-			r.ratio("gate-proc-nethttp", "nginx-auto")
+			r.ratios("gate-proc/nginx", "gate-proc/nginx-auto", "gate-proc-nethttp/nginx",
+				"gate-proc-nodirect/nginx", "gate-proc-nethttp/nginx-auto")
+			r.paired("gate-proc/nginx", "gate-proc/nginx-auto")
 		}
 	}
 }
@@ -84,13 +80,9 @@ func BenchmarkPassThroughWrkTLS(b *testing.B) {
 	for _, p := range wrkPaths {
 		r := wrkReport{b, rates, p.prefix}
 		r.rates("gate-proc-tls", "gate-proc-tls-nethttp", "gate-proc-tls-nodirect", "nginx-tls", "nginx-auto-tls")
-		r.ratio("gate-proc-tls", "nginx-tls")
-		r.ratio("gate-proc-tls", "nginx-auto-tls")
-		r.paired("gate-proc-tls", "nginx-tls")
-		r.paired("gate-proc-tls", "nginx-auto-tls")
-		r.ratio("gate-proc-tls-nethttp", "nginx-tls")
-		r.ratio("gate-proc-tls", "gate-proc-tls-nethttp")
-		r.ratio("gate-proc-tls-nodirect", "nginx-tls")
+		r.ratios("gate-proc-tls/nginx-tls", "gate-proc-tls/nginx-auto-tls", "gate-proc-tls-nethttp/nginx-tls",
+			"gate-proc-tls/gate-proc-tls-nethttp", "gate-proc-tls-nodirect/nginx-tls")
+		r.paired("gate-proc-tls/nginx-tls", "gate-proc-tls/nginx-auto-tls")
 	}
 }
 
@@ -173,21 +165,28 @@ func (r wrkReport) rates(names ...string) {
 	}
 }
 
-// ratio reports the ratio of a's median rate to over's.
-func (r wrkReport) ratio(a, over string) {
-	r.b.ReportMetric(median(r.by[r.prefix+a])/median(r.by[r.prefix+over]), r.prefix+a+"/"+over)
+// ratios reports, for each "a/over", the ratio of a's median rate to
+// over's.
+func (r wrkReport) ratios(pairs ...string) {
+	for _, pair := range pairs {
+		a, over, _ := strings.Cut(pair, "/")
+		r.b.ReportMetric(median(r.by[r.prefix+a])/median(r.by[r.prefix+over]), r.prefix+pair)
+	}
 }
 
-// paired reports the median over rounds of the ratio within each round,
-// where the two targets ran within seconds of each other (steadier than
-// the ratio of medians when the machine's load drifts), and logs the
-// rounds' ratios.
-func (r wrkReport) paired(a, over string) {
-	ra, ro := r.by[r.prefix+a], r.by[r.prefix+over]
-	q := make([]float64, len(ra))
-	for i := range q {
-		q[i] = ra[i] / ro[i]
+// paired reports, for each "a/over", the median over rounds of the ratio
+// within each round, where the two targets ran within seconds of each
+// other (steadier than the ratio of medians when the machine's load
+// drifts), and logs the rounds' ratios.
+func (r wrkReport) paired(pairs ...string) {
+	for _, pair := range pairs {
+		a, over, _ := strings.Cut(pair, "/")
+		ra, ro := r.by[r.prefix+a], r.by[r.prefix+over]
+		q := make([]float64, len(ra))
+		for i := range q {
+			q[i] = ra[i] / ro[i]
+		}
+		r.b.Logf("%s%s by round: %.3f", r.prefix, pair, q)
+		r.b.ReportMetric(median(q), r.prefix+"paired-"+pair)
 	}
-	r.b.Logf("%s%s/%s by round: %.3f", r.prefix, a, over, q)
-	r.b.ReportMetric(median(q), r.prefix+"paired-"+a+"/"+over)
 }

@@ -478,14 +478,7 @@ func TestFastServerShutdown(t *testing.T) {
 		return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false
 	})
 	g := newGate(t, f, "http://"+up.ln.Addr().String(), nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	addr := make(chan net.Addr, 1)
-	served := make(chan error, 1)
-	go func() {
-		served <- Serve(ctx, g.proxy, ServerOptions{Listen: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-			ShutdownTimeout: 10 * time.Second, Ready: func(a, _ net.Addr) { addr <- a }})
-	}()
-	a := (<-addr).String()
+	a, cancel, wait := serveInBackground(t, g.proxy, ServerOptions{ShutdownTimeout: 10 * time.Second})
 	idle, err := net.Dial("tcp", a)
 	if err != nil {
 		t.Fatal(err)
@@ -514,14 +507,7 @@ func TestFastServerShutdown(t *testing.T) {
 	if err != nil || !strings.Contains(string(b), "Connection: close\r\n") || !strings.HasSuffix(string(b), "ok") {
 		t.Errorf("request in flight: %q %v", b, err)
 	}
-	select {
-	case err := <-served:
-		if err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Serve did not return")
-	}
+	wait()
 }
 
 // TestClientWatchTrack: the exchange the client watch tracks is

@@ -112,15 +112,9 @@ func testServeTLS(t *testing.T, netHTTPOnly bool) {
 	var fast *fastServer
 	testHookFastServer = func(s *fastServer) { fast = s }
 	defer func() { testHookFastServer = nil }()
-	ctx, cancel := context.WithCancel(context.Background())
-	addr := make(chan net.Addr, 1)
-	served := make(chan error, 1)
-	go func() {
-		served <- Serve(ctx, g.proxy, ServerOptions{Listen: "127.0.0.1:0", TLSCert: certFile, TLSKey: keyFile,
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), ShutdownTimeout: 5 * time.Second,
-			Ready: func(a, _ net.Addr) { addr <- a }, NetHTTPOnly: netHTTPOnly})
-	}()
-	base := "https://" + (<-addr).String()
+	addr, cancel, wait := serveInBackground(t, g.proxy, ServerOptions{TLSCert: certFile, TLSKey: keyFile,
+		ShutdownTimeout: 5 * time.Second, NetHTTPOnly: netHTTPOnly})
+	base := "https://" + addr
 	if (fast == nil) != netHTTPOnly {
 		t.Fatalf("fast server made: %v, NetHTTPOnly %v", fast != nil, netHTTPOnly)
 	}
@@ -211,15 +205,47 @@ func testServeTLS(t *testing.T, netHTTPOnly bool) {
 	}
 	start := time.Now()
 	cancel()
-	select {
-	case err := <-served:
-		if err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Serve did not return")
-	}
+	wait()
 	if d := time.Since(start); !netHTTPOnly && d > 3*time.Second {
 		t.Errorf("shutdown took %v with a connection in its TLS handshake", d)
 	}
+}
+
+// serveInBackground runs Serve for h on a free loopback port with o (its
+// Listen and Ready set here, a Logger that discards if o has none) and
+// returns the gate's address, cancel, which begins Serve's shutdown, and
+// wait, which waits for Serve to return and fails the test if it returns
+// an error or not within 10 s. The test's cleanup calls both.
+func serveInBackground(t *testing.T, h http.Handler, o ServerOptions) (addr string, cancel, wait func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan net.Addr, 1)
+	served := make(chan error, 1)
+	o.Listen, o.Ready = "127.0.0.1:0", func(a, _ net.Addr) { ready <- a }
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	go func() { served <- Serve(ctx, h, o) }()
+	var a net.Addr
+	select {
+	case a = <-ready:
+	case err := <-served:
+		cancel()
+		t.Fatalf("Serve: %v", err)
+	}
+	var once sync.Once
+	wait = func() {
+		once.Do(func() {
+			select {
+			case err := <-served:
+				if err != nil {
+					t.Errorf("Serve: %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Error("Serve did not return")
+			}
+		})
+	}
+	t.Cleanup(func() { cancel(); wait() })
+	return a.String(), cancel, wait
 }
