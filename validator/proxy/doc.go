@@ -369,9 +369,20 @@
 //	gate-proc-tls-nodirect         1.00                        0.97
 //	gate-proc-tls-nethttp          0.73                        0.80
 //
-// So over TLS the fast server is 1.48x net/http's server on the small
-// answer (1.25x on the 15 KiB one) and at or above nginx's rate, the
-// crypto (the same cipher on both) taking a larger share of each request.
+// Then a plain answer larger than the client buffer left over TLS in one
+// write (one record) of head and body copied together, rather than two
+// (relayPlain). One run of 5 x 2 s after it:
+//
+//	                               small: /nginx  /nginx-auto  detail: /nginx  /nginx-auto
+//	gate-proc-tls (paired)         1.06           1.02         1.13            1.19
+//	gate-proc-tls (medians)        1.14           1.01         1.13            1.17
+//	gate-proc-tls-nodirect         1.05                        1.05
+//	gate-proc-tls-nethttp          0.75                        0.68
+//
+// So over TLS the fast server is 1.5x net/http's server on the small
+// answer (1.66x on the 15 KiB one) and at or above nginx's rate in either
+// configuration, the crypto (the same cipher on both) taking a larger
+// share of each request.
 //
 //	go test ./validator/proxy -run '^$' -bench 'PassThrough$' -benchtime 50000x
 //	go test ./validator/proxy -run '^$' -bench PassThroughWrk -benchtime 1x

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"net"
 	"net/http"
 )
 
@@ -210,11 +211,17 @@ func (p *Proxy) relayPlain(uc *upConn, w *fastResponse, r *http.Request) (reusab
 		if body, err := uc.br.Peek(int(a.contentLength)); err == nil {
 			w.wroteHdr, w.written = true, a.contentLength
 			w.head = w.appendPlainHead(w.head[:0])
-			if tw, ok := w.conn.(twoWriter); ok {
-				_, err = tw.writeTwo(w.head, body)
-			} else {
-				w.vec = append(w.vecArr[:0], w.head, body) // (WriteTo consumes vec)
-				_, err = w.vec.WriteTo(w.conn)
+			switch c := w.conn.(type) {
+			case twoWriter:
+				_, err = c.writeTwo(w.head, body)
+			case *net.TCPConn:
+				w.vec = append(w.vecArr[:0], w.head, body) // (one writev; WriteTo consumes vec)
+				_, err = w.vec.WriteTo(c)
+			default:
+				// one write (over TLS, one record rather than two): a
+				// copy of at most uc's buffer costs less than a write
+				w.head = append(w.head, body...)
+				_, err = w.conn.Write(w.head)
 			}
 			w.noteErr(err)
 			_, _ = uc.br.Discard(len(body))
