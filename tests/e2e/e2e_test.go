@@ -1,7 +1,7 @@
 // Package e2e runs the whole imagetrust story (tests/e2e/story.sh) against
 // its own real Keystone, Glance, placement and nova-api on loopback, with
-// Glance's property protections from etc/glance and the boot proxy as the
-// catalog's public compute endpoint. Only Neutron is a stand-in
+// Glance's property protections from etc/glance and the boot proxy, over
+// HTTPS, as the catalog's public compute endpoint. Only Neutron is a stand-in
 // (fake-neutron.py): it does not run here.
 package e2e
 
@@ -74,6 +74,7 @@ func TestStory(t *testing.T) {
 		t.Fatalf("story.sh failed: %v\n%s", err, out.String())
 	}
 	for _, want := range []string{"The story is complete.", "may not boot", "blacklist", "revoked", "expired",
+		"the proxy answers on https://",
 		"glance-direct is not enabled: uploading image data in one PUT"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the story's output lacks %q", want)

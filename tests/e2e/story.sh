@@ -2,7 +2,7 @@
 # The whole imagetrust story, end to end, with the commands an operator, a
 # publisher and a user type: imagetrust's publisher commands, `openstack image
 # list/show/set`, and `openstack server create --image <tag>` through the boot
-# proxy registered as the catalog's public compute endpoint.
+# proxy, over HTTPS, registered as the catalog's public compute endpoint.
 #
 # It needs a running loopback stack with nova (tests/openstack/start.sh
 # STATE --with-nova, with IMAGETRUST_PROPERTY_PROTECTIONS set to
@@ -63,6 +63,13 @@ trap cleanup EXIT
 # ---------------------------------------------------------------------------
 say "Setting the scene: a demonstration PKI and the site's imagetrust.toml"
 run imagetrust pki init pki >/dev/null
+# The proxy's HTTPS certificate: self-signed for 127.0.0.1, trusted by the
+# OpenStack client through OS_CACERT (a site uses its usual host
+# certificate).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+	-subj /CN=imagetrust-proxy -addext subjectAltName=IP:127.0.0.1 \
+	-keyout pki/proxy-tls.key -out pki/proxy-tls.pem 2>/dev/null
+export OS_CACERT=$PWD/pki/proxy-tls.pem
 PROXY_PORT=$(free_port)
 HEALTH_PORT=$(free_port)
 NOVA_ROOT=${NOVA_URL%/v2.1}
@@ -91,7 +98,9 @@ cache_dir = "crl-cache"
 
 [proxy]
 listen = "127.0.0.1:$PROXY_PORT"
-public_url = "http://127.0.0.1:$PROXY_PORT"
+public_url = "https://127.0.0.1:$PROXY_PORT"
+tls_cert = "pki/proxy-tls.pem"
+tls_key = "pki/proxy-tls.key"
 upstream = "$NOVA_ROOT"
 metrics_listen = "127.0.0.1:$HEALTH_PORT"
 cache_ttl = "1s"           # the story changes flags and expects them at once
@@ -133,12 +142,15 @@ for k in sorted(p):
     if k.startswith("imagetrust_") and k not in ("imagetrust_descriptor","imagetrust_signature","imagetrust_chain"):
         print("   %-34s %s" % (k, p[k]))'
 
-say "3. The boot proxy goes in front of Nova and becomes the catalog's compute endpoint"
+say "3. The boot proxy goes in front of Nova, over HTTPS, and becomes the catalog's compute endpoint"
 imagetrust proxy --config imagetrust.toml --cloud mirror 2>proxy.log &
 PIDS+=($!)
 for _ in $(seq 1 50); do curl -fsS "http://127.0.0.1:$HEALTH_PORT/healthz" >/dev/null 2>&1 && break; sleep 0.2; done
 curl -fsS "http://127.0.0.1:$HEALTH_PORT/healthz" >/dev/null
-run "$ROOT/tests/openstack/set-compute-endpoint.sh" "$STATE" "http://127.0.0.1:$PROXY_PORT/v2.1"
+grep -q 'msg="proxy listening".* tls=true' proxy.log || { echo "the proxy does not listen with TLS" >&2; exit 1; }
+curl -fsS --cacert pki/proxy-tls.pem "https://127.0.0.1:$PROXY_PORT/" >/dev/null
+note "the proxy answers on https://127.0.0.1:$PROXY_PORT (its certificate: pki/proxy-tls.pem)"
+run "$ROOT/tests/openstack/set-compute-endpoint.sh" "$STATE" "https://127.0.0.1:$PROXY_PORT/v2.1"
 # nova-api's server views ask Neutron, which doesn't run here: a read-only
 # stand-in answers with empty lists (tests/e2e/fake-neutron.py says why).
 NEUTRON_PORT=$(free_port)
