@@ -77,7 +77,7 @@ func parsePlainAnswer(buf []byte, a *plainAnswer) bool {
 			return false
 		}
 		name, value := line[:colon], trimOWSBytes(line[colon+1:])
-		token, canonical := tokenName(string(name)) // (no copy: the conversion does not escape)
+		token, canonical := tokenName(string(name)) // (tokenName is inlined: no allocation for a name up to 32 bytes)
 		if !token {
 			return false
 		}
