@@ -371,16 +371,20 @@
 //
 // Then a plain answer larger than the client buffer left over TLS in one
 // write (one record) of head and body copied together, rather than two
-// (relayPlain). One run of 5 x 2 s after it:
+// (relayPlain). Runs of 5 and 7 x 2 s after it, each line one run:
 //
 //	                               small: /nginx  /nginx-auto  detail: /nginx  /nginx-auto
 //	gate-proc-tls (paired)         1.06           1.02         1.13            1.19
+//	                               1.04           1.03         1.13            1.14
 //	gate-proc-tls (medians)        1.14           1.01         1.13            1.17
+//	                               1.06           1.06         1.14            1.05
 //	gate-proc-tls-nodirect         1.05                        1.05
+//	                               0.95                        1.09
 //	gate-proc-tls-nethttp          0.75                        0.68
+//	                               0.71                        0.79
 //
 // So over TLS the fast server is 1.5x net/http's server on the small
-// answer (1.66x on the 15 KiB one) and at or above nginx's rate in either
+// answer (1.4-1.7x on the 15 KiB one) and at or above nginx's rate in either
 // configuration, the crypto (the same cipher on both) taking a larger
 // share of each request.
 //
