@@ -104,16 +104,22 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 		return fail(e, exitUsage, "%v", err)
 	}
 
-	// SIGHUP reloads the trust store (CA and CRL files) without a restart.
+	// SIGHUP reloads the trust store (CA and CRL files) and the listener's
+	// TLS certificate and key without a restart.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	reloadTLS := make(chan struct{}, 1)
 	go func() {
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-hup:
+				select {
+				case reloadTLS <- struct{}{}:
+				default: // (a reload is already pending)
+				}
 				c, err := itconfig.Load(*cfgPath)
 				if err == nil {
 					err = decider.load(c, log)
@@ -129,7 +135,7 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 
 	err = proxy.Serve(ctx, gate, proxy.ServerOptions{
 		Listen: cfg.Proxy.Listen, HealthListen: cfg.Proxy.MetricsListen,
-		TLSCert: cfg.Proxy.TLSCert, TLSKey: cfg.Proxy.TLSKey,
+		TLSCert: cfg.Proxy.TLSCert, TLSKey: cfg.Proxy.TLSKey, ReloadTLS: reloadTLS,
 		Gatherer: reg, Logger: log,
 		// the fast pass-through server is on unless this says otherwise
 		NetHTTPOnly: cfg.Proxy.FastPassThrough != nil && !*cfg.Proxy.FastPassThrough,

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +22,11 @@ type ServerOptions struct {
 	Listen, HealthListen string
 	// TLSCert and TLSKey, when both set, make the gate's listener HTTPS.
 	TLSCert, TLSKey string
+	// ReloadTLS, when set, makes Serve load TLSCert and TLSKey again at
+	// each receive (a renewed certificate, say: SIGHUP in the command).
+	// New handshakes use the new pair; a pair that does not load leaves the
+	// current one in use, and the error is logged.
+	ReloadTLS <-chan struct{}
 	// Gatherer serves /metrics (nil = no /metrics).
 	Gatherer prometheus.Gatherer
 	// ShutdownTimeout bounds the graceful shutdown (default 30s).
@@ -90,12 +96,28 @@ func Serve(ctx context.Context, gate http.Handler, o ServerOptions) error {
 		return errors.New("proxy: set both tls_cert and tls_key, or neither")
 	}
 	if o.TLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(o.TLSCert, o.TLSKey)
-		if err != nil {
+		kp := &keyPair{certFile: o.TLSCert, keyFile: o.TLSKey}
+		if err := kp.load(); err != nil {
 			ln.Close()
-			return fmt.Errorf("proxy: TLS key pair: %w", err)
+			return err
 		}
-		gs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+		gs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: kp.get}
+		if o.ReloadTLS != nil {
+			go func() {
+				for {
+					select {
+					case <-ctx.Done():
+						return
+					case <-o.ReloadTLS:
+						if err := kp.load(); err != nil {
+							o.Logger.Error("TLS key pair reload failed; keeping the current one", "error", err)
+							continue
+						}
+						o.Logger.Info("TLS key pair reloaded", "cert", o.TLSCert)
+					}
+				}
+			}()
+		}
 	}
 	servers := []*http.Server{gs}
 	listeners := []net.Listener{ln}
@@ -162,4 +184,26 @@ func Serve(ctx context.Context, gate http.Handler, o ServerOptions) error {
 	}
 	o.Logger.Info("proxy stopped")
 	return runErr
+}
+
+// keyPair is the listener's TLS certificate and key, loaded from their
+// files and swapped whole on reload.
+type keyPair struct {
+	certFile, keyFile string
+	cur               atomic.Pointer[tls.Certificate]
+}
+
+// load reads the pair; on error the current one stays.
+func (k *keyPair) load() error {
+	c, err := tls.LoadX509KeyPair(k.certFile, k.keyFile)
+	if err != nil {
+		return fmt.Errorf("proxy: TLS key pair: %w", err)
+	}
+	k.cur.Store(&c)
+	return nil
+}
+
+// get is the tls.Config's GetCertificate.
+func (k *keyPair) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return k.cur.Load(), nil
 }

@@ -23,6 +23,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/imagetrust/imagetrust/internal/testutil"
 )
 
 // tlsListenerPair writes a self-signed certificate for 127.0.0.1 and its
@@ -248,4 +250,74 @@ func serveInBackground(t *testing.T, h http.Handler, o ServerOptions) (addr stri
 	}
 	t.Cleanup(func() { cancel(); wait() })
 	return a.String(), cancel, wait
+}
+
+// TestServeTLSReload: ReloadTLS makes new handshakes use the key pair
+// found in the files then (a renewed certificate); a pair that does not
+// load leaves the current one in use, and says so in the log.
+func TestServeTLSReload(t *testing.T) {
+	f := catalogue(t)
+	nova := newRecordingNova(t)
+	g := newGate(t, f, nova.srv.URL, nil)
+	dir := t.TempDir()
+	certFile, keyFile, clientA := tlsListenerPair(t, dir)
+	certB, keyB, clientB := tlsListenerPair(t, t.TempDir())
+	logs := &testutil.SyncBuffer{}
+	reload := make(chan struct{})
+	addr, _, _ := serveInBackground(t, g.proxy, ServerOptions{TLSCert: certFile, TLSKey: keyFile, ReloadTLS: reload,
+		Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	// handshake reports whether a new connection trusting the pair that
+	// client trusts is accepted
+	handshake := func(client *http.Client) error {
+		c, err := tls.Dial("tcp", addr, client.Transport.(*http.Transport).TLSClientConfig)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	waitLog := func(msg string, n int) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); strings.Count(logs.String(), msg) < n; {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q in the log: %s", msg, logs.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	copyFile := func(from, to string) {
+		t.Helper()
+		b, err := os.ReadFile(from)
+		if err == nil {
+			err = os.WriteFile(to, b, 0o600)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	if err := handshake(clientA); err != nil {
+		t.Fatalf("first pair: %v", err)
+	}
+	if handshake(clientB) == nil {
+		t.Fatal("the second pair is served before it was installed")
+	}
+	copyFile(certB, certFile)
+	copyFile(keyB, keyFile)
+	reload <- struct{}{}
+	waitLog("TLS key pair reloaded", 1)
+	if err := handshake(clientB); err != nil {
+		t.Fatalf("after the reload: %v", err)
+	}
+	if handshake(clientA) == nil {
+		t.Error("the first pair is still served after the reload")
+	}
+
+	if err := os.WriteFile(certFile, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reload <- struct{}{}
+	waitLog("TLS key pair reload failed; keeping the current one", 1)
+	if err := handshake(clientB); err != nil {
+		t.Fatalf("after a failed reload: %v", err)
+	}
 }
