@@ -132,57 +132,16 @@ func TestProxyCheckImageCinder(t *testing.T) {
 	}
 
 	// the command, as a site runs it
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	listen := l.Addr().String()
-	_ = l.Close()
-	cfgText, err := os.ReadFile(filepath.Join(dir, "pki", "imagetrust.toml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfgText = fmt.Appendf(cfgText, "\n[proxy]\nlisten = %q\nupstream = %q\nvolume_policy = \"check-image\"\ncache_ttl = \"1s\"\n",
-		listen, strings.TrimSuffix(strings.TrimSuffix(c.NovaURL, "/"), "/v2.1"))
-	cfgPath := filepath.Join(dir, "pki", "proxy.toml")
-	if err := os.WriteFile(cfgPath, cfgText, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	logs := &testutil.SyncBuffer{}
-	pctx, stop := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	vars := map[string]string{"OS_CLIENT_CONFIG_FILE": c.CloudsYAML}
-	go func() {
-		done <- run(pctx, &env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: logs, getenv: func(k string) string { return vars[k] }},
-			[]string{"proxy", "--config", cfgPath, "--cloud", ostest.CloudMirror})
-	}()
-	t.Cleanup(func() {
-		stop()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Error("the proxy did not stop")
-		}
-		if t.Failed() {
-			t.Logf("proxy log:\n%s", logs.String())
-		}
-	})
+	cfgPath, listen := proxyConfig(t, dir, fmt.Sprintf("upstream = %q\nvolume_policy = \"check-image\"\ncache_ttl = \"1s\"\n",
+		strings.TrimSuffix(strings.TrimSuffix(c.NovaURL, "/"), "/v2.1")))
 	gateURL := "http://" + listen
-	for deadline := time.Now().Add(time.Minute); ; {
-		select {
-		case code := <-done:
-			t.Fatalf("imagetrust proxy exited %d:\n%s", code, logs.String())
-		default:
-		}
-		if resp, err := http.Get(gateURL + "/"); err == nil {
+	logs := startProxyCommand(t, c, cfgPath, func() error {
+		resp, err := http.Get(gateURL + "/")
+		if err == nil {
 			resp.Body.Close()
-			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the proxy did not answer on %s:\n%s", listen, logs.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return err
+	})
 	if !strings.Contains(logs.String(), "volume_extension:volume_image_metadata:set") {
 		t.Errorf("no start-up warning about Cinder's policy:\n%s", logs.String())
 	}
@@ -366,5 +325,68 @@ func TestProjectlessEndpoint(t *testing.T) {
 				t.Errorf("projectlessEndpoint(%q, %q) = %q, want %q", tc.endpoint, tc.project, got, tc.want)
 			}
 		})
+	}
+}
+
+// proxyConfig writes dir/pki/proxy.toml: the configuration `imagetrust pki
+// init` wrote in dir/pki, then a [proxy] table listening on a free loopback
+// port, with the lines of rest. It returns the file and the address.
+func proxyConfig(t *testing.T, dir, rest string) (cfgPath, listen string) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen = l.Addr().String()
+	_ = l.Close()
+	cfgText, err := os.ReadFile(filepath.Join(dir, "pki", "imagetrust.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgText = fmt.Appendf(cfgText, "\n[proxy]\nlisten = %q\n%s", listen, rest)
+	cfgPath = filepath.Join(dir, "pki", "proxy.toml")
+	if err := os.WriteFile(cfgPath, cfgText, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfgPath, listen
+}
+
+// startProxyCommand runs `imagetrust proxy --config cfgPath --cloud mirror`
+// in this process against c until the test ends, waits until ready
+// succeeds (at most a minute), and returns the command's log.
+func startProxyCommand(t *testing.T, c *ostest.Cloud, cfgPath string, ready func() error) *testutil.SyncBuffer {
+	t.Helper()
+	logs := &testutil.SyncBuffer{}
+	pctx, stop := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	vars := map[string]string{"OS_CLIENT_CONFIG_FILE": c.CloudsYAML}
+	go func() {
+		done <- run(pctx, &env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: logs, getenv: func(k string) string { return vars[k] }},
+			[]string{"proxy", "--config", cfgPath, "--cloud", ostest.CloudMirror})
+	}()
+	t.Cleanup(func() {
+		stop()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Error("the proxy did not stop")
+		}
+		if t.Failed() {
+			t.Logf("proxy log:\n%s", logs.String())
+		}
+	})
+	for deadline := time.Now().Add(time.Minute); ; {
+		select {
+		case code := <-done:
+			t.Fatalf("imagetrust proxy exited %d:\n%s", code, logs.String())
+		default:
+		}
+		if ready() == nil {
+			return logs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the proxy did not get ready:\n%s", logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
