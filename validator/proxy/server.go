@@ -103,10 +103,12 @@ func Serve(ctx context.Context, gate http.Handler, o ServerOptions) error {
 		}
 		gs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: kp.get}
 		if o.ReloadTLS != nil {
+			rctx, stop := context.WithCancel(ctx) // (ends when Serve returns)
+			defer stop()
 			go func() {
 				for {
 					select {
-					case <-ctx.Done():
+					case <-rctx.Done():
 						return
 					case <-o.ReloadTLS:
 						if err := kp.load(); err != nil {
