@@ -68,7 +68,7 @@ run imagetrust pki init pki >/dev/null
 # certificate).
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
 	-subj /CN=imagetrust-proxy -addext subjectAltName=IP:127.0.0.1 \
-	-keyout pki/proxy-tls.key -out pki/proxy-tls.pem 2>/dev/null
+	-keyout pki/proxy-tls.key -out pki/proxy-tls.pem 2>openssl.log || { cat openssl.log >&2; exit 1; }
 export OS_CACERT=$PWD/pki/proxy-tls.pem
 PROXY_PORT=$(free_port)
 HEALTH_PORT=$(free_port)
