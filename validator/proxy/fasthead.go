@@ -190,12 +190,12 @@ func tokenName(name string) (token, canonical bool) {
 	return true, canonical
 }
 
-// trimOWS is strings.Trim(v, " \t").
-func trimOWS(v string) string {
-	for v != "" && (v[0] == ' ' || v[0] == '\t') {
+// trimOWS is strings.Trim(v, " \t") (or bytes.Trim).
+func trimOWS[T string | []byte](v T) T {
+	for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
 		v = v[1:]
 	}
-	for v != "" && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
+	for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
 		v = v[:len(v)-1]
 	}
 	return v

@@ -76,7 +76,7 @@ func parsePlainAnswer(buf []byte, a *plainAnswer) bool {
 		if colon < 0 {
 			return false
 		}
-		name, value := line[:colon], trimOWSBytes(line[colon+1:])
+		name, value := line[:colon], trimOWS(line[colon+1:])
 		token, canonical := tokenName(string(name)) // (tokenName is inlined: no allocation for a name up to 32 bytes)
 		if !token {
 			return false
@@ -173,17 +173,6 @@ func containsFold(v []byte, sub string) bool {
 		}
 	}
 	return false
-}
-
-// trimOWSBytes is bytes.Trim(v, " \t").
-func trimOWSBytes(v []byte) []byte {
-	for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
-		v = v[1:]
-	}
-	for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
-		v = v[:len(v)-1]
-	}
-	return v
 }
 
 // relayPlain copies a plain answer, whose head w.plain holds, to w: the
