@@ -89,23 +89,28 @@ func serversDetail(n int) []byte {
 	return b.Bytes()
 }
 
+// nginxSetup is how startNginx runs nginx in front of upstream.
+type nginxSetup struct {
+	// workers is worker_processes: "1", or "auto" (one per core,
+	// Debian's default)
+	workers string
+	// certFile and keyFile, when set, make the listener HTTPS: TLS 1.2 and
+	// 1.3, its TLS 1.3 cipher suite AES-128-GCM (the one Go's server picks
+	// on AES hardware, so that both do the same work per byte)
+	certFile, keyFile string
+	// forwarded makes nginx send the upstream the X-Forwarded-For,
+	// X-Forwarded-Host and X-Forwarded-Proto fields the gate sends it (the
+	// client's address, the Host it asked for, its scheme), as an nginx in
+	// front of Nova does so that Nova's links name the public address
+	// (etc/nova/nova.conf.snippet, [oslo_middleware]): the same request
+	// reaches the upstream from either, so both do the same work
+	forwarded bool
+}
+
 // startNginx runs Debian's nginx as a child process proxying to upstream on
-// a free loopback port, with the given worker_processes ("1", "auto"), and
-// returns its base URL ("" when nginx is missing).
-func startNginx(tb testing.TB, upstream, workers string) string {
-	tb.Helper()
-	return startNginxListen(tb, upstream, workers, "", "")
-}
-
-// startNginxTLS is startNginx with an HTTPS listener (certFile, keyFile),
-// TLS 1.2 and 1.3, its TLS 1.3 cipher suite AES-128-GCM (the one Go's
-// server picks on AES hardware, so that both do the same work per byte).
-func startNginxTLS(tb testing.TB, upstream, workers, certFile, keyFile string) string {
-	tb.Helper()
-	return startNginxListen(tb, upstream, workers, certFile, keyFile)
-}
-
-func startNginxListen(tb testing.TB, upstream, workers, certFile, keyFile string) string {
+// a free loopback port, set up as ns says, and returns its base URL (""
+// when nginx is missing).
+func startNginx(tb testing.TB, upstream string, ns nginxSetup) string {
 	tb.Helper()
 	bin, err := exec.LookPath("nginx")
 	if err != nil {
@@ -122,10 +127,14 @@ func startNginxListen(tb testing.TB, upstream, workers, certFile, keyFile string
 	addr := ln.Addr().String()
 	ln.Close()
 	up, _ := url.Parse(upstream)
-	tlsConf, scheme := "", "http://"
-	if certFile != "" {
+	tlsConf, scheme, fwd := "", "http://", ""
+	if ns.forwarded {
+		fwd = "\n      proxy_set_header X-Forwarded-For $remote_addr; proxy_set_header X-Forwarded-Host $http_host;" +
+			"\n      proxy_set_header X-Forwarded-Proto $scheme;"
+	}
+	if ns.certFile != "" {
 		tlsConf = fmt.Sprintf(" ssl;\n    ssl_certificate %s;\n    ssl_certificate_key %s;\n"+
-			"    ssl_protocols TLSv1.2 TLSv1.3;\n    ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256", certFile, keyFile)
+			"    ssl_protocols TLSv1.2 TLSv1.3;\n    ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256", ns.certFile, ns.keyFile)
 		scheme = "https://"
 	}
 	conf := fmt.Sprintf(`worker_processes %[4]s;
@@ -139,10 +148,10 @@ http {
   upstream nova { server %[2]s; keepalive 256; }
   server {
     listen %[3]s%[5]s;
-    location / { proxy_pass http://nova; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host $http_host; }
+    location / { proxy_pass http://nova; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host $http_host;%[6]s }
   }
 }
-`, dir, up.Host, addr, workers, tlsConf)
+`, dir, up.Host, addr, ns.workers, tlsConf, fwd)
 	cf := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(cf, []byte(conf), 0o600); err != nil {
 		tb.Fatal(err)
@@ -195,7 +204,7 @@ func newBenchTargets(b *testing.B) *benchTargets {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 256
 	b.Cleanup(tr.CloseIdleConnections)
-	t := &benchTargets{direct: nova.URL, gate: gs.URL, nginx: startNginx(b, nova.URL, "1"), client: &http.Client{Transport: tr}}
+	t := &benchTargets{direct: nova.URL, gate: gs.URL, nginx: startNginx(b, nova.URL, nginxSetup{workers: "1"}), client: &http.Client{Transport: tr}}
 	if t.nginx == "" {
 		b.Log("nginx not available: its comparison is skipped")
 	}
@@ -349,13 +358,19 @@ type benchTarget struct{ name, base string }
 // the gate in its own process (served as Serve serves it, with the fast
 // server; with net/http's server alone: gate-proc-nethttp; with the fast
 // server but Go's net package's reads and writes instead of directConn's:
-// gate-proc-nodirect), and nginx with 1 and auto workers.
+// gate-proc-nodirect), and nginx with 1 and auto workers, as a bare proxy
+// (nginx, nginx-auto) and sending the upstream the X-Forwarded-* fields the
+// gate sends (nginx-xf, nginx-auto-xf: the same request reaches the
+// upstream, so nginx does the gate's work; nginxSetup.forwarded).
 func (t *benchTargets) passThroughTargets(b *testing.B) []benchTarget {
 	targets := []benchTarget{{"direct", t.direct}, {"gate", t.gate}, {"gate-proc", startGateProcess(b, t.direct)},
 		{"gate-proc-nethttp", startGateProcess(b, t.direct, envBenchChildNetHTTP+"=1")},
 		{"gate-proc-nodirect", startGateProcess(b, t.direct, envBenchChildNoDirect+"=1")}}
 	if t.nginx != "" {
-		targets = append(targets, benchTarget{"nginx", t.nginx}, benchTarget{"nginx-auto", startNginx(b, t.direct, "auto")})
+		targets = append(targets, benchTarget{"nginx", t.nginx},
+			benchTarget{"nginx-auto", startNginx(b, t.direct, nginxSetup{workers: "auto"})},
+			benchTarget{"nginx-xf", startNginx(b, t.direct, nginxSetup{workers: "1", forwarded: true})},
+			benchTarget{"nginx-auto-xf", startNginx(b, t.direct, nginxSetup{workers: "auto", forwarded: true})})
 	}
 	return targets
 }
@@ -364,7 +379,7 @@ func (t *benchTargets) passThroughTargets(b *testing.B) []benchTarget {
 // from 32 concurrent clients) of the upstream called directly, of the gate
 // in this process, of the gate in a process of its own (startGateProcess),
 // and of nginx with one worker and with worker_processes auto (one per
-// core). The targets take turns for 5 rounds of b.N/5 requests each and the
+// core), bare and with the gate's X-Forwarded-* fields (-xf). The targets take turns for 5 rounds of b.N/5 requests each and the
 // median round of each is reported, with ratios. The fair comparison is
 // gate-proc against nginx: both run in their own process, the clients and
 // the stand-in upstream in this one.
@@ -398,5 +413,7 @@ func BenchmarkPassThrough(b *testing.B) {
 		b.ReportMetric(med("gate-proc")/med("nginx-auto"), "gate-proc/nginx-auto")
 		b.ReportMetric(med("gate-proc-nethttp")/med("nginx"), "gate-proc-nethttp/nginx")
 		b.ReportMetric(med("gate-proc-nethttp")/med("nginx-auto"), "gate-proc-nethttp/nginx-auto")
+		b.ReportMetric(med("gate-proc")/med("nginx-xf"), "gate-proc/nginx-xf")
+		b.ReportMetric(med("gate-proc")/med("nginx-auto-xf"), "gate-proc/nginx-auto-xf")
 	}
 }

@@ -2,9 +2,11 @@ package proxy
 
 import (
 	"bytes"
+	"math"
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -40,12 +42,14 @@ func BenchmarkPassThroughWrk(b *testing.B) {
 	rates := wrkRounds(b, wrk, t.passThroughTargets(b))
 	for _, p := range wrkPaths {
 		r := wrkReport{b, rates, p.prefix}
-		r.rates("direct", "gate", "gate-proc", "gate-proc-nethttp", "gate-proc-nodirect", "nginx", "nginx-auto")
+		r.rates("direct", "gate", "gate-proc", "gate-proc-nethttp", "gate-proc-nodirect", "nginx", "nginx-auto",
+			"nginx-xf", "nginx-auto-xf")
 		r.ratios("gate-proc/direct")
 		if t.nginx != "" {
 			r.ratios("gate-proc/nginx", "gate-proc/nginx-auto", "gate-proc-nethttp/nginx",
 				"gate-proc-nodirect/nginx", "gate-proc-nethttp/nginx-auto")
-			r.paired("gate-proc/nginx", "gate-proc/nginx-auto")
+			r.ratios("gate-proc/nginx-xf", "gate-proc/nginx-auto-xf")
+			r.paired("gate-proc/nginx", "gate-proc/nginx-auto", "gate-proc/nginx-xf", "gate-proc/nginx-auto-xf")
 		}
 	}
 }
@@ -55,7 +59,8 @@ func BenchmarkPassThroughWrk(b *testing.B) {
 // server alone: gate-proc-tls-nethttp; the fast server without directConn
 // under TLS: gate-proc-tls-nodirect) against nginx with the same
 // certificate (ECDSA P-256) and cipher suite (TLS 1.3, AES-128-GCM, which
-// Go's server picks), with 1 and auto workers. wrk keeps its connections,
+// Go's server picks), with 1 and auto workers, bare and with the gate's
+// X-Forwarded-* fields (-xf-). wrk keeps its connections,
 // so the rounds measure requests over established TLS connections, not
 // handshakes.
 //
@@ -71,18 +76,27 @@ func BenchmarkPassThroughWrkTLS(b *testing.B) {
 		{"gate-proc-tls-nethttp", https(startGateProcess(b, up.URL, tlsEnv, envBenchChildNetHTTP+"=1"))},
 		{"gate-proc-tls-nodirect", https(startGateProcess(b, up.URL, tlsEnv, envBenchChildNoDirect+"=1"))},
 	}
-	n1, na := startNginxTLS(b, up.URL, "1", cert, key), startNginxTLS(b, up.URL, "auto", cert, key)
-	if n1 == "" || na == "" {
-		b.Skip("nginx is not available")
+	for _, n := range []struct {
+		name      string
+		workers   string
+		forwarded bool
+	}{{"nginx-tls", "1", false}, {"nginx-auto-tls", "auto", false}, {"nginx-xf-tls", "1", true}, {"nginx-auto-xf-tls", "auto", true}} {
+		base := startNginx(b, up.URL, nginxSetup{workers: n.workers, certFile: cert, keyFile: key, forwarded: n.forwarded})
+		if base == "" {
+			b.Skip("nginx is not available")
+		}
+		targets = append(targets, benchTarget{n.name, base})
 	}
-	targets = append(targets, benchTarget{"nginx-tls", n1}, benchTarget{"nginx-auto-tls", na})
 	rates := wrkRounds(b, wrk, targets)
 	for _, p := range wrkPaths {
 		r := wrkReport{b, rates, p.prefix}
-		r.rates("gate-proc-tls", "gate-proc-tls-nethttp", "gate-proc-tls-nodirect", "nginx-tls", "nginx-auto-tls")
+		r.rates("gate-proc-tls", "gate-proc-tls-nethttp", "gate-proc-tls-nodirect", "nginx-tls", "nginx-auto-tls",
+			"nginx-xf-tls", "nginx-auto-xf-tls")
 		r.ratios("gate-proc-tls/nginx-tls", "gate-proc-tls/nginx-auto-tls", "gate-proc-tls-nethttp/nginx-tls",
 			"gate-proc-tls/gate-proc-tls-nethttp", "gate-proc-tls-nodirect/nginx-tls")
-		r.paired("gate-proc-tls/nginx-tls", "gate-proc-tls/nginx-auto-tls")
+		r.ratios("gate-proc-tls/nginx-xf-tls", "gate-proc-tls/nginx-auto-xf-tls")
+		r.paired("gate-proc-tls/nginx-tls", "gate-proc-tls/nginx-auto-tls", "gate-proc-tls/nginx-xf-tls",
+			"gate-proc-tls/nginx-auto-xf-tls")
 	}
 }
 
@@ -177,7 +191,11 @@ func (r wrkReport) ratios(pairs ...string) {
 // paired reports, for each "a/over", the median over rounds of the ratio
 // within each round, where the two targets ran within seconds of each
 // other (steadier than the ratio of medians when the machine's load
-// drifts), and logs the rounds' ratios.
+// drifts), and logs the rounds' ratios. With 6 rounds or more it also
+// reports the bounds of a distribution-free confidence interval of at least
+// 95% for that median (medianCI: -lo, -hi), and logs its coverage: a bound
+// on the side of 1 says which target is faster; an interval around 1 says
+// the run cannot tell them apart.
 func (r wrkReport) paired(pairs ...string) {
 	for _, pair := range pairs {
 		a, over, _ := strings.Cut(pair, "/")
@@ -188,5 +206,34 @@ func (r wrkReport) paired(pairs ...string) {
 		}
 		r.b.Logf("%s%s by round: %.3f", r.prefix, pair, q)
 		r.b.ReportMetric(median(q), r.prefix+"paired-"+pair)
+		if lo, hi, coverage, ok := medianCI(q); ok {
+			r.b.Logf("%s%s median round ratio: %.1f%% interval [%.3f, %.3f]", r.prefix, pair, 100*coverage, lo, hi)
+			r.b.ReportMetric(lo, r.prefix+"paired-"+pair+"-lo")
+			r.b.ReportMetric(hi, r.prefix+"paired-"+pair+"-hi")
+		}
 	}
+}
+
+// medianCI returns a confidence interval for the median of the population
+// that q was drawn from, with no assumption on its distribution (the sign
+// test's interval): the order statistics x(k) and x(n+1-k), k the largest
+// for which P(B(n, 1/2) < k) is at most 2.5%, and the interval's coverage,
+// at least 95%. ok is false below 6 values, too few for 95%.
+func medianCI(q []float64) (lo, hi, coverage float64, ok bool) {
+	s := slices.Sorted(slices.Values(q))
+	n := len(s)
+	tail, k := 0.0, 0
+	c := 1.0 // C(n, i)
+	for i := range n {
+		p := c / math.Exp2(float64(n))
+		if tail+p > 0.025 {
+			break
+		}
+		tail, k = tail+p, i+1
+		c = c * float64(n-i) / float64(i+1)
+	}
+	if k == 0 {
+		return 0, 0, 0, false
+	}
+	return s[k-1], s[n-k], 1 - 2*tail, true
 }

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"math"
 	"net/http"
 	"strings"
 	"sync"
@@ -209,4 +210,26 @@ func TestCachedLookup(t *testing.T) {
 			t.Errorf("%d Glance calls for 50 concurrent lookups, want 1", n)
 		}
 	})
+}
+
+func TestMedianCI(t *testing.T) {
+	eleven := []float64{11, 1, 10, 2, 9, 3, 8, 4, 7, 5, 6}
+	for _, tc := range []struct {
+		name           string
+		q              []float64
+		lo, hi, covers float64
+		ok             bool
+	}{
+		{"ok 11 rounds: x(2) and x(10), 1-2*12/2048", eleven, 2, 10, 1 - 24.0/2048, true},
+		{"ok 6 rounds: min and max, 1-2/64", []float64{3, 1, 2, 6, 5, 4}, 1, 6, 1 - 2.0/64, true},
+		{"ok 7 rounds: min and max, 1-2/128", []float64{3, 1, 2, 6, 5, 4, 7}, 1, 7, 1 - 2.0/128, true},
+		{"fail 5 rounds: too few for 95%", []float64{1, 2, 3, 4, 5}, 0, 0, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lo, hi, c, ok := medianCI(tc.q)
+			if ok != tc.ok || lo != tc.lo || hi != tc.hi || math.Abs(c-tc.covers) > 1e-12 {
+				t.Fatalf("medianCI = %v, %v, %v, %v; want %v, %v, %v, %v", lo, hi, c, ok, tc.lo, tc.hi, tc.covers, tc.ok)
+			}
+		})
+	}
 }
