@@ -126,6 +126,31 @@ func parseFastHead(head []byte, h *fastHead) bool {
 	return hosts == 1 && cls <= 1 && len(h.fields) <= 100
 }
 
+// plainText reports whether b is all visible ASCII, space and tab: a line
+// of a head without its CRLF. Eight bytes at a time where none of them is a
+// control byte or above 0x7e, as plainLines.
+func plainText(b []byte) bool {
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		x := binary.LittleEndian.Uint64(b[i:])
+		const ones, highs = 0x0101010101010101, 0x8080808080808080
+		if ((x-0x20*ones)&^x|(x+ones)|x)&highs == 0 {
+			continue
+		}
+		for _, c := range b[i : i+8] {
+			if headBytes[c]&hbPlain == 0 {
+				return false
+			}
+		}
+	}
+	for _, c := range b[i:] {
+		if headBytes[c]&hbPlain == 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // plainLines reports whether b holds only the bytes the fast paths take in a
 // message head: visible ASCII, space and tab, with every line ended by CRLF
 // (a CR only before an LF, an LF only after a CR). Eight bytes at a time

@@ -29,33 +29,36 @@ type plainAnswer struct {
 	hasDate       bool
 	n             int          // length of the head
 	fields        []plainField // canonical names, sorted by name (stable)
-	// head is the answer's header lines, copied out of the upstream
-	// connection's buffer (which a read of the body may overwrite), with
-	// the names made canonical in place; fields are slices of it. Both are
-	// reused from answer to answer, so that a parse allocates nothing.
+	// head is the answer's header lines, each with its CRLF, copied out of
+	// the upstream connection's buffer (which a read of the body may
+	// overwrite), with the names made canonical in place; fields say where
+	// in it each name and value is. Both are reused from answer to answer,
+	// so that a parse allocates nothing.
 	head []byte
 }
 
-// plainField is a header field of a plainAnswer: slices of its head.
-type plainField struct{ name, value []byte }
+// plainField is a header field of a plainAnswer: where its name and its
+// value are in the answer's head (offsets, not slices: a field holds no
+// pointer, so filling and sorting them costs no write barrier).
+type plainField struct{ name0, name1, value0, value1 int32 }
+
+func (a *plainAnswer) name(f plainField) []byte  { return a.head[f.name0:f.name1] }
+func (a *plainAnswer) value(f plainField) []byte { return a.head[f.value0:f.value1] }
 
 // parsePlainAnswer parses the answer head at the start of buf into a (its
-// fields slice reused) and reports whether it is a plain one.
+// head and fields reused) and reports whether it is a plain one. One pass
+// over the lines: each ends at its first CR, which an LF must follow, and
+// holds no control byte (plainText; so no LF alone), which is what
+// plainLines asks of a whole head.
 func parsePlainAnswer(buf []byte, a *plainAnswer) bool {
-	end := bytes.Index(buf, crlfcrlf)
-	if end < 0 {
-		return false
-	}
-	head := buf[:end+2] // each line with its CRLF
-	if !plainLines(head) {
-		return false
-	}
 	// "HTTP/1.1 200 OK": three digits, a space, any reason
-	if len(head) < 15 || !bytes.HasPrefix(head, []byte("HTTP/1.1 ")) || head[12] != ' ' {
+	eol := bytes.IndexByte(buf, '\r')
+	if eol < len("HTTP/1.1 200 ") || eol+1 >= len(buf) || buf[eol+1] != '\n' ||
+		!bytes.HasPrefix(buf, []byte("HTTP/1.1 ")) || buf[12] != ' ' || !plainText(buf[:eol]) {
 		return false
 	}
 	status := 0
-	for _, c := range head[9:12] {
+	for _, c := range buf[9:12] {
 		if c < '0' || c > '9' {
 			return false
 		}
@@ -64,26 +67,38 @@ func parsePlainAnswer(buf []byte, a *plainAnswer) bool {
 	if status < 200 || status > 599 || !bodyAllowed(status) {
 		return false
 	}
-	*a = plainAnswer{status: status, contentLength: -1, n: end + 4, fields: a.fields[:0],
-		head: append(a.head[:0], head[bytes.IndexByte(head, '\n')+1:]...)}
-	for b := a.head; len(b) > 0; {
-		// (plainLines: every CR is followed by an LF, and every LF
-		// follows a CR)
-		eol := bytes.IndexByte(b, '\r')
-		line := b[:eol]
-		b = b[eol+2:]
+	*a = plainAnswer{status: status, contentLength: -1, fields: a.fields[:0], head: a.head[:0]}
+	hasType := false
+	for pos := eol + 2; ; {
+		rest := buf[pos:]
+		eol = bytes.IndexByte(rest, '\r')
+		if eol < 0 || eol+1 >= len(rest) || rest[eol+1] != '\n' {
+			return false // not all in yet, or a CR alone
+		}
+		pos += eol + 2
+		if eol == 0 {
+			a.n = pos
+			break
+		}
+		line := rest[:eol]
 		colon := bytes.IndexByte(line, ':')
-		if colon < 0 {
+		if colon < 0 || !plainText(line) {
 			return false
 		}
-		name, value := line[:colon], trimOWS(line[colon+1:])
-		token, canonical := tokenName(string(name)) // (tokenName is inlined: no allocation for a name up to 32 bytes)
-		if !token {
-			return false
+		start := len(a.head)
+		a.head = append(append(a.head, line...), "\r\n"...)
+		name := a.head[start : start+colon]
+		if !canonicalToken(name) {
+			return false // (also obs-fold: the line starts with a space)
 		}
-		if !canonical {
-			canonicalToken(name)
+		v0, v1 := start+colon+1, start+len(line)
+		for v0 < v1 && (a.head[v0] == ' ' || a.head[v0] == '\t') {
+			v0++
 		}
+		for v1 > v0 && (a.head[v1-1] == ' ' || a.head[v1-1] == '\t') {
+			v1--
+		}
+		value := a.head[v0:v1]
 		switch string(name) {
 		case "Content-Length":
 			if a.contentLength >= 0 || !plainLength(value) {
@@ -97,33 +112,34 @@ func parsePlainAnswer(buf []byte, a *plainAnswer) bool {
 			if containsFold(value, "event-stream") {
 				return false // streamed, flushed as it comes: relay's
 			}
+			hasType = true
 		case "Date":
 			a.hasDate = true
 		case "Transfer-Encoding", "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate",
 			"Proxy-Authorization", "Te", "Trailer", "Upgrade", "Location", "Pragma":
 			return false
 		}
-		a.fields = append(a.fields, plainField{name, value})
+		a.fields = append(a.fields, plainField{int32(start), int32(start + colon), int32(v0), int32(v1)})
 	}
-	if a.contentLength < 0 || !a.has("Content-Type") {
+	if a.contentLength < 0 || !hasType {
 		return false // (a missing type is sniffed: relay's)
 	}
 	// sorted as http.Header.WriteSubset sorts, values of a name in order
 	for i := 1; i < len(a.fields); i++ {
-		for j := i; j > 0 && bytes.Compare(a.fields[j].name, a.fields[j-1].name) < 0; j-- {
+		for j := i; j > 0 && a.nameLess(a.fields[j], a.fields[j-1]); j-- {
 			a.fields[j], a.fields[j-1] = a.fields[j-1], a.fields[j]
 		}
 	}
 	return true
 }
 
-func (a *plainAnswer) has(name string) bool {
-	for _, f := range a.fields {
-		if string(f.name) == name {
-			return true
-		}
+// nameLess reports whether f's name sorts before g's (the first bytes
+// decide most).
+func (a *plainAnswer) nameLess(f, g plainField) bool {
+	if x, y := a.head[f.name0], a.head[g.name0]; x != y {
+		return x < y
 	}
-	return false
+	return bytes.Compare(a.name(f), a.name(g)) < 0
 }
 
 // plainLength reports a Content-Length value of plain digits, no leading
@@ -140,12 +156,19 @@ func plainLength(v []byte) bool {
 	return true
 }
 
-// canonicalToken makes a token field name canonical in place, as
-// textproto.CanonicalMIMEHeaderKey makes it: an upper-case letter first
-// and after each hyphen, lower case elsewhere.
-func canonicalToken(name []byte) {
+// canonicalToken reports whether name is an RFC 9110 token (a field
+// name) and makes it canonical in place, as textproto.CanonicalMIMEHeaderKey
+// makes it: an upper-case letter first and after each hyphen, lower case
+// elsewhere.
+func canonicalToken(name []byte) bool {
+	if len(name) == 0 {
+		return false
+	}
 	upper := true
 	for i, c := range name {
+		if headBytes[c]&hbToken == 0 {
+			return false
+		}
 		if upper && 'a' <= c && c <= 'z' {
 			name[i] = c - ('a' - 'A')
 		} else if !upper && 'A' <= c && c <= 'Z' {
@@ -153,6 +176,7 @@ func canonicalToken(name []byte) {
 		}
 		upper = c == '-'
 	}
+	return true
 }
 
 // containsFold reports whether v holds sub (lower-case ASCII) in any case.
@@ -255,7 +279,7 @@ func (w *fastResponse) appendPlainHead(b []byte) []byte {
 	}
 	b = appendStatusLine(b, w.status)
 	for _, f := range w.plain.fields {
-		b = append(append(append(append(b, f.name...), ": "...), f.value...), "\r\n"...)
+		b = append(append(append(append(b, w.plain.name(f)...), ": "...), w.plain.value(f)...), "\r\n"...)
 	}
 	if !w.plain.hasDate {
 		b = append(append(append(b, "Date: "...), w.date.get()...), "\r\n"...)

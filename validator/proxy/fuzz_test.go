@@ -180,21 +180,22 @@ func FuzzPlainAnswer(f *testing.F) {
 		}
 		got := http.Header{}
 		for _, fl := range a.fields {
-			got[string(fl.name)] = append(got[string(fl.name)], string(fl.value))
+			got[string(a.name(fl))] = append(got[string(a.name(fl))], string(a.value(fl)))
 		}
 		if !reflect.DeepEqual(got, resp.Header) {
 			t.Fatalf("header fields\nfast %q\nnet/http %q", got, resp.Header)
 		}
 		for i := 1; i < len(a.fields); i++ {
-			if bytes.Compare(a.fields[i].name, a.fields[i-1].name) < 0 {
-				t.Fatalf("not sorted: %q", a.fields)
+			if bytes.Compare(a.name(a.fields[i]), a.name(a.fields[i-1])) < 0 {
+				t.Fatalf("not sorted: %q", a.head)
 			}
 		}
 	})
 }
 
 // FuzzPlainLines: plainLines, eight bytes at a time where it can, says
-// what the byte-at-a-time check says of every input.
+// what the byte-at-a-time check says of every input, and so does plainText
+// of an input without CR or LF (and refuses any with one).
 func FuzzPlainLines(f *testing.F) {
 	for _, s := range []string{
 		"GET / HTTP/1.1\r\nHost: h\r\n\r\n",
@@ -206,6 +207,10 @@ func FuzzPlainLines(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if got, want := plainLines(b), plainBytes(b, 0, len(b)); got != want {
 			t.Fatalf("plainLines(%q) = %v, byte at a time %v", b, got, want)
+		}
+		want := !bytes.ContainsAny(b, "\r\n") && plainBytes(b, 0, len(b))
+		if got := plainText(b); got != want {
+			t.Fatalf("plainText(%q) = %v, byte at a time %v", b, got, want)
 		}
 	})
 }
