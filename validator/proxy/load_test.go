@@ -4,7 +4,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"runtime"
@@ -18,13 +17,21 @@ import (
 // TestLoad drives the gate at a fixed rate for 60 s (a mix of pass-through
 // GETs, allowed boots and refused boots against the fast stand-in upstream)
 // and checks that every request got its expected answer and that neither
-// goroutines nor heap grew. It runs only with IMAGETRUST_LOAD=1:
+// goroutines nor heap grew. The gate is served by Serve as `imagetrust
+// proxy` serves it: by the fast server, the client's kept connections
+// being handed over to net/http at their first boot; then by net/http
+// alone (NetHTTPOnly). It runs only with IMAGETRUST_LOAD=1 (two minutes):
 //
 //	IMAGETRUST_LOAD=1 go test ./validator/proxy -run Load -v
 func TestLoad(t *testing.T) {
 	if os.Getenv("IMAGETRUST_LOAD") != "1" {
 		t.Skip("set IMAGETRUST_LOAD=1 to run the 60 s load test")
 	}
+	t.Run("fast server", func(t *testing.T) { loadRun(t, false) })
+	t.Run("net/http only", func(t *testing.T) { loadRun(t, true) })
+}
+
+func loadRun(t *testing.T, netHTTPOnly bool) {
 	const (
 		rate     = 300 // requests per second
 		duration = 60 * time.Second
@@ -37,8 +44,9 @@ func TestLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := httptest.NewServer(p)
-	defer gs.Close()
+	addr, cancel, wait := serveInBackground(t, p, ServerOptions{NetHTTPOnly: netHTTPOnly})
+	defer func() { cancel(); wait() }()
+	base := "http://" + addr
 	tr := &http.Transport{MaxIdleConnsPerHost: 64}
 	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 
@@ -60,7 +68,7 @@ func TestLoad(t *testing.T) {
 		if s.body != "" {
 			body = strings.NewReader(s.body)
 		}
-		req, _ := http.NewRequest(s.method, gs.URL+s.path, body)
+		req, _ := http.NewRequest(s.method, base+s.path, body)
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := client.Do(req)
 		if err != nil {
