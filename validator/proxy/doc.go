@@ -407,7 +407,7 @@
 // user space a request, the goroutine model's scheduling and reads that
 // find no data (nginx waits in epoll first). The answer-head parser then
 // went from three passes over the head to one, its fields from slices to
-// offsets (parsePlainAnswer: 23% fewer instructions under callgrind, 20-28%
+// offsets (parsePlainAnswer: 18% fewer instructions under callgrind, 22-34%
 // less time in a micro-benchmark, on a nova-api-shaped head). One run of
 // 15 x 2 s after it (GOMAXPROCS 3 and 4 for the gate, tried beside it, did
 // no better):

@@ -127,36 +127,18 @@ func parseFastHead(head []byte, h *fastHead) bool {
 }
 
 // plainText reports whether b is all visible ASCII, space and tab: a line
-// of a head without its CRLF. Eight bytes at a time where none of them is a
-// control byte or above 0x7e, as plainLines.
-func plainText(b []byte) bool {
-	i := 0
-	for ; i+8 <= len(b); i += 8 {
-		x := binary.LittleEndian.Uint64(b[i:])
-		const ones, highs = 0x0101010101010101, 0x8080808080808080
-		if ((x-0x20*ones)&^x|(x+ones)|x)&highs == 0 {
-			continue
-		}
-		for _, c := range b[i : i+8] {
-			if headBytes[c]&hbPlain == 0 {
-				return false
-			}
-		}
-	}
-	for _, c := range b[i:] {
-		if headBytes[c]&hbPlain == 0 {
-			return false
-		}
-	}
-	return true
-}
+// of a head without its CRLF.
+func plainText(b []byte) bool { return plainScan(b, textBytes) }
 
 // plainLines reports whether b holds only the bytes the fast paths take in a
 // message head: visible ASCII, space and tab, with every line ended by CRLF
-// (a CR only before an LF, an LF only after a CR). Eight bytes at a time
-// where none of them is a control byte or above 0x7e (most of a head), a
-// byte at a time where one is.
-func plainLines(b []byte) bool {
+// (a CR only before an LF, an LF only after a CR).
+func plainLines(b []byte) bool { return plainScan(b, plainBytes) }
+
+// plainScan is plainText and plainLines: eight bytes at a time where none
+// of them is a control byte or above 0x7e (most of a head), and slow, a
+// byte at a time, where one is and for the bytes after the last eight.
+func plainScan(b []byte, slow func(b []byte, from, to int) bool) bool {
 	i := 0
 	for ; i+8 <= len(b); i += 8 {
 		x := binary.LittleEndian.Uint64(b[i:])
@@ -166,11 +148,21 @@ func plainLines(b []byte) bool {
 		if ((x-0x20*ones)&^x|(x+ones)|x)&highs == 0 {
 			continue
 		}
-		if !plainBytes(b, i, i+8) {
+		if !slow(b, i, i+8) {
 			return false
 		}
 	}
-	return plainBytes(b, i, len(b))
+	return slow(b, i, len(b))
+}
+
+// textBytes is plainText for b[from:to].
+func textBytes(b []byte, from, to int) bool {
+	for _, c := range b[from:to] {
+		if headBytes[c]&hbPlain == 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // plainBytes is plainLines for b[from:to], CRs and LFs checked against
