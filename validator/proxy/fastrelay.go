@@ -42,6 +42,8 @@ type plainAnswer struct {
 // pointer, so filling and sorting them costs no write barrier).
 type plainField struct{ name0, name1, value0, value1 int32 }
 
+// name and value are f's name and value: slices of a's head. (The head
+// is a copy of part of an upstream read buffer, so its offsets fit int32.)
 func (a *plainAnswer) name(f plainField) []byte  { return a.head[f.name0:f.name1] }
 func (a *plainAnswer) value(f plainField) []byte { return a.head[f.value0:f.value1] }
 

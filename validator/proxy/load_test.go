@@ -44,8 +44,7 @@ func loadRun(t *testing.T, netHTTPOnly bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr, cancel, wait := serveInBackground(t, p, ServerOptions{NetHTTPOnly: netHTTPOnly})
-	defer func() { cancel(); wait() }()
+	addr, _, _ := serveInBackground(t, p, ServerOptions{NetHTTPOnly: netHTTPOnly}) // (stopped at cleanup)
 	base := "http://" + addr
 	tr := &http.Transport{MaxIdleConnsPerHost: 64}
 	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
