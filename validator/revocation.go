@@ -81,13 +81,22 @@ func (t *Trust) chainIndex(issuer *x509.Certificate) *crl.Index {
 
 // Revocation says which certificate of a chain is revoked, and how.
 type Revocation struct {
-	Cert      *x509.Certificate
-	Role      crl.Role
+	// Cert is the revoked certificate; Role is its place in the record
+	// (the image certificate, the creator's, the approver's, or a CA of
+	// one of their chains).
+	Cert *x509.Certificate
+	Role crl.Role
+	// Reason is the CRL entry's reason code (RFC 5280 section 5.3.1;
+	// unspecified, 0, when the entry has none), RevokedAt its revocation
+	// date.
 	Reason    int
 	RevokedAt time.Time
+	// CRLNumber is the number of the CRL that lists it.
 	CRLNumber *big.Int
 }
 
+// String says which certificate is revoked, since when and why, for
+// refusal messages and logs.
 func (r *Revocation) String() string {
 	return fmt.Sprintf("%s certificate %q (serial %x) revoked on %s, reason %s", r.Role, r.Cert.Subject, r.Cert.SerialNumber, r.RevokedAt.UTC().Format(time.RFC3339), crl.ReasonName(r.Reason))
 }
