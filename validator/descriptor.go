@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"reflect"
 	"regexp"
 	"strings"
 	"time"
@@ -72,9 +73,28 @@ var reservedProperties = map[string]bool{
 	"description": true, "kernel_id": true, "ramdisk_id": true, "instance_uuid": true,
 }
 
+// descriptorKeys are the top-level keys of a descriptor, exactly as
+// Descriptor's json tags spell them. encoding/json matches a key to a field
+// case-insensitively (with Unicode folding: "\u017fize" is "size" to it),
+// so a descriptor holding both "uri" and "URI" would be read by it with the
+// later value and by jq, Python or a reviewer with the first: every key
+// must be one of these, byte for byte.
+var descriptorKeys = func() map[string]bool {
+	keys := map[string]bool{}
+	t := reflect.TypeFor[Descriptor]()
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		if name != "" && name != "-" {
+			keys[name] = true
+		}
+	}
+	return keys
+}()
+
 // ParseDescriptor decodes and checks a descriptor. It refuses invalid UTF-8,
-// duplicate keys at any depth, unknown top-level fields, trailing data and
-// every malformed value, naming the field.
+// duplicate keys at any depth, top-level keys that are not exactly one of
+// the descriptor's fields (unknown, or another case or Unicode folding of
+// one), trailing data and every malformed value, naming the field.
 func ParseDescriptor(b []byte) (*Descriptor, error) {
 	if len(b) == 0 {
 		return nil, errors.New("descriptor is empty")
@@ -182,7 +202,8 @@ type jsonFrame struct {
 }
 
 // checkDuplicateKeys walks the JSON tokens and refuses an object that holds
-// the same key twice, at any depth.
+// the same key twice, at any depth, and a top-level key that is not exactly
+// one of descriptorKeys.
 func checkDuplicateKeys(b []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
@@ -210,6 +231,9 @@ func checkDuplicateKeys(b []byte) error {
 			k, _ := tok.(string)
 			if top.keys[k] {
 				return fmt.Errorf("descriptor: duplicate key %q", k)
+			}
+			if n == 1 && !descriptorKeys[k] {
+				return fmt.Errorf("descriptor: unknown field %q (fields are spelt exactly, in lower case)", k)
 			}
 			top.keys[k] = true
 			top.expKey = false
