@@ -61,8 +61,10 @@ var (
 	ContainerFormats = []string{"ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compressed"}
 )
 
-// reservedProperties are Glance base properties and imagetrust's own: a
-// descriptor's free-form properties may not set them.
+// reservedProperties are Glance base properties and imagetrust's own, and
+// the image-defined block device mappings Nova attaches at boot (which could
+// name other images or volumes the gate never judges): a descriptor's
+// free-form properties may not set them.
 var reservedProperties = map[string]bool{
 	"id": true, "name": true, "status": true, "visibility": true, "protected": true, "os_hidden": true,
 	"owner": true, "checksum": true, "size": true, "virtual_size": true, "created_at": true,
@@ -71,6 +73,7 @@ var reservedProperties = map[string]bool{
 	"schema": true, "stores": true, "deleted": true, "deleted_at": true, "os_hash_algo": true,
 	"os_hash_value": true, "os_distro": true, "os_version": true, "architecture": true,
 	"description": true, "kernel_id": true, "ramdisk_id": true, "instance_uuid": true,
+	"block_device_mapping": true, "bdm_v2": true, "mappings": true,
 }
 
 // descriptorKeys are the top-level keys of a descriptor, exactly as
