@@ -44,6 +44,9 @@ type Trust struct {
 	requireCRL bool
 	// ns are the IGTF name constraints of the trust store (nil: none).
 	ns *Namespaces
+	// peopleCAs are the caIdentity of every people CA: no image
+	// certificate's chain may pass through one.
+	peopleCAs map[string]bool
 
 	recordCache sync.Map // sha256(record) -> *recordResult
 }
@@ -62,8 +65,10 @@ type TrustOptions struct {
 	People, Registrar []*x509.Certificate
 	// CRLs are DER or PEM CRLs of any of the CAs; each is used only if its
 	// signature verifies with its issuer's key. A CRL whose issuer is none
-	// of these CAs is kept for the chains that bring that issuer as a
-	// verified intermediate (embedded in a signature), and used for them.
+	// of these CAs, or that the configured CA of its issuer's name did not
+	// sign (the CA re-keyed since), is kept for the chains that bring its
+	// issuer as a verified intermediate (embedded in a signature), and used
+	// for them when that intermediate's key signed it.
 	CRLs [][]byte
 	VOs  map[string]*VOPolicy
 	// Strict: a signer revoked for any reason invalidates every image it signed.
@@ -77,9 +82,9 @@ type TrustOptions struct {
 	ClockSkew time.Duration
 }
 
-// NewTrust builds a Trust. It refuses a configuration in which a certificate
-// is both a people CA and a Registrar CA, since an image certificate must
-// never chain to a people CA. CRLs that don't verify are reported in the
+// NewTrust builds a Trust. It refuses a configuration in which a CA (a
+// name and key, whichever certificate carries them) is both a people CA and
+// a Registrar CA, since an image certificate must never chain to a people CA. CRLs that don't verify are reported in the
 // returned warnings, and not used.
 func NewTrust(o TrustOptions) (*Trust, []string, error) {
 	t := &Trust{
@@ -92,7 +97,7 @@ func NewTrust(o TrustOptions) (*Trust, []string, error) {
 	}
 	people := map[string]bool{}
 	for _, c := range o.People {
-		people[string(c.Raw)] = true
+		people[caIdentity(c)] = true
 		if !c.IsCA {
 			return nil, nil, fmt.Errorf("people CA %q is not a CA certificate", c.Subject)
 		}
@@ -105,8 +110,8 @@ func NewTrust(o TrustOptions) (*Trust, []string, error) {
 		t.anchors = append(t.anchors, c)
 	}
 	for _, c := range o.Registrar {
-		if people[string(c.Raw)] {
-			return nil, nil, fmt.Errorf("certificate %q is both a people CA and a Registrar CA: an image certificate must never chain to a people CA", c.Subject)
+		if people[caIdentity(c)] {
+			return nil, nil, fmt.Errorf("CA %q (its name and key) is both a people CA and a Registrar CA: an image certificate must never chain to a people CA", c.Subject)
 		}
 		if !c.IsCA {
 			return nil, nil, fmt.Errorf("registrar CA %q is not a CA certificate", c.Subject)
@@ -120,18 +125,26 @@ func NewTrust(o TrustOptions) (*Trust, []string, error) {
 		t.anchors = append(t.anchors, c)
 	}
 	var warnings []string
+	t.peopleCAs = people
 	t.crls = &crl.Index{ClockSkew: o.ClockSkew}
 	t.crlNow, t.clockSkew = o.Now, o.ClockSkew
 	for i, b := range o.CRLs {
 		err := addCRL(t.crls, b, t.anchors, o.Now)
-		if errors.Is(err, errNoAnchor) {
-			if rl, perr := crl.Parse(b); perr == nil {
-				t.chainCRLs = append(t.chainCRLs, rl)
-				continue
-			}
+		if err == nil {
+			continue
 		}
-		if err != nil {
+		rl, perr := crl.Parse(b)
+		if perr != nil {
 			warnings = append(warnings, fmt.Sprintf("CRL %d not used: %v", i+1, err))
+			continue
+		}
+		// Kept for the chains whose CA of that name signed it: an
+		// intermediate no configured CA is, or one re-keyed since the
+		// configured certificate of its name (chainIndex applies addCRL's
+		// checks with the chain's own CA).
+		t.chainCRLs = append(t.chainCRLs, rl)
+		if !errors.Is(err, errNoAnchor) {
+			warnings = append(warnings, fmt.Sprintf("CRL %d not used for the configured CA of its name: %v (kept for a chain CA of that name whose key signed it)", i+1, err))
 		}
 	}
 	return t, warnings, nil
@@ -143,8 +156,19 @@ func (t *Trust) VO(name string) (*VOPolicy, bool) {
 	return p, ok
 }
 
+// caIdentity is what makes two certificates the same CA to a chain: its
+// name and key. A CA re-issued with another serial or validity is the same
+// CA, and x509.Verify builds the same chains through either copy.
+func caIdentity(c *x509.Certificate) string {
+	return string(c.RawSubject) + "\x00" + string(c.RawSubjectPublicKeyInfo)
+}
+
+// isSelfSigned reports whether c is a root: issued by itself and signed with
+// its own key. The signature is checked with CheckSignature, which accepts
+// SHA-1 (CheckSignatureFrom does not): long-lived roots still carry SHA-1
+// self-signatures, and a root's own signature is never what trust rests on.
 func isSelfSigned(c *x509.Certificate) bool {
-	return bytes.Equal(c.RawIssuer, c.RawSubject) && c.CheckSignatureFrom(c) == nil
+	return bytes.Equal(c.RawIssuer, c.RawSubject) && c.CheckSignature(c.SignatureAlgorithm, c.RawTBSCertificate, c.Signature) == nil
 }
 
 // LoadTrust reads the [trust] and [vo.*] sections of a configuration. The

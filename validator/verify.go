@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -488,8 +489,25 @@ func (t *Trust) verifyRegistrar(c *x509.Certificate, inter *x509.CertPool) ([][]
 		pool := inter.Clone()
 		appendPool(pool, t.regInterCerts)
 		chains, err = c.Verify(x509.VerifyOptions{Roots: t.regRoots, Intermediates: pool, CurrentTime: c.NotBefore, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+		if err == nil {
+			chains = slices.DeleteFunc(chains, t.throughPeopleCA)
+			if len(chains) == 0 {
+				err = errors.New("its only chains to a Registrar root pass through a people CA")
+			}
+		}
 	}
 	return chains, err
+}
+
+// throughPeopleCA reports whether a chain holds a people CA (by name and
+// key) above its leaf.
+func (t *Trust) throughPeopleCA(chain []*x509.Certificate) bool {
+	for _, c := range chain[1:] {
+		if t.peopleCAs[caIdentity(c)] {
+			return true
+		}
+	}
+	return false
 }
 
 func (t *Trust) chainsToPeople(c *x509.Certificate, inter *x509.CertPool) bool {

@@ -126,6 +126,20 @@ func (ca *CA) Intermediate(cn string, opts ...Option) *CA {
 	return &CA{Cert: cert, Key: key, Parent: ca, tb: ca.tb}
 }
 
+// CrossSign issues a certificate for other's name and key signed by ca (a
+// cross-certificate): the CA it returns signs with other's key, and chains
+// to ca's root.
+func (ca *CA) CrossSign(other *CA) *CA {
+	ca.tb.Helper()
+	c := other.Cert
+	cert, err := pki.Issue(pki.Template{Subject: c.Subject, NotBefore: c.NotBefore, NotAfter: c.NotAfter, IsCA: true, MaxPathLen: -1},
+		other.Key.Public(), ca.Cert, ca.Key)
+	if err != nil {
+		ca.tb.Fatalf("testpki: %v", err)
+	}
+	return &CA{Cert: cert, Key: other.Key, Parent: ca, tb: ca.tb}
+}
+
 // chain returns the CA and its parents up to, not including, the root.
 func (ca *CA) chain() []*x509.Certificate {
 	var out []*x509.Certificate

@@ -1,0 +1,80 @@
+package validator
+
+import (
+	"crypto/x509"
+	"strings"
+	"testing"
+
+	"github.com/imagetrust/imagetrust/crl"
+	"github.com/imagetrust/imagetrust/internal/pki"
+	"github.com/imagetrust/imagetrust/internal/testpki"
+)
+
+// TestTrustAnchors covers how NewTrust files the configured CAs and their
+// CRLs: roots by their self-signature whatever its hash, CAs told apart by
+// name and key, and a CRL kept for the CA of a chain that signed it.
+func TestTrustAnchors(t *testing.T) {
+	t.Run("ok people root with a SHA-1 self-signature", func(t *testing.T) {
+		// long-lived IGTF roots still carry one; CheckSignatureFrom refuses
+		// SHA-1, and the root was filed as an intermediate
+		w := newWorld(t)
+		w.peopleRoot = testpki.NewRoot(t, "People Root", testpki.WithKey(pki.RSA2048), testpki.WithSignatureAlgorithm(x509.SHA1WithRSA))
+		w.peopleSub = w.peopleRoot.Intermediate("People Issuing CA")
+		v := testpki.WithValidity(testNow.AddDate(0, -6, 0), testNow.AddDate(0, 6, 0))
+		w.creator = w.peopleSub.Leaf(testpki.Name("Alice Creator"), v)
+		w.approver = w.peopleSub.Leaf(testpki.Name("Bob Approver"), v)
+		if r := w.trust().Verify(w.bundle(bundleOpts{}).input(testNow)); !r.Valid {
+			t.Fatalf("refused: %v", r.Err())
+		}
+	})
+	t.Run("fail registrar CA that is a people root re-issued", func(t *testing.T) {
+		// same name and key, another serial and validity: the same CA to
+		// x509.Verify, so it must not be on both sides
+		w := newWorld(t)
+		c := w.peopleRoot.Cert
+		copyOf, err := pki.Issue(pki.Template{Subject: c.Subject, NotBefore: c.NotBefore, NotAfter: c.NotAfter.AddDate(1, 0, 0), IsCA: true, MaxPathLen: -1},
+			w.peopleRoot.Key.Public(), nil, w.peopleRoot.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _, err = NewTrust(TrustOptions{People: []*x509.Certificate{c, w.peopleSub.Cert}, Registrar: []*x509.Certificate{copyOf}})
+		if err == nil || !strings.Contains(err.Error(), "both a people CA and a Registrar CA") {
+			t.Fatalf("NewTrust: %v", err)
+		}
+	})
+	t.Run("fail image certificate from a people CA the Registrar root cross-signed", func(t *testing.T) {
+		// the cross-certificate, embedded in the signature, builds a chain
+		// to a Registrar root through the people issuing CA's name and key
+		w := newWorld(t)
+		cross := w.regRoot.CrossSign(w.peopleSub)
+		r := w.trust().Verify(w.bundle(bundleOpts{regCA: cross}).input(testNow))
+		if r.Valid {
+			t.Fatal("valid")
+		}
+		if got := r.Check(CheckRegistrar); got.OK || got.Reason != ReasonImageCertPeopleCA {
+			t.Fatalf("registrar check: %+v", got)
+		}
+	})
+	t.Run("fail creator revoked by the CRL of a re-keyed intermediate", func(t *testing.T) {
+		// the trust store holds the issuing CA's old certificate; the
+		// signature brings its new one, whose key signed the CRL
+		w := newWorld(t)
+		old := w.peopleRoot.Intermediate("People Issuing CA")
+		b := w.bundle(bundleOpts{})
+		rl := revokeCRL(w.peopleSub, 2, pki.Revoked{Serial: w.creator.Cert.SerialNumber, Time: testNow.AddDate(0, 0, -1), Reason: crl.ReasonKeyCompromise})
+		cdn, _ := DNFromRaw(w.creator.Cert.RawSubject)
+		adn, _ := DNFromRaw(w.approver.Cert.RawSubject)
+		tr, warns, err := NewTrust(TrustOptions{People: []*x509.Certificate{w.peopleRoot.Cert, old.Cert}, Registrar: []*x509.Certificate{w.regRoot.Cert},
+			CRLs: [][]byte{rl}, VOs: map[string]*VOPolicy{"atlas": {Name: "atlas", Creators: []DN{cdn}, Approvers: []DN{adn}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(warns) != 1 || !strings.Contains(warns[0], "kept for a chain CA") {
+			t.Errorf("warnings: %q", warns)
+		}
+		r := tr.Verify(b.input(testNow))
+		if r.Valid || r.Revocation == nil || r.Revocation.Cert.SerialNumber.Cmp(w.creator.Cert.SerialNumber) != 0 {
+			t.Fatalf("valid %v, revocation %v: %v", r.Valid, r.Revocation, r.Err())
+		}
+	})
+}
