@@ -15,7 +15,11 @@
 // path has empty segments (//servers), dot segments, a trailing slash, a bad
 // escape or control characters is refused with 400: Nova's routes would not
 // match most of them, and the gate does not guess. Other methods and paths
-// pass untouched (GET /, /v2 and /v2.1 get their hrefs rewritten, below).
+// pass untouched (GET /, /v2 and /v2.1 get their hrefs rewritten, below),
+// except that a request of any method whose query holds _method (in any
+// case, or escaped) is refused with 400: Nova's router honours it as a
+// method override (routes' use_method_override), so PUT
+// /servers?_method=POST would run the server create with the PUT's body.
 //
 // Within a create: server.imageRef; every block_device_mapping_v2 entry with
 // source_type "image" (its uuid) or with an image_id key; legacy

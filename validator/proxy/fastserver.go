@@ -116,7 +116,7 @@ func newFastServer(p *Proxy, hs *http.Server) *fastServer {
 // ServeHTTP passes through (never a POST, never a version document) and
 // that the forwarder takes.
 func (p *Proxy) fastEligible(r *http.Request) bool {
-	if r.Method == http.MethodPost {
+	if r.Method == http.MethodPost || methodOverride(r.URL.RawQuery) {
 		return false
 	}
 	if maybeVersionPath(r.URL.Path) {

@@ -340,6 +340,7 @@ func TestFastServerHostile(t *testing.T) {
 		"version after pass":      get + "GET /v2.1 HTTP/1.1\r\nHost: h\r\n\r\n" + end,
 		"escaped create judged":   get + "POST /v2.1/serv%65rs HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}" + end,
 		"get on servers path":     "GET /v2.1/servers HTTP/1.1\r\nHost: h\r\n\r\n" + end,
+		"method override judged":  get + "GET /v2.1/flavors?_method=POST HTTP/1.1\r\nHost: h\r\n\r\n" + end,
 		"connection close first":  "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n" + boot(idRevoked),
 		"connection close token":  "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, CLOSE\r\n\r\n" + get,
 	}

@@ -195,6 +195,16 @@ func New(o Options) (*Proxy, error) {
 // ServeHTTP implements http.Handler.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	if methodOverride(r.URL.RawQuery) {
+		reqID := newRequestID()
+		p.o.Logger.Info("request refused", "request_id", reqID, "method", r.Method,
+			"path", truncate(r.URL.EscapedPath(), 256), "remote", remoteHost(r), "reason", "method-override")
+		p.o.Metrics.decision("refused", "method-override")
+		writeFault(w, reqID, http.StatusBadRequest,
+			"The _method query parameter (a method override) is not accepted: send the request with its own method.")
+		p.o.Metrics.observe("refused", time.Since(start).Seconds())
+		return
+	}
 	if r.Method != http.MethodPost && !maybeVersionPath(r.URL.Path) {
 		p.passThrough(w, r)
 		p.o.Metrics.observe("passthrough", time.Since(start).Seconds())
@@ -253,6 +263,21 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 	}
 	p.o.Logger.Warn("upstream error", "request_id", reqID, "method", r.Method, "error", err)
 	writeFault(w, reqID, http.StatusBadGateway, "The compute service behind the image gate could not be reached; try again later.")
+}
+
+// methodOverride reports whether a raw query could override the request's
+// method in Nova. Nova's router (routes' RoutesMiddleware, with
+// use_method_override on) routes a request whose QUERY_STRING holds
+// "_method" by the method that parameter names, then restores the real one:
+// PUT /servers?_method=POST runs the server create with the PUT's body, and
+// the gate, which judges POSTs, would pass it through. Any query holding
+// _method, in any case or escaped, is refused: no OpenStack client sends one.
+func methodOverride(rawQuery string) bool {
+	if len(rawQuery) < len("_method") {
+		return false
+	}
+	q := strings.ToLower(rawQuery)
+	return strings.Contains(q, "_method") || strings.Contains(q, "%5fmethod")
 }
 
 // maybeVersionPath is a cheap pre-check: only short paths can be version documents.
