@@ -315,15 +315,51 @@ func (p *Proxy) judgeBDM(ctx context.Context, g *gateReq, e any, where string, n
 			}
 		}
 	}
-	volume := strings.EqualFold(st, "volume") || strings.EqualFold(st, "snapshot")
 	if legacy {
+		// the legacy format has no boot index: any volume may be the root
+		// disk; Nova reads snapshot_id before volume_id
 		vid, _ := m["volume_id"].(string)
 		sid, _ := m["snapshot_id"].(string)
-		// the legacy format has no boot index: any volume may be the root disk
-		volume, boot0 = vid != "" || sid != "", true
+		switch {
+		case sid != "":
+			return p.judgeVolume(ctx, g, m, "snapshot_id", true, where, true)
+		case vid != "":
+			return p.judgeVolume(ctx, g, m, "volume_id", false, where, true)
+		}
+		return nil
 	}
-	if volume && (boot0 || noImageRef) {
-		return p.judgeVolume(ctx, g, m, st, where, legacy, boot0)
+	if !boot0 && !noImageRef {
+		return nil // a data volume: what the server boots is judged elsewhere
+	}
+	switch {
+	case strings.EqualFold(st, "volume"):
+		if err := p.judgeVolume(ctx, g, m, "uuid", false, where, boot0); err != nil {
+			return err
+		}
+	case strings.EqualFold(st, "snapshot"):
+		if err := p.judgeVolume(ctx, g, m, "uuid", true, where, boot0); err != nil {
+			return err
+		}
+	}
+	// Nova's v2 schema also admits the legacy volume_id and snapshot_id
+	// keys, and BlockDeviceDict.from_api only sets <source_type>_id from
+	// uuid: a volume_id left beside a blank, image or snapshot source is
+	// the volume Nova's driver attaches instead of creating one. Whatever
+	// the source type, such a key is judged as the volume it names.
+	for _, k := range [...]string{"snapshot_id", "volume_id"} {
+		if _, present := m[k]; !present {
+			continue
+		}
+		id, err := optString(m, k, where+"."+k)
+		if err != nil {
+			return err
+		}
+		if id == "" {
+			continue
+		}
+		if err := p.judgeVolume(ctx, g, m, k, k == "snapshot_id", where, boot0); err != nil {
+			return err
+		}
 	}
 	return nil
 }

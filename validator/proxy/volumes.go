@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"strings"
 )
 
 // Volumes tells which Glance image a Cinder volume or snapshot was made
@@ -34,7 +33,8 @@ type Volumes interface {
 // Options.Volumes, by the image it was made from, judged like an image
 // reference (the request itself is left as it is); a volume made from no
 // image, and every volume without Options.Volumes, by the volume policy.
-func (p *Proxy) judgeVolume(ctx context.Context, g *gateReq, m map[string]any, st, where string, legacy, boot0 bool) error {
+// m[key] holds its id; snapshot says it names a volume snapshot.
+func (p *Proxy) judgeVolume(ctx context.Context, g *gateReq, m map[string]any, key string, snapshot bool, where string, boot0 bool) error {
 	refuseByPolicy := func(reason, why string) error {
 		if p.o.VolumePolicy == VolumeAllow {
 			return nil
@@ -46,20 +46,12 @@ func (p *Proxy) judgeVolume(ctx context.Context, g *gateReq, m map[string]any, s
 	if p.o.Volumes == nil {
 		return refuseByPolicy("volume-boot", "booting from a Cinder volume or snapshot is not allowed here, because the image gate cannot check which image the volume was made from.")
 	}
-	snapshot := strings.EqualFold(st, "snapshot")
-	key := "uuid"
-	if legacy {
-		key = "volume_id"
-		if s, _ := m["snapshot_id"].(string); s != "" {
-			key, snapshot = "snapshot_id", true
-		}
-	}
 	id, err := optString(m, key, where+"."+key)
 	if err != nil {
 		return err
 	}
 	if id == "" {
-		return bodyErrorf("%s has source_type %s but no %s", where, st, key)
+		return bodyErrorf("%s has no %s", where, key)
 	}
 	var imageID string
 	if snapshot {

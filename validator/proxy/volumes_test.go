@@ -72,6 +72,13 @@ func TestVolumeBoots(t *testing.T) {
 	vol := func(st, id string) string {
 		return bdmBody(`{"source_type":"` + st + `","uuid":"` + id + `","boot_index":0,"destination_type":"volume"}`)
 	}
+	smuggled := func(st, uuid, key, id string) string {
+		u := ""
+		if uuid != "" {
+			u = `"uuid":"` + uuid + `",`
+		}
+		return bdmBody(`{"source_type":"` + st + `",` + u + `"destination_type":"volume","volume_size":1,"boot_index":0,"` + key + `":"` + id + `"}`)
+	}
 	legacy := func(key, id string) string {
 		return `{"server":{"name":"vm","flavorRef":"1","block_device_mapping":[{"device_name":"vda","` + key + `":"` + id + `"}]}}`
 	}
@@ -100,6 +107,16 @@ func TestVolumeBoots(t *testing.T) {
 		{"fail volume naming an alias entry", withCinder, vol("volume", volAlias), 403, "forbidden", ""},
 		{"fail volume without uuid", withCinder, bdmBody(`{"source_type":"volume","boot_index":0,"destination_type":"volume"}`), 400, "badRequest", ""},
 		{"fail no Cinder: the policy", noCinder, vol("volume", volGood), 403, "forbidden", ""},
+		// Nova's v2 schema admits the legacy volume_id and snapshot_id keys,
+		// and its driver attaches the volume a volume_id names rather than
+		// create one, whatever the source type
+		{"fail blank source with the volume_id of a revoked image's volume", withCinder, smuggled("blank", "", "volume_id", volRevoked), 403, "forbidden", ""},
+		{"fail image source with the volume_id of a revoked image's volume", withCinder, smuggled("image", idGood, "volume_id", volRevoked), 403, "forbidden", ""},
+		{"fail snapshot source with the volume_id of a revoked image's volume", withCinder, smuggled("snapshot", snapGood, "volume_id", volRevoked), 403, "forbidden", ""},
+		{"fail blank source with the snapshot_id of a revoked image", withCinder, smuggled("blank", "", "snapshot_id", snapRevoked), 403, "forbidden", ""},
+		{"fail blank source with a volume_id: the policy", noCinder, smuggled("blank", "", "volume_id", volGood), 403, "forbidden", ""},
+		{"fail blank source with a volume_id that is no string", withCinder, bdmBody(`{"source_type":"blank","destination_type":"volume","volume_size":1,"boot_index":0,"volume_id":7}`), 400, "badRequest", ""},
+		{"ok image source with the volume_id of a good image's volume", withCinder, smuggled("image", idGood, "volume_id", volGood), 202, "", idGood},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
