@@ -82,6 +82,10 @@
 // with the proxy's own service token). The token is read as
 // keystonemiddleware reads it (X-Auth-Token, else X-Storage-Token) and
 // forwarded unchanged, so Nova sees the very token the gate validated.
+// Request fields whose names hold an underscore are dropped on every path
+// before the gate reads any (nginx's default, underscores_in_headers off):
+// Nova's WSGI server reads X_Auth_Token as X-Auth-Token, and
+// OpenStack_API_Version as OpenStack-API-Version.
 // Creates are authenticated before the body is read; actions once the body
 // says rebuild, or rescue with a rescue_image_ref. Other requests, including
 // other actions, are not validated by the gate (Nova does that).

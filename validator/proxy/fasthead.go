@@ -98,6 +98,8 @@ func parseFastHead(head []byte, h *fastHead) bool {
 		name, value := line[:colon], trimOWS(line[colon+1:])
 		if token, canonical := tokenName(name); !token {
 			return false // (also obs-fold: the line starts with a space)
+		} else if strings.IndexByte(name, '_') >= 0 {
+			return false // (net/http's side drops it: stripUnderscoreFields)
 		} else if !canonical {
 			name = textproto.CanonicalMIMEHeaderKey(name)
 		}

@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -86,6 +89,10 @@ func TestIdentityGate(t *testing.T) {
 		{"fail bogus token on rescue", "POST", "/v2.1/servers/" + idUnknown + "/action", `{"rescue":{"rescue_image_ref":"` + idGood + `"}}`, map[string]string{"X-Auth-Token": "bogus"}, 401, true},
 		{"fail unmanaged image for a managed project", "POST", "/v2.1/servers", serverBody(idSnapshot), map[string]string{"X-Auth-Token": tokAlice}, 403, true},
 		// the path names the unmanaged project, the token another: the token wins
+		// X_Auth_Token is X-Auth-Token to Nova's WSGI server: dropped, so
+		// that the token the gate validates is the one Nova reads
+		{"fail underscore token alone is no token", "POST", "/v2.1/servers", serverBody(idGood), map[string]string{"X_Auth_Token": tokAlice}, 401, false},
+		{"ok underscore token beside X-Storage-Token: the storage token judged and forwarded", "POST", "/v2.1/servers", serverBody(idSnapshot), map[string]string{"X-Storage-Token": tokUnmanaged, "X_Auth_Token": tokAlice}, 202, true},
 		{"fail unmanaged project only in the path", "POST", "/v2.1/" + labProject + "/servers", serverBody(idSnapshot), map[string]string{"X-Auth-Token": tokAlice}, 403, true},
 	}
 	for _, c := range cases {
@@ -111,6 +118,9 @@ func TestIdentityGate(t *testing.T) {
 				if rec.Header.Get("X-Auth-Token")+rec.Header.Get("X-Storage-Token") != c.hdr["X-Auth-Token"]+c.hdr["X-Storage-Token"] {
 					t.Errorf("the token was not forwarded unchanged")
 				}
+				if rec.Header.Get("X_Auth_Token") != "" {
+					t.Errorf("X_Auth_Token was forwarded")
+				}
 			}
 		})
 	}
@@ -131,8 +141,8 @@ func TestIdentityGate(t *testing.T) {
 	if s := g.logs.String(); strings.Contains(s, tokAlice) || strings.Contains(s, tokUnmanaged) || strings.Contains(s, "bogus") {
 		t.Errorf("a token was logged:\n%s", s)
 	}
-	if got := metricValue(t, g, "imagetrust_proxy_token_validations_total{result=missing}"); got != 2 {
-		t.Errorf("missing-token count %v, want 2", got)
+	if got := metricValue(t, g, "imagetrust_proxy_token_validations_total{result=missing}"); got != 3 {
+		t.Errorf("missing-token count %v, want 3", got)
 	}
 }
 
@@ -323,4 +333,58 @@ func TestIdentityCache(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestUnderscoreFieldsDropped: a request field whose name holds an
+// underscore never reaches Nova, on any path (the fast server's, net/http's
+// pass-through, a gated boot). Nova's WSGI server reads X_Auth_Token as
+// X-Auth-Token and OpenStack_API_Version as OpenStack-API-Version, so the
+// gate would validate one token, or read one microversion, and Nova act on
+// another.
+func TestUnderscoreFieldsDropped(t *testing.T) {
+	f := catalogue(t)
+	var mu sync.Mutex
+	var seen []http.Header
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.Header.Clone())
+		mu.Unlock()
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusAccepted)
+		_, _ = w.Write([]byte(`{}`))
+	}))
+	defer up.Close()
+	pair := newFastPair(t, f, up.URL, nil)
+	fields := "X-Auth-Token: gAAAAok\r\nX_Auth_Token: gAAAAother\r\nOpenStack_API_Version: compute 2.57\r\nx_other_field: 1\r\n"
+	boot := serverBody(idGood)
+	for name, raw := range map[string]string{
+		"fast server pass-through": "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\n" + fields + "\r\n",
+		"net/http pass-through":    "POST /v2.1/flavors HTTP/1.1\r\nHost: h\r\n" + fields + "Content-Length: 2\r\n\r\n{}",
+		"gated boot":               "POST /v2.1/servers HTTP/1.1\r\nHost: h\r\n" + fields + "Content-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(boot)) + "\r\n\r\n" + boot,
+	} {
+		for _, addr := range []string{pair.fast, pair.slow} {
+			mu.Lock()
+			seen = nil
+			mu.Unlock()
+			out := rawRoundTrip(t, addr, raw+"GET /end HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", 5*time.Second)
+			if !strings.HasPrefix(out, "HTTP/1.1 202 ") {
+				t.Fatalf("%s: %.300q", name, out)
+			}
+			mu.Lock()
+			if len(seen) != 2 {
+				t.Fatalf("%s: the upstream saw %d requests", name, len(seen))
+			}
+			h := seen[0]
+			mu.Unlock()
+			for k := range h {
+				if strings.Contains(k, "_") {
+					t.Errorf("%s: the upstream saw %s: %q", name, k, h[k])
+				}
+			}
+			if got := h.Values("X-Auth-Token"); len(got) != 1 || got[0] != "gAAAAok" {
+				t.Errorf("%s: the upstream saw X-Auth-Token %q", name, got)
+			}
+		}
+	}
 }

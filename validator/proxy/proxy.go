@@ -195,6 +195,7 @@ func New(o Options) (*Proxy, error) {
 // ServeHTTP implements http.Handler.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	stripUnderscoreFields(r.Header)
 	if methodOverride(r.URL.RawQuery) {
 		reqID := newRequestID()
 		p.o.Logger.Info("request refused", "request_id", reqID, "method", r.Method,
@@ -263,6 +264,23 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 	}
 	p.o.Logger.Warn("upstream error", "request_id", reqID, "method", r.Method, "error", err)
 	writeFault(w, reqID, http.StatusBadGateway, "The compute service behind the image gate could not be reached; try again later.")
+}
+
+// stripUnderscoreFields deletes every request field whose name holds an
+// underscore, before the gate reads any and so that Nova never sees one.
+// Nova's WSGI server (eventlet) names a field in the environ by upper-casing
+// it and turning hyphens into underscores, so X_Auth_Token and X-Auth-Token
+// are both HTTP_X_AUTH_TOKEN there, and keystonemiddleware reads that
+// before X-Storage-Token: the gate would validate one token and Nova
+// another (and OpenStack_API_Version would set a microversion the gate
+// did not read). nginx ignores such fields by default too
+// (underscores_in_headers off).
+func stripUnderscoreFields(h http.Header) {
+	for k := range h {
+		if strings.IndexByte(k, '_') >= 0 {
+			delete(h, k)
+		}
+	}
 }
 
 // methodOverride reports whether a raw query could override the request's
