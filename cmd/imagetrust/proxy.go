@@ -96,7 +96,7 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 		Upstream: upstream, PublicURL: public, Lookup: lookup, Decider: decider,
 		MirrorProject: lookup.owner, UnmanagedProjects: cfg.Proxy.UnmanagedProjects,
 		VolumePolicy: volumePolicy, Volumes: volumes, MaxBody: cfg.Proxy.MaxBody,
-		CacheTTL: cfg.Proxy.CacheTTL.Duration, CacheSize: cfg.Proxy.CacheSize,
+		CacheTTL: cfg.Proxy.CacheTTL.Duration, CacheSize: cfg.Proxy.CacheSize, LookupTimeout: cfg.Proxy.LookupTimeout.Duration,
 		UserData: hook, Logger: log, Metrics: metrics,
 		Identity: identity, AuthURI: identity.authURI,
 	})

@@ -174,6 +174,8 @@ type Proxy struct {
 	CacheTTL Duration `toml:"cache_ttl"`
 	// CacheSize bounds the lookup cache (entries).
 	CacheSize int `toml:"cache_size"`
+	// LookupTimeout bounds each Glance, Keystone or Cinder call of a decision.
+	LookupTimeout Duration `toml:"lookup_timeout"`
 	// MaxBody is the largest request body judged (bytes).
 	MaxBody int64 `toml:"max_body"`
 	// UnmanagedProjects may boot images that are not in the catalogue.
@@ -276,6 +278,7 @@ func (c *Config) defaults() {
 		c.CRL.CacheDir = "/var/lib/imagetrust/crl"
 	}
 	setDur(&c.Proxy.CacheTTL, 30*time.Second)
+	setDur(&c.Proxy.LookupTimeout, 30*time.Second)
 	if c.Proxy.CacheSize <= 0 {
 		c.Proxy.CacheSize = 10000
 	}

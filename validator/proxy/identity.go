@@ -82,6 +82,8 @@ type cachedIdentity struct {
 	ttl     time.Duration
 	now     func() time.Time
 	metrics *Metrics
+	// timeout bounds one call of next (callTimeout)
+	timeout time.Duration
 
 	group singleflight.Group
 	cache *ttlLRU[[sha256.Size]byte, *Caller]
@@ -99,8 +101,11 @@ func (c *cachedIdentity) Validate(ctx context.Context, token string) (*Caller, e
 		return cl, nil
 	}
 	v, err, _ := c.group.Do(string(key[:]), func() (any, error) {
-		// The shared call must not die with the first caller's request.
-		cl, err := c.next.Validate(context.WithoutCancel(ctx), token)
+		// The shared call must not die with the first caller's request,
+		// nor outlive a Keystone that never answers.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout(c.timeout))
+		defer cancel()
+		cl, err := c.next.Validate(cctx, token)
 		if err != nil {
 			return nil, err
 		}

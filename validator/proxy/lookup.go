@@ -40,6 +40,8 @@ type cachedLookup struct {
 	ttl     time.Duration
 	now     func() time.Time
 	metrics *Metrics
+	// timeout bounds one call of next (callTimeout)
+	timeout time.Duration
 
 	group singleflight.Group
 	cache *ttlLRU[string, *cacheEntry]
@@ -63,6 +65,15 @@ func (c *cachedLookup) get(key string) (*cacheEntry, bool) {
 	return c.cache.get(key)
 }
 
+// callTimeout is how long one shared Glance or Keystone call may take: d,
+// or Options.LookupTimeout's default when d is not set.
+func callTimeout(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 30 * time.Second
+	}
+	return d
+}
+
 func (c *cachedLookup) put(e *cacheEntry) {
 	if c.ttl <= 0 {
 		return
@@ -77,8 +88,11 @@ func (c *cachedLookup) load(ctx context.Context, key string, fill func(ctx conte
 	}
 	c.metrics.cacheMiss()
 	v, err, _ := c.group.Do(key, func() (any, error) {
-		// The shared call must not die with the first caller's request.
-		e, err := fill(context.WithoutCancel(ctx))
+		// The shared call must not die with the first caller's request,
+		// nor outlive a Glance that never answers.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout(c.timeout))
+		defer cancel()
+		e, err := fill(cctx)
 		if err != nil {
 			return nil, err
 		}

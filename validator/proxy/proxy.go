@@ -95,6 +95,11 @@ type Options struct {
 	// CacheTTL (default 30s; negative disables) and CacheSize (default 10000) bound the lookup cache.
 	CacheTTL  time.Duration
 	CacheSize int
+	// LookupTimeout bounds each Glance, Keystone and Cinder call the gate
+	// makes for a decision (default 30s): a service that accepts the
+	// connection and never answers fails the decision (503 or 502, never
+	// an allow) instead of holding every boot of that image or token.
+	LookupTimeout time.Duration
 	// UserData, if set, contextualises server create and rebuild.
 	UserData UserData
 	// Logger receives the audit lines (required).
@@ -148,6 +153,9 @@ func New(o Options) (*Proxy, error) {
 	if o.MaxBody <= 0 {
 		o.MaxBody = 1 << 20
 	}
+	if o.LookupTimeout <= 0 {
+		o.LookupTimeout = 30 * time.Second
+	}
 	if o.CacheTTL == 0 {
 		o.CacheTTL = 30 * time.Second
 	}
@@ -163,12 +171,16 @@ func New(o Options) (*Proxy, error) {
 	for _, pr := range o.UnmanagedProjects {
 		p.unmanaged[strings.ToLower(pr)] = true
 	}
-	p.lookup = newCachedLookup(o.Lookup, o.CacheTTL, o.CacheSize, o.Now, o.Metrics)
+	cl := newCachedLookup(o.Lookup, o.CacheTTL, o.CacheSize, o.Now, o.Metrics)
+	cl.timeout = o.LookupTimeout
+	p.lookup = cl
 	if o.Identity != nil {
 		if o.TokenCacheTTL == 0 {
 			o.TokenCacheTTL = 5 * time.Minute
 		}
-		p.identity = newCachedIdentity(o.Identity, o.TokenCacheTTL, o.CacheSize, o.Now, o.Metrics)
+		ci := newCachedIdentity(o.Identity, o.TokenCacheTTL, o.CacheSize, o.Now, o.Metrics)
+		ci.timeout = o.LookupTimeout
+		p.identity = ci
 	}
 	up := *o.Upstream
 	p.rp = &httputil.ReverseProxy{

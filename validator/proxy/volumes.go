@@ -54,11 +54,13 @@ func (p *Proxy) judgeVolume(ctx context.Context, g *gateReq, m map[string]any, k
 		return bodyErrorf("%s has no %s", where, key)
 	}
 	var imageID string
+	vctx, cancel := context.WithTimeout(ctx, p.o.LookupTimeout)
 	if snapshot {
-		imageID, err = p.o.Volumes.SnapshotImage(ctx, g.r.Header.Get("X-Auth-Token"), id)
+		imageID, err = p.o.Volumes.SnapshotImage(vctx, g.r.Header.Get("X-Auth-Token"), id)
 	} else {
-		imageID, err = p.o.Volumes.VolumeImage(ctx, g.r.Header.Get("X-Auth-Token"), id)
+		imageID, err = p.o.Volumes.VolumeImage(vctx, g.r.Header.Get("X-Auth-Token"), id)
 	}
+	cancel()
 	switch {
 	case errors.Is(err, ErrNotFound):
 		p.o.Metrics.decision("refused", "volume-not-found")
