@@ -272,3 +272,68 @@ func TestCheckChain(t *testing.T) {
 		})
 	}
 }
+
+// TestIndexScopes: CRLs of one CA with different issuingDistributionPoints
+// (RFC 5280: numbered per issuer and scope) stay side by side, each
+// replaced and checked for rollback only by CRLs of its own scope, and a
+// lookup consults them all. A CA-only CRL (an ARL) revoking an intermediate
+// is not lost to a user-only CRL with a higher number, in either order.
+func TestIndexScopes(t *testing.T) {
+	root := testpki.NewRoot(t, "Scope Root")
+	sub := root.Intermediate("Scope Sub CA")
+	leaf := sub.Leaf(testpki.Name("Scope Leaf"))
+	arl := func(n int64) *List {
+		return mustList(t, root.CRL(pki.CRLTemplate{Number: n, ThisUpdate: t0.Add(-time.Hour), IDP: pki.IDPOnlyCACerts,
+			Entries: []pki.Revoked{{Serial: sub.Cert.SerialNumber, Time: t0.Add(-2 * time.Hour), Reason: ReasonKeyCompromise}}}))
+	}
+	user := func(n int64) *List {
+		return mustList(t, root.CRL(pki.CRLTemplate{Number: n, ThisUpdate: t0.Add(-time.Hour), IDP: pki.IDPOnlyUserCerts}))
+	}
+	chain := []*x509.Certificate{leaf.Cert, sub.Cert, root.Cert}
+	for _, order := range [][]*List{{arl(5), user(6)}, {user(6), arl(5)}} {
+		ix := &Index{}
+		for _, l := range order {
+			if _, err := ix.AddList(l, root.Cert, t0, "test"); err != nil {
+				t.Fatalf("add CRL %s: %v", l.Header.Number, err)
+			}
+		}
+		if n := len(ix.CRLs()); n != 2 {
+			t.Fatalf("%d CRLs, want 2", n)
+		}
+		if rev := ix.CheckChain(chain, RoleCreator, t0.Add(-24*time.Hour), false); rev == nil || rev.Role != RoleCA {
+			t.Fatalf("revoked intermediate not found: %+v", rev)
+		}
+		if !ix.HasCRLFor(sub.Cert) || ix.HasCRLFor(leaf.Cert) {
+			t.Error("HasCRLFor: the sub CA's issuer has an ARL; the leaf's issuer has no CRL")
+		}
+	}
+	ix := &Index{}
+	for _, l := range []*List{user(6), arl(5)} {
+		if _, err := ix.AddList(l, root.Cert, t0, "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := ix.AddList(user(4), root.Cert, t0, "test"); reasonOf(err) != ReasonRollback {
+		t.Errorf("user-only CRL 4 after 6: %v, want rollback", err)
+	}
+	if _, err := ix.AddList(arl(7), root.Cert, t0, "test"); err != nil || len(ix.CRLs()) != 2 {
+		t.Errorf("ARL 7 after 5: %v, %d CRLs", err, len(ix.CRLs()))
+	}
+	// only a CRL whose scope takes the certificate in counts for HasCRLFor
+	ix = &Index{}
+	if _, err := ix.AddList(mustList(t, sub.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: t0.Add(-time.Hour), IDP: pki.IDPOnlyCACerts})), sub.Cert, t0, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if ix.HasCRLFor(leaf.Cert) {
+		t.Error("a CA-only CRL counts for an end entity")
+	}
+}
+
+func mustList(t *testing.T, der []byte) *List {
+	t.Helper()
+	l, err := ParseList(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}

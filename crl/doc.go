@@ -37,7 +37,12 @@
 //
 // # The job
 //
-// Job.Run loads the last good CRL of every CA from the cache directory,
+// Job.Run loads the last good CRL of every CA and scope (a CA may publish
+// CRLs of several scopes, told apart by their issuingDistributionPoint:
+// only user certificates, only CA certificates, one distribution point;
+// each is numbered, replaced and checked for rollback on its own, and a
+// lookup consults all of them; delta, indirect and reason-partitioned CRLs
+// are refused) from the cache directory,
 // fetches every source (HTTP(S) with If-None-Match/If-Modified-Since, files,
 // IGTF directories' <hash>.rN, optionally CRL distribution points), accepts
 // or refuses each (Report.Refused names the reason), caches what it accepted

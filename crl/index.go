@@ -45,6 +45,32 @@ func caKey(ca *x509.Certificate) string {
 	return string(ca.RawSubject) + "\x00" + string(ca.RawSubjectPublicKeyInfo)
 }
 
+// scopeKey identifies the scope of a CRL of ca: the CA (caKey) and, when
+// the CRL has an issuingDistributionPoint, that extension's value (which
+// distribution point; whether only user or only CA certificates). RFC 5280
+// numbers CRLs per issuer and scope, so a CRL replaces, and is checked for
+// rollback against, only a CRL of its own scope; CRLs of the CA's other
+// scopes stay beside it, and a lookup consults them all (a serial number
+// names one certificate of a CA, whichever of its CRLs lists it). A CRL
+// without the extension keeps caKey, so caches written before scopes were
+// told apart still match.
+func scopeKey(ca *x509.Certificate, h *x509.RevocationList) string {
+	if v := idpValue(h); v != nil {
+		return caKey(ca) + "\x00idp\x00" + string(v)
+	}
+	return caKey(ca)
+}
+
+// idpValue is the value of h's issuingDistributionPoint (nil: none).
+func idpValue(h *x509.RevocationList) []byte {
+	for _, e := range h.Extensions {
+		if e.Id.Equal(oidExtIDP) {
+			return e.Value
+		}
+	}
+	return nil
+}
+
 // Add accepts a CRL parsed by the standard library (see AddList).
 func (ix *Index) Add(rl *x509.RevocationList, ca *x509.Certificate, now time.Time) error {
 	if rl == nil {
@@ -60,9 +86,10 @@ func (ix *Index) Add(rl *x509.RevocationList, ca *x509.Certificate, now time.Tim
 
 // AddList accepts l as the CRL of ca if Verify passes, its thisUpdate is not
 // beyond now+ClockSkew (ReasonFuture), it has a CRL number (ReasonParse) and
-// that number is not lower than the one of a CRL of the same CA already in
-// the index, nor equal to it with other content (ReasonRollback). A newer
-// CRL replaces the older; the same CRL again is a no-op. Staleness is not
+// that number is not lower than the one of a CRL of the same CA and scope
+// (scopeKey) already in the index, nor equal to it with other content
+// (ReasonRollback). A newer CRL replaces the older of its scope; the same
+// CRL again is a no-op. Staleness is not
 // checked here: see CRL.Stale. Errors are *Error.
 func (ix *Index) AddList(l *List, ca *x509.Certificate, now time.Time, source string) (*CRL, error) {
 	if err := Verify(l.Header, ca); err != nil {
@@ -82,9 +109,9 @@ func (ix *Index) AddList(l *List, ca *x509.Certificate, now time.Time, source st
 	}
 	c := &CRL{List: l, CA: ca, Source: source}
 	raw, name := string(h.RawIssuer), h.Issuer.String()
-	k := caKey(ca)
+	k := scopeKey(ca, h)
 	for i, old := range ix.byRaw[raw] {
-		if caKey(old.CA) != k {
+		if scopeKey(old.CA, old.Header) != k {
 			continue
 		}
 		if err := CheckNumber(h, old.Header.Number, old.Fingerprint(), l.Fingerprint()); err != nil {
@@ -134,6 +161,20 @@ func (ix *Index) CRLs() []*CRL {
 
 // HasCRL reports whether a CRL of the issuer (raw DN) is in the index.
 func (ix *Index) HasCRL(issuerRaw []byte) bool { return len(ix.byRaw[string(issuerRaw)]) > 0 }
+
+// HasCRLFor reports whether a CRL of c's issuer whose scope takes in c is
+// in the index: not one that lists only CA certificates for an end entity,
+// nor one that lists only user certificates for a CA. (Which distribution
+// point a CRL speaks for is not compared.)
+func (ix *Index) HasCRLFor(c *x509.Certificate) bool {
+	for _, crl := range ix.byRaw[string(c.RawIssuer)] {
+		onlyUser, onlyCA := idpOnly(idpValue(crl.Header))
+		if !(onlyUser && c.IsCA) && !(onlyCA && !c.IsCA) {
+			return true
+		}
+	}
+	return false
+}
 
 // Lookup finds the entry of a certificate given by its issuer's raw DN and
 // its serial number.

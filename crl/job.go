@@ -275,32 +275,14 @@ func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *R
 			continue
 		}
 		seen[k] = true
-		der, st, err := j.cache.load(k)
-		if err != nil {
-			rep.Warnings = append(rep.Warnings, err.Error())
-			j.log.Warn("crl cache unreadable", "issuer", ca.Subject.String(), "err", err)
-			continue
+		// the CA's complete CRL (no issuingDistributionPoint), then those
+		// of its other scopes (scopeKey)
+		keys := []string{k}
+		for _, idp := range j.cache.scopes(k) {
+			keys = append(keys, k+"\x00idp\x00"+idp)
 		}
-		if st == nil {
-			continue
-		}
-		if n, ok := new(big.Int).SetString(st.Number, 10); ok {
-			lg := lastGood{number: n}
-			if sum, err := decodeSum(st.Fingerprint); err == nil {
-				lg.sum = sum
-			}
-			last[k] = lg
-		}
-		if der == nil {
-			continue
-		}
-		l, err := ParseList(der)
-		if err == nil {
-			_, err = ix.AddList(l, ca, now, "cache:"+st.Source)
-		}
-		if err != nil {
-			rep.Warnings = append(rep.Warnings, "cached CRL of "+ca.Subject.String()+": "+err.Error())
-			j.log.Warn("cached crl refused", "issuer", ca.Subject.String(), "err", err)
+		for _, sk := range keys {
+			j.loadCached(ix, ca, sk, last, now, rep)
 		}
 	}
 	sort.Strings(urls)
@@ -311,7 +293,7 @@ func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *R
 		st := httpSt[u]
 		conditional := false
 		for _, c := range ix.CRLs() {
-			if st.CA != "" && cacheName(caKey(c.CA)) == st.CA {
+			if st.CA != "" && cacheName(scopeKey(c.CA, c.Header)) == st.CA {
 				conditional = true
 			}
 		}
@@ -335,7 +317,7 @@ func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *R
 			j.refuse(rep, f.name, err)
 			continue
 		}
-		k := caKey(c.CA)
+		k := scopeKey(c.CA, c.Header)
 		if strings.HasPrefix(f.name, "http://") || strings.HasPrefix(f.name, "https://") {
 			st := httpSt[f.name]
 			st.CA = cacheName(k)
@@ -349,7 +331,11 @@ func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *R
 		j.metrics.accepted()
 		j.log.Info("crl accepted", "issuer", c.Header.Issuer.String(), "number", c.Header.Number.String(), "source", f.name, "entries", c.Len())
 		if !dryRun {
-			if err := j.cache.store(k, c); err != nil {
+			err := j.cache.store(k, c)
+			if idp := idpValue(c.Header); err == nil && idp != nil {
+				err = j.cache.addScope(caKey(c.CA), string(idp))
+			}
+			if err != nil {
 				rep.Warnings = append(rep.Warnings, err.Error())
 				j.log.Warn("crl cache write failed", "err", err)
 			}
@@ -376,6 +362,39 @@ func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *R
 	return ix, nil
 }
 
+// loadCached adds the cached CRL of one scope of ca (key: scopeKey) to ix,
+// the baseline a failed fetch falls back to, and its number to last, the
+// rollback state.
+func (j *Job) loadCached(ix *Index, ca *x509.Certificate, key string, last map[string]lastGood, now time.Time, rep *Report) {
+	der, st, err := j.cache.load(key)
+	if err != nil {
+		rep.Warnings = append(rep.Warnings, err.Error())
+		j.log.Warn("crl cache unreadable", "issuer", ca.Subject.String(), "err", err)
+		return
+	}
+	if st == nil {
+		return
+	}
+	if n, ok := new(big.Int).SetString(st.Number, 10); ok {
+		lg := lastGood{number: n}
+		if sum, err := decodeSum(st.Fingerprint); err == nil {
+			lg.sum = sum
+		}
+		last[key] = lg
+	}
+	if der == nil {
+		return
+	}
+	l, err := ParseList(der)
+	if err == nil {
+		_, err = ix.AddList(l, ca, now, "cache:"+st.Source)
+	}
+	if err != nil {
+		rep.Warnings = append(rep.Warnings, "cached CRL of "+ca.Subject.String()+": "+err.Error())
+		j.log.Warn("cached crl refused", "issuer", ca.Subject.String(), "err", err)
+	}
+}
+
 // intake parses a fetched CRL, finds the CA that signed it and accepts it
 // into ix if the persisted rollback state allows.
 func (j *Job) intake(ix *Index, cas []*x509.Certificate, last map[string]lastGood, f fetched, now time.Time) (*CRL, error) {
@@ -395,7 +414,7 @@ func (j *Job) intake(ix *Index, cas []*x509.Certificate, last map[string]lastGoo
 			}
 			continue
 		}
-		if lg, ok := last[caKey(ca)]; ok {
+		if lg, ok := last[scopeKey(ca, h)]; ok {
 			if err := CheckNumber(h, lg.number, lg.sum, l.Fingerprint()); err != nil {
 				return nil, err
 			}

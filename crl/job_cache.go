@@ -9,14 +9,18 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/imagetrust/imagetrust/internal/fsutil"
 )
 
-// The cache directory holds, per CA, the last accepted CRL (<key>.crl, DER)
-// and its state (<key>.json: number, fingerprint, source), plus http.json
-// (ETag/Last-Modified per URL). <key> is the hex SHA-256 of the CA's raw
-// subject and public key. Every file is written atomically.
+// The cache directory holds, per CA and CRL scope, the last accepted CRL
+// (<key>.crl, DER) and its state (<key>.json: number, fingerprint, source),
+// per CA the scopes of its cached CRLs that have an issuingDistributionPoint
+// (<key>.scopes), plus http.json (ETag/Last-Modified per URL). <key> is the
+// hex SHA-256 of the CA's raw subject and public key, followed for a scoped
+// CRL by its issuingDistributionPoint (scopeKey). Every file is written
+// atomically.
 
 type cacheState struct {
 	Number      string `json:"number"`
@@ -32,8 +36,9 @@ func cacheName(ca string) string {
 
 type diskCache struct{ dir string }
 
-func (d diskCache) crlPath(ca string) string   { return filepath.Join(d.dir, cacheName(ca)+".crl") }
-func (d diskCache) statePath(ca string) string { return filepath.Join(d.dir, cacheName(ca)+".json") }
+func (d diskCache) crlPath(ca string) string    { return filepath.Join(d.dir, cacheName(ca)+".crl") }
+func (d diskCache) statePath(ca string) string  { return filepath.Join(d.dir, cacheName(ca)+".json") }
+func (d diskCache) scopesPath(ca string) string { return filepath.Join(d.dir, cacheName(ca)+".scopes") }
 
 // load returns the cached CRL and state of a CA (nil, nil when none).
 func (d diskCache) load(ca string) ([]byte, *cacheState, error) {
@@ -74,6 +79,48 @@ func (d diskCache) store(ca string, c *CRL) error {
 	st, _ := json.MarshalIndent(cacheState{Number: c.Header.Number.String(), Fingerprint: hex.EncodeToString(sum[:]),
 		Source: c.Source, Issuer: c.Header.Issuer.String()}, "", "  ")
 	if err := fsutil.WriteFileAtomic(d.statePath(ca), st, 0o600); err != nil {
+		return fmt.Errorf("crl cache: %w", err)
+	}
+	return nil
+}
+
+// scopes returns the issuingDistributionPoint values of the scoped CRLs
+// cached for a CA (key: caKey), in the order they were first stored.
+func (d diskCache) scopes(ca string) []string {
+	if d.dir == "" {
+		return nil
+	}
+	b, err := os.ReadFile(d.scopesPath(ca))
+	if err != nil {
+		return nil
+	}
+	var hexed []string
+	_ = json.Unmarshal(b, &hexed) // a damaged file only loses the scoped baselines
+	var out []string
+	for _, h := range hexed {
+		if v, err := hex.DecodeString(h); err == nil {
+			out = append(out, string(v))
+		}
+	}
+	return out
+}
+
+// addScope records that a CRL of scope idp (an issuingDistributionPoint
+// value) is cached for a CA, so that the next run loads it.
+func (d diskCache) addScope(ca, idp string) error {
+	if d.dir == "" {
+		return nil
+	}
+	have := d.scopes(ca)
+	if slices.Contains(have, idp) {
+		return nil
+	}
+	hexed := []string{}
+	for _, v := range append(have, idp) {
+		hexed = append(hexed, hex.EncodeToString([]byte(v)))
+	}
+	b, _ := json.MarshalIndent(hexed, "", "  ")
+	if err := fsutil.WriteFileAtomic(d.scopesPath(ca), b, 0o600); err != nil {
 		return fmt.Errorf("crl cache: %w", err)
 	}
 	return nil

@@ -12,6 +12,7 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -466,5 +467,67 @@ func TestJobIGTFDir(t *testing.T) {
 	rep := run(t, j)
 	if img := w.cat.get("img-3"); img.Properties[PropGlobalValidity] != StateRevoked || img.Properties[PropRevReason] != "superseded" {
 		t.Fatalf("img-3: %+v (report %+v)", img, rep)
+	}
+}
+
+// TestJobScopedCRLs: a CA publishing a CA-only CRL (an ARL) and a
+// user-only CRL, numbered apart as RFC 5280 allows: both are used, each is
+// cached with its own rollback state, and a later run whose fetch of one
+// fails falls back to that one's cached copy.
+func TestJobScopedCRLs(t *testing.T) {
+	w := newWorld(t)
+	w.serve(crlT(w.registrar, 1), 0, 0)
+	dir, cache := t.TempDir(), t.TempDir()
+	arlFile, userFile := dir+"/root-arl.crl", dir+"/root-user.crl"
+	write := func(path string, der []byte) {
+		if err := os.WriteFile(path, der, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	arl := w.root.CRL(pki.CRLTemplate{Number: 5, ThisUpdate: t0.Add(-time.Hour), NextUpdate: t0.Add(7 * 24 * time.Hour), IDP: pki.IDPOnlyCACerts,
+		Entries: []pki.Revoked{{Serial: w.registrar.Cert.SerialNumber, Time: t0.Add(-2 * time.Hour), Reason: ReasonCACompromise}}})
+	user := func(n int64) []byte {
+		return w.root.CRL(pki.CRLTemplate{Number: n, ThisUpdate: t0.Add(-time.Hour), NextUpdate: t0.Add(7 * 24 * time.Hour), IDP: pki.IDPOnlyUserCerts})
+	}
+	write(arlFile, arl)
+	write(userFile, user(6))
+	job := func() *Job {
+		j := w.job(t, cache, t0, true)
+		j.cfg.Sources = append(j.cfg.Sources, Source{File: arlFile}, Source{File: userFile})
+		return j
+	}
+	rootCRLs := func(rep *Report) (out []string) {
+		for _, c := range rep.CRLs {
+			if c.Issuer == w.root.Cert.Subject.String() {
+				out = append(out, c.Number+" "+c.Source)
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	rep := run(t, job())
+	if got := rootCRLs(rep); len(got) != 2 || len(rep.Refused) != 0 {
+		t.Fatalf("root CRLs used %q, refused %+v", got, rep.Refused)
+	}
+	for _, id := range []string{"img-1", "img-2", "img-3"} {
+		if img := w.cat.get(id); img.Properties[PropGlobalValidity] != StateRevoked || img.Properties[PropRevokedRole] != "ca" {
+			t.Fatalf("%s not revoked by the ARL: %+v", id, img.Properties)
+		}
+	}
+	// a new process: the ARL's source is gone, its cached copy stands in
+	if err := os.Remove(arlFile); err != nil {
+		t.Fatal(err)
+	}
+	rep = run(t, job())
+	if got := rootCRLs(rep); len(got) != 2 || got[0] != "5 cache:"+arlFile {
+		t.Fatalf("root CRLs used %q", got)
+	}
+	// the user-only CRL's own rollback state: 4 after 6 is refused, while
+	// the ARL's 5 is no rollback of it
+	write(arlFile, arl)
+	write(userFile, user(4))
+	rep = run(t, job())
+	if len(rep.Refused) != 1 || rep.Refused[0].Source != userFile || rep.Refused[0].Reason != ReasonRollback {
+		t.Fatalf("refused %+v", rep.Refused)
 	}
 }

@@ -71,6 +71,27 @@ func Verify(rl *x509.RevocationList, ca *x509.Certificate) error {
 	return nil
 }
 
+// idpOnly reads the onlyContainsUserCerts [1] and onlyContainsCACerts [2]
+// flags of an issuingDistributionPoint value (checkIDP has accepted it; nil:
+// none).
+func idpOnly(v []byte) (user, ca bool) {
+	c, _, _, ok := expect(v, tagSequence)
+	for ok && len(c) > 0 {
+		var tag byte
+		var content []byte
+		tag, content, _, c, ok = element(c)
+		if ok && len(content) == 1 && content[0] != 0 {
+			switch tag {
+			case 0x81:
+				user = true
+			case 0x82:
+				ca = true
+			}
+		}
+	}
+	return user, ca
+}
+
 // checkIDP refuses issuingDistributionPoint forms that make a CRL partial:
 // onlySomeReasons [3], indirectCRL [4] and onlyContainsAttributeCerts [5].
 func checkIDP(v []byte) (string, error) {

@@ -118,9 +118,9 @@ func (t *Trust) checkChain(chain []*x509.Certificate, role crl.Role, registeredA
 			if i == len(chain)-1 && len(chain) > 1 {
 				break
 			}
-			has := t.crls.HasCRL(c.RawIssuer)
+			has := t.crls.HasCRLFor(c)
 			for _, ix := range own {
-				has = has || ix.HasCRL(c.RawIssuer)
+				has = has || ix.HasCRLFor(c)
 			}
 			if !has {
 				return nil, fmt.Errorf("no CRL loaded for %q, the issuer of %q (require_crl is set)", c.Issuer, c.Subject)

@@ -77,4 +77,34 @@ func TestTrustAnchors(t *testing.T) {
 			t.Fatalf("valid %v, revocation %v: %v", r.Valid, r.Revocation, r.Err())
 		}
 	})
+	t.Run("fail intermediate revoked by an ARL beside a newer user-only CRL", func(t *testing.T) {
+		// one CRL per CA and scope: the user-only CRL 6 does not replace
+		// the CA-only CRL 5, in either order
+		w := newWorld(t)
+		b := w.bundle(bundleOpts{})
+		arl := w.peopleRoot.CRL(pki.CRLTemplate{Number: 5, ThisUpdate: testNow.AddDate(0, 0, -1), NextUpdate: testNow.AddDate(0, 0, 7), IDP: pki.IDPOnlyCACerts,
+			Entries: []pki.Revoked{{Serial: w.peopleSub.Cert.SerialNumber, Time: testNow.AddDate(0, 0, -2), Reason: crl.ReasonKeyCompromise}}})
+		user := w.peopleRoot.CRL(pki.CRLTemplate{Number: 6, ThisUpdate: testNow.AddDate(0, 0, -1), NextUpdate: testNow.AddDate(0, 0, 7), IDP: pki.IDPOnlyUserCerts})
+		for _, crls := range [][][]byte{{arl, user}, {user, arl}} {
+			w.crls = crls
+			r := w.trust().Verify(b.input(testNow))
+			if r.Valid || r.Revocation == nil || r.Revocation.Cert.SerialNumber.Cmp(w.peopleSub.Cert.SerialNumber) != 0 {
+				t.Fatalf("valid %v, revocation %v", r.Valid, r.Revocation)
+			}
+		}
+	})
+	t.Run("fail require_crl with only a CA-only CRL for the signers' issuer", func(t *testing.T) {
+		w := newWorld(t)
+		b := w.bundle(bundleOpts{})
+		w.requireCRL = true
+		w.crls = [][]byte{
+			w.peopleRoot.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: testNow.AddDate(0, 0, -1), NextUpdate: testNow.AddDate(0, 0, 7)}),
+			w.peopleSub.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: testNow.AddDate(0, 0, -1), NextUpdate: testNow.AddDate(0, 0, 7), IDP: pki.IDPOnlyCACerts}),
+			w.regRoot.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: testNow.AddDate(0, 0, -1), NextUpdate: testNow.AddDate(0, 0, 7)}),
+		}
+		r := w.trust().Verify(b.input(testNow))
+		if r.Valid || !strings.Contains(r.Err().Error(), "no CRL loaded") {
+			t.Fatalf("valid %v: %v", r.Valid, r.Err())
+		}
+	})
 }

@@ -177,7 +177,17 @@ type CRLTemplate struct {
 	Entries    []Revoked
 	// DeltaOf, when non-zero, marks the CRL as a delta CRL of that base number.
 	DeltaOf int64
+	// IDP, when set, is the DER value of a critical issuingDistributionPoint
+	// extension (a CRL of one scope; IDPOnlyCACerts, IDPOnlyUserCerts).
+	IDP []byte
 }
+
+// IDPOnlyUserCerts and IDPOnlyCACerts are issuingDistributionPoint values
+// that scope a CRL to end-entity or to CA certificates (RFC 5280 5.2.5).
+var (
+	IDPOnlyUserCerts = []byte{0x30, 0x03, 0x81, 0x01, 0xff}
+	IDPOnlyCACerts   = []byte{0x30, 0x03, 0x82, 0x01, 0xff}
+)
 
 // IssueCRL signs a CRL with the CA's key. It returns DER.
 func IssueCRL(t CRLTemplate, ca *x509.Certificate, key crypto.Signer) ([]byte, error) {
@@ -214,6 +224,11 @@ func IssueCRL(t CRLTemplate, ca *x509.Certificate, key crypto.Signer) ([]byte, e
 		}
 		rl.ExtraExtensions = append(rl.ExtraExtensions, pkix.Extension{
 			Id: asn1.ObjectIdentifier{2, 5, 29, 27}, Critical: true, Value: v,
+		})
+	}
+	if t.IDP != nil {
+		rl.ExtraExtensions = append(rl.ExtraExtensions, pkix.Extension{
+			Id: asn1.ObjectIdentifier{2, 5, 29, 28}, Critical: true, Value: t.IDP,
 		})
 	}
 	return x509.CreateRevocationList(rand.Reader, rl, ca, key)
