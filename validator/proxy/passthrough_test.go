@@ -190,3 +190,34 @@ func TestUpstreamDown(t *testing.T) {
 		}
 	}
 }
+
+// TestRequestTrailersDropped: a passed-through chunked request reaches Nova
+// without its trailer fields. Nova's WSGI server (eventlet) reads one line
+// after the last chunk, so a second trailer line would be read as the next
+// request on the gate's upstream connection.
+func TestRequestTrailersDropped(t *testing.T) {
+	f := catalogue(t)
+	got := make(chan http.Header, 1)
+	nova := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		got <- r.Trailer.Clone()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer nova.Close()
+	g := newGate(t, f, nova.URL, nil)
+	req, _ := http.NewRequest(http.MethodPut, g.srv.URL+"/v2.1/servers/"+idUnknown+"/metadata", chunkedReader{strings.NewReader(`{"metadata":{}}`)})
+	req.Header.Set("Content-Type", "application/json")
+	req.TransferEncoding = []string{"chunked"}
+	req.Trailer = http.Header{"X-One": {"1"}, "X-Two": {"2"}}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if tr := <-got; len(tr) != 0 {
+		t.Errorf("Nova got trailers %v", tr)
+	}
+}

@@ -187,6 +187,11 @@ func New(o Options) (*Proxy, error) {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(&up)
 			pr.SetXForwarded()
+			// No request trailers: Nova's WSGI server (eventlet) reads one
+			// line after a chunked body's last chunk, so a second trailer
+			// line would be read as the next request on the upstream
+			// connection, whose answer another client would then get.
+			pr.Out.Trailer = nil
 			if pr.In.Context().Value(ctxVersionDoc) != nil {
 				// the document is rewritten: ask for it uncompressed
 				pr.Out.Header.Del("Accept-Encoding")

@@ -55,10 +55,11 @@ func (p *Proxy) judgeVolume(ctx context.Context, g *gateReq, m map[string]any, k
 	}
 	var imageID string
 	vctx, cancel := context.WithTimeout(ctx, p.o.LookupTimeout)
+	token := userToken(g.r.Header) // the token Nova will read (and the gate validated)
 	if snapshot {
-		imageID, err = p.o.Volumes.SnapshotImage(vctx, g.r.Header.Get("X-Auth-Token"), id)
+		imageID, err = p.o.Volumes.SnapshotImage(vctx, token, id)
 	} else {
-		imageID, err = p.o.Volumes.VolumeImage(vctx, g.r.Header.Get("X-Auth-Token"), id)
+		imageID, err = p.o.Volumes.VolumeImage(vctx, token, id)
 	}
 	cancel()
 	switch {

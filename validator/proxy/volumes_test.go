@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -16,13 +18,29 @@ import (
 type standInCinder struct {
 	volumes, snapshots map[string]string
 	down               bool
+	// tokens are the tokens it was asked with, in turn (asked and read
+	// under mu)
+	mu     sync.Mutex
+	tokens []string
 }
 
-func (c *standInCinder) VolumeImage(_ context.Context, _, id string) (string, error) {
+func (c *standInCinder) asked() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.tokens)
+}
+
+func (c *standInCinder) VolumeImage(_ context.Context, token, id string) (string, error) {
+	c.mu.Lock()
+	c.tokens = append(c.tokens, token)
+	c.mu.Unlock()
 	return c.get(c.volumes, id)
 }
 
-func (c *standInCinder) SnapshotImage(_ context.Context, _, id string) (string, error) {
+func (c *standInCinder) SnapshotImage(_ context.Context, token, id string) (string, error) {
+	c.mu.Lock()
+	c.tokens = append(c.tokens, token)
+	c.mu.Unlock()
 	return c.get(c.snapshots, id)
 }
 
@@ -145,6 +163,21 @@ func TestVolumeBoots(t *testing.T) {
 		})
 	}
 
+	t.Run("ok Cinder asked with the token Nova reads", func(t *testing.T) {
+		// keystonemiddleware reads X-Auth-Token, else X-Storage-Token
+		for _, hdr := range []map[string]string{{"X-Auth-Token": "gAAAAauth"}, {"X-Storage-Token": "gAAAAstorage"}} {
+			cinder.mu.Lock()
+			cinder.tokens = nil
+			cinder.mu.Unlock()
+			if resp, b := do(t, http.MethodPost, withCinder.srv.URL+"/v2.1/servers", "application/json", vol("volume", volGood), hdr); resp.StatusCode != 202 {
+				t.Fatalf("status %d: %s", resp.StatusCode, b)
+			}
+			want := hdr["X-Auth-Token"] + hdr["X-Storage-Token"]
+			if got := cinder.asked(); len(got) != 1 || got[0] != want {
+				t.Errorf("Cinder asked with %q, want %q", got, want)
+			}
+		}
+	})
 	t.Run("fail Cinder down", func(t *testing.T) {
 		down := newG(VolumeAllow, &standInCinder{down: true})
 		resp, body := do(t, http.MethodPost, down.srv.URL+"/v2.1/servers", "application/json", vol("volume", volGood), nil)
