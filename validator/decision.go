@@ -2,6 +2,7 @@ package validator
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"sort"
 	"strings"
@@ -72,8 +73,10 @@ func (t *Trust) verifyRecord(props map[string]string, now time.Time) *recordResu
 		return &recordResult{err: err.Error()}
 	}
 	h := sha256.New()
+	// the descriptor's length first: no other (descriptor, signature)
+	// pair hashes the same bytes
+	h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(desc))))
 	h.Write(desc)
-	h.Write([]byte{0})
 	h.Write(sig)
 	key := string(h.Sum(nil))
 	if v, ok := t.recordCache.Load(key); ok {

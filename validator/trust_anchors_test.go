@@ -108,3 +108,40 @@ func TestTrustAnchors(t *testing.T) {
 		}
 	})
 }
+
+// TestPersonalCertificates: creators and approvers sign with end-entity
+// certificates whose key may make signatures.
+func TestPersonalCertificates(t *testing.T) {
+	v := testpki.WithValidity(testNow.AddDate(0, -6, 0), testNow.AddDate(0, 6, 0))
+	for _, tc := range []struct {
+		name    string
+		creator func(w *world) *testpki.Leaf
+		ok      bool
+	}{
+		{"ok digitalSignature", func(w *world) *testpki.Leaf {
+			return w.peopleSub.Leaf(testpki.Name("Alice Creator"), v, testpki.WithKeyUsage(x509.KeyUsageDigitalSignature|x509.KeyUsageKeyEncipherment))
+		}, true},
+		{"ok contentCommitment alone", func(w *world) *testpki.Leaf {
+			return w.peopleSub.Leaf(testpki.Name("Alice Creator"), v, testpki.WithKeyUsage(x509.KeyUsageContentCommitment))
+		}, true},
+		{"fail keyEncipherment alone", func(w *world) *testpki.Leaf {
+			return w.peopleSub.Leaf(testpki.Name("Alice Creator"), v, testpki.WithKeyUsage(x509.KeyUsageKeyEncipherment))
+		}, false},
+		{"fail a CA certificate", func(w *world) *testpki.Leaf {
+			ca := w.peopleSub.Intermediate("Alice Creator", v)
+			return &testpki.Leaf{Cert: ca.Cert, Key: ca.Key, Chain: []*x509.Certificate{w.peopleSub.Cert}}
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t)
+			w.creator = tc.creator(w)
+			r := w.trust().Verify(w.bundle(bundleOpts{}).input(testNow))
+			if r.Valid != tc.ok {
+				t.Fatalf("valid %v: %v", r.Valid, r.Err())
+			}
+			if got := r.Check(CheckCreator); !tc.ok && (got.OK || got.Reason != ReasonCreatorUntrusted || !strings.Contains(got.Detail, "end-entity")) {
+				t.Errorf("creator check %+v", got)
+			}
+		})
+	}
+}

@@ -440,6 +440,14 @@ func (t *Trust) judgePerson(r *Result, name string, s *cms.Signer, vo *VOPolicy,
 		fail(ReasonOutsideNamespace, fmt.Sprintf("%s certificate: %v", name, err))
 		return timeErr
 	}
+	// a person signs with an end-entity certificate whose key may make
+	// signatures (RFC 5280 4.2.1.3: digitalSignature, or contentCommitment
+	// for non-repudiation), as the image certificate must
+	const signing = x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment
+	if c.IsCA || (c.KeyUsage != 0 && c.KeyUsage&signing == 0) {
+		fail(untrusted, fmt.Sprintf("%s certificate %q is not an end-entity signing certificate (CA:%v, keyUsage %#x)", name, c.Subject, c.IsCA, c.KeyUsage))
+		return timeErr
+	}
 	signer := r.Creator
 	if name == CheckApprover {
 		signer = r.Approver
