@@ -277,7 +277,8 @@ func (s *Syncer) Run(ctx context.Context) (*Report, error) {
 func (s *Syncer) aliasesOn() bool { return s.o.Sync.Aliases == nil || *s.o.Sync.Aliases }
 
 // collect lists every source and verifies every bundle without its bytes.
-// present holds every uuid some source lists (valid or not); complete the
+// present holds every uuid some source lists for a VO it may publish for
+// (valid or not); complete the
 // VOs whose every source listed without trouble.
 func (s *Syncer) collect(ctx context.Context, rp *reporter) ([]*item, map[string]bool, map[string]bool) {
 	present := map[string]bool{}
@@ -311,7 +312,11 @@ func (s *Syncer) collect(ctx context.Context, rp *reporter) ([]*item, map[string
 		for _, b := range bundles {
 			it := s.judge(b, now)
 			if it.desc != nil {
-				present[it.desc.UUID] = true
+				if b.AllowsVO(it.desc.VO) {
+					// (a source listing another VO's bundle does not keep
+					// that VO's withdrawn image from being retired)
+					present[it.desc.UUID] = true
+				}
 				if prev, dup := seen[it.desc.UUID]; dup {
 					if string(prev.b.Descriptor) == string(b.Descriptor) && string(prev.b.Signature) == string(b.Signature) {
 						continue // the same bundle published twice

@@ -2,6 +2,7 @@ package glancesync
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -138,8 +139,15 @@ func TestSyncMirrorsVerifiedOnly(t *testing.T) {
 	}
 
 	// A newer image in a tag hides the older; a bundle that left hides too.
+	// The cms bundle leaves its source; a copy in the atlas source (which
+	// may not publish for cms) does not keep it current.
 	newer := w.publish(atlas, spec{vo: "atlas", tag: "worker", created: w.now.Add(-time.Minute)})
 	removeBundle(t, good[2])
+	for name, b := range map[string][]byte{"stray.json": good[2].desc, "stray.json.p7s": good[2].sig} {
+		if err := os.WriteFile(filepath.Join(atlas, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	r = run(t, o)
 	if r.Errors != 0 {
 		t.Fatalf("retire pass: %+v", r.Outcomes)
