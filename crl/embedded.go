@@ -13,9 +13,16 @@ import (
 // certificates EmbeddedCAs reads (validator.PropSignature).
 const PropSignature = "imagetrust_signature"
 
-// MaxEmbeddedCAs bounds how many distinct embedded CA certificates one run
-// considers, whatever the catalogue holds.
+// MaxEmbeddedCAs bounds how many distinct embedded CA certificates that
+// chain to an anchor one run takes, whatever the catalogue holds.
 const MaxEmbeddedCAs = 1024
+
+// maxCollected bounds how many distinct embedded CA certificates one run
+// reads before it looks for their chains. Certificates that chain to no
+// anchor count here but never against MaxEmbeddedCAs, so a certificate bag
+// stuffed with made-up CAs (it is not signed) must fill all of this to
+// push out a real intermediate.
+const maxCollected = 16 * MaxEmbeddedCAs
 
 // maxSignatureB64 is the largest imagetrust_signature EmbeddedCAs decodes:
 // the size bound of a SignedData (1 MiB), in base64.
@@ -30,8 +37,9 @@ type Embedded struct {
 	// SignedData EmbeddedCAs can read; Unchained counts embedded CA
 	// certificates that chain to no anchor (ignored).
 	Unreadable, Unchained int
-	// Truncated is set when more than MaxEmbeddedCAs distinct CA
-	// certificates were embedded: the rest were not considered.
+	// Truncated is set when more than MaxEmbeddedCAs distinct chaining CA
+	// certificates, or more than maxCollected in all, were embedded: the
+	// rest were not considered.
 	Truncated bool
 }
 
@@ -59,8 +67,7 @@ func EmbeddedCAs(imgs []Image, anchors []*x509.Certificate, now time.Time) Embed
 		roots.AddCert(a)
 	}
 	seen := map[[32]byte]bool{}
-	var candidates []*x509.Certificate
-	inter := x509.NewCertPool()
+	var collected []*x509.Certificate
 	for _, img := range imgs {
 		s := img.Properties[PropSignature]
 		if s == "" || img.Properties[PropRecordVersion] == "" || img.Properties[PropAlias] != "" {
@@ -88,14 +95,22 @@ func EmbeddedCAs(imgs []Image, anchors []*x509.Certificate, now time.Time) Embed
 			if seen[sum] || isAnchor[sum] {
 				continue
 			}
-			if len(candidates) == MaxEmbeddedCAs {
+			if len(collected) == maxCollected {
 				out.Truncated = true
 				break
 			}
 			seen[sum] = true
-			candidates = append(candidates, c)
-			inter.AddCert(c)
+			collected = append(collected, c)
 		}
+	}
+	candidates, unlinked := linkedToAnchors(collected, anchors)
+	out.Unchained = unlinked
+	if len(candidates) > MaxEmbeddedCAs {
+		candidates, out.Truncated = candidates[:MaxEmbeddedCAs], true
+	}
+	inter := x509.NewCertPool()
+	for _, c := range candidates {
+		inter.AddCert(c)
 	}
 	for _, c := range candidates {
 		if chainsTo(c, roots, inter, now) {
@@ -105,6 +120,43 @@ func EmbeddedCAs(imgs []Image, anchors []*x509.Certificate, now time.Time) Embed
 		}
 	}
 	return out
+}
+
+// linkedToAnchors returns the certificates of certs that a chain of
+// signatures links to an anchor (each signed by an anchor or by one
+// already linked: CheckSignatureFrom, which also wants the signer to be a
+// CA that may sign certificates), nearest the anchors first, and how many
+// are not linked. Only a signature check per name match is spent on a
+// certificate that links to nothing; x509.Verify then judges the linked
+// ones' paths and validity (chainsTo).
+func linkedToAnchors(certs, anchors []*x509.Certificate) (linked []*x509.Certificate, unlinked int) {
+	signers := map[string][]*x509.Certificate{} // by raw subject
+	for _, a := range anchors {
+		signers[string(a.RawSubject)] = append(signers[string(a.RawSubject)], a)
+	}
+	pending := certs
+	for {
+		var next []*x509.Certificate
+		for _, c := range pending {
+			ok := false
+			for _, p := range signers[string(c.RawIssuer)] {
+				if c.CheckSignatureFrom(p) == nil {
+					ok = true
+					break
+				}
+			}
+			if !ok {
+				next = append(next, c)
+				continue
+			}
+			linked = append(linked, c)
+			signers[string(c.RawSubject)] = append(signers[string(c.RawSubject)], c)
+		}
+		if len(next) == len(pending) {
+			return linked, len(next)
+		}
+		pending = next
+	}
 }
 
 // chainsTo reports whether x509.Verify finds a path from c to roots, at now

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"math/big"
 	"testing"
 	"time"
@@ -237,4 +238,48 @@ func FuzzEmbeddedCAs(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestEmbeddedCAsStuffedBags: a record's certificate bag is not signed, so
+// records may carry made-up CA certificates, some named as if an anchor
+// had issued them. They never count against MaxEmbeddedCAs: the real
+// intermediates, in a record read after more than MaxEmbeddedCAs of them,
+// are still found.
+func TestEmbeddedCAsStuffedBags(t *testing.T) {
+	root := testpki.NewRoot(t, "Stuffed Root")
+	mid := root.Intermediate("Stuffed Mid CA")
+	sub := mid.Intermediate("Stuffed Sub CA")
+	leaf := sub.Leaf(testpki.Name("Signer"))
+	fake := testpki.NewRoot(t, "Stuffed Root") // the anchor's name, another key
+	var junk []*x509.Certificate
+	for i := range MaxEmbeddedCAs + 40 {
+		issuer := fake.Cert
+		if i%2 == 1 {
+			issuer = nil // self-signed
+		}
+		c, err := pki.Issue(pki.Template{Subject: testpki.Name(fmt.Sprintf("Junk CA %d", i)), IsCA: true, MaxPathLen: -1},
+			fake.Key.Public(), issuer, fake.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		junk = append(junk, c)
+	}
+	record := func(chain ...*x509.Certificate) Image {
+		p7, err := cms.Sign([]byte("descriptor"), leaf.Cert, leaf.Key, cms.SignOptions{Chain: chain, SigningTime: leaf.Cert.NotBefore.Add(time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return Image{Properties: map[string]string{PropRecordVersion: "1", PropSignature: base64.StdEncoding.EncodeToString(p7)}}
+	}
+	var imgs []Image
+	for len(junk) > 0 {
+		n := min(len(junk), cms.MaxCertificates-1)
+		imgs = append(imgs, record(junk[:n]...))
+		junk = junk[n:]
+	}
+	imgs = append(imgs, record(sub.Cert, mid.Cert))
+	got := EmbeddedCAs(imgs, []*x509.Certificate{root.Cert}, t0)
+	if len(got.CAs) != 2 || got.Truncated || got.Unchained != MaxEmbeddedCAs+40 {
+		t.Fatalf("got %d CAs, truncated %v, %d unchained", len(got.CAs), got.Truncated, got.Unchained)
+	}
 }
