@@ -150,6 +150,27 @@ func NewTrust(o TrustOptions) (*Trust, []string, error) {
 	return t, warnings, nil
 }
 
+// StaleCRLs names the CRLs of the trust store (those of configured CAs and
+// those kept for chain CAs) whose nextUpdate is before now: still used,
+// since an old list of revocations is better than none, but the CRL job
+// (or fetch-crl) that should refresh them is not doing so.
+func (t *Trust) StaleCRLs(now time.Time) []string {
+	var out []string
+	stale := func(issuer string, nu time.Time) {
+		if !nu.IsZero() && nu.Before(now) {
+			out = append(out, fmt.Sprintf("CRL of %s is past its nextUpdate %s", issuer, nu.UTC().Format(time.RFC3339)))
+		}
+	}
+	for _, c := range t.crls.CRLs() {
+		stale(c.Header.Issuer.String(), c.Header.NextUpdate)
+	}
+	for _, rl := range t.chainCRLs {
+		stale(rl.Issuer.String(), rl.NextUpdate)
+	}
+	sort.Strings(out)
+	return out
+}
+
 // VO returns a VO's policy.
 func (t *Trust) VO(name string) (*VOPolicy, bool) {
 	p, ok := t.vos[name]

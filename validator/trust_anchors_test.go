@@ -145,3 +145,21 @@ func TestPersonalCertificates(t *testing.T) {
 		})
 	}
 }
+
+// TestStaleCRLs: the trust store names its CRLs past nextUpdate (the
+// commands log them when they load it), and still uses them.
+func TestStaleCRLs(t *testing.T) {
+	w := newWorld(t)
+	w.crls = [][]byte{
+		w.peopleRoot.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: testNow.AddDate(0, 0, -10), NextUpdate: testNow.AddDate(0, 0, -3)}),
+		w.regRoot.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: testNow.AddDate(0, 0, -1), NextUpdate: testNow.AddDate(0, 0, 6)}),
+	}
+	tr := w.trust()
+	got := tr.StaleCRLs(testNow)
+	if len(got) != 1 || !strings.Contains(got[0], "People Root") || !strings.Contains(got[0], "nextUpdate") {
+		t.Fatalf("stale: %q", got)
+	}
+	if got := tr.StaleCRLs(testNow.AddDate(0, 0, -5)); len(got) != 0 {
+		t.Fatalf("stale five days earlier: %q", got)
+	}
+}

@@ -156,7 +156,7 @@ func (d *reloadingDecider) load(cfg *itconfig.Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("trust store: %w", err)
 	}
-	for _, w := range warnings {
+	for _, w := range append(warnings, t.StaleCRLs(time.Now())...) {
 		log.Warn("trust store", "warning", w)
 	}
 	d.t.Store(t)

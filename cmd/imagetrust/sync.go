@@ -76,7 +76,7 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 		if err != nil {
 			return nil, err
 		}
-		for _, w := range warns {
+		for _, w := range append(warns, trust.StaleCRLs(time.Now())...) {
 			log.Warn("trust", "warning", w)
 		}
 		f, err := glancesync.NewFetcher(glancesync.HTTPOptions{

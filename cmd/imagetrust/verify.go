@@ -49,7 +49,7 @@ func cmdVerify(_ context.Context, e *env, args []string) int {
 	if err != nil {
 		return fail(e, exitUsage, "verify: trust configuration %s: %v", *cfgPath, err)
 	}
-	for _, w := range warnings {
+	for _, w := range append(warnings, trust.StaleCRLs(now)...) {
 		fmt.Fprintf(e.stderr, "imagetrust: warning: %s\n", w)
 	}
 	desc, err := os.ReadFile(name)
