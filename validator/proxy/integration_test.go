@@ -191,6 +191,29 @@ func TestIntegrationNova(t *testing.T) {
 	if !errors.As(err, &ue) || ue.Actual != http.StatusForbidden || !strings.Contains(string(ue.Body), `"forbidden"`) {
 		t.Fatalf("revoked image: %v", err)
 	}
+
+	// Nova's router honours ?_method=POST on a PUT (routes'
+	// use_method_override) and creates the server: the gate refuses it.
+	override := func(sc *gophercloud.ServiceClient, codes ...int) (map[string]any, error) {
+		body := map[string]any{"server": map[string]any{"name": "override", "imageRef": s.id, "flavorRef": s.flavorID, "networks": "none"}}
+		var out map[string]any
+		_, err := sc.Put(ctx, sc.ServiceURL("servers")+"?_method=POST", body, &out, &gophercloud.RequestOpts{OkCodes: codes,
+			MoreHeaders: map[string]string{"OpenStack-API-Version": "compute 2.37"}})
+		return out, err
+	}
+	direct, err := override(demo, http.StatusAccepted)
+	if err != nil {
+		t.Fatalf("PUT ?_method=POST to nova-api itself: %v", err)
+	}
+	if srv, _ := direct["server"].(map[string]any); srv != nil {
+		if id, _ := srv["id"].(string); id != "" {
+			t.Cleanup(func() { _ = servers.Delete(context.Background(), demo, id).ExtractErr() })
+		}
+	}
+	_, err = override(viaGate, http.StatusAccepted)
+	if !errors.As(err, &ue) || ue.Actual != http.StatusBadRequest || !strings.Contains(string(ue.Body), "_method") {
+		t.Fatalf("PUT ?_method=POST through the gate: %v", err)
+	}
 }
 
 // keystoneTestIdentity is the Identity the command layer implements,
