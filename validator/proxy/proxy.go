@@ -308,11 +308,19 @@ func stripUnderscoreFields(h http.Header) {
 // the gate, which judges POSTs, would pass it through. Any query holding
 // _method, in any case or escaped, is refused: no OpenStack client sends one.
 func methodOverride(rawQuery string) bool {
-	if len(rawQuery) < len("_method") {
-		return false
+	const word = "method"
+	for i := 0; i+len(word) < len(rawQuery); i++ {
+		rest := rawQuery[i+1:]
+		if rawQuery[i] == '%' && len(rest) > 2 && rest[0] == '5' && rest[1]|0x20 == 'f' {
+			rest = rest[2:] // %5F, an escaped underscore
+		} else if rawQuery[i] != '_' {
+			continue
+		}
+		if len(rest) >= len(word) && strings.EqualFold(rest[:len(word)], word) {
+			return true
+		}
 	}
-	q := strings.ToLower(rawQuery)
-	return strings.Contains(q, "_method") || strings.Contains(q, "%5fmethod")
+	return false
 }
 
 // maybeVersionPath is a cheap pre-check: only short paths can be version documents.

@@ -233,3 +233,18 @@ func TestMedianCI(t *testing.T) {
 		})
 	}
 }
+
+func TestMethodOverride(t *testing.T) {
+	for q, want := range map[string]bool{
+		"": false, "_method": true, "x=1&_method=POST": true, "_METHOD=post": true, "%5Fmethod=POST": true,
+		"%5fMeThOd": true, "a=_method": true, "method=POST": false, "_metho": false, "%5F": false, "%5Fmetho": false,
+		"limit=10&marker=abc": false, "x=%5": false, "__method": true, "_-method": false,
+	} {
+		if got := methodOverride(q); got != want {
+			t.Errorf("methodOverride(%q) = %v, want %v", q, got, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { methodOverride("limit=10&Marker=ABC&sort_key=created") }); n != 0 {
+		t.Errorf("%v allocations", n)
+	}
+}
