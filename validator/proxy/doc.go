@@ -25,10 +25,10 @@
 // source_type "image" (its uuid) or with an image_id key; legacy
 // block_device_mapping entries with an image_id. A volume or snapshot that
 // may be the boot disk (boot_index 0, or no imageRef, or any legacy entry
-// with volume_id/snapshot_id, as the legacy format has no boot index; and
-// a volume_id or snapshot_id key in a block_device_mapping_v2 entry of any
-// source type, which Nova's schema admits and its driver attaches instead
-// of creating a volume) is judged by the image it was made from when Options.Volumes is set
+// with volume_id/snapshot_id, each of them, as the legacy format has no boot
+// index and Nova keeps both; and a volume_id or snapshot_id key in a
+// block_device_mapping_v2 entry of any source type, which Nova's schema
+// admits and its driver attaches instead of creating a volume) is judged by the image it was made from when Options.Volumes is set
 // (Cinder's volume_image_metadata.image_id; a snapshot by its volume's),
 // exactly like an image reference, except that the id must be a UUID (never
 // a tag) and not a tag alias entry; the request keeps its volume id. A

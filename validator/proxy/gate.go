@@ -316,36 +316,29 @@ func (p *Proxy) judgeBDM(ctx context.Context, g *gateReq, e any, where string, n
 		}
 	}
 	if legacy {
-		// the legacy format has no boot index: any volume may be the root
-		// disk; Nova reads snapshot_id before volume_id
-		vid, _ := m["volume_id"].(string)
-		sid, _ := m["snapshot_id"].(string)
-		switch {
-		case sid != "":
-			return p.judgeVolume(ctx, g, m, "snapshot_id", true, where, true)
-		case vid != "":
-			return p.judgeVolume(ctx, g, m, "volume_id", false, where, true)
-		}
-		return nil
-	}
-	if !boot0 && !noImageRef {
+		boot0 = true // the legacy format has no boot index: any volume may be the root disk
+	} else if !boot0 && !noImageRef {
 		return nil // a data volume: what the server boots is judged elsewhere
 	}
-	switch {
-	case strings.EqualFold(st, "volume"):
-		if err := p.judgeVolume(ctx, g, m, "uuid", false, where, boot0); err != nil {
-			return err
-		}
-	case strings.EqualFold(st, "snapshot"):
-		if err := p.judgeVolume(ctx, g, m, "uuid", true, where, boot0); err != nil {
-			return err
+	if !legacy {
+		switch {
+		case strings.EqualFold(st, "volume"):
+			if err := p.judgeVolume(ctx, g, m, "uuid", false, where, boot0); err != nil {
+				return err
+			}
+		case strings.EqualFold(st, "snapshot"):
+			if err := p.judgeVolume(ctx, g, m, "uuid", true, where, boot0); err != nil {
+				return err
+			}
 		}
 	}
-	// Nova's v2 schema also admits the legacy volume_id and snapshot_id
-	// keys, and BlockDeviceDict.from_api only sets <source_type>_id from
-	// uuid: a volume_id left beside a blank, image or snapshot source is
-	// the volume Nova's driver attaches instead of creating one. Whatever
-	// the source type, such a key is judged as the volume it names.
+	// Every volume_id and snapshot_id key is judged as what it names.
+	// Nova's v2 schema admits these legacy keys too, and
+	// BlockDeviceDict.from_api only sets <source_type>_id from uuid: a
+	// volume_id beside a blank, image or snapshot source is the volume
+	// Nova's driver attaches instead of creating one. A legacy entry keeps
+	// both keys (from_legacy), and the snapshot driver attaches volume_id
+	// when it is set.
 	for _, k := range [...]string{"snapshot_id", "volume_id"} {
 		if _, present := m[k]; !present {
 			continue

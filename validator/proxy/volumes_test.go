@@ -135,6 +135,9 @@ func TestVolumeBoots(t *testing.T) {
 		{"fail blank source with a volume_id: the policy", noCinder, smuggled("blank", "", "volume_id", volGood), 403, "forbidden", ""},
 		{"fail blank source with a volume_id that is no string", withCinder, bdmBody(`{"source_type":"blank","destination_type":"volume","volume_size":1,"boot_index":0,"volume_id":7}`), 400, "badRequest", ""},
 		{"ok image source with the volume_id of a good image's volume", withCinder, smuggled("image", idGood, "volume_id", volGood), 202, "", idGood},
+		// a legacy entry keeps both keys, and Nova attaches volume_id
+		{"fail legacy snapshot_id beside the volume_id of a revoked image's volume", withCinder,
+			`{"server":{"name":"vm","flavorRef":"1","block_device_mapping":[{"device_name":"vda","snapshot_id":"` + snapGood + `","volume_id":"` + volRevoked + `"}]}}`, 403, "forbidden", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
