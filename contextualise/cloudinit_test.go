@@ -132,7 +132,7 @@ func TestCloudInitParsesMergedOutput(t *testing.T) {
 			_, scripts := s.fragments(c.vars.VO, c.vars.Tag)
 			var siteCC []byte
 			for _, p := range r.Parts {
-				if p.Filename == "imagetrust-site.cfg" {
+				if p.Filename == "imagetrust-"+testNameToken+"-site.cfg" {
 					siteCC, _ = base64.StdEncoding.DecodeString(p.PayloadB64)
 				}
 			}
@@ -140,7 +140,7 @@ func TestCloudInitParsesMergedOutput(t *testing.T) {
 				t.Fatalf("cloud-init saw no site cloud-config part; parts: %+v", r.Parts)
 			}
 			for i, sc := range scripts {
-				name := "imagetrust-0" + string(rune('1'+i)) + "-" + sc.base
+				name := "imagetrust-" + testNameToken + "-0" + string(rune('1'+i)) + "-" + sc.base
 				if !hasPart(r, "text/x-shellscript", name) {
 					t.Errorf("cloud-init lost site script %s; parts: %+v", name, r.Parts)
 				}

@@ -6,8 +6,11 @@
 // (cloudinit/user_data.py): a MIME-Version header in the first bytes, a random
 // boundary found in no payload, the user's data kept byte for byte as the first
 // part (an existing MIME document embedded whole), the site's scripts under
-// unique filenames, and the site's cloud-config last with a Merge-Type header
-// that appends lists and keeps the user's scalars. When the base64 form is over
+// filenames with a random token (imagetrust-<token>-NN-name) that no user part
+// can share, and the site's cloud-config last with a Merge-Type header that
+// appends lists and keeps the user's scalars. The user's data is refused
+// (*UserDataError) when it is over Nova's limit before decoding, is not
+// base64, or starts like gzip and does not decompress. When the base64 form is over
 // Nova's 65535-character limit the document is gzipped, which cloud-init
 // recognises by its magic bytes; when even that does not fit, Merge returns a
 // *TooLargeError.

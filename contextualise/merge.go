@@ -52,13 +52,17 @@ func (s *Site) Merge(userDataB64 string, hasUserData bool, v Vars) (string, erro
 		}
 	}
 
+	prefix, err := namePrefix(user)
+	if err != nil {
+		return "", err
+	}
 	var site []part
 	for i, sc := range scripts {
 		body, err := renderScript(sc, v)
 		if err != nil {
 			return "", err
 		}
-		name := uniqueName(fmt.Sprintf("imagetrust-%02d-%s", i+1, sc.base), user)
+		name := fmt.Sprintf("%s-%02d-%s", prefix, i+1, sc.base)
 		site = append(site, textPart(`text/x-shellscript; charset="utf-8"`, body,
 			`Content-Disposition: attachment; filename="`+name+`"`))
 	}
@@ -68,7 +72,7 @@ func (s *Site) Merge(userDataB64 string, hasUserData bool, v Vars) (string, erro
 	}
 	if cc != nil {
 		site = append(site, textPart(`text/cloud-config; charset="utf-8"`, cc,
-			`Content-Disposition: attachment; filename="`+uniqueName("imagetrust-site.cfg", user)+`"`,
+			`Content-Disposition: attachment; filename="`+prefix+`-site.cfg"`,
 			"Merge-Type: "+siteMergeType))
 	}
 	if len(site) == 0 {
@@ -91,9 +95,12 @@ func (s *Site) Merge(userDataB64 string, hasUserData bool, v Vars) (string, erro
 }
 
 // decodeUserData decodes the request's base64 and, like cloud-init, gunzips
-// data that starts with the gzip magic (keeping it as it is when it does not
-// decompress, as cloud-init does).
+// data that starts with the gzip magic.
 func decodeUserData(b64 string) ([]byte, error) {
+	if len(b64) > MaxUserData {
+		// Nova's schema refuses it; the gate does before decoding
+		return nil, &UserDataError{Reason: fmt.Sprintf("%d characters, over Nova's limit of %d", len(b64), MaxUserData)}
+	}
 	clean := strings.Map(func(r rune) rune {
 		switch r {
 		case ' ', '\t', '\r', '\n':
@@ -108,13 +115,17 @@ func decodeUserData(b64 string) ([]byte, error) {
 	if !bytes.HasPrefix(raw, []byte{0x1f, 0x8b}) {
 		return raw, nil
 	}
+	// Data that starts like gzip and does not decompress is refused: kept
+	// as it is, it would reach cloud-init as an opaque text part, and the
+	// user's own data would not run (Python's gzip reader also takes some
+	// streams Go's does not, trailing zero padding for one).
 	zr, err := gzip.NewReader(bytes.NewReader(raw))
 	if err != nil {
-		return raw, nil
+		return nil, &UserDataError{Reason: "starts like gzip but does not decompress; send it uncompressed", Err: err}
 	}
 	out, err := io.ReadAll(io.LimitReader(zr, maxDecompressed+1))
 	if err != nil {
-		return raw, nil
+		return nil, &UserDataError{Reason: "starts like gzip but does not decompress; send it uncompressed", Err: err}
 	}
 	if len(out) > maxDecompressed {
 		return nil, &UserDataError{Reason: "gzip-compressed user data expands to more than " + strconv.Itoa(maxDecompressed) + " bytes"}
@@ -142,14 +153,24 @@ func userPart(user []byte) (part, error) {
 	return textPart(`text/plain; charset="utf-8"`, user), nil
 }
 
-// uniqueName makes a part filename that the user's data does not mention, so
-// a user part can never share (and overwrite) a site script's file.
-func uniqueName(name string, user []byte) string {
-	n := name
-	for i := 2; bytes.Contains(user, []byte(n)); i++ {
-		n = name + "-" + strconv.Itoa(i)
+// namePrefix returns the prefix of this merge's site part filenames:
+// "imagetrust-" and a random token the user's data does not hold, so that no
+// user part can share (and overwrite, or be overwritten by) a site part's
+// file, even after cloud-init cleans filenames of characters it does not
+// allow: the user cannot guess the token. The check costs one scan of the
+// user's data, whatever it holds.
+func namePrefix(user []byte) (string, error) {
+	for range 8 {
+		tok, err := newNameToken()
+		if err != nil {
+			return "", err
+		}
+		p := "imagetrust-" + tok
+		if !bytes.Contains(user, []byte(p)) {
+			return p, nil
+		}
 	}
-	return n
+	return "", errors.New("contextualise: no part name prefix free of the user data after 8 tries")
 }
 
 // renderScript substitutes a script's template variables.

@@ -19,11 +19,16 @@ var update = flag.Bool("update", false, "rewrite testdata/golden/*.golden")
 
 const testBoundary = "==imagetrust-test-boundary=="
 
-// fixedBoundary makes Merge's output deterministic for the test's duration.
+// testNameToken is the token of the site part filenames in tests.
+const testNameToken = "t0k3n"
+
+// fixedBoundary makes Merge's output deterministic for the test's duration:
+// the MIME boundary and the token of the site part filenames.
 func fixedBoundary(t testing.TB) {
-	old := newBoundary
+	old, oldTok := newBoundary, newNameToken
 	newBoundary = func() (string, error) { return testBoundary, nil }
-	t.Cleanup(func() { newBoundary = old })
+	newNameToken = func() (string, error) { return testNameToken, nil }
+	t.Cleanup(func() { newBoundary, newNameToken = old, oldTok })
 }
 
 func testVars() Vars {

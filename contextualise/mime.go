@@ -22,6 +22,16 @@ var newBoundary = func() (string, error) {
 	return "==imagetrust-" + hex.EncodeToString(b) + "==", nil
 }
 
+// newNameToken returns the random token of a merge's site part filenames
+// (namePrefix); tests replace it to get deterministic output.
+var newNameToken = func() (string, error) {
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("part name: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}
+
 // part is one MIME part: header lines and a body written as-is, or a user
 // document pasted whole (raw) with its own headers.
 type part struct {

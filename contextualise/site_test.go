@@ -2,6 +2,7 @@ package contextualise
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/base64"
 	"errors"
 	"os"
@@ -87,13 +88,14 @@ func TestShippedExampleSite(t *testing.T) {
 	v := Vars{ImageUUID: "5f1d2a3e-8c4b-4e6f-9a7d-0b1c2d3e4f50", VO: "atlas", Tag: "worker-el9", SiteName: "example", ProjectID: "p", ServerName: "s",
 		Extra: map[string]string{"squid_proxy": "http://squid.example.org:3128"}}
 	user := base64.StdEncoding.EncodeToString([]byte("#cloud-config\npackages: [htop]\n"))
+	fixedBoundary(t)
 	out, err := s.Merge(user, true, v)
 	if err != nil {
 		t.Fatalf("Merge with the shipped example site: %v", err)
 	}
 	requireCloudInit(t)
 	r := parseWithCloudInit(t, out)
-	if !hasPart(r, "text/x-shellscript", "imagetrust-01-50-motd.sh") {
+	if !hasPart(r, "text/x-shellscript", "imagetrust-"+testNameToken+"-01-50-motd.sh") {
 		t.Errorf("cloud-init lost the example script; parts: %+v", r.Parts)
 	}
 	pk, _ := r.CloudConfig["packages"].([]any)
@@ -187,12 +189,12 @@ func TestMergeDetails(t *testing.T) {
 	}
 	doc, _ := decodeOutput(t, out)
 	for _, want := range []string{
-		"permissions: 0644\n",               // YAML 1.1 octal kept as written, not 644
-		"package_upgrade: yes\n",            // YAML 1.1 boolean kept as written
-		"hostname: \"123\"\n",               // substituted values are strings
-		"port: \"8080\"\n",                  // even where the template was quoted
-		`filename="imagetrust-01-run.sh-2"`, // a name the user data mentions is not reused
-		`filename="imagetrust-site.cfg-2"`,
+		"permissions: 0644\n",                   // YAML 1.1 octal kept as written, not 644
+		"package_upgrade: yes\n",                // YAML 1.1 boolean kept as written
+		"hostname: \"123\"\n",                   // substituted values are strings
+		"port: \"8080\"\n",                      // even where the template was quoted
+		`filename="imagetrust-t0k3n-01-run.sh"`, // the user cannot guess the token
+		`filename="imagetrust-t0k3n-site.cfg"`,
 	} {
 		if !bytes.Contains(doc, []byte(want)) {
 			t.Errorf("document lacks %q:\n%s", want, doc)
@@ -203,6 +205,54 @@ func TestMergeDetails(t *testing.T) {
 		user := base64.StdEncoding.EncodeToString([]byte("x " + testBoundary))
 		if _, err := s.Merge(user, true, v); err == nil || !strings.Contains(err.Error(), "no MIME boundary") {
 			t.Fatalf("Merge error = %v, want a boundary error", err)
+		}
+	})
+}
+
+// TestMergeUserDataChecks: what the merge refuses in the user's data before
+// it does any work on it, and how the site part names stay the site's own
+// whatever the user's data holds, in one scan of it.
+func TestMergeUserDataChecks(t *testing.T) {
+	s, err := LoadSite(writeSite(t, map[string]string{"all/run.sh": "#!/bin/sh\n"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	_, _ = zw.Write([]byte("#!/bin/sh\necho user\n"))
+	_ = zw.Close()
+	broken := append([]byte{}, gz.Bytes()[:gz.Len()-6]...) // truncated: no checksum
+	for name, ud := range map[string]string{
+		"fail over Nova's limit":         strings.Repeat("A", MaxUserData+1),
+		"fail gzip that does not expand": base64.StdEncoding.EncodeToString(broken),
+		"fail not base64":                "not base64!",
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := s.Merge(ud, true, Vars{})
+			var ue *UserDataError
+			if !errors.As(err, &ue) {
+				t.Fatalf("Merge error = %v, want a UserDataError", err)
+			}
+		})
+	}
+	t.Run("ok a token the user data holds is drawn again", func(t *testing.T) {
+		fixedBoundary(t)
+		tokens := []string{"aaaa", "bbbb"}
+		newNameToken = func() (string, error) { tok := tokens[0]; tokens = tokens[1:]; return tok, nil }
+		user := base64.StdEncoding.EncodeToString([]byte("#!/bin/sh\n# imagetrust-aaaa-01-run.sh\n"))
+		out, err := s.Merge(user, true, Vars{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if doc, _ := decodeOutput(t, out); !bytes.Contains(doc, []byte(`filename="imagetrust-bbbb-01-run.sh"`)) {
+			t.Errorf("site part not renamed:\n%s", doc)
+		}
+	})
+	t.Run("fail the user data holds every token drawn", func(t *testing.T) {
+		fixedBoundary(t)
+		user := base64.StdEncoding.EncodeToString([]byte("#!/bin/sh\n# imagetrust-" + testNameToken + "\n"))
+		if _, err := s.Merge(user, true, Vars{}); err == nil || !strings.Contains(err.Error(), "part name prefix") {
+			t.Fatalf("Merge error = %v", err)
 		}
 	})
 }
