@@ -277,8 +277,8 @@ func (s *Syncer) Run(ctx context.Context) (*Report, error) {
 func (s *Syncer) aliasesOn() bool { return s.o.Sync.Aliases == nil || *s.o.Sync.Aliases }
 
 // collect lists every source and verifies every bundle without its bytes.
-// present holds every uuid some source lists for a VO it may publish for
-// (valid or not); complete the
+// present holds VO/uuid for every bundle some source lists for a VO it may
+// publish for (valid or not); complete the
 // VOs whose every source listed without trouble.
 func (s *Syncer) collect(ctx context.Context, rp *reporter) ([]*item, map[string]bool, map[string]bool) {
 	present := map[string]bool{}
@@ -313,9 +313,11 @@ func (s *Syncer) collect(ctx context.Context, rp *reporter) ([]*item, map[string
 			it := s.judge(b, now)
 			if it.desc != nil {
 				if b.AllowsVO(it.desc.VO) {
-					// (a source listing another VO's bundle does not keep
-					// that VO's withdrawn image from being retired)
-					present[it.desc.UUID] = true
+					// by VO and uuid: a source listing another VO's bundle,
+					// or a descriptor (signed or not) that names its own VO
+					// and another VO's uuid, does not keep that VO's
+					// withdrawn image from being retired
+					present[it.desc.VO+"/"+it.desc.UUID] = true
 				}
 				if prev, dup := seen[it.desc.UUID]; dup {
 					if string(prev.b.Descriptor) == string(b.Descriptor) && string(prev.b.Signature) == string(b.Signature) {

@@ -60,7 +60,7 @@ func (s *Syncer) reconcile(ctx context.Context, ours []*Image, items []*item, pr
 		}
 		vo, tag := im.Props[validator.PropVO], im.Props[validator.PropTag]
 		k := vo + "/" + tag
-		left := !present[im.ID] && complete[vo]
+		left := !present[vo+"/"+im.ID] && complete[vo]
 		superseded := newest[k] != nil && newest[k].ID != im.ID && newer(newest[k], im)
 		o := Outcome{ID: im.ID, VO: vo, Tag: tag}
 		if (left || superseded) && s.o.Sync.Retire != "keep" {

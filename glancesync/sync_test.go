@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -143,7 +144,14 @@ func TestSyncMirrorsVerifiedOnly(t *testing.T) {
 	// may not publish for cms) does not keep it current.
 	newer := w.publish(atlas, spec{vo: "atlas", tag: "worker", created: w.now.Add(-time.Minute)})
 	removeBundle(t, good[2])
-	for name, b := range map[string][]byte{"stray.json": good[2].desc, "stray.json.p7s": good[2].sig} {
+	// Nor does an unsigned descriptor there that names atlas and the cms
+	// image's uuid.
+	forged := strings.Replace(strings.Replace(string(good[2].desc), `"vo":"cms"`, `"vo":"atlas"`, 1), `"vo": "cms"`, `"vo": "atlas"`, 1)
+	if !strings.Contains(forged, "atlas") {
+		t.Fatalf("descriptor not rewritten: %s", good[2].desc)
+	}
+	for name, b := range map[string][]byte{"stray.json": good[2].desc, "stray.json.p7s": good[2].sig,
+		"forged.json": []byte(forged), "forged.json.p7s": []byte("not a signature")} {
 		if err := os.WriteFile(filepath.Join(atlas, name), b, 0o644); err != nil {
 			t.Fatal(err)
 		}
