@@ -16,10 +16,11 @@
 // escape or control characters is refused with 400: Nova's routes would not
 // match most of them, and the gate does not guess. Other methods and paths
 // pass untouched (GET /, /v2 and /v2.1 get their hrefs rewritten, below),
-// except that a request of any method whose query holds _method (in any
-// case, or escaped) is refused with 400: Nova's router honours it as a
-// method override (routes' use_method_override), so PUT
-// /servers?_method=POST would run the server create with the PUT's body.
+// except that a request of any method whose raw query holds "_method" and
+// has a _method key (escaped or not, in any case) is refused with 400:
+// Nova's router honours it as a method override (routes'
+// use_method_override), so PUT /servers?_method=POST would run the server
+// create with the PUT's body.
 //
 // Within a create: server.imageRef; every block_device_mapping_v2 entry with
 // source_type "image" (its uuid) or with an image_id key; legacy
@@ -84,8 +85,9 @@
 // forwarded unchanged, so Nova sees the very token the gate validated.
 // Request fields whose names hold an underscore are dropped on every path
 // before the gate reads any (nginx's default, underscores_in_headers off):
-// Nova's WSGI server reads X_Auth_Token as X-Auth-Token, and
-// OpenStack_API_Version as OpenStack-API-Version.
+// Nova's WSGI server reads X_Auth_Token as X-Auth-Token,
+// OpenStack_API_Version as OpenStack-API-Version, and Transfer_Encoding as
+// Transfer-Encoding (framing the body differently from the gate).
 // Creates are authenticated before the body is read; actions once the body
 // says rebuild, or rescue with a rescue_image_ref. Other requests, including
 // other actions, are not validated by the gate (Nova does that).

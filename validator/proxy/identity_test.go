@@ -356,7 +356,10 @@ func TestUnderscoreFieldsDropped(t *testing.T) {
 	}))
 	defer up.Close()
 	pair := newFastPair(t, f, up.URL, nil)
-	fields := "X-Auth-Token: gAAAAok\r\nX_Auth_Token: gAAAAother\r\nOpenStack_API_Version: compute 2.57\r\nx_other_field: 1\r\n"
+	// (Transfer_Encoding would make eventlet frame the forwarded body as
+	// chunked while the gate sends it with a length: a desync)
+	fields := "X-Auth-Token: gAAAAok\r\nX_Auth_Token: gAAAAother\r\nOpenStack_API_Version: compute 2.57\r\nx_other_field: 1\r\n" +
+		"Transfer_Encoding: chunked\r\n"
 	boot := serverBody(idGood)
 	for name, raw := range map[string]string{
 		"fast server pass-through": "GET /v2.1/flavors HTTP/1.1\r\nHost: h\r\n" + fields + "\r\n",

@@ -235,16 +235,19 @@ func TestMedianCI(t *testing.T) {
 }
 
 func TestMethodOverride(t *testing.T) {
+	// routes acts only when the raw query holds the literal _method and the
+	// decoded query has a _method key
 	for q, want := range map[string]bool{
-		"": false, "_method": true, "x=1&_method=POST": true, "_METHOD=post": true, "%5Fmethod=POST": true,
-		"%5fMeThOd": true, "a=_method": true, "method=POST": false, "_metho": false, "%5F": false, "%5Fmetho": false,
-		"limit=10&marker=abc": false, "x=%5": false, "__method": true, "_-method": false,
+		"": false, "_method": true, "x=1&_method=POST": true, "_method=PUT;x=1": true,
+		"%5Fmethod=POST&x=_method": true, "%5fMeThOd=POST&y=_method": true, "_METHOD=post&_method": true,
+		"_METHOD=post": false, "%5Fmethod=POST": false, "a=_method": false, "name=Payment_Method": false,
+		"name=my_method": false, "method=POST": false, "__method=1": false, "limit=10&marker=abc": false,
 	} {
 		if got := methodOverride(q); got != want {
 			t.Errorf("methodOverride(%q) = %v, want %v", q, got, want)
 		}
 	}
-	if n := testing.AllocsPerRun(100, func() { methodOverride("limit=10&Marker=ABC&sort_key=created") }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { methodOverride("limit=10&Marker=ABC&sort_key=created&name=Payment_Method") }); n != 0 {
 		t.Errorf("%v allocations", n)
 	}
 }
