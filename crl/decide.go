@@ -64,8 +64,10 @@ type desired struct {
 }
 
 // Judge computes the state of one image record from the index at now.
-// A revocation proves itself even from a stale CRL; a stale CRL under
-// RefuseStale, or a missing one under RequireCRL, makes the rest unknown.
+// A revocation proves itself even from a stale CRL; under RefuseStale a
+// certificate whose issuer's CRLs of its scope (CoveringScope) are all
+// stale, and under RequireCRL one whose issuer has no such CRL, makes the
+// rest unknown.
 func Judge(ix *Index, img Image, p Policy, now time.Time) (state string, rev *Revocation, why string) {
 	d := judge(ix, img, p, now)
 	return d.state, d.rev, d.why
@@ -84,12 +86,25 @@ func judge(ix *Index, img Image, p Policy, now time.Time) desired {
 		return desired{state: StateHold, rev: rev, why: revWhy(rev)}
 	}
 	for _, r := range refs {
-		cov := ix.Covering(r)
+		cov := ix.CoveringScope(r)
 		if len(cov) == 0 && p.RequireCRL {
-			return desired{state: StateUnknown, why: "no CRL of " + r.Issuer}
+			return desired{state: StateUnknown, why: "no CRL of " + r.Issuer + " that lists certificates like it"}
+		}
+		if !p.RefuseStale {
+			continue
+		}
+		// Stale when, for some CA the CRLs may be of (several CAs can
+		// share a name), every CRL of it that speaks for the certificate
+		// is stale: a fresh complete CRL speaks for what an abandoned
+		// user-only one did.
+		fresh := map[string]bool{}
+		for _, c := range cov {
+			if !c.Stale(now, p.Grace) {
+				fresh[caKey(c.CA)] = true
+			}
 		}
 		for _, c := range cov {
-			if p.RefuseStale && c.Stale(now, p.Grace) {
+			if !fresh[caKey(c.CA)] {
 				return desired{state: StateUnknown, why: "stale CRL of " + r.Issuer + " (nextUpdate " + c.Header.NextUpdate.UTC().Format(time.RFC3339) + ")"}
 			}
 		}

@@ -37,12 +37,14 @@
 //
 // # The job
 //
-// Job.Run loads the last good CRL of every CA and scope (a CA may publish
-// CRLs of several scopes, told apart by their issuingDistributionPoint:
-// only user certificates, only CA certificates, one distribution point;
-// each is numbered, replaced and checked for rollback on its own, and a
-// lookup consults all of them; delta, indirect and reason-partitioned CRLs
-// are refused) from the cache directory,
+// Job.Run loads the last good CRL of every CA and scope (a CA may publish a
+// complete CRL, or one of user certificates only and one of CA certificates
+// only, told apart by their issuingDistributionPoint; each scope is
+// numbered, replaced and checked for rollback on its own; a lookup consults
+// every CRL of the CA, and a certificate is stale or uncovered only when
+// every CRL of its CA whose scope takes it in is stale or there is none; a
+// distribution point alone makes no scope; delta, indirect and
+// reason-partitioned CRLs are refused) from the cache directory,
 // fetches every source (HTTP(S) with If-None-Match/If-Modified-Since, files,
 // IGTF directories' <hash>.rN, optionally CRL distribution points), accepts
 // or refuses each (Report.Refused names the reason), caches what it accepted

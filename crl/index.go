@@ -45,30 +45,58 @@ func caKey(ca *x509.Certificate) string {
 	return string(ca.RawSubject) + "\x00" + string(ca.RawSubjectPublicKeyInfo)
 }
 
-// scopeKey identifies the scope of a CRL of ca: the CA (caKey) and, when
-// the CRL has an issuingDistributionPoint, that extension's value (which
-// distribution point; whether only user or only CA certificates). RFC 5280
-// numbers CRLs per issuer and scope, so a CRL replaces, and is checked for
-// rollback against, only a CRL of its own scope; CRLs of the CA's other
-// scopes stay beside it, and a lookup consults them all (a serial number
-// names one certificate of a CA, whichever of its CRLs lists it). A CRL
-// without the extension keeps caKey, so caches written before scopes were
-// told apart still match.
-func scopeKey(ca *x509.Certificate, h *x509.RevocationList) string {
-	if v := idpValue(h); v != nil {
-		return caKey(ca) + "\x00idp\x00" + string(v)
-	}
-	return caKey(ca)
-}
+// Scopes of a CRL (RFC 5280 5.2.5): complete, or, by its
+// issuingDistributionPoint, only end-entity or only CA certificates.
+const (
+	scopeComplete = ""
+	scopeUser     = "user"
+	scopeCA       = "ca"
+)
 
-// idpValue is the value of h's issuingDistributionPoint (nil: none).
-func idpValue(h *x509.RevocationList) []byte {
+// scopeOf is the scope of a CRL. An issuingDistributionPoint that only
+// names a distribution point leaves the CRL complete for the certificates
+// that point to it, as a CA that publishes one CRL under one URL does; a
+// later CRL of the CA under another URL replaces it as before.
+func scopeOf(h *x509.RevocationList) string {
 	for _, e := range h.Extensions {
 		if e.Id.Equal(oidExtIDP) {
-			return e.Value
+			switch user, ca := idpOnly(e.Value); {
+			case user:
+				return scopeUser
+			case ca:
+				return scopeCA
+			}
 		}
 	}
-	return nil
+	return scopeComplete
+}
+
+// scopeKey identifies the CRLs of ca of one scope. RFC 5280 numbers CRLs
+// per issuer and scope, so a CRL replaces, and is checked for rollback
+// against, only a CRL of its own scope: an ARL (CA certificates only) and a
+// user-only CRL of one CA stay side by side. A complete CRL keeps caKey, so
+// caches written before scopes were told apart still match.
+func scopeKey(ca *x509.Certificate, h *x509.RevocationList) string {
+	return scopeKeyOf(caKey(ca), scopeOf(h))
+}
+
+func scopeKeyOf(caK, scope string) string {
+	if scope == scopeComplete {
+		return caK
+	}
+	return caK + "\x00scope\x00" + scope
+}
+
+// takesIn reports whether a CRL of the scope speaks for a certificate of
+// the role: a user-only CRL not for a CA, a CA-only CRL only for one.
+func takesIn(scope string, role Role) bool {
+	switch scope {
+	case scopeUser:
+		return role != RoleCA
+	case scopeCA:
+		return role == RoleCA
+	}
+	return true
 }
 
 // Add accepts a CRL parsed by the standard library (see AddList).
@@ -164,12 +192,14 @@ func (ix *Index) HasCRL(issuerRaw []byte) bool { return len(ix.byRaw[string(issu
 
 // HasCRLFor reports whether a CRL of c's issuer whose scope takes in c is
 // in the index: not one that lists only CA certificates for an end entity,
-// nor one that lists only user certificates for a CA. (Which distribution
-// point a CRL speaks for is not compared.)
+// nor one that lists only user certificates for a CA.
 func (ix *Index) HasCRLFor(c *x509.Certificate) bool {
+	role := RoleImage
+	if c.IsCA {
+		role = RoleCA
+	}
 	for _, crl := range ix.byRaw[string(c.RawIssuer)] {
-		onlyUser, onlyCA := idpOnly(idpValue(crl.Header))
-		if !(onlyUser && c.IsCA) && !(onlyCA && !c.IsCA) {
+		if takesIn(scopeOf(crl.Header), role) {
 			return true
 		}
 	}
@@ -221,6 +251,20 @@ func (ix *Index) Covering(r Ref) []*CRL {
 	var out []*CRL
 	for _, c := range cands {
 		if len(c.CA.SubjectKeyId) == 0 || bytes.Equal(c.CA.SubjectKeyId, r.AKI) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// CoveringScope is Covering without the CRLs whose scope does not take in
+// the certificate (takesIn, by r.Role): the CRLs whose presence and
+// freshness speak for it. Revocation lookups use every covering CRL: a
+// serial number names one certificate of a CA, whichever CRL lists it.
+func (ix *Index) CoveringScope(r Ref) []*CRL {
+	var out []*CRL
+	for _, c := range ix.Covering(r) {
+		if takesIn(scopeOf(c.Header), r.Role) {
 			out = append(out, c)
 		}
 	}

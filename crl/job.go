@@ -2,12 +2,14 @@ package crl
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/big"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -278,8 +280,8 @@ func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *R
 		// the CA's complete CRL (no issuingDistributionPoint), then those
 		// of its other scopes (scopeKey)
 		keys := []string{k}
-		for _, idp := range j.cache.scopes(k) {
-			keys = append(keys, k+"\x00idp\x00"+idp)
+		for _, scope := range j.cache.scopes(k) {
+			keys = append(keys, scopeKeyOf(k, scope))
 		}
 		for _, sk := range keys {
 			j.loadCached(ix, ca, sk, last, now, rep)
@@ -332,8 +334,8 @@ func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *R
 		j.log.Info("crl accepted", "issuer", c.Header.Issuer.String(), "number", c.Header.Number.String(), "source", f.name, "entries", c.Len())
 		if !dryRun {
 			err := j.cache.store(k, c)
-			if idp := idpValue(c.Header); err == nil && idp != nil {
-				err = j.cache.addScope(caKey(c.CA), string(idp))
+			if scope := scopeOf(c.Header); err == nil && scope != scopeComplete {
+				err = j.cache.addScope(caKey(c.CA), scope)
 			}
 			if err != nil {
 				rep.Warnings = append(rep.Warnings, err.Error())
@@ -346,11 +348,14 @@ func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *R
 			j.log.Warn("crl cache write failed", "err", err)
 		}
 	}
+	oldest := map[string]time.Duration{} // the age metric: the oldest CRL of each issuer
 	for _, c := range ix.CRLs() {
 		stale := c.Stale(now, j.cfg.Policy.Grace)
 		rep.CRLs = append(rep.CRLs, UsedCRL{Issuer: c.Header.Issuer.String(), Number: c.Header.Number.String(),
 			ThisUpdate: c.Header.ThisUpdate.UTC(), NextUpdate: c.Header.NextUpdate.UTC(), Source: c.Source, Entries: c.Len(), Stale: stale})
-		j.metrics.age(c.Header.Issuer.String(), now.Sub(c.Header.ThisUpdate))
+		if age, seen := oldest[c.Header.Issuer.String()]; !seen || now.Sub(c.Header.ThisUpdate) > age {
+			oldest[c.Header.Issuer.String()] = now.Sub(c.Header.ThisUpdate)
+		}
 		if stale {
 			msg := "CRL of " + c.Header.Issuer.String() + " is stale (nextUpdate " + c.Header.NextUpdate.UTC().Format(time.RFC3339) + ")"
 			rep.Warnings = append(rep.Warnings, msg)
@@ -358,7 +363,12 @@ func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *R
 			j.log.Warn("crl stale", "issuer", c.Header.Issuer.String(), "next_update", c.Header.NextUpdate, "refuse", j.cfg.Policy.RefuseStale)
 		}
 	}
-	sort.Slice(rep.CRLs, func(a, b int) bool { return rep.CRLs[a].Issuer < rep.CRLs[b].Issuer })
+	for issuer, age := range oldest {
+		j.metrics.age(issuer, age)
+	}
+	slices.SortFunc(rep.CRLs, func(a, b UsedCRL) int {
+		return cmp.Or(strings.Compare(a.Issuer, b.Issuer), strings.Compare(a.Source, b.Source), strings.Compare(a.Number, b.Number))
+	})
 	return ix, nil
 }
 

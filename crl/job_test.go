@@ -531,3 +531,59 @@ func TestJobScopedCRLs(t *testing.T) {
 		t.Fatalf("refused %+v", rep.Refused)
 	}
 }
+
+// idpURI is an issuingDistributionPoint value that only names a
+// distribution point (fullName, one URI).
+func idpURI(uri string) []byte {
+	u := append([]byte{0x86, byte(len(uri))}, uri...)
+	full := append([]byte{0xa0, byte(len(u))}, u...)
+	dp := append([]byte{0xa0, byte(len(full))}, full...)
+	return append([]byte{0x30, byte(len(dp))}, dp...)
+}
+
+// TestJobScopeChanges: a CA that changes how it scopes its CRLs leaves no
+// CRL behind that goes stale for ever: a CRL under a new distribution
+// point replaces the old (a distribution point alone does not make a
+// scope), and a fresh complete CRL speaks for certificates an abandoned
+// user-only CRL did. Under RequireCRL, a CA-only CRL does not count for an
+// image certificate.
+func TestJobScopeChanges(t *testing.T) {
+	later := t0.Add(10 * 24 * time.Hour) // the first CRLs' nextUpdate is t0+7d
+	t.Run("ok distribution point moves", func(t *testing.T) {
+		w := newWorld(t)
+		cache := t.TempDir()
+		w.serve(w.registrar.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: t0.Add(-time.Hour), NextUpdate: t0.Add(7 * 24 * time.Hour), IDP: idpURI("http://a.example/r.crl")}), 0, 0)
+		run(t, w.job(t, cache, t0, true))
+		w.serve(w.registrar.CRL(pki.CRLTemplate{Number: 2, ThisUpdate: later.Add(-time.Hour), NextUpdate: later.Add(7 * 24 * time.Hour), IDP: idpURI("http://b.example/r.crl")}), 0, 0)
+		rep := run(t, w.job(t, cache, later, true))
+		if img := w.cat.get("img-1"); img.Properties[PropGlobalValidity] != StateValid {
+			t.Fatalf("img-1 %s: %+v", img.Properties[PropGlobalValidity], rep.CRLs)
+		}
+	})
+	t.Run("ok user-only CRL abandoned for a complete one", func(t *testing.T) {
+		w := newWorld(t)
+		cache := t.TempDir()
+		w.serve(w.registrar.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: t0.Add(-time.Hour), NextUpdate: t0.Add(7 * 24 * time.Hour), IDP: pki.IDPOnlyUserCerts}), 0, 0)
+		run(t, w.job(t, cache, t0, true))
+		w.serve(w.registrar.CRL(pki.CRLTemplate{Number: 2, ThisUpdate: later.Add(-time.Hour), NextUpdate: later.Add(7 * 24 * time.Hour)}), 0, 0)
+		rep := run(t, w.job(t, cache, later, true))
+		if img := w.cat.get("img-1"); img.Properties[PropGlobalValidity] != StateValid {
+			t.Fatalf("img-1 %s: %+v", img.Properties[PropGlobalValidity], rep.CRLs)
+		}
+		if len(rep.CRLs) < 2 {
+			t.Fatalf("the abandoned CRL is no longer consulted for revocations: %+v", rep.CRLs)
+		}
+	})
+	t.Run("fail require CRL with a CA-only CRL for image certificates", func(t *testing.T) {
+		w := newWorld(t)
+		w.serve(w.registrar.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: t0.Add(-time.Hour), NextUpdate: t0.Add(7 * 24 * time.Hour), IDP: pki.IDPOnlyCACerts}), 0, 0)
+		j := w.job(t, t.TempDir(), t0, true)
+		j.cfg.Policy.RequireCRL = true
+		j.cfg.Sources = append(j.cfg.Sources, Source{File: testpki.WriteFile(t, t.TempDir(), "root.crl", crlT(w.root, 1))},
+			Source{File: testpki.WriteFile(t, t.TempDir(), "people.crl", crlT(w.people, 1))})
+		run(t, j)
+		if img := w.cat.get("img-1"); img.Properties[PropGlobalValidity] != StateUnknown {
+			t.Fatalf("img-1: %s", img.Properties[PropGlobalValidity])
+		}
+	})
+}

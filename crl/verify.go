@@ -72,8 +72,8 @@ func Verify(rl *x509.RevocationList, ca *x509.Certificate) error {
 }
 
 // idpOnly reads the onlyContainsUserCerts [1] and onlyContainsCACerts [2]
-// flags of an issuingDistributionPoint value (checkIDP has accepted it; nil:
-// none).
+// flags of an issuingDistributionPoint value (checkIDP has accepted it, so
+// not both; nil: none).
 func idpOnly(v []byte) (user, ca bool) {
 	c, _, _, ok := expect(v, tagSequence)
 	for ok && len(c) > 0 {
@@ -105,6 +105,10 @@ func checkIDP(v []byte) (string, error) {
 			return ReasonParse, errors.New("malformed issuingDistributionPoint")
 		}
 		switch tag & 0x1f {
+		case 1, 2:
+			if user, ca := idpOnly(v); user && ca {
+				return ReasonParse, errors.New("issuingDistributionPoint with both onlyContainsUserCerts and onlyContainsCACerts")
+			}
 		case 3:
 			return ReasonUnsupported, errors.New("issuingDistributionPoint onlySomeReasons: partitioned CRLs are not supported")
 		case 4:

@@ -17,7 +17,8 @@ var farFuture = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // addCRL parses a CRL and adds it to the index if one of the anchors issued
 // and signed it (crl.Index: signature, CRL signer, delta and rollback rules,
-// the same as the CRL job's). Of two CRLs of one CA the higher number wins.
+// the same as the CRL job's). Of two CRLs of one CA and scope (complete,
+// user certificates only, CA certificates only) the higher number wins.
 func addCRL(ix *crl.Index, b []byte, anchors []*x509.Certificate, now time.Time) error {
 	rl, err := crl.Parse(b)
 	if err != nil {
