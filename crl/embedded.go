@@ -18,11 +18,16 @@ const PropSignature = "imagetrust_signature"
 const MaxEmbeddedCAs = 1024
 
 // maxCollected bounds how many distinct embedded CA certificates one run
-// reads before it looks for their chains. Certificates that chain to no
-// anchor count here but never against MaxEmbeddedCAs, so a certificate bag
-// stuffed with made-up CAs (it is not signed) must fill all of this to
-// push out a real intermediate.
-const maxCollected = 16 * MaxEmbeddedCAs
+// reads before it looks for their chains, and maxPerRecord how many of one
+// record's (real ones carry a handful: the chains of three signers).
+// Certificates that chain to no anchor count here but never against
+// MaxEmbeddedCAs, so certificate bags stuffed with made-up CAs (a bag is
+// not signed) must fill maxCollected, from a thousand records, to push
+// out a real intermediate.
+const (
+	maxCollected = 16 * MaxEmbeddedCAs
+	maxPerRecord = 16
+)
 
 // maxSignatureB64 is the largest imagetrust_signature EmbeddedCAs decodes:
 // the size bound of a SignedData (1 MiB), in base64.
@@ -87,10 +92,16 @@ func EmbeddedCAs(imgs []Image, anchors []*x509.Certificate, now time.Time) Embed
 			out.Unreadable++
 			continue
 		}
+		taken := 0
 		for _, c := range sd.Certificates {
 			if !c.IsCA || !c.BasicConstraintsValid {
 				continue
 			}
+			if taken == maxPerRecord {
+				out.Truncated = true
+				break
+			}
+			taken++
 			sum := sha256.Sum256(c.Raw)
 			if seen[sum] || isAnchor[sum] {
 				continue
@@ -130,13 +141,18 @@ func EmbeddedCAs(imgs []Image, anchors []*x509.Certificate, now time.Time) Embed
 // certificate that links to nothing; x509.Verify then judges the linked
 // ones' paths and validity (chainsTo).
 func linkedToAnchors(certs, anchors []*x509.Certificate) (linked []*x509.Certificate, unlinked int) {
-	signers := map[string][]*x509.Certificate{} // by raw subject
-	for _, a := range anchors {
-		signers[string(a.RawSubject)] = append(signers[string(a.RawSubject)], a)
+	// Each pass checks the pending certificates against the signers the
+	// pass before added (the anchors first), so no pair is checked twice.
+	bySubject := func(cs []*x509.Certificate) map[string][]*x509.Certificate {
+		m := map[string][]*x509.Certificate{}
+		for _, c := range cs {
+			m[string(c.RawSubject)] = append(m[string(c.RawSubject)], c)
+		}
+		return m
 	}
-	pending := certs
-	for {
-		var next []*x509.Certificate
+	signers, pending := bySubject(anchors), certs
+	for len(signers) > 0 {
+		var next, added []*x509.Certificate
 		for _, c := range pending {
 			ok := false
 			for _, p := range signers[string(c.RawIssuer)] {
@@ -145,18 +161,16 @@ func linkedToAnchors(certs, anchors []*x509.Certificate) (linked []*x509.Certifi
 					break
 				}
 			}
-			if !ok {
+			if ok {
+				added = append(added, c)
+			} else {
 				next = append(next, c)
-				continue
 			}
-			linked = append(linked, c)
-			signers[string(c.RawSubject)] = append(signers[string(c.RawSubject)], c)
 		}
-		if len(next) == len(pending) {
-			return linked, len(next)
-		}
-		pending = next
+		linked = append(linked, added...)
+		signers, pending = bySubject(added), next
 	}
+	return linked, len(pending)
 }
 
 // chainsTo reports whether x509.Verify finds a path from c to roots, at now

@@ -272,14 +272,20 @@ func TestEmbeddedCAsStuffedBags(t *testing.T) {
 		return Image{Properties: map[string]string{PropRecordVersion: "1", PropSignature: base64.StdEncoding.EncodeToString(p7)}}
 	}
 	var imgs []Image
-	for len(junk) > 0 {
-		n := min(len(junk), cms.MaxCertificates-1)
-		imgs = append(imgs, record(junk[:n]...))
-		junk = junk[n:]
+	for rest := junk; len(rest) > 0; {
+		n := min(len(rest), maxPerRecord)
+		imgs = append(imgs, record(rest[:n]...))
+		rest = rest[n:]
 	}
 	imgs = append(imgs, record(sub.Cert, mid.Cert))
 	got := EmbeddedCAs(imgs, []*x509.Certificate{root.Cert}, t0)
 	if len(got.CAs) != 2 || got.Truncated || got.Unchained != MaxEmbeddedCAs+40 {
 		t.Fatalf("got %d CAs, truncated %v, %d unchained", len(got.CAs), got.Truncated, got.Unchained)
+	}
+	// a record carrying more CA certificates than any real one: only the
+	// first maxPerRecord are read
+	got = EmbeddedCAs([]Image{record(append(junk[:maxPerRecord], sub.Cert, mid.Cert)...)}, []*x509.Certificate{root.Cert}, t0)
+	if len(got.CAs) != 0 || !got.Truncated {
+		t.Fatalf("over-full record: got %d CAs, truncated %v", len(got.CAs), got.Truncated)
 	}
 }

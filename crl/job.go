@@ -124,7 +124,7 @@ func (j *Job) Run(ctx context.Context, dryRun bool) (*Report, error) {
 	emb := EmbeddedCAs(imgs, anchors, now)
 	rep.EmbeddedCAs = len(emb.CAs)
 	if emb.Truncated {
-		msg := fmt.Sprintf("the catalogue embeds more than %d distinct CA certificates: only the first were considered", MaxEmbeddedCAs)
+		msg := fmt.Sprintf("the catalogue embeds more CA certificates than a run reads (%d that chain, %d in all, %d a record): only the first were considered", MaxEmbeddedCAs, maxCollected, maxPerRecord)
 		rep.Warnings = append(rep.Warnings, msg)
 		j.log.Warn("embedded cas truncated", "max", MaxEmbeddedCAs)
 	}
