@@ -133,18 +133,22 @@ func NewTrust(o TrustOptions) (*Trust, []string, error) {
 		if err == nil {
 			continue
 		}
-		rl, perr := crl.Parse(b)
-		if perr != nil {
-			warnings = append(warnings, fmt.Sprintf("CRL %d not used: %v", i+1, err))
-			continue
-		}
 		// Kept for the chains whose CA of that name signed it: an
 		// intermediate no configured CA is, or one re-keyed since the
 		// configured certificate of its name (chainIndex applies addCRL's
-		// checks with the chain's own CA).
-		t.chainCRLs = append(t.chainCRLs, rl)
-		if !errors.Is(err, errNoAnchor) {
+		// checks with the chain's own CA). A CRL refused for anything but
+		// who signed it is not kept.
+		var ce *crl.Error
+		otherKey := errors.As(err, &ce) && (ce.Reason == crl.ReasonSignature || ce.Reason == crl.ReasonWrongIssuer)
+		rl, perr := crl.Parse(b)
+		switch {
+		case perr == nil && errors.Is(err, errNoAnchor):
+			t.chainCRLs = append(t.chainCRLs, rl)
+		case perr == nil && otherKey:
+			t.chainCRLs = append(t.chainCRLs, rl)
 			warnings = append(warnings, fmt.Sprintf("CRL %d not used for the configured CA of its name: %v (kept for a chain CA of that name whose key signed it)", i+1, err))
+		default:
+			warnings = append(warnings, fmt.Sprintf("CRL %d not used: %v", i+1, err))
 		}
 	}
 	return t, warnings, nil

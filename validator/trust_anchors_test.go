@@ -163,3 +163,21 @@ func TestStaleCRLs(t *testing.T) {
 		t.Fatalf("stale five days earlier: %q", got)
 	}
 }
+
+// TestTrustCRLsNotKept: a CRL refused for anything but who signed it (a
+// delta CRL, here) is not kept for chain CAs, nor named as stale.
+func TestTrustCRLsNotKept(t *testing.T) {
+	w := newWorld(t)
+	delta := w.peopleSub.CRL(pki.CRLTemplate{Number: 2, DeltaOf: 1, ThisUpdate: testNow.AddDate(0, 0, -10), NextUpdate: testNow.AddDate(0, 0, -3)})
+	tr, warns, err := NewTrust(TrustOptions{People: []*x509.Certificate{w.peopleRoot.Cert, w.peopleSub.Cert}, Registrar: []*x509.Certificate{w.regRoot.Cert},
+		CRLs: [][]byte{delta}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warns) != 1 || !strings.Contains(warns[0], "not used") || strings.Contains(warns[0], "kept") {
+		t.Errorf("warnings %q", warns)
+	}
+	if got := tr.StaleCRLs(testNow); len(got) != 0 {
+		t.Errorf("stale %q", got)
+	}
+}
