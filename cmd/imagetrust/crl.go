@@ -101,7 +101,9 @@ func cmdCRL(ctx context.Context, e *env, args []string) int {
 
 	if *once || *dry {
 		job := crl.NewJob(jc, cat, log, metrics)
-		rep, err := job.Run(ctx, *dry)
+		rctx, cancel := context.WithTimeout(ctx, crlRunTimeout(0))
+		rep, err := job.Run(rctx, *dry)
+		cancel()
 		if rep != nil {
 			printReport(rep)
 		}
@@ -239,7 +241,9 @@ func crlDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path s
 
 	log.Info("crl daemon started", "interval", interval, "jitter", jitter, "listen", cfg.CRL.Listen)
 	_ = crl.RunLoop(ctx, interval, jitter, func(ctx context.Context) error {
-		rep, err := cur.Load().Run(ctx, false)
+		rctx, cancel := context.WithTimeout(ctx, crlRunTimeout(interval))
+		rep, err := cur.Load().Run(rctx, false)
+		cancel()
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -257,6 +261,14 @@ func crlDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path s
 	})
 	log.Info("stopping")
 	return exitOK
+}
+
+// crlRunTimeout bounds one run of the job (at least 30 minutes, and two
+// intervals): a Glance or CRL server that accepts connections and never
+// answers fails the run, which /healthz and the metrics then show, instead
+// of holding the job, and every revocation after it, for ever.
+func crlRunTimeout(interval time.Duration) time.Duration {
+	return max(30*time.Minute, 2*interval)
 }
 
 // writeCRLReport prints a run's report for people.
