@@ -141,7 +141,7 @@ func mergeCases(t testing.TB) []mergeCase {
 		{name: "ok user mime multipart", user: []byte(userMIME), vars: v},
 		{name: "ok user gzipped", user: gz(t, []byte(userCloudConfig)), vars: v},
 		{name: "ok user binary not utf-8", user: userBinary, vars: v},
-		{name: "ok vo without own fragments", user: []byte(userCloudConfig), vars: Vars{VO: "cms", Tag: "x", SiteName: "example-site", ServerName: "n"}},
+		{name: "ok vo without own fragments", user: []byte(userCloudConfig), vars: Vars{ImageUUID: "0c1d2e3f-4a5b-4c6d-8e7f-901234567890", VO: "cms", Tag: "x", SiteName: "example-site", ServerName: "n"}},
 		{name: "ok gzip needed to fit", user: bigCompressible(), vars: v},
 		{name: "fail too large", user: incompressible(), vars: v, wantErr: new(*TooLargeError)},
 	}

@@ -256,3 +256,25 @@ func TestMergeUserDataChecks(t *testing.T) {
 		}
 	})
 }
+
+// TestMergeEmptyValues: a template variable without a value is never
+// rendered as nothing ("rm -rf /scratch/{{ server_name }}"): the user's
+// own value missing is the user's error, any other the site's.
+func TestMergeEmptyValues(t *testing.T) {
+	s, err := LoadSite(writeSite(t, map[string]string{"all/clean.sh": "#!/bin/sh\nrm -rf /scratch/{{ server_name }}/{{ project_id }}\n"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Merge("", false, Vars{ProjectID: "p"})
+	var ue *UserDataError
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "server_name") {
+		t.Errorf("no server name: %v, want a UserDataError", err)
+	}
+	_, err = s.Merge("", false, Vars{ServerName: "vm"})
+	if err == nil || errors.As(err, &ue) || !strings.Contains(err.Error(), "project_id") {
+		t.Errorf("no project id: %v, want the site's error", err)
+	}
+	if _, err := s.Merge("", false, Vars{ServerName: "vm", ProjectID: "p"}); err != nil {
+		t.Errorf("both given: %v", err)
+	}
+}

@@ -19,7 +19,7 @@ type template struct {
 var (
 	tmplRef    = regexp.MustCompile(`\{\{[ \t]*([A-Za-z0-9_.]+)[ \t]*\}\}`)
 	extraName  = regexp.MustCompile(`^var\.[A-Za-z_][A-Za-z0-9_]*$`)
-	safeValue  = regexp.MustCompile(`^(?:[A-Za-z0-9._:@+=,/][A-Za-z0-9._:@+=,/-]*)?$`)
+	safeValue  = regexp.MustCompile(`^[A-Za-z0-9._:@+=,/][A-Za-z0-9._:@+=,/-]*$`)
 	fixedNames = map[string]func(Vars) string{
 		"image_uuid":  func(v Vars) string { return v.ImageUUID },
 		"tag":         func(v Vars) string { return v.Tag },
@@ -98,6 +98,15 @@ func (v Vars) lookup(name string) (string, error) {
 			return "", fmt.Errorf("template variable %s: %w", name, errMissingVar)
 		}
 		val = x
+	}
+	if val == "" {
+		// never rendered empty: "rm -rf /scratch/{{ server_name }}" must
+		// not become "rm -rf /scratch/"
+		err := fmt.Errorf("template variable %s has no value here", name)
+		if userChosen[name] {
+			return "", &UserDataError{Reason: "this site's boot context uses the " + name + ", which the request does not give; give one", Err: err}
+		}
+		return "", err
 	}
 	if !safeValue.MatchString(val) {
 		err := fmt.Errorf("value %q of template variable %s has characters the site context cannot take safely (allowed: letters, digits and . _ : @ + = , / -, not leading -)", val, name)
