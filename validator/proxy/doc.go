@@ -16,8 +16,8 @@
 // escape or control characters is refused with 400: Nova's routes would not
 // match most of them, and the gate does not guess. Other methods and paths
 // pass untouched (GET /, /v2 and /v2.1 get their hrefs rewritten, below),
-// except that a request of any method whose raw query holds "_method" and
-// has a _method key (escaped or not, in any case) is refused with 400:
+// except that a request of any method whose query has a _method key
+// (escaped or not, in any case) is refused with 400:
 // Nova's router honours it as a method override (routes'
 // use_method_override), so PUT /servers?_method=POST would run the server
 // create with the PUT's body.

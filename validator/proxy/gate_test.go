@@ -173,6 +173,9 @@ func TestGateBypassTable(t *testing.T) {
 		{name: "fail PUT create with _method=POST", method: http.MethodPut, path: "/v2.1/servers?_method=POST", body: serverBody(idRevoked), want: 400, fault: "badRequest", msg: "_method"},
 		{name: "fail PUT rebuild with _method=post", method: http.MethodPut, path: "/v2.1/servers/" + idUnknown + "/action?x=1&_method=post", body: `{"rebuild":{"imageRef":"` + idRevoked + `"}}`, want: 400, fault: "badRequest", msg: "_method"},
 		{name: "fail escaped _method", method: http.MethodPut, path: "/v2.1/servers?%5Fmethod=POST&x=_method", body: serverBody(idRevoked), want: 400, fault: "badRequest"},
+		// the slow path re-encodes a query with ';' or a bad escape
+		{name: "fail escaped _method and a semicolon", method: http.MethodPut, path: "/v2.1/servers?%5Fmethod=POST&x;", body: serverBody(idRevoked), want: 400, fault: "badRequest"},
+		{name: "fail escaped _method and a bad escape", method: http.MethodPut, path: "/v2.1/servers?%5Fmethod=POST&x=%zz", body: serverBody(idRevoked), want: 400, fault: "badRequest"},
 		{name: "fail POST create with _method", path: "/v2.1/servers?_method=POST", body: serverBody(idGood), want: 400, fault: "badRequest"},
 		{name: "fail GET with _method", method: http.MethodGet, path: "/v2.1/servers?_method=POST", want: 400, fault: "badRequest"},
 

@@ -301,18 +301,19 @@ func stripUnderscoreFields(h http.Header) {
 	}
 }
 
-// methodOverride reports whether a raw query overrides the request's
+// methodOverride reports whether a raw query could override the request's
 // method in Nova. Nova's router (routes' RoutesMiddleware, with
 // use_method_override on) routes a request whose QUERY_STRING holds the
 // literal "_method", and whose decoded query has a _method parameter, by
 // the method that parameter names, then restores the real one: PUT
 // /servers?_method=POST runs the server create with the PUT's body, and the
-// gate, which judges POSTs, would pass it through. Such a query is refused
-// (a _method key in any case, escaped or not, once the literal is there):
-// no OpenStack client sends one. Queries without the literal, which routes
-// leaves alone, cost one substring search.
+// gate, which judges POSTs, would pass it through. A query with a _method
+// key (decoded, in any case) is refused when it holds the literal or an
+// escaped underscore: httputil.ReverseProxy re-encodes a query with a ';'
+// or a bad escape, which turns %5Fmethod into the literal. No OpenStack
+// client sends one. Other queries cost two substring searches.
 func methodOverride(rawQuery string) bool {
-	if !strings.Contains(rawQuery, "_method") {
+	if !strings.Contains(rawQuery, "_method") && !strings.Contains(rawQuery, "%5F") && !strings.Contains(rawQuery, "%5f") {
 		return false
 	}
 	for _, pair := range strings.FieldsFunc(rawQuery, func(r rune) bool { return r == '&' || r == ';' }) {
