@@ -65,9 +65,9 @@ type desired struct {
 
 // Judge computes the state of one image record from the index at now.
 // A revocation proves itself even from a stale CRL; under RefuseStale a
-// certificate whose issuer's CRLs of its scope (CoveringScope) are all
-// stale, and under RequireCRL one whose issuer has no such CRL, makes the
-// rest unknown.
+// certificate whose issuer's newest CRL of its kind is stale (StaleFor),
+// and under RequireCRL one whose issuer has no CRL of its kind
+// (CoveringScope), makes the rest unknown.
 func Judge(ix *Index, img Image, p Policy, now time.Time) (state string, rev *Revocation, why string) {
 	d := judge(ix, img, p, now)
 	return d.state, d.rev, d.why
@@ -93,20 +93,8 @@ func judge(ix *Index, img Image, p Policy, now time.Time) desired {
 		if !p.RefuseStale {
 			continue
 		}
-		// Stale when, for some CA the CRLs may be of (several CAs can
-		// share a name), every CRL of it that speaks for the certificate
-		// is stale: a fresh complete CRL speaks for what an abandoned
-		// user-only one did.
-		fresh := map[string]bool{}
-		for _, c := range cov {
-			if !c.Stale(now, p.Grace) {
-				fresh[caKey(c.CA)] = true
-			}
-		}
-		for _, c := range cov {
-			if !fresh[caKey(c.CA)] {
-				return desired{state: StateUnknown, why: "stale CRL of " + r.Issuer + " (nextUpdate " + c.Header.NextUpdate.UTC().Format(time.RFC3339) + ")"}
-			}
+		if c := ix.StaleFor(r, now, p.Grace); c != nil {
+			return desired{state: StateUnknown, why: "stale CRL of " + r.Issuer + " (nextUpdate " + c.Header.NextUpdate.UTC().Format(time.RFC3339) + ")"}
 		}
 	}
 	return desired{state: StateValid, why: "no revocation applies"}

@@ -45,18 +45,18 @@ func caKey(ca *x509.Certificate) string {
 	return string(ca.RawSubject) + "\x00" + string(ca.RawSubjectPublicKeyInfo)
 }
 
-// Scopes of a CRL (RFC 5280 5.2.5): complete, or, by its
-// issuingDistributionPoint, only end-entity or only CA certificates.
+// The kinds of certificate a CRL lists (RFC 5280 5.2.5, its
+// issuingDistributionPoint): all, only end-entity or only CA certificates.
 const (
 	scopeComplete = ""
 	scopeUser     = "user"
 	scopeCA       = "ca"
 )
 
-// scopeOf is the scope of a CRL. An issuingDistributionPoint that only
-// names a distribution point leaves the CRL complete for the certificates
-// that point to it, as a CA that publishes one CRL under one URL does; a
-// later CRL of the CA under another URL replaces it as before.
+// scopeOf is the kind of certificate a CRL lists. (Which distribution
+// point it speaks for is not compared with the certificates': a CRL of the
+// CA that lists a serial revokes that certificate, whichever URL it came
+// from.)
 func scopeOf(h *x509.RevocationList) string {
 	for _, e := range h.Extensions {
 		if e.Id.Equal(oidExtIDP) {
@@ -71,20 +71,37 @@ func scopeOf(h *x509.RevocationList) string {
 	return scopeComplete
 }
 
-// scopeKey identifies the CRLs of ca of one scope. RFC 5280 numbers CRLs
-// per issuer and scope, so a CRL replaces, and is checked for rollback
-// against, only a CRL of its own scope: an ARL (CA certificates only) and a
-// user-only CRL of one CA stay side by side. A complete CRL keeps caKey, so
-// caches written before scopes were told apart still match.
+// scopeKey identifies the CRLs of ca of one scope: the CA, and the CRL's
+// whole issuingDistributionPoint when it has one (which kinds of
+// certificate, which distribution point). RFC 5280 numbers CRLs per issuer
+// and scope, so a CRL replaces, and is checked for rollback against, only a
+// CRL of its own scope: an ARL and a user-only CRL of one CA, or the CRLs
+// of two distribution points, stay side by side, and each is searched for
+// revocations. A CRL without the extension keeps caKey. A scope the CA no
+// longer publishes stays, and is still searched; its staleness stops
+// counting once a newer CRL of the CA speaks for the same certificates
+// (Index.StaleFor, Index.Superseded).
 func scopeKey(ca *x509.Certificate, h *x509.RevocationList) string {
-	return scopeKeyOf(caKey(ca), scopeOf(h))
+	return scopeKeyOf(caKey(ca), string(idpValue(h)))
 }
 
-func scopeKeyOf(caK, scope string) string {
-	if scope == scopeComplete {
+// scopeKeyOf is scopeKey from a caKey and an issuingDistributionPoint value
+// ("" for none).
+func scopeKeyOf(caK, idp string) string {
+	if idp == "" {
 		return caK
 	}
-	return caK + "\x00scope\x00" + scope
+	return caK + "\x00idp\x00" + idp
+}
+
+// idpValue is the value of h's issuingDistributionPoint (nil: none).
+func idpValue(h *x509.RevocationList) []byte {
+	for _, e := range h.Extensions {
+		if e.Id.Equal(oidExtIDP) {
+			return e.Value
+		}
+	}
+	return nil
 }
 
 // takesIn reports whether a CRL of the scope speaks for a certificate of
@@ -269,6 +286,49 @@ func (ix *Index) CoveringScope(r Ref) []*CRL {
 		}
 	}
 	return out
+}
+
+// StaleFor returns, for the certificate r names, a CRL that shows its
+// revocation state is stale at now (nil: fresh). For each CA the covering
+// CRLs may be of (CAs can share a name), the one of them that speaks for
+// the certificate (CoveringScope) with the latest thisUpdate decides: an
+// old CRL of a scope the CA abandoned, or one an attacker replays, cannot
+// make the state look older or fresher than the CA's newest word.
+func (ix *Index) StaleFor(r Ref, now time.Time, grace time.Duration) *CRL {
+	newest := map[string]*CRL{}
+	var order []string
+	for _, c := range ix.CoveringScope(r) {
+		k := caKey(c.CA)
+		cur, seen := newest[k]
+		if !seen {
+			order = append(order, k)
+		}
+		if !seen || c.Header.ThisUpdate.After(cur.Header.ThisUpdate) {
+			newest[k] = c
+		}
+	}
+	for _, k := range order {
+		if c := newest[k]; c.Stale(now, grace) {
+			return c
+		}
+	}
+	return nil
+}
+
+// Superseded reports whether a newer CRL of c's CA (a later thisUpdate)
+// speaks for every kind of certificate c does: c is then left out of
+// staleness warnings and the age metric, but still searched.
+func (ix *Index) Superseded(c *CRL) bool {
+	k, scope := caKey(c.CA), scopeOf(c.Header)
+	for _, o := range ix.byRaw[string(c.Header.RawIssuer)] {
+		if o == c || caKey(o.CA) != k || !o.Header.ThisUpdate.After(c.Header.ThisUpdate) {
+			continue
+		}
+		if os := scopeOf(o.Header); os == scopeComplete || os == scope {
+			return true
+		}
+	}
+	return false
 }
 
 // Revocation is a revocation that makes an image invalid (or held).

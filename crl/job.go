@@ -83,6 +83,10 @@ type UsedCRL struct {
 	Source     string    `json:"source"`
 	Entries    int       `json:"entries"`
 	Stale      bool      `json:"stale"`
+	// Superseded: a newer CRL of the same CA speaks for everything this one
+	// does (the CA no longer publishes its scope); still searched for
+	// revocations, not watched for staleness.
+	Superseded bool `json:"superseded,omitempty"`
 }
 
 // Refusal is a source whose CRL was not used this run.
@@ -280,8 +284,8 @@ func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *R
 		// the CA's complete CRL (no issuingDistributionPoint), then those
 		// of its other scopes (scopeKey)
 		keys := []string{k}
-		for _, scope := range j.cache.scopes(k) {
-			keys = append(keys, scopeKeyOf(k, scope))
+		for _, idp := range j.cache.scopes(k) {
+			keys = append(keys, scopeKeyOf(k, idp))
 		}
 		for _, sk := range keys {
 			j.loadCached(ix, ca, sk, last, now, rep)
@@ -334,8 +338,8 @@ func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *R
 		j.log.Info("crl accepted", "issuer", c.Header.Issuer.String(), "number", c.Header.Number.String(), "source", f.name, "entries", c.Len())
 		if !dryRun {
 			err := j.cache.store(k, c)
-			if scope := scopeOf(c.Header); err == nil && scope != scopeComplete {
-				err = j.cache.addScope(caKey(c.CA), scope)
+			if idp := idpValue(c.Header); err == nil && idp != nil {
+				err = j.cache.addScope(caKey(c.CA), string(idp))
 			}
 			if err != nil {
 				rep.Warnings = append(rep.Warnings, err.Error())
@@ -348,11 +352,18 @@ func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *R
 			j.log.Warn("crl cache write failed", "err", err)
 		}
 	}
-	oldest := map[string]time.Duration{} // the age metric: the oldest CRL of each issuer
+	// the age metric: the oldest CRL of each issuer that no newer one of
+	// its CA supersedes (an abandoned scope stays searched, not watched)
+	oldest := map[string]time.Duration{}
 	for _, c := range ix.CRLs() {
 		stale := c.Stale(now, j.cfg.Policy.Grace)
+		superseded := ix.Superseded(c)
 		rep.CRLs = append(rep.CRLs, UsedCRL{Issuer: c.Header.Issuer.String(), Number: c.Header.Number.String(),
-			ThisUpdate: c.Header.ThisUpdate.UTC(), NextUpdate: c.Header.NextUpdate.UTC(), Source: c.Source, Entries: c.Len(), Stale: stale})
+			ThisUpdate: c.Header.ThisUpdate.UTC(), NextUpdate: c.Header.NextUpdate.UTC(), Source: c.Source, Entries: c.Len(), Stale: stale,
+			Superseded: superseded})
+		if superseded {
+			continue
+		}
 		if age, seen := oldest[c.Header.Issuer.String()]; !seen || now.Sub(c.Header.ThisUpdate) > age {
 			oldest[c.Header.Issuer.String()] = now.Sub(c.Header.ThisUpdate)
 		}

@@ -16,10 +16,10 @@ import (
 
 // The cache directory holds, per CA and CRL scope, the last accepted CRL
 // (<key>.crl, DER) and its state (<key>.json: number, fingerprint, source),
-// per CA the scopes of its cached CRLs other than complete ones (<key>.scopes:
-// "user", "ca"), plus http.json (ETag/Last-Modified per URL). <key> is the
-// hex SHA-256 of the CA's raw subject and public key, followed for a CRL of
-// user or CA certificates only by its scope (scopeKey). Every file is written
+// per CA the issuingDistributionPoint values of its cached CRLs that have one
+// (<key>.scopes, hex), plus http.json (ETag/Last-Modified per URL). <key> is
+// the hex SHA-256 of the CA's raw subject and public key, followed for a CRL
+// with an issuingDistributionPoint by that value (scopeKey). Every file is written
 // atomically.
 
 type cacheState struct {
@@ -84,8 +84,8 @@ func (d diskCache) store(ca string, c *CRL) error {
 	return nil
 }
 
-// scopes returns the scopes ("user", "ca") of the CRLs other than complete
-// ones cached for a CA (key: caKey).
+// scopes returns the issuingDistributionPoint values of the CRLs with one
+// cached for a CA (key: caKey), in the order they were first stored.
 func (d diskCache) scopes(ca string) []string {
 	if d.dir == "" {
 		return nil
@@ -94,22 +94,32 @@ func (d diskCache) scopes(ca string) []string {
 	if err != nil {
 		return nil
 	}
-	var names []string
-	_ = json.Unmarshal(b, &names) // a damaged file only loses the scoped baselines
-	return slices.DeleteFunc(names, func(s string) bool { return s != scopeUser && s != scopeCA })
+	var hexed []string
+	_ = json.Unmarshal(b, &hexed) // a damaged file only loses the scoped baselines
+	var out []string
+	for _, h := range hexed {
+		if v, err := hex.DecodeString(h); err == nil && len(v) > 0 {
+			out = append(out, string(v))
+		}
+	}
+	return out
 }
 
-// addScope records that a CRL of scope ("user", "ca") is cached for a CA,
-// so that the next run loads it.
-func (d diskCache) addScope(ca, scope string) error {
+// addScope records that a CRL with the issuingDistributionPoint value idp is
+// cached for a CA, so that the next run loads it.
+func (d diskCache) addScope(ca, idp string) error {
 	if d.dir == "" {
 		return nil
 	}
 	have := d.scopes(ca)
-	if slices.Contains(have, scope) {
+	if slices.Contains(have, idp) {
 		return nil
 	}
-	b, _ := json.MarshalIndent(append(have, scope), "", "  ")
+	hexed := []string{}
+	for _, v := range append(have, idp) {
+		hexed = append(hexed, hex.EncodeToString([]byte(v)))
+	}
+	b, _ := json.MarshalIndent(hexed, "", "  ")
 	if err := fsutil.WriteFileAtomic(d.scopesPath(ca), b, 0o600); err != nil {
 		return fmt.Errorf("crl cache: %w", err)
 	}

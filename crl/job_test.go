@@ -541,12 +541,12 @@ func idpURI(uri string) []byte {
 	return append([]byte{0x30, byte(len(dp))}, dp...)
 }
 
-// TestJobScopeChanges: a CA that changes how it scopes its CRLs leaves no
-// CRL behind that goes stale for ever: a CRL under a new distribution
-// point replaces the old (a distribution point alone does not make a
-// scope), and a fresh complete CRL speaks for certificates an abandoned
-// user-only CRL did. Under RequireCRL, a CA-only CRL does not count for an
-// image certificate.
+// TestJobScopeChanges: CRLs of one CA with other issuingDistributionPoints
+// stay side by side and are all searched; the newest of a certificate's
+// kind decides whether its state is stale, so a scope the CA abandoned (an
+// old URL, a user-only CRL) does not turn its images unknown, nor does an
+// old CRL of another scope make a stale CA fresh. Under RequireCRL, a
+// CA-only CRL does not count for an image certificate.
 func TestJobScopeChanges(t *testing.T) {
 	later := t0.Add(10 * 24 * time.Hour) // the first CRLs' nextUpdate is t0+7d
 	t.Run("ok distribution point moves", func(t *testing.T) {
@@ -558,6 +558,44 @@ func TestJobScopeChanges(t *testing.T) {
 		rep := run(t, w.job(t, cache, later, true))
 		if img := w.cat.get("img-1"); img.Properties[PropGlobalValidity] != StateValid {
 			t.Fatalf("img-1 %s: %+v", img.Properties[PropGlobalValidity], rep.CRLs)
+		}
+		// the old URL's CRL is still searched, but no longer watched
+		superseded := 0
+		for _, c := range rep.CRLs {
+			if c.Superseded {
+				superseded++
+			}
+		}
+		if superseded != 1 || len(rep.Warnings) != 0 {
+			t.Errorf("CRLs %+v, warnings %q", rep.CRLs, rep.Warnings)
+		}
+	})
+	t.Run("fail CRLs of two distribution points, the revocation in the older", func(t *testing.T) {
+		w := newWorld(t)
+		w.serve(crlT(w.registrar, 1), 0, 0)
+		j := w.job(t, t.TempDir(), t0, true)
+		a := w.registrar.CRL(pki.CRLTemplate{Number: 5, ThisUpdate: t0.Add(-2 * time.Hour), NextUpdate: t0.Add(7 * 24 * time.Hour), IDP: idpURI("http://a.example/r.crl"),
+			Entries: []pki.Revoked{{Serial: big.NewInt(11), Time: t0.Add(-3 * time.Hour), Reason: ReasonKeyCompromise}}})
+		b := w.registrar.CRL(pki.CRLTemplate{Number: 6, ThisUpdate: t0.Add(-time.Hour), NextUpdate: t0.Add(7 * 24 * time.Hour), IDP: idpURI("http://b.example/r.crl")})
+		j.cfg.Sources = append(j.cfg.Sources, Source{File: testpki.WriteFile(t, t.TempDir(), "a.crl", a)}, Source{File: testpki.WriteFile(t, t.TempDir(), "b.crl", b)})
+		run(t, j)
+		if img := w.cat.get("img-1"); img.Properties[PropGlobalValidity] != StateRevoked {
+			t.Fatalf("img-1: %s", img.Properties[PropGlobalValidity])
+		}
+	})
+	t.Run("fail an old CA-only CRL replayed beside a stale complete one", func(t *testing.T) {
+		// the root's newest word is stale: an older CRL of another scope,
+		// long-lived, does not make it fresh
+		w := newWorld(t)
+		w.serve(crlT(w.registrar, 1), 0, 0)
+		old := w.root.CRL(pki.CRLTemplate{Number: 3, ThisUpdate: t0.Add(-90 * 24 * time.Hour), NextUpdate: t0.Add(300 * 24 * time.Hour), IDP: pki.IDPOnlyCACerts})
+		stale := w.root.CRL(pki.CRLTemplate{Number: 10, ThisUpdate: t0.Add(-10 * 24 * time.Hour), NextUpdate: t0.Add(-3 * 24 * time.Hour)})
+		j := w.job(t, t.TempDir(), t0, true)
+		j.cfg.Sources = append(j.cfg.Sources, Source{File: testpki.WriteFile(t, t.TempDir(), "old.crl", old)},
+			Source{File: testpki.WriteFile(t, t.TempDir(), "stale.crl", stale)})
+		run(t, j)
+		if img := w.cat.get("img-1"); img.Properties[PropGlobalValidity] != StateUnknown {
+			t.Fatalf("img-1: %s", img.Properties[PropGlobalValidity])
 		}
 	})
 	t.Run("ok user-only CRL abandoned for a complete one", func(t *testing.T) {

@@ -27,7 +27,7 @@ func addCRL(ix *crl.Index, b []byte, anchors []*x509.Certificate, now time.Time)
 	if now.IsZero() {
 		now = farFuture
 	}
-	var last error
+	var last, keyErr error
 	for _, a := range anchors {
 		if !bytes.Equal(a.RawSubject, rl.RawIssuer) {
 			continue
@@ -37,7 +37,13 @@ func addCRL(ix *crl.Index, b []byte, anchors []*x509.Certificate, now time.Time)
 		if err == nil || (errors.As(err, &ce) && ce.Reason == crl.ReasonRollback) {
 			return nil // accepted, or an older CRL of a CA whose newer one is loaded
 		}
+		if ce != nil && (ce.Reason == crl.ReasonSignature || ce.Reason == crl.ReasonWrongIssuer) {
+			keyErr = err // another key of that name signed it: whatever the order of the CAs
+		}
 		last = err
+	}
+	if keyErr != nil {
+		return keyErr
 	}
 	if last != nil {
 		return last
