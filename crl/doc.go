@@ -37,13 +37,13 @@
 //
 // # The job
 //
-// Job.Run loads the last good CRL of every CA and scope (a CA may publish a
-// complete CRL, or one of user certificates only and one of CA certificates
-// only, told apart by their issuingDistributionPoint; each scope is
-// numbered, replaced and checked for rollback on its own; a lookup consults
-// every CRL of the CA, and a certificate is stale or uncovered only when
-// every CRL of its CA whose scope takes it in is stale or there is none; a
-// distribution point alone makes no scope; delta, indirect and
+// Job.Run loads the last good CRL of every CA and scope (a CA's CRLs with
+// different issuingDistributionPoints, such as one of user certificates
+// only and one of CA certificates only, or those of two distribution
+// points, are each numbered, replaced and checked for rollback on their
+// own, and all searched for revocations; a certificate's state is stale
+// when its CA's newest CRL of the certificate's kind is, and uncovered
+// under RequireCRL when there is none; delta, indirect and
 // reason-partitioned CRLs are refused) from the cache directory,
 // fetches every source (HTTP(S) with If-None-Match/If-Modified-Since, files,
 // IGTF directories' <hash>.rN, optionally CRL distribution points), accepts
