@@ -220,3 +220,45 @@ func (s *Site) Applies(vo, tag string) bool {
 	c, sc := s.fragments(vo, tag)
 	return len(c) > 0 || len(sc) > 0
 }
+
+// CheckSiteVars checks, once at start-up, the values the site supplies
+// (site_name, and var.NAME from Extra) for every reference any fragment
+// makes to them: missing, empty or unsafe, they would fail every boot that
+// fragment applies to (a 500); the error names the fragment and the
+// variable. Values that come with each boot (image, project, server
+// name...) are checked then.
+func (s *Site) CheckSiteVars(v Vars) error {
+	check := func(path string, names []string) error {
+		for _, name := range names {
+			if name != "site_name" && !extraName.MatchString(name) {
+				continue
+			}
+			if _, err := v.lookup(name); err != nil {
+				return fmt.Errorf("%s: %w", path, err)
+			}
+		}
+		return nil
+	}
+	layers := []layer{s.all}
+	for _, l := range s.vo {
+		layers = append(layers, l)
+	}
+	for _, tags := range s.tags {
+		for _, l := range tags {
+			layers = append(layers, l)
+		}
+	}
+	for _, l := range layers {
+		for _, c := range l.configs {
+			if err := check(c.path, c.names); err != nil {
+				return err
+			}
+		}
+		for _, sc := range l.scripts {
+			if err := check(sc.path, sc.tmpl.names); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

@@ -278,3 +278,33 @@ func TestMergeEmptyValues(t *testing.T) {
 		t.Errorf("both given: %v", err)
 	}
 }
+
+// TestCheckSiteVars: a site value a fragment uses and the configuration
+// lacks (or leaves empty, or makes unsafe) is an error at start-up, naming
+// the fragment, not a 500 at every boot.
+func TestCheckSiteVars(t *testing.T) {
+	s, err := LoadSite(writeSite(t, map[string]string{
+		"all/a.yaml":            "#cloud-config\nwrite_files:\n  - path: /etc/{{ site_name }}\n    content: '{{ image_uuid }}'\n",
+		"tag/atlas/worker/b.sh": "#!/bin/sh\necho {{ var.proxy }} {{ server_name }}\n",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct {
+		v    Vars
+		want string // "" = ok
+	}{
+		"ok both given":     {Vars{SiteName: "s", Extra: map[string]string{"proxy": "http://p:3128"}}, ""},
+		"fail no site name": {Vars{Extra: map[string]string{"proxy": "http://p:3128"}}, "a.yaml"},
+		"fail var missing":  {Vars{SiteName: "s"}, "b.sh"},
+		"fail var empty":    {Vars{SiteName: "s", Extra: map[string]string{"proxy": ""}}, "b.sh"},
+		"fail var unsafe":   {Vars{SiteName: "s", Extra: map[string]string{"proxy": "a b"}}, "b.sh"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			err := s.CheckSiteVars(tc.v)
+			if (tc.want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("CheckSiteVars = %v, want an error naming %q", err, tc.want)
+			}
+		})
+	}
+}

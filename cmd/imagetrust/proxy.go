@@ -80,6 +80,9 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 	var hook proxy.UserData
 	if cfg.Context.Dir != "" {
 		site, err := contextualise.LoadSite(cfg.Context.Dir)
+		if err == nil {
+			err = site.CheckSiteVars(contextualise.Vars{SiteName: cfg.Context.SiteName, Extra: cfg.Context.Vars})
+		}
 		if err != nil {
 			return fail(e, exitUsage, "proxy: contextualise: %v", err)
 		}
