@@ -176,6 +176,7 @@ func TestGateBypassTable(t *testing.T) {
 		// the slow path re-encodes a query with ';' or a bad escape
 		{name: "fail escaped _method and a semicolon", method: http.MethodPut, path: "/v2.1/servers?%5Fmethod=POST&x;", body: serverBody(idRevoked), want: 400, fault: "badRequest"},
 		{name: "fail escaped _method and a bad escape", method: http.MethodPut, path: "/v2.1/servers?%5Fmethod=POST&x=%zz", body: serverBody(idRevoked), want: 400, fault: "badRequest"},
+		{name: "fail _meth%6Fd and a semicolon", method: http.MethodPut, path: "/v2.1/servers?_meth%6Fd=POST&x;", body: serverBody(idRevoked), want: 400, fault: "badRequest"},
 		{name: "fail POST create with _method", path: "/v2.1/servers?_method=POST", body: serverBody(idGood), want: 400, fault: "badRequest"},
 		{name: "fail GET with _method", method: http.MethodGet, path: "/v2.1/servers?_method=POST", want: 400, fault: "badRequest"},
 

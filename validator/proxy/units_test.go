@@ -243,6 +243,7 @@ func TestMethodOverride(t *testing.T) {
 		// ReverseProxy re-encodes a query with ';' or a bad escape: %5F
 		// becomes the literal
 		"%5Fmethod=POST&x;": true, "%5Fmethod=POST&x=%zz": true, "%5Fmethod=POST": true,
+		"_meth%6Fd=POST&x;": true, "_m%65thod=POST&x=%zz": true, "a=%20&b=1": false,
 		"_METHOD=post": false, "a=_method": false, "name=Payment_Method": false, "a=%5Fx": false,
 		"name=my_method": false, "method=POST": false, "__method=1": false, "limit=10&marker=abc": false,
 	} {
