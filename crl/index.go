@@ -303,7 +303,9 @@ func (ix *Index) StaleFor(r Ref, now time.Time, grace time.Duration) *CRL {
 		if !seen {
 			order = append(order, k)
 		}
-		if !seen || c.Header.ThisUpdate.After(cur.Header.ThisUpdate) {
+		// (between equal thisUpdates, the one that goes stale first)
+		if !seen || c.Header.ThisUpdate.After(cur.Header.ThisUpdate) ||
+			c.Header.ThisUpdate.Equal(cur.Header.ThisUpdate) && c.Header.NextUpdate.Before(cur.Header.NextUpdate) {
 			newest[k] = c
 		}
 	}
@@ -315,16 +317,20 @@ func (ix *Index) StaleFor(r Ref, now time.Time, grace time.Duration) *CRL {
 	return nil
 }
 
-// Superseded reports whether a newer CRL of c's CA (a later thisUpdate)
-// speaks for every kind of certificate c does: c is then left out of
-// staleness warnings and the age metric, but still searched.
+// Superseded reports whether c, a CRL of one scope (it has an
+// issuingDistributionPoint), is older than a CRL of its CA without one,
+// which speaks for every certificate c does: c is then left out of
+// staleness warnings and the age metric, and its certificateHold entries
+// no longer hold (the CA's newer word would list them), but its
+// revocations are still searched. A CRL of another distribution point does
+// not supersede it: which certificates each speaks for is not known here.
 func (ix *Index) Superseded(c *CRL) bool {
-	k, scope := caKey(c.CA), scopeOf(c.Header)
+	if idpValue(c.Header) == nil {
+		return false
+	}
+	k := caKey(c.CA)
 	for _, o := range ix.byRaw[string(c.Header.RawIssuer)] {
-		if o == c || caKey(o.CA) != k || !o.Header.ThisUpdate.After(c.Header.ThisUpdate) {
-			continue
-		}
-		if os := scopeOf(o.Header); os == scopeComplete || os == scope {
+		if o != c && caKey(o.CA) == k && idpValue(o.Header) == nil && o.Header.ThisUpdate.After(c.Header.ThisUpdate) {
 			return true
 		}
 	}
@@ -362,6 +368,9 @@ func (ix *Index) Check(refs []Ref, registeredAt time.Time, strict bool) *Revocat
 			e, ok := c.Find(r.Serial)
 			if !ok || !RevocationApplies(r.Role, e.ReasonCode, e.RevocationTime, registeredAt, strict) {
 				continue
+			}
+			if e.ReasonCode == ReasonCertificateHold && ix.Superseded(c) {
+				continue // a hold the CA's newer, complete CRL would list
 			}
 			rev := &Revocation{Cert: r.Cert, Ref: r, Role: r.Role, Reason: e.ReasonCode, RevokedAt: e.RevocationTime,
 				CRLNumber: c.Header.Number, Issuer: c.Header.Issuer.String(), CRL: c}

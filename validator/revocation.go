@@ -2,6 +2,7 @@ package validator
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -27,7 +28,11 @@ func addCRL(ix *crl.Index, b []byte, anchors []*x509.Certificate, now time.Time)
 	if now.IsZero() {
 		now = farFuture
 	}
-	var last, keyErr error
+	// Whatever the order of the CAs: a refusal after a CA's key verified
+	// the CRL (delta, future thisUpdate ...) is the answer; failing that,
+	// one saying another key signed it (a re-keyed CA: the CRL is then kept
+	// for chain CAs); failing that, the last.
+	var last, keyErr, verifiedErr error
 	for _, a := range anchors {
 		if !bytes.Equal(a.RawSubject, rl.RawIssuer) {
 			continue
@@ -37,16 +42,16 @@ func addCRL(ix *crl.Index, b []byte, anchors []*x509.Certificate, now time.Time)
 		if err == nil || (errors.As(err, &ce) && ce.Reason == crl.ReasonRollback) {
 			return nil // accepted, or an older CRL of a CA whose newer one is loaded
 		}
-		if ce != nil && (ce.Reason == crl.ReasonSignature || ce.Reason == crl.ReasonWrongIssuer) {
-			keyErr = err // another key of that name signed it: whatever the order of the CAs
+		switch {
+		case ce != nil && (ce.Reason == crl.ReasonSignature || ce.Reason == crl.ReasonWrongIssuer):
+			keyErr = err
+		case ce != nil && ce.Reason != crl.ReasonNotCRLSigner:
+			verifiedErr = err
 		}
 		last = err
 	}
-	if keyErr != nil {
-		return keyErr
-	}
-	if last != nil {
-		return last
+	if err := cmp.Or(verifiedErr, keyErr, last); err != nil {
+		return err
 	}
 	return fmt.Errorf("issuer %q: %w", rl.Issuer, errNoAnchor)
 }
