@@ -337,3 +337,48 @@ func mustList(t *testing.T, der []byte) *List {
 	}
 	return l
 }
+
+// TestHoldReleasedInNewerScope: a certificateHold lapses when a newer CRL
+// of the CA that speaks for every certificate of its kind does not list it
+// (a complete CRL, or a user-only one naming no distribution point), in
+// either direction of a change of scope; a revocation proper never lapses.
+func TestHoldReleasedInNewerScope(t *testing.T) {
+	root := testpki.NewRoot(t, "Hold Root")
+	ca := root.Intermediate("Hold CA")
+	leaf := ca.Leaf(testpki.Name("Held"), testpki.WithSerial(5))
+	chain := []*x509.Certificate{leaf.Cert, ca.Cert, root.Cert}
+	list := func(n int64, age time.Duration, idp []byte, reason int) *List {
+		var entries []pki.Revoked
+		if reason >= 0 {
+			entries = []pki.Revoked{{Serial: big.NewInt(5), Time: t0.Add(-3 * time.Hour), Reason: reason}}
+		}
+		return mustList(t, ca.CRL(pki.CRLTemplate{Number: n, ThisUpdate: t0.Add(-age), IDP: idp, Entries: entries}))
+	}
+	for _, tc := range []struct {
+		name       string
+		older      *List
+		newer      *List
+		wantReason int // -1: none applies
+	}{
+		{"ok hold in a user-only CRL, complete CRL after", list(1, 2*time.Hour, pki.IDPOnlyUserCerts, ReasonCertificateHold), list(2, time.Hour, nil, -1), -1},
+		{"ok hold in a complete CRL, user-only CRL after", list(1, 2*time.Hour, nil, ReasonCertificateHold), list(2, time.Hour, pki.IDPOnlyUserCerts, -1), -1},
+		{"fail hold, a CA-only CRL after", list(1, 2*time.Hour, nil, ReasonCertificateHold), list(2, time.Hour, pki.IDPOnlyCACerts, -1), ReasonCertificateHold},
+		{"fail keyCompromise never lapses", list(1, 2*time.Hour, nil, ReasonKeyCompromise), list(2, time.Hour, pki.IDPOnlyUserCerts, -1), ReasonKeyCompromise},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ix := &Index{}
+			for _, l := range []*List{tc.older, tc.newer} {
+				if _, err := ix.AddList(l, ca.Cert, t0, "test"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got := -1
+			if rev := ix.CheckChain(chain, RoleCreator, t0.Add(-24*time.Hour), false); rev != nil {
+				got = rev.Reason
+			}
+			if got != tc.wantReason {
+				t.Fatalf("reason %d, want %d (-1: none)", got, tc.wantReason)
+			}
+		})
+	}
+}

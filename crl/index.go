@@ -337,6 +337,25 @@ func (ix *Index) Superseded(c *CRL) bool {
 	return false
 }
 
+// newerSpeaksFor reports whether a CRL of c's CA newer than c speaks for
+// every certificate of the role: one without issuingDistributionPoint, or
+// one whose issuingDistributionPoint names no distribution point and whose
+// kind (user or CA certificates only) takes the role in. A hold c lists
+// that such a CRL does not has been released.
+func (ix *Index) newerSpeaksFor(c *CRL, role Role) bool {
+	k := caKey(c.CA)
+	for _, o := range ix.byRaw[string(c.Header.RawIssuer)] {
+		if o == c || caKey(o.CA) != k || !o.Header.ThisUpdate.After(c.Header.ThisUpdate) {
+			continue
+		}
+		idp := idpValue(o.Header)
+		if idp == nil || !idpNamesPoint(idp) && takesIn(scopeOf(o.Header), role) {
+			return true
+		}
+	}
+	return false
+}
+
 // Revocation is a revocation that makes an image invalid (or held).
 type Revocation struct {
 	// Cert is the revoked certificate when the check was given certificates.
@@ -369,8 +388,8 @@ func (ix *Index) Check(refs []Ref, registeredAt time.Time, strict bool) *Revocat
 			if !ok || !RevocationApplies(r.Role, e.ReasonCode, e.RevocationTime, registeredAt, strict) {
 				continue
 			}
-			if e.ReasonCode == ReasonCertificateHold && ix.Superseded(c) {
-				continue // a hold the CA's newer, complete CRL would list
+			if e.ReasonCode == ReasonCertificateHold && ix.newerSpeaksFor(c, r.Role) {
+				continue // a hold the CA's newer CRL for such certificates would list
 			}
 			rev := &Revocation{Cert: r.Cert, Ref: r, Role: r.Role, Reason: e.ReasonCode, RevokedAt: e.RevocationTime,
 				CRLNumber: c.Header.Number, Issuer: c.Header.Issuer.String(), CRL: c}

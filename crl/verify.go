@@ -92,6 +92,13 @@ func idpOnly(v []byte) (user, ca bool) {
 	return user, ca
 }
 
+// idpNamesPoint reports whether an issuingDistributionPoint value names a
+// distribution point ([0]).
+func idpNamesPoint(v []byte) bool {
+	c, _, _, ok := expect(v, tagSequence)
+	return ok && peek(c, 0xa0)
+}
+
 // checkIDP refuses issuingDistributionPoint forms that make a CRL partial:
 // onlySomeReasons [3], indirectCRL [4] and onlyContainsAttributeCerts [5].
 func checkIDP(v []byte) (string, error) {
