@@ -320,9 +320,8 @@ func (ix *Index) StaleFor(r Ref, now time.Time, grace time.Duration) *CRL {
 // Superseded reports whether c, a CRL of one scope (it has an
 // issuingDistributionPoint), is older than a CRL of its CA without one,
 // which speaks for every certificate c does: c is then left out of
-// staleness warnings and the age metric, and its certificateHold entries
-// no longer hold (the CA's newer word would list them), but its
-// revocations are still searched. A CRL of another distribution point does
+// staleness warnings and the age metric, but its revocations are still
+// searched (its holds lapse by newerSpeaksFor). A CRL of another distribution point does
 // not supersede it: which certificates each speaks for is not known here.
 func (ix *Index) Superseded(c *CRL) bool {
 	if idpValue(c.Header) == nil {
