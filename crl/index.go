@@ -58,15 +58,11 @@ const (
 // CA that lists a serial revokes that certificate, whichever URL it came
 // from.)
 func scopeOf(h *x509.RevocationList) string {
-	for _, e := range h.Extensions {
-		if e.Id.Equal(oidExtIDP) {
-			switch user, ca := idpOnly(e.Value); {
-			case user:
-				return scopeUser
-			case ca:
-				return scopeCA
-			}
-		}
+	switch user, ca := idpOnly(idpValue(h)); {
+	case user:
+		return scopeUser
+	case ca:
+		return scopeCA
 	}
 	return scopeComplete
 }
@@ -134,8 +130,8 @@ func (ix *Index) Add(rl *x509.RevocationList, ca *x509.Certificate, now time.Tim
 // that number is not lower than the one of a CRL of the same CA and scope
 // (scopeKey) already in the index, nor equal to it with other content
 // (ReasonRollback). A newer CRL replaces the older of its scope; the same
-// CRL again is a no-op. Staleness is not
-// checked here: see CRL.Stale. Errors are *Error.
+// CRL again is a no-op. Staleness is not checked here: see CRL.Stale and
+// Index.StaleFor. Errors are *Error.
 func (ix *Index) AddList(l *List, ca *x509.Certificate, now time.Time, source string) (*CRL, error) {
 	if err := Verify(l.Header, ca); err != nil {
 		return nil, err
