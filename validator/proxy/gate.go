@@ -317,10 +317,10 @@ func (p *Proxy) judgeBDM(ctx context.Context, g *gateReq, e any, where string, n
 	}
 	if legacy {
 		boot0 = true // the legacy format has no boot index: any volume may be the root disk
-	} else if !boot0 && !noImageRef {
-		return nil // a data volume: what the server boots is judged elsewhere
-	}
-	if !legacy {
+	} else {
+		if !boot0 && !noImageRef {
+			return nil // a data volume: what the server boots is judged elsewhere
+		}
 		switch {
 		case strings.EqualFold(st, "volume"):
 			if err := p.judgeVolume(ctx, g, m, "uuid", false, where, boot0); err != nil {
