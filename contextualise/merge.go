@@ -119,13 +119,16 @@ func decodeUserData(b64 string) ([]byte, error) {
 	// as it is, it would reach cloud-init as an opaque text part, and the
 	// user's own data would not run (Python's gzip reader also takes some
 	// streams Go's does not, trailing zero padding for one).
+	notGzip := func(err error) error {
+		return &UserDataError{Reason: "starts like gzip but does not decompress; send it uncompressed", Err: err}
+	}
 	zr, err := gzip.NewReader(bytes.NewReader(raw))
 	if err != nil {
-		return nil, &UserDataError{Reason: "starts like gzip but does not decompress; send it uncompressed", Err: err}
+		return nil, notGzip(err)
 	}
 	out, err := io.ReadAll(io.LimitReader(zr, maxDecompressed+1))
 	if err != nil {
-		return nil, &UserDataError{Reason: "starts like gzip but does not decompress; send it uncompressed", Err: err}
+		return nil, notGzip(err)
 	}
 	if len(out) > maxDecompressed {
 		return nil, &UserDataError{Reason: "gzip-compressed user data expands to more than " + strconv.Itoa(maxDecompressed) + " bytes"}
