@@ -85,12 +85,8 @@ func resolveFileURI(descPath, uri string) (local, remote string, err error) {
 	return "", "", fmt.Errorf("uri %q: scheme %q not supported", uri, u.Scheme)
 }
 
-// openLocal opens a regular file.
-func openLocal(path string) (io.ReadCloser, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
+// regularOnly returns f if it is a regular file, and closes it otherwise.
+func regularOnly(f *os.File, path string) (io.ReadCloser, error) {
 	st, err := f.Stat()
 	if err != nil {
 		f.Close()

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 )
 
 // ErrNoSignature marks a descriptor with no signature beside it: not a
@@ -33,12 +34,19 @@ func (d *DirSource) Name() string { return d.Root }
 func (d *DirSource) VOs() []string { return d.AllowedVOs }
 
 // List implements Source. Unreadable subdirectories make the listing
-// incomplete; a descriptor without signature is skipped.
+// incomplete; a descriptor without signature is skipped. Descriptors and
+// signatures are read through the tree's os.Root: a symbolic link may point
+// anywhere inside the tree, never out of it.
 func (d *DirSource) List(ctx context.Context) ([]*Bundle, map[string]error, error) {
+	root, err := os.OpenRoot(d.Root)
+	if err != nil {
+		return nil, nil, fmt.Errorf("source %s: %w", d.Root, err)
+	}
+	defer root.Close()
 	var out []*Bundle
 	skipped := map[string]error{}
-	var paths []string
-	err := filepath.WalkDir(d.Root, func(p string, e fs.DirEntry, err error) error {
+	var rels []string
+	err = fs.WalkDir(root.FS(), ".", func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -46,21 +54,22 @@ func (d *DirSource) List(ctx context.Context) ([]*Bundle, map[string]error, erro
 			return ctx.Err()
 		}
 		if e.Type().IsRegular() && strings.HasSuffix(e.Name(), ".json") {
-			paths = append(paths, p)
+			rels = append(rels, p)
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("source %s: %w", d.Root, err)
 	}
-	sort.Strings(paths)
-	for _, p := range paths {
-		desc, err := readLimited(p, MaxDescriptorSize)
+	sort.Strings(rels)
+	for _, rel := range rels {
+		p := filepath.Join(d.Root, filepath.FromSlash(rel))
+		desc, err := readLimited(root, rel, MaxDescriptorSize)
 		if err != nil {
 			skipped[p] = err
 			continue
 		}
-		sig, err := readLimited(p+".p7s", MaxSignatureSize)
+		sig, err := readLimited(root, rel+".p7s", MaxSignatureSize)
 		if errors.Is(err, fs.ErrNotExist) {
 			skipped[p] = ErrNoSignature
 			continue
@@ -86,23 +95,89 @@ func (d *DirSource) openImage(ctx context.Context, b *Bundle, uri string) (io.Re
 		rc, err := d.Fetcher.OpenURL(ctx, remote)
 		return rc, remote, err
 	}
-	rc, err := openLocal(local)
+	rc, err := d.openInside(local)
 	return rc, local, err
 }
 
-// readLimited reads a whole small file, refusing one over limit.
-func readLimited(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
+// ErrOutsideSource marks an image path (a relative uri with "..", a file://
+// uri, or a symbolic link on the way) that leads out of the source's
+// directory tree: a directory source serves only its own files, so a
+// descriptor cannot make the sync read, and upload, any other file the
+// sync's user can read.
+var ErrOutsideSource = errors.New("outside the source directory")
+
+// openInside opens the regular file at path, which must lie inside d.Root
+// once symbolic links are followed.
+func (d *DirSource) openInside(path string) (io.ReadCloser, error) {
+	absRoot, err := filepath.Abs(d.Root)
+	if err != nil {
+		return nil, err
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	if !inside(absRoot, abs) {
+		return nil, fmt.Errorf("%s: %w %s", path, ErrOutsideSource, d.Root)
+	}
+	rel, _ := filepath.Rel(absRoot, abs)
+	root, err := os.OpenRoot(absRoot)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	f, err := openNoWait(root, rel)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			pe.Path = path // name the file, not its path inside the tree
+		}
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		// os.Root refuses a symbolic link out of the tree; say so plainly
+		if real, rerr := filepath.EvalSymlinks(abs); rerr == nil {
+			if realRoot, rerr := filepath.EvalSymlinks(absRoot); rerr == nil && !inside(realRoot, real) {
+				return nil, fmt.Errorf("%s: %w %s (through a symbolic link to %s)", path, ErrOutsideSource, d.Root, real)
+			}
+		}
+		return nil, err
+	}
+	return regularOnly(f, path)
+}
+
+// readLimited reads a whole small file of root, refusing one over limit.
+func readLimited(root *os.Root, name string, limit int64) ([]byte, error) {
+	f, err := openNoWait(root, name)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	if st, err := f.Stat(); err != nil {
+		return nil, err
+	} else if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", name)
+	}
 	b, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
 		return nil, err
 	}
 	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s: %w (limit %d)", path, ErrTooLarge, limit)
+		return nil, fmt.Errorf("%s: %w (limit %d)", name, ErrTooLarge, limit)
 	}
 	return b, nil
+}
+
+// inside reports whether the absolute path p is dir or below it.
+func inside(dir, p string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
+}
+
+// openNoWait opens name in root for reading without waiting: a FIFO (or a
+// device) put where a file should be opens at once rather than blocking the
+// pass until something writes to it, and is then refused as not a regular
+// file.
+func openNoWait(root *os.Root, name string) (*os.File, error) {
+	return root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 }
