@@ -171,7 +171,10 @@ type Revoked struct {
 
 // CRLTemplate describes a CRL to issue.
 type CRLTemplate struct {
-	Number     int64
+	Number int64
+	// NumberBig, when set, is the CRL number instead of Number (any size up
+	// to RFC 5280's 20 octets).
+	NumberBig  *big.Int
 	ThisUpdate time.Time
 	NextUpdate time.Time
 	Entries    []Revoked
@@ -198,8 +201,12 @@ func IssueCRL(t CRLTemplate, ca *x509.Certificate, key crypto.Signer) ([]byte, e
 	if nu.IsZero() {
 		nu = tu.Add(7 * 24 * time.Hour)
 	}
+	num := big.NewInt(t.Number)
+	if t.NumberBig != nil {
+		num = t.NumberBig
+	}
 	rl := &x509.RevocationList{
-		Number:     big.NewInt(t.Number),
+		Number:     num,
 		ThisUpdate: tu.UTC(),
 		NextUpdate: nu.UTC(),
 	}

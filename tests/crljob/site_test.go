@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -26,6 +28,8 @@ import (
 	"github.com/imagetrust/imagetrust/crl"
 	"github.com/imagetrust/imagetrust/internal/glance"
 	"github.com/imagetrust/imagetrust/internal/ostest"
+	"github.com/imagetrust/imagetrust/internal/pki"
+	"github.com/imagetrust/imagetrust/validator"
 )
 
 // imagetrustBinary is the command under test (ostest.Binary; set
@@ -328,6 +332,37 @@ func equalProps(a, b map[string]string) bool {
 func (s *site) revoke(ca string, args ...string) string {
 	s.t.Helper()
 	return s.mustRun(append([]string{"revoke", "--ca", "pki/" + ca + ".pem", "--ca-key", "pki/" + ca + ".key", "--crl", "pki/" + ca + ".crl"}, args...)...)
+}
+
+// emptyCRL re-issues the CA's CRL in pki/ with the next number and no
+// entries: a CA that drops a revocation (which `imagetrust revoke` refuses
+// to do), as a site may still be served.
+func (s *site) emptyCRL(ca string) {
+	s.t.Helper()
+	p := func(ext string) string { return filepath.Join(s.dir, "pki", ca+ext) }
+	cas, err := validator.ReadCertificates(p(".pem"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	key, err := pki.ReadPrivateKey(p(".key"), nil)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	old, err := os.ReadFile(p(".crl"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	rl, err := crl.Parse(old)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	der, err := pki.IssueCRL(pki.CRLTemplate{NumberBig: new(big.Int).Add(rl.Number, big.NewInt(1)), NextUpdate: time.Now().AddDate(0, 0, 7)}, cas[0], key)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if err := os.WriteFile(p(".crl"), pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}), 0o644); err != nil {
+		s.t.Fatal(err)
+	}
 }
 
 // crlServer serves pki/NAME.crl as it is on disk, or, for a path with an
