@@ -4,10 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
+
+	"github.com/imagetrust/imagetrust/validator"
 )
 
 // Bundle is one descriptor and its detached signature, as a source lists it.
@@ -61,28 +61,15 @@ type Source interface {
 	List(ctx context.Context) (bundles []*Bundle, skipped map[string]error, err error)
 }
 
-// resolveFileURI resolves a descriptor uri for a descriptor on a file system:
-// a relative path (against the descriptor's directory), file:// or http(s)://.
+// resolveFileURI resolves a descriptor uri for a descriptor on a file system
+// (validator.ImageLocation): a path, relative to the descriptor's directory
+// or absolute, file:// or http(s)://.
 func resolveFileURI(descPath, uri string) (local, remote string, err error) {
-	u, err := url.Parse(uri)
-	if err != nil {
-		return "", "", fmt.Errorf("uri %q: %w", uri, err)
+	local, remote, err = validator.ImageLocation(uri)
+	if err != nil || remote != "" || filepath.IsAbs(local) {
+		return local, remote, err
 	}
-	switch strings.ToLower(u.Scheme) {
-	case "":
-		if filepath.IsAbs(uri) {
-			return uri, "", nil
-		}
-		return filepath.Join(filepath.Dir(descPath), filepath.FromSlash(uri)), "", nil
-	case "file":
-		if u.Host != "" && u.Host != "localhost" {
-			return "", "", fmt.Errorf("uri %q: file URI with a host", uri)
-		}
-		return u.Path, "", nil
-	case "https", "http":
-		return "", u.String(), nil
-	}
-	return "", "", fmt.Errorf("uri %q: scheme %q not supported", uri, u.Scheme)
+	return filepath.Join(filepath.Dir(descPath), filepath.FromSlash(local)), "", nil
 }
 
 // regularOnly returns f if it is a regular file, and closes it otherwise.

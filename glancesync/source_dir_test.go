@@ -21,6 +21,7 @@ func TestDirSourceStaysInside(t *testing.T) {
 	root := filepath.Join(base, "vo")
 	mustMkdir(t, filepath.Join(root, "images"))
 	mustWrite(t, filepath.Join(root, "images", "img.qcow2"), "image")
+	mustWrite(t, filepath.Join(root, "images", "a #1%.qcow2"), "escaped")
 	mustWrite(t, filepath.Join(base, "secret"), "secret")
 	must(t, os.Symlink("images/img.qcow2", filepath.Join(root, "latest.qcow2")))
 	must(t, os.Symlink("../secret", filepath.Join(root, "escape.qcow2")))
@@ -58,6 +59,9 @@ func TestDirSourceStaysInside(t *testing.T) {
 		{name: "ok file uri inside", uri: fileURI(filepath.Join(root, "images", "img.qcow2")), want: "image"},
 		{name: "ok absolute path inside", uri: filepath.Join(root, "images", "img.qcow2"), want: "image"},
 		{name: "ok symbolic link inside the tree", uri: "latest.qcow2", want: "image"},
+		{name: "ok escaped file name", uri: "images/a%20%231%25.qcow2", want: "escaped"},
+		{name: "fail fragment", uri: "images/img.qcow2#x"},
+		{name: "fail query", uri: "images/img.qcow2?x"},
 		{name: "fail relative with ..", uri: "../secret", outside: true},
 		{name: "fail file uri outside", uri: fileURI(filepath.Join(base, "secret")), outside: true},
 		{name: "fail absolute path outside", uri: "/etc/passwd", outside: true},

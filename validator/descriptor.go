@@ -258,3 +258,40 @@ func checkDuplicateKeys(b []byte) error {
 		}
 	}
 }
+
+// ImageLocation reads a descriptor's uri, an RFC 3986 URI reference, for a
+// descriptor on a file system, the one way every tool does: a path
+// (relative to the descriptor, or absolute) or a file:// URI gives the
+// percent-decoded local path; http(s) gives the remote URL. (A descriptor
+// an HTTPS index serves has its relative uri resolved against the
+// descriptor's URL instead.) A local path with a query or a fragment is refused rather
+// than cut short ('#' and '?' in a file name are written %23 and %3F, as
+// `imagetrust describe` does), and so is any other scheme.
+func ImageLocation(uri string) (local, remote string, err error) {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return "", "", fmt.Errorf("uri: %w", err)
+	}
+	switch u.Scheme {
+	case "https", "http":
+		return "", u.String(), nil
+	case "", "file":
+		if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.HasSuffix(uri, "#") {
+			return "", "", fmt.Errorf("uri %q: a file path with a query or fragment (write '?' as %%3F and '#' as %%23)", uri)
+		}
+		if u.Scheme == "file" && u.Host != "" && u.Host != "localhost" {
+			return "", "", fmt.Errorf("uri %q: file URI with a host", uri)
+		}
+		if u.Opaque != "" || u.Path == "" {
+			return "", "", fmt.Errorf("uri %q: no path", uri)
+		}
+		if u.Scheme == "file" && !strings.HasPrefix(u.Path, "/") {
+			return "", "", fmt.Errorf("uri %q: file URI with a relative path", uri)
+		}
+		return u.Path, "", nil
+	}
+	return "", "", fmt.Errorf("uri %q: scheme %q not supported (relative path, file:// or https://)", uri, u.Scheme)
+}
+
+// ValidName reports whether s may be a VO or tag name in a descriptor.
+func ValidName(s string) bool { return nameRE.MatchString(s) }

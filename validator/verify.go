@@ -1,6 +1,8 @@
 package validator
 
 import (
+	"bytes"
+	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -279,12 +281,10 @@ func (t *Trust) Verify(in Input) *Result {
 	creatorTimeErr := t.judgePerson(r, CheckCreator, creator, vo, d, inter, regTime)
 	approverTimeErr := t.judgePerson(r, CheckApprover, approver, vo, d, inter, regTime)
 	if creator != nil && approver != nil {
-		cs, _ := DNFromRaw(creator.Certificate.RawSubject)
-		as, _ := DNFromRaw(approver.Certificate.RawSubject)
-		if cs.Equal(as) {
+		if why := SamePerson(creator.Certificate, approver.Certificate); why != "" {
 			for i := range r.Checks {
 				if r.Checks[i].Name == CheckApprover {
-					r.Checks[i] = Check{Name: CheckApprover, Reason: ReasonCreatorIsApprover, Detail: fmt.Sprintf("approver %q has the creator's subject: an image needs two different people", approver.Certificate.Subject)}
+					r.Checks[i] = Check{Name: CheckApprover, Reason: ReasonCreatorIsApprover, Detail: fmt.Sprintf("approver %q %s: an image needs two different people", approver.Certificate.Subject, why)}
 				}
 			}
 		}
@@ -361,6 +361,26 @@ func (r *Result) finish() *Result {
 // approver. CMS keeps SignerInfos in a DER SET, whose order is not the signing
 // order, so roles come from the VO's lists: the assignment that authorises
 // more signers wins; on a tie the earlier signingTime is the creator's.
+// SamePerson says why two personal certificates are one person's for the
+// two-person rule ("has the creator's subject", "holds the creator's key"),
+// or "" when they are not: the same subject, compared as DNs (case and
+// spaces folded), or the same public key, whatever the subject (one key
+// pair signing twice under two names is one signer).
+func SamePerson(creator, approver *x509.Certificate) string {
+	cs, _ := DNFromRaw(creator.RawSubject)
+	as, _ := DNFromRaw(approver.RawSubject)
+	if cs.Equal(as) {
+		return "has the creator's subject"
+	}
+	if bytes.Equal(creator.RawSubjectPublicKeyInfo, approver.RawSubjectPublicKeyInfo) {
+		return "holds the creator's key"
+	}
+	if k, ok := creator.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); ok && k.Equal(approver.PublicKey) {
+		return "holds the creator's key"
+	}
+	return ""
+}
+
 func assignPeople(people []*cms.Signer, vo *VOPolicy) (creator, approver *cms.Signer) {
 	listed := func(s *cms.Signer, list []DN) int {
 		if vo == nil {

@@ -53,6 +53,8 @@ func TestVerifyTable(t *testing.T) {
 	mallory := testpki.NewRoot(t, "Rogue CA").Leaf(testpki.Name("Alice Creator"))
 	stranger := w.peopleSub.Leaf(testpki.Name("Mallory Stranger"))
 	creatorTwin := w.peopleSub.Leaf(testpki.Name("Alice Creator"))
+	creatorCase := w.peopleSub.Leaf(pkix.Name{CommonName: "alice  creator", Organization: []string{"IMAGETRUST TEST"}})
+	creatorKey := w.peopleSub.Leaf(testpki.Name("Bob Approver"), testpki.WithSigner(w.creator.Key))
 	shortCreator := w.peopleSub.Leaf(testpki.Name("Alice Creator"), testpki.WithValidity(testNow.AddDate(-1, 0, 0), testNow.AddDate(0, 0, -20)))
 	lateCreator := w.peopleSub.Leaf(testpki.Name("Alice Creator"), testpki.WithValidity(testNow.AddDate(-1, 0, 0), testNow.AddDate(0, 0, -5)))
 	rsaCreator := w.peopleSub.Leaf(testpki.Name("Alice Creator"), testpki.WithKey(pki.RSA2048))
@@ -85,6 +87,10 @@ func TestVerifyTable(t *testing.T) {
 		{name: "fail no approver", opts: bundleOpts{noApprover: true},
 			want: []failure{{CheckApprover, ReasonNoApprover}}},
 		{name: "fail creator is approver", opts: bundleOpts{approver: creatorTwin},
+			want: []failure{{CheckApprover, ReasonCreatorIsApprover}}},
+		{name: "fail creator is approver (subject in other case and spacing)", opts: bundleOpts{approver: creatorCase},
+			want: []failure{{CheckApprover, ReasonCreatorIsApprover}}},
+		{name: "fail approver certificate on the creator's key", opts: bundleOpts{approver: creatorKey},
 			want: []failure{{CheckApprover, ReasonCreatorIsApprover}}},
 		{name: "fail creator not in the VO's list", opts: bundleOpts{creator: stranger},
 			want: []failure{{CheckCreator, ReasonCreatorNotListed}}},

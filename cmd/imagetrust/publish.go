@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/x509"
@@ -10,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -110,7 +110,9 @@ func cmdDescribe(_ context.Context, e *env, args []string) int {
 		if err != nil {
 			return fail(e, exitInvalid, "describe: %v", err)
 		}
-		d.URI = filepath.ToSlash(rel)
+		// a URI reference: '%', '#', '?' and the like escaped, so that
+		// every tool reads this very path back (validator.ImageLocation)
+		d.URI = (&url.URL{Path: filepath.ToSlash(rel)}).String()
 	}
 	f, err := os.Open(img)
 	if err != nil {
@@ -314,8 +316,8 @@ func cmdApprove(_ context.Context, e *env, args []string) int {
 	if err != nil {
 		return signerErr(e, "approve", err)
 	}
-	if bytes.Equal(cert.RawSubject, sd.Signers[0].Certificate.RawSubject) {
-		return fail(e, exitInvalid, "approve: check creator-is-approver: %q created this image; a different person must approve it", cert.Subject.String())
+	if why := validator.SamePerson(sd.Signers[0].Certificate, cert); why != "" {
+		return fail(e, exitInvalid, "approve: check creator-is-approver: %q %s (%q created this image); a different person must approve it", cert.Subject.String(), why, sd.Signers[0].Certificate.Subject.String())
 	}
 	der, err := cms.AddSigner(p7, desc, cert, key, opts)
 	if err != nil {
@@ -371,6 +373,12 @@ func cmdRegister(_ context.Context, e *env, args []string) int {
 		return fail(e, exitUsage, "register: %v", err)
 	}
 	ca := cas[0]
+	if !ca.IsCA || (ca.KeyUsage != 0 && ca.KeyUsage&x509.KeyUsageCertSign == 0) {
+		return fail(e, exitUsage, "register: --ca %s (%q) is not a CA certificate that may sign certificates (basicConstraints CA, keyUsage keyCertSign)", *caFile, ca.Subject.String())
+	}
+	if now.After(ca.NotAfter) || ca.NotBefore.After(now) {
+		return fail(e, exitUsage, "register: --ca %s is not valid now (%s to %s)", *caFile, ca.NotBefore.UTC().Format(time.RFC3339), ca.NotAfter.UTC().Format(time.RFC3339))
+	}
 	if notAfter.After(ca.NotAfter) {
 		return fail(e, exitUsage, "register: --expires %s is after the Registrar CA's own expiry %s", notAfter.UTC().Format(time.RFC3339), ca.NotAfter.UTC().Format(time.RFC3339))
 	}
@@ -378,9 +386,15 @@ func cmdRegister(_ context.Context, e *env, args []string) int {
 	if err != nil {
 		return fail(e, exitUsage, "register: --key-type: %v", err)
 	}
+	// a minute back for clocks a little behind, but never before the CA's
+	// own notBefore (a chain a site would refuse)
+	notBefore := now.Add(-time.Minute)
+	if notBefore.Before(ca.NotBefore) {
+		notBefore = ca.NotBefore
+	}
 	cert, err := pki.Issue(pki.Template{
 		Subject:   pkix.Name{CommonName: "image " + d.UUID, OrganizationalUnit: []string{d.VO}},
-		NotBefore: now.Add(-time.Minute), NotAfter: notAfter,
+		NotBefore: notBefore, NotAfter: notAfter,
 		URIs: []string{"urn:uuid:" + d.UUID},
 	}, imgKey.Public(), ca, key)
 	if err != nil {
@@ -390,12 +404,15 @@ func cmdRegister(_ context.Context, e *env, args []string) int {
 	if err != nil {
 		return fail(e, exitInvalid, "register: %v", err)
 	}
-	if err := fsutil.WriteFileAtomic(name+".p7s", der, 0o644); err != nil {
-		return fail(e, exitInvalid, "register: %v", err)
-	}
-	// The image key is dropped here: it is not needed after registration.
+	// The .crt first: the certificate a Registrar needs to revoke the image
+	// is on disk before the registered .p7s is. The image key is dropped
+	// here: it is not needed after registration.
 	if err := fsutil.WriteFileAtomic(name+".crt", pki.EncodeCertPEM(cert), 0o644); err != nil {
-		return fail(e, exitInvalid, "register: %v", err)
+		return fail(e, exitInvalid, "register: %v; %s.p7s is unchanged", err, name)
+	}
+	if err := fsutil.WriteFileAtomic(name+".p7s", der, 0o644); err != nil {
+		_ = os.Remove(name + ".crt")
+		return fail(e, exitInvalid, "register: %v; %s.p7s is unchanged (image certificate serial %x not used)", err, name, cert.SerialNumber)
 	}
 	fmt.Fprintf(e.stdout, "registered %s: image certificate serial %x, expires %s; wrote %s.p7s and %s.crt\n",
 		d.UUID, cert.SerialNumber, cert.NotAfter.UTC().Format(time.RFC3339), name, name)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -103,20 +102,11 @@ func localImagePath(name string, desc []byte) string {
 	if err != nil {
 		return ""
 	}
-	u, err := url.Parse(d.URI)
-	if err != nil {
-		return ""
+	local, _, err := validator.ImageLocation(d.URI)
+	if err != nil || local == "" || filepath.IsAbs(local) {
+		return local
 	}
-	switch u.Scheme {
-	case "file":
-		return u.Path
-	case "":
-		if filepath.IsAbs(u.Path) {
-			return u.Path
-		}
-		return filepath.Join(filepath.Dir(name), filepath.FromSlash(u.Path))
-	}
-	return ""
+	return filepath.Join(filepath.Dir(name), filepath.FromSlash(local))
 }
 
 func printResult(w io.Writer, name string, r *validator.Result) {

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"hash"
 	"os"
+	"strings"
 )
 
 // Passphrase supplies the passphrase of an encrypted key when one is met.
@@ -40,7 +41,12 @@ func ReadPrivateKey(path string, pass Passphrase) (crypto.Signer, error) {
 
 // ParsePrivateKey parses a PEM private key (see ReadPrivateKey).
 func ParsePrivateKey(b []byte, pass Passphrase) (crypto.Signer, error) {
-	blk, _ := pem.Decode(b)
+	blk, rest := pem.Decode(b)
+	// skip what comes before the key: "EC PARAMETERS" (openssl ecparam
+	// -genkey writes it first), a certificate in the same file
+	for blk != nil && !strings.HasSuffix(blk.Type, "PRIVATE KEY") {
+		blk, rest = pem.Decode(rest)
+	}
 	if blk == nil {
 		return nil, errors.New("no PEM private key found")
 	}

@@ -34,6 +34,9 @@ func TestParsePrivateKeyForms(t *testing.T) {
 		"ok SEC1":   pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: sec1}),
 		"ok PKCS#1": pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: pkcs1}),
 		"ok PKCS#8": pkcs8,
+		// openssl ecparam -genkey writes the curve first
+		"ok SEC1 after EC PARAMETERS": append(pem.EncodeToMemory(&pem.Block{Type: "EC PARAMETERS", Bytes: []byte{0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22}}),
+			pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: sec1})...),
 	}
 	for name, b := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -40,10 +40,15 @@ type Option func(*options)
 type options struct {
 	tmpl pki.Template
 	kt   pki.KeyType
+	key  crypto.Signer
 }
 
 // WithKey selects the key type (default ECDSA P-256, fast to generate).
 func WithKey(kt pki.KeyType) Option { return func(o *options) { o.kt = kt } }
+
+// WithSigner certifies an existing key rather than a new one (a second
+// certificate for one key pair).
+func WithSigner(k crypto.Signer) Option { return func(o *options) { o.key = k } }
 
 // WithValidity sets notBefore and notAfter.
 func WithValidity(nb, na time.Time) Option {
@@ -153,9 +158,12 @@ func (ca *CA) chain() []*x509.Certificate {
 func (ca *CA) Leaf(subject pkix.Name, opts ...Option) *Leaf {
 	ca.tb.Helper()
 	o := build(opts)
-	key, err := pki.NewKey(o.kt)
-	if err != nil {
-		ca.tb.Fatalf("testpki: %v", err)
+	key := o.key
+	if key == nil {
+		var err error
+		if key, err = pki.NewKey(o.kt); err != nil {
+			ca.tb.Fatalf("testpki: %v", err)
+		}
 	}
 	o.tmpl.Subject = subject
 	if o.tmpl.NotBefore.IsZero() {

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"bytes"
+	"crypto/x509/pkix"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/imagetrust/imagetrust/internal/pki"
+	"github.com/imagetrust/imagetrust/validator"
+)
+
+// issueWithKey has the demonstration people CA in dir/pki issue
+// dir/<file>.pem for subject on the key in dir/pki/<keyFile>.
+func issueWithKey(t *testing.T, dir, file string, subject pkix.Name, keyFile string) {
+	t.Helper()
+	p := func(f string) string { return filepath.Join(dir, "pki", f) }
+	cas, err := validator.ReadCertificates(p("people-ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caKey, err := pki.ReadPrivateKey(p("people-ca.key"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := pki.ReadPrivateKey(p(keyFile), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := pki.Issue(pki.Template{Subject: subject, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().AddDate(0, 1, 0)}, k.Public(), cas[0], caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, file+".pem"), pki.EncodeCertPEM(c), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestApproveRefusesTheCreator checks the two-person rule where approve
+// applies it: a certificate for the creator's subject written another way,
+// or for the creator's own key under another name, cannot approve.
+func TestApproveRefusesTheCreator(t *testing.T) {
+	dir := publish(t)
+	mustCLI(t, dir, "describe", "w.qcow2", "--vo", "demo", "--tag", "worker", "-o", "x.json")
+	mustCLI(t, dir, "sign", "--cert", "pki/creator.pem", "--key", "pki/creator.key", "x.json")
+	issueWithKey(t, dir, "twin-key", pkix.Name{CommonName: "Alice Creator (2nd)", Organization: []string{"imagetrust demo"}, OrganizationalUnit: []string{"Users"}}, "creator.key")
+	issueWithKey(t, dir, "twin-case", pkix.Name{CommonName: "alice   CREATOR", Organization: []string{"imagetrust demo"}, OrganizationalUnit: []string{"Users"}}, "approver.key")
+	for _, tc := range []struct{ name, cert, key, want string }{
+		{"fail the creator's key under another name", "twin-key.pem", "pki/creator.key", "holds the creator's key"},
+		{"fail the creator's subject in other case and spacing", "twin-case.pem", "pki/approver.key", "has the creator's subject"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before, _ := os.ReadFile(filepath.Join(dir, "x.json.p7s"))
+			code, _, errs := cli(t, dir, "approve", "--cert", tc.cert, "--key", tc.key, "x.json")
+			if code != exitInvalid || !strings.Contains(errs, "creator-is-approver") || !strings.Contains(errs, tc.want) {
+				t.Fatalf("exit %d: %s", code, errs)
+			}
+			after, _ := os.ReadFile(filepath.Join(dir, "x.json.p7s"))
+			if !bytes.Equal(before, after) {
+				t.Fatal("x.json.p7s changed")
+			}
+		})
+	}
+}
+
+// TestRegisterChecksTheCA: register refuses to sign with a certificate that
+// is not a CA, and never dates an image certificate before its CA's
+// notBefore (a chain every site would refuse).
+func TestRegisterChecksTheCA(t *testing.T) {
+	dir := publish(t)
+	mustCLI(t, dir, "describe", "w.qcow2", "--vo", "demo", "--tag", "worker", "-o", "x.json")
+	mustCLI(t, dir, "sign", "--cert", "pki/creator.pem", "--key", "pki/creator.key", "x.json")
+	mustCLI(t, dir, "approve", "--cert", "pki/approver.pem", "--key", "pki/approver.key", "x.json")
+	if code, _, errs := cli(t, dir, "register", "--ca", "pki/creator.pem", "--ca-key", "pki/creator.key", "--expires", "30d", "x.json"); code != exitUsage || !strings.Contains(errs, "not a CA certificate") {
+		t.Fatalf("an end-entity certificate as CA: exit %d %s", code, errs)
+	}
+	// a Registrar CA made this very second
+	k, err := pki.NewKey(pki.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().Truncate(time.Second)
+	ca, err := pki.Issue(pki.Template{Subject: pkix.Name{CommonName: "New Registrar CA"}, IsCA: true, MaxPathLen: 0, NotBefore: now, NotAfter: now.AddDate(1, 0, 0)}, k.Public(), nil, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, _ := pki.EncodeKeyPEM(k)
+	if err := os.WriteFile(filepath.Join(dir, "new-ca.pem"), pki.EncodeCertPEM(ca), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "new-ca.key"), kp, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustCLI(t, dir, "register", "--ca", "new-ca.pem", "--ca-key", "new-ca.key", "--expires", "30d", "x.json")
+	cs, err := validator.ReadCertificates(filepath.Join(dir, "x.json.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cs[0].NotBefore.Before(ca.NotBefore) {
+		t.Fatalf("image notBefore %s before the CA's %s", cs[0].NotBefore, ca.NotBefore)
+	}
+}
+
+// TestRegisterWritesCertFirst: when the image certificate cannot be
+// written, the .p7s stays unregistered (the Registrar has no certificate
+// to revoke an image that would be registered).
+func TestRegisterWritesCertFirst(t *testing.T) {
+	dir := publish(t)
+	mustCLI(t, dir, "describe", "w.qcow2", "--vo", "demo", "--tag", "worker", "-o", "x.json")
+	mustCLI(t, dir, "sign", "--cert", "pki/creator.pem", "--key", "pki/creator.key", "x.json")
+	mustCLI(t, dir, "approve", "--cert", "pki/approver.pem", "--key", "pki/approver.key", "x.json")
+	if err := os.Mkdir(filepath.Join(dir, "x.json.crt"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(filepath.Join(dir, "x.json.p7s"))
+	code, _, errs := cli(t, dir, "register", "--ca", "pki/registrar-ca.pem", "--ca-key", "pki/registrar-ca.key", "--expires", "30d", "x.json")
+	if code != exitInvalid || !strings.Contains(errs, "x.json.p7s is unchanged") {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	after, _ := os.ReadFile(filepath.Join(dir, "x.json.p7s"))
+	if !bytes.Equal(before, after) {
+		t.Fatal("x.json.p7s was registered")
+	}
+}
+
+// TestFileNamesInURIs: describe writes an image file name with '%', '#',
+// '?' or ' ' as a URI reference that verify (and the sync:
+// validator.ImageLocation) read back as that very file.
+func TestFileNamesInURIs(t *testing.T) {
+	dir := publish(t)
+	const img = "w #1 100%41?.qcow2"
+	if err := os.WriteFile(filepath.Join(dir, img), bytes.Repeat([]byte("imagetrust"), 1000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustCLI(t, dir, "describe", img, "--vo", "demo", "--tag", "worker", "-o", "y.json")
+	mustCLI(t, dir, "sign", "--cert", "pki/creator.pem", "--key", "pki/creator.key", "y.json")
+	mustCLI(t, dir, "approve", "--cert", "pki/approver.pem", "--key", "pki/approver.key", "y.json")
+	mustCLI(t, dir, "register", "--ca", "pki/registrar-ca.pem", "--ca-key", "pki/registrar-ca.key", "--expires", "30d", "y.json")
+	code, out, _ := cli(t, dir, "verify", "--config", "pki/imagetrust.toml", "y.json")
+	if code != exitOK || !strings.Contains(out, "sha512 matches") {
+		t.Fatalf("verify: exit %d\n%s", code, out)
+	}
+}
+
+// TestPKIInitDottedVO: a VO name with dots (atlas.cern.ch) makes a
+// configuration verify reads; a name no descriptor may carry is refused.
+func TestPKIInitDottedVO(t *testing.T) {
+	dir := t.TempDir()
+	mustCLI(t, dir, "pki", "init", "--vo", "atlas.cern.ch", "pki")
+	if err := os.WriteFile(filepath.Join(dir, "w.qcow2"), bytes.Repeat([]byte("imagetrust"), 1000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustCLI(t, dir, "describe", "w.qcow2", "--vo", "atlas.cern.ch", "--tag", "worker", "-o", "w.json")
+	mustCLI(t, dir, "sign", "--cert", "pki/creator.pem", "--key", "pki/creator.key", "w.json")
+	mustCLI(t, dir, "approve", "--cert", "pki/approver.pem", "--key", "pki/approver.key", "w.json")
+	mustCLI(t, dir, "register", "--ca", "pki/registrar-ca.pem", "--ca-key", "pki/registrar-ca.key", "--expires", "30d", "w.json")
+	if code, out, errs := cli(t, dir, "verify", "--config", "pki/imagetrust.toml", "w.json"); code != exitOK {
+		t.Fatalf("verify: exit %d\n%s%s", code, out, errs)
+	}
+	if code, _, errs := cli(t, t.TempDir(), "pki", "init", "--vo", "a b", "pki"); code != exitUsage || !strings.Contains(errs, "--vo") {
+		t.Fatalf("--vo 'a b': exit %d %s", code, errs)
+	}
+}
