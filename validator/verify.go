@@ -503,20 +503,43 @@ func (t *Trust) judgePerson(r *Result, name string, s *cms.Signer, vo *VOPolicy,
 func (t *Trust) verifyPeople(c *x509.Certificate, inter *x509.CertPool, at time.Time) ([][]*x509.Certificate, error) {
 	pool := inter.Clone()
 	appendPool(pool, t.peopleInterCerts)
-	return c.Verify(x509.VerifyOptions{Roots: t.peopleRoots, Intermediates: pool, CurrentTime: at, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	return strongChains(c.Verify(x509.VerifyOptions{Roots: t.peopleRoots, Intermediates: pool, CurrentTime: at, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}))
+}
+
+// strongChains drops the chains that hold a CA key weaker than the signers'
+// own minimum (cms.MinRSABits, P-256): a 1024-bit root or intermediate
+// would let whoever factors it issue any signer or image certificate.
+func strongChains(chains [][]*x509.Certificate, err error) ([][]*x509.Certificate, error) {
+	if err != nil {
+		return nil, err
+	}
+	var weak error
+	chains = slices.DeleteFunc(chains, func(ch []*x509.Certificate) bool {
+		for _, c := range ch[1:] {
+			if e := cms.CheckPublicKey(c.PublicKey); e != nil {
+				weak = fmt.Errorf("CA %q: %w", c.Subject, e)
+				return true
+			}
+		}
+		return false
+	})
+	if len(chains) == 0 {
+		return nil, fmt.Errorf("every chain holds a weak key: %w", weak)
+	}
+	return chains, nil
 }
 
 // verifyRegistrar builds the image certificate's chain to a Registrar root,
 // at registration time (its own expiry is check 5's business), through
 // Registrar intermediates only.
 func (t *Trust) verifyRegistrar(c *x509.Certificate, inter *x509.CertPool) ([][]*x509.Certificate, error) {
-	chains, err := c.Verify(x509.VerifyOptions{Roots: t.regRoots, Intermediates: t.regInter, CurrentTime: c.NotBefore, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	chains, err := strongChains(c.Verify(x509.VerifyOptions{Roots: t.regRoots, Intermediates: t.regInter, CurrentTime: c.NotBefore, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}))
 	if err != nil {
 		// embedded intermediates may be Registrar sub-CAs; accept them only if
 		// no certificate of the chain is a people CA
 		pool := inter.Clone()
 		appendPool(pool, t.regInterCerts)
-		chains, err = c.Verify(x509.VerifyOptions{Roots: t.regRoots, Intermediates: pool, CurrentTime: c.NotBefore, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+		chains, err = strongChains(c.Verify(x509.VerifyOptions{Roots: t.regRoots, Intermediates: pool, CurrentTime: c.NotBefore, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}))
 		if err == nil {
 			chains = slices.DeleteFunc(chains, t.throughPeopleCA)
 			if len(chains) == 0 {

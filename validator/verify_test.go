@@ -3,6 +3,8 @@ package validator
 import (
 	"bytes"
 	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
@@ -55,6 +57,13 @@ func TestVerifyTable(t *testing.T) {
 	creatorTwin := w.peopleSub.Leaf(testpki.Name("Alice Creator"))
 	creatorCase := w.peopleSub.Leaf(pkix.Name{CommonName: "alice  creator", Organization: []string{"IMAGETRUST TEST"}})
 	creatorKey := w.peopleSub.Leaf(testpki.Name("Bob Approver"), testpki.WithSigner(w.creator.Key))
+	weak, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	weakRegSub := w.regRoot.Intermediate("Weak Registrar Sub CA", testpki.WithSigner(weak))
+	weakPeopleSub := w.peopleRoot.Intermediate("Weak People CA", testpki.WithSigner(weak))
+	weakCreator := weakPeopleSub.Leaf(testpki.Name("Alice Creator"), testpki.WithValidity(testNow.AddDate(0, -6, 0), testNow.AddDate(0, 6, 0)))
 	shortCreator := w.peopleSub.Leaf(testpki.Name("Alice Creator"), testpki.WithValidity(testNow.AddDate(-1, 0, 0), testNow.AddDate(0, 0, -20)))
 	lateCreator := w.peopleSub.Leaf(testpki.Name("Alice Creator"), testpki.WithValidity(testNow.AddDate(-1, 0, 0), testNow.AddDate(0, 0, -5)))
 	rsaCreator := w.peopleSub.Leaf(testpki.Name("Alice Creator"), testpki.WithKey(pki.RSA2048))
@@ -102,6 +111,10 @@ func TestVerifyTable(t *testing.T) {
 			want: []failure{{CheckCreator, ReasonCreatorUntrusted}}},
 		{name: "fail image certificate from a people CA", opts: bundleOpts{regCA: w.peopleSub},
 			want: []failure{{CheckRegistrar, ReasonImageCertPeopleCA}}},
+		{name: "fail image certificate under a 1024-bit Registrar intermediate", opts: bundleOpts{regCA: weakRegSub},
+			want: []failure{{CheckRegistrar, ReasonImageCertUntrusted}}},
+		{name: "fail creator under a 1024-bit people intermediate", opts: bundleOpts{creator: weakCreator},
+			want: []failure{{CheckCreator, ReasonCreatorUntrusted}}},
 		{name: "fail image certificate from an unknown CA", opts: bundleOpts{regCA: testpki.NewRoot(t, "Rogue Registrar")},
 			want: []failure{{CheckRegistrar, ReasonImageCertUntrusted}}},
 		{name: "fail image certificate uuid is not the descriptor's", opts: bundleOpts{certUUID: "0b0e3c4a-7f7a-4c1e-9f57-8a1f3f1d2e3f"},

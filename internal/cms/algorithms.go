@@ -3,6 +3,7 @@ package cms
 import (
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/x509"
@@ -293,4 +294,23 @@ func x509Algorithm(k sigKind, h crypto.Hash) x509.SignatureAlgorithm {
 		i = 2
 	}
 	return table[k][i]
+}
+
+// CheckPublicKey says why a certificate's public key is too weak for
+// imagetrust, or nil: RSA below MinRSABits, an ECDSA curve other than
+// P-256, P-384 or P-521; Ed25519 is accepted. The verifier applies it to
+// every CA of a chain, as Verify does to signers.
+func CheckPublicKey(pub any) error {
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		if k.N.BitLen() < MinRSABits {
+			return fmt.Errorf("RSA key of %d bits is below the %d bit minimum", k.N.BitLen(), MinRSABits)
+		}
+		return nil
+	case *ecdsa.PublicKey:
+		return checkCurve(k)
+	case ed25519.PublicKey:
+		return nil
+	}
+	return fmt.Errorf("public key of type %T is not allowed", pub)
 }

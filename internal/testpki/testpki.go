@@ -47,7 +47,7 @@ type options struct {
 func WithKey(kt pki.KeyType) Option { return func(o *options) { o.kt = kt } }
 
 // WithSigner certifies an existing key rather than a new one (a second
-// certificate for one key pair).
+// certificate for one key pair, a key of a type NewKey does not make).
 func WithSigner(k crypto.Signer) Option { return func(o *options) { o.key = k } }
 
 // WithValidity sets notBefore and notAfter.
@@ -76,6 +76,18 @@ func WithCRLDP(u ...string) Option {
 	return func(o *options) { o.tmpl.CRLDistributionPoints = u }
 }
 
+// newKey is the key WithSigner gave, or a new one of the chosen type.
+func (o options) newKey(tb testing.TB) crypto.Signer {
+	if o.key != nil {
+		return o.key
+	}
+	k, err := pki.NewKey(o.kt)
+	if err != nil {
+		tb.Fatalf("testpki: %v", err)
+	}
+	return k
+}
+
 func build(opts []Option) options {
 	o := options{tmpl: pki.Template{MaxPathLen: -1}}
 	for _, f := range opts {
@@ -93,10 +105,7 @@ func Name(cn string) pkix.Name {
 func NewRoot(tb testing.TB, cn string, opts ...Option) *CA {
 	tb.Helper()
 	o := build(opts)
-	key, err := pki.NewKey(o.kt)
-	if err != nil {
-		tb.Fatalf("testpki: %v", err)
-	}
+	key := o.newKey(tb)
 	o.tmpl.Subject = Name(cn)
 	o.tmpl.IsCA = true
 	if o.tmpl.NotBefore.IsZero() {
@@ -114,10 +123,7 @@ func NewRoot(tb testing.TB, cn string, opts ...Option) *CA {
 func (ca *CA) Intermediate(cn string, opts ...Option) *CA {
 	ca.tb.Helper()
 	o := build(opts)
-	key, err := pki.NewKey(o.kt)
-	if err != nil {
-		ca.tb.Fatalf("testpki: %v", err)
-	}
+	key := o.newKey(ca.tb)
 	o.tmpl.Subject = Name(cn)
 	o.tmpl.IsCA = true
 	if o.tmpl.NotBefore.IsZero() {
@@ -158,13 +164,7 @@ func (ca *CA) chain() []*x509.Certificate {
 func (ca *CA) Leaf(subject pkix.Name, opts ...Option) *Leaf {
 	ca.tb.Helper()
 	o := build(opts)
-	key := o.key
-	if key == nil {
-		var err error
-		if key, err = pki.NewKey(o.kt); err != nil {
-			ca.tb.Fatalf("testpki: %v", err)
-		}
-	}
+	key := o.newKey(ca.tb)
 	o.tmpl.Subject = subject
 	if o.tmpl.NotBefore.IsZero() {
 		o.tmpl.NotBefore = time.Now().Add(-365 * 24 * time.Hour)
