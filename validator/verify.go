@@ -49,6 +49,7 @@ const (
 	ReasonImageCertUntrusted  = "image-cert-untrusted"
 	ReasonImageCertPeopleCA   = "image-cert-from-people-ca"
 	ReasonUUIDMismatch        = "uuid-mismatch"
+	ReasonCreatedAfterReg     = "created-after-registration"
 	ReasonSignerInvalidAtReg  = "signer-invalid-at-registration"
 	ReasonOutsideNamespace    = "outside-ca-namespace"
 	ReasonExpired             = "expired"
@@ -260,6 +261,12 @@ func (t *Trust) Verify(in Input) *Result {
 		case extra != "":
 			r.Image.Chain = chains
 			fail(CheckRegistrar, ReasonExtraSigner, extra)
+		case d != nil && d.CreatedTime.After(c.NotBefore.Add(CreatedSkew)):
+			// a descriptor dated later than its registration would be the
+			// newest of its tag until that date (a typo in the year pins a
+			// tag for years)
+			r.Image.Chain = chains
+			fail(CheckRegistrar, ReasonCreatedAfterReg, fmt.Sprintf("descriptor created %s, after the image was registered (%s)", d.CreatedTime.UTC().Format(time.RFC3339), c.NotBefore.UTC().Format(time.RFC3339)))
 		default:
 			r.Image.Chain = chains
 			add(Check{Name: CheckRegistrar, OK: true, Detail: fmt.Sprintf("image certificate serial %x issued by %q", c.SerialNumber, c.Issuer)})
@@ -361,6 +368,11 @@ func (r *Result) finish() *Result {
 // approver. CMS keeps SignerInfos in a DER SET, whose order is not the signing
 // order, so roles come from the VO's lists: the assignment that authorises
 // more signers wins; on a tie the earlier signingTime is the creator's.
+// CreatedSkew is how much later than the image certificate's notBefore a
+// descriptor's created time may be (publishers' clocks; register dates
+// notBefore a minute back).
+const CreatedSkew = time.Hour
+
 // SamePerson says why two personal certificates are one person's for the
 // two-person rule ("has the creator's subject", "holds the creator's key"),
 // or "" when they are not: the same subject, compared as DNs (case and

@@ -91,6 +91,11 @@ func TestVerifyTable(t *testing.T) {
 			want: []failure{{CheckImage, ReasonSizeMismatch}}},
 		{name: "fail padded image", mutate: func(b *bundle) { b.image = append(b.image, 0) },
 			want: []failure{{CheckImage, ReasonSizeMismatch}}},
+		{name: "ok created within the skew after registration", opts: bundleOpts{mutateDesc: func(d map[string]any) {
+			d["created"] = testNow.AddDate(0, 0, -10).Add(30 * time.Minute).Format(time.RFC3339)
+		}}, valid: true},
+		{name: "fail created years after registration", opts: bundleOpts{mutateDesc: func(d map[string]any) { d["created"] = "2062-06-01T00:00:00Z" }},
+			want: []failure{{CheckRegistrar, ReasonCreatedAfterReg}}},
 		{name: "fail sha512 of another image", opts: bundleOpts{mutateDesc: func(d map[string]any) { d["sha512"] = strings.Repeat("ab", 64) }},
 			want: []failure{{CheckImage, ReasonSHA512Mismatch}}},
 		{name: "fail no approver", opts: bundleOpts{noApprover: true},
