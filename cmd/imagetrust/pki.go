@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -136,10 +137,10 @@ ca_files = ["people-ca.pem"]
 registrar_ca_files = ["registrar-ca.pem"]
 crl_files = ["people-ca.crl", "registrar-ca.crl"]
 
-[vo.%q]
+[vo.%s]
 creators = [%q]
 approvers = [%q]
-`, *vo, cdn.OneLine(), approver.Subject.String())
+`, tomlKey(*vo), cdn.OneLine(), approver.Subject.String())
 	if err := write("imagetrust.toml", []byte(toml), 0o644); err != nil {
 		return fail(e, exitInvalid, "pki init: %v", err)
 	}
@@ -155,4 +156,15 @@ approvers = [%q]
 	fmt.Fprintf(e.stdout, "  people-ca.crl, registrar-ca.crl   empty CRLs, number 1\n")
 	fmt.Fprintf(e.stdout, "  imagetrust.toml         trust configuration for 'imagetrust verify --config'\n")
 	return exitOK
+}
+
+// tomlKey writes a table key: bare when TOML allows it, quoted otherwise
+// (a VO name such as atlas.cern.ch).
+func tomlKey(k string) string {
+	for _, r := range k {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
+			return strconv.Quote(k)
+		}
+	}
+	return k
 }

@@ -117,7 +117,7 @@ func cmdRevoke(_ context.Context, e *env, args []string) int {
 		if err != nil {
 			return fail(e, exitInvalid, "revoke: serial %x: %v; %s is unchanged", t, err, *crlFile)
 		}
-		said = append(said, fmt.Sprintf("serial %x: %s", t, msg))
+		said = append(said, msg)
 	}
 	der, err := pki.IssueCRL(tmpl, cas[0], key)
 	if err != nil {
@@ -213,7 +213,7 @@ func applyRevocation(tmpl *pki.CRLTemplate, serial *big.Int, reason int, when ti
 			return "", errors.New("not on hold in this CRL: removeFromCRL only lifts a certificateHold")
 		}
 		tmpl.Entries = append(tmpl.Entries, pki.Revoked{Serial: serial, Time: when, Reason: reason})
-		return "revoked (" + name + ")", nil
+		return fmt.Sprintf("revoked serial %x (%s)", serial, name), nil
 	}
 	cur := tmpl.Entries[i]
 	curName := "no reason"
@@ -224,18 +224,18 @@ func applyRevocation(tmpl *pki.CRLTemplate, serial *big.Int, reason int, when ti
 	switch {
 	case cur.Reason == crl.ReasonCertificateHold && reason == crl.ReasonRemoveFromCRL:
 		tmpl.Entries = append(tmpl.Entries[:i], tmpl.Entries[i+1:]...)
-		return "hold lifted", nil
+		return fmt.Sprintf("lifted hold of serial %x", serial), nil
 	case reason == crl.ReasonRemoveFromCRL:
 		return "", fmt.Errorf("revoked (%s)%s, not on hold: a revocation cannot be lifted", curName, since)
 	case cur.Reason == reason:
-		return "already revoked (" + name + ")" + since + "; entry unchanged", nil
+		return fmt.Sprintf("serial %x already revoked (%s)%s; entry unchanged", serial, name, since), nil
 	case cur.Reason == crl.ReasonCertificateHold || compromiseReason(reason):
 		t := cur.Time
 		if when.Before(t) {
 			t = when
 		}
 		tmpl.Entries[i] = pki.Revoked{Serial: serial, Time: t, Reason: reason}
-		return fmt.Sprintf("%s became %s, dated %s", curName, name, t.UTC().Format(time.RFC3339)), nil
+		return fmt.Sprintf("revoked serial %x (%s, was %s), dated %s", serial, name, curName, t.UTC().Format(time.RFC3339)), nil
 	}
 	return "", fmt.Errorf("already revoked (%s)%s: it can become keyCompromise, cACompromise, aACompromise or unspecified, but not %s", curName, since, name)
 }

@@ -75,12 +75,16 @@ type imageSpec struct {
 // its catalogue record in the in-memory Glance.
 func (f *fixture) add(s imageSpec) *Image {
 	f.t.Helper()
-	if s.created.IsZero() {
-		s.created = time.Now().Add(-time.Hour)
-	}
+	// registered (notBefore) after it was created, as register does
 	if s.notBefore.IsZero() {
 		s.notBefore = time.Now().Add(-24 * time.Hour)
+		if s.created.After(s.notBefore) {
+			s.notBefore = s.created
+		}
 		s.notAfter = time.Now().Add(365 * 24 * time.Hour)
+	}
+	if s.created.IsZero() {
+		s.created = s.notBefore.Add(-time.Hour)
 	}
 	desc, _ := json.Marshal(map[string]any{
 		"uuid": s.id, "vo": s.vo, "tag": s.tag, "uri": "https://images.example.org/" + s.id + ".qcow2",
