@@ -67,7 +67,9 @@ type desired struct {
 // A revocation proves itself even from a stale CRL; under RefuseStale a
 // certificate whose issuer's newest CRL of its kind is stale (StaleFor),
 // and under RequireCRL one whose issuer has no CRL of its kind
-// (CoveringScope), makes the rest unknown.
+// (CoveringScope), makes the rest unknown. An image on hold stays on hold
+// (rev nil: its recorded details kept) while the held certificate's issuer
+// has no CRL of its kind in the index: only a CRL lifts a hold.
 func Judge(ix *Index, img Image, p Policy, now time.Time) (state string, rev *Revocation, why string) {
 	d := judge(ix, img, p, now)
 	return d.state, d.rev, d.why
@@ -84,6 +86,15 @@ func judge(ix *Index, img Image, p Policy, now time.Time) desired {
 	}
 	if rev != nil {
 		return desired{state: StateHold, rev: rev, why: revWhy(rev)}
+	}
+	if img.Properties[PropGlobalValidity] == StateHold {
+		// only a CRL in hand lifts a hold: not a fetch that failed with no
+		// cache behind it
+		for _, r := range refs {
+			if string(r.Role) == img.Properties[PropRevokedRole] && len(ix.CoveringScope(r)) == 0 {
+				return desired{state: StateHold, why: "hold kept: no CRL of " + r.Issuer + " this run to lift it"}
+			}
+		}
 	}
 	for _, r := range refs {
 		cov := ix.CoveringScope(r)
@@ -131,7 +142,12 @@ func Plan(img Image, state string, rev *Revocation, why string) *Change {
 	var drop []string
 	details := []string{PropRevReason, PropRevDate, PropRevCRLNumber, PropRevokedRole}
 	switch state {
-	case StateRevoked, StateHold:
+	case StateHold:
+		if rev == nil {
+			break // a hold kept as recorded (judge)
+		}
+		fallthrough
+	case StateRevoked:
 		want[PropRevReason] = ReasonName(rev.Reason)
 		want[PropRevDate] = rev.RevokedAt.UTC().Format(time.RFC3339)
 		want[PropRevCRLNumber] = rev.CRLNumber.String()

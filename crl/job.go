@@ -135,11 +135,13 @@ func (j *Job) Run(ctx context.Context, dryRun bool) (*Report, error) {
 	if emb.Unchained > 0 || emb.Unreadable > 0 {
 		j.log.Info("embedded cas ignored", "unchained", emb.Unchained, "unreadable_records", emb.Unreadable)
 	}
-	ix, err := j.buildIndex(ctx, now, dryRun, rep, append(anchors, emb.CAs...), dirErrs)
-	if err != nil {
-		return rep, err
-	}
+	// a cache error fails the run, after the judging and writing: a
+	// revocation in hand is still applied
+	ix, cacheErr := j.buildIndex(ctx, now, dryRun, rep, append(anchors, emb.CAs...), dirErrs)
 	var errs []error
+	if cacheErr != nil {
+		errs = append(errs, cacheErr)
+	}
 	counts := map[string]int{}
 	for _, img := range imgs {
 		if img.Properties[PropRecordVersion] == "" || img.Properties[PropAlias] != "" {
@@ -177,26 +179,39 @@ func (j *Job) Run(ctx context.Context, dryRun bool) (*Report, error) {
 	return rep, nil
 }
 
-// apply writes one change: properties first, so a failed deactivation
-// still leaves the image flagged (the proxy refuses it), and a reactivation
-// only follows a successful write of "valid".
+// apply writes one change so that a failure at any step leaves the image
+// refused, never bootable by mistake:
+//   - properties before a deactivation, so that a hold's deactivation is
+//     recorded (crl-hold) before it is made; for a revocation, which is
+//     final and needs no record, a failed property write (a full property
+//     quota, say) still deactivates, and the next run writes them again;
+//   - a reactivation before the properties, while they still say hold (the
+//     proxy refuses the image until "valid" is written): a failed
+//     reactivation leaves the crl-hold marker, so the next run tries again.
 func (j *Job) apply(ctx context.Context, ch *Change) (int, error) {
 	n := 0
+	if ch.Reactivate {
+		if err := j.cat.Reactivate(ctx, ch.ImageID); err != nil {
+			return n, fmt.Errorf("image %s: reactivate: %w", ch.ImageID, err)
+		}
+		n++
+	}
 	if len(ch.Set) > 0 || len(ch.Remove) > 0 {
 		if err := j.cat.SetProperties(ctx, ch.ImageID, ch.Set, ch.Remove); err != nil {
-			return n, fmt.Errorf("image %s: set properties: %w", ch.ImageID, err)
+			err = fmt.Errorf("image %s: set properties: %w", ch.ImageID, err)
+			if ch.Deactivate && ch.To == StateRevoked {
+				if derr := j.cat.Deactivate(ctx, ch.ImageID); derr != nil {
+					return n, errors.Join(err, fmt.Errorf("image %s: deactivate: %w", ch.ImageID, derr))
+				}
+				n++
+			}
+			return n, err
 		}
 		n++
 	}
 	if ch.Deactivate {
 		if err := j.cat.Deactivate(ctx, ch.ImageID); err != nil {
 			return n, fmt.Errorf("image %s: deactivate: %w", ch.ImageID, err)
-		}
-		n++
-	}
-	if ch.Reactivate {
-		if err := j.cat.Reactivate(ctx, ch.ImageID); err != nil {
-			return n, fmt.Errorf("image %s: reactivate: %w", ch.ImageID, err)
 		}
 		n++
 	}
@@ -234,7 +249,8 @@ func (j *Job) anchors() (cas []*x509.Certificate, dirErrs map[string]error) {
 
 // buildIndex loads the cached CRLs, then fetches and accepts every source.
 // cas are the CAs whose CRLs are accepted (and whose distribution points
-// are fetched): anchors and the intermediates EmbeddedCAs found.
+// are fetched): anchors and the intermediates EmbeddedCAs found. The index
+// is always returned; the error says the cache could not be written.
 func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *Report, cas []*x509.Certificate, dirErrs map[string]error) (*Index, error) {
 	ix := &Index{ClockSkew: j.cfg.ClockSkew}
 	var srcs []fetched
@@ -292,6 +308,8 @@ func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *R
 		}
 	}
 	sort.Strings(urls)
+	pending := map[string]httpState{}
+	var cacheErrs []error
 	for i, u := range urls {
 		if i > 0 && urls[i-1] == u {
 			continue
@@ -305,8 +323,10 @@ func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *R
 		}
 		f, nst := fetchURL(ctx, j.http, u, st, conditional)
 		if f.err == nil && !f.notModified {
-			nst.CA = st.CA
-			httpSt[u] = nst
+			// kept only once the CRL is accepted: validators saved for a
+			// refused CRL would turn every later fetch into a 304 and the
+			// CRL (a revocation in it) would never be looked at again
+			pending[u] = nst
 		}
 		srcs = append(srcs, f)
 	}
@@ -321,11 +341,11 @@ func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *R
 		c, err := j.intake(ix, cas, last, f, now)
 		if err != nil {
 			j.refuse(rep, f.name, err)
+			delete(httpSt, f.name) // fetched whole next run
 			continue
 		}
 		k := scopeKey(c.CA, c.Header)
-		if strings.HasPrefix(f.name, "http://") || strings.HasPrefix(f.name, "https://") {
-			st := httpSt[f.name]
+		if st, ok := pending[f.name]; ok {
 			st.CA = cacheName(k)
 			httpSt[f.name] = st
 		}
@@ -342,15 +362,24 @@ func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *R
 				err = j.cache.addScope(caKey(c.CA), string(idp))
 			}
 			if err != nil {
-				rep.Warnings = append(rep.Warnings, err.Error())
-				j.log.Warn("crl cache write failed", "err", err)
+				j.log.Error("crl cache write failed", "err", err)
+				cacheErrs = append(cacheErrs, err)
 			}
 		}
 	}
 	if !dryRun {
 		if err := j.cache.storeHTTP(httpSt); err != nil {
-			j.log.Warn("crl cache write failed", "err", err)
+			j.log.Error("crl cache write failed", "err", err)
+			cacheErrs = append(cacheErrs, err)
 		}
+	}
+	var cacheErr error
+	if err := errors.Join(cacheErrs...); err != nil {
+		// the run still judges and writes (a revocation in hand is
+		// applied), but fails: a cache that cannot be written is a CRL a
+		// later run may not have when a fetch fails
+		rep.Errors = append(rep.Errors, "crl cache: "+err.Error())
+		cacheErr = fmt.Errorf("crl job: crl cache: %w", err)
 	}
 	// the age metric: the oldest CRL of each issuer that no newer one of
 	// its CA supersedes (an abandoned scope stays searched, not watched)
@@ -380,7 +409,7 @@ func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *R
 	slices.SortFunc(rep.CRLs, func(a, b UsedCRL) int {
 		return cmp.Or(strings.Compare(a.Issuer, b.Issuer), strings.Compare(a.Source, b.Source), strings.Compare(a.Number, b.Number))
 	})
-	return ix, nil
+	return ix, cacheErr
 }
 
 // loadCached adds the cached CRL of one scope of ca (key: scopeKey) to ix,

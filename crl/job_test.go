@@ -31,6 +31,19 @@ type memCatalog struct {
 	mu     sync.Mutex
 	images map[string]*Image
 	writes int
+	// fail makes the next fail[op] calls of op ("set", "deactivate",
+	// "reactivate") fail, as Glance may (a 413 for a full property quota, a
+	// 503)
+	fail map[string]int
+}
+
+// failing reports whether this call of op is to fail (m.mu held).
+func (m *memCatalog) failing(op string) error {
+	if m.fail[op] > 0 {
+		m.fail[op]--
+		return fmt.Errorf("injected %s failure", op)
+	}
+	return nil
 }
 
 func (m *memCatalog) List(context.Context) ([]Image, error) {
@@ -57,6 +70,9 @@ func (m *memCatalog) List(context.Context) ([]Image, error) {
 func (m *memCatalog) SetProperties(_ context.Context, id string, set map[string]string, remove []string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if err := m.failing("set"); err != nil {
+		return err
+	}
 	m.writes++
 	for k, v := range set {
 		m.images[id].Properties[k] = v
@@ -70,6 +86,10 @@ func (m *memCatalog) SetProperties(_ context.Context, id string, set map[string]
 func (m *memCatalog) status(id, from, to string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	op := map[string]string{StatusDeactivated: "deactivate", StatusActive: "reactivate"}[to]
+	if err := m.failing(op); err != nil {
+		return err
+	}
 	m.writes++
 	if m.images[id].Status != from {
 		return fmt.Errorf("image %s is %s, not %s", id, m.images[id].Status, from)
