@@ -168,6 +168,9 @@ func (d *Descriptor) check() error {
 	if d.MinDisk < 0 || d.MinRAM < 0 {
 		return errors.New("descriptor fields min_disk and min_ram must not be negative")
 	}
+	if len(d.Properties) > MaxProperties {
+		return fmt.Errorf("descriptor properties: %d, more than the %d allowed (Glance's image_property_quota must leave room for the catalogue record and the CRL job's flags)", len(d.Properties), MaxProperties)
+	}
 	for k, v := range d.Properties {
 		if !propKeyRE.MatchString(k) {
 			return fmt.Errorf("descriptor property %q: key must match %s", k, propKeyRE)
@@ -181,6 +184,14 @@ func (d *Descriptor) check() error {
 	}
 	return nil
 }
+
+// MaxProperties is how many free-form properties a descriptor may carry.
+// Glance counts every image property against image_property_quota (128 by
+// default, and in etc/glance): the catalogue record (about 20), Glance's
+// own os_* ones, the VO's and the CRL job's flags (revocation details,
+// written when a revocation arrives) must still fit, or the job's write is
+// refused (413) for that image.
+const MaxProperties = 64
 
 // SHA512Bytes returns the decoded sha512.
 func (d *Descriptor) SHA512Bytes() []byte {
