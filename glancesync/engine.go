@@ -297,6 +297,17 @@ func (s *Syncer) collect(ctx context.Context, rp *reporter) ([]*item, map[string
 			}
 			continue
 		}
+		if len(bundles) == 0 && len(skipped) == 0 {
+			// an unmounted mount point, an emptied rsync target or an
+			// index of no bundles looks like a VO that withdrew every
+			// image: never retire on that (to retire a VO's images, take
+			// its source out of the configuration)
+			s.log.Warn("source listed no bundle; nothing of its VOs is retired this pass", "source", src.Name())
+			for _, v := range src.VOs() {
+				incomplete[v] = true
+			}
+			continue
+		}
 		for loc, e := range skipped {
 			if errors.Is(e, ErrNoSignature) {
 				s.log.Debug("descriptor without signature skipped", "source", src.Name(), "location", loc)
