@@ -63,6 +63,29 @@ type Syncer struct {
 	// spent remembers ids this process deleted or found deleted, so that
 	// later passes report them without asking Glance again.
 	spent map[string]string
+	// short remembers when this process left an image queued because its
+	// bytes ended early (ErrImageShort), and why, so that passes within
+	// ResumeAfter report it as refused rather than as someone else's.
+	short map[string]shortLeft
+}
+
+// shortLeft is an image left queued for a short read.
+type shortLeft struct {
+	at  time.Time
+	why string
+}
+
+func (s *Syncer) markShort(id string, at time.Time, why string) {
+	s.mu.Lock()
+	s.short[id] = shortLeft{at, why}
+	s.mu.Unlock()
+}
+
+func (s *Syncer) shortSince(id string) (shortLeft, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l, ok := s.short[id]
+	return l, ok
 }
 
 func (s *Syncer) markSpent(id, why string) {
@@ -122,7 +145,7 @@ func New(o Options) (*Syncer, error) {
 	default:
 		return nil, fmt.Errorf("glancesync: retire policy %q: use keep, hide or delete", o.Sync.Retire)
 	}
-	return &Syncer{o: o, log: o.Logger, m: o.Metrics, spent: map[string]string{}}, nil
+	return &Syncer{o: o, log: o.Logger, m: o.Metrics, spent: map[string]string{}, short: map[string]shortLeft{}}, nil
 }
 
 // Outcome is what a pass did with one bundle or image.

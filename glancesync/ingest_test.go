@@ -87,6 +87,8 @@ func TestUploadIngestNeverActivatesUnverified(t *testing.T) {
 		im, err := e.admin.Get(context.Background(), p.id)
 		switch {
 		case errors.Is(err, ErrNotFound):
+		case err == nil && name == "fail truncated image" && im.Status == StatusQueued:
+			// left queued for a later pass (ErrImageShort), data-less
 		case err != nil:
 			t.Errorf("%s: %v", name, err)
 		default:

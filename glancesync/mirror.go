@@ -184,6 +184,10 @@ func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, mode ingest, r
 			rp.add(s.outcome(it, ActionMirrored, "", ""))
 			return
 		case StatusQueued:
+			if l, ok := s.shortSince(im.ID); ok && !created && s.o.Now().Sub(l.at) < s.o.ResumeAfter {
+				rp.add(s.outcome(it, ActionRefused, validator.ReasonSizeMismatch, l.why))
+				return
+			}
 			if !created && s.o.Now().Sub(im.UpdatedAt) < s.o.ResumeAfter {
 				// Created or interrupted moments ago: another sync may be
 				// about to stage it, and two concurrent stages of one image
@@ -195,6 +199,16 @@ func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, mode ingest, r
 			created = true // from here on this pass owns the transfer
 			err = s.transfer(ctx, it, im, mode.stage, log)
 			var vf *validator.VerificationFailure
+			if errors.As(err, &vf) && errors.Is(err, ErrImageShort) {
+				// the unfinished stream left nothing in Glance: the image
+				// is queued again, and a pass after resume_after retries
+				log.Warn("image shorter than the signed descriptor (still being copied?): left queued, retried by a later pass", "err", err)
+				s.m.Refused.WithLabelValues(validator.ReasonSizeMismatch).Inc()
+				why := err.Error() + "; left queued, retried after resume_after"
+				s.markShort(im.ID, s.o.Now(), why)
+				rp.add(s.outcome(it, ActionRefused, validator.ReasonSizeMismatch, why))
+				return
+			}
 			if errors.As(err, &vf) {
 				reason := validator.ReasonImageUnreadable
 				if len(vf.Reasons) > 0 {

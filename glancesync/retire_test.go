@@ -1,8 +1,12 @@
 package glancesync
 
 import (
+	"os"
 	"path/filepath"
 	"testing"
+	"time"
+
+	"github.com/imagetrust/imagetrust/validator"
 )
 
 // TestEmptySourceRetiresNothing: a source that lists no bundle at all (an
@@ -35,5 +39,46 @@ func TestEmptySourceRetiresNothing(t *testing.T) {
 	run(t, o)
 	if im := e.get(t, p.id); !im.Hidden {
 		t.Fatalf("not retired once its VO has no source: %s hidden %v", im.Status, im.Hidden)
+	}
+}
+
+// TestShortImageRetried: an image still being copied into the source (the
+// descriptor and signature there, the image half written) is not deleted,
+// which would spend its uuid for ever: it is left queued, data-less, and a
+// pass after resume_after mirrors it once the copy is complete. Against
+// the real Glance.
+func TestShortImageRetried(t *testing.T) {
+	e := newEnv(t)
+	w := newWorld(t)
+	atlas := filepath.Join(t.TempDir(), "atlas")
+	p := w.publish(atlas, spec{vo: "atlas", tag: "worker"})
+	img := filepath.Join(p.dir, p.name+".img")
+	full, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(img, full[:len(full)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o := e.options(t, w, map[string][]string{atlas: {"atlas"}})
+	o.ResumeAfter = time.Millisecond
+	r := run(t, o)
+	refused := false
+	for _, oc := range r.Find(p.id) {
+		refused = refused || (oc.Action == ActionRefused && oc.Reason == validator.ReasonSizeMismatch)
+	}
+	if !refused {
+		t.Fatalf("half-copied image: %+v", r.Find(p.id))
+	}
+	if im := e.get(t, p.id); im.Status != StatusQueued {
+		t.Fatalf("half-copied image: status %s, want queued", im.Status)
+	}
+	if err := os.WriteFile(img, full, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	run(t, o)
+	if im := e.get(t, p.id); im.Status != StatusActive || im.Size != int64(len(full)) {
+		t.Fatalf("after the copy completed: status %s size %d", im.Status, im.Size)
 	}
 }

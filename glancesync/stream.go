@@ -72,7 +72,7 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 		return k, nil
 	}
 	if errors.Is(err, io.EOF) {
-		v.failure = validator.NewVerificationFailure(validator.ReasonSizeMismatch, fmt.Errorf("image ended after %d bytes, descriptor says %d", v.n, v.size))
+		v.failure = validator.NewVerificationFailure(validator.ReasonSizeMismatch, fmt.Errorf("%w: image ended after %d bytes, descriptor says %d", ErrImageShort, v.n, v.size))
 		return 0, v.failure
 	}
 	if err != nil {
@@ -87,6 +87,13 @@ func (v *verifyingReader) report(k int) {
 		v.progress(k)
 	}
 }
+
+// ErrImageShort marks an image whose bytes ended before the descriptor's
+// size: still being copied into the source (cp writes the image last), or a
+// connection cut. Nothing of it is kept in Glance (the unfinished stream
+// never completes), so the sync leaves the image queued and tries again
+// rather than deleting it and spending its uuid.
+var ErrImageShort = errors.New("image shorter than its descriptor says")
 
 // verified reports whether every byte was read and matched.
 func (v *verifyingReader) verified() bool { return v.done && v.failure == nil }

@@ -102,7 +102,10 @@ func TestSyncMirrorsVerifiedOnly(t *testing.T) {
 	}
 	for name, p := range hostile {
 		for _, out := range r.Find(p.id) {
-			if out.Action != ActionRefused {
+			// a new process finds the truncated image queued (left for a
+			// later pass: ErrImageShort) and, within resume_after, leaves
+			// it to whoever queued it
+			if out.Action != ActionRefused && (name != "truncated image" || out.Action != ActionElsewhere) {
 				t.Errorf("rerun, hostile %q: %+v", name, out)
 			}
 		}
