@@ -62,6 +62,9 @@ func openImageClient(ctx context.Context, cloud string, getenv func(string) stri
 	return sc, project, nil
 }
 
+// responseHeaderTimeout bounds the wait for an OpenStack service's answer.
+var responseHeaderTimeout = 2 * time.Minute
+
 // openProvider authenticates to Keystone and returns the provider client,
 // the endpoint options for the service clients (region, interface) and the
 // id of the token's project, the mirror project.
@@ -95,6 +98,11 @@ func openProvider(ctx context.Context, cloud string, getenv func(string) string)
 		tlsConf.MinVersion = tls.VersionTLS12
 	}
 	tr.TLSClientConfig = tlsConf
+	// a service that accepts the connection and never answers must not
+	// hang a pass, a reload or the start-up (gophercloud's service
+	// discovery takes no context): every request gets its response head
+	// within this once its body is sent (an upload's too)
+	tr.ResponseHeaderTimeout = responseHeaderTimeout
 	pc.HTTPClient = http.Client{Transport: tr}
 
 	actx, cancel := context.WithTimeout(ctx, authTimeout)

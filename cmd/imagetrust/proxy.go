@@ -55,6 +55,9 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 			return fail(e, exitUsage, "proxy: proxy.public_url %q is not an absolute URL", cfg.Proxy.PublicURL)
 		}
 	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	decider := &reloadingDecider{}
 	if err := decider.load(cfg, log); err != nil {
 		return fail(e, exitUsage, "proxy: %v", err)
@@ -108,10 +111,8 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 	}
 
 	// SIGHUP reloads the trust store (CA and CRL files) and the listener's
-	// TLS certificate and key without a restart.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	// TLS certificate and key without a restart (hup is caught from the
+	// start: a SIGHUP while the proxy starts must not kill it).
 	reloadTLS := make(chan struct{}, 1)
 	go func() {
 		for {

@@ -46,6 +46,16 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 		format = "json"
 	}
 	log := newLogger(e.stderr, format, cfg.Log.Level)
+	// caught from the start: a SIGHUP while the sync starts (or during a
+	// --once pass) must not kill it
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	// the trust store first: a missing or bad file is a configuration
+	// error (exit 2), named as such, not an authentication failure
+	if _, _, err := validator.LoadTrust(cfg); err != nil {
+		return fail(e, exitUsage, "%v", err)
+	}
 
 	pc, eo, project, err := openProvider(ctx, "", e.getenv)
 	if err != nil {
@@ -116,19 +126,26 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 		}
 		return exitOK
 	}
-	return syncDaemon(ctx, log, cfg, *cfgPath, syncer, build, reg)
+	return syncDaemon(ctx, log, cfg, *cfgPath, syncer, build, reg, hup)
 }
 
 func syncDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path string, syncer *glancesync.Syncer,
-	build func(*config.Config) (*glancesync.Syncer, error), reg *prometheus.Registry) int {
+	build func(*config.Config) (*glancesync.Syncer, error), reg *prometheus.Registry, hup <-chan os.Signal) int {
 	var lastOK atomic.Int64
 	interval := cfg.Sync.Interval.Duration
+	// how long without a successful pass /healthz tolerates; set again on
+	// a reload (an atomic: the handler runs beside the loop)
+	var healthWindow atomic.Int64
+	setWindow := func(c *config.Config) {
+		healthWindow.Store(int64(3*c.Sync.Interval.Duration + c.Sync.Jitter.Duration))
+	}
+	setWindow(cfg)
 	if cfg.Sync.Listen != "" {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 			last := time.Unix(lastOK.Load(), 0)
-			if lastOK.Load() == 0 || time.Since(last) > 3*interval+cfg.Sync.Jitter.Duration {
+			if lastOK.Load() == 0 || time.Since(last) > time.Duration(healthWindow.Load()) {
 				http.Error(w, "no successful pass recently", http.StatusServiceUnavailable)
 				return
 			}
@@ -147,9 +164,6 @@ func syncDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path 
 			_ = srv.Shutdown(sctx)
 		}()
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	for {
 		r, err := syncer.Run(ctx)
 		switch {
@@ -178,6 +192,7 @@ func syncDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path 
 				var ns *glancesync.Syncer
 				if ns, err = build(ncfg); err == nil {
 					syncer, cfg, interval = ns, ncfg, ncfg.Sync.Interval.Duration
+					setWindow(ncfg)
 					log.Info("configuration and trust reloaded")
 				}
 			}
