@@ -96,4 +96,6 @@ type Glance interface {
 	Members(ctx context.Context, id string) ([]string, error)
 	// AddMember shares an image with a project.
 	AddMember(ctx context.Context, id, project string) error
+	// RemoveMember stops sharing an image with a project.
+	RemoveMember(ctx context.Context, id, project string) error
 }

@@ -184,3 +184,8 @@ func (g *gcGlance) AddMember(ctx context.Context, id, project string) error {
 	_, err := glance.AddMember(ctx, g.sc, id, project).Extract()
 	return mapErr("add member "+project+" to "+id, err)
 }
+
+func (g *gcGlance) RemoveMember(ctx context.Context, id, project string) error {
+	err := glance.RemoveMember(ctx, g.sc, id, project).ExtractErr()
+	return mapErr("remove member "+project+" from "+id, err)
+}

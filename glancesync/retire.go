@@ -110,9 +110,12 @@ func (s *Syncer) apply(ctx context.Context, id string, ops []PatchOp, o Outcome,
 	return true
 }
 
+// ensureMembers makes a shared image's members the VO's projects: the
+// missing ones added, and those no longer listed removed (a project taken
+// out of [vo.X] projects loses the image).
 func (s *Syncer) ensureMembers(ctx context.Context, im *Image, vo string, o Outcome, rp *reporter) {
 	cfg := s.o.VOs[vo]
-	if cfg.Visibility != "shared" || len(cfg.Projects) == 0 || s.o.DryRun {
+	if cfg.Visibility != "shared" || s.o.DryRun {
 		return
 	}
 	have, err := s.o.Glance.Members(ctx, im.ID)
@@ -130,6 +133,19 @@ func (s *Syncer) ensureMembers(ctx context.Context, im *Image, vo string, o Outc
 			continue
 		}
 		o.Action, o.Detail = ActionUpdate, "member "+p
+		rp.add(o)
+	}
+	for _, p := range have {
+		if contains(cfg.Projects, p) {
+			continue
+		}
+		if err := s.o.Glance.RemoveMember(ctx, im.ID, p); err != nil {
+			s.log.Error("remove member failed", "id", im.ID, "project", p, "err", err)
+			rp.fail()
+			continue
+		}
+		s.log.Info("member removed", "id", im.ID, "project", p)
+		o.Action, o.Detail = ActionUpdate, "member removed "+p
 		rp.add(o)
 	}
 }

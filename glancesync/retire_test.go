@@ -1,11 +1,13 @@
 package glancesync
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/imagetrust/imagetrust/internal/config"
 	"github.com/imagetrust/imagetrust/validator"
 )
 
@@ -80,5 +82,28 @@ func TestShortImageRetried(t *testing.T) {
 	run(t, o)
 	if im := e.get(t, p.id); im.Status != StatusActive || im.Size != int64(len(full)) {
 		t.Fatalf("after the copy completed: status %s size %d", im.Status, im.Size)
+	}
+}
+
+// TestMembersFollowConfig: a shared VO's images are shared with exactly its
+// configured projects: a project added is made a member, and one taken out
+// of [vo.X] projects stops being one. Against the real Glance.
+func TestMembersFollowConfig(t *testing.T) {
+	e := newEnv(t)
+	w := newWorld(t)
+	atlas := filepath.Join(t.TempDir(), "atlas")
+	p := w.publish(atlas, spec{vo: "atlas", tag: "worker"})
+	demo := projectID(t, e.demo.ProviderClient)
+	o := e.options(t, w, map[string][]string{atlas: {"atlas"}})
+	o.Sync.Aliases = new(bool) // the image alone
+	o.VOs["atlas"] = config.VO{Visibility: "shared", Projects: []string{demo}}
+	run(t, o)
+	if got, err := e.glance.Members(context.Background(), p.id); err != nil || len(got) != 1 || got[0] != demo {
+		t.Fatalf("members %v (%v), want [%s]", got, err, demo)
+	}
+	o.VOs["atlas"] = config.VO{Visibility: "shared"}
+	run(t, o)
+	if got, err := e.glance.Members(context.Background(), p.id); err != nil || len(got) != 0 {
+		t.Fatalf("members after the project left the configuration: %v (%v)", got, err)
 	}
 }
