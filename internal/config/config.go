@@ -256,10 +256,10 @@ func (c *Config) defaults() {
 	setDur(&c.Sync.Interval, 15*time.Minute)
 	setDur(&c.Sync.StaleAfter, 2*time.Hour)
 	setDur(&c.Sync.DownloadTimeout, 10*time.Minute)
-	if c.Sync.Parallel <= 0 {
+	if c.Sync.Parallel == 0 {
 		c.Sync.Parallel = 2
 	}
-	if c.Sync.Retries <= 0 {
+	if c.Sync.Retries == 0 {
 		c.Sync.Retries = 5
 	}
 	if c.Sync.Ingest == "" {
@@ -279,10 +279,10 @@ func (c *Config) defaults() {
 	}
 	setDur(&c.Proxy.CacheTTL, 30*time.Second)
 	setDur(&c.Proxy.LookupTimeout, 30*time.Second)
-	if c.Proxy.CacheSize <= 0 {
+	if c.Proxy.CacheSize == 0 {
 		c.Proxy.CacheSize = 10000
 	}
-	if c.Proxy.MaxBody <= 0 {
+	if c.Proxy.MaxBody == 0 {
 		c.Proxy.MaxBody = 1 << 20
 	}
 	if c.Proxy.VolumePolicy == "" {
@@ -331,6 +331,18 @@ func (c *Config) check() error {
 	}
 	if err := oneOf("log.format", c.Log.Format, "text", "json"); err != nil {
 		return err
+	}
+	if err := oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error"); err != nil {
+		return err
+	}
+	for _, n := range []struct {
+		key string
+		v   int64
+	}{{"sync.parallel", int64(c.Sync.Parallel)}, {"sync.retries", int64(c.Sync.Retries)},
+		{"proxy.cache_size", int64(c.Proxy.CacheSize)}, {"proxy.max_body", int64(c.Proxy.MaxBody)}} {
+		if n.v < 0 {
+			return fmt.Errorf("%s = %d: must not be negative (0 or unset: the default)", n.key, n.v)
+		}
 	}
 	for name, vo := range c.VO {
 		if err := oneOf("vo."+name+".visibility", vo.Visibility, "private", "shared", "community", "public"); err != nil {

@@ -47,6 +47,10 @@ func TestParseRefuses(t *testing.T) {
 		"fail wrong type":                "[sync]\nparallel = \"two\"",
 		"fail volume policy":             "[proxy]\nvolume_policy = \"maybe\"",
 		"fail log format":                "[log]\nformat = \"xml\"",
+		"fail log level":                 "[log]\nlevel = \"warnig\"",
+		"fail negative parallel":         "[sync]\nparallel = -1",
+		"fail negative retries":          "[sync]\nretries = -3",
+		"fail negative max body":         "[proxy]\nmax_body = -1",
 	}
 	for name, in := range cases {
 		t.Run(name, func(t *testing.T) {
