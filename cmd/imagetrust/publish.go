@@ -299,6 +299,8 @@ func cmdApprove(_ context.Context, e *env, args []string) int {
 	fs := newFlags(e, "approve", "--cert C --key K NAME.json")
 	var s signerFlags
 	addSignerFlags(fs, &s)
+	imagePath := fs.String("image", "", "the image to check against the descriptor (default: where its uri points, when that is a local file)")
+	noImage := fs.Bool("no-image-check", false, "approve without checking the image's bytes (size and sha512) against the descriptor")
 	pos, err := parseArgs(fs, args, 1, 1)
 	if err != nil {
 		return usageExit(err)
@@ -311,6 +313,20 @@ func cmdApprove(_ context.Context, e *env, args []string) int {
 	sd, p7, err := readSignature(name, desc, 1)
 	if err != nil {
 		return fail(e, exitInvalid, "approve: %v", err)
+	}
+	// an approval vouches for the image: its bytes are checked, unless the
+	// approver says otherwise
+	if !*noImage {
+		p := *imagePath
+		if p == "" {
+			p = localImagePath(name, desc)
+		}
+		if p == "" {
+			return fail(e, exitUsage, "approve: check image: the descriptor's uri is not a local file: download the image and give it with --image FILE (or approve unchecked with --no-image-check)")
+		}
+		if err := checkImageFile(p, desc); err != nil {
+			return fail(e, exitInvalid, "approve: check image: %v (approve unchecked with --no-image-check)", err)
+		}
 	}
 	cert, opts, key, err := s.load(e)
 	if err != nil {
@@ -328,6 +344,28 @@ func cmdApprove(_ context.Context, e *env, args []string) int {
 	}
 	fmt.Fprintf(e.stdout, "approved %s as %q; updated %s.p7s\n", name, cert.Subject.String(), name)
 	return exitOK
+}
+
+// checkImageFile hashes the image at path and compares its size and sha512
+// with the descriptor's.
+func checkImageFile(path string, desc []byte) error {
+	d, err := validator.ParseDescriptor(desc)
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := validator.NewImageHasher()
+	if _, err := io.CopyBuffer(h, f, make([]byte, 1<<20)); err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	if err := h.Check(d.Size, d.SHA512); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
 }
 
 func cmdRegister(_ context.Context, e *env, args []string) int {

@@ -164,3 +164,57 @@ func TestPKIInitDottedVO(t *testing.T) {
 		t.Fatalf("--vo 'a b': exit %d %s", code, errs)
 	}
 }
+
+// TestApproveChecksTheImage: an approval vouches for the image's bytes, so
+// approve hashes the image (where the uri points, or --image) and refuses
+// one that does not match the descriptor, or a missing one, unless told
+// --no-image-check.
+func TestApproveChecksTheImage(t *testing.T) {
+	dir := publish(t)
+	mustCLI(t, dir, "describe", "w.qcow2", "--vo", "demo", "--tag", "worker", "-o", "x.json")
+	mustCLI(t, dir, "sign", "--cert", "pki/creator.pem", "--key", "pki/creator.key", "x.json")
+	img := filepath.Join(dir, "w.qcow2")
+	orig, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	approve := []string{"approve", "--cert", "pki/approver.pem", "--key", "pki/approver.key"}
+	with := func(more ...string) []string { return append(append([]string{}, approve...), more...) }
+	tampered := append([]byte{orig[0] ^ 1}, orig[1:]...)
+	for _, tc := range []struct {
+		name  string
+		image []byte // w.qcow2's content (nil: removed)
+		args  []string
+		code  int
+		want  string
+	}{
+		{"fail tampered image", tampered, with("x.json"), exitInvalid, "sha512"},
+		{"fail image missing", nil, with("x.json"), exitInvalid, "no such file"},
+		{"fail tampered copy given", orig, with("--image", "copy.qcow2", "x.json"), exitInvalid, "copy.qcow2"},
+		{"ok unchecked on request", nil, with("--no-image-check", "x.json"), exitOK, "approved"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_ = os.Remove(img)
+			if tc.image != nil {
+				if err := os.WriteFile(img, tc.image, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := os.WriteFile(filepath.Join(dir, "copy.qcow2"), tampered, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			before, _ := os.ReadFile(filepath.Join(dir, "x.json.p7s"))
+			code, out, errs := cli(t, dir, tc.args...)
+			if code != tc.code || !strings.Contains(out+errs, tc.want) {
+				t.Fatalf("exit %d (want %d), output lacks %q: %s%s", code, tc.code, tc.want, out, errs)
+			}
+			after, _ := os.ReadFile(filepath.Join(dir, "x.json.p7s"))
+			if code != exitOK && !bytes.Equal(before, after) {
+				t.Fatal("a refused approve changed x.json.p7s")
+			}
+		})
+	}
+	if err := os.WriteFile(img, orig, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
