@@ -123,6 +123,9 @@ function create_imagetrust_accounts {
     get_or_add_user_project_role "$IMAGETRUST_MIRROR_ROLE" "$mirror" "$project" >/dev/null
     proxy=$(get_or_create_user "$IMAGETRUST_PROXY_USER" "$IMAGETRUST_PASSWORD" "$SERVICE_DOMAIN_NAME")
     get_or_add_user_project_role reader "$proxy" "$project" >/dev/null
+    # Keystone lets the service role validate other users' tokens
+    # (identity:validate_token); reader alone gets 403
+    get_or_add_user_project_role service "$proxy" "$project" >/dev/null
 }
 
 # imagetrust_write_clouds_yaml: credentials of the services.
@@ -146,7 +149,7 @@ function imagetrust_write_clouds_yaml {
       project_name: $IMAGETRUST_MIRROR_PROJECT
       project_domain_name: $SERVICE_DOMAIN_NAME
     region_name: $REGION_NAME
-    interface: internal
+    interface: public
     identity_api_version: 3
 EOF
         done
@@ -212,7 +215,7 @@ file = "$pki/registrar-ca.crl"
 
 [proxy]
 listen = "$IMAGETRUST_PROXY_LISTEN:$IMAGETRUST_PROXY_PORT"
-public_url = "$SERVICE_PROTOCOL://$IMAGETRUST_PROXY_HOST:$IMAGETRUST_PROXY_PORT"
+public_url = "http://$IMAGETRUST_PROXY_HOST:$IMAGETRUST_PROXY_PORT"
 upstream = "$nova_url"
 metrics_listen = "$IMAGETRUST_PROXY_METRICS"
 
@@ -318,7 +321,9 @@ function imagetrust_publish_demo {
 function imagetrust_point_compute_at_proxy {
     local nova_url proxy_url
     nova_url=$(imagetrust_nova_url)
-    proxy_url=$SERVICE_PROTOCOL://$IMAGETRUST_PROXY_HOST:$IMAGETRUST_PROXY_PORT
+    # the proxy listens without TLS here (devstack's tls-proxy does not
+    # front it)
+    proxy_url=http://$IMAGETRUST_PROXY_HOST:$IMAGETRUST_PROXY_PORT
     local type suffix iface id
     for type in compute compute_legacy; do
         openstack --os-cloud devstack-system-admin service show "$type" >/dev/null 2>&1 || continue

@@ -2,13 +2,15 @@
 # Publish an image bundle with nothing but openssl and coreutils: a PKI
 # (people CA, Registrar CA, creator, approver), the descriptor, the creator's
 # signature, the approver's, and the Registrar-issued image certificate with
-# its signature. `imagetrust verify --config imagetrust.toml NAME.json` then
-# accepts it. Tested by TestOpenSSLOnlyBundle (cmd/imagetrust).
+# its signature, all in WORKDIR (the image copied in when it is elsewhere).
+# `imagetrust verify --config imagetrust.toml image.json` then accepts it. Tested by TestOpenSSLOnlyBundle (cmd/imagetrust).
 #
 # usage: openssl-publish.sh WORKDIR IMAGE VO TAG
 set -euo pipefail
-dir=$1 image=$2 vo=$3 tag=$4
+dir=$1 image=$(realpath "$2") vo=$3 tag=$4
 mkdir -p "$dir" && cd "$dir"
+# the descriptor's uri names the image beside it: copy it in when it is elsewhere
+[[ "$(dirname "$image")" -ef . ]] || cp "$image" .
 
 # --- a PKI (a real site uses its IGTF CA and an offline Registrar CA) ---
 ca_ext() { printf 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\n'; }
