@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/imagetrust/imagetrust/crl"
+	"github.com/imagetrust/imagetrust/internal/cms"
 	"github.com/imagetrust/imagetrust/internal/config"
 )
 
@@ -227,6 +228,13 @@ func LoadTrust(c *config.Config) (*Trust, []string, error) {
 	}
 	crlFiles = append(crlFiles, c.Trust.CRLFiles...)
 	var warnings []string
+	// a weak CA key is not refused here (an IGTF directory may carry a
+	// legacy CA nobody uses), but no chain through it verifies: say so
+	for _, ca := range append(append([]*x509.Certificate{}, o.People...), o.Registrar...) {
+		if err := cms.CheckPublicKey(ca.PublicKey); err != nil {
+			warnings = append(warnings, fmt.Sprintf("CA %q: %v: no chain through it is accepted", ca.Subject, err))
+		}
+	}
 	for _, f := range crlFiles {
 		b, err := os.ReadFile(f)
 		if err != nil {

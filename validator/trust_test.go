@@ -1,10 +1,13 @@
 package validator
 
 import (
+	"crypto/rand"
+	"crypto/rsa"
 	"encoding/pem"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/imagetrust/imagetrust/crl"
@@ -155,5 +158,26 @@ creators = ["CN"]`,
 				t.Fatal("accepted")
 			}
 		})
+	}
+}
+
+// TestLoadTrustWarnsWeakCA: a configured CA with a key below the signers'
+// minimum loads (an IGTF directory may carry a legacy CA) but is warned
+// of, since no chain through it verifies.
+func TestLoadTrustWarnsWeakCA(t *testing.T) {
+	weak, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := testpki.NewRoot(t, "Weak Root", testpki.WithSigner(weak))
+	dir := t.TempDir()
+	f := testpki.WriteFile(t, dir, "weak.pem", testpki.CertPEM(root.Cert))
+	cfg, err := config.Parse([]byte(fmt.Sprintf("[trust]\nca_files = [%q]\n", f)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, warns, err := LoadTrust(cfg)
+	if err != nil || len(warns) != 1 || !strings.Contains(warns[0], "Weak Root") || !strings.Contains(warns[0], "1024") {
+		t.Fatalf("LoadTrust: %v, warnings %q", err, warns)
 	}
 }
