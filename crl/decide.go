@@ -1,6 +1,7 @@
 package crl
 
 import (
+	"math/big"
 	"time"
 )
 
@@ -68,8 +69,9 @@ type desired struct {
 // certificate whose issuer's newest CRL of its kind is stale (StaleFor),
 // and under RequireCRL one whose issuer has no CRL of its kind
 // (CoveringScope), makes the rest unknown. An image on hold stays on hold
-// (rev nil: its recorded details kept) while the held certificate's issuer
-// has no CRL of its kind in the index: only a CRL lifts a hold.
+// (rev nil: its recorded details kept) until the index holds a CRL of the
+// held certificate's issuer, of its kind, numbered above the one that
+// imposed the hold: only a newer CRL lifts a hold.
 func Judge(ix *Index, img Image, p Policy, now time.Time) (state string, rev *Revocation, why string) {
 	d := judge(ix, img, p, now)
 	return d.state, d.rev, d.why
@@ -88,11 +90,19 @@ func judge(ix *Index, img Image, p Policy, now time.Time) desired {
 		return desired{state: StateHold, rev: rev, why: revWhy(rev)}
 	}
 	if img.Properties[PropGlobalValidity] == StateHold {
-		// only a CRL in hand lifts a hold: not a fetch that failed with no
-		// cache behind it
+		// only a CRL newer than the one that imposed the hold lifts it: not
+		// a fetch that failed with nothing (or an older CRL) cached behind it
+		imposed, ok := new(big.Int).SetString(img.Properties[PropRevCRLNumber], 10)
 		for _, r := range refs {
-			if string(r.Role) == img.Properties[PropRevokedRole] && len(ix.CoveringScope(r)) == 0 {
-				return desired{state: StateHold, why: "hold kept: no CRL of " + r.Issuer + " this run to lift it"}
+			if string(r.Role) != img.Properties[PropRevokedRole] {
+				continue
+			}
+			newer := false
+			for _, c := range ix.CoveringScope(r) {
+				newer = newer || !ok || (c.Header.Number != nil && c.Header.Number.Cmp(imposed) > 0)
+			}
+			if !newer {
+				return desired{state: StateHold, why: "hold kept: no CRL of " + r.Issuer + " newer than the one that imposed it (number " + img.Properties[PropRevCRLNumber] + ") this run"}
 			}
 		}
 	}

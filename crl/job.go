@@ -179,12 +179,14 @@ func (j *Job) Run(ctx context.Context, dryRun bool) (*Report, error) {
 	return rep, nil
 }
 
-// apply writes one change so that a failure at any step leaves the image
-// refused, never bootable by mistake:
+// apply writes one change so that a failed step is tried again by the
+// next run and never makes a refused image bootable:
 //   - properties before a deactivation, so that a hold's deactivation is
-//     recorded (crl-hold) before it is made; for a revocation, which is
-//     final and needs no record, a failed property write (a full property
-//     quota, say) still deactivates, and the next run writes them again;
+//     recorded (crl-hold) before it is made (a hold whose property write
+//     fails leaves the image as it was until the next run: deactivating it
+//     unrecorded would keep it deactivated for good once the hold lifts);
+//     for a revocation, which is final and needs no record, a failed
+//     property write (a full property quota, say) still deactivates;
 //   - a reactivation before the properties, while they still say hold (the
 //     proxy refuses the image until "valid" is written): a failed
 //     reactivation leaves the crl-hold marker, so the next run tries again.

@@ -103,3 +103,27 @@ func TestJobWriteOrder(t *testing.T) {
 		t.Fatalf("released hold not reactivated by the next run: %+v", img)
 	}
 }
+
+// TestJobHoldKeptWithOlderCRL: a hold is lifted only by a CRL newer than
+// the one that imposed it: not by an older copy of the CA's CRL (a cache
+// that lost the newer one, a stale crl_files copy) when the fetch fails.
+func TestJobHoldKeptWithOlderCRL(t *testing.T) {
+	w := newWorld(t)
+	cache := t.TempDir()
+	w.serve(crlT(w.registrar, 1), 0, 0)
+	run(t, w.job(t, cache, t0, true))
+	older := t.TempDir()
+	if err := os.CopyFS(older, os.DirFS(cache)); err != nil {
+		t.Fatal(err)
+	}
+	w.serve(crlT(w.registrar, 2, pki.Revoked{Serial: big.NewInt(12), Reason: ReasonCertificateHold}), 0, 0)
+	run(t, w.job(t, cache, t0.Add(time.Minute), true))
+	if img := w.cat.get("img-2"); img.Properties[PropGlobalValidity] != StateHold {
+		t.Fatalf("hold not applied: %+v", img)
+	}
+	w.serve(nil, 503, 0)
+	_, _ = w.job(t, older, t0.Add(2*time.Minute), true).Run(context.Background(), false)
+	if img := w.cat.get("img-2"); img.Properties[PropGlobalValidity] != StateHold || img.Status != StatusDeactivated {
+		t.Fatalf("hold lifted by the older CRL 1: %+v", img)
+	}
+}
