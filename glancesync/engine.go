@@ -297,6 +297,19 @@ func (s *Syncer) Run(ctx context.Context) (*Report, error) {
 	return &rp.r, ctx.Err()
 }
 
+// hasSource reports whether some source may publish for vo (a VO without
+// one is retired entirely, as the operator asked by taking its source out).
+func (s *Syncer) hasSource(vo string) bool {
+	for _, src := range s.o.Sources {
+		for _, v := range src.VOs() {
+			if v == vo {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func (s *Syncer) aliasesOn() bool { return s.o.Sync.Aliases == nil || *s.o.Sync.Aliases }
 
 // collect lists every source and verifies every bundle without its bytes.
@@ -320,17 +333,6 @@ func (s *Syncer) collect(ctx context.Context, rp *reporter) ([]*item, map[string
 			}
 			continue
 		}
-		if len(bundles) == 0 && len(skipped) == 0 {
-			// an unmounted mount point, an emptied rsync target or an
-			// index of no bundles looks like a VO that withdrew every
-			// image: never retire on that (to retire a VO's images, take
-			// its source out of the configuration)
-			s.log.Warn("source listed no bundle; nothing of its VOs is retired this pass", "source", src.Name())
-			for _, v := range src.VOs() {
-				incomplete[v] = true
-			}
-			continue
-		}
 		for loc, e := range skipped {
 			if errors.Is(e, ErrNoSignature) {
 				s.log.Debug("descriptor without signature skipped", "source", src.Name(), "location", loc)
@@ -339,6 +341,16 @@ func (s *Syncer) collect(ctx context.Context, rp *reporter) ([]*item, map[string
 			s.log.Warn("bundle unreadable; nothing of the source's VOs is retired this pass", "source", src.Name(), "location", loc, "err", e)
 			s.m.Refused.WithLabelValues(ReasonUnreadable).Inc()
 			rp.add(Outcome{Location: loc, Action: ActionSkipped, Reason: ReasonUnreadable, Detail: e.Error()})
+			for _, v := range src.VOs() {
+				incomplete[v] = true
+			}
+		}
+		if len(bundles) == 0 {
+			// an unmounted mount point, an emptied rsync target or an
+			// index of no bundles looks like a VO that withdrew every
+			// image: never retire on that (to retire a VO's images, take
+			// its source out of the configuration)
+			s.log.Warn("source listed no bundle; nothing of its VOs is retired this pass", "source", src.Name())
 			for _, v := range src.VOs() {
 				incomplete[v] = true
 			}
@@ -373,6 +385,19 @@ func (s *Syncer) collect(ctx context.Context, rp *reporter) ([]*item, map[string
 	complete := map[string]bool{}
 	for v := range s.o.VOs {
 		complete[v] = !incomplete[v]
+	}
+	// a VO no source lists a single bundle for (its directory emptied in a
+	// source of several VOs) is treated as one whose source listed nothing
+	listed := map[string]bool{}
+	for k := range present {
+		vo, _, _ := strings.Cut(k, "/")
+		listed[vo] = true
+	}
+	for v := range s.o.VOs {
+		if complete[v] && !listed[v] && s.hasSource(v) {
+			s.log.Warn("no source listed a bundle of this VO; nothing of it is retired this pass", "vo", v)
+			complete[v] = false
+		}
 	}
 	return items, present, complete
 }

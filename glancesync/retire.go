@@ -63,6 +63,10 @@ func (s *Syncer) reconcile(ctx context.Context, ours []*Image, items []*item, pr
 		left := !present[vo+"/"+im.ID] && complete[vo]
 		superseded := newest[k] != nil && newest[k].ID != im.ID && newer(newest[k], im)
 		o := Outcome{ID: im.ID, VO: vo, Tag: tag}
+		// members first, for every image of ours (a retired, hidden one
+		// still boots by uuid): a project taken out of the VO's list loses
+		// them all
+		s.ensureMembers(ctx, im, vo, o, rp)
 		if (left || superseded) && s.o.Sync.Retire != "keep" {
 			why := "left every source"
 			if !left {
@@ -86,7 +90,6 @@ func (s *Syncer) reconcile(ctx context.Context, ours []*Image, items []*item, pr
 		if len(ops) > 0 {
 			s.apply(ctx, im.ID, ops, o, ActionUpdate, fmt.Sprintf("hidden=false visibility=%s", want), rp)
 		}
-		s.ensureMembers(ctx, im, vo, o, rp)
 	}
 }
 

@@ -12,15 +12,21 @@ import (
 )
 
 // TestEmptySourceRetiresNothing: a source that lists no bundle at all (an
-// unmounted mount point, an emptied rsync target) retires nothing of its
-// VOs; taking the source out of the configuration does. Against the real
-// Glance.
+// unmounted mount point, an emptied rsync target, only unsigned
+// descriptors left), or a VO no source lists a bundle for, retires nothing
+// of its VOs; taking the source out of the configuration does. Against the
+// real Glance.
 func TestEmptySourceRetiresNothing(t *testing.T) {
 	e := newEnv(t)
 	w := newWorld(t)
-	atlas := filepath.Join(t.TempDir(), "atlas")
+	root := t.TempDir()
+	atlas, shared := filepath.Join(root, "atlas"), filepath.Join(root, "shared")
 	p := w.publish(atlas, spec{vo: "atlas", tag: "worker"})
-	o := e.options(t, w, map[string][]string{atlas: {"atlas"}})
+	// a source of two VOs, whose cms bundle goes away while the atlas
+	// one stays
+	pa := w.publish(shared, spec{vo: "atlas", tag: "analysis"})
+	pc := w.publish(shared, spec{vo: "cms", tag: "worker"})
+	o := e.options(t, w, map[string][]string{atlas: {"atlas"}, shared: {"atlas", "cms"}})
 	if r := run(t, o); r.Errors != 0 {
 		t.Fatalf("first pass: %+v", r.Outcomes)
 	}
@@ -28,14 +34,21 @@ func TestEmptySourceRetiresNothing(t *testing.T) {
 		t.Fatalf("not mirrored: %s hidden %v", im.Status, im.Hidden)
 	}
 	removeBundle(t, p)
+	removeBundle(t, pc)
+	// an unsigned descriptor left behind does not make the listing real
+	if err := os.WriteFile(filepath.Join(atlas, "draft.json"), []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	r := run(t, o)
 	for _, oc := range r.Outcomes {
-		if oc.ID == p.id && oc.Action != ActionUnchanged {
+		if (oc.ID == p.id || oc.ID == pc.id) && oc.Action != ActionUnchanged {
 			t.Fatalf("empty listing: %+v", oc)
 		}
 	}
-	if im := e.get(t, p.id); im.Status != StatusActive || im.Hidden {
-		t.Fatalf("retired on an empty listing: %s hidden %v", im.Status, im.Hidden)
+	for _, id := range []string{p.id, pc.id, pa.id} {
+		if im := e.get(t, id); im.Status != StatusActive || im.Hidden {
+			t.Fatalf("%s retired on an empty listing: %s hidden %v", id, im.Status, im.Hidden)
+		}
 	}
 	o.Sources = nil
 	run(t, o)
@@ -92,18 +105,29 @@ func TestMembersFollowConfig(t *testing.T) {
 	e := newEnv(t)
 	w := newWorld(t)
 	atlas := filepath.Join(t.TempDir(), "atlas")
-	p := w.publish(atlas, spec{vo: "atlas", tag: "worker"})
+	older := w.publish(atlas, spec{vo: "atlas", tag: "worker", created: w.now.Add(-2 * time.Hour)})
 	demo := projectID(t, e.demo.ProviderClient)
 	o := e.options(t, w, map[string][]string{atlas: {"atlas"}})
-	o.Sync.Aliases = new(bool) // the image alone
+	o.Sync.Aliases = new(bool) // the images alone
 	o.VOs["atlas"] = config.VO{Visibility: "shared", Projects: []string{demo}}
 	run(t, o)
-	if got, err := e.glance.Members(context.Background(), p.id); err != nil || len(got) != 1 || got[0] != demo {
-		t.Fatalf("members %v (%v), want [%s]", got, err, demo)
+	// a newer image of the tag: the older one is retired (hidden), and
+	// still boots by uuid
+	p := w.publish(atlas, spec{vo: "atlas", tag: "worker", created: w.now.Add(-time.Hour)})
+	run(t, o)
+	if !e.get(t, older.id).Hidden {
+		t.Fatal("the older image is not retired")
+	}
+	for _, id := range []string{older.id, p.id} {
+		if got, err := e.glance.Members(context.Background(), id); err != nil || len(got) != 1 || got[0] != demo {
+			t.Fatalf("%s: members %v (%v), want [%s]", id, got, err, demo)
+		}
 	}
 	o.VOs["atlas"] = config.VO{Visibility: "shared"}
 	run(t, o)
-	if got, err := e.glance.Members(context.Background(), p.id); err != nil || len(got) != 0 {
-		t.Fatalf("members after the project left the configuration: %v (%v)", got, err)
+	for _, id := range []string{older.id, p.id} {
+		if got, err := e.glance.Members(context.Background(), id); err != nil || len(got) != 0 {
+			t.Fatalf("%s: members after the project left the configuration: %v (%v)", id, got, err)
+		}
 	}
 }

@@ -83,5 +83,6 @@ func regularOnly(f *os.File, path string) (io.ReadCloser, error) {
 		f.Close()
 		return nil, fmt.Errorf("%s is not a regular file", path)
 	}
+	_ = f.Fd() // back to blocking reads (O_NONBLOCK was only for the open)
 	return f, nil
 }

@@ -158,6 +158,7 @@ func readLimited(root *os.Root, name string, limit int64) ([]byte, error) {
 	} else if !st.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s is not a regular file", name)
 	}
+	_ = f.Fd() // back to blocking reads (O_NONBLOCK was only for the open)
 	b, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
 		return nil, err

@@ -62,6 +62,7 @@ func TestDirSourceStaysInside(t *testing.T) {
 		{name: "ok escaped file name", uri: "images/a%20%231%25.qcow2", want: "escaped"},
 		{name: "fail fragment", uri: "images/img.qcow2#x"},
 		{name: "fail query", uri: "images/img.qcow2?x"},
+		{name: "fail network-path reference", uri: "//host/images/img.qcow2"},
 		{name: "fail relative with ..", uri: "../secret", outside: true},
 		{name: "fail file uri outside", uri: fileURI(filepath.Join(base, "secret")), outside: true},
 		{name: "fail absolute path outside", uri: "/etc/passwd", outside: true},

@@ -290,8 +290,8 @@ func ImageLocation(uri string) (local, remote string, err error) {
 		if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.HasSuffix(uri, "#") {
 			return "", "", fmt.Errorf("uri %q: a file path with a query or fragment (write '?' as %%3F and '#' as %%23)", uri)
 		}
-		if u.Scheme == "file" && u.Host != "" && u.Host != "localhost" {
-			return "", "", fmt.Errorf("uri %q: file URI with a host", uri)
+		if u.Host != "" && (u.Scheme == "" || u.Host != "localhost") {
+			return "", "", fmt.Errorf("uri %q: a path with a host", uri)
 		}
 		if u.Opaque != "" || u.Path == "" {
 			return "", "", fmt.Errorf("uri %q: no path", uri)
