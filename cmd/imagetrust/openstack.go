@@ -63,7 +63,9 @@ func openImageClient(ctx context.Context, cloud string, getenv func(string) stri
 }
 
 // responseHeaderTimeout bounds the wait for an OpenStack service's answer.
-var responseHeaderTimeout = 2 * time.Minute
+// Long enough for Glance's slowest synchronous answers (deleting a large
+// image from an RBD store, finishing an upload to a slow store).
+var responseHeaderTimeout = 10 * time.Minute
 
 // openProvider authenticates to Keystone and returns the provider client,
 // the endpoint options for the service clients (region, interface) and the
@@ -101,7 +103,8 @@ func openProvider(ctx context.Context, cloud string, getenv func(string) string)
 	// a service that accepts the connection and never answers must not
 	// hang a pass, a reload or the start-up (gophercloud's service
 	// discovery takes no context): every request gets its response head
-	// within this once its body is sent (an upload's too)
+	// within this once its body is sent (an upload's too); the proxy's
+	// forwarding to Nova has its own transport (validator/proxy)
 	tr.ResponseHeaderTimeout = responseHeaderTimeout
 	pc.HTTPClient = http.Client{Transport: tr}
 

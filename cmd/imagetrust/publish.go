@@ -430,6 +430,9 @@ func cmdRegister(_ context.Context, e *env, args []string) int {
 	if notBefore.Before(ca.NotBefore) {
 		notBefore = ca.NotBefore
 	}
+	if d.CreatedTime.After(notBefore.Add(validator.CreatedSkew)) {
+		return fail(e, exitInvalid, "register: check created-after-registration: %s was created %s, after now: every site would refuse it; describe it again", name, d.CreatedTime.UTC().Format(time.RFC3339))
+	}
 	cert, err := pki.Issue(pki.Template{
 		Subject:   pkix.Name{CommonName: "image " + d.UUID, OrganizationalUnit: []string{d.VO}},
 		NotBefore: notBefore, NotAfter: notAfter,

@@ -77,6 +77,13 @@ func TestRegisterChecksTheCA(t *testing.T) {
 	if code, _, errs := cli(t, dir, "register", "--ca", "pki/creator.pem", "--ca-key", "pki/creator.key", "--expires", "30d", "x.json"); code != exitUsage || !strings.Contains(errs, "not a CA certificate") {
 		t.Fatalf("an end-entity certificate as CA: exit %d %s", code, errs)
 	}
+	// a descriptor dated hours ahead: every site would refuse it
+	mustCLI(t, dir, "describe", "w.qcow2", "--vo", "demo", "--tag", "worker", "-o", "f.json", "--created", time.Now().Add(3*time.Hour).UTC().Format(time.RFC3339))
+	mustCLI(t, dir, "sign", "--cert", "pki/creator.pem", "--key", "pki/creator.key", "f.json")
+	mustCLI(t, dir, "approve", "--cert", "pki/approver.pem", "--key", "pki/approver.key", "f.json")
+	if code, _, errs := cli(t, dir, "register", "--ca", "pki/registrar-ca.pem", "--ca-key", "pki/registrar-ca.key", "--expires", "30d", "f.json"); code != exitInvalid || !strings.Contains(errs, "created-after-registration") {
+		t.Fatalf("a descriptor created hours ahead: exit %d %s", code, errs)
+	}
 	// a Registrar CA made this very second
 	k, err := pki.NewKey(pki.ECDSAP256)
 	if err != nil {

@@ -227,7 +227,8 @@ func applyRevocation(tmpl *pki.CRLTemplate, serial *big.Int, reason int, when ti
 		return fmt.Sprintf("lifted hold of serial %x", serial), nil
 	case reason == crl.ReasonRemoveFromCRL:
 		return "", fmt.Errorf("revoked (%s)%s, not on hold: a revocation cannot be lifted", curName, since)
-	case cur.Reason == reason:
+	case cur.Reason == reason || (cur.Reason < 0 && reason == crl.ReasonUnspecified):
+		// (an unspecified reason is written as no reasonCode at all)
 		return fmt.Sprintf("serial %x already revoked (%s)%s; entry unchanged", serial, name, since), nil
 	case cur.Reason == crl.ReasonCertificateHold || compromiseReason(reason):
 		t := cur.Time

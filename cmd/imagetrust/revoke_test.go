@@ -84,6 +84,10 @@ func TestRevokeNeverWeakens(t *testing.T) {
 			{with(ppl, "--reason", "affiliationChanged"), exitOK, "revoked"},
 			{with(ppl, "--reason", "superseded"), exitInvalid, "not superseded"},
 		}, verify: exitOK, reason: crl.ReasonAffiliationChanged, crlOf: "pki/people-ca.crl"},
+		{name: "ok unspecified twice (written without a reasonCode)", steps: []step{
+			{with(reg, "--reason", "unspecified"), exitOK, "(unspecified)"},
+			{with(reg, "--reason", "unspecified"), exitOK, "entry unchanged"},
+		}, verify: exitInvalid, reason: 0, crlOf: "pki/registrar-ca.crl"},
 		{name: "fail a revocation in the future", steps: []step{
 			{with(ppl, "--reason", "affiliationChanged", "--at", "2099-01-01T00:00:00Z"), exitUsage, "in the future"},
 		}, verify: exitOK, reason: -2, crlOf: "pki/people-ca.crl"},

@@ -332,7 +332,7 @@ func (c *Config) check() error {
 	if err := oneOf("log.format", c.Log.Format, "text", "json"); err != nil {
 		return err
 	}
-	if err := oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error"); err != nil {
+	if err := oneOf("log.level", strings.ToLower(c.Log.Level), "debug", "info", "warn", "warning", "error"); err != nil {
 		return err
 	}
 	for _, n := range []struct {

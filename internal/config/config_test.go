@@ -29,6 +29,15 @@ vos = ["atlas"]
 	}
 }
 
+// TestLogLevels: the spellings the logger takes load (any case, "warning").
+func TestLogLevels(t *testing.T) {
+	for _, l := range []string{"debug", "INFO", "warn", "Warning", "error"} {
+		if _, err := Parse([]byte("[log]\nlevel = \"" + l + "\"")); err != nil {
+			t.Errorf("level %q: %v", l, err)
+		}
+	}
+}
+
 func TestParseRefuses(t *testing.T) {
 	cases := map[string]string{
 		"fail unknown key":               "[trust]\ncafiles = []",
