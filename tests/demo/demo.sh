@@ -37,7 +37,10 @@ cat pki/people-ca.pem pki/registrar-ca.pem > cas.pem
 run openssl cms -verify -binary -inform DER -in worker-a.json.p7s -content worker-a.json -CAfile cas.pem -purpose any -out /dev/null
 
 say "7. A tampered image is refused (exit 1), naming the failed check"
-cp worker-a.qcow2 tampered.qcow2 && printf 'X' | dd of=tampered.qcow2 bs=1 seek=1000 conv=notrunc status=none
+# one byte changed (flipped, so never rewritten with the value it had)
+byte=$(od -An -tu1 -j1000 -N1 worker-a.qcow2 | tr -d ' ')
+cp worker-a.qcow2 tampered.qcow2
+printf "$(printf '\\%03o' $((byte ^ 255)))" | dd of=tampered.qcow2 bs=1 seek=1000 conv=notrunc status=none
 expect_fail imagetrust verify --config pki/imagetrust.toml --image tampered.qcow2 worker-a.json
 
 say "8. Ten years on, the same bundle is expired (exit 3): a site may still run it with run-anyway"
