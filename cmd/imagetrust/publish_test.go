@@ -39,13 +39,23 @@ func issueWithKey(t *testing.T, dir, file string, subject pkix.Name, keyFile str
 	}
 }
 
+// prepare describes w.qcow2 of dir as name and signs it as the creator,
+// then, if approved, approves it: a bundle ready for the next step.
+func prepare(t *testing.T, dir, name string, approved bool) {
+	t.Helper()
+	mustCLI(t, dir, "describe", "w.qcow2", "--vo", "demo", "--tag", "worker", "-o", name)
+	mustCLI(t, dir, "sign", "--cert", "pki/creator.pem", "--key", "pki/creator.key", name)
+	if approved {
+		mustCLI(t, dir, "approve", "--cert", "pki/approver.pem", "--key", "pki/approver.key", name)
+	}
+}
+
 // TestApproveRefusesTheCreator checks the two-person rule where approve
 // applies it: a certificate for the creator's subject written another way,
 // or for the creator's own key under another name, cannot approve.
 func TestApproveRefusesTheCreator(t *testing.T) {
 	dir := publish(t)
-	mustCLI(t, dir, "describe", "w.qcow2", "--vo", "demo", "--tag", "worker", "-o", "x.json")
-	mustCLI(t, dir, "sign", "--cert", "pki/creator.pem", "--key", "pki/creator.key", "x.json")
+	prepare(t, dir, "x.json", false)
 	issueWithKey(t, dir, "twin-key", pkix.Name{CommonName: "Alice Creator (2nd)", Organization: []string{"imagetrust demo"}, OrganizationalUnit: []string{"Users"}}, "creator.key")
 	issueWithKey(t, dir, "twin-case", pkix.Name{CommonName: "alice   CREATOR", Organization: []string{"imagetrust demo"}, OrganizationalUnit: []string{"Users"}}, "approver.key")
 	for _, tc := range []struct{ name, cert, key, want string }{
@@ -71,9 +81,7 @@ func TestApproveRefusesTheCreator(t *testing.T) {
 // notBefore (a chain every site would refuse).
 func TestRegisterChecksTheCA(t *testing.T) {
 	dir := publish(t)
-	mustCLI(t, dir, "describe", "w.qcow2", "--vo", "demo", "--tag", "worker", "-o", "x.json")
-	mustCLI(t, dir, "sign", "--cert", "pki/creator.pem", "--key", "pki/creator.key", "x.json")
-	mustCLI(t, dir, "approve", "--cert", "pki/approver.pem", "--key", "pki/approver.key", "x.json")
+	prepare(t, dir, "x.json", true)
 	if code, _, errs := cli(t, dir, "register", "--ca", "pki/creator.pem", "--ca-key", "pki/creator.key", "--expires", "30d", "x.json"); code != exitUsage || !strings.Contains(errs, "not a CA certificate") {
 		t.Fatalf("an end-entity certificate as CA: exit %d %s", code, errs)
 	}
@@ -116,9 +124,7 @@ func TestRegisterChecksTheCA(t *testing.T) {
 // to revoke an image that would be registered).
 func TestRegisterWritesCertFirst(t *testing.T) {
 	dir := publish(t)
-	mustCLI(t, dir, "describe", "w.qcow2", "--vo", "demo", "--tag", "worker", "-o", "x.json")
-	mustCLI(t, dir, "sign", "--cert", "pki/creator.pem", "--key", "pki/creator.key", "x.json")
-	mustCLI(t, dir, "approve", "--cert", "pki/approver.pem", "--key", "pki/approver.key", "x.json")
+	prepare(t, dir, "x.json", true)
 	if err := os.Mkdir(filepath.Join(dir, "x.json.crt"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -178,8 +184,7 @@ func TestPKIInitDottedVO(t *testing.T) {
 // --no-image-check.
 func TestApproveChecksTheImage(t *testing.T) {
 	dir := publish(t)
-	mustCLI(t, dir, "describe", "w.qcow2", "--vo", "demo", "--tag", "worker", "-o", "x.json")
-	mustCLI(t, dir, "sign", "--cert", "pki/creator.pem", "--key", "pki/creator.key", "x.json")
+	prepare(t, dir, "x.json", false)
 	img := filepath.Join(dir, "w.qcow2")
 	orig, err := os.ReadFile(img)
 	if err != nil {
