@@ -463,6 +463,14 @@
 // of the gate's (medians), 0.98 of nginx-auto-xf's. So a second,
 // event-driven server in the gate would buy about nothing on this machine.
 //
+// Rechecked on 2026-11-26 (11 x 2 s, small answer): gate-proc/nginx-auto
+// 0.96 paired [0.90, 1.00], /nginx-auto-xf 0.98 [0.88, 1.01]; the gate with
+// GOMAXPROCS=1 in the same rounds ran at 0.93 of the default gate. Per
+// request, summed over the machine: wrk about 10 µs, the stand-in upstream
+// 22-29 µs, the gate 18-24 µs, nginx-auto 19-23 µs, with about 12% of the
+// two cores idle; the upstream receives the same request bytes from the
+// gate as from nginx-auto-xf. Nothing new to take.
+//
 //	go test ./validator/proxy -run '^$' -bench 'PassThrough$' -benchtime 50000x
 //	go test ./validator/proxy -run '^$' -bench PassThroughWrk -benchtime 1x
 //	IMAGETRUST_PROXY_BENCH_WRK_ROUNDS=11 IMAGETRUST_PROXY_BENCH_WRK_DURATION=2s (the runs of 11 rounds)
