@@ -63,7 +63,8 @@ var (
 
 // reservedProperties are Glance base properties and imagetrust's own, and
 // the image-defined block device mappings Nova attaches at boot (which could
-// name other images or volumes the gate never judges): a descriptor's
+// name other images or volumes the gate never judges), and base_image_ref
+// (Nova's rescue image for servers booted from the image): a descriptor's
 // free-form properties may not set them.
 var reservedProperties = map[string]bool{
 	"id": true, "name": true, "status": true, "visibility": true, "protected": true, "os_hidden": true,
@@ -73,7 +74,7 @@ var reservedProperties = map[string]bool{
 	"schema": true, "stores": true, "deleted": true, "deleted_at": true, "os_hash_algo": true,
 	"os_hash_value": true, "os_distro": true, "os_version": true, "architecture": true,
 	"description": true, "kernel_id": true, "ramdisk_id": true, "instance_uuid": true,
-	"block_device_mapping": true, "bdm_v2": true, "mappings": true,
+	"block_device_mapping": true, "bdm_v2": true, "mappings": true, "base_image_ref": true,
 }
 
 // descriptorKeys are the top-level keys of a descriptor, exactly as

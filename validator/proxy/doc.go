@@ -25,7 +25,9 @@
 // Within a create: server.imageRef; every block_device_mapping_v2 entry with
 // source_type "image" (its uuid) or with an image_id key; legacy
 // block_device_mapping entries with an image_id. A volume or snapshot that
-// may be the boot disk (boot_index 0, or no imageRef, or any legacy entry
+// may be a boot disk (any boot_index of 0 or more, as Nova and libvirt boot
+// from the next device when the first is blank or fails; or no imageRef; or
+// any legacy entry
 // with volume_id/snapshot_id, each of them, as the legacy format has no boot
 // index and Nova keeps both; and a volume_id or snapshot_id key in a
 // block_device_mapping_v2 entry of any source type, which Nova's schema
@@ -47,9 +49,16 @@
 // came from, not what was written into it since. Under "allow" without
 // Volumes a volume made from a revoked image can boot.
 //
-// Not gated: unshelve (boots the user's shelve snapshot), evacuate (admin),
-// rescue without rescue_image_ref (the instance's own image, judged when the
-// server was created), and actions that create images (createImage, shelve).
+// Refused: rescue without rescue_image_ref (Nova would boot the rescue VM
+// from the server's image_base_image_ref or its own image, which may have
+// been revoked since, or what a boot volume's metadata says), and every
+// request whose target is not a path (origin-form "/…", or "*" for
+// OPTIONS): Go reads "http:%2Fv2.1%2Fservers" as an opaque URL with an
+// empty path, and Nova's server decoded what was forwarded into
+// /v2.1/servers.
+//
+// Not gated: unshelve (boots the user's shelve snapshot), evacuate and
+// migrate (admin), and actions that create images (createImage, shelve).
 //
 // # Image references
 //

@@ -278,7 +278,7 @@ func (p *Proxy) judgeBDM(ctx context.Context, g *gateReq, e any, where string, n
 	if err != nil {
 		return err
 	}
-	boot0, err := bootIndexZero(m["boot_index"], where)
+	boot0, bootable, err := bootIndex(m["boot_index"], where)
 	if err != nil {
 		return err
 	}
@@ -318,8 +318,13 @@ func (p *Proxy) judgeBDM(ctx context.Context, g *gateReq, e any, where string, n
 	if legacy {
 		boot0 = true // the legacy format has no boot index: any volume may be the root disk
 	} else {
-		if !boot0 && !noImageRef {
-			return nil // a data volume: what the server boots is judged elsewhere
+		if !bootable && !noImageRef {
+			// a data volume (no boot index, or a negative one): what the
+			// server boots is judged elsewhere. Any boot_index >= 0 is a
+			// boot device to Nova and the hypervisor (libvirt lists them
+			// all in its boot order): a blank or failing boot_index 0 falls
+			// through to the next one, so each is judged.
+			return nil
 		}
 		switch {
 		case strings.EqualFold(st, "volume"):
@@ -357,26 +362,28 @@ func (p *Proxy) judgeBDM(ctx context.Context, g *gateReq, e any, where string, n
 	return nil
 }
 
-// bootIndexZero reads a boot_index (integer, numeric string or null).
-func bootIndexZero(v any, where string) (bool, error) {
+// bootIndex reads a boot_index (integer, numeric string or null): zero
+// says it is the root disk, bootable that Nova counts it a boot device
+// (a boot_index of 0 or more).
+func bootIndex(v any, where string) (zero, bootable bool, err error) {
+	var f float64
 	switch t := v.(type) {
 	case nil:
-		return false, nil
+		return false, false, nil
 	case string:
 		n, err := strconv.Atoi(strings.TrimSpace(t))
 		if err != nil {
-			return false, bodyErrorf("%s.boot_index %q is not a number", where, truncate(t, 32))
+			return false, false, bodyErrorf("%s.boot_index %q is not a number", where, truncate(t, 32))
 		}
-		return n == 0, nil
+		f = float64(n)
 	case interface{ String() string }: // json.Number
-		f, err := strconv.ParseFloat(t.String(), 64)
-		if err != nil {
-			return false, bodyErrorf("%s.boot_index is not a number", where)
+		if f, err = strconv.ParseFloat(t.String(), 64); err != nil {
+			return false, false, bodyErrorf("%s.boot_index is not a number", where)
 		}
-		return f == 0, nil
 	default:
-		return false, bodyErrorf("%s.boot_index is not a number", where)
+		return false, false, bodyErrorf("%s.boot_index is not a number", where)
 	}
+	return f == 0, f >= 0, nil
 }
 
 func (p *Proxy) judgeAction(ctx context.Context, g *gateReq, body map[string]any) error {
@@ -422,9 +429,14 @@ func (p *Proxy) judgeAction(ctx context.Context, g *gateReq, body map[string]any
 		}
 		return nil
 	}
-	if v, ok := body["rescue"]; ok && v != nil {
+	if v, ok := body["rescue"]; ok {
+		// Without rescue_image_ref Nova boots the rescue VM from the
+		// server's image_base_image_ref (an image property) or its own
+		// image, which may have been revoked or blacklisted since it was
+		// created, or (booted from a volume) from what the volume's image
+		// metadata says: the gate asks for the image to judge instead.
 		m, ok := v.(map[string]any)
-		if !ok {
+		if !ok && v != nil {
 			return bodyErrorf("rescue is not an object")
 		}
 		if err := checkKeyCase(m, "rescue", "rescue_image_ref"); err != nil {
@@ -434,16 +446,17 @@ func (p *Proxy) judgeAction(ctx context.Context, g *gateReq, body map[string]any
 		if err != nil {
 			return err
 		}
-		if ref != "" {
-			if err := p.authenticate(g); err != nil {
-				return err
-			}
-			id, _, err := p.resolve(ctx, g, ref, "rescue.rescue_image_ref")
-			if err != nil {
-				return err
-			}
-			m["rescue_image_ref"] = id
+		if ref == "" {
+			return bodyErrorf("rescue has no rescue_image_ref: name the catalogue image to rescue the server with (openstack server rescue --image IMAGE), so that the image gate can check it")
 		}
+		if err := p.authenticate(g); err != nil {
+			return err
+		}
+		id, _, err := p.resolve(ctx, g, ref, "rescue.rescue_image_ref")
+		if err != nil {
+			return err
+		}
+		m["rescue_image_ref"] = id
 	}
 	return nil
 }

@@ -141,7 +141,12 @@ func TestGateBypassTable(t *testing.T) {
 		{name: "fail legacy BDM image_id key revoked", path: "/v2/servers", body: `{"server":{"name":"vm","imageRef":"` + idGood + `","block_device_mapping":[{"image_id":"` + idRevoked + `","device_name":"vdb"}]}}`, want: 403, fault: "forbidden"},
 		{name: "fail boot from volume (policy refuse)", path: "/v2.1/servers", body: bdmBody(`{"source_type":"volume","uuid":"` + idUnknown + `","boot_index":"0","destination_type":"volume"}`), want: 403, fault: "forbidden", msg: "volume"},
 		{name: "fail legacy BDM volume (policy refuse)", path: "/v2/servers", body: `{"server":{"name":"vm","imageRef":"","block_device_mapping":[{"volume_id":"` + idUnknown + `","device_name":"vda"}]}}`, want: 403, fault: "forbidden"},
-		{name: "ok data volume beside a catalogue image", path: "/v2.1/servers", body: `{"server":{"name":"vm","imageRef":"` + idGood + `","block_device_mapping_v2":[{"source_type":"volume","uuid":"` + idUnknown + `","boot_index":1,"destination_type":"volume"}]}}`, want: 202},
+		{name: "ok data volume beside a catalogue image", path: "/v2.1/servers", body: `{"server":{"name":"vm","imageRef":"` + idGood + `","block_device_mapping_v2":[{"source_type":"volume","uuid":"` + idUnknown + `","boot_index":-1,"destination_type":"volume"}]}}`, want: 202},
+		{name: "ok data volume without boot index", path: "/v2.1/servers", body: `{"server":{"name":"vm","imageRef":"` + idGood + `","block_device_mapping_v2":[{"source_type":"volume","uuid":"` + idUnknown + `","destination_type":"volume"}]}}`, want: 202},
+		// any boot_index >= 0 is a boot device: a blank root falls through
+		// to the next one
+		{name: "fail volume at boot_index 1 (policy refuse)", path: "/v2.1/servers", body: `{"server":{"name":"vm","imageRef":"` + idGood + `","block_device_mapping_v2":[{"source_type":"volume","uuid":"` + idUnknown + `","boot_index":1,"destination_type":"volume"}]}}`, want: 403, fault: "forbidden", msg: "volume"},
+		{name: "fail volume after a blank root (policy refuse)", path: "/v2.1/servers", body: `{"server":{"name":"vm","imageRef":"` + idGood + `","block_device_mapping_v2":[{"source_type":"blank","boot_index":0,"destination_type":"volume","volume_size":1},{"source_type":"volume","uuid":"` + idUnknown + `","boot_index":"2","destination_type":"volume"}]}}`, want: 403, fault: "forbidden", msg: "volume"},
 
 		{name: "fail rebuild to blacklisted", path: "/v2.1/servers/" + idUnknown + "/action", body: `{"rebuild":{"imageRef":"` + idBlack + `"}}`, want: 403, fault: "forbidden"},
 		{name: "ok rebuild canonicalised", path: "/v2.1/servers/" + idUnknown + "/action", body: `{"rebuild":{"imageRef":"{` + strings.ToUpper(idGood) + `}"}}`, want: 202,
@@ -152,7 +157,11 @@ func TestGateBypassTable(t *testing.T) {
 			}},
 		{name: "fail rebuild via os-volumes_boot action", path: "/v2.1/os-volumes_boot/" + idUnknown + "/action", body: `{"rebuild":{"imageRef":"` + idRevoked + `"}}`, want: 403, fault: "forbidden"},
 		{name: "fail rescue with revoked ref", path: "/v2.1/servers/" + idUnknown + "/action", body: `{"rescue":{"rescue_image_ref":"` + idRevoked + `"}}`, want: 403, fault: "forbidden"},
-		{name: "ok rescue without ref", path: "/v2.1/servers/" + idUnknown + "/action", body: `{"rescue":null}`, want: 202},
+		// without a ref Nova rescues from the server's base image or own
+		// image, which the gate cannot see: it asks for the image
+		{name: "fail rescue without ref", path: "/v2.1/servers/" + idUnknown + "/action", body: `{"rescue":null}`, want: 400, fault: "badRequest", msg: "rescue_image_ref"},
+		{name: "fail rescue with an empty object", path: "/v2.1/servers/" + idUnknown + "/action", body: `{"rescue":{}}`, want: 400, fault: "badRequest", msg: "rescue_image_ref"},
+		{name: "ok rescue with a catalogue image", path: "/v2.1/servers/" + idUnknown + "/action", body: `{"rescue":{"rescue_image_ref":"` + idGood + `"}}`, want: 202},
 		{name: "ok other action forwarded", path: "/v2.1/servers/" + idUnknown + "/action", body: `{"os-stop":null}`, want: 202},
 		{name: "fail action with two keys", path: "/v2.1/servers/" + idUnknown + "/action", body: `{"os-stop":null,"rebuild":{"imageRef":"` + idRevoked + `"}}`, want: 400, fault: "badRequest"},
 		{name: "fail REBUILD case variant", path: "/v2.1/servers/" + idUnknown + "/action", body: `{"REBUILD":{"imageRef":"` + idRevoked + `"}}`, want: 400, fault: "badRequest"},

@@ -1,11 +1,13 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -387,6 +389,88 @@ func TestUnderscoreFieldsDropped(t *testing.T) {
 			}
 			if got := h.Values("X-Auth-Token"); len(got) != 1 || got[0] != "gAAAAok" {
 				t.Errorf("%s: the upstream saw X-Auth-Token %q", name, got)
+			}
+		}
+	}
+}
+
+// TestRequestTargetForms: only a path ("/…") is a request target the gate
+// forwards. "x:%2Fv2.1%2Fservers" parses in Go as an opaque URL with an
+// empty path (a version document to the gate) and went to Nova as the
+// request line "%2Fv2.1%2Fservers", which eventlet decodes into
+// /v2.1/servers: a server create from any image, unjudged (shown against
+// the real nova-api by an outside review). Every method, both servers.
+func TestRequestTargetForms(t *testing.T) {
+	f := catalogue(t)
+	var mu sync.Mutex
+	var seen []string
+	// a raw upstream that records every request line, as eventlet would
+	// take it (Go's own server refuses a target that is not a path)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil {
+						return
+					}
+					mu.Lock()
+					seen = append(seen, strings.TrimSpace(line))
+					mu.Unlock()
+					n := 0
+					for {
+						h, err := br.ReadString('\n')
+						if err != nil {
+							return
+						}
+						if h == "\r\n" {
+							break
+						}
+						if k, v, ok := strings.Cut(h, ":"); ok && strings.EqualFold(k, "Content-Length") {
+							n, _ = strconv.Atoi(strings.TrimSpace(v))
+						}
+					}
+					if _, err := io.CopyN(io.Discard, br, int64(n)); err != nil {
+						return
+					}
+					_, _ = io.WriteString(c, "HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
+				}
+			}()
+		}
+	}()
+	pair := newFastPair(t, f, "http://"+ln.Addr().String(), nil)
+	boot := serverBody(idRevoked)
+	for _, target := range []string{
+		"http:%2Fv2.1%2Fservers", "x:%2Fv2.1%2Fos-volumes_boot", "x:%2Fv2.1%2Fservers%2F" + idUnknown + "%2Faction",
+		"http://h/v2.1/servers", "v2.1/servers", "*",
+	} {
+		for _, method := range []string{"POST", "PUT", "GET"} {
+			for _, addr := range []string{pair.fast, pair.slow} {
+				mu.Lock()
+				seen = nil
+				mu.Unlock()
+				raw := method + " " + target + " HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nContent-Length: " +
+					strconv.Itoa(len(boot)) + "\r\nConnection: close\r\n\r\n" + boot
+				out := rawRoundTrip(t, addr, raw, 5*time.Second)
+				if !strings.HasPrefix(out, "HTTP/1.1 400 ") {
+					t.Errorf("%s %s: %.200q", method, target, out)
+				}
+				mu.Lock()
+				if len(seen) != 0 {
+					t.Errorf("%s %s: the upstream saw %q", method, target, seen)
+				}
+				mu.Unlock()
 			}
 		}
 	}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -213,6 +215,48 @@ func TestIntegrationNova(t *testing.T) {
 	_, err = override(viaGate, http.StatusAccepted)
 	if !errors.As(err, &ue) || ue.Actual != http.StatusBadRequest || !strings.Contains(string(ue.Body), "_method") {
 		t.Fatalf("PUT ?_method=POST through the gate: %v", err)
+	}
+
+	// A request target that is not a path: Go reads "http:%2Fv2.1%2Fservers"
+	// as an opaque URL with an empty path, and forwarded the opaque part as
+	// the request line; eventlet decodes "%2Fv2.1%2Fservers" into
+	// /v2.1/servers and Nova creates the server. The gate refuses the
+	// target.
+	escaped := url.PathEscape(strings.TrimSuffix(s.nova.Path, "/") + "/v2.1/servers")
+	opaque := func(hostport, target string) (int, map[string]any) {
+		body := `{"server":{"name":"opaque","imageRef":"` + s.id + `","flavorRef":"` + s.flavorID + `","networks":"none"}}`
+		c, err := net.Dial("tcp", hostport)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+		fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: %s\r\nX-Auth-Token: %s\r\nOpenStack-API-Version: compute 2.37\r\n"+
+			"Content-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", target, hostport, demo.ProviderClient.Token(), len(body), body)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		raw, _ := io.ReadAll(resp.Body)
+		if json.Unmarshal(raw, &out) != nil {
+			out = map[string]any{"raw": string(raw), "target": target}
+		}
+		return resp.StatusCode, out
+	}
+	code, out := opaque(s.nova.Host, escaped)
+	if code != http.StatusAccepted {
+		t.Fatalf("escaped target to nova-api itself: %d %v", code, out)
+	}
+	if srv, _ := out["server"].(map[string]any); srv != nil {
+		if id, _ := srv["id"].(string); id != "" {
+			t.Cleanup(func() { _ = servers.Delete(context.Background(), demo, id).ExtractErr() })
+		}
+	}
+	gu, _ := url.Parse(gate.URL)
+	if code, out := opaque(gu.Host, "http:"+escaped); code != http.StatusBadRequest {
+		t.Fatalf("opaque target through the gate: %d %v", code, out)
 	}
 }
 

@@ -209,10 +209,30 @@ func New(o Options) (*Proxy, error) {
 	return p, nil
 }
 
+// originForm reports whether the request target is a path ("/…", RFC 9112
+// origin-form), or "*" for OPTIONS. Any other form is refused for every
+// method: Go reads "x:%2Fv2.1%2Fservers" as an opaque URL with an empty
+// path (a version document to the gate) and forwards the opaque part as
+// the request line, which Nova's server decodes into /v2.1/servers, a
+// server create no check had seen. A request made in this process (no
+// RequestURI) is judged by its URL alone.
+func originForm(r *http.Request) bool {
+	if r.URL.Opaque != "" || r.URL.Scheme != "" || r.URL.Host != "" {
+		return false
+	}
+	t := r.RequestURI
+	return t == "" || t[0] == '/' || (r.Method == http.MethodOptions && t == "*")
+}
+
 // ServeHTTP implements http.Handler.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	stripUnderscoreFields(r.Header)
+	if !originForm(r) {
+		p.refuseRequest(w, r, start, "target",
+			"The request target must be a path (/...): the image gate does not forward other forms.")
+		return
+	}
 	if methodOverride(r.URL.RawQuery) {
 		p.refuseRequest(w, r, start, "method-override",
 			"The _method query parameter (a method override) is not accepted: send the request with its own method.")

@@ -191,9 +191,15 @@ func TestVolumeBoots(t *testing.T) {
 	t.Run("ok a data volume next to an image boot is not asked about", func(t *testing.T) {
 		body := `{"server":{"name":"vm","flavorRef":"1","imageRef":"` + idGood + `","block_device_mapping_v2":[` +
 			`{"source_type":"image","uuid":"` + idGood + `","boot_index":0,"destination_type":"local"},` +
-			`{"source_type":"volume","uuid":"` + volUnknown + `","boot_index":1,"destination_type":"volume"}]}}`
+			`{"source_type":"volume","uuid":"` + volUnknown + `","boot_index":-1,"destination_type":"volume"}]}}`
 		if resp, b := do(t, http.MethodPost, withCinder.srv.URL+"/v2.1/servers", "application/json", body, nil); resp.StatusCode != 202 {
 			t.Fatalf("status %d: %s", resp.StatusCode, b)
+		}
+		// at boot_index 1 it is a boot device (the next one after the
+		// root): judged
+		body = strings.Replace(body, `"boot_index":-1`, `"boot_index":1`, 1)
+		if resp, b := do(t, http.MethodPost, withCinder.srv.URL+"/v2.1/servers", "application/json", body, nil); resp.StatusCode != 400 || !strings.Contains(string(b), "not found") {
+			t.Fatalf("volume at boot_index 1: status %d: %s", resp.StatusCode, b)
 		}
 	})
 }
