@@ -152,14 +152,12 @@ func readLimited(root *os.Root, name string, limit int64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	if st, err := f.Stat(); err != nil {
+	rc, err := regularOnly(f, name)
+	if err != nil {
 		return nil, err
-	} else if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", name)
 	}
-	_ = f.Fd() // back to blocking reads (O_NONBLOCK was only for the open)
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, limit+1))
 	if err != nil {
 		return nil, err
 	}
