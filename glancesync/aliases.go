@@ -18,9 +18,29 @@ func aliasID(project, alias, name string) string {
 	return uuid.NewSHA1(aliasNamespace, []byte(project+"\n"+alias+"\n"+name)).String()
 }
 
+// liveTags returns the VO/tag keys that have an active image of a valid
+// bundle in ours: a bundle whose bytes were refused at upload, or whose
+// image is still queued, gets no alias until its image is there.
+func liveTags(ours []*Image, items []*item) map[string]bool {
+	valid := map[string]bool{}
+	for _, it := range items {
+		if it.refused == "" {
+			valid[it.desc.UUID] = true
+		}
+	}
+	live := map[string]bool{}
+	for _, im := range ours {
+		if im.Props[validator.PropAlias] == "" && im.Status == StatusActive && valid[im.ID] {
+			live[im.Props[validator.PropVO]+"/"+im.Props[validator.PropTag]] = true
+		}
+	}
+	return live
+}
+
 // ensureAliases keeps, per (VO, tag) with a valid bundle, the two data-less
-// alias images TAG and VO/TAG (docs/design.md, "Tag aliases").
-func (s *Syncer) ensureAliases(ctx context.Context, items []*item, have []*Image, rp *reporter) {
+// alias images TAG and VO/TAG (docs/design.md, "Tag aliases"); when live is
+// not nil, only for the VO/tag keys it holds.
+func (s *Syncer) ensureAliases(ctx context.Context, items []*item, have []*Image, live map[string]bool, rp *reporter) {
 	exists := map[string]*Image{} // alias + "\n" + name
 	for _, im := range have {
 		exists[im.Props[validator.PropAlias]+"\n"+im.Name] = im
@@ -31,7 +51,7 @@ func (s *Syncer) ensureAliases(ctx context.Context, items []*item, have []*Image
 			continue
 		}
 		alias := it.desc.VO + "/" + it.desc.Tag
-		if done[alias] {
+		if done[alias] || (live != nil && !live[alias]) {
 			continue
 		}
 		done[alias] = true

@@ -288,7 +288,11 @@ func (s *Syncer) Run(ctx context.Context) (*Report, error) {
 	}
 	s.reconcile(ctx, ours, items, present, complete, rp)
 	if s.aliasesOn() {
-		s.ensureAliases(ctx, items, aliases, rp)
+		var live map[string]bool // VO/tag with an active image; nil: plan them all
+		if !s.o.DryRun {
+			live = liveTags(ours, items)
+		}
+		s.ensureAliases(ctx, items, aliases, live, rp)
 	}
 	s.m.Pass.Observe(s.o.Now().Sub(start).Seconds())
 	if rp.r.Errors == 0 && !s.o.DryRun {

@@ -30,7 +30,7 @@ func init() {
 func cmdSync(ctx context.Context, e *env, args []string) int {
 	fs := newFlags(e, "sync", "--config FILE [--once] [--dry-run] [--json-logs]")
 	cfgPath := fs.String("config", "/etc/imagetrust/imagetrust.toml", "configuration file")
-	once := fs.Bool("once", false, "make one pass and exit (exit 1 if it had errors)")
+	once := fs.Bool("once", false, "make one pass and exit (exit 1 if it had errors, 4 if it refused a bundle for a reason other than expiry or revocation)")
 	dry := fs.Bool("dry-run", false, "print the plan of one pass and write nothing (implies --once)")
 	jsonLogs := fs.Bool("json-logs", false, "log in JSON")
 	resumeAfter := fs.Duration("resume-after", 2*time.Minute, "leave a queued image someone else created alone this long before resuming its upload (-1s: at once)")
@@ -124,9 +124,30 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 		if r.Errors > 0 {
 			return exitInvalid
 		}
+		if n := refusedBundles(r); n > 0 {
+			log.Warn("sync pass refused bundles", "count", n)
+			return exitRefused
+		}
 		return exitOK
 	}
 	return syncDaemon(ctx, log, cfg, *cfgPath, syncer, build, reg, hup)
+}
+
+// refusedBundles counts the bundles a pass refused, or could not read, for a
+// reason other than expiry or revocation: a publisher's mistake, a tampered
+// mirror or an attack, which a cron job's exit status should show. Expired
+// and revoked bundles linger in sources after their images' end and are
+// routine.
+func refusedBundles(r *glancesync.Report) int {
+	n := 0
+	for _, o := range r.Outcomes {
+		refused := o.Action == glancesync.ActionRefused ||
+			(o.Action == glancesync.ActionSkipped && o.Reason == glancesync.ReasonUnreadable)
+		if refused && o.Reason != validator.ReasonExpired && o.Reason != validator.ReasonRevoked {
+			n++
+		}
+	}
+	return n
 }
 
 func syncDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path string, syncer *glancesync.Syncer,

@@ -111,10 +111,51 @@ func TestEmbeddedIntermediate(t *testing.T) {
 		return strings.Replace(c, "[trust]\n", "[trust]\ncrl_files = [\"pki/people-sub.crl\"]\n", 1)
 	})
 	code, out, errs := s.run("sync", "--config", s.cfg, "--once")
+	// exit 0: revoked bundles are routine (exit 4 is for other refusals)
 	if code != 0 || !strings.Contains(out+errs, `msg="bundle refused" id=`+s.ids["f"]) || !strings.Contains(out+errs, "reason=revoked") {
 		t.Fatalf("sync of an image whose creator is revoked: exit %d\n%s%s", code, out, errs)
 	}
 	if s.exists("f") {
 		t.Fatal("image f is in Glance")
+	}
+}
+
+// TestSyncExitCodes: `sync --once` exits 4 when it refuses a bundle for a
+// reason other than expiry or revocation (here, image bytes that differ from
+// the signed ones), after mirroring the rest, and 0 again once the source
+// is clean.
+func TestSyncExitCodes(t *testing.T) {
+	s := newSite(t, "a")
+	s.publish("b", 1)
+	s.publish("c", 2)
+	raw := filepath.Join(s.dir, "images", "c.raw")
+	b, err := os.ReadFile(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[100] ^= 0xff
+	if err := os.WriteFile(raw, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := s.run("sync", "--config", s.cfg, "--once")
+	if code != 4 || !strings.Contains(out+errs, "id="+s.ids["c"]) || !strings.Contains(out+errs, "reason=sha512-mismatch") {
+		t.Fatalf("sync of a tampered image: exit %d, want 4\n%s%s", code, out, errs)
+	}
+	if s.exists("c") {
+		t.Fatal("the tampered image c is in Glance")
+	}
+	if im := s.image("b"); im.Status != "active" {
+		t.Fatalf("image b beside the refused one: %s", im.Status)
+	}
+	if strings.Contains(out+errs, "alias=demo/c") {
+		t.Fatalf("an alias was made for tag c, which has no image\n%s%s", out, errs)
+	}
+	for _, f := range []string{"c.json", "c.json.p7s", "c.raw"} {
+		if err := os.Remove(filepath.Join(s.dir, "images", f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, out, errs := s.run("sync", "--config", s.cfg, "--once"); code != 0 {
+		t.Fatalf("sync of a clean source: exit %d\n%s%s", code, out, errs)
 	}
 }
