@@ -13,21 +13,14 @@ import (
 
 	"github.com/imagetrust/imagetrust/crl"
 	"github.com/imagetrust/imagetrust/internal/pki"
+	"github.com/imagetrust/imagetrust/internal/testutil"
 	"github.com/imagetrust/imagetrust/validator"
 )
 
 // readCRL reads a PEM CRL file of dir.
 func readCRL(t *testing.T, dir, name string) *x509.RevocationList {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rl, err := crl.Parse(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rl
+	return testutil.ReadCRL(t, filepath.Join(dir, name))
 }
 
 // TestRevokeNeverWeakens checks revoke's rule for a serial its CRL already

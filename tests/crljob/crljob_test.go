@@ -27,20 +27,6 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(ostest.Main(m)) }
 
-// readCRL reads a PEM CRL file.
-func readCRL(t *testing.T, path string) *x509.RevocationList {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rl, err := crl.Parse(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rl
-}
-
 func readCert(t *testing.T, path string) *x509.Certificate {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -276,7 +262,7 @@ func TestHoldThenRelease(t *testing.T) {
 	}
 
 	s.revoke("registrar-ca", "--cert", "images/a.json.crt", "--reason", "removeFromCRL")
-	if rl := readCRL(t, filepath.Join(s.dir, "pki/registrar-ca.crl")); len(rl.RevokedCertificateEntries) != 0 || rl.Number.Cmp(big.NewInt(3)) != 0 {
+	if rl := testutil.ReadCRL(t, filepath.Join(s.dir, "pki/registrar-ca.crl")); len(rl.RevokedCertificateEntries) != 0 || rl.Number.Cmp(big.NewInt(3)) != 0 {
 		t.Fatalf("released CRL: number %v, %d entries", rl.Number, len(rl.RevokedCertificateEntries))
 	}
 	rep = s.crlRun(0)
