@@ -1,7 +1,10 @@
 package crl
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"math/big"
+	"strings"
 	"time"
 )
 
@@ -69,9 +72,8 @@ type desired struct {
 // certificate whose issuer's newest CRL of its kind is stale (StaleFor),
 // and under RequireCRL one whose issuer has no CRL of its kind
 // (CoveringScope), makes the rest unknown. An image on hold stays on hold
-// (rev nil: its recorded details kept) until the index holds a CRL of the
-// held certificate's issuer, of its kind, numbered above the one that
-// imposed the hold: only a newer CRL lifts a hold.
+// (rev nil: its recorded details kept) until the index holds a newer CRL of
+// the CA that imposed it (holdKept): only a newer CRL lifts a hold.
 func Judge(ix *Index, img Image, p Policy, now time.Time) (state string, rev *Revocation, why string) {
 	d := judge(ix, img, p, now)
 	return d.state, d.rev, d.why
@@ -90,20 +92,8 @@ func judge(ix *Index, img Image, p Policy, now time.Time) desired {
 		return desired{state: StateHold, rev: rev, why: revWhy(rev)}
 	}
 	if img.Properties[PropGlobalValidity] == StateHold {
-		// only a CRL newer than the one that imposed the hold lifts it: not
-		// a fetch that failed with nothing (or an older CRL) cached behind it
-		imposed, ok := new(big.Int).SetString(img.Properties[PropRevCRLNumber], 10)
-		for _, r := range refs {
-			if string(r.Role) != img.Properties[PropRevokedRole] {
-				continue
-			}
-			newer := false
-			for _, c := range ix.CoveringScope(r) {
-				newer = newer || !ok || (c.Header.Number != nil && c.Header.Number.Cmp(imposed) > 0)
-			}
-			if !newer {
-				return desired{state: StateHold, why: "hold kept: no CRL of " + r.Issuer + " newer than the one that imposed it (number " + img.Properties[PropRevCRLNumber] + ") this run"}
-			}
+		if why, kept := holdKept(ix, refs, img.Properties); kept {
+			return desired{state: StateHold, why: why}
 		}
 	}
 	for _, r := range refs {
@@ -119,6 +109,70 @@ func judge(ix *Index, img Image, p Policy, now time.Time) desired {
 		}
 	}
 	return desired{state: StateValid, why: "no revocation applies"}
+}
+
+// holdKept reports whether the hold recorded in props stands (and why):
+// it is lifted only by a CRL of the CA whose CRL imposed it, covering the
+// held certificate, that is either of the same scope and numbered above it
+// (CRL numbers count per CA and scope, RFC 5280 5.2.3), or newer and
+// speaking for every certificate of its kind (no distribution point named).
+// A CRL of another CA, or of another distribution point of the same CA,
+// says nothing about the hold, and a fetch that failed with nothing newer
+// cached lifts nothing. Holds recorded before the scope was (no
+// PropRevCRLScope) need a CRL numbered above the recorded one for every
+// certificate of the held role.
+func holdKept(ix *Index, refs []Ref, props map[string]string) (string, bool) {
+	role := props[PropRevokedRole]
+	imposed, numOK := new(big.Int).SetString(props[PropRevCRLNumber], 10)
+	scope := props[PropRevCRLScope]
+	if scope == "" {
+		for _, r := range refs {
+			if string(r.Role) != role {
+				continue
+			}
+			newer := false
+			for _, c := range ix.CoveringScope(r) {
+				newer = newer || !numOK || (c.Header.Number != nil && c.Header.Number.Cmp(imposed) > 0)
+			}
+			if !newer {
+				return "hold kept: no CRL of " + r.Issuer + " newer than the one that imposed it (number " + props[PropRevCRLNumber] + ") this run", true
+			}
+		}
+		return "", false
+	}
+	serial, serialOK := new(big.Int).SetString(props[PropRevSerial], 16)
+	since, timeErr := time.Parse(time.RFC3339, props[PropRevCRLThisUpdate])
+	caID, _, _ := strings.Cut(scope, "/")
+	for _, r := range refs {
+		if string(r.Role) != role || !serialOK || r.Serial == nil || r.Serial.Cmp(serial) != 0 {
+			continue
+		}
+		for _, c := range ix.CoveringScope(r) {
+			id := CRLScopeID(c)
+			if !strings.HasPrefix(id, caID+"/") {
+				continue // another CA's CRL (or this name with another key)
+			}
+			if id == scope && numOK && c.Header.Number != nil && c.Header.Number.Cmp(imposed) > 0 {
+				return "", false
+			}
+			idp := idpValue(c.Header)
+			complete := idp == nil || !idpNamesPoint(idp) && takesIn(scopeOf(c.Header), r.Role)
+			if complete && timeErr == nil && c.Header.ThisUpdate.After(since) {
+				return "", false
+			}
+		}
+		return "hold kept: no CRL of " + r.Issuer + " newer than the one that imposed it (number " + props[PropRevCRLNumber] + ", scope " + scope + ") this run", true
+	}
+	return "hold kept: the held " + role + " certificate " + props[PropRevSerial] + " is not in the image's record", true
+}
+
+// CRLScopeID names c's CA (its name and key) and c's scope (its
+// issuingDistributionPoint) as "CA/SCOPE", two hex digests: CRLs with the
+// same id count their numbers together.
+func CRLScopeID(c *CRL) string {
+	ca := sha256.Sum256([]byte(caKey(c.CA)))
+	sc := sha256.Sum256(idpValue(c.Header))
+	return hex.EncodeToString(ca[:12]) + "/" + hex.EncodeToString(sc[:12])
 }
 
 func revWhy(r *Revocation) string {
@@ -150,7 +204,7 @@ func Plan(img Image, state string, rev *Revocation, why string) *Change {
 	}
 	want := map[string]string{PropGlobalValidity: state}
 	var drop []string
-	details := []string{PropRevReason, PropRevDate, PropRevCRLNumber, PropRevokedRole}
+	details := []string{PropRevReason, PropRevDate, PropRevCRLNumber, PropRevokedRole, PropRevSerial, PropRevCRLScope, PropRevCRLThisUpdate}
 	switch state {
 	case StateHold:
 		if rev == nil {
@@ -162,6 +216,11 @@ func Plan(img Image, state string, rev *Revocation, why string) *Change {
 		want[PropRevDate] = rev.RevokedAt.UTC().Format(time.RFC3339)
 		want[PropRevCRLNumber] = rev.CRLNumber.String()
 		want[PropRevokedRole] = string(rev.Role)
+		want[PropRevSerial] = rev.Ref.Serial.Text(16)
+		if rev.CRL != nil {
+			want[PropRevCRLScope] = CRLScopeID(rev.CRL)
+			want[PropRevCRLThisUpdate] = rev.CRL.Header.ThisUpdate.UTC().Format(time.RFC3339)
+		}
 	default:
 		drop = append(drop, details...)
 	}

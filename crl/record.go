@@ -21,6 +21,14 @@ const (
 	PropRevDate        = "imagetrust_revocation_date"
 	PropRevCRLNumber   = "imagetrust_revocation_crl_number"
 	PropRevokedRole    = "imagetrust_revoked_role"
+	// PropRevSerial is the serial (hex) of the revoked or held certificate.
+	PropRevSerial = "imagetrust_revocation_serial"
+	// PropRevCRLScope names the CA (key and name) and the scope
+	// (issuingDistributionPoint) of the CRL that said so (CRLScopeID), and
+	// PropRevCRLThisUpdate is its thisUpdate: a hold is lifted only by a
+	// newer CRL of the same CA that speaks for the certificate.
+	PropRevCRLScope      = "imagetrust_revocation_crl_scope"
+	PropRevCRLThisUpdate = "imagetrust_revocation_crl_this_update"
 	// PropDeactivatedBy marks an image the job deactivated for a
 	// certificateHold ("crl-hold"): the only images it ever reactivates.
 	PropDeactivatedBy = "imagetrust_deactivated_by"
