@@ -380,6 +380,15 @@ func (s *Syncer) collect(ctx context.Context, rp *reporter) ([]*item, map[string
 					seen[it.desc.UUID] = it
 				}
 			}
+			if it.desc == nil {
+				// a descriptor that does not parse (a file half rewritten
+				// by rsync, an error page served for it) may be any VO's
+				// image: retiring on such a listing would drop it
+				s.log.Warn("descriptor unparsable; nothing of the source's VOs is retired this pass", "source", src.Name(), "location", b.Location)
+				for _, v := range src.VOs() {
+					incomplete[v] = true
+				}
+			}
 			items = append(items, it)
 			if it.refused != "" {
 				s.refuse(it, rp)

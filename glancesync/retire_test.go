@@ -57,6 +57,38 @@ func TestEmptySourceRetiresNothing(t *testing.T) {
 	}
 }
 
+// TestUnparsableDescriptorRetiresNothing: a descriptor that does not parse
+// for a pass (half rewritten by rsync, an error page in its place) may be
+// any VO's: its image is not retired, and the next pass, with the file
+// whole again, finds it unchanged. Against the real Glance.
+func TestUnparsableDescriptorRetiresNothing(t *testing.T) {
+	e := newEnv(t)
+	w := newWorld(t)
+	dir := t.TempDir()
+	p := w.publish(dir, spec{vo: "atlas", tag: "worker"})
+	w.publish(dir, spec{vo: "atlas", tag: "analysis"})
+	o := e.options(t, w, map[string][]string{dir: {"atlas"}})
+	if r := run(t, o); r.Errors != 0 {
+		t.Fatalf("first pass: %+v", r.Outcomes)
+	}
+	desc := filepath.Join(p.dir, p.name+".json")
+	if err := os.WriteFile(desc, p.desc[:len(p.desc)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, o)
+	if im := e.get(t, p.id); im.Status != StatusActive || im.Hidden {
+		t.Fatalf("retired while its descriptor was unparsable: %s hidden %v\n%+v", im.Status, im.Hidden, r.Outcomes)
+	}
+	if err := os.WriteFile(desc, p.desc, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, oc := range run(t, o).Outcomes {
+		if oc.ID == p.id && oc.Action != ActionUnchanged {
+			t.Fatalf("after the descriptor is whole again: %+v", oc)
+		}
+	}
+}
+
 // TestShortImageRetried: an image still being copied into the source (the
 // descriptor and signature there, the image half written) is not deleted,
 // which would spend its uuid for ever: it is left queued, data-less, and a
