@@ -92,6 +92,11 @@
 // with the proxy's own service token). The token is read as
 // keystonemiddleware reads it (X-Auth-Token, else X-Storage-Token) and
 // forwarded unchanged, so Nova sees the very token the gate validated.
+// Fields the Connection field names are dropped before the gate reads any,
+// as httputil.ReverseProxy drops them on the way to Nova: with "Connection:
+// X-Auth-Token" the gate would otherwise validate a token Nova never sees
+// (Nova then reading X-Storage-Token). A method that spells POST in another
+// case is refused (400).
 // Request fields whose names hold an underscore are dropped on every path
 // before the gate reads any (nginx's default, underscores_in_headers off):
 // Nova's WSGI server reads X_Auth_Token as X-Auth-Token,

@@ -188,6 +188,9 @@ func TestGateBypassTable(t *testing.T) {
 		{name: "fail _meth%6Fd and a semicolon", method: http.MethodPut, path: "/v2.1/servers?_meth%6Fd=POST&x;", body: serverBody(idRevoked), want: 400, fault: "badRequest"},
 		{name: "fail POST create with _method", path: "/v2.1/servers?_method=POST", body: serverBody(idGood), want: 400, fault: "badRequest"},
 		{name: "fail GET with _method", method: http.MethodGet, path: "/v2.1/servers?_method=POST", want: 400, fault: "badRequest"},
+		// eventlet passes the method as sent; routes matches it by case today
+		{name: "fail lower-case post", method: "post", path: "/v2.1/servers", body: serverBody(idGood), want: 400, fault: "badRequest", msg: "method"},
+		{name: "fail mixed-case Post", method: "Post", path: "/v2.1/servers", body: serverBody(idRevoked), want: 400, fault: "badRequest", msg: "method"},
 
 		{name: "fail duplicate imageRef keys", path: "/v2.1/servers", body: `{"server":{"imageRef":"` + idGood + `","imageRef":"` + idRevoked + `"}}`, want: 400, fault: "badRequest", msg: "duplicate"},
 		{name: "fail duplicate server keys", path: "/v2.1/servers", body: `{"server":{"imageRef":"` + idGood + `"},"server":{"imageRef":"` + idRevoked + `"}}`, want: 400, fault: "badRequest"},

@@ -95,6 +95,9 @@ func TestIdentityGate(t *testing.T) {
 		// that the token the gate validates is the one Nova reads
 		{"fail underscore token alone is no token", "POST", "/v2.1/servers", serverBody(idGood), map[string]string{"X_Auth_Token": tokAlice}, 401, false},
 		{"ok underscore token beside X-Storage-Token: the storage token judged and forwarded", "POST", "/v2.1/servers", serverBody(idSnapshot), map[string]string{"X-Storage-Token": tokUnmanaged, "X_Auth_Token": tokAlice}, 202, true},
+		// fields the Connection field names never reach Nova (ReverseProxy
+		// drops them): the gate reads what Nova will, X-Storage-Token
+		{"fail token named in Connection is not the one judged", "POST", "/v2.1/servers", serverBody(idSnapshot), map[string]string{"X-Auth-Token": tokUnmanaged, "X-Storage-Token": tokAlice, "Connection": "X-Auth-Token"}, 403, true},
 		{"fail unmanaged project only in the path", "POST", "/v2.1/" + labProject + "/servers", serverBody(idSnapshot), map[string]string{"X-Auth-Token": tokAlice}, 403, true},
 	}
 	for _, c := range cases {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/textproto"
 	"net/url"
 	"strings"
 	"time"
@@ -228,9 +229,17 @@ func originForm(r *http.Request) bool {
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	stripUnderscoreFields(r.Header)
+	dropConnectionFields(r.Header)
 	if !originForm(r) {
 		p.refuseRequest(w, r, start, "target",
 			"The request target must be a path (/...): the image gate does not forward other forms.")
+		return
+	}
+	if r.Method != http.MethodPost && strings.EqualFold(r.Method, http.MethodPost) {
+		// Nova's router matches methods by case today; the gate does not
+		// rely on it
+		p.refuseRequest(w, r, start, "method",
+			"The request method must be POST in upper case: the image gate does not forward other spellings.")
 		return
 	}
 	if methodOverride(r.URL.RawQuery) {
@@ -317,6 +326,21 @@ func stripUnderscoreFields(h http.Header) {
 	for k := range h {
 		if strings.IndexByte(k, '_') >= 0 {
 			delete(h, k)
+		}
+	}
+}
+
+// dropConnectionFields deletes the fields the Connection field names, before
+// the gate reads any: httputil.ReverseProxy deletes them on the way to Nova
+// (RFC 9110 7.6.1), so with "Connection: X-Auth-Token" the gate would
+// validate that token while Nova, without it, reads X-Storage-Token (and a
+// listed OpenStack-API-Version would be read by the gate only).
+func dropConnectionFields(h http.Header) {
+	for _, v := range h["Connection"] {
+		for f := range strings.SplitSeq(v, ",") {
+			if f = textproto.TrimString(f); f != "" && !strings.EqualFold(f, "Connection") {
+				h.Del(f)
+			}
 		}
 	}
 }
