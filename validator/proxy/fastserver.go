@@ -396,9 +396,12 @@ func (fc *fastConn) watchClient() {
 	}
 	w.state, w.set = watchReading, false
 	w.done = make(chan struct{})
+	// cleared under the lock: a disarm that sees watchReading sets its past
+	// deadline after this, never before (the read would then wait with no
+	// deadline, IdleTimeout lost, the connection's goroutine in disarm)
+	_ = fc.c.SetReadDeadline(time.Time{})
 	w.mu.Unlock()
 	defer close(w.done)
-	_ = fc.c.SetReadDeadline(time.Time{})
 	n, err := fc.c.Read(w.b[:])
 	switch {
 	case n == 1:

@@ -121,11 +121,11 @@ func newUpstreamPool(u *url.URL) *upstreamPool {
 	}
 }
 
-// get returns an idle connection (reused=true) or dials a new one; now
-// is the request's time.
-func (p *upstreamPool) get(ctx context.Context, now time.Time) (uc *upConn, reused bool, err error) {
+// get returns an idle connection (reused=true) or, when there is none or
+// fresh is set, dials a new one; now is the request's time.
+func (p *upstreamPool) get(ctx context.Context, now time.Time, fresh bool) (uc *upConn, reused bool, err error) {
 	p.mu.Lock()
-	for len(p.idle) > 0 {
+	for len(p.idle) > 0 && !fresh {
 		uc = p.idle[len(p.idle)-1]
 		p.idle = p.idle[:len(p.idle)-1]
 		if now.Sub(uc.used) < p.idleTimeout {
@@ -379,7 +379,9 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request) {
 		now = time.Now()
 	}
 	for attempt := 0; ; attempt++ {
-		uc, reused, err := pool.get(ctx, now)
+		// a retry after a stale connection dials: when the upstream
+		// restarted, every idle connection is as dead as the first
+		uc, reused, err := pool.get(ctx, now, attempt > 0)
 		if err != nil {
 			p.forwardError(w, r, err)
 			return

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"reflect"
 	"strings"
@@ -338,6 +339,48 @@ func TestForwarderStaleConnection(t *testing.T) {
 	defer up.mu.Unlock()
 	if up.conns != 3 {
 		t.Errorf("%d upstream connections, want 3", up.conns)
+	}
+}
+
+// TestForwarderUpstreamRestart: the upstream closes every kept-alive
+// connection (nova-api restarted) while several are idle in the pool; each
+// following request is sent again on a new connection, none fails with 502.
+func TestForwarderUpstreamRestart(t *testing.T) {
+	f := catalogue(t)
+	// four requests held until all four are in: four upstream connections
+	var inFlight sync.WaitGroup
+	inFlight.Add(4)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/wait") {
+			inFlight.Done()
+			inFlight.Wait()
+		}
+		_, _ = io.WriteString(w, "ok")
+	}))
+	defer up.Close()
+	g := newGate(t, f, up.URL, nil)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
+	get := func(path string) (int, string) {
+		resp, err := client.Get(g.srv.URL + path)
+		if err != nil {
+			t.Error(err)
+			return 0, ""
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, string(b)
+	}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() { get("/v2.1/flavors/wait") })
+	}
+	wg.Wait()
+	time.Sleep(50 * time.Millisecond) // (the gate puts them back after answering)
+	up.CloseClientConnections()
+	for i := range 4 {
+		if code, body := get("/v2.1/flavors"); code != 200 || body != "ok" {
+			t.Fatalf("request %d after the upstream closed its connections: %d %s", i, code, body)
+		}
 	}
 }
 

@@ -335,15 +335,22 @@ func stripUnderscoreFields(h http.Header) {
 // (RFC 9110 7.6.1), so with "Connection: X-Auth-Token" the gate would
 // validate that token while Nova, without it, reads X-Storage-Token (and a
 // listed OpenStack-API-Version would be read by the gate only).
+// The hop-by-hop fields themselves are left to ReverseProxy, which reads
+// some before it drops them (TE: trailers is sent on, Upgrade kept).
 func dropConnectionFields(h http.Header) {
 	for _, v := range h["Connection"] {
 		for f := range strings.SplitSeq(v, ",") {
-			if f = textproto.TrimString(f); f != "" && !strings.EqualFold(f, "Connection") {
-				h.Del(f)
+			if f = textproto.CanonicalMIMEHeaderKey(textproto.TrimString(f)); f != "" && !hopByHopField[f] {
+				delete(h, f)
 			}
 		}
 	}
 }
+
+// hopByHopField holds the fields httputil.ReverseProxy drops itself.
+var hopByHopField = map[string]bool{"Connection": true, "Proxy-Connection": true, "Keep-Alive": true,
+	"Proxy-Authenticate": true, "Proxy-Authorization": true, "Te": true, "Trailer": true,
+	"Transfer-Encoding": true, "Upgrade": true}
 
 // methodOverride reports whether a raw query could override the request's
 // method in Nova. Nova's router (routes' RoutesMiddleware, with
