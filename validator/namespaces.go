@@ -3,6 +3,7 @@ package validator
 import (
 	"bufio"
 	"bytes"
+	"crypto/x509"
 	"fmt"
 	"regexp"
 	"strings"
@@ -50,23 +51,36 @@ func (n *Namespaces) add(p *nsPolicy) error {
 // its issuer. Subjects are matched in OpenSSL's one-line form, as IGTF
 // writes its patterns. It returns nil when the issuer has no policy.
 func (n *Namespaces) Check(issuer DN, subject string) error {
+	return n.policyFor(issuer).check(issuer, subject)
+}
+
+// policyFor is the policy of issuer (nil: none).
+func (n *Namespaces) policyFor(issuer DN) *nsPolicy {
 	if n == nil {
 		return nil
 	}
-	var p *nsPolicy
 	for _, c := range n.policies {
 		if c.issuerDN.Equal(issuer) {
-			p = c
-			break
+			return c
 		}
 	}
+	return nil
+}
+
+// check matches subject, a certificate issued by issuer, against p (nil:
+// unconstrained).
+func (p *nsPolicy) check(issuer DN, subject string) error {
 	if p == nil {
 		return nil
 	}
 	issuerName := issuer.OneLine()
+	via := ""
+	if !p.issuerDN.Equal(issuer) {
+		via = fmt.Sprintf(", which has no policy of its own, under that of %q", p.issuerDN.OneLine())
+	}
 	for _, re := range p.deny {
 		if re.MatchString(subject) {
-			return fmt.Errorf("subject %q is denied to issuer %q by %s", subject, issuerName, p.source)
+			return fmt.Errorf("subject %q is denied to issuer %q%s by %s", subject, issuerName, via, p.source)
 		}
 	}
 	for _, re := range p.permit {
@@ -74,7 +88,53 @@ func (n *Namespaces) Check(issuer DN, subject string) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("subject %q is outside the namespace of issuer %q (%s)", subject, issuerName, p.source)
+	return fmt.Errorf("subject %q is outside the namespace of issuer %q%s (%s)", subject, issuerName, via, p.source)
+}
+
+// CheckChain checks every certificate of chain (leaf first, root last)
+// against the namespace of its issuer, from the root down. A CA with no
+// policy of its own below one that has a policy (a sub-CA an IGTF bundle
+// does not ship, brought by a signature) is held to its nearest constrained
+// ancestor's: otherwise a constrained CA could escape its namespace by
+// issuing such a sub-CA within it.
+func (n *Namespaces) CheckChain(chain []*x509.Certificate) error {
+	if n == nil {
+		return nil
+	}
+	var inherited *nsPolicy
+	for i := len(chain) - 1; i >= 0; i-- {
+		c := chain[i]
+		if i == len(chain)-1 && len(chain) > 1 {
+			// the root: its own subject is not checked, only what it issues
+			if issuer, err := DNFromRaw(c.RawSubject); err == nil {
+				inherited = n.policyFor(issuer)
+			} else {
+				return err
+			}
+			continue
+		}
+		issuer, err := DNFromRaw(c.RawIssuer)
+		if err != nil {
+			return err
+		}
+		subject, err := DNFromRaw(c.RawSubject)
+		if err != nil {
+			return err
+		}
+		p := n.policyFor(issuer)
+		if p == nil {
+			p = inherited
+		}
+		if err := p.check(issuer, subject.OneLine()); err != nil {
+			return err
+		}
+		if own := n.policyFor(subject); own != nil {
+			inherited = own
+		} else {
+			inherited = p
+		}
+	}
+	return nil
 }
 
 // Len is the number of issuers with a policy.

@@ -3,6 +3,7 @@ package validator
 import (
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/x509"
 	"encoding/pem"
 	"fmt"
 	"os"
@@ -135,6 +136,62 @@ cond_subjects globus '"/O=dutchgrid/O=users/*" "/O=dutchgrid/O=hosts/*"'
 		if _, err := ParseNamespaces([]byte(bad), "bad"); err == nil {
 			t.Errorf("fail %q: accepted", bad)
 		}
+	}
+}
+
+// TestNamespaceSubCA: a CA without a policy of its own, below a CA that
+// has one (a sub-CA no IGTF bundle ships, brought by the signature), is
+// held to its constrained ancestor's namespace: the constrained Rogue Root
+// cannot make a listed creator's name through such a sub-CA.
+func TestNamespaceSubCA(t *testing.T) {
+	w := newWorld(t)
+	rogueRoot := testpki.NewRoot(t, "Rogue Root")
+	rogueSub := rogueRoot.Intermediate("Rogue Root Sub")
+	valid := testpki.WithValidity(testNow.AddDate(0, -6, 0), testNow.AddDate(0, 6, 0))
+	pols, err := ParseNamespaces([]byte(`TO Issuer "/O=imagetrust test/CN=Rogue Root" PERMIT Subject "/O=imagetrust test/CN=Rogue Root.*"
+TO Issuer "/O=imagetrust test/CN=People Root" PERMIT Subject "/O=imagetrust test/CN=People Issuing CA"
+TO Issuer "/O=imagetrust test/CN=People Issuing CA" PERMIT Subject "/O=imagetrust test/CN=(Alice Creator|Bob Approver)"
+`), "test.namespaces")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := &Namespaces{}
+	for _, p := range pols {
+		if err := ns.add(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	alice, _ := DNFromRaw(w.creator.Cert.RawSubject)
+	bob, _ := DNFromRaw(w.approver.Cert.RawSubject)
+	rogueUser, _ := ParseDN("/O=imagetrust test/CN=Rogue Root User")
+	tr, _, err := NewTrust(TrustOptions{
+		People:     []*x509.Certificate{w.peopleRoot.Cert, w.peopleSub.Cert, rogueRoot.Cert},
+		Registrar:  []*x509.Certificate{w.regRoot.Cert},
+		VOs:        map[string]*VOPolicy{"atlas": {Name: "atlas", Creators: []DN{alice, rogueUser}, Approvers: []DN{bob}}},
+		Namespaces: ns,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name    string
+		creator *testpki.Leaf
+		ok      bool
+	}{
+		{"ok the real creator", w.creator, true},
+		{"ok the sub-CA's subject within its ancestor's namespace", rogueSub.Leaf(testpki.Name("Rogue Root User"), valid), true},
+		{"fail the root issues a listed name directly", rogueRoot.Leaf(testpki.Name("Alice Creator"), valid), false},
+		{"fail the root's unlisted sub-CA issues a listed name", rogueSub.Leaf(testpki.Name("Alice Creator"), valid), false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := tr.Verify(w.bundle(bundleOpts{creator: c.creator}).input(testNow))
+			if c.ok {
+				assertResult(t, r, true)
+				return
+			}
+			assertResult(t, r, false, failure{CheckCreator, ReasonOutsideNamespace})
+		})
 	}
 }
 

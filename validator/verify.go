@@ -588,26 +588,7 @@ func (t *Trust) chainsToRegistrar(c *x509.Certificate, inter *x509.CertPool) boo
 // checkNamespaces applies the trust store's IGTF name constraints to every
 // certificate of a chain below its root.
 func (t *Trust) checkNamespaces(chain []*x509.Certificate) error {
-	if t.ns == nil {
-		return nil
-	}
-	for i, c := range chain {
-		if i == len(chain)-1 && len(chain) > 1 {
-			break
-		}
-		issuer, err := DNFromRaw(c.RawIssuer)
-		if err != nil {
-			return err
-		}
-		subject, err := DNFromRaw(c.RawSubject)
-		if err != nil {
-			return err
-		}
-		if err := t.ns.Check(issuer, subject.OneLine()); err != nil {
-			return err
-		}
-	}
-	return nil
+	return t.ns.CheckChain(chain)
 }
 
 func appendPool(dst *x509.CertPool, src []*x509.Certificate) {
