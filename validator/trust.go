@@ -45,8 +45,8 @@ type Trust struct {
 	requireCRL bool
 	// ns are the IGTF name constraints of the trust store (nil: none).
 	ns *Namespaces
-	// peopleCAs are the caIdentity of every people CA: no image
-	// certificate's chain may pass through one.
+	// peopleCAs are the keys (caKey) of every people CA: no image
+	// certificate's chain may pass through a CA holding one.
 	peopleCAs map[string]bool
 
 	recordCache sync.Map // sha256(record) -> *recordResult
@@ -98,7 +98,7 @@ func NewTrust(o TrustOptions) (*Trust, []string, error) {
 	}
 	people := map[string]bool{}
 	for _, c := range o.People {
-		people[caIdentity(c)] = true
+		people[caKey(c)] = true
 		if !c.IsCA {
 			return nil, nil, fmt.Errorf("people CA %q is not a CA certificate", c.Subject)
 		}
@@ -111,8 +111,8 @@ func NewTrust(o TrustOptions) (*Trust, []string, error) {
 		t.anchors = append(t.anchors, c)
 	}
 	for _, c := range o.Registrar {
-		if people[caIdentity(c)] {
-			return nil, nil, fmt.Errorf("CA %q (its name and key) is both a people CA and a Registrar CA: an image certificate must never chain to a people CA", c.Subject)
+		if people[caKey(c)] {
+			return nil, nil, fmt.Errorf("CA %q has the key of a people CA (under this or another name), so it is both a people CA and a Registrar CA: an image certificate must never chain to a people CA", c.Subject)
 		}
 		if !c.IsCA {
 			return nil, nil, fmt.Errorf("registrar CA %q is not a CA certificate", c.Subject)
@@ -182,11 +182,11 @@ func (t *Trust) VO(name string) (*VOPolicy, bool) {
 	return p, ok
 }
 
-// caIdentity is what makes two certificates the same CA to a chain: its
-// name and key. A CA re-issued with another serial or validity is the same
-// CA, and x509.Verify builds the same chains through either copy.
-func caIdentity(c *x509.Certificate) string {
-	return string(c.RawSubject) + "\x00" + string(c.RawSubjectPublicKeyInfo)
+// caKey is what makes two CA certificates the same holder: the key. A CA
+// re-issued with another serial, validity or name is the same CA to anyone
+// who holds its key, and x509.Verify builds chains through any copy.
+func caKey(c *x509.Certificate) string {
+	return string(c.RawSubjectPublicKeyInfo)
 }
 
 // isSelfSigned reports whether c is a root: issued by itself and signed with

@@ -42,6 +42,15 @@ func TestTrustAnchors(t *testing.T) {
 			t.Fatalf("NewTrust: %v", err)
 		}
 	})
+	t.Run("fail registrar CA with a people root's key under another name", func(t *testing.T) {
+		// whoever holds the people root's key could register images
+		w := newWorld(t)
+		reg := testpki.NewRoot(t, "Registrar Under Another Name", testpki.WithSigner(w.peopleRoot.Key))
+		_, _, err := NewTrust(TrustOptions{People: []*x509.Certificate{w.peopleRoot.Cert, w.peopleSub.Cert}, Registrar: []*x509.Certificate{reg.Cert}})
+		if err == nil || !strings.Contains(err.Error(), "both a people CA and a Registrar CA") {
+			t.Fatalf("NewTrust: %v", err)
+		}
+	})
 	t.Run("fail image certificate from a people CA the Registrar root cross-signed", func(t *testing.T) {
 		// the cross-certificate, embedded in the signature, builds a chain
 		// to a Registrar root through the people issuing CA's name and key

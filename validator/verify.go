@@ -562,11 +562,11 @@ func (t *Trust) verifyRegistrar(c *x509.Certificate, inter *x509.CertPool) ([][]
 	return chains, err
 }
 
-// throughPeopleCA reports whether a chain holds a people CA (by name and
-// key) above its leaf.
+// throughPeopleCA reports whether a chain holds a people CA (by its key,
+// under any name) above its leaf.
 func (t *Trust) throughPeopleCA(chain []*x509.Certificate) bool {
 	for _, c := range chain[1:] {
-		if t.peopleCAs[caIdentity(c)] {
+		if t.peopleCAs[caKey(c)] {
 			return true
 		}
 	}
