@@ -14,4 +14,6 @@ const (
 	propAlias = validator.PropAlias
 	propVO    = validator.PropVO
 	propTag   = validator.PropTag
+
+	decisionUnmanaged = validator.DecisionUnmanaged
 )

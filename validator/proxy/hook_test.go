@@ -20,6 +20,7 @@ func TestUserDataHook(t *testing.T) {
 	}
 	var calls []call
 	g := newGate(t, f, nova.srv.URL, func(o *Options) {
+		o.UnmanagedProjects = []string{labProject}
 		o.UserData = func(b Boot, ud string, has bool) (string, bool, error) {
 			id := ""
 			if b.Image != nil {
@@ -43,6 +44,10 @@ func TestUserDataHook(t *testing.T) {
 		{"ok create with user data", "/v2.1/servers", `{"server":{"imageRef":"el9","user_data":"dXNlcg=="}}`, "", 202, "bWVyZ2Vk", &call{idNewer, "dXNlcg==", true}},
 		{"ok create without user data", "/v2.1/servers", serverBody(idGood), "", 202, "bWVyZ2Vk", &call{idGood, "", false}},
 		{"ok create from BDM image", "/v2.1/servers", bdmBody(`{"source_type":"image","uuid":"` + idGood + `","boot_index":0,"destination_type":"volume","volume_size":1}`), "", 202, "bWVyZ2Vk", &call{idGood, "", false}},
+		// an image outside the catalogue, which the project may boot, is no
+		// catalogue image: its imagetrust_vo and _tag are its owner's word,
+		// and name no site context
+		{"ok unmanaged image passed as none", "/v2.1/" + labProject + "/servers", serverBody(idSnapshot), "", 202, "bWVyZ2Vk", &call{"", "", false}},
 		{"fail merge too large", "/v2.1/servers", `{"server":{"imageRef":"el9","user_data":"dG9vbG9uZw=="}}`, "", 400, nil, &call{idNewer, "dG9vbG9uZw==", true}},
 		{"fail non-string user data", "/v2.1/servers", `{"server":{"imageRef":"el9","user_data":5}}`, "", 400, nil, nil},
 		{"fail USER_DATA case variant", "/v2.1/servers", `{"server":{"imageRef":"el9","USER_DATA":"eA=="}}`, "", 400, nil, nil},

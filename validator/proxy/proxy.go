@@ -34,8 +34,10 @@ type UserData func(b Boot, userDataB64 string, has bool) (string, bool, error)
 
 // Boot is what the gate knows of a create or rebuild it contextualises.
 type Boot struct {
-	// Image is the image that boots (nil for a boot from a volume the
-	// volume policy allowed).
+	// Image is the catalogue image that boots: nil for a boot from a
+	// volume the volume policy allowed, and for an image outside the
+	// catalogue that the project may boot (its imagetrust_ properties are
+	// its owner's word, not the catalogue's).
 	Image *Image
 	// Caller is the token's user and project (nil without Options.Identity).
 	Caller *Caller

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -82,6 +83,12 @@ func (p *Proxy) resolve(ctx context.Context, g *gateReq, ref, field string) (str
 	cid, _ := CanonicalUUID(img.ID)
 	if cid == "" {
 		cid = id
+	}
+	if slices.Contains(d.Notes, decisionUnmanaged) {
+		// not a catalogue image: its imagetrust_ properties are its
+		// owner's word, so the hooks get no image (as for one the gate
+		// cannot see), not a VO and tag that would pick a site context
+		return cid, nil, nil
 	}
 	return cid, img, nil
 }
