@@ -9,6 +9,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/imagetrust/imagetrust/internal/pki"
+	"github.com/imagetrust/imagetrust/internal/testpki"
+	"github.com/imagetrust/imagetrust/validator"
 )
 
 // cli runs imagetrust in-process in dir and returns its exit code and output.
@@ -231,6 +235,34 @@ func must(b []byte, err error) []byte {
 		panic(err)
 	}
 	return b
+}
+
+// TestRevokeRefusesRekeyedCA: a CA of the same name with another key (the
+// Registrar re-keyed) cannot revoke a certificate the old key signed: sites
+// match CRL entries by issuer name and key, so its CRL would revoke nothing.
+func TestRevokeRefusesRekeyedCA(t *testing.T) {
+	dir := publish(t)
+	old, err := validator.ReadCertificates(filepath.Join(dir, "pki/registrar-ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := pki.NewKey(pki.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := pki.Issue(pki.Template{Subject: old[0].Subject, IsCA: true, MaxPathLen: -1}, key.Public(), nil, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testpki.WriteFile(t, dir, "pki/registrar-ca2.pem", testpki.CertPEM(ca))
+	testpki.WriteFile(t, dir, "pki/registrar-ca2.key", testpki.KeyPEM(t, key))
+	code, _, errs := cli(t, dir, "revoke", "--ca", "pki/registrar-ca2.pem", "--ca-key", "pki/registrar-ca2.key", "--crl", "pki/registrar-ca2.crl", "--cert", "w.json.crt")
+	if code != exitUsage || !strings.Contains(errs, "was not signed by the key of --ca") {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "pki/registrar-ca2.crl")); err == nil {
+		t.Fatal("a CRL was written")
+	}
 }
 
 func TestRevokeRefusesAnotherCAsKey(t *testing.T) {

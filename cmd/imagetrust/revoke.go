@@ -98,6 +98,12 @@ func cmdRevoke(_ context.Context, e *env, args []string) int {
 		if !bytes.Equal(cs[0].RawIssuer, cas[0].RawSubject) {
 			return fail(e, exitUsage, "revoke: --cert %s was issued by %q, not by this CA", f, cs[0].Issuer)
 		}
+		if err := cs[0].CheckSignatureFrom(cas[0]); err != nil {
+			// the same name, another key (the CA re-keyed): sites match CRL
+			// entries by issuer name and key, so this CRL would revoke
+			// nothing there
+			return fail(e, exitUsage, "revoke: --cert %s was not signed by the key of --ca %s (%v): revoke it with the CA certificate and key that issued it", f, *caFile, err)
+		}
 		targets = append(targets, cs[0].SerialNumber)
 	}
 	tmpl := pki.CRLTemplate{NumberBig: big.NewInt(1), ThisUpdate: now.Add(-time.Minute), NextUpdate: nu}
