@@ -153,8 +153,18 @@ func TestMergeErrors(t *testing.T) {
 		{"fail gzip bomb", base64.StdEncoding.EncodeToString(bomb), nil, true, "expands to more than"},
 		{"fail server name with shell characters", "", func(v *Vars) { v.ServerName = "x; rm -rf /" }, true, "server_name"},
 		{"fail server name with leading dash", "", func(v *Vars) { v.ServerName = "-rf" }, true, "server_name"},
+		{"fail server name dot-dot", "", func(v *Vars) { v.ServerName = ".." }, true, "server_name"},
+		{"fail server name dot", "", func(v *Vars) { v.ServerName = "." }, true, "server_name"},
+		{"fail server name with a path", "", func(v *Vars) { v.ServerName = "../../etc/cron.d/x" }, true, "server_name"},
+		{"fail server name with a slash", "", func(v *Vars) { v.ServerName = "a/b" }, true, "may not be . or .."},
+		{"fail server name with an assignment", "", func(v *Vars) { v.ServerName = "a=b" }, true, "only letters, digits and . _ -"},
+		{"fail server name remote-like", "", func(v *Vars) { v.ServerName = "root@host:x" }, true, "server_name"},
 		{"fail site variable missing", "", func(v *Vars) { delete(v.Extra, "queue") }, false, "var.queue"},
 		{"fail site value unsafe", "", func(v *Vars) { v.SiteName = "a b" }, false, "site_name"},
+		{"fail site value dot-dot segment", "", func(v *Vars) { v.Extra["queue"] = "http://squid.example.org:3128/../x" }, false, "var.queue"},
+		{"fail site value dot-dot", "", func(v *Vars) { v.SiteName = ".." }, false, "path segment"},
+		{"fail catalogue value dot segment", "", func(v *Vars) { v.ImageUUID = "./x" }, false, "template variable image_uuid"},
+		{"fail keystone value dot-dot", "", func(v *Vars) { v.ProjectID = "a/.." }, false, "project_id"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -294,16 +304,71 @@ func TestCheckSiteVars(t *testing.T) {
 		v    Vars
 		want string // "" = ok
 	}{
-		"ok both given":     {Vars{SiteName: "s", Extra: map[string]string{"proxy": "http://p:3128"}}, ""},
-		"fail no site name": {Vars{Extra: map[string]string{"proxy": "http://p:3128"}}, "a.yaml"},
-		"fail var missing":  {Vars{SiteName: "s"}, "b.sh"},
-		"fail var empty":    {Vars{SiteName: "s", Extra: map[string]string{"proxy": ""}}, "b.sh"},
-		"fail var unsafe":   {Vars{SiteName: "s", Extra: map[string]string{"proxy": "a b"}}, "b.sh"},
+		"ok both given":      {Vars{SiteName: "s", Extra: map[string]string{"proxy": "http://p:3128"}}, ""},
+		"fail no site name":  {Vars{Extra: map[string]string{"proxy": "http://p:3128"}}, "a.yaml"},
+		"fail var missing":   {Vars{SiteName: "s"}, "b.sh"},
+		"fail var empty":     {Vars{SiteName: "s", Extra: map[string]string{"proxy": ""}}, "b.sh"},
+		"fail var unsafe":    {Vars{SiteName: "s", Extra: map[string]string{"proxy": "a b"}}, "b.sh"},
+		"ok var url path":    {Vars{SiteName: "s", Extra: map[string]string{"proxy": "http://p:3128/a/b..c/"}}, ""},
+		"fail var dot-dot":   {Vars{SiteName: "s", Extra: map[string]string{"proxy": "http://p:3128/a/../b"}}, "b.sh"},
+		"fail site name dot": {Vars{SiteName: ".", Extra: map[string]string{"proxy": "http://p:3128"}}, "a.yaml"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			err := s.CheckSiteVars(tc.v)
 			if (tc.want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("CheckSiteVars = %v, want an error naming %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestTemplateValues: what a value may hold. None has a "." or ".." path
+// segment, so DIR/{{ x }} stays in DIR; the user's server name is one
+// portable file name (no '/', '=', ':', '@'), so DIR/{{ server_name }} is one
+// entry of DIR; the site's own values may be URLs.
+func TestTemplateValues(t *testing.T) {
+	cases := []struct {
+		name string
+		ref  string
+		val  string
+		want string // "" = ok; else "user" or "site": whose error
+	}{
+		{"ok server name", "server_name", "node-1.example_2", ""},
+		{"ok server name with dots not a segment", "server_name", "..a", ""},
+		{"ok server name ending in dots", "server_name", "a..", ""},
+		{"fail server name dot-dot", "server_name", "..", "user"},
+		{"fail server name dot", "server_name", ".", "user"},
+		{"fail server name path", "server_name", "../../etc/cron.d/x", "user"},
+		{"fail server name slash", "server_name", "a/b", "user"},
+		{"fail server name trailing slash", "server_name", "a/", "user"},
+		{"fail server name assignment", "server_name", "a=b", "user"},
+		{"fail server name remote", "server_name", "host:x", "user"},
+		{"fail server name user at", "server_name", "root@host", "user"},
+		{"fail server name option", "server_name", "-rf", "user"},
+		{"ok site url", "var.proxy", "http://squid.example.org:3128", ""},
+		{"ok site url path", "var.proxy", "http://squid.example.org:3128/a/.b/c../", ""},
+		{"ok site absolute path", "var.proxy", "/opt/site", ""},
+		{"fail site dot-dot segment", "var.proxy", "http://squid.example.org:3128/../x", "site"},
+		{"fail site leading dot segment", "var.proxy", "./x", "site"},
+		{"fail site trailing dot-dot", "var.proxy", "a/..", "site"},
+		{"fail site dot-dot", "site_name", "..", "site"},
+		{"fail catalogue dot segment", "tag", "a/./b", "site"},
+		{"fail keystone dot-dot", "project_id", "..", "site"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			v := Vars{ServerName: c.val, SiteName: c.val, Tag: c.val, ProjectID: c.val, Extra: map[string]string{"proxy": c.val}}
+			got, err := v.lookup(c.ref)
+			var ue *UserDataError
+			switch {
+			case c.want == "" && (err != nil || got != c.val):
+				t.Fatalf("lookup(%s) = %q, %v; want %q", c.ref, got, err, c.val)
+			case c.want != "" && err == nil:
+				t.Fatalf("lookup(%s) = %q, want an error", c.ref, got)
+			case c.want != "" && errors.As(err, &ue) != (c.want == "user"):
+				t.Fatalf("lookup(%s) error %v: UserDataError %v, want the %s's error", c.ref, err, ue != nil, c.want)
+			case c.want != "" && !strings.Contains(err.Error(), c.ref):
+				t.Fatalf("lookup(%s) error %v does not name the variable", c.ref, err)
 			}
 		})
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strings"
 )
 
 // A template is a fragment's text split at its {{ name }} references. Only
@@ -17,9 +18,14 @@ type template struct {
 }
 
 var (
-	tmplRef    = regexp.MustCompile(`\{\{[ \t]*([A-Za-z0-9_.]+)[ \t]*\}\}`)
-	extraName  = regexp.MustCompile(`^var\.[A-Za-z_][A-Za-z0-9_]*$`)
-	safeValue  = regexp.MustCompile(`^[A-Za-z0-9._:@+=,/][A-Za-z0-9._:@+=,/-]*$`)
+	tmplRef   = regexp.MustCompile(`\{\{[ \t]*([A-Za-z0-9_.]+)[ \t]*\}\}`)
+	extraName = regexp.MustCompile(`^var\.[A-Za-z_][A-Za-z0-9_]*$`)
+	safeValue = regexp.MustCompile(`^[A-Za-z0-9._:@+=,/][A-Za-z0-9._:@+=,/-]*$`)
+	// safeName is what a user-chosen value may hold: POSIX's portable
+	// filename characters, not leading '-'. No '/' (one path component),
+	// no '=' (an assignment or a dd/make/env operand), no ':' or '@' (an
+	// scp or rsync remote).
+	safeName   = regexp.MustCompile(`^[A-Za-z0-9._][A-Za-z0-9._-]*$`)
 	fixedNames = map[string]func(Vars) string{
 		"image_uuid":  func(v Vars) string { return v.ImageUUID },
 		"tag":         func(v Vars) string { return v.Tag },
@@ -86,8 +92,15 @@ var errMissingVar = errors.New("variable not defined")
 
 // lookup returns the value of a template variable, checked to be safe in any
 // context a site author might place it: YAML, a shell command line, a path.
-// Values are limited to letters, digits and . _ : @ + = , / - (not first),
-// so no quoting, word splitting, globbing, option or command injection.
+//
+// Every value is non-empty, made of letters, digits and . _ : @ + = , / -
+// (not leading -), so no quoting, word splitting, globbing, option or command
+// injection; and none has a "." or ".." path segment, so DIR/{{ name }} never
+// leaves DIR. A value the user chooses (userChosen: the server name) is held
+// to less: letters, digits and . _ - only (not leading -), so it has no '/'
+// at all and DIR/{{ server_name }} is one entry of DIR. Site-set values
+// (site_name, var.NAME) may hold '/' and ':', for a URL such as
+// http://squid.example.org:3128.
 func (v Vars) lookup(name string) (string, error) {
 	var val string
 	if f, ok := fixedNames[name]; ok {
@@ -108,14 +121,32 @@ func (v Vars) lookup(name string) (string, error) {
 		}
 		return "", err
 	}
-	if !safeValue.MatchString(val) {
-		err := fmt.Errorf("value %q of template variable %s has characters the site context cannot take safely (allowed: letters, digits and . _ : @ + = , / -, not leading -)", val, name)
-		if userChosen[name] {
-			return "", &UserDataError{Reason: "this site's boot context uses the " + name + ", which may then hold only letters, digits and . _ : @ + = , / - (not first); choose another", Err: err}
+	if userChosen[name] {
+		if !safeName.MatchString(val) || dotSegment(val) {
+			return "", &UserDataError{
+				Reason: "this site's boot context uses the " + name + ", which may then hold only letters, digits and . _ - (not first), and may not be . or ..; choose another",
+				Err:    fmt.Errorf("value %q of template variable %s is not a single safe name", val, name),
+			}
 		}
-		return "", err
+		return val, nil
+	}
+	if !safeValue.MatchString(val) {
+		return "", fmt.Errorf("value %q of template variable %s has characters the site context cannot take safely (allowed: letters, digits and . _ : @ + = , / -, not leading -)", val, name)
+	}
+	if dotSegment(val) {
+		return "", fmt.Errorf("value %q of template variable %s has a . or .. path segment, which would step out of a directory the site context names", val, name)
 	}
 	return val, nil
+}
+
+// dotSegment reports whether a '/'-separated segment of s is "." or "..".
+func dotSegment(s string) bool {
+	for seg := range strings.SplitSeq(s, "/") {
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
 }
 
 func lineOf(b []byte, off int) int { return bytes.Count(b[:off], []byte("\n")) + 1 }
