@@ -136,10 +136,21 @@ func decodeUserData(b64 string) ([]byte, error) {
 	return out, nil
 }
 
-// isMIME is cloud-init's own test (cloudinit/user_data.py convert_string).
+// isMIME is cloud-init's own test (cloudinit/user_data.py convert_string:
+// b"mime-version:" in bdata[0:4096].lower()): the first 4096 bytes, with
+// ASCII letters folded and nothing else, as Python's bytes.lower does.
+// Unicode folding (bytes.ToLower) would take "MİME-Version:" (U+0130
+// lowercases to ASCII i) for the header, where cloud-init sees plain text.
 func isMIME(b []byte) bool {
 	head := b[:min(len(b), 4096)]
-	return bytes.Contains(bytes.ToLower(head), []byte("mime-version:"))
+	low := make([]byte, len(head))
+	for i, c := range head {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		low[i] = c
+	}
+	return bytes.Contains(low, []byte("mime-version:"))
 }
 
 // userPart makes the first part from the user's data, byte for byte: a MIME

@@ -88,6 +88,10 @@ echo mime script
 --user-boundary--
 `
 
+// userUnicodeMIME is plain text to cloud-init, which folds ASCII only: the
+// İ (U+0130) lowercases to i in Unicode, not in Python's bytes.lower.
+const userUnicodeMIME = "#!/bin/sh\necho \"MİME-Version: café\"\n"
+
 var userBinary = []byte{0x00, 0xff, 0xfe, 'a', 0x80, '\r', '\n', 0xc3, 0x28}
 
 func gz(t testing.TB, b []byte) []byte {
@@ -141,6 +145,8 @@ func mergeCases(t testing.TB) []mergeCase {
 		{name: "ok user mime multipart", user: []byte(userMIME), vars: v},
 		{name: "ok user gzipped", user: gz(t, []byte(userCloudConfig)), vars: v},
 		{name: "ok user binary not utf-8", user: userBinary, vars: v},
+		{name: "ok user text with a unicode MIME-Version", user: []byte(userUnicodeMIME), vars: v},
+		{name: "ok user text with a unicode MIME-Version not utf-8", user: []byte(userUnicodeMIME + "# \xff\n"), vars: v},
 		{name: "ok vo without own fragments", user: []byte(userCloudConfig), vars: Vars{ImageUUID: "0c1d2e3f-4a5b-4c6d-8e7f-901234567890", VO: "cms", Tag: "x", SiteName: "example-site", ServerName: "n"}},
 		{name: "ok gzip needed to fit", user: bigCompressible(), vars: v},
 		{name: "fail too large", user: incompressible(), vars: v, wantErr: new(*TooLargeError)},
@@ -225,6 +231,34 @@ func TestMergeGolden(t *testing.T) {
 			}
 			if !bytes.Equal(got, want) {
 				t.Errorf("output differs from %s (rerun with -update and review the diff)\ngot:\n%s", path, got)
+			}
+		})
+	}
+}
+
+// TestIsMIME: the same answer as cloud-init's b"mime-version:" in
+// bdata[0:4096].lower(), which folds ASCII letters only.
+func TestIsMIME(t *testing.T) {
+	cases := []struct {
+		name string
+		data string
+		want bool
+	}{
+		{"ok header", "MIME-Version: 1.0\n", true},
+		{"ok any ASCII case", "Content-Type: x\nmIMe-VERSION:1.0\n", true},
+		{"ok in the text", "#!/bin/sh\n# MIME-Version: x\n", true},
+		{"ok ends at byte 4096", strings.Repeat("x", 4096-13) + "MIME-Version:", true},
+		{"ok past byte 4096", strings.Repeat("x", 4096-12) + "MIME-Version:", false},
+		{"ok no colon", "MIME-Version 1.0\n", false},
+		{"ok dotted capital I", "MİME-Version: 1.0\n", false},
+		{"ok dotless small i", "MıME-Version: 1.0\n", false},
+		{"ok dotted capital I twice", "M\u0130ME-VERS\u0130ON:", false},
+		{"ok not utf-8 around it", "\xff\xc4MIME-VERSION:\xb0", true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := isMIME([]byte(c.data)); got != c.want {
+				t.Errorf("isMIME(%q) = %v, want %v", c.data, got, c.want)
 			}
 		})
 	}
