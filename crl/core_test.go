@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"math/big"
+	"runtime"
 	"testing"
 	"time"
 
@@ -380,5 +381,47 @@ func TestHoldReleasedInNewerScope(t *testing.T) {
 				t.Fatalf("reason %d, want %d (-1: none)", got, tc.wantReason)
 			}
 		})
+	}
+}
+
+// TestParseListCheckedBeforeEntries: the header check (the job's signature
+// check) runs before the entries are indexed, so a CRL that fails it costs
+// its bytes and not an index of every entry (a forged CRL of millions of
+// entries served over plain http).
+func TestParseListCheckedBeforeEntries(t *testing.T) {
+	root := testpki.NewRoot(t, "Big CRL Root")
+	other := testpki.NewRoot(t, "Big CRL Root") // same name, another key
+	entries := make([]pki.Revoked, 50000)
+	for i := range entries {
+		entries[i] = pki.Revoked{Serial: big.NewInt(int64(i + 1)), Time: t0.Add(-time.Hour), Reason: ReasonKeyCompromise}
+	}
+	der := root.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: t0.Add(-time.Hour), Entries: entries})
+	alloc := func(f func()) uint64 {
+		var a, b runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&a)
+		f()
+		runtime.ReadMemStats(&b)
+		return b.TotalAlloc - a.TotalAlloc
+	}
+	var checked *List
+	full := alloc(func() {
+		var err error
+		if checked, err = ParseListChecked(der, func(h *x509.RevocationList) error { return Verify(h, root.Cert) }); err != nil {
+			t.Error(err)
+		}
+	})
+	if checked == nil || checked.Len() != len(entries) {
+		t.Fatalf("ok signed by its CA: %v", checked)
+	}
+	var err error
+	refused := alloc(func() {
+		_, err = ParseListChecked(der, func(h *x509.RevocationList) error { return Verify(h, other.Cert) })
+	})
+	if reasonOf(err) != ReasonWrongIssuer {
+		t.Fatalf("fail signed by another key: %v", err)
+	}
+	if refused*10 > full {
+		t.Fatalf("a refused CRL allocated %d bytes, the accepted one %d: the entries were indexed before the check", refused, full)
 	}
 }

@@ -9,7 +9,11 @@
 // same into a compact List that keeps the entries in the DER and indexes
 // them by a hash of the serial number: a CRL of a million entries parses in
 // a fraction of `openssl crl -noout`'s time and takes about its own size in
-// memory. Verify checks a CRL against the CA that should have issued it.
+// memory besides its bytes (16 bytes an entry). ParseListChecked runs a
+// check on the header (the job's: the issuing CA's signature) before the
+// entries are indexed, and the job reads or fetches one source at a time,
+// so a forged CRL costs its bytes, not an index. Verify checks a CRL
+// against the CA that should have issued it.
 // Index holds accepted CRLs (AddList: Verify, thisUpdate not beyond
 // now+ClockSkew, CRL number never lower, nor equal with other content) and
 // answers lookups by issuer AND serial. Check and CheckChain apply

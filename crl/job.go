@@ -255,7 +255,9 @@ func (j *Job) anchors() (cas []*x509.Certificate, dirErrs map[string]error) {
 // is always returned; the error says the cache could not be written.
 func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *Report, cas []*x509.Certificate, dirErrs map[string]error) (*Index, error) {
 	ix := &Index{ClockSkew: j.cfg.ClockSkew}
-	var srcs []fetched
+	// each source is read, or fetched, just before it is taken in, and its
+	// bytes dropped after: one CRL in memory at a time
+	var srcs []func() fetched
 	httpSt := j.cache.loadHTTP()
 	var urls []string
 	for _, s := range j.cfg.Sources {
@@ -263,20 +265,18 @@ func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *R
 		case s.URL != "":
 			urls = append(urls, s.URL)
 		case s.File != "":
-			b, err := readFileLimited(s.File)
-			srcs = append(srcs, fetched{name: s.File, body: b, err: err})
+			srcs = append(srcs, readSource(s.File))
 		case s.Dir != "":
 			if err := dirErrs[s.Dir]; err != nil {
-				srcs = append(srcs, fetched{name: s.Dir, err: err})
+				srcs = append(srcs, failedSource(s.Dir, err))
 				continue
 			}
 			files, err := igtfCRLs(s.Dir)
 			if err != nil {
-				srcs = append(srcs, fetched{name: s.Dir, err: err})
+				srcs = append(srcs, failedSource(s.Dir, err))
 			}
 			for _, f := range files {
-				b, err := readFileLimited(f)
-				srcs = append(srcs, fetched{name: f, body: b, err: err})
+				srcs = append(srcs, readSource(f))
 			}
 		}
 	}
@@ -311,11 +311,12 @@ func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *R
 	}
 	sort.Strings(urls)
 	pending := map[string]httpState{}
-	var cacheErrs []error
 	for i, u := range urls {
 		if i > 0 && urls[i-1] == u {
 			continue
 		}
+		// whether a 304 may stand for the cached CRL is decided on what
+		// the cache brought, before anything fetched is taken in
 		st := httpSt[u]
 		conditional := false
 		for _, c := range ix.CRLs() {
@@ -323,16 +324,20 @@ func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *R
 				conditional = true
 			}
 		}
-		f, nst := fetchURL(ctx, j.http, u, st, conditional)
-		if f.err == nil && !f.notModified {
-			// kept only once the CRL is accepted: validators saved for a
-			// refused CRL would turn every later fetch into a 304 and the
-			// CRL (a revocation in it) would never be looked at again
-			pending[u] = nst
-		}
-		srcs = append(srcs, f)
+		srcs = append(srcs, func() fetched {
+			f, nst := fetchURL(ctx, j.http, u, st, conditional)
+			if f.err == nil && !f.notModified {
+				// kept only once the CRL is accepted: validators saved for a
+				// refused CRL would turn every later fetch into a 304 and the
+				// CRL (a revocation in it) would never be looked at again
+				pending[u] = nst
+			}
+			return f
+		})
 	}
-	for _, f := range srcs {
+	var cacheErrs []error
+	for _, src := range srcs {
+		f := src()
 		if f.notModified {
 			continue
 		}
@@ -447,36 +452,54 @@ func (j *Job) loadCached(ix *Index, ca *x509.Certificate, key string, last map[s
 	}
 }
 
+// readSource reads a CRL file when its turn comes.
+func readSource(name string) func() fetched {
+	return func() fetched {
+		b, err := readFileLimited(name)
+		return fetched{name: name, body: b, err: err}
+	}
+}
+
+// failedSource is a source that could not be listed.
+func failedSource(name string, err error) func() fetched {
+	return func() fetched { return fetched{name: name, err: err} }
+}
+
 // intake parses a fetched CRL, finds the CA that signed it and accepts it
 // into ix if the persisted rollback state allows.
 func (j *Job) intake(ix *Index, cas []*x509.Certificate, last map[string]lastGood, f fetched, now time.Time) (*CRL, error) {
-	l, err := ParseList(f.body)
+	// the CA is found, and the signature checked, before the entries are
+	// indexed (ParseListChecked)
+	var signer *x509.Certificate
+	l, err := ParseListChecked(f.body, func(h *x509.RevocationList) error {
+		var firstErr error
+		for _, ca := range cas {
+			if !bytes.Equal(ca.RawSubject, h.RawIssuer) {
+				continue
+			}
+			if err := Verify(h, ca); err != nil {
+				if firstErr == nil || reasonIs(firstErr, ReasonWrongIssuer) {
+					firstErr = err
+				}
+				continue
+			}
+			signer = ca
+			return nil
+		}
+		if firstErr == nil {
+			firstErr = wrapf(ReasonWrongIssuer, h, "no configured CA is named %q", h.Issuer.String())
+		}
+		return firstErr
+	})
 	if err != nil {
 		return nil, err
 	}
-	h := l.Header
-	var firstErr error
-	for _, ca := range cas {
-		if !bytes.Equal(ca.RawSubject, h.RawIssuer) {
-			continue
+	if lg, ok := last[scopeKey(signer, l.Header)]; ok {
+		if err := CheckNumber(l.Header, lg.number, lg.sum, l.Fingerprint()); err != nil {
+			return nil, err
 		}
-		if err := Verify(h, ca); err != nil {
-			if firstErr == nil || reasonIs(firstErr, ReasonWrongIssuer) {
-				firstErr = err
-			}
-			continue
-		}
-		if lg, ok := last[scopeKey(ca, h)]; ok {
-			if err := CheckNumber(h, lg.number, lg.sum, l.Fingerprint()); err != nil {
-				return nil, err
-			}
-		}
-		return ix.AddList(l, ca, now, f.name)
 	}
-	if firstErr == nil {
-		firstErr = wrapf(ReasonWrongIssuer, h, "no configured CA is named %q", h.Issuer.String())
-	}
-	return nil, firstErr
+	return ix.AddList(l, signer, now, f.name)
 }
 
 func reasonIs(err error, reason string) bool {

@@ -47,6 +47,15 @@ type entryKey struct {
 // know, or a certificateIssuer entry extension (indirect CRL), is an *Error
 // with ReasonUnsupported.
 func ParseList(b []byte) (*List, error) {
+	return ParseListChecked(b, nil)
+}
+
+// ParseListChecked is ParseList that runs check on the CRL's header (all
+// but the entries, with Raw and RawTBSRevocationList whole, so that the
+// signature can be checked) before it indexes the entries: a CRL whose
+// signature does not verify costs its bytes, not an index of every entry.
+// check's error is returned as it is.
+func ParseListChecked(b []byte, check func(h *x509.RevocationList) error) (*List, error) {
 	der, err := Decode(b)
 	if err != nil {
 		return nil, err
@@ -116,6 +125,11 @@ func ParseList(b []byte) (*List, error) {
 	}
 	h.Raw = der
 	h.RawTBSRevocationList = tbsWhole
+	if check != nil {
+		if err := check(h); err != nil {
+			return nil, err
+		}
+	}
 
 	l := &List{Header: h, der: der, seed: maphash.MakeSeed(), sum: sha256.Sum256(der)}
 	issuer := h.Issuer.String()
