@@ -63,29 +63,59 @@ type Syncer struct {
 	// spent remembers ids this process deleted or found deleted, so that
 	// later passes report them without asking Glance again.
 	spent map[string]string
-	// short remembers when this process left an image queued because its
-	// bytes ended early (ErrImageShort), and why, so that passes within
-	// ResumeAfter report it as refused rather than as someone else's.
-	short map[string]shortLeft
+	// left remembers the images this process left queued because the bytes
+	// served for them did not verify (ended early, ran long, hashed wrong),
+	// so that passes within the image's back-off report it as refused
+	// rather than as someone else's, and do not download it again.
+	left map[string]leftQueued
 }
 
-// shortLeft is an image left queued for a short read.
-type shortLeft struct {
-	at  time.Time
-	why string
+// leftQueued is an image left queued, data-less, after a refused stream.
+type leftQueued struct {
+	at     time.Time
+	reason string
+	why    string
+	// wait is how long after at the image is retried: ResumeAfter, doubled
+	// with each refusal in a row up to maxRefusedBackoff.
+	wait time.Duration
+	n    int
 }
 
-func (s *Syncer) markShort(id string, at time.Time, why string) {
-	s.mu.Lock()
-	s.short[id] = shortLeft{at, why}
-	s.mu.Unlock()
-}
+// maxRefusedBackoff bounds the wait before an image whose bytes were
+// refused is downloaded again (unless ResumeAfter is longer).
+const maxRefusedBackoff = 6 * time.Hour
 
-func (s *Syncer) shortSince(id string) (shortLeft, bool) {
+// markLeft records a refusal of the bytes of image id (detail: what did not
+// match) and returns the wait before the next try and the refusal's text.
+func (s *Syncer) markLeft(id string, at time.Time, reason, detail string) (time.Duration, string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	l, ok := s.short[id]
+	l := s.left[id]
+	l.n++
+	l.at, l.reason = at, reason
+	l.wait = s.o.ResumeAfter
+	for i := 1; i < l.n && l.wait < maxRefusedBackoff; i++ {
+		l.wait *= 2
+	}
+	if l.wait > maxRefusedBackoff {
+		l.wait = max(maxRefusedBackoff, s.o.ResumeAfter)
+	}
+	l.why = fmt.Sprintf("%s; left queued without data, retried after %s (refusal %d in a row)", detail, l.wait, l.n)
+	s.left[id] = l
+	return l.wait, l.why
+}
+
+func (s *Syncer) leftSince(id string) (leftQueued, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l, ok := s.left[id]
 	return l, ok
+}
+
+func (s *Syncer) forgetLeft(id string) {
+	s.mu.Lock()
+	delete(s.left, id)
+	s.mu.Unlock()
 }
 
 func (s *Syncer) markSpent(id, why string) {
@@ -145,7 +175,7 @@ func New(o Options) (*Syncer, error) {
 	default:
 		return nil, fmt.Errorf("glancesync: retire policy %q: use keep, hide or delete", o.Sync.Retire)
 	}
-	return &Syncer{o: o, log: o.Logger, m: o.Metrics, spent: map[string]string{}, short: map[string]shortLeft{}}, nil
+	return &Syncer{o: o, log: o.Logger, m: o.Metrics, spent: map[string]string{}, left: map[string]leftQueued{}}, nil
 }
 
 // Outcome is what a pass did with one bundle or image.

@@ -178,14 +178,15 @@ func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, mode ingest, r
 				rp.add(s.outcome(it, ActionDeleted, ReasonGlanceHash, err.Error()))
 				return
 			}
+			s.forgetLeft(im.ID)
 			s.m.Mirrored.Inc()
 			s.m.Transfer.Observe(s.o.Now().Sub(start).Seconds())
 			log.Info("image mirrored", "seconds", s.o.Now().Sub(start).Seconds())
 			rp.add(s.outcome(it, ActionMirrored, "", ""))
 			return
 		case StatusQueued:
-			if l, ok := s.shortSince(im.ID); ok && !created && s.o.Now().Sub(l.at) < s.o.ResumeAfter {
-				rp.add(s.outcome(it, ActionRefused, validator.ReasonSizeMismatch, l.why))
+			if l, ok := s.leftSince(im.ID); ok && !created && s.o.Now().Sub(l.at) < l.wait {
+				rp.add(s.outcome(it, ActionRefused, l.reason, l.why))
 				return
 			}
 			if !created && s.o.Now().Sub(im.UpdatedAt) < s.o.ResumeAfter {
@@ -199,25 +200,8 @@ func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, mode ingest, r
 			created = true // from here on this pass owns the transfer
 			err = s.transfer(ctx, it, im, mode.stage, log)
 			var vf *validator.VerificationFailure
-			if errors.As(err, &vf) && errors.Is(err, ErrImageShort) {
-				// the unfinished stream left nothing in Glance: the image
-				// is queued again, and a pass after resume_after retries
-				log.Warn("image shorter than the signed descriptor (still being copied?): left queued, retried by a later pass", "err", err)
-				s.m.Refused.WithLabelValues(validator.ReasonSizeMismatch).Inc()
-				why := err.Error() + "; left queued, retried after resume_after"
-				s.markShort(im.ID, s.o.Now(), why)
-				rp.add(s.outcome(it, ActionRefused, validator.ReasonSizeMismatch, why))
-				return
-			}
 			if errors.As(err, &vf) {
-				reason := validator.ReasonImageUnreadable
-				if len(vf.Reasons) > 0 {
-					reason = vf.Reasons[0]
-				}
-				log.Error("image bytes do not match the signed descriptor: image deleted, its uuid is spent", "reason", reason, "err", err)
-				s.discard(ctx, im.ID, false)
-				s.m.Refused.WithLabelValues(reason).Inc()
-				rp.add(s.outcome(it, ActionRefused, reason, err.Error()))
+				s.refusedStream(ctx, it, im, vf, err, log, rp)
 				return
 			}
 			if errors.Is(err, ErrConflict) {
@@ -313,6 +297,72 @@ func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, mode ingest, r
 			return
 		}
 		im = got
+	}
+}
+
+// refusedStream handles a stream whose bytes did not verify (short, long,
+// or hashing wrong). The stream broke off before its last bytes, so Glance
+// failed the stage or upload and returned the image to queued without data:
+// the image is left so (never active, its uuid kept), and retried after a
+// back-off, since one bad serving (a stale or hostile mirror, a cut
+// connection, a file still being copied) must not spend the uuid for ever.
+// Only when Glance nevertheless holds data for it (it accepted a stream the
+// sync did not verify) is the image deleted.
+func (s *Syncer) refusedStream(ctx context.Context, it *item, im *Image, vf *validator.VerificationFailure, err error, log *slog.Logger, rp *reporter) {
+	reason := validator.ReasonImageUnreadable
+	if len(vf.Reasons) > 0 {
+		reason = vf.Reasons[0]
+	}
+	s.m.Refused.WithLabelValues(reason).Inc()
+	got, held := s.settled(ctx, im.ID)
+	if held {
+		log.Error("image bytes do not match the signed descriptor and Glance holds data for the image: image deleted, its uuid is spent", "reason", reason, "status", got.Status, "size", got.Size, "err", err)
+		s.discard(ctx, im.ID, got.Status == StatusActive)
+		rp.add(s.outcome(it, ActionRefused, reason, err.Error()+"; Glance held unverified data: image deleted"))
+		return
+	}
+	wait, why := s.markLeft(im.ID, s.o.Now(), reason, err.Error())
+	if errors.Is(err, ErrImageShort) {
+		log.Warn("image shorter than the signed descriptor (still being copied?): left queued, retried by a later pass", "err", err, "retry_after", wait)
+	} else {
+		log.Error("image bytes served do not match the signed descriptor: left queued without data, retried by a later pass", "reason", reason, "err", err, "retry_after", wait)
+	}
+	rp.add(s.outcome(it, ActionRefused, reason, why))
+}
+
+// settleTimeout bounds the wait for Glance to notice a broken-off stream.
+const settleTimeout = 20 * time.Second
+
+// settled waits (up to settleTimeout) for Glance to have handled a stream
+// the sync broke off, and reports whether Glance holds data for the image
+// (it is active, or has a size: staged or stored bytes). An image Glance
+// still shows busy, or that cannot be read, counts as holding none: it is
+// not deleted on a guess; a later pass sees its state.
+func (s *Syncer) settled(ctx context.Context, id string) (*Image, bool) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+	defer cancel()
+	wait := firstImportPoll
+	for {
+		im, err := s.o.Glance.Get(cctx, id)
+		if err != nil {
+			s.log.Warn("cannot read the image after its stream was refused", "id", id, "err", err)
+			return &Image{ID: id}, false
+		}
+		if im.Status == StatusActive || im.Size > 0 {
+			return im, true
+		}
+		switch im.Status {
+		case StatusSaving, StatusUploading, StatusImporting:
+		default:
+			return im, false
+		}
+		select {
+		case <-cctx.Done():
+			s.log.Warn("glance has not yet noticed the refused stream; left to a later pass", "id", id, "status", im.Status)
+			return im, false
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 500*time.Millisecond)
 	}
 }
 
@@ -428,7 +478,7 @@ func (s *Syncer) transfer(ctx context.Context, it *item, im *Image, stage bool, 
 // verifyingReader yields it, and the verifyingReader holds back the last
 // bytes until size and sha512 check out: on a mismatch the request breaks off
 // without the terminating chunk, Glance fails the upload and returns the image
-// to queued, and the caller deletes it. The image becomes active only when
+// to queued without data, and the caller leaves it so (refusedStream). The image becomes active only when
 // Glance has the whole verified stream (docs/glancesync.md, "Ingest").
 func (s *Syncer) upload(ctx context.Context, im *Image, vr *verifyingReader, where string, log *slog.Logger) error {
 	log.Info("uploading image to glance", "from", where, "size", vr.size)
@@ -441,8 +491,8 @@ func (s *Syncer) upload(ctx context.Context, im *Image, vr *verifyingReader, whe
 	}
 	if !vr.verified() {
 		// Glance answered 2xx before reading the whole stream (no Glance
-		// checked does): whatever it holds is unverified, so the failure
-		// makes the caller delete the image.
+		// checked does): whatever it holds is unverified, and the caller,
+		// finding data in Glance, deletes the image.
 		return validator.NewVerificationFailure(validator.ReasonSizeMismatch,
 			fmt.Errorf("upload ended after %d of %d bytes without verification", vr.n, vr.size))
 	}
