@@ -30,6 +30,20 @@ var attrOIDs = map[string]asn1.ObjectIdentifier{
 	"UID": {0, 9, 2342, 19200300, 100, 1, 1}, "USERID": {0, 9, 2342, 19200300, 100, 1, 1},
 	"EMAILADDRESS": {1, 2, 840, 113549, 1, 9, 1}, "EMAIL": {1, 2, 840, 113549, 1, 9, 1},
 	"E": {1, 2, 840, 113549, 1, 9, 1},
+	// OpenSSL's other names (short and long) for DN attributes: a one-line
+	// DN with a type missing here reads its "/type=value" into the value
+	// before it
+	"COMMONNAME": {2, 5, 4, 3}, "SURNAME": {2, 5, 4, 4}, "COUNTRYNAME": {2, 5, 4, 6},
+	"LOCALITYNAME": {2, 5, 4, 7}, "STATEORPROVINCENAME": {2, 5, 4, 8}, "STREETADDRESS": {2, 5, 4, 9},
+	"ORGANIZATIONNAME": {2, 5, 4, 10}, "ORGANIZATIONALUNITNAME": {2, 5, 4, 11},
+	"DESCRIPTION": {2, 5, 4, 13}, "BUSINESSCATEGORY": {2, 5, 4, 15}, "POSTALADDRESS": {2, 5, 4, 16},
+	"NAME": {2, 5, 4, 41}, "INITIALS": {2, 5, 4, 43}, "GENERATIONQUALIFIER": {2, 5, 4, 44},
+	"X500UNIQUEIDENTIFIER": {2, 5, 4, 45}, "DNQUALIFIER": {2, 5, 4, 46}, "PSEUDONYM": {2, 5, 4, 65},
+	"ROLE": {2, 5, 4, 72}, "ORGANIZATIONIDENTIFIER": {2, 5, 4, 97},
+	"DOMAINCOMPONENT":  {0, 9, 2342, 19200300, 100, 1, 25},
+	"UNSTRUCTUREDNAME": {1, 2, 840, 113549, 1, 9, 2},
+	"JURISDICTIONL":    {1, 3, 6, 1, 4, 1, 311, 60, 2, 1, 1}, "JURISDICTIONST": {1, 3, 6, 1, 4, 1, 311, 60, 2, 1, 2},
+	"JURISDICTIONC": {1, 3, 6, 1, 4, 1, 311, 60, 2, 1, 3},
 }
 
 // ParseDN parses a distinguished name in OpenSSL's one-line form
@@ -335,6 +349,12 @@ var opensslNames = map[string]string{
 	"2.5.4.8": "ST", "2.5.4.9": "street", "2.5.4.10": "O", "2.5.4.11": "OU", "2.5.4.12": "title",
 	"2.5.4.17": "postalCode", "2.5.4.42": "GN", "0.9.2342.19200300.100.1.25": "DC",
 	"0.9.2342.19200300.100.1.1": "UID", "1.2.840.113549.1.9.1": "emailAddress",
+	"2.5.4.13": "description", "2.5.4.15": "businessCategory", "2.5.4.16": "postalAddress",
+	"2.5.4.41": "name", "2.5.4.43": "initials", "2.5.4.44": "generationQualifier",
+	"2.5.4.45": "x500UniqueIdentifier", "2.5.4.46": "dnQualifier", "2.5.4.65": "pseudonym",
+	"2.5.4.72": "role", "2.5.4.97": "organizationIdentifier", "1.2.840.113549.1.9.2": "unstructuredName",
+	"1.3.6.1.4.1.311.60.2.1.1": "jurisdictionL", "1.3.6.1.4.1.311.60.2.1.2": "jurisdictionST",
+	"1.3.6.1.4.1.311.60.2.1.3": "jurisdictionC",
 }
 
 func attrName(oid asn1.ObjectIdentifier) string {

@@ -62,6 +62,14 @@ func TestParseDNGridForms(t *testing.T) {
 	if err != nil || len(dn[len(dn)-1]) != 2 {
 		t.Fatalf("multi-valued RDN: %v %v", dn, err)
 	}
+	// OpenSSL's names for the less common attributes (as
+	// `openssl x509 -subject -nameopt compat` prints them) are types, not
+	// part of the value before them
+	const rogue = "/C=XX/O=Rogue/CN=Rogue CA/organizationIdentifier=VAT-1/dnQualifier=q/jurisdictionC=XX"
+	dn, err = ParseDN(rogue)
+	if err != nil || len(dn) != 6 || dn.OneLine() != rogue {
+		t.Fatalf("OpenSSL attribute names: %d RDNs, %q, %v", len(dn), dn.OneLine(), err)
+	}
 }
 
 func TestParseDNErrors(t *testing.T) {

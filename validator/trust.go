@@ -211,13 +211,15 @@ func LoadTrust(c *config.Config) (*Trust, []string, error) {
 		}
 		o.People = append(o.People, certs...)
 	}
+	var warnings []string
 	for _, d := range c.Trust.CADirs {
-		certs, crls, err := readCADir(d, ns)
+		certs, crls, warns, err := readCADir(d, ns)
 		if err != nil {
 			return nil, nil, err
 		}
 		o.People = append(o.People, certs...)
 		crlFiles = append(crlFiles, crls...)
+		warnings = append(warnings, warns...)
 	}
 	for _, f := range c.Trust.RegistrarCAFiles {
 		certs, err := ReadCertificates(f)
@@ -227,7 +229,6 @@ func LoadTrust(c *config.Config) (*Trust, []string, error) {
 		o.Registrar = append(o.Registrar, certs...)
 	}
 	crlFiles = append(crlFiles, c.Trust.CRLFiles...)
-	var warnings []string
 	// a weak CA key is not refused here (an IGTF directory may carry a
 	// legacy CA nobody uses), but no chain through it verifies: say so
 	for _, ca := range append(append([]*x509.Certificate{}, o.People...), o.Registrar...) {
@@ -322,19 +323,25 @@ func ParseCertificates(b []byte) ([]*x509.Certificate, error) {
 // readCADir reads an IGTF-style directory: <hash>.N certificates, <hash>.rN
 // CRLs (as fetch-crl writes them), and each CA's name constraints into ns:
 // <hash>.namespaces, or <hash>.signing_policy where there is no namespaces
-// file.
-func readCADir(dir string, ns *Namespaces) ([]*x509.Certificate, []string, error) {
+// file. A CA whose policy file names no policy for the CA's own subject
+// (a DN the parser reads otherwise, a file of another CA) would be
+// unconstrained without anyone knowing: it is given an empty policy (it may
+// issue nothing), and a warning says so.
+func readCADir(dir string, ns *Namespaces) ([]*x509.Certificate, []string, []string, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	var certs []*x509.Certificate
-	var crls []string
+	var crls, warnings []string
 	names := make([]string, 0, len(ents))
 	for _, e := range ents {
 		names = append(names, e.Name())
 	}
 	sort.Strings(names)
+	policies := map[string][]*nsPolicy{} // by hash
+	policyFile := map[string]string{}
+	certsOf := map[string][]*x509.Certificate{}
 	for _, n := range names {
 		ext := filepath.Ext(n)
 		base := strings.TrimSuffix(n, ext)
@@ -346,7 +353,7 @@ func readCADir(dir string, ns *Namespaces) ([]*x509.Certificate, []string, error
 		case ext == ".namespaces" || (ext == ".signing_policy" && !fileExists(filepath.Join(dir, base+".namespaces"))):
 			b, err := os.ReadFile(p)
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 			parse := ParseNamespaces
 			if ext == ".signing_policy" {
@@ -354,24 +361,46 @@ func readCADir(dir string, ns *Namespaces) ([]*x509.Certificate, []string, error
 			}
 			pols, err := parse(b, p)
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 			for _, pol := range pols {
 				if err := ns.add(pol); err != nil {
-					return nil, nil, err
+					return nil, nil, nil, err
 				}
 			}
+			policies[base] = append(policies[base], pols...)
+			policyFile[base] = p
 		case ext[1] == 'r' && isDigits(ext[2:]):
 			crls = append(crls, p)
 		case isDigits(ext[1:]):
 			cs, err := ReadCertificates(p)
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 			certs = append(certs, cs...)
+			certsOf[base] = append(certsOf[base], cs...)
 		}
 	}
-	return certs, crls, nil
+	for base, file := range policyFile {
+		for _, c := range certsOf[base] {
+			subject, err := DNFromRaw(c.RawSubject)
+			if err != nil {
+				return nil, nil, nil, fmt.Errorf("%s: %w", file, err)
+			}
+			named := false
+			for _, p := range policies[base] {
+				named = named || p.issuerDN.Equal(subject)
+			}
+			if named || ns.policyFor(subject) != nil {
+				continue
+			}
+			if err := ns.add(&nsPolicy{issuer: subject.OneLine(), source: file + ", which names no policy for this CA"}); err != nil {
+				return nil, nil, nil, err
+			}
+			warnings = append(warnings, fmt.Sprintf("CA %q: %s names no policy for its subject: it may issue no name until the file is fixed", subject.OneLine(), file))
+		}
+	}
+	return certs, crls, warnings, nil
 }
 
 func fileExists(p string) bool {

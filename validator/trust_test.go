@@ -87,6 +87,37 @@ approvers = ["CN=Bob Approver,O=imagetrust test"]
 	}
 }
 
+// TestLoadTrustPolicyNamesOtherCA: a CA whose namespaces file names no
+// policy for the CA's own subject (a typo, a DN read otherwise, another
+// CA's file) is not left unconstrained: it may issue no name, and LoadTrust
+// warns, naming the file.
+func TestLoadTrustPolicyNamesOtherCA(t *testing.T) {
+	w := newWorld(t)
+	igtf := t.TempDir()
+	testpki.WriteFile(t, igtf, "1a2b3c4d.0", testpki.CertPEM(w.peopleRoot.Cert))
+	testpki.WriteFile(t, igtf, "5e6f7a8b.0", testpki.CertPEM(w.peopleSub.Cert))
+	testpki.WriteFile(t, igtf, "5e6f7a8b.namespaces", []byte(`TO Issuer "/O=imagetrust test/CN=People Issuing CA Typo" \
+  PERMIT Subject "/O=imagetrust test/.*"
+`))
+	reg := testpki.WriteFile(t, t.TempDir(), "registrar.pem", testpki.CertPEM(w.regRoot.Cert))
+	cdn, _ := DNFromRaw(w.creator.Cert.RawSubject)
+	adn, _ := DNFromRaw(w.approver.Cert.RawSubject)
+	cfg, err := config.Parse([]byte(fmt.Sprintf("[trust]\nca_dirs = [%q]\nregistrar_ca_files = [%q]\n[vo.atlas]\ncreators = [%q]\napprovers = [%q]\n",
+		igtf, reg, cdn.OneLine(), adn.OneLine())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, warns, err := LoadTrust(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warns) != 1 || !strings.Contains(warns[0], "5e6f7a8b.namespaces names no policy for its subject") {
+		t.Fatalf("warnings %q", warns)
+	}
+	assertResult(t, tr.Verify(w.bundle(bundleOpts{}).input(testNow)), false,
+		failure{CheckCreator, ReasonOutsideNamespace}, failure{CheckApprover, ReasonOutsideNamespace})
+}
+
 func TestNamespacePolicies(t *testing.T) {
 	ns := &Namespaces{}
 	pols, err := ParseNamespaces([]byte(`TO Issuer "/DC=ch/DC=cern/CN=CERN Grid CA" \
