@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"mime/multipart"
+	"mime/quotedprintable"
 	"strings"
 	"testing"
 )
@@ -22,6 +23,7 @@ func FuzzMerge(f *testing.F) {
 	f.Add(gz(f, []byte(userMIME)))
 	f.Add([]byte("MIME-Version: 1.0\n\n--x"))
 	f.Add([]byte("abc\r"))
+	f.Add([]byte("#!/bin/sh\r\necho caf\xc3\xa9 \t\n= \xff"))
 	f.Add([]byte{})
 	s := loadTestSite(f)
 	v := testVars()
@@ -58,7 +60,8 @@ func FuzzMerge(f *testing.F) {
 
 // firstPart splits the document at its boundary and returns the first
 // part's payload: the raw part when the user's data was MIME (embedded
-// whole), else the body decoded per its Content-Transfer-Encoding. It also
+// whole), else the body decoded per its Content-Transfer-Encoding (Go's
+// quoted-printable reader; cloud-init's own is checked in cloudinit_test.go). It also
 // checks that Go's MIME reader agrees on the number of parts.
 func firstPart(t *testing.T, doc []byte, raw bool) ([]byte, int) {
 	t.Helper()
@@ -109,6 +112,13 @@ func firstPart(t *testing.T, doc []byte, raw bool) ([]byte, int) {
 		b, err := base64.StdEncoding.DecodeString(strings.ReplaceAll(string(body), "\n", ""))
 		if err != nil {
 			t.Fatalf("first part base64: %v", err)
+		}
+		return b, n
+	}
+	if bytes.Contains(hdr, []byte("Content-Transfer-Encoding: quoted-printable")) {
+		b, err := io.ReadAll(quotedprintable.NewReader(bytes.NewReader(body)))
+		if err != nil {
+			t.Fatalf("first part quoted-printable: %v", err)
 		}
 		return b, n
 	}

@@ -79,19 +79,23 @@ func (s *Site) Merge(userDataB64 string, hasUserData bool, v Vars) (string, erro
 		return unchanged, nil // only empty fragments
 	}
 
-	parts := site
+	// One document for each encoding of the user's part, the shortest
+	// first (only one when the user's data is plain ASCII, MIME or absent).
+	alternatives := [][]part{site}
 	if len(user) > 0 {
-		up, err := userPart(user)
+		ups, err := userParts(user)
 		if err != nil {
 			return "", err
 		}
-		parts = append([]part{up}, site...)
+		alternatives = nil
+		for _, up := range ups {
+			alternatives = append(alternatives, append([]part{up}, site...))
+		}
 	}
-	doc, _, err := buildMIME(parts)
-	if err != nil {
-		return "", err
-	}
-	return encodeWithinLimit(doc)
+	return encodeWithinLimit(len(alternatives), func(i int) ([]byte, error) {
+		doc, _, err := buildMIME(alternatives[i])
+		return doc, err
+	})
 }
 
 // decodeUserData decodes the request's base64 and, like cloud-init, gunzips
@@ -153,18 +157,20 @@ func isMIME(b []byte) bool {
 	return bytes.Contains(low, []byte("mime-version:"))
 }
 
-// userPart makes the first part from the user's data, byte for byte: a MIME
+// userParts makes the first part from the user's data, byte for byte: a MIME
 // document pasted whole with its own headers (cloud-init walks nested
 // multiparts), anything else as text/plain so cloud-init detects its type
-// from its first line, as it would have at the top level.
-func userPart(user []byte) (part, error) {
+// from its first line, as it would have at the top level. Text that is not
+// plain ASCII comes in each encoding that carries it (textEncodings),
+// shortest first.
+func userParts(user []byte) ([]part, error) {
 	if isMIME(user) {
 		if !utf8.Valid(user) {
-			return part{}, &UserDataError{Reason: "a MIME document must be UTF-8 text for cloud-init to parse it; base64-encode binary parts"}
+			return nil, &UserDataError{Reason: "a MIME document must be UTF-8 text for cloud-init to parse it; base64-encode binary parts"}
 		}
-		return part{body: user, raw: true}, nil
+		return []part{{body: user, raw: true}}, nil
 	}
-	return textPart(`text/plain; charset="utf-8"`, user), nil
+	return textEncodings(`text/plain; charset="utf-8"`, user), nil
 }
 
 // namePrefix returns the prefix of this merge's site part filenames:
@@ -207,25 +213,47 @@ func renderScript(sc *script, v Vars) ([]byte, error) {
 	return out, nil
 }
 
-// encodeWithinLimit base64-encodes the document, gzipped if that is what
-// makes it fit.
-func encodeWithinLimit(doc []byte) (string, error) {
-	if base64.StdEncoding.EncodedLen(len(doc)) <= MaxUserData {
-		return base64.StdEncoding.EncodeToString(doc), nil
+// encodeWithinLimit base64-encodes the first of n documents (the same
+// content, the user's part in different encodings, the shortest first; doc
+// builds one) when that fits; else the first whose gzip fits. Only when none
+// does is every one gzipped, and the error gives the smallest size.
+func encodeWithinLimit(n int, doc func(i int) ([]byte, error)) (string, error) {
+	smallest := 0
+	for i := range n {
+		d, err := doc(i)
+		if err != nil {
+			return "", err
+		}
+		if i == 0 && base64.StdEncoding.EncodedLen(len(d)) <= MaxUserData {
+			return base64.StdEncoding.EncodeToString(d), nil
+		}
+		z, err := gzipBest(d)
+		if err != nil {
+			return "", err
+		}
+		size := base64.StdEncoding.EncodedLen(len(z))
+		if size <= MaxUserData {
+			return base64.StdEncoding.EncodeToString(z), nil
+		}
+		if smallest == 0 || size < smallest {
+			smallest = size
+		}
 	}
+	return "", &TooLargeError{Size: smallest, Limit: MaxUserData}
+}
+
+// gzipBest compresses b at gzip's best compression.
+func gzipBest(b []byte) ([]byte, error) {
 	var z bytes.Buffer
 	zw, err := gzip.NewWriterLevel(&z, gzip.BestCompression)
 	if err != nil {
-		return "", fmt.Errorf("contextualise: gzip: %w", err)
+		return nil, fmt.Errorf("contextualise: gzip: %w", err)
 	}
-	if _, err := zw.Write(doc); err != nil {
-		return "", fmt.Errorf("contextualise: gzip: %w", err)
+	if _, err := zw.Write(b); err != nil {
+		return nil, fmt.Errorf("contextualise: gzip: %w", err)
 	}
 	if err := zw.Close(); err != nil {
-		return "", fmt.Errorf("contextualise: gzip: %w", err)
+		return nil, fmt.Errorf("contextualise: gzip: %w", err)
 	}
-	if n := base64.StdEncoding.EncodedLen(z.Len()); n > MaxUserData {
-		return "", &TooLargeError{Size: n, Limit: MaxUserData}
-	}
-	return base64.StdEncoding.EncodeToString(z.Bytes()), nil
+	return z.Bytes(), nil
 }

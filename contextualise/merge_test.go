@@ -92,6 +92,10 @@ echo mime script
 // İ (U+0130) lowercases to i in Unicode, not in Python's bytes.lower.
 const userUnicodeMIME = "#!/bin/sh\necho \"MİME-Version: café\"\n"
 
+// userCRLFScript is text written on Windows: CRLF line ends, UTF-8 letters,
+// a trailing space. It travels quoted-printable, shorter than base64.
+const userCRLFScript = "#!/bin/sh\r\n# déjà vu \r\nmkdir -p /srv/data\r\necho 'a = b' > /srv/data/config\r\nlogger -t user \"café ready\"\r\n"
+
 var userBinary = []byte{0x00, 0xff, 0xfe, 'a', 0x80, '\r', '\n', 0xc3, 0x28}
 
 func gz(t testing.TB, b []byte) []byte {
@@ -145,6 +149,7 @@ func mergeCases(t testing.TB) []mergeCase {
 		{name: "ok user mime multipart", user: []byte(userMIME), vars: v},
 		{name: "ok user gzipped", user: gz(t, []byte(userCloudConfig)), vars: v},
 		{name: "ok user binary not utf-8", user: userBinary, vars: v},
+		{name: "ok user script with CRLF line ends", user: []byte(userCRLFScript), vars: v},
 		{name: "ok user text with a unicode MIME-Version", user: []byte(userUnicodeMIME), vars: v},
 		{name: "ok user text with a unicode MIME-Version not utf-8", user: []byte(userUnicodeMIME + "# \xff\n"), vars: v},
 		{name: "ok vo without own fragments", user: []byte(userCloudConfig), vars: Vars{ImageUUID: "0c1d2e3f-4a5b-4c6d-8e7f-901234567890", VO: "cms", Tag: "x", SiteName: "example-site", ServerName: "n"}},
@@ -274,5 +279,44 @@ func BenchmarkMerge(b *testing.B) {
 		if _, err := s.Merge(ud, true, v); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestQuotedPrintable: the exact encoding, and lines of at most 76
+// characters. That cloud-init decodes it byte for byte is checked in
+// cloudinit_test.go (TestCloudInitGzippedText and the merge cases).
+func TestQuotedPrintable(t *testing.T) {
+	long := strings.Repeat("x", 100)
+	cases := []struct {
+		name string
+		in   string
+		want string
+	}{
+		{"ok printable ASCII as is", "#!/bin/sh\necho hi\n", "#!/bin/sh\necho hi\n"},
+		{"ok CR LF", "a\r\nb\r\n", "a=0D\nb=0D\n"},
+		{"ok equals sign", "a=b", "a=3Db"},
+		{"ok UTF-8 and Latin-1", "café \xe9\xff", "caf=C3=A9 =E9=FF"},
+		{"ok space and tab inside a line", "a b\tc", "a b\tc"},
+		{"ok space and tab before a line break", "a \nb\t\n", "a=20\nb=09\n"},
+		{"ok space and tab at the end", "a \t", "a =09"},
+		{"ok space alone", " ", "=20"},
+		{"ok control bytes", "\x00\x1b\x7f", "=00=1B=7F"},
+		{"ok long line soft-broken", long, long[:75] + "=\n" + long[75:]},
+		{"ok escape not split", strings.Repeat("x", 74) + "\xff", strings.Repeat("x", 74) + "=\n=FF"},
+		{"ok no soft break at the end", strings.Repeat("x", 75), strings.Repeat("x", 75)},
+		{"ok empty", "", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := string(quotedPrintable([]byte(c.in)))
+			if got != c.want {
+				t.Errorf("quotedPrintable(%q) = %q, want %q", c.in, got, c.want)
+			}
+			for _, l := range strings.Split(got, "\n") {
+				if len(l) > 76 {
+					t.Errorf("line of %d characters: %q", len(l), l)
+				}
+			}
+		})
 	}
 }

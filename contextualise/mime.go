@@ -40,19 +40,82 @@ type part struct {
 	raw    bool
 }
 
-// textPart makes a part for a body, choosing the transfer encoding that
-// survives Python's email parser byte for byte: 7bit only for printable ASCII
-// with LF line ends; anything else (non-ASCII, CR, control bytes) base64.
-// cloud-init mangles non-ASCII bytes of 8bit parts, so 8bit is never used.
+// textPart makes a part for a body in the shortest transfer encoding that
+// survives Python's email parser byte for byte (textEncodings).
 func textPart(contentType string, body []byte, extra ...string) part {
-	h := []string{"Content-Type: " + contentType}
-	if plainASCII(body) {
-		h = append(h, "Content-Transfer-Encoding: 7bit")
-	} else {
-		h = append(h, "Content-Transfer-Encoding: base64")
-		body = base64Lines(body)
+	return textEncodings(contentType, body, extra...)[0]
+}
+
+// textEncodings returns a body's part in each transfer encoding that
+// Python's email parser (get_payload(decode=True), as cloud-init reads a
+// part) returns byte for byte, the shortest first: 7bit alone for printable
+// ASCII with LF line ends; else quoted-printable and base64. 8bit is never
+// used: cloud-init mangles non-ASCII bytes of 8bit parts.
+//
+// Quoted-printable keeps text that is mostly ASCII (CRLF line ends, a few
+// accented letters, a stray Latin-1 byte) about as long and as compressible
+// as it was; base64 is shorter for binary data but hides the text's
+// repetitions from gzip. Merge tries the other when the document must be
+// gzipped and the first does not fit.
+func textEncodings(contentType string, body []byte, extra ...string) []part {
+	mk := func(cte string, b []byte) part {
+		h := []string{"Content-Type: " + contentType, "Content-Transfer-Encoding: " + cte}
+		return part{header: append(h, extra...), body: b}
 	}
-	return part{header: append(h, extra...), body: body}
+	if plainASCII(body) {
+		return []part{mk("7bit", body)}
+	}
+	qp, b64 := mk("quoted-printable", quotedPrintable(body)), mk("base64", base64Lines(body))
+	if b64.size() < qp.size() {
+		return []part{b64, qp}
+	}
+	return []part{qp, b64}
+}
+
+// quotedPrintable is RFC 2045 quoted-printable in lines of at most 76
+// characters, written for Python's binascii.a2b_qp to give back the exact
+// bytes: LF is a line break (a2b_qp keeps it as LF), CR and every byte
+// outside printable ASCII is =XX, '=' is =3D, and a space or tab before a
+// line break or at the end is =20 or =09 (transports may strip trailing
+// white space). A soft line break "=" never ends the body.
+func quotedPrintable(b []byte) []byte {
+	const hexDigits = "0123456789ABCDEF"
+	var out bytes.Buffer
+	out.Grow(len(b) + len(b)/8)
+	line := 0
+	for i, c := range b {
+		if c == '\n' {
+			out.WriteByte('\n')
+			line = 0
+			continue
+		}
+		literal := c >= '!' && c <= '~' && c != '=' ||
+			(c == ' ' || c == '\t') && i+1 < len(b) && b[i+1] != '\n'
+		n := 3
+		if literal {
+			n = 1
+		}
+		if line+n > 75 { // leave room for the soft break's '='
+			out.WriteString("=\n")
+			line = 0
+		}
+		if literal {
+			out.WriteByte(c)
+		} else {
+			out.Write([]byte{'=', hexDigits[c>>4], hexDigits[c&15]})
+		}
+		line += n
+	}
+	return out.Bytes()
+}
+
+// size is the part's length in the document, give or take the delimiter.
+func (p part) size() int {
+	n := len(p.body) + 1
+	for _, h := range p.header {
+		n += len(h) + 1
+	}
+	return n
 }
 
 func plainASCII(b []byte) bool {
