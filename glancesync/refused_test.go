@@ -26,8 +26,12 @@ func TestRefusedBytesLeftQueued(t *testing.T) {
 			o := e.options(t, w, map[string][]string{dir: {"atlas"}})
 			o.Sync.Ingest = ingest
 			o.Sync.Retire = "keep"
-			const resume = 2 * time.Second
+			// the sync's clock runs ahead of the real one on demand, so
+			// that the back-off can be tested without waiting for it
+			const resume = time.Minute
 			o.ResumeAfter = resume
+			var ahead time.Duration
+			o.Now = func() time.Time { return time.Now().Add(ahead) }
 			s, err := New(o)
 			if err != nil {
 				t.Fatal(err)
@@ -70,7 +74,7 @@ func TestRefusedBytesLeftQueued(t *testing.T) {
 			}
 			pass(1, ActionRefused+" sha512-mismatch", true)
 			pass(2, ActionRefused+" sha512-mismatch", false) // within the back-off
-			time.Sleep(resume + time.Second)
+			ahead += resume + time.Second
 			pass(3, ActionRefused+" sha512-mismatch", true) // second refusal: back-off doubles
 			if l, _ := s.leftSince(p.id); l.wait != 2*resume {
 				t.Fatalf("back-off after two refusals: %s, want %s", l.wait, 2*resume)
@@ -78,9 +82,9 @@ func TestRefusedBytesLeftQueued(t *testing.T) {
 			if err := os.WriteFile(img, p.image, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(resume + time.Second)
+			ahead += resume + time.Second
 			pass(4, ActionRefused+" sha512-mismatch", false) // still within the doubled back-off
-			time.Sleep(resume)
+			ahead += resume
 			pass(5, ActionMirrored, true)
 		})
 	}
