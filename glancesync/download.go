@@ -27,7 +27,12 @@ type rangeReader struct {
 	body    io.ReadCloser
 	validor string // ETag or Last-Modified of the first response, for If-Range
 	fails   int    // consecutive failures without progress
+	resumes int    // Range requests made, bounded by the Fetcher's maxResumes
 }
+
+// ErrTooManyResumes is returned by an image download that broke off more
+// often than HTTPOptions.MaxResumes allows, however far each request got.
+var ErrTooManyResumes = errors.New("download broke off too often")
 
 // OpenURL starts downloading url.
 func (f *Fetcher) OpenURL(ctx context.Context, url string) (io.ReadCloser, error) {
@@ -44,6 +49,10 @@ func (r *rangeReader) open() error {
 		return fmt.Errorf("GET %s: %w", r.url, err)
 	}
 	if r.off > 0 {
+		if r.resumes >= r.f.maxResumes {
+			return fmt.Errorf("GET %s at byte %d: %w (%d resumed requests)", r.url, r.off, ErrTooManyResumes, r.resumes)
+		}
+		r.resumes++
 		req.Header.Set("Range", "bytes="+strconv.FormatInt(r.off, 10)+"-")
 		if r.validor != "" {
 			req.Header.Set("If-Range", r.validor)

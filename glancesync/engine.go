@@ -165,6 +165,12 @@ func New(o Options) (*Syncer, error) {
 	if o.Sync.Parallel <= 0 {
 		o.Sync.Parallel = 2
 	}
+	if o.Sync.TransferMinRateKiB <= 0 {
+		o.Sync.TransferMinRateKiB = config.DefaultTransferMinRateKiB
+	}
+	if o.Sync.TransferSlack.Duration <= 0 {
+		o.Sync.TransferSlack.Duration = config.DefaultTransferSlack
+	}
 	if o.Sync.StaleAfter.Duration <= 0 {
 		o.Sync.StaleAfter.Duration = 2 * time.Hour
 	}

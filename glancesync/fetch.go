@@ -33,6 +33,11 @@ type HTTPOptions struct {
 	DownloadTimeout time.Duration
 	// Retries is how many times a failed request is retried.
 	Retries int
+	// MaxResumes bounds the Range requests that resume one image download,
+	// whatever progress each made (default DefaultMaxResumes): a server
+	// that cuts every connection after a byte or two cannot make one
+	// download out of thousands of requests.
+	MaxResumes int
 	// Logger receives retry notices (nil: none).
 	Logger *slog.Logger
 }
@@ -41,7 +46,11 @@ type HTTPOptions struct {
 type Fetcher struct {
 	small, large *retryablehttp.Client
 	retries      int
+	maxResumes   int
 }
+
+// DefaultMaxResumes is the default of HTTPOptions.MaxResumes.
+const DefaultMaxResumes = 20
 
 // NewFetcher builds the HTTP clients of the sources.
 func NewFetcher(o HTTPOptions) (*Fetcher, error) {
@@ -66,6 +75,9 @@ func NewFetcher(o HTTPOptions) (*Fetcher, error) {
 	if o.Retries <= 0 {
 		o.Retries = 5
 	}
+	if o.MaxResumes <= 0 {
+		o.MaxResumes = DefaultMaxResumes
+	}
 	mk := func(timeout time.Duration) *retryablehttp.Client {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.TLSClientConfig = tlsCfg
@@ -81,7 +93,7 @@ func NewFetcher(o HTTPOptions) (*Fetcher, error) {
 		}
 		return c
 	}
-	return &Fetcher{small: mk(o.RequestTimeout), large: mk(o.DownloadTimeout), retries: o.Retries}, nil
+	return &Fetcher{small: mk(o.RequestTimeout), large: mk(o.DownloadTimeout), retries: o.Retries, maxResumes: o.MaxResumes}, nil
 }
 
 // retryLogger adapts slog to retryablehttp's LeveledLogger, at debug level

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/imagetrust/imagetrust/validator"
@@ -284,7 +285,9 @@ func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, mode ingest, r
 			rp.add(s.outcome(it, ActionSkipped, "", "cancelled; Glance returns an interrupted stage to queued and the next pass resumes it"))
 			return
 		}
-		if err != nil && attempt >= maxAttempts {
+		if err != nil && (attempt >= maxAttempts || errors.Is(err, ErrTransferTooSlow) || errors.Is(err, ErrTooManyResumes)) {
+			// a source too slow, or cutting its connections too often, is
+			// not tried again in this pass: it would hold the pass up
 			s.opFailed(log, it, "transfer", err, rp)
 			return
 		}
@@ -439,6 +442,42 @@ const firstImportPoll = 100 * time.Millisecond
 // otherwise. Either way the bytes pass through a verifyingReader, so a stream
 // whose size or sha512 is wrong never completes.
 func (s *Syncer) transfer(ctx context.Context, it *item, im *Image, stage bool, log *slog.Logger) error {
+	limit := s.transferLimit(it.desc.Size)
+	tctx, cancel := context.WithTimeoutCause(ctx, limit, ErrTransferTooSlow)
+	defer cancel()
+	err := s.stream(tctx, it, im, stage, log)
+	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(tctx), ErrTransferTooSlow) {
+		rate := s.o.Sync.TransferMinRateKiB
+		return fmt.Errorf("%w: %d bytes not streamed within %s (transfer_slack %s plus the size at transfer_min_rate_kib %d KiB/s): %v",
+			ErrTransferTooSlow, it.desc.Size, limit, s.o.Sync.TransferSlack.Duration, rate, err)
+	}
+	if err != nil {
+		return err
+	}
+	return s.waitImport(ctx, im.ID)
+}
+
+// ErrTransferTooSlow marks an image transfer that did not end within its
+// bound (Syncer.transferLimit): the source served too slowly, or cut its
+// connections too often. The stream is broken off (Glance keeps nothing of
+// it) and a later pass tries again.
+var ErrTransferTooSlow = errors.New("image transfer too slow")
+
+// transferLimit is how long the transfer of an image of size bytes may take:
+// sync.transfer_slack plus the size at sync.transfer_min_rate_kib.
+func (s *Syncer) transferLimit(size int64) time.Duration {
+	rate := int64(s.o.Sync.TransferMinRateKiB) << 10
+	secs := size / rate
+	if secs > int64(math.MaxInt64/time.Second)/2 {
+		secs = int64(math.MaxInt64/time.Second) / 2
+	}
+	return s.o.Sync.TransferSlack.Duration + time.Duration(secs)*time.Second
+}
+
+// stream reads the image once and streams it to Glance: staged, then the
+// glance-direct import started, when stage is set; uploaded in one PUT
+// otherwise.
+func (s *Syncer) stream(ctx context.Context, it *item, im *Image, stage bool, log *slog.Logger) error {
 	src, where, err := it.b.OpenImage(ctx, it.desc.URI)
 	if err != nil {
 		return fmt.Errorf("open image: %w", err)
@@ -455,22 +494,20 @@ func (s *Syncer) transfer(ctx context.Context, it *item, im *Image, stage bool, 
 		if vr.failure != nil {
 			return vr.failure
 		}
+		if vr.readErr != nil {
+			return vr.readErr
+		}
 		return err
 	}
 	if !vr.verified() {
 		// Glance answered before reading everything: never import that.
 		return fmt.Errorf("stage ended after %d of %d bytes without verification", vr.n, it.desc.Size)
 	}
-	staged := time.Now()
-	log.Info("image staged and verified; importing", "seconds", staged.Sub(start).Seconds())
+	log.Info("image staged and verified; importing", "seconds", time.Since(start).Seconds())
 	if err := s.o.Glance.ImportGlanceDirect(ctx, im.ID); err != nil && !errors.Is(err, ErrConflict) {
 		return err
 	}
-	err = s.waitImport(ctx, im.ID)
-	if err == nil {
-		log.Info("glance import ended", "seconds", time.Since(staged).Seconds())
-	}
-	return err
+	return nil
 }
 
 // upload sends the image data in one PUT /file (sync.ingest = "upload", or
@@ -487,6 +524,9 @@ func (s *Syncer) upload(ctx context.Context, im *Image, vr *verifyingReader, whe
 		if vr.failure != nil {
 			return vr.failure
 		}
+		if vr.readErr != nil {
+			return vr.readErr
+		}
 		return err
 	}
 	if !vr.verified() {
@@ -497,5 +537,5 @@ func (s *Syncer) upload(ctx context.Context, im *Image, vr *verifyingReader, whe
 			fmt.Errorf("upload ended after %d of %d bytes without verification", vr.n, vr.size))
 	}
 	log.Info("image uploaded and verified", "seconds", time.Since(start).Seconds())
-	return s.waitImport(ctx, im.ID)
+	return nil
 }

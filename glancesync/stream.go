@@ -23,6 +23,8 @@ type verifyingReader struct {
 	done   bool
 	// failure is the verification failure, if the bytes did not match.
 	failure error
+	// readErr is the error reading the source, if that broke the stream.
+	readErr error
 	// progress, when set, is told of bytes handed on.
 	progress func(int)
 }
@@ -61,7 +63,8 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 			v.failure = validator.NewVerificationFailure(validator.ReasonSizeMismatch, fmt.Errorf("image is longer than the descriptor's %d bytes", v.size))
 			return 0, v.failure
 		case perr != nil && !errors.Is(perr, io.EOF):
-			return 0, fmt.Errorf("read image: %w", perr)
+			v.readErr = fmt.Errorf("read image: %w", perr)
+			return 0, v.readErr
 		}
 		if cerr := v.h.Check(v.size, v.sha512); cerr != nil {
 			v.failure = cerr
@@ -76,7 +79,8 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 		return 0, v.failure
 	}
 	if err != nil {
-		return 0, fmt.Errorf("read image: %w", err)
+		v.readErr = fmt.Errorf("read image: %w", err)
+		return 0, v.readErr
 	}
 	v.report(k)
 	return k, nil

@@ -80,6 +80,13 @@ func (d *Duration) UnmarshalText(b []byte) error {
 // MarshalText prints the duration in Go syntax.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
+// Defaults of the bound on one image transfer (Sync.TransferMinRateKiB,
+// Sync.TransferSlack): a 10 GiB image may take 11.4 hours plus 10 minutes.
+const (
+	DefaultTransferMinRateKiB = 256
+	DefaultTransferSlack      = 10 * time.Minute
+)
+
 // Sync configures `imagetrust sync`.
 type Sync struct {
 	Interval Duration `toml:"interval"`
@@ -105,6 +112,13 @@ type Sync struct {
 	DownloadTimeout Duration `toml:"download_timeout"`
 	// Retries is how many times one HTTP request is retried.
 	Retries int `toml:"retries"`
+	// TransferMinRateKiB and TransferSlack bound one image transfer as a
+	// whole (reading the source and streaming into Glance, every resumed
+	// request included): it must end within TransferSlack plus the signed
+	// size at TransferMinRateKiB KiB per second, or it fails (retried by a
+	// later pass).
+	TransferMinRateKiB int      `toml:"transfer_min_rate_kib"`
+	TransferSlack      Duration `toml:"transfer_slack"`
 	// Listen is the address of /metrics and /healthz in daemon mode ("" = off).
 	Listen string `toml:"listen"`
 	// Aliases maintains the per-tag alias entries (see docs/design.md).
@@ -262,6 +276,10 @@ func (c *Config) defaults() {
 	if c.Sync.Retries == 0 {
 		c.Sync.Retries = 5
 	}
+	if c.Sync.TransferMinRateKiB == 0 {
+		c.Sync.TransferMinRateKiB = DefaultTransferMinRateKiB
+	}
+	setDur(&c.Sync.TransferSlack, DefaultTransferSlack)
 	if c.Sync.Ingest == "" {
 		c.Sync.Ingest = "auto"
 	}
@@ -339,6 +357,7 @@ func (c *Config) check() error {
 		key string
 		v   int64
 	}{{"sync.parallel", int64(c.Sync.Parallel)}, {"sync.retries", int64(c.Sync.Retries)},
+		{"sync.transfer_min_rate_kib", int64(c.Sync.TransferMinRateKiB)},
 		{"proxy.cache_size", int64(c.Proxy.CacheSize)}, {"proxy.max_body", int64(c.Proxy.MaxBody)}} {
 		if n.v < 0 {
 			return fmt.Errorf("%s = %d: must not be negative (0 or unset: the default)", n.key, n.v)

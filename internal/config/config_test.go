@@ -59,6 +59,7 @@ func TestParseRefuses(t *testing.T) {
 		"fail log level":                 "[log]\nlevel = \"warnig\"",
 		"fail negative parallel":         "[sync]\nparallel = -1",
 		"fail negative retries":          "[sync]\nretries = -3",
+		"fail negative transfer rate":    "[sync]\ntransfer_min_rate_kib = -1",
 		"fail negative max body":         "[proxy]\nmax_body = -1",
 	}
 	for name, in := range cases {
