@@ -141,8 +141,9 @@ func TestSyncExitCodes(t *testing.T) {
 	if code != 4 || !strings.Contains(out+errs, "id="+s.ids["c"]) || !strings.Contains(out+errs, "reason=sha512-mismatch") {
 		t.Fatalf("sync of a tampered image: exit %d, want 4\n%s%s", code, out, errs)
 	}
-	if s.exists("c") {
-		t.Fatal("the tampered image c is in Glance")
+	// (left queued, without data, for a later pass to try again)
+	if s.exists("c") && s.image("c").Status == "active" {
+		t.Fatal("the tampered image c is active in Glance")
 	}
 	if im := s.image("b"); im.Status != "active" {
 		t.Fatalf("image b beside the refused one: %s", im.Status)
