@@ -2,6 +2,7 @@ package glancesync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -47,6 +48,37 @@ func (b *Bundle) AllowsVO(vo string) bool {
 		}
 	}
 	return false
+}
+
+// ListingLimits bound what one listing of a source may make the sync read
+// and hold: a source (a hostile index, a runaway directory) listing more
+// fails as incomplete, so that nothing of its VOs is retired.
+type ListingLimits struct {
+	// Bundles is the most bundles (index entries, or *.json files of a
+	// directory tree) one source may list (default DefaultMaxBundles).
+	Bundles int
+	// Bytes is the most bytes of index, descriptors and signatures one
+	// listing may read (default DefaultMaxListingBytes).
+	Bytes int64
+}
+
+// Defaults of ListingLimits.
+const (
+	DefaultMaxBundles      = 10000
+	DefaultMaxListingBytes = 256 << 20
+)
+
+// ErrListingTooLarge marks a listing over its ListingLimits.
+var ErrListingTooLarge = errors.New("listing over its limits: incomplete")
+
+func (l ListingLimits) orDefaults() ListingLimits {
+	if l.Bundles <= 0 {
+		l.Bundles = DefaultMaxBundles
+	}
+	if l.Bytes <= 0 {
+		l.Bytes = DefaultMaxListingBytes
+	}
+	return l
 }
 
 // Source lists bundles.

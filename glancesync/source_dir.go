@@ -25,6 +25,8 @@ type DirSource struct {
 	AllowedVOs []string
 	// Fetcher opens images whose uri is http(s) (nil: such images fail).
 	Fetcher *Fetcher
+	// Limits bound one listing (zero fields: the defaults).
+	Limits ListingLimits
 }
 
 // Name implements Source.
@@ -43,9 +45,11 @@ func (d *DirSource) List(ctx context.Context) ([]*Bundle, map[string]error, erro
 		return nil, nil, fmt.Errorf("source %s: %w", d.Root, err)
 	}
 	defer root.Close()
+	lim := d.Limits.orDefaults()
 	var out []*Bundle
 	skipped := map[string]error{}
 	var rels []string
+	var read int64
 	err = fs.WalkDir(root.FS(), ".", func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -54,6 +58,9 @@ func (d *DirSource) List(ctx context.Context) ([]*Bundle, map[string]error, erro
 			return ctx.Err()
 		}
 		if e.Type().IsRegular() && strings.HasSuffix(e.Name(), ".json") {
+			if len(rels) >= lim.Bundles {
+				return fmt.Errorf("%w: more than %d descriptors", ErrListingTooLarge, lim.Bundles)
+			}
 			rels = append(rels, p)
 		}
 		return nil
@@ -64,12 +71,17 @@ func (d *DirSource) List(ctx context.Context) ([]*Bundle, map[string]error, erro
 	sort.Strings(rels)
 	for _, rel := range rels {
 		p := filepath.Join(d.Root, filepath.FromSlash(rel))
+		if read > lim.Bytes {
+			return nil, nil, fmt.Errorf("source %s: %w: more than %d bytes of descriptors and signatures", d.Root, ErrListingTooLarge, lim.Bytes)
+		}
 		desc, err := readLimited(root, rel, MaxDescriptorSize)
+		read += int64(len(desc))
 		if err != nil {
 			skipped[p] = err
 			continue
 		}
 		sig, err := readLimited(root, rel+".p7s", MaxSignatureSize)
+		read += int64(len(sig))
 		if errors.Is(err, fs.ErrNotExist) {
 			skipped[p] = ErrNoSignature
 			continue
@@ -79,6 +91,9 @@ func (d *DirSource) List(ctx context.Context) ([]*Bundle, map[string]error, erro
 			continue
 		}
 		out = append(out, &Bundle{Source: d.Root, Location: p, Descriptor: desc, Signature: sig, VOs: d.AllowedVOs, opener: d})
+	}
+	if read > lim.Bytes {
+		return nil, nil, fmt.Errorf("source %s: %w: more than %d bytes of descriptors and signatures", d.Root, ErrListingTooLarge, lim.Bytes)
 	}
 	return out, skipped, nil
 }

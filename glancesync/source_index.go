@@ -56,6 +56,8 @@ type IndexSource struct {
 	URL        string
 	AllowedVOs []string
 	Fetcher    *Fetcher
+	// Limits bound one listing (zero fields: the defaults).
+	Limits ListingLimits
 }
 
 // Name implements Source.
@@ -91,8 +93,32 @@ func (s *IndexSource) List(ctx context.Context) ([]*Bundle, map[string]error, er
 	if err != nil {
 		return nil, nil, fmt.Errorf("source %s: %w", s.URL, err)
 	}
+	lim := s.Limits.orDefaults()
+	if len(ix.Bundles) > lim.Bundles {
+		return nil, nil, fmt.Errorf("source %s: %w: the index lists %d bundles, the limit is %d", s.URL, ErrListingTooLarge, len(ix.Bundles), lim.Bundles)
+	}
+	read := int64(len(b))
+	if read > lim.Bytes {
+		return nil, nil, fmt.Errorf("source %s: %w: the index alone is %d bytes, the limit is %d", s.URL, ErrListingTooLarge, read, lim.Bytes)
+	}
+	// each distinct URL is fetched once, however many entries name it
+	type doc struct {
+		b   []byte
+		err error
+	}
+	docs := map[string]doc{}
+	get := func(u string, limit int64) ([]byte, error) {
+		if d, ok := docs[u]; ok {
+			return d.b, d.err
+		}
+		b, err := s.Fetcher.GetSmall(ctx, u, limit)
+		read += int64(len(b))
+		docs[u] = doc{b, err}
+		return b, err
+	}
 	var out []*Bundle
 	skipped := map[string]error{}
+	listed := map[string]bool{} // descriptor URL + "\n" + signature URL
 	for _, e := range ix.Bundles {
 		du, err := resolveRef(base, e.Descriptor)
 		if err != nil {
@@ -108,23 +134,30 @@ func (s *IndexSource) List(ctx context.Context) ([]*Bundle, map[string]error, er
 			skipped[e.Descriptor] = err
 			continue
 		}
-		desc, err := s.Fetcher.GetSmall(ctx, du.String(), MaxDescriptorSize)
+		if listed[du.String()+"\n"+su.String()] {
+			continue // the same bundle named twice
+		}
+		listed[du.String()+"\n"+su.String()] = true
+		desc, err := get(du.String(), MaxDescriptorSize)
+		if err == nil {
+			var sig []byte
+			sig, err = get(su.String(), MaxSignatureSize)
+			if err != nil {
+				err = fmt.Errorf("signature: %w", err)
+			}
+			if err == nil {
+				out = append(out, &Bundle{Source: s.URL, Location: du.String(), Descriptor: desc, Signature: sig, VOs: s.AllowedVOs, opener: s})
+			}
+		}
+		if read > lim.Bytes {
+			return nil, nil, fmt.Errorf("source %s: %w: more than %d bytes of index, descriptors and signatures", s.URL, ErrListingTooLarge, lim.Bytes)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, nil, ctx.Err()
 			}
 			skipped[du.String()] = err
-			continue
 		}
-		sig, err := s.Fetcher.GetSmall(ctx, su.String(), MaxSignatureSize)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, nil, ctx.Err()
-			}
-			skipped[du.String()] = fmt.Errorf("signature: %w", err)
-			continue
-		}
-		out = append(out, &Bundle{Source: s.URL, Location: du.String(), Descriptor: desc, Signature: sig, VOs: s.AllowedVOs, opener: s})
 	}
 	return out, skipped, nil
 }

@@ -1,0 +1,117 @@
+package glancesync
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+// indexServer serves an index of the given descriptor references; every
+// other path answers a document of docSize bytes. It counts requests.
+func indexServer(t *testing.T, refs []string, docSize int) (*httptest.Server, *atomic.Int64) {
+	t.Helper()
+	var ix Index
+	ix.Version = IndexVersion
+	for _, r := range refs {
+		ix.Bundles = append(ix.Bundles, IndexBundle{Descriptor: r})
+	}
+	body, err := json.Marshal(ix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := bytes.Repeat([]byte("x"), docSize)
+	var calls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		if r.URL.Path == "/index.json" {
+			_, _ = w.Write(body)
+			return
+		}
+		_, _ = w.Write(doc)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &calls
+}
+
+// TestListingLimits: an index (or a directory) cannot make the sync read
+// and hold without bound. Many entries naming one bundle cost one fetch of
+// each document and list it once; more bundles, or more bytes, than the
+// limits fail the listing as incomplete (ErrListingTooLarge), so that the
+// pass retires nothing of the source's VOs.
+func TestListingLimits(t *testing.T) {
+	f := newTestFetcher(t)
+	same := make([]string, 5000)
+	for i := range same {
+		same[i] = "a/x.json"
+	}
+	distinct := func(n int) []string {
+		var r []string
+		for i := 0; i < n; i++ {
+			r = append(r, fmt.Sprintf("d/%d.json", i))
+		}
+		return r
+	}
+	for _, tc := range []struct {
+		name      string
+		refs      []string
+		docSize   int
+		limits    ListingLimits
+		bundles   int
+		maxCalls  int64
+		wantLimit bool
+	}{
+		{name: "ok many entries naming one bundle", refs: same, docSize: 100, bundles: 1, maxCalls: 3},
+		{name: "ok at the limits", refs: distinct(10), docSize: 1000, limits: ListingLimits{Bundles: 10, Bytes: 30000}, bundles: 10, maxCalls: 21},
+		{name: "fail more bundles than the limit", refs: distinct(11), docSize: 100, limits: ListingLimits{Bundles: 10}, maxCalls: 1, wantLimit: true},
+		{name: "fail more bytes than the limit", refs: distinct(50), docSize: 10 << 10, limits: ListingLimits{Bytes: 100 << 10}, maxCalls: 12, wantLimit: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, calls := indexServer(t, tc.refs, tc.docSize)
+			src := &IndexSource{URL: srv.URL + "/index.json", AllowedVOs: []string{"atlas"}, Fetcher: f, Limits: tc.limits}
+			got, skipped, err := src.List(context.Background())
+			if tc.wantLimit {
+				if !errors.Is(err, ErrListingTooLarge) || !strings.Contains(err.Error(), "incomplete") {
+					t.Fatalf("err = %v, want ErrListingTooLarge", err)
+				}
+			} else if err != nil || len(got) != tc.bundles || len(skipped) != 0 {
+				t.Fatalf("listed %d bundles (%v), err %v; want %d", len(got), skipped, err, tc.bundles)
+			}
+			if n := calls.Load(); n > tc.maxCalls {
+				t.Fatalf("%d requests, want at most %d", n, tc.maxCalls)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		name   string
+		files  int
+		limits ListingLimits
+	}{
+		{name: "fail directory of more descriptors than the limit", files: 11, limits: ListingLimits{Bundles: 10}},
+		{name: "fail directory of more bytes than the limit", files: 10, limits: ListingLimits{Bytes: 50 << 10}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			doc := bytes.Repeat([]byte("x"), 5<<10)
+			for i := 0; i < tc.files; i++ {
+				for _, n := range []string{fmt.Sprintf("%d.json", i), fmt.Sprintf("%d.json.p7s", i)} {
+					if err := os.WriteFile(filepath.Join(dir, n), doc, 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			_, _, err := (&DirSource{Root: dir, AllowedVOs: []string{"atlas"}, Limits: tc.limits}).List(context.Background())
+			if !errors.Is(err, ErrListingTooLarge) {
+				t.Fatalf("err = %v, want ErrListingTooLarge", err)
+			}
+		})
+	}
+}
