@@ -41,11 +41,18 @@ func newKeystoneIdentity(ctx context.Context, cloudName string, getenv func(stri
 // does not know or no longer accepts; 401 after gophercloud's
 // re-authentication means the same (keystonemiddleware treats both as an
 // invalid token). Errors carry the status only: Keystone's message may
-// quote the token.
+// quote the token. Tokens of application credentials with access rules are
+// accepted; the rules are Nova's to apply (its keystonemiddleware does,
+// with [keystone_authtoken] service_type = compute; without it Nova refuses
+// such tokens).
 func (k *keystoneIdentity) Validate(ctx context.Context, token string) (*proxy.Caller, error) {
 	var r tokens.GetResult
 	resp, err := k.sc.Get(ctx, k.sc.ServiceURL("auth", "tokens")+"?nocatalog", &r.Body, &gophercloud.RequestOpts{
-		MoreHeaders: map[string]string{"X-Subject-Token": token},
+		// OpenStack-Identity-Access-Rules: the gate knows of application
+		// credentials' access rules (Keystone answers 404 for such a token
+		// otherwise), as keystonemiddleware says with service_type set;
+		// Nova's own middleware applies the rules to the forwarded request
+		MoreHeaders: map[string]string{"X-Subject-Token": token, "OpenStack-Identity-Access-Rules": "1.0"},
 		OkCodes:     []int{http.StatusOK, http.StatusNonAuthoritativeInfo},
 	})
 	if resp != nil && resp.Body != nil {

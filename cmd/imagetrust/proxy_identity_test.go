@@ -6,7 +6,9 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack"
+	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/applicationcredentials"
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/roles"
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/users"
 
@@ -82,6 +84,63 @@ func TestProxyUserRoles(t *testing.T) {
 				t.Fatalf("reader alone: %v (want Keystone's refusal, not an invalid token)", err)
 			}
 			t.Logf("%v", err)
+		})
+	}
+}
+
+// TestProxyValidatesAccessRuleTokens: a token of an application credential
+// with access rules is valid to Keystone only when the validator says it
+// knows of access rules (OpenStack-Identity-Access-Rules), as Nova's
+// keystonemiddleware does with service_type set; without it Keystone
+// answers 404 and the gate refused, with 401, tokens Nova accepts. The gate
+// does not apply the rules: Nova's middleware does, on the forwarded
+// request. Against the real Keystone.
+func TestProxyValidatesAccessRuleTokens(t *testing.T) {
+	c := ostest.Start(t, ostest.Options{})
+	ctx := context.Background()
+	demo := c.Provider(t, ostest.CloudDemo)
+	demoUser, demoProject := tokenIDs(t, demo)
+	_, eo := c.AuthOptions(t, ostest.CloudDemo)
+	idc, err := openstack.NewIdentityV3(demo, eo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := newKeystoneIdentity(ctx, ostest.CloudMirror, func(k string) string {
+		if k == "OS_CLIENT_CONFIG_FILE" {
+			return c.CloudsYAML
+		}
+		return ""
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		rules []applicationcredentials.AccessRule
+	}{
+		{"ok application credential without rules", nil},
+		{"ok application credential with access rules", []applicationcredentials.AccessRule{{Service: "compute", Method: "POST", Path: "/v2.1/servers"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			secret := uuid.NewString()
+			ac, err := applicationcredentials.Create(ctx, idc, demoUser, applicationcredentials.CreateOpts{
+				Name: "gate-" + uuid.NewString()[:8], Secret: secret, AccessRules: tc.rules}).Extract()
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = applicationcredentials.Delete(context.Background(), idc, demoUser, ac.ID).ExtractErr() })
+			pc, err := openstack.AuthenticatedClient(ctx, gophercloud.AuthOptions{IdentityEndpoint: c.KeystoneURL,
+				ApplicationCredentialID: ac.ID, ApplicationCredentialSecret: secret})
+			if err != nil {
+				t.Fatal(err)
+			}
+			caller, err := id.Validate(ctx, pc.Token())
+			if err != nil {
+				t.Fatalf("validate: %v", err)
+			}
+			if caller.UserName != "demo" || caller.ProjectID != demoProject {
+				t.Fatalf("caller %+v", caller)
+			}
 		})
 	}
 }
