@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
+	"strconv"
+	"strings"
 
 	"github.com/google/uuid"
 
@@ -41,10 +44,7 @@ func liveTags(ours []*Image, items []*item) map[string]bool {
 // alias images TAG and VO/TAG (docs/design.md, "Tag aliases"); when live is
 // not nil, only for the VO/tag keys it holds.
 func (s *Syncer) ensureAliases(ctx context.Context, items []*item, have []*Image, live map[string]bool, rp *reporter) {
-	exists := map[string]*Image{} // alias + "\n" + name
-	for _, im := range have {
-		exists[im.Props[validator.PropAlias]+"\n"+im.Name] = im
-	}
+	exists := s.dedupAliases(ctx, have, rp) // alias + "\n" + name
 	done := map[string]bool{}
 	for _, it := range items {
 		if it.refused != "" {
@@ -70,28 +70,119 @@ func (s *Syncer) ensureAliases(ctx context.Context, items []*item, have []*Image
 				rp.add(o)
 				continue
 			}
-			spec := CreateSpec{ID: o.ID, Name: name, Visibility: vis, Props: map[string]string{validator.PropAlias: alias}}
-			im, err := s.o.Glance.Create(ctx, spec)
-			if errors.Is(err, ErrConflict) {
-				got, gerr := s.o.Glance.Get(ctx, o.ID)
-				if gerr == nil && got.Owner == s.o.MirrorProject && got.Props[validator.PropAlias] == alias {
-					continue // a racing sync made it
-				}
-				// the derived id is spent or squatted: take a random one
-				s.log.Warn("alias id unusable; creating the alias under a random id", "alias", alias, "name", name, "id", o.ID)
-				spec.ID = uuid.NewString()
-				o.ID = spec.ID
-				im, err = s.o.Glance.Create(ctx, spec)
-			}
+			im, made, err := s.createAlias(ctx, CreateSpec{Name: name, Visibility: vis, Props: map[string]string{validator.PropAlias: alias}})
 			if err != nil {
 				s.log.Error("alias creation failed", "alias", alias, "name", name, "err", err)
 				s.m.Errors.Inc()
 				rp.fail()
 				continue
 			}
+			if !made {
+				continue // a racing sync made it
+			}
+			o.ID = im.ID
 			s.log.Info("alias created", "alias", alias, "name", name, "id", im.ID)
 			s.ensureMembers(ctx, im, it.desc.VO, Outcome{ID: im.ID, VO: o.VO, Tag: o.Tag}, rp)
 			rp.add(o)
 		}
 	}
+}
+
+// aliasTries is how many derived ids an alias may take: the first, then
+// fallbacks when an id is spent (deleted) or another project's.
+const aliasTries = 4
+
+// aliasIDs are the ids an alias may take, in order: derived from the mirror
+// project, the alias and its name, so that racing syncs try the same ids in
+// the same order and meet on one (one of them gets a 409).
+func aliasIDs(project, alias, name string) []string {
+	ids := []string{aliasID(project, alias, name)}
+	for i := 1; i < aliasTries; i++ {
+		ids = append(ids, aliasID(project, alias, name+"\n"+strconv.Itoa(i)))
+	}
+	return ids
+}
+
+// createAlias creates the alias image spec (ID unset) under the first of
+// its derived ids that is free, or finds it already made under one by a
+// racing sync (made false). An id moves on to the next only when Glance
+// says it is spent (409 on create, 404 on get) or another project's; any
+// other error is the pass's.
+func (s *Syncer) createAlias(ctx context.Context, spec CreateSpec) (*Image, bool, error) {
+	alias := spec.Props[validator.PropAlias]
+	for _, id := range aliasIDs(s.o.MirrorProject, alias, spec.Name) {
+		spec.ID = id
+		im, err := s.o.Glance.Create(ctx, spec)
+		if err == nil {
+			return im, true, nil
+		}
+		if !errors.Is(err, ErrConflict) {
+			return nil, false, err
+		}
+		got, gerr := s.o.Glance.Get(ctx, id)
+		switch {
+		case gerr == nil && got.Owner == s.o.MirrorProject && got.Props[validator.PropAlias] == alias && got.Name == spec.Name:
+			return got, false, nil
+		case gerr == nil:
+			s.log.Warn("alias id taken by another image; trying the next derived id", "alias", alias, "name", spec.Name, "id", id, "owner", got.Owner)
+		case errors.Is(gerr, ErrNotFound):
+			s.log.Warn("alias id spent (deleted, or not visible to the mirror project); trying the next derived id", "alias", alias, "name", spec.Name, "id", id)
+		default:
+			return nil, false, gerr
+		}
+	}
+	return nil, false, fmt.Errorf("alias %s named %s: all %d derived ids are spent or taken", alias, spec.Name, aliasTries)
+}
+
+// dedupAliases returns the mirror project's alias images by alias and name,
+// and deletes surplus ones (two syncs racing with an older version could
+// each make one, and then the name resolves to more than one image): the
+// one kept has the earliest of the derived ids, else the oldest.
+func (s *Syncer) dedupAliases(ctx context.Context, have []*Image, rp *reporter) map[string]*Image {
+	groups := map[string][]*Image{}
+	for _, im := range have {
+		if im.Owner != "" && im.Owner != s.o.MirrorProject {
+			continue
+		}
+		k := im.Props[validator.PropAlias] + "\n" + im.Name
+		groups[k] = append(groups[k], im)
+	}
+	exists := map[string]*Image{}
+	for k, ims := range groups {
+		alias, name, _ := strings.Cut(k, "\n")
+		rank := map[string]int{}
+		for i, id := range aliasIDs(s.o.MirrorProject, alias, name) {
+			rank[id] = i + 1
+		}
+		sort.Slice(ims, func(i, j int) bool {
+			ri, rj := rank[ims[i].ID], rank[ims[j].ID]
+			switch {
+			case ri != 0 && rj != 0:
+				return ri < rj
+			case ri != 0 || rj != 0:
+				return ri != 0
+			case !ims[i].CreatedAt.Equal(ims[j].CreatedAt):
+				return ims[i].CreatedAt.Before(ims[j].CreatedAt)
+			}
+			return ims[i].ID < ims[j].ID
+		})
+		exists[k] = ims[0]
+		for _, extra := range ims[1:] {
+			o := Outcome{ID: extra.ID, Action: ActionDeleted, Detail: "surplus alias " + name + " (kept " + ims[0].ID + ")"}
+			if s.o.DryRun {
+				fmt.Fprintf(s.o.Plan, "%-10s %s %s\n", o.Action, o.ID, o.Detail)
+				rp.add(o)
+				continue
+			}
+			if err := s.o.Glance.Delete(ctx, extra.ID); err != nil && !errors.Is(err, ErrNotFound) {
+				s.log.Error("surplus alias not deleted", "alias", alias, "name", name, "id", extra.ID, "err", err)
+				s.m.Errors.Inc()
+				rp.fail()
+				continue
+			}
+			s.log.Warn("surplus alias deleted", "alias", alias, "name", name, "id", extra.ID, "kept", ims[0].ID)
+			rp.add(o)
+		}
+	}
+	return exists
 }

@@ -1,0 +1,81 @@
+package glancesync
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/imagetrust/imagetrust/validator"
+)
+
+// TestAliasesStayUniqueWhenIDSpent: when an alias's derived id is spent
+// (an admin deleted the alias), racing syncs must not each make their own:
+// `openstack server create --image TAG` would then fail with "more than one
+// image". Against the real Glance: the derived id is deleted, a surplus
+// alias (as two older syncs racing left) is added, two passes run at once,
+// then one more; each alias name has exactly one image, under a derived id.
+func TestAliasesStayUniqueWhenIDSpent(t *testing.T) {
+	e := newEnv(t)
+	w := newWorld(t)
+	dir := filepath.Join(t.TempDir(), "lhcb")
+	tag := "alias-" + uuid.NewString()[:8]
+	w.publish(dir, spec{vo: "lhcb", tag: tag})
+	o := e.options(t, w, map[string][]string{dir: {"lhcb"}})
+	o.Sync.Retire = "keep"
+	alias := "lhcb/" + tag
+	if r := run(t, o); r.Errors != 0 {
+		t.Fatalf("first pass: %+v", r.Outcomes)
+	}
+	ctx := context.Background()
+	// The operator deletes the bare-name alias: its derived id is spent.
+	if err := e.admin.Delete(ctx, aliasID(e.project, alias, tag)); err != nil {
+		t.Fatal(err)
+	}
+	// An older sync left a second alias VO/TAG under a random id.
+	surplus, err := e.glance.Create(ctx, CreateSpec{ID: uuid.NewString(), Name: alias, Visibility: "shared", Props: map[string]string{validator.PropAlias: alias}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < 2; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := New(o)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+			defer cancel()
+			if r, err := s.Run(ctx); err != nil || r.Errors != 0 {
+				t.Errorf("racing pass: %v, %+v", err, r.Outcomes)
+			}
+		}()
+	}
+	wg.Wait()
+	if r := run(t, o); r.Errors != 0 {
+		t.Fatalf("settling pass: %+v", r.Outcomes)
+	}
+	got, err := e.admin.List(ctx, e.project, map[string]string{validator.PropAlias: alias})
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string][]string{}
+	for _, im := range got {
+		names[im.Name] = append(names[im.Name], im.ID)
+	}
+	if len(got) != 2 || len(names[tag]) != 1 || len(names[alias]) != 1 {
+		t.Fatalf("alias images %v, want one named %s and one named %s", names, tag, alias)
+	}
+	if want := aliasIDs(e.project, alias, tag)[1]; names[tag][0] != want {
+		t.Errorf("alias %s has id %s, want the first fallback %s", tag, names[tag][0], want)
+	}
+	if want := aliasID(e.project, alias, alias); names[alias][0] != want {
+		t.Errorf("alias %s has id %s, want the derived %s (surplus %s)", alias, names[alias][0], want, surplus.ID)
+	}
+}
