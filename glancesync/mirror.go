@@ -127,7 +127,11 @@ func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, mode ingest, r
 	if why, spent := s.spentWhy(it.desc.UUID); spent && im == nil {
 		log.Error("the bundle's uuid is spent in Glance and can never be reused", "why", why)
 		s.m.Refused.WithLabelValues(ReasonIDDeleted).Inc()
-		rp.add(s.outcome(it, ActionRefused, ReasonIDDeleted, why+"; "+deletedDetail))
+		detail := why + "; " + deletedDetail
+		if why == unavailableDetail {
+			detail = why
+		}
+		rp.add(s.outcome(it, ActionRefused, ReasonIDDeleted, detail))
 		return
 	}
 	created := false
@@ -140,7 +144,7 @@ func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, mode ingest, r
 				if !errors.Is(err, errReported) {
 					s.opFailed(log, it, "create", err, rp)
 				} else {
-					rp.add(s.outcome(it, ActionRefused, ReasonIDDeleted, deletedDetail))
+					rp.add(s.outcome(it, ActionRefused, ReasonIDDeleted, unavailableDetail))
 				}
 				return
 			}
@@ -371,10 +375,16 @@ func (s *Syncer) settled(ctx context.Context, id string) (*Image, bool) {
 
 const deletedDetail = "Glance has this id as deleted: a deleted image id can never be used again (only glance-manage db purge_images_table frees it); the publisher must register the image under a new uuid"
 
+// unavailableDetail is said of an id Glance refuses to create (409) and
+// does not show (404): with a mirror user that is not an admin, another
+// project's private image looks exactly like a deleted id.
+const unavailableDetail = "the id exists in Glance but is not visible to the mirror project (another project's private image: an admin sees its owner with `openstack image show ID`), or was deleted (a deleted id can never be used again); do not delete another project's image to free the id: that spends it for ever; the publisher must register the image under a new uuid"
+
 var errReported = errors.New("reported")
 
 // create creates the image of a bundle; a 409 means the id exists: another
-// sync created it a moment ago (returned), or it was deleted (errReported).
+// sync created it a moment ago (returned), or it was deleted or belongs to
+// a project the mirror user cannot see (errReported).
 func (s *Syncer) create(ctx context.Context, it *item) (*Image, bool, error) {
 	im, err := s.o.Glance.Create(ctx, s.createSpec(it))
 	if err == nil {
@@ -385,8 +395,8 @@ func (s *Syncer) create(ctx context.Context, it *item) (*Image, bool, error) {
 	}
 	got, gerr := s.o.Glance.Get(ctx, it.desc.UUID)
 	if errors.Is(gerr, ErrNotFound) {
-		s.log.Error("the bundle's uuid was deleted in Glance and can never be reused", "id", it.desc.UUID, "vo", it.desc.VO, "tag", it.desc.Tag)
-		s.markSpent(it.desc.UUID, "found deleted in Glance")
+		s.log.Error("the bundle's uuid exists in Glance but is not visible to the mirror project, or was deleted; it cannot be used", "id", it.desc.UUID, "vo", it.desc.VO, "tag", it.desc.Tag)
+		s.markSpent(it.desc.UUID, unavailableDetail)
 		s.m.Refused.WithLabelValues(ReasonIDDeleted).Inc()
 		return nil, false, errReported
 	}

@@ -198,7 +198,9 @@ func TestSquattedID(t *testing.T) {
 	}
 }
 
-// TestDeletedIDSaidClearly: a bundle whose id was deleted is refused by name.
+// TestDeletedIDSaidClearly: a bundle whose id Glance refuses to create and
+// does not show (deleted, or another project's private image) is refused
+// by name, with a detail that names both possibilities.
 func TestDeletedIDSaidClearly(t *testing.T) {
 	e := newEnv(t)
 	w := newWorld(t)
@@ -214,6 +216,13 @@ func TestDeletedIDSaidClearly(t *testing.T) {
 	out := r.Find(p.id)
 	if len(out) != 1 || out[0].Reason != ReasonIDDeleted {
 		t.Fatalf("outcome %+v, want %s", out, ReasonIDDeleted)
+	}
+	// Glance cannot tell the mirror user a deleted id from another
+	// project's private image: the detail says both, and not to delete.
+	for _, want := range []string{"not visible to the mirror project", "or was deleted", "do not delete another project's image"} {
+		if !strings.Contains(out[0].Detail, want) {
+			t.Errorf("detail %q does not say %q", out[0].Detail, want)
+		}
 	}
 }
 
