@@ -214,6 +214,28 @@ db.commit()`, filepath.Join(c.StateDir, "cinder", "cinder.sqlite"), v.ID).Combin
 			t.Log("Cinder runs with its default policy: a project member may set volume_image_metadata (what etc/cinder/policy.yaml forbids)")
 		}
 	})
+	// nor rewrite it from another image (reimage), nor put a snapshot's
+	// content back under the volume's current label (revert)
+	t.Run("policy on reimage and revert", func(t *testing.T) {
+		policy := c.Env["CINDER_POLICY"]
+		if policy == "" {
+			t.Skip("Cinder runs with its default policy")
+		}
+		v, s := newVolume(t, "", true)
+		for _, a := range []struct {
+			name string
+			body map[string]any
+		}{
+			{"os-reimage", map[string]any{"os-reimage": map[string]any{"image_id": good}}},
+			{"os-revert", map[string]any{"revert": map[string]any{"snapshot_id": s}}},
+		} {
+			_, err := demoVol.Post(ctx, demoVol.ServiceURL("volumes", v, "action"), a.body, nil, &gophercloud.RequestOpts{
+				MoreHeaders: map[string]string{"OpenStack-API-Version": "volume 3.68"}, OkCodes: []int{202}})
+			if !gophercloud.ResponseCodeIs(err, http.StatusForbidden) {
+				t.Errorf("under %s a member's %s: %v", policy, a.name, err)
+			}
+		}
+	})
 
 	admin := c.ComputeClient(t, ostest.CloudAdmin)
 	flavorName := "check-image-" + uuid.NewString()[:8]
