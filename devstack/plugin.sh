@@ -100,6 +100,16 @@ function imagetrust_property_names {
         grep -o '"imagetrust_[a-z0-9_]\+"' | tr -d '"' | sort -u
 }
 
+# imagetrust_hostport HOST PORT: HOST:PORT, an IPv6 literal in brackets
+# (SERVICE_IP_VERSION=6: SERVICE_LISTEN_ADDRESS is ::).
+function imagetrust_hostport {
+    if [[ $1 == *:* && $1 != \[* ]]; then
+        echo "[$1]:$2"
+    else
+        echo "$1:$2"
+    fi
+}
+
 # imagetrust_nova_url: Nova's own compute URL without /v2.1: the internal
 # endpoint if one exists (a re-run), else the public one.
 function imagetrust_nova_url {
@@ -214,8 +224,8 @@ file = "$pki/people-ca.crl"
 file = "$pki/registrar-ca.crl"
 
 [proxy]
-listen = "$IMAGETRUST_PROXY_LISTEN:$IMAGETRUST_PROXY_PORT"
-public_url = "http://$IMAGETRUST_PROXY_HOST:$IMAGETRUST_PROXY_PORT"
+listen = "$(imagetrust_hostport "$IMAGETRUST_PROXY_LISTEN" "$IMAGETRUST_PROXY_PORT")"
+public_url = "http://$(imagetrust_hostport "$IMAGETRUST_PROXY_HOST" "$IMAGETRUST_PROXY_PORT")"
 upstream = "$nova_url"
 metrics_listen = "$IMAGETRUST_PROXY_METRICS"
 
@@ -323,7 +333,7 @@ function imagetrust_point_compute_at_proxy {
     nova_url=$(imagetrust_nova_url)
     # the proxy listens without TLS here (devstack's tls-proxy does not
     # front it)
-    proxy_url=http://$IMAGETRUST_PROXY_HOST:$IMAGETRUST_PROXY_PORT
+    proxy_url=http://$(imagetrust_hostport "$IMAGETRUST_PROXY_HOST" "$IMAGETRUST_PROXY_PORT")
     local type suffix iface id
     for type in compute compute_legacy; do
         openstack --os-cloud devstack-system-admin service show "$type" >/dev/null 2>&1 || continue
@@ -361,7 +371,8 @@ function start_imagetrust {
         run_process "imagetrust-$svc" "$cmd" "" "" "$env OS_CLOUD=$cloud"
     done
     if is_service_enabled imagetrust-proxy && imagetrust_has_command proxy; then
-        local url=$SERVICE_PROTOCOL://$IMAGETRUST_PROXY_HOST:$IMAGETRUST_PROXY_PORT/
+        # plain http: devstack's tls-proxy does not front the proxy
+        local url=http://$(imagetrust_hostport "$IMAGETRUST_PROXY_HOST" "$IMAGETRUST_PROXY_PORT")/
         if ! wait_for_service "$SERVICE_TIMEOUT" "$url"; then
             die $LINENO "imagetrust-proxy did not start on $url"
         fi

@@ -1,0 +1,81 @@
+// Package devstack tests the parts of the devstack plugin that run without
+// devstack: devstack's own functions are stubbed, the plugin's are real.
+package devstack
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/imagetrust/imagetrust/internal/config"
+	"github.com/imagetrust/imagetrust/internal/ostest"
+)
+
+// stubs stand in for devstack's functions the plugin calls while sourced
+// and while writing its configuration.
+const stubs = `
+define_plugin() { :; }
+enable_service() { :; }
+trueorfalse() { local v=${!2:-$1}; case ${v,,} in 1|yes|true|on) echo True;; *) echo False;; esac; }
+is_service_enabled() { return 1; }
+die() { echo "die: $*" >&2; exit 1; }
+get_or_create_project() { echo 0123456789abcdef0123456789abcdef; }
+`
+
+// TestPluginWritesConfig runs imagetrust_write_config (the demonstration
+// PKI and imagetrust.toml) under IPv4 and IPv6 settings: the file loads,
+// and the proxy's listen and public_url are addresses Go and clients take
+// (an IPv6 literal in brackets).
+func TestPluginWritesConfig(t *testing.T) {
+	bin := ostest.Binary(t)
+	for _, tc := range []struct {
+		name, host, listen  string
+		wantListen, wantURL string
+	}{
+		{"ok IPv4", "10.0.0.5", "0.0.0.0", "0.0.0.0:18774", "http://10.0.0.5:18774"},
+		{"ok IPv6 (SERVICE_IP_VERSION=6)", "fd00::5", "::", "[::]:18774", "http://[fd00::5]:18774"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			script := stubs + `
+set -e
+DATA_DIR='` + dir + `'
+
+SERVICE_HOST=` + tc.host + `
+SERVICE_LISTEN_ADDRESS=` + tc.listen + `
+SERVICE_DOMAIN_NAME=Default
+IMAGETRUST_BIN='` + bin + `'
+IMAGETRUST_CONF_DIR='` + dir + `/etc'
+source devstack/settings
+source devstack/plugin.sh
+is_service_enabled() { return 0; }
+imagetrust_nova_url() { echo http://` + tc.host + `:8774; }
+mkdir -p "$IMAGETRUST_CONF_DIR"
+imagetrust_write_config
+`
+			cmd := exec.Command("bash", "-c", script)
+			cmd.Dir = "../.."
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			path := filepath.Join(dir, "etc", "imagetrust.toml")
+			cfg, err := config.Load(path)
+			if err != nil {
+				b, _ := os.ReadFile(path)
+				t.Fatalf("%v\n%s", err, b)
+			}
+			if cfg.Proxy.Listen != tc.wantListen || cfg.Proxy.PublicURL != tc.wantURL {
+				t.Fatalf("proxy listen %q public_url %q, want %q %q", cfg.Proxy.Listen, cfg.Proxy.PublicURL, tc.wantListen, tc.wantURL)
+			}
+			if _, _, err := net.SplitHostPort(cfg.Proxy.Listen); err != nil {
+				t.Fatalf("listen %q: %v", cfg.Proxy.Listen, err)
+			}
+			if !strings.Contains(cfg.Proxy.Upstream, tc.host) {
+				t.Fatalf("upstream %q", cfg.Proxy.Upstream)
+			}
+		})
+	}
+}
