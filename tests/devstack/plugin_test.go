@@ -14,6 +14,8 @@ import (
 	"github.com/imagetrust/imagetrust/internal/ostest"
 )
 
+func TestMain(m *testing.M) { os.Exit(ostest.Main(m)) }
+
 // stubs stand in for devstack's functions the plugin calls while sourced
 // and while writing its configuration.
 const stubs = `
