@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -51,6 +52,10 @@ func ParseIndex(b []byte) (*Index, error) {
 	return &ix, nil
 }
 
+// ErrCredentialsInURL refuses an index URL with user:password@: the URL
+// appears in logs, reports and errors.
+var ErrCredentialsInURL = errors.New("credentials (user:password@) in the index URL are refused: they would appear in logs and reports")
+
 // IndexSource is an HTTPS index of bundles.
 type IndexSource struct {
 	URL        string
@@ -60,8 +65,13 @@ type IndexSource struct {
 	Limits ListingLimits
 }
 
-// Name implements Source.
-func (s *IndexSource) Name() string { return s.URL }
+// Name implements Source: the URL, its password (if any) masked.
+func (s *IndexSource) Name() string {
+	if u, err := url.Parse(s.URL); err == nil {
+		return u.Redacted()
+	}
+	return s.URL
+}
 
 // VOs implements Source.
 func (s *IndexSource) VOs() []string { return s.AllowedVOs }
@@ -83,7 +93,12 @@ func resolveRef(base *url.URL, ref string) (*url.URL, error) {
 func (s *IndexSource) List(ctx context.Context) ([]*Bundle, map[string]error, error) {
 	base, err := url.Parse(s.URL)
 	if err != nil {
-		return nil, nil, fmt.Errorf("source %s: %w", s.URL, err)
+		return nil, nil, fmt.Errorf("source: index URL does not parse: %w", err)
+	}
+	if base.User != nil {
+		// they would be in every log line, report and error naming the
+		// index, its descriptors and images (internal/config refuses them)
+		return nil, nil, fmt.Errorf("source %s: %w", base.Redacted(), ErrCredentialsInURL)
 	}
 	b, err := s.Fetcher.GetSmall(ctx, s.URL, MaxIndexSize)
 	if err != nil {

@@ -115,3 +115,24 @@ func TestListingLimits(t *testing.T) {
 		})
 	}
 }
+
+// TestIndexURLCredentialsRefused: an index URL with credentials is refused
+// before any request, and neither the source's name nor the error shows
+// the password.
+func TestIndexURLCredentialsRefused(t *testing.T) {
+	srv, calls := indexServer(t, []string{"a/x.json"}, 10)
+	u := strings.Replace(srv.URL, "http://", "http://user:s3cret@", 1) + "/index.json"
+	src := &IndexSource{URL: u, AllowedVOs: []string{"atlas"}, Fetcher: newTestFetcher(t)}
+	t.Run("fail credentials in the index URL", func(t *testing.T) {
+		_, _, err := src.List(context.Background())
+		if !errors.Is(err, ErrCredentialsInURL) || strings.Contains(err.Error(), "s3cret") {
+			t.Fatalf("err = %v, want ErrCredentialsInURL without the password", err)
+		}
+		if strings.Contains(src.Name(), "s3cret") {
+			t.Fatalf("Name() = %s shows the password", src.Name())
+		}
+		if calls.Load() != 0 {
+			t.Fatalf("%d requests made with the credentials", calls.Load())
+		}
+	})
+}

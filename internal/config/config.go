@@ -5,6 +5,7 @@ package config
 
 import (
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -371,6 +372,10 @@ func (c *Config) check() error {
 	for i, s := range c.Sync.Sources {
 		if (s.Path == "") == (s.URL == "") {
 			return fmt.Errorf("sync.source[%d]: set exactly one of path and url", i)
+		}
+		if u, err := url.Parse(s.URL); s.URL != "" && (err != nil || u.User != nil) {
+			// never echo the URL: it may hold a password
+			return fmt.Errorf("sync.source[%d].url: not a URL without credentials: user:password@ in a source URL would appear in logs, reports and errors; serve the index without them (or through a local proxy that adds them)", i)
 		}
 		if len(s.VOs) == 0 {
 			return fmt.Errorf("sync.source[%d]: vos is empty: a source must name the VOs it may publish for", i)

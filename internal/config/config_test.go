@@ -49,6 +49,8 @@ func TestParseRefuses(t *testing.T) {
 		"fail bad stale":                 "[crl]\nstale = \"ignore\"",
 		"fail source with path and url":  "[vo.a]\n[[sync.source]]\npath = \"x\"\nurl = \"https://y\"\nvos = [\"a\"]",
 		"fail source without vos":        "[[sync.source]]\npath = \"x\"",
+		"fail source url with password":  "[vo.a]\n[[sync.source]]\nurl = \"https://user:secret@y/index.json\"\nvos = [\"a\"]",
+		"fail source url with user":      "[vo.a]\n[[sync.source]]\nurl = \"https://user@y/index.json\"\nvos = [\"a\"]",
 		"fail source for an unknown VO":  "[[sync.source]]\npath = \"x\"\nvos = [\"nope\"]",
 		"fail crl source with two kinds": "[[crl.source]]\nfile = \"a\"\nurl = \"https://b\"",
 		"fail bad visibility":            "[vo.a]\nvisibility = \"everyone\"",
