@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/imagetrust/imagetrust/crl"
 	"github.com/imagetrust/imagetrust/validator"
 )
 
@@ -41,9 +42,13 @@ func (s *Syncer) reconcile(ctx context.Context, ours []*Image, items []*item, pr
 			valid[it.desc.UUID] = true
 		}
 	}
+	// the newest bootable image of each tag supersedes the others: an
+	// image the operators blacklisted does not (a boot by tag falls back to
+	// the newest other, which stays visible)
 	newest := map[string]*Image{}
 	for _, im := range ours {
-		if im.Props[validator.PropAlias] != "" || im.Props[validator.PropUUID] == "" || !valid[im.ID] || im.Status != StatusActive {
+		if im.Props[validator.PropAlias] != "" || im.Props[validator.PropUUID] == "" || !valid[im.ID] || im.Status != StatusActive ||
+			im.Props[validator.PropLocalValidity] == validator.LocalBlacklist {
 			continue
 		}
 		k := im.Props[validator.PropVO] + "/" + im.Props[validator.PropTag]
@@ -55,12 +60,18 @@ func (s *Syncer) reconcile(ctx context.Context, ours []*Image, items []*item, pr
 		if im.Props[validator.PropAlias] != "" || im.Props[validator.PropUUID] == "" {
 			continue
 		}
-		if im.Status != StatusActive && im.Status != StatusDeactivated {
-			continue
-		}
 		vo, tag := im.Props[validator.PropVO], im.Props[validator.PropTag]
 		k := vo + "/" + tag
 		left := !present[vo+"/"+im.ID] && complete[vo]
+		if im.Status == StatusQueued && left && s.o.Sync.Retire != "keep" {
+			// data-less (bytes refused, or never complete) and its bundle
+			// gone: nothing boots it, nothing will complete it
+			s.retire(ctx, im, "left every source before its bytes were mirrored", Outcome{ID: im.ID, VO: vo, Tag: tag}, rp)
+			continue
+		}
+		if im.Status != StatusActive && im.Status != StatusDeactivated {
+			continue
+		}
 		superseded := newest[k] != nil && newest[k].ID != im.ID && newer(newest[k], im)
 		o := Outcome{ID: im.ID, VO: vo, Tag: tag}
 		// members first, for every image of ours (a retired, hidden one
@@ -165,7 +176,9 @@ func (s *Syncer) retire(ctx context.Context, im *Image, why string, o Outcome, r
 	}
 	// delete: only what no server uses; otherwise deactivate and hide.
 	inUse, known := true, false
-	if s.o.Servers != nil && !s.o.DryRun {
+	if im.Status == StatusQueued {
+		inUse, known = false, true // a data-less image boots nothing
+	} else if s.o.Servers != nil && !s.o.DryRun {
 		u, k, err := s.o.Servers.InUse(ctx, im.ID)
 		if err != nil {
 			s.log.Warn("cannot tell whether servers use the image", "id", im.ID, "err", err)
@@ -200,7 +213,16 @@ func (s *Syncer) retire(ctx context.Context, im *Image, why string, o Outcome, r
 		}
 		s.m.Retired.WithLabelValues("deactivate").Inc()
 	}
+	var ops []PatchOp
 	if !im.Hidden {
-		s.apply(ctx, im.ID, []PatchOp{{Name: "os_hidden", Value: true}}, o, ActionDeactivate, why+" (servers may use it: deactivated and hidden, not deleted)", rp)
+		ops = append(ops, PatchOp{Name: "os_hidden", Value: true})
+	}
+	if im.Props[crl.PropDeactivatedBy] == crl.DeactivatedByHold {
+		// deactivated by the CRL job for a hold: retired now, so the job
+		// must not reactivate it when the hold is lifted
+		ops = append(ops, PatchOp{Name: crl.PropDeactivatedBy, Remove: true})
+	}
+	if len(ops) > 0 {
+		s.apply(ctx, im.ID, ops, o, ActionDeactivate, why+" (servers may use it: deactivated and hidden, not deleted)", rp)
 	}
 }

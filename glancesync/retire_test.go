@@ -2,11 +2,13 @@ package glancesync
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/imagetrust/imagetrust/crl"
 	"github.com/imagetrust/imagetrust/internal/config"
 	"github.com/imagetrust/imagetrust/validator"
 )
@@ -86,6 +88,111 @@ func TestUnparsableDescriptorRetiresNothing(t *testing.T) {
 		if oc.ID == p.id && oc.Action != ActionUnchanged {
 			t.Fatalf("after the descriptor is whole again: %+v", oc)
 		}
+	}
+}
+
+// TestBlacklistedNewestFallsBack: an image the operators blacklist does
+// not supersede the others of its tag, so the newest other one is visible
+// again (a boot by tag falls back to it, as the operator guide says); lifting
+// the blacklist hides it again. Against the real Glance (retire = hide).
+func TestBlacklistedNewestFallsBack(t *testing.T) {
+	e := newEnv(t)
+	w := newWorld(t)
+	dir := t.TempDir()
+	old := w.publish(dir, spec{vo: "atlas", tag: "fallback", created: w.now.Add(-2 * time.Hour)})
+	cur := w.publish(dir, spec{vo: "atlas", tag: "fallback", created: w.now.Add(-time.Hour)})
+	o := e.options(t, w, map[string][]string{dir: {"atlas"}})
+	run(t, o)
+	if im := e.get(t, old.id); !im.Hidden {
+		t.Fatal("the older image is not hidden by the newer")
+	}
+	ctx := context.Background()
+	if err := e.admin.Patch(ctx, cur.id, []PatchOp{{Name: validator.PropLocalValidity, Value: validator.LocalBlacklist}}); err != nil {
+		t.Fatal(err)
+	}
+	run(t, o)
+	if im := e.get(t, old.id); im.Hidden || im.Status != StatusActive {
+		t.Fatalf("with the newest blacklisted, the older is %s hidden %v", im.Status, im.Hidden)
+	}
+	if im := e.get(t, cur.id); im.Hidden {
+		t.Fatal("the blacklisted image was hidden")
+	}
+	if err := e.admin.Patch(ctx, cur.id, []PatchOp{{Name: validator.PropLocalValidity, Remove: true}}); err != nil {
+		t.Fatal(err)
+	}
+	run(t, o)
+	if im := e.get(t, old.id); !im.Hidden {
+		t.Fatal("the older image is not hidden again once the blacklist is lifted")
+	}
+}
+
+// TestQueuedImageRetired: an image left queued without data (its bytes
+// refused, or never complete) whose bundle then leaves the source is
+// retired like any other (hidden; deleted under retire = delete, which
+// spends nothing anyone boots). Against the real Glance.
+func TestQueuedImageRetired(t *testing.T) {
+	e := newEnv(t)
+	w := newWorld(t)
+	dir := t.TempDir()
+	p := w.publish(dir, spec{vo: "atlas", tag: "orphan"})
+	w.publish(dir, spec{vo: "atlas", tag: "stays"})
+	img := filepath.Join(p.dir, p.name+".img")
+	b, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0xff
+	if err := os.WriteFile(img, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o := e.options(t, w, map[string][]string{dir: {"atlas"}})
+	o.Sync.Retire = "delete"
+	run(t, o)
+	if im := e.get(t, p.id); im.Status != StatusQueued {
+		t.Fatalf("refused image is %s, want queued", im.Status)
+	}
+	removeBundle(t, p)
+	run(t, o)
+	if _, err := e.admin.Get(context.Background(), p.id); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("queued image whose bundle left: %v", err)
+	}
+}
+
+// usedByServers stands in for Nova's server list, which cannot show a
+// server using an image here (no compute service runs): every image is in
+// use.
+type usedByServers struct{}
+
+func (usedByServers) InUse(context.Context, string) (bool, bool, error) { return true, true, nil }
+
+// TestRetiredHoldNotReactivated: an image the CRL job deactivated for a
+// certificateHold (imagetrust_deactivated_by=crl-hold), retired under
+// retire = delete while servers use it, loses that mark: the CRL job
+// reactivates only images it deactivated, and this one is now retired
+// (deactivated and hidden). Against the real Glance.
+func TestRetiredHoldNotReactivated(t *testing.T) {
+	e := newEnv(t)
+	w := newWorld(t)
+	dir := t.TempDir()
+	p := w.publish(dir, spec{vo: "atlas", tag: "held"})
+	w.publish(dir, spec{vo: "atlas", tag: "stays"})
+	o := e.options(t, w, map[string][]string{dir: {"atlas"}})
+	o.Sync.Retire = "delete"
+	o.Servers = usedByServers{}
+	run(t, o)
+	ctx := context.Background()
+	// what the CRL job does for a hold
+	if err := e.admin.Patch(ctx, p.id, []PatchOp{{Name: crl.PropGlobalValidity, Value: crl.StateHold}, {Name: crl.PropDeactivatedBy, Value: crl.DeactivatedByHold}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.admin.Deactivate(ctx, p.id); err != nil {
+		t.Fatal(err)
+	}
+	removeBundle(t, p)
+	run(t, o)
+	im := e.get(t, p.id)
+	if im.Status != StatusDeactivated || !im.Hidden || im.Props[crl.PropDeactivatedBy] != "" {
+		t.Fatalf("retired held image: %s hidden %v deactivated_by %q", im.Status, im.Hidden, im.Props[crl.PropDeactivatedBy])
 	}
 }
 
