@@ -143,10 +143,14 @@ func holdKept(ix *Index, refs []Ref, props map[string]string) (string, bool) {
 	serial, serialOK := new(big.Int).SetString(props[PropRevSerial], 16)
 	since, timeErr := time.Parse(time.RFC3339, props[PropRevCRLThisUpdate])
 	caID, _, _ := strings.Cut(scope, "/")
+	// several certificates of the role may have this serial (intermediates
+	// of different CAs): the held one is the one the imposing CA's CRLs cover
+	inRecord := false
 	for _, r := range refs {
 		if string(r.Role) != role || !serialOK || r.Serial == nil || r.Serial.Cmp(serial) != 0 {
 			continue
 		}
+		inRecord = true
 		for _, c := range ix.CoveringScope(r) {
 			id := CRLScopeID(c)
 			if !strings.HasPrefix(id, caID+"/") {
@@ -155,15 +159,15 @@ func holdKept(ix *Index, refs []Ref, props map[string]string) (string, bool) {
 			if id == scope && numOK && c.Header.Number != nil && c.Header.Number.Cmp(imposed) > 0 {
 				return "", false
 			}
-			idp := idpValue(c.Header)
-			complete := idp == nil || !idpNamesPoint(idp) && takesIn(scopeOf(c.Header), r.Role)
-			if complete && timeErr == nil && c.Header.ThisUpdate.After(since) {
+			if speaksForAll(c.Header, r.Role) && timeErr == nil && c.Header.ThisUpdate.After(since) {
 				return "", false
 			}
 		}
-		return "hold kept: no CRL of " + r.Issuer + " newer than the one that imposed it (number " + props[PropRevCRLNumber] + ", scope " + scope + ") this run", true
 	}
-	return "hold kept: the held " + role + " certificate " + props[PropRevSerial] + " is not in the image's record", true
+	if !inRecord {
+		return "hold kept: the held " + role + " certificate " + props[PropRevSerial] + " is not in the image's record", true
+	}
+	return "hold kept: no CRL of the CA that imposed it newer than its number " + props[PropRevCRLNumber] + " (scope " + scope + ") this run", true
 }
 
 // CRLScopeID names c's CA (its name and key) and c's scope (its

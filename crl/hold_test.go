@@ -28,10 +28,10 @@ type holdWorld struct {
 	img                                  Image
 }
 
-func newHoldWorld(t *testing.T) *holdWorld {
+func newHoldWorld(t *testing.T, subCA ...testpki.Option) *holdWorld {
 	w := &holdWorld{regRoot: testpki.NewRoot(t, "Hold Registrar Root"), igtfRoot: testpki.NewRoot(t, "Hold IGTF Root")}
-	w.registrar = w.regRoot.Intermediate("Hold Registrar CA")
-	w.people = w.igtfRoot.Intermediate("Hold People CA")
+	w.registrar = w.regRoot.Intermediate("Hold Registrar CA", subCA...)
+	w.people = w.igtfRoot.Intermediate("Hold People CA", subCA...)
 	creator := w.people.Leaf(testpki.Name("Creator"), testpki.WithSerial(101))
 	approver := w.people.Leaf(testpki.Name("Approver"), testpki.WithSerial(102))
 	ref := func(role string, c *testpki.CA, serial *big.Int) ChainCert {
@@ -104,6 +104,24 @@ func TestHoldLiftedOnlyByItsCA(t *testing.T) {
 			w.regRoot:  {holdCRL(w.regRoot, 2, -time.Minute, nil)},
 		}); s != StateValid || w.img.Status != StatusActive || w.img.Properties[PropRevCRLScope] != "" {
 			t.Fatalf("released hold kept: %s %s %v", s, w.img.Status, w.img.Properties)
+		}
+	})
+
+	t.Run("ok held intermediate released while another root's intermediate has its serial", func(t *testing.T) {
+		// both roots number their sub-CAs from 1: two "ca" certificates of
+		// the record have serial 1, and the held one is the people CA
+		w := newHoldWorld(t, testpki.WithSerial(1))
+		if s := w.judgeWith(t, map[*testpki.CA][][]byte{
+			w.igtfRoot: {holdCRL(w.igtfRoot, 50, -time.Hour, nil, hold(w.people.Cert.SerialNumber))},
+			w.regRoot:  {holdCRL(w.regRoot, 1, -time.Hour, nil)},
+		}); s != StateHold {
+			t.Fatalf("hold not imposed: %s", s)
+		}
+		if s := w.judgeWith(t, map[*testpki.CA][][]byte{
+			w.igtfRoot: {holdCRL(w.igtfRoot, 51, -time.Minute, nil)},
+			w.regRoot:  {holdCRL(w.regRoot, 2, -time.Minute, nil)},
+		}); s != StateValid || w.img.Status != StatusActive {
+			t.Fatalf("released hold kept: %s %s", s, w.img.Status)
 		}
 	})
 

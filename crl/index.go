@@ -343,12 +343,20 @@ func (ix *Index) newerSpeaksFor(c *CRL, role Role) bool {
 		if o == c || caKey(o.CA) != k || !o.Header.ThisUpdate.After(c.Header.ThisUpdate) {
 			continue
 		}
-		idp := idpValue(o.Header)
-		if idp == nil || !idpNamesPoint(idp) && takesIn(scopeOf(o.Header), role) {
+		if speaksForAll(o.Header, role) {
 			return true
 		}
 	}
 	return false
+}
+
+// speaksForAll reports whether a CRL speaks for every certificate of the
+// role its CA issued: it has no issuingDistributionPoint, or one that names
+// no distribution point and whose kind (user or CA certificates only) takes
+// the role in.
+func speaksForAll(h *x509.RevocationList, role Role) bool {
+	idp := idpValue(h)
+	return idp == nil || !idpNamesPoint(idp) && takesIn(scopeOf(h), role)
 }
 
 // Revocation is a revocation that makes an image invalid (or held).
