@@ -23,8 +23,12 @@ type gateReq struct {
 	policy bootPolicy
 	// caller is the token's user and project (nil without Options.Identity).
 	caller *Caller
-	// primary is the image the server boots from (for contextualisation).
-	primary *Image
+	// primary is the image the server boots from (for contextualisation):
+	// nil for a volume or an unmanaged image; primarySet once the boot
+	// source is decided (imageRef, or the first boot-index-0 entry), so a
+	// later entry does not take its place.
+	primary    *Image
+	primarySet bool
 	// serverName is server.name (create) or rebuild.name, for contextualisation.
 	serverName string
 }
@@ -236,7 +240,7 @@ func (p *Proxy) judgeCreate(ctx context.Context, g *gateReq, body map[string]any
 			return err
 		}
 		srv["imageRef"] = id
-		g.primary = img
+		g.primary, g.primarySet = img, true
 	}
 	if v := srv["block_device_mapping_v2"]; v != nil {
 		arr, ok := v.([]any)
@@ -295,8 +299,8 @@ func (p *Proxy) judgeBDM(ctx context.Context, g *gateReq, e any, where string, n
 			return err
 		}
 		m["uuid"] = id
-		if boot0 && g.primary == nil {
-			g.primary = img
+		if boot0 && !g.primarySet {
+			g.primary, g.primarySet = img, true
 		}
 	}
 	if _, present := m["image_id"]; present {
@@ -310,8 +314,8 @@ func (p *Proxy) judgeBDM(ctx context.Context, g *gateReq, e any, where string, n
 				return err
 			}
 			m["image_id"] = id
-			if boot0 && g.primary == nil {
-				g.primary = img
+			if boot0 && !g.primarySet {
+				g.primary, g.primarySet = img, true
 			}
 		}
 	}
@@ -416,7 +420,7 @@ func (p *Proxy) judgeAction(ctx context.Context, g *gateReq, body map[string]any
 			return err
 		}
 		m["imageRef"] = id
-		g.primary = img
+		g.primary, g.primarySet = img, true
 		// user_data on rebuild exists from microversion 2.57; below it Nova
 		// refuses the key (or strips it on /v2), so it is left alone there.
 		if _, present := m["user_data"]; present {

@@ -90,8 +90,8 @@ func (p *Proxy) judgeVolume(ctx context.Context, g *gateReq, m map[string]any, k
 		p.audit(g, "boot decision", "field", field, "image", canon, "allowed", false, "reasons", []string{"bad-alias"})
 		return refuse(http.StatusForbidden, "decision:bad-alias", "%s: the volume names tag alias entry %s as its image; no volume is made from an alias.", where, canon)
 	}
-	if boot0 && g.primary == nil {
-		g.primary = img
+	if boot0 && !g.primarySet {
+		g.primary, g.primarySet = img, true
 	}
 	return nil
 }

@@ -188,6 +188,25 @@ func TestVolumeBoots(t *testing.T) {
 			t.Fatalf("status %d: %s", resp.StatusCode, body)
 		}
 	})
+	t.Run("ok unmanaged image boot with a catalogue image's volume beside it gets no context", func(t *testing.T) {
+		// the project boots its own image; the volume (made from a
+		// catalogue image) is a data disk, and must not pick the context
+		g := newGate(t, f, nova.srv.URL, func(o *Options) {
+			o.VolumePolicy, o.Volumes, o.UnmanagedProjects = VolumeRefuse, cinder, []string{labProject}
+			o.UserData = func(b Boot, _ string, _ bool) (string, bool, error) {
+				hooked = append(hooked, b.Image)
+				return "", false, nil
+			}
+		})
+		hooked = nil
+		body := `{"server":{"name":"vm","flavorRef":"1","imageRef":"` + idSnapshot + `","block_device_mapping":[{"device_name":"vdb","volume_id":"` + volGood + `"}]}}`
+		if resp, b := do(t, http.MethodPost, g.srv.URL+"/v2.1/"+labProject+"/servers", "application/json", body, nil); resp.StatusCode != 202 {
+			t.Fatalf("status %d: %s", resp.StatusCode, b)
+		}
+		if len(hooked) != 1 || hooked[0] != nil {
+			t.Fatalf("contextualised %v, want none", hooked)
+		}
+	})
 	t.Run("ok a data volume next to an image boot is not asked about", func(t *testing.T) {
 		body := `{"server":{"name":"vm","flavorRef":"1","imageRef":"` + idGood + `","block_device_mapping_v2":[` +
 			`{"source_type":"image","uuid":"` + idGood + `","boot_index":0,"destination_type":"local"},` +
