@@ -396,6 +396,10 @@ func (c *Config) check() error {
 		if n != 1 {
 			return fmt.Errorf("crl.source[%d]: set exactly one of url, file and dir", i)
 		}
+		if u, err := url.Parse(s.URL); s.URL != "" && (err != nil || u.User != nil) {
+			// never echo the URL: it may hold a password
+			return fmt.Errorf("crl.source[%d].url: not a URL without credentials: user:password@ in a CRL URL would appear in logs and reports; CRLs are public (RFC 5280), serve them without", i)
+		}
 	}
 	return nil
 }
