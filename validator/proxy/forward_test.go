@@ -375,7 +375,18 @@ func TestForwarderUpstreamRestart(t *testing.T) {
 		wg.Go(func() { get("/v2.1/flavors/wait") })
 	}
 	wg.Wait()
-	time.Sleep(50 * time.Millisecond) // (the gate puts them back after answering)
+	// the gate puts a connection back after answering on it
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		g.proxy.pool.mu.Lock()
+		n := len(g.proxy.pool.idle)
+		g.proxy.pool.mu.Unlock()
+		if n >= 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d idle upstream connections, want 4", n)
+		}
+	}
 	up.CloseClientConnections()
 	for i := range 4 {
 		if code, body := get("/v2.1/flavors"); code != 200 || body != "ok" {
