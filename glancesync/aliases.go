@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -145,6 +146,9 @@ func (s *Syncer) dedupAliases(ctx context.Context, have []*Image, rp *reporter) 
 			continue
 		}
 		k := im.Props[validator.PropAlias] + "\n" + im.Name
+		if slices.ContainsFunc(groups[k], func(o *Image) bool { return o.ID == im.ID }) {
+			continue // listed twice: one image, not a surplus one
+		}
 		groups[k] = append(groups[k], im)
 	}
 	exists := map[string]*Image{}

@@ -2,13 +2,16 @@ package glancesync
 
 import (
 	"context"
+	"net/http"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/imagetrust/imagetrust/internal/config"
 	"github.com/imagetrust/imagetrust/validator"
 )
 
@@ -77,5 +80,63 @@ func TestAliasesStayUniqueWhenIDSpent(t *testing.T) {
 	}
 	if want := aliasID(e.project, alias, alias); names[alias][0] != want {
 		t.Errorf("alias %s has id %s, want the derived %s (surplus %s)", alias, names[alias][0], want, surplus.ID)
+	}
+}
+
+// unhideAfterFirstList unhides an image once the first image listing has
+// been answered: another sync unhiding it while this one lists.
+type unhideAfterFirstList struct {
+	next http.RoundTripper
+	once sync.Once
+	do   func()
+}
+
+func (u *unhideAfterFirstList) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := u.next.RoundTrip(r)
+	if err == nil && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/v2/images") {
+		u.once.Do(u.do)
+	}
+	return resp, err
+}
+
+// TestListedTwiceIsOneImage: Glance lists hidden and visible images apart,
+// so an image unhidden between the two listings comes in both. The listing
+// returns it once, and an alias listed twice is not a surplus of itself
+// (dedupAliases deleted the very alias it kept). Against the real Glance.
+func TestListedTwiceIsOneImage(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	alias := "atlas/twice-" + uuid.NewString()[:8]
+	im, err := e.glance.Create(ctx, CreateSpec{ID: uuid.NewString(), Name: alias, Visibility: "shared", Hidden: true,
+		Props: map[string]string{validator.PropAlias: alias}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.admin.Delete(context.Background(), im.ID) })
+	pc := *e.sc.ProviderClient
+	pc.HTTPClient = http.Client{Transport: &unhideAfterFirstList{next: http.DefaultTransport, do: func() {
+		if err := e.admin.Patch(ctx, im.ID, []PatchOp{{Name: "os_hidden", Value: false}}); err != nil {
+			t.Errorf("unhide: %v", err)
+		}
+	}}}
+	sc := *e.sc
+	sc.ProviderClient = &pc
+	got, err := NewGlance(&sc).List(ctx, e.project, map[string]string{validator.PropAlias: alias})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].ID != im.ID || got[0].Hidden {
+		t.Fatalf("listed %d images (%+v), want the one, as last read (visible)", len(got), got)
+	}
+	// and the alias step, given it twice, deletes nothing
+	s, err := New(Options{Glance: e.glance, MirrorProject: e.project, Logger: testLogger(t),
+		Sync: config.Sync{Parallel: 1, Retire: "keep"}, Trust: newWorld(t).trust()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rp reporter
+	s.dedupAliases(ctx, []*Image{got[0], got[0]}, &rp)
+	if _, err := e.admin.Get(ctx, im.ID); err != nil {
+		t.Fatalf("the alias listed twice: %v", err)
 	}
 }

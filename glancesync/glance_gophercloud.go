@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/url"
 	"sort"
+	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
@@ -20,6 +21,16 @@ type gcGlance struct{ sc *gophercloud.ServiceClient }
 // NewGlance returns the Glance calls of the sync over a gophercloud image v2
 // client (openstack.NewImageV2).
 func NewGlance(sc *gophercloud.ServiceClient) Glance { return &gcGlance{sc: sc} }
+
+// callTimeout bounds each Glance call that moves no image data (a listing
+// with all its pages, a read, a write of properties): the HTTP client bounds
+// only the wait for an answer's head, and a front end that sends a head and
+// then stalls would hold the pass for ever.
+const callTimeout = 2 * time.Minute
+
+func bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, callTimeout)
+}
 
 // mapErr turns 404 and 409 into ErrNotFound and ErrConflict, keeping the
 // original error in the chain.
@@ -55,6 +66,8 @@ func fromGlance(im *glance.Image) *Image {
 }
 
 func (g *gcGlance) Get(ctx context.Context, id string) (*Image, error) {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	im, err := glance.Get(ctx, g.sc, id).Extract()
 	if err != nil {
 		return nil, mapErr("get image "+id, err)
@@ -62,22 +75,39 @@ func (g *gcGlance) Get(ctx context.Context, id string) (*Image, error) {
 	return fromGlance(im), nil
 }
 
+// List lists the hidden images, then the visible ones (Glance has no
+// filter for both): an image hidden or unhidden between the two listings
+// is listed twice, or not at all. Hidden ones come first, so that the sync's
+// usual change while another pass lists (unhiding an image it just
+// mirrored) lists it twice rather than never, and an image listed twice is
+// returned once, as last read. One that is missed is seen next pass.
 func (g *gcGlance) List(ctx context.Context, owner string, filters map[string]string) ([]*Image, error) {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	var out []*Image
-	for _, hidden := range []string{"false", "true"} {
+	at := map[string]int{}
+	for _, hidden := range []string{"true", "false"} {
 		q := url.Values{"limit": {"500"}, "os_hidden": {hidden}, "sort_key": {"created_at"}, "sort_dir": {"asc"}}
 		ims, err := glance.ListByProperties(ctx, g.sc, owner, filters, q)
 		if err != nil {
 			return nil, mapErr("list images", err)
 		}
 		for i := range ims {
-			out = append(out, fromGlance(&ims[i]))
+			im := fromGlance(&ims[i])
+			if j, dup := at[im.ID]; dup {
+				out[j] = im
+				continue
+			}
+			at[im.ID] = len(out)
+			out = append(out, im)
 		}
 	}
 	return out, nil
 }
 
 func (g *gcGlance) Create(ctx context.Context, s CreateSpec) (*Image, error) {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	im, err := glance.Create(ctx, g.sc, glance.CreateOpts{
 		ID: s.ID, Name: s.Name, DiskFormat: s.DiskFormat, ContainerFormat: s.ContainerFormat,
 		Visibility: images.ImageVisibility(s.Visibility), Hidden: s.Hidden,
@@ -101,10 +131,14 @@ func (g *gcGlance) Upload(ctx context.Context, id string, r io.Reader) error {
 }
 
 func (g *gcGlance) ImportGlanceDirect(ctx context.Context, id string) error {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	return mapErr("import image "+id, glance.ImportGlanceDirect(ctx, g.sc, id).ExtractErr())
 }
 
 func (g *gcGlance) ImportMethods(ctx context.Context) ([]string, error) {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	m, err := glance.ImportMethods(ctx, g.sc).Extract()
 	if err != nil {
 		return nil, mapErr("import info", err)
@@ -116,6 +150,8 @@ func (g *gcGlance) ImportMethods(ctx context.Context) ([]string, error) {
 // glance.PatchAttributes and string properties with glance.PatchProperties
 // from a fresh read: one request each, when there is something of each kind.
 func (g *gcGlance) Patch(ctx context.Context, id string, ops []PatchOp) error {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	var attrs glance.AttributeOpts
 	set := map[string]string{}
 	var remove []string
@@ -160,14 +196,20 @@ func (g *gcGlance) Patch(ctx context.Context, id string, ops []PatchOp) error {
 }
 
 func (g *gcGlance) Deactivate(ctx context.Context, id string) error {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	return mapErr("deactivate image "+id, glance.Deactivate(ctx, g.sc, id).ExtractErr())
 }
 
 func (g *gcGlance) Delete(ctx context.Context, id string) error {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	return mapErr("delete image "+id, glance.Delete(ctx, g.sc, id).ExtractErr())
 }
 
 func (g *gcGlance) Members(ctx context.Context, id string) ([]string, error) {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	ms, err := glance.ListMembers(ctx, g.sc, id)
 	if err != nil {
 		return nil, mapErr("list members of "+id, err)
@@ -181,11 +223,15 @@ func (g *gcGlance) Members(ctx context.Context, id string) ([]string, error) {
 }
 
 func (g *gcGlance) AddMember(ctx context.Context, id, project string) error {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	_, err := glance.AddMember(ctx, g.sc, id, project).Extract()
 	return mapErr("add member "+project+" to "+id, err)
 }
 
 func (g *gcGlance) RemoveMember(ctx context.Context, id, project string) error {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	err := glance.RemoveMember(ctx, g.sc, id, project).ExtractErr()
 	return mapErr("remove member "+project+" from "+id, err)
 }

@@ -355,10 +355,20 @@ type glanceCatalog struct {
 // List implements crl.Catalog: every image of the mirror project, hidden
 // ones included (a hidden image still boots by id), that carries a
 // catalogue record. Alias entries are returned too; the job skips them.
+//
+// Glance lists hidden and visible images apart: an image hidden or
+// unhidden between the two listings comes twice (kept once, as last read)
+// or not at all (seen next run). Hidden ones come first, so that the sync's
+// usual change (unhiding an image it just mirrored) gives the former.
 func (g *glanceCatalog) List(ctx context.Context) ([]crl.Image, error) {
+	// the listing as a whole is bounded, and so is a re-authentication
+	// within it (it takes the request's context, not the client's Timeout)
+	ctx, cancel := context.WithTimeout(ctx, 5*glanceTimeout)
+	defer cancel()
 	props := map[string]map[string]string{}
+	at := map[string]int{}
 	var out []crl.Image
-	for _, hidden := range []string{"false", "true"} {
+	for _, hidden := range []string{"true", "false"} {
 		ims, err := glance.ListByProperties(ctx, g.sc, g.owner, nil, url.Values{
 			"os_hidden": {hidden}, "limit": {"200"}, "sort_key": {"created_at"}, "sort_dir": {"asc"},
 		})
@@ -369,11 +379,14 @@ func (g *glanceCatalog) List(ctx context.Context) ([]crl.Image, error) {
 			if im.Owner != g.owner || im.Properties[crl.PropRecordVersion] == "" {
 				continue
 			}
-			if _, dup := props[im.ID]; dup {
+			props[im.ID] = im.Properties
+			ci := crl.Image{ID: im.ID, Status: string(im.Status), Properties: im.Properties}
+			if i, dup := at[im.ID]; dup {
+				out[i] = ci
 				continue
 			}
-			props[im.ID] = im.Properties
-			out = append(out, crl.Image{ID: im.ID, Status: string(im.Status), Properties: im.Properties})
+			at[im.ID] = len(out)
+			out = append(out, ci)
 		}
 	}
 	g.mu.Lock()
@@ -386,6 +399,8 @@ func (g *glanceCatalog) List(ctx context.Context) ([]crl.Image, error) {
 // image changed since it was listed (409), it is read again and the patch
 // retried once.
 func (g *glanceCatalog) SetProperties(ctx context.Context, id string, set map[string]string, remove []string) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*glanceTimeout)
+	defer cancel()
 	g.mu.Lock()
 	cur, ok := g.props[id]
 	g.mu.Unlock()
@@ -422,6 +437,8 @@ func (g *glanceCatalog) SetProperties(ctx context.Context, id string, set map[st
 
 // Deactivate implements crl.Catalog.
 func (g *glanceCatalog) Deactivate(ctx context.Context, id string) error {
+	ctx, cancel := context.WithTimeout(ctx, glanceTimeout)
+	defer cancel()
 	if err := glance.Deactivate(ctx, g.sc, id).ExtractErr(); err != nil {
 		return fmt.Errorf("glance: deactivating image %s: %w", id, err)
 	}
@@ -430,6 +447,8 @@ func (g *glanceCatalog) Deactivate(ctx context.Context, id string) error {
 
 // Reactivate implements crl.Catalog.
 func (g *glanceCatalog) Reactivate(ctx context.Context, id string) error {
+	ctx, cancel := context.WithTimeout(ctx, glanceTimeout)
+	defer cancel()
 	if err := glance.Reactivate(ctx, g.sc, id).ExtractErr(); err != nil {
 		return fmt.Errorf("glance: reactivating image %s: %w", id, err)
 	}
