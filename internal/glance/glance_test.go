@@ -5,11 +5,14 @@ import (
 	"context"
 	"crypto/sha512"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
 	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -418,5 +421,65 @@ func TestMembers(t *testing.T) {
 	}
 	if _, err := Get(e.ctx, demoImg, id).Extract(); !IsNotFound(err) {
 		t.Fatalf("former member get: %v, want 404", err)
+	}
+}
+
+// deleteAfterFirstPage deletes an image once the first page of a listing
+// has been answered, as a retirement or an operator may meanwhile.
+type deleteAfterFirstPage struct {
+	next http.RoundTripper
+	once sync.Once
+	del  func()
+}
+
+func (d *deleteAfterFirstPage) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := d.next.RoundTrip(r)
+	if err == nil && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/v2/images") && !r.URL.Query().Has("marker") {
+		d.once.Do(d.del)
+	}
+	return resp, err
+}
+
+// TestListByPropertiesMarkerDeleted: Glance looks the marker up again for
+// each page, and to a user who is not an admin a deleted image is no image
+// (400): a listing whose page ended with an image deleted meanwhile starts
+// over instead of failing the pass. As the demo user (the mirror user of
+// the tests is an admin, who sees deleted rows).
+func TestListByPropertiesMarkerDeleted(t *testing.T) {
+	e := setup(t)
+	demo := e.cloud.ImageClient(t, ostest.CloudDemo)
+	demoProject := projectID(t, demo.ProviderClient)
+	vo := "vo-" + uuid.NewString()[:8]
+	var ids []string
+	for i := range 3 {
+		id := uuid.NewString()
+		if _, err := Create(e.ctx, demo, CreateOpts{ID: id, Name: fmt.Sprintf("m-%d", i), DiskFormat: "raw", ContainerFormat: "bare",
+			Properties: map[string]string{"imagetrust_vo": vo}}).Extract(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = Delete(context.Background(), demo, id).ExtractErr() })
+		ids = append(ids, id)
+		time.Sleep(1100 * time.Millisecond) // distinct created_at (seconds)
+	}
+	tr := &deleteAfterFirstPage{next: demo.ProviderClient.HTTPClient.Transport, del: func() {
+		if err := Delete(context.Background(), e.img, ids[0]).ExtractErr(); err != nil {
+			t.Errorf("delete: %v", err)
+		}
+	}}
+	if tr.next == nil {
+		tr.next = http.DefaultTransport
+	}
+	demo.ProviderClient.HTTPClient.Transport = tr
+	got, err := ListByProperties(e.ctx, demo, demoProject, map[string]string{"imagetrust_vo": vo},
+		url.Values{"limit": {"1"}, "sort_key": {"created_at"}, "sort_dir": {"asc"}})
+	if err != nil {
+		t.Fatalf("listing with the first page's image deleted: %v", err)
+	}
+	var gotIDs []string
+	for _, im := range got {
+		gotIDs = append(gotIDs, im.ID)
+	}
+	if !slices.Equal(gotIDs, ids[1:]) {
+		t.Fatalf("listed %v, want %v", gotIDs, ids[1:])
 	}
 }

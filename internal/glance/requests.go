@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -173,11 +174,21 @@ func ListByProperties(ctx context.Context, client *gophercloud.ServiceClient, ow
 		}
 		q.Set(k, v)
 	}
-	pages, err := images.List(client, listQuery(q)).AllPages(ctx)
-	if err != nil {
-		return nil, err
+	for attempt := 0; ; attempt++ {
+		pages, err := images.List(client, listQuery(q)).AllPages(ctx)
+		if err != nil {
+			// Glance looks the marker image up again for each page, and
+			// for a user who is not an admin a deleted image is no image:
+			// the listing meets 400 when the last image of a page is
+			// deleted meanwhile (a retirement, an operator). It starts over.
+			var ue gophercloud.ErrUnexpectedResponseCode
+			if attempt < 2 && errors.As(err, &ue) && ue.Actual == http.StatusBadRequest && strings.Contains(ue.URL, "marker=") {
+				continue
+			}
+			return nil, err
+		}
+		return ExtractImages(pages)
 	}
-	return ExtractImages(pages)
 }
 
 // PatchProperties changes an image's string properties from current (the
