@@ -28,6 +28,9 @@ func NewGlance(sc *gophercloud.ServiceClient) Glance { return &gcGlance{sc: sc} 
 // then stalls would hold the pass for ever.
 const callTimeout = 2 * time.Minute
 
+// listTimeout bounds a whole listing, every page of it (500 images a page).
+const listTimeout = 10 * time.Minute
+
 func bounded(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, callTimeout)
 }
@@ -82,7 +85,7 @@ func (g *gcGlance) Get(ctx context.Context, id string) (*Image, error) {
 // mirrored) lists it twice rather than never, and an image listed twice is
 // returned once, as last read. One that is missed is seen next pass.
 func (g *gcGlance) List(ctx context.Context, owner string, filters map[string]string) ([]*Image, error) {
-	ctx, cancel := bounded(ctx)
+	ctx, cancel := context.WithTimeout(ctx, listTimeout)
 	defer cancel()
 	var out []*Image
 	at := map[string]int{}
