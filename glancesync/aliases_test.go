@@ -2,6 +2,8 @@ package glancesync
 
 import (
 	"context"
+	"errors"
+	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -139,4 +141,62 @@ func TestListedTwiceIsOneImage(t *testing.T) {
 	if _, err := e.admin.Get(ctx, im.ID); err != nil {
 		t.Fatalf("the alias listed twice: %v", err)
 	}
+}
+
+// loserOfDeleteRace answers a DELETE the way Glance answers the loser of
+// two deletes of one image at once (400, "status transition from deleted to
+// deleted"), after the image was indeed deleted.
+type loserOfDeleteRace struct{ next http.RoundTripper }
+
+func (l loserOfDeleteRace) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := l.next.RoundTrip(r)
+	if err != nil || r.Method != http.MethodDelete {
+		return resp, err
+	}
+	resp.Body.Close()
+	body := `{"message": "Image status transition from deleted to deleted is not allowed", "code": "400 Bad Request", "title": "Bad Request"}`
+	return &http.Response{StatusCode: http.StatusBadRequest, Status: "400 Bad Request", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: http.Header{"Content-Type": {"application/json"}}, Body: io.NopCloser(strings.NewReader(body)), Request: r}, nil
+}
+
+// TestDeleteRaceLoserIsNotFound: racing syncs may delete one image at once
+// (a surplus alias, a retired image), and Glance then answers the loser 400,
+// not 404. Delete reports an image that is gone after an error as
+// ErrNotFound, which its callers take as done (the pass failed before).
+// Against the real Glance, the loser's answer written by the transport.
+func TestDeleteRaceLoserIsNotFound(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	im, err := e.glance.Create(ctx, CreateSpec{ID: uuid.NewString(), Name: "race-" + uuid.NewString()[:8]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := *e.sc.ProviderClient
+	pc.HTTPClient = http.Client{Transport: loserOfDeleteRace{next: http.DefaultTransport}}
+	sc := *e.sc
+	sc.ProviderClient = &pc
+	if err := NewGlance(&sc).Delete(ctx, im.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("delete answered 400 after the image went: %v, want ErrNotFound", err)
+	}
+	// an image still there after an error is an error
+	im2, err := e.glance.Create(ctx, CreateSpec{ID: uuid.NewString(), Name: "race-" + uuid.NewString()[:8]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.admin.Delete(context.Background(), im2.ID) })
+	pc.HTTPClient = http.Client{Transport: refuseDeletes{}}
+	if err := NewGlance(&sc).Delete(ctx, im2.ID); err == nil || errors.Is(err, ErrNotFound) {
+		t.Fatalf("delete refused, image still there: %v, want an error other than ErrNotFound", err)
+	}
+}
+
+// refuseDeletes answers every DELETE 400 without sending it, and passes the rest.
+type refuseDeletes struct{}
+
+func (refuseDeletes) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method != http.MethodDelete {
+		return http.DefaultTransport.RoundTrip(r)
+	}
+	return &http.Response{StatusCode: http.StatusBadRequest, Status: "400 Bad Request", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: http.Header{"Content-Type": {"application/json"}}, Body: io.NopCloser(strings.NewReader(`{"message": "no"}`)), Request: r}, nil
 }

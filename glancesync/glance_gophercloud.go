@@ -2,6 +2,7 @@ package glancesync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -204,10 +205,20 @@ func (g *gcGlance) Deactivate(ctx context.Context, id string) error {
 	return mapErr("deactivate image "+id, glance.Deactivate(ctx, g.sc, id).ExtractErr())
 }
 
+// Delete deletes an image. Two deletes of one image at once (racing syncs
+// removing a surplus alias) give the loser 400 ("status transition from
+// deleted to deleted"), not 404: an error after which the image is gone is
+// reported as ErrNotFound.
 func (g *gcGlance) Delete(ctx context.Context, id string) error {
 	ctx, cancel := bounded(ctx)
 	defer cancel()
-	return mapErr("delete image "+id, glance.Delete(ctx, g.sc, id).ExtractErr())
+	err := mapErr("delete image "+id, glance.Delete(ctx, g.sc, id).ExtractErr())
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		if _, gerr := glance.Get(ctx, g.sc, id).Extract(); glance.IsNotFound(gerr) {
+			return fmt.Errorf("delete image %s: deleted meanwhile: %w", id, ErrNotFound)
+		}
+	}
+	return err
 }
 
 func (g *gcGlance) Members(ctx context.Context, id string) ([]string, error) {

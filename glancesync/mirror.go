@@ -115,7 +115,7 @@ func (s *Syncer) discard(ctx context.Context, id string, deactivate bool) {
 			s.log.Error("deactivate failed", "id", id, "err", err)
 		}
 	}
-	if err := s.o.Glance.Delete(cctx, id); err != nil {
+	if err := s.o.Glance.Delete(cctx, id); err != nil && !errors.Is(err, ErrNotFound) {
 		s.log.Error("delete failed", "id", id, "err", err)
 	}
 }

@@ -2,6 +2,7 @@ package glancesync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -193,7 +194,7 @@ func (s *Syncer) retire(ctx context.Context, im *Image, why string, o Outcome, r
 			rp.add(o)
 			return
 		}
-		if err := s.o.Glance.Delete(ctx, im.ID); err != nil {
+		if err := s.o.Glance.Delete(ctx, im.ID); err != nil && !errors.Is(err, ErrNotFound) {
 			s.log.Error("delete failed", "id", im.ID, "err", err)
 			rp.fail()
 			return
