@@ -23,8 +23,8 @@ type gcGlance struct{ sc *gophercloud.ServiceClient }
 // client (openstack.NewImageV2).
 func NewGlance(sc *gophercloud.ServiceClient) Glance { return &gcGlance{sc: sc} }
 
-// callTimeout bounds each Glance call that moves no image data (a listing
-// with all its pages, a read, a write of properties): the HTTP client bounds
+// callTimeout bounds each Glance call that moves no image data (a read, a
+// write of properties; a listing has listTimeout): the HTTP client bounds
 // only the wait for an answer's head, and a front end that sends a head and
 // then stalls would hold the pass for ever.
 const callTimeout = 2 * time.Minute
@@ -79,32 +79,18 @@ func (g *gcGlance) Get(ctx context.Context, id string) (*Image, error) {
 	return fromGlance(im), nil
 }
 
-// List lists the hidden images, then the visible ones (Glance has no
-// filter for both): an image hidden or unhidden between the two listings
-// is listed twice, or not at all. Hidden ones come first, so that the sync's
-// usual change while another pass lists (unhiding an image it just
-// mirrored) lists it twice rather than never, and an image listed twice is
-// returned once, as last read. One that is missed is seen next pass.
+// List lists hidden and visible images (glance.ListHiddenToo: an image
+// hidden or unhidden meanwhile comes once, or is seen next pass).
 func (g *gcGlance) List(ctx context.Context, owner string, filters map[string]string) ([]*Image, error) {
 	ctx, cancel := context.WithTimeout(ctx, listTimeout)
 	defer cancel()
-	var out []*Image
-	at := map[string]int{}
-	for _, hidden := range []string{"true", "false"} {
-		q := url.Values{"limit": {"500"}, "os_hidden": {hidden}, "sort_key": {"created_at"}, "sort_dir": {"asc"}}
-		ims, err := glance.ListByProperties(ctx, g.sc, owner, filters, q)
-		if err != nil {
-			return nil, mapErr("list images", err)
-		}
-		for i := range ims {
-			im := fromGlance(&ims[i])
-			if j, dup := at[im.ID]; dup {
-				out[j] = im
-				continue
-			}
-			at[im.ID] = len(out)
-			out = append(out, im)
-		}
+	ims, err := glance.ListHiddenToo(ctx, g.sc, owner, filters, url.Values{"limit": {"500"}, "sort_key": {"created_at"}, "sort_dir": {"asc"}})
+	if err != nil {
+		return nil, mapErr("list images", err)
+	}
+	out := make([]*Image, 0, len(ims))
+	for i := range ims {
+		out = append(out, fromGlance(&ims[i]))
 	}
 	return out, nil
 }

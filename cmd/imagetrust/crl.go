@@ -354,40 +354,26 @@ type glanceCatalog struct {
 
 // List implements crl.Catalog: every image of the mirror project, hidden
 // ones included (a hidden image still boots by id), that carries a
-// catalogue record. Alias entries are returned too; the job skips them.
-//
-// Glance lists hidden and visible images apart: an image hidden or
-// unhidden between the two listings comes twice (kept once, as last read)
-// or not at all (seen next run). Hidden ones come first, so that the sync's
-// usual change (unhiding an image it just mirrored) gives the former.
+// catalogue record (glance.ListHiddenToo: an image hidden or unhidden
+// meanwhile comes once, or is seen next run). Alias entries are returned
+// too; the job skips them.
 func (g *glanceCatalog) List(ctx context.Context) ([]crl.Image, error) {
 	// the listing as a whole is bounded, and so is a re-authentication
 	// within it (it takes the request's context, not the client's Timeout)
 	ctx, cancel := context.WithTimeout(ctx, 5*glanceTimeout)
 	defer cancel()
+	ims, err := glance.ListHiddenToo(ctx, g.sc, g.owner, nil, url.Values{"limit": {"200"}, "sort_key": {"created_at"}, "sort_dir": {"asc"}})
+	if err != nil {
+		return nil, fmt.Errorf("glance: listing the images of project %s: %w", g.owner, err)
+	}
 	props := map[string]map[string]string{}
-	at := map[string]int{}
 	var out []crl.Image
-	for _, hidden := range []string{"true", "false"} {
-		ims, err := glance.ListByProperties(ctx, g.sc, g.owner, nil, url.Values{
-			"os_hidden": {hidden}, "limit": {"200"}, "sort_key": {"created_at"}, "sort_dir": {"asc"},
-		})
-		if err != nil {
-			return nil, fmt.Errorf("glance: listing the images of project %s: %w", g.owner, err)
+	for _, im := range ims {
+		if im.Owner != g.owner || im.Properties[crl.PropRecordVersion] == "" {
+			continue
 		}
-		for _, im := range ims {
-			if im.Owner != g.owner || im.Properties[crl.PropRecordVersion] == "" {
-				continue
-			}
-			props[im.ID] = im.Properties
-			ci := crl.Image{ID: im.ID, Status: string(im.Status), Properties: im.Properties}
-			if i, dup := at[im.ID]; dup {
-				out[i] = ci
-				continue
-			}
-			at[im.ID] = len(out)
-			out = append(out, ci)
-		}
+		props[im.ID] = im.Properties
+		out = append(out, crl.Image{ID: im.ID, Status: string(im.Status), Properties: im.Properties})
 	}
 	g.mu.Lock()
 	g.props = props

@@ -483,3 +483,33 @@ func TestListByPropertiesMarkerDeleted(t *testing.T) {
 		t.Fatalf("listed %v, want %v", gotIDs, ids[1:])
 	}
 }
+
+// TestListHiddenToo: hidden and visible images alike, each once; a filter
+// on os_hidden is refused (the function sets it). Against the real Glance.
+func TestListHiddenToo(t *testing.T) {
+	e := setup(t)
+	vo := "vo-" + uuid.NewString()[:8]
+	visible := e.create(t, map[string]string{"imagetrust_vo": vo})
+	hidden := e.create(t, map[string]string{"imagetrust_vo": vo})
+	hide := true
+	if err := PatchAttributes(e.ctx, e.img, hidden.ID, AttributeOpts{Hidden: &hide}).Err; err != nil {
+		t.Fatal(err)
+	}
+	got, err := ListHiddenToo(e.ctx, e.img, e.project, map[string]string{"imagetrust_vo": vo}, url.Values{"limit": {"1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, im := range got {
+		ids = append(ids, im.ID)
+	}
+	slices.Sort(ids)
+	want := []string{visible.ID, hidden.ID}
+	slices.Sort(want)
+	if !slices.Equal(ids, want) {
+		t.Fatalf("listed %v, want %v", ids, want)
+	}
+	if _, err := ListHiddenToo(e.ctx, e.img, e.project, nil, url.Values{"os_hidden": {"true"}}); err == nil {
+		t.Fatal("fail os_hidden given: accepted")
+	}
+}

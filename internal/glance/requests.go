@@ -191,6 +191,42 @@ func ListByProperties(ctx context.Context, client *gophercloud.ServiceClient, ow
 	}
 }
 
+// ListHiddenToo is ListByProperties for hidden and visible images alike.
+// Glance has no filter for both (no os_hidden means os_hidden=false), so it
+// lists the hidden images, then the visible ones: an image hidden or
+// unhidden between the two listings comes in both, or in neither. One that
+// comes in both is returned once, as last read; one that comes in neither
+// is missed this time. Hidden ones come first, so that the usual change
+// while someone lists (the sync unhiding an image it just mirrored) gives
+// the former. extra must not hold os_hidden.
+func ListHiddenToo(ctx context.Context, client *gophercloud.ServiceClient, owner string, props map[string]string, extra url.Values) ([]Image, error) {
+	if extra.Has("os_hidden") {
+		return nil, errors.New("glance: ListHiddenToo lists both; os_hidden given")
+	}
+	var out []Image
+	at := map[string]int{}
+	for _, hidden := range []string{"true", "false"} {
+		q := maps.Clone(extra)
+		if q == nil {
+			q = url.Values{}
+		}
+		q.Set("os_hidden", hidden)
+		ims, err := ListByProperties(ctx, client, owner, props, q)
+		if err != nil {
+			return nil, err
+		}
+		for _, im := range ims {
+			if j, dup := at[im.ID]; dup {
+				out[j] = im
+				continue
+			}
+			at[im.ID] = len(out)
+			out = append(out, im)
+		}
+	}
+	return out, nil
+}
+
 // PatchProperties changes an image's string properties from current (the
 // properties as last read, e.g. Image.Properties) so that every key of set
 // has its value and no key of remove exists. It sends one JSON patch
