@@ -54,7 +54,7 @@ func ParseIndex(b []byte) (*Index, error) {
 
 // ErrCredentialsInURL refuses an index URL with user:password@: the URL
 // appears in logs, reports and errors.
-var ErrCredentialsInURL = errors.New("credentials (user:password@) in the index URL are refused: they would appear in logs and reports")
+var ErrCredentialsInURL = errors.New("credentials (user:password@) in an index URL are refused: they would appear in logs and reports")
 
 // IndexSource is an HTTPS index of bundles.
 type IndexSource struct {
@@ -79,14 +79,59 @@ func (s *IndexSource) VOs() []string { return s.AllowedVOs }
 func resolveRef(base *url.URL, ref string) (*url.URL, error) {
 	u, err := url.Parse(ref)
 	if err != nil {
-		return nil, err
+		// url.Error would repeat ref whole, user information included
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("%q does not parse as a URL: %w", maskedRef(ref), err)
 	}
 	r := base.ResolveReference(u)
+	if r.User != nil {
+		// the URL would be in logs, reports, errors and the image's
+		// imagetrust_uri; refused like credentials in the index URL itself
+		return nil, fmt.Errorf("%s: %w", masked(r), ErrCredentialsInURL)
+	}
 	switch strings.ToLower(r.Scheme) {
 	case "https", "http":
 		return r, nil
 	}
-	return nil, fmt.Errorf("%q: only http(s) URLs are allowed from an index", ref)
+	return nil, fmt.Errorf("%q: only http(s) URLs are allowed from an index", masked(r))
+}
+
+// masked is u for logs and errors: any user information (a password, or a
+// token passed as the user name, which url.URL.Redacted would keep) replaced
+// by "xxxxx".
+func masked(u *url.URL) string {
+	if u.User == nil {
+		return u.String()
+	}
+	c := *u
+	c.User = url.User("xxxxx")
+	return c.String()
+}
+
+// maskedRef is an index reference for logs and errors, any user information
+// in it masked, whether it parses or not.
+func maskedRef(ref string) string {
+	if u, err := url.Parse(ref); err == nil {
+		if u.User == nil {
+			return ref
+		}
+		return masked(u)
+	}
+	// unparsable: mask whatever stands where user information would
+	if i := strings.Index(ref, "//"); i >= 0 {
+		rest := ref[i+2:]
+		end := strings.IndexAny(rest, "/?#")
+		if end < 0 {
+			end = len(rest)
+		}
+		if at := strings.LastIndex(rest[:end], "@"); at >= 0 {
+			return ref[:i+2] + "xxxxx" + rest[at:]
+		}
+	}
+	return ref
 }
 
 // List implements Source.
@@ -137,7 +182,7 @@ func (s *IndexSource) List(ctx context.Context) ([]*Bundle, map[string]error, er
 	for _, e := range ix.Bundles {
 		du, err := resolveRef(base, e.Descriptor)
 		if err != nil {
-			skipped[e.Descriptor] = err
+			skipped[maskedRef(e.Descriptor)] = err
 			continue
 		}
 		sigRef := e.Signature
@@ -146,7 +191,7 @@ func (s *IndexSource) List(ctx context.Context) ([]*Bundle, map[string]error, er
 		}
 		su, err := resolveRef(base, sigRef)
 		if err != nil {
-			skipped[e.Descriptor] = err
+			skipped[maskedRef(e.Descriptor)] = err
 			continue
 		}
 		if listed[du.String()+"\n"+su.String()] {

@@ -136,3 +136,41 @@ func TestIndexURLCredentialsRefused(t *testing.T) {
 		}
 	})
 }
+
+// TestIndexEntryCredentialsRefused: an entry of the index (untrusted
+// bytes) naming a URL with user information is skipped without a request,
+// and neither the skip's key nor its error shows the password or a token
+// given as the user name, whether the reference parses or not.
+func TestIndexEntryCredentialsRefused(t *testing.T) {
+	host := "127.0.0.1:1"
+	refs := []string{
+		"http://user:s3cret@" + host + "/a.json",
+		"http://t0ken@" + host + "/b.json",
+		"http://user:s3cret@" + host + "/%zz.json", // does not parse
+		"//t0ken@" + host + "/c.json",             // scheme-relative
+	}
+	srv, calls := indexServer(t, refs, 10)
+	src := &IndexSource{URL: srv.URL + "/index.json", AllowedVOs: []string{"atlas"}, Fetcher: newTestFetcher(t)}
+	got, skipped, err := src.List(context.Background())
+	if err != nil || len(got) != 0 {
+		t.Fatalf("listed %d bundles, err %v; want every entry skipped", len(got), err)
+	}
+	if len(skipped) != len(refs) {
+		t.Fatalf("skipped %v, want %d entries", skipped, len(refs))
+	}
+	for k, e := range skipped {
+		for _, secret := range []string{"s3cret", "t0ken"} {
+			if strings.Contains(k, secret) || strings.Contains(e.Error(), secret) {
+				t.Errorf("skipped[%q] = %v shows %q", k, e, secret)
+			}
+		}
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("%d requests, want the index's alone", n)
+	}
+	for _, r := range refs[:2] {
+		if !errors.Is(skipped[maskedRef(r)], ErrCredentialsInURL) {
+			t.Errorf("skipped[%s] = %v, want ErrCredentialsInURL", maskedRef(r), skipped[maskedRef(r)])
+		}
+	}
+}
