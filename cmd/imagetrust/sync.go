@@ -89,9 +89,7 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 		for _, w := range append(warns, trust.StaleCRLs(time.Now())...) {
 			log.Warn("trust", "warning", w)
 		}
-		f, err := glancesync.NewFetcher(glancesync.HTTPOptions{
-			CAFile: cfg.Sync.CAFile, DownloadTimeout: cfg.Sync.DownloadTimeout.Duration, Retries: cfg.Sync.Retries, Logger: log,
-		})
+		f, err := glancesync.NewFetcher(fetcherOptions(cfg, log))
 		if err != nil {
 			return nil, err
 		}
@@ -222,5 +220,13 @@ func syncDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path 
 			}
 		case <-time.After(wait):
 		}
+	}
+}
+
+// fetcherOptions are the sources' HTTP settings from the configuration.
+func fetcherOptions(cfg *config.Config, log *slog.Logger) glancesync.HTTPOptions {
+	return glancesync.HTTPOptions{
+		CAFile: cfg.Sync.CAFile, DownloadTimeout: cfg.Sync.DownloadTimeout.Duration,
+		Retries: cfg.Sync.Retries, MaxResumes: cfg.Sync.TransferMaxResumes, Logger: log,
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/imagetrust/imagetrust/glancesync"
+	"github.com/imagetrust/imagetrust/internal/config"
 	"github.com/imagetrust/imagetrust/validator"
 )
 
@@ -26,6 +27,31 @@ func TestRefusedBundles(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := refusedBundles(&glancesync.Report{Outcomes: tc.outs}); got != tc.want {
 				t.Fatalf("refusedBundles = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestFetcherOptionsFromConfig: the sources' HTTP settings come from the
+// configuration, sync.transfer_max_resumes included, with the documented
+// default when it is unset.
+func TestFetcherOptionsFromConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		toml string
+		want int
+	}{
+		{"ok default", "", config.DefaultTransferMaxResumes},
+		{"ok set", "[sync]\ntransfer_max_resumes = 3", 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := config.Parse([]byte(tc.toml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			o := fetcherOptions(cfg, nil)
+			if o.MaxResumes != tc.want || o.Retries != cfg.Sync.Retries || o.DownloadTimeout != cfg.Sync.DownloadTimeout.Duration {
+				t.Fatalf("options %+v, want MaxResumes %d and the configured retries and timeout", o, tc.want)
 			}
 		})
 	}

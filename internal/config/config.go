@@ -86,6 +86,8 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil
 const (
 	DefaultTransferMinRateKiB = 256
 	DefaultTransferSlack      = 10 * time.Minute
+	// DefaultTransferMaxResumes is the default of Sync.TransferMaxResumes.
+	DefaultTransferMaxResumes = 20
 )
 
 // Sync configures `imagetrust sync`.
@@ -120,6 +122,11 @@ type Sync struct {
 	// later pass).
 	TransferMinRateKiB int      `toml:"transfer_min_rate_kib"`
 	TransferSlack      Duration `toml:"transfer_slack"`
+	// TransferMaxResumes bounds the Range requests that resume one image
+	// download after the connection broke off, whatever progress each made
+	// (DefaultTransferMaxResumes when 0); one more break fails the transfer
+	// (retried by a later pass).
+	TransferMaxResumes int `toml:"transfer_max_resumes"`
 	// Listen is the address of /metrics and /healthz in daemon mode ("" = off).
 	Listen string `toml:"listen"`
 	// Aliases maintains the per-tag alias entries (see docs/design.md).
@@ -281,6 +288,9 @@ func (c *Config) defaults() {
 		c.Sync.TransferMinRateKiB = DefaultTransferMinRateKiB
 	}
 	setDur(&c.Sync.TransferSlack, DefaultTransferSlack)
+	if c.Sync.TransferMaxResumes == 0 {
+		c.Sync.TransferMaxResumes = DefaultTransferMaxResumes
+	}
 	if c.Sync.Ingest == "" {
 		c.Sync.Ingest = "auto"
 	}
@@ -359,6 +369,7 @@ func (c *Config) check() error {
 		v   int64
 	}{{"sync.parallel", int64(c.Sync.Parallel)}, {"sync.retries", int64(c.Sync.Retries)},
 		{"sync.transfer_min_rate_kib", int64(c.Sync.TransferMinRateKiB)},
+		{"sync.transfer_max_resumes", int64(c.Sync.TransferMaxResumes)},
 		{"proxy.cache_size", int64(c.Proxy.CacheSize)}, {"proxy.max_body", int64(c.Proxy.MaxBody)}} {
 		if n.v < 0 {
 			return fmt.Errorf("%s = %d: must not be negative (0 or unset: the default)", n.key, n.v)

@@ -63,6 +63,7 @@ func TestParseRefuses(t *testing.T) {
 		"fail negative parallel":            "[sync]\nparallel = -1",
 		"fail negative retries":             "[sync]\nretries = -3",
 		"fail negative transfer rate":       "[sync]\ntransfer_min_rate_kib = -1",
+		"fail negative transfer resumes":    "[sync]\ntransfer_max_resumes = -1",
 		"fail negative max body":            "[proxy]\nmax_body = -1",
 	}
 	for name, in := range cases {
