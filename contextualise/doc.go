@@ -13,7 +13,11 @@
 // base64, or starts like gzip and does not decompress. When the base64 form is over
 // Nova's 65535-character limit the document is gzipped, which cloud-init
 // recognises by its magic bytes; when even that does not fit, Merge returns a
-// *TooLargeError.
+// *TooLargeError, which says what the site's context takes of the limit
+// (a site context over the limit on its own is the site's fault: an
+// ordinary error, not the user's). A server name a site template uses and
+// the request leaves out, or gives with characters a template cannot take
+// safely, is a *UserDataError whose Field is "server name".
 //
 // The package is pure: it reads the site directory once in LoadSite and never
 // touches the network or the clock.

@@ -92,10 +92,38 @@ func (s *Site) Merge(userDataB64 string, hasUserData bool, v Vars) (string, erro
 			alternatives = append(alternatives, append([]part{up}, site...))
 		}
 	}
-	return encodeWithinLimit(len(alternatives), func(i int) ([]byte, error) {
+	out, err := encodeWithinLimit(len(alternatives), func(i int) ([]byte, error) {
 		doc, _, err := buildMIME(alternatives[i])
 		return doc, err
 	})
+	var tooLarge *TooLargeError
+	if errors.As(err, &tooLarge) {
+		// whose fault: what the site's context takes alone (measured only
+		// on this path, so a boot that fits pays nothing for it)
+		n, serr := encodedSize(site)
+		if serr != nil {
+			return "", serr
+		}
+		if n > MaxUserData {
+			return "", fmt.Errorf("contextualise: the site's context for VO %q tag %q is %d base64 characters on its own even gzip-compressed, over Nova's limit of %d: shorten its fragments", v.VO, v.Tag, n, MaxUserData)
+		}
+		tooLarge.Site = n
+	}
+	return out, err
+}
+
+// encodedSize is the length in base64 characters of the parts' MIME
+// document, gzip-compressed when that is shorter.
+func encodedSize(parts []part) (int, error) {
+	doc, _, err := buildMIME(parts)
+	if err != nil {
+		return 0, err
+	}
+	z, err := gzipBest(doc)
+	if err != nil {
+		return 0, err
+	}
+	return min(base64.StdEncoding.EncodedLen(len(doc)), base64.StdEncoding.EncodedLen(len(z))), nil
 }
 
 // decodeUserData decodes the request's base64 and, like cloud-init, gunzips

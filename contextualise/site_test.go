@@ -151,7 +151,8 @@ func TestMergeErrors(t *testing.T) {
 		{"fail invalid base64", "not base64!", nil, true, "not valid base64"},
 		{"fail mime not utf-8", base64.StdEncoding.EncodeToString([]byte("MIME-Version: 1.0\n\n\xff")), nil, true, "must be UTF-8"},
 		{"fail gzip bomb", base64.StdEncoding.EncodeToString(bomb), nil, true, "expands to more than"},
-		{"fail server name with shell characters", "", func(v *Vars) { v.ServerName = "x; rm -rf /" }, true, "server_name"},
+		{"fail server name with shell characters", "", func(v *Vars) { v.ServerName = "x; rm -rf /" }, true, "server name: this site's boot context uses it"},
+		{"fail server name missing", "", func(v *Vars) { v.ServerName = "" }, true, "server name: this site's boot context uses it, and the request does not give one"},
 		{"fail server name with leading dash", "", func(v *Vars) { v.ServerName = "-rf" }, true, "server_name"},
 		{"fail server name dot-dot", "", func(v *Vars) { v.ServerName = ".." }, true, "server_name"},
 		{"fail server name dot", "", func(v *Vars) { v.ServerName = "." }, true, "server_name"},
@@ -180,6 +181,39 @@ func TestMergeErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestMergeSiteContextTooLarge: a site context over Nova's limit on its own
+// is the site's fault (an ordinary error, answered 500), not the user's; a
+// merge over the limit with a site context that fits says what the site's
+// part takes.
+func TestMergeSiteContextTooLarge(t *testing.T) {
+	noise := append(incompressible(), incompressible()...)
+	big := "#!/bin/sh\n# " + base64.StdEncoding.EncodeToString(noise) + "\n"
+	s, err := LoadSite(writeSite(t, map[string]string{"all/big.sh": big}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		user string
+	}{{"fail without user data", ""}, {"fail with user data", "#!/bin/sh\necho hi\n"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := s.Merge(base64.StdEncoding.EncodeToString([]byte(tc.user)), tc.user != "", testVars())
+			var tl *TooLargeError
+			var ude *UserDataError
+			if err == nil || errors.As(err, &tl) || errors.As(err, &ude) || !strings.Contains(err.Error(), "the site's context for VO") {
+				t.Fatalf("Merge error = %v, want the site's own error", err)
+			}
+		})
+	}
+	t.Run("fail user data too large names the site's share", func(t *testing.T) {
+		_, err := loadTestSite(t).Merge(base64.StdEncoding.EncodeToString(incompressible()), true, testVars())
+		var tl *TooLargeError
+		if !errors.As(err, &tl) || tl.Site <= 0 || tl.Site >= tl.Limit || tl.Size <= tl.Limit {
+			t.Fatalf("Merge error = %#v, want a TooLargeError with the site's share", err)
+		}
+	})
 }
 
 func TestMergeDetails(t *testing.T) {

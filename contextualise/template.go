@@ -37,9 +37,10 @@ var (
 	}
 )
 
-// userChosen are the variables whose values come from the requesting user;
-// a bad value there is the user's error (400), elsewhere the site's.
-var userChosen = map[string]bool{"server_name": true}
+// userChosen maps the variables whose values come from the requesting user
+// to what the user calls them; a bad value there is the user's error (400),
+// elsewhere the site's.
+var userChosen = map[string]string{"server_name": "server name"}
 
 // knownVariables lists the names a template may use, for error messages.
 func knownVariables() string {
@@ -116,15 +117,16 @@ func (v Vars) lookup(name string) (string, error) {
 		// never rendered empty: "rm -rf /scratch/{{ server_name }}" must
 		// not become "rm -rf /scratch/"
 		err := fmt.Errorf("template variable %s has no value here", name)
-		if userChosen[name] {
-			return "", &UserDataError{Reason: "this site's boot context uses the " + name + ", which the request does not give; give one", Err: err}
+		if f, ok := userChosen[name]; ok {
+			return "", &UserDataError{Field: f, Reason: "this site's boot context uses it, and the request does not give one; give one", Err: err}
 		}
 		return "", err
 	}
-	if userChosen[name] {
+	if f, ok := userChosen[name]; ok {
 		if !safeName.MatchString(val) || dotSegment(val) {
 			return "", &UserDataError{
-				Reason: "this site's boot context uses the " + name + ", which may then hold only letters, digits and . _ - (not first), and may not be . or ..; choose another",
+				Field:  f,
+				Reason: "this site's boot context uses it, so it may hold only letters, digits and . _ - (not first), and may not be . or ..; choose another",
 				Err:    fmt.Errorf("value %q of template variable %s is not a single safe name", val, name),
 			}
 		}
