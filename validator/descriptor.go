@@ -142,7 +142,17 @@ func (d *Descriptor) check() error {
 	}
 	u, err := url.Parse(d.URI)
 	if err != nil {
-		return fmt.Errorf("descriptor field uri: %w", err)
+		// url.Error repeats the uri whole, user information included
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("descriptor field uri does not parse: %w", err)
+	}
+	if u.User != nil {
+		// never echoed: the catalogue record (imagetrust_uri) and the
+		// site's logs would carry them
+		return errors.New("descriptor field uri: user information (user:password@ or a token) is not allowed: the uri is public in every site's catalogue record")
 	}
 	switch u.Scheme {
 	case "", "file", "https", "http":

@@ -58,3 +58,19 @@ func FuzzParseDescriptor(f *testing.F) {
 		}
 	})
 }
+
+// TestDescriptorURICredentialsNotEchoed: a uri with user information is
+// refused without repeating it, parsable or not.
+func TestDescriptorURICredentialsNotEchoed(t *testing.T) {
+	for _, uri := range []string{
+		"https://atlas:s3cret@images.example.org/w.qcow2",
+		"https://s3cret@images.example.org/w.qcow2",
+		"https://atlas:s3cret@images.example.org/%zz.qcow2",
+	} {
+		b := strings.Replace(goodDescriptor, `"uri":"w.qcow2"`, `"uri":"`+uri+`"`, 1)
+		_, err := ParseDescriptor([]byte(b))
+		if err == nil || strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "descriptor field uri") {
+			t.Errorf("uri %s: err = %v, want a refusal naming the field, not the secret", uri, err)
+		}
+	}
+}
