@@ -147,7 +147,7 @@ func TestIndexEntryCredentialsRefused(t *testing.T) {
 		"http://user:s3cret@" + host + "/a.json",
 		"http://t0ken@" + host + "/b.json",
 		"http://user:s3cret@" + host + "/%zz.json", // does not parse
-		"//t0ken@" + host + "/c.json",             // scheme-relative
+		"//t0ken@" + host + "/c.json",              // scheme-relative
 	}
 	srv, calls := indexServer(t, refs, 10)
 	src := &IndexSource{URL: srv.URL + "/index.json", AllowedVOs: []string{"atlas"}, Fetcher: newTestFetcher(t)}
