@@ -106,9 +106,9 @@ func aliasIDs(project, alias, name string) []string {
 
 // createAlias creates the alias image spec (ID unset) under the first of
 // its derived ids that is free, or finds it already made under one by a
-// racing sync (made false). An id moves on to the next only when Glance
-// says it is spent (409 on create, 404 on get) or another project's; any
-// other error is the pass's.
+// racing sync (made false); when all are spent or taken, under a random id.
+// An id moves on to the next only when Glance says it is spent (409 on
+// create, 404 on get) or another project's; any other error is the pass's.
 func (s *Syncer) createAlias(ctx context.Context, spec CreateSpec) (*Image, bool, error) {
 	alias := spec.Props[validator.PropAlias]
 	for _, id := range aliasIDs(s.o.MirrorProject, alias, spec.Name) {
@@ -132,7 +132,18 @@ func (s *Syncer) createAlias(ctx context.Context, spec CreateSpec) (*Image, bool
 			return nil, false, gerr
 		}
 	}
-	return nil, false, fmt.Errorf("alias %s named %s: all %d derived ids are spent or taken", alias, spec.Name, aliasTries)
+	// Every derived id is spent or taken. They are predictable (the mirror
+	// project id is every catalogue image's owner), so a user can take
+	// them all before the tag is ever published: a random id cannot be
+	// taken in advance. Syncs racing here may each make one; the next
+	// pass's dedupAliases keeps one.
+	spec.ID = uuid.NewString()
+	im, err := s.o.Glance.Create(ctx, spec)
+	if err != nil {
+		return nil, false, fmt.Errorf("alias %s named %s: all %d derived ids are spent or taken, and a random one failed: %w", alias, spec.Name, aliasTries, err)
+	}
+	s.log.Warn("alias made under a random id: every derived id is spent or taken (another project may have taken them on purpose)", "alias", alias, "name", spec.Name, "id", im.ID)
+	return im, true, nil
 }
 
 // dedupAliases returns the mirror project's alias images by alias and name,

@@ -6,12 +6,14 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 
 	"github.com/imagetrust/imagetrust/internal/config"
 	"github.com/imagetrust/imagetrust/validator"
@@ -199,4 +201,60 @@ func (refuseDeletes) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	return &http.Response{StatusCode: http.StatusBadRequest, Status: "400 Bad Request", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: http.Header{"Content-Type": {"application/json"}}, Body: io.NopCloser(strings.NewReader(`{"message": "no"}`)), Request: r}, nil
+}
+
+// TestAliasIDsSquatted: alias ids are derived from public values (the
+// mirror project id is every catalogue image's owner), so any user can
+// create images under all of them before a tag is published. The sync then
+// makes the alias under a random id, the pass has no error, and the next
+// pass makes nothing more. Against the real Glance, the squatter being the
+// demo project.
+func TestAliasIDsSquatted(t *testing.T) {
+	e := newEnv(t)
+	w := newWorld(t)
+	dir := filepath.Join(t.TempDir(), "lhcb")
+	tag := "squat-" + uuid.NewString()[:8]
+	alias := "lhcb/" + tag
+	ctx := context.Background()
+	var squatted []string
+	for _, name := range []string{tag, alias} {
+		for _, id := range aliasIDs(e.project, alias, name) {
+			if _, err := images.Create(ctx, e.demo, images.CreateOpts{ID: id, Name: "squat"}).Extract(); err != nil {
+				t.Fatal(err)
+			}
+			squatted = append(squatted, id)
+		}
+	}
+	w.publish(dir, spec{vo: "lhcb", tag: tag})
+	o := e.options(t, w, map[string][]string{dir: {"lhcb"}})
+	o.Sync.Retire = "keep" // other tests' lhcb images are not this one's to retire
+	for pass := 1; pass <= 2; pass++ {
+		r := run(t, o)
+		if r.Errors != 0 {
+			t.Fatalf("pass %d: %d errors: %+v", pass, r.Errors, r.Outcomes)
+		}
+		made := 0
+		for _, oc := range r.Outcomes {
+			if oc.Action == ActionAlias {
+				made++
+			}
+		}
+		if want := map[int]int{1: 2, 2: 0}[pass]; made != want {
+			t.Fatalf("pass %d made %d aliases, want %d: %+v", pass, made, want, r.Outcomes)
+		}
+	}
+	got, err := e.admin.List(ctx, e.project, map[string]string{validator.PropAlias: alias})
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]int{}
+	for _, im := range got {
+		names[im.Name]++
+		if slices.Contains(squatted, im.ID) {
+			t.Errorf("alias %s under the squatted id %s", im.Name, im.ID)
+		}
+	}
+	if len(got) != 2 || names[tag] != 1 || names[alias] != 1 {
+		t.Fatalf("alias images %v, want one named %s and one named %s", names, tag, alias)
+	}
 }
