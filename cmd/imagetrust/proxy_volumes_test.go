@@ -273,6 +273,14 @@ db.commit()`, filepath.Join(c.StateDir, "cinder", "cinder.sqlite"), v.ID).Combin
 		return http.StatusAccepted, created.Server.ID
 	}
 
+	// a demo user's image under the upper-case spelling of the good
+	// image's id: another image on this Glance (sqlite tells the ids apart
+	// by case), whose bytes a volume made from it would hold
+	twin := strings.ToUpper(good)
+	if _, err := images.Create(ctx, c.ImageClient(t, ostest.CloudDemo), images.CreateOpts{ID: twin, Name: "twin", DiskFormat: "raw", ContainerFormat: "bare"}).Extract(); err != nil {
+		t.Fatalf("creating the upper-case twin: %v", err)
+	}
+
 	cases := []struct {
 		name       string
 		image      string // the volume's image_id; "" none
@@ -288,6 +296,7 @@ db.commit()`, filepath.Join(c.StateDir, "cinder", "cinder.sqlite"), v.ID).Combin
 		{name: "fail volume made from a blacklisted image", image: bad, sourceType: "volume", want: 403, fault: "forbidden", says: "blacklisted"},
 		{name: "fail snapshot of a volume made from a blacklisted image", image: bad, sourceType: "snapshot", want: 403, fault: "forbidden", says: "blacklisted"},
 		{name: "fail volume made from no image", sourceType: "volume", want: 403, fault: "forbidden", says: "not made from an image"},
+		{name: "fail volume made from an upper-case twin of a catalogue image", image: twin, sourceType: "volume", want: 403, fault: "forbidden", says: "not the site's catalogue image"},
 		{name: "fail volume made from an image outside the catalogue", image: uuid.NewString(), sourceType: "volume", want: 404, fault: "itemNotFound", says: "not in the site's image catalogue"},
 		{name: "fail unknown volume", sourceType: "volume", id: uuid.NewString(), want: 400, fault: "badRequest", says: "was not found"},
 		{name: "fail unknown snapshot", sourceType: "snapshot", id: uuid.NewString(), want: 400, fault: "badRequest", says: "was not found"},

@@ -34,7 +34,11 @@
 // admits and its driver attaches instead of creating a volume) is judged by the image it was made from when Options.Volumes is set
 // (Cinder's volume_image_metadata.image_id; a snapshot by its volume's),
 // exactly like an image reference, except that the id must be a UUID (never
-// a tag) and not a tag alias entry; the request keeps its volume id. A
+// a tag) and not a tag alias entry, and an id not in canonical form
+// (AA5B…, which on a case-sensitive Glance database is a user's image
+// apart from the catalogue's aa5b…) counts as the catalogue image only
+// when Glance, asked for that id itself, answers with it; the request
+// keeps its volume id. A
 // volume made from no image, and every boot volume when Options.Volumes is
 // nil, is governed by Options.VolumePolicy (config proxy.volume_policy):
 // "refuse" (default) refuses it, "allow" lets it through unjudged. The

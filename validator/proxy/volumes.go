@@ -80,6 +80,29 @@ func (p *Proxy) judgeVolume(ctx context.Context, g *gateReq, m map[string]any, k
 		return refuseByPolicy("volume-without-image", "the image this volume was made from is not named by a UUID, so the image gate cannot judge it.")
 	}
 	field := where + " (image of " + map[bool]string{false: "volume ", true: "snapshot "}[snapshot] + truncate(id, 80) + ")"
+	if imageID != canon {
+		// Catalogue ids are canonical (lower case, hyphenated). Glance on a
+		// case-sensitive database (sqlite, PostgreSQL) keeps a user's
+		// image AA5B… apart from the catalogue's aa5b…, and the volume
+		// holds the bytes of the image it names; on MySQL the two are one.
+		// Glance is asked for the id as Cinder has it.
+		twin, err := p.lookup.GetImage(ctx, imageID)
+		switch {
+		case err == nil && twin.ID == canon: // the catalogue's own
+		case err == nil || errors.Is(err, ErrNotFound):
+			if g.policy.AllowUnmanaged {
+				p.o.Metrics.decision("allowed", "unmanaged-allowed")
+				p.audit(g, "boot decision", "field", field, "image", truncate(imageID, 80), "allowed", true, "notes", []string{"unmanaged-allowed", "not-canonical"})
+				return nil
+			}
+			p.o.Metrics.decision("refused", "not-in-catalogue")
+			p.audit(g, "boot decision", "field", field, "image", truncate(imageID, 80), "allowed", false, "reasons", []string{"not-in-catalogue"})
+			return refuse(http.StatusForbidden, "decision:not-in-catalogue",
+				"%s: the volume was made from image %s, which is not the site's catalogue image %s (Glance tells the two apart by case). Boot a volume made from a catalogue image.", where, truncate(imageID, 80), canon)
+		default:
+			return err
+		}
+	}
 	resolved, img, err := p.resolve(ctx, g, canon, field)
 	if err != nil {
 		return err

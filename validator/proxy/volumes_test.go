@@ -64,6 +64,9 @@ const (
 	volOdd      = "d0000000-0000-4000-8000-000000000006"
 	volForeign  = "d0000000-0000-4000-8000-000000000007"
 	volAlias    = "d0000000-0000-4000-8000-000000000008"
+	volTwin     = "d0000000-0000-4000-8000-000000000009"
+	volOneImage = "d0000000-0000-4000-8000-00000000000a"
+	volSeenTwin = "d0000000-0000-4000-8000-00000000000b"
 	snapGood    = "e0000000-0000-4000-8000-000000000001"
 	snapRevoked = "e0000000-0000-4000-8000-000000000002"
 )
@@ -72,10 +75,18 @@ func TestVolumeBoots(t *testing.T) {
 	f := catalogue(t)
 	nova := newRecordingNova(t)
 	cinder := &standInCinder{
-		volumes: map[string]string{volGood: strings.ToUpper(idGood), volRevoked: idRevoked, volBlank: "",
-			volOdd: "el9", volForeign: idSnapshot, volAlias: idAlias},
+		volumes: map[string]string{volGood: idGood, volRevoked: idRevoked, volBlank: "",
+			volOdd: "el9", volForeign: idSnapshot, volAlias: idAlias,
+			volTwin: strings.ToUpper(idGood), volOneImage: strings.ToUpper(idNewer), volSeenTwin: strings.ToUpper(idSharedA)},
 		snapshots: map[string]string{snapGood: idGood, snapRevoked: idRevoked},
 	}
+	// Glance on MySQL finds an image by any case of its id: there the
+	// upper-case id Cinder recorded is the catalogue image itself
+	newer, _ := f.glance.GetImage(t.Context(), idNewer)
+	f.glance.images[strings.ToUpper(idNewer)] = newer
+	// on sqlite and PostgreSQL an upper-case id is another image, a
+	// user's; one the gate can see (community visibility)
+	f.glance.put(&Image{ID: strings.ToUpper(idSharedA), Owner: userProject, Status: "active", Properties: map[string]string{}})
 	var hooked []*Image
 	newG := func(policy string, vols Volumes) *gateEnv {
 		return newGate(t, f, nova.srv.URL, func(o *Options) {
@@ -114,6 +125,9 @@ func TestVolumeBoots(t *testing.T) {
 		{"ok legacy volume_id", withCinder, legacy("volume_id", volGood), 202, "", idGood},
 		{"ok legacy snapshot_id", withCinder, legacy("snapshot_id", snapGood), 202, "", idGood},
 		{"ok blank volume under allow", allowBlank, vol("volume", volBlank), 202, "", ""},
+		{"ok volume made from an upper-case id Glance finds as the catalogue image", withCinder, vol("volume", volOneImage), 202, "", idNewer},
+		{"fail volume made from an upper-case twin of a catalogue id", withCinder, vol("volume", volTwin), 403, "forbidden", ""},
+		{"fail volume made from a visible upper-case twin of a catalogue id", withCinder, vol("volume", volSeenTwin), 403, "forbidden", ""},
 		{"fail volume made from a revoked image", withCinder, vol("volume", volRevoked), 403, "forbidden", ""},
 		{"fail revoked image under allow too", allowBlank, vol("volume", volRevoked), 403, "forbidden", ""},
 		{"fail snapshot of a revoked image", withCinder, vol("snapshot", snapRevoked), 403, "forbidden", ""},
