@@ -273,7 +273,8 @@ function configure_imagetrust_glance {
     fi
 }
 
-# configure_imagetrust_nova: users' snapshots don't inherit the record.
+# configure_imagetrust_nova: users' snapshots don't inherit the record, and
+# nova-api names the proxy (from its X-Forwarded-* fields) in its links.
 function configure_imagetrust_nova {
     local names conf current
     names=$(imagetrust_property_names | paste -sd, -)
@@ -285,6 +286,9 @@ function configure_imagetrust_nova {
         current=$(echo "$current" | tr ',' '\n' | grep -v '^imagetrust_' | paste -sd, -)
         iniset "$conf" DEFAULT non_inheritable_image_properties "$current,$names"
     done
+    if [[ -f $NOVA_CONF ]]; then
+        iniset "$NOVA_CONF" oslo_middleware enable_proxy_headers_parsing True
+    fi
 }
 
 # configure_imagetrust: everything of post-config.

@@ -81,3 +81,60 @@ imagetrust_write_config
 		})
 	}
 }
+
+// TestPluginConfiguresNova runs configure_imagetrust_nova on nova.conf
+// files (devstack's iniget and iniset stood in for by Python's
+// configparser): nova-api's gets every imagetrust_ property in
+// non_inheritable_image_properties, keeping what was there, and
+// enable_proxy_headers_parsing; run twice, the list does not grow.
+func TestPluginConfiguresNova(t *testing.T) {
+	dir := t.TempDir()
+	api, cpu := filepath.Join(dir, "nova.conf"), filepath.Join(dir, "nova-cpu.conf")
+	for _, p := range []string{api, cpu} {
+		if err := os.WriteFile(p, []byte("[DEFAULT]\nnon_inheritable_image_properties = cache_in_nova,bittorrent,site_secret\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	script := stubs + `
+set -e
+iniget() { python3 -c 'import configparser,sys; c=configparser.RawConfigParser(); c.read(sys.argv[1]); print(c.get(sys.argv[2], sys.argv[3], fallback=""))' "$@"; }
+iniset() { python3 -c '
+import configparser,sys
+c=configparser.RawConfigParser(); c.optionxform=str; c.read(sys.argv[1])
+if sys.argv[2]!="DEFAULT" and not c.has_section(sys.argv[2]): c.add_section(sys.argv[2])
+c.set(sys.argv[2], sys.argv[3], sys.argv[4])
+c.write(open(sys.argv[1], "w"))' "$@"; }
+source devstack/settings
+source devstack/plugin.sh
+IMAGETRUST_SRC_DIR=$PWD
+NOVA_CONF='` + api + `'
+NOVA_CPU_CONF='` + cpu + `'
+configure_imagetrust_nova
+configure_imagetrust_nova
+`
+	cmd := exec.Command("bash", "-c", script)
+	cmd.Dir = "../.."
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	b, err := os.ReadFile(api)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := string(b)
+	for _, want := range []string{"[oslo_middleware]\nenable_proxy_headers_parsing = True", "cache_in_nova,bittorrent,site_secret,imagetrust_", ",imagetrust_vo\n"} {
+		if !strings.Contains(conf, want) {
+			t.Errorf("nova.conf lacks %q:\n%s", want, conf)
+		}
+	}
+	if n := strings.Count(conf, "imagetrust_vo"); n != 1 {
+		t.Errorf("imagetrust_vo %d times after two runs:\n%s", n, conf)
+	}
+	b, err = os.ReadFile(cpu)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "oslo_middleware") || !strings.Contains(string(b), "imagetrust_vo") {
+		t.Errorf("nova-cpu.conf:\n%s", b)
+	}
+}

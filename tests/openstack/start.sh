@@ -340,6 +340,9 @@ lock_path = $NV/lock
 api_paste_config = $NV/etc/api-paste.ini
 $(authtoken nova)
 EOF
+	# what imagetrust asks sites to merge into nova.conf, as they would
+	# (oslo.config merges repeated sections)
+	cat "$HERE/../../etc/nova/nova.conf.snippet" >>"$NV/etc/nova.conf"
 fi
 
 ############################################################ cinder

@@ -174,6 +174,18 @@ func TestIntegrationNova(t *testing.T) {
 			return "", err
 		}
 		t.Cleanup(func() { _ = servers.Delete(context.Background(), demo, srv.ID).ExtractErr() })
+		// nova-api runs with etc/nova/nova.conf.snippet
+		// (enable_proxy_headers_parsing): the links of its answer name the
+		// gate, from the X-Forwarded-* fields the gate sends, not Nova's
+		// internal address
+		if len(srv.Links) == 0 {
+			t.Errorf("server %s: no links in Nova's answer", srv.ID)
+		}
+		for _, l := range srv.Links {
+			if href, _ := l.(map[string]any)["href"].(string); !strings.HasPrefix(href, gate.URL+"/") {
+				t.Errorf("server %s: link %v does not name the gate %s", srv.ID, l, gate.URL)
+			}
+		}
 		return srv.ID, nil
 	}
 	tag := s.rec.Properties[validator.PropTag]
