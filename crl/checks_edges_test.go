@@ -1,0 +1,179 @@
+package crl
+
+import (
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"math/big"
+	"testing"
+	"time"
+
+	"github.com/imagetrust/imagetrust/internal/pki"
+	"github.com/imagetrust/imagetrust/internal/testpki"
+)
+
+// TestRevocationAppliesEdges: aACompromise applies to a person whatever
+// the dates; a date-bound reason applies to an image registered at the very
+// revocation time ("at or after").
+func TestRevocationAppliesEdges(t *testing.T) {
+	reg := t0
+	if !RevocationApplies(RoleCreator, ReasonAACompromise, reg.Add(time.Hour), reg, false) {
+		t.Error("aACompromise after registration does not apply")
+	}
+	if !RevocationApplies(RoleApprover, ReasonSuperseded, reg, reg, false) {
+		t.Error("superseded at exactly the registration time does not apply")
+	}
+	if RevocationApplies(RoleApprover, ReasonSuperseded, reg.Add(time.Second), reg, false) {
+		t.Error("superseded a second after registration applies")
+	}
+}
+
+// TestVerifyRefusesMore: a CRL whose issuer name is not the CA's is refused
+// even when the CA holds the key that signed it; unknown critical
+// extensions and partitioned (onlySomeReasons) or indirect CRLs are refused.
+func TestVerifyRefusesMore(t *testing.T) {
+	root := testpki.NewRoot(t, "Verify Root")
+	ca := root.Intermediate("Verify CA")
+	sameKey := root.Intermediate("Renamed CA", testpki.WithSigner(ca.Key))
+	good := ca.CRL(pki.CRLTemplate{Number: 2, ThisUpdate: t0})
+	critical, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
+		Number: big.NewInt(3), ThisUpdate: t0, NextUpdate: t0.Add(time.Hour),
+		ExtraExtensions: []pkix.Extension{{Id: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 99999, 1}, Critical: true, Value: []byte{0x05, 0x00}}},
+	}, ca.Cert, ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		der    []byte
+		ca     *x509.Certificate
+		reason string
+	}{
+		{"ok signed by its CA", good, ca.Cert, ""},
+		{"fail another CA name with the same key", good, sameKey.Cert, ReasonWrongIssuer},
+		{"fail unknown critical extension", critical, ca.Cert, ReasonUnsupported},
+		{"fail onlySomeReasons", ca.CRL(pki.CRLTemplate{Number: 4, ThisUpdate: t0, IDP: []byte{0x30, 0x04, 0x83, 0x02, 0x06, 0x40}}), ca.Cert, ReasonUnsupported},
+		{"fail indirectCRL", ca.CRL(pki.CRLTemplate{Number: 5, ThisUpdate: t0, IDP: []byte{0x30, 0x03, 0x84, 0x01, 0xff}}), ca.Cert, ReasonUnsupported},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rl, err := Parse(tc.der)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := reasonOf(Verify(rl, tc.ca)); got != tc.reason {
+				t.Fatalf("reason %q, want %q", got, tc.reason)
+			}
+		})
+	}
+}
+
+// TestCheckRevocationBeatsHold: an image whose creator is on hold and whose
+// approver is revoked is revoked (final), not on hold (liftable).
+func TestCheckRevocationBeatsHold(t *testing.T) {
+	root := testpki.NewRoot(t, "Hold Root")
+	ca := root.Intermediate("Hold People CA")
+	creator := ca.Leaf(testpki.Name("Held Creator"), testpki.WithSerial(11))
+	approver := ca.Leaf(testpki.Name("Revoked Approver"), testpki.WithSerial(12))
+	reg := t0.Add(-30 * 24 * time.Hour)
+	rl, err := Parse(ca.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: t0.Add(-time.Hour), NextUpdate: t0.Add(24 * time.Hour), Entries: []pki.Revoked{
+		{Serial: big.NewInt(11), Time: t0.Add(-2 * time.Hour), Reason: ReasonCertificateHold},
+		{Serial: big.NewInt(12), Time: t0.Add(-2 * time.Hour), Reason: ReasonKeyCompromise},
+	}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix := &Index{}
+	if err := ix.Add(rl, ca.Cert, t0); err != nil {
+		t.Fatal(err)
+	}
+	refs := append(ChainRefs([]*x509.Certificate{creator.Cert, ca.Cert, root.Cert}, RoleCreator),
+		ChainRefs([]*x509.Certificate{approver.Cert, ca.Cert, root.Cert}, RoleApprover)...)
+	rev := ix.Check(refs, reg, false)
+	if rev == nil || rev.Hold() || rev.Role != RoleApprover {
+		t.Fatalf("got %+v, want the approver's keyCompromise", rev)
+	}
+}
+
+// TestCoveringByKey: a CRL of another CA of the same name (another key)
+// does not revoke a certificate whose authorityKeyIdentifier names this CA.
+func TestCoveringByKey(t *testing.T) {
+	root := testpki.NewRoot(t, "Key Root")
+	ca := root.Intermediate("Same Name CA")
+	twin := testpki.NewRoot(t, "Same Name CA")
+	leaf := ca.Leaf(testpki.Name("Signer"), testpki.WithSerial(77))
+	rl, err := Parse(twin.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: t0.Add(-time.Hour), Entries: []pki.Revoked{{Serial: big.NewInt(77), Time: t0.Add(-2 * time.Hour), Reason: ReasonKeyCompromise}}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix := &Index{}
+	if err := ix.Add(rl, twin.Cert, t0); err != nil {
+		t.Fatal(err)
+	}
+	if rev := ix.CheckChain([]*x509.Certificate{leaf.Cert, ca.Cert, root.Cert}, RoleCreator, t0.Add(-30*24*time.Hour), false); rev != nil {
+		t.Fatalf("revoked by the CRL of another key: %+v", rev)
+	}
+}
+
+// TestHasCRLForScope: a user-certificates-only CRL does not count as a CRL
+// for a CA certificate (require_crl).
+func TestHasCRLForScope(t *testing.T) {
+	root := testpki.NewRoot(t, "Scope Root")
+	ca := root.Intermediate("Scope CA")
+	sub := ca.Intermediate("Scope Sub CA")
+	leaf := ca.Leaf(testpki.Name("User"))
+	rl, err := Parse(ca.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: t0.Add(-time.Hour), IDP: pki.IDPOnlyUserCerts}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix := &Index{}
+	if err := ix.Add(rl, ca.Cert, t0); err != nil {
+		t.Fatal(err)
+	}
+	if !ix.HasCRLFor(leaf.Cert) {
+		t.Error("user-only CRL not counted for a user certificate")
+	}
+	if ix.HasCRLFor(sub.Cert) {
+		t.Error("user-only CRL counted for a CA certificate")
+	}
+}
+
+// TestPlanNeverReactivatesOperatorDeactivation: only images the CRL job
+// deactivated for a hold are reactivated when valid.
+func TestPlanNeverReactivatesOperatorDeactivation(t *testing.T) {
+	img := Image{ID: "i", Status: StatusDeactivated, Properties: map[string]string{PropGlobalValidity: StateValid}}
+	if c := Plan(img, StateValid, nil, "no revocation applies"); c != nil && c.Reactivate {
+		t.Fatalf("operator-deactivated image reactivated: %+v", c)
+	}
+	img.Properties[PropGlobalValidity] = StateHold
+	img.Properties[PropDeactivatedBy] = DeactivatedByHold
+	if c := Plan(img, StateValid, nil, "hold lifted"); c == nil || !c.Reactivate {
+		t.Fatalf("hold-deactivated image not reactivated: %+v", c)
+	}
+}
+
+// TestEntryReasonCodeRange: reason codes outside RFC 5280's (7 is unused,
+// above 10 undefined) make the CRL unreadable rather than date-bound.
+func TestEntryReasonCodeRange(t *testing.T) {
+	ca := testpki.NewRoot(t, "Reason CA")
+	for _, code := range []int{7, 11} {
+		der := ca.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: t0, Entries: []pki.Revoked{{Serial: big.NewInt(5), Time: t0, Reason: code}}})
+		if _, err := ParseList(der); err == nil {
+			t.Errorf("reason code %d accepted", code)
+		}
+	}
+}
+
+// TestStaleWithoutNextUpdate: a CRL without nextUpdate is never stale.
+func TestStaleWithoutNextUpdate(t *testing.T) {
+	ca := testpki.NewRoot(t, "NoNext CA")
+	l, err := ParseList(ca.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: t0}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Header.NextUpdate = time.Time{}
+	if (&CRL{List: l}).Stale(t0.Add(1000*time.Hour), 0) {
+		t.Error("a CRL without nextUpdate is stale")
+	}
+}
