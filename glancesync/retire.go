@@ -44,12 +44,13 @@ func (s *Syncer) reconcile(ctx context.Context, ours []*Image, items []*item, pr
 		}
 	}
 	// the newest bootable image of each tag supersedes the others: an
-	// image the operators blacklisted does not (a boot by tag falls back to
-	// the newest other, which stays visible)
+	// image the operators blacklisted (or flagged with a value the gate
+	// refuses) does not (a boot by tag falls back to the newest other,
+	// which stays visible)
 	newest := map[string]*Image{}
 	for _, im := range ours {
 		if im.Props[validator.PropAlias] != "" || im.Props[validator.PropUUID] == "" || !valid[im.ID] || im.Status != StatusActive ||
-			im.Props[validator.PropLocalValidity] == validator.LocalBlacklist {
+			validator.LocalBlocks(im.Props[validator.PropLocalValidity]) {
 			continue
 		}
 		k := im.Props[validator.PropVO] + "/" + im.Props[validator.PropTag]

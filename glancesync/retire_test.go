@@ -3,6 +3,7 @@ package glancesync
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -91,38 +92,44 @@ func TestUnparsableDescriptorRetiresNothing(t *testing.T) {
 	}
 }
 
-// TestBlacklistedNewestFallsBack: an image the operators blacklist does
-// not supersede the others of its tag, so the newest other one is visible
-// again (a boot by tag falls back to it, as the operator guide says); lifting
-// the blacklist hides it again. Against the real Glance (retire = hide).
+// TestBlacklistedNewestFallsBack: an image the operators blacklist (or
+// flag with a value the gate cannot read, and so refuses) does not
+// supersede the others of its tag, so the newest other one is visible
+// again (a boot by tag falls back to it, as the operator guide says);
+// lifting the flag hides it again. Against the real Glance (retire = hide).
 func TestBlacklistedNewestFallsBack(t *testing.T) {
 	e := newEnv(t)
 	w := newWorld(t)
-	dir := t.TempDir()
-	old := w.publish(dir, spec{vo: "atlas", tag: "fallback", created: w.now.Add(-2 * time.Hour)})
-	cur := w.publish(dir, spec{vo: "atlas", tag: "fallback", created: w.now.Add(-time.Hour)})
-	o := e.options(t, w, map[string][]string{dir: {"atlas"}})
-	run(t, o)
-	if im := e.get(t, old.id); !im.Hidden {
-		t.Fatal("the older image is not hidden by the newer")
-	}
-	ctx := context.Background()
-	if err := e.admin.Patch(ctx, cur.id, []PatchOp{{Name: validator.PropLocalValidity, Value: validator.LocalBlacklist}}); err != nil {
-		t.Fatal(err)
-	}
-	run(t, o)
-	if im := e.get(t, old.id); im.Hidden || im.Status != StatusActive {
-		t.Fatalf("with the newest blacklisted, the older is %s hidden %v", im.Status, im.Hidden)
-	}
-	if im := e.get(t, cur.id); im.Hidden {
-		t.Fatal("the blacklisted image was hidden")
-	}
-	if err := e.admin.Patch(ctx, cur.id, []PatchOp{{Name: validator.PropLocalValidity, Remove: true}}); err != nil {
-		t.Fatal(err)
-	}
-	run(t, o)
-	if im := e.get(t, old.id); !im.Hidden {
-		t.Fatal("the older image is not hidden again once the blacklist is lifted")
+	for i, flag := range []string{validator.LocalBlacklist, "Blacklist"} {
+		t.Run("ok local flag "+flag, func(t *testing.T) {
+			dir := t.TempDir()
+			tag := fmt.Sprintf("fallback%d", i)
+			old := w.publish(dir, spec{vo: "atlas", tag: tag, created: w.now.Add(-2 * time.Hour)})
+			cur := w.publish(dir, spec{vo: "atlas", tag: tag, created: w.now.Add(-time.Hour)})
+			o := e.options(t, w, map[string][]string{dir: {"atlas"}})
+			run(t, o)
+			if im := e.get(t, old.id); !im.Hidden {
+				t.Fatal("the older image is not hidden by the newer")
+			}
+			ctx := context.Background()
+			if err := e.admin.Patch(ctx, cur.id, []PatchOp{{Name: validator.PropLocalValidity, Value: flag}}); err != nil {
+				t.Fatal(err)
+			}
+			run(t, o)
+			if im := e.get(t, old.id); im.Hidden || im.Status != StatusActive {
+				t.Fatalf("with the newest flagged %s, the older is %s hidden %v", flag, im.Status, im.Hidden)
+			}
+			if im := e.get(t, cur.id); im.Hidden {
+				t.Fatal("the flagged image was hidden")
+			}
+			if err := e.admin.Patch(ctx, cur.id, []PatchOp{{Name: validator.PropLocalValidity, Remove: true}}); err != nil {
+				t.Fatal(err)
+			}
+			run(t, o)
+			if im := e.get(t, old.id); !im.Hidden {
+				t.Fatal("the older image is not hidden again once the flag is lifted")
+			}
+		})
 	}
 }
 

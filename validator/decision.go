@@ -34,6 +34,7 @@ const (
 	DecisionRecordTampered = "record-tampered"
 	DecisionGlobalPrefix   = "global-validity:"
 	DecisionBlacklisted    = "local-validity:blacklist"
+	DecisionLocalUnknown   = "local-validity:unknown"
 	DecisionNotActive      = "not-active"
 	DecisionExpired        = ReasonExpired
 	DecisionNotYetValid    = ReasonNotYetValid
@@ -156,9 +157,21 @@ func (t *Trust) DecideBoot(img CatalogImage, p BootPolicy, now time.Time) Decisi
 		}
 		why = append(why, detail)
 	}
-	if local == LocalBlacklist {
+	switch local {
+	case "", LocalRunAnyway:
+	case LocalBlacklist:
 		d.Reasons = append(d.Reasons, DecisionBlacklisted)
 		why = append(why, "the site blacklisted it")
+	default:
+		// an operator's typo (Blacklist, blacklisted, valid) must not
+		// leave a blacklisted image bootable: what the gate cannot read
+		// refuses
+		d.Reasons = append(d.Reasons, DecisionLocalUnknown)
+		shown := local
+		if len(shown) > 40 {
+			shown = shown[:40] + "…"
+		}
+		why = append(why, fmt.Sprintf("its local validity flag is %q, neither %s nor %s (the site must correct or unset it)", shown, LocalBlacklist, LocalRunAnyway))
 	}
 	if img.Status != "active" {
 		d.Reasons = append(d.Reasons, DecisionNotActive)

@@ -53,6 +53,12 @@ const (
 	maxRecordSignatureB64 = 1 << 20
 )
 
+// LocalBlocks reports whether a local validity flag keeps its image from
+// booting: blacklist, and any value the gate cannot read (a typo must not
+// leave an image the operators meant to stop bootable). Unset and
+// run-anyway do not.
+func LocalBlocks(local string) bool { return local != "" && local != LocalRunAnyway }
+
 // signedProps are the record properties derived from the signed bundle; the
 // proxy recomputes them and refuses a record where any differs.
 var signedProps = []string{
