@@ -71,6 +71,9 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 		return fail(e, exitInvalid, "proxy: %v", err)
 	}
 	log.Info("proxy service credentials", "cloud", cloudName, "mirror_project", lookup.owner)
+	for _, w := range unmanagedProjectWarnings(cfg.Proxy.UnmanagedProjects, lookup.owner) {
+		log.Warn("proxy.unmanaged_projects", "warning", w)
+	}
 	identity, err := newKeystoneIdentity(ctx, cloudName, e.getenv)
 	if err != nil {
 		return fail(e, exitInvalid, "proxy: token validation: %v", err)
@@ -290,4 +293,37 @@ func toProxyImage(im *images.Image) *proxy.Image {
 	}
 	return &proxy.Image{ID: im.ID, Name: im.Name, Owner: im.Owner, Status: string(im.Status),
 		Visibility: string(im.Visibility), Properties: props}
+}
+
+// unmanagedProjectWarnings are what an operator should hear about
+// proxy.unmanaged_projects: entries are matched against the caller's
+// project id only, so a project name (or anything else that is not a
+// Keystone id, 32 hex digits by default) never matches; and the mirror
+// project itself needs no entry.
+func unmanagedProjectWarnings(ids []string, mirror string) []string {
+	var out []string
+	for _, id := range ids {
+		switch {
+		case !keystoneID(id):
+			out = append(out, fmt.Sprintf("%q is not a Keystone project id (32 hex digits): entries are matched against project ids only, never names, so it allows nobody; use `openstack project show NAME -f value -c id`", id))
+		case strings.EqualFold(id, mirror):
+			out = append(out, fmt.Sprintf("%s is the mirror project: its own images are the catalogue, and the entry lets its tokens boot anything", id))
+		}
+	}
+	return out
+}
+
+// keystoneID reports whether s has the shape of Keystone's ids (uuid4 hex).
+func keystoneID(s string) bool {
+	if len(s) != 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case '0' <= c && c <= '9', 'a' <= c && c <= 'f', 'A' <= c && c <= 'F':
+		default:
+			return false
+		}
+	}
+	return true
 }

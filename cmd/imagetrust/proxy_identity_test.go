@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/google/uuid"
@@ -140,6 +141,36 @@ func TestProxyValidatesAccessRuleTokens(t *testing.T) {
 			}
 			if caller.UserName != "demo" || caller.ProjectID != demoProject {
 				t.Fatalf("caller %+v", caller)
+			}
+		})
+	}
+}
+
+// TestUnmanagedProjectWarnings: a project name in proxy.unmanaged_projects
+// (matched against ids only, so allowing nobody) and the mirror project
+// itself are warned about at start; project ids in any case are not.
+func TestUnmanagedProjectWarnings(t *testing.T) {
+	mirror := "0123456789abcdef0123456789abcdef"
+	for _, tc := range []struct {
+		name string
+		ids  []string
+		want []string
+	}{
+		{"ok ids", []string{"fedcba9876543210fedcba9876543210", "FEDCBA9876543210FEDCBA9876543210"}, nil},
+		{"fail a project name", []string{"physics-lab"}, []string{`"physics-lab" is not a Keystone project id`}},
+		{"fail control bytes", []string{"\x10123456789abcdef0123456789abcde"}, []string{"is not a Keystone project id"}},
+		{"fail a uuid with hyphens", []string{"01234567-89ab-cdef-0123-456789abcdef"}, []string{"is not a Keystone project id"}},
+		{"fail the mirror project", []string{strings.ToUpper(mirror)}, []string{"is the mirror project"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := unmanagedProjectWarnings(tc.ids, mirror)
+			if len(got) != len(tc.want) {
+				t.Fatalf("warnings %q, want %d", got, len(tc.want))
+			}
+			for i, w := range tc.want {
+				if !strings.Contains(got[i], w) {
+					t.Errorf("warning %q, want it to say %q", got[i], w)
+				}
 			}
 		})
 	}
