@@ -304,7 +304,7 @@ func unmanagedProjectWarnings(ids []string, mirror string) []string {
 	var out []string
 	for _, id := range ids {
 		switch {
-		case !keystoneID(id):
+		case !itconfig.IsProjectID(id):
 			out = append(out, fmt.Sprintf("%q is not a Keystone project id (32 hex digits): entries are matched against project ids only, never names, so it allows nobody; use `openstack project show NAME -f value -c id`", id))
 		case strings.EqualFold(id, mirror):
 			out = append(out, fmt.Sprintf("%s is the mirror project: its own images are the catalogue, and the entry lets its tokens boot anything", id))
@@ -313,17 +313,3 @@ func unmanagedProjectWarnings(ids []string, mirror string) []string {
 	return out
 }
 
-// keystoneID reports whether s has the shape of Keystone's ids (uuid4 hex).
-func keystoneID(s string) bool {
-	if len(s) != 32 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case '0' <= c && c <= '9', 'a' <= c && c <= 'f', 'A' <= c && c <= 'F':
-		default:
-			return false
-		}
-	}
-	return true
-}

@@ -46,6 +46,9 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 		format = "json"
 	}
 	log := newLogger(e.stderr, format, cfg.Log.Level)
+	for _, w := range cfg.ProjectWarnings() {
+		log.Warn("configuration", "warning", w)
+	}
 	// caught from the start: a SIGHUP while the sync starts (or during a
 	// --once pass) must not kill it
 	hup := make(chan os.Signal, 1)

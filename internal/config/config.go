@@ -444,3 +444,41 @@ func (c *Config) resolve(dir string) {
 	abs(&c.Proxy.TLSKey)
 	abs(&c.Context.Dir)
 }
+
+// IsProjectID reports whether s has the shape of a Keystone project id
+// (uuid4 hex: 32 hex digits). Project lists are matched against ids only;
+// a project name there matches nothing.
+func IsProjectID(s string) bool {
+	if len(s) != 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case '0' <= c && c <= '9', 'a' <= c && c <= 'f', 'A' <= c && c <= 'F':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// ProjectWarnings are what an operator should hear about the project lists
+// of the configuration (vo.NAME.projects): entries that are not project
+// ids, which Glance takes as image members all the same and which share
+// the images with nobody.
+func (c *Config) ProjectWarnings() []string {
+	var out []string
+	names := make([]string, 0, len(c.VO))
+	for name := range c.VO {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		for _, p := range c.VO[name].Projects {
+			if !IsProjectID(p) {
+				out = append(out, fmt.Sprintf("vo.%s.projects: %q is not a Keystone project id (32 hex digits): Glance takes it as an image member all the same, and the images are shared with nobody; use `openstack project show NAME -f value -c id`", name, p))
+			}
+		}
+	}
+	return out
+}

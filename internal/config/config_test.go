@@ -115,3 +115,28 @@ func TestSampleConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestProjectWarnings: a VO's projects that are not Keystone project ids
+// (a name, a hyphenated uuid) are warned about; ids in either case are not.
+func TestProjectWarnings(t *testing.T) {
+	c, err := Parse([]byte(`
+[vo.atlas]
+visibility = "shared"
+projects = ["4f1e7a8c9b2d4e6f8a0b1c2d3e4f5a6b", "4F1E7A8C9B2D4E6F8A0B1C2D3E4F5A6B", "atlas-users"]
+[vo.cms]
+visibility = "shared"
+projects = ["4f1e7a8c-9b2d-4e6f-8a0b-1c2d3e4f5a6b"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := c.ProjectWarnings()
+	if len(w) != 2 || !strings.Contains(w[0], `vo.atlas.projects: "atlas-users"`) || !strings.Contains(w[1], "vo.cms.projects") {
+		t.Fatalf("warnings %q", w)
+	}
+	for _, s := range []string{"", "4f1e7a8c9b2d4e6f8a0b1c2d3e4f5a6", "\x104f1e7a8c9b2d4e6f8a0b1c2d3e4f5a6", "4f1e7a8c9b2d4e6f8a0b1c2d3e4f5a6g"} {
+		if IsProjectID(s) {
+			t.Errorf("IsProjectID(%q)", s)
+		}
+	}
+}
