@@ -312,4 +312,3 @@ func unmanagedProjectWarnings(ids []string, mirror string) []string {
 	}
 	return out
 }
-
