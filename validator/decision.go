@@ -203,27 +203,63 @@ func (t *Trust) DecideBoot(img CatalogImage, p BootPolicy, now time.Time) Decisi
 
 // DecideTag chooses, among the images of one tag, the newest by the signed
 // created time that may boot. When none may, the returned decision is a
-// refusal whose message gives each candidate's reasons; the per-candidate
-// decisions are returned too, newest first.
+// refusal whose message gives each candidate's reasons, and every
+// candidate's decision is returned too, newest first; when one may, the
+// decisions made until it was found (it, and newer candidates refused).
+//
+// Candidates are decided newest first by their imagetrust_created
+// property, a second at a time, and the search stops at the first second
+// that holds a bootable image: the property is unsigned, but an image may
+// boot only when it equals the signed created time (to the second, as the
+// record writes it), so an image whose property was moved is refused
+// wherever it is taken up, and the first bootable image found is the
+// newest. A tag of many images costs one decision, not one each (a cold
+// record cache, after a reload, verifies one record, not all of them).
 func (t *Trust) DecideTag(cands []CatalogImage, p BootPolicy, now time.Time) (Decision, []Decision) {
+	// only catalogue images are tag candidates
+	p.AllowUnmanaged = false
+	type cand struct {
+		img     *CatalogImage
+		created time.Time // of the property; zero when absent or unreadable
+	}
+	order := make([]cand, len(cands))
+	for i := range cands {
+		c := cand{img: &cands[i]}
+		if ct, err := time.Parse(recordTimeFormat, cands[i].Properties[PropCreated]); err == nil {
+			c.created = ct.Truncate(time.Second)
+		}
+		order[i] = c
+	}
+	sort.SliceStable(order, func(i, j int) bool { return order[i].created.After(order[j].created) })
+	byNewest := func(ds []Decision) {
+		sort.SliceStable(ds, func(i, j int) bool {
+			if !ds[i].Created.Equal(ds[j].Created) {
+				return ds[i].Created.After(ds[j].Created)
+			}
+			return ds[i].ImageID > ds[j].ImageID
+		})
+	}
 	all := make([]Decision, 0, len(cands))
-	for _, c := range cands {
-		// only catalogue images are tag candidates
-		pp := p
-		pp.AllowUnmanaged = false
-		all = append(all, t.DecideBoot(c, pp, now))
-	}
-	sort.SliceStable(all, func(i, j int) bool {
-		if !all[i].Created.Equal(all[j].Created) {
-			return all[i].Created.After(all[j].Created)
+	for i := 0; i < len(order); {
+		// one second of property times at a time: within it, the signed
+		// times (which may hold fractions) and ids decide
+		j := i
+		for j < len(order) && order[j].created.Equal(order[i].created) {
+			j++
 		}
-		return all[i].ImageID > all[j].ImageID
-	})
-	for _, d := range all {
-		if d.Allowed {
-			return d, all
+		group := len(all)
+		for _, c := range order[i:j] {
+			all = append(all, t.DecideBoot(*c.img, p, now))
 		}
+		byNewest(all[group:])
+		for _, d := range all[group:] {
+			if d.Allowed {
+				return d, all
+			}
+		}
+		i = j
 	}
+	byNewest(all)
 	out := Decision{Reasons: []string{DecisionNoCandidates}}
 	if len(all) == 0 {
 		out.Message = "no catalogue image has this tag"

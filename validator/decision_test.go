@@ -1,6 +1,9 @@
 package validator
 
 import (
+	"maps"
+	"math/rand/v2"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -128,4 +131,72 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// decideTagAll is DecideTag as it was before it stopped at the first
+// bootable image: every candidate decided, then the newest bootable by the
+// signed created time (then id). The reference for TestDecideTagLazy.
+func decideTagAll(t *Trust, cands []CatalogImage, p BootPolicy, now time.Time) Decision {
+	p.AllowUnmanaged = false
+	var all []Decision
+	for _, c := range cands {
+		all = append(all, t.DecideBoot(c, p, now))
+	}
+	sort.SliceStable(all, func(i, j int) bool {
+		if !all[i].Created.Equal(all[j].Created) {
+			return all[i].Created.After(all[j].Created)
+		}
+		return all[i].ImageID > all[j].ImageID
+	})
+	for _, d := range all {
+		if d.Allowed {
+			return d
+		}
+	}
+	return Decision{}
+}
+
+// TestDecideTagLazy: DecideTag decides candidates newest first by their
+// (unsigned) created property and stops at the first bootable one; it must
+// choose what deciding every candidate chooses, whatever the flags and
+// however the properties were moved (an image whose created property was
+// moved earlier or later must not win by it), with signed created times a
+// fraction of a second apart.
+func TestDecideTagLazy(t *testing.T) {
+	w := newWorld(t)
+	tr := w.trust()
+	pol := BootPolicy{MirrorProject: mirror}
+	base := testNow.AddDate(0, 0, -12).Truncate(time.Second)
+	var imgs []CatalogImage
+	for _, off := range []time.Duration{0, 200 * time.Millisecond, 700 * time.Millisecond, time.Second, 3 * time.Second, time.Hour, 2 * time.Hour, 48 * time.Hour} {
+		b := w.bundle(bundleOpts{mutateDesc: func(d map[string]any) { d["created"] = base.Add(-off).Format(time.RFC3339Nano) }})
+		imgs = append(imgs, catalogImage(t, tr, b))
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for trial := range 300 {
+		cands := make([]CatalogImage, len(imgs))
+		for i, im := range imgs {
+			c := im
+			c.Properties = maps.Clone(im.Properties)
+			switch r.IntN(6) {
+			case 0:
+				c.Properties[PropLocalValidity] = LocalBlacklist
+			case 1:
+				c.Properties[PropGlobalValidity] = GlobalRevoked
+			case 2: // moved later: it would be taken up first
+				c.Properties[PropCreated] = testNow.Format(time.RFC3339)
+			case 3: // moved earlier
+				c.Properties[PropCreated] = base.AddDate(-1, 0, 0).Format(time.RFC3339)
+			case 4:
+				delete(c.Properties, PropCreated)
+			}
+			cands[i] = c
+		}
+		r.Shuffle(len(cands), func(i, j int) { cands[i], cands[j] = cands[j], cands[i] })
+		got, _ := tr.DecideTag(cands, pol, testNow)
+		want := decideTagAll(tr, cands, pol, testNow)
+		if got.Allowed != want.Allowed || got.ImageID != want.ImageID {
+			t.Fatalf("trial %d: DecideTag chose %q (allowed %v), deciding every candidate chooses %q (allowed %v)", trial, got.ImageID, got.Allowed, want.ImageID, want.Allowed)
+		}
+	}
 }

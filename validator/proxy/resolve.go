@@ -138,8 +138,8 @@ func (p *Proxy) resolveTag(ctx context.Context, g *gateReq, ref, field, vo, tag 
 	}
 	pol := g.policy
 	pol.AllowUnmanaged = false
-	d, all := p.o.Decider.DecideTag(cands, pol, g.now)
-	p.auditDecision(g, field, ref, d, len(all))
+	d, _ := p.o.Decider.DecideTag(cands, pol, g.now)
+	p.auditDecision(g, field, ref, d, len(cands))
 	if !d.Allowed {
 		return "", nil, refuse(http.StatusForbidden, "decision:"+firstReason(d.Reasons), "Tag %s: %s", name, d.Message)
 	}
