@@ -59,32 +59,45 @@ type Decision struct {
 	VO, Tag string
 }
 
+// recordResult is the verdict on a stored record, and what DecideBoot
+// needs of it (not the whole Result, with its certificates: the cache
+// holds one per record).
 type recordResult struct {
-	result *Result
-	props  map[string]string
-	err    string
+	err   string
+	props map[string]string // derivedProperties, when err is ""
+	// of the signed descriptor and the image certificate
+	vo, tag, uuid           string
+	created                 time.Time
+	registeredAt, expiresAt time.Time
+}
+
+// recordKey identifies a record by its two stored properties, as stored
+// (base64): the descriptor's length first, so that no other pair hashes
+// the same bytes. A warm decision decodes nothing.
+func recordKey(props map[string]string) string {
+	ds, ss := props[PropDescriptor], props[PropSignature]
+	h := sha256.New()
+	h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(ds))))
+	h.Write([]byte(ds))
+	h.Write([]byte(ss))
+	return string(h.Sum(nil))
 }
 
 // verifyRecord re-verifies the stored CMS of a record, once per distinct
-// record per Trust (the cache is dropped with the Trust on reload). The
-// cached verdict excludes expiry, which DecideBoot judges at the given time.
+// record per Trust (the cache is dropped with the Trust on reload, and
+// bounded: recordCache). The cached verdict excludes expiry, which
+// DecideBoot judges at the given time.
 func (t *Trust) verifyRecord(props map[string]string, now time.Time) *recordResult {
+	key := recordKey(props)
+	if rr, ok := t.records.get(key); ok {
+		return rr
+	}
 	desc, sig, err := RecordBundle(props)
 	if err != nil {
 		return &recordResult{err: err.Error()}
 	}
-	h := sha256.New()
-	// the descriptor's length first: no other (descriptor, signature)
-	// pair hashes the same bytes
-	h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(desc))))
-	h.Write(desc)
-	h.Write(sig)
-	key := string(h.Sum(nil))
-	if v, ok := t.recordCache.Load(key); ok {
-		return v.(*recordResult)
-	}
 	r := t.Verify(Input{Descriptor: desc, Signature: sig, Now: now})
-	rr := &recordResult{result: r}
+	rr := &recordResult{}
 	for _, c := range r.Checks {
 		if c.OK || c.Skipped && c.Name == CheckImage || c.Name == CheckExpiry {
 			continue
@@ -94,8 +107,10 @@ func (t *Trust) verifyRecord(props map[string]string, now time.Time) *recordResu
 	}
 	if rr.err == "" {
 		rr.props = derivedProperties(r)
+		rr.vo, rr.tag, rr.uuid, rr.created = r.Descriptor.VO, r.Descriptor.Tag, r.Descriptor.UUID, r.Descriptor.CreatedTime
+		rr.registeredAt, rr.expiresAt = r.RegisteredAt, r.ExpiresAt
 	}
-	t.recordCache.Store(key, rr)
+	t.records.put(key, rr)
 	return rr
 }
 
@@ -124,11 +139,10 @@ func (t *Trust) DecideBoot(img CatalogImage, p BootPolicy, now time.Time) Decisi
 		d.Message = fmt.Sprintf("image %s: its catalogue record does not verify (%s); it may not boot. Ask the site operators.", img.ID, rr.err)
 		return d
 	}
-	res := rr.result
-	d.VO, d.Tag, d.Created = res.Descriptor.VO, res.Descriptor.Tag, res.Descriptor.CreatedTime
-	if !strings.EqualFold(img.ID, res.Descriptor.UUID) {
+	d.VO, d.Tag, d.Created = rr.vo, rr.tag, rr.created
+	if !strings.EqualFold(img.ID, rr.uuid) {
 		d.Reasons = append(d.Reasons, DecisionRecordTampered)
-		d.Message = fmt.Sprintf("image %s carries the signed record of image %s; it may not boot.", img.ID, res.Descriptor.UUID)
+		d.Message = fmt.Sprintf("image %s carries the signed record of image %s; it may not boot.", img.ID, rr.uuid)
 		return d
 	}
 	var tampered []string
@@ -178,15 +192,15 @@ func (t *Trust) DecideBoot(img CatalogImage, p BootPolicy, now time.Time) Decisi
 		why = append(why, "its Glance status is "+img.Status)
 	}
 	switch {
-	case now.Before(res.RegisteredAt):
+	case now.Before(rr.registeredAt):
 		d.Reasons = append(d.Reasons, DecisionNotYetValid)
-		why = append(why, "its certificate is valid only from "+res.RegisteredAt.UTC().Format(time.RFC3339))
-	case now.After(res.ExpiresAt):
+		why = append(why, "its certificate is valid only from "+rr.registeredAt.UTC().Format(time.RFC3339))
+	case now.After(rr.expiresAt):
 		if local == LocalRunAnyway && global == GlobalValid {
 			d.Notes = append(d.Notes, DecisionRunAnyway)
 		} else {
 			d.Reasons = append(d.Reasons, DecisionExpired)
-			why = append(why, "it expired on "+res.ExpiresAt.UTC().Format(time.RFC3339))
+			why = append(why, "it expired on "+rr.expiresAt.UTC().Format(time.RFC3339))
 		}
 	}
 	if len(d.Reasons) > 0 {

@@ -200,3 +200,44 @@ func TestDecideTagLazy(t *testing.T) {
 		}
 	}
 }
+
+// TestRecordCacheBounded: the record cache holds at most two generations;
+// a record that left it is verified again and decided the same, and a
+// record in the older generation moves back when used.
+func TestRecordCacheBounded(t *testing.T) {
+	old := recordCacheGeneration
+	recordCacheGeneration = 2
+	t.Cleanup(func() { recordCacheGeneration = old })
+	w := newWorld(t)
+	tr := w.trust()
+	pol := BootPolicy{MirrorProject: mirror}
+	var imgs []CatalogImage
+	for range 5 {
+		imgs = append(imgs, catalogImage(t, tr, w.bundle(bundleOpts{})))
+	}
+	tr = w.trust() // a fresh cache: catalogImage verified with the first
+	for round := range 2 {
+		for _, img := range imgs {
+			if d := tr.DecideBoot(img, pol, testNow); !d.Allowed {
+				t.Fatalf("round %d: %s", round, d.Message)
+			}
+			if n := tr.records.len(); n > 2*recordCacheGeneration {
+				t.Fatalf("the cache holds %d records, bound %d", n, 2*recordCacheGeneration)
+			}
+		}
+	}
+	// the image used last-but-two sits in the older generation: using it
+	// keeps it
+	if _, ok := tr.records.get(recordKey(imgs[3].Properties)); !ok {
+		t.Fatal("a record of the older generation was not found")
+	}
+	if _, ok := tr.records.cur[recordKey(imgs[3].Properties)]; !ok {
+		t.Fatal("a record used from the older generation did not move to the current one")
+	}
+	tampered := imgs[0]
+	tampered.Properties = maps.Clone(imgs[0].Properties)
+	tampered.Properties[PropImageNotAfter] = "2099-01-01T00:00:00Z"
+	if d := tr.DecideBoot(tampered, pol, testNow); d.Allowed || !contains(d.Reasons, DecisionRecordTampered) {
+		t.Fatalf("tampered record after eviction: %+v", d)
+	}
+}

@@ -49,7 +49,7 @@ type Trust struct {
 	// certificate's chain may pass through a CA holding one.
 	peopleCAs map[string]bool
 
-	recordCache sync.Map // sha256(record) -> *recordResult
+	records recordCache // recordKey -> verdict of the stored record
 }
 
 // VOPolicy is one VO's authorised creators and approvers.
