@@ -311,19 +311,22 @@ func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *R
 	}
 	sort.Strings(urls)
 	pending := map[string]httpState{}
+	// whether a 304 may stand for the cached CRL is decided on what the
+	// cache brought, before anything fetched is taken in: the cache names
+	// of the CRLs loaded from it, computed once (not once a URL)
+	var cachedNames map[string]bool
+	if len(urls) > 0 {
+		cachedNames = map[string]bool{}
+		for _, c := range ix.CRLs() {
+			cachedNames[cacheName(scopeKey(c.CA, c.Header))] = true
+		}
+	}
 	for i, u := range urls {
 		if i > 0 && urls[i-1] == u {
 			continue
 		}
-		// whether a 304 may stand for the cached CRL is decided on what
-		// the cache brought, before anything fetched is taken in
 		st := httpSt[u]
-		conditional := false
-		for _, c := range ix.CRLs() {
-			if st.CA != "" && cacheName(scopeKey(c.CA, c.Header)) == st.CA {
-				conditional = true
-			}
-		}
+		conditional := st.CA != "" && cachedNames[st.CA]
 		srcs = append(srcs, func() fetched {
 			f, nst := fetchURL(ctx, j.http, u, st, conditional)
 			if f.err == nil && !f.notModified {
