@@ -223,10 +223,7 @@ func (t *Trust) Verify(in Input) *Result {
 		extra = fmt.Sprintf("%d image signers; expected one", len(images))
 	}
 
-	inter := x509.NewCertPool()
-	for _, c := range sd.Certificates {
-		inter.AddCert(c)
-	}
+	inter := &interPools{t: t, embedded: sd.Certificates}
 
 	// 4 first: the registration time anchors the creator and approver checks.
 	var imgSigner *cms.Signer
@@ -433,7 +430,7 @@ func assignPeople(people []*cms.Signer, vo *VOPolicy) (creator, approver *cms.Si
 
 // judgePerson runs check 3 for one personal signer, returning the error of
 // its chain at registration time (for check 5) separately.
-func (t *Trust) judgePerson(r *Result, name string, s *cms.Signer, vo *VOPolicy, d *Descriptor, inter *x509.CertPool, regTime time.Time) error {
+func (t *Trust) judgePerson(r *Result, name string, s *cms.Signer, vo *VOPolicy, d *Descriptor, inter *interPools, regTime time.Time) error {
 	fail := func(reason, detail string) {
 		r.Checks = append(r.Checks, Check{Name: name, Reason: reason, Detail: detail})
 	}
@@ -512,10 +509,38 @@ func (t *Trust) judgePerson(r *Result, name string, s *cms.Signer, vo *VOPolicy,
 	return timeErr
 }
 
-func (t *Trust) verifyPeople(c *x509.Certificate, inter *x509.CertPool, at time.Time) ([][]*x509.Certificate, error) {
-	pool := inter.Clone()
-	appendPool(pool, t.peopleInterCerts)
-	return strongChains(c.Verify(x509.VerifyOptions{Roots: t.peopleRoots, Intermediates: pool, CurrentTime: at, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}))
+func (t *Trust) verifyPeople(c *x509.Certificate, inter *interPools, at time.Time) ([][]*x509.Certificate, error) {
+	return strongChains(c.Verify(x509.VerifyOptions{Roots: t.peopleRoots, Intermediates: inter.people(), CurrentTime: at, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}))
+}
+
+// interPools are one Verify's pools of intermediates: the certificates the
+// signature carries, then the trust store's people or Registrar
+// intermediates, each built once a Verify on first use (the trust store may
+// hold hundreds: adding them for every signer and check cost more than the
+// rest of a Verify). The embedded certificates come first, as chain
+// building tries a pool's candidates in order.
+type interPools struct {
+	t                  *Trust
+	embedded           []*x509.Certificate
+	withPeople, withRe *x509.CertPool
+}
+
+func (p *interPools) people() *x509.CertPool {
+	if p.withPeople == nil {
+		p.withPeople = x509.NewCertPool()
+		appendPool(p.withPeople, p.embedded)
+		appendPool(p.withPeople, p.t.peopleInterCerts)
+	}
+	return p.withPeople
+}
+
+func (p *interPools) registrar() *x509.CertPool {
+	if p.withRe == nil {
+		p.withRe = x509.NewCertPool()
+		appendPool(p.withRe, p.embedded)
+		appendPool(p.withRe, p.t.regInterCerts)
+	}
+	return p.withRe
 }
 
 // strongChains drops the chains that hold a CA key weaker than the signers'
@@ -544,14 +569,12 @@ func strongChains(chains [][]*x509.Certificate, err error) ([][]*x509.Certificat
 // verifyRegistrar builds the image certificate's chain to a Registrar root,
 // at registration time (its own expiry is check 5's business), through
 // Registrar intermediates only.
-func (t *Trust) verifyRegistrar(c *x509.Certificate, inter *x509.CertPool) ([][]*x509.Certificate, error) {
+func (t *Trust) verifyRegistrar(c *x509.Certificate, inter *interPools) ([][]*x509.Certificate, error) {
 	chains, err := strongChains(c.Verify(x509.VerifyOptions{Roots: t.regRoots, Intermediates: t.regInter, CurrentTime: c.NotBefore, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}))
 	if err != nil {
 		// embedded intermediates may be Registrar sub-CAs; accept them only if
 		// no certificate of the chain is a people CA
-		pool := inter.Clone()
-		appendPool(pool, t.regInterCerts)
-		chains, err = strongChains(c.Verify(x509.VerifyOptions{Roots: t.regRoots, Intermediates: pool, CurrentTime: c.NotBefore, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}))
+		chains, err = strongChains(c.Verify(x509.VerifyOptions{Roots: t.regRoots, Intermediates: inter.registrar(), CurrentTime: c.NotBefore, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}))
 		if err == nil {
 			chains = slices.DeleteFunc(chains, t.throughPeopleCA)
 			if len(chains) == 0 {
@@ -573,15 +596,13 @@ func (t *Trust) throughPeopleCA(chain []*x509.Certificate) bool {
 	return false
 }
 
-func (t *Trust) chainsToPeople(c *x509.Certificate, inter *x509.CertPool) bool {
+func (t *Trust) chainsToPeople(c *x509.Certificate, inter *interPools) bool {
 	_, err := t.verifyPeople(c, inter, c.NotBefore)
 	return err == nil
 }
 
-func (t *Trust) chainsToRegistrar(c *x509.Certificate, inter *x509.CertPool) bool {
-	pool := inter.Clone()
-	appendPool(pool, t.regInterCerts)
-	_, err := c.Verify(x509.VerifyOptions{Roots: t.regRoots, Intermediates: pool, CurrentTime: c.NotBefore, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+func (t *Trust) chainsToRegistrar(c *x509.Certificate, inter *interPools) bool {
+	_, err := c.Verify(x509.VerifyOptions{Roots: t.regRoots, Intermediates: inter.registrar(), CurrentTime: c.NotBefore, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
 	return err == nil
 }
 
