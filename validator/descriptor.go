@@ -1,9 +1,3 @@
-// Package validator answers the one question imagetrust stands on: is this
-// image bundle signed by an authorised Creator, approved by an authorised
-// Approver, registered by a trusted Registrar, unexpired and unrevoked?
-//
-// It decides from bytes, certificate pools and a time passed in; it never
-// reads the clock, the network or OpenStack.
 package validator
 
 import (
