@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -338,6 +339,13 @@ func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *R
 			return f
 		})
 	}
+	// the parsed CRLs by fingerprint (the cache's, then each accepted one):
+	// a source whose bytes are those of a CRL already parsed this run (an
+	// unchanged CRL, most runs) is not parsed and indexed again
+	parsed := map[[32]byte]*List{}
+	for _, c := range ix.CRLs() {
+		parsed[c.Fingerprint()] = c.List
+	}
 	var cacheErrs []error
 	for _, src := range srcs {
 		f := src()
@@ -348,12 +356,13 @@ func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *R
 			j.refuse(rep, f.name, &Error{Reason: ReasonFetch, Err: f.err})
 			continue
 		}
-		c, err := j.intake(ix, cas, last, f, now)
+		c, err := j.intake(ix, cas, last, f, now, parsed)
 		if err != nil {
 			j.refuse(rep, f.name, err)
 			delete(httpSt, f.name) // fetched whole next run
 			continue
 		}
+		parsed[c.Fingerprint()] = c.List
 		k := scopeKey(c.CA, c.Header)
 		if st, ok := pending[f.name]; ok {
 			st.CA = cacheName(k)
@@ -469,12 +478,16 @@ func failedSource(name string, err error) func() fetched {
 }
 
 // intake parses a fetched CRL, finds the CA that signed it and accepts it
-// into ix if the persisted rollback state allows.
-func (j *Job) intake(ix *Index, cas []*x509.Certificate, last map[string]lastGood, f fetched, now time.Time) (*CRL, error) {
+// into ix if the persisted rollback state allows. parsed holds CRLs parsed
+// before, by fingerprint: bytes whose SHA-256 is one of them are those of
+// that CRL's DER (ParseList of the same bytes gives the same List), so its
+// List is taken instead of a new parse; the signer check and everything
+// after it run as for new bytes.
+func (j *Job) intake(ix *Index, cas []*x509.Certificate, last map[string]lastGood, f fetched, now time.Time, parsed map[[32]byte]*List) (*CRL, error) {
 	// the CA is found, and the signature checked, before the entries are
 	// indexed (ParseListChecked)
 	var signer *x509.Certificate
-	l, err := ParseListChecked(f.body, func(h *x509.RevocationList) error {
+	check := func(h *x509.RevocationList) error {
 		var firstErr error
 		for _, ca := range cas {
 			if !bytes.Equal(ca.RawSubject, h.RawIssuer) {
@@ -493,7 +506,14 @@ func (j *Job) intake(ix *Index, cas []*x509.Certificate, last map[string]lastGoo
 			firstErr = wrapf(ReasonWrongIssuer, h, "no configured CA is named %q", h.Issuer.String())
 		}
 		return firstErr
-	})
+	}
+	var l *List
+	var err error
+	if same, ok := parsed[sha256.Sum256(f.body)]; ok {
+		l, err = same, check(same.Header)
+	} else {
+		l, err = ParseListChecked(f.body, check)
+	}
 	if err != nil {
 		return nil, err
 	}
