@@ -75,16 +75,92 @@ type desired struct {
 // (rev nil: its recorded details kept) until the index holds a newer CRL of
 // the CA that imposed it (holdKept): only a newer CRL lifts a hold.
 func Judge(ix *Index, img Image, p Policy, now time.Time) (state string, rev *Revocation, why string) {
-	d := judge(ix, img, p, now)
+	d := newCoverMemo(ix, now, p.Grace).judge(img, p)
 	return d.state, d.rev, d.why
 }
 
-func judge(ix *Index, img Image, p Policy, now time.Time) desired {
+// coverMemo answers Covering, CoveringScope and StaleFor of one index at
+// one time and grace, each question once: the records of a catalogue name
+// the same few issuers (and keys) over and over. The index may not change
+// while a coverMemo is in use. The answers are shared: read them only.
+type coverMemo struct {
+	ix    *Index
+	now   time.Time
+	grace time.Duration
+	// by issuer (raw DER when the Ref has it, else the name), then AKI
+	byRaw, byName map[string]map[string]*coverAnswer
+}
+
+type coverAnswer struct {
+	all []*CRL
+	// by role kind: [0] not RoleCA, [1] RoleCA (takesIn tells only these apart)
+	scoped [2]scopedAnswer
+}
+
+type scopedAnswer struct {
+	done, staleDone bool
+	crls            []*CRL
+	stale           *CRL
+}
+
+func newCoverMemo(ix *Index, now time.Time, grace time.Duration) *coverMemo {
+	return &coverMemo{ix: ix, now: now, grace: grace,
+		byRaw: map[string]map[string]*coverAnswer{}, byName: map[string]map[string]*coverAnswer{}}
+}
+
+func (m *coverMemo) answer(r Ref) *coverAnswer {
+	byIssuer, issuer := m.byName, r.Issuer
+	if r.IssuerRaw != nil {
+		byIssuer, issuer = m.byRaw, string(r.IssuerRaw)
+	}
+	byAKI := byIssuer[issuer]
+	if byAKI == nil {
+		byAKI = map[string]*coverAnswer{}
+		byIssuer[issuer] = byAKI
+	}
+	a := byAKI[string(r.AKI)]
+	if a == nil {
+		a = &coverAnswer{all: m.ix.Covering(r)}
+		byAKI[string(r.AKI)] = a
+	}
+	return a
+}
+
+func (m *coverMemo) scoped(r Ref) *scopedAnswer {
+	a := m.answer(r)
+	s := &a.scoped[0]
+	if r.Role == RoleCA {
+		s = &a.scoped[1]
+	}
+	if !s.done {
+		s.crls, s.done = inScope(a.all, r.Role), true
+	}
+	return s
+}
+
+// covering is ix.Covering(r).
+func (m *coverMemo) covering(r Ref) []*CRL { return m.answer(r).all }
+
+// coveringScope is ix.CoveringScope(r).
+func (m *coverMemo) coveringScope(r Ref) []*CRL { return m.scoped(r).crls }
+
+// staleFor is ix.StaleFor(r, now, grace).
+func (m *coverMemo) staleFor(r Ref) *CRL {
+	s := m.scoped(r)
+	if !s.staleDone {
+		s.stale, s.staleDone = staleOf(s.crls, m.now, m.grace), true
+	}
+	return s.stale
+}
+
+// judge is Judge at m's index, time and grace (p.Grace).
+func (m *coverMemo) judge(img Image, p Policy) desired {
+	ix := m.ix
 	refs, reg, err := RecordRefs(img.Properties)
 	if err != nil {
 		return desired{state: StateUnknown, why: err.Error()}
 	}
-	rev := ix.Check(refs, reg, p.Strict)
+	rev := ix.check(refs, reg, p.Strict, m.covering)
 	if rev != nil && !rev.Hold() {
 		return desired{state: StateRevoked, rev: rev, why: revWhy(rev)}
 	}
@@ -92,19 +168,19 @@ func judge(ix *Index, img Image, p Policy, now time.Time) desired {
 		return desired{state: StateHold, rev: rev, why: revWhy(rev)}
 	}
 	if img.Properties[PropGlobalValidity] == StateHold {
-		if why, kept := holdKept(ix, refs, img.Properties); kept {
+		if why, kept := holdKept(m, refs, img.Properties); kept {
 			return desired{state: StateHold, why: why}
 		}
 	}
 	for _, r := range refs {
-		cov := ix.CoveringScope(r)
+		cov := m.coveringScope(r)
 		if len(cov) == 0 && p.RequireCRL {
 			return desired{state: StateUnknown, why: "no CRL of " + r.Issuer + " that lists certificates like it"}
 		}
 		if !p.RefuseStale {
 			continue
 		}
-		if c := ix.StaleFor(r, now, p.Grace); c != nil {
+		if c := m.staleFor(r); c != nil {
 			return desired{state: StateUnknown, why: "stale CRL of " + r.Issuer + " (nextUpdate " + c.Header.NextUpdate.UTC().Format(time.RFC3339) + ")"}
 		}
 	}
@@ -121,7 +197,7 @@ func judge(ix *Index, img Image, p Policy, now time.Time) desired {
 // cached lifts nothing. Holds recorded before the scope was (no
 // PropRevCRLScope) need a CRL numbered above the recorded one for every
 // certificate of the held role.
-func holdKept(ix *Index, refs []Ref, props map[string]string) (string, bool) {
+func holdKept(m *coverMemo, refs []Ref, props map[string]string) (string, bool) {
 	role := props[PropRevokedRole]
 	imposed, numOK := new(big.Int).SetString(props[PropRevCRLNumber], 10)
 	scope := props[PropRevCRLScope]
@@ -131,7 +207,7 @@ func holdKept(ix *Index, refs []Ref, props map[string]string) (string, bool) {
 				continue
 			}
 			newer := false
-			for _, c := range ix.CoveringScope(r) {
+			for _, c := range m.coveringScope(r) {
 				newer = newer || !numOK || (c.Header.Number != nil && c.Header.Number.Cmp(imposed) > 0)
 			}
 			if !newer {
@@ -151,7 +227,7 @@ func holdKept(ix *Index, refs []Ref, props map[string]string) (string, bool) {
 			continue
 		}
 		inRecord = true
-		for _, c := range ix.CoveringScope(r) {
+		for _, c := range m.coveringScope(r) {
 			id := CRLScopeID(c)
 			if !strings.HasPrefix(id, caID+"/") {
 				continue // another CA's CRL (or this name with another key)
@@ -174,7 +250,7 @@ func holdKept(ix *Index, refs []Ref, props map[string]string) (string, bool) {
 // issuingDistributionPoint) as "CA/SCOPE", two hex digests: CRLs with the
 // same id count their numbers together.
 func CRLScopeID(c *CRL) string {
-	ca := sha256.Sum256([]byte(caKey(c.CA)))
+	ca := sha256.Sum256([]byte(c.caKey()))
 	sc := sha256.Sum256(idpValue(c.Header))
 	return hex.EncodeToString(ca[:12]) + "/" + hex.EncodeToString(sc[:12])
 }

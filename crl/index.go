@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"math/big"
+	"slices"
 	"time"
 )
 
@@ -16,6 +17,27 @@ type CRL struct {
 	CA *x509.Certificate
 	// Source names where the CRL came from (URL, file), for reports.
 	Source string
+
+	// caK and scope are caKey(CA) and scopeOf(Header), set by AddList
+	// (judging asks for them for every certificate of every record).
+	caK, scope string
+	keyed      bool
+}
+
+// caKey is caKey(c.CA), computed once.
+func (c *CRL) caKey() string {
+	if !c.keyed {
+		return caKey(c.CA)
+	}
+	return c.caK
+}
+
+// scopeOf is scopeOf(c.Header), computed once.
+func (c *CRL) scopeOf() string {
+	if !c.keyed {
+		return scopeOf(c.Header)
+	}
+	return c.scope
 }
 
 // Stale reports whether the CRL is past nextUpdate plus grace at now. A CRL
@@ -148,11 +170,11 @@ func (ix *Index) AddList(l *List, ca *x509.Certificate, now time.Time, source st
 		ix.byRaw = map[string][]*CRL{}
 		ix.byName = map[string][]*CRL{}
 	}
-	c := &CRL{List: l, CA: ca, Source: source}
+	c := &CRL{List: l, CA: ca, Source: source, caK: caKey(ca), scope: scopeOf(h), keyed: true}
 	raw, name := string(h.RawIssuer), h.Issuer.String()
-	k := scopeKey(ca, h)
+	k := scopeKeyOf(c.caK, string(idpValue(h)))
 	for i, old := range ix.byRaw[raw] {
-		if scopeKey(old.CA, old.Header) != k {
+		if scopeKeyOf(old.caKey(), string(idpValue(old.Header))) != k {
 			continue
 		}
 		if err := CheckNumber(h, old.Header.Number, old.Fingerprint(), l.Fingerprint()); err != nil {
@@ -212,7 +234,7 @@ func (ix *Index) HasCRLFor(c *x509.Certificate) bool {
 		role = RoleCA
 	}
 	for _, crl := range ix.byRaw[string(c.RawIssuer)] {
-		if takesIn(scopeOf(crl.Header), role) {
+		if takesIn(crl.scopeOf(), role) {
 			return true
 		}
 	}
@@ -275,9 +297,14 @@ func (ix *Index) Covering(r Ref) []*CRL {
 // freshness speak for it. Revocation lookups use every covering CRL: a
 // serial number names one certificate of a CA, whichever CRL lists it.
 func (ix *Index) CoveringScope(r Ref) []*CRL {
+	return inScope(ix.Covering(r), r.Role)
+}
+
+// inScope is the CRLs of cov whose scope takes in a certificate of the role.
+func inScope(cov []*CRL, role Role) []*CRL {
 	var out []*CRL
-	for _, c := range ix.Covering(r) {
-		if takesIn(scopeOf(c.Header), r.Role) {
+	for _, c := range cov {
+		if takesIn(c.scopeOf(), role) {
 			out = append(out, c)
 		}
 	}
@@ -291,22 +318,30 @@ func (ix *Index) CoveringScope(r Ref) []*CRL {
 // old CRL of a scope the CA abandoned, or one an attacker replays, cannot
 // make the state look older or fresher than the CA's newest word.
 func (ix *Index) StaleFor(r Ref, now time.Time, grace time.Duration) *CRL {
-	newest := map[string]*CRL{}
-	var order []string
-	for _, c := range ix.CoveringScope(r) {
-		k := caKey(c.CA)
-		cur, seen := newest[k]
-		if !seen {
-			order = append(order, k)
+	return staleOf(ix.CoveringScope(r), now, grace)
+}
+
+// staleOf is StaleFor on the CRLs that speak for a certificate.
+func staleOf(scoped []*CRL, now time.Time, grace time.Duration) *CRL {
+	// the newest CRL of each CA, in the order the CAs first appear (a
+	// handful: a slice, not a map)
+	var small [4]*CRL
+	newest := small[:0]
+	for _, c := range scoped {
+		k := c.caKey()
+		i := slices.IndexFunc(newest, func(o *CRL) bool { return o.caKey() == k })
+		if i < 0 {
+			newest = append(newest, c)
+			continue
 		}
 		// (between equal thisUpdates, the one that goes stale first)
-		if !seen || c.Header.ThisUpdate.After(cur.Header.ThisUpdate) ||
+		if cur := newest[i]; c.Header.ThisUpdate.After(cur.Header.ThisUpdate) ||
 			c.Header.ThisUpdate.Equal(cur.Header.ThisUpdate) && c.Header.NextUpdate.Before(cur.Header.NextUpdate) {
-			newest[k] = c
+			newest[i] = c
 		}
 	}
-	for _, k := range order {
-		if c := newest[k]; c.Stale(now, grace) {
+	for _, c := range newest {
+		if c.Stale(now, grace) {
 			return c
 		}
 	}
@@ -323,9 +358,9 @@ func (ix *Index) Superseded(c *CRL) bool {
 	if idpValue(c.Header) == nil {
 		return false
 	}
-	k := caKey(c.CA)
+	k := c.caKey()
 	for _, o := range ix.byRaw[string(c.Header.RawIssuer)] {
-		if o != c && caKey(o.CA) == k && idpValue(o.Header) == nil && o.Header.ThisUpdate.After(c.Header.ThisUpdate) {
+		if o != c && o.caKey() == k && idpValue(o.Header) == nil && o.Header.ThisUpdate.After(c.Header.ThisUpdate) {
 			return true
 		}
 	}
@@ -338,9 +373,9 @@ func (ix *Index) Superseded(c *CRL) bool {
 // kind (user or CA certificates only) takes the role in. A hold c lists
 // that such a CRL does not has been released.
 func (ix *Index) newerSpeaksFor(c *CRL, role Role) bool {
-	k := caKey(c.CA)
+	k := c.caKey()
 	for _, o := range ix.byRaw[string(c.Header.RawIssuer)] {
-		if o == c || caKey(o.CA) != k || !o.Header.ThisUpdate.After(c.Header.ThisUpdate) {
+		if o == c || o.caKey() != k || !o.Header.ThisUpdate.After(c.Header.ThisUpdate) {
 			continue
 		}
 		if speaksForAll(o.Header, role) {
@@ -384,9 +419,14 @@ func (r *Revocation) Hold() bool { return r.Reason == ReasonCertificateHold }
 // nil when none does. A revocation proper wins over a certificateHold;
 // between equals the first in refs wins.
 func (ix *Index) Check(refs []Ref, registeredAt time.Time, strict bool) *Revocation {
+	return ix.check(refs, registeredAt, strict, ix.Covering)
+}
+
+// check is Check with the covering CRLs of a Ref from covering.
+func (ix *Index) check(refs []Ref, registeredAt time.Time, strict bool, covering func(Ref) []*CRL) *Revocation {
 	var hold *Revocation
 	for _, r := range refs {
-		for _, c := range ix.Covering(r) {
+		for _, c := range covering(r) {
 			e, ok := c.Find(r.Serial)
 			if !ok || !RevocationApplies(r.Role, e.ReasonCode, e.RevocationTime, registeredAt, strict) {
 				continue

@@ -144,12 +144,16 @@ func (j *Job) Run(ctx context.Context, dryRun bool) (*Report, error) {
 		errs = append(errs, cacheErr)
 	}
 	counts := map[string]int{}
+	// Judge, with the covering CRLs of each issuer, key and kind of
+	// certificate worked out once this run
+	judging := newCoverMemo(ix, now, j.cfg.Policy.Grace)
 	for _, img := range imgs {
 		if img.Properties[PropRecordVersion] == "" || img.Properties[PropAlias] != "" {
 			continue
 		}
 		rep.Images++
-		state, rev, why := Judge(ix, img, j.cfg.Policy, now)
+		d := judging.judge(img, j.cfg.Policy)
+		state, rev, why := d.state, d.rev, d.why
 		ch := Plan(img, state, rev, why)
 		final := state
 		if img.Properties[PropGlobalValidity] == StateRevoked {

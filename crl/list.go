@@ -367,12 +367,34 @@ func serialBytes(n *big.Int) []byte {
 	return c
 }
 
+// serialInto is serialBytes written into buf when n is not negative and
+// fits (a certificate serial number: at most 20 octets), else serialBytes.
+// The contents are the big-endian magnitude, minimal, with a leading zero
+// octet when its high bit is set (X.690 8.3), as asn1.Marshal writes them.
+func serialInto(buf *[40]byte, n *big.Int) []byte {
+	if n.Sign() < 0 || n.BitLen() > 8*(len(buf)-1) {
+		return serialBytes(n)
+	}
+	if n.Sign() == 0 {
+		buf[0] = 0
+		return buf[:1]
+	}
+	size := (n.BitLen() + 7) / 8
+	b := n.FillBytes(buf[len(buf)-size:])
+	if b[0]&0x80 != 0 {
+		buf[len(buf)-size-1] = 0
+		return buf[len(buf)-size-1:]
+	}
+	return b
+}
+
 // Find returns the first entry of the CRL for the serial number, decoded.
 func (l *List) Find(serial *big.Int) (*x509.RevocationListEntry, bool) {
 	if serial == nil {
 		return nil, false
 	}
-	want := serialBytes(serial)
+	var buf [40]byte
+	want := serialInto(&buf, serial)
 	h := maphash.Bytes(l.seed, want)
 	b := h >> l.shift
 	for _, k := range l.keys[l.start[b]:l.start[b+1]] {
