@@ -63,7 +63,72 @@ type Embedded struct {
 // while it was valid. Records are untrusted bytes: a certificate that does
 // not chain is ignored, however it is named, so a forged record cannot add
 // a CA whose CRLs the job would accept.
+//
+// Each distinct imagetrust_signature is parsed once a call; the job also
+// keeps what each signature holds across its runs (sigMemo), never whether
+// a certificate chains: that is decided again every call.
 func EmbeddedCAs(imgs []Image, anchors []*x509.Certificate, now time.Time) Embedded {
+	return embeddedCAs(imgs, anchors, now, nil)
+}
+
+// maxSigMemo bounds how many signatures a sigMemo remembers (about a
+// hundred bytes each, the certificates shared).
+const maxSigMemo = 1 << 18
+
+// sigMemo remembers, by SHA-256 of an imagetrust_signature, what
+// EmbeddedCAs read from it: whether cms.Parse refused it, and else its CA
+// certificates (IsCA with basic constraints), in order, at most
+// maxPerRecord+1 of them (enough to tell a record with more). It holds
+// only what parsing gives, a function of the bytes: the anchors, the time
+// and so every chain are looked at again each call. A call keeps only the
+// signatures its records carry, at most maxSigMemo.
+type sigMemo struct {
+	m map[[32]byte]sigContent
+}
+
+type sigContent struct {
+	unreadable bool
+	cas        []sigCert
+}
+
+type sigCert struct {
+	sum  [32]byte // sha256 of c.Raw
+	cert *x509.Certificate
+}
+
+// read returns what the signature s (base64, at most maxSignatureB64
+// long) holds; intern shares the certificates of one call.
+func readSignature(s string, intern map[[32]byte]*x509.Certificate) sigContent {
+	der, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return sigContent{unreadable: true}
+	}
+	sd, err := cms.Parse(der)
+	if err != nil {
+		return sigContent{unreadable: true}
+	}
+	var out sigContent
+	for _, c := range sd.Certificates {
+		if !c.IsCA || !c.BasicConstraintsValid {
+			continue
+		}
+		if len(out.cas) == maxPerRecord+1 {
+			break
+		}
+		sum := sha256.Sum256(c.Raw)
+		if have, ok := intern[sum]; ok {
+			c = have
+		} else {
+			intern[sum] = c
+		}
+		out.cas = append(out.cas, sigCert{sum: sum, cert: c})
+	}
+	return out
+}
+
+// embeddedCAs is EmbeddedCAs remembering the signatures' contents in memo
+// across calls (nil: within this call only).
+func embeddedCAs(imgs []Image, anchors []*x509.Certificate, now time.Time, memo *sigMemo) Embedded {
 	var out Embedded
 	isAnchor := map[[32]byte]bool{}
 	roots := x509.NewCertPool()
@@ -73,6 +138,12 @@ func EmbeddedCAs(imgs []Image, anchors []*x509.Certificate, now time.Time) Embed
 	}
 	seen := map[[32]byte]bool{}
 	var collected []*x509.Certificate
+	var prev map[[32]byte]sigContent
+	if memo != nil {
+		prev = memo.m
+	}
+	cur := map[[32]byte]sigContent{}
+	intern := map[[32]byte]*x509.Certificate{}
 	for _, img := range imgs {
 		s := img.Properties[PropSignature]
 		if s == "" || img.Properties[PropRecordVersion] == "" || img.Properties[PropAlias] != "" {
@@ -82,37 +153,40 @@ func EmbeddedCAs(imgs []Image, anchors []*x509.Certificate, now time.Time) Embed
 			out.Unreadable++
 			continue
 		}
-		der, err := base64.StdEncoding.DecodeString(s)
-		if err != nil {
-			out.Unreadable++
-			continue
+		key := sha256.Sum256([]byte(s))
+		sc, ok := cur[key]
+		if !ok {
+			if sc, ok = prev[key]; !ok {
+				sc = readSignature(s, intern)
+			}
+			if len(cur) < maxSigMemo {
+				cur[key] = sc
+			}
 		}
-		sd, err := cms.Parse(der)
-		if err != nil {
+		if sc.unreadable {
 			out.Unreadable++
 			continue
 		}
 		taken := 0
-		for _, c := range sd.Certificates {
-			if !c.IsCA || !c.BasicConstraintsValid {
-				continue
-			}
+		for _, c := range sc.cas {
 			if taken == maxPerRecord {
 				out.Truncated = true
 				break
 			}
 			taken++
-			sum := sha256.Sum256(c.Raw)
-			if seen[sum] || isAnchor[sum] {
+			if seen[c.sum] || isAnchor[c.sum] {
 				continue
 			}
 			if len(collected) == maxCollected {
 				out.Truncated = true
 				break
 			}
-			seen[sum] = true
-			collected = append(collected, c)
+			seen[c.sum] = true
+			collected = append(collected, c.cert)
 		}
+	}
+	if memo != nil {
+		memo.m = cur
 	}
 	candidates, unlinked := linkedToAnchors(collected, anchors)
 	out.Unchained = unlinked

@@ -60,6 +60,10 @@ type Job struct {
 	metrics *Metrics
 	http    *retryablehttp.Client
 	cache   diskCache
+	// sigs remembers what each record's imagetrust_signature holds, from
+	// one run to the next (EmbeddedCAs still chains every certificate
+	// again each run)
+	sigs sigMemo
 	// Now is the clock (tests replace it).
 	Now func() time.Time
 }
@@ -126,7 +130,7 @@ func (j *Job) Run(ctx context.Context, dryRun bool) (*Report, error) {
 		return rep, fmt.Errorf("crl job: list catalogue: %w", err)
 	}
 	anchors, dirErrs := j.anchors()
-	emb := EmbeddedCAs(imgs, anchors, now)
+	emb := embeddedCAs(imgs, anchors, now, &j.sigs)
 	rep.EmbeddedCAs = len(emb.CAs)
 	if emb.Truncated {
 		msg := fmt.Sprintf("the catalogue embeds more CA certificates than a run reads (%d that chain, %d in all, %d a record): only the first were considered", MaxEmbeddedCAs, maxCollected, maxPerRecord)
