@@ -46,7 +46,27 @@ func liveTags(ours []*Image, items []*item) map[string]bool {
 // not nil, only for the VO/tag keys it holds.
 func (s *Syncer) ensureAliases(ctx context.Context, items []*item, have []*Image, live map[string]bool, rp *reporter) {
 	exists := s.dedupAliases(ctx, have, rp) // alias + "\n" + name
+	// the members of the aliases the loop below ensures, listed ahead and
+	// in parallel (only those not remembered from an earlier pass)
+	var targets []memberTarget
 	done := map[string]bool{}
+	for _, it := range items {
+		if it.refused != "" {
+			continue
+		}
+		alias := it.desc.VO + "/" + it.desc.Tag
+		if done[alias] || (live != nil && !live[alias]) {
+			continue
+		}
+		done[alias] = true
+		for _, name := range []string{it.desc.Tag, alias} {
+			if im := exists[alias+"\n"+name]; im != nil {
+				targets = append(targets, memberTarget{id: im.ID, vo: it.desc.VO})
+			}
+		}
+	}
+	listed := s.listMembers(ctx, targets)
+	done = map[string]bool{}
 	for _, it := range items {
 		if it.refused != "" {
 			continue
@@ -63,7 +83,7 @@ func (s *Syncer) ensureAliases(ctx context.Context, items []*item, have []*Image
 				if vis != "" && im.Visibility != vis {
 					s.apply(ctx, im.ID, []PatchOp{{Name: "visibility", Value: vis}}, Outcome{ID: im.ID, VO: o.VO, Tag: o.Tag}, ActionUpdate, "alias visibility "+vis, rp)
 				}
-				s.ensureMembers(ctx, im, it.desc.VO, Outcome{ID: im.ID, VO: o.VO, Tag: o.Tag}, rp)
+				s.ensureMembers(ctx, im, it.desc.VO, listed, Outcome{ID: im.ID, VO: o.VO, Tag: o.Tag}, rp)
 				continue
 			}
 			if s.o.DryRun {
@@ -83,7 +103,7 @@ func (s *Syncer) ensureAliases(ctx context.Context, items []*item, have []*Image
 			}
 			o.ID = im.ID
 			s.log.Info("alias created", "alias", alias, "name", name, "id", im.ID)
-			s.ensureMembers(ctx, im, it.desc.VO, Outcome{ID: im.ID, VO: o.VO, Tag: o.Tag}, rp)
+			s.ensureMembers(ctx, im, it.desc.VO, listed, Outcome{ID: im.ID, VO: o.VO, Tag: o.Tag}, rp)
 			rp.add(o)
 		}
 	}

@@ -50,6 +50,13 @@ type Options struct {
 	// left alone before the pass stages it (default 2m): long enough for the
 	// sync that created it to start its stage.
 	ResumeAfter time.Duration
+	// MembersRecheck is how long the members of a shared image, once read
+	// from Glance and made the VO's projects, are remembered and not read
+	// again (default DefaultMembersRecheck, 6h; negative: read every pass).
+	// The memory is the process's: a new Syncer (a start, a reload) reads
+	// them all again, and so does a change of the VO's project list, and
+	// any error reading or writing an image's members forgets that image.
+	MembersRecheck time.Duration
 }
 
 // Syncer mirrors verified bundles into Glance. Run may be called again and
@@ -68,6 +75,9 @@ type Syncer struct {
 	// so that passes within the image's back-off report it as refused
 	// rather than as someone else's, and do not download it again.
 	left map[string]leftQueued
+	// members remembers, per image id, the members the sync last read and
+	// set, so that steady passes do not list them again (MembersRecheck).
+	members map[string]memberMemo
 }
 
 // leftQueued is an image left queued, data-less, after a refused stream.
@@ -162,6 +172,9 @@ func New(o Options) (*Syncer, error) {
 	} else if o.ResumeAfter == 0 {
 		o.ResumeAfter = 2 * time.Minute
 	}
+	if o.MembersRecheck == 0 {
+		o.MembersRecheck = DefaultMembersRecheck
+	}
 	if o.Sync.Parallel <= 0 {
 		o.Sync.Parallel = 2
 	}
@@ -181,7 +194,7 @@ func New(o Options) (*Syncer, error) {
 	default:
 		return nil, fmt.Errorf("glancesync: retire policy %q: use keep, hide or delete", o.Sync.Retire)
 	}
-	return &Syncer{o: o, log: o.Logger, m: o.Metrics, spent: map[string]string{}, left: map[string]leftQueued{}}, nil
+	return &Syncer{o: o, log: o.Logger, m: o.Metrics, spent: map[string]string{}, left: map[string]leftQueued{}, members: map[string]memberMemo{}}, nil
 }
 
 // Outcome is what a pass did with one bundle or image.
@@ -321,6 +334,7 @@ func (s *Syncer) Run(ctx context.Context) (*Report, error) {
 			s.m.Errors.Inc()
 			return &rp.r, fmt.Errorf("list the mirror project's images: %w", err)
 		}
+		s.pruneMembers(ours)
 	}
 	s.reconcile(ctx, ours, items, present, complete, rp)
 	if s.aliasesOn() {

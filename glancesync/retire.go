@@ -58,6 +58,23 @@ func (s *Syncer) reconcile(ctx context.Context, ours []*Image, items []*item, pr
 			newest[k] = im
 		}
 	}
+	// the members of the images the loop below ensures, listed ahead and in
+	// parallel (only those not remembered from an earlier pass)
+	var targets []memberTarget
+	for _, im := range ours {
+		if im.Props[validator.PropAlias] != "" || im.Props[validator.PropUUID] == "" {
+			continue
+		}
+		vo := im.Props[validator.PropVO]
+		left := !present[vo+"/"+im.ID] && complete[vo]
+		if im.Status == StatusQueued && left && s.o.Sync.Retire != "keep" {
+			continue
+		}
+		if im.Status == StatusActive || im.Status == StatusDeactivated {
+			targets = append(targets, memberTarget{id: im.ID, vo: vo})
+		}
+	}
+	listed := s.listMembers(ctx, targets)
 	for _, im := range ours {
 		if im.Props[validator.PropAlias] != "" || im.Props[validator.PropUUID] == "" {
 			continue
@@ -79,7 +96,7 @@ func (s *Syncer) reconcile(ctx context.Context, ours []*Image, items []*item, pr
 		// members first, for every image of ours (a retired, hidden one
 		// still boots by uuid): a project taken out of the VO's list loses
 		// them all
-		s.ensureMembers(ctx, im, vo, o, rp)
+		s.ensureMembers(ctx, im, vo, listed, o, rp)
 		if (left || superseded) && s.o.Sync.Retire != "keep" {
 			why := "left every source"
 			if !left {
@@ -124,46 +141,6 @@ func (s *Syncer) apply(ctx context.Context, id string, ops []PatchOp, o Outcome,
 	s.log.Info("image updated", "id", id, "action", action, "detail", detail)
 	rp.add(o)
 	return true
-}
-
-// ensureMembers makes a shared image's members the VO's projects: the
-// missing ones added, and those no longer listed removed (a project taken
-// out of [vo.X] projects loses the image).
-func (s *Syncer) ensureMembers(ctx context.Context, im *Image, vo string, o Outcome, rp *reporter) {
-	cfg := s.o.VOs[vo]
-	if cfg.Visibility != "shared" || s.o.DryRun {
-		return
-	}
-	have, err := s.o.Glance.Members(ctx, im.ID)
-	if err != nil {
-		s.log.Warn("cannot list members", "id", im.ID, "err", err)
-		return
-	}
-	for _, p := range cfg.Projects {
-		if contains(have, p) {
-			continue
-		}
-		if err := s.o.Glance.AddMember(ctx, im.ID, p); err != nil {
-			s.log.Error("add member failed", "id", im.ID, "project", p, "err", err)
-			rp.fail()
-			continue
-		}
-		o.Action, o.Detail = ActionUpdate, "member "+p
-		rp.add(o)
-	}
-	for _, p := range have {
-		if contains(cfg.Projects, p) {
-			continue
-		}
-		if err := s.o.Glance.RemoveMember(ctx, im.ID, p); err != nil {
-			s.log.Error("remove member failed", "id", im.ID, "project", p, "err", err)
-			rp.fail()
-			continue
-		}
-		s.log.Info("member removed", "id", im.ID, "project", p)
-		o.Action, o.Detail = ActionUpdate, "member removed "+p
-		rp.add(o)
-	}
 }
 
 // retire applies the retire policy (hide or delete) to one image.
