@@ -111,6 +111,13 @@ func cmdCRL(ctx context.Context, e *env, args []string) int {
 			log.Error("crl run failed", "err", err)
 			return exitInvalid
 		}
+		if n := len(rep.Refused); n > 0 {
+			// done, with the last good CRL of their CAs; but a source that
+			// stays dead (or keeps serving a forged or old CRL) must show
+			// in a cron job before its CRL goes stale
+			log.Warn("crl run refused CRLs", "count", n)
+			return exitRefused
+		}
 		return exitOK
 	}
 	return crlDaemon(ctx, log, cfg, *cfgPath, jc, cat, metrics, reg, hup, printReport)
