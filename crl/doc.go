@@ -66,6 +66,16 @@
 // issued a creator, like the root's CRL that revokes that intermediate, is
 // still accepted. An embedded certificate that does not chain is ignored.
 //
+// An image judged revoked or on hold whose data Glance is still writing
+// (queued, saving, uploading, importing: the sync's upload under way)
+// cannot be deactivated, and Glance, when the write ends, saves the image
+// as it read it when the write began: the flag this run writes is lost and
+// the image becomes active as valid (TestRevokedWhileUploading, against
+// Glance Zed). Such images are listed in Report.InTransit; the daemon then
+// runs again within TransitRecheck (a minute) rather than an interval, and
+// `crl --once` exits 4 so that a cron job can run it again: the next run
+// finds the image active and deactivates it.
+//
 // # Cost of a run
 //
 // A run parses each distinct imagetrust_signature once (cms.Parse), and a

@@ -113,9 +113,15 @@ type Report struct {
 	// signatures that chain to a configured CA (see EmbeddedCAs).
 	EmbeddedCAs int      `json:"embedded_cas"`
 	Changes     []Change `json:"changes"`
-	Writes      int      `json:"writes"`
-	Errors      []string `json:"errors,omitempty"`
-	Warnings    []string `json:"warnings,omitempty"`
+	// InTransit are the images judged revoked or on hold whose data Glance
+	// was still writing (queued, saving, uploading, importing): Glance
+	// cannot deactivate them, and may overwrite the flag written now when
+	// the write ends. A later run deactivates them once active
+	// (TransitRecheck).
+	InTransit []string `json:"in_transit,omitempty"`
+	Writes    int      `json:"writes"`
+	Errors    []string `json:"errors,omitempty"`
+	Warnings  []string `json:"warnings,omitempty"`
 }
 
 // Run does one pass: it builds the index of CRLs (cached ones first, then
@@ -164,6 +170,9 @@ func (j *Job) Run(ctx context.Context, dryRun bool) (*Report, error) {
 			final = StateRevoked
 		}
 		counts[final]++
+		if (final == StateRevoked || final == StateHold) && img.Status != StatusActive && img.Status != StatusDeactivated {
+			rep.InTransit = append(rep.InTransit, img.ID)
+		}
 		if ch == nil {
 			continue
 		}

@@ -10,12 +10,34 @@ import (
 func TestRunLoop(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	calls := 0
-	err := RunLoop(ctx, time.Hour, time.Minute, func(context.Context) error {
+	err := RunLoop(ctx, time.Hour, time.Minute, func(context.Context) bool {
 		calls++
 		cancel()
-		return errors.New("a failed run does not stop the loop")
+		return false
 	})
 	if !errors.Is(err, context.Canceled) || calls != 1 {
 		t.Fatalf("err %v, %d calls; want context.Canceled after the run at start", err, calls)
+	}
+}
+
+// TestNextWait: after a run that found revoked images still being written
+// into Glance, the next run comes within TransitRecheck, not an interval.
+func TestNextWait(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		interval, jitter time.Duration
+		soon             bool
+		lo, hi           time.Duration
+	}{
+		{"ok interval", time.Hour, 0, false, time.Hour, time.Hour},
+		{"ok interval and jitter", time.Hour, time.Minute, false, time.Hour, time.Hour + time.Minute},
+		{"ok soon", time.Hour, time.Minute, true, TransitRecheck, TransitRecheck},
+		{"ok soon but the interval is shorter", 10 * time.Second, 0, true, 10 * time.Second, 10 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if w := nextWait(tc.interval, tc.jitter, tc.soon); w < tc.lo || w > tc.hi {
+				t.Fatalf("wait %s, want within [%s, %s]", w, tc.lo, tc.hi)
+			}
+		})
 	}
 }

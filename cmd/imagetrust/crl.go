@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -111,14 +112,21 @@ func cmdCRL(ctx context.Context, e *env, args []string) int {
 			log.Error("crl run failed", "err", err)
 			return exitInvalid
 		}
+		code := exitOK
 		if n := len(rep.Refused); n > 0 {
 			// done, with the last good CRL of their CAs; but a source that
 			// stays dead (or keeps serving a forged or old CRL) must show
 			// in a cron job before its CRL goes stale
 			log.Warn("crl run refused CRLs", "count", n)
-			return exitRefused
+			code = exitRefused
 		}
-		return exitOK
+		if n := len(rep.InTransit); n > 0 && !*dry {
+			// Glance may overwrite the flag when the write ends: only a
+			// later run can deactivate them
+			log.Warn("revoked or held images still being written into Glance: run again once their writes end", "images", n)
+			code = exitRefused
+		}
+		return code
 	}
 	return crlDaemon(ctx, log, cfg, *cfgPath, jc, cat, metrics, reg, hup, printReport)
 }
@@ -247,24 +255,28 @@ func crlDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path s
 	}()
 
 	log.Info("crl daemon started", "interval", interval, "jitter", jitter, "listen", cfg.CRL.Listen)
-	_ = crl.RunLoop(ctx, interval, jitter, func(ctx context.Context) error {
+	_ = crl.RunLoop(ctx, interval, jitter, func(ctx context.Context) (soon bool) {
 		rctx, cancel := context.WithTimeout(ctx, crlRunTimeout(interval))
 		rep, err := cur.Load().Run(rctx, false)
 		cancel()
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return false
 		}
 		if rep != nil {
 			printReport(rep)
+			if len(rep.InTransit) > 0 {
+				log.Warn("revoked or held images still being written into Glance: running again soon", "images", len(rep.InTransit), "in", crl.TransitRecheck)
+				soon = true
+			}
 		}
 		if err != nil {
 			log.Error("crl run failed", "err", err)
-			return err
+			return soon
 		}
 		lastOK.Store(time.Now().Unix())
 		log.Info("crl run done", "crls", len(rep.CRLs), "refused", len(rep.Refused), "images", rep.Images,
 			"changes", len(rep.Changes), "writes", rep.Writes)
-		return nil
+		return soon
 	})
 	log.Info("stopping")
 	return exitOK
@@ -305,6 +317,9 @@ func writeCRLReport(w io.Writer, rep *crl.Report) {
 		}
 	}
 	fmt.Fprintf(w, "Images checked: %d, changed: %d, Glance writes: %d\n", rep.Images, len(rep.Changes), rep.Writes)
+	if len(rep.InTransit) > 0 {
+		fmt.Fprintf(w, "Revoked or held while Glance is still writing their data (a later run deactivates them): %s\n", strings.Join(rep.InTransit, ", "))
+	}
 	changes := append([]crl.Change(nil), rep.Changes...)
 	sort.Slice(changes, func(a, b int) bool { return changes[a].ImageID < changes[b].ImageID })
 	for _, c := range changes {

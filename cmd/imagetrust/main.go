@@ -22,7 +22,7 @@ const (
 	exitInvalid = 1 // verification failed / operation failed
 	exitUsage   = 2 // usage or configuration error
 	exitExpired = 3 // valid but expired (verify only)
-	exitRefused = 4 // sync --once: a clean pass that refused a bundle for a reason other than expiry or revocation; crl --once: a clean run that refused a CRL (a fetch that failed included)
+	exitRefused = 4 // sync --once: a clean pass that refused a bundle for a reason other than expiry or revocation; crl --once: a clean run that refused a CRL (a fetch that failed included) or found a revoked image still being written into Glance
 )
 
 // env is what a subcommand gets from main: its streams and the process context.
