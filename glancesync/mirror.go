@@ -148,7 +148,11 @@ func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, mode ingest, r
 				}
 				return
 			}
-			log.Info("image created", "name", got.Name)
+			if created {
+				log.Info("image created", "name", got.Name)
+			} else {
+				log.Info("image created by another sync meanwhile", "name", got.Name, "status", got.Status)
+			}
 		case err != nil:
 			s.opFailed(log, it, "get", err, rp)
 			return
@@ -268,9 +272,35 @@ func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, mode ingest, r
 				rp.add(s.outcome(it, ActionDeleted, ReasonStaleReclaimed, "stuck "+im.Status+" since "+im.UpdatedAt.UTC().Format(time.RFC3339)))
 				return
 			}
-			err = s.waitImport(ctx, im.ID)
+			if f := importFailure(im); f != "" {
+				s.opFailed(log, it, "import", errors.New(f), rp)
+				return
+			}
+			timeout := s.o.ImportTimeout
+			if !created {
+				// Found being written when the pass began: another sync's
+				// write, or one Glance lost (glance-api killed mid-upload
+				// leaves an image saving for ever). Waited for only
+				// briefly: a lost one would hold every pass for
+				// ImportTimeout, and end it as if all were well.
+				timeout = min(timeout, busyWait)
+			}
+			err = s.waitImportFor(ctx, im.ID, timeout)
 			if errors.Is(err, errStillBusy) {
+				if since := s.o.Now().Sub(im.UpdatedAt); since > s.o.ImportTimeout {
+					log.Error("image busy for longer than an import may take: Glance may have lost its write; it is reclaimed (deleted, its uuid spent) once stale_after has passed, or delete it now and publish a new uuid", "status", im.Status, "since", im.UpdatedAt)
+					s.m.Errors.Inc()
+					rp.fail()
+					rp.add(s.outcome(it, ActionFailed, "", "stuck "+im.Status+" since "+im.UpdatedAt.UTC().Format(time.RFC3339)))
+					return
+				}
+				log.Info("image being written elsewhere; left to it", "status", im.Status, "since", im.UpdatedAt)
 				rp.add(s.outcome(it, ActionElsewhere, "", im.Status))
+				return
+			}
+			var ierr *importFailedError
+			if errors.As(err, &ierr) {
+				s.opFailed(log, it, "import", err, rp)
 				return
 			}
 		case StatusKilled:
@@ -415,12 +445,42 @@ func (s *Syncer) opFailed(log *slog.Logger, it *item, op string, err error, rp *
 
 var errStillBusy = errors.New("glance is still importing")
 
+// busyWait bounds how long a pass waits for an image it found being
+// written (importing, saving) when it began: another sync's write, which
+// usually ends within it, or a write Glance lost.
+var busyWait = 2 * time.Minute
+
+// importFailedError is an import Glance gave up (importFailure).
+type importFailedError struct{ msg string }
+
+func (e *importFailedError) Error() string { return e.msg }
+
+// importFailure says why Glance's import of an importing image failed, or
+// "" while it has not: Glance (Zed) marks the stores it failed in
+// os_glance_failed_import, removes them from os_glance_importing_to_stores,
+// and leaves the image importing (a full store, say), so waiting for it to
+// leave importing would wait for ever.
+func importFailure(im *Image) string {
+	failed := im.Props["os_glance_failed_import"]
+	if im.Status != StatusImporting || failed == "" || im.Props["os_glance_importing_to_stores"] != "" {
+		return ""
+	}
+	return "Glance's import into store(s) " + failed + " failed (glance-api's log says why: a full store, say); the image stays importing: delete it once the store is fixed (its uuid is then spent) or wait for stale_after, which reclaims it"
+}
+
 // waitImport polls until the image leaves importing/saving/uploading.
 // The first poll comes after firstImportPoll; each wait doubles up to
 // Options.ImportPoll, so that a small image is seen active at once and a
 // large one costs one GET per ImportPoll.
 func (s *Syncer) waitImport(ctx context.Context, id string) error {
-	deadline := time.Now().Add(s.o.ImportTimeout)
+	return s.waitImportFor(ctx, id, s.o.ImportTimeout)
+}
+
+// waitImportFor is waitImport bounded by timeout; a failed import (Glance
+// leaves the image importing, marked os_glance_failed_import) ends it at
+// once with an *importFailedError.
+func (s *Syncer) waitImportFor(ctx context.Context, id string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
 	wait := min(firstImportPoll, s.o.ImportPoll)
 	for {
 		im, err := s.o.Glance.Get(ctx, id)
@@ -429,6 +489,9 @@ func (s *Syncer) waitImport(ctx context.Context, id string) error {
 		}
 		switch im.Status {
 		case StatusImporting, StatusSaving, StatusUploading:
+			if f := importFailure(im); f != "" {
+				return &importFailedError{f}
+			}
 		default:
 			return nil
 		}
