@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -409,8 +411,8 @@ func (s *Syncer) collect(ctx context.Context, rp *reporter) ([]*item, map[string
 				incomplete[v] = true
 			}
 		}
-		for _, b := range bundles {
-			it := s.judge(b, now)
+		for _, it := range s.judgeAll(bundles, now) {
+			b := it.b
 			if it.desc != nil {
 				if b.AllowsVO(it.desc.VO) {
 					// by VO and uuid: a source listing another VO's bundle,
@@ -465,7 +467,40 @@ func (s *Syncer) collect(ctx context.Context, rp *reporter) ([]*item, map[string
 	return items, present, complete
 }
 
-// judge runs every check but the image bytes on a bundle.
+// judgeAll judges bundles (judge) GOMAXPROCS at once, and returns their
+// items in the bundles' order: only the verdicts are computed in parallel;
+// what a pass does with them (outcomes, logs, metrics) stays in order.
+func (s *Syncer) judgeAll(bundles []*Bundle, now time.Time) []*item {
+	items := make([]*item, len(bundles))
+	n := min(runtime.GOMAXPROCS(0), len(bundles))
+	if n <= 1 {
+		for i, b := range bundles {
+			items[i] = s.judge(b, now)
+		}
+		return items
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(bundles) {
+					return
+				}
+				items[i] = s.judge(bundles[i], now)
+			}
+		}()
+	}
+	wg.Wait()
+	return items
+}
+
+// judge runs every check but the image bytes on a bundle. It only reads
+// the Syncer's options (Trust is safe for concurrent use): judgeAll runs
+// it in parallel.
 func (s *Syncer) judge(b *Bundle, now time.Time) *item {
 	it := &item{b: b}
 	d, err := validator.ParseDescriptor(b.Descriptor)
