@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imagetrust/imagetrust/internal/benchutil"
 	"github.com/imagetrust/imagetrust/internal/cms"
 	"github.com/imagetrust/imagetrust/internal/pki"
 	"github.com/imagetrust/imagetrust/internal/testpki"
@@ -129,19 +130,6 @@ func (s *scaleSite) job(b *testing.B, cache string) *Job {
 	return j
 }
 
-// bestOf returns the fastest of k runs of f.
-func bestOf(k int, f func()) time.Duration {
-	var best time.Duration
-	for range k {
-		t := time.Now()
-		f()
-		if d := time.Since(t); best == 0 || d < best {
-			best = d
-		}
-	}
-	return best
-}
-
 // BenchmarkCRLJobScale: one op is a steady-state Job.Run (the CRL cache
 // warm, nothing to write) over n records and a Registrar CRL of e entries,
 // read from a file source. Baseline, measured in the same run: ParseList of
@@ -162,7 +150,7 @@ func BenchmarkCRLJobScale(b *testing.B) {
 			if rep, err := j.Run(context.Background(), false); err != nil || len(rep.Refused) > 0 {
 				b.Fatalf("warm-up run: %v %+v", err, rep.Refused)
 			}
-			parse := bestOf(3, func() {
+			parse := benchutil.BestOf(3, func() {
 				if _, err := ParseList(s.regCRL); err != nil {
 					b.Fatal(err)
 				}
@@ -182,7 +170,7 @@ func BenchmarkCRLJobScale(b *testing.B) {
 			per := time.Since(start) / time.Duration(b.N)
 			b.StopTimer()
 			anchors := []*x509.Certificate{s.root.Cert}
-			emb := bestOf(1, func() { EmbeddedCAs(s.imgs, anchors, t0) })
+			emb := benchutil.BestOf(1, func() { EmbeddedCAs(s.imgs, anchors, t0) })
 			ix := &Index{ClockSkew: time.Minute}
 			for _, c := range []struct {
 				ca  *testpki.CA
@@ -196,7 +184,7 @@ func BenchmarkCRLJobScale(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			judge := bestOf(1, func() {
+			judge := benchutil.BestOf(1, func() {
 				for _, img := range s.imgs {
 					st, rev, why := Judge(ix, img, j.cfg.Policy, t0)
 					Plan(img, st, rev, why)
@@ -271,7 +259,7 @@ func BenchmarkCRLJobManyCAs(b *testing.B) {
 				_, _ = io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 			}
-			fetch := bestOf(3, func() {
+			fetch := benchutil.BestOf(3, func() {
 				for _, u := range urls {
 					req, _ := http.NewRequest(http.MethodGet, u, nil)
 					req.Header.Set("If-None-Match", etags[u])

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imagetrust/imagetrust/internal/benchutil"
 	"github.com/imagetrust/imagetrust/internal/config"
 	"github.com/imagetrust/imagetrust/validator"
 )
@@ -230,7 +231,7 @@ func BenchmarkSyncNothingToDo(b *testing.B) {
 				b.Fatal(err)
 			}
 			g.take()
-			list := bestOf(3, func() {
+			list := benchutil.BestOf(3, func() {
 				if _, _, err := src.List(context.Background()); err != nil {
 					b.Fatal(err)
 				}
@@ -238,7 +239,7 @@ func BenchmarkSyncNothingToDo(b *testing.B) {
 					b.Fatal(err)
 				}
 			})
-			verify := bestOf(1, func() {
+			verify := benchutil.BestOf(1, func() {
 				for _, bu := range bundles {
 					w.trust().Verify(validator.Input{Descriptor: bu.Descriptor, Signature: bu.Signature, Now: time.Now()})
 				}
@@ -270,17 +271,4 @@ func BenchmarkSyncNothingToDo(b *testing.B) {
 			b.ReportMetric(float64(calls["members"])/float64(b.N), "members-calls/op")
 		})
 	}
-}
-
-// bestOf returns the fastest of k runs of f.
-func bestOf(k int, f func()) time.Duration {
-	var best time.Duration
-	for range k {
-		t := time.Now()
-		f()
-		if d := time.Since(t); best == 0 || d < best {
-			best = d
-		}
-	}
-	return best
 }

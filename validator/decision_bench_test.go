@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imagetrust/imagetrust/internal/benchutil"
 	"github.com/imagetrust/imagetrust/internal/testpki"
 )
 
@@ -73,7 +74,7 @@ func BenchmarkDecideTag(b *testing.B) {
 				b.Fatalf("cold: %+v", d)
 			}
 			coldD := time.Since(cold)
-			one := bestOf(5, func() {
+			one := benchutil.BestOf(5, func() {
 				for range 100 {
 					if d := tr.DecideBoot(cands[0], pol, w.now); !d.Allowed {
 						b.Fatal(d.Message)
@@ -111,7 +112,7 @@ func BenchmarkVerifyTrustSize(b *testing.B) {
 	w := newWorld(b)
 	bu := w.bundle(bundleOpts{})
 	base := w.trust()
-	k0 := bestOf(5, func() {
+	k0 := benchutil.BestOf(5, func() {
 		for range 50 {
 			if r := base.Verify(Input{Descriptor: bu.desc, Signature: bu.sig, Now: w.now}); !r.Valid {
 				b.Fatal(r.Err())
@@ -136,18 +137,6 @@ func BenchmarkVerifyTrustSize(b *testing.B) {
 			b.ReportMetric(float64(per)/float64(k0), "x-k0")
 		})
 	}
-}
-
-func bestOf(k int, f func()) time.Duration {
-	var best time.Duration
-	for range k {
-		t := time.Now()
-		f()
-		if d := time.Since(t); best == 0 || d < best {
-			best = d
-		}
-	}
-	return best
 }
 
 // trustWithExtra is w.trust() with k more people intermediate CAs (under a
