@@ -46,44 +46,39 @@ func liveTags(ours []*Image, items []*item) map[string]bool {
 // not nil, only for the VO/tag keys it holds.
 func (s *Syncer) ensureAliases(ctx context.Context, items []*item, have []*Image, live map[string]bool, rp *reporter) {
 	exists := s.dedupAliases(ctx, have, rp) // alias + "\n" + name
-	// the members of the aliases the loop below ensures, listed ahead and
-	// in parallel (only those not remembered from an earlier pass)
-	var targets []memberTarget
+	// the tags to keep aliases for, each once, in the items' order
+	type tagKey struct{ vo, tag, alias string }
+	var tags []tagKey
 	done := map[string]bool{}
 	for _, it := range items {
-		if it.refused != "" {
-			continue
-		}
 		alias := it.desc.VO + "/" + it.desc.Tag
-		if done[alias] || (live != nil && !live[alias]) {
+		if it.refused != "" || done[alias] || (live != nil && !live[alias]) {
 			continue
 		}
 		done[alias] = true
-		for _, name := range []string{it.desc.Tag, alias} {
-			if im := exists[alias+"\n"+name]; im != nil {
-				targets = append(targets, memberTarget{id: im.ID, vo: it.desc.VO})
+		tags = append(tags, tagKey{it.desc.VO, it.desc.Tag, alias})
+	}
+	// the members of the aliases that exist, listed ahead and in parallel
+	// (only those not remembered from an earlier pass)
+	var targets []memberTarget
+	for _, k := range tags {
+		for _, name := range []string{k.tag, k.alias} {
+			if im := exists[k.alias+"\n"+name]; im != nil {
+				targets = append(targets, memberTarget{id: im.ID, vo: k.vo})
 			}
 		}
 	}
 	listed := s.listMembers(ctx, targets)
-	done = map[string]bool{}
-	for _, it := range items {
-		if it.refused != "" {
-			continue
-		}
-		alias := it.desc.VO + "/" + it.desc.Tag
-		if done[alias] || (live != nil && !live[alias]) {
-			continue
-		}
-		done[alias] = true
-		vis := s.o.VOs[it.desc.VO].Visibility
-		for _, name := range []string{it.desc.Tag, alias} {
-			o := Outcome{ID: aliasID(s.o.MirrorProject, alias, name), VO: it.desc.VO, Tag: it.desc.Tag, Action: ActionAlias, Detail: "alias " + name}
+	for _, k := range tags {
+		alias := k.alias
+		vis := s.o.VOs[k.vo].Visibility
+		for _, name := range []string{k.tag, alias} {
+			o := Outcome{ID: aliasID(s.o.MirrorProject, alias, name), VO: k.vo, Tag: k.tag, Action: ActionAlias, Detail: "alias " + name}
 			if im := exists[alias+"\n"+name]; im != nil {
 				if vis != "" && im.Visibility != vis {
 					s.apply(ctx, im.ID, []PatchOp{{Name: "visibility", Value: vis}}, Outcome{ID: im.ID, VO: o.VO, Tag: o.Tag}, ActionUpdate, "alias visibility "+vis, rp)
 				}
-				s.ensureMembers(ctx, im, it.desc.VO, listed, Outcome{ID: im.ID, VO: o.VO, Tag: o.Tag}, rp)
+				s.ensureMembers(ctx, im, k.vo, listed, Outcome{ID: im.ID, VO: o.VO, Tag: o.Tag}, rp)
 				continue
 			}
 			if s.o.DryRun {
@@ -103,7 +98,7 @@ func (s *Syncer) ensureAliases(ctx context.Context, items []*item, have []*Image
 			}
 			o.ID = im.ID
 			s.log.Info("alias created", "alias", alias, "name", name, "id", im.ID)
-			s.ensureMembers(ctx, im, it.desc.VO, listed, Outcome{ID: im.ID, VO: o.VO, Tag: o.Tag}, rp)
+			s.ensureMembers(ctx, im, k.vo, listed, Outcome{ID: im.ID, VO: o.VO, Tag: o.Tag}, rp)
 			rp.add(o)
 		}
 	}

@@ -525,22 +525,19 @@ type interPools struct {
 	withPeople, withRe *x509.CertPool
 }
 
-func (p *interPools) people() *x509.CertPool {
-	if p.withPeople == nil {
-		p.withPeople = x509.NewCertPool()
-		appendPool(p.withPeople, p.embedded)
-		appendPool(p.withPeople, p.t.peopleInterCerts)
-	}
-	return p.withPeople
-}
+func (p *interPools) people() *x509.CertPool { return p.with(&p.withPeople, p.t.peopleInterCerts) }
 
-func (p *interPools) registrar() *x509.CertPool {
-	if p.withRe == nil {
-		p.withRe = x509.NewCertPool()
-		appendPool(p.withRe, p.embedded)
-		appendPool(p.withRe, p.t.regInterCerts)
+func (p *interPools) registrar() *x509.CertPool { return p.with(&p.withRe, p.t.regInterCerts) }
+
+// with returns *pool, first built of the embedded certificates and then
+// trusted.
+func (p *interPools) with(pool **x509.CertPool, trusted []*x509.Certificate) *x509.CertPool {
+	if *pool == nil {
+		*pool = x509.NewCertPool()
+		appendPool(*pool, p.embedded)
+		appendPool(*pool, trusted)
 	}
-	return p.withRe
+	return *pool
 }
 
 // strongChains drops the chains that hold a CA key weaker than the signers'
