@@ -51,8 +51,11 @@ func (s *Syncer) ensureAliases(ctx context.Context, items []*item, have []*Image
 	var tags []tagKey
 	done := map[string]bool{}
 	for _, it := range items {
+		if it.refused != "" {
+			continue // its descriptor may not even parse
+		}
 		alias := it.desc.VO + "/" + it.desc.Tag
-		if it.refused != "" || done[alias] || (live != nil && !live[alias]) {
+		if done[alias] || (live != nil && !live[alias]) {
 			continue
 		}
 		done[alias] = true
