@@ -161,12 +161,7 @@ func TestParseCraftedConformance(t *testing.T) {
 		}
 		return asn1.RawValue{FullBytes: b}
 	}
-	cases := []struct {
-		name   string
-		der    []byte
-		mutate func(sd *signedDataIn, si *signerInfo)
-		want   string
-	}{
+	cases := []craftedCase{
 		{"ok PSS as signed", pssDER, func(*signedDataIn, *signerInfo) {}, ""},
 		{"fail encapsulated content type is not id-data", rsaDER, func(sd *signedDataIn, _ *signerInfo) {
 			sd.EncapContentInfo.EContentType = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 1, 4}
@@ -203,21 +198,7 @@ func TestParseCraftedConformance(t *testing.T) {
 			si.SignatureAlgorithm.Parameters = pss(oidMGF1, 4096)
 		}, "salt length"},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			_, err := Parse(crafted(t, c.der, c.mutate))
-			if c.want == "" {
-				if err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			var e *Error
-			if !errors.As(err, &e) || !strings.Contains(err.Error(), c.want) {
-				t.Fatalf("got %v, want a *cms.Error containing %q", err, c.want)
-			}
-		})
-	}
+	runCrafted(t, cases)
 	t.Run("fail content type is not id-signedData", func(t *testing.T) {
 		var ci contentInfo
 		if _, err := asn1.Unmarshal(rsaDER, &ci); err != nil {

@@ -147,12 +147,7 @@ func TestParseCrafted(t *testing.T) {
 		}
 		return asn1.RawValue{FullBytes: b}
 	}
-	cases := []struct {
-		name   string
-		der    []byte
-		mutate func(sd *signedDataIn, si *signerInfo)
-		want   string // "" means Parse succeeds
-	}{
+	cases := []craftedCase{
 		{"ok unchanged", rsaDER, func(*signedDataIn, *signerInfo) {}, ""},
 		{"fail SHA-1 digest", rsaDER, func(sd *signedDataIn, si *signerInfo) {
 			sd.DigestAlgorithms[0].Algorithm = sha1
@@ -237,21 +232,7 @@ func TestParseCrafted(t *testing.T) {
 			setAttrs(t, si, func(a [][]byte) [][]byte { return [][]byte{attrOf(t, oidContentType, oidData), b} })
 		}, "more than one value"},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			_, err := Parse(crafted(t, c.der, c.mutate))
-			if c.want == "" {
-				if err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			var e *Error
-			if !errors.As(err, &e) || !strings.Contains(err.Error(), c.want) {
-				t.Fatalf("got %v, want a *cms.Error containing %q", err, c.want)
-			}
-		})
-	}
+	runCrafted(t, cases)
 }
 
 func TestVerifyContentTypeNotData(t *testing.T) {
@@ -295,4 +276,34 @@ func mustMarshal(t *testing.T, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// craftedCase is a SignedData made by mutating a valid one (crafted), and
+// the refusal Parse must give ("" for none).
+type craftedCase struct {
+	name   string
+	der    []byte
+	mutate func(sd *signedDataIn, si *signerInfo)
+	want   string // "" means Parse succeeds
+}
+
+// runCrafted runs each case as a subtest: Parse accepts it, or refuses it
+// with a *cms.Error that says c.want.
+func runCrafted(t *testing.T, cases []craftedCase) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse(crafted(t, c.der, c.mutate))
+			if c.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			var e *Error
+			if !errors.As(err, &e) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want a *cms.Error containing %q", err, c.want)
+			}
+		})
+	}
 }
