@@ -73,26 +73,7 @@ func TestEmbeddedCAsMemo(t *testing.T) {
 // own signature) as the job's later runs see it: with the memo of the run
 // before.
 func BenchmarkEmbeddedCAsMemo(b *testing.B) {
-	root := testpki.NewRoot(b, "Bench Root")
-	people, registrar := root.Intermediate("Bench People CA"), root.Intermediate("Bench Registrar CA")
-	leaves := []*testpki.Leaf{people.Leaf(testpki.Name("Creator")), people.Leaf(testpki.Name("Approver")), registrar.Leaf(testpki.Name("Image"))}
-	imgs := make([]Image, 1000)
-	for i := range imgs {
-		var p7 []byte
-		var err error
-		for _, l := range leaves {
-			opts := cms.SignOptions{Chain: []*x509.Certificate{people.Cert, registrar.Cert}}
-			if p7 == nil {
-				p7, err = cms.Sign([]byte("descriptor"), l.Cert, l.Key, opts)
-			} else {
-				p7, err = cms.AddSigner(p7, []byte("descriptor"), l.Cert, l.Key, opts)
-			}
-			if err != nil {
-				b.Fatal(err)
-			}
-		}
-		imgs[i] = Image{Properties: map[string]string{PropRecordVersion: "1", PropSignature: base64.StdEncoding.EncodeToString(p7)}}
-	}
+	root, imgs := benchRecords(b, 1000)
 	var memo sigMemo
 	embeddedCAs(imgs, []*x509.Certificate{root.Cert}, t0, &memo)
 	b.ResetTimer()

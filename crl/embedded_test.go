@@ -184,30 +184,45 @@ func TestEmbeddedCAs(t *testing.T) {
 	}
 }
 
+// threeSigned is a SignedData of "descriptor" signed by each leaf in turn,
+// carrying chain: what a catalogue record's imagetrust_signature holds.
+func threeSigned(tb testing.TB, leaves []*testpki.Leaf, chain ...*x509.Certificate) []byte {
+	tb.Helper()
+	var p7 []byte
+	var err error
+	for _, l := range leaves {
+		opts := cms.SignOptions{Chain: chain}
+		if p7 == nil {
+			p7, err = cms.Sign([]byte("descriptor"), l.Cert, l.Key, opts)
+		} else {
+			p7, err = cms.AddSigner(p7, []byte("descriptor"), l.Cert, l.Key, opts)
+		}
+		if err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return p7
+}
+
+// benchRecords are n records of a root's people and Registrar
+// intermediates, each with its own three-signer signature embedding both.
+func benchRecords(b *testing.B, n int) (*testpki.CA, []Image) {
+	root := testpki.NewRoot(b, "Bench Root")
+	people, registrar := root.Intermediate("Bench People CA"), root.Intermediate("Bench Registrar CA")
+	leaves := []*testpki.Leaf{people.Leaf(testpki.Name("Creator")), people.Leaf(testpki.Name("Approver")), registrar.Leaf(testpki.Name("Image"))}
+	imgs := make([]Image, n)
+	for i := range imgs {
+		p7 := threeSigned(b, leaves, people.Cert, registrar.Cert)
+		imgs[i] = Image{Properties: map[string]string{PropRecordVersion: "1", PropSignature: base64.StdEncoding.EncodeToString(p7)}}
+	}
+	return root, imgs
+}
+
 // BenchmarkEmbeddedCAs: what a CRL job run spends finding the embedded
 // intermediates of 1000 records (three signers, two intermediates each,
 // shared), per run.
 func BenchmarkEmbeddedCAs(b *testing.B) {
-	root := testpki.NewRoot(b, "Bench Root")
-	people, registrar := root.Intermediate("Bench People CA"), root.Intermediate("Bench Registrar CA")
-	leaves := []*testpki.Leaf{people.Leaf(testpki.Name("Creator")), people.Leaf(testpki.Name("Approver")), registrar.Leaf(testpki.Name("Image"))}
-	imgs := make([]Image, 1000)
-	for i := range imgs {
-		var p7 []byte
-		var err error
-		for _, l := range leaves {
-			opts := cms.SignOptions{Chain: []*x509.Certificate{people.Cert, registrar.Cert}}
-			if p7 == nil {
-				p7, err = cms.Sign([]byte("descriptor"), l.Cert, l.Key, opts)
-			} else {
-				p7, err = cms.AddSigner(p7, []byte("descriptor"), l.Cert, l.Key, opts)
-			}
-			if err != nil {
-				b.Fatal(err)
-			}
-		}
-		imgs[i] = Image{Properties: map[string]string{PropRecordVersion: "1", PropSignature: base64.StdEncoding.EncodeToString(p7)}}
-	}
+	root, imgs := benchRecords(b, 1000)
 	b.ResetTimer()
 	for b.Loop() {
 		if got := EmbeddedCAs(imgs, []*x509.Certificate{root.Cert}, t0); len(got.CAs) != 2 {

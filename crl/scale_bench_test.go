@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/imagetrust/imagetrust/internal/benchutil"
-	"github.com/imagetrust/imagetrust/internal/cms"
 	"github.com/imagetrust/imagetrust/internal/pki"
 	"github.com/imagetrust/imagetrust/internal/testpki"
 )
@@ -58,19 +57,7 @@ func newScaleSite(b *testing.B, n, e int) *scaleSite {
 	// one real three-signer SignedData, embedding both intermediates: every
 	// record parses the same amount (the job does not share work between
 	// records)
-	var p7 []byte
-	var err error
-	for _, l := range []*testpki.Leaf{creator, approver, image} {
-		opts := cms.SignOptions{Chain: []*x509.Certificate{s.people.Cert, s.registrar.Cert}}
-		if p7 == nil {
-			p7, err = cms.Sign([]byte("descriptor"), l.Cert, l.Key, opts)
-		} else {
-			p7, err = cms.AddSigner(p7, []byte("descriptor"), l.Cert, l.Key, opts)
-		}
-		if err != nil {
-			b.Fatal(err)
-		}
-	}
+	p7 := threeSigned(b, []*testpki.Leaf{creator, approver, image}, s.people.Cert, s.registrar.Cert)
 	sig := base64.StdEncoding.EncodeToString(p7)
 	ref := func(role string, c *testpki.CA, serial *big.Int) ChainCert {
 		return ChainCert{Role: role, Issuer: c.Cert.Subject.String(), Serial: serial.Text(16), AKI: hex.EncodeToString(c.Cert.SubjectKeyId)}
