@@ -170,7 +170,7 @@ func (j *Job) Run(ctx context.Context, dryRun bool) (*Report, error) {
 			final = StateRevoked
 		}
 		counts[final]++
-		if (final == StateRevoked || final == StateHold) && img.Status != StatusActive && img.Status != StatusDeactivated {
+		if (final == StateRevoked || final == StateHold) && inTransit(img, ch != nil && len(ch.Set) > 0 && !dryRun) {
 			rep.InTransit = append(rep.InTransit, img.ID)
 		}
 		if ch == nil {
@@ -195,6 +195,23 @@ func (j *Job) Run(ctx context.Context, dryRun bool) (*Report, error) {
 	}
 	j.metrics.success(j.Now())
 	return rep, nil
+}
+
+// inTransit reports whether Glance may still overwrite the properties of
+// img (Report.InTransit): its data is being written (saving, uploading,
+// importing: Glance saves, when the write ends, the image as it read it
+// when the write began), or it is queued and this run wrote its flag (a
+// write may have begun since the listing). A queued image that already
+// carried its flag keeps it through a write that begins later, and a
+// killed one is never written again: neither is in transit.
+func inTransit(img Image, wrote bool) bool {
+	switch img.Status {
+	case "saving", "uploading", "importing":
+		return true
+	case "queued":
+		return wrote
+	}
+	return false
 }
 
 // apply writes one change so that a failed step is tried again by the

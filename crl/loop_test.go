@@ -41,3 +41,24 @@ func TestNextWait(t *testing.T) {
 		})
 	}
 }
+
+// TestInTransit: an image whose properties Glance may still overwrite is
+// one whose data is being written, or a queued one this run flagged; a
+// queued image already flagged (the sync leaves a refused download queued
+// for hours) and a killed one are not, or the daemon would run every
+// minute for ever and crl --once exit 4 on every run.
+func TestInTransit(t *testing.T) {
+	for _, tc := range []struct {
+		status string
+		wrote  bool
+		want   bool
+	}{
+		{"saving", false, true}, {"uploading", false, true}, {"importing", false, true},
+		{"queued", true, true}, {"queued", false, false},
+		{"killed", true, false}, {"active", true, false}, {"deactivated", true, false},
+	} {
+		if got := inTransit(Image{Status: tc.status}, tc.wrote); got != tc.want {
+			t.Errorf("status %s, wrote %v: in transit %v, want %v", tc.status, tc.wrote, got, tc.want)
+		}
+	}
+}

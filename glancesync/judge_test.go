@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"testing"
 )
 
@@ -11,6 +12,9 @@ import (
 // every bundle, in the listing's order, the verdict judging them one after
 // the other gives. (No Glance: judging never asks it.)
 func TestJudgeAllIsJudgeInOrder(t *testing.T) {
+	// parallel whatever the machine (-cpu 1, GOMAXPROCS=1): judgeAll
+	// takes its workers from GOMAXPROCS
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
 	w := newWorld(t)
 	dir := filepath.Join(t.TempDir(), "atlas")
 	for i, sp := range []spec{{}, {expired: true}, {untrusted: true}, {tamperDesc: true}, {noApprover: true}, {wrongSHA: true}, {vo: "cms"}, {}, {}, {expired: true}} {
