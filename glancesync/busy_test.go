@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync"
 	"testing"
 	"time"
 )
@@ -106,5 +107,54 @@ func TestImportFailure(t *testing.T) {
 				t.Fatalf("importFailure = %q, want failed %v", f, tc.failed)
 			}
 		})
+	}
+}
+
+// lockedAfterActive is the real Glance, except that the first polls that
+// find an image active also show Glance's import lock still held
+// (os_glance_import_task), as Zed's import task does for a moment after
+// it makes the image active.
+type lockedAfterActive struct {
+	Glance
+	mu    sync.Mutex
+	polls int // left to show the lock on
+}
+
+func (g *lockedAfterActive) Get(ctx context.Context, id string) (*Image, error) {
+	im, err := g.Glance.Get(ctx, id)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err == nil && im.Status == StatusActive && g.polls > 0 {
+		g.polls--
+		im.Props[importLock] = "task"
+	}
+	return im, err
+}
+
+// TestImportLockWaitedFor: an image Glance made active while its import
+// task still holds it is not taken as imported until the lock is gone: the
+// task's last steps save the whole image as they read it, and the
+// os_hidden=false the sync writes next was lost (seen in `make demo`: the
+// catalogue image stayed hidden and a boot by tag found nothing). Against
+// the real Glance, the lock shown by a wrapper for three polls.
+func TestImportLockWaitedFor(t *testing.T) {
+	e := newEnv(t)
+	w := newWorld(t)
+	dir := t.TempDir()
+	p := w.publish(dir, spec{vo: "atlas", tag: "locked"})
+	o := e.options(t, w, map[string][]string{dir: {"atlas"}})
+	o.Sync.Retire = "keep"
+	o.Sync.Ingest = "import"
+	g := &lockedAfterActive{Glance: e.glance, polls: 3}
+	o.Glance = g
+	r := run(t, o)
+	if r.Errors != 0 {
+		t.Fatalf("pass: %+v", r.Find(p.id))
+	}
+	if g.polls != 0 {
+		t.Fatalf("the pass went on with the import lock held (%d polls left)", g.polls)
+	}
+	if im := e.get(t, p.id); im.Status != StatusActive || im.Hidden {
+		t.Fatalf("image %s hidden %v", im.Status, im.Hidden)
 	}
 }

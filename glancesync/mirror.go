@@ -450,6 +450,11 @@ var errStillBusy = errors.New("glance is still importing")
 // usually ends within it, or a write Glance lost.
 var busyWait = 2 * time.Minute
 
+// importLock is the property by which Glance (Zed) marks the import task
+// that holds an image; the task's last step removes it, after the image
+// is already active.
+const importLock = "os_glance_import_task"
+
 // importFailedError is an import Glance gave up (importFailure).
 type importFailedError struct{ msg string }
 
@@ -491,6 +496,16 @@ func (s *Syncer) waitImportFor(ctx context.Context, id string, timeout time.Dura
 		case StatusImporting, StatusSaving, StatusUploading:
 			if f := importFailure(im); f != "" {
 				return &importFailedError{f}
+			}
+		case StatusActive:
+			if im.Props[importLock] == "" {
+				return nil
+			}
+			// Active, but Glance's import task still holds the image:
+			// its last steps save the whole image as they read it, and
+			// a property written meanwhile (os_hidden=false) is lost.
+			if time.Now().After(deadline) {
+				return nil // active and verified; a later pass writes what is lost
 			}
 		default:
 			return nil
