@@ -85,16 +85,7 @@ func TestPersonalCACertificateThatMaySign(t *testing.T) {
 // CA's IGTF namespace is refused.
 func TestVerifyRegistrarNamespace(t *testing.T) {
 	w := newWorld(t)
-	pols, err := ParseNamespaces([]byte(`TO Issuer "/O=imagetrust test/CN=Registrar CA" PERMIT Subject "/CN=registered .*"`+"\n"), "reg.namespaces")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns := &Namespaces{}
-	for _, p := range pols {
-		if err := ns.add(p); err != nil {
-			t.Fatal(err)
-		}
-	}
+	ns := namespacesOf(t, `TO Issuer "/O=imagetrust test/CN=Registrar CA" PERMIT Subject "/CN=registered .*"`+"\n")
 	alice, _ := DNFromRaw(w.creator.Cert.RawSubject)
 	bob, _ := DNFromRaw(w.approver.Cert.RawSubject)
 	tr, _, err := NewTrust(TrustOptions{

@@ -179,19 +179,10 @@ func TestNamespaceSubCA(t *testing.T) {
 	rogueRoot := testpki.NewRoot(t, "Rogue Root")
 	rogueSub := rogueRoot.Intermediate("Rogue Root Sub")
 	valid := testpki.WithValidity(testNow.AddDate(0, -6, 0), testNow.AddDate(0, 6, 0))
-	pols, err := ParseNamespaces([]byte(`TO Issuer "/O=imagetrust test/CN=Rogue Root" PERMIT Subject "/O=imagetrust test/CN=Rogue Root.*"
+	ns := namespacesOf(t, `TO Issuer "/O=imagetrust test/CN=Rogue Root" PERMIT Subject "/O=imagetrust test/CN=Rogue Root.*"
 TO Issuer "/O=imagetrust test/CN=People Root" PERMIT Subject "/O=imagetrust test/CN=People Issuing CA"
 TO Issuer "/O=imagetrust test/CN=People Issuing CA" PERMIT Subject "/O=imagetrust test/CN=(Alice Creator|Bob Approver)"
-`), "test.namespaces")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns := &Namespaces{}
-	for _, p := range pols {
-		if err := ns.add(p); err != nil {
-			t.Fatal(err)
-		}
-	}
+`)
 	alice, _ := DNFromRaw(w.creator.Cert.RawSubject)
 	bob, _ := DNFromRaw(w.approver.Cert.RawSubject)
 	rogueUser, _ := ParseDN("/O=imagetrust test/CN=Rogue Root User")
@@ -268,4 +259,20 @@ func TestLoadTrustWarnsWeakCA(t *testing.T) {
 	if err != nil || len(warns) != 1 || !strings.Contains(warns[0], "Weak Root") || !strings.Contains(warns[0], "1024") {
 		t.Fatalf("LoadTrust: %v, warnings %q", err, warns)
 	}
+}
+
+// namespacesOf is the Namespaces of an IGTF .namespaces file's text.
+func namespacesOf(t *testing.T, text string) *Namespaces {
+	t.Helper()
+	pols, err := ParseNamespaces([]byte(text), "test.namespaces")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := &Namespaces{}
+	for _, p := range pols {
+		if err := ns.add(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ns
 }

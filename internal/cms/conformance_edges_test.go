@@ -135,18 +135,7 @@ func TestSignerFoundByIssuerAndSerial(t *testing.T) {
 // algorithm identifiers that Parse refuses, each by its own check.
 func TestParseCraftedConformance(t *testing.T) {
 	p := newTestPKI(t)
-	rsaDER, err := Sign(descriptor, p.creator.Cert, p.creator.Key, SignOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pssDER, err := Sign(descriptor, p.creator.Cert, p.creator.Key, SignOptions{PSS: true, Hash: crypto.SHA384})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ecDER, err := Sign(descriptor, p.approver.Cert, p.approver.Key, SignOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rsaDER, pssDER, ecDER := signedSamples(t, p)
 	integer5 := asn1.RawValue{FullBytes: []byte{0x02, 0x01, 0x05}}
 	pss := func(mgf asn1.ObjectIdentifier, salt int) asn1.RawValue {
 		mgfParams, _ := asn1.Marshal(pkix.AlgorithmIdentifier{Algorithm: oidSHA384})

@@ -120,18 +120,7 @@ func attrOf(t *testing.T, oid asn1.ObjectIdentifier, v any) []byte {
 
 func TestParseCrafted(t *testing.T) {
 	p := newTestPKI(t)
-	rsaDER, err := Sign(descriptor, p.creator.Cert, p.creator.Key, SignOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pssDER, err := Sign(descriptor, p.creator.Cert, p.creator.Key, SignOptions{PSS: true, Hash: crypto.SHA384})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ecDER, err := Sign(descriptor, p.approver.Cert, p.approver.Key, SignOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rsaDER, pssDER, ecDER := signedSamples(t, p)
 	sha1 := asn1.ObjectIdentifier{1, 3, 14, 3, 2, 26}
 	md5 := asn1.ObjectIdentifier{1, 2, 840, 113549, 2, 5}
 	pss := func(hash, mgfHash asn1.ObjectIdentifier, trailer int) asn1.RawValue {
@@ -306,4 +295,21 @@ func runCrafted(t *testing.T, cases []craftedCase) {
 			}
 		})
 	}
+}
+
+// signedSamples are valid signatures of descriptor to craft from: the
+// creator's RSA PKCS#1 v1.5 and RSA-PSS (SHA-384), and the approver's ECDSA.
+func signedSamples(t *testing.T, p *testPKI) (rsaDER, pssDER, ecDER []byte) {
+	t.Helper()
+	var err error
+	if rsaDER, err = Sign(descriptor, p.creator.Cert, p.creator.Key, SignOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if pssDER, err = Sign(descriptor, p.creator.Cert, p.creator.Key, SignOptions{PSS: true, Hash: crypto.SHA384}); err != nil {
+		t.Fatal(err)
+	}
+	if ecDER, err = Sign(descriptor, p.approver.Cert, p.approver.Key, SignOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return rsaDER, pssDER, ecDER
 }
