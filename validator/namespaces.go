@@ -1,8 +1,6 @@
 package validator
 
 import (
-	"bufio"
-	"bytes"
 	"crypto/x509"
 	"fmt"
 	"regexp"
@@ -148,18 +146,35 @@ func (n *Namespaces) Len() int {
 // quoted returns the double- or single-quoted strings of s, in order.
 func quoted(s string) []string {
 	var out []string
-	for {
-		i := strings.IndexAny(s, `"'`)
+	for _, q := range quotedSpans(s) {
+		out = append(out, q.text)
+	}
+	return out
+}
+
+// span is a quoted string of a line: its text, and where the quoted string
+// starts (its opening quote) and ends (after its closing quote) in the line.
+type span struct {
+	text       string
+	start, end int
+}
+
+// quotedSpans returns the double- or single-quoted strings of s, in order.
+// An unclosed quote ends the list.
+func quotedSpans(s string) []span {
+	var out []span
+	for off := 0; ; {
+		i := strings.IndexAny(s[off:], `"'`)
 		if i < 0 {
 			return out
 		}
-		q := s[i]
-		j := strings.IndexByte(s[i+1:], q)
+		i += off
+		j := strings.IndexByte(s[i+1:], s[i])
 		if j < 0 {
 			return out
 		}
-		out = append(out, s[i+1:i+1+j])
-		s = s[i+2+j:]
+		out = append(out, span{text: s[i+1 : i+1+j], start: i, end: i + 2 + j})
+		off = i + 2 + j
 	}
 }
 
@@ -167,10 +182,10 @@ func quoted(s string) []string {
 func logicalLines(b []byte) []string {
 	var out []string
 	var cur strings.Builder
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := strings.TrimRight(sc.Text(), " \t\r")
+	// every line, however long: a scanner with a line limit would stop
+	// at the first longer one, and the policies after it would be lost
+	for line := range strings.Lines(string(b)) {
+		line = strings.TrimRight(line, " \t\r\n")
 		if t := strings.TrimSpace(line); strings.HasPrefix(t, "#") && cur.Len() == 0 {
 			continue
 		}
@@ -205,21 +220,29 @@ func ParseNamespaces(b []byte, source string) ([]*nsPolicy, error) {
 		if len(fields) < 2 || !strings.EqualFold(fields[0], "TO") {
 			return nil, fmt.Errorf("%s: %q: expected TO Issuer \"...\" PERMIT|DENY Subject \"...\"", source, shorten(line))
 		}
-		q := quoted(line)
-		upper := strings.ToUpper(line)
-		if len(q) != 2 || !strings.Contains(upper, "ISSUER") || !strings.Contains(upper, "SUBJECT") {
+		// TO Issuer "ISSUER" PERMIT|DENY Subject "PATTERN": the words are
+		// read where they stand, never inside the quoted names (whose
+		// upper-case form may differ in length, or hold the words)
+		q := quotedSpans(line)
+		if len(q) != 2 {
 			return nil, fmt.Errorf("%s: %q: expected an issuer and a subject pattern", source, shorten(line))
 		}
-		re, err := regexp.CompilePOSIX("^(" + q[1] + ")$")
-		if err != nil {
-			return nil, fmt.Errorf("%s: subject pattern %q: %w", source, q[1], err)
+		before := strings.Fields(strings.ToUpper(line[:q[0].start]))
+		between := strings.Fields(strings.ToUpper(line[q[0].end:q[1].start]))
+		rest := strings.TrimSpace(line[q[1].end:])
+		if len(before) != 2 || before[1] != "ISSUER" || len(between) != 2 || between[1] != "SUBJECT" ||
+			rest != "" && !strings.HasPrefix(rest, "#") {
+			return nil, fmt.Errorf("%s: %q: expected TO Issuer \"...\" PERMIT|DENY Subject \"...\"", source, shorten(line))
 		}
-		p := &nsPolicy{issuer: q[0], source: source}
-		after := upper[strings.LastIndex(upper, `"`+strings.ToUpper(q[0])+`"`)+len(q[0])+2:]
-		switch {
-		case strings.Contains(after, "DENY"):
+		re, err := regexp.CompilePOSIX("^(" + q[1].text + ")$")
+		if err != nil {
+			return nil, fmt.Errorf("%s: subject pattern %q: %w", source, q[1].text, err)
+		}
+		p := &nsPolicy{issuer: q[0].text, source: source}
+		switch between[0] {
+		case "DENY":
 			p.deny = append(p.deny, re)
-		case strings.Contains(after, "PERMIT"):
+		case "PERMIT":
 			p.permit = append(p.permit, re)
 		default:
 			return nil, fmt.Errorf("%s: %q: neither PERMIT nor DENY", source, shorten(line))

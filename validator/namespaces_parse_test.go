@@ -1,0 +1,101 @@
+package validator
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestParseNamespacesGrammar: the words of a namespaces line are read
+// where they stand (TO Issuer "…" PERMIT|DENY Subject "…"), never inside
+// the quoted names.
+func TestParseNamespacesGrammar(t *testing.T) {
+	cases := []struct {
+		name, line  string
+		permit      bool
+		issuer, err string
+	}{
+		{name: "ok permit", line: `TO Issuer "/CN=CA" PERMIT Subject "/O=x/.*"`, permit: true, issuer: "/CN=CA"},
+		{name: "ok deny, lower case words", line: `to issuer "/CN=CA" deny subject "/O=x/.*"`, issuer: "/CN=CA"},
+		{name: "ok trailing comment", line: `TO Issuer "/CN=CA" PERMIT Subject "/O=x/.*"   # users`, permit: true, issuer: "/CN=CA"},
+		{name: "ok DENY inside the subject pattern is a pattern", line: `TO Issuer "/CN=CA" PERMIT Subject "/O=DENY/.*"`, permit: true, issuer: "/CN=CA"},
+		{name: "ok PERMIT inside the issuer is a name", line: `TO Issuer "/CN=PERMIT CA" DENY Subject "/O=x/.*"`, issuer: "/CN=PERMIT CA"},
+		// ı upper-cases to the one-byte I: offsets into the upper-cased
+		// line ran past its end (a panic while loading the trust store)
+		{name: "ok issuer whose upper case is shorter", line: `TO Issuer "/CN=` + strings.Repeat("ı", 40) + `" PERMIT Subject "/O=x/.*"`, permit: true, issuer: "/CN=" + strings.Repeat("ı", 40)},
+		{name: "ok issuer with bytes that are not UTF-8", line: "TO Issuer \"/CN=\xff\xfe\" PERMIT Subject \"/O=x/.*\"", permit: true, issuer: "/CN=\xff\xfe"},
+		{name: "fail no PERMIT or DENY", line: `TO Issuer "/CN=CA" Subject "/O=x/.*"`, err: "expected TO Issuer"},
+		{name: "fail both words", line: `TO Issuer "/CN=CA" PERMIT DENY Subject "/O=x/.*"`, err: "expected TO Issuer"},
+		{name: "fail other word", line: `TO Issuer "/CN=CA" ALLOW Subject "/O=x/.*"`, err: "neither PERMIT nor DENY"},
+		{name: "fail words out of order", line: `TO "/CN=CA" Issuer PERMIT Subject "/O=x/.*"`, err: "expected TO Issuer"},
+		{name: "fail text after the pattern", line: `TO Issuer "/CN=CA" PERMIT Subject "/O=x/.*" PERMIT`, err: "expected TO Issuer"},
+		{name: "fail unclosed pattern", line: `TO Issuer "/CN=CA" PERMIT Subject "/O=x/.*`, err: "expected an issuer and a subject pattern"},
+		{name: "fail SELF (not supported)", line: `TO Issuer SELF PERMIT Subject "/O=x/.*"`, err: "expected an issuer and a subject pattern"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			pols, err := ParseNamespaces([]byte(c.line), "t.namespaces")
+			if c.err != "" {
+				if err == nil || !strings.Contains(err.Error(), c.err) {
+					t.Fatalf("err = %v, want %q", err, c.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(pols) != 1 || pols[0].issuer != c.issuer {
+				t.Fatalf("policies %+v", pols)
+			}
+			if got := len(pols[0].permit) == 1 && len(pols[0].deny) == 0; got != c.permit {
+				t.Fatalf("permit = %v (permit %d, deny %d)", got, len(pols[0].permit), len(pols[0].deny))
+			}
+		})
+	}
+}
+
+// FuzzParseNamespaces: an IGTF .namespaces file never panics the trust
+// loader, and each policy it yields holds exactly one subject rule.
+func FuzzParseNamespaces(f *testing.F) {
+	f.Add([]byte("TO Issuer \"/DC=ch/DC=cern/CN=CERN Grid CA\" \\\n   PERMIT Subject \"/DC=ch/DC=cern/.*\"\n"))
+	f.Add([]byte(`TO Issuer "/CN=PERMIT" DENY Subject "/O=DENY/.*" # c`))
+	f.Add([]byte(`TO Issuer "/CN=ıı" PERMIT Subject "/O=x/.*"`))
+	f.Add([]byte("# comment\n\nTO Issuer '/CN=x' PERMIT Subject '(['\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		pols, err := ParseNamespaces(b, "fuzz.namespaces")
+		if err != nil {
+			return
+		}
+		for _, p := range pols {
+			if len(p.permit)+len(p.deny) != 1 {
+				t.Fatalf("policy with %d permit and %d deny rules", len(p.permit), len(p.deny))
+			}
+		}
+	})
+}
+
+// FuzzParseSigningPolicy: a Globus .signing_policy file never panics the
+// trust loader.
+func FuzzParseSigningPolicy(f *testing.F) {
+	f.Add([]byte("access_id_CA X509 '/C=NL/O=NIKHEF/CN=NIKHEF medium-security certification auth'\npos_rights globus CA:sign\ncond_subjects globus '\"/O=dutchgrid/O=users/*\" \"/O=dutchgrid/O=hosts/*\"'\n"))
+	f.Add([]byte("cond_subjects globus '\"/O=x/*\"'\n"))
+	f.Add([]byte("access_id_CA X509 '/CN=x\ncond_subjects globus '\"\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, _ = ParseSigningPolicy(b, "fuzz.signing_policy")
+	})
+}
+
+// TestParseNamespacesLongLine: a policy after a line longer than any
+// scanner buffer is still read (a scanner stopped there, silently, and the
+// policies after the long line were lost: fewer constraints).
+func TestParseNamespacesLongLine(t *testing.T) {
+	text := "# " + strings.Repeat("x", 2<<20) + "\n" +
+		`TO Issuer "/CN=CA" DENY Subject "/O=x/.*"` + "\n"
+	pols, err := ParseNamespaces([]byte(text), "t.namespaces")
+	if err != nil || len(pols) != 1 || len(pols[0].deny) != 1 {
+		t.Fatalf("policies %+v, err %v", pols, err)
+	}
+	sp, err := ParseSigningPolicy([]byte("# "+strings.Repeat("x", 2<<20)+"\naccess_id_CA X509 '/CN=CA'\ncond_subjects globus '\"/O=x/*\"'\n"), "t.signing_policy")
+	if err != nil || len(sp) != 1 || len(sp[0].permit) != 1 {
+		t.Fatalf("signing policy %+v, err %v", sp, err)
+	}
+}
