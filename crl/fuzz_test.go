@@ -62,3 +62,27 @@ func FuzzIntake(f *testing.F) {
 		}
 	})
 }
+
+// FuzzRecordRefs reads arbitrary imagetrust_chain and registration values
+// (properties of Glance images): never a panic, and what is read has an
+// issuer and a serial for every element of the chain.
+func FuzzRecordRefs(f *testing.F) {
+	f.Add(`[{"role":"image","issuer":"CN=Registrar CA","serial":"1f","aki":"0a0b"},{"role":"creator-ca","issuer":"CN=People","serial":"2"}]`, "2026-06-01T12:00:00Z")
+	f.Add(`[{"role":"x","issuer":"CN=a","serial":"-5"}]`, "2026-06-01T12:00:00+02:00")
+	f.Add(`[]`, "")
+	f.Add(`[{"role":"image","issuer":"CN=a","serial":"1F"}]`, "2026-06-01T12:00:00Z")
+	f.Fuzz(func(t *testing.T, chain, notBefore string) {
+		refs, _, err := RecordRefs(map[string]string{PropChain: chain, PropNotBefore: notBefore})
+		if err != nil {
+			return
+		}
+		if len(refs) == 0 {
+			t.Fatal("no references and no error")
+		}
+		for i, r := range refs {
+			if r.Issuer == "" || r.Serial == nil {
+				t.Fatalf("reference %d without issuer or serial: %+v", i, r)
+			}
+		}
+	})
+}
