@@ -49,6 +49,10 @@ type Fetcher struct {
 	maxResumes   int
 }
 
+// maxIdleConnsPerHost is how many idle connections to one host a client
+// keeps for the next requests: twice the default IndexSource.Parallel.
+const maxIdleConnsPerHost = 2 * DefaultIndexParallel
+
 // DefaultMaxResumes is the default of HTTPOptions.MaxResumes.
 const DefaultMaxResumes = 20
 
@@ -82,6 +86,10 @@ func NewFetcher(o HTTPOptions) (*Fetcher, error) {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.TLSClientConfig = tlsCfg
 		tr.ResponseHeaderTimeout = time.Minute
+		// an index source fetches up to IndexSource.Parallel documents at
+		// once from one host: keep that many connections (the default
+		// keeps 2, closing the others after each request)
+		tr.MaxIdleConnsPerHost = maxIdleConnsPerHost
 		c := retryablehttp.NewClient()
 		c.HTTPClient = &http.Client{Transport: tr, Timeout: timeout}
 		c.RetryMax = o.Retries
@@ -120,6 +128,8 @@ func (f *Fetcher) GetSmall(ctx context.Context, url string, limit int64) ([]byte
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
+		// a short error page is read so that the connection is reused
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
 		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	if resp.ContentLength > limit {

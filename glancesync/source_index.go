@@ -9,6 +9,8 @@ import (
 	"io"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 )
 
 // IndexVersion is the only version of the index document (docs/formats-index.md).
@@ -63,7 +65,14 @@ type IndexSource struct {
 	Fetcher    *Fetcher
 	// Limits bound one listing (zero fields: the defaults).
 	Limits ListingLimits
+	// Parallel is how many requests for descriptors and signatures a
+	// listing makes at once (default DefaultIndexParallel; 1: one after
+	// the other). The index itself is fetched first, alone.
+	Parallel int
 }
+
+// DefaultIndexParallel is the default of IndexSource.Parallel.
+const DefaultIndexParallel = 8
 
 // Name implements Source: the URL, its password (if any) masked.
 func (s *IndexSource) Name() string {
@@ -134,7 +143,15 @@ func maskedRef(ref string) string {
 	return ref
 }
 
-// List implements Source.
+// List implements Source. The index is fetched first; then the
+// descriptors and signatures it names, Parallel requests at a time, each
+// signature once its descriptor has arrived. The result is the one
+// fetching them one after the other in index order gives (the bundles in
+// index order, the same skips and errors, each distinct URL fetched once,
+// ErrListingTooLarge when more than Limits.Bytes are read, ctx.Err() when
+// ctx ends first), whatever order the requests complete in. Past the byte
+// limit no request starts; those in flight finish, so at most Parallel
+// documents (each within its own size limit) are read beyond it.
 func (s *IndexSource) List(ctx context.Context) ([]*Bundle, map[string]error, error) {
 	base, err := url.Parse(s.URL)
 	if err != nil {
@@ -161,28 +178,28 @@ func (s *IndexSource) List(ctx context.Context) ([]*Bundle, map[string]error, er
 	if read > lim.Bytes {
 		return nil, nil, fmt.Errorf("source %s: %w: the index alone is %d bytes, the limit is %d", s.URL, ErrListingTooLarge, read, lim.Bytes)
 	}
-	// each distinct URL is fetched once, however many entries name it
-	type doc struct {
-		b   []byte
-		err error
+	tooLarge := func() error {
+		return fmt.Errorf("source %s: %w: more than %d bytes of index, descriptors and signatures", s.URL, ErrListingTooLarge, lim.Bytes)
 	}
-	docs := map[string]doc{}
-	get := func(u string, limit int64) ([]byte, error) {
-		if d, ok := docs[u]; ok {
-			return d.b, d.err
+	// The plan: the index's entries in order, each resolved (or its
+	// skip), the same bundle named twice dropped. Each distinct URL is one
+	// docFetch, fetched once however many entries name it (with the limit
+	// of its first use in index order).
+	var plan []planned
+	docs := map[string]*docFetch{}
+	doc := func(u string, limit int64) *docFetch {
+		d := docs[u]
+		if d == nil {
+			d = &docFetch{url: u, limit: limit}
+			docs[u] = d
 		}
-		b, err := s.Fetcher.GetSmall(ctx, u, limit)
-		read += int64(len(b))
-		docs[u] = doc{b, err}
-		return b, err
+		return d
 	}
-	var out []*Bundle
-	skipped := map[string]error{}
 	listed := map[string]bool{} // descriptor URL + "\n" + signature URL
 	for _, e := range ix.Bundles {
 		du, err := resolveRef(base, e.Descriptor)
 		if err != nil {
-			skipped[maskedRef(e.Descriptor)] = err
+			plan = append(plan, planned{skip: maskedRef(e.Descriptor), err: err})
 			continue
 		}
 		sigRef := e.Signature
@@ -191,35 +208,138 @@ func (s *IndexSource) List(ctx context.Context) ([]*Bundle, map[string]error, er
 		}
 		su, err := resolveRef(base, sigRef)
 		if err != nil {
-			skipped[maskedRef(e.Descriptor)] = err
+			plan = append(plan, planned{skip: maskedRef(e.Descriptor), err: err})
 			continue
 		}
 		if listed[du.String()+"\n"+su.String()] {
 			continue // the same bundle named twice
 		}
 		listed[du.String()+"\n"+su.String()] = true
-		desc, err := get(du.String(), MaxDescriptorSize)
-		if err == nil {
-			var sig []byte
-			sig, err = get(su.String(), MaxSignatureSize)
-			if err != nil {
-				err = fmt.Errorf("signature: %w", err)
-			}
-			if err == nil {
-				out = append(out, &Bundle{Source: s.URL, Location: du.String(), Descriptor: desc, Signature: sig, VOs: s.AllowedVOs, opener: s})
-			}
+		plan = append(plan, planned{loc: du.String(), desc: doc(du.String(), MaxDescriptorSize), sig: doc(su.String(), MaxSignatureSize)})
+	}
+	if s.fetchAll(ctx, plan, read, lim.Bytes) {
+		return nil, nil, tooLarge()
+	}
+	// Every document the sequential order would have fetched is fetched
+	// (or the context ended); their bytes are within the limit. The
+	// bundles and skips are assembled in index order, as before.
+	unfetched := func(d *docFetch) error {
+		if err := ctx.Err(); err != nil {
+			return err // the only way to leave a document unfetched
 		}
-		if read > lim.Bytes {
-			return nil, nil, fmt.Errorf("source %s: %w: more than %d bytes of index, descriptors and signatures", s.URL, ErrListingTooLarge, lim.Bytes)
+		return fmt.Errorf("source %s: listing stopped before %s was fetched", s.URL, d.url)
+	}
+	var out []*Bundle
+	skipped := map[string]error{}
+	for _, p := range plan {
+		if p.desc == nil {
+			skipped[p.skip] = p.err
+			continue
+		}
+		if !p.desc.done {
+			return nil, nil, unfetched(p.desc)
+		}
+		err := p.desc.err
+		if err == nil {
+			if !p.sig.done {
+				return nil, nil, unfetched(p.sig)
+			}
+			if err = p.sig.err; err != nil {
+				err = fmt.Errorf("signature: %w", err)
+			} else {
+				out = append(out, &Bundle{Source: s.URL, Location: p.loc, Descriptor: p.desc.b, Signature: p.sig.b, VOs: s.AllowedVOs, opener: s})
+			}
 		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, nil, ctx.Err()
 			}
-			skipped[du.String()] = err
+			skipped[p.loc] = err
 		}
 	}
 	return out, skipped, nil
+}
+
+// planned is one entry of an index: a bundle's descriptor and signature
+// to fetch, or a skip (an entry whose references do not resolve).
+type planned struct {
+	loc       string // the descriptor URL
+	desc, sig *docFetch
+	skip      string // the masked reference skipped, when desc is nil
+	err       error
+}
+
+// docFetch is one distinct URL of a listing, fetched once.
+type docFetch struct {
+	url   string
+	limit int64
+	once  sync.Once
+	// set inside once: done when the document was requested (b or err
+	// then hold the outcome); not done when the listing stopped first
+	done bool
+	b    []byte
+	err  error
+}
+
+// fetchAll fetches the descriptors and signatures of plan, at most
+// s.Parallel requests at a time: each worker takes the next entry in
+// index order and fetches its descriptor and then, if that succeeded, its
+// signature, exactly the documents a sequential pass would fetch. read is
+// the bytes already read (the index); once the bytes read exceed limit, no
+// further request starts, and fetchAll returns true when it returns (the
+// requests in flight then finish: at most Parallel documents, each within
+// its own size limit, are read past the listing's limit). It also stops
+// starting requests when ctx ends. It returns after every worker has.
+func (s *IndexSource) fetchAll(ctx context.Context, plan []planned, read, limit int64) (over bool) {
+	par := s.Parallel
+	if par <= 0 {
+		par = DefaultIndexParallel
+	}
+	var total atomic.Int64
+	total.Store(read)
+	var stop atomic.Bool
+	fetch := func(d *docFetch) bool {
+		if stop.Load() || ctx.Err() != nil {
+			return false
+		}
+		d.once.Do(func() {
+			if stop.Load() || ctx.Err() != nil {
+				return
+			}
+			d.b, d.err = s.Fetcher.GetSmall(ctx, d.url, d.limit)
+			d.done = true
+			if total.Add(int64(len(d.b))) > limit {
+				stop.Store(true)
+			}
+		})
+		return d.done
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(par, len(plan)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(plan) {
+					return
+				}
+				p := plan[i]
+				if p.desc == nil {
+					continue
+				}
+				if !fetch(p.desc) {
+					return
+				}
+				if p.desc.err == nil && !fetch(p.sig) {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return total.Load() > limit
 }
 
 func (s *IndexSource) openImage(ctx context.Context, b *Bundle, uri string) (io.ReadCloser, string, error) {
