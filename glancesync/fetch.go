@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
@@ -118,29 +119,115 @@ var ErrTooLarge = errors.New("document too large")
 
 // GetSmall fetches a whole document of at most limit bytes.
 func (f *Fetcher) GetSmall(ctx context.Context, url string, limit int64) ([]byte, error) {
+	b, _, err := f.getSmallIf(ctx, url, limit, nil)
+	return b, err
+}
+
+// remembered is a small document as a whole 200 answer delivered it, with
+// the validators that ask its server whether it changed since.
+type remembered struct {
+	body []byte
+	// etag is the answer's strong ETag, or "" (a weak one only promises
+	// an equivalent document, not the same bytes)
+	etag string
+	// lastModified is the answer's Last-Modified, or "" unless it is at
+	// least a second before the answer's Date: a document changed again
+	// within the second it was served would otherwise look unchanged
+	lastModified string
+}
+
+// validatorsOf returns what of a 200 answer's validators can be relied on
+// (see remembered); nil when none.
+func validatorsOf(h http.Header, body []byte) *remembered {
+	r := &remembered{body: body}
+	if et := h.Get("ETag"); et != "" && !strings.HasPrefix(et, "W/") {
+		r.etag = et
+	}
+	if lm := h.Get("Last-Modified"); lm != "" {
+		t, err1 := http.ParseTime(lm)
+		d, err2 := http.ParseTime(h.Get("Date"))
+		if err1 == nil && err2 == nil && d.Sub(t) >= time.Second {
+			r.lastModified = lm
+		}
+	}
+	if r.etag == "" && r.lastModified == "" {
+		return nil
+	}
+	return r
+}
+
+// agrees reports whether a 304's headers agree with prev: its ETag, if it
+// has one, equals prev's (a strong ETag where prev has none does not; a
+// weak one is then ignored), and its Last-Modified, if it has one and prev
+// has one, equals prev's.
+func (prev *remembered) agrees(h http.Header) bool {
+	if et := h.Get("ETag"); et != "" && et != prev.etag && (prev.etag != "" || !strings.HasPrefix(et, "W/")) {
+		return false
+	}
+	if lm := h.Get("Last-Modified"); lm != "" && prev.lastModified != "" && lm != prev.lastModified {
+		return false
+	}
+	return true
+}
+
+// getSmallIf fetches a whole document of at most limit bytes. With prev
+// (what was remembered of url: a whole earlier answer of at most limit
+// bytes), the request is conditional (If-None-Match, If-Modified-Since)
+// and a 304 Not Modified whose validators agree with prev's returns
+// prev's bytes; a 304 that does not agree is not trusted, and the
+// document is fetched again without conditions. A 304 to a request
+// without conditions is an error: there are no bytes it could mean. keep
+// is what to remember of url for the next time: the 200 answer (when it
+// has a validator worth sending), prev after a 304 that agrees, else nil.
+// Every other answer or failure is an error and keep is nil: remembered
+// bytes are never returned for a document that could not be fetched.
+func (f *Fetcher) getSmallIf(ctx context.Context, url string, limit int64, prev *remembered) (b []byte, keep *remembered, err error) {
+	if prev != nil && int64(len(prev.body)) > limit {
+		prev = nil
+	}
 	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w", url, err)
+		return nil, nil, fmt.Errorf("GET %s: %w", url, err)
+	}
+	if prev != nil {
+		if prev.etag != "" {
+			req.Header.Set("If-None-Match", prev.etag)
+		}
+		if prev.lastModified != "" {
+			req.Header.Set("If-Modified-Since", prev.lastModified)
+		}
 	}
 	resp, err := f.small.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w", url, err)
+		return nil, nil, fmt.Errorf("GET %s: %w", url, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotModified {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+		switch {
+		case prev == nil:
+			return nil, nil, fmt.Errorf("GET %s: %s to a request without validators", url, resp.Status)
+		case prev.agrees(resp.Header):
+			return prev.body, prev, nil
+		}
+		// a 304 naming another version than the bytes remembered
+		resp.Body.Close()
+		return f.getSmallIf(ctx, url, limit, nil)
+	}
 	if resp.StatusCode != http.StatusOK {
 		// a short error page is read so that the connection is reused
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
+		return nil, nil, fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	if resp.ContentLength > limit {
-		return nil, fmt.Errorf("GET %s: %w (%d bytes, limit %d)", url, ErrTooLarge, resp.ContentLength, limit)
+		return nil, nil, fmt.Errorf("GET %s: %w (%d bytes, limit %d)", url, ErrTooLarge, resp.ContentLength, limit)
 	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	b, err = io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w", url, err)
+		return nil, nil, fmt.Errorf("GET %s: %w", url, err)
 	}
 	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("GET %s: %w (limit %d)", url, ErrTooLarge, limit)
+		return nil, nil, fmt.Errorf("GET %s: %w (limit %d)", url, ErrTooLarge, limit)
 	}
-	return b, nil
+	return b, validatorsOf(resp.Header, b), nil
 }

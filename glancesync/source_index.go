@@ -69,6 +69,12 @@ type IndexSource struct {
 	// listing makes at once (default DefaultIndexParallel; 1: one after
 	// the other). The index itself is fetched first, alone.
 	Parallel int
+
+	mu sync.Mutex
+	// known holds, by URL, the documents (index, descriptors,
+	// signatures) the last listing fetched whole or reused, with their
+	// validators, for conditional requests (see List)
+	known map[string]*remembered
 }
 
 // DefaultIndexParallel is the default of IndexSource.Parallel.
@@ -152,6 +158,43 @@ func maskedRef(ref string) string {
 // ctx ends first), whatever order the requests complete in. Past the byte
 // limit no request starts; those in flight finish, so at most Parallel
 // documents (each within its own size limit) are read beyond it.
+//
+// Conditional requests: List remembers, by URL, each document (index,
+// descriptor, signature) it got whole, in a 200 answer within the
+// document's size limit, when the answer carried a validator it can rely
+// on: a strong ETag, or a Last-Modified at least a second before the
+// answer's Date (weak ETags, and a Last-Modified within the second the
+// document was served, could hide a change). The next listing asks for it
+// with If-None-Match / If-Modified-Since. A 304 whose validators agree with
+// the remembered ones (an ETag, if the 304 has one, equal to the one
+// remembered; likewise its Last-Modified) reuses the remembered bytes; a
+// 304 that does not agree is not trusted and the document is fetched again
+// whole, without conditions; a 304 to a request without conditions
+// (nothing remembered) is an error, as is any status but 200 and 304.
+//
+// An error stays an error: a document that cannot be fetched (a failed
+// request, an error status, a document over its limit) is never replaced
+// by its remembered bytes, which would serve stale bytes as fresh and hide
+// a source's outage; the bundle is skipped (or the listing fails, for the
+// index) as without memory, so nothing of the source's VOs is retired
+// that pass, and the document is forgotten.
+//
+// What is remembered is bounded: after a listing, exactly the documents it
+// fetched whole or reused (at most the index and 2 × Limits.Bundles
+// documents, of at most Limits.Bytes together, plus the documents in
+// flight when that limit was crossed); a document no longer listed is
+// forgotten. A listing that fails on the index itself (unreachable,
+// unparsable, over the limits) forgets nothing but the index (when it
+// could not be fetched), so that the listing after an outage of the index
+// makes conditional requests for the descriptors and signatures. While it
+// runs, a listing holds what the last one remembered and what it fetches:
+// at most twice that bound. Remembered bytes count towards Limits.Bytes
+// exactly as fetched ones, so whether a listing is over its limits does
+// not depend on what was remembered.
+//
+// Nothing is trusted for being remembered: every bundle listed is
+// verified again by the pass. The bundles' Descriptor and Signature may
+// share their bytes with what is remembered and must not be modified.
 func (s *IndexSource) List(ctx context.Context) ([]*Bundle, map[string]error, error) {
 	base, err := url.Parse(s.URL)
 	if err != nil {
@@ -162,20 +205,50 @@ func (s *IndexSource) List(ctx context.Context) ([]*Bundle, map[string]error, er
 		// index, its descriptors and images (internal/config refuses them)
 		return nil, nil, fmt.Errorf("source %s: %w", base.Redacted(), ErrCredentialsInURL)
 	}
-	b, err := s.Fetcher.GetSmall(ctx, s.URL, MaxIndexSize)
+	s.mu.Lock()
+	known := s.known // read only: a listing replaces it whole
+	s.mu.Unlock()
+	b, keep, err := s.Fetcher.getSmallIf(ctx, s.URL, MaxIndexSize, known[s.URL])
+	// Past the index's checks the listing replaces what is remembered with
+	// what it fetches or reuses; a listing that fails them (the index
+	// unreachable, unparsable or over the limits) only remembers the
+	// index as just fetched (or forgets it), the descriptors and
+	// signatures staying remembered for the listing after the outage.
+	indexOnly := func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		m := make(map[string]*remembered, len(s.known)+1)
+		for u, r := range s.known {
+			m[u] = r
+		}
+		delete(m, s.URL)
+		if keep != nil {
+			m[s.URL] = keep
+		}
+		s.known = m
+	}
 	if err != nil {
+		indexOnly()
 		return nil, nil, fmt.Errorf("source %s: %w", s.URL, err)
+	}
+	fresh := map[string]*remembered{}
+	if keep != nil {
+		fresh[s.URL] = keep
 	}
 	ix, err := ParseIndex(b)
 	if err != nil {
+		indexOnly()
 		return nil, nil, fmt.Errorf("source %s: %w", s.URL, err)
 	}
 	lim := s.Limits.orDefaults()
 	if len(ix.Bundles) > lim.Bundles {
+		indexOnly()
 		return nil, nil, fmt.Errorf("source %s: %w: the index lists %d bundles, the limit is %d", s.URL, ErrListingTooLarge, len(ix.Bundles), lim.Bundles)
 	}
+	// the bytes of every document count, read or reused
 	read := int64(len(b))
 	if read > lim.Bytes {
+		indexOnly()
 		return nil, nil, fmt.Errorf("source %s: %w: the index alone is %d bytes, the limit is %d", s.URL, ErrListingTooLarge, read, lim.Bytes)
 	}
 	tooLarge := func() error {
@@ -217,7 +290,16 @@ func (s *IndexSource) List(ctx context.Context) ([]*Bundle, map[string]error, er
 		listed[du.String()+"\n"+su.String()] = true
 		plan = append(plan, planned{loc: du.String(), desc: doc(du.String(), MaxDescriptorSize), sig: doc(su.String(), MaxSignatureSize)})
 	}
-	if s.fetchAll(ctx, plan, read, lim.Bytes) {
+	over := s.fetchAll(ctx, plan, known, read, lim.Bytes)
+	for _, d := range docs {
+		if d.keep != nil {
+			fresh[d.url] = d.keep
+		}
+	}
+	s.mu.Lock()
+	s.known = fresh
+	s.mu.Unlock()
+	if over {
 		return nil, nil, tooLarge()
 	}
 	// Every document the sequential order would have fetched is fetched
@@ -279,18 +361,20 @@ type docFetch struct {
 	done bool
 	b    []byte
 	err  error
+	keep *remembered // what to remember of the document for the next listing
 }
 
 // fetchAll fetches the descriptors and signatures of plan, at most
 // s.Parallel requests at a time: each worker takes the next entry in
 // index order and fetches its descriptor and then, if that succeeded, its
-// signature, exactly the documents a sequential pass would fetch. read is
+// signature, exactly the documents a sequential pass would fetch, each
+// with a conditional request when known remembers it. read is
 // the bytes already read (the index); once the bytes read exceed limit, no
 // further request starts, and fetchAll returns true when it returns (the
 // requests in flight then finish: at most Parallel documents, each within
 // its own size limit, are read past the listing's limit). It also stops
 // starting requests when ctx ends. It returns after every worker has.
-func (s *IndexSource) fetchAll(ctx context.Context, plan []planned, read, limit int64) (over bool) {
+func (s *IndexSource) fetchAll(ctx context.Context, plan []planned, known map[string]*remembered, read, limit int64) (over bool) {
 	par := s.Parallel
 	if par <= 0 {
 		par = DefaultIndexParallel
@@ -306,7 +390,7 @@ func (s *IndexSource) fetchAll(ctx context.Context, plan []planned, read, limit 
 			if stop.Load() || ctx.Err() != nil {
 				return
 			}
-			d.b, d.err = s.Fetcher.GetSmall(ctx, d.url, d.limit)
+			d.b, d.keep, d.err = s.Fetcher.getSmallIf(ctx, d.url, d.limit, known[d.url])
 			d.done = true
 			if total.Add(int64(len(d.b))) > limit {
 				stop.Store(true)

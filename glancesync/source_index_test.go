@@ -17,26 +17,48 @@ import (
 	"time"
 )
 
-// docServer serves an index and its documents from memory. It counts the
-// requests (and per path), the bytes of the bodies it writes, the
-// connections opened, and the most requests in flight at once.
+// docServer serves an index and its documents from memory, with the
+// validators of its mode and answering conditional requests as HTTP says.
+// It counts the requests (and per path), the conditional ones and the
+// 304s, the bytes of the bodies it writes, the connections opened, and
+// the most requests in flight at once.
 type docServer struct {
 	srv *httptest.Server
+	// validators a 200 carries: "" none, "etag" a strong ETag (the
+	// version's number), "lastmod" a Last-Modified (2026-01-01 plus the
+	// version in hours), "both"
+	validators string
 
-	mu     sync.Mutex
-	docs   map[string][]byte // by path; absent: 404
-	byPath map[string]int
+	mu      sync.Mutex
+	docs    map[string]*servedDoc // by path; absent: 404
+	byPath  map[string]int
+	version int // of the last document set
 
-	requests, bodyBytes, conns atomic.Int64
-	inFlight, maxInFlight      atomic.Int64
+	requests, conditional, notModified atomic.Int64
+	bodyBytes, conns                   atomic.Int64
+	inFlight, maxInFlight              atomic.Int64
 	// hold, when set, runs inside each request after it is counted in
 	// flight (delays, barriers, blocking until the request is cancelled)
 	hold func(r *http.Request)
+	// answer, when set, may answer a request instead of the server (and
+	// returns true when it did)
+	answer func(w http.ResponseWriter, r *http.Request) bool
+}
+
+type servedDoc struct {
+	body    []byte
+	version int
+}
+
+func (d *servedDoc) etag() string { return fmt.Sprintf(`"v%d"`, d.version) }
+
+func (d *servedDoc) modified() time.Time {
+	return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(d.version) * time.Hour)
 }
 
 func newDocServer(t testing.TB) *docServer {
 	t.Helper()
-	s := &docServer{docs: map[string][]byte{}, byPath: map[string]int{}}
+	s := &docServer{docs: map[string]*servedDoc{}, byPath: map[string]int{}}
 	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
 	s.srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
 		if st == http.StateNew {
@@ -61,22 +83,59 @@ func (s *docServer) serve(w http.ResponseWriter, r *http.Request) {
 	if s.hold != nil {
 		s.hold(r)
 	}
+	inm, ims := r.Header.Get("If-None-Match"), r.Header.Get("If-Modified-Since")
+	if inm != "" || ims != "" {
+		s.conditional.Add(1)
+	}
 	s.mu.Lock()
 	s.byPath[r.URL.Path]++
-	body, ok := s.docs[r.URL.Path]
+	d := s.docs[r.URL.Path]
 	s.mu.Unlock()
-	if !ok {
+	if s.answer != nil && s.answer(w, r) {
+		return
+	}
+	if d == nil {
 		http.NotFound(w, r)
 		return
 	}
-	n2, _ := w.Write(body)
+	if s.validators == "etag" || s.validators == "both" {
+		w.Header().Set("ETag", d.etag())
+	}
+	if s.validators == "lastmod" || s.validators == "both" {
+		w.Header().Set("Last-Modified", d.modified().Format(http.TimeFormat))
+	}
+	// RFC 9110 13.2.2: If-None-Match first; If-Modified-Since without it
+	unchanged := false
+	if inm != "" {
+		unchanged = w.Header().Get("ETag") != "" && inm == d.etag()
+	} else if t, err := http.ParseTime(ims); err == nil && w.Header().Get("Last-Modified") != "" {
+		unchanged = !d.modified().After(t)
+	}
+	if unchanged {
+		s.notModified.Add(1)
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	n2, _ := w.Write(d.body)
 	s.bodyBytes.Add(int64(n2))
 }
 
+// set serves body at path, as a new version.
 func (s *docServer) set(path string, body []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.docs[path] = body
+	s.version++
+	s.docs[path] = &servedDoc{body: body, version: s.version}
+}
+
+// reset sets the counters to zero.
+func (s *docServer) reset() {
+	s.mu.Lock()
+	clear(s.byPath)
+	s.mu.Unlock()
+	for _, c := range []*atomic.Int64{&s.requests, &s.conditional, &s.notModified, &s.bodyBytes, &s.conns, &s.maxInFlight} {
+		c.Store(0)
+	}
 }
 
 func (s *docServer) remove(path string) {
@@ -112,7 +171,7 @@ func (s *docServer) bundles(t testing.TB, n, size int) int64 {
 	}
 	s.setIndex(t, entries)
 	s.mu.Lock()
-	total += int64(len(s.docs["/index.json"]))
+	total += int64(len(s.docs["/index.json"].body))
 	s.mu.Unlock()
 	return total
 }
@@ -299,9 +358,7 @@ func TestIndexListParallel(t *testing.T) {
 		}
 		for _, par := range []int{1, 2, 3, 8, 32} {
 			for round := range 3 {
-				s.mu.Lock()
-				clear(s.byPath)
-				s.mu.Unlock()
+				s.reset()
 				src := &IndexSource{URL: s.index(), AllowedVOs: []string{"atlas"}, Fetcher: f, Parallel: par}
 				got := asListing(src.List(context.Background()))
 				if !reflect.DeepEqual(got, want) {
