@@ -119,7 +119,7 @@ var ErrTooLarge = errors.New("document too large")
 
 // GetSmall fetches a whole document of at most limit bytes.
 func (f *Fetcher) GetSmall(ctx context.Context, url string, limit int64) ([]byte, error) {
-	b, _, err := f.getSmallIf(ctx, url, limit, nil)
+	b, _, _, err := f.getSmallIf(ctx, url, limit, nil)
 	return b, err
 }
 
@@ -180,14 +180,17 @@ func (prev *remembered) agrees(h http.Header) bool {
 // is what to remember of url for the next time: the 200 answer (when it
 // has a validator worth sending), prev after a 304 that agrees, else nil.
 // Every other answer or failure is an error and keep is nil: remembered
-// bytes are never returned for a document that could not be fetched.
-func (f *Fetcher) getSmallIf(ctx context.Context, url string, limit int64, prev *remembered) (b []byte, keep *remembered, err error) {
+// bytes are never returned for a document that could not be fetched. read
+// is how many bytes of answer bodies were read, errors included (a
+// document over its limit sent without a Content-Length is read to one
+// byte past it before it is refused), for a listing's byte limit.
+func (f *Fetcher) getSmallIf(ctx context.Context, url string, limit int64, prev *remembered) (b []byte, keep *remembered, read int64, err error) {
 	if prev != nil && int64(len(prev.body)) > limit {
 		prev = nil
 	}
 	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return nil, nil, fmt.Errorf("GET %s: %w", url, err)
+		return nil, nil, read, fmt.Errorf("GET %s: %w", url, err)
 	}
 	if prev != nil {
 		if prev.etag != "" {
@@ -199,35 +202,50 @@ func (f *Fetcher) getSmallIf(ctx context.Context, url string, limit int64, prev 
 	}
 	resp, err := f.small.Do(req)
 	if err != nil {
-		return nil, nil, fmt.Errorf("GET %s: %w", url, err)
+		return nil, nil, read, fmt.Errorf("GET %s: %w", url, err)
 	}
 	defer resp.Body.Close()
+	body := &countingReader{r: resp.Body}
+	defer func() { read += body.n }()
 	if resp.StatusCode == http.StatusNotModified {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+		_, _ = io.Copy(io.Discard, io.LimitReader(body, 4<<10))
 		switch {
 		case prev == nil:
-			return nil, nil, fmt.Errorf("GET %s: %s to a request without validators", url, resp.Status)
+			return nil, nil, read, fmt.Errorf("GET %s: %s to a request without validators", url, resp.Status)
 		case prev.agrees(resp.Header):
-			return prev.body, prev, nil
+			return prev.body, prev, read, nil
 		}
 		// a 304 naming another version than the bytes remembered
 		resp.Body.Close()
-		return f.getSmallIf(ctx, url, limit, nil)
+		b, keep, again, err := f.getSmallIf(ctx, url, limit, nil)
+		return b, keep, read + again, err
 	}
 	if resp.StatusCode != http.StatusOK {
 		// a short error page is read so that the connection is reused
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-		return nil, nil, fmt.Errorf("GET %s: %s", url, resp.Status)
+		_, _ = io.Copy(io.Discard, io.LimitReader(body, 4<<10))
+		return nil, nil, read, fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	if resp.ContentLength > limit {
-		return nil, nil, fmt.Errorf("GET %s: %w (%d bytes, limit %d)", url, ErrTooLarge, resp.ContentLength, limit)
+		return nil, nil, read, fmt.Errorf("GET %s: %w (%d bytes, limit %d)", url, ErrTooLarge, resp.ContentLength, limit)
 	}
-	b, err = io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	b, err = io.ReadAll(io.LimitReader(body, limit+1))
 	if err != nil {
-		return nil, nil, fmt.Errorf("GET %s: %w", url, err)
+		return nil, nil, read, fmt.Errorf("GET %s: %w", url, err)
 	}
 	if int64(len(b)) > limit {
-		return nil, nil, fmt.Errorf("GET %s: %w (limit %d)", url, ErrTooLarge, limit)
+		return nil, nil, read, fmt.Errorf("GET %s: %w (limit %d)", url, ErrTooLarge, limit)
 	}
-	return b, validatorsOf(resp.Header, b), nil
+	return b, validatorsOf(resp.Header, b), read, nil
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }

@@ -208,7 +208,7 @@ func (s *IndexSource) List(ctx context.Context) ([]*Bundle, map[string]error, er
 	s.mu.Lock()
 	known := s.known // read only: a listing replaces it whole
 	s.mu.Unlock()
-	b, keep, err := s.Fetcher.getSmallIf(ctx, s.URL, MaxIndexSize, known[s.URL])
+	b, keep, _, err := s.Fetcher.getSmallIf(ctx, s.URL, MaxIndexSize, known[s.URL])
 	// Past the index's checks the listing replaces what is remembered with
 	// what it fetches or reuses; a listing that fails them (the index
 	// unreachable, unparsable or over the limits) only remembers the
@@ -390,9 +390,13 @@ func (s *IndexSource) fetchAll(ctx context.Context, plan []planned, known map[st
 			if stop.Load() || ctx.Err() != nil {
 				return
 			}
-			d.b, d.keep, d.err = s.Fetcher.getSmallIf(ctx, d.url, d.limit, known[d.url])
+			var n int64
+			d.b, d.keep, n, d.err = s.Fetcher.getSmallIf(ctx, d.url, d.limit, known[d.url])
 			d.done = true
-			if total.Add(int64(len(d.b))) > limit {
+			// a document counts with its bytes, read or reused, and a
+			// refused one with what was read of it (an index of
+			// oversize documents must not read without bound)
+			if total.Add(max(int64(len(d.b)), n)) > limit {
 				stop.Store(true)
 			}
 		})
