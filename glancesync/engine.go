@@ -73,9 +73,9 @@ type Syncer struct {
 	// later passes report them without asking Glance again.
 	spent map[string]string
 	// left remembers the images this process left queued because the bytes
-	// served for them did not verify (ended early, ran long, hashed wrong),
-	// so that passes within the image's back-off report it as refused
-	// rather than as someone else's, and do not download it again.
+	// served for them did not verify (ended early, ran long, hashed wrong).
+	// The back-off is recorded on the image too (backoff.go), for every
+	// process to see; this memory serves when it could not be recorded.
 	left map[string]leftQueued
 	// members remembers, per image id, the members the sync last read and
 	// set, so that steady passes do not list them again (MembersRecheck).
@@ -91,6 +91,8 @@ type leftQueued struct {
 	// with each refusal in a row up to maxRefusedBackoff.
 	wait time.Duration
 	n    int
+	// recorded: the refusal was written on the image (recordRefusal).
+	recorded bool
 }
 
 // maxRefusedBackoff bounds the wait before an image whose bytes were
@@ -98,23 +100,30 @@ type leftQueued struct {
 const maxRefusedBackoff = 6 * time.Hour
 
 // markLeft records a refusal of the bytes of image id (detail: what did not
-// match) and returns the wait before the next try and the refusal's text.
-func (s *Syncer) markLeft(id string, at time.Time, reason, detail string) (time.Duration, string) {
+// match), the refusal after prior ones in a row (those this process
+// remembers, or those recorded on the image, whichever are more), and
+// returns the refusal's number in the row, the wait before the next try
+// and the refusal's text.
+func (s *Syncer) markLeft(id string, at time.Time, reason, detail string, prior int) (int, time.Duration, string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	l := s.left[id]
-	l.n++
-	l.at, l.reason = at, reason
-	l.wait = s.o.ResumeAfter
-	for i := 1; i < l.n && l.wait < maxRefusedBackoff; i++ {
-		l.wait *= 2
-	}
-	if l.wait > maxRefusedBackoff {
-		l.wait = max(maxRefusedBackoff, s.o.ResumeAfter)
-	}
+	l.n = max(l.n, prior) + 1
+	l.at, l.reason, l.recorded = at, reason, false
+	l.wait = s.backoffFor(l.n)
 	l.why = fmt.Sprintf("%s; left queued without data, retried after %s (refusal %d in a row)", detail, l.wait, l.n)
 	s.left[id] = l
-	return l.wait, l.why
+	return l.n, l.wait, l.why
+}
+
+// markRecorded notes that the refusal of image id is recorded on it.
+func (s *Syncer) markRecorded(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l, ok := s.left[id]; ok {
+		l.recorded = true
+		s.left[id] = l
+	}
 }
 
 func (s *Syncer) leftSince(id string) (leftQueued, bool) {

@@ -69,6 +69,11 @@ func (s *Syncer) planOne(it *item, im *Image, rp *reporter) {
 		o = s.outcome(it, ActionRefused, ReasonUUIDImmutable, "the image in Glance carries another descriptor or signature")
 	case im.Status == StatusActive:
 		o = s.outcome(it, ActionUnchanged, "", "")
+	case im.Status == StatusQueued && im.Owner == s.o.MirrorProject:
+		var refused bool
+		if o, refused = s.backedOff(it, im, s.log); !refused {
+			o = s.outcome(it, ActionResume, "", "image is "+im.Status)
+		}
 	default:
 		o = s.outcome(it, ActionResume, "", "image is "+im.Status)
 	}
@@ -172,6 +177,7 @@ func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, mode ingest, r
 		return
 	}
 	start := s.o.Now()
+	refreshed := false
 	for attempt := 1; ; attempt++ {
 		if ctx.Err() != nil {
 			rp.add(s.outcome(it, ActionSkipped, "", "cancelled while "+im.Status))
@@ -194,9 +200,25 @@ func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, mode ingest, r
 			rp.add(s.outcome(it, ActionMirrored, "", ""))
 			return
 		case StatusQueued:
-			if l, ok := s.leftSince(im.ID); ok && !created && s.o.Now().Sub(l.at) < l.wait {
-				rp.add(s.outcome(it, ActionRefused, l.reason, l.why))
-				return
+			if !created && !refreshed {
+				// as it is now, not as listed when the pass began (maybe
+				// hours ago, behind other transfers): its refusal record,
+				// and the updated_at that recordRefusal compares with
+				got, gerr := s.o.Glance.Get(ctx, im.ID)
+				if gerr != nil {
+					s.opFailed(log, it, "get", gerr, rp)
+					return
+				}
+				im, refreshed = got, true
+				if im.Status != StatusQueued {
+					continue
+				}
+			}
+			if !created {
+				if o, ok := s.backedOff(it, im, log); ok {
+					rp.add(o)
+					return
+				}
 			}
 			if !created && s.o.Now().Sub(im.UpdatedAt) < s.o.ResumeAfter {
 				// Created or interrupted moments ago: another sync may be
@@ -351,14 +373,22 @@ func (s *Syncer) refusedStream(ctx context.Context, it *item, im *Image, vf *val
 		reason = vf.Reasons[0]
 	}
 	s.m.Refused.WithLabelValues(reason).Inc()
-	got, held := s.settled(ctx, im.ID)
+	got, held, handled := s.settled(ctx, im.ID, im.UpdatedAt)
 	if held {
 		log.Error("image bytes do not match the signed descriptor and Glance holds data for the image: image deleted, its uuid is spent", "reason", reason, "status", got.Status, "size", got.Size, "err", err)
 		s.discard(ctx, im.ID, got.Status == StatusActive)
 		rp.add(s.outcome(it, ActionRefused, reason, err.Error()+"; Glance held unverified data: image deleted"))
 		return
 	}
-	wait, why := s.markLeft(im.ID, s.o.Now(), reason, err.Error())
+	prior := 0
+	if rec, ok := s.readRefusal(im); ok {
+		prior = rec.n
+	}
+	now := s.o.Now()
+	n, wait, why := s.markLeft(im.ID, now, reason, err.Error(), prior)
+	if s.recordRefusal(ctx, got, handled, n, now.Add(wait), reason, log) {
+		s.markRecorded(im.ID)
+	}
 	if errors.Is(err, ErrImageShort) {
 		log.Warn("image shorter than the signed descriptor (still being copied?): left queued, retried by a later pass", "err", err, "retry_after", wait)
 	} else {
@@ -370,33 +400,53 @@ func (s *Syncer) refusedStream(ctx context.Context, it *item, im *Image, vf *val
 // settleTimeout bounds the wait for Glance to notice a broken-off stream.
 const settleTimeout = 20 * time.Second
 
+// unseenWait bounds the wait for a sign that Glance handled a broken-off
+// stream (settled) once the image reads queued without one: the stream may
+// have gone into socket buffers before Glance began to read it.
+var unseenWait = 2 * time.Second
+
 // settled waits (up to settleTimeout) for Glance to have handled a stream
 // the sync broke off, and reports whether Glance holds data for the image
-// (it is active, or has a size: staged or stored bytes). An image Glance
-// still shows busy, or that cannot be read, counts as holding none: it is
-// not deleted on a guess; a later pass sees its state.
-func (s *Syncer) settled(ctx context.Context, id string) (*Image, bool) {
+// (it is active, or has a size: staged or stored bytes), and whether
+// Glance has visibly handled the stream: the image was seen busy (saving,
+// uploading, importing) and then not, or its updated_at moved past before,
+// its value when the stream began (Glance's handler saves the image when it
+// takes the stream and when it returns the image to queued). A queued
+// image without that sign is read again for up to unseenWait. An image
+// Glance still shows busy, or that cannot be read, counts as holding none:
+// it is not deleted on a guess; a later pass sees its state.
+func (s *Syncer) settled(ctx context.Context, id string, before time.Time) (im *Image, held, handled bool) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
 	defer cancel()
 	wait := firstImportPoll
+	sawBusy := false
+	start := time.Now()
 	for {
 		im, err := s.o.Glance.Get(cctx, id)
 		if err != nil {
 			s.log.Warn("cannot read the image after its stream was refused", "id", id, "err", err)
-			return &Image{ID: id}, false
+			return &Image{ID: id}, false, false
 		}
 		if im.Status == StatusActive || im.Size > 0 {
-			return im, true
+			return im, true, true
 		}
 		switch im.Status {
 		case StatusSaving, StatusUploading, StatusImporting:
+			sawBusy = true
+		case StatusQueued:
+			if sawBusy || im.UpdatedAt.After(before) {
+				return im, false, true
+			}
+			if time.Since(start) >= unseenWait {
+				return im, false, false
+			}
 		default:
-			return im, false
+			return im, false, false
 		}
 		select {
 		case <-cctx.Done():
 			s.log.Warn("glance has not yet noticed the refused stream; left to a later pass", "id", id, "status", im.Status)
-			return im, false
+			return im, false, false
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 500*time.Millisecond)

@@ -93,6 +93,11 @@ func (s *Syncer) reconcile(ctx context.Context, ours []*Image, items []*item, pr
 		}
 		superseded := newest[k] != nil && newest[k].ID != im.ID && newer(newest[k], im)
 		o := Outcome{ID: im.ID, VO: vo, Tag: tag}
+		if clear := clearRefusalOps(im); len(clear) > 0 {
+			// its bytes are mirrored: a refusal recorded while it was
+			// queued says nothing any more
+			s.apply(ctx, im.ID, clear, o, ActionUpdate, "refusal record removed: the image has its data", rp)
+		}
 		// members first, for every image of ours (a retired, hidden one
 		// still boots by uuid): a project taken out of the VO's list loses
 		// them all
