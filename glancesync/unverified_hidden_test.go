@@ -1,6 +1,7 @@
 package glancesync
 
 import (
+	"context"
 	"testing"
 	"time"
 )
@@ -38,6 +39,10 @@ func TestUnverifiedImageNotUnhidden(t *testing.T) {
 			if err := e.admin.Patch(t.Context(), p.id, []PatchOp{{Name: "os_hidden", Value: true}, {Name: "visibility", Value: "private"}}); err != nil {
 				t.Fatal(err)
 			}
+			// a private image of the mirror project, active, of a shared
+			// VO, would fail every later pass's members listing (403) on
+			// the shared stack, and TestMembersRememberedAndRechecked
+			t.Cleanup(func() { _ = e.admin.Delete(context.Background(), p.id) })
 			tc.spoil(&o, w)
 			r := run(t, o)
 			for _, out := range r.Find(p.id) {
