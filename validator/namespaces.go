@@ -12,8 +12,10 @@ import (
 // may issue. They come from the <hash>.namespaces files of an IGTF CA
 // directory (EACL-style "TO Issuer ... PERMIT/DENY Subject ..." lines, POSIX
 // regular expressions) or, for a CA without one, its <hash>.signing_policy
-// (cond_subjects with shell-style '*' wildcards). A CA with neither file is
-// unconstrained.
+// (cond_subjects with shell-style '*' wildcards). A CA of the directory
+// with neither file may issue no name (readCADir gives it an empty
+// policy); a CA from trust.ca_files, or a sub-CA brought by a signature
+// with no constrained ancestor, is unconstrained.
 type Namespaces struct {
 	policies []*nsPolicy
 }

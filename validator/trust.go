@@ -213,7 +213,7 @@ func LoadTrust(c *config.Config) (*Trust, []string, error) {
 	}
 	var warnings []string
 	for _, d := range c.Trust.CADirs {
-		certs, crls, warns, err := readCADir(d, ns)
+		certs, crls, warns, err := readCADir(d, ns, c.Trust.Namespaces != "ignore")
 		if err != nil {
 			return nil, nil, err
 		}
@@ -327,7 +327,7 @@ func ParseCertificates(b []byte) ([]*x509.Certificate, error) {
 // (a DN the parser reads otherwise, a file of another CA) would be
 // unconstrained without anyone knowing: it is given an empty policy (it may
 // issue nothing), and a warning says so.
-func readCADir(dir string, ns *Namespaces) ([]*x509.Certificate, []string, []string, error) {
+func readCADir(dir string, ns *Namespaces, enforce bool) ([]*x509.Certificate, []string, []string, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, nil, nil, err
@@ -381,6 +381,9 @@ func readCADir(dir string, ns *Namespaces) ([]*x509.Certificate, []string, []str
 			certsOf[base] = append(certsOf[base], cs...)
 		}
 	}
+	if !enforce {
+		return certs, crls, nil, nil
+	}
 	for base, file := range policyFile {
 		for _, c := range certsOf[base] {
 			subject, err := DNFromRaw(c.RawSubject)
@@ -399,6 +402,42 @@ func readCADir(dir string, ns *Namespaces) ([]*x509.Certificate, []string, []str
 			}
 			warnings = append(warnings, fmt.Sprintf("CA %q: %s names no policy for its subject: it may issue no name until the file is fixed", subject.OneLine(), file))
 		}
+	}
+	// A CA of the directory with neither file is not left unconstrained
+	// either (IGTF ships both for every CA; one copied in by hand during a
+	// rollover would otherwise issue any name): it may issue no name. CAs
+	// meant to be unconstrained belong in trust.ca_files.
+	var bare []string
+	bases := make([]string, 0, len(certsOf))
+	for base := range certsOf {
+		bases = append(bases, base)
+	}
+	sort.Strings(bases)
+	for _, base := range bases {
+		if _, ok := policyFile[base]; ok {
+			continue
+		}
+		for _, c := range certsOf[base] {
+			subject, err := DNFromRaw(c.RawSubject)
+			if err != nil {
+				return nil, nil, nil, fmt.Errorf("%s: %w", filepath.Join(dir, base+".0"), err)
+			}
+			if ns.policyFor(subject) != nil {
+				continue // another file of the directory names it
+			}
+			if err := ns.add(&nsPolicy{issuer: subject.OneLine(), source: filepath.Join(dir, base) + ".* (no .namespaces or .signing_policy file)"}); err != nil {
+				return nil, nil, nil, err
+			}
+			bare = append(bare, fmt.Sprintf("%q (%s)", subject.OneLine(), base))
+		}
+	}
+	if len(bare) > 0 {
+		shown := bare
+		if len(shown) > 5 {
+			shown = append(shown[:5:5], fmt.Sprintf("and %d more", len(bare)-5))
+		}
+		warnings = append(warnings, fmt.Sprintf("%s: %d CAs have no .namespaces or .signing_policy file, so they may issue no name (trust.namespaces = \"enforce\"; put a CA meant to be unconstrained in trust.ca_files): %s",
+			dir, len(bare), strings.Join(shown, ", ")))
 	}
 	return certs, crls, warnings, nil
 }

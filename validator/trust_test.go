@@ -99,6 +99,8 @@ func TestLoadTrustPolicyNamesOtherCA(t *testing.T) {
 	testpki.WriteFile(t, igtf, "5e6f7a8b.namespaces", []byte(`TO Issuer "/O=imagetrust test/CN=People Issuing CA Typo" \
   PERMIT Subject "/O=imagetrust test/.*"
 `))
+	testpki.WriteFile(t, igtf, "1a2b3c4d.namespaces", []byte(`TO Issuer "/O=imagetrust test/CN=People Root" PERMIT Subject "/O=imagetrust test/.*"
+`))
 	reg := testpki.WriteFile(t, t.TempDir(), "registrar.pem", testpki.CertPEM(w.regRoot.Cert))
 	cdn, _ := DNFromRaw(w.creator.Cert.RawSubject)
 	adn, _ := DNFromRaw(w.approver.Cert.RawSubject)
@@ -275,4 +277,65 @@ func namespacesOf(t *testing.T, text string) *Namespaces {
 		}
 	}
 	return ns
+}
+
+// TestLoadTrustCAWithoutPolicyFile: a CA of an IGTF directory with neither
+// a .namespaces nor a .signing_policy file (one copied in by hand during a
+// rollover, say) is not left unconstrained: it may issue no name, and
+// LoadTrust warns once for the directory, naming it. With namespaces =
+// "ignore" it is unconstrained and nothing is said; in trust.ca_files it is
+// unconstrained as documented.
+func TestLoadTrustCAWithoutPolicyFile(t *testing.T) {
+	w := newWorld(t)
+	igtf := t.TempDir()
+	testpki.WriteFile(t, igtf, "1a2b3c4d.0", testpki.CertPEM(w.peopleRoot.Cert))
+	testpki.WriteFile(t, igtf, "1a2b3c4d.namespaces", []byte(`TO Issuer "/O=imagetrust test/CN=People Root" PERMIT Subject "/O=imagetrust test/.*"
+`))
+	// the issuing CA of the creator and the approver: no policy file
+	testpki.WriteFile(t, igtf, "5e6f7a8b.0", testpki.CertPEM(w.peopleSub.Cert))
+	reg := testpki.WriteFile(t, t.TempDir(), "registrar.pem", testpki.CertPEM(w.regRoot.Cert))
+	cdn, _ := DNFromRaw(w.creator.Cert.RawSubject)
+	adn, _ := DNFromRaw(w.approver.Cert.RawSubject)
+	load := func(t *testing.T, extra string) (*Trust, []string) {
+		cfg, err := config.Parse([]byte(fmt.Sprintf("[trust]\nca_dirs = [%q]\nregistrar_ca_files = [%q]\n%s\n[vo.atlas]\ncreators = [%q]\napprovers = [%q]\n",
+			igtf, reg, extra, cdn.OneLine(), adn.OneLine())))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr, warns, err := LoadTrust(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr, warns
+	}
+	t.Run("fail CA without a policy file issues no name", func(t *testing.T) {
+		tr, warns := load(t, "")
+		if len(warns) != 1 || !strings.Contains(warns[0], "1 CAs have no .namespaces or .signing_policy file") ||
+			!strings.Contains(warns[0], "People Issuing CA") || !strings.Contains(warns[0], "5e6f7a8b") {
+			t.Fatalf("warnings %q", warns)
+		}
+		assertResult(t, tr.Verify(w.bundle(bundleOpts{}).input(testNow)), false,
+			failure{CheckCreator, ReasonOutsideNamespace}, failure{CheckApprover, ReasonOutsideNamespace})
+	})
+	t.Run("ok namespaces ignored", func(t *testing.T) {
+		tr, warns := load(t, `namespaces = "ignore"`)
+		if len(warns) != 0 {
+			t.Fatalf("warnings %q", warns)
+		}
+		if r := tr.Verify(w.bundle(bundleOpts{}).input(testNow)); !r.Check(CheckCreator).OK || !r.Check(CheckApprover).OK {
+			t.Fatalf("%+v", r.Failed())
+		}
+	})
+	t.Run("ok policy in a file of another hash", func(t *testing.T) {
+		testpki.WriteFile(t, igtf, "99999999.namespaces", []byte(`TO Issuer "/O=imagetrust test/CN=People Issuing CA" PERMIT Subject "/O=imagetrust test/.*"
+`))
+		defer os.Remove(filepath.Join(igtf, "99999999.namespaces"))
+		tr, warns := load(t, "")
+		if len(warns) != 0 {
+			t.Fatalf("warnings %q", warns)
+		}
+		if r := tr.Verify(w.bundle(bundleOpts{}).input(testNow)); !r.Check(CheckCreator).OK {
+			t.Fatalf("%+v", r.Failed())
+		}
+	})
 }
