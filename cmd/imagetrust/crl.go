@@ -40,12 +40,14 @@ const crlRetries = 3
 
 // cmdCRL is `imagetrust crl`. Exit codes: 0 the run (or the daemon) ended
 // well, 1 a run failed (Glance unreachable, a write refused, authentication
-// failed), 2 usage or configuration error. A refused CRL is not a failure:
-// the last good CRL stays in use and the report names the reason.
+// failed), 2 usage or configuration error, 4 (--once) the run was done but
+// refused a CRL (the last good CRL of its CA stays in use and the report
+// names the reason), used a stale one, or found a revoked image whose data
+// Glance was still writing.
 func cmdCRL(ctx context.Context, e *env, args []string) int {
 	fs := newFlags(e, "crl", "--config FILE [--once] [--dry-run] [--report-json] [--json-logs] [--cloud NAME]")
 	cfgPath := fs.String("config", "/etc/imagetrust/imagetrust.toml", "configuration file")
-	once := fs.Bool("once", false, "make one run and exit (exit 1 if it failed)")
+	once := fs.Bool("once", false, "make one run and exit: 0 done, 1 failed, 4 done but a CRL was refused or stale, or a revoked image was still being written (run again)")
 	dry := fs.Bool("dry-run", false, "print what one run would change and write nothing, not even the CRL cache (implies --once)")
 	reportJSON := fs.Bool("report-json", false, "print each run's report as one JSON document instead of text")
 	jsonLogs := fs.Bool("json-logs", false, "log in JSON")
@@ -118,6 +120,20 @@ func cmdCRL(ctx context.Context, e *env, args []string) int {
 			// stays dead (or keeps serving a forged or old CRL) must show
 			// in a cron job before its CRL goes stale
 			log.Warn("crl run refused CRLs", "count", n)
+			code = exitRefused
+		}
+		stale := 0
+		for _, c := range rep.CRLs {
+			if c.Stale {
+				stale++
+			}
+		}
+		if stale > 0 {
+			// in use past nextUpdate (+ grace): under crl.stale = "refuse"
+			// the images that depend on it are unknown and may not boot;
+			// a cron job's exit status must show it, as the daemon's
+			// metrics do
+			log.Warn("crl run used stale CRLs", "count", stale)
 			code = exitRefused
 		}
 		if n := len(rep.InTransit); n > 0 && !*dry {
