@@ -70,11 +70,11 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 	if err != nil {
 		return fail(e, exitInvalid, "proxy: %v", err)
 	}
-	log.Info("proxy service credentials", "cloud", cloudName, "mirror_project", lookup.owner)
+	log.Info("proxy service credentials", "cloud", cloudName, "mirror_project", lookup.owner, "token_validation", cfg.Proxy.TokenValidation)
 	for _, w := range unmanagedProjectWarnings(cfg.Proxy.UnmanagedProjects, lookup.owner) {
 		log.Warn("proxy.unmanaged_projects", "warning", w)
 	}
-	identity, err := newKeystoneIdentity(ctx, cloudName, e.getenv)
+	identity, err := newKeystoneIdentity(ctx, cloudName, cfg.Proxy.TokenValidation, e.getenv)
 	if err != nil {
 		return fail(e, exitInvalid, "proxy: token validation: %v", err)
 	}

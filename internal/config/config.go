@@ -183,6 +183,19 @@ const (
 	VolumeCheckImage = "check-image"
 )
 
+// Values of proxy.token_validation.
+const (
+	// TokenValidationSelf validates each user's token with itself (GET
+	// /v3/auth/tokens with X-Auth-Token and X-Subject-Token both the
+	// user's token; Keystone's rule:token_subject): the proxy's own
+	// credentials are not sent for it and need no Keystone role.
+	TokenValidationSelf = "self"
+	// TokenValidationService validates users' tokens with the proxy's own
+	// token, which needs a role Keystone's identity:validate_token allows
+	// (service, or admin).
+	TokenValidationService = "service"
+)
+
 // Proxy configures `imagetrust proxy`.
 type Proxy struct {
 	Listen string `toml:"listen"`
@@ -208,8 +221,12 @@ type Proxy struct {
 	// and judge that image; a volume made from no image is refused). Only
 	// as safe as Cinder's policy on volume_image_metadata: see
 	// etc/cinder/policy.yaml.
-	VolumePolicy  string `toml:"volume_policy"`
-	MetricsListen string `toml:"metrics_listen"`
+	VolumePolicy string `toml:"volume_policy"`
+	// TokenValidation is how the gate validates users' tokens with
+	// Keystone: self (the default; each token validates itself) or service
+	// (with the proxy's own token, which needs the service role).
+	TokenValidation string `toml:"token_validation"`
+	MetricsListen   string `toml:"metrics_listen"`
 	// FastPassThrough serves the listener (plain or TLS) with the
 	// hand-written pass-through server, which hands a connection to
 	// net/http at its first request that is not a plain pass-through
@@ -317,6 +334,9 @@ func (c *Config) defaults() {
 	if c.Proxy.VolumePolicy == "" {
 		c.Proxy.VolumePolicy = VolumeRefuse
 	}
+	if c.Proxy.TokenValidation == "" {
+		c.Proxy.TokenValidation = TokenValidationSelf
+	}
 	if c.Trust.Namespaces == "" {
 		c.Trust.Namespaces = "enforce"
 	}
@@ -356,6 +376,9 @@ func (c *Config) check() error {
 		return err
 	}
 	if err := oneOf("proxy.volume_policy", c.Proxy.VolumePolicy, VolumeRefuse, VolumeAllow, VolumeCheckImage); err != nil {
+		return err
+	}
+	if err := oneOf("proxy.token_validation", c.Proxy.TokenValidation, TokenValidationSelf, TokenValidationService); err != nil {
 		return err
 	}
 	if err := oneOf("log.format", c.Log.Format, "text", "json"); err != nil {

@@ -58,6 +58,8 @@ func TestParseRefuses(t *testing.T) {
 		"fail not TOML":                     "this is = not [toml",
 		"fail wrong type":                   "[sync]\nparallel = \"two\"",
 		"fail volume policy":                "[proxy]\nvolume_policy = \"maybe\"",
+		"fail token validation":             "[proxy]\ntoken_validation = \"admin\"",
+		"fail token validation case":        "[proxy]\ntoken_validation = \"Self\"",
 		"fail log format":                   "[log]\nformat = \"xml\"",
 		"fail log level":                    "[log]\nlevel = \"warnig\"",
 		"fail negative parallel":            "[sync]\nparallel = -1",
@@ -86,6 +88,24 @@ func TestVolumePolicy(t *testing.T) {
 			cfg, err := Parse([]byte(c.in))
 			if err != nil || cfg.Proxy.VolumePolicy != c.want {
 				t.Fatalf("volume_policy %v, %v; want %s", cfg, err, c.want)
+			}
+		})
+	}
+}
+
+// TestTokenValidation: proxy.token_validation is self unless set to
+// service; other values are refused (TestParseRefuses).
+func TestTokenValidation(t *testing.T) {
+	for _, c := range []struct{ name, in, want string }{
+		{"ok default self", "", TokenValidationSelf},
+		{"ok empty is the default", "[proxy]\ntoken_validation = \"\"", TokenValidationSelf},
+		{"ok self", "[proxy]\ntoken_validation = \"self\"", TokenValidationSelf},
+		{"ok service", "[proxy]\ntoken_validation = \"service\"", TokenValidationService},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := Parse([]byte(c.in))
+			if err != nil || cfg.Proxy.TokenValidation != c.want {
+				t.Fatalf("token_validation %v, %v; want %s", cfg, err, c.want)
 			}
 		})
 	}

@@ -93,7 +93,8 @@
 // The proxy sits in front of Nova's keystonemiddleware, so it validates the
 // token of every gated request itself (Options.Identity; the command layer
 // asks Keystone, GET /v3/auth/tokens with X-Subject-Token, authenticated
-// with the proxy's own service token). The token is read as
+// with that same token, or with the proxy's own service token under
+// proxy.token_validation = "service"). The token is read as
 // keystonemiddleware reads it (X-Auth-Token, else X-Storage-Token) and
 // forwarded unchanged, so Nova sees the very token the gate validated.
 // Fields the Connection field names are dropped before the gate reads any,

@@ -25,7 +25,7 @@ type Caller struct {
 
 // Identity validates the token of a gated request. The command layer
 // implements it with Keystone (GET /v3/auth/tokens, authenticated with the
-// proxy's own service token).
+// token itself, or with the proxy's own service token).
 type Identity interface {
 	// Validate returns the token's caller, an error wrapping
 	// ErrInvalidToken when Keystone refuses the token (unknown, expired,
