@@ -132,10 +132,9 @@ function create_imagetrust_accounts {
     get_or_add_user_project_role member "$mirror" "$project" >/dev/null
     get_or_add_user_project_role "$IMAGETRUST_MIRROR_ROLE" "$mirror" "$project" >/dev/null
     proxy=$(get_or_create_user "$IMAGETRUST_PROXY_USER" "$IMAGETRUST_PASSWORD" "$SERVICE_DOMAIN_NAME")
+    # reader for its Glance lookups; no service role: the proxy validates
+    # each token with itself (proxy.token_validation = "self", the default)
     get_or_add_user_project_role reader "$proxy" "$project" >/dev/null
-    # Keystone lets the service role validate other users' tokens
-    # (identity:validate_token); reader alone gets 403
-    get_or_add_user_project_role service "$proxy" "$project" >/dev/null
 }
 
 # imagetrust_write_clouds_yaml: credentials of the services.
