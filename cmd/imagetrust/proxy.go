@@ -101,6 +101,7 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 	if err != nil {
 		return fail(e, exitInvalid, "proxy: %v", err)
 	}
+	reloads := newReloadMetrics(reg, time.Now())
 	gate, err := proxy.New(proxy.Options{
 		Upstream: upstream, PublicURL: public, Lookup: lookup, Decider: decider,
 		MirrorProject: lookup.owner, UnmanagedProjects: cfg.Proxy.UnmanagedProjects,
@@ -131,11 +132,15 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 				if err == nil {
 					err = decider.load(c, log)
 				}
+				reloads.done(err, time.Now())
 				if err != nil {
 					log.Error("reload failed; keeping the previous trust store", "error", err)
 					continue
 				}
 				log.Info("trust store reloaded")
+				if keys := restartOnly(cfg, c, []string{"proxy", "contextualise", "log"}, nil); len(keys) > 0 {
+					log.Warn("changed settings take effect at the next restart, not on reload", "settings", strings.Join(keys, ","))
+				}
 			}
 		}
 	}()

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	itconfig "github.com/imagetrust/imagetrust/internal/config"
+)
+
+// reloadMetrics tell whether the last configuration reload (SIGHUP) of a
+// daemon worked, so that a broken file is seen before the next restart
+// fails on it (the names follow Prometheus's own reload metrics).
+type reloadMetrics struct {
+	ok   prometheus.Gauge
+	last prometheus.Gauge
+}
+
+// newReloadMetrics registers the reload metrics of a daemon that started
+// now with a configuration that loaded.
+func newReloadMetrics(reg prometheus.Registerer, now time.Time) *reloadMetrics {
+	m := &reloadMetrics{
+		ok: prometheus.NewGauge(prometheus.GaugeOpts{Name: "imagetrust_config_last_reload_successful",
+			Help: "1 if the configuration in effect is the file as it was last read (start-up or the last SIGHUP), 0 if the last reload failed and the previous configuration is kept."}),
+		last: prometheus.NewGauge(prometheus.GaugeOpts{Name: "imagetrust_config_last_reload_success_timestamp_seconds",
+			Help: "When the configuration was last loaded with success (start-up or SIGHUP), Unix seconds."}),
+	}
+	reg.MustRegister(m.ok, m.last)
+	m.ok.Set(1)
+	m.last.Set(float64(now.Unix()))
+	return m
+}
+
+// done records a reload's outcome.
+func (m *reloadMetrics) done(err error, now time.Time) {
+	if err != nil {
+		m.ok.Set(0)
+		return
+	}
+	m.ok.Set(1)
+	m.last.Set(float64(now.Unix()))
+}
+
+// restartOnly names the settings that differ between the configuration a
+// daemon started with and a reloaded one, among those it reads only at
+// start-up: every key of the sections named whole, and the keys named one
+// by one ("sync.listen"). A reload that changes them must say they wait
+// for a restart, not just "reloaded".
+func restartOnly(started, reloaded *itconfig.Config, sections []string, keys []string) []string {
+	var out []string
+	a, b := reflect.ValueOf(*started), reflect.ValueOf(*reloaded)
+	for i := range a.NumField() {
+		sec := tomlName(a.Type().Field(i))
+		if sec == "" || a.Field(i).Kind() != reflect.Struct {
+			continue
+		}
+		whole := slices.Contains(sections, sec)
+		fa, fb := a.Field(i), b.Field(i)
+		for j := range fa.NumField() {
+			key := sec + "." + tomlName(fa.Type().Field(j))
+			if key == sec+"." || !whole && !slices.Contains(keys, key) {
+				continue
+			}
+			if !reflect.DeepEqual(fa.Field(j).Interface(), fb.Field(j).Interface()) {
+				out = append(out, key)
+			}
+		}
+	}
+	return out
+}
+
+// tomlName is a field's TOML key ("" for none).
+func tomlName(f reflect.StructField) string {
+	name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+	if name == "-" {
+		return ""
+	}
+	return name
+}
