@@ -434,9 +434,10 @@ func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *R
 		rep.Errors = append(rep.Errors, "crl cache: "+err.Error())
 		cacheErr = fmt.Errorf("crl job: crl cache: %w", err)
 	}
-	// the age metric: the oldest CRL of each issuer that no newer one of
-	// its CA supersedes (an abandoned scope stays searched, not watched)
-	oldest := map[string]time.Duration{}
+	// the age and nextUpdate metrics, by CA (issuer and key): the oldest
+	// thisUpdate and the first nextUpdate of its CRLs that no newer one of
+	// the CA supersedes (an abandoned scope stays searched, not watched)
+	times := map[crlSeries]crlTimes{}
 	for _, c := range ix.CRLs() {
 		stale := c.Stale(now, j.cfg.Policy.Grace)
 		superseded := ix.Superseded(c)
@@ -446,8 +447,16 @@ func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *R
 		if superseded {
 			continue
 		}
-		if age, seen := oldest[c.Header.Issuer.String()]; !seen || now.Sub(c.Header.ThisUpdate) > age {
-			oldest[c.Header.Issuer.String()] = now.Sub(c.Header.ThisUpdate)
+		if j.metrics != nil {
+			s := crlSeries{issuer: c.Header.Issuer.String(), key: keyID(c)}
+			t, seen := times[s]
+			if age := now.Sub(c.Header.ThisUpdate); !seen || age > t.age {
+				t.age = age
+			}
+			if nu := c.Header.NextUpdate; !nu.IsZero() && (t.nextUpdate.IsZero() || nu.Before(t.nextUpdate)) {
+				t.nextUpdate = nu
+			}
+			times[s] = t
 		}
 		if stale {
 			msg := "CRL of " + c.Header.Issuer.String() + " is stale (nextUpdate " + c.Header.NextUpdate.UTC().Format(time.RFC3339) + ")"
@@ -456,9 +465,7 @@ func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *R
 			j.log.Warn("crl stale", "issuer", c.Header.Issuer.String(), "next_update", c.Header.NextUpdate, "refuse", j.cfg.Policy.RefuseStale)
 		}
 	}
-	for issuer, age := range oldest {
-		j.metrics.age(issuer, age)
-	}
+	j.metrics.crlTimes(times)
 	slices.SortFunc(rep.CRLs, func(a, b UsedCRL) int {
 		return cmp.Or(strings.Compare(a.Issuer, b.Issuer), strings.Compare(a.Source, b.Source), strings.Compare(a.Number, b.Number))
 	})

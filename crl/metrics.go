@@ -1,6 +1,9 @@
 package crl
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -11,9 +14,32 @@ type Metrics struct {
 	acceptedTotal prometheus.Counter
 	refusedTotal  *prometheus.CounterVec
 	ageSeconds    *prometheus.GaugeVec
+	nextUpdate    *prometheus.GaugeVec
 	imagesByState *prometheus.GaugeVec
 	lastSuccess   prometheus.Gauge
+
+	mu sync.Mutex
+	// series are the CAs whose age and nextUpdate gauges the last run set
+	// (a CA no longer in use loses its series at the next run)
+	series map[crlSeries]bool
 }
+
+// crlSeries is the labels of the per-CA gauges: the issuer DN and keyID,
+// which tells apart two CAs of one name (a re-keyed CA, both in use).
+type crlSeries struct{ issuer, key string }
+
+// crlTimes is what the per-CA gauges show: the age of the oldest CRL in
+// use and the first nextUpdate (zero: none).
+type crlTimes struct {
+	age        time.Duration
+	nextUpdate time.Time
+}
+
+// Reasons lists every refusal reason, as imagetrust_crl_refused_total{reason}
+// carries them (each series exists, at 0, from the start: an increase()
+// alert sees the first refusal too).
+var Reasons = []string{ReasonParse, ReasonSignature, ReasonWrongIssuer, ReasonNotCRLSigner, ReasonFuture,
+	ReasonRollback, ReasonStale, ReasonDelta, ReasonUnsupported, ReasonFetch}
 
 // NewMetrics creates the metrics and registers them with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -23,13 +49,19 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		refusedTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "imagetrust_crl_refused_total",
 			Help: "CRLs refused or unusable, by reason (stale counts each run a CRL is stale)."}, []string{"reason"}),
 		ageSeconds: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "imagetrust_crl_age_seconds",
-			Help: "Time since thisUpdate of the CRL in use, by issuer."}, []string{"issuer"}),
+			Help: "Time since thisUpdate of the oldest CRL in use of a CA, by issuer and key (hex of the CA's key identifier, 8 bytes)."}, []string{"issuer", "key"}),
+		nextUpdate: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "imagetrust_crl_next_update_timestamp_seconds",
+			Help: "Unix time of the first nextUpdate of the CRLs in use of a CA, by issuer and key (as imagetrust_crl_age_seconds)."}, []string{"issuer", "key"}),
 		imagesByState: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "imagetrust_crl_images",
 			Help: "Catalogue images by global validity after the last run (state=revoked: images revoked)."}, []string{"state"}),
 		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{Name: "imagetrust_crl_last_success_timestamp_seconds",
 			Help: "Unix time of the end of the last successful run."}),
+		series: map[crlSeries]bool{},
 	}
-	reg.MustRegister(m.acceptedTotal, m.refusedTotal, m.ageSeconds, m.imagesByState, m.lastSuccess)
+	for _, r := range Reasons {
+		m.refusedTotal.WithLabelValues(r)
+	}
+	reg.MustRegister(m.acceptedTotal, m.refusedTotal, m.ageSeconds, m.nextUpdate, m.imagesByState, m.lastSuccess)
 	return m
 }
 
@@ -45,9 +77,31 @@ func (m *Metrics) refused(reason string) {
 	}
 }
 
-func (m *Metrics) age(issuer string, d time.Duration) {
-	if m != nil {
-		m.ageSeconds.WithLabelValues(issuer).Set(d.Seconds())
+// crlTimes sets the per-CA gauges of one run and drops the series of the
+// CAs the run did not use.
+func (m *Metrics) crlTimes(times map[crlSeries]crlTimes) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for s, t := range times {
+		m.ageSeconds.WithLabelValues(s.issuer, s.key).Set(t.age.Seconds())
+		if t.nextUpdate.IsZero() {
+			m.nextUpdate.DeleteLabelValues(s.issuer, s.key)
+		} else {
+			m.nextUpdate.WithLabelValues(s.issuer, s.key).Set(float64(t.nextUpdate.Unix()))
+		}
+	}
+	for s := range m.series {
+		if _, ok := times[s]; !ok {
+			m.ageSeconds.DeleteLabelValues(s.issuer, s.key)
+			m.nextUpdate.DeleteLabelValues(s.issuer, s.key)
+			delete(m.series, s)
+		}
+	}
+	for s := range times {
+		m.series[s] = true
 	}
 }
 
@@ -64,4 +118,20 @@ func (m *Metrics) success(t time.Time) {
 	if m != nil {
 		m.lastSuccess.Set(float64(t.Unix()))
 	}
+}
+
+// keyID names the key of c's CA in metrics and messages: the first 8
+// bytes, in hex, of the CA certificate's subject key identifier, else of
+// the CRL's authority key identifier, else of the SHA-256 of the CA's
+// public key. Two CAs of one name with other keys have other keyIDs.
+func keyID(c *CRL) string {
+	id := c.CA.SubjectKeyId
+	if len(id) == 0 {
+		id = c.Header.AuthorityKeyId
+	}
+	if len(id) == 0 {
+		s := sha256.Sum256(c.CA.RawSubjectPublicKeyInfo)
+		id = s[:]
+	}
+	return hex.EncodeToString(id[:min(len(id), 8)])
 }

@@ -412,8 +412,13 @@ func TestDaemon(t *testing.T) {
 	waitFor("healthz 200", func() bool { code, _ := get("/healthz"); return code == http.StatusOK })
 	waitFor("the refusal in the metrics", func() bool {
 		_, m := get("/metrics")
-		return strings.Contains(m, `imagetrust_crl_refused_total{reason="wrong-issuer"}`) &&
-			strings.Contains(m, `imagetrust_crl_images{state="valid"} 2`) && strings.Contains(m, "imagetrust_crl_age_seconds")
+		// every reason is there from the start, at 0 (an increase()
+		// alert sees the first refusal); wrong-issuer has counted
+		return strings.Contains(m, `imagetrust_crl_refused_total{reason="wrong-issuer"} `) &&
+			!strings.Contains(m, `imagetrust_crl_refused_total{reason="wrong-issuer"} 0`) &&
+			strings.Contains(m, `imagetrust_crl_refused_total{reason="rollback"} 0`) &&
+			strings.Contains(m, `imagetrust_crl_images{state="valid"} 2`) && strings.Contains(m, `imagetrust_crl_age_seconds{issuer="`) &&
+			strings.Contains(m, `imagetrust_crl_next_update_timestamp_seconds{issuer="`)
 	})
 	if b := s.image("b"); b.Status != "active" || b.Properties[crl.PropGlobalValidity] != crl.StateValid {
 		t.Fatalf("image b changed by a CRL no configured CA signed: %s %v", b.Status, b.Properties)
