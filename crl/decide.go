@@ -249,9 +249,12 @@ func holdKept(m *coverMemo, refs []Ref, props map[string]string) (string, bool) 
 // CRLScopeID names c's CA (its name and key) and c's scope (its
 // issuingDistributionPoint) as "CA/SCOPE", two hex digests: CRLs with the
 // same id count their numbers together.
-func CRLScopeID(c *CRL) string {
-	ca := sha256.Sum256([]byte(c.caKey()))
-	sc := sha256.Sum256(idpValue(c.Header))
+func CRLScopeID(c *CRL) string { return scopeID(c.caKey(), idpValue(c.Header)) }
+
+// scopeID is CRLScopeID from a caKey and an issuingDistributionPoint value.
+func scopeID(caK string, idp []byte) string {
+	ca := sha256.Sum256([]byte(caK))
+	sc := sha256.Sum256(idp)
 	return hex.EncodeToString(ca[:12]) + "/" + hex.EncodeToString(sc[:12])
 }
 

@@ -59,6 +59,14 @@
 // unless a CRL proves them revoked or held; under warn, they keep their
 // state and the run warns. See Plan for the activation rules.
 //
+// Rollback is checked against two records: the cache's number of each CA
+// and scope, and the catalogue's (catalogueFloor): every image the job
+// flagged records the number and CRLScopeID (CA name and key, scope) of the
+// CRL that flagged it, so a lower-numbered CRL of that CA, key and scope is
+// refused even when the cache is lost or restored from an old backup. A
+// CA accepted with no cached number is warned of ("first CRL seen"): on a
+// first run expected, otherwise a lost cache.
+//
 // A CRL is accepted only from a CA of JobConfig.CAs (or of an IGTF
 // directory source), or from an intermediate CA embedded in a catalogue
 // record's imagetrust_signature that chains to one of them (EmbeddedCAs):

@@ -135,6 +135,9 @@ func (j *Job) Run(ctx context.Context, dryRun bool) (*Report, error) {
 	if err != nil {
 		return rep, fmt.Errorf("crl job: list catalogue: %w", err)
 	}
+	// the rollback floor the catalogue records: what stands in for the
+	// cache's numbers when the cache is lost (catalogueFloor)
+	floor := catalogueFloor(imgs)
 	anchors, dirErrs := j.anchors()
 	emb := embeddedCAs(imgs, anchors, now, &j.sigs)
 	rep.EmbeddedCAs = len(emb.CAs)
@@ -148,7 +151,7 @@ func (j *Job) Run(ctx context.Context, dryRun bool) (*Report, error) {
 	}
 	// a cache error fails the run, after the judging and writing: a
 	// revocation in hand is still applied
-	ix, cacheErr := j.buildIndex(ctx, now, dryRun, rep, append(anchors, emb.CAs...), dirErrs)
+	ix, cacheErr := j.buildIndex(ctx, now, dryRun, rep, append(anchors, emb.CAs...), dirErrs, floor)
 	var errs []error
 	if cacheErr != nil {
 		errs = append(errs, cacheErr)
@@ -288,7 +291,9 @@ func (j *Job) anchors() (cas []*x509.Certificate, dirErrs map[string]error) {
 // cas are the CAs whose CRLs are accepted (and whose distribution points
 // are fetched): anchors and the intermediates EmbeddedCAs found. The index
 // is always returned; the error says the cache could not be written.
-func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *Report, cas []*x509.Certificate, dirErrs map[string]error) (*Index, error) {
+// floor is the rollback floor of the catalogue (catalogueFloor), checked
+// besides the cache's numbers.
+func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *Report, cas []*x509.Certificate, dirErrs map[string]error, floor map[string]floorMark) (*Index, error) {
 	ix := &Index{ClockSkew: j.cfg.ClockSkew}
 	// each source is read, or fetched, just before it is taken in, and its
 	// bytes dropped after: one CRL in memory at a time
@@ -328,6 +333,9 @@ func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *R
 	// rollback state.
 	last := map[string]lastGood{}
 	seen := map[string]bool{}
+	// the CAs (caKey) of which the cache held a rollback baseline, of any
+	// scope: a CRL accepted of another CA has none (noBaseline)
+	baseline := map[string]bool{}
 	for _, ca := range cas {
 		k := caKey(ca)
 		if seen[k] {
@@ -336,12 +344,11 @@ func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *R
 		seen[k] = true
 		// the CA's complete CRL (no issuingDistributionPoint), then those
 		// of its other scopes (scopeKey)
-		keys := []string{k}
-		for _, idp := range j.cache.scopes(k) {
-			keys = append(keys, scopeKeyOf(k, idp))
-		}
-		for _, sk := range keys {
-			j.loadCached(ix, ca, sk, last, now, rep)
+		idps := append([]string{""}, j.cache.scopes(k)...)
+		for _, idp := range idps {
+			if j.loadCached(ix, ca, idp, last, now, rep, floor) {
+				baseline[k] = true
+			}
 		}
 	}
 	sort.Strings(urls)
@@ -390,7 +397,7 @@ func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *R
 			j.refuse(rep, f.name, &Error{Reason: ReasonFetch, Err: f.err})
 			continue
 		}
-		c, err := j.intake(ix, cas, last, f, now, parsed)
+		c, err := j.intake(ix, cas, last, floor, f, now, parsed)
 		if err != nil {
 			j.refuse(rep, f.name, err)
 			delete(httpSt, f.name) // fetched whole next run
@@ -405,6 +412,9 @@ func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *R
 		lg, had := last[k]
 		if had && lg.sum == c.Fingerprint() {
 			continue
+		}
+		if !had {
+			j.noBaseline(rep, c, baseline, floor)
 		}
 		last[k] = lastGood{number: c.Header.Number, sum: c.Fingerprint()}
 		j.metrics.accepted()
@@ -472,18 +482,24 @@ func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *R
 	return ix, cacheErr
 }
 
-// loadCached adds the cached CRL of one scope of ca (key: scopeKey) to ix,
-// the baseline a failed fetch falls back to, and its number to last, the
-// rollback state.
-func (j *Job) loadCached(ix *Index, ca *x509.Certificate, key string, last map[string]lastGood, now time.Time, rep *Report) {
+// loadCached adds the cached CRL of one scope of ca (its
+// issuingDistributionPoint value idp, "" for none) to ix, the baseline a
+// failed fetch falls back to, and its number to last, the rollback state.
+// It reports whether the cache held a state for the scope. A cached CRL
+// numbered below the catalogue's floor (a cache restored from an old
+// backup) is refused (ReasonRollback) and not used; its number still
+// stands as the cache's baseline, and the floor is checked on every CRL
+// taken in (intake).
+func (j *Job) loadCached(ix *Index, ca *x509.Certificate, idp string, last map[string]lastGood, now time.Time, rep *Report, floor map[string]floorMark) bool {
+	key := scopeKeyOf(caKey(ca), idp)
 	der, st, err := j.cache.load(key)
 	if err != nil {
 		rep.Warnings = append(rep.Warnings, err.Error())
 		j.log.Warn("crl cache unreadable", "issuer", ca.Subject.String(), "err", err)
-		return
+		return false
 	}
 	if st == nil {
-		return
+		return false
 	}
 	if n, ok := new(big.Int).SetString(st.Number, 10); ok {
 		lg := lastGood{number: n}
@@ -491,9 +507,16 @@ func (j *Job) loadCached(ix *Index, ca *x509.Certificate, key string, last map[s
 			lg.sum = sum
 		}
 		last[key] = lg
+		if m, ok := floor[scopeID(caKey(ca), []byte(idp))]; ok && n.Cmp(m.number) < 0 {
+			// older than a CRL accepted before: not used, as if fetched
+			j.refuse(rep, "cache:"+st.Source, &Error{Reason: ReasonRollback, Issuer: ca.Subject.String(),
+				Err: fmt.Errorf("cached CRL number %s is lower than %s, the number of a CRL of this CA and scope recorded on catalogue image %s (%s): the cache at %s is older than what was accepted (restored from an old backup?)",
+					n, m.number, m.image, PropRevCRLNumber, j.cfg.CacheDir)})
+			return true
+		}
 	}
 	if der == nil {
-		return
+		return true
 	}
 	l, err := ParseList(der)
 	if err == nil {
@@ -503,6 +526,30 @@ func (j *Job) loadCached(ix *Index, ca *x509.Certificate, key string, last map[s
 		rep.Warnings = append(rep.Warnings, "cached CRL of "+ca.Subject.String()+": "+err.Error())
 		j.log.Warn("cached crl refused", "issuer", ca.Subject.String(), "err", err)
 	}
+	return true
+}
+
+// noBaseline reports a CRL accepted with no rollback baseline for its scope
+// in the cache. A CA with none of any scope (baseline: by caKey) is warned
+// of, once a run: on a first run that is expected, on any other it means
+// the cache was lost and only the catalogue's floor (catalogueFloor)
+// protects against an older CRL becoming the baseline. A new scope of a CA
+// the cache knows is only logged (a CA starting another distribution point
+// or an ARL, or moving its URL).
+func (j *Job) noBaseline(rep *Report, c *CRL, baseline map[string]bool, floor map[string]floorMark) {
+	ck := c.caKey()
+	issuer := c.Header.Issuer.String()
+	if baseline[ck] {
+		j.log.Info("crl of a new scope", "issuer", issuer, "key", keyID(c), "number", c.Header.Number.String())
+		return
+	}
+	baseline[ck] = true // once a CA a run
+	msg := fmt.Sprintf("first CRL seen for CA %s (key %s): no rollback baseline; %s", issuer, keyID(c), lostCache(j.cfg.CacheDir))
+	if m, ok := floor[CRLScopeID(c)]; ok {
+		msg += fmt.Sprintf(" (CRL number %s, recorded on catalogue image %s, stands in as the floor)", m.number, m.image)
+	}
+	rep.Warnings = append(rep.Warnings, msg)
+	j.log.Warn("crl without rollback baseline", "issuer", issuer, "key", keyID(c), "number", c.Header.Number.String(), "cache_dir", j.cfg.CacheDir)
 }
 
 // readSource reads a CRL file when its turn comes.
@@ -519,12 +566,13 @@ func failedSource(name string, err error) func() fetched {
 }
 
 // intake parses a fetched CRL, finds the CA that signed it and accepts it
-// into ix if the persisted rollback state allows. parsed holds CRLs parsed
-// before, by fingerprint: bytes whose SHA-256 is one of them are those of
-// that CRL's DER (ParseList of the same bytes gives the same List), so its
-// List is taken instead of a new parse; the signer check and everything
-// after it run as for new bytes.
-func (j *Job) intake(ix *Index, cas []*x509.Certificate, last map[string]lastGood, f fetched, now time.Time, parsed map[[32]byte]*List) (*CRL, error) {
+// into ix if the persisted rollback state and the catalogue's floor
+// (checkFloor) allow. parsed holds CRLs parsed before, by fingerprint:
+// bytes whose SHA-256 is one of them are those of that CRL's DER
+// (ParseList of the same bytes gives the same List), so its List is taken
+// instead of a new parse; the signer check and everything after it run as
+// for new bytes.
+func (j *Job) intake(ix *Index, cas []*x509.Certificate, last map[string]lastGood, floor map[string]floorMark, f fetched, now time.Time, parsed map[[32]byte]*List) (*CRL, error) {
 	// the CA is found, and the signature checked, before the entries are
 	// indexed (ParseListChecked)
 	var signer *x509.Certificate
@@ -558,10 +606,14 @@ func (j *Job) intake(ix *Index, cas []*x509.Certificate, last map[string]lastGoo
 	if err != nil {
 		return nil, err
 	}
-	if lg, ok := last[scopeKey(signer, l.Header)]; ok {
+	lg, cached := last[scopeKey(signer, l.Header)]
+	if cached {
 		if err := CheckNumber(l.Header, lg.number, lg.sum, l.Fingerprint()); err != nil {
 			return nil, err
 		}
+	}
+	if err := checkFloor(floor, signer, l.Header, cached, j.cfg.CacheDir); err != nil {
+		return nil, err
 	}
 	return ix.AddList(l, signer, now, f.name)
 }
