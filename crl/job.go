@@ -346,7 +346,7 @@ func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *R
 		// of its other scopes (scopeKey)
 		idps := append([]string{""}, j.cache.scopes(k)...)
 		for _, idp := range idps {
-			if j.loadCached(ix, ca, idp, last, now, rep, floor) {
+			if j.loadCached(ix, ca, k, idp, last, now, rep, floor) {
 				baseline[k] = true
 			}
 		}
@@ -482,16 +482,16 @@ func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *R
 	return ix, cacheErr
 }
 
-// loadCached adds the cached CRL of one scope of ca (its
-// issuingDistributionPoint value idp, "" for none) to ix, the baseline a
+// loadCached adds the cached CRL of one scope of ca (caK: caKey(ca); idp:
+// its issuingDistributionPoint value, "" for none) to ix, the baseline a
 // failed fetch falls back to, and its number to last, the rollback state.
 // It reports whether the cache held a state for the scope. A cached CRL
 // numbered below the catalogue's floor (a cache restored from an old
 // backup) is refused (ReasonRollback) and not used; its number still
 // stands as the cache's baseline, and the floor is checked on every CRL
 // taken in (intake).
-func (j *Job) loadCached(ix *Index, ca *x509.Certificate, idp string, last map[string]lastGood, now time.Time, rep *Report, floor map[string]floorMark) bool {
-	key := scopeKeyOf(caKey(ca), idp)
+func (j *Job) loadCached(ix *Index, ca *x509.Certificate, caK, idp string, last map[string]lastGood, now time.Time, rep *Report, floor map[string]floorMark) bool {
+	key := scopeKeyOf(caK, idp)
 	der, st, err := j.cache.load(key)
 	if err != nil {
 		rep.Warnings = append(rep.Warnings, err.Error())
@@ -507,7 +507,7 @@ func (j *Job) loadCached(ix *Index, ca *x509.Certificate, idp string, last map[s
 			lg.sum = sum
 		}
 		last[key] = lg
-		if m, ok := floor[scopeID(caKey(ca), []byte(idp))]; ok && n.Cmp(m.number) < 0 {
+		if m, ok := floorOf(floor, caK, []byte(idp)); ok && n.Cmp(m.number) < 0 {
 			// older than a CRL accepted before: not used, as if fetched
 			j.refuse(rep, "cache:"+st.Source, &Error{Reason: ReasonRollback, Issuer: ca.Subject.String(),
 				Err: fmt.Errorf("cached CRL number %s is lower than %s, the number of a CRL of this CA and scope recorded on catalogue image %s (%s): the cache at %s is older than what was accepted (restored from an old backup?)",
@@ -545,7 +545,7 @@ func (j *Job) noBaseline(rep *Report, c *CRL, baseline map[string]bool, floor ma
 	}
 	baseline[ck] = true // once a CA a run
 	msg := fmt.Sprintf("first CRL seen for CA %s (key %s): no rollback baseline; %s", issuer, keyID(c), lostCache(j.cfg.CacheDir))
-	if m, ok := floor[CRLScopeID(c)]; ok {
+	if m, ok := floorOf(floor, c.caKey(), idpValue(c.Header)); ok {
 		msg += fmt.Sprintf(" (CRL number %s, recorded on catalogue image %s, stands in as the floor)", m.number, m.image)
 	}
 	rep.Warnings = append(rep.Warnings, msg)

@@ -92,7 +92,7 @@ func checkFloor(floor map[string]floorMark, ca *x509.Certificate, h *x509.Revoca
 	if len(floor) == 0 || h.Number == nil {
 		return nil
 	}
-	m, ok := floor[scopeID(caKey(ca), idpValue(h))]
+	m, ok := floorOf(floor, caKey(ca), idpValue(h))
 	if !ok || h.Number.Cmp(m.number) >= 0 {
 		return nil
 	}
@@ -102,6 +102,16 @@ func checkFloor(floor map[string]floorMark, ca *x509.Certificate, h *x509.Revoca
 	}
 	return wrapf(ReasonRollback, h, "CRL number %s is lower than %s, the number of a CRL of this CA and scope recorded on catalogue image %s (%s); %s",
 		h.Number, m.number, m.image, PropRevCRLNumber, why)
+}
+
+// floorOf is the floor of a CA (caKey) and scope (issuingDistributionPoint
+// value), digested only when the catalogue has a floor at all.
+func floorOf(floor map[string]floorMark, caK string, idp []byte) (floorMark, bool) {
+	if len(floor) == 0 {
+		return floorMark{}, false
+	}
+	m, ok := floor[scopeID(caK, idp)]
+	return m, ok
 }
 
 // lostCache says what a CA without a cached rollback baseline means.
