@@ -218,6 +218,7 @@ func crlDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path s
 	cur.Store(crl.NewJob(jc, cat, log, metrics))
 	var lastOK atomic.Int64
 	interval, jitter := max(cfg.CRL.Interval.Duration, time.Second), cfg.CRL.Jitter.Duration
+	reloads := newReloadMetrics(reg, time.Now())
 
 	if cfg.CRL.Listen != "" {
 		mux := http.NewServeMux()
@@ -260,12 +261,16 @@ func crlDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path s
 				if err == nil {
 					njc, err = crlJobConfig(ncfg)
 				}
+				reloads.done(err, time.Now())
 				if err != nil {
 					log.Error("reload failed; keeping the previous configuration", "err", err)
 					continue
 				}
 				cur.Store(crl.NewJob(njc, cat, log, metrics))
 				log.Info("configuration and CAs reloaded", "cas", len(njc.CAs), "sources", len(njc.Sources))
+				if keys := restartOnly(cfg, ncfg, []string{"log"}, []string{"crl.interval", "crl.jitter", "crl.listen"}); len(keys) > 0 {
+					log.Warn("changed settings take effect at the next restart, not on reload", "settings", strings.Join(keys, ","))
+				}
 			}
 		}
 	}()

@@ -424,12 +424,30 @@ func TestDaemon(t *testing.T) {
 		t.Fatalf("image b changed by a CRL no configured CA signed: %s %v", b.Status, b.Properties)
 	}
 
-	if err := os.WriteFile(s.cfg, []byte(daemonCfg), 0o644); err != nil {
+	// A broken file: the configuration in effect stays, and the metrics
+	// say the reload failed.
+	if err := os.WriteFile(s.cfg, []byte(withoutReg+"\nbogus_key = 1\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
+	waitFor("the failed reload in the metrics", func() bool {
+		_, m := get("/metrics")
+		return strings.Contains(m, "imagetrust_config_last_reload_successful 0")
+	})
+	// The good file names the Registrar CA, and changes the interval,
+	// which waits for a restart: the reload says so.
+	if err := os.WriteFile(s.cfg, []byte(strings.Replace(daemonCfg, `interval = "1s"`, `interval = "90s"`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the reload in the metrics and the log", func() bool {
+		_, m := get("/metrics")
+		return strings.Contains(m, "imagetrust_config_last_reload_successful 1") && strings.Contains(errb.String(), "crl.interval")
+	})
 	waitFor("image b revoked after SIGHUP", func() bool {
 		b := s.image("b")
 		return b.Status == "deactivated" && b.Properties[crl.PropGlobalValidity] == crl.StateRevoked
