@@ -13,8 +13,10 @@ each `openstack` CLI call costs more than a second.
 
 Input comes from the environment (never the command line, which `ps` shows):
 KEYSTONE_URL, ADMIN_PASSWORD, SERVICE_PASSWORD, MIRROR_PASSWORD,
-DEMO_PASSWORD, GLANCE_URL, when nova is wanted, NOVA_URL and
-PLACEMENT_URL, and, when cinder is wanted, CINDER_URL.
+PROXY_PASSWORD, DEMO_PASSWORD, GLANCE_URL, when nova is wanted, NOVA_URL and
+PLACEMENT_URL, when cinder is wanted, CINDER_URL, and IMAGETRUST_SECURE_RBAC
+(1: the mirror user gets the roles docs/operator-guide.md documents, without
+admin). Prints MIRROR_PROJECT_ID=<id> (start.sh puts it in STATE_DIR/env).
 """
 
 import os
@@ -29,14 +31,18 @@ DOMAIN = "default"
 
 
 def admin_client(env):
-    """A keystoneclient authenticated as the bootstrap admin."""
+    """A keystoneclient authenticated as the bootstrap admin, system-scoped:
+    under Keystone's new policy defaults with enforce_scope (start.sh with
+    IMAGETRUST_SECURE_RBAC=1) a project-scoped admin may not create a user
+    with a default project (403 identity:get_project). `keystone-manage
+    bootstrap` gives the admin user the admin role on the system too; the
+    old defaults accept the system-scoped token as well."""
     auth = v3.Password(
         auth_url=env["KEYSTONE_URL"],
         username="admin",
         password=env["ADMIN_PASSWORD"],
-        project_name="admin",
         user_domain_id=DOMAIN,
-        project_domain_id=DOMAIN,
+        system_scope="all",
     )
     return ks_client.Client(session=ks_session.Session(auth=auth), interface="public")
 
@@ -70,8 +76,12 @@ def bootstrap():
     env = os.environ
     ks = admin_client(env)
 
+    secure = env.get("IMAGETRUST_SECURE_RBAC") == "1"
+    # keystone-manage bootstrap made admin, member and reader; "service" is
+    # the role Keystone's identity:validate_token allows (the proxy's user),
+    # "imagetrust" the mirror's dedicated role.
     roles = {r.name: r for r in ks.roles.list()}
-    for name in ("admin", "member", "reader", "imagetrust"):
+    for name in ("admin", "member", "reader", "service", "imagetrust"):
         if name not in roles:
             roles[name] = ks.roles.create(name=name)
 
@@ -98,11 +108,22 @@ def bootstrap():
 
     for name in ("glance", "nova", "placement", "cinder"):
         user(name, env["SERVICE_PASSWORD"], service, ["admin"])
-    # The mirror user holds admin on its project (Glance's legacy policies
-    # need admin for public images) and the dedicated role "imagetrust", which
-    # a property protection file can name to reserve imagetrust_* properties.
-    user("imagetrust", env["MIRROR_PASSWORD"], mirror, ["admin", "member", "imagetrust"])
+    # The mirror user holds the dedicated role "imagetrust", which a property
+    # protection file and etc/glance/policy.yaml name. On the default stack
+    # it also holds admin on its project (Glance's default policies need
+    # admin for public images; the Go tests rely on it); with
+    # IMAGETRUST_SECURE_RBAC=1 it holds exactly what docs/operator-guide.md
+    # ("Keystone identities") gives it: member and imagetrust.
+    if secure:
+        user("imagetrust", env["MIRROR_PASSWORD"], mirror, ["member", "imagetrust"])
+    else:
+        user("imagetrust", env["MIRROR_PASSWORD"], mirror, ["admin", "member", "imagetrust"])
+    # The boot proxy's user, as the operator guide documents it: read-only
+    # in the mirror project, and "service" so that Keystone lets it
+    # validate users' tokens.
+    user("imagetrust-proxy", env["PROXY_PASSWORD"], mirror, ["reader", "service"])
     user("demo", env["DEMO_PASSWORD"], demo, ["member"])
+    print("MIRROR_PROJECT_ID=%s" % mirror.id)
 
     glance = env["GLANCE_URL"]
     set_endpoints(ks, "image", "glance", {"public": glance, "internal": glance, "admin": glance})

@@ -18,11 +18,24 @@
 #                                           Cinder's own defaults;
 #                                           etc/cinder/policy.yaml is what
 #                                           imagetrust asks sites to use)
+#   IMAGETRUST_NOVA_POLICY                  a Nova policy.yaml (default: none,
+#                                           Nova's defaults); "<mirror project
+#                                           id>" in it becomes the mirror
+#                                           project's id (e.g.
+#                                           etc/nova/policy-retire-delete.yaml)
+#   IMAGETRUST_SECURE_RBAC                  1: OpenStack's new policy defaults
+#                                           everywhere ([oslo_policy]
+#                                           enforce_new_defaults and
+#                                           enforce_scope in every service,
+#                                           Glance's enforce_secure_rbac) and
+#                                           the identities of
+#                                           docs/operator-guide.md: the mirror
+#                                           user without admin (see README.md)
 #   IMAGETRUST_OPENSTACK_WAIT               seconds to wait for each service (default 90)
 #
 # Writes:
 #   STATE_DIR/env          sourceable: ports, URLs, pids, passwords (see README.md)
-#   STATE_DIR/clouds.yaml  clouds admin, mirror and demo
+#   STATE_DIR/clouds.yaml  clouds admin, system-admin, mirror, proxy and demo
 #   STATE_DIR/log/         one log per service and per setup step
 #   STATE_DIR/run/*.pid    the pids stop.sh stops
 # Run install.sh first. Stop with stop.sh STATE_DIR.
@@ -51,6 +64,20 @@ for a in "$@"; do
 done
 
 WAIT=${IMAGETRUST_OPENSTACK_WAIT:-90}
+SECURE_RBAC=0
+case ${IMAGETRUST_SECURE_RBAC:-} in
+"" | 0) ;;
+1) SECURE_RBAC=1 ;;
+*)
+	echo "start.sh: error: IMAGETRUST_SECURE_RBAC must be 0 or 1" >&2
+	exit 2
+	;;
+esac
+export IMAGETRUST_SECURE_RBAC=$SECURE_RBAC
+NOVA_POLICY=""
+if [ -n "${IMAGETRUST_NOVA_POLICY:-}" ]; then
+	NOVA_POLICY=$(realpath "$IMAGETRUST_NOVA_POLICY")
+fi
 
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
@@ -74,6 +101,8 @@ if [ "$WITH_CINDER" = 1 ]; then
 		command -v "$cmd" >/dev/null 2>&1 || die "$cmd not found: run tests/openstack/install.sh"
 	done
 fi
+
+[ -z "$NOVA_POLICY" ] || [ -r "$NOVA_POLICY" ] || die "IMAGETRUST_NOVA_POLICY: cannot read $NOVA_POLICY"
 
 mkdir -p "$STATE"
 STATE=$(cd "$STATE" && pwd)
@@ -199,8 +228,21 @@ fi
 ADMIN_PASSWORD=$(secret)
 SERVICE_PASSWORD=$(secret)
 MIRROR_PASSWORD=$(secret)
+PROXY_PASSWORD=$(secret)
 DEMO_PASSWORD=$(secret)
-export KEYSTONE_URL GLANCE_URL NOVA_URL PLACEMENT_URL CINDER_URL ADMIN_PASSWORD SERVICE_PASSWORD MIRROR_PASSWORD DEMO_PASSWORD
+export KEYSTONE_URL GLANCE_URL NOVA_URL PLACEMENT_URL CINDER_URL ADMIN_PASSWORD SERVICE_PASSWORD MIRROR_PASSWORD PROXY_PASSWORD DEMO_PASSWORD
+
+# The [oslo_policy] options of IMAGETRUST_SECURE_RBAC=1, in every service:
+# the new defaults alone (no deprecated rule OR-ed in), and each token's
+# scope checked against the rule's scope_types.
+RBAC_POLICY_OPTS=""
+GLANCE_RBAC_OPTS=""
+if [ "$SECURE_RBAC" = 1 ]; then
+	RBAC_POLICY_OPTS="enforce_new_defaults = True
+enforce_scope = True"
+	# Glance's own switch: its hard-coded owner checks give way to the policies
+	GLANCE_RBAC_OPTS="enforce_secure_rbac = True"
+fi
 
 
 # authtoken SERVICE_USER: the [keystone_authtoken] section for a service.
@@ -241,6 +283,8 @@ driver = sql
 [cache]
 enabled = true
 backend = dogpile.cache.memory
+[oslo_policy]
+$RBAC_POLICY_OPTS
 EOF
 fernet_repo "$KS/fernet-keys"
 fernet_repo "$KS/fernet-receipts"
@@ -269,6 +313,7 @@ workers = 0
 use_stderr = true
 enabled_backends = fs:file
 enabled_import_methods = [${IMAGETRUST_GLANCE_IMPORT_METHODS:-glance-direct,copy-image}]
+$GLANCE_RBAC_OPTS
 $protection_conf
 [database]
 connection = sqlite:///$GL/glance.sqlite
@@ -284,6 +329,7 @@ filesystem_store_datadir = $GL/tasks
 lock_path = $GL/lock
 [oslo_policy]
 policy_file = $GL/etc/policy.yaml
+$RBAC_POLICY_OPTS
 [paste_deploy]
 config_file = $GL/etc/glance-api-paste.ini
 flavor = keystone
@@ -301,12 +347,21 @@ use_stderr = true
 auth_strategy = keystone
 [placement_database]
 connection = sqlite:///$PL/placement.sqlite
+[oslo_policy]
+$RBAC_POLICY_OPTS
 $(authtoken placement)
 EOF
 
 	NV=$STATE/nova
 	mkdir -p "$NV/etc" "$NV/lock"
 	cp /etc/nova/api-paste.ini "$NV/etc/api-paste.ini"
+	nova_policy_file=""
+	if [ -n "$NOVA_POLICY" ]; then
+		# the real file is written once bootstrap.py made the mirror
+		# project (oslo.policy rereads a policy file that changed)
+		echo '{}' >"$NV/etc/policy.yaml"
+		nova_policy_file="policy_file = $NV/etc/policy.yaml"
+	fi
 	cat >"$NV/etc/nova.conf" <<EOF
 [DEFAULT]
 use_stderr = true
@@ -336,6 +391,9 @@ region_name = RegionOne
 valid_interfaces = internal,public
 [oslo_concurrency]
 lock_path = $NV/lock
+[oslo_policy]
+$nova_policy_file
+$RBAC_POLICY_OPTS
 [wsgi]
 api_paste_config = $NV/etc/api-paste.ini
 $(authtoken nova)
@@ -378,6 +436,7 @@ connection = sqlite:///$CV/cinder.sqlite
 lock_path = $CV/lock
 [oslo_policy]
 policy_file = $CV/etc/policy.yaml
+$RBAC_POLICY_OPTS
 $(authtoken cinder)
 EOF
 fi
@@ -458,6 +517,12 @@ say "keystone up on $KEYSTONE_URL in $(elapsed "$t") s"
 
 t=$(now)
 run_step keystone-objects "$PY" "$HERE/bootstrap.py"
+MIRROR_PROJECT_ID=$(sed -n 's/^MIRROR_PROJECT_ID=\([0-9a-f]*\)$/\1/p' "$LOG/keystone-objects.log")
+[ -n "$MIRROR_PROJECT_ID" ] || die "bootstrap.py did not print the mirror project's id ($LOG/keystone-objects.log)"
+if [ -n "$NOVA_POLICY" ] && [ "$WITH_NOVA" = 1 ]; then
+	sed "s/<mirror project id>/$MIRROR_PROJECT_ID/g" "$NOVA_POLICY" >"$NV/etc/policy.yaml.new"
+	mv "$NV/etc/policy.yaml.new" "$NV/etc/policy.yaml"
+fi
 say "projects, users and endpoints created in $(elapsed "$t") s"
 
 t=$(now)
@@ -500,27 +565,35 @@ CINDER_PORT=$([ "$WITH_CINDER" = 1 ] && echo "$CINDER_PORT")
 CINDER_URL=$CINDER_URL
 CINDER_PID=$(pid_of cinder-api)
 CINDER_POLICY=$CINDER_POLICY
+NOVA_POLICY=$([ "$WITH_NOVA" = 1 ] && echo "$NOVA_POLICY")
+SECURE_RBAC=$SECURE_RBAC
 
 ADMIN_PASSWORD=$ADMIN_PASSWORD
 SERVICE_PASSWORD=$SERVICE_PASSWORD
 MIRROR_PASSWORD=$MIRROR_PASSWORD
+PROXY_PASSWORD=$PROXY_PASSWORD
 DEMO_PASSWORD=$DEMO_PASSWORD
 MIRROR_PROJECT=mirror
+MIRROR_PROJECT_ID=$MIRROR_PROJECT_ID
 MIRROR_USER=imagetrust
+PROXY_USER=imagetrust-proxy
 DEMO_PROJECT=demo
 DEMO_USER=demo
 EOF
 
+# cloud NAME USER PASSWORD PROJECT; PROJECT "system": a system-scoped cloud.
 cloud() {
+	local scope="project_name: $4
+      project_domain_name: Default"
+	if [ "$4" = system ]; then scope="system_scope: all"; fi
 	cat <<EOF
   $1:
     auth:
       auth_url: $KEYSTONE_URL
       username: $2
       password: $3
-      project_name: $4
+      $scope
       user_domain_name: Default
-      project_domain_name: Default
     region_name: RegionOne
     interface: public
     identity_api_version: 3
@@ -529,7 +602,9 @@ EOF
 {
 	echo "clouds:"
 	cloud admin admin "$ADMIN_PASSWORD" admin
+	cloud system-admin admin "$ADMIN_PASSWORD" system
 	cloud mirror imagetrust "$MIRROR_PASSWORD" mirror
+	cloud proxy imagetrust-proxy "$PROXY_PASSWORD" mirror
 	cloud demo demo "$DEMO_PASSWORD" demo
 } >"$STATE/clouds.yaml"
 
