@@ -2,7 +2,9 @@
 // its own real Keystone, Glance, placement and nova-api on loopback, with
 // Glance's property protections from etc/glance and the boot proxy, over
 // HTTPS, as the catalog's public compute endpoint. Only Neutron is a stand-in
-// (fake-neutron.py): it does not run here.
+// (fake-neutron.py): it does not run here. It runs twice: on the test stack's
+// defaults (TestStory), and under OpenStack's new policy defaults with the
+// operator guide's identities (TestStorySecureRBAC).
 package e2e
 
 import (
@@ -29,6 +31,36 @@ func root(t *testing.T) string {
 }
 
 func TestStory(t *testing.T) {
+	// This Glance offers no glance-direct, so the story's syncs take the
+	// fallback of sync.ingest = "auto" (one verified PUT /file per image);
+	// make demo, TestStorySecureRBAC and the glancesync tests cover
+	// glance-direct.
+	story(t, []string{"IMAGETRUST_GLANCE_IMPORT_METHODS=web-download"},
+		"glance-direct is not enabled: uploading image data in one PUT")
+}
+
+// TestStorySecureRBAC tells the story on a stack that runs the way the
+// operator guide documents a site under OpenStack's new policy defaults:
+// enforce_new_defaults and enforce_scope in Keystone, Glance, placement and
+// Nova, Glance's enforce_secure_rbac, the mirror user with member and
+// imagetrust only (no admin), the proxy user with reader and service, a
+// project-scoped admin for the local flags, and Nova's policy.yaml from
+// etc/nova/policy-retire-delete.yaml, so that the story's step 14 checks
+// retire = "delete" as the non-admin mirror.
+func TestStorySecureRBAC(t *testing.T) {
+	r := root(t)
+	story(t, []string{
+		"IMAGETRUST_SECURE_RBAC=1",
+		"IMAGETRUST_NOVA_POLICY=" + filepath.Join(r, "etc/nova/policy-retire-delete.yaml"),
+	},
+		"image staged and verified; importing",
+		"E1 is deleted",
+		"D1, which vm-10 uses, is deactivated and hidden, not deleted")
+}
+
+// story starts a stack with start.sh's environment plus env, runs story.sh
+// on it, and wants the story's usual output plus each of wants.
+func story(t *testing.T, env []string, wants ...string) {
 	if testing.Short() {
 		t.Skip("the end-to-end story takes a few minutes")
 	}
@@ -45,14 +77,11 @@ func TestStory(t *testing.T) {
 	}
 	state := filepath.Join(t.TempDir(), "stack")
 	start := exec.Command(filepath.Join(r, "tests/openstack/start.sh"), state, "--with-nova")
-	// This Glance offers no glance-direct, so the story's syncs take the
-	// fallback of sync.ingest = "auto" (one verified PUT /file per image);
-	// make demo and the glancesync tests cover glance-direct.
 	start.Env = append(os.Environ(),
-		"IMAGETRUST_GLANCE_IMPORT_METHODS=web-download",
 		"IMAGETRUST_PROPERTY_PROTECTIONS="+filepath.Join(r, "etc/glance/property-protections.conf"),
 		"IMAGETRUST_GLANCE_POLICY="+filepath.Join(r, "etc/glance/policy.yaml"),
 	)
+	start.Env = append(start.Env, env...)
 	if out, err := start.CombinedOutput(); err != nil {
 		t.Fatalf("start.sh: %v\n%s", err, out)
 	}
@@ -73,9 +102,8 @@ func TestStory(t *testing.T) {
 	if err != nil {
 		t.Fatalf("story.sh failed: %v\n%s", err, out.String())
 	}
-	for _, want := range []string{"The story is complete.", "may not boot", "blacklist", "revoked", "expired",
-		"the proxy answers on https://",
-		"glance-direct is not enabled: uploading image data in one PUT"} {
+	for _, want := range append([]string{"The story is complete.", "may not boot", "blacklist", "revoked", "expired",
+		"the proxy answers on https://"}, wants...) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the story's output lacks %q", want)
 		}

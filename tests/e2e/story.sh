@@ -6,7 +6,17 @@
 #
 # It needs a running loopback stack with nova (tests/openstack/start.sh
 # STATE --with-nova, with IMAGETRUST_PROPERTY_PROTECTIONS set to
-# etc/glance/property-protections.conf) and imagetrust on PATH.
+# etc/glance/property-protections.conf and IMAGETRUST_GLANCE_POLICY to
+# etc/glance/policy.yaml) and imagetrust on PATH. Each actor uses the
+# identity docs/operator-guide.md gives it: the sync and the CRL job the
+# mirror user (cloud mirror), the proxy its read-only user (cloud proxy), the
+# operator's local flags a project-scoped admin (cloud admin), users their
+# own project (cloud demo); Keystone's catalog is changed by a system-scoped
+# admin (cloud system-admin). On a stack started with
+# IMAGETRUST_SECURE_RBAC=1 (OpenStack's new policy defaults, the mirror user
+# without admin) it runs the same; with IMAGETRUST_NOVA_POLICY set to
+# etc/nova/policy-retire-delete.yaml it also tells step 14, retire =
+# "delete".
 #
 # usage: story.sh STATE_DIR WORK_DIR
 # Both `make demo` (narrated) and tests/e2e (TestStory) run it. It exits
@@ -143,7 +153,7 @@ for k in sorted(p):
         print("   %-34s %s" % (k, p[k]))'
 
 say "3. The boot proxy goes in front of Nova, over HTTPS, and becomes the catalog's compute endpoint"
-imagetrust proxy --config imagetrust.toml --cloud mirror 2>proxy.log &
+imagetrust proxy --config imagetrust.toml --cloud proxy 2>proxy.log &
 PIDS+=($!)
 for _ in $(seq 1 50); do curl -fsS "http://127.0.0.1:$HEALTH_PORT/healthz" >/dev/null 2>&1 && break; sleep 0.2; done
 curl -fsS "http://127.0.0.1:$HEALTH_PORT/healthz" >/dev/null
@@ -156,14 +166,16 @@ run "$ROOT/tests/openstack/set-compute-endpoint.sh" "$STATE" "https://127.0.0.1:
 NEUTRON_PORT=$(free_port)
 /usr/bin/python3 "$ROOT/tests/e2e/fake-neutron.py" "$NEUTRON_PORT" &
 PIDS+=($!)
-if ! openstack --os-cloud admin service show network >/dev/null 2>&1; then
-	openstack --os-cloud admin service create --name neutron network >/dev/null
+# (the catalog is Keystone's system scope: under its new policy defaults a
+# project admin may not change it)
+if ! openstack --os-cloud system-admin service show network >/dev/null 2>&1; then
+	openstack --os-cloud system-admin service create --name neutron network >/dev/null
 fi
 for iface in public internal admin; do
-	for id in $(openstack --os-cloud admin endpoint list --service network --interface $iface -f value -c ID); do
-		openstack --os-cloud admin endpoint delete "$id"
+	for id in $(openstack --os-cloud system-admin endpoint list --service network --interface $iface -f value -c ID); do
+		openstack --os-cloud system-admin endpoint delete "$id"
 	done
-	openstack --os-cloud admin endpoint create --region RegionOne network $iface "http://127.0.0.1:$NEUTRON_PORT" >/dev/null
+	openstack --os-cloud system-admin endpoint create --region RegionOne network $iface "http://127.0.0.1:$NEUTRON_PORT" >/dev/null
 done
 note "a read-only stand-in answers for Neutron on port $NEUTRON_PORT (nothing is scheduled here)"
 openstack --os-cloud admin flavor show tiny >/dev/null 2>&1 ||
@@ -288,5 +300,41 @@ PY
 grep -q "hello from the user" vm-1.user-data.txt || { echo "!! the user's own user data is missing" >&2; exit 1; }
 grep -q "demo-site" vm-1.user-data.txt || { echo "!! the site context is missing" >&2; exit 1; }
 note "both the user's cloud-config and the site's context reach the VM; see proxy.log for one audit line per decision"
+
+if [ -n "${NOVA_POLICY:-}" ]; then
+	say "14. retire = \"delete\": a superseded image no server uses is deleted, one a server uses only deactivated and hidden"
+	note "Nova's policy.yaml has etc/nova/policy-retire-delete.yaml: the mirror's role may list every project's servers"
+	show "imagetrust describe/sign/approve/register images/d1.json (tag batch) and images/e1.json (tag spare)"
+	publish d1 batch 90d "$(date -u -d '-2 hours' +%Y-%m-%dT%H:%M:%SZ)" >/dev/null
+	publish e1 spare 90d "$(date -u -d '-2 hours' +%Y-%m-%dT%H:%M:%SZ)" >/dev/null
+	D1=$(image_id images/d1.json)
+	E1=$(image_id images/e1.json)
+	run env OS_CLOUD=mirror imagetrust sync --config imagetrust.toml --once 2>sync-d1.log
+	run boot vm-10 batch
+	got=$(booted_image)
+	note "vm-10 runs $got (D1); nothing runs E1 ($E1)"
+	[ "$got" = "$D1" ]
+	show "imagetrust describe/sign/approve/register images/d2.json (batch) and images/e2.json (spare), newer"
+	publish d2 batch 90d "$(date -u -d '-1 hour' +%Y-%m-%dT%H:%M:%SZ)" >/dev/null
+	publish e2 spare 90d "$(date -u -d '-1 hour' +%Y-%m-%dT%H:%M:%SZ)" >/dev/null
+	sed -i 's/^retire = "keep".*/retire = "delete"/' imagetrust.toml
+	grep -q '^retire = "delete"' imagetrust.toml
+	run env OS_CLOUD=mirror imagetrust sync --config imagetrust.toml --once 2>sync-delete.log
+	grep -E "$D1|$E1" sync-delete.log | sed 's/^/   /'
+	if grep -q "cannot tell whether servers use the image" sync-delete.log; then
+		echo "!! the sync could not ask Nova which servers use an image:" >&2
+		grep "cannot tell" sync-delete.log >&2
+		exit 1
+	fi
+	grep -q "msg=\"image retired (deleted)\" id=$E1" sync-delete.log
+	if openstack --os-cloud mirror image show "$E1" >/dev/null 2>&1; then
+		echo "!! E1 ($E1), superseded and unused, was not deleted" >&2
+		exit 1
+	fi
+	note "E1 is deleted"
+	[ "$(status mirror "$D1")" = deactivated ]
+	openstack --os-cloud mirror image list --hidden --property imagetrust_tag=batch -f value -c ID | grep -qx "$D1"
+	note "D1, which vm-10 uses, is deactivated and hidden, not deleted"
+fi
 
 say "The story is complete."
