@@ -119,9 +119,9 @@ def bootstrap():
     else:
         user("imagetrust", env["MIRROR_PASSWORD"], mirror, ["admin", "member", "imagetrust"])
     # The boot proxy's user, as the operator guide documents it: read-only
-    # in the mirror project, and "service" so that Keystone lets it
-    # validate users' tokens.
-    user("imagetrust-proxy", env["PROXY_PASSWORD"], mirror, ["reader", "service"])
+    # in the mirror project (proxy.token_validation = "self", the default,
+    # needs no "service" role: each token validates itself).
+    user("imagetrust-proxy", env["PROXY_PASSWORD"], mirror, ["reader"])
     user("demo", env["DEMO_PASSWORD"], demo, ["member"])
     print("MIRROR_PROJECT_ID=%s" % mirror.id)
 
