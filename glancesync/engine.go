@@ -80,6 +80,12 @@ type Syncer struct {
 	// members remembers, per image id, the members the sync last read and
 	// set, so that steady passes do not list them again (MembersRecheck).
 	members map[string]memberMemo
+	// revokedSeen holds the revoked bundles (location and uuid) the last
+	// pass listed: each is logged at WARN the first time this Syncer lists
+	// it, at INFO on later passes (refuse).
+	revokedSeen map[string]bool
+	// revokedPass collects them during a pass (collect).
+	revokedPass map[string]bool
 }
 
 // leftQueued is an image left queued, data-less, after a refused stream.
@@ -205,7 +211,7 @@ func New(o Options) (*Syncer, error) {
 	default:
 		return nil, fmt.Errorf("glancesync: retire policy %q: use keep, hide or delete", o.Sync.Retire)
 	}
-	return &Syncer{o: o, log: o.Logger, m: o.Metrics, spent: map[string]string{}, left: map[string]leftQueued{}, members: map[string]memberMemo{}}, nil
+	return &Syncer{o: o, log: o.Logger, m: o.Metrics, spent: map[string]string{}, left: map[string]leftQueued{}, members: map[string]memberMemo{}, revokedSeen: map[string]bool{}}, nil
 }
 
 // Outcome is what a pass did with one bundle or image.
@@ -384,6 +390,8 @@ func (s *Syncer) aliasesOn() bool { return s.o.Sync.Aliases == nil || *s.o.Sync.
 func (s *Syncer) collect(ctx context.Context, rp *reporter) ([]*item, map[string]bool, map[string]bool) {
 	present := map[string]bool{}
 	incomplete := map[string]bool{}
+	s.revokedPass = map[string]bool{}
+	defer func() { s.revokedSeen, s.revokedPass = s.revokedPass, nil }()
 	var items []*item
 	seen := map[string]*item{}
 	now := s.o.Now()
@@ -552,12 +560,37 @@ func (s *Syncer) refuse(it *item, rp *reporter) {
 		o.ID, o.VO, o.Tag = it.desc.UUID, it.desc.VO, it.desc.Tag
 	}
 	s.m.Refused.WithLabelValues(it.refused).Inc()
+	// ERROR is for the refusals an operator must look at (what makes
+	// `sync --once` exit 4); an expired or revoked bundle left in a source
+	// is routine and would otherwise log an ERROR every pass for as long
+	// as the publisher keeps it there
 	lvl := slog.LevelError
-	if it.refused == validator.ReasonExpired {
+	switch it.refused {
+	case validator.ReasonExpired:
 		lvl = slog.LevelInfo
+	case validator.ReasonRevoked:
+		// WARN the first time this Syncer (this process, until a reload)
+		// lists the bundle, INFO on every later pass
+		lvl = slog.LevelInfo
+		key := o.Location + "\n" + o.ID
+		if s.revokedPass == nil {
+			s.revokedPass = map[string]bool{}
+		}
+		if !s.revokedSeen[key] && !s.revokedPass[key] {
+			lvl = slog.LevelWarn
+		}
+		s.revokedPass[key] = true
 	}
 	s.log.Log(context.Background(), lvl, "bundle refused", "id", o.ID, "vo", o.VO, "tag", o.Tag, "location", o.Location, "reason", o.Reason, "detail", o.Detail)
 	rp.add(o)
+}
+
+// RoutineRefusal reports whether a bundle refused for reason is routine:
+// expired and revoked bundles linger in sources after their images' end.
+// Such refusals are logged at INFO (a revoked bundle at WARN the first time
+// a Syncer lists it), and `imagetrust sync --once` does not exit 4 for them.
+func RoutineRefusal(reason string) bool {
+	return reason == validator.ReasonExpired || reason == validator.ReasonRevoked
 }
 
 // sameRecord reports whether an image carries exactly the bundle's descriptor and signature.

@@ -59,7 +59,10 @@ func newWorld(t testing.TB) *world {
 
 var testVOs = []string{"atlas", "cms", "lhcb"}
 
-func (w *world) trust() *validator.Trust {
+func (w *world) trust() *validator.Trust { return w.trustWith(nil) }
+
+// trustWith is trust with CRLs (DER) of the world's CAs.
+func (w *world) trustWith(crls [][]byte) *validator.Trust {
 	cdn, _ := validator.DNFromRaw(w.creator.Cert.RawSubject)
 	adn, _ := validator.DNFromRaw(w.approver.Cert.RawSubject)
 	vos := map[string]*validator.VOPolicy{}
@@ -67,7 +70,7 @@ func (w *world) trust() *validator.Trust {
 		vos[v] = &validator.VOPolicy{Name: v, Creators: []validator.DN{cdn}, Approvers: []validator.DN{adn}}
 	}
 	tr, _, err := validator.NewTrust(validator.TrustOptions{
-		People: []*x509.Certificate{w.peopleRoot.Cert}, Registrar: []*x509.Certificate{w.regRoot.Cert}, VOs: vos,
+		People: []*x509.Certificate{w.peopleRoot.Cert}, Registrar: []*x509.Certificate{w.regRoot.Cert}, VOs: vos, CRLs: crls,
 	})
 	if err != nil {
 		w.t.Fatal(err)
@@ -105,8 +108,11 @@ type imageRef struct {
 
 type published struct {
 	id, dir, name string
+	vo, tag       string
 	desc, sig     []byte
 	image         []byte
+	// imageCert is the image certificate (issued by the Registrar root).
+	imageCert *x509.Certificate
 }
 
 // publish writes NAME.json, NAME.json.p7s and NAME.img into dir.
@@ -205,7 +211,7 @@ func (w *world) publish(dir string, s spec) *published {
 	if s.uri == "" {
 		write(s.name+".img", file)
 	}
-	return &published{id: s.id, dir: dir, name: s.name, desc: desc, sig: sig, image: img}
+	return &published{id: s.id, dir: dir, name: s.name, vo: s.vo, tag: s.tag, desc: desc, sig: sig, image: img, imageCert: leaf.Cert}
 }
 
 // writeCounter counts the requests that are not GET or HEAD: writes Glance

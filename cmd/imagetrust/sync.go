@@ -144,7 +144,7 @@ func refusedBundles(r *glancesync.Report) int {
 	for _, o := range r.Outcomes {
 		refused := o.Action == glancesync.ActionRefused ||
 			(o.Action == glancesync.ActionSkipped && o.Reason == glancesync.ReasonUnreadable)
-		if refused && o.Reason != validator.ReasonExpired && o.Reason != validator.ReasonRevoked {
+		if refused && !glancesync.RoutineRefusal(o.Reason) {
 			n++
 		}
 	}
