@@ -43,8 +43,10 @@ func liveTags(ours []*Image, items []*item) map[string]bool {
 
 // ensureAliases keeps, per (VO, tag) with a valid bundle, the two data-less
 // alias images TAG and VO/TAG (docs/design.md, "Tag aliases"); when live is
-// not nil, only for the VO/tag keys it holds.
-func (s *Syncer) ensureAliases(ctx context.Context, items []*item, have []*Image, live map[string]bool, rp *reporter) {
+// not nil, only for the VO/tag keys it holds. It returns the mirror
+// project's alias images that were there, by alias and name, surplus ones
+// left out (dedupAliases).
+func (s *Syncer) ensureAliases(ctx context.Context, items []*item, have []*Image, live map[string]bool, rp *reporter) map[string]*Image {
 	exists := s.dedupAliases(ctx, have, rp) // alias + "\n" + name
 	// the tags to keep aliases for, each once, in the items' order
 	type tagKey struct{ vo, tag, alias string }
@@ -104,6 +106,68 @@ func (s *Syncer) ensureAliases(ctx context.Context, items []*item, have []*Image
 			s.ensureMembers(ctx, im, k.vo, listed, Outcome{ID: im.ID, VO: o.VO, Tag: o.Tag}, rp)
 			rp.add(o)
 		}
+	}
+	return exists
+}
+
+// removeDeadAliases deletes the alias images (exists: ensureAliases) of
+// tags that are gone: left alone, `openstack server create --image TAG`
+// would resolve to an alias for ever, and the proxy answer that no image
+// has the tag. An alias VO/TAG is deleted only when all of these hold:
+//
+//   - the VO has a [vo] section and every source of it listed completely
+//     this pass (complete: collect; a failed or incomplete listing, an
+//     empty source, or a VO no source listed a bundle of, removes nothing:
+//     the same rule as retiring images);
+//   - no source lists a bundle of the tag for the VO, valid or not (an
+//     expired, revoked or held bundle still published keeps its aliases:
+//     the proxy then names the reason instead of "no image", and a hold
+//     lifted, or a new image of the tag being imported, does not come back
+//     to an alias under a new id);
+//   - the tag has no current image once this pass's retiring is done
+//     (shown: reconcile): with sync.retire = "keep" the images of a tag
+//     whose bundles left stay active, unhidden and bootable by tag, and
+//     keep their aliases;
+//   - the alias image is the mirror project's.
+//
+// A deleted alias's id is spent: if the tag is published again, the alias
+// is made under the next derived id (createAlias).
+func (s *Syncer) removeDeadAliases(ctx context.Context, items []*item, exists map[string]*Image, complete, shown map[string]bool, rp *reporter) {
+	published := map[string]bool{}
+	for _, it := range items {
+		if it.desc != nil && it.b.AllowsVO(it.desc.VO) {
+			published[it.desc.VO+"/"+it.desc.Tag] = true
+		}
+	}
+	keys := make([]string, 0, len(exists))
+	for k := range exists {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys) // a stable plan and log
+	for _, k := range keys {
+		im := exists[k]
+		alias, name, _ := strings.Cut(k, "\n")
+		vo, tag, ok := strings.Cut(alias, "/")
+		if !ok || !s.configured(vo) || !complete[vo] || published[alias] || shown[alias] || im.Owner != s.o.MirrorProject {
+			continue
+		}
+		o := Outcome{ID: im.ID, VO: vo, Tag: tag, Action: ActionAliasDelete,
+			Detail: "alias " + name + ": no source publishes the tag and it has no current image"}
+		if s.o.DryRun {
+			fmt.Fprintf(s.o.Plan, "%-10s %s %s/%s %s\n", o.Action, o.ID, o.VO, o.Tag, o.Detail)
+			rp.add(o)
+			continue
+		}
+		if err := s.o.Glance.Delete(ctx, im.ID); err != nil && !errors.Is(err, ErrNotFound) {
+			s.log.Error("alias of a gone tag not deleted", "alias", alias, "name", name, "id", im.ID, "err", err)
+			s.m.Errors.Inc()
+			rp.fail()
+			continue
+		}
+		s.forgetMembers(im.ID)
+		s.log.Info("alias deleted: no source publishes the tag and it has no current image", "alias", alias, "name", name, "id", im.ID)
+		s.m.Retired.WithLabelValues(ActionAliasDelete).Inc()
+		rp.add(o)
 	}
 }
 
@@ -218,4 +282,10 @@ func (s *Syncer) dedupAliases(ctx context.Context, have []*Image, rp *reporter) 
 		}
 	}
 	return exists
+}
+
+// configured reports whether vo has a [vo] section.
+func (s *Syncer) configured(vo string) bool {
+	_, ok := s.o.VOs[vo]
+	return ok
 }

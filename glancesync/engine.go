@@ -353,13 +353,14 @@ func (s *Syncer) Run(ctx context.Context) (*Report, error) {
 		}
 		s.pruneMembers(ours)
 	}
-	s.reconcile(ctx, ours, items, present, complete, rp)
+	shown := s.reconcile(ctx, ours, items, present, complete, rp)
 	if s.aliasesOn() {
 		var live map[string]bool // VO/tag with an active image; nil: plan them all
 		if !s.o.DryRun {
 			live = liveTags(ours, items)
 		}
-		s.ensureAliases(ctx, items, aliases, live, rp)
+		kept := s.ensureAliases(ctx, items, aliases, live, rp)
+		s.removeDeadAliases(ctx, items, kept, complete, shown, rp)
 	}
 	s.m.Pass.Observe(s.o.Now().Sub(start).Seconds())
 	if rp.r.Errors == 0 && !s.o.DryRun {

@@ -32,4 +32,7 @@ const (
 	ActionRetireDel  = "retire-delete"
 	ActionDeactivate = "retire-deactivate-hide"
 	ActionAlias      = "alias-create"
+	// ActionAliasDelete: an alias of a tag that is no longer published
+	// and has no current image, deleted (aliases.go).
+	ActionAliasDelete = "alias-delete"
 )

@@ -35,8 +35,11 @@ func newer(a, b *Image) bool {
 
 // reconcile sets visibility, members and os_hidden of the mirror's images,
 // and applies the retire policy to images that left every source or were
-// superseded in their tag. It writes only what differs.
-func (s *Syncer) reconcile(ctx context.Context, ours []*Image, items []*item, present, complete map[string]bool, rp *reporter) {
+// superseded in their tag. It writes only what differs. It returns the
+// VO/tag keys that have a current image once its writes are done (planned,
+// with DryRun): an active, unhidden catalogue image of the mirror project,
+// which a boot by tag may resolve to (removeDeadAliases).
+func (s *Syncer) reconcile(ctx context.Context, ours []*Image, items []*item, present, complete map[string]bool, rp *reporter) map[string]bool {
 	valid := map[string]bool{}
 	for _, it := range items {
 		if it.refused == "" {
@@ -75,57 +78,73 @@ func (s *Syncer) reconcile(ctx context.Context, ours []*Image, items []*item, pr
 		}
 	}
 	listed := s.listMembers(ctx, targets)
+	shown := map[string]bool{}
 	for _, im := range ours {
 		if im.Props[validator.PropAlias] != "" || im.Props[validator.PropUUID] == "" {
 			continue
 		}
-		vo, tag := im.Props[validator.PropVO], im.Props[validator.PropTag]
-		k := vo + "/" + tag
-		left := !present[vo+"/"+im.ID] && complete[vo]
-		if im.Status == StatusQueued && left && s.o.Sync.Retire != "keep" {
-			// data-less (bytes refused, or never complete) and its bundle
-			// gone: nothing boots it, nothing will complete it
-			s.retire(ctx, im, "left every source before its bytes were mirrored", Outcome{ID: im.ID, VO: vo, Tag: tag}, rp)
-			continue
-		}
-		if im.Status != StatusActive && im.Status != StatusDeactivated {
-			continue
-		}
-		superseded := newest[k] != nil && newest[k].ID != im.ID && newer(newest[k], im)
-		o := Outcome{ID: im.ID, VO: vo, Tag: tag}
-		if clear := clearRefusalOps(im); len(clear) > 0 {
-			// its bytes are mirrored: a refusal recorded while it was
-			// queued says nothing any more
-			s.apply(ctx, im.ID, clear, o, ActionUpdate, "refusal record removed: the image has its data", rp)
-		}
-		// members first, for every image of ours (a retired, hidden one
-		// still boots by uuid): a project taken out of the VO's list loses
-		// them all
-		s.ensureMembers(ctx, im, vo, listed, o, rp)
-		if (left || superseded) && s.o.Sync.Retire != "keep" {
-			why := "left every source"
-			if !left {
-				why = "superseded by " + newest[k].ID
-			}
-			s.retire(ctx, im, why, o, rp)
-			continue
-		}
-		if !valid[im.ID] || im.Status != StatusActive {
-			continue
-		}
-		// A current image: visible as its VO says.
-		var ops []PatchOp
-		if im.Hidden && !superseded && !left {
-			ops = append(ops, PatchOp{Name: "os_hidden", Value: false})
-		}
-		want := s.o.VOs[vo].Visibility
-		if want != "" && im.Visibility != want {
-			ops = append(ops, PatchOp{Name: "visibility", Value: want})
-		}
-		if len(ops) > 0 {
-			s.apply(ctx, im.ID, ops, o, ActionUpdate, fmt.Sprintf("hidden=false visibility=%s", want), rp)
+		if s.reconcileImage(ctx, im, valid, newest, listed, present, complete, rp) {
+			shown[im.Props[validator.PropVO]+"/"+im.Props[validator.PropTag]] = true
 		}
 	}
+	return shown
+}
+
+// reconcileImage is reconcile's work on one catalogue image. It returns
+// whether the image is current once it is done: active and unhidden.
+func (s *Syncer) reconcileImage(ctx context.Context, im *Image, valid map[string]bool, newest map[string]*Image, listed map[string]memberList,
+	present, complete map[string]bool, rp *reporter) bool {
+	vo, tag := im.Props[validator.PropVO], im.Props[validator.PropTag]
+	k := vo + "/" + tag
+	left := !present[vo+"/"+im.ID] && complete[vo]
+	shown := im.Status == StatusActive && !im.Hidden
+	if im.Status == StatusQueued && left && s.o.Sync.Retire != "keep" {
+		// data-less (bytes refused, or never complete) and its bundle
+		// gone: nothing boots it, nothing will complete it
+		s.retire(ctx, im, "left every source before its bytes were mirrored", Outcome{ID: im.ID, VO: vo, Tag: tag}, rp)
+		return false
+	}
+	if im.Status != StatusActive && im.Status != StatusDeactivated {
+		return false
+	}
+	superseded := newest[k] != nil && newest[k].ID != im.ID && newer(newest[k], im)
+	o := Outcome{ID: im.ID, VO: vo, Tag: tag}
+	if clear := clearRefusalOps(im); len(clear) > 0 {
+		// its bytes are mirrored: a refusal recorded while it was
+		// queued says nothing any more
+		s.apply(ctx, im.ID, clear, o, ActionUpdate, "refusal record removed: the image has its data", rp)
+	}
+	// members first, for every image of ours (a retired, hidden one
+	// still boots by uuid): a project taken out of the VO's list loses
+	// them all
+	s.ensureMembers(ctx, im, vo, listed, o, rp)
+	if (left || superseded) && s.o.Sync.Retire != "keep" {
+		why := "left every source"
+		if !left {
+			why = "superseded by " + newest[k].ID
+		}
+		// retired whatever it looked like (a deactivated image too: its
+		// crl-hold mark goes), current only if a write failed
+		retired := s.retire(ctx, im, why, o, rp)
+		return shown && !retired
+	}
+	if !valid[im.ID] || im.Status != StatusActive {
+		return shown
+	}
+	// A current image: visible as its VO says.
+	var ops []PatchOp
+	unhide := im.Hidden && !superseded && !left
+	if unhide {
+		ops = append(ops, PatchOp{Name: "os_hidden", Value: false})
+	}
+	want := s.o.VOs[vo].Visibility
+	if want != "" && im.Visibility != want {
+		ops = append(ops, PatchOp{Name: "visibility", Value: want})
+	}
+	if len(ops) > 0 && s.apply(ctx, im.ID, ops, o, ActionUpdate, fmt.Sprintf("hidden=false visibility=%s", want), rp) && unhide {
+		shown = true
+	}
+	return shown
 }
 
 func (s *Syncer) apply(ctx context.Context, id string, ops []PatchOp, o Outcome, action, detail string, rp *reporter) bool {
@@ -148,15 +167,19 @@ func (s *Syncer) apply(ctx context.Context, id string, ops []PatchOp, o Outcome,
 	return true
 }
 
-// retire applies the retire policy (hide or delete) to one image.
-func (s *Syncer) retire(ctx context.Context, im *Image, why string, o Outcome, rp *reporter) {
+// retire applies the retire policy (hide or delete) to one image. It
+// returns whether the image is retired once it is done (planned, with
+// DryRun): hidden, deactivated or deleted; false when a write failed and
+// left it active and unhidden.
+func (s *Syncer) retire(ctx context.Context, im *Image, why string, o Outcome, rp *reporter) bool {
 	if s.o.Sync.Retire == "hide" {
 		if !im.Hidden {
-			if s.apply(ctx, im.ID, []PatchOp{{Name: "os_hidden", Value: true}}, o, ActionHide, why, rp) {
-				s.m.Retired.WithLabelValues("hide").Inc()
+			if !s.apply(ctx, im.ID, []PatchOp{{Name: "os_hidden", Value: true}}, o, ActionHide, why, rp) {
+				return false
 			}
+			s.m.Retired.WithLabelValues("hide").Inc()
 		}
-		return
+		return true
 	}
 	// delete: only what no server uses; otherwise deactivate and hide.
 	inUse, known := true, false
@@ -175,17 +198,17 @@ func (s *Syncer) retire(ctx context.Context, im *Image, why string, o Outcome, r
 		if s.o.DryRun {
 			fmt.Fprintf(s.o.Plan, "%-10s %s %s/%s %s\n", o.Action, o.ID, o.VO, o.Tag, o.Detail)
 			rp.add(o)
-			return
+			return true
 		}
 		if err := s.o.Glance.Delete(ctx, im.ID); err != nil && !errors.Is(err, ErrNotFound) {
 			s.log.Error("delete failed", "id", im.ID, "err", err)
 			rp.fail()
-			return
+			return false
 		}
 		s.log.Info("image retired (deleted)", "id", im.ID, "why", why)
 		s.m.Retired.WithLabelValues("delete").Inc()
 		rp.add(o)
-		return
+		return true
 	}
 	if im.Status == StatusActive {
 		if s.o.DryRun {
@@ -193,7 +216,7 @@ func (s *Syncer) retire(ctx context.Context, im *Image, why string, o Outcome, r
 		} else if err := s.o.Glance.Deactivate(ctx, im.ID); err != nil {
 			s.log.Error("deactivate failed", "id", im.ID, "err", err)
 			rp.fail()
-			return
+			return false
 		}
 		s.m.Retired.WithLabelValues("deactivate").Inc()
 	}
@@ -209,4 +232,5 @@ func (s *Syncer) retire(ctx context.Context, im *Image, why string, o Outcome, r
 	if len(ops) > 0 {
 		s.apply(ctx, im.ID, ops, o, ActionDeactivate, why+" (servers may use it: deactivated and hidden, not deleted)", rp)
 	}
+	return true // deactivated (or not active to begin with)
 }
