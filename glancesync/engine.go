@@ -297,6 +297,9 @@ func (s *Syncer) Run(ctx context.Context) (*Report, error) {
 		s.m.Errors.Inc()
 		return &rp.r, fmt.Errorf("list the mirror project's images: %w", err)
 	}
+	// by id, the mirror project's images but its aliases: those without a
+	// catalogue record too, so that a bundle whose image lost its record
+	// finds it (repairRecord)
 	byID := map[string]*Image{}
 	var aliases []*Image
 	for _, im := range ours {
@@ -304,9 +307,7 @@ func (s *Syncer) Run(ctx context.Context) (*Report, error) {
 			aliases = append(aliases, im)
 			continue
 		}
-		if im.Props[validator.PropUUID] != "" {
-			byID[im.ID] = im
-		}
+		byID[im.ID] = im
 	}
 	mode := ingest{stage: true, canImport: true}
 	if !s.o.DryRun {

@@ -14,6 +14,8 @@ type Metrics struct {
 	LastSuccess prometheus.Gauge
 	Retired     *prometheus.CounterVec
 	Errors      prometheus.Counter
+	// Repaired counts catalogue records restored from verified bundles.
+	Repaired prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: not registered).
@@ -35,9 +37,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Images retired, by action."}, []string{"action"}),
 		Errors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "errors_total",
 			Help: "Operational errors (network, Glance) in sync passes."}),
+		Repaired: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "records_repaired_total",
+			Help: "Catalogue records (imagetrust_* properties) restored from the verified bundle after they were removed from an image."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Mirrored, m.Refused, m.Bytes, m.Transfer, m.Pass, m.LastSuccess, m.Retired, m.Errors)
+		reg.MustRegister(m.Mirrored, m.Refused, m.Bytes, m.Transfer, m.Pass, m.LastSuccess, m.Retired, m.Errors, m.Repaired)
 	}
 	return m
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/imagetrust/imagetrust/validator"
@@ -62,11 +64,17 @@ func (s *Syncer) createSpec(it *item) CreateSpec {
 // planOne prints what a pass would do with a valid bundle (--dry-run).
 func (s *Syncer) planOne(it *item, im *Image, rp *reporter) {
 	var o Outcome
+	var missing, differs []string
+	if im != nil {
+		missing, differs = recordGaps(im, it)
+	}
 	switch {
 	case im == nil:
 		o = s.outcome(it, ActionCreate, "", "create "+imageName(it.desc)+" and stream its bytes")
+	case len(missing) > 0 && len(differs) == 0 && im.Owner == s.o.MirrorProject && dataIsBundle(im, it.desc) == "":
+		o = s.outcome(it, ActionRepair, "", "restore "+strings.Join(missing, ", ")+" from the verified bundle")
 	case !s.sameRecord(im, it):
-		o = s.outcome(it, ActionRefused, ReasonUUIDImmutable, "the image in Glance carries another descriptor or signature")
+		o = s.outcome(it, ActionRefused, ReasonUUIDImmutable, recordRefusal(im, it, missing, differs))
 	case im.Status == StatusActive:
 		o = s.outcome(it, ActionUnchanged, "", "")
 	case im.Status == StatusQueued && im.Owner == s.o.MirrorProject:
@@ -90,7 +98,118 @@ func (s *Syncer) checkActive(ctx context.Context, it *item, im *Image, rp *repor
 		rp.add(s.outcome(it, ActionDeleted, ReasonGlanceHash, err.Error()))
 		return
 	}
+	if missing, differs := recordGaps(im, it); len(missing) > 0 && len(differs) == 0 && dataIsBundle(im, it.desc) == "" {
+		s.repairRecord(ctx, it, im, s.log.With("id", im.ID, "vo", it.desc.VO, "tag", it.desc.Tag), rp)
+		return
+	}
 	rp.add(s.outcome(it, ActionUnchanged, "", ""))
+}
+
+// recordGaps compares an image's catalogue record with the record of a
+// verified bundle (validator.RecordProperties): the record properties the
+// image lacks (unset or empty), and those it carries with another value,
+// each sorted. imagetrust_global_validity is not compared: after the
+// sync's creation it is the CRL job's (docs/catalogue.md).
+func recordGaps(im *Image, it *item) (missing, differs []string) {
+	for k, v := range it.record {
+		if k == validator.PropGlobalValidity {
+			continue
+		}
+		switch got := im.Props[k]; {
+		case got == "":
+			missing = append(missing, k)
+		case got != v:
+			differs = append(differs, k)
+		}
+	}
+	slices.Sort(missing)
+	slices.Sort(differs)
+	return missing, differs
+}
+
+// dataIsBundle says why Glance's data of im cannot be taken for the signed
+// image of d, or "" when it can: Glance's own sha512 (os_hash_algo and
+// os_hash_value, which Glance computed as it stored the bytes) and size
+// equal the descriptor's, on an image that holds its data.
+func dataIsBundle(im *Image, d *validator.Descriptor) string {
+	switch {
+	case im.Status != StatusActive && im.Status != StatusDeactivated:
+		return "the image is " + im.Status + ", without data to compare with the signed sha512"
+	case im.Props["os_hash_algo"] != "sha512":
+		return fmt.Sprintf("Glance hashes the image with %q, not sha512: its data cannot be compared with the signed sha512", im.Props["os_hash_algo"])
+	case im.Props["os_hash_value"] != d.SHA512:
+		return "Glance's os_hash_value differs from the signed sha512"
+	case im.Size != d.Size:
+		return fmt.Sprintf("Glance's size %d differs from the signed size %d", im.Size, d.Size)
+	}
+	return ""
+}
+
+// recordRefusal is the detail of a uuid-immutable refusal: a record that
+// is present and different, or one lost that cannot be restored.
+func recordRefusal(im *Image, it *item, missing, differs []string) string {
+	if len(differs) > 0 {
+		return "the image in Glance carries another record under this uuid (" + strings.Join(differs, ", ") + " differ from the bundle's); uuids are immutable: the publisher must register a new uuid"
+	}
+	why := dataIsBundle(im, it.desc)
+	if why == "" {
+		why = "the image is not the mirror project's"
+	}
+	return "the image in Glance has lost its signed record (" + strings.Join(missing, ", ") + " unset), and it is not restored: " + why
+}
+
+// repairRecord restores the catalogue record of an image of the mirror
+// project that lost it (an operator's `openstack image unset`, a script
+// gone wrong): without it the proxy refuses the image, the CRL job skips it
+// and every pass would refuse the bundle. Only what is missing is written,
+// and only when every record property the image still carries equals the
+// verified bundle's and Glance's own sha512 and size of the image's data
+// equal the signed ones, all read again now: the record is then the
+// bundle's record of these very bytes, derived from signed bytes only.
+// imagetrust_global_validity is never written here: the CRL job, which
+// skips images without a record, judges a restored one at its next run and
+// writes it; until then the proxy refuses the image (global validity
+// missing), as it refuses any image whose revocation state is unknown.
+func (s *Syncer) repairRecord(ctx context.Context, it *item, listed *Image, log *slog.Logger, rp *reporter) {
+	im, err := s.o.Glance.Get(ctx, listed.ID)
+	if err != nil {
+		s.opFailed(log, it, "get", err, rp)
+		return
+	}
+	missing, differs := recordGaps(im, it)
+	if len(missing) == 0 && len(differs) == 0 {
+		rp.add(s.outcome(it, ActionUnchanged, "", "record already restored"))
+		return
+	}
+	why := dataIsBundle(im, it.desc)
+	if im.Owner != s.o.MirrorProject || len(differs) > 0 || why != "" {
+		// changed since it was listed: refused as a lost or other record is
+		s.refuseRecord(it, im, missing, differs, log, rp)
+		return
+	}
+	ops := make([]PatchOp, 0, len(missing))
+	for _, k := range missing {
+		ops = append(ops, PatchOp{Name: k, Value: it.record[k]})
+	}
+	detail := "restored " + strings.Join(missing, ", ") + " from the verified bundle"
+	if s.apply(ctx, im.ID, ops, s.outcome(it, "", "", ""), ActionRepair, detail, rp) {
+		s.m.Repaired.Inc()
+		log.Warn("catalogue record restored from the verified bundle: the image had lost it (removed by hand?); its global validity is the CRL job's to write", "restored", missing,
+			"global_validity", im.Props[validator.PropGlobalValidity])
+	}
+}
+
+// refuseRecord reports a bundle whose image carries another record, or lost
+// its record and cannot have it restored (uuid-immutable).
+func (s *Syncer) refuseRecord(it *item, im *Image, missing, differs []string, log *slog.Logger, rp *reporter) {
+	detail := recordRefusal(im, it, missing, differs)
+	if len(differs) > 0 {
+		log.Error("uuids are immutable: the image in Glance carries another descriptor or signature; bundle refused", "status", im.Status, "differ", differs)
+	} else {
+		log.Error("the image in Glance has lost its signed record and it cannot be restored from the bundle; bundle refused (the proxy refuses the image)", "status", im.Status, "unset", missing, "why", detail)
+	}
+	s.m.Refused.WithLabelValues(ReasonUUIDImmutable).Inc()
+	rp.add(s.outcome(it, ActionRefused, ReasonUUIDImmutable, detail))
 }
 
 // crossCheck compares Glance's own hash and size with the descriptor's.
@@ -170,10 +289,12 @@ func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, mode ingest, r
 		rp.add(s.outcome(it, ActionRefused, ReasonSquatted, "owned by project "+im.Owner))
 		return
 	}
-	if !s.sameRecord(im, it) {
-		log.Error("uuids are immutable: the image in Glance carries another descriptor or signature; bundle refused", "status", im.Status)
-		s.m.Refused.WithLabelValues(ReasonUUIDImmutable).Inc()
-		rp.add(s.outcome(it, ActionRefused, ReasonUUIDImmutable, "descriptor or signature changed under the same uuid"))
+	if missing, differs := recordGaps(im, it); len(missing) > 0 && len(differs) == 0 && dataIsBundle(im, it.desc) == "" {
+		// its record was removed: restored, then nothing else to do
+		s.repairRecord(ctx, it, im, log, rp)
+		return
+	} else if !s.sameRecord(im, it) {
+		s.refuseRecord(it, im, missing, differs, log, rp)
 		return
 	}
 	start := s.o.Now()

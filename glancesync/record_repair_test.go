@@ -1,0 +1,183 @@
+package glancesync
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/imagetrust/imagetrust/validator"
+)
+
+// TestLostRecordRestored: an image of the mirror project whose catalogue
+// record was removed (imagetrust_descriptor, imagetrust_signature and other
+// imagetrust_* properties unset by hand) while Glance's own sha512 and size
+// of its data still equal the signed ones gets the record back from the
+// verified bundle, instead of the bundle being refused as uuid-immutable on
+// every pass. What is still there is never overwritten, and the validity
+// flag is never written: a record present with other values stays
+// uuid-immutable, and one lost on an image whose data is not the bundle's
+// is refused with a message that says so. Against the real Glance.
+func TestLostRecordRestored(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	signedOnly := []string{validator.PropDescriptor, validator.PropSignature, validator.PropUUID, validator.PropVO, validator.PropTag,
+		validator.PropChain, validator.PropRecordVersion}
+	unset := func(t *testing.T, id string, names ...string) {
+		t.Helper()
+		var ops []PatchOp
+		for _, n := range names {
+			ops = append(ops, PatchOp{Name: n, Remove: true})
+		}
+		if err := e.admin.Patch(ctx, id, ops); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		// mirrored: the first pass mirrors the bundle before change
+		mirrored bool
+		dry      bool
+		change   func(t *testing.T, p *published)
+		// repaired: the judged pass restores the record; otherwise it
+		// refuses the bundle as uuid-immutable with a detail holding why
+		repaired bool
+		why      string
+		// validity is imagetrust_global_validity after the judged pass
+		validity string
+		status   string
+	}{
+		{name: "ok record removed, validity flag too", mirrored: true, repaired: true, validity: "", status: StatusActive,
+			change: func(t *testing.T, p *published) {
+				unset(t, p.id, append(signedOnly, validator.PropGlobalValidity)...)
+			}},
+		{name: "ok descriptor and signature removed, the CRL job's hold kept", mirrored: true, repaired: true, validity: validator.GlobalHold, status: StatusActive,
+			change: func(t *testing.T, p *published) {
+				if err := e.admin.Patch(ctx, p.id, []PatchOp{{Name: validator.PropGlobalValidity, Value: validator.GlobalHold}}); err != nil {
+					t.Fatal(err)
+				}
+				unset(t, p.id, validator.PropDescriptor, validator.PropSignature)
+			}},
+		{name: "ok deactivated image", mirrored: true, repaired: true, validity: validator.GlobalValid, status: StatusDeactivated,
+			change: func(t *testing.T, p *published) {
+				if err := e.admin.Deactivate(ctx, p.id); err != nil {
+					t.Fatal(err)
+				}
+				unset(t, p.id, validator.PropDescriptor, validator.PropSignature, validator.PropTag)
+			}},
+		{name: "ok a record lost in part: descriptor and signature kept", mirrored: true, repaired: true, validity: validator.GlobalValid, status: StatusActive,
+			change: func(t *testing.T, p *published) {
+				unset(t, p.id, validator.PropVO, validator.PropChain, validator.PropRecordVersion)
+			}},
+		{name: "ok dry run plans the repair and writes nothing", mirrored: true, dry: true, status: StatusActive,
+			change: func(t *testing.T, p *published) {
+				unset(t, p.id, validator.PropDescriptor, validator.PropSignature)
+			}},
+		{name: "fail record present and different", mirrored: true, why: "another record", validity: validator.GlobalValid, status: StatusActive,
+			change: func(t *testing.T, p *published) {
+				if err := e.admin.Patch(ctx, p.id, []PatchOp{{Name: validator.PropDescriptor, Value: "e30="}}); err != nil {
+					t.Fatal(err)
+				}
+				unset(t, p.id, validator.PropSignature)
+			}},
+		{name: "fail record absent and Glance's data another", why: "os_hash_value differs", status: StatusActive,
+			change: func(t *testing.T, p *published) {
+				if _, err := e.glance.Create(ctx, CreateSpec{ID: p.id, Name: "other bytes", DiskFormat: "raw", ContainerFormat: "bare", Visibility: "private"}); err != nil {
+					t.Fatal(err)
+				}
+				other := make([]byte, len(p.image))
+				_, _ = rand.Read(other)
+				if err := e.glance.Upload(ctx, p.id, bytes.NewReader(other)); err != nil {
+					t.Fatal(err)
+				}
+			}},
+		{name: "fail record absent on a queued image", why: "is queued", status: StatusQueued,
+			change: func(t *testing.T, p *published) {
+				if _, err := e.glance.Create(ctx, CreateSpec{ID: p.id, Name: "no bytes", DiskFormat: "raw", ContainerFormat: "bare", Visibility: "private"}); err != nil {
+					t.Fatal(err)
+				}
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t)
+			dir := filepath.Join(t.TempDir(), "atlas")
+			p := w.publish(dir, spec{vo: "atlas", tag: "lost-" + uuid.NewString()[:8]})
+			o := e.options(t, w, map[string][]string{dir: {"atlas"}})
+			o.Sync.Retire = "keep"
+			o.ResumeAfter = -1
+			var record map[string]string
+			if tc.mirrored {
+				if r := run(t, o); r.Errors != 0 || e.get(t, p.id).Status != StatusActive {
+					t.Fatalf("first pass: %+v", r.Outcomes)
+				}
+				record = e.get(t, p.id).Props
+			}
+			tc.change(t, p)
+			changed := e.get(t, p.id).Props
+			var plan bytes.Buffer
+			o.DryRun, o.Plan = tc.dry, &plan
+			o.Metrics = NewMetrics(nil)
+			before := e.counter.reset()
+			r := run(t, o)
+			out := r.Find(p.id)
+			if r.Errors != 0 || len(out) == 0 {
+				t.Fatalf("judged pass: %d errors, outcomes %+v", r.Errors, r.Outcomes)
+			}
+			im := e.get(t, p.id)
+			if im.Status != tc.status {
+				t.Errorf("status %s, want %s", im.Status, tc.status)
+			}
+			switch {
+			case tc.dry:
+				if out[0].Action != ActionRepair || !strings.Contains(plan.String(), ActionRepair+" "+p.id) {
+					t.Fatalf("dry run: outcomes %+v, plan:\n%s", out, plan.String())
+				}
+				if n := e.counter.writes.Load() - before; n != 0 || im.Props[validator.PropDescriptor] != "" {
+					t.Fatalf("dry run: %d writes, descriptor %q", n, im.Props[validator.PropDescriptor])
+				}
+			case tc.repaired:
+				if out[0].Action != ActionRepair || out[0].Reason != "" || len(out) != 1 {
+					t.Fatalf("outcomes %+v, want one %s", out, ActionRepair)
+				}
+				for k, v := range record {
+					if strings.HasPrefix(k, validator.PropPrefix) && k != validator.PropGlobalValidity && im.Props[k] != v {
+						t.Errorf("%s = %q after the repair, want %q", k, im.Props[k], v)
+					}
+				}
+				if got := im.Props[validator.PropGlobalValidity]; got != tc.validity {
+					t.Errorf("%s = %q, want %q: the repair writes no validity flag", validator.PropGlobalValidity, got, tc.validity)
+				}
+				if n := metricValue(t, o.Metrics.Repaired); n != 1 {
+					t.Errorf("records_repaired_total = %v, want 1", n)
+				}
+				// repaired for good: the next pass has nothing to do
+				before = e.counter.reset()
+				r = run(t, o)
+				if out := r.Find(p.id); r.Errors != 0 || len(out) != 1 || out[0].Action != ActionUnchanged {
+					t.Fatalf("pass after the repair: %+v", out)
+				}
+				if n := e.counter.writes.Load() - before; n != 0 {
+					t.Errorf("pass after the repair: %d writes:\n%s", n, e.counter.log)
+				}
+			default:
+				if len(out) != 1 || out[0].Action != ActionRefused || out[0].Reason != ReasonUUIDImmutable || !strings.Contains(out[0].Detail, tc.why) {
+					t.Fatalf("outcomes %+v, want %s refused with %q", out, ReasonUUIDImmutable, tc.why)
+				}
+				for k, v := range changed {
+					if im.Props[k] != v && k != "os_glance_import_task" {
+						t.Errorf("%s changed from %q to %q", k, v, im.Props[k])
+					}
+				}
+				for k := range im.Props {
+					if _, had := changed[k]; !had {
+						t.Errorf("%s written (%q)", k, im.Props[k])
+					}
+				}
+			}
+		})
+	}
+}
