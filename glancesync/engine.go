@@ -297,6 +297,7 @@ func (s *Syncer) Run(ctx context.Context) (*Report, error) {
 		s.m.Errors.Inc()
 		return &rp.r, fmt.Errorf("list the mirror project's images: %w", err)
 	}
+	s.warnOrphans(ours)
 	// by id, the mirror project's images but its aliases: those without a
 	// catalogue record too, so that a bundle whose image lost its record
 	// finds it (repairRecord)

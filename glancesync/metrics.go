@@ -14,6 +14,10 @@ type Metrics struct {
 	LastSuccess prometheus.Gauge
 	Retired     *prometheus.CounterVec
 	Errors      prometheus.Counter
+	// Orphaned counts, per VO with no [vo] section, the mirror project's
+	// catalogue images of that VO (set each pass; a VO without any is not
+	// exported).
+	Orphaned *prometheus.GaugeVec
 	// Repaired counts catalogue records restored from verified bundles.
 	Repaired prometheus.Counter
 }
@@ -37,11 +41,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Images retired, by action."}, []string{"action"}),
 		Errors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "errors_total",
 			Help: "Operational errors (network, Glance) in sync passes."}),
+		Orphaned: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "orphaned_images",
+			Help: "Catalogue images of the mirror project whose VO has no [vo] section (never synced, retired or bootable), by VO, as of the last pass."}, []string{"vo"}),
 		Repaired: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "records_repaired_total",
 			Help: "Catalogue records (imagetrust_* properties) restored from the verified bundle after they were removed from an image."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Mirrored, m.Refused, m.Bytes, m.Transfer, m.Pass, m.LastSuccess, m.Retired, m.Errors, m.Repaired)
+		reg.MustRegister(m.Mirrored, m.Refused, m.Bytes, m.Transfer, m.Pass, m.LastSuccess, m.Retired, m.Errors, m.Orphaned, m.Repaired)
 	}
 	return m
 }
