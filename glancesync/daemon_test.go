@@ -146,12 +146,37 @@ func TestDaemonSIGHUPReloads(t *testing.T) {
 	if _, err := e.admin.Get(ctx, p.id); err == nil {
 		t.Fatal("a bundle of a VO the source may not publish for was mirrored")
 	}
+	metricsShow := func(what, want string) {
+		t.Helper()
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+			if _, m := httpGet("http://" + addr + "/metrics"); strings.Contains(m, want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the metrics lack %q:\n%s", what, want, out.String())
+			}
+		}
+	}
+	metricsShow("at start", "imagetrust_config_last_reload_successful 1")
+	// a broken file: the configuration in effect stays, the metrics say so
+	if err := os.WriteFile(cfg, append(bytes.Clone(b), "\nbogus_key = 1\n"...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Process.Signal(syscall.SIGHUP)
+	metricsShow("after a broken file", "imagetrust_config_last_reload_successful 0")
+	// the good file allows the VO, and moves the listener, which waits for
+	// a restart: the reload says so, and the old address still answers
 	b = bytes.Replace(b, []byte(`vos = ["atlas"]`), []byte(`vos = ["atlas", "cms"]`), 1)
+	b = bytes.Replace(b, []byte(addr), []byte(freeAddr(t)), 1)
 	if err := os.WriteFile(cfg, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	_ = cmd.Process.Signal(syscall.SIGHUP)
 	waitStatus(t, ctx, e, p.id, StatusActive, out.String)
+	metricsShow("after the good file", "imagetrust_config_last_reload_successful 1")
+	if !strings.Contains(out.String(), "sync.listen") {
+		t.Errorf("the reload does not name sync.listen as waiting for a restart:\n%s", out.String())
+	}
 	if code, _ := httpGet("http://" + addr + "/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz = %d", code)
 	}

@@ -1,8 +1,20 @@
 package glancesync
 
 import (
+	"slices"
+
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/imagetrust/imagetrust/validator"
 )
+
+// refusedReasons are the sync's own labels of images_refused_total,
+// besides validator.Reasons.
+var refusedReasons = []string{ReasonVONotAllowed, ReasonDuplicateUUID, ReasonSquatted, ReasonIDDeleted,
+	ReasonUUIDImmutable, ReasonGlanceHash, ReasonStaleReclaimed, ReasonUnreadable}
+
+// retiredActions are the labels of images_retired_total.
+var retiredActions = []string{"hide", "delete", "deactivate", ActionAliasDelete}
 
 // Metrics are the sync's Prometheus metrics.
 type Metrics struct {
@@ -45,6 +57,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Catalogue images of the mirror project whose VO has no [vo] section (never synced, retired or bootable), by VO, as of the last pass."}, []string{"vo"}),
 		Repaired: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "records_repaired_total",
 			Help: "Catalogue records (imagetrust_* properties) restored from the verified bundle after they were removed from an image."}),
+	}
+	// every label value exists at 0 from the start, so that an alert on
+	// increase() sees the first refusal or retirement too
+	for _, r := range append(slices.Clone(validator.Reasons), refusedReasons...) {
+		m.Refused.WithLabelValues(r)
+	}
+	for _, a := range retiredActions {
+		m.Retired.WithLabelValues(a)
 	}
 	if reg != nil {
 		reg.MustRegister(m.Mirrored, m.Refused, m.Bytes, m.Transfer, m.Pass, m.LastSuccess, m.Retired, m.Errors, m.Orphaned, m.Repaired)

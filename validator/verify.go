@@ -63,6 +63,18 @@ const (
 	ReasonPrerequisiteMissing = "prerequisite-failed"
 )
 
+// Reasons are all the Reason* values, for metrics that start every label
+// at zero (TestReasonsComplete keeps the list whole).
+var Reasons = []string{
+	ReasonDescriptorInvalid, ReasonCMSInvalid, ReasonBadSignature, ReasonExtraSigner,
+	ReasonNoCreator, ReasonCreatorUntrusted, ReasonCreatorNotListed, ReasonUnknownVO,
+	ReasonNoApprover, ReasonApproverUntrusted, ReasonApproverNotListed, ReasonCreatorIsApprover,
+	ReasonNoImageSigner, ReasonImageCertUntrusted, ReasonImageCertPeopleCA, ReasonUUIDMismatch,
+	ReasonCreatedAfterReg, ReasonSignerInvalidAtReg, ReasonOutsideNamespace, ReasonExpired,
+	ReasonNotYetValid, ReasonRevoked, ReasonRevocationUnknown, ReasonSizeMismatch,
+	ReasonSHA512Mismatch, ReasonImageUnreadable, ReasonNotChecked, ReasonPrerequisiteMissing,
+}
+
 // Check is the outcome of one check.
 type Check struct {
 	Name string `json:"check"`

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -28,11 +29,12 @@ func init() {
 }
 
 func cmdSync(ctx context.Context, e *env, args []string) int {
-	fs := newFlags(e, "sync", "--config FILE [--once] [--dry-run] [--json-logs]")
+	fs := newFlags(e, "sync", "--config FILE [--once] [--dry-run] [--json-logs] [--cloud NAME]")
 	cfgPath := fs.String("config", "/etc/imagetrust/imagetrust.toml", "configuration file")
 	once := fs.Bool("once", false, "make one pass and exit (exit 1 if it had errors, 4 if it refused a bundle for a reason other than expiry or revocation)")
 	dry := fs.Bool("dry-run", false, "print the plan of one pass and write nothing (implies --once)")
 	jsonLogs := fs.Bool("json-logs", false, "log in JSON")
+	cloud := fs.String("cloud", "", "clouds.yaml entry of the mirror's credentials (default $OS_CLOUD; without either, the OS_* variables); their project is the mirror project")
 	resumeAfter := fs.Duration("resume-after", 2*time.Minute, "leave a queued image someone else created alone this long before resuming its upload (-1s: at once)")
 	if _, err := parseArgs(fs, args, 0, 0); err != nil {
 		return usageExit(err)
@@ -60,7 +62,7 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 		return fail(e, exitUsage, "%v", err)
 	}
 
-	pc, eo, project, err := openProvider(ctx, "", e.getenv)
+	pc, eo, project, err := openProvider(ctx, *cloud, e.getenv)
 	if err != nil {
 		log.Error("openstack authentication failed", "err", err)
 		return exitInvalid
@@ -153,6 +155,8 @@ func refusedBundles(r *glancesync.Report) int {
 
 func syncDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path string, syncer *glancesync.Syncer,
 	build func(*config.Config) (*glancesync.Syncer, error), reg *prometheus.Registry, hup <-chan os.Signal) int {
+	started := cfg
+	reloads := newReloadMetrics(reg, time.Now())
 	var lastOK atomic.Int64
 	interval := cfg.Sync.Interval.Duration
 	// how long without a successful pass /healthz tolerates; set again on
@@ -216,8 +220,12 @@ func syncDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path 
 					syncer, cfg, interval = ns, ncfg, ncfg.Sync.Interval.Duration
 					setWindow(ncfg)
 					log.Info("configuration and trust reloaded")
+					if keys := restartOnly(started, ncfg, []string{"log"}, []string{"sync.listen"}); len(keys) > 0 {
+						log.Warn("changed settings take effect at the next restart, not on reload", "settings", strings.Join(keys, ","))
+					}
 				}
 			}
+			reloads.done(err, time.Now())
 			if err != nil {
 				log.Error("reload failed; keeping the previous configuration", "err", err)
 			}
