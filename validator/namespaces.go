@@ -29,11 +29,17 @@ type nsPolicy struct {
 }
 
 // add merges the rules of one file. The issuer is compared as a name, not
-// as a string; rules for the same issuer add up.
+// as a string; rules for the same issuer add up. A policy made for a
+// certificate comes with its issuerDN already (the one-line text of a
+// name does not always parse back to the same name: a backslash in a
+// value, an empty subject); one read from a file is parsed here.
 func (n *Namespaces) add(p *nsPolicy) error {
-	dn, err := ParseDN(p.issuer)
-	if err != nil {
-		return fmt.Errorf("%s: issuer %q: %w", p.source, p.issuer, err)
+	dn := p.issuerDN
+	if dn == nil {
+		var err error
+		if dn, err = ParseDN(p.issuer); err != nil {
+			return fmt.Errorf("%s: issuer %q: %w", p.source, p.issuer, err)
+		}
 	}
 	p.issuerDN = dn
 	for _, old := range n.policies {

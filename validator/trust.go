@@ -397,7 +397,7 @@ func readCADir(dir string, ns *Namespaces, enforce bool) ([]*x509.Certificate, [
 			if named || ns.policyFor(subject) != nil {
 				continue
 			}
-			if err := ns.add(&nsPolicy{issuer: subject.OneLine(), source: file + ", which names no policy for this CA"}); err != nil {
+			if err := ns.add(&nsPolicy{issuer: subject.OneLine(), issuerDN: subject, source: file + ", which names no policy for this CA"}); err != nil {
 				return nil, nil, nil, err
 			}
 			warnings = append(warnings, fmt.Sprintf("CA %q: %s names no policy for its subject: it may issue no name until the file is fixed", subject.OneLine(), file))
@@ -425,7 +425,7 @@ func readCADir(dir string, ns *Namespaces, enforce bool) ([]*x509.Certificate, [
 			if ns.policyFor(subject) != nil {
 				continue // another file of the directory names it
 			}
-			if err := ns.add(&nsPolicy{issuer: subject.OneLine(), source: filepath.Join(dir, base) + ".* (no .namespaces or .signing_policy file)"}); err != nil {
+			if err := ns.add(&nsPolicy{issuer: subject.OneLine(), issuerDN: subject, source: filepath.Join(dir, base) + ".* (no .namespaces or .signing_policy file)"}); err != nil {
 				return nil, nil, nil, err
 			}
 			bare = append(bare, fmt.Sprintf("%q (%s)", subject.OneLine(), base))
@@ -436,7 +436,7 @@ func readCADir(dir string, ns *Namespaces, enforce bool) ([]*x509.Certificate, [
 		if len(shown) > 5 {
 			shown = append(shown[:5:5], fmt.Sprintf("and %d more", len(bare)-5))
 		}
-		warnings = append(warnings, fmt.Sprintf("%s: %d CAs have no .namespaces or .signing_policy file, so they may issue no name (trust.namespaces = \"enforce\"; put a CA meant to be unconstrained in trust.ca_files): %s",
+		warnings = append(warnings, fmt.Sprintf("%s: %d CAs have no .namespaces or .signing_policy file, so they may issue no name (trust.namespaces = \"enforce\"; a CA meant to be unconstrained goes in trust.ca_files and out of the directory): %s",
 			dir, len(bare), strings.Join(shown, ", ")))
 	}
 	return certs, crls, warnings, nil

@@ -339,3 +339,23 @@ func TestLoadTrustCAWithoutPolicyFile(t *testing.T) {
 		}
 	})
 }
+
+// TestLoadTrustCAWithoutPolicyFileOddName: the empty policy of a CA
+// without policy files holds whatever its name: one with a backslash, whose
+// one-line text parses back to another name (CN=Evil\CA read as
+// CN=EvilCA), was left unconstrained while the warning said it may issue
+// no name.
+func TestLoadTrustCAWithoutPolicyFileOddName(t *testing.T) {
+	root := testpki.NewRoot(t, `Evil\CA`)
+	dir := t.TempDir()
+	testpki.WriteFile(t, dir, "1a2b3c4d.0", testpki.CertPEM(root.Cert))
+	ns := &Namespaces{}
+	_, _, warns, err := readCADir(dir, ns, true)
+	if err != nil || len(warns) != 1 {
+		t.Fatalf("readCADir: %v, warnings %q", err, warns)
+	}
+	leaf := root.Leaf(testpki.Name("anyone at all"))
+	if err := ns.CheckChain([]*x509.Certificate{leaf.Cert, root.Cert}); err == nil {
+		t.Fatal("fail a CA without policy files issued a name")
+	}
+}
