@@ -122,13 +122,7 @@ func cmdCRL(ctx context.Context, e *env, args []string) int {
 			log.Warn("crl run refused CRLs", "count", n)
 			code = exitRefused
 		}
-		stale := 0
-		for _, c := range rep.CRLs {
-			if c.Stale {
-				stale++
-			}
-		}
-		if stale > 0 {
+		if stale := staleInUse(rep); stale > 0 {
 			// in use past nextUpdate (+ grace): under crl.stale = "refuse"
 			// the images that depend on it are unknown and may not boot;
 			// a cron job's exit status must show it, as the daemon's
@@ -482,4 +476,17 @@ func (g *glanceCatalog) Reactivate(ctx context.Context, id string) error {
 		return fmt.Errorf("glance: reactivating image %s: %w", id, err)
 	}
 	return nil
+}
+
+// staleInUse counts the stale CRLs a run used that no newer CRL of their CA
+// supersedes (an abandoned scope's old CRL stays searched, but is not what
+// images depend on, and the job does not warn of it either).
+func staleInUse(rep *crl.Report) int {
+	n := 0
+	for _, c := range rep.CRLs {
+		if c.Stale && !c.Superseded {
+			n++
+		}
+	}
+	return n
 }

@@ -163,3 +163,24 @@ func TestWriteCRLReport(t *testing.T) {
 		t.Errorf("dry-run report:\n%s", out)
 	}
 }
+
+// TestStaleInUse: a stale CRL counts for crl --once's exit 4 unless a newer
+// CRL of its CA supersedes it (a scope the CA no longer publishes would
+// have made every cron run exit 4, with no image affected).
+func TestStaleInUse(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		crls []crl.UsedCRL
+		want int
+	}{
+		{"ok fresh", []crl.UsedCRL{{Issuer: "CN=A"}}, 0},
+		{"fail stale", []crl.UsedCRL{{Issuer: "CN=A", Stale: true}}, 1},
+		{"ok stale but superseded", []crl.UsedCRL{{Issuer: "CN=A"}, {Issuer: "CN=A", Stale: true, Superseded: true}}, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := staleInUse(&crl.Report{CRLs: c.crls}); got != c.want {
+				t.Fatalf("staleInUse = %d, want %d", got, c.want)
+			}
+		})
+	}
+}
