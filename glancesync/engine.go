@@ -9,7 +9,6 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -499,22 +498,10 @@ func (s *Syncer) judgeAll(bundles []*Bundle, now time.Time) []*item {
 		}
 		return items
 	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= len(bundles) {
-					return
-				}
-				items[i] = s.judge(bundles[i], now)
-			}
-		}()
-	}
-	wg.Wait()
+	parallel(n, len(bundles), func(i int) bool {
+		items[i] = s.judge(bundles[i], now)
+		return true
+	})
 	return items
 }
 

@@ -402,31 +402,16 @@ func (s *IndexSource) fetchAll(ctx context.Context, plan []planned, known map[st
 		})
 		return d.done
 	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(par, len(plan)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= len(plan) {
-					return
-				}
-				p := plan[i]
-				if p.desc == nil {
-					continue
-				}
-				if !fetch(p.desc) {
-					return
-				}
-				if p.desc.err == nil && !fetch(p.sig) {
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	parallel(par, len(plan), func(i int) bool {
+		p := plan[i]
+		if p.desc == nil {
+			return true
+		}
+		if !fetch(p.desc) {
+			return false
+		}
+		return p.desc.err != nil || fetch(p.sig)
+	})
 	return total.Load() > limit
 }
 
