@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -27,12 +26,7 @@ func TestProxyReloadReports(t *testing.T) {
 	c := ostest.Start(t, ostest.Options{})
 	dir := t.TempDir()
 	mustCLI(t, dir, "pki", "init", "pki")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	metricsAddr := l.Addr().String()
-	_ = l.Close()
+	metricsAddr := freeAddr(t)
 	rest := fmt.Sprintf("upstream = \"http://127.0.0.1:1\"\nmetrics_listen = %q\n", metricsAddr)
 	cfgPath, _ := proxyConfig(t, dir, rest)
 	good, err := os.ReadFile(cfgPath)
