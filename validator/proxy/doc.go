@@ -155,10 +155,12 @@
 // client sent none, so Nova logs it as global_request_id. Each image decision
 // is one audit line ("boot decision") on the injected logger.
 //
-// Version documents (GET /, /v2, /v2.1) and Location headers have hrefs that
-// point into the upstream rewritten to the public URL, so keystoneauth
-// clients, which take the discovered "self" href as the endpoint, stay on
-// the gate.
+// Version documents (GET /, /v2, /v2.1, and the same once runs of slashes
+// are collapsed, as nova-api serves "//v2.1" and "/%2Fv2.1"), every 300
+// answer to a GET (nova-api's version choices, for any path outside its
+// API: "/./v2.1", "/foo") and Location headers have hrefs that point into
+// the upstream rewritten to the public URL, so keystoneauth clients, which
+// take the discovered "self" href as the endpoint, stay on the gate.
 //
 // # Performance
 //

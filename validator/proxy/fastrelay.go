@@ -66,8 +66,8 @@ func parsePlainAnswer(buf []byte, a *plainAnswer) bool {
 		}
 		status = status*10 + int(c-'0')
 	}
-	if status < 200 || status > 599 || !bodyAllowed(status) {
-		return false
+	if status < 200 || status > 599 || !bodyAllowed(status) || status == http.StatusMultipleChoices {
+		return false // (a 300's hrefs are rewritten: relay's)
 	}
 	*a = plainAnswer{status: status, contentLength: -1, fields: a.fields[:0], head: a.head[:0]}
 	hasType := false

@@ -120,7 +120,7 @@ func (p *Proxy) fastEligible(r *http.Request) bool {
 		return false
 	}
 	if maybeVersionPath(r.URL.Path) {
-		if rt, _ := classifyPath(r.URL.EscapedPath()); rt.kind == routeVersion {
+		if rt, _ := classifyPath(r.URL.EscapedPath()); rt.kind == routeVersion || collapsedVersion(r.URL.Path) {
 			return false
 		}
 	}

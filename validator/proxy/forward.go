@@ -515,6 +515,12 @@ func (p *Proxy) relay(w http.ResponseWriter, r *http.Request, resp *http.Respons
 			resp.Header.Set("Location", nl)
 		}
 	}
+	if resp.StatusCode == http.StatusMultipleChoices && r.Method == http.MethodGet {
+		// nova-api's version choices (versions.go)
+		if err := p.rewriteDocument(resp, p.publicBaseIn(r)); err != nil {
+			return false, r.Context().Err() == nil // the upstream failed mid-body
+		}
+	}
 	h := w.Header()
 	for k, vv := range resp.Header {
 		h[k] = vv

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -107,11 +108,18 @@ func TestVersionDocumentRewrite(t *testing.T) {
 		base := "http://" + r.Host + "/nova"
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Location", base+"/v2.1/")
-		switch r.URL.Path {
-		case "/nova/", "/nova":
+		// as nova-api's URL map: runs of slashes collapsed; the version
+		// choices (300) for a path outside the API
+		path := regexp.MustCompile(`/+`).ReplaceAllString(r.URL.Path, "/")
+		switch {
+		case path == "/nova/" || path == "/nova":
 			_, _ = w.Write([]byte(`{"versions":[{"id":"v2.0","status":"SUPPORTED","links":[{"rel":"self","href":"` + base + `/v2/"}]},{"id":"v2.1","status":"CURRENT","version":"2.93","min_version":"2.1","links":[{"rel":"self","href":"` + base + `/v2.1/"}]}]}`))
-		case "/nova/v2.1", "/nova/v2.1/":
+		case path == "/nova/v2.1" || path == "/nova/v2.1/":
 			_, _ = w.Write([]byte(`{"version":{"id":"v2.1","links":[{"href":"` + base + `/v2.1/","rel":"self"},{"href":"http://docs.openstack.org/","rel":"describedby","type":"text/html"}],"status":"CURRENT"}}`))
+		case !strings.HasPrefix(path, "/nova/v2.1/") && !strings.HasPrefix(path, "/nova/v2/"):
+			rest := strings.TrimPrefix(path, "/nova")
+			w.WriteHeader(http.StatusMultipleChoices)
+			_, _ = w.Write([]byte(`{"choices":[{"id":"v2.0","status":"SUPPORTED","links":[{"rel":"self","href":"` + base + `/v2` + rest + `"}]},{"id":"v2.1","status":"CURRENT","links":[{"rel":"self","href":"` + base + `/v2.1` + rest + `"}]}]}`))
 		default:
 			w.WriteHeader(404)
 		}
@@ -147,6 +155,30 @@ func TestVersionDocumentRewrite(t *testing.T) {
 				}
 				if resp.Header.Get("Location") != want+"/v2.1/" {
 					t.Errorf("%s: Location %q", path, resp.Header.Get("Location"))
+				}
+				if resp.ContentLength != int64(len(body)) {
+					t.Errorf("%s: Content-Length %d for %d bytes", path, resp.ContentLength, len(body))
+				}
+			}
+			// Paths nova-api also answers with version documents (runs of
+			// slashes collapsed) or the version choices (300): no href may
+			// lead around the gate.
+			for _, path := range []string{"//", "///", "//v2.1", "/%2Fv2.1", "/v2.1//", "//v2.1/", "/" + strings.Repeat("/", 20) + "v2",
+				"/./v2.1", "/V2.1", "/v2.1.json", "/foo", "/x/../v2.1", "/" + strings.Repeat("x", 40)} {
+				resp, body := do(t, http.MethodGet, g.srv.URL+path, "", "", nil)
+				var doc any
+				if err := json.Unmarshal(body, &doc); err != nil {
+					t.Fatalf("%s: %d %v: %s", path, resp.StatusCode, err, body)
+				}
+				var found []string
+				collectHrefs(doc, &found)
+				if len(found) == 0 {
+					t.Errorf("%s: %d, no hrefs: %s", path, resp.StatusCode, body)
+				}
+				for _, h := range found {
+					if !strings.HasPrefix(h, want+"/") && h != "http://docs.openstack.org/" {
+						t.Errorf("%s: %d, href %s does not name the gate", path, resp.StatusCode, h)
+					}
 				}
 				if resp.ContentLength != int64(len(body)) {
 					t.Errorf("%s: Content-Length %d for %d bytes", path, resp.ContentLength, len(body))

@@ -262,7 +262,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodPost && (rt.kind == routeCreate || rt.kind == routeAction):
 		kind := p.gate(w, r, rt)
 		p.o.Metrics.observe(kind, time.Since(start).Seconds())
-	case rt.kind == routeVersion && (r.Method == http.MethodGet || r.Method == http.MethodHead):
+	case (rt.kind == routeVersion || collapsedVersion(r.URL.Path)) && (r.Method == http.MethodGet || r.Method == http.MethodHead):
 		p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxVersionDoc, true)))
 		p.o.Metrics.observe("version", time.Since(start).Seconds())
 	default:
@@ -381,8 +381,9 @@ func methodOverride(rawQuery string) bool {
 	return false
 }
 
-// maybeVersionPath is a cheap pre-check: only short paths can be version documents.
-func maybeVersionPath(p string) bool { return len(p) <= 16 }
+// maybeVersionPath is a cheap pre-check: only short paths, or paths with
+// a run of slashes (collapsedVersion), can be version documents.
+func maybeVersionPath(p string) bool { return len(p) <= 16 || strings.Contains(p, "//") }
 
 func newRequestID() string { return "req-" + uuid.NewString() }
 

@@ -110,6 +110,24 @@ func classifyPath(escapedPath string) (r route, anomalous bool) {
 	return r, anomalous
 }
 
+// collapsedVersion reports whether the decoded path, its runs of slashes
+// collapsed, is a version document's ("/", "/v2", "/v2.1", any case, a
+// trailing slash): nova-api's URL map serves "//", "//v2.1", "/%2Fv2.1"
+// and "/v2.1//" as it serves "/" and "/v2.1" (nova-api 26, Zed).
+func collapsedVersion(path string) bool {
+	seg := ""
+	for s := range strings.SplitSeq(path, "/") {
+		if s == "" {
+			continue
+		}
+		if seg != "" {
+			return false
+		}
+		seg = s
+	}
+	return seg == "" || isVersionSeg(seg)
+}
+
 func isVersionSeg(s string) bool {
 	return strings.EqualFold(s, "v2.1") || strings.EqualFold(s, "v2")
 }

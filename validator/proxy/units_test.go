@@ -255,3 +255,14 @@ func TestMethodOverride(t *testing.T) {
 		t.Errorf("%v allocations", n)
 	}
 }
+
+func TestCollapsedVersion(t *testing.T) {
+	for path, want := range map[string]bool{
+		"": true, "/": true, "//": true, "///": true, "/v2.1": true, "//v2.1": true, "/v2.1//": true, "//V2//": true,
+		"/v2.1/servers": false, "//v2.1//servers": false, "/./v2.1": false, "/v2.1.json": false, "/v3": false, "/x/v2.1": false,
+	} {
+		if got := collapsedVersion(path); got != want {
+			t.Errorf("collapsedVersion(%q) = %v, want %v", path, got, want)
+		}
+	}
+}

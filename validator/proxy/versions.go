@@ -25,10 +25,19 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 			resp.Header.Set("Location", nl)
 		}
 	}
-	if in.Method != http.MethodGet || in.Context().Value(ctxVersionDoc) == nil {
+	if in.Method != http.MethodGet || (in.Context().Value(ctxVersionDoc) == nil && resp.StatusCode != http.StatusMultipleChoices) {
 		return nil
 	}
-	pub := p.publicBase(in)
+	return p.rewriteDocument(resp, p.publicBase(in))
+}
+
+// rewriteDocument rewrites the hrefs into the upstream of resp's JSON body
+// (at most maxVersionDoc bytes; a larger or encoded body passes on whole)
+// to pub, and sets the body's new length. Version documents are rewritten
+// so, and every 300 (Multiple Choices) answer: nova-api answers a GET of
+// any path outside its API (/./v2.1, /V2.1, /v2.1.json, /foo) with the
+// version choices, their hrefs naming its own address.
+func (p *Proxy) rewriteDocument(resp *http.Response, pub *url.URL) error {
 	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	if !strings.HasSuffix(mt, "json") || resp.Header.Get("Content-Encoding") != "" {
 		return nil
