@@ -32,7 +32,7 @@ const (
 	DecisionNoRecord       = "no-record"
 	DecisionRecordInvalid  = "record-signature"
 	DecisionRecordTampered = "record-tampered"
-	DecisionGlobalPrefix   = "global-validity:"
+	DecisionGlobalPrefix   = "global-validity:" // then revoked, hold, unknown, missing or other
 	DecisionBlacklisted    = "local-validity:blacklist"
 	DecisionLocalUnknown   = "local-validity:unknown"
 	DecisionNotActive      = "not-active"
@@ -164,7 +164,15 @@ func (t *Trust) DecideBoot(img CatalogImage, p BootPolicy, now time.Time) Decisi
 		if global == "" {
 			global = "missing"
 		}
-		d.Reasons = append(d.Reasons, DecisionGlobalPrefix+global)
+		state := global
+		switch global {
+		case GlobalRevoked, GlobalHold, GlobalUnknown, "missing":
+		default:
+			// a reason is a metrics label: its values stay a fixed set
+			state = "other"
+			global = quoteShort(global)
+		}
+		d.Reasons = append(d.Reasons, DecisionGlobalPrefix+state)
 		detail := "global validity is " + global
 		if r := props[PropRevocationReason]; r != "" {
 			detail += fmt.Sprintf(" (%s, %s certificate, since %s)", r, props[PropRevokedRole], props[PropRevocationDate])

@@ -43,6 +43,7 @@ func TestDecideBoot(t *testing.T) {
 			c.Properties[PropLocalValidity] = LocalRunAnyway
 		}, reason: DecisionGlobalPrefix + GlobalRevoked},
 		{name: "fail unknown validity", edit: func(c *CatalogImage) { c.Properties[PropGlobalValidity] = GlobalUnknown }, reason: DecisionGlobalPrefix + GlobalUnknown},
+		{name: "fail odd validity", edit: func(c *CatalogImage) { c.Properties[PropGlobalValidity] = "Valid\n" + strings.Repeat("x", 500) }, reason: DecisionGlobalPrefix + "other"},
 		{name: "fail blacklisted", edit: func(c *CatalogImage) { c.Properties[PropLocalValidity] = LocalBlacklist }, reason: DecisionBlacklisted},
 		{name: "fail local flag in another case", edit: func(c *CatalogImage) { c.Properties[PropLocalValidity] = "Blacklist" }, reason: DecisionLocalUnknown},
 		{name: "fail local flag misspelt", edit: func(c *CatalogImage) { c.Properties[PropLocalValidity] = "blacklisted" }, reason: DecisionLocalUnknown},

@@ -123,13 +123,13 @@ func ParseDescriptor(b []byte) (*Descriptor, error) {
 
 func (d *Descriptor) check() error {
 	if !canonicalUUID.MatchString(d.UUID) {
-		return fmt.Errorf("descriptor field uuid %q: not an RFC 4122 UUID in canonical lower-case hyphenated form", d.UUID)
+		return fmt.Errorf("descriptor field uuid %s: not an RFC 4122 UUID in canonical lower-case hyphenated form", quoteShort(d.UUID))
 	}
 	if !nameRE.MatchString(d.VO) {
-		return fmt.Errorf("descriptor field vo %q: must match %s", d.VO, nameRE)
+		return fmt.Errorf("descriptor field vo %s: must match %s", quoteShort(d.VO), nameRE)
 	}
 	if !nameRE.MatchString(d.Tag) {
-		return fmt.Errorf("descriptor field tag %q: must match %s", d.Tag, nameRE)
+		return fmt.Errorf("descriptor field tag %s: must match %s", quoteShort(d.Tag), nameRE)
 	}
 	if d.URI == "" {
 		return errors.New("descriptor field uri is missing")
@@ -151,7 +151,7 @@ func (d *Descriptor) check() error {
 	switch u.Scheme {
 	case "", "file", "https", "http":
 	default:
-		return fmt.Errorf("descriptor field uri %q: scheme %q not supported (relative path, file:// or https://)", d.URI, u.Scheme)
+		return fmt.Errorf("descriptor field uri %s: scheme %s not supported (relative path, file:// or https://)", quoteShort(d.URI), quoteShort(u.Scheme))
 	}
 	if d.Size <= 0 {
 		return fmt.Errorf("descriptor field size %d: must be positive", d.Size)
@@ -160,14 +160,14 @@ func (d *Descriptor) check() error {
 		return errors.New("descriptor field sha512: must be 128 lower-case hex digits")
 	}
 	if !oneOf(d.DiskFormat, DiskFormats) {
-		return fmt.Errorf("descriptor field disk_format %q: not one of Glance's %s", d.DiskFormat, strings.Join(DiskFormats, ", "))
+		return fmt.Errorf("descriptor field disk_format %s: not one of Glance's %s", quoteShort(d.DiskFormat), strings.Join(DiskFormats, ", "))
 	}
 	if !oneOf(d.ContainerFormat, ContainerFormats) {
-		return fmt.Errorf("descriptor field container_format %q: not one of Glance's %s", d.ContainerFormat, strings.Join(ContainerFormats, ", "))
+		return fmt.Errorf("descriptor field container_format %s: not one of Glance's %s", quoteShort(d.ContainerFormat), strings.Join(ContainerFormats, ", "))
 	}
 	t, err := time.Parse(time.RFC3339, d.Created)
 	if err != nil {
-		return fmt.Errorf("descriptor field created %q: not RFC 3339", d.Created)
+		return fmt.Errorf("descriptor field created %s: not RFC 3339", quoteShort(d.Created))
 	}
 	d.CreatedTime = t
 	if d.MinDisk < 0 || d.MinRAM < 0 {
@@ -178,13 +178,13 @@ func (d *Descriptor) check() error {
 	}
 	for k, v := range d.Properties {
 		if !propKeyRE.MatchString(k) {
-			return fmt.Errorf("descriptor property %q: key must match %s", k, propKeyRE)
+			return fmt.Errorf("descriptor property %s: key must match %s", quoteShort(k), propKeyRE)
 		}
 		if reservedProperties[k] || strings.HasPrefix(k, "imagetrust_") || strings.HasPrefix(k, "os_glance") {
-			return fmt.Errorf("descriptor property %q: reserved name", k)
+			return fmt.Errorf("descriptor property %s: reserved name", quoteShort(k))
 		}
 		if len(v) > 65535 {
-			return fmt.Errorf("descriptor property %q: value longer than 65535 bytes", k)
+			return fmt.Errorf("descriptor property %s: value longer than 65535 bytes", quoteShort(k))
 		}
 	}
 	return nil
@@ -249,10 +249,10 @@ func checkDuplicateKeys(b []byte) error {
 			}
 			k, _ := tok.(string)
 			if top.keys[k] {
-				return fmt.Errorf("descriptor: duplicate key %q", k)
+				return fmt.Errorf("descriptor: duplicate key %s", quoteShort(k))
 			}
 			if n == 1 && !descriptorKeys[k] {
-				return fmt.Errorf("descriptor: unknown field %q (fields are spelt exactly, in lower case)", k)
+				return fmt.Errorf("descriptor: unknown field %s (fields are spelt exactly, in lower case)", quoteShort(k))
 			}
 			top.keys[k] = true
 			top.expKey = false
@@ -293,20 +293,20 @@ func ImageLocation(uri string) (local, remote string, err error) {
 		return "", u.String(), nil
 	case "", "file":
 		if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.HasSuffix(uri, "#") {
-			return "", "", fmt.Errorf("uri %q: a file path with a query or fragment (write '?' as %%3F and '#' as %%23)", uri)
+			return "", "", fmt.Errorf("uri %s: a file path with a query or fragment (write '?' as %%3F and '#' as %%23)", quoteShort(uri))
 		}
 		if u.Host != "" && (u.Scheme == "" || u.Host != "localhost") {
-			return "", "", fmt.Errorf("uri %q: a path with a host", uri)
+			return "", "", fmt.Errorf("uri %s: a path with a host", quoteShort(uri))
 		}
 		if u.Opaque != "" || u.Path == "" {
-			return "", "", fmt.Errorf("uri %q: no path", uri)
+			return "", "", fmt.Errorf("uri %s: no path", quoteShort(uri))
 		}
 		if u.Scheme == "file" && !strings.HasPrefix(u.Path, "/") {
-			return "", "", fmt.Errorf("uri %q: file URI with a relative path", uri)
+			return "", "", fmt.Errorf("uri %s: file URI with a relative path", quoteShort(uri))
 		}
 		return u.Path, "", nil
 	}
-	return "", "", fmt.Errorf("uri %q: scheme %q not supported (relative path, file:// or https://)", uri, u.Scheme)
+	return "", "", fmt.Errorf("uri %s: scheme %s not supported (relative path, file:// or https://)", quoteShort(uri), quoteShort(u.Scheme))
 }
 
 // ValidName reports whether s may be a VO or tag name in a descriptor.

@@ -74,3 +74,29 @@ func TestDescriptorURICredentialsNotEchoed(t *testing.T) {
 		}
 	}
 }
+
+// TestDescriptorErrorsShort: an error quotes at most a short, escaped
+// prefix of an untrusted value (a refusal is logged on every sync pass,
+// and a descriptor may be 64 KiB), and still names the field.
+func TestDescriptorErrorsShort(t *testing.T) {
+	long := strings.Repeat("A", 60000)
+	for _, c := range []struct{ name, from, to, field string }{
+		{"fail uri scheme", `"uri":"w.qcow2"`, `"uri":"gopher://` + long + `"`, "uri"},
+		{"fail vo", `"vo":"atlas"`, `"vo":"` + long + `"`, "vo"},
+		{"fail tag", `"tag":"worker"`, `"tag":"x\n` + long + `"`, "tag"},
+		{"fail property key", `"hw_firmware_type"`, `"` + long + `!"`, "property"},
+		{"fail unknown field", `"vo":"atlas"`, `"vo":"atlas","` + long + `":1`, "unknown field"},
+		{"fail created", `"created":"2026-01-02T03:04:05Z"`, `"created":"` + long + `"`, "created"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := ParseDescriptor([]byte(strings.Replace(goodDescriptor, c.from, c.to, 1)))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			msg := err.Error()
+			if len(msg) > 300 || strings.ContainsAny(msg, "\n\r") || !strings.Contains(msg, c.field) || !strings.Contains(msg, "bytes)") {
+				t.Fatalf("error (%d bytes) not short, escaped and named: %.400q", len(msg), msg)
+			}
+		})
+	}
+}

@@ -517,7 +517,7 @@ func (t *Trust) judgePerson(r *Result, name string, s *cms.Signer, vo *VOPolicy,
 			return timeErr
 		}
 	}
-	fail(notListed, fmt.Sprintf("%q is not among the %ss of VO %s", subj.OneLine(), name, d.VO))
+	fail(notListed, fmt.Sprintf("%s is not among the %ss of VO %s", quoteShort(subj.OneLine()), name, d.VO))
 	return timeErr
 }
 
