@@ -99,7 +99,7 @@ func (p *Proxy) refused(w http.ResponseWriter, g *gateReq, err error) {
 	default:
 		p.o.Metrics.upstreamError()
 		p.o.Metrics.decision("error", "lookup")
-		p.audit(g, "request failed", "reason", "lookup", "error", err)
+		p.audit(g, "request failed", "reason", "lookup", "err", err)
 		writeFault(w, g.reqID, http.StatusBadGateway, "The image gate could not look up the image in the image service; try again later.")
 	}
 }
@@ -125,7 +125,7 @@ func (p *Proxy) authenticate(g *gateReq) error {
 	case err != nil:
 		p.o.Metrics.upstreamError()
 		p.o.Metrics.decision("error", "identity")
-		p.audit(g, "request failed", "reason", "identity", "error", err)
+		p.audit(g, "request failed", "reason", "identity", "err", err)
 		return refuse(http.StatusServiceUnavailable, "decision:identity",
 			"The image gate could not validate the request's token with the identity service; try again later.")
 	}
@@ -477,7 +477,7 @@ func (p *Proxy) contextualise(g *gateReq, obj map[string]any) error {
 	b := Boot{Image: g.primary, Caller: g.caller, ServerName: g.serverName, Request: g.r}
 	nu, set, err := p.o.UserData(b, ud, obj["user_data"] != nil)
 	if errors.Is(err, ErrSiteContext) {
-		p.o.Logger.Error("contextualisation failed", "request_id", g.reqID, "error", err)
+		p.o.Logger.Error("contextualisation failed", "request_id", g.reqID, "err", err)
 		return refuse(http.StatusInternalServerError, "site-context", "The site's contextualisation failed; please report request %s to the site operators.", g.reqID)
 	}
 	if err != nil {

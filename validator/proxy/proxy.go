@@ -311,7 +311,7 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 	if reqID == "" {
 		reqID = newRequestID()
 	}
-	p.o.Logger.Warn("upstream error", "request_id", reqID, "method", r.Method, "error", err)
+	p.o.Logger.Warn("upstream error", "request_id", reqID, "method", r.Method, "err", err)
 	writeFault(w, reqID, http.StatusBadGateway, "The compute service behind the image gate could not be reached; try again later.")
 }
 

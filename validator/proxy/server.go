@@ -112,7 +112,7 @@ func Serve(ctx context.Context, gate http.Handler, o ServerOptions) error {
 						return
 					case <-o.ReloadTLS:
 						if err := kp.load(); err != nil {
-							o.Logger.Error("TLS key pair reload failed; keeping the current one", "error", err)
+							o.Logger.Error("TLS key pair reload failed; keeping the current one", "err", err)
 							continue
 						}
 						o.Logger.Info("TLS key pair reloaded", "cert", o.TLSCert)

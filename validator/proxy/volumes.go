@@ -70,7 +70,7 @@ func (p *Proxy) judgeVolume(ctx context.Context, g *gateReq, m map[string]any, k
 	case err != nil:
 		p.o.Metrics.upstreamError()
 		p.o.Metrics.decision("error", "volume-lookup")
-		p.audit(g, "request failed", "reason", "volume-lookup", "volume", truncate(id, 80), "error", err)
+		p.audit(g, "request failed", "reason", "volume-lookup", "volume", truncate(id, 80), "err", err)
 		return refuse(http.StatusBadGateway, "decision:volume-lookup", "The image gate could not ask the block storage service about %s; try again later.", truncate(id, 80))
 	case imageID == "":
 		return refuseByPolicy("volume-without-image", "this volume or snapshot was not made from an image, so the image gate cannot judge what it boots.")
