@@ -207,7 +207,7 @@ func New(o Options) (*Proxy, error) {
 		// FlushInterval 0: ReverseProxy flushes responses of unknown length
 		// (streams) after every write anyway; fixed-length bodies are copied
 		// in large writes, which is what throughput needs.
-		ErrorLog: slog.NewLogLogger(o.Logger.Handler(), slog.LevelWarn),
+		ErrorLog: httpErrorLog(o.Logger),
 	}
 	return p, nil
 }

@@ -1,8 +1,11 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"log/slog"
 	"math"
 	"net/http"
 	"strings"
@@ -264,5 +267,29 @@ func TestCollapsedVersion(t *testing.T) {
 		if got := collapsedVersion(path); got != want {
 			t.Errorf("collapsedVersion(%q) = %v, want %v", path, got, want)
 		}
+	}
+}
+
+func TestHTTPErrorLog(t *testing.T) {
+	var buf bytes.Buffer
+	l := httpErrorLog(slog.New(slog.NewJSONHandler(&buf, nil)))
+	l.Printf("http: TLS handshake error from %s: %v", "192.0.2.1:5678", "EOF")
+	l.Printf("http: panic serving %v: %v", "192.0.2.1:5678", "boom\nsecond line")
+	l.Printf("http: Accept error: %v; retrying in %v", "too many files", "5ms")
+	var got []string
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var rec struct{ Level, Msg, Detail string }
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("%v: %s", err, line)
+		}
+		if rec.Msg != "http server" {
+			t.Errorf("message %q is not constant", rec.Msg)
+		}
+		got = append(got, rec.Level+" "+rec.Detail)
+	}
+	want := []string{"INFO http: TLS handshake error from 192.0.2.1:5678: EOF", "ERROR http: panic serving 192.0.2.1:5678: boom\nsecond line",
+		"WARN http: Accept error: too many files; retrying in 5ms"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("records %q, want %q", got, want)
 	}
 }
