@@ -35,6 +35,13 @@ type JobConfig struct {
 	// CAs are the CA certificates CRLs may come from: roots and intermediates
 	// of the people and Registrar CAs (see LoadCAs).
 	CAs []*x509.Certificate
+	// Anchors, when set, are the trust anchors of the verifier (see
+	// CheckRecord): an image whose record no longer chains to them is
+	// "unknown" unless a CRL revokes or holds it. nil: records are judged
+	// by CRLs alone. CAs and the IGTF directories of Sources only widen
+	// which CRLs are accepted, never which records are trusted: an image
+	// that chains only to them is unknown, as the proxy refuses it.
+	Anchors *Anchors
 	// Sources are the CRL locations.
 	Sources []Source
 	// UseDistributionPoints also fetches the HTTP(S) CRL distribution points
@@ -64,6 +71,9 @@ type Job struct {
 	// one run to the next (EmbeddedCAs still chains every certificate
 	// again each run)
 	sigs sigMemo
+	// trusted remembers CheckRecord's verdicts from one run to the next
+	// (trustMemo)
+	trusted trustMemo
 	// Now is the clock (tests replace it).
 	Now func() time.Time
 }
@@ -111,8 +121,12 @@ type Report struct {
 	Images  int       `json:"images"`
 	// EmbeddedCAs counts the intermediate CAs found in the records'
 	// signatures that chain to a configured CA (see EmbeddedCAs).
-	EmbeddedCAs int      `json:"embedded_cas"`
-	Changes     []Change `json:"changes"`
+	EmbeddedCAs int `json:"embedded_cas"`
+	// Untrusted counts the images judged unknown because their record no
+	// longer chains to the configured trust anchors (JobConfig.Anchors),
+	// whether or not their flag changed this run.
+	Untrusted int      `json:"untrusted"`
+	Changes   []Change `json:"changes"`
 	// InTransit are the images judged revoked or on hold whose data Glance
 	// was still writing (queued, saving, uploading, importing): Glance
 	// cannot deactivate them, and may overwrite the flag written now when
@@ -131,6 +145,13 @@ type Report struct {
 func (j *Job) Run(ctx context.Context, dryRun bool) (*Report, error) {
 	now := j.Now()
 	rep := &Report{Started: now.UTC(), DryRun: dryRun}
+	if a := j.cfg.Anchors; a != nil {
+		// a trust that trusts nothing is a configuration mistake, not a
+		// rotation: refused before anything is listed or written
+		if p, r := a.counts(); p == 0 || r == 0 {
+			return rep, fmt.Errorf("crl job: %w (%d people CAs, %d Registrar CAs): refusing to run, as every image would become unknown", ErrNoTrust, p, r)
+		}
+	}
 	imgs, err := j.cat.List(ctx)
 	if err != nil {
 		return rep, fmt.Errorf("crl job: list catalogue: %w", err)
@@ -160,12 +181,32 @@ func (j *Job) Run(ctx context.Context, dryRun bool) (*Report, error) {
 	// Judge, with the covering CRLs of each issuer, key and kind of
 	// certificate worked out once this run
 	judging := newCoverMemo(ix, now, j.cfg.Policy.Grace)
+	untrusted := j.trusted.begin(j.cfg.Anchors)
+	// the images that become unknown this run for want of trust, and the
+	// first such reason, for the warning of a mass change (MassUntrustedPercent)
+	var flipped int
+	var firstWhy string
 	for _, img := range imgs {
 		if img.Properties[PropRecordVersion] == "" || img.Properties[PropAlias] != "" {
 			continue
 		}
 		rep.Images++
 		d := judging.judge(img, j.cfg.Policy)
+		// a revocation or a hold a CRL proves stands (its CA's CRL was
+		// accepted), and so does a revoked flag (Plan); otherwise a record
+		// that no longer chains to the configured trust is unknown,
+		// whatever its CRLs say
+		if (d.state == StateValid || d.state == StateUnknown) && img.Properties[PropGlobalValidity] != StateRevoked {
+			if why := untrusted(img.Properties); why != "" {
+				d = desired{state: StateUnknown, why: why}
+				rep.Untrusted++
+				if img.Properties[PropGlobalValidity] != StateUnknown {
+					if flipped++; firstWhy == "" {
+						firstWhy = why
+					}
+				}
+			}
+		}
 		state, rev, why := d.state, d.rev, d.why
 		ch := Plan(img, state, rev, why)
 		final := state
@@ -192,7 +233,14 @@ func (j *Job) Run(ctx context.Context, dryRun bool) (*Report, error) {
 			errs = append(errs, err)
 		}
 	}
+	j.trusted.end()
 	j.metrics.images(counts)
+	j.metrics.untrusted(rep.Untrusted)
+	if flipped > 0 && flipped*100 > rep.Images*MassUntrustedPercent {
+		msg := fmt.Sprintf("%d of %d catalogue images became unknown this run because their record no longer chains to a configured CA (first: %s): if no CA was meant to leave [trust] (ca_files, ca_dirs, registrar_ca_files), restore it and they are valid again at the next run", flipped, rep.Images, firstWhy)
+		rep.Warnings = append(rep.Warnings, msg)
+		j.log.Warn("many images no longer chain to a configured CA", "images", flipped, "of", rep.Images, "first", firstWhy)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return rep, err
 	}

@@ -16,6 +16,7 @@ type Metrics struct {
 	ageSeconds    *prometheus.GaugeVec
 	nextUpdate    *prometheus.GaugeVec
 	imagesByState *prometheus.GaugeVec
+	untrustedImgs prometheus.Gauge
 	lastSuccess   prometheus.Gauge
 
 	mu sync.Mutex
@@ -54,6 +55,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Unix time of the first nextUpdate of the CRLs in use of a CA, by issuer and key (as imagetrust_crl_age_seconds)."}, []string{"issuer", "key"}),
 		imagesByState: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "imagetrust_crl_images",
 			Help: "Catalogue images by global validity after the last run (state=revoked: images revoked)."}, []string{"state"}),
+		untrustedImgs: prometheus.NewGauge(prometheus.GaugeOpts{Name: "imagetrust_crl_untrusted_images",
+			Help: "Catalogue images the last run judged unknown because their record no longer chains to a configured CA (counted in imagetrust_crl_images{state=\"unknown\"} too)."}),
 		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{Name: "imagetrust_crl_last_success_timestamp_seconds",
 			Help: "Unix time of the end of the last successful run."}),
 		series: map[crlSeries]bool{},
@@ -61,7 +64,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range Reasons {
 		m.refusedTotal.WithLabelValues(r)
 	}
-	reg.MustRegister(m.acceptedTotal, m.refusedTotal, m.ageSeconds, m.nextUpdate, m.imagesByState, m.lastSuccess)
+	reg.MustRegister(m.acceptedTotal, m.refusedTotal, m.ageSeconds, m.nextUpdate, m.imagesByState, m.untrustedImgs, m.lastSuccess)
 	return m
 }
 
@@ -111,6 +114,12 @@ func (m *Metrics) images(counts map[string]int) {
 	}
 	for _, s := range []string{StateValid, StateRevoked, StateHold, StateUnknown} {
 		m.imagesByState.WithLabelValues(s).Set(float64(counts[s]))
+	}
+}
+
+func (m *Metrics) untrusted(n int) {
+	if m != nil {
+		m.untrustedImgs.Set(float64(n))
 	}
 }
 

@@ -31,7 +31,9 @@ type Trust struct {
 	// peopleSubjects / regSubjects are the raw subjects of every anchor, to
 	// tell which side of the trust store a chain ends in.
 	anchors []*x509.Certificate
-	crls    *crl.Index
+	// people and registrar are the configured CAs of each side, as given
+	people, registrar []*x509.Certificate
+	crls              *crl.Index
 	// chainCRLs are CRLs whose issuer is no configured CA: each is used for
 	// the chains that bring its issuer as a verified intermediate
 	// (chainIndex, cached in chainIx), as accepted at crlNow.
@@ -92,6 +94,7 @@ func NewTrust(o TrustOptions) (*Trust, []string, error) {
 		peopleRoots: x509.NewCertPool(), peopleInter: x509.NewCertPool(),
 		regRoots: x509.NewCertPool(), regInter: x509.NewCertPool(),
 		vos: o.VOs, strict: o.Strict, requireCRL: o.RequireCRL, ns: o.Namespaces,
+		people: append([]*x509.Certificate(nil), o.People...), registrar: append([]*x509.Certificate(nil), o.Registrar...),
 	}
 	if t.vos == nil {
 		t.vos = map[string]*VOPolicy{}
@@ -174,6 +177,15 @@ func (t *Trust) StaleCRLs(now time.Time) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// Anchors returns the configured people CAs (trust.ca_files, trust.ca_dirs)
+// and Registrar CAs (trust.registrar_ca_files), roots and intermediates,
+// as the chains of Verify must lead to them. The CRL job judges the
+// catalogue's records against the same certificates (crl.NewAnchors), so
+// that an image the proxy refuses for its chains is not flagged valid.
+func (t *Trust) Anchors() (people, registrar []*x509.Certificate) {
+	return append([]*x509.Certificate(nil), t.people...), append([]*x509.Certificate(nil), t.registrar...)
 }
 
 // VO returns a VO's policy.

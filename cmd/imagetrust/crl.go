@@ -26,6 +26,7 @@ import (
 	"github.com/imagetrust/imagetrust/crl"
 	"github.com/imagetrust/imagetrust/internal/config"
 	"github.com/imagetrust/imagetrust/internal/glance"
+	"github.com/imagetrust/imagetrust/validator"
 )
 
 func init() {
@@ -151,6 +152,14 @@ func cmdCRL(ctx context.Context, e *env, args []string) int {
 // (imagetrust_chain), including intermediate CAs, and accepts the CRLs of
 // the intermediates embedded in imagetrust_signature that chain to these
 // CAs (crl.EmbeddedCAs).
+//
+// Which records are trusted is another question, answered as the proxy
+// answers it: the Anchors are the people CAs (trust.ca_files,
+// trust.ca_dirs) and Registrar CAs (trust.registrar_ca_files) of
+// validator.LoadTrust, read once here (at start and on SIGHUP, as the
+// proxy's). The IGTF directories of [[crl.source]] dir and the CAs
+// embedded in records only widen which CRLs are accepted: an image whose
+// chains lead only to them is unknown, as the proxy refuses it.
 func crlJobConfig(cfg *config.Config) (crl.JobConfig, error) {
 	files := append(append([]string(nil), cfg.Trust.CAFiles...), cfg.Trust.RegistrarCAFiles...)
 	cas, err := crl.LoadCAs(files, cfg.Trust.CADirs)
@@ -186,8 +195,21 @@ func crlJobConfig(cfg *config.Config) (crl.JobConfig, error) {
 	if len(srcs) == 0 && !cfg.CRL.UseDistributionPoints {
 		return crl.JobConfig{}, errors.New("no CRL source: set [[crl.source]], trust.crl_files, trust.ca_dirs or crl.use_distribution_points")
 	}
+	// the records' chains are judged against the proxy's trust anchors,
+	// read as the proxy reads them (validator.LoadTrust): the job and the
+	// proxy agree on which records chain. A side with no CA is refused
+	// (crl.ErrNoTrust): every image would become unknown.
+	trust, _, err := validator.LoadTrust(cfg)
+	if err != nil {
+		return crl.JobConfig{}, fmt.Errorf("trust: %w", err)
+	}
+	anchors, err := crl.NewAnchors(trust.Anchors())
+	if err != nil {
+		return crl.JobConfig{}, fmt.Errorf("trust: %w", err)
+	}
 	return crl.JobConfig{
 		CAs:                   cas,
+		Anchors:               anchors,
 		Sources:               srcs,
 		UseDistributionPoints: cfg.CRL.UseDistributionPoints,
 		CacheDir:              cfg.CRL.CacheDir,
@@ -290,7 +312,7 @@ func crlDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path s
 		}
 		lastOK.Store(time.Now().Unix())
 		log.Info("crl run done", "crls", len(rep.CRLs), "refused", len(rep.Refused), "images", rep.Images,
-			"changes", len(rep.Changes), "writes", rep.Writes)
+			"untrusted", rep.Untrusted, "changes", len(rep.Changes), "writes", rep.Writes)
 		return soon
 	})
 	log.Info("stopping")
@@ -332,6 +354,9 @@ func writeCRLReport(w io.Writer, rep *crl.Report) {
 		}
 	}
 	fmt.Fprintf(w, "Images checked: %d, changed: %d, Glance writes: %d\n", rep.Images, len(rep.Changes), rep.Writes)
+	if rep.Untrusted > 0 {
+		fmt.Fprintf(w, "Images whose record no longer chains to a configured CA (unknown): %d\n", rep.Untrusted)
+	}
 	if len(rep.InTransit) > 0 {
 		fmt.Fprintf(w, "Revoked or held while Glance is still writing their data (a later run deactivates them): %s\n", strings.Join(rep.InTransit, ", "))
 	}

@@ -24,6 +24,9 @@ func TestCRLJobConfig(t *testing.T) {
 		}
 		return p
 	}
+	if err := os.Mkdir(filepath.Join(dir, "emptydir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name, toml string
 		check      func(t *testing.T, jc crl.JobConfig)
@@ -46,8 +49,8 @@ url = "https://crl.example.org/reg.crl"
 [[crl.source]]
 file = "pki/registrar-ca.crl"
 `, check: func(t *testing.T, jc crl.JobConfig) {
-			if len(jc.CAs) != 2 {
-				t.Errorf("CAs: %d", len(jc.CAs))
+			if len(jc.CAs) != 2 || jc.Anchors == nil {
+				t.Errorf("CAs: %d, anchors %v", len(jc.CAs), jc.Anchors)
 			}
 			// The file named twice is read once.
 			want := []crl.Source{{URL: "https://crl.example.org/reg.crl"}, {File: filepath.Join(dir, "pki/registrar-ca.crl")}, {File: filepath.Join(dir, "pki/people-ca.crl")}}
@@ -66,6 +69,7 @@ file = "pki/registrar-ca.crl"
 		}},
 		{name: "ok stale refuse by default", toml: `[trust]
 ca_files = ["pki/people-ca.pem"]
+registrar_ca_files = ["pki/registrar-ca.pem"]
 crl_files = ["pki/people-ca.crl"]
 `, check: func(t *testing.T, jc crl.JobConfig) {
 			if !jc.Policy.RefuseStale || jc.Policy.Strict || jc.Policy.RequireCRL {
@@ -73,6 +77,12 @@ crl_files = ["pki/people-ca.crl"]
 			}
 		}},
 		{name: "fail no CA", toml: "[trust]\ncrl_files = [\"pki/people-ca.crl\"]\n", err: "no CA certificate"},
+		// a trust that no image's chains can lead to: every image would
+		// become unknown (crl.ErrNoTrust)
+		{name: "fail no Registrar CA", toml: "[trust]\nca_files = [\"pki/people-ca.pem\"]\ncrl_files = [\"pki/people-ca.crl\"]\n", err: "no Registrar CA"},
+		{name: "fail no people CA", toml: "[trust]\nregistrar_ca_files = [\"pki/registrar-ca.pem\"]\ncrl_files = [\"pki/people-ca.crl\"]\n", err: "no people CA"},
+		{name: "fail empty CA directory", toml: "[trust]\nca_dirs = [\"emptydir\"]\nregistrar_ca_files = [\"pki/registrar-ca.pem\"]\n", err: "no people CA"},
+		{name: "fail unreadable CA directory", toml: "[trust]\nca_dirs = [\"nodir\"]\nregistrar_ca_files = [\"pki/registrar-ca.pem\"]\n", err: "nodir"},
 		{name: "fail no source", toml: "[trust]\nca_files = [\"pki/people-ca.pem\"]\n", err: "no CRL source"},
 		{name: "fail missing CA file", toml: "[trust]\nca_files = [\"pki/nope.pem\"]\ncrl_files = [\"pki/people-ca.crl\"]\n", err: "nope.pem"},
 		{name: "fail url scheme", toml: "[trust]\nca_files = [\"pki/people-ca.pem\"]\n[[crl.source]]\nurl = \"ftp://x/y.crl\"\n", err: "not an http(s) URL"},

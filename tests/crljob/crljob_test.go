@@ -22,6 +22,7 @@ import (
 	"github.com/imagetrust/imagetrust/crl"
 	"github.com/imagetrust/imagetrust/internal/ostest"
 	"github.com/imagetrust/imagetrust/internal/pki"
+	"github.com/imagetrust/imagetrust/internal/testpki"
 	"github.com/imagetrust/imagetrust/internal/testutil"
 )
 
@@ -353,7 +354,8 @@ func TestExitCodes(t *testing.T) {
 
 // TestDaemon runs the daemon with a one-second interval: /healthz and
 // /metrics answer, a CRL of a CA missing from the configuration is refused
-// until SIGHUP reloads a configuration naming it, and SIGTERM stops it.
+// (and the images registered by that CA are unknown) until SIGHUP reloads
+// a configuration naming it, and SIGTERM stops it.
 func TestDaemon(t *testing.T) {
 	s := newSite(t, "a", "b")
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -367,8 +369,13 @@ func TestDaemon(t *testing.T) {
 		t.Fatal(err)
 	}
 	daemonCfg := strings.Replace(string(full), "[crl]\n", "[crl]\ninterval = \"1s\"\nlisten = \""+addr+"\"\n", 1)
-	// First without the Registrar CA: its CRL has no CA to verify it.
-	withoutReg := strings.Replace(daemonCfg, `registrar_ca_files = ["pki/registrar-ca.pem"]`, "", 1)
+	// First without the Registrar CA: its CRL has no CA to verify it, and
+	// the images it registered no longer chain to a configured CA. Another
+	// Registrar CA stands in its place: with none at all the job would
+	// refuse to start (crl.ErrNoTrust).
+	decoy := testpki.NewRoot(t, "imagetrust crl test decoy Registrar CA")
+	testpki.WriteFile(t, filepath.Join(s.dir, "pki"), "decoy-registrar.pem", testpki.CertPEM(decoy.Cert))
+	withoutReg := strings.Replace(daemonCfg, `registrar_ca_files = ["pki/registrar-ca.pem"]`, `registrar_ca_files = ["pki/decoy-registrar.pem"]`, 1)
 	if err := os.WriteFile(s.cfg, []byte(withoutReg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -417,11 +424,12 @@ func TestDaemon(t *testing.T) {
 		return strings.Contains(m, `imagetrust_crl_refused_total{reason="wrong-issuer"} `) &&
 			!strings.Contains(m, `imagetrust_crl_refused_total{reason="wrong-issuer"} 0`) &&
 			strings.Contains(m, `imagetrust_crl_refused_total{reason="rollback"} 0`) &&
-			strings.Contains(m, `imagetrust_crl_images{state="valid"} 2`) && strings.Contains(m, `imagetrust_crl_age_seconds{issuer="`) &&
+			strings.Contains(m, `imagetrust_crl_images{state="unknown"} 2`) && strings.Contains(m, "imagetrust_crl_untrusted_images 2") &&
+			strings.Contains(m, `imagetrust_crl_age_seconds{issuer="`) &&
 			strings.Contains(m, `imagetrust_crl_next_update_timestamp_seconds{issuer="`)
 	})
-	if b := s.image("b"); b.Status != "active" || b.Properties[crl.PropGlobalValidity] != crl.StateValid {
-		t.Fatalf("image b changed by a CRL no configured CA signed: %s %v", b.Status, b.Properties)
+	if b := s.image("b"); b.Status != "active" || b.Properties[crl.PropGlobalValidity] != crl.StateUnknown {
+		t.Fatalf("image b revoked by a CRL no configured CA signed, or not unknown: %s %v", b.Status, b.Properties)
 	}
 
 	// A broken file: the configuration in effect stays, and the metrics
@@ -456,7 +464,7 @@ func TestDaemon(t *testing.T) {
 		_, m := get("/metrics")
 		return strings.Contains(m, `imagetrust_crl_images{state="revoked"} 1`)
 	})
-	if !strings.Contains(errb.String(), "configuration and CAs reloaded") || !strings.Contains(out.String(), "valid -> revoked, deactivated") {
+	if !strings.Contains(errb.String(), "configuration and CAs reloaded") || !strings.Contains(out.String(), "unknown -> revoked, deactivated") || !strings.Contains(out.String(), "unknown -> valid") {
 		t.Errorf("logs or reports lack the reload or the change\nstdout:\n%s\nstderr:\n%s", out.String(), errb.String())
 	}
 	if a := s.image("a"); a.Status != "active" || a.Properties[crl.PropGlobalValidity] != crl.StateValid {

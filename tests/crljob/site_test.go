@@ -153,6 +153,12 @@ func (s *site) publish(name string, i int) {
 
 // publishWith is publish with the creator's sign options given.
 func (s *site) publishWith(name string, i int, signOpts ...string) {
+	s.publishBy(name, i, "registrar-ca", signOpts...)
+}
+
+// publishBy is publishWith with the image registered by the Registrar CA
+// pki/REGISTRAR.pem (and .key).
+func (s *site) publishBy(name string, i int, registrar string, signOpts ...string) {
 	img := filepath.Join("images", name+".raw")
 	data := bytes.Repeat([]byte(fmt.Sprintf("image %s %d ", name, i)), 4096)
 	if err := os.WriteFile(filepath.Join(s.dir, img), data, 0o644); err != nil {
@@ -162,7 +168,7 @@ func (s *site) publishWith(name string, i int, signOpts ...string) {
 	s.mustRun("describe", img, "--vo", "demo", "--tag", name, "--title", "CRL test "+name, "-o", js)
 	s.mustRun(append(append([]string{"sign"}, signOpts...), js)...)
 	s.mustRun("approve", "--cert", "pki/approver.pem", "--key", "pki/approver.key", js)
-	s.mustRun("register", "--ca", "pki/registrar-ca.pem", "--ca-key", "pki/registrar-ca.key", "--expires", "30d", js)
+	s.mustRun("register", "--ca", "pki/"+registrar+".pem", "--ca-key", "pki/"+registrar+".key", "--expires", "30d", js)
 	var d struct {
 		UUID string `json:"uuid"`
 	}
