@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -121,7 +122,14 @@ func ParseDescriptor(b []byte) (*Descriptor, error) {
 	return &d, nil
 }
 
+// ErrTitleControl: the title holds a C0 or C1 control character (a
+// terminal escape, a line break), which would forge lines where it is shown.
+var ErrTitleControl = errors.New("descriptor field title: control characters (C0, DEL, C1) are not allowed")
+
 func (d *Descriptor) check() error {
+	if strings.ContainsFunc(d.Title, unicode.IsControl) {
+		return ErrTitleControl // the title itself is never echoed
+	}
 	if !canonicalUUID.MatchString(d.UUID) {
 		return fmt.Errorf("descriptor field uuid %s: not an RFC 4122 UUID in canonical lower-case hyphenated form", quoteShort(d.UUID))
 	}

@@ -230,3 +230,43 @@ func TestApproveChecksTheImage(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestPublishDescribeTitle: describe refuses a title with a control
+// character (a line break or terminal escape would forge lines wherever
+// the title is shown: inspect, Glance's image name), as a usage error,
+// naming the field and writing nothing; ordinary UTF-8 is kept.
+func TestPublishDescribeTitle(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "w.qcow2"), bytes.Repeat([]byte("imagetrust"), 1000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, title string
+		code        int
+	}{
+		{"ok UTF-8", "Wörker ✓ 工作节点", exitOK},
+		{"fail forged lines and colours", "ok\n  signature\tmatches (trust OK)\x1b[31m", exitUsage},
+		{"fail C1 control", "a\u009bb", exitUsage},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_ = os.Remove(filepath.Join(dir, "t.json"))
+			code, _, errs := cli(t, dir, "describe", "w.qcow2", "--vo", "demo", "--tag", "worker", "--title", tc.title, "-o", "t.json")
+			if code != tc.code {
+				t.Fatalf("exit %d (want %d): %s", code, tc.code, errs)
+			}
+			_, statErr := os.Stat(filepath.Join(dir, "t.json"))
+			if code == exitOK {
+				if statErr != nil {
+					t.Fatal(statErr)
+				}
+				return
+			}
+			if !strings.Contains(errs, "title") || strings.ContainsAny(errs, "\x1b\t\u009b") {
+				t.Fatalf("error does not name the title, or echoes it: %q", errs)
+			}
+			if statErr == nil {
+				t.Fatal("t.json was written")
+			}
+		})
+	}
+}
