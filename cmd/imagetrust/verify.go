@@ -11,6 +11,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/imagetrust/imagetrust/internal/cms"
 	"github.com/imagetrust/imagetrust/internal/config"
@@ -141,6 +143,12 @@ func printResult(w io.Writer, name string, r *validator.Result) {
 	}
 }
 
+// cmdInspect shows what a bundle claims. Everything it prints from the
+// bundle (the descriptor's fields, the signers' names, parse errors) is
+// untrusted and passes through printable: a title or a certificate name
+// can't forge lines or colours. Exit 0: the descriptor is valid and every
+// signature (if any) verifies over it; 1: the descriptor or a signature is
+// invalid (trust is not judged: that is verify).
 func cmdInspect(_ context.Context, e *env, args []string) int {
 	fs := newFlags(e, "inspect", "NAME.json")
 	pos, err := parseArgs(fs, args, 1, 1)
@@ -153,9 +161,11 @@ func cmdInspect(_ context.Context, e *env, args []string) int {
 		return fail(e, exitInvalid, "inspect: %v", err)
 	}
 	w := e.stdout
+	code := exitOK
 	d, derr := validator.ParseDescriptor(desc)
 	if derr != nil {
-		fmt.Fprintf(w, "descriptor %s: INVALID: %v\n", name, derr)
+		fmt.Fprintf(w, "descriptor %s: INVALID: %s\n", name, printable(derr.Error()))
+		code = exitInvalid
 	} else {
 		fmt.Fprintf(w, "descriptor %s\n", name)
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -165,7 +175,7 @@ func cmdInspect(_ context.Context, e *env, args []string) int {
 			{"format", d.DiskFormat + "/" + d.ContainerFormat},
 		} {
 			if kv[1] != "" {
-				fmt.Fprintf(tw, "  %s\t%s\n", kv[0], kv[1])
+				fmt.Fprintf(tw, "  %s\t%s\n", kv[0], printable(kv[1]))
 			}
 		}
 		_ = tw.Flush()
@@ -173,14 +183,14 @@ func cmdInspect(_ context.Context, e *env, args []string) int {
 	p7, err := os.ReadFile(name + ".p7s")
 	if errors.Is(err, os.ErrNotExist) {
 		fmt.Fprintf(w, "signature: none (%s.p7s does not exist)\n", name)
-		return exitOK
+		return code
 	}
 	if err != nil {
 		return fail(e, exitInvalid, "inspect: %v", err)
 	}
 	sd, err := cms.Parse(p7)
 	if err != nil {
-		return fail(e, exitInvalid, "inspect: %s.p7s: %v", name, err)
+		return fail(e, exitInvalid, "inspect: %s.p7s: %s", name, printable(err.Error()))
 	}
 	fmt.Fprintf(w, "signature %s.p7s: %d signers, %d certificates\n", name, len(sd.Signers), len(sd.Certificates))
 	for i := range sd.Signers {
@@ -189,27 +199,56 @@ func cmdInspect(_ context.Context, e *env, args []string) int {
 		role := "person"
 		for _, u := range c.URIs {
 			if strings.HasPrefix(u.String(), "urn:uuid:") {
-				role = "image (" + u.String() + ")"
+				role = "image (" + printable(u.String()) + ")"
 			}
 		}
 		fmt.Fprintf(w, "  signer %d: %s\n", i+1, role)
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintf(tw, "    subject\t%s\n", validatorOneLine(c.RawSubject, c.Subject.String()))
-		fmt.Fprintf(tw, "    issuer\t%s\n", validatorOneLine(c.RawIssuer, c.Issuer.String()))
+		fmt.Fprintf(tw, "    subject\t%s\n", printable(validatorOneLine(c.RawSubject, c.Subject.String())))
+		fmt.Fprintf(tw, "    issuer\t%s\n", printable(validatorOneLine(c.RawIssuer, c.Issuer.String())))
 		fmt.Fprintf(tw, "    serial\t%x\n", c.SerialNumber)
 		fmt.Fprintf(tw, "    valid\t%s to %s\n", c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339))
-		fmt.Fprintf(tw, "    algorithm\t%s\n", s.SignatureAlgorithm)
+		fmt.Fprintf(tw, "    algorithm\t%s\n", printable(fmt.Sprint(s.SignatureAlgorithm)))
 		if !s.SigningTime.IsZero() {
 			fmt.Fprintf(tw, "    signed at\t%s\n", s.SigningTime.UTC().Format(time.RFC3339))
 		}
 		if err := s.Verify(desc); err != nil {
-			fmt.Fprintf(tw, "    signature\tDOES NOT VERIFY over %s: %v\n", name, err)
+			fmt.Fprintf(tw, "    signature\tDOES NOT VERIFY over %s: %s\n", name, printable(err.Error()))
+			code = exitInvalid
 		} else {
 			fmt.Fprintf(tw, "    signature\tmatches %s (trust not judged: use verify)\n", name)
 		}
 		_ = tw.Flush()
 	}
-	return exitOK
+	return code
+}
+
+// printable is untrusted text made safe for a terminal and for one line:
+// every printable rune is kept (ordinary UTF-8 names stay readable), a
+// backslash is doubled, and anything else (C0 and C1 controls, DEL, bidi
+// overrides and other format characters, invalid UTF-8) is written as a
+// \x.., \u.... or \U........ escape.
+func printable(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case r == '\\':
+			b.WriteString(`\\`)
+		case unicode.IsPrint(r):
+			b.WriteRune(r)
+		case r < 0x100:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case r <= 0xffff:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			fmt.Fprintf(&b, `\U%08x`, r)
+		}
+		i += n
+	}
+	return b.String()
 }
 
 func validatorOneLine(raw []byte, fallback string) string {
