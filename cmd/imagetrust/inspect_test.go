@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 	"unicode"
 
 	"github.com/imagetrust/imagetrust/internal/cms"
@@ -30,7 +31,7 @@ func rawSign(t *testing.T, dir, name, certFile, keyFile string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	der, err := cms.Sign(desc, certs[0], key, cms.SignOptions{})
+	der, err := cms.Sign(desc, certs[0], key, cms.SignOptions{SigningTime: time.Now().Add(-time.Minute)})
 	if err != nil {
 		t.Fatal(err)
 	}

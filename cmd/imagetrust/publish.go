@@ -246,6 +246,9 @@ func cmdSign(_ context.Context, e *env, args []string) int {
 	if err != nil {
 		return signerErr(e, "sign", err)
 	}
+	if err := checkValidNow("creator", cert, opts.Chain, opts.SigningTime); err != nil {
+		return fail(e, exitInvalid, "sign: %v", err)
+	}
 	der, err := cms.Sign(desc, cert, key, opts)
 	if err != nil {
 		return fail(e, exitInvalid, "sign: %v", err)
@@ -255,6 +258,40 @@ func cmdSign(_ context.Context, e *env, args []string) int {
 	}
 	fmt.Fprintf(e.stdout, "signed %s as creator %q; wrote %s.p7s\n", name, cert.Subject.String(), name)
 	return exitOK
+}
+
+// checkValidNow refuses to sign with a certificate (or an embedded chain
+// certificate) outside its validity at now: register would refuse the
+// bundle, and every site would (verify's signer-time check).
+func checkValidNow(role string, cert *x509.Certificate, chain []*x509.Certificate, now time.Time) error {
+	for i, c := range append([]*x509.Certificate{cert}, chain...) {
+		what := role + " certificate"
+		if i > 0 {
+			what = "chain certificate"
+		}
+		switch {
+		case now.After(c.NotAfter):
+			return fmt.Errorf("check signer-validity: %s %q expired %s", what, c.Subject, c.NotAfter.UTC().Format(time.RFC3339))
+		case now.Before(c.NotBefore):
+			return fmt.Errorf("check signer-validity: %s %q is not yet valid until %s", what, c.Subject, c.NotBefore.UTC().Format(time.RFC3339))
+		}
+	}
+	return nil
+}
+
+// signerRole names the role of signer i of the two a bundle holds before
+// registration. A SignedData's SignerInfos are a DER SET OF, sorted, not in
+// signing order: the creator is the one that signed first, by the signing
+// times sign and approve write; without them, "signer".
+func signerRole(signers []cms.Signer, i int) string {
+	a, b := signers[i].SigningTime, signers[1-i].SigningTime
+	switch {
+	case len(signers) != 2 || a.IsZero() || b.IsZero() || a.Equal(b):
+		return "signer"
+	case a.Before(b):
+		return "creator"
+	}
+	return "approver"
 }
 
 func signerErr(e *env, cmd string, err error) int {
@@ -332,6 +369,9 @@ func cmdApprove(_ context.Context, e *env, args []string) int {
 	if err != nil {
 		return signerErr(e, "approve", err)
 	}
+	if err := checkValidNow("approver", cert, opts.Chain, opts.SigningTime); err != nil {
+		return fail(e, exitInvalid, "approve: %v", err)
+	}
 	if why := validator.SamePerson(sd.Signers[0].Certificate, cert); why != "" {
 		return fail(e, exitInvalid, "approve: check creator-is-approver: %q %s (%q created this image); a different person must approve it", cert.Subject.String(), why, sd.Signers[0].Certificate.Subject.String())
 	}
@@ -402,7 +442,7 @@ func cmdRegister(_ context.Context, e *env, args []string) int {
 		return fail(e, exitInvalid, "register: %v", err)
 	}
 	d, _ := validator.ParseDescriptor(descBytes)
-	_, p7, err := readSignature(name, descBytes, 2)
+	sd, p7, err := readSignature(name, descBytes, 2)
 	if err != nil {
 		return fail(e, exitInvalid, "register: %v", err)
 	}
@@ -432,6 +472,18 @@ func cmdRegister(_ context.Context, e *env, args []string) int {
 	}
 	if d.CreatedTime.After(notBefore.Add(validator.CreatedSkew)) {
 		return fail(e, exitInvalid, "register: check created-after-registration: %s was created %s, after now: every site would refuse it; describe it again", name, d.CreatedTime.UTC().Format(time.RFC3339))
+	}
+	// the creator's and approver's certificates must be valid at the
+	// registration time (the image certificate's notBefore), as every site
+	// checks (verify's signer-time); nothing is written otherwise
+	for i := range sd.Signers {
+		c := sd.Signers[i].Certificate
+		role := signerRole(sd.Signers, i)
+		if notBefore.Before(c.NotBefore) || notBefore.After(c.NotAfter) {
+			return fail(e, exitInvalid, "register: check %s (%s): %s certificate %q is not valid at registration %s (valid %s to %s); nothing written",
+				validator.CheckSignerTime, validator.ReasonSignerInvalidAtReg, role, c.Subject,
+				notBefore.UTC().Format(time.RFC3339), c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339))
+		}
 	}
 	cert, err := pki.Issue(pki.Template{
 		Subject:   pkix.Name{CommonName: "image " + d.UUID, OrganizationalUnit: []string{d.VO}},

@@ -17,6 +17,12 @@ import (
 // dir/<file>.pem for subject on the key in dir/pki/<keyFile>.
 func issueWithKey(t *testing.T, dir, file string, subject pkix.Name, keyFile string) {
 	t.Helper()
+	issueValid(t, dir, file, subject, keyFile, time.Now().Add(-time.Hour), time.Now().AddDate(0, 1, 0))
+}
+
+// issueValid is issueWithKey for a certificate valid from nb to na.
+func issueValid(t *testing.T, dir, file string, subject pkix.Name, keyFile string, nb, na time.Time) {
+	t.Helper()
 	p := func(f string) string { return filepath.Join(dir, "pki", f) }
 	cas, err := validator.ReadCertificates(p("people-ca.pem"))
 	if err != nil {
@@ -30,7 +36,7 @@ func issueWithKey(t *testing.T, dir, file string, subject pkix.Name, keyFile str
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := pki.Issue(pki.Template{Subject: subject, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().AddDate(0, 1, 0)}, k.Public(), cas[0], caKey)
+	c, err := pki.Issue(pki.Template{Subject: subject, NotBefore: nb, NotAfter: na}, k.Public(), cas[0], caKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,6 +272,71 @@ func TestPublishDescribeTitle(t *testing.T) {
 			}
 			if statErr == nil {
 				t.Fatal("t.json was written")
+			}
+		})
+	}
+}
+
+// TestPublishSignerValidity: sign and approve refuse a certificate outside
+// its validity now, and register one of the bundle's signers outside its
+// validity at the registration time (what every site's signer-time check
+// refuses), naming the check, exit 1 and writing nothing.
+func TestPublishSignerValidity(t *testing.T) {
+	dir := publish(t)
+	now := time.Now()
+	person := func(cn string) pkix.Name {
+		return pkix.Name{CommonName: cn, Organization: []string{"imagetrust demo"}, OrganizationalUnit: []string{"Users"}}
+	}
+	// expired yesterday, and valid only from tomorrow
+	issueValid(t, dir, "creator-expired", person("Alice Creator"), "creator.key", now.AddDate(0, -1, 0), now.Add(-24*time.Hour))
+	issueValid(t, dir, "creator-future", person("Alice Creator"), "creator.key", now.Add(24*time.Hour), now.AddDate(0, 1, 0))
+	issueValid(t, dir, "approver-expired", person("Bob Approver"), "approver.key", now.AddDate(0, -1, 0), now.Add(-24*time.Hour))
+	mustCLI(t, dir, "describe", "w.qcow2", "--vo", "demo", "--tag", "worker", "-o", "s.json")
+	// a.json: signed by a valid creator, to be approved
+	prepare(t, dir, "a.json", false)
+	// r.json: signed with the expired certificate by another tool, approved
+	mustCLI(t, dir, "describe", "w.qcow2", "--vo", "demo", "--tag", "worker", "-o", "r.json")
+	rawSign(t, dir, "r.json", "creator-expired.pem", "pki/creator.key")
+	mustCLI(t, dir, "approve", "--cert", "pki/approver.pem", "--key", "pki/approver.key", "r.json")
+	register := []string{"register", "--ca", "pki/registrar-ca.pem", "--ca-key", "pki/registrar-ca.key", "--expires", "30d"}
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		file  string // the bundle it may not change
+		code  int
+		wants []string
+	}{
+		{"fail sign with a creator certificate expired yesterday", []string{"sign", "--cert", "creator-expired.pem", "--key", "pki/creator.key", "s.json"}, "s.json",
+			exitInvalid, []string{"check signer-validity", "creator certificate", "expired " + now.Add(-24*time.Hour).UTC().Format("2006-01-02T")}},
+		{"fail sign with a creator certificate valid from tomorrow", []string{"sign", "--cert", "creator-future.pem", "--key", "pki/creator.key", "s.json"}, "s.json",
+			exitInvalid, []string{"check signer-validity", "not yet valid until " + now.Add(24*time.Hour).UTC().Format("2006-01-02T")}},
+		{"fail approve with an approver certificate expired yesterday", []string{"approve", "--cert", "approver-expired.pem", "--key", "pki/approver.key", "a.json"}, "a.json",
+			exitInvalid, []string{"check signer-validity", "approver certificate", "expired"}},
+		{"fail register a bundle whose creator certificate expired", append(register[:len(register):len(register)], "r.json"), "r.json",
+			exitInvalid, []string{"check signer-time (signer-invalid-at-registration)", "creator certificate", "is not valid at registration", "nothing written"}},
+		{"ok sign with a valid certificate", []string{"sign", "--cert", "pki/creator.pem", "--key", "pki/creator.key", "s.json"}, "s.json",
+			exitOK, []string{"signed s.json"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p7 := filepath.Join(dir, tc.file+".p7s")
+			before, _ := os.ReadFile(p7)
+			code, out, errs := cli(t, dir, tc.args...)
+			if code != tc.code {
+				t.Fatalf("exit %d (want %d): %s%s", code, tc.code, out, errs)
+			}
+			for _, w := range tc.wants {
+				if !strings.Contains(out+errs, w) {
+					t.Errorf("output lacks %q: %s%s", w, out, errs)
+				}
+			}
+			if code == exitOK {
+				return
+			}
+			if after, _ := os.ReadFile(p7); !bytes.Equal(before, after) {
+				t.Errorf("%s changed", p7)
+			}
+			if _, err := os.Stat(filepath.Join(dir, tc.file+".crt")); err == nil {
+				t.Errorf("%s.crt written", tc.file)
 			}
 		})
 	}
