@@ -57,6 +57,7 @@ func cmdDescribe(_ context.Context, e *env, args []string) int {
 	created := fs.String("created", "", "creation time, RFC 3339 (default: now)")
 	var props multiFlag
 	fs.Var(&props, "property", "extra Glance property KEY=VALUE (repeatable)")
+	force := fs.Bool("force", false, "replace a descriptor that is already signed or registered (its NAME.json.p7s and NAME.json.crt no longer match it)")
 	pos, err := parseArgs(fs, args, 1, 1)
 	if err != nil {
 		return usageExit(err)
@@ -104,6 +105,22 @@ func cmdDescribe(_ context.Context, e *env, args []string) int {
 	if *out == "" {
 		*out = img + ".json"
 	}
+	// a descriptor already signed (or registered) is a bundle: a new one in
+	// its place (a new uuid) would leave a dead signature beside it. The
+	// same refusal as sign's over an existing .p7s, and the same exit.
+	var signed []string
+	for _, f := range []string{*out + ".p7s", *out + ".crt"} {
+		if _, err := os.Lstat(f); err == nil {
+			signed = append(signed, f)
+		}
+	}
+	if len(signed) > 0 && !*force {
+		verb := "exists"
+		if len(signed) > 1 {
+			verb = "exist"
+		}
+		return fail(e, exitInvalid, "describe: %s %s: %s is signed; describe a new version under another name (-o), or --force to replace it (and sign it again)", strings.Join(signed, " and "), verb, *out)
+	}
 	d.URI = *uri
 	if d.URI == "" {
 		rel, err := filepath.Rel(filepath.Dir(absPath(*out)), absPath(img))
@@ -137,6 +154,9 @@ func cmdDescribe(_ context.Context, e *env, args []string) int {
 		return fail(e, exitInvalid, "describe: %v", err)
 	}
 	fmt.Fprintf(e.stdout, "wrote %s (uuid %s, %d bytes, sha512 %s…)\n", *out, d.UUID, d.Size, d.SHA512[:16])
+	for _, f := range signed {
+		fmt.Fprintf(e.stderr, "imagetrust: describe: warning: %s no longer matches %s: sign it again (sign --force)\n", f, *out)
+	}
 	return exitOK
 }
 

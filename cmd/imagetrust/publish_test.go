@@ -341,3 +341,40 @@ func TestPublishSignerValidity(t *testing.T) {
 		})
 	}
 }
+
+// TestPublishDescribeOverSigned: describe refuses to replace a descriptor
+// that is signed (NAME.json.p7s) or registered (NAME.json.crt), as sign
+// refuses to replace a signature: exit 1, naming the file, the descriptor
+// unchanged; --force replaces it and warns that the signature is dead.
+func TestPublishDescribeOverSigned(t *testing.T) {
+	dir := publish(t) // w.json: signed, approved, registered
+	prepare(t, dir, "s.json", false)
+	mustCLI(t, dir, "describe", "w.qcow2", "--vo", "demo", "--tag", "worker", "-o", "u.json")
+	describe := func(more ...string) []string {
+		return append([]string{"describe", "w.qcow2", "--vo", "demo", "--tag", "worker"}, more...)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		file string
+		code int
+		want string
+	}{
+		{"ok an unsigned descriptor is replaced", describe("-o", "u.json"), "u.json", exitOK, "wrote u.json"},
+		{"fail a signed descriptor", describe("-o", "s.json"), "s.json", exitInvalid, "s.json.p7s exists"},
+		{"fail a registered descriptor", describe("-o", "w.json"), "w.json", exitInvalid, "w.json.p7s and w.json.crt exist"},
+		{"ok --force replaces a signed one, warning", describe("--force", "-o", "s.json"), "s.json", exitOK, "warning: s.json.p7s no longer matches s.json"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before, _ := os.ReadFile(filepath.Join(dir, tc.file))
+			code, out, errs := cli(t, dir, tc.args...)
+			if code != tc.code || !strings.Contains(out+errs, tc.want) {
+				t.Fatalf("exit %d (want %d), output lacks %q: %s%s", code, tc.code, tc.want, out, errs)
+			}
+			after, _ := os.ReadFile(filepath.Join(dir, tc.file))
+			if changed := !bytes.Equal(before, after); changed != (code == exitOK) {
+				t.Fatalf("%s changed: %v, exit %d", tc.file, changed, code)
+			}
+		})
+	}
+}
