@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/imagetrust/imagetrust/internal/pki"
@@ -275,5 +279,102 @@ func TestRevokeRefusesAnotherCAsKey(t *testing.T) {
 	after, _ := os.ReadFile(filepath.Join(dir, "pki/registrar-ca.crl"))
 	if !bytes.Equal(before, after) {
 		t.Fatal("the CRL changed")
+	}
+}
+
+// cliEnv is cli with the environment vars.
+func cliEnv(t *testing.T, dir string, vars map[string]string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	wd, _ := os.Getwd()
+	if err := os.Chdir(dir); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = os.Chdir(wd) }()
+	code := run(context.Background(), &env{stdin: strings.NewReader(""), stdout: &out, stderr: &errb, getenv: func(k string) string { return vars[k] }}, args)
+	return code, out.String(), errb.String()
+}
+
+// TestCLIExitCodes checks the documented rule across subcommands: 2 for a
+// usage or configuration error (a key not matching its certificate, a
+// file named on the command line that can't be read, no cloud configured,
+// the proxy's TLS key pair), 1 for what was read and failed a check (a
+// bundle's signature or image missing or wrong); and the subcommand's
+// name before every message. No case needs OpenStack: the auth_url given
+// is a local server that counts requests, and none may reach it.
+func TestCLIExitCodes(t *testing.T) {
+	dir := publish(t)
+	prepare(t, dir, "x.json", false)
+	prepare(t, dir, "y.json", true)
+	mustCLI(t, dir, "describe", "w.qcow2", "--vo", "demo", "--tag", "worker", "-o", "u.json")
+	var hits atomic.Int32
+	keystone := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		hits.Add(1)
+		http.Error(w, "no", http.StatusUnauthorized)
+	}))
+	defer keystone.Close()
+	cloud := map[string]string{"OS_AUTH_URL": keystone.URL + "/v3", "OS_USERNAME": "u", "OS_PASSWORD": "p",
+		"OS_PROJECT_NAME": "p", "OS_USER_DOMAIN_NAME": "Default", "OS_PROJECT_DOMAIN_NAME": "Default"}
+	nProxy := 0
+	proxyCfg := func(rest string) string {
+		p, _ := proxyConfig(t, dir, "upstream = \"http://127.0.0.1:1\"\n"+rest)
+		nProxy++
+		to := filepath.Join(dir, "pki", fmt.Sprintf("proxy%d.toml", nProxy))
+		if err := os.Rename(p, to); err != nil {
+			t.Fatal(err)
+		}
+		return to
+	}
+	certFile, keyFile, _ := testpki.TLSServer(t, dir, "proxy")
+	_, otherKey, _ := testpki.TLSServer(t, t.TempDir(), "other")
+	reg := []string{"register", "--ca", "pki/registrar-ca.pem", "--ca-key", "pki/registrar-ca.key", "--expires", "30d"}
+	with := func(base []string, more ...string) []string { return append(append([]string{}, base...), more...) }
+	for _, tc := range []struct {
+		name string
+		vars map[string]string
+		args []string
+		code int
+		want string
+	}{
+		// a key that does not match its certificate: configuration
+		{"fail sign with another's key is 2", nil, []string{"sign", "--force", "--cert", "pki/creator.pem", "--key", "pki/approver.key", "u.json"}, exitUsage, "sign: --key pki/approver.key does not belong to --cert"},
+		{"fail approve with another's key is 2", nil, []string{"approve", "--no-image-check", "--cert", "pki/approver.pem", "--key", "pki/creator.key", "x.json"}, exitUsage, "approve: --key pki/creator.key does not belong"},
+		{"fail register with another CA's key is 2", nil, []string{"register", "--ca", "pki/registrar-ca.pem", "--ca-key", "pki/people-ca.key", "--expires", "30d", "y.json"}, exitUsage, "does not belong"},
+		{"fail revoke with another CA's key is 2", nil, []string{"revoke", "--ca", "pki/registrar-ca.pem", "--ca-key", "pki/people-ca.key", "--crl", "pki/registrar-ca.crl", "--resign"}, exitUsage, "does not belong"},
+		// a file named on the command line that can't be read: usage
+		{"fail describe a missing image is 2", nil, []string{"describe", "missing.qcow2", "--vo", "demo", "--tag", "worker"}, exitUsage, "describe: open missing.qcow2"},
+		{"fail sign a missing descriptor is 2", nil, []string{"sign", "--cert", "pki/creator.pem", "--key", "pki/creator.key", "missing.json"}, exitUsage, "sign: open missing.json"},
+		{"fail sign with a missing --cert is 2", nil, []string{"sign", "--force", "--cert", "missing.pem", "--key", "pki/creator.key", "u.json"}, exitUsage, "missing.pem"},
+		{"fail sign with a missing --key is 2", nil, []string{"sign", "--force", "--cert", "pki/creator.pem", "--key", "missing.key", "u.json"}, exitUsage, "missing.key"},
+		{"fail approve a missing descriptor is 2", nil, []string{"approve", "--cert", "pki/approver.pem", "--key", "pki/approver.key", "missing.json"}, exitUsage, "approve: open missing.json"},
+		{"fail approve with a missing --image is 2", nil, []string{"approve", "--image", "missing.qcow2", "--cert", "pki/approver.pem", "--key", "pki/approver.key", "x.json"}, exitUsage, "approve: --image: open missing.qcow2"},
+		{"fail register a missing descriptor is 2", nil, with(reg, "missing.json"), exitUsage, "register: open missing.json"},
+		{"fail verify a missing descriptor is 2", nil, []string{"verify", "--config", "pki/imagetrust.toml", "missing.json"}, exitUsage, "verify: open missing.json"},
+		{"fail verify with a missing --image is 2", nil, []string{"verify", "--config", "pki/imagetrust.toml", "--image", "missing.qcow2", "w.json"}, exitUsage, "verify: --image: open missing.qcow2"},
+		{"fail inspect a missing descriptor is 2", nil, []string{"inspect", "missing.json"}, exitUsage, "inspect: open missing.json"},
+		{"fail revoke a missing --cert is 2", nil, []string{"revoke", "--ca", "pki/registrar-ca.pem", "--ca-key", "pki/registrar-ca.key", "--crl", "pki/registrar-ca.crl", "--cert", "missing.crt"}, exitUsage, "missing.crt"},
+		{"fail revoke --resign a missing --crl is 2", nil, []string{"revoke", "--ca", "pki/registrar-ca.pem", "--ca-key", "pki/registrar-ca.key", "--crl", "missing.crl", "--resign"}, exitUsage, "revoke: --crl: open missing.crl"},
+		// a bundle read and found wanting: a failed check
+		{"fail verify an unsigned descriptor is 1", nil, []string{"verify", "--config", "pki/imagetrust.toml", "u.json"}, exitInvalid, "verify: check signatures"},
+		{"fail approve an unsigned descriptor is 1", nil, []string{"approve", "--cert", "pki/approver.pem", "--key", "pki/approver.key", "u.json"}, exitInvalid, "u.json.p7s"},
+		// the daemons' configuration: no cloud, a bad file, the TLS key pair
+		{"fail sync without a cloud is 2", nil, []string{"sync", "--once", "--config", "pki/imagetrust.toml"}, exitUsage, "sync: no cloud"},
+		{"fail crl without a cloud is 2", nil, []string{"crl", "--once", "--config", "pki/imagetrust.toml"}, exitUsage, "crl: no cloud"},
+		{"fail proxy without a cloud is 2", nil, []string{"proxy", "--config", proxyCfg("")}, exitUsage, "proxy: no cloud"},
+		{"fail sync with a missing config says sync", nil, []string{"sync", "--once", "--config", "missing.toml"}, exitUsage, "sync: config"},
+		{"fail proxy with a missing tls_cert is 2, before Keystone", cloud, []string{"proxy", "--config", proxyCfg(fmt.Sprintf("tls_cert = %q\ntls_key = %q\n", filepath.Join(dir, "missing.pem"), keyFile))}, exitUsage, "proxy.tls_cert"},
+		{"fail proxy with a mismatched tls_key is 2, before Keystone", cloud, []string{"proxy", "--config", proxyCfg(fmt.Sprintf("tls_cert = %q\ntls_key = %q\n", certFile, otherKey))}, exitUsage, "proxy.tls_key"},
+		{"fail proxy with tls_cert alone is 2, before Keystone", cloud, []string{"proxy", "--config", proxyCfg(fmt.Sprintf("tls_cert = %q\n", certFile))}, exitUsage, "proxy.tls_cert and proxy.tls_key"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := hits.Load()
+			code, out, errs := cliEnv(t, dir, tc.vars, tc.args...)
+			if code != tc.code || !strings.Contains(errs, tc.want) {
+				t.Fatalf("exit %d (want %d), stderr lacks %q:\n%s%s", code, tc.code, tc.want, out, errs)
+			}
+			if n := hits.Load() - before; n > 0 {
+				t.Fatalf("%d requests to the auth_url", n)
+			}
+		})
 	}
 }

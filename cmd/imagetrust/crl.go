@@ -83,6 +83,10 @@ func cmdCRL(ctx context.Context, e *env, args []string) int {
 		cloudName = e.getenv("OS_CLOUD")
 	}
 	sc, project, err := crlImageClient(ctx, e, cloudName)
+	if errors.Is(err, errUsage) {
+		// no cloud, or credentials that can't be used as they are
+		return fail(e, exitUsage, "crl: %v", err)
+	}
 	if err != nil {
 		log.Error("openstack authentication failed", "err", err)
 		return exitInvalid

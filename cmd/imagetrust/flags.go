@@ -20,6 +20,35 @@ import (
 // errUsage marks an error as a usage error (exit 2).
 var errUsage = errors.New("usage")
 
+// usageError is err as a usage or configuration error (exit 2), its text
+// unchanged: errors.Is(usageError{err}, errUsage).
+type usageError struct{ error }
+
+func (u usageError) Is(target error) bool { return target == errUsage }
+func (u usageError) Unwrap() error        { return u.error }
+
+// readInput reads a file named on the command line (an argument or an
+// option's value). One that can't be read is a usage error (exit 2), the
+// same in every subcommand; what is read and found invalid is not.
+func readInput(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return b, nil
+}
+
+// checkInput is readInput for a file read later (an image, hashed as a
+// stream): one named on the command line that can't be opened is a usage
+// error.
+func checkInput(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return usageError{err}
+	}
+	return f.Close()
+}
+
 // newFlags makes a FlagSet that reports to e.stderr and doesn't exit.
 func newFlags(e *env, name, synopsis string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)

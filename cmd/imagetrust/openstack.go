@@ -84,12 +84,13 @@ var responseHeaderTimeout = 10 * time.Minute
 func openProvider(ctx context.Context, cloud string, getenv func(string) string) (*gophercloud.ProviderClient, gophercloud.EndpointOpts, string, error) {
 	ao, eo, tlsConf, err := parseCredentials(cloud, getenv)
 	if err != nil {
-		return nil, eo, "", err
+		// no cloud, or one described wrongly: a configuration error
+		return nil, eo, "", usageError{err}
 	}
 	ao.AllowReauth = true
 	pc, err := openstack.NewClient(ao.IdentityEndpoint)
 	if err != nil {
-		return nil, eo, "", fmt.Errorf("auth_url: %w", err)
+		return nil, eo, "", usageError{fmt.Errorf("auth_url: %w", err)}
 	}
 	pc.UserAgent.Prepend(userAgent())
 	tr := http.DefaultTransport.(*http.Transport).Clone()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -55,6 +56,17 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 			return fail(e, exitUsage, "proxy: proxy.public_url %q is not an absolute URL", cfg.Proxy.PublicURL)
 		}
 	}
+	// the listener's key pair now, before any network call: a missing or
+	// mismatched file is a configuration error, not a failure found after
+	// logging in to Keystone
+	if (cfg.Proxy.TLSCert == "") != (cfg.Proxy.TLSKey == "") {
+		return fail(e, exitUsage, "proxy: set both proxy.tls_cert and proxy.tls_key, or neither")
+	}
+	if cfg.Proxy.TLSCert != "" {
+		if _, err := tls.LoadX509KeyPair(cfg.Proxy.TLSCert, cfg.Proxy.TLSKey); err != nil {
+			return fail(e, exitUsage, "proxy: proxy.tls_cert %s and proxy.tls_key %s: %v", cfg.Proxy.TLSCert, cfg.Proxy.TLSKey, err)
+		}
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -67,6 +79,10 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 		cloudName = e.getenv("OS_CLOUD")
 	}
 	lookup, err := newGlanceLookup(ctx, cloudName, e.getenv)
+	if errors.Is(err, errUsage) {
+		// no cloud, or credentials that can't be used as they are
+		return fail(e, exitUsage, "proxy: %v", err)
+	}
 	if err != nil {
 		return fail(e, exitInvalid, "proxy: %v", err)
 	}
@@ -111,7 +127,7 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 		Identity: identity, AuthURI: identity.authURI,
 	})
 	if err != nil {
-		return fail(e, exitUsage, "%v", err)
+		return fail(e, exitUsage, "proxy: %v", err)
 	}
 
 	// SIGHUP reloads the trust store (CA and CRL files) and the listener's

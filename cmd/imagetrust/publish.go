@@ -133,7 +133,7 @@ func cmdDescribe(_ context.Context, e *env, args []string) int {
 	}
 	f, err := os.Open(img)
 	if err != nil {
-		return fail(e, exitInvalid, "describe: %v", err)
+		return fail(e, exitUsage, "describe: %v", err)
 	}
 	h := validator.NewImageHasher()
 	_, err = io.CopyBuffer(h, f, make([]byte, 1<<20))
@@ -195,16 +195,19 @@ func (s *signerFlags) load(e *env) (*x509.Certificate, cms.SignOptions, crypto.S
 	if s.cert == "" || s.key == "" {
 		return nil, cms.SignOptions{}, nil, fmt.Errorf("%w: --cert and --key are required", errUsage)
 	}
+	// the signer's certificate, key and chain are configuration: any
+	// error in them is a usage error (exit 2), as register's and revoke's
+	// --ca and --ca-key are
 	certs, err := validator.ReadCertificates(s.cert)
 	if err != nil {
-		return nil, cms.SignOptions{}, nil, fmt.Errorf("--cert %s: %w", s.cert, err)
+		return nil, cms.SignOptions{}, nil, usageError{fmt.Errorf("--cert %s: %w", s.cert, err)}
 	}
 	key, err := pki.ReadPrivateKey(s.key, passphrase(e, s.passFile))
 	if err != nil {
-		return nil, cms.SignOptions{}, nil, fmt.Errorf("--key: %w", err)
+		return nil, cms.SignOptions{}, nil, usageError{fmt.Errorf("--key: %w", err)}
 	}
 	if !publicKeysEqual(certs[0].PublicKey, key.Public()) {
-		return nil, cms.SignOptions{}, nil, fmt.Errorf("--key %s does not belong to --cert %s", s.key, s.cert)
+		return nil, cms.SignOptions{}, nil, usageError{fmt.Errorf("--key %s does not belong to --cert %s", s.key, s.cert)}
 	}
 	h, err := parseHash(s.hash)
 	if err != nil {
@@ -214,7 +217,7 @@ func (s *signerFlags) load(e *env) (*x509.Certificate, cms.SignOptions, crypto.S
 	if s.chain != "" {
 		chain, err := validator.ReadCertificates(s.chain)
 		if err != nil {
-			return nil, cms.SignOptions{}, nil, fmt.Errorf("--chain: %w", err)
+			return nil, cms.SignOptions{}, nil, usageError{fmt.Errorf("--chain: %w", err)}
 		}
 		opts.Chain = append(opts.Chain, chain...)
 	}
@@ -257,7 +260,7 @@ func cmdSign(_ context.Context, e *env, args []string) int {
 	name := pos[0]
 	desc, err := readDescriptor(name)
 	if err != nil {
-		return fail(e, exitInvalid, "sign: %v", err)
+		return signerErr(e, "sign", err)
 	}
 	if _, err := os.Stat(name + ".p7s"); err == nil && !*force {
 		return fail(e, exitInvalid, "sign: %s.p7s exists: the creator signs first; use approve to add a signature, or --force to start over", name)
@@ -321,8 +324,10 @@ func signerErr(e *env, cmd string, err error) int {
 	return fail(e, exitInvalid, "%s: %v", cmd, err)
 }
 
+// readDescriptor reads and checks the descriptor named on the command line:
+// one that can't be read is a usage error, an invalid one is not.
 func readDescriptor(name string) ([]byte, error) {
-	b, err := os.ReadFile(name)
+	b, err := readInput(name)
 	if err != nil {
 		return nil, err
 	}
@@ -365,7 +370,7 @@ func cmdApprove(_ context.Context, e *env, args []string) int {
 	name := pos[0]
 	desc, err := readDescriptor(name)
 	if err != nil {
-		return fail(e, exitInvalid, "approve: %v", err)
+		return signerErr(e, "approve", err)
 	}
 	sd, p7, err := readSignature(name, desc, 1)
 	if err != nil {
@@ -380,6 +385,11 @@ func cmdApprove(_ context.Context, e *env, args []string) int {
 		}
 		if p == "" {
 			return fail(e, exitUsage, "approve: check image: the descriptor's uri is not a local file: download the image and give it with --image FILE (or approve unchecked with --no-image-check)")
+		}
+		if *imagePath != "" {
+			if err := checkInput(p); err != nil {
+				return fail(e, exitUsage, "approve: --image: %v", err)
+			}
 		}
 		if err := checkImageFile(p, desc); err != nil {
 			return fail(e, exitInvalid, "approve: check image: %v (approve unchecked with --no-image-check)", err)
@@ -459,7 +469,7 @@ func cmdRegister(_ context.Context, e *env, args []string) int {
 	}
 	descBytes, err := readDescriptor(name)
 	if err != nil {
-		return fail(e, exitInvalid, "register: %v", err)
+		return signerErr(e, "register", err)
 	}
 	d, _ := validator.ParseDescriptor(descBytes)
 	sd, p7, err := readSignature(name, descBytes, 2)

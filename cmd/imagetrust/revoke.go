@@ -115,7 +115,8 @@ func cmdRevoke(_ context.Context, e *env, args []string) int {
 		}
 	case errors.Is(err, os.ErrNotExist) && !*resign:
 	default:
-		return fail(e, exitInvalid, "revoke: %v", err)
+		// a file named on the command line that can't be read: usage
+		return fail(e, exitUsage, "revoke: --crl: %v", err)
 	}
 	var said []string
 	for _, t := range targets {

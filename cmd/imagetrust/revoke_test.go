@@ -168,7 +168,8 @@ func TestRevokeCarriesOver(t *testing.T) {
 	if code, _, errs := cli(t, dir, append(args, "--resign", "--cert", "w.json.crt")...); code != exitUsage {
 		t.Fatalf("--resign with --cert: exit %d %s", code, errs)
 	}
-	if code, _, errs := cli(t, dir, "revoke", "--ca", "pki/registrar-ca.pem", "--ca-key", "pki/registrar-ca.key", "--crl", "none.crl", "--resign"); code != exitInvalid || !strings.Contains(errs, "none.crl") {
+	if code, _, errs := cli(t, dir, "revoke", "--ca", "pki/registrar-ca.pem", "--ca-key", "pki/registrar-ca.key", "--crl", "none.crl", "--resign"); code != exitUsage || !strings.Contains(errs, "none.crl") {
+		// a file named on the command line that can't be read: usage
 		t.Fatalf("--resign without a CRL: exit %d %s", code, errs)
 	}
 

@@ -41,7 +41,7 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 	}
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {
-		return fail(e, exitUsage, "%v", err)
+		return fail(e, exitUsage, "sync: %v", err)
 	}
 	format := cfg.Log.Format
 	if *jsonLogs {
@@ -59,10 +59,14 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 	// the trust store first: a missing or bad file is a configuration
 	// error (exit 2), named as such, not an authentication failure
 	if _, _, err := validator.LoadTrust(cfg); err != nil {
-		return fail(e, exitUsage, "%v", err)
+		return fail(e, exitUsage, "sync: %v", err)
 	}
 
 	pc, eo, project, err := openProvider(ctx, *cloud, e.getenv)
+	if errors.Is(err, errUsage) {
+		// no cloud, or credentials that can't be used as they are
+		return fail(e, exitUsage, "sync: %v", err)
+	}
 	if err != nil {
 		log.Error("openstack authentication failed", "err", err)
 		return exitInvalid
@@ -113,7 +117,7 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 	}
 	syncer, err := build(cfg)
 	if err != nil {
-		return fail(e, exitUsage, "%v", err)
+		return fail(e, exitUsage, "sync: %v", err)
 	}
 
 	if *once || *dry {

@@ -53,9 +53,9 @@ func cmdVerify(_ context.Context, e *env, args []string) int {
 	for _, w := range append(warnings, trust.StaleCRLs(now)...) {
 		fmt.Fprintf(e.stderr, "imagetrust: warning: %s\n", w)
 	}
-	desc, err := os.ReadFile(name)
+	desc, err := readInput(name)
 	if err != nil {
-		return fail(e, exitInvalid, "verify: %v", err)
+		return fail(e, exitUsage, "verify: %v", err)
 	}
 	sig, err := os.ReadFile(name + ".p7s")
 	if err != nil {
@@ -69,6 +69,9 @@ func cmdVerify(_ context.Context, e *env, args []string) int {
 		}
 		if p != "" {
 			f, err := os.Open(p)
+			if err != nil && *imagePath != "" {
+				return fail(e, exitUsage, "verify: --image: %v", err)
+			}
 			if err != nil {
 				return fail(e, exitInvalid, "verify: check image: %v", err)
 			}
@@ -156,9 +159,9 @@ func cmdInspect(_ context.Context, e *env, args []string) int {
 		return usageExit(err)
 	}
 	name := pos[0]
-	desc, err := os.ReadFile(name)
+	desc, err := readInput(name)
 	if err != nil {
-		return fail(e, exitInvalid, "inspect: %v", err)
+		return fail(e, exitUsage, "inspect: %v", err)
 	}
 	w := e.stdout
 	code := exitOK
