@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -376,5 +377,67 @@ func TestCLIExitCodes(t *testing.T) {
 				t.Fatalf("%d requests to the auth_url", n)
 			}
 		})
+	}
+}
+
+// TestCLIAuthURLSecrets: a password (or a token) in auth_url is refused at
+// configuration time, never echoed and never sent (exit 2, no request),
+// from the OS_* variables and from clouds.yaml alike, as the index and
+// CRL source URLs are; and an auth_url pointing at some web server logs at
+// most maxErrorText bytes of gophercloud's error (which holds the page).
+func TestCLIAuthURLSecrets(t *testing.T) {
+	dir := publish(t)
+	var hits atomic.Int32
+	keystone := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		hits.Add(1)
+		http.Error(w, "no", http.StatusUnauthorized)
+	}))
+	defer keystone.Close()
+	page := strings.Repeat("<p>the intranet home page, with internal links</p>\n", 400) + "END OF THE PAGE"
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = io.WriteString(w, page)
+	}))
+	defer web.Close()
+	host := strings.TrimPrefix(keystone.URL, "http://")
+	vars := func(authURL string) map[string]string {
+		return map[string]string{"OS_AUTH_URL": authURL, "OS_USERNAME": "u", "OS_PASSWORD": "p",
+			"OS_PROJECT_NAME": "p", "OS_USER_DOMAIN_NAME": "Default", "OS_PROJECT_DOMAIN_NAME": "Default"}
+	}
+	yaml := fmt.Sprintf("clouds:\n  c:\n    auth:\n      auth_url: http://admin:hunter2@%s/v3\n      username: u\n      password: p\n      project_name: p\n      user_domain_name: Default\n      project_domain_name: Default\n", host)
+	testpki.WriteFile(t, dir, "clouds.yaml", []byte(yaml))
+	for _, tc := range []struct {
+		name   string
+		vars   map[string]string
+		cmd    string
+		code   int
+		want   string
+		secret string // never in the output
+	}{
+		{"fail OS_AUTH_URL with a password", vars("http://user:hunter2@" + host + "/v3"), "sync", exitUsage, "sync: auth_url: not a URL without credentials", "hunter2"},
+		{"fail OS_AUTH_URL with a token as the user", vars("http://gAAAAtok3n@" + host + "/v3"), "crl", exitUsage, "crl: auth_url: not a URL without credentials", "gAAAAtok3n"},
+		{"fail clouds.yaml auth_url with a password", map[string]string{"OS_CLOUD": "c", "OS_CLIENT_CONFIG_FILE": filepath.Join(dir, "clouds.yaml")}, "sync", exitUsage, "auth_url: not a URL without credentials", "hunter2"},
+		{"fail auth_url at a web page: the error is capped", vars(web.URL + "/v3"), "sync", exitInvalid, "more bytes", "END OF THE PAGE"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := hits.Load()
+			code, out, errs := cliEnv(t, dir, tc.vars, tc.cmd, "--once", "--config", "pki/imagetrust.toml")
+			if code != tc.code || !strings.Contains(errs, tc.want) {
+				t.Fatalf("exit %d (want %d), stderr lacks %q:\n%s%s", code, tc.code, tc.want, out, errs)
+			}
+			if strings.Contains(out+errs, tc.secret) {
+				t.Fatalf("the output holds %q:\n%s%s", tc.secret, out, errs)
+			}
+			if len(errs) > 4*maxErrorText {
+				t.Fatalf("%d bytes of log", len(errs))
+			}
+			if n := hits.Load() - before; n > 0 {
+				t.Fatalf("%d requests to the auth_url", n)
+			}
+		})
+	}
+	if r := redactURL("http://user:hunter2@keystone:5000/v3"); strings.Contains(r, "hunter2") || !strings.Contains(r, "keystone:5000") {
+		t.Fatalf("redactURL: %s", r)
 	}
 }

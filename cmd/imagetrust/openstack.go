@@ -8,14 +8,18 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"runtime/debug"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/gophercloud/gophercloud/v2/openstack/config/clouds"
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/tokens"
+
+	itconfig "github.com/imagetrust/imagetrust/internal/config"
 )
 
 // version is the release, set at build time with
@@ -87,6 +91,10 @@ func openProvider(ctx context.Context, cloud string, getenv func(string) string)
 		// no cloud, or one described wrongly: a configuration error
 		return nil, eo, "", usageError{err}
 	}
+	if itconfig.URLMayHoldCredentials(ao.IdentityEndpoint) {
+		// never echoed, as the index and CRL source URLs are not
+		return nil, eo, "", usageError{errors.New("auth_url: not a URL without credentials: user:password@ in auth_url would appear in logs and errors; give the password as OS_PASSWORD or clouds.yaml's password")}
+	}
 	ao.AllowReauth = true
 	pc, err := openstack.NewClient(ao.IdentityEndpoint)
 	if err != nil {
@@ -112,7 +120,9 @@ func openProvider(ctx context.Context, cloud string, getenv func(string) string)
 	actx, cancel := context.WithTimeout(ctx, authTimeout)
 	defer cancel()
 	if err := openstack.Authenticate(actx, pc, ao); err != nil {
-		return nil, eo, "", fmt.Errorf("authenticating at %s: %w", ao.IdentityEndpoint, err)
+		// the endpoint redacted anyway; gophercloud's error holds the whole
+		// response body (a mistyped auth_url: some web server's page)
+		return nil, eo, "", fmt.Errorf("authenticating at %s: %w", redactURL(ao.IdentityEndpoint), cappedError{err})
 	}
 	cr, ok := pc.GetAuthResult().(tokens.CreateResult)
 	if !ok {
@@ -123,6 +133,38 @@ func openProvider(ctx context.Context, cloud string, getenv func(string) string)
 		return nil, eo, "", errors.New("the token is not scoped to a project (the mirror project)")
 	}
 	return pc, eo, p.ID, nil
+}
+
+// redactURL is an endpoint for logs and errors: any password replaced by
+// xxxxx (url.URL.Redacted).
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(an unparsable URL)"
+	}
+	return u.Redacted()
+}
+
+// maxErrorText bounds the text of an OpenStack error in logs: gophercloud
+// puts the whole HTTP response body in its errors.
+const maxErrorText = 512
+
+// cappedError is an error whose text is cut to maxErrorText bytes (at a
+// rune boundary); errors.Is and As still see the whole error.
+type cappedError struct{ err error }
+
+func (c cappedError) Unwrap() error { return c.err }
+
+func (c cappedError) Error() string {
+	s := c.err.Error()
+	if len(s) <= maxErrorText {
+		return s
+	}
+	n := maxErrorText
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return fmt.Sprintf("%s… (%d more bytes)", s[:n], len(s)-n)
 }
 
 // parseCredentials reads the clouds.yaml entry, or the OS_* variables as an

@@ -407,7 +407,7 @@ func (c *Config) check() error {
 		if (s.Path == "") == (s.URL == "") {
 			return fmt.Errorf("sync.source[%d]: set exactly one of path and url", i)
 		}
-		if u, err := url.Parse(s.URL); s.URL != "" && (err != nil || u.User != nil) {
+		if s.URL != "" && URLMayHoldCredentials(s.URL) {
 			// never echo the URL: it may hold a password
 			return fmt.Errorf("sync.source[%d].url: not a URL without credentials: user:password@ in a source URL would appear in logs, reports and errors; serve the index without them (or through a local proxy that adds them)", i)
 		}
@@ -430,7 +430,7 @@ func (c *Config) check() error {
 		if n != 1 {
 			return fmt.Errorf("crl.source[%d]: set exactly one of url, file and dir", i)
 		}
-		if u, err := url.Parse(s.URL); s.URL != "" && (err != nil || u.User != nil) {
+		if s.URL != "" && URLMayHoldCredentials(s.URL) {
 			// never echo the URL: it may hold a password
 			return fmt.Errorf("crl.source[%d].url: not a URL without credentials: user:password@ in a CRL URL would appear in logs and reports; CRLs are public (RFC 5280), serve them without", i)
 		}
@@ -504,4 +504,13 @@ func (c *Config) ProjectWarnings() []string {
 		}
 	}
 	return out
+}
+
+// URLMayHoldCredentials reports whether raw has user information
+// (user:password@, or a token as the user name) or does not parse, in
+// which case what stands where they would is unknown. Such a URL is refused
+// and never echoed: logs, reports and errors would carry the secret.
+func URLMayHoldCredentials(raw string) bool {
+	u, err := url.Parse(raw)
+	return err != nil || u.User != nil
 }
