@@ -150,7 +150,7 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 				}
 				reloads.done(err, time.Now())
 				if err != nil {
-					log.Error("reload failed; keeping the previous trust store", "error", err)
+					log.Error("reload failed; keeping the previous trust store", "err", err)
 					continue
 				}
 				log.Info("trust store reloaded")
