@@ -141,9 +141,10 @@
 //
 // Glance is asked through the Lookup with the proxy's own credentials;
 // answers (absent images included) are cached for Options.CacheTTL (30 s by
-// default) in a bounded LRU, and concurrent misses share one call. A
-// revocation or a change of a validity flag therefore takes effect within
-// the TTL.
+// default) from the moment the call that fetched them began, in a bounded
+// LRU, and concurrent misses share one call. A revocation or a change of a
+// validity flag therefore takes effect within the TTL (a request that
+// joined a shared call may get that call's answer, begun before it came).
 //
 // # Answers
 //

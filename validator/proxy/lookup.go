@@ -74,11 +74,17 @@ func callTimeout(d time.Duration) time.Duration {
 	return d
 }
 
-func (c *cachedLookup) put(e *cacheEntry) {
+// put caches e until ttl after started, when the call that filled it
+// began: Glance may have answered with what it held at any moment of the
+// call, so an answer is never served longer than ttl after the state it
+// may show (a revocation written just after the call began).
+func (c *cachedLookup) put(e *cacheEntry, started time.Time) {
 	if c.ttl <= 0 {
 		return
 	}
-	c.cache.put(e.key, e, c.now().Add(c.ttl))
+	if exp := started.Add(c.ttl); exp.After(c.now()) {
+		c.cache.put(e.key, e, exp)
+	}
 }
 
 func (c *cachedLookup) load(ctx context.Context, key string, fill func(ctx context.Context) (*cacheEntry, error)) (*cacheEntry, error) {
@@ -92,12 +98,13 @@ func (c *cachedLookup) load(ctx context.Context, key string, fill func(ctx conte
 		// nor outlive a Glance that never answers.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout(c.timeout))
 		defer cancel()
+		started := c.now()
 		e, err := fill(cctx)
 		if err != nil {
 			return nil, err
 		}
 		e.key = key
-		c.put(e)
+		c.put(e, started)
 		return e, nil
 	})
 	if err != nil {

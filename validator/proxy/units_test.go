@@ -171,6 +171,23 @@ func TestCachedLookup(t *testing.T) {
 			t.Errorf("%d Glance calls after the TTL, want 3", g.calls)
 		}
 	})
+	t.Run("ok ttl from the call's start", func(t *testing.T) {
+		// a Glance call that takes 20 s of a 30 s TTL: its answer may show
+		// Glance as it was when the call began, so it is served 10 s more
+		var mu sync.Mutex
+		at := now
+		clk := func() time.Time { mu.Lock(); defer mu.Unlock(); return at }
+		g := &clockGlance{inner: f.glance, during: func() { mu.Lock(); at = at.Add(20 * time.Second); mu.Unlock() }}
+		c := newCachedLookup(g, 30*time.Second, 10, clk, nil)
+		_, _ = c.GetImage(t.Context(), idGood)
+		mu.Lock()
+		at = at.Add(11 * time.Second)
+		mu.Unlock()
+		_, _ = c.GetImage(t.Context(), idGood)
+		if g.calls != 2 {
+			t.Errorf("%d Glance calls 31 s after the first call began, want 2", g.calls)
+		}
+	})
 	t.Run("ok errors not cached", func(t *testing.T) {
 		g := newMemGlance()
 		g.fail = errors.New("glance down")
@@ -292,4 +309,23 @@ func TestHTTPErrorLog(t *testing.T) {
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("records %q, want %q", got, want)
 	}
+}
+
+// clockGlance runs during (moving a test clock) inside every call.
+type clockGlance struct {
+	inner  Lookup
+	during func()
+	calls  int
+}
+
+func (g *clockGlance) GetImage(ctx context.Context, id string) (*Image, error) {
+	g.calls++
+	g.during()
+	return g.inner.GetImage(ctx, id)
+}
+
+func (g *clockGlance) ListTag(ctx context.Context, vo, tag string) ([]*Image, error) {
+	g.calls++
+	g.during()
+	return g.inner.ListTag(ctx, vo, tag)
 }
