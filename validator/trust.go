@@ -240,6 +240,20 @@ func LoadTrust(c *config.Config) (*Trust, []string, error) {
 		}
 		o.Registrar = append(o.Registrar, certs...)
 	}
+	// A CRL file named in the configuration must be there and parse: a
+	// typo in trust.crl_files would otherwise drop revocation checking with
+	// a warning only (a CA file's typo stops the command). Those of a
+	// ca_dirs directory (<hash>.rN, fetched by cron) may lag or break:
+	// they are warned of.
+	for _, f := range c.Trust.CRLFiles {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, nil, fmt.Errorf("trust.crl_files: %w", err)
+		}
+		if _, err := crl.Parse(b); err != nil {
+			return nil, nil, fmt.Errorf("trust.crl_files: %s: %w", f, err)
+		}
+	}
 	crlFiles = append(crlFiles, c.Trust.CRLFiles...)
 	// a weak CA key is not refused here (an IGTF directory may carry a
 	// legacy CA nobody uses), but no chain through it verifies: say so

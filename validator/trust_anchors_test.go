@@ -2,10 +2,15 @@ package validator
 
 import (
 	"crypto/x509"
+	"encoding/pem"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/imagetrust/imagetrust/crl"
+	"github.com/imagetrust/imagetrust/internal/config"
 	"github.com/imagetrust/imagetrust/internal/pki"
 	"github.com/imagetrust/imagetrust/internal/testpki"
 )
@@ -188,5 +193,46 @@ func TestTrustCRLsNotKept(t *testing.T) {
 	}
 	if got := tr.StaleCRLs(testNow); len(got) != 0 {
 		t.Errorf("stale %q", got)
+	}
+}
+
+// TestLoadTrustCRLFiles: a CRL file named in trust.crl_files that is
+// missing or does not parse is a configuration error naming the file: a
+// typo must not turn revocation checking off with a warning only.
+func TestLoadTrustCRLFiles(t *testing.T) {
+	dir := t.TempDir()
+	root := testpki.NewRoot(t, "People Root")
+	reg := testpki.NewRoot(t, "Registrar Root")
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	ca := write("people.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Cert.Raw}))
+	rca := write("reg.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: reg.Cert.Raw}))
+	good := write("good.crl", root.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: time.Now().Add(-time.Hour), NextUpdate: time.Now().Add(24 * time.Hour)}))
+	corrupt := write("corrupt.crl", []byte("-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n"))
+	for _, c := range []struct {
+		name  string
+		files []string
+		want  string
+	}{
+		{"ok present", []string{good}, ""},
+		{"fail missing", []string{good, filepath.Join(dir, "registar.crl")}, "registar.crl"},
+		{"fail corrupt", []string{corrupt}, "corrupt.crl"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := &config.Config{}
+			cfg.Trust.CAFiles, cfg.Trust.RegistrarCAFiles, cfg.Trust.CRLFiles = []string{ca}, []string{rca}, c.files
+			_, _, err := LoadTrust(cfg)
+			switch {
+			case c.want == "" && err != nil:
+				t.Fatal(err)
+			case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "trust.crl_files")):
+				t.Fatalf("error %v, want one naming trust.crl_files and %s", err, c.want)
+			}
+		})
 	}
 }
