@@ -126,9 +126,24 @@ func ParseDescriptor(b []byte) (*Descriptor, error) {
 // terminal escape, a line break), which would forge lines where it is shown.
 var ErrTitleControl = errors.New("descriptor field title: control characters (C0, DEL, C1) are not allowed")
 
+// textControl reports a control character other than a line feed or a tab.
+func textControl(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' }
+
 func (d *Descriptor) check() error {
 	if strings.ContainsFunc(d.Title, unicode.IsControl) {
 		return ErrTitleControl // the title itself is never echoed
+	}
+	// the other free text becomes Glance properties that `openstack image
+	// show` prints: one-line fields take no control character, the
+	// description and property values a line break or tab at most (the
+	// values are never echoed)
+	for _, f := range []struct{ name, v string }{{"os_distro", d.OSDistro}, {"os_version", d.OSVersion}, {"architecture", d.Architecture}} {
+		if strings.ContainsFunc(f.v, unicode.IsControl) {
+			return fmt.Errorf("descriptor field %s: control characters (C0, DEL, C1) are not allowed", f.name)
+		}
+	}
+	if strings.ContainsFunc(d.Description, textControl) {
+		return errors.New("descriptor field description: control characters other than line feed and tab are not allowed")
 	}
 	if !canonicalUUID.MatchString(d.UUID) {
 		return fmt.Errorf("descriptor field uuid %s: not an RFC 4122 UUID in canonical lower-case hyphenated form", quoteShort(d.UUID))
@@ -193,6 +208,9 @@ func (d *Descriptor) check() error {
 		}
 		if len(v) > 65535 {
 			return fmt.Errorf("descriptor property %s: value longer than 65535 bytes", quoteShort(k))
+		}
+		if strings.ContainsFunc(v, textControl) {
+			return fmt.Errorf("descriptor property %s: control characters other than line feed and tab are not allowed in its value", quoteShort(k))
 		}
 	}
 	return nil

@@ -100,3 +100,29 @@ func TestDescriptorErrorsShort(t *testing.T) {
 		})
 	}
 }
+
+// TestDescriptorTextControl: the free text that becomes Glance properties
+// takes no terminal escape or carriage return (`openstack image show`
+// prints it); a description or property value may hold line feeds and tabs.
+func TestDescriptorTextControl(t *testing.T) {
+	for _, c := range []struct{ name, from, to, want string }{
+		{"ok description lines", `"created"`, `"description":"line one\nline\ttwo","created"`, ""},
+		{"ok property value lines", `"uefi"`, `"a\nb"`, ""},
+		{"fail description escape", `"created"`, `"description":"x\u001b[31m","created"`, "description"},
+		{"fail description carriage return", `"created"`, `"description":"x\rforged","created"`, "description"},
+		{"fail os_distro line feed", `"created"`, `"os_distro":"debian\n","created"`, "os_distro"},
+		{"fail architecture C1", `"created"`, `"architecture":"x86_64\u0085","created"`, "architecture"},
+		{"fail os_version DEL", `"created"`, `"os_version":"12\u007f","created"`, "os_version"},
+		{"fail property value escape", `"uefi"`, `"\u001b]0;title\u0007"`, "hw_firmware_type"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := ParseDescriptor([]byte(strings.Replace(goodDescriptor, c.from, c.to, 1)))
+			switch {
+			case c.want == "" && err != nil:
+				t.Fatal(err)
+			case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "control")):
+				t.Fatalf("error %v, want one naming %s", err, c.want)
+			}
+		})
+	}
+}
