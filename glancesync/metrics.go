@@ -30,7 +30,8 @@ type Metrics struct {
 	// catalogue images of that VO (set each pass; a VO without any is not
 	// exported).
 	Orphaned *prometheus.GaugeVec
-	// Repaired counts catalogue records restored from verified bundles.
+	// Repaired counts catalogue records restored from verified bundles
+	// (lost in whole or in part, or with signed properties edited).
 	Repaired prometheus.Counter
 }
 
@@ -56,7 +57,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Orphaned: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "orphaned_images",
 			Help: "Catalogue images of the mirror project whose VO has no [vo] section (never synced, retired or bootable), by VO, as of the last pass."}, []string{"vo"}),
 		Repaired: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "records_repaired_total",
-			Help: "Catalogue records (imagetrust_* properties) restored from the verified bundle after they were removed from an image."}),
+			Help: "Catalogue records (imagetrust_* properties) restored from the verified bundle after they were removed from an image or edited on it."}),
 	}
 	// every label value exists at 0 from the start, so that an alert on
 	// increase() sees the first refusal or retirement too

@@ -64,17 +64,17 @@ func (s *Syncer) createSpec(it *item) CreateSpec {
 // planOne prints what a pass would do with a valid bundle (--dry-run).
 func (s *Syncer) planOne(it *item, im *Image, rp *reporter) {
 	var o Outcome
-	var missing, differs []string
+	var rs recordState
 	if im != nil {
-		missing, differs = recordGaps(im, it)
+		rs = s.compareRecord(im, it)
 	}
 	switch {
 	case im == nil:
 		o = s.outcome(it, ActionCreate, "", "create "+imageName(it.desc)+" and stream its bytes")
-	case len(missing) > 0 && len(differs) == 0 && im.Owner == s.o.MirrorProject && dataIsBundle(im, it.desc) == "":
-		o = s.outcome(it, ActionRepair, "", "restore "+strings.Join(missing, ", ")+" from the verified bundle")
-	case !s.sameRecord(im, it):
-		o = s.outcome(it, ActionRefused, ReasonUUIDImmutable, recordRefusal(im, it, missing, differs))
+	case s.needsRepair(im, it, rs) && rs.repairable(im, it, s.o.MirrorProject) == "":
+		o = s.outcome(it, ActionRepair, "", repairDetail(rs, false))
+	case s.needsRepair(im, it, rs):
+		o = s.outcome(it, ActionRefused, ReasonUUIDImmutable, recordRefusal(im, it, rs, s.o.MirrorProject))
 	case im.Status == StatusActive:
 		o = s.outcome(it, ActionUnchanged, "", "")
 	case im.Status == StatusQueued && im.Owner == s.o.MirrorProject:
@@ -98,8 +98,8 @@ func (s *Syncer) checkActive(ctx context.Context, it *item, im *Image, rp *repor
 		rp.add(s.outcome(it, ActionDeleted, ReasonGlanceHash, err.Error()))
 		return
 	}
-	if missing, differs := recordGaps(im, it); len(missing) > 0 && len(differs) == 0 && dataIsBundle(im, it.desc) == "" {
-		s.repairRecord(ctx, it, im, s.log.With("id", im.ID, "vo", it.desc.VO, "tag", it.desc.Tag), rp)
+	if rs := s.compareRecord(im, it); !rs.intact() {
+		s.fixRecord(ctx, it, im, rs, s.log.With("id", im.ID, "vo", it.desc.VO, "tag", it.desc.Tag), rp)
 		return
 	}
 	rp.add(s.outcome(it, ActionUnchanged, "", ""))
@@ -127,6 +127,99 @@ func recordGaps(im *Image, it *item) (missing, differs []string) {
 	return missing, differs
 }
 
+// recordState is how an image's catalogue record compares with the record
+// of the verified bundle of its uuid (compareRecord).
+type recordState struct {
+	// missing are the record properties the image lacks (unset or empty).
+	missing []string
+	// changed are the record properties it carries with another value
+	// than the bundle's (when other is false: edited in Glance).
+	changed []string
+	// other: its imagetrust_descriptor or imagetrust_signature is there
+	// and is not the bundle's: another record under the uuid.
+	other bool
+}
+
+// intact reports whether the image carries the bundle's whole record.
+func (rs recordState) intact() bool {
+	return !rs.other && len(rs.missing) == 0 && len(rs.changed) == 0
+}
+
+// repairable says why the bundle's record cannot be written on im, or ""
+// when it can (repairRecord): it is not another record, the image is the
+// mirror project's, and Glance's data of it is the bundle's (dataIsBundle).
+func (rs recordState) repairable(im *Image, it *item, mirror string) string {
+	switch {
+	case rs.other:
+		return "it carries another record"
+	case im.Owner != mirror:
+		return "the image is not the mirror project's"
+	}
+	return dataIsBundle(im, it.desc)
+}
+
+// compareRecord compares an image's catalogue record with the verified
+// bundle's. Which signed properties were edited is decided by the
+// validator's own comparison (validator.RecordTampered, what the proxy
+// refuses as record-tampered), on the record as it would be with what is
+// missing restored, so that an image the sync finds intact is one the
+// proxy does not refuse as tampered; recordGaps adds the record's other
+// properties (imagetrust_record_version) and finds another descriptor or
+// signature.
+func (s *Syncer) compareRecord(im *Image, it *item) recordState {
+	missing, differs := recordGaps(im, it)
+	rs := recordState{missing: missing, changed: differs,
+		other: slices.Contains(differs, validator.PropDescriptor) || slices.Contains(differs, validator.PropSignature)}
+	if rs.other {
+		return rs
+	}
+	props := make(map[string]string, len(im.Props)+len(missing))
+	for k, v := range im.Props {
+		props[k] = v
+	}
+	for _, k := range missing {
+		props[k] = it.record[k]
+	}
+	tampered, err := validator.RecordTampered(it.result, props)
+	if err != nil {
+		// judge made it.record from this very Result: not reached
+		s.log.Error("cannot compare the image's record with the verified bundle's", "id", im.ID, "err", err)
+	}
+	for _, k := range tampered {
+		if !slices.Contains(rs.changed, k) {
+			rs.changed = append(rs.changed, k)
+		}
+	}
+	slices.Sort(rs.changed)
+	return rs
+}
+
+// needsRepair reports whether the record of im is for fixRecord: another
+// record, a lost one (its descriptor or signature gone), or the bundle's
+// record in part missing or edited on an image with data (active or
+// deactivated). A queued (importing …) image carrying the bundle's
+// descriptor and signature is still the sync's to fill: it gets its bytes,
+// and its record is repaired once it is active.
+func (s *Syncer) needsRepair(im *Image, it *item, rs recordState) bool {
+	if rs.intact() {
+		return false
+	}
+	return rs.other || !s.sameRecord(im, it) || im.Status == StatusActive || im.Status == StatusDeactivated
+}
+
+// repairDetail is the detail of a record-repair outcome.
+func repairDetail(rs recordState, done bool) string {
+	var parts []string
+	verb := map[bool][2]string{false: {"rewrite", "restore"}, true: {"rewrote", "restored"}}[done]
+	if len(rs.changed) > 0 {
+		parts = append(parts, verb[0]+" "+strings.Join(rs.changed, ", ")+" (edited in Glance)")
+	}
+	if len(rs.missing) > 0 {
+		parts = append(parts, verb[1]+" "+strings.Join(rs.missing, ", ")+" (unset)")
+	}
+	return strings.Join(parts, " and ") + " from the verified bundle"
+}
+
 // dataIsBundle says why Glance's data of im cannot be taken for the signed
 // image of d, or "" when it can: Glance's own sha512 (os_hash_algo and
 // os_hash_value, which Glance computed as it stored the bytes) and size
@@ -145,68 +238,96 @@ func dataIsBundle(im *Image, d *validator.Descriptor) string {
 	return ""
 }
 
-// recordRefusal is the detail of a uuid-immutable refusal: a record that
-// is present and different, or one lost that cannot be restored.
-func recordRefusal(im *Image, it *item, missing, differs []string) string {
-	if len(differs) > 0 {
-		return "the image in Glance carries another record under this uuid (" + strings.Join(differs, ", ") + " differ from the bundle's); uuids are immutable: the publisher must register a new uuid"
+// recordRefusal is the detail of a uuid-immutable refusal: another record,
+// or the bundle's record lost or edited on an image where it cannot be
+// restored (repairable says why).
+func recordRefusal(im *Image, it *item, rs recordState, mirror string) string {
+	if rs.other {
+		return "the image in Glance carries another record under this uuid (" + strings.Join(rs.changed, ", ") + " differ from the bundle's); uuids are immutable: the publisher must register a new uuid"
 	}
-	why := dataIsBundle(im, it.desc)
-	if why == "" {
-		why = "the image is not the mirror project's"
+	why := rs.repairable(im, it, mirror)
+	if len(rs.changed) == 0 {
+		return "the image in Glance has lost its signed record (" + strings.Join(rs.missing, ", ") + " unset), and it is not restored: " + why
 	}
-	return "the image in Glance has lost its signed record (" + strings.Join(missing, ", ") + " unset), and it is not restored: " + why
+	what := strings.Join(rs.changed, ", ") + " edited"
+	if len(rs.missing) > 0 {
+		what += "; " + strings.Join(rs.missing, ", ") + " unset"
+	}
+	return "the image in Glance carries the bundle's record, edited (" + what + "; the proxy refuses it as record-tampered), and it is not restored: " + why
+}
+
+// fixRecord restores the bundle's record on im (repairRecord) when it can
+// (repairable), and otherwise refuses the bundle (refuseRecord).
+func (s *Syncer) fixRecord(ctx context.Context, it *item, im *Image, rs recordState, log *slog.Logger, rp *reporter) {
+	if rs.repairable(im, it, s.o.MirrorProject) == "" {
+		s.repairRecord(ctx, it, im, log, rp)
+		return
+	}
+	s.refuseRecord(it, im, rs, log, rp)
 }
 
 // repairRecord restores the catalogue record of an image of the mirror
-// project that lost it (an operator's `openstack image unset`, a script
-// gone wrong): without it the proxy refuses the image, the CRL job skips it
-// and every pass would refuse the bundle. Only what is missing is written,
-// and only when every record property the image still carries equals the
-// verified bundle's and Glance's own sha512 and size of the image's data
-// equal the signed ones, all read again now: the record is then the
-// bundle's record of these very bytes, derived from signed bytes only.
-// imagetrust_global_validity is never written here: the CRL job, which
-// skips images without a record, judges a restored one at its next run and
-// writes it; until then the proxy refuses the image (global validity
-// missing), as it refuses any image whose revocation state is unknown.
+// project that lost it, or part of it, or whose signed properties were
+// edited (an operator's `openstack image unset` or `set --property`, a
+// script gone wrong): without it the proxy refuses the image (no record,
+// record-tampered), the CRL job skips an image without a record, and every
+// pass would refuse the bundle. The record properties missing or edited
+// are written with the verified bundle's values, and only when the image
+// does not carry another descriptor or signature, and Glance's own sha512
+// and size of the image's data equal the signed ones, all read again now:
+// the record is then the bundle's record of these very bytes, derived from
+// signed bytes only. Neither validity flag is ever written here:
+// imagetrust_local_validity is the site's, and imagetrust_global_validity
+// the CRL job's, which skips images without a record, judges a restored
+// one at its next run and writes it; until then the proxy refuses the
+// image (global validity missing), as it refuses any image whose
+// revocation state is unknown.
 func (s *Syncer) repairRecord(ctx context.Context, it *item, listed *Image, log *slog.Logger, rp *reporter) {
 	im, err := s.o.Glance.Get(ctx, listed.ID)
 	if err != nil {
 		s.opFailed(log, it, "get", err, rp)
 		return
 	}
-	missing, differs := recordGaps(im, it)
-	if len(missing) == 0 && len(differs) == 0 {
+	rs := s.compareRecord(im, it)
+	if rs.intact() {
 		rp.add(s.outcome(it, ActionUnchanged, "", "record already restored"))
 		return
 	}
-	why := dataIsBundle(im, it.desc)
-	if im.Owner != s.o.MirrorProject || len(differs) > 0 || why != "" {
+	if rs.repairable(im, it, s.o.MirrorProject) != "" {
 		// changed since it was listed: refused as a lost or other record is
-		s.refuseRecord(it, im, missing, differs, log, rp)
+		s.refuseRecord(it, im, rs, log, rp)
 		return
 	}
-	ops := make([]PatchOp, 0, len(missing))
-	for _, k := range missing {
+	ops := make([]PatchOp, 0, len(rs.missing)+len(rs.changed))
+	for _, k := range slices.Concat(rs.changed, rs.missing) {
+		if k == validator.PropGlobalValidity || k == validator.PropLocalValidity {
+			continue // never the sync's to write after creation
+		}
 		ops = append(ops, PatchOp{Name: k, Value: it.record[k]})
 	}
-	detail := "restored " + strings.Join(missing, ", ") + " from the verified bundle"
-	if s.apply(ctx, im.ID, ops, s.outcome(it, "", "", ""), ActionRepair, detail, rp) {
+	if s.apply(ctx, im.ID, ops, s.outcome(it, "", "", ""), ActionRepair, repairDetail(rs, true), rp) {
 		s.m.Repaired.Inc()
-		log.Warn("catalogue record restored from the verified bundle: the image had lost it (removed by hand?); its global validity is the CRL job's to write", "restored", missing,
-			"global_validity", im.Props[validator.PropGlobalValidity])
+		if len(rs.changed) > 0 {
+			log.Warn("catalogue record properties edited in Glance rewritten from the verified bundle (the proxy refused the image as record-tampered); find who edits imagetrust_* properties", "changed", rs.changed, "restored", rs.missing,
+				"global_validity", im.Props[validator.PropGlobalValidity])
+		} else {
+			log.Warn("catalogue record restored from the verified bundle: the image had lost it (removed by hand?); its global validity is the CRL job's to write", "restored", rs.missing,
+				"global_validity", im.Props[validator.PropGlobalValidity])
+		}
 	}
 }
 
-// refuseRecord reports a bundle whose image carries another record, or lost
-// its record and cannot have it restored (uuid-immutable).
-func (s *Syncer) refuseRecord(it *item, im *Image, missing, differs []string, log *slog.Logger, rp *reporter) {
-	detail := recordRefusal(im, it, missing, differs)
-	if len(differs) > 0 {
-		log.Error("uuids are immutable: the image in Glance carries another descriptor or signature; bundle refused", "status", im.Status, "differ", differs)
-	} else {
-		log.Error("the image in Glance has lost its signed record and it cannot be restored from the bundle; bundle refused (the proxy refuses the image)", "status", im.Status, "unset", missing, "why", detail)
+// refuseRecord reports a bundle whose image carries another record, or
+// lost or edited its record and cannot have it restored (uuid-immutable).
+func (s *Syncer) refuseRecord(it *item, im *Image, rs recordState, log *slog.Logger, rp *reporter) {
+	detail := recordRefusal(im, it, rs, s.o.MirrorProject)
+	switch {
+	case rs.other:
+		log.Error("uuids are immutable: the image in Glance carries another descriptor or signature; bundle refused", "status", im.Status, "differ", rs.changed)
+	case len(rs.changed) > 0:
+		log.Error("the image in Glance carries the bundle's record with signed properties edited, and it cannot be restored from the bundle; bundle refused (the proxy refuses the image as record-tampered)", "status", im.Status, "changed", rs.changed, "unset", rs.missing, "why", detail)
+	default:
+		log.Error("the image in Glance has lost its signed record and it cannot be restored from the bundle; bundle refused (the proxy refuses the image)", "status", im.Status, "unset", rs.missing, "why", detail)
 	}
 	s.m.Refused.WithLabelValues(ReasonUUIDImmutable).Inc()
 	rp.add(s.outcome(it, ActionRefused, ReasonUUIDImmutable, detail))
@@ -289,12 +410,10 @@ func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, mode ingest, r
 		rp.add(s.outcome(it, ActionRefused, ReasonSquatted, "owned by project "+im.Owner))
 		return
 	}
-	if missing, differs := recordGaps(im, it); len(missing) > 0 && len(differs) == 0 && dataIsBundle(im, it.desc) == "" {
-		// its record was removed: restored, then nothing else to do
-		s.repairRecord(ctx, it, im, log, rp)
-		return
-	} else if !s.sameRecord(im, it) {
-		s.refuseRecord(it, im, missing, differs, log, rp)
+	if rs := s.compareRecord(im, it); s.needsRepair(im, it, rs) {
+		// another record (refused), or the bundle's record lost or
+		// edited on an image with data: restored, then nothing else to do
+		s.fixRecord(ctx, it, im, rs, log, rp)
 		return
 	}
 	start := s.o.Now()

@@ -35,7 +35,7 @@ const (
 	// ActionAliasDelete: an alias of a tag that is no longer published
 	// and has no current image, deleted (aliases.go).
 	ActionAliasDelete = "alias-delete"
-	// ActionRepair: a catalogue record removed from an image, restored
-	// from the verified bundle (mirror.go, repairRecord).
+	// ActionRepair: a catalogue record removed from an image, or edited
+	// on it, restored from the verified bundle (mirror.go, repairRecord).
 	ActionRepair = "record-repair"
 )

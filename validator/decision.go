@@ -114,6 +114,37 @@ func (t *Trust) verifyRecord(props map[string]string, now time.Time) *recordResu
 	return rr
 }
 
+// tamperedProps returns the signed record properties (signedProps) whose
+// values in props differ from derived, the properties the record's signed
+// bytes give (derivedProperties), sorted; nil when none differs. It is what
+// DecideBoot refuses as record-tampered, and what RecordTampered reports.
+func tamperedProps(props, derived map[string]string) []string {
+	var tampered []string
+	for _, k := range signedProps {
+		if props[k] != derived[k] {
+			tampered = append(tampered, k)
+		}
+	}
+	sort.Strings(tampered)
+	return tampered
+}
+
+// RecordTampered returns the signed record properties of props (an image's
+// properties) whose values differ from those the verified bundle r gives,
+// sorted, nil when none does: when props carry r's descriptor and
+// signature, exactly the properties for which DecideBoot refuses the image
+// as record-tampered. The unsigned properties (the validity flags, the
+// revocation details) and imagetrust_record_version are not compared. r
+// must be the Result of a fully verified bundle (RecordProperties' rule).
+// The image sync uses it to decide, as the proxy does, whether a mirrored
+// image's record was edited.
+func RecordTampered(r *Result, props map[string]string) ([]string, error) {
+	if r == nil || r.Descriptor == nil || r.Image == nil || r.Creator == nil || r.Approver == nil {
+		return nil, fmt.Errorf("record: the bundle is not fully verified")
+	}
+	return tamperedProps(props, derivedProperties(r)), nil
+}
+
 // DecideBoot judges whether an image may boot now: it must be a catalogue
 // image (owned by the mirror project) whose stored record re-verifies and
 // matches its properties, globally valid, not blacklisted, active, and
@@ -145,14 +176,7 @@ func (t *Trust) DecideBoot(img CatalogImage, p BootPolicy, now time.Time) Decisi
 		d.Message = fmt.Sprintf("image %s carries the signed record of image %s; it may not boot.", img.ID, rr.uuid)
 		return d
 	}
-	var tampered []string
-	for _, k := range signedProps {
-		if props[k] != rr.props[k] {
-			tampered = append(tampered, k)
-		}
-	}
-	if len(tampered) > 0 {
-		sort.Strings(tampered)
+	if tampered := tamperedProps(props, rr.props); len(tampered) > 0 {
 		d.Reasons = append(d.Reasons, DecisionRecordTampered)
 		d.Message = fmt.Sprintf("image %s: catalogue properties %s differ from its signed record; it may not boot. Ask the site operators.", img.ID, strings.Join(tampered, ", "))
 		return d

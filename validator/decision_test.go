@@ -242,3 +242,41 @@ func TestRecordCacheBounded(t *testing.T) {
 		t.Fatalf("tampered record after eviction: %+v", d)
 	}
 }
+
+// TestRecordTamperedAgreesWithDecideBoot: RecordTampered, given the verified
+// bundle, names exactly the properties for which DecideBoot refuses the
+// image as record-tampered (each signed property edited in turn), and none
+// for the unsigned ones (validity flags, revocation details) nor for an
+// intact record.
+func TestRecordTamperedAgreesWithDecideBoot(t *testing.T) {
+	w := newWorld(t)
+	tr := w.trust()
+	b := w.bundle(bundleOpts{})
+	r := tr.Verify(Input{Descriptor: b.desc, Signature: b.sig, Now: testNow})
+	pol := BootPolicy{MirrorProject: mirror}
+	if got, err := RecordTampered(r, catalogImage(t, tr, b).Properties); err != nil || got != nil {
+		t.Fatalf("intact record: %v, %v", got, err)
+	}
+	for _, k := range signedProps {
+		img := catalogImage(t, tr, b)
+		img.Properties[k] += "x"
+		got, err := RecordTampered(r, img.Properties)
+		if err != nil || len(got) != 1 || got[0] != k {
+			t.Errorf("%s edited: RecordTampered = %v, %v", k, got, err)
+		}
+		d := tr.DecideBoot(img, pol, testNow)
+		if d.Allowed || !contains(d.Reasons, DecisionRecordTampered) || !strings.Contains(d.Message, k) {
+			t.Errorf("%s edited: DecideBoot %v %q", k, d.Reasons, d.Message)
+		}
+	}
+	for _, k := range []string{PropGlobalValidity, PropLocalValidity, PropRevocationReason, PropRecordVersion} {
+		img := catalogImage(t, tr, b)
+		img.Properties[k] = "edited"
+		if got, err := RecordTampered(r, img.Properties); err != nil || got != nil {
+			t.Errorf("%s edited: RecordTampered = %v, %v; want none", k, got, err)
+		}
+	}
+	if _, err := RecordTampered(&Result{}, nil); err == nil {
+		t.Error("a Result not fully verified gave no error")
+	}
+}
