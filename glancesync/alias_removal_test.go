@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
@@ -173,4 +174,78 @@ func metricValue(t testing.TB, m prometheus.Metric) float64 {
 		return d.Counter.GetValue()
 	}
 	return d.Gauge.GetValue()
+}
+
+// TestDeletedAliasMembersForgotten: a Syncer forgets the members memo of
+// every alias image it deletes, a surplus one (dedupAliases) as well as
+// one of a gone tag (removeDeadAliases), in the pass that deletes it, not
+// only when a later pass prunes ids no longer listed. A surplus alias has
+// a memo when this process kept it earlier (racing syncs each made one
+// under a random id, and the other one turned out older): that memo is put
+// in here. Against the real Glance.
+func TestDeletedAliasMembersForgotten(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	w := newWorld(t)
+	dir := filepath.Join(t.TempDir(), "cms")
+	tag := "memo-" + uuid.NewString()[:8]
+	alias := "cms/" + tag
+	old := w.publish(dir, spec{vo: "cms", tag: tag})
+	o := e.options(t, w, map[string][]string{dir: {"cms"}})
+	s, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pass := func(what string) *Report {
+		t.Helper()
+		r, err := s.Run(ctx)
+		if err != nil || r.Errors != 0 {
+			t.Fatalf("%s: %v %+v", what, err, r)
+		}
+		return r
+	}
+	memo := func(id string) bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		_, ok := s.members[id]
+		return ok
+	}
+	pass("first pass")
+	kept, err := e.admin.List(ctx, e.project, map[string]string{validator.PropAlias: alias})
+	if err != nil || len(kept) != 2 {
+		t.Fatalf("aliases of %s: %d, %v", alias, len(kept), err)
+	}
+	for _, im := range kept {
+		if !memo(im.ID) {
+			t.Fatalf("no members memo for the alias %s (%s) after the first pass", im.Name, im.ID)
+		}
+	}
+	surplus, err := e.glance.Create(ctx, CreateSpec{ID: uuid.NewString(), Name: tag, Visibility: "shared", Props: map[string]string{validator.PropAlias: alias}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.rememberMembers(surplus.ID, nil, nil, time.Now())
+	r := pass("surplus pass")
+	if out := r.Find(surplus.ID); len(out) != 1 || out[0].Action != ActionDeleted {
+		t.Fatalf("surplus alias %s: %+v", surplus.ID, out)
+	}
+	if memo(surplus.ID) {
+		t.Errorf("the deleted surplus alias %s is still in the members memo", surplus.ID)
+	}
+	for _, im := range kept {
+		if !memo(im.ID) {
+			t.Errorf("the kept alias %s lost its members memo", im.ID)
+		}
+	}
+	// the tag gone: both aliases deleted, both memos forgotten
+	removeBundle(t, old)
+	w.publish(dir, spec{vo: "cms", tag: "other-" + uuid.NewString()[:8]})
+	if r := pass("gone-tag pass"); r.Count(ActionAliasDelete) < 2 {
+		t.Fatalf("gone tag: %+v", r.Outcomes)
+	}
+	for _, im := range kept {
+		if memo(im.ID) {
+			t.Errorf("the deleted alias %s is still in the members memo", im.ID)
+		}
+	}
 }

@@ -153,22 +153,39 @@ func (s *Syncer) removeDeadAliases(ctx context.Context, items []*item, exists ma
 		}
 		o := Outcome{ID: im.ID, VO: vo, Tag: tag, Action: ActionAliasDelete,
 			Detail: "alias " + name + ": no source publishes the tag and it has no current image"}
-		if s.o.DryRun {
-			fmt.Fprintf(s.o.Plan, "%-10s %s %s/%s %s\n", o.Action, o.ID, o.VO, o.Tag, o.Detail)
-			rp.add(o)
-			continue
+		if s.deleteAlias(ctx, im.ID, alias, name, "alias of a gone tag not deleted", o, rp) {
+			s.log.Info("alias deleted: no source publishes the tag and it has no current image", "alias", alias, "name", name, "id", im.ID)
+			s.m.Retired.WithLabelValues(ActionAliasDelete).Inc()
 		}
-		if err := s.o.Glance.Delete(ctx, im.ID); err != nil && !errors.Is(err, ErrNotFound) {
-			s.log.Error("alias of a gone tag not deleted", "alias", alias, "name", name, "id", im.ID, "err", err)
-			s.m.Errors.Inc()
-			rp.fail()
-			continue
-		}
-		s.forgetMembers(im.ID)
-		s.log.Info("alias deleted: no source publishes the tag and it has no current image", "alias", alias, "name", name, "id", im.ID)
-		s.m.Retired.WithLabelValues(ActionAliasDelete).Inc()
-		rp.add(o)
 	}
+}
+
+// deleteAlias deletes the alias image id (alias, name) and reports o: the
+// one deletion of an alias image, of a surplus one (dedupAliases) as of
+// the aliases of a gone tag (removeDeadAliases). With DryRun it prints o
+// to the plan and reports it, and writes nothing. Once the image is gone
+// (deleted, or already gone) its members memo is forgotten. A failure is
+// logged as failMsg, counted as an error of the pass, and not reported as
+// o. It returns whether it deleted the image (false with DryRun).
+func (s *Syncer) deleteAlias(ctx context.Context, id, alias, name, failMsg string, o Outcome, rp *reporter) bool {
+	if s.o.DryRun {
+		if o.VO == "" && o.Tag == "" {
+			fmt.Fprintf(s.o.Plan, "%-10s %s %s\n", o.Action, o.ID, o.Detail)
+		} else {
+			fmt.Fprintf(s.o.Plan, "%-10s %s %s/%s %s\n", o.Action, o.ID, o.VO, o.Tag, o.Detail)
+		}
+		rp.add(o)
+		return false
+	}
+	if err := s.o.Glance.Delete(ctx, id); err != nil && !errors.Is(err, ErrNotFound) {
+		s.log.Error(failMsg, "alias", alias, "name", name, "id", id, "err", err)
+		s.m.Errors.Inc()
+		rp.fail()
+		return false
+	}
+	s.forgetMembers(id)
+	rp.add(o)
+	return true
 }
 
 // aliasTries is how many derived ids an alias may take: the first, then
@@ -266,19 +283,9 @@ func (s *Syncer) dedupAliases(ctx context.Context, have []*Image, rp *reporter) 
 		exists[k] = ims[0]
 		for _, extra := range ims[1:] {
 			o := Outcome{ID: extra.ID, Action: ActionDeleted, Detail: "surplus alias " + name + " (kept " + ims[0].ID + ")"}
-			if s.o.DryRun {
-				fmt.Fprintf(s.o.Plan, "%-10s %s %s\n", o.Action, o.ID, o.Detail)
-				rp.add(o)
-				continue
+			if s.deleteAlias(ctx, extra.ID, alias, name, "surplus alias not deleted", o, rp) {
+				s.log.Warn("surplus alias deleted", "alias", alias, "name", name, "id", extra.ID, "kept", ims[0].ID)
 			}
-			if err := s.o.Glance.Delete(ctx, extra.ID); err != nil && !errors.Is(err, ErrNotFound) {
-				s.log.Error("surplus alias not deleted", "alias", alias, "name", name, "id", extra.ID, "err", err)
-				s.m.Errors.Inc()
-				rp.fail()
-				continue
-			}
-			s.log.Warn("surplus alias deleted", "alias", alias, "name", name, "id", extra.ID, "kept", ims[0].ID)
-			rp.add(o)
 		}
 	}
 	return exists
