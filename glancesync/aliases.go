@@ -188,6 +188,35 @@ func (s *Syncer) deleteAlias(ctx context.Context, id, alias, name, failMsg strin
 	return true
 }
 
+// removeAliases deletes the alias images (have: the mirror project's
+// images carrying imagetrust_alias) when sync.aliases is false: they are
+// no longer kept up to date (a new image of a tag, a tag gone), so left
+// alone they would go stale. Only the mirror project's, and, as
+// removeDeadAliases does, only those of a VO that has a [vo] section and
+// whose every source listed completely this pass (complete: collect): a
+// failed or incomplete listing deletes nothing. A deleted alias's id is
+// spent: with sync.aliases true again, the aliases are made under the next
+// derived ids (createAlias).
+func (s *Syncer) removeAliases(ctx context.Context, have []*Image, complete map[string]bool, rp *reporter) {
+	ims := slices.Clone(have)
+	slices.SortFunc(ims, func(a, b *Image) int { // a stable plan and log
+		return strings.Compare(a.Props[validator.PropAlias]+"\n"+a.Name+"\n"+a.ID, b.Props[validator.PropAlias]+"\n"+b.Name+"\n"+b.ID)
+	})
+	for i, im := range ims {
+		alias := im.Props[validator.PropAlias]
+		vo, tag, ok := strings.Cut(alias, "/")
+		if !ok || !s.configured(vo) || !complete[vo] || im.Owner != s.o.MirrorProject || i > 0 && ims[i-1].ID == im.ID {
+			continue
+		}
+		o := Outcome{ID: im.ID, VO: vo, Tag: tag, Action: ActionAliasDelete,
+			Detail: "alias " + im.Name + ": sync.aliases is false"}
+		if s.deleteAlias(ctx, im.ID, alias, im.Name, "alias not deleted (sync.aliases is false)", o, rp) {
+			s.log.Info("alias deleted: sync.aliases is false", "alias", alias, "name", im.Name, "id", im.ID)
+			s.m.Retired.WithLabelValues(ActionAliasDelete).Inc()
+		}
+	}
+}
+
 // aliasTries is how many derived ids an alias may take: the first, then
 // fallbacks when an id is spent (deleted) or another project's.
 const aliasTries = 4

@@ -58,8 +58,10 @@ func writeBenchImage(tb testing.TB, path string, size int64) string {
 }
 
 // writeBenchConfig writes an imagetrust.toml with one directory source for
-// atlas; retire = keep and no aliases, so that the pass touches nothing but
-// its own image in a shared stack.
+// atlas; retire = keep and no aliases, so that the pass makes nothing but
+// its own image in a shared stack (with aliases = false it deletes the
+// mirror project's atlas aliases, which only tests make, under tags of
+// their own).
 func writeBenchConfig(tb testing.TB, w *world, dir, source, ingest string) string {
 	tb.Helper()
 	if err := os.MkdirAll(dir, 0o755); err != nil {

@@ -362,6 +362,8 @@ func (s *Syncer) Run(ctx context.Context) (*Report, error) {
 		}
 		kept := s.ensureAliases(ctx, items, aliases, live, rp)
 		s.removeDeadAliases(ctx, items, kept, complete, shown, rp)
+	} else {
+		s.removeAliases(ctx, aliases, complete, rp)
 	}
 	s.m.Pass.Observe(s.o.Now().Sub(start).Seconds())
 	if rp.r.Errors == 0 && !s.o.DryRun {

@@ -33,7 +33,8 @@ const (
 	ActionDeactivate = "retire-deactivate-hide"
 	ActionAlias      = "alias-create"
 	// ActionAliasDelete: an alias of a tag that is no longer published
-	// and has no current image, deleted (aliases.go).
+	// and has no current image, or any alias with sync.aliases false,
+	// deleted (aliases.go).
 	ActionAliasDelete = "alias-delete"
 	// ActionRepair: a catalogue record removed from an image, or edited
 	// on it, restored from the verified bundle (mirror.go, repairRecord).
