@@ -321,6 +321,7 @@ func (s *Syncer) Run(ctx context.Context) (*Report, error) {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(s.o.Sync.Parallel)
 	current := map[string]bool{}
+	newest := s.currentImages(items, byID)
 	for _, it := range items {
 		if it.refused != "" {
 			continue
@@ -328,6 +329,13 @@ func (s *Syncer) Run(ctx context.Context) (*Report, error) {
 		current[it.desc.UUID] = true
 		im := byID[it.desc.UUID]
 		it := it
+		if im == nil {
+			if by, ok := s.retiredAway(it, newest); ok {
+				s.log.Debug("bundle superseded in its tag, not mirrored (retire = delete)", "id", it.desc.UUID, "vo", it.desc.VO, "tag", it.desc.Tag, "by", by)
+				rp.add(s.outcome(it, ActionSkipped, "", "superseded by "+by+" in its tag; with retire = delete it is not mirrored (its image, if it had one, was retired)"))
+				continue
+			}
+		}
 		if s.o.DryRun {
 			s.planOne(it, im, rp)
 			continue

@@ -277,3 +277,43 @@ func TestMembersFollowConfig(t *testing.T) {
 		}
 	}
 }
+
+// unusedServers stands in for Nova's server list: no server uses any image.
+type unusedServers struct{}
+
+func (unusedServers) InUse(context.Context, string) (bool, bool, error) { return false, true, nil }
+
+// TestRetiredDeletedNotRecreated: under retire = delete, an image
+// superseded in its tag is deleted, and its bundle usually stays in the
+// source (publishers keep old versions). Later passes must leave it alone:
+// no create of a spent uuid, no id-deleted refusal (an ERROR, and `sync
+// --once` exit 4) every pass, in this process or a new one. Against the
+// real Glance.
+func TestRetiredDeletedNotRecreated(t *testing.T) {
+	e := newEnv(t)
+	w := newWorld(t)
+	dir := t.TempDir()
+	old := w.publish(dir, spec{vo: "atlas", tag: "rolling", created: w.now.Add(-2 * time.Hour)})
+	cur := w.publish(dir, spec{vo: "atlas", tag: "rolling", created: w.now.Add(-time.Hour)})
+	o := e.options(t, w, map[string][]string{dir: {"atlas"}})
+	o.Sync.Retire = "delete"
+	o.Servers = unusedServers{}
+	run(t, o)
+	if _, err := e.admin.Get(context.Background(), old.id); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("superseded image not deleted: %v", err)
+	}
+	for pass := range 2 {
+		r := run(t, o) // a new Syncer each time, as a cron run of sync --once
+		for _, oc := range r.Find(old.id) {
+			if oc.Action == ActionRefused || oc.Action == ActionFailed || oc.Action == ActionCreate {
+				t.Fatalf("pass %d: the retired bundle's outcome %+v", pass+2, oc)
+			}
+		}
+		if r.Errors != 0 {
+			t.Fatalf("pass %d: %d errors", pass+2, r.Errors)
+		}
+		if im := e.get(t, cur.id); im.Status != StatusActive || im.Hidden {
+			t.Fatalf("pass %d: the current image is %s hidden %v", pass+2, im.Status, im.Hidden)
+		}
+	}
+}
