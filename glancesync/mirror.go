@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/imagetrust/imagetrust/internal/oserr"
 	"github.com/imagetrust/imagetrust/validator"
 )
 
@@ -727,6 +728,7 @@ func (s *Syncer) create(ctx context.Context, it *item) (*Image, bool, error) {
 }
 
 func (s *Syncer) opFailed(log *slog.Logger, it *item, op string, err error, rp *reporter) {
+	err = oserr.Capped(err) // (gophercloud's errors hold Glance's whole answer)
 	log.Error("glance operation failed; the next pass retries", "op", op, "err", err)
 	s.m.Errors.Inc()
 	rp.fail()

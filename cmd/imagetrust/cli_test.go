@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/imagetrust/imagetrust/internal/oserr"
 	"github.com/imagetrust/imagetrust/internal/pki"
 	"github.com/imagetrust/imagetrust/internal/testpki"
 	"github.com/imagetrust/imagetrust/validator"
@@ -384,7 +385,7 @@ func TestCLIExitCodes(t *testing.T) {
 // configuration time, never echoed and never sent (exit 2, no request),
 // from the OS_* variables and from clouds.yaml alike, as the index and
 // CRL source URLs are; and an auth_url pointing at some web server logs at
-// most maxErrorText bytes of gophercloud's error (which holds the page).
+// most oserr.MaxText bytes of gophercloud's error (which holds the page).
 func TestCLIAuthURLSecrets(t *testing.T) {
 	dir := publish(t)
 	var hits atomic.Int32
@@ -429,7 +430,7 @@ func TestCLIAuthURLSecrets(t *testing.T) {
 			if strings.Contains(out+errs, tc.secret) {
 				t.Fatalf("the output holds %q:\n%s%s", tc.secret, out, errs)
 			}
-			if len(errs) > 4*maxErrorText {
+			if len(errs) > 4*oserr.MaxText {
 				t.Fatalf("%d bytes of log", len(errs))
 			}
 			if n := hits.Load() - before; n > 0 {

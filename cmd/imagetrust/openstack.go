@@ -12,7 +12,6 @@ import (
 	"runtime/debug"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack"
@@ -20,6 +19,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/tokens"
 
 	itconfig "github.com/imagetrust/imagetrust/internal/config"
+	"github.com/imagetrust/imagetrust/internal/oserr"
 )
 
 // version is the release, set at build time with
@@ -122,7 +122,7 @@ func openProvider(ctx context.Context, cloud string, getenv func(string) string)
 	if err := openstack.Authenticate(actx, pc, ao); err != nil {
 		// the endpoint redacted anyway; gophercloud's error holds the whole
 		// response body (a mistyped auth_url: some web server's page)
-		return nil, eo, "", fmt.Errorf("authenticating at %s: %w", redactURL(ao.IdentityEndpoint), cappedError{err})
+		return nil, eo, "", fmt.Errorf("authenticating at %s: %w", redactURL(ao.IdentityEndpoint), oserr.Capped(err))
 	}
 	cr, ok := pc.GetAuthResult().(tokens.CreateResult)
 	if !ok {
@@ -143,28 +143,6 @@ func redactURL(raw string) string {
 		return "(an unparsable URL)"
 	}
 	return u.Redacted()
-}
-
-// maxErrorText bounds the text of an OpenStack error in logs: gophercloud
-// puts the whole HTTP response body in its errors.
-const maxErrorText = 512
-
-// cappedError is an error whose text is cut to maxErrorText bytes (at a
-// rune boundary); errors.Is and As still see the whole error.
-type cappedError struct{ err error }
-
-func (c cappedError) Unwrap() error { return c.err }
-
-func (c cappedError) Error() string {
-	s := c.err.Error()
-	if len(s) <= maxErrorText {
-		return s
-	}
-	n := maxErrorText
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return fmt.Sprintf("%s… (%d more bytes)", s[:n], len(s)-n)
 }
 
 // parseCredentials reads the clouds.yaml entry, or the OS_* variables as an
