@@ -88,7 +88,7 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 	}
 	log.Info("proxy service credentials", "cloud", cloudName, "mirror_project", lookup.owner, "token_validation", cfg.Proxy.TokenValidation)
 	for _, w := range unmanagedProjectWarnings(cfg.Proxy.UnmanagedProjects, lookup.owner) {
-		log.Warn("proxy.unmanaged_projects", "warning", w)
+		log.Warn("proxy.unmanaged_projects may not work as meant", "warning", w)
 	}
 	identity, err := newKeystoneIdentity(ctx, cloudName, cfg.Proxy.TokenValidation, e.getenv)
 	if err != nil {
@@ -185,7 +185,7 @@ func (d *reloadingDecider) load(cfg *itconfig.Config, log *slog.Logger) error {
 		return fmt.Errorf("trust store: %w", err)
 	}
 	for _, w := range append(warnings, t.StaleCRLs(time.Now())...) {
-		log.Warn("trust store", "warning", w)
+		log.Warn("trust store warning", "warning", w)
 	}
 	d.t.Store(t)
 	return nil

@@ -49,7 +49,7 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 	}
 	log := newLogger(e.stderr, format, cfg.Log.Level)
 	for _, w := range cfg.ProjectWarnings() {
-		log.Warn("configuration", "warning", w)
+		log.Warn("configuration warning", "warning", w)
 	}
 	// caught from the start: a SIGHUP while the sync starts (or during a
 	// --once pass) must not kill it
@@ -73,7 +73,7 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 	}
 	sc, err := openstack.NewImageV2(pc, eo)
 	if err != nil {
-		log.Error("image service in the catalog", "err", err)
+		log.Error("no image service in the catalog", "err", err)
 		return exitInvalid
 	}
 	glance := glancesync.NewGlance(sc)
@@ -96,7 +96,7 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 			return nil, err
 		}
 		for _, w := range append(warns, trust.StaleCRLs(time.Now())...) {
-			log.Warn("trust", "warning", w)
+			log.Warn("trust store warning", "warning", w)
 		}
 		f, err := glancesync.NewFetcher(fetcherOptions(cfg, log))
 		if err != nil {
