@@ -74,31 +74,33 @@
 // issued a creator, like the root's CRL that revokes that intermediate, is
 // still accepted. An embedded certificate that does not chain is ignored.
 //
-// Which records are trusted is not what the CRLs say: JobConfig.Anchors
-// are the verifier's trust anchors (validator.Trust.Anchors: the people
-// CAs of trust.ca_files and trust.ca_dirs, the Registrar CAs of
-// trust.registrar_ca_files, read as the proxy reads them), and
-// Anchors.CheckRecord asks of a record's imagetrust_signature what the
-// verifier asks of its chains: the image certificate chains to a Registrar
-// root (at its notBefore, through no people CA), the creator and approver
-// to a people root (at registration, or within their own validity),
-// through the embedded certificates and the configured intermediates, with
-// no weak CA key. An image whose record fails is "unknown", with the
-// reason ("image chain no longer leads to a configured Registrar CA:
+// Which records are trusted is not what the CRLs say: JobConfig.Chains, a
+// ChainChecker, judges each record's chains by the verifier's own rule.
+// cmd/imagetrust gives it the proxy's validator.Trust (the people CAs of
+// trust.ca_files and trust.ca_dirs, the Registrar CAs of
+// trust.registrar_ca_files, read as the proxy reads them), whose
+// CheckRecordChains asks of a record's imagetrust_signature, with Verify's
+// code, what Verify asks of its chains: the image certificate chains to a
+// Registrar root (at its notBefore, through no people CA), the creator and
+// approver to a people root (at registration, or within their own
+// validity), through the embedded certificates and the configured
+// intermediates, with no weak CA key. (The rule lives in validator, which
+// imports this package.) An image whose record fails is "unknown", with
+// the reason ("image chain no longer leads to a configured Registrar CA:
 // issuer X is not trusted"), unless a CRL revokes or holds it or it is
 // already revoked; it is valid again once the CA is back. JobConfig.CAs,
 // the IGTF directories of Sources and EmbeddedCAs only widen which CRLs
 // are accepted: where they differ from the anchors, the anchors decide
 // which images are trusted (the proxy refuses the others). The verdict
-// depends only on the record's bytes and the anchors, so a Job remembers
+// depends only on the record's bytes and the checker, so a Job remembers
 // it across runs (by the SHA-256 of imagetrust_signature and
-// imagetrust_chain). NewAnchors, and Run, refuse anchors with no people
+// imagetrust_chain). CheckTrust, and Run, refuse a checker with no people
 // CA or no Registrar CA (ErrNoTrust): that would flip the whole catalogue
 // to unknown, a configuration mistake, not a rotation. A run that turns
 // more than MassUntrustedPercent of the images unknown for want of trust
 // warns with the count (Report.Warnings, the log); Report.Untrusted and
 // imagetrust_crl_untrusted_images count such images after each run.
-// Without Anchors (nil) records are judged by CRLs alone.
+// Without a checker (nil) records are judged by CRLs alone.
 //
 // An image judged revoked or on hold whose data Glance is still writing
 // (queued, saving, uploading, importing: the sync's upload under way)
@@ -124,11 +126,13 @@
 // kind of certificate a run. What grows with the catalogue is then one
 // cms.Parse per new signature, a hash per record and RecordRefs (the JSON
 // of imagetrust_chain); with the number of CAs, one cached CRL read and
-// signature check and one conditional GET each. With JobConfig.Anchors, a
-// record a Job has not judged before costs a chain check (CheckRecord:
-// about 0.8 ms on the shared 2-core machine, BenchmarkCheckRecord; 10000
-// records, 8 s on a daemon's first run and after each reload), a record
-// judged by the Job's last run a hash.
+// signature check and one conditional GET each. With JobConfig.Chains, a
+// record a Job has not judged before costs a chain check
+// (validator.Trust.CheckRecordChains: about 1 ms on the shared 2-core
+// machine, BenchmarkCheckRecordChains in validator, as Verify builds an
+// image certificate's chain twice when its Registrar intermediate is only
+// embedded; 10000 records, 10 s on a daemon's first run and after each
+// reload), a record judged by the Job's last run a hash.
 //
 // # Performance
 //

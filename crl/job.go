@@ -35,13 +35,14 @@ type JobConfig struct {
 	// CAs are the CA certificates CRLs may come from: roots and intermediates
 	// of the people and Registrar CAs (see LoadCAs).
 	CAs []*x509.Certificate
-	// Anchors, when set, are the trust anchors of the verifier (see
-	// CheckRecord): an image whose record no longer chains to them is
-	// "unknown" unless a CRL revokes or holds it. nil: records are judged
-	// by CRLs alone. CAs and the IGTF directories of Sources only widen
-	// which CRLs are accepted, never which records are trusted: an image
-	// that chains only to them is unknown, as the proxy refuses it.
-	Anchors *Anchors
+	// Chains, when set, judges the records' chains against the verifier's
+	// trust anchors (ChainChecker; validator.Trust): an image whose record
+	// no longer chains to them is "unknown" unless a CRL revokes or holds
+	// it. nil: records are judged by CRLs alone. CAs and the IGTF
+	// directories of Sources only widen which CRLs are accepted, never
+	// which records are trusted: an image that chains only to them is
+	// unknown, as the proxy refuses it.
+	Chains ChainChecker
 	// Sources are the CRL locations.
 	Sources []Source
 	// UseDistributionPoints also fetches the HTTP(S) CRL distribution points
@@ -71,8 +72,8 @@ type Job struct {
 	// one run to the next (EmbeddedCAs still chains every certificate
 	// again each run)
 	sigs sigMemo
-	// trusted remembers CheckRecord's verdicts from one run to the next
-	// (trustMemo)
+	// trusted remembers the verdicts of cfg.Chains from one run to the
+	// next (trustMemo)
 	trusted trustMemo
 	// Now is the clock (tests replace it).
 	Now func() time.Time
@@ -123,7 +124,7 @@ type Report struct {
 	// signatures that chain to a configured CA (see EmbeddedCAs).
 	EmbeddedCAs int `json:"embedded_cas"`
 	// Untrusted counts the images judged unknown because their record no
-	// longer chains to the configured trust anchors (JobConfig.Anchors),
+	// longer chains to the configured trust anchors (JobConfig.Chains),
 	// whether or not their flag changed this run.
 	Untrusted int      `json:"untrusted"`
 	Changes   []Change `json:"changes"`
@@ -145,11 +146,11 @@ type Report struct {
 func (j *Job) Run(ctx context.Context, dryRun bool) (*Report, error) {
 	now := j.Now()
 	rep := &Report{Started: now.UTC(), DryRun: dryRun}
-	if a := j.cfg.Anchors; a != nil {
+	if c := j.cfg.Chains; c != nil {
 		// a trust that trusts nothing is a configuration mistake, not a
 		// rotation: refused before anything is listed or written
-		if p, r := a.counts(); p == 0 || r == 0 {
-			return rep, fmt.Errorf("crl job: %w (%d people CAs, %d Registrar CAs): refusing to run, as every image would become unknown", ErrNoTrust, p, r)
+		if err := CheckTrust(c); err != nil {
+			return rep, fmt.Errorf("crl job: %w: refusing to run, as every image would become unknown", err)
 		}
 	}
 	imgs, err := j.cat.List(ctx)
@@ -181,7 +182,7 @@ func (j *Job) Run(ctx context.Context, dryRun bool) (*Report, error) {
 	// Judge, with the covering CRLs of each issuer, key and kind of
 	// certificate worked out once this run
 	judging := newCoverMemo(ix, now, j.cfg.Policy.Grace)
-	untrusted := j.trusted.begin(j.cfg.Anchors)
+	untrusted := j.trusted.begin(j.cfg.Chains)
 	// the images that become unknown this run for want of trust, and the
 	// first such reason, for the warning of a mass change (MassUntrustedPercent)
 	var flipped int

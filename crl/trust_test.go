@@ -22,21 +22,20 @@ import (
 	"github.com/imagetrust/imagetrust/internal/testpki"
 )
 
-// trustPKI is a site's PKI as the verifier sees it: a people root with a
-// people CA under it, a Registrar root with a Registrar CA under it, and
-// the CAs a site may add or remove beside them.
+// trustPKI is a site's PKI: a people root with a people CA under it, a
+// Registrar root with a Registrar CA under it, and another people root (a
+// second IGTF CA) with its own creator. The job's tests judge chains with
+// a stubChecker: the chain rule itself is validator.Trust's, tested there.
 type trustPKI struct {
 	peopleRoot, peopleCA, regRoot, regCA *testpki.CA
-	// otherPeople is another people root (a second IGTF CA), otherReg a
-	// Registrar root of another site
-	otherPeople, otherPeopleCA, otherReg *testpki.CA
+	otherPeople, otherPeopleCA           *testpki.CA
 	creator, approver, otherCreator      *testpki.Leaf
 }
 
 func newTrustPKI(t testing.TB) *trustPKI {
 	t.Helper()
 	p := &trustPKI{peopleRoot: testpki.NewRoot(t, "Trust People Root"), regRoot: testpki.NewRoot(t, "Trust Registrar Root"),
-		otherPeople: testpki.NewRoot(t, "Trust Other People Root"), otherReg: testpki.NewRoot(t, "Trust Other Registrar Root")}
+		otherPeople: testpki.NewRoot(t, "Trust Other People Root")}
 	p.peopleCA = p.peopleRoot.Intermediate("Trust People CA")
 	p.regCA = p.regRoot.Intermediate("Trust Registrar CA")
 	p.otherPeopleCA = p.otherPeople.Intermediate("Trust Other People CA")
@@ -84,13 +83,30 @@ func (p *trustPKI) record(t testing.TB, id string, serial int64, reg *testpki.CA
 		PropGlobalValidity: StateValid, PropSignature: base64.StdEncoding.EncodeToString(p7)}
 }
 
-func anchors(t testing.TB, people, registrar []*x509.Certificate) *Anchors {
-	t.Helper()
-	a, err := NewAnchors(people, registrar)
-	if err != nil {
-		t.Fatal(err)
+// stubChecker is a ChainChecker whose verdicts are given: why it refuses
+// each record, by its imagetrust_signature.
+type stubChecker struct {
+	people, registrar int
+	refuse            map[string]string
+}
+
+func (c *stubChecker) CheckRecordChains(props map[string]string) error {
+	if why, ok := c.refuse[props[PropSignature]]; ok {
+		return errors.New(why)
 	}
-	return a
+	return nil
+}
+
+func (c *stubChecker) AnchorCounts() (int, int) { return c.people, c.registrar }
+
+// refusing returns a checker trusting one CA on each side that refuses the
+// records of the images named with why.
+func (s *trustSite) refusing(why string, names ...string) *stubChecker {
+	c := &stubChecker{people: 1, registrar: 1, refuse: map[string]string{}}
+	for _, n := range names {
+		c.refuse[s.cat.images[s.ids[n]].Properties[PropSignature]] = why
+	}
+	return c
 }
 
 func certs(cas ...*testpki.CA) []*x509.Certificate {
@@ -101,112 +117,28 @@ func certs(cas ...*testpki.CA) []*x509.Certificate {
 	return out
 }
 
-func TestNewAnchors(t *testing.T) {
-	p := newTrustPKI(t)
-	leaf := p.creator.Cert
+func TestCheckTrust(t *testing.T) {
 	for _, tc := range []struct {
 		name              string
-		people, registrar []*x509.Certificate
+		people, registrar int
 		err               string
 	}{
-		{"ok roots", certs(p.peopleRoot), certs(p.regRoot), ""},
-		{"ok roots and intermediates", certs(p.peopleRoot, p.peopleCA), certs(p.regRoot, p.regCA), ""},
-		{"fail nothing", nil, nil, "no people CA and no Registrar CA"},
-		{"fail no people CA", nil, certs(p.regRoot), "no people CA"},
-		{"fail no Registrar CA", certs(p.peopleRoot), nil, "no Registrar CA"},
-		{"fail not a CA", []*x509.Certificate{leaf}, certs(p.regRoot), "not a CA certificate"},
+		{"ok both sides", 1, 1, ""},
+		{"ok intermediates too", 2, 3, ""},
+		{"fail nothing", 0, 0, "no people CA and no Registrar CA"},
+		{"fail no people CA", 0, 1, "no people CA (trust.ca_files, trust.ca_dirs)"},
+		{"fail no Registrar CA", 1, 0, "no Registrar CA (trust.registrar_ca_files)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a, err := NewAnchors(tc.people, tc.registrar)
+			err := CheckTrust(&stubChecker{people: tc.people, registrar: tc.registrar})
 			if tc.err == "" {
-				if err != nil || a == nil {
-					t.Fatalf("NewAnchors: %v", err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tc.err) {
-				t.Fatalf("error %v, want %q", err, tc.err)
-			}
-			if strings.HasPrefix(tc.err, "no ") && !errors.Is(err, ErrNoTrust) {
-				t.Fatalf("error %v is not ErrNoTrust", err)
-			}
-		})
-	}
-}
-
-func TestCheckRecord(t *testing.T) {
-	p := newTrustPKI(t)
-	good := p.record(t, "11111111-0000-4000-8000-000000000001", 1, p.regCA, p.creator, p.approver)
-	otherCreator := p.record(t, "11111111-0000-4000-8000-000000000002", 2, p.regCA, p.otherCreator, p.approver)
-	byPeopleCA := p.record(t, "11111111-0000-4000-8000-000000000003", 3, p.peopleCA, p.creator, p.approver)
-	// the creator's certificate expired before the image was registered:
-	// its chain still leads to the people root (being valid at
-	// registration is another check of the verifier)
-	old := time.Now().Add(-3 * 365 * 24 * time.Hour)
-	expired := p.peopleCA.Leaf(testpki.Name("Trust Expired Creator"), testpki.WithSerial(304), testpki.WithValidity(old, old.Add(24*time.Hour)))
-	late := p.record(t, "11111111-0000-4000-8000-000000000004", 4, p.regCA, expired, p.approver)
-	noImage := map[string]string{}
-	for k, v := range good {
-		noImage[k] = v
-	}
-	p7, err := cms.Sign([]byte("x"), p.creator.Cert, p.creator.Key, cms.SignOptions{Chain: p.creator.Chain})
-	if err != nil {
-		t.Fatal(err)
-	}
-	noImage[PropSignature] = base64.StdEncoding.EncodeToString(p7)
-	without := func(props map[string]string, k, v string) map[string]string {
-		out := map[string]string{}
-		for kk, vv := range props {
-			out[kk] = vv
-		}
-		if v == "" {
-			delete(out, k)
-		} else {
-			out[k] = v
-		}
-		return out
-	}
-	site := anchors(t, certs(p.peopleRoot, p.otherPeople), certs(p.regRoot))
-	for _, tc := range []struct {
-		name   string
-		a      *Anchors
-		record map[string]string
-		err    []string // substrings of the error; none: nil
-	}{
-		{"ok chains to the configured roots", site, good, nil},
-		{"ok intermediates configured too", anchors(t, certs(p.peopleRoot, p.peopleCA), certs(p.regRoot, p.regCA)), good, nil},
-		{"ok creator of the second people CA", site, otherCreator, nil},
-		{"ok creator expired before registration", site, late, nil},
-		{"fail Registrar root removed", anchors(t, certs(p.peopleRoot), certs(p.otherReg)), good,
-			[]string{"image chain no longer leads to a configured Registrar CA", `issuer "CN=Trust Registrar Root,O=imagetrust test" is not trusted`, "image 11111111"}},
-		{"fail only the Registrar intermediate configured", anchors(t, certs(p.peopleRoot), certs(p.regCA)), good,
-			[]string{"image chain no longer leads to a configured Registrar CA", "Trust Registrar Root"}},
-		{"fail people root removed", anchors(t, certs(p.otherPeople), certs(p.regRoot)), good,
-			[]string{"chain no longer leads to a configured people CA", `issuer "CN=Trust People Root,O=imagetrust test" is not trusted`}},
-		{"fail the creator's CA removed, the approver's kept", anchors(t, certs(p.peopleRoot), certs(p.regRoot)), otherCreator,
-			[]string{"creator chain no longer leads to a configured people CA", `issuer "CN=Trust Other People Root,O=imagetrust test" is not trusted`, "Trust Other Creator"}},
-		{"fail image certificate of a people CA", site, byPeopleCA,
-			[]string{"image chain no longer leads to a configured Registrar CA", "Trust People Root"}},
-		{"fail no signature", site, without(good, PropSignature, ""), []string{"no imagetrust_signature"}},
-		{"fail signature not base64", site, without(good, PropSignature, "not base64 !"), []string{"imagetrust_signature"}},
-		{"fail signature not a SignedData", site, without(good, PropSignature, base64.StdEncoding.EncodeToString([]byte("junk"))), []string{"imagetrust_signature"}},
-		{"fail no image signer", site, noImage, []string{"no signer of the record holds an image certificate"}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			err := tc.a.CheckRecord(tc.record)
-			if len(tc.err) == 0 {
 				if err != nil {
-					t.Fatalf("CheckRecord: %v", err)
+					t.Fatalf("CheckTrust: %v", err)
 				}
 				return
 			}
-			if err == nil {
-				t.Fatal("CheckRecord: nil error")
-			}
-			for _, want := range tc.err {
-				if !strings.Contains(err.Error(), want) {
-					t.Errorf("error %q lacks %q", err, want)
-				}
+			if err == nil || !strings.Contains(err.Error(), tc.err) || !errors.Is(err, ErrNoTrust) {
+				t.Fatalf("error %v, want ErrNoTrust with %q", err, tc.err)
 			}
 		})
 	}
@@ -237,10 +169,10 @@ func newTrustSite(t *testing.T) *trustSite {
 	return s
 }
 
-func (s *trustSite) job(t *testing.T, a *Anchors, sources ...Source) (*Job, *prometheus.Registry) {
+func (s *trustSite) job(t *testing.T, c ChainChecker, sources ...Source) (*Job, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	cfg := JobConfig{CAs: certs(s.p.peopleRoot, s.p.peopleCA, s.p.otherPeople, s.p.regRoot, s.p.regCA), Anchors: a,
+	cfg := JobConfig{CAs: certs(s.p.peopleRoot, s.p.peopleCA, s.p.otherPeople, s.p.regRoot, s.p.regCA), Chains: c,
 		Sources: sources, CacheDir: t.TempDir(), Policy: Policy{Grace: time.Hour}, ClockSkew: 5 * time.Minute, Timeout: time.Second}
 	j := NewJob(cfg, s.cat, slog.New(slog.NewTextHandler(io.Discard, nil)), NewMetrics(reg))
 	return j, reg
@@ -276,9 +208,12 @@ func (s *trustSite) state(name string) (string, string) {
 func TestJobTrustRemoved(t *testing.T) {
 	s := newTrustSite(t)
 	p := s.p
-	full := anchors(t, certs(p.peopleRoot, p.otherPeople), certs(p.regRoot))
-	noReg := anchors(t, certs(p.peopleRoot, p.otherPeople), certs(p.otherReg))
-	noOther := anchors(t, certs(p.peopleRoot), certs(p.regRoot))
+	// the verdicts validator.Trust gives these records when the Registrar
+	// root, or the other people root, leaves the trust (TestCheckRecordChains
+	// there)
+	full := s.refusing("")
+	noReg := s.refusing(`image chain no longer leads to a configured Registrar CA: issuer "CN=Trust Registrar Root,O=imagetrust test" is not trusted (certificate "CN=image …", serial …)`, "a", "b", "c", "d")
+	noOther := s.refusing(`creator chain no longer leads to a configured people CA: issuer "CN=Trust Other People Root,O=imagetrust test" is not trusted (certificate "CN=Trust Other Creator,O=imagetrust test", serial 12f)`, "c")
 	// the Registrar CA's CRLs holding, then revoking, c's image certificate
 	// (its CRLs are accepted: JobConfig.CAs holds the Registrar CA whatever
 	// the anchors)
@@ -288,7 +223,7 @@ func TestJobTrustRemoved(t *testing.T) {
 	type want struct{ a, b, c, d string }
 	for _, tc := range []struct {
 		name      string
-		a         *Anchors
+		c         ChainChecker
 		sources   []Source
 		want      want
 		untrusted int
@@ -309,7 +244,7 @@ func TestJobTrustRemoved(t *testing.T) {
 			"c", "image certificate 17"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			j, reg := s.job(t, tc.a, tc.sources...)
+			j, reg := s.job(t, tc.c, tc.sources...)
 			rep, err := j.Run(context.Background(), false)
 			if err != nil {
 				t.Fatalf("run: %v (%+v)", err, rep)
@@ -357,8 +292,8 @@ func TestJobTrustRemoved(t *testing.T) {
 	}
 	t.Run("fail a trust that trusts nothing refuses the run", func(t *testing.T) {
 		s.cat.takeWrites()
-		for _, a := range []*Anchors{{}, {peopleRoots: certs(p.peopleRoot)}} {
-			j, _ := s.job(t, a)
+		for _, c := range []*stubChecker{{}, {people: 1}, {registrar: 1}} {
+			j, _ := s.job(t, c)
 			rep, err := j.Run(context.Background(), false)
 			if !errors.Is(err, ErrNoTrust) || rep.Images != 0 || len(rep.Changes) != 0 {
 				t.Fatalf("run: %v %+v", err, rep)
@@ -368,7 +303,7 @@ func TestJobTrustRemoved(t *testing.T) {
 			t.Fatalf("%d writes", w)
 		}
 	})
-	t.Run("ok no anchors: no chain check", func(t *testing.T) {
+	t.Run("ok no checker: no chain check", func(t *testing.T) {
 		j, _ := s.job(t, nil)
 		rep, err := j.Run(context.Background(), true)
 		if err != nil || rep.Untrusted != 0 {
@@ -385,17 +320,4 @@ func change(rep *Report, id string) *Change {
 		}
 	}
 	return nil
-}
-
-// BenchmarkCheckRecord is what a record the job has not judged before
-// costs (a Job remembers the verdict for the records of its last run).
-func BenchmarkCheckRecord(b *testing.B) {
-	p := newTrustPKI(b)
-	a := anchors(b, certs(p.peopleRoot), certs(p.regRoot))
-	rec := p.record(b, "33333333-0000-4000-8000-000000000001", 1, p.regCA, p.creator, p.approver)
-	for b.Loop() {
-		if err := a.CheckRecord(rec); err != nil {
-			b.Fatal(err)
-		}
-	}
 }

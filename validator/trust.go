@@ -179,15 +179,6 @@ func (t *Trust) StaleCRLs(now time.Time) []string {
 	return out
 }
 
-// Anchors returns the configured people CAs (trust.ca_files, trust.ca_dirs)
-// and Registrar CAs (trust.registrar_ca_files), roots and intermediates,
-// as the chains of Verify must lead to them. The CRL job judges the
-// catalogue's records against the same certificates (crl.NewAnchors), so
-// that an image the proxy refuses for its chains is not flagged valid.
-func (t *Trust) Anchors() (people, registrar []*x509.Certificate) {
-	return append([]*x509.Certificate(nil), t.people...), append([]*x509.Certificate(nil), t.registrar...)
-}
-
 // VO returns a VO's policy.
 func (t *Trust) VO(name string) (*VOPolicy, bool) {
 	p, ok := t.vos[name]

@@ -455,19 +455,14 @@ func (t *Trust) judgePerson(r *Result, name string, s *cms.Signer, vo *VOPolicy,
 		return nil
 	}
 	c := s.Certificate
-	// The chain must lead to a people CA. Build it at registration time; if
-	// that fails only on time, the check-3 verdict is still "trusted" and the
-	// time failure is reported by check 5.
-	chains, err := t.verifyPeople(c, inter, regTime)
+	// The chain must lead to a people CA (verifyPerson); a certificate not
+	// valid at registration is still "trusted" here, and the time failure
+	// is reported by check 5.
+	chains, notValidAtReg, err := t.verifyPerson(c, inter, regTime)
 	var timeErr error
-	if err != nil {
-		var inv x509.CertificateInvalidError
-		if errors.As(err, &inv) && inv.Reason == x509.Expired {
-			timeErr = fmt.Errorf("%s certificate %q was not valid at registration %s (valid %s to %s)", name, c.Subject,
-				regTime.UTC().Format(time.RFC3339), c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339))
-			// retry inside the certificate's own validity to judge the chain itself
-			chains, err = t.verifyPeople(c, inter, c.NotBefore.Add(c.NotAfter.Sub(c.NotBefore)/2))
-		}
+	if notValidAtReg {
+		timeErr = fmt.Errorf("%s certificate %q was not valid at registration %s (valid %s to %s)", name, c.Subject,
+			regTime.UTC().Format(time.RFC3339), c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339))
 	}
 	if err != nil {
 		if t.chainsToRegistrar(c, inter) {
@@ -519,6 +514,22 @@ func (t *Trust) judgePerson(r *Result, name string, s *cms.Signer, vo *VOPolicy,
 	}
 	fail(notListed, fmt.Sprintf("%s is not among the %ss of VO %s", quoteShort(subj.OneLine()), name, d.VO))
 	return timeErr
+}
+
+// verifyPerson builds a creator's or approver's chain to a people root at
+// registration time, through the embedded certificates and the people
+// intermediates; when that fails on time alone (notValidAtReg), again
+// within the certificate's own validity, to judge the chain itself: being
+// valid at registration is check 5's question, not the chain's. Verify
+// (check 3) and CheckRecordChains ask it the same way.
+func (t *Trust) verifyPerson(c *x509.Certificate, inter *interPools, regTime time.Time) (chains [][]*x509.Certificate, notValidAtReg bool, err error) {
+	chains, err = t.verifyPeople(c, inter, regTime)
+	var inv x509.CertificateInvalidError
+	if err != nil && errors.As(err, &inv) && inv.Reason == x509.Expired {
+		notValidAtReg = true
+		chains, err = t.verifyPeople(c, inter, c.NotBefore.Add(c.NotAfter.Sub(c.NotBefore)/2))
+	}
+	return chains, notValidAtReg, err
 }
 
 func (t *Trust) verifyPeople(c *x509.Certificate, inter *interPools, at time.Time) ([][]*x509.Certificate, error) {

@@ -158,10 +158,11 @@ func cmdCRL(ctx context.Context, e *env, args []string) int {
 // CAs (crl.EmbeddedCAs).
 //
 // Which records are trusted is another question, answered as the proxy
-// answers it: the Anchors are the people CAs (trust.ca_files,
-// trust.ca_dirs) and Registrar CAs (trust.registrar_ca_files) of
-// validator.LoadTrust, read once here (at start and on SIGHUP, as the
-// proxy's). The IGTF directories of [[crl.source]] dir and the CAs
+// answers it, by the proxy's own code: JobConfig.Chains is the
+// validator.Trust of validator.LoadTrust (its people CAs of trust.ca_files
+// and trust.ca_dirs, its Registrar CAs of trust.registrar_ca_files), read
+// once here (at start and on SIGHUP, as the proxy's), whose
+// CheckRecordChains asks of each record's chains what Verify asks. The IGTF directories of [[crl.source]] dir and the CAs
 // embedded in records only widen which CRLs are accepted: an image whose
 // chains lead only to them is unknown, as the proxy refuses it.
 func crlJobConfig(cfg *config.Config) (crl.JobConfig, error) {
@@ -200,20 +201,20 @@ func crlJobConfig(cfg *config.Config) (crl.JobConfig, error) {
 		return crl.JobConfig{}, errors.New("no CRL source: set [[crl.source]], trust.crl_files, trust.ca_dirs or crl.use_distribution_points")
 	}
 	// the records' chains are judged against the proxy's trust anchors,
-	// read as the proxy reads them (validator.LoadTrust): the job and the
-	// proxy agree on which records chain. A side with no CA is refused
+	// read as the proxy reads them (validator.LoadTrust), by the proxy's
+	// own chain code (Trust.CheckRecordChains): the job and the proxy
+	// agree on which records chain. A side with no CA is refused
 	// (crl.ErrNoTrust): every image would become unknown.
 	trust, _, err := validator.LoadTrust(cfg)
 	if err != nil {
 		return crl.JobConfig{}, fmt.Errorf("trust: %w", err)
 	}
-	anchors, err := crl.NewAnchors(trust.Anchors())
-	if err != nil {
+	if err := crl.CheckTrust(trust); err != nil {
 		return crl.JobConfig{}, fmt.Errorf("trust: %w", err)
 	}
 	return crl.JobConfig{
 		CAs:                   cas,
-		Anchors:               anchors,
+		Chains:                trust,
 		Sources:               srcs,
 		UseDistributionPoints: cfg.CRL.UseDistributionPoints,
 		CacheDir:              cfg.CRL.CacheDir,

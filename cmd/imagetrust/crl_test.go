@@ -10,6 +10,7 @@ import (
 
 	"github.com/imagetrust/imagetrust/crl"
 	"github.com/imagetrust/imagetrust/internal/config"
+	"github.com/imagetrust/imagetrust/validator"
 )
 
 // The command against Glance and Keystone is tested in tests/crljob; these
@@ -49,8 +50,11 @@ url = "https://crl.example.org/reg.crl"
 [[crl.source]]
 file = "pki/registrar-ca.crl"
 `, check: func(t *testing.T, jc crl.JobConfig) {
-			if len(jc.CAs) != 2 || jc.Anchors == nil {
-				t.Errorf("CAs: %d, anchors %v", len(jc.CAs), jc.Anchors)
+			// the records' chains are judged by the proxy's Trust
+			if _, ok := jc.Chains.(*validator.Trust); !ok || len(jc.CAs) != 2 {
+				t.Errorf("CAs: %d, chains %T", len(jc.CAs), jc.Chains)
+			} else if p, r := jc.Chains.AnchorCounts(); p != 1 || r != 1 {
+				t.Errorf("anchors: %d people, %d Registrar CAs", p, r)
 			}
 			// The file named twice is read once.
 			want := []crl.Source{{URL: "https://crl.example.org/reg.crl"}, {File: filepath.Join(dir, "pki/registrar-ca.crl")}, {File: filepath.Join(dir, "pki/people-ca.crl")}}
