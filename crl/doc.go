@@ -112,6 +112,22 @@
 // `crl --once` exits 4 so that a cron job can run it again: the next run
 // finds the image active and deactivates it.
 //
+// Glance saves whole images and has no compare-and-swap: a write of
+// another client that overlaps one of the job's (the sync unhiding the
+// image, an operator setting imagetrust_local_validity) can undo it
+// without an error. After writing, the job reads each changed image again
+// (Catalog.Get, after JobConfig.WriteSettle) and, when Plan from what it
+// reads, with the same decision, still has something to do, writes that
+// (at most MaxWriteAttempts times); what still does not hold is a
+// Report.LostWrites (`crl --once` exits 4, the daemon runs again within
+// TransitRecheck, imagetrust_crl_lost_writes_total). A reactivation is
+// planned again from the image read just before it, and an image the job
+// reactivated that carries a local flag when read again is deactivated
+// again with the crl-hold marker. The job remembers the local flags it
+// listed (the Job, and the cache directory) and warns of one gone at the
+// next run (Report.LocalFlagsGone): it never writes the flag, so an
+// operator removed it or a concurrent write lost it.
+//
 // # Cost of a run
 //
 // A run parses each distinct imagetrust_signature once (cms.Parse), and a

@@ -28,7 +28,14 @@ type Catalog interface {
 	Deactivate(ctx context.Context, id string) error
 	// Reactivate undoes Deactivate.
 	Reactivate(ctx context.Context, id string) error
+	// Get reads one image again, as List returns it (ErrImageGone when it
+	// no longer exists): the job checks with it that its writes held.
+	Get(ctx context.Context, id string) (Image, error)
 }
+
+// ErrImageGone is what Catalog.Get answers for an image that no longer
+// exists.
+var ErrImageGone = errors.New("image no longer exists")
 
 // JobConfig is what the CRL job needs to know.
 type JobConfig struct {
@@ -57,6 +64,11 @@ type JobConfig struct {
 	// Timeout bounds one HTTP request; Retries is how often a failed one is retried.
 	Timeout time.Duration
 	Retries int
+	// WriteSettle is how long the job waits after a round of writes before
+	// it reads the images again to check that they held (checkWrites;
+	// DefaultWriteSettle in production). 0: no wait, the images are read
+	// at once (tests).
+	WriteSettle time.Duration
 }
 
 // Job is the CRL job: fetch, accept, cache, judge, write. Run it with Run;
@@ -75,6 +87,9 @@ type Job struct {
 	// trusted remembers the verdicts of cfg.Chains from one run to the
 	// next (trustMemo)
 	trusted trustMemo
+	// local is the imagetrust_local_validity of each image as the last run
+	// listed it (localFlags); nil until loaded
+	local map[string]string
 	// Now is the clock (tests replace it).
 	Now func() time.Time
 }
@@ -134,9 +149,21 @@ type Report struct {
 	// the write ends. A later run deactivates them once active
 	// (TransitRecheck).
 	InTransit []string `json:"in_transit,omitempty"`
-	Writes    int      `json:"writes"`
-	Errors    []string `json:"errors,omitempty"`
-	Warnings  []string `json:"warnings,omitempty"`
+	// LostWrites are the changes that did not hold: the image, read again
+	// after the writes (JobConfig.WriteSettle), no longer had what the job
+	// wrote after MaxWriteAttempts writes, as a concurrent Glance write
+	// saved the image as it read it before the job's write. Such an image
+	// may boot while it should not: `crl --once` exits 4 and the daemon
+	// runs again within TransitRecheck.
+	LostWrites []LostWrite `json:"lost_writes,omitempty"`
+	// LocalFlagsGone are the images whose imagetrust_local_validity the
+	// last run (of this daemon, or recorded in the cache directory) saw and
+	// this run does not (localFlags): an operator removed it, or a
+	// concurrent Glance write lost it.
+	LocalFlagsGone []LocalFlagGone `json:"local_flags_gone,omitempty"`
+	Writes         int             `json:"writes"`
+	Errors         []string        `json:"errors,omitempty"`
+	Warnings       []string        `json:"warnings,omitempty"`
 }
 
 // Run does one pass: it builds the index of CRLs (cached ones first, then
@@ -157,6 +184,7 @@ func (j *Job) Run(ctx context.Context, dryRun bool) (*Report, error) {
 	if err != nil {
 		return rep, fmt.Errorf("crl job: list catalogue: %w", err)
 	}
+	j.localFlags(imgs, rep, dryRun)
 	// the rollback floor the catalogue records: what stands in for the
 	// cache's numbers when the cache is lost (catalogueFloor)
 	floor := catalogueFloor(imgs)
@@ -187,6 +215,8 @@ func (j *Job) Run(ctx context.Context, dryRun bool) (*Report, error) {
 	// first such reason, for the warning of a mass change (MassUntrustedPercent)
 	var flipped int
 	var firstWhy string
+	// the changes to write, once every image is judged (write)
+	var todo []pendingWrite
 	for _, img := range imgs {
 		if img.Properties[PropRecordVersion] == "" || img.Properties[PropAlias] != "" {
 			continue
@@ -227,13 +257,9 @@ func (j *Job) Run(ctx context.Context, dryRun bool) (*Report, error) {
 		if dryRun {
 			continue
 		}
-		n, err := j.apply(ctx, ch)
-		rep.Writes += n
-		if err != nil {
-			rep.Errors = append(rep.Errors, err.Error())
-			errs = append(errs, err)
-		}
+		todo = append(todo, pendingWrite{img: img, d: desired{state: state, rev: rev, why: why}, ch: ch})
 	}
+	errs = append(errs, j.write(ctx, todo, rep)...)
 	j.trusted.end()
 	j.metrics.images(counts)
 	j.metrics.untrusted(rep.Untrusted)

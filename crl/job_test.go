@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -104,6 +105,18 @@ func (m *memCatalog) Deactivate(_ context.Context, id string) error {
 
 func (m *memCatalog) Reactivate(_ context.Context, id string) error {
 	return m.status(id, StatusDeactivated, StatusActive)
+}
+
+func (m *memCatalog) Get(_ context.Context, id string) (Image, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	img, ok := m.images[id]
+	if !ok {
+		return Image{}, ErrImageGone
+	}
+	c := *img
+	c.Properties = maps.Clone(img.Properties)
+	return c, nil
 }
 
 func (m *memCatalog) get(id string) Image {

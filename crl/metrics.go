@@ -3,6 +3,7 @@ package crl
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"sync"
 	"time"
 
@@ -18,6 +19,8 @@ type Metrics struct {
 	imagesByState *prometheus.GaugeVec
 	untrustedImgs prometheus.Gauge
 	lastSuccess   prometheus.Gauge
+	lostWrites    prometheus.Counter
+	localGone     prometheus.Counter
 
 	mu sync.Mutex
 	// series are the CAs whose age and nextUpdate gauges the last run set
@@ -59,12 +62,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Catalogue images the last run judged unknown because their record no longer chains to a configured CA (counted in imagetrust_crl_images{state=\"unknown\"} too)."}),
 		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{Name: "imagetrust_crl_last_success_timestamp_seconds",
 			Help: "Unix time of the end of the last successful run."}),
+		lostWrites: prometheus.NewCounter(prometheus.CounterOpts{Name: "imagetrust_crl_lost_writes_total",
+			Help: "Image changes that did not hold after " + fmt.Sprint(MaxWriteAttempts) + " writes: a concurrent Glance write undid them (Report.LostWrites; retried within TransitRecheck)."}),
+		localGone: prometheus.NewCounter(prometheus.CounterOpts{Name: "imagetrust_crl_local_flags_gone_total",
+			Help: "imagetrust_local_validity flags seen by a run and gone at the next (removed by an operator, or lost to a concurrent Glance write)."}),
 		series: map[crlSeries]bool{},
 	}
 	for _, r := range Reasons {
 		m.refusedTotal.WithLabelValues(r)
 	}
-	reg.MustRegister(m.acceptedTotal, m.refusedTotal, m.ageSeconds, m.nextUpdate, m.imagesByState, m.untrustedImgs, m.lastSuccess)
+	reg.MustRegister(m.acceptedTotal, m.refusedTotal, m.ageSeconds, m.nextUpdate, m.imagesByState, m.untrustedImgs, m.lastSuccess,
+		m.lostWrites, m.localGone)
 	return m
 }
 
@@ -120,6 +128,18 @@ func (m *Metrics) images(counts map[string]int) {
 func (m *Metrics) untrusted(n int) {
 	if m != nil {
 		m.untrustedImgs.Set(float64(n))
+	}
+}
+
+func (m *Metrics) lostWrite() {
+	if m != nil {
+		m.lostWrites.Inc()
+	}
+}
+
+func (m *Metrics) localFlagGone() {
+	if m != nil {
+		m.localGone.Inc()
 	}
 }
 

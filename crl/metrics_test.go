@@ -107,7 +107,7 @@ func TestMetricsDocumented(t *testing.T) {
 			line = l
 		}
 	}
-	wants := []string{"`imagetrust_crl_age_seconds{issuer,key}`", "`imagetrust_crl_next_update_timestamp_seconds{issuer,key}`", "`imagetrust_crl_untrusted_images`"}
+	wants := []string{"`imagetrust_crl_age_seconds{issuer,key}`", "`imagetrust_crl_next_update_timestamp_seconds{issuer,key}`", "`imagetrust_crl_untrusted_images`", "`imagetrust_crl_lost_writes_total`", "`imagetrust_crl_local_flags_gone_total`"}
 	for _, r := range Reasons {
 		wants = append(wants, "`"+r+"`")
 	}

@@ -35,6 +35,10 @@ func (s *staticCatalog) SetProperties(context.Context, string, map[string]string
 func (s *staticCatalog) Deactivate(context.Context, string) error { return nil }
 func (s *staticCatalog) Reactivate(context.Context, string) error { return nil }
 
+// Get answers that the image is gone: the writes it dropped are not
+// checked (checkWrites), nor written again.
+func (s *staticCatalog) Get(context.Context, string) (Image, error) { return Image{}, ErrImageGone }
+
 // scaleSite is a site of a root (the only configured CA), a people and a
 // Registrar intermediate embedded in every record's signature, n image
 // records with the full six-certificate imagetrust_chain, and a Registrar

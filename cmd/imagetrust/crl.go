@@ -43,12 +43,13 @@ const crlRetries = 3
 // well, 1 a run failed (Glance unreachable, a write refused, authentication
 // failed), 2 usage or configuration error, 4 (--once) the run was done but
 // refused a CRL (the last good CRL of its CA stays in use and the report
-// names the reason), used a stale one, or found a revoked image whose data
-// Glance was still writing.
+// names the reason), used a stale one, found a revoked image whose data
+// Glance was still writing, or wrote a change a concurrent Glance write
+// undid (Report.LostWrites).
 func cmdCRL(ctx context.Context, e *env, args []string) int {
 	fs := newFlags(e, "crl", "--config FILE [--once] [--dry-run] [--report-json] [--json-logs] [--cloud NAME]")
 	cfgPath := fs.String("config", "/etc/imagetrust/imagetrust.toml", "configuration file")
-	once := fs.Bool("once", false, "make one run and exit: 0 done, 1 failed, 4 done but a CRL was refused or stale, or a revoked image was still being written (run again)")
+	once := fs.Bool("once", false, "make one run and exit: 0 done, 1 failed, 4 done but a CRL was refused or stale, a revoked image was still being written, or a change was lost to a concurrent Glance write (run again)")
 	dry := fs.Bool("dry-run", false, "print what one run would change and write nothing, not even the CRL cache (implies --once)")
 	reportJSON := fs.Bool("report-json", false, "print each run's report as one JSON document instead of text")
 	jsonLogs := fs.Bool("json-logs", false, "log in JSON")
@@ -141,6 +142,12 @@ func cmdCRL(ctx context.Context, e *env, args []string) int {
 			log.Warn("revoked or held images still being written into Glance: run again once their writes end", "images", n)
 			code = exitRefused
 		}
+		if n := len(rep.LostWrites); n > 0 {
+			// a concurrent Glance write undid the job's change (three
+			// times): the image may boot while it should not
+			log.Error("image changes lost to concurrent Glance writes: run again", "images", n)
+			code = exitRefused
+		}
 		return code
 	}
 	return crlDaemon(ctx, log, cfg, *cfgPath, jc, cat, metrics, reg, hup, printReport)
@@ -227,6 +234,8 @@ func crlJobConfig(cfg *config.Config) (crl.JobConfig, error) {
 		ClockSkew: cfg.CRL.ClockSkew.Duration,
 		Timeout:   cfg.CRL.Timeout.Duration,
 		Retries:   crlRetries,
+		// checked after a second (concurrent Glance writes)
+		WriteSettle: crl.DefaultWriteSettle,
 	}, nil
 }
 
@@ -310,6 +319,10 @@ func crlDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path s
 				log.Warn("revoked or held images still being written into Glance: running again soon", "images", len(rep.InTransit), "in", crl.TransitRecheck)
 				soon = true
 			}
+			if len(rep.LostWrites) > 0 {
+				log.Error("image changes lost to concurrent Glance writes: running again soon", "images", len(rep.LostWrites), "in", crl.TransitRecheck)
+				soon = true
+			}
 		}
 		if err != nil {
 			log.Error("crl run failed", "err", err)
@@ -364,6 +377,9 @@ func writeCRLReport(w io.Writer, rep *crl.Report) {
 	}
 	if len(rep.InTransit) > 0 {
 		fmt.Fprintf(w, "Revoked or held while Glance is still writing their data (a later run deactivates them): %s\n", strings.Join(rep.InTransit, ", "))
+	}
+	for _, l := range rep.LostWrites {
+		fmt.Fprintf(w, "LOST: image %s: the change to %s did not hold after %d writes (a concurrent Glance write undid it; run again): missing %s\n", l.ImageID, l.To, l.Attempts, l.Lost)
 	}
 	changes := append([]crl.Change(nil), rep.Changes...)
 	sort.Slice(changes, func(a, b int) bool { return changes[a].ImageID < changes[b].ImageID })
@@ -448,9 +464,14 @@ func (g *glanceCatalog) List(ctx context.Context) ([]crl.Image, error) {
 	return out, nil
 }
 
-// SetProperties implements crl.Catalog with one JSON patch. When the
-// image changed since it was listed (409), it is read again and the patch
-// retried once.
+// SetProperties implements crl.Catalog with one JSON patch from the
+// properties as last listed or written. Glance answers 409 only when a key
+// the patch replaces or removes no longer exists: then the image is read
+// again and the patch retried once. That is no guard against a concurrent
+// write: Glance has no compare-and-swap and saves whole images, so a write
+// of another client that overlaps this one can undo it (or be undone by
+// it) without any error; the job reads the image again afterwards and
+// writes once more (crl.Job's checkWrites).
 func (g *glanceCatalog) SetProperties(ctx context.Context, id string, set map[string]string, remove []string) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*glanceTimeout)
 	defer cancel()
@@ -486,6 +507,26 @@ func (g *glanceCatalog) SetProperties(ctx context.Context, id string, set map[st
 		}
 		cur = fresh.Properties
 	}
+}
+
+// Get implements crl.Catalog: the image as Glance has it now
+// (crl.ErrImageGone when it is not found).
+func (g *glanceCatalog) Get(ctx context.Context, id string) (crl.Image, error) {
+	ctx, cancel := context.WithTimeout(ctx, glanceTimeout)
+	defer cancel()
+	im, err := glance.Get(ctx, g.sc, id).Extract()
+	if glance.IsNotFound(err) {
+		return crl.Image{}, fmt.Errorf("glance: image %s: %w", id, crl.ErrImageGone)
+	}
+	if err != nil {
+		return crl.Image{}, fmt.Errorf("glance: reading image %s: %w", id, err)
+	}
+	g.mu.Lock()
+	if g.props != nil {
+		g.props[id] = im.Properties
+	}
+	g.mu.Unlock()
+	return crl.Image{ID: im.ID, Status: string(im.Status), Properties: im.Properties}, nil
 }
 
 // Deactivate implements crl.Catalog.

@@ -233,8 +233,14 @@ func ListHiddenToo(ctx context.Context, client *gophercloud.ServiceClient, owner
 // (application/openstack-images-v2.1-json-patch, applied atomically) with
 // "add" for keys absent from current, "replace" for keys whose value
 // differs and "remove" for keys of remove present in current. Glance answers
-// 409 to "replace" or "remove" of a key that does not exist, so a stale
-// current shows up as IsConflict: re-read and retry. (In this v2.1 dialect
+// 409 to "replace" or "remove" of a key that does not exist, so a current
+// that lacks a key the image gained shows up as IsConflict: re-read and
+// retry. That is the only staleness Glance reports: it has no
+// compare-and-swap (no ETag, the "test" op refused, If-Match ignored) and
+// saves the whole image as the request read it, so a PATCH (or a
+// deactivate, reactivate) of another client that runs at the same time can
+// silently undo this one, or be undone by it. A writer that must not lose
+// its change reads the image again afterwards. (In this v2.1 dialect
 // "add" of an existing key replaces its value; only the v2.0 dialect answers
 // 409 to it, as tested against Glance 25.1.0.) When nothing changes no
 // request is made and Changed is false.
