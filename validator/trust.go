@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -215,14 +214,41 @@ func LoadTrust(c *config.Config) (*Trust, []string, error) {
 		o.People = append(o.People, certs...)
 	}
 	var warnings []string
+	// A directory from which no CA loads is an error, unless other people
+	// CAs are configured (trust.ca_files, another directory): the services
+	// must not start trusting no one without saying why.
+	type emptyDir struct {
+		dir   string
+		warns []string
+	}
+	var empty []emptyDir
+	now := time.Now()
 	for _, d := range c.Trust.CADirs {
-		certs, crls, warns, err := readCADir(d, ns, c.Trust.Namespaces != "ignore")
+		certs, crls, warns, err := readCADir(d, ns, c.Trust.Namespaces != "ignore", now)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, fmt.Errorf("trust.ca_dirs %s: %w", d, err)
+		}
+		if len(certs) == 0 {
+			empty = append(empty, emptyDir{d, warns})
 		}
 		o.People = append(o.People, certs...)
 		crlFiles = append(crlFiles, crls...)
 		warnings = append(warnings, warns...)
+	}
+	for _, e := range empty {
+		if len(o.People) > 0 {
+			warnings = append(warnings, fmt.Sprintf("trust.ca_dirs %s: no CA certificate loaded from it (other people CAs are configured)", e.dir))
+			continue
+		}
+		why := "no <hash>.N certificate file"
+		if len(e.warns) > 0 {
+			shown := e.warns
+			if len(shown) > 3 {
+				shown = append(shown[:3:3], fmt.Sprintf("and %d more", len(e.warns)-3))
+			}
+			why = strings.Join(shown, "; ")
+		}
+		return nil, nil, fmt.Errorf("trust.ca_dirs %s: no CA certificate loaded, and no other people CA is configured: %s", e.dir, why)
 	}
 	for _, f := range c.Trust.RegistrarCAFiles {
 		certs, err := ReadCertificates(f)
@@ -254,7 +280,7 @@ func LoadTrust(c *config.Config) (*Trust, []string, error) {
 		}
 	}
 	for _, f := range crlFiles {
-		b, err := os.ReadFile(f)
+		b, err := readCRLFile(f)
 		if err != nil {
 			warnings = append(warnings, fmt.Sprintf("CRL %s: %v", f, err))
 			continue
@@ -335,133 +361,6 @@ func ParseCertificates(b []byte) ([]*x509.Certificate, error) {
 		return nil, errors.New("no certificate found")
 	}
 	return out, nil
-}
-
-// readCADir reads an IGTF-style directory: <hash>.N certificates, <hash>.rN
-// CRLs (as fetch-crl writes them), and each CA's name constraints into ns:
-// <hash>.namespaces, or <hash>.signing_policy where there is no namespaces
-// file. A CA whose policy file names no policy for the CA's own subject
-// (a DN the parser reads otherwise, a file of another CA) would be
-// unconstrained without anyone knowing: it is given an empty policy (it may
-// issue nothing), and a warning says so.
-func readCADir(dir string, ns *Namespaces, enforce bool) ([]*x509.Certificate, []string, []string, error) {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	var certs []*x509.Certificate
-	var crls, warnings []string
-	names := make([]string, 0, len(ents))
-	for _, e := range ents {
-		names = append(names, e.Name())
-	}
-	sort.Strings(names)
-	policies := map[string][]*nsPolicy{} // by hash
-	policyFile := map[string]string{}
-	certsOf := map[string][]*x509.Certificate{}
-	for _, n := range names {
-		ext := filepath.Ext(n)
-		base := strings.TrimSuffix(n, ext)
-		if len(base) != 8 || !isHexString(base) || len(ext) < 2 {
-			continue
-		}
-		p := filepath.Join(dir, n)
-		switch {
-		case ext == ".namespaces" || (ext == ".signing_policy" && !fileExists(filepath.Join(dir, base+".namespaces"))):
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return nil, nil, nil, err
-			}
-			parse := ParseNamespaces
-			if ext == ".signing_policy" {
-				parse = ParseSigningPolicy
-			}
-			pols, err := parse(b, p)
-			if err != nil {
-				return nil, nil, nil, err
-			}
-			for _, pol := range pols {
-				if err := ns.add(pol); err != nil {
-					return nil, nil, nil, err
-				}
-			}
-			policies[base] = append(policies[base], pols...)
-			policyFile[base] = p
-		case ext[1] == 'r' && isDigits(ext[2:]):
-			crls = append(crls, p)
-		case isDigits(ext[1:]):
-			cs, err := ReadCertificates(p)
-			if err != nil {
-				return nil, nil, nil, err
-			}
-			certs = append(certs, cs...)
-			certsOf[base] = append(certsOf[base], cs...)
-		}
-	}
-	if !enforce {
-		return certs, crls, nil, nil
-	}
-	for base, file := range policyFile {
-		for _, c := range certsOf[base] {
-			subject, err := DNFromRaw(c.RawSubject)
-			if err != nil {
-				return nil, nil, nil, fmt.Errorf("%s: %w", file, err)
-			}
-			named := false
-			for _, p := range policies[base] {
-				named = named || p.issuerDN.Equal(subject)
-			}
-			if named || ns.policyFor(subject) != nil {
-				continue
-			}
-			if err := ns.add(&nsPolicy{issuer: subject.OneLine(), issuerDN: subject, source: file + ", which names no policy for this CA"}); err != nil {
-				return nil, nil, nil, err
-			}
-			warnings = append(warnings, fmt.Sprintf("CA %q: %s names no policy for its subject: it may issue no name until the file is fixed", subject.OneLine(), file))
-		}
-	}
-	// A CA of the directory with neither file is not left unconstrained
-	// either (IGTF ships both for every CA; one copied in by hand during a
-	// rollover would otherwise issue any name): it may issue no name. CAs
-	// meant to be unconstrained belong in trust.ca_files.
-	var bare []string
-	bases := make([]string, 0, len(certsOf))
-	for base := range certsOf {
-		bases = append(bases, base)
-	}
-	sort.Strings(bases)
-	for _, base := range bases {
-		if _, ok := policyFile[base]; ok {
-			continue
-		}
-		for _, c := range certsOf[base] {
-			subject, err := DNFromRaw(c.RawSubject)
-			if err != nil {
-				return nil, nil, nil, fmt.Errorf("%s: %w", filepath.Join(dir, base+".0"), err)
-			}
-			if ns.policyFor(subject) != nil {
-				continue // another file of the directory names it
-			}
-			if err := ns.add(&nsPolicy{issuer: subject.OneLine(), issuerDN: subject, source: filepath.Join(dir, base) + ".* (no .namespaces or .signing_policy file)"}); err != nil {
-				return nil, nil, nil, err
-			}
-			bare = append(bare, fmt.Sprintf("%q (%s)", subject.OneLine(), base))
-		}
-	}
-	if len(bare) > 0 {
-		shown := bare
-		if len(shown) > 5 {
-			shown = append(shown[:5:5], fmt.Sprintf("and %d more", len(bare)-5))
-		}
-		warnings = append(warnings, fmt.Sprintf("%s: %d CAs have no .namespaces or .signing_policy file, so they may issue no name (trust.namespaces = \"enforce\"; a CA meant to be unconstrained goes in trust.ca_files and out of the directory): %s",
-			dir, len(bare), strings.Join(shown, ", ")))
-	}
-	return certs, crls, warnings, nil
-}
-
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
 }
 
 func isHexString(s string) bool {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/imagetrust/imagetrust/crl"
 	"github.com/imagetrust/imagetrust/internal/config"
@@ -28,15 +29,15 @@ func TestLoadTrustIGTFDir(t *testing.T) {
 	if err := os.MkdirAll(igtf, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	testpki.WriteFile(t, igtf, "1a2b3c4d.0", testpki.CertPEM(w.peopleRoot.Cert))
-	testpki.WriteFile(t, igtf, "5e6f7a8b.0", testpki.CertPEM(w.peopleSub.Cert))
+	testpki.WriteFile(t, igtf, hashName(t, w.peopleRoot.Cert, "0"), testpki.CertPEM(w.peopleRoot.Cert))
+	testpki.WriteFile(t, igtf, hashName(t, w.peopleSub.Cert, "0"), testpki.CertPEM(w.peopleSub.Cert))
 	// the root may sign only imagetrust test names; the issuing CA only two people
-	testpki.WriteFile(t, igtf, "1a2b3c4d.signing_policy", []byte(`# EACL
+	testpki.WriteFile(t, igtf, hashName(t, w.peopleRoot.Cert, "signing_policy"), []byte(`# EACL
  access_id_CA   X509   '/O=imagetrust test/CN=People Root'
  pos_rights     globus  CA:sign
  cond_subjects  globus  '"/O=imagetrust test/*"'
 `))
-	testpki.WriteFile(t, igtf, "5e6f7a8b.namespaces", []byte(`##############################################################################
+	testpki.WriteFile(t, igtf, hashName(t, w.peopleSub.Cert, "namespaces"), []byte(`##############################################################################
 #NAMESPACES-VERSION: 1.0
 TO Issuer "/O=imagetrust test/CN=People Issuing CA" \
   PERMIT Subject "/O=imagetrust test/CN=(Alice Creator|Bob Approver)"
@@ -44,10 +45,10 @@ TO Issuer "/O=imagetrust test/CN=People Issuing CA" \
   DENY Subject "/O=imagetrust test/CN=Bob Approver"
 `))
 	// a signing_policy beside a namespaces file is not read
-	testpki.WriteFile(t, igtf, "5e6f7a8b.signing_policy", []byte("garbage"))
-	testpki.WriteFile(t, igtf, "1a2b3c4d.r0", pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: revokeCRL(w.peopleRoot, 1)}))
+	testpki.WriteFile(t, igtf, hashName(t, w.peopleSub.Cert, "signing_policy"), []byte("garbage"))
+	testpki.WriteFile(t, igtf, hashName(t, w.peopleRoot.Cert, "r0"), pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: revokeCRL(w.peopleRoot, 1)}))
 	crlDER := revokeCRL(w.peopleSub, 3, pki.Revoked{Serial: w.creator.Cert.SerialNumber, Reason: crl.ReasonKeyCompromise})
-	testpki.WriteFile(t, igtf, "5e6f7a8b.r0", crlDER) // DER works too
+	testpki.WriteFile(t, igtf, hashName(t, w.peopleSub.Cert, "r0"), crlDER) // DER works too
 	reg := testpki.WriteFile(t, dir, "registrar.pem", testpki.CertPEM(w.regRoot.Cert))
 	cdn, _ := DNFromRaw(w.creator.Cert.RawSubject)
 	toml := fmt.Sprintf(`[trust]
@@ -94,12 +95,12 @@ approvers = ["CN=Bob Approver,O=imagetrust test"]
 func TestLoadTrustPolicyNamesOtherCA(t *testing.T) {
 	w := newWorld(t)
 	igtf := t.TempDir()
-	testpki.WriteFile(t, igtf, "1a2b3c4d.0", testpki.CertPEM(w.peopleRoot.Cert))
-	testpki.WriteFile(t, igtf, "5e6f7a8b.0", testpki.CertPEM(w.peopleSub.Cert))
-	testpki.WriteFile(t, igtf, "5e6f7a8b.namespaces", []byte(`TO Issuer "/O=imagetrust test/CN=People Issuing CA Typo" \
+	testpki.WriteFile(t, igtf, hashName(t, w.peopleRoot.Cert, "0"), testpki.CertPEM(w.peopleRoot.Cert))
+	testpki.WriteFile(t, igtf, hashName(t, w.peopleSub.Cert, "0"), testpki.CertPEM(w.peopleSub.Cert))
+	testpki.WriteFile(t, igtf, hashName(t, w.peopleSub.Cert, "namespaces"), []byte(`TO Issuer "/O=imagetrust test/CN=People Issuing CA Typo" \
   PERMIT Subject "/O=imagetrust test/.*"
 `))
-	testpki.WriteFile(t, igtf, "1a2b3c4d.namespaces", []byte(`TO Issuer "/O=imagetrust test/CN=People Root" PERMIT Subject "/O=imagetrust test/.*"
+	testpki.WriteFile(t, igtf, hashName(t, w.peopleRoot.Cert, "namespaces"), []byte(`TO Issuer "/O=imagetrust test/CN=People Root" PERMIT Subject "/O=imagetrust test/.*"
 `))
 	reg := testpki.WriteFile(t, t.TempDir(), "registrar.pem", testpki.CertPEM(w.regRoot.Cert))
 	cdn, _ := DNFromRaw(w.creator.Cert.RawSubject)
@@ -113,7 +114,7 @@ func TestLoadTrustPolicyNamesOtherCA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(warns) != 1 || !strings.Contains(warns[0], "5e6f7a8b.namespaces names no policy for its subject") {
+	if len(warns) != 1 || !strings.Contains(warns[0], hashName(t, w.peopleSub.Cert, "namespaces")+" names no policy for its subject") {
 		t.Fatalf("warnings %q", warns)
 	}
 	assertResult(t, tr.Verify(w.bundle(bundleOpts{}).input(testNow)), false,
@@ -288,11 +289,11 @@ func namespacesOf(t *testing.T, text string) *Namespaces {
 func TestLoadTrustCAWithoutPolicyFile(t *testing.T) {
 	w := newWorld(t)
 	igtf := t.TempDir()
-	testpki.WriteFile(t, igtf, "1a2b3c4d.0", testpki.CertPEM(w.peopleRoot.Cert))
-	testpki.WriteFile(t, igtf, "1a2b3c4d.namespaces", []byte(`TO Issuer "/O=imagetrust test/CN=People Root" PERMIT Subject "/O=imagetrust test/.*"
+	testpki.WriteFile(t, igtf, hashName(t, w.peopleRoot.Cert, "0"), testpki.CertPEM(w.peopleRoot.Cert))
+	testpki.WriteFile(t, igtf, hashName(t, w.peopleRoot.Cert, "namespaces"), []byte(`TO Issuer "/O=imagetrust test/CN=People Root" PERMIT Subject "/O=imagetrust test/.*"
 `))
 	// the issuing CA of the creator and the approver: no policy file
-	testpki.WriteFile(t, igtf, "5e6f7a8b.0", testpki.CertPEM(w.peopleSub.Cert))
+	testpki.WriteFile(t, igtf, hashName(t, w.peopleSub.Cert, "0"), testpki.CertPEM(w.peopleSub.Cert))
 	reg := testpki.WriteFile(t, t.TempDir(), "registrar.pem", testpki.CertPEM(w.regRoot.Cert))
 	cdn, _ := DNFromRaw(w.creator.Cert.RawSubject)
 	adn, _ := DNFromRaw(w.approver.Cert.RawSubject)
@@ -311,7 +312,7 @@ func TestLoadTrustCAWithoutPolicyFile(t *testing.T) {
 	t.Run("fail CA without a policy file issues no name", func(t *testing.T) {
 		tr, warns := load(t, "")
 		if len(warns) != 1 || !strings.Contains(warns[0], "1 CAs have no .namespaces or .signing_policy file") ||
-			!strings.Contains(warns[0], "People Issuing CA") || !strings.Contains(warns[0], "5e6f7a8b") {
+			!strings.Contains(warns[0], "People Issuing CA") || !strings.Contains(warns[0], hashName(t, w.peopleSub.Cert, "")) {
 			t.Fatalf("warnings %q", warns)
 		}
 		assertResult(t, tr.Verify(w.bundle(bundleOpts{}).input(testNow)), false,
@@ -326,10 +327,17 @@ func TestLoadTrustCAWithoutPolicyFile(t *testing.T) {
 			t.Fatalf("%+v", r.Failed())
 		}
 	})
-	t.Run("ok policy in a file of another hash", func(t *testing.T) {
-		testpki.WriteFile(t, igtf, "99999999.namespaces", []byte(`TO Issuer "/O=imagetrust test/CN=People Issuing CA" PERMIT Subject "/O=imagetrust test/.*"
-`))
-		defer os.Remove(filepath.Join(igtf, "99999999.namespaces"))
+	t.Run("ok policy in the file of another CA of the directory", func(t *testing.T) {
+		// the root's file names its issuing CA's namespace too (a policy
+		// file for a hash with no certificate is not read: TestLoadTrustHostileCADir)
+		rootNS := filepath.Join(igtf, hashName(t, w.peopleRoot.Cert, "namespaces"))
+		old, err := os.ReadFile(rootNS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		testpki.WriteFile(t, igtf, filepath.Base(rootNS), append(append([]byte{}, old...), `TO Issuer "/O=imagetrust test/CN=People Issuing CA" PERMIT Subject "/O=imagetrust test/.*"
+`...))
+		defer os.WriteFile(rootNS, old, 0o600)
 		tr, warns := load(t, "")
 		if len(warns) != 0 {
 			t.Fatalf("warnings %q", warns)
@@ -348,9 +356,9 @@ func TestLoadTrustCAWithoutPolicyFile(t *testing.T) {
 func TestLoadTrustCAWithoutPolicyFileOddName(t *testing.T) {
 	root := testpki.NewRoot(t, `Evil\CA`)
 	dir := t.TempDir()
-	testpki.WriteFile(t, dir, "1a2b3c4d.0", testpki.CertPEM(root.Cert))
+	testpki.WriteFile(t, dir, hashName(t, root.Cert, "0"), testpki.CertPEM(root.Cert))
 	ns := &Namespaces{}
-	_, _, warns, err := readCADir(dir, ns, true)
+	_, _, warns, err := readCADir(dir, ns, true, time.Time{})
 	if err != nil || len(warns) != 1 {
 		t.Fatalf("readCADir: %v, warnings %q", err, warns)
 	}
@@ -358,4 +366,18 @@ func TestLoadTrustCAWithoutPolicyFileOddName(t *testing.T) {
 	if err := ns.CheckChain([]*x509.Certificate{leaf.Cert, root.Cert}); err == nil {
 		t.Fatal("fail a CA without policy files issued a name")
 	}
+}
+
+// hashName is the name of a CA's file of type ext in an OpenSSL hashed
+// directory: <subject hash>.ext ("" for the hash alone).
+func hashName(t testing.TB, c *x509.Certificate, ext string) string {
+	t.Helper()
+	h, _, err := subjectHashes(c.RawSubject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ext == "" {
+		return h
+	}
+	return h + "." + ext
 }

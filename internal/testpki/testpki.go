@@ -38,9 +38,11 @@ type Leaf struct {
 type Option func(*options)
 
 type options struct {
-	tmpl pki.Template
-	kt   pki.KeyType
-	key  crypto.Signer
+	tmpl    pki.Template
+	kt      pki.KeyType
+	key     crypto.Signer
+	subject *pkix.Name
+	notCA   bool
 }
 
 // WithKey selects the key type (default ECDSA P-256, fast to generate).
@@ -53,6 +55,23 @@ func WithSigner(k crypto.Signer) Option { return func(o *options) { o.key = k } 
 // WithValidity sets notBefore and notAfter.
 func WithValidity(nb, na time.Time) Option {
 	return func(o *options) { o.tmpl.NotBefore, o.tmpl.NotAfter = nb, na }
+}
+
+// WithSubject replaces the subject a CA would get from its common name
+// (an empty one, one of other attributes).
+func WithSubject(n pkix.Name) Option { return func(o *options) { o.subject = &n } }
+
+// WithoutCA makes what NewRoot or Intermediate issues an end-entity
+// certificate (basicConstraints CA:FALSE), to test that it is refused as
+// a CA.
+func WithoutCA() Option { return func(o *options) { o.notCA = true } }
+
+// caSubject is the subject of a CA of common name cn, unless WithSubject.
+func (o options) caSubject(cn string) pkix.Name {
+	if o.subject != nil {
+		return *o.subject
+	}
+	return Name(cn)
 }
 
 // WithSignatureAlgorithm sets the algorithm the issuer signs with.
@@ -106,8 +125,8 @@ func NewRoot(tb testing.TB, cn string, opts ...Option) *CA {
 	tb.Helper()
 	o := build(opts)
 	key := o.newKey(tb)
-	o.tmpl.Subject = Name(cn)
-	o.tmpl.IsCA = true
+	o.tmpl.Subject = o.caSubject(cn)
+	o.tmpl.IsCA = !o.notCA
 	if o.tmpl.NotBefore.IsZero() {
 		o.tmpl.NotBefore = time.Now().Add(-10 * 365 * 24 * time.Hour)
 		o.tmpl.NotAfter = time.Now().Add(20 * 365 * 24 * time.Hour)
@@ -124,8 +143,8 @@ func (ca *CA) Intermediate(cn string, opts ...Option) *CA {
 	ca.tb.Helper()
 	o := build(opts)
 	key := o.newKey(ca.tb)
-	o.tmpl.Subject = Name(cn)
-	o.tmpl.IsCA = true
+	o.tmpl.Subject = o.caSubject(cn)
+	o.tmpl.IsCA = !o.notCA
 	if o.tmpl.NotBefore.IsZero() {
 		o.tmpl.NotBefore = ca.Cert.NotBefore
 		o.tmpl.NotAfter = ca.Cert.NotAfter

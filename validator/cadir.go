@@ -1,0 +1,380 @@
+package validator
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/imagetrust/imagetrust/crl"
+)
+
+// MaxCADirFile is the largest certificate or policy file of a trust.ca_dirs
+// directory that is read (an IGTF certificate is about 2 KB, a policy file
+// a few): a larger one is skipped, with a warning. Its CRLs (<hash>.rN)
+// may be as large as crl.MaxSize.
+const MaxCADirFile = 1 << 20
+
+// readRegular reads path (following symbolic links) if it is a regular
+// file of at most limit bytes. A FIFO, socket, device or directory is
+// refused without blocking on it.
+func readRegular(path string, limit int64) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, unwrapPath(err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, unwrapPath(err)
+	}
+	if !fi.Mode().IsRegular() {
+		kind := "a directory"
+		if !fi.IsDir() {
+			kind = "not a regular file (" + fi.Mode().Type().String() + ")"
+		}
+		return nil, errors.New(kind)
+	}
+	if fi.Size() > limit {
+		return nil, fmt.Errorf("larger than %d bytes", limit)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, unwrapPath(err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("larger than %d bytes", limit)
+	}
+	return b, nil
+}
+
+// unwrapPath drops the path of a *fs.PathError: the warnings name the file
+// already.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// readCACert reads one <hash>.N file of a CA directory: exactly one PEM
+// certificate of a CA (basicConstraints CA:TRUE, keyCertSign if it has a key
+// usage) with a non-empty subject whose OpenSSL hash (new or old) is hash,
+// the name OpenSSL, fetch-crl and the grid tools look it up by. The error
+// says which check failed. note, if not empty, is a warning about a CA
+// that loads (outside its validity now).
+func readCACert(path, hash string, now time.Time) (c *x509.Certificate, note string, err error) {
+	b, err := readRegular(path, MaxCADirFile)
+	if err != nil {
+		return nil, "", fmt.Errorf("unreadable: %w", err)
+	}
+	return parseCACert(b, hash, now)
+}
+
+// parseCACert holds the contents of a <hash>.N file to readCACert's checks.
+func parseCACert(b []byte, hash string, now time.Time) (c *x509.Certificate, note string, err error) {
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil, "", errors.New("empty file")
+	}
+	if !bytes.Contains(b, []byte("-----BEGIN")) {
+		return nil, "", errors.New("not PEM (DER?): OpenSSL and the grid tools read <hash>.N files as PEM only")
+	}
+	// text around the PEM blocks is ignored, as OpenSSL ignores it; a
+	// block that does not decode is not
+	var blocks []*pem.Block
+	for rest := b; ; {
+		var blk *pem.Block
+		blk, rest = pem.Decode(rest)
+		if blk == nil {
+			break
+		}
+		blocks = append(blocks, blk)
+	}
+	if begins := bytes.Count(b, []byte("-----BEGIN ")); begins != len(blocks) {
+		return nil, "", fmt.Errorf("malformed PEM: %d BEGIN lines, %d blocks that decode", begins, len(blocks))
+	}
+	var der [][]byte
+	for _, blk := range blocks {
+		if blk.Type == "CERTIFICATE" || blk.Type == "TRUSTED CERTIFICATE" {
+			der = append(der, blk.Bytes)
+		}
+	}
+	if len(der) != 1 {
+		return nil, "", fmt.Errorf("%d certificates: a <hash>.N file holds exactly one CA certificate", len(der))
+	}
+	c, err = x509.ParseCertificate(der[0])
+	if err != nil {
+		return nil, "", fmt.Errorf("certificate does not parse: %w", err)
+	}
+	if dn, err := DNFromRaw(c.RawSubject); err != nil || len(dn) == 0 {
+		return nil, "", errors.New("empty subject: a CA must have a name (RFC 5280 4.1.2.6), and no policy file can name it")
+	}
+	if !c.BasicConstraintsValid || !c.IsCA {
+		return nil, "", errors.New("not a CA certificate (no basicConstraints CA:TRUE)")
+	}
+	if c.KeyUsage != 0 && c.KeyUsage&x509.KeyUsageCertSign == 0 {
+		return nil, "", fmt.Errorf("not a CA certificate (key usage %#x without keyCertSign)", int(c.KeyUsage))
+	}
+	h, old, err := subjectHashes(c.RawSubject)
+	if err != nil {
+		return nil, "", fmt.Errorf("subject: %w", err)
+	}
+	if hash != h && hash != old {
+		return nil, "", fmt.Errorf("subject %q hashes to %s (old hash %s), not %s: OpenSSL would never find it under this name", c.Subject, h, old, hash)
+	}
+	switch {
+	case !now.IsZero() && now.After(c.NotAfter):
+		note = fmt.Sprintf("expired %s: only chains judged at a registration time before then verify", c.NotAfter.UTC().Format(time.RFC3339))
+	case !now.IsZero() && now.Before(c.NotBefore):
+		note = fmt.Sprintf("not valid before %s: no chain judged at an earlier registration time verifies", c.NotBefore.UTC().Format(time.RFC3339))
+	}
+	return c, note, nil
+}
+
+// readPolicyFile reads and parses one .namespaces or .signing_policy file,
+// each policy with its issuer's name parsed: one issuer that does not parse
+// fails the whole file, as a syntax error does.
+func readPolicyFile(path string) ([]*nsPolicy, error) {
+	b, err := readRegular(path, MaxCADirFile)
+	if err != nil {
+		return nil, fmt.Errorf("unreadable: %w", err)
+	}
+	parse := ParseNamespaces
+	if strings.HasSuffix(path, ".signing_policy") {
+		parse = ParseSigningPolicy
+	}
+	pols, err := parse(b, path)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range pols {
+		if p.issuerDN, err = ParseDN(p.issuer); err != nil {
+			return nil, fmt.Errorf("%s: issuer %q: %w", path, p.issuer, err)
+		}
+	}
+	return pols, nil
+}
+
+// readCADir reads an IGTF-style directory: <hash>.N certificates, <hash>.rN
+// CRLs (as fetch-crl writes them), and each CA's name constraints into ns:
+// <hash>.namespaces, or <hash>.signing_policy where there is no namespaces
+// entry. Other names (CAname.pem, .info, .crl_url, anything not named
+// <8 hex digits>.<ext>) are not read.
+//
+// One bad file never fails the directory, and never widens what is trusted:
+//   - a <hash>.N file that fails readCACert is skipped, with a warning
+//     naming the file and the check; the same certificate under two
+//     hashes (the new and the old one, as IGTF ships) is one CA;
+//   - a CA's own policy files (those of the hashes it is filed under) alone
+//     constrain it: rules for it in other files are not used. One that
+//     cannot be read or parsed, or names no policy for the CA, gives it an
+//     empty policy (it may issue no name), with a warning, as has a CA with
+//     no policy file that no other file names;
+//   - rules of a CA's file for another issuer (a sub-CA the directory does
+//     not hold, a CA of it without policy files) are used for that issuer;
+//   - a policy file for a hash with no certificate file is not read (a
+//     warning says so), nor is that of a hash whose certificates were all
+//     skipped.
+//
+// now (zero: not checked) is when the CAs outside their validity are
+// warned of; they load, as Verify judges chains at registration time.
+// A directory from which no CA loads returns no error here: LoadTrust
+// decides whether that is one.
+func readCADir(dir string, ns *Namespaces, enforce bool, now time.Time) ([]*x509.Certificate, []string, []string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	names := make([]string, 0, len(ents))
+	present := map[string]bool{}
+	for _, e := range ents {
+		names = append(names, e.Name())
+		present[e.Name()] = true
+	}
+	sort.Strings(names)
+	var certs []*x509.Certificate
+	var crls, warnings []string
+	loaded := map[string]bool{}                 // certificate DER
+	certsOf := map[string][]*x509.Certificate{} // by hash
+	certFile := map[string]bool{}               // hashes with a <hash>.N name
+	policyFile := map[string]string{}           // by hash
+	for _, n := range names {
+		ext := filepath.Ext(n)
+		base := strings.TrimSuffix(n, ext)
+		if len(base) != 8 || !isHexString(base) || len(ext) < 2 {
+			continue
+		}
+		p := filepath.Join(dir, n)
+		switch {
+		case ext == ".namespaces" || (ext == ".signing_policy" && !present[base+".namespaces"]):
+			policyFile[base] = p
+		case ext[1] == 'r' && isDigits(ext[2:]):
+			crls = append(crls, p)
+		case isDigits(ext[1:]):
+			certFile[base] = true
+			c, note, err := readCACert(p, strings.ToLower(base), now)
+			if err != nil {
+				warnings = append(warnings, fmt.Sprintf("%s: skipped: %v", p, err))
+				continue
+			}
+			certsOf[base] = append(certsOf[base], c)
+			if loaded[string(c.Raw)] {
+				continue // the same CA under its other hash
+			}
+			loaded[string(c.Raw)] = true
+			certs = append(certs, c)
+			if note != "" {
+				warnings = append(warnings, fmt.Sprintf("%s: CA %q %s", p, c.Subject, note))
+			}
+		}
+	}
+	if !enforce {
+		return certs, crls, warnings, nil
+	}
+	bases := make([]string, 0, len(certsOf))
+	for base := range certsOf {
+		bases = append(bases, base)
+	}
+	sort.Strings(bases)
+	subjectsOf := func(base string) []DN {
+		var out []DN
+	next:
+		for _, c := range certsOf[base] {
+			dn, err := DNFromRaw(c.RawSubject)
+			if err != nil {
+				continue // readCACert parsed it
+			}
+			for _, o := range out {
+				if o.Equal(dn) {
+					continue next
+				}
+			}
+			out = append(out, dn)
+		}
+		return out
+	}
+	// Each CA's own files first: a CA filed under a hash with a policy file
+	// is constrained by its own file(s) alone.
+	var own []DN
+	isOwn := func(dn DN) bool {
+		for _, o := range own {
+			if o.Equal(dn) {
+				return true
+			}
+		}
+		return false
+	}
+	var ownPolicies, foreign []*nsPolicy
+	for _, base := range bases {
+		file, ok := policyFile[base]
+		if !ok {
+			continue
+		}
+		subjects := subjectsOf(base)
+		own = append(own, subjects...)
+		pols, err := readPolicyFile(file)
+		for _, s := range subjects {
+			// every CA of the hash has a policy, empty unless its file names it
+			ownPolicies = append(ownPolicies, &nsPolicy{issuer: s.OneLine(), issuerDN: s, source: file})
+		}
+		if err != nil {
+			why := strings.TrimPrefix(err.Error(), file+": ") // the parsers name the file
+			for _, s := range subjects {
+				warnings = append(warnings, fmt.Sprintf("%s: not used: %s: CA %q may issue no name until the file is fixed", file, why, s.OneLine()))
+			}
+			continue
+		}
+		named := make([]bool, len(subjects))
+		for _, p := range pols {
+			mine := false
+			for i, s := range subjects {
+				if p.issuerDN.Equal(s) {
+					named[i], mine = true, true
+				}
+			}
+			if mine {
+				ownPolicies = append(ownPolicies, p)
+			} else {
+				foreign = append(foreign, p)
+			}
+		}
+		for i, s := range subjects {
+			if !named[i] {
+				warnings = append(warnings, fmt.Sprintf("CA %q: %s names no policy for its subject: it may issue no name until the file is fixed", s.OneLine(), file))
+			}
+		}
+	}
+	for _, p := range ownPolicies {
+		if err := ns.add(p); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	// Rules for other issuers: a sub-CA the directory does not hold, or a
+	// CA of it without policy files; never a CA that has its own.
+	for _, p := range foreign {
+		if isOwn(p.issuerDN) {
+			continue
+		}
+		if err := ns.add(p); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	for _, base := range sortedKeys(policyFile) {
+		if !certFile[base] {
+			warnings = append(warnings, fmt.Sprintf("%s: not read: there is no certificate %s.0 for it", policyFile[base], base))
+		}
+	}
+	// A CA of the directory with neither file is not left unconstrained
+	// either (IGTF ships both for every CA; one copied in by hand during a
+	// rollover would otherwise issue any name): it may issue no name. CAs
+	// meant to be unconstrained belong in trust.ca_files.
+	var bare []string
+	for _, base := range bases {
+		if _, ok := policyFile[base]; ok {
+			continue
+		}
+		for _, subject := range subjectsOf(base) {
+			if ns.policyFor(subject) != nil {
+				continue // its own file under its other hash, or another CA's file, names it
+			}
+			if err := ns.add(&nsPolicy{issuer: subject.OneLine(), issuerDN: subject, source: filepath.Join(dir, base) + ".* (no .namespaces or .signing_policy file)"}); err != nil {
+				return nil, nil, nil, err
+			}
+			bare = append(bare, fmt.Sprintf("%q (%s)", subject.OneLine(), base))
+		}
+	}
+	if len(bare) > 0 {
+		shown := bare
+		if len(shown) > 5 {
+			shown = append(shown[:5:5], fmt.Sprintf("and %d more", len(bare)-5))
+		}
+		warnings = append(warnings, fmt.Sprintf("%s: %d CAs have no .namespaces or .signing_policy file, so they may issue no name (trust.namespaces = \"enforce\"; a CA meant to be unconstrained goes in trust.ca_files and out of the directory): %s",
+			dir, len(bare), strings.Join(shown, ", ")))
+	}
+	return certs, crls, warnings, nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// readCRLFile reads a CRL file of trust.crl_files or of a CA directory,
+// refusing what is not a regular file or is larger than crl.MaxSize.
+func readCRLFile(path string) ([]byte, error) {
+	return readRegular(path, crl.MaxSize)
+}
