@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/hashicorp/go-retryablehttp"
 )
@@ -65,12 +66,23 @@ func readLimited(r io.Reader) ([]byte, error) {
 	return b, nil
 }
 
+// readFileLimited reads a regular file (following symbolic links) of at
+// most MaxSize bytes. A FIFO, device or directory is refused without
+// blocking on it: a FIFO named <hash>.r0 in an IGTF directory must not
+// hang the job.
 func readFileLimited(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file (%s)", path, fi.Mode().Type())
+	}
 	return readLimited(f)
 }
 
@@ -144,7 +156,13 @@ func isDigits(s string) bool {
 }
 
 // LoadCAs reads CA certificates: PEM bundles from files, and the <hash>.N
-// certificates of IGTF directories. Certificates that are not CAs are skipped.
+// certificates of IGTF directories. Certificates that are not CAs are
+// skipped. A file of a directory that cannot be read (a dangling symlink,
+// a loop, a FIFO, no permission) or holds a certificate that does not
+// parse is skipped too: the CAs are those whose CRLs are accepted, and one
+// bad file must not stop the job (the services' trust loader warns of it,
+// validator.LoadTrust). A listed file that fails, or a directory that cannot
+// be listed, is an error.
 func LoadCAs(files, dirs []string) ([]*x509.Certificate, error) {
 	var out []*x509.Certificate
 	add := func(path string) error {
@@ -152,10 +170,12 @@ func LoadCAs(files, dirs []string) ([]*x509.Certificate, error) {
 		if err != nil {
 			return fmt.Errorf("CA file: %w", err)
 		}
+		var cas []*x509.Certificate
 		for {
 			var blk *pem.Block
 			blk, b = pem.Decode(b)
 			if blk == nil {
+				out = append(out, cas...) // all of the file's, or none
 				return nil
 			}
 			if blk.Type != "CERTIFICATE" {
@@ -166,7 +186,7 @@ func LoadCAs(files, dirs []string) ([]*x509.Certificate, error) {
 				return fmt.Errorf("CA file %s: %w", path, err)
 			}
 			if c.IsCA {
-				out = append(out, c)
+				cas = append(cas, c)
 			}
 		}
 	}
@@ -183,9 +203,7 @@ func LoadCAs(files, dirs []string) ([]*x509.Certificate, error) {
 		for _, e := range ents {
 			n := e.Name()
 			if i := strings.LastIndexByte(n, '.'); i > 0 && isDigits(n[i+1:]) && !e.IsDir() {
-				if err := add(filepath.Join(d, n)); err != nil {
-					return nil, err
-				}
+				_ = add(filepath.Join(d, n)) // a bad file is skipped (see above)
 			}
 		}
 	}

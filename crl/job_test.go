@@ -14,9 +14,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -659,4 +662,52 @@ func TestJobScopeChanges(t *testing.T) {
 			t.Fatalf("img-1: %s", img.Properties[PropGlobalValidity])
 		}
 	})
+}
+
+// TestLoadCAsHostileDir: one bad file of an IGTF directory (a symlink
+// loop, a dangling symlink, a FIFO, a directory, a certificate that does
+// not parse) does not stop the CRL job from loading the directory's other
+// CAs, nor block it; its CRL of the FIFO kind is refused, not waited on.
+// Before, LoadCAs failed on the first such file (the crl daemon did not
+// start) and blocked on a FIFO.
+func TestLoadCAsHostileDir(t *testing.T) {
+	w := newWorld(t)
+	dir := t.TempDir()
+	testpki.WriteFile(t, dir, "abcd1234.0", testpki.CertPEM(w.registrar.Cert))
+	testpki.WriteFile(t, dir, "0badf001.0", []byte("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"))
+	if err := os.Symlink("0badf002.0", filepath.Join(dir, "0badf002.0")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("gone.pem", filepath.Join(dir, "0badf003.0")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "0badf004.0"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"0badf005.0", "0badf005.r0"} {
+		if err := syscall.Mkfifo(filepath.Join(dir, n), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan struct{})
+	var cas []*x509.Certificate
+	var err error
+	go func() {
+		defer close(done)
+		cas, err = LoadCAs(nil, []string{dir})
+	}()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("LoadCAs blocked")
+	}
+	if err != nil || len(cas) != 1 || !cas[0].Equal(w.registrar.Cert) {
+		t.Fatalf("LoadCAs: %d CAs, %v", len(cas), err)
+	}
+	if _, err := readFileLimited(filepath.Join(dir, "0badf005.r0")); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Fatalf("FIFO CRL: %v", err)
+	}
+	if _, err := LoadCAs([]string{filepath.Join(dir, "0badf001.0")}, nil); err == nil {
+		t.Fatal("fail a listed CA file that does not parse: accepted")
+	}
 }
