@@ -60,6 +60,11 @@ func FuzzParseNamespaces(f *testing.F) {
 	f.Add([]byte(`TO Issuer "/CN=PERMIT" DENY Subject "/O=DENY/.*" # c`))
 	f.Add([]byte(`TO Issuer "/CN=ıı" PERMIT Subject "/O=x/.*"`))
 	f.Add([]byte("# comment\n\nTO Issuer '/CN=x' PERMIT Subject '(['\n"))
+	// from the hostile CA directory (TestLoadTrustHostileCADir)
+	f.Add([]byte("TO Issuer \"\" PERMIT Subject \".*\"\n"))
+	f.Add([]byte("TO Issuer \"/\" PERMIT Subject \".*\"\n"))
+	f.Add([]byte("TO Issuer \"/O=imagetrust test/CN=People Issuing CA\" PERMIT Subject \".*\"\nTO Issuer \"/O=imagetrust test/CN=Wrong Policy CA\" \\\n"))
+	f.Add([]byte("garbage"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		pols, err := ParseNamespaces(b, "fuzz.namespaces")
 		if err != nil {
@@ -79,6 +84,9 @@ func FuzzParseSigningPolicy(f *testing.F) {
 	f.Add([]byte("access_id_CA X509 '/C=NL/O=NIKHEF/CN=NIKHEF medium-security certification auth'\npos_rights globus CA:sign\ncond_subjects globus '\"/O=dutchgrid/O=users/*\" \"/O=dutchgrid/O=hosts/*\"'\n"))
 	f.Add([]byte("cond_subjects globus '\"/O=x/*\"'\n"))
 	f.Add([]byte("access_id_CA X509 '/CN=x\ncond_subjects globus '\"\n"))
+	// from the hostile CA directory (TestLoadTrustHostileCADir)
+	f.Add([]byte("access_id_CA X509 ''\ncond_subjects globus '\"*\"'\n"))
+	f.Add([]byte("access_id_CA X509 '/O=imagetrust test/CN=People Issuing CA'\ncond_subjects globus '\"*\"'\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, _ = ParseSigningPolicy(b, "fuzz.signing_policy")
 	})
