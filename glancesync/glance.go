@@ -58,11 +58,18 @@ type CreateSpec struct {
 
 // PatchOp is one change of a JSON-patch: set Name to Value (Remove: delete it).
 // Name may be a base attribute (os_hidden with a bool; visibility or name
-// with a string; never removed) or an extra property (a string).
+// with a string; never removed) or an extra property (a string). Patch
+// decides what to send from its own read of the image, made just before it
+// writes, not from the caller's (a listing may be hours old): an op the
+// image already satisfies is not sent.
 type PatchOp struct {
 	Name   string
 	Value  any
 	Remove bool
+	// IfValue, with Remove, removes the property only if it has this value
+	// in that read (e.g. the CRL job's crl-hold marker, which the job may
+	// have written after the caller's listing).
+	IfValue string
 }
 
 // Glance is the subset of the Image API v2 the sync uses. NewGlance
@@ -86,7 +93,8 @@ type Glance interface {
 	Upload(ctx context.Context, id string, r io.Reader) error
 	// ImportMethods lists the import methods the site enables.
 	ImportMethods(ctx context.Context) ([]string, error)
-	// Patch applies changes; it sends nothing when ops is empty.
+	// Patch applies changes; it sends nothing when ops is empty or the
+	// image already satisfies them.
 	Patch(ctx context.Context, id string, ops []PatchOp) error
 	// Deactivate deactivates an active image.
 	Deactivate(ctx context.Context, id string) error

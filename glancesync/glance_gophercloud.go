@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
@@ -136,53 +139,152 @@ func (g *gcGlance) ImportMethods(ctx context.Context) ([]string, error) {
 	return m, nil
 }
 
-// Patch sends the base attributes (os_hidden, visibility, name) with
-// glance.PatchAttributes and string properties with glance.PatchProperties
-// from a fresh read: one request each, when there is something of each kind.
-func (g *gcGlance) Patch(ctx context.Context, id string, ops []PatchOp) error {
-	ctx, cancel := bounded(ctx)
-	defer cancel()
-	var attrs glance.AttributeOpts
-	set := map[string]string{}
-	var remove []string
+// patchAttempts bounds the PATCH requests of one Patch: the first and the
+// retries after a re-read found the sync's own change lost (or a 409).
+const patchAttempts = 4
+
+// patchBackoff is the pause before retry n (1, 2, 3): short, the race it
+// works around lasts one Glance request.
+func patchBackoff(n int) time.Duration { return time.Duration(n) * 150 * time.Millisecond }
+
+// patchPlan is what Patch wants of an image, split as internal/glance sends it.
+type patchPlan struct {
+	attrs  glance.AttributeOpts // each set field is wanted
+	set    map[string]string
+	remove []string          // removed wherever present
+	ifVal  map[string]string // removed only while it has this value
+}
+
+func planPatch(id string, ops []PatchOp) (*patchPlan, error) {
+	p := &patchPlan{set: map[string]string{}, ifVal: map[string]string{}}
 	for _, o := range ops {
 		switch {
 		case o.Name == "os_hidden":
 			h, ok := o.Value.(bool)
 			if !ok || o.Remove {
-				return fmt.Errorf("patch image %s: os_hidden must be set to a bool", id)
+				return nil, fmt.Errorf("patch image %s: os_hidden must be set to a bool", id)
 			}
-			attrs.Hidden = &h
+			p.attrs.Hidden = &h
 		case o.Name == "visibility" || o.Name == "name":
 			v, ok := o.Value.(string)
 			if !ok || o.Remove {
-				return fmt.Errorf("patch image %s: %s must be set to a string", id, o.Name)
+				return nil, fmt.Errorf("patch image %s: %s must be set to a string", id, o.Name)
 			}
 			if o.Name == "name" {
-				attrs.Name = &v
+				p.attrs.Name = &v
 			} else {
-				attrs.Visibility = images.ImageVisibility(v)
+				p.attrs.Visibility = images.ImageVisibility(v)
 			}
+		case o.Remove && o.IfValue != "":
+			p.ifVal[o.Name] = o.IfValue
 		case o.Remove:
-			remove = append(remove, o.Name)
+			p.remove = append(p.remove, o.Name)
 		default:
 			v, ok := o.Value.(string)
 			if !ok {
-				return fmt.Errorf("patch image %s: property %s must be a string, not %T", id, o.Name, o.Value)
+				return nil, fmt.Errorf("patch image %s: property %s must be a string, not %T", id, o.Name, o.Value)
 			}
-			set[o.Name] = v
+			p.set[o.Name] = v
 		}
 	}
-	if len(set) > 0 || len(remove) > 0 {
+	return p, nil
+}
+
+// against returns what im lacks of the plan: the attributes that differ,
+// the properties to set and to remove, and their description ("" when im
+// already satisfies the plan).
+func (p *patchPlan) against(im *glance.Image) (attrs glance.AttributeOpts, set map[string]string, remove []string, missing string) {
+	var what []string
+	if p.attrs.Name != nil && im.Name != *p.attrs.Name {
+		attrs.Name = p.attrs.Name
+		what = append(what, "name="+*p.attrs.Name)
+	}
+	if p.attrs.Visibility != "" && im.Visibility != p.attrs.Visibility {
+		attrs.Visibility = p.attrs.Visibility
+		what = append(what, "visibility="+string(p.attrs.Visibility))
+	}
+	if p.attrs.Hidden != nil && im.Hidden != *p.attrs.Hidden {
+		attrs.Hidden = p.attrs.Hidden
+		what = append(what, fmt.Sprintf("os_hidden=%t", *p.attrs.Hidden))
+	}
+	set = map[string]string{}
+	for _, k := range slices.Sorted(maps.Keys(p.set)) {
+		if v, ok := im.Properties[k]; !ok || v != p.set[k] {
+			set[k] = p.set[k]
+			what = append(what, k+" set")
+		}
+	}
+	for _, k := range p.remove {
+		if _, ok := im.Properties[k]; ok {
+			remove = append(remove, k)
+			what = append(what, k+" removed")
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(p.ifVal)) {
+		if im.Properties[k] == p.ifVal[k] {
+			remove = append(remove, k)
+			what = append(what, k+" removed")
+		}
+	}
+	return attrs, set, remove, strings.Join(what, ", ")
+}
+
+// Patch applies ops with one PATCH request (glance.PatchImage: properties
+// and base attributes together), computed from a fresh read of the image:
+// an op the image already satisfies is not sent, and nothing is sent when
+// all are. Glance keeps no per-key edits: every PATCH, deactivate and
+// reactivate reads the whole image, applies its change and saves the whole
+// image from that read, with no compare-and-swap (no ETag, If-Match
+// ignored, the JSON-patch "test" op refused). A writer racing this one (the
+// CRL job, an operator, another sync) can therefore revert the sync's
+// change, or have its own reverted by it. Patch re-reads the image after
+// its write and, when its own change is not there, writes again (at most
+// patchAttempts requests, a short pause between them), then fails naming
+// what was lost. It cannot see that it reverted someone else's change: the
+// image it reads back carries no trace of a write it overwrote.
+func (g *gcGlance) Patch(ctx context.Context, id string, ops []PatchOp) error {
+	if len(ops) == 0 {
+		return nil
+	}
+	p, err := planPatch(id, ops)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := bounded(ctx)
+	defer cancel()
+	var lastErr error
+	for n := 0; ; n++ {
 		im, err := glance.Get(ctx, g.sc, id).Extract()
 		if err != nil {
 			return mapErr("patch image "+id, err)
 		}
-		if err := glance.PatchProperties(ctx, g.sc, id, im.Properties, set, remove).Err; err != nil {
-			return mapErr("patch image "+id, err)
+		attrs, set, remove, missing := p.against(im)
+		if missing == "" {
+			return nil // done (or nothing to do)
+		}
+		if n == patchAttempts {
+			if lastErr != nil {
+				return mapErr(fmt.Sprintf("patch image %s: %s not applied after %d attempts", id, missing, n), lastErr)
+			}
+			return fmt.Errorf("patch image %s: %s lost to concurrent writes of the image after %d attempts (Glance saves whole images: another writer's save from an older read reverted it)", id, missing, n)
+		}
+		if n > 0 {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("patch image %s: %s: %w", id, missing, ctx.Err())
+			case <-time.After(patchBackoff(n)):
+			}
+		}
+		lastErr = glance.PatchImage(ctx, g.sc, id, im.Properties, set, remove, attrs).Err
+		switch {
+		case lastErr == nil:
+		case glance.IsConflict(lastErr):
+			// a key this read showed was removed meanwhile ("replace"
+			// or "remove" of a missing key): read again
+		default:
+			return mapErr("patch image "+id, lastErr)
 		}
 	}
-	return mapErr("patch image "+id, glance.PatchAttributes(ctx, g.sc, id, attrs).Err)
 }
 
 func (g *gcGlance) Deactivate(ctx context.Context, id string) error {

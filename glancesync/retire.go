@@ -220,16 +220,14 @@ func (s *Syncer) retire(ctx context.Context, im *Image, why string, o Outcome, r
 		}
 		s.m.Retired.WithLabelValues("deactivate").Inc()
 	}
-	var ops []PatchOp
-	if !im.Hidden {
-		ops = append(ops, PatchOp{Name: "os_hidden", Value: true})
-	}
-	if im.Props[crl.PropDeactivatedBy] == crl.DeactivatedByHold {
-		// deactivated by the CRL job for a hold: retired now, so the job
-		// must not reactivate it when the hold is lifted
-		ops = append(ops, PatchOp{Name: crl.PropDeactivatedBy, Remove: true})
-	}
-	if len(ops) > 0 {
+	// Hidden, and no crl-hold mark: the CRL job, if it deactivated the
+	// image for a hold, must not reactivate it when the hold is lifted.
+	// Both are decided by Patch from its own read, not from this pass's
+	// listing: the job may have deactivated the image and marked it since
+	// (the image was active in the listing: the Deactivate above was then
+	// a no-op), and a mark left would reactivate a retired image later.
+	ops := []PatchOp{{Name: "os_hidden", Value: true}, {Name: crl.PropDeactivatedBy, Remove: true, IfValue: crl.DeactivatedByHold}}
+	if !im.Hidden || im.Status == StatusActive || im.Props[crl.PropDeactivatedBy] == crl.DeactivatedByHold {
 		s.apply(ctx, im.ID, ops, o, ActionDeactivate, why+" (servers may use it: deactivated and hidden, not deleted)", rp)
 	}
 	return true // deactivated (or not active to begin with)

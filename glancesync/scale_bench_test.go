@@ -127,6 +127,9 @@ func (g *memGlance) Patch(_ context.Context, id string, ops []PatchOp) error {
 		case "visibility":
 			im.Visibility = op.Value.(string)
 		default:
+			if op.Remove && op.IfValue != "" && im.Props[op.Name] != op.IfValue {
+				continue
+			}
 			if op.Remove {
 				delete(im.Props, op.Name)
 			} else {

@@ -291,6 +291,27 @@ func PatchAttributes(ctx context.Context, client *gophercloud.ServiceClient, id 
 	return patch(ctx, client, id, ops)
 }
 
+// PatchImage is PatchProperties and PatchAttributes in one JSON patch: the
+// property operations computed from current (as PatchProperties does), then
+// the attribute operations of attrs (as PatchAttributes does). Glance reads
+// the whole image, applies a patch and saves the whole image from that read,
+// whatever the patch touches: one request is one save, where the two
+// functions above, called in turn, are two (two chances to revert a
+// concurrent writer's change, or to have one's own reverted). When nothing
+// changes no request is made and Changed is false.
+func PatchImage(ctx context.Context, client *gophercloud.ServiceClient, id string, current, set map[string]string, remove []string, attrs AttributeOpts) (r PatchResult) {
+	ops, err := propertyPatch(current, set, remove)
+	if err != nil {
+		r.Err = err
+		return
+	}
+	ops = append(ops, attributePatch(attrs)...)
+	if len(ops) == 0 {
+		return
+	}
+	return patch(ctx, client, id, ops)
+}
+
 // attributePatch computes the operations of PatchAttributes, in a fixed order.
 func attributePatch(opts AttributeOpts) []map[string]any {
 	var ops []map[string]any
