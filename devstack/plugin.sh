@@ -206,6 +206,7 @@ projects = ["$demo_project"]
 [sync]
 interval = "$IMAGETRUST_SYNC_INTERVAL"
 listen = "$IMAGETRUST_SYNC_METRICS"
+lock_file = "$IMAGETRUST_STATE_DIR/sync.lock"
 
 [[sync.source]]
 path = "$IMAGETRUST_SOURCE_DIR"

@@ -104,6 +104,7 @@ registrar_ca_files = [%q]
 [sync]
 interval = "1h"
 parallel = 2
+lock_file = "sync.lock"
 ca_file = %q
 retries = 3
 [[sync.source]]

@@ -31,7 +31,7 @@ func init() {
 func cmdSync(ctx context.Context, e *env, args []string) int {
 	fs := newFlags(e, "sync", "--config FILE [--once] [--dry-run] [--json-logs] [--cloud NAME]")
 	cfgPath := fs.String("config", "/etc/imagetrust/imagetrust.toml", "configuration file")
-	once := fs.Bool("once", false, "make one pass and exit (exit 1 if it had errors, 4 if it refused a bundle for a reason other than expiry or revocation)")
+	once := fs.Bool("once", false, "make one pass and exit (exit 1 if it had errors or another sync holds sync.lock_file, 4 if it refused a bundle for a reason other than expiry or revocation)")
 	dry := fs.Bool("dry-run", false, "print the plan of one pass and write nothing (implies --once)")
 	jsonLogs := fs.Bool("json-logs", false, "log in JSON")
 	cloud := fs.String("cloud", "", "clouds.yaml entry of the mirror's credentials (default $OS_CLOUD; without either, the OS_* variables); their project is the mirror project")
@@ -118,6 +118,20 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 	syncer, err := build(cfg)
 	if err != nil {
 		return fail(e, exitUsage, "sync: %v", err)
+	}
+
+	// one sync at a time on this host (a cron --once over the daemon): two
+	// would race each other's whole-image saves in Glance. A dry run
+	// writes nothing and takes no lock.
+	if !*dry {
+		lock, err := lockSync(cfg.Sync.LockFile)
+		if errors.Is(err, errSyncLocked) {
+			return fail(e, exitInvalid, "sync: %v", err)
+		}
+		if err != nil {
+			return fail(e, exitUsage, "sync: sync.lock_file: %v", err)
+		}
+		defer lock.Close()
 	}
 
 	if *once || *dry {
@@ -224,7 +238,7 @@ func syncDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path 
 					syncer, cfg, interval = ns, ncfg, ncfg.Sync.Interval.Duration
 					setWindow(ncfg)
 					log.Info("configuration and trust reloaded")
-					if keys := restartOnly(started, ncfg, []string{"log"}, []string{"sync.listen"}); len(keys) > 0 {
+					if keys := restartOnly(started, ncfg, []string{"log"}, []string{"sync.listen", "sync.lock_file"}); len(keys) > 0 {
 						log.Warn("changed settings take effect at the next restart, not on reload", "settings", strings.Join(keys, ","))
 					}
 				}

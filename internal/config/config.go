@@ -129,6 +129,10 @@ type Sync struct {
 	TransferMaxResumes int `toml:"transfer_max_resumes"`
 	// Listen is the address of /metrics and /healthz in daemon mode ("" = off).
 	Listen string `toml:"listen"`
+	// LockFile is the file `imagetrust sync` (daemon and --once) locks
+	// (flock, exclusive) for as long as it runs: a second sync on the host
+	// refuses to start. It guards one host only: run one sync per Glance.
+	LockFile string `toml:"lock_file"`
 	// Aliases maintains the per-tag alias entries (see docs/design.md).
 	Aliases *bool `toml:"aliases"`
 	// Sources are where bundles come from.
@@ -323,6 +327,9 @@ func (c *Config) defaults() {
 	if c.CRL.CacheDir == "" {
 		c.CRL.CacheDir = "/var/lib/imagetrust/crl"
 	}
+	if c.Sync.LockFile == "" {
+		c.Sync.LockFile = "/var/lib/imagetrust/sync.lock"
+	}
 	setDur(&c.Proxy.CacheTTL, 30*time.Second)
 	setDur(&c.Proxy.LookupTimeout, 30*time.Second)
 	if c.Proxy.CacheSize == 0 {
@@ -455,6 +462,7 @@ func (c *Config) resolve(dir string) {
 	absAll(c.Trust.RegistrarCAFiles)
 	absAll(c.Trust.CRLFiles)
 	abs(&c.Sync.CAFile)
+	abs(&c.Sync.LockFile)
 	for i := range c.Sync.Sources {
 		abs(&c.Sync.Sources[i].Path)
 	}

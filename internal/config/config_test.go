@@ -24,7 +24,8 @@ vos = ["atlas"]
 		t.Fatal(err)
 	}
 	if c.Sync.Interval.Duration != 5*time.Minute || c.Sync.Retire != "hide" || c.CRL.Stale != "refuse" ||
-		c.Proxy.CacheTTL.Duration != 30*time.Second || c.VO["atlas"].Visibility != "shared" {
+		c.Proxy.CacheTTL.Duration != 30*time.Second || c.VO["atlas"].Visibility != "shared" ||
+		c.Sync.LockFile != "/var/lib/imagetrust/sync.lock" {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
@@ -114,15 +115,16 @@ func TestTokenValidation(t *testing.T) {
 func TestLoadResolvesRelativePaths(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "imagetrust.toml")
-	if err := os.WriteFile(p, []byte("[trust]\nca_files = [\"pki/ca.pem\", \"/abs/ca.pem\"]\n[crl]\ncache_dir = \"cache\"\n"), 0o644); err != nil {
+	if err := os.WriteFile(p, []byte("[trust]\nca_files = [\"pki/ca.pem\", \"/abs/ca.pem\"]\n[crl]\ncache_dir = \"cache\"\n[sync]\nlock_file = \"sync.lock\"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	c, err := Load(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Trust.CAFiles[0] != filepath.Join(dir, "pki/ca.pem") || c.Trust.CAFiles[1] != "/abs/ca.pem" || c.CRL.CacheDir != filepath.Join(dir, "cache") {
-		t.Fatalf("paths: %v %s", c.Trust.CAFiles, c.CRL.CacheDir)
+	if c.Trust.CAFiles[0] != filepath.Join(dir, "pki/ca.pem") || c.Trust.CAFiles[1] != "/abs/ca.pem" || c.CRL.CacheDir != filepath.Join(dir, "cache") ||
+		c.Sync.LockFile != filepath.Join(dir, "sync.lock") {
+		t.Fatalf("paths: %v %s %s", c.Trust.CAFiles, c.CRL.CacheDir, c.Sync.LockFile)
 	}
 	if _, err := Load(filepath.Join(dir, "missing.toml")); err == nil || !strings.Contains(err.Error(), "missing.toml") {
 		t.Fatalf("missing file: %v", err)

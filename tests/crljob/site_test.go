@@ -203,6 +203,7 @@ visibility = "private"
 [sync]
 retire = "keep"
 retries = 1
+lock_file = "sync.lock"
 [[sync.source]]
 path = "images"
 vos = ["demo"]

@@ -99,6 +99,7 @@ visibility = "public"
 
 [sync]
 retire = "keep"            # superseded images stay bootable by uuid and as a tag fallback
+lock_file = "sync.lock"    # one sync at a time (default /var/lib/imagetrust/sync.lock)
 [[sync.source]]
 path = "images"            # a CVMFS-style directory
 vos = ["demo"]

@@ -1,0 +1,57 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// errSyncLocked is the error of a sync that finds another holding the lock.
+var errSyncLocked = errors.New("another sync holds the lock")
+
+// lockSync takes the exclusive flock of sync.lock_file for as long as the
+// returned file stays open (the process's life: the kernel releases it when
+// the process ends, however it ends) and records this process's pid in it.
+// A lock held by another sync is errSyncLocked, with the holder's pid when
+// it recorded one; any other failure (a directory that does not exist or
+// can't be written) is a configuration error of the caller's.
+//
+// The lock guards one host: a sync on another host, with its own file, is
+// not seen (docs/glancesync.md, "Concurrent writers").
+func lockSync(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	readOnly := false
+	if errors.Is(err, os.ErrPermission) {
+		// a file another user created (root's cron, the service user's
+		// daemon): a read-only descriptor locks it as well
+		f, err = os.Open(path)
+		readOnly = true
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lock file %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		defer f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			holder := ""
+			if b, rerr := io.ReadAll(io.LimitReader(f, 32)); rerr == nil {
+				if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); perr == nil && pid > 0 {
+					holder = fmt.Sprintf(" (pid %d)", pid)
+				}
+			}
+			return nil, fmt.Errorf("%w: %s is locked by another imagetrust sync%s on this host; run one sync per Glance", errSyncLocked, path, holder)
+		}
+		return nil, fmt.Errorf("lock file %s: %w", path, err)
+	}
+	if !readOnly {
+		// best effort: the pid names the holder in a second sync's error
+		if err := f.Truncate(0); err == nil {
+			_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+		}
+	}
+	return f, nil
+}
