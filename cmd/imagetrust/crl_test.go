@@ -85,7 +85,7 @@ crl_files = ["pki/people-ca.crl"]
 		// become unknown (crl.ErrNoTrust)
 		{name: "fail no Registrar CA", toml: "[trust]\nca_files = [\"pki/people-ca.pem\"]\ncrl_files = [\"pki/people-ca.crl\"]\n", err: "no Registrar CA"},
 		{name: "fail no people CA", toml: "[trust]\nregistrar_ca_files = [\"pki/registrar-ca.pem\"]\ncrl_files = [\"pki/people-ca.crl\"]\n", err: "no people CA"},
-		{name: "fail empty CA directory", toml: "[trust]\nca_dirs = [\"emptydir\"]\nregistrar_ca_files = [\"pki/registrar-ca.pem\"]\n", err: "no people CA"},
+		{name: "fail empty CA directory", toml: "[trust]\nca_dirs = [\"emptydir\"]\nregistrar_ca_files = [\"pki/registrar-ca.pem\"]\n", err: "no CA certificate loaded, and no other people CA is configured"},
 		{name: "fail unreadable CA directory", toml: "[trust]\nca_dirs = [\"nodir\"]\nregistrar_ca_files = [\"pki/registrar-ca.pem\"]\n", err: "nodir"},
 		{name: "fail no source", toml: "[trust]\nca_files = [\"pki/people-ca.pem\"]\n", err: "no CRL source"},
 		{name: "fail missing CA file", toml: "[trust]\nca_files = [\"pki/nope.pem\"]\ncrl_files = [\"pki/people-ca.crl\"]\n", err: "nope.pem"},
