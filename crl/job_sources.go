@@ -12,9 +12,9 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 
 	"github.com/hashicorp/go-retryablehttp"
+	"github.com/imagetrust/imagetrust/internal/fsutil"
 )
 
 // Source is one CRL location: exactly one of URL, File and Dir. Dir is an
@@ -67,23 +67,14 @@ func readLimited(r io.Reader) ([]byte, error) {
 }
 
 // readFileLimited reads a regular file (following symbolic links) of at
-// most MaxSize bytes. A FIFO, device or directory is refused without
-// blocking on it: a FIFO named <hash>.r0 in an IGTF directory must not
-// hang the job.
+// most MaxSize bytes, without blocking on a FIFO (fsutil.ReadRegular): a
+// FIFO named <hash>.r0 in an IGTF directory must not hang the job.
 func readFileLimited(path string) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	b, err := fsutil.ReadRegular(path, MaxSize)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: not a regular file (%s)", path, fi.Mode().Type())
-	}
-	return readLimited(f)
+	return b, nil
 }
 
 // fetchURL GETs a CRL with If-None-Match/If-Modified-Since from st; a 304

@@ -6,16 +6,14 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/imagetrust/imagetrust/crl"
+	"github.com/imagetrust/imagetrust/internal/fsutil"
 )
 
 // MaxCADirFile is the largest certificate or policy file of a trust.ca_dirs
@@ -24,49 +22,6 @@ import (
 // may be as large as crl.MaxSize.
 const MaxCADirFile = 1 << 20
 
-// readRegular reads path (following symbolic links) if it is a regular
-// file of at most limit bytes. A FIFO, socket, device or directory is
-// refused without blocking on it.
-func readRegular(path string, limit int64) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, unwrapPath(err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, unwrapPath(err)
-	}
-	if !fi.Mode().IsRegular() {
-		kind := "a directory"
-		if !fi.IsDir() {
-			kind = "not a regular file (" + fi.Mode().Type().String() + ")"
-		}
-		return nil, errors.New(kind)
-	}
-	if fi.Size() > limit {
-		return nil, fmt.Errorf("larger than %d bytes", limit)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, unwrapPath(err)
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("larger than %d bytes", limit)
-	}
-	return b, nil
-}
-
-// unwrapPath drops the path of a *fs.PathError: the warnings name the file
-// already.
-func unwrapPath(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
-}
-
 // readCACert reads one <hash>.N file of a CA directory: exactly one PEM
 // certificate of a CA (basicConstraints CA:TRUE, keyCertSign if it has a key
 // usage) with a non-empty subject whose OpenSSL hash (new or old) is hash,
@@ -74,7 +29,7 @@ func unwrapPath(err error) error {
 // says which check failed. note, if not empty, is a warning about a CA
 // that loads (outside its validity now).
 func readCACert(path, hash string, now time.Time) (c *x509.Certificate, note string, err error) {
-	b, err := readRegular(path, MaxCADirFile)
+	b, err := fsutil.ReadRegular(path, MaxCADirFile)
 	if err != nil {
 		return nil, "", fmt.Errorf("unreadable: %w", err)
 	}
@@ -145,7 +100,7 @@ func parseCACert(b []byte, hash string, now time.Time) (c *x509.Certificate, not
 // each policy with its issuer's name parsed: one issuer that does not parse
 // fails the whole file, as a syntax error does.
 func readPolicyFile(path string) ([]*nsPolicy, error) {
-	b, err := readRegular(path, MaxCADirFile)
+	b, err := fsutil.ReadRegular(path, MaxCADirFile)
 	if err != nil {
 		return nil, fmt.Errorf("unreadable: %w", err)
 	}
@@ -376,5 +331,5 @@ func sortedKeys(m map[string]string) []string {
 // readCRLFile reads a CRL file of trust.crl_files or of a CA directory,
 // refusing what is not a regular file or is larger than crl.MaxSize.
 func readCRLFile(path string) ([]byte, error) {
-	return readRegular(path, crl.MaxSize)
+	return fsutil.ReadRegular(path, crl.MaxSize)
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 	"github.com/imagetrust/imagetrust/crl"
 	"github.com/imagetrust/imagetrust/internal/cms"
 	"github.com/imagetrust/imagetrust/internal/config"
+	"github.com/imagetrust/imagetrust/internal/fsutil"
 )
 
 // Trust holds the trust anchors, the CRLs and the VO policies that bundles
@@ -263,9 +263,9 @@ func LoadTrust(c *config.Config) (*Trust, []string, error) {
 	// ca_dirs directory (<hash>.rN, fetched by cron) may lag or break:
 	// they are warned of.
 	for _, f := range c.Trust.CRLFiles {
-		b, err := os.ReadFile(f)
+		b, err := fsutil.ReadRegular(f, crl.MaxSize)
 		if err != nil {
-			return nil, nil, fmt.Errorf("trust.crl_files: %w", err)
+			return nil, nil, fmt.Errorf("trust.crl_files: %s: %w", f, err)
 		}
 		if _, err := crl.Parse(b); err != nil {
 			return nil, nil, fmt.Errorf("trust.crl_files: %s: %w", f, err)
@@ -320,9 +320,9 @@ func LoadTrust(c *config.Config) (*Trust, []string, error) {
 
 // ReadCertificates reads a PEM bundle (or one DER certificate).
 func ReadCertificates(path string) ([]*x509.Certificate, error) {
-	b, err := os.ReadFile(path)
+	b, err := fsutil.ReadRegular(path, MaxCADirFile)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	certs, err := ParseCertificates(b)
 	if err != nil {

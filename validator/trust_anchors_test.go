@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -234,5 +235,25 @@ func TestLoadTrustCRLFiles(t *testing.T) {
 				t.Fatalf("error %v, want one naming trust.crl_files and %s", err, c.want)
 			}
 		})
+	}
+}
+
+// TestReadCertificatesFIFO: a FIFO named as a CA file (trust.ca_files,
+// trust.registrar_ca_files) is refused at once, not read until a writer
+// comes: a daemon's start or reload would hang on it.
+func TestReadCertificatesFIFO(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "ca.pem")
+	if err := syscall.Mkfifo(p, 0o644); err != nil {
+		t.Skip("no FIFO here:", err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := ReadCertificates(p); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") || !strings.Contains(err.Error(), p) {
+			t.Fatalf("error %v, want one naming the file as not a regular file", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("ReadCertificates blocks on a FIFO")
 	}
 }
