@@ -66,9 +66,12 @@ func cmdCRL(ctx context.Context, e *env, args []string) int {
 		format = "json"
 	}
 	log := newLogger(e.stderr, format, cfg.Log.Level)
-	jc, err := crlJobConfig(cfg)
+	jc, warnings, err := crlJobConfig(cfg)
 	if err != nil {
 		return fail(e, exitUsage, "crl: %v", err)
+	}
+	for _, w := range warnings {
+		log.Warn("trust store warning", "warning", w)
 	}
 
 	// In daemon mode SIGHUP means reload: catch it from now on, so that one
@@ -172,14 +175,14 @@ func cmdCRL(ctx context.Context, e *env, args []string) int {
 // CheckRecordChains asks of each record's chains what Verify asks. The IGTF directories of [[crl.source]] dir and the CAs
 // embedded in records only widen which CRLs are accepted: an image whose
 // chains lead only to them is unknown, as the proxy refuses it.
-func crlJobConfig(cfg *config.Config) (crl.JobConfig, error) {
+func crlJobConfig(cfg *config.Config) (crl.JobConfig, []string, error) {
 	files := append(append([]string(nil), cfg.Trust.CAFiles...), cfg.Trust.RegistrarCAFiles...)
 	cas, err := crl.LoadCAs(files, cfg.Trust.CADirs)
 	if err != nil {
-		return crl.JobConfig{}, err
+		return crl.JobConfig{}, nil, err
 	}
 	if len(cas) == 0 {
-		return crl.JobConfig{}, errors.New("no CA certificate in trust.ca_files, trust.registrar_ca_files or trust.ca_dirs")
+		return crl.JobConfig{}, nil, errors.New("no CA certificate in trust.ca_files, trust.registrar_ca_files or trust.ca_dirs")
 	}
 	var srcs []crl.Source
 	seen := map[crl.Source]bool{}
@@ -193,7 +196,7 @@ func crlJobConfig(cfg *config.Config) (crl.JobConfig, error) {
 		if s.URL != "" {
 			u, err := url.Parse(s.URL)
 			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				return crl.JobConfig{}, fmt.Errorf("crl.source url %q: not an http(s) URL", s.URL)
+				return crl.JobConfig{}, nil, fmt.Errorf("crl.source url %q: not an http(s) URL", s.URL)
 			}
 		}
 		add(crl.Source{URL: s.URL, File: s.File, Dir: s.Dir})
@@ -205,19 +208,19 @@ func crlJobConfig(cfg *config.Config) (crl.JobConfig, error) {
 		add(crl.Source{Dir: d})
 	}
 	if len(srcs) == 0 && !cfg.CRL.UseDistributionPoints {
-		return crl.JobConfig{}, errors.New("no CRL source: set [[crl.source]], trust.crl_files, trust.ca_dirs or crl.use_distribution_points")
+		return crl.JobConfig{}, nil, errors.New("no CRL source: set [[crl.source]], trust.crl_files, trust.ca_dirs or crl.use_distribution_points")
 	}
 	// the records' chains are judged against the proxy's trust anchors,
 	// read as the proxy reads them (validator.LoadTrust), by the proxy's
 	// own chain code (Trust.CheckRecordChains): the job and the proxy
 	// agree on which records chain. A side with no CA is refused
 	// (crl.ErrNoTrust): every image would become unknown.
-	trust, _, err := validator.LoadTrust(cfg)
+	trust, warnings, err := validator.LoadTrust(cfg)
 	if err != nil {
-		return crl.JobConfig{}, fmt.Errorf("trust: %w", err)
+		return crl.JobConfig{}, nil, fmt.Errorf("trust: %w", err)
 	}
 	if err := crl.CheckTrust(trust); err != nil {
-		return crl.JobConfig{}, fmt.Errorf("trust: %w", err)
+		return crl.JobConfig{}, nil, fmt.Errorf("trust: %w", err)
 	}
 	return crl.JobConfig{
 		CAs:                   cas,
@@ -236,7 +239,7 @@ func crlJobConfig(cfg *config.Config) (crl.JobConfig, error) {
 		Retries:   crlRetries,
 		// checked after a second (concurrent Glance writes)
 		WriteSettle: crl.DefaultWriteSettle,
-	}, nil
+	}, warnings, nil
 }
 
 // crlDaemon runs the job at once and then every interval plus jitter, serves
@@ -288,13 +291,17 @@ func crlDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path s
 			case <-hup:
 				ncfg, err := config.Load(path)
 				var njc crl.JobConfig
+				var warnings []string
 				if err == nil {
-					njc, err = crlJobConfig(ncfg)
+					njc, warnings, err = crlJobConfig(ncfg)
 				}
 				reloads.done(err, time.Now())
 				if err != nil {
 					log.Error("reload failed; keeping the previous configuration", "err", err)
 					continue
+				}
+				for _, w := range warnings {
+					log.Warn("trust store warning", "warning", w)
 				}
 				cur.Store(crl.NewJob(njc, cat, log, metrics))
 				log.Info("configuration and CAs reloaded", "cas", len(njc.CAs), "sources", len(njc.Sources))

@@ -96,7 +96,7 @@ crl_files = ["pki/people-ca.crl"]
 			if err != nil {
 				t.Fatal(err)
 			}
-			jc, err := crlJobConfig(cfg)
+			jc, _, err := crlJobConfig(cfg)
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("error %v, want %q", err, tc.err)
@@ -196,5 +196,35 @@ func TestStaleInUse(t *testing.T) {
 				t.Fatalf("staleInUse = %d, want %d", got, c.want)
 			}
 		})
+	}
+}
+
+// TestCRLJobConfigWarnings: the CRL job reports the trust loader's
+// warnings (a bad file of a ca_dirs directory, skipped), as the sync and
+// the proxy do; it used to drop them.
+func TestCRLJobConfigWarnings(t *testing.T) {
+	dir := publish(t)
+	junk := filepath.Join(dir, "junkdir")
+	if err := os.Mkdir(junk, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(junk, "deadbeef.0"), []byte("not a certificate"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "c.toml")
+	toml := "[trust]\nca_files = [\"pki/people-ca.pem\"]\nca_dirs = [\"junkdir\"]\nregistrar_ca_files = [\"pki/registrar-ca.pem\"]\ncrl_files = [\"pki/people-ca.crl\"]\n"
+	if err := os.WriteFile(p, []byte(toml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, warnings, err := crlJobConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(warnings, "\n"), "deadbeef.0") {
+		t.Fatalf("warnings %q do not name the skipped file", warnings)
 	}
 }
