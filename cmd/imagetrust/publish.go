@@ -376,6 +376,18 @@ func cmdApprove(_ context.Context, e *env, args []string) int {
 	if err != nil {
 		return fail(e, exitInvalid, "approve: %v", err)
 	}
+	// the approver's key and certificate first: a wrong passphrase or an
+	// expired certificate is told before a large image is hashed
+	cert, opts, key, err := s.load(e)
+	if err != nil {
+		return signerErr(e, "approve", err)
+	}
+	if err := checkValidNow("approver", cert, opts.Chain, opts.SigningTime); err != nil {
+		return fail(e, exitInvalid, "approve: %v", err)
+	}
+	if why := validator.SamePerson(sd.Signers[0].Certificate, cert); why != "" {
+		return fail(e, exitInvalid, "approve: check creator-is-approver: %q %s (%q created this image); a different person must approve it", cert.Subject.String(), why, sd.Signers[0].Certificate.Subject.String())
+	}
 	// an approval vouches for the image: its bytes are checked, unless the
 	// approver says otherwise
 	if !*noImage {
@@ -394,16 +406,6 @@ func cmdApprove(_ context.Context, e *env, args []string) int {
 		if err := checkImageFile(p, desc); err != nil {
 			return fail(e, exitInvalid, "approve: check image: %v (approve unchecked with --no-image-check)", err)
 		}
-	}
-	cert, opts, key, err := s.load(e)
-	if err != nil {
-		return signerErr(e, "approve", err)
-	}
-	if err := checkValidNow("approver", cert, opts.Chain, opts.SigningTime); err != nil {
-		return fail(e, exitInvalid, "approve: %v", err)
-	}
-	if why := validator.SamePerson(sd.Signers[0].Certificate, cert); why != "" {
-		return fail(e, exitInvalid, "approve: check creator-is-approver: %q %s (%q created this image); a different person must approve it", cert.Subject.String(), why, sd.Signers[0].Certificate.Subject.String())
 	}
 	der, err := cms.AddSigner(p7, desc, cert, key, opts)
 	if err != nil {

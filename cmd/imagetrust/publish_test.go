@@ -378,3 +378,28 @@ func TestPublishDescribeOverSigned(t *testing.T) {
 		})
 	}
 }
+
+// TestApproveKeyBeforeImage: approve reads and checks the approver's key
+// before it hashes the image, so a wrong key (or passphrase) is told
+// without first reading a large image; the image is still checked.
+func TestApproveKeyBeforeImage(t *testing.T) {
+	dir := t.TempDir()
+	mustCLI(t, dir, "pki", "init", "pki")
+	if err := os.WriteFile(filepath.Join(dir, "a.qcow2"), bytes.Repeat([]byte("imagetrust"), 1000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustCLI(t, dir, "describe", "a.qcow2", "--vo", "demo", "--tag", "worker", "-o", "a.json")
+	mustCLI(t, dir, "sign", "--cert", "pki/creator.pem", "--key", "pki/creator.key", "a.json")
+	// the image changes after description: its check would fail
+	if err := os.WriteFile(filepath.Join(dir, "a.qcow2"), []byte("other bytes"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs := cli(t, dir, "approve", "--cert", "pki/approver.pem", "--key", "pki/creator.key", "a.json")
+	if code != exitUsage || !strings.Contains(errs, "does not belong to --cert") || strings.Contains(errs, "check image") {
+		t.Fatalf("wrong key: exit %d: %s", code, errs)
+	}
+	code, _, errs = cli(t, dir, "approve", "--cert", "pki/approver.pem", "--key", "pki/approver.key", "a.json")
+	if code != exitInvalid || !strings.Contains(errs, "check image") {
+		t.Fatalf("changed image: exit %d: %s", code, errs)
+	}
+}
