@@ -102,7 +102,7 @@ func (s *Syncer) ensureAliases(ctx context.Context, items []*item, have []*Image
 				continue // a racing sync made it
 			}
 			o.ID = im.ID
-			s.log.Info("alias created", "alias", alias, "name", name, "id", im.ID)
+			s.log.Info("alias created", "alias", alias, "name", name, "image", im.ID)
 			s.ensureMembers(ctx, im, k.vo, listed, Outcome{ID: im.ID, VO: o.VO, Tag: o.Tag}, rp)
 			rp.add(o)
 		}
@@ -154,7 +154,7 @@ func (s *Syncer) removeDeadAliases(ctx context.Context, items []*item, exists ma
 		o := Outcome{ID: im.ID, VO: vo, Tag: tag, Action: ActionAliasDelete,
 			Detail: "alias " + name + ": no source publishes the tag and it has no current image"}
 		if s.deleteAlias(ctx, im.ID, alias, name, "alias of a gone tag not deleted", o, rp) {
-			s.log.Info("alias deleted: no source publishes the tag and it has no current image", "alias", alias, "name", name, "id", im.ID)
+			s.log.Info("alias deleted: no source publishes the tag and it has no current image", "alias", alias, "name", name, "image", im.ID)
 			s.m.Retired.WithLabelValues(ActionAliasDelete).Inc()
 		}
 	}
@@ -178,7 +178,7 @@ func (s *Syncer) deleteAlias(ctx context.Context, id, alias, name, failMsg strin
 		return false
 	}
 	if err := s.o.Glance.Delete(ctx, id); err != nil && !errors.Is(err, ErrNotFound) {
-		s.log.Error(failMsg, "alias", alias, "name", name, "id", id, "err", err)
+		s.log.Error(failMsg, "alias", alias, "name", name, "image", id, "err", err)
 		s.m.Errors.Inc()
 		rp.fail()
 		return false
@@ -211,7 +211,7 @@ func (s *Syncer) removeAliases(ctx context.Context, have []*Image, complete map[
 		o := Outcome{ID: im.ID, VO: vo, Tag: tag, Action: ActionAliasDelete,
 			Detail: "alias " + im.Name + ": sync.aliases is false"}
 		if s.deleteAlias(ctx, im.ID, alias, im.Name, "alias not deleted (sync.aliases is false)", o, rp) {
-			s.log.Info("alias deleted: sync.aliases is false", "alias", alias, "name", im.Name, "id", im.ID)
+			s.log.Info("alias deleted: sync.aliases is false", "alias", alias, "name", im.Name, "image", im.ID)
 			s.m.Retired.WithLabelValues(ActionAliasDelete).Inc()
 		}
 	}
@@ -253,9 +253,9 @@ func (s *Syncer) createAlias(ctx context.Context, spec CreateSpec) (*Image, bool
 		case gerr == nil && got.Owner == s.o.MirrorProject && got.Props[validator.PropAlias] == alias && got.Name == spec.Name:
 			return got, false, nil
 		case gerr == nil:
-			s.log.Warn("alias id taken by another image; trying the next derived id", "alias", alias, "name", spec.Name, "id", id, "owner", got.Owner)
+			s.log.Warn("alias id taken by another image; trying the next derived id", "alias", alias, "name", spec.Name, "image", id, "owner", got.Owner)
 		case errors.Is(gerr, ErrNotFound):
-			s.log.Warn("alias id spent (deleted, or not visible to the mirror project); trying the next derived id", "alias", alias, "name", spec.Name, "id", id)
+			s.log.Warn("alias id spent (deleted, or not visible to the mirror project); trying the next derived id", "alias", alias, "name", spec.Name, "image", id)
 		default:
 			return nil, false, gerr
 		}
@@ -270,7 +270,7 @@ func (s *Syncer) createAlias(ctx context.Context, spec CreateSpec) (*Image, bool
 	if err != nil {
 		return nil, false, fmt.Errorf("alias %s named %s: all %d derived ids are spent or taken, and a random one failed: %w", alias, spec.Name, aliasTries, err)
 	}
-	s.log.Warn("alias made under a random id: every derived id is spent or taken (another project may have taken them on purpose)", "alias", alias, "name", spec.Name, "id", im.ID)
+	s.log.Warn("alias made under a random id: every derived id is spent or taken (another project may have taken them on purpose)", "alias", alias, "name", spec.Name, "image", im.ID)
 	return im, true, nil
 }
 
@@ -313,7 +313,7 @@ func (s *Syncer) dedupAliases(ctx context.Context, have []*Image, rp *reporter) 
 		for _, extra := range ims[1:] {
 			o := Outcome{ID: extra.ID, Action: ActionDeleted, Detail: "surplus alias " + name + " (kept " + ims[0].ID + ")"}
 			if s.deleteAlias(ctx, extra.ID, alias, name, "surplus alias not deleted", o, rp) {
-				s.log.Warn("surplus alias deleted", "alias", alias, "name", name, "id", extra.ID, "kept", ims[0].ID)
+				s.log.Warn("surplus alias deleted", "alias", alias, "name", name, "image", extra.ID, "kept", ims[0].ID)
 			}
 		}
 	}

@@ -331,7 +331,7 @@ func (s *Syncer) Run(ctx context.Context) (*Report, error) {
 		it := it
 		if im == nil {
 			if by, ok := s.retiredAway(it, newest); ok {
-				s.log.Debug("bundle superseded in its tag, not mirrored (retire = delete)", "id", it.desc.UUID, "vo", it.desc.VO, "tag", it.desc.Tag, "by", by)
+				s.log.Debug("bundle superseded in its tag, not mirrored (retire = delete)", "image", it.desc.UUID, "vo", it.desc.VO, "tag", it.desc.Tag, "by", by)
 				rp.add(s.outcome(it, ActionSkipped, "", "superseded by "+by+" in its tag; with retire = delete it is not mirrored (its image, if it had one, was retired)"))
 				continue
 			}
@@ -581,7 +581,7 @@ func (s *Syncer) refuse(it *item, rp *reporter) {
 		}
 		s.revokedPass[key] = true
 	}
-	s.log.Log(context.Background(), lvl, "bundle refused", "id", o.ID, "vo", o.VO, "tag", o.Tag, "location", o.Location, "reason", o.Reason, "detail", o.Detail)
+	s.log.Log(context.Background(), lvl, "bundle refused", "image", o.ID, "vo", o.VO, "tag", o.Tag, "location", o.Location, "reason", o.Reason, "detail", o.Detail)
 	rp.add(o)
 }
 

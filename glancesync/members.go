@@ -153,7 +153,7 @@ func (s *Syncer) ensureMembers(ctx context.Context, im *Image, vo string, listed
 		}
 		if l.err != nil {
 			s.forgetMembers(im.ID)
-			s.log.Warn("cannot list members", "id", im.ID, "err", l.err)
+			s.log.Warn("cannot list members", "image", im.ID, "err", l.err)
 			return
 		}
 		have, at = l.have, l.at
@@ -164,7 +164,7 @@ func (s *Syncer) ensureMembers(ctx context.Context, im *Image, vo string, listed
 			continue
 		}
 		if err := s.o.Glance.AddMember(ctx, im.ID, p); err != nil {
-			s.log.Error("add member failed", "id", im.ID, "project", p, "err", err)
+			s.log.Error("add member failed", "image", im.ID, "project", p, "err", err)
 			rp.fail()
 			failed = true
 			continue
@@ -177,12 +177,12 @@ func (s *Syncer) ensureMembers(ctx context.Context, im *Image, vo string, listed
 			continue
 		}
 		if err := s.o.Glance.RemoveMember(ctx, im.ID, p); err != nil {
-			s.log.Error("remove member failed", "id", im.ID, "project", p, "err", err)
+			s.log.Error("remove member failed", "image", im.ID, "project", p, "err", err)
 			rp.fail()
 			failed = true
 			continue
 		}
-		s.log.Info("member removed", "id", im.ID, "project", p)
+		s.log.Info("member removed", "image", im.ID, "project", p)
 		o.Action, o.Detail = ActionUpdate, "member removed "+p
 		rp.add(o)
 	}

@@ -93,14 +93,14 @@ func (s *Syncer) planOne(it *item, im *Image, rp *reporter) {
 // checkActive is the whole work on an unchanged, active image: reads only.
 func (s *Syncer) checkActive(ctx context.Context, it *item, im *Image, rp *reporter) {
 	if err := s.crossCheck(it, im); err != nil {
-		s.log.Error("image in Glance does not hash as its descriptor says: deactivating and deleting", "id", im.ID, "err", err)
+		s.log.Error("image in Glance does not hash as its descriptor says: deactivating and deleting", "image", im.ID, "err", err)
 		s.discard(ctx, im.ID, true)
 		s.m.Refused.WithLabelValues(ReasonGlanceHash).Inc()
 		rp.add(s.outcome(it, ActionDeleted, ReasonGlanceHash, err.Error()))
 		return
 	}
 	if rs := s.compareRecord(im, it); !rs.intact() {
-		s.fixRecord(ctx, it, im, rs, s.log.With("id", im.ID, "vo", it.desc.VO, "tag", it.desc.Tag), rp)
+		s.fixRecord(ctx, it, im, rs, s.log.With("image", im.ID, "vo", it.desc.VO, "tag", it.desc.Tag), rp)
 		return
 	}
 	rp.add(s.outcome(it, ActionUnchanged, "", ""))
@@ -184,7 +184,7 @@ func (s *Syncer) compareRecord(im *Image, it *item) recordState {
 	tampered, err := validator.RecordTampered(it.result, props)
 	if err != nil {
 		// judge made it.record from this very Result: not reached
-		s.log.Error("cannot compare the image's record with the verified bundle's", "id", im.ID, "err", err)
+		s.log.Error("cannot compare the image's record with the verified bundle's", "image", im.ID, "err", err)
 	}
 	for _, k := range tampered {
 		if !slices.Contains(rs.changed, k) {
@@ -341,7 +341,7 @@ func (s *Syncer) crossCheck(it *item, im *Image) error {
 		return fmt.Errorf("glance size %d, descriptor %d", im.Size, it.desc.Size)
 	}
 	if algo != "sha512" {
-		s.log.Warn("glance does not hash with sha512: cannot cross-check", "id", im.ID, "os_hash_algo", algo)
+		s.log.Warn("glance does not hash with sha512: cannot cross-check", "image", im.ID, "os_hash_algo", algo)
 		return nil
 	}
 	if val != it.desc.SHA512 {
@@ -358,18 +358,18 @@ func (s *Syncer) discard(ctx context.Context, id string, deactivate bool) {
 	defer cancel()
 	if deactivate {
 		if err := s.o.Glance.Deactivate(cctx, id); err != nil {
-			s.log.Error("deactivate failed", "id", id, "err", err)
+			s.log.Error("deactivate failed", "image", id, "err", err)
 		}
 	}
 	if err := s.o.Glance.Delete(cctx, id); err != nil && !errors.Is(err, ErrNotFound) {
-		s.log.Error("delete failed", "id", id, "err", err)
+		s.log.Error("delete failed", "image", id, "err", err)
 	}
 }
 
 // mirror brings one valid bundle to an active image, from whatever state a
 // previous (possibly killed) run or a racing sync left it in.
 func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, mode ingest, rp *reporter) {
-	log := s.log.With("id", it.desc.UUID, "vo", it.desc.VO, "tag", it.desc.Tag)
+	log := s.log.With("image", it.desc.UUID, "vo", it.desc.VO, "tag", it.desc.Tag)
 	if why, spent := s.spentWhy(it.desc.UUID); spent && im == nil {
 		log.Error("the bundle's uuid is spent in Glance and can never be reused", "why", why)
 		s.m.Refused.WithLabelValues(ReasonIDDeleted).Inc()
@@ -665,7 +665,7 @@ func (s *Syncer) settled(ctx context.Context, id string, before time.Time) (im *
 	for {
 		im, err := s.o.Glance.Get(cctx, id)
 		if err != nil {
-			s.log.Warn("cannot read the image after its stream was refused", "id", id, "err", err)
+			s.log.Warn("cannot read the image after its stream was refused", "image", id, "err", err)
 			return &Image{ID: id}, false, false
 		}
 		if im.Status == StatusActive || im.Size > 0 {
@@ -686,7 +686,7 @@ func (s *Syncer) settled(ctx context.Context, id string, before time.Time) (im *
 		}
 		select {
 		case <-cctx.Done():
-			s.log.Warn("glance has not yet noticed the refused stream; left to a later pass", "id", id, "status", im.Status)
+			s.log.Warn("glance has not yet noticed the refused stream; left to a later pass", "image", id, "status", im.Status)
 			return im, false, false
 		case <-time.After(wait):
 		}
@@ -716,7 +716,7 @@ func (s *Syncer) create(ctx context.Context, it *item) (*Image, bool, error) {
 	}
 	got, gerr := s.o.Glance.Get(ctx, it.desc.UUID)
 	if errors.Is(gerr, ErrNotFound) {
-		s.log.Error("the bundle's uuid exists in Glance but is not visible to the mirror project, or was deleted; it cannot be used", "id", it.desc.UUID, "vo", it.desc.VO, "tag", it.desc.Tag)
+		s.log.Error("the bundle's uuid exists in Glance but is not visible to the mirror project, or was deleted; it cannot be used", "image", it.desc.UUID, "vo", it.desc.VO, "tag", it.desc.Tag)
 		s.markSpent(it.desc.UUID, unavailableDetail)
 		s.m.Refused.WithLabelValues(ReasonIDDeleted).Inc()
 		return nil, false, errReported

@@ -222,7 +222,7 @@ func TestEditedRecordRestored(t *testing.T) {
 				if len(tc.changed) > 0 {
 					warned := false
 					for _, rec := range logs.recs {
-						if rec.level != slog.LevelWarn || !strings.Contains(rec.msg, "record") || rec.attrs["id"] != p.id {
+						if rec.level != slog.LevelWarn || !strings.Contains(rec.msg, "record") || rec.attrs["image"] != p.id {
 							continue
 						}
 						warned = true

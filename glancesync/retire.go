@@ -155,14 +155,14 @@ func (s *Syncer) apply(ctx context.Context, id string, ops []PatchOp, o Outcome,
 		return true
 	}
 	if err := s.o.Glance.Patch(ctx, id, ops); err != nil {
-		s.log.Error("patch failed", "id", id, "err", err)
+		s.log.Error("patch failed", "image", id, "err", err)
 		s.m.Errors.Inc()
 		rp.fail()
 		o.Action, o.Detail = ActionFailed, err.Error()
 		rp.add(o)
 		return false
 	}
-	s.log.Info("image updated", "id", id, "action", action, "detail", detail)
+	s.log.Info("image updated", "image", id, "action", action, "detail", detail)
 	rp.add(o)
 	return true
 }
@@ -188,7 +188,7 @@ func (s *Syncer) retire(ctx context.Context, im *Image, why string, o Outcome, r
 	} else if s.o.Servers != nil && !s.o.DryRun {
 		u, k, err := s.o.Servers.InUse(ctx, im.ID)
 		if err != nil {
-			s.log.Warn("cannot tell whether servers use the image", "id", im.ID, "err", err)
+			s.log.Warn("cannot tell whether servers use the image", "image", im.ID, "err", err)
 		} else {
 			inUse, known = u, k
 		}
@@ -201,11 +201,11 @@ func (s *Syncer) retire(ctx context.Context, im *Image, why string, o Outcome, r
 			return true
 		}
 		if err := s.o.Glance.Delete(ctx, im.ID); err != nil && !errors.Is(err, ErrNotFound) {
-			s.log.Error("delete failed", "id", im.ID, "err", err)
+			s.log.Error("delete failed", "image", im.ID, "err", err)
 			rp.fail()
 			return false
 		}
-		s.log.Info("image retired (deleted)", "id", im.ID, "why", why)
+		s.log.Info("image retired (deleted)", "image", im.ID, "why", why)
 		s.m.Retired.WithLabelValues("delete").Inc()
 		rp.add(o)
 		return true
@@ -214,7 +214,7 @@ func (s *Syncer) retire(ctx context.Context, im *Image, why string, o Outcome, r
 		if s.o.DryRun {
 			fmt.Fprintf(s.o.Plan, "%-10s %s %s/%s %s\n", ActionDeactivate, o.ID, o.VO, o.Tag, why)
 		} else if err := s.o.Glance.Deactivate(ctx, im.ID); err != nil {
-			s.log.Error("deactivate failed", "id", im.ID, "err", err)
+			s.log.Error("deactivate failed", "image", im.ID, "err", err)
 			rp.fail()
 			return false
 		}

@@ -33,7 +33,7 @@ func TestRevokedBundleLogLevel(t *testing.T) {
 	levels := func(id string) []string {
 		var out []string
 		for _, l := range logs.lines("bundle refused") {
-			if l.attrs["id"] == id {
+			if l.attrs["image"] == id {
 				out = append(out, l.level.String())
 			}
 		}

@@ -327,7 +327,7 @@ if [ -n "${NOVA_POLICY:-}" ]; then
 		grep "cannot tell" sync-delete.log >&2
 		exit 1
 	fi
-	grep -q "msg=\"image retired (deleted)\" id=$E1" sync-delete.log
+	grep -q "msg=\"image retired (deleted)\" image=$E1" sync-delete.log
 	if openstack --os-cloud mirror image show "$E1" >/dev/null 2>&1; then
 		echo "!! E1 ($E1), superseded and unused, was not deleted" >&2
 		exit 1

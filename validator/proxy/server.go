@@ -143,7 +143,7 @@ func Serve(ctx context.Context, gate http.Handler, o ServerOptions) error {
 	} else if gs.TLSConfig != nil {
 		listeners[0] = tls.NewListener(ln, gs.TLSConfig)
 	}
-	o.Logger.Info("proxy listening", "addr", ln.Addr().String(), "tls", o.TLSCert != "", "health", fmt.Sprint(healthAddr))
+	o.Logger.Info("proxy listening", "listen", ln.Addr().String(), "tls", o.TLSCert != "", "health", fmt.Sprint(healthAddr))
 	if o.Ready != nil {
 		o.Ready(ln.Addr(), healthAddr)
 	}
