@@ -112,7 +112,7 @@ func TestEmbeddedIntermediate(t *testing.T) {
 	})
 	code, out, errs := s.run("sync", "--config", s.cfg, "--once")
 	// exit 0: revoked bundles are routine (exit 4 is for other refusals)
-	if code != 0 || !strings.Contains(out+errs, `msg="bundle refused" id=`+s.ids["f"]) || !strings.Contains(out+errs, "reason=revoked") {
+	if code != 0 || !strings.Contains(out+errs, `msg="bundle refused" image=`+s.ids["f"]) || !strings.Contains(out+errs, "reason=revoked") {
 		t.Fatalf("sync of an image whose creator is revoked: exit %d\n%s%s", code, out, errs)
 	}
 	if s.exists("f") {
@@ -138,7 +138,7 @@ func TestSyncExitCodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, out, errs := s.run("sync", "--config", s.cfg, "--once")
-	if code != 4 || !strings.Contains(out+errs, "id="+s.ids["c"]) || !strings.Contains(out+errs, "reason=sha512-mismatch") {
+	if code != 4 || !strings.Contains(out+errs, "image="+s.ids["c"]) || !strings.Contains(out+errs, "reason=sha512-mismatch") {
 		t.Fatalf("sync of a tampered image: exit %d, want 4\n%s%s", code, out, errs)
 	}
 	// (left queued, without data, for a later pass to try again)
