@@ -137,3 +137,20 @@ func TestInspectUntrustedText(t *testing.T) {
 		})
 	}
 }
+
+// TestVerifyTextEscapes: verify's text output passes each check's detail and
+// reason through printable, as inspect does: a detail quotes untrusted names.
+func TestVerifyTextEscapes(t *testing.T) {
+	r := &validator.Result{Checks: []validator.Check{
+		{Name: validator.CheckApprover, Reason: "bad\x1b[2J", Detail: "approver \"Mallory\n  registrar\tok\x1b[32m\u202e\""},
+	}}
+	var b strings.Builder
+	printResult(&b, "w.json", r)
+	out := b.String()
+	if i := strings.IndexFunc(out, unsafeRune); i >= 0 {
+		t.Errorf("raw control or format character %q at %d in:\n%s", []rune(out[i:])[0], i, out)
+	}
+	if !strings.Contains(out, `Mallory\x0a  registrar\x09ok\x1b[32m\u202e`) {
+		t.Errorf("detail not shown escaped:\n%s", out)
+	}
+}

@@ -129,7 +129,7 @@ func printResult(w io.Writer, name string, r *validator.Result) {
 		if c.Reason != "" && !c.OK {
 			detail = c.Reason + ": " + detail
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\n", c.Name, status, detail)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", c.Name, status, printable(detail))
 	}
 	_ = tw.Flush()
 	switch {
@@ -140,7 +140,7 @@ func printResult(w io.Writer, name string, r *validator.Result) {
 	default:
 		var names []string
 		for _, c := range r.Failed() {
-			names = append(names, c.Name+" ("+c.Reason+")")
+			names = append(names, c.Name+" ("+printable(c.Reason)+")")
 		}
 		fmt.Fprintf(w, "INVALID: %s\n", strings.Join(names, ", "))
 	}
