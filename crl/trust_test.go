@@ -17,33 +17,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/imagetrust/imagetrust/internal/cms"
 	"github.com/imagetrust/imagetrust/internal/pki"
 	"github.com/imagetrust/imagetrust/internal/testpki"
+	"github.com/imagetrust/imagetrust/internal/testsite"
 )
 
-// trustPKI is a site's PKI: a people root with a people CA under it, a
-// Registrar root with a Registrar CA under it, and another people root (a
-// second IGTF CA) with its own creator. The job's tests judge chains with
-// a stubChecker: the chain rule itself is validator.Trust's, tested there.
-type trustPKI struct {
-	peopleRoot, peopleCA, regRoot, regCA *testpki.CA
-	otherPeople, otherPeopleCA           *testpki.CA
-	creator, approver, otherCreator      *testpki.Leaf
-}
+// trustPKI is the site's PKI of package testsite.
+type trustPKI struct{ *testsite.Site }
 
-func newTrustPKI(t testing.TB) *trustPKI {
-	t.Helper()
-	p := &trustPKI{peopleRoot: testpki.NewRoot(t, "Trust People Root"), regRoot: testpki.NewRoot(t, "Trust Registrar Root"),
-		otherPeople: testpki.NewRoot(t, "Trust Other People Root")}
-	p.peopleCA = p.peopleRoot.Intermediate("Trust People CA")
-	p.regCA = p.regRoot.Intermediate("Trust Registrar CA")
-	p.otherPeopleCA = p.otherPeople.Intermediate("Trust Other People CA")
-	p.creator = p.peopleCA.Leaf(testpki.Name("Trust Creator"), testpki.WithSerial(301))
-	p.approver = p.peopleCA.Leaf(testpki.Name("Trust Approver"), testpki.WithSerial(302))
-	p.otherCreator = p.otherPeopleCA.Leaf(testpki.Name("Trust Other Creator"), testpki.WithSerial(303))
-	return p
-}
+func newTrustPKI(t testing.TB) *trustPKI { return &trustPKI{testsite.New(t)} }
 
 // record returns the catalogue properties of an image signed by creator
 // and approver and registered by the image certificate issued by reg (a
@@ -52,35 +34,15 @@ func newTrustPKI(t testing.TB) *trustPKI {
 // roots in imagetrust_chain.
 func (p *trustPKI) record(t testing.TB, id string, serial int64, reg *testpki.CA, creator, approver *testpki.Leaf, opts ...testpki.Option) map[string]string {
 	t.Helper()
-	img := reg.Leaf(testpki.Name("image "+id), append([]testpki.Option{testpki.WithSerial(serial), testpki.WithURIs("urn:uuid:" + id)}, opts...)...)
-	content := []byte(`{"uuid":"` + id + `"}`)
-	p7, err := cms.Sign(content, creator.Cert, creator.Key, cms.SignOptions{Chain: creator.Chain})
-	if err == nil {
-		p7, err = cms.AddSigner(p7, content, approver.Cert, approver.Key, cms.SignOptions{Chain: approver.Chain})
-	}
-	if err == nil {
-		p7, err = cms.AddSigner(p7, content, img.Cert, img.Key, cms.SignOptions{Chain: img.Chain})
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := testsite.Sign(t, id, serial, reg, creator, approver, opts...)
 	var chain []ChainCert
-	add := func(role string, leaf *testpki.Leaf) {
-		certs := append([]*x509.Certificate{leaf.Cert}, leaf.Chain...)
-		for i, c := range certs {
-			r := role
-			if i > 0 {
-				r += "-ca"
-			}
-			chain = append(chain, ChainCert{Role: r, Issuer: c.Issuer.String(), Serial: c.SerialNumber.Text(16), AKI: hex.EncodeToString(c.AuthorityKeyId)})
-		}
+	for _, l := range s.Links {
+		c := l.Cert
+		chain = append(chain, ChainCert{Role: l.Role, Issuer: c.Issuer.String(), Serial: c.SerialNumber.Text(16), AKI: hex.EncodeToString(c.AuthorityKeyId)})
 	}
-	add("image", img)
-	add("creator", creator)
-	add("approver", approver)
 	cj, _ := json.Marshal(chain)
-	return map[string]string{PropRecordVersion: "1", PropChain: string(cj), PropNotBefore: img.Cert.NotBefore.UTC().Format(time.RFC3339),
-		PropGlobalValidity: StateValid, PropSignature: base64.StdEncoding.EncodeToString(p7)}
+	return map[string]string{PropRecordVersion: "1", PropChain: string(cj), PropNotBefore: s.Image.Cert.NotBefore.UTC().Format(time.RFC3339),
+		PropGlobalValidity: StateValid, PropSignature: base64.StdEncoding.EncodeToString(s.Signature)}
 }
 
 // stubChecker is a ChainChecker whose verdicts are given: why it refuses
@@ -156,13 +118,13 @@ func newTrustSite(t *testing.T) *trustSite {
 	s := &trustSite{p: newTrustPKI(t), cat: &memCatalog{images: map[string]*Image{}}, ids: map[string]string{}}
 	add := func(name, id string, serial int64, creator *testpki.Leaf) {
 		s.ids[name] = id
-		s.cat.images[id] = &Image{ID: id, Status: StatusActive, Properties: s.p.record(t, id, serial, s.p.regCA, creator, s.p.approver)}
+		s.cat.images[id] = &Image{ID: id, Status: StatusActive, Properties: s.p.record(t, id, serial, s.p.RegCA, creator, s.p.Approver)}
 	}
-	add("a", "22222222-0000-4000-8000-00000000000a", 21, s.p.creator)
-	add("b", "22222222-0000-4000-8000-00000000000b", 22, s.p.creator)
-	add("c", "22222222-0000-4000-8000-00000000000c", 23, s.p.otherCreator)
+	add("a", "22222222-0000-4000-8000-00000000000a", 21, s.p.Creator)
+	add("b", "22222222-0000-4000-8000-00000000000b", 22, s.p.Creator)
+	add("c", "22222222-0000-4000-8000-00000000000c", 23, s.p.OtherCreator)
 	// d was revoked before: it stays revoked, trusted or not
-	add("d", "22222222-0000-4000-8000-00000000000d", 24, s.p.creator)
+	add("d", "22222222-0000-4000-8000-00000000000d", 24, s.p.Creator)
 	d := s.cat.images[s.ids["d"]]
 	d.Status = StatusDeactivated
 	d.Properties[PropGlobalValidity] = StateRevoked
@@ -172,7 +134,7 @@ func newTrustSite(t *testing.T) *trustSite {
 func (s *trustSite) job(t *testing.T, c ChainChecker, sources ...Source) (*Job, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	cfg := JobConfig{CAs: certs(s.p.peopleRoot, s.p.peopleCA, s.p.otherPeople, s.p.regRoot, s.p.regCA), Chains: c,
+	cfg := JobConfig{CAs: certs(s.p.PeopleRoot, s.p.PeopleCA, s.p.OtherPeople, s.p.RegRoot, s.p.RegCA), Chains: c,
 		Sources: sources, CacheDir: t.TempDir(), Policy: Policy{Grace: time.Hour}, ClockSkew: 5 * time.Minute, Timeout: time.Second}
 	j := NewJob(cfg, s.cat, slog.New(slog.NewTextHandler(io.Discard, nil)), NewMetrics(reg))
 	return j, reg
@@ -217,8 +179,8 @@ func TestJobTrustRemoved(t *testing.T) {
 	// the Registrar CA's CRLs holding, then revoking, c's image certificate
 	// (its CRLs are accepted: JobConfig.CAs holds the Registrar CA whatever
 	// the anchors)
-	holdC := testpki.WriteFile(t, t.TempDir(), "hold.crl", crlT(p.regCA, 1, pki.Revoked{Serial: big.NewInt(23), Time: time.Now().Add(-time.Hour), Reason: ReasonCertificateHold}))
-	revokeC := testpki.WriteFile(t, t.TempDir(), "reg.crl", crlT(p.regCA, 2, pki.Revoked{Serial: big.NewInt(23), Time: time.Now().Add(-time.Hour), Reason: ReasonKeyCompromise}))
+	holdC := testpki.WriteFile(t, t.TempDir(), "hold.crl", crlT(p.RegCA, 1, pki.Revoked{Serial: big.NewInt(23), Time: time.Now().Add(-time.Hour), Reason: ReasonCertificateHold}))
+	revokeC := testpki.WriteFile(t, t.TempDir(), "reg.crl", crlT(p.RegCA, 2, pki.Revoked{Serial: big.NewInt(23), Time: time.Now().Add(-time.Hour), Reason: ReasonKeyCompromise}))
 
 	type want struct{ a, b, c, d string }
 	for _, tc := range []struct {

@@ -16,31 +16,13 @@ import (
 	"github.com/imagetrust/imagetrust/crl"
 	"github.com/imagetrust/imagetrust/internal/cms"
 	"github.com/imagetrust/imagetrust/internal/testpki"
+	"github.com/imagetrust/imagetrust/internal/testsite"
 )
 
-// chainsPKI is a site's PKI as the CRL job's records see it: a people root
-// with a people CA under it, a Registrar root with a Registrar CA under
-// it, and the CAs a site may add or remove beside them.
-type chainsPKI struct {
-	peopleRoot, peopleCA, regRoot, regCA *testpki.CA
-	// otherPeople is another people root (a second IGTF CA), otherReg a
-	// Registrar root of another site
-	otherPeople, otherPeopleCA, otherReg *testpki.CA
-	creator, approver, otherCreator      *testpki.Leaf
-}
+// chainsPKI is the site's PKI of package testsite.
+type chainsPKI struct{ *testsite.Site }
 
-func newChainsPKI(t testing.TB) *chainsPKI {
-	t.Helper()
-	p := &chainsPKI{peopleRoot: testpki.NewRoot(t, "Trust People Root"), regRoot: testpki.NewRoot(t, "Trust Registrar Root"),
-		otherPeople: testpki.NewRoot(t, "Trust Other People Root"), otherReg: testpki.NewRoot(t, "Trust Other Registrar Root")}
-	p.peopleCA = p.peopleRoot.Intermediate("Trust People CA")
-	p.regCA = p.regRoot.Intermediate("Trust Registrar CA")
-	p.otherPeopleCA = p.otherPeople.Intermediate("Trust Other People CA")
-	p.creator = p.peopleCA.Leaf(testpki.Name("Trust Creator"), testpki.WithSerial(301))
-	p.approver = p.peopleCA.Leaf(testpki.Name("Trust Approver"), testpki.WithSerial(302))
-	p.otherCreator = p.otherPeopleCA.Leaf(testpki.Name("Trust Other Creator"), testpki.WithSerial(303))
-	return p
-}
+func newChainsPKI(t testing.TB) *chainsPKI { return &chainsPKI{testsite.New(t)} }
 
 // record returns the catalogue properties of an image signed by creator
 // and approver and registered by the image certificate issued by reg (a
@@ -49,34 +31,15 @@ func newChainsPKI(t testing.TB) *chainsPKI {
 // roots in imagetrust_chain.
 func (p *chainsPKI) record(t testing.TB, id string, serial int64, reg *testpki.CA, creator, approver *testpki.Leaf) map[string]string {
 	t.Helper()
-	img := reg.Leaf(testpki.Name("image "+id), testpki.WithSerial(serial), testpki.WithURIs("urn:uuid:"+id))
-	content := []byte(`{"uuid":"` + id + `"}`)
-	p7, err := cms.Sign(content, creator.Cert, creator.Key, cms.SignOptions{Chain: creator.Chain})
-	if err == nil {
-		p7, err = cms.AddSigner(p7, content, approver.Cert, approver.Key, cms.SignOptions{Chain: approver.Chain})
-	}
-	if err == nil {
-		p7, err = cms.AddSigner(p7, content, img.Cert, img.Key, cms.SignOptions{Chain: img.Chain})
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := testsite.Sign(t, id, serial, reg, creator, approver)
 	var chain []ChainEntry
-	add := func(role string, leaf *testpki.Leaf) {
-		for i, c := range append([]*x509.Certificate{leaf.Cert}, leaf.Chain...) {
-			r := role
-			if i > 0 {
-				r += "-ca"
-			}
-			chain = append(chain, ChainEntry{Role: r, Issuer: c.Issuer.String(), Serial: serialHex(c), AKI: hex.EncodeToString(c.AuthorityKeyId)})
-		}
+	for _, l := range s.Links {
+		c := l.Cert
+		chain = append(chain, ChainEntry{Role: l.Role, Issuer: c.Issuer.String(), Serial: serialHex(c), AKI: hex.EncodeToString(c.AuthorityKeyId)})
 	}
-	add("image", img)
-	add("creator", creator)
-	add("approver", approver)
 	cj, _ := json.Marshal(chain)
-	return map[string]string{PropRecordVersion: RecordVersion, PropChain: string(cj), PropImageNotBefore: img.Cert.NotBefore.UTC().Format(time.RFC3339),
-		PropGlobalValidity: GlobalValid, PropSignature: base64.StdEncoding.EncodeToString(p7)}
+	return map[string]string{PropRecordVersion: RecordVersion, PropChain: string(cj), PropImageNotBefore: s.Image.Cert.NotBefore.UTC().Format(time.RFC3339),
+		PropGlobalValidity: GlobalValid, PropSignature: base64.StdEncoding.EncodeToString(s.Signature)}
 }
 
 // chainsTrust is the Trust of these people and Registrar CAs.
@@ -100,29 +63,29 @@ type cas = []*testpki.CA
 
 func TestCheckRecordChains(t *testing.T) {
 	p := newChainsPKI(t)
-	good := p.record(t, "11111111-0000-4000-8000-000000000001", 1, p.regCA, p.creator, p.approver)
-	otherCreator := p.record(t, "11111111-0000-4000-8000-000000000002", 2, p.regCA, p.otherCreator, p.approver)
-	byPeopleCA := p.record(t, "11111111-0000-4000-8000-000000000003", 3, p.peopleCA, p.creator, p.approver)
+	good := p.record(t, "11111111-0000-4000-8000-000000000001", 1, p.RegCA, p.Creator, p.Approver)
+	otherCreator := p.record(t, "11111111-0000-4000-8000-000000000002", 2, p.RegCA, p.OtherCreator, p.Approver)
+	byPeopleCA := p.record(t, "11111111-0000-4000-8000-000000000003", 3, p.PeopleCA, p.Creator, p.Approver)
 	// the creator's certificate expired before the image was registered:
 	// its chain still leads to the people root (being valid at
 	// registration is another check of Verify)
 	old := time.Now().Add(-3 * 365 * 24 * time.Hour)
-	expired := p.peopleCA.Leaf(testpki.Name("Trust Expired Creator"), testpki.WithSerial(304), testpki.WithValidity(old, old.Add(24*time.Hour)))
-	late := p.record(t, "11111111-0000-4000-8000-000000000004", 4, p.regCA, expired, p.approver)
+	expired := p.PeopleCA.Leaf(testpki.Name("Trust Expired Creator"), testpki.WithSerial(304), testpki.WithValidity(old, old.Add(24*time.Hour)))
+	late := p.record(t, "11111111-0000-4000-8000-000000000004", 4, p.RegCA, expired, p.Approver)
 	// a Registrar intermediate with a key under the signers' minimum
 	weakKey, err := rsa.GenerateKey(rand.Reader, 1024)
 	if err != nil {
 		t.Fatal(err)
 	}
-	weakCA := p.regRoot.Intermediate("Trust Weak Registrar CA", testpki.WithSigner(weakKey))
-	weak := p.record(t, "11111111-0000-4000-8000-000000000005", 5, weakCA, p.creator, p.approver)
+	weakCA := p.RegRoot.Intermediate("Trust Weak Registrar CA", testpki.WithSigner(weakKey))
+	weak := p.record(t, "11111111-0000-4000-8000-000000000005", 5, weakCA, p.Creator, p.Approver)
 	noImage := with(good, PropSignature, "")
-	p7, err := cms.Sign([]byte("x"), p.creator.Cert, p.creator.Key, cms.SignOptions{Chain: p.creator.Chain})
+	p7, err := cms.Sign([]byte("x"), p.Creator.Cert, p.Creator.Key, cms.SignOptions{Chain: p.Creator.Chain})
 	if err != nil {
 		t.Fatal(err)
 	}
 	noImage[PropSignature] = base64.StdEncoding.EncodeToString(p7)
-	site := chainsTrust(t, cas{p.peopleRoot, p.otherPeople}, cas{p.regRoot})
+	site := chainsTrust(t, cas{p.PeopleRoot, p.OtherPeople}, cas{p.RegRoot})
 	for _, tc := range []struct {
 		name   string
 		trust  *Trust
@@ -130,16 +93,16 @@ func TestCheckRecordChains(t *testing.T) {
 		err    []string // substrings of the error; none: nil
 	}{
 		{"ok chains to the configured roots", site, good, nil},
-		{"ok intermediates configured too", chainsTrust(t, cas{p.peopleRoot, p.peopleCA}, cas{p.regRoot, p.regCA}), good, nil},
+		{"ok intermediates configured too", chainsTrust(t, cas{p.PeopleRoot, p.PeopleCA}, cas{p.RegRoot, p.RegCA}), good, nil},
 		{"ok creator of the second people CA", site, otherCreator, nil},
 		{"ok creator expired before registration", site, late, nil},
-		{"fail Registrar root removed", chainsTrust(t, cas{p.peopleRoot}, cas{p.otherReg}), good,
+		{"fail Registrar root removed", chainsTrust(t, cas{p.PeopleRoot}, cas{p.OtherRegistrar}), good,
 			[]string{"image chain no longer leads to a configured Registrar CA", `issuer "CN=Trust Registrar Root,O=imagetrust test" is not trusted`, "image 11111111"}},
-		{"fail only the Registrar intermediate configured", chainsTrust(t, cas{p.peopleRoot}, cas{p.regCA}), good,
+		{"fail only the Registrar intermediate configured", chainsTrust(t, cas{p.PeopleRoot}, cas{p.RegCA}), good,
 			[]string{"image chain no longer leads to a configured Registrar CA", "Trust Registrar Root"}},
-		{"fail people root removed", chainsTrust(t, cas{p.otherPeople}, cas{p.regRoot}), good,
+		{"fail people root removed", chainsTrust(t, cas{p.OtherPeople}, cas{p.RegRoot}), good,
 			[]string{"chain no longer leads to a configured people CA", `issuer "CN=Trust People Root,O=imagetrust test" is not trusted`}},
-		{"fail the creator's CA removed, the approver's kept", chainsTrust(t, cas{p.peopleRoot}, cas{p.regRoot}), otherCreator,
+		{"fail the creator's CA removed, the approver's kept", chainsTrust(t, cas{p.PeopleRoot}, cas{p.RegRoot}), otherCreator,
 			[]string{"creator chain no longer leads to a configured people CA", `issuer "CN=Trust Other People Root,O=imagetrust test" is not trusted`, "Trust Other Creator"}},
 		{"fail image certificate of a people CA", site, byPeopleCA,
 			[]string{"image chain no longer leads to a configured Registrar CA", "Trust People Root"}},
@@ -245,11 +208,11 @@ func TestAnchorCounts(t *testing.T) {
 		people, registrar cas
 		err               string
 	}{
-		{"ok roots and intermediates", cas{p.peopleRoot, p.peopleCA}, cas{p.regRoot, p.regCA}, ""},
-		{"ok intermediates only", cas{p.peopleCA}, cas{p.regCA}, ""},
+		{"ok roots and intermediates", cas{p.PeopleRoot, p.PeopleCA}, cas{p.RegRoot, p.RegCA}, ""},
+		{"ok intermediates only", cas{p.PeopleCA}, cas{p.RegCA}, ""},
 		{"fail nothing", nil, nil, "no people CA and no Registrar CA"},
-		{"fail no people CA", nil, cas{p.regRoot}, "no people CA"},
-		{"fail no Registrar CA", cas{p.peopleRoot}, nil, "no Registrar CA"},
+		{"fail no people CA", nil, cas{p.RegRoot}, "no people CA"},
+		{"fail no Registrar CA", cas{p.PeopleRoot}, nil, "no Registrar CA"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tr := chainsTrust(t, tc.people, tc.registrar)
@@ -275,8 +238,8 @@ func TestAnchorCounts(t *testing.T) {
 // last run).
 func BenchmarkCheckRecordChains(b *testing.B) {
 	p := newChainsPKI(b)
-	tr := chainsTrust(b, cas{p.peopleRoot}, cas{p.regRoot})
-	rec := p.record(b, "33333333-0000-4000-8000-000000000001", 1, p.regCA, p.creator, p.approver)
+	tr := chainsTrust(b, cas{p.PeopleRoot}, cas{p.RegRoot})
+	rec := p.record(b, "33333333-0000-4000-8000-000000000001", 1, p.RegCA, p.Creator, p.Approver)
 	for b.Loop() {
 		if err := tr.CheckRecordChains(rec); err != nil {
 			b.Fatal(err)
