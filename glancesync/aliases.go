@@ -26,16 +26,12 @@ func aliasID(project, alias, name string) string {
 // bundle in ours: a bundle whose bytes were refused at upload, or whose
 // image is still queued, gets no alias until its image is there.
 func liveTags(ours []*Image, items []*item) map[string]bool {
-	valid := map[string]bool{}
-	for _, it := range items {
-		if it.refused == "" {
-			valid[it.desc.UUID] = true
-		}
-	}
+	keys := signedKeys(items)
 	live := map[string]bool{}
 	for _, im := range ours {
-		if im.Props[validator.PropAlias] == "" && im.Status == StatusActive && valid[im.ID] {
-			live[im.Props[validator.PropVO]+"/"+im.Props[validator.PropTag]] = true
+		if im.Props[validator.PropAlias] == "" && im.Status == StatusActive && keys[im.ID] != nil {
+			vo, tag := keys.of(im)
+			live[vo+"/"+tag] = true
 		}
 	}
 	return live

@@ -2,6 +2,7 @@ package glancesync
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/imagetrust/imagetrust/internal/config"
+	"github.com/imagetrust/imagetrust/validator"
 )
 
 // membersGets counts the GET /v2/images/{id}/members requests that go
@@ -164,5 +166,127 @@ func TestMembersRememberedAndRechecked(t *testing.T) {
 	}
 	if got := members(p.id); len(got) != 0 {
 		t.Fatalf("members %v after the project left the configuration", got)
+	}
+}
+
+// TestMembersOfPrivateImages: Glance keeps no members for an image that is
+// not shared and answers 403 to their listing. An image of a shared VO
+// found private (made so out of band, or before its VO became shared) is
+// not listed: deactivated, it is left as it is, pass after pass, with no
+// error; active, it is made shared and then given the VO's projects in
+// the same pass. Against the real Glance.
+func TestMembersOfPrivateImages(t *testing.T) {
+	e := newEnv(t)
+	gets := &membersGets{rt: e.counter.rt, ids: map[string]int{}}
+	e.counter.rt = gets
+	w := newWorld(t)
+	atlas := filepath.Join(t.TempDir(), "atlas")
+	tag := "private-" + uuid.NewString()[:8]
+	act := w.publish(atlas, spec{vo: "atlas", tag: tag})
+	deact := w.publish(atlas, spec{vo: "atlas", tag: tag, created: time.Now().Add(-time.Hour)})
+	demo := projectID(t, e.demo.ProviderClient)
+	o := e.options(t, w, map[string][]string{atlas: {"atlas"}})
+	o.VOs["atlas"] = config.VO{Visibility: "shared", Projects: []string{demo}}
+	o.Sync.Retire = "keep"
+	pass := func(what string) {
+		t.Helper()
+		s, err := New(o) // a new Syncer: nothing remembered
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		r, err := s.Run(ctx)
+		if err != nil || r.Errors != 0 {
+			t.Fatalf("%s: %v, %d errors: %+v", what, err, r.Errors, r.Outcomes)
+		}
+	}
+	pass("first pass")
+	ctx := context.Background()
+	for _, id := range []string{act.id, deact.id} {
+		if err := e.glance.Patch(ctx, id, []PatchOp{{Name: "visibility", Value: "private"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.admin.Deactivate(ctx, deact.id); err != nil {
+		t.Fatal(err)
+	}
+	gets.take(nil)
+	pass("pass over the private images")
+	if n, _ := gets.take([]string{deact.id}); n != 0 {
+		t.Errorf("the deactivated private image's members listed %d times (Glance answers 403)", n)
+	}
+	if im := e.get(t, deact.id); im.Visibility != "private" || im.Status != StatusDeactivated {
+		t.Errorf("deactivated image: %s %s, want it left private and deactivated", im.Visibility, im.Status)
+	}
+	if im := e.get(t, act.id); im.Visibility != "shared" {
+		t.Errorf("active image: %s, want shared", im.Visibility)
+	}
+	got, err := e.glance.Members(ctx, act.id)
+	if err != nil || !slices.Equal(got, []string{demo}) {
+		t.Errorf("active image made shared: members %v (%v), want [%s] in the same pass", got, err, demo)
+	}
+	pass("second pass")
+}
+
+// failPatches is a Glance whose Patch of one image fails.
+type failPatches struct {
+	Glance
+	id string
+}
+
+func (g failPatches) Patch(ctx context.Context, id string, ops []PatchOp) error {
+	if id == g.id {
+		return errors.New("injected: patch refused")
+	}
+	return g.Glance.Patch(ctx, id, ops)
+}
+
+// TestMembersFollowTheBundlesVO: the members of a mirrored image are its
+// valid bundle's VO's projects, whatever its imagetrust_vo property says:
+// someone who can write the mirror project's images moved it to another VO,
+// and the repair of its record failed this pass. Against the real Glance.
+func TestMembersFollowTheBundlesVO(t *testing.T) {
+	e := newEnv(t)
+	w := newWorld(t)
+	atlas := filepath.Join(t.TempDir(), "atlas")
+	p := w.publish(atlas, spec{vo: "atlas", tag: "vo-" + uuid.NewString()[:8]})
+	demo := projectID(t, e.demo.ProviderClient)
+	other := strings.ReplaceAll(uuid.NewString(), "-", "") // a project of cms only
+	o := e.options(t, w, map[string][]string{atlas: {"atlas"}})
+	o.VOs["atlas"] = config.VO{Visibility: "shared", Projects: []string{demo}}
+	o.VOs["cms"] = config.VO{Visibility: "shared", Projects: []string{other}}
+	pass := func(what string, o Options) *Report {
+		t.Helper()
+		s, err := New(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		r, err := s.Run(ctx)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return r
+	}
+	if r := pass("first pass", o); r.Errors != 0 {
+		t.Fatalf("first pass: %d errors: %+v", r.Errors, r.Outcomes)
+	}
+	ctx := context.Background()
+	if err := e.glance.Patch(ctx, p.id, []PatchOp{{Name: validator.PropVO, Value: "cms"}}); err != nil {
+		t.Fatal(err)
+	}
+	broken := o
+	broken.Glance = failPatches{Glance: o.Glance, id: p.id}
+	pass("pass whose repair fails", broken)
+	if got, err := e.glance.Members(ctx, p.id); err != nil || !slices.Equal(got, []string{demo}) {
+		t.Errorf("members %v (%v), want atlas's [%s]: the bundle's VO, not the edited property's", got, err, demo)
+	}
+	if r := pass("pass that repairs", o); r.Errors != 0 {
+		t.Fatalf("repairing pass: %d errors: %+v", r.Errors, r.Outcomes)
+	}
+	if im := e.get(t, p.id); im.Props[validator.PropVO] != "atlas" {
+		t.Errorf("imagetrust_vo %q after the repair, want atlas", im.Props[validator.PropVO])
 	}
 }

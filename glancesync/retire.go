@@ -40,23 +40,19 @@ func newer(a, b *Image) bool {
 // with DryRun): an active, unhidden catalogue image of the mirror project,
 // which a boot by tag may resolve to (removeDeadAliases).
 func (s *Syncer) reconcile(ctx context.Context, ours []*Image, items []*item, present, complete map[string]bool, rp *reporter) map[string]bool {
-	valid := map[string]bool{}
-	for _, it := range items {
-		if it.refused == "" {
-			valid[it.desc.UUID] = true
-		}
-	}
+	keys := signedKeys(items)
 	// the newest bootable image of each tag supersedes the others: an
 	// image the operators blacklisted (or flagged with a value the gate
 	// refuses) does not (a boot by tag falls back to the newest other,
 	// which stays visible)
 	newest := map[string]*Image{}
 	for _, im := range ours {
-		if im.Props[validator.PropAlias] != "" || im.Props[validator.PropUUID] == "" || !valid[im.ID] || im.Status != StatusActive ||
+		if im.Props[validator.PropAlias] != "" || im.Props[validator.PropUUID] == "" || keys[im.ID] == nil || im.Status != StatusActive ||
 			validator.LocalBlocks(im.Props[validator.PropLocalValidity]) {
 			continue
 		}
-		k := im.Props[validator.PropVO] + "/" + im.Props[validator.PropTag]
+		vo, tag := keys.of(im)
+		k := vo + "/" + tag
 		if cur := newest[k]; cur == nil || newer(im, cur) {
 			newest[k] = im
 		}
@@ -68,12 +64,12 @@ func (s *Syncer) reconcile(ctx context.Context, ours []*Image, items []*item, pr
 		if im.Props[validator.PropAlias] != "" || im.Props[validator.PropUUID] == "" {
 			continue
 		}
-		vo := im.Props[validator.PropVO]
+		vo, _ := keys.of(im)
 		left := !present[vo+"/"+im.ID] && complete[vo]
 		if im.Status == StatusQueued && left && s.o.Sync.Retire != "keep" {
 			continue
 		}
-		if im.Status == StatusActive || im.Status == StatusDeactivated {
+		if (im.Status == StatusActive || im.Status == StatusDeactivated) && im.Visibility == "shared" {
 			targets = append(targets, memberTarget{id: im.ID, vo: vo})
 		}
 	}
@@ -83,18 +79,46 @@ func (s *Syncer) reconcile(ctx context.Context, ours []*Image, items []*item, pr
 		if im.Props[validator.PropAlias] != "" || im.Props[validator.PropUUID] == "" {
 			continue
 		}
-		if s.reconcileImage(ctx, im, valid, newest, listed, present, complete, rp) {
-			shown[im.Props[validator.PropVO]+"/"+im.Props[validator.PropTag]] = true
+		vo, tag := keys.of(im)
+		if s.reconcileImage(ctx, im, vo, tag, keys, newest, listed, present, complete, rp) {
+			shown[vo+"/"+tag] = true
 		}
 	}
 	return shown
 }
 
-// reconcileImage is reconcile's work on one catalogue image. It returns
-// whether the image is current once it is done: active and unhidden.
-func (s *Syncer) reconcileImage(ctx context.Context, im *Image, valid map[string]bool, newest map[string]*Image, listed map[string]memberList,
+// recordKeys maps each valid bundle's uuid to its item, whose verified
+// descriptor names the VO and tag of its image (of); the catalogue images
+// it holds are those of valid bundles.
+type recordKeys map[string]*item
+
+func signedKeys(items []*item) recordKeys {
+	keys := recordKeys{}
+	for _, it := range items {
+		if it.refused == "" {
+			keys[it.desc.UUID] = it
+		}
+	}
+	return keys
+}
+
+// of returns the VO and tag of a catalogue image: its valid bundle's, when
+// a source lists one, not the copies in the image's properties, which
+// anyone who can write the mirror project's images may have changed and a
+// failed repair (repairRecord) may not have restored; otherwise the
+// properties, all there is of an image whose bundle is gone.
+func (k recordKeys) of(im *Image) (vo, tag string) {
+	if it := k[im.ID]; it != nil {
+		return it.desc.VO, it.desc.Tag
+	}
+	return im.Props[validator.PropVO], im.Props[validator.PropTag]
+}
+
+// reconcileImage is reconcile's work on one catalogue image of VO vo and
+// tag tag (recordKeys.of). It returns whether the image is current once it
+// is done: active and unhidden.
+func (s *Syncer) reconcileImage(ctx context.Context, im *Image, vo, tag string, keys recordKeys, newest map[string]*Image, listed map[string]memberList,
 	present, complete map[string]bool, rp *reporter) bool {
-	vo, tag := im.Props[validator.PropVO], im.Props[validator.PropTag]
 	k := vo + "/" + tag
 	left := !present[vo+"/"+im.ID] && complete[vo]
 	shown := im.Status == StatusActive && !im.Hidden
@@ -114,10 +138,14 @@ func (s *Syncer) reconcileImage(ctx context.Context, im *Image, valid map[string
 		// queued says nothing any more
 		s.apply(ctx, im.ID, clear, o, ActionUpdate, "refusal record removed: the image has its data", rp)
 	}
-	// members first, for every image of ours (a retired, hidden one
-	// still boots by uuid): a project taken out of the VO's list loses
-	// them all
-	s.ensureMembers(ctx, im, vo, listed, o, rp)
+	// members first, for every shared image of ours (a retired, hidden
+	// one still boots by uuid): a project taken out of the VO's list loses
+	// them all. Glance keeps no members for an image that is not shared
+	// (it answers 403 to their listing); one made shared below gets its
+	// members then.
+	if im.Visibility == "shared" {
+		s.ensureMembers(ctx, im, vo, listed, o, rp)
+	}
 	if (left || superseded) && s.o.Sync.Retire != "keep" {
 		why := "left every source"
 		if !left {
@@ -128,7 +156,7 @@ func (s *Syncer) reconcileImage(ctx context.Context, im *Image, valid map[string
 		retired := s.retire(ctx, im, why, o, rp)
 		return shown && !retired
 	}
-	if !valid[im.ID] || im.Status != StatusActive {
+	if keys[im.ID] == nil || im.Status != StatusActive {
 		return shown
 	}
 	// A current image: visible as its VO says.
@@ -141,8 +169,11 @@ func (s *Syncer) reconcileImage(ctx context.Context, im *Image, valid map[string
 	if want != "" && im.Visibility != want {
 		ops = append(ops, PatchOp{Name: "visibility", Value: want})
 	}
-	if len(ops) > 0 && s.apply(ctx, im.ID, ops, o, ActionUpdate, fmt.Sprintf("hidden=false visibility=%s", want), rp) && unhide {
-		shown = true
+	if len(ops) > 0 && s.apply(ctx, im.ID, ops, o, ActionUpdate, fmt.Sprintf("hidden=false visibility=%s", want), rp) {
+		shown = shown || unhide
+		if want == "shared" && im.Visibility != "shared" {
+			s.ensureMembers(ctx, im, vo, nil, o, rp)
+		}
 	}
 	return shown
 }
