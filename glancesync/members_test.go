@@ -190,15 +190,8 @@ func TestMembersOfPrivateImages(t *testing.T) {
 	o.Sync.Retire = "keep"
 	pass := func(what string) {
 		t.Helper()
-		s, err := New(o) // a new Syncer: nothing remembered
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		r, err := s.Run(ctx)
-		if err != nil || r.Errors != 0 {
-			t.Fatalf("%s: %v, %d errors: %+v", what, err, r.Errors, r.Outcomes)
+		if r := run(t, o); r.Errors != 0 { // a new Syncer: nothing remembered
+			t.Fatalf("%s: %d errors: %+v", what, r.Errors, r.Outcomes)
 		}
 	}
 	pass("first pass")
@@ -256,21 +249,7 @@ func TestMembersFollowTheBundlesVO(t *testing.T) {
 	o := e.options(t, w, map[string][]string{atlas: {"atlas"}})
 	o.VOs["atlas"] = config.VO{Visibility: "shared", Projects: []string{demo}}
 	o.VOs["cms"] = config.VO{Visibility: "shared", Projects: []string{other}}
-	pass := func(what string, o Options) *Report {
-		t.Helper()
-		s, err := New(o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		r, err := s.Run(ctx)
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		return r
-	}
-	if r := pass("first pass", o); r.Errors != 0 {
+	if r := run(t, o); r.Errors != 0 {
 		t.Fatalf("first pass: %d errors: %+v", r.Errors, r.Outcomes)
 	}
 	ctx := context.Background()
@@ -279,11 +258,11 @@ func TestMembersFollowTheBundlesVO(t *testing.T) {
 	}
 	broken := o
 	broken.Glance = failPatches{Glance: o.Glance, id: p.id}
-	pass("pass whose repair fails", broken)
+	run(t, broken) // the repair fails
 	if got, err := e.glance.Members(ctx, p.id); err != nil || !slices.Equal(got, []string{demo}) {
 		t.Errorf("members %v (%v), want atlas's [%s]: the bundle's VO, not the edited property's", got, err, demo)
 	}
-	if r := pass("pass that repairs", o); r.Errors != 0 {
+	if r := run(t, o); r.Errors != 0 {
 		t.Fatalf("repairing pass: %d errors: %+v", r.Errors, r.Outcomes)
 	}
 	if im := e.get(t, p.id); im.Props[validator.PropVO] != "atlas" {
