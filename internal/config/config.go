@@ -1,6 +1,6 @@
 // Package config reads imagetrust.toml, the one configuration file of every
 // imagetrust subcommand. Unknown keys are refused so that a typo never
-// silently drops a setting.
+// silently drops a setting; errors name the key and its line.
 package config
 
 import (
@@ -276,18 +276,60 @@ func Parse(b []byte) (*Config, error) {
 		return nil, err
 	}
 	if und := md.Undecoded(); len(und) > 0 {
-		keys := make([]string, 0, len(und))
-		for _, k := range und {
-			keys = append(keys, k.String())
-		}
-		sort.Strings(keys)
-		return nil, fmt.Errorf("unknown keys: %s", strings.Join(keys, ", "))
+		return nil, unknownKeys(und, keyLines(string(b)))
 	}
 	c.defaults()
 	if err := c.check(); err != nil {
-		return nil, err
+		return nil, atLine(err, keyLines(string(b)))
 	}
 	return &c, nil
+}
+
+// unknownKeys is the error of the keys no setting takes, each with its
+// line, in file order; the keys of an unknown table are not repeated.
+func unknownKeys(und []toml.Key, lines map[string]int) error {
+	unknown := map[string]bool{}
+	for _, k := range und {
+		unknown[k.String()] = true
+	}
+	type entry struct {
+		key  string
+		line int
+	}
+	var es []entry
+	for _, k := range und {
+		name := k.String()
+		parentUnknown := false
+		for i := 1; i < len(k); i++ {
+			if unknown[toml.Key(k[:i]).String()] {
+				parentUnknown = true
+				break
+			}
+		}
+		if parentUnknown {
+			continue
+		}
+		l, ok := lines[name]
+		if !ok {
+			l = 1 << 30 // unplaced: last
+		}
+		es = append(es, entry{name, l})
+	}
+	sort.SliceStable(es, func(i, j int) bool {
+		if es[i].line != es[j].line {
+			return es[i].line < es[j].line
+		}
+		return es[i].key < es[j].key
+	})
+	out := make([]string, 0, len(es))
+	for _, e := range es {
+		if e.line == 1<<30 {
+			out = append(out, e.key)
+		} else {
+			out = append(out, fmt.Sprintf("line %d: %s", e.line, e.key))
+		}
+	}
+	return fmt.Errorf("unknown keys: %s", strings.Join(out, "; "))
 }
 
 func (c *Config) defaults() {
@@ -368,7 +410,7 @@ func (c *Config) check() error {
 				return nil
 			}
 		}
-		return fmt.Errorf("%s = %q: must be one of %s", key, v, strings.Join(allowed, ", "))
+		return keyErrorf(key, " = %q: must be one of %s", v, strings.Join(allowed, ", "))
 	}
 	if err := oneOf("trust.namespaces", c.Trust.Namespaces, "enforce", "ignore"); err != nil {
 		return err
@@ -402,7 +444,7 @@ func (c *Config) check() error {
 		{"sync.transfer_max_resumes", int64(c.Sync.TransferMaxResumes)},
 		{"proxy.cache_size", int64(c.Proxy.CacheSize)}, {"proxy.max_body", int64(c.Proxy.MaxBody)}} {
 		if n.v < 0 {
-			return fmt.Errorf("%s = %d: must not be negative (0 or unset: the default)", n.key, n.v)
+			return keyErrorf(n.key, " = %d: must not be negative (0 or unset: the default)", n.v)
 		}
 	}
 	for name, vo := range c.VO {
@@ -411,23 +453,25 @@ func (c *Config) check() error {
 		}
 	}
 	for i, s := range c.Sync.Sources {
+		key := fmt.Sprintf("sync.source[%d]", i)
 		if (s.Path == "") == (s.URL == "") {
-			return fmt.Errorf("sync.source[%d]: set exactly one of path and url", i)
+			return keyErrorf(key, ": set exactly one of path and url")
 		}
 		if s.URL != "" && URLMayHoldCredentials(s.URL) {
 			// never echo the URL: it may hold a password
-			return fmt.Errorf("sync.source[%d].url: not a URL without credentials: user:password@ in a source URL would appear in logs, reports and errors; serve the index without them (or through a local proxy that adds them)", i)
+			return keyErrorf(key+".url", ": not a URL without credentials: user:password@ in a source URL would appear in logs, reports and errors; serve the index without them (or through a local proxy that adds them)")
 		}
 		if len(s.VOs) == 0 {
-			return fmt.Errorf("sync.source[%d]: vos is empty: a source must name the VOs it may publish for", i)
+			return keyErrorf(key, ": vos is empty: a source must name the VOs it may publish for")
 		}
 		for _, v := range s.VOs {
 			if _, ok := c.VO[v]; !ok {
-				return fmt.Errorf("sync.source[%d]: VO %q has no [vo.%s] section", i, v, v)
+				return keyErrorf(key+".vos", ": VO %q has no [vo.%s] section", v, v)
 			}
 		}
 	}
 	for i, s := range c.CRL.Sources {
+		key := fmt.Sprintf("crl.source[%d]", i)
 		n := 0
 		for _, v := range []string{s.URL, s.File, s.Dir} {
 			if v != "" {
@@ -435,11 +479,11 @@ func (c *Config) check() error {
 			}
 		}
 		if n != 1 {
-			return fmt.Errorf("crl.source[%d]: set exactly one of url, file and dir", i)
+			return keyErrorf(key, ": set exactly one of url, file and dir")
 		}
 		if s.URL != "" && URLMayHoldCredentials(s.URL) {
 			// never echo the URL: it may hold a password
-			return fmt.Errorf("crl.source[%d].url: not a URL without credentials: user:password@ in a CRL URL would appear in logs and reports; CRLs are public (RFC 5280), serve them without", i)
+			return keyErrorf(key+".url", ": not a URL without credentials: user:password@ in a CRL URL would appear in logs and reports; CRLs are public (RFC 5280), serve them without")
 		}
 	}
 	return nil

@@ -162,3 +162,31 @@ projects = ["4f1e7a8c-9b2d-4e6f-8a0b-1c2d3e4f5a6b"]
 		}
 	}
 }
+
+// TestErrorsNameTheLine: a key the configuration refuses (unknown, or a
+// value out of its range) is named with the line it is on, so that an
+// operator finds the typo in a long file.
+func TestErrorsNameTheLine(t *testing.T) {
+	for _, c := range []struct{ name, in, want string }{
+		{"fail unknown key in a table", "[trust]\nstrict = true\nca_file = [\"a\"]\n", "line 3: trust.ca_file"},
+		{"fail unknown key in the second table", "[trust]\n\n[sync]\n# comment\nintervall = \"5m\"\n", "line 5: sync.intervall"},
+		{"fail unknown table names the table once", "[trust]\n[trsut]\nx = 1\n", "unknown keys: line 2: trsut"},
+		{"fail unknown dotted key", "trust.crl_file = \"a\"\n", "line 1: trust.crl_file"},
+		{"fail unknown key after a multi-line array", "[trust]\nca_files = [\n  \"a\", # [x]\n  \"b\",\n]\ncrl_file = \"c\"\n", "line 6: trust.crl_file"},
+		{"fail unknown key in the second source", "[vo.a]\n[[sync.source]]\npath = \"x\"\nvos = [\"a\"]\n[[sync.source]]\npath = \"y\"\nvo = [\"a\"]\n", "line 7: sync.source.vo"},
+		{"fail unknown quoted key", "[proxy]\n\"tls_ca\" = \"x\"\n", "line 2: proxy.tls_ca"},
+		{"fail two unknown keys in file order", "[sync]\nintervall = \"5m\"\n[trust]\nca_file = \"a\"\n", "unknown keys: line 2: sync.intervall; line 4: trust.ca_file"},
+		{"fail bad value", "[sync]\nparallel = 2\nretire = \"burn\"\n", "line 3: sync.retire = \"burn\""},
+		{"fail bad value in a table header", "[crl]\n\n[crl]\n", "line 3"},
+		{"fail bad source", "[vo.a]\n[[sync.source]]\npath = \"x\"\nvos = [\"a\"]\n\n[[sync.source]]\npath = \"y\"\n", "line 6: sync.source[1]: vos is empty"},
+		{"fail bad visibility", "[vo.a]\nvisibility = \"everyone\"\n", "line 2: vo.a.visibility"},
+		{"fail negative count", "[proxy]\nmax_body = -1\n", "line 2: proxy.max_body = -1"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse([]byte(c.in))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v, want it to contain %q", err, c.want)
+			}
+		})
+	}
+}
