@@ -255,6 +255,9 @@ type Log struct {
 // Load reads and checks a configuration file. Relative paths in it are
 // resolved against the file's directory.
 func Load(path string) (*Config, error) {
+	if err := checkNotWritableByOthers(path); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
@@ -266,6 +269,29 @@ func Load(path string) (*Config, error) {
 	c.Path = path
 	c.resolve(filepath.Dir(path))
 	return c, nil
+}
+
+// checkNotWritableByOthers refuses a configuration file that every user of
+// the host may write, or replace (its directory writable by every user,
+// without the sticky bit): the file names the CAs, the VOs' signers and
+// the boot gate's policy, and any local user could rewrite them.
+func checkNotWritableByOthers(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if m := fi.Mode().Perm(); m&0o002 != 0 {
+		return fmt.Errorf("the file is writable by every user (mode %04o): any local user could change what this site trusts; chmod o-w it (install -m 0640 -o root -g imagetrust)", m)
+	}
+	dir := filepath.Dir(path)
+	di, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if m := di.Mode(); m.Perm()&0o002 != 0 && m&os.ModeSticky == 0 {
+		return fmt.Errorf("its directory %s is writable by every user (mode %04o): any local user could replace the file; chmod o-w the directory", dir, m.Perm())
+	}
+	return nil
 }
 
 // Parse decodes configuration bytes, refusing unknown keys, and applies defaults.

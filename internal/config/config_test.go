@@ -190,3 +190,55 @@ func TestErrorsNameTheLine(t *testing.T) {
 		})
 	}
 }
+
+// TestLoadRefusesWritableByOthers: a configuration file that every user
+// of the host may write (or replace, in a directory every user may write
+// without the sticky bit) decides what the site trusts for anyone: it is
+// refused, naming the file and its mode.
+func TestLoadRefusesWritableByOthers(t *testing.T) {
+	for _, c := range []struct {
+		name          string
+		file, dir     os.FileMode
+		wantErrSubstr string
+	}{
+		{name: "ok 0640 in 0750", file: 0o640, dir: 0o750},
+		{name: "ok 0644 in 0755", file: 0o644, dir: 0o755},
+		{name: "ok 0640 in a sticky 1777 directory", file: 0o640, dir: 0o1777},
+		{name: "ok group-writable 0660", file: 0o660, dir: 0o750},
+		{name: "fail world-writable 0666", file: 0o666, dir: 0o755, wantErrSubstr: "writable by every user (mode 0666)"},
+		{name: "fail world-writable 0602", file: 0o602, dir: 0o755, wantErrSubstr: "writable by every user (mode 0602)"},
+		{name: "fail in a world-writable directory", file: 0o640, dir: 0o777, wantErrSubstr: "writable by every user (mode 0777)"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "etc")
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			p := filepath.Join(dir, "imagetrust.toml")
+			if err := os.WriteFile(p, []byte("[log]\nlevel = \"info\"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			chmod := func(p string, m os.FileMode) {
+				if m&0o1000 != 0 {
+					m = m&0o777 | os.ModeSticky
+				}
+				if err := os.Chmod(p, m); err != nil {
+					t.Fatal(err)
+				}
+			}
+			chmod(p, c.file)
+			chmod(dir, c.dir)
+			t.Cleanup(func() { _ = os.Chmod(dir, 0o700) })
+			_, err := Load(p)
+			if c.wantErrSubstr == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), c.wantErrSubstr) {
+				t.Fatalf("error %v, want %q", err, c.wantErrSubstr)
+			}
+		})
+	}
+}
