@@ -66,6 +66,9 @@ func cmdCRL(ctx context.Context, e *env, args []string) int {
 		format = "json"
 	}
 	log := newLogger(e.stderr, format, cfg.Log.Level)
+	for _, w := range secretFileWarnings(cloudsYAML(e.getenv)) {
+		log.Warn("secret file readable by every user", "warning", w)
+	}
 	jc, warnings, err := crlJobConfig(cfg)
 	if err != nil {
 		return fail(e, exitUsage, "crl: %v", err)

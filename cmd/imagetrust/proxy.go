@@ -67,6 +67,9 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 			return fail(e, exitUsage, "proxy: proxy.tls_cert %s and proxy.tls_key %s: %v", cfg.Proxy.TLSCert, cfg.Proxy.TLSKey, err)
 		}
 	}
+	for _, w := range secretFileWarnings(secretFile{"proxy.tls_key", cfg.Proxy.TLSKey}, cloudsYAML(e.getenv)) {
+		log.Warn("secret file readable by every user", "warning", w)
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

@@ -51,6 +51,9 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 	for _, w := range cfg.ProjectWarnings() {
 		log.Warn("configuration warning", "warning", w)
 	}
+	for _, w := range secretFileWarnings(cloudsYAML(e.getenv)) {
+		log.Warn("secret file readable by every user", "warning", w)
+	}
 	// caught from the start: a SIGHUP while the sync starts (or during a
 	// --once pass) must not kill it
 	hup := make(chan os.Signal, 1)
