@@ -209,7 +209,7 @@ func LoadTrust(c *config.Config) (*Trust, []string, error) {
 	for _, f := range c.Trust.CAFiles {
 		certs, err := ReadCertificates(f)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, fmt.Errorf("trust.ca_files: %w", err)
 		}
 		o.People = append(o.People, certs...)
 	}
@@ -253,7 +253,7 @@ func LoadTrust(c *config.Config) (*Trust, []string, error) {
 	for _, f := range c.Trust.RegistrarCAFiles {
 		certs, err := ReadCertificates(f)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, fmt.Errorf("trust.registrar_ca_files: %w", err)
 		}
 		o.Registrar = append(o.Registrar, certs...)
 	}

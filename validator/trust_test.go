@@ -223,21 +223,29 @@ TO Issuer "/O=imagetrust test/CN=People Issuing CA" PERMIT Subject "/O=imagetrus
 func TestLoadTrustErrors(t *testing.T) {
 	dir := t.TempDir()
 	bad := testpki.WriteFile(t, dir, "bad.pem", []byte("not a certificate"))
-	for name, toml := range map[string]string{
-		"fail missing CA file": `[trust]
-ca_files = ["/nonexistent/ca.pem"]`,
-		"fail garbage CA file": fmt.Sprintf(`[trust]
-ca_files = [%q]`, bad),
-		"fail bad creator DN": `[vo.x]
-creators = ["CN"]`,
+	// each error names the setting, so that the operator knows which list
+	// to fix (the same file may be named in two)
+	for _, c := range []struct{ name, toml, want string }{
+		{"fail missing CA file", `[trust]
+ca_files = ["/nonexistent/ca.pem"]`, "trust.ca_files: /nonexistent/ca.pem"},
+		{"fail garbage CA file", fmt.Sprintf(`[trust]
+ca_files = [%q]`, bad), "trust.ca_files: " + bad},
+		{"fail missing registrar CA file", `[trust]
+registrar_ca_files = ["/nonexistent/registrar.pem"]`, "trust.registrar_ca_files: /nonexistent/registrar.pem"},
+		{"fail garbage registrar CA file", fmt.Sprintf(`[trust]
+registrar_ca_files = [%q]`, bad), "trust.registrar_ca_files: " + bad},
+		{"fail missing CRL file", `[trust]
+crl_files = ["/nonexistent/ca.crl"]`, "trust.crl_files: /nonexistent/ca.crl"},
+		{"fail bad creator DN", `[vo.x]
+creators = ["CN"]`, "vo.x.creators"},
 	} {
-		t.Run(name, func(t *testing.T) {
-			cfg, err := config.Parse([]byte(toml))
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := config.Parse([]byte(c.toml))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, _, err := LoadTrust(cfg); err == nil {
-				t.Fatal("accepted")
+			if _, _, err := LoadTrust(cfg); err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v, want it to name %q", err, c.want)
 			}
 		})
 	}

@@ -473,6 +473,19 @@ func (c *Config) check() error {
 			return keyErrorf(n.key, " = %d: must not be negative (0 or unset: the default)", n.v)
 		}
 	}
+	// an empty path would be read as the configuration's directory, or
+	// fail naming no file
+	for _, l := range []struct {
+		key   string
+		paths []string
+	}{{"trust.ca_files", c.Trust.CAFiles}, {"trust.ca_dirs", c.Trust.CADirs},
+		{"trust.registrar_ca_files", c.Trust.RegistrarCAFiles}, {"trust.crl_files", c.Trust.CRLFiles}} {
+		for i, p := range l.paths {
+			if strings.TrimSpace(p) == "" {
+				return keyErrorf(l.key, ": entry %d is empty", i+1)
+			}
+		}
+	}
 	for name, vo := range c.VO {
 		if err := oneOf("vo."+name+".visibility", vo.Visibility, "private", "shared", "community", "public"); err != nil {
 			return err

@@ -181,6 +181,10 @@ func TestErrorsNameTheLine(t *testing.T) {
 		{"fail bad source", "[vo.a]\n[[sync.source]]\npath = \"x\"\nvos = [\"a\"]\n\n[[sync.source]]\npath = \"y\"\n", "line 6: sync.source[1]: vos is empty"},
 		{"fail bad visibility", "[vo.a]\nvisibility = \"everyone\"\n", "line 2: vo.a.visibility"},
 		{"fail negative count", "[proxy]\nmax_body = -1\n", "line 2: proxy.max_body = -1"},
+		{"fail empty ca_files entry", "[trust]\nca_files = [\"/etc/a.pem\", \"\"]\n", "line 2: trust.ca_files: entry 2 is empty"},
+		{"fail empty crl_files entry", "[trust]\n\ncrl_files = [\"\"]\n", "line 3: trust.crl_files: entry 1 is empty"},
+		{"fail empty registrar_ca_files entry", "[trust]\nregistrar_ca_files = [\"\"]\n", "trust.registrar_ca_files: entry 1 is empty"},
+		{"fail empty ca_dirs entry", "[trust]\nca_dirs = [\" \"]\n", "trust.ca_dirs: entry 1 is empty"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := Parse([]byte(c.in))
