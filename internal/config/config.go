@@ -601,7 +601,12 @@ func (c *Config) ProjectWarnings() []string {
 // (user:password@, or a token as the user name) or does not parse, in
 // which case what stands where they would is unknown. Such a URL is refused
 // and never echoed: logs, reports and errors would carry the secret.
+//
+// A URL without "//" after its scheme ("user:secret@host/path", which
+// url.Parse reads as scheme "user" and opaque "secret@host/path") has no
+// user information to Go, but its text before an "@" may be a secret all
+// the same: any "@" in an opaque URL counts.
 func URLMayHoldCredentials(raw string) bool {
 	u, err := url.Parse(raw)
-	return err != nil || u.User != nil
+	return err != nil || u.User != nil || strings.Contains(u.Opaque, "@")
 }

@@ -246,3 +246,26 @@ func TestLoadRefusesWritableByOthers(t *testing.T) {
 		})
 	}
 }
+
+// TestURLMayHoldCredentials: user information is found in every form a
+// URL can carry it, including one without "//" that url.Parse reads as an
+// opaque URL of scheme "user".
+func TestURLMayHoldCredentials(t *testing.T) {
+	for _, tc := range []struct {
+		url  string
+		want bool
+	}{
+		{"https://crl.example.org/ca.crl", false},
+		{"http://127.0.0.1:5000/v3", false},
+		{"https://crl.example.org/a@b.crl", false},
+		{"https://user:secret@crl.example.org/ca.crl", true},
+		{"https://token@crl.example.org/ca.crl", true},
+		{"user:secret@crl.example.org/ca.crl", true},
+		{"https:user:secret@crl.example.org/ca.crl", true},
+		{"https://crl.example.org/%zz", true}, // does not parse
+	} {
+		if got := URLMayHoldCredentials(tc.url); got != tc.want {
+			t.Errorf("URLMayHoldCredentials(%q) = %v, want %v", tc.url, got, tc.want)
+		}
+	}
+}
