@@ -120,7 +120,9 @@
 // reads, with the same decision, still has something to do, writes that
 // (at most MaxWriteAttempts times); what still does not hold is a
 // Report.LostWrites (`crl --once` exits 4, the daemon runs again within
-// TransitRecheck, imagetrust_crl_lost_writes_total). A reactivation is
+// TransitRecheck, imagetrust_crl_lost_writes_total). A write that fails,
+// or whose check read fails, is an error (Report.FailedWrites), and the
+// daemon runs again within TransitRecheck too. A reactivation is
 // planned again from the image read just before it, and an image the job
 // reactivated that carries a local flag when read again is deactivated
 // again with the crl-hold marker. The job remembers the local flags it

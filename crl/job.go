@@ -162,8 +162,14 @@ type Report struct {
 	// concurrent Glance write lost it.
 	LocalFlagsGone []LocalFlagGone `json:"local_flags_gone,omitempty"`
 	Writes         int             `json:"writes"`
-	Errors         []string        `json:"errors,omitempty"`
-	Warnings       []string        `json:"warnings,omitempty"`
+	// FailedWrites counts the writes of image changes, and the reads
+	// that check them, that failed (each also in Errors): such an image
+	// may not have what the job meant it to have (a revoked image still
+	// active), so the daemon runs again within TransitRecheck, as for
+	// LostWrites, rather than an interval later.
+	FailedWrites int      `json:"failed_writes,omitempty"`
+	Errors       []string `json:"errors,omitempty"`
+	Warnings     []string `json:"warnings,omitempty"`
 }
 
 // Run does one pass: it builds the index of CRLs (cached ones first, then

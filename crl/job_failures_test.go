@@ -76,8 +76,8 @@ func TestJobWriteOrder(t *testing.T) {
 	w.serve(crlT(w.registrar, 1, pki.Revoked{Serial: big.NewInt(11), Reason: ReasonKeyCompromise},
 		pki.Revoked{Serial: big.NewInt(12), Reason: ReasonCertificateHold}), 0, 0)
 	w.cat.fail = map[string]int{"set": 2}
-	if _, err := j.Run(context.Background(), false); err == nil {
-		t.Fatal("failed writes not reported")
+	if rep, err := j.Run(context.Background(), false); err == nil || rep.FailedWrites != 2 {
+		t.Fatalf("failed writes not reported: %v, FailedWrites %d, want 2", err, rep.FailedWrites)
 	}
 	if img := w.cat.get("img-1"); img.Status != StatusDeactivated {
 		t.Fatalf("revoked img-1 active after its properties write failed: %+v", img)
@@ -101,6 +101,26 @@ func TestJobWriteOrder(t *testing.T) {
 	run(t, j)
 	if img := w.cat.get("img-2"); img.Status != StatusActive || img.Properties[PropGlobalValidity] != StateValid || img.Properties[PropDeactivatedBy] != "" {
 		t.Fatalf("released hold not reactivated by the next run: %+v", img)
+	}
+}
+
+// TestJobUncheckedWrite: a write whose check (the image read again) fails
+// is a failed write: reported, counted in FailedWrites so that the daemon
+// runs again soon, and the next run finds the image as the write left it.
+func TestJobUncheckedWrite(t *testing.T) {
+	w := newWorld(t)
+	j := w.job(t, t.TempDir(), t0, true)
+	w.serve(crlT(w.registrar, 1, pki.Revoked{Serial: big.NewInt(11), Reason: ReasonKeyCompromise}), 0, 0)
+	w.cat.fail = map[string]int{"get": 1}
+	rep, err := j.Run(context.Background(), false)
+	if err == nil || rep.FailedWrites != 1 || len(rep.LostWrites) != 0 {
+		t.Fatalf("unchecked write: %v, FailedWrites %d, LostWrites %v; want an error and 1 failed write", err, rep.FailedWrites, rep.LostWrites)
+	}
+	if rep := run(t, j); rep.FailedWrites != 0 {
+		t.Fatalf("next run: FailedWrites %d", rep.FailedWrites)
+	}
+	if img := w.cat.get("img-1"); img.Status != StatusDeactivated || img.Properties[PropGlobalValidity] != StateRevoked {
+		t.Fatalf("revoked img-1 after the unchecked write: %+v", img)
 	}
 }
 

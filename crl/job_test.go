@@ -36,7 +36,7 @@ type memCatalog struct {
 	images map[string]*Image
 	writes int
 	// fail makes the next fail[op] calls of op ("set", "deactivate",
-	// "reactivate") fail, as Glance may (a 413 for a full property quota, a
+	// "reactivate", "get") fail, as Glance may (a 413 for a full property quota, a
 	// 503)
 	fail map[string]int
 }
@@ -113,6 +113,9 @@ func (m *memCatalog) Reactivate(_ context.Context, id string) error {
 func (m *memCatalog) Get(_ context.Context, id string) (Image, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if err := m.failing("get"); err != nil {
+		return Image{}, err
+	}
 	img, ok := m.images[id]
 	if !ok {
 		return Image{}, ErrImageGone

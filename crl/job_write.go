@@ -79,6 +79,7 @@ func (j *Job) write(ctx context.Context, todo []pendingWrite, rep *Report) []err
 	var errs []error
 	fail := func(err error) {
 		rep.Errors = append(rep.Errors, err.Error())
+		rep.FailedWrites++
 		errs = append(errs, err)
 	}
 	for attempt := 1; len(todo) > 0; attempt++ {

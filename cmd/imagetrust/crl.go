@@ -333,6 +333,10 @@ func crlDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path s
 				log.Error("image changes lost to concurrent Glance writes: running again soon", "images", len(rep.LostWrites), "in", crl.TransitRecheck)
 				soon = true
 			}
+			if rep.FailedWrites > 0 {
+				log.Error("image changes failed or could not be checked: running again soon", "failures", rep.FailedWrites, "in", crl.TransitRecheck)
+				soon = true
+			}
 		}
 		if err != nil {
 			log.Error("crl run failed", "err", err)
