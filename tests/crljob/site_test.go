@@ -17,13 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/gophercloud/gophercloud/v2"
-	"github.com/gophercloud/gophercloud/v2/openstack"
-	osconfig "github.com/gophercloud/gophercloud/v2/openstack/config"
-	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/projects"
-	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/roles"
-	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/users"
 
 	"github.com/imagetrust/imagetrust/crl"
 	"github.com/imagetrust/imagetrust/internal/glance"
@@ -77,73 +71,11 @@ func newSite(t *testing.T, names ...string) *site {
 	return s
 }
 
-// makeProject creates a project and a user holding the mirror user's roles
-// in it, and writes a clouds.yaml for them.
+// makeProject creates the site's own project and user (ostest.NewProject),
+// with the clouds.yaml entry "crl".
 func (s *site) makeProject() {
-	t := s.t
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	ao, eo := s.cloud.AuthOptions(t, ostest.CloudAdmin)
-	idc, err := openstack.NewIdentityV3(s.cloud.Provider(t, ostest.CloudAdmin), eo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := "crl-" + uuid.NewString()[:8]
-	p, err := projects.Create(ctx, idc, projects.CreateOpts{Name: name, DomainID: "default", Description: "imagetrust crl test mirror"}).Extract()
-	if err != nil {
-		t.Fatalf("creating project: %v", err)
-	}
-	password := uuid.NewString()
-	u, err := users.Create(ctx, idc, users.CreateOpts{Name: name, DomainID: "default", Password: password, DefaultProjectID: p.ID}).Extract()
-	if err != nil {
-		t.Fatalf("creating user: %v", err)
-	}
-	pages, err := roles.List(idc, nil).AllPages(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	all, err := roles.ExtractRoles(pages)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Like the stack's mirror user: Glance's default policy wants admin for
-	// deactivate/reactivate; imagetrust is the role property protections name.
-	want := map[string]bool{"admin": true, "member": true, "imagetrust": true}
-	for _, r := range all {
-		if want[r.Name] {
-			if err := roles.Assign(ctx, idc, r.ID, roles.AssignOpts{UserID: u.ID, ProjectID: p.ID}).ExtractErr(); err != nil {
-				t.Fatalf("assigning role %s: %v", r.Name, err)
-			}
-		}
-	}
-	s.project = p.ID
-	yaml := fmt.Sprintf(`clouds:
-  crl:
-    auth:
-      auth_url: %s
-      username: %s
-      password: %s
-      project_name: %s
-      user_domain_name: Default
-      project_domain_name: Default
-    region_name: %s
-    interface: public
-    identity_api_version: 3
-`, ao.IdentityEndpoint, name, password, name, eo.Region)
-	s.clouds = filepath.Join(s.dir, "clouds.yaml")
-	if err := os.WriteFile(s.clouds, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	pc, err := osconfig.NewProviderClient(ctx, gophercloud.AuthOptions{
-		IdentityEndpoint: ao.IdentityEndpoint, Username: name, Password: password, DomainName: "Default",
-		Scope: &gophercloud.AuthScope{ProjectName: name, DomainName: "Default"}, AllowReauth: true,
-	})
-	if err != nil {
-		t.Fatalf("authenticating as %s: %v", name, err)
-	}
-	if s.img, err = openstack.NewImageV2(pc, eo); err != nil {
-		t.Fatal(err)
-	}
+	p := s.cloud.NewProject(s.t, s.dir, "crl", "crl")
+	s.project, s.clouds, s.img = p.ID, p.CloudsYAML, p.Image
 }
 
 // publish runs the publisher flow for images/NAME.json.

@@ -1,0 +1,109 @@
+package ostest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack"
+	osconfig "github.com/gophercloud/gophercloud/v2/openstack/config"
+	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/projects"
+	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/roles"
+	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/users"
+)
+
+// Project is a Keystone project of its own, with a user holding the mirror
+// user's roles in it (admin, member, imagetrust): a mirror project whose
+// catalogue holds only one test's images, whatever other tests do in the
+// shared Glance.
+type Project struct {
+	// ID and Name of the project; the user has the same name.
+	ID, Name string
+	// CloudName is the entry of CloudsYAML for the user in the project.
+	CloudName string
+	// CloudsYAML is a clouds.yaml holding that one entry.
+	CloudsYAML string
+	// Image is a Glance v2 client authenticated as the user.
+	Image *gophercloud.ServiceClient
+}
+
+// Env returns the variables that make imagetrust (and the openstack
+// client) use the project's credentials: OS_CLOUD and
+// OS_CLIENT_CONFIG_FILE.
+func (p *Project) Env() []string {
+	return []string{"OS_CLOUD=" + p.CloudName, "OS_CLIENT_CONFIG_FILE=" + p.CloudsYAML}
+}
+
+// NewProject creates a project named prefix-XXXXXXXX and its user, and
+// writes dir/clouds.yaml with the entry cloudName for them.
+func (c *Cloud) NewProject(t testing.TB, dir, prefix, cloudName string) *Project {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ao, eo := c.AuthOptions(t, CloudAdmin)
+	idc, err := openstack.NewIdentityV3(c.Provider(t, CloudAdmin), eo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := prefix + "-" + uuid.NewString()[:8]
+	p, err := projects.Create(ctx, idc, projects.CreateOpts{Name: name, DomainID: "default", Description: "imagetrust test mirror"}).Extract()
+	if err != nil {
+		t.Fatalf("ostest: creating project: %v", err)
+	}
+	password := uuid.NewString()
+	u, err := users.Create(ctx, idc, users.CreateOpts{Name: name, DomainID: "default", Password: password, DefaultProjectID: p.ID}).Extract()
+	if err != nil {
+		t.Fatalf("ostest: creating user: %v", err)
+	}
+	pages, err := roles.List(idc, nil).AllPages(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := roles.ExtractRoles(pages)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Like the stack's mirror user: Glance's default policy wants admin for
+	// deactivate/reactivate; imagetrust is the role property protections name.
+	want := map[string]bool{"admin": true, "member": true, "imagetrust": true}
+	for _, r := range all {
+		if want[r.Name] {
+			if err := roles.Assign(ctx, idc, r.ID, roles.AssignOpts{UserID: u.ID, ProjectID: p.ID}).ExtractErr(); err != nil {
+				t.Fatalf("ostest: assigning role %s: %v", r.Name, err)
+			}
+		}
+	}
+	out := &Project{ID: p.ID, Name: name, CloudName: cloudName, CloudsYAML: filepath.Join(dir, "clouds.yaml")}
+	yaml := fmt.Sprintf(`clouds:
+  %s:
+    auth:
+      auth_url: %s
+      username: %s
+      password: %s
+      project_name: %s
+      user_domain_name: Default
+      project_domain_name: Default
+    region_name: %s
+    interface: public
+    identity_api_version: 3
+`, cloudName, ao.IdentityEndpoint, name, password, name, eo.Region)
+	if err := os.WriteFile(out.CloudsYAML, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pc, err := osconfig.NewProviderClient(ctx, gophercloud.AuthOptions{
+		IdentityEndpoint: ao.IdentityEndpoint, Username: name, Password: password, DomainName: "Default",
+		Scope: &gophercloud.AuthScope{ProjectName: name, DomainName: "Default"}, AllowReauth: true,
+	})
+	if err != nil {
+		t.Fatalf("ostest: authenticating as %s: %v", name, err)
+	}
+	if out.Image, err = openstack.NewImageV2(pc, eo); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
