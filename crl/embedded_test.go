@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/big"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,7 +68,9 @@ func TestJobEmbeddedIntermediate(t *testing.T) {
 	}{
 		{"ok embedded intermediate's CRL revokes its creator", true, revokeCreator, StateRevoked, ""},
 		{"fail forged intermediate of the same name", true, forged, StateValid, ReasonWrongIssuer},
-		{"fail intermediate not embedded: its CRL has no CA", false, revokeCreator, StateValid, ReasonWrongIssuer},
+		// not refused: with no record carrying it, the intermediate's CRL
+		// judges no image (a warning says it is not used)
+		{"fail intermediate not embedded: its CRL has no CA", false, revokeCreator, StateValid, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w.cat.images["img-e"].Status = StatusActive
@@ -99,6 +103,10 @@ func TestJobEmbeddedIntermediate(t *testing.T) {
 			}
 			if refused != tc.wantReason {
 				t.Fatalf("CRL file refused with %q, want %q (%+v)", refused, tc.wantReason, rep.Refused)
+			}
+			unused := slices.ContainsFunc(rep.Warnings, func(w string) bool { return strings.Contains(w, "people.crl not used") })
+			if unused != (tc.want == StateValid && tc.wantReason == "") {
+				t.Fatalf("warning that the CRL file is not used: %v, warnings %q", unused, rep.Warnings)
 			}
 			if img := w.cat.get("img-r"); img.Properties[PropGlobalValidity] != StateValid {
 				t.Fatalf("img-r: %+v", img)

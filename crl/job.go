@@ -479,6 +479,13 @@ func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *R
 			continue
 		}
 		c, err := j.intake(ix, cas, last, floor, f, now, parsed)
+		if st := httpSt[f.name]; errors.Is(err, errUnknownIssuer) && (st.CA == "" || st.Issuer == issuerOf(err)) {
+			// (a URL whose accepted CRL had another issuer, or one not
+			// recorded, is refused below: its CRL was replaced)
+			j.unused(rep, f.name, err)
+			delete(httpSt, f.name)
+			continue
+		}
 		if err != nil {
 			j.refuse(rep, f.name, err)
 			delete(httpSt, f.name) // fetched whole next run
@@ -487,7 +494,7 @@ func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *R
 		parsed[c.Fingerprint()] = c.List
 		k := scopeKey(c.CA, c.Header)
 		if st, ok := pending[f.name]; ok {
-			st.CA = cacheName(k)
+			st.CA, st.Issuer = cacheName(k), issuerName(c.Header)
 			httpSt[f.name] = st
 		}
 		lg, had := last[k]
@@ -673,7 +680,7 @@ func (j *Job) intake(ix *Index, cas []*x509.Certificate, last map[string]lastGoo
 			return nil
 		}
 		if firstErr == nil {
-			firstErr = wrapf(ReasonWrongIssuer, h, "no configured CA is named %q", h.Issuer.String())
+			firstErr = wrapf(ReasonWrongIssuer, h, "%w %q", errUnknownIssuer, h.Issuer.String())
 		}
 		return firstErr
 	}
@@ -702,6 +709,34 @@ func (j *Job) intake(ix *Index, cas []*x509.Certificate, last map[string]lastGoo
 func reasonIs(err error, reason string) bool {
 	var e *Error
 	return errors.As(err, &e) && e.Reason == reason
+}
+
+// errUnknownIssuer is the CRL of a CA that is neither configured nor
+// embedded in a catalogue record's signature (EmbeddedCAs).
+var errUnknownIssuer = errors.New("no CA configured or embedded in a catalogue record is named")
+
+// unused reports a CRL of an issuer the job does not know (errUnknownIssuer)
+// as a warning, not a refusal: with trust files that hold only the roots,
+// the job learns the intermediate CAs from the records, so a new site
+// before its first sync, or one whose every image was retired, has none,
+// and their CRLs judge no image. A CRL of a CA that a record carries later
+// is used from that run on. A name that a known CA bears but whose
+// signature or key identifier does not match stays a refusal, and so does
+// an unknown issuer's CRL from a URL whose last accepted CRL had another
+// issuer (or one the state does not record): its CRL was replaced.
+func (j *Job) unused(rep *Report, source string, err error) {
+	issuer := issuerOf(err)
+	rep.Warnings = append(rep.Warnings, fmt.Sprintf("CRL %s not used: %s (it judges no catalogue image; a CRL of an intermediate CA is used once a record carries that CA)", source, err))
+	j.log.Warn("crl not used: its issuer is no known CA", "source", source, "issuer", issuer)
+}
+
+// issuerOf is the issuer name an *Error carries ("" for another error).
+func issuerOf(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Issuer
+	}
+	return ""
 }
 
 func (j *Job) refuse(rep *Report, source string, err error) {
