@@ -124,31 +124,68 @@ func readPolicyFile(path string) ([]*nsPolicy, error) {
 // CRLs (as fetch-crl writes them), and each CA's name constraints into ns:
 // <hash>.namespaces, or <hash>.signing_policy where there is no namespaces
 // entry. Other names (CAname.pem, .info, .crl_url, anything not named
-// <8 hex digits>.<ext>) are not read.
+// <8 hex digits>.<ext>) are not read. It is scanCADir and applyCADirs of
+// one directory; LoadTrust scans all of trust.ca_dirs first, so that
+// "own" and "foreign" are decided across them.
 //
 // One bad file never fails the directory, and never widens what is trusted:
 //   - a <hash>.N file that fails readCACert is skipped, with a warning
 //     naming the file and the check; the same certificate under two
 //     hashes (the new and the old one, as IGTF ships) is one CA;
-//   - a CA's own policy files (those of the hashes it is filed under) alone
-//     constrain it: rules for it in other files are not used. One that
-//     cannot be read or parsed, or names no policy for the CA, gives it an
-//     empty policy (it may issue no name), with a warning, as has a CA with
-//     no policy file that no other file names;
-//   - rules of a CA's file for another issuer (a sub-CA the directory does
-//     not hold, a CA of it without policy files) are used for that issuer;
+//   - a CA's own policy files (those of the hashes it is filed under, in
+//     any of the directories) alone constrain it: rules for it in other
+//     files are not used. One that cannot be read or parsed, or names no
+//     policy for the CA, gives it an empty policy (it may issue no name),
+//     with a warning, as has a CA with no policy file that no other file
+//     names;
+//   - rules of a CA's file for another issuer (a sub-CA no directory
+//     holds, a CA without policy files) are used for that issuer;
 //   - a policy file for a hash with no certificate file is not read (a
-//     warning says so), nor is that of a hash whose certificates were all
-//     skipped.
+//     warning says so).
 //
 // now (zero: not checked) is when the CAs outside their validity are
 // warned of; they load, as Verify judges chains at registration time.
 // A directory from which no CA loads returns no error here: LoadTrust
 // decides whether that is one.
 func readCADir(dir string, ns *Namespaces, enforce bool, now time.Time) ([]*x509.Certificate, []string, []string, error) {
-	ents, err := os.ReadDir(dir)
+	d, err := scanCADir(dir, enforce, now)
 	if err != nil {
 		return nil, nil, nil, err
+	}
+	if enforce {
+		if err := applyCADirs([]*caDir{d}, ns); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	return d.certs, d.crls, d.warnings, nil
+}
+
+// caDir is what scanCADir found in one directory, before its policies go
+// into a Namespaces.
+type caDir struct {
+	dir            string
+	certs          []*x509.Certificate
+	crls, warnings []string
+	// own: the issuers constrained by their own policy file here;
+	// ownPolicies their policies, foreign the rules of those files for
+	// other issuers
+	own                  []DN
+	ownPolicies, foreign []*nsPolicy
+	// bare: the CAs filed under a hash without a policy file
+	bare []bareCA
+}
+
+type bareCA struct {
+	base    string
+	subject DN
+}
+
+// scanCADir reads one directory of readCADir (the policy files only if
+// enforce).
+func scanCADir(dir string, enforce bool, now time.Time) (*caDir, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
 	}
 	names := make([]string, 0, len(ents))
 	present := map[string]bool{}
@@ -157,8 +194,7 @@ func readCADir(dir string, ns *Namespaces, enforce bool, now time.Time) ([]*x509
 		present[e.Name()] = true
 	}
 	sort.Strings(names)
-	var certs []*x509.Certificate
-	var crls, warnings []string
+	d := &caDir{dir: dir}
 	loaded := map[string]bool{}                 // certificate DER
 	certsOf := map[string][]*x509.Certificate{} // by hash
 	certFile := map[string]bool{}               // hashes with a <hash>.N name
@@ -174,12 +210,12 @@ func readCADir(dir string, ns *Namespaces, enforce bool, now time.Time) ([]*x509
 		case ext == ".namespaces" || (ext == ".signing_policy" && !present[base+".namespaces"]):
 			policyFile[base] = p
 		case ext[1] == 'r' && isDigits(ext[2:]):
-			crls = append(crls, p)
+			d.crls = append(d.crls, p)
 		case isDigits(ext[1:]):
 			certFile[base] = true
 			c, note, err := readCACert(p, strings.ToLower(base), now)
 			if err != nil {
-				warnings = append(warnings, fmt.Sprintf("%s: skipped: %v", p, err))
+				d.warnings = append(d.warnings, fmt.Sprintf("%s: skipped: %v", p, err))
 				continue
 			}
 			certsOf[base] = append(certsOf[base], c)
@@ -187,14 +223,14 @@ func readCADir(dir string, ns *Namespaces, enforce bool, now time.Time) ([]*x509
 				continue // the same CA under its other hash
 			}
 			loaded[string(c.Raw)] = true
-			certs = append(certs, c)
+			d.certs = append(d.certs, c)
 			if note != "" {
-				warnings = append(warnings, fmt.Sprintf("%s: CA %q %s", p, c.Subject, note))
+				d.warnings = append(d.warnings, fmt.Sprintf("%s: CA %q %s", p, c.Subject, note))
 			}
 		}
 	}
 	if !enforce {
-		return certs, crls, warnings, nil
+		return d, nil
 	}
 	bases := make([]string, 0, len(certsOf))
 	for base := range certsOf {
@@ -218,34 +254,24 @@ func readCADir(dir string, ns *Namespaces, enforce bool, now time.Time) ([]*x509
 		}
 		return out
 	}
-	// Each CA's own files first: a CA filed under a hash with a policy file
-	// is constrained by its own file(s) alone.
-	var own []DN
-	isOwn := func(dn DN) bool {
-		for _, o := range own {
-			if o.Equal(dn) {
-				return true
-			}
-		}
-		return false
-	}
-	var ownPolicies, foreign []*nsPolicy
+	// Each CA's own files: a CA filed under a hash with a policy file is
+	// constrained by its own file(s) alone.
 	for _, base := range bases {
 		file, ok := policyFile[base]
 		if !ok {
 			continue
 		}
 		subjects := subjectsOf(base)
-		own = append(own, subjects...)
+		d.own = append(d.own, subjects...)
 		pols, err := readPolicyFile(file)
 		for _, s := range subjects {
 			// every CA of the hash has a policy, empty unless its file names it
-			ownPolicies = append(ownPolicies, &nsPolicy{issuer: s.OneLine(), issuerDN: s, source: file})
+			d.ownPolicies = append(d.ownPolicies, &nsPolicy{issuer: s.OneLine(), issuerDN: s, source: file})
 		}
 		if err != nil {
 			why := strings.TrimPrefix(err.Error(), file+": ") // the parsers name the file
 			for _, s := range subjects {
-				warnings = append(warnings, fmt.Sprintf("%s: not used: %s: CA %q may issue no name until the file is fixed", file, why, s.OneLine()))
+				d.warnings = append(d.warnings, fmt.Sprintf("%s: not used: %s: CA %q may issue no name until the file is fixed", file, why, s.OneLine()))
 			}
 			continue
 		}
@@ -258,65 +284,93 @@ func readCADir(dir string, ns *Namespaces, enforce bool, now time.Time) ([]*x509
 				}
 			}
 			if mine {
-				ownPolicies = append(ownPolicies, p)
+				d.ownPolicies = append(d.ownPolicies, p)
 			} else {
-				foreign = append(foreign, p)
+				d.foreign = append(d.foreign, p)
 			}
 		}
 		for i, s := range subjects {
 			if !named[i] {
-				warnings = append(warnings, fmt.Sprintf("CA %q: %s names no policy for its subject: it may issue no name until the file is fixed", s.OneLine(), file))
+				d.warnings = append(d.warnings, fmt.Sprintf("CA %q: %s names no policy for its subject: it may issue no name until the file is fixed", s.OneLine(), file))
 			}
-		}
-	}
-	for _, p := range ownPolicies {
-		if err := ns.add(p); err != nil {
-			return nil, nil, nil, err
-		}
-	}
-	// Rules for other issuers: a sub-CA the directory does not hold, or a
-	// CA of it without policy files; never a CA that has its own.
-	for _, p := range foreign {
-		if isOwn(p.issuerDN) {
-			continue
-		}
-		if err := ns.add(p); err != nil {
-			return nil, nil, nil, err
 		}
 	}
 	for _, base := range sortedKeys(policyFile) {
 		if !certFile[base] {
-			warnings = append(warnings, fmt.Sprintf("%s: not read: there is no certificate %s.0 for it", policyFile[base], base))
+			d.warnings = append(d.warnings, fmt.Sprintf("%s: not read: there is no certificate %s.0 for it", policyFile[base], base))
 		}
 	}
-	// A CA of the directory with neither file is not left unconstrained
-	// either (IGTF ships both for every CA; one copied in by hand during a
-	// rollover would otherwise issue any name): it may issue no name. CAs
-	// meant to be unconstrained belong in trust.ca_files.
-	var bare []string
 	for _, base := range bases {
 		if _, ok := policyFile[base]; ok {
 			continue
 		}
 		for _, subject := range subjectsOf(base) {
-			if ns.policyFor(subject) != nil {
+			d.bare = append(d.bare, bareCA{base, subject})
+		}
+	}
+	return d, nil
+}
+
+// applyCADirs puts the policies scanCADir found in dirs into ns: the own
+// policies of every directory first, then the rules for other issuers
+// that no directory gives a policy file of their own, then an empty
+// policy for each CA that no file names. Its warnings go to the
+// directory's.
+func applyCADirs(dirs []*caDir, ns *Namespaces) error {
+	var own []DN
+	for _, d := range dirs {
+		own = append(own, d.own...)
+		for _, p := range d.ownPolicies {
+			if err := ns.add(p); err != nil {
+				return fmt.Errorf("%s: %w", d.dir, err)
+			}
+		}
+	}
+	isOwn := func(dn DN) bool {
+		for _, o := range own {
+			if o.Equal(dn) {
+				return true
+			}
+		}
+		return false
+	}
+	// Rules for other issuers: a sub-CA no directory holds, or a CA
+	// without policy files; never a CA that has its own, in any directory.
+	for _, d := range dirs {
+		for _, p := range d.foreign {
+			if isOwn(p.issuerDN) {
+				continue
+			}
+			if err := ns.add(p); err != nil {
+				return fmt.Errorf("%s: %w", d.dir, err)
+			}
+		}
+	}
+	// A CA with neither file is not left unconstrained either (IGTF ships
+	// both for every CA; one copied in by hand during a rollover would
+	// otherwise issue any name): it may issue no name. CAs meant to be
+	// unconstrained belong in trust.ca_files.
+	for _, d := range dirs {
+		var bare []string
+		for _, b := range d.bare {
+			if ns.policyFor(b.subject) != nil {
 				continue // its own file under its other hash, or another CA's file, names it
 			}
-			if err := ns.add(&nsPolicy{issuer: subject.OneLine(), issuerDN: subject, source: filepath.Join(dir, base) + ".* (no .namespaces or .signing_policy file)"}); err != nil {
-				return nil, nil, nil, err
+			if err := ns.add(&nsPolicy{issuer: b.subject.OneLine(), issuerDN: b.subject, source: filepath.Join(d.dir, b.base) + ".* (no .namespaces or .signing_policy file)"}); err != nil {
+				return fmt.Errorf("%s: %w", d.dir, err)
 			}
-			bare = append(bare, fmt.Sprintf("%q (%s)", subject.OneLine(), base))
+			bare = append(bare, fmt.Sprintf("%q (%s)", b.subject.OneLine(), b.base))
+		}
+		if len(bare) > 0 {
+			shown := bare
+			if len(shown) > 5 {
+				shown = append(shown[:5:5], fmt.Sprintf("and %d more", len(bare)-5))
+			}
+			d.warnings = append(d.warnings, fmt.Sprintf("%s: %d CAs have no .namespaces or .signing_policy file, so they may issue no name (trust.namespaces = \"enforce\"; a CA meant to be unconstrained goes in trust.ca_files and out of the directory): %s",
+				d.dir, len(bare), strings.Join(shown, ", ")))
 		}
 	}
-	if len(bare) > 0 {
-		shown := bare
-		if len(shown) > 5 {
-			shown = append(shown[:5:5], fmt.Sprintf("and %d more", len(bare)-5))
-		}
-		warnings = append(warnings, fmt.Sprintf("%s: %d CAs have no .namespaces or .signing_policy file, so they may issue no name (trust.namespaces = \"enforce\"; a CA meant to be unconstrained goes in trust.ca_files and out of the directory): %s",
-			dir, len(bare), strings.Join(shown, ", ")))
-	}
-	return certs, crls, warnings, nil
+	return nil
 }
 
 func sortedKeys(m map[string]string) []string {

@@ -223,17 +223,30 @@ func LoadTrust(c *config.Config) (*Trust, []string, error) {
 	}
 	var empty []emptyDir
 	now := time.Now()
+	enforce := c.Trust.Namespaces != "ignore"
+	// every directory is read before any policy is used: whether a CA has
+	// a policy file of its own (which other CAs' files cannot widen) is
+	// decided across all of them
+	var dirs []*caDir
 	for _, d := range c.Trust.CADirs {
-		certs, crls, warns, err := readCADir(d, ns, c.Trust.Namespaces != "ignore", now)
+		s, err := scanCADir(d, enforce, now)
 		if err != nil {
 			return nil, nil, fmt.Errorf("trust.ca_dirs %s: %w", d, err)
 		}
-		if len(certs) == 0 {
-			empty = append(empty, emptyDir{d, warns})
+		dirs = append(dirs, s)
+	}
+	if enforce {
+		if err := applyCADirs(dirs, ns); err != nil {
+			return nil, nil, fmt.Errorf("trust.ca_dirs %w", err)
 		}
-		o.People = append(o.People, certs...)
-		crlFiles = append(crlFiles, crls...)
-		warnings = append(warnings, warns...)
+	}
+	for _, d := range dirs {
+		if len(d.certs) == 0 {
+			empty = append(empty, emptyDir{d.dir, d.warnings})
+		}
+		o.People = append(o.People, d.certs...)
+		crlFiles = append(crlFiles, d.crls...)
+		warnings = append(warnings, d.warnings...)
 	}
 	for _, e := range empty {
 		if len(o.People) > 0 {
