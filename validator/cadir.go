@@ -141,7 +141,15 @@ func readPolicyFile(path string) ([]*nsPolicy, error) {
 //   - rules of a CA's file for another issuer (a sub-CA no directory
 //     holds, a CA without policy files) are used for that issuer;
 //   - a policy file for a hash with no certificate file is not read (a
-//     warning says so).
+//     warning says so);
+//   - that of a hash whose certificates were all skipped is: the CA may
+//     still come as an intermediate of a signature, and another CA's
+//     rules must not stand in for its own. Every issuer it names takes
+//     no other file's rules; its rules are used for those issuers whose
+//     subject hashes to the file's hash and that no loaded CA's own file
+//     constrains (others get an empty policy). One that cannot be read or
+//     parsed gives every issuer whose subject hashes to it an empty
+//     policy, with a warning.
 //
 // now (zero: not checked) is when the CAs outside their validity are
 // warned of; they load, as Verify judges chains at registration time.
@@ -171,6 +179,11 @@ type caDir struct {
 	// other issuers
 	own                  []DN
 	ownPolicies, foreign []*nsPolicy
+	// the policy files of hashes whose certificates were all skipped:
+	// their policies (empty for an issuer not of that hash), and the
+	// hashes of those that could not be used
+	skippedPolicies []*nsPolicy
+	skippedHashes   []string
 	// bare: the CAs filed under a hash without a policy file
 	bare []bareCA
 }
@@ -296,8 +309,27 @@ func scanCADir(dir string, enforce bool, now time.Time) (*caDir, error) {
 		}
 	}
 	for _, base := range sortedKeys(policyFile) {
+		file := policyFile[base]
 		if !certFile[base] {
-			d.warnings = append(d.warnings, fmt.Sprintf("%s: not read: there is no certificate %s.0 for it", policyFile[base], base))
+			d.warnings = append(d.warnings, fmt.Sprintf("%s: not read: there is no certificate %s.0 for it", file, base))
+			continue
+		}
+		if len(certsOf[base]) > 0 {
+			continue
+		}
+		// every certificate of the hash was skipped
+		pols, err := readPolicyFile(file)
+		if err != nil {
+			why := strings.TrimPrefix(err.Error(), file+": ")
+			d.skippedHashes = append(d.skippedHashes, strings.ToLower(base))
+			d.warnings = append(d.warnings, fmt.Sprintf("%s: not used: %s: no certificate of %s loaded; a CA of that hash may issue no name until the file is fixed", file, why, base))
+			continue
+		}
+		for _, p := range pols {
+			if h, err := dnHash(p.issuerDN); err != nil || h != strings.ToLower(base) {
+				p = &nsPolicy{issuer: p.issuer, issuerDN: p.issuerDN, source: file}
+			}
+			d.skippedPolicies = append(d.skippedPolicies, p)
 		}
 	}
 	for _, base := range bases {
@@ -334,11 +366,37 @@ func applyCADirs(dirs []*caDir, ns *Namespaces) error {
 		}
 		return false
 	}
+	// The files of the hashes whose certificates were all skipped: never
+	// for a loaded CA's own, always instead of other files' rules.
+	var standIn []DN
+	skipped := map[string]bool{}
+	for _, d := range dirs {
+		for _, p := range d.skippedPolicies {
+			if isOwn(p.issuerDN) {
+				continue
+			}
+			standIn = append(standIn, p.issuerDN)
+			if err := ns.add(p); err != nil {
+				return fmt.Errorf("%s: %w", d.dir, err)
+			}
+		}
+		for _, h := range d.skippedHashes {
+			skipped[h] = true
+		}
+	}
+	own = append(own, standIn...)
 	// Rules for other issuers: a sub-CA no directory holds, or a CA
 	// without policy files; never a CA that has its own, in any directory.
 	for _, d := range dirs {
 		for _, p := range d.foreign {
 			if isOwn(p.issuerDN) {
+				continue
+			}
+			if h, err := dnHash(p.issuerDN); err == nil && skipped[h] {
+				// its own file is there, unusable: it may issue no name
+				if err := ns.add(&nsPolicy{issuer: p.issuer, issuerDN: p.issuerDN, source: p.source}); err != nil {
+					return fmt.Errorf("%s: %w", d.dir, err)
+				}
 				continue
 			}
 			if err := ns.add(p); err != nil {

@@ -87,6 +87,9 @@ func TestLoadTrustHostileCADir(t *testing.T) {
 		write(hashName(t, ca.Cert, "0"), testpki.CertPEM(ca.Cert))
 		write(hashName(t, ca.Cert, "signing_policy"), []byte("access_id_CA X509 ''\ncond_subjects globus '\"*\"'\n"))
 		add(hostileCase{name: "fail empty-subject CA", ca: ca, file: hashName(t, ca.Cert, "0"), warn: "skipped: empty subject", reason: ReasonCreatorUntrusted})
+		// the policy file of a hash whose certificates were all skipped is
+		// read (its CA may come as an intermediate): this one names no DN
+		add(hostileCase{name: "fail policy file of a skipped CA that does not parse", file: hashName(t, ca.Cert, "signing_policy"), warn: "not used: issuer \"\": empty distinguished name"})
 	}
 	{
 		ca := testpki.NewRoot(t, "Not A CA", testpki.WithoutCA())

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/md5"  //nolint:gosec // OpenSSL's old subject hash: a file name, not a security check
 	"crypto/sha1" //nolint:gosec // OpenSSL's subject hash: a file name, not a security check
+	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/binary"
 	"errors"
@@ -27,6 +28,26 @@ func subjectHashes(raw []byte) (hash, old string, err error) {
 	s := sha1.Sum(canon) //nolint:gosec // see the import
 	m := md5.Sum(raw)    //nolint:gosec // see the import
 	return fmt.Sprintf("%08x", binary.LittleEndian.Uint32(s[:4])), fmt.Sprintf("%08x", binary.LittleEndian.Uint32(m[:4])), nil
+}
+
+// dnHash is the OpenSSL subject hash (the new one) of a name read from a
+// policy file: its values as UTF8String, which the canonical encoding
+// makes of every string type it canonicalises.
+func dnHash(dn DN) (string, error) {
+	seq := make(pkix.RDNSequence, 0, len(dn))
+	for _, rdn := range dn {
+		set := make([]pkix.AttributeTypeAndValue, 0, len(rdn))
+		for _, a := range rdn {
+			set = append(set, pkix.AttributeTypeAndValue{Type: a.Type, Value: asn1.RawValue{Tag: asn1.TagUTF8String, Bytes: []byte(a.Value)}})
+		}
+		seq = append(seq, set)
+	}
+	raw, err := asn1.Marshal(seq)
+	if err != nil {
+		return "", err
+	}
+	h, _, err := subjectHashes(raw)
+	return h, err
 }
 
 var errMalformedName = errors.New("malformed name")
