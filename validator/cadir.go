@@ -3,6 +3,7 @@ package validator
 import (
 	"bytes"
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -58,16 +59,16 @@ func parseCACert(b []byte, hash string, now time.Time) (c *x509.Certificate, not
 	if begins := bytes.Count(b, []byte("-----BEGIN ")); begins != len(blocks) {
 		return nil, "", fmt.Errorf("malformed PEM: %d BEGIN lines, %d blocks that decode", begins, len(blocks))
 	}
-	var der [][]byte
+	var der []*pem.Block
 	for _, blk := range blocks {
 		if blk.Type == "CERTIFICATE" || blk.Type == "TRUSTED CERTIFICATE" {
-			der = append(der, blk.Bytes)
+			der = append(der, blk)
 		}
 	}
 	if len(der) != 1 {
 		return nil, "", fmt.Errorf("%d certificates: a <hash>.N file holds exactly one CA certificate", len(der))
 	}
-	c, err = x509.ParseCertificate(der[0])
+	c, err = parsePEMCertificate(der[0])
 	if err != nil {
 		return nil, "", fmt.Errorf("certificate does not parse: %w", err)
 	}
@@ -94,6 +95,31 @@ func parseCACert(b []byte, hash string, now time.Time) (c *x509.Certificate, not
 		note = fmt.Sprintf("not valid before %s: no chain judged at an earlier registration time verifies", c.NotBefore.UTC().Format(time.RFC3339))
 	}
 	return c, note, nil
+}
+
+// parsePEMCertificate parses the certificate of a PEM block of type
+// CERTIFICATE or TRUSTED CERTIFICATE. The latter (OpenSSL's `x509
+// -addtrust`, `-trustout`) is the certificate's DER followed by its
+// X509_CERT_AUX trust settings (trusted and rejected uses, alias): only
+// the leading certificate is parsed, and the trust settings are ignored:
+// every CA of the trust store is trusted for what the configuration says,
+// never for a use its file claims or rejects. Anything after them is
+// refused.
+func parsePEMCertificate(blk *pem.Block) (*x509.Certificate, error) {
+	if blk.Type != "TRUSTED CERTIFICATE" {
+		return x509.ParseCertificate(blk.Bytes)
+	}
+	var cert, aux asn1.RawValue
+	rest, err := asn1.Unmarshal(blk.Bytes, &cert)
+	if err != nil {
+		return nil, fmt.Errorf("TRUSTED CERTIFICATE: %w", err)
+	}
+	if len(rest) > 0 {
+		if rest, err = asn1.Unmarshal(rest, &aux); err != nil || aux.Class != asn1.ClassUniversal || aux.Tag != asn1.TagSequence || len(rest) > 0 {
+			return nil, errors.New("TRUSTED CERTIFICATE: trailing data after the certificate that is not one X509_CERT_AUX SEQUENCE")
+		}
+	}
+	return x509.ParseCertificate(cert.FullBytes)
 }
 
 // readPolicyFile reads and parses one .namespaces or .signing_policy file,

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"testing"
 	"time"
 
@@ -37,6 +38,9 @@ func FuzzParseCACert(f *testing.F) {
 		pemOf(empty.Cert),
 		pemOf(other.Cert),
 		bytes.ReplaceAll(pemOf(good.Cert), []byte("CERTIFICATE"), []byte("TRUSTED CERTIFICATE")),
+		// the certificate and X509_CERT_AUX trust settings (a SEQUENCE of
+		// one SEQUENCE OF OID), as `openssl x509 -addtrust` writes them
+		pem.EncodeToMemory(&pem.Block{Type: "TRUSTED CERTIFICATE", Bytes: append(append([]byte{}, good.Cert.Raw...), 0x30, 0x0c, 0x30, 0x0a, 0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02)}),
 	} {
 		f.Add(seed)
 	}

@@ -364,7 +364,7 @@ func ParseCertificates(b []byte) ([]*x509.Certificate, error) {
 		if blk.Type != "CERTIFICATE" && blk.Type != "TRUSTED CERTIFICATE" {
 			continue
 		}
-		c, err := x509.ParseCertificate(blk.Bytes)
+		c, err := parsePEMCertificate(blk)
 		if err != nil {
 			return nil, err
 		}
