@@ -171,6 +171,11 @@ func (d *Descriptor) check() error {
 		// site's logs would carry them
 		return errors.New("descriptor field uri: user information (user:password@ or a token) is not allowed: the uri is public in every site's catalogue record")
 	}
+	// url.Parse refuses C0 controls and DEL, not C1 ones (a CSI, U+009B,
+	// is a terminal escape): the uri becomes imagetrust_uri in Glance
+	if strings.ContainsFunc(d.URI, unicode.IsControl) {
+		return fmt.Errorf("descriptor field uri %s: control characters (C0, DEL, C1) are not allowed", quoteShort(d.URI))
+	}
 	switch u.Scheme {
 	case "", "file", "https", "http":
 	default:

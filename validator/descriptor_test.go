@@ -114,6 +114,10 @@ func TestDescriptorTextControl(t *testing.T) {
 		{"fail architecture C1", `"created"`, `"architecture":"x86_64\u0085","created"`, "architecture"},
 		{"fail os_version DEL", `"created"`, `"os_version":"12\u007f","created"`, "os_version"},
 		{"fail property value escape", `"uefi"`, `"\u001b]0;title\u0007"`, "hw_firmware_type"},
+		// url.Parse refuses C0 controls and DEL, not C1 ones
+		{"fail uri C1 CSI", `"uri":"`, `"uri":"https://x/img\u009b31m`, "uri"},
+		{"fail uri C1 next line", `"uri":"`, `"uri":"img\u0085`, "uri"},
+		{"fail uri C0 escape", `"uri":"`, `"uri":"img\u001b[31m`, "uri"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := ParseDescriptor([]byte(strings.Replace(goodDescriptor, c.from, c.to, 1)))
