@@ -148,13 +148,18 @@ func (rs recordState) intact() bool {
 
 // repairable says why the bundle's record cannot be written on im, or ""
 // when it can (repairRecord): it is not another record, the image is the
-// mirror project's, and Glance's data of it is the bundle's (dataIsBundle).
+// mirror project's, it carries none of the properties with which Nova
+// boots something else (validator.UnsignedBootProps), and Glance's data of
+// it is the bundle's (dataIsBundle).
 func (rs recordState) repairable(im *Image, it *item, mirror string) string {
 	switch {
 	case rs.other:
 		return "it carries another record"
 	case im.Owner != mirror:
 		return "the image is not the mirror project's"
+	}
+	if extra := validator.UnsignedBootProps(im.Props); len(extra) > 0 {
+		return "it carries " + strings.Join(extra, ", ") + ", which no signed record sets"
 	}
 	return dataIsBundle(im, it.desc)
 }

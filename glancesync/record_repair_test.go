@@ -95,6 +95,17 @@ func TestLostRecordRestored(t *testing.T) {
 					t.Fatal(err)
 				}
 			}},
+		{name: "fail record absent, the bundle's bytes uploaded with a kernel_id", why: "carries kernel_id, ramdisk_id", status: StatusActive,
+			change: func(t *testing.T, p *published) {
+				// a member of the mirror project, ahead of the sync
+				if _, err := e.glance.Create(ctx, CreateSpec{ID: p.id, Name: "ours?", DiskFormat: "raw", ContainerFormat: "bare", Visibility: "private",
+					Props: map[string]string{"kernel_id": uuid.NewString(), "ramdisk_id": uuid.NewString()}}); err != nil {
+					t.Fatal(err)
+				}
+				if err := e.glance.Upload(ctx, p.id, bytes.NewReader(p.image)); err != nil {
+					t.Fatal(err)
+				}
+			}},
 		{name: "fail record absent on a queued image", why: "is queued", status: StatusQueued,
 			change: func(t *testing.T, p *published) {
 				if _, err := e.glance.Create(ctx, CreateSpec{ID: p.id, Name: "no bytes", DiskFormat: "raw", ContainerFormat: "bare", Visibility: "private"}); err != nil {

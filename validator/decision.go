@@ -129,6 +129,28 @@ func tamperedProps(props, derived map[string]string) []string {
 	return tampered
 }
 
+// bootProps are the image properties with which Nova boots something other
+// than the image's own bytes: a kernel and ramdisk image, the image's block
+// device mappings (which can name other images, snapshots or volumes) and
+// a rescue image. A descriptor may not set them (reservedProperties), so on
+// a catalogue image they are always unsigned: someone who could write the
+// image's other properties added them, and the gate would never judge what
+// they name.
+var bootProps = []string{"kernel_id", "ramdisk_id", "block_device_mapping", "bdm_v2", "mappings", "base_image_ref"}
+
+// UnsignedBootProps returns the bootProps props carries (not empty): the
+// gate refuses such an image as record-tampered, and the sync does not
+// restore a record on it.
+func UnsignedBootProps(props map[string]string) []string {
+	var out []string
+	for _, k := range bootProps {
+		if props[k] != "" {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
 // RecordTampered returns the signed record properties of props (an image's
 // properties) whose values differ from those the verified bundle r gives,
 // sorted, nil when none does: when props carry r's descriptor and
@@ -179,6 +201,11 @@ func (t *Trust) DecideBoot(img CatalogImage, p BootPolicy, now time.Time) Decisi
 	if tampered := tamperedProps(props, rr.props); len(tampered) > 0 {
 		d.Reasons = append(d.Reasons, DecisionRecordTampered)
 		d.Message = fmt.Sprintf("image %s: catalogue properties %s differ from its signed record; it may not boot. Ask the site operators.", img.ID, strings.Join(tampered, ", "))
+		return d
+	}
+	if extra := UnsignedBootProps(props); len(extra) > 0 {
+		d.Reasons = append(d.Reasons, DecisionRecordTampered)
+		d.Message = fmt.Sprintf("image %s carries %s, which would change what boots and which no signed record sets; it may not boot. Ask the site operators.", img.ID, strings.Join(extra, ", "))
 		return d
 	}
 	var why []string

@@ -54,6 +54,9 @@ func TestDecideBoot(t *testing.T) {
 		{name: "ok expired with run-anyway", now: testNow.AddDate(0, 6, 0), edit: func(c *CatalogImage) { c.Properties[PropLocalValidity] = LocalRunAnyway }, allowed: true},
 		{name: "fail edited not_after", edit: func(c *CatalogImage) { c.Properties[PropImageNotAfter] = "2099-01-01T00:00:00Z" }, reason: DecisionRecordTampered},
 		{name: "fail record of another image", edit: func(c *CatalogImage) { c.ID = "0b0e3c4a-7f7a-4c1e-9f57-8a1f3f1d2e3f" }, reason: DecisionRecordTampered},
+		{name: "fail an unsigned kernel_id", edit: func(c *CatalogImage) { c.Properties["kernel_id"] = "0b0e3c4a-7f7a-4c1e-9f57-8a1f3f1d2e3f" }, reason: DecisionRecordTampered},
+		{name: "fail unsigned block device mappings", edit: func(c *CatalogImage) { c.Properties["block_device_mapping"] = `[{"source_type":"snapshot"}]` }, reason: DecisionRecordTampered},
+		{name: "fail an unsigned rescue image", edit: func(c *CatalogImage) { c.Properties["base_image_ref"] = "0b0e3c4a-7f7a-4c1e-9f57-8a1f3f1d2e3f" }, reason: DecisionRecordTampered},
 		{name: "fail forged signature", edit: func(c *CatalogImage) { c.Properties[PropSignature] = "AAAA" }, reason: DecisionRecordInvalid},
 		{name: "fail no record", edit: func(c *CatalogImage) { delete(c.Properties, PropDescriptor) }, reason: DecisionRecordInvalid},
 	}
