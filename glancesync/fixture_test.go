@@ -82,6 +82,7 @@ func (w *world) trustWith(crls [][]byte) *validator.Trust {
 type spec struct {
 	vo, tag     string
 	created     time.Time
+	createdNano bool // created written with its fraction of a second
 	size        int
 	image       []byte // when set, the image bytes (size ignored)
 	noApprover  bool
@@ -154,9 +155,13 @@ func (w *world) publish(dir string, s spec) *published {
 	if uri == "" {
 		uri = s.name + ".img"
 	}
+	created := s.created.UTC().Format(time.RFC3339)
+	if s.createdNano {
+		created = s.created.UTC().Format(time.RFC3339Nano)
+	}
 	d := map[string]any{
 		"uuid": s.id, "vo": s.vo, "tag": s.tag, "uri": uri, "size": size, "sha512": sumHex,
-		"disk_format": "raw", "container_format": "bare", "created": s.created.UTC().Format(time.RFC3339),
+		"disk_format": "raw", "container_format": "bare", "created": created,
 		"title": "Test " + s.vo + " " + s.tag, "os_distro": "alma", "os_version": "9", "architecture": "x86_64",
 		"min_disk": 1, "min_ram": 512, "properties": map[string]string{"hw_rng_model": "virtio"},
 	}

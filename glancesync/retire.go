@@ -24,13 +24,25 @@ func imageCreated(im *Image) time.Time {
 	return t
 }
 
-// newer orders images by their descriptor's created time, then id.
-func newer(a, b *Image) bool {
-	ta, tb := imageCreated(a), imageCreated(b)
+// newer orders images by their descriptor's created time, then id, as a
+// boot by tag does (validator.Trust.DecideTag): the signed created time of
+// an image whose bundle is listed (to the fraction of a second the
+// descriptor gives; imagetrust_created keeps whole seconds), else its
+// imagetrust_created.
+func (k recordKeys) newer(a, b *Image) bool {
+	ta, tb := k.created(a), k.created(b)
 	if !ta.Equal(tb) {
 		return ta.After(tb)
 	}
 	return a.ID > b.ID
+}
+
+// created is the created time newer orders im by.
+func (k recordKeys) created(im *Image) time.Time {
+	if it := k[im.ID]; it != nil && it.desc != nil {
+		return it.desc.CreatedTime
+	}
+	return imageCreated(im)
 }
 
 // reconcile sets visibility, members and os_hidden of the mirror's images,
@@ -53,7 +65,7 @@ func (s *Syncer) reconcile(ctx context.Context, ours []*Image, items []*item, pr
 		}
 		vo, tag := keys.of(im)
 		k := vo + "/" + tag
-		if cur := newest[k]; cur == nil || newer(im, cur) {
+		if cur := newest[k]; cur == nil || keys.newer(im, cur) {
 			newest[k] = im
 		}
 	}
@@ -131,7 +143,7 @@ func (s *Syncer) reconcileImage(ctx context.Context, im *Image, vo, tag string, 
 	if im.Status != StatusActive && im.Status != StatusDeactivated {
 		return false
 	}
-	superseded := newest[k] != nil && newest[k].ID != im.ID && newer(newest[k], im)
+	superseded := newest[k] != nil && newest[k].ID != im.ID && keys.newer(newest[k], im)
 	o := Outcome{ID: im.ID, VO: vo, Tag: tag}
 	if clear := clearRefusalOps(im); len(clear) > 0 {
 		// its bytes are mirrored: a refusal recorded while it was

@@ -4,12 +4,13 @@ import (
 	"github.com/imagetrust/imagetrust/validator"
 )
 
-// currentImages returns, per VO/tag, the newest image of the catalogue
-// that a boot by tag resolves to today: active, carrying the record of a
-// bundle listed and valid this pass, not blocked by a local flag (the
-// rule of reconcile's newest).
-func (s *Syncer) currentImages(items []*item, byID map[string]*Image) map[string]*Image {
-	cur := map[string]*Image{}
+// currentImages returns, per VO/tag, the item of the newest image of the
+// catalogue that a boot by tag resolves to today: active, carrying the
+// record of a bundle listed and valid this pass, not blocked by a local
+// flag (the rule of reconcile's newest), newest by its signed created time
+// (newerItem).
+func (s *Syncer) currentImages(items []*item, byID map[string]*Image) map[string]*item {
+	cur := map[string]*item{}
 	for _, it := range items {
 		if it.refused != "" {
 			continue
@@ -19,8 +20,8 @@ func (s *Syncer) currentImages(items []*item, byID map[string]*Image) map[string
 			continue
 		}
 		k := it.desc.VO + "/" + it.desc.Tag
-		if c := cur[k]; c == nil || newer(im, c) {
-			cur[k] = im
+		if c := cur[k]; c == nil || newerItem(it, c) {
+			cur[k] = it
 		}
 	}
 	return cur
@@ -32,17 +33,24 @@ func (s *Syncer) currentImages(items []*item, byID map[string]*Image) map[string
 // would be the pass it is made. Creating it again is impossible (Glance
 // answers 409 for a deleted id) and pointless; publishers keep old
 // bundles in their sources, so this is routine, not a refusal.
-func (s *Syncer) retiredAway(it *item, current map[string]*Image) (string, bool) {
+func (s *Syncer) retiredAway(it *item, current map[string]*item) (string, bool) {
 	if s.o.Sync.Retire != "delete" {
 		return "", false
 	}
 	c := current[it.desc.VO+"/"+it.desc.Tag]
-	if c == nil {
+	if c == nil || newerItem(it, c) {
 		return "", false
 	}
-	tc := imageCreated(c)
-	if it.desc.CreatedTime.After(tc) || (it.desc.CreatedTime.Equal(tc) && it.desc.UUID > c.ID) {
-		return "", false
+	return c.desc.UUID, true
+}
+
+// newerItem orders the bundles of one tag as a boot by tag orders their
+// images (validator.Trust.DecideTag): by the signed descriptor's created
+// time, to the fraction of a second it gives (imagetrust_created keeps
+// whole seconds only), then by uuid.
+func newerItem(a, b *item) bool {
+	if ta, tb := a.desc.CreatedTime, b.desc.CreatedTime; !ta.Equal(tb) {
+		return ta.After(tb)
 	}
-	return c.ID, true
+	return a.desc.UUID > b.desc.UUID
 }
