@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
 	"github.com/imagetrust/imagetrust/internal/fsutil"
@@ -117,9 +118,25 @@ func fetchURL(ctx context.Context, c *retryablehttp.Client, url string, st httpS
 	}
 	f.body, f.err = readLimited(resp.Body)
 	if f.err == nil {
-		st = httpState{ETag: resp.Header.Get("ETag"), LastModified: resp.Header.Get("Last-Modified")}
+		st = httpState{ETag: resp.Header.Get("ETag"), LastModified: lastModified(resp.Header)}
 	}
 	return f, st
+}
+
+// lastModified is an answer's Last-Modified, or "" unless it is at least a
+// second before the answer's Date. HTTP dates have whole seconds: a CRL
+// replaced within the second it was served (a revocation published right
+// after a scheduled CRL) keeps the Last-Modified of the one served, and an
+// If-Modified-Since with it would be answered 304 run after run, the
+// revocation unseen until the CRL changed once more.
+func lastModified(h http.Header) string {
+	lm := h.Get("Last-Modified")
+	t, err1 := http.ParseTime(lm)
+	d, err2 := http.ParseTime(h.Get("Date"))
+	if err1 != nil || err2 != nil || d.Sub(t) < time.Second {
+		return ""
+	}
+	return lm
 }
 
 // igtfCRLs lists the <hash>.rN CRL files of an IGTF directory, sorted.
