@@ -40,7 +40,9 @@ func lockSync(path string) (*os.File, error) {
 			holder := ""
 			if b, rerr := io.ReadAll(io.LimitReader(f, 32)); rerr == nil {
 				if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); perr == nil && pid > 0 {
-					holder = fmt.Sprintf(" (pid %d)", pid)
+					// a holder that could only read the file (another
+					// user's) records nothing: the pid may be an earlier one's
+					holder = fmt.Sprintf(" (last recorded pid %d)", pid)
 				}
 			}
 			return nil, fmt.Errorf("%w: %s is locked by another imagetrust sync%s on this host; run one sync per Glance", errSyncLocked, path, holder)
@@ -48,6 +50,9 @@ func lockSync(path string) (*os.File, error) {
 		return nil, fmt.Errorf("lock file %s: %w", path, err)
 	}
 	if !readOnly {
+		// readable by every user whatever the umask (a root cron run's 077
+		// left a 0600 file the service user's daemon could not even open)
+		_ = f.Chmod(0o644)
 		// best effort: the pid names the holder in a second sync's error
 		if err := f.Truncate(0); err == nil {
 			_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)

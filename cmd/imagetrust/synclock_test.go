@@ -115,11 +115,16 @@ func TestSyncLockFile(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 	p := filepath.Join(t.TempDir(), "sync.lock")
+	old := syscall.Umask(0o077) // a root cron run's umask
 	f, err := lockSync(p)
+	syscall.Umask(old)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
+	if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o644 {
+		t.Fatalf("lock file made under umask 077: %v %v, want mode 0644 (the service user must open it)", fi.Mode(), err)
+	}
 	if _, err := lockSync(p); err == nil || !strings.Contains(err.Error(), "pid "+strconv.Itoa(os.Getpid())) {
 		t.Fatalf("second lock in one process: %v", err)
 	}
