@@ -1,6 +1,7 @@
 package crl
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
@@ -68,9 +69,7 @@ func TestJobEmbeddedIntermediate(t *testing.T) {
 	}{
 		{"ok embedded intermediate's CRL revokes its creator", true, revokeCreator, StateRevoked, ""},
 		{"fail forged intermediate of the same name", true, forged, StateValid, ReasonWrongIssuer},
-		// not refused: with no record carrying it, the intermediate's CRL
-		// judges no image (a warning says it is not used)
-		{"fail intermediate not embedded: its CRL has no CA", false, revokeCreator, StateValid, ""},
+		{"fail intermediate not embedded: its CRL has no CA", false, revokeCreator, StateValid, ReasonWrongIssuer},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w.cat.images["img-e"].Status = StatusActive
@@ -103,10 +102,6 @@ func TestJobEmbeddedIntermediate(t *testing.T) {
 			}
 			if refused != tc.wantReason {
 				t.Fatalf("CRL file refused with %q, want %q (%+v)", refused, tc.wantReason, rep.Refused)
-			}
-			unused := slices.ContainsFunc(rep.Warnings, func(w string) bool { return strings.Contains(w, "people.crl not used") })
-			if unused != (tc.want == StateValid && tc.wantReason == "") {
-				t.Fatalf("warning that the CRL file is not used: %v, warnings %q", unused, rep.Warnings)
 			}
 			if img := w.cat.get("img-r"); img.Properties[PropGlobalValidity] != StateValid {
 				t.Fatalf("img-r: %+v", img)
@@ -310,5 +305,30 @@ func TestEmbeddedCAsStuffedBags(t *testing.T) {
 	got = EmbeddedCAs([]Image{record(append(junk[:maxPerRecord], sub.Cert, mid.Cert)...)}, []*x509.Certificate{root.Cert}, t0)
 	if len(got.CAs) != 0 || !got.Truncated {
 		t.Fatalf("over-full record: got %d CAs, truncated %v", len(got.CAs), got.Truncated)
+	}
+}
+
+// TestJobEmptyCatalogueUnknownIssuer: on a catalogue with no record (a new
+// site before its first sync; trust files that hold only the roots), a CRL
+// whose issuer the job does not know judges no image: it is reported as
+// not used, a warning, not refused (which made `crl --once` exit 4 run
+// after run). With a record in the catalogue it is refused.
+func TestJobEmptyCatalogueUnknownIssuer(t *testing.T) {
+	w := newWorld(t)
+	stranger := testpki.NewRoot(t, "Stranger CA").Intermediate("Stranger Issuing CA")
+	w.serve(crlT(w.registrar, 1), 0, 0)
+	file := testpki.WriteFile(t, t.TempDir(), "stranger.crl", crlT(stranger, 1))
+	records := w.cat.images
+	w.cat.images = map[string]*Image{}
+	j := w.job(t, t.TempDir(), t0, true)
+	j.cfg.Sources = append(j.cfg.Sources, Source{File: file})
+	rep := run(t, j)
+	if len(rep.Refused) != 0 || !slices.ContainsFunc(rep.Warnings, func(w string) bool { return strings.Contains(w, "stranger.crl not used") }) {
+		t.Fatalf("empty catalogue: refused %+v, warnings %q; want none refused, stranger.crl not used", rep.Refused, rep.Warnings)
+	}
+	w.cat.images = records
+	rep, _ = j.Run(context.Background(), false)
+	if len(rep.Refused) != 1 || rep.Refused[0].Reason != ReasonWrongIssuer {
+		t.Fatalf("catalogue with records: refused %+v, want stranger.crl as %s", rep.Refused, ReasonWrongIssuer)
 	}
 }

@@ -207,7 +207,10 @@ func (j *Job) Run(ctx context.Context, dryRun bool) (*Report, error) {
 	}
 	// a cache error fails the run, after the judging and writing: a
 	// revocation in hand is still applied
-	ix, cacheErr := j.buildIndex(ctx, now, dryRun, rep, append(anchors, emb.CAs...), dirErrs, floor)
+	records := slices.ContainsFunc(imgs, func(img Image) bool {
+		return img.Properties[PropRecordVersion] != "" && img.Properties[PropAlias] == ""
+	})
+	ix, cacheErr := j.buildIndex(ctx, now, dryRun, rep, append(anchors, emb.CAs...), dirErrs, floor, records)
 	var errs []error
 	if cacheErr != nil {
 		errs = append(errs, cacheErr)
@@ -374,7 +377,11 @@ func (j *Job) anchors() (cas []*x509.Certificate, dirErrs map[string]error) {
 // is always returned; the error says the cache could not be written.
 // floor is the rollback floor of the catalogue (catalogueFloor), checked
 // besides the cache's numbers.
-func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *Report, cas []*x509.Certificate, dirErrs map[string]error, floor map[string]floorMark) (*Index, error) {
+//
+// records says whether the catalogue holds any record: without one, a CRL
+// whose issuer the job does not know judges no image and is not used
+// (unused), rather than refused.
+func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *Report, cas []*x509.Certificate, dirErrs map[string]error, floor map[string]floorMark, records bool) (*Index, error) {
 	ix := &Index{ClockSkew: j.cfg.ClockSkew}
 	// each source is read, or fetched, just before it is taken in, and its
 	// bytes dropped after: one CRL in memory at a time
@@ -479,9 +486,7 @@ func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *R
 			continue
 		}
 		c, err := j.intake(ix, cas, last, floor, f, now, parsed)
-		if st := httpSt[f.name]; errors.Is(err, errUnknownIssuer) && (st.CA == "" || st.Issuer == issuerOf(err)) {
-			// (a URL whose accepted CRL had another issuer, or one not
-			// recorded, is refused below: its CRL was replaced)
+		if errors.Is(err, errUnknownIssuer) && !records {
 			j.unused(rep, f.name, err)
 			delete(httpSt, f.name)
 			continue
@@ -494,7 +499,7 @@ func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *R
 		parsed[c.Fingerprint()] = c.List
 		k := scopeKey(c.CA, c.Header)
 		if st, ok := pending[f.name]; ok {
-			st.CA, st.Issuer = cacheName(k), issuerName(c.Header)
+			st.CA = cacheName(k)
 			httpSt[f.name] = st
 		}
 		lg, had := last[k]
@@ -716,14 +721,15 @@ func reasonIs(err error, reason string) bool {
 var errUnknownIssuer = errors.New("no CA configured or embedded in a catalogue record is named")
 
 // unused reports a CRL of an issuer the job does not know (errUnknownIssuer)
-// as a warning, not a refusal: with trust files that hold only the roots,
-// the job learns the intermediate CAs from the records, so a new site
-// before its first sync, or one whose every image was retired, has none,
-// and their CRLs judge no image. A CRL of a CA that a record carries later
-// is used from that run on. A name that a known CA bears but whose
-// signature or key identifier does not match stays a refusal, and so does
-// an unknown issuer's CRL from a URL whose last accepted CRL had another
-// issuer (or one the state does not record): its CRL was replaced.
+// on a catalogue with no record as a warning, not a refusal: with trust
+// files that hold only the roots, the job learns the intermediate CAs from
+// the records, so a new site before its first sync, or one whose every
+// image was deleted, knows none, and their CRLs judge no image. A CRL of a
+// CA that a record carries later is used from that run on. With records in
+// the catalogue, an unknown issuer's CRL stays a refusal (a CA taken out
+// of [trust] whose CRL is still configured: its images become unknown),
+// and so does, always, a CRL of a known CA's name whose signature or key
+// identifier does not match.
 func (j *Job) unused(rep *Report, source string, err error) {
 	issuer := issuerOf(err)
 	rep.Warnings = append(rep.Warnings, fmt.Sprintf("CRL %s not used: %s (it judges no catalogue image; a CRL of an intermediate CA is used once a record carries that CA)", source, err))

@@ -53,8 +53,6 @@ type httpState struct {
 	LastModified string `json:"last_modified,omitempty"`
 	// CA is the cache name (see cacheName) of the CA whose CRL the URL served last.
 	CA string `json:"ca,omitempty"`
-	// Issuer is that CRL's issuer name (issuerName).
-	Issuer string `json:"issuer,omitempty"`
 }
 
 // readLimited reads r up to MaxSize bytes, refusing more.
