@@ -146,7 +146,7 @@ func embeddedCAs(imgs []Image, anchors []*x509.Certificate, now time.Time, memo 
 	intern := map[[32]byte]*x509.Certificate{}
 	for _, img := range imgs {
 		s := img.Properties[PropSignature]
-		if s == "" || img.Properties[PropRecordVersion] == "" || img.Properties[PropAlias] != "" {
+		if s == "" || !isRecord(img.Properties) {
 			continue
 		}
 		if len(s) > maxSignatureB64 {

@@ -207,9 +207,7 @@ func (j *Job) Run(ctx context.Context, dryRun bool) (*Report, error) {
 	}
 	// a cache error fails the run, after the judging and writing: a
 	// revocation in hand is still applied
-	records := slices.ContainsFunc(imgs, func(img Image) bool {
-		return img.Properties[PropRecordVersion] != "" && img.Properties[PropAlias] == ""
-	})
+	records := slices.ContainsFunc(imgs, func(img Image) bool { return isRecord(img.Properties) })
 	ix, cacheErr := j.buildIndex(ctx, now, dryRun, rep, append(anchors, emb.CAs...), dirErrs, floor, records)
 	var errs []error
 	if cacheErr != nil {
@@ -227,7 +225,7 @@ func (j *Job) Run(ctx context.Context, dryRun bool) (*Report, error) {
 	// the changes to write, once every image is judged (write)
 	var todo []pendingWrite
 	for _, img := range imgs {
-		if img.Properties[PropRecordVersion] == "" || img.Properties[PropAlias] != "" {
+		if !isRecord(img.Properties) {
 			continue
 		}
 		rep.Images++
@@ -714,6 +712,12 @@ func (j *Job) intake(ix *Index, cas []*x509.Certificate, last map[string]lastGoo
 func reasonIs(err error, reason string) bool {
 	var e *Error
 	return errors.As(err, &e) && e.Reason == reason
+}
+
+// isRecord reports whether an image's properties are a catalogue record the
+// job judges: a record version, and not a tag alias.
+func isRecord(props map[string]string) bool {
+	return props[PropRecordVersion] != "" && props[PropAlias] == ""
 }
 
 // errUnknownIssuer is the CRL of a CA that is neither configured nor

@@ -40,7 +40,7 @@ func catalogueFloor(imgs []Image) map[string]floorMark {
 	var out map[string]floorMark
 	for _, img := range imgs {
 		p := img.Properties
-		if p[PropRecordVersion] == "" || p[PropAlias] != "" {
+		if !isRecord(p) {
 			continue
 		}
 		if v := p[PropGlobalValidity]; v != StateRevoked && v != StateHold {
