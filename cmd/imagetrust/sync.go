@@ -65,6 +65,22 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 		return fail(e, exitUsage, "sync: %v", err)
 	}
 
+	// one sync at a time on this host (a cron --once over the daemon): two
+	// would race each other's whole-image saves in Glance. A dry run
+	// writes nothing and takes no lock. Taken before authenticating: a cron
+	// --once beside the daemon, or a lock file that can't be made, is told
+	// so without a Keystone round trip (or a Keystone outage hiding it).
+	if !*dry {
+		lock, err := lockSync(cfg.Sync.LockFile)
+		if errors.Is(err, errSyncLocked) {
+			return fail(e, exitInvalid, "sync: %v", err)
+		}
+		if err != nil {
+			return fail(e, exitUsage, "sync: sync.lock_file: %v", err)
+		}
+		defer lock.Close()
+	}
+
 	pc, eo, project, err := openProvider(ctx, *cloud, e.getenv)
 	if errors.Is(err, errUsage) {
 		// no cloud, or credentials that can't be used as they are
@@ -121,20 +137,6 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 	syncer, err := build(cfg)
 	if err != nil {
 		return fail(e, exitUsage, "sync: %v", err)
-	}
-
-	// one sync at a time on this host (a cron --once over the daemon): two
-	// would race each other's whole-image saves in Glance. A dry run
-	// writes nothing and takes no lock.
-	if !*dry {
-		lock, err := lockSync(cfg.Sync.LockFile)
-		if errors.Is(err, errSyncLocked) {
-			return fail(e, exitInvalid, "sync: %v", err)
-		}
-		if err != nil {
-			return fail(e, exitUsage, "sync: sync.lock_file: %v", err)
-		}
-		defer lock.Close()
 	}
 
 	if *once || *dry {

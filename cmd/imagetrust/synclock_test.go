@@ -3,11 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -127,5 +130,55 @@ func TestSyncLockFile(t *testing.T) {
 	}
 	if _, err := lockSync(p); err == nil || !strings.Contains(err.Error(), "pid "+strconv.Itoa(os.Getpid())) {
 		t.Fatalf("second lock in one process: %v", err)
+	}
+}
+
+// TestSyncLockBeforeKeystone: the lock is taken before authenticating. A
+// `sync --once` beside a sync holding sync.lock_file exits 1 saying so, and
+// one whose lock file can't be made exits 2 naming sync.lock_file, both
+// without a request to Keystone: before, each authenticated first, and a
+// Keystone outage hid either behind "authentication failed". The Keystone
+// here is a counter that answers 503: no real one is needed to show that
+// it is never asked.
+func TestSyncLockBeforeKeystone(t *testing.T) {
+	var asked atomic.Int32
+	ks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		asked.Add(1)
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer ks.Close()
+	dir := t.TempDir()
+	mustCLI(t, dir, "pki", "init", "pki")
+	trust, err := os.ReadFile(filepath.Join(dir, "pki", "imagetrust.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{"OS_AUTH_URL": ks.URL + "/v3", "OS_USERNAME": "mirror", "OS_PASSWORD": "x",
+		"OS_PROJECT_NAME": "mirror", "OS_USER_DOMAIN_NAME": "Default", "OS_PROJECT_DOMAIN_NAME": "Default"}
+	sync := func(lockFile string) (int, string) {
+		cfg := filepath.Join(dir, "pki", "sync.toml")
+		if err := os.WriteFile(cfg, append(trust, "\n[sync]\nretire = \"keep\"\nlock_file = \""+lockFile+"\"\n"...), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var out, errb bytes.Buffer
+		code := run(context.Background(), &env{stdin: strings.NewReader(""), stdout: &out, stderr: &errb,
+			getenv: func(k string) string { return vars[k] }}, []string{"sync", "--once", "--config", cfg})
+		return code, errb.String()
+	}
+
+	held := filepath.Join(dir, "held.lock")
+	f, err := lockSync(held)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if code, stderr := sync(held); code != exitInvalid || !strings.Contains(stderr, "another imagetrust sync") {
+		t.Fatalf("beside a held lock: exit %d, want %d saying another sync holds it:\n%s", code, exitInvalid, stderr)
+	}
+	if code, stderr := sync(filepath.Join(dir, "missing", "sync.lock")); code != exitUsage || !strings.Contains(stderr, "sync.lock_file") {
+		t.Fatalf("lock file in a missing directory: exit %d, want %d naming sync.lock_file:\n%s", code, exitUsage, stderr)
+	}
+	if n := asked.Load(); n != 0 {
+		t.Fatalf("Keystone was asked %d times before the lock was taken", n)
 	}
 }
