@@ -301,12 +301,14 @@ func (p *Proxy) passThrough(w http.ResponseWriter, r *http.Request) {
 }
 
 func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
-	p.o.Metrics.upstreamError()
 	if errors.Is(err, context.Canceled) {
-		// the client went away; nobody reads the answer
+		// the client went away; nobody reads the answer. Not an upstream
+		// error: the metric is alerted on, and a client must not be able
+		// to raise it by hanging up.
 		w.WriteHeader(499)
 		return
 	}
+	p.o.Metrics.upstreamError()
 	reqID, _ := r.Context().Value(ctxRequestID).(string)
 	if reqID == "" {
 		reqID = newRequestID()
