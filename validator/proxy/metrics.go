@@ -2,7 +2,46 @@ package proxy
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/imagetrust/imagetrust/validator"
 )
+
+// ReasonOther is the reason label of a decision whose reason is not among
+// DecisionReasons: the label's values stay a fixed set whatever a Decider
+// or a future code path returns.
+const ReasonOther = "other"
+
+// DecisionReasons are every reason label imagetrust_proxy_decisions_total
+// carries, by outcome. Each series exists, at 0, from the start (an
+// increase() alert sees the first event too), and no other is ever
+// made: a reason outside the list counts as ReasonOther, an outcome
+// outside it as "error".
+var DecisionReasons = map[string][]string{
+	"allowed": {"ok", validator.DecisionUnmanaged, validator.DecisionRunAnyway},
+	"refused": {
+		// the image decisions (validator.Trust.DecideBoot and DecideTag)
+		validator.DecisionNotInCatalogue, validator.DecisionRecordInvalid,
+		validator.DecisionRecordTampered,
+		validator.DecisionGlobalPrefix + validator.GlobalRevoked, validator.DecisionGlobalPrefix + validator.GlobalHold,
+		validator.DecisionGlobalPrefix + validator.GlobalUnknown, validator.DecisionGlobalPrefix + "missing",
+		validator.DecisionGlobalPrefix + "other",
+		validator.DecisionBlacklisted, validator.DecisionLocalUnknown, validator.DecisionNotActive,
+		validator.DecisionExpired, validator.DecisionNotYetValid, validator.DecisionNoCandidates,
+		// the gate's own about the reference and the volumes
+		"bad-reference", "not-found", "bad-alias", "ambiguous-tag", "volume-boot", "volume-without-image",
+		"volume-not-found",
+		// the request itself
+		"token", "body", "content-type", "content-encoding", "size", "user-data", "site-context",
+		"target", "method", "method-override", "path",
+		// a decision without reasons (firstReason)
+		"refused",
+		ReasonOther,
+	},
+	"error": {"lookup", "identity", "volume-lookup", ReasonOther},
+}
+
+// decisionKey is one series of imagetrust_proxy_decisions_total.
+type decisionKey struct{ outcome, reason string }
 
 // Metrics are the proxy's Prometheus collectors. A nil *Metrics records nothing.
 type Metrics struct {
@@ -13,6 +52,8 @@ type Metrics struct {
 	tokens         *prometheus.CounterVec
 	// observers of the common kinds, resolved once
 	observers map[string]prometheus.Observer
+	// decisionCounters are the series of DecisionReasons, resolved once
+	decisionCounters map[decisionKey]prometheus.Counter
 }
 
 // NewMetrics creates the proxy's collectors and registers them with reg.
@@ -46,25 +87,50 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}
 	}
 	m.observers = map[string]prometheus.Observer{}
-	for _, k := range []string{"gated", "refused", "passthrough", "version"} {
+	for _, k := range durationKinds {
 		m.observers[k] = m.duration.WithLabelValues(k)
+	}
+	m.decisionCounters = map[decisionKey]prometheus.Counter{}
+	for outcome, reasons := range DecisionReasons {
+		for _, r := range reasons {
+			m.decisionCounters[decisionKey{outcome, r}] = m.decisions.WithLabelValues(outcome, r)
+		}
+	}
+	for _, r := range cacheResults {
+		m.cache.WithLabelValues(r)
+	}
+	for _, r := range tokenResults {
+		m.tokens.WithLabelValues(r)
 	}
 	return m, nil
 }
 
+// The label values of the other vectors, each exported at 0 from the start.
+var (
+	durationKinds = []string{"gated", "refused", "passthrough", "version"}
+	cacheResults  = []string{"hit", "miss"}
+	tokenResults  = []string{"hit", "validated", "invalid", "error", "missing"}
+)
+
 func (m *Metrics) decision(outcome, reason string) {
-	if m != nil {
-		m.decisions.WithLabelValues(outcome, reason).Inc()
+	if m == nil {
+		return
 	}
+	c, ok := m.decisionCounters[decisionKey{outcome, reason}]
+	if !ok {
+		if _, known := DecisionReasons[outcome]; !known {
+			outcome = "error"
+		}
+		c = m.decisionCounters[decisionKey{outcome, ReasonOther}]
+	}
+	c.Inc()
 }
 
 func (m *Metrics) observe(kind string, seconds float64) {
 	if m != nil {
 		if o, ok := m.observers[kind]; ok {
 			o.Observe(seconds)
-			return
 		}
-		m.duration.WithLabelValues(kind).Observe(seconds)
 	}
 }
 
