@@ -252,21 +252,15 @@ func crlDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path s
 	cat crl.Catalog, metrics *crl.Metrics, reg *prometheus.Registry, hup <-chan os.Signal, printReport func(*crl.Report)) int {
 	var cur atomic.Pointer[crl.Job]
 	cur.Store(crl.NewJob(jc, cat, log, metrics))
-	var lastOK atomic.Int64
 	interval, jitter := max(cfg.CRL.Interval.Duration, time.Second), cfg.CRL.Jitter.Duration
 	reloads := newReloadMetrics(reg, time.Now())
+	// (interval and jitter take a restart: the window is fixed)
+	health := newPassHealth(time.Now(), 2*interval+jitter+time.Minute, "CRL run")
 
 	if cfg.CRL.Listen != "" {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-			last := lastOK.Load()
-			if last == 0 || time.Since(time.Unix(last, 0)) > 2*interval+jitter+time.Minute {
-				http.Error(w, "no successful CRL run recently", http.StatusServiceUnavailable)
-				return
-			}
-			fmt.Fprintln(w, "ok")
-		})
+		mux.Handle("/healthz", health)
 		srv := &http.Server{Addr: cfg.CRL.Listen, Handler: mux, ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
 			MaxHeaderBytes: 64 << 10}
@@ -342,7 +336,7 @@ func crlDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path s
 			log.Error("crl run failed", "err", err)
 			return soon
 		}
-		lastOK.Store(time.Now().Unix())
+		health.ok(time.Now())
 		log.Info("crl run done", "crls", len(rep.CRLs), "refused", len(rep.Refused), "images", rep.Images,
 			"untrusted", rep.Untrusted, "changes", len(rep.Changes), "writes", rep.Writes)
 		return soon

@@ -3,14 +3,12 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/signal"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -180,26 +178,17 @@ func syncDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path 
 	build func(*config.Config) (*glancesync.Syncer, error), reg *prometheus.Registry, hup <-chan os.Signal) int {
 	started := cfg
 	reloads := newReloadMetrics(reg, time.Now())
-	var lastOK atomic.Int64
 	interval := cfg.Sync.Interval.Duration
 	// how long without a successful pass /healthz tolerates; set again on
-	// a reload (an atomic: the handler runs beside the loop)
-	var healthWindow atomic.Int64
-	setWindow := func(c *config.Config) {
-		healthWindow.Store(int64(3*c.Sync.Interval.Duration + c.Sync.Jitter.Duration))
+	// a reload
+	healthWindow := func(c *config.Config) time.Duration {
+		return 3*c.Sync.Interval.Duration + c.Sync.Jitter.Duration
 	}
-	setWindow(cfg)
+	health := newPassHealth(time.Now(), healthWindow(cfg), "sync pass")
 	if cfg.Sync.Listen != "" {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-			last := time.Unix(lastOK.Load(), 0)
-			if lastOK.Load() == 0 || time.Since(last) > time.Duration(healthWindow.Load()) {
-				http.Error(w, "no successful pass recently", http.StatusServiceUnavailable)
-				return
-			}
-			fmt.Fprintln(w, "ok")
-		})
+		mux.Handle("/healthz", health)
 		srv := &http.Server{Addr: cfg.Sync.Listen, Handler: mux, ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 		go func() {
@@ -223,7 +212,7 @@ func syncDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path 
 			log.Error("sync pass failed", "err", err)
 		default:
 			if r.Errors == 0 {
-				lastOK.Store(time.Now().Unix())
+				health.ok(time.Now())
 			}
 			log.Info("sync pass done", "outcomes", len(r.Outcomes), "errors", r.Errors, "mirrored", r.Count(glancesync.ActionMirrored))
 		}
@@ -241,7 +230,7 @@ func syncDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path 
 				var ns *glancesync.Syncer
 				if ns, err = build(ncfg); err == nil {
 					syncer, cfg, interval = ns, ncfg, ncfg.Sync.Interval.Duration
-					setWindow(ncfg)
+					health.setWindow(healthWindow(ncfg))
 					log.Info("configuration and trust reloaded")
 					if keys := restartOnly(started, ncfg, []string{"log"}, []string{"sync.listen", "sync.lock_file"}); len(keys) > 0 {
 						log.Warn("changed settings take effect at the next restart, not on reload", "settings", strings.Join(keys, ","))
