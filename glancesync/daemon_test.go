@@ -174,6 +174,7 @@ func TestDaemonSIGHUPReloads(t *testing.T) {
 	_ = cmd.Process.Signal(syscall.SIGHUP)
 	waitStatus(t, ctx, e, p.id, StatusActive, out.String)
 	metricsShow("after the good file", "imagetrust_config_last_reload_successful 1")
+	metricsShow("the trust store's stale CRLs", "imagetrust_trust_stale_crls 0")
 	if !strings.Contains(out.String(), "sync.listen") {
 		t.Errorf("the reload does not name sync.listen as waiting for a restart:\n%s", out.String())
 	}

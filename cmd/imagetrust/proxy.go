@@ -121,6 +121,7 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 		return fail(e, exitInvalid, "proxy: %v", err)
 	}
 	reloads := newReloadMetrics(reg, time.Now())
+	registerTrustMetrics(reg, decider.t.Load)
 	gate, err := proxy.New(proxy.Options{
 		Upstream: upstream, PublicURL: public, Lookup: lookup, Decider: decider,
 		MirrorProject: lookup.owner, UnmanagedProjects: cfg.Proxy.UnmanagedProjects,

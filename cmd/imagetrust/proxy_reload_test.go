@@ -71,6 +71,15 @@ func TestProxyReloadReports(t *testing.T) {
 	if m := metric(); m != "1" {
 		t.Fatalf("ok at start: metric %q", m)
 	}
+	if resp, err := http.Get("http://" + metricsAddr + "/metrics"); err != nil {
+		t.Fatal(err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(b), "\nimagetrust_trust_stale_crls 0\n") {
+			t.Errorf("no imagetrust_trust_stale_crls in the proxy's metrics")
+		}
+	}
 	reload(append(append([]byte{}, good...), "bogus_key = 1\n"...), "reload failed", "0")
 	reload(append(append([]byte{}, good...), "cache_ttl = \"7s\"\n"...), "proxy.cache_ttl", "1")
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	itconfig "github.com/imagetrust/imagetrust/internal/config"
+	"github.com/imagetrust/imagetrust/validator"
 )
 
 // reloadMetrics tell whether the last configuration reload (SIGHUP) of a
@@ -79,4 +80,23 @@ func tomlName(f reflect.StructField) string {
 		return ""
 	}
 	return name
+}
+
+// registerTrustMetrics exports, for a daemon that judges with a trust
+// store it loaded (the proxy, the sync), how many of that store's CRLs
+// are past their nextUpdate now. Those CRLs are read only at start and on
+// SIGHUP: a count above 0 says that fetch-crl, or the reload after it, is
+// not happening (the store keeps using them; the CRL job's flags are
+// another matter, with their own metrics). trust returns the store in
+// use.
+func registerTrustMetrics(reg prometheus.Registerer, trust func() *validator.Trust) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "imagetrust_trust_stale_crls",
+		Help: "CRLs of the trust store in use (trust.crl_files, trust.ca_dirs) past their nextUpdate: read only at start and on reload (SIGHUP), so fetch-crl's new ones are not in use."},
+		func() float64 {
+			t := trust()
+			if t == nil {
+				return 0
+			}
+			return float64(len(t.StaleCRLs(time.Now())))
+		}))
 }

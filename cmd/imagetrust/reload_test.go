@@ -1,8 +1,10 @@
 package main
 
 import (
+	"crypto/x509"
 	"errors"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -10,6 +12,9 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	itconfig "github.com/imagetrust/imagetrust/internal/config"
+	"github.com/imagetrust/imagetrust/internal/pki"
+	"github.com/imagetrust/imagetrust/internal/testpki"
+	"github.com/imagetrust/imagetrust/validator"
 )
 
 func TestRestartOnly(t *testing.T) {
@@ -74,4 +79,56 @@ func TestReloadMetrics(t *testing.T) {
 	check(0, 1000)
 	m.done(nil, t0.Add(2*time.Minute))
 	check(1, 1120)
+}
+
+// TestTrustStaleCRLsMetric: imagetrust_trust_stale_crls counts the CRLs of
+// the trust store in use past their nextUpdate, now (not when loaded), and
+// follows the store a reload puts in use.
+func TestTrustStaleCRLsMetric(t *testing.T) {
+	people, registrar := testpki.NewRoot(t, "People CA"), testpki.NewRoot(t, "Registrar CA")
+	now := time.Now()
+	store := func(next ...time.Time) *validator.Trust {
+		var crls [][]byte
+		for i, nu := range next {
+			ca := people
+			if i%2 == 1 {
+				ca = registrar
+			}
+			crls = append(crls, ca.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: now.Add(-48 * time.Hour), NextUpdate: nu}))
+		}
+		tr, _, err := validator.NewTrust(validator.TrustOptions{People: []*x509.Certificate{people.Cert}, Registrar: []*x509.Certificate{registrar.Cert},
+			CRLs: crls, Now: now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr
+	}
+	var cur atomic.Pointer[validator.Trust]
+	reg := prometheus.NewRegistry()
+	registerTrustMetrics(reg, cur.Load)
+	value := func() float64 {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "imagetrust_trust_stale_crls" {
+				return mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		t.Fatal("imagetrust_trust_stale_crls not exported")
+		return 0
+	}
+	if v := value(); v != 0 {
+		t.Errorf("no store yet: %v", v)
+	}
+	cur.Store(store(now.Add(-time.Hour), now.Add(24*time.Hour)))
+	if v := value(); v != 1 {
+		t.Errorf("one stale CRL: %v", v)
+	}
+	cur.Store(store(now.Add(time.Hour), now.Add(24*time.Hour))) // a reload with fetch-crl's new CRLs
+	if v := value(); v != 0 {
+		t.Errorf("after the reload: %v", v)
+	}
 }

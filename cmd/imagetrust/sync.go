@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -106,6 +107,9 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := glancesync.NewMetrics(reg)
+	// the trust store of the syncer in use (build's, once it succeeds)
+	var inUse atomic.Pointer[validator.Trust]
+	registerTrustMetrics(reg, inUse.Load)
 
 	build := func(cfg *config.Config) (*glancesync.Syncer, error) {
 		trust, warns, err := validator.LoadTrust(cfg)
@@ -127,10 +131,14 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 				srcs = append(srcs, &glancesync.IndexSource{URL: s.URL, AllowedVOs: s.VOs, Fetcher: f})
 			}
 		}
-		return glancesync.New(glancesync.Options{
+		s, err := glancesync.New(glancesync.Options{
 			Sync: cfg.Sync, VOs: cfg.VO, Trust: trust, Glance: glance, MirrorProject: project, Sources: srcs,
 			Logger: log, Metrics: metrics, DryRun: *dry, Plan: e.stdout, ResumeAfter: *resumeAfter, Servers: servers,
 		})
+		if err == nil {
+			inUse.Store(trust)
+		}
+		return s, err
 	}
 	syncer, err := build(cfg)
 	if err != nil {
