@@ -39,17 +39,42 @@ func (s *Syncer) warnOrphans(ours []*Image) map[string]int {
 	if len(byVO) == 0 {
 		return byVO
 	}
-	vos := make([]string, 0, len(byVO))
-	n := 0
-	for vo, c := range byVO {
+	names := make([]string, 0, len(byVO))
+	for vo := range byVO {
+		names = append(names, vo)
+	}
+	slices.Sort(names)
+	vos := make([]string, 0, min(len(names), maxOrphanVOs+1))
+	n, other := 0, 0
+	for i, vo := range names {
+		c := byVO[vo]
+		n += c
+		// the VO is a Glance property anyone in the mirror project can
+		// write: as a label and in the log line, a bounded few, each cut
+		// short
+		if i >= maxOrphanVOs || len(vo) > maxOrphanVOLen {
+			other += c
+			continue
+		}
 		s.m.Orphaned.WithLabelValues(vo).Set(float64(c))
 		vos = append(vos, fmt.Sprintf("%s=%d", vo, c))
-		n += c
 	}
-	slices.Sort(vos)
+	if other > 0 {
+		s.m.Orphaned.WithLabelValues(OrphanVOOther).Set(float64(other))
+		vos = append(vos, fmt.Sprintf("%s=%d", OrphanVOOther, other))
+	}
 	s.log.Warn(orphansMsg, "vos", strings.Join(vos, " "), "images", n, "aliases", aliases)
 	return byVO
 }
+
+// The orphaned_images{vo} series are at most maxOrphanVOs VOs (the first
+// by name) whose name is at most maxOrphanVOLen bytes long, and
+// OrphanVOOther for the images of the rest.
+const (
+	maxOrphanVOs   = 20
+	maxOrphanVOLen = 64
+	OrphanVOOther  = "(other)"
+)
 
 // orphansMsg is warnOrphans' log line.
 const orphansMsg = "catalogue images of VOs without a [vo] section: the sync neither updates nor retires them, and the proxy refuses them (unknown-vo); to retire a VO, restore its section, remove its sources and let a pass retire its images, then remove the section (docs/glancesync.md, \"Removing a VO\")"
