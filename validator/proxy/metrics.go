@@ -65,8 +65,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"outcome", "reason"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "imagetrust", Subsystem: "proxy", Name: "request_duration_seconds",
-			Help:    "Time to answer a request, upstream included, by kind (gated, refused, passthrough, version).",
-			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+			Help: "Time to answer a request, upstream included, by kind (gated, refused, passthrough, version).",
+			// from the gate's own refusals (25 to 100 µs, a record cached) to Nova's
+			// slowest pass-through calls (a minute or more)
+			Buckets: []float64{.000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
 		}, []string{"kind"}),
 		cache: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "imagetrust", Subsystem: "proxy", Name: "cache_lookups_total",
@@ -74,7 +76,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"result"}),
 		upstreamErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "imagetrust", Subsystem: "proxy", Name: "upstream_errors_total",
-			Help: "Requests that failed to reach Nova, Glance or Keystone.",
+			Help: "Requests that failed to reach Nova, Glance, Keystone or Cinder (a client that went away is not counted).",
 		}),
 		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "imagetrust", Subsystem: "proxy", Name: "token_validations_total",
