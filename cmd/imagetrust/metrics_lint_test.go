@@ -1,0 +1,58 @@
+package main
+
+import (
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+
+	"github.com/imagetrust/imagetrust/crl"
+	"github.com/imagetrust/imagetrust/glancesync"
+	"github.com/imagetrust/imagetrust/validator"
+	"github.com/imagetrust/imagetrust/validator/proxy"
+)
+
+// TestDaemonMetricsLint builds each daemon's registry as the command does
+// (its package's metrics, the reload and trust-store gauges, the Go and
+// process collectors) and checks that it gathers (no name registered twice,
+// no inconsistent series) and passes promlint: counters end in _total,
+// units are base units, every metric has help.
+func TestDaemonMetricsLint(t *testing.T) {
+	noTrust := func() *validator.Trust { return nil }
+	for name, add := range map[string]func(*prometheus.Registry){
+		"proxy": func(r *prometheus.Registry) {
+			if _, err := proxy.NewMetrics(r); err != nil {
+				t.Fatal(err)
+			}
+			newReloadMetrics(r, time.Now())
+			registerTrustMetrics(r, noTrust)
+		},
+		"sync": func(r *prometheus.Registry) {
+			m := glancesync.NewMetrics(r)
+			m.Orphaned.WithLabelValues("cms").Set(1)
+			registerTrustMetrics(r, noTrust)
+			newReloadMetrics(r, time.Now())
+		},
+		"crl": func(r *prometheus.Registry) {
+			crl.NewMetrics(r)
+			newReloadMetrics(r, time.Now())
+		},
+	} {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		add(reg)
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range problems {
+			t.Errorf("%s: %s: %s", name, p.Metric, p.Text)
+		}
+	}
+}
