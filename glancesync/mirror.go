@@ -73,7 +73,11 @@ func (s *Syncer) planOne(it *item, im *Image, rp *reporter) {
 	case im == nil:
 		o = s.outcome(it, ActionCreate, "", "create "+imageName(it.desc)+" and stream its bytes")
 	case s.needsRepair(im, it, rs) && rs.repairable(im, it, s.o.MirrorProject) == "":
-		o = s.outcome(it, ActionRepair, "", repairDetail(rs, false))
+		detail := repairDetail(rs, false)
+		if dropValid(im) {
+			detail += droppedValid
+		}
+		o = s.outcome(it, ActionRepair, "", detail)
 	case s.needsRepair(im, it, rs):
 		o = s.outcome(it, ActionRefused, ReasonUUIDImmutable, recordRefusal(im, it, rs, s.o.MirrorProject))
 	case im.Status == StatusActive:
@@ -282,12 +286,18 @@ func (s *Syncer) fixRecord(ctx context.Context, it *item, im *Image, rs recordSt
 // does not carry another descriptor or signature, and Glance's own sha512
 // and size of the image's data equal the signed ones, all read again now:
 // the record is then the bundle's record of these very bytes, derived from
-// signed bytes only. Neither validity flag is ever written here:
-// imagetrust_local_validity is the site's, and imagetrust_global_validity
-// the CRL job's, which skips images without a record, judges a restored
-// one at its next run and writes it; until then the proxy refuses the
-// image (global validity missing), as it refuses any image whose
-// revocation state is unknown.
+// signed bytes only. imagetrust_local_validity, the site's, is never
+// written here, and imagetrust_global_validity, the CRL job's, is never
+// set: a repair only removes it when it says valid (dropValid). While the
+// record was damaged the CRL job skipped the image (no record) or judged
+// what it then carried, not the signed record, so a valid flag from before
+// says nothing of the restored record; kept, it would let the proxy boot
+// the image until the CRL job's next run even if a certificate of its
+// chains was revoked meanwhile. Without it the proxy refuses the image
+// (global validity missing), as it refuses any image whose revocation
+// state nobody has judged, until the CRL job judges the restored record at
+// its next run and writes the flag. A revoked, hold or unknown flag is
+// kept: each refuses, and the CRL job's next run judges the image again.
 func (s *Syncer) repairRecord(ctx context.Context, it *item, listed *Image, log *slog.Logger, rp *reporter) {
 	im, err := s.o.Glance.Get(ctx, listed.ID)
 	if err != nil {
@@ -311,17 +321,33 @@ func (s *Syncer) repairRecord(ctx context.Context, it *item, listed *Image, log 
 		}
 		ops = append(ops, PatchOp{Name: k, Value: it.record[k]})
 	}
-	if s.apply(ctx, im.ID, ops, s.outcome(it, "", "", ""), ActionRepair, repairDetail(rs, true), rp) {
+	detail := repairDetail(rs, true)
+	if dropValid(im) {
+		// only while it says valid: the CRL job may write revoked meanwhile
+		ops = append(ops, PatchOp{Name: validator.PropGlobalValidity, Remove: true, IfValue: validator.GlobalValid})
+		detail += droppedValid
+	}
+	if s.apply(ctx, im.ID, ops, s.outcome(it, "", "", ""), ActionRepair, detail, rp) {
 		s.m.Repaired.Inc()
 		if len(rs.changed) > 0 {
 			log.Warn("catalogue record properties edited in Glance rewritten from the verified bundle (the proxy refused the image as record-tampered); find who edits imagetrust_* properties", "changed", rs.changed, "restored", rs.missing,
-				"global_validity", im.Props[validator.PropGlobalValidity])
+				"global_validity", im.Props[validator.PropGlobalValidity], "global_validity_removed", dropValid(im))
 		} else {
 			log.Warn("catalogue record restored from the verified bundle: the image had lost it (removed by hand?); its global validity is the CRL job's to write", "restored", rs.missing,
-				"global_validity", im.Props[validator.PropGlobalValidity])
+				"global_validity", im.Props[validator.PropGlobalValidity], "global_validity_removed", dropValid(im))
 		}
 	}
 }
+
+// dropValid reports whether a repair of im removes its
+// imagetrust_global_validity: only a valid flag, the one that lets the
+// proxy boot the image (repairRecord).
+func dropValid(im *Image) bool {
+	return im.Props[validator.PropGlobalValidity] == validator.GlobalValid
+}
+
+// droppedValid ends the detail of a repair that removes a valid flag.
+const droppedValid = "; " + validator.PropGlobalValidity + "=valid removed: the CRL job judges the restored record at its next run, the proxy refuses the image until then"
 
 // refuseRecord reports a bundle whose image carries another record, or
 // lost or edited its record and cannot have it restored (uuid-immutable).

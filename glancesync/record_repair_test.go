@@ -7,9 +7,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/imagetrust/imagetrust/crl"
 	"github.com/imagetrust/imagetrust/validator"
 )
 
@@ -18,8 +20,11 @@ import (
 // imagetrust_* properties unset by hand) while Glance's own sha512 and size
 // of its data still equal the signed ones gets the record back from the
 // verified bundle, instead of the bundle being refused as uuid-immutable on
-// every pass. What is still there is never overwritten, and the validity
-// flag is never written: a record present with other values stays
+// every pass. What is still there is never overwritten, and the global
+// validity flag is never set, and removed when it says valid: the CRL job
+// did not judge the signed record while it was lost, so the proxy refuses
+// the image (global-validity:missing) until the CRL job's next run writes
+// the flag again; a hold is kept. A record present with other values stays
 // uuid-immutable, and one lost on an image whose data is not the bundle's
 // is refused with a message that says so. Against the real Glance.
 func TestLostRecordRestored(t *testing.T) {
@@ -62,14 +67,25 @@ func TestLostRecordRestored(t *testing.T) {
 				}
 				unset(t, p.id, validator.PropDescriptor, validator.PropSignature)
 			}},
-		{name: "ok deactivated image", mirrored: true, repaired: true, validity: validator.GlobalValid, status: StatusDeactivated,
+		{name: "ok descriptor and signature removed, a valid flag left from before removed", mirrored: true, repaired: true, validity: "", status: StatusActive,
+			change: func(t *testing.T, p *published) {
+				unset(t, p.id, validator.PropDescriptor, validator.PropSignature)
+			}},
+		{name: "ok descriptor and signature removed, the CRL job's revoked kept", mirrored: true, repaired: true, validity: validator.GlobalRevoked, status: StatusActive,
+			change: func(t *testing.T, p *published) {
+				if err := e.admin.Patch(ctx, p.id, []PatchOp{{Name: validator.PropGlobalValidity, Value: validator.GlobalRevoked}}); err != nil {
+					t.Fatal(err)
+				}
+				unset(t, p.id, validator.PropDescriptor, validator.PropSignature)
+			}},
+		{name: "ok deactivated image", mirrored: true, repaired: true, validity: "", status: StatusDeactivated,
 			change: func(t *testing.T, p *published) {
 				if err := e.admin.Deactivate(ctx, p.id); err != nil {
 					t.Fatal(err)
 				}
 				unset(t, p.id, validator.PropDescriptor, validator.PropSignature, validator.PropTag)
 			}},
-		{name: "ok a record lost in part: descriptor and signature kept", mirrored: true, repaired: true, validity: validator.GlobalValid, status: StatusActive,
+		{name: "ok a record lost in part: descriptor and signature kept", mirrored: true, repaired: true, validity: "", status: StatusActive,
 			change: func(t *testing.T, p *published) {
 				unset(t, p.id, validator.PropVO, validator.PropChain, validator.PropRecordVersion)
 			}},
@@ -147,8 +163,11 @@ func TestLostRecordRestored(t *testing.T) {
 				if out[0].Action != ActionRepair || !strings.Contains(plan.String(), ActionRepair+" "+p.id) {
 					t.Fatalf("dry run: outcomes %+v, plan:\n%s", out, plan.String())
 				}
-				if n := e.counter.writes.Load() - before; n != 0 || im.Props[validator.PropDescriptor] != "" {
-					t.Fatalf("dry run: %d writes, descriptor %q", n, im.Props[validator.PropDescriptor])
+				if !strings.Contains(out[0].Detail, validator.PropGlobalValidity+"=valid removed") {
+					t.Errorf("dry run: detail %q does not say the valid flag is removed", out[0].Detail)
+				}
+				if n := e.counter.writes.Load() - before; n != 0 || im.Props[validator.PropDescriptor] != "" || im.Props[validator.PropGlobalValidity] != validator.GlobalValid {
+					t.Fatalf("dry run: %d writes, descriptor %q, global validity %q", n, im.Props[validator.PropDescriptor], im.Props[validator.PropGlobalValidity])
 				}
 			case tc.repaired:
 				if out[0].Action != ActionRepair || out[0].Reason != "" || len(out) != 1 {
@@ -160,7 +179,20 @@ func TestLostRecordRestored(t *testing.T) {
 					}
 				}
 				if got := im.Props[validator.PropGlobalValidity]; got != tc.validity {
-					t.Errorf("%s = %q, want %q: the repair writes no validity flag", validator.PropGlobalValidity, got, tc.validity)
+					t.Errorf("%s = %q, want %q: a repair never sets the flag and removes only valid", validator.PropGlobalValidity, got, tc.validity)
+				}
+				if tc.validity == "" {
+					// refused until the CRL job judges the restored record,
+					// whose next run then writes the flag (valid, here)
+					d := o.Trust.DecideBoot(validator.CatalogImage{ID: im.ID, Owner: im.Owner, Status: StatusActive, Properties: im.Props},
+						validator.BootPolicy{MirrorProject: e.project}, time.Now())
+					if d.Allowed || !contains(d.Reasons, validator.DecisionGlobalPrefix+"missing") {
+						t.Errorf("after the repair the proxy decides %v %v (%s), want refused %smissing", d.Allowed, d.Reasons, d.Message, validator.DecisionGlobalPrefix)
+					}
+					ch := crl.Plan(crl.Image{ID: im.ID, Status: im.Status, Properties: im.Props}, crl.StateValid, nil, "")
+					if ch == nil || ch.Set[crl.PropGlobalValidity] != crl.StateValid {
+						t.Errorf("the CRL job's plan for the repaired image: %+v, want %s set to %s", ch, crl.PropGlobalValidity, crl.StateValid)
+					}
 				}
 				if n := metricValue(t, o.Metrics.Repaired); n != 1 {
 					t.Errorf("records_repaired_total = %v, want 1", n)

@@ -23,7 +23,10 @@ import (
 // properties (and restores missing ones) from the verified bundle when
 // Glance's sha512 and size of its data are the signed ones: a
 // record-repair outcome, a WARN line naming the properties (not their
-// values), records_repaired_total. The validity flags are never written.
+// values), records_repaired_total. The validity flags are never set, and
+// a global validity of valid is removed (the CRL job judged the edited
+// record, not the signed one, and judges the restored one at its next run);
+// a hold and the local flag are kept.
 // When the data is not the bundle's, nothing is written and the refusal
 // says the record was edited, not that it is "another record". The
 // proxy's own decision (validator.Trust.DecideBoot) finds the record
@@ -208,10 +211,15 @@ func TestEditedRecordRestored(t *testing.T) {
 						t.Errorf("%s = %q after the repair, want %q", k, im.Props[k], v)
 					}
 				}
-				for _, k := range []string{validator.PropGlobalValidity, validator.PropLocalValidity} {
-					if im.Props[k] != changed.Props[k] {
-						t.Errorf("%s = %q after the repair, was %q: a repair writes no validity flag", k, im.Props[k], changed.Props[k])
-					}
+				if im.Props[validator.PropLocalValidity] != changed.Props[validator.PropLocalValidity] {
+					t.Errorf("%s = %q after the repair, was %q: a repair never writes the local flag", validator.PropLocalValidity, im.Props[validator.PropLocalValidity], changed.Props[validator.PropLocalValidity])
+				}
+				wantGlobal := changed.Props[validator.PropGlobalValidity]
+				if wantGlobal == validator.GlobalValid {
+					wantGlobal = ""
+				}
+				if got := im.Props[validator.PropGlobalValidity]; got != wantGlobal {
+					t.Errorf("%s = %q after the repair, was %q: want %q (valid removed, any other value kept)", validator.PropGlobalValidity, got, changed.Props[validator.PropGlobalValidity], wantGlobal)
 				}
 				if d := decide(im); contains(d.Reasons, validator.DecisionRecordTampered) || contains(d.Reasons, validator.DecisionRecordInvalid) {
 					t.Errorf("after the repair the proxy refuses the record: %v %s", d.Reasons, d.Message)
