@@ -305,11 +305,15 @@ func checkValidNow(role string, cert *x509.Certificate, chain []*x509.Certificat
 // signerRole names the role of signer i of the two a bundle holds before
 // registration. A SignedData's SignerInfos are a DER SET OF, sorted, not in
 // signing order: the creator is the one that signed first, by the signing
-// times sign and approve write; without them, "signer".
+// times sign and approve write; without them, or for any other count of
+// signers or an i out of range, "signer".
 func signerRole(signers []cms.Signer, i int) string {
+	if len(signers) != 2 || i < 0 || i > 1 {
+		return "signer"
+	}
 	a, b := signers[i].SigningTime, signers[1-i].SigningTime
 	switch {
-	case len(signers) != 2 || a.IsZero() || b.IsZero() || a.Equal(b):
+	case a.IsZero() || b.IsZero() || a.Equal(b):
 		return "signer"
 	case a.Before(b):
 		return "creator"
