@@ -69,6 +69,9 @@ func cmdCRL(ctx context.Context, e *env, args []string) int {
 	for _, w := range secretFileWarnings(cloudsYAML(e.getenv)) {
 		log.Warn("secret file readable by every user", "warning", w)
 	}
+	for _, w := range cfg.Warnings("crl") {
+		log.Warn("configuration warning", "warning", w)
+	}
 	jc, warnings, err := crlJobConfig(cfg)
 	if err != nil {
 		return fail(e, exitUsage, "crl: %v", err)
@@ -299,6 +302,9 @@ func crlDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path s
 				}
 				for _, w := range warnings {
 					log.Warn("trust store warning", "warning", w)
+				}
+				for _, w := range ncfg.Warnings("crl") {
+					log.Warn("configuration warning", "warning", w)
 				}
 				cur.Store(crl.NewJob(njc, cat, log, metrics))
 				log.Info("configuration and CAs reloaded", "cas", len(njc.CAs), "sources", len(njc.Sources))

@@ -228,3 +228,27 @@ func TestCRLJobConfigWarnings(t *testing.T) {
 		t.Fatalf("warnings %q do not name the skipped file", warnings)
 	}
 }
+
+// TestCRLConfigBounds: crl refuses an interval beyond its bounds naming
+// the key (exit 2), and logs a configuration warning for a grace that
+// loads but lets revocations go unseen for over a week.
+func TestCRLConfigBounds(t *testing.T) {
+	dir := t.TempDir()
+	for name, body := range map[string]string{
+		"fast.toml":  "[crl]\ninterval = \"1ms\"\n",
+		"grace.toml": "[crl]\ngrace = \"200h\"\n",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, errs := cli(t, dir, "crl", "--config", "fast.toml", "--once")
+	if code != exitUsage || !strings.Contains(errs, "crl.interval") || !strings.Contains(errs, "at least 1s") {
+		t.Errorf("interval 1ms: exit %d, want %d naming crl.interval\n%s%s", code, exitUsage, out, errs)
+	}
+	// no CA configured: exit 2, after the warning
+	code, out, errs = cli(t, dir, "crl", "--config", "grace.toml", "--once")
+	if code != exitUsage || !strings.Contains(errs, "configuration warning") || !strings.Contains(errs, "crl.grace") {
+		t.Errorf("grace 200h: exit %d, want %d after a configuration warning naming crl.grace\n%s%s", code, exitUsage, out, errs)
+	}
+}

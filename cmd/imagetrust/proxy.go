@@ -70,6 +70,9 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 	for _, w := range secretFileWarnings(secretFile{"proxy.tls_key", cfg.Proxy.TLSKey}, cloudsYAML(e.getenv)) {
 		log.Warn("secret file readable by every user", "warning", w)
 	}
+	for _, w := range cfg.Warnings("proxy") {
+		log.Warn("configuration warning", "warning", w)
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -429,6 +430,87 @@ func (c *Config) defaults() {
 	}
 }
 
+// Bounds of the settings that decide how soon a revocation, a hold or a
+// local flag takes effect, or how much a daemon holds in memory: values
+// beyond them are refused (check), values beyond the Warn* ones load with a
+// warning (Warnings).
+const (
+	// MinInterval and MaxInterval bound sync.interval and crl.interval: a
+	// daemon that loops faster than once a second only loads Glance and
+	// the sources, and one that waits longer than a week lets revocations
+	// and retirements wait as long (and three intervals of a century
+	// overflow time.Duration in /healthz).
+	MinInterval = time.Second
+	MaxInterval = 7 * 24 * time.Hour
+	// MaxJitter bounds sync.jitter and crl.jitter.
+	MaxJitter = MaxInterval
+	// WarnCRLInterval: a longer crl.interval loads with a warning.
+	WarnCRLInterval = 24 * time.Hour
+	// MaxCacheTTL bounds proxy.cache_ttl, within which a revocation, a hold
+	// or a local blacklist flag reaches the gate; WarnCacheTTL: a longer
+	// one loads with a warning.
+	MaxCacheTTL  = time.Hour
+	WarnCacheTTL = 5 * time.Minute
+	// MaxGrace bounds crl.grace, how long past its nextUpdate a CRL is
+	// still used (the revocations of a CA whose CRL stopped coming, or
+	// whose fetch is blocked, go unseen that long); WarnGrace: a longer
+	// one loads with a warning.
+	MaxGrace  = 30 * 24 * time.Hour
+	WarnGrace = 7 * 24 * time.Hour
+	// MaxBodyLimit bounds proxy.max_body: the gate reads a judged body
+	// whole into memory, and Nova itself refuses bodies over
+	// oslo.middleware's max_request_body_size (112 KiB by default).
+	MaxBodyLimit = 16 << 20
+)
+
+// checkBounds refuses durations and sizes beyond their bounds (above).
+func (c *Config) checkBounds() error {
+	for _, d := range []struct {
+		key      string
+		v        time.Duration
+		min, max time.Duration
+		why      string
+	}{
+		{"sync.interval", c.Sync.Interval.Duration, MinInterval, MaxInterval, "the time between two passes"},
+		{"sync.jitter", c.Sync.Jitter.Duration, 0, MaxJitter, "the largest delay added to an interval"},
+		{"crl.interval", c.CRL.Interval.Duration, MinInterval, MaxInterval, "the time between two runs: a revocation waits for it"},
+		{"crl.jitter", c.CRL.Jitter.Duration, 0, MaxJitter, "the largest delay added to an interval"},
+		{"crl.grace", c.CRL.Grace.Duration, 0, MaxGrace, "how long past its nextUpdate a CRL is still used: the revocations of a CA whose CRL stopped coming go unseen that long"},
+		{"proxy.cache_ttl", c.Proxy.CacheTTL.Duration, 0, MaxCacheTTL, "how long a Glance lookup is reused: a revocation, a hold or a local blacklist flag reaches the gate only that late"},
+	} {
+		switch {
+		case d.v < d.min:
+			return keyErrorf(d.key, " = %q: must be at least %s (%s)", d.v, d.min, d.why)
+		case d.v > d.max:
+			return keyErrorf(d.key, " = %q: must be at most %s (%s)", d.v, d.max, d.why)
+		}
+	}
+	if c.Proxy.MaxBody > MaxBodyLimit {
+		return keyErrorf("proxy.max_body", " = %d: must be at most %d (16 MiB): the gate reads a judged body whole into memory, and Nova refuses bodies over 112 KiB unless its max_request_body_size is raised", c.Proxy.MaxBody, MaxBodyLimit)
+	}
+	return nil
+}
+
+// Warnings are what an operator should hear about the settings of the
+// given sections ("sync", "crl", "proxy"; none: all) that load but widen
+// the time within which a revocation, a hold or a local flag takes effect
+// (beyond WarnCacheTTL, WarnGrace, WarnCRLInterval). Each daemon logs
+// those of its own sections at start.
+func (c *Config) Warnings(sections ...string) []string {
+	want := func(s string) bool { return len(sections) == 0 || slices.Contains(sections, s) }
+	var out []string
+	if want("crl") && c.CRL.Interval.Duration > WarnCRLInterval {
+		out = append(out, fmt.Sprintf("crl.interval = %q: a revocation or a hold reaches the catalogue, and so the proxy, only up to that long after its CRL is published (keep it at most %s; 1h by default)", c.CRL.Interval.Duration, WarnCRLInterval))
+	}
+	if want("crl") && c.CRL.Grace.Duration > WarnGrace {
+		out = append(out, fmt.Sprintf("crl.grace = %q: a CRL is used that long past its nextUpdate, so the revocations of a CA whose CRL stopped coming (or whose fetch is blocked) go unseen that long (keep it at most %s)", c.CRL.Grace.Duration, WarnGrace))
+	}
+	if want("proxy") && c.Proxy.CacheTTL.Duration > WarnCacheTTL {
+		out = append(out, fmt.Sprintf("proxy.cache_ttl = %q: a revocation, a hold or a local blacklist flag reaches the gate only up to that long after it is written (keep it at most %s; 30s by default)", c.Proxy.CacheTTL.Duration, WarnCacheTTL))
+	}
+	return out
+}
+
 func (c *Config) check() error {
 	oneOf := func(key, v string, allowed ...string) error {
 		for _, a := range allowed {
@@ -472,6 +554,9 @@ func (c *Config) check() error {
 		if n.v < 0 {
 			return keyErrorf(n.key, " = %d: must not be negative (0 or unset: the default)", n.v)
 		}
+	}
+	if err := c.checkBounds(); err != nil {
+		return err
 	}
 	// an empty path would be read as the configuration's directory, or
 	// fail naming no file

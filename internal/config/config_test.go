@@ -68,6 +68,16 @@ func TestParseRefuses(t *testing.T) {
 		"fail negative transfer rate":       "[sync]\ntransfer_min_rate_kib = -1",
 		"fail negative transfer resumes":    "[sync]\ntransfer_max_resumes = -1",
 		"fail negative max body":            "[proxy]\nmax_body = -1",
+		"fail sync interval 1ms":            "[sync]\ninterval = \"1ms\"",
+		"fail sync interval a century":      "[sync]\ninterval = \"876000h\"",
+		"fail sync interval past a week":    "[sync]\ninterval = \"169h\"",
+		"fail sync jitter past a week":      "[sync]\njitter = \"169h\"",
+		"fail crl interval 999ms":           "[crl]\ninterval = \"999ms\"",
+		"fail crl interval a century":       "[crl]\ninterval = \"876000h\"",
+		"fail crl jitter a century":         "[crl]\njitter = \"876000h\"",
+		"fail crl grace past 30 days":       "[crl]\ngrace = \"721h\"",
+		"fail cache ttl past an hour":       "[proxy]\ncache_ttl = \"61m\"",
+		"fail max body past 16 MiB":         "[proxy]\nmax_body = 16777217",
 	}
 	for name, in := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -267,5 +277,68 @@ func TestURLMayHoldCredentials(t *testing.T) {
 		if got := URLMayHoldCredentials(tc.url); got != tc.want {
 			t.Errorf("URLMayHoldCredentials(%q) = %v, want %v", tc.url, got, tc.want)
 		}
+	}
+}
+
+// TestBounds: the bounds themselves load; what is beyond them is refused
+// naming the key and the bound (TestParseRefuses), and what loads but
+// widens the time within which a revocation, a hold or a local flag takes
+// effect gives a warning of its own section. The sample's values give none.
+func TestBounds(t *testing.T) {
+	for _, in := range []string{
+		"[sync]\ninterval = \"1s\"\njitter = \"168h\"",
+		"[sync]\ninterval = \"168h\"",
+		"[crl]\ninterval = \"1s\"",
+		"[crl]\ninterval = \"168h\"\njitter = \"168h\"\ngrace = \"720h\"",
+		"[proxy]\ncache_ttl = \"1h\"\nmax_body = 16777216",
+	} {
+		if _, err := Parse([]byte(in)); err != nil {
+			t.Errorf("%q: %v", in, err)
+		}
+	}
+	_, err := Parse([]byte("[crl]\nstale = \"warn\"\ngrace = \"1000h\""))
+	if err == nil || !strings.Contains(err.Error(), "line 3: crl.grace") || !strings.Contains(err.Error(), "at most 720h0m0s") {
+		t.Errorf("grace of 1000h: %v, want line 3: crl.grace ... at most 720h0m0s", err)
+	}
+	c, err := Parse([]byte("[crl]\ninterval = \"25h\"\ngrace = \"169h\"\n[proxy]\ncache_ttl = \"6m\""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		sections []string
+		want     []string
+	}{
+		{nil, []string{"crl.interval", "crl.grace", "proxy.cache_ttl"}},
+		{[]string{"crl"}, []string{"crl.interval", "crl.grace"}},
+		{[]string{"proxy"}, []string{"proxy.cache_ttl"}},
+		{[]string{"sync"}, nil},
+	} {
+		ws := c.Warnings(tc.sections...)
+		if len(ws) != len(tc.want) {
+			t.Errorf("Warnings(%v) = %q, want one for each of %v", tc.sections, ws, tc.want)
+			continue
+		}
+		for i, k := range tc.want {
+			if !strings.HasPrefix(ws[i], k+" = ") {
+				t.Errorf("Warnings(%v)[%d] = %q, want it about %s", tc.sections, i, ws[i], k)
+			}
+		}
+	}
+	c, err = Parse([]byte("[crl]\ninterval = \"24h\"\ngrace = \"168h\"\n[proxy]\ncache_ttl = \"5m\""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ws := c.Warnings(); len(ws) != 0 {
+		t.Errorf("at the warning bounds: %q", ws)
+	}
+	b, err := os.ReadFile("../../etc/imagetrust.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err = Parse(b); err != nil {
+		t.Fatal(err)
+	}
+	if ws := c.Warnings(); len(ws) != 0 {
+		t.Errorf("the sample: %q", ws)
 	}
 }
