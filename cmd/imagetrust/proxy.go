@@ -92,6 +92,7 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 	if err != nil {
 		return fail(e, exitInvalid, "proxy: %v", err)
 	}
+	lookup.log = log
 	log.Info("proxy service credentials", "cloud", cloudName, "mirror_project", lookup.owner, "token_validation", cfg.Proxy.TokenValidation)
 	for _, w := range unmanagedProjectWarnings(cfg.Proxy.UnmanagedProjects, lookup.owner) {
 		log.Warn("proxy.unmanaged_projects may not work as meant", "warning", w)
@@ -244,7 +245,18 @@ func userDataHook(site *contextualise.Site, cfg *itconfig.Config) proxy.UserData
 type glanceLookup struct {
 	sc    *gophercloud.ServiceClient
 	owner string
+	// log gets the warning of a tag lookup cut at tagCap (nil: none).
+	log *slog.Logger
+	// tagCap bounds the images one tag lookup reads (0: tagLookupCap).
+	tagCap int
 }
+
+// tagLookupCap is how many images of one tag a lookup reads at most: the
+// ones most recently created in Glance (created_at, newest first). A tag
+// with more unhidden images in the mirror project (the sync hides what it
+// retires: a tag holds a few) is a catalogue gone wrong; its older images
+// are then no candidates for a boot by tag, and the lookup logs a warning.
+const tagLookupCap = 1000
 
 // newGlanceLookup authenticates with cloudName (empty: OS_CLOUD, else the
 // OS_* variables); the token's project is the mirror project.
@@ -288,13 +300,20 @@ func (o tagListOpts) ToImageListQuery() (string, error) {
 }
 
 // ListTag implements proxy.Lookup: the mirror project's (unhidden) images of
-// a tag. Hidden images are retired ones (sync.retire = hide) and not candidates.
+// a tag. Hidden images are retired ones (sync.retire = hide) and not
+// candidates. It reads every page, newest first by Glance's created_at,
+// up to tagLookupCap images: past it, the older images are left out and
+// a warning says so.
 func (g *glanceLookup) ListTag(ctx context.Context, vo, tag string) ([]*proxy.Image, error) {
 	extra := url.Values{validator.PropTag: {tag}}
 	if vo != "" {
 		extra.Set(validator.PropVO, vo)
 	}
-	opts := tagListOpts{ListOpts: images.ListOpts{Owner: g.owner, Limit: 100, SortKey: "created_at", SortDir: "desc"}, extra: extra}
+	limit := g.tagCap
+	if limit <= 0 {
+		limit = tagLookupCap
+	}
+	opts := tagListOpts{ListOpts: images.ListOpts{Owner: g.owner, Limit: min(100, limit), SortKey: "created_at", SortDir: "desc"}, extra: extra}
 	var out []*proxy.Image
 	err := images.List(g.sc, opts).EachPage(ctx, func(_ context.Context, p pagination.Page) (bool, error) {
 		is, err := images.ExtractImages(p)
@@ -304,10 +323,18 @@ func (g *glanceLookup) ListTag(ctx context.Context, vo, tag string) ([]*proxy.Im
 		for i := range is {
 			out = append(out, toProxyImage(&is[i]))
 		}
-		return len(out) < 1000, nil
+		// one past the cap tells a tag of exactly limit images (Glance
+		// links a next page after every full one) from a longer one
+		return len(out) <= limit, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("glance: images of tag %s/%s: %w", vo, tag, err)
+	}
+	if len(out) > limit {
+		out = out[:limit]
+		if g.log != nil {
+			g.log.Warn("tag lookup cut: the tag has more unhidden images in the mirror project than a lookup reads; its older ones (by Glance created_at) are no candidates for a boot by tag", "vo", vo, "tag", tag, "read", limit)
+		}
 	}
 	return out, nil
 }
