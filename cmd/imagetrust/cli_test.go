@@ -388,6 +388,7 @@ func TestCLIExitCodes(t *testing.T) {
 // most oserr.MaxText bytes of gophercloud's error (which holds the page).
 func TestCLIAuthURLSecrets(t *testing.T) {
 	dir := publish(t)
+	lockFileIn(t, dir)
 	var hits atomic.Int32
 	keystone := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		hits.Add(1)

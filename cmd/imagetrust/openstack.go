@@ -86,14 +86,9 @@ var responseHeaderTimeout = 10 * time.Minute
 // request carries User-Agent imagetrust/VERSION. Nothing is logged, and no
 // error includes a password or secret.
 func openProvider(ctx context.Context, cloud string, getenv func(string) string) (*gophercloud.ProviderClient, gophercloud.EndpointOpts, string, error) {
-	ao, eo, tlsConf, err := parseCredentials(cloud, getenv)
+	ao, eo, tlsConf, err := usableCredentials(cloud, getenv)
 	if err != nil {
-		// no cloud, or one described wrongly: a configuration error
-		return nil, eo, "", usageError{err}
-	}
-	if itconfig.URLMayHoldCredentials(ao.IdentityEndpoint) {
-		// never echoed, as the index and CRL source URLs are not
-		return nil, eo, "", usageError{errors.New("auth_url: not a URL without credentials: user:password@ in auth_url would appear in logs and errors; give the password as OS_PASSWORD or clouds.yaml's password")}
+		return nil, eo, "", err
 	}
 	ao.AllowReauth = true
 	pc, err := openstack.NewClient(ao.IdentityEndpoint)
@@ -133,6 +128,29 @@ func openProvider(ctx context.Context, cloud string, getenv func(string) string)
 		return nil, eo, "", errors.New("the token is not scoped to a project (the mirror project)")
 	}
 	return pc, eo, p.ID, nil
+}
+
+// checkCredentials reports, as openProvider would, credentials that can't
+// be used as they are (no cloud, a clouds.yaml entry that does not parse,
+// a password in auth_url): a usageError, found without any request.
+func checkCredentials(cloud string, getenv func(string) string) error {
+	_, _, _, err := usableCredentials(cloud, getenv)
+	return err
+}
+
+// usableCredentials is parseCredentials with auth_url checked; its errors
+// are usageErrors.
+func usableCredentials(cloud string, getenv func(string) string) (gophercloud.AuthOptions, gophercloud.EndpointOpts, *tls.Config, error) {
+	ao, eo, tlsConf, err := parseCredentials(cloud, getenv)
+	if err != nil {
+		// no cloud, or one described wrongly: a configuration error
+		return ao, eo, nil, usageError{err}
+	}
+	if itconfig.URLMayHoldCredentials(ao.IdentityEndpoint) {
+		// never echoed, as the index and CRL source URLs are not
+		return ao, eo, nil, usageError{errors.New("auth_url: not a URL without credentials: user:password@ in auth_url would appear in logs and errors; give the password as OS_PASSWORD or clouds.yaml's password")}
+	}
+	return ao, eo, tlsConf, nil
 }
 
 // redactURL is an endpoint for logs and errors: any password replaced by

@@ -20,6 +20,7 @@ import (
 // refuses every login.
 func TestSecretFilesReadableByOthers(t *testing.T) {
 	dir := publish(t)
+	lockFileIn(t, dir)
 	keystone := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		http.Error(w, "no", http.StatusUnauthorized)
 	}))

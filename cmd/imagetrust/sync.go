@@ -64,6 +64,11 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 		return fail(e, exitUsage, "sync: %v", err)
 	}
 
+	// credentials that can't be used as they are: a configuration error,
+	// told before the lock
+	if err := checkCredentials(*cloud, e.getenv); err != nil {
+		return fail(e, exitUsage, "sync: %v", err)
+	}
 	// one sync at a time on this host (a cron --once over the daemon): two
 	// would race each other's whole-image saves in Glance. A dry run
 	// writes nothing and takes no lock. Taken before authenticating: a cron

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -180,5 +181,21 @@ func TestSyncLockBeforeKeystone(t *testing.T) {
 	}
 	if n := asked.Load(); n != 0 {
 		t.Fatalf("Keystone was asked %d times before the lock was taken", n)
+	}
+}
+
+// lockFileIn gives dir's pki/imagetrust.toml a sync.lock_file in dir: the
+// default, /var/lib/imagetrust/sync.lock, exists only where imagetrust is
+// installed, and the sync takes its lock before it authenticates.
+func lockFileIn(t *testing.T, dir string) {
+	t.Helper()
+	p := filepath.Join(dir, "pki", "imagetrust.toml")
+	f, err := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := fmt.Fprintf(f, "\n[sync]\nlock_file = %q\n", filepath.Join(dir, "sync.lock")); err != nil {
+		t.Fatal(err)
 	}
 }
