@@ -67,6 +67,11 @@ type Options struct {
 	// cinder-volume). A reused stack (IMAGETRUST_OPENSTACK_STATE) without
 	// it skips the test, unless IMAGETRUST_OPENSTACK_STRICT=1.
 	WithCinder bool
+	// TokenExpiration, in seconds, is Keystone's [token] expiration
+	// (start.sh's IMAGETRUST_TOKEN_EXPIRATION); 0 is Keystone's default, an
+	// hour. Only StartPrivate takes it: Start's shared stack keeps the
+	// default, since other tests' clients need not outlive their tokens.
+	TokenExpiration int
 }
 
 // Cloud is a running stack.
@@ -126,6 +131,9 @@ func Main(m *testing.M) int {
 // Without Main in TestMain, the stack stops when t ends.
 func Start(t testing.TB, opts Options) *Cloud {
 	t.Helper()
+	if opts.TokenExpiration != 0 {
+		t.Fatalf("ostest: Options.TokenExpiration needs a stack of the test's own: use StartPrivate")
+	}
 	mu.Lock()
 	defer mu.Unlock()
 
@@ -202,6 +210,31 @@ func Start(t testing.TB, opts Options) *Cloud {
 	return c
 }
 
+// StartPrivate starts a stack of t's own, shared with no other test and
+// never the one of IMAGETRUST_OPENSTACK_STATE, which stops when t ends (its
+// state kept when t failed, as Main keeps the shared one's). It skips or
+// fails t as Start does when the packages are missing.
+func StartPrivate(t testing.TB, opts Options) *Cloud {
+	t.Helper()
+	if missing := missingPrograms(opts); len(missing) > 0 {
+		msg := fmt.Sprintf("OpenStack packages not installed (%s not found): run tests/openstack/install.sh (make test does)", strings.Join(missing, ", "))
+		if os.Getenv(EnvSkip) == "1" {
+			t.Skipf("ostest: %s; skipping because %s=1", msg, EnvSkip)
+		}
+		t.Fatalf("ostest: %s", msg)
+	}
+	c, err := start(opts)
+	if err != nil {
+		t.Fatalf("ostest: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := c.stop(t.Failed()); err != nil {
+			t.Errorf("ostest: %v", err)
+		}
+	})
+	return c
+}
+
 // noCinder ends a test that wants Cinder on a reused stack without it:
 // a skip, or a failure under IMAGETRUST_OPENSTACK_STRICT=1.
 func noCinder(t testing.TB, dir string) {
@@ -255,6 +288,9 @@ func start(opts Options) (*Cloud, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(scripts, "start.sh"), args...)
+	if opts.TokenExpiration > 0 {
+		cmd.Env = append(os.Environ(), fmt.Sprintf("IMAGETRUST_TOKEN_EXPIRATION=%d", opts.TokenExpiration))
+	}
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = &out

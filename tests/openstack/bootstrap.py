@@ -44,6 +44,10 @@ def admin_client(env):
         user_domain_id=DOMAIN,
         system_scope="all",
     )
+    # keystoneauth renews a token that expires within 120 s before every
+    # request: under a short [token] expiration (IMAGETRUST_TOKEN_EXPIRATION)
+    # that is one authentication a request, minutes of start-up
+    auth.MIN_TOKEN_LIFE_SECONDS = 2
     return ks_client.Client(session=ks_session.Session(auth=auth), interface="public")
 
 

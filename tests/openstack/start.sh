@@ -31,6 +31,10 @@
 #                                           the identities of
 #                                           docs/operator-guide.md: the mirror
 #                                           user without admin (see README.md)
+#   IMAGETRUST_TOKEN_EXPIRATION             Keystone's [token] expiration, the
+#                                           lifetime of every token in seconds
+#                                           (default: Keystone's, 3600; at least
+#                                           5: see README.md, "Short tokens")
 #   IMAGETRUST_OPENSTACK_WAIT               seconds to wait for each service (default 90)
 #
 # Writes:
@@ -74,6 +78,19 @@ case ${IMAGETRUST_SECURE_RBAC:-} in
 	;;
 esac
 export IMAGETRUST_SECURE_RBAC=$SECURE_RBAC
+TOKEN_EXPIRATION=${IMAGETRUST_TOKEN_EXPIRATION:-}
+if [ -n "$TOKEN_EXPIRATION" ]; then
+	case $TOKEN_EXPIRATION in
+	*[!0-9]*)
+		echo "start.sh: error: IMAGETRUST_TOKEN_EXPIRATION must be a number of seconds" >&2
+		exit 2
+		;;
+	esac
+	if [ "$TOKEN_EXPIRATION" -lt 5 ]; then
+		echo "start.sh: error: IMAGETRUST_TOKEN_EXPIRATION must be at least 5 (seconds)" >&2
+		exit 2
+	fi
+fi
 NOVA_POLICY=""
 if [ -n "${IMAGETRUST_NOVA_POLICY:-}" ]; then
 	NOVA_POLICY=$(realpath "$IMAGETRUST_NOVA_POLICY")
@@ -272,6 +289,7 @@ use_stderr = true
 connection = sqlite:///$KS/keystone.sqlite
 [token]
 provider = fernet
+${TOKEN_EXPIRATION:+expiration = $TOKEN_EXPIRATION}
 [fernet_tokens]
 key_repository = $KS/fernet-keys
 [fernet_receipts]
@@ -567,6 +585,7 @@ CINDER_PID=$(pid_of cinder-api)
 CINDER_POLICY=$CINDER_POLICY
 NOVA_POLICY=$([ "$WITH_NOVA" = 1 ] && echo "$NOVA_POLICY")
 SECURE_RBAC=$SECURE_RBAC
+TOKEN_EXPIRATION=${TOKEN_EXPIRATION:-3600}
 
 ADMIN_PASSWORD=$ADMIN_PASSWORD
 SERVICE_PASSWORD=$SERVICE_PASSWORD
