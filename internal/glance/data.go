@@ -6,8 +6,10 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/tokens"
 )
 
 // maxErrorBody bounds how much of an error answer is kept.
@@ -36,6 +38,10 @@ func Sized(r io.Reader, n int64) io.Reader {
 // 401 is returned and the caller must stage again from a fresh reader. The
 // ProviderClient's RetryFunc is not used. data is read once, in small
 // chunks, never held whole in memory, and not closed.
+//
+// A token with less than half its lifetime left is renewed first
+// (FreshToken), so that a stream neither meets a 401 at its start nor
+// hands Glance a token about to expire.
 func Stage(ctx context.Context, client *gophercloud.ServiceClient, id string, data io.Reader) (r StageResult) {
 	resp, err := putData(ctx, client, stageURL(client, id), data)
 	_, r.Header, r.Err = gophercloud.ParseResponse(resp, err)
@@ -66,6 +72,9 @@ func putData(ctx context.Context, client *gophercloud.ServiceClient, url string,
 			start = off
 		}
 	}
+	if err := FreshToken(ctx, client.ProviderClient, time.Now()); err != nil {
+		return nil, err
+	}
 	resp, tok, err := putOnce(ctx, client, url, data, size)
 	if err != nil || resp.StatusCode != http.StatusUnauthorized || client.ReauthFunc == nil {
 		return checkStatus(resp, err, url)
@@ -83,6 +92,40 @@ func putData(ctx context.Context, client *gophercloud.ServiceClient, url string,
 	}
 	resp, _, err = putOnce(ctx, client, url, data, size)
 	return checkStatus(resp, err, url)
+}
+
+// FreshToken renews pc's token when less than half of its lifetime is left
+// at now (or it has expired), for requests that must not meet a 401: an
+// image stream, which cannot be sent again once read. gophercloud renews a
+// token only after a 401; Glance checks the token once, when the request
+// arrives, but a store that uses the caller's token when the data is in (a
+// multi-tenant Swift store, a Cinder store without its own credentials)
+// needs it to outlive the transfer, so the stream should start with as much
+// of the token's lifetime as possible. A client that cannot renew its token
+// (no ReauthFunc), or whose token does not tell when it was issued and when
+// it expires (not Keystone v3), is left alone.
+func FreshToken(ctx context.Context, pc *gophercloud.ProviderClient, now time.Time) error {
+	if pc == nil || pc.ReauthFunc == nil {
+		return nil
+	}
+	cr, ok := pc.GetAuthResult().(tokens.CreateResult)
+	if !ok {
+		return nil
+	}
+	var t struct {
+		IssuedAt  time.Time `json:"issued_at"`
+		ExpiresAt time.Time `json:"expires_at"`
+	}
+	if err := cr.ExtractInto(&t); err != nil || t.IssuedAt.IsZero() || t.ExpiresAt.IsZero() {
+		return nil
+	}
+	if t.ExpiresAt.Sub(now) >= t.ExpiresAt.Sub(t.IssuedAt)/2 {
+		return nil
+	}
+	if err := pc.Reauthenticate(ctx, pc.Token()); err != nil {
+		return fmt.Errorf("glance: renewing the token before streaming image data: %w", err)
+	}
+	return nil
 }
 
 // putOnce sends one PUT and returns the token it used.

@@ -31,6 +31,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/tokens"
 
+	"github.com/imagetrust/imagetrust/internal/glance"
 	"github.com/imagetrust/imagetrust/internal/ostest"
 	"github.com/imagetrust/imagetrust/internal/testutil"
 )
@@ -47,7 +48,15 @@ func TestTokenExpiry(t *testing.T) {
 		t.Skip("waits for tokens to expire")
 	}
 	c := ostest.StartPrivate(t, ostest.Options{TokenExpiration: lifetime})
-	testDaemons(t, c)
+	// side by side: both mostly wait for tokens to expire
+	t.Run("stage", func(t *testing.T) {
+		t.Parallel()
+		testStageAfterExpiry(t, c)
+	})
+	t.Run("daemons", func(t *testing.T) {
+		t.Parallel()
+		testDaemons(t, c)
+	})
 }
 
 // tokenTimes is when pc's token was issued and when it expires.
@@ -71,6 +80,39 @@ func tokenTimes(t *testing.T, pc *gophercloud.ProviderClient) (issued, expires t
 // host's).
 func sleepPast(when time.Time) {
 	time.Sleep(time.Until(when.Add(time.Second)))
+}
+
+// testStageAfterExpiry: a stage whose data cannot be read twice (a stream
+// from a source), started when the client's token has expired, succeeds:
+// the token is renewed before the stream (glance.FreshToken). Before, the
+// PUT met a 401, gophercloud renewed the token, but the data could not be
+// sent again and the stage failed: a pass lost, the image left queued.
+func testStageAfterExpiry(t *testing.T, c *ostest.Cloud) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	sc := c.ImageClient(t, ostest.CloudMirror)
+	im, err := glance.Create(ctx, sc, glance.CreateOpts{Name: "token-expiry-stage", DiskFormat: "raw", ContainerFormat: "bare"}).Extract()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, expires := tokenTimes(t, sc.ProviderClient)
+	sleepPast(expires)
+	data := bytes.Repeat([]byte("imagetrust"), 1<<16)
+	// a plain reader: no Seek, as a stream from a source
+	body := struct{ io.Reader }{bytes.NewReader(data)}
+	if err := glance.Stage(ctx, sc, im.ID, glance.Sized(body, int64(len(data)))).ExtractErr(); err != nil {
+		t.Fatalf("stage with a token expired at %s: %v", expires.Format(time.RFC3339), err)
+	}
+	got, err := glance.Get(ctx, sc, im.ID).Extract()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != "uploading" {
+		t.Fatalf("image %s is %s after the stage, want uploading", im.ID, got.Status)
+	}
+	if _, now := tokenTimes(t, sc.ProviderClient); !now.After(expires) {
+		t.Fatalf("the token was not renewed: it expires at %s", now)
+	}
 }
 
 // logLine is one line of a command's JSON log.
