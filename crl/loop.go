@@ -13,12 +13,13 @@ import (
 // become active as valid; the next run finds it so and deactivates it.
 const TransitRecheck = time.Minute
 
-// RunLoop calls run once at once, then every interval plus a random delay
-// of up to jitter, until ctx ends; after a run that answers soon, in
-// TransitRecheck instead (when that is sooner). Errors are run's to
-// report; the loop goes on. It returns ctx's error. An interval under a
-// second is taken as one second.
-func RunLoop(ctx context.Context, interval, jitter time.Duration, run func(context.Context) (soon bool)) error {
+// RunLoop calls run once at once, then again after the wait run returns:
+// 0 for the interval plus a random delay of up to jitter, a shorter wait
+// (TransitRecheck after a run that found images in transit, a retry after a
+// failed run) when that is sooner. Errors are run's to report; the loop
+// goes on. It returns ctx's error. An interval under a second is taken as
+// one second.
+func RunLoop(ctx context.Context, interval, jitter time.Duration, run func(context.Context) (next time.Duration)) error {
 	interval = max(interval, time.Second)
 	for {
 		t := time.NewTimer(nextWait(interval, jitter, run(ctx)))
@@ -32,15 +33,14 @@ func RunLoop(ctx context.Context, interval, jitter time.Duration, run func(conte
 }
 
 // nextWait is the wait before the next run: the interval plus a random
-// delay of up to jitter, or TransitRecheck after a run that asked to run
-// again soon, when that is sooner.
-func nextWait(interval, jitter time.Duration, soon bool) time.Duration {
+// delay of up to jitter, or next when that is set and sooner.
+func nextWait(interval, jitter, next time.Duration) time.Duration {
 	wait := interval
 	if jitter > 0 {
 		wait += rand.N(jitter)
 	}
-	if soon {
-		wait = min(wait, TransitRecheck)
+	if next > 0 {
+		wait = min(wait, next)
 	}
 	return wait
 }

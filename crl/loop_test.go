@@ -10,10 +10,10 @@ import (
 func TestRunLoop(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	calls := 0
-	err := RunLoop(ctx, time.Hour, time.Minute, func(context.Context) bool {
+	err := RunLoop(ctx, time.Hour, time.Minute, func(context.Context) time.Duration {
 		calls++
 		cancel()
-		return false
+		return 0
 	})
 	if !errors.Is(err, context.Canceled) || calls != 1 {
 		t.Fatalf("err %v, %d calls; want context.Canceled after the run at start", err, calls)
@@ -26,16 +26,17 @@ func TestNextWait(t *testing.T) {
 	for _, tc := range []struct {
 		name             string
 		interval, jitter time.Duration
-		soon             bool
+		next             time.Duration
 		lo, hi           time.Duration
 	}{
-		{"ok interval", time.Hour, 0, false, time.Hour, time.Hour},
-		{"ok interval and jitter", time.Hour, time.Minute, false, time.Hour, time.Hour + time.Minute},
-		{"ok soon", time.Hour, time.Minute, true, TransitRecheck, TransitRecheck},
-		{"ok soon but the interval is shorter", 10 * time.Second, 0, true, 10 * time.Second, 10 * time.Second},
+		{"ok interval", time.Hour, 0, 0, time.Hour, time.Hour},
+		{"ok interval and jitter", time.Hour, time.Minute, 0, time.Hour, time.Hour + time.Minute},
+		{"ok soon", time.Hour, time.Minute, TransitRecheck, TransitRecheck, TransitRecheck},
+		{"ok soon but the interval is shorter", 10 * time.Second, 0, TransitRecheck, 10 * time.Second, 10 * time.Second},
+		{"ok a retry", time.Hour, time.Minute, 4 * time.Minute, 4 * time.Minute, 4 * time.Minute},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if w := nextWait(tc.interval, tc.jitter, tc.soon); w < tc.lo || w > tc.hi {
+			if w := nextWait(tc.interval, tc.jitter, tc.next); w < tc.lo || w > tc.hi {
 				t.Fatalf("wait %s, want within [%s, %s]", w, tc.lo, tc.hi)
 			}
 		})

@@ -316,36 +316,47 @@ func crlDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path s
 	}()
 
 	log.Info("crl daemon started", "interval", interval, "jitter", jitter, "listen", cfg.CRL.Listen)
-	_ = crl.RunLoop(ctx, interval, jitter, func(ctx context.Context) (soon bool) {
+	failures := 0 // failed runs in a row
+	_ = crl.RunLoop(ctx, interval, jitter, func(ctx context.Context) (next time.Duration) {
 		rctx, cancel := context.WithTimeout(ctx, crlRunTimeout(interval))
 		rep, err := cur.Load().Run(rctx, false)
 		cancel()
 		if ctx.Err() != nil {
-			return false
+			return 0
 		}
 		if rep != nil {
 			printReport(rep)
 			if len(rep.InTransit) > 0 {
 				log.Warn("revoked or held images still being written into Glance: running again soon", "images", len(rep.InTransit), "in", crl.TransitRecheck)
-				soon = true
+				next = crl.TransitRecheck
 			}
 			if len(rep.LostWrites) > 0 {
 				log.Error("image changes lost to concurrent Glance writes: running again soon", "images", len(rep.LostWrites), "in", crl.TransitRecheck)
-				soon = true
+				next = crl.TransitRecheck
 			}
 			if rep.FailedWrites > 0 {
 				log.Error("image changes failed or could not be checked: running again soon", "failures", rep.FailedWrites, "in", crl.TransitRecheck)
-				soon = true
+				next = crl.TransitRecheck
 			}
 		}
 		if err != nil {
-			log.Error("crl run failed", "err", err)
-			return soon
+			// Glance or Keystone unreachable, the credentials refused: try
+			// again in a minute, then less and less often, not only after
+			// an interval (an hour by default) that a short outage would
+			// add to every revocation's way
+			failures++
+			retry := min(retryWait(failures), interval)
+			if next > 0 {
+				retry = min(retry, next)
+			}
+			log.Error("crl run failed", "err", err, "failures_in_a_row", failures, "retry_in", retry)
+			return retry
 		}
+		failures = 0
 		health.ok(time.Now())
 		log.Info("crl run done", "crls", len(rep.CRLs), "refused", len(rep.Refused), "images", rep.Images,
 			"untrusted", rep.Untrusted, "changes", len(rep.Changes), "writes", rep.Writes)
-		return soon
+		return next
 	})
 	log.Info("stopping")
 	return exitOK

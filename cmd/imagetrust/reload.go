@@ -100,3 +100,22 @@ func registerTrustMetrics(reg prometheus.Registerer, trust func() *validator.Tru
 			return float64(len(t.StaleCRLs(time.Now())))
 		}))
 }
+
+// firstRetry is how soon a daemon (sync, crl) tries again after a run that
+// failed as a whole: Glance or Keystone unreachable, the credentials
+// refused. A variable for the tests.
+var firstRetry = time.Minute
+
+// retryWait is the wait after failures failed runs in a row: firstRetry,
+// doubled for each further failure (a minute, 2, 4, 8 ...), so that an
+// outage of minutes costs minutes, while credentials that stay wrong are
+// tried less and less often (each try is a failed login in Keystone's
+// eyes, and enough of them lock a user out where
+// [security_compliance] lockout_failure_attempts is set). The daemons cap
+// it at their interval.
+func retryWait(failures int) time.Duration {
+	if failures < 1 {
+		return 0
+	}
+	return firstRetry << min(failures-1, 16)
+}

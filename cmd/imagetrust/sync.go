@@ -215,23 +215,29 @@ func syncDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path 
 			_ = srv.Shutdown(sctx)
 		}()
 	}
+	failures := 0 // failed passes in a row
 	for {
 		r, err := syncer.Run(ctx)
+		wait := interval
+		if j := cfg.Sync.Jitter.Duration; j > 0 {
+			wait += rand.N(j)
+		}
 		switch {
 		case ctx.Err() != nil:
 			log.Info("stopping")
 			return exitOK
 		case err != nil:
-			log.Error("sync pass failed", "err", err)
+			// Glance or Keystone unreachable, the credentials refused: a
+			// minute, then less and less often, up to the interval
+			failures++
+			wait = min(wait, retryWait(failures))
+			log.Error("sync pass failed", "err", err, "failures_in_a_row", failures, "retry_in", wait)
 		default:
+			failures = 0
 			if r.Errors == 0 {
 				health.ok(time.Now())
 			}
 			log.Info("sync pass done", "outcomes", len(r.Outcomes), "errors", r.Errors, "mirrored", r.Count(glancesync.ActionMirrored))
-		}
-		wait := interval
-		if j := cfg.Sync.Jitter.Duration; j > 0 {
-			wait += rand.N(j)
 		}
 		select {
 		case <-ctx.Done():
