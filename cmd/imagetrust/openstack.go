@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
@@ -82,8 +83,10 @@ var responseHeaderTimeout = 10 * time.Minute
 // application credential; OS_USER_DOMAIN_*/OS_PROJECT_DOMAIN_* or
 // OS_DOMAIN_*; OS_CACERT, OS_CERT, OS_KEY). Both go through gophercloud's
 // clouds.Parse, so the CA file, client certificate and verify setting apply
-// alike. The token re-authenticates when it expires (AllowReauth); every
-// request carries User-Agent imagetrust/VERSION. Nothing is logged, and no
+// alike. The token re-authenticates when it expires or is revoked
+// (AllowReauth, on a 401); when Keystone then refuses the credentials, no
+// renewal is asked for reauthHoldOff (reauthGuard); every request carries
+// User-Agent imagetrust/VERSION. Nothing is logged, and no
 // error includes a password or secret.
 func openProvider(ctx context.Context, cloud string, getenv func(string) string) (*gophercloud.ProviderClient, gophercloud.EndpointOpts, string, error) {
 	ao, eo, tlsConf, err := usableCredentials(cloud, getenv)
@@ -119,6 +122,10 @@ func openProvider(ctx context.Context, cloud string, getenv func(string) string)
 		// response body (a mistyped auth_url: some web server's page)
 		return nil, eo, "", fmt.Errorf("authenticating at %s: %w", redactURL(ao.IdentityEndpoint), oserr.Capped(err))
 	}
+	if pc.ReauthFunc != nil {
+		g := &reauthGuard{next: pc.ReauthFunc, holdOff: reauthHoldOff, now: time.Now, who: credentialsOwner(ao)}
+		pc.ReauthFunc = g.reauth
+	}
 	cr, ok := pc.GetAuthResult().(tokens.CreateResult)
 	if !ok {
 		return nil, eo, "", errors.New("not a Keystone v3 token: cannot tell the mirror project")
@@ -151,6 +158,75 @@ func usableCredentials(cloud string, getenv func(string) string) (gophercloud.Au
 		return ao, eo, nil, usageError{errors.New("auth_url: not a URL without credentials: user:password@ in auth_url would appear in logs and errors; give the password as OS_PASSWORD or clouds.yaml's password")}
 	}
 	return ao, eo, tlsConf, nil
+}
+
+// reauthHoldOff is how long, after Keystone refused the credentials when a
+// token was to be renewed, further renewals fail at once without asking
+// Keystone again.
+const reauthHoldOff = time.Minute
+
+// errCredentialsRefused marks a renewal Keystone refused: the credentials
+// no longer work.
+var errCredentialsRefused = errors.New("keystone refused the credentials")
+
+// reauthGuard wraps gophercloud's re-authentication (which runs after a 401,
+// once the token expired or was revoked). When Keystone refuses the
+// credentials (HTTP 401 to POST /v3/auth/tokens: a password or application
+// credential rotated or expired, the user disabled or locked out), the
+// error says so, and for holdOff every further renewal fails at once with
+// it: without the hold-off each request of a daemon (each boot the proxy
+// looks up) made one more failed login, enough of which lock the user out
+// where Keystone's [security_compliance] lockout_failure_attempts is set,
+// and fill Keystone's log. Other failures (Keystone unreachable) are
+// returned as they are, and the next request tries again. The credentials
+// are read once, at start: new ones need a restart.
+type reauthGuard struct {
+	next    func(context.Context) error
+	holdOff time.Duration
+	now     func() time.Time
+	// who names the credentials in errors (never the secret)
+	who string
+
+	mu      sync.Mutex
+	refused error
+	until   time.Time
+}
+
+func (g *reauthGuard) reauth(ctx context.Context) error {
+	g.mu.Lock()
+	if g.refused != nil && g.now().Before(g.until) {
+		err := g.refused
+		g.mu.Unlock()
+		return err
+	}
+	g.mu.Unlock()
+	err := g.next(ctx)
+	var ue gophercloud.ErrUnexpectedResponseCode
+	if err == nil || !errors.As(err, &ue) || ue.Actual != http.StatusUnauthorized {
+		return err
+	}
+	until := g.now().Add(g.holdOff)
+	refused := fmt.Errorf("%w of %s when renewing the token (HTTP 401: a changed or expired password or application credential, a disabled or locked-out user; new credentials need a restart); not asked again before %s",
+		errCredentialsRefused, g.who, until.UTC().Format(time.RFC3339))
+	g.mu.Lock()
+	g.refused, g.until = refused, until
+	g.mu.Unlock()
+	return refused
+}
+
+// credentialsOwner names whose credentials ao holds, for errors.
+func credentialsOwner(ao gophercloud.AuthOptions) string {
+	switch {
+	case ao.ApplicationCredentialID != "":
+		return "application credential " + ao.ApplicationCredentialID
+	case ao.ApplicationCredentialName != "":
+		return fmt.Sprintf("application credential %q", ao.ApplicationCredentialName)
+	case ao.Username != "":
+		return fmt.Sprintf("user %q", ao.Username)
+	case ao.UserID != "":
+		return "user " + ao.UserID
+	}
+	return "the configured user"
 }
 
 // redactURL is an endpoint for logs and errors: any password replaced by

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -180,4 +181,43 @@ func TestDaemonsRetryAfterAFailedRun(t *testing.T) {
 			t.Fatalf("%d listings, want the failed one and its retry", n)
 		}
 	})
+}
+
+// TestReauthGuard: once Keystone refused the credentials (401), renewals
+// fail at once with an error that says so, without asking Keystone, until
+// the hold-off ends; other failures are asked again each time.
+func TestReauthGuard(t *testing.T) {
+	now := time.Unix(1000, 0)
+	calls := 0
+	var answer error
+	g := &reauthGuard{next: func(context.Context) error { calls++; return answer }, holdOff: time.Minute,
+		now: func() time.Time { return now }, who: `user "imagetrust"`}
+	ctx := context.Background()
+
+	answer = errOutage
+	for range 3 {
+		if err := g.reauth(ctx); !errors.Is(err, errOutage) {
+			t.Fatalf("Keystone unreachable: %v", err)
+		}
+	}
+	if calls != 3 {
+		t.Fatalf("%d renewals while Keystone was unreachable, want 3", calls)
+	}
+
+	answer = gophercloud.ErrUnexpectedResponseCode{Method: "POST", Actual: 401, Body: []byte(`{"error":{"code":401}}`)}
+	calls = 0
+	for range 3 {
+		err := g.reauth(ctx)
+		if !errors.Is(err, errCredentialsRefused) || !strings.Contains(err.Error(), `user "imagetrust"`) {
+			t.Fatalf("credentials refused: %v", err)
+		}
+	}
+	if calls != 1 {
+		t.Fatalf("Keystone asked %d times within the hold-off, want once", calls)
+	}
+	now = now.Add(time.Minute)
+	answer = nil
+	if err := g.reauth(ctx); err != nil || calls != 2 {
+		t.Fatalf("after the hold-off: %v, %d calls; want Keystone asked again", err, calls)
+	}
 }

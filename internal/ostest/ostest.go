@@ -72,6 +72,11 @@ type Options struct {
 	// hour. Only StartPrivate takes it: Start's shared stack keeps the
 	// default, since other tests' clients need not outlive their tokens.
 	TokenExpiration int
+	// LockoutAttempts is Keystone's [security_compliance]
+	// lockout_failure_attempts (start.sh's IMAGETRUST_LOCKOUT_ATTEMPTS): a
+	// user is locked out for half an hour after that many failed logins in
+	// a row; 0: never. StartPrivate only, as TokenExpiration.
+	LockoutAttempts int
 }
 
 // Cloud is a running stack.
@@ -131,8 +136,8 @@ func Main(m *testing.M) int {
 // Without Main in TestMain, the stack stops when t ends.
 func Start(t testing.TB, opts Options) *Cloud {
 	t.Helper()
-	if opts.TokenExpiration != 0 {
-		t.Fatalf("ostest: Options.TokenExpiration needs a stack of the test's own: use StartPrivate")
+	if opts.TokenExpiration != 0 || opts.LockoutAttempts != 0 {
+		t.Fatalf("ostest: Options.TokenExpiration and LockoutAttempts need a stack of the test's own: use StartPrivate")
 	}
 	mu.Lock()
 	defer mu.Unlock()
@@ -288,8 +293,12 @@ func start(opts Options) (*Cloud, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(scripts, "start.sh"), args...)
+	cmd.Env = os.Environ()
 	if opts.TokenExpiration > 0 {
-		cmd.Env = append(os.Environ(), fmt.Sprintf("IMAGETRUST_TOKEN_EXPIRATION=%d", opts.TokenExpiration))
+		cmd.Env = append(cmd.Env, fmt.Sprintf("IMAGETRUST_TOKEN_EXPIRATION=%d", opts.TokenExpiration))
+	}
+	if opts.LockoutAttempts > 0 {
+		cmd.Env = append(cmd.Env, fmt.Sprintf("IMAGETRUST_LOCKOUT_ATTEMPTS=%d", opts.LockoutAttempts))
 	}
 	var out bytes.Buffer
 	cmd.Stdout = &out

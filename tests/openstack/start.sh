@@ -35,6 +35,11 @@
 #                                           lifetime of every token in seconds
 #                                           (default: Keystone's, 3600; at least
 #                                           5: see README.md, "Short tokens")
+#   IMAGETRUST_LOCKOUT_ATTEMPTS             Keystone's [security_compliance]
+#                                           lockout_failure_attempts: a user is
+#                                           locked out for half an hour after
+#                                           that many failed logins in a row
+#                                           (default: no lockout)
 #   IMAGETRUST_OPENSTACK_WAIT               seconds to wait for each service (default 90)
 #
 # Writes:
@@ -91,6 +96,19 @@ if [ -n "$TOKEN_EXPIRATION" ]; then
 		exit 2
 	fi
 fi
+LOCKOUT=""
+case ${IMAGETRUST_LOCKOUT_ATTEMPTS:-} in
+"") ;;
+*[!0-9]* | 0)
+	echo "start.sh: error: IMAGETRUST_LOCKOUT_ATTEMPTS must be a positive number" >&2
+	exit 2
+	;;
+*)
+	LOCKOUT="[security_compliance]
+lockout_failure_attempts = $IMAGETRUST_LOCKOUT_ATTEMPTS
+lockout_duration = 1800"
+	;;
+esac
 NOVA_POLICY=""
 if [ -n "${IMAGETRUST_NOVA_POLICY:-}" ]; then
 	NOVA_POLICY=$(realpath "$IMAGETRUST_NOVA_POLICY")
@@ -303,6 +321,7 @@ enabled = true
 backend = dogpile.cache.memory
 [oslo_policy]
 $RBAC_POLICY_OPTS
+$LOCKOUT
 EOF
 fernet_repo "$KS/fernet-keys"
 fernet_repo "$KS/fernet-receipts"

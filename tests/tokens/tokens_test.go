@@ -29,7 +29,9 @@ import (
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/tokens"
+	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/users"
 
 	"github.com/imagetrust/imagetrust/internal/glance"
 	"github.com/imagetrust/imagetrust/internal/ostest"
@@ -43,11 +45,15 @@ func TestMain(m *testing.M) { os.Exit(ostest.Main(m)) }
 // own user before each validation, which costs time, not correctness.
 const lifetime = 10
 
+// lockout is the stack's lockout_failure_attempts: a user is locked out
+// after that many failed logins in a row.
+const lockout = 2
+
 func TestTokenExpiry(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits for tokens to expire")
 	}
-	c := ostest.StartPrivate(t, ostest.Options{TokenExpiration: lifetime})
+	c := ostest.StartPrivate(t, ostest.Options{TokenExpiration: lifetime, LockoutAttempts: lockout})
 	// side by side: both mostly wait for tokens to expire
 	t.Run("stage", func(t *testing.T) {
 		t.Parallel()
@@ -458,5 +464,65 @@ cache_ttl = "1ms"
 				t.Errorf("%s: %v", d.name, l)
 			}
 		}
+	}
+	if t.Failed() {
+		return
+	}
+	rotated(ctx, t, c, boot, proxyD, late)
+}
+
+// rotated: the proxy user's password changes under the running proxy (its
+// token revoked with it). Each boot then fails (502: the lookup could not
+// be made), the log saying that Keystone refused the credentials and
+// naming neither password, and the boots do not lock the user out:
+// after the first refusal the proxy does not ask Keystone again for a
+// while. Before, each boot made one failed login, and the third of them
+// locked the user out under lockout_failure_attempts = 2, so that even
+// the right password no longer worked.
+func rotated(ctx context.Context, t *testing.T, c *ostest.Cloud, boot func(token, image string) int, proxyD *daemon, image string) {
+	admin := c.Provider(t, ostest.CloudAdmin)
+	idc, err := openstack.NewIdentityV3(admin, gophercloud.EndpointOpts{Region: "RegionOne"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pages, err := users.List(idc, users.ListOpts{Name: c.Env["PROXY_USER"]}).AllPages(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found, err := users.ExtractUsers(pages)
+	if err != nil || len(found) != 1 {
+		t.Fatalf("user %s: %v %v", c.Env["PROXY_USER"], found, err)
+	}
+	newPassword := "rotated-" + fmt.Sprint(time.Now().UnixNano())
+	if _, err := users.Update(ctx, idc, found[0].ID, users.UpdateOpts{Password: newPassword}).Extract(); err != nil {
+		t.Fatal(err)
+	}
+	// Keystone revoked the proxy's token, but Glance's keystonemiddleware
+	// may still accept it from its cache until it expires (a lifetime at
+	// most from now)
+	sleepPast(time.Now().Add(lifetime * time.Second))
+	demo := c.Provider(t, ostest.CloudDemo)
+	for i := 0; i < lockout+2; i++ {
+		if code := boot(demo.Token(), image); code != http.StatusBadGateway {
+			t.Fatalf("boot %d after the proxy's password changed: HTTP %d, want 502", i+1, code)
+		}
+	}
+	logs := proxyD.log.String()
+	if !strings.Contains(logs, "keystone refused the credentials of user") {
+		t.Errorf("the proxy's log does not say that Keystone refused its credentials:\n%s", logs)
+	}
+	if strings.Contains(logs, newPassword) || strings.Contains(logs, c.Env["PROXY_PASSWORD"]) {
+		t.Errorf("the proxy's log holds a password:\n%s", logs)
+	}
+	// the new password works: the user is not locked out
+	ao, _ := c.AuthOptions(t, "proxy")
+	ao.Password = newPassword
+	ao.AllowReauth = false
+	pc, err := openstack.NewClient(ao.IdentityEndpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := openstack.Authenticate(ctx, pc, ao); err != nil {
+		t.Fatalf("the proxy's user with its new password: %v (locked out by the proxy's failed logins?)", err)
 	}
 }
