@@ -221,3 +221,21 @@ func TestReauthGuard(t *testing.T) {
 		t.Fatalf("after the hold-off: %v, %d calls; want Keystone asked again", err, calls)
 	}
 }
+
+// TestWrongPasswordAtStart: a daemon or --once run whose password Keystone
+// refuses (rotated, and the file not updated) exits 1 with an error that
+// says the credentials were refused, naming the user and not the password.
+func TestWrongPasswordAtStart(t *testing.T) {
+	c := ostest.Start(t, ostest.Options{})
+	path, _ := daemonConfig(t)
+	const wrong = "not-the-password-7f3a"
+	vars := map[string]string{"OS_AUTH_URL": c.KeystoneURL, "OS_USERNAME": c.Env["MIRROR_USER"], "OS_PASSWORD": wrong,
+		"OS_PROJECT_NAME": c.Env["MIRROR_PROJECT"], "OS_USER_DOMAIN_NAME": "Default", "OS_PROJECT_DOMAIN_NAME": "Default"}
+	for _, args := range [][]string{{"crl", "--once"}, {"sync", "--once"}, {"crl"}} {
+		code, _, stderr := cliEnv(t, t.TempDir(), vars, append(args, "--config", path)...)
+		const want = "keystone refused the credentials of user"
+		if code != exitInvalid || !strings.Contains(stderr, want) || !strings.Contains(stderr, c.Env["MIRROR_USER"]) || strings.Contains(stderr, wrong) {
+			t.Errorf("%s: exit %d, want %d and %q without the password:\n%s", strings.Join(args, " "), code, exitInvalid, want, stderr)
+		}
+	}
+}
