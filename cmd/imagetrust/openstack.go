@@ -120,8 +120,11 @@ func openProvider(ctx context.Context, cloud string, getenv func(string) string)
 	if err := openstack.Authenticate(actx, pc, ao); err != nil {
 		var ue gophercloud.ErrUnexpectedResponseCode
 		if errors.As(err, &ue) && ue.Actual == http.StatusUnauthorized && strings.HasSuffix(ue.URL, "/auth/tokens") {
-			return nil, eo, "", fmt.Errorf("authenticating at %s: %w of %s (HTTP 401: a wrong, changed or expired password or application credential, a disabled or locked-out user)",
-				redactURL(ao.IdentityEndpoint), errCredentialsRefused, credentialsOwner(ao))
+			// a configuration error (exit 2): trying again with the same
+			// credentials cannot help, and each try is one more failed
+			// login towards a lockout (the units do not restart on 2)
+			return nil, eo, "", usageError{fmt.Errorf("authenticating at %s: %w of %s (HTTP 401: a wrong, changed or expired password or application credential, a disabled or locked-out user)",
+				redactURL(ao.IdentityEndpoint), errCredentialsRefused, credentialsOwner(ao))}
 		}
 		// the endpoint redacted anyway; gophercloud's error holds the whole
 		// response body (a mistyped auth_url: some web server's page)

@@ -223,8 +223,10 @@ func TestReauthGuard(t *testing.T) {
 }
 
 // TestWrongPasswordAtStart: a daemon or --once run whose password Keystone
-// refuses (rotated, and the file not updated) exits 1 with an error that
-// says the credentials were refused, naming the user and not the password.
+// refuses (rotated, and the file not updated) exits 2, a configuration
+// error (the systemd units do not restart on it: each restart would be a
+// failed login towards a lockout), with an error that says the
+// credentials were refused, naming the user and not the password.
 func TestWrongPasswordAtStart(t *testing.T) {
 	c := ostest.Start(t, ostest.Options{})
 	path, _ := daemonConfig(t)
@@ -234,8 +236,8 @@ func TestWrongPasswordAtStart(t *testing.T) {
 	for _, args := range [][]string{{"crl", "--once"}, {"sync", "--once"}, {"crl"}} {
 		code, _, stderr := cliEnv(t, t.TempDir(), vars, append(args, "--config", path)...)
 		const want = "keystone refused the credentials of user"
-		if code != exitInvalid || !strings.Contains(stderr, want) || !strings.Contains(stderr, c.Env["MIRROR_USER"]) || strings.Contains(stderr, wrong) {
-			t.Errorf("%s: exit %d, want %d and %q without the password:\n%s", strings.Join(args, " "), code, exitInvalid, want, stderr)
+		if code != exitUsage || !strings.Contains(stderr, want) || !strings.Contains(stderr, c.Env["MIRROR_USER"]) || strings.Contains(stderr, wrong) {
+			t.Errorf("%s: exit %d, want %d and %q without the password:\n%s", strings.Join(args, " "), code, exitUsage, want, stderr)
 		}
 	}
 }
