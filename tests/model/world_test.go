@@ -412,6 +412,11 @@ func (w *world) modelSync(retire string, crls, checker, aliasesOn bool) syncExpe
 			ex.bad[b.id] = true
 			continue
 		}
+		if im.tampered != "" && im.global == crl.StateValid {
+			// a repair drops a leftover valid: the CRL job judges the
+			// restored record at its next run (docs/catalogue.md)
+			im.global = ""
+		}
 		im.tampered = "" // restored from the verified bundle
 	}
 	live := map[string]bool{}
