@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
@@ -21,7 +20,6 @@ import (
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/imagetrust/imagetrust/crl"
 	"github.com/imagetrust/imagetrust/internal/config"
@@ -261,26 +259,12 @@ func crlDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path s
 	health := newPassHealth(time.Now(), 2*interval+jitter+time.Minute, "CRL run")
 
 	if cfg.CRL.Listen != "" {
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		mux.Handle("/healthz", health)
-		srv := &http.Server{Addr: cfg.CRL.Listen, Handler: mux, ReadHeaderTimeout: 10 * time.Second,
-			ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
-			MaxHeaderBytes: 64 << 10}
-		var wg sync.WaitGroup
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("metrics listener failed", "listen", cfg.CRL.Listen, "err", err)
-			}
-		}()
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			_ = srv.Shutdown(sctx)
-			wg.Wait()
-		}()
+		stop, err := serveMetrics("crl.listen", cfg.CRL.Listen, reg, health, log)
+		if err != nil {
+			log.Error("cannot serve metrics and /healthz: not starting", "err", err)
+			return exitUsage
+		}
+		defer stop()
 	}
 
 	go func() {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -16,7 +15,6 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/imagetrust/imagetrust/glancesync"
 	"github.com/imagetrust/imagetrust/internal/config"
@@ -199,21 +197,12 @@ func syncDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path 
 	}
 	health := newPassHealth(time.Now(), healthWindow(cfg), "sync pass")
 	if cfg.Sync.Listen != "" {
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		mux.Handle("/healthz", health)
-		srv := &http.Server{Addr: cfg.Sync.Listen, Handler: mux, ReadHeaderTimeout: 10 * time.Second,
-			ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
-		go func() {
-			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("metrics listener failed", "err", err)
-			}
-		}()
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			_ = srv.Shutdown(sctx)
-		}()
+		stop, err := serveMetrics("sync.listen", cfg.Sync.Listen, reg, health, log)
+		if err != nil {
+			log.Error("cannot serve metrics and /healthz: not starting", "err", err)
+			return exitUsage
+		}
+		defer stop()
 	}
 	failures := 0 // failed passes in a row
 	for {
