@@ -44,6 +44,11 @@ func (w *world) check(after string) {
 		if got != want {
 			t.Errorf("after %s: image %s (%s/%s): Glance has status/hidden/global/local/deactivated_by/visibility %q, model %q", after, short(id), m.b.vo, m.b.tag, got, want)
 		}
+		// which certificate: one that makes the image revoked or held
+		role, ok := g.Props[crl.PropRevokedRole]
+		if rh := m.global == crl.StateRevoked || m.global == crl.StateHold; rh && !m.roles[role] || !rh && ok {
+			t.Errorf("after %s: image %s (%s, global %s): %s %q, model expects one of %v", after, short(id), m.b.kind, m.global, crl.PropRevokedRole, role, m.roles)
+		}
 	}
 	for id := range catalogue {
 		if w.images[id] == nil {
@@ -71,7 +76,7 @@ func (w *world) check(after string) {
 		case bytesBad(b.kind) && g.Status == "active":
 			t.Errorf("after %s: image %s of a %s bundle is active", after, short(id), b.kind)
 		}
-		if w.crlJobRan && w.everRevoked[b.serial] && after == "crl" {
+		if st, _ := w.judge(b); w.crlJobRan && st == crl.StateRevoked && after == "crl" {
 			if g.Status == "active" || g.Props[validator.PropGlobalValidity] != crl.StateRevoked {
 				t.Errorf("after the CRL job: revoked image %s is %s, global validity %q", short(id), g.Status, g.Props[validator.PropGlobalValidity])
 			}
@@ -101,7 +106,7 @@ func (w *world) check(after string) {
 			if after == "sync" && g.Status == "active" && w.lastKeys[id] != nil && (slices.Contains(d.Reasons, validator.DecisionRecordTampered) || slices.Contains(d.Reasons, validator.DecisionRecordInvalid)) {
 				t.Errorf("after a sync pass: active image %s has a record the gate refuses: %v", short(id), d.Reasons)
 			}
-			if _, listed := w.entries[m.b.serial]; listed {
+			if st, _ := w.judge(m.b); st != "" {
 				want = []string{validator.DecisionRecordInvalid}
 			}
 			if d := withCRLs.DecideBoot(ci, pol, at); !slices.Equal(d.Reasons, want) {

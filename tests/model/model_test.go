@@ -12,6 +12,7 @@ package model
 
 import (
 	"fmt"
+	"math/big"
 	"os"
 	"slices"
 	"sort"
@@ -83,6 +84,12 @@ func TestModel(t *testing.T) {
 		w.opCRL()
 	}
 	t.Logf("model test: %d steps, %d bundles, %d images in %s", len(w.history), len(w.bundles), len(w.images), time.Since(start).Round(time.Second))
+	var stats []string
+	for k, n := range w.stats {
+		stats = append(stats, fmt.Sprintf("%s %d", k, n))
+	}
+	sort.Strings(stats)
+	t.Logf("model test: CRL job transitions: %s", strings.Join(stats, "; "))
 }
 
 // step makes one random operation and checks the invariants.
@@ -104,8 +111,11 @@ func (w *world) step() {
 		{8, true, w.opPublishBad},
 		{7, len(w.listed()) > 0, w.opRemove},
 		{6, len(w.revocable()) > 0, w.opRevoke},
-		{3, len(w.holds()) > 0, w.opRelease},
-		{2, true, w.opNewerCRL},
+		{3, len(w.revocablePeople()) > 0, w.opRevokePerson},
+		{1, len(w.revocableCAs()) > 0, w.opRevokeCA},
+		{4, len(w.holds()) > 0, w.opRelease},
+		{3, true, w.opNewerCRL},
+		{2, true, w.opStaleCRL},
 		{8, withImage > 0, w.opLocal},
 		{3, withImage > 0, w.opDelete},
 		{4, len(w.editableImages()) > 0, w.opEdit},
@@ -191,18 +201,31 @@ func (w *world) opRemove() {
 func (w *world) revocable() []*bundle {
 	var out []*bundle
 	for _, b := range w.bundles {
-		if b.kind == kindValid && !w.everRevoked[b.serial] && (w.images[b.id] != nil || b.listed) {
+		if b.kind == kindValid && !w.final(crlReg, b.serial) && (w.images[b.id] != nil || b.listed) {
 			out = append(out, b)
 		}
 	}
 	return out
 }
 
-func (w *world) holds() []string {
-	var out []string // in the order of publication, for replays
-	for _, b := range w.bundles {
-		if e, ok := w.entries[b.serial]; ok && e.reason == 6 {
-			out = append(out, b.serial)
+// hold is a certificateHold entry of a CRL.
+type hold struct {
+	crl    int
+	serial string
+}
+
+func (w *world) holds() []hold {
+	var out []hold // in a stable order, for replays
+	for i, c := range w.crls {
+		var ss []string
+		for s, e := range c.entries {
+			if e.reason == crl.ReasonCertificateHold {
+				ss = append(ss, s)
+			}
+		}
+		sort.Strings(ss)
+		for _, s := range ss {
+			out = append(out, hold{i, s})
 		}
 	}
 	return out
@@ -211,29 +234,143 @@ func (w *world) holds() []string {
 func (w *world) opRevoke() {
 	b := pick(w, w.revocable())
 	reason := pick(w, []int{1, 4, 6})
-	if _, held := w.entries[b.serial]; held {
+	if e, ok := w.entries[b.serial]; ok && e.reason == crl.ReasonCertificateHold {
 		reason = 1 // a hold made a revocation
 	}
 	w.entries[b.serial] = crlEntry{serial: b.serialN, at: time.Now().Add(-time.Minute), reason: reason}
-	if reason != 6 {
-		w.everRevoked[b.serial] = true
+	w.writeCRL(crlReg, false)
+	w.logf("CRL %s %d: image certificate of %s (%s/%s) %s", w.crls[crlReg].name, w.crls[crlReg].number, short(b.id), b.vo, b.tag, crl.ReasonName(reason))
+	w.check("crl-file")
+}
+
+// revokedAt is the date of a revocation of reason (a dated one falls
+// before, between or after the registrations of the bundles published so
+// far), turning a hold into it when held (docs/publisher-guide.md: dated
+// at the hold's date or the new one, whichever is earlier).
+func (w *world) revokedAt(reason int, prev crlEntry, held bool) (time.Time, string) {
+	at := time.Now().Add(-time.Minute)
+	what := "now"
+	if dated(reason) {
+		k := len(w.bundles) - 1
+		if w.rng.IntN(3) != 0 {
+			k = w.rng.IntN(len(w.bundles)+2) - 1
+		}
+		at = w.regBase.Add(time.Duration(k)*time.Minute + 30*time.Second)
+		what = fmt.Sprintf("after the registration of bundle #%d", k)
 	}
-	w.writeCRL()
-	w.logf("CRL %d: image certificate of %s (%s/%s) %s", w.crlNumber, short(b.id), b.vo, b.tag, crl.ReasonName(reason))
+	if held && prev.at.Before(at) {
+		at, what = prev.at, "at its hold's date"
+	}
+	return at, what
+}
+
+// revoke lists serial n in CRL i with reason (a hold becomes any
+// revocation; a revocation is final) and issues the CRL.
+func (w *world) revoke(i int, n *big.Int, reasons []int) string {
+	s := hexSerial(n)
+	prev, ok := w.crls[i].entries[s]
+	held := ok && prev.reason == crl.ReasonCertificateHold
+	reason := pick(w, reasons)
+	for held && reason == crl.ReasonCertificateHold {
+		reason = pick(w, reasons)
+	}
+	at, when := w.revokedAt(reason, prev, held)
+	w.crls[i].entries[s] = crlEntry{serial: n, at: at, reason: reason}
+	w.writeCRL(i, false)
+	verb := ""
+	if held {
+		verb = "hold made "
+	}
+	return fmt.Sprintf("CRL %s %d: %s%s, dated %s", w.crls[i].name, w.crls[i].number, verb, crl.ReasonName(reason), when)
+}
+
+func (w *world) revocablePeople() []*person {
+	var out []*person
+	for _, p := range w.people {
+		if !w.final(p.crl, hexSerial(p.leaf.Cert.SerialNumber)) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// opRevokePerson revokes or holds a creator's or an approver's
+// certificate in their CA's CRL.
+func (w *world) opRevokePerson() {
+	p := pick(w, w.revocablePeople())
+	msg := w.revoke(p.crl, p.leaf.Cert.SerialNumber, []int{
+		crl.ReasonUnspecified, crl.ReasonKeyCompromise, crl.ReasonAffiliationChanged, crl.ReasonAffiliationChanged,
+		crl.ReasonSuperseded, crl.ReasonCessationOfOperation, crl.ReasonPrivilegeWithdrawn,
+		crl.ReasonCertificateHold, crl.ReasonCertificateHold, crl.ReasonCertificateHold})
+	w.logf("%s of %s (%s)", msg, p.name, p.role)
+	w.check("crl-file")
+}
+
+// caRef is an intermediate CA and the root CRL that speaks for it.
+type caRef struct {
+	issuer, crl int
+}
+
+func (w *world) revocableCAs() []caRef {
+	var out []caRef
+	for _, c := range []caRef{{crlPeople2, crlPeopleRoot}, {crlPeople2, crlPeopleRoot}, {crlPeople, crlPeopleRoot}, {crlReg, crlRegRoot}} {
+		if !w.final(c.crl, hexSerial(w.crls[c.issuer].ca.Cert.SerialNumber)) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// opRevokeCA revokes or holds an intermediate CA in its root's CRL.
+func (w *world) opRevokeCA() {
+	c := pick(w, w.revocableCAs())
+	msg := w.revoke(c.crl, w.crls[c.issuer].ca.Cert.SerialNumber, []int{
+		crl.ReasonCACompromise, crl.ReasonSuperseded, crl.ReasonCessationOfOperation,
+		crl.ReasonCertificateHold, crl.ReasonCertificateHold})
+	w.logf("%s of the intermediate %s", msg, w.crls[c.issuer].name)
 	w.check("crl-file")
 }
 
 func (w *world) opRelease() {
-	s := pick(w, w.holds())
-	delete(w.entries, s)
-	w.writeCRL()
-	w.logf("CRL %d: hold of serial %s lifted", w.crlNumber, s)
+	h := pick(w, w.holds())
+	c := w.crls[h.crl]
+	how := "gone from"
+	if w.rng.IntN(2) == 0 {
+		e := c.entries[h.serial]
+		c.entries[h.serial] = crlEntry{serial: e.serial, at: time.Now().Add(-time.Minute), reason: crl.ReasonRemoveFromCRL}
+		how = "removeFromCRL in"
+	} else {
+		delete(c.entries, h.serial)
+	}
+	w.writeCRL(h.crl, false)
+	w.logf("CRL %s %d: hold of serial %s lifted (%s the CRL)", c.name, c.number, h.serial, how)
 	w.check("crl-file")
 }
 
+// opNewerCRL reissues a CRL, fresh: most often a stale one.
 func (w *world) opNewerCRL() {
-	w.writeCRL()
-	w.logf("CRL %d: reissued, same entries", w.crlNumber)
+	i := w.rng.IntN(len(w.crls))
+	var stale []int
+	for j, c := range w.crls {
+		if c.stale {
+			stale = append(stale, j)
+		}
+	}
+	if len(stale) > 0 && w.rng.IntN(3) != 0 {
+		i = pick(w, stale)
+	}
+	w.writeCRL(i, false)
+	w.logf("CRL %s %d: reissued, same entries", w.crls[i].name, w.crls[i].number)
+	w.check("crl-file")
+}
+
+// opStaleCRL reissues a CRL whose nextUpdate (and grace) is past: its CA
+// did not publish in time (the CRL job runs on the real clock, so the CRL
+// is backdated rather than the clock advanced).
+func (w *world) opStaleCRL() {
+	i := w.rng.IntN(len(w.crls))
+	w.writeCRL(i, true)
+	w.logf("CRL %s %d: reissued stale (nextUpdate two days ago; crl.stale = %s)", w.crls[i].name, w.crls[i].number, map[bool]string{true: "refuse", false: "warn"}[w.staleRefuse])
 	w.check("crl-file")
 }
 
@@ -344,21 +481,49 @@ func outcomes(r *glancesync.Report) string {
 func (w *world) opCRL() {
 	w.logf("CRL job run")
 	before := w.glanceImages()
-	empty := len(w.images) == 0
-	gone := w.modelCRL()
+	ex := w.modelCRL()
+	gone := ex.gone
 	code, rep, stderr := w.runCRL()
 	t := w.t
-	if empty {
-		// the trust files hold only the roots, as docs/operator-guide.md
-		// allows, and the job learns the intermediates from the records'
-		// signatures: with no record left, their CRLs judge no image and
-		// are not used, with a warning, not refused (TestCRLJobEmptyCatalogue)
-		if n := countUnused(rep.Warnings); n != 2 {
-			t.Errorf("CRL job on an empty catalogue: %d warnings of an unused CRL, want 2: %q", n, rep.Warnings)
+	// the trust files hold only the roots, as docs/operator-guide.md
+	// allows, and the job learns the intermediates from the records'
+	// signatures: with no record left, their CRLs judge no image and are
+	// not used, with a warning, not refused (TestCRLJobEmptyCatalogue);
+	// with records, one of an intermediate no record carries is refused
+	// (wrong-issuer: docs/operator-guide.md, "a CA taken out of [trust]")
+	if n := countUnused(rep.Warnings); n != len(ex.unused) {
+		t.Errorf("CRL job (%d images): %d warnings of an unused CRL, model expects %d %v: %q", len(w.images), n, len(ex.unused), ex.unused, rep.Warnings)
+	}
+	var refused []string
+	for _, r := range rep.Refused {
+		refused = append(refused, r.Source)
+		if r.Reason != crl.ReasonWrongIssuer {
+			t.Errorf("CRL job: refused %s: %s (%s), model expects only %s refusals", r.Source, r.Reason, r.Error, crl.ReasonWrongIssuer)
 		}
 	}
-	if code != 0 || len(rep.Errors) > 0 || len(rep.Refused) > 0 || len(rep.LostWrites) > 0 || len(rep.InTransit) > 0 {
-		t.Errorf("CRL job: exit %d, errors %v, refused %+v, lost writes %+v, in transit %v\n%s", code, rep.Errors, rep.Refused, rep.LostWrites, rep.InTransit, stderr)
+	sort.Strings(refused)
+	sort.Strings(ex.refused)
+	if !slices.Equal(refused, ex.refused) {
+		t.Errorf("CRL job: refused %v, model expects %v", refused, ex.refused)
+	}
+	// in transit: every queued image whose flag the run turns revoked or
+	// hold, and no image that is not queued, revoked or held
+	for id := range ex.transit {
+		if !slices.Contains(rep.InTransit, id) {
+			t.Errorf("CRL job: queued image %s newly %s not reported in transit (%v)", short(id), w.images[id].global, rep.InTransit)
+		}
+	}
+	for _, id := range rep.InTransit {
+		if !ex.mayTransit[id] {
+			t.Errorf("CRL job: image %s reported in transit, model expects no queued revoked or held image of that id", short(id))
+		}
+	}
+	wantCode := 0
+	if len(ex.refused) > 0 || ex.stale || len(rep.InTransit) > 0 {
+		wantCode = 4
+	}
+	if code != wantCode || len(rep.Errors) > 0 || len(rep.LostWrites) > 0 {
+		t.Errorf("CRL job: exit %d (model expects %d: refused %v, stale %v), errors %v, lost writes %+v, in transit %v\n%s", code, wantCode, ex.refused, ex.stale, rep.Errors, rep.LostWrites, rep.InTransit, stderr)
 	}
 	var got []string
 	for _, g := range rep.LocalFlagsGone {

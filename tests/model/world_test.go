@@ -57,6 +57,45 @@ func bytesBad(kind string) bool {
 	return kind == kindWrongSHA || kind == kindTamperImage || kind == kindTruncate
 }
 
+// CRL issuers of the model's PKI: each writes one CRL file.
+const (
+	crlReg        = iota // the Registrar CA: image certificates
+	crlPeople            // the people CA: creators 0 and 1, approver 0
+	crlPeople2           // the second people CA: creator 2, approver 1
+	crlPeopleRoot        // the people root: the two people CAs
+	crlRegRoot           // the Registrar root: the Registrar CA
+)
+
+// crlIssuer is a CA of the site whose CRL the CRL job reads.
+type crlIssuer struct {
+	name    string
+	ca      *testpki.CA
+	file    string
+	number  int64
+	entries map[string]crlEntry // by serial hex
+	// stale: the last CRL issued was past nextUpdate + grace when issued
+	stale bool
+	// inter: an intermediate CA, which the job knows only from the
+	// records that carry it (the trust files hold only the roots)
+	inter bool
+}
+
+// person is a creator or an approver of the VOs.
+type person struct {
+	name string
+	role string // creator, approver
+	leaf *testpki.Leaf
+	crl  int // the issuer of the person's certificate (crlPeople, crlPeople2)
+}
+
+// chainRef is one certificate of a record's chains: the role it plays
+// (image, creator, approver, ca), the CRL that speaks for it and its serial.
+type chainRef struct {
+	role   string
+	crl    int
+	serial string
+}
+
 // bundle is a bundle the model published.
 type bundle struct {
 	seq      int // its place among the model's publications
@@ -70,6 +109,10 @@ type bundle struct {
 	serial   string // image certificate serial, hex
 	serialN  *big.Int
 	listed   bool
+	// creator and approver signed it (nil: another's, or none)
+	creator, approver *person
+	registered        time.Time // the image certificate's notBefore
+	refs              []chainRef
 }
 
 // mimage is what the model expects of a catalogue image in Glance.
@@ -80,6 +123,9 @@ type mimage struct {
 	global  string // valid, revoked, hold
 	local   string // the operator's flag, "" when unset
 	deactBy string // crl-hold, or ""
+	// roles are the imagetrust_revoked_role values the model accepts while
+	// global is revoked or hold (several certificates may be revoked)
+	roles map[string]bool
 	// tampered names the signed property an operator edited ("" when the
 	// record is intact)
 	tampered string
@@ -98,23 +144,27 @@ type world struct {
 	dir  string
 	srcs []string
 
-	cloud   *ostest.Cloud
-	proj    *ostest.Project
-	glance  glancesync.Glance
-	site    *testsite.Site
-	signers testbundle.Signers
-	vos     map[string]config.VO
-	policy  map[string]*validator.VOPolicy
-	cfg     string // imagetrust.toml of the CRL job
+	cloud  *ostest.Cloud
+	proj   *ostest.Project
+	glance glancesync.Glance
+	site   *testsite.Site
+	vos    map[string]config.VO
+	policy map[string]*validator.VOPolicy
+	cfg    string // imagetrust.toml of the CRL job
 
-	regCRL    string // the Registrar CA's CRL file
-	peopleCRL string
-	crlNumber int64
-	entries   map[string]crlEntry // the Registrar CA's CRL now, by serial hex
-	// everRevoked: serials listed with a reason other than certificateHold
-	// (an image found revoked stays revoked for ever)
-	everRevoked map[string]bool
-	crlJobRan   bool
+	crls    []*crlIssuer
+	entries map[string]crlEntry // the Registrar CA's CRL now (crls[crlReg])
+	people  []*person
+	// staleRefuse: crl.stale = "refuse" (else "warn")
+	staleRefuse bool
+	// regBase: the nth bundle is registered (image certificate notBefore)
+	// n minutes after it, so that a dated revocation can fall between any
+	// two registrations
+	regBase   time.Time
+	crlJobRan bool
+	// stats counts what the CRL job runs did to the model's images (logged
+	// at the end: what a seed covered)
+	stats map[string]int
 
 	offset  time.Duration // the model's clock runs this far ahead of the real one
 	created time.Time     // the last new version's created time
@@ -144,13 +194,12 @@ func (w *world) logf(format string, args ...any) {
 func newWorld(t *testing.T, seed uint64) *world {
 	t.Helper()
 	w := &world{t: t, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), dir: t.TempDir(),
-		entries: map[string]crlEntry{}, everRevoked: map[string]bool{}, byID: map[string]*bundle{},
+		byID: map[string]*bundle{}, stats: map[string]int{},
 		images: map[string]*mimage{}, spent: map[string]bool{}, aliases: map[string]bool{}, lastLocal: map[string]string{}}
 	w.cloud = ostest.Start(t, ostest.Options{})
 	w.proj = w.cloud.NewProject(t, w.dir, "model", "model")
 	w.glance = glancesync.NewGlance(w.proj.Image)
 	w.site = testsite.New(t)
-	w.signers = testbundle.Signers{Creator: w.site.Creator, Approver: w.site.Approver, Registrar: w.site.RegCA}
 	// descriptors are created before their registration (30 minutes ago)
 	w.created = time.Now().AddDate(0, 0, -30).Truncate(time.Second)
 	for i := range srcVOs {
@@ -160,26 +209,64 @@ func newWorld(t *testing.T, seed uint64) *world {
 		}
 		w.srcs = append(w.srcs, d)
 	}
-	cdn, _ := validator.DNFromRaw(w.site.Creator.Cert.RawSubject)
-	adn, _ := validator.DNFromRaw(w.site.Approver.Cert.RawSubject)
+	w.regBase = time.Now().Add(-24 * time.Hour).Truncate(time.Minute)
+	w.staleRefuse = w.rng.IntN(4) != 0
+	peopleCA2 := w.site.PeopleRoot.Intermediate("Trust People CA 2")
+	w.people = []*person{
+		{name: "creator0", role: "creator", leaf: w.site.Creator, crl: crlPeople},
+		{name: "creator1", role: "creator", leaf: w.site.PeopleCA.Leaf(testpki.Name("Trust Creator One")), crl: crlPeople},
+		{name: "creator2", role: "creator", leaf: peopleCA2.Leaf(testpki.Name("Trust Creator Two")), crl: crlPeople2},
+		{name: "approver0", role: "approver", leaf: w.site.Approver, crl: crlPeople},
+		{name: "approver1", role: "approver", leaf: peopleCA2.Leaf(testpki.Name("Trust Approver One")), crl: crlPeople2},
+	}
+	if err := os.MkdirAll(filepath.Join(w.dir, "crl"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, file string
+		ca         *testpki.CA
+		inter      bool
+	}{
+		{"registrar-ca", "registrar-ca.crl", w.site.RegCA, true},
+		{"people-ca", "people-ca.crl", w.site.PeopleCA, true},
+		{"people-ca2", "people-ca2.crl", peopleCA2, true},
+		{"people-root", "people-root.crl", w.site.PeopleRoot, false},
+		{"registrar-root", "registrar-root.crl", w.site.RegRoot, false},
+	} {
+		w.crls = append(w.crls, &crlIssuer{name: c.name, ca: c.ca, file: filepath.Join(w.dir, "crl", c.file), inter: c.inter, entries: map[string]crlEntry{}})
+	}
+	w.entries = w.crls[crlReg].entries
+	var creators, approvers []string
+	var cdns, adns []validator.DN
+	for _, p := range w.people {
+		dn, _ := validator.DNFromRaw(p.leaf.Cert.RawSubject)
+		if p.role == "creator" {
+			creators, cdns = append(creators, fmt.Sprintf("%q", p.leaf.Cert.Subject.String())), append(cdns, dn)
+		} else {
+			approvers, adns = append(approvers, fmt.Sprintf("%q", p.leaf.Cert.Subject.String())), append(adns, dn)
+		}
+	}
 	w.vos, w.policy = map[string]config.VO{}, map[string]*validator.VOPolicy{}
 	var voToml string
 	for _, v := range vos {
 		w.vos[v] = config.VO{Visibility: visibility[v]}
-		w.policy[v] = &validator.VOPolicy{Name: v, Creators: []validator.DN{cdn}, Approvers: []validator.DN{adn}}
-		voToml += fmt.Sprintf("[vo.%s]\ncreators = [%q]\napprovers = [%q]\nvisibility = %q\n\n", v,
-			w.site.Creator.Cert.Subject.String(), w.site.Approver.Cert.Subject.String(), visibility[v])
+		w.policy[v] = &validator.VOPolicy{Name: v, Creators: cdns, Approvers: adns}
+		voToml += fmt.Sprintf("[vo.%s]\ncreators = [%s]\napprovers = [%s]\nvisibility = %q\n\n", v,
+			strings.Join(creators, ", "), strings.Join(approvers, ", "), visibility[v])
 	}
 	testpki.WriteFile(t, w.dir, "people-root.pem", testpki.CertPEM(w.site.PeopleRoot.Cert))
 	testpki.WriteFile(t, w.dir, "registrar-root.pem", testpki.CertPEM(w.site.RegRoot.Cert))
-	if err := os.MkdirAll(filepath.Join(w.dir, "crl"), 0o755); err != nil {
-		t.Fatal(err)
+	for i := range w.crls {
+		w.writeCRL(i, false)
 	}
-	w.regCRL = filepath.Join(w.dir, "crl", "registrar-ca.crl")
-	w.peopleCRL = filepath.Join(w.dir, "crl", "people-ca.crl")
-	w.writeCRL()
-	testpki.WriteFile(t, filepath.Join(w.dir, "crl"), "people-ca.crl",
-		w.site.PeopleCA.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: time.Now().Add(-time.Hour), NextUpdate: time.Now().AddDate(2, 0, 0)}))
+	stale := "refuse"
+	if !w.staleRefuse {
+		stale = "warn"
+	}
+	var sources string
+	for _, c := range w.crls {
+		sources += fmt.Sprintf("[[crl.source]]\nfile = %q\n", c.file)
+	}
 	cfg := fmt.Sprintf(`[trust]
 ca_files = ["people-root.pem"]
 registrar_ca_files = ["registrar-root.pem"]
@@ -187,32 +274,35 @@ registrar_ca_files = ["registrar-root.pem"]
 %s[crl]
 cache_dir = "crl-cache"
 timeout = "5s"
-[[crl.source]]
-file = %q
-[[crl.source]]
-file = %q
-`, voToml, w.regCRL, w.peopleCRL)
+stale = %q
+grace = "1h"
+%s`, voToml, stale, sources)
 	w.cfg = testpki.WriteFile(t, w.dir, "imagetrust.toml", []byte(cfg))
 	return w
 }
 
-// writeCRL issues the Registrar CA's next CRL with the entries now.
-func (w *world) writeCRL() {
-	w.crlNumber++
+// writeCRL issues issuer i's next CRL with its entries now: a fresh one,
+// or a stale one (past nextUpdate and the job's grace of an hour).
+func (w *world) writeCRL(i int, stale bool) {
+	c := w.crls[i]
+	c.number++
+	c.stale = stale
 	var es []pki.Revoked
-	for _, e := range w.entries {
+	for _, e := range c.entries {
 		es = append(es, pki.Revoked{Serial: e.serial, Time: e.at, Reason: e.reason})
 	}
 	sort.Slice(es, func(i, j int) bool { return es[i].Serial.Cmp(es[j].Serial) < 0 })
-	der := w.site.RegCA.CRL(pki.CRLTemplate{Number: w.crlNumber, ThisUpdate: time.Now().Add(-time.Minute),
-		NextUpdate: time.Now().AddDate(2, 0, 0), Entries: es})
-	testpki.WriteFile(w.t, filepath.Dir(w.regCRL), filepath.Base(w.regCRL), der)
+	tmpl := pki.CRLTemplate{Number: c.number, ThisUpdate: time.Now().Add(-time.Minute), NextUpdate: time.Now().AddDate(2, 0, 0), Entries: es}
+	if stale {
+		tmpl.ThisUpdate, tmpl.NextUpdate = time.Now().AddDate(0, 0, -10), time.Now().AddDate(0, 0, -2)
+	}
+	testpki.WriteFile(w.t, filepath.Dir(c.file), filepath.Base(c.file), c.ca.CRL(tmpl))
 }
 
 func (w *world) crlDERs() [][]byte {
 	var out [][]byte
-	for _, p := range []string{w.regCRL, w.peopleCRL} {
-		b, err := os.ReadFile(p)
+	for _, c := range w.crls {
+		b, err := os.ReadFile(c.file)
 		if err != nil {
 			w.t.Fatal(err)
 		}
@@ -242,13 +332,18 @@ func (w *world) publish(kind, vo, tag string, src int, created time.Time, life t
 	s := testbundle.Spec{VO: vo, Tag: tag, Created: created, Size: (4 + w.rng.IntN(12)) << 10}
 	now := time.Now()
 	s.NotAfter = now.Add(life)
+	s.NotBefore = w.regBase.Add(time.Duration(len(w.bundles)) * time.Minute)
+	creator, approver := w.pickPerson("creator"), w.pickPerson("approver")
+	signers := testbundle.Signers{Creator: creator.leaf, Approver: approver.leaf, Registrar: w.site.RegCA}
 	switch kind {
 	case kindTamperDesc:
 		s.TamperDesc = true
 	case kindUntrusted:
 		s.Creator = w.site.OtherCreator
+		creator = nil
 	case kindNoApprover:
 		s.NoApprover = true
+		approver = nil
 	case kindExpired:
 		s.NotBefore, s.NotAfter = now.AddDate(0, 0, -60), now.AddDate(0, 0, -1)
 		// created before its registration, or it is refused for that too
@@ -261,13 +356,124 @@ func (w *world) publish(kind, vo, tag string, src int, created time.Time, life t
 	case kindTruncate:
 		s.Truncate = true
 	}
-	p := w.signers.Publish(w.t, w.srcs[src], s)
+	p := signers.Publish(w.t, w.srcs[src], s)
 	b := &bundle{seq: len(w.bundles), pub: p, id: p.ID, vo: vo, tag: tag, src: src, kind: kind, created: created.Truncate(time.Second),
-		notAfter: p.ImageCert.NotAfter, serialN: p.ImageCert.SerialNumber, listed: true}
-	b.serial = fmt.Sprintf("%x", p.ImageCert.SerialNumber)
+		notAfter: p.ImageCert.NotAfter, serialN: p.ImageCert.SerialNumber, listed: true,
+		creator: creator, approver: approver, registered: p.ImageCert.NotBefore}
+	b.serial = hexSerial(p.ImageCert.SerialNumber)
+	b.refs = []chainRef{{"image", crlReg, b.serial}, {"ca", crlRegRoot, hexSerial(w.site.RegCA.Cert.SerialNumber)}}
+	for _, q := range []*person{creator, approver} {
+		if q != nil {
+			b.refs = append(b.refs, chainRef{q.role, q.crl, hexSerial(q.leaf.Cert.SerialNumber)},
+				chainRef{"ca", crlPeopleRoot, hexSerial(w.crls[q.crl].ca.Cert.SerialNumber)})
+		}
+	}
 	w.bundles = append(w.bundles, b)
 	w.byID[b.id] = b
 	return b
+}
+
+func hexSerial(n *big.Int) string { return fmt.Sprintf("%x", n) }
+
+// pickPerson picks a creator or an approver: most often one whose
+// certificate is not revoked for good, so that a run keeps publishing
+// images that verify.
+func (w *world) pickPerson(role string) *person {
+	var all, ok []*person
+	for _, p := range w.people {
+		if p.role != role {
+			continue
+		}
+		all = append(all, p)
+		if !w.final(p.crl, hexSerial(p.leaf.Cert.SerialNumber)) {
+			ok = append(ok, p)
+		}
+	}
+	if len(ok) > 0 && w.rng.IntN(3) != 0 {
+		return pick(w, ok)
+	}
+	return pick(w, all)
+}
+
+// final reports whether CRL issuer i lists serial revoked for good (a
+// reason other than certificateHold and removeFromCRL).
+func (w *world) final(i int, serial string) bool {
+	e, ok := w.crls[i].entries[serial]
+	return ok && e.reason != crl.ReasonCertificateHold && e.reason != crl.ReasonRemoveFromCRL
+}
+
+// applies is the documented revocation rule (docs/publisher-guide.md,
+// "What a revocation does at the sites"; docs/formats.md check 6), at a
+// site without trust.strict: any entry of an image certificate counts; a
+// creator's, approver's or intermediate CA's counts for a compromise
+// reason or a hold whatever the dates, and for a dated reason
+// (affiliationChanged, superseded, cessationOfOperation,
+// privilegeWithdrawn) only for images registered after the revocation
+// date; removeFromCRL never counts.
+func applies(role string, e crlEntry, registered time.Time) bool {
+	switch {
+	case e.reason == crl.ReasonRemoveFromCRL:
+		return false
+	case role == "image":
+		return true
+	case dated(e.reason):
+		return !registered.Before(e.at)
+	}
+	return true
+}
+
+func dated(reason int) bool {
+	switch reason {
+	case crl.ReasonAffiliationChanged, crl.ReasonSuperseded, crl.ReasonCessationOfOperation, crl.ReasonPrivilegeWithdrawn:
+		return true
+	}
+	return false
+}
+
+// judge is what the CRLs now say of a bundle: "revoked", "hold" or "",
+// with the roles of the certificates that make it so.
+func (w *world) judge(b *bundle) (string, map[string]bool) {
+	revoked, held := map[string]bool{}, map[string]bool{}
+	for _, r := range b.refs {
+		e, ok := w.crls[r.crl].entries[r.serial]
+		if !ok || !applies(r.role, e, b.registered) {
+			continue
+		}
+		if e.reason == crl.ReasonCertificateHold {
+			held[r.role] = true
+		} else {
+			revoked[r.role] = true
+		}
+	}
+	switch {
+	case len(revoked) > 0:
+		return crl.StateRevoked, revoked
+	case len(held) > 0:
+		return crl.StateHold, held
+	}
+	return "", nil
+}
+
+// staleFor reports whether a CRL that speaks for a certificate of the
+// bundle's chains is stale (the job's state of that certificate).
+func (w *world) staleFor(b *bundle) bool {
+	for _, r := range b.refs {
+		if w.crls[r.crl].stale {
+			return true
+		}
+	}
+	return false
+}
+
+// carries reports whether the bundle's record carries the CA of issuer i
+// (the Registrar CA issues every image certificate).
+func (b *bundle) carries(i int) bool {
+	for _, r := range b.refs {
+		if r.crl == i {
+			return true
+		}
+	}
+	return false
 }
 
 // listed returns the bundles in the sources now.
@@ -279,13 +485,6 @@ func (w *world) listed() []*bundle {
 		}
 	}
 	return out
-}
-
-// revokedNow reports whether the Registrar CA's CRL lists the bundle's
-// image certificate, and with which reason.
-func (w *world) revokedNow(b *bundle) (int, bool) {
-	e, ok := w.entries[b.serial]
-	return e.reason, ok
 }
 
 // verdict is the sync's judgement of a listed bundle at the model's time:
@@ -301,7 +500,7 @@ func (w *world) verdict(b *bundle, t time.Time, crls bool) (string, bool) {
 	case kindExpired:
 		return "routine", true
 	}
-	if _, rev := w.revokedNow(b); crls && rev {
+	if st, _ := w.judge(b); crls && st != "" {
 		return "routine", true
 	}
 	if t.After(b.notAfter) {
@@ -508,16 +707,48 @@ func (w *world) imageIDs() []string {
 	return ids
 }
 
-// modelCRL applies a CRL job run to the model (crl.Plan's rules) and
-// returns the images whose local flag the last run saw and this one does
-// not.
-func (w *world) modelCRL() []string {
-	var gone []string
+// crlExpect is what the model expects of a CRL job run.
+type crlExpect struct {
+	gone []string // images whose local flag the last run saw and this one does not
+	// refused: the CRL files refused (wrong-issuer: an intermediate CA no
+	// record carries, while the catalogue has records); unused: those not
+	// used for want of any record
+	refused, unused []string
+	stale           bool // a stale CRL in use: exit 4
+	// transit: queued images whose flag becomes revoked or hold (Glance
+	// may still write their data); mayTransit: queued revoked or held ones
+	transit, mayTransit map[string]bool
+}
+
+// modelCRL applies a CRL job run to the model (the rules of
+// docs/catalogue.md, "Unsigned: validity flags", docs/operator-guide.md,
+// "When a CRL goes stale", and crl/doc.go) and returns what it expects the
+// run to report.
+func (w *world) modelCRL() crlExpect {
+	ex := crlExpect{transit: map[string]bool{}, mayTransit: map[string]bool{}}
+	// which CRLs the job uses: the roots' always; an intermediate's when a
+	// record carries the intermediate (the trust files hold only roots)
+	for i, c := range w.crls {
+		used := !c.inter
+		if c.inter {
+			for _, im := range w.images {
+				used = used || im.b.carries(i)
+			}
+			switch {
+			case used:
+			case len(w.images) == 0:
+				ex.unused = append(ex.unused, c.file)
+			default:
+				ex.refused = append(ex.refused, c.file)
+			}
+		}
+		ex.stale = ex.stale || (used && c.stale)
+	}
 	seen := map[string]string{}
 	for _, id := range w.imageIDs() {
 		im := w.images[id]
 		if w.lastLocal[id] != "" && im.local == "" {
-			gone = append(gone, id)
+			ex.gone = append(ex.gone, id)
 		}
 		if im.local != "" {
 			seen[id] = im.local
@@ -526,15 +757,41 @@ func (w *world) modelCRL() []string {
 			if im.status == "active" {
 				im.status = "deactivated"
 			}
+			if im.status == "queued" {
+				ex.mayTransit[id] = true
+			}
 			continue
 		}
+		st, roles := w.judge(im.b)
 		state := crl.StateValid
-		if w.everRevoked[im.b.serial] {
-			state = crl.StateRevoked
-		} else if _, ok := w.entries[im.b.serial]; ok {
-			state = crl.StateHold
+		switch {
+		case st != "":
+			state = st // a revocation or hold in a stale CRL still counts
+		case w.staleRefuse && w.staleFor(im.b):
+			state = crl.StateUnknown
 		}
-		im.global = state
+		if im.status == "queued" && st != "" {
+			ex.mayTransit[id] = true
+			if im.global != st {
+				ex.transit[id] = true
+			}
+		}
+		if state != im.global {
+			k := im.global + "->" + state
+			if state == crl.StateRevoked || state == crl.StateHold {
+				var rs []string
+				for r := range roles {
+					rs = append(rs, r)
+				}
+				sort.Strings(rs)
+				k += "(" + strings.Join(rs, ",") + ")"
+			}
+			if im.deactBy == crl.DeactivatedByHold && state == crl.StateValid && im.local == "" {
+				k += ", reactivated"
+			}
+			w.stats[k]++
+		}
+		im.global, im.roles = state, roles
 		switch state {
 		case crl.StateRevoked:
 			im.deactBy = ""
@@ -545,6 +802,8 @@ func (w *world) modelCRL() []string {
 			if im.status == "active" {
 				im.status, im.deactBy = "deactivated", crl.DeactivatedByHold
 			}
+		case crl.StateUnknown:
+			// never deactivates, never reactivates
 		case crl.StateValid:
 			if im.deactBy == crl.DeactivatedByHold && im.local == "" {
 				im.deactBy = ""
@@ -556,7 +815,7 @@ func (w *world) modelCRL() []string {
 	}
 	w.lastLocal = seen
 	w.crlJobRan = true
-	return gone
+	return ex
 }
 
 // runSync runs one pass of the real sync (in process, against Glance) with
