@@ -45,9 +45,10 @@ func (w *world) check(after string) {
 			t.Errorf("after %s: image %s (%s/%s): Glance has status/hidden/global/local/deactivated_by/visibility %q, model %q", after, short(id), m.b.vo, m.b.tag, got, want)
 		}
 		// which certificate: one that makes the image revoked or held
-		role, ok := g.Props[crl.PropRevokedRole]
-		if rh := m.global == crl.StateRevoked || m.global == crl.StateHold; rh && !m.roles[role] || !rh && ok {
-			t.Errorf("after %s: image %s (%s, global %s): %s %q, model expects one of %v", after, short(id), m.b.kind, m.global, crl.PropRevokedRole, role, m.roles)
+		_, ok := g.Props[crl.PropRevokedRole]
+		cause := g.Props[crl.PropRevokedRole] + " " + g.Props[crl.PropRevSerial] + " " + g.Props[crl.PropRevReason]
+		if rh := m.global == crl.StateRevoked || m.global == crl.StateHold; rh && !m.causes[cause] || !rh && ok {
+			t.Errorf("after %s: image %s (%s, global %s): role, serial, reason %q, model expects one of %v", after, short(id), m.b.kind, m.global, cause, m.causes)
 		}
 	}
 	for id := range catalogue {

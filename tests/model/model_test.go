@@ -59,6 +59,7 @@ func TestModel(t *testing.T) {
 	t.Logf("model test: seed %d, %d steps (replay with %s=%d %s=%d)", seed, steps, envSeed, seed, envSteps, steps)
 	start := time.Now()
 	w := newWorld(t, seed)
+	t.Logf("model test: trust.strict = %v, crl.stale = %s", w.strict, map[bool]string{true: "refuse", false: "warn"}[w.staleRefuse])
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("FAILED with seed %d after %d steps; replay: %s=%d %s=%d\n%s", seed, len(w.history), envSeed, seed, envSteps, steps,
@@ -111,10 +112,10 @@ func (w *world) step() {
 		{8, true, w.opPublishBad},
 		{7, len(w.listed()) > 0, w.opRemove},
 		{6, len(w.revocable()) > 0, w.opRevoke},
-		{3, len(w.revocablePeople()) > 0, w.opRevokePerson},
+		{2, len(w.revocablePeople()) > 0, w.opRevokePerson},
 		{1, len(w.revocableCAs()) > 0, w.opRevokeCA},
 		{4, len(w.holds()) > 0, w.opRelease},
-		{3, true, w.opNewerCRL},
+		{3 + 4*w.staleCRLs(), true, w.opNewerCRL},
 		{2, true, w.opStaleCRL},
 		{8, withImage > 0, w.opLocal},
 		{3, withImage > 0, w.opDelete},
@@ -298,10 +299,12 @@ func (w *world) revocablePeople() []*person {
 // certificate in their CA's CRL.
 func (w *world) opRevokePerson() {
 	p := pick(w, w.revocablePeople())
+	// holds and dated reasons most often: a compromise revokes every
+	// image of the person for good, and the run would have little left
 	msg := w.revoke(p.crl, p.leaf.Cert.SerialNumber, []int{
-		crl.ReasonUnspecified, crl.ReasonKeyCompromise, crl.ReasonAffiliationChanged, crl.ReasonAffiliationChanged,
+		crl.ReasonUnspecified, crl.ReasonKeyCompromise, crl.ReasonAffiliationChanged,
 		crl.ReasonSuperseded, crl.ReasonCessationOfOperation, crl.ReasonPrivilegeWithdrawn,
-		crl.ReasonCertificateHold, crl.ReasonCertificateHold, crl.ReasonCertificateHold})
+		crl.ReasonCertificateHold, crl.ReasonCertificateHold, crl.ReasonCertificateHold, crl.ReasonCertificateHold})
 	w.logf("%s of %s (%s)", msg, p.name, p.role)
 	w.check("crl-file")
 }
@@ -326,7 +329,7 @@ func (w *world) opRevokeCA() {
 	c := pick(w, w.revocableCAs())
 	msg := w.revoke(c.crl, w.crls[c.issuer].ca.Cert.SerialNumber, []int{
 		crl.ReasonCACompromise, crl.ReasonSuperseded, crl.ReasonCessationOfOperation,
-		crl.ReasonCertificateHold, crl.ReasonCertificateHold})
+		crl.ReasonCertificateHold, crl.ReasonCertificateHold, crl.ReasonCertificateHold})
 	w.logf("%s of the intermediate %s", msg, w.crls[c.issuer].name)
 	w.check("crl-file")
 }
@@ -345,6 +348,16 @@ func (w *world) opRelease() {
 	w.writeCRL(h.crl, false)
 	w.logf("CRL %s %d: hold of serial %s lifted (%s the CRL)", c.name, c.number, h.serial, how)
 	w.check("crl-file")
+}
+
+func (w *world) staleCRLs() int {
+	n := 0
+	for _, c := range w.crls {
+		if c.stale {
+			n++
+		}
+	}
+	return n
 }
 
 // opNewerCRL reissues a CRL, fresh: most often a stale one.

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -123,9 +124,11 @@ type mimage struct {
 	global  string // valid, revoked, hold
 	local   string // the operator's flag, "" when unset
 	deactBy string // crl-hold, or ""
-	// roles are the imagetrust_revoked_role values the model accepts while
-	// global is revoked or hold (several certificates may be revoked)
-	roles map[string]bool
+	// causes are the revocation details (imagetrust_revoked_role,
+	// imagetrust_revocation_serial, imagetrust_revocation_reason, as
+	// "role serial reason") the model accepts while global is revoked or
+	// hold: any of the certificates that make it so
+	causes map[string]bool
 	// tampered names the signed property an operator edited ("" when the
 	// record is intact)
 	tampered string
@@ -157,6 +160,9 @@ type world struct {
 	people  []*person
 	// staleRefuse: crl.stale = "refuse" (else "warn")
 	staleRefuse bool
+	// strict: trust.strict, any revocation of a person or an intermediate
+	// CA counts whatever the dates
+	strict bool
 	// regBase: the nth bundle is registered (image certificate notBefore)
 	// n minutes after it, so that a dated revocation can fall between any
 	// two registrations
@@ -211,6 +217,7 @@ func newWorld(t *testing.T, seed uint64) *world {
 	}
 	w.regBase = time.Now().Add(-24 * time.Hour).Truncate(time.Minute)
 	w.staleRefuse = w.rng.IntN(4) != 0
+	w.strict = w.rng.IntN(4) == 0
 	peopleCA2 := w.site.PeopleRoot.Intermediate("Trust People CA 2")
 	w.people = []*person{
 		{name: "creator0", role: "creator", leaf: w.site.Creator, crl: crlPeople},
@@ -270,13 +277,14 @@ func newWorld(t *testing.T, seed uint64) *world {
 	cfg := fmt.Sprintf(`[trust]
 ca_files = ["people-root.pem"]
 registrar_ca_files = ["registrar-root.pem"]
+strict = %v
 
 %s[crl]
 cache_dir = "crl-cache"
 timeout = "5s"
 stale = %q
 grace = "1h"
-%s`, voToml, stale, sources)
+%s`, w.strict, voToml, stale, sources)
 	w.cfg = testpki.WriteFile(t, w.dir, "imagetrust.toml", []byte(cfg))
 	return w
 }
@@ -313,7 +321,7 @@ func (w *world) crlDERs() [][]byte {
 
 // trust is the verifier's trust, with the CRLs of now or without any.
 func (w *world) trust(withCRLs bool) *validator.Trust {
-	o := validator.TrustOptions{People: []*x509.Certificate{w.site.PeopleRoot.Cert}, Registrar: []*x509.Certificate{w.site.RegRoot.Cert}, VOs: w.policy}
+	o := validator.TrustOptions{People: []*x509.Certificate{w.site.PeopleRoot.Cert}, Registrar: []*x509.Certificate{w.site.RegRoot.Cert}, VOs: w.policy, Strict: w.strict}
 	if withCRLs {
 		o.CRLs = w.crlDERs()
 	}
@@ -410,11 +418,11 @@ func (w *world) final(i int, serial string) bool {
 // (affiliationChanged, superseded, cessationOfOperation,
 // privilegeWithdrawn) only for images registered after the revocation
 // date; removeFromCRL never counts.
-func applies(role string, e crlEntry, registered time.Time) bool {
+func applies(role string, e crlEntry, registered time.Time, strict bool) bool {
 	switch {
 	case e.reason == crl.ReasonRemoveFromCRL:
 		return false
-	case role == "image":
+	case role == "image" || strict:
 		return true
 	case dated(e.reason):
 		return !registered.Before(e.at)
@@ -431,18 +439,19 @@ func dated(reason int) bool {
 }
 
 // judge is what the CRLs now say of a bundle: "revoked", "hold" or "",
-// with the roles of the certificates that make it so.
+// with the certificates that make it so ("role serial reason").
 func (w *world) judge(b *bundle) (string, map[string]bool) {
 	revoked, held := map[string]bool{}, map[string]bool{}
 	for _, r := range b.refs {
 		e, ok := w.crls[r.crl].entries[r.serial]
-		if !ok || !applies(r.role, e, b.registered) {
+		if !ok || !applies(r.role, e, b.registered, w.strict) {
 			continue
 		}
+		k := r.role + " " + r.serial + " " + crl.ReasonName(e.reason)
 		if e.reason == crl.ReasonCertificateHold {
-			held[r.role] = true
+			held[k] = true
 		} else {
-			revoked[r.role] = true
+			revoked[k] = true
 		}
 	}
 	switch {
@@ -762,7 +771,7 @@ func (w *world) modelCRL() crlExpect {
 			}
 			continue
 		}
-		st, roles := w.judge(im.b)
+		st, causes := w.judge(im.b)
 		state := crl.StateValid
 		switch {
 		case st != "":
@@ -780,8 +789,10 @@ func (w *world) modelCRL() crlExpect {
 			k := im.global + "->" + state
 			if state == crl.StateRevoked || state == crl.StateHold {
 				var rs []string
-				for r := range roles {
-					rs = append(rs, r)
+				for c := range causes {
+					if r, _, _ := strings.Cut(c, " "); !slices.Contains(rs, r) {
+						rs = append(rs, r)
+					}
 				}
 				sort.Strings(rs)
 				k += "(" + strings.Join(rs, ",") + ")"
@@ -791,7 +802,7 @@ func (w *world) modelCRL() crlExpect {
 			}
 			w.stats[k]++
 		}
-		im.global, im.roles = state, roles
+		im.global, im.causes = state, causes
 		switch state {
 		case crl.StateRevoked:
 			im.deactBy = ""
