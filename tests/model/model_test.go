@@ -6,6 +6,17 @@
 // `imagetrust crl --once`), with the catalogue, the boot gate's decisions
 // and tag resolution checked against a model after every step.
 //
+// The site's PKI has two people CAs and a Registrar CA under two roots,
+// three creators and two approvers, and a CRL for each of the five CAs.
+// Revocations and holds hit image certificates, people (for any reason:
+// dated ones fall between registrations) and intermediate CAs; holds are
+// lifted by removeFromCRL or a CRL without them; a CRL can be reissued
+// stale (past nextUpdate + crl.grace). A seed picks trust.strict and
+// crl.stale. The model's expectations follow the documented rules
+// (docs/publisher-guide.md, "What a revocation does at the sites";
+// docs/catalogue.md; docs/operator-guide.md, "When a CRL goes stale";
+// crl/doc.go), not the code.
+//
 // IMAGETRUST_MODEL_SEED replays a run (the seed is logged at the start
 // and on failure), IMAGETRUST_MODEL_STEPS sets its length (default 30).
 package model
@@ -234,13 +245,11 @@ func (w *world) holds() []hold {
 
 func (w *world) opRevoke() {
 	b := pick(w, w.revocable())
-	reason := pick(w, []int{1, 4, 6})
-	if e, ok := w.entries[b.serial]; ok && e.reason == crl.ReasonCertificateHold {
-		reason = 1 // a hold made a revocation
-	}
-	w.entries[b.serial] = crlEntry{serial: b.serialN, at: time.Now().Add(-time.Minute), reason: reason}
-	w.writeCRL(crlReg, false)
-	w.logf("CRL %s %d: image certificate of %s (%s/%s) %s", w.crls[crlReg].name, w.crls[crlReg].number, short(b.id), b.vo, b.tag, crl.ReasonName(reason))
+	// any reason counts for an image certificate, whatever its date (a
+	// dated one may fall before the image's registration)
+	msg := w.revoke(crlReg, b.serialN, []int{crl.ReasonKeyCompromise, crl.ReasonSuperseded, crl.ReasonAffiliationChanged,
+		crl.ReasonCessationOfOperation, crl.ReasonCertificateHold, crl.ReasonCertificateHold})
+	w.logf("%s of the image certificate of %s #%d (%s/%s)", msg, short(b.id), b.seq, b.vo, b.tag)
 	w.check("crl-file")
 }
 
@@ -530,6 +539,12 @@ func (w *world) opCRL() {
 		if !ex.mayTransit[id] {
 			t.Errorf("CRL job: image %s reported in transit, model expects no queued revoked or held image of that id", short(id))
 		}
+	}
+	w.stats["job: images in transit"] += len(rep.InTransit)
+	w.stats["job: CRLs refused"] += len(rep.Refused)
+	w.stats["job: CRLs not used"] += len(ex.unused)
+	if ex.stale {
+		w.stats["job: stale CRL in use"]++
 	}
 	wantCode := 0
 	if len(ex.refused) > 0 || ex.stale || len(rep.InTransit) > 0 {
