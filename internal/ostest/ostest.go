@@ -185,13 +185,7 @@ func Start(t testing.TB, opts Options) *Cloud {
 		return c
 	}
 
-	if missing := missingPrograms(opts); len(missing) > 0 {
-		msg := fmt.Sprintf("OpenStack packages not installed (%s not found): run tests/openstack/install.sh (make test does)", strings.Join(missing, ", "))
-		if os.Getenv(EnvSkip) == "1" {
-			t.Skipf("ostest: %s; skipping because %s=1", msg, EnvSkip)
-		}
-		t.Fatalf("ostest: %s", msg)
-	}
+	requirePrograms(t, opts)
 
 	c, err := start(opts)
 	if err != nil {
@@ -215,11 +209,9 @@ func Start(t testing.TB, opts Options) *Cloud {
 	return c
 }
 
-// StartPrivate starts a stack of t's own, shared with no other test and
-// never the one of IMAGETRUST_OPENSTACK_STATE, which stops when t ends (its
-// state kept when t failed, as Main keeps the shared one's). It skips or
-// fails t as Start does when the packages are missing.
-func StartPrivate(t testing.TB, opts Options) *Cloud {
+// requirePrograms skips t (under IMAGETRUST_SKIP_OPENSTACK=1) or fails it
+// when the OpenStack packages opts needs are not installed.
+func requirePrograms(t testing.TB, opts Options) {
 	t.Helper()
 	if missing := missingPrograms(opts); len(missing) > 0 {
 		msg := fmt.Sprintf("OpenStack packages not installed (%s not found): run tests/openstack/install.sh (make test does)", strings.Join(missing, ", "))
@@ -228,6 +220,15 @@ func StartPrivate(t testing.TB, opts Options) *Cloud {
 		}
 		t.Fatalf("ostest: %s", msg)
 	}
+}
+
+// StartPrivate starts a stack of t's own, shared with no other test and
+// never the one of IMAGETRUST_OPENSTACK_STATE, which stops when t ends (its
+// state kept when t failed, as Main keeps the shared one's). It skips or
+// fails t as Start does when the packages are missing.
+func StartPrivate(t testing.TB, opts Options) *Cloud {
+	t.Helper()
+	requirePrograms(t, opts)
 	c, err := start(opts)
 	if err != nil {
 		t.Fatalf("ostest: %v", err)

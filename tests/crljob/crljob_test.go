@@ -352,23 +352,30 @@ func TestExitCodes(t *testing.T) {
 	}
 }
 
+// daemonConfig is s's configuration for the daemon: crl.interval as
+// given and crl.listen on a free loopback port, addr.
+func daemonConfig(t *testing.T, s *site, interval string) (addr, cfg string) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr = l.Addr().String()
+	_ = l.Close()
+	full, err := os.ReadFile(s.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addr, strings.Replace(string(full), "[crl]\n", "[crl]\ninterval = \""+interval+"\"\nlisten = \""+addr+"\"\n", 1)
+}
+
 // TestDaemon runs the daemon with a one-second interval: /healthz and
 // /metrics answer, a CRL of a CA missing from the configuration is refused
 // (and the images registered by that CA are unknown) until SIGHUP reloads
 // a configuration naming it, and SIGTERM stops it.
 func TestDaemon(t *testing.T) {
 	s := newSite(t, "a", "b")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	full, err := os.ReadFile(s.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	daemonCfg := strings.Replace(string(full), "[crl]\n", "[crl]\ninterval = \"1s\"\nlisten = \""+addr+"\"\n", 1)
+	addr, daemonCfg := daemonConfig(t, s, "1s")
 	// First without the Registrar CA: its CRL has no CA to verify it, and
 	// the images it registered no longer chain to a configured CA. Another
 	// Registrar CA stands in its place: with none at all the job would

@@ -3,7 +3,6 @@ package crljob
 import (
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -35,19 +34,9 @@ func TestDaemonHealthyDuringFirstRun(t *testing.T) {
 	defer slow.Close()
 	defer close(release)
 
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	full, err := os.ReadFile(s.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	addr, cfg := daemonConfig(t, s, "1h")
 	// the run waits for the slow source a minute, not 5 s: it is still
 	// going when /healthz is asked
-	cfg := strings.Replace(string(full), "[crl]\n", "[crl]\ninterval = \"1h\"\nlisten = \""+addr+"\"\n", 1)
 	cfg = strings.Replace(cfg, `timeout = "5s"`, `timeout = "60s"`, 1) +
 		"[[crl.source]]\nurl = \"" + slow.URL + "/slow.crl\"\n"
 	if err := os.WriteFile(s.cfg, []byte(cfg), 0o644); err != nil {
