@@ -17,7 +17,7 @@ const ReasonOther = "other"
 // made: a reason outside the list counts as ReasonOther, an outcome
 // outside it as "error".
 var DecisionReasons = map[string][]string{
-	"allowed": {"ok", validator.DecisionUnmanaged, validator.DecisionRunAnyway},
+	"allowed": {"ok", validator.DecisionUnmanaged, validator.DecisionRunAnyway, ReasonOther},
 	"refused": {
 		// the image decisions (validator.Trust.DecideBoot and DecideTag)
 		validator.DecisionNotInCatalogue, validator.DecisionRecordInvalid,
@@ -123,7 +123,11 @@ func (m *Metrics) decision(outcome, reason string) {
 		if _, known := DecisionReasons[outcome]; !known {
 			outcome = "error"
 		}
-		c = m.decisionCounters[decisionKey{outcome, ReasonOther}]
+		if c, ok = m.decisionCounters[decisionKey{outcome, ReasonOther}]; !ok {
+			// every outcome of DecisionReasons lists ReasonOther; this
+			// only guards a list edited without it
+			c = m.decisionCounters[decisionKey{"error", ReasonOther}]
+		}
 	}
 	c.Inc()
 }

@@ -325,13 +325,15 @@ func TestDecisionReasonOutsideTheListIsOther(t *testing.T) {
 	}
 	before := len(seriesOf(t, reg))
 	m.decision("refused", "free text from somewhere")
+	m.decision("allowed", "a-future-note") // panicked: "allowed" listed no other
 	m.decision("maybe", "ok")
 	m.observe("kind-"+strings.Repeat("x", 10), 1)
 	after := seriesOf(t, reg)
 	if len(after) != before {
 		t.Fatalf("%d series, want %d", len(after), before)
 	}
-	if after["imagetrust_proxy_decisions_total{outcome=refused,reason=other}"] != 1 || after["imagetrust_proxy_decisions_total{outcome=error,reason=other}"] != 1 {
+	if after["imagetrust_proxy_decisions_total{outcome=refused,reason=other}"] != 1 || after["imagetrust_proxy_decisions_total{outcome=error,reason=other}"] != 1 ||
+		after["imagetrust_proxy_decisions_total{outcome=allowed,reason=other}"] != 1 {
 		t.Fatalf("unlisted reasons not counted as other: %v", after)
 	}
 }
