@@ -50,9 +50,10 @@ func (s *Syncer) warnOrphans(ours []*Image) map[string]int {
 		c := byVO[vo]
 		n += c
 		// the VO is a Glance property anyone in the mirror project can
-		// write: as a label and in the log line, a bounded few, each cut
-		// short
-		if i >= maxOrphanVOs || len(vo) > maxOrphanVOLen {
+		// write: as a label and in the log line, a bounded few; the rest,
+		// names over maxOrphanVOLen bytes and one spelled like
+		// OrphanVOOther are counted under OrphanVOOther
+		if i >= maxOrphanVOs || len(vo) > maxOrphanVOLen || vo == OrphanVOOther {
 			other += c
 			continue
 		}
