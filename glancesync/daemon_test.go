@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -18,16 +17,6 @@ import (
 	"github.com/imagetrust/imagetrust/internal/testpki"
 	"github.com/imagetrust/imagetrust/internal/testutil"
 )
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 // withListen adds sync.listen to a configuration written by writeConfig.
 func withListen(t *testing.T, cfg, addr string) {
@@ -66,7 +55,7 @@ func TestDaemonSIGTERMAbortsTransfer(t *testing.T) {
 	srv := newSlowServer(t, dir)
 	srv.slow.Store(true)
 	cfg := writeConfig(t, w, t.TempDir(), srv.srv.URL+"/index.json", certPEMOf(srv))
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	withListen(t, cfg, addr)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -115,7 +104,7 @@ func TestDaemonSIGHUPReloads(t *testing.T) {
 	writeIndex(t, dir, p)
 	srv := newSlowServer(t, dir)
 	cfg := writeConfig(t, w, t.TempDir(), srv.srv.URL+"/index.json", certPEMOf(srv))
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	withListen(t, cfg, addr)
 	b, _ := os.ReadFile(cfg)
 	b = bytes.Replace(b, []byte(`interval = "1h"`), []byte(`interval = "2s"`), 1)
@@ -167,7 +156,7 @@ func TestDaemonSIGHUPReloads(t *testing.T) {
 	// the good file allows the VO, and moves the listener, which waits for
 	// a restart: the reload says so, and the old address still answers
 	b = bytes.Replace(b, []byte(`vos = ["atlas"]`), []byte(`vos = ["atlas", "cms"]`), 1)
-	b = bytes.Replace(b, []byte(addr), []byte(freeAddr(t)), 1)
+	b = bytes.Replace(b, []byte(addr), []byte(testutil.FreeAddr(t)), 1)
 	if err := os.WriteFile(cfg, b, 0o644); err != nil {
 		t.Fatal(err)
 	}

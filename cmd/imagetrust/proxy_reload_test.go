@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/imagetrust/imagetrust/internal/ostest"
+	"github.com/imagetrust/imagetrust/internal/testutil"
 )
 
 // TestProxyReloadReports runs `imagetrust proxy` against the real Keystone
@@ -26,7 +27,7 @@ func TestProxyReloadReports(t *testing.T) {
 	c := ostest.Start(t, ostest.Options{})
 	dir := t.TempDir()
 	mustCLI(t, dir, "pki", "init", "pki")
-	metricsAddr := freeAddr(t)
+	metricsAddr := testutil.FreeAddr(t)
 	rest := fmt.Sprintf("upstream = \"http://127.0.0.1:1\"\nmetrics_listen = %q\n", metricsAddr)
 	cfgPath, _ := proxyConfig(t, dir, rest)
 	good, err := os.ReadFile(cfgPath)

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -364,7 +363,7 @@ func TestProjectlessEndpoint(t *testing.T) {
 // port, with the lines of rest. It returns the file and the address.
 func proxyConfig(t *testing.T, dir, rest string) (cfgPath, listen string) {
 	t.Helper()
-	listen = freeAddr(t)
+	listen = testutil.FreeAddr(t)
 	cfgText, err := os.ReadFile(filepath.Join(dir, "pki", "imagetrust.toml"))
 	if err != nil {
 		t.Fatal(err)
@@ -375,17 +374,6 @@ func proxyConfig(t *testing.T, dir, rest string) (cfgPath, listen string) {
 		t.Fatal(err)
 	}
 	return cfgPath, listen
-}
-
-// freeAddr is a loopback address no one listens on now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // startProxyCommand runs `imagetrust proxy --config cfgPath --cloud mirror`

@@ -10,7 +10,6 @@ import (
 	"encoding/pem"
 	"io"
 	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -356,12 +355,7 @@ func TestExitCodes(t *testing.T) {
 // given and crl.listen on a free loopback port, addr.
 func daemonConfig(t *testing.T, s *site, interval string) (addr, cfg string) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr = l.Addr().String()
-	_ = l.Close()
+	addr = testutil.FreeAddr(t)
 	full, err := os.ReadFile(s.cfg)
 	if err != nil {
 		t.Fatal(err)

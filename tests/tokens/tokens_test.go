@@ -16,7 +16,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -248,16 +247,6 @@ func (n *nova) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	http.NotFound(w, r)
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // testDaemons runs `imagetrust sync`, `imagetrust crl` and `imagetrust
 // proxy` (the built binary, as daemons) and checks that each keeps working
 // once the token it started with has expired: the sync mirrors a bundle
@@ -310,7 +299,7 @@ func testDaemons(t *testing.T, c *ostest.Cloud) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	listen := freeAddr(t)
+	listen := testutil.FreeAddr(t)
 	cfg := filepath.Join(dir, "pki", "daemons.toml")
 	text := fmt.Sprintf(`%s
 [log]
