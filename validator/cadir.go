@@ -34,6 +34,9 @@ func readCACert(path, hash string, now time.Time) (c *x509.Certificate, note str
 	if err != nil {
 		return nil, "", fmt.Errorf("unreadable: %w", err)
 	}
+	if err := fsutil.CheckNotWritableByOthers(path); err != nil {
+		return nil, "", fmt.Errorf("%w: any local user could put another CA in it; chmod o-w", err)
+	}
 	return parseCACert(b, hash, now)
 }
 
@@ -129,6 +132,9 @@ func readPolicyFile(path string) ([]*nsPolicy, error) {
 	b, err := fsutil.ReadRegular(path, MaxCADirFile)
 	if err != nil {
 		return nil, fmt.Errorf("unreadable: %w", err)
+	}
+	if err := fsutil.CheckNotWritableByOthers(path); err != nil {
+		return nil, fmt.Errorf("%w: any local user could widen what its CA may issue; chmod o-w", err)
 	}
 	parse := ParseNamespaces
 	if strings.HasSuffix(path, ".signing_policy") {

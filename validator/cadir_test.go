@@ -250,6 +250,26 @@ func TestLoadTrustHostileCADir(t *testing.T) {
 		write("README", []byte("junk"))
 		add(hostileCase{name: "ok .pem, .info, .crl_url and other names are not read", ca: ca, reason: ReasonCreatorUntrusted})
 	}
+	{
+		// any local user could put another CA in the file: skipped
+		ca := testpki.NewRoot(t, "World Writable CA")
+		p := testpki.WriteFile(t, dir, hashName(t, ca.Cert, "0"), testpki.CertPEM(ca.Cert))
+		withPolicy(ca)
+		if err := os.Chmod(p, 0o666); err != nil {
+			t.Fatal(err)
+		}
+		add(hostileCase{name: "fail CA file writable by every user", ca: ca, file: hashName(t, ca.Cert, "0"), warn: "skipped: writable by every user (mode 0666)", reason: ReasonCreatorUntrusted})
+	}
+	{
+		// any local user could widen the policy: the CA may issue no name
+		ca := testpki.NewRoot(t, "World Writable Policy CA")
+		write(hashName(t, ca.Cert, "0"), testpki.CertPEM(ca.Cert))
+		p := testpki.WriteFile(t, dir, hashName(t, ca.Cert, "namespaces"), permitAll(t, ca.Cert))
+		if err := os.Chmod(p, 0o646); err != nil {
+			t.Fatal(err)
+		}
+		add(hostileCase{name: "fail policy file writable by every user", ca: ca, file: hashName(t, ca.Cert, "namespaces"), warn: "not used: writable by every user (mode 0646)", reason: ReasonOutsideNamespace})
+	}
 	if err := syscall.Mkfifo(filepath.Join(dir, "0badf009.r0"), 0o600); err != nil {
 		t.Fatal(err)
 	}

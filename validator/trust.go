@@ -207,7 +207,7 @@ func LoadTrust(c *config.Config) (*Trust, []string, error) {
 	var crlFiles []string
 	ns := &Namespaces{}
 	for _, f := range c.Trust.CAFiles {
-		certs, err := ReadCertificates(f)
+		certs, err := readAnchorFile(f)
 		if err != nil {
 			return nil, nil, fmt.Errorf("trust.ca_files: %w", err)
 		}
@@ -229,6 +229,9 @@ func LoadTrust(c *config.Config) (*Trust, []string, error) {
 	// decided across all of them
 	var dirs []*caDir
 	for _, d := range c.Trust.CADirs {
+		if err := fsutil.CheckNotWritableByOthers(d); err != nil {
+			return nil, nil, fmt.Errorf("trust.ca_dirs %s: %w: any local user could add a CA to it; chmod o-w", d, err)
+		}
 		s, err := scanCADir(d, enforce, now)
 		if err != nil {
 			return nil, nil, fmt.Errorf("trust.ca_dirs %s: %w", d, err)
@@ -264,7 +267,7 @@ func LoadTrust(c *config.Config) (*Trust, []string, error) {
 		return nil, nil, fmt.Errorf("trust.ca_dirs %s: no CA certificate loaded, and no other people CA is configured: %s", e.dir, why)
 	}
 	for _, f := range c.Trust.RegistrarCAFiles {
-		certs, err := ReadCertificates(f)
+		certs, err := readAnchorFile(f)
 		if err != nil {
 			return nil, nil, fmt.Errorf("trust.registrar_ca_files: %w", err)
 		}
@@ -297,6 +300,11 @@ func LoadTrust(c *config.Config) (*Trust, []string, error) {
 		if err != nil {
 			warnings = append(warnings, fmt.Sprintf("CRL %s: %v", f, err))
 			continue
+		}
+		// a CRL is signed, so a local user can only put an older list of
+		// the same CA in its place (or none): it is used, with a warning
+		if err := fsutil.CheckNotWritableByOthers(f); err != nil {
+			warnings = append(warnings, fmt.Sprintf("CRL %s: %v: any local user could replace it with an older list; chmod o-w", f, err))
 		}
 		o.CRLs = append(o.CRLs, b)
 	}
@@ -340,6 +348,20 @@ func ReadCertificates(path string) ([]*x509.Certificate, error) {
 	certs, err := ParseCertificates(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return certs, nil
+}
+
+// readAnchorFile reads a configured CA file (trust.ca_files,
+// trust.registrar_ca_files), refusing one that any local user could change
+// or replace: whoever writes it chooses whom the site trusts.
+func readAnchorFile(path string) ([]*x509.Certificate, error) {
+	certs, err := ReadCertificates(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := fsutil.CheckNotWritableByOthers(path); err != nil {
+		return nil, fmt.Errorf("%s: %w: any local user could change whom this site trusts; chmod o-w", path, err)
 	}
 	return certs, nil
 }

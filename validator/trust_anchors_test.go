@@ -257,3 +257,90 @@ func TestReadCertificatesFIFO(t *testing.T) {
 		t.Fatal("ReadCertificates blocks on a FIFO")
 	}
 }
+
+// TestLoadTrustRefusesAnchorsWritableByOthers: whoever can write a CA
+// file or a CA directory chooses whom the site trusts, so one that any
+// local user could change (or replace, its directory writable by every
+// user without the sticky bit) stops the start or the reload, naming the
+// setting and the file. A CRL file so exposed is still used (it is signed:
+// only an older list of the same CA could take its place), with a warning.
+func TestLoadTrustRefusesAnchorsWritableByOthers(t *testing.T) {
+	root := testpki.NewRoot(t, "People Root")
+	reg := testpki.NewRoot(t, "Registrar Root")
+	crlBytes := root.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: time.Now().Add(-time.Hour), NextUpdate: time.Now().Add(24 * time.Hour)})
+	for _, c := range []struct {
+		name     string
+		mode     map[string]os.FileMode // file (or "dir", "cadir") -> mode
+		want     string                 // error substring
+		wantWarn string
+	}{
+		{name: "ok 0644 files, 0755 directories", mode: map[string]os.FileMode{}},
+		{name: "ok group-writable files and directories", mode: map[string]os.FileMode{"people.pem": 0o664, "reg.pem": 0o664, "dir": 0o775, "cadir": 0o775}},
+		{name: "ok CA files in a sticky 1777 directory", mode: map[string]os.FileMode{"dir": 0o1777}},
+		{name: "fail people CA file 0666", mode: map[string]os.FileMode{"people.pem": 0o666}, want: "trust.ca_files: %s/people.pem: writable by every user (mode 0666)"},
+		{name: "fail registrar CA file 0646", mode: map[string]os.FileMode{"reg.pem": 0o646}, want: "trust.registrar_ca_files: %s/reg.pem: writable by every user (mode 0646)"},
+		{name: "fail CA files in a 0777 directory", mode: map[string]os.FileMode{"dir": 0o777}, want: "trust.ca_files: %s/people.pem: its directory %s is writable by every user (mode 0777)"},
+		{name: "fail CA directory 0777", mode: map[string]os.FileMode{"cadir": 0o777}, want: "trust.ca_dirs %s/cadir: writable by every user (mode 0777)"},
+		{name: "fail CA directory 1777 (anyone may add a CA)", mode: map[string]os.FileMode{"cadir": 0o1777}, want: "trust.ca_dirs %s/cadir: writable by every user (mode 0777)"},
+		{name: "ok CRL file 0666 is used, with a warning", mode: map[string]os.FileMode{"people.crl": 0o666}, wantWarn: "CRL %s/people.crl: writable by every user (mode 0666): any local user could replace it"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "etc")
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			cadir := filepath.Join(dir, "cadir")
+			if err := os.Mkdir(cadir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			write := func(d, name string, b []byte) string {
+				p := filepath.Join(d, name)
+				if err := os.WriteFile(p, b, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return p
+			}
+			ca := write(dir, "people.pem", testpki.CertPEM(root.Cert))
+			rca := write(dir, "reg.pem", testpki.CertPEM(reg.Cert))
+			crlFile := write(dir, "people.crl", crlBytes)
+			write(cadir, hashName(t, root.Cert, "0"), testpki.CertPEM(root.Cert))
+			write(cadir, hashName(t, root.Cert, "namespaces"), permitAll(t, root.Cert))
+			t.Cleanup(func() { _ = os.Chmod(dir, 0o755); _ = os.Chmod(cadir, 0o755) })
+			for name, m := range c.mode {
+				p := filepath.Join(dir, name)
+				switch name {
+				case "dir":
+					p = dir
+				case "cadir":
+					p = cadir
+				}
+				if m&0o1000 != 0 {
+					m = m&0o777 | os.ModeSticky
+				}
+				if err := os.Chmod(p, m); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cfg := &config.Config{}
+			cfg.Trust.CAFiles, cfg.Trust.RegistrarCAFiles, cfg.Trust.CRLFiles, cfg.Trust.CADirs = []string{ca}, []string{rca}, []string{crlFile}, []string{cadir}
+			_, warns, err := LoadTrust(cfg)
+			want := strings.ReplaceAll(c.want, "%s", dir)
+			switch {
+			case want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+				t.Fatalf("error %v, want one containing %q", err, want)
+			}
+			if c.wantWarn != "" {
+				ww := strings.ReplaceAll(c.wantWarn, "%s", dir)
+				found := false
+				for _, w := range warns {
+					found = found || strings.Contains(w, ww)
+				}
+				if !found {
+					t.Fatalf("warnings %q, want one containing %q", warns, ww)
+				}
+			}
+		})
+	}
+}
