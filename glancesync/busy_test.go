@@ -48,7 +48,7 @@ func TestBusyImageNotWaitedFor(t *testing.T) {
 	}
 	pr, pw := io.Pipe()
 	uploaded := make(chan error, 1)
-	go func() { uploaded <- e.glance.Upload(ctx, p.id, pr) }()
+	go func() { uploaded <- e.glance.Upload(ctx, p.id, pr, "") }()
 	defer func() {
 		pw.CloseWithError(errors.New("test over")) // Glance fails the upload: queued again
 		<-uploaded

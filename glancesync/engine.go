@@ -608,6 +608,44 @@ func contains(list []string, v string) bool {
 	return false
 }
 
+// checkStores checks, before a pass writes anything, that Glance has
+// every store of sync.stores: Glance answers an import into a store it
+// does not have with 409, the answer it also gives to an import already
+// under way, and the image would be left staged.
+func (s *Syncer) checkStores(ctx context.Context) error {
+	want := s.o.Sync.Stores
+	if len(want) == 0 {
+		return nil
+	}
+	have, err := s.o.Glance.Stores(ctx)
+	if errors.Is(err, ErrNoStores) {
+		return fmt.Errorf("sync.stores = [%s], but this Glance has a single store (no enabled_backends in glance-api.conf): remove sync.stores, or configure Glance's stores", strings.Join(want, ", "))
+	}
+	if err != nil {
+		return fmt.Errorf("reading Glance's stores (sync.stores): %w", err)
+	}
+	var missing []string
+	for _, st := range want {
+		if !contains(have, st) {
+			missing = append(missing, st)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("sync.stores names %s, which this Glance does not have (its stores: %s): fix sync.stores or glance-api.conf's enabled_backends", strings.Join(missing, ", "), strings.Join(have, ", "))
+	}
+	return nil
+}
+
+// uploadStore is the store of an upload: the one of sync.stores (the
+// configuration allows no more with sync.ingest = "upload", and
+// ingestMode none when an "auto" pass uploads), or Glance's default.
+func uploadStore(stores []string) string {
+	if len(stores) == 1 {
+		return stores[0]
+	}
+	return ""
+}
+
 // ingest is how a pass brings image bytes into Glance.
 type ingest struct {
 	// stage: PUT /stage, then the glance-direct import; otherwise one
@@ -622,6 +660,9 @@ type ingest struct {
 // methods Glance offers.
 func (s *Syncer) ingestMode(ctx context.Context) (ingest, error) {
 	mode := s.o.Sync.Ingest
+	if err := s.checkStores(ctx); err != nil {
+		return ingest{}, err
+	}
 	methods, err := s.o.Glance.ImportMethods(ctx)
 	if err != nil {
 		s.log.Warn("cannot read Glance's import methods; assuming glance-direct", "ingest", mode, "err", err)
@@ -635,6 +676,8 @@ func (s *Syncer) ingestMode(ctx context.Context) (ingest, error) {
 		return ingest{stage: true, canImport: true}, nil
 	case mode == "import":
 		return ingest{}, fmt.Errorf("sync.ingest = \"import\", but this Glance does not offer glance-direct (its import methods: %s): enable it in glance-api.conf (enabled_import_methods) or set sync.ingest = \"upload\" or \"auto\"", strings.Join(methods, ", "))
+	case len(s.o.Sync.Stores) > 1:
+		return ingest{}, fmt.Errorf("sync.stores names %d stores, but this Glance does not offer glance-direct (its import methods: %s) and an upload puts an image in one store: enable glance-direct in glance-api.conf (enabled_import_methods) or name one store", len(s.o.Sync.Stores), strings.Join(methods, ", "))
 	}
 	s.log.Warn("glance-direct is not enabled: uploading image data in one PUT, its last bytes held back until they verify (docs/glancesync.md, \"Ingest\")", "import_methods", methods)
 	return ingest{}, nil

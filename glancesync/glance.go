@@ -26,6 +26,10 @@ var ErrNotFound = errors.New("glance: image not found")
 // create, or a status transition another request got first.
 var ErrConflict = errors.New("glance: conflict")
 
+// ErrNoStores is returned by Glance.Stores for a Glance with one store
+// (no enabled_backends): it has no store ids to name.
+var ErrNoStores = errors.New("glance: no several stores (enabled_backends) configured")
+
 // Image is what the sync needs to know of a Glance image.
 type Image struct {
 	ID         string
@@ -86,13 +90,18 @@ type Glance interface {
 	// Stage streams data to PUT /v2/images/{id}/stage. r is read once; the
 	// request is never replayed.
 	Stage(ctx context.Context, id string, r io.Reader) error
-	// ImportGlanceDirect starts the glance-direct import of staged data.
-	ImportGlanceDirect(ctx context.Context, id string) error
+	// ImportGlanceDirect starts the glance-direct import of staged data
+	// into stores (none: Glance's default store), all of which must
+	// succeed.
+	ImportGlanceDirect(ctx context.Context, id string, stores []string) error
 	// Upload streams data to PUT /v2/images/{id}/file (the image becomes
-	// active when it returns).
-	Upload(ctx context.Context, id string, r io.Reader) error
+	// active when it returns), into store ("": Glance's default store).
+	Upload(ctx context.Context, id string, r io.Reader, store string) error
 	// ImportMethods lists the import methods the site enables.
 	ImportMethods(ctx context.Context) ([]string, error)
+	// Stores lists the ids of Glance's stores; ErrNoStores when it has
+	// no several stores (no enabled_backends).
+	Stores(ctx context.Context) ([]string, error)
 	// Patch applies changes; it sends nothing when ops is empty or the
 	// image already satisfies them.
 	Patch(ctx context.Context, id string, ops []PatchOp) error

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net/http"
 	"net/url"
 	"slices"
 	"sort"
@@ -119,14 +120,31 @@ func (g *gcGlance) Stage(ctx context.Context, id string, r io.Reader) error {
 	return mapErr("stage image "+id, glance.Stage(ctx, g.sc, id, r).ExtractErr())
 }
 
-func (g *gcGlance) Upload(ctx context.Context, id string, r io.Reader) error {
-	return mapErr("upload image "+id, glance.Upload(ctx, g.sc, id, r).ExtractErr())
+func (g *gcGlance) Upload(ctx context.Context, id string, r io.Reader, store string) error {
+	return mapErr("upload image "+id, glance.UploadToStore(ctx, g.sc, id, r, store).ExtractErr())
 }
 
-func (g *gcGlance) ImportGlanceDirect(ctx context.Context, id string) error {
+func (g *gcGlance) ImportGlanceDirect(ctx context.Context, id string, stores []string) error {
 	ctx, cancel := bounded(ctx)
 	defer cancel()
-	return mapErr("import image "+id, glance.ImportGlanceDirect(ctx, g.sc, id).ExtractErr())
+	return mapErr("import image "+id, glance.ImportGlanceDirectToStores(ctx, g.sc, id, stores).ExtractErr())
+}
+
+func (g *gcGlance) Stores(ctx context.Context) ([]string, error) {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
+	sts, err := glance.ListStores(ctx, g.sc).Extract()
+	if gophercloud.ResponseCodeIs(err, http.StatusNotFound) {
+		return nil, ErrNoStores
+	}
+	if err != nil {
+		return nil, mapErr("stores info", err)
+	}
+	ids := make([]string, 0, len(sts))
+	for _, st := range sts {
+		ids = append(ids, st.ID)
+	}
+	return ids, nil
 }
 
 func (g *gcGlance) ImportMethods(ctx context.Context) ([]string, error) {

@@ -67,8 +67,8 @@ func (g earlyAnswerGlance) Stage(ctx context.Context, id string, r io.Reader) er
 	return g.Glance.Stage(ctx, id, io.LimitReader(r, g.cut))
 }
 
-func (g earlyAnswerGlance) Upload(ctx context.Context, id string, r io.Reader) error {
-	return g.Glance.Upload(ctx, id, io.LimitReader(r, g.cut))
+func (g earlyAnswerGlance) Upload(ctx context.Context, id string, r io.Reader, store string) error {
+	return g.Glance.Upload(ctx, id, io.LimitReader(r, g.cut), store)
 }
 
 // keepsBrokenStageGlance is the real Glance, except that when the sync's
@@ -139,17 +139,17 @@ func TestGlanceVerificationOfStoredBytes(t *testing.T) {
 	}{
 		{name: "fail active image with other bytes of the signed size",
 			put: func(t *testing.T, p *published) error {
-				return e.glance.Upload(ctx, p.id, bytes.NewReader(random(len(p.image))))
+				return e.glance.Upload(ctx, p.id, bytes.NewReader(random(len(p.image))), "")
 			},
 			want: ActionDeleted + " " + ReasonGlanceHash},
 		{name: "fail active image with other bytes of another size",
 			put: func(t *testing.T, p *published) error {
-				return e.glance.Upload(ctx, p.id, bytes.NewReader(random(len(p.image)+512)))
+				return e.glance.Upload(ctx, p.id, bytes.NewReader(random(len(p.image)+512)), "")
 			},
 			want: ActionDeleted + " " + ReasonGlanceHash},
 		{name: "fail active image of another size, Glance hashing with sha256", algo: ptr("sha256"),
 			put: func(t *testing.T, p *published) error {
-				return e.glance.Upload(ctx, p.id, bytes.NewReader(random(len(p.image)-512)))
+				return e.glance.Upload(ctx, p.id, bytes.NewReader(random(len(p.image)-512)), "")
 			},
 			want: ActionDeleted + " " + ReasonGlanceHash},
 		{name: "ok good image kept, Glance hashing with sha256", algo: ptr("sha256"),

@@ -191,7 +191,7 @@ func TestIngestModeChoice(t *testing.T) {
 // fault injected on the sync's side, like the fault proxy's).
 type failImport struct{ Glance }
 
-func (failImport) ImportGlanceDirect(context.Context, string) error {
+func (failImport) ImportGlanceDirect(context.Context, string, []string) error {
 	return errors.New("injected: import refused")
 }
 

@@ -551,7 +551,7 @@ func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, mode ingest, r
 				rp.add(s.outcome(it, ActionFailed, "", "staged, not imported: Glance does not offer glance-direct"))
 				return
 			}
-			err = s.o.Glance.ImportGlanceDirect(ctx, im.ID)
+			err = s.o.Glance.ImportGlanceDirect(ctx, im.ID, s.o.Sync.Stores)
 			if errors.Is(err, ErrConflict) {
 				err = nil // someone else started the import: wait for it
 			}
@@ -915,7 +915,7 @@ func (s *Syncer) stream(ctx context.Context, it *item, im *Image, stage bool, lo
 		return fmt.Errorf("stage ended after %d of %d bytes without verification", vr.n, it.desc.Size)
 	}
 	log.Info("image staged and verified; importing", "seconds", time.Since(start).Seconds())
-	if err := s.o.Glance.ImportGlanceDirect(ctx, im.ID); err != nil && !errors.Is(err, ErrConflict) {
+	if err := s.o.Glance.ImportGlanceDirect(ctx, im.ID, s.o.Sync.Stores); err != nil && !errors.Is(err, ErrConflict) {
 		return err
 	}
 	return nil
@@ -931,7 +931,7 @@ func (s *Syncer) stream(ctx context.Context, it *item, im *Image, stage bool, lo
 func (s *Syncer) upload(ctx context.Context, im *Image, vr *verifyingReader, where string, log *slog.Logger) error {
 	log.Info("uploading image to glance", "from", where, "size", vr.size)
 	start := time.Now()
-	if err := s.o.Glance.Upload(ctx, im.ID, vr); err != nil {
+	if err := s.o.Glance.Upload(ctx, im.ID, vr, uploadStore(s.o.Sync.Stores)); err != nil {
 		if vr.failure != nil {
 			return vr.failure
 		}

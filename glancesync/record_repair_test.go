@@ -107,7 +107,7 @@ func TestLostRecordRestored(t *testing.T) {
 				}
 				other := make([]byte, len(p.image))
 				_, _ = rand.Read(other)
-				if err := e.glance.Upload(ctx, p.id, bytes.NewReader(other)); err != nil {
+				if err := e.glance.Upload(ctx, p.id, bytes.NewReader(other), ""); err != nil {
 					t.Fatal(err)
 				}
 			}},
@@ -118,7 +118,7 @@ func TestLostRecordRestored(t *testing.T) {
 					Props: map[string]string{"kernel_id": uuid.NewString(), "ramdisk_id": uuid.NewString()}}); err != nil {
 					t.Fatal(err)
 				}
-				if err := e.glance.Upload(ctx, p.id, bytes.NewReader(p.image)); err != nil {
+				if err := e.glance.Upload(ctx, p.id, bytes.NewReader(p.image), ""); err != nil {
 					t.Fatal(err)
 				}
 			}},

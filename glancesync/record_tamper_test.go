@@ -68,7 +68,7 @@ func TestEditedRecordRestored(t *testing.T) {
 		}
 		other := make([]byte, len(p.image))
 		_, _ = rand.Read(other)
-		if err := e.glance.Upload(ctx, p.id, bytes.NewReader(other)); err != nil {
+		if err := e.glance.Upload(ctx, p.id, bytes.NewReader(other), ""); err != nil {
 			t.Fatal(err)
 		}
 	}

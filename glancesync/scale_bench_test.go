@@ -99,17 +99,21 @@ func (g *memGlance) Stage(context.Context, string, io.Reader) error {
 	g.count("other")
 	return fmt.Errorf("memGlance: no data")
 }
-func (g *memGlance) ImportGlanceDirect(context.Context, string) error {
+func (g *memGlance) ImportGlanceDirect(context.Context, string, []string) error {
 	g.count("other")
 	return fmt.Errorf("memGlance: no data")
 }
-func (g *memGlance) Upload(context.Context, string, io.Reader) error {
+func (g *memGlance) Upload(context.Context, string, io.Reader, string) error {
 	g.count("other")
 	return fmt.Errorf("memGlance: no data")
 }
 func (g *memGlance) ImportMethods(context.Context) ([]string, error) {
 	g.count("other")
 	return []string{"glance-direct"}, nil
+}
+func (g *memGlance) Stores(context.Context) ([]string, error) {
+	g.count("other")
+	return nil, ErrNoStores
 }
 
 func (g *memGlance) Patch(_ context.Context, id string, ops []PatchOp) error {

@@ -106,6 +106,10 @@ type Sync struct {
 	// bytes held back until they verify) or "auto" (import where Glance
 	// offers glance-direct, upload otherwise; the default).
 	Ingest string `toml:"ingest"`
+	// Stores are the Glance stores (enabled_backends ids) an image is put
+	// in; empty means Glance's default_backend. An import puts it in every
+	// one (all_stores_must_succeed); an upload names one store only.
+	Stores []string `toml:"stores"`
 	// StaleAfter is how long an image of ours may stay queued, saving or
 	// importing before a sync reclaims (deletes) it.
 	StaleAfter Duration `toml:"stale_after"`
@@ -529,6 +533,9 @@ func (c *Config) check() error {
 	if err := oneOf("sync.retire", c.Sync.Retire, "keep", "hide", "delete"); err != nil {
 		return err
 	}
+	if err := checkStores(c.Sync.Stores, c.Sync.Ingest); err != nil {
+		return err
+	}
 	if err := oneOf("crl.stale", c.CRL.Stale, "refuse", "warn"); err != nil {
 		return err
 	}
@@ -694,4 +701,25 @@ func (c *Config) ProjectWarnings() []string {
 func URLMayHoldCredentials(raw string) bool {
 	u, err := url.Parse(raw)
 	return err != nil || u.User != nil || strings.Contains(u.Opaque, "@")
+}
+
+// checkStores checks sync.stores: Glance store ids (enabled_backends
+// names: letters, digits, "_" and "-"), each once; an upload (sync.ingest
+// = "upload") names one store at most (X-Image-Meta-Store), an import any
+// number. Whether Glance has them is asked of Glance at each pass.
+func checkStores(stores []string, ingest string) error {
+	seen := map[string]bool{}
+	for _, st := range stores {
+		if st == "" || len(st) > 255 || strings.Trim(st, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != "" {
+			return keyErrorf("sync.stores", ": %q is no Glance store id (the names of glance-api.conf's enabled_backends: letters, digits, _ and -)", st)
+		}
+		if seen[st] {
+			return keyErrorf("sync.stores", ": %q named twice", st)
+		}
+		seen[st] = true
+	}
+	if ingest == "upload" && len(stores) > 1 {
+		return keyErrorf("sync.stores", ": an upload (sync.ingest = \"upload\") puts an image in one store; name one, or set sync.ingest = \"import\" or \"auto\" to import into all %d", len(stores))
+	}
+	return nil
 }

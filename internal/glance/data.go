@@ -43,7 +43,7 @@ func Sized(r io.Reader, n int64) io.Reader {
 // (FreshToken), so that a stream neither meets a 401 at its start nor
 // hands Glance a token about to expire.
 func Stage(ctx context.Context, client *gophercloud.ServiceClient, id string, data io.Reader) (r StageResult) {
-	resp, err := putData(ctx, client, stageURL(client, id), data)
+	resp, err := putData(ctx, client, stageURL(client, id), data, nil)
 	_, r.Header, r.Err = gophercloud.ParseResponse(resp, err)
 	return
 }
@@ -53,13 +53,25 @@ func Stage(ctx context.Context, client *gophercloud.ServiceClient, id string, da
 // not offered: the image is active before the caller can check Glance's
 // hash. It behaves like Stage otherwise.
 func Upload(ctx context.Context, client *gophercloud.ServiceClient, id string, data io.Reader) (r UploadResult) {
-	resp, err := putData(ctx, client, fileURL(client, id), data)
+	return UploadToStore(ctx, client, id, data, "")
+}
+
+// UploadToStore is Upload into one of Glance's stores (its enabled_backends
+// id, sent as X-Image-Meta-Store; "" for the default_backend). Glance
+// refuses a store it does not have with 400.
+func UploadToStore(ctx context.Context, client *gophercloud.ServiceClient, id string, data io.Reader, store string) (r UploadResult) {
+	var h map[string]string
+	if store != "" {
+		h = map[string]string{"X-Image-Meta-Store": store}
+	}
+	resp, err := putData(ctx, client, fileURL(client, id), data, h)
 	_, r.Header, r.Err = gophercloud.ParseResponse(resp, err)
 	return
 }
 
-// putData PUTs data as application/octet-stream and expects 204.
-func putData(ctx context.Context, client *gophercloud.ServiceClient, url string, data io.Reader) (*http.Response, error) {
+// putData PUTs data as application/octet-stream, with the extra header
+// fields h, and expects 204.
+func putData(ctx context.Context, client *gophercloud.ServiceClient, url string, data io.Reader, h map[string]string) (*http.Response, error) {
 	size := int64(-1)
 	if s, ok := data.(*sizedReader); ok {
 		size = s.n
@@ -75,7 +87,7 @@ func putData(ctx context.Context, client *gophercloud.ServiceClient, url string,
 	if err := FreshToken(ctx, client.ProviderClient, time.Now()); err != nil {
 		return nil, err
 	}
-	resp, tok, err := putOnce(ctx, client, url, data, size)
+	resp, tok, err := putOnce(ctx, client, url, data, size, h)
 	if err != nil || resp.StatusCode != http.StatusUnauthorized || client.ReauthFunc == nil {
 		return checkStatus(resp, err, url)
 	}
@@ -90,7 +102,7 @@ func putData(ctx context.Context, client *gophercloud.ServiceClient, url string,
 	if _, err := data.(io.Seeker).Seek(start, io.SeekStart); err != nil {
 		return nil, fmt.Errorf("glance: rewinding the data after a 401: %w", err)
 	}
-	resp, _, err = putOnce(ctx, client, url, data, size)
+	resp, _, err = putOnce(ctx, client, url, data, size, h)
 	return checkStatus(resp, err, url)
 }
 
@@ -129,7 +141,7 @@ func FreshToken(ctx context.Context, pc *gophercloud.ProviderClient, now time.Ti
 }
 
 // putOnce sends one PUT and returns the token it used.
-func putOnce(ctx context.Context, client *gophercloud.ServiceClient, url string, data io.Reader, size int64) (*http.Response, string, error) {
+func putOnce(ctx context.Context, client *gophercloud.ServiceClient, url string, data io.Reader, size int64, h map[string]string) (*http.Response, string, error) {
 	// The transport closes a body that is an io.Closer: hide Close from it,
 	// the caller owns data.
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, url, io.NopCloser(data))
@@ -146,6 +158,9 @@ func putOnce(ctx context.Context, client *gophercloud.ServiceClient, url string,
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", client.UserAgent.Join())
 	for k, v := range client.MoreHeaders {
+		req.Header.Set(k, v)
+	}
+	for k, v := range h {
 		req.Header.Set(k, v)
 	}
 	tok := ""

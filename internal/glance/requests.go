@@ -130,7 +130,21 @@ func action(ctx context.Context, client *gophercloud.ServiceClient, id, name str
 // imports asynchronously: poll Get until the status is active (or the image
 // leaves importing otherwise).
 func ImportGlanceDirect(ctx context.Context, client *gophercloud.ServiceClient, id string) (r ImportResult) {
+	return ImportGlanceDirectToStores(ctx, client, id, nil)
+}
+
+// ImportGlanceDirectToStores is ImportGlanceDirect into the named stores of
+// a Glance with several (enabled_backends ids; none: its default_backend),
+// with all_stores_must_succeed, so that the image becomes active only once
+// it is in every one. Glance refuses a store it does not have with 409,
+// which is also its answer to an import already under way: check the
+// stores first (ListStores).
+func ImportGlanceDirectToStores(ctx context.Context, client *gophercloud.ServiceClient, id string, stores []string) (r ImportResult) {
 	b := map[string]any{"method": map[string]any{"name": "glance-direct"}}
+	if len(stores) > 0 {
+		b["stores"] = stores
+		b["all_stores_must_succeed"] = true
+	}
 	resp, err := client.Post(ctx, importURL(client, id), b, nil, &gophercloud.RequestOpts{
 		OkCodes: []int{202},
 	})
@@ -142,6 +156,15 @@ func ImportGlanceDirect(ctx context.Context, client *gophercloud.ServiceClient, 
 // (GET /v2/info/import).
 func ImportMethods(ctx context.Context, client *gophercloud.ServiceClient) (r ImportMethodsResult) {
 	resp, err := client.Get(ctx, client.ServiceURL("info", "import"), &r.Body, nil)
+	_, r.Header, r.Err = gophercloud.ParseResponse(resp, err)
+	return
+}
+
+// ListStores retrieves the stores of a Glance with several
+// (GET /v2/info/stores; enabled_backends). A Glance without them answers
+// 404 (gophercloud.ResponseCodeIs(err, http.StatusNotFound)).
+func ListStores(ctx context.Context, client *gophercloud.ServiceClient) (r StoresResult) {
+	resp, err := client.Get(ctx, client.ServiceURL("info", "stores"), &r.Body, nil)
 	_, r.Header, r.Err = gophercloud.ParseResponse(resp, err)
 	return
 }

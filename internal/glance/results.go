@@ -206,6 +206,38 @@ func (r ImportMethodsResult) Extract() ([]string, error) {
 	return s.ImportMethods.Value, err
 }
 
+// StoresResult is the result of ListStores. Call its Extract method.
+type StoresResult struct {
+	gophercloud.Result
+}
+
+// Store is one of a Glance's stores.
+type Store struct {
+	// ID is the store's enabled_backends name.
+	ID string
+	// Default: the store of glance_store's default_backend.
+	Default bool
+}
+
+// Extract returns the stores. Glance (Zed) sends "default" as the string
+// "true", and only on the default store; a JSON true is taken too.
+func (r StoresResult) Extract() ([]Store, error) {
+	var s struct {
+		Stores []struct {
+			ID      string `json:"id"`
+			Default any    `json:"default"`
+		} `json:"stores"`
+	}
+	if err := r.ExtractInto(&s); err != nil {
+		return nil, err
+	}
+	out := make([]Store, 0, len(s.Stores))
+	for _, st := range s.Stores {
+		out = append(out, Store{ID: st.ID, Default: st.Default == true || st.Default == "true"})
+	}
+	return out, nil
+}
+
 // ExtractImages interprets a page of images.List (or of a listing made by
 // ListByProperties) as Images.
 func ExtractImages(p pagination.Page) ([]Image, error) {

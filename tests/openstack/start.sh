@@ -329,7 +329,7 @@ fernet_repo "$KS/credential-keys"
 
 ############################################################ Glance
 GL=$STATE/glance
-mkdir -p "$GL/etc" "$GL/images" "$GL/staging" "$GL/tasks" "$GL/lock"
+mkdir -p "$GL/etc" "$GL/images" "$GL/images2" "$GL/staging" "$GL/tasks" "$GL/lock"
 cp /etc/glance/glance-api-paste.ini "$GL/etc/glance-api-paste.ini"
 if [ -n "${IMAGETRUST_GLANCE_POLICY:-}" ]; then
 	cp "$IMAGETRUST_GLANCE_POLICY" "$GL/etc/policy.yaml"
@@ -348,7 +348,7 @@ bind_host = 127.0.0.1
 bind_port = $GLANCE_PORT
 workers = 0
 use_stderr = true
-enabled_backends = fs:file
+enabled_backends = fs:file, fs2:file
 enabled_import_methods = [${IMAGETRUST_GLANCE_IMPORT_METHODS:-glance-direct,copy-image}]
 $GLANCE_RBAC_OPTS
 $protection_conf
@@ -358,6 +358,8 @@ connection = sqlite:///$GL/glance.sqlite
 default_backend = fs
 [fs]
 filesystem_store_datadir = $GL/images
+[fs2]
+filesystem_store_datadir = $GL/images2
 [os_glance_staging_store]
 filesystem_store_datadir = $GL/staging
 [os_glance_tasks_store]
