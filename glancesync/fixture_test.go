@@ -279,8 +279,10 @@ func projectID(t testing.TB, pc *gophercloud.ProviderClient) string {
 	return p.ID
 }
 
-func newEnv(t testing.TB) *env {
-	c := ostest.Start(t, ostest.Options{})
+func newEnv(t testing.TB) *env { return newEnvOn(t, ostest.Start(t, ostest.Options{})) }
+
+// newEnvOn is newEnv on the stack c (one of the test's own: StartPrivate).
+func newEnvOn(t testing.TB, c *ostest.Cloud) *env {
 	e := &env{cloud: c}
 	pc := c.Provider(t, ostest.CloudMirror)
 	e.counter = &writeCounter{rt: http.DefaultTransport}

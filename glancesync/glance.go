@@ -26,6 +26,10 @@ var ErrNotFound = errors.New("glance: image not found")
 // create, or a status transition another request got first.
 var ErrConflict = errors.New("glance: conflict")
 
+// ErrOverQuota is returned for Glance's 413 to image data: the mirror
+// project's storage quota, or Glance's image_size_cap, would be exceeded.
+var ErrOverQuota = errors.New("glance: over the storage quota")
+
 // ErrNoStores is returned by Glance.Stores for a Glance with one store
 // (no enabled_backends): it has no store ids to name.
 var ErrNoStores = errors.New("glance: no several stores (enabled_backends) configured")

@@ -50,6 +50,8 @@ func mapErr(op string, err error) error {
 		return fmt.Errorf("%s: %w (%w)", op, ErrNotFound, err)
 	case glance.IsConflict(err):
 		return fmt.Errorf("%s: %w (%w)", op, ErrConflict, err)
+	case glance.IsOverQuota(err):
+		return fmt.Errorf("%s: %w (%w)", op, ErrOverQuota, err)
 	}
 	return fmt.Errorf("%s: %w", op, err)
 }

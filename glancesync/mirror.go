@@ -512,6 +512,13 @@ func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, mode ingest, r
 				rp.add(s.outcome(it, ActionElsewhere, "", "staging"))
 				return
 			}
+			if errors.Is(err, ErrOverQuota) {
+				// Glance refused the data outright: trying again in this
+				// pass, or waiting for the image it leaves saving, helps
+				// nothing
+				s.opFailed(log, it, "transfer", fmt.Errorf("%s: %w", overQuotaDetail, err), rp)
+				return
+			}
 		case StatusUploading:
 			if im.Size == 0 && it.desc.Size != 0 {
 				// A stage in progress (Glance sets the size when it ends), or
@@ -793,8 +800,11 @@ func importFailure(im *Image) string {
 	if im.Status != StatusImporting || failed == "" || im.Props["os_glance_importing_to_stores"] != "" {
 		return ""
 	}
-	return "Glance's import into store(s) " + failed + " failed (glance-api's log says why: a full store, say); the image stays importing: delete it once the store is fixed (its uuid is then spent) or wait for stale_after, which reclaims it"
+	return "Glance's import into store(s) " + failed + " failed (glance-api's log says why: a full store, or the mirror project's storage quota, user_storage_quota, say); the image stays importing: delete it once the store or quota is fixed (its uuid is then spent) or wait for stale_after, which reclaims it"
 }
+
+// overQuotaDetail is said of image data Glance refused with 413.
+const overQuotaDetail = "Glance refused the image data with 413: the mirror project's storage quota (glance-api.conf user_storage_quota, or Keystone's image_size_total limit) or image_size_cap is too small for it; raise it. Glance (Zed) leaves the image saving without data: it is reclaimed (deleted, its uuid spent) after stale_after, or delete it now"
 
 // waitImport polls until the image leaves importing/saving/uploading.
 // The first poll comes after firstImportPoll; each wait doubles up to

@@ -24,3 +24,10 @@ func IsConflict(err error) bool {
 func IsForbidden(err error) bool {
 	return gophercloud.ResponseCodeIs(err, http.StatusForbidden)
 }
+
+// IsOverQuota reports whether err is a 413 answer from Glance to image
+// data: the owner's storage quota (user_storage_quota, or Keystone's
+// image_size_total limit) or image_size_cap would be exceeded.
+func IsOverQuota(err error) bool {
+	return gophercloud.ResponseCodeIs(err, http.StatusRequestEntityTooLarge)
+}

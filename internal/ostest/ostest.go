@@ -77,6 +77,10 @@ type Options struct {
 	// user is locked out for half an hour after that many failed logins in
 	// a row; 0: never. StartPrivate only, as TokenExpiration.
 	LockoutAttempts int
+	// GlanceStorageQuota is Glance's user_storage_quota (start.sh's
+	// IMAGETRUST_GLANCE_STORAGE_QUOTA), such as "1MB": the most image data
+	// one project may hold; "": none. StartPrivate only, as TokenExpiration.
+	GlanceStorageQuota string
 }
 
 // Cloud is a running stack.
@@ -136,8 +140,8 @@ func Main(m *testing.M) int {
 // Without Main in TestMain, the stack stops when t ends.
 func Start(t testing.TB, opts Options) *Cloud {
 	t.Helper()
-	if opts.TokenExpiration != 0 || opts.LockoutAttempts != 0 {
-		t.Fatalf("ostest: Options.TokenExpiration and LockoutAttempts need a stack of the test's own: use StartPrivate")
+	if opts.TokenExpiration != 0 || opts.LockoutAttempts != 0 || opts.GlanceStorageQuota != "" {
+		t.Fatalf("ostest: Options.TokenExpiration, LockoutAttempts and GlanceStorageQuota need a stack of the test's own: use StartPrivate")
 	}
 	mu.Lock()
 	defer mu.Unlock()
@@ -297,6 +301,9 @@ func start(opts Options) (*Cloud, error) {
 	cmd.Env = os.Environ()
 	if opts.TokenExpiration > 0 {
 		cmd.Env = append(cmd.Env, fmt.Sprintf("IMAGETRUST_TOKEN_EXPIRATION=%d", opts.TokenExpiration))
+	}
+	if opts.GlanceStorageQuota != "" {
+		cmd.Env = append(cmd.Env, "IMAGETRUST_GLANCE_STORAGE_QUOTA="+opts.GlanceStorageQuota)
 	}
 	if opts.LockoutAttempts > 0 {
 		cmd.Env = append(cmd.Env, fmt.Sprintf("IMAGETRUST_LOCKOUT_ATTEMPTS=%d", opts.LockoutAttempts))

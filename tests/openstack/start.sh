@@ -40,6 +40,9 @@
 #                                           locked out for half an hour after
 #                                           that many failed logins in a row
 #                                           (default: no lockout)
+#   IMAGETRUST_GLANCE_STORAGE_QUOTA         Glance's user_storage_quota, the
+#                                           most image data one project may
+#                                           hold, e.g. 1MB (default: none)
 #   IMAGETRUST_OPENSTACK_WAIT               seconds to wait for each service (default 90)
 #
 # Writes:
@@ -108,6 +111,15 @@ case ${IMAGETRUST_LOCKOUT_ATTEMPTS:-} in
 lockout_failure_attempts = $IMAGETRUST_LOCKOUT_ATTEMPTS
 lockout_duration = 1800"
 	;;
+esac
+GLANCE_QUOTA=""
+case ${IMAGETRUST_GLANCE_STORAGE_QUOTA:-} in
+"") ;;
+*[!0-9A-Za-z]* | [!0-9]*)
+	echo "start.sh: error: IMAGETRUST_GLANCE_STORAGE_QUOTA must be a size such as 1MB" >&2
+	exit 2
+	;;
+*) GLANCE_QUOTA="user_storage_quota = $IMAGETRUST_GLANCE_STORAGE_QUOTA" ;;
 esac
 NOVA_POLICY=""
 if [ -n "${IMAGETRUST_NOVA_POLICY:-}" ]; then
@@ -350,6 +362,7 @@ workers = 0
 use_stderr = true
 enabled_backends = fs:file, fs2:file
 enabled_import_methods = [${IMAGETRUST_GLANCE_IMPORT_METHODS:-glance-direct,copy-image}]
+$GLANCE_QUOTA
 $GLANCE_RBAC_OPTS
 $protection_conf
 [database]

@@ -1,0 +1,50 @@
+package glancesync
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/imagetrust/imagetrust/internal/ostest"
+)
+
+// TestStorageQuota: an image larger than what the mirror project's Glance
+// storage quota (user_storage_quota, here 1 MB on a stack of the test's
+// own) leaves is never active, and the pass says why at once:
+//   - upload: Glance answers the PUT with 413 and (Zed) leaves the image
+//     saving without data; the pass reports the quota, without trying again
+//     or waiting for the image to leave saving (it did wait ImportTimeout,
+//     30 minutes by default, then said only "stuck saving");
+//   - import: the stage is not counted, the import fails and Glance leaves
+//     the image importing with os_glance_failed_import; the pass reports the
+//     failed import, naming the quota among the causes.
+func TestStorageQuota(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a stack of its own")
+	}
+	c := ostest.StartPrivate(t, ostest.Options{GlanceStorageQuota: "1MB"})
+	e := newEnvOn(t, c)
+	w := newWorld(t)
+	for _, tc := range []struct {
+		ingest, status, detail string
+	}{
+		{"upload", StatusSaving, "transfer: Glance refused the image data with 413: the mirror project's storage quota"},
+		{"import", StatusImporting, "import: Glance's import into store(s) fs failed (glance-api's log says why: a full store, or the mirror project's storage quota"},
+	} {
+		t.Run("fail over quota by "+tc.ingest, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "atlas")
+			p := w.publish(dir, spec{vo: "atlas", tag: "quota-" + tc.ingest, size: 2 << 20})
+			o := e.options(t, w, map[string][]string{dir: {"atlas"}})
+			o.Sync.Ingest, o.Sync.Retire = tc.ingest, "keep"
+			r := run(t, o)
+			im := e.get(t, p.id)
+			outs := r.Find(p.id)
+			if r.Errors != 1 || len(outs) != 1 || outs[0].Action != ActionFailed || !strings.Contains(outs[0].Detail, tc.detail) {
+				t.Fatalf("%d errors, outcomes %+v; want one failure saying %q", r.Errors, outs, tc.detail)
+			}
+			if im.Status != tc.status {
+				t.Fatalf("image %s, want %s (never active)", im.Status, tc.status)
+			}
+		})
+	}
+}
