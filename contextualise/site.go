@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 )
 
@@ -219,6 +220,46 @@ func (s *Site) fragments(vo, tag string) (configs []*cloudConfig, scripts []*scr
 func (s *Site) Applies(vo, tag string) bool {
 	c, sc := s.fragments(vo, tag)
 	return len(c) > 0 || len(sc) > 0
+}
+
+// UnusedVars lists, sorted, the names of extra that no fragment refers to
+// as {{ var.NAME }}: a variable no boot can use is most likely a setting
+// written after the [contextualise.vars] header of the configuration,
+// where TOML makes it a variable (every key up to the next header).
+func (s *Site) UnusedVars(extra map[string]string) []string {
+	used := map[string]bool{}
+	mark := func(names []string) {
+		for _, n := range names {
+			if extraName.MatchString(n) {
+				used[n[len("var."):]] = true
+			}
+		}
+	}
+	layers := []layer{s.all}
+	for _, l := range s.vo {
+		layers = append(layers, l)
+	}
+	for _, tags := range s.tags {
+		for _, l := range tags {
+			layers = append(layers, l)
+		}
+	}
+	for _, l := range layers {
+		for _, c := range l.configs {
+			mark(c.names)
+		}
+		for _, sc := range l.scripts {
+			mark(sc.tmpl.names)
+		}
+	}
+	var out []string
+	for n := range extra {
+		if !used[n] {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // CheckSiteVars checks, once at start-up, the values the site supplies

@@ -407,3 +407,24 @@ func TestTemplateValues(t *testing.T) {
 		})
 	}
 }
+
+// TestUnusedVars: the variables no fragment of any layer refers to (a
+// cloud-config or a script, for every boot, a VO or a tag) are listed, so
+// that the proxy can warn of a setting written after [contextualise.vars].
+func TestUnusedVars(t *testing.T) {
+	s, err := LoadSite(writeSite(t, map[string]string{
+		"all/10.cfg":              "#cloud-config\nwrite_files:\n  - path: /etc/squid\n    content: \"{{ var.squid }}\"\n",
+		"vo/atlas/20.sh":          "#!/bin/sh\necho {{ var.quota }}\n",
+		"tag/atlas/worker/30.cfg": "#cloud-config\nbootcmd:\n  - echo {{ var.queue }} {{ site_name }}\n",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := s.UnusedVars(map[string]string{"squid": "a", "quota": "1", "queue": "q", "level": "debug", "cache_ttl": "10s"})
+	if strings.Join(got, ",") != "cache_ttl,level" {
+		t.Fatalf("unused %q, want cache_ttl and level", got)
+	}
+	if got := s.UnusedVars(nil); len(got) != 0 {
+		t.Fatalf("unused of none: %q", got)
+	}
+}

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -115,7 +117,14 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 		if err != nil {
 			return fail(e, exitUsage, "proxy: contextualise: %v", err)
 		}
+		if unused := site.UnusedVars(cfg.Context.Vars); len(unused) > 0 {
+			log.Warn("contextualise.vars used by no fragment: a setting written after the [contextualise.vars] header becomes a variable; move it above that header, or remove the variable",
+				"vars", strings.Join(unused, ","), "dir", cfg.Context.Dir)
+		}
 		hook = userDataHook(site, cfg)
+	} else if len(cfg.Context.Vars) > 0 {
+		log.Warn("contextualise.vars set, but contextualise.dir is empty: no contextualisation, so no variable is used",
+			"vars", strings.Join(slices.Sorted(maps.Keys(cfg.Context.Vars)), ","))
 	}
 
 	reg := prometheus.NewRegistry()

@@ -22,4 +22,8 @@ func TestSampleContextVars(t *testing.T) {
 	if err := site.CheckSiteVars(contextualise.Vars{SiteName: cfg.Context.SiteName, Extra: cfg.Context.Vars}); err != nil {
 		t.Fatalf("etc/imagetrust.toml with etc/contextualise: %v", err)
 	}
+	// and uses every variable it sets: the proxy warns of one it does not
+	if unused := site.UnusedVars(cfg.Context.Vars); len(unused) > 0 {
+		t.Fatalf("etc/imagetrust.toml sets contextualise.vars no fragment of etc/contextualise uses: %v", unused)
+	}
 }

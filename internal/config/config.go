@@ -5,9 +5,11 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -536,6 +538,9 @@ func (c *Config) check() error {
 	if err := checkStores(c.Sync.Stores, c.Sync.Ingest); err != nil {
 		return err
 	}
+	if err := checkContextVars(c.Context.Vars); err != nil {
+		return err
+	}
 	if err := oneOf("crl.stale", c.CRL.Stale, "refuse", "warn"); err != nil {
 		return err
 	}
@@ -720,6 +725,26 @@ func checkStores(stores []string, ingest string) error {
 	}
 	if ingest == "upload" && len(stores) > 1 {
 		return keyErrorf("sync.stores", ": an upload (sync.ingest = \"upload\") puts an image in one store; name one, or set sync.ingest = \"import\" or \"auto\" to import into all %d", len(stores))
+	}
+	return nil
+}
+
+// varName is what a template can refer to as {{ var.NAME }}.
+var varName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// checkContextVars refuses a [contextualise.vars] name no template can
+// refer to, and one named like a [contextualise] setting: TOML makes every
+// key after the [contextualise.vars] header a variable, so "dir" or
+// "site_name" there is a setting written in the wrong place, and the
+// setting itself silently left at its default.
+func checkContextVars(vars map[string]string) error {
+	for _, n := range slices.Sorted(maps.Keys(vars)) {
+		if n == "dir" || n == "site_name" {
+			return keyErrorf("contextualise.vars."+n, ": a variable named like the [contextualise] setting %q: TOML puts every key after the [contextualise.vars] header into the variables; move it above that header", n)
+		}
+		if !varName.MatchString(n) {
+			return keyErrorf("contextualise.vars", ": %q can never be used: a template refers to a variable as {{ var.NAME }}, NAME being letters, digits and _ (not a digit first)", n)
+		}
 	}
 	return nil
 }
