@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/imagetrust/imagetrust/internal/ostest"
 )
@@ -18,6 +19,9 @@ import (
 //   - import: the stage is not counted, the import fails and Glance leaves
 //     the image importing with os_glance_failed_import; the pass reports the
 //     failed import, naming the quota among the causes.
+//
+// Either stuck image is then reclaimed (deleted, its uuid spent) once
+// stale_after has passed, and not before: the only test of that path.
 func TestStorageQuota(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a stack of its own")
@@ -44,6 +48,32 @@ func TestStorageQuota(t *testing.T) {
 			}
 			if im.Status != tc.status {
 				t.Fatalf("image %s, want %s (never active)", im.Status, tc.status)
+			}
+
+			// A later pass leaves the stuck image alone until stale_after
+			// (2h here) has passed since Glance last wrote it; then it
+			// reclaims it (deletes it: the uuid is spent for good), and
+			// the pass after says so.
+			restore := busyWait
+			busyWait = 0 // what the image is waited for does not matter here
+			t.Cleanup(func() { busyWait = restore })
+			o.Sync.StaleAfter.Duration = 2 * time.Hour
+			r = run(t, o)
+			if outs := r.Find(p.id); len(outs) != 1 || outs[0].Action == ActionDeleted {
+				t.Fatalf("fail reclaimed before stale_after: %+v", outs)
+			}
+			if im := e.get(t, p.id); im.Status != tc.status {
+				t.Fatalf("image %s after a pass before stale_after, want %s", im.Status, tc.status)
+			}
+			o.Now = func() time.Time { return time.Now().Add(2*time.Hour + time.Minute) }
+			r = run(t, o)
+			if outs := r.Find(p.id); len(outs) != 1 || outs[0].Action != ActionDeleted || outs[0].Reason != ReasonStaleReclaimed ||
+				!strings.Contains(outs[0].Detail, "stuck "+tc.status+" since") {
+				t.Fatalf("ok reclaimed after stale_after: %+v", outs)
+			}
+			r = run(t, o)
+			if outs := r.Find(p.id); len(outs) != 1 || outs[0].Reason != ReasonIDDeleted {
+				t.Fatalf("the pass after the reclaim: %+v, want %s", outs, ReasonIDDeleted)
 			}
 		})
 	}
