@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -85,6 +86,51 @@ type Syncer struct {
 	revokedSeen map[string]bool
 	// revokedPass collects them during a pass (collect).
 	revokedPass map[string]bool
+	// skew is how far Glance's clock is ahead of Options.Now (negative:
+	// behind), read at the start of each pass (measureSkew).
+	skew atomic.Int64
+}
+
+// skewTolerance is the clock difference measureSkew ignores: Glance's
+// clock is read from a Date field, to the second.
+const skewTolerance = 2 * time.Second
+
+// skewWarn is the clock difference measureSkew logs a warning of.
+const skewWarn = time.Minute
+
+// measureSkew reads Glance's clock and keeps how far it is from
+// Options.Now, for glanceNow. Unreadable: the last difference read stays.
+func (s *Syncer) measureSkew(ctx context.Context) {
+	gt, err := s.o.Glance.Time(ctx)
+	if err != nil {
+		s.log.Warn("cannot read Glance's clock; ages of images are measured with the last difference read", "err", err, "glance_ahead", time.Duration(s.skew.Load()))
+		return
+	}
+	d := gt.Sub(s.o.Now())
+	if d.Abs() < skewTolerance {
+		d = 0
+	}
+	if d.Abs() >= skewWarn {
+		s.log.Warn("this host's clock and Glance's differ: an image is reclaimed only once stale_after has passed on both; fix NTP", "glance_ahead", d.Round(time.Second))
+	}
+	s.skew.Store(int64(d))
+}
+
+// glanceNow is the time now on Glance's clock (measureSkew), the clock of
+// an image's created_at and updated_at.
+func (s *Syncer) glanceNow() time.Time {
+	return s.o.Now().Add(time.Duration(s.skew.Load()))
+}
+
+// stale reports whether an image found queued-and-staging, saving or
+// importing has been so for longer than sync.stale_after, and may be
+// reclaimed: deleted, which spends its uuid for good. Both clocks must say
+// so, this host's and Glance's (which stamped updated_at): measured with
+// this host's alone, a clock a couple of hours fast would delete an image
+// another sync is streaming right now.
+func (s *Syncer) stale(im *Image) bool {
+	after := s.o.Sync.StaleAfter.Duration
+	return s.o.Now().Sub(im.UpdatedAt) > after && s.glanceNow().Sub(im.UpdatedAt) > after
 }
 
 // leftQueued is an image left queued, data-less, after a refused stream.
@@ -297,6 +343,7 @@ func (s *Syncer) Run(ctx context.Context) (*Report, error) {
 		return &rp.r, fmt.Errorf("list the mirror project's images: %w", err)
 	}
 	s.warnOrphans(ours)
+	s.measureSkew(ctx)
 	// by id, the mirror project's images but its aliases: those without a
 	// catalogue record too, so that a bundle whose image lost its record
 	// finds it (repairRecord)

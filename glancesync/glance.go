@@ -106,6 +106,8 @@ type Glance interface {
 	// Stores lists the ids of Glance's stores; ErrNoStores when it has
 	// no several stores (no enabled_backends).
 	Stores(ctx context.Context) ([]string, error)
+	// Time reads Glance's clock, the one of created_at and updated_at.
+	Time(ctx context.Context) (time.Time, error)
 	// Patch applies changes; it sends nothing when ops is empty or the
 	// image already satisfies them.
 	Patch(ctx context.Context, id string, ops []PatchOp) error

@@ -132,6 +132,13 @@ func (g *gcGlance) ImportGlanceDirect(ctx context.Context, id string, stores []s
 	return mapErr("import image "+id, glance.ImportGlanceDirectToStores(ctx, g.sc, id, stores).ExtractErr())
 }
 
+func (g *gcGlance) Time(ctx context.Context) (time.Time, error) {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
+	t, err := glance.ServerTime(ctx, g.sc)
+	return t, mapErr("glance's clock", err)
+}
+
 func (g *gcGlance) Stores(ctx context.Context) ([]string, error) {
 	ctx, cancel := bounded(ctx)
 	defer cancel()

@@ -523,7 +523,7 @@ func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, mode ingest, r
 			if im.Size == 0 && it.desc.Size != 0 {
 				// A stage in progress (Glance sets the size when it ends), or
 				// a broken one Glance has not noticed yet.
-				if s.o.Now().Sub(im.UpdatedAt) > s.o.Sync.StaleAfter.Duration {
+				if s.stale(im) {
 					log.Error("stage stuck; reclaiming the image (deleted: its uuid is spent)", "since", im.UpdatedAt)
 					s.discard(ctx, im.ID, false)
 					s.m.Refused.WithLabelValues(ReasonStaleReclaimed).Inc()
@@ -566,7 +566,7 @@ func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, mode ingest, r
 				err = s.waitImport(ctx, im.ID)
 			}
 		case StatusImporting, StatusSaving:
-			if s.o.Now().Sub(im.UpdatedAt) > s.o.Sync.StaleAfter.Duration {
+			if s.stale(im) {
 				log.Error("image stuck; reclaiming it (deleted: its uuid is spent)", "status", im.Status, "since", im.UpdatedAt)
 				s.discard(ctx, im.ID, false)
 				s.m.Refused.WithLabelValues(ReasonStaleReclaimed).Inc()

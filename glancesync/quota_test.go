@@ -21,7 +21,9 @@ import (
 //     failed import, naming the quota among the causes.
 //
 // Either stuck image is then reclaimed (deleted, its uuid spent) once
-// stale_after has passed, and not before: the only test of that path.
+// stale_after has passed on Glance's clock, which stamps updated_at, and
+// not before, even when this host's clock is hours fast: the only test of
+// that path.
 func TestStorageQuota(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a stack of its own")
@@ -58,14 +60,20 @@ func TestStorageQuota(t *testing.T) {
 			busyWait = 0 // what the image is waited for does not matter here
 			t.Cleanup(func() { busyWait = restore })
 			o.Sync.StaleAfter.Duration = 2 * time.Hour
-			r = run(t, o)
-			if outs := r.Find(p.id); len(outs) != 1 || outs[0].Action == ActionDeleted {
-				t.Fatalf("fail reclaimed before stale_after: %+v", outs)
+			for _, ahead := range []time.Duration{0, 3 * time.Hour} {
+				// ahead: this host's clock 3 h fast; the age is Glance's
+				o.Now = func() time.Time { return time.Now().Add(ahead) }
+				r = run(t, o)
+				if outs := r.Find(p.id); len(outs) != 1 || outs[0].Action == ActionDeleted {
+					t.Fatalf("fail reclaimed before stale_after (this host's clock %s ahead): %+v", ahead, outs)
+				}
+				if im := e.get(t, p.id); im.Status != tc.status {
+					t.Fatalf("image %s after a pass before stale_after, want %s", im.Status, tc.status)
+				}
 			}
-			if im := e.get(t, p.id); im.Status != tc.status {
-				t.Fatalf("image %s after a pass before stale_after, want %s", im.Status, tc.status)
-			}
-			o.Now = func() time.Time { return time.Now().Add(2*time.Hour + time.Minute) }
+			o.Now = time.Now
+			o.Sync.StaleAfter.Duration = 2 * time.Second
+			time.Sleep(3 * time.Second) // past stale_after on Glance's clock (updated_at is to the second)
 			r = run(t, o)
 			if outs := r.Find(p.id); len(outs) != 1 || outs[0].Action != ActionDeleted || outs[0].Reason != ReasonStaleReclaimed ||
 				!strings.Contains(outs[0].Detail, "stuck "+tc.status+" since") {

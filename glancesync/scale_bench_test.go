@@ -111,6 +111,10 @@ func (g *memGlance) ImportMethods(context.Context) ([]string, error) {
 	g.count("other")
 	return []string{"glance-direct"}, nil
 }
+func (g *memGlance) Time(context.Context) (time.Time, error) {
+	g.count("other")
+	return time.Now(), nil
+}
 func (g *memGlance) Stores(context.Context) ([]string, error) {
 	g.count("other")
 	return nil, ErrNoStores

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
@@ -167,6 +168,25 @@ func ListStores(ctx context.Context, client *gophercloud.ServiceClient) (r Store
 	resp, err := client.Get(ctx, client.ServiceURL("info", "stores"), &r.Body, nil)
 	_, r.Header, r.Err = gophercloud.ParseResponse(resp, err)
 	return
+}
+
+// ServerTime reads Glance's clock: the Date of its answer to
+// GET /v2/info/import (one second's resolution). Glance stamps created_at
+// and updated_at with that clock, so an image's age is measured with it.
+func ServerTime(ctx context.Context, client *gophercloud.ServiceClient) (time.Time, error) {
+	resp, err := client.Get(ctx, client.ServiceURL("info", "import"), nil, nil)
+	if err != nil {
+		return time.Time{}, err
+	}
+	d := resp.Header.Get("Date")
+	if d == "" {
+		return time.Time{}, errors.New("glance: no Date in the answer")
+	}
+	t, err := http.ParseTime(d)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("glance: Date %q: %w", d, err)
+	}
+	return t, nil
 }
 
 // listQuery is an images.ListOptsBuilder made of raw query parameters.
