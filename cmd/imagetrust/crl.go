@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -90,21 +91,24 @@ func cmdCRL(ctx context.Context, e *env, args []string) int {
 	if cloudName == "" {
 		cloudName = e.getenv("OS_CLOUD")
 	}
-	sc, project, err := crlImageClient(ctx, e, cloudName)
-	if errors.Is(err, errUsage) {
-		// no cloud, or credentials that can't be used as they are
-		return fail(e, exitUsage, "crl: %v", err)
+	login, sc, err := crlImageClient(ctx, e, cloudName, log)
+	if code := loginExit(err); err != nil && code != exitInvalid {
+		// no cloud, credentials that can't be used as they are, or
+		// credentials Keystone refuses (78)
+		return fail(e, code, "crl: %v", err)
 	}
 	if err != nil {
 		log.Error("openstack authentication failed", "err", err)
 		return exitInvalid
 	}
+	project := login.project
 	log.Info("authenticated", "mirror_project", project)
 	cat := &glanceCatalog{sc: sc, owner: project}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := crl.NewMetrics(reg)
+	login.register(reg)
 	printReport := func(rep *crl.Report) {
 		if *reportJSON {
 			enc := json.NewEncoder(e.stdout)
@@ -157,7 +161,7 @@ func cmdCRL(ctx context.Context, e *env, args []string) int {
 		}
 		return code
 	}
-	return crlDaemon(ctx, log, cfg, *cfgPath, jc, cat, metrics, reg, hup, printReport)
+	return crlDaemon(ctx, log, cfg, *cfgPath, jc, cat, metrics, reg, hup, printReport, login)
 }
 
 // crlJobConfig turns the configuration into the job's: the CAs of
@@ -250,7 +254,7 @@ func crlJobConfig(cfg *config.Config) (crl.JobConfig, []string, error) {
 // /metrics and /healthz on crl.listen, and reloads the configuration and
 // the CAs on SIGHUP (interval, jitter and listen need a restart).
 func crlDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path string, jc crl.JobConfig,
-	cat crl.Catalog, metrics *crl.Metrics, reg *prometheus.Registry, hup <-chan os.Signal, printReport func(*crl.Report)) int {
+	cat crl.Catalog, metrics *crl.Metrics, reg *prometheus.Registry, hup <-chan os.Signal, printReport func(*crl.Report), login *keystoneLogin) int {
 	var cur atomic.Pointer[crl.Job]
 	cur.Store(crl.NewJob(jc, cat, log, metrics))
 	interval, jitter := max(cfg.CRL.Interval.Duration, time.Second), cfg.CRL.Jitter.Duration
@@ -279,7 +283,15 @@ func crlDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path s
 				if err == nil {
 					njc, warnings, err = crlJobConfig(ncfg)
 				}
-				reloads.done(err, time.Now())
+				// the credentials too, whatever became of the file: new
+				// ones Keystone refuses leave those in use
+				var cerr error
+				if login != nil {
+					if cerr = login.reload(ctx); cerr != nil {
+						log.Error("credentials reload failed; keeping those in use", "err", cerr)
+					}
+				}
+				reloads.done(errors.Join(err, cerr), time.Now())
 				if err != nil {
 					log.Error("reload failed; keeping the previous configuration", "err", err)
 					continue
@@ -422,15 +434,20 @@ func writeCRLReport(w io.Writer, rep *crl.Report) {
 	}
 }
 
-// crlImageClient is openImageClient with every Glance call bounded, so that
-// a hung Glance fails the run instead of stalling the daemon.
-func crlImageClient(ctx context.Context, e *env, cloudName string) (*gophercloud.ServiceClient, string, error) {
-	sc, project, err := openImageClient(ctx, cloudName, e.getenv)
+// crlImageClient logs in (openLogin) and returns the Glance client, every
+// Glance call bounded, so that a hung Glance fails the run instead of
+// stalling the daemon.
+func crlImageClient(ctx context.Context, e *env, cloudName string, log *slog.Logger) (*keystoneLogin, *gophercloud.ServiceClient, error) {
+	l, err := openLogin(ctx, cloudName, e.getenv, log)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, err
+	}
+	sc, err := openstack.NewImageV2(l.pc, l.eo)
+	if err != nil {
+		return nil, nil, fmt.Errorf("image service in the catalog: %w", err)
 	}
 	sc.ProviderClient.HTTPClient.Timeout = glanceTimeout
-	return sc, project, nil
+	return l, sc, nil
 }
 
 // glanceCatalog is the mirror project's catalogue in Glance (crl.Catalog).

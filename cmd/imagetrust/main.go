@@ -23,6 +23,12 @@ const (
 	exitUsage   = 2 // usage or configuration error
 	exitExpired = 3 // valid but expired (verify only)
 	exitRefused = 4 // sync --once: a clean pass that refused a bundle for a reason other than expiry or revocation; crl --once: a clean run that refused a CRL (a fetch that failed included) or found a revoked image still being written into Glance
+	// exitCredentials: sync, crl and proxy, at start: Keystone refused the
+	// configured credentials (HTTP 401 to the login). EX_CONFIG of
+	// sysexits.h, and used for nothing else, so that the systemd units
+	// stop on it (RestartPreventExitStatus=78): each restart would be one
+	// more failed login towards a Keystone lockout.
+	exitCredentials = 78
 )
 
 // env is what a subcommand gets from main: its streams and the process context.

@@ -7,17 +7,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
+	"reflect"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/gophercloud/gophercloud/v2/openstack/config/clouds"
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/tokens"
+	"github.com/prometheus/client_golang/prometheus"
 
 	itconfig "github.com/imagetrust/imagetrust/internal/config"
 	"github.com/imagetrust/imagetrust/internal/oserr"
@@ -74,7 +76,20 @@ var responseHeaderTimeout = 10 * time.Minute
 
 // openProvider authenticates to Keystone and returns the provider client,
 // the endpoint options for the service clients (region, interface) and the
-// id of the token's project, the mirror project.
+// id of the token's project, the mirror project: openLogin without a log.
+func openProvider(ctx context.Context, cloud string, getenv func(string) string) (*gophercloud.ProviderClient, gophercloud.EndpointOpts, string, error) {
+	l, err := openLogin(ctx, cloud, getenv, nil)
+	if err != nil {
+		return nil, gophercloud.EndpointOpts{}, "", err
+	}
+	return l.pc, l.eo, l.project, nil
+}
+
+// keystoneLogin is a process's login to Keystone as its service user: one
+// provider client (pc), which every OpenStack client of the process shares
+// (the proxy's Glance lookups, its token validation and its Cinder
+// endpoint), the credentials in use, and the one hold-off (reauthGuard)
+// that every renewal of that client goes through.
 //
 // Credentials: the clouds.yaml entry cloud or, when cloud is empty, the one
 // named by OS_CLOUD (clouds.yaml from OS_CLIENT_CONFIG_FILE or the standard
@@ -83,20 +98,47 @@ var responseHeaderTimeout = 10 * time.Minute
 // application credential; OS_USER_DOMAIN_*/OS_PROJECT_DOMAIN_* or
 // OS_DOMAIN_*; OS_CACERT, OS_CERT, OS_KEY). Both go through gophercloud's
 // clouds.Parse, so the CA file, client certificate and verify setting apply
-// alike. The token re-authenticates when it expires or is revoked
-// (AllowReauth, on a 401); when Keystone then refuses the credentials, no
-// renewal is asked for reauthHoldOff (reauthGuard); every request carries
-// User-Agent imagetrust/VERSION. Nothing is logged, and no
-// error includes a password or secret.
-func openProvider(ctx context.Context, cloud string, getenv func(string) string) (*gophercloud.ProviderClient, gophercloud.EndpointOpts, string, error) {
+// alike. The token is renewed when it expires or is revoked (on a 401),
+// with the credentials in use; reload reads them again (SIGHUP). Every
+// request carries User-Agent imagetrust/VERSION. No log line or error
+// includes a password or secret.
+type keystoneLogin struct {
+	cloud  string
+	getenv func(string) string
+	log    *slog.Logger
+
+	pc      *gophercloud.ProviderClient
+	eo      gophercloud.EndpointOpts
+	project string
+	// refusals counts the logins Keystone refused after the start, by
+	// when: "renewal" or "reload"
+	refusals *prometheus.CounterVec
+
+	// sem serialises logins after the start (renewals, reloads): one
+	// Keystone is asked at a time, and a renewal waiting for another
+	// sees its refusal and its hold-off
+	sem chan struct{}
+	// under sem:
+	ao    gophercloud.AuthOptions // AllowReauth false
+	guard reauthGuard
+}
+
+// openLogin authenticates to Keystone once with the configured credentials
+// (see keystoneLogin). Credentials that can't be used as they are give a
+// usageError (exit 2); credentials Keystone refuses (HTTP 401) an error
+// that is errCredentialsRefused and no usageError (exit 78, exitCredentials):
+// asking again with them cannot help, and each try is one more failed
+// login towards a lockout. log gets the renewals' refusals and the
+// reloads (nil: none).
+func openLogin(ctx context.Context, cloud string, getenv func(string) string, log *slog.Logger) (*keystoneLogin, error) {
 	ao, eo, tlsConf, err := usableCredentials(cloud, getenv)
 	if err != nil {
-		return nil, eo, "", err
+		return nil, err
 	}
-	ao.AllowReauth = true
+	ao.AllowReauth = false
 	pc, err := openstack.NewClient(ao.IdentityEndpoint)
 	if err != nil {
-		return nil, eo, "", usageError{fmt.Errorf("auth_url: %w", err)}
+		return nil, usageError{fmt.Errorf("auth_url: %w", err)}
 	}
 	pc.UserAgent.Prepend(userAgent())
 	tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -114,35 +156,268 @@ func openProvider(ctx context.Context, cloud string, getenv func(string) string)
 	// forwarding to Nova has its own transport (validator/proxy)
 	tr.ResponseHeaderTimeout = responseHeaderTimeout
 	pc.HTTPClient = http.Client{Transport: tr}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	l := &keystoneLogin{cloud: cloud, getenv: getenv, log: log, pc: pc, eo: eo, ao: ao,
+		sem:   make(chan struct{}, 1),
+		guard: reauthGuard{first: reauthHoldOff, max: reauthMaxHoldOff, now: time.Now},
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "imagetrust_keystone_login_refusals_total",
+			Help: "Logins Keystone refused (HTTP 401) to this daemon's credentials after its start: when renewing the token (renewal: the credentials in use no longer work; the next try waits 1, 2, 4 ... 30 minutes) or reading new ones on SIGHUP (reload: the new ones were not taken, the old ones stay in use)."},
+			[]string{"when"}),
+	}
+	for _, w := range []string{"renewal", "reload"} {
+		l.refusals.WithLabelValues(w)
+	}
 
 	actx, cancel := context.WithTimeout(ctx, authTimeout)
 	defer cancel()
+	// the provider client itself: its endpoint locator (the catalog) is
+	// the first token's
 	if err := openstack.Authenticate(actx, pc, ao); err != nil {
-		var ue gophercloud.ErrUnexpectedResponseCode
-		if errors.As(err, &ue) && ue.Actual == http.StatusUnauthorized && strings.HasSuffix(ue.URL, "/auth/tokens") {
-			// a configuration error (exit 2): trying again with the same
-			// credentials cannot help, and each try is one more failed
-			// login towards a lockout (the units do not restart on 2)
-			return nil, eo, "", usageError{fmt.Errorf("authenticating at %s: %w of %s (HTTP 401: a wrong, changed or expired password or application credential, a disabled or locked-out user)",
-				redactURL(ao.IdentityEndpoint), errCredentialsRefused, credentialsOwner(ao))}
+		if refusedLogin(err) {
+			// trying again with the same credentials cannot help, and
+			// each try is one more failed login towards a lockout: exit
+			// 78, on which the units do not restart
+			return nil, fmt.Errorf("authenticating at %s: %w of %s (HTTP 401: a wrong, changed or expired password or application credential, a disabled or locked-out user)",
+				redactURL(ao.IdentityEndpoint), errCredentialsRefused, credentialsOwner(ao))
 		}
 		// the endpoint redacted anyway; gophercloud's error holds the whole
 		// response body (a mistyped auth_url: some web server's page)
-		return nil, eo, "", fmt.Errorf("authenticating at %s: %w", redactURL(ao.IdentityEndpoint), oserr.Capped(err))
+		return nil, fmt.Errorf("authenticating at %s: %w", redactURL(ao.IdentityEndpoint), oserr.Capped(err))
 	}
-	if pc.ReauthFunc != nil {
-		g := &reauthGuard{next: pc.ReauthFunc, holdOff: reauthHoldOff, now: time.Now, who: credentialsOwner(ao)}
-		pc.ReauthFunc = g.reauth
+	project, err := tokenProject(pc)
+	if err != nil {
+		return nil, err
 	}
+	l.project = project
+	pc.ReauthFunc = l.reauth
+	return l, nil
+}
+
+// loginExit is the exit status of a daemon or --once run whose openLogin
+// failed with err at start: 78 when Keystone refused the credentials, 2 for
+// credentials that can't be used as they are, 1 otherwise (Keystone
+// unreachable: systemd may well try again).
+func loginExit(err error) int {
+	switch {
+	case errors.Is(err, errCredentialsRefused):
+		return exitCredentials
+	case errors.Is(err, errUsage):
+		return exitUsage
+	}
+	return exitInvalid
+}
+
+// tokenProject is the id of the project pc's token is scoped to.
+func tokenProject(pc *gophercloud.ProviderClient) (string, error) {
 	cr, ok := pc.GetAuthResult().(tokens.CreateResult)
 	if !ok {
-		return nil, eo, "", errors.New("not a Keystone v3 token: cannot tell the mirror project")
+		return "", errors.New("not a Keystone v3 token: cannot tell the mirror project")
 	}
 	p, err := cr.ExtractProject()
 	if err != nil || p == nil || p.ID == "" {
-		return nil, eo, "", errors.New("the token is not scoped to a project (the mirror project)")
+		return "", errors.New("the token is not scoped to a project (the mirror project)")
 	}
-	return pc, eo, p.ID, nil
+	return p.ID, nil
+}
+
+// refusedLogin reports whether err is Keystone's 401 to a login (POST
+// /v3/auth/tokens): the credentials refused.
+func refusedLogin(err error) bool {
+	var ue gophercloud.ErrUnexpectedResponseCode
+	return errors.As(err, &ue) && ue.Actual == http.StatusUnauthorized && strings.HasSuffix(ue.URL, "/auth/tokens")
+}
+
+// register adds the login's metrics to reg.
+func (l *keystoneLogin) register(reg prometheus.Registerer) {
+	reg.MustRegister(l.refusals)
+}
+
+// lock takes sem, or gives up with ctx.
+func (l *keystoneLogin) lock(ctx context.Context) error {
+	select {
+	case l.sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (l *keystoneLogin) unlock() { <-l.sem }
+
+// attempt logs in with ao on a throw-away copy of the provider client (same
+// endpoint, transport and user agent) and returns it with its token.
+func (l *keystoneLogin) attempt(ctx context.Context, ao gophercloud.AuthOptions) (*gophercloud.ProviderClient, error) {
+	tac, err := openstack.NewClient(l.pc.IdentityEndpoint)
+	if err != nil {
+		return nil, err
+	}
+	tac.HTTPClient = l.pc.HTTPClient
+	tac.UserAgent = l.pc.UserAgent
+	ao.AllowReauth = false
+	return tac, openstack.Authenticate(ctx, tac, ao)
+}
+
+// reauth is the provider client's ReauthFunc (gophercloud calls it after a
+// 401, once the token expired or was revoked): a login with the
+// credentials in use, through the hold-off. When Keystone refuses them
+// (HTTP 401 to POST /v3/auth/tokens: a password or application credential
+// rotated or expired, the user disabled or locked out), the error says
+// so, one line is logged (the user, never the secret, and when Keystone
+// is asked next), and until then every renewal fails at once with that
+// error: without the hold-off each request of a daemon (each boot the
+// proxy looks up) made one more failed login, enough of which lock the
+// user out where Keystone's [security_compliance] lockout_failure_attempts
+// is set, and fill Keystone's log. Other failures (Keystone unreachable)
+// are returned as they are, and the next request tries again.
+func (l *keystoneLogin) reauth(ctx context.Context) error {
+	if err := l.lock(ctx); err != nil {
+		return err
+	}
+	defer l.unlock()
+	who := credentialsOwner(l.ao)
+	if err := l.guard.check(); err != nil {
+		return err
+	}
+	tac, err := l.attempt(ctx, l.ao)
+	if err != nil {
+		if !refusedLogin(err) {
+			return err
+		}
+		refused, n, next := l.guard.refuse(who)
+		l.refusals.WithLabelValues("renewal").Inc()
+		l.log.Error("keystone refused the credentials when renewing the token; update them and reload (SIGHUP)",
+			"user", who, "refusals_in_a_row", n, "next_attempt", next.UTC().Format(time.RFC3339))
+		return refused
+	}
+	l.pc.CopyTokenFrom(tac)
+	if n := l.guard.accepted(); n > 0 {
+		l.log.Info("keystone accepts the credentials again", "user", who, "after_refusals", n)
+	}
+	return nil
+}
+
+// reload reads the credentials again (the clouds.yaml file; the process's
+// OS_* variables do not change) and, when they changed, logs in with them:
+// accepted, they replace those in use and their token the client's, and
+// any hold-off ends; refused (counted, and logged with the user) or not
+// tried, those in use stay, with their token. It is asked at once, hold-off
+// or not: a reload is the operator's. Unchanged credentials are not tried
+// again (a reload for new CRLs makes no login). A new auth_url, region or
+// interface, or credentials of another project (the mirror project is
+// fixed at start) take a restart: refused here.
+func (l *keystoneLogin) reload(ctx context.Context) error {
+	ao, eo, _, err := usableCredentials(l.cloud, l.getenv)
+	if err != nil {
+		return fmt.Errorf("credentials: %w; keeping those in use", err)
+	}
+	ao.AllowReauth = false
+	if err := l.lock(ctx); err != nil {
+		return err
+	}
+	defer l.unlock()
+	if reflect.DeepEqual(ao, l.ao) && reflect.DeepEqual(eo, l.eo) {
+		return nil
+	}
+	who := credentialsOwner(ao)
+	if ao.IdentityEndpoint != l.ao.IdentityEndpoint || !reflect.DeepEqual(eo, l.eo) {
+		return fmt.Errorf("credentials: a new auth_url, region or interface takes a restart; keeping the credentials of %s", credentialsOwner(l.ao))
+	}
+	actx, cancel := context.WithTimeout(ctx, authTimeout)
+	defer cancel()
+	tac, err := l.attempt(actx, ao)
+	if refusedLogin(err) {
+		l.refusals.WithLabelValues("reload").Inc()
+		l.log.Error("keystone refused the new credentials; keeping those in use", "user", who, "in_use", credentialsOwner(l.ao))
+		return fmt.Errorf("new credentials: %w of %s (HTTP 401); keeping those of %s", errCredentialsRefused, who, credentialsOwner(l.ao))
+	}
+	if err != nil {
+		return fmt.Errorf("new credentials of %s: authenticating at %s: %w; keeping those in use", who, redactURL(ao.IdentityEndpoint), oserr.Capped(err))
+	}
+	if p, err := tokenProject(tac); err != nil || p != l.project {
+		return fmt.Errorf("new credentials of %s: not scoped to the mirror project %s (%v): another project takes a restart; keeping those in use", who, l.project, cmpOr(p, err))
+	}
+	l.ao = ao
+	l.pc.CopyTokenFrom(tac)
+	n := l.guard.accepted()
+	l.log.Info("credentials reloaded: Keystone accepted them and they are in use", "user", who, "after_refusals", n)
+	return nil
+}
+
+// cmpOr is p, or err when p could not be told.
+func cmpOr(p string, err error) any {
+	if err != nil {
+		return err
+	}
+	return p
+}
+
+// reauthHoldOff is how long, after Keystone first refused the credentials
+// when a token was to be renewed, further renewals fail at once without
+// asking Keystone again; each further refusal in a row doubles it (1, 2,
+// 4, 8, 16 minutes), up to reauthMaxHoldOff.
+const reauthHoldOff = time.Minute
+
+// reauthMaxHoldOff caps the hold-off: Keystone's default lockout_duration
+// (1800 s), so that once the credentials have been refused for a while a
+// daemon makes at most one failed login per lockout period (7 in the
+// first hour, then 2 an hour), and still notices within half an hour
+// that the user was re-enabled or unlocked. New credentials do not wait
+// for it: a reload (SIGHUP) tries them at once.
+const reauthMaxHoldOff = 30 * time.Minute
+
+// errCredentialsRefused marks a login Keystone refused: the credentials
+// do not work.
+var errCredentialsRefused = errors.New("keystone refused the credentials")
+
+// reauthGuard is the hold-off after refused renewals: after the n-th
+// refusal in a row no renewal asks Keystone for holdOff(n); a login that
+// works starts it over. Its user (keystoneLogin) serialises the calls.
+type reauthGuard struct {
+	first, max time.Duration
+	now        func() time.Time
+
+	failures int
+	refused  error
+	until    time.Time
+}
+
+// holdOff is the wait after n refusals in a row: first, doubled for each
+// further one, at most max.
+func (g *reauthGuard) holdOff(n int) time.Duration {
+	if n < 1 {
+		return 0
+	}
+	return min(g.first<<min(n-1, 16), g.max)
+}
+
+// check returns the refusal in force (no renewal may ask Keystone now), or
+// nil.
+func (g *reauthGuard) check() error {
+	if g.refused != nil && g.now().Before(g.until) {
+		return g.refused
+	}
+	return nil
+}
+
+// refuse records that Keystone refused who's credentials now, and returns
+// the error renewals fail with, the refusals in a row and when Keystone is
+// asked next.
+func (g *reauthGuard) refuse(who string) (error, int, time.Time) {
+	g.failures++
+	g.until = g.now().Add(g.holdOff(g.failures))
+	g.refused = fmt.Errorf("%w of %s when renewing the token (HTTP 401: a changed or expired password or application credential, a disabled or locked-out user; update the credentials and reload); not asked again before %s",
+		errCredentialsRefused, who, g.until.UTC().Format(time.RFC3339))
+	return g.refused, g.failures, g.until
+}
+
+// accepted records a login that worked, and returns the refusals in a row
+// before it.
+func (g *reauthGuard) accepted() int {
+	n := g.failures
+	g.failures, g.refused, g.until = 0, nil, time.Time{}
+	return n
 }
 
 // checkCredentials reports, as openProvider would, credentials that can't
@@ -166,60 +441,6 @@ func usableCredentials(cloud string, getenv func(string) string) (gophercloud.Au
 		return ao, eo, nil, usageError{errors.New("auth_url: not a URL without credentials: user:password@ in auth_url would appear in logs and errors; give the password as OS_PASSWORD or clouds.yaml's password")}
 	}
 	return ao, eo, tlsConf, nil
-}
-
-// reauthHoldOff is how long, after Keystone refused the credentials when a
-// token was to be renewed, further renewals fail at once without asking
-// Keystone again.
-const reauthHoldOff = time.Minute
-
-// errCredentialsRefused marks a renewal Keystone refused: the credentials
-// no longer work.
-var errCredentialsRefused = errors.New("keystone refused the credentials")
-
-// reauthGuard wraps gophercloud's re-authentication (which runs after a 401,
-// once the token expired or was revoked). When Keystone refuses the
-// credentials (HTTP 401 to POST /v3/auth/tokens: a password or application
-// credential rotated or expired, the user disabled or locked out), the
-// error says so, and for holdOff every further renewal fails at once with
-// it: without the hold-off each request of a daemon (each boot the proxy
-// looks up) made one more failed login, enough of which lock the user out
-// where Keystone's [security_compliance] lockout_failure_attempts is set,
-// and fill Keystone's log. Other failures (Keystone unreachable) are
-// returned as they are, and the next request tries again. The credentials
-// are read once, at start: new ones need a restart.
-type reauthGuard struct {
-	next    func(context.Context) error
-	holdOff time.Duration
-	now     func() time.Time
-	// who names the credentials in errors (never the secret)
-	who string
-
-	mu      sync.Mutex
-	refused error
-	until   time.Time
-}
-
-func (g *reauthGuard) reauth(ctx context.Context) error {
-	g.mu.Lock()
-	if g.refused != nil && g.now().Before(g.until) {
-		err := g.refused
-		g.mu.Unlock()
-		return err
-	}
-	g.mu.Unlock()
-	err := g.next(ctx)
-	var ue gophercloud.ErrUnexpectedResponseCode
-	if err == nil || !errors.As(err, &ue) || ue.Actual != http.StatusUnauthorized {
-		return err
-	}
-	until := g.now().Add(g.holdOff)
-	refused := fmt.Errorf("%w of %s when renewing the token (HTTP 401: a changed or expired password or application credential, a disabled or locked-out user; new credentials need a restart); not asked again before %s",
-		errCredentialsRefused, g.who, until.UTC().Format(time.RFC3339))
-	g.mu.Lock()
-	g.refused, g.until = refused, until
-	g.mu.Unlock()
-	return refused
 }
 
 // credentialsOwner names whose credentials ao holds, for errors.

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 	"github.com/gophercloud/gophercloud/v2/pagination"
 	"github.com/prometheus/client_golang/prometheus"
@@ -86,26 +87,19 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 	if cloudName == "" {
 		cloudName = e.getenv("OS_CLOUD")
 	}
-	lookup, err := newGlanceLookup(ctx, cloudName, e.getenv)
-	if errors.Is(err, errUsage) {
-		// no cloud, or credentials that can't be used as they are
-		return fail(e, exitUsage, "proxy: %v", err)
+	oc, err := openProxyClients(ctx, cloudName, cfg.Proxy.TokenValidation, cfg.Proxy.VolumePolicy, e.getenv, log)
+	if code := loginExit(err); err != nil && code != exitInvalid {
+		// no cloud, credentials that can't be used as they are, or
+		// credentials Keystone refuses (78)
+		return fail(e, code, "proxy: %v", err)
 	}
 	if err != nil {
 		return fail(e, exitInvalid, "proxy: %v", err)
 	}
-	lookup.log = log
+	lookup, identity, volumePolicy, volumes := oc.lookup, oc.identity, oc.volumePolicy, oc.volumes
 	log.Info("proxy service credentials", "cloud", cloudName, "mirror_project", lookup.owner, "token_validation", cfg.Proxy.TokenValidation)
 	for _, w := range unmanagedProjectWarnings(cfg.Proxy.UnmanagedProjects, lookup.owner) {
 		log.Warn("proxy.unmanaged_projects may not work as meant", "warning", w)
-	}
-	identity, err := newKeystoneIdentity(ctx, cloudName, cfg.Proxy.TokenValidation, e.getenv)
-	if err != nil {
-		return fail(e, exitInvalid, "proxy: token validation: %v", err)
-	}
-	volumePolicy, volumes, err := openVolumePolicy(ctx, cfg.Proxy.VolumePolicy, cloudName, e.getenv, log)
-	if err != nil {
-		return fail(e, exitInvalid, "proxy: volume_policy = %s: %v", cfg.Proxy.VolumePolicy, err)
 	}
 
 	var hook proxy.UserData
@@ -135,6 +129,7 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 	}
 	reloads := newReloadMetrics(reg, time.Now())
 	registerTrustMetrics(reg, decider.t.Load)
+	oc.login.register(reg)
 	gate, err := proxy.New(proxy.Options{
 		Upstream: upstream, PublicURL: public, Lookup: lookup, Decider: decider,
 		MirrorProject: lookup.owner, UnmanagedProjects: cfg.Proxy.UnmanagedProjects,
@@ -147,9 +142,10 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 		return fail(e, exitUsage, "proxy: %v", err)
 	}
 
-	// SIGHUP reloads the trust store (CA and CRL files) and the listener's
-	// TLS certificate and key without a restart (hup is caught from the
-	// start: a SIGHUP while the proxy starts must not kill it).
+	// SIGHUP reloads the trust store (CA and CRL files), the listener's
+	// TLS certificate and key and the service credentials without a
+	// restart (hup is caught from the start: a SIGHUP while the proxy
+	// starts must not kill it).
 	reloadTLS := make(chan struct{}, 1)
 	go func() {
 		for {
@@ -165,15 +161,21 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 				if err == nil {
 					err = decider.load(c, log)
 				}
-				reloads.done(err, time.Now())
 				if err != nil {
 					log.Error("reload failed; keeping the previous trust store", "err", err)
-					continue
+				} else {
+					log.Info("trust store reloaded")
+					if keys := restartOnly(cfg, c, []string{"proxy", "contextualise", "log"}, nil); len(keys) > 0 {
+						log.Warn("changed settings take effect at the next restart, not on reload", "settings", strings.Join(keys, ","))
+					}
 				}
-				log.Info("trust store reloaded")
-				if keys := restartOnly(cfg, c, []string{"proxy", "contextualise", "log"}, nil); len(keys) > 0 {
-					log.Warn("changed settings take effect at the next restart, not on reload", "settings", strings.Join(keys, ","))
+				// the credentials too, whatever became of the file: new
+				// ones Keystone refuses leave those in use
+				cerr := oc.login.reload(ctx)
+				if cerr != nil {
+					log.Error("credentials reload failed; keeping those in use", "err", cerr)
 				}
+				reloads.done(errors.Join(err, cerr), time.Now())
 			}
 		}
 	}()
@@ -267,14 +269,44 @@ type glanceLookup struct {
 // are then no candidates for a boot by tag, and the lookup logs a warning.
 const tagLookupCap = 1000
 
-// newGlanceLookup authenticates with cloudName (empty: OS_CLOUD, else the
-// OS_* variables); the token's project is the mirror project.
-func newGlanceLookup(ctx context.Context, cloudName string, getenv func(string) string) (*glanceLookup, error) {
-	sc, project, err := openImageClient(ctx, cloudName, getenv)
+// proxyClients are the proxy's OpenStack clients, all on one login (one
+// token, one hold-off after refused renewals, one reload): the Glance
+// lookups, the token validation and, with volume_policy = check-image,
+// Cinder.
+type proxyClients struct {
+	login        *keystoneLogin
+	lookup       *glanceLookup
+	identity     *keystoneIdentity
+	volumePolicy string
+	volumes      proxy.Volumes
+}
+
+// openProxyClients logs in as cloudName (empty: OS_CLOUD, else the OS_*
+// variables; the token's project is the mirror project) once, and makes
+// the proxy's clients on that login. Its errors are openLogin's (see
+// loginExit) or name the part that failed.
+func openProxyClients(ctx context.Context, cloudName, tokenValidation, volumePolicy string, getenv func(string) string, log *slog.Logger) (*proxyClients, error) {
+	if err := checkTokenValidation(tokenValidation); err != nil {
+		return nil, usageError{fmt.Errorf("token validation: %w", err)}
+	}
+	l, err := openLogin(ctx, cloudName, getenv, log)
 	if err != nil {
 		return nil, err
 	}
-	return &glanceLookup{sc: sc, owner: project}, nil
+	sc, err := openstack.NewImageV2(l.pc, l.eo)
+	if err != nil {
+		return nil, fmt.Errorf("image service in the catalog: %w", err)
+	}
+	identity, err := keystoneIdentityOn(l.pc, l.eo, tokenValidation)
+	if err != nil {
+		return nil, fmt.Errorf("token validation: %w", err)
+	}
+	vp, vols, err := openVolumePolicy(volumePolicy, l.pc, l.eo, log)
+	if err != nil {
+		return nil, fmt.Errorf("volume_policy = %s: %w", volumePolicy, err)
+	}
+	return &proxyClients{login: l, lookup: &glanceLookup{sc: sc, owner: l.project, log: log}, identity: identity,
+		volumePolicy: vp, volumes: vols}, nil
 }
 
 // GetImage implements proxy.Lookup.

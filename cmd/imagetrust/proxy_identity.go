@@ -37,11 +37,29 @@ type keystoneIdentity struct {
 // credentials, which find Keystone in the catalog; with mode service they
 // also validate others' tokens, which needs the service or admin role).
 func newKeystoneIdentity(ctx context.Context, cloudName, mode string, getenv func(string) string) (*keystoneIdentity, error) {
-	if mode != itconfig.TokenValidationSelf && mode != itconfig.TokenValidationService {
-		return nil, fmt.Errorf("token validation %q: must be %s or %s", mode, itconfig.TokenValidationSelf, itconfig.TokenValidationService)
+	if err := checkTokenValidation(mode); err != nil {
+		return nil, err
 	}
 	pc, eo, _, err := openProvider(ctx, cloudName, getenv)
 	if err != nil {
+		return nil, err
+	}
+	return keystoneIdentityOn(pc, eo, mode)
+}
+
+// checkTokenValidation reports a proxy.token_validation mode that is
+// neither self nor service.
+func checkTokenValidation(mode string) error {
+	if mode != itconfig.TokenValidationSelf && mode != itconfig.TokenValidationService {
+		return fmt.Errorf("token validation %q: must be %s or %s", mode, itconfig.TokenValidationSelf, itconfig.TokenValidationService)
+	}
+	return nil
+}
+
+// keystoneIdentityOn validates tokens with Keystone found in pc's catalog
+// (the proxy's login).
+func keystoneIdentityOn(pc *gophercloud.ProviderClient, eo gophercloud.EndpointOpts, mode string) (*keystoneIdentity, error) {
+	if err := checkTokenValidation(mode); err != nil {
 		return nil, err
 	}
 	sc, err := openstack.NewIdentityV3(pc, eo)

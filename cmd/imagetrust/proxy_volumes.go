@@ -23,11 +23,11 @@ import (
 // Cinder (Options.Volumes) and refuses volumes made from no image. As the
 // proxy cannot see Cinder's policy, check-image logs once at start-up what
 // it relies on.
-func openVolumePolicy(ctx context.Context, policy, cloudName string, getenv func(string) string, log *slog.Logger) (string, proxy.Volumes, error) {
+func openVolumePolicy(policy string, pc *gophercloud.ProviderClient, eo gophercloud.EndpointOpts, log *slog.Logger) (string, proxy.Volumes, error) {
 	if policy != itconfig.VolumeCheckImage {
 		return policy, nil, nil
 	}
-	vols, err := newCinderVolumes(ctx, cloudName, getenv)
+	vols, err := cinderVolumesOn(pc, eo)
 	if err != nil {
 		return "", nil, err
 	}
@@ -64,6 +64,12 @@ func newCinderVolumes(ctx context.Context, cloudName string, getenv func(string)
 	if err != nil {
 		return nil, err
 	}
+	return cinderVolumesOn(pc, eo)
+}
+
+// cinderVolumesOn finds the block-storage (volumev3) service in pc's
+// catalog (the proxy's login).
+func cinderVolumesOn(pc *gophercloud.ProviderClient, eo gophercloud.EndpointOpts) (*cinderVolumes, error) {
 	sc, err := openstack.NewBlockStorageV3(pc, eo)
 	if err != nil {
 		return nil, fmt.Errorf("block-storage (Cinder v3) service in the catalog: %w", err)

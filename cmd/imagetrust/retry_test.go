@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -136,7 +135,7 @@ func TestDaemonsRetryAfterAFailedRun(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan int, 1)
 		go func() {
-			done <- crlDaemon(ctx, log, cfg, path, jc, cat, crl.NewMetrics(reg), reg, nil, func(*crl.Report) {})
+			done <- crlDaemon(ctx, log, cfg, path, jc, cat, crl.NewMetrics(reg), reg, nil, func(*crl.Report) {}, nil)
 		}()
 		defer func() { cancel(); <-done }()
 		waitLog(t, logs, `msg="crl run failed"`, done)
@@ -173,7 +172,7 @@ func TestDaemonsRetryAfterAFailedRun(t *testing.T) {
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan int, 1)
-		go func() { done <- syncDaemon(ctx, log, cfg, path, syncer, build, reg, nil) }()
+		go func() { done <- syncDaemon(ctx, log, cfg, path, syncer, build, reg, nil, nil) }()
 		defer func() { cancel(); <-done }()
 		waitLog(t, logs, `msg="sync pass failed"`, done)
 		waitLog(t, logs, `msg="sync pass done"`, done)
@@ -181,63 +180,4 @@ func TestDaemonsRetryAfterAFailedRun(t *testing.T) {
 			t.Fatalf("%d listings, want the failed one and its retry", n)
 		}
 	})
-}
-
-// TestReauthGuard: once Keystone refused the credentials (401), renewals
-// fail at once with an error that says so, without asking Keystone, until
-// the hold-off ends; other failures are asked again each time.
-func TestReauthGuard(t *testing.T) {
-	now := time.Unix(1000, 0)
-	calls := 0
-	var answer error
-	g := &reauthGuard{next: func(context.Context) error { calls++; return answer }, holdOff: time.Minute,
-		now: func() time.Time { return now }, who: `user "imagetrust"`}
-	ctx := context.Background()
-
-	answer = errOutage
-	for range 3 {
-		if err := g.reauth(ctx); !errors.Is(err, errOutage) {
-			t.Fatalf("Keystone unreachable: %v", err)
-		}
-	}
-	if calls != 3 {
-		t.Fatalf("%d renewals while Keystone was unreachable, want 3", calls)
-	}
-
-	answer = gophercloud.ErrUnexpectedResponseCode{Method: "POST", Actual: 401, Body: []byte(`{"error":{"code":401}}`)}
-	calls = 0
-	for range 3 {
-		err := g.reauth(ctx)
-		if !errors.Is(err, errCredentialsRefused) || !strings.Contains(err.Error(), `user "imagetrust"`) {
-			t.Fatalf("credentials refused: %v", err)
-		}
-	}
-	if calls != 1 {
-		t.Fatalf("Keystone asked %d times within the hold-off, want once", calls)
-	}
-	now = now.Add(time.Minute)
-	answer = nil
-	if err := g.reauth(ctx); err != nil || calls != 2 {
-		t.Fatalf("after the hold-off: %v, %d calls; want Keystone asked again", err, calls)
-	}
-}
-
-// TestWrongPasswordAtStart: a daemon or --once run whose password Keystone
-// refuses (rotated, and the file not updated) exits 2, a configuration
-// error (the systemd units do not restart on it: each restart would be a
-// failed login towards a lockout), with an error that says the
-// credentials were refused, naming the user and not the password.
-func TestWrongPasswordAtStart(t *testing.T) {
-	c := ostest.Start(t, ostest.Options{})
-	path, _ := daemonConfig(t)
-	const wrong = "not-the-password-7f3a"
-	vars := map[string]string{"OS_AUTH_URL": c.KeystoneURL, "OS_USERNAME": c.Env["MIRROR_USER"], "OS_PASSWORD": wrong,
-		"OS_PROJECT_NAME": c.Env["MIRROR_PROJECT"], "OS_USER_DOMAIN_NAME": "Default", "OS_PROJECT_DOMAIN_NAME": "Default"}
-	for _, args := range [][]string{{"crl", "--once"}, {"sync", "--once"}, {"crl"}} {
-		code, _, stderr := cliEnv(t, t.TempDir(), vars, append(args, "--config", path)...)
-		const want = "keystone refused the credentials of user"
-		if code != exitUsage || !strings.Contains(stderr, want) || !strings.Contains(stderr, c.Env["MIRROR_USER"]) || strings.Contains(stderr, wrong) {
-			t.Errorf("%s: exit %d, want %d and %q without the password:\n%s", strings.Join(args, " "), code, exitUsage, want, stderr)
-		}
-	}
 }

@@ -63,8 +63,8 @@ func TestSecretFilesReadableByOthers(t *testing.T) {
 			}
 			vars := map[string]string{"OS_CLOUD": "test", "OS_CLIENT_CONFIG_FILE": cloudsYAML(tc.clouds)}
 			code, out, errs := cliEnv(t, dir, vars, tc.args...)
-			if code != exitUsage || !strings.Contains(errs, "keystone refused the credentials") {
-				t.Fatalf("exit %d, want %d (the credentials refused):\n%s%s", code, exitUsage, out, errs)
+			if code != exitCredentials || !strings.Contains(errs, "keystone refused the credentials") {
+				t.Fatalf("exit %d, want %d (the credentials refused):\n%s%s", code, exitCredentials, out, errs)
 			}
 			warned := strings.Contains(errs, "readable by every user")
 			switch {

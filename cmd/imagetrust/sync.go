@@ -83,15 +83,17 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 		defer lock.Close()
 	}
 
-	pc, eo, project, err := openProvider(ctx, *cloud, e.getenv)
-	if errors.Is(err, errUsage) {
-		// no cloud, or credentials that can't be used as they are
-		return fail(e, exitUsage, "sync: %v", err)
+	login, err := openLogin(ctx, *cloud, e.getenv, log)
+	if code := loginExit(err); err != nil && code != exitInvalid {
+		// no cloud, credentials that can't be used as they are, or
+		// credentials Keystone refuses (78)
+		return fail(e, code, "sync: %v", err)
 	}
 	if err != nil {
 		log.Error("openstack authentication failed", "err", err)
 		return exitInvalid
 	}
+	pc, eo, project := login.pc, login.eo, login.project
 	sc, err := openstack.NewImageV2(pc, eo)
 	if err != nil {
 		log.Error("no image service in the catalog", "err", err)
@@ -110,6 +112,7 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := glancesync.NewMetrics(reg)
+	login.register(reg)
 	// the trust store of the syncer in use (build's, once it succeeds)
 	var inUse atomic.Pointer[validator.Trust]
 	registerTrustMetrics(reg, inUse.Load)
@@ -165,7 +168,7 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 		}
 		return exitOK
 	}
-	return syncDaemon(ctx, log, cfg, *cfgPath, syncer, build, reg, hup)
+	return syncDaemon(ctx, log, cfg, *cfgPath, syncer, build, reg, hup, login)
 }
 
 // refusedBundles counts the bundles a pass refused, or could not read, for a
@@ -186,7 +189,7 @@ func refusedBundles(r *glancesync.Report) int {
 }
 
 func syncDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path string, syncer *glancesync.Syncer,
-	build func(*config.Config) (*glancesync.Syncer, error), reg *prometheus.Registry, hup <-chan os.Signal) int {
+	build func(*config.Config) (*glancesync.Syncer, error), reg *prometheus.Registry, hup <-chan os.Signal, login *keystoneLogin) int {
 	started := cfg
 	reloads := newReloadMetrics(reg, time.Now())
 	interval := cfg.Sync.Interval.Duration
@@ -245,10 +248,18 @@ func syncDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path 
 					}
 				}
 			}
-			reloads.done(err, time.Now())
 			if err != nil {
 				log.Error("reload failed; keeping the previous configuration", "err", err)
 			}
+			// the credentials too, whatever became of the file: new ones
+			// Keystone refuses leave those in use
+			if login != nil {
+				if cerr := login.reload(ctx); cerr != nil {
+					log.Error("credentials reload failed; keeping those in use", "err", cerr)
+					err = errors.Join(err, cerr)
+				}
+			}
+			reloads.done(err, time.Now())
 		case <-time.After(wait):
 		}
 	}
