@@ -24,6 +24,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -152,6 +153,7 @@ type daemon struct {
 	name   string
 	log    *testutil.SyncBuffer
 	exited chan struct{}
+	proc   *os.Process
 }
 
 // waitFor waits until the daemon logged a line for which ok holds, and
@@ -327,16 +329,17 @@ cache_ttl = "1ms"
 		t.Fatal(err)
 	}
 
-	start := func(name, cloud string, args ...string) *daemon {
+	start := func(name, cloud, cloudsYAML string, args ...string) *daemon {
 		t.Helper()
 		d := &daemon{name: name, log: &testutil.SyncBuffer{}, exited: make(chan struct{})}
 		cmd := exec.Command(bin, append(args, "--config", cfg)...)
-		cmd.Env = append(os.Environ(), "OS_CLOUD="+cloud, "OS_CLIENT_CONFIG_FILE="+c.CloudsYAML)
+		cmd.Env = append(os.Environ(), "OS_CLOUD="+cloud, "OS_CLIENT_CONFIG_FILE="+cloudsYAML)
 		cmd.Stdout = io.Discard
 		cmd.Stderr = d.log
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
+		d.proc = cmd.Process
 		go func() { _ = cmd.Wait(); close(d.exited) }()
 		t.Cleanup(func() {
 			_ = cmd.Process.Signal(os.Interrupt)
@@ -352,9 +355,18 @@ cache_ttl = "1ms"
 		})
 		return d
 	}
-	syncD := start("sync", ostest.CloudMirror, "sync")
-	crlD := start("crl", ostest.CloudMirror, "crl")
-	proxyD := start("proxy", "proxy", "proxy")
+	// the proxy's clouds.yaml is its own: the rotation below rewrites it
+	clouds, err := os.ReadFile(c.CloudsYAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxyClouds := filepath.Join(dir, "clouds.yaml")
+	if err := os.WriteFile(proxyClouds, clouds, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	syncD := start("sync", ostest.CloudMirror, c.CloudsYAML, "sync")
+	crlD := start("crl", ostest.CloudMirror, c.CloudsYAML, "crl")
+	proxyD := start("proxy", "proxy", proxyClouds, "proxy")
 	msgIs := func(msg string) func(logLine) bool { return func(l logLine) bool { return l.str("msg") == msg } }
 	syncD.waitFor(ctx, t, "authentication", msgIs("authenticated"))
 	crlD.waitFor(ctx, t, "authentication", msgIs("authenticated"))
@@ -457,7 +469,7 @@ cache_ttl = "1ms"
 	if t.Failed() {
 		return
 	}
-	rotated(ctx, t, c, boot, proxyD, late)
+	rotated(ctx, t, c, boot, proxyD, late, proxyClouds)
 }
 
 // rotated: the proxy user's password changes under the running proxy (its
@@ -468,7 +480,15 @@ cache_ttl = "1ms"
 // while. Before, each boot made one failed login, and the third of them
 // locked the user out under lockout_failure_attempts = 2, so that even
 // the right password no longer worked.
-func rotated(ctx context.Context, t *testing.T, c *ostest.Cloud, boot func(token, image string) int, proxyD *daemon, image string) {
+//
+// Then the rotation is finished as the operator guide says, without a
+// restart: the new password into the proxy's clouds.yaml, SIGHUP; the
+// proxy logs in with it at once (in the hold-off) and boots work again.
+// A typo written into the file next and reloaded is refused and does not
+// replace the working password: once the proxy's token expired, boots
+// still work (renewed with the password in use). Before, SIGHUP did not
+// read the credentials: the boots failed until a restart.
+func rotated(ctx context.Context, t *testing.T, c *ostest.Cloud, boot func(token, image string) int, proxyD *daemon, image, proxyClouds string) {
 	admin := c.Provider(t, ostest.CloudAdmin)
 	idc, err := openstack.NewIdentityV3(admin, gophercloud.EndpointOpts{Region: "RegionOne"})
 	if err != nil {
@@ -513,5 +533,55 @@ func rotated(ctx context.Context, t *testing.T, c *ostest.Cloud, boot func(token
 	}
 	if err := openstack.Authenticate(ctx, pc, ao); err != nil {
 		t.Fatalf("the proxy's user with its new password: %v (locked out by the proxy's failed logins?)", err)
+	}
+
+	// the operator writes the new password into the file and reloads
+	writePassword := func(old, new string) {
+		t.Helper()
+		b, err := os.ReadFile(proxyClouds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(b, []byte(old)) {
+			t.Fatalf("%s does not hold the proxy's password", proxyClouds)
+		}
+		if err := os.WriteFile(proxyClouds, bytes.Replace(b, []byte(old), []byte(new), 1), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// each reload's outcome is the first line after the signal
+	reload := func(want string) {
+		t.Helper()
+		sent := time.Now()
+		if err := proxyD.proc.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		proxyD.waitFor(rctx, t, want, func(l logLine) bool {
+			return l.str("msg") == want && !l.time(t).Before(sent.Add(-time.Second))
+		})
+	}
+	writePassword(c.Env["PROXY_PASSWORD"], newPassword)
+	reload("credentials reloaded: Keystone accepted them and they are in use")
+	fresh := c.Provider(t, ostest.CloudDemo)
+	if code := boot(fresh.Token(), image); code != http.StatusAccepted {
+		t.Fatalf("boot after the new password was reloaded: HTTP %d, want 202", code)
+	}
+
+	// a typo reloaded: refused, the working password stays in use
+	typo := "typo-" + fmt.Sprint(time.Now().UnixNano())
+	writePassword(newPassword, typo)
+	reload("keystone refused the new credentials; keeping those in use")
+	sleepPast(time.Now().Add(lifetime * time.Second))
+	fresh = c.Provider(t, ostest.CloudDemo)
+	if code := boot(fresh.Token(), image); code != http.StatusAccepted {
+		t.Fatalf("boot a token lifetime after a typo was reloaded: HTTP %d, want 202 (the typo replaced the working password?)", code)
+	}
+	logs = proxyD.log.String()
+	for _, secret := range []string{typo, newPassword, c.Env["PROXY_PASSWORD"]} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("the proxy's log holds a password:\n%s", logs)
+		}
 	}
 }
