@@ -52,7 +52,8 @@ const envCloud = "envvars"
 
 // openImageClient authenticates with openProvider and returns a Glance v2
 // client, found through the service catalog, and the id of the token's
-// project, the mirror project. Every command that talks to Glance uses it.
+// project, the mirror project: a login of its own (the daemons use
+// openLogin and share theirs; the tests use this).
 //
 // The HTTP client has no overall timeout (an image stage may take an hour);
 // a caller that wants one sets sc.ProviderClient.HTTPClient.Timeout, which
