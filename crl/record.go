@@ -34,6 +34,21 @@ const (
 	PropDeactivatedBy = "imagetrust_deactivated_by"
 )
 
+// JudgedProperties are the record properties of an image that a run's
+// judgement of it reads, besides the job's own (imagetrust_global_validity
+// and the revocation details it wrote): imagetrust_record_version (without
+// it the image is no record and is skipped: isRecord), imagetrust_chain and
+// imagetrust_image_not_before (the certificates and registration time
+// checked against the CRLs: RecordRefs), and imagetrust_signature (whose
+// chains must still lead to the configured trust: ChainChecker; whose
+// embedded CAs name the CRLs the run accepts: EmbeddedCAs).
+// imagetrust_alias is no record property (an alias is never judged). No
+// other property of a record changes a run's verdict on it, so a verdict
+// given while only others were edited or unset holds for the record with
+// them restored: the sync's record repair keeps a valid flag then, and
+// removes it when one of these was (glancesync, repairRecord).
+var JudgedProperties = []string{PropRecordVersion, PropChain, PropNotBefore, PropSignature}
+
 // Values of imagetrust_global_validity.
 const (
 	StateValid   = "valid"

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/imagetrust/imagetrust/crl"
 	"github.com/imagetrust/imagetrust/internal/oserr"
 	"github.com/imagetrust/imagetrust/validator"
 )
@@ -74,9 +75,7 @@ func (s *Syncer) planOne(it *item, im *Image, rp *reporter) {
 		o = s.outcome(it, ActionCreate, "", "create "+imageName(it.desc)+" and stream its bytes")
 	case s.needsRepair(im, it, rs) && rs.repairable(im, it, s.o.MirrorProject) == "":
 		detail := repairDetail(rs, false)
-		if dropValid(im) {
-			detail += droppedValid
-		}
+		detail += validityDetail(im, rs)
 		o = s.outcome(it, ActionRepair, "", detail)
 	case s.needsRepair(im, it, rs):
 		o = s.outcome(it, ActionRefused, ReasonUUIDImmutable, recordRefusal(im, it, rs, s.o.MirrorProject))
@@ -288,16 +287,23 @@ func (s *Syncer) fixRecord(ctx context.Context, it *item, im *Image, rs recordSt
 // the record is then the bundle's record of these very bytes, derived from
 // signed bytes only. imagetrust_local_validity, the site's, is never
 // written here, and imagetrust_global_validity, the CRL job's, is never
-// set: a repair only removes it when it says valid (dropValid). While the
-// record was damaged the CRL job skipped the image (no record) or judged
-// what it then carried, not the signed record, so a valid flag from before
-// says nothing of the restored record; kept, it would let the proxy boot
-// the image until the CRL job's next run even if a certificate of its
-// chains was revoked meanwhile. Without it the proxy refuses the image
-// (global validity missing), as it refuses any image whose revocation
-// state nobody has judged, until the CRL job judges the restored record at
-// its next run and writes the flag. A revoked, hold or unknown flag is
-// kept: each refuses, and the CRL job's next run judges the image again.
+// set: a repair only removes it, when it says valid and a property the CRL
+// job's judgement reads (crl.JudgedProperties: imagetrust_record_version,
+// imagetrust_chain, imagetrust_image_not_before, imagetrust_signature) is
+// among those restored (dropValid). While one of those was lost or edited
+// the CRL job skipped the image (no record) or judged what it then
+// carried, not the signed record, so a valid flag from before says nothing
+// of the restored record; kept, it would let the proxy boot the image
+// until the CRL job's next run even if a certificate of its chains was
+// revoked meanwhile. Without it the proxy refuses the image (global
+// validity missing), as it refuses any image whose revocation state nobody
+// has judged, until the CRL job judges the restored record at its next run
+// and writes the flag. When only other properties were (imagetrust_vo,
+// imagetrust_uri, imagetrust_image_not_after, imagetrust_descriptor …),
+// the CRL job judged the very properties the repair leaves as they are,
+// and its valid flag is kept: the image boots again at once. A revoked,
+// hold or unknown flag is always kept: each refuses, and the CRL job's
+// next run judges the image again.
 func (s *Syncer) repairRecord(ctx context.Context, it *item, listed *Image, log *slog.Logger, rp *reporter) {
 	im, err := s.o.Glance.Get(ctx, listed.ID)
 	if err != nil {
@@ -322,32 +328,59 @@ func (s *Syncer) repairRecord(ctx context.Context, it *item, listed *Image, log 
 		ops = append(ops, PatchOp{Name: k, Value: it.record[k]})
 	}
 	detail := repairDetail(rs, true)
-	if dropValid(im) {
+	drop := dropValid(im, rs)
+	if drop {
 		// only while it says valid: the CRL job may write revoked meanwhile
 		ops = append(ops, PatchOp{Name: validator.PropGlobalValidity, Remove: true, IfValue: validator.GlobalValid})
-		detail += droppedValid
 	}
+	detail += validityDetail(im, rs)
 	if s.apply(ctx, im.ID, ops, s.outcome(it, "", "", ""), ActionRepair, detail, rp) {
 		s.m.Repaired.Inc()
 		if len(rs.changed) > 0 {
 			log.Warn("catalogue record properties edited in Glance rewritten from the verified bundle (the proxy refused the image as record-tampered); find who edits imagetrust_* properties", "changed", rs.changed, "restored", rs.missing,
-				"global_validity", im.Props[validator.PropGlobalValidity], "global_validity_removed", dropValid(im))
+				"global_validity", im.Props[validator.PropGlobalValidity], "global_validity_removed", drop)
 		} else {
 			log.Warn("catalogue record restored from the verified bundle: the image had lost it (removed by hand?); its global validity is the CRL job's to write", "restored", rs.missing,
-				"global_validity", im.Props[validator.PropGlobalValidity], "global_validity_removed", dropValid(im))
+				"global_validity", im.Props[validator.PropGlobalValidity], "global_validity_removed", drop)
 		}
 	}
 }
 
-// dropValid reports whether a repair of im removes its
-// imagetrust_global_validity: only a valid flag, the one that lets the
-// proxy boot the image (repairRecord).
-func dropValid(im *Image) bool {
-	return im.Props[validator.PropGlobalValidity] == validator.GlobalValid
+// dropValid reports whether a repair of im, whose record compares with
+// the bundle's as rs, removes its imagetrust_global_validity: only a valid
+// flag, the one that lets the proxy boot the image, and only when a
+// property the CRL job's judgement reads (crl.JudgedProperties) is missing
+// or edited: the valid flag was then not given to the record the repair
+// restores (repairRecord).
+func dropValid(im *Image, rs recordState) bool {
+	if im.Props[validator.PropGlobalValidity] != validator.GlobalValid {
+		return false
+	}
+	for _, k := range slices.Concat(rs.missing, rs.changed) {
+		if slices.Contains(crl.JudgedProperties, k) {
+			return true
+		}
+	}
+	return false
 }
 
-// droppedValid ends the detail of a repair that removes a valid flag.
-const droppedValid = "; " + validator.PropGlobalValidity + "=valid removed: the CRL job judges the restored record at its next run, the proxy refuses the image until then"
+// droppedValid ends the detail of a repair that removes a valid flag, and
+// keptValid that of one that keeps it.
+const (
+	droppedValid = "; " + validator.PropGlobalValidity + "=valid removed: a property the CRL job judges was restored, the CRL job judges the restored record at its next run, the proxy refuses the image until then"
+	keptValid    = "; " + validator.PropGlobalValidity + "=valid kept: the CRL job judges none of these properties"
+)
+
+// validityDetail is what a repair of im does with a valid flag (dropValid).
+func validityDetail(im *Image, rs recordState) string {
+	switch {
+	case im.Props[validator.PropGlobalValidity] != validator.GlobalValid:
+		return ""
+	case dropValid(im, rs):
+		return droppedValid
+	}
+	return keptValid
+}
 
 // refuseRecord reports a bundle whose image carries another record, or
 // lost or edited its record and cannot have it restored (uuid-immutable).

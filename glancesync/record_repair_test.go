@@ -21,10 +21,12 @@ import (
 // of its data still equal the signed ones gets the record back from the
 // verified bundle, instead of the bundle being refused as uuid-immutable on
 // every pass. What is still there is never overwritten, and the global
-// validity flag is never set, and removed when it says valid: the CRL job
-// did not judge the signed record while it was lost, so the proxy refuses
-// the image (global-validity:missing) until the CRL job's next run writes
-// the flag again; a hold is kept. A record present with other values stays
+// validity flag is never set, and removed when it says valid and a property
+// the CRL job judges was lost (crl.JudgedProperties): the CRL job did not
+// judge the signed record while it was lost, so the proxy refuses the
+// image (global-validity:missing) until the CRL job's next run writes the
+// flag again; when only other properties were lost (imagetrust_vo,
+// imagetrust_tag) valid is kept and the image boots at once; a hold is kept. A record present with other values stays
 // uuid-immutable, and one lost on an image whose data is not the bundle's
 // is refused with a message that says so. Against the real Glance.
 func TestLostRecordRestored(t *testing.T) {
@@ -88,6 +90,10 @@ func TestLostRecordRestored(t *testing.T) {
 		{name: "ok a record lost in part: descriptor and signature kept", mirrored: true, repaired: true, validity: "", status: StatusActive,
 			change: func(t *testing.T, p *published) {
 				unset(t, p.id, validator.PropVO, validator.PropChain, validator.PropRecordVersion)
+			}},
+		{name: "ok vo and tag unset, the CRL job's valid kept: it judges neither", mirrored: true, repaired: true, validity: validator.GlobalValid, status: StatusActive,
+			change: func(t *testing.T, p *published) {
+				unset(t, p.id, validator.PropVO, validator.PropTag)
 			}},
 		{name: "ok dry run plans the repair and writes nothing", mirrored: true, dry: true, status: StatusActive,
 			change: func(t *testing.T, p *published) {
@@ -180,6 +186,13 @@ func TestLostRecordRestored(t *testing.T) {
 				}
 				if got := im.Props[validator.PropGlobalValidity]; got != tc.validity {
 					t.Errorf("%s = %q, want %q: a repair never sets the flag and removes only valid", validator.PropGlobalValidity, got, tc.validity)
+				}
+				if tc.validity == validator.GlobalValid {
+					d := o.Trust.DecideBoot(validator.CatalogImage{ID: im.ID, Owner: im.Owner, Status: StatusActive, Properties: im.Props},
+						validator.BootPolicy{MirrorProject: e.project}, time.Now())
+					if !d.Allowed {
+						t.Errorf("after the repair, the valid flag kept, the proxy refuses the image: %v %s", d.Reasons, d.Message)
+					}
 				}
 				if tc.validity == "" {
 					// refused until the CRL job judges the restored record,

@@ -23,10 +23,14 @@ import (
 // properties (and restores missing ones) from the verified bundle when
 // Glance's sha512 and size of its data are the signed ones: a
 // record-repair outcome, a WARN line naming the properties (not their
-// values), records_repaired_total. The validity flags are never set, and
-// a global validity of valid is removed (the CRL job judged the edited
-// record, not the signed one, and judges the restored one at its next run);
-// a hold and the local flag are kept.
+// values), records_repaired_total. The validity flags are never set; a
+// global validity of valid is removed when a property the CRL job judges
+// (crl.JudgedProperties: imagetrust_image_not_before, imagetrust_signature
+// …) is among those restored (the CRL job judged the edited record, not
+// the signed one, and judges the restored one at its next run), and kept
+// when only others are (imagetrust_vo, imagetrust_image_not_after …: the
+// CRL job's verdict was on what the repair leaves as it is, and the image
+// boots at once); a hold and the local flag are kept.
 // When the data is not the bundle's, nothing is written and the refusal
 // says the record was edited, not that it is "another record". The
 // proxy's own decision (validator.Trust.DecideBoot) finds the record
@@ -86,6 +90,9 @@ func TestEditedRecordRestored(t *testing.T) {
 		repaired bool
 		why      string
 		status   string
+		// validKept: a valid global validity before the pass is kept by
+		// the repair (no property the CRL job judges is restored)
+		validKept bool
 	}{
 		{name: "ok not_after edited on an active image, both flags kept", mirrored: true, repaired: true, status: StatusActive,
 			changed: []string{validator.PropImageNotAfter},
@@ -94,8 +101,18 @@ func TestEditedRecordRestored(t *testing.T) {
 					PatchOp{Name: validator.PropGlobalValidity, Value: validator.GlobalHold},
 					PatchOp{Name: validator.PropLocalValidity, Value: validator.LocalRunAnyway})
 			}},
+		{name: "ok not_after and uri edited on an active image, the CRL job's valid kept: it boots at once", mirrored: true, repaired: true, status: StatusActive,
+			changed: []string{validator.PropImageNotAfter, validator.PropURI}, validKept: true,
+			change: func(t *testing.T, o Options, p *published) {
+				patch(t, p.id, PatchOp{Name: validator.PropImageNotAfter, Value: forged}, PatchOp{Name: validator.PropURI, Value: "https://elsewhere.example/x.img"})
+			}},
+		{name: "ok not_before edited on an active image, the valid flag removed: the CRL job judges it", mirrored: true, repaired: true, status: StatusActive,
+			changed: []string{validator.PropImageNotBefore},
+			change: func(t *testing.T, o Options, p *published) {
+				patch(t, p.id, PatchOp{Name: validator.PropImageNotBefore, Value: "2001-01-01T00:00:00Z"})
+			}},
 		{name: "ok vo edited on a deactivated image", mirrored: true, repaired: true, status: StatusDeactivated,
-			changed: []string{validator.PropVO},
+			changed: []string{validator.PropVO}, validKept: true,
 			change: func(t *testing.T, o Options, p *published) {
 				if err := e.admin.Deactivate(ctx, p.id); err != nil {
 					t.Fatal(err)
@@ -103,7 +120,7 @@ func TestEditedRecordRestored(t *testing.T) {
 				patch(t, p.id, PatchOp{Name: validator.PropVO, Value: "cms"})
 			}},
 		{name: "ok partly lost and edited, descriptor and signature kept", mirrored: true, repaired: true, status: StatusActive,
-			changed: []string{validator.PropURI}, missing: []string{validator.PropTag},
+			changed: []string{validator.PropURI}, missing: []string{validator.PropTag}, validKept: true,
 			change: func(t *testing.T, o Options, p *published) {
 				patch(t, p.id, append(unset(validator.PropTag), PatchOp{Name: validator.PropURI, Value: "https://elsewhere.example/x.img"})...)
 			}},
@@ -113,7 +130,7 @@ func TestEditedRecordRestored(t *testing.T) {
 				patch(t, p.id, append(unset(validator.PropDescriptor, validator.PropSignature), PatchOp{Name: validator.PropImageNotAfter, Value: forged})...)
 			}},
 		{name: "ok dry run plans the rewrite and writes nothing", mirrored: true, dry: true, status: StatusActive,
-			changed: []string{validator.PropImageNotAfter},
+			changed: []string{validator.PropImageNotAfter}, validKept: true,
 			change: func(t *testing.T, o Options, p *published) {
 				patch(t, p.id, PatchOp{Name: validator.PropImageNotAfter, Value: forged})
 			}},
@@ -202,6 +219,9 @@ func TestEditedRecordRestored(t *testing.T) {
 				if n := e.counter.writes.Load() - before; n != 0 || im.Props[validator.PropImageNotAfter] != forged {
 					t.Fatalf("dry run: %d writes, %s %q", n, validator.PropImageNotAfter, im.Props[validator.PropImageNotAfter])
 				}
+				if !strings.Contains(out[0].Detail, validator.PropGlobalValidity+"=valid kept") {
+					t.Errorf("dry run: detail %q does not say the valid flag is kept", out[0].Detail)
+				}
 			case tc.repaired:
 				if out[0].Action != ActionRepair || out[0].Reason != "" {
 					t.Fatalf("outcome %+v, want %s", out[0], ActionRepair)
@@ -216,13 +236,26 @@ func TestEditedRecordRestored(t *testing.T) {
 				}
 				wantGlobal := changed.Props[validator.PropGlobalValidity]
 				if wantGlobal == validator.GlobalValid {
-					wantGlobal = ""
+					say := "=valid kept"
+					if !tc.validKept {
+						wantGlobal, say = "", "=valid removed"
+					}
+					if !strings.Contains(out[0].Detail, validator.PropGlobalValidity+say) {
+						t.Errorf("detail %q does not say %s%s", out[0].Detail, validator.PropGlobalValidity, say)
+					}
 				}
 				if got := im.Props[validator.PropGlobalValidity]; got != wantGlobal {
-					t.Errorf("%s = %q after the repair, was %q: want %q (valid removed, any other value kept)", validator.PropGlobalValidity, got, changed.Props[validator.PropGlobalValidity], wantGlobal)
+					t.Errorf("%s = %q after the repair, was %q: want %q (valid removed only when a property the CRL job judges is restored, any other value kept)", validator.PropGlobalValidity, got, changed.Props[validator.PropGlobalValidity], wantGlobal)
 				}
-				if d := decide(im); contains(d.Reasons, validator.DecisionRecordTampered) || contains(d.Reasons, validator.DecisionRecordInvalid) {
+				d := decide(im)
+				if contains(d.Reasons, validator.DecisionRecordTampered) || contains(d.Reasons, validator.DecisionRecordInvalid) {
 					t.Errorf("after the repair the proxy refuses the record: %v %s", d.Reasons, d.Message)
+				}
+				switch {
+				case wantGlobal == validator.GlobalValid && im.Status == StatusActive && !d.Allowed:
+					t.Errorf("after the repair, the valid flag kept, the proxy refuses the image: %v %s", d.Reasons, d.Message)
+				case wantGlobal == "" && !contains(d.Reasons, validator.DecisionGlobalPrefix+"missing"):
+					t.Errorf("after the repair, the valid flag removed, the proxy decides %v %v, want refused %smissing", d.Allowed, d.Reasons, validator.DecisionGlobalPrefix)
 				}
 				if n := metricValue(t, o.Metrics.Repaired); n != 1 {
 					t.Errorf("records_repaired_total = %v, want 1", n)

@@ -620,9 +620,10 @@ func (w *world) modelSync(retire string, crls, checker, aliasesOn bool) syncExpe
 			ex.bad[b.id] = true
 			continue
 		}
-		if im.tampered != "" && im.global == crl.StateValid {
-			// a repair drops a leftover valid: the CRL job judges the
-			// restored record at its next run (docs/catalogue.md)
+		if slices.Contains(crl.JudgedProperties, im.tampered) && im.global == crl.StateValid {
+			// a repair of a property the CRL job judges drops a leftover
+			// valid: the CRL job judges the restored record at its next
+			// run; one of another property keeps it (docs/glancesync.md)
 			im.global = ""
 		}
 		im.tampered = "" // restored from the verified bundle
@@ -773,7 +774,13 @@ func (w *world) modelCRL() crlExpect {
 		}
 		st, causes := w.judge(im.b)
 		state := crl.StateValid
+		if slices.Contains(crl.JudgedProperties, im.tampered) {
+			// edited by hand: the job cannot read the record's
+			// references (crl.RecordRefs) and judges it unknown
+			st, causes, state = "", nil, crl.StateUnknown
+		}
 		switch {
+		case state == crl.StateUnknown:
 		case st != "":
 			state = st // a revocation or hold in a stale CRL still counts
 		case w.staleRefuse && w.staleFor(im.b):
