@@ -91,7 +91,7 @@ func (s *Syncer) ensureAliases(ctx context.Context, items []*item, have []*Image
 			if err != nil {
 				s.log.Error("alias creation failed", "alias", alias, "name", name, "err", err)
 				s.m.Errors.Inc()
-				rp.fail()
+				rp.fail(alias)
 				continue
 			}
 			if !made {
@@ -176,7 +176,7 @@ func (s *Syncer) deleteAlias(ctx context.Context, id, alias, name, failMsg strin
 	if err := s.o.Glance.Delete(ctx, id); err != nil && !errors.Is(err, ErrNotFound) {
 		s.log.Error(failMsg, "alias", alias, "name", name, "image", id, "err", err)
 		s.m.Errors.Inc()
-		rp.fail()
+		rp.fail(id)
 		return false
 	}
 	s.forgetMembers(id)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -273,9 +274,25 @@ type Outcome struct {
 // Report is the result of one pass.
 type Report struct {
 	Outcomes []Outcome `json:"outcomes"`
-	// Errors counts operational failures (the pass should be retried).
+	// Errors counts operational failures (the pass should be retried):
+	// those of sources (SourceErrors) and those of images (Failed).
 	Errors int `json:"errors"`
+	// SourceErrors counts the sources that could not be listed: the pass
+	// did not see what they publish (nothing of their VOs was mirrored
+	// anew or retired).
+	SourceErrors int `json:"source_errors,omitempty"`
+	// Failed are the images (ids; an alias not created, by its VO/tag) on
+	// which an operation failed (Glance, a transfer), sorted, each once:
+	// the next pass retries them.
+	Failed []string `json:"failed,omitempty"`
 }
+
+// Complete reports whether a pass that returned no error did its whole
+// work: every source listed. Operations that failed on some images
+// (Failed) do not make it incomplete: one image that fails on every pass
+// (an image source that does not serve it, an image Glance refuses to
+// write) does not stop the others from being mirrored, retired and judged.
+func (r *Report) Complete() bool { return r.SourceErrors == 0 }
 
 // Count returns how many outcomes had action a.
 func (r *Report) Count(a string) int {
@@ -321,9 +338,22 @@ func (rp *reporter) add(o Outcome) {
 	rp.mu.Unlock()
 }
 
-func (rp *reporter) fail() {
+// fail counts an operation that failed on the image (or alias) id.
+func (rp *reporter) fail(id string) {
 	rp.mu.Lock()
 	rp.r.Errors++
+	if !slices.Contains(rp.r.Failed, id) {
+		rp.r.Failed = append(rp.r.Failed, id)
+		slices.Sort(rp.r.Failed)
+	}
+	rp.mu.Unlock()
+}
+
+// sourceFailed counts a source that could not be listed.
+func (rp *reporter) sourceFailed() {
+	rp.mu.Lock()
+	rp.r.Errors++
+	rp.r.SourceErrors++
 	rp.mu.Unlock()
 }
 
@@ -421,8 +451,14 @@ func (s *Syncer) Run(ctx context.Context) (*Report, error) {
 		s.removeAliases(ctx, aliases, complete, rp)
 	}
 	s.m.Pass.Observe(s.o.Now().Sub(start).Seconds())
-	if rp.r.Errors == 0 && !s.o.DryRun {
-		s.m.LastSuccess.Set(float64(s.o.Now().Unix()))
+	if !s.o.DryRun && ctx.Err() == nil {
+		// a pass that ran to its end: images that failed in it are
+		// counted, and do not make it unsuccessful; a source that could
+		// not be listed does (Report.Complete)
+		s.m.FailingImages.Set(float64(len(rp.r.Failed)))
+		if rp.r.Complete() {
+			s.m.LastSuccess.Set(float64(s.o.Now().Unix()))
+		}
 	}
 	return &rp.r, ctx.Err()
 }
@@ -459,7 +495,7 @@ func (s *Syncer) collect(ctx context.Context, rp *reporter) ([]*item, map[string
 		if err != nil {
 			s.log.Error("source listing failed; nothing of its VOs is retired this pass", "source", src.Name(), "err", err)
 			s.m.Errors.Inc()
-			rp.fail()
+			rp.sourceFailed()
 			for _, v := range src.VOs() {
 				incomplete[v] = true
 			}

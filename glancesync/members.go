@@ -165,7 +165,7 @@ func (s *Syncer) ensureMembers(ctx context.Context, im *Image, vo string, listed
 		}
 		if err := s.o.Glance.AddMember(ctx, im.ID, p); err != nil {
 			s.log.Error("add member failed", "image", im.ID, "project", p, "err", err)
-			rp.fail()
+			rp.fail(im.ID)
 			failed = true
 			continue
 		}
@@ -178,7 +178,7 @@ func (s *Syncer) ensureMembers(ctx context.Context, im *Image, vo string, listed
 		}
 		if err := s.o.Glance.RemoveMember(ctx, im.ID, p); err != nil {
 			s.log.Error("remove member failed", "image", im.ID, "project", p, "err", err)
-			rp.fail()
+			rp.fail(im.ID)
 			failed = true
 			continue
 		}

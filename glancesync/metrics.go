@@ -26,6 +26,9 @@ type Metrics struct {
 	LastSuccess prometheus.Gauge
 	Retired     *prometheus.CounterVec
 	Errors      prometheus.Counter
+	// FailingImages is how many images an operation failed on in the
+	// last pass that ran to its end (Report.Failed).
+	FailingImages prometheus.Gauge
 	// Orphaned counts, per VO with no [vo] section, the mirror project's
 	// catalogue images of that VO (set each pass; a VO without any is not
 	// exported).
@@ -49,11 +52,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Pass: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "pass_seconds",
 			Help: "Duration of one sync pass.", Buckets: prometheus.ExponentialBuckets(0.5, 2, 14)}),
 		LastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "last_success_timestamp_seconds",
-			Help: "Unix time of the end of the last pass without errors."}),
+			Help: "Unix time of the end of the last successful pass: one that ran to its end with every source listed (images that failed in it count in failing_images)."}),
 		Retired: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "images_retired_total",
 			Help: "Images retired, by action."}, []string{"action"}),
 		Errors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "errors_total",
 			Help: "Operational errors (network, Glance) in sync passes."}),
+		FailingImages: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "failing_images",
+			Help: "Images (and tag aliases) on which an operation failed (Glance, a transfer) in the last pass that ran to its end; the next pass retries them."}),
 		Orphaned: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "orphaned_images",
 			Help: "Catalogue images of the mirror project whose VO has no [vo] section (never synced, retired or bootable), by VO, as of the last pass."}, []string{"vo"}),
 		Repaired: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "records_repaired_total",
@@ -68,7 +73,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.Retired.WithLabelValues(a)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Mirrored, m.Refused, m.Bytes, m.Transfer, m.Pass, m.LastSuccess, m.Retired, m.Errors, m.Orphaned, m.Repaired)
+		reg.MustRegister(m.Mirrored, m.Refused, m.Bytes, m.Transfer, m.Pass, m.LastSuccess, m.Retired, m.Errors, m.FailingImages, m.Orphaned, m.Repaired)
 	}
 	return m
 }

@@ -587,7 +587,7 @@ func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, mode ingest, r
 				// spend the uuid.
 				log.Error("image staged and verified, but Glance no longer offers glance-direct: enable it again (enabled_import_methods) so that a pass imports it, or delete the image (which spends its uuid)")
 				s.m.Errors.Inc()
-				rp.fail()
+				rp.fail(it.desc.UUID)
 				rp.add(s.outcome(it, ActionFailed, "", "staged, not imported: Glance does not offer glance-direct"))
 				return
 			}
@@ -624,7 +624,7 @@ func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, mode ingest, r
 				if since := s.o.Now().Sub(im.UpdatedAt); since > s.o.ImportTimeout {
 					log.Error("image busy for longer than an import may take: Glance may have lost its write; it is reclaimed (deleted, its uuid spent) once stale_after has passed, or delete it now and publish a new uuid", "status", im.Status, "since", im.UpdatedAt)
 					s.m.Errors.Inc()
-					rp.fail()
+					rp.fail(it.desc.UUID)
 					rp.add(s.outcome(it, ActionFailed, "", "stuck "+im.Status+" since "+im.UpdatedAt.UTC().Format(time.RFC3339)))
 					return
 				}
@@ -802,7 +802,7 @@ func (s *Syncer) opFailed(log *slog.Logger, it *item, op string, err error, rp *
 	err = oserr.Capped(err) // (gophercloud's errors hold Glance's whole answer)
 	log.Error("glance operation failed; the next pass retries", "op", op, "err", err)
 	s.m.Errors.Inc()
-	rp.fail()
+	rp.fail(it.desc.UUID)
 	rp.add(s.outcome(it, ActionFailed, "", op+": "+err.Error()))
 }
 

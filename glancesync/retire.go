@@ -200,7 +200,7 @@ func (s *Syncer) apply(ctx context.Context, id string, ops []PatchOp, o Outcome,
 	if err := s.o.Glance.Patch(ctx, id, ops); err != nil {
 		s.log.Error("patch failed", "image", id, "err", err)
 		s.m.Errors.Inc()
-		rp.fail()
+		rp.fail(id)
 		o.Action, o.Detail = ActionFailed, err.Error()
 		rp.add(o)
 		return false
@@ -245,7 +245,7 @@ func (s *Syncer) retire(ctx context.Context, im *Image, why string, o Outcome, r
 		}
 		if err := s.o.Glance.Delete(ctx, im.ID); err != nil && !errors.Is(err, ErrNotFound) {
 			s.log.Error("delete failed", "image", im.ID, "err", err)
-			rp.fail()
+			rp.fail(im.ID)
 			return false
 		}
 		s.log.Info("image retired (deleted)", "image", im.ID, "why", why)
@@ -258,7 +258,7 @@ func (s *Syncer) retire(ctx context.Context, im *Image, why string, o Outcome, r
 			fmt.Fprintf(s.o.Plan, "%-10s %s %s/%s %s\n", ActionDeactivate, o.ID, o.VO, o.Tag, why)
 		} else if err := s.o.Glance.Deactivate(ctx, im.ID); err != nil {
 			s.log.Error("deactivate failed", "image", im.ID, "err", err)
-			rp.fail()
+			rp.fail(im.ID)
 			return false
 		}
 		s.m.Retired.WithLabelValues("deactivate").Inc()

@@ -226,10 +226,9 @@ func syncDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path 
 			log.Error("sync pass failed", "err", err, "failures_in_a_row", failures, "retry_in", wait)
 		default:
 			failures = 0
-			if r.Errors == 0 {
+			if syncPassDone(log, r) {
 				health.ok(time.Now())
 			}
-			log.Info("sync pass done", "outcomes", len(r.Outcomes), "errors", r.Errors, "mirrored", r.Count(glancesync.ActionMirrored))
 		}
 		select {
 		case <-ctx.Done():
@@ -263,6 +262,32 @@ func syncDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path 
 		case <-time.After(wait):
 		}
 	}
+}
+
+// syncPassDone logs the end of a daemon's pass that ran (Run returned no
+// error) and reports whether it counts as successful for /healthz and
+// imagetrust_sync_last_success_timestamp_seconds: every source listed
+// (glancesync.Report.Complete). Images on which an operation failed do not
+// make a pass unsuccessful: one image that fails on every pass (its source
+// does not serve it, Glance refuses to write it) would otherwise make the
+// whole site's sync look down while every other image is mirrored,
+// retired and judged; they are logged here, counted by
+// imagetrust_sync_failing_images, and retried by the next pass.
+func syncPassDone(log *slog.Logger, r *glancesync.Report) bool {
+	log.Info("sync pass done", "outcomes", len(r.Outcomes), "errors", r.Errors, "mirrored", r.Count(glancesync.ActionMirrored),
+		"failed_images", len(r.Failed), "source_errors", r.SourceErrors)
+	if len(r.Failed) > 0 {
+		const show = 20
+		ids := r.Failed[:min(len(r.Failed), show)]
+		log.Warn("operations failed on some images; the next pass retries them (see the errors above, imagetrust_sync_failing_images)",
+			"count", len(r.Failed), "images", strings.Join(ids, ","), "more", len(r.Failed)-len(ids))
+	}
+	if !r.Complete() {
+		log.Error("sync pass incomplete: a source could not be listed (nothing of its VOs mirrored anew or retired); /healthz fails when no pass is complete within its window",
+			"sources_failed", r.SourceErrors)
+		return false
+	}
+	return true
 }
 
 // fetcherOptions are the sources' HTTP settings from the configuration.

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"io"
+	"log/slog"
 	"testing"
 
 	"github.com/imagetrust/imagetrust/glancesync"
@@ -52,6 +54,32 @@ func TestFetcherOptionsFromConfig(t *testing.T) {
 			o := fetcherOptions(cfg, nil)
 			if o.MaxResumes != tc.want || o.Retries != cfg.Sync.Retries || o.DownloadTimeout != cfg.Sync.DownloadTimeout.Duration {
 				t.Fatalf("options %+v, want MaxResumes %d and the configured retries and timeout", o, tc.want)
+			}
+		})
+	}
+}
+
+// TestSyncPassDone: the sync daemon's /healthz (and last_success) counts a
+// pass that ran to its end with every source listed as successful, even
+// when operations failed on some images (logged, counted in
+// imagetrust_sync_failing_images, retried by the next pass); a pass that
+// could not list a source is not. Before, any error of a pass failed it,
+// so one image failing on every pass made /healthz 503.
+func TestSyncPassDone(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for _, tc := range []struct {
+		name string
+		r    glancesync.Report
+		want bool
+	}{
+		{"ok clean", glancesync.Report{}, true},
+		{"ok one image failing", glancesync.Report{Errors: 3, Failed: []string{"0b8f6f5e-1c57-4b32-9b0b-3a1e0c3f6a11"}}, true},
+		{"fail a source not listed", glancesync.Report{Errors: 1, SourceErrors: 1}, false},
+		{"fail a source not listed and an image failing", glancesync.Report{Errors: 2, SourceErrors: 1, Failed: []string{"x"}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := syncPassDone(log, &tc.r); got != tc.want {
+				t.Fatalf("syncPassDone = %v, want %v", got, tc.want)
 			}
 		})
 	}
