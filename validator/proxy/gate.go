@@ -97,7 +97,7 @@ func (p *Proxy) refused(w http.ResponseWriter, g *gateReq, err error) {
 		p.audit(g, "request refused", "reason", "body", "message", be.msg)
 		writeFault(w, g.reqID, http.StatusBadRequest, be.msg+"; the image gate does not forward it.")
 	default:
-		p.o.Metrics.upstreamError()
+		p.o.Metrics.upstreamError(upstreamGlance)
 		p.o.Metrics.decision("error", "lookup")
 		p.audit(g, "request failed", "reason", "lookup", "err", err)
 		writeFault(w, g.reqID, http.StatusBadGateway, "The image gate could not look up the image in the image service; try again later.")
@@ -123,7 +123,7 @@ func (p *Proxy) authenticate(g *gateReq) error {
 	case errors.Is(err, ErrInvalidToken):
 		return errUnauthenticated{present: true}
 	case err != nil:
-		p.o.Metrics.upstreamError()
+		p.o.Metrics.upstreamError(upstreamKeystone)
 		p.o.Metrics.decision("error", "identity")
 		p.audit(g, "request failed", "reason", "identity", "err", err)
 		return refuse(http.StatusServiceUnavailable, "decision:identity",

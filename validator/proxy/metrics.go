@@ -40,6 +40,24 @@ var DecisionReasons = map[string][]string{
 	"error": {"lookup", "identity", "volume-lookup", ReasonOther},
 }
 
+// upstream is an OpenStack service the proxy calls: the service label of
+// imagetrust_proxy_upstream_errors_total. The set is closed (the constants
+// below, UpstreamServices): every series exists at 0 from the start, and
+// no request can make another.
+type upstream int
+
+const (
+	upstreamNova     upstream = iota // users' requests forwarded to Nova
+	upstreamGlance                   // the gate's image lookups
+	upstreamKeystone                 // the validation of users' tokens
+	upstreamCinder                   // the gate's volume and snapshot lookups
+	numUpstreams
+)
+
+// UpstreamServices are the service labels of
+// imagetrust_proxy_upstream_errors_total, by upstream.
+var UpstreamServices = [numUpstreams]string{"nova", "glance", "keystone", "cinder"}
+
 // decisionKey is one series of imagetrust_proxy_decisions_total.
 type decisionKey struct{ outcome, reason string }
 
@@ -48,8 +66,10 @@ type Metrics struct {
 	decisions      *prometheus.CounterVec
 	duration       *prometheus.HistogramVec
 	cache          *prometheus.CounterVec
-	upstreamErrors prometheus.Counter
-	tokens         *prometheus.CounterVec
+	upstreamErrors *prometheus.CounterVec
+	// upstreamCounters are the series of UpstreamServices, resolved once
+	upstreamCounters [numUpstreams]prometheus.Counter
+	tokens           *prometheus.CounterVec
 	// observers of the common kinds, resolved once
 	observers map[string]prometheus.Observer
 	// decisionCounters are the series of DecisionReasons, resolved once
@@ -74,10 +94,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: "imagetrust", Subsystem: "proxy", Name: "cache_lookups_total",
 			Help: "Glance lookup cache results (hit, miss).",
 		}, []string{"result"}),
-		upstreamErrors: prometheus.NewCounter(prometheus.CounterOpts{
+		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "imagetrust", Subsystem: "proxy", Name: "upstream_errors_total",
-			Help: "Requests that failed to reach Nova, Glance, Keystone or Cinder (a client that went away is not counted).",
-		}),
+			Help: "Requests that failed to reach an upstream service, by service (nova, glance, keystone, cinder; a client that went away is not counted).",
+		}, []string{"service"}),
 		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "imagetrust", Subsystem: "proxy", Name: "token_validations_total",
 			Help: "Token validations of gated requests by result (hit: cached; validated, invalid, error: asked Keystone; missing: no token).",
@@ -97,6 +117,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		for _, r := range reasons {
 			m.decisionCounters[decisionKey{outcome, r}] = m.decisions.WithLabelValues(outcome, r)
 		}
+	}
+	for u, s := range UpstreamServices {
+		m.upstreamCounters[u] = m.upstreamErrors.WithLabelValues(s)
 	}
 	for _, r := range cacheResults {
 		m.cache.WithLabelValues(r)
@@ -152,9 +175,10 @@ func (m *Metrics) cacheMiss() {
 	}
 }
 
-func (m *Metrics) upstreamError() {
+// upstreamError counts a request that failed to reach the service u.
+func (m *Metrics) upstreamError(u upstream) {
 	if m != nil {
-		m.upstreamErrors.Inc()
+		m.upstreamCounters[u].Inc()
 	}
 }
 

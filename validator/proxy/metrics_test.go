@@ -82,15 +82,18 @@ func TestClientGoneIsNoUpstreamError(t *testing.T) {
 				t.Fatal("the request was answered")
 			}
 			waitMetric(t, g, "imagetrust_proxy_request_duration_seconds{kind="+c.kind+"}", 1)
-			if n := metricValue(t, g, "imagetrust_proxy_upstream_errors_total{}"); n != 0 {
-				t.Errorf("a client hanging up counted %v upstream errors", n)
+			for _, svc := range UpstreamServices {
+				if n := metricValue(t, g, "imagetrust_proxy_upstream_errors_total{service="+svc+"}"); n != 0 {
+					t.Errorf("a client hanging up counted %v upstream errors of %s", n, svc)
+				}
 			}
 		})
 	}
 }
 
 // TestUpstreamErrorCounted: an upstream that cannot be reached still
-// counts (the other side of TestClientGoneIsNoUpstreamError).
+// counts (the other side of TestClientGoneIsNoUpstreamError), under
+// service="nova" alone.
 func TestUpstreamErrorCounted(t *testing.T) {
 	f := catalogue(t)
 	dead := httptest.NewServer(http.NotFoundHandler())
@@ -104,8 +107,80 @@ func TestUpstreamErrorCounted(t *testing.T) {
 	if resp.StatusCode != http.StatusBadGateway {
 		t.Fatalf("gated: status %d, want 502", resp.StatusCode)
 	}
-	if n := metricValue(t, g, "imagetrust_proxy_upstream_errors_total{}"); n != 2 {
-		t.Errorf("upstream_errors_total = %v, want 2", n)
+	for _, svc := range UpstreamServices {
+		want := 0.0
+		if svc == "nova" {
+			want = 2
+		}
+		if n := metricValue(t, g, "imagetrust_proxy_upstream_errors_total{service="+svc+"}"); n != want {
+			t.Errorf("upstream_errors_total{service=%s} = %v, want %v", svc, n, want)
+		}
+	}
+}
+
+// downLookup is a Glance that cannot be asked.
+type downLookup struct{}
+
+func (downLookup) GetImage(context.Context, string) (*Image, error) {
+	return nil, errors.New("glance: connection refused")
+}
+
+func (downLookup) ListTag(context.Context, string, string) ([]*Image, error) {
+	return nil, errors.New("glance: connection refused")
+}
+
+// TestUpstreamErrorsByService: imagetrust_proxy_upstream_errors_total
+// says which upstream failed: Glance (the gate's image lookup), Keystone
+// (a token's validation), Cinder (a volume's image), each under its own
+// service label, every label at 0 from the start. Before, one unlabelled
+// counter said only that something upstream failed.
+func TestUpstreamErrorsByService(t *testing.T) {
+	f := catalogue(t)
+	nova := newRecordingNova(t)
+	tok := func(v string) map[string]string { return map[string]string{"X-Auth-Token": v} }
+	volume := `{"server":{"name":"vm","flavorRef":"1","networks":"none","block_device_mapping_v2":[{"boot_index":0,"source_type":"volume","destination_type":"volume","uuid":"b0000000-0000-4000-8000-000000000001"}]}}`
+	for _, tc := range []struct {
+		service string
+		lookup  Lookup
+		token   string
+		body    string
+		status  int
+	}{
+		{"keystone", nil, "down", serverBody(idGood), http.StatusServiceUnavailable},
+		{"cinder", nil, "good-" + userProject, volume, http.StatusBadGateway},
+		{"glance", downLookup{}, "good-" + userProject, serverBody(idGood), http.StatusBadGateway},
+	} {
+		t.Run("ok "+tc.service, func(t *testing.T) {
+			g := newGate(t, f, nova.srv.URL, func(o *Options) {
+				o.Identity = hostileIdentity{}
+				o.Volumes = hostileVolumes{}
+				if tc.lookup != nil {
+					o.Lookup = tc.lookup
+				}
+			})
+			before := seriesOf(t, g.reg)
+			for _, svc := range UpstreamServices {
+				if v, ok := before["imagetrust_proxy_upstream_errors_total{service="+svc+"}"]; !ok || v != 0 {
+					t.Errorf("at start upstream_errors_total{service=%s} = %v (exported %v), want 0", svc, v, ok)
+				}
+			}
+			resp, body := do(t, http.MethodPost, g.srv.URL+"/v2.1/servers", "application/json", tc.body, tok(tc.token))
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.status, body)
+			}
+			for _, svc := range UpstreamServices {
+				want := 0.0
+				if svc == tc.service {
+					want = 1
+				}
+				if n := metricValue(t, g, "imagetrust_proxy_upstream_errors_total{service="+svc+"}"); n != want {
+					t.Errorf("upstream_errors_total{service=%s} = %v, want %v", svc, n, want)
+				}
+			}
+			if after := seriesOf(t, g.reg); len(after) != len(before) {
+				t.Errorf("%d series after, %d before", len(after), len(before))
+			}
+		})
 	}
 }
 

@@ -308,7 +308,7 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 		w.WriteHeader(499)
 		return
 	}
-	p.o.Metrics.upstreamError()
+	p.o.Metrics.upstreamError(upstreamNova)
 	reqID, _ := r.Context().Value(ctxRequestID).(string)
 	if reqID == "" {
 		reqID = newRequestID()

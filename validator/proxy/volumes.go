@@ -68,7 +68,7 @@ func (p *Proxy) judgeVolume(ctx context.Context, g *gateReq, m map[string]any, k
 		p.audit(g, "boot decision", "field", where, "volume", truncate(id, 80), "allowed", false, "reasons", []string{"volume-not-found"})
 		return refuse(http.StatusBadRequest, "decision:volume-not-found", "%s: volume or snapshot %s was not found in the block storage service (with your token).", where, truncate(id, 80))
 	case err != nil:
-		p.o.Metrics.upstreamError()
+		p.o.Metrics.upstreamError(upstreamCinder)
 		p.o.Metrics.decision("error", "volume-lookup")
 		p.audit(g, "request failed", "reason", "volume-lookup", "volume", truncate(id, 80), "err", err)
 		return refuse(http.StatusBadGateway, "decision:volume-lookup", "The image gate could not ask the block storage service about %s; try again later.", truncate(id, 80))
