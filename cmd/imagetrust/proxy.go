@@ -135,7 +135,7 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 		MirrorProject: lookup.owner, UnmanagedProjects: cfg.Proxy.UnmanagedProjects,
 		VolumePolicy: volumePolicy, Volumes: volumes, MaxBody: cfg.Proxy.MaxBody,
 		CacheTTL: cfg.Proxy.CacheTTL.Duration, CacheSize: cfg.Proxy.CacheSize, LookupTimeout: cfg.Proxy.LookupTimeout.Duration,
-		UserData: hook, Logger: log, Metrics: metrics,
+		UserData: hook, Logger: log, Metrics: metrics, TokenCacheTTL: cfg.Proxy.TokenCacheTTL.Duration,
 		Identity: identity, AuthURI: identity.authURI,
 	})
 	if err != nil {

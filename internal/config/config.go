@@ -220,6 +220,10 @@ type Proxy struct {
 	CacheTTL Duration `toml:"cache_ttl"`
 	// CacheSize bounds the lookup cache (entries).
 	CacheSize int `toml:"cache_size"`
+	// TokenCacheTTL is how long the gate reuses a user token's validation
+	// by Keystone (never past the token's own expiry): a token revoked in
+	// Keystone still passes the gate up to that long.
+	TokenCacheTTL Duration `toml:"token_cache_ttl"`
 	// LookupTimeout bounds each Glance, Keystone or Cinder call of a decision.
 	LookupTimeout Duration `toml:"lookup_timeout"`
 	// MaxBody is the largest request body judged (bytes).
@@ -406,6 +410,7 @@ func (c *Config) defaults() {
 		c.Sync.LockFile = "/var/lib/imagetrust/sync.lock"
 	}
 	setDur(&c.Proxy.CacheTTL, 30*time.Second)
+	setDur(&c.Proxy.TokenCacheTTL, DefaultTokenCacheTTL)
 	setDur(&c.Proxy.LookupTimeout, 30*time.Second)
 	if c.Proxy.CacheSize == 0 {
 		c.Proxy.CacheSize = 10000
@@ -457,6 +462,17 @@ const (
 	// one loads with a warning.
 	MaxCacheTTL  = time.Hour
 	WarnCacheTTL = 5 * time.Minute
+	// DefaultTokenCacheTTL is proxy.token_cache_ttl's default, and
+	// MaxTokenCacheTTL and WarnTokenCacheTTL its bounds: a token revoked in
+	// Keystone (a logout, a user or project disabled, a role removed)
+	// still passes the gate up to that long after the gate validated it.
+	// The gate never reuses a validation past the token's own expiry, so
+	// the bound matters only for tokens that live longer (Keystone's
+	// default lifetime is an hour), and no bound below that lifetime
+	// can be known here.
+	DefaultTokenCacheTTL = 5 * time.Minute
+	MaxTokenCacheTTL     = time.Hour
+	WarnTokenCacheTTL    = 5 * time.Minute
 	// MaxGrace bounds crl.grace, how long past its nextUpdate a CRL is
 	// still used (the revocations of a CA whose CRL stopped coming, or
 	// whose fetch is blocked, go unseen that long); WarnGrace: a longer
@@ -483,6 +499,7 @@ func (c *Config) checkBounds() error {
 		{"crl.jitter", c.CRL.Jitter.Duration, 0, MaxJitter, "the largest delay added to an interval"},
 		{"crl.grace", c.CRL.Grace.Duration, 0, MaxGrace, "how long past its nextUpdate a CRL is still used: the revocations of a CA whose CRL stopped coming go unseen that long"},
 		{"proxy.cache_ttl", c.Proxy.CacheTTL.Duration, 0, MaxCacheTTL, "how long a Glance lookup is reused: a revocation, a hold or a local blacklist flag reaches the gate only that late"},
+		{"proxy.token_cache_ttl", c.Proxy.TokenCacheTTL.Duration, 0, MaxTokenCacheTTL, "how long a user token's validation is reused: a token revoked in Keystone still passes the gate that long"},
 	} {
 		switch {
 		case d.v < d.min:
@@ -513,6 +530,9 @@ func (c *Config) Warnings(sections ...string) []string {
 	}
 	if want("proxy") && c.Proxy.CacheTTL.Duration > WarnCacheTTL {
 		out = append(out, fmt.Sprintf("proxy.cache_ttl = %q: a revocation, a hold or a local blacklist flag reaches the gate only up to that long after it is written (keep it at most %s; 30s by default)", c.Proxy.CacheTTL.Duration, WarnCacheTTL))
+	}
+	if want("proxy") && c.Proxy.TokenCacheTTL.Duration > WarnTokenCacheTTL {
+		out = append(out, fmt.Sprintf("proxy.token_cache_ttl = %q: a token revoked in Keystone (a logout, a disabled user or project) still passes the gate up to that long after the gate validated it (keep it at most %s, the default)", c.Proxy.TokenCacheTTL.Duration, WarnTokenCacheTTL))
 	}
 	return out
 }

@@ -24,7 +24,7 @@ vos = ["atlas"]
 		t.Fatal(err)
 	}
 	if c.Sync.Interval.Duration != 5*time.Minute || c.Sync.Retire != "hide" || c.CRL.Stale != "refuse" ||
-		c.Proxy.CacheTTL.Duration != 30*time.Second || c.VO["atlas"].Visibility != "shared" ||
+		c.Proxy.CacheTTL.Duration != 30*time.Second || c.Proxy.TokenCacheTTL.Duration != 5*time.Minute || c.VO["atlas"].Visibility != "shared" ||
 		c.Sync.LockFile != "/var/lib/imagetrust/sync.lock" {
 		t.Fatalf("defaults: %+v", c)
 	}
@@ -77,12 +77,38 @@ func TestParseRefuses(t *testing.T) {
 		"fail crl jitter a century":         "[crl]\njitter = \"876000h\"",
 		"fail crl grace past 30 days":       "[crl]\ngrace = \"721h\"",
 		"fail cache ttl past an hour":       "[proxy]\ncache_ttl = \"61m\"",
+		"fail token cache ttl past an hour": "[proxy]\ntoken_cache_ttl = \"61m\"",
+		"fail token cache ttl negative":     "[proxy]\ntoken_cache_ttl = \"-1s\"",
 		"fail max body past 16 MiB":         "[proxy]\nmax_body = 16777217",
 	}
 	for name, in := range cases {
 		t.Run(name, func(t *testing.T) {
 			if _, err := Parse([]byte(in)); err == nil {
 				t.Fatal("accepted")
+			}
+		})
+	}
+}
+
+// TestTokenCacheTTL: proxy.token_cache_ttl, how long the gate reuses a
+// user token's validation (a token revoked in Keystone passes that long),
+// is read from the file, 5m when left out or 0 (as every duration), and
+// bounded to 1h (TestBounds, TestParseRefuses).
+func TestTokenCacheTTL(t *testing.T) {
+	for _, c := range []struct {
+		name, in string
+		want     time.Duration
+	}{
+		{"ok default", "", 5 * time.Minute},
+		{"ok 0s is the default", "[proxy]\ntoken_cache_ttl = \"0s\"", 5 * time.Minute},
+		{"ok 1s", "[proxy]\ntoken_cache_ttl = \"1s\"", time.Second},
+		{"ok 90s", "[proxy]\ntoken_cache_ttl = \"90s\"", 90 * time.Second},
+		{"ok an hour", "[proxy]\ntoken_cache_ttl = \"1h\"", time.Hour},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := Parse([]byte(c.in))
+			if err != nil || cfg.Proxy.TokenCacheTTL.Duration != c.want {
+				t.Fatalf("%v, %v; want %s", cfg, err, c.want)
 			}
 		})
 	}
@@ -290,7 +316,7 @@ func TestBounds(t *testing.T) {
 		"[sync]\ninterval = \"168h\"",
 		"[crl]\ninterval = \"1s\"",
 		"[crl]\ninterval = \"168h\"\njitter = \"168h\"\ngrace = \"720h\"",
-		"[proxy]\ncache_ttl = \"1h\"\nmax_body = 16777216",
+		"[proxy]\ncache_ttl = \"1h\"\nmax_body = 16777216\ntoken_cache_ttl = \"1h\"",
 	} {
 		if _, err := Parse([]byte(in)); err != nil {
 			t.Errorf("%q: %v", in, err)
@@ -300,7 +326,7 @@ func TestBounds(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "line 3: crl.grace") || !strings.Contains(err.Error(), "at most 720h0m0s") {
 		t.Errorf("grace of 1000h: %v, want line 3: crl.grace ... at most 720h0m0s", err)
 	}
-	c, err := Parse([]byte("[crl]\ninterval = \"25h\"\ngrace = \"169h\"\n[proxy]\ncache_ttl = \"6m\""))
+	c, err := Parse([]byte("[crl]\ninterval = \"25h\"\ngrace = \"169h\"\n[proxy]\ncache_ttl = \"6m\"\ntoken_cache_ttl = \"6m\""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,9 +334,9 @@ func TestBounds(t *testing.T) {
 		sections []string
 		want     []string
 	}{
-		{nil, []string{"crl.interval", "crl.grace", "proxy.cache_ttl"}},
+		{nil, []string{"crl.interval", "crl.grace", "proxy.cache_ttl", "proxy.token_cache_ttl"}},
 		{[]string{"crl"}, []string{"crl.interval", "crl.grace"}},
-		{[]string{"proxy"}, []string{"proxy.cache_ttl"}},
+		{[]string{"proxy"}, []string{"proxy.cache_ttl", "proxy.token_cache_ttl"}},
 		{[]string{"sync"}, nil},
 	} {
 		ws := c.Warnings(tc.sections...)
@@ -324,7 +350,7 @@ func TestBounds(t *testing.T) {
 			}
 		}
 	}
-	c, err = Parse([]byte("[crl]\ninterval = \"24h\"\ngrace = \"168h\"\n[proxy]\ncache_ttl = \"5m\""))
+	c, err = Parse([]byte("[crl]\ninterval = \"24h\"\ngrace = \"168h\"\n[proxy]\ncache_ttl = \"5m\"\ntoken_cache_ttl = \"5m\""))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -72,6 +72,13 @@ func writeUnauthorized(w http.ResponseWriter, reqID, authURI string) {
 	_, _ = w.Write(body)
 }
 
+// DefaultTokenCacheTTL is how long the gate reuses a token's validation
+// when Options.TokenCacheTTL is 0 (proxy.token_cache_ttl's default). A
+// token revoked in Keystone still passes the gate up to that long after
+// the gate validated it; a validation is never reused past the token's
+// own expiry.
+const DefaultTokenCacheTTL = 5 * time.Minute
+
 // cachedIdentity is an Identity with a bounded cache in front of it, keyed
 // by the SHA-256 of the token (the token itself is never kept). A
 // validation is cached until the token expires or for ttl, whichever comes

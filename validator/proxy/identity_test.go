@@ -478,3 +478,49 @@ func TestRequestTargetForms(t *testing.T) {
 		}
 	}
 }
+
+// TestTokenCacheTTLOption: the gate reuses a token's validation for
+// Options.TokenCacheTTL (proxy.token_cache_ttl), DefaultTokenCacheTTL when
+// it is 0, and asks Keystone again once it has passed: a token revoked in
+// Keystone stops passing the gate at most that long after the gate
+// validated it.
+func TestTokenCacheTTLOption(t *testing.T) {
+	f := catalogue(t)
+	nova := newRecordingNova(t)
+	for _, tc := range []struct {
+		name string
+		ttl  time.Duration
+		want time.Duration
+	}{
+		{"ok default", 0, DefaultTokenCacheTTL},
+		{"ok 90s", 90 * time.Second, 90 * time.Second},
+		{"ok 20m", 20 * time.Minute, 20 * time.Minute},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			now := time.Now()
+			var clock atomic.Pointer[time.Time]
+			clock.Store(&now)
+			tick := func(d time.Duration) { n := clock.Load().Add(d); clock.Store(&n) }
+			ks := newStandInKeystone(now)
+			g := newGate(t, f, nova.srv.URL, func(o *Options) {
+				o.Identity = ks
+				o.TokenCacheTTL = tc.ttl
+				o.Now = func() time.Time { return *clock.Load() }
+			})
+			boot := func(wantCalls int64) {
+				t.Helper()
+				if resp, body := do(t, "POST", g.srv.URL+"/v2.1/servers", "application/json", serverBody(idGood), map[string]string{"X-Auth-Token": tokAlice}); resp.StatusCode != 202 {
+					t.Fatalf("status %d: %s", resp.StatusCode, body)
+				}
+				if n := ks.calls.Load(); n != wantCalls {
+					t.Fatalf("%d validations by Keystone, want %d (ttl %s)", n, wantCalls, tc.want)
+				}
+			}
+			boot(1)
+			tick(tc.want - time.Second)
+			boot(1) // within the TTL: reused
+			tick(2 * time.Second)
+			boot(2) // past it: Keystone asked again
+		})
+	}
+}

@@ -81,7 +81,8 @@ type Options struct {
 	// validation, the caller unknown; for tests and embedding).
 	Identity Identity
 	// TokenCacheTTL bounds how long a validated token is cached (default
-	// 5 minutes, never past the token's expiry; negative disables).
+	// DefaultTokenCacheTTL, never past the token's expiry; negative
+	// disables).
 	TokenCacheTTL time.Duration
 	// AuthURI is Keystone's public URL, sent in WWW-Authenticate with a 401
 	// as keystonemiddleware does ("" = no header).
@@ -179,7 +180,7 @@ func New(o Options) (*Proxy, error) {
 	p.lookup = cl
 	if o.Identity != nil {
 		if o.TokenCacheTTL == 0 {
-			o.TokenCacheTTL = 5 * time.Minute
+			o.TokenCacheTTL = DefaultTokenCacheTTL
 		}
 		ci := newCachedIdentity(o.Identity, o.TokenCacheTTL, o.CacheSize, o.Now, o.Metrics)
 		ci.timeout = o.LookupTimeout
