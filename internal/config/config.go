@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/imagetrust/imagetrust/internal/fsutil"
 )
 
 // Config is the whole imagetrust.toml.
@@ -287,20 +289,8 @@ func Load(path string) (*Config, error) {
 // without the sticky bit): the file names the CAs, the VOs' signers and
 // the boot gate's policy, and any local user could rewrite them.
 func checkNotWritableByOthers(path string) error {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return err
-	}
-	if m := fi.Mode().Perm(); m&0o002 != 0 {
-		return fmt.Errorf("the file is writable by every user (mode %04o): any local user could change what this site trusts; chmod o-w it (install -m 0640 -o root -g imagetrust)", m)
-	}
-	dir := filepath.Dir(path)
-	di, err := os.Stat(dir)
-	if err != nil {
-		return err
-	}
-	if m := di.Mode(); m.Perm()&0o002 != 0 && m&os.ModeSticky == 0 {
-		return fmt.Errorf("its directory %s is writable by every user (mode %04o): any local user could replace the file; chmod o-w the directory", dir, m.Perm())
+	if err := fsutil.CheckNotWritableByOthers(path); err != nil {
+		return fmt.Errorf("%w: any local user could change what this site trusts; chmod o-w (install -m 0640 -o root -g imagetrust)", err)
 	}
 	return nil
 }
