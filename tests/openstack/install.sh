@@ -1,7 +1,8 @@
 #!/bin/bash
 # install.sh: install (only what is missing) the Debian 12 packages that
 # tests/openstack/start.sh runs: Keystone, Glance, nova-api, placement-api,
-# cinder-api, the openstack client, plus cloud-init and nginx for other tests.
+# cinder-api, the openstack client, plus cloud-init and nginx for other tests
+# and wrk for the proxy's pass-through benchmark (make bench).
 #
 # Usage (as root): tests/openstack/install.sh
 #
@@ -29,6 +30,7 @@ PACKAGES=(
 	curl
 	cloud-init
 	nginx
+	wrk
 )
 
 # Services the packages above may ship; each is disabled after the install.
