@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -31,7 +32,8 @@ import (
 // serversDetail (what `openstack server list` reads, for a project of ten
 // servers), anything else with a small JSON body. Its answer heads are
 // nova-api's (Zed, as tests/openstack runs it): a Content-Length, never
-// chunked, and the same header fields.
+// chunked, and the same header fields. It counts the connections it
+// accepts in fastNovaConns.
 func fastNova(tb testing.TB) *httptest.Server {
 	body := []byte(`{"flavors":[{"id":"1","name":"m1.tiny","links":[{"rel":"self","href":"http://nova/v2.1/flavors/1"}]}]}`)
 	detail := serversDetail(10)
@@ -39,7 +41,7 @@ func fastNova(tb testing.TB) *httptest.Server {
 		tb.Fatalf("serversDetail is not JSON: %s", detail)
 	}
 	bodyLen, detailLen := strconv.Itoa(len(body)), strconv.Itoa(len(detail))
-	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		h := w.Header()
 		h["Content-Type"] = []string{"application/json"}
@@ -58,9 +60,18 @@ func fastNova(tb testing.TB) *httptest.Server {
 		}
 		_, _ = w.Write(b)
 	}))
+	s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			fastNovaConns.Add(1)
+		}
+	}
+	s.Start()
 	tb.Cleanup(s.Close)
 	return s
 }
+
+// fastNovaConns counts the connections every fastNova accepted.
+var fastNovaConns atomic.Int64
 
 // serversDetail is a GET /servers/detail answer of n servers, shaped as
 // nova-api (microversion 2.79) writes one: about 1.7 KiB a server.

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -21,6 +22,7 @@ const envWrkRounds = "IMAGETRUST_PROXY_BENCH_WRK_ROUNDS"
 
 var (
 	wrkRate   = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+	wrkCount  = regexp.MustCompile(`([0-9]+) requests in`)
 	wrkErrors = regexp.MustCompile(`Non-2xx or 3xx responses|Socket errors`)
 )
 
@@ -118,14 +120,31 @@ func lookWrk(b *testing.B) string {
 // wrkRounds loads every target with every wrkPaths path, the targets taking
 // turns (in reverse order every other round) for envWrkRounds rounds of
 // envWrkDuration each, after a warm-up, and returns the rates by metric
-// name (prefix and target), one per round.
+// name (prefix and target), one per round. It also logs, per metric name,
+// the median over rounds of the CPU time this process spent per request
+// (user and system, from getrusage: the stand-in upstream's work, as the
+// targets run in processes of their own, except "gate", whose own work
+// this includes) and of the connections the stand-in upstream accepted
+// in a round: whether the upstream works harder behind one target.
 func wrkRounds(b *testing.B, wrk string, targets []benchTarget) map[string][]float64 {
 	d := os.Getenv(envWrkDuration)
 	if d == "" {
 		d = "3s"
 	}
+	upCPU, upConns := map[string][]float64{}, map[string][]float64{}
+	var metric string // (of the run under way)
 	run := func(base, path, dur string) float64 {
+		var r0, r1 syscall.Rusage
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &r0)
+		c0 := fastNovaConns.Load()
 		out, err := exec.Command(wrk, "-t1", "-c32", "-d"+dur, base+path).CombinedOutput()
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &r1)
+		if m := wrkCount.FindSubmatch(out); m != nil && metric != "" {
+			n, _ := strconv.ParseFloat(string(m[1]), 64)
+			cpu := r1.Utime.Nano() + r1.Stime.Nano() - r0.Utime.Nano() - r0.Stime.Nano()
+			upCPU[metric] = append(upCPU[metric], float64(cpu)/1e3/n)
+			upConns[metric] = append(upConns[metric], float64(fastNovaConns.Load()-c0))
+		}
 		if err != nil {
 			b.Fatalf("wrk: %v: %s", err, out)
 		}
@@ -157,11 +176,19 @@ func wrkRounds(b *testing.B, wrk string, targets []benchTarget) map[string][]flo
 				if round%2 == 1 {
 					tg = targets[len(targets)-1-i]
 				}
-				rates[p.prefix+tg.name] = append(rates[p.prefix+tg.name], run(tg.base, p.path, d))
+				metric = p.prefix + tg.name
+				rates[metric] = append(rates[metric], run(tg.base, p.path, d))
 			}
 		}
 	}
 	b.StopTimer()
+	for _, p := range wrkPaths {
+		for _, tg := range targets {
+			m := p.prefix + tg.name
+			b.Logf("%s: upstream CPU %.1f µs a request, %.0f upstream connections opened a round (medians)",
+				m, median(upCPU[m]), median(upConns[m]))
+		}
+	}
 	return rates
 }
 
