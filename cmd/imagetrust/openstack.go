@@ -164,7 +164,7 @@ func openLogin(ctx context.Context, cloud string, getenv func(string) string, lo
 		sem:   make(chan struct{}, 1),
 		guard: reauthGuard{first: reauthHoldOff, max: reauthMaxHoldOff, now: time.Now},
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "imagetrust_keystone_login_refusals_total",
-			Help: "Logins Keystone refused (HTTP 401) to this daemon's credentials after its start: when renewing the token (renewal: the credentials in use no longer work; the next try waits 1, 2, 4 ... 30 minutes) or reading new ones on SIGHUP (reload: the new ones were not taken, the old ones stay in use)."},
+			Help: "Logins Keystone refused (HTTP 401, or 404 for a deleted application credential) to this daemon's credentials after its start: when renewing the token (renewal: the credentials in use no longer work; the next try waits 1, 2, 4 ... 30 minutes) or reading new ones on SIGHUP (reload: the new ones were not taken, the old ones stay in use)."},
 			[]string{"when"}),
 	}
 	for _, w := range []string{"renewal", "reload"} {
@@ -180,8 +180,8 @@ func openLogin(ctx context.Context, cloud string, getenv func(string) string, lo
 			// trying again with the same credentials cannot help, and
 			// each try is one more failed login towards a lockout: exit
 			// 78, on which the units do not restart
-			return nil, fmt.Errorf("authenticating at %s: %w of %s (HTTP 401: a wrong, changed or expired password or application credential, a disabled or locked-out user)",
-				redactURL(ao.IdentityEndpoint), errCredentialsRefused, credentialsOwner(ao))
+			return nil, fmt.Errorf("authenticating at %s: %w of %s (HTTP %d: a wrong, changed or expired password or application credential, a deleted application credential, a disabled or locked-out user)",
+				redactURL(ao.IdentityEndpoint), errCredentialsRefused, credentialsOwner(ao), refusalStatus(err))
 		}
 		// the endpoint redacted anyway; gophercloud's error holds the whole
 		// response body (a mistyped auth_url: some web server's page)
@@ -223,11 +223,25 @@ func tokenProject(pc *gophercloud.ProviderClient) (string, error) {
 	return p.ID, nil
 }
 
-// refusedLogin reports whether err is Keystone's 401 to a login (POST
-// /v3/auth/tokens): the credentials refused.
+// refusedLogin reports whether err is Keystone's refusal of a login (POST
+// /v3/auth/tokens): 401 (a wrong password or secret, an expired
+// application credential, a disabled or locked-out user), or 404, Keystone
+// Zed's answer for an application credential id it does not have (deleted:
+// "Could not find Application Credential"). Either way the same
+// credentials cannot work on a second try.
 func refusedLogin(err error) bool {
 	var ue gophercloud.ErrUnexpectedResponseCode
-	return errors.As(err, &ue) && ue.Actual == http.StatusUnauthorized && strings.HasSuffix(ue.URL, "/auth/tokens")
+	return errors.As(err, &ue) && (ue.Actual == http.StatusUnauthorized || ue.Actual == http.StatusNotFound) &&
+		strings.HasSuffix(ue.URL, "/auth/tokens")
+}
+
+// refusalStatus is the HTTP status of a refusedLogin error.
+func refusalStatus(err error) int {
+	var ue gophercloud.ErrUnexpectedResponseCode
+	if errors.As(err, &ue) {
+		return ue.Actual
+	}
+	return 0
 }
 
 // register adds the login's metrics to reg.
@@ -331,7 +345,7 @@ func (l *keystoneLogin) reload(ctx context.Context) error {
 	if refusedLogin(err) {
 		l.refusals.WithLabelValues("reload").Inc()
 		l.log.Error("keystone refused the new credentials; keeping those in use", "user", who, "in_use", credentialsOwner(l.ao))
-		return fmt.Errorf("new credentials: %w of %s (HTTP 401); keeping those of %s", errCredentialsRefused, who, credentialsOwner(l.ao))
+		return fmt.Errorf("new credentials: %w of %s (HTTP %d); keeping those of %s", errCredentialsRefused, who, refusalStatus(err), credentialsOwner(l.ao))
 	}
 	if err != nil {
 		return fmt.Errorf("new credentials of %s: authenticating at %s: %w; keeping those in use", who, redactURL(ao.IdentityEndpoint), oserr.Capped(err))
