@@ -300,7 +300,7 @@ func (l *keystoneLogin) reauth(ctx context.Context) error {
 		if !refusedLogin(err) {
 			return err
 		}
-		refused, n, next := l.guard.refuse(who)
+		n, next, refused := l.guard.refuse(who)
 		l.refusals.WithLabelValues("renewal").Inc()
 		l.log.Error("keystone refused the credentials when renewing the token; update them and reload (SIGHUP)",
 			"user", who, "refusals_in_a_row", n, "next_attempt", next.UTC().Format(time.RFC3339))
@@ -417,14 +417,14 @@ func (g *reauthGuard) check() error {
 }
 
 // refuse records that Keystone refused who's credentials now, and returns
-// the error renewals fail with, the refusals in a row and when Keystone is
-// asked next.
-func (g *reauthGuard) refuse(who string) (error, int, time.Time) {
+// the refusals in a row, when Keystone is asked next, and the error
+// renewals fail with.
+func (g *reauthGuard) refuse(who string) (int, time.Time, error) {
 	g.failures++
 	g.until = g.now().Add(g.holdOff(g.failures))
-	g.refused = fmt.Errorf("%w of %s when renewing the token (HTTP 401: a changed or expired password or application credential, a disabled or locked-out user; update the credentials and reload); not asked again before %s",
+	g.refused = fmt.Errorf("%w of %s when renewing the token (a changed or expired password or application credential, a deleted application credential, a disabled or locked-out user; update the credentials and reload); not asked again before %s",
 		errCredentialsRefused, who, g.until.UTC().Format(time.RFC3339))
-	return g.refused, g.failures, g.until
+	return g.failures, g.until, g.refused
 }
 
 // accepted records a login that worked, and returns the refusals in a row

@@ -57,16 +57,6 @@ type cinderVolumes struct {
 	endpoint string                      // .../v3/, no project id
 }
 
-// newCinderVolumes authenticates as cloudName (the proxy's service
-// credentials) and finds the block-storage (volumev3) service in the catalog.
-func newCinderVolumes(ctx context.Context, cloudName string, getenv func(string) string) (*cinderVolumes, error) {
-	pc, eo, _, err := openProvider(ctx, cloudName, getenv)
-	if err != nil {
-		return nil, err
-	}
-	return cinderVolumesOn(pc, eo)
-}
-
 // cinderVolumesOn finds the block-storage (volumev3) service in pc's
 // catalog (the proxy's login).
 func cinderVolumesOn(pc *gophercloud.ProviderClient, eo gophercloud.EndpointOpts) (*cinderVolumes, error) {
