@@ -50,8 +50,6 @@ func mapErr(op string, err error) error {
 		return fmt.Errorf("%s: %w (%w)", op, ErrNotFound, err)
 	case glance.IsConflict(err):
 		return fmt.Errorf("%s: %w (%w)", op, ErrConflict, err)
-	case glance.IsOverQuota(err):
-		return fmt.Errorf("%s: %w (%w)", op, ErrOverQuota, err)
 	}
 	return fmt.Errorf("%s: %w", op, err)
 }
@@ -119,11 +117,21 @@ func (g *gcGlance) Create(ctx context.Context, s CreateSpec) (*Image, error) {
 // reader that cannot seek (the verifying stream cannot), so a 401 fails the
 // attempt instead of sending the rest of the stream as if it were the image.
 func (g *gcGlance) Stage(ctx context.Context, id string, r io.Reader) error {
-	return mapErr("stage image "+id, glance.Stage(ctx, g.sc, id, r).ExtractErr())
+	return mapDataErr("stage image "+id, glance.Stage(ctx, g.sc, id, r).ExtractErr())
 }
 
 func (g *gcGlance) Upload(ctx context.Context, id string, r io.Reader, store string) error {
-	return mapErr("upload image "+id, glance.UploadToStore(ctx, g.sc, id, r, store).ExtractErr())
+	return mapDataErr("upload image "+id, glance.UploadToStore(ctx, g.sc, id, r, store).ExtractErr())
+}
+
+// mapDataErr is mapErr for a request carrying image data, where Glance's
+// 413 means the storage quota (or image_size_cap): ErrOverQuota. (A 413 to
+// other requests means other quotas: image_property_quota on a create.)
+func mapDataErr(op string, err error) error {
+	if glance.IsOverQuota(err) {
+		return fmt.Errorf("%s: %w (%w)", op, ErrOverQuota, err)
+	}
+	return mapErr(op, err)
 }
 
 func (g *gcGlance) ImportGlanceDirect(ctx context.Context, id string, stores []string) error {
