@@ -225,14 +225,32 @@ func tokenProject(pc *gophercloud.ProviderClient) (string, error) {
 
 // refusedLogin reports whether err is Keystone's refusal of a login (POST
 // /v3/auth/tokens): 401 (a wrong password or secret, an expired
-// application credential, a disabled or locked-out user), or 404, Keystone
-// Zed's answer for an application credential id it does not have (deleted:
-// "Could not find Application Credential"). Either way the same
-// credentials cannot work on a second try.
+// application credential, a disabled or locked-out user), or 404 with
+// Keystone's error document "Could not find Application Credential", Zed's
+// answer for an application credential id it does not have (deleted).
+// Either way the same credentials cannot work on a second try.
 func refusedLogin(err error) bool {
 	var ue gophercloud.ErrUnexpectedResponseCode
-	return errors.As(err, &ue) && (ue.Actual == http.StatusUnauthorized || ue.Actual == http.StatusNotFound) &&
-		strings.HasSuffix(ue.URL, "/auth/tokens")
+	if !errors.As(err, &ue) || !strings.HasSuffix(ue.URL, "/auth/tokens") {
+		return false
+	}
+	switch ue.Actual {
+	case http.StatusUnauthorized:
+		return true
+	case http.StatusNotFound:
+		// Keystone's own error document, about an application
+		// credential: not any web server's 404 page (a mistyped
+		// auth_url), which is no answer about the credentials
+		var doc struct {
+			Error struct {
+				Code    int    `json:"code"`
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		return json.Unmarshal(ue.Body, &doc) == nil && doc.Error.Code == http.StatusNotFound &&
+			strings.Contains(doc.Error.Message, "Application Credential")
+	}
+	return false
 }
 
 // refusalStatus is the HTTP status of a refusedLogin error.
