@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -222,36 +224,48 @@ func (s *Site) Applies(vo, tag string) bool {
 	return len(c) > 0 || len(sc) > 0
 }
 
+// eachTemplate calls f with the path and the variable references of every
+// fragment of every layer (all, then each VO's and each tag's, in name
+// order), until f returns an error.
+func (s *Site) eachTemplate(f func(path string, names []string) error) error {
+	layers := []layer{s.all}
+	for _, vo := range slices.Sorted(maps.Keys(s.vo)) {
+		layers = append(layers, s.vo[vo])
+	}
+	for _, vo := range slices.Sorted(maps.Keys(s.tags)) {
+		for _, tag := range slices.Sorted(maps.Keys(s.tags[vo])) {
+			layers = append(layers, s.tags[vo][tag])
+		}
+	}
+	for _, l := range layers {
+		for _, c := range l.configs {
+			if err := f(c.path, c.names); err != nil {
+				return err
+			}
+		}
+		for _, sc := range l.scripts {
+			if err := f(sc.path, sc.tmpl.names); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // UnusedVars lists, sorted, the names of extra that no fragment refers to
 // as {{ var.NAME }}: a variable no boot can use is most likely a setting
 // written after the [contextualise.vars] header of the configuration,
 // where TOML makes it a variable (every key up to the next header).
 func (s *Site) UnusedVars(extra map[string]string) []string {
 	used := map[string]bool{}
-	mark := func(names []string) {
+	_ = s.eachTemplate(func(_ string, names []string) error {
 		for _, n := range names {
 			if extraName.MatchString(n) {
 				used[n[len("var."):]] = true
 			}
 		}
-	}
-	layers := []layer{s.all}
-	for _, l := range s.vo {
-		layers = append(layers, l)
-	}
-	for _, tags := range s.tags {
-		for _, l := range tags {
-			layers = append(layers, l)
-		}
-	}
-	for _, l := range layers {
-		for _, c := range l.configs {
-			mark(c.names)
-		}
-		for _, sc := range l.scripts {
-			mark(sc.tmpl.names)
-		}
-	}
+		return nil
+	})
 	var out []string
 	for n := range extra {
 		if !used[n] {
@@ -266,10 +280,10 @@ func (s *Site) UnusedVars(extra map[string]string) []string {
 // (site_name, and var.NAME from Extra) for every reference any fragment
 // makes to them: missing, empty or unsafe, they would fail every boot that
 // fragment applies to (a 500); the error names the fragment and the
-// variable. Values that come with each boot (image, project, server
-// name...) are checked then.
+// variable (the first in layer and name order). Values that come with each
+// boot (image, project, server name...) are checked then.
 func (s *Site) CheckSiteVars(v Vars) error {
-	check := func(path string, names []string) error {
+	return s.eachTemplate(func(path string, names []string) error {
 		for _, name := range names {
 			if name != "site_name" && !extraName.MatchString(name) {
 				continue
@@ -279,27 +293,5 @@ func (s *Site) CheckSiteVars(v Vars) error {
 			}
 		}
 		return nil
-	}
-	layers := []layer{s.all}
-	for _, l := range s.vo {
-		layers = append(layers, l)
-	}
-	for _, tags := range s.tags {
-		for _, l := range tags {
-			layers = append(layers, l)
-		}
-	}
-	for _, l := range layers {
-		for _, c := range l.configs {
-			if err := check(c.path, c.names); err != nil {
-				return err
-			}
-		}
-		for _, sc := range l.scripts {
-			if err := check(sc.path, sc.tmpl.names); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	})
 }
