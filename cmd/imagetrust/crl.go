@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
-	"github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -442,9 +441,9 @@ func crlImageClient(ctx context.Context, e *env, cloudName string, log *slog.Log
 	if err != nil {
 		return nil, nil, err
 	}
-	sc, err := openstack.NewImageV2(l.pc, l.eo)
+	sc, err := newImageClient(l.pc, l.eo)
 	if err != nil {
-		return nil, nil, fmt.Errorf("image service in the catalog: %w", err)
+		return nil, nil, err
 	}
 	sc.ProviderClient.HTTPClient.Timeout = glanceTimeout
 	return l, sc, nil

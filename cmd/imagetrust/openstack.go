@@ -63,9 +63,9 @@ func openImageClient(ctx context.Context, cloud string, getenv func(string) stri
 	if err != nil {
 		return nil, "", err
 	}
-	sc, err := openstack.NewImageV2(pc, eo)
+	sc, err := newImageClient(pc, eo)
 	if err != nil {
-		return nil, "", fmt.Errorf("image service in the catalog: %w", err)
+		return nil, "", err
 	}
 	return sc, project, nil
 }
@@ -185,10 +185,15 @@ func openLogin(ctx context.Context, cloud string, getenv func(string) string, lo
 		}
 		// the endpoint redacted anyway; gophercloud's error holds the whole
 		// response body (a mistyped auth_url: some web server's page)
-		return nil, fmt.Errorf("authenticating at %s: %w", redactURL(ao.IdentityEndpoint), oserr.Capped(err))
+		return nil, fmt.Errorf("authenticating at %s: %w%s", redactURL(ao.IdentityEndpoint), oserr.Capped(err), certificateHint(err))
 	}
 	project, err := tokenProject(pc)
 	if err != nil {
+		return nil, err
+	}
+	// a region_name no endpoint is in: every service client would fail
+	// with gophercloud's "No suitable endpoint"
+	if err := checkRegion(tokenCatalog(pc), eo.Region); err != nil {
 		return nil, err
 	}
 	l.project = project

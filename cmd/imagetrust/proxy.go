@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
-	"github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 	"github.com/gophercloud/gophercloud/v2/pagination"
 	"github.com/prometheus/client_golang/prometheus"
@@ -293,9 +292,9 @@ func openProxyClients(ctx context.Context, cloudName, tokenValidation, volumePol
 	if err != nil {
 		return nil, err
 	}
-	sc, err := openstack.NewImageV2(l.pc, l.eo)
+	sc, err := newImageClient(l.pc, l.eo)
 	if err != nil {
-		return nil, fmt.Errorf("image service in the catalog: %w", err)
+		return nil, err
 	}
 	identity, err := keystoneIdentityOn(l.pc, l.eo, tokenValidation)
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 	"net/http"
 
 	"github.com/gophercloud/gophercloud/v2"
-	"github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/tokens"
 
 	itconfig "github.com/imagetrust/imagetrust/internal/config"
@@ -62,9 +61,9 @@ func keystoneIdentityOn(pc *gophercloud.ProviderClient, eo gophercloud.EndpointO
 	if err := checkTokenValidation(mode); err != nil {
 		return nil, err
 	}
-	sc, err := openstack.NewIdentityV3(pc, eo)
+	sc, err := newIdentityClient(pc, eo)
 	if err != nil {
-		return nil, fmt.Errorf("identity service: %w", err)
+		return nil, err
 	}
 	return &keystoneIdentity{sc: sc, self: mode == itconfig.TokenValidationSelf, authURI: pc.IdentityEndpoint}, nil
 }

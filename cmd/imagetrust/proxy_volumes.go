@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
-	"github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/gophercloud/gophercloud/v2/openstack/blockstorage/v3/snapshots"
 	"github.com/gophercloud/gophercloud/v2/openstack/blockstorage/v3/volumes"
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/tokens"
@@ -60,9 +59,9 @@ type cinderVolumes struct {
 // cinderVolumesOn finds the block-storage (volumev3) service in pc's
 // catalog (the proxy's login).
 func cinderVolumesOn(pc *gophercloud.ProviderClient, eo gophercloud.EndpointOpts) (*cinderVolumes, error) {
-	sc, err := openstack.NewBlockStorageV3(pc, eo)
+	sc, err := newBlockStorageClient(pc, eo)
 	if err != nil {
-		return nil, fmt.Errorf("block-storage (Cinder v3) service in the catalog: %w", err)
+		return nil, err
 	}
 	project := ""
 	if cr, ok := pc.GetAuthResult().(tokens.CreateResult); ok {

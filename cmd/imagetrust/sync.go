@@ -12,7 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -94,19 +93,23 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 		return exitInvalid
 	}
 	pc, eo, project := login.pc, login.eo, login.project
-	sc, err := openstack.NewImageV2(pc, eo)
+	sc, err := newImageClient(pc, eo)
+	if code := loginExit(err); err != nil && code != exitInvalid {
+		// not in the catalog for this region and interface (2)
+		return fail(e, code, "sync: %v", err)
+	}
 	if err != nil {
-		log.Error("no image service in the catalog", "err", err)
+		log.Error("image service unusable", "err", err)
 		return exitInvalid
 	}
 	glance := glancesync.NewGlance(sc)
 	log.Info("authenticated", "mirror_project", project)
 	// retire = "delete" deletes only images no server uses: Nova tells.
 	var servers glancesync.ServerChecker
-	if nc, err := openstack.NewComputeV2(pc, eo); err == nil {
+	if nc, err := newComputeClient(pc, eo); err == nil {
 		servers = &novaServers{sc: nc}
 	} else {
-		log.Warn("no compute service in the catalog: retired images are deactivated and hidden, never deleted", "err", err)
+		log.Warn("no usable compute service: retired images are deactivated and hidden, never deleted", "err", err)
 	}
 
 	reg := prometheus.NewRegistry()
