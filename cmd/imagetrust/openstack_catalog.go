@@ -121,13 +121,13 @@ func checkCatalog(pc *gophercloud.ProviderClient, eo gophercloud.EndpointOpts, s
 	sort.Strings(regions)
 	switch {
 	case len(regions) == 0 && len(have) == 0:
-		return usageError{fmt.Errorf("Keystone's catalog has no %s service (service type %s): no endpoint with interface %s in %s",
+		return usageError{fmt.Errorf("the Keystone catalog has no %s service (service type %s): no endpoint with interface %s in %s",
 			serviceType, strings.Join(types, " or "), eo.Availability, where)}
 	case len(regions) == 0:
-		return usageError{fmt.Errorf("Keystone's catalog has no %s endpoint with interface %s in %s (clouds.yaml interface and region_name, OS_INTERFACE, OS_REGION_NAME); it has %s endpoints in %s",
+		return usageError{fmt.Errorf("the Keystone catalog has no %s endpoint with interface %s in %s (clouds.yaml interface and region_name, OS_INTERFACE, OS_REGION_NAME); it has %s endpoints in %s",
 			serviceType, eo.Availability, where, serviceType, describeRegions(have))}
 	case eo.Region == "" && len(regions) > 1:
-		return usageError{fmt.Errorf("Keystone's catalog has %s endpoints with interface %s in several regions (%s): set region_name (OS_REGION_NAME) to the one to use",
+		return usageError{fmt.Errorf("the Keystone catalog has %s endpoints with interface %s in several regions (%s): set region_name (OS_REGION_NAME) to the one to use",
 			serviceType, eo.Availability, strings.Join(regions, ", "))}
 	}
 	return nil
