@@ -239,6 +239,7 @@ func TestLoadRefusesWritableByOthers(t *testing.T) {
 	for _, c := range []struct {
 		name          string
 		file, dir     os.FileMode
+		link          bool // the path is a link in dir to the file elsewhere
 		wantErrSubstr string
 	}{
 		{name: "ok 0640 in 0750", file: 0o640, dir: 0o750},
@@ -248,6 +249,8 @@ func TestLoadRefusesWritableByOthers(t *testing.T) {
 		{name: "fail world-writable 0666", file: 0o666, dir: 0o755, wantErrSubstr: "writable by every user (mode 0666)"},
 		{name: "fail world-writable 0602", file: 0o602, dir: 0o755, wantErrSubstr: "writable by every user (mode 0602)"},
 		{name: "fail in a world-writable directory", file: 0o640, dir: 0o777, wantErrSubstr: "writable by every user (mode 0777)"},
+		{name: "ok a link in a 0755 directory", file: 0o640, dir: 0o755, link: true},
+		{name: "fail a link in a world-writable directory to a safe file", file: 0o640, dir: 0o777, link: true, wantErrSubstr: "writable by every user (mode 0777)"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "etc")
@@ -269,6 +272,23 @@ func TestLoadRefusesWritableByOthers(t *testing.T) {
 			chmod(p, c.file)
 			chmod(dir, c.dir)
 			t.Cleanup(func() { _ = os.Chmod(dir, 0o700) })
+			if c.link {
+				// the path given is a link, in a directory of mode c.dir,
+				// to the file in a safe directory
+				safe := filepath.Join(t.TempDir(), "safe")
+				if err := os.Mkdir(safe, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				q := filepath.Join(safe, "imagetrust.toml")
+				if err := os.Rename(p, q); err != nil {
+					t.Fatal(err)
+				}
+				chmod(dir, 0o700)
+				if err := os.Symlink(q, p); err != nil {
+					t.Fatal(err)
+				}
+				chmod(dir, c.dir)
+			}
 			_, err := Load(p)
 			if c.wantErrSubstr == "" {
 				if err != nil {

@@ -52,6 +52,32 @@ func TestCheckNotWritableByOthers(t *testing.T) {
 			}
 		})
 	}
+	t.Run("fail a link in a 0777 directory to a safe file", func(t *testing.T) {
+		// anyone may replace the link (rename another over it), whatever
+		// it leads to
+		top := t.TempDir()
+		p := filepath.Join(top, "f")
+		if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		open := filepath.Join(top, "open")
+		if err := os.Mkdir(open, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		l := filepath.Join(open, "link")
+		if err := os.Symlink(p, l); err != nil {
+			t.Fatal(err)
+		}
+		chmod(t, open, 0o777)
+		t.Cleanup(func() { _ = os.Chmod(open, 0o700) })
+		if err := CheckNotWritableByOthers(l); err == nil || !strings.Contains(err.Error(), "its directory "+open+" is writable by every user (mode 0777)") {
+			t.Fatalf("got %v, want the link's directory refused", err)
+		}
+		chmod(t, open, 0o1777)
+		if err := CheckNotWritableByOthers(l); err != nil {
+			t.Fatalf("a link in a sticky 1777 directory refused: %v", err)
+		}
+	})
 	t.Run("fail a directory 1777 itself", func(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "d")
 		if err := os.Mkdir(dir, 0o700); err != nil {
