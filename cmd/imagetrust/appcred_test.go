@@ -125,3 +125,35 @@ func TestApplicationCredentialLogin(t *testing.T) {
 		}
 	}
 }
+
+// TestLoginWrongAuthURLPathIsNoRefusal: an auth_url whose path is wrong
+// (here the real Keystone's, under /wrong/v3) answers POST .../auth/tokens
+// with a 404 page, not Keystone's error document: no refusal of the
+// credentials (exit 78, "keystone refused the credentials", the units not
+// restarting) but a failed login that shows the answer (exit 1), whether
+// the credentials are an application credential or a password. A deleted
+// application credential, Keystone's own 404, stays a refusal
+// (TestApplicationCredentialLogin).
+func TestLoginWrongAuthURLPathIsNoRefusal(t *testing.T) {
+	c := ostest.Start(t, ostest.Options{})
+	wrong := strings.Replace(c.KeystoneURL, "/v3", "/wrong/v3", 1)
+	if wrong == c.KeystoneURL {
+		t.Fatalf("Keystone URL %s has no /v3", c.KeystoneURL)
+	}
+	for name, vars := range map[string]map[string]string{
+		"application credential": {"OS_AUTH_URL": wrong, "OS_AUTH_TYPE": "v3applicationcredential",
+			"OS_APPLICATION_CREDENTIAL_ID": "0123456789abcdef", "OS_APPLICATION_CREDENTIAL_SECRET": "not-the-secret", "OS_REGION_NAME": "RegionOne"},
+		"password": {"OS_AUTH_URL": wrong, "OS_USERNAME": "nobody", "OS_PASSWORD": "not-the-secret", "OS_USER_DOMAIN_NAME": "Default",
+			"OS_PROJECT_NAME": "nothing", "OS_PROJECT_DOMAIN_NAME": "Default", "OS_REGION_NAME": "RegionOne"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := openLogin(context.Background(), "", func(k string) string { return vars[k] }, nil)
+			if err == nil || errors.Is(err, errCredentialsRefused) || loginExit(err) != exitInvalid {
+				t.Fatalf("fail auth_url with a wrong path: %v (exit %d), want no refusal, exit %d", err, loginExit(err), exitInvalid)
+			}
+			if !strings.Contains(err.Error(), "404") || strings.Contains(err.Error(), "not-the-secret") {
+				t.Fatalf("the error does not give the 404, or holds the secret: %v", err)
+			}
+		})
+	}
+}
