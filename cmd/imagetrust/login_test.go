@@ -362,3 +362,105 @@ func TestWrongPasswordAtStart(t *testing.T) {
 		}
 	}
 }
+
+// TestReloadUnchangedInHoldOff: Keystone refuses the credentials in use
+// (the password changed in Keystone, not in the file); the operator sets
+// Keystone's side right (the password back, a user re-enabled or
+// unlocked) and reloads without touching the file. The reload tries the
+// unchanged credentials at once, in the hold-off, and the proxy works
+// again; a reload while Keystone still refuses them is one login, counted
+// (when="reload") and lengthening the hold-off. Without a hold-off an
+// unchanged reload still makes no login (TestProxyLoginHoldOff). Before,
+// such a reload did nothing: the daemon waited out the hold-off, up to
+// 30 minutes.
+func TestReloadUnchangedInHoldOff(t *testing.T) {
+	c := ostest.Start(t, ostest.Options{})
+	ctx := context.Background()
+	idc, err := openstack.NewIdentityV3(c.Provider(t, ostest.CloudAdmin), gophercloud.EndpointOpts{Region: "RegionOne"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	user := proxyUser(t, c, idc, "reader")
+	vars := map[string]string{}
+	for _, k := range []string{"OS_AUTH_URL", "OS_USERNAME", "OS_PASSWORD", "OS_PROJECT_ID", "OS_USER_DOMAIN_NAME", "OS_REGION_NAME"} {
+		vars[k] = user(k)
+	}
+	pages, err := users.List(idc, users.ListOpts{Name: vars["OS_USERNAME"]}).AllPages(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found, err := users.ExtractUsers(pages)
+	if err != nil || len(found) != 1 {
+		t.Fatalf("user %s: %v %v", vars["OS_USERNAME"], found, err)
+	}
+	setPassword := func(p string) {
+		t.Helper()
+		if _, err := users.Update(ctx, idc, found[0].ID, users.UpdateOpts{Password: p}).Extract(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	logs := &ittestutil.SyncBuffer{}
+	oc, err := openProxyClients(ctx, "", "self", "allow", func(k string) string { return vars[k] }, slog.New(slog.NewTextHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1_000_000, 0)
+	oc.login.guard.now = func() time.Time { return now }
+	var logins atomic.Int32
+	oc.login.pc.HTTPClient.Transport = countLogins{next: oc.login.pc.HTTPClient.Transport, n: &logins}
+	lookup := func() error {
+		_, err := oc.lookup.GetImage(ctx, uuid.NewString())
+		if errors.Is(err, proxy.ErrNotFound) {
+			return nil
+		}
+		return err
+	}
+
+	// the password changed in Keystone only: a renewal is refused
+	setPassword(uuid.NewString())
+	oc.login.pc.SetToken("gone-" + uuid.NewString())
+	if err := lookup(); err == nil || !strings.Contains(err.Error(), "keystone refused the credentials") {
+		t.Fatalf("lookup with refused credentials: %v", err)
+	}
+	if n := logins.Load(); n != 1 {
+		t.Fatalf("%d logins, want 1", n)
+	}
+	// reloaded unchanged while Keystone still refuses: one login, counted,
+	// and the hold-off is now the second refusal's (2 minutes)
+	err = oc.login.reload(ctx)
+	if !errors.Is(err, errCredentialsRefused) || strings.Contains(err.Error(), vars["OS_PASSWORD"]) {
+		t.Fatalf("fail reload of unchanged, refused credentials: %v", err)
+	}
+	if n := logins.Load(); n != 2 {
+		t.Fatalf("%d logins, want 2: the reload's", n)
+	}
+	if got := counterValue(t, oc.login.refusals.WithLabelValues("reload")); got != 1 {
+		t.Errorf("imagetrust_keystone_login_refusals_total{when=reload} = %v, want 1", got)
+	}
+	now = now.Add(time.Minute + time.Second)
+	if err := lookup(); err == nil || logins.Load() != 2 {
+		t.Fatalf("a minute later: lookup %v, %d logins; want the 2-minute hold-off of the second refusal", err, logins.Load())
+	}
+
+	// Keystone's side set right, the file untouched: a reload works at once
+	setPassword(vars["OS_PASSWORD"])
+	// Keystone's revocation of the user's tokens (the password change)
+	// holds for every token issued within its second
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(1100 * time.Millisecond)))
+	if err := oc.login.reload(ctx); err != nil {
+		t.Fatalf("ok reload of unchanged credentials Keystone accepts again: %v", err)
+	}
+	if n := logins.Load(); n != 3 {
+		t.Fatalf("%d logins, want 3", n)
+	}
+	if err := lookup(); err != nil {
+		t.Fatalf("lookup after the reload: %v", err)
+	}
+	if !strings.Contains(logs.String(), "keystone accepts the credentials in use again") || strings.Contains(logs.String(), vars["OS_PASSWORD"]) {
+		t.Errorf("log:\n%s", logs.String())
+	}
+	// no hold-off now: an unchanged reload makes no login
+	if err := oc.login.reload(ctx); err != nil || logins.Load() != 3 {
+		t.Fatalf("reload of unchanged, working credentials: %v, %d logins; want none", err, logins.Load())
+	}
+}

@@ -336,13 +336,42 @@ func (l *keystoneLogin) reauth(ctx context.Context) error {
 	return nil
 }
 
+// retryInUse is reload's login with unchanged credentials while Keystone
+// has been refusing them (a hold-off runs): the operator may have fixed
+// the user's side (re-enabled or unlocked it, set the password back) and
+// reloads to say so; without it the daemon waited out the hold-off, up
+// to 30 minutes. Asked at once, one login per reload: accepted, the
+// hold-off ends; refused, it counts as a refusal in a row (when="reload")
+// and the hold-off grows as a renewal's would. Under sem.
+func (l *keystoneLogin) retryInUse(ctx context.Context) error {
+	who := credentialsOwner(l.ao)
+	actx, cancel := context.WithTimeout(ctx, authTimeout)
+	defer cancel()
+	tac, err := l.attempt(actx, l.ao)
+	if refusedLogin(err) {
+		_, n, next := l.guard.refuse(who)
+		l.refusals.WithLabelValues("reload").Inc()
+		l.log.Error("keystone still refuses the credentials in use (reloaded unchanged during the hold-off)",
+			"user", who, "refusals_in_a_row", n, "next_attempt", next.UTC().Format(time.RFC3339))
+		return fmt.Errorf("credentials unchanged: %w of %s (HTTP %d); not asked again before %s", errCredentialsRefused, who, refusalStatus(err), next.UTC().Format(time.RFC3339))
+	}
+	if err != nil {
+		return fmt.Errorf("credentials of %s: authenticating at %s: %w", who, redactURL(l.ao.IdentityEndpoint), oserr.Capped(err))
+	}
+	l.pc.CopyTokenFrom(tac)
+	n := l.guard.accepted()
+	l.log.Info("keystone accepts the credentials in use again (reloaded during the hold-off)", "user", who, "after_refusals", n)
+	return nil
+}
+
 // reload reads the credentials again (the clouds.yaml file; the process's
 // OS_* variables do not change) and, when they changed, logs in with them:
 // accepted, they replace those in use and their token the client's, and
 // any hold-off ends; refused (counted, and logged with the user) or not
 // tried, those in use stay, with their token. It is asked at once, hold-off
 // or not: a reload is the operator's. Unchanged credentials are not tried
-// again (a reload for new CRLs makes no login). A new auth_url, region or
+// again (a reload for new CRLs makes no login), unless Keystone has been
+// refusing them (retryInUse). A new auth_url, region or
 // interface, or credentials of another project (the mirror project is
 // fixed at start) take a restart: refused here.
 func (l *keystoneLogin) reload(ctx context.Context) error {
@@ -356,7 +385,10 @@ func (l *keystoneLogin) reload(ctx context.Context) error {
 	}
 	defer l.unlock()
 	if reflect.DeepEqual(ao, l.ao) && reflect.DeepEqual(eo, l.eo) {
-		return nil
+		if l.guard.failures == 0 {
+			return nil
+		}
+		return l.retryInUse(ctx)
 	}
 	who := credentialsOwner(ao)
 	if ao.IdentityEndpoint != l.ao.IdentityEndpoint || !reflect.DeepEqual(eo, l.eo) {
