@@ -53,7 +53,7 @@ func TestReauthGuardSchedule(t *testing.T) {
 			continue
 		}
 		asked = append(asked, now.Sub(start))
-		n, next, err := g.refuse(`user "imagetrust"`)
+		n, next, err := g.refuse(`user "imagetrust"`, 401)
 		if n != len(asked) || !next.Equal(now.Add(g.holdOff(n))) || !strings.Contains(err.Error(), next.UTC().Format(time.RFC3339)) {
 			t.Fatalf("refusal %d: %v, %d in a row, next %s", len(asked), err, n, next)
 		}
@@ -72,7 +72,7 @@ func TestReauthGuardSchedule(t *testing.T) {
 	if g.check() != nil || g.accepted() != len(want) || g.check() != nil {
 		t.Fatal("the hold-off outlived a login that worked")
 	}
-	if n, next, _ := g.refuse(`user "imagetrust"`); n != 1 || next.Sub(now) != time.Minute {
+	if n, next, _ := g.refuse(`user "imagetrust"`, 401); n != 1 || next.Sub(now) != time.Minute {
 		t.Fatalf("after a login that worked: refusal %d, next in %s; want 1 and a minute", n, next.Sub(now))
 	}
 }

@@ -323,7 +323,7 @@ func (l *keystoneLogin) reauth(ctx context.Context) error {
 		if !refusedLogin(err) {
 			return err
 		}
-		n, next, refused := l.guard.refuse(who)
+		n, next, refused := l.guard.refuse(who, refusalStatus(err))
 		l.refusals.WithLabelValues("renewal").Inc()
 		l.log.Error("keystone refused the credentials when renewing the token; update them and reload (SIGHUP)",
 			"user", who, "refusals_in_a_row", n, "next_attempt", next.UTC().Format(time.RFC3339))
@@ -349,7 +349,7 @@ func (l *keystoneLogin) retryInUse(ctx context.Context) error {
 	defer cancel()
 	tac, err := l.attempt(actx, l.ao)
 	if refusedLogin(err) {
-		_, n, next := l.guard.refuse(who)
+		n, next, _ := l.guard.refuse(who, refusalStatus(err))
 		l.refusals.WithLabelValues("reload").Inc()
 		l.log.Error("keystone still refuses the credentials in use (reloaded unchanged during the hold-off)",
 			"user", who, "refusals_in_a_row", n, "next_attempt", next.UTC().Format(time.RFC3339))
@@ -471,14 +471,14 @@ func (g *reauthGuard) check() error {
 	return nil
 }
 
-// refuse records that Keystone refused who's credentials now, and returns
-// the refusals in a row, when Keystone is asked next, and the error
-// renewals fail with.
-func (g *reauthGuard) refuse(who string) (int, time.Time, error) {
+// refuse records that Keystone refused who's credentials now, with the
+// HTTP status (refusalStatus), and returns the refusals in a row, when
+// Keystone is asked next and the error renewals fail with.
+func (g *reauthGuard) refuse(who string, status int) (int, time.Time, error) {
 	g.failures++
 	g.until = g.now().Add(g.holdOff(g.failures))
-	g.refused = fmt.Errorf("%w of %s when renewing the token (a changed or expired password or application credential, a deleted application credential, a disabled or locked-out user; update the credentials and reload); not asked again before %s",
-		errCredentialsRefused, who, g.until.UTC().Format(time.RFC3339))
+	g.refused = fmt.Errorf("%w of %s when renewing the token (HTTP %d: a changed or expired password or application credential, a deleted application credential, a disabled or locked-out user; update the credentials and reload); not asked again before %s",
+		errCredentialsRefused, who, status, g.until.UTC().Format(time.RFC3339))
 	return g.failures, g.until, g.refused
 }
 
