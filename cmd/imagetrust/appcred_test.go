@@ -101,8 +101,9 @@ func TestApplicationCredentialLogin(t *testing.T) {
 	}
 	for i := 0; i < 2; i++ {
 		oc.login.pc.SetToken("gone-" + uuid.NewString())
-		if _, err := oc.lookup.GetImage(ctx, uuid.NewString()); err == nil || errors.Is(err, proxy.ErrNotFound) || !strings.Contains(err.Error(), "HTTP 404") {
-			t.Fatalf("fail lookup %d with the credential in use deleted: %v (want the refusal, with Keystone's status)", i, err)
+		if _, err := oc.lookup.GetImage(ctx, uuid.NewString()); err == nil || errors.Is(err, proxy.ErrNotFound) || !strings.Contains(err.Error(), "HTTP 404") ||
+			!errors.Is(err, proxy.ErrServiceLogin) {
+			t.Fatalf("fail lookup %d with the credential in use deleted: %v (want the refusal, with Keystone's status, as proxy.ErrServiceLogin: counted against Keystone)", i, err)
 		}
 	}
 	if got := counterValue(t, oc.login.refusals.WithLabelValues("renewal")); got != 1 {

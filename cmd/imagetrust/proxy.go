@@ -315,7 +315,7 @@ func (g *glanceLookup) GetImage(ctx context.Context, id string) (*proxy.Image, e
 		return nil, fmt.Errorf("image %s: %w", id, proxy.ErrNotFound)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("glance: image %s: %w", id, err)
+		return nil, fmt.Errorf("glance: image %s: %w", id, serviceLoginError(err))
 	}
 	return toProxyImage(im), nil
 }
@@ -368,7 +368,7 @@ func (g *glanceLookup) ListTag(ctx context.Context, vo, tag string) ([]*proxy.Im
 		return len(out) <= limit, nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("glance: images of tag %s/%s: %w", vo, tag, err)
+		return nil, fmt.Errorf("glance: images of tag %s/%s: %w", vo, tag, serviceLoginError(err))
 	}
 	if len(out) > limit {
 		out = out[:limit]
@@ -377,6 +377,19 @@ func (g *glanceLookup) ListTag(ctx context.Context, vo, tag string) ([]*proxy.Im
 		}
 	}
 	return out, nil
+}
+
+// serviceLoginError marks err as proxy.ErrServiceLogin when the call
+// failed because the proxy's token could not be renewed (gophercloud's
+// ErrUnableToReauthenticate: Keystone refused the credentials, or could
+// not be reached), so that the gate counts it against Keystone, not Glance.
+func serviceLoginError(err error) error {
+	var pe *gophercloud.ErrUnableToReauthenticate
+	var ve gophercloud.ErrUnableToReauthenticate
+	if errors.As(err, &pe) || errors.As(err, &ve) {
+		return fmt.Errorf("%w: %w", proxy.ErrServiceLogin, err)
+	}
+	return err
 }
 
 func toProxyImage(im *images.Image) *proxy.Image {

@@ -97,7 +97,13 @@ func (p *Proxy) refused(w http.ResponseWriter, g *gateReq, err error) {
 		p.audit(g, "request refused", "reason", "body", "message", be.msg)
 		writeFault(w, g.reqID, http.StatusBadRequest, be.msg+"; the image gate does not forward it.")
 	default:
-		p.o.Metrics.upstreamError(upstreamGlance)
+		if errors.Is(err, ErrServiceLogin) {
+			// Glance was not asked: the proxy's own token could not be
+			// renewed
+			p.o.Metrics.upstreamError(upstreamKeystone)
+		} else {
+			p.o.Metrics.upstreamError(upstreamGlance)
+		}
 		p.o.Metrics.decision("error", "lookup")
 		p.audit(g, "request failed", "reason", "lookup", "err", err)
 		writeFault(w, g.reqID, http.StatusBadGateway, "The image gate could not look up the image in the image service; try again later.")

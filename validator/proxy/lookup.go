@@ -11,6 +11,14 @@ import (
 // ErrNotFound is what a Lookup returns (wrapped or not) for an image that does not exist.
 var ErrNotFound = errors.New("image not found")
 
+// ErrServiceLogin is what a Lookup returns (wrapped) when Glance could not
+// be asked because the proxy's own login to Keystone failed: its service
+// token could not be renewed (Keystone refused its credentials, or could
+// not be reached). The lookup fails as any other (502), but it counts in
+// imagetrust_proxy_upstream_errors_total as service="keystone", not
+// "glance": Glance is not at fault.
+var ErrServiceLogin = errors.New("the proxy's login to Keystone failed")
+
 // Image is a Glance image as the gate needs it.
 type Image struct {
 	ID         string

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -119,14 +120,21 @@ func TestUpstreamErrorCounted(t *testing.T) {
 }
 
 // downLookup is a Glance that cannot be asked.
-type downLookup struct{}
+type downLookup struct{ err error } // nil: Glance's connection refused
 
-func (downLookup) GetImage(context.Context, string) (*Image, error) {
-	return nil, errors.New("glance: connection refused")
+func (d downLookup) error() error {
+	if d.err != nil {
+		return d.err
+	}
+	return errors.New("glance: connection refused")
 }
 
-func (downLookup) ListTag(context.Context, string, string) ([]*Image, error) {
-	return nil, errors.New("glance: connection refused")
+func (d downLookup) GetImage(context.Context, string) (*Image, error) {
+	return nil, d.error()
+}
+
+func (d downLookup) ListTag(context.Context, string, string) ([]*Image, error) {
+	return nil, d.error()
 }
 
 // TestUpstreamErrorsByService: imagetrust_proxy_upstream_errors_total
@@ -149,8 +157,11 @@ func TestUpstreamErrorsByService(t *testing.T) {
 		{"keystone", nil, "down", serverBody(idGood), http.StatusServiceUnavailable},
 		{"cinder", nil, "good-" + userProject, volume, http.StatusBadGateway},
 		{"glance", downLookup{}, "good-" + userProject, serverBody(idGood), http.StatusBadGateway},
+		// the lookup failed because the proxy's own token could not be
+		// renewed: Keystone's fault, not Glance's
+		{"keystone", downLookup{err: fmt.Errorf("glance: image x: Unable to re-authenticate: %w", ErrServiceLogin)}, "good-" + userProject, serverBody(idGood), http.StatusBadGateway},
 	} {
-		t.Run("ok "+tc.service, func(t *testing.T) {
+		t.Run("ok "+tc.service+" "+tc.token, func(t *testing.T) {
 			g := newGate(t, f, nova.srv.URL, func(o *Options) {
 				o.Identity = hostileIdentity{}
 				o.Volumes = hostileVolumes{}
