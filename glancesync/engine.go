@@ -386,12 +386,17 @@ func (s *Syncer) Run(ctx context.Context) (*Report, error) {
 		}
 		byID[im.ID] = im
 	}
+	// a dry run asks too (reads only: Glance's stores and import
+	// methods), so that it fails where the pass would, a wrong
+	// sync.stores say, and plans as if staging
 	mode := ingest{stage: true, canImport: true}
+	m, err := s.ingestMode(ctx)
+	if err != nil {
+		s.m.Errors.Inc()
+		return &rp.r, err
+	}
 	if !s.o.DryRun {
-		if mode, err = s.ingestMode(ctx); err != nil {
-			s.m.Errors.Inc()
-			return &rp.r, err
-		}
+		mode = m
 	}
 
 	// Plan and run the per-bundle work, transfers bounded by sync.parallel.

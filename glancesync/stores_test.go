@@ -81,6 +81,15 @@ func TestSyncStores(t *testing.T) {
 				if n := e.counter.writes.Load() - before; n != 0 {
 					t.Errorf("the refused pass made %d Glance writes", n)
 				}
+				// a dry run (sync --dry-run) says so too
+				o.DryRun = true
+				s, err = New(o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := s.Run(context.Background()); err == nil || !strings.Contains(err.Error(), tc.errWant) {
+					t.Fatalf("dry run: err = %v, want %q", err, tc.errWant)
+				}
 				return
 			}
 			r := run(t, o)
