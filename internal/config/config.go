@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -739,21 +738,17 @@ func checkStores(stores []string, ingest string) error {
 	return nil
 }
 
-// varName is what a template can refer to as {{ var.NAME }}.
-var varName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-
-// checkContextVars refuses a [contextualise.vars] name no template can
-// refer to, and one named like a [contextualise] setting: TOML makes every
-// key after the [contextualise.vars] header a variable, so "dir" or
-// "site_name" there is a setting written in the wrong place, and the
-// setting itself silently left at its default.
+// checkContextVars refuses a [contextualise.vars] variable named like a
+// [contextualise] setting: TOML makes every key after the
+// [contextualise.vars] header a variable, so "dir" or "site_name" there is
+// a setting written in the wrong place, and the setting itself silently
+// left at its default. (A variable no fragment uses, such as one named so
+// that no template can refer to it, is warned of by the proxy at start:
+// Site.UnusedVars.)
 func checkContextVars(vars map[string]string) error {
 	for _, n := range slices.Sorted(maps.Keys(vars)) {
 		if n == "dir" || n == "site_name" {
 			return keyErrorf("contextualise.vars."+n, ": a variable named like the [contextualise] setting %q: TOML puts every key after the [contextualise.vars] header into the variables; move it above that header", n)
-		}
-		if !varName.MatchString(n) {
-			return keyErrorf("contextualise.vars", ": %q can never be used: a template refers to a variable as {{ var.NAME }}, NAME being letters, digits and _ (not a digit first)", n)
 		}
 	}
 	return nil
