@@ -573,7 +573,18 @@
 //
 // On a machine this loaded the intervals are too wide to say more than
 // that the gate's rate is about nginx-auto's; the CPU a request, steadier,
-// says the same.
+// says the same. Once the machine was quiet again (load 1.4 at the start,
+// no other jobs), one run of 11 x 2 s at the session's final code:
+//
+//	paired (interval)                 small                  detail
+//	gate-proc/nginx                   1.01 [0.97, 1.09]      1.11 [1.07, 1.15]
+//	gate-proc/nginx-auto              0.95 [0.94, 1.03]      1.01 [0.97, 1.11]
+//	gate-proc/nginx-xf                1.03 [0.98, 1.09]      1.17 [1.11, 1.21]
+//	gate-proc/nginx-auto-xf           0.97 [0.93, 1.03]      1.08 [0.95, 1.13]
+//
+// the same picture as on 2026-11-26: on the 100-byte answer over plain
+// HTTP a few per cent under nginx's two workers, not shown to be at least
+// their rate.
 //
 //	go test ./validator/proxy -run '^$' -bench 'PassThrough$' -benchtime 50000x
 //	go test ./validator/proxy -run '^$' -bench PassThroughWrk -benchtime 1x
