@@ -114,30 +114,13 @@ func (c countLogins) RoundTrip(r *http.Request) (*http.Response, error) {
 func TestProxyLoginHoldOff(t *testing.T) {
 	c := ostest.Start(t, ostest.Options{})
 	ctx := context.Background()
-	idc, err := openstack.NewIdentityV3(c.Provider(t, ostest.CloudAdmin), gophercloud.EndpointOpts{Region: "RegionOne"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	user := proxyUser(t, c, idc, "reader", "service")
-	var mu sync.Mutex
-	vars := map[string]string{}
-	for _, k := range []string{"OS_AUTH_URL", "OS_USERNAME", "OS_PASSWORD", "OS_PROJECT_ID", "OS_USER_DOMAIN_NAME", "OS_REGION_NAME"} {
-		vars[k] = user(k)
-	}
-	getenv := func(k string) string { mu.Lock(); defer mu.Unlock(); return vars[k] }
-	setPassword := func(p string) { mu.Lock(); defer mu.Unlock(); vars["OS_PASSWORD"] = p }
-	pages, err := users.List(idc, users.ListOpts{Name: vars["OS_USERNAME"]}).AllPages(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	found, err := users.ExtractUsers(pages)
-	if err != nil || len(found) != 1 {
-		t.Fatalf("user %s: %v %v", vars["OS_USERNAME"], found, err)
-	}
+	e := newUserEnv(t, c, "reader", "service")
+	idc, getenv := e.idc, e.get
+	setPassword := func(p string) { e.set("OS_PASSWORD", p) }
 	rotate := func() string {
 		t.Helper()
 		p := uuid.NewString()
-		if _, err := users.Update(ctx, idc, found[0].ID, users.UpdateOpts{Password: p}).Extract(); err != nil {
+		if _, err := users.Update(ctx, idc, e.id, users.UpdateOpts{Password: p}).Extract(); err != nil {
 			t.Fatal(err)
 		}
 		return p
@@ -206,7 +189,7 @@ func TestProxyLoginHoldOff(t *testing.T) {
 	if n := strings.Count(logs.String(), "keystone refused the credentials when renewing the token"); n != 3 {
 		t.Fatalf("%d refusals logged, want 3 (one per refusal):\n%s", n, logs.String())
 	}
-	for _, want := range []string{`user="user \"` + vars["OS_USERNAME"] + `\""`, "refusals_in_a_row=3", "next_attempt=" + now.Add(time.Minute).UTC().Format(time.RFC3339)} {
+	for _, want := range []string{`user="user \"` + e.get("OS_USERNAME") + `\""`, "refusals_in_a_row=3", "next_attempt=" + now.Add(time.Minute).UTC().Format(time.RFC3339)} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("the log does not say %s:\n%s", want, logs.String())
 		}
@@ -252,19 +235,9 @@ func TestProxyLoginHoldOff(t *testing.T) {
 func TestReloadKeepsWorkingCredentials(t *testing.T) {
 	c := ostest.Start(t, ostest.Options{})
 	ctx := context.Background()
-	idc, err := openstack.NewIdentityV3(c.Provider(t, ostest.CloudAdmin), gophercloud.EndpointOpts{Region: "RegionOne"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	user := proxyUser(t, c, idc, "reader")
-	var mu sync.Mutex
-	vars := map[string]string{}
-	for _, k := range []string{"OS_AUTH_URL", "OS_USERNAME", "OS_PASSWORD", "OS_PROJECT_ID", "OS_USER_DOMAIN_NAME", "OS_REGION_NAME"} {
-		vars[k] = user(k)
-	}
-	getenv := func(k string) string { mu.Lock(); defer mu.Unlock(); return vars[k] }
-	set := func(k, v string) { mu.Lock(); defer mu.Unlock(); vars[k] = v }
-	good := vars["OS_PASSWORD"]
+	e := newUserEnv(t, c, "reader")
+	idc, getenv, set := e.idc, e.get, e.set
+	good := e.get("OS_PASSWORD")
 
 	logs := &ittestutil.SyncBuffer{}
 	oc, err := openProxyClients(ctx, "", "self", "allow", getenv, slog.New(slog.NewTextHandler(logs, nil)))
@@ -274,7 +247,7 @@ func TestReloadKeepsWorkingCredentials(t *testing.T) {
 	wrong := "typo-" + uuid.NewString()
 	set("OS_PASSWORD", wrong)
 	err = oc.login.reload(ctx)
-	if !errors.Is(err, errCredentialsRefused) || !strings.Contains(err.Error(), vars["OS_USERNAME"]) || strings.Contains(err.Error(), wrong) {
+	if !errors.Is(err, errCredentialsRefused) || !strings.Contains(err.Error(), e.get("OS_USERNAME")) || strings.Contains(err.Error(), wrong) {
 		t.Fatalf("reload with a wrong password: %v", err)
 	}
 	if got := counterValue(t, oc.login.refusals.WithLabelValues("reload")); got != 1 {
@@ -292,15 +265,7 @@ func TestReloadKeepsWorkingCredentials(t *testing.T) {
 	// another project (the user may log in to it): refused, the mirror
 	// project is fixed at start
 	_, demoProject := tokenIDs(t, c.Provider(t, ostest.CloudDemo))
-	pages, err := users.List(idc, users.ListOpts{Name: vars["OS_USERNAME"]}).AllPages(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	found, err := users.ExtractUsers(pages)
-	if err != nil || len(found) != 1 {
-		t.Fatalf("user %s: %v %v", vars["OS_USERNAME"], found, err)
-	}
-	if err := roles.Assign(ctx, idc, roleID(t, idc, "reader"), roles.AssignOpts{UserID: found[0].ID, ProjectID: demoProject}).ExtractErr(); err != nil {
+	if err := roles.Assign(ctx, idc, roleID(t, idc, "reader"), roles.AssignOpts{UserID: e.id, ProjectID: demoProject}).ExtractErr(); err != nil {
 		t.Fatal(err)
 	}
 	set("OS_PASSWORD", good)
@@ -376,31 +341,16 @@ func TestWrongPasswordAtStart(t *testing.T) {
 func TestReloadUnchangedInHoldOff(t *testing.T) {
 	c := ostest.Start(t, ostest.Options{})
 	ctx := context.Background()
-	idc, err := openstack.NewIdentityV3(c.Provider(t, ostest.CloudAdmin), gophercloud.EndpointOpts{Region: "RegionOne"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	user := proxyUser(t, c, idc, "reader")
-	vars := map[string]string{}
-	for _, k := range []string{"OS_AUTH_URL", "OS_USERNAME", "OS_PASSWORD", "OS_PROJECT_ID", "OS_USER_DOMAIN_NAME", "OS_REGION_NAME"} {
-		vars[k] = user(k)
-	}
-	pages, err := users.List(idc, users.ListOpts{Name: vars["OS_USERNAME"]}).AllPages(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	found, err := users.ExtractUsers(pages)
-	if err != nil || len(found) != 1 {
-		t.Fatalf("user %s: %v %v", vars["OS_USERNAME"], found, err)
-	}
+	e := newUserEnv(t, c, "reader")
+	idc := e.idc
 	setPassword := func(p string) {
 		t.Helper()
-		if _, err := users.Update(ctx, idc, found[0].ID, users.UpdateOpts{Password: p}).Extract(); err != nil {
+		if _, err := users.Update(ctx, idc, e.id, users.UpdateOpts{Password: p}).Extract(); err != nil {
 			t.Fatal(err)
 		}
 	}
 	logs := &ittestutil.SyncBuffer{}
-	oc, err := openProxyClients(ctx, "", "self", "allow", func(k string) string { return vars[k] }, slog.New(slog.NewTextHandler(logs, nil)))
+	oc, err := openProxyClients(ctx, "", "self", "allow", e.get, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -428,7 +378,7 @@ func TestReloadUnchangedInHoldOff(t *testing.T) {
 	// reloaded unchanged while Keystone still refuses: one login, counted,
 	// and the hold-off is now the second refusal's (2 minutes)
 	err = oc.login.reload(ctx)
-	if !errors.Is(err, errCredentialsRefused) || strings.Contains(err.Error(), vars["OS_PASSWORD"]) {
+	if !errors.Is(err, errCredentialsRefused) || strings.Contains(err.Error(), e.get("OS_PASSWORD")) {
 		t.Fatalf("fail reload of unchanged, refused credentials: %v", err)
 	}
 	if n := logins.Load(); n != 2 {
@@ -443,7 +393,7 @@ func TestReloadUnchangedInHoldOff(t *testing.T) {
 	}
 
 	// Keystone's side set right, the file untouched: a reload works at once
-	setPassword(vars["OS_PASSWORD"])
+	setPassword(e.get("OS_PASSWORD"))
 	// Keystone's revocation of the user's tokens (the password change)
 	// holds for every token issued within its second
 	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(1100 * time.Millisecond)))
@@ -456,7 +406,7 @@ func TestReloadUnchangedInHoldOff(t *testing.T) {
 	if err := lookup(); err != nil {
 		t.Fatalf("lookup after the reload: %v", err)
 	}
-	if !strings.Contains(logs.String(), "keystone accepts the credentials in use again") || strings.Contains(logs.String(), vars["OS_PASSWORD"]) {
+	if !strings.Contains(logs.String(), "keystone accepts the credentials in use again") || strings.Contains(logs.String(), e.get("OS_PASSWORD")) {
 		t.Errorf("log:\n%s", logs.String())
 	}
 	// no hold-off now: an unchanged reload makes no login
@@ -464,3 +414,44 @@ func TestReloadUnchangedInHoldOff(t *testing.T) {
 		t.Fatalf("reload of unchanged, working credentials: %v, %d logins; want none", err, logins.Load())
 	}
 }
+
+// userEnv is a user of the test's own with roles on the mirror project
+// (proxyUser), as the OS_* variables of a daemon's credentials, which the
+// test may change under the running clients (a reload reads them again).
+type userEnv struct {
+	idc *gophercloud.ServiceClient // the admin's identity client
+	id  string                     // the user's id
+
+	mu   sync.Mutex
+	vars map[string]string
+}
+
+func newUserEnv(t *testing.T, c *ostest.Cloud, roleNames ...string) *userEnv {
+	t.Helper()
+	ctx := context.Background()
+	idc, err := openstack.NewIdentityV3(c.Provider(t, ostest.CloudAdmin), gophercloud.EndpointOpts{Region: "RegionOne"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	user := proxyUser(t, c, idc, roleNames...)
+	e := &userEnv{idc: idc, vars: map[string]string{}}
+	for _, k := range []string{"OS_AUTH_URL", "OS_USERNAME", "OS_PASSWORD", "OS_PROJECT_ID", "OS_USER_DOMAIN_NAME", "OS_REGION_NAME"} {
+		e.vars[k] = user(k)
+	}
+	pages, err := users.List(idc, users.ListOpts{Name: e.vars["OS_USERNAME"]}).AllPages(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found, err := users.ExtractUsers(pages)
+	if err != nil || len(found) != 1 {
+		t.Fatalf("user %s: %v %v", e.vars["OS_USERNAME"], found, err)
+	}
+	e.id = found[0].ID
+	return e
+}
+
+// get is the daemon's getenv.
+func (e *userEnv) get(k string) string { e.mu.Lock(); defer e.mu.Unlock(); return e.vars[k] }
+
+// set changes a variable, as an operator edits the file.
+func (e *userEnv) set(k, v string) { e.mu.Lock(); defer e.mu.Unlock(); e.vars[k] = v }
