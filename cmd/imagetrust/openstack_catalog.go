@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -42,14 +43,7 @@ func tokenCatalog(pc *gophercloud.ProviderClient) *tokens.ServiceCatalog {
 
 // endpointRegion is the region an endpoint is in ("" when none).
 func endpointRegion(ep tokens.Endpoint) string {
-	return cmpOrString(ep.RegionID, ep.Region)
-}
-
-func cmpOrString(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
+	return cmp.Or(ep.RegionID, ep.Region)
 }
 
 // checkRegion reports a region (region_name, OS_REGION_NAME) that no
