@@ -407,7 +407,9 @@ func (fc *fastConn) watchClient() {
 	case n == 1:
 		fc.src.pending = w.b[:1]
 	case err != nil && !isTimeoutErr(err):
-		// the client went away
+		// the client went away: its context ends first, so that whatever
+		// fails of the exchange interrupted next finds it ended
+		fc.cancel()
 		w.mu.Lock()
 		w.gone = true
 		if w.up != nil {
@@ -415,7 +417,6 @@ func (fc *fastConn) watchClient() {
 			w.interrupted = true
 		}
 		w.mu.Unlock()
-		fc.cancel()
 	}
 }
 

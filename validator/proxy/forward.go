@@ -390,14 +390,20 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request) {
 		watch, stop := interruptOnGone(w, ctx, uc)
 		resp, err := p.exchange(uc, r, w, now)
 		if err != nil {
-			stopInterrupt(watch, stop)
+			// interrupted: the client went away, which is what failed
+			// the exchange (the fast server's watch interrupts it a moment
+			// before it cancels ctx, so ctx.Err alone may not tell yet)
+			gone := !stopInterrupt(watch, stop)
 			uc.c.Close()
 			var stale *staleConnError
 			if errors.As(err, &stale) {
-				if reused && attempt == 0 && ctx.Err() == nil {
+				if reused && attempt == 0 && !gone && ctx.Err() == nil {
 					continue // the upstream had closed the idle connection
 				}
 				err = stale.err
+			}
+			if gone {
+				err = fmt.Errorf("%w: the client went away: %w", context.Canceled, err)
 			}
 			p.forwardError(w, r, err)
 			return
