@@ -176,6 +176,12 @@ func (d *Descriptor) check() error {
 	if strings.ContainsFunc(d.URI, unicode.IsControl) {
 		return fmt.Errorf("descriptor field uri %s: control characters (C0, DEL, C1) are not allowed", quoteShort(d.URI))
 	}
+	// nor written percent-encoded in the path: %0A or %C2%9B would become
+	// a line break or a terminal escape in the local file name a site opens
+	// and logs (a query or fragment is never decoded into a file name)
+	if strings.ContainsFunc(u.Path, unicode.IsControl) {
+		return fmt.Errorf("descriptor field uri %s: percent-encoded control characters (C0, DEL, C1) in the path are not allowed", quoteShort(d.URI))
+	}
 	switch u.Scheme {
 	case "", "file", "https", "http":
 	default:

@@ -118,6 +118,13 @@ func TestDescriptorTextControl(t *testing.T) {
 		{"fail uri C1 CSI", `"uri":"`, `"uri":"https://x/img\u009b31m`, "uri"},
 		{"fail uri C1 next line", `"uri":"`, `"uri":"img\u0085`, "uri"},
 		{"fail uri C0 escape", `"uri":"`, `"uri":"img\u001b[31m`, "uri"},
+		// nor percent-encoded in the path, which becomes a local file name
+		{"fail uri percent-encoded line feed", `"uri":"`, `"uri":"img%0aevil`, "uri"},
+		{"fail uri percent-encoded NUL", `"uri":"`, `"uri":"file:///srv/img%00`, "uri"},
+		{"fail uri percent-encoded C1 CSI", `"uri":"`, `"uri":"https://x/img%c2%9b31m`, "uri"},
+		{"fail uri percent-encoded DEL", `"uri":"`, `"uri":"img%7F`, "uri"},
+		{"ok uri percent-encoded space and hash", `"uri":"`, `"uri":"my%20img%23`, ""},
+		{"ok uri line feed in the query", `"uri":"`, `"uri":"https://x/img?a=%0a`, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := ParseDescriptor([]byte(strings.Replace(goodDescriptor, c.from, c.to, 1)))
