@@ -80,8 +80,9 @@ func cmdCRL(ctx context.Context, e *env, args []string) int {
 
 	// In daemon mode SIGHUP means reload: catch it from now on, so that one
 	// arriving while authenticating does not kill the process.
+	daemon := !*once && !*dry
 	var hup chan os.Signal
-	if !*once && !*dry {
+	if daemon {
 		hup = make(chan os.Signal, 1)
 		signal.Notify(hup, syscall.SIGHUP)
 		defer signal.Stop(hup)
@@ -90,23 +91,41 @@ func cmdCRL(ctx context.Context, e *env, args []string) int {
 	if cloudName == "" {
 		cloudName = e.getenv("OS_CLOUD")
 	}
-	login, sc, err := crlImageClient(ctx, e, cloudName, log)
-	if code := loginExit(err); err != nil && code != exitInvalid {
-		// no cloud, credentials that can't be used as they are, or
-		// credentials Keystone refuses (78)
-		return fail(e, code, "crl: %v", err)
-	}
-	if err != nil {
-		log.Error("openstack authentication failed", "err", err)
-		return exitInvalid
-	}
-	project := login.project
-	log.Info("authenticated", "mirror_project", project)
-	cat := &glanceCatalog{sc: sc, owner: project}
-
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := crl.NewMetrics(reg)
+	// the daemon's /metrics and /healthz from its start: up while it
+	// waits for OpenStack (503), and a listen address that is taken is
+	// told before any request
+	var health *startHealth
+	var wait *startWait
+	if daemon {
+		if cfg.CRL.Listen != "" {
+			health = &startHealth{}
+			stop, err := serveMetrics("crl.listen", cfg.CRL.Listen, reg, health, log)
+			if err != nil {
+				log.Error("cannot serve metrics and /healthz: not starting", "err", err)
+				return exitUsage
+			}
+			defer stop()
+		}
+		wait = newStartWait(log, reg, health)
+	}
+	type clients struct {
+		login *keystoneLogin
+		sc    *gophercloud.ServiceClient
+	}
+	cl, err := startOpen(ctx, wait, func(ctx context.Context) (clients, error) {
+		login, sc, err := crlImageClient(ctx, e, cloudName, log)
+		return clients{login, sc}, err
+	})
+	if err != nil {
+		return startFailed(e, log, "crl", "openstack authentication failed", err)
+	}
+	login := cl.login
+	project := login.project
+	log.Info("authenticated", "mirror_project", project)
+	cat := &glanceCatalog{sc: cl.sc, owner: project}
 	login.register(reg)
 	printReport := func(rep *crl.Report) {
 		if *reportJSON {
@@ -160,7 +179,7 @@ func cmdCRL(ctx context.Context, e *env, args []string) int {
 		}
 		return code
 	}
-	return crlDaemon(ctx, log, cfg, *cfgPath, jc, cat, metrics, reg, hup, printReport, login)
+	return crlDaemon(ctx, log, cfg, *cfgPath, jc, cat, metrics, reg, hup, printReport, login, health)
 }
 
 // crlJobConfig turns the configuration into the job's: the CAs of
@@ -249,26 +268,21 @@ func crlJobConfig(cfg *config.Config) (crl.JobConfig, []string, error) {
 	}, warnings, nil
 }
 
-// crlDaemon runs the job at once and then every interval plus jitter, serves
-// /metrics and /healthz on crl.listen, and reloads the configuration and
-// the CAs on SIGHUP (interval, jitter and listen need a restart).
+// crlDaemon runs the job at once and then every interval plus jitter,
+// answers /healthz on crl.listen through sh (nil: none; cmdCRL serves it
+// and /metrics from the start), and reloads the configuration and the CAs
+// on SIGHUP (interval, jitter and listen need a restart).
 func crlDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path string, jc crl.JobConfig,
-	cat crl.Catalog, metrics *crl.Metrics, reg *prometheus.Registry, hup <-chan os.Signal, printReport func(*crl.Report), login *keystoneLogin) int {
+	cat crl.Catalog, metrics *crl.Metrics, reg *prometheus.Registry, hup <-chan os.Signal, printReport func(*crl.Report), login *keystoneLogin,
+	sh *startHealth) int {
 	var cur atomic.Pointer[crl.Job]
 	cur.Store(crl.NewJob(jc, cat, log, metrics))
 	interval, jitter := max(cfg.CRL.Interval.Duration, time.Second), cfg.CRL.Jitter.Duration
 	reloads := newReloadMetrics(reg, time.Now())
 	// (interval and jitter take a restart: the window is fixed)
 	health := newPassHealth(time.Now(), 2*interval+jitter+time.Minute, "CRL run")
-
-	if cfg.CRL.Listen != "" {
-		stop, err := serveMetrics("crl.listen", cfg.CRL.Listen, reg, health, log)
-		if err != nil {
-			log.Error("cannot serve metrics and /healthz: not starting", "err", err)
-			return exitUsage
-		}
-		defer stop()
-	}
+	// /healthz (crl.listen), served since the start (cmdCRL)
+	sh.started(health)
 
 	go func() {
 		for {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,4 +47,40 @@ func serveMetrics(key, addr string, reg *prometheus.Registry, health http.Handle
 		_ = srv.Shutdown(sctx)
 		wg.Wait()
 	}, nil
+}
+
+// startHealth is the /healthz of a daemon from its start on: while it
+// waits for OpenStack (startWait), 503 with the reason; once its passes
+// run (started), their passHealth answers. The proxy uses it only while
+// it waits: proxy.Serve has a /healthz of its own.
+type startHealth struct {
+	why    atomic.Pointer[string]
+	passes atomic.Pointer[passHealth]
+}
+
+// waiting sets what the 503 says.
+func (h *startHealth) waiting(why string) {
+	if h != nil {
+		h.why.Store(&why)
+	}
+}
+
+// started hands /healthz over to the daemon's passes.
+func (h *startHealth) started(p *passHealth) {
+	if h != nil {
+		h.passes.Store(p)
+	}
+}
+
+// ServeHTTP implements /healthz.
+func (h *startHealth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p := h.passes.Load(); p != nil {
+		p.ServeHTTP(w, r)
+		return
+	}
+	why := "starting: logging in to Keystone"
+	if s := h.why.Load(); s != nil {
+		why = *s
+	}
+	http.Error(w, why, http.StatusServiceUnavailable)
 }

@@ -7,12 +7,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"reflect"
 	"runtime/debug"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
@@ -202,9 +206,11 @@ func openLogin(ctx context.Context, cloud string, getenv func(string) string, lo
 }
 
 // loginExit is the exit status of a daemon or --once run whose openLogin
-// failed with err at start: 78 when Keystone refused the credentials, 2 for
-// credentials that can't be used as they are, 1 otherwise (Keystone
-// unreachable: systemd may well try again).
+// (or a service client after it) failed with err at start: 78 when
+// Keystone refused the credentials, 2 for credentials that can't be used
+// as they are or a catalog without the service, 1 otherwise (a --once run
+// that found Keystone unreachable: its timer tries again; a daemon waits
+// for a transient failure, startOpen, and exits 1 for the others).
 func loginExit(err error) int {
 	switch {
 	case errors.Is(err, errCredentialsRefused):
@@ -213,6 +219,184 @@ func loginExit(err error) int {
 		return exitUsage
 	}
 	return exitInvalid
+}
+
+// startFailed reports the failed start-up of a daemon or --once run of
+// cmd (openLogin and its service clients, through startOpen) and returns
+// its exit status, loginExit's: a daemon stopped while it waited for
+// OpenStack (errStopping) logs "stopping" and exits 0; credentials
+// Keystone refused (78) and what can't work as configured (2) go to
+// stderr, "imagetrust: CMD: ..."; any other failure (1) is logged at
+// ERROR with msg or, when msg is "", goes to stderr too.
+func startFailed(e *env, log *slog.Logger, cmd, msg string, err error) int {
+	if errors.Is(err, errStopping) {
+		log.Info("stopping")
+		return exitOK
+	}
+	code := loginExit(err)
+	if code != exitInvalid || msg == "" {
+		return fail(e, code, "%s: %v", cmd, err)
+	}
+	log.Error(msg, "err", err)
+	return code
+}
+
+// A daemon (sync, crl, proxy; not --once) that cannot reach Keystone or
+// its services at start waits for them instead of exiting: after a
+// site's power-up its hosts are often up minutes before Keystone, and a
+// daemon that exited each time had systemd restart it every few seconds,
+// each restart a login attempt and a few journal lines (and, with a
+// shorter RestartSec, the unit's start limit reached: failed for good).
+// Each attempt that fails for a transient reason (transientStartError:
+// refused, reset or timed-out connections, DNS, HTTP 5xx or 429) is
+// logged at WARN once, with the reason and the time of the next; the
+// next comes after startFirstWait, doubled for each failure in a row, at
+// most startMaxWait, each wait up to a fifth shorter at random (the
+// daemons of a site that started together do not ask in step). Credentials
+// refused (exit 78) and configuration errors (2) still end the start at
+// once: waiting cannot mend them.
+const (
+	startFirstWait = time.Second
+	// startMaxWait caps the wait: a daemon notices Keystone back within
+	// half a minute, at the cost of one connection or one request to a
+	// service that is down (never a failed login: a refusal ends the
+	// wait) every half minute, negligible for Keystone, Glance and Nova
+	// even from every daemon of a site at once.
+	startMaxWait = 30 * time.Second
+)
+
+// errStopping is the end of a daemon's wait for OpenStack at start: it
+// was told to stop (SIGTERM).
+var errStopping = errors.New("stopped while waiting for OpenStack at start")
+
+// startWait is a daemon's wait for OpenStack at start (see startFirstWait).
+type startWait struct {
+	log        *slog.Logger
+	health     *startHealth // nil: no /healthz
+	first, max time.Duration
+	failures   prometheus.Counter
+	waiting    prometheus.Gauge
+}
+
+// newStartWait is the wait of a daemon logging to log, with its metrics in
+// reg and its /healthz (nil: none) 503 while it waits.
+func newStartWait(log *slog.Logger, reg prometheus.Registerer, health *startHealth) *startWait {
+	w := &startWait{log: log, health: health, first: startFirstWait, max: startMaxWait,
+		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "imagetrust_start_failures_total",
+			Help: "Attempts at the daemon's start to log in to Keystone and reach the services it needs that failed for a transient reason (connection refused, reset or timed out, DNS, HTTP 5xx or 429); it tries again after 1, 2, 4 ... 30 seconds."}),
+		waiting: prometheus.NewGauge(prometheus.GaugeOpts{Name: "imagetrust_start_waiting",
+			Help: "1 while the daemon waits at its start for Keystone and the services it needs (serving only /metrics and a 503 /healthz), 0 once it has started."}),
+	}
+	reg.MustRegister(w.failures, w.waiting)
+	return w
+}
+
+// delay is the wait after n failed attempts in a row.
+func (w *startWait) delay(n int) time.Duration {
+	d := min(w.first<<min(n-1, 16), w.max)
+	return d - rand.N(d/5+1)
+}
+
+// startOpen runs open (a login and the service clients on it) until it
+// succeeds, fails for a reason that is not transient (its error
+// returned), or ctx ends (errStopping). Without a wait (w nil: --once,
+// the CLI) open runs once and its error is returned as it is.
+func startOpen[T any](ctx context.Context, w *startWait, open func(context.Context) (T, error)) (T, error) {
+	var zero T
+	if w == nil {
+		return open(ctx)
+	}
+	w.waiting.Set(1)
+	defer w.waiting.Set(0)
+	since := time.Now()
+	for n := 1; ; n++ {
+		v, err := attemptStart(ctx, open)
+		if ctx.Err() != nil {
+			return zero, errStopping
+		}
+		if err == nil {
+			if n > 1 {
+				w.log.Info("OpenStack reachable: starting", "attempts", n, "waited", time.Since(since).Round(time.Second))
+			}
+			return v, nil
+		}
+		if !transientStartError(err) {
+			return zero, err
+		}
+		w.failures.Inc()
+		d := w.delay(n)
+		next := time.Now().Add(d).UTC().Format(time.RFC3339)
+		w.log.Warn("OpenStack not reachable at start; waiting for it", "err", err, "attempt", n,
+			"next_attempt", next, "retry_in", d.Round(time.Millisecond))
+		w.health.waiting(fmt.Sprintf("waiting for OpenStack at start since %s: attempt %d failed: %v; next attempt at %s",
+			since.UTC().Format(time.RFC3339), n, err, next))
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return zero, errStopping
+		case <-t.C:
+		}
+	}
+}
+
+// attemptStart runs open, returning at once when ctx ends: gophercloud's
+// service discovery takes no context, and a service that accepts the
+// connection and never answers holds it up to responseHeaderTimeout. An
+// attempt left behind ends on its own; its result is dropped.
+func attemptStart[T any](ctx context.Context, open func(context.Context) (T, error)) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		v, err := open(ctx)
+		ch <- result{v, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.v, r.err
+	case <-ctx.Done():
+		var zero T
+		return zero, ctx.Err()
+	}
+}
+
+// transientStartError reports whether a failed start-up login (or a
+// service's version discovery after it) may work when asked again
+// unchanged: the service is not (yet) reachable, or answers that it can't
+// serve now. Credentials refused and configuration errors are not; nor
+// are a TLS certificate the client does not trust, a 4xx other than 429
+// (a wrong auth_url gets 404), or an answer that is no Keystone's (a
+// document that does not parse).
+func transientStartError(err error) bool {
+	if err == nil || errors.Is(err, errUsage) || errors.Is(err, errCredentialsRefused) || certificateHint(err) != "" {
+		return false
+	}
+	var ue gophercloud.ErrUnexpectedResponseCode
+	var pue *gophercloud.ErrUnexpectedResponseCode
+	switch {
+	case errors.As(err, &ue):
+		return ue.Actual >= 500 || ue.Actual == http.StatusTooManyRequests
+	case errors.As(err, &pue):
+		return pue.Actual >= 500 || pue.Actual == http.StatusTooManyRequests
+	}
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		// the resolver or the name's zone not up yet; a name mistyped
+		// waits too, said at WARN at every attempt
+		return true
+	}
+	for _, e := range []error{syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.ECONNABORTED, syscall.EHOSTUNREACH,
+		syscall.ENETUNREACH, syscall.EHOSTDOWN, syscall.ENETDOWN, syscall.ETIMEDOUT, syscall.EPIPE,
+		io.EOF, io.ErrUnexpectedEOF, context.DeadlineExceeded} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // tokenProject is the id of the project pc's token is scoped to.

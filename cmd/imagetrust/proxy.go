@@ -86,21 +86,6 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 	if cloudName == "" {
 		cloudName = e.getenv("OS_CLOUD")
 	}
-	oc, err := openProxyClients(ctx, cloudName, cfg.Proxy.TokenValidation, cfg.Proxy.VolumePolicy, e.getenv, log)
-	if code := loginExit(err); err != nil && code != exitInvalid {
-		// no cloud, credentials that can't be used as they are, or
-		// credentials Keystone refuses (78)
-		return fail(e, code, "proxy: %v", err)
-	}
-	if err != nil {
-		return fail(e, exitInvalid, "proxy: %v", err)
-	}
-	lookup, identity, volumePolicy, volumes := oc.lookup, oc.identity, oc.volumePolicy, oc.volumes
-	log.Info("proxy service credentials", "cloud", cloudName, "mirror_project", lookup.owner, "token_validation", cfg.Proxy.TokenValidation)
-	for _, w := range unmanagedProjectWarnings(cfg.Proxy.UnmanagedProjects, lookup.owner) {
-		log.Warn("proxy.unmanaged_projects may not work as meant", "warning", w)
-	}
-
 	var hook proxy.UserData
 	if cfg.Context.Dir != "" {
 		site, err := contextualise.LoadSite(cfg.Context.Dir)
@@ -128,7 +113,40 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 	}
 	reloads := newReloadMetrics(reg, time.Now())
 	registerTrustMetrics(reg, decider.t.Load)
+	// The gate listens once the proxy has logged in and reached the
+	// services it needs, not before: a load balancer's check (a TCP
+	// connect, or a request) then finds it down and sends boots to a
+	// proxy that can judge them, where a gate answering 503 would take
+	// them (a TCP check sees it up) and fail each; and without Keystone
+	// Nova itself can take no request. Meanwhile metrics_listen answers
+	// /healthz 503 with the reason, and /metrics.
+	var stopHealth func()
+	var health *startHealth
+	if cfg.Proxy.MetricsListen != "" {
+		health = &startHealth{}
+		if stopHealth, err = serveMetrics("proxy.metrics_listen", cfg.Proxy.MetricsListen, reg, health, log); err != nil {
+			return fail(e, exitInvalid, "proxy: %v", err)
+		}
+		// (proxy.Serve serves /healthz and /metrics once the gate listens)
+		defer func() {
+			if stopHealth != nil {
+				stopHealth()
+			}
+		}()
+	}
+	oc, err := startOpen(ctx, newStartWait(log, reg, health), func(ctx context.Context) (*proxyClients, error) {
+		return openProxyClients(ctx, cloudName, cfg.Proxy.TokenValidation, cfg.Proxy.VolumePolicy, e.getenv, log)
+	})
+	if err != nil {
+		return startFailed(e, log, "proxy", "", err)
+	}
 	oc.login.register(reg)
+	lookup, identity, volumePolicy, volumes := oc.lookup, oc.identity, oc.volumePolicy, oc.volumes
+	log.Info("proxy service credentials", "cloud", cloudName, "mirror_project", lookup.owner, "token_validation", cfg.Proxy.TokenValidation)
+	for _, w := range unmanagedProjectWarnings(cfg.Proxy.UnmanagedProjects, lookup.owner) {
+		log.Warn("proxy.unmanaged_projects may not work as meant", "warning", w)
+	}
+
 	gate, err := proxy.New(proxy.Options{
 		Upstream: upstream, PublicURL: public, Lookup: lookup, Decider: decider,
 		MirrorProject: lookup.owner, UnmanagedProjects: cfg.Proxy.UnmanagedProjects,
@@ -179,6 +197,10 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 		}
 	}()
 
+	if stopHealth != nil {
+		stopHealth()
+		stopHealth = nil
+	}
 	err = proxy.Serve(ctx, gate, proxy.ServerOptions{
 		Listen: cfg.Proxy.Listen, HealthListen: cfg.Proxy.MetricsListen,
 		TLSCert: cfg.Proxy.TLSCert, TLSKey: cfg.Proxy.TLSKey, ReloadTLS: reloadTLS,

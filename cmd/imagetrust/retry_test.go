@@ -135,7 +135,7 @@ func TestDaemonsRetryAfterAFailedRun(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan int, 1)
 		go func() {
-			done <- crlDaemon(ctx, log, cfg, path, jc, cat, crl.NewMetrics(reg), reg, nil, func(*crl.Report) {}, nil)
+			done <- crlDaemon(ctx, log, cfg, path, jc, cat, crl.NewMetrics(reg), reg, nil, func(*crl.Report) {}, nil, nil)
 		}()
 		defer func() { cancel(); <-done }()
 		waitLog(t, logs, `msg="crl run failed"`, done)
@@ -172,7 +172,7 @@ func TestDaemonsRetryAfterAFailedRun(t *testing.T) {
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan int, 1)
-		go func() { done <- syncDaemon(ctx, log, cfg, path, syncer, build, reg, nil, nil) }()
+		go func() { done <- syncDaemon(ctx, log, cfg, path, syncer, build, reg, nil, nil, nil) }()
 		defer func() { cancel(); <-done }()
 		waitLog(t, logs, `msg="sync pass failed"`, done)
 		waitLog(t, logs, `msg="sync pass done"`, done)

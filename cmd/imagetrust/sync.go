@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gophercloud/gophercloud/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -82,43 +83,66 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 		defer lock.Close()
 	}
 
-	login, err := openLogin(ctx, *cloud, e.getenv, log)
-	if code := loginExit(err); err != nil && code != exitInvalid {
-		// no cloud, credentials that can't be used as they are, or
-		// credentials Keystone refuses (78)
-		return fail(e, code, "sync: %v", err)
-	}
-	if err != nil {
-		log.Error("openstack authentication failed", "err", err)
-		return exitInvalid
-	}
-	pc, eo, project := login.pc, login.eo, login.project
-	sc, err := newImageClient(pc, eo)
-	if code := loginExit(err); err != nil && code != exitInvalid {
-		// not in the catalog for this region and interface (2)
-		return fail(e, code, "sync: %v", err)
-	}
-	if err != nil {
-		log.Error("image service unusable", "err", err)
-		return exitInvalid
-	}
-	glance := glancesync.NewGlance(sc)
-	log.Info("authenticated", "mirror_project", project)
-	// retire = "delete" deletes only images no server uses: Nova tells.
-	var servers glancesync.ServerChecker
-	if nc, err := newComputeClient(pc, eo); err == nil {
-		servers = &novaServers{sc: nc}
-	} else {
-		log.Warn("no usable compute service: retired images are deactivated and hidden, never deleted", "err", err)
-	}
-
+	daemon := !*once && !*dry
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := glancesync.NewMetrics(reg)
-	login.register(reg)
 	// the trust store of the syncer in use (build's, once it succeeds)
 	var inUse atomic.Pointer[validator.Trust]
 	registerTrustMetrics(reg, inUse.Load)
+	// the daemon's /metrics and /healthz from its start: up while it
+	// waits for OpenStack (503), and a listen address that is taken is
+	// told before any request
+	var health *startHealth
+	var wait *startWait
+	if daemon {
+		if cfg.Sync.Listen != "" {
+			health = &startHealth{}
+			stop, err := serveMetrics("sync.listen", cfg.Sync.Listen, reg, health, log)
+			if err != nil {
+				log.Error("cannot serve metrics and /healthz: not starting", "err", err)
+				return exitUsage
+			}
+			defer stop()
+		}
+		wait = newStartWait(log, reg, health)
+	}
+	type clients struct {
+		login   *keystoneLogin
+		sc      *gophercloud.ServiceClient
+		servers glancesync.ServerChecker
+	}
+	cl, err := startOpen(ctx, wait, func(ctx context.Context) (clients, error) {
+		login, err := openLogin(ctx, *cloud, e.getenv, log)
+		if err != nil {
+			return clients{}, err
+		}
+		// not in the catalog for this region and interface: 2
+		sc, err := newImageClient(login.pc, login.eo)
+		if err != nil {
+			return clients{}, err
+		}
+		// retire = "delete" deletes only images no server uses: Nova
+		// tells. Without a compute service retired images are
+		// deactivated and hidden; a daemon that would delete waits for a
+		// Nova that is there and does not answer yet.
+		var servers glancesync.ServerChecker
+		if nc, err := newComputeClient(login.pc, login.eo); err == nil {
+			servers = &novaServers{sc: nc}
+		} else if daemon && cfg.Sync.Retire == "delete" && transientStartError(err) {
+			return clients{}, err
+		} else {
+			log.Warn("no usable compute service: retired images are deactivated and hidden, never deleted", "err", err)
+		}
+		return clients{login, sc, servers}, nil
+	})
+	if err != nil {
+		return startFailed(e, log, "sync", "openstack authentication failed", err)
+	}
+	login, project, servers := cl.login, cl.login.project, cl.servers
+	glance := glancesync.NewGlance(cl.sc)
+	log.Info("authenticated", "mirror_project", project)
+	login.register(reg)
 
 	build := func(cfg *config.Config) (*glancesync.Syncer, error) {
 		trust, warns, err := validator.LoadTrust(cfg)
@@ -171,7 +195,7 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 		}
 		return exitOK
 	}
-	return syncDaemon(ctx, log, cfg, *cfgPath, syncer, build, reg, hup, login)
+	return syncDaemon(ctx, log, cfg, *cfgPath, syncer, build, reg, hup, login, health)
 }
 
 // refusedBundles counts the bundles a pass refused, or could not read, for a
@@ -192,7 +216,7 @@ func refusedBundles(r *glancesync.Report) int {
 }
 
 func syncDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path string, syncer *glancesync.Syncer,
-	build func(*config.Config) (*glancesync.Syncer, error), reg *prometheus.Registry, hup <-chan os.Signal, login *keystoneLogin) int {
+	build func(*config.Config) (*glancesync.Syncer, error), reg *prometheus.Registry, hup <-chan os.Signal, login *keystoneLogin, sh *startHealth) int {
 	started := cfg
 	reloads := newReloadMetrics(reg, time.Now())
 	interval := cfg.Sync.Interval.Duration
@@ -202,14 +226,8 @@ func syncDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path 
 		return 3*c.Sync.Interval.Duration + c.Sync.Jitter.Duration
 	}
 	health := newPassHealth(time.Now(), healthWindow(cfg), "sync pass")
-	if cfg.Sync.Listen != "" {
-		stop, err := serveMetrics("sync.listen", cfg.Sync.Listen, reg, health, log)
-		if err != nil {
-			log.Error("cannot serve metrics and /healthz: not starting", "err", err)
-			return exitUsage
-		}
-		defer stop()
-	}
+	// /healthz (sync.listen), served since the start (cmdSync)
+	sh.started(health)
 	failures := 0 // failed passes in a row
 	for {
 		r, err := syncer.Run(ctx)

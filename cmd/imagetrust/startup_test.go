@@ -1,0 +1,274 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gophercloud/gophercloud/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/imagetrust/imagetrust/internal/oserr"
+	"github.com/imagetrust/imagetrust/internal/testutil"
+)
+
+// TestTransientStartError: what a daemon waits out at start (the errors
+// of real connections to a closed port and to one that hangs up; Keystone
+// or a load balancer answering 5xx or 429; DNS; a timeout), however
+// wrapped, and what it does not (credentials refused, configuration
+// errors, a certificate not trusted, other 4xx, a document that does not
+// parse).
+func TestTransientStartError(t *testing.T) {
+	closed := testutil.FreeAddr(t)
+	_, refused := http.Post("http://"+closed+"/v3/auth/tokens", "application/json", strings.NewReader("{}"))
+	hangUp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hangUp.Close()
+	go func() {
+		for {
+			c, err := hangUp.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = bufio.NewReader(c).ReadString('\n')
+			c.Close()
+		}
+	}()
+	_, closedConn := http.Post("http://"+hangUp.Addr().String()+"/v3/auth/tokens", "application/json", strings.NewReader("{}"))
+	status := func(code int) error {
+		return gophercloud.ErrUnexpectedResponseCode{URL: "http://keystone/v3/auth/tokens", Method: "POST", Expected: []int{201}, Actual: code}
+	}
+	dns := &url.Error{Op: "Post", URL: "http://keystone.invalid/v3", Err: &net.OpError{Op: "dial", Net: "tcp",
+		Err: &net.DNSError{Err: "no such host", Name: "keystone.invalid", IsNotFound: true}}}
+	var syntax *json.SyntaxError
+	if err := json.Unmarshal([]byte("<html>"), new(any)); !errors.As(err, &syntax) {
+		t.Fatal(err)
+	}
+	wrap := func(err error) error { return fmt.Errorf("authenticating at http://x/v3: %w", oserr.Capped(err)) }
+	for _, c := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"connection refused", refused, true},
+		{"connection closed", closedConn, true},
+		{"500", status(500), true},
+		{"502", status(502), true},
+		{"503", status(503), true},
+		{"503 as a pointer", &gophercloud.ErrUnexpectedResponseCode{Actual: 503}, true},
+		{"429", status(429), true},
+		{"dns", dns, true},
+		{"timeout", context.DeadlineExceeded, true},
+		{"400", status(400), false},
+		{"404", status(404), false},
+		{"credentials refused", fmt.Errorf("authenticating: %w of user %q", errCredentialsRefused, "u"), false},
+		{"configuration", usageError{errors.New("region \"X\" is not in Keystone's catalog")}, false},
+		{"certificate", &url.Error{Op: "Post", URL: "https://k/v3", Err: x509.UnknownAuthorityError{}}, false},
+		{"not json", syntax, false},
+		{"other", errors.New("not a Keystone v3 token"), false},
+	} {
+		if c.err == nil {
+			t.Fatalf("%s: no error to classify", c.name)
+		}
+		if got := transientStartError(c.err); got != c.want {
+			t.Errorf("%s (%v): transient %v, want %v", c.name, c.err, got, c.want)
+		}
+		if got := transientStartError(wrap(c.err)); got != c.want {
+			t.Errorf("%s, wrapped: transient %v, want %v", c.name, got, c.want)
+		}
+	}
+	if transientStartError(nil) {
+		t.Error("nil is transient")
+	}
+}
+
+// TestStartWaitDelay: 1, 2, 4, 8, 16, then 30 seconds, each up to a
+// fifth shorter, never longer.
+func TestStartWaitDelay(t *testing.T) {
+	w := newStartWait(slog.New(slog.DiscardHandler), prometheus.NewRegistry(), nil)
+	for n, base := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 3: 4 * time.Second, 5: 16 * time.Second,
+		6: 30 * time.Second, 7: 30 * time.Second, 1000: 30 * time.Second} {
+		for range 100 {
+			if d := w.delay(n); d > base || d < base-base/5 {
+				t.Fatalf("delay(%d) = %s, want %s to %s", n, d, base-base/5, base)
+			}
+		}
+	}
+}
+
+// TestStartOpen: the wait's logic with open functions of the test's (no
+// service: TestDaemonsWaitForOpenStackAtStart runs the daemons against
+// the real Keystone). Transient failures are waited out (each logged at
+// WARN with the next attempt, counted, /healthz 503 saying why) until open
+// works; anything else ends the wait with its error after one attempt;
+// the context's end ends it with errStopping; without a wait (--once)
+// open runs once.
+func TestStartOpen(t *testing.T) {
+	outage := &url.Error{Op: "Post", URL: "http://k/v3/auth/tokens", Err: syscall.ECONNREFUSED}
+	newWait := func() (*startWait, *testutil.SyncBuffer, *startHealth) {
+		logs := &testutil.SyncBuffer{}
+		h := &startHealth{}
+		w := newStartWait(slog.New(slog.NewTextHandler(logs, nil)), prometheus.NewRegistry(), h)
+		w.first, w.max = time.Millisecond, 4*time.Millisecond
+		return w, logs, h
+	}
+	healthz := func(h *startHealth) (int, string) {
+		rec := &recorder{header: http.Header{}}
+		h.ServeHTTP(rec, nil)
+		return rec.code, rec.body.String()
+	}
+
+	t.Run("waits out transient failures", func(t *testing.T) {
+		w, logs, h := newWait()
+		if code, body := healthz(h); code != http.StatusServiceUnavailable || !strings.Contains(body, "starting") {
+			t.Fatalf("before the first attempt: /healthz %d %q", code, body)
+		}
+		var calls int
+		var during []string
+		v, err := startOpen(context.Background(), w, func(context.Context) (string, error) {
+			calls++
+			if calls > 1 {
+				_, body := healthz(h)
+				during = append(during, body)
+			}
+			if calls < 4 {
+				return "", outage
+			}
+			return "clients", nil
+		})
+		if err != nil || v != "clients" || calls != 4 {
+			t.Fatalf("startOpen: %q %v after %d calls", v, err, calls)
+		}
+		if n := strings.Count(logs.String(), `level=WARN msg="OpenStack not reachable at start; waiting for it"`); n != 3 {
+			t.Errorf("%d WARN lines, want 3:\n%s", n, logs.String())
+		}
+		for _, want := range []string{"connection refused", "next_attempt=", "attempt=3", `msg="OpenStack reachable: starting" attempts=4`} {
+			if !strings.Contains(logs.String(), want) {
+				t.Errorf("log lacks %q:\n%s", want, logs.String())
+			}
+		}
+		if len(during) != 3 || !strings.Contains(during[2], "attempt 3 failed") || !strings.Contains(during[2], "connection refused") {
+			t.Errorf("/healthz while waiting: %q", during)
+		}
+		if counterValue(t, w.failures) != 3 {
+			t.Errorf("imagetrust_start_failures_total %v, want 3", counterValue(t, w.failures))
+		}
+	})
+	t.Run("no wait for the rest", func(t *testing.T) {
+		for _, err := range []error{
+			fmt.Errorf("authenticating: %w of user %q", errCredentialsRefused, "u"),
+			usageError{errors.New("auth_url: ...")},
+			errors.New("not a Keystone v3 token"),
+		} {
+			w, logs, _ := newWait()
+			calls := 0
+			_, got := startOpen(context.Background(), w, func(context.Context) (int, error) { calls++; return 0, err })
+			if got != err || calls != 1 || strings.Contains(logs.String(), "WARN") {
+				t.Errorf("%v: %v after %d calls:\n%s", err, got, calls, logs.String())
+			}
+		}
+	})
+	t.Run("stopped while waiting", func(t *testing.T) {
+		w, _, _ := newWait()
+		w.first, w.max = time.Hour, time.Hour
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			_, err := startOpen(ctx, w, func(context.Context) (int, error) { return 0, outage })
+			done <- err
+		}()
+		for w.failures == nil || counterValue(t, w.failures) == 0 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		cancel()
+		if err := <-done; !errors.Is(err, errStopping) {
+			t.Fatalf("after cancel: %v", err)
+		}
+	})
+	t.Run("stopped during an attempt that hangs", func(t *testing.T) {
+		w, _, _ := newWait()
+		ctx, cancel := context.WithCancel(context.Background())
+		hang := make(chan struct{})
+		defer close(hang)
+		started := make(chan struct{})
+		done := make(chan error, 1)
+		go func() {
+			_, err := startOpen(ctx, w, func(context.Context) (int, error) { close(started); <-hang; return 0, nil })
+			done <- err
+		}()
+		<-started
+		cancel()
+		if err := <-done; !errors.Is(err, errStopping) {
+			t.Fatalf("after cancel: %v", err)
+		}
+	})
+	t.Run("once", func(t *testing.T) {
+		calls := 0
+		_, err := startOpen(context.Background(), nil, func(context.Context) (int, error) { calls++; return 0, outage })
+		if err != outage || calls != 1 {
+			t.Fatalf("without a wait: %v after %d calls", err, calls)
+		}
+	})
+}
+
+// recorder is a minimal http.ResponseWriter.
+type recorder struct {
+	header http.Header
+	code   int
+	body   bytes.Buffer
+}
+
+func (r *recorder) Header() http.Header { return r.header }
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.code == 0 {
+		r.code = http.StatusOK
+	}
+	return r.body.Write(b)
+}
+func (r *recorder) WriteHeader(code int) { r.code = code }
+
+// TestStartFailed: the one report of a failed start (the four copies of
+// "loginExit, then fail or log and exit 1" it replaced kept these codes):
+// refused credentials 78 and configuration errors 2 on stderr; other
+// failures 1, logged (or on stderr with no message); stopped while
+// waiting 0.
+func TestStartFailed(t *testing.T) {
+	for _, c := range []struct {
+		name       string
+		msg        string
+		err        error
+		code       int
+		stderr     string
+		log        string
+		stderrNone bool
+	}{
+		{"refused", "openstack authentication failed", fmt.Errorf("authenticating: %w of user %q", errCredentialsRefused, "u"), exitCredentials,
+			"imagetrust: sync: authenticating: keystone refused the credentials", "", false},
+		{"usage", "openstack authentication failed", usageError{errors.New("no cloud")}, exitUsage, "imagetrust: sync: no cloud", "", false},
+		{"other, logged", "openstack authentication failed", errors.New("dial tcp: connection refused"), exitInvalid,
+			"", `level=ERROR msg="openstack authentication failed" err="dial tcp: connection refused"`, true},
+		{"other, on stderr", "", errors.New("dial tcp: connection refused"), exitInvalid, "imagetrust: sync: dial tcp: connection refused", "", false},
+		{"stopping", "openstack authentication failed", errStopping, exitOK, "", `msg=stopping`, true},
+	} {
+		var stderr bytes.Buffer
+		logs := &testutil.SyncBuffer{}
+		code := startFailed(&env{stderr: &stderr}, slog.New(slog.NewTextHandler(logs, nil)), "sync", c.msg, c.err)
+		if code != c.code || !strings.Contains(stderr.String(), c.stderr) || !strings.Contains(logs.String(), c.log) || (c.stderrNone && stderr.Len() > 0) {
+			t.Errorf("%s: exit %d (want %d), stderr %q, log %q", c.name, code, c.code, stderr.String(), logs.String())
+		}
+	}
+}
