@@ -35,7 +35,7 @@ func readCACert(path, hash string, now time.Time) (c *x509.Certificate, note str
 		return nil, "", fmt.Errorf("unreadable: %w", err)
 	}
 	if err := fsutil.CheckNotWritableByOthers(path); err != nil {
-		return nil, "", fmt.Errorf("%w: any local user could put another CA in it; chmod o-w", err)
+		return nil, "", fmt.Errorf("a user other than root and the one this runs as could put another CA in it: %w", err)
 	}
 	return parseCACert(b, hash, now)
 }
@@ -134,7 +134,7 @@ func readPolicyFile(path string) ([]*nsPolicy, error) {
 		return nil, fmt.Errorf("unreadable: %w", err)
 	}
 	if err := fsutil.CheckNotWritableByOthers(path); err != nil {
-		return nil, fmt.Errorf("%w: any local user could widen what its CA may issue; chmod o-w", err)
+		return nil, fmt.Errorf("a user other than root and the one this runs as could widen what its CA may issue: %w", err)
 	}
 	parse := ParseNamespaces
 	if strings.HasSuffix(path, ".signing_policy") {

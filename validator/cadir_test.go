@@ -258,7 +258,7 @@ func TestLoadTrustHostileCADir(t *testing.T) {
 		if err := os.Chmod(p, 0o666); err != nil {
 			t.Fatal(err)
 		}
-		add(hostileCase{name: "fail CA file writable by every user", ca: ca, file: hashName(t, ca.Cert, "0"), warn: "skipped: writable by every user (mode 0666)", reason: ReasonCreatorUntrusted})
+		add(hostileCase{name: "fail CA file writable by every user", ca: ca, file: hashName(t, ca.Cert, "0"), warn: "skipped: a user other than root and the one this runs as could put another CA in it: writable by every user (mode 0666", reason: ReasonCreatorUntrusted})
 	}
 	{
 		// any local user could widen the policy: the CA may issue no name
@@ -268,7 +268,7 @@ func TestLoadTrustHostileCADir(t *testing.T) {
 		if err := os.Chmod(p, 0o646); err != nil {
 			t.Fatal(err)
 		}
-		add(hostileCase{name: "fail policy file writable by every user", ca: ca, file: hashName(t, ca.Cert, "namespaces"), warn: "not used: writable by every user (mode 0646)", reason: ReasonOutsideNamespace})
+		add(hostileCase{name: "fail policy file writable by every user", ca: ca, file: hashName(t, ca.Cert, "namespaces"), warn: "not used: a user other than root and the one this runs as could widen what its CA may issue: writable by every user (mode 0646", reason: ReasonOutsideNamespace})
 	}
 	if err := syscall.Mkfifo(filepath.Join(dir, "0badf009.r0"), 0o600); err != nil {
 		t.Fatal(err)

@@ -229,8 +229,10 @@ func LoadTrust(c *config.Config) (*Trust, []string, error) {
 	// decided across all of them
 	var dirs []*caDir
 	for _, d := range c.Trust.CADirs {
-		if err := fsutil.CheckNotWritableByOthers(d); err != nil {
-			return nil, nil, fmt.Errorf("trust.ca_dirs %s: %w: any local user could add a CA to it; chmod o-w", d, err)
+		if err := fsutil.CheckNotWritableByOthers(d); errors.Is(err, fsutil.ErrWritable) {
+			return nil, nil, fmt.Errorf("trust.ca_dirs %s: a user other than root and the one this runs as could add a CA to it: %w", d, err)
+		} else if err != nil {
+			return nil, nil, fmt.Errorf("trust.ca_dirs %s: %w", d, err)
 		}
 		s, err := scanCADir(d, enforce, now)
 		if err != nil {
@@ -304,7 +306,7 @@ func LoadTrust(c *config.Config) (*Trust, []string, error) {
 		// a CRL is signed, so a local user can only put an older list of
 		// the same CA in its place (or none): it is used, with a warning
 		if err := fsutil.CheckNotWritableByOthers(f); err != nil {
-			warnings = append(warnings, fmt.Sprintf("CRL %s: %v: any local user could replace it with an older list; chmod o-w", f, err))
+			warnings = append(warnings, fmt.Sprintf("CRL %s: used, but a user other than root and the one this runs as could replace it with an older list: %v", f, err))
 		}
 		o.CRLs = append(o.CRLs, b)
 	}
@@ -361,7 +363,7 @@ func readAnchorFile(path string) ([]*x509.Certificate, error) {
 		return nil, err
 	}
 	if err := fsutil.CheckNotWritableByOthers(path); err != nil {
-		return nil, fmt.Errorf("%s: %w: any local user could change whom this site trusts; chmod o-w", path, err)
+		return nil, fmt.Errorf("%s: a user other than root and the one this runs as could change whom this site trusts: %w", path, err)
 	}
 	return certs, nil
 }

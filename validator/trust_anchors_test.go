@@ -259,11 +259,14 @@ func TestReadCertificatesFIFO(t *testing.T) {
 }
 
 // TestLoadTrustRefusesAnchorsWritableByOthers: whoever can write a CA
-// file or a CA directory chooses whom the site trusts, so one that any
-// local user could change (or replace, its directory writable by every
-// user without the sticky bit) stops the start or the reload, naming the
-// setting and the file. A CRL file so exposed is still used (it is signed:
-// only an older list of the same CA could take its place), with a warning.
+// file or a CA directory chooses whom the site trusts, so one that a user
+// other than root and the test's could change (or replace: a directory on
+// its way, up to /, writable by its group or every user, without the
+// sticky bit) stops the start or the reload, naming the setting, the file
+// or directory, its mode and owner, and what to change
+// (fsutil.CheckNotWritableByOthers). A CRL file so exposed is still used
+// (it is signed: only an older list of the same CA could take its place),
+// with a warning.
 func TestLoadTrustRefusesAnchorsWritableByOthers(t *testing.T) {
 	root := testpki.NewRoot(t, "People Root")
 	reg := testpki.NewRoot(t, "Registrar Root")
@@ -275,14 +278,19 @@ func TestLoadTrustRefusesAnchorsWritableByOthers(t *testing.T) {
 		wantWarn string
 	}{
 		{name: "ok 0644 files, 0755 directories", mode: map[string]os.FileMode{}},
-		{name: "ok group-writable files and directories", mode: map[string]os.FileMode{"people.pem": 0o664, "reg.pem": 0o664, "dir": 0o775, "cadir": 0o775}},
 		{name: "ok CA files in a sticky 1777 directory", mode: map[string]os.FileMode{"dir": 0o1777}},
-		{name: "fail people CA file 0666", mode: map[string]os.FileMode{"people.pem": 0o666}, want: "trust.ca_files: %s/people.pem: writable by every user (mode 0666)"},
-		{name: "fail registrar CA file 0646", mode: map[string]os.FileMode{"reg.pem": 0o646}, want: "trust.registrar_ca_files: %s/reg.pem: writable by every user (mode 0646)"},
-		{name: "fail CA files in a 0777 directory", mode: map[string]os.FileMode{"dir": 0o777}, want: "trust.ca_files: %s/people.pem: its directory %s is writable by every user (mode 0777)"},
-		{name: "fail CA directory 0777", mode: map[string]os.FileMode{"cadir": 0o777}, want: "trust.ca_dirs %s/cadir: writable by every user (mode 0777)"},
-		{name: "fail CA directory 1777 (anyone may add a CA)", mode: map[string]os.FileMode{"cadir": 0o1777}, want: "trust.ca_dirs %s/cadir: writable by every user (mode 0777)"},
-		{name: "ok CRL file 0666 is used, with a warning", mode: map[string]os.FileMode{"people.crl": 0o666}, wantWarn: "CRL %s/people.crl: writable by every user (mode 0666): any local user could replace it"},
+		{name: "fail people CA file 0666", mode: map[string]os.FileMode{"people.pem": 0o666},
+			want: "trust.ca_files: %s/people.pem: a user other than root and the one this runs as could change whom this site trusts: writable by every user (mode 0666, owner "},
+		{name: "fail registrar CA file 0646", mode: map[string]os.FileMode{"reg.pem": 0o646}, want: "trust.registrar_ca_files: %s/reg.pem: a user other than root and the one this runs as could change whom this site trusts: writable by every user (mode 0646"},
+		{name: "fail people CA file 0664", mode: map[string]os.FileMode{"people.pem": 0o664}, want: "trust.ca_files: %[1]s/people.pem: a user other than root and the one this runs as could change whom this site trusts: writable by group "},
+		{name: "fail CA files in a 0777 directory", mode: map[string]os.FileMode{"dir": 0o777}, want: "trust.ca_files: %[1]s/people.pem: a user other than root and the one this runs as could change whom this site trusts: directory %[1]s is writable by every user (mode 0777"},
+		{name: "fail CA files in a 0775 directory", mode: map[string]os.FileMode{"dir": 0o775}, want: "trust.ca_files: %[1]s/people.pem: a user other than root and the one this runs as could change whom this site trusts: directory %[1]s is writable by group "},
+		{name: "fail CA directory 0777", mode: map[string]os.FileMode{"cadir": 0o777}, want: "trust.ca_dirs %s/cadir: a user other than root and the one this runs as could add a CA to it: writable by every user (mode 0777"},
+		{name: "fail CA directory 1777 (anyone may add a CA)", mode: map[string]os.FileMode{"cadir": 0o1777}, want: "trust.ca_dirs %s/cadir: a user other than root and the one this runs as could add a CA to it: writable by every user (mode 1777"},
+		{name: "fail CA directory 0775", mode: map[string]os.FileMode{"cadir": 0o775}, want: "trust.ca_dirs %[1]s/cadir: a user other than root and the one this runs as could add a CA to it: writable by group "},
+		{name: "fail CA files under a 0777 directory (renamed away, another put in its place)", mode: map[string]os.FileMode{"top": 0o777},
+			want: "trust.ca_files: %[1]s/people.pem: a user other than root and the one this runs as could change whom this site trusts: directory %[2]s is writable by every user (mode 0777"},
+		{name: "ok CRL file 0666 is used, with a warning", mode: map[string]os.FileMode{"people.crl": 0o666}, wantWarn: "CRL %s/people.crl: used, but a user other than root and the one this runs as could replace it with an older list: writable by every user (mode 0666"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "etc")
@@ -305,7 +313,8 @@ func TestLoadTrustRefusesAnchorsWritableByOthers(t *testing.T) {
 			crlFile := write(dir, "people.crl", crlBytes)
 			write(cadir, hashName(t, root.Cert, "0"), testpki.CertPEM(root.Cert))
 			write(cadir, hashName(t, root.Cert, "namespaces"), permitAll(t, root.Cert))
-			t.Cleanup(func() { _ = os.Chmod(dir, 0o755); _ = os.Chmod(cadir, 0o755) })
+			top := filepath.Dir(dir)
+			t.Cleanup(func() { _ = os.Chmod(dir, 0o755); _ = os.Chmod(cadir, 0o755); _ = os.Chmod(top, 0o700) })
 			for name, m := range c.mode {
 				p := filepath.Join(dir, name)
 				switch name {
@@ -313,6 +322,8 @@ func TestLoadTrustRefusesAnchorsWritableByOthers(t *testing.T) {
 					p = dir
 				case "cadir":
 					p = cadir
+				case "top":
+					p = top
 				}
 				if m&0o1000 != 0 {
 					m = m&0o777 | os.ModeSticky
@@ -324,7 +335,7 @@ func TestLoadTrustRefusesAnchorsWritableByOthers(t *testing.T) {
 			cfg := &config.Config{}
 			cfg.Trust.CAFiles, cfg.Trust.RegistrarCAFiles, cfg.Trust.CRLFiles, cfg.Trust.CADirs = []string{ca}, []string{rca}, []string{crlFile}, []string{cadir}
 			_, warns, err := LoadTrust(cfg)
-			want := strings.ReplaceAll(c.want, "%s", dir)
+			want := strings.ReplaceAll(strings.ReplaceAll(strings.ReplaceAll(c.want, "%s", dir), "%[1]s", dir), "%[2]s", top)
 			switch {
 			case want == "" && err != nil:
 				t.Fatalf("refused: %v", err)
@@ -333,6 +344,9 @@ func TestLoadTrustRefusesAnchorsWritableByOthers(t *testing.T) {
 			}
 			if c.wantWarn != "" {
 				ww := strings.ReplaceAll(c.wantWarn, "%s", dir)
+				if len(warns) != 1 {
+					t.Fatalf("warnings %q, want one", warns)
+				}
 				found := false
 				for _, w := range warns {
 					found = found || strings.Contains(w, ww)

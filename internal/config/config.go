@@ -4,6 +4,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"net/url"
@@ -283,15 +284,17 @@ func Load(path string) (*Config, error) {
 	return c, nil
 }
 
-// checkNotWritableByOthers refuses a configuration file that every user of
-// the host may write, or replace (its directory writable by every user,
-// without the sticky bit): the file names the CAs, the VOs' signers and
-// the boot gate's policy, and any local user could rewrite them.
+// checkNotWritableByOthers refuses a configuration file that a user other
+// than root and the one this runs as may write, or replace (a directory on
+// its way writable by them: fsutil.CheckNotWritableByOthers): the file
+// names the CAs, the VOs' signers and the boot gate's policy, and they
+// could rewrite them.
 func checkNotWritableByOthers(path string) error {
-	if err := fsutil.CheckNotWritableByOthers(path); err != nil {
-		return fmt.Errorf("%w: any local user could change what this site trusts; chmod o-w (install -m 0640 -o root -g imagetrust)", err)
+	err := fsutil.CheckNotWritableByOthers(path)
+	if errors.Is(err, fsutil.ErrWritable) {
+		return fmt.Errorf("a user other than root and the one this runs as could change what this site trusts (install -m 0640 -o root -g imagetrust): %w", err)
 	}
-	return nil
+	return err
 }
 
 // Parse decodes configuration bytes, refusing unknown keys, and applies defaults.

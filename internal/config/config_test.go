@@ -245,12 +245,13 @@ func TestLoadRefusesWritableByOthers(t *testing.T) {
 		{name: "ok 0640 in 0750", file: 0o640, dir: 0o750},
 		{name: "ok 0644 in 0755", file: 0o644, dir: 0o755},
 		{name: "ok 0640 in a sticky 1777 directory", file: 0o640, dir: 0o1777},
-		{name: "ok group-writable 0660", file: 0o660, dir: 0o750},
-		{name: "fail world-writable 0666", file: 0o666, dir: 0o755, wantErrSubstr: "writable by every user (mode 0666)"},
-		{name: "fail world-writable 0602", file: 0o602, dir: 0o755, wantErrSubstr: "writable by every user (mode 0602)"},
-		{name: "fail in a world-writable directory", file: 0o640, dir: 0o777, wantErrSubstr: "writable by every user (mode 0777)"},
+		{name: "fail group-writable 0660", file: 0o660, dir: 0o750, wantErrSubstr: "could change what this site trusts (install -m 0640 -o root -g imagetrust): writable by group "},
+		{name: "fail in a group-writable directory", file: 0o640, dir: 0o770, wantErrSubstr: "is writable by group "},
+		{name: "fail world-writable 0666", file: 0o666, dir: 0o755, wantErrSubstr: "writable by every user (mode 0666"},
+		{name: "fail world-writable 0602", file: 0o602, dir: 0o755, wantErrSubstr: "writable by every user (mode 0602"},
+		{name: "fail in a world-writable directory", file: 0o640, dir: 0o777, wantErrSubstr: "writable by every user (mode 0777"},
 		{name: "ok a link in a 0755 directory", file: 0o640, dir: 0o755, link: true},
-		{name: "fail a link in a world-writable directory to a safe file", file: 0o640, dir: 0o777, link: true, wantErrSubstr: "writable by every user (mode 0777)"},
+		{name: "fail a link in a world-writable directory to a safe file", file: 0o640, dir: 0o777, link: true, wantErrSubstr: "writable by every user (mode 0777"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "etc")

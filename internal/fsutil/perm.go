@@ -1,42 +1,314 @@
 package fsutil
 
 import (
+	"bufio"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 )
 
-// CheckNotWritableByOthers returns an error saying why any local user
-// could change path (a file or a directory) or put another in its place:
-// path itself is writable by every user, or its directory is without the
-// sticky bit (which keeps users from renaming or removing entries they do
-// not own). Symbolic links are followed: path's own directory is checked,
-// and, path being a link, the directory of the file it leads to. The
-// error does not name path (callers do); it names the directory when that
-// is the cause.
+// maxLinks is how many symbolic links one check follows (Linux's
+// MAXSYMLINKS) before it gives up, as the kernel does, with ELOOP.
+const maxLinks = 40
+
+// stRDONLY is statfs(2)'s ST_RDONLY: the mount is read-only.
+const stRDONLY = 0x1
+
+// CheckNotWritableByOthers returns an error naming the first file or
+// directory through which a user other than root and the user this
+// process runs as (its effective uid) could change path or put another
+// file in its place, and saying what to change. It holds path to what
+// OpenSSH's StrictModes (safe_path) holds a key file to, with the sticky
+// directories of shared systems allowed:
+//
+//   - the file path leads to (symbolic links followed) must be owned by
+//     root or the running user, and be writable neither by its group nor
+//     by every user (its owner may change the mode; a group that may
+//     write it is as good as its owner);
+//   - every directory from / down to it, and down to each symbolic link
+//     on the way (a link in the middle of path, or a link to a link),
+//     must be owned by root or the running user and be writable neither
+//     by its group nor by every user: whoever may write a directory may
+//     rename an entry of it (an ancestor of the CA directory: the whole
+//     directory) and put their own in its place. One exception: a sticky
+//     directory (as /tmp, mode 1777) may be writable by others when the
+//     entry of it on the way is owned by root or the running user, as
+//     only they (and the directory's owner, held to the rule) may rename
+//     or remove it;
+//   - none of this applies on a read-only file system (a CVMFS
+//     repository; its superblock read-only, not only the mount): no mode
+//     bit lets anyone write there, and only root, who may write anything
+//     anyway, can remount it. A read-only bind mount of a writable file
+//     system is held to the rule, as it is writable from where it came.
+//
+// The error does not repeat path when path itself is the cause (callers
+// name it); it names every other file or directory. It is ErrWritable
+// (errors.Is) when the modes or owners are the cause, not an error of
+// reading them (a missing file).
 func CheckNotWritableByOthers(path string) error {
-	fi, err := os.Stat(path)
+	c := &permCheck{uid: os.Geteuid()}
+	return c.path(path)
+}
+
+// ErrWritable is what CheckNotWritableByOthers's errors are when another
+// user could change the file.
+var ErrWritable = errors.New("writable by others")
+
+// writableError is a CheckNotWritableByOthers error: ErrWritable, its text
+// what is writable, by whom, and what to change.
+type writableError struct{ msg string }
+
+func (e *writableError) Error() string        { return e.msg }
+func (e *writableError) Is(target error) bool { return target == ErrWritable }
+
+type permCheck struct {
+	uid   int
+	links int
+	// superRO caches, by device, whether its file system is read-only
+	superRO map[uint64]bool
+}
+
+// path resolves p one component at a time, as the kernel does, checking
+// each directory it passes through against the entry it takes from it.
+func (c *permCheck) path(p string) error {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return err
+	}
+	root, err := os.Lstat("/")
 	if err != nil {
 		return unwrapPath(err)
 	}
-	if m := fi.Mode().Perm(); m&0o002 != 0 {
-		return fmt.Errorf("writable by every user (mode %04o)", m)
+	if err := c.node("/", root, "directory /", ""); err != nil {
+		return err
 	}
-	// the directory of path itself (whoever may write it may put another
-	// file or link in path's place, link or not) and, path being a link,
-	// the directory of the file it leads to
-	dirs := []string{filepath.Dir(path)}
-	if real, err := filepath.EvalSymlinks(path); err == nil && filepath.Dir(real) != dirs[0] {
-		dirs = append(dirs, filepath.Dir(real))
-	}
-	for _, dir := range dirs {
-		di, err := os.Stat(dir)
+	rest := split(abs)
+	cur, fi := "/", root
+	for len(rest) > 0 {
+		name := rest[0]
+		rest = rest[1:]
+		switch name {
+		case ".":
+			continue
+		case "..":
+			// cur holds no symbolic link: its parent is lexical
+			cur = filepath.Dir(cur)
+			if fi, err = os.Lstat(cur); err != nil {
+				return fmt.Errorf("%s: %w", cur, unwrapPath(err))
+			}
+			continue
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("%s: %w", cur, syscall.ENOTDIR)
+		}
+		next := filepath.Join(cur, name)
+		nfi, err := os.Lstat(next)
 		if err != nil {
-			return fmt.Errorf("its directory %s: %w", dir, unwrapPath(err))
+			if next == abs {
+				return unwrapPath(err)
+			}
+			return fmt.Errorf("%s: %w", next, unwrapPath(err))
 		}
-		if m := di.Mode(); m.Perm()&0o002 != 0 && m&os.ModeSticky == 0 {
-			return fmt.Errorf("its directory %s is writable by every user (mode %04o)", dir, m.Perm())
+		if err := c.parent(cur, fi, next, nfi); err != nil {
+			return err
+		}
+		if nfi.Mode()&fs.ModeSymlink != 0 {
+			if c.links++; c.links > maxLinks {
+				return fmt.Errorf("%s: %w", abs, syscall.ELOOP)
+			}
+			target, err := os.Readlink(next)
+			if err != nil {
+				return fmt.Errorf("%s: %w", next, unwrapPath(err))
+			}
+			if filepath.IsAbs(target) {
+				cur, fi = "/", root
+			}
+			rest = append(split(target), rest...)
+			continue
+		}
+		cur, fi = next, nfi
+	}
+	what := ""
+	if cur != abs {
+		what = "the file it leads to, " + cur + ","
+		if fi.IsDir() {
+			what = "the directory it leads to, " + cur + ","
 		}
 	}
-	return nil
+	return c.node(cur, fi, what, "")
+}
+
+func split(p string) []string {
+	var out []string
+	for _, s := range strings.Split(p, "/") {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// parent checks directory dir (fi) as the one holding entry child (cfi):
+// whoever may write dir may put another file in child's place.
+func (c *permCheck) parent(dir string, fi fs.FileInfo, child string, cfi fs.FileInfo) error {
+	if fi.Mode()&fs.ModeSticky != 0 && c.trusted(cfi) && c.trusted(fi) {
+		// others may add entries, not rename or remove this one
+		return nil
+	}
+	return c.node(dir, fi, "directory "+dir, child)
+}
+
+// node checks that only root or the running user may change p (fi): its
+// owner, and the write bits of its group and of every user. what names p
+// in the error ("" for the checked path itself); child, when p is a
+// directory on the way, is the entry of it that could be replaced.
+func (c *permCheck) node(p string, fi fs.FileInfo, what, child string) error {
+	m := fi.Mode().Perm()
+	if c.trusted(fi) && m&0o022 == 0 {
+		return nil
+	}
+	if c.readOnly(p) {
+		return nil
+	}
+	is := ""
+	if what != "" {
+		is = what + " is "
+	}
+	uid, gid := owner(fi)
+	mode := fmt.Sprintf("%04o", m)
+	if fi.Mode()&fs.ModeSticky != 0 {
+		mode = fmt.Sprintf("%04o", m|0o1000)
+	}
+	desc := fmt.Sprintf("(mode %s, owner %s, group %s)", mode, name(uid, false), name(gid, true))
+	if !c.trusted(fi) {
+		not := "not root"
+		if c.uid != 0 {
+			not = "neither root nor " + userName(uint32(c.uid)) + ", the user this runs as"
+		}
+		then := ": its owner may change it at will"
+		if child != "" {
+			then = ": its owner could put another " + child + " in its place"
+		}
+		return &writableError{fmt.Sprintf("%sowned by %s, %s %s%s; chown root %s", is, userName(uid), not, desc, then, p)}
+	}
+	then := ""
+	if child != "" {
+		then = ": any of them could put another " + child + " in its place"
+	}
+	var who, bits string
+	switch {
+	case m&0o002 != 0 && m&0o020 != 0:
+		who, bits = "by every user", "go-w"
+	case m&0o002 != 0:
+		who, bits = "by every user", "o-w"
+	default:
+		who, bits = "by group "+name(gid, true), "g-w"
+	}
+	fix := "chmod " + bits + " " + p
+	if child != "" && fi.Mode()&fs.ModeSticky != 0 {
+		// a sticky directory: the entry is not the running user's or root's
+		fix += ", or chown root " + child
+	}
+	return &writableError{fmt.Sprintf("%swritable %s %s%s; %s", is, who, desc, then, fix)}
+}
+
+// trusted reports whether fi is owned by root or the running user.
+func (c *permCheck) trusted(fi fs.FileInfo) bool {
+	uid, _ := owner(fi)
+	return uid == 0 || int(uid) == c.uid
+}
+
+func owner(fi fs.FileInfo) (uid, gid uint32) {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Uid, st.Gid
+	}
+	return 0, 0
+}
+
+// userName is a user's name and uid.
+func userName(uid uint32) string {
+	n := name(uid, false)
+	if strings.HasPrefix(n, "uid ") {
+		return n
+	}
+	return n + " (uid " + strconv.FormatUint(uint64(uid), 10) + ")"
+}
+
+// name is a user's (or group's) name, else "uid N" ("gid N").
+func name(id uint32, group bool) string {
+	s := strconv.FormatUint(uint64(id), 10)
+	if group {
+		if g, err := user.LookupGroupId(s); err == nil {
+			return g.Name
+		}
+		return "gid " + s
+	}
+	if u, err := user.LookupId(s); err == nil {
+		return u.Username
+	}
+	return "uid " + s
+}
+
+// readOnly reports whether p lies on a read-only file system: its mount
+// is read-only (statfs) and so is the file system itself (the super
+// options of /proc/self/mountinfo), not only this view of it. Anything
+// it cannot tell is not read-only.
+func (c *permCheck) readOnly(p string) bool {
+	var sfs syscall.Statfs_t
+	if err := syscall.Statfs(p, &sfs); err != nil || sfs.Flags&stRDONLY == 0 {
+		return false
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(p, &st); err != nil {
+		return false
+	}
+	if ro, ok := c.superRO[st.Dev]; ok {
+		return ro
+	}
+	ro := superblockReadOnly(st.Dev)
+	if c.superRO == nil {
+		c.superRO = map[uint64]bool{}
+	}
+	c.superRO[st.Dev] = ro
+	return ro
+}
+
+// superblockReadOnly reports whether /proc/self/mountinfo shows the file
+// system of device dev with the super option "ro".
+func superblockReadOnly(dev uint64) bool {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	// major and minor as the kernel encodes them in a dev_t
+	major := (dev>>8)&0xfff | (dev>>32)&^0xfff
+	minor := dev&0xff | (dev>>12)&^0xff
+	want := fmt.Sprintf("%d:%d", major, minor)
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		// id parent major:minor root mountpoint options [optional...] - fstype source superoptions
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 3 || fields[2] != want {
+			continue
+		}
+		for i, f := range fields {
+			if f == "-" && i+3 < len(fields) {
+				for _, o := range strings.Split(fields[i+3], ",") {
+					if o == "ro" {
+						return true
+					}
+				}
+				return false
+			}
+		}
+	}
+	return false
 }

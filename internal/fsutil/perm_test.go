@@ -1,106 +1,272 @@
 package fsutil
 
 import (
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
+// nobody is a uid that is neither root nor the test's user.
+const nobody = 65534
+
+// TestCheckNotWritableByOthers builds real trees under t.TempDir() (itself
+// 0700 under the sticky /tmp: both pass) and holds the check to OpenSSH's
+// StrictModes rule, sticky directories and read-only file systems
+// allowed. Cases that give a file to another user (chown) or mount a file
+// system run as root only (CI runs as root).
 func TestCheckNotWritableByOthers(t *testing.T) {
 	for _, c := range []struct {
-		name      string
-		file, dir os.FileMode
-		link      bool // path is a symbolic link, in a safe directory, to the file
-		want      string
+		name string
+		root bool // needs root (chown, mount)
+		// build makes the tree under top and returns the path to check
+		build func(tr tree) string
+		// want is a substring of the error ("" for none); %s is top
+		want string
 	}{
-		{name: "ok 0644 in 0755", file: 0o644, dir: 0o755},
-		{name: "ok group-writable 0664 in 0775", file: 0o664, dir: 0o775},
-		{name: "ok 0644 in a sticky 1777 directory", file: 0o644, dir: 0o1777},
-		{name: "fail file 0666", file: 0o666, dir: 0o755, want: "writable by every user (mode 0666)"},
-		{name: "fail file 0602", file: 0o602, dir: 0o755, want: "writable by every user (mode 0602)"},
-		{name: "fail directory 0777", file: 0o644, dir: 0o777, want: "is writable by every user (mode 0777)"},
-		{name: "fail through a link to a file in a 0777 directory", file: 0o644, dir: 0o777, link: true, want: "is writable by every user (mode 0777)"},
-		{name: "fail through a link to a 0666 file", file: 0o666, dir: 0o755, link: true, want: "writable by every user (mode 0666)"},
+		{name: "ok 0644 in 0755", build: func(tr tree) string { return tr.file("d/f", 0o644, 0o755) }},
+		{name: "ok 0600 in 0700", build: func(tr tree) string { return tr.file("d/f", 0o600, 0o700) }},
+		{name: "ok a directory 0755", build: func(tr tree) string { tr.file("d/f", 0o644, 0o755); return tr.p("d") }},
+		{name: "ok 0644 in a sticky 1777 directory", build: func(tr tree) string { return tr.file("d/f", 0o644, 0o1777) }},
+		{name: "ok a relative path with ..", build: func(tr tree) string {
+			p := tr.file("d/f", 0o644, 0o755)
+			tr.t.Chdir(tr.p("d"))
+			_ = p
+			return "../d/./f"
+		}},
+		{name: "ok a chain of links through safe directories", build: func(tr tree) string {
+			tr.file("real/f", 0o644, 0o755)
+			tr.link("mid/l2", "../real/f", 0o755)
+			tr.link("l1", tr.p("mid/l2"), 0)
+			return tr.p("l1")
+		}},
+		{name: "ok a link to a directory on the way", build: func(tr tree) string {
+			tr.file("real/certs/f", 0o644, 0o755)
+			tr.link("gs", "real", 0)
+			return tr.p("gs/certs/f")
+		}},
+		{name: "fail file 0666", build: func(tr tree) string { return tr.file("d/f", 0o666, 0o755) },
+			want: "writable by every user (mode 0666, owner root, group root); chmod go-w %s/d/f"},
+		{name: "fail file 0602", build: func(tr tree) string { return tr.file("d/f", 0o602, 0o755) },
+			want: "writable by every user (mode 0602, owner root, group root); chmod o-w %s/d/f"},
+		{name: "fail file 0664", build: func(tr tree) string { return tr.file("d/f", 0o664, 0o755) },
+			want: "writable by group root (mode 0664, owner root, group root); chmod g-w %s/d/f"},
+		{name: "fail its directory 0777", build: func(tr tree) string { return tr.file("d/f", 0o644, 0o777) },
+			want: "directory %[1]s/d is writable by every user (mode 0777, owner root, group root): any of them could put another %[1]s/d/f in its place; chmod go-w %[1]s/d"},
+		{name: "fail its directory 0775", build: func(tr tree) string { return tr.file("d/f", 0o644, 0o775) },
+			want: "directory %[1]s/d is writable by group root (mode 0775"},
+		{name: "fail an ancestor 0777 (the CA directory renamed away)", build: func(tr tree) string {
+			p := tr.file("gs/certs/f", 0o644, 0o755)
+			tr.chmod("gs", 0o777)
+			return p
+		}, want: "directory %[1]s/gs is writable by every user (mode 0777, owner root, group root): any of them could put another %[1]s/gs/certs in its place; chmod go-w %[1]s/gs"},
+		{name: "fail an ancestor 0770", build: func(tr tree) string {
+			p := tr.file("a/b/c/f", 0o644, 0o755)
+			tr.chmod("a", 0o770)
+			return p
+		}, want: "directory %[1]s/a is writable by group root (mode 0770"},
+		{name: "fail a directory 1777 itself (anyone may add a file)", build: func(tr tree) string {
+			tr.file("d/f", 0o644, 0o1777)
+			return tr.p("d")
+		}, want: "writable by every user (mode 1777, owner root, group root); chmod go-w %s/d"},
+		{name: "fail through a link to a file in a 0777 directory", build: func(tr tree) string {
+			tr.file("d/f", 0o644, 0o777)
+			return tr.link("l", "d/f", 0)
+		}, want: "directory %[1]s/d is writable by every user (mode 0777"},
+		{name: "fail through a link to a 0666 file", build: func(tr tree) string {
+			tr.file("d/f", 0o666, 0o755)
+			return tr.link("l", "d/f", 0)
+		}, want: "the file it leads to, %s/d/f, is writable by every user (mode 0666"},
+		{name: "fail a link in a 0777 directory to a safe file", build: func(tr tree) string {
+			tr.file("d/f", 0o644, 0o755)
+			return tr.link("open/l", "../d/f", 0o777)
+		}, want: "directory %[1]s/open is writable by every user (mode 0777, owner root, group root): any of them could put another %[1]s/open/l in its place"},
+		{name: "fail the middle link of a chain in a 0777 directory", build: func(tr tree) string {
+			tr.file("real/f", 0o644, 0o755)
+			tr.link("mid/l2", "../real/f", 0o777)
+			return tr.link("l1", "mid/l2", 0)
+		}, want: "directory %[1]s/mid is writable by every user (mode 0777, owner root, group root): any of them could put another %[1]s/mid/l2 in its place"},
+		{name: "fail an ancestor of a link's target 0777", build: func(tr tree) string {
+			tr.file("open/real/f", 0o644, 0o755)
+			tr.chmod("open", 0o777)
+			return tr.link("l", "open/real/f", 0)
+		}, want: "directory %[1]s/open is writable by every user (mode 0777, owner root, group root): any of them could put another %[1]s/open/real in its place"},
+		{name: "fail a link to a directory on the way, in a 0777 directory", build: func(tr tree) string {
+			tr.file("real/certs/f", 0o644, 0o755)
+			tr.link("open/gs", "../real", 0o777)
+			return tr.p("open/gs/certs/f")
+		}, want: "directory %[1]s/open is writable by every user (mode 0777"},
+		{name: "fail missing", build: func(tr tree) string { return tr.p("none") }, want: "no such file or directory"},
+		{name: "fail a link loop", build: func(tr tree) string {
+			tr.link("a", "b", 0)
+			return tr.link("b", "a", 0)
+		}, want: "too many levels of symbolic links"},
+		{name: "fail a file on the way", build: func(tr tree) string { tr.file("f", 0o644, 0); return tr.p("f/g") }, want: "not a directory"},
+
+		{name: "fail a file of another user", root: true, build: func(tr tree) string {
+			p := tr.file("d/f", 0o644, 0o755)
+			tr.chown("d/f", nobody)
+			return p
+		}, want: "owned by nobody (uid 65534), not root (mode 0644, owner nobody, group root): its owner may change it at will; chown root %s/d/f"},
+		{name: "fail an entry of another user in a sticky directory", root: true, build: func(tr tree) string {
+			p := tr.file("tmp/d/f", 0o644, 0o755)
+			tr.chmod("tmp", 0o1777)
+			tr.chown("tmp/d", nobody)
+			return p
+		}, want: "directory %[1]s/tmp is writable by every user (mode 1777, owner root, group root): any of them could put another %[1]s/tmp/d in its place; chmod go-w %[1]s/tmp, or chown root %[1]s/tmp/d"},
+		{name: "ok an entry of root in a sticky directory of root", root: true, build: func(tr tree) string {
+			p := tr.file("tmp/d/f", 0o644, 0o755)
+			tr.chmod("tmp", 0o1777)
+			return p
+		}},
+		{name: "fail a sticky directory of another user", root: true, build: func(tr tree) string {
+			p := tr.file("tmp/d/f", 0o644, 0o755)
+			tr.chmod("tmp", 0o1777)
+			tr.chown("tmp", nobody)
+			return p
+		}, want: "directory %[1]s/tmp is owned by nobody (uid 65534), not root (mode 1777, owner nobody, group root): its owner could put another %[1]s/tmp/d in its place; chown root %[1]s/tmp"},
+		{name: "fail an ancestor of another user", root: true, build: func(tr tree) string {
+			p := tr.file("a/b/f", 0o644, 0o755)
+			tr.chown("a", nobody)
+			return p
+		}, want: "directory %[1]s/a is owned by nobody (uid 65534), not root (mode 0755"},
+		{name: "ok 0777 everything on a read-only file system", root: true, build: func(tr tree) string {
+			tr.mount("ro", "mode=0777")
+			tr.file("ro/d/f", 0o666, 0o777)
+			tr.chown("ro/d", nobody)
+			tr.remount("ro", "ro")
+			return tr.p("ro/d/f")
+		}},
+		{name: "fail 0777 through a read-only bind mount of a writable file system", root: true, build: func(tr tree) string {
+			tr.mount("rw", "mode=0755")
+			tr.file("rw/d/f", 0o644, 0o777)
+			tr.bind("rw", "view")
+			tr.remount("view", "bind,ro")
+			return tr.p("view/d/f")
+		}, want: "directory %[1]s/view/d is writable by every user (mode 0777"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			top := t.TempDir()
-			dir := filepath.Join(top, "d")
-			if err := os.Mkdir(dir, 0o700); err != nil {
-				t.Fatal(err)
+			if c.root && os.Geteuid() != 0 {
+				t.Skip("needs root (chown, mount)")
 			}
-			p := filepath.Join(dir, "f")
-			if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			chmod(t, p, c.file)
-			chmod(t, dir, c.dir)
-			t.Cleanup(func() { _ = os.Chmod(dir, 0o700) })
-			if c.link {
-				l := filepath.Join(top, "link")
-				if err := os.Symlink(p, l); err != nil {
-					t.Fatal(err)
-				}
-				p = l
-			}
+			tr := tree{t: t, top: t.TempDir()}
+			p := c.build(tr)
 			err := CheckNotWritableByOthers(p)
+			want := c.want
+			if strings.Contains(want, "%") {
+				want = strings.ReplaceAll(strings.ReplaceAll(want, "%[1]s", tr.top), "%s", tr.top)
+			}
+			// the messages above name root as the files' owner and group
+			want = strings.ReplaceAll(want, "owner root", "owner "+name(uint32(os.Geteuid()), false))
+			want = strings.ReplaceAll(want, "group root", "group "+name(uint32(os.Getegid()), true))
 			switch {
-			case c.want == "" && err != nil:
+			case want == "" && err != nil:
 				t.Fatalf("refused: %v", err)
-			case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
-				t.Fatalf("got %v, want an error containing %q", err, c.want)
+			case want != "" && err == nil:
+				t.Fatalf("accepted, want an error containing %q", want)
+			case want != "" && !strings.Contains(err.Error(), want):
+				t.Fatalf("got  %v\nwant an error containing %q", err, want)
 			}
 		})
 	}
-	t.Run("fail a link in a 0777 directory to a safe file", func(t *testing.T) {
-		// anyone may replace the link (rename another over it), whatever
-		// it leads to
-		top := t.TempDir()
-		p := filepath.Join(top, "f")
-		if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		open := filepath.Join(top, "open")
-		if err := os.Mkdir(open, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		l := filepath.Join(open, "link")
-		if err := os.Symlink(p, l); err != nil {
-			t.Fatal(err)
-		}
-		chmod(t, open, 0o777)
-		t.Cleanup(func() { _ = os.Chmod(open, 0o700) })
-		if err := CheckNotWritableByOthers(l); err == nil || !strings.Contains(err.Error(), "its directory "+open+" is writable by every user (mode 0777)") {
-			t.Fatalf("got %v, want the link's directory refused", err)
-		}
-		chmod(t, open, 0o1777)
-		if err := CheckNotWritableByOthers(l); err != nil {
-			t.Fatalf("a link in a sticky 1777 directory refused: %v", err)
-		}
-	})
-	t.Run("fail a directory 1777 itself", func(t *testing.T) {
-		dir := filepath.Join(t.TempDir(), "d")
-		if err := os.Mkdir(dir, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		chmod(t, dir, 0o1777)
-		if err := CheckNotWritableByOthers(dir); err == nil || !strings.Contains(err.Error(), "mode 0777") {
-			t.Fatalf("got %v", err)
-		}
-	})
-	t.Run("fail missing", func(t *testing.T) {
-		if err := CheckNotWritableByOthers(filepath.Join(t.TempDir(), "none")); err == nil {
-			t.Fatal("no error for a missing file")
-		}
-	})
 }
 
-func chmod(t *testing.T, p string, m os.FileMode) {
-	t.Helper()
+// tree is a test's directory tree.
+type tree struct {
+	t   *testing.T
+	top string
+}
+
+func (tr tree) p(rel string) string { return filepath.Join(tr.top, rel) }
+
+// file writes rel (mode fm), its directories 0755 and its own directory
+// dm (0: 0755), and returns its path.
+func (tr tree) file(rel string, fm, dm os.FileMode) string {
+	tr.t.Helper()
+	p := tr.p(rel)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		tr.t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+		tr.t.Fatal(err)
+	}
+	tr.chmod(rel, fm)
+	if dm != 0 {
+		tr.chmod(filepath.Dir(rel), dm)
+	}
+	return p
+}
+
+// link makes rel a symbolic link to target in a directory of mode dm (0:
+// 0755) and returns its path.
+func (tr tree) link(rel, target string, dm os.FileMode) string {
+	tr.t.Helper()
+	p := tr.p(rel)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		tr.t.Fatal(err)
+	}
+	if err := os.Symlink(target, p); err != nil {
+		tr.t.Fatal(err)
+	}
+	if dm != 0 {
+		tr.chmod(filepath.Dir(rel), dm)
+	}
+	return p
+}
+
+func (tr tree) chmod(rel string, m os.FileMode) {
+	tr.t.Helper()
 	if m&0o1000 != 0 {
 		m = m&0o777 | os.ModeSticky
 	}
-	if err := os.Chmod(p, m); err != nil {
-		t.Fatal(err)
+	if err := os.Chmod(tr.p(rel), m); err != nil {
+		tr.t.Fatal(err)
+	}
+}
+
+func (tr tree) chown(rel string, uid int) {
+	tr.t.Helper()
+	if err := os.Lchown(tr.p(rel), uid, -1); err != nil {
+		tr.t.Fatal(err)
+	}
+}
+
+// mount mounts a tmpfs on rel, unmounted at cleanup.
+func (tr tree) mount(rel, opts string) {
+	tr.t.Helper()
+	p := tr.p(rel)
+	if err := os.MkdirAll(p, 0o755); err != nil {
+		tr.t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", p, "tmpfs", 0, opts); err != nil {
+		if errors.Is(err, syscall.EPERM) {
+			tr.t.Skipf("cannot mount here: %v", err)
+		}
+		tr.t.Fatal(err)
+	}
+	tr.t.Cleanup(func() { _ = syscall.Unmount(p, syscall.MNT_DETACH) })
+}
+
+// bind bind-mounts rel from on rel to, unmounted at cleanup.
+func (tr tree) bind(from, to string) {
+	tr.t.Helper()
+	p := tr.p(to)
+	if err := os.MkdirAll(p, 0o755); err != nil {
+		tr.t.Fatal(err)
+	}
+	if err := syscall.Mount(tr.p(from), p, "", syscall.MS_BIND, ""); err != nil {
+		tr.t.Fatal(err)
+	}
+	tr.t.Cleanup(func() { _ = syscall.Unmount(p, syscall.MNT_DETACH) })
+}
+
+// remount remounts rel with mount(8)'s options (ro; bind,ro).
+func (tr tree) remount(rel, opts string) {
+	tr.t.Helper()
+	if out, err := exec.Command("mount", "-o", "remount,"+opts, tr.p(rel)).CombinedOutput(); err != nil {
+		tr.t.Fatalf("remount %s: %v: %s", opts, err, out)
 	}
 }
