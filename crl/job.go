@@ -551,8 +551,8 @@ func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *R
 		if j.metrics != nil {
 			s := crlSeries{issuer: c.Header.Issuer.String(), key: keyID(c)}
 			t, seen := times[s]
-			if age := now.Sub(c.Header.ThisUpdate); !seen || age > t.age {
-				t.age = age
+			if tu := c.Header.ThisUpdate; !seen || tu.Before(t.thisUpdate) {
+				t.thisUpdate = tu
 			}
 			if nu := c.Header.NextUpdate; !nu.IsZero() && (t.nextUpdate.IsZero() || nu.Before(t.nextUpdate)) {
 				t.nextUpdate = nu

@@ -14,7 +14,7 @@ import (
 type Metrics struct {
 	acceptedTotal prometheus.Counter
 	refusedTotal  *prometheus.CounterVec
-	ageSeconds    *prometheus.GaugeVec
+	ageDesc       *prometheus.Desc
 	nextUpdate    *prometheus.GaugeVec
 	imagesByState *prometheus.GaugeVec
 	untrustedImgs prometheus.Gauge
@@ -22,20 +22,28 @@ type Metrics struct {
 	lostWrites    prometheus.Counter
 	localGone     prometheus.Counter
 
+	// now is the clock imagetrust_crl_age_seconds is read against, at
+	// each scrape (tests set it)
+	now func() time.Time
+
 	mu sync.Mutex
-	// series are the CAs whose age and nextUpdate gauges the last run set
-	// (a CA no longer in use loses its series at the next run)
-	series map[crlSeries]bool
+	// oldest is, by CA the last run used, the thisUpdate of its oldest CRL
+	// in use: imagetrust_crl_age_seconds is the time since, computed at
+	// each scrape, so that it grows between runs (an alert on it fires
+	// when the CRL gets old, not at the next run). A CA no longer in use
+	// loses its series (both gauges) at the next run.
+	oldest map[crlSeries]time.Time
 }
 
 // crlSeries is the labels of the per-CA gauges: the issuer DN and keyID,
 // which tells apart two CAs of one name (a re-keyed CA, both in use).
 type crlSeries struct{ issuer, key string }
 
-// crlTimes is what the per-CA gauges show: the age of the oldest CRL in
-// use and the first nextUpdate (zero: none).
+// crlTimes is what the per-CA gauges show: the thisUpdate of the oldest
+// CRL in use (its age is computed at scrape time) and the first nextUpdate
+// (zero: none).
 type crlTimes struct {
-	age        time.Duration
+	thisUpdate time.Time
 	nextUpdate time.Time
 }
 
@@ -52,8 +60,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "CRLs accepted (new content only)."}),
 		refusedTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "imagetrust_crl_refused_total",
 			Help: "CRLs refused or unusable, by reason (stale counts each run a CRL is stale)."}, []string{"reason"}),
-		ageSeconds: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "imagetrust_crl_age_seconds",
-			Help: "Time since thisUpdate of the oldest CRL in use of a CA, by issuer and key (hex of the CA's key identifier, 8 bytes)."}, []string{"issuer", "key"}),
+		ageDesc: prometheus.NewDesc("imagetrust_crl_age_seconds",
+			"Time since thisUpdate of the oldest CRL in use of a CA, by issuer and key (hex of the CA's key identifier, 8 bytes), at the time of the scrape.",
+			[]string{"issuer", "key"}, nil),
 		nextUpdate: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "imagetrust_crl_next_update_timestamp_seconds",
 			Help: "Unix time of the first nextUpdate of the CRLs in use of a CA, by issuer and key (as imagetrust_crl_age_seconds)."}, []string{"issuer", "key"}),
 		imagesByState: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "imagetrust_crl_images",
@@ -66,12 +75,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Image changes that did not hold after " + fmt.Sprint(MaxWriteAttempts) + " writes: a concurrent Glance write undid them (Report.LostWrites; retried within TransitRecheck)."}),
 		localGone: prometheus.NewCounter(prometheus.CounterOpts{Name: "imagetrust_crl_local_flags_gone_total",
 			Help: "imagetrust_local_validity flags seen by a run and gone at the next (removed by an operator, or lost to a concurrent Glance write)."}),
-		series: map[crlSeries]bool{},
+		now:    time.Now,
+		oldest: map[crlSeries]time.Time{},
 	}
 	for _, r := range Reasons {
 		m.refusedTotal.WithLabelValues(r)
 	}
-	reg.MustRegister(m.acceptedTotal, m.refusedTotal, m.ageSeconds, m.nextUpdate, m.imagesByState, m.untrustedImgs, m.lastSuccess,
+	reg.MustRegister(m.acceptedTotal, m.refusedTotal, ageCollector{m}, m.nextUpdate, m.imagesByState, m.untrustedImgs, m.lastSuccess,
 		m.lostWrites, m.localGone)
 	return m
 }
@@ -97,22 +107,36 @@ func (m *Metrics) crlTimes(times map[crlSeries]crlTimes) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for s, t := range times {
-		m.ageSeconds.WithLabelValues(s.issuer, s.key).Set(t.age.Seconds())
 		if t.nextUpdate.IsZero() {
 			m.nextUpdate.DeleteLabelValues(s.issuer, s.key)
 		} else {
 			m.nextUpdate.WithLabelValues(s.issuer, s.key).Set(float64(t.nextUpdate.Unix()))
 		}
 	}
-	for s := range m.series {
+	for s := range m.oldest {
 		if _, ok := times[s]; !ok {
-			m.ageSeconds.DeleteLabelValues(s.issuer, s.key)
 			m.nextUpdate.DeleteLabelValues(s.issuer, s.key)
-			delete(m.series, s)
+			delete(m.oldest, s)
 		}
 	}
-	for s := range times {
-		m.series[s] = true
+	for s, t := range times {
+		m.oldest[s] = t.thisUpdate
+	}
+}
+
+// ageCollector exports imagetrust_crl_age_seconds, computed at each scrape
+// from the thisUpdate the last run stored.
+type ageCollector struct{ m *Metrics }
+
+func (c ageCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.m.ageDesc }
+
+func (c ageCollector) Collect(ch chan<- prometheus.Metric) {
+	m := c.m
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for s, tu := range m.oldest {
+		ch <- prometheus.MustNewConstMetric(m.ageDesc, prometheus.GaugeValue, now.Sub(tu).Seconds(), s.issuer, s.key)
 	}
 }
 

@@ -19,13 +19,17 @@ func hexKey(ca *x509.Certificate) string {
 }
 
 // TestJobMetrics: the per-CA gauges are labelled by issuer and key, so two
-// CAs of one name show apart; nextUpdate is exported; a CA no longer used
-// loses its series; every refusal reason exists at 0 from the start.
+// CAs of one name show apart; nextUpdate is exported; the age is computed
+// at each scrape, so it grows between runs (a scrape with the clock moved
+// on, no run in between, shows it older); a CA no longer used loses its
+// series; every refusal reason exists at 0 from the start.
 func TestJobMetrics(t *testing.T) {
 	w := newWorld(t)
 	rekeyed := w.root.Intermediate("Job Registrar CA")
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
+	clock := t0
+	m.now = func() time.Time { return clock }
 	gather := func(name string) []*dto.Metric {
 		mfs, err := reg.Gather()
 		if err != nil {
@@ -84,6 +88,12 @@ func TestJobMetrics(t *testing.T) {
 				}
 			}
 		}
+	}
+	check(hexKey(w.registrar.Cert), hexKey(rekeyed.Cert))
+	// no run, the clock 90 minutes on: the CRLs are 90 minutes older
+	clock = t0.Add(90 * time.Minute)
+	for k := range wantAge {
+		wantAge[k] += (90 * time.Minute).Seconds()
 	}
 	check(hexKey(w.registrar.Cert), hexKey(rekeyed.Cert))
 
