@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -34,12 +35,64 @@ import (
 // interface, URL (Keystone's templates allowed).
 type catalogEndpoint struct{ stype, iface, url string }
 
+// catalogRegionPrefix begins the name of every Keystone region
+// TestCatalogVariations adds (addRegion): the regions it owns, which
+// removeCatalogLeftovers removes when a killed run left them behind.
+const catalogRegionPrefix = "itcat-"
+
+// legacyCatalogRegion matches the regions runs of TestCatalogVariations
+// made before they were named with catalogRegionPrefix.
+var legacyCatalogRegion = regexp.MustCompile(`^(usual|versioned|versionless|dollar|internal|onekeystone|nocinder|nonova|noglance|down)-[0-9a-f]{6}$`)
+
+// removeCatalogLeftovers deletes the regions (and their endpoints) that an
+// earlier run of TestCatalogVariations on this stack added and, killed,
+// did not remove: the stack's catalogue would then name several regions,
+// and the cases that name none would fail (exit 2).
+func removeCatalogLeftovers(t *testing.T, idc *gophercloud.ServiceClient) {
+	t.Helper()
+	ctx := context.Background()
+	pages, err := regions.List(idc, nil).AllPages(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := regions.ExtractRegions(pages)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		if !strings.HasPrefix(r.ID, catalogRegionPrefix) && !legacyCatalogRegion.MatchString(r.ID) {
+			continue
+		}
+		pages, err := endpoints.List(idc, endpoints.ListOpts{RegionID: r.ID}).AllPages(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		eps, err := endpoints.ExtractEndpoints(pages)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range eps {
+			if e.Region != r.ID {
+				continue // a Keystone that ignored the filter
+			}
+			if err := endpoints.Delete(ctx, idc, e.ID).ExtractErr(); err != nil {
+				t.Fatalf("leftover endpoint %s of region %s: %v", e.ID, r.ID, err)
+			}
+		}
+		if err := regions.Delete(ctx, idc, r.ID).ExtractErr(); err != nil {
+			t.Fatalf("leftover region %s: %v", r.ID, err)
+		}
+		t.Logf("removed region %s and its %d endpoints, left by an earlier run", r.ID, len(eps))
+	}
+}
+
 // addRegion makes a region of its own in the real Keystone, named
-// prefix-<random>, with eps; the test's cleanup removes them.
+// itcat-prefix-<random> (catalogRegionPrefix), with eps; the test's
+// cleanup removes them.
 func addRegion(t *testing.T, idc *gophercloud.ServiceClient, prefix string, eps []catalogEndpoint) string {
 	t.Helper()
 	ctx := context.Background()
-	name := prefix + "-" + uuid.NewString()[:6]
+	name := catalogRegionPrefix + prefix + "-" + uuid.NewString()[:6]
 	if _, err := regions.Create(ctx, idc, regions.CreateOpts{ID: name}).Extract(); err != nil {
 		t.Fatalf("region %s: %v", name, err)
 	}
@@ -132,6 +185,7 @@ func TestCatalogVariations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	removeCatalogLeftovers(t, idc)
 	glance := strings.TrimSuffix(c.Env["GLANCE_URL"], "/")
 	nova := strings.TrimSuffix(c.Env["NOVA_URL"], "/v2.1")
 	cinder := strings.TrimSuffix(c.Env["CINDER_URL"], "/v3")
