@@ -459,7 +459,12 @@ fi
 # cinder-api alone: no scheduler and no cinder-volume (transport_url fake:/
 # drops the casts), so a new volume stays "creating", with no host, until an
 # admin resets its status. Enough for what the API itself answers: volumes,
-# snapshots, volume_image_metadata, and Nova's attachment calls.
+# snapshots, volume_image_metadata, and Nova's attachment calls. A volume
+# given a host (to snapshot it) is not deleted by the API either: tests
+# finish its deletion with cinder-finish-delete.py, which gives its quota
+# back. The quotas are well above Cinder's 10 volumes and snapshots, so
+# that the volumes of a few killed runs (whose cleanups never ran) do not
+# fail every later run on the stack.
 CINDER_POLICY=""
 if [ "$WITH_CINDER" = 1 ]; then
 	CV=$STATE/cinder
@@ -482,6 +487,9 @@ transport_url = fake:/
 auth_strategy = keystone
 api_paste_config = $CV/etc/api-paste.ini
 enabled_backends =
+quota_volumes = 100
+quota_snapshots = 100
+quota_gigabytes = 1000
 [database]
 connection = sqlite:///$CV/cinder.sqlite
 [oslo_concurrency]
