@@ -30,11 +30,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -81,6 +83,25 @@ type Options struct {
 	// IMAGETRUST_GLANCE_STORAGE_QUOTA), such as "1MB": the most image data
 	// one project may hold; "": none. StartPrivate only, as TokenExpiration.
 	GlanceStorageQuota string
+	// GlanceLimits, when not nil, runs Glance with Keystone unified limits
+	// (use_keystone_limits and [oslo_limit], start.sh's
+	// IMAGETRUST_GLANCE_LIMITS): each entry is a registered limit (the
+	// default of every project) of service glance, such as
+	// "image_count_total": 3; sizes (image_size_total, image_stage_total)
+	// are in MiB. Glance's resources not named (all of them for an empty
+	// map) are registered at 1000000. SetGlanceLimit sets one for the
+	// mirror project. StartPrivate only, as TokenExpiration.
+	GlanceLimits map[string]int
+	// GlanceImageSizeCap is Glance's image_size_cap in bytes (start.sh's
+	// IMAGETRUST_GLANCE_IMAGE_SIZE_CAP): Glance refuses a larger image;
+	// 0: Glance's default, 1 TiB. StartPrivate only, as TokenExpiration.
+	GlanceImageSizeCap int64
+}
+
+// private reports whether opts set anything only StartPrivate takes.
+func (opts Options) private() bool {
+	return opts.TokenExpiration != 0 || opts.LockoutAttempts != 0 || opts.GlanceStorageQuota != "" ||
+		opts.GlanceLimits != nil || opts.GlanceImageSizeCap != 0
 }
 
 // Cloud is a running stack.
@@ -140,8 +161,8 @@ func Main(m *testing.M) int {
 // Without Main in TestMain, the stack stops when t ends.
 func Start(t testing.TB, opts Options) *Cloud {
 	t.Helper()
-	if opts.TokenExpiration != 0 || opts.LockoutAttempts != 0 || opts.GlanceStorageQuota != "" {
-		t.Fatalf("ostest: Options.TokenExpiration, LockoutAttempts and GlanceStorageQuota need a stack of the test's own: use StartPrivate")
+	if opts.private() {
+		t.Fatalf("ostest: Options.TokenExpiration, LockoutAttempts, GlanceStorageQuota, GlanceLimits and GlanceImageSizeCap need a stack of the test's own: use StartPrivate")
 	}
 	mu.Lock()
 	defer mu.Unlock()
@@ -304,6 +325,21 @@ func start(opts Options) (*Cloud, error) {
 	}
 	if opts.GlanceStorageQuota != "" {
 		cmd.Env = append(cmd.Env, "IMAGETRUST_GLANCE_STORAGE_QUOTA="+opts.GlanceStorageQuota)
+	}
+	if opts.GlanceLimits != nil {
+		names := slices.Sorted(maps.Keys(opts.GlanceLimits))
+		spec := make([]string, 0, len(names)+1)
+		for _, n := range names {
+			spec = append(spec, fmt.Sprintf("%s=%d", n, opts.GlanceLimits[n]))
+		}
+		if len(spec) == 0 {
+			// on, every limit at start.sh's default
+			spec = append(spec, "image_count_total=1000000")
+		}
+		cmd.Env = append(cmd.Env, "IMAGETRUST_GLANCE_LIMITS="+strings.Join(spec, " "))
+	}
+	if opts.GlanceImageSizeCap > 0 {
+		cmd.Env = append(cmd.Env, fmt.Sprintf("IMAGETRUST_GLANCE_IMAGE_SIZE_CAP=%d", opts.GlanceImageSizeCap))
 	}
 	if opts.LockoutAttempts > 0 {
 		cmd.Env = append(cmd.Env, fmt.Sprintf("IMAGETRUST_LOCKOUT_ATTEMPTS=%d", opts.LockoutAttempts))

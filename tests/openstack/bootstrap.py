@@ -16,7 +16,9 @@ KEYSTONE_URL, ADMIN_PASSWORD, SERVICE_PASSWORD, MIRROR_PASSWORD,
 PROXY_PASSWORD, DEMO_PASSWORD, GLANCE_URL, when nova is wanted, NOVA_URL and
 PLACEMENT_URL, when cinder is wanted, CINDER_URL, and IMAGETRUST_SECURE_RBAC
 (1: the mirror user gets the roles docs/operator-guide.md documents, without
-admin). Prints MIRROR_PROJECT_ID=<id> (start.sh puts it in STATE_DIR/env).
+admin), GLANCE_LIMITS (Glance's unified limits: see glance_limits). Prints
+MIRROR_PROJECT_ID=<id> (start.sh puts it in STATE_DIR/env), and with
+GLANCE_LIMITS GLANCE_ENDPOINT_ID=<id>.
 """
 
 import os
@@ -59,6 +61,32 @@ def set_endpoints(ks, stype, sname, urls):
         ks.endpoints.delete(ep)
     for iface, url in urls.items():
         ks.endpoints.create(service=svc, url=url, interface=iface, region=REGION)
+
+
+# Glance's unified limits (glance/quota/keystone.py): sizes in MiB.
+GLANCE_RESOURCES = ("image_size_total", "image_stage_total",
+                    "image_count_total", "image_count_uploading")
+
+
+def glance_limits(ks, spec):
+    """Register Glance's limits (spec: "RESOURCE=N ...", start.sh's
+    GLANCE_LIMITS) as registered limits, every other Glance resource at
+    1000000 (oslo.limit 2.0 counts a missing limit as 0 and knows no -1);
+    give the glance user the reader role on the system, as Glance's install
+    guide (configure-quotas) asks; print GLANCE_ENDPOINT_ID=<id>, Glance's
+    [oslo_limit] endpoint_id."""
+    want = dict.fromkeys(GLANCE_RESOURCES, 1000000)
+    for item in spec.split():
+        name, value = item.split("=", 1)
+        want[name] = int(value)
+    svc = ks.services.list(type="image")[0]
+    for name, value in want.items():
+        ks.registered_limits.create(svc, name, value, region=REGION)
+    roles = {r.name: r for r in ks.roles.list()}
+    glance = ks.users.list(name="glance", domain=DOMAIN)[0]
+    ks.roles.grant(roles["reader"], user=glance, system="all")
+    public = [ep for ep in ks.endpoints.list(service=svc) if ep.interface == "public"]
+    print("GLANCE_ENDPOINT_ID=%s" % public[0].id)
 
 
 def set_compute(public_url):
@@ -131,6 +159,8 @@ def bootstrap():
 
     glance = env["GLANCE_URL"]
     set_endpoints(ks, "image", "glance", {"public": glance, "internal": glance, "admin": glance})
+    if env.get("GLANCE_LIMITS"):
+        glance_limits(ks, env["GLANCE_LIMITS"])
     if env.get("NOVA_URL"):
         nova = env["NOVA_URL"]
         set_endpoints(ks, "compute", "nova", {"public": nova, "internal": nova, "admin": nova})

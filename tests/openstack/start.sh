@@ -43,6 +43,24 @@
 #   IMAGETRUST_GLANCE_STORAGE_QUOTA         Glance's user_storage_quota, the
 #                                           most image data one project may
 #                                           hold, e.g. 1MB (default: none)
+#   IMAGETRUST_GLANCE_LIMITS                Keystone unified limits for Glance:
+#                                           "RESOURCE=N ..." (space or comma
+#                                           separated) of image_size_total,
+#                                           image_stage_total (MiB),
+#                                           image_count_total and
+#                                           image_count_uploading; Glance runs
+#                                           with use_keystone_limits and
+#                                           [oslo_limit], each named limit is
+#                                           registered (a default for every
+#                                           project) with its N, the others
+#                                           with 1000000 (oslo.limit 2.0 has
+#                                           no "unlimited"). Glance starts once
+#                                           Keystone has its endpoint (its
+#                                           [oslo_limit] endpoint_id): a few
+#                                           seconds more (default: none)
+#   IMAGETRUST_GLANCE_IMAGE_SIZE_CAP        Glance's image_size_cap in bytes,
+#                                           the largest image it takes
+#                                           (default: Glance's, 1 TiB)
 #   IMAGETRUST_OPENSTACK_WAIT               seconds to wait for each service (default 90)
 #
 # Writes:
@@ -120,6 +138,33 @@ case ${IMAGETRUST_GLANCE_STORAGE_QUOTA:-} in
 	exit 2
 	;;
 *) GLANCE_QUOTA="user_storage_quota = $IMAGETRUST_GLANCE_STORAGE_QUOTA" ;;
+esac
+GLANCE_LIMITS=$(echo "${IMAGETRUST_GLANCE_LIMITS:-}" | tr ',' ' ' | xargs)
+for l in $GLANCE_LIMITS; do
+	case $l in
+	image_size_total=* | image_stage_total=* | image_count_total=* | image_count_uploading=*)
+		case ${l#*=} in
+		"" | *[!0-9]*)
+			echo "start.sh: error: IMAGETRUST_GLANCE_LIMITS: $l: not a number" >&2
+			exit 2
+			;;
+		esac
+		;;
+	*)
+		echo "start.sh: error: IMAGETRUST_GLANCE_LIMITS: $l: want RESOURCE=N, RESOURCE one of image_size_total, image_stage_total, image_count_total, image_count_uploading" >&2
+		exit 2
+		;;
+	esac
+done
+export GLANCE_LIMITS
+case ${IMAGETRUST_GLANCE_IMAGE_SIZE_CAP:-} in
+"") ;;
+*[!0-9]* | 0)
+	echo "start.sh: error: IMAGETRUST_GLANCE_IMAGE_SIZE_CAP must be a positive number of bytes" >&2
+	exit 2
+	;;
+*) GLANCE_QUOTA="$GLANCE_QUOTA
+image_size_cap = $IMAGETRUST_GLANCE_IMAGE_SIZE_CAP" ;;
 esac
 NOVA_POLICY=""
 if [ -n "${IMAGETRUST_NOVA_POLICY:-}" ]; then
@@ -363,6 +408,7 @@ use_stderr = true
 enabled_backends = fs:file, fs2:file
 enabled_import_methods = [${IMAGETRUST_GLANCE_IMPORT_METHODS:-glance-direct,copy-image}]
 $GLANCE_QUOTA
+${GLANCE_LIMITS:+use_keystone_limits = True}
 $GLANCE_RBAC_OPTS
 $protection_conf
 [database]
@@ -533,7 +579,8 @@ setup_pids+=($!)
 (
 	run_step glance-db-sync glance-manage --config-file "$GL/etc/glance-api.conf" db_sync
 	wal "$GL/glance.sqlite"
-	launch glance-api glance-api --config-file "$GL/etc/glance-api.conf"
+	# with unified limits, once bootstrap.py made its endpoint (below)
+	[ -n "$GLANCE_LIMITS" ] || launch glance-api glance-api --config-file "$GL/etc/glance-api.conf"
 ) &
 setup_pids+=($!)
 if [ "$WITH_NOVA" = 1 ]; then
@@ -583,6 +630,25 @@ if [ -n "$NOVA_POLICY" ] && [ "$WITH_NOVA" = 1 ]; then
 	sed "s/<mirror project id>/$MIRROR_PROJECT_ID/g" "$NOVA_POLICY" >"$NV/etc/policy.yaml.new"
 	mv "$NV/etc/policy.yaml.new" "$NV/etc/policy.yaml"
 fi
+if [ -n "$GLANCE_LIMITS" ]; then
+	# as Glance's install guide (configure-quotas) has it; bootstrap.py gave
+	# the glance user the reader role on the system, which reads the limits
+	# and (identity:get_endpoint) the endpoint
+	GLANCE_ENDPOINT_ID=$(sed -n 's/^GLANCE_ENDPOINT_ID=\([0-9a-f]*\)$/\1/p' "$LOG/keystone-objects.log")
+	[ -n "$GLANCE_ENDPOINT_ID" ] || die "bootstrap.py did not print Glance's endpoint id ($LOG/keystone-objects.log)"
+	cat >>"$GL/etc/glance-api.conf" <<EOF
+[oslo_limit]
+auth_url = $KEYSTONE_URL
+auth_type = password
+user_domain_id = default
+username = glance
+password = $SERVICE_PASSWORD
+system_scope = all
+endpoint_id = $GLANCE_ENDPOINT_ID
+region_name = RegionOne
+EOF
+	launch glance-api glance-api --config-file "$GL/etc/glance-api.conf"
+fi
 say "projects, users and endpoints created in $(elapsed "$t") s"
 
 t=$(now)
@@ -628,6 +694,8 @@ CINDER_POLICY=$CINDER_POLICY
 NOVA_POLICY=$([ "$WITH_NOVA" = 1 ] && echo "$NOVA_POLICY")
 SECURE_RBAC=$SECURE_RBAC
 TOKEN_EXPIRATION=${TOKEN_EXPIRATION:-3600}
+GLANCE_LIMITS="$GLANCE_LIMITS"
+GLANCE_ENDPOINT_ID=${GLANCE_ENDPOINT_ID:-}
 
 ADMIN_PASSWORD=$ADMIN_PASSWORD
 SERVICE_PASSWORD=$SERVICE_PASSWORD
