@@ -26,9 +26,9 @@ var ErrNotFound = errors.New("glance: image not found")
 // create, or a status transition another request got first.
 var ErrConflict = errors.New("glance: conflict")
 
-// ErrOverQuota is returned for Glance's 413 to image data: the mirror
-// project's storage quota, or Glance's image_size_cap, would be exceeded.
-var ErrOverQuota = errors.New("glance: over the storage quota")
+// ErrOverQuota is returned (as a *LimitError) for Glance's 413: one of
+// its quotas or limits refused a create, image data or an import.
+var ErrOverQuota = errors.New("glance: over a quota or limit")
 
 // ErrNoStores is returned by Glance.Stores for a Glance with one store
 // (no enabled_backends): it has no store ids to name.

@@ -108,7 +108,7 @@ func (g *gcGlance) Create(ctx context.Context, s CreateSpec) (*Image, error) {
 		MinDisk: s.MinDisk, MinRAM: s.MinRAM, Properties: s.Props,
 	}).Extract()
 	if err != nil {
-		return nil, mapErr("create image "+s.ID, err)
+		return nil, mapLimitErr("create image "+s.ID, "create", err)
 	}
 	return fromGlance(im), nil
 }
@@ -117,19 +117,18 @@ func (g *gcGlance) Create(ctx context.Context, s CreateSpec) (*Image, error) {
 // reader that cannot seek (the verifying stream cannot), so a 401 fails the
 // attempt instead of sending the rest of the stream as if it were the image.
 func (g *gcGlance) Stage(ctx context.Context, id string, r io.Reader) error {
-	return mapDataErr("stage image "+id, glance.Stage(ctx, g.sc, id, r).ExtractErr())
+	return mapLimitErr("stage image "+id, "data", glance.Stage(ctx, g.sc, id, r).ExtractErr())
 }
 
 func (g *gcGlance) Upload(ctx context.Context, id string, r io.Reader, store string) error {
-	return mapDataErr("upload image "+id, glance.UploadToStore(ctx, g.sc, id, r, store).ExtractErr())
+	return mapLimitErr("upload image "+id, "data", glance.UploadToStore(ctx, g.sc, id, r, store).ExtractErr())
 }
 
-// mapDataErr is mapErr for a request carrying image data, where Glance's
-// 413 means the storage quota (or image_size_cap): ErrOverQuota. (A 413 to
-// other requests means other quotas: image_property_quota on a create.)
-func mapDataErr(op string, err error) error {
+// mapLimitErr is mapErr where Glance's 413 is one of its quotas or limits
+// refusing step (create, data, import): a *LimitError naming it.
+func mapLimitErr(op, step string, err error) error {
 	if glance.IsOverQuota(err) {
-		return fmt.Errorf("%s: %w (%w)", op, ErrOverQuota, err)
+		return &LimitError{Op: op, Step: step, Limit: glance.OverLimit(err), Err: err}
 	}
 	return mapErr(op, err)
 }
@@ -137,7 +136,7 @@ func mapDataErr(op string, err error) error {
 func (g *gcGlance) ImportGlanceDirect(ctx context.Context, id string, stores []string) error {
 	ctx, cancel := bounded(ctx)
 	defer cancel()
-	return mapErr("import image "+id, glance.ImportGlanceDirectToStores(ctx, g.sc, id, stores).ExtractErr())
+	return mapLimitErr("import image "+id, "import", glance.ImportGlanceDirectToStores(ctx, g.sc, id, stores).ExtractErr())
 }
 
 func (g *gcGlance) Time(ctx context.Context) (time.Time, error) {

@@ -545,13 +545,6 @@ func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, mode ingest, r
 				rp.add(s.outcome(it, ActionElsewhere, "", "staging"))
 				return
 			}
-			if errors.Is(err, ErrOverQuota) {
-				// Glance refused the data outright: trying again in this
-				// pass, or waiting for the image it leaves saving, helps
-				// nothing
-				s.opFailed(log, it, "transfer", fmt.Errorf("%s: %w", overQuotaDetail, err), rp)
-				return
-			}
 		case StatusUploading:
 			if im.Size == 0 && it.desc.Size != 0 {
 				// A stage in progress (Glance sets the size when it ends), or
@@ -633,7 +626,7 @@ func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, mode ingest, r
 				return
 			}
 			var ierr *importFailedError
-			if errors.As(err, &ierr) {
+			if errors.As(err, &ierr) || errors.Is(err, ErrOverQuota) {
 				s.opFailed(log, it, "import", err, rp)
 				return
 			}
@@ -653,10 +646,20 @@ func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, mode ingest, r
 			rp.add(s.outcome(it, ActionSkipped, "", "cancelled; Glance returns an interrupted stage to queued and the next pass resumes it"))
 			return
 		}
-		if err != nil && (attempt >= maxAttempts || errors.Is(err, ErrTransferTooSlow) || errors.Is(err, ErrTooManyResumes)) {
+		var ierr *importFailedError
+		if err != nil && (attempt >= maxAttempts || errors.Is(err, ErrTransferTooSlow) || errors.Is(err, ErrTooManyResumes) ||
+			errors.Is(err, ErrOverQuota) || errors.As(err, &ierr)) {
 			// a source too slow, or cutting its connections too often, is
-			// not tried again in this pass: it would hold the pass up
-			s.opFailed(log, it, "transfer", err, rp)
+			// not tried again in this pass: it would hold the pass up; nor
+			// is what a Glance limit refused (trying again, or waiting
+			// for the image, helps nothing: the error says what to
+			// raise), nor an import Glance failed
+			op := "transfer"
+			var le *LimitError
+			if ierr != nil || errors.As(err, &le) && (le.Step == "import" || le.Step == "task") {
+				op = "import"
+			}
+			s.opFailed(log, it, op, err, rp)
 			return
 		}
 		if err != nil {
@@ -835,9 +838,6 @@ func importFailure(im *Image) string {
 	}
 	return "Glance's import into store(s) " + failed + " failed (glance-api's log says why: a full store, or the mirror project's storage quota, user_storage_quota, say); the image stays importing: delete it once the store or quota is fixed (its uuid is then spent) or wait for stale_after, which reclaims it"
 }
-
-// overQuotaDetail is said of image data Glance refused with 413.
-const overQuotaDetail = "Glance refused the image data with 413: the mirror project's storage quota (glance-api.conf user_storage_quota, or Keystone's image_size_total limit) or image_size_cap is too small for it; raise it. Glance (Zed) leaves the image saving without data: it is reclaimed (deleted, its uuid spent) after stale_after, or delete it now"
 
 // waitImport polls until the image leaves importing/saving/uploading.
 // The first poll comes after firstImportPoll; each wait doubles up to
