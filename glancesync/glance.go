@@ -30,6 +30,12 @@ var ErrConflict = errors.New("glance: conflict")
 // its quotas or limits refused a create, image data or an import.
 var ErrOverQuota = errors.New("glance: over a quota or limit")
 
+// ErrStagedData is returned by Stage for Glance's 409 to a stage of an
+// image it holds staged data for (glance.IsStagedData): left by an import
+// Glance refused in its task, not by another sync (whose stage Glance
+// refuses with another 409, ErrConflict).
+var ErrStagedData = errors.New("glance: the image has data on staging")
+
 // ErrNoStores is returned by Glance.Stores for a Glance with one store
 // (no enabled_backends): it has no store ids to name.
 var ErrNoStores = errors.New("glance: no several stores (enabled_backends) configured")
@@ -115,6 +121,10 @@ type Glance interface {
 	Deactivate(ctx context.Context, id string) error
 	// Delete deletes an image (its id can never be used again).
 	Delete(ctx context.Context, id string) error
+	// ImportRefusal returns Glance's message if the image's latest task (an
+	// import's) failed, "" otherwise (none, still running, done; or a
+	// Glance without GET /v2/images/{id}/tasks).
+	ImportRefusal(ctx context.Context, id string) (string, error)
 	// Members lists the projects an image is shared with.
 	Members(ctx context.Context, id string) ([]string, error)
 	// AddMember shares an image with a project.

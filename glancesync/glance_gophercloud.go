@@ -1,6 +1,7 @@
 package glancesync
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -117,7 +118,11 @@ func (g *gcGlance) Create(ctx context.Context, s CreateSpec) (*Image, error) {
 // reader that cannot seek (the verifying stream cannot), so a 401 fails the
 // attempt instead of sending the rest of the stream as if it were the image.
 func (g *gcGlance) Stage(ctx context.Context, id string, r io.Reader) error {
-	return mapLimitErr("stage image "+id, "data", glance.Stage(ctx, g.sc, id, r).ExtractErr())
+	err := glance.Stage(ctx, g.sc, id, r).ExtractErr()
+	if glance.IsStagedData(err) {
+		return fmt.Errorf("stage image %s: %w (%w)", id, ErrStagedData, err)
+	}
+	return mapLimitErr("stage image "+id, "data", err)
 }
 
 func (g *gcGlance) Upload(ctx context.Context, id string, r io.Reader, store string) error {
@@ -137,6 +142,22 @@ func (g *gcGlance) ImportGlanceDirect(ctx context.Context, id string, stores []s
 	ctx, cancel := bounded(ctx)
 	defer cancel()
 	return mapLimitErr("import image "+id, "import", glance.ImportGlanceDirectToStores(ctx, g.sc, id, stores).ExtractErr())
+}
+
+func (g *gcGlance) ImportRefusal(ctx context.Context, id string) (string, error) {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
+	tasks, err := glance.ImageTasks(ctx, g.sc, id)
+	if glance.IsNotFound(err) {
+		return "", nil // a Glance before Wallaby; or the image is gone
+	}
+	if err != nil {
+		return "", mapErr("tasks of image "+id, err)
+	}
+	if len(tasks) == 0 || tasks[len(tasks)-1].Status != "failure" {
+		return "", nil
+	}
+	return cmp.Or(tasks[len(tasks)-1].Message, "(no message)"), nil
 }
 
 func (g *gcGlance) Time(ctx context.Context) (time.Time, error) {

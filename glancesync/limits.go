@@ -1,6 +1,8 @@
 package glancesync
 
 import (
+	"errors"
+
 	"github.com/imagetrust/imagetrust/internal/glance"
 )
 
@@ -94,4 +96,14 @@ func limitDetail(step, limit string) string {
 	// a 413 that names no limit Glance (Zed) has: a front end's, or a
 	// Glance that words its own otherwise
 	return what + ": a quota or limit (Glance's answer names none; glance-api's log says which: user_storage_quota, image_size_cap, a Keystone limit of service glance); raise it; " + left
+}
+
+// taskRefusal is the *LimitError of an import whose task Glance failed
+// with message, or nil when message names no limit.
+func taskRefusal(id, message string) error {
+	limit := glance.OverLimitText(message)
+	if limit == "" {
+		return nil
+	}
+	return &LimitError{Op: "import task of image " + id, Step: "task", Limit: limit, Err: errors.New("Glance's message: " + message)}
 }

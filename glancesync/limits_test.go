@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -150,6 +151,26 @@ func TestKeystoneLimits(t *testing.T) {
 	}
 	t.Run("import image_stage_total", func(t *testing.T) {
 		hit(t, "import", "image_stage_total", func(*testing.T) int { return 1 }, hold, StatusQueued, nil)
+	})
+	t.Run("import image_size_total in the import task", func(t *testing.T) {
+		// the import is accepted (the project is not over the limit yet)
+		// and its task refuses the staged image that would take it over
+		hit(t, "import", "image_size_total", func(t *testing.T) int { return usedMiB(t) + 1 }, nil, StatusQueued, func(t *testing.T, p *published, o Options) {
+			// Glance kept the staged file: every stage of the image is
+			// refused (409) until it is removed, as the error says;
+			// never taken for another sync's stage
+			r := run(t, o)
+			if outs := r.Find(p.id); r.Errors != 1 || len(outs) != 1 || outs[0].Action != ActionFailed ||
+				!strings.Contains(outs[0].Detail, "has data on staging") || !strings.Contains(outs[0].Detail, "Keystone limit image_size_total") {
+				t.Fatalf("a pass with the staged file left: %d errors, outcomes %+v; want one failure naming it and the limit", r.Errors, outs)
+			}
+			if im := e.get(t, p.id); im.Status != StatusQueued {
+				t.Fatalf("image %s, want queued", im.Status)
+			}
+			if err := os.Remove(filepath.Join(c.StateDir, "glance", "staging", p.id)); err != nil {
+				t.Fatal(err)
+			}
+		})
 	})
 }
 

@@ -540,6 +540,10 @@ func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, mode ingest, r
 				s.refusedStream(ctx, it, im, vf, err, log, rp)
 				return
 			}
+			if errors.Is(err, ErrStagedData) {
+				s.stagedData(ctx, it, im, err, log, rp)
+				return
+			}
 			if errors.Is(err, ErrConflict) {
 				log.Info("another sync is uploading this image; leaving it to it")
 				rp.add(s.outcome(it, ActionElsewhere, "", "staging"))
@@ -839,6 +843,28 @@ func importFailure(im *Image) string {
 	return "Glance's import into store(s) " + failed + " failed (glance-api's log says why: a full store, or the mirror project's storage quota, user_storage_quota, say); the image stays importing: delete it once the store or quota is fixed (its uuid is then spent) or wait for stale_after, which reclaims it"
 }
 
+// stagedData reports a queued image whose stage Glance refused because it
+// holds staged data for it (ErrStagedData): what Glance (Zed) leaves of
+// an import it refused in its task, for as long as the image lives. Not
+// another sync's stage, which has the image uploading. The image is left
+// so: deleting it would spend its uuid; the operator removes the file.
+func (s *Syncer) stagedData(ctx context.Context, it *item, im *Image, err error, log *slog.Logger, rp *reporter) {
+	why := ""
+	if msg, rerr := s.o.Glance.ImportRefusal(ctx, im.ID); rerr != nil {
+		log.Warn("cannot read the image's tasks", "err", rerr)
+	} else if le := taskRefusal(im.ID, msg); le != nil {
+		why = " (" + le.Error() + ")"
+	} else if msg != "" {
+		why = " (its import task failed: " + msg + ")"
+	}
+	s.opFailed(log, it, "stage", fmt.Errorf("%s%s; %s: %w", stagedDataDetail, why, stagedDataFix, err), rp)
+}
+
+const (
+	stagedDataDetail = "Glance holds staged data for this queued image and refuses every new stage of it (409 \"has data on staging\"): Glance (Zed) leaves an import it refused in its task so"
+	stagedDataFix    = "once the cause is fixed, delete the file named after the image id in glance-api's staging directory ([os_glance_staging_store] filesystem_store_datadir, on the glance-api host that staged it) and the next pass stages and imports the image again; or delete the image (its uuid is then spent)"
+)
+
 // waitImport polls until the image leaves importing/saving/uploading.
 // The first poll comes after firstImportPoll; each wait doubles up to
 // Options.ImportPoll, so that a small image is seen active at once and a
@@ -863,6 +889,23 @@ func (s *Syncer) waitImportFor(ctx context.Context, id string, timeout time.Dura
 			if f := importFailure(im); f != "" {
 				return &importFailedError{f}
 			}
+		case StatusQueued:
+			// An import Glance refused in its task (Zed: a Keystone
+			// limit) returns the image to queued; so does a broken-off
+			// upload or stage (another sync's, whose image was found
+			// busy). Only the task tells them apart.
+			msg, rerr := s.o.Glance.ImportRefusal(ctx, id)
+			if rerr != nil {
+				s.log.Warn("cannot read the image's tasks", "image", id, "err", rerr)
+				return nil
+			}
+			if le := taskRefusal(id, msg); le != nil {
+				return le
+			}
+			if msg != "" {
+				return &importFailedError{"Glance's import task failed and Glance returned the image to queued: " + msg}
+			}
+			return nil
 		case StatusActive:
 			if im.Props[importLock] == "" {
 				return nil

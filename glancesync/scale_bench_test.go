@@ -157,6 +157,8 @@ func (g *memGlance) Delete(_ context.Context, id string) error {
 	return nil
 }
 
+func (g *memGlance) ImportRefusal(context.Context, string) (string, error) { return "", nil }
+
 func (g *memGlance) Members(_ context.Context, id string) ([]string, error) {
 	g.count("members")
 	g.mu.Lock()

@@ -1,6 +1,7 @@
 package glance
 
 import (
+	"bytes"
 	"errors"
 	"net/http"
 	"regexp"
@@ -94,4 +95,15 @@ func OverLimit(err error) string {
 		return ""
 	}
 	return OverLimitText(string(ce.Body))
+}
+
+// IsStagedData reports whether err is Glance's 409 to a stage of an image
+// it already holds staged data for ("The image ID has data on staging"):
+// Zed keeps the staged file of an image whose import task it failed for
+// a Keystone limit (image_size_total) while returning the image to
+// queued, and then refuses every new stage of it for as long as the image
+// lives. (The 409 of a stage of an image already uploading says otherwise.)
+func IsStagedData(err error) bool {
+	var ce gophercloud.ErrUnexpectedResponseCode
+	return errors.As(err, &ce) && ce.Actual == http.StatusConflict && bytes.Contains(ce.Body, []byte("has data on staging"))
 }

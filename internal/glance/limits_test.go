@@ -38,4 +38,10 @@ func TestOverLimit(t *testing.T) {
 	if OverLimit(other) != "" || OverLimit(errors.New("image_size_total")) != "" {
 		t.Error("OverLimit names a limit for an error that is no 413")
 	}
+	if !IsStagedData(fmt.Errorf("stage: %w", other)) {
+		t.Error("IsStagedData: false for Glance's 409 \"has data on staging\"")
+	}
+	if IsStagedData(gophercloud.ErrUnexpectedResponseCode{Actual: http.StatusConflict, Body: []byte(`{"message": "Image status transition from uploading to uploading is not allowed"}`)}) {
+		t.Error("IsStagedData: true for another 409")
+	}
 }

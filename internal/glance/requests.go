@@ -153,6 +153,35 @@ func ImportGlanceDirectToStores(ctx context.Context, client *gophercloud.Service
 	return
 }
 
+// Task is one of the tasks Glance ran on an image (an import's
+// api_image_import task): its status (pending, processing, success,
+// failure) and, once it failed, Glance's message saying why.
+type Task struct {
+	ID        string `json:"id"`
+	Type      string `json:"type"`
+	Status    string `json:"status"`
+	Message   string `json:"message"`
+	CreatedAt string `json:"created_at"`
+	UpdatedAt string `json:"updated_at"`
+}
+
+// ImageTasks lists the tasks of an image (GET /v2/images/{id}/tasks, Image
+// API 2.12, Wallaby and later; whoever may read the image may read them),
+// oldest first. An import Glance refuses in its task (Zed: the staged
+// image would take the project over its Keystone limit image_size_total)
+// returns the image to queued: only the task says why.
+func ImageTasks(ctx context.Context, client *gophercloud.ServiceClient, id string) ([]Task, error) {
+	var body struct {
+		Tasks []Task `json:"tasks"`
+	}
+	resp, err := client.Get(ctx, client.ServiceURL("images", id, "tasks"), &body, nil)
+	if _, _, err = gophercloud.ParseResponse(resp, err); err != nil {
+		return nil, err
+	}
+	slices.SortStableFunc(body.Tasks, func(a, b Task) int { return strings.Compare(a.CreatedAt, b.CreatedAt) })
+	return body.Tasks, nil
+}
+
 // ImportMethods retrieves the import methods the Glance offers
 // (GET /v2/info/import).
 func ImportMethods(ctx context.Context, client *gophercloud.ServiceClient) (r ImportMethodsResult) {
