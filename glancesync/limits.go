@@ -69,7 +69,7 @@ func limitDetail(step, limit string) string {
 		if step == "task" && limit == glanceImageSizeTotal {
 			why = "the MiB of image data the mirror project may hold; the import task refuses an image that would take the project over it"
 		}
-		raise := "raise it for the mirror project (openstack limit create/set --project MIRROR --service glance " + limit + ")"
+		raise := "raise it for the mirror project (openstack limit create --project MIRROR --service glance --resource-limit N " + limit + ", or openstack limit set --resource-limit N on its limit)"
 		switch limit {
 		case glanceImageCountUploading:
 			raise += " above sync.parallel, or lower sync.parallel"
