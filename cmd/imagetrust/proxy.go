@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -47,6 +48,13 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 	log := newLogger(e.stderr, cfg.Log.Format, cfg.Log.Level)
 	if cfg.Proxy.Listen == "" || cfg.Proxy.Upstream == "" {
 		return fail(e, exitUsage, "proxy: proxy.listen and proxy.upstream must be set")
+	}
+	// the temporary /healthz of the wait for OpenStack would hold the
+	// gate's port (a load balancer's check sees the gate up, Nova's
+	// clients get 404), and proxy.Serve could bind only one of the two
+	if listenOverlap(cfg.Proxy.Listen, cfg.Proxy.MetricsListen) {
+		return fail(e, exitUsage, "proxy: proxy.metrics_listen %q and proxy.listen %q are one address: give /metrics and /healthz a port of their own",
+			cfg.Proxy.MetricsListen, cfg.Proxy.Listen)
 	}
 	upstream, err := url.Parse(cfg.Proxy.Upstream)
 	if err != nil || upstream.Scheme == "" || upstream.Host == "" {
@@ -212,6 +220,30 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 		return fail(e, exitInvalid, "%v", err)
 	}
 	return exitOK
+}
+
+// listenOverlap reports whether two listen addresses (host:port) would
+// take the same port: the same port (not 0) and the same host, or either
+// host empty or unspecified (0.0.0.0, ::: every address of the host).
+// Host names are compared as written, not resolved.
+func listenOverlap(a, b string) bool {
+	ha, pa, errA := net.SplitHostPort(a)
+	hb, pb, errB := net.SplitHostPort(b)
+	if errA != nil || errB != nil || pa != pb || pa == "0" || pa == "" {
+		return false
+	}
+	wildcard := func(h string) bool {
+		ip := net.ParseIP(h)
+		return h == "" || (ip != nil && ip.IsUnspecified())
+	}
+	if wildcard(ha) || wildcard(hb) {
+		return true
+	}
+	ia, ib := net.ParseIP(ha), net.ParseIP(hb)
+	if ia != nil && ib != nil {
+		return ia.Equal(ib)
+	}
+	return strings.EqualFold(ha, hb)
 }
 
 // reloadingDecider is the current trust store, swapped whole on reload.

@@ -8,10 +8,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -269,6 +272,71 @@ func TestStartFailed(t *testing.T) {
 		code := startFailed(&env{stderr: &stderr}, slog.New(slog.NewTextHandler(logs, nil)), "sync", c.msg, c.err)
 		if code != c.code || !strings.Contains(stderr.String(), c.stderr) || !strings.Contains(logs.String(), c.log) || (c.stderrNone && stderr.Len() > 0) {
 			t.Errorf("%s: exit %d (want %d), stderr %q, log %q", c.name, code, c.code, stderr.String(), logs.String())
+		}
+	}
+}
+
+// TestProxyMetricsListenNotTheGate: a proxy.metrics_listen that takes the
+// gate's port (proxy.listen) is a configuration error told at once (exit
+// 2), before any request. Before, the proxy served its waiting /healthz
+// there while Keystone was away (a load balancer's check saw the gate up,
+// Nova's clients got 404 for every request), and once logged in
+// proxy.Serve failed to bind the second of the two (exit 1, restarted).
+func TestProxyMetricsListenNotTheGate(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		want bool
+	}{
+		{"127.0.0.1:18774", "127.0.0.1:18774", true},
+		{":18774", "127.0.0.1:18774", true},
+		{"0.0.0.0:18774", "10.0.0.5:18774", true},
+		{"[::]:18774", "127.0.0.1:18774", true},
+		{"[::1]:18774", "[0:0::1]:18774", true},
+		{"Proxy.example:18774", "proxy.example:18774", true},
+		{"127.0.0.1:18774", "127.0.0.1:9743", false},
+		{"127.0.0.1:18774", "10.0.0.5:18774", false},
+		{"127.0.0.1:0", "127.0.0.1:0", false},
+		{"127.0.0.1:18774", "", false},
+	} {
+		if got := listenOverlap(c.a, c.b); got != c.want {
+			t.Errorf("listenOverlap(%q, %q) = %v, want %v", c.a, c.b, got, c.want)
+		}
+	}
+
+	path, _ := daemonConfig(t)
+	cfgPath, listen := proxyConfig(t, filepath.Dir(filepath.Dir(path)), "upstream = \"http://127.0.0.1:9/v2.1\"\n")
+	f, err := os.OpenFile(cfgPath, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = fmt.Fprintf(f, "metrics_listen = %q\n", "0.0.0.0:"+listen[strings.LastIndexByte(listen, ':')+1:])
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{"OS_AUTH_URL": "http://" + testutil.FreeAddr(t) + "/v3", "OS_USERNAME": "imagetrust",
+		"OS_PASSWORD": "secret-7a31", "OS_PROJECT_NAME": "mirror", "OS_USER_DOMAIN_NAME": "Default", "OS_PROJECT_DOMAIN_NAME": "Default"}
+	logs := &testutil.SyncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, &env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: logs, getenv: func(k string) string { return vars[k] }},
+			[]string{"proxy", "--config", cfgPath})
+	}()
+	for {
+		select {
+		case code := <-done:
+			if code != exitUsage || !strings.Contains(logs.String(), "proxy.metrics_listen") || strings.Contains(logs.String(), "waiting for it") {
+				t.Fatalf("exit %d, want %d naming proxy.metrics_listen before any login:\n%s", code, exitUsage, logs.String())
+			}
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+		if strings.Contains(logs.String(), "waiting for it") {
+			code, _ := get("http://" + listen + "/v2.1/servers")
+			cancel()
+			<-done
+			t.Fatalf("the proxy waits for Keystone with its /healthz on the gate's port (GET /v2.1/servers there: %d):\n%s", code, logs.String())
 		}
 	}
 }
