@@ -326,10 +326,14 @@ func startOpen[T any](ctx context.Context, w *startWait, open func(context.Conte
 		w.failures.Inc()
 		d := w.delay(n)
 		next := time.Now().Add(d).UTC().Format(time.RFC3339)
-		w.log.Warn("OpenStack not reachable at start; waiting for it", "err", err, "attempt", n,
+		// capped: a service's version discovery that got a load
+		// balancer's 503 page has all of it in its error (the login's
+		// errors are capped already), and this is said at every attempt
+		said := oserr.Capped(err)
+		w.log.Warn("OpenStack not reachable at start; waiting for it", "err", said, "attempt", n,
 			"next_attempt", next, "retry_in", d.Round(time.Millisecond))
 		w.health.waiting(fmt.Sprintf("waiting for OpenStack at start since %s: attempt %d failed: %v; next attempt at %s",
-			since.UTC().Format(time.RFC3339), n, err, next))
+			since.UTC().Format(time.RFC3339), n, said, next))
 		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():

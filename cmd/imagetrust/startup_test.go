@@ -171,6 +171,38 @@ func TestStartOpen(t *testing.T) {
 			t.Errorf("imagetrust_start_failures_total %v, want 3", counterValue(t, w.failures))
 		}
 	})
+	t.Run("long errors capped", func(t *testing.T) {
+		// Glance's version discovery through a load balancer that
+		// answers 503 with its error page: gophercloud's error holds the
+		// whole body, and endpointError does not cap it
+		page := "<html><body><h1>503 Service Unavailable</h1>" + strings.Repeat("No server is available to handle this request. ", 200) + "</body></html>"
+		discovery := endpointError("image", gophercloud.EndpointOpts{}, gophercloud.ErrUnexpectedResponseCode{
+			URL: "http://glance:9292/", Method: "GET", Expected: []int{200, 300}, Actual: 503, Body: []byte(page)})
+		w, logs, h := newWait()
+		var during string
+		calls := 0
+		if _, err := startOpen(context.Background(), w, func(context.Context) (int, error) {
+			if calls++; calls == 1 {
+				return 0, discovery
+			}
+			_, during = healthz(h)
+			return 1, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		var warn string
+		for _, line := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(line, "level=WARN") {
+				warn = line
+			}
+		}
+		if !strings.Contains(warn, "got 503 instead") || len(warn) > oserr.MaxText+400 {
+			t.Errorf("WARN line of %d bytes (page %d), want the reason capped near %d:\n%.600s", len(warn), len(page), oserr.MaxText, warn)
+		}
+		if !strings.Contains(during, "got 503 instead") || len(during) > oserr.MaxText+300 {
+			t.Errorf("/healthz while waiting: %d bytes, want the reason capped:\n%.600s", len(during), during)
+		}
+	})
 	t.Run("no wait for the rest", func(t *testing.T) {
 		for _, err := range []error{
 			fmt.Errorf("authenticating: %w of user %q", errCredentialsRefused, "u"),
