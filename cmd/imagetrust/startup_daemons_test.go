@@ -337,9 +337,9 @@ func TestDaemonsWaitForOpenStackAtStart(t *testing.T) {
 
 // TestStopWhileWaitingForOpenStack: SIGTERM to a daemon waiting for an
 // auth_url where nothing listens ends it at once with 0 ("stopping"); a
-// --once run against it fails at once with 1, saying why, and does not
-// wait (its timer or cron tries again). Built binary; nothing of OpenStack
-// is asked, so no stack is needed.
+// --once or --dry-run run against it fails at once with 1, saying why,
+// and does not wait (its timer or cron tries again). Built binary;
+// nothing of OpenStack is asked, so no stack is needed.
 func TestStopWhileWaitingForOpenStack(t *testing.T) {
 	daemonCfg, proxyCfg, _, _, _, _ := startupConfigs(t)
 	env := append(os.Environ(), "OS_CLOUD=", "OS_CLIENT_CONFIG_FILE=", "OS_AUTH_URL=http://"+testutil.FreeAddr(t)+"/v3",
@@ -356,7 +356,8 @@ func TestStopWhileWaitingForOpenStack(t *testing.T) {
 			t.Errorf("%s: SIGTERM while waiting: exit %d, want 0 and \"stopping\":\n%s", d.name, code, d.logs.String())
 		}
 	}
-	for _, args := range [][]string{{"sync", "--once", "--config", daemonCfg}, {"crl", "--once", "--config", daemonCfg}} {
+	for _, args := range [][]string{{"sync", "--once", "--config", daemonCfg}, {"crl", "--once", "--config", daemonCfg},
+		{"sync", "--dry-run", "--config", daemonCfg}, {"crl", "--dry-run", "--config", daemonCfg}} {
 		d := startDaemon(t, args[0]+" --once", env, args...)
 		select {
 		case <-d.done:
