@@ -1,6 +1,7 @@
 package main
 
 import (
+	"log/slog"
 	"testing"
 	"time"
 
@@ -15,12 +16,13 @@ import (
 )
 
 // TestDaemonMetricsLint builds each daemon's registry as the command does
-// (its package's metrics, the reload and trust-store gauges, the Go and
-// process collectors) and checks that it gathers (no name registered twice,
-// no inconsistent series) and passes promlint: counters end in _total,
-// units are base units, every metric has help.
+// (its package's metrics, the reload and trust-store gauges, the start-up
+// wait's, the Go and process collectors) and checks that it gathers (no
+// name registered twice, no inconsistent series) and passes promlint:
+// counters end in _total, units are base units, every metric has help.
 func TestDaemonMetricsLint(t *testing.T) {
 	noTrust := func() *validator.Trust { return nil }
+	quiet := slog.New(slog.DiscardHandler)
 	for name, add := range map[string]func(*prometheus.Registry){
 		"proxy": func(r *prometheus.Registry) {
 			if _, err := proxy.NewMetrics(r); err != nil {
@@ -28,16 +30,19 @@ func TestDaemonMetricsLint(t *testing.T) {
 			}
 			newReloadMetrics(r, time.Now())
 			registerTrustMetrics(r, noTrust)
+			newStartWait(quiet, r, nil)
 		},
 		"sync": func(r *prometheus.Registry) {
 			m := glancesync.NewMetrics(r)
 			m.Orphaned.WithLabelValues("cms").Set(1)
 			registerTrustMetrics(r, noTrust)
 			newReloadMetrics(r, time.Now())
+			newStartWait(quiet, r, nil)
 		},
 		"crl": func(r *prometheus.Registry) {
 			crl.NewMetrics(r)
 			newReloadMetrics(r, time.Now())
+			newStartWait(quiet, r, nil)
 		},
 	} {
 		reg := prometheus.NewRegistry()
