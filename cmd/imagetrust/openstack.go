@@ -330,8 +330,11 @@ func startOpen[T any](ctx context.Context, w *startWait, open func(context.Conte
 		// balancer's 503 page has all of it in its error (the login's
 		// errors are capped already), and this is said at every attempt
 		said := oserr.Capped(err)
-		w.log.Warn("OpenStack not reachable at start; waiting for it", "err", said, "attempt", n,
-			"next_attempt", next, "retry_in", d.Round(time.Millisecond))
+		attrs := []any{"err", said, "attempt", n, "next_attempt", next, "retry_in", d.Round(time.Millisecond)}
+		if h := startHint(err); h != "" {
+			attrs = append(attrs, "hint", h)
+		}
+		w.log.Warn("OpenStack not reachable at start; waiting for it", attrs...)
 		w.health.waiting(fmt.Sprintf("waiting for OpenStack at start since %s: attempt %d failed: %v; next attempt at %s",
 			since.UTC().Format(time.RFC3339), n, said, next))
 		t := time.NewTimer(d)
@@ -342,6 +345,20 @@ func startOpen[T any](ctx context.Context, w *startWait, open func(context.Conte
 		case <-t.C:
 		}
 	}
+}
+
+// startHint is what a transient start-up failure that looks the same
+// whether the service is down or the address is wrong may also mean, for
+// the WARN line ("" for the others): the daemon waits either way.
+func startHint(err error) string {
+	var dns *net.DNSError
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "nothing listens at that host and port: the service is not up yet, or the address is wrong (auth_url, or the endpoint in Keystone's catalog)"
+	case errors.As(err, &dns) && dns.IsNotFound:
+		return "the host name does not resolve: DNS is not up yet, or the name is wrong (auth_url, or the endpoint in Keystone's catalog)"
+	}
+	return ""
 }
 
 // attemptStart runs open, returning at once when ctx ends: gophercloud's

@@ -159,7 +159,8 @@ func TestStartOpen(t *testing.T) {
 		if n := strings.Count(logs.String(), `level=WARN msg="OpenStack not reachable at start; waiting for it"`); n != 3 {
 			t.Errorf("%d WARN lines, want 3:\n%s", n, logs.String())
 		}
-		for _, want := range []string{"connection refused", "next_attempt=", "attempt=3", `msg="OpenStack reachable: starting" attempts=4`} {
+		for _, want := range []string{"connection refused", "next_attempt=", "attempt=3", `msg="OpenStack reachable: starting" attempts=4`,
+			`hint="nothing listens at that host and port: the service is not up yet, or the address is wrong`} {
 			if !strings.Contains(logs.String(), want) {
 				t.Errorf("log lacks %q:\n%s", want, logs.String())
 			}
@@ -369,6 +370,31 @@ func TestProxyMetricsListenNotTheGate(t *testing.T) {
 			cancel()
 			<-done
 			t.Fatalf("the proxy waits for Keystone with its /healthz on the gate's port (GET /v2.1/servers there: %d):\n%s", code, logs.String())
+		}
+	}
+}
+
+// TestStartHint: the WARN line of a wait says what a refused connection
+// or a name that does not resolve may also mean (a wrong address waits
+// as long as a service that is down); other failures get no hint.
+func TestStartHint(t *testing.T) {
+	_, refused := http.Get("http://" + testutil.FreeAddr(t) + "/v3")
+	dns := &url.Error{Op: "Post", URL: "http://keystone.invalid/v3", Err: &net.OpError{Op: "dial", Net: "tcp",
+		Err: &net.DNSError{Err: "no such host", Name: "keystone.invalid", IsNotFound: true}}}
+	dnsDown := &url.Error{Op: "Post", URL: "http://keystone.example/v3", Err: &net.OpError{Op: "dial", Net: "tcp",
+		Err: &net.DNSError{Err: "server misbehaving", Name: "keystone.example", IsTemporary: true}}}
+	for _, c := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"refused", fmt.Errorf("glance: %w", refused), "nothing listens at that host and port"},
+		{"no such host", dns, "the host name does not resolve"},
+		{"resolver down", dnsDown, ""},
+		{"503", gophercloud.ErrUnexpectedResponseCode{Actual: 503}, ""},
+	} {
+		if got := startHint(c.err); (c.want == "") != (got == "") || !strings.Contains(got, c.want) {
+			t.Errorf("%s: hint %q, want %q", c.name, got, c.want)
 		}
 	}
 }
