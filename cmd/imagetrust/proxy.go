@@ -128,6 +128,13 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 	// them (a TCP check sees it up) and fail each; and without Keystone
 	// Nova itself can take no request. Meanwhile metrics_listen answers
 	// /healthz 503 with the reason, and /metrics.
+	// The gate's address is bound (and let go) now, before the wait: one
+	// that is taken or not this host's is told at once, not after
+	// Keystone is back (and then at every restart, each after a login).
+	// proxy.Serve binds it for good once logged in.
+	if err := checkListen(cfg.Proxy.Listen); err != nil {
+		return fail(e, exitInvalid, "proxy: proxy.listen: %v", err)
+	}
 	var stopHealth func()
 	var health *startHealth
 	if cfg.Proxy.MetricsListen != "" {
@@ -220,6 +227,17 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 		return fail(e, exitInvalid, "%v", err)
 	}
 	return exitOK
+}
+
+// checkListen binds addr and lets it go at once: an address that is
+// taken, or not this host's, is an error. (A connection that came in
+// meanwhile is reset.)
+func checkListen(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return ln.Close()
 }
 
 // listenOverlap reports whether two listen addresses (host:port) would

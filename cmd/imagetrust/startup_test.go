@@ -346,30 +346,68 @@ func TestProxyMetricsListenNotTheGate(t *testing.T) {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
+	code, logs, gate := runProxyWithoutKeystone(t, cfgPath, listen)
+	if gate != 0 {
+		t.Fatalf("the proxy waits for Keystone with its /healthz on the gate's port (GET /v2.1/servers there: %d):\n%s", gate, logs)
+	}
+	if code != exitUsage || !strings.Contains(logs, "proxy.metrics_listen") {
+		t.Fatalf("exit %d, want %d naming proxy.metrics_listen before any login:\n%s", code, exitUsage, logs)
+	}
+}
+
+// TestProxyGateAddressTakenAtStart: a proxy.listen that another process
+// holds ends the proxy's start at once (exit 1, naming proxy.listen),
+// before any request to Keystone. Before, it waited for Keystone and
+// found out only then (proxy.Serve), and again at every restart, each
+// after a login.
+func TestProxyGateAddressTakenAtStart(t *testing.T) {
+	path, _ := daemonConfig(t)
+	cfgPath, listen := proxyConfig(t, filepath.Dir(filepath.Dir(path)), "upstream = \"http://127.0.0.1:9/v2.1\"\n")
+	other, err := net.Listen("tcp", listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	code, logs, _ := runProxyWithoutKeystone(t, cfgPath, "")
+	if code != exitInvalid || !strings.Contains(logs, "proxy.listen") || !strings.Contains(logs, "address already in use") {
+		t.Fatalf("exit %d, want %d naming proxy.listen, taken, before any login:\n%s", code, exitInvalid, logs)
+	}
+}
+
+// runProxyWithoutKeystone runs `imagetrust proxy --config cfgPath` in this
+// process with an auth_url where nothing listens, until it exits (its
+// code and log) or starts waiting for Keystone: then it is stopped, code
+// is -1, and gate is the status of a GET /v2.1/servers at gateAddr
+// meanwhile (0: none made, or no answer).
+func runProxyWithoutKeystone(t *testing.T, cfgPath, gateAddr string) (code int, logs string, gate int) {
+	t.Helper()
 	vars := map[string]string{"OS_AUTH_URL": "http://" + testutil.FreeAddr(t) + "/v3", "OS_USERNAME": "imagetrust",
 		"OS_PASSWORD": "secret-7a31", "OS_PROJECT_NAME": "mirror", "OS_USER_DOMAIN_NAME": "Default", "OS_PROJECT_DOMAIN_NAME": "Default"}
-	logs := &testutil.SyncBuffer{}
+	buf := &testutil.SyncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, &env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: logs, getenv: func(k string) string { return vars[k] }},
+		done <- run(ctx, &env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: buf, getenv: func(k string) string { return vars[k] }},
 			[]string{"proxy", "--config", cfgPath})
 	}()
 	for {
 		select {
 		case code := <-done:
-			if code != exitUsage || !strings.Contains(logs.String(), "proxy.metrics_listen") || strings.Contains(logs.String(), "waiting for it") {
-				t.Fatalf("exit %d, want %d naming proxy.metrics_listen before any login:\n%s", code, exitUsage, logs.String())
+			if strings.Contains(buf.String(), "waiting for it") {
+				t.Errorf("the proxy waited for Keystone before it exited %d", code)
 			}
-			return
+			return code, buf.String(), 0
 		case <-time.After(20 * time.Millisecond):
 		}
-		if strings.Contains(logs.String(), "waiting for it") {
-			code, _ := get("http://" + listen + "/v2.1/servers")
+		if strings.Contains(buf.String(), "waiting for it") {
+			if gateAddr != "" {
+				gate, _ = get("http://" + gateAddr + "/v2.1/servers")
+			}
 			cancel()
 			<-done
-			t.Fatalf("the proxy waits for Keystone with its /healthz on the gate's port (GET /v2.1/servers there: %d):\n%s", code, logs.String())
+			t.Errorf("the proxy waits for Keystone")
+			return -1, buf.String(), gate
 		}
 	}
 }
