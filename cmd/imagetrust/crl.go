@@ -284,42 +284,53 @@ func crlDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path s
 	// /healthz (crl.listen), served since the start (cmdCRL)
 	sh.started(health)
 
+	// SIGHUP: the configuration, the CAs and the credentials
+	reload := func() {
+		ncfg, err := config.Load(path)
+		var njc crl.JobConfig
+		var warnings []string
+		if err == nil {
+			njc, warnings, err = crlJobConfig(ncfg)
+		}
+		// the credentials too, whatever became of the file: new
+		// ones Keystone refuses leave those in use
+		var cerr error
+		if login != nil {
+			if cerr = login.reload(ctx); cerr != nil {
+				log.Error("credentials reload failed; keeping those in use", "err", cerr)
+			}
+		}
+		reloads.done(errors.Join(err, cerr), time.Now())
+		if err != nil {
+			log.Error("reload failed; keeping the previous configuration", "err", err)
+			return
+		}
+		for _, w := range warnings {
+			log.Warn("trust store warning", "warning", w)
+		}
+		for _, w := range ncfg.Warnings("crl") {
+			log.Warn("configuration warning", "warning", w)
+		}
+		cur.Store(crl.NewJob(njc, cat, log, metrics))
+		log.Info("configuration and CAs reloaded", "cas", len(njc.CAs), "sources", len(njc.Sources))
+		if keys := restartOnly(cfg, ncfg, []string{"log"}, []string{"crl.interval", "crl.jitter", "crl.listen"}); len(keys) > 0 {
+			log.Warn("changed settings take effect at the next restart, not on reload", "settings", strings.Join(keys, ","))
+		}
+	}
+	// a reload asked for while the daemon waited for OpenStack at start
+	// (systemctl reload meanwhile) takes effect before the first run
+	select {
+	case <-hup:
+		reload()
+	default:
+	}
 	go func() {
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-hup:
-				ncfg, err := config.Load(path)
-				var njc crl.JobConfig
-				var warnings []string
-				if err == nil {
-					njc, warnings, err = crlJobConfig(ncfg)
-				}
-				// the credentials too, whatever became of the file: new
-				// ones Keystone refuses leave those in use
-				var cerr error
-				if login != nil {
-					if cerr = login.reload(ctx); cerr != nil {
-						log.Error("credentials reload failed; keeping those in use", "err", cerr)
-					}
-				}
-				reloads.done(errors.Join(err, cerr), time.Now())
-				if err != nil {
-					log.Error("reload failed; keeping the previous configuration", "err", err)
-					continue
-				}
-				for _, w := range warnings {
-					log.Warn("trust store warning", "warning", w)
-				}
-				for _, w := range ncfg.Warnings("crl") {
-					log.Warn("configuration warning", "warning", w)
-				}
-				cur.Store(crl.NewJob(njc, cat, log, metrics))
-				log.Info("configuration and CAs reloaded", "cas", len(njc.CAs), "sources", len(njc.Sources))
-				if keys := restartOnly(cfg, ncfg, []string{"log"}, []string{"crl.interval", "crl.jitter", "crl.listen"}); len(keys) > 0 {
-					log.Warn("changed settings take effect at the next restart, not on reload", "settings", strings.Join(keys, ","))
-				}
+				reload()
 			}
 		}
 	}()

@@ -369,3 +369,50 @@ func TestStopWhileWaitingForOpenStack(t *testing.T) {
 		}
 	}
 }
+
+// TestReloadWhileWaitingForOpenStack: a SIGHUP (systemctl reload) while
+// the sync and CRL daemons wait for OpenStack at start takes effect as
+// soon as they have logged in, before the sync's first pass and the CRL
+// job's first run. Before, the sync took it after its first pass (hours,
+// at a new site that mirrors every image), the first pass running with
+// the configuration the operator had just replaced.
+func TestReloadWhileWaitingForOpenStack(t *testing.T) {
+	c := ostest.Start(t, ostest.Options{})
+	ks := newFlakyKeystone(t, c.KeystoneURL)
+	daemonCfg, _, _, _, _, _ := startupConfigs(t)
+	env := append(os.Environ(), "OS_CLOUD=", "OS_CLIENT_CONFIG_FILE=", "OS_AUTH_URL=http://"+ks.addr+"/v3",
+		"OS_USERNAME="+c.Env["MIRROR_USER"], "OS_PASSWORD="+c.Env["MIRROR_PASSWORD"], "OS_PROJECT_NAME="+c.Env["MIRROR_PROJECT"],
+		"OS_USER_DOMAIN_NAME=Default", "OS_PROJECT_DOMAIN_NAME=Default")
+	syncD := startDaemon(t, "sync", env, "sync", "--config", daemonCfg)
+	crlD := startDaemon(t, "crl", env, "crl", "--config", daemonCfg)
+	for _, d := range []*daemonProcess{syncD, crlD} {
+		d.waitLine(t, `level=WARN msg="OpenStack not reachable at start; waiting for it"`, "connection refused")
+		if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ks.set(t, ksForward)
+	syncD.waitLine(t, `msg="sync pass done"`)
+	crlD.waitLine(t, `msg="crl run done"`)
+	for _, c := range []struct {
+		d              *daemonProcess
+		reloaded, then string
+	}{
+		{syncD, `msg="configuration and trust reloaded"`, `msg="sync pass done"`},
+		{crlD, `msg="configuration and CAs reloaded"`, `msg="crl daemon started"`},
+	} {
+		logs := c.d.logs.String()
+		r, p := strings.Index(logs, c.reloaded), strings.Index(logs, c.then)
+		if r < 0 || r > p {
+			t.Errorf("%s: the SIGHUP of the wait not taken before %s (at %d; reloaded at %d):\n%s", c.d.name, c.then, p, r, logs)
+		}
+		if strings.Contains(logs, "reload failed") {
+			t.Errorf("%s: reload failed:\n%s", c.d.name, logs)
+		}
+	}
+	for _, d := range []*daemonProcess{syncD, crlD} {
+		if code := d.stop(t); code != exitOK {
+			t.Errorf("%s: exit %d after SIGTERM, want 0", d.name, code)
+		}
+	}
+}

@@ -228,6 +228,41 @@ func syncDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path 
 	health := newPassHealth(time.Now(), healthWindow(cfg), "sync pass")
 	// /healthz (sync.listen), served since the start (cmdSync)
 	sh.started(health)
+	// SIGHUP: the configuration, the trust store and the credentials
+	reload := func() {
+		ncfg, err := config.Load(path)
+		if err == nil {
+			var ns *glancesync.Syncer
+			if ns, err = build(ncfg); err == nil {
+				syncer, cfg, interval = ns, ncfg, ncfg.Sync.Interval.Duration
+				health.setWindow(healthWindow(ncfg))
+				log.Info("configuration and trust reloaded")
+				if keys := restartOnly(started, ncfg, []string{"log"}, []string{"sync.listen", "sync.lock_file"}); len(keys) > 0 {
+					log.Warn("changed settings take effect at the next restart, not on reload", "settings", strings.Join(keys, ","))
+				}
+			}
+		}
+		if err != nil {
+			log.Error("reload failed; keeping the previous configuration", "err", err)
+		}
+		// the credentials too, whatever became of the file: new ones
+		// Keystone refuses leave those in use
+		if login != nil {
+			if cerr := login.reload(ctx); cerr != nil {
+				log.Error("credentials reload failed; keeping those in use", "err", cerr)
+				err = errors.Join(err, cerr)
+			}
+		}
+		reloads.done(err, time.Now())
+	}
+	// a reload asked for while the daemon waited for OpenStack at start
+	// (systemctl reload meanwhile) takes effect before the first pass,
+	// not after it (hours, at a new site)
+	select {
+	case <-hup:
+		reload()
+	default:
+	}
 	failures := 0 // failed passes in a row
 	for {
 		r, err := syncer.Run(ctx)
@@ -256,30 +291,7 @@ func syncDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path 
 			log.Info("stopping")
 			return exitOK
 		case <-hup:
-			ncfg, err := config.Load(path)
-			if err == nil {
-				var ns *glancesync.Syncer
-				if ns, err = build(ncfg); err == nil {
-					syncer, cfg, interval = ns, ncfg, ncfg.Sync.Interval.Duration
-					health.setWindow(healthWindow(ncfg))
-					log.Info("configuration and trust reloaded")
-					if keys := restartOnly(started, ncfg, []string{"log"}, []string{"sync.listen", "sync.lock_file"}); len(keys) > 0 {
-						log.Warn("changed settings take effect at the next restart, not on reload", "settings", strings.Join(keys, ","))
-					}
-				}
-			}
-			if err != nil {
-				log.Error("reload failed; keeping the previous configuration", "err", err)
-			}
-			// the credentials too, whatever became of the file: new ones
-			// Keystone refuses leave those in use
-			if login != nil {
-				if cerr := login.reload(ctx); cerr != nil {
-					log.Error("credentials reload failed; keeping those in use", "err", cerr)
-					err = errors.Join(err, cerr)
-				}
-			}
-			reloads.done(err, time.Now())
+			reload()
 		case <-time.After(wait):
 		}
 	}
