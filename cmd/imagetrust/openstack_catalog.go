@@ -173,6 +173,26 @@ func endpointError(serviceType string, eo gophercloud.EndpointOpts, err error) e
 	return fmt.Errorf("%s endpoint (interface %s, region %q) from Keystone's catalog: %w", serviceType, eo.Availability, eo.Region, err)
 }
 
+// discoveryTimeout bounds each request of a service client's version
+// discovery (discovering).
+var discoveryTimeout = authTimeout
+
+// discovering bounds every request of pc by discoveryTimeout until the
+// func it returns is called. gophercloud's version discovery (a GET of
+// the endpoint in the catalog, made by the service clients' constructors
+// at start, before pc is shared) takes no context: a service that accepts
+// the connection and never answers (a hung process, a load balancer
+// without a timeout) held it for responseHeaderTimeout, 10 minutes, with
+// nothing logged and a daemon's start-up wait not told. Bounded, the
+// attempt fails as timed out (transient: waited for) and is tried again.
+func discovering(pc *gophercloud.ProviderClient) (done func()) {
+	prev := pc.HTTPClient.Timeout
+	if prev == 0 || prev > discoveryTimeout {
+		pc.HTTPClient.Timeout = discoveryTimeout
+	}
+	return func() { pc.HTTPClient.Timeout = prev }
+}
+
 // versionPath matches an endpoint path that ends in an API version
 // (".../v2/", ".../v2.1/").
 var versionPath = regexp.MustCompile(`/v[0-9]+(\.[0-9]+)?/?$`)
@@ -191,7 +211,9 @@ func newImageClient(pc *gophercloud.ProviderClient, eo gophercloud.EndpointOpts)
 	if err := checkCatalog(pc, eo, "image"); err != nil {
 		return nil, err
 	}
+	done := discovering(pc)
 	sc, err := openstack.NewImageV2(pc, eo)
+	done()
 	if err != nil {
 		return nil, endpointError("image", eo, err)
 	}
@@ -209,7 +231,9 @@ func newComputeClient(pc *gophercloud.ProviderClient, eo gophercloud.EndpointOpt
 	if err := checkCatalog(pc, eo, "compute"); err != nil {
 		return nil, err
 	}
+	done := discovering(pc)
 	sc, err := openstack.NewComputeV2(pc, eo)
+	done()
 	if err != nil {
 		return nil, endpointError("compute", eo, err)
 	}
@@ -226,7 +250,9 @@ func newBlockStorageClient(pc *gophercloud.ProviderClient, eo gophercloud.Endpoi
 	if err := checkCatalog(pc, eo, "block-storage"); err != nil {
 		return nil, err
 	}
+	done := discovering(pc)
 	sc, err := openstack.NewBlockStorageV3(pc, eo)
+	done()
 	if err != nil {
 		return nil, endpointError("block-storage", eo, err)
 	}
@@ -244,7 +270,9 @@ func newIdentityClient(pc *gophercloud.ProviderClient, eo gophercloud.EndpointOp
 	if err := checkCatalog(pc, eo, "identity"); err != nil {
 		eo = gophercloud.EndpointOpts{}
 	}
+	done := discovering(pc)
 	sc, err := openstack.NewIdentityV3(pc, eo)
+	done()
 	if err != nil {
 		return nil, endpointError("identity", eo, err)
 	}

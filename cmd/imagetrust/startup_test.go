@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack"
+	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/tokens"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/imagetrust/imagetrust/internal/oserr"
@@ -434,5 +436,58 @@ func TestStartHint(t *testing.T) {
 		if got := startHint(c.err); (c.want == "") != (got == "") || !strings.Contains(got, c.want) {
 			t.Errorf("%s: hint %q, want %q", c.name, got, c.want)
 		}
+	}
+}
+
+// TestServiceDiscoveryBounded: a service in the catalog that accepts the
+// connection and never answers fails a service client's version
+// discovery after discoveryTimeout, as timed out (transient: the start-up
+// wait tries again), and the provider client keeps no timeout after it
+// (it carries hour-long transfers). Before, gophercloud's discovery
+// (no context) waited for the answer up to responseHeaderTimeout (10
+// minutes; here, with no such timeout, for ever) with nothing logged.
+func TestServiceDiscoveryBounded(t *testing.T) {
+	hung, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hung.Close()
+	go func() {
+		for {
+			c, err := hung.Accept()
+			if err != nil {
+				return
+			}
+			// reads the request and never answers; ends when the client
+			// hangs up
+			go func() { defer c.Close(); _, _ = io.Copy(io.Discard, c) }()
+		}
+	}()
+	defer func(d time.Duration) { discoveryTimeout = d }(discoveryTimeout)
+	discoveryTimeout = 100 * time.Millisecond
+	cat := &tokens.ServiceCatalog{Entries: []tokens.CatalogEntry{{Type: "image", Name: "glance", Endpoints: []tokens.Endpoint{
+		{Interface: "public", Region: "RegionOne", URL: "http://" + hung.Addr().String() + "/"}}}}}
+	pc := &gophercloud.ProviderClient{}
+	pc.EndpointLocator = func(eo gophercloud.EndpointOpts) (string, error) {
+		return openstack.V3Endpoint(context.Background(), pc, cat, eo)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := newImageClient(pc, gophercloud.EndpointOpts{Region: "RegionOne", Availability: gophercloud.AvailabilityPublic})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !transientStartError(err) {
+			t.Fatalf("discovery of a service that never answers: %v, want a transient error", err)
+		}
+		if !strings.Contains(err.Error(), "image endpoint") {
+			t.Errorf("the error does not name the service: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the version discovery of a service that never answers still waits after a minute")
+	}
+	if pc.HTTPClient.Timeout != 0 {
+		t.Errorf("the provider client keeps a timeout of %s after the discovery", pc.HTTPClient.Timeout)
 	}
 }
