@@ -77,10 +77,25 @@ type permCheck struct {
 // path resolves p one component at a time, as the kernel does, checking
 // each directory it passes through against the entry it takes from it.
 func (c *permCheck) path(p string) error {
-	abs, err := filepath.Abs(p)
-	if err != nil {
-		return err
+	// The walk starts from the path as given, not filepath.Abs's (Clean's)
+	// lexical reduction of it: the kernel takes a ".." after a symbolic
+	// link from where the link led (/a/l/../x, l a link to /b/c, is
+	// /b/x, not /a/x), and so must the walk, or it checks another file
+	// than the one read. A relative path starts from the kernel's working
+	// directory (getcwd(2): no link in it), not $PWD (os.Getwd's).
+	if p == "" {
+		return syscall.ENOENT
 	}
+	full := p
+	if !filepath.IsAbs(p) {
+		wd, err := syscall.Getwd()
+		if err != nil {
+			return fmt.Errorf("working directory: %w", err)
+		}
+		full = wd + "/" + p
+	}
+	// abs names path in errors (one that is not path's own cause)
+	abs := filepath.Clean(full)
 	root, err := os.Lstat("/")
 	if err != nil {
 		return unwrapPath(err)
@@ -88,24 +103,25 @@ func (c *permCheck) path(p string) error {
 	if err := c.node("/", root, "directory /", ""); err != nil {
 		return err
 	}
-	rest := split(abs)
+	rest := split(full)
 	cur, fi := "/", root
 	for len(rest) > 0 {
 		name := rest[0]
 		rest = rest[1:]
+		if !fi.IsDir() {
+			return fmt.Errorf("%s: %w", cur, syscall.ENOTDIR)
+		}
 		switch name {
 		case ".":
 			continue
 		case "..":
-			// cur holds no symbolic link: its parent is lexical
+			// cur holds no symbolic link (each was followed): its
+			// parent is lexical
 			cur = filepath.Dir(cur)
 			if fi, err = os.Lstat(cur); err != nil {
 				return fmt.Errorf("%s: %w", cur, unwrapPath(err))
 			}
 			continue
-		}
-		if !fi.IsDir() {
-			return fmt.Errorf("%s: %w", cur, syscall.ENOTDIR)
 		}
 		next := filepath.Join(cur, name)
 		nfi, err := os.Lstat(next)

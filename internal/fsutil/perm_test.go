@@ -48,6 +48,39 @@ func TestCheckNotWritableByOthers(t *testing.T) {
 			tr.link("gs", "real", 0)
 			return tr.p("gs/certs/f")
 		}},
+		{name: "fail .. after a link to a directory is taken from the link's target", build: func(tr tree) string {
+			// the kernel reads a/l/../x as b/x (b/c/..), not a/x
+			tr.file("a/x", 0o644, 0o755)
+			tr.file("b/c/y", 0o644, 0o755)
+			tr.file("b/x", 0o644, 0o777)
+			tr.link("a/l", tr.p("b/c"), 0)
+			return tr.top + "/a/l/../x"
+		}, want: "directory %[1]s/b is writable by every user (mode 0777"},
+		{name: "fail .. after a relative link to a directory", build: func(tr tree) string {
+			tr.file("a/x", 0o644, 0o755)
+			tr.file("b/c/y", 0o644, 0o755)
+			tr.file("b/x", 0o644, 0o777)
+			tr.link("a/l", "../b/c", 0)
+			return tr.top + "/a/l/../x"
+		}, want: "directory %[1]s/b is writable by every user (mode 0777"},
+		{name: "fail a relative path from a working directory reached through a link ($PWD)", build: func(tr tree) string {
+			// $PWD is a/l (t.Chdir sets it), the kernel's working
+			// directory b/c: ../x is b/x
+			tr.file("a/x", 0o644, 0o755)
+			tr.file("b/c/y", 0o644, 0o755)
+			tr.file("b/x", 0o644, 0o777)
+			tr.link("a/l", tr.p("b/c"), 0)
+			tr.t.Chdir(tr.p("a/l"))
+			return "../x"
+		}, want: "directory %[1]s/b is writable by every user (mode 0777"},
+		{name: "ok .. after a link to a directory, safe where it leads", build: func(tr tree) string {
+			tr.file("a/x", 0o644, 0o777)
+			tr.file("b/c/y", 0o644, 0o755)
+			tr.file("b/x", 0o644, 0o755)
+			tr.link("l", tr.p("b/c"), 0)
+			return tr.top + "/l/../x"
+		}},
+		{name: "fail .. after a file", build: func(tr tree) string { tr.file("d/f", 0o644, 0); return tr.top + "/d/f/../f" }, want: "not a directory"},
 		{name: "fail file 0666", build: func(tr tree) string { return tr.file("d/f", 0o666, 0o755) },
 			want: "writable by every user (mode 0666, owner root, group root); chmod go-w %s/d/f"},
 		{name: "fail file 0602", build: func(tr tree) string { return tr.file("d/f", 0o602, 0o755) },
