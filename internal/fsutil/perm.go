@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/user"
@@ -287,7 +288,7 @@ func (c *permCheck) readOnly(p string) bool {
 	if ro, ok := c.superRO[st.Dev]; ok {
 		return ro
 	}
-	ro := superblockReadOnly(st.Dev)
+	ro := c.superblockReadOnly(st.Dev)
 	if c.superRO == nil {
 		c.superRO = map[uint64]bool{}
 	}
@@ -296,35 +297,49 @@ func (c *permCheck) readOnly(p string) bool {
 }
 
 // superblockReadOnly reports whether /proc/self/mountinfo shows the file
-// system of device dev with the super option "ro".
-func superblockReadOnly(dev uint64) bool {
+// system of device dev read-only (mountinfoReadOnly).
+func (c *permCheck) superblockReadOnly(dev uint64) bool {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return false
 	}
 	defer f.Close()
-	// major and minor as the kernel encodes them in a dev_t
-	major := (dev>>8)&0xfff | (dev>>32)&^0xfff
-	minor := dev&0xff | (dev>>12)&^0xff
-	want := fmt.Sprintf("%d:%d", major, minor)
-	sc := bufio.NewScanner(f)
+	return mountinfoReadOnly(f, dev, c.uid)
+}
+
+// devName is device dev as mountinfo writes it, major:minor, decoded as
+// glibc's gnu_dev_major and gnu_dev_minor do (their unsigned int casts
+// included: a major above 0xfff is not part of the minor).
+func devName(dev uint64) string {
+	major := uint32(dev>>8)&0xfff | uint32(dev>>32)&^0xfff
+	minor := uint32(dev)&0xff | uint32(dev>>12)&^0xff
+	return fmt.Sprintf("%d:%d", major, minor)
+}
+
+// mountinfoReadOnly reports whether mountinfo (the text of
+// /proc/self/mountinfo) shows the file system of device dev read-only:
+// its super options (the kernel writes the superblock's "ro" or "rw"
+// first, then the file system's own options, which are not looked at)
+// begin with "ro".
+func mountinfoReadOnly(r io.Reader, dev uint64, uid int) bool {
+	want := devName(dev)
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		// id parent major:minor root mountpoint options [optional...] - fstype source superoptions
+		// (spaces in paths are written \040: a field holds none)
 		fields := strings.Fields(sc.Text())
 		if len(fields) < 3 || fields[2] != want {
 			continue
 		}
 		for i, f := range fields {
-			if f == "-" && i+3 < len(fields) {
-				for _, o := range strings.Split(fields[i+3], ",") {
-					if o == "ro" {
-						return true
-					}
-				}
-				return false
+			if f != "-" || i+3 >= len(fields) {
+				continue
 			}
+			opts := strings.Split(fields[i+3], ",")
+			return opts[0] == "ro"
 		}
+		return false
 	}
 	return false
 }

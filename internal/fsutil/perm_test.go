@@ -303,3 +303,48 @@ func (tr tree) remount(rel, opts string) {
 		tr.t.Fatalf("remount %s: %v: %s", opts, err, out)
 	}
 }
+
+// mkdev is glibc's gnu_dev_makedev.
+func mkdev(major, minor uint64) uint64 {
+	return minor&0xff | (major&0xfff)<<8 | (minor&^0xff)<<12 | (major&^0xfff)<<32
+}
+
+// TestMountinfoReadOnly: a file system is read-only when the superblock's
+// flag, the first of mountinfo's super options, is "ro" (not an "ro" among
+// the file system's own options, nor the mount's options); the device is matched as the kernel writes
+// it, a major above 0xfff too.
+func TestMountinfoReadOnly(t *testing.T) {
+	const mountinfo = `22 27 0:21 / /proc rw,relatime - proc proc rw
+30 27 8:1 / /srv/grid\040security ro,relatime shared:1 - ext4 /dev/sda1 ro,errors=remount-ro
+31 27 8:2 / /srv/view ro,relatime - ext4 /dev/sda2 rw,errors=remount-ro
+32 27 8:3 / /srv/odd rw - weirdfs none rw,opt=x,ro
+40 27 0:50 / /cvmfs/grid.cern.ch ro,nodev,relatime - fuse cvmfs2 ro,user_id=0,group_id=0,default_permissions,allow_other
+43 27 4660:354185 / /srv/big ro - ext4 /dev/big ro
+`
+	for _, c := range []struct {
+		name       string
+		dev        uint64
+		uid        int
+		want       bool
+		wantDevStr string
+	}{
+		{name: "rw proc", dev: mkdev(0, 21), want: false},
+		{name: "ro superblock, a mount point with a space", dev: mkdev(8, 1), want: true},
+		{name: "ro mount of a rw superblock (bind)", dev: mkdev(8, 2), want: false},
+		{name: "ro only among the file system's own options", dev: mkdev(8, 3), want: false},
+		{name: "CVMFS, FUSE of root", dev: mkdev(0, 50), uid: 500, want: true},
+		{name: "a major above 0xfff", dev: mkdev(0x1234, 0x56789), want: true, wantDevStr: "4660:354185"},
+		{name: "not listed", dev: mkdev(9, 9), want: false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if c.wantDevStr != "" {
+				if got := devName(c.dev); got != c.wantDevStr {
+					t.Errorf("devName = %s, want %s", got, c.wantDevStr)
+				}
+			}
+			if got := mountinfoReadOnly(strings.NewReader(mountinfo), c.dev, c.uid); got != c.want {
+				t.Errorf("read-only = %v, want %v", got, c.want)
+			}
+		})
+	}
+}
