@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -46,7 +47,9 @@ const stRDONLY = 0x1
 //     repository; its superblock read-only, not only the mount): no mode
 //     bit lets anyone write there, and only root, who may write anything
 //     anyway, can remount it. A read-only bind mount of a writable file
-//     system is held to the rule, as it is writable from where it came.
+//     system is held to the rule, as it is writable from where it came,
+//     and so is a FUSE file system that neither root nor the running
+//     user mounted: its daemon, another user's, serves what it likes.
 //
 // The error does not repeat path when path itself is the cause (callers
 // name it); it names every other file or directory. It is ErrWritable
@@ -320,7 +323,9 @@ func devName(dev uint64) string {
 // /proc/self/mountinfo) shows the file system of device dev read-only:
 // its super options (the kernel writes the superblock's "ro" or "rw"
 // first, then the file system's own options, which are not looked at)
-// begin with "ro".
+// begin with "ro". A FUSE file system counts only when mounted by root or
+// by uid (its user_id option): another user's FUSE daemon answers every
+// read and stat as it likes, its mount read-only or not.
 func mountinfoReadOnly(r io.Reader, dev uint64, uid int) bool {
 	want := devName(dev)
 	sc := bufio.NewScanner(r)
@@ -336,8 +341,14 @@ func mountinfoReadOnly(r io.Reader, dev uint64, uid int) bool {
 			if f != "-" || i+3 >= len(fields) {
 				continue
 			}
-			opts := strings.Split(fields[i+3], ",")
-			return opts[0] == "ro"
+			fstype, opts := fields[i+1], strings.Split(fields[i+3], ",")
+			if opts[0] != "ro" {
+				return false
+			}
+			if fstype == "fuse" || fstype == "fuseblk" || strings.HasPrefix(fstype, "fuse.") {
+				return slices.Contains(opts, "user_id=0") || slices.Contains(opts, "user_id="+strconv.Itoa(uid))
+			}
+			return true
 		}
 		return false
 	}

@@ -311,7 +311,9 @@ func mkdev(major, minor uint64) uint64 {
 
 // TestMountinfoReadOnly: a file system is read-only when the superblock's
 // flag, the first of mountinfo's super options, is "ro" (not an "ro" among
-// the file system's own options, nor the mount's options); the device is matched as the kernel writes
+// the file system's own options, nor the mount's options); a FUSE one only
+// when root or the running user mounted it (user_id), as another user's
+// daemon answers what it likes; the device is matched as the kernel writes
 // it, a major above 0xfff too.
 func TestMountinfoReadOnly(t *testing.T) {
 	const mountinfo = `22 27 0:21 / /proc rw,relatime - proc proc rw
@@ -319,6 +321,8 @@ func TestMountinfoReadOnly(t *testing.T) {
 31 27 8:2 / /srv/view ro,relatime - ext4 /dev/sda2 rw,errors=remount-ro
 32 27 8:3 / /srv/odd rw - weirdfs none rw,opt=x,ro
 40 27 0:50 / /cvmfs/grid.cern.ch ro,nodev,relatime - fuse cvmfs2 ro,user_id=0,group_id=0,default_permissions,allow_other
+41 27 0:51 / /home/mallory/ca ro,nosuid,nodev,relatime - fuse.sshfs mallory@host: ro,user_id=1000,group_id=1000,allow_other
+42 27 0:52 / /srv/mine ro,relatime - fuse.cvmfs2 cvmfs2 ro,user_id=500,group_id=500
 43 27 4660:354185 / /srv/big ro - ext4 /dev/big ro
 `
 	for _, c := range []struct {
@@ -333,6 +337,8 @@ func TestMountinfoReadOnly(t *testing.T) {
 		{name: "ro mount of a rw superblock (bind)", dev: mkdev(8, 2), want: false},
 		{name: "ro only among the file system's own options", dev: mkdev(8, 3), want: false},
 		{name: "CVMFS, FUSE of root", dev: mkdev(0, 50), uid: 500, want: true},
+		{name: "FUSE of another user", dev: mkdev(0, 51), uid: 500, want: false},
+		{name: "FUSE of the running user", dev: mkdev(0, 52), uid: 500, want: true},
 		{name: "a major above 0xfff", dev: mkdev(0x1234, 0x56789), want: true, wantDevStr: "4660:354185"},
 		{name: "not listed", dev: mkdev(9, 9), want: false},
 	} {
