@@ -34,8 +34,10 @@ func readCACert(path, hash string, now time.Time) (c *x509.Certificate, note str
 	if err != nil {
 		return nil, "", fmt.Errorf("unreadable: %w", err)
 	}
-	if err := fsutil.CheckNotWritableByOthers(path); err != nil {
+	if err := fsutil.CheckNotWritableByOthers(path); errors.Is(err, fsutil.ErrWritable) {
 		return nil, "", fmt.Errorf("a user other than root and the one this runs as could put another CA in it: %w", err)
+	} else if err != nil {
+		return nil, "", fmt.Errorf("its owner and mode could not be checked: %w", err)
 	}
 	return parseCACert(b, hash, now)
 }
@@ -133,8 +135,10 @@ func readPolicyFile(path string) ([]*nsPolicy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("unreadable: %w", err)
 	}
-	if err := fsutil.CheckNotWritableByOthers(path); err != nil {
+	if err := fsutil.CheckNotWritableByOthers(path); errors.Is(err, fsutil.ErrWritable) {
 		return nil, fmt.Errorf("a user other than root and the one this runs as could widen what its CA may issue: %w", err)
+	} else if err != nil {
+		return nil, fmt.Errorf("its owner and mode could not be checked: %w", err)
 	}
 	parse := ParseNamespaces
 	if strings.HasSuffix(path, ".signing_policy") {

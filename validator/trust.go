@@ -305,8 +305,10 @@ func LoadTrust(c *config.Config) (*Trust, []string, error) {
 		}
 		// a CRL is signed, so a local user can only put an older list of
 		// the same CA in its place (or none): it is used, with a warning
-		if err := fsutil.CheckNotWritableByOthers(f); err != nil {
+		if err := fsutil.CheckNotWritableByOthers(f); errors.Is(err, fsutil.ErrWritable) {
 			warnings = append(warnings, fmt.Sprintf("CRL %s: used, but a user other than root and the one this runs as could replace it with an older list: %v", f, err))
+		} else if err != nil {
+			warnings = append(warnings, fmt.Sprintf("CRL %s: used, but its owner and mode could not be checked: %v", f, err))
 		}
 		o.CRLs = append(o.CRLs, b)
 	}
@@ -362,8 +364,10 @@ func readAnchorFile(path string) ([]*x509.Certificate, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := fsutil.CheckNotWritableByOthers(path); err != nil {
+	if err := fsutil.CheckNotWritableByOthers(path); errors.Is(err, fsutil.ErrWritable) {
 		return nil, fmt.Errorf("%s: a user other than root and the one this runs as could change whom this site trusts: %w", path, err)
+	} else if err != nil {
+		return nil, fmt.Errorf("%s: its owner and mode could not be checked: %w", path, err)
 	}
 	return certs, nil
 }

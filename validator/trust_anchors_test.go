@@ -5,6 +5,7 @@ import (
 	"encoding/pem"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -356,5 +357,37 @@ func TestLoadTrustRefusesAnchorsWritableByOthers(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLoadTrustAnchorCheckFails: when the owner and modes of a CA file
+// that was read cannot be checked (here /proc/self/fd/N of a deleted file:
+// the kernel reads it, its link text names no file), the error says so;
+// it does not claim that another user could change the file.
+func TestLoadTrustAnchorCheckFails(t *testing.T) {
+	root := testpki.NewRoot(t, "People Root")
+	f, err := os.Create(filepath.Join(t.TempDir(), "people.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(testpki.CertPEM(root.Cert)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(f.Name()); err != nil {
+		t.Fatal(err)
+	}
+	p := "/proc/self/fd/" + strconv.Itoa(int(f.Fd()))
+	if _, err := ReadCertificates(p); err != nil {
+		t.Skipf("%s cannot be read here: %v", p, err)
+	}
+	cfg := &config.Config{}
+	cfg.Trust.CAFiles = []string{p}
+	_, _, err = LoadTrust(cfg)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	if strings.Contains(err.Error(), "could change") || !strings.Contains(err.Error(), "its owner and mode could not be checked: ") {
+		t.Fatalf("got %v, want its owner and mode could not be checked", err)
 	}
 }
