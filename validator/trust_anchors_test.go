@@ -13,6 +13,7 @@ import (
 
 	"github.com/imagetrust/imagetrust/crl"
 	"github.com/imagetrust/imagetrust/internal/config"
+	"github.com/imagetrust/imagetrust/internal/fsutil"
 	"github.com/imagetrust/imagetrust/internal/pki"
 	"github.com/imagetrust/imagetrust/internal/testpki"
 )
@@ -269,6 +270,12 @@ func TestReadCertificatesFIFO(t *testing.T) {
 // (it is signed: only an older list of the same CA could take its place),
 // with a warning.
 func TestLoadTrustRefusesAnchorsWritableByOthers(t *testing.T) {
+	// no group is a user private group here (fsutil's TestUserPrivateGroup
+	// has that rule): group-writable cases are refused whatever the
+	// machine's groups
+	saved := fsutil.AccountFiles
+	t.Cleanup(func() { fsutil.AccountFiles = saved })
+	fsutil.AccountFiles.Passwd, fsutil.AccountFiles.Group = "/nonexistent/passwd", "/nonexistent/group"
 	root := testpki.NewRoot(t, "People Root")
 	reg := testpki.NewRoot(t, "Registrar Root")
 	crlBytes := root.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: time.Now().Add(-time.Hour), NextUpdate: time.Now().Add(24 * time.Hour)})

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/imagetrust/imagetrust/internal/fsutil"
 )
 
 func TestParse(t *testing.T) {
@@ -236,6 +238,12 @@ func TestErrorsNameTheLine(t *testing.T) {
 // without the sticky bit) decides what the site trusts for anyone: it is
 // refused, naming the file and its mode.
 func TestLoadRefusesWritableByOthers(t *testing.T) {
+	// no group is a user private group here (fsutil's TestUserPrivateGroup
+	// has that rule): group-writable cases are refused whatever the
+	// machine's groups
+	saved := fsutil.AccountFiles
+	t.Cleanup(func() { fsutil.AccountFiles = saved })
+	fsutil.AccountFiles.Passwd, fsutil.AccountFiles.Group = "/nonexistent/passwd", "/nonexistent/group"
 	for _, c := range []struct {
 		name          string
 		file, dir     os.FileMode

@@ -32,7 +32,8 @@ const stRDONLY = 0x1
 //   - the file path leads to (symbolic links followed) must be owned by
 //     root or the running user, and be writable neither by its group nor
 //     by every user (its owner may change the mode; a group that may
-//     write it is as good as its owner);
+//     write it is as good as its owner), unless the group is its owner's
+//     user private group (privateGroup), whose one member is the owner;
 //   - every directory from / down to it, and down to each symbolic link
 //     on the way (a link in the middle of path, or a link to a link),
 //     must be owned by root or the running user and be writable neither
@@ -74,6 +75,8 @@ func (e *writableError) Is(target error) bool { return target == ErrWritable }
 type permCheck struct {
 	uid   int
 	links int
+	// private caches privateGroup's answers, by owner and group
+	private map[[2]uint32]bool
 	// superRO caches, by device, whether its file system is read-only
 	superRO map[uint64]bool
 }
@@ -190,7 +193,13 @@ func (c *permCheck) parent(dir string, fi fs.FileInfo, child string, cfi fs.File
 // directory on the way, is the entry of it that could be replaced.
 func (c *permCheck) node(p string, fi fs.FileInfo, what, child string) error {
 	m := fi.Mode().Perm()
-	if c.trusted(fi) && m&0o022 == 0 {
+	w := m & 0o022
+	if w == 0o020 && c.trusted(fi) {
+		if uid, gid := owner(fi); c.privateGroup(uid, gid) {
+			w = 0 // the group's one member is the owner
+		}
+	}
+	if c.trusted(fi) && w == 0 {
 		return nil
 	}
 	if c.readOnly(p) {
@@ -236,6 +245,111 @@ func (c *permCheck) node(p string, fi fs.FileInfo, what, child string) error {
 		fix += ", or chown root " + child
 	}
 	return &writableError{fmt.Sprintf("%swritable %s %s%s; %s", is, who, desc, then, fix)}
+}
+
+// AccountFiles are the local user and group databases the check reads to
+// tell a user private group. Tests point them elsewhere (files that do not
+// exist: no group is private) so that a group-writable case is refused
+// whatever the machine's groups; nothing else should change them.
+var AccountFiles = struct{ Passwd, Group string }{"/etc/passwd", "/etc/group"}
+
+// privateGroup reports whether gid is user uid's user private group: the
+// convention (RHEL's, Debian's, Ubuntu's) of a group of one user, under
+// which a umask of 002 (RHEL's /etc/bashrc, pam_umask's usergroups) makes
+// every directory a user makes 0775, so that refusing its group write bit
+// would refuse the user's own files for nothing. It holds, as Debian's
+// OpenSSH holds it for StrictModes, when the local group database knows
+// the group and its one member is uid: every local user whose primary
+// group it is is uid, its member list names no one else, and at least one
+// of the two makes uid a member. A group only a directory service (LDAP,
+// SSSD) knows is not taken as private: its members can't be counted here.
+func (c *permCheck) privateGroup(uid, gid uint32) bool {
+	k := [2]uint32{uid, gid}
+	if v, ok := c.private[k]; ok {
+		return v
+	}
+	v := isPrivateGroup(AccountFiles.Passwd, AccountFiles.Group, uid, gid)
+	if c.private == nil {
+		c.private = map[[2]uint32]bool{}
+	}
+	c.private[k] = v
+	return v
+}
+
+func isPrivateGroup(passwd, group string, uid, gid uint32) bool {
+	members, ownerName := 0, ""
+	ok := eachAccount(passwd, func(f []string) bool {
+		// name:password:uid:gid:gecos:home:shell
+		if len(f) < 4 {
+			return true
+		}
+		u, uerr := strconv.ParseUint(f[2], 10, 32)
+		g, gerr := strconv.ParseUint(f[3], 10, 32)
+		if uerr != nil || gerr != nil {
+			return true
+		}
+		if uint32(u) == uid && ownerName == "" {
+			ownerName = f[0]
+		}
+		if uint32(g) == gid {
+			if uint32(u) != uid {
+				return false // another user's primary group too
+			}
+			members++
+		}
+		return true
+	})
+	if !ok {
+		return false
+	}
+	known := false
+	ok = eachAccount(group, func(f []string) bool {
+		// name:password:gid:member,member
+		if len(f) < 4 {
+			return true
+		}
+		if g, err := strconv.ParseUint(f[2], 10, 32); err != nil || uint32(g) != gid {
+			return true
+		}
+		known = true
+		for _, m := range strings.Split(f[3], ",") {
+			if m = strings.TrimSpace(m); m == "" {
+				continue
+			}
+			if m != ownerName || ownerName == "" {
+				return false
+			}
+			members++
+		}
+		return true
+	})
+	return ok && known && members > 0
+}
+
+// eachAccount calls fn with the colon-separated fields of each line of an
+// account file (/etc/passwd, /etc/group) until fn returns false; it
+// reports whether every call returned true and the file was read whole.
+// NIS "+" and "-" lines, which stand for other users, make it false.
+func eachAccount(path string, fn func([]string) bool) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if strings.HasPrefix(line, "+") || strings.HasPrefix(line, "-") {
+			return false
+		}
+		if !fn(strings.Split(line, ":")) {
+			return false
+		}
+	}
+	return sc.Err() == nil
 }
 
 // trusted reports whether fi is owned by root or the running user.

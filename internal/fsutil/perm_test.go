@@ -2,6 +2,7 @@ package fsutil
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +20,10 @@ const nobody = 65534
 // allowed. Cases that give a file to another user (chown) or mount a file
 // system run as root only (CI runs as root).
 func TestCheckNotWritableByOthers(t *testing.T) {
+	// no account files: no group is a user private group here (that rule
+	// has TestUserPrivateGroup), so group-writable cases are refused
+	// whatever the machine's groups
+	setAccounts(t, "", "")
 	for _, c := range []struct {
 		name string
 		root bool // needs root (chown, mount)
@@ -353,4 +358,65 @@ func TestMountinfoReadOnly(t *testing.T) {
 			}
 		})
 	}
+}
+
+// setAccounts points privateGroup at passwd and group files holding the
+// given lines ("" for a file that does not exist) for the test's length.
+func setAccounts(t *testing.T, passwd, group string) {
+	t.Helper()
+	dir := t.TempDir()
+	saved := AccountFiles
+	t.Cleanup(func() { AccountFiles = saved })
+	AccountFiles.Passwd, AccountFiles.Group = filepath.Join(dir, "passwd"), filepath.Join(dir, "group")
+	for f, text := range map[string]string{AccountFiles.Passwd: passwd, AccountFiles.Group: group} {
+		if text == "" {
+			continue
+		}
+		if err := os.WriteFile(f, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestUserPrivateGroup: a file or directory writable by its group passes
+// when that group is its owner's user private group (RHEL and Debian make
+// one per user, and a umask of 002 then makes a user's own directories
+// 0775), as Debian's OpenSSH allows; not when anyone else may be in it.
+func TestUserPrivateGroup(t *testing.T) {
+	uid, gid := os.Geteuid(), os.Getegid()
+	me := fmt.Sprintf("me:x:%d:%d::/home/me:/bin/sh\n", uid, gid)
+	other := fmt.Sprintf("other:x:%d:%d::/home/other:/bin/sh\n", uid+4242, gid)
+	grp := func(members string) string { return fmt.Sprintf("mine:x:%d:%s\n", gid, members) }
+	for _, c := range []struct {
+		name, passwd, group, want string
+	}{
+		{name: "ok the owner's primary group, no members listed", passwd: me, group: grp("")},
+		{name: "ok the owner's primary group, listing the owner", passwd: me, group: grp("me")},
+		{name: "ok the group lists only the owner, not its primary group", passwd: fmt.Sprintf("me:x:%d:%d::/:/bin/sh\n", uid, gid+1), group: grp("me")},
+		{name: "fail another member listed", passwd: me, group: grp("me,other"), want: "writable by group"},
+		{name: "fail another user's primary group too", passwd: me + other, group: grp(""), want: "writable by group"},
+		{name: "fail a group with no member", passwd: fmt.Sprintf("me:x:%d:%d::/:/bin/sh\n", uid, gid+1), group: grp(""), want: "writable by group"},
+		{name: "fail a group the local files do not know (LDAP)", passwd: me, group: "", want: "writable by group"},
+		{name: "fail a NIS line in the group file", passwd: me, group: grp("") + "+:::\n", want: "writable by group"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			setAccounts(t, c.passwd, c.group)
+			tr := tree{t: t, top: t.TempDir()}
+			p := tr.file("home/d/f", 0o664, 0o775)
+			err := CheckNotWritableByOthers(p)
+			switch {
+			case c.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+				t.Fatalf("got %v, want an error containing %q", err, c.want)
+			}
+		})
+	}
+	t.Run("fail every user may write, private group or not", func(t *testing.T) {
+		setAccounts(t, me, grp(""))
+		tr := tree{t: t, top: t.TempDir()}
+		if err := CheckNotWritableByOthers(tr.file("d/f", 0o666, 0o755)); err == nil || !strings.Contains(err.Error(), "writable by every user") {
+			t.Fatalf("got %v", err)
+		}
+	})
 }
