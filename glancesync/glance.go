@@ -125,10 +125,22 @@ type Glance interface {
 	// import's) failed, "" otherwise (none, still running, done; or a
 	// Glance without GET /v2/images/{id}/tasks).
 	ImportRefusal(ctx context.Context, id string) (string, error)
+	// Usage reads the mirror project's Keystone unified limits of Glance
+	// and its usage, by resource (GET /v2/info/usage); none (an empty
+	// map) where Glance runs without use_keystone_limits or is older
+	// than Yoga.
+	Usage(ctx context.Context) (map[string]LimitUsage, error)
 	// Members lists the projects an image is shared with.
 	Members(ctx context.Context, id string) ([]string, error)
 	// AddMember shares an image with a project.
 	AddMember(ctx context.Context, id, project string) error
 	// RemoveMember stops sharing an image with a project.
 	RemoveMember(ctx context.Context, id, project string) error
+}
+
+// LimitUsage is a Keystone unified limit of Glance for the mirror project
+// and the project's usage, in the limit's unit (whole MiB, rounded down,
+// for image_size_total and image_stage_total).
+type LimitUsage struct {
+	Limit, Usage int64
 }

@@ -160,6 +160,23 @@ func (g *gcGlance) ImportRefusal(ctx context.Context, id string) (string, error)
 	return cmp.Or(tasks[len(tasks)-1].Message, "(no message)"), nil
 }
 
+func (g *gcGlance) Usage(ctx context.Context) (map[string]LimitUsage, error) {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
+	u, err := glance.Usage(ctx, g.sc)
+	if glance.IsNotFound(err) {
+		return nil, nil // a Glance before Yoga: no unified limits to read
+	}
+	if err != nil {
+		return nil, mapErr("usage", err)
+	}
+	out := make(map[string]LimitUsage, len(u))
+	for k, v := range u {
+		out[k] = LimitUsage{Limit: v.Limit, Usage: v.Usage}
+	}
+	return out, nil
+}
+
 func (g *gcGlance) Time(ctx context.Context) (time.Time, error) {
 	ctx, cancel := bounded(ctx)
 	defer cancel()

@@ -15,7 +15,9 @@ type LimitError struct {
 	// Op is the request, such as "upload image ID".
 	Op string
 	// Step is what Glance refused: "create", "data" (a stage or upload),
-	// "import" (POST /import) or "task" (the import's task).
+	// "import" (POST /import) or "task" (the import's task); or
+	// "import-check": what the pass did not ask for, as Glance's import
+	// task would refuse it (Syncer.importRoom).
 	Step string
 	// Limit names the limit (glance.OverLimit): a Keystone unified limit
 	// by its resource name, or one of glance.Limit*; "" when Glance's
@@ -54,19 +56,21 @@ const (
 // measured) left of the image, and what to raise.
 func limitDetail(step, limit string) string {
 	what := map[string]string{
-		"create": "Glance refused to create the image with 413",
-		"data":   "Glance refused the image data with 413",
-		"import": "Glance refused the import with 413",
-		"task":   "Glance accepted the import, then its task refused it",
+		"create":       "Glance refused to create the image with 413",
+		"data":         "Glance refused the image data with 413",
+		"import":       "Glance refused the import with 413",
+		"import-check": "the pass did not ask for the import: Glance's import task would refuse it",
+		"task":         "Glance accepted the import, then its task refused it",
 	}[step]
 	left := map[string]string{
-		"create": "the image was not created, its uuid is unspent: the next pass creates it",
-		"data":   "Glance returned the image to queued without data: the next pass streams it again",
-		"import": "the image stays staged (uploading): the next pass imports it without downloading it again",
-		"task":   "Glance returned the image to queued but keeps its staged data, and so refuses every new stage of it: see docs/glancesync.md, \"Glance quotas and limits\"",
+		"create":       "the image was not created, its uuid is unspent: the next pass creates it",
+		"data":         "Glance returned the image to queued without data: the next pass streams it again",
+		"import":       "the image stays staged (uploading): the next pass imports it without downloading it again",
+		"import-check": "the image stays staged (uploading): the next pass imports it without downloading it again",
+		"task":         "Glance returned the image to queued but keeps its staged data, and so refuses every new stage of it: the next pass uploads the image instead (PUT /file, verified as it streams; with several sync.stores the staging file must be removed by hand: see docs/glancesync.md, \"Glance quotas and limits\")",
 	}[step]
 	if why, ok := keystoneLimits[limit]; ok {
-		if step == "task" && limit == glanceImageSizeTotal {
+		if (step == "task" || step == "import-check") && limit == glanceImageSizeTotal {
 			why = "the MiB of image data the mirror project may hold; the import task refuses an image that would take the project over it"
 		}
 		raise := "raise it for the mirror project (openstack limit create --project MIRROR --service glance --resource-limit N " + limit + ", or openstack limit set --resource-limit N on its limit)"

@@ -535,13 +535,24 @@ func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, mode ingest, r
 			}
 			created = true // from here on this pass owns the transfer
 			err = s.transfer(ctx, it, im, mode.stage, log)
+			if errors.Is(err, ErrStagedData) {
+				if len(s.o.Sync.Stores) > 1 {
+					s.stagedData(ctx, it, im, err, log, rp)
+					return
+				}
+				// Glance keeps the staged data of an import its task
+				// refused and refuses every new stage: upload instead
+				log.Warn("Glance keeps staged data of an import it refused and refuses a new stage; uploading the image instead (PUT /file, verified as it streams)", "err", err)
+				if got, gerr := s.o.Glance.Get(ctx, im.ID); gerr == nil && got.Status == StatusQueued {
+					im = got // as the refused stage left it: refusedStream compares its updated_at
+				}
+				if err = s.transfer(ctx, it, im, false, log); err != nil {
+					err = fmt.Errorf("%s; the upload in its place: %w", stagedUploadDetail, err)
+				}
+			}
 			var vf *validator.VerificationFailure
 			if errors.As(err, &vf) {
 				s.refusedStream(ctx, it, im, vf, err, log, rp)
-				return
-			}
-			if errors.Is(err, ErrStagedData) {
-				s.stagedData(ctx, it, im, err, log, rp)
 				return
 			}
 			if errors.Is(err, ErrConflict) {
@@ -588,7 +599,10 @@ func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, mode ingest, r
 				rp.add(s.outcome(it, ActionFailed, "", "staged, not imported: Glance does not offer glance-direct"))
 				return
 			}
-			err = s.o.Glance.ImportGlanceDirect(ctx, im.ID, s.o.Sync.Stores)
+			err = s.importRoom(ctx, im.ID, im.Size)
+			if err == nil {
+				err = s.o.Glance.ImportGlanceDirect(ctx, im.ID, s.o.Sync.Stores)
+			}
 			if errors.Is(err, ErrConflict) {
 				err = nil // someone else started the import: wait for it
 			}
@@ -660,7 +674,7 @@ func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, mode ingest, r
 			// raise), nor an import Glance failed
 			op := "transfer"
 			var le *LimitError
-			if ierr != nil || errors.As(err, &le) && (le.Step == "import" || le.Step == "task") {
+			if ierr != nil || errors.As(err, &le) && (le.Step == "import" || le.Step == "import-check" || le.Step == "task") {
 				op = "import"
 			}
 			s.opFailed(log, it, op, err, rp)
@@ -846,8 +860,15 @@ func importFailure(im *Image) string {
 // stagedData reports a queued image whose stage Glance refused because it
 // holds staged data for it (ErrStagedData): what Glance (Zed) leaves of
 // an import it refused in its task, for as long as the image lives. Not
-// another sync's stage, which has the image uploading. The image is left
-// so: deleting it would spend its uuid; the operator removes the file.
+// another sync's stage, which has the image uploading. Glance (Zed,
+// measured) offers no way out through glance-direct: a new stage is
+// refused (409), an import of the queued image too ("needs to be staged",
+// 409), and there is no DELETE of a stage (405). It does take PUT /file,
+// so with one store or none a pass uploads the image instead (mirror),
+// verified as it streams like sync.ingest = "upload". Only with several
+// sync.stores, which one upload cannot fill (and copy-image is an admin's
+// by default), does it come here: the image is left so (deleting it would
+// spend its uuid) and the operator removes the file.
 func (s *Syncer) stagedData(ctx context.Context, it *item, im *Image, err error, log *slog.Logger, rp *reporter) {
 	why := ""
 	if msg, rerr := s.o.Glance.ImportRefusal(ctx, im.ID); rerr != nil {
@@ -862,7 +883,10 @@ func (s *Syncer) stagedData(ctx context.Context, it *item, im *Image, err error,
 
 const (
 	stagedDataDetail = "Glance holds staged data for this queued image and refuses every new stage of it (409 \"has data on staging\"): Glance (Zed) leaves an import it refused in its task so"
-	stagedDataFix    = "once the cause is fixed, delete the file named after the image id in glance-api's staging directory ([os_glance_staging_store] filesystem_store_datadir, on the glance-api host that staged it) and the next pass stages and imports the image again; or delete the image (its uuid is then spent)"
+	stagedDataFix    = "with several sync.stores an upload cannot take its place: once the cause is fixed, delete the file named after the image id in glance-api's staging directory ([os_glance_staging_store] filesystem_store_datadir, on the glance-api host that staged it) and the next pass stages and imports the image again; or delete the image (its uuid is then spent)"
+	// stagedUploadDetail prefixes the failure of the upload a pass makes
+	// in place of a stage Glance refuses for staged data it keeps.
+	stagedUploadDetail = "Glance holds staged data for this queued image (an import it refused in its task) and refuses every new stage of it, so the pass uploaded the image instead (PUT /file)"
 )
 
 // waitImport polls until the image leaves importing/saving/uploading.
@@ -1001,8 +1025,43 @@ func (s *Syncer) stream(ctx context.Context, it *item, im *Image, stage bool, lo
 		return fmt.Errorf("stage ended after %d of %d bytes without verification", vr.n, it.desc.Size)
 	}
 	log.Info("image staged and verified; importing", "seconds", time.Since(start).Seconds())
+	if err := s.importRoom(ctx, im.ID, it.desc.Size); err != nil {
+		return err
+	}
 	if err := s.o.Glance.ImportGlanceDirect(ctx, im.ID, s.o.Sync.Stores); err != nil && !errors.Is(err, ErrConflict) {
 		return err
+	}
+	return nil
+}
+
+// importRoom checks, before the glance-direct import of a staged image of
+// size bytes, that the mirror project has room for it under its Keystone
+// limit image_size_total as Glance's import task counts it: Glance (Zed)
+// accepts the import while the project is not over the limit, then its
+// task refuses an image that would take the project over it (usage plus
+// the image, both in whole MiB rounded down, above the limit), returns
+// the image to queued and keeps the staged file, so that the image can
+// never be staged again (see stagedData). Refused here, the import is not
+// asked for: the image stays staged and the next pass after the limit is
+// raised imports it without downloading it again. The check narrows the
+// window, it does not close it (another import of the project, such as
+// one of this pass's sync.parallel ones, may take the room before
+// Glance's task counts): stagedData recovers what gets through. A Glance
+// that shows no such limit (no use_keystone_limits, before Yoga), or that
+// cannot be asked, is not checked.
+func (s *Syncer) importRoom(ctx context.Context, id string, size int64) error {
+	u, err := s.o.Glance.Usage(ctx)
+	if err != nil {
+		s.log.Warn("cannot read the mirror project's Glance limits (GET /v2/info/usage); importing without checking image_size_total first", "image", id, "err", err)
+		return nil
+	}
+	l, ok := u[glanceImageSizeTotal]
+	if !ok || l.Limit < 0 {
+		return nil
+	}
+	if mib := size >> 20; l.Usage+mib > l.Limit {
+		return &LimitError{Op: "import image " + id, Step: "import-check", Limit: glanceImageSizeTotal,
+			Err: fmt.Errorf("not asked for: GET /v2/info/usage says the mirror project holds %d MiB of its limit of %d MiB, and Glance's import task would refuse this image's %d MiB (and keep its staged data)", l.Usage, l.Limit, mib)}
 	}
 	return nil
 }

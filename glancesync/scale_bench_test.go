@@ -159,6 +159,8 @@ func (g *memGlance) Delete(_ context.Context, id string) error {
 
 func (g *memGlance) ImportRefusal(context.Context, string) (string, error) { return "", nil }
 
+func (g *memGlance) Usage(context.Context) (map[string]LimitUsage, error) { return nil, nil }
+
 func (g *memGlance) Members(_ context.Context, id string) ([]string, error) {
 	g.count("members")
 	g.mu.Lock()

@@ -182,6 +182,31 @@ func ImageTasks(ctx context.Context, client *gophercloud.ServiceClient, id strin
 	return body.Tasks, nil
 }
 
+// LimitUsage is one of Glance's Keystone unified limits of a project as
+// GET /v2/info/usage shows it: the limit and the project's usage, in the
+// limit's unit (MiB for image_size_total and image_stage_total, Glance's
+// byte counts divided by 1 MiB and rounded down; images otherwise).
+type LimitUsage struct {
+	Limit int64 `json:"limit"`
+	Usage int64 `json:"usage"`
+}
+
+// Usage reads the Keystone unified limits of the caller's project and its
+// usage (GET /v2/info/usage, Image API 2.14, Yoga and later), by resource
+// (image_size_total, image_stage_total, image_count_total,
+// image_count_uploading). A Glance without use_keystone_limits answers
+// with none (an empty map); one before Yoga answers 404.
+func Usage(ctx context.Context, client *gophercloud.ServiceClient) (map[string]LimitUsage, error) {
+	var body struct {
+		Usage map[string]LimitUsage `json:"usage"`
+	}
+	resp, err := client.Get(ctx, client.ServiceURL("info", "usage"), &body, nil)
+	if _, _, err = gophercloud.ParseResponse(resp, err); err != nil {
+		return nil, err
+	}
+	return body.Usage, nil
+}
+
 // ImportMethods retrieves the import methods the Glance offers
 // (GET /v2/info/import).
 func ImportMethods(ctx context.Context, client *gophercloud.ServiceClient) (r ImportMethodsResult) {
