@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"time"
 
+	"github.com/imagetrust/imagetrust/internal/glance"
 	"github.com/imagetrust/imagetrust/validator"
 )
 
@@ -22,9 +24,46 @@ const (
 	// (RFC 3339, UTC).
 	PropSyncRetryAfter = "imagetrust_sync_retry_after"
 	// PropSyncRefused is the reason of the last refusal (size-mismatch,
-	// sha512-mismatch, image-unreadable).
+	// sha512-mismatch, image-unreadable; or the name of the Glance limit
+	// that refused the image data: limitReason).
 	PropSyncRefused = "imagetrust_sync_refused"
 )
+
+// limitReasons are the refusal reasons of image data a Glance limit
+// refused (413 to a stage or upload): the limit's name, or glanceLimit
+// for a 413 that names none. The same back-off holds such an image off,
+// so that a pass does not stream it again (up to the limit: image_size_cap
+// reads the cap's worth before it refuses) until the limit may have been
+// raised; it is reported failed meanwhile, not refused: the bundle is
+// fine, the operator has something to raise.
+var limitReasons = []string{
+	glanceImageCountUploading, glanceImageSizeTotal, glanceImageStageTotal, glanceImageCountTotal,
+	glance.LimitSizeCap, glance.LimitStorageQuota, glance.LimitStoreFull, glanceLimit, glanceBrokeOff,
+}
+
+// glanceBrokeOff is the reason recorded for image data whose every
+// request in a pass Glance broke off without an answer (errGlanceBrokeOff):
+// maybe a limit's 413 the client did not get.
+const glanceBrokeOff = "glance-broke-off"
+
+// brokeOffDetail is said of such image data.
+const brokeOffDetail = "Glance broke off each request carrying the image data without an answer (a 413 of image_size_cap or a Keystone limit lost in a connection reset, or glance-api or a front end failing: glance-api's log says which)"
+
+// glanceLimit is the reason recorded for image data refused with a 413
+// that names no limit.
+const glanceLimit = "glance-limit"
+
+// limitReason is the refusal reason of image data the limit (LimitError's
+// Limit) refused.
+func limitReason(limit string) string {
+	if limit != glanceBrokeOff && slices.Contains(limitReasons, limit) {
+		return limit
+	}
+	return glanceLimit
+}
+
+// isLimitReason reports whether a refusal reason is a Glance limit's.
+func isLimitReason(reason string) bool { return slices.Contains(limitReasons, reason) }
 
 // syncProps are the properties of the refusal record.
 var syncProps = []string{PropSyncRefusals, PropSyncRetryAfter, PropSyncRefused}
@@ -84,8 +123,8 @@ func (s *Syncer) readRefusal(im *Image) (refusalRecord, bool) {
 	if n, err := strconv.Atoi(im.Props[PropSyncRefusals]); err == nil && n > 0 {
 		r.n = min(n, maxRecordedRefusals)
 	}
-	switch why := im.Props[PropSyncRefused]; why {
-	case validator.ReasonSizeMismatch, validator.ReasonSHA512Mismatch, validator.ReasonImageUnreadable:
+	switch why := im.Props[PropSyncRefused]; {
+	case why == validator.ReasonSizeMismatch, why == validator.ReasonSHA512Mismatch, why == validator.ReasonImageUnreadable, isLimitReason(why):
 		r.reason = why
 	}
 	if t, err := time.Parse(time.RFC3339, im.Props[PropSyncRetryAfter]); err == nil {
@@ -109,10 +148,14 @@ func (s *Syncer) backedOff(it *item, im *Image, log *slog.Logger) (Outcome, bool
 	l, mem := s.leftSince(im.ID)
 	rec, recorded := s.readRefusal(im)
 	switch {
+	case recorded && now.Before(rec.until) && isLimitReason(rec.reason):
+		return s.outcome(it, ActionFailed, "", limitBackoffDetail(rec.reason, rec.n, rec.until, "as recorded on the image ("+PropSyncRetryAfter+")")), true
 	case recorded && now.Before(rec.until):
 		detail := fmt.Sprintf("bytes refused (%s) %d time(s) in a row, as recorded on the image (%s); left queued without data, not downloaded again before %s",
 			rec.reason, rec.n, PropSyncRetryAfter, rec.until.UTC().Format(time.RFC3339))
 		return s.outcome(it, ActionRefused, rec.reason, detail), true
+	case mem && !l.recorded && now.Sub(l.at) < l.wait && isLimitReason(l.reason):
+		return s.outcome(it, ActionFailed, "", limitBackoffDetail(l.reason, l.n, l.at.Add(l.wait), "remembered by this process (it could not record it on the image)")), true
 	case mem && !l.recorded && now.Sub(l.at) < l.wait:
 		// a refusal this process could not record (the image may carry
 		// an older one)
@@ -165,4 +208,19 @@ func clearRefusalOps(im *Image) []PatchOp {
 		}
 	}
 	return ops
+}
+
+// limitBackoffDetail is said of an image whose data a Glance limit
+// refused, while its back-off holds it off (how: where it is recorded).
+func limitBackoffDetail(reason string, n int, until time.Time, how string) string {
+	limit := reason
+	if reason == glanceLimit {
+		limit = "" // limitDetail's "names none"
+	}
+	if reason == glanceBrokeOff {
+		return fmt.Sprintf("transfer: not streamed again before %s: %s, in every attempt of %d pass(es) in a row (%s), %s; once fixed, wait for that time or remove the record to retry at the next pass (docs/glancesync.md, \"Glance quotas and limits\")",
+			until.UTC().Format(time.RFC3339), brokeOffDetail, n, glanceBrokeOff, how)
+	}
+	return fmt.Sprintf("transfer: not streamed again before %s: Glance's limit refused the image data %d time(s) in a row, %s (%s); raise the limit, then wait for that time or remove the record to retry at the next pass (docs/glancesync.md, \"Glance quotas and limits\")",
+		until.UTC().Format(time.RFC3339), n, how, limitDetail("data", limit))
 }

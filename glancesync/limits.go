@@ -64,7 +64,7 @@ func limitDetail(step, limit string) string {
 	}[step]
 	left := map[string]string{
 		"create":       "the image was not created, its uuid is unspent: the next pass creates it",
-		"data":         "Glance returned the image to queued without data: the next pass streams it again",
+		"data":         "Glance returned the image to queued without data: a pass streams it again once its back-off has passed (--resume-after, doubled with each refusal in a row up to 6 hours; recorded on the image as imagetrust_sync_retry_after, whose removal retries it sooner)",
 		"import":       "the image stays staged (uploading): the next pass imports it without downloading it again",
 		"import-check": "the image stays staged (uploading): the next pass imports it without downloading it again",
 		"task":         "Glance returned the image to queued but keeps its staged data, and so refuses every new stage of it: the next pass uploads the image instead (PUT /file, verified as it streams; with several sync.stores the staging file must be removed by hand: see docs/glancesync.md, \"Glance quotas and limits\")",

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -114,6 +117,11 @@ func TestKeystoneLimits(t *testing.T) {
 		if strings.Contains(outs[0].Detail, "property") || strings.Contains(outs[0].Detail, "another sync") {
 			t.Fatalf("misreported: %s", outs[0].Detail)
 		}
+		if strings.HasPrefix(outs[0].Detail, "transfer:") {
+			// image data a limit refused: backed off, as a bad source's
+			// bytes are; the next pass streams nothing
+			checkLimitBackoff(t, e, o, p, limit)
+		}
 		im, err := e.admin.Get(context.Background(), p.id)
 		switch {
 		case status == "" && !errors.Is(err, ErrNotFound):
@@ -124,6 +132,9 @@ func TestKeystoneLimits(t *testing.T) {
 
 		c.SetGlanceLimit(t, limit, unlimited)
 		o.ResumeAfter = -1 // the queued image is this test's, not another sync's
+		// past the back-off of a refusal of the image's data (2 minutes,
+		// e.options' ResumeAfter): the first pass after it mirrors it
+		o.Now = func() time.Time { return time.Now().Add(3 * time.Minute) }
 		if fix != nil {
 			fix(t, p, o)
 		}
@@ -197,10 +208,16 @@ func (noUsage) Usage(context.Context) (map[string]LimitUsage, error) { return ni
 // TestImageSizeCap: an image larger than Glance's image_size_cap is
 // refused with 413 once Glance has read the cap's worth of it, by PUT
 // /file and by PUT /stage alike, and Glance (Zed) returns the image to
-// queued without data. The pass fails it at once naming image_size_cap
-// (never a Keystone limit or the storage quota), the image is never
-// active and its uuid unspent, and once the cap is raised (glance-api
-// restarted with a larger one) the next pass mirrors it.
+// queued without data. The image here is 40 MiB against a 3 MiB cap: the
+// sync still sees the 413 (not a connection reset: Glance answers while
+// the body still comes), over loopback. The pass fails it at once naming
+// image_size_cap (never a Keystone limit or the storage quota), the image
+// is never active and its uuid unspent, and the refusal is backed off as
+// a bad source's bytes are: a pass within the back-off reports it failed
+// again without streaming it. Once the cap is raised (glance-api
+// restarted with a larger one), the first pass after the back-off mirrors
+// it (upload), or, the operator having removed the refusal record, the
+// next pass (import).
 func TestImageSizeCap(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a stack of its own")
@@ -213,7 +230,7 @@ func TestImageSizeCap(t *testing.T) {
 	opts := map[string]Options{}
 	for _, ingest := range []string{"upload", "import"} {
 		dir := filepath.Join(t.TempDir(), "atlas")
-		p := w.publish(dir, spec{vo: "atlas", tag: "cap-" + ingest, size: imageCap + 37<<20})
+		p := w.publish(dir, spec{vo: "atlas", tag: "cap-" + ingest, size: 40 << 20})
 		o := e.options(t, w, map[string][]string{dir: {"atlas"}})
 		o.Sync.Ingest, o.Sync.Retire = ingest, "keep"
 		o.ImportTimeout = 30 * time.Minute
@@ -228,17 +245,133 @@ func TestImageSizeCap(t *testing.T) {
 		if im := e.get(t, p.id); im.Status != StatusQueued || im.Size != 0 {
 			t.Fatalf("%s: image %s of %d bytes, want queued without data", ingest, im.Status, im.Size)
 		}
+		checkLimitBackoff(t, e, o, p, "image_size_cap")
 	}
 	c.RestartGlance(t, map[string]string{"image_size_cap": "1099511627776"})
+	// upload: the back-off (2 minutes, e.options' ResumeAfter) has passed
+	o := opts["upload"]
+	o.ResumeAfter = -1
+	o.Now = func() time.Time { return time.Now().Add(3 * time.Minute) }
+	opts["upload"] = o
+	// import: an operator forces the retry now, removing the record
+	var ops []PatchOp
+	for _, k := range []string{PropSyncRefusals, PropSyncRetryAfter, PropSyncRefused} {
+		ops = append(ops, PatchOp{Name: k, Remove: true})
+	}
+	if err := e.glance.Patch(context.Background(), pubs["import"].id, ops); err != nil {
+		t.Fatal(err)
+	}
+	o = opts["import"]
+	o.ResumeAfter = -1
+	opts["import"] = o
 	for ingest, p := range pubs {
-		o := opts[ingest]
-		o.ResumeAfter = -1
-		r := run(t, o)
+		r := run(t, opts[ingest])
 		if outs := r.Find(p.id); r.Errors != 0 || !slices.ContainsFunc(outs, func(o Outcome) bool { return o.Action == ActionMirrored }) {
 			t.Fatalf("%s after the cap was raised: %d errors, outcomes %+v; want mirrored", ingest, r.Errors, outs)
 		}
-		if im := e.get(t, p.id); im.Status != StatusActive {
+		im := e.get(t, p.id)
+		if im.Status != StatusActive {
 			t.Fatalf("%s: image %s after the cap was raised", ingest, im.Status)
 		}
+		if hasRefusalRecord(im) {
+			t.Fatalf("%s: the refusal record is left on the mirrored image: %v", ingest, im.Props)
+		}
+	}
+}
+
+// countData is the real Glance counting the requests that carry image
+// data (stages and uploads).
+type countData struct {
+	Glance
+	n *atomic.Int32
+}
+
+func (g countData) Stage(ctx context.Context, id string, r io.Reader) error {
+	g.n.Add(1)
+	return g.Glance.Stage(ctx, id, r)
+}
+
+func (g countData) Upload(ctx context.Context, id string, r io.Reader, store string) error {
+	g.n.Add(1)
+	return g.Glance.Upload(ctx, id, r, store)
+}
+
+// checkLimitBackoff checks the image of p after a pass whose data a
+// Glance limit refused: the refusal is recorded on it (its reason the
+// limit's name), and a pass within the back-off reports it failed,
+// naming the limit and the back-off, without streaming it again.
+func checkLimitBackoff(t *testing.T, e *env, o Options, p *published, limit string) {
+	t.Helper()
+	im := e.get(t, p.id)
+	until, err := time.Parse(time.RFC3339, im.Props[PropSyncRetryAfter])
+	if im.Props[PropSyncRefused] != limit || im.Props[PropSyncRefusals] != "1" || err != nil || !until.After(time.Now()) {
+		t.Fatalf("refusal record %q %q %q; want %s, 1, a time ahead", im.Props[PropSyncRefused], im.Props[PropSyncRefusals], im.Props[PropSyncRetryAfter], limit)
+	}
+	var n atomic.Int32
+	o.Glance = countData{o.Glance, &n}
+	o.ResumeAfter = -1
+	r := run(t, o)
+	outs := r.Find(p.id)
+	if r.Errors != 1 || len(outs) != 1 || outs[0].Action != ActionFailed || !strings.Contains(outs[0].Detail, "not streamed again before") || !strings.Contains(outs[0].Detail, limit) {
+		t.Fatalf("a pass within the back-off: %d errors, outcomes %+v; want one failure naming the back-off and %s", r.Errors, outs, limit)
+	}
+	if n.Load() != 0 {
+		t.Fatalf("a pass within the back-off streamed the image %d times", n.Load())
+	}
+}
+
+// TestGlanceBreaksOffData: where every stage or upload of an image in a
+// pass is broken off by Glance's side without an answer (here a proxy
+// resetting the connection mid-body; in the field maybe image_size_cap's
+// 413 lost in the reset), the pass fails it saying so and backs it off
+// as a limit's refusal: a pass within the back-off streams nothing, and
+// the first pass after it mirrors the image once Glance takes it. A
+// single reset is retried within the pass (TestFaultyLinkToGlance).
+func TestGlanceBreaksOffData(t *testing.T) {
+	for _, ingest := range []string{"import", "upload"} {
+		t.Run("ok "+ingest, func(t *testing.T) {
+			e := newEnv(t)
+			w := newWorld(t)
+			dir := t.TempDir()
+			p := w.publish(filepath.Join(dir, "atlas"), spec{vo: "atlas", tag: "broke-off-" + ingest, size: 4 << 20})
+			u, err := url.Parse(e.sc.Endpoint)
+			if err != nil {
+				t.Fatal(err)
+			}
+			proxy := newFaultProxy(t, u.Host, "reset", "reset", "reset")
+			sc := *e.sc
+			sc.Endpoint = "http://" + proxy.ln.Addr().String() + u.Path
+			sc.ResourceBase = sc.Endpoint + "v2/"
+			o := e.options(t, w, map[string][]string{filepath.Join(dir, "atlas"): {"atlas"}})
+			o.Glance = NewGlance(&sc)
+			o.Sync.Ingest, o.Sync.Retire = ingest, "keep"
+
+			r := run(t, o)
+			outs := r.Find(p.id)
+			if r.Errors != 1 || len(outs) != 1 || outs[0].Action != ActionFailed || !strings.Contains(outs[0].Detail, "broke off each request") ||
+				!strings.Contains(outs[0].Detail, "not streamed again for") {
+				t.Fatalf("%d errors, outcomes %+v; want one failure saying Glance broke off the data, backed off", r.Errors, outs)
+			}
+			t.Logf("%s", outs[0].Detail)
+			sent := proxy.next.Load()
+			if sent < 2 {
+				t.Fatalf("%d data requests in the pass, want 2 or more", sent)
+			}
+			checkLimitBackoff(t, e, o, p, glanceBrokeOff)
+			if n := proxy.next.Load(); n != sent {
+				t.Fatalf("%d data requests after a pass within the back-off, want still %d", n, sent)
+			}
+
+			o.Glance = e.glance // Glance takes the data now
+			o.ResumeAfter = -1
+			o.Now = func() time.Time { return time.Now().Add(3 * time.Minute) } // past the back-off
+			r = run(t, o)
+			if outs := r.Find(p.id); r.Errors != 0 || !slices.ContainsFunc(outs, func(o Outcome) bool { return o.Action == ActionMirrored }) {
+				t.Fatalf("after the back-off: %d errors, outcomes %+v; want mirrored", r.Errors, outs)
+			}
+			if im := e.get(t, p.id); im.Status != StatusActive || hasRefusalRecord(im) {
+				t.Fatalf("image %s, props %v; want active without the record", im.Status, im.Props)
+			}
+		})
 	}
 }

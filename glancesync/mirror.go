@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/imagetrust/imagetrust/crl"
+	"github.com/imagetrust/imagetrust/internal/glance"
 	"github.com/imagetrust/imagetrust/internal/oserr"
 	"github.com/imagetrust/imagetrust/validator"
 )
@@ -483,6 +484,9 @@ func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, mode ingest, r
 	}
 	start := s.o.Now()
 	refreshed := false
+	// the pass's stages and uploads, and those Glance broke off without an
+	// answer
+	transfers, brokenOff := 0, 0
 	for attempt := 1; ; attempt++ {
 		if ctx.Err() != nil {
 			rp.add(s.outcome(it, ActionSkipped, "", "cancelled while "+im.Status))
@@ -521,6 +525,12 @@ func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, mode ingest, r
 			}
 			if !created {
 				if o, ok := s.backedOff(it, im, log); ok {
+					if o.Action == ActionFailed {
+						// a Glance limit's refusal: an error of the pass
+						// until raised, not a refused bundle
+						s.m.Errors.Inc()
+						rp.fail(it.desc.UUID)
+					}
 					rp.add(o)
 					return
 				}
@@ -534,6 +544,7 @@ func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, mode ingest, r
 				return
 			}
 			created = true // from here on this pass owns the transfer
+			transfers++
 			err = s.transfer(ctx, it, im, mode.stage, log)
 			if errors.Is(err, ErrStagedData) {
 				if len(s.o.Sync.Stores) > 1 {
@@ -664,6 +675,9 @@ func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, mode ingest, r
 			rp.add(s.outcome(it, ActionSkipped, "", "cancelled; Glance returns an interrupted stage to queued and the next pass resumes it"))
 			return
 		}
+		if errors.Is(err, errGlanceBrokeOff) {
+			brokenOff++
+		}
 		var ierr *importFailedError
 		if err != nil && (attempt >= maxAttempts || errors.Is(err, ErrTransferTooSlow) || errors.Is(err, ErrTooManyResumes) ||
 			errors.Is(err, ErrOverQuota) || errors.As(err, &ierr)) {
@@ -676,6 +690,23 @@ func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, mode ingest, r
 			var le *LimitError
 			if ierr != nil || errors.As(err, &le) && (le.Step == "import" || le.Step == "import-check" || le.Step == "task") {
 				op = "import"
+			}
+			reason := ""
+			switch {
+			case le != nil && le.Step == "data":
+				reason = limitReason(le.Limit)
+			case attempt >= maxAttempts && brokenOff >= 2 && brokenOff == transfers:
+				// each stream of the pass (two or more; Glance may show
+				// the image busy for an attempt) broken off by Glance's
+				// side: as likely a limit's 413 lost in a reset as a
+				// glitch
+				reason = glanceBrokeOff
+				err = fmt.Errorf("%s: %w", brokeOffDetail, err)
+			}
+			if reason != "" {
+				if wait, ok := s.limitRefused(ctx, im, reason, log); ok {
+					err = fmt.Errorf("not streamed again for %s (back-off): %w", wait, err)
+				}
 			}
 			s.opFailed(log, it, op, err, rp)
 			return
@@ -728,6 +759,51 @@ func (s *Syncer) refusedStream(ctx context.Context, it *item, im *Image, vf *val
 		log.Error("image bytes served do not match the signed descriptor: left queued without data, retried by a later pass", "reason", reason, "err", err, "retry_after", wait)
 	}
 	rp.add(s.outcome(it, ActionRefused, reason, why))
+}
+
+// limitRefused starts or extends the back-off of an image whose data a
+// Glance limit refused (413 to its stage or upload: reason is the limit's
+// name), or whose every stream of the pass Glance's side broke off
+// without an answer (glanceBrokeOff: maybe such a 413 lost in a reset),
+// so that later passes do not stream it again (image_size_cap reads the
+// cap's worth first; a Keystone limit, a few socket buffers' worth) before
+// the limit may have been raised: the back-off of refusedStream, the
+// reason recorded on the image. Glance (Zed) returns the image to queued,
+// data-less, before it answers 413, so then the record is written at
+// once; a broken-off stream is waited for as refusedStream waits
+// (settled). Only a queued, data-less image is backed off (user_storage_quota
+// leaves it saving: stale_after deals with that); the record, when it
+// cannot be written, is this process's memory.
+func (s *Syncer) limitRefused(ctx context.Context, im *Image, reason string, log *slog.Logger) (time.Duration, bool) {
+	var got *Image
+	handled := true
+	if reason == glanceBrokeOff {
+		var held bool
+		if got, held, handled = s.settled(ctx, im.ID, im.UpdatedAt); held {
+			return 0, false
+		}
+	} else {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		defer cancel()
+		var err error
+		if got, err = s.o.Glance.Get(cctx, im.ID); err != nil {
+			return 0, false
+		}
+	}
+	if got.Status != StatusQueued || got.Size != 0 {
+		return 0, false
+	}
+	prior := 0
+	if rec, ok := s.readRefusal(im); ok {
+		prior = rec.n
+	}
+	now := s.o.Now()
+	n, wait, _ := s.markLeft(im.ID, now, reason, "", prior)
+	if s.recordRefusal(ctx, got, handled, n, now.Add(wait), reason, log) {
+		s.markRecorded(im.ID)
+	}
+	log.Warn("image data refused by a Glance limit, or broken off by Glance: not streamed again before the back-off has passed", "reason", reason, "retry_after", wait, "refusals", n)
+	return wait, true
 }
 
 // settleTimeout bounds the wait for Glance to notice a broken-off stream.
@@ -1018,7 +1094,7 @@ func (s *Syncer) stream(ctx context.Context, it *item, im *Image, stage bool, lo
 		if vr.readErr != nil {
 			return vr.readErr
 		}
-		return err
+		return brokeOff(ctx, vr, err)
 	}
 	if !vr.verified() {
 		// Glance answered before reading everything: never import that.
@@ -1066,6 +1142,26 @@ func (s *Syncer) importRoom(ctx context.Context, id string, size int64) error {
 	return nil
 }
 
+// errGlanceBrokeOff marks a stage or upload that Glance's side broke off
+// after the sync had sent part of the image, without an answer: a reset or
+// closed connection. A 413 (image_size_cap, say) can come so: Glance
+// answers while the body still comes and closes the connection, and the
+// client may see the reset before the answer (Go's transport takes
+// whichever it reads first; a peer's reset discards what the kernel had
+// not yet delivered). Over loopback a 40 MiB image against a 3 MiB cap
+// gets the 413 (TestImageSizeCap); across a network it may not.
+var errGlanceBrokeOff = errors.New("Glance broke off the image data request without an answer")
+
+// brokeOff marks err, the error of a stage or upload whose source read
+// well and whose bytes verified so far, as errGlanceBrokeOff when Glance
+// gave no answer after the sync had sent part of the image.
+func brokeOff(ctx context.Context, vr *verifyingReader, err error) error {
+	if ctx.Err() != nil || vr.n == 0 || glance.Answered(err) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", errGlanceBrokeOff, err)
+}
+
 // upload sends the image data in one PUT /file (sync.ingest = "upload", or
 // "auto" on a Glance without glance-direct). The body goes chunked, as the
 // verifyingReader yields it, and the verifyingReader holds back the last
@@ -1083,7 +1179,7 @@ func (s *Syncer) upload(ctx context.Context, im *Image, vr *verifyingReader, whe
 		if vr.readErr != nil {
 			return vr.readErr
 		}
-		return err
+		return brokeOff(ctx, vr, err)
 	}
 	if !vr.verified() {
 		// Glance answered 2xx before reading the whole stream (no Glance

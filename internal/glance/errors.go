@@ -107,3 +107,11 @@ func IsStagedData(err error) bool {
 	var ce gophercloud.ErrUnexpectedResponseCode
 	return errors.As(err, &ce) && ce.Actual == http.StatusConflict && bytes.Contains(ce.Body, []byte("has data on staging"))
 }
+
+// Answered reports whether err is an answer from Glance (an HTTP status
+// it did not expect), rather than a request that got none: a connection
+// reset or closed mid-request, say.
+func Answered(err error) bool {
+	var ce gophercloud.ErrUnexpectedResponseCode
+	return errors.As(err, &ce)
+}
