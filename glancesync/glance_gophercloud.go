@@ -130,7 +130,7 @@ func (g *gcGlance) Upload(ctx context.Context, id string, r io.Reader, store str
 }
 
 // mapLimitErr is mapErr where Glance's 413 is one of its quotas or limits
-// refusing step (create, data, import): a *LimitError naming it.
+// refusing step (create, data, import, member): a *LimitError naming it.
 func mapLimitErr(op, step string, err error) error {
 	if glance.IsOverQuota(err) {
 		return &LimitError{Op: op, Step: step, Limit: glance.OverLimit(err), Err: err}
@@ -400,7 +400,7 @@ func (g *gcGlance) AddMember(ctx context.Context, id, project string) error {
 	ctx, cancel := bounded(ctx)
 	defer cancel()
 	_, err := glance.AddMember(ctx, g.sc, id, project).Extract()
-	return mapErr("add member "+project+" to "+id, err)
+	return mapLimitErr("add member "+project+" to "+id, "member", err)
 }
 
 func (g *gcGlance) RemoveMember(ctx context.Context, id, project string) error {

@@ -15,7 +15,8 @@ type LimitError struct {
 	// Op is the request, such as "upload image ID".
 	Op string
 	// Step is what Glance refused: "create", "data" (a stage or upload),
-	// "import" (POST /import) or "task" (the import's task); or
+	// "import" (POST /import), "task" (the import's task) or "member"
+	// (adding a member: image_member_quota); or
 	// "import-check": what the pass did not ask for, as Glance's import
 	// task would refuse it (Syncer.importRoom).
 	Step string
@@ -61,6 +62,7 @@ func limitDetail(step, limit string) string {
 		"import":       "Glance refused the import with 413",
 		"import-check": "the pass did not ask for the import: Glance's import task would refuse it",
 		"task":         "Glance accepted the import, then its task refused it",
+		"member":       "Glance refused to add a member with 413",
 	}[step]
 	left := map[string]string{
 		"create":       "the image was not created, its uuid is unspent: the next pass creates it",
@@ -94,7 +96,9 @@ func limitDetail(step, limit string) string {
 		return what + ": the image is larger than Glance's image_size_cap (glance-api.conf, the largest image Glance takes, in bytes); raise it; " + left + ", and is refused until then"
 	case glance.LimitStoreFull:
 		return what + ": Glance's store is full; make room in it; " + left
-	case glance.LimitPropertyQuota, glance.LimitTagQuota, glance.LimitMemberQuota, glance.LimitLocationQuota:
+	case glance.LimitMemberQuota:
+		return what + ": Glance's image_member_quota (glance-api.conf, the projects one image may be shared with) is smaller than the VO's projects; raise it to at least the most projects of a VO ([vo.NAME] projects), or share with fewer; the image is not shared with the project meanwhile, and each pass tries again"
+	case glance.LimitPropertyQuota, glance.LimitTagQuota, glance.LimitLocationQuota:
 		return what + ": Glance's " + limit + " (glance-api.conf) is too small for the image; raise it"
 	}
 	// a 413 that names no limit Glance (Zed) has: a front end's, or a

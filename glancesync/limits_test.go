@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/imagetrust/imagetrust/internal/config"
 	"github.com/imagetrust/imagetrust/internal/ostest"
 )
 
@@ -373,5 +374,57 @@ func TestGlanceBreaksOffData(t *testing.T) {
 				t.Fatalf("image %s, props %v; want active without the record", im.Status, im.Props)
 			}
 		})
+	}
+}
+
+// TestImageMemberQuota: a VO shared with more projects than Glance's
+// image_member_quota lets an image have: Glance refuses the member over
+// it with 413 (the image is mirrored and shared with the others). The
+// pass fails naming image_member_quota, in the log and the report, and
+// once the quota is raised (glance-api restarted) the next pass adds the
+// member.
+func TestImageMemberQuota(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a stack of its own")
+	}
+	c := ostest.StartPrivate(t, ostest.Options{})
+	c.RestartGlance(t, map[string]string{"image_member_quota": "1"})
+	e := newEnvOn(t, c)
+	w := newWorld(t)
+	dir := filepath.Join(t.TempDir(), "atlas")
+	p := w.publish(dir, spec{vo: "atlas", tag: "members"})
+	projects := []string{strings.ReplaceAll(uuid.NewString(), "-", ""), strings.ReplaceAll(uuid.NewString(), "-", "")}
+	slices.Sort(projects)
+	o := e.options(t, w, map[string][]string{dir: {"atlas"}})
+	o.VOs["atlas"] = config.VO{Visibility: "shared", Projects: projects}
+	o.Sync.Retire = "keep"
+	r := run(t, o)
+	// the image and its aliases (shared alike) each fail their second
+	// member
+	var failed []Outcome
+	for _, out := range r.Outcomes {
+		if out.Action != ActionFailed {
+			continue
+		}
+		if !strings.Contains(out.Detail, "add member "+projects[1]) || !strings.Contains(out.Detail, "image_member_quota") {
+			t.Fatalf("failure %+v; want it naming image_member_quota", out)
+		}
+		failed = append(failed, out)
+	}
+	if r.Errors == 0 || r.Errors != len(failed) || !slices.ContainsFunc(failed, func(o Outcome) bool { return o.ID == p.id }) {
+		t.Fatalf("%d errors, outcomes %+v; want a failure naming image_member_quota for the image (and each alias)", r.Errors, r.Outcomes)
+	}
+	t.Logf("%s", failed[0].Detail)
+	if im := e.get(t, p.id); im.Status != StatusActive {
+		t.Fatalf("image %s, want active (mirrored, shared with one project)", im.Status)
+	}
+	c.RestartGlance(t, map[string]string{"image_member_quota": "128"})
+	if r := run(t, o); r.Errors != 0 {
+		t.Fatalf("after the quota was raised: %d errors, %+v", r.Errors, r.Find(p.id))
+	}
+	got, err := e.glance.Members(context.Background(), p.id)
+	slices.Sort(got)
+	if err != nil || !slices.Equal(got, projects) {
+		t.Fatalf("members %v (%v), want %v", got, err, projects)
 	}
 }

@@ -2,9 +2,12 @@ package glancesync
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/imagetrust/imagetrust/internal/oserr"
 )
 
 // DefaultMembersRecheck is how long, by default, the members a Syncer read
@@ -164,9 +167,16 @@ func (s *Syncer) ensureMembers(ctx context.Context, im *Image, vo string, listed
 			continue
 		}
 		if err := s.o.Glance.AddMember(ctx, im.ID, p); err != nil {
+			err = oserr.Capped(err)
 			s.log.Error("add member failed", "image", im.ID, "project", p, "err", err)
 			rp.fail(im.ID)
 			failed = true
+			if errors.Is(err, ErrOverQuota) {
+				// named in the report too: an operator has a limit to raise
+				f := o
+				f.Action, f.Detail = ActionFailed, "add member "+p+": "+err.Error()
+				rp.add(f)
+			}
 			continue
 		}
 		o.Action, o.Detail = ActionUpdate, "member "+p
