@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
@@ -42,17 +43,54 @@ func bounded(ctx context.Context) (context.Context, context.CancelFunc) {
 }
 
 // mapErr turns 404 and 409 into ErrNotFound and ErrConflict, keeping the
-// original error in the chain.
+// original error in the chain, its text capped (cappedErr).
 func mapErr(op string, err error) error {
 	switch {
 	case err == nil:
 		return nil
 	case glance.IsNotFound(err):
-		return fmt.Errorf("%s: %w (%w)", op, ErrNotFound, err)
+		return fmt.Errorf("%s: %w (%w)", op, ErrNotFound, capped(err))
 	case glance.IsConflict(err):
-		return fmt.Errorf("%s: %w (%w)", op, ErrConflict, err)
+		return fmt.Errorf("%s: %w (%w)", op, ErrConflict, capped(err))
 	}
-	return fmt.Errorf("%s: %w", op, err)
+	return fmt.Errorf("%s: %w", op, capped(err))
+}
+
+// maxErrText is how much of a Glance error's text the sync keeps.
+const maxErrText = 2048
+
+// cappedErr is err with its text cut to maxErrText bytes: gophercloud's
+// error for an unexpected status carries the whole answer body (a load
+// balancer's HTML page; up to 64 KiB of a data call's), which would
+// otherwise fill each outcome's detail, the report and every log line
+// that names the failure. errors.Is and errors.As see err whole.
+type cappedErr struct{ err error }
+
+// capped is err, its text capped (cappedErr) when it carries an answer
+// body longer than maxErrText.
+func capped(err error) error {
+	var ue gophercloud.ErrUnexpectedResponseCode
+	if errors.As(err, &ue) && len(ue.Body) > maxErrText {
+		return cappedErr{err}
+	}
+	return err
+}
+
+func (e cappedErr) Error() string { return capText(e.err.Error(), maxErrText) }
+
+func (e cappedErr) Unwrap() error { return e.err }
+
+// capText cuts s to at most n bytes, at a character boundary, saying how
+// much was left out.
+func capText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + fmt.Sprintf("… (%d bytes more)", len(s)-cut)
 }
 
 // fromGlance converts an image; os_hash_algo and os_hash_value join Props.
@@ -120,7 +158,7 @@ func (g *gcGlance) Create(ctx context.Context, s CreateSpec) (*Image, error) {
 func (g *gcGlance) Stage(ctx context.Context, id string, r io.Reader) error {
 	err := glance.Stage(ctx, g.sc, id, r).ExtractErr()
 	if glance.IsStagedData(err) {
-		return fmt.Errorf("stage image %s: %w (%w)", id, ErrStagedData, err)
+		return fmt.Errorf("stage image %s: %w (%w)", id, ErrStagedData, capped(err))
 	}
 	return mapLimitErr("stage image "+id, "data", err)
 }

@@ -29,7 +29,7 @@ type LimitError struct {
 }
 
 func (e *LimitError) Error() string {
-	return limitDetail(e.Step, e.Limit) + ": " + e.Op + ": " + e.Err.Error()
+	return limitDetail(e.Step, e.Limit) + ": " + e.Op + ": " + capped(e.Err).Error()
 }
 
 // Is makes every LimitError an ErrOverQuota.
