@@ -15,7 +15,9 @@ import (
 
 // faultProxy is a TCP proxy between the sync and Glance that spoils the
 // first data requests (PUT /stage or PUT /file) it sees, one fault each:
-// reset mid-stream, a 503 without forwarding, a stall.
+// reset mid-stream ("reset"; "reset-late" a second after the last bytes
+// forwarded, once Glance has surely read the request), a 503 without
+// forwarding, a stall.
 type faultProxy struct {
 	ln      net.Listener
 	target  string
@@ -82,7 +84,12 @@ func (p *faultProxy) handle(c net.Conn) {
 			if fault != "" {
 				sent += n
 			}
-			if fault == "reset" && sent > 512<<10 {
+			if (fault == "reset" || fault == "reset-late") && sent > 512<<10 {
+				if fault == "reset-late" {
+					// Glance reads the request and waits for the rest
+					// of the body: the reset then reaches its handler
+					time.Sleep(time.Second)
+				}
 				if tc, ok := s.(*net.TCPConn); ok {
 					_ = tc.SetLinger(0)
 				}

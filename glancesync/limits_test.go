@@ -101,6 +101,7 @@ func TestKeystoneLimits(t *testing.T) {
 		o := e.options(t, w, map[string][]string{dir: {"atlas"}})
 		o.Sync.Ingest, o.Sync.Retire = ingest, "keep"
 		o.ImportTimeout = 30 * time.Minute // a pass that waited for it would outlive run's 5 minutes
+		o.Glance = secondAfterCreate{o.Glance}
 		for _, f := range tweak {
 			f(&o)
 		}
@@ -235,6 +236,7 @@ func TestImageSizeCap(t *testing.T) {
 		o := e.options(t, w, map[string][]string{dir: {"atlas"}})
 		o.Sync.Ingest, o.Sync.Retire = ingest, "keep"
 		o.ImportTimeout = 30 * time.Minute
+		o.Glance = secondAfterCreate{o.Glance}
 		pubs[ingest], opts[ingest] = p, o
 		r := run(t, o)
 		outs := r.Find(p.id)
@@ -282,6 +284,27 @@ func TestImageSizeCap(t *testing.T) {
 
 // countData is the real Glance counting the requests that carry image
 // data (stages and uploads).
+// secondAfterCreate is Glance whose Create returns only once the second
+// of the new image's updated_at has passed, so that Glance's own writes
+// of the image while it takes and refuses (or breaks off) a stream move
+// updated_at: the sign settled looks for before the sync records a
+// refusal on the image (recordRefusal). Without it a stream refused
+// within the second of the create (a reset after 512 KiB, on a quick
+// machine) is by design remembered by the process only, and a test's
+// check of the record on the image would hang on timing (it did once,
+// in TestGlanceBreaksOffData under load).
+type secondAfterCreate struct{ Glance }
+
+func (g secondAfterCreate) Create(ctx context.Context, s CreateSpec) (*Image, error) {
+	im, err := g.Glance.Create(ctx, s)
+	if err == nil {
+		for !time.Now().After(im.UpdatedAt.Add(time.Second)) {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return im, err
+}
+
 type countData struct {
 	Glance
 	n *atomic.Int32
@@ -339,12 +362,19 @@ func TestGlanceBreaksOffData(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			proxy := newFaultProxy(t, u.Host, "reset", "reset", "reset")
+			// reset-late: Glance has read the request and begun on its
+			// body before the reset, so that it returns the image to
+			// queued, a write the sync waits to see before it records the
+			// refusal; a reset that comes before Glance read the request
+			// discards it unseen (then, by design, the process alone
+			// remembers the refusal, and the record this test checks
+			// would hang on timing: it failed so under load)
+			proxy := newFaultProxy(t, u.Host, "reset-late", "reset-late", "reset-late")
 			sc := *e.sc
 			sc.Endpoint = "http://" + proxy.ln.Addr().String() + u.Path
 			sc.ResourceBase = sc.Endpoint + "v2/"
 			o := e.options(t, w, map[string][]string{filepath.Join(dir, "atlas"): {"atlas"}})
-			o.Glance = NewGlance(&sc)
+			o.Glance = secondAfterCreate{NewGlance(&sc)}
 			o.Sync.Ingest, o.Sync.Retire = ingest, "keep"
 
 			r := run(t, o)
