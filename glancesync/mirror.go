@@ -1088,17 +1088,11 @@ func (s *Syncer) stream(ctx context.Context, it *item, im *Image, stage bool, lo
 	log.Info("streaming image to glance", "from", where, "size", it.desc.Size)
 	start := time.Now()
 	if err := s.o.Glance.Stage(ctx, im.ID, vr); err != nil {
-		if vr.failure != nil {
-			return vr.failure
-		}
-		if vr.readErr != nil {
-			return vr.readErr
-		}
-		return brokeOff(ctx, vr, err)
+		return streamErr(ctx, vr.state(), err)
 	}
 	if !vr.verified() {
 		// Glance answered before reading everything: never import that.
-		return fmt.Errorf("stage ended after %d of %d bytes without verification", vr.n, it.desc.Size)
+		return fmt.Errorf("stage ended after %d of %d bytes without verification", vr.state().n, it.desc.Size)
 	}
 	log.Info("image staged and verified; importing", "seconds", time.Since(start).Seconds())
 	if err := s.importRoom(ctx, im.ID, it.desc.Size); err != nil {
@@ -1152,11 +1146,17 @@ func (s *Syncer) importRoom(ctx context.Context, id string, size int64) error {
 // gets the 413 (TestImageSizeCap); across a network it may not.
 var errGlanceBrokeOff = errors.New("Glance broke off the image data request without an answer")
 
-// brokeOff marks err, the error of a stage or upload whose source read
-// well and whose bytes verified so far, as errGlanceBrokeOff when Glance
-// gave no answer after the sync had sent part of the image.
-func brokeOff(ctx context.Context, vr *verifyingReader, err error) error {
-	if ctx.Err() != nil || vr.n == 0 || glance.Answered(err) {
+// streamErr is the error of a stage or upload that failed with err, the
+// stream being st: the verification failure or the source's read error
+// when the stream broke so; else err, marked errGlanceBrokeOff when
+// Glance gave no answer after the sync had sent part of the image.
+func streamErr(ctx context.Context, st streamState, err error) error {
+	switch {
+	case st.failure != nil:
+		return st.failure
+	case st.readErr != nil:
+		return st.readErr
+	case ctx.Err() != nil || st.n == 0 || glance.Answered(err):
 		return err
 	}
 	return fmt.Errorf("%w: %w", errGlanceBrokeOff, err)
@@ -1173,20 +1173,14 @@ func (s *Syncer) upload(ctx context.Context, im *Image, vr *verifyingReader, whe
 	log.Info("uploading image to glance", "from", where, "size", vr.size)
 	start := time.Now()
 	if err := s.o.Glance.Upload(ctx, im.ID, vr, uploadStore(s.o.Sync.Stores)); err != nil {
-		if vr.failure != nil {
-			return vr.failure
-		}
-		if vr.readErr != nil {
-			return vr.readErr
-		}
-		return brokeOff(ctx, vr, err)
+		return streamErr(ctx, vr.state(), err)
 	}
 	if !vr.verified() {
 		// Glance answered 2xx before reading the whole stream (no Glance
 		// checked does): whatever it holds is unverified, and the caller,
 		// finding data in Glance, deletes the image.
 		return validator.NewVerificationFailure(validator.ReasonSizeMismatch,
-			fmt.Errorf("upload ended after %d of %d bytes without verification", vr.n, vr.size))
+			fmt.Errorf("upload ended after %d of %d bytes without verification", vr.state().n, vr.size))
 	}
 	log.Info("image uploaded and verified", "seconds", time.Since(start).Seconds())
 	return nil

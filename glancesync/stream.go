@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/imagetrust/imagetrust/validator"
 )
@@ -27,6 +28,40 @@ type verifyingReader struct {
 	readErr error
 	// progress, when set, is told of bytes handed on.
 	progress func(int)
+
+	// mu guards shared, the state as Read last left it, for the caller:
+	// the fields above belong to the goroutine that calls Read, and Go's
+	// HTTP transport may still be reading the body (its write loop) when
+	// the request has already returned with an error.
+	mu     sync.Mutex
+	shared streamState
+}
+
+// streamState is what a verifyingReader has done so far.
+type streamState struct {
+	// n is how many bytes were read from the source.
+	n int64
+	// done: every byte read and checked.
+	done bool
+	// failure is the verification failure, if the bytes did not match.
+	failure error
+	// readErr is the error reading the source, if that broke the stream.
+	readErr error
+}
+
+// state is the state as Read last left it; safe to call from any
+// goroutine, while Read runs too.
+func (v *verifyingReader) state() streamState {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.shared
+}
+
+// publish copies the Read goroutine's fields to shared.
+func (v *verifyingReader) publish() {
+	v.mu.Lock()
+	v.shared = streamState{n: v.n, done: v.done, failure: v.failure, readErr: v.readErr}
+	v.mu.Unlock()
 }
 
 func newVerifyingReader(src io.Reader, size int64, sha512hex string) *verifyingReader {
@@ -34,6 +69,7 @@ func newVerifyingReader(src io.Reader, size int64, sha512hex string) *verifyingR
 }
 
 func (v *verifyingReader) Read(p []byte) (int, error) {
+	defer v.publish()
 	if v.failure != nil {
 		return 0, v.failure
 	}
@@ -100,7 +136,10 @@ func (v *verifyingReader) report(k int) {
 var ErrImageShort = errors.New("image shorter than its descriptor says")
 
 // verified reports whether every byte was read and matched.
-func (v *verifyingReader) verified() bool { return v.done && v.failure == nil }
+func (v *verifyingReader) verified() bool {
+	st := v.state()
+	return st.done && st.failure == nil
+}
 
 // copyBufSize is the chunk size handed to the HTTP client: large enough that
 // per-chunk costs vanish beside SHA-512, small enough for constant memory.

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"runtime"
 	"testing"
 	"testing/iotest"
 
@@ -71,5 +72,34 @@ func TestParseIndex(t *testing.T) {
 				t.Fatalf("err = %v", err)
 			}
 		})
+	}
+}
+
+// TestVerifyingReaderStateWhileRead: Go's HTTP transport may still be
+// reading a request body (its write loop) when the request has already
+// returned with an error, and the sync then asks the stream how far it got
+// (streamErr). That read must be synchronised with Read: under -race this
+// test, the caller's reads and Read's writes in two goroutines with nothing
+// else ordering them, finds unsynchronised field reads (as
+// TestFaultyLinkToGlance did in CI).
+func TestVerifyingReaderStateWhileRead(t *testing.T) {
+	img := bytes.Repeat([]byte("imagetrust"), 400000)
+	sum := sha512.Sum512(img)
+	vr := newVerifyingReader(iotest.HalfReader(bytes.NewReader(img)), int64(len(img)), hex.EncodeToString(sum[:]))
+	done := make(chan error, 1)
+	go func() {
+		_, err := vr.WriteTo(io.Discard)
+		done <- err
+	}()
+	// the request "returned" while the body is still being read
+	for vr.state().n == 0 {
+		runtime.Gosched()
+	}
+	err := streamErr(t.Context(), vr.state(), errors.New("connection reset by peer"))
+	if !errors.Is(err, errGlanceBrokeOff) {
+		t.Fatalf("mid-stream error %v, want it marked errGlanceBrokeOff", err)
+	}
+	if err := <-done; err != nil || !vr.verified() || vr.state().n != int64(len(img)) {
+		t.Fatalf("stream: %v, verified %v, %d bytes", err, vr.verified(), vr.state().n)
 	}
 }
