@@ -97,20 +97,12 @@ func cmdCRL(ctx context.Context, e *env, args []string) int {
 	// the daemon's /metrics and /healthz from its start: up while it
 	// waits for OpenStack (503), and a listen address that is taken is
 	// told before any request
-	var health *startHealth
-	var wait *startWait
-	if daemon {
-		if cfg.CRL.Listen != "" {
-			health = &startHealth{}
-			stop, err := serveMetrics("crl.listen", cfg.CRL.Listen, reg, health, log)
-			if err != nil {
-				log.Error("cannot serve metrics and /healthz: not starting", "err", err)
-				return exitUsage
-			}
-			defer stop()
-		}
-		wait = newStartWait(log, reg, health)
+	wait, health, stopHealth, err := daemonStartWait(daemon, "crl.listen", cfg.CRL.Listen, reg, log)
+	if err != nil {
+		log.Error("cannot serve metrics and /healthz: not starting", "err", err)
+		return exitUsage
 	}
+	defer stopHealth()
 	type clients struct {
 		login *keystoneLogin
 		sc    *gophercloud.ServiceClient

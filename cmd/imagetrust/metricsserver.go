@@ -84,3 +84,24 @@ func (h *startHealth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	http.Error(w, why, http.StatusServiceUnavailable)
 }
+
+// daemonStartWait is the wait for OpenStack at start of a daemon (nil
+// when daemon is false: --once and --dry-run try once), with setting's
+// address listen ("": none) served from the start: /metrics, and a
+// /healthz answering 503 while it waits (health, which the daemon then
+// hands on), so that a listen address that is taken is told before any
+// request. stop ends that server (nothing to end without one); an error
+// is a configuration error of the caller's.
+func daemonStartWait(daemon bool, setting, listen string, reg *prometheus.Registry, log *slog.Logger) (wait *startWait, health *startHealth, stop func(), err error) {
+	stop = func() {}
+	if !daemon {
+		return nil, nil, stop, nil
+	}
+	if listen != "" {
+		health = &startHealth{}
+		if stop, err = serveMetrics(setting, listen, reg, health, log); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	return newStartWait(log, reg, health), health, stop, nil
+}
