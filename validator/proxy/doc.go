@@ -586,6 +586,17 @@
 // HTTP a few per cent under nginx's two workers, not shown to be at least
 // their rate.
 //
+// Rechecked at the start of 2026-11-27's session (load 0.1 before it, no
+// other jobs; 11 x 2 s, paired, interval):
+//
+//	                                  small                  detail
+//	gate-proc/nginx                   1.02 [0.92, 1.05]      1.13 [1.06, 1.17]
+//	gate-proc/nginx-auto              0.95 [0.83, 1.01]      1.00 [0.95, 1.12]
+//	gate-proc/nginx-xf                1.03 [0.83, 1.06]      1.13 [1.06, 1.21]
+//	gate-proc/nginx-auto-xf           0.98 [0.76, 1.08]      1.03 [0.97, 1.13]
+//
+// Unchanged.
+//
 //	go test ./validator/proxy -run '^$' -bench 'PassThrough$' -benchtime 50000x
 //	go test ./validator/proxy -run '^$' -bench PassThroughWrk -benchtime 1x
 //	IMAGETRUST_PROXY_BENCH_WRK_ROUNDS=11 IMAGETRUST_PROXY_BENCH_WRK_DURATION=2s (the runs of 11 rounds)
