@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -28,11 +30,16 @@ func lockSync(path string) (*os.File, error) {
 	if errors.Is(err, os.ErrPermission) {
 		// a file another user created (root's cron, the service user's
 		// daemon): a read-only descriptor locks it as well
-		f, err = os.Open(path)
-		readOnly = true
+		var rerr error
+		if f, rerr = os.Open(path); rerr == nil || !errors.Is(rerr, fs.ErrNotExist) {
+			err = rerr
+			readOnly = true
+		}
+		// else no such file, and its directory not writable by this
+		// user: the permission error is the one to tell, not "no such file"
 	}
 	if err != nil {
-		return nil, fmt.Errorf("lock file %s: %w", path, err)
+		return nil, fmt.Errorf("lock file %s: %w%s", path, err, lockDirHint(path, err))
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		defer f.Close()
@@ -59,4 +66,23 @@ func lockSync(path string) (*os.File, error) {
 		}
 	}
 	return f, nil
+}
+
+// lockDirHint says what to do about a lock file that can't be made: its
+// directory (/var/lib/imagetrust) is made by the systemd units
+// (StateDirectory=imagetrust), not by the sync, so a first run outside
+// them, from a shell or cron, finds none; or it belongs to another user.
+func lockDirHint(path string, err error) string {
+	dir := filepath.Dir(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if _, serr := os.Stat(dir); !errors.Is(serr, fs.ErrNotExist) {
+			return ""
+		}
+		return fmt.Sprintf(" (directory %s does not exist: the systemd units make it, StateDirectory=imagetrust; "+
+			"for a run outside them make it first: install -d -m 0750 -o imagetrust -g imagetrust %s)", dir, dir)
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Sprintf(" (run the sync as the user that owns %s, the service user: sudo -u imagetrust imagetrust sync ...)", dir)
+	}
+	return ""
 }
