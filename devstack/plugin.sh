@@ -93,10 +93,12 @@ function install_imagetrust {
 }
 
 # imagetrust_property_names: every imagetrust_ property name of the
-# catalogue record, read from the source: validator/record.go (the record)
-# and crl/record.go (what the CRL job adds).
+# catalogue record, read from the source: validator/record.go (the record),
+# crl/record.go (what the CRL job adds) and glancesync/backoff.go (the
+# sync's refused-bytes back-off), as etc/nova/nova.conf.snippet lists them.
 function imagetrust_property_names {
-    cat "$IMAGETRUST_SRC_DIR/validator/record.go" "$IMAGETRUST_SRC_DIR/crl/record.go" |
+    cat "$IMAGETRUST_SRC_DIR/validator/record.go" "$IMAGETRUST_SRC_DIR/crl/record.go" \
+        "$IMAGETRUST_SRC_DIR/glancesync/backoff.go" |
         grep -o '"imagetrust_[a-z0-9_]\+"' | tr -d '"' | sort -u
 }
 
