@@ -356,9 +356,24 @@ func readSignature(name string, desc []byte, wantSigners int) (*cms.SignedData, 
 		}
 	}
 	if len(sd.Signers) != wantSigners {
-		return nil, nil, fmt.Errorf("%s.p7s holds %d signatures; expected %d at this step", name, len(sd.Signers), wantSigners)
+		return nil, nil, fmt.Errorf("%s.p7s holds %d signatures; expected %d at this step%s", name, len(sd.Signers), wantSigners, signStepHint(name, len(sd.Signers)))
 	}
 	return sd, p7, nil
+}
+
+// signStepHint says which step a bundle with have signatures is at, and so
+// what to run instead (the order: sign 1, approve 2, register 3).
+func signStepHint(name string, have int) string {
+	switch {
+	case have == 0:
+		return ": the creator signs first (imagetrust sign)"
+	case have == 1:
+		return ": only the creator has signed; the approver adds a signature first (imagetrust approve " + name + ")"
+	case have == 2:
+		return ": it is approved; next the Registrar registers it (imagetrust register " + name + ")"
+	default:
+		return ": it is already registered (" + name + ".crt); a registered bundle is never signed again: a new version is a new bundle, made with imagetrust describe (a new uuid)"
+	}
 }
 
 func cmdApprove(_ context.Context, e *env, args []string) int {
