@@ -54,8 +54,13 @@ func newFlags(e *env, name, synopsis string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(e.stderr, "usage: imagetrust %s %s\n\noptions:\n", name, synopsis)
-		fs.PrintDefaults()
+		fmt.Fprintf(e.stderr, "usage: imagetrust %s %s\n", name, synopsis)
+		n := 0
+		fs.VisitAll(func(*flag.Flag) { n++ })
+		if n > 0 { // a command without options (inspect) prints no empty heading
+			fmt.Fprint(e.stderr, "\noptions:\n")
+			fs.PrintDefaults()
+		}
 	}
 	return fs
 }

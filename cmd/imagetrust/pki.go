@@ -38,7 +38,7 @@ func cmdPKI(_ context.Context, e *env, args []string) int {
 		}
 		return exitUsage
 	}
-	fs := newFlags(e, "pki init", "[--vo VO] DIR")
+	fs := newFlags(e, "pki init", "[--vo VO] [--force] DIR")
 	vo := fs.String("vo", "demo", "the VO of the demonstration creator and approver")
 	force := fs.Bool("force", false, "overwrite an existing demonstration PKI")
 	pos, err := parseArgs(fs, args[1:], 1, 1)
