@@ -11,7 +11,9 @@ import (
 // every option the command takes, and no empty "options:" heading for a
 // command that has none. Before, `imagetrust pki init -h` said
 // "[--vo VO] DIR" although `imagetrust pki -h` and the README give
-// --force, and `imagetrust inspect -h` ended in an empty "options:".
+// --force, `imagetrust inspect -h` ended in an empty "options:", and the
+// command list gave verify's exit statuses without 2 (usage), which the
+// README lists.
 func TestHelpUsageLines(t *testing.T) {
 	help := func(args ...string) string {
 		t.Helper()
@@ -28,6 +30,9 @@ func TestHelpUsageLines(t *testing.T) {
 	}
 	if h := help("inspect", "-h"); strings.Contains(h, "options:") || !strings.Contains(h, "usage: imagetrust inspect NAME.json") {
 		t.Errorf("inspect -h:\n%s", h)
+	}
+	if h := help("help"); !strings.Contains(h, "exit 0 valid, 3 expired, 1 invalid, 2 usage or configuration error") {
+		t.Errorf("help: verify's line does not give every exit status (README: 2 for usage):\n%s", h)
 	}
 	if h := help("sign", "-h"); !strings.Contains(h, "options:") || !strings.Contains(h, "-key-pass-file") {
 		t.Errorf("sign -h lost its options:\n%s", h)

@@ -20,7 +20,7 @@ import (
 )
 
 func init() {
-	register("verify", "judge a bundle: every check, exit 0 valid, 3 expired, 1 invalid", cmdVerify)
+	register("verify", "judge a bundle: every check, exit 0 valid, 3 expired, 1 invalid, 2 usage or configuration error", cmdVerify)
 	register("inspect", "show what a bundle claims, without judging it", cmdInspect)
 }
 
