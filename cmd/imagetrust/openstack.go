@@ -208,9 +208,10 @@ func openLogin(ctx context.Context, cloud string, getenv func(string) string, lo
 // loginExit is the exit status of a daemon or --once run whose openLogin
 // (or a service client after it) failed with err at start: 78 when
 // Keystone refused the credentials, 2 for credentials that can't be used
-// as they are or a catalog without the service, 1 otherwise (a --once run
-// that found Keystone unreachable: its timer tries again; a daemon waits
-// for a transient failure, startOpen, and exits 1 for the others).
+// as they are or (--once) a catalog without the region or service, 1
+// otherwise (a --once run that found Keystone unreachable: its timer tries
+// again; a daemon waits for a transient failure and a catalog without the
+// region or service, startOpen, and exits 1 for the others).
 func loginExit(err error) int {
 	switch {
 	case errors.Is(err, errCredentialsRefused):
@@ -252,9 +253,21 @@ func startFailed(e *env, log *slog.Logger, cmd, msg string, err error) int {
 // logged at WARN once, with the reason and the time of the next; the
 // next comes after startFirstWait, doubled for each failure in a row, at
 // most startMaxWait, each wait up to a fifth shorter at random (the
-// daemons of a site that started together do not ask in step). Credentials
-// refused (exit 78) and configuration errors (2) still end the start at
-// once: waiting cannot mend them.
+// daemons of a site that started together do not ask in step).
+//
+// A catalog that lacks what the configuration asks for (errNotInCatalog:
+// the region, or the service with the interface in the region) is waited
+// out too, more slowly: a deployment tool, or a site's power-up, may
+// register the endpoints after Keystone is up, and a daemon that exited 2
+// for it was restarted by systemd every RestartSec for ever, each restart
+// a fresh login. Each attempt is a (successful) login that reads the
+// catalog again, after catalogFirstWait, doubled for each in a row, at
+// most catalogMaxWait; each is logged at WARN naming the region, service
+// type and interface and what the catalog has, and /healthz says so (503).
+// A --once or --dry-run run still fails at once with exit 2.
+//
+// Credentials refused (exit 78) and other configuration errors (2) still
+// end the start at once: waiting cannot mend them.
 const (
 	startFirstWait = time.Second
 	// startMaxWait caps the wait: a daemon notices Keystone back within
@@ -263,6 +276,15 @@ const (
 	// wait) every half minute, negligible for Keystone, Glance and Nova
 	// even from every daemon of a site at once.
 	startMaxWait = 30 * time.Second
+)
+
+// catalogFirstWait and catalogMaxWait bound the waits for a catalog that
+// lacks a region or service at start: one login every 5 minutes at most,
+// a few hundred a day, against the one every RestartSec (10 s) of a
+// restarted daemon. Variables for the tests.
+var (
+	catalogFirstWait = 30 * time.Second
+	catalogMaxWait   = 5 * time.Minute
 )
 
 // errStopping is the end of a daemon's wait for OpenStack at start: it
@@ -274,16 +296,19 @@ type startWait struct {
 	log        *slog.Logger
 	health     *startHealth // nil: no /healthz
 	first, max time.Duration
-	failures   prometheus.Counter
-	waiting    prometheus.Gauge
+	// the waits for a catalog that lacks a region or service
+	catalogFirst, catalogMax time.Duration
+	failures                 prometheus.Counter
+	waiting                  prometheus.Gauge
 }
 
 // newStartWait is the wait of a daemon logging to log, with its metrics in
 // reg and its /healthz (nil: none) 503 while it waits.
 func newStartWait(log *slog.Logger, reg prometheus.Registerer, health *startHealth) *startWait {
 	w := &startWait{log: log, health: health, first: startFirstWait, max: startMaxWait,
+		catalogFirst: catalogFirstWait, catalogMax: catalogMaxWait,
 		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "imagetrust_start_failures_total",
-			Help: "Attempts at the daemon's start to log in to Keystone and reach the services it needs that failed for a transient reason (connection refused, reset or timed out, DNS, HTTP 5xx or 429); it tries again after 1, 2, 4 ... 30 seconds."}),
+			Help: "Attempts at the daemon's start to log in to Keystone and reach the services it needs that failed for a transient reason (connection refused, reset or timed out, DNS, HTTP 5xx or 429; it tries again after 1, 2, 4 ... 30 seconds) or found Keystone's catalog without the configured region or a service it needs (it logs in again after 30 s, 1, 2, 4, 5 minutes)."}),
 		waiting: prometheus.NewGauge(prometheus.GaugeOpts{Name: "imagetrust_start_waiting",
 			Help: "1 while the daemon waits at its start for Keystone and the services it needs (serving only /metrics and a 503 /healthz), 0 once it has started."}),
 	}
@@ -293,7 +318,19 @@ func newStartWait(log *slog.Logger, reg prometheus.Registerer, health *startHeal
 
 // delay is the wait after n failed attempts in a row.
 func (w *startWait) delay(n int) time.Duration {
-	d := min(w.first<<min(n-1, 16), w.max)
+	return backoff(w.first, w.max, n)
+}
+
+// catalogDelay is the wait after n attempts in a row that found the
+// catalog without what the configuration asks for.
+func (w *startWait) catalogDelay(n int) time.Duration {
+	return backoff(w.catalogFirst, w.catalogMax, n)
+}
+
+// backoff is first doubled n-1 times, at most limit, up to a fifth
+// shorter at random.
+func backoff(first, limit time.Duration, n int) time.Duration {
+	d := min(first<<min(n-1, 16), limit)
 	return d - rand.N(d/5+1)
 }
 
@@ -309,6 +346,9 @@ func startOpen[T any](ctx context.Context, w *startWait, open func(context.Conte
 	w.waiting.Set(1)
 	defer w.waiting.Set(0)
 	since := time.Now()
+	// failed attempts in a row, transient and catalog ones (each has its
+	// own backoff)
+	transient, catalog := 0, 0
 	for n := 1; ; n++ {
 		v, err := attemptStart(ctx, open)
 		if ctx.Err() != nil {
@@ -320,21 +360,33 @@ func startOpen[T any](ctx context.Context, w *startWait, open func(context.Conte
 			}
 			return v, nil
 		}
-		if !transientStartError(err) {
+		inCatalog := errors.Is(err, errNotInCatalog)
+		if !inCatalog && !transientStartError(err) {
 			return zero, err
 		}
 		w.failures.Inc()
-		d := w.delay(n)
+		var d time.Duration
+		if inCatalog {
+			catalog, transient = catalog+1, 0
+			d = w.catalogDelay(catalog)
+		} else {
+			transient, catalog = transient+1, 0
+			d = w.delay(transient)
+		}
 		next := time.Now().Add(d).UTC().Format(time.RFC3339)
 		// capped: a service's version discovery that got a load
 		// balancer's 503 page has all of it in its error (the login's
 		// errors are capped already), and this is said at every attempt
 		said := oserr.Capped(err)
 		attrs := []any{"err", said, "attempt", n, "next_attempt", next, "retry_in", d.Round(time.Millisecond)}
-		if h := startHint(err); h != "" {
+		msg := "OpenStack not reachable at start; waiting for it"
+		if inCatalog {
+			msg = "Keystone's catalog lacks what the configuration asks for at start; waiting for it"
+			attrs = append(attrs, "hint", "the region or endpoint is not registered in Keystone (yet): a deployment that fills the catalog later is waited for; a wrong region_name or interface (clouds.yaml, OS_REGION_NAME, OS_INTERFACE) takes a fix and a restart")
+		} else if h := startHint(err); h != "" {
 			attrs = append(attrs, "hint", h)
 		}
-		w.log.Warn("OpenStack not reachable at start; waiting for it", attrs...)
+		w.log.Warn(msg, attrs...)
 		w.health.waiting(fmt.Sprintf("waiting for OpenStack at start since %s: attempt %d failed: %v; next attempt at %s",
 			since.UTC().Format(time.RFC3339), n, said, next))
 		t := time.NewTimer(d)

@@ -21,11 +21,29 @@ import (
 // their login (the token's catalog) with its region and interface
 // (clouds.yaml region_name and interface, OS_REGION_NAME and
 // OS_INTERFACE). What a catalog lacks is found before any request and is a
-// usageError (exit 2) naming the service type, interface and region, and
-// listing what the catalog has: region_name or interface is wrong, or the
-// service is not registered; the same login cannot work on a second try.
-// An endpoint that is there but does not answer (version discovery) is
-// an error of its own (exit 1: it may come back).
+// usageError (exit 2 for a --once run and the CLI) naming the service
+// type, interface and region, and listing what the catalog has:
+// region_name or interface is wrong, or the service is not registered
+// (yet: a deployment tool or a site's power-up may fill the catalog after
+// Keystone is up). It is also errNotInCatalog, which a daemon waits out at
+// start (startOpen: a fresh login every catalogFirstWait ... catalogMaxWait)
+// instead of exiting for systemd to restart it, each restart a login. An
+// endpoint that is there but does not answer (version discovery) is an
+// error of its own (exit 1: it may come back).
+
+// errNotInCatalog marks a Keystone catalog that lacks the region, or the
+// service with the interface in the region, that the configuration asks
+// for.
+var errNotInCatalog = errors.New("not in Keystone's catalog")
+
+// catalogError is err as errNotInCatalog and a usageError, its text
+// unchanged.
+func catalogError(err error) error { return usageError{catalogGap{err}} }
+
+type catalogGap struct{ error }
+
+func (c catalogGap) Is(target error) bool { return target == errNotInCatalog }
+func (c catalogGap) Unwrap() error        { return c.error }
 
 // tokenCatalog is the catalog of pc's token, or nil when it is not a
 // Keystone v3 token.
@@ -69,7 +87,7 @@ func checkRegion(cat *tokens.ServiceCatalog, region string) error {
 	if len(regions) > 0 {
 		there = strings.Join(regions, ", ")
 	}
-	return usageError{fmt.Errorf("region %q (region_name, OS_REGION_NAME) is not in Keystone's catalog; its regions: %s", region, there)}
+	return catalogError(fmt.Errorf("region %q (region_name, OS_REGION_NAME) is not in Keystone's catalog; its regions: %s", region, there))
 }
 
 // checkCatalog reports, before any request, that pc's catalog has no
@@ -115,16 +133,34 @@ func checkCatalog(pc *gophercloud.ProviderClient, eo gophercloud.EndpointOpts, s
 	sort.Strings(regions)
 	switch {
 	case len(regions) == 0 && len(have) == 0:
-		return usageError{fmt.Errorf("the Keystone catalog has no %s service (service type %s): no endpoint with interface %s in %s",
-			serviceType, strings.Join(types, " or "), eo.Availability, where)}
+		return catalogError(fmt.Errorf("the Keystone catalog has no %s service (service type %s): no endpoint with interface %s in %s; the service types it has there: %s",
+			serviceType, strings.Join(types, " or "), eo.Availability, where, catalogTypes(cat, eo.Region)))
 	case len(regions) == 0:
-		return usageError{fmt.Errorf("the Keystone catalog has no %s endpoint with interface %s in %s (clouds.yaml interface and region_name, OS_INTERFACE, OS_REGION_NAME); it has %s endpoints in %s",
-			serviceType, eo.Availability, where, serviceType, describeRegions(have))}
+		return catalogError(fmt.Errorf("the Keystone catalog has no %s endpoint with interface %s in %s (clouds.yaml interface and region_name, OS_INTERFACE, OS_REGION_NAME); it has %s endpoints in %s",
+			serviceType, eo.Availability, where, serviceType, describeRegions(have)))
 	case eo.Region == "" && len(regions) > 1:
-		return usageError{fmt.Errorf("the Keystone catalog has %s endpoints with interface %s in several regions (%s): set region_name (OS_REGION_NAME) to the one to use",
-			serviceType, eo.Availability, strings.Join(regions, ", "))}
+		return catalogError(fmt.Errorf("the Keystone catalog has %s endpoints with interface %s in several regions (%s): set region_name (OS_REGION_NAME) to the one to use",
+			serviceType, eo.Availability, strings.Join(regions, ", ")))
 	}
 	return nil
+}
+
+// catalogTypes lists the service types cat has endpoints of in region
+// (any: "") ("none").
+func catalogTypes(cat *tokens.ServiceCatalog, region string) string {
+	var ts []string
+	for _, e := range cat.Entries {
+		for _, ep := range e.Endpoints {
+			if (region == "" || ep.Region == region || ep.RegionID == region) && !slices.Contains(ts, e.Type) {
+				ts = append(ts, e.Type)
+			}
+		}
+	}
+	if len(ts) == 0 {
+		return "none"
+	}
+	sort.Strings(ts)
+	return strings.Join(ts, ", ")
 }
 
 // describeRegions is "region "A" (internal, public), region "B" (public)".

@@ -319,8 +319,9 @@ func TestCatalogVariations(t *testing.T) {
 		})
 	}
 
-	// The daemons themselves, at start: exit 2 and a message naming what
-	// the catalog lacks, before any request is served.
+	// The --once runs, at start: exit 2 and a message naming what the
+	// catalog lacks, before any request is served. (The daemons wait for
+	// the catalog instead: TestDaemonsWaitForCatalogAtStart.)
 	dir := publish(t)
 	trust, err := os.ReadFile(filepath.Join(dir, "pki", "imagetrust.toml"))
 	if err != nil {
@@ -336,14 +337,6 @@ func TestCatalogVariations(t *testing.T) {
 		args   func() []string
 		want   []string
 	}{
-		{"fail proxy check-image without block-storage is 2", rNoCinder, func() []string {
-			p, _ := proxyConfig(t, dir, "upstream = \"http://127.0.0.1:1\"\nvolume_policy = \"check-image\"\n")
-			return []string{"proxy", "--config", p}
-		}, []string{"proxy:", "block-storage", "interface public", rNoCinder}},
-		{"fail proxy in a region that does not exist is 2", "RegionNowhere", func() []string {
-			p, _ := proxyConfig(t, dir, "upstream = \"http://127.0.0.1:1\"\n")
-			return []string{"proxy", "--config", p}
-		}, []string{"proxy:", `region "RegionNowhere"`, "RegionOne"}},
 		{"fail sync --once without glance is 2", rNoGlance, func() []string {
 			return []string{"sync", "--once", "--config", syncCfg}
 		}, []string{"sync:", "no image endpoint", rNoGlance}},

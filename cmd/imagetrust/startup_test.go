@@ -113,6 +113,14 @@ func TestStartWaitDelay(t *testing.T) {
 			}
 		}
 	}
+	// a catalog without the region or service: 30 s, 1, 2, 4, then 5 min
+	for n, base := range map[int]time.Duration{1: 30 * time.Second, 2: time.Minute, 4: 4 * time.Minute, 5: 5 * time.Minute, 1000: 5 * time.Minute} {
+		for range 100 {
+			if d := w.catalogDelay(n); d > base || d < base-base/5 {
+				t.Fatalf("catalogDelay(%d) = %s, want %s to %s", n, d, base-base/5, base)
+			}
+		}
+	}
 }
 
 // TestStartOpen: the wait's logic with open functions of the test's (no
@@ -204,6 +212,50 @@ func TestStartOpen(t *testing.T) {
 		}
 		if !strings.Contains(during, "got 503 instead") || len(during) > oserr.MaxText+300 {
 			t.Errorf("/healthz while waiting: %d bytes, want the reason capped:\n%.600s", len(during), during)
+		}
+	})
+	t.Run("waits out a catalog without the region or service", func(t *testing.T) {
+		// a catalog a deployment tool fills after Keystone is up: the
+		// image service missing, then there. Before, this ended the
+		// start (exit 2) and systemd restarted the daemon every
+		// RestartSec for ever, each restart a login.
+		gap := catalogError(errors.New(`the Keystone catalog has no image service (service type image): no endpoint with interface public in region "R"; the service types it has there: identity`))
+		w, logs, h := newWait()
+		w.first, w.max = time.Hour, time.Hour // not the transient waits
+		w.catalogFirst, w.catalogMax = time.Millisecond, 2*time.Millisecond
+		calls := 0
+		var during string
+		v, err := startOpen(context.Background(), w, func(context.Context) (string, error) {
+			if calls++; calls < 3 {
+				if calls == 2 {
+					_, during = healthz(h)
+				}
+				return "", gap
+			}
+			return "clients", nil
+		})
+		if err != nil || v != "clients" || calls != 3 {
+			t.Fatalf("startOpen: %q %v after %d calls", v, err, calls)
+		}
+		const warn = `level=WARN msg="Keystone's catalog lacks what the configuration asks for at start; waiting for it"`
+		if n := strings.Count(logs.String(), warn); n != 2 {
+			t.Errorf("%d catalog WARN lines, want 2:\n%s", n, logs.String())
+		}
+		for _, want := range []string{`no image service (service type image)`, `region \"R\"`, "the service types it has there: identity", "hint=", "next_attempt="} {
+			if !strings.Contains(logs.String(), want) {
+				t.Errorf("log lacks %q:\n%s", want, logs.String())
+			}
+		}
+		if !strings.Contains(during, "waiting for OpenStack at start") || !strings.Contains(during, "no image service") {
+			t.Errorf("/healthz while waiting for the catalog: %q", during)
+		}
+		if !errors.Is(gap, errUsage) || loginExit(gap) != exitUsage {
+			t.Errorf("a catalog gap is no longer exit 2 for --once: %d", loginExit(gap))
+		}
+		// --once: no wait, the error as it is
+		calls = 0
+		if _, err := startOpen(context.Background(), nil, func(context.Context) (int, error) { calls++; return 0, gap }); err != gap || calls != 1 {
+			t.Errorf("--once: %v after %d calls", err, calls)
 		}
 	})
 	t.Run("no wait for the rest", func(t *testing.T) {
