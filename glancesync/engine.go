@@ -330,6 +330,21 @@ type item struct {
 type reporter struct {
 	mu sync.Mutex
 	r  Report
+	// servers is the pass's failure to ask Nova (retire), after which it
+	// is not asked again in the pass
+	servers error
+}
+
+func (rp *reporter) serversDown() error {
+	rp.mu.Lock()
+	defer rp.mu.Unlock()
+	return rp.servers
+}
+
+func (rp *reporter) setServersDown(err error) {
+	rp.mu.Lock()
+	rp.servers = err
+	rp.mu.Unlock()
 }
 
 func (rp *reporter) add(o Outcome) {

@@ -13,10 +13,19 @@ import (
 // ServerChecker tells whether any server uses an image. The cmd wires Nova
 // when it can; without one, the sync treats use as unknown.
 type ServerChecker interface {
-	// InUse reports whether a server uses the image. known=false means it
-	// cannot tell (the sync then deactivates and hides instead of deleting).
+	// InUse reports whether a server uses the image. known=false, or an
+	// error that is ErrServersUnknown, means it cannot tell, and will not
+	// by asking again (no right to list every project's servers): the
+	// sync then deactivates and hides instead of deleting. Any other
+	// error means it could not ask now (Nova unreachable, 5xx): the
+	// image's retirement is left for the next pass (an error of the
+	// pass), and Nova is not asked again in this pass.
 	InUse(ctx context.Context, imageID string) (inUse, known bool, err error)
 }
+
+// ErrServersUnknown marks a ServerChecker error that asking again cannot
+// mend: the sync treats the image's use as unknown.
+var ErrServersUnknown = errors.New("cannot tell which servers use images")
 
 // imageCreated reads an image's imagetrust_created.
 func imageCreated(im *Image) time.Time {
@@ -229,10 +238,24 @@ func (s *Syncer) retire(ctx context.Context, im *Image, why string, o Outcome, r
 	if im.Status == StatusQueued {
 		inUse, known = false, true // a data-less image boots nothing
 	} else if s.o.Servers != nil && !s.o.DryRun {
+		if err := rp.serversDown(); err != nil {
+			return s.retireDeferred(im, why, o, err, rp)
+		}
 		u, k, err := s.o.Servers.InUse(ctx, im.ID)
-		if err != nil {
+		switch {
+		case errors.Is(err, ErrServersUnknown):
 			s.log.Warn("cannot tell whether servers use the image", "image", im.ID, "err", err)
-		} else {
+		case err != nil:
+			if ctx.Err() != nil {
+				return false // stopping
+			}
+			// Nova unreachable: neither deleted nor deactivated on a
+			// guess, and Nova not asked again in this pass (each ask
+			// of a Nova that hangs may take minutes)
+			rp.setServersDown(err)
+			s.log.Error("cannot ask Nova whether servers use images: retiring them (retire = delete) is left for the next pass", "err", err)
+			return s.retireDeferred(im, why, o, err, rp)
+		default:
 			inUse, known = u, k
 		}
 	}
@@ -274,4 +297,18 @@ func (s *Syncer) retire(ctx context.Context, im *Image, why string, o Outcome, r
 		s.apply(ctx, im.ID, ops, o, ActionDeactivate, why+" (servers may use it: deactivated and hidden, not deleted)", rp)
 	}
 	return true // deactivated (or not active to begin with)
+}
+
+// retireDeferred leaves im, which retire = delete would retire for why, as
+// it is for this pass: Nova could not be asked whether servers use it
+// (err). The pass counts an error on the image (imagetrust_sync_errors_total,
+// imagetrust_sync_failing_images, Report.Failed) and its outcome is failed;
+// the next pass retires it. It returns false: not retired.
+func (s *Syncer) retireDeferred(im *Image, why string, o Outcome, err error, rp *reporter) bool {
+	s.log.Warn("image not retired in this pass: Nova cannot be asked whether servers use it", "image", im.ID, "why", why)
+	s.m.Errors.Inc()
+	rp.fail(im.ID)
+	o.Action, o.Detail = ActionFailed, fmt.Sprintf("%s: not retired in this pass (retire = delete): servers using it cannot be asked: %v", why, err)
+	rp.add(o)
+	return false
 }

@@ -2,10 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
+	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
+
+	"github.com/imagetrust/imagetrust/glancesync"
+	"github.com/imagetrust/imagetrust/internal/oserr"
 )
 
 // novaServers tells the sync whether any server uses an image, for
@@ -13,12 +18,19 @@ import (
 // index, GET /servers?image=ID&all_tenants=1, which needs the admin role or
 // a policy granting os_compute_api:servers:index:get_all_tenants to the
 // mirror user; the detailed list is not used, as it costs Nova a Neutron
-// round trip per server. When Nova can't tell (no such right, Nova down),
-// the answer is unknown and the sync deactivates and hides the image
-// instead of deleting it.
+// round trip per server. When Nova can't tell (no such right: an answer
+// other than a 5xx or 429, glancesync.ErrServersUnknown) the answer is
+// unknown and the sync deactivates and hides the image instead of
+// deleting it; when Nova can't be asked now (unreachable, 5xx, 429, no
+// answer within novaTimeout) the sync leaves the image for its next pass.
 type novaServers struct {
 	sc *gophercloud.ServiceClient
 }
+
+// novaTimeout bounds one question to Nova: a Nova that accepts the
+// connection and never answers must not hold a pass for
+// responseHeaderTimeout.
+var novaTimeout = 2 * time.Minute
 
 type serverIndex struct {
 	Servers []struct {
@@ -30,12 +42,21 @@ type serverIndex struct {
 func (n *novaServers) InUse(ctx context.Context, imageID string) (inUse, known bool, err error) {
 	q := url.Values{"image": {imageID}, "all_tenants": {"1"}, "limit": {"1"}}
 	var body serverIndex
+	ctx, cancel := context.WithTimeout(ctx, novaTimeout)
+	defer cancel()
 	resp, err := n.sc.Get(ctx, n.sc.ServiceURL("servers")+"?"+q.Encode(), &body, &gophercloud.RequestOpts{OkCodes: []int{200}})
 	if resp != nil && resp.Body != nil {
 		_ = resp.Body.Close()
 	}
 	if err != nil {
-		return false, false, fmt.Errorf("nova: servers using image %s: %w", imageID, err)
+		err = fmt.Errorf("nova: servers using image %s: %w", imageID, oserr.Capped(err))
+		var ue gophercloud.ErrUnexpectedResponseCode
+		if errors.As(err, &ue) && !transientStartError(err) {
+			// Nova answered, and will answer the same (403: no right
+			// to list every project's servers)
+			return false, false, fmt.Errorf("%w: %w", glancesync.ErrServersUnknown, err)
+		}
+		return false, false, err
 	}
 	return len(body.Servers) > 0, true, nil
 }

@@ -279,6 +279,37 @@ func newComputeClient(pc *gophercloud.ProviderClient, eo gophercloud.EndpointOpt
 	return sc, nil
 }
 
+// catalogComputeClient is newComputeClient without the version
+// discovery, which asks Nova: the endpoint of the catalog as registered,
+// for a Nova that does not answer at start (the sync does not wait for
+// it; its first request tells).
+func catalogComputeClient(pc *gophercloud.ProviderClient, eo gophercloud.EndpointOpts) (*gophercloud.ServiceClient, error) {
+	if err := checkCatalog(pc, eo, "compute"); err != nil {
+		return nil, err
+	}
+	eo.ApplyDefaults("compute")
+	cat := tokenCatalog(pc)
+	if cat == nil {
+		return nil, errors.New("compute endpoint: not a Keystone v3 token: no catalog")
+	}
+	for _, e := range cat.Entries {
+		if !slices.Contains(eo.Types(), e.Type) || (eo.Name != "" && e.Name != eo.Name) {
+			continue
+		}
+		for _, ep := range e.Endpoints {
+			if ep.Interface != string(eo.Availability) || (eo.Region != "" && ep.Region != eo.Region && ep.RegionID != eo.Region) {
+				continue
+			}
+			sc := &gophercloud.ServiceClient{ProviderClient: pc, Endpoint: gophercloud.NormalizeURL(ep.URL), Type: "compute"}
+			if !versionInPath(sc.Endpoint) {
+				sc.ResourceBase = sc.Endpoint + "v2.1/"
+			}
+			return sc, nil
+		}
+	}
+	return nil, endpointError("compute", eo, &gophercloud.ErrEndpointNotFound{})
+}
+
 // newBlockStorageClient is the Cinder v3 client of the catalog
 // (block-storage, or the older volumev3); one registered without a
 // version (http://cinder:8776/) gets v3/.

@@ -166,23 +166,7 @@ func TestDaemonsWaitForCatalogAtStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = regions.Delete(context.Background(), idc, region).ExtractErr() })
-	addEndpoint := func(stype, u string) {
-		t.Helper()
-		pages, err := services.List(idc, services.ListOpts{ServiceType: stype}).AllPages(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		svcs, err := services.ExtractServices(pages)
-		if err != nil || len(svcs) == 0 {
-			t.Fatalf("no service of type %s in the stack's Keystone: %v", stype, err)
-		}
-		e, err := endpoints.Create(ctx, idc, endpoints.CreateOpts{ServiceID: svcs[0].ID, Region: region,
-			Availability: gophercloud.AvailabilityPublic, URL: u}).Extract()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = endpoints.Delete(context.Background(), idc, e.ID).ExtractErr() })
-	}
+	addEndpoint := func(stype, u string) { t.Helper(); addPublicEndpoint(t, idc, region, stype, u) }
 	addEndpoint("identity", c.KeystoneURL)
 	for _, d := range daemons {
 		d.waitLine(t, waiting, "no image endpoint with interface public", fmt.Sprintf(`region \"%s\"`, region),
@@ -226,4 +210,25 @@ func TestDaemonsWaitForCatalogAtStart(t *testing.T) {
 			t.Errorf("%s logged the password", d.name)
 		}
 	}
+}
+
+// addPublicEndpoint registers a public endpoint of service type stype at u
+// in region; the test's cleanup removes it.
+func addPublicEndpoint(t *testing.T, idc *gophercloud.ServiceClient, region, stype, u string) {
+	t.Helper()
+	ctx := context.Background()
+	pages, err := services.List(idc, services.ListOpts{ServiceType: stype}).AllPages(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svcs, err := services.ExtractServices(pages)
+	if err != nil || len(svcs) == 0 {
+		t.Fatalf("no service of type %s in the stack's Keystone: %v", stype, err)
+	}
+	e, err := endpoints.Create(ctx, idc, endpoints.CreateOpts{ServiceID: svcs[0].ID, Region: region,
+		Availability: gophercloud.AvailabilityPublic, URL: u}).Extract()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = endpoints.Delete(context.Background(), idc, e.ID).ExtractErr() })
 }

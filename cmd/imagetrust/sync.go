@@ -18,6 +18,7 @@ import (
 
 	"github.com/imagetrust/imagetrust/glancesync"
 	"github.com/imagetrust/imagetrust/internal/config"
+	"github.com/imagetrust/imagetrust/internal/oserr"
 	"github.com/imagetrust/imagetrust/validator"
 )
 
@@ -116,13 +117,24 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 		}
 		// retire = "delete" deletes only images no server uses: Nova
 		// tells. Without a compute service retired images are
-		// deactivated and hidden; a daemon that would delete waits for a
-		// Nova that is there and does not answer yet.
+		// deactivated and hidden. A Nova that is in the catalog and does
+		// not answer yet is not waited for (the mirror and the CRL-driven
+		// work need only Keystone and Glance): its endpoint is taken from
+		// the catalog as it is, and each pass asks it, leaving the images
+		// to retire for the next pass while it does not answer.
 		var servers glancesync.ServerChecker
 		if nc, err := newComputeClient(login.pc, login.eo); err == nil {
 			servers = &novaServers{sc: nc}
-		} else if daemon && cfg.Sync.Retire == "delete" && transientStartError(err) {
-			return clients{}, err
+		} else if transientStartError(err) {
+			nc, cerr := catalogComputeClient(login.pc, login.eo)
+			if cerr != nil {
+				return clients{}, cerr
+			}
+			servers = &novaServers{sc: nc}
+			if cfg.Sync.Retire == "delete" {
+				log.Warn("compute service (Nova) not reachable at start: starting without it; each pass asks it again, and leaves the images it would retire (retire = delete) for the next pass while it does not answer",
+					"endpoint", redactURL(nc.Endpoint), "err", oserr.Capped(err))
+			}
 		} else {
 			log.Warn("no usable compute service: retired images are deactivated and hidden, never deleted", "err", err)
 		}
