@@ -55,6 +55,10 @@ func cmdCRL(ctx context.Context, e *env, args []string) int {
 	if _, err := parseArgs(fs, args, 0, 0); err != nil {
 		return usageExit(err)
 	}
+	// SIGHUP caught from the start (see below)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {
 		return fail(e, exitUsage, "crl: %v", err)
@@ -78,14 +82,14 @@ func cmdCRL(ctx context.Context, e *env, args []string) int {
 		log.Warn("trust store warning", "warning", w)
 	}
 
-	// In daemon mode SIGHUP means reload: catch it from now on, so that one
-	// arriving while authenticating does not kill the process.
+	// In daemon mode SIGHUP means reload; a --once or --dry-run run logs
+	// and ignores it (ignoreReloads). Caught from now on either way, so
+	// that one arriving while authenticating, or during a run, does not
+	// kill the process (SIGHUP's default action) in the middle of its
+	// writes.
 	daemon := !*once && !*dry
-	var hup chan os.Signal
-	if daemon {
-		hup = make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
+	if !daemon {
+		defer ignoreReloads(hup, log, "crl")()
 	}
 	cloudName := *cloud
 	if cloudName == "" {

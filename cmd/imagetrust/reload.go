@@ -1,6 +1,8 @@
 package main
 
 import (
+	"log/slog"
+	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -118,4 +120,30 @@ func retryWait(failures int) time.Duration {
 		return 0
 	}
 	return firstRetry << min(failures-1, 16)
+}
+
+// ignoreReloads logs each SIGHUP hup delivers until the func it returns is
+// called: a --once or --dry-run run (of sync or crl) catches SIGHUP from its
+// start, as the daemons do, so that a reload meant for a daemon (logrotate's
+// postrotate, `systemctl reload` of a oneshot unit, a fetch-crl hook) does
+// not kill it with the default action in the middle of its writes; it
+// finishes with the configuration it started with.
+func ignoreReloads(hup <-chan os.Signal, log *slog.Logger, cmd string) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		for {
+			select {
+			case <-done:
+				return
+			case <-hup:
+				log.Warn("SIGHUP: reload ignored in --once (the run finishes with the configuration it started with)", "command", cmd)
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+	}
 }

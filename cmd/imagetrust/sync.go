@@ -37,6 +37,11 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 	if _, err := parseArgs(fs, args, 0, 0); err != nil {
 		return usageExit(err)
 	}
+	// caught from the start: a SIGHUP while the sync starts (or during a
+	// --once pass, ignoreReloads) must not kill it
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {
 		return fail(e, exitUsage, "sync: %v", err)
@@ -52,11 +57,6 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 	for _, w := range secretFileWarnings(cloudsYAML(e.getenv)) {
 		log.Warn("secret file readable by every user", "warning", w)
 	}
-	// caught from the start: a SIGHUP while the sync starts (or during a
-	// --once pass) must not kill it
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	// the trust store first: a missing or bad file is a configuration
 	// error (exit 2), named as such, not an authentication failure
 	if _, _, err := validator.LoadTrust(cfg); err != nil {
@@ -85,6 +85,10 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 	}
 
 	daemon := !*once && !*dry
+	if !daemon {
+		// said, not taken (hup is caught from the start)
+		defer ignoreReloads(hup, log, "sync")()
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := glancesync.NewMetrics(reg)
