@@ -2,7 +2,6 @@ package glancesync
 
 import (
 	"context"
-	"errors"
 	"slices"
 	"sync"
 	"time"
@@ -156,7 +155,7 @@ func (s *Syncer) ensureMembers(ctx context.Context, im *Image, vo string, listed
 		}
 		if l.err != nil {
 			s.forgetMembers(im.ID)
-			s.log.Warn("cannot list members", "image", im.ID, "err", l.err)
+			s.memberFailed(im.ID, o, "list members", "", oserr.Capped(l.err), rp)
 			return
 		}
 		have, at = l.have, l.at
@@ -167,16 +166,11 @@ func (s *Syncer) ensureMembers(ctx context.Context, im *Image, vo string, listed
 			continue
 		}
 		if err := s.o.Glance.AddMember(ctx, im.ID, p); err != nil {
-			err = oserr.Capped(err)
-			s.log.Error("add member failed", "image", im.ID, "project", p, "err", err)
-			rp.fail(im.ID)
+			// a limit (ErrOverQuota: an operator has one to raise), or
+			// any other refusal (a policy, a 5xx): the project cannot
+			// boot the image either way
+			s.memberFailed(im.ID, o, "add member", p, oserr.Capped(err), rp)
 			failed = true
-			if errors.Is(err, ErrOverQuota) {
-				// named in the report too: an operator has a limit to raise
-				f := o
-				f.Action, f.Detail = ActionFailed, "add member "+p+": "+err.Error()
-				rp.add(f)
-			}
 			continue
 		}
 		o.Action, o.Detail = ActionUpdate, "member "+p
@@ -187,8 +181,7 @@ func (s *Syncer) ensureMembers(ctx context.Context, im *Image, vo string, listed
 			continue
 		}
 		if err := s.o.Glance.RemoveMember(ctx, im.ID, p); err != nil {
-			s.log.Error("remove member failed", "image", im.ID, "project", p, "err", err)
-			rp.fail(im.ID)
+			s.memberFailed(im.ID, o, "remove member", p, oserr.Capped(err), rp)
 			failed = true
 			continue
 		}
@@ -205,4 +198,26 @@ func (s *Syncer) ensureMembers(ctx context.Context, im *Image, vo string, listed
 		slices.Sort(set)
 		s.rememberMembers(im.ID, slices.Compact(set), cfg.Projects, at)
 	}
+}
+
+// memberFailed reports a members operation (op: "add member", "remove
+// member" of project, "list members") that failed on image id: logged at
+// ERROR, a failed outcome in the report naming it ("add member P: ..."),
+// an error of the pass (Report.Errors and Failed,
+// imagetrust_sync_errors_total and imagetrust_sync_failing_images), so
+// that /metrics and `sync --once`'s exit status show it. The image's
+// verification state and record are left as they are: its members say
+// who may boot it, not whether it is valid; the next pass tries again.
+func (s *Syncer) memberFailed(id string, o Outcome, op, project string, err error, rp *reporter) {
+	what := op
+	attrs := []any{"image", id}
+	if op != "list members" {
+		what += " " + project
+		attrs = append(attrs, "project", project)
+	}
+	s.log.Error(op+" failed", append(attrs, "err", err)...)
+	s.m.Errors.Inc()
+	rp.fail(id)
+	o.Action, o.Detail = ActionFailed, what+": "+err.Error()
+	rp.add(o)
 }
