@@ -220,6 +220,11 @@ func (c *permCheck) node(p string, fi fs.FileInfo, what, child string) error {
 		if c.uid != 0 {
 			not = "neither root nor " + userName(uint32(c.uid)) + ", the user this runs as"
 		}
+		if why := unmappedOwner(uid); why != "" {
+			// an owner the user namespace does not map: chown from in
+			// here cannot help, and who may change it cannot be told
+			return &writableError{fmt.Sprintf("%sowned by %s, %s %s: %s", is, userName(uid), not, desc, why)}
+		}
 		then := ": its owner may change it at will"
 		if child != "" {
 			then = ": its owner could put another " + child + " in its place"
@@ -350,6 +355,62 @@ func eachAccount(path string, fn func([]string) bool) bool {
 		}
 	}
 	return sc.Err() == nil
+}
+
+// UserNSFiles are where the check reads the kernel's overflow uid and this
+// process's uid map. Tests point them elsewhere; nothing else should
+// change them.
+var UserNSFiles = struct{ OverflowUID, UIDMap string }{"/proc/sys/kernel/overflowuid", "/proc/self/uid_map"}
+
+// unmappedOwner explains, for the error, an owner uid that is the kernel's
+// overflow uid (/proc/sys/kernel/overflowuid, 65534: nobody) while this
+// process runs in a user namespace that does not map every uid (a
+// container, a unit with PrivateUsers=, rootless podman): stat(2) shows
+// every owner the namespace does not map as the overflow uid, so the file
+// may be root's, or anyone's, outside. "" when uid is not the overflow uid
+// or the namespace maps every uid (the initial one: nobody is nobody).
+// The file is refused either way: who may change it cannot be told.
+func unmappedOwner(uid uint32) string {
+	overflow := uint64(65534)
+	if b, err := os.ReadFile(UserNSFiles.OverflowUID); err == nil {
+		if v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 32); err == nil {
+			overflow = v
+		}
+	}
+	if uint64(uid) != overflow {
+		return ""
+	}
+	b, err := os.ReadFile(UserNSFiles.UIDMap)
+	if err != nil {
+		return ""
+	}
+	all, mapped := false, false
+	for _, line := range strings.Split(string(b), "\n") {
+		// inside outside count
+		f := strings.Fields(line)
+		if len(f) != 3 {
+			continue
+		}
+		in, err1 := strconv.ParseUint(f[0], 10, 32)
+		n, err2 := strconv.ParseUint(f[2], 10, 33)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		if in == 0 && n == 1<<32-1 {
+			all = true
+		}
+		if overflow >= in && overflow < in+n {
+			mapped = true
+		}
+	}
+	if all {
+		return ""
+	}
+	fix := "map the file's owner into this user namespace (the uid_map of the container or unit: systemd's PrivateUsers= maps only root and the unit's user; podman's --userns, LXC's lxc.idmap), or give the file, and each directory above it, to an owner this namespace maps (root, or the user this runs as); refused meanwhile"
+	if mapped {
+		return fmt.Sprintf("uid %d is the kernel's overflow uid (/proc/sys/kernel/overflowuid), which is also what this process's user namespace shows for an owner it does not map (a file root owns outside, say): either way another user may change it; %s", overflow, fix)
+	}
+	return fmt.Sprintf("its owner is not mapped into this process's user namespace: the kernel shows every unmapped owner as the overflow uid %d (/proc/sys/kernel/overflowuid; this namespace's /proc/self/uid_map does not map it), so the file may be root's or anyone's outside and who may change it cannot be told; %s", overflow, fix)
 }
 
 // trusted reports whether fi is owned by root or the running user.
