@@ -41,6 +41,12 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 	if _, err := parseArgs(fs, args, 0, 0); err != nil {
 		return usageExit(err)
 	}
+	// SIGHUP means reload: caught from the start, as the sync and the CRL
+	// job do, so that one sent while the proxy reads its configuration and
+	// key pair is applied once it serves rather than killing it
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	cfg, err := itconfig.Load(*cfgPath)
 	if err != nil {
 		return fail(e, exitUsage, "proxy: %v", err)
@@ -83,9 +89,6 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 	for _, w := range cfg.Warnings("proxy") {
 		log.Warn("configuration warning", "warning", w)
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	decider := &reloadingDecider{}
 	if err := decider.load(cfg, log); err != nil {
 		return fail(e, exitUsage, "proxy: %v", err)
