@@ -53,6 +53,14 @@ func tokenIDs(t *testing.T, pc *gophercloud.ProviderClient) (user, project strin
 // tests/openstack in every way the commands accept, and uses Glance.
 func TestOpenImageClient(t *testing.T) {
 	c := ostest.Start(t, ostest.Options{})
+	// the application credential case names no region: the stack's
+	// Keystone must have one, not also the regions a killed run of
+	// TestCatalogVariations left
+	adminIdentity, err := openstack.NewIdentityV3(c.Provider(t, ostest.CloudAdmin), gophercloud.EndpointOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	removeCatalogLeftovers(t, adminIdentity)
 	mirrorPC := c.Provider(t, ostest.CloudMirror)
 	mirrorUser, mirrorProject := tokenIDs(t, mirrorPC)
 	_, demoProject := tokenIDs(t, c.Provider(t, ostest.CloudDemo))
