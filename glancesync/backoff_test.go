@@ -3,10 +3,13 @@ package glancesync
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -67,10 +70,102 @@ func (c *backoffCase) create(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for !time.Now().After(im.UpdatedAt.Add(time.Second)) {
+	pastSecond(im.UpdatedAt)
+	c.ahead = backoffResume + time.Second
+}
+
+// pastLastWrite waits until the clock is past the second of the image's
+// last write (its updated_at, whole seconds), as create does: a pass that
+// then downloads the image and has its bytes refused sees Glance's writes
+// of the stream move updated_at, the sign recordRefusal needs. The record
+// a pass writes is such a write: a next pass within its second (a quick
+// machine) would leave the refusal in its process's memory only, by
+// design (process 3 of TestRefusalBackoffAcrossProcesses failed so).
+func (c *backoffCase) pastLastWrite(t *testing.T) {
+	t.Helper()
+	pastSecond(c.e.get(t, c.p.id).UpdatedAt)
+}
+
+// pastSecond returns once the clock (this host's, Glance's on the test
+// stack) is past the whole second of at, a Glance updated_at.
+func pastSecond(at time.Time) {
+	for !time.Now().After(at.Add(time.Second)) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	c.ahead = backoffResume + time.Second
+}
+
+// tookStream is Glance whose Stage and Upload break a stream off (its
+// reader fails: bytes that did not verify) only once Glance shows the
+// image busy (uploading, saving): it has read the request and its handler
+// is reading the body, so that the break-off reaches that handler, which
+// returns the image to queued. And they return only once Glance shows the
+// image no longer busy. The sync then finds the sign recordRefusal needs
+// (settled) at its first look, whatever the load: without it a stream the
+// sync breaks off before glance-api has read the request is discarded
+// unseen, or read after settled stopped looking, and the refusal is, by
+// design, remembered by the process only.
+type tookStream struct {
+	Glance
+	t testing.TB
+}
+
+func (g tookStream) Stage(ctx context.Context, id string, r io.Reader) error {
+	h := &holdBreak{g: g, ctx: ctx, id: id, r: r}
+	return h.done(g.Glance.Stage(ctx, id, h))
+}
+
+func (g tookStream) Upload(ctx context.Context, id string, r io.Reader, store string) error {
+	h := &holdBreak{g: g, ctx: ctx, id: id, r: r}
+	return h.done(g.Glance.Upload(ctx, id, h, store))
+}
+
+// await reads the image until cond holds of it; false when ctx ends first.
+func (g tookStream) await(ctx context.Context, id, what string, cond func(*Image) bool) bool {
+	for {
+		im, err := g.Glance.Get(context.WithoutCancel(ctx), id)
+		if err == nil && cond(im) {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			g.t.Errorf("image %s: Glance never showed it %s (last read: %+v, %v)", id, what, im, err)
+			return false
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func imageBusy(im *Image) bool {
+	return im.Status == StatusUploading || im.Status == StatusSaving || im.Status == StatusImporting
+}
+
+// holdBreak is the stream's reader of tookStream.
+type holdBreak struct {
+	g   tookStream
+	ctx context.Context
+	id  string
+	r   io.Reader
+	// broke: the reader failed (after Glance showed the image busy); set
+	// in the HTTP transport's goroutine that writes the body
+	broke atomic.Bool
+}
+
+func (h *holdBreak) Read(p []byte) (int, error) {
+	n, err := h.r.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) && !h.broke.Load() {
+		h.g.await(h.ctx, h.id, "busy with the stream", imageBusy)
+		h.broke.Store(true)
+	}
+	return n, err
+}
+
+// done waits, after a stream the reader broke off, for Glance to show the
+// image no longer busy.
+func (h *holdBreak) done(err error) error {
+	if err != nil && h.broke.Load() {
+		h.g.await(h.ctx, h.id, "done with the broken-off stream", func(im *Image) bool { return !imageBusy(im) })
+	}
+	return err
 }
 
 func (c *backoffCase) syncer(t *testing.T) *Syncer {
@@ -141,6 +236,9 @@ func TestRefusalBackoffAcrossProcesses(t *testing.T) {
 	for _, ingest := range []string{"import", "upload"} {
 		t.Run("ok "+ingest, func(t *testing.T) {
 			c := newBackoffCase(t, e, "persist-"+ingest, ingest, spec{tamperImage: true})
+			// the refused streams are broken off once Glance has taken
+			// them: the refusals are then recorded (tookStream)
+			c.o.Glance = tookStream{c.o.Glance, t}
 			c.create(t)
 
 			out, sent := c.pass(t, c.syncer(t))
@@ -175,6 +273,7 @@ func TestRefusalBackoffAcrossProcesses(t *testing.T) {
 			}
 
 			c.ahead += backoffResume
+			c.pastLastWrite(t) // process 1's record
 			daemon := c.syncer(t)
 			at := c.o.Now()
 			out, sent = c.pass(t, daemon)
