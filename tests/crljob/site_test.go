@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/gophercloud/gophercloud/v2"
 
 	"github.com/imagetrust/imagetrust/crl"
@@ -361,32 +362,41 @@ func (c *crlServer) fail(path string, status int) {
 // logged for the site's project: an independent count of what the job did.
 //
 // glance-api writes a request's access line after it has sent the answer,
-// so a count taken right after a call may miss its line: the count is
-// taken again every 100 ms until two agree (at most 5 s).
+// so a count taken right after a call may miss its line (glance-api
+// descheduled between the two, on a loaded machine). The count is taken
+// once glance-api has logged a request sent after every counted one was
+// answered (a GET of an image id no one has): glance-api, one eventlet
+// process (tests/openstack: workers = 0), writes an answered request's
+// line before it reads another.
 func (s *site) glanceWrites() int {
 	s.t.Helper()
-	n := s.countGlanceWrites()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
-		time.Sleep(100 * time.Millisecond)
-		m := s.countGlanceWrites()
-		if m == n {
-			break
-		}
-		n = m
+	marker := "/v2/images/" + uuid.NewString()
+	resp, err := http.Get(s.cloud.GlanceURL + marker)
+	if err != nil {
+		s.t.Fatalf("glance: %v", err)
 	}
-	return n
+	resp.Body.Close()
+	for !strings.Contains(s.glanceLog(), `"GET `+marker+` HTTP/1.1"`) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	return s.countGlanceWrites()
+}
+
+func (s *site) glanceLog() string {
+	s.t.Helper()
+	b, err := os.ReadFile(filepath.Join(s.cloud.StateDir, "log", "glance-api.log"))
+	if err != nil {
+		s.t.Fatalf("glance log: %v", err)
+	}
+	return string(b)
 }
 
 // countGlanceWrites counts the write requests of the site's project in
 // glance-api's log as it is now.
 func (s *site) countGlanceWrites() int {
 	s.t.Helper()
-	b, err := os.ReadFile(filepath.Join(s.cloud.StateDir, "log", "glance-api.log"))
-	if err != nil {
-		s.t.Fatalf("glance log: %v", err)
-	}
 	n := 0
-	for _, line := range strings.Split(string(b), "\n") {
+	for _, line := range strings.Split(s.glanceLog(), "\n") {
 		if !strings.Contains(line, " "+s.project+" ") {
 			continue
 		}
