@@ -232,11 +232,16 @@ func TestDaemonsWaitForOpenStackAtStart(t *testing.T) {
 	c := ostest.Start(t, ostest.Options{})
 	ks := newFlakyKeystone(t, c.KeystoneURL)
 	daemonCfg, proxyCfg, syncListen, crlListen, gateListen, proxyMetrics := startupConfigs(t)
-	password := c.Env["MIRROR_PASSWORD"]
+	// a mirror project of its own: the sync pass and the CRL run act on
+	// every image of their project, and those of the stack's mirror project
+	// are other tests' (glancesync's, run at the same time by go test
+	// ./...), whose imagetrust_global_validity the CRL run would set unknown
+	p := c.NewProject(t, t.TempDir(), "startup", "startup")
+	password := p.Password
 	const wrong = "not-the-password-5d1c"
 	env := func(pw string) []string {
 		return append(os.Environ(), "OS_CLOUD=", "OS_CLIENT_CONFIG_FILE=", "OS_AUTH_URL=http://"+ks.addr+"/v3",
-			"OS_USERNAME="+c.Env["MIRROR_USER"], "OS_PASSWORD="+pw, "OS_PROJECT_NAME="+c.Env["MIRROR_PROJECT"],
+			"OS_USERNAME="+p.Name, "OS_PASSWORD="+pw, "OS_PROJECT_NAME="+p.Name,
 			"OS_USER_DOMAIN_NAME=Default", "OS_PROJECT_DOMAIN_NAME=Default")
 	}
 	syncD := startDaemon(t, "sync", env(password), "sync", "--config", daemonCfg)
@@ -380,8 +385,13 @@ func TestReloadWhileWaitingForOpenStack(t *testing.T) {
 	c := ostest.Start(t, ostest.Options{})
 	ks := newFlakyKeystone(t, c.KeystoneURL)
 	daemonCfg, _, _, _, _, _ := startupConfigs(t)
+	// a mirror project of its own: the sync pass and the CRL run act on
+	// every image of their project, and those of the stack's mirror project
+	// are other tests' (glancesync's, run at the same time by go test
+	// ./...), whose imagetrust_global_validity the CRL run would set unknown
+	p := c.NewProject(t, t.TempDir(), "startup", "startup")
 	env := append(os.Environ(), "OS_CLOUD=", "OS_CLIENT_CONFIG_FILE=", "OS_AUTH_URL=http://"+ks.addr+"/v3",
-		"OS_USERNAME="+c.Env["MIRROR_USER"], "OS_PASSWORD="+c.Env["MIRROR_PASSWORD"], "OS_PROJECT_NAME="+c.Env["MIRROR_PROJECT"],
+		"OS_USERNAME="+p.Name, "OS_PASSWORD="+p.Password, "OS_PROJECT_NAME="+p.Name,
 		"OS_USER_DOMAIN_NAME=Default", "OS_PROJECT_DOMAIN_NAME=Default")
 	syncD := startDaemon(t, "sync", env, "sync", "--config", daemonCfg)
 	crlD := startDaemon(t, "crl", env, "crl", "--config", daemonCfg)

@@ -24,6 +24,8 @@ import (
 type Project struct {
 	// ID and Name of the project; the user has the same name.
 	ID, Name string
+	// Password is the user's (for OS_PASSWORD).
+	Password string
 	// CloudName is the entry of CloudsYAML for the user in the project.
 	CloudName string
 	// CloudsYAML is a clouds.yaml holding that one entry.
@@ -78,7 +80,7 @@ func (c *Cloud) NewProject(t testing.TB, dir, prefix, cloudName string) *Project
 			}
 		}
 	}
-	out := &Project{ID: p.ID, Name: name, CloudName: cloudName, CloudsYAML: filepath.Join(dir, "clouds.yaml")}
+	out := &Project{ID: p.ID, Name: name, Password: password, CloudName: cloudName, CloudsYAML: filepath.Join(dir, "clouds.yaml")}
 	yaml := fmt.Sprintf(`clouds:
   %s:
     auth:
