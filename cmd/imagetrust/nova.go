@@ -19,7 +19,8 @@ import (
 // a policy granting os_compute_api:servers:index:get_all_tenants to the
 // mirror user; the detailed list is not used, as it costs Nova a Neutron
 // round trip per server. When Nova can't tell (no such right: an answer
-// other than a 5xx or 429, glancesync.ErrServersUnknown) the answer is
+// other than a 5xx or 429, or a TLS certificate not trusted:
+// glancesync.ErrServersUnknown) the answer is
 // unknown and the sync deactivates and hides the image instead of
 // deleting it; when Nova can't be asked now (unreachable, 5xx, 429, no
 // answer within novaTimeout) the sync leaves the image for its next pass.
@@ -55,6 +56,13 @@ func (n *novaServers) InUse(ctx context.Context, imageID string) (inUse, known b
 			// Nova answered, and will answer the same (403: no right
 			// to list every project's servers)
 			return false, false, fmt.Errorf("%w: %w", glancesync.ErrServersUnknown, err)
+		}
+		if certificateHint(err) != "" {
+			// a TLS certificate this host does not trust for Nova's
+			// endpoint (no CA in clouds.yaml cacert, a name it is not
+			// for, expired): asking again cannot mend it, and an
+			// image left for the next pass would stay active for ever
+			return false, false, fmt.Errorf("%w: %w (Nova's TLS certificate: clouds.yaml cacert or OS_CACERT)", glancesync.ErrServersUnknown, err)
 		}
 		return false, false, err
 	}
