@@ -382,7 +382,7 @@ func startOpen[T any](ctx context.Context, w *startWait, open func(context.Conte
 		msg := "OpenStack not reachable at start; waiting for it"
 		if inCatalog {
 			msg = "Keystone's catalog lacks what the configuration asks for at start; waiting for it"
-			attrs = append(attrs, "hint", "the region or endpoint is not registered in Keystone (yet): a deployment that fills the catalog later is waited for; a wrong region_name or interface (clouds.yaml, OS_REGION_NAME, OS_INTERFACE) takes a fix and a restart")
+			attrs = append(attrs, "hint", "the region or endpoint is not registered in Keystone (yet): a deployment that fills the catalog later is waited for; a wrong region_name or interface: a fix of clouds.yaml is taken at the next attempt (each reads it again), one of OS_REGION_NAME or OS_INTERFACE takes a restart")
 		} else if h := startHint(err); h != "" {
 			attrs = append(attrs, "hint", h)
 		}
