@@ -39,6 +39,11 @@ type Options struct {
 	// Servers tells whether servers use an image (retire = delete); nil:
 	// unknown, so such images are deactivated and hidden instead.
 	Servers ServerChecker
+	// ServersDownGrace is how long Servers may fail to be asked (Nova
+	// unreachable, 5xx) before the images retire = delete would retire
+	// are deactivated and hidden, as for a Nova that won't tell, instead
+	// of left as they are for the next pass (0: DefaultServersDownGrace).
+	ServersDownGrace time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// DryRun plans and prints the plan to Plan, and writes nothing.
@@ -87,6 +92,9 @@ type Syncer struct {
 	revokedSeen map[string]bool
 	// revokedPass collects them during a pass (collect).
 	revokedPass map[string]bool
+	// serversDownSince is when Servers first failed to be asked, of the
+	// failures in a row (zero: it answered last); under mu
+	serversDownSince time.Time
 	// skew is how far Glance's clock is ahead of Options.Now (negative:
 	// behind), read at the start of each pass (measureSkew).
 	skew atomic.Int64
@@ -223,6 +231,9 @@ func New(o Options) (*Syncer, error) {
 	}
 	if o.Plan == nil {
 		o.Plan = io.Discard
+	}
+	if o.ServersDownGrace <= 0 {
+		o.ServersDownGrace = DefaultServersDownGrace
 	}
 	if o.ImportPoll <= 0 {
 		o.ImportPoll = 500 * time.Millisecond

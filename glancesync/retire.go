@@ -23,6 +23,58 @@ type ServerChecker interface {
 	InUse(ctx context.Context, imageID string) (inUse, known bool, err error)
 }
 
+// DefaultServersDownGrace is how long by default a Nova that cannot be
+// asked (unreachable, 5xx, 429) holds back the retirement of images under
+// retire = delete: past it they are deactivated and hidden (servers may
+// use them: not deleted), so that a Nova this host will never reach (a
+// firewall, an endpoint registered wrong) does not keep images that left
+// their sources, or were superseded, active and shown for ever. Counted in
+// the process (a daemon, across its reloads: KeepServersOutage); each
+// --once run starts afresh.
+const DefaultServersDownGrace = 24 * time.Hour
+
+// KeepServersOutage carries prev's memory of when its ServerChecker began
+// failing to s, a Syncer built on reload to replace prev, so that a reload
+// does not restart ServersDownGrace.
+func (s *Syncer) KeepServersOutage(prev *Syncer) {
+	if prev == nil || prev == s {
+		return
+	}
+	prev.mu.Lock()
+	since := prev.serversDownSince
+	prev.mu.Unlock()
+	s.mu.Lock()
+	s.serversDownSince = since
+	s.mu.Unlock()
+}
+
+// serversFailed records a failure to ask Servers and returns since when
+// they have failed in a row.
+func (s *Syncer) serversFailed() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.serversDownSince.IsZero() {
+		s.serversDownSince = s.o.Now()
+	}
+	return s.serversDownSince
+}
+
+// serversAnswered records that Servers answered (whatever it said).
+func (s *Syncer) serversAnswered() {
+	s.mu.Lock()
+	s.serversDownSince = time.Time{}
+	s.mu.Unlock()
+}
+
+// serversDownLong reports since when Servers have failed to be asked, and
+// whether that is ServersDownGrace or longer.
+func (s *Syncer) serversDownLong() (time.Time, bool) {
+	s.mu.Lock()
+	since := s.serversDownSince
+	s.mu.Unlock()
+	return since, !since.IsZero() && s.o.Now().Sub(since) >= s.o.ServersDownGrace
+}
+
 // ErrServersUnknown marks a ServerChecker error that asking again cannot
 // mend: the sync treats the image's use as unknown.
 var ErrServersUnknown = errors.New("cannot tell which servers use images")
@@ -239,24 +291,38 @@ func (s *Syncer) retire(ctx context.Context, im *Image, why string, o Outcome, r
 		inUse, known = false, true // a data-less image boots nothing
 	} else if s.o.Servers != nil && !s.o.DryRun {
 		if err := rp.serversDown(); err != nil {
-			return s.retireDeferred(im, why, o, err, rp)
-		}
-		u, k, err := s.o.Servers.InUse(ctx, im.ID)
-		switch {
-		case errors.Is(err, ErrServersUnknown):
-			s.log.Warn("cannot tell whether servers use the image", "image", im.ID, "err", err)
-		case err != nil:
-			if ctx.Err() != nil {
-				return false // stopping
+			if _, long := s.serversDownLong(); !long {
+				return s.retireDeferred(im, why, o, err, rp)
 			}
-			// Nova unreachable: neither deleted nor deactivated on a
-			// guess, and Nova not asked again in this pass (each ask
-			// of a Nova that hangs may take minutes)
-			rp.setServersDown(err)
-			s.log.Error("cannot ask Nova whether servers use images: retiring them (retire = delete) is left for the next pass", "err", err)
-			return s.retireDeferred(im, why, o, err, rp)
-		default:
-			inUse, known = u, k
+			// past the grace: deactivated and hidden, below
+		} else {
+			u, k, err := s.o.Servers.InUse(ctx, im.ID)
+			switch {
+			case errors.Is(err, ErrServersUnknown):
+				s.serversAnswered()
+				s.log.Warn("cannot tell whether servers use the image", "image", im.ID, "err", err)
+			case err != nil:
+				if ctx.Err() != nil {
+					return false // stopping
+				}
+				// Nova unreachable: neither deleted nor deactivated on
+				// a guess, and Nova not asked again in this pass (each
+				// ask of a Nova that hangs may take minutes); for
+				// ServersDownGrace at most
+				rp.setServersDown(err)
+				since := s.serversFailed()
+				if _, long := s.serversDownLong(); !long {
+					s.log.Error("cannot ask Nova whether servers use images: retiring them (retire = delete) is left for the next pass", "err", err,
+						"failing_since", since.UTC().Format(time.RFC3339), "deactivate_after", since.Add(s.o.ServersDownGrace).UTC().Format(time.RFC3339))
+					return s.retireDeferred(im, why, o, err, rp)
+				}
+				s.m.Errors.Inc() // once a pass: Nova is still down
+				s.log.Error("cannot ask Nova whether servers use images, for longer than the grace: the images to retire are deactivated and hidden, not deleted, until it answers", "err", err,
+					"failing_since", since.UTC().Format(time.RFC3339), "grace", s.o.ServersDownGrace)
+			default:
+				s.serversAnswered()
+				inUse, known = u, k
+			}
 		}
 	}
 	if known && !inUse {

@@ -108,3 +108,86 @@ func TestRetireDeleteNovaUnreachable(t *testing.T) {
 		t.Errorf("the newest image: %s hidden %v", im.Status, im.Hidden)
 	}
 }
+
+// TestRetireDeleteNovaDownPastGrace: under retire = delete, images a Nova
+// that cannot be asked holds back are left as they are only for
+// ServersDownGrace, counted from the first failure of those in a row: a
+// pass within it leaves them active (failed outcomes); the first pass past
+// it deactivates and hides them (servers may use them: not deleted), as
+// for a Nova that won't tell, so that a Nova this host never reaches
+// (a firewall, an endpoint registered wrong) does not keep images that
+// should be retired active and shown for ever. A reload's new Syncer
+// keeps the count (KeepServersOutage). Once Nova answers they are deleted
+// (no server uses them). One Syncer, its clock moved by the test; against
+// the real Glance. Before, they stayed active for as long as Nova did not
+// answer.
+func TestRetireDeleteNovaDownPastGrace(t *testing.T) {
+	e := newEnv(t)
+	w := newWorld(t)
+	dir := t.TempDir()
+	old := w.publish(dir, spec{vo: "atlas", tag: "grace", created: w.now.Add(-3 * time.Hour)})
+	o := e.options(t, w, map[string][]string{dir: {"atlas"}})
+	o.Sync.Retire = "keep"
+	run(t, o)
+
+	cur := w.publish(dir, spec{vo: "atlas", tag: "grace", created: w.now.Add(-time.Hour)})
+	var shift atomic.Int64
+	o.Now = func() time.Time { return time.Now().Add(time.Duration(shift.Load())) }
+	o.Sync.Retire = "delete"
+	o.ServersDownGrace = 10 * time.Minute
+	o.Servers = downServers{&atomic.Int32{}}
+	s, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pass := func(s *Syncer) *Report {
+		t.Helper()
+		r, err := s.Run(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	failedOn := func(r *Report, id string) bool {
+		for _, oc := range r.Find(id) {
+			if oc.Action == ActionFailed && strings.Contains(oc.Detail, "not retired in this pass") {
+				return true
+			}
+		}
+		return false
+	}
+	// within the grace: left as it is, twice
+	for i, d := range []time.Duration{0, 5 * time.Minute} {
+		shift.Store(int64(d))
+		r := pass(s)
+		if im := e.get(t, old.id); im.Status != StatusActive || !failedOn(r, old.id) {
+			t.Fatalf("pass %d within the grace: %s, outcomes %+v; want active, left for the next pass", i+1, im.Status, r.Find(old.id))
+		}
+	}
+	// a reload: a new Syncer, the count kept
+	ns, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.KeepServersOutage(s)
+	// past the grace (counted from the first pass): deactivated and hidden
+	shift.Store(int64(11 * time.Minute))
+	r := pass(ns)
+	if im := e.get(t, old.id); im.Status != StatusDeactivated || !im.Hidden || failedOn(r, old.id) {
+		t.Fatalf("past the grace: %s hidden %v, outcomes %+v; want deactivated and hidden", im.Status, im.Hidden, r.Find(old.id))
+	}
+	if im := e.get(t, cur.id); im.Status != StatusActive || im.Hidden {
+		t.Errorf("the current image: %s hidden %v", im.Status, im.Hidden)
+	}
+	// Nova back: deleted
+	o.Servers = unusedServers{}
+	back, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back.KeepServersOutage(ns)
+	pass(back)
+	if _, err := e.admin.Get(context.Background(), old.id); err == nil {
+		t.Errorf("superseded image %s not deleted once Nova answers", old.id)
+	}
+}

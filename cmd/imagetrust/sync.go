@@ -242,6 +242,7 @@ func syncDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path 
 		if err == nil {
 			var ns *glancesync.Syncer
 			if ns, err = build(ncfg); err == nil {
+				ns.KeepServersOutage(syncer)
 				syncer, cfg, interval = ns, ncfg, ncfg.Sync.Interval.Duration
 				health.setWindow(healthWindow(ncfg))
 				log.Info("configuration and trust reloaded")
