@@ -3,6 +3,7 @@ package glancesync
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/url"
@@ -15,8 +16,7 @@ import (
 
 // faultProxy is a TCP proxy between the sync and Glance that spoils the
 // first data requests (PUT /stage or PUT /file) it sees, one fault each:
-// reset mid-stream ("reset"; "reset-late" a second after the last bytes
-// forwarded, once Glance has surely read the request), a 503 without
+// reset mid-stream ("reset"; "reset-late" see lateReset), a 503 without
 // forwarding, a stall.
 type faultProxy struct {
 	ln      net.Listener
@@ -24,6 +24,22 @@ type faultProxy struct {
 	faults  []string
 	next    atomic.Int64
 	applied sync.Map
+	// for "reset-late": the test, and Glance read directly (not through
+	// the proxy); set by newLateResetProxy
+	t     *testing.T
+	ctx   context.Context
+	watch Glance
+}
+
+// newLateResetProxy is newFaultProxy whose "reset-late" faults read the
+// image's state from Glance through watch (see lateReset); the waits end
+// with the test's context, a little before go test's -timeout.
+func newLateResetProxy(t *testing.T, target string, watch Glance, faults ...string) *faultProxy {
+	p := newFaultProxy(t, target, faults...)
+	ctx, cancel := untilTestDeadline(t)
+	t.Cleanup(cancel)
+	p.t, p.ctx, p.watch = t, ctx, watch
+	return p
 }
 
 func newFaultProxy(t testing.TB, target string, faults ...string) *faultProxy {
@@ -55,7 +71,7 @@ func (p *faultProxy) handle(c net.Conn) {
 	}
 	go func() { _, _ = io.Copy(c, s); c.Close() }()
 	buf := make([]byte, 64<<10)
-	fault, sent := "", 0
+	fault, sent, id := "", 0, ""
 	for {
 		n, err := c.Read(buf)
 		if n > 0 {
@@ -65,6 +81,7 @@ func (p *faultProxy) handle(c net.Conn) {
 				if i := int(p.next.Add(1)) - 1; i < len(p.faults) {
 					fault = p.faults[i]
 					p.applied.Store(fault, true)
+					id = requestImage(chunk)
 				} else {
 					fault = "none"
 				}
@@ -84,12 +101,11 @@ func (p *faultProxy) handle(c net.Conn) {
 			if fault != "" {
 				sent += n
 			}
-			if (fault == "reset" || fault == "reset-late") && sent > 512<<10 {
-				if fault == "reset-late" {
-					// Glance reads the request and waits for the rest
-					// of the body: the reset then reaches its handler
-					time.Sleep(time.Second)
-				}
+			if fault == "reset-late" && sent > 512<<10 {
+				p.lateReset(id, c, s)
+				return
+			}
+			if fault == "reset" && sent > 512<<10 {
 				if tc, ok := s.(*net.TCPConn); ok {
 					_ = tc.SetLinger(0)
 				}
@@ -105,6 +121,72 @@ func (p *faultProxy) handle(c net.Conn) {
 	}
 	c.Close()
 	s.Close()
+}
+
+// lateReset breaks a data request of image id off once Glance has taken
+// it, and answers the sync only once Glance is done with it: it resets the
+// connection to Glance once Glance shows the image busy (uploading,
+// saving: its handler has read the request and is reading the body, which
+// the proxy holds back), so that the reset reaches that handler, which
+// returns the image to queued; and it resets the sync's connection only
+// once Glance shows the image no longer busy. The sync then sees Glance's
+// handling of the stream (settled) at its first look, whatever the load.
+// Conditions on Glance's state, no sleep or deadline: a reset before
+// glance-api read the request discards it unseen, and one Glance notices
+// after settled stopped looking is not seen; either way the refusal is, by
+// design, remembered by the process only.
+func (p *faultProxy) lateReset(id string, c, s net.Conn) {
+	if im := p.await(id, "busy with the stream", imageBusy); im != nil {
+		// the write that returns the image to queued then moves its
+		// updated_at (whole seconds) past its value before the stream
+		// (the busy write's, or an earlier one's), the sign settled
+		// looks for: it does not see the image busy, as the sync hears
+		// of the reset only once Glance is done with it
+		pastSecond(im.UpdatedAt)
+	}
+	resetConn(s)
+	p.await(id, "done with the broken-off stream", func(im *Image) bool { return !imageBusy(im) })
+	resetConn(c)
+}
+
+// await reads image id from Glance until cond holds of it, and returns it;
+// nil when the test's context ends first (an error if its deadline passed;
+// none once the test is over).
+func (p *faultProxy) await(id, what string, cond func(*Image) bool) *Image {
+	for {
+		im, err := p.watch.Get(p.ctx, id)
+		if err == nil && cond(im) {
+			return im
+		}
+		select {
+		case <-p.ctx.Done():
+			if errors.Is(p.ctx.Err(), context.DeadlineExceeded) {
+				p.t.Errorf("image %q: Glance never showed it %s (last read: %+v, %v)", id, what, im, err)
+			}
+			return nil
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// resetConn closes conn with a reset (RST), not a FIN.
+func resetConn(conn net.Conn) {
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	conn.Close()
+}
+
+// requestImage is the image id of a data request ("PUT
+// .../images/ID/stage HTTP/1.1", or .../file) at the start of chunk.
+func requestImage(chunk []byte) string {
+	line, _, _ := bytes.Cut(chunk, []byte("\r\n"))
+	_, rest, ok := bytes.Cut(line, []byte("/images/"))
+	if !ok {
+		return ""
+	}
+	id, _, _ := bytes.Cut(rest, []byte("/"))
+	return string(id)
 }
 
 // TestFaultyLinkToGlance: resets, 5xx and stalls mid-stage (or mid-upload,

@@ -362,14 +362,16 @@ func TestGlanceBreaksOffData(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// reset-late: Glance has read the request and begun on its
-			// body before the reset, so that it returns the image to
-			// queued, a write the sync waits to see before it records the
-			// refusal; a reset that comes before Glance read the request
-			// discards it unseen (then, by design, the process alone
-			// remembers the refusal, and the record this test checks
-			// would hang on timing: it failed so under load)
-			proxy := newFaultProxy(t, u.Host, "reset-late", "reset-late", "reset-late")
+			// reset-late: the reset comes once Glance shows the image
+			// busy (it has read the request and begun on its body), so
+			// that it returns the image to queued, a write the sync waits
+			// to see before it records the refusal, and the sync hears of
+			// it only once Glance shows the image queued again; a reset
+			// that comes before Glance read the request discards it unseen
+			// (then, by design, the process alone remembers the refusal,
+			// and the record this test checks would hang on timing: it
+			// failed so under load)
+			proxy := newLateResetProxy(t, u.Host, e.admin, "reset-late", "reset-late", "reset-late")
 			sc := *e.sc
 			sc.Endpoint = "http://" + proxy.ln.Addr().String() + u.Path
 			sc.ResourceBase = sc.Endpoint + "v2/"

@@ -76,6 +76,18 @@ func waitStatus(t testing.TB, ctx context.Context, e *env, id, status string, ou
 	}
 }
 
+// untilTestDeadline is the test's context, ended a little before go test's
+// -timeout would stop the binary (when one is set), so that a wait bounded
+// by it fails with its own message.
+func untilTestDeadline(t *testing.T) (context.Context, context.CancelFunc) {
+	d, ok := t.Deadline()
+	if !ok {
+		return context.WithCancel(t.Context())
+	}
+	grace := min(30*time.Second, time.Until(d)/10)
+	return context.WithDeadline(t.Context(), d.Add(-grace))
+}
+
 // writeIndex writes index.json listing the bundles.
 func writeIndex(t testing.TB, dir string, ps ...*published) {
 	ix := Index{Version: IndexVersion}
