@@ -141,14 +141,11 @@ func TestTransferBounded(t *testing.T) {
 			if mode == "cut" && calls.Load() > 10 {
 				t.Errorf("%d requests to the cutting server in one pass", calls.Load())
 			}
-			// Glance drops the broken-off stream and restores queued.
-			var im *Image
-			for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-				im = e.get(t, slow.id)
-				if im.Status == StatusQueued || time.Now().After(deadline) {
-					break
-				}
-			}
+			// Glance drops the broken-off stream and restores queued,
+			// when it gets to it (the wait ends with the test's context)
+			wctx, wcancel := untilTestDeadline(t)
+			defer wcancel()
+			im := waitNotBusy(t, wctx, e, slow.id, func() string { return "" })
 			if im.Status != StatusQueued || im.Size != 0 {
 				t.Errorf("slow image: %s with size %d, want queued without data", im.Status, im.Size)
 			}

@@ -76,6 +76,25 @@ func waitStatus(t testing.TB, ctx context.Context, e *env, id, status string, ou
 	}
 }
 
+// waitNotBusy waits until Glance shows the image no longer busy with a
+// stream (uploading, saving, importing: imageBusy), as after a stream
+// broken off, and returns it; it fails the test with output() when ctx ends
+// first. A loaded glance-api may take long to notice a broken-off stream:
+// the wait is bounded by the test's context, not by a guess of how long.
+func waitNotBusy(t testing.TB, ctx context.Context, e *env, id string, output func() string) *Image {
+	t.Helper()
+	for {
+		im, err := e.admin.Get(ctx, id)
+		if err == nil && !imageBusy(im) {
+			return im
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("image %s still busy with a stream (last read: %+v, %v):\n%s", id, im, err, output())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // untilTestDeadline is the test's context, ended a little before go test's
 // -timeout would stop the binary (when one is set), so that a wait bounded
 // by it fails with its own message.
@@ -171,7 +190,7 @@ func testKill9MidUpload(t *testing.T, ingest, receiving string) {
 	cfg := writeConfig(t, w, t.TempDir(), srv.srv.URL+"/index.json", caPEM)
 	setIngest(t, cfg, ingest)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := untilTestDeadline(t) // the test's deadline, not a guess of how long
 	defer cancel()
 	cmd := e.command(t, ctx, cfg, "--once")
 	var out bytes.Buffer
@@ -183,15 +202,9 @@ func testKill9MidUpload(t *testing.T, ingest, receiving string) {
 	time.Sleep(300 * time.Millisecond)
 	_ = cmd.Process.Signal(syscall.SIGKILL)
 	_ = cmd.Wait()
-	// Glance notices the broken stream and returns the image to queued.
-	var st string
-	for i := 0; i < 100; i++ {
-		st = e.get(t, p.id).Status
-		if st != receiving {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	// Glance notices the broken stream and returns the image to queued
+	// (when it gets to it: the wait ends with the test's context)
+	st := waitNotBusy(t, ctx, e, p.id, out.String).Status
 	t.Logf("after kill -9 the image is %s", st)
 	if st != StatusQueued {
 		t.Fatalf("image %s after an interrupted transfer, want queued", st)

@@ -65,12 +65,12 @@ func TestRefusedBytesLeftQueued(t *testing.T) {
 				}
 				// Glance puts the image back to queued when its handler of
 				// the broken-off stream returns, which on a loaded machine
-				// may be after the pass: wait for it (the sync itself never
+				// may be after the pass: wait for it, bounded by the test's
+				// context, not a guess of how long (the sync itself never
 				// counts on it; see settled)
-				for deadline := time.Now().Add(30 * time.Second); im.Status != StatusQueued && time.Now().Before(deadline); {
-					time.Sleep(50 * time.Millisecond)
-					im = e.get(t, p.id)
-				}
+				wctx, wcancel := untilTestDeadline(t)
+				defer wcancel()
+				im = waitNotBusy(t, wctx, e, p.id, func() string { return "" })
 				if im.Status != StatusQueued || im.Size != 0 {
 					t.Fatalf("pass %d: the refused image is %s with size %d, want queued without data", n, im.Status, im.Size)
 				}
