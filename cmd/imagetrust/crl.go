@@ -89,7 +89,7 @@ func cmdCRL(ctx context.Context, e *env, args []string) int {
 	// writes.
 	daemon := !*once && !*dry
 	if !daemon {
-		defer ignoreReloads(hup, log, "crl")()
+		defer ignoreReloads(hup, log, "crl", *dry)()
 	}
 	cloudName := *cloud
 	if cloudName == "" {

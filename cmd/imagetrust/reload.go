@@ -123,12 +123,16 @@ func retryWait(failures int) time.Duration {
 }
 
 // ignoreReloads logs each SIGHUP hup delivers until the func it returns is
-// called: a --once or --dry-run run (of sync or crl) catches SIGHUP from its
+// called, naming --dry-run when dry, else --once: a --once or --dry-run run (of sync or crl) catches SIGHUP from its
 // start, as the daemons do, so that a reload meant for a daemon (logrotate's
 // postrotate, `systemctl reload` of a oneshot unit, a fetch-crl hook) does
 // not kill it with the default action in the middle of its writes; it
 // finishes with the configuration it started with.
-func ignoreReloads(hup <-chan os.Signal, log *slog.Logger, cmd string) (stop func()) {
+func ignoreReloads(hup <-chan os.Signal, log *slog.Logger, cmd string, dry bool) (stop func()) {
+	msg := "SIGHUP: reload ignored in --once (the run finishes with the configuration it started with)"
+	if dry {
+		msg = "SIGHUP: reload ignored in --dry-run (the run finishes with the configuration it started with)"
+	}
 	done := make(chan struct{})
 	finished := make(chan struct{})
 	go func() {
@@ -138,7 +142,7 @@ func ignoreReloads(hup <-chan os.Signal, log *slog.Logger, cmd string) (stop fun
 			case <-done:
 				return
 			case <-hup:
-				log.Warn("SIGHUP: reload ignored in --once (the run finishes with the configuration it started with)", "command", cmd)
+				log.Warn(msg, "command", cmd)
 			}
 		}
 	}()

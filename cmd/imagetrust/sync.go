@@ -87,7 +87,7 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 	daemon := !*once && !*dry
 	if !daemon {
 		// said, not taken (hup is caught from the start)
-		defer ignoreReloads(hup, log, "sync")()
+		defer ignoreReloads(hup, log, "sync", *dry)()
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
