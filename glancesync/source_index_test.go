@@ -378,6 +378,16 @@ func TestIndexListParallel(t *testing.T) {
 		t.Run(fmt.Sprintf("ok at most %d requests at once, and %d", par, par), func(t *testing.T) {
 			s := newDocServer(t)
 			s.bundles(t, 40, 100)
+			// the barrier below waits as long as the test may run (no
+			// fixed cap that a loaded machine could outlast before par
+			// requests have arrived): a fetcher without a short request
+			// timeout, and the test's own deadline for all of it
+			ctx, cancel := untilTestDeadline(t)
+			defer cancel()
+			f, err := NewFetcher(HTTPOptions{RequestTimeout: time.Hour, DownloadTimeout: time.Hour, Retries: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
 			// the first par requests of documents wait for one another
 			// (a barrier, so that par are in flight together), the
 			// rest take a millisecond each, so that requests overlap
@@ -394,14 +404,14 @@ func TestIndexListParallel(t *testing.T) {
 					}
 					select {
 					case <-all:
-					case <-time.After(2 * time.Second): // not reached: a guard against a hang
+					case <-ctx.Done(): // fewer than par at once: List fails below
 					}
 					return
 				}
 				time.Sleep(time.Millisecond)
 			}
 			src := &IndexSource{URL: s.index(), AllowedVOs: []string{"atlas"}, Fetcher: f, Parallel: par}
-			bs, skipped, err := src.List(context.Background())
+			bs, skipped, err := src.List(ctx)
 			if err != nil || len(bs) != 40 || len(skipped) != 0 {
 				t.Fatalf("listed %d bundles, skipped %v, err %v", len(bs), skipped, err)
 			}
