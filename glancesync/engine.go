@@ -42,7 +42,8 @@ type Options struct {
 	// ServersDownGrace is how long Servers may fail to be asked (Nova
 	// unreachable, 5xx) before the images retire = delete would retire
 	// are deactivated and hidden, as for a Nova that won't tell, instead
-	// of left as they are for the next pass (0: DefaultServersDownGrace).
+	// of left as they are for the next pass (0: Sync.NovaDownGrace, else
+	// DefaultServersDownGrace).
 	ServersDownGrace time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -231,6 +232,9 @@ func New(o Options) (*Syncer, error) {
 	}
 	if o.Plan == nil {
 		o.Plan = io.Discard
+	}
+	if o.ServersDownGrace <= 0 {
+		o.ServersDownGrace = o.Sync.NovaDownGrace.Duration
 	}
 	if o.ServersDownGrace <= 0 {
 		o.ServersDownGrace = DefaultServersDownGrace

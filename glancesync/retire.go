@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/imagetrust/imagetrust/crl"
+	"github.com/imagetrust/imagetrust/internal/config"
 	"github.com/imagetrust/imagetrust/validator"
 )
 
@@ -23,15 +24,15 @@ type ServerChecker interface {
 	InUse(ctx context.Context, imageID string) (inUse, known bool, err error)
 }
 
-// DefaultServersDownGrace is how long by default a Nova that cannot be
-// asked (unreachable, 5xx, 429) holds back the retirement of images under
-// retire = delete: past it they are deactivated and hidden (servers may
+// DefaultServersDownGrace (sync.nova_down_grace's default) is how long a
+// Nova that cannot be asked (unreachable, 5xx, 429) holds back the
+// retirement of images under retire = delete: past it they are deactivated and hidden (servers may
 // use them: not deleted), so that a Nova this host will never reach (a
 // firewall, an endpoint registered wrong) does not keep images that left
 // their sources, or were superseded, active and shown for ever. Counted in
 // the process (a daemon, across its reloads: KeepServersOutage); each
 // --once run starts afresh.
-const DefaultServersDownGrace = 24 * time.Hour
+const DefaultServersDownGrace = config.DefaultNovaDownGrace
 
 // KeepServersOutage carries prev's memory of when its ServerChecker began
 // failing to s, a Syncer built on reload to replace prev, so that a reload

@@ -111,7 +111,7 @@ func TestRetireDeleteNovaUnreachable(t *testing.T) {
 
 // TestRetireDeleteNovaDownPastGrace: under retire = delete, images a Nova
 // that cannot be asked holds back are left as they are only for
-// ServersDownGrace, counted from the first failure of those in a row: a
+// ServersDownGrace (here from sync.nova_down_grace), counted from the first failure of those in a row: a
 // pass within it leaves them active (failed outcomes); the first pass past
 // it deactivates and hides them (servers may use them: not deleted), as
 // for a Nova that won't tell, so that a Nova this host never reaches
@@ -134,7 +134,8 @@ func TestRetireDeleteNovaDownPastGrace(t *testing.T) {
 	var shift atomic.Int64
 	o.Now = func() time.Time { return time.Now().Add(time.Duration(shift.Load())) }
 	o.Sync.Retire = "delete"
-	o.ServersDownGrace = 10 * time.Minute
+	// the grace as an operator sets it: sync.nova_down_grace
+	o.Sync.NovaDownGrace.Duration = 10 * time.Minute
 	o.Servers = downServers{&atomic.Int32{}}
 	s, err := New(o)
 	if err != nil {

@@ -114,6 +114,11 @@ type Sync struct {
 	// in; empty means Glance's default_backend. An import puts it in every
 	// one (all_stores_must_succeed); an upload names one store only.
 	Stores []string `toml:"stores"`
+	// NovaDownGrace is how long, with retire = "delete", a Nova that
+	// can't be asked (unreachable, 5xx, 429) holds back the retirement of
+	// images before they are deactivated and hidden instead
+	// (DefaultNovaDownGrace when unset).
+	NovaDownGrace Duration `toml:"nova_down_grace"`
 	// StaleAfter is how long an image of ours may stay queued, saving or
 	// importing before a sync reclaims (deletes) it.
 	StaleAfter Duration `toml:"stale_after"`
@@ -369,6 +374,7 @@ func (c *Config) defaults() {
 	}
 	setDur(&c.Sync.Interval, 15*time.Minute)
 	setDur(&c.Sync.StaleAfter, 2*time.Hour)
+	setDur(&c.Sync.NovaDownGrace, DefaultNovaDownGrace)
 	setDur(&c.Sync.DownloadTimeout, 10*time.Minute)
 	if c.Sync.Parallel == 0 {
 		c.Sync.Parallel = 2
@@ -471,6 +477,12 @@ const (
 	// one loads with a warning.
 	MaxGrace  = 30 * 24 * time.Hour
 	WarnGrace = 7 * 24 * time.Hour
+	// DefaultNovaDownGrace is sync.nova_down_grace's default, and
+	// MaxNovaDownGrace its bound: images that left their source or were
+	// superseded stay active and shown at most that long while Nova can't
+	// be asked whether servers use them.
+	DefaultNovaDownGrace = 24 * time.Hour
+	MaxNovaDownGrace     = 30 * 24 * time.Hour
 	// MaxBodyLimit bounds proxy.max_body: the gate reads a judged body
 	// whole into memory, and Nova itself refuses bodies over
 	// oslo.middleware's max_request_body_size (112 KiB by default).
@@ -487,6 +499,7 @@ func (c *Config) checkBounds() error {
 	}{
 		{"sync.interval", c.Sync.Interval.Duration, MinInterval, MaxInterval, "the time between two passes"},
 		{"sync.jitter", c.Sync.Jitter.Duration, 0, MaxJitter, "the largest delay added to an interval"},
+		{"sync.nova_down_grace", c.Sync.NovaDownGrace.Duration, 0, MaxNovaDownGrace, "how long images to retire stay active and shown while Nova can't be asked"},
 		{"crl.interval", c.CRL.Interval.Duration, MinInterval, MaxInterval, "the time between two runs: a revocation waits for it"},
 		{"crl.jitter", c.CRL.Jitter.Duration, 0, MaxJitter, "the largest delay added to an interval"},
 		{"crl.grace", c.CRL.Grace.Duration, 0, MaxGrace, "how long past its nextUpdate a CRL is still used: the revocations of a CA whose CRL stopped coming go unseen that long"},

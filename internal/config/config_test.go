@@ -27,7 +27,7 @@ vos = ["atlas"]
 	}
 	if c.Sync.Interval.Duration != 5*time.Minute || c.Sync.Retire != "hide" || c.CRL.Stale != "refuse" ||
 		c.Proxy.CacheTTL.Duration != 30*time.Second || c.Proxy.TokenCacheTTL.Duration != 5*time.Minute || c.VO["atlas"].Visibility != "shared" ||
-		c.Sync.LockFile != "/var/lib/imagetrust/sync.lock" {
+		c.Sync.LockFile != "/var/lib/imagetrust/sync.lock" || c.Sync.NovaDownGrace.Duration != 24*time.Hour {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
@@ -78,6 +78,7 @@ func TestParseRefuses(t *testing.T) {
 		"fail crl interval a century":       "[crl]\ninterval = \"876000h\"",
 		"fail crl jitter a century":         "[crl]\njitter = \"876000h\"",
 		"fail crl grace past 30 days":       "[crl]\ngrace = \"721h\"",
+		"fail nova down grace past 30 days": "[sync]\nnova_down_grace = \"721h\"",
 		"fail cache ttl past an hour":       "[proxy]\ncache_ttl = \"61m\"",
 		"fail token cache ttl past an hour": "[proxy]\ntoken_cache_ttl = \"61m\"",
 		"fail token cache ttl negative":     "[proxy]\ntoken_cache_ttl = \"-1s\"",
