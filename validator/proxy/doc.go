@@ -595,7 +595,16 @@
 //	gate-proc/nginx-xf                1.03 [0.83, 1.06]      1.13 [1.06, 1.21]
 //	gate-proc/nginx-auto-xf           0.98 [0.76, 1.08]      1.03 [0.97, 1.13]
 //
-// Unchanged.
+// Unchanged. Again at the start of the next session, the same day (no
+// other jobs; 11 x 2 s, paired, interval):
+//
+//	                                  small                  detail
+//	gate-proc/nginx                   1.02 [0.95, 1.06]      1.17 [1.09, 1.37]
+//	gate-proc/nginx-auto              0.94 [0.88, 1.00]      1.10 [1.02, 1.13]
+//	gate-proc/nginx-xf                1.00 [0.86, 1.07]      1.15 [1.09, 1.30]
+//	gate-proc/nginx-auto-xf           0.97 [0.83, 1.01]      1.11 [1.01, 1.19]
+//
+// The same: at nginx's one worker, a few per cent under its two.
 //
 //	go test ./validator/proxy -run '^$' -bench 'PassThrough$' -benchtime 50000x
 //	go test ./validator/proxy -run '^$' -bench PassThroughWrk -benchtime 1x
