@@ -139,7 +139,8 @@ func parseHash(s string) (crypto.Hash, error) {
 }
 
 // parseWhen reads an absolute time (RFC 3339 or YYYY-MM-DD) or a duration
-// from now ("90d", "2160h", "1y").
+// from now ("90d", "2160h", "1y"; Go's units but for a last one of minutes,
+// "6m", which a publisher means as months).
 func parseWhen(s string, now time.Time) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339, s); err == nil {
 		return t, nil
@@ -157,6 +158,12 @@ func parseWhen(s string, now time.Time) (time.Time, error) {
 		}
 	}
 	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		// "6m" reads as six months to a Registrar and as six minutes to
+		// Go: an image (or a CRL) that expires within minutes of being
+		// issued. Minutes are never what --expires or --next-update mean.
+		if strings.HasSuffix(s, "m") {
+			return time.Time{}, fmt.Errorf("%q: m is minutes, not months: write days (180d for six months) or hours (2160h)", s)
+		}
 		return now.Add(d), nil
 	}
 	return time.Time{}, fmt.Errorf("%q is neither a date (2027-01-31, RFC 3339) nor a duration (90d, 1y, 2160h)", s)

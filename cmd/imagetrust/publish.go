@@ -464,7 +464,7 @@ func cmdRegister(_ context.Context, e *env, args []string) int {
 	caFile := fs.String("ca", "", "Registrar CA certificate (PEM; further certificates in the file are embedded as its chain)")
 	caKey := fs.String("ca-key", "", "Registrar CA private key (PEM)")
 	passFile := fs.String("key-pass-file", "", "file whose first line is the CA key's passphrase (default: prompt)")
-	expires := fs.String("expires", "", "image expiry: a date (2027-06-30, RFC 3339) or a duration from now (90d, 1y)")
+	expires := fs.String("expires", "", "image expiry: a date (2027-06-30, RFC 3339) or a duration from now (90d, 1y, 2160h; no months: 6m is refused)")
 	hashName := fs.String("hash", "sha256", "digest: sha256, sha384 or sha512")
 	keyType := fs.String("key-type", string(pki.ECDSAP256), "the image key: ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072")
 	pos, err := parseArgs(fs, args, 1, 1)
