@@ -63,3 +63,45 @@ func TestExpiresSixMonthsRefused(t *testing.T) {
 		t.Fatal("a refused revoke changed the CRL")
 	}
 }
+
+// TestRevokeInit: a new CA (a Registrar CA made with openssl, or the next
+// one of a rotation) needs a CRL at the sites before it revokes anything.
+// --init issues it, empty and numbered 1, and the site's verify loads it;
+// --init over an existing CRL is refused and leaves it alone; --resign of a
+// missing CRL says to use --init.
+func TestRevokeInit(t *testing.T) {
+	dir := publish(t)
+	rev := []string{"revoke", "--ca", "pki/registrar-ca.pem", "--ca-key", "pki/registrar-ca.key"}
+	with := func(more ...string) []string { return append(append([]string{}, rev...), more...) }
+	code, out, errs := cli(t, dir, with("--crl", "new.crl", "--resign")...)
+	if code != exitUsage || !strings.Contains(errs, "--init") {
+		t.Fatalf("--resign of a missing CRL: exit %d (want 2), no hint of --init:\n%s%s", code, out, errs)
+	}
+	out = mustCLI(t, dir, with("--crl", "new.crl", "--init")...)
+	if !strings.Contains(out, "CRL number 1, 0 entries") {
+		t.Fatalf("--init: %s", out)
+	}
+	// the site uses it: the bundle verifies with the new CRL in place of the demo one
+	if err := os.Rename(filepath.Join(dir, "new.crl"), filepath.Join(dir, "pki", "registrar-ca.crl")); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs = cli(t, dir, "verify", "--config", "pki/imagetrust.toml", "w.json")
+	if code != exitOK || !strings.Contains(out, "2 CRLs loaded") {
+		t.Fatalf("verify with the --init CRL: exit %d\n%s%s", code, out, errs)
+	}
+	before, _ := os.ReadFile(filepath.Join(dir, "pki", "registrar-ca.crl"))
+	code, out, errs = cli(t, dir, with("--crl", "pki/registrar-ca.crl", "--init")...)
+	if code != exitInvalid || !strings.Contains(errs, "--resign") {
+		t.Fatalf("--init over an existing CRL: exit %d (want 1)\n%s%s", code, out, errs)
+	}
+	after, _ := os.ReadFile(filepath.Join(dir, "pki", "registrar-ca.crl"))
+	if string(before) != string(after) {
+		t.Fatal("--init changed an existing CRL")
+	}
+	if code, _, _ := cli(t, dir, with("--crl", "x.crl", "--init", "--resign")...); code != exitUsage {
+		t.Fatalf("--init with --resign: exit %d, want 2", code)
+	}
+	if code, _, _ := cli(t, dir, with("--crl", "x.crl", "--init", "--serial", "01")...); code != exitUsage {
+		t.Fatalf("--init with --serial: exit %d, want 2", code)
+	}
+}

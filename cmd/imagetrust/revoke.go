@@ -34,7 +34,7 @@ var (
 )
 
 func cmdRevoke(_ context.Context, e *env, args []string) int {
-	fs := newFlags(e, "revoke", "--ca C --ca-key K --crl FILE ((--serial HEX | --cert FILE)... [--reason R] | --resign)")
+	fs := newFlags(e, "revoke", "--ca C --ca-key K --crl FILE ((--serial HEX | --cert FILE)... [--reason R] | --resign | --init)")
 	caFile := fs.String("ca", "", "the CA certificate (PEM)")
 	caKey := fs.String("ca-key", "", "the CA private key (PEM)")
 	passFile := fs.String("key-pass-file", "", "file whose first line is the CA key's passphrase")
@@ -43,15 +43,22 @@ func cmdRevoke(_ context.Context, e *env, args []string) int {
 	next := fs.String("next-update", "30d", "nextUpdate of the new CRL (date or duration)")
 	at := fs.String("at", "", "revocation time, not in the future (RFC 3339; default now)")
 	resign := fs.Bool("resign", false, "re-issue the existing CRL unchanged but for a new number, thisUpdate and nextUpdate")
+	initCRL := fs.Bool("init", false, "issue a new CA's first CRL: empty, number 1 (refused when --crl exists)")
 	var serials, certs multiFlag
 	fs.Var(&serials, "serial", "serial number (hex) to revoke; repeatable")
 	fs.Var(&certs, "cert", "certificate file to revoke; repeatable")
 	if _, err := parseArgs(fs, args, 0, 0); err != nil {
 		return usageExit(err)
 	}
-	if *caFile == "" || *caKey == "" || *crlFile == "" || (len(serials)+len(certs) == 0) != *resign {
+	modes := 0
+	for _, on := range []bool{len(serials)+len(certs) > 0, *resign, *initCRL} {
+		if on {
+			modes++
+		}
+	}
+	if *caFile == "" || *caKey == "" || *crlFile == "" || modes != 1 {
 		fs.Usage()
-		return fail(e, exitUsage, "revoke: --ca, --ca-key, --crl and either at least one --serial or --cert, or --resign, are required")
+		return fail(e, exitUsage, "revoke: --ca, --ca-key, --crl and one of: at least one --serial or --cert, --resign, or --init, are required")
 	}
 	code := -1
 	for c := 0; c <= 10; c++ {
@@ -109,11 +116,15 @@ func cmdRevoke(_ context.Context, e *env, args []string) int {
 	tmpl := pki.CRLTemplate{NumberBig: big.NewInt(1), ThisUpdate: now.Add(-time.Minute), NextUpdate: nu}
 	old, err := os.ReadFile(*crlFile)
 	switch {
+	case err == nil && *initCRL:
+		return fail(e, exitInvalid, "revoke: --init: %s exists: this CA has a CRL already; re-issue it with --resign (a new CRL numbered 1 would look like a rollback to every site)", *crlFile)
 	case err == nil:
 		if err := carryOver(&tmpl, old, cas[0]); err != nil {
 			return fail(e, exitInvalid, "revoke: existing %s: %v", *crlFile, err)
 		}
-	case errors.Is(err, os.ErrNotExist) && !*resign:
+	case errors.Is(err, os.ErrNotExist) && *resign:
+		return fail(e, exitUsage, "revoke: --crl: %v: --resign re-issues an existing CRL; a new CA's first CRL is made with --init", err)
+	case errors.Is(err, os.ErrNotExist):
 	default:
 		// a file named on the command line that can't be read: usage
 		return fail(e, exitUsage, "revoke: --crl: %v", err)
