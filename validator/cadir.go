@@ -91,7 +91,7 @@ func parseCACert(b []byte, hash string, now time.Time) (c *x509.Certificate, not
 		return nil, "", fmt.Errorf("subject: %w", err)
 	}
 	if hash != h && hash != old {
-		return nil, "", fmt.Errorf("subject %q hashes to %s (old hash %s), not %s: OpenSSL would never find it under this name", c.Subject, h, old, hash)
+		return nil, "", fmt.Errorf("subject %q hashes to %s (old hash %s), not %s: OpenSSL would never find it under this name", SubjectName(c), h, old, hash)
 	}
 	switch {
 	case !now.IsZero() && now.After(c.NotAfter):
@@ -274,7 +274,7 @@ func scanCADir(dir string, enforce bool, now time.Time) (*caDir, error) {
 			loaded[string(c.Raw)] = true
 			d.certs = append(d.certs, c)
 			if note != "" {
-				d.warnings = append(d.warnings, fmt.Sprintf("%s: CA %q %s", p, c.Subject, note))
+				d.warnings = append(d.warnings, fmt.Sprintf("%s: CA %q %s", p, SubjectName(c), note))
 			}
 		}
 	}

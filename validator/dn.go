@@ -1,6 +1,7 @@
 package validator
 
 import (
+	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/hex"
@@ -363,3 +364,49 @@ func attrName(oid asn1.ObjectIdentifier) string {
 	}
 	return oid.String()
 }
+
+// goNamed are the attribute types pkix.Name.String prints by name.
+var goNamed = map[string]bool{
+	"2.5.4.6": true, "2.5.4.10": true, "2.5.4.11": true, "2.5.4.3": true, "2.5.4.5": true,
+	"2.5.4.7": true, "2.5.4.8": true, "2.5.4.9": true, "2.5.4.17": true,
+}
+
+// NameString prints a certificate name (its raw DER subject or issuer) as
+// pkix.Name.String does, RFC 4514 with the most specific attribute first,
+// but with OpenSSL's short names for the attributes grid DNs are made of
+// (DC, UID, emailAddress …), which Go prints as a dotted OID and a hex
+// value nobody can read ("0.9.2342.19200300.100.1.25=#13036f7267" for
+// "DC=org"). fallback is used when raw does not decode.
+func NameString(raw []byte, fallback pkix.Name) string {
+	var seq pkix.RDNSequence
+	if rest, err := asn1.Unmarshal(raw, &seq); err != nil || len(rest) > 0 {
+		return fallback.String()
+	}
+	var b strings.Builder
+	for i := len(seq) - 1; i >= 0; i-- {
+		if i < len(seq)-1 {
+			b.WriteByte(',')
+		}
+		for j, atv := range seq[i] {
+			if j > 0 {
+				b.WriteByte('+')
+			}
+			name, named := opensslNames[atv.Type.String()]
+			v, isString := atv.Value.(string)
+			if goNamed[atv.Type.String()] || !named || !isString {
+				b.WriteString(pkix.RDNSequence{{atv}}.String())
+				continue
+			}
+			// Go's escaping of the value, under a type it names
+			esc := pkix.RDNSequence{{{Type: asn1.ObjectIdentifier{2, 5, 4, 3}, Value: v}}}.String()
+			b.WriteString(name + "=" + strings.TrimPrefix(esc, "CN="))
+		}
+	}
+	return b.String()
+}
+
+// SubjectName is NameString of a certificate's subject.
+func SubjectName(c *x509.Certificate) string { return NameString(c.RawSubject, c.Subject) }
+
+// IssuerName is NameString of a certificate's issuer.
+func IssuerName(c *x509.Certificate) string { return NameString(c.RawIssuer, c.Issuer) }

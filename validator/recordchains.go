@@ -124,7 +124,7 @@ func chainRoles(chain string) map[string]string {
 func explainChain(c *x509.Certificate, err error, certs ...[]*x509.Certificate) error {
 	var ua x509.UnknownAuthorityError
 	if !errors.As(err, &ua) {
-		return fmt.Errorf("certificate %q (serial %x): %w", c.Subject, c.SerialNumber, err)
+		return fmt.Errorf("certificate %q (serial %x): %w", SubjectName(c), c.SerialNumber, err)
 	}
 	top := c
 	for range 16 {
@@ -148,5 +148,5 @@ func explainChain(c *x509.Certificate, err error, certs ...[]*x509.Certificate) 
 		}
 		top = up
 	}
-	return fmt.Errorf("issuer %q is not trusted (certificate %q, serial %x)", top.Issuer, c.Subject, c.SerialNumber)
+	return fmt.Errorf("issuer %q is not trusted (certificate %q, serial %x)", IssuerName(top), SubjectName(c), c.SerialNumber)
 }

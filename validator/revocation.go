@@ -110,7 +110,7 @@ type Revocation struct {
 // String says which certificate is revoked, since when and why, for
 // refusal messages and logs.
 func (r *Revocation) String() string {
-	return fmt.Sprintf("%s certificate %q (serial %x) revoked on %s, reason %s", r.Role, r.Cert.Subject, r.Cert.SerialNumber, r.RevokedAt.UTC().Format(time.RFC3339), crl.ReasonName(r.Reason))
+	return fmt.Sprintf("%s certificate %q (serial %x) revoked on %s, reason %s", r.Role, SubjectName(r.Cert), r.Cert.SerialNumber, r.RevokedAt.UTC().Format(time.RFC3339), crl.ReasonName(r.Reason))
 }
 
 // checkChain applies the revocation rule (crl.RevocationApplies, through
@@ -135,7 +135,7 @@ func (t *Trust) checkChain(chain []*x509.Certificate, role crl.Role, registeredA
 				has = has || ix.HasCRLFor(c)
 			}
 			if !has {
-				return nil, fmt.Errorf("no CRL loaded for %q, the issuer of %q (require_crl is set)", c.Issuer, c.Subject)
+				return nil, fmt.Errorf("no CRL loaded for %q, the issuer of %q (require_crl is set)", IssuerName(c), SubjectName(c))
 			}
 		}
 	}

@@ -102,7 +102,7 @@ func NewTrust(o TrustOptions) (*Trust, []string, error) {
 	for _, c := range o.People {
 		people[caKey(c)] = true
 		if !c.IsCA {
-			return nil, nil, fmt.Errorf("people CA %q is not a CA certificate", c.Subject)
+			return nil, nil, fmt.Errorf("people CA %q is not a CA certificate", SubjectName(c))
 		}
 		if isSelfSigned(c) {
 			t.peopleRoots.AddCert(c)
@@ -114,10 +114,10 @@ func NewTrust(o TrustOptions) (*Trust, []string, error) {
 	}
 	for _, c := range o.Registrar {
 		if people[caKey(c)] {
-			return nil, nil, fmt.Errorf("CA %q has the key of a people CA (under this or another name), so it is both a people CA and a Registrar CA: an image certificate must never chain to a people CA", c.Subject)
+			return nil, nil, fmt.Errorf("CA %q has the key of a people CA (under this or another name), so it is both a people CA and a Registrar CA: an image certificate must never chain to a people CA", SubjectName(c))
 		}
 		if !c.IsCA {
-			return nil, nil, fmt.Errorf("registrar CA %q is not a CA certificate", c.Subject)
+			return nil, nil, fmt.Errorf("registrar CA %q is not a CA certificate", SubjectName(c))
 		}
 		if isSelfSigned(c) {
 			t.regRoots.AddCert(c)
@@ -294,7 +294,7 @@ func LoadTrust(c *config.Config) (*Trust, []string, error) {
 	// legacy CA nobody uses), but no chain through it verifies: say so
 	for _, ca := range append(append([]*x509.Certificate{}, o.People...), o.Registrar...) {
 		if err := cms.CheckPublicKey(ca.PublicKey); err != nil {
-			warnings = append(warnings, fmt.Sprintf("CA %q: %v: no chain through it is accepted", ca.Subject, err))
+			warnings = append(warnings, fmt.Sprintf("CA %q: %v: no chain through it is accepted", SubjectName(ca), err))
 		}
 	}
 	for _, f := range crlFiles {

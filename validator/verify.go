@@ -206,7 +206,7 @@ func (t *Trust) Verify(in Input) *Result {
 	for i := range sd.Signers {
 		s := &sd.Signers[i]
 		if err := s.Verify(in.Descriptor); err != nil {
-			fail(CheckSignatures, ReasonBadSignature, fmt.Sprintf("signer %d (%s): %v", i+1, s.Certificate.Subject, err))
+			fail(CheckSignatures, ReasonBadSignature, fmt.Sprintf("signer %d (%s): %v", i+1, SubjectName(s.Certificate), err))
 			sigOK = false
 			break
 		}
@@ -254,14 +254,14 @@ func (t *Trust) Verify(in Input) *Result {
 		switch {
 		case err != nil:
 			if t.chainsToPeople(c, inter) {
-				fail(CheckRegistrar, ReasonImageCertPeopleCA, fmt.Sprintf("image certificate %q was issued by a people CA, not a Registrar CA", c.Subject))
+				fail(CheckRegistrar, ReasonImageCertPeopleCA, fmt.Sprintf("image certificate %q was issued by a people CA, not a Registrar CA", SubjectName(c)))
 			} else {
-				fail(CheckRegistrar, ReasonImageCertUntrusted, fmt.Sprintf("image certificate %q: %v", c.Subject, err))
+				fail(CheckRegistrar, ReasonImageCertUntrusted, fmt.Sprintf("image certificate %q: %v", SubjectName(c), err))
 			}
 		case t.checkNamespaces(chains[0]) != nil:
 			fail(CheckRegistrar, ReasonOutsideNamespace, fmt.Sprintf("image certificate: %v", t.checkNamespaces(chains[0])))
 		case c.IsCA || (c.KeyUsage != 0 && c.KeyUsage&x509.KeyUsageDigitalSignature == 0):
-			fail(CheckRegistrar, ReasonImageCertUntrusted, fmt.Sprintf("image certificate %q is not an end-entity signing certificate (CA:%v, keyUsage %#x)", c.Subject, c.IsCA, c.KeyUsage))
+			fail(CheckRegistrar, ReasonImageCertUntrusted, fmt.Sprintf("image certificate %q is not an end-entity signing certificate (CA:%v, keyUsage %#x)", SubjectName(c), c.IsCA, c.KeyUsage))
 		case len(imageUUIDs(c)) != 1:
 			fail(CheckRegistrar, ReasonUUIDMismatch, fmt.Sprintf("image certificate names %d urn:uuid: URIs; it must name exactly one", len(imageUUIDs(c))))
 		case d != nil && !containsString(imageUUIDs(c), d.UUID):
@@ -278,7 +278,7 @@ func (t *Trust) Verify(in Input) *Result {
 			fail(CheckRegistrar, ReasonCreatedAfterReg, fmt.Sprintf("descriptor created %s, after the image was registered (%s)", d.CreatedTime.UTC().Format(time.RFC3339), c.NotBefore.UTC().Format(time.RFC3339)))
 		default:
 			r.Image.Chain = chains
-			add(Check{Name: CheckRegistrar, OK: true, Detail: fmt.Sprintf("image certificate serial %x issued by %q", c.SerialNumber, c.Issuer)})
+			add(Check{Name: CheckRegistrar, OK: true, Detail: fmt.Sprintf("image certificate serial %x issued by %q", c.SerialNumber, IssuerName(c))})
 		}
 	}
 	regTime := registeredAt
@@ -300,7 +300,7 @@ func (t *Trust) Verify(in Input) *Result {
 		if why := SamePerson(creator.Certificate, approver.Certificate); why != "" {
 			for i := range r.Checks {
 				if r.Checks[i].Name == CheckApprover {
-					r.Checks[i] = Check{Name: CheckApprover, Reason: ReasonCreatorIsApprover, Detail: fmt.Sprintf("approver %q %s: an image needs two different people", approver.Certificate.Subject, why)}
+					r.Checks[i] = Check{Name: CheckApprover, Reason: ReasonCreatorIsApprover, Detail: fmt.Sprintf("approver %q %s: an image needs two different people", SubjectName(approver.Certificate), why)}
 				}
 			}
 		}
@@ -461,14 +461,14 @@ func (t *Trust) judgePerson(r *Result, name string, s *cms.Signer, vo *VOPolicy,
 	chains, notValidAtReg, err := t.verifyPerson(c, inter, regTime)
 	var timeErr error
 	if notValidAtReg {
-		timeErr = fmt.Errorf("%s certificate %q was not valid at registration %s (valid %s to %s)", name, c.Subject,
+		timeErr = fmt.Errorf("%s certificate %q was not valid at registration %s (valid %s to %s)", name, SubjectName(c),
 			regTime.UTC().Format(time.RFC3339), c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339))
 	}
 	if err != nil {
 		if t.chainsToRegistrar(c, inter) {
-			fail(untrusted, fmt.Sprintf("%s certificate %q chains to a Registrar CA, not to a people CA", name, c.Subject))
+			fail(untrusted, fmt.Sprintf("%s certificate %q chains to a Registrar CA, not to a people CA", name, SubjectName(c)))
 		} else {
-			fail(untrusted, fmt.Sprintf("%s certificate %q: %v", name, c.Subject, err))
+			fail(untrusted, fmt.Sprintf("%s certificate %q: %v", name, SubjectName(c), err))
 		}
 		return timeErr
 	}
@@ -481,7 +481,7 @@ func (t *Trust) judgePerson(r *Result, name string, s *cms.Signer, vo *VOPolicy,
 	// for non-repudiation), as the image certificate must
 	const signing = x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment
 	if c.IsCA || (c.KeyUsage != 0 && c.KeyUsage&signing == 0) {
-		fail(untrusted, fmt.Sprintf("%s certificate %q is not an end-entity signing certificate (CA:%v, keyUsage %#x)", name, c.Subject, c.IsCA, c.KeyUsage))
+		fail(untrusted, fmt.Sprintf("%s certificate %q is not an end-entity signing certificate (CA:%v, keyUsage %#x)", name, SubjectName(c), c.IsCA, c.KeyUsage))
 		return timeErr
 	}
 	signer := r.Creator
@@ -574,7 +574,7 @@ func strongChains(chains [][]*x509.Certificate, err error) ([][]*x509.Certificat
 	chains = slices.DeleteFunc(chains, func(ch []*x509.Certificate) bool {
 		for _, c := range ch[1:] {
 			if e := cms.CheckPublicKey(c.PublicKey); e != nil {
-				weak = fmt.Errorf("CA %q: %w", c.Subject, e)
+				weak = fmt.Errorf("CA %q: %w", SubjectName(c), e)
 				return true
 			}
 		}

@@ -279,7 +279,7 @@ func cmdSign(_ context.Context, e *env, args []string) int {
 	if err := fsutil.WriteFileAtomic(name+".p7s", der, 0o644); err != nil {
 		return fail(e, exitInvalid, "sign: %v", err)
 	}
-	fmt.Fprintf(e.stdout, "signed %s as creator %q; wrote %s.p7s\n", name, cert.Subject.String(), name)
+	fmt.Fprintf(e.stdout, "signed %s as creator %q; wrote %s.p7s\n", name, validator.SubjectName(cert), name)
 	return exitOK
 }
 
@@ -294,9 +294,9 @@ func checkValidNow(role string, cert *x509.Certificate, chain []*x509.Certificat
 		}
 		switch {
 		case now.After(c.NotAfter):
-			return fmt.Errorf("check signer-validity: %s %q expired %s", what, c.Subject, c.NotAfter.UTC().Format(time.RFC3339))
+			return fmt.Errorf("check signer-validity: %s %q expired %s", what, validator.SubjectName(c), c.NotAfter.UTC().Format(time.RFC3339))
 		case now.Before(c.NotBefore):
-			return fmt.Errorf("check signer-validity: %s %q is not yet valid until %s", what, c.Subject, c.NotBefore.UTC().Format(time.RFC3339))
+			return fmt.Errorf("check signer-validity: %s %q is not yet valid until %s", what, validator.SubjectName(c), c.NotBefore.UTC().Format(time.RFC3339))
 		}
 	}
 	return nil
@@ -352,7 +352,7 @@ func readSignature(name string, desc []byte, wantSigners int) (*cms.SignedData, 
 	}
 	for i := range sd.Signers {
 		if err := sd.Signers[i].Verify(desc); err != nil {
-			return nil, nil, fmt.Errorf("%s.p7s: signature %d (%s) does not verify over %s: %w", name, i+1, sd.Signers[i].Certificate.Subject, name, err)
+			return nil, nil, fmt.Errorf("%s.p7s: signature %d (%s) does not verify over %s: %w", name, i+1, validator.SubjectName(sd.Signers[i].Certificate), name, err)
 		}
 	}
 	if len(sd.Signers) != wantSigners {
@@ -405,7 +405,7 @@ func cmdApprove(_ context.Context, e *env, args []string) int {
 		return fail(e, exitInvalid, "approve: %v", err)
 	}
 	if why := validator.SamePerson(sd.Signers[0].Certificate, cert); why != "" {
-		return fail(e, exitInvalid, "approve: check creator-is-approver: %q %s (%q created this image); a different person must approve it", cert.Subject.String(), why, sd.Signers[0].Certificate.Subject.String())
+		return fail(e, exitInvalid, "approve: check creator-is-approver: %q %s (%q created this image); a different person must approve it", validator.SubjectName(cert), why, validator.SubjectName(sd.Signers[0].Certificate))
 	}
 	// an approval vouches for the image: its bytes are checked, unless the
 	// approver says otherwise
@@ -433,7 +433,7 @@ func cmdApprove(_ context.Context, e *env, args []string) int {
 	if err := fsutil.WriteFileAtomic(name+".p7s", der, 0o644); err != nil {
 		return fail(e, exitInvalid, "approve: %v", err)
 	}
-	fmt.Fprintf(e.stdout, "approved %s as %q; updated %s.p7s\n", name, cert.Subject.String(), name)
+	fmt.Fprintf(e.stdout, "approved %s as %q; updated %s.p7s\n", name, validator.SubjectName(cert), name)
 	return exitOK
 }
 
@@ -503,7 +503,7 @@ func cmdRegister(_ context.Context, e *env, args []string) int {
 	}
 	ca := cas[0]
 	if !ca.IsCA || (ca.KeyUsage != 0 && ca.KeyUsage&x509.KeyUsageCertSign == 0) {
-		return fail(e, exitUsage, "register: --ca %s (%q) is not a CA certificate that may sign certificates (basicConstraints CA, keyUsage keyCertSign)", *caFile, ca.Subject.String())
+		return fail(e, exitUsage, "register: --ca %s (%q) is not a CA certificate that may sign certificates (basicConstraints CA, keyUsage keyCertSign)", *caFile, validator.SubjectName(ca))
 	}
 	if now.After(ca.NotAfter) || ca.NotBefore.After(now) {
 		return fail(e, exitUsage, "register: --ca %s is not valid now (%s to %s)", *caFile, ca.NotBefore.UTC().Format(time.RFC3339), ca.NotAfter.UTC().Format(time.RFC3339))
@@ -532,7 +532,7 @@ func cmdRegister(_ context.Context, e *env, args []string) int {
 		role := signerRole(sd.Signers, i)
 		if notBefore.Before(c.NotBefore) || notBefore.After(c.NotAfter) {
 			return fail(e, exitInvalid, "register: check %s (%s): %s certificate %q is not valid at registration %s (valid %s to %s); nothing written",
-				validator.CheckSignerTime, validator.ReasonSignerInvalidAtReg, role, c.Subject,
+				validator.CheckSignerTime, validator.ReasonSignerInvalidAtReg, role, validator.SubjectName(c),
 				notBefore.UTC().Format(time.RFC3339), c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339))
 		}
 	}

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/imagetrust/imagetrust/internal/testpki"
 )
 
 // TestParseWhenRefusesMinutes: "6m" is six months to a Registrar and six
@@ -103,5 +107,44 @@ func TestRevokeInit(t *testing.T) {
 	}
 	if code, _, _ := cli(t, dir, with("--crl", "x.crl", "--init", "--serial", "01")...); code != exitUsage {
 		t.Fatalf("--init with --serial: exit %d, want 2", code)
+	}
+}
+
+// TestPublisherMessagesNameGridDNs: with IGTF-style personal certificates
+// (/DC=org/DC=example/OU=Users/CN=…) sign, approve and revoke name the
+// signer as "CN=Alice Example,OU=Users,DC=example,DC=org", not with Go's
+// "0.9.2342.19200300.100.1.25=#13076578616d706c65" for each DC, which no
+// publisher can check against the certificate they meant to use.
+func TestPublisherMessagesNameGridDNs(t *testing.T) {
+	dir := publish(t)
+	dc := asn1.ObjectIdentifier{0, 9, 2342, 19200300, 100, 1, 25}
+	person := func(cn string) pkix.Name {
+		return pkix.Name{ExtraNames: []pkix.AttributeTypeAndValue{{Type: dc, Value: "org"}, {Type: dc, Value: "example"},
+			{Type: asn1.ObjectIdentifier{2, 5, 4, 11}, Value: "Users"}, {Type: asn1.ObjectIdentifier{2, 5, 4, 3}, Value: cn}}}
+	}
+	ca := testpki.NewRoot(t, "Example Grid CA")
+	for _, p := range []struct {
+		name string
+		leaf *testpki.Leaf
+	}{{"alice", ca.Leaf(person("Alice Example"))}, {"bob", ca.Leaf(person("Bob Example"))}} {
+		testpki.WriteFile(t, dir, p.name+".pem", testpki.CertPEM(p.leaf.Cert))
+		testpki.WriteFile(t, dir, p.name+".key", testpki.KeyPEM(t, p.leaf.Key))
+	}
+	mustCLI(t, dir, "describe", "w.qcow2", "--vo", "demo", "--tag", "worker", "-o", "g.json")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"sign", "--cert", "alice.pem", "--key", "alice.key", "g.json"}, `as creator "CN=Alice Example,OU=Users,DC=example,DC=org"`},
+		{[]string{"approve", "--cert", "bob.pem", "--key", "bob.key", "g.json"}, `as "CN=Bob Example,OU=Users,DC=example,DC=org"`},
+	} {
+		out := mustCLI(t, dir, c.args...)
+		if !strings.Contains(out, c.want) {
+			t.Errorf("%s: output lacks %s:\n%s", c.args[0], c.want, out)
+		}
+	}
+	code, out, errs := cli(t, dir, "revoke", "--ca", "pki/registrar-ca.pem", "--ca-key", "pki/registrar-ca.key", "--crl", "pki/registrar-ca.crl", "--cert", "alice.pem")
+	if code != exitUsage || !strings.Contains(errs, `issued by "CN=Example Grid CA`) || strings.Contains(errs, "0.9.2342") {
+		t.Errorf("revoke --cert of another CA: exit %d\n%s%s", code, out, errs)
 	}
 }

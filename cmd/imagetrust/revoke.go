@@ -103,7 +103,7 @@ func cmdRevoke(_ context.Context, e *env, args []string) int {
 			return fail(e, exitUsage, "revoke: --cert: %v", err)
 		}
 		if !bytes.Equal(cs[0].RawIssuer, cas[0].RawSubject) {
-			return fail(e, exitUsage, "revoke: --cert %s was issued by %q, not by this CA", f, cs[0].Issuer)
+			return fail(e, exitUsage, "revoke: --cert %s was issued by %q, not by this CA (%q)", f, validator.IssuerName(cs[0]), validator.SubjectName(cas[0]))
 		}
 		if err := cs[0].CheckSignatureFrom(cas[0]); err != nil {
 			// the same name, another key (the CA re-keyed): sites match CRL
