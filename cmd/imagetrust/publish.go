@@ -343,6 +343,9 @@ func readDescriptor(name string) ([]byte, error) {
 
 func readSignature(name string, desc []byte, wantSigners int) (*cms.SignedData, []byte, error) {
 	p7, err := os.ReadFile(name + ".p7s")
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil, fmt.Errorf("%s is not signed: there is no %s.p7s%s", name, name, signStepHint(name, 0))
+	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -352,7 +355,7 @@ func readSignature(name string, desc []byte, wantSigners int) (*cms.SignedData, 
 	}
 	for i := range sd.Signers {
 		if err := sd.Signers[i].Verify(desc); err != nil {
-			return nil, nil, fmt.Errorf("%s.p7s: signature %d (%s) does not verify over %s: %w", name, i+1, validator.SubjectName(sd.Signers[i].Certificate), name, err)
+			return nil, nil, fmt.Errorf("%s.p7s: signature %d (%s) does not verify over %s: %w; %s is not what was signed (edited since?): restore the signed bytes, or sign the new version again from the start (imagetrust sign --force %s)", name, i+1, validator.SubjectName(sd.Signers[i].Certificate), name, err, name, name)
 		}
 	}
 	if len(sd.Signers) != wantSigners {

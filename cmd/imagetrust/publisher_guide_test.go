@@ -148,3 +148,32 @@ func TestPublisherMessagesNameGridDNs(t *testing.T) {
 		t.Errorf("revoke --cert of another CA: exit %d\n%s%s", code, out, errs)
 	}
 }
+
+// TestApproveTellsWhatToDo: approving (or registering) a descriptor nobody
+// signed, or one edited after it was signed, is refused (exit 1) with the
+// step to take, not only "no such file or directory" or a digest mismatch.
+func TestApproveTellsWhatToDo(t *testing.T) {
+	dir := publish(t)
+	mustCLI(t, dir, "describe", "w.qcow2", "--vo", "demo", "--tag", "worker", "-o", "u.json")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"approve", "--cert", "pki/approver.pem", "--key", "pki/approver.key", "u.json"}, "u.json is not signed: there is no u.json.p7s: the creator signs first (imagetrust sign)"},
+		{[]string{"register", "--ca", "pki/registrar-ca.pem", "--ca-key", "pki/registrar-ca.key", "--expires", "30d", "u.json"}, "the creator signs first (imagetrust sign)"},
+	} {
+		code, out, errs := cli(t, dir, c.args...)
+		if code != exitInvalid || !strings.Contains(errs, c.want) {
+			t.Errorf("%s of an unsigned descriptor: exit %d (want 1), stderr lacks %q:\n%s%s", c.args[0], code, c.want, out, errs)
+		}
+	}
+	mustCLI(t, dir, "sign", "--cert", "pki/creator.pem", "--key", "pki/creator.key", "u.json")
+	b, _ := os.ReadFile(filepath.Join(dir, "u.json"))
+	if err := os.WriteFile(filepath.Join(dir, "u.json"), []byte(strings.Replace(string(b), `"worker"`, `"worker2"`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := cli(t, dir, "approve", "--cert", "pki/approver.pem", "--key", "pki/approver.key", "u.json")
+	if code != exitInvalid || !strings.Contains(errs, "imagetrust sign --force u.json") {
+		t.Errorf("approve of an edited descriptor: exit %d (want 1), no hint:\n%s%s", code, out, errs)
+	}
+}
