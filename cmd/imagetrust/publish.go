@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
@@ -213,6 +215,9 @@ func (s *signerFlags) load(e *env) (*x509.Certificate, cms.SignOptions, crypto.S
 	if err != nil {
 		return nil, cms.SignOptions{}, nil, fmt.Errorf("%w: %v", errUsage, err)
 	}
+	if _, isRSA := key.Public().(*rsa.PublicKey); s.pss && !isRSA {
+		return nil, cms.SignOptions{}, nil, fmt.Errorf("%w: --pss is for RSA keys; %s is %s: leave out --pss", errUsage, s.key, keyKind(key.Public()))
+	}
 	opts := cms.SignOptions{Hash: h, PSS: s.pss, SigningTime: nowFunc(), Chain: certs[1:]}
 	if s.chain != "" {
 		chain, err := validator.ReadCertificates(s.chain)
@@ -239,6 +244,15 @@ func loadCA(e *env, certFile, keyFile, passFile string) ([]*x509.Certificate, cr
 		return nil, nil, fmt.Errorf("--ca-key %s does not belong to --ca %s", keyFile, certFile)
 	}
 	return cas, key, nil
+}
+
+// keyKind names a public key's type for messages.
+func keyKind(pub crypto.PublicKey) string {
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		return "an ECDSA " + k.Curve.Params().Name + " key"
+	}
+	return fmt.Sprintf("a %T key", pub)
 }
 
 func publicKeysEqual(a, b any) bool {

@@ -177,3 +177,23 @@ func TestApproveTellsWhatToDo(t *testing.T) {
 		t.Errorf("approve of an edited descriptor: exit %d (want 1), no hint:\n%s%s", code, out, errs)
 	}
 }
+
+// TestPSSWithECDSAKeyIsUsage: --pss with an ECDSA key is a bad option
+// (exit 2, as the guide's exit rule says), named as such, not a failed
+// check from deep in the CMS code.
+func TestPSSWithECDSAKeyIsUsage(t *testing.T) {
+	dir := publish(t)
+	mustCLI(t, dir, "describe", "w.qcow2", "--vo", "demo", "--tag", "worker", "-o", "p.json")
+	code, out, errs := cli(t, dir, "sign", "--pss", "--cert", "pki/creator.pem", "--key", "pki/creator.key", "p.json")
+	if code != exitUsage || !strings.Contains(errs, "--pss is for RSA keys") {
+		t.Fatalf("sign --pss with an ECDSA key: exit %d (want 2)\n%s%s", code, out, errs)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "p.json.p7s")); err == nil {
+		t.Fatal("a refused sign wrote p.json.p7s")
+	}
+	mustCLI(t, dir, "sign", "--cert", "pki/creator.pem", "--key", "pki/creator.key", "p.json")
+	code, out, errs = cli(t, dir, "approve", "--pss", "--cert", "pki/approver.pem", "--key", "pki/approver.key", "p.json")
+	if code != exitUsage || !strings.Contains(errs, "--pss is for RSA keys") {
+		t.Fatalf("approve --pss with an ECDSA key: exit %d (want 2)\n%s%s", code, out, errs)
+	}
+}
