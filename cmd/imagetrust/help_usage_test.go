@@ -28,6 +28,11 @@ func TestHelpUsageLines(t *testing.T) {
 	if h := help("pki", "init", "-h"); !strings.Contains(h, "usage: imagetrust pki init [--vo VO] [--force] DIR") {
 		t.Errorf("pki init -h:\n%s", h)
 	}
+	// "Every subcommand takes -h": pki -h gave the usage line alone, not
+	// what --vo and --force do
+	if h := help("pki", "-h"); !strings.Contains(h, "-vo string") || !strings.Contains(h, "-force") {
+		t.Errorf("pki -h lacks the options of pki init:\n%s", h)
+	}
 	if h := help("inspect", "-h"); strings.Contains(h, "options:") || !strings.Contains(h, "usage: imagetrust inspect NAME.json") {
 		t.Errorf("inspect -h:\n%s", h)
 	}

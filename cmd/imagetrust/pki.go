@@ -31,11 +31,12 @@ const demoWarning = `
 `
 
 func cmdPKI(_ context.Context, e *env, args []string) int {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+		// pki has one subcommand: its help, options included
+		args = []string{"init", "-h"}
+	}
 	if len(args) == 0 || args[0] != "init" {
 		fmt.Fprintln(e.stderr, "usage: imagetrust pki init [--vo VO] [--force] DIR")
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			return exitOK
-		}
 		return exitUsage
 	}
 	fs := newFlags(e, "pki init", "[--vo VO] [--force] DIR")
