@@ -1,8 +1,11 @@
 package fsutil
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -26,7 +29,13 @@ func TestWriteFileAtomic(t *testing.T) {
 	if len(ents) != 1 {
 		t.Fatalf("temporary files left: %v", ents)
 	}
-	if err := WriteFileAtomic(filepath.Join(dir, "no", "such", "dir"), nil, 0o600); err == nil {
+	missing := filepath.Join(dir, "no", "such")
+	err := WriteFileAtomic(filepath.Join(missing, "f"), nil, 0o600)
+	if err == nil {
 		t.Fatal("wrote into a missing directory")
+	}
+	// The error names the missing directory, not the temporary file.
+	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "directory "+missing+":") || strings.Contains(err.Error(), ".tmp-") {
+		t.Fatalf("missing directory: %v", err)
 	}
 }
