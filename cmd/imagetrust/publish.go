@@ -373,9 +373,17 @@ func readSignature(name string, desc []byte, wantSigners int) (*cms.SignedData, 
 		}
 	}
 	if len(sd.Signers) != wantSigners {
-		return nil, nil, fmt.Errorf("%s.p7s holds %d signatures; expected %d at this step%s", name, len(sd.Signers), wantSigners, signStepHint(name, len(sd.Signers)))
+		return nil, nil, fmt.Errorf("%s.p7s holds %s; expected %d at this step%s", name, countOf(len(sd.Signers), "signature"), wantSigners, signStepHint(name, len(sd.Signers)))
 	}
 	return sd, p7, nil
+}
+
+// countOf says "1 signature", "2 signatures".
+func countOf(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // signStepHint says which step a bundle with have signatures is at, and so

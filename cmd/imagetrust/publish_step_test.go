@@ -29,7 +29,7 @@ func TestPublishStepHints(t *testing.T) {
 			t.Errorf("imagetrust %s: exit %d, want %d saying %q:\n%s", strings.Join(args, " "), code, exitInvalid, want, errs)
 		}
 	}
-	check("the approver adds a signature first (imagetrust approve w.json)", register...)
+	check("w.json.p7s holds 1 signature; expected 2 at this step: only the creator has signed; the approver adds a signature first (imagetrust approve w.json)", register...)
 	mustCLI(t, dir, "approve", "--cert", "pki/approver.pem", "--key", "pki/approver.key", "w.json")
 	mustCLI(t, dir, register...)
 	check("already registered (w.json.crt)", register...)
