@@ -60,6 +60,16 @@ func addCRL(ix *crl.Index, b []byte, anchors []*x509.Certificate, now time.Time)
 // the intermediates that chains bring (Trust.chainCRLs).
 var errNoAnchor = errors.New("no trusted CA of that name")
 
+// crlsLoaded says how many CRLs the trust holds: its CAs' and, when there
+// are any, those kept for the sub-CAs chains bring, which are used too.
+func (t *Trust) crlsLoaded() string {
+	n := len(t.crls.CRLs())
+	if len(t.chainCRLs) == 0 {
+		return fmt.Sprintf("%d CRLs loaded", n)
+	}
+	return fmt.Sprintf("%d CRLs loaded, and %d for sub-CAs", n, len(t.chainCRLs))
+}
+
 // chainIndex returns the CRLs of issuer among t.chainCRLs, those signed by
 // the CA issuer names and accepted as addCRL accepts an anchor's, as an
 // index of their own (nil when there are none). issuer is a CA of a chain

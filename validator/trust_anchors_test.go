@@ -94,6 +94,27 @@ func TestTrustAnchors(t *testing.T) {
 			t.Fatalf("valid %v, revocation %v: %v", r.Valid, r.Revocation, r.Err())
 		}
 	})
+	t.Run("ok the CRL of a chain CA is counted in the revocation detail", func(t *testing.T) {
+		// the issuing CA is not configured (the signature brings it); its
+		// CRL is kept for it and used, so the detail counts it
+		w := newWorld(t)
+		b := w.bundle(bundleOpts{})
+		rl := revokeCRL(w.peopleSub, 2)
+		cdn, _ := DNFromRaw(w.creator.Cert.RawSubject)
+		adn, _ := DNFromRaw(w.approver.Cert.RawSubject)
+		tr, _, err := NewTrust(TrustOptions{People: []*x509.Certificate{w.peopleRoot.Cert}, Registrar: []*x509.Certificate{w.regRoot.Cert},
+			CRLs: [][]byte{rl}, VOs: map[string]*VOPolicy{"atlas": {Name: "atlas", Creators: []DN{cdn}, Approvers: []DN{adn}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := tr.Verify(b.input(testNow))
+		if !r.Valid {
+			t.Fatal(r.Err())
+		}
+		if got := r.Check(CheckRevocation).Detail; !strings.Contains(got, "(0 CRLs loaded, and 1 for sub-CAs)") {
+			t.Fatalf("revocation detail %q", got)
+		}
+	})
 	t.Run("fail intermediate revoked by an ARL beside a newer user-only CRL", func(t *testing.T) {
 		// one CRL per CA and scope: the user-only CRL 6 does not replace
 		// the CA-only CRL 5, in either order

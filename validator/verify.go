@@ -664,7 +664,7 @@ func (t *Trust) checkRevocation(r *Result, registeredAt time.Time) {
 		r.Checks = append(r.Checks, Check{Name: CheckRevocation, Skipped: true, Reason: ReasonPrerequisiteMissing})
 		return
 	}
-	r.Checks = append(r.Checks, Check{Name: CheckRevocation, OK: true, Detail: fmt.Sprintf("no revoked certificate in %d chains (%d CRLs loaded)", checked, len(t.crls.CRLs()))})
+	r.Checks = append(r.Checks, Check{Name: CheckRevocation, OK: true, Detail: fmt.Sprintf("no revoked certificate in %d chains (%s)", checked, t.crlsLoaded())})
 }
 
 func (t *Trust) checkImage(r *Result, in Input) {
