@@ -124,10 +124,14 @@ func cmdDescribe(_ context.Context, e *env, args []string) int {
 		return fail(e, exitInvalid, "describe: %s %s: %s is signed; describe a new version under another name (-o), or --force to replace it (and sign it again)", strings.Join(signed, " and "), verb, *out)
 	}
 	d.URI = *uri
+	outside := ""
 	if d.URI == "" {
 		rel, err := filepath.Rel(filepath.Dir(absPath(*out)), absPath(img))
 		if err != nil {
 			return fail(e, exitInvalid, "describe: %v", err)
+		}
+		if rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			outside = rel
 		}
 		// a URI reference: '%', '#', '?' and the like escaped, so that
 		// every tool reads this very path back (validator.ImageLocation)
@@ -158,6 +162,11 @@ func cmdDescribe(_ context.Context, e *env, args []string) int {
 	fmt.Fprintf(e.stdout, "wrote %s (uuid %s, %d bytes, sha512 %s…)\n", *out, d.UUID, d.Size, d.SHA512[:16])
 	for _, f := range signed {
 		fmt.Fprintf(e.stderr, "imagetrust: describe: warning: %s no longer matches %s: sign it again (sign --force)\n", f, *out)
+	}
+	if outside != "" {
+		// Sites read a relative uri below the descriptor's directory only
+		// (glancesync.ErrOutsideSource): this bundle would be refused.
+		fmt.Fprintf(e.stderr, "imagetrust: describe: warning: the uri %s leaves the directory of %s, and sites refuse an image outside the published directory: publish the image beside or below the descriptor (describe it there), or give its published location with --uri\n", d.URI, *out)
 	}
 	return exitOK
 }

@@ -197,3 +197,29 @@ func TestPSSWithECDSAKeyIsUsage(t *testing.T) {
 		t.Fatalf("approve --pss with an ECDSA key: exit %d (want 2)\n%s%s", code, out, errs)
 	}
 }
+
+// TestDescribeWarnsURIOutsideDescriptorDir: describing an image into a
+// descriptor of another directory (-o pub/w.json for ./w.qcow2) writes the
+// uri "../w.qcow2", which every site refuses (an image outside the published
+// directory). describe still writes it (the publisher may be about to move
+// things) but warns, saying what to do; an image below the descriptor's
+// directory gives no warning.
+func TestDescribeWarnsURIOutsideDescriptorDir(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "pub", "images"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"w.qcow2", "pub/images/w.qcow2"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("imagetrust"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, _, errs := cli(t, dir, "describe", "w.qcow2", "--vo", "demo", "--tag", "worker", "-o", "pub/out.json")
+	if code != exitOK || !strings.Contains(errs, "warning: the uri ../w.qcow2 leaves the directory of pub/out.json") || !strings.Contains(errs, "--uri") {
+		t.Fatalf("describe outside: exit %d\n%s", code, errs)
+	}
+	code, _, errs = cli(t, dir, "describe", "pub/images/w.qcow2", "--vo", "demo", "--tag", "worker", "-o", "pub/in.json")
+	if code != exitOK || errs != "" {
+		t.Fatalf("describe below: exit %d\n%s", code, errs)
+	}
+}
