@@ -57,7 +57,26 @@ type Decision struct {
 	Created time.Time
 	// VO and Tag of the image, when it is a catalogue image.
 	VO, Tag string
+	// detail is Message without the advice (what DecideTag lists).
+	detail string
 }
+
+// advice is what a user can do about a refusal for reasons.
+func advice(reasons []string) string {
+	if len(reasons) == 1 && reasons[0] == DecisionExpired {
+		return "Use a newer image of the tag, or ask the site operators to allow it (run-anyway)."
+	}
+	for _, r := range reasons {
+		if r == DecisionGlobalPrefix+GlobalUnknown || r == DecisionGlobalPrefix+"missing" || r == DecisionNotYetValid {
+			return "Try again later, use another image of the tag, or ask the site operators."
+		}
+	}
+	return "Use another image of the tag, or ask your VO or the site operators."
+}
+
+// maxTagDetails bounds the candidates a refused tag's message lists: a tag
+// may hold up to a thousand images, and the message is a user's to read.
+const maxTagDetails = 3
 
 // recordResult is the verdict on a stored record, and what DecideBoot
 // needs of it (not the whole Result, with its certificates: the cache
@@ -224,7 +243,21 @@ func (t *Trust) DecideBoot(img CatalogImage, p BootPolicy, now time.Time) Decisi
 			global = quoteShort(global)
 		}
 		d.Reasons = append(d.Reasons, DecisionGlobalPrefix+state)
-		detail := "global validity is " + global
+		// in a user's words: the users of the gate do not know the
+		// property (imagetrust_global_validity) behind it
+		var detail string
+		switch state {
+		case GlobalRevoked:
+			detail = "it was revoked"
+		case GlobalHold:
+			detail = "its certificate is on hold"
+		case GlobalUnknown:
+			detail = "the site cannot tell whether it was revoked"
+		case "missing":
+			detail = "the site has not yet checked whether it was revoked"
+		default:
+			detail = "its revocation state is " + global
+		}
 		if r := props[PropRevocationReason]; r != "" {
 			detail += fmt.Sprintf(" (%s, %s certificate, since %s)", r, props[PropRevokedRole], props[PropRevocationDate])
 		}
@@ -263,10 +296,8 @@ func (t *Trust) DecideBoot(img CatalogImage, p BootPolicy, now time.Time) Decisi
 		}
 	}
 	if len(d.Reasons) > 0 {
-		d.Message = fmt.Sprintf("image %s (%s/%s) may not boot: %s.", img.ID, d.VO, d.Tag, strings.Join(why, "; "))
-		if len(d.Reasons) == 1 && d.Reasons[0] == DecisionExpired {
-			d.Message += " Use a newer image of the tag, or ask the site operators to allow it (run-anyway)."
-		}
+		d.detail = fmt.Sprintf("image %s (%s/%s) may not boot: %s.", img.ID, d.VO, d.Tag, strings.Join(why, "; "))
+		d.Message = d.detail + " " + advice(d.Reasons)
 		return d
 	}
 	d.Allowed = true
@@ -340,8 +371,14 @@ func (t *Trust) DecideTag(cands []CatalogImage, p BootPolicy, now time.Time) (De
 	}
 	var parts []string
 	seen := map[string]bool{}
-	for _, d := range all {
-		parts = append(parts, d.Message)
+	for i, d := range all {
+		msg := d.detail
+		if msg == "" {
+			msg = d.Message
+		}
+		if i < maxTagDetails {
+			parts = append(parts, msg)
+		}
 		for _, r := range d.Reasons {
 			if !seen[r] {
 				seen[r] = true
@@ -349,6 +386,9 @@ func (t *Trust) DecideTag(cands []CatalogImage, p BootPolicy, now time.Time) (De
 			}
 		}
 	}
-	out.Message = fmt.Sprintf("no image of this tag may boot (%d considered): %s", len(all), strings.Join(parts, " | "))
+	if n := len(all) - maxTagDetails; n > 0 {
+		parts = append(parts, fmt.Sprintf("and %d older images, refused too", n))
+	}
+	out.Message = fmt.Sprintf("no image of this tag may boot (%d considered): %s %s", len(all), strings.Join(parts, " | "), advice(out.Reasons[1:]))
 	return out, all
 }
