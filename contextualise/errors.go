@@ -5,6 +5,9 @@ import "fmt"
 // MaxUserData is Nova's limit on the user_data field: characters of base64.
 const MaxUserData = 65535
 
+// maxUserDataBytes is the largest file whose base64 fits MaxUserData.
+const maxUserDataBytes = MaxUserData / 4 * 3
+
 // TooLargeError says the merged user data does not fit Nova's limit even
 // gzip-compressed. Size is the length of the smallest encoding tried (base64
 // characters), Limit is the limit and Site what the site's context alone

@@ -131,7 +131,9 @@ func encodedSize(parts []part) (int, error) {
 func decodeUserData(b64 string) ([]byte, error) {
 	if len(b64) > MaxUserData {
 		// Nova's schema refuses it; the gate does before decoding
-		return nil, &UserDataError{Reason: fmt.Sprintf("%d characters, over Nova's limit of %d", len(b64), MaxUserData)}
+		// in the sizes a user knows: the file's, before the client's base64
+		return nil, &UserDataError{Reason: fmt.Sprintf("%d characters of base64 (a file of about %d bytes), over Nova's limit of %d characters (a file of at most %d bytes); shorten it",
+			len(b64), base64.StdEncoding.DecodedLen(len(b64)), MaxUserData, maxUserDataBytes)}
 	}
 	clean := strings.Map(func(r rune) rune {
 		switch r {

@@ -279,6 +279,19 @@ func TestMergeUserDataChecks(t *testing.T) {
 			}
 		})
 	}
+	t.Run("fail over Nova's limit says so in the file's bytes", func(t *testing.T) {
+		// the user's file is what `openstack server create --user-data`
+		// takes; base64 is the client's business
+		ud := base64.StdEncoding.EncodeToString(make([]byte, 60000))
+		_, err := s.Merge(ud, true, Vars{})
+		want := "user_data: 80000 characters of base64 (a file of about 60000 bytes), over Nova's limit of 65535 characters (a file of at most 49149 bytes); shorten it"
+		if err == nil || err.Error() != want {
+			t.Fatalf("Merge error = %v, want %s", err, want)
+		}
+		if base64.StdEncoding.EncodedLen(maxUserDataBytes) > MaxUserData || base64.StdEncoding.EncodedLen(maxUserDataBytes+1) <= MaxUserData {
+			t.Fatalf("maxUserDataBytes %d is not the largest file within the limit", maxUserDataBytes)
+		}
+	})
 	t.Run("ok a token the user data holds is drawn again", func(t *testing.T) {
 		fixedBoundary(t)
 		tokens := []string{"aaaa", "bbbb"}
