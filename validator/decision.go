@@ -71,6 +71,11 @@ func advice(reasons []string) string {
 			return "Try again later, use another image of the tag, or ask the site operators."
 		}
 	}
+	for _, r := range reasons {
+		if r == DecisionRecordInvalid || r == DecisionRecordTampered || r == DecisionLocalUnknown {
+			return "Use another image of the tag, or ask the site operators."
+		}
+	}
 	return "Use another image of the tag, or ask your VO or the site operators."
 }
 
@@ -206,26 +211,41 @@ func (t *Trust) DecideBoot(img CatalogImage, p BootPolicy, now time.Time) Decisi
 		return d
 	}
 	rr := t.verifyRecord(props, now)
+	// the site's to mend: the advice is to ask it (DecideTag lists the
+	// detail, without the advice, and advises once)
+	siteFault := func(detail string) Decision {
+		d.detail = detail
+		d.Message = detail + " Ask the site operators."
+		return d
+	}
 	if rr.err != "" {
 		d.Reasons = append(d.Reasons, DecisionRecordInvalid)
-		d.Message = fmt.Sprintf("image %s: its catalogue record does not verify (%s); it may not boot. Ask the site operators.", img.ID, rr.err)
-		return d
+		switch rr.err {
+		case CheckRevocation + ": " + ReasonRevoked:
+			// the trust store's CRLs revoke it (the CRL job has not
+			// flagged it yet, or will not): the user's words for it
+			d.detail = fmt.Sprintf("image %s may not boot: it was revoked.", img.ID)
+			d.Message = d.detail + " " + advice([]string{DecisionGlobalPrefix + GlobalRevoked})
+			return d
+		case CheckRevocation + ": " + ReasonRevocationUnknown:
+			d.detail = fmt.Sprintf("image %s may not boot: the site cannot tell whether it was revoked.", img.ID)
+			d.Message = d.detail + " " + advice([]string{DecisionGlobalPrefix + GlobalUnknown})
+			return d
+		}
+		return siteFault(fmt.Sprintf("image %s: its catalogue record does not verify (%s); it may not boot.", img.ID, rr.err))
 	}
 	d.VO, d.Tag, d.Created = rr.vo, rr.tag, rr.created
 	if !strings.EqualFold(img.ID, rr.uuid) {
 		d.Reasons = append(d.Reasons, DecisionRecordTampered)
-		d.Message = fmt.Sprintf("image %s carries the signed record of image %s; it may not boot.", img.ID, rr.uuid)
-		return d
+		return siteFault(fmt.Sprintf("image %s carries the signed record of image %s; it may not boot.", img.ID, rr.uuid))
 	}
 	if tampered := tamperedProps(props, rr.props); len(tampered) > 0 {
 		d.Reasons = append(d.Reasons, DecisionRecordTampered)
-		d.Message = fmt.Sprintf("image %s: catalogue properties %s differ from its signed record; it may not boot. Ask the site operators.", img.ID, strings.Join(tampered, ", "))
-		return d
+		return siteFault(fmt.Sprintf("image %s: catalogue properties %s differ from its signed record; it may not boot.", img.ID, strings.Join(tampered, ", ")))
 	}
 	if extra := UnsignedBootProps(props); len(extra) > 0 {
 		d.Reasons = append(d.Reasons, DecisionRecordTampered)
-		d.Message = fmt.Sprintf("image %s carries %s, which would change what boots and which no signed record sets; it may not boot. Ask the site operators.", img.ID, strings.Join(extra, ", "))
-		return d
+		return siteFault(fmt.Sprintf("image %s carries %s, which would change what boots and which no signed record sets; it may not boot.", img.ID, strings.Join(extra, ", ")))
 	}
 	var why []string
 	global := props[PropGlobalValidity]

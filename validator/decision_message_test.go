@@ -2,6 +2,8 @@ package validator
 
 import (
 	"strings"
+
+	"github.com/imagetrust/imagetrust/internal/pki"
 	"testing"
 	"time"
 )
@@ -54,6 +56,23 @@ func TestDecisionMessagesForUsers(t *testing.T) {
 				t.Errorf("message %q speaks of the property, not to the user", d.Message)
 			}
 		})
+	}
+
+	// revoked by a CRL of the trust store (the CRL job has not flagged it):
+	// the same words as the flag, not "its catalogue record does not verify"
+	rb := w.bundle(bundleOpts{})
+	rimg := catalogImage(t, tr, rb)
+	w.crls = [][]byte{revokeCRL(w.regRoot, 5, pki.Revoked{Serial: rb.imageCert.SerialNumber, Reason: 1})}
+	rtr := w.trust()
+	w.crls = nil
+	if d := rtr.DecideBoot(rimg, pol, testNow); d.Allowed || d.Message != "image "+rimg.ID+" may not boot: it was revoked. Use another image of the tag, or ask your VO or the site operators." {
+		t.Errorf("revoked by the trust store's CRL: %q", d.Message)
+	}
+	// a tag of refused images advises once, whatever their reasons
+	tam := catalogImage(t, rtr, w.bundle(bundleOpts{}))
+	tam.Properties[PropImageNotAfter] = "2099-01-01T00:00:00Z"
+	if d, _ := rtr.DecideTag([]CatalogImage{tam, rimg}, pol, testNow); d.Allowed || strings.Count(d.Message, "site operators") != 1 {
+		t.Errorf("tag of a tampered and a revoked image: %q", d.Message)
 	}
 
 	// a tag of many refused images: three listed, the rest counted
