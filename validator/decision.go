@@ -407,7 +407,7 @@ func (t *Trust) DecideTag(cands []CatalogImage, p BootPolicy, now time.Time) (De
 		}
 	}
 	if n := len(all) - maxTagDetails; n > 0 {
-		parts = append(parts, fmt.Sprintf("and %d older images, refused too", n))
+		parts = append(parts, fmt.Sprintf("and %d older images, refused too.", n))
 	}
 	out.Message = fmt.Sprintf("no image of this tag may boot (%d considered): %s %s", len(all), strings.Join(parts, " | "), advice(out.Reasons[1:]))
 	return out, all

@@ -93,7 +93,7 @@ func TestDecisionMessagesForUsers(t *testing.T) {
 			t.Errorf("candidate %d (%s) listed: %v, want %v: %s", i, c.ID, got, i < 3, d.Message)
 		}
 	}
-	for _, s := range []string{"(8 considered)", "and 5 older images, refused too", "Use another image of the tag, or ask your VO or the site operators."} {
+	for _, s := range []string{"(8 considered)", "and 5 older images, refused too.", "Use another image of the tag, or ask your VO or the site operators."} {
 		if !strings.Contains(d.Message, s) {
 			t.Errorf("tag message lacks %q: %s", s, d.Message)
 		}
