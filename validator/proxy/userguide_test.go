@@ -224,7 +224,7 @@ func TestUserGuideRefusals(t *testing.T) {
 	}
 
 	// the table's "you see" column quotes fragments of them
-	seen := regexp.MustCompile("^\\| [^|]+ \\| (.+?) \\| [^|]+ \\|$")
+	seen := regexp.MustCompile(`^\| [^|]+ \| (.+?) \| [^|]+ \|$`)
 	frag := regexp.MustCompile("`([^`]+)`")
 	var frags []string
 	for _, line := range strings.Split(string(doc), "\n") {
