@@ -148,7 +148,12 @@ func (c *cinderVolumes) VolumeImage(ctx context.Context, token, volumeID string)
 	if err != nil {
 		return "", err
 	}
-	return v.VolumeImageMetadata["image_id"], nil
+	img := v.VolumeImageMetadata["image_id"]
+	if img == "" && (v.Status == "creating" || v.Status == "downloading") {
+		// Cinder records the image once it has copied it into the volume
+		return "", fmt.Errorf("volume %s is %s: %w", volumeID, v.Status, proxy.ErrVolumeNotReady)
+	}
+	return img, nil
 }
 
 // SnapshotImage implements proxy.Volumes: the image of the volume the

@@ -317,6 +317,32 @@ db.commit()`, filepath.Join(c.StateDir, "cinder", "cinder.sqlite"), v.ID).Combin
 		// volume, even one made from a good image, is not the caller's to boot
 		{name: "fail another project's volume made from a catalogue image", image: good, sourceType: "volume", admins: true, want: 400, fault: "badRequest", says: "was not found"},
 	}
+	// a user's volume made from a catalogue image: Cinder records the
+	// image only once cinder-volume has copied it (none runs here: it
+	// stays creating), and the user who boots it at once must not read
+	// that it was made from no image
+	t.Run("fail volume still being made from a catalogue image", func(t *testing.T) {
+		v, err := volumes.Create(ctx, demoVol, volumes.CreateOpts{Size: 1, Name: "check-image", ImageID: good}, nil).Extract()
+		if err != nil {
+			t.Fatalf("create volume: %v", err)
+		}
+		t.Cleanup(func() {
+			ctx := context.Background()
+			_ = volumes.ResetStatus(ctx, adminVol, v.ID, volumes.ResetStatusOpts{Status: "available", AttachStatus: "detached"}).ExtractErr()
+			if err := volumes.Delete(ctx, adminVol, v.ID, volumes.DeleteOpts{Cascade: true}).ExtractErr(); err != nil && !gophercloud.ResponseCodeIs(err, http.StatusNotFound) {
+				t.Errorf("delete volume %s: %v", v.ID, err)
+			}
+			waitVolumeGone(t, adminVol, v.ID)
+		})
+		if got, err := volumes.Get(ctx, demoVol, v.ID).Extract(); err != nil || got.Status != "creating" || got.VolumeImageMetadata["image_id"] != "" {
+			t.Fatalf("the volume is not one still being made: %+v %v", got, err)
+		}
+		code, body := boot(t, "volume", v.ID)
+		if code != http.StatusBadRequest || !strings.Contains(body, "is still being made") || !strings.Contains(body, `"badRequest"`) {
+			t.Fatalf("status %d: %s", code, body)
+		}
+	})
+
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			id := tc.id

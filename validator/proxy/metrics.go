@@ -29,7 +29,7 @@ var DecisionReasons = map[string][]string{
 		validator.DecisionExpired, validator.DecisionNotYetValid, validator.DecisionNoCandidates,
 		// the gate's own about the reference and the volumes
 		"bad-reference", "not-found", "bad-alias", "ambiguous-tag", "volume-boot", "volume-without-image",
-		"volume-not-found",
+		"volume-not-found", "volume-not-ready",
 		// the request itself
 		"token", "body", "content-type", "content-encoding", "size", "user-data", "site-context",
 		"target", "method", "method-override", "path",

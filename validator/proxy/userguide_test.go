@@ -167,6 +167,10 @@ func TestUserGuideRefusals(t *testing.T) {
 		{"boot volume", func(f *fixture) (*Options, string, string) {
 			return nil, "/v2.1/servers", bdmBody(`{"boot_index":0,"uuid":"` + id(6) + `","source_type":"volume","destination_type":"volume"}`)
 		}, 403},
+		{"volume still being made", func(f *fixture) (*Options, string, string) {
+			cinder := &standInCinder{volumes: map[string]string{volCreating: "creating"}}
+			return &Options{Volumes: cinder}, "/v2.1/servers", bdmBody(`{"boot_index":0,"uuid":"` + volCreating + `","source_type":"volume","destination_type":"volume"}`)
+		}, 400},
 		{"user data too large", func(f *fixture) (*Options, string, string) {
 			f.add(imageSpec{id: id(1), vo: "atlas", tag: "worker"})
 			dir := t.TempDir()
@@ -200,6 +204,9 @@ func TestUserGuideRefusals(t *testing.T) {
 			}
 			if over.Decider != nil {
 				o.Decider = over.Decider
+			}
+			if over.Volumes != nil {
+				o.Volumes = over.Volumes
 			}
 			if over.UserData != nil {
 				o.UserData, o.MaxBody = over.UserData, over.MaxBody

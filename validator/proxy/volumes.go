@@ -29,6 +29,13 @@ type Volumes interface {
 	SnapshotImage(ctx context.Context, token, snapshotID string) (string, error)
 }
 
+// ErrVolumeNotReady is what Volumes return, wrapped, for a volume that the
+// block storage service is still making (Cinder's status creating or
+// downloading) and that names no image yet: Cinder records the image a
+// volume is made from once it has copied it, so the gate cannot tell yet,
+// and "not made from an image" would be wrong.
+var ErrVolumeNotReady = errors.New("volume not ready")
+
 // judgeVolume judges a volume or snapshot that may be the boot disk: with
 // Options.Volumes, by the image it was made from, judged like an image
 // reference (the request itself is left as it is); a volume made from no
@@ -67,6 +74,10 @@ func (p *Proxy) judgeVolume(ctx context.Context, g *gateReq, m map[string]any, k
 		p.o.Metrics.decision("refused", "volume-not-found")
 		p.audit(g, "boot decision", "field", where, "volume", truncate(id, 80), "allowed", false, "reasons", []string{"volume-not-found"})
 		return refuse(http.StatusBadRequest, "decision:volume-not-found", "%s: volume or snapshot %s was not found in the block storage service (with your token).", where, truncate(id, 80))
+	case errors.Is(err, ErrVolumeNotReady):
+		p.o.Metrics.decision("refused", "volume-not-ready")
+		p.audit(g, "boot decision", "field", where, "volume", truncate(id, 80), "allowed", false, "reasons", []string{"volume-not-ready"})
+		return refuse(http.StatusBadRequest, "decision:volume-not-ready", "%s: volume %s is still being made; boot it once `openstack volume show` says it is available.", where, truncate(id, 80))
 	case err != nil:
 		p.o.Metrics.upstreamError(upstreamCinder)
 		p.o.Metrics.decision("error", "volume-lookup")

@@ -52,6 +52,9 @@ func (c *standInCinder) get(m map[string]string, id string) (string, error) {
 	if !ok {
 		return "", fmt.Errorf("volume %s: %w", id, ErrNotFound)
 	}
+	if img == "creating" {
+		return "", fmt.Errorf("volume %s is creating: %w", id, ErrVolumeNotReady)
+	}
 	return img, nil
 }
 
@@ -67,6 +70,7 @@ const (
 	volTwin     = "d0000000-0000-4000-8000-000000000009"
 	volOneImage = "d0000000-0000-4000-8000-00000000000a"
 	volSeenTwin = "d0000000-0000-4000-8000-00000000000b"
+	volCreating = "d0000000-0000-4000-8000-00000000000c"
 	snapGood    = "e0000000-0000-4000-8000-000000000001"
 	snapRevoked = "e0000000-0000-4000-8000-000000000002"
 )
@@ -77,7 +81,8 @@ func TestVolumeBoots(t *testing.T) {
 	cinder := &standInCinder{
 		volumes: map[string]string{volGood: idGood, volRevoked: idRevoked, volBlank: "",
 			volOdd: "el9", volForeign: idSnapshot, volAlias: idAlias,
-			volTwin: strings.ToUpper(idGood), volOneImage: strings.ToUpper(idNewer), volSeenTwin: strings.ToUpper(idSharedA)},
+			volTwin: strings.ToUpper(idGood), volOneImage: strings.ToUpper(idNewer), volSeenTwin: strings.ToUpper(idSharedA),
+			volCreating: "creating"},
 		snapshots: map[string]string{snapGood: idGood, snapRevoked: idRevoked},
 	}
 	// Glance on MySQL finds an image by any case of its id: there the
@@ -134,6 +139,10 @@ func TestVolumeBoots(t *testing.T) {
 		{"fail legacy snapshot of a revoked image", withCinder, legacy("snapshot_id", snapRevoked), 403, "forbidden", ""},
 		{"fail blank volume under refuse", withCinder, vol("volume", volBlank), 403, "forbidden", ""},
 		{"fail unknown volume", withCinder, vol("volume", volUnknown), 400, "badRequest", ""},
+		// Cinder names the image once it has copied it: not "made from
+		// no image" meanwhile
+		{"fail volume still being made", withCinder, vol("volume", volCreating), 400, "badRequest", ""},
+		{"fail volume still being made under allow too", allowBlank, vol("volume", volCreating), 400, "badRequest", ""},
 		{"fail image_id not a uuid is no tag", withCinder, vol("volume", volOdd), 403, "forbidden", ""},
 		{"fail image outside the catalogue", withCinder, vol("volume", volForeign), 403, "forbidden", ""},
 		{"fail volume naming an alias entry", withCinder, vol("volume", volAlias), 403, "forbidden", ""},
@@ -162,8 +171,12 @@ func TestVolumeBoots(t *testing.T) {
 				t.Fatalf("status %d, want %d: %s", resp.StatusCode, c.want, body)
 			}
 			if c.want != 202 {
-				if name, _, msg := fault(t, body); name != c.fault || msg == "" {
+				name, _, msg := fault(t, body)
+				if name != c.fault || msg == "" {
 					t.Errorf("fault %s %q", name, msg)
+				}
+				if strings.Contains(c.name, "still being made") && !strings.Contains(msg, "is still being made") {
+					t.Errorf("a volume still being made is refused as %q", msg)
 				}
 				if nova.count() != before {
 					t.Error("a refused boot reached Nova")
