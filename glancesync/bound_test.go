@@ -122,9 +122,10 @@ func TestTransferBounded(t *testing.T) {
 			if err != nil {
 				t.Fatalf("pass: %v after %s", err, took)
 			}
-			if took > 45*time.Second {
-				t.Fatalf("the pass took %s", took)
-			}
+			// No bound on took: the outcome below names the bound that
+			// ended the transfer, which a pass that waited out the drip
+			// (or ctx) would not; the time is only logged.
+			t.Logf("the pass took %s", took)
 			var out []Outcome
 			for _, oc := range r.Find(slow.id) {
 				if oc.Action != ActionAlias {
