@@ -45,6 +45,13 @@ type Options struct {
 	// of left as they are for the next pass (0: Sync.NovaDownGrace, else
 	// DefaultServersDownGrace).
 	ServersDownGrace time.Duration
+	// ServersOutageFile ("": none) keeps since when Servers have failed
+	// to be asked across runs: read by New, written when an outage
+	// starts (and when its recorded start is unreadable or in the future:
+	// counted from now), removed when Servers answer again. Not used with
+	// DryRun. Whoever sets it keeps two Syncers of different processes
+	// from sharing it at once (the cmd's sync.lock_file).
+	ServersOutageFile string
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// DryRun plans and prints the plan to Plan, and writes nothing.
@@ -94,7 +101,8 @@ type Syncer struct {
 	// revokedPass collects them during a pass (collect).
 	revokedPass map[string]bool
 	// serversDownSince is when Servers first failed to be asked, of the
-	// failures in a row (zero: it answered last); under mu
+	// failures in a row (zero: it answered last), on the wall clock
+	// (Options.ServersOutageFile); under mu
 	serversDownSince time.Time
 	// skew is how far Glance's clock is ahead of Options.Now (negative:
 	// behind), read at the start of each pass (measureSkew).
@@ -272,7 +280,12 @@ func New(o Options) (*Syncer, error) {
 	default:
 		return nil, fmt.Errorf("glancesync: retire policy %q: use keep, hide or delete", o.Sync.Retire)
 	}
-	return &Syncer{o: o, log: o.Logger, m: o.Metrics, spent: map[string]string{}, left: map[string]leftQueued{}, members: map[string]memberMemo{}, revokedSeen: map[string]bool{}}, nil
+	if o.DryRun {
+		o.ServersOutageFile = "" // a dry run writes nothing (and asks no Nova)
+	}
+	s := &Syncer{o: o, log: o.Logger, m: o.Metrics, spent: map[string]string{}, left: map[string]leftQueued{}, members: map[string]memberMemo{}, revokedSeen: map[string]bool{}}
+	s.loadServersOutage()
+	return s, nil
 }
 
 // Outcome is what a pass did with one bundle or image.

@@ -29,9 +29,11 @@ type ServerChecker interface {
 // retirement of images under retire = delete: past it they are deactivated and hidden (servers may
 // use them: not deleted), so that a Nova this host will never reach (a
 // firewall, an endpoint registered wrong) does not keep images that left
-// their sources, or were superseded, active and shown for ever. Counted in
-// the process (a daemon, across its reloads: KeepServersOutage); each
-// --once run starts afresh.
+// their sources, or were superseded, active and shown for ever. Counted
+// from the first failure of those in a row, on the wall clock: by the
+// process (a daemon, across its reloads: KeepServersOutage) and, with
+// Options.ServersOutageFile, by every sync run that shares the file (a
+// daemon and --once runs, one after another).
 const DefaultServersDownGrace = config.DefaultNovaDownGrace
 
 // KeepServersOutage carries prev's memory of when its ServerChecker began
@@ -50,12 +52,16 @@ func (s *Syncer) KeepServersOutage(prev *Syncer) {
 }
 
 // serversFailed records a failure to ask Servers and returns since when
-// they have failed in a row.
+// they have failed in a row (recorded in Options.ServersOutageFile when the
+// outage starts).
 func (s *Syncer) serversFailed() time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.serversDownSince.IsZero() {
-		s.serversDownSince = s.o.Now()
+		// the wall clock (no monotonic reading): the start is compared
+		// with the clock of later runs, which read it from the file
+		s.serversDownSince = s.o.Now().Round(0)
+		s.saveServersOutage(s.serversDownSince)
 	}
 	return s.serversDownSince
 }
@@ -63,17 +69,31 @@ func (s *Syncer) serversFailed() time.Time {
 // serversAnswered records that Servers answered (whatever it said).
 func (s *Syncer) serversAnswered() {
 	s.mu.Lock()
-	s.serversDownSince = time.Time{}
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	if !s.serversDownSince.IsZero() {
+		s.serversDownSince = time.Time{}
+		s.clearServersOutage()
+	}
 }
 
 // serversDownLong reports since when Servers have failed to be asked, and
-// whether that is ServersDownGrace or longer.
+// whether that is ServersDownGrace or longer. A start in the future (the
+// clock set back since) is taken as now.
 func (s *Syncer) serversDownLong() (time.Time, bool) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	since := s.serversDownSince
-	s.mu.Unlock()
-	return since, !since.IsZero() && s.o.Now().Sub(since) >= s.o.ServersDownGrace
+	if since.IsZero() {
+		return since, false
+	}
+	now := s.o.Now().Round(0)
+	if since.After(now) {
+		s.log.Warn("the start of Nova's outage is in the future (this host's clock was set back): counting from now", "recorded", since.UTC().Format(time.RFC3339))
+		since = now
+		s.serversDownSince = since
+		s.saveServersOutage(since)
+	}
+	return since, now.Sub(since) >= s.o.ServersDownGrace
 }
 
 // ErrServersUnknown marks a ServerChecker error that asking again cannot
@@ -311,8 +331,9 @@ func (s *Syncer) retire(ctx context.Context, im *Image, why string, o Outcome, r
 				// ask of a Nova that hangs may take minutes); for
 				// ServersDownGrace at most
 				rp.setServersDown(err)
-				since := s.serversFailed()
-				if _, long := s.serversDownLong(); !long {
+				s.serversFailed()
+				since, long := s.serversDownLong()
+				if !long {
 					s.log.Error("cannot ask Nova whether servers use images: retiring them (retire = delete) is left for the next pass", "err", err,
 						"failing_since", since.UTC().Format(time.RFC3339), "deactivate_after", since.Add(s.o.ServersDownGrace).UTC().Format(time.RFC3339))
 					return s.retireDeferred(im, why, o, err, rp)

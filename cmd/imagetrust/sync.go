@@ -152,6 +152,14 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 	log.Info("authenticated", "mirror_project", project)
 	login.register(reg)
 
+	// since when Nova has failed to be asked (retire = "delete"), kept
+	// beside the lock (whose holder alone writes it) for the next run:
+	// --once runs and the daemon count sync.nova_down_grace on one clock.
+	// A dry run neither reads nor writes it.
+	outageFile := ""
+	if !*dry {
+		outageFile = novaOutageFile(cfg.Sync.LockFile)
+	}
 	build := func(cfg *config.Config) (*glancesync.Syncer, error) {
 		trust, warns, err := validator.LoadTrust(cfg)
 		if err != nil {
@@ -175,6 +183,7 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 		s, err := glancesync.New(glancesync.Options{
 			Sync: cfg.Sync, VOs: cfg.VO, Trust: trust, Glance: glance, MirrorProject: project, Sources: srcs,
 			Logger: log, Metrics: metrics, DryRun: *dry, Plan: e.stdout, ResumeAfter: *resumeAfter, Servers: servers,
+			ServersOutageFile: outageFile,
 		})
 		if err == nil {
 			inUse.Store(trust)

@@ -86,3 +86,11 @@ func lockDirHint(path string, err error) string {
 	}
 	return ""
 }
+
+// novaOutageFile is where a sync records since when Nova has failed to be
+// asked (glancesync.Options.ServersOutageFile), beside sync.lock_file: the
+// lock's name with .nova-down for .lock (/var/lib/imagetrust/sync.nova-down
+// by default). Only the lock's holder writes it.
+func novaOutageFile(lock string) string {
+	return strings.TrimSuffix(lock, ".lock") + ".nova-down"
+}

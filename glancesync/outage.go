@@ -1,0 +1,139 @@
+package glancesync
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// outageFileMax bounds what is read of Options.ServersOutageFile: one
+// RFC 3339 time and a newline.
+const outageFileMax = 256
+
+// readOutageFile reads since when Servers have failed to be asked, as a
+// sync run before this one recorded it in path (writeOutageFile). A file
+// that does not exist is no outage (zero). A file that can't be read, or
+// whose content is no time, is an error: the caller counts the outage from
+// now (it never cuts the grace short on a guess).
+func readOutageFile(path string) (time.Time, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, outageFileMax+1))
+	if err != nil {
+		return time.Time{}, err
+	}
+	if len(b) > outageFileMax {
+		return time.Time{}, fmt.Errorf("%s: longer than %d bytes: not a time", path, outageFileMax)
+	}
+	t, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(string(b)))
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return t, nil
+}
+
+// writeOutageFile records since in path, atomically (a file beside it
+// renamed over it: a sync killed meanwhile leaves the old content or the
+// new, never a torn one) and readable by its owner only (0600).
+func writeOutageFile(path string, since time.Time) (err error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = f.Close()
+			_ = os.Remove(f.Name())
+		}
+	}()
+	// CreateTemp makes it 0600 already; said again whatever it did
+	if err = f.Chmod(0o600); err != nil {
+		return err
+	}
+	if _, err = f.WriteString(since.UTC().Format(time.RFC3339Nano) + "\n"); err != nil {
+		return err
+	}
+	if err = f.Sync(); err != nil {
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+// removeOutageFile removes path: the outage it recorded is over. No such
+// file is no error.
+func removeOutageFile(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// loadServersOutage reads Options.ServersOutageFile into serversDownSince
+// (New) under retire = delete (removed under another policy). A file that can't be read or holds no time counts the outage from
+// now, and so does a start in the future (a clock set back since): both
+// written back, so that the next run counts from the same start.
+func (s *Syncer) loadServersOutage() {
+	path := s.o.ServersOutageFile
+	if path == "" {
+		return
+	}
+	if s.o.Sync.Retire != "delete" {
+		// Nova is asked under delete only: an outage recorded then
+		// (the policy changed since) would shorten a later one's grace
+		s.clearServersOutage()
+		return
+	}
+	since, err := readOutageFile(path)
+	now := s.o.Now().Round(0)
+	switch {
+	case err != nil:
+		s.log.Error("cannot read when Nova began failing to answer: counting its outage from now",
+			"file", path, "err", err)
+		since = now
+	case since.After(now):
+		s.log.Warn("the recorded start of Nova's outage is in the future (this host's clock was set back): counting from now",
+			"file", path, "recorded", since.UTC().Format(time.RFC3339))
+		since = now
+	default:
+		s.serversDownSince = since
+		return
+	}
+	s.serversDownSince = since
+	s.saveServersOutage(since)
+}
+
+// saveServersOutage records since in Options.ServersOutageFile, if any;
+// a failure is logged (the outage is still counted in the process).
+func (s *Syncer) saveServersOutage(since time.Time) {
+	if s.o.ServersOutageFile == "" {
+		return
+	}
+	if err := writeOutageFile(s.o.ServersOutageFile, since); err != nil {
+		s.log.Error("cannot record when Nova began failing to answer: a later sync run counts its outage afresh", "file", s.o.ServersOutageFile, "err", err)
+	}
+}
+
+// clearServersOutage removes Options.ServersOutageFile, if any: Nova
+// answered.
+func (s *Syncer) clearServersOutage() {
+	if s.o.ServersOutageFile == "" {
+		return
+	}
+	if err := removeOutageFile(s.o.ServersOutageFile); err != nil {
+		s.log.Error("cannot remove the record of Nova's outage (Nova answers again): a later sync run may count from its start", "file", s.o.ServersOutageFile, "err", err)
+	}
+}

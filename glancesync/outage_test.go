@@ -1,0 +1,233 @@
+package glancesync
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestRetireDeleteNovaDownGraceAcrossRuns: the hold-back of an unreachable
+// Nova (ServersDownGrace) is counted from the first failure across runs
+// that share Options.ServersOutageFile, as `imagetrust sync --once` runs
+// from cron do (each a new process: a new Syncer, no KeepServersOutage):
+// the first run records when Nova began failing (0600) and leaves the
+// image to retire active; a later run within the grace leaves it active
+// too, keeping the recorded start; the first run past the grace,
+// counted from the first run, deactivates and hides it. Nova back, the
+// record is removed and the image deleted. A dry run reads and writes no
+// record. Against the real Glance; Nova is a stand-in (downServers: a
+// Nova that refuses connections). Before, each run started the count
+// afresh: a Nova down for good held the image active for ever.
+func TestRetireDeleteNovaDownGraceAcrossRuns(t *testing.T) {
+	e := newEnv(t)
+	w := newWorld(t)
+	dir := t.TempDir()
+	old := w.publish(dir, spec{vo: "atlas", tag: "acrossruns", created: w.now.Add(-3 * time.Hour)})
+	o := e.options(t, w, map[string][]string{dir: {"atlas"}})
+	o.Sync.Retire = "keep"
+	run(t, o)
+	cur := w.publish(dir, spec{vo: "atlas", tag: "acrossruns", created: w.now.Add(-time.Hour)})
+
+	state := filepath.Join(t.TempDir(), "sync.nova-down")
+	var shift atomic.Int64
+	o.Now = func() time.Time { return time.Now().Add(time.Duration(shift.Load())) }
+	o.Sync.Retire = "delete"
+	o.Sync.NovaDownGrace.Duration = 10 * time.Minute
+	o.Servers = downServers{&atomic.Int32{}}
+	o.ServersOutageFile = state
+	// one --once run: a new Syncer each time
+	once := func(o Options) *Report {
+		t.Helper()
+		s, err := New(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := s.Run(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	failedOn := func(r *Report, id string) bool {
+		for _, oc := range r.Find(id) {
+			if oc.Action == ActionFailed && strings.Contains(oc.Detail, "not retired in this pass") {
+				return true
+			}
+		}
+		return false
+	}
+
+	// a dry run first: no record
+	dry := o
+	dry.DryRun = true
+	once(dry)
+	if _, err := os.Stat(state); !os.IsNotExist(err) {
+		t.Fatalf("a dry run left a record of Nova's outage: %v", err)
+	}
+
+	start := time.Now()
+	r := once(o)
+	if im := e.get(t, old.id); im.Status != StatusActive || !failedOn(r, old.id) {
+		t.Fatalf("first run, Nova down: %s, outcomes %+v; want active, left for the next pass", im.Status, r.Find(old.id))
+	}
+	fi, err := os.Stat(state)
+	if err != nil {
+		t.Fatalf("no record of Nova's outage after a run that could not ask it: %v", err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("record of Nova's outage: mode %v, want 0600", fi.Mode().Perm())
+	}
+	recorded, err := readOutageFile(state)
+	if err != nil || recorded.Before(start.Add(-time.Second)) || recorded.After(time.Now()) {
+		t.Fatalf("recorded start %v (%v), want about %v", recorded, err, start)
+	}
+
+	// a run within the grace: left, the start kept
+	shift.Store(int64(5 * time.Minute))
+	r = once(o)
+	if im := e.get(t, old.id); im.Status != StatusActive || !failedOn(r, old.id) {
+		t.Fatalf("run within the grace: %s, outcomes %+v; want active", im.Status, r.Find(old.id))
+	}
+	if again, err := readOutageFile(state); err != nil || !again.Equal(recorded) {
+		t.Fatalf("recorded start after a second failing run: %v (%v), want %v kept", again, err, recorded)
+	}
+
+	// a run past the grace counted from the first run: deactivated, hidden
+	shift.Store(int64(11 * time.Minute))
+	r = once(o)
+	if im := e.get(t, old.id); im.Status != StatusDeactivated || !im.Hidden || failedOn(r, old.id) {
+		t.Fatalf("run past the grace (counted from the first run): %s hidden %v, outcomes %+v; want deactivated and hidden",
+			im.Status, im.Hidden, r.Find(old.id))
+	}
+	if im := e.get(t, cur.id); im.Status != StatusActive || im.Hidden {
+		t.Errorf("the current image: %s hidden %v", im.Status, im.Hidden)
+	}
+
+	// Nova back: the record removed, the image deleted
+	o.Servers = unusedServers{}
+	once(o)
+	if _, err := os.Stat(state); !os.IsNotExist(err) {
+		t.Errorf("record of Nova's outage still there once it answers: %v", err)
+	}
+	if _, err := e.admin.Get(context.Background(), old.id); err == nil {
+		t.Errorf("superseded image %s not deleted once Nova answers", old.id)
+	}
+}
+
+// TestServersOutageFileEdges: what New makes of the record of Nova's
+// outage (Options.ServersOutageFile) that is not a plain past time: none is
+// no outage; a corrupt one, or one that can't be read, counts from now
+// (logged; never a start further back, which would cut the grace short)
+// and is rewritten (0600) where it can be; a start in the future (the
+// clock set back) counts from now; under another retire policy the record
+// is removed; a dry run neither reads nor writes it. No OpenStack needed.
+func TestServersOutageFileEdges(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	base := Options{Trust: newWorld(t).trust(), Glance: &memGlance{}, MirrorProject: "mirror", Now: func() time.Time { return now }}
+	base.Sync.Retire = "delete"
+	since := func(t *testing.T, o Options) time.Time {
+		t.Helper()
+		s, err := New(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.serversDownSince
+	}
+	write := func(t *testing.T, content string) string {
+		t.Helper()
+		p := filepath.Join(t.TempDir(), "sync.nova-down")
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	t.Run("none", func(t *testing.T) {
+		o := base
+		o.ServersOutageFile = filepath.Join(t.TempDir(), "sync.nova-down")
+		if got := since(t, o); !got.IsZero() {
+			t.Errorf("no record: outage since %v, want none", got)
+		}
+	})
+	t.Run("past", func(t *testing.T) {
+		o := base
+		want := now.Add(-25 * time.Hour)
+		o.ServersOutageFile = write(t, want.Format(time.RFC3339Nano)+"\n")
+		if got := since(t, o); !got.Equal(want) {
+			t.Errorf("outage since %v, want %v", got, want)
+		}
+	})
+	for name, content := range map[string]string{"corrupt": "yesterday\n", "empty": "", "huge": strings.Repeat("9", 4096)} {
+		t.Run(name, func(t *testing.T) {
+			o := base
+			o.ServersOutageFile = write(t, content)
+			if got := since(t, o); !got.Equal(now) {
+				t.Errorf("record %q: outage since %v, want now %v", content, got, now)
+			}
+			if got, err := readOutageFile(o.ServersOutageFile); err != nil || !got.Equal(now) {
+				t.Errorf("record %q not rewritten with now: %v %v", content, got, err)
+			}
+		})
+	}
+	t.Run("unreadable", func(t *testing.T) {
+		// a directory where the file should be: can't be read, nor
+		// replaced
+		o := base
+		o.ServersOutageFile = t.TempDir()
+		if got := since(t, o); !got.Equal(now) {
+			t.Errorf("unreadable record: outage since %v, want now %v", got, now)
+		}
+	})
+	t.Run("future", func(t *testing.T) {
+		o := base
+		o.ServersOutageFile = write(t, now.Add(48*time.Hour).Format(time.RFC3339Nano))
+		if got := since(t, o); !got.Equal(now) {
+			t.Errorf("start in the future: outage since %v, want now %v", got, now)
+		}
+		if got, _ := readOutageFile(o.ServersOutageFile); !got.Equal(now) {
+			t.Errorf("start in the future not rewritten with now: %v", got)
+		}
+	})
+	t.Run("future later", func(t *testing.T) {
+		// the clock set back while a daemon runs
+		o := base
+		clock := now
+		o.Now = func() time.Time { return clock }
+		o.ServersOutageFile = filepath.Join(t.TempDir(), "sync.nova-down")
+		s, err := New(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.serversFailed()
+		clock = now.Add(-time.Hour)
+		got, long := s.serversDownLong()
+		if !got.Equal(clock) || long {
+			t.Errorf("clock set back an hour: since %v long %v, want since now %v", got, long, clock)
+		}
+	})
+	t.Run("other policy", func(t *testing.T) {
+		o := base
+		o.Sync.Retire = "hide"
+		o.ServersOutageFile = write(t, now.Add(-time.Hour).Format(time.RFC3339Nano))
+		if got := since(t, o); !got.IsZero() {
+			t.Errorf("retire = hide: outage since %v, want none", got)
+		}
+		if _, err := os.Stat(o.ServersOutageFile); !os.IsNotExist(err) {
+			t.Errorf("retire = hide: record kept: %v", err)
+		}
+	})
+	t.Run("dry run", func(t *testing.T) {
+		o := base
+		o.DryRun = true
+		o.ServersOutageFile = write(t, "corrupt")
+		if got := since(t, o); !got.IsZero() {
+			t.Errorf("dry run: outage since %v, want none read", got)
+		}
+		if b, _ := os.ReadFile(o.ServersOutageFile); string(b) != "corrupt" {
+			t.Errorf("dry run rewrote the record: %q", b)
+		}
+	})
+}
