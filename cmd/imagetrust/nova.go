@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"time"
 
@@ -22,8 +23,9 @@ import (
 // other than a 5xx or 429, or a TLS certificate not trusted:
 // glancesync.ErrServersUnknown) the answer is
 // unknown and the sync deactivates and hides the image instead of
-// deleting it; when Nova can't be asked now (unreachable, 5xx, 429, no
-// answer within novaTimeout) the sync leaves the image for its next pass.
+// deleting it; when Nova can't be asked now (unreachable, 5xx, 429, a 401
+// whether the re-login failed or not, no answer within novaTimeout) the
+// sync leaves the image for its next pass.
 type novaServers struct {
 	sc *gophercloud.ServiceClient
 }
@@ -52,9 +54,16 @@ func (n *novaServers) InUse(ctx context.Context, imageID string) (inUse, known b
 	if err != nil {
 		err = fmt.Errorf("nova: servers using image %s: %w", imageID, oserr.Capped(err))
 		var ue gophercloud.ErrUnexpectedResponseCode
-		if errors.As(err, &ue) && !transientStartError(err) {
+		if errors.As(err, &ue) && ue.Actual != http.StatusUnauthorized && !transientStartError(err) {
 			// Nova answered, and will answer the same (403: no right
-			// to list every project's servers)
+			// to list every project's servers). Not a 401, even after
+			// a re-login Keystone accepted (gophercloud's
+			// ErrErrorAfterReauthentication unwraps to it; one it
+			// refused does not unwrap): a token Nova can't validate
+			// (its keystonemiddleware's service credentials, its way
+			// to Keystone) says nothing about which servers use the
+			// image, and is mended without asking again differently:
+			// can't ask now
 			return false, false, fmt.Errorf("%w: %w", glancesync.ErrServersUnknown, err)
 		}
 		if certificateHint(err) != "" {

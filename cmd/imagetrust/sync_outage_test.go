@@ -37,11 +37,7 @@ func TestSyncOnceNovaOutageFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := c.NewProject(t, t.TempDir(), "outage", "outage")
-	vars := map[string]string{}
-	for _, kv := range p.Env() {
-		k, v, _ := strings.Cut(kv, "=")
-		vars[k] = v
-	}
+	vars := projectVars(p)
 
 	code, _, stderr := cliEnv(t, t.TempDir(), vars, "sync", "--dry-run", "--config", path)
 	if code != exitOK {
