@@ -406,6 +406,9 @@ func (rp *reporter) sourceFailed() {
 func (s *Syncer) Run(ctx context.Context) (*Report, error) {
 	start := s.o.Now()
 	rp := &reporter{}
+	if sp, ok := s.o.Servers.(ServerPass); ok && s.o.Sync.Retire == "delete" && !s.o.DryRun {
+		sp.BeginPass(ctx)
+	}
 	items, present, complete := s.collect(ctx, rp)
 	if ctx.Err() != nil {
 		return &rp.r, ctx.Err()

@@ -24,6 +24,14 @@ type ServerChecker interface {
 	InUse(ctx context.Context, imageID string) (inUse, known bool, err error)
 }
 
+// ServerPass is a ServerChecker that is told when a pass begins, under
+// retire = delete and not in a dry run, before it is asked anything: it
+// may look again for what it lacked (the cmd's Nova check reads the
+// catalog again while it has no compute service).
+type ServerPass interface {
+	BeginPass(ctx context.Context)
+}
+
 // DefaultServersDownGrace (sync.nova_down_grace's default) is how long a
 // Nova that cannot be asked (unreachable, 5xx, 429) holds back the
 // retirement of images under retire = delete: past it they are deactivated and hidden (servers may

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/tokens"
 
 	"github.com/imagetrust/imagetrust/glancesync"
 	"github.com/imagetrust/imagetrust/internal/oserr"
@@ -26,8 +29,72 @@ import (
 // deleting it; when Nova can't be asked now (unreachable, 5xx, 429, a 401
 // whether the re-login failed or not, no answer within novaTimeout) the
 // sync leaves the image for its next pass.
+//
+// A compute service missing from the catalog at start is looked for again
+// at each pass (BeginPass, find): until it appears InUse answers "unknown"
+// (deactivated and hidden, as without Nova), and once it does it is
+// logged once and asked from that pass on, without a restart.
 type novaServers struct {
+	mu sync.Mutex
+	// sc is Nova's client; nil while the catalog has none
 	sc *gophercloud.ServiceClient
+	// find reads the catalog again for a compute endpoint (nil: sc
+	// is fixed)
+	find func(context.Context) (*gophercloud.ServiceClient, error)
+	log  *slog.Logger
+}
+
+// client is the Nova client in use (nil: none in the catalog yet).
+func (n *novaServers) client() *gophercloud.ServiceClient {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.sc
+}
+
+// BeginPass implements glancesync.ServerPass: without a compute service
+// yet, the catalog is read again (Keystone's, not the token's, which is
+// only renewed at a re-login); one found is logged and used from this
+// pass on.
+func (n *novaServers) BeginPass(ctx context.Context) {
+	if n.find == nil || n.client() != nil {
+		return
+	}
+	sc, err := n.find(ctx)
+	if err != nil {
+		if n.log != nil {
+			n.log.Debug("still no compute service in the catalog", "err", oserr.Capped(err))
+		}
+		return
+	}
+	n.mu.Lock()
+	n.sc = sc
+	n.mu.Unlock()
+	if n.log != nil {
+		n.log.Info("compute service (Nova) now in the catalog: asked from this pass on whether servers use the images to retire (retire = delete)",
+			"endpoint", redactURL(sc.Endpoint))
+	}
+}
+
+// catalogFinder is novaServers.find for the login l: Keystone's catalog
+// for l's token (GET /v3/auth/catalog at auth_url's Keystone), its compute
+// endpoint as computeClientOf picks it.
+func catalogFinder(l *keystoneLogin) func(context.Context) (*gophercloud.ServiceClient, error) {
+	return func(ctx context.Context) (*gophercloud.ServiceClient, error) {
+		ctx, cancel := context.WithTimeout(ctx, authTimeout)
+		defer cancel()
+		var body struct {
+			Catalog []tokens.CatalogEntry `json:"catalog"`
+		}
+		resp, err := l.pc.Request(ctx, http.MethodGet, gophercloud.NormalizeURL(l.pc.IdentityBase)+"v3/auth/catalog",
+			&gophercloud.RequestOpts{JSONResponse: &body, OkCodes: []int{http.StatusOK}})
+		if resp != nil && resp.Body != nil {
+			_ = resp.Body.Close()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("keystone's catalog: %w", err)
+		}
+		return computeClientOf(l.pc, l.eo, &tokens.ServiceCatalog{Entries: body.Catalog})
+	}
 }
 
 // novaTimeout bounds one question to Nova: a Nova that accepts the
@@ -43,11 +110,17 @@ type serverIndex struct {
 
 // InUse implements glancesync.ServerChecker.
 func (n *novaServers) InUse(ctx context.Context, imageID string) (inUse, known bool, err error) {
+	sc := n.client()
+	if sc == nil {
+		// no compute service in the catalog (yet): unknown, as
+		// without Nova
+		return false, false, nil
+	}
 	q := url.Values{"image": {imageID}, "all_tenants": {"1"}, "limit": {"1"}}
 	var body serverIndex
 	ctx, cancel := context.WithTimeout(ctx, novaTimeout)
 	defer cancel()
-	resp, err := n.sc.Get(ctx, n.sc.ServiceURL("servers")+"?"+q.Encode(), &body, &gophercloud.RequestOpts{OkCodes: []int{200}})
+	resp, err := sc.Get(ctx, sc.ServiceURL("servers")+"?"+q.Encode(), &body, &gophercloud.RequestOpts{OkCodes: []int{200}})
 	if resp != nil && resp.Body != nil {
 		_ = resp.Body.Close()
 	}

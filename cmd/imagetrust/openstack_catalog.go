@@ -287,11 +287,16 @@ func catalogComputeClient(pc *gophercloud.ProviderClient, eo gophercloud.Endpoin
 	if err := checkCatalog(pc, eo, "compute"); err != nil {
 		return nil, err
 	}
-	eo.ApplyDefaults("compute")
 	cat := tokenCatalog(pc)
 	if cat == nil {
 		return nil, errors.New("compute endpoint: not a Keystone v3 token: no catalog")
 	}
+	return computeClientOf(pc, eo, cat)
+}
+
+// computeClientOf is catalogComputeClient's endpoint of the catalog cat.
+func computeClientOf(pc *gophercloud.ProviderClient, eo gophercloud.EndpointOpts, cat *tokens.ServiceCatalog) (*gophercloud.ServiceClient, error) {
+	eo.ApplyDefaults("compute")
 	for _, e := range cat.Entries {
 		if !slices.Contains(eo.Types(), e.Type) || (eo.Name != "" && e.Name != eo.Name) {
 			continue

@@ -139,6 +139,13 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 				log.Warn("compute service (Nova) not reachable at start: starting without it; each pass asks it again, and leaves the images it would retire (retire = delete) for the next pass while it does not answer",
 					"endpoint", redactURL(nc.Endpoint), "err", oserr.Capped(err))
 			}
+		} else if _, cerr := catalogComputeClient(login.pc, login.eo); cerr != nil {
+			// none in the catalog: looked for at each pass (an
+			// endpoint registered later is used without a restart)
+			servers = &novaServers{find: catalogFinder(login), log: log}
+			if cfg.Sync.Retire == "delete" {
+				log.Warn("no compute service in the catalog: retired images are deactivated and hidden, not deleted, until one is registered (each pass reads the catalog again)", "err", err)
+			}
 		} else {
 			log.Warn("no usable compute service: retired images are deactivated and hidden, never deleted", "err", err)
 		}
