@@ -123,14 +123,21 @@ func cmdCRL(ctx context.Context, e *env, args []string) int {
 	log.Info("authenticated", "mirror_project", project)
 	cat := &glanceCatalog{sc: cl.sc, owner: project}
 	login.register(reg)
+	// a report that can't be written (stdout closed: `| head -1`, the
+	// SIGPIPE caught, handleOtherSignals) is said on stderr; the run's
+	// exit status stands
 	printReport := func(rep *crl.Report) {
+		w := &errWriter{w: e.stdout}
 		if *reportJSON {
-			enc := json.NewEncoder(e.stdout)
+			enc := json.NewEncoder(w)
 			enc.SetIndent("", "  ")
 			_ = enc.Encode(rep)
-			return
+		} else {
+			writeCRLReport(w, rep)
 		}
-		writeCRLReport(e.stdout, rep)
+		if w.err != nil {
+			log.Warn("run report not written in full (stdout closed?); the exit status is the run's", "err", w.err)
+		}
 	}
 
 	if *once || *dry {
@@ -606,4 +613,20 @@ func staleInUse(rep *crl.Report) int {
 		}
 	}
 	return n
+}
+
+// errWriter keeps the first error of writes to w; once failed it writes
+// nothing more.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(p []byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	n, err := e.w.Write(p)
+	e.err = err
+	return n, err
 }

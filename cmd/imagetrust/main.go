@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -69,9 +70,45 @@ func usage(w io.Writer) {
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	handleOtherSignals()
 	code := run(ctx, &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}, os.Args[1:])
 	stop()
 	os.Exit(code)
+}
+
+// processLogger is the process's logger once a command made it
+// (newLogger), for handleOtherSignals' lines.
+var processLogger atomic.Pointer[slog.Logger]
+
+// handleOtherSignals catches, for the process's life:
+//
+//   - SIGPIPE. Go's default kills the process when a write to its stdout
+//     or stderr finds the reader gone (`imagetrust crl --once
+//     --report-json | head -1`): exit 141 once the run had done its work,
+//     whatever its outcome, and a --dry-run's plan cut short. Caught, the
+//     write fails (EPIPE: the rest of the output is lost) and the run's
+//     own exit status stands: it is what cron and scripts must act on.
+//     Nothing is logged (stderr may be the closed end).
+//   - SIGUSR1, which is what many sites' logrotate configurations and
+//     habits send to make a daemon reopen its log. Go's runtime already
+//     catches and ignores it when nothing asks for it (os/signal: "Other
+//     signals will be caught but no action will be taken"), so it never
+//     killed imagetrust; but silently, and a daemon that logs to stderr
+//     (journald) has nothing to reopen: a WARN now says it was received
+//     and ignored, and that SIGHUP is the reload.
+func handleOtherSignals() {
+	c := make(chan os.Signal, 4)
+	signal.Notify(c, syscall.SIGPIPE, syscall.SIGUSR1)
+	go func() {
+		for sig := range c {
+			if sig != syscall.SIGUSR1 {
+				continue
+			}
+			if l := processLogger.Load(); l != nil {
+				l.Warn("SIGUSR1 ignored: there is no log file to reopen (logs go to stderr); SIGHUP reloads the configuration")
+			}
+		}
+	}()
 }
 
 func run(ctx context.Context, e *env, args []string) int {
@@ -105,8 +142,12 @@ func newLogger(w io.Writer, format, level string) *slog.Logger {
 		lv = slog.LevelInfo
 	}
 	opts := &slog.HandlerOptions{Level: lv}
+	var l *slog.Logger
 	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		l = slog.New(slog.NewJSONHandler(w, opts))
+	} else {
+		l = slog.New(slog.NewTextHandler(w, opts))
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	processLogger.Store(l)
+	return l
 }
