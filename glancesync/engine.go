@@ -361,6 +361,30 @@ type reporter struct {
 	// servers is the pass's failure to ask Nova (retire), after which it
 	// is not asked again in the pass
 	servers error
+	// answers are Nova's answers of the pass, by image id (askServers)
+	answers map[string]serversAnswer
+}
+
+// serversAnswer is what ServerChecker.InUse answered for an image.
+type serversAnswer struct {
+	inUse, known bool
+	err          error
+}
+
+func (rp *reporter) serversAnswer(id string) (serversAnswer, bool) {
+	rp.mu.Lock()
+	defer rp.mu.Unlock()
+	a, ok := rp.answers[id]
+	return a, ok
+}
+
+func (rp *reporter) setServersAnswer(id string, a serversAnswer) {
+	rp.mu.Lock()
+	if rp.answers == nil {
+		rp.answers = map[string]serversAnswer{}
+	}
+	rp.answers[id] = a
+	rp.mu.Unlock()
 }
 
 func (rp *reporter) serversDown() error {

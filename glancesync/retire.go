@@ -176,6 +176,24 @@ func (s *Syncer) reconcile(ctx context.Context, ours []*Image, items []*item, pr
 		}
 	}
 	listed := s.listMembers(ctx, targets)
+	// whether servers use the images retire = delete is to retire, asked
+	// ahead and in parallel (retire reads the answers)
+	if s.o.Sync.Retire == "delete" && s.o.Servers != nil && !s.o.DryRun {
+		var ask []string
+		for _, im := range ours {
+			if im.Props[validator.PropAlias] != "" || im.Props[validator.PropUUID] == "" || (im.Status != StatusActive && im.Status != StatusDeactivated) {
+				continue
+			}
+			vo, tag := keys.of(im)
+			k := vo + "/" + tag
+			left := !present[vo+"/"+im.ID] && complete[vo]
+			superseded := newest[k] != nil && newest[k].ID != im.ID && keys.newer(newest[k], im)
+			if left || superseded {
+				ask = append(ask, im.ID)
+			}
+		}
+		s.askServers(ctx, ask, rp)
+	}
 	shown := map[string]bool{}
 	for _, im := range ours {
 		if im.Props[validator.PropAlias] != "" || im.Props[validator.PropUUID] == "" {
@@ -319,16 +337,22 @@ func (s *Syncer) retire(ctx context.Context, im *Image, why string, o Outcome, r
 	if im.Status == StatusQueued {
 		inUse, known = false, true // a data-less image boots nothing
 	} else if s.o.Servers != nil && !s.o.DryRun {
-		if err := rp.serversDown(); err != nil {
+		a, asked := rp.serversAnswer(im.ID)
+		if !asked && rp.serversDown() == nil {
+			// not asked ahead (askServers): asked now
+			a = s.askServer(ctx, im.ID, rp)
+			asked = true
+		}
+		if !asked {
+			// Nova could not be asked earlier in the pass
 			if _, long := s.serversDownLong(); !long {
-				return s.retireDeferred(im, why, o, err, rp)
+				return s.retireDeferred(im, why, o, rp.serversDown(), rp)
 			}
 			// past the grace: deactivated and hidden, below
 		} else {
-			u, k, err := s.o.Servers.InUse(ctx, im.ID)
+			u, k, err := a.inUse, a.known, a.err
 			switch {
 			case errors.Is(err, ErrServersUnknown):
-				s.serversAnswered()
 				s.log.Warn("cannot tell whether servers use the image", "image", im.ID, "err", err)
 			case err != nil:
 				if ctx.Err() != nil {
@@ -338,8 +362,6 @@ func (s *Syncer) retire(ctx context.Context, im *Image, why string, o Outcome, r
 				// a guess, and Nova not asked again in this pass (each
 				// ask of a Nova that hangs may take minutes); for
 				// ServersDownGrace at most
-				rp.setServersDown(err)
-				s.serversFailed()
 				since, long := s.serversDownLong()
 				if !long {
 					s.log.Error("cannot ask Nova whether servers use images: retiring them (retire = delete) is left for the next pass", "err", err,
@@ -350,7 +372,6 @@ func (s *Syncer) retire(ctx context.Context, im *Image, why string, o Outcome, r
 				s.log.Error("cannot ask Nova whether servers use images, for longer than the grace: the images to retire are deactivated and hidden, not deleted, until it answers", "err", err,
 					"failing_since", since.UTC().Format(time.RFC3339), "grace", s.o.ServersDownGrace)
 			default:
-				s.serversAnswered()
 				inUse, known = u, k
 			}
 		}
@@ -393,6 +414,57 @@ func (s *Syncer) retire(ctx context.Context, im *Image, why string, o Outcome, r
 		s.apply(ctx, im.ID, ops, o, ActionDeactivate, why+" (servers may use it: deactivated and hidden, not deleted)", rp)
 	}
 	return true // deactivated (or not active to begin with)
+}
+
+// askServers asks Servers whether servers use each image of ids (those
+// retire = delete is to retire in this pass), ahead of reconcile's loop, and
+// keeps the answers in rp for retire. Nova's API takes one image per
+// question (GET /servers?image=ID: a repeated image= keeps the last), and
+// the listing that names every server's image (/servers/detail) needs a
+// right the mirror user is not given (etc/nova/policy-retire-delete.yaml),
+// so a pass asks once per image: the first alone (a Nova that can't be
+// asked is asked once in the pass, as before), the others on up to
+// sync.parallel at once, so that a slow Nova (each answer within
+// novaTimeout) holds the pass for a fraction of the sum of its answers.
+// Once one can't be asked now (an error that is not ErrServersUnknown)
+// no further question is asked: rp.serversDown, and retire leaves the
+// images not asked for the next pass.
+func (s *Syncer) askServers(ctx context.Context, ids []string, rp *reporter) {
+	ask := func(id string) bool {
+		if ctx.Err() != nil || rp.serversDown() != nil {
+			return false
+		}
+		a := s.askServer(ctx, id, rp)
+		return a.err == nil || errors.Is(a.err, ErrServersUnknown)
+	}
+	if len(ids) == 0 || !ask(ids[0]) {
+		return
+	}
+	rest := ids[1:]
+	parallel(s.o.Sync.Parallel, len(rest), func(i int) bool { return ask(rest[i]) })
+}
+
+// askServer asks Servers whether servers use the image id, keeps the
+// answer in rp, and counts Nova's outage as the answers come (not in
+// reconcile's order): one that can't be asked now is an outage
+// (serversFailed, rp.serversDown: not asked again in the pass), any
+// answer ends it, unless a question of the pass failed already (answers
+// of questions asked at the same time do not end the outage the pass
+// saw).
+func (s *Syncer) askServer(ctx context.Context, id string, rp *reporter) serversAnswer {
+	u, k, err := s.o.Servers.InUse(ctx, id)
+	a := serversAnswer{inUse: u, known: k, err: err}
+	rp.setServersAnswer(id, a)
+	switch {
+	case err != nil && !errors.Is(err, ErrServersUnknown):
+		if ctx.Err() == nil {
+			rp.setServersDown(err)
+			s.serversFailed()
+		}
+	case rp.serversDown() == nil:
+		s.serversAnswered()
+	}
+	return a
 }
 
 // retireDeferred leaves im, which retire = delete would retire for why, as

@@ -1,0 +1,94 @@
+package glancesync
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+)
+
+// slowServers stands in for a Nova that answers slowly (within its
+// bound): after the first question, each waits until want questions are
+// in flight at once (or gives up when the test's context ends, or after a
+// minute), and counts the questions per image. No server uses any image.
+// (The pass may ask about other tests' images of the shared mirror
+// project too: they left every source of atlas.)
+type slowServers struct {
+	want     int
+	mu       sync.Mutex
+	inFlight int
+	most     int
+	asked    map[string]int
+	full     chan struct{}
+	closed   bool
+	first    bool
+}
+
+func (s *slowServers) InUse(ctx context.Context, id string) (bool, bool, error) {
+	s.mu.Lock()
+	s.asked[id]++
+	if !s.first {
+		s.first = true // the first question is asked alone
+		s.mu.Unlock()
+		return false, true, nil
+	}
+	s.inFlight++
+	s.most = max(s.most, s.inFlight)
+	if s.inFlight == s.want && !s.closed {
+		s.closed = true
+		close(s.full)
+	}
+	s.mu.Unlock()
+	select {
+	case <-s.full:
+	case <-ctx.Done():
+	case <-time.After(time.Minute):
+	}
+	s.mu.Lock()
+	s.inFlight--
+	s.mu.Unlock()
+	return false, true, nil
+}
+
+// TestRetireAsksNovaInParallel: under retire = delete, the images a pass
+// retires are asked about once each, the first alone and the others on
+// up to sync.parallel questions at once, so that a Nova that answers
+// slowly holds the pass for a fraction of the sum of its answers (Nova's
+// API takes one image per question, and the listing that names every
+// server's image needs a right the mirror user is not given). All are
+// deleted (no server uses them). Against the real Glance; Nova is a
+// stand-in that holds each question until two are in flight. Before, they
+// were asked one after the other: never two at once.
+func TestRetireAsksNovaInParallel(t *testing.T) {
+	e := newEnv(t)
+	w := newWorld(t)
+	dir := t.TempDir()
+	var old []*published
+	for i := range 3 {
+		old = append(old, w.publish(dir, spec{vo: "atlas", tag: "slow-nova", created: w.now.Add(time.Duration(-5+i) * time.Hour)}))
+	}
+	o := e.options(t, w, map[string][]string{dir: {"atlas"}})
+	o.Sync.Retire = "keep"
+	run(t, o)
+	cur := w.publish(dir, spec{vo: "atlas", tag: "slow-nova", created: w.now.Add(-time.Hour)})
+
+	o.Sync.Retire = "delete"
+	o.Sync.Parallel = 2
+	ss := &slowServers{want: 2, asked: map[string]int{}, full: make(chan struct{})}
+	o.Servers = ss
+	r := run(t, o)
+	for _, p := range old {
+		if _, err := e.admin.Get(context.Background(), p.id); err == nil {
+			t.Errorf("superseded image %s not deleted: %+v", p.id, r.Find(p.id))
+		}
+		if n := ss.asked[p.id]; n != 1 {
+			t.Errorf("Nova asked %d times about %s in the pass, want once", n, p.id)
+		}
+	}
+	if n := ss.asked[cur.id]; n != 0 {
+		t.Errorf("Nova asked about the current image %d times", n)
+	}
+	if ss.most != 2 {
+		t.Errorf("at most %d questions to Nova at once, want sync.parallel (2)", ss.most)
+	}
+}
