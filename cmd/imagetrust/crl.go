@@ -90,6 +90,8 @@ func cmdCRL(ctx context.Context, e *env, args []string) int {
 	daemon := !*once && !*dry
 	if !daemon {
 		defer ignoreReloads(hup, log, "crl", *dry)()
+	} else {
+		daemonSIGPIPE()
 	}
 	cloudName := *cloud
 	if cloudName == "" {

@@ -88,7 +88,8 @@ var processLogger atomic.Pointer[slog.Logger]
 //     whatever its outcome, and a --dry-run's plan cut short. Caught, the
 //     write fails (EPIPE: the rest of the output is lost) and the run's
 //     own exit status stands: it is what cron and scripts must act on.
-//     Nothing is logged (stderr may be the closed end).
+//     Nothing is logged (stderr may be the closed end). Daemons give it
+//     back (daemonSIGPIPE).
 //   - SIGUSR1, which is what many sites' logrotate configurations and
 //     habits send to make a daemon reopen its log. Go's runtime already
 //     catches and ignores it when nothing asks for it (os/signal: "Other
@@ -110,6 +111,15 @@ func handleOtherSignals() {
 		}
 	}()
 }
+
+// daemonSIGPIPE gives a long-running daemon (sync and crl without --once
+// or --dry-run, the proxy) back Go's default for SIGPIPE, which
+// handleOtherSignals catches for the runs that end: a daemon whose stderr
+// (its log, the proxy's audit lines) has lost its reader dies at its next
+// line, and systemd restarts it with a working one, instead of going on
+// deciding with nothing logged. Under systemd that takes a journald whose
+// stream broke; journald keeps its streams across its own restarts.
+func daemonSIGPIPE() { signal.Reset(syscall.SIGPIPE) }
 
 func run(ctx context.Context, e *env, args []string) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {

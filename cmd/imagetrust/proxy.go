@@ -47,6 +47,7 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	daemonSIGPIPE()
 	cfg, err := itconfig.Load(*cfgPath)
 	if err != nil {
 		return fail(e, exitUsage, "proxy: %v", err)

@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/imagetrust/imagetrust/internal/ostest"
 )
@@ -74,5 +76,47 @@ func TestDaemonIgnoresSIGUSR1(t *testing.T) {
 	d.waitLine(t, "level=WARN", "SIGUSR1 ignored")
 	if code := d.stop(t); code != exitOK {
 		t.Errorf("exit %d after SIGTERM, want 0:\n%s", code, d.logs.String())
+	}
+}
+
+// TestDaemonClosedStderrDies: a daemon (the built binary: the CRL job and
+// the sync, without --once) whose stderr has lost its reader dies of
+// SIGPIPE at its next log line, as Go's default has it, so that systemd
+// restarts it with a working log; it does not go on deciding with its log
+// (the proxy's audit lines) lost, as a run that ends does
+// (TestCRLOnceClosedStdout). Against the real Keystone and Glance, in a
+// project of its own. The two-minute wait only turns a daemon that goes on
+// into a failure rather than a hang.
+func TestDaemonClosedStderrDies(t *testing.T) {
+	c := ostest.Start(t, ostest.Options{})
+	path, _ := daemonConfig(t)
+	for _, cmdName := range []string{"crl", "sync"} {
+		t.Run("ok "+cmdName, func(t *testing.T) {
+			p := c.NewProject(t, t.TempDir(), "stderr"+cmdName, "stderr"+cmdName)
+			r, w, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = r.Close()
+			cmd := exec.Command(ostest.Binary(t), cmdName, "--config", path)
+			cmd.Env, cmd.Stdout, cmd.Stderr = append(os.Environ(), p.Env()...), io.Discard, w
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			_ = w.Close()
+			done := make(chan struct{})
+			go func() { _ = cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(2 * time.Minute):
+				_ = cmd.Process.Kill()
+				<-done
+				t.Fatalf("%s: still running two minutes on with its stderr closed", cmdName)
+			}
+			ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
+			if !ok || !ws.Signaled() || ws.Signal() != syscall.SIGPIPE {
+				t.Fatalf("%s with its stderr closed: %v, want killed by SIGPIPE", cmdName, cmd.ProcessState)
+			}
+		})
 	}
 }

@@ -88,6 +88,8 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 	if !daemon {
 		// said, not taken (hup is caught from the start)
 		defer ignoreReloads(hup, log, "sync", *dry)()
+	} else {
+		daemonSIGPIPE()
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
