@@ -136,16 +136,18 @@ func (t *Trust) checkChain(chain []*x509.Certificate, role crl.Role, registeredA
 		}
 	}
 	if t.requireCRL {
-		for i, c := range chain {
-			if i == len(chain)-1 && len(chain) > 1 {
-				break
-			}
-			has := t.crls.HasCRLFor(c)
+		// a CRL the revocation lookup would search for the certificate
+		// (crl.Index.CoveringScope: its issuer's name and, when both
+		// carry one, key identifier, of a scope that takes it in), as the
+		// CRL job asks: a CRL of another key of the same name (a re-keyed
+		// CA) is never searched for it, so it does not meet require_crl
+		for _, ref := range crl.ChainRefs(chain, role) {
+			has := len(t.crls.CoveringScope(ref)) > 0
 			for _, ix := range own {
-				has = has || ix.HasCRLFor(c)
+				has = has || len(ix.CoveringScope(ref)) > 0
 			}
 			if !has {
-				return nil, fmt.Errorf("no CRL loaded for %q, the issuer of %q (require_crl is set)", IssuerName(c), SubjectName(c))
+				return nil, fmt.Errorf("no CRL loaded for %q, the issuer of %q (require_crl is set)", IssuerName(ref.Cert), SubjectName(ref.Cert))
 			}
 		}
 	}
