@@ -249,6 +249,11 @@ func TestCheckChain(t *testing.T) {
 		{"fail certificateHold", people, []pki.Revoked{{Serial: big.NewInt(1001), Time: after, Reason: ReasonCertificateHold}}, chainOf(creator), RoleCreator, false, ReasonCertificateHold},
 		{"fail image superseded after registration", people, []pki.Revoked{{Serial: big.NewInt(1002), Time: after, Reason: ReasonSuperseded}}, chainOf(image), RoleImage, false, ReasonSuperseded},
 		{"fail intermediate CA revoked", root, []pki.Revoked{{Serial: people.Cert.SerialNumber, Time: before, Reason: ReasonCACompromise}}, chainOf(creator), RoleCreator, false, ReasonCACompromise},
+		// a CRL may list a serial twice (another CA tool's history kept
+		// beside the new entry): every entry counts, not the first alone
+		{"fail keyCompromise listed after a superseded entry of the same serial", people, []pki.Revoked{{Serial: big.NewInt(1001), Time: after, Reason: ReasonSuperseded}, {Serial: big.NewInt(1001), Time: after, Reason: ReasonKeyCompromise}}, chainOf(creator), RoleCreator, false, ReasonKeyCompromise},
+		{"fail keyCompromise listed after a removeFromCRL entry of the same serial", people, []pki.Revoked{{Serial: big.NewInt(1001), Time: before, Reason: ReasonRemoveFromCRL}, {Serial: big.NewInt(1001), Time: after, Reason: ReasonKeyCompromise}}, chainOf(creator), RoleCreator, false, ReasonKeyCompromise},
+		{"fail keyCompromise listed after a hold of the same serial", people, []pki.Revoked{{Serial: big.NewInt(1001), Time: before, Reason: ReasonCertificateHold}, {Serial: big.NewInt(1001), Time: after, Reason: ReasonKeyCompromise}}, chainOf(creator), RoleCreator, false, ReasonKeyCompromise},
 		{"ok intermediate CA superseded after registration", root, []pki.Revoked{{Serial: people.Cert.SerialNumber, Time: after, Reason: ReasonSuperseded}}, chainOf(creator), RoleCreator, false, -1},
 	}
 	for _, tc := range tests {

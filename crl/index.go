@@ -427,20 +427,22 @@ func (ix *Index) check(refs []Ref, registeredAt time.Time, strict bool, covering
 	var hold *Revocation
 	for _, r := range refs {
 		for _, c := range covering(r) {
-			e, ok := c.Find(r.Serial)
-			if !ok || !RevocationApplies(r.Role, e.ReasonCode, e.RevocationTime, registeredAt, strict) {
-				continue
-			}
-			if e.ReasonCode == ReasonCertificateHold && ix.newerSpeaksFor(c, r.Role) {
-				continue // a hold the CA's newer CRL for such certificates would list
-			}
-			rev := &Revocation{Cert: r.Cert, Ref: r, Role: r.Role, Reason: e.ReasonCode, RevokedAt: e.RevocationTime,
-				CRLNumber: c.Header.Number, Issuer: c.Header.Issuer.String(), CRL: c}
-			if !rev.Hold() {
-				return rev
-			}
-			if hold == nil {
-				hold = rev
+			// every entry of the serial (a CRL may list one twice)
+			for _, e := range c.FindAll(r.Serial) {
+				if !RevocationApplies(r.Role, e.ReasonCode, e.RevocationTime, registeredAt, strict) {
+					continue
+				}
+				if e.ReasonCode == ReasonCertificateHold && ix.newerSpeaksFor(c, r.Role) {
+					continue // a hold the CA's newer CRL for such certificates would list
+				}
+				rev := &Revocation{Cert: r.Cert, Ref: r, Role: r.Role, Reason: e.ReasonCode, RevokedAt: e.RevocationTime,
+					CRLNumber: c.Header.Number, Issuer: c.Header.Issuer.String(), CRL: c}
+				if !rev.Hold() {
+					return rev
+				}
+				if hold == nil {
+					hold = rev
+				}
 			}
 		}
 	}

@@ -389,9 +389,29 @@ func serialInto(buf *[40]byte, n *big.Int) []byte {
 }
 
 // Find returns the first entry of the CRL for the serial number, decoded.
+// A CRL may list a serial more than once; revocation decisions use
+// FindAll.
 func (l *List) Find(serial *big.Int) (*x509.RevocationListEntry, bool) {
+	var first *x509.RevocationListEntry
+	l.each(serial, func(e *x509.RevocationListEntry) bool { first = e; return false })
+	return first, first != nil
+}
+
+// FindAll returns every entry of the CRL for the serial number, decoded,
+// in CRL order (nil: none). RFC 5280 does not forbid a CA to list a serial
+// twice (a hold and its later keyCompromise, a tool that appends): each
+// entry is a statement of the CA, and the first is not the whole story.
+func (l *List) FindAll(serial *big.Int) []*x509.RevocationListEntry {
+	var out []*x509.RevocationListEntry
+	l.each(serial, func(e *x509.RevocationListEntry) bool { out = append(out, e); return true })
+	return out
+}
+
+// each calls f with the entries for the serial number, in CRL order, while
+// f returns true.
+func (l *List) each(serial *big.Int, f func(*x509.RevocationListEntry) bool) {
 	if serial == nil {
-		return nil, false
+		return
 	}
 	var buf [40]byte
 	want := serialInto(&buf, serial)
@@ -403,11 +423,10 @@ func (l *List) Find(serial *big.Int) (*x509.RevocationListEntry, bool) {
 		}
 		e, whole, _, _ := expect(l.der[k.off:], tagSequence)
 		s, _, _, _ := expect(e, tagInteger)
-		if bytes.Equal(s, want) {
-			return decodeEntry(whole, e), true
+		if bytes.Equal(s, want) && !f(decodeEntry(whole, e)) {
+			return
 		}
 	}
-	return nil, false
 }
 
 // decodeEntry builds the standard library's form of an entry checked by checkEntry.
