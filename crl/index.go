@@ -450,13 +450,18 @@ func (ix *Index) check(refs []Ref, registeredAt time.Time, strict bool, covering
 }
 
 // ChainRefs names the certificates of one chain: chain[0] in role, the
-// following ones (intermediates; a self-issued root is skipped) as RoleCA.
+// following ones as RoleCA, but for the last when it is self-issued (the
+// root, a trust anchor, which no CRL speaks for). A self-issued
+// certificate within the chain (a key rollover's link certificate, the
+// old key certifying the new under the CA's name) is named: RFC 5280
+// 6.1.3 checks every certificate of a path but the anchor, and the
+// catalogue record's imagetrust_chain lists it too.
 func ChainRefs(chain []*x509.Certificate, role Role) []Ref {
 	var out []Ref
 	for i, c := range chain {
 		rl := role
 		if i > 0 {
-			if bytes.Equal(c.RawIssuer, c.RawSubject) {
+			if i == len(chain)-1 && bytes.Equal(c.RawIssuer, c.RawSubject) {
 				continue
 			}
 			rl = RoleCA
@@ -467,8 +472,8 @@ func ChainRefs(chain []*x509.Certificate, role Role) []Ref {
 }
 
 // CheckChain is Check for one chain of certificates: chain[0] is the leaf
-// playing role, chain[1:] its intermediates (RoleCA; a self-signed root is
-// skipped). It returns nil when no revocation applies.
+// playing role, chain[1:] its intermediates (RoleCA; a self-issued root
+// at the end is skipped, see ChainRefs). It returns nil when no revocation applies.
 func (ix *Index) CheckChain(chain []*x509.Certificate, role Role, registeredAt time.Time, strict bool) *Revocation {
 	return ix.Check(ChainRefs(chain, role), registeredAt, strict)
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/imagetrust/imagetrust/crl"
 	"github.com/imagetrust/imagetrust/internal/pki"
 	"github.com/imagetrust/imagetrust/internal/testpki"
 )
@@ -53,4 +54,38 @@ func TestRequireCRLRekeyedCA(t *testing.T) {
 			t.Fatal(r.Err())
 		}
 	})
+}
+
+// TestRevokedLinkCertificate: a CA rolling its key over under its own
+// name certifies the new key with a self-issued "link" certificate signed
+// by the old key (RFC 4210 NewWithOld), and the signatures carry it: the
+// chain is leaf, link certificate, old root. RFC 5280 6.1.3 checks every
+// certificate of a path but the trust anchor for revocation, self-issued
+// ones included: when the old root revokes the link certificate (the new
+// key compromised), what the new key issued is refused, by the verifier
+// as by the CRL job (whose imagetrust_chain lists the link certificate).
+func TestRevokedLinkCertificate(t *testing.T) {
+	w := newWorld(t)
+	newKey := testpki.NewRoot(t, "", testpki.WithSubject(w.peopleRoot.Cert.Subject))
+	link := w.peopleRoot.CrossSign(newKey) // subject and issuer: the root's name
+	if !bytes.Equal(link.Cert.RawIssuer, link.Cert.RawSubject) {
+		t.Fatal("the link certificate is not self-issued")
+	}
+	v := testpki.WithValidity(testNow.AddDate(0, -6, 0), testNow.AddDate(0, 6, 0))
+	w.creator = link.Leaf(testpki.Name("Alice Creator"), v)
+	w.approver = link.Leaf(testpki.Name("Bob Approver"), v)
+	b := w.bundle(bundleOpts{})
+	w.rootsOnly = true
+	r := w.trust().Verify(b.input(testNow))
+	if !r.Valid {
+		t.Fatalf("through the link certificate: %v", r.Err())
+	}
+	if ch := r.Creator.Chain[0]; len(ch) != 3 || !bytes.Equal(ch[1].Raw, link.Cert.Raw) {
+		t.Fatalf("creator chain of %d certificates, not leaf, link, root", len(ch))
+	}
+	w.crls = [][]byte{revokeCRL(w.peopleRoot, 2, pki.Revoked{Serial: link.Cert.SerialNumber, Time: testNow.AddDate(0, 0, -1), Reason: crl.ReasonCACompromise})}
+	r = w.trust().Verify(b.input(testNow))
+	if r.Valid || r.Revocation == nil || r.Revocation.Cert.SerialNumber.Cmp(link.Cert.SerialNumber) != 0 {
+		t.Fatalf("valid %v, revocation %v", r.Valid, r.Revocation)
+	}
 }
