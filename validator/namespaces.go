@@ -102,40 +102,54 @@ func (p *nsPolicy) check(issuer DN, subject string) error {
 // policy of its own below one that has a policy (a sub-CA an IGTF bundle
 // does not ship, brought by a signature) is held to its nearest constrained
 // ancestor's: otherwise a constrained CA could escape its namespace by
-// issuing such a sub-CA within it.
+// issuing such a sub-CA within it. Every policy applies to whoever bears
+// its issuer's name: see checkChain for the Trust's rule.
 func (n *Namespaces) CheckChain(chain []*x509.Certificate) error {
+	return n.checkChain(chain, nil)
+}
+
+// checkChain is CheckChain where a CA's policy (its issuer name's) is its
+// own only when owns says so: a CA that bears the name of a trust store CA
+// but not its key is not that CA, and is held to its issuer's namespace
+// like a CA with no policy (nil owns: every bearer of the name).
+func (n *Namespaces) checkChain(chain []*x509.Certificate, owns func(c *x509.Certificate, subject DN) bool) error {
 	if n == nil {
 		return nil
+	}
+	own := func(c *x509.Certificate, subject DN) *nsPolicy {
+		p := n.policyFor(subject)
+		if p != nil && owns != nil && !owns(c, subject) {
+			return nil
+		}
+		return p
 	}
 	var inherited *nsPolicy
 	for i := len(chain) - 1; i >= 0; i-- {
 		c := chain[i]
+		subject, err := DNFromRaw(c.RawSubject)
+		if err != nil {
+			return err
+		}
 		if i == len(chain)-1 && len(chain) > 1 {
 			// the root: its own subject is not checked, only what it issues
-			if issuer, err := DNFromRaw(c.RawSubject); err == nil {
-				inherited = n.policyFor(issuer)
-			} else {
-				return err
-			}
+			inherited = own(c, subject)
 			continue
 		}
 		issuer, err := DNFromRaw(c.RawIssuer)
 		if err != nil {
 			return err
 		}
-		subject, err := DNFromRaw(c.RawSubject)
-		if err != nil {
-			return err
-		}
-		p := n.policyFor(issuer)
-		if p == nil {
-			p = inherited
+		// the issuer's policy: its own (set as inherited when it was the
+		// subject, the step before), else its constrained ancestor's
+		p := inherited
+		if i == len(chain)-1 {
+			p = n.policyFor(issuer) // a lone certificate: its issuer is not in the chain
 		}
 		if err := p.check(issuer, subject.OneLine()); err != nil {
 			return err
 		}
-		if own := n.policyFor(subject); own != nil {
-			inherited = own
+		if o := own(c, subject); o != nil {
+			inherited = o
 		} else {
 			inherited = p
 		}

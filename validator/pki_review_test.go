@@ -3,6 +3,7 @@ package validator
 import (
 	"bytes"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"strings"
 	"testing"
 
@@ -87,5 +88,55 @@ func TestRevokedLinkCertificate(t *testing.T) {
 	r = w.trust().Verify(b.input(testNow))
 	if r.Valid || r.Revocation == nil || r.Revocation.Cert.SerialNumber.Cmp(link.Cert.SerialNumber) != 0 {
 		t.Fatalf("valid %v, revocation %v", r.Valid, r.Revocation)
+	}
+}
+
+// TestNamespaceSubCANamedAsAnotherCA: a constrained CA may issue a sub-CA
+// whose name falls within its namespace; when that name is the name of
+// another configured CA, with its own wider policy, the sub-CA is still
+// not that CA (another key) and stays held to its issuer's namespace: a
+// policy file is bound to the CA of the trust store it was written for,
+// not to whoever bears its name. Otherwise a CA whose namespace holds
+// another CA's name ("/O=Grid/.*" holds "/O=Grid/CN=Science CA") would
+// issue any name of that CA's namespace.
+func TestNamespaceSubCANamedAsAnotherCA(t *testing.T) {
+	w := newWorld(t)
+	valid := testpki.WithValidity(testNow.AddDate(0, -6, 0), testNow.AddDate(0, 6, 0))
+	name := func(o, cn string) pkix.Name { return pkix.Name{Organization: []string{o}, CommonName: cn} }
+	grid := testpki.NewRoot(t, "", testpki.WithSubject(name("Grid", "Grid Root")))
+	science := testpki.NewRoot(t, "", testpki.WithSubject(name("Grid", "Science CA")))
+	impostor := grid.Intermediate("", testpki.WithSubject(name("Grid", "Science CA"))) // science's name, grid's chain
+	ns := namespacesOf(t, `TO Issuer "/O=Grid/CN=Grid Root" PERMIT Subject "/O=Grid/.*"
+TO Issuer "/O=Grid/CN=Science CA" PERMIT Subject "/O=Science/.*"
+`)
+	alice, _ := ParseDN("/O=Science/CN=Alice")
+	bob, _ := ParseDN("/O=Grid/CN=Bob")
+	tr, _, err := NewTrust(TrustOptions{
+		People:     []*x509.Certificate{grid.Cert, science.Cert},
+		Registrar:  []*x509.Certificate{w.regRoot.Cert},
+		VOs:        map[string]*VOPolicy{"atlas": {Name: "atlas", Creators: []DN{alice}, Approvers: []DN{bob}}},
+		Namespaces: ns,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	approver := grid.Leaf(name("Grid", "Bob"), valid)
+	for _, c := range []struct {
+		name    string
+		creator *testpki.Leaf
+		want    string // "" valid, else the creator check's reason
+	}{
+		{"ok the Science CA issues a name of its namespace", science.Leaf(name("Science", "Alice"), valid), ""},
+		{"fail the Science CA's namesake, the Grid Root's sub-CA, issues a name of the Science CA's namespace", impostor.Leaf(name("Science", "Alice"), valid), ReasonOutsideNamespace},
+		{"fail the Grid Root's sub-CA issues a name of the Grid Root's namespace (not listed)", impostor.Leaf(name("Grid", "Carol"), valid), ReasonCreatorNotListed},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := tr.Verify(w.bundle(bundleOpts{creator: c.creator, approver: approver}).input(testNow))
+			if c.want == "" {
+				assertResult(t, r, true)
+				return
+			}
+			assertResult(t, r, false, failure{CheckCreator, c.want})
+		})
 	}
 }

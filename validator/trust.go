@@ -30,6 +30,8 @@ type Trust struct {
 	// peopleSubjects / regSubjects are the raw subjects of every anchor, to
 	// tell which side of the trust store a chain ends in.
 	anchors []*x509.Certificate
+	// anchorDNs are the anchors' subjects, decoded (nil: not decodable)
+	anchorDNs []DN
 	// people and registrar are the configured CAs of each side, as given
 	people, registrar []*x509.Certificate
 	crls              *crl.Index
@@ -126,6 +128,10 @@ func NewTrust(o TrustOptions) (*Trust, []string, error) {
 			t.regInterCerts = append(t.regInterCerts, c)
 		}
 		t.anchors = append(t.anchors, c)
+	}
+	for _, a := range t.anchors {
+		dn, _ := DNFromRaw(a.RawSubject)
+		t.anchorDNs = append(t.anchorDNs, dn)
 	}
 	var warnings []string
 	t.peopleCAs = people

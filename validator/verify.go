@@ -627,9 +627,31 @@ func (t *Trust) chainsToRegistrar(c *x509.Certificate, inter *interPools) bool {
 }
 
 // checkNamespaces applies the trust store's IGTF name constraints to every
-// certificate of a chain below its root.
+// certificate of a chain below its root. A CA's policy is its own only if
+// it is the trust store's CA of that name (ownsName).
 func (t *Trust) checkNamespaces(chain []*x509.Certificate) error {
-	return t.ns.CheckChain(chain)
+	return t.ns.checkChain(chain, t.ownsName)
+}
+
+// ownsName reports whether c, a CA of a verified chain, may take the
+// namespace policy of its name: it is a CA of the trust store (by name and
+// key, whichever certificate carries them), or no CA of the trust store
+// bears its name (a sub-CA an IGTF namespaces file names, not shipped,
+// brought by a signature). A CA brought by a signature under a configured
+// CA's name and another key is not that CA: a constrained CA that may
+// issue such a name must not gain that CA's namespace by doing so.
+func (t *Trust) ownsName(c *x509.Certificate, subject DN) bool {
+	named := false
+	for i, a := range t.anchors {
+		if !t.anchorDNs[i].Equal(subject) {
+			continue
+		}
+		named = true
+		if caKey(a) == caKey(c) {
+			return true
+		}
+	}
+	return !named
 }
 
 func appendPool(dst *x509.CertPool, src []*x509.Certificate) {
