@@ -326,7 +326,14 @@ func (d DN) Equal(o DN) bool {
 	return true
 }
 
-// OneLine prints the name in OpenSSL's one-line form.
+// oneLineEscaper escapes what parseOneLine reads as structure in a value:
+// the backslash itself (a value ending in one would escape the "/" of
+// the next RDN, and print as another DN), "/" and "+".
+var oneLineEscaper = strings.NewReplacer(`\`, `\\`, "/", `\/`, "+", `\+`)
+
+// OneLine prints the name in OpenSSL's one-line form, with "\", "/" and
+// "+" in values escaped by a backslash, so that ParseDN reads it back as
+// the same name.
 func (d DN) OneLine() string {
 	var b strings.Builder
 	for _, rdn := range d {
@@ -337,7 +344,7 @@ func (d DN) OneLine() string {
 			}
 			b.WriteString(attrName(a.Type))
 			b.WriteByte('=')
-			b.WriteString(strings.NewReplacer("/", `\/`, "+", `\+`).Replace(a.Value))
+			b.WriteString(oneLineEscaper.Replace(a.Value))
 		}
 	}
 	return b.String()

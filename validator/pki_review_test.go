@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"strings"
 	"testing"
 
@@ -138,5 +139,35 @@ TO Issuer "/O=Grid/CN=Science CA" PERMIT Subject "/O=Science/.*"
 			}
 			assertResult(t, r, false, failure{CheckCreator, c.want})
 		})
+	}
+}
+
+// TestOneLineRoundTrip: the one-line form names one DN. A value ending in
+// a backslash printed unescaped ran into the "/" before the next RDN, so
+// OU="a\" then CN="b" printed as OU="a/CN=b" does ("/OU=a\/CN=b"): the
+// namespace patterns judged the two as one, and the printed name, copied
+// into a VO's list, authorised the other DN.
+func TestOneLineRoundTrip(t *testing.T) {
+	ou, cn := asn1.ObjectIdentifier{2, 5, 4, 11}, asn1.ObjectIdentifier{2, 5, 4, 3}
+	dns := []DN{
+		{{{Type: ou, Value: `a\`}}, {{Type: cn, Value: "b"}}},
+		{{{Type: ou, Value: `a/CN=b`}}},
+		{{{Type: ou, Value: `a\/CN=b`}}},
+		{{{Type: ou, Value: `a\`}, {Type: cn, Value: "b"}}},
+		{{{Type: ou, Value: `a+CN=b`}}},
+		{{{Type: cn, Value: `host/vm01.example.org`}}},
+		{{{Type: cn, Value: `C:\dir\`}}},
+	}
+	seen := map[string]int{}
+	for i, d := range dns {
+		s := d.OneLine()
+		if j, ok := seen[s]; ok {
+			t.Errorf("DNs %d and %d both print %q", j, i, s)
+		}
+		seen[s] = i
+		back, err := ParseDN(s)
+		if err != nil || !back.Equal(d) {
+			t.Errorf("ParseDN(%q) = %v, %v: not DN %d", s, back, err, i)
+		}
 	}
 }
