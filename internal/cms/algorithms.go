@@ -276,6 +276,11 @@ func parsePSSParams(p asn1.RawValue, h crypto.Hash) (int, error) {
 	if pp.SaltLength < 0 || pp.SaltLength > 1024 {
 		return 0, fmt.Errorf("RSASSA-PSS salt length %d is out of range", pp.SaltLength)
 	}
+	if pp.SaltLength == 0 {
+		// crypto/rsa reads 0 as "any salt length" (PSSSaltLengthAuto), so
+		// a signature could not be held to it; nobody signs without salt
+		return 0, errors.New("RSASSA-PSS salt length 0 is not supported (sign with a salt: imagetrust uses the digest's length)")
+	}
 	return pp.SaltLength, nil
 }
 

@@ -205,3 +205,43 @@ func TestParseCraftedConformance(t *testing.T) {
 		}
 	})
 }
+
+// TestVerifyPSSDeclaredSaltLength: an RSASSA-PSS signature verifies only
+// with the salt length its parameters declare (RFC 4055 3.1). The
+// signatureAlgorithm is not covered by the signature, so anyone can
+// rewrite it: a salt length of 0 is Go's rsa.PSSSaltLengthAuto, which
+// would accept any salt, and is refused, as -1 (hash length) is.
+func TestVerifyPSSDeclaredSaltLength(t *testing.T) {
+	p := newTestPKI(t)
+	_, pssDER, _ := signedSamples(t, p) // SHA-384, salt 48
+	withSalt := func(salt int) []byte {
+		return crafted(t, pssDER, func(_ *signedDataIn, si *signerInfo) {
+			mgfParams, _ := asn1.Marshal(pkix.AlgorithmIdentifier{Algorithm: oidSHA384})
+			b, err := asn1.Marshal(pssParams{
+				Hash:         pkix.AlgorithmIdentifier{Algorithm: oidSHA384},
+				MGF:          pkix.AlgorithmIdentifier{Algorithm: oidMGF1, Parameters: asn1.RawValue{FullBytes: mgfParams}},
+				SaltLength:   salt,
+				TrailerField: 1,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			si.SignatureAlgorithm.Parameters = asn1.RawValue{FullBytes: b}
+		})
+	}
+	verify := func(der []byte) error {
+		sd, err := Parse(der)
+		if err != nil {
+			return err
+		}
+		return sd.Signers[0].Verify(descriptor)
+	}
+	if err := verify(withSalt(48)); err != nil {
+		t.Fatalf("salt 48 as signed: %v", err)
+	}
+	for _, salt := range []int{0, 32, 20} {
+		if err := verify(withSalt(salt)); err == nil {
+			t.Errorf("a signature with salt 48 verified under declared salt length %d", salt)
+		}
+	}
+}
