@@ -2,6 +2,7 @@ package validator
 
 import (
 	"bytes"
+	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
@@ -169,5 +170,125 @@ func TestOneLineRoundTrip(t *testing.T) {
 		if err != nil || !back.Equal(d) {
 			t.Errorf("ParseDN(%q) = %v, %v: not DN %d", s, back, err, i)
 		}
+	}
+}
+
+// TestNameStringDistinct: NameString, the readable form of grid DNs in
+// messages, prints two names that are not the same name differently,
+// the values of the attributes it names itself (DC, UID, emailAddress)
+// escaped as Go escapes those it names (a "," or "+" in a DC value, a
+// leading "#" or space, a trailing space, a backslash). It is for display
+// only: no decision or stored property uses it (records keep
+// pkix.Name.String, lists are matched as DNs).
+func TestNameStringDistinct(t *testing.T) {
+	dc, uid, email := asn1.ObjectIdentifier{0, 9, 2342, 19200300, 100, 1, 25}, asn1.ObjectIdentifier{0, 9, 2342, 19200300, 100, 1, 1}, asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 1}
+	cn := asn1.ObjectIdentifier{2, 5, 4, 3}
+	names := [][]pkix.AttributeTypeAndValue{
+		{{Type: dc, Value: "org,DC=example"}},
+		{{Type: dc, Value: "org"}, {Type: dc, Value: "example"}},
+		{{Type: dc, Value: "example"}, {Type: dc, Value: "org"}},
+		{{Type: dc, Value: "org+UID=alice"}},
+		{{Type: uid, Value: "alice"}, {Type: cn, Value: "x"}},
+		{{Type: uid, Value: "#alice"}, {Type: cn, Value: "x"}},
+		{{Type: uid, Value: " alice"}, {Type: cn, Value: "x"}},
+		{{Type: uid, Value: "alice "}, {Type: cn, Value: "x"}},
+		{{Type: uid, Value: `alice\`}, {Type: cn, Value: "x"}},
+		{{Type: email, Value: "alice@example.org"}},
+		{{Type: cn, Value: "emailAddress=alice@example.org"}},
+	}
+	ca := testpki.NewRoot(t, "NameString CA")
+	seen := map[string]int{}
+	for i, n := range names {
+		c := ca.Leaf(pkix.Name{ExtraNames: n}).Cert
+		s := SubjectName(c)
+		if j, ok := seen[s]; ok {
+			t.Errorf("names %d and %d both print %q", j, i, s)
+		}
+		seen[s] = i
+	}
+	// a multi-valued RDN and the same attributes as two RDNs
+	multi, err := asn1.Marshal(pkix.RDNSequence{{{Type: dc, Value: "org"}, {Type: uid, Value: "alice"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	two, err := asn1.Marshal(pkix.RDNSequence{{{Type: dc, Value: "org"}}, {{Type: uid, Value: "alice"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := NameString(multi, pkix.Name{}), NameString(two, pkix.Name{}); a == b {
+		t.Errorf("a multi-valued RDN and two RDNs both print %q", a)
+	}
+}
+
+// TestChainConstraints: the people chain is built by crypto/x509, which
+// enforces RFC 5280's rules on every CA of it: basicConstraints CA:TRUE,
+// keyCertSign when there is a key usage, pathLenConstraint, and no
+// critical extension it does not process (on any certificate of the
+// chain). Each holds for an intermediate the signature brings.
+func TestChainConstraints(t *testing.T) {
+	critical := pkix.Extension{Id: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 99999, 1}, Critical: true, Value: []byte{0x05, 0x00}}
+	// issue makes a certificate of tmpl signed by parent, for a new key
+	issue := func(t *testing.T, parent *testpki.CA, tmpl *x509.Certificate) *testpki.CA {
+		k, err := pki.NewKey(pki.ECDSAP256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl.SerialNumber, _ = pki.RandomSerial()
+		tmpl.NotBefore, tmpl.NotAfter = testNow.AddDate(-1, 0, 0), testNow.AddDate(1, 0, 0)
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, parent.Cert, k.Public(), parent.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &testpki.CA{Cert: c, Key: k, Parent: parent}
+	}
+	subCA := func(cn string, pathLen int, exts ...pkix.Extension) *x509.Certificate {
+		return &x509.Certificate{Subject: testpki.Name(cn), IsCA: true, BasicConstraintsValid: true, MaxPathLen: pathLen, MaxPathLenZero: pathLen == 0,
+			KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, ExtraExtensions: exts}
+	}
+	leafOf := func(t *testing.T, ca *testpki.CA, chain ...*x509.Certificate) *testpki.Leaf {
+		l := issue(t, ca, &x509.Certificate{Subject: testpki.Name("Alice Creator"), KeyUsage: x509.KeyUsageDigitalSignature})
+		return &testpki.Leaf{Cert: l.Cert, Key: l.Key, Chain: chain}
+	}
+	for _, c := range []struct {
+		name    string
+		want    string // in the creator check's detail
+		creator func(t *testing.T, w *world) *testpki.Leaf
+	}{
+		{"fail an end-entity certificate as the intermediate", "parent certificate cannot sign", func(t *testing.T, w *world) *testpki.Leaf {
+			ee := w.peopleRoot.Intermediate("Not A CA", testpki.WithoutCA())
+			return leafOf(t, ee, ee.Cert)
+		}},
+		{"fail an intermediate whose key usage lacks keyCertSign", "parent certificate cannot sign", func(t *testing.T, w *world) *testpki.Leaf {
+			ca := w.peopleRoot.Intermediate("CRL Signer Only", testpki.WithKeyUsage(x509.KeyUsageCRLSign|x509.KeyUsageDigitalSignature))
+			return leafOf(t, ca, ca.Cert)
+		}},
+		{"fail a sub-CA below an intermediate of pathLen 0", "path length constraint", func(t *testing.T, w *world) *testpki.Leaf {
+			zero := issue(t, w.peopleRoot, subCA("PathLen Zero CA", 0))
+			below := issue(t, zero, subCA("Below PathLen Zero CA", -1))
+			return leafOf(t, below, below.Cert, zero.Cert)
+		}},
+		{"fail an intermediate with an unknown critical extension", "unhandled critical extension", func(t *testing.T, w *world) *testpki.Leaf {
+			ca := issue(t, w.peopleRoot, subCA("Critical Extension CA", -1, critical))
+			return leafOf(t, ca, ca.Cert)
+		}},
+		{"fail a creator certificate with an unknown critical extension", "unhandled critical extension", func(t *testing.T, w *world) *testpki.Leaf {
+			tmpl := &x509.Certificate{Subject: testpki.Name("Alice Creator"), KeyUsage: x509.KeyUsageDigitalSignature, ExtraExtensions: []pkix.Extension{critical}}
+			l := issue(t, w.peopleSub, tmpl)
+			return &testpki.Leaf{Cert: l.Cert, Key: l.Key, Chain: []*x509.Certificate{w.peopleSub.Cert}}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w := newWorld(t)
+			w.creator = c.creator(t, w)
+			r := w.trust().Verify(w.bundle(bundleOpts{}).input(testNow))
+			assertResult(t, r, false, failure{CheckCreator, ReasonCreatorUntrusted})
+			if d := r.Check(CheckCreator).Detail; !strings.Contains(d, c.want) {
+				t.Fatalf("creator detail %q lacks %q", d, c.want)
+			}
+		})
 	}
 }
