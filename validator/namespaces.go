@@ -1,6 +1,7 @@
 package validator
 
 import (
+	"bytes"
 	"crypto/x509"
 	"fmt"
 	"regexp"
@@ -102,7 +103,9 @@ func (p *nsPolicy) check(issuer DN, subject string) error {
 // policy of its own below one that has a policy (a sub-CA an IGTF bundle
 // does not ship, brought by a signature) is held to its nearest constrained
 // ancestor's: otherwise a constrained CA could escape its namespace by
-// issuing such a sub-CA within it. Every policy applies to whoever bears
+// issuing such a sub-CA within it. A self-issued CA certificate below
+// the root (a link certificate) is not checked: it bears its issuer's
+// name. Every policy applies to whoever bears
 // its issuer's name: see checkChain for the Trust's rule.
 func (n *Namespaces) CheckChain(chain []*x509.Certificate) error {
 	return n.checkChain(chain, nil)
@@ -145,8 +148,15 @@ func (n *Namespaces) checkChain(chain []*x509.Certificate, owns func(c *x509.Cer
 		if i == len(chain)-1 {
 			p = n.policyFor(issuer) // a lone certificate: its issuer is not in the chain
 		}
-		if err := p.check(issuer, subject.OneLine()); err != nil {
-			return err
+		// a self-issued CA certificate within the chain (a key rollover's
+		// link certificate: the old key certifying the new under the CA's
+		// name) names no one new: its name is its issuer's, already
+		// allowed. RFC 5280 6.1.4 (b), (g) skip it too, but when it is the
+		// leaf (i == 0), which is checked.
+		if i == 0 || !bytes.Equal(c.RawIssuer, c.RawSubject) {
+			if err := p.check(issuer, subject.OneLine()); err != nil {
+				return err
+			}
 		}
 		if o := own(c, subject); o != nil {
 			inherited = o

@@ -292,3 +292,56 @@ func TestChainConstraints(t *testing.T) {
 		})
 	}
 }
+
+// TestNamespaceLinkCertificate: a CA rolling its key over under its own
+// name certifies the new key with a self-issued link certificate (issuer
+// = subject, the old key signing); signatures carry it. Its subject is
+// the CA's own name, not a name it issues: RFC 5280 6.1.4 (b) and (g)
+// apply name constraints to a self-issued certificate only when it is the
+// last of the path. With trust.namespaces = "enforce" the CA's namespace
+// ("/O=Science/.*") does not hold its own name, so checking the link
+// certificate against it refused every rollover chain. The link
+// certificate is held to the name it already had; what the new key
+// issues is still held to the namespace.
+func TestNamespaceLinkCertificate(t *testing.T) {
+	w := newWorld(t)
+	valid := testpki.WithValidity(testNow.AddDate(0, -6, 0), testNow.AddDate(0, 6, 0))
+	name := func(o, cn string) pkix.Name { return pkix.Name{Organization: []string{o}, CommonName: cn} }
+	old := testpki.NewRoot(t, "", testpki.WithSubject(name("Grid", "Science CA")))
+	newKey := testpki.NewRoot(t, "", testpki.WithSubject(name("Grid", "Science CA")))
+	link := old.CrossSign(newKey)
+	if !bytes.Equal(link.Cert.RawIssuer, link.Cert.RawSubject) {
+		t.Fatal("the link certificate is not self-issued")
+	}
+	ns := namespacesOf(t, `TO Issuer "/O=Grid/CN=Science CA" PERMIT Subject "/O=Science/.*"`)
+	alice, _ := ParseDN("/O=Science/CN=Alice")
+	bob, _ := ParseDN("/O=Science/CN=Bob")
+	tr, _, err := NewTrust(TrustOptions{
+		People:     []*x509.Certificate{old.Cert},
+		Registrar:  []*x509.Certificate{w.regRoot.Cert},
+		VOs:        map[string]*VOPolicy{"atlas": {Name: "atlas", Creators: []DN{alice, bob}, Approvers: []DN{alice, bob}}},
+		Namespaces: ns,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	approver := old.Leaf(name("Science", "Bob"), valid)
+	for _, c := range []struct {
+		name    string
+		creator *testpki.Leaf
+		want    string // "" valid, else the creator check's reason
+	}{
+		{"ok the old key issues a name of its namespace", old.Leaf(name("Science", "Alice"), valid), ""},
+		{"ok the new key, through the link certificate, issues a name of its namespace", link.Leaf(name("Science", "Alice"), valid), ""},
+		{"fail the new key, through the link certificate, issues a name outside it", link.Leaf(name("Grid", "Alice"), valid), ReasonOutsideNamespace},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := tr.Verify(w.bundle(bundleOpts{creator: c.creator, approver: approver}).input(testNow))
+			if c.want == "" {
+				assertResult(t, r, true)
+				return
+			}
+			assertResult(t, r, false, failure{CheckCreator, c.want})
+		})
+	}
+}
