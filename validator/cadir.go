@@ -335,6 +335,9 @@ func scanCADir(dir string, enforce bool, now time.Time) (*caDir, error) {
 			if mine {
 				d.ownPolicies = append(d.ownPolicies, p)
 			} else {
+				// a rule for a sub-CA: it speaks for the sub-CA these
+				// CAs issue, not for a namesake (Namespaces.policyIn)
+				p.via = certsOf[base]
 				d.foreign = append(d.foreign, p)
 			}
 		}
@@ -447,13 +450,19 @@ func applyCADirs(dirs []*caDir, ns *Namespaces) error {
 	for _, d := range dirs {
 		var bare []string
 		for _, b := range d.bare {
-			if ns.policyFor(b.subject) != nil {
-				continue // its own file under its other hash, or another CA's file, names it
+			if ns.hasUnbound(b.subject) {
+				continue // its own file under its other hash names it
 			}
+			// another CA's file that names it speaks for it only in the
+			// chains through that CA: elsewhere it issues no name (no
+			// warning then: its issuer's file gives it its namespace)
+			named := ns.policyFor(b.subject) != nil
 			if err := ns.add(&nsPolicy{issuer: b.subject.OneLine(), issuerDN: b.subject, source: filepath.Join(d.dir, b.base) + ".* (no .namespaces or .signing_policy file)"}); err != nil {
 				return fmt.Errorf("%s: %w", d.dir, err)
 			}
-			bare = append(bare, fmt.Sprintf("%q (%s)", b.subject.OneLine(), b.base))
+			if !named {
+				bare = append(bare, fmt.Sprintf("%q (%s)", b.subject.OneLine(), b.base))
+			}
 		}
 		if len(bare) > 0 {
 			shown := bare

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -27,10 +28,35 @@ type nsPolicy struct {
 	permit   []*regexp.Regexp
 	deny     []*regexp.Regexp
 	source   string
+	// via, when set, are the CAs (name and key) whose policy file states
+	// this rule for another issuer (a sub-CA it issued that the directory
+	// does not ship): the rule applies only to a CA of that name in a
+	// chain that passes through one of them above it (see policyIn).
+	via []*x509.Certificate
+}
+
+// sameCAs reports whether a and b name the same CAs, in order.
+func sameCAs(a, b []*x509.Certificate) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !sameCA(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// sameCA reports whether a and b are certificates of one CA: the same name
+// and key (a re-issued or cross-signed certificate of it still is).
+func sameCA(a, b *x509.Certificate) bool {
+	return bytes.Equal(a.RawSubject, b.RawSubject) && bytes.Equal(a.RawSubjectPublicKeyInfo, b.RawSubjectPublicKeyInfo)
 }
 
 // add merges the rules of one file. The issuer is compared as a name, not
-// as a string; rules for the same issuer add up. A policy made for a
+// as a string; rules for the same issuer add up (those stated by other
+// CAs' files, p.via, are kept apart: each applies below its CAs). A policy made for a
 // certificate comes with its issuerDN already (the one-line text of a
 // name does not always parse back to the same name: a backslash in a
 // value, an empty subject); one read from a file is parsed here.
@@ -44,7 +70,7 @@ func (n *Namespaces) add(p *nsPolicy) error {
 	}
 	p.issuerDN = dn
 	for _, old := range n.policies {
-		if old.issuerDN.Equal(dn) {
+		if old.issuerDN.Equal(dn) && sameCAs(old.via, p.via) {
 			old.permit = append(old.permit, p.permit...)
 			old.deny = append(old.deny, p.deny...)
 			return nil
@@ -61,17 +87,63 @@ func (n *Namespaces) Check(issuer DN, subject string) error {
 	return n.policyFor(issuer).check(issuer, subject)
 }
 
-// policyFor is the policy of issuer (nil: none).
+// policyFor is the policy of issuer (nil: none), every rule for it
+// (wherever the chain goes: for a certificate judged alone).
 func (n *Namespaces) policyFor(issuer DN) *nsPolicy {
+	return n.policyIn(issuer, nil, true)
+}
+
+// policyIn is the policy of issuer, a CA of a chain below the CAs above
+// (nil: none): its rules that no CA's file binds (p.via), and those stated
+// by the file of a CA in above, by name and key (all: every rule). A rule
+// another CA's file states for a sub-CA it issues speaks for that CA's
+// sub-CA, not for a namesake another CA issued.
+func (n *Namespaces) policyIn(issuer DN, above []*x509.Certificate, all bool) *nsPolicy {
 	if n == nil {
 		return nil
 	}
-	for _, c := range n.policies {
-		if c.issuerDN.Equal(issuer) {
-			return c
+	var out *nsPolicy
+	merged := false
+	for _, p := range n.policies {
+		if !p.issuerDN.Equal(issuer) || !all && !passesThrough(p.via, above) {
+			continue
+		}
+		switch {
+		case out == nil:
+			out = p
+		case !merged:
+			out = &nsPolicy{issuer: out.issuer, issuerDN: out.issuerDN, source: out.source,
+				permit: slices.Clone(out.permit), deny: slices.Clone(out.deny)}
+			merged = true
+			fallthrough
+		default:
+			out.permit = append(out.permit, p.permit...)
+			out.deny = append(out.deny, p.deny...)
+			out.source += ", " + p.source
 		}
 	}
-	return nil
+	return out
+}
+
+// hasUnbound reports whether issuer has a policy no CA's file binds.
+func (n *Namespaces) hasUnbound(issuer DN) bool {
+	return n.policyIn(issuer, nil, false) != nil
+}
+
+// passesThrough reports whether one of the CAs of via (none: the rule is
+// not bound) is among chain.
+func passesThrough(via, chain []*x509.Certificate) bool {
+	if len(via) == 0 {
+		return true
+	}
+	for _, v := range via {
+		for _, c := range chain {
+			if sameCA(v, c) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // check matches subject, a certificate issued by issuer, against p (nil:
@@ -119,8 +191,8 @@ func (n *Namespaces) checkChain(chain []*x509.Certificate, owns func(c *x509.Cer
 	if n == nil {
 		return nil
 	}
-	own := func(c *x509.Certificate, subject DN) *nsPolicy {
-		p := n.policyFor(subject)
+	own := func(i int, c *x509.Certificate, subject DN) *nsPolicy {
+		p := n.policyIn(subject, chain[i+1:], false)
 		if p != nil && owns != nil && !owns(c, subject) {
 			return nil
 		}
@@ -135,7 +207,7 @@ func (n *Namespaces) checkChain(chain []*x509.Certificate, owns func(c *x509.Cer
 		}
 		if i == len(chain)-1 && len(chain) > 1 {
 			// the root: its own subject is not checked, only what it issues
-			inherited = own(c, subject)
+			inherited = own(i, c, subject)
 			continue
 		}
 		issuer, err := DNFromRaw(c.RawIssuer)
@@ -158,7 +230,7 @@ func (n *Namespaces) checkChain(chain []*x509.Certificate, owns func(c *x509.Cer
 				return err
 			}
 		}
-		if o := own(c, subject); o != nil {
+		if o := own(i, c, subject); o != nil {
 			inherited = o
 		} else {
 			inherited = p

@@ -345,3 +345,52 @@ func TestNamespaceLinkCertificate(t *testing.T) {
 		})
 	}
 }
+
+// TestNamespaceForeignRuleBoundToItsCA: an IGTF policy file may state
+// rules for a sub-CA that is not shipped ("TO Issuer <sub-CA> ..." in the
+// root's <hash>.namespaces); such a sub-CA comes in a signature, below
+// the CA whose file states the rule. The rule is that CA's word about a
+// CA it issued: it applies to a chain that passes through the file's CA
+// (its name and key), not to whoever bears the sub-CA's name. Otherwise a
+// constrained CA whose namespace holds that name ("/O=Grid/CN=.*" holds
+// "/O=Grid/CN=Grid Sub") issues a sub-CA of that name and takes on the
+// rule, issuing names of the sub-CA's namespace it may not issue itself.
+func TestNamespaceForeignRuleBoundToItsCA(t *testing.T) {
+	w := newWorld(t)
+	name := func(o, cn string) pkix.Name { return pkix.Name{Organization: []string{o}, CommonName: cn} }
+	grid := testpki.NewRoot(t, "", testpki.WithSubject(name("Grid", "Grid Root")))
+	other := testpki.NewRoot(t, "", testpki.WithSubject(name("Other", "Other CA")))
+	gridSub := grid.Intermediate("", testpki.WithSubject(name("Grid", "Grid Sub"))) // not shipped
+	impostor := other.Intermediate("", testpki.WithSubject(name("Grid", "Grid Sub")))
+	dir := t.TempDir()
+	testpki.WriteFile(t, dir, hashName(t, grid.Cert, "0"), testpki.CertPEM(grid.Cert))
+	testpki.WriteFile(t, dir, hashName(t, grid.Cert, "namespaces"), []byte(`TO Issuer "/O=Grid/CN=Grid Root" PERMIT Subject "/O=Grid/CN=Grid Sub"
+TO Issuer "/O=Grid/CN=Grid Sub" PERMIT Subject "/O=imagetrust test/CN=.*"
+`))
+	testpki.WriteFile(t, dir, hashName(t, other.Cert, "0"), testpki.CertPEM(other.Cert))
+	testpki.WriteFile(t, dir, hashName(t, other.Cert, "namespaces"), []byte(`TO Issuer "/O=Other/CN=Other CA" PERMIT Subject "/O=Grid/CN=.*"
+`))
+	for _, c := range []struct {
+		name string
+		ca   *testpki.CA
+		want string // "" valid, else the creator's and approver's reason
+	}{
+		{"ok the Grid Root's sub-CA under the rule the Grid Root's file gives it", gridSub, ""},
+		{"fail the Other CA's sub-CA of the same name does not take that rule", impostor, ReasonOutsideNamespace},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w.creator = c.ca.Leaf(testpki.Name("Alice Creator"))
+			w.approver = c.ca.Leaf(testpki.Name("Bob Approver"))
+			tr, warns := loadDirs(t, w, dir)
+			if len(warns) != 0 {
+				t.Errorf("warnings %q", warns)
+			}
+			r := tr.Verify(w.bundle(bundleOpts{}).input(testNow))
+			if c.want == "" {
+				assertResult(t, r, true)
+				return
+			}
+			assertResult(t, r, false, failure{CheckCreator, c.want}, failure{CheckApprover, c.want})
+		})
+	}
+}
