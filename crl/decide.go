@@ -88,6 +88,7 @@ type coverMemo struct {
 	now   time.Time
 	grace time.Duration
 	// by issuer (raw DER when the Ref has it, else the name), then AKI
+	// (with the issuer's issuer and key when known)
 	byRaw, byName map[string]map[string]*coverAnswer
 }
 
@@ -118,10 +119,16 @@ func (m *coverMemo) answer(r Ref) *coverAnswer {
 		byAKI = map[string]*coverAnswer{}
 		byIssuer[issuer] = byAKI
 	}
-	a := byAKI[string(r.AKI)]
+	// (and by the issuer's issuer and key, which Covering also reads: a
+	// cross-certified issuer has two)
+	k := string(r.AKI)
+	if len(r.IssuerAKI) > 0 {
+		k += "\x00" + r.IssuerIssuer + "\x00" + string(r.IssuerAKI)
+	}
+	a := byAKI[k]
 	if a == nil {
 		a = &coverAnswer{all: m.ix.Covering(r)}
-		byAKI[string(r.AKI)] = a
+		byAKI[k] = a
 	}
 	return a
 }

@@ -266,6 +266,14 @@ type Ref struct {
 	AKI []byte
 	// Cert is the certificate, when known.
 	Cert *x509.Certificate
+	// IssuerIssuer and IssuerAKI name the certificate's issuer's own
+	// issuer (RFC 4514) and key (the issuer certificate's
+	// authorityKeyIdentifier), when its issuer's certificate is known (the
+	// next certificate of the chain): a CRL signed by another key of the
+	// issuer's name, certified by that same issuer and key, speaks for the
+	// certificate too (Covering).
+	IssuerIssuer string
+	IssuerAKI    []byte
 }
 
 // Covering returns the CRLs that speak for the certificate named by r: the
@@ -273,6 +281,18 @@ type Ref struct {
 // RFC 4514 string), and whose CA's subjectKeyIdentifier equals r's AKI when
 // both are present. With several CAs of one name and no AKI to tell them
 // apart, all their CRLs speak for it: a revocation in any of them counts.
+//
+// A CRL signed by another key of the issuer's name speaks for it too when
+// that key's CA certificate was issued by the same CA (name and key
+// identifier) as the certificate's issuer (r.IssuerIssuer, r.IssuerAKI):
+// the CA re-keyed under its name, its new key certified within the
+// certificate's own path, so by a key that leads to the same trust anchor
+// (RFC 5280 6.3.3 (b), (f): the CRL's issuer is the certificate's, its
+// signer's path ends at the certificate's anchor). A CA rolling a key
+// over may publish only the new key's CRL, listing the old key's
+// certificates too (serial numbers are unique per issuer name, RFC 5280
+// 4.1.2.2). A namesake certified elsewhere (another root of the name) does
+// not speak for it.
 func (ix *Index) Covering(r Ref) []*CRL {
 	var cands []*CRL
 	if r.IssuerRaw != nil {
@@ -285,11 +305,19 @@ func (ix *Index) Covering(r Ref) []*CRL {
 	}
 	var out []*CRL
 	for _, c := range cands {
-		if len(c.CA.SubjectKeyId) == 0 || bytes.Equal(c.CA.SubjectKeyId, r.AKI) {
+		if len(c.CA.SubjectKeyId) == 0 || bytes.Equal(c.CA.SubjectKeyId, r.AKI) || rekeyOf(c.CA, r) {
 			out = append(out, c)
 		}
 	}
 	return out
+}
+
+// rekeyOf reports whether ca, a CA of r's issuer name with another key,
+// was certified by the CA that certified r's issuer (the same issuer name
+// and key identifier): the same CA re-keyed, in the same path.
+func rekeyOf(ca *x509.Certificate, r Ref) bool {
+	return len(r.IssuerAKI) > 0 && bytes.Equal(ca.AuthorityKeyId, r.IssuerAKI) &&
+		!bytes.Equal(ca.RawIssuer, ca.RawSubject) && ca.Issuer.String() == r.IssuerIssuer
 }
 
 // CoveringScope is Covering without the CRLs whose scope does not take in
@@ -466,7 +494,13 @@ func ChainRefs(chain []*x509.Certificate, role Role) []Ref {
 			}
 			rl = RoleCA
 		}
-		out = append(out, Ref{Role: rl, Issuer: c.Issuer.String(), IssuerRaw: c.RawIssuer, Serial: c.SerialNumber, AKI: c.AuthorityKeyId, Cert: c})
+		ref := Ref{Role: rl, Issuer: c.Issuer.String(), IssuerRaw: c.RawIssuer, Serial: c.SerialNumber, AKI: c.AuthorityKeyId, Cert: c}
+		// (not when the issuer is the root, which the catalogue record
+		// leaves out too: the CRL job and the verifier ask alike)
+		if i+2 < len(chain) || i+2 == len(chain) && !bytes.Equal(chain[i+1].RawIssuer, chain[i+1].RawSubject) {
+			ref.IssuerIssuer, ref.IssuerAKI = chain[i+1].Issuer.String(), chain[i+1].AuthorityKeyId
+		}
+		out = append(out, ref)
 	}
 	return out
 }

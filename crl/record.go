@@ -98,6 +98,17 @@ func RecordRefs(props map[string]string) ([]Ref, time.Time, error) {
 		}
 		refs = append(refs, Ref{Role: recordRole(c.Role), Issuer: c.Issuer, Serial: serial, AKI: aki})
 	}
+	// the issuer's issuer and key, where the next entry is the issuer
+	// (a "<role>-ca" after "<role>" or another "<role>-ca"), as ChainRefs
+	// gives them: Covering takes in a re-keyed issuer's CRL by them
+	for i := 0; i+1 < len(chain); i++ {
+		base := strings.TrimSuffix(chain[i].Role, "-ca")
+		if chain[i+1].Role != base+"-ca" {
+			continue
+		}
+		refs[i].IssuerIssuer = chain[i+1].Issuer
+		refs[i].IssuerAKI = refs[i+1].AKI
+	}
 	return refs, reg, nil
 }
 

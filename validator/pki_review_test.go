@@ -15,14 +15,18 @@ import (
 )
 
 // TestRequireCRLRekeyedCA: a people CA re-keyed under its own name (an
-// IGTF rollover: the old and the new certificate both in the trust store)
-// has a CRL for each key; a CRL of the new key is not one of the old key
-// (the revocation lookup, crl.Index.Covering, matches the certificate's
-// authorityKeyIdentifier to the CRL signer's subjectKeyIdentifier, so it
-// would never look in it). With require_crl, a creator issued under the
-// old key is refused while only the new key's CRL is loaded, as the CRL
-// job refuses it (crl.Index.CoveringScope), not accepted with no CRL that
-// could ever revoke it.
+// IGTF rollover: the old and the new certificate both in the trust store,
+// both issued by the same root) may publish only the new key's CRL,
+// listing the old key's certificates too: RFC 5280 6.3.3 takes a CRL of
+// the certificate's issuer name whose signer leads to the same trust
+// anchor, and serial numbers are unique per issuer name (4.1.2.2). The
+// revocation lookup (crl.Index.Covering) matched the certificate's
+// authorityKeyIdentifier to the CRL signer's subjectKeyIdentifier only, so
+// a creator issued under the old key and revoked in the new key's CRL
+// stayed valid (and, since daa98bc, require_crl refused it for want of a
+// CRL). The new key's CRL now speaks for it, in the verifier as in the
+// CRL job (crl.Judge on the catalogue record); another root of the same
+// name (a namesake outside the certificate's path) still does not.
 func TestRequireCRLRekeyedCA(t *testing.T) {
 	w := newWorld(t)
 	b := w.bundle(bundleOpts{})
@@ -30,14 +34,16 @@ func TestRequireCRLRekeyedCA(t *testing.T) {
 	if !bytes.Equal(rekeyed.Cert.RawSubject, w.peopleSub.Cert.RawSubject) {
 		t.Fatal("the re-keyed CA has another name")
 	}
-	fresh := func(ca *testpki.CA) []byte {
-		return ca.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: testNow.AddDate(0, 0, -1), NextUpdate: testNow.AddDate(0, 0, 7)})
+	twin := testpki.NewRoot(t, "People Issuing CA") // same name, another root
+	crlOf := func(ca *testpki.CA, revoked ...pki.Revoked) []byte {
+		return ca.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: testNow.AddDate(0, 0, -1), NextUpdate: testNow.AddDate(0, 0, 7), Entries: revoked})
 	}
+	creatorRevoked := pki.Revoked{Serial: w.creator.Cert.SerialNumber, Time: testNow.AddDate(0, -3, 0), Reason: crl.ReasonKeyCompromise}
 	vos := w.trust().vos
 	trust := func(crls ...[]byte) *Trust {
 		// the trust store holds both certificates of the re-keyed CA
 		tr, _, err := NewTrust(TrustOptions{
-			People: []*x509.Certificate{w.peopleRoot.Cert, w.peopleSub.Cert, rekeyed.Cert}, Registrar: []*x509.Certificate{w.regRoot.Cert},
+			People: []*x509.Certificate{w.peopleRoot.Cert, w.peopleSub.Cert, rekeyed.Cert, twin.Cert}, Registrar: []*x509.Certificate{w.regRoot.Cert},
 			CRLs: crls, VOs: vos, RequireCRL: true,
 		})
 		if err != nil {
@@ -45,16 +51,57 @@ func TestRequireCRLRekeyedCA(t *testing.T) {
 		}
 		return tr
 	}
-	t.Run("fail only the new key's CRL", func(t *testing.T) {
-		r := trust(fresh(w.peopleRoot), fresh(rekeyed), fresh(w.regRoot)).Verify(b.input(testNow))
-		if r.Valid || r.Check(CheckRevocation).Reason != ReasonRevocationUnknown || !strings.Contains(r.Check(CheckRevocation).Detail, "no CRL loaded") {
-			t.Fatalf("valid %v, revocation check %+v", r.Valid, r.Check(CheckRevocation))
+	// the CRL job's verdict on the catalogue record, from the same CRLs
+	// (each signed by the CA given with it)
+	record, err := RecordProperties(trust(crlOf(w.peopleRoot), crlOf(w.peopleSub), crlOf(w.regRoot)).Verify(b.input(testNow)), b.desc, b.sig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := func(signed map[*testpki.CA][]byte) string {
+		ix := &crl.Index{}
+		for ca, der := range signed {
+			rl, err := crl.Parse(der)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := ix.Add(rl, ca.Cert, testNow); err != nil {
+				t.Fatal(err)
+			}
+		}
+		state, _, _ := crl.Judge(ix, crl.Image{ID: "i", Status: crl.StatusActive, Properties: record}, crl.Policy{RequireCRL: true}, testNow)
+		return state
+	}
+	t.Run("ok only the new key's CRL: it speaks for the old key's certificates", func(t *testing.T) {
+		r := trust(crlOf(w.peopleRoot), crlOf(rekeyed), crlOf(w.regRoot)).Verify(b.input(testNow))
+		if !r.Valid {
+			t.Fatal(r.Err())
+		}
+		if s := job(map[*testpki.CA][]byte{w.peopleRoot: crlOf(w.peopleRoot), rekeyed: crlOf(rekeyed), w.regRoot: crlOf(w.regRoot)}); s != crl.StateValid {
+			t.Fatalf("CRL job: %s", s)
+		}
+	})
+	t.Run("fail the new key's CRL revokes a certificate of the old key", func(t *testing.T) {
+		r := trust(crlOf(w.peopleRoot), crlOf(rekeyed, creatorRevoked), crlOf(w.regRoot)).Verify(b.input(testNow))
+		if r.Valid || r.Revocation == nil || !bytes.Equal(r.Revocation.Cert.Raw, w.creator.Cert.Raw) {
+			t.Fatalf("valid %v, revocation %v", r.Valid, r.Revocation)
+		}
+		if s := job(map[*testpki.CA][]byte{w.peopleRoot: crlOf(w.peopleRoot), rekeyed: crlOf(rekeyed, creatorRevoked), w.regRoot: crlOf(w.regRoot)}); s != crl.StateRevoked {
+			t.Fatalf("CRL job: %s", s)
 		}
 	})
 	t.Run("ok the old key's CRL", func(t *testing.T) {
-		r := trust(fresh(w.peopleRoot), fresh(w.peopleSub), fresh(w.regRoot)).Verify(b.input(testNow))
+		r := trust(crlOf(w.peopleRoot), crlOf(w.peopleSub), crlOf(w.regRoot)).Verify(b.input(testNow))
 		if !r.Valid {
 			t.Fatal(r.Err())
+		}
+	})
+	t.Run("fail only a CRL of a namesake under another root", func(t *testing.T) {
+		r := trust(crlOf(w.peopleRoot), crlOf(twin, creatorRevoked), crlOf(w.regRoot)).Verify(b.input(testNow))
+		if r.Valid || r.Revocation != nil || r.Check(CheckRevocation).Reason != ReasonRevocationUnknown || !strings.Contains(r.Check(CheckRevocation).Detail, "no CRL loaded") {
+			t.Fatalf("valid %v, revocation %v, check %+v", r.Valid, r.Revocation, r.Check(CheckRevocation))
+		}
+		if s := job(map[*testpki.CA][]byte{w.peopleRoot: crlOf(w.peopleRoot), twin: crlOf(twin, creatorRevoked), w.regRoot: crlOf(w.regRoot)}); s != crl.StateUnknown {
+			t.Fatalf("CRL job: %s", s)
 		}
 	})
 }
