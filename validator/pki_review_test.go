@@ -441,3 +441,87 @@ TO Issuer "/O=Grid/CN=Grid Sub" PERMIT Subject "/O=imagetrust test/CN=.*"
 		})
 	}
 }
+
+// TestPeopleChainExtKeyUsage: an intermediate whose extendedKeyUsage
+// restricts it to purposes no signer serves (a TLS server CA, EKU
+// serverAuth) does not vouch for creators and approvers: the EKUs of a
+// chain nest (as crypto/x509, NSS, CryptoAPI and the CA/B Forum's
+// technically constrained CAs read them), and a people chain must allow
+// one of clientAuth, emailProtection (the EKUs IGTF personal and robot
+// certificates carry, and an S/MIME CA's) or codeSigning, or
+// anyExtendedKeyUsage. No EKU anywhere (most IGTF CAs and many user
+// certificates) restricts nothing; a leaf needs none.
+func TestPeopleChainExtKeyUsage(t *testing.T) {
+	issue := func(t *testing.T, parent *testpki.CA, tmpl *x509.Certificate) *testpki.CA {
+		k, err := pki.NewKey(pki.ECDSAP256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl.SerialNumber, _ = pki.RandomSerial()
+		tmpl.NotBefore, tmpl.NotAfter = testNow.AddDate(-1, 0, 0), testNow.AddDate(1, 0, 0)
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, parent.Cert, k.Public(), parent.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &testpki.CA{Cert: c, Key: k, Parent: parent}
+	}
+	subCA := func(t *testing.T, w *world, eku ...x509.ExtKeyUsage) *testpki.CA {
+		return issue(t, w.peopleRoot, &x509.Certificate{Subject: testpki.Name("EKU CA"), IsCA: true, BasicConstraintsValid: true, MaxPathLen: -1,
+			KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, ExtKeyUsage: eku})
+	}
+	leafOf := func(t *testing.T, ca *testpki.CA, eku ...x509.ExtKeyUsage) *testpki.Leaf {
+		l := issue(t, ca, &x509.Certificate{Subject: testpki.Name("Alice Creator"), KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: eku})
+		var chain []*x509.Certificate
+		for c := ca; c.Parent != nil; c = c.Parent {
+			chain = append(chain, c.Cert)
+		}
+		return &testpki.Leaf{Cert: l.Cert, Key: l.Key, Chain: chain}
+	}
+	serverAuth, clientAuth, email := x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageEmailProtection
+	for _, c := range []struct {
+		name    string
+		ok      bool
+		creator func(t *testing.T, w *world) *testpki.Leaf
+	}{
+		{"ok no EKU on the intermediate or the leaf", true, func(t *testing.T, w *world) *testpki.Leaf { return leafOf(t, subCA(t, w)) }},
+		{"ok an IGTF user certificate (clientAuth, emailProtection) below an intermediate without EKU", true, func(t *testing.T, w *world) *testpki.Leaf {
+			return leafOf(t, subCA(t, w), clientAuth, email)
+		}},
+		{"ok an S/MIME intermediate (clientAuth, emailProtection), a leaf without EKU", true, func(t *testing.T, w *world) *testpki.Leaf {
+			return leafOf(t, subCA(t, w, clientAuth, email))
+		}},
+		{"ok an intermediate with anyExtendedKeyUsage", true, func(t *testing.T, w *world) *testpki.Leaf {
+			return leafOf(t, subCA(t, w, x509.ExtKeyUsageAny), clientAuth)
+		}},
+		{"ok an IGTF host certificate (serverAuth, clientAuth)", true, func(t *testing.T, w *world) *testpki.Leaf {
+			return leafOf(t, subCA(t, w), serverAuth, clientAuth)
+		}},
+		{"fail a TLS server intermediate (serverAuth) issues a signer", false, func(t *testing.T, w *world) *testpki.Leaf {
+			return leafOf(t, subCA(t, w, serverAuth))
+		}},
+		{"fail a TLS server intermediate issues a signer that claims clientAuth", false, func(t *testing.T, w *world) *testpki.Leaf {
+			return leafOf(t, subCA(t, w, serverAuth), clientAuth)
+		}},
+		{"fail a signer certificate for TLS servers only", false, func(t *testing.T, w *world) *testpki.Leaf {
+			return leafOf(t, subCA(t, w), serverAuth)
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w := newWorld(t)
+			w.creator = c.creator(t, w)
+			r := w.trust().Verify(w.bundle(bundleOpts{}).input(testNow))
+			if c.ok {
+				assertResult(t, r, true)
+				return
+			}
+			assertResult(t, r, false, failure{CheckCreator, ReasonCreatorUntrusted})
+			if d := r.Check(CheckCreator).Detail; !strings.Contains(d, "key usage") {
+				t.Fatalf("creator detail %q does not name the key usage", d)
+			}
+		})
+	}
+}

@@ -533,8 +533,18 @@ func (t *Trust) verifyPerson(c *x509.Certificate, inter *interPools, regTime tim
 }
 
 func (t *Trust) verifyPeople(c *x509.Certificate, inter *interPools, at time.Time) ([][]*x509.Certificate, error) {
-	return strongChains(c.Verify(x509.VerifyOptions{Roots: t.peopleRoots, Intermediates: inter.people(), CurrentTime: at, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}))
+	return strongChains(c.Verify(x509.VerifyOptions{Roots: t.peopleRoots, Intermediates: inter.people(), CurrentTime: at, KeyUsages: signerKeyUsages}))
 }
+
+// signerKeyUsages are the extended key usages a people chain must allow
+// (crypto/x509 nests them: each certificate of the chain with an EKU, the
+// root and the leaf too, must name one of them or anyExtendedKeyUsage; a
+// certificate without EKU restricts nothing). clientAuth and
+// emailProtection are what IGTF personal and robot certificates carry
+// (and S/MIME CAs), codeSigning fits a signature on an image. So a CA
+// restricted to TLS servers (serverAuth) vouches for no signer, while IGTF
+// CAs (no EKU) and leaves without EKU are taken as before.
+var signerKeyUsages = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageEmailProtection, x509.ExtKeyUsageCodeSigning}
 
 // interPools are one Verify's pools of intermediates: the certificates the
 // signature carries, then the trust store's people or Registrar
