@@ -8,6 +8,7 @@ import (
 	"encoding/asn1"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/imagetrust/imagetrust/crl"
 	"github.com/imagetrust/imagetrust/internal/pki"
@@ -521,6 +522,62 @@ func TestPeopleChainExtKeyUsage(t *testing.T) {
 			assertResult(t, r, false, failure{CheckCreator, ReasonCreatorUntrusted})
 			if d := r.Check(CheckCreator).Detail; !strings.Contains(d, "key usage") {
 				t.Fatalf("creator detail %q does not name the key usage", d)
+			}
+		})
+	}
+}
+
+// TestImageCertOutlivesRegistrarCA: the image certificate's chain is
+// judged at registration (its notBefore), so nothing but its own notAfter
+// would end an image whose Registrar CA has expired. register caps
+// --expires at its CA's expiry; an image certificate another tool issued
+// past the expiry of a CA of its chain is refused (image-cert-untrusted),
+// by Verify as by CheckRecordChains (the proxy's re-verification), so the
+// catalogue record's imagetrust_image_not_after never runs past the
+// chain. A chain through a re-issued certificate of the CA (same name and
+// key) that is valid long enough is taken.
+func TestImageCertOutlivesRegistrarCA(t *testing.T) {
+	w := newWorld(t)
+	short := testpki.NewRoot(t, "Short Registrar CA", testpki.WithValidity(testNow.AddDate(-1, 0, 0), testNow.AddDate(0, 1, 0)))
+	reissued := testpki.NewRoot(t, "Short Registrar CA", testpki.WithSigner(short.Key), testpki.WithValidity(testNow.AddDate(-1, 0, 0), testNow.AddDate(2, 0, 0)))
+	vos := w.trust().vos
+	trust := func(reg ...*x509.Certificate) *Trust {
+		tr, _, err := NewTrust(TrustOptions{People: []*x509.Certificate{w.peopleRoot.Cert, w.peopleSub.Cert}, Registrar: reg, VOs: vos})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr
+	}
+	for _, c := range []struct {
+		name    string
+		expires time.Time
+		reg     []*x509.Certificate
+		ok      bool
+	}{
+		{"ok the image certificate expires before its CA", testNow.AddDate(0, 0, 14), []*x509.Certificate{short.Cert}, true},
+		{"fail the image certificate outlives its CA", testNow.AddDate(0, 3, 0), []*x509.Certificate{short.Cert}, false},
+		{"ok a re-issued certificate of the CA outlives it", testNow.AddDate(0, 3, 0), []*x509.Certificate{short.Cert, reissued.Cert}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b := w.bundle(bundleOpts{regCA: short, expires: c.expires})
+			tr := trust(c.reg...)
+			r := tr.Verify(b.input(testNow))
+			if c.ok {
+				assertResult(t, r, true)
+			} else {
+				assertResult(t, r, false, failure{CheckRegistrar, ReasonImageCertUntrusted})
+				if d := r.Check(CheckRegistrar).Detail; !strings.Contains(d, "Short Registrar CA") || !strings.Contains(d, "after") {
+					t.Fatalf("registrar detail %q", d)
+				}
+			}
+			// the proxy's re-verification of the record (made where the
+			// re-issued certificate is trusted) agrees
+			props, err := RecordProperties(trust(reissued.Cert).Verify(b.input(testNow)), b.desc, b.sig)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tr.CheckRecordChains(props); (err == nil) != c.ok {
+				t.Fatalf("CheckRecordChains: %v", err)
 			}
 		})
 	}

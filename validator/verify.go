@@ -601,10 +601,12 @@ func strongChains(chains [][]*x509.Certificate, err error) ([][]*x509.Certificat
 // Registrar intermediates only.
 func (t *Trust) verifyRegistrar(c *x509.Certificate, inter *interPools) ([][]*x509.Certificate, error) {
 	chains, err := strongChains(c.Verify(x509.VerifyOptions{Roots: t.regRoots, Intermediates: t.regInter, CurrentTime: c.NotBefore, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}))
+	chains, err = withinCAs(c, chains, err)
 	if err != nil {
 		// embedded intermediates may be Registrar sub-CAs; accept them only if
 		// no certificate of the chain is a people CA
 		chains, err = strongChains(c.Verify(x509.VerifyOptions{Roots: t.regRoots, Intermediates: inter.registrar(), CurrentTime: c.NotBefore, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}))
+		chains, err = withinCAs(c, chains, err)
 		if err == nil {
 			chains = slices.DeleteFunc(chains, t.throughPeopleCA)
 			if len(chains) == 0 {
@@ -613,6 +615,35 @@ func (t *Trust) verifyRegistrar(c *x509.Certificate, inter *interPools) ([][]*x5
 		}
 	}
 	return chains, err
+}
+
+// withinCAs drops the chains of the image certificate c in which a CA
+// expires before c does. The chain is judged at registration, so c's own
+// notAfter is all that ends the image (check 5, the catalogue record's
+// imagetrust_image_not_after, the proxy): an image certificate that
+// outlived its Registrar CA would keep the image valid after the CA's
+// expiry. register caps --expires at its CA's; an image certificate made
+// otherwise is refused unless a chain through CA certificates valid until
+// its own expiry (a re-issued CA certificate, same name and key) exists.
+func withinCAs(c *x509.Certificate, chains [][]*x509.Certificate, err error) ([][]*x509.Certificate, error) {
+	if err != nil {
+		return nil, err
+	}
+	var early *x509.Certificate
+	chains = slices.DeleteFunc(chains, func(ch []*x509.Certificate) bool {
+		for _, ca := range ch[1:] {
+			if ca.NotAfter.Before(c.NotAfter) {
+				early = ca
+				return true
+			}
+		}
+		return false
+	})
+	if len(chains) == 0 {
+		return nil, fmt.Errorf("it is valid until %s, after its Registrar CA %q (valid until %s): an image certificate may not outlive its CA",
+			c.NotAfter.UTC().Format(time.RFC3339), SubjectName(early), early.NotAfter.UTC().Format(time.RFC3339))
+	}
+	return chains, nil
 }
 
 // throughPeopleCA reports whether a chain holds a people CA (by its key,

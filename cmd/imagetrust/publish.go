@@ -545,6 +545,13 @@ func cmdRegister(_ context.Context, e *env, args []string) int {
 	if notAfter.After(ca.NotAfter) {
 		return fail(e, exitUsage, "register: --expires %s is after the Registrar CA's own expiry %s", notAfter.UTC().Format(time.RFC3339), ca.NotAfter.UTC().Format(time.RFC3339))
 	}
+	// nor after that of a CA of its chain (the rest of the --ca file):
+	// sites refuse an image certificate that outlives a CA of its chain
+	for _, c := range cas[1:] {
+		if notAfter.After(c.NotAfter) {
+			return fail(e, exitUsage, "register: --expires %s is after the expiry %s of %q, a CA of the Registrar CA's chain (--ca %s)", notAfter.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339), validator.SubjectName(c), *caFile)
+		}
+	}
 	imgKey, err := pki.NewKey(pki.KeyType(*keyType))
 	if err != nil {
 		return fail(e, exitUsage, "register: --key-type: %v", err)

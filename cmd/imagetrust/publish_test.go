@@ -123,6 +123,30 @@ func TestRegisterChecksTheCA(t *testing.T) {
 	if cs[0].NotBefore.Before(ca.NotBefore) {
 		t.Fatalf("image notBefore %s before the CA's %s", cs[0].NotBefore, ca.NotBefore)
 	}
+	// a Registrar sub-CA whose issuer (in the --ca file, its chain)
+	// expires first: an image certificate past the issuer's expiry would
+	// be refused at every site (image-cert-untrusted), so register caps
+	// --expires at every certificate of the file
+	rootKey, err := pki.NewKey(pki.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := pki.Issue(pki.Template{Subject: pkix.Name{CommonName: "Short Registrar Root"}, IsCA: true, MaxPathLen: 1, NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(0, 0, 20)}, rootKey.Public(), nil, rootKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := pki.Issue(pki.Template{Subject: pkix.Name{CommonName: "Long Registrar Sub-CA"}, IsCA: true, MaxPathLen: 0, NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(1, 0, 0)}, k.Public(), root, rootKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "sub-ca.pem"), append(pki.EncodeCertPEM(sub), pki.EncodeCertPEM(root)...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	prepare(t, dir, "y.json", true)
+	if code, _, errs := cli(t, dir, "register", "--ca", "sub-ca.pem", "--ca-key", "new-ca.key", "--expires", "30d", "y.json"); code != exitUsage || !strings.Contains(errs, "Short Registrar Root") {
+		t.Fatalf("--expires past the expiry of the CA's issuer: exit %d %s", code, errs)
+	}
+	mustCLI(t, dir, "register", "--ca", "sub-ca.pem", "--ca-key", "new-ca.key", "--expires", "10d", "y.json")
 }
 
 // TestRegisterWritesCertFirst: when the image certificate cannot be
