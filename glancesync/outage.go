@@ -45,7 +45,10 @@ func readOutageFile(path string) (time.Time, error) {
 
 // writeOutageFile records since in path, atomically (a file beside it
 // renamed over it: a sync killed meanwhile leaves the old content or the
-// new, never a torn one) and readable by its owner only (0600).
+// new, never a torn one) and readable by every user (0644, whatever the
+// umask), as sync.lock_file is: a root cron run and the service user's
+// daemon take turns, and a record one of them can't read counts the
+// outage afresh (it holds a time, no secret).
 func writeOutageFile(path string, since time.Time) (err error) {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
@@ -57,8 +60,9 @@ func writeOutageFile(path string, since time.Time) (err error) {
 			_ = os.Remove(f.Name())
 		}
 	}()
-	// CreateTemp makes it 0600 already; said again whatever it did
-	if err = f.Chmod(0o600); err != nil {
+	// CreateTemp makes it 0600: the other user of the host's syncs
+	// (root's cron, the service user) could not read it
+	if err = f.Chmod(0o644); err != nil {
 		return err
 	}
 	if _, err = f.WriteString(since.UTC().Format(time.RFC3339Nano) + "\n"); err != nil {

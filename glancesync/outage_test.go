@@ -3,9 +3,11 @@ package glancesync
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -14,7 +16,7 @@ import (
 // Nova (ServersDownGrace) is counted from the first failure across runs
 // that share Options.ServersOutageFile, as `imagetrust sync --once` runs
 // from cron do (each a new process: a new Syncer, no KeepServersOutage):
-// the first run records when Nova began failing (0600) and leaves the
+// the first run records when Nova began failing (0644) and leaves the
 // image to retire active; a later run within the grace leaves it active
 // too, keeping the recorded start; the first run past the grace,
 // counted from the first run, deactivates and hides it. Nova back, the
@@ -78,8 +80,8 @@ func TestRetireDeleteNovaDownGraceAcrossRuns(t *testing.T) {
 	if err != nil {
 		t.Fatalf("no record of Nova's outage after a run that could not ask it: %v", err)
 	}
-	if fi.Mode().Perm() != 0o600 {
-		t.Errorf("record of Nova's outage: mode %v, want 0600", fi.Mode().Perm())
+	if fi.Mode().Perm() != 0o644 {
+		t.Errorf("record of Nova's outage: mode %v, want 0644", fi.Mode().Perm())
 	}
 	recorded, err := readOutageFile(state)
 	if err != nil || recorded.Before(start.Add(-time.Second)) || recorded.After(time.Now()) {
@@ -122,7 +124,7 @@ func TestRetireDeleteNovaDownGraceAcrossRuns(t *testing.T) {
 // outage (Options.ServersOutageFile) that is not a plain past time: none is
 // no outage; a corrupt one, or one that can't be read, counts from now
 // (logged; never a start further back, which would cut the grace short)
-// and is rewritten (0600) where it can be; a start in the future (the
+// and is rewritten (0644) where it can be; a start in the future (the
 // clock set back) counts from now; under another retire policy the record
 // is removed; a dry run neither reads nor writes it. No OpenStack needed.
 func TestServersOutageFileEdges(t *testing.T) {
@@ -230,4 +232,61 @@ func TestServersOutageFileEdges(t *testing.T) {
 			t.Errorf("dry run rewrote the record: %q", b)
 		}
 	})
+}
+
+// TestServersOutageFileOtherUser: the record of Nova's outage one user's
+// sync writes (root's cron run of `sync --once`) is read by the other's
+// (the service user's daemon, and back): 0644 whatever the umask, as
+// sync.lock_file is. A record the next sync can't read counts the outage
+// from now: with root and the service user taking turns, the grace
+// started again at each turn and a Nova down for good held the images to
+// retire active for ever. Run as root, the other user (nobody) reads it
+// with cat; otherwise the mode is checked. Before, the record was 0600.
+func TestServersOutageFileOtherUser(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	dir := t.TempDir()
+	// the test's own directories (t.TempDir makes them 0700) open to
+	// the other user, as /var/lib/imagetrust is to its owner
+	for _, d := range []string{dir, filepath.Dir(dir)} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o := Options{Trust: newWorld(t).trust(), Glance: &memGlance{}, MirrorProject: "mirror", Now: func() time.Time { return now }}
+	o.Sync.Retire = "delete"
+	o.ServersOutageFile = filepath.Join(dir, "sync.nova-down")
+	old := syscall.Umask(0o077) // a cron job's umask
+	s, err := New(o)
+	if err == nil {
+		s.serversFailed()
+	}
+	syscall.Umask(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(o.ServersOutageFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o644 {
+		t.Errorf("record of Nova's outage: mode %v, want 0644 (read by the other user of the host's syncs)", fi.Mode().Perm())
+	}
+	if os.Getuid() != 0 {
+		return
+	}
+	// every directory up to it traversable by nobody
+	for d := dir; d != "/" && d != "."; d = filepath.Dir(d) {
+		if st, err := os.Stat(d); err == nil && st.Mode().Perm()&0o001 == 0 {
+			t.Skipf("%s not traversable by other users: mode checked only", d)
+		}
+	}
+	cmd := exec.Command("cat", o.ServersOutageFile)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the record, as another user: %v: %s", err, out)
+	}
+	if got, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(string(out))); err != nil || !got.Equal(now) {
+		t.Errorf("the record, as another user: %q (%v), want %v", out, err, now)
+	}
 }
