@@ -47,8 +47,9 @@ type Options struct {
 	ServersDownGrace time.Duration
 	// ServersOutageFile ("": none) keeps since when Servers have failed
 	// to be asked across runs: read by New, written when an outage
-	// starts (and when its recorded start is unreadable or in the future:
-	// counted from now), removed when Servers answer again. Not used with
+	// starts, removed when Servers answer again (and by New when its
+	// recorded start is unreadable or in the future: an outage is then
+	// counted from its next failure). Not used with
 	// DryRun. Whoever sets it keeps two Syncers of different processes
 	// from sharing it at once (the cmd's sync.lock_file).
 	ServersOutageFile string

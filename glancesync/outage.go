@@ -87,9 +87,14 @@ func removeOutageFile(path string) error {
 }
 
 // loadServersOutage reads Options.ServersOutageFile into serversDownSince
-// (New) under retire = delete (removed under another policy). A file that can't be read or holds no time counts the outage from
-// now, and so does a start in the future (a clock set back since): both
-// written back, so that the next run counts from the same start.
+// (New) under retire = delete (removed under another policy). A file that
+// can't be read or holds no time, or a start in the future (a clock set
+// back since), is logged and removed, and no outage is known: one under
+// way is counted from its next failure, which is in this run if Nova is
+// asked in it (as good as from now). Not rewritten with now: a run that
+// does not ask Nova (nothing to retire) or whose Nova answers first would
+// leave a start no failure was seen at, and a later run's first failure
+// (a blip, days on) would find the grace spent and deactivate at once.
 func (s *Syncer) loadServersOutage() {
 	path := s.o.ServersOutageFile
 	if path == "" {
@@ -105,19 +110,16 @@ func (s *Syncer) loadServersOutage() {
 	now := s.o.Now().Round(0)
 	switch {
 	case err != nil:
-		s.log.Error("cannot read when Nova began failing to answer: counting its outage from now",
+		s.log.Error("cannot read when Nova began failing to answer: removed; an outage is counted from Nova's next failure",
 			"file", path, "err", err)
-		since = now
 	case since.After(now):
-		s.log.Warn("the recorded start of Nova's outage is in the future (this host's clock was set back): counting from now",
+		s.log.Warn("the recorded start of Nova's outage is in the future (this host's clock was set back): removed; an outage is counted from Nova's next failure",
 			"file", path, "recorded", since.UTC().Format(time.RFC3339))
-		since = now
 	default:
 		s.serversDownSince = since
 		return
 	}
-	s.serversDownSince = since
-	s.saveServersOutage(since)
+	s.clearServersOutage()
 }
 
 // saveServersOutage records since in Options.ServersOutageFile, if any;

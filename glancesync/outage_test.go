@@ -122,11 +122,12 @@ func TestRetireDeleteNovaDownGraceAcrossRuns(t *testing.T) {
 
 // TestServersOutageFileEdges: what New makes of the record of Nova's
 // outage (Options.ServersOutageFile) that is not a plain past time: none is
-// no outage; a corrupt one, or one that can't be read, counts from now
-// (logged; never a start further back, which would cut the grace short)
-// and is rewritten (0644) where it can be; a start in the future (the
-// clock set back) counts from now; under another retire policy the record
-// is removed; a dry run neither reads nor writes it. No OpenStack needed.
+// no outage; a corrupt one, or one that can't be read, is logged and
+// removed where it can be, and no outage is known (one under way counts
+// from its next failure: never a start further back, which would cut the
+// grace short); a start in the future (the clock set back) likewise;
+// under another retire policy the record is removed; a dry run neither
+// reads nor writes it. No OpenStack needed.
 func TestServersOutageFileEdges(t *testing.T) {
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	base := Options{Trust: newWorld(t).trust(), Glance: &memGlance{}, MirrorProject: "mirror", Now: func() time.Time { return now }}
@@ -166,31 +167,34 @@ func TestServersOutageFileEdges(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			o := base
 			o.ServersOutageFile = write(t, content)
-			if got := since(t, o); !got.Equal(now) {
-				t.Errorf("record %q: outage since %v, want now %v", content, got, now)
+			if got := since(t, o); !got.IsZero() {
+				t.Errorf("record %q: outage since %v, want none known", content, got)
 			}
-			if got, err := readOutageFile(o.ServersOutageFile); err != nil || !got.Equal(now) {
-				t.Errorf("record %q not rewritten with now: %v %v", content, got, err)
+			if _, err := os.Stat(o.ServersOutageFile); !os.IsNotExist(err) {
+				t.Errorf("record %q not removed: %v", content, err)
 			}
 		})
 	}
 	t.Run("unreadable", func(t *testing.T) {
-		// a directory where the file should be: can't be read, nor
-		// replaced
+		// a directory where the file should be (not empty): can't be
+		// read, nor removed
 		o := base
 		o.ServersOutageFile = t.TempDir()
-		if got := since(t, o); !got.Equal(now) {
-			t.Errorf("unreadable record: outage since %v, want now %v", got, now)
+		if err := os.WriteFile(filepath.Join(o.ServersOutageFile, "x"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if got := since(t, o); !got.IsZero() {
+			t.Errorf("unreadable record: outage since %v, want none known", got)
 		}
 	})
 	t.Run("future", func(t *testing.T) {
 		o := base
 		o.ServersOutageFile = write(t, now.Add(48*time.Hour).Format(time.RFC3339Nano))
-		if got := since(t, o); !got.Equal(now) {
-			t.Errorf("start in the future: outage since %v, want now %v", got, now)
+		if got := since(t, o); !got.IsZero() {
+			t.Errorf("start in the future: outage since %v, want none known", got)
 		}
-		if got, _ := readOutageFile(o.ServersOutageFile); !got.Equal(now) {
-			t.Errorf("start in the future not rewritten with now: %v", got)
+		if _, err := os.Stat(o.ServersOutageFile); !os.IsNotExist(err) {
+			t.Errorf("start in the future not removed: %v", err)
 		}
 	})
 	t.Run("future later", func(t *testing.T) {
@@ -288,5 +292,45 @@ func TestServersOutageFileOtherUser(t *testing.T) {
 	}
 	if got, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(string(out))); err != nil || !got.Equal(now) {
 		t.Errorf("the record, as another user: %q (%v), want %v", out, err, now)
+	}
+}
+
+// TestServersOutageFileUnknownStartNotSpent: a record of Nova's outage
+// whose start can't be known (corrupt, in the future) read by a run that
+// then does not see Nova fail (nothing to retire, or Nova answers) leaves
+// no start behind: a later run, two days on, whose first question to Nova
+// fails holds the images back for the grace, counted from that failure.
+// Before, New rewrote such a record with its own start time, which no
+// failure was seen at; the later run's first failure (a blip) found the
+// grace spent and deactivated and hid the images at once.
+func TestServersOutageFileUnknownStartNotSpent(t *testing.T) {
+	for name, content := range map[string]string{
+		"corrupt": "garbage\n",
+		"future":  time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC).Format(time.RFC3339Nano),
+	} {
+		t.Run(name, func(t *testing.T) {
+			clock := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+			o := Options{Trust: newWorld(t).trust(), Glance: &memGlance{}, MirrorProject: "mirror", Now: func() time.Time { return clock }}
+			o.Sync.Retire = "delete"
+			o.ServersDownGrace = 24 * time.Hour
+			o.ServersOutageFile = filepath.Join(t.TempDir(), "sync.nova-down")
+			if err := os.WriteFile(o.ServersOutageFile, []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			// a run that does not see Nova fail
+			if _, err := New(o); err != nil {
+				t.Fatal(err)
+			}
+			// two days on, a run whose first question fails
+			clock = clock.Add(48 * time.Hour)
+			s, err := New(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.serversFailed()
+			if since, long := s.serversDownLong(); long || !since.Equal(clock) {
+				t.Errorf("first failure two days after a record of unknown start: outage since %v (grace spent: %v), want since %v, within the grace", since, long, clock)
+			}
+		})
 	}
 }
