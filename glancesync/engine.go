@@ -364,6 +364,20 @@ type reporter struct {
 	servers error
 	// answers are Nova's answers of the pass, by image id (askServers)
 	answers map[string]serversAnswer
+	// serversTold: the pass logged its failure to ask Nova (retire), which
+	// up to sync.parallel answers of the pass may carry
+	serversTold bool
+}
+
+// tellServersDown reports whether the pass is yet to log its failure to
+// ask Nova, and marks it logged: once a pass, however many of the
+// questions asked at once failed.
+func (rp *reporter) tellServersDown() bool {
+	rp.mu.Lock()
+	defer rp.mu.Unlock()
+	first := !rp.serversTold
+	rp.serversTold = true
+	return first
 }
 
 // serversAnswer is what ServerChecker.InUse answered for an image.

@@ -361,16 +361,23 @@ func (s *Syncer) retire(ctx context.Context, im *Image, why string, o Outcome, r
 				// Nova unreachable: neither deleted nor deactivated on
 				// a guess, and Nova not asked again in this pass (each
 				// ask of a Nova that hangs may take minutes); for
-				// ServersDownGrace at most
+				// ServersDownGrace at most. Told once a pass: the
+				// questions asked at once (sync.parallel) may all
+				// have failed.
 				since, long := s.serversDownLong()
+				first := rp.tellServersDown()
 				if !long {
-					s.log.Error("cannot ask Nova whether servers use images: retiring them (retire = delete) is left for the next pass", "err", err,
-						"failing_since", since.UTC().Format(time.RFC3339), "deactivate_after", since.Add(s.o.ServersDownGrace).UTC().Format(time.RFC3339))
+					if first {
+						s.log.Error("cannot ask Nova whether servers use images: retiring them (retire = delete) is left for the next pass", "err", err,
+							"failing_since", since.UTC().Format(time.RFC3339), "deactivate_after", since.Add(s.o.ServersDownGrace).UTC().Format(time.RFC3339))
+					}
 					return s.retireDeferred(im, why, o, err, rp)
 				}
-				s.m.Errors.Inc() // once a pass: Nova is still down
-				s.log.Error("cannot ask Nova whether servers use images, for longer than the grace: the images to retire are deactivated and hidden, not deleted, until it answers", "err", err,
-					"failing_since", since.UTC().Format(time.RFC3339), "grace", s.o.ServersDownGrace)
+				if first {
+					s.m.Errors.Inc() // once a pass: Nova is still down
+					s.log.Error("cannot ask Nova whether servers use images, for longer than the grace: the images to retire are deactivated and hidden, not deleted, until it answers", "err", err,
+						"failing_since", since.UTC().Format(time.RFC3339), "grace", s.o.ServersDownGrace)
+				}
 			default:
 				inUse, known = u, k
 			}
