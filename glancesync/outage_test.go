@@ -334,3 +334,47 @@ func TestServersOutageFileUnknownStartNotSpent(t *testing.T) {
 		})
 	}
 }
+
+// TestKeepServersOutageAcrossPolicyChange: a daemon reloaded from
+// retire = delete (Nova failing since T0) to keep, and later back to
+// delete, does not carry T0 over the keep period, in which Nova was not
+// asked: the first failure two days on counts from then, within the
+// grace, and is recorded in the file (New removed it under keep). Before,
+// KeepServersOutage carried T0 through: the first failure found the grace
+// spent (deactivated and hid at once) and, the start already known, did
+// not record it, so a restart counted afresh. In memory.
+func TestKeepServersOutageAcrossPolicyChange(t *testing.T) {
+	clock := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	o := Options{Trust: newWorld(t).trust(), Glance: &memGlance{}, MirrorProject: "mirror", Now: func() time.Time { return clock }}
+	o.ServersDownGrace = 24 * time.Hour
+	o.ServersOutageFile = filepath.Join(t.TempDir(), "sync.nova-down")
+	build := func(retire string, prev *Syncer) *Syncer {
+		t.Helper()
+		o := o
+		o.Sync.Retire = retire
+		s, err := New(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.KeepServersOutage(prev)
+		return s
+	}
+	a := build("delete", nil)
+	a.serversFailed()
+	b := build("keep", a)
+	clock = clock.Add(48 * time.Hour)
+	c := build("delete", b)
+	c.serversFailed()
+	if since, long := c.serversDownLong(); long || !since.Equal(clock) {
+		t.Errorf("first failure after delete, keep, delete: outage since %v (grace spent: %v), want since %v, within the grace", since, long, clock)
+	}
+	if got, err := readOutageFile(o.ServersOutageFile); err != nil || !got.Equal(clock) {
+		t.Errorf("recorded start %v (%v), want %v", got, err, clock)
+	}
+	// delete to delete: carried (a reload does not restart the grace)
+	d := build("delete", c)
+	clock = clock.Add(time.Hour)
+	if since, _ := d.serversDownLong(); !since.Equal(clock.Add(-time.Hour)) {
+		t.Errorf("reload under delete: outage since %v, want %v carried", since, clock.Add(-time.Hour))
+	}
+}

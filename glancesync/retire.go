@@ -46,9 +46,13 @@ const DefaultServersDownGrace = config.DefaultNovaDownGrace
 
 // KeepServersOutage carries prev's memory of when its ServerChecker began
 // failing to s, a Syncer built on reload to replace prev, so that a reload
-// does not restart ServersDownGrace.
+// does not restart ServersDownGrace. Only from retire = delete to delete:
+// Nova is asked under delete only, so an outage prev (or one before it)
+// saw before a reload to keep or hide says nothing of Nova since, and
+// would spend a later outage's grace at its first failure (New removes
+// the record of it under keep or hide likewise).
 func (s *Syncer) KeepServersOutage(prev *Syncer) {
-	if prev == nil || prev == s {
+	if prev == nil || prev == s || prev.o.Sync.Retire != "delete" || s.o.Sync.Retire != "delete" {
 		return
 	}
 	prev.mu.Lock()
