@@ -42,7 +42,14 @@ type novaServers struct {
 	// is fixed)
 	find func(context.Context) (*gophercloud.ServiceClient, error)
 	log  *slog.Logger
+	// unread: the last pass could not read the catalog
+	// (errCatalogUnread); under mu
+	unread bool
 }
+
+// errCatalogUnread marks a failure of catalogFinder to read Keystone's
+// catalog (not a catalog without a compute service).
+var errCatalogUnread = errors.New("cannot read keystone's catalog")
 
 // client is the Nova client in use (nil: none in the catalog yet).
 func (n *novaServers) client() *gophercloud.ServiceClient {
@@ -60,15 +67,29 @@ func (n *novaServers) BeginPass(ctx context.Context) {
 		return
 	}
 	sc, err := n.find(ctx)
+	n.mu.Lock()
+	first := errors.Is(err, errCatalogUnread) && !n.unread
+	n.unread = errors.Is(err, errCatalogUnread)
+	if err == nil {
+		n.sc = sc
+	}
+	n.mu.Unlock()
 	if err != nil {
-		if n.log != nil {
-			n.log.Debug("still no compute service in the catalog", "err", oserr.Capped(err))
+		if n.log == nil {
+			return
 		}
+		if first {
+			// the first of a run of failures at WARN: one that
+			// lasts (a policy denying GET /v3/auth/catalog, a proxy
+			// in front of Keystone) would otherwise never let a
+			// compute service registered later be found, unseen
+			n.log.Warn("cannot read Keystone's catalog to look for a compute service (Nova): retired images are deactivated and hidden, not deleted, until one is found; each pass tries again",
+				"err", oserr.Capped(err))
+			return
+		}
+		n.log.Debug("still no compute service in the catalog", "err", oserr.Capped(err))
 		return
 	}
-	n.mu.Lock()
-	n.sc = sc
-	n.mu.Unlock()
 	if n.log != nil {
 		n.log.Info("compute service (Nova) now in the catalog: asked from this pass on whether servers use the images to retire (retire = delete)",
 			"endpoint", redactURL(sc.Endpoint))
@@ -91,7 +112,7 @@ func catalogFinder(l *keystoneLogin) func(context.Context) (*gophercloud.Service
 			_ = resp.Body.Close()
 		}
 		if err != nil {
-			return nil, fmt.Errorf("keystone's catalog: %w", err)
+			return nil, fmt.Errorf("%w: %w", errCatalogUnread, err)
 		}
 		return computeClientOf(l.pc, l.eo, &tokens.ServiceCatalog{Entries: body.Catalog})
 	}
