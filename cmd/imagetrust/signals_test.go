@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -80,7 +81,7 @@ func TestDaemonIgnoresSIGUSR1(t *testing.T) {
 }
 
 // TestDaemonClosedStderrDies: a daemon (the built binary: the CRL job and
-// the sync, without --once) whose stderr has lost its reader dies of
+// the sync, without --once, and the proxy) whose stderr has lost its reader dies of
 // SIGPIPE at its next log line, as Go's default has it, so that systemd
 // restarts it with a working log; it does not go on deciding with its log
 // (the proxy's audit lines) lost, as a run that ends does
@@ -90,7 +91,8 @@ func TestDaemonIgnoresSIGUSR1(t *testing.T) {
 func TestDaemonClosedStderrDies(t *testing.T) {
 	c := ostest.Start(t, ostest.Options{})
 	path, _ := daemonConfig(t)
-	for _, cmdName := range []string{"crl", "sync"} {
+	proxyCfg, _ := proxyConfig(t, filepath.Dir(filepath.Dir(path)), "upstream = \"http://127.0.0.1:9/v2.1\"\n")
+	for _, cmdName := range []string{"crl", "sync", "proxy"} {
 		t.Run("ok "+cmdName, func(t *testing.T) {
 			p := c.NewProject(t, t.TempDir(), "stderr"+cmdName, "stderr"+cmdName)
 			r, w, err := os.Pipe()
@@ -98,7 +100,11 @@ func TestDaemonClosedStderrDies(t *testing.T) {
 				t.Fatal(err)
 			}
 			_ = r.Close()
-			cmd := exec.Command(ostest.Binary(t), cmdName, "--config", path)
+			cfg := path
+			if cmdName == "proxy" {
+				cfg = proxyCfg
+			}
+			cmd := exec.Command(ostest.Binary(t), cmdName, "--config", cfg)
 			cmd.Env, cmd.Stdout, cmd.Stderr = append(os.Environ(), p.Env()...), io.Discard, w
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
