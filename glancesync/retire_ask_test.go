@@ -3,6 +3,8 @@ package glancesync
 import (
 	"context"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -159,5 +161,90 @@ func TestRetireNovaDownToldOncePerPass(t *testing.T) {
 	}
 	if failed < 3 {
 		t.Errorf("%d of the 4 superseded images left as failed outcomes, want 3 or more (at most the first asked is answered)", failed)
+	}
+}
+
+// lateAnswerServers stands in for a Nova that answers the first question
+// of a pass, fails the second (refused) once a third is asked, and answers
+// the others only once the failure is recorded (the record file exists; a minute at
+// most): answers of questions asked at the same time that come after the
+// pass saw Nova fail.
+type lateAnswerServers struct {
+	record string
+	mu     sync.Mutex
+	n      int
+}
+
+func (l *lateAnswerServers) InUse(ctx context.Context, id string) (bool, bool, error) {
+	l.mu.Lock()
+	l.n++
+	n := l.n
+	l.mu.Unlock()
+	switch n {
+	case 1:
+		return false, true, nil
+	case 2:
+		// once the third is in flight (a minute at most)
+		for end := time.Now().Add(time.Minute); time.Now().Before(end) && ctx.Err() == nil; time.Sleep(10 * time.Millisecond) {
+			l.mu.Lock()
+			third := l.n >= 3
+			l.mu.Unlock()
+			if third {
+				break
+			}
+		}
+		return false, false, &url.Error{Op: "Get", URL: "http://nova:8774/v2.1/servers?image=" + id, Err: syscall.ECONNREFUSED}
+	}
+	for end := time.Now().Add(time.Minute); time.Now().Before(end) && ctx.Err() == nil; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(l.record); err == nil {
+			break
+		}
+	}
+	return false, true, nil
+}
+
+// TestRetireLateAnswerKeepsOutage: an answer of a question asked at the
+// same time as one that failed, which comes after the failure, does not end
+// the outage the pass saw: the record of its start (sync.nova-down) is
+// still there after the pass, and the Syncer still counts it. Against the
+// real Glance; Nova is a stand-in (lateAnswerServers). Pins what dcc8d80
+// says of askServer; before this test, askServer ending the outage on any
+// answer (the rp.serversDown() check dropped) passed every test.
+func TestRetireLateAnswerKeepsOutage(t *testing.T) {
+	e := newEnv(t)
+	w := newWorld(t)
+	dir := t.TempDir()
+	for i := range 3 {
+		w.publish(dir, spec{vo: "atlas", tag: "late-answer", created: w.now.Add(time.Duration(-9+i) * time.Hour)})
+	}
+	o := e.options(t, w, map[string][]string{dir: {"atlas"}})
+	o.Sync.Retire = "keep"
+	run(t, o)
+	w.publish(dir, spec{vo: "atlas", tag: "late-answer", created: w.now.Add(-time.Hour)})
+
+	o.Sync.Retire = "delete"
+	o.Sync.Parallel = 2
+	o.ServersDownGrace = time.Hour
+	o.ServersOutageFile = filepath.Join(t.TempDir(), "sync.nova-down")
+	l := &lateAnswerServers{record: o.ServersOutageFile}
+	o.Servers = l
+	s, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	l.mu.Lock()
+	asked := l.n
+	l.mu.Unlock()
+	if asked < 3 {
+		t.Fatalf("Nova asked %d questions, want 3 or more (one answered, one failed, one answered late)", asked)
+	}
+	if _, err := os.Stat(o.ServersOutageFile); err != nil {
+		t.Errorf("record of Nova's outage after a pass that saw it fail: %v", err)
+	}
+	if since, _ := s.serversDownLong(); since.IsZero() {
+		t.Error("the outage the pass saw ended by an answer that came after the failure")
 	}
 }
