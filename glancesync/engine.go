@@ -367,6 +367,11 @@ type reporter struct {
 	// serversTold: the pass logged its failure to ask Nova (retire), which
 	// up to sync.parallel answers of the pass may carry
 	serversTold bool
+	// outageMu makes what a question of the pass records of Nova's outage
+	// one step with what it reads (askServer): an answer checked before a
+	// failure of the pass and recorded after it would end the outage the
+	// pass just saw. Taken before rp.mu and the Syncer's mu, never under.
+	outageMu sync.Mutex
 }
 
 // tellServersDown reports whether the pass is yet to log its failure to

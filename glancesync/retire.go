@@ -466,17 +466,28 @@ func (s *Syncer) askServer(ctx context.Context, id string, rp *reporter) servers
 	u, k, err := s.o.Servers.InUse(ctx, id)
 	a := serversAnswer{inUse: u, known: k, err: err}
 	rp.setServersAnswer(id, a)
-	switch {
-	case err != nil && !errors.Is(err, ErrServersUnknown):
+	if err != nil && !errors.Is(err, ErrServersUnknown) {
 		if ctx.Err() == nil {
+			rp.outageMu.Lock()
 			rp.setServersDown(err)
 			s.serversFailed()
+			rp.outageMu.Unlock()
 		}
-	case rp.serversDown() == nil:
+		return a
+	}
+	rp.outageMu.Lock()
+	defer rp.outageMu.Unlock()
+	if rp.serversDown() == nil {
+		afterAnswerChecked()
 		s.serversAnswered()
 	}
 	return a
 }
+
+// afterAnswerChecked runs between an answer's check that the pass saw no
+// failure of Nova and its ending of the outage (tests hold it there, so
+// that a failure comes in between).
+var afterAnswerChecked = func() {}
 
 // retireDeferred leaves im, which retire = delete would retire for why, as
 // it is for this pass: Nova could not be asked whether servers use it

@@ -248,3 +248,89 @@ func TestRetireLateAnswerKeepsOutage(t *testing.T) {
 		t.Error("the outage the pass saw ended by an answer that came after the failure")
 	}
 }
+
+// straddleServers stands in for a Nova whose answer to the second question
+// of a pass is being recorded when the third question fails: the first
+// question is answered, the second answered at once, the third refused
+// once the second's answer is past its check that the pass saw no failure
+// (afterAnswerChecked; a minute at most).
+type straddleServers struct {
+	mu      sync.Mutex
+	n       int
+	checked chan struct{}
+}
+
+func (l *straddleServers) InUse(ctx context.Context, id string) (bool, bool, error) {
+	l.mu.Lock()
+	l.n++
+	n := l.n
+	l.mu.Unlock()
+	if n < 3 {
+		return false, true, nil
+	}
+	select {
+	case <-l.checked:
+	case <-ctx.Done():
+	case <-time.After(time.Minute):
+	}
+	return false, false, &url.Error{Op: "Get", URL: "http://nova:8774/v2.1/servers?image=" + id, Err: syscall.ECONNREFUSED}
+}
+
+// TestRetireAnswerStraddlingFailure: an answer that the pass checked
+// before another question failed, and recorded after, does not end the
+// outage that failure starts: what a question reads and records of Nova's
+// outage is one step (reporter.outageMu). Against the real Glance; Nova is
+// a stand-in (straddleServers). The test holds the answer between its
+// check and its record (afterAnswerChecked) until the failure's record
+// file appears, five seconds at most: before outageMu the failure was
+// recorded meanwhile and the answer then removed it.
+func TestRetireAnswerStraddlingFailure(t *testing.T) {
+	e := newEnv(t)
+	w := newWorld(t)
+	dir := t.TempDir()
+	for i := range 3 {
+		w.publish(dir, spec{vo: "atlas", tag: "straddle", created: w.now.Add(time.Duration(-9+i) * time.Hour)})
+	}
+	o := e.options(t, w, map[string][]string{dir: {"atlas"}})
+	o.Sync.Retire = "keep"
+	run(t, o)
+	w.publish(dir, spec{vo: "atlas", tag: "straddle", created: w.now.Add(-time.Hour)})
+
+	o.Sync.Retire = "delete"
+	o.Sync.Parallel = 2
+	o.ServersDownGrace = time.Hour
+	o.ServersOutageFile = filepath.Join(t.TempDir(), "sync.nova-down")
+	l := &straddleServers{checked: make(chan struct{})}
+	o.Servers = l
+	var calls int
+	old := afterAnswerChecked
+	afterAnswerChecked = func() {
+		calls++ // under reporter.outageMu, or (before it) one at a time: the first question is asked alone
+		if calls != 2 {
+			return
+		}
+		close(l.checked)
+		for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+			if _, err := os.Stat(o.ServersOutageFile); err == nil {
+				return
+			}
+		}
+	}
+	t.Cleanup(func() { afterAnswerChecked = old })
+	s, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if calls < 2 {
+		t.Fatalf("%d answers checked, want 2 (the first question's, the second's)", calls)
+	}
+	if _, err := os.Stat(o.ServersOutageFile); err != nil {
+		t.Errorf("record of Nova's outage after a pass that saw it fail: %v", err)
+	}
+	if since, _ := s.serversDownLong(); since.IsZero() {
+		t.Error("the outage ended by an answer checked before the failure and recorded after it")
+	}
+}
