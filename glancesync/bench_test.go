@@ -280,7 +280,7 @@ func BenchmarkMirror2GiB(b *testing.B) {
 			p := w.publish(src, spec{vo: "atlas", tag: tag, uri: file, external: ref})
 			cfg := writeBenchConfig(b, w, filepath.Join(dir, fmt.Sprintf("cfg%d-%s", i, ingest)), src, ingest)
 			cmd := exec.Command(bin, "sync", "--config", cfg, "--once", "--json-logs")
-			cmd.Env = append(os.Environ(), "OS_CLOUD="+"mirror", "OS_CLIENT_CONFIG_FILE="+e.cloud.CloudsYAML)
+			cmd.Env = e.mirrorEnv()
 			if ingest == "import" {
 				b.StartTimer()
 			}

@@ -21,6 +21,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack"
+	osconfig "github.com/gophercloud/gophercloud/v2/openstack/config"
+	"github.com/gophercloud/gophercloud/v2/openstack/config/clouds"
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/tokens"
 
 	"github.com/imagetrust/imagetrust/internal/cms"
@@ -259,11 +261,14 @@ func (c *writeCounter) reset() (writes int64) {
 type env struct {
 	cloud   *ostest.Cloud
 	project string // mirror project id
-	glance  Glance
-	sc      *gophercloud.ServiceClient
-	counter *writeCounter
-	admin   Glance
-	demo    *gophercloud.ServiceClient
+	// cloudsYAML holds the entry ostest.CloudMirror for the mirror user
+	// of project (OS_CLOUD=mirror for the imagetrust binary; provider)
+	cloudsYAML string
+	glance     Glance
+	sc         *gophercloud.ServiceClient
+	counter    *writeCounter
+	admin      Glance
+	demo       *gophercloud.ServiceClient
 }
 
 func projectID(t testing.TB, pc *gophercloud.ProviderClient) string {
@@ -279,15 +284,61 @@ func projectID(t testing.TB, pc *gophercloud.ProviderClient) string {
 	return p.ID
 }
 
-func newEnv(t testing.TB) *env { return newEnvOn(t, ostest.Start(t, ostest.Options{})) }
+// newEnv is an env on the shared stack, syncing into this test process's
+// own mirror project (ownMirror), not the stack's: a pass retires and
+// un-aliases every image of the mirror project of a VO it lists completely
+// (or has no source for), so another process syncing the same project (a
+// second `go test ./glancesync` on the stack) would hide this one's images
+// and delete its aliases mid-test, and this one's passes would write to
+// theirs, and to other packages' images in the stack's mirror project.
+func newEnv(t testing.TB) *env {
+	c := ostest.Start(t, ostest.Options{})
+	return newEnvAs(t, c, ownMirror(t, c))
+}
 
-// newEnvOn is newEnv on the stack c (one of the test's own: StartPrivate).
-func newEnvOn(t testing.TB, c *ostest.Cloud) *env {
-	e := &env{cloud: c}
-	pc := c.Provider(t, ostest.CloudMirror)
+// ownMirrors are the mirror projects of this test process, by stack state
+// directory: one per process, whose tests run one at a time.
+var ownMirrors struct {
+	sync.Mutex
+	m map[string]string // stack state dir -> clouds.yaml of the project
+}
+
+// ownMirror returns the clouds.yaml (entry ostest.CloudMirror) of this
+// process's mirror project on c, made on first use (ostest.NewProject: a
+// user with the stack mirror user's roles).
+func ownMirror(t testing.TB, c *ostest.Cloud) string {
+	t.Helper()
+	ownMirrors.Lock()
+	defer ownMirrors.Unlock()
+	if y := ownMirrors.m[c.StateDir]; y != "" {
+		return y
+	}
+	// outlives the test that makes it: every later test of the process
+	// syncs into the project
+	dir, err := os.MkdirTemp("", "glancesync-mirror-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := c.NewProject(t, dir, "gsync", ostest.CloudMirror)
+	if ownMirrors.m == nil {
+		ownMirrors.m = map[string]string{}
+	}
+	ownMirrors.m[c.StateDir] = p.CloudsYAML
+	return p.CloudsYAML
+}
+
+// newEnvOn is newEnv on the stack c (one of the test's own: StartPrivate),
+// as the stack's own mirror user and project.
+func newEnvOn(t testing.TB, c *ostest.Cloud) *env { return newEnvAs(t, c, c.CloudsYAML) }
+
+// newEnvAs is an env on c whose mirror is the user of entry
+// ostest.CloudMirror in cloudsYAML.
+func newEnvAs(t testing.TB, c *ostest.Cloud, cloudsYAML string) *env {
+	e := &env{cloud: c, cloudsYAML: cloudsYAML}
+	pc := e.provider(t)
 	e.counter = &writeCounter{rt: http.DefaultTransport}
 	pc.HTTPClient = http.Client{Transport: e.counter}
-	_, eo := c.AuthOptions(t, ostest.CloudMirror)
+	_, eo := e.authOptions(t)
 	sc, err := openstack.NewImageV2(pc, eo)
 	if err != nil {
 		t.Fatal(err)
@@ -298,6 +349,42 @@ func newEnvOn(t testing.TB, c *ostest.Cloud) *env {
 	e.admin = NewGlance(c.ImageClient(t, ostest.CloudAdmin))
 	e.demo = c.ImageClient(t, ostest.CloudDemo)
 	return e
+}
+
+// authOptions are the mirror user's, as gophercloud reads them from
+// e.cloudsYAML, with AllowReauth set.
+func (e *env) authOptions(t testing.TB) (gophercloud.AuthOptions, gophercloud.EndpointOpts) {
+	t.Helper()
+	f, err := os.Open(e.cloudsYAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ao, eo, _, err := clouds.Parse(clouds.WithCloudsYAML(f), clouds.WithCloudName(ostest.CloudMirror))
+	if err != nil {
+		t.Fatalf("cloud %q in %s: %v", ostest.CloudMirror, e.cloudsYAML, err)
+	}
+	ao.AllowReauth = true
+	return ao, eo
+}
+
+// provider is a provider client of the mirror user, authenticated anew;
+// tests may replace its HTTPClient.
+func (e *env) provider(t testing.TB) *gophercloud.ProviderClient {
+	t.Helper()
+	ao, _ := e.authOptions(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pc, err := osconfig.NewProviderClient(ctx, ao)
+	if err != nil {
+		t.Fatalf("authenticating as the mirror user of %s: %v", e.cloudsYAML, err)
+	}
+	return pc
+}
+
+// mirrorEnv is the environment of the imagetrust binary run as the mirror.
+func (e *env) mirrorEnv() []string {
+	return append(os.Environ(), "OS_CLOUD="+ostest.CloudMirror, "OS_CLIENT_CONFIG_FILE="+e.cloudsYAML)
 }
 
 func (e *env) options(t testing.TB, w *world, dirs map[string][]string) Options {

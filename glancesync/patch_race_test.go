@@ -12,7 +12,6 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack"
 
 	"github.com/imagetrust/imagetrust/crl"
-	"github.com/imagetrust/imagetrust/internal/ostest"
 )
 
 // imageRequests records the requests made on one image (method and path),
@@ -52,9 +51,9 @@ func (c *imageRequests) take() string {
 // recordedGlance is the sync's Glance, as the mirror, over rec.
 func recordedGlance(t *testing.T, e *env, rec *imageRequests) Glance {
 	t.Helper()
-	pc := e.cloud.Provider(t, ostest.CloudMirror)
+	pc := e.provider(t)
 	pc.HTTPClient = http.Client{Transport: rec}
-	_, eo := e.cloud.AuthOptions(t, ostest.CloudMirror)
+	_, eo := e.authOptions(t)
 	sc, err := openstack.NewImageV2(pc, eo)
 	if err != nil {
 		t.Fatal(err)

@@ -160,7 +160,7 @@ func setIngest(t testing.TB, cfg, ingest string) {
 
 func (e *env) command(t testing.TB, ctx context.Context, cfg string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, imagetrustBinary(t), append([]string{"sync", "--config", cfg}, args...)...)
-	cmd.Env = append(os.Environ(), "OS_CLOUD="+"mirror", "OS_CLIENT_CONFIG_FILE="+e.cloud.CloudsYAML)
+	cmd.Env = e.mirrorEnv()
 	return cmd
 }
 
