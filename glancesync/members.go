@@ -2,6 +2,7 @@ package glancesync
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"time"
@@ -180,7 +181,12 @@ func (s *Syncer) ensureMembers(ctx context.Context, im *Image, vo string, listed
 		if contains(cfg.Projects, p) {
 			continue
 		}
-		if err := s.o.Glance.RemoveMember(ctx, im.ID, p); err != nil {
+		if err := s.o.Glance.RemoveMember(ctx, im.ID, p); errors.Is(err, ErrNotFound) {
+			// gone since the listing (an operator, another sync): what
+			// the pass wanted is true, and not an error of the pass
+			s.log.Info("member already gone", "image", im.ID, "project", p)
+			continue
+		} else if err != nil {
 			s.memberFailed(im.ID, o, "remove member", p, oserr.Capped(err), rp)
 			failed = true
 			continue

@@ -1,6 +1,7 @@
 package glancesync
 
 import (
+	"context"
 	"maps"
 	"path/filepath"
 	"slices"
@@ -85,5 +86,51 @@ func TestMemberAddRefusedIsAnOutcome(t *testing.T) {
 		if err != nil || !slices.Contains(members, good) {
 			t.Errorf("members %v (%v); want %s", members, err, good)
 		}
+	}
+}
+
+// memberGoneMeanwhile removes a member itself just before the sync does:
+// an operator (or another sync) removing it between the pass's listing of
+// the members and its removal. The real Glance then answers 404.
+type memberGoneMeanwhile struct{ Glance }
+
+func (g memberGoneMeanwhile) RemoveMember(ctx context.Context, id, project string) error {
+	if err := g.Glance.RemoveMember(ctx, id, project); err != nil {
+		return err
+	}
+	return g.Glance.RemoveMember(ctx, id, project)
+}
+
+// TestMemberGoneMeanwhileIsNoError: a member the pass removes that is
+// already gone (Glance's 404) is what the pass wanted, not an error of
+// the pass: no failed outcome, no error counted, the members remembered.
+// Before, the pass counted an error and a failed outcome. Against the
+// real Glance.
+func TestMemberGoneMeanwhileIsNoError(t *testing.T) {
+	e := newEnv(t)
+	w := newWorld(t)
+	dir := filepath.Join(t.TempDir(), "atlas")
+	p := w.publish(dir, spec{vo: "atlas", tag: "members-gone"})
+	keep, drop := strings.ReplaceAll(uuid.NewString(), "-", ""), strings.ReplaceAll(uuid.NewString(), "-", "")
+	o := e.options(t, w, map[string][]string{dir: {"atlas"}})
+	o.VOs["atlas"] = config.VO{Visibility: "shared", Projects: []string{keep, drop}}
+	o.Sync.Retire = "keep"
+	if r := run(t, o); r.Errors != 0 {
+		t.Fatalf("pass 1: %d errors", r.Errors)
+	}
+	o.VOs["atlas"] = config.VO{Visibility: "shared", Projects: []string{keep}}
+	o.Glance = memberGoneMeanwhile{o.Glance}
+	r := run(t, o)
+	for _, out := range r.Find(p.id) {
+		if out.Action == ActionFailed {
+			t.Errorf("failed outcome %+v", out)
+		}
+	}
+	if r.Errors != 0 || slices.Contains(r.Failed, p.id) {
+		t.Errorf("pass 2: %d errors, failed %v; want none", r.Errors, r.Failed)
+	}
+	members, err := e.admin.Members(t.Context(), p.id)
+	if err != nil || !slices.Equal(members, []string{keep}) {
+		t.Errorf("members %v (%v); want only %s", members, err, keep)
 	}
 }
