@@ -6,9 +6,10 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/imagetrust/imagetrust/internal/fsutil"
 )
 
 // outageFileMax bounds what is read of Options.ServersOutageFile: one
@@ -43,38 +44,13 @@ func readOutageFile(path string) (time.Time, error) {
 	return t, nil
 }
 
-// writeOutageFile records since in path, atomically (a file beside it
-// renamed over it: a sync killed meanwhile leaves the old content or the
-// new, never a torn one) and readable by every user (0644, whatever the
-// umask), as sync.lock_file is: a root cron run and the service user's
-// daemon take turns, and a record one of them can't read counts the
-// outage afresh (it holds a time, no secret).
-func writeOutageFile(path string, since time.Time) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(f.Name())
-		}
-	}()
-	// CreateTemp makes it 0600: the other user of the host's syncs
-	// (root's cron, the service user) could not read it
-	if err = f.Chmod(0o644); err != nil {
-		return err
-	}
-	if _, err = f.WriteString(since.UTC().Format(time.RFC3339Nano) + "\n"); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+// writeOutageFile records since in path, atomically (fsutil.WriteFileAtomic:
+// a sync killed meanwhile leaves the old content or the new, never a torn
+// one) and readable by every user (0644), as sync.lock_file is: a root
+// cron run and the service user's daemon take turns, and a record one of
+// them can't read counts the outage afresh (it holds a time, no secret).
+func writeOutageFile(path string, since time.Time) error {
+	return fsutil.WriteFileAtomic(path, []byte(since.UTC().Format(time.RFC3339Nano)+"\n"), 0o644)
 }
 
 // removeOutageFile removes path: the outage it recorded is over. No such
