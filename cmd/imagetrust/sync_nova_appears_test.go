@@ -11,7 +11,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack"
-	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/regions"
 
 	"github.com/imagetrust/imagetrust/glancesync"
 	"github.com/imagetrust/imagetrust/internal/ostest"
@@ -34,13 +33,7 @@ func TestSyncNovaAppearsInCatalog(t *testing.T) {
 		t.Fatal(err)
 	}
 	removeCatalogLeftovers(t, idc)
-	region := catalogRegionPrefix + "novalate-" + uuid.NewString()[:6]
-	if _, err := regions.Create(ctx, idc, regions.CreateOpts{ID: region}).Extract(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = regions.Delete(context.Background(), idc, region).ExtractErr() })
-	addPublicEndpoint(t, idc, region, "identity", c.KeystoneURL)
-	addPublicEndpoint(t, idc, region, "image", c.Env["GLANCE_URL"])
+	region := addRegion(t, idc, "novalate", []catalogEndpoint{{"identity", "public", c.KeystoneURL}, {"image", "public", c.Env["GLANCE_URL"]}})
 
 	daemonCfg, _, _, _, _, _ := startupConfigs(t)
 	text, err := os.ReadFile(daemonCfg)

@@ -11,7 +11,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack"
-	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/regions"
 
 	"github.com/imagetrust/imagetrust/glancesync"
 	"github.com/imagetrust/imagetrust/internal/ostest"
@@ -35,13 +34,7 @@ func TestSyncStartsWithNovaDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	removeCatalogLeftovers(t, idc)
-	region := catalogRegionPrefix + "novadown-" + uuid.NewString()[:6]
-	if _, err := regions.Create(ctx, idc, regions.CreateOpts{ID: region}).Extract(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = regions.Delete(context.Background(), idc, region).ExtractErr() })
-	addPublicEndpoint(t, idc, region, "identity", c.KeystoneURL)
-	addPublicEndpoint(t, idc, region, "image", c.Env["GLANCE_URL"])
+	region := addRegion(t, idc, "novadown", []catalogEndpoint{{"identity", "public", c.KeystoneURL}, {"image", "public", c.Env["GLANCE_URL"]}})
 	// nothing listens there; registered without a version, so that
 	// gophercloud's version discovery asks it at start (an endpoint with
 	// /v2.1 is taken as it is, and its first request tells)
