@@ -203,6 +203,31 @@ func (l *lateAnswerServers) InUse(ctx context.Context, id string) (bool, bool, e
 	return false, true, nil
 }
 
+// threeToRetire mirrors three images of tag under retire = keep, then
+// publishes a fourth: the options it returns are for a pass under retire =
+// delete that retires the three, asking Nova (Options.Servers, for the
+// caller to set) about each, the first alone and the others two at once,
+// with a grace of an hour and an outage record of the test's own.
+func threeToRetire(t *testing.T, tag string) Options {
+	t.Helper()
+	e := newEnv(t)
+	w := newWorld(t)
+	dir := t.TempDir()
+	for i := range 3 {
+		w.publish(dir, spec{vo: "atlas", tag: tag, created: w.now.Add(time.Duration(-9+i) * time.Hour)})
+	}
+	o := e.options(t, w, map[string][]string{dir: {"atlas"}})
+	o.Sync.Retire = "keep"
+	run(t, o)
+	w.publish(dir, spec{vo: "atlas", tag: tag, created: w.now.Add(-time.Hour)})
+
+	o.Sync.Retire = "delete"
+	o.Sync.Parallel = 2
+	o.ServersDownGrace = time.Hour
+	o.ServersOutageFile = filepath.Join(t.TempDir(), "sync.nova-down")
+	return o
+}
+
 // TestRetireLateAnswerKeepsOutage: an answer of a question asked at the
 // same time as one that failed, which comes after the failure, does not end
 // the outage the pass saw: the record of its start (sync.nova-down) is
@@ -211,21 +236,7 @@ func (l *lateAnswerServers) InUse(ctx context.Context, id string) (bool, bool, e
 // says of askServer; before this test, askServer ending the outage on any
 // answer (the rp.serversDown() check dropped) passed every test.
 func TestRetireLateAnswerKeepsOutage(t *testing.T) {
-	e := newEnv(t)
-	w := newWorld(t)
-	dir := t.TempDir()
-	for i := range 3 {
-		w.publish(dir, spec{vo: "atlas", tag: "late-answer", created: w.now.Add(time.Duration(-9+i) * time.Hour)})
-	}
-	o := e.options(t, w, map[string][]string{dir: {"atlas"}})
-	o.Sync.Retire = "keep"
-	run(t, o)
-	w.publish(dir, spec{vo: "atlas", tag: "late-answer", created: w.now.Add(-time.Hour)})
-
-	o.Sync.Retire = "delete"
-	o.Sync.Parallel = 2
-	o.ServersDownGrace = time.Hour
-	o.ServersOutageFile = filepath.Join(t.TempDir(), "sync.nova-down")
+	o := threeToRetire(t, "late-answer")
 	l := &lateAnswerServers{record: o.ServersOutageFile}
 	o.Servers = l
 	s, err := New(o)
@@ -285,21 +296,7 @@ func (l *straddleServers) InUse(ctx context.Context, id string) (bool, bool, err
 // file appears, five seconds at most: before outageMu the failure was
 // recorded meanwhile and the answer then removed it.
 func TestRetireAnswerStraddlingFailure(t *testing.T) {
-	e := newEnv(t)
-	w := newWorld(t)
-	dir := t.TempDir()
-	for i := range 3 {
-		w.publish(dir, spec{vo: "atlas", tag: "straddle", created: w.now.Add(time.Duration(-9+i) * time.Hour)})
-	}
-	o := e.options(t, w, map[string][]string{dir: {"atlas"}})
-	o.Sync.Retire = "keep"
-	run(t, o)
-	w.publish(dir, spec{vo: "atlas", tag: "straddle", created: w.now.Add(-time.Hour)})
-
-	o.Sync.Retire = "delete"
-	o.Sync.Parallel = 2
-	o.ServersDownGrace = time.Hour
-	o.ServersOutageFile = filepath.Join(t.TempDir(), "sync.nova-down")
+	o := threeToRetire(t, "straddle")
 	l := &straddleServers{checked: make(chan struct{})}
 	o.Servers = l
 	var calls int
