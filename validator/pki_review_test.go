@@ -171,24 +171,11 @@ TO Issuer "/O=Grid/CN=Science CA" PERMIT Subject "/O=Science/.*"
 		t.Fatal(err)
 	}
 	approver := grid.Leaf(name("Grid", "Bob"), valid)
-	for _, c := range []struct {
-		name    string
-		creator *testpki.Leaf
-		want    string // "" valid, else the creator check's reason
-	}{
+	runCreatorCases(t, tr, w, approver, []creatorCase{
 		{"ok the Science CA issues a name of its namespace", science.Leaf(name("Science", "Alice"), valid), ""},
 		{"fail the Science CA's namesake, the Grid Root's sub-CA, issues a name of the Science CA's namespace", impostor.Leaf(name("Science", "Alice"), valid), ReasonOutsideNamespace},
 		{"fail the Grid Root's sub-CA issues a name of the Grid Root's namespace (not listed)", impostor.Leaf(name("Grid", "Carol"), valid), ReasonCreatorNotListed},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			r := tr.Verify(w.bundle(bundleOpts{creator: c.creator, approver: approver}).input(testNow))
-			if c.want == "" {
-				assertResult(t, r, true)
-				return
-			}
-			assertResult(t, r, false, failure{CheckCreator, c.want})
-		})
-	}
+	})
 }
 
 // TestOneLineRoundTrip: the one-line form names one DN. A value ending in
@@ -374,24 +361,11 @@ func TestNamespaceLinkCertificate(t *testing.T) {
 		t.Fatal(err)
 	}
 	approver := old.Leaf(name("Science", "Bob"), valid)
-	for _, c := range []struct {
-		name    string
-		creator *testpki.Leaf
-		want    string // "" valid, else the creator check's reason
-	}{
+	runCreatorCases(t, tr, w, approver, []creatorCase{
 		{"ok the old key issues a name of its namespace", old.Leaf(name("Science", "Alice"), valid), ""},
 		{"ok the new key, through the link certificate, issues a name of its namespace", link.Leaf(name("Science", "Alice"), valid), ""},
 		{"fail the new key, through the link certificate, issues a name outside it", link.Leaf(name("Grid", "Alice"), valid), ReasonOutsideNamespace},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			r := tr.Verify(w.bundle(bundleOpts{creator: c.creator, approver: approver}).input(testNow))
-			if c.want == "" {
-				assertResult(t, r, true)
-				return
-			}
-			assertResult(t, r, false, failure{CheckCreator, c.want})
-		})
-	}
+	})
 }
 
 // TestNamespaceForeignRuleBoundToItsCA: an IGTF policy file may state
@@ -579,6 +553,29 @@ func TestImageCertOutlivesRegistrarCA(t *testing.T) {
 			if err := tr.CheckRecordChains(props); (err == nil) != c.ok {
 				t.Fatalf("CheckRecordChains: %v", err)
 			}
+		})
+	}
+}
+
+// creatorCase is a creator's certificate and what a bundle it signs gets.
+type creatorCase struct {
+	name    string
+	creator *testpki.Leaf
+	want    string // "" valid, else the creator check's reason
+}
+
+// runCreatorCases verifies with tr, as a subtest each, a bundle of w that
+// each case's creator signed and approver approved.
+func runCreatorCases(t *testing.T, tr *Trust, w *world, approver *testpki.Leaf, cases []creatorCase) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := tr.Verify(w.bundle(bundleOpts{creator: c.creator, approver: approver}).input(testNow))
+			if c.want == "" {
+				assertResult(t, r, true)
+				return
+			}
+			assertResult(t, r, false, failure{CheckCreator, c.want})
 		})
 	}
 }
