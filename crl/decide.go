@@ -199,7 +199,10 @@ func (m *coverMemo) judge(img Image, p Policy) desired {
 // held certificate, that is either of the same scope and numbered above it
 // (CRL numbers count per CA and scope, RFC 5280 5.2.3), or newer and
 // speaking for every certificate of its kind (no distribution point named).
-// A CRL of another CA, or of another distribution point of the same CA,
+// The CA re-keyed under its name by the same parent is the same CA here
+// (its newer CRL for every certificate of the kind lifts the hold, as
+// Covering lets it revoke; rekeyReleases in the verifier's lookup). A CRL
+// of another CA, or of another distribution point of the same CA,
 // says nothing about the hold, and a fetch that failed with nothing newer
 // cached lifts nothing. Holds recorded before the scope was (no
 // PropRevCRLScope) need a CRL numbered above the recorded one for every
@@ -237,7 +240,15 @@ func holdKept(m *coverMemo, refs []Ref, props map[string]string) (string, bool) 
 		for _, c := range m.coveringScope(r) {
 			id := CRLScopeID(c)
 			if !strings.HasPrefix(id, caID+"/") {
-				continue // another CA's CRL (or this name with another key)
+				// another CA's CRL, or this name with another key: that
+				// of the held certificate's CA re-keyed by the same parent
+				// lifts it as rekeyReleases does (newer, for every
+				// certificate of the role); the CRL that imposed the hold
+				// covered the certificate, so was of that CA too
+				if ownKeyOrRekey(c, r) && speaksForAll(c.Header, r.Role) && timeErr == nil && c.Header.ThisUpdate.After(since) {
+					return "", false
+				}
+				continue
 			}
 			if id == scope && numOK && c.Header.Number != nil && c.Header.Number.Cmp(imposed) > 0 {
 				return "", false

@@ -3,6 +3,7 @@ package crl
 import (
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"math/big"
 	"testing"
 	"time"
@@ -162,18 +163,52 @@ func TestHoldLiftedOnlyByItsCA(t *testing.T) {
 		}
 	})
 
-	t.Run("fail same name, another key", func(t *testing.T) {
+	// a CA re-keyed under its name by the same parent: its new key's CRL
+	// speaks for the old key's certificates (Covering, RFC 5280 6.3.3), so
+	// the hold of the old key's last CRL is lifted by a later complete CRL
+	// of the new key that does not list it (RFC 5280 5.3.1), whether the
+	// old key's CRL is still loaded (the lookup, as the verifier asks) or
+	// gone (the recorded hold, holdKept)
+	rekeyedHold := func(t *testing.T, keepOld bool, newCA func(w *holdWorld) *testpki.CA, at time.Duration, idp []byte) (*holdWorld, string) {
 		w := newHoldWorld(t)
 		roots := map[*testpki.CA][][]byte{w.regRoot: {holdCRL(w.regRoot, 1, -time.Hour, nil)}, w.igtfRoot: {holdCRL(w.igtfRoot, 1, -time.Hour, nil)}}
-		roots[w.registrar] = [][]byte{holdCRL(w.registrar, 5, -time.Hour, nil, hold(big.NewInt(11)))}
-		if s := w.judgeWith(t, roots); s != StateHold {
-			t.Fatalf("hold not imposed: %s", s)
+		old := holdCRL(w.registrar, 5, -time.Hour, nil, hold(big.NewInt(11)))
+		roots[w.registrar] = [][]byte{old}
+		if s := w.judgeWith(t, roots); s != StateHold || w.img.Status != StatusDeactivated {
+			t.Fatalf("hold not imposed: %s %s", s, w.img.Status)
 		}
-		rekeyed := w.regRoot.Intermediate("Hold Registrar CA")
-		delete(roots, w.registrar)
-		roots[rekeyed] = [][]byte{holdCRL(rekeyed, 6, -time.Minute, nil)}
-		if s := w.judgeWith(t, roots); s != StateHold {
-			t.Fatalf("hold lifted by a CRL of another key: %s", s)
+		if !keepOld {
+			delete(roots, w.registrar)
 		}
-	})
+		rekeyed := newCA(w)
+		roots[rekeyed] = [][]byte{holdCRL(rekeyed, 1, at, idp)}
+		return w, w.judgeWith(t, roots)
+	}
+	sameParent := func(w *holdWorld) *testpki.CA { return w.regRoot.Intermediate("Hold Registrar CA") }
+	for _, keepOld := range []bool{false, true} {
+		t.Run(fmt.Sprintf("ok re-keyed by the same parent: the new key's later complete CRL lifts the hold (old CRL loaded %v)", keepOld), func(t *testing.T) {
+			w, s := rekeyedHold(t, keepOld, sameParent, -time.Minute, nil)
+			if s != StateValid || w.img.Status != StatusActive || w.img.Properties[PropDeactivatedBy] != "" {
+				t.Fatalf("hold kept after the re-keyed CA's later CRL: %s %s %v", s, w.img.Status, w.img.Properties)
+			}
+		})
+		t.Run(fmt.Sprintf("fail re-keyed by the same parent: the new key's CRL is older than the hold (old CRL loaded %v)", keepOld), func(t *testing.T) {
+			if _, s := rekeyedHold(t, keepOld, sameParent, -2*time.Hour, nil); s != StateHold {
+				t.Fatalf("hold lifted by an older CRL: %s", s)
+			}
+		})
+		t.Run(fmt.Sprintf("fail re-keyed by the same parent: the new key's CRL names a distribution point (old CRL loaded %v)", keepOld), func(t *testing.T) {
+			if _, s := rekeyedHold(t, keepOld, sameParent, -time.Minute, idpPoint("http://crl.example/a.crl")); s != StateHold {
+				t.Fatalf("hold lifted by one distribution point's CRL: %s", s)
+			}
+		})
+		t.Run(fmt.Sprintf("fail same name under another root (old CRL loaded %v)", keepOld), func(t *testing.T) {
+			twin := func(w *holdWorld) *testpki.CA {
+				return testpki.NewRoot(t, "Hold Registrar Root").Intermediate("Hold Registrar CA")
+			}
+			if _, s := rekeyedHold(t, keepOld, twin, -time.Minute, nil); s != StateHold {
+				t.Fatalf("hold lifted by a namesake's CRL: %s", s)
+			}
+		})
+	}
 }

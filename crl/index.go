@@ -413,6 +413,42 @@ func (ix *Index) newerSpeaksFor(c *CRL, role Role) bool {
 	return false
 }
 
+// ownKeyOrRekey reports whether c, a CRL that covers the certificate r
+// names, is signed by r's issuer's own key (the CRL signer's
+// subjectKeyIdentifier is r's authorityKeyIdentifier) or by a re-key of it
+// under its name by the same parent (rekeyOf): the CA that issued r, under
+// one key or the other. Without key identifiers on both sides it is not
+// known, and the answer is no.
+func ownKeyOrRekey(c *CRL, r Ref) bool {
+	return len(r.AKI) > 0 && (bytes.Equal(c.CA.SubjectKeyId, r.AKI) || rekeyOf(c.CA, r))
+}
+
+// rekeyReleases reports whether a certificateHold that c lists for the
+// certificate r names is released by a CRL of the same CA under another
+// key (a CA re-keyed under its name by the same parent, whose new key's CRL
+// speaks for the old key's certificates, Covering): a CRL among cov, the
+// CRLs covering r, signed by r's issuer's key or its re-key (as c is),
+// with a later thisUpdate, that speaks for every certificate of r's role
+// (speaksForAll) and so would list the hold if it stood (RFC 5280 5.3.1:
+// a hold is released by its absence from a later complete CRL; delta CRLs,
+// whose removeFromCRL would say so, are refused). The CRLs of c's own key
+// are newerSpeaksFor's.
+func rekeyReleases(c *CRL, r Ref, cov []*CRL) bool {
+	if !ownKeyOrRekey(c, r) {
+		return false
+	}
+	k := c.caKey()
+	for _, o := range cov {
+		if o == c || o.caKey() == k || !ownKeyOrRekey(o, r) || !o.Header.ThisUpdate.After(c.Header.ThisUpdate) {
+			continue
+		}
+		if speaksForAll(o.Header, r.Role) {
+			return true
+		}
+	}
+	return false
+}
+
 // speaksForAll reports whether a CRL speaks for every certificate of the
 // role its CA issued: it has no issuingDistributionPoint, or one that names
 // no distribution point and whose kind (user or CA certificates only) takes
@@ -460,7 +496,7 @@ func (ix *Index) check(refs []Ref, registeredAt time.Time, strict bool, covering
 				if !RevocationApplies(r.Role, e.ReasonCode, e.RevocationTime, registeredAt, strict) {
 					continue
 				}
-				if e.ReasonCode == ReasonCertificateHold && ix.newerSpeaksFor(c, r.Role) {
+				if e.ReasonCode == ReasonCertificateHold && (ix.newerSpeaksFor(c, r.Role) || rekeyReleases(c, r, covering(r))) {
 					continue // a hold the CA's newer CRL for such certificates would list
 				}
 				rev := &Revocation{Cert: r.Cert, Ref: r, Role: r.Role, Reason: e.ReasonCode, RevokedAt: e.RevocationTime,

@@ -90,6 +90,35 @@ func TestRequireCRLRekeyedCA(t *testing.T) {
 			t.Fatalf("CRL job: %s", s)
 		}
 	})
+	// the old key's last CRL puts the creator on hold; the new key's CRL,
+	// which speaks for the old key's certificates, lifts it when it is
+	// later and does not list it (RFC 5280 5.3.1), in the verifier as in
+	// the CRL job; an earlier one does not
+	held := pki.Revoked{Serial: w.creator.Cert.SerialNumber, Time: testNow.AddDate(0, 0, -3), Reason: crl.ReasonCertificateHold}
+	oldHold := w.peopleSub.CRL(pki.CRLTemplate{Number: 9, ThisUpdate: testNow.AddDate(0, 0, -2), NextUpdate: testNow.AddDate(0, 0, 7), Entries: []pki.Revoked{held}})
+	for _, c := range []struct {
+		name  string
+		at    time.Time
+		valid bool
+	}{
+		{"ok the new key's later CRL lifts the old key's hold", testNow.AddDate(0, 0, -1), true},
+		{"fail the new key's earlier CRL leaves the old key's hold", testNow.AddDate(0, 0, -3), false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			newer := rekeyed.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: c.at, NextUpdate: testNow.AddDate(0, 0, 7)})
+			r := trust(crlOf(w.peopleRoot), oldHold, newer, crlOf(w.regRoot)).Verify(b.input(testNow))
+			if r.Valid != c.valid || !c.valid && (r.Revocation == nil || r.Revocation.Reason != crl.ReasonCertificateHold) {
+				t.Fatalf("valid %v, revocation %v", r.Valid, r.Revocation)
+			}
+			want := crl.StateHold
+			if c.valid {
+				want = crl.StateValid
+			}
+			if s := job(map[*testpki.CA][]byte{w.peopleRoot: crlOf(w.peopleRoot), w.peopleSub: oldHold, rekeyed: newer, w.regRoot: crlOf(w.regRoot)}); s != want {
+				t.Fatalf("CRL job: %s", s)
+			}
+		})
+	}
 	t.Run("ok the old key's CRL", func(t *testing.T) {
 		r := trust(crlOf(w.peopleRoot), crlOf(w.peopleSub), crlOf(w.regRoot)).Verify(b.input(testNow))
 		if !r.Valid {
