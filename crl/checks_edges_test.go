@@ -165,15 +165,50 @@ func TestEntryReasonCodeRange(t *testing.T) {
 	}
 }
 
-// TestStaleWithoutNextUpdate: a CRL without nextUpdate is never stale.
+// TestStaleWithoutNextUpdate: a CRL without nextUpdate (which RFC 5280
+// 5.1.2.5 requires of conforming issuers) is stale once it is older than
+// the index's MaxAge (DefaultMaxAge when unset), plus grace, for the
+// stale warning as for refuse_stale: it was never stale, however long its
+// CA had stopped publishing.
 func TestStaleWithoutNextUpdate(t *testing.T) {
 	ca := testpki.NewRoot(t, "NoNext CA")
-	l, err := ParseList(ca.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: t0}))
-	if err != nil {
-		t.Fatal(err)
+	der := ca.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: t0, NoNextUpdate: true})
+	l := mustList(t, der)
+	if !l.Header.NextUpdate.IsZero() {
+		t.Fatal("the CRL has a nextUpdate")
 	}
-	l.Header.NextUpdate = time.Time{}
-	if (&CRL{List: l}).Stale(t0.Add(1000*time.Hour), 0) {
-		t.Error("a CRL without nextUpdate is stale")
+	add := func(maxAge time.Duration) (*Index, *CRL) {
+		ix := &Index{MaxAge: maxAge}
+		c, err := ix.AddList(mustList(t, der), ca.Cert, t0.Add(time.Hour), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ix, c
+	}
+	for _, c := range []struct {
+		name   string
+		maxAge time.Duration
+		at     time.Duration
+		grace  time.Duration
+		stale  bool
+	}{
+		{"ok within the default maximum age", 0, DefaultMaxAge - time.Hour, 0, false},
+		{"fail past the default maximum age", 0, DefaultMaxAge + time.Hour, 0, true},
+		{"ok past the default maximum age, within grace", 0, DefaultMaxAge + time.Hour, 2 * time.Hour, false},
+		{"fail past a configured maximum age", 2 * time.Hour, 3 * time.Hour, 0, true},
+		{"ok within a configured maximum age", 60 * 24 * time.Hour, 40 * 24 * time.Hour, 0, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ix, crl := add(c.maxAge)
+			if got := crl.Stale(t0.Add(c.at), c.grace); got != c.stale {
+				t.Fatalf("stale %v", got)
+			}
+			// and under refuse_stale, an image whose CA it is becomes unknown
+			leaf := ca.Leaf(testpki.Name("Creator"))
+			ref := ChainRefs([]*x509.Certificate{leaf.Cert, ca.Cert}, RoleCreator)
+			if got := ix.StaleFor(ref[0], t0.Add(c.at), c.grace) != nil; got != c.stale {
+				t.Fatalf("StaleFor %v", got)
+			}
+		})
 	}
 }

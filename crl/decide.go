@@ -188,7 +188,7 @@ func (m *coverMemo) judge(img Image, p Policy) desired {
 			continue
 		}
 		if c := m.staleFor(r); c != nil {
-			return desired{state: StateUnknown, why: "stale CRL of " + r.Issuer + " (nextUpdate " + c.Header.NextUpdate.UTC().Format(time.RFC3339) + ")"}
+			return desired{state: StateUnknown, why: "stale CRL of " + r.Issuer + " (" + nextUpdateText(c) + ")"}
 		}
 	}
 	return desired{state: StateValid, why: "no revocation applies"}
@@ -358,4 +358,13 @@ func Plan(img Image, state string, rev *Revocation, why string) *Change {
 		return nil
 	}
 	return c
+}
+
+// nextUpdateText says when c went stale (before grace), for messages: its
+// nextUpdate, or for a CRL without one, its thisUpdate plus the maximum age.
+func nextUpdateText(c *CRL) string {
+	if c.Header.NextUpdate.IsZero() {
+		return "no nextUpdate; thisUpdate " + c.Header.ThisUpdate.UTC().Format(time.RFC3339) + " plus the maximum age " + c.NextUpdate().Sub(c.Header.ThisUpdate).String()
+	}
+	return "nextUpdate " + c.Header.NextUpdate.UTC().Format(time.RFC3339)
 }

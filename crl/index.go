@@ -22,6 +22,8 @@ type CRL struct {
 	// (judging asks for them for every certificate of every record).
 	caK, scope string
 	keyed      bool
+	// maxAge is the MaxAge of the index that accepted it
+	maxAge time.Duration
 }
 
 // caKey is caKey(c.CA), computed once.
@@ -40,11 +42,36 @@ func (c *CRL) scopeOf() string {
 	return c.scope
 }
 
-// Stale reports whether the CRL is past nextUpdate plus grace at now. A CRL
-// without nextUpdate is never stale.
+// DefaultMaxAge is how long after its thisUpdate a CRL without nextUpdate
+// is taken as fresh when Index.MaxAge is not set. RFC 5280 5.1.2.5 requires
+// nextUpdate of a conforming CRL issuer (and the IGTF profiles a CRL
+// lifetime of at most 30 days, re-issued at least 7 days before it ends):
+// a CRL without it promises nothing, and without a bound would never go
+// stale, however long its CA had stopped publishing.
+const DefaultMaxAge = 7 * 24 * time.Hour
+
+// NextUpdate returns the time after which the CRL is stale (before grace):
+// its nextUpdate, or, for a CRL without one, its thisUpdate plus maxAge
+// (DefaultMaxAge when maxAge is not positive).
+func NextUpdate(h *x509.RevocationList, maxAge time.Duration) time.Time {
+	if !h.NextUpdate.IsZero() {
+		return h.NextUpdate
+	}
+	if maxAge <= 0 {
+		maxAge = DefaultMaxAge
+	}
+	return h.ThisUpdate.Add(maxAge)
+}
+
+// NextUpdate is NextUpdate(c.Header, the MaxAge of the index that accepted
+// c).
+func (c *CRL) NextUpdate() time.Time { return NextUpdate(c.Header, c.maxAge) }
+
+// Stale reports whether the CRL is past its NextUpdate plus grace at now:
+// nextUpdate, or for a CRL without one, thisUpdate plus the index's MaxAge
+// (DefaultMaxAge).
 func (c *CRL) Stale(now time.Time, grace time.Duration) bool {
-	nu := c.Header.NextUpdate
-	return !nu.IsZero() && now.After(nu.Add(grace))
+	return now.After(c.NextUpdate().Add(grace))
 }
 
 // Index holds accepted CRLs by issuer and answers "is this serial of this
@@ -56,6 +83,9 @@ func (c *CRL) Stale(now time.Time, grace time.Duration) bool {
 type Index struct {
 	// ClockSkew is how far a CRL's thisUpdate may lie beyond now.
 	ClockSkew time.Duration
+	// MaxAge is how long after its thisUpdate a CRL without nextUpdate
+	// is fresh (CRL.Stale); zero: DefaultMaxAge.
+	MaxAge time.Duration
 
 	byRaw  map[string][]*CRL // raw issuer DN
 	byName map[string][]*CRL // issuer DN as pkix.Name.String() prints it
@@ -170,7 +200,7 @@ func (ix *Index) AddList(l *List, ca *x509.Certificate, now time.Time, source st
 		ix.byRaw = map[string][]*CRL{}
 		ix.byName = map[string][]*CRL{}
 	}
-	c := &CRL{List: l, CA: ca, Source: source, caK: caKey(ca), scope: scopeOf(h), keyed: true}
+	c := &CRL{List: l, CA: ca, Source: source, caK: caKey(ca), scope: scopeOf(h), keyed: true, maxAge: ix.MaxAge}
 	raw, name := string(h.RawIssuer), h.Issuer.String()
 	k := scopeKeyOf(c.caK, string(idpValue(h)))
 	for i, old := range ix.byRaw[raw] {
@@ -364,7 +394,7 @@ func staleOf(scoped []*CRL, now time.Time, grace time.Duration) *CRL {
 		}
 		// (between equal thisUpdates, the one that goes stale first)
 		if cur := newest[i]; c.Header.ThisUpdate.After(cur.Header.ThisUpdate) ||
-			c.Header.ThisUpdate.Equal(cur.Header.ThisUpdate) && c.Header.NextUpdate.Before(cur.Header.NextUpdate) {
+			c.Header.ThisUpdate.Equal(cur.Header.ThisUpdate) && c.NextUpdate().Before(cur.NextUpdate()) {
 			newest[i] = c
 		}
 	}

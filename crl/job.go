@@ -61,6 +61,9 @@ type JobConfig struct {
 	Policy Policy
 	// ClockSkew is how far thisUpdate may lie in the future.
 	ClockSkew time.Duration
+	// MaxAge is how long after its thisUpdate a CRL without nextUpdate is
+	// fresh (Index.MaxAge; zero: DefaultMaxAge).
+	MaxAge time.Duration
 	// Timeout bounds one HTTP request; Retries is how often a failed one is retried.
 	Timeout time.Duration
 	Retries int
@@ -380,7 +383,7 @@ func (j *Job) anchors() (cas []*x509.Certificate, dirErrs map[string]error) {
 // whose issuer the job does not know judges no image and is not used
 // (unused), rather than refused.
 func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *Report, cas []*x509.Certificate, dirErrs map[string]error, floor map[string]floorMark, records bool) (*Index, error) {
-	ix := &Index{ClockSkew: j.cfg.ClockSkew}
+	ix := &Index{ClockSkew: j.cfg.ClockSkew, MaxAge: j.cfg.MaxAge}
 	// each source is read, or fetched, just before it is taken in, and its
 	// bytes dropped after: one CRL in memory at a time
 	var srcs []func() fetched
@@ -554,16 +557,16 @@ func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *R
 			if tu := c.Header.ThisUpdate; !seen || tu.Before(t.thisUpdate) {
 				t.thisUpdate = tu
 			}
-			if nu := c.Header.NextUpdate; !nu.IsZero() && (t.nextUpdate.IsZero() || nu.Before(t.nextUpdate)) {
+			if nu := c.NextUpdate(); t.nextUpdate.IsZero() || nu.Before(t.nextUpdate) {
 				t.nextUpdate = nu
 			}
 			times[s] = t
 		}
 		if stale {
-			msg := "CRL of " + c.Header.Issuer.String() + " is stale (nextUpdate " + c.Header.NextUpdate.UTC().Format(time.RFC3339) + ")"
+			msg := "CRL of " + c.Header.Issuer.String() + " is stale (" + nextUpdateText(c) + ")"
 			rep.Warnings = append(rep.Warnings, msg)
 			j.metrics.refused(ReasonStale)
-			j.log.Warn("crl stale", "issuer", c.Header.Issuer.String(), "next_update", c.Header.NextUpdate, "refuse", j.cfg.Policy.RefuseStale)
+			j.log.Warn("crl stale", "issuer", c.Header.Issuer.String(), "next_update", c.NextUpdate(), "refuse", j.cfg.Policy.RefuseStale)
 		}
 	}
 	j.metrics.crlTimes(times)

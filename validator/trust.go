@@ -42,6 +42,7 @@ type Trust struct {
 	chainIx   sync.Map // string(issuer.Raw) -> *crl.Index (nil: none)
 	crlNow    time.Time
 	clockSkew time.Duration
+	maxAge    time.Duration
 	vos       map[string]*VOPolicy
 	strict    bool
 	// requireCRL refuses a chain whose issuing CA has no CRL.
@@ -81,9 +82,13 @@ type TrustOptions struct {
 	// Namespaces constrain the subjects each CA may issue (nil: none).
 	Namespaces *Namespaces
 	// Now is when the CRLs are accepted: one whose thisUpdate is after
-	// Now+ClockSkew is not used. Zero skips that check.
+	// Now+ClockSkew is not used. Zero skips that check (LoadTrust sets
+	// it: the sync, the proxy and `imagetrust verify` apply it).
 	Now       time.Time
 	ClockSkew time.Duration
+	// MaxAge is how long after its thisUpdate a CRL without nextUpdate is
+	// fresh (StaleCRLs; zero: crl.DefaultMaxAge).
+	MaxAge time.Duration
 }
 
 // NewTrust builds a Trust. It refuses a configuration in which a CA (a
@@ -135,8 +140,8 @@ func NewTrust(o TrustOptions) (*Trust, []string, error) {
 	}
 	var warnings []string
 	t.peopleCAs = people
-	t.crls = &crl.Index{ClockSkew: o.ClockSkew}
-	t.crlNow, t.clockSkew = o.Now, o.ClockSkew
+	t.crls = &crl.Index{ClockSkew: o.ClockSkew, MaxAge: o.MaxAge}
+	t.crlNow, t.clockSkew, t.maxAge = o.Now, o.ClockSkew, o.MaxAge
 	for i, b := range o.CRLs {
 		err := addCRL(t.crls, b, t.anchors, o.Now)
 		if err == nil {
@@ -164,21 +169,29 @@ func NewTrust(o TrustOptions) (*Trust, []string, error) {
 }
 
 // StaleCRLs names the CRLs of the trust store (those of configured CAs and
-// those kept for chain CAs) whose nextUpdate is before now: still used,
-// since an old list of revocations is better than none, but the CRL job
-// (or fetch-crl) that should refresh them is not doing so.
+// those kept for chain CAs) whose nextUpdate is before now (for a CRL
+// without nextUpdate, its thisUpdate plus TrustOptions.MaxAge, as the CRL
+// job judges it): still used, since an old list of revocations is better
+// than none, but the CRL job (or fetch-crl) that should refresh them is
+// not doing so.
 func (t *Trust) StaleCRLs(now time.Time) []string {
 	var out []string
-	stale := func(issuer string, nu time.Time) {
-		if !nu.IsZero() && nu.Before(now) {
-			out = append(out, fmt.Sprintf("CRL of %s is past its nextUpdate %s", issuer, nu.UTC().Format(time.RFC3339)))
+	stale := func(h *x509.RevocationList) {
+		nu := crl.NextUpdate(h, t.maxAge)
+		if !nu.Before(now) {
+			return
 		}
+		if h.NextUpdate.IsZero() {
+			out = append(out, fmt.Sprintf("CRL of %s has no nextUpdate and is older than %s (thisUpdate %s)", h.Issuer.String(), nu.Sub(h.ThisUpdate), h.ThisUpdate.UTC().Format(time.RFC3339)))
+			return
+		}
+		out = append(out, fmt.Sprintf("CRL of %s is past its nextUpdate %s", h.Issuer.String(), nu.UTC().Format(time.RFC3339)))
 	}
 	for _, c := range t.crls.CRLs() {
-		stale(c.Header.Issuer.String(), c.Header.NextUpdate)
+		stale(c.Header)
 	}
 	for _, rl := range t.chainCRLs {
-		stale(rl.Issuer.String(), rl.NextUpdate)
+		stale(rl)
 	}
 	sort.Strings(out)
 	return out
@@ -205,9 +218,10 @@ func isSelfSigned(c *x509.Certificate) bool {
 	return bytes.Equal(c.RawIssuer, c.RawSubject) && c.CheckSignature(c.SignatureAlgorithm, c.RawTBSCertificate, c.Signature) == nil
 }
 
-// LoadTrust reads the [trust] and [vo.*] sections of a configuration. The
-// CRLs are accepted without the thisUpdate-in-the-future check (it needs a
-// clock; the CRL job applies it to every CRL it fetches).
+// LoadTrust reads the [trust] and [vo.*] sections of a configuration. A
+// CRL whose thisUpdate is beyond now plus crl.clock_skew is not used (a
+// warning), as the CRL job refuses it; crl.no_next_update_max_age is the
+// age at which a CRL without nextUpdate is stale (StaleCRLs).
 func LoadTrust(c *config.Config) (*Trust, []string, error) {
 	var o TrustOptions
 	var crlFiles []string
@@ -318,6 +332,7 @@ func LoadTrust(c *config.Config) (*Trust, []string, error) {
 		}
 		o.CRLs = append(o.CRLs, b)
 	}
+	o.Now, o.ClockSkew, o.MaxAge = now, c.CRL.ClockSkew.Duration, c.CRL.NoNextUpdateMaxAge.Duration
 	o.VOs = map[string]*VOPolicy{}
 	for name, vo := range c.VO {
 		p := &VOPolicy{Name: name}

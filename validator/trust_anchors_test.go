@@ -419,3 +419,79 @@ func TestLoadTrustAnchorCheckFails(t *testing.T) {
 		t.Fatalf("got %v, want its owner and mode could not be checked", err)
 	}
 }
+
+// TestLoadTrustFutureCRL: a CRL whose thisUpdate lies beyond now plus
+// crl.clock_skew (a CA whose clock runs ahead) is not used by the sync,
+// the proxy and `imagetrust verify` (LoadTrust), as the CRL job refuses
+// it: they accepted it, and its thisUpdate then outranked the CA's later,
+// correctly dated CRLs of other scopes (holds lifted, staleness hidden)
+// until that date. One within the skew is used.
+func TestLoadTrustFutureCRL(t *testing.T) {
+	dir := t.TempDir()
+	root := testpki.NewRoot(t, "People Root")
+	reg := testpki.NewRoot(t, "Registrar Root")
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	ca := write("people.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Cert.Raw}))
+	rca := write("reg.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: reg.Cert.Raw}))
+	for _, c := range []struct {
+		name  string
+		ahead time.Duration
+		used  bool
+	}{
+		{"ok a minute ahead, within the skew", time.Minute, true},
+		{"fail a day ahead", 24 * time.Hour, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tu := time.Now().Add(c.ahead)
+			f := write("ahead.crl", root.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: tu, NextUpdate: tu.Add(24 * time.Hour)}))
+			cfg := &config.Config{}
+			cfg.Trust.CAFiles, cfg.Trust.RegistrarCAFiles, cfg.Trust.CRLFiles = []string{ca}, []string{rca}, []string{f}
+			cfg.CRL.ClockSkew.Duration = config.DefaultClockSkew
+			tr, warns, err := LoadTrust(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if used := len(tr.crls.CRLs()) == 1; used != c.used {
+				t.Fatalf("used %v, warnings %q", used, warns)
+			}
+			if !c.used && !strings.Contains(strings.Join(warns, "\n"), "thisUpdate") {
+				t.Fatalf("no warning about its thisUpdate: %q", warns)
+			}
+		})
+	}
+}
+
+// TestStaleCRLsWithoutNextUpdate: the stale warning of the sync, the proxy
+// and `imagetrust verify` names a CRL without nextUpdate once it is older
+// than TrustOptions.MaxAge (crl.no_next_update_max_age; crl.DefaultMaxAge
+// when unset), as the CRL job judges it; it never named one.
+func TestStaleCRLsWithoutNextUpdate(t *testing.T) {
+	root := testpki.NewRoot(t, "People Root")
+	reg := testpki.NewRoot(t, "Registrar Root")
+	der := root.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: testNow.Add(-crl.DefaultMaxAge - time.Hour), NoNextUpdate: true})
+	for _, c := range []struct {
+		name   string
+		maxAge time.Duration
+		stale  bool
+	}{
+		{"fail past the default maximum age", 0, true},
+		{"ok within a longer configured maximum age", 2 * crl.DefaultMaxAge, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tr, warns, err := NewTrust(TrustOptions{People: []*x509.Certificate{root.Cert}, Registrar: []*x509.Certificate{reg.Cert}, CRLs: [][]byte{der}, MaxAge: c.maxAge})
+			if err != nil || len(warns) > 0 || len(tr.crls.CRLs()) != 1 {
+				t.Fatalf("%v %q", err, warns)
+			}
+			got := tr.StaleCRLs(testNow)
+			if (len(got) == 1 && strings.Contains(got[0], "no nextUpdate")) != c.stale || !c.stale && len(got) > 0 {
+				t.Fatalf("StaleCRLs: %q", got)
+			}
+		})
+	}
+}

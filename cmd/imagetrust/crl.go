@@ -266,6 +266,7 @@ func crlJobConfig(cfg *config.Config) (crl.JobConfig, []string, error) {
 			Grace:       cfg.CRL.Grace.Duration,
 		},
 		ClockSkew: cfg.CRL.ClockSkew.Duration,
+		MaxAge:    cfg.CRL.NoNextUpdateMaxAge.Duration,
 		Timeout:   cfg.CRL.Timeout.Duration,
 		Retries:   crlRetries,
 		// checked after a second (concurrent Glance writes)

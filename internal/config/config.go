@@ -172,8 +172,12 @@ type CRL struct {
 	// Stale is the policy for a CRL past nextUpdate+Grace: refuse or warn.
 	Stale string   `toml:"stale"`
 	Grace Duration `toml:"grace"`
-	// ClockSkew is how far thisUpdate may lie in the future.
+	// ClockSkew is how far thisUpdate may lie in the future (MaxClockSkew
+	// at most). The sync, the proxy and `imagetrust verify` apply it too.
 	ClockSkew Duration `toml:"clock_skew"`
+	// NoNextUpdateMaxAge is how long after its thisUpdate a CRL without
+	// nextUpdate is fresh (crl.DefaultMaxAge when unset; MaxGrace at most).
+	NoNextUpdateMaxAge Duration `toml:"no_next_update_max_age"`
 	// UseDistributionPoints also fetches the CRL distribution points named in certificates.
 	UseDistributionPoints bool `toml:"use_distribution_points"`
 	// Timeout bounds one CRL fetch.
@@ -396,7 +400,8 @@ func (c *Config) defaults() {
 		c.Sync.Retire = "hide"
 	}
 	setDur(&c.CRL.Interval, time.Hour)
-	setDur(&c.CRL.ClockSkew, 5*time.Minute)
+	setDur(&c.CRL.ClockSkew, DefaultClockSkew)
+	setDur(&c.CRL.NoNextUpdateMaxAge, DefaultNoNextUpdateMaxAge)
 	setDur(&c.CRL.Timeout, 30*time.Second)
 	if c.CRL.Stale == "" {
 		c.CRL.Stale = "refuse"
@@ -477,6 +482,18 @@ const (
 	// one loads with a warning.
 	MaxGrace  = 30 * 24 * time.Hour
 	WarnGrace = 7 * 24 * time.Hour
+	// DefaultClockSkew and MaxClockSkew are crl.clock_skew's default and
+	// bound: how far a CRL's thisUpdate may lie beyond now. A CRL dated
+	// further ahead comes from a CA whose clock is wrong, and its
+	// thisUpdate would outrank the CA's later, correctly dated CRLs of
+	// other scopes or keys (which CRL lifts a hold, which one's freshness
+	// counts) until that date.
+	DefaultClockSkew = 5 * time.Minute
+	MaxClockSkew     = time.Hour
+	// DefaultNoNextUpdateMaxAge is crl.no_next_update_max_age's default
+	// (crl.DefaultMaxAge): how long after its thisUpdate a CRL without
+	// nextUpdate is fresh; MaxGrace bounds it.
+	DefaultNoNextUpdateMaxAge = 7 * 24 * time.Hour
 	// DefaultNovaDownGrace is sync.nova_down_grace's default, and
 	// MaxNovaDownGrace its bound: images that left their source or were
 	// superseded stay active and shown at most that long while Nova can't
@@ -502,6 +519,8 @@ func (c *Config) checkBounds() error {
 		{"sync.nova_down_grace", c.Sync.NovaDownGrace.Duration, 0, MaxNovaDownGrace, "how long images to retire stay active and shown while Nova can't be asked"},
 		{"crl.interval", c.CRL.Interval.Duration, MinInterval, MaxInterval, "the time between two runs: a revocation waits for it"},
 		{"crl.jitter", c.CRL.Jitter.Duration, 0, MaxJitter, "the largest delay added to an interval"},
+		{"crl.clock_skew", c.CRL.ClockSkew.Duration, 0, MaxClockSkew, "how far a CRL's thisUpdate may lie beyond now: a CRL dated further ahead would outrank its CA's later, correctly dated CRLs until that date"},
+		{"crl.no_next_update_max_age", c.CRL.NoNextUpdateMaxAge.Duration, time.Minute, MaxGrace, "how long after its thisUpdate a CRL without nextUpdate is fresh"},
 		{"crl.grace", c.CRL.Grace.Duration, 0, MaxGrace, "how long past its nextUpdate a CRL is still used: the revocations of a CA whose CRL stopped coming go unseen that long"},
 		{"proxy.cache_ttl", c.Proxy.CacheTTL.Duration, 0, MaxCacheTTL, "how long a Glance lookup is reused: a revocation, a hold or a local blacklist flag reaches the gate only that late"},
 		{"proxy.token_cache_ttl", c.Proxy.TokenCacheTTL.Duration, 0, MaxTokenCacheTTL, "how long a user token's validation is reused: a token revoked in Keystone still passes the gate that long"},

@@ -78,6 +78,8 @@ func TestParseRefuses(t *testing.T) {
 		"fail crl interval a century":       "[crl]\ninterval = \"876000h\"",
 		"fail crl jitter a century":         "[crl]\njitter = \"876000h\"",
 		"fail crl grace past 30 days":       "[crl]\ngrace = \"721h\"",
+		"fail crl clock skew past an hour":  "[crl]\nclock_skew = \"61m\"",
+		"fail no nextUpdate max age 30d+":   "[crl]\nno_next_update_max_age = \"721h\"",
 		"fail nova down grace past 30 days": "[sync]\nnova_down_grace = \"721h\"",
 		"fail cache ttl past an hour":       "[proxy]\ncache_ttl = \"61m\"",
 		"fail token cache ttl past an hour": "[proxy]\ntoken_cache_ttl = \"61m\"",
