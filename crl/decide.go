@@ -110,9 +110,9 @@ func newCoverMemo(ix *Index, now time.Time, grace time.Duration) *coverMemo {
 }
 
 func (m *coverMemo) answer(r Ref) *coverAnswer {
-	byIssuer, issuer := m.byName, r.Issuer
+	byIssuer, issuer := m.byName, nameStringKey(r.Issuer)
 	if r.IssuerRaw != nil {
-		byIssuer, issuer = m.byRaw, string(r.IssuerRaw)
+		byIssuer, issuer = m.byRaw, NameKey(r.IssuerRaw)
 	}
 	byAKI := byIssuer[issuer]
 	if byAKI == nil {

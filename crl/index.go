@@ -24,6 +24,16 @@ type CRL struct {
 	keyed      bool
 	// maxAge is the MaxAge of the index that accepted it
 	maxAge time.Duration
+	// nameKey is NameKey(Header.RawIssuer)
+	nameKey string
+}
+
+// issuerKey is NameKey(c.Header.RawIssuer), computed once.
+func (c *CRL) issuerKey() string {
+	if !c.keyed {
+		return NameKey(c.Header.RawIssuer)
+	}
+	return c.nameKey
 }
 
 // caKey is caKey(c.CA), computed once.
@@ -87,8 +97,8 @@ type Index struct {
 	// is fresh (CRL.Stale); zero: DefaultMaxAge.
 	MaxAge time.Duration
 
-	byRaw  map[string][]*CRL // raw issuer DN
-	byName map[string][]*CRL // issuer DN as pkix.Name.String() prints it
+	byRaw  map[string][]*CRL // NameKey of the raw issuer DN
+	byName map[string][]*CRL // nameStringKey of the issuer DN as pkix.Name.String() prints it
 }
 
 // caKey identifies a CA by name and key: a CA re-keyed under the same name
@@ -200,8 +210,8 @@ func (ix *Index) AddList(l *List, ca *x509.Certificate, now time.Time, source st
 		ix.byRaw = map[string][]*CRL{}
 		ix.byName = map[string][]*CRL{}
 	}
-	c := &CRL{List: l, CA: ca, Source: source, caK: caKey(ca), scope: scopeOf(h), keyed: true, maxAge: ix.MaxAge}
-	raw, name := string(h.RawIssuer), h.Issuer.String()
+	c := &CRL{List: l, CA: ca, Source: source, caK: caKey(ca), scope: scopeOf(h), keyed: true, maxAge: ix.MaxAge, nameKey: NameKey(h.RawIssuer)}
+	raw, name := c.nameKey, nameStringKey(h.Issuer.String())
 	k := scopeKeyOf(c.caK, string(idpValue(h)))
 	for i, old := range ix.byRaw[raw] {
 		if scopeKeyOf(old.caKey(), string(idpValue(old.Header))) != k {
@@ -252,8 +262,9 @@ func (ix *Index) CRLs() []*CRL {
 	return out
 }
 
-// HasCRL reports whether a CRL of the issuer (raw DN) is in the index.
-func (ix *Index) HasCRL(issuerRaw []byte) bool { return len(ix.byRaw[string(issuerRaw)]) > 0 }
+// HasCRL reports whether a CRL of the issuer (raw DN; compared as NameKey
+// compares names) is in the index.
+func (ix *Index) HasCRL(issuerRaw []byte) bool { return len(ix.byRaw[NameKey(issuerRaw)]) > 0 }
 
 // HasCRLFor reports whether a CRL of c's issuer whose scope takes in c is
 // in the index: not one that lists only CA certificates for an end entity,
@@ -263,7 +274,7 @@ func (ix *Index) HasCRLFor(c *x509.Certificate) bool {
 	if c.IsCA {
 		role = RoleCA
 	}
-	for _, crl := range ix.byRaw[string(c.RawIssuer)] {
+	for _, crl := range ix.byRaw[NameKey(c.RawIssuer)] {
 		if takesIn(crl.scopeOf(), role) {
 			return true
 		}
@@ -274,7 +285,7 @@ func (ix *Index) HasCRLFor(c *x509.Certificate) bool {
 // Lookup finds the entry of a certificate given by its issuer's raw DN and
 // its serial number.
 func (ix *Index) Lookup(issuerRaw []byte, serial *big.Int) (*x509.RevocationListEntry, *x509.RevocationList, bool) {
-	for _, c := range ix.byRaw[string(issuerRaw)] {
+	for _, c := range ix.byRaw[NameKey(issuerRaw)] {
 		if e, ok := c.Find(serial); ok {
 			return e, c.Header, true
 		}
@@ -308,7 +319,7 @@ type Ref struct {
 
 // Covering returns the CRLs that speak for the certificate named by r: the
 // CRLs whose issuer DN equals r's issuer DN (raw DER when r has it, else the
-// RFC 4514 string), and whose CA's subjectKeyIdentifier equals r's AKI when
+// RFC 4514 string; compared as RFC 5280 7.1 compares names, NameKey), and whose CA's subjectKeyIdentifier equals r's AKI when
 // both are present. With several CAs of one name and no AKI to tell them
 // apart, all their CRLs speak for it: a revocation in any of them counts.
 //
@@ -326,9 +337,9 @@ type Ref struct {
 func (ix *Index) Covering(r Ref) []*CRL {
 	var cands []*CRL
 	if r.IssuerRaw != nil {
-		cands = ix.byRaw[string(r.IssuerRaw)]
+		cands = ix.byRaw[NameKey(r.IssuerRaw)]
 	} else {
-		cands = ix.byName[r.Issuer]
+		cands = ix.byName[nameStringKey(r.Issuer)]
 	}
 	if len(r.AKI) == 0 {
 		return cands
@@ -417,7 +428,7 @@ func (ix *Index) Superseded(c *CRL) bool {
 		return false
 	}
 	k := c.caKey()
-	for _, o := range ix.byRaw[string(c.Header.RawIssuer)] {
+	for _, o := range ix.byRaw[c.issuerKey()] {
 		if o != c && o.caKey() == k && idpValue(o.Header) == nil && o.Header.ThisUpdate.After(c.Header.ThisUpdate) {
 			return true
 		}
@@ -432,7 +443,7 @@ func (ix *Index) Superseded(c *CRL) bool {
 // that such a CRL does not has been released.
 func (ix *Index) newerSpeaksFor(c *CRL, role Role) bool {
 	k := c.caKey()
-	for _, o := range ix.byRaw[string(c.Header.RawIssuer)] {
+	for _, o := range ix.byRaw[c.issuerKey()] {
 		if o == c || o.caKey() != k || !o.Header.ThisUpdate.After(c.Header.ThisUpdate) {
 			continue
 		}

@@ -1,7 +1,6 @@
 package crl
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"crypto/sha256"
@@ -673,7 +672,7 @@ func (j *Job) intake(ix *Index, cas []*x509.Certificate, last map[string]lastGoo
 	check := func(h *x509.RevocationList) error {
 		var firstErr error
 		for _, ca := range cas {
-			if !bytes.Equal(ca.RawSubject, h.RawIssuer) {
+			if !SameName(ca.RawSubject, h.RawIssuer) {
 				continue
 			}
 			if err := Verify(h, ca); err != nil {

@@ -21,7 +21,8 @@ var (
 // rl as a complete CRL of ca. In order, with the reason of the *Error it
 // returns:
 //
-//   - rl's raw issuer DN equals ca's raw subject DN, and when both carry key
+//   - rl's issuer DN is ca's subject DN (SameName: RFC 5280 7.1, so
+//     whatever string type or case each encodes it in), and when both carry key
 //     identifiers, rl's authorityKeyIdentifier equals ca's
 //     subjectKeyIdentifier: ReasonWrongIssuer;
 //   - ca is a CA and, if it has a key usage, that includes cRLSign:
@@ -40,7 +41,7 @@ func Verify(rl *x509.RevocationList, ca *x509.Certificate) error {
 	if ca == nil {
 		return wrapf(ReasonWrongIssuer, rl, "%w", errNoCA)
 	}
-	if !bytes.Equal(rl.RawIssuer, ca.RawSubject) {
+	if !SameName(rl.RawIssuer, ca.RawSubject) {
 		return wrapf(ReasonWrongIssuer, rl, "issuer is not %q", ca.Subject.String())
 	}
 	if len(rl.AuthorityKeyId) > 0 && len(ca.SubjectKeyId) > 0 && !bytes.Equal(rl.AuthorityKeyId, ca.SubjectKeyId) {

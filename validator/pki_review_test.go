@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"math/big"
 	"strings"
 	"testing"
 	"time"
@@ -607,4 +608,116 @@ func runCreatorCases(t *testing.T, tr *Trust, w *world, approver *testpki.Leaf, 
 			assertResult(t, r, false, failure{CheckCreator, c.want})
 		})
 	}
+}
+
+// utf8UpperName re-encodes a raw DER name with every string value a
+// UTF8String in upper case: the same name under RFC 5280 7.1 (string type
+// aside, caseIgnoreMatch), other bytes.
+func utf8UpperName(t *testing.T, raw []byte) []byte {
+	t.Helper()
+	var seq pkix.RDNSequence
+	if _, err := asn1.Unmarshal(raw, &seq); err != nil {
+		t.Fatal(err)
+	}
+	type atv struct {
+		Type  asn1.ObjectIdentifier
+		Value asn1.RawValue
+	}
+	// (a slice type whose name ends in SET marshals as a SET OF)
+	type rdnSET []atv
+	var out []rdnSET
+	for _, set := range seq {
+		var rdn rdnSET
+		for _, a := range set {
+			s, _ := a.Value.(string)
+			rdn = append(rdn, atv{a.Type, asn1.RawValue{Tag: asn1.TagUTF8String, Bytes: []byte(strings.ToUpper(s))}})
+		}
+		out = append(out, rdn)
+	}
+	b, err := asn1.Marshal(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fixed pkix.RDNSequence
+	if _, err := asn1.Unmarshal(b, &fixed); err == nil && len(fixed) == len(seq) {
+		return b
+	}
+	t.Fatal("re-encoded name does not decode")
+	return nil
+}
+
+// TestCRLIssuerNameEncoding: a CRL whose issuer name is encoded otherwise
+// than its CA certificate's subject (a UTF8String where the certificate
+// has a PrintableString, another case: a CA whose CRLs come from another
+// tool) names the same CA under RFC 5280 7.1, which compares names by
+// string preparation and caseIgnoreMatch, not by bytes. CRLs were matched
+// to their CA by the raw bytes (crl.Verify, the index, the verifier's
+// anchors), and by the printed name, case and all, for the catalogue
+// record: the CRL was never used (its revocations missed by the verifier
+// and by the CRL job; under require_crl, "no CRL loaded"). Now they are
+// matched by crl.NameKey, as validator.DN.Equal compares names.
+func TestCRLIssuerNameEncoding(t *testing.T) {
+	w := newWorld(t)
+	b := w.bundle(bundleOpts{})
+	alt := utf8UpperName(t, w.peopleSub.Cert.RawSubject)
+	if bytes.Equal(alt, w.peopleSub.Cert.RawSubject) {
+		t.Fatal("the re-encoded name has the same bytes")
+	}
+	signer := *w.peopleSub.Cert
+	signer.RawSubject = alt
+	crlOf := func(entries ...x509.RevocationListEntry) []byte {
+		der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(3), ThisUpdate: testNow.AddDate(0, 0, -1),
+			NextUpdate: testNow.AddDate(0, 0, 7), RevokedCertificateEntries: entries}, &signer, w.peopleSub.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rl, _ := x509.ParseRevocationList(der)
+		if !bytes.Equal(rl.RawIssuer, alt) {
+			t.Fatal("the CRL's issuer is not the re-encoded name")
+		}
+		return der
+	}
+	fresh := func(ca *testpki.CA) []byte {
+		return ca.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: testNow.AddDate(0, 0, -1), NextUpdate: testNow.AddDate(0, 0, 7)})
+	}
+	revoked := crlOf(x509.RevocationListEntry{SerialNumber: w.creator.Cert.SerialNumber, RevocationTime: testNow.AddDate(0, -1, 0), ReasonCode: crl.ReasonKeyCompromise})
+	trust := func(require bool, crls ...[]byte) *Trust {
+		tr, warns, err := NewTrust(TrustOptions{People: []*x509.Certificate{w.peopleRoot.Cert, w.peopleSub.Cert}, Registrar: []*x509.Certificate{w.regRoot.Cert},
+			CRLs: crls, VOs: w.trust().vos, RequireCRL: require, Now: testNow})
+		if err != nil || len(warns) > 0 {
+			t.Fatalf("%v %q", err, warns)
+		}
+		return tr
+	}
+	t.Run("fail the creator revoked in a CRL whose issuer is encoded otherwise", func(t *testing.T) {
+		r := trust(false, fresh(w.peopleRoot), revoked, fresh(w.regRoot)).Verify(b.input(testNow))
+		if r.Valid || r.Revocation == nil || !bytes.Equal(r.Revocation.Cert.Raw, w.creator.Cert.Raw) {
+			t.Fatalf("valid %v, revocation %v", r.Valid, r.Revocation)
+		}
+	})
+	t.Run("ok such a CRL meets require_crl", func(t *testing.T) {
+		r := trust(true, fresh(w.peopleRoot), crlOf(), fresh(w.regRoot)).Verify(b.input(testNow))
+		if !r.Valid {
+			t.Fatal(r.Err())
+		}
+	})
+	t.Run("fail the CRL job revokes the catalogue record too", func(t *testing.T) {
+		record, err := RecordProperties(trust(false, fresh(w.peopleRoot), fresh(w.peopleSub), fresh(w.regRoot)).Verify(b.input(testNow)), b.desc, b.sig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ix := &crl.Index{}
+		for ca, der := range map[*testpki.CA][]byte{w.peopleRoot: fresh(w.peopleRoot), w.peopleSub: revoked, w.regRoot: fresh(w.regRoot)} {
+			rl, err := crl.Parse(der)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := ix.Add(rl, ca.Cert, testNow); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if s, _, _ := crl.Judge(ix, crl.Image{ID: "i", Status: crl.StatusActive, Properties: record}, crl.Policy{RequireCRL: true}, testNow); s != crl.StateRevoked {
+			t.Fatalf("CRL job: %s", s)
+		}
+	})
 }

@@ -1,7 +1,6 @@
 package validator
 
 import (
-	"bytes"
 	"cmp"
 	"crypto/x509"
 	"errors"
@@ -34,7 +33,7 @@ func addCRL(ix *crl.Index, b []byte, anchors []*x509.Certificate, now time.Time)
 	// for chain CAs); failing that, the last.
 	var last, keyErr, verifiedErr error
 	for _, a := range anchors {
-		if !bytes.Equal(a.RawSubject, rl.RawIssuer) {
+		if !crl.SameName(a.RawSubject, rl.RawIssuer) {
 			continue
 		}
 		err := ix.Add(rl, a, now)
@@ -85,7 +84,7 @@ func (t *Trust) chainIndex(issuer *x509.Certificate) *crl.Index {
 	}
 	var ix *crl.Index
 	for _, rl := range t.chainCRLs {
-		if !bytes.Equal(rl.RawIssuer, issuer.RawSubject) {
+		if !crl.SameName(rl.RawIssuer, issuer.RawSubject) {
 			continue
 		}
 		if ix == nil {
