@@ -316,7 +316,7 @@ func logicalLines(b []byte) []string {
 //	  PERMIT Subject "/O=dutchgrid/O=(users|hosts|robots)/.*"
 //
 // Subject patterns are POSIX extended regular expressions matched against
-// the whole one-line subject.
+// the whole one-line subject, ignoring case (subjectPattern).
 func ParseNamespaces(b []byte, source string) ([]*nsPolicy, error) {
 	var out []*nsPolicy
 	for _, line := range logicalLines(b) {
@@ -338,7 +338,7 @@ func ParseNamespaces(b []byte, source string) ([]*nsPolicy, error) {
 			rest != "" && !strings.HasPrefix(rest, "#") {
 			return nil, fmt.Errorf("%s: %q: expected TO Issuer \"...\" PERMIT|DENY Subject \"...\"", source, shorten(line))
 		}
-		re, err := regexp.CompilePOSIX("^(" + q[1].text + ")$")
+		re, err := subjectPattern(q[1].text)
 		if err != nil {
 			return nil, fmt.Errorf("%s: subject pattern %q: %w", source, q[1].text, err)
 		}
@@ -356,13 +356,34 @@ func ParseNamespaces(b []byte, source string) ([]*nsPolicy, error) {
 	return out, nil
 }
 
+// subjectPattern compiles a namespaces subject pattern, a POSIX extended
+// regular expression (refused if it is not one), to match a whole one-line
+// subject, case-insensitively: names are compared ignoring case (RFC 5280
+// 7.1, caseIgnoreMatch; DN.Equal, the VO lists, the policies' issuers),
+// so a subject that differs from a pattern only in case is the same name,
+// permitted or denied alike (a DENY matched case-sensitively let the same
+// name through in another case; canl-java, the IGTF relying-party library,
+// compiles these patterns case-insensitively too). ^ and $ are the ends of
+// the subject, not of a line of it: POSIX syntax made them line anchors,
+// so a value with a newline could bring a permitted line into a subject
+// outside the namespace.
+func subjectPattern(pat string) (*regexp.Regexp, error) {
+	if _, err := regexp.CompilePOSIX(pat); err != nil {
+		return nil, err
+	}
+	// (every POSIX pattern reads the same in Go's Perl syntax, but for its
+	// anchors, which are then the text's)
+	return regexp.Compile("(?i)^(?:" + pat + ")$")
+}
+
 // ParseSigningPolicy parses a Globus <hash>.signing_policy file:
 //
 //	access_id_CA  X509    '/C=NL/O=NIKHEF/CN=NIKHEF medium-security certification auth'
 //	pos_rights    globus  CA:sign
 //	cond_subjects globus  '"/O=dutchgrid/O=users/*" "/O=dutchgrid/O=hosts/*"'
 //
-// '*' in a subject pattern matches any characters.
+// '*' in a subject pattern matches any characters; case is ignored, as
+// in namespaces patterns.
 func ParseSigningPolicy(b []byte, source string) ([]*nsPolicy, error) {
 	var out []*nsPolicy
 	var cur *nsPolicy
@@ -389,7 +410,7 @@ func ParseSigningPolicy(b []byte, source string) ([]*nsPolicy, error) {
 				return nil, fmt.Errorf("%s: %q: expected one quoted list of subjects", source, shorten(line))
 			}
 			for _, pat := range quoted(outer[0]) {
-				re, err := regexp.Compile("^" + strings.ReplaceAll(regexp.QuoteMeta(pat), `\*`, ".*") + "$")
+				re, err := regexp.Compile("(?i)^" + strings.ReplaceAll(regexp.QuoteMeta(pat), `\*`, ".*") + "$")
 				if err != nil {
 					return nil, fmt.Errorf("%s: subject pattern %q: %w", source, pat, err)
 				}

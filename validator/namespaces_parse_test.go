@@ -107,3 +107,56 @@ func TestParseNamespacesLongLine(t *testing.T) {
 		t.Fatalf("signing policy %+v, err %v", sp, err)
 	}
 }
+
+// TestNamespacePatternsIgnoreCase: a subject is matched against the
+// namespaces and signing_policy patterns ignoring case, as names are
+// compared everywhere else (RFC 5280 7.1 caseIgnoreMatch; DN.Equal): a
+// DENY matched case-sensitively let the denied name through in another
+// case, a PERMIT refused the permitted name in another case. A pattern
+// matches the whole subject, not one line of it (POSIX syntax made ^ and $
+// line anchors: a newline in a value brought in a permitted line).
+func TestNamespacePatternsIgnoreCase(t *testing.T) {
+	issuer, err := ParseDN("/C=NL/O=NIKHEF/CN=NIKHEF medium-security certification auth")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nsFile := `TO Issuer "/C=NL/O=NIKHEF/CN=NIKHEF medium-security certification auth" PERMIT Subject "/O=dutchgrid/O=users/.*"
+TO Issuer "/C=NL/O=NIKHEF/CN=NIKHEF medium-security certification auth" DENY Subject "/O=dutchgrid/O=users/CN=banned.*"`
+	spFile := `access_id_CA X509 '/C=NL/O=NIKHEF/CN=NIKHEF medium-security certification auth'
+pos_rights globus CA:sign
+cond_subjects globus '"/O=dutchgrid/O=users/*"'`
+	load := func(pols []*nsPolicy, err error) *Namespaces {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := &Namespaces{}
+		for _, p := range pols {
+			if err := n.add(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return n
+	}
+	ns := load(ParseNamespaces([]byte(nsFile), "t.namespaces"))
+	sp := load(ParseSigningPolicy([]byte(spFile), "t.signing_policy"))
+	for _, c := range []struct {
+		name, subject string
+		n             *Namespaces
+		ok            bool
+	}{
+		{"ok namespaces, the pattern's case", "/O=dutchgrid/O=users/CN=Alice", ns, true},
+		{"ok namespaces, another case", "/O=DutchGrid/O=Users/CN=Alice", ns, true},
+		{"fail namespaces, denied name in another case", "/O=dutchgrid/O=users/CN=Banned User", ns, false},
+		{"fail namespaces, outside", "/O=other/CN=Alice", ns, false},
+		{"fail namespaces, a permitted line after a newline", "/O=other/CN=x\n/O=dutchgrid/O=users/CN=y", ns, false},
+		{"ok signing_policy, another case", "/O=DUTCHGRID/O=USERS/CN=Alice", sp, true},
+		{"fail signing_policy, outside", "/O=other/CN=Alice", sp, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if err := c.n.Check(issuer, c.subject); (err == nil) != c.ok {
+				t.Fatalf("Check: %v", err)
+			}
+		})
+	}
+}
