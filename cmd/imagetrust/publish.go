@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -253,6 +254,40 @@ func loadCA(e *env, certFile, keyFile, passFile string) ([]*x509.Certificate, cr
 		return nil, nil, fmt.Errorf("--ca-key %s does not belong to --ca %s", keyFile, certFile)
 	}
 	return cas, key, nil
+}
+
+// issuedSigner reports whether ca (by its key) issued the certificate of
+// a person who signed sd, or a CA above it in the chain the signature
+// carries: the signer's role and certificate, nil when it did not. Such
+// a CA is a people CA to every site that accepts these signers (their
+// chains pass through it), and a site refuses an image certificate whose
+// chain holds a people CA (validator: image-cert-from-people-ca), so
+// register must not issue one with it. A people CA that issued neither
+// signer cannot be told from a Registrar CA here: that is the sites'
+// configuration.
+func issuedSigner(sd *cms.SignedData, ca *x509.Certificate) (string, *x509.Certificate) {
+	for i := range sd.Signers {
+		leaf := sd.Signers[i].Certificate
+		// up the chain the signature carries, at most a few links
+		cur := leaf
+		for range 8 {
+			if cur.CheckSignatureFrom(ca) == nil && bytes.Equal(cur.RawIssuer, ca.RawSubject) {
+				return signerRole(sd.Signers, i), leaf
+			}
+			var next *x509.Certificate
+			for _, c := range sd.Certificates {
+				if c != cur && !bytes.Equal(c.Raw, cur.Raw) && bytes.Equal(cur.RawIssuer, c.RawSubject) && cur.CheckSignatureFrom(c) == nil {
+					next = c
+					break
+				}
+			}
+			if next == nil || bytes.Equal(next.RawIssuer, next.RawSubject) {
+				break
+			}
+			cur = next
+		}
+	}
+	return "", nil
 }
 
 // keyKind names a public key's type for messages.
@@ -538,6 +573,10 @@ func cmdRegister(_ context.Context, e *env, args []string) int {
 	ca := cas[0]
 	if !ca.IsCA || (ca.KeyUsage != 0 && ca.KeyUsage&x509.KeyUsageCertSign == 0) {
 		return fail(e, exitUsage, "register: --ca %s (%q) is not a CA certificate that may sign certificates (basicConstraints CA, keyUsage keyCertSign)", *caFile, validator.SubjectName(ca))
+	}
+	if role, signer := issuedSigner(sd, ca); signer != nil {
+		return fail(e, exitUsage, "register: --ca %s (%q) issued the %s's certificate %q: it is a people CA, which sites configure for creators and approvers (trust.ca_files, trust.ca_dirs), and every site refuses an image certificate it issues (image-cert-from-people-ca); register with your Registrar CA, the one sites list in trust.registrar_ca_files",
+			*caFile, validator.SubjectName(ca), role, validator.SubjectName(signer))
 	}
 	if now.After(ca.NotAfter) || ca.NotBefore.After(now) {
 		return fail(e, exitUsage, "register: --ca %s is not valid now (%s to %s)", *caFile, ca.NotBefore.UTC().Format(time.RFC3339), ca.NotAfter.UTC().Format(time.RFC3339))

@@ -427,3 +427,26 @@ func TestApproveKeyBeforeImage(t *testing.T) {
 		t.Fatalf("changed image: exit %d: %s", code, errs)
 	}
 }
+
+// TestRegisterRefusesPeopleCA: the CA that issued the creator's or the
+// approver's certificate (or a CA above it in the chain the signature
+// carries) is a people CA to every site that accepts these signers, and
+// sites refuse an image certificate it issues (image-cert-from-people-ca):
+// register refuses it, saying to use the Registrar CA, and writes nothing.
+func TestRegisterRefusesPeopleCA(t *testing.T) {
+	dir := publish(t)
+	prepare(t, dir, "x.json", true)
+	before, _ := os.ReadFile(filepath.Join(dir, "x.json.p7s"))
+	code, _, errs := cli(t, dir, "register", "--ca", "pki/people-ca.pem", "--ca-key", "pki/people-ca.key", "--expires", "30d", "x.json")
+	if code != exitUsage || !strings.Contains(errs, "people CA") || !strings.Contains(errs, "issued the ") || !strings.Contains(errs, "Registrar CA") {
+		t.Fatalf("the people CA as Registrar CA: exit %d %s", code, errs)
+	}
+	after, _ := os.ReadFile(filepath.Join(dir, "x.json.p7s"))
+	if !bytes.Equal(before, after) {
+		t.Fatal("x.json.p7s changed")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "x.json.crt")); err == nil {
+		t.Fatal("x.json.crt written")
+	}
+	mustCLI(t, dir, "register", "--ca", "pki/registrar-ca.pem", "--ca-key", "pki/registrar-ca.key", "--expires", "30d", "x.json")
+}
