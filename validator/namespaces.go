@@ -372,8 +372,10 @@ func subjectPattern(pat string) (*regexp.Regexp, error) {
 		return nil, err
 	}
 	// (every POSIX pattern reads the same in Go's Perl syntax, but for its
-	// anchors, which are then the text's)
-	return regexp.Compile("(?i)^(?:" + pat + ")$")
+	// anchors, which are then the text's, and for newlines: a negated class
+	// matches one there, so "." must too (s), or a DENY ".*" would miss a
+	// subject with a newline that a PERMIT "[^/]*" takes)
+	return regexp.Compile("(?is)^(?:" + pat + ")$")
 }
 
 // ParseSigningPolicy parses a Globus <hash>.signing_policy file:
@@ -410,7 +412,7 @@ func ParseSigningPolicy(b []byte, source string) ([]*nsPolicy, error) {
 				return nil, fmt.Errorf("%s: %q: expected one quoted list of subjects", source, shorten(line))
 			}
 			for _, pat := range quoted(outer[0]) {
-				re, err := regexp.Compile("(?i)^" + strings.ReplaceAll(regexp.QuoteMeta(pat), `\*`, ".*") + "$")
+				re, err := regexp.Compile("(?is)^" + strings.ReplaceAll(regexp.QuoteMeta(pat), `\*`, ".*") + "$")
 				if err != nil {
 					return nil, fmt.Errorf("%s: subject pattern %q: %w", source, pat, err)
 				}

@@ -139,6 +139,10 @@ cond_subjects globus '"/O=dutchgrid/O=users/*"'`
 		return n
 	}
 	ns := load(ParseNamespaces([]byte(nsFile), "t.namespaces"))
+	// a PERMIT with a negated class, which matches a newline, beside a
+	// DENY with ".*", which must match one too
+	nsClass := load(ParseNamespaces([]byte(`TO Issuer "/C=NL/O=NIKHEF/CN=NIKHEF medium-security certification auth" PERMIT Subject "/O=dutchgrid/O=users/CN=[^/]*"
+TO Issuer "/C=NL/O=NIKHEF/CN=NIKHEF medium-security certification auth" DENY Subject "/O=dutchgrid/O=users/CN=banned.*"`), "class.namespaces"))
 	sp := load(ParseSigningPolicy([]byte(spFile), "t.signing_policy"))
 	for _, c := range []struct {
 		name, subject string
@@ -150,6 +154,10 @@ cond_subjects globus '"/O=dutchgrid/O=users/*"'`
 		{"fail namespaces, denied name in another case", "/O=dutchgrid/O=users/CN=Banned User", ns, false},
 		{"fail namespaces, outside", "/O=other/CN=Alice", ns, false},
 		{"fail namespaces, a permitted line after a newline", "/O=other/CN=x\n/O=dutchgrid/O=users/CN=y", ns, false},
+		{"ok namespaces, a newline inside a permitted value", "/O=dutchgrid/O=users/CN=a\nb", ns, true},
+		{"ok namespaces, a negated class", "/O=dutchgrid/O=users/CN=Alice", nsClass, true},
+		{"fail namespaces, a denied name with a newline", "/O=dutchgrid/O=users/CN=banned\nx", nsClass, false},
+		{"fail signing_policy, a denied name with a newline", "/O=other\n/O=dutchgrid/O=users/CN=x", sp, false},
 		{"ok signing_policy, another case", "/O=DUTCHGRID/O=USERS/CN=Alice", sp, true},
 		{"fail signing_policy, outside", "/O=other/CN=Alice", sp, false},
 	} {
