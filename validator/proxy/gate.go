@@ -433,7 +433,14 @@ func (p *Proxy) judgeAction(ctx context.Context, g *gateReq, body map[string]any
 			if g.serverName, err = optString(m, "name", "rebuild.name"); err != nil {
 				return err
 			}
-			if mv, ok := requestMicroversion(g.r.Header, g.rt.legacyV2); ok && mv.atLeast(2, 57) {
+			mv, ok := requestMicroversion(g.r.Header, g.rt.legacyV2)
+			if !ok && p.o.UserData != nil {
+				// Nova refuses a version it cannot read; the gate does
+				// not guess which one it read instead
+				return refuse(http.StatusBadRequest, "user-data",
+					"The request's compute microversion (OpenStack-API-Version) could not be read; send \"compute X.Y\".")
+			}
+			if ok && mv.atLeast(2, 57) {
 				return p.contextualise(g, m)
 			}
 		}

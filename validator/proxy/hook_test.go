@@ -53,6 +53,12 @@ func TestUserDataHook(t *testing.T) {
 		{"fail USER_DATA case variant", "/v2.1/servers", `{"server":{"imageRef":"el9","USER_DATA":"eA=="}}`, "", 400, nil, nil},
 		{"ok rebuild 2.57 with user data", action, `{"rebuild":{"imageRef":"` + idGood + `","user_data":"dXNlcg=="}}`, "compute 2.57", 202, "bWVyZ2Vk", &call{idGood, "dXNlcg==", true}},
 		{"ok rebuild 2.57 clearing user data", action, `{"rebuild":{"imageRef":"` + idGood + `","user_data":null}}`, "compute 2.57", 202, "bWVyZ2Vk", &call{idGood, "", false}},
+		// nova-api reads 2.57 in these (Python's whitespace: no-break
+		// space, NEL), and takes the rebuild's user_data
+		{"ok rebuild 2.57 after a no-break space", action, `{"rebuild":{"imageRef":"` + idGood + `","user_data":"dXNlcg=="}}`, "compute\xa02.57", 202, "bWVyZ2Vk", &call{idGood, "dXNlcg==", true}},
+		{"ok rebuild 2.57 then a no-break space", action, `{"rebuild":{"imageRef":"` + idGood + `","user_data":"dXNlcg=="}}`, "compute 2.57\xa0", 202, "bWVyZ2Vk", &call{idGood, "dXNlcg==", true}},
+		{"ok rebuild 2.57 after a NEL", action, `{"rebuild":{"imageRef":"` + idGood + `","user_data":"dXNlcg=="}}`, "compute\x852.57", 202, "bWVyZ2Vk", &call{idGood, "dXNlcg==", true}},
+		{"fail rebuild with user data, unreadable microversion", action, `{"rebuild":{"imageRef":"` + idGood + `","user_data":"dXNlcg=="}}`, "compute 2.57 x", 400, nil, nil},
 		{"ok rebuild 2.56 left alone", action, `{"rebuild":{"imageRef":"` + idGood + `","user_data":"dXNlcg=="}}`, "compute 2.56", 202, "dXNlcg==", nil},
 		{"ok rebuild without user data left alone", action, `{"rebuild":{"imageRef":"` + idGood + `"}}`, "compute 2.90", 202, nil, nil},
 	}

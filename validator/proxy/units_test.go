@@ -108,6 +108,22 @@ func TestRequestMicroversion(t *testing.T) {
 		{"ok v2 ignores headers", []string{"compute 2.90"}, nil, true, microversion{2, 1}, true},
 		{"fail garbage", []string{"compute 2.x"}, nil, false, microversion{}, false},
 		{"fail leading zero", []string{"compute 2.057"}, nil, false, microversion{}, false},
+		// Python's whitespace on eventlet's Latin-1 text: no-break space
+		// (0xa0) and NEL (0x85) separate and are stripped, as nova-api
+		// reads them (TestMicroversionMatchesNova)
+		{"ok no-break space separates", []string{"compute\xa02.57"}, nil, false, microversion{2, 57}, true},
+		{"ok NEL separates", []string{"compute\x852.57"}, nil, false, microversion{2, 57}, true},
+		{"ok no-break space stripped", []string{"\xa0compute 2.57\xa0"}, nil, false, microversion{2, 57}, true},
+		{"ok no-break space in a later item", []string{"compute 2.57, foo\xa0bar"}, nil, false, microversion{2, 57}, true},
+		{"ok legacy no-break space stripped", nil, []string{"2.58\xa0"}, false, microversion{2, 58}, true},
+		{"ok repeated headers joined", []string{"compute 2.3", "volume 3.1"}, nil, false, microversion{2, 3}, true},
+		// the last compute item is Nova's, even one it refuses
+		{"fail last compute item three words", []string{"compute 2.60, compute 2.57 x"}, nil, false, microversion{}, false},
+		{"fail legacy last item empty", nil, []string{"2.58,"}, false, microversion{}, false},
+		{"fail latest in capitals", []string{"compute LATEST"}, nil, false, microversion{}, false},
+		{"fail signed minor", []string{"compute 2.-0"}, nil, false, microversion{}, false},
+		{"fail plus minor", []string{"compute 2.+5"}, nil, false, microversion{}, false},
+		{"fail huge", []string{"compute 2.99999999999999999999"}, nil, false, microversion{}, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
