@@ -2,13 +2,18 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/tokens"
 
 	"github.com/imagetrust/imagetrust/internal/ostest"
 )
@@ -116,4 +121,242 @@ func TestMicroversionMatchesNova(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSmugglingToNova sends the request-smuggling attempts of the s19
+// review through the gate (its fast server, and net/http alone) into the
+// stack's nova-api. Each hides a server create, a POST to
+// /v2.1/servers?canary=N naming an image the gate refuses, behind
+// framing that a parser might read differently (Content-Length against
+// Transfer-Encoding, bytes Python takes for whitespace or line ends,
+// obs-fold, trailers, chunk extensions, HTTP/1.0 keep-alive, Expect,
+// Upgrade, CONNECT, pipelining, other target forms). The gate must judge
+// (and refuse) every hidden create or refuse the whole request: nova-api's
+// log must never name a canary.
+func TestSmugglingToNova(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the loopback OpenStack")
+	}
+	c := ostest.Start(t, ostest.Options{WithNova: true})
+	token := c.ComputeClient(t, ostest.CloudDemo).ProviderClient.Token()
+	nu, err := url.Parse(c.NovaURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nova := &url.URL{Scheme: "http", Host: nu.Host, Path: strings.TrimSuffix(strings.TrimSuffix(nu.Path, "/"), "/v2.1")}
+	prefix := nova.Path
+	canary := fmt.Sprintf("smuggle%d-", time.Now().UnixNano())
+	body := `{"server":{"name":"smuggled","imageRef":"no-such-tag","flavorRef":"1","networks":"none"}}`
+	inner := func(n int) string {
+		return fmt.Sprintf("POST %s/v2.1/servers?canary=%s%d HTTP/1.1\r\nHost: x\r\nX-Auth-Token: %s\r\n"+
+			"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", prefix, canary, n, token, len(body), body)
+	}
+	h := "Host: x\r\nX-Auth-Token: " + token + "\r\n"
+	pass := "POST " + prefix + "/v2.1/flavors/detail HTTP/1.1\r\n" + h
+	var attacks []func(n int) string
+	for _, te := range []string{"chunked", " chunked", "chunked ", "CHUNKED", "xchunked", "chunked, identity",
+		"identity, chunked", "chunked,chunked", "chunked\t", "chunked\x0b", "chunked\xa0", "\x85chunked"} {
+		attacks = append(attacks,
+			func(n int) string {
+				return pass + "Content-Length: 5\r\nTransfer-Encoding: " + te + "\r\n\r\n0\r\n\r\n" + inner(n)
+			},
+			func(n int) string {
+				s := inner(n)
+				return pass + "Content-Length: 4\r\nTransfer-Encoding: " + te + "\r\n\r\n" + fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(s), s)
+			},
+			func(n int) string {
+				return "GET " + prefix + "/v2.1/flavors HTTP/1.1\r\n" + h + "Transfer-Encoding: " + te + "\r\n\r\n" + inner(n)
+			})
+	}
+	for _, head := range []string{
+		"Transfer-Encoding: identity\r\nTransfer-Encoding: chunked\r\n",
+		"Transfer_Encoding: chunked\r\nContent-Length: 5\r\n",
+		"Transfer-Encoding : chunked\r\nContent-Length: 5\r\n",
+		"Transfer-Encoding:\r\n chunked\r\nContent-Length: 5\r\n",
+		"X-A: a\r\n Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+		"X-A: a\rTransfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+		"X-A: a\xa0Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+		"Transfer-Encoding\x00: chunked\r\nContent-Length: 5\r\n",
+		"Content-Length: 0\r\nContent-Length: 5\r\n",
+		"Content-Length: 0, 5\r\n",
+		"Content-Length: +0\r\n",
+	} {
+		attacks = append(attacks, func(n int) string { return pass + head + "\r\n0\r\n\r\n" + inner(n) })
+	}
+	for _, raw := range []string{
+		pass + "Transfer-Encoding: chunked\r\n\r\n0x0\r\n\r\n%s",
+		pass + "Transfer-Encoding: chunked\r\n\r\n0;a=\"\r\n\r\n%s",
+		pass + "Transfer-Encoding: chunked\r\n\r\n0\n\n%s",
+		pass + "Transfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n1\r\na\r\n0\r\nX-T: 1\r\nX-U: 2\r\n\r\n%s",
+		pass + "Transfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\nTransfer-Encoding: chunked\r\n\r\n%s",
+		"POST " + prefix + "/v2.1/flavors/detail HTTP/1.0\r\n" + h + "Connection: keep-alive\r\n\r\n%s",
+		"GET " + prefix + "/v2.1/flavors HTTP/1.0\r\n" + h + "Connection: keep-alive\r\n\r\n%s",
+		"GET " + prefix + "/v2.1/flavors HTTP/1.1\r\n" + h + "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n%s",
+		"GET " + prefix + "/v2.1/flavors HTTP/1.1\r\n" + h + "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n%s",
+		"CONNECT " + nu.Host + " HTTP/1.1\r\nHost: " + nu.Host + "\r\n\r\n%s",
+		"GET " + prefix + "/v2.1/flavors HTTP/1.1\r\n" + h + "\r\n%s",
+		"GET " + prefix + "/v2.1/flavors?a\xa0POST HTTP/1.1\r\n" + h + "\r\n%s",
+		"GET http://x" + prefix + "/v2.1/flavors HTTP/1.1\r\n" + h + "\r\n%s",
+		"OPTIONS * HTTP/1.1\r\n" + h + "\r\n%s",
+		"GET " + prefix + "/v2.1/flavors HTTP/1.1\r\n" + h + "X-L: " + strings.Repeat("a", 9000) + "\r\n\r\n%s",
+	} {
+		attacks = append(attacks, func(n int) string { return fmt.Sprintf(raw, inner(n)) })
+	}
+	attacks = append(attacks, func(n int) string {
+		s := inner(n)
+		return pass + fmt.Sprintf("Expect: 100-continue\r\nContent-Length: %d\r\n\r\n%s", len(s), s)
+	})
+
+	n := 0
+	for _, netHTTPOnly := range []bool{false, true} {
+		t.Run(fmt.Sprintf("netHTTPOnly=%v", netHTTPOnly), func(t *testing.T) {
+			if netHTTPOnly {
+				t.Setenv(envTestNetHTTP, "1")
+			}
+			f := newFixture(t)
+			g := newGate(t, f, nova.String(), nil)
+			gu, _ := url.Parse(g.srv.URL)
+			for _, a := range attacks {
+				n++
+				// a last request that closes the connection, so that the
+				// read below ends once the gate has answered everything
+				novaRawAll(t, gu.Host, a(n)+"GET "+prefix+"/v2.1/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+			}
+		})
+	}
+	// the control: the first attack sent to nova-api itself smuggles its
+	// create (eventlet reads the chunked body), so the log shows a canary
+	control := fmt.Sprintf("canary=%s%d ", canary, n+1)
+	novaRawAll(t, nu.Host, attacks[0](n+1)+"GET "+prefix+"/v2.1/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	// nova-api logs a request once it has answered it: wait for a marker
+	// sent last, then look for the canaries
+	marker := fmt.Sprintf("%send", canary)
+	novaRaw(t, nu.Host, "GET "+prefix+"/v2.1/?canary="+marker+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	logPath := c.StateDir + "/log/nova-api.log"
+	var log []byte
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if log, err = os.ReadFile(logPath); err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(log, []byte(marker)) && bytes.Contains(log, []byte(control)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the marker %s or the control %q never reached %s", marker, control, logPath)
+		}
+	}
+	for _, l := range strings.Split(string(log), "\n") {
+		if strings.Contains(l, "canary="+canary) && !strings.Contains(l, marker) && !strings.Contains(l, control) {
+			t.Errorf("nova-api received a smuggled create: %s", l)
+		}
+	}
+}
+
+// novaRawAll writes req on a fresh connection and reads until the peer
+// closes it.
+func novaRawAll(t *testing.T, hostport, req string) []byte {
+	t.Helper()
+	c, err := net.Dial("tcp", hostport)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := c.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := io.ReadAll(c)
+	return out
+}
+
+// TestRoutesMatchNova asks the stack's nova-api which request paths it
+// routes to a server create or a server action (a create with an invalid
+// imageRef answers 400 naming imageRef; a rebuild of an unknown server 404
+// naming the instance) and checks that the gate judges or refuses a POST
+// to each (classifyPath: a create or action route, or anomalous).
+// Percent-encoding, case, suffixes, parameters, dot and empty segments,
+// control and non-ASCII bytes, prefixes.
+func TestRoutesMatchNova(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the loopback OpenStack")
+	}
+	c := ostest.Start(t, ostest.Options{WithNova: true})
+	demo := c.ComputeClient(t, ostest.CloudDemo)
+	token := demo.ProviderClient.Token()
+	nu, err := url.Parse(c.NovaURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := strings.TrimSuffix(strings.TrimSuffix(nu.Path, "/"), "/v2.1")
+	res, ok := demo.ProviderClient.GetAuthResult().(interface {
+		ExtractProject() (*tokens.Project, error)
+	})
+	if !ok {
+		t.Fatal("demo: not a v3 token")
+	}
+	proj, err := res.ExtractProject()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var creates, actions []string
+	for _, v := range []string{"/v2.1", "/v2", "", "/V2.1", "/v2.1/" + proj.ID, "/v2/" + proj.ID, "//v2.1", "/v2.1/", "/v2.1%2F", "/v2%2e1", "/v2.1/x/..", "/v2.1/."} {
+		for _, coll := range []string{"servers", "os-volumes_boot", "Servers", "serv%65rs", "servers.json", "servers%0a", "servers%0d", "servers%09",
+			"servers%00", "servers%20", "servers;x", "servers%3B", "servers/", "servers/.", "servers%2F", "servers%C2%85", "servers%C2%A0",
+			"servers%E2%80%A8", "servers#x", "servers?x=1", "servers%23", "os-volumes-boot", "os-volumes_boot%0a"} {
+			creates = append(creates, v+"/"+coll)
+		}
+		for _, tail := range []string{"servers/I/action", "os-volumes_boot/I/action", "servers/I/action%0a", "servers/I%0a/action",
+			"servers/I/Action", "servers/I/action.json", "servers/I/action;x", "servers/I;x/action", "servers/I.json/action",
+			"servers/I%2Faction", "servers%2FI%2Faction", "servers/I/action/", "servers/I/./action", "servers/I/action%23",
+			"servers/I/action%00", "servers/I/action%E2%80%A8", "servers/I/action%C2%85", "servers//I/action"} {
+			actions = append(actions, v+"/"+strings.ReplaceAll(tail, "I", idUnknown))
+		}
+	}
+	request := func(path, body string) string {
+		return fmt.Sprintf("POST %s%s HTTP/1.1\r\nHost: %s\r\nX-Auth-Token: %s\r\nContent-Type: application/json\r\n"+
+			"Content-Length: %d\r\nConnection: close\r\n\r\n%s", prefix, path, nu.Host, token, len(body), body)
+	}
+	judged := func(path string, want routeKind) bool {
+		u, err := url.ParseRequestURI(path) // (what a client sends the gate)
+		if err != nil {
+			return true // net/http refuses the target
+		}
+		rt, anomalous := classifyPath(u.EscapedPath())
+		return anomalous || rt.kind == want
+	}
+	routed := 0
+	for _, p := range creates {
+		resp, body := novaRawBody(t, nu.Host, request(p, `{"server":{"name":"x","imageRef":"x","flavorRef":"1"}}`))
+		if resp.StatusCode == http.StatusBadRequest && strings.Contains(body, "imageRef") {
+			routed++
+			if !judged(p, routeCreate) {
+				t.Errorf("nova-api routes POST %s to a server create; the gate passes it through", p)
+			}
+		}
+	}
+	for _, p := range actions {
+		resp, body := novaRawBody(t, nu.Host, request(p, `{"rebuild":{"imageRef":"`+idGood+`"}}`))
+		if resp.StatusCode == http.StatusNotFound && strings.Contains(body, "Instance") {
+			routed++
+			if !judged(p, routeAction) {
+				t.Errorf("nova-api routes POST %s to a server action; the gate passes it through", p)
+			}
+		}
+	}
+	if routed < 20 {
+		t.Fatalf("only %d paths routed by nova-api: the oracle is broken", routed)
+	}
+	t.Logf("%d of %d paths routed by nova-api, each judged or refused by the gate", routed, len(creates)+len(actions))
+}
+
+// novaRawBody is novaRaw with the answer's body.
+func novaRawBody(t *testing.T, hostport, req string) (*http.Response, string) {
+	t.Helper()
+	out := novaRawAll(t, hostport, req)
+	resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(out)), nil)
+	if err != nil {
+		t.Fatalf("%q: %v", out, err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
 }
