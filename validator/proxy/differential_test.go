@@ -360,3 +360,33 @@ func novaRawBody(t *testing.T, hostport, req string) (*http.Response, string) {
 	b, _ := io.ReadAll(resp.Body)
 	return resp, string(b)
 }
+
+// TestForwardedPrefixNova: the stack's nova-api (http_proxy_to_wsgi with
+// enable_proxy_headers_parsing, etc/nova/nova.conf.snippet) writes a
+// client's X-Forwarded-Prefix into its links; through the gate it does
+// not (TestNoForwardedPrefix).
+func TestForwardedPrefixNova(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the loopback OpenStack")
+	}
+	c := ostest.Start(t, ostest.Options{WithNova: true})
+	token := c.ComputeClient(t, ostest.CloudDemo).ProviderClient.Token()
+	nu, err := url.Parse(c.NovaURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nova := &url.URL{Scheme: "http", Host: nu.Host, Path: strings.TrimSuffix(strings.TrimSuffix(nu.Path, "/"), "/v2.1")}
+	g := newGate(t, newFixture(t), nova.String(), nil)
+	gu, _ := url.Parse(g.srv.URL)
+	for _, target := range []string{"/v2.1/", "/v2.1/flavors?limit=1"} {
+		req := fmt.Sprintf("GET %s HTTP/1.1\r\nHost: %s\r\nX-Auth-Token: %s\r\nX-Forwarded-Prefix: /evil\r\nConnection: close\r\n\r\n", "%s", "%s", token)
+		_, direct := novaRawBody(t, nu.Host, fmt.Sprintf(req, nova.Path+target, nu.Host))
+		_, via := novaRawBody(t, gu.Host, fmt.Sprintf(req, target, gu.Host))
+		if target == "/v2.1/" && !strings.Contains(direct, "/evil/") {
+			t.Fatalf("nova-api no longer takes X-Forwarded-Prefix: %s", direct)
+		}
+		if strings.Contains(via, "/evil") {
+			t.Errorf("GET %s through the gate: Nova's answer has the client's prefix: %s", target, via)
+		}
+	}
+}

@@ -161,7 +161,10 @@
 // answer to a GET (nova-api's version choices, for any path outside its
 // API: "/./v2.1", "/foo") and Location headers have hrefs that point into
 // the upstream rewritten to the public URL, so keystoneauth clients, which
-// take the discovered "self" href as the endpoint, stay on the gate.
+// take the discovered "self" href as the endpoint, stay on the gate. A
+// client's X-Forwarded-Prefix is dropped on every path (with Forwarded and
+// the client's X-Forwarded-For, -Host and -Proto, which ReverseProxy
+// replaces): Nova's http_proxy_to_wsgi would put it before every link.
 //
 // # Performance
 //

@@ -33,8 +33,8 @@ import (
 // (RFC 9110 section 7.6.1: Connection and the fields it lists,
 // Proxy-Connection, Keep-Alive, TE except "trailers", Trailer,
 // Transfer-Encoding, Upgrade, Proxy-Authenticate, Proxy-Authorization), the
-// client's Forwarded and X-Forwarded-* replaced by X-Forwarded-For, -Host
-// and -Proto, and no User-Agent added. The answer comes back with its
+// client's Forwarded and X-Forwarded-* (-Prefix too: see New) replaced by
+// X-Forwarded-For, -Host and -Proto, and no User-Agent added. The answer comes back with its
 // status, headers (hop-by-hop removed, Location rewritten), 1xx interim
 // responses, body (streamed, flushed after every read when its length is
 // unknown) and trailers.
@@ -258,7 +258,7 @@ func (p *upstreamPool) writeRequest(bw *bufio.Writer, r *http.Request) error {
 		switch k {
 		case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
 			"Te", "Trailer", "Transfer-Encoding", "Upgrade",
-			"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto",
+			"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Prefix",
 			"Host", "Content-Length":
 			continue
 		case "User-Agent":

@@ -188,7 +188,8 @@ var forwarderCases = map[string]string{
 const clientHeaders = "X-Auth-Token: tok\r\nOpenStack-API-Version: compute 2.79\r\nX-Openstack-Request-Id: req-9\r\n" +
 	"Connection: X-Secret, keep-alive\r\nX-Secret: s\r\nKeep-Alive: 300\r\nProxy-Authorization: Basic eA==\r\n" +
 	"Proxy-Connection: keep-alive\r\nTe: trailers, deflate\r\nTrailer: X-T\r\nX-Forwarded-For: 6.6.6.6\r\n" +
-	"Forwarded: for=6.6.6.6\r\nX-Forwarded-Host: evil\r\nX-Forwarded-Proto: https\r\nAccept: a\r\nAccept: b\r\n" +
+	"Forwarded: for=6.6.6.6\r\nX-Forwarded-Host: evil\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Prefix: /evil\r\n" +
+	"Accept: a\r\nAccept: b\r\n" +
 	"User-Agent: python-novaclient\r\n"
 
 // TestForwarderMatchesReverseProxy sends the same raw requests through the
@@ -498,6 +499,39 @@ func TestForwarderEligibility(t *testing.T) {
 		u, _ := url.Parse(s)
 		if newUpstreamPool(u) != nil {
 			t.Errorf("%s: a fast path", s)
+		}
+	}
+}
+
+// TestNoForwardedPrefix: Nova's http_proxy_to_wsgi (with
+// enable_proxy_headers_parsing, as etc/nova/nova.conf.snippet asks) puts
+// X-Forwarded-Prefix before SCRIPT_NAME, so a client that sends one
+// chooses the path of the links Nova writes (TestForwardedPrefixNova shows
+// it on the stack's nova-api). The gate drops it on every path: the fast
+// forwarder, ReverseProxy, a judged request.
+func TestNoForwardedPrefix(t *testing.T) {
+	f := catalogue(t)
+	nova := newRecordingNova(t)
+	g := newGate(t, f, nova.srv.URL, nil)
+	hdr := map[string]string{"X-Forwarded-Prefix": "/evil"}
+	for _, rq := range []struct{ method, path, body string }{
+		{http.MethodGet, "/v2.1/flavors", ""},
+		{http.MethodGet, "/v2.1/", ""},
+		{http.MethodPost, "/v2.1/os-keypairs", `{}`},
+		{http.MethodPost, "/v2.1/servers", serverBody(idGood)},
+	} {
+		ct := ""
+		if rq.body != "" {
+			ct = "application/json"
+		}
+		n := nova.count()
+		resp, body := do(t, rq.method, g.srv.URL+rq.path, ct, rq.body, hdr)
+		if nova.count() != n+1 {
+			t.Fatalf("%s %s: not forwarded: %d %s", rq.method, rq.path, resp.StatusCode, body)
+		}
+		rec, _ := nova.last()
+		if v, ok := rec.Header["X-Forwarded-Prefix"]; ok {
+			t.Errorf("%s %s: Nova got X-Forwarded-Prefix %q", rq.method, rq.path, v)
 		}
 	}
 }

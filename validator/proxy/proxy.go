@@ -191,6 +191,12 @@ func New(o Options) (*Proxy, error) {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(&up)
 			pr.SetXForwarded()
+			// ReverseProxy drops the client's Forwarded and X-Forwarded-For,
+			// -Host and -Proto, but not X-Forwarded-Prefix, which Nova's
+			// http_proxy_to_wsgi (enable_proxy_headers_parsing) puts before
+			// SCRIPT_NAME: the client would choose the path of every link
+			// Nova writes (version documents, Location, next links).
+			pr.Out.Header.Del("X-Forwarded-Prefix")
 			// No request trailers: Nova's WSGI server (eventlet) reads one
 			// line after a chunked body's last chunk, so a second trailer
 			// line would be read as the next request on the upstream
