@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -89,7 +90,8 @@ func (g *glanceTestLookup) ListTag(ctx context.Context, vo, tag string) ([]*Imag
 }
 
 // novaStack is the loopback OpenStack with nova, a catalogue image uploaded
-// by the mirror user and a flavor.
+// by the user of this test process's own mirror project (ownMirror) and a
+// flavor.
 type novaStack struct {
 	c        *ostest.Cloud
 	f        *fixture
@@ -99,6 +101,42 @@ type novaStack struct {
 	rec      *Image
 	flavorID string
 	nova     *url.URL // nova-api's own root URL
+}
+
+// ownMirrors are the mirror projects of this test process, by stack state
+// directory: one per process, made on first use.
+var ownMirrors struct {
+	sync.Mutex
+	m map[string]*ostest.Project
+}
+
+// ownMirror returns this test process's mirror project on c: a Keystone
+// project and user of its own with the stack mirror user's roles
+// (ostest.NewProject), as glancesync's tests have. Not the stack's shared
+// mirror project: a sync pass of another test process into it (glancesync's
+// or cmd/imagetrust's, on the same stack) hides, deactivates or deletes
+// every image of the project whose VO it lists completely or has no source
+// for, this test's image among them, between its upload and the boot by
+// tag (the lookup then finds no image: the gate refuses the boot).
+func ownMirror(t testing.TB, c *ostest.Cloud) *ostest.Project {
+	t.Helper()
+	ownMirrors.Lock()
+	defer ownMirrors.Unlock()
+	if p := ownMirrors.m[c.StateDir]; p != nil {
+		return p
+	}
+	// outlives the test that makes it: every later test of the process
+	// uploads into the project
+	dir, err := os.MkdirTemp("", "proxy-mirror-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := c.NewProject(t, dir, "proxy", ostest.CloudMirror)
+	if ownMirrors.m == nil {
+		ownMirrors.m = map[string]*ostest.Project{}
+	}
+	ownMirrors.m[c.StateDir] = p
+	return p
 }
 
 func startNovaStack(t *testing.T) *novaStack {
@@ -112,17 +150,10 @@ func startNovaStack(t *testing.T) *novaStack {
 	id := "cccccccc-0000-4000-8000-" + fmt.Sprintf("%012x", time.Now().UnixNano()&0xffffffffffff)
 	rec := f.add(imageSpec{id: id, vo: "atlas", tag: fmt.Sprintf("it%d", time.Now().UnixNano()%1000000)})
 
-	mirror := c.ImageClient(t, ostest.CloudMirror)
-	res, ok := mirror.ProviderClient.GetAuthResult().(tokens.CreateResult)
-	if !ok {
-		t.Fatal("mirror: not a v3 token")
-	}
-	proj, err := res.ExtractProject()
-	if err != nil {
-		t.Fatal(err)
-	}
+	own := ownMirror(t, c)
+	mirror := own.Image
 	vis := images.ImageVisibilityPublic
-	_, err = images.Create(ctx, mirror, images.CreateOpts{ID: id, Name: rec.Name, DiskFormat: "raw", ContainerFormat: "bare",
+	_, err := images.Create(ctx, mirror, images.CreateOpts{ID: id, Name: rec.Name, DiskFormat: "raw", ContainerFormat: "bare",
 		Visibility: &vis, Properties: rec.Properties}).Extract()
 	if err != nil {
 		t.Fatalf("create image: %v", err)
@@ -140,7 +171,7 @@ func startNovaStack(t *testing.T) *novaStack {
 	t.Cleanup(func() { _ = flavors.Delete(context.Background(), admin, flavorID).ExtractErr() })
 
 	nova, _ := url.Parse(strings.TrimSuffix(strings.TrimSuffix(c.NovaURL, "/"), "/v2.1"))
-	return &novaStack{c: c, f: f, mirror: mirror, project: proj.ID, id: id, rec: rec, flavorID: flavorID, nova: nova}
+	return &novaStack{c: c, f: f, mirror: mirror, project: own.ID, id: id, rec: rec, flavorID: flavorID, nova: nova}
 }
 
 // viaGate is a compute client of cloudName whose requests go to the gate.
@@ -451,5 +482,40 @@ func TestIntegrationNovaVersionPaths(t *testing.T) {
 				t.Errorf("GET %s (%d): no href names the gate: %v", path, resp.StatusCode, found)
 			}
 		}
+	}
+}
+
+// TestIntegrationOwnMirrorProject: the integration tests' catalogue image
+// is in this test process's own mirror project (ownMirror), not in the
+// stack's shared one, which other test processes' sync passes hide,
+// deactivate and delete images of; and a second startNovaStack of the
+// process uses the same project. Before, the image was the stack mirror
+// user's: one `imagetrust sync --once` (or glancesync pass) of another
+// process into the shared project, with the image's VO (atlas) configured
+// and no complete source of its, hid it between its upload and the boot by
+// tag, and the lookup found no image for the tag.
+func TestIntegrationOwnMirrorProject(t *testing.T) {
+	s := startNovaStack(t)
+	shared := s.c.ImageClient(t, ostest.CloudMirror)
+	res, ok := shared.ProviderClient.GetAuthResult().(tokens.CreateResult)
+	if !ok {
+		t.Fatal("mirror: not a v3 token")
+	}
+	proj, err := res.ExtractProject()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.project == proj.ID {
+		t.Fatalf("the test image is in the stack's shared mirror project %s", proj.ID)
+	}
+	im, err := images.Get(t.Context(), s.c.ImageClient(t, ostest.CloudAdmin), s.id).Extract()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if im.Owner != s.project {
+		t.Errorf("the test image's owner is %s, want the process's own mirror project %s", im.Owner, s.project)
+	}
+	if again := startNovaStack(t); again.project != s.project {
+		t.Errorf("a second startNovaStack uses project %s, the first %s: want one per process", again.project, s.project)
 	}
 }
