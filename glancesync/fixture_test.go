@@ -319,6 +319,8 @@ func ownMirror(t testing.TB, c *ostest.Cloud) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// removed once the tests are done, after the project (ostest.Main)
+	ostest.AtExit(func() error { return os.RemoveAll(dir) })
 	p := c.NewProject(t, dir, "gsync", ostest.CloudMirror)
 	if ownMirrors.m == nil {
 		ownMirrors.m = map[string]string{}

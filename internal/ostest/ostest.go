@@ -30,6 +30,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"os"
@@ -144,6 +145,7 @@ func Main(m *testing.M) int {
 	mu.Unlock()
 	code := m.Run()
 	removeBinary()
+	runAtExit(os.Stderr)
 	mu.Lock()
 	defer mu.Unlock()
 	if current != nil {
@@ -153,6 +155,45 @@ func Main(m *testing.M) int {
 		current = nil
 	}
 	return code
+}
+
+var (
+	exitMu sync.Mutex
+	atExit []func() error
+)
+
+// AtExit registers f to run when the tests are done (Main, before it stops
+// a stack it started): the clean-up of what outlives a test, such as a
+// test process's own projects on a shared stack. The functions run last
+// registered first; each one's error is written to stderr and the others
+// still run. Best effort: the tests' exit status stays theirs (a failed
+// clean-up leaves objects behind, said, and fails no test).
+func AtExit(f func() error) {
+	exitMu.Lock()
+	defer exitMu.Unlock()
+	atExit = append(atExit, f)
+}
+
+// runAtExit runs and forgets the AtExit functions, unless
+// IMAGETRUST_OPENSTACK_KEEP=1 (everything is kept for inspection, said on
+// w), writing their errors to w.
+func runAtExit(w io.Writer) {
+	exitMu.Lock()
+	fs := atExit
+	atExit = nil
+	exitMu.Unlock()
+	if len(fs) == 0 {
+		return
+	}
+	if os.Getenv(EnvKeep) == "1" {
+		fmt.Fprintf(w, "ostest: %s=1: kept what the tests made on the stack (%d clean-ups not run)\n", EnvKeep, len(fs))
+		return
+	}
+	for i := len(fs) - 1; i >= 0; i-- {
+		if err := fs[i](); err != nil {
+			fmt.Fprintf(w, "ostest: clean-up after the tests failed (left behind): %v\n", err)
+		}
+	}
 }
 
 // Start returns the stack, starting it on the first call of the test binary.

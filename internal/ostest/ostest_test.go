@@ -1,12 +1,19 @@
 package ostest
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/projects"
+	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/users"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 	"github.com/gophercloud/gophercloud/v2/pagination"
 )
@@ -66,5 +73,80 @@ func TestStartNova(t *testing.T) {
 	}
 	if c.Env["COMPUTE_PUBLIC_URL"] != other {
 		t.Fatalf("COMPUTE_PUBLIC_URL = %q", c.Env["COMPUTE_PUBLIC_URL"])
+	}
+}
+
+// TestProjectDelete: NewProject's project, user and images (a hidden and
+// protected one too) are gone after Project.Delete, which Main runs once
+// the tests are done on a stack it did not start (AtExit). Before, the
+// projects the tests made (one per glancesync and proxy test process) were
+// never deleted, nor their users and images: a shared stack gathered them
+// run after run.
+func TestProjectDelete(t *testing.T) {
+	c := Start(t, Options{})
+	ctx := t.Context()
+	exitMu.Lock()
+	before := len(atExit)
+	exitMu.Unlock()
+	p := c.NewProject(t, t.TempDir(), "deltest", CloudMirror)
+	exitMu.Lock()
+	registered := len(atExit) - before
+	exitMu.Unlock()
+	if want := map[bool]int{true: 0, false: 1}[c.owned]; registered != want {
+		t.Errorf("NewProject registered %d clean-ups, want %d (stack started by this process: %v)", registered, want, c.owned)
+	}
+	var ids []string
+	for _, hidden := range []bool{false, true} {
+		im, err := images.Create(ctx, p.Image, images.CreateOpts{Name: "deltest", DiskFormat: "raw", ContainerFormat: "bare",
+			Hidden: &hidden, Protected: &hidden}).Extract()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, im.ID)
+	}
+	if err := p.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	admin := c.ImageClient(t, CloudAdmin)
+	for _, id := range ids {
+		if _, err := images.Get(ctx, admin, id).Extract(); !gophercloud.ResponseCodeIs(err, http.StatusNotFound) {
+			t.Errorf("image %s after Delete: %v, want 404", id, err)
+		}
+	}
+	if _, err := projects.Get(ctx, p.idc, p.ID).Extract(); !gophercloud.ResponseCodeIs(err, http.StatusNotFound) {
+		t.Errorf("project after Delete: %v, want 404", err)
+	}
+	if _, err := users.Get(ctx, p.idc, p.userID).Extract(); !gophercloud.ResponseCodeIs(err, http.StatusNotFound) {
+		t.Errorf("user after Delete: %v, want 404", err)
+	}
+	if err := p.Delete(ctx); err != nil {
+		t.Errorf("Delete again: %v, want nil (already gone)", err)
+	}
+}
+
+// TestRunAtExit: the AtExit functions run last first, each failure is
+// written and does not stop the others.
+func TestRunAtExit(t *testing.T) {
+	exitMu.Lock()
+	saved := atExit
+	atExit = nil
+	exitMu.Unlock()
+	defer func() { exitMu.Lock(); atExit = saved; exitMu.Unlock() }()
+	t.Setenv(EnvKeep, "")
+	var order []int
+	AtExit(func() error { order = append(order, 1); return nil })
+	AtExit(func() error { order = append(order, 2); return errors.New("boom") })
+	AtExit(func() error { order = append(order, 3); return nil })
+	var out bytes.Buffer
+	runAtExit(&out)
+	if fmt.Sprint(order) != "[3 2 1]" {
+		t.Errorf("ran %v, want [3 2 1]", order)
+	}
+	if !strings.Contains(out.String(), "boom") {
+		t.Errorf("output %q lacks the failure", out.String())
+	}
+	runAtExit(&out)
+	if len(order) != 3 {
+		t.Errorf("ran again: %v", order)
 	}
 }

@@ -2,7 +2,9 @@ package ostest
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -15,6 +17,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/projects"
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/roles"
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/users"
+	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 )
 
 // Project is a Keystone project of its own, with a user holding the mirror
@@ -32,6 +35,12 @@ type Project struct {
 	CloudsYAML string
 	// Image is a Glance v2 client authenticated as the user.
 	Image *gophercloud.ServiceClient
+
+	// userID is the user's id
+	userID string
+	// idc and admin are Keystone and Glance clients of the stack's admin,
+	// for the deletion
+	idc, admin *gophercloud.ServiceClient
 }
 
 // Env returns the variables that make imagetrust (and the openstack
@@ -42,7 +51,10 @@ func (p *Project) Env() []string {
 }
 
 // NewProject creates a project named prefix-XXXXXXXX and its user, and
-// writes dir/clouds.yaml with the entry cloudName for them.
+// writes dir/clouds.yaml with the entry cloudName for them. Main deletes
+// the project, its user and its images once the tests are done
+// (Project.Delete), on a stack it did not start (IMAGETRUST_OPENSTACK_STATE:
+// one it started goes with it), unless IMAGETRUST_OPENSTACK_KEEP=1.
 func (c *Cloud) NewProject(t testing.TB, dir, prefix, cloudName string) *Project {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -58,10 +70,19 @@ func (c *Cloud) NewProject(t testing.TB, dir, prefix, cloudName string) *Project
 		t.Fatalf("ostest: creating project: %v", err)
 	}
 	password := uuid.NewString()
+	admin, err := openstack.NewImageV2(c.Provider(t, CloudAdmin), eo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &Project{ID: p.ID, Name: name, CloudName: cloudName, CloudsYAML: filepath.Join(dir, "clouds.yaml"), idc: idc, admin: admin}
+	if !c.owned {
+		AtExit(func() error { return out.Delete(context.Background()) })
+	}
 	u, err := users.Create(ctx, idc, users.CreateOpts{Name: name, DomainID: "default", Password: password, DefaultProjectID: p.ID}).Extract()
 	if err != nil {
 		t.Fatalf("ostest: creating user: %v", err)
 	}
+	out.userID = u.ID
 	pages, err := roles.List(idc, nil).AllPages(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -80,7 +101,7 @@ func (c *Cloud) NewProject(t testing.TB, dir, prefix, cloudName string) *Project
 			}
 		}
 	}
-	out := &Project{ID: p.ID, Name: name, Password: password, CloudName: cloudName, CloudsYAML: filepath.Join(dir, "clouds.yaml")}
+	out.Password = password
 	yaml := fmt.Sprintf(`clouds:
   %s:
     auth:
@@ -108,4 +129,47 @@ func (c *Cloud) NewProject(t testing.TB, dir, prefix, cloudName string) *Project
 		t.Fatal(err)
 	}
 	return out
+}
+
+// Delete deletes the project's images (every one it owns, hidden or not,
+// protected or not), its user and the project itself, as the stack's
+// admin. Already gone is no error; every other failure is returned (all of
+// them, joined), after the rest was tried.
+func (p *Project) Delete(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	var errs []error
+	gone := func(err error) bool { return err == nil || gophercloud.ResponseCodeIs(err, http.StatusNotFound) }
+	for _, hidden := range []bool{false, true} {
+		pages, err := images.List(p.admin, images.ListOpts{Owner: p.ID, Hidden: hidden}).AllPages(ctx)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("listing the images of project %s: %w", p.Name, err))
+			continue
+		}
+		all, err := images.ExtractImages(pages)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("listing the images of project %s: %w", p.Name, err))
+			continue
+		}
+		for _, im := range all {
+			if im.Protected {
+				if _, err := images.Update(ctx, p.admin, im.ID, images.UpdateOpts{images.ReplaceImageProtected{NewProtected: false}}).Extract(); !gone(err) {
+					errs = append(errs, fmt.Errorf("unprotecting image %s of project %s: %w", im.ID, p.Name, err))
+					continue
+				}
+			}
+			if err := images.Delete(ctx, p.admin, im.ID).ExtractErr(); !gone(err) {
+				errs = append(errs, fmt.Errorf("deleting image %s of project %s: %w", im.ID, p.Name, err))
+			}
+		}
+	}
+	if p.userID != "" {
+		if err := users.Delete(ctx, p.idc, p.userID).ExtractErr(); !gone(err) {
+			errs = append(errs, fmt.Errorf("deleting user %s: %w", p.Name, err))
+		}
+	}
+	if err := projects.Delete(ctx, p.idc, p.ID).ExtractErr(); !gone(err) {
+		errs = append(errs, fmt.Errorf("deleting project %s: %w", p.Name, err))
+	}
+	return errors.Join(errs...)
 }

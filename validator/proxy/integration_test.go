@@ -131,6 +131,8 @@ func ownMirror(t testing.TB, c *ostest.Cloud) *ostest.Project {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// removed once the tests are done, after the project (ostest.Main)
+	ostest.AtExit(func() error { return os.RemoveAll(dir) })
 	p := c.NewProject(t, dir, "proxy", ostest.CloudMirror)
 	if ownMirrors.m == nil {
 		ownMirrors.m = map[string]*ostest.Project{}
