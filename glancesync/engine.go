@@ -105,6 +105,9 @@ type Syncer struct {
 	// failures in a row (zero: it answered last), on the wall clock
 	// (Options.ServersOutageFile); under mu
 	serversDownSince time.Time
+	// serversLastFailure is when Servers last failed to be asked, of
+	// those failures (zero with serversDownSince); under mu
+	serversLastFailure time.Time
 	// skew is how far Glance's clock is ahead of Options.Now (negative:
 	// behind), read at the start of each pass (measureSkew).
 	skew atomic.Int64

@@ -56,25 +56,36 @@ func (s *Syncer) KeepServersOutage(prev *Syncer) {
 		return
 	}
 	prev.mu.Lock()
-	since := prev.serversDownSince
+	since, last := prev.serversDownSince, prev.serversLastFailure
 	prev.mu.Unlock()
 	s.mu.Lock()
-	s.serversDownSince = since
+	s.serversDownSince, s.serversLastFailure = since, last
 	s.mu.Unlock()
 }
 
 // serversFailed records a failure to ask Servers and returns since when
-// they have failed in a row (recorded in Options.ServersOutageFile when the
-// outage starts).
+// they have failed in a row (recorded in Options.ServersOutageFile, with
+// the failure's time). An outage whose last failure is older than
+// outageStale is over (its end was not seen): this failure starts a new
+// one.
 func (s *Syncer) serversFailed() time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.serversDownSince.IsZero() {
-		// the wall clock (no monotonic reading): the start is compared
-		// with the clock of later runs, which read it from the file
-		s.serversDownSince = s.o.Now().Round(0)
-		s.saveServersOutage(s.serversDownSince)
+	// the wall clock (no monotonic reading): the times are compared
+	// with the clock of later runs, which read them from the file
+	now := s.o.Now().Round(0)
+	if !s.serversDownSince.IsZero() && now.Sub(s.serversLastFailure) > s.outageStale() {
+		s.log.Info("Nova's outage on record saw no failure for longer than the bound: taken as over; this failure starts a new one",
+			"recorded", s.serversDownSince.UTC().Format(time.RFC3339), "last_failure", s.serversLastFailure.UTC().Format(time.RFC3339), "bound", s.outageStale())
+		s.serversDownSince = time.Time{}
 	}
+	if s.serversDownSince.IsZero() {
+		s.serversDownSince = now
+	}
+	if now.After(s.serversLastFailure) {
+		s.serversLastFailure = now
+	}
+	s.saveServersOutage(outageRecord{since: s.serversDownSince, last: s.serversLastFailure})
 	return s.serversDownSince
 }
 
@@ -83,7 +94,7 @@ func (s *Syncer) serversAnswered() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.serversDownSince.IsZero() {
-		s.serversDownSince = time.Time{}
+		s.serversDownSince, s.serversLastFailure = time.Time{}, time.Time{}
 		s.clearServersOutage()
 	}
 }
@@ -102,8 +113,8 @@ func (s *Syncer) serversDownLong() (time.Time, bool) {
 	if since.After(now) {
 		s.log.Warn("the start of Nova's outage is in the future (this host's clock was set back): counting from now", "recorded", since.UTC().Format(time.RFC3339))
 		since = now
-		s.serversDownSince = since
-		s.saveServersOutage(since)
+		s.serversDownSince, s.serversLastFailure = since, since
+		s.saveServersOutage(outageRecord{since: since, last: since})
 	}
 	return since, now.Sub(since) >= s.o.ServersDownGrace
 }
