@@ -304,7 +304,14 @@ func (s *Syncer) reconcileImage(ctx context.Context, im *Image, vo, tag string, 
 	if want != "" && im.Visibility != want {
 		ops = append(ops, PatchOp{Name: "visibility", Value: want})
 	}
-	if len(ops) > 0 && s.apply(ctx, im.ID, ops, o, ActionUpdate, fmt.Sprintf("hidden=false visibility=%s", want), rp) {
+	if len(ops) == 0 {
+		return shown
+	}
+	applied, gone := s.applyGone(ctx, im.ID, ops, o, ActionUpdate, fmt.Sprintf("hidden=false visibility=%s", want), rp)
+	if gone {
+		return false
+	}
+	if applied {
 		shown = shown || unhide
 		if want == "shared" && im.Visibility != "shared" {
 			s.ensureMembers(ctx, im, vo, nil, o, rp)
@@ -313,24 +320,43 @@ func (s *Syncer) reconcileImage(ctx context.Context, im *Image, vo, tag string, 
 	return shown
 }
 
+// apply writes ops to the image id (planned, with DryRun) and records
+// the outcome o as action with detail. It returns whether they were
+// written: false when the write failed (an error of the pass) or the image
+// is gone (applyGone).
 func (s *Syncer) apply(ctx context.Context, id string, ops []PatchOp, o Outcome, action, detail string, rp *reporter) bool {
+	applied, _ := s.applyGone(ctx, id, ops, o, action, detail, rp)
+	return applied
+}
+
+// applyGone is apply that also reports whether the image is gone: deleted
+// since the pass listed it (Glance's 404: an operator, another sync, the
+// CRL job). That is no error of the pass (logged at WARN, outcome
+// skipped): there is nothing left to write, and the next listing has no
+// such image.
+func (s *Syncer) applyGone(ctx context.Context, id string, ops []PatchOp, o Outcome, action, detail string, rp *reporter) (applied, gone bool) {
 	o.Action, o.Detail = action, detail
 	if s.o.DryRun {
 		fmt.Fprintf(s.o.Plan, "%-10s %s %s/%s %s\n", o.Action, o.ID, o.VO, o.Tag, o.Detail)
 		rp.add(o)
-		return true
+		return true, false
 	}
-	if err := s.o.Glance.Patch(ctx, id, ops); err != nil {
+	if err := s.o.Glance.Patch(ctx, id, ops); errors.Is(err, ErrNotFound) {
+		s.log.Warn("image gone since the listing (deleted meanwhile): not updated", "image", id, "action", action, "detail", detail)
+		o.Action, o.Detail = ActionSkipped, "gone since the listing: "+action+" not needed"
+		rp.add(o)
+		return false, true
+	} else if err != nil {
 		s.log.Error("patch failed", "image", id, "err", err)
 		s.m.Errors.Inc()
 		rp.fail(id)
 		o.Action, o.Detail = ActionFailed, err.Error()
 		rp.add(o)
-		return false
+		return false, false
 	}
 	s.log.Info("image updated", "image", id, "action", action, "detail", detail)
 	rp.add(o)
-	return true
+	return true, false
 }
 
 // retire applies the retire policy (hide or delete) to one image. It
@@ -340,7 +366,11 @@ func (s *Syncer) apply(ctx context.Context, id string, ops []PatchOp, o Outcome,
 func (s *Syncer) retire(ctx context.Context, im *Image, why string, o Outcome, rp *reporter) bool {
 	if s.o.Sync.Retire == "hide" {
 		if !im.Hidden {
-			if !s.apply(ctx, im.ID, []PatchOp{{Name: "os_hidden", Value: true}}, o, ActionHide, why, rp) {
+			applied, gone := s.applyGone(ctx, im.ID, []PatchOp{{Name: "os_hidden", Value: true}}, o, ActionHide, why, rp)
+			if gone {
+				return true // nothing shows it
+			}
+			if !applied {
 				return false
 			}
 			s.m.Retired.WithLabelValues("hide").Inc()
@@ -418,7 +448,13 @@ func (s *Syncer) retire(ctx context.Context, im *Image, why string, o Outcome, r
 	if im.Status == StatusActive {
 		if s.o.DryRun {
 			fmt.Fprintf(s.o.Plan, "%-10s %s %s/%s %s\n", ActionDeactivate, o.ID, o.VO, o.Tag, why)
-		} else if err := s.o.Glance.Deactivate(ctx, im.ID); err != nil {
+		} else if err := s.o.Glance.Deactivate(ctx, im.ID); errors.Is(err, ErrNotFound) {
+			// deleted since the listing: nothing boots it, no error
+			s.log.Warn("image gone since the listing (deleted meanwhile): not deactivated", "image", im.ID, "why", why)
+			o.Action, o.Detail = ActionSkipped, "gone since the listing: "+ActionDeactivate+" not needed"
+			rp.add(o)
+			return true
+		} else if err != nil {
 			s.log.Error("deactivate failed", "image", im.ID, "err", err)
 			rp.fail(im.ID)
 			return false
