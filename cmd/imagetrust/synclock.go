@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // errSyncLocked is the error of a sync that finds another holding the lock.
@@ -91,6 +92,11 @@ func lockDirHint(path string, err error) string {
 // asked (glancesync.Options.ServersOutageFile), beside sync.lock_file: the
 // lock's name with .nova-down for .lock (/var/lib/imagetrust/sync.nova-down
 // by default). Only the lock's holder writes it.
+// staleTempAge is the age past which a temporary file of the record of
+// Nova's outage (fsutil.WriteFileAtomic's) is left over from a killed
+// sync, and removed at start: its write takes milliseconds.
+const staleTempAge = time.Hour
+
 func novaOutageFile(lock string) string {
 	return strings.TrimSuffix(lock, ".lock") + ".nova-down"
 }

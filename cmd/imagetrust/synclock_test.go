@@ -199,3 +199,77 @@ func lockFileIn(t *testing.T, dir string) {
 		t.Fatal(err)
 	}
 }
+
+// TestSyncRemovesStaleOutageTemps: `sync` removes, once it holds
+// sync.lock_file, the temporary files of the record of Nova's outage
+// (".sync.nova-down.tmp-DIGITS", fsutil.WriteFileAtomic's) an hour old or
+// more, which a sync killed mid-write leaves; a newer one, another name,
+// and any while another sync holds the lock, stay. Before, nothing
+// removed them. Keystone here is a closed port: the run fails to
+// authenticate after the lock (exit 1), which is all it needs.
+func TestSyncRemovesStaleOutageTemps(t *testing.T) {
+	dir := t.TempDir()
+	mustCLI(t, dir, "pki", "init", "pki")
+	trust, err := os.ReadFile(filepath.Join(dir, "pki", "imagetrust.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks := httptest.NewServer(http.NotFoundHandler())
+	ks.Close() // nothing listens there any more
+	vars := map[string]string{"OS_AUTH_URL": ks.URL + "/v3", "OS_USERNAME": "mirror", "OS_PASSWORD": "x",
+		"OS_PROJECT_NAME": "mirror", "OS_USER_DOMAIN_NAME": "Default", "OS_PROJECT_DOMAIN_NAME": "Default"}
+	lockFile := filepath.Join(dir, "sync.lock")
+	cfg := filepath.Join(dir, "pki", "sync.toml")
+	if err := os.WriteFile(cfg, append(trust, "\n[sync]\nretire = \"delete\"\nlock_file = \""+lockFile+"\"\n"...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sync := func() (int, string) {
+		var out, errb bytes.Buffer
+		code := run(context.Background(), &env{stdin: strings.NewReader(""), stdout: &out, stderr: &errb,
+			getenv: func(k string) string { return vars[k] }}, []string{"sync", "--once", "--config", cfg})
+		return code, errb.String()
+	}
+	old := time.Now().Add(-2 * time.Hour)
+	file := func(name string, mtime time.Time) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("2026-11-27T12:00:00Z\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	stale := file(".sync.nova-down.tmp-3141592", old)
+	fresh := file(".sync.nova-down.tmp-2718281", time.Now())
+	other := file(".sync.nova-down.tmp-31x", old)
+
+	// another sync holds the lock: nothing removed
+	held, err := lockSync(lockFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, stderr := sync(); code != exitInvalid {
+		t.Fatalf("beside a held lock: exit %d:\n%s", code, stderr)
+	}
+	if _, err := os.Stat(stale); err != nil {
+		t.Fatalf("removed while another sync holds the lock: %v", err)
+	}
+	held.Close()
+
+	code, stderr := sync()
+	if code != exitInvalid {
+		t.Fatalf("sync --once, Keystone a closed port: exit %d, want %d:\n%s", code, exitInvalid, stderr)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("%s still there after the sync: %v\n%s", stale, err, stderr)
+	}
+	if !strings.Contains(stderr, "removed a temporary file a killed sync left") || !strings.Contains(stderr, stale) {
+		t.Errorf("no INFO line naming %s:\n%s", stale, stderr)
+	}
+	for _, p := range []string{fresh, other} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("%s removed: %v", p, err)
+		}
+	}
+}
