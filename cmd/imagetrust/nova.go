@@ -96,12 +96,19 @@ func (n *novaServers) BeginPass(ctx context.Context) {
 	}
 }
 
+// catalogTimeout bounds a read of Keystone's catalog at a pass's start
+// (BeginPass): a Keystone that accepts the connection and never answers
+// must not hold the pass for responseHeaderTimeout, nor longer than one
+// question to Nova would (novaTimeout, the lesser bound applies); the
+// catalog is a small document Keystone answers in milliseconds.
+var catalogTimeout = 30 * time.Second
+
 // catalogFinder is novaServers.find for the login l: Keystone's catalog
 // for l's token (GET /v3/auth/catalog at auth_url's Keystone), its compute
 // endpoint as computeClientOf picks it.
 func catalogFinder(l *keystoneLogin) func(context.Context) (*gophercloud.ServiceClient, error) {
 	return func(ctx context.Context) (*gophercloud.ServiceClient, error) {
-		ctx, cancel := context.WithTimeout(ctx, authTimeout)
+		ctx, cancel := context.WithTimeout(ctx, min(catalogTimeout, novaTimeout))
 		defer cancel()
 		var body struct {
 			Catalog []tokens.CatalogEntry `json:"catalog"`
