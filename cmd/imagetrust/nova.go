@@ -30,10 +30,11 @@ import (
 // whether the re-login failed or not, no answer within novaTimeout) the
 // sync leaves the image for its next pass.
 //
-// A compute service missing from the catalog at start is looked for again
-// at each pass (BeginPass, find): until it appears InUse answers "unknown"
-// (deactivated and hidden, as without Nova), and once it does it is
-// logged once and asked from that pass on, without a restart.
+// The compute endpoint is read again from Keystone's catalog at each pass
+// (BeginPass, find): one missing at start is used once it appears (until
+// then InUse answers "unknown": deactivated and hidden, as without Nova),
+// one moved is asked at its new place, and one removed is no longer asked
+// (unknown again); each change is logged once, without a restart.
 type novaServers struct {
 	mu sync.Mutex
 	// sc is Nova's client; nil while the catalog has none
@@ -58,41 +59,60 @@ func (n *novaServers) client() *gophercloud.ServiceClient {
 	return n.sc
 }
 
-// BeginPass implements glancesync.ServerPass: without a compute service
-// yet, the catalog is read again (Keystone's, not the token's, which is
-// only renewed at a re-login); one found is logged and used from this
-// pass on.
+// BeginPass implements glancesync.ServerPass: the catalog is read again
+// (Keystone's, not the token's, which is only renewed at a re-login). A
+// compute endpoint found while there was none, or at another URL than the
+// one in use, is logged at INFO and used from this pass on; one gone from
+// the catalog is logged at WARN and no longer asked (the images to retire
+// are deactivated and hidden, not deleted, as without Nova). A catalog
+// that can't be read keeps the endpoint in use; the first of a run of such
+// failures is logged at WARN.
 func (n *novaServers) BeginPass(ctx context.Context) {
-	if n.find == nil || n.client() != nil {
+	if n.find == nil {
 		return
 	}
 	sc, err := n.find(ctx)
+	unread := errors.Is(err, errCatalogUnread)
 	n.mu.Lock()
-	first := errors.Is(err, errCatalogUnread) && !n.unread
-	n.unread = errors.Is(err, errCatalogUnread)
-	if err == nil {
+	cur := n.sc
+	first := unread && !n.unread
+	n.unread = unread
+	switch {
+	case unread:
+		// kept: the catalog says nothing
+	case err != nil:
+		n.sc = nil
+	case cur == nil || cur.Endpoint != sc.Endpoint:
 		n.sc = sc
 	}
 	n.mu.Unlock()
-	if err != nil {
-		if n.log == nil {
-			return
-		}
-		if first {
-			// the first of a run of failures at WARN: one that
-			// lasts (a policy denying GET /v3/auth/catalog, a proxy
-			// in front of Keystone) would otherwise never let a
-			// compute service registered later be found, unseen
-			n.log.Warn("cannot read Keystone's catalog to look for a compute service (Nova): retired images are deactivated and hidden, not deleted, until one is found; each pass tries again",
-				"err", oserr.Capped(err))
-			return
-		}
-		n.log.Debug("still no compute service in the catalog", "err", oserr.Capped(err))
+	if n.log == nil {
 		return
 	}
-	if n.log != nil {
+	switch {
+	case unread && first && cur == nil:
+		// the first of a run of failures at WARN: one that lasts (a
+		// policy denying GET /v3/auth/catalog, a proxy in front of
+		// Keystone) would otherwise never let a compute service
+		// registered later be found, unseen
+		n.log.Warn("cannot read Keystone's catalog to look for a compute service (Nova): retired images are deactivated and hidden, not deleted, until one is found; each pass tries again",
+			"err", oserr.Capped(err))
+	case unread && first:
+		n.log.Warn("cannot read Keystone's catalog to check the compute service (Nova): the endpoint in use is kept; each pass tries again",
+			"endpoint", redactURL(cur.Endpoint), "err", oserr.Capped(err))
+	case unread:
+		n.log.Debug("Keystone's catalog still not read", "err", oserr.Capped(err))
+	case err != nil && cur != nil:
+		n.log.Warn("compute service (Nova) gone from the catalog: retired images are deactivated and hidden, not deleted, until one is registered again (each pass reads the catalog again)",
+			"endpoint", redactURL(cur.Endpoint), "err", oserr.Capped(err))
+	case err != nil:
+		n.log.Debug("still no compute service in the catalog", "err", oserr.Capped(err))
+	case cur == nil:
 		n.log.Info("compute service (Nova) now in the catalog: asked from this pass on whether servers use the images to retire (retire = delete)",
 			"endpoint", redactURL(sc.Endpoint))
+	case cur.Endpoint != sc.Endpoint:
+		n.log.Info("compute service (Nova) moved in the catalog: asked at its new endpoint from this pass on",
+			"endpoint", redactURL(sc.Endpoint), "was", redactURL(cur.Endpoint))
 	}
 }
 

@@ -141,14 +141,16 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 		// the catalog as it is, and each pass asks it, leaving the images
 		// to retire for the next pass while it does not answer.
 		var servers glancesync.ServerChecker
+		// Its endpoint is read from the catalog again at each pass
+		// (novaServers.BeginPass): moved or removed, it is followed.
 		if nc, err := newComputeClient(login.pc, login.eo); err == nil {
-			servers = &novaServers{sc: nc}
+			servers = &novaServers{sc: nc, find: catalogFinder(login), log: log}
 		} else if transientStartError(err) {
 			nc, cerr := catalogComputeClient(login.pc, login.eo)
 			if cerr != nil {
 				return clients{}, cerr
 			}
-			servers = &novaServers{sc: nc}
+			servers = &novaServers{sc: nc, find: catalogFinder(login), log: log}
 			if cfg.Sync.Retire == "delete" {
 				log.Warn("compute service (Nova) not reachable at start: starting without it; each pass asks it again, and leaves the images it would retire (retire = delete) for the next pass while it does not answer",
 					"endpoint", redactURL(nc.Endpoint), "err", oserr.Capped(err))
