@@ -54,7 +54,8 @@ func (p *Project) Env() []string {
 // writes dir/clouds.yaml with the entry cloudName for them. Main deletes
 // the project, its user and its images once the tests are done
 // (Project.Delete), on a stack it did not start (IMAGETRUST_OPENSTACK_STATE:
-// one it started goes with it), unless IMAGETRUST_OPENSTACK_KEEP=1.
+// one it started goes with it), unless IMAGETRUST_OPENSTACK_KEEP=1; in a
+// test binary without Main, they are deleted when t ends.
 func (c *Cloud) NewProject(t testing.TB, dir, prefix, cloudName string) *Project {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -76,7 +77,19 @@ func (c *Cloud) NewProject(t testing.TB, dir, prefix, cloudName string) *Project
 	}
 	out := &Project{ID: p.ID, Name: name, CloudName: cloudName, CloudsYAML: filepath.Join(dir, "clouds.yaml"), idc: idc, admin: admin}
 	if !c.owned {
-		AtExit(func() error { return out.Delete(context.Background()) })
+		mu.Lock()
+		main := inMain
+		mu.Unlock()
+		if main {
+			AtExit(func() error { return out.Delete(context.Background()) })
+		} else {
+			// no Main to run AtExit: deleted when t ends
+			t.Cleanup(func() {
+				if err := out.Delete(context.Background()); err != nil {
+					t.Logf("ostest: clean-up failed (left behind): %v", err)
+				}
+			})
+		}
 	}
 	u, err := users.Create(ctx, idc, users.CreateOpts{Name: name, DomainID: "default", Password: password, DefaultProjectID: p.ID}).Extract()
 	if err != nil {
