@@ -88,7 +88,7 @@ func writeOutageFile(path string, r outageRecord) error {
 
 // MinServersOutageStale is the least of how long after Servers last
 // failed to be asked a recorded outage is taken to be over
-// (Syncer.outageStale): 4 sync.interval, at least this.
+// (Syncer.outageStale).
 const MinServersOutageStale = 4 * time.Hour
 
 // outageStale is how long after Servers last failed to be asked a
@@ -100,12 +100,14 @@ const MinServersOutageStale = 4 * time.Hour
 // pass (each sync --once run); a record with none for longer is one whose
 // end was not recorded (its removal failed once Nova answered, or the
 // images to retire ran out before it answered), and counting a failure
-// days later from its start would deactivate and hide at once. 4
-// sync.interval, at least MinServersOutageStale (hourly cron runs of
-// --once share the record with 15-minute passes); runs further apart set
-// sync.interval to their period.
+// days later from its start would deactivate and hide at once. The
+// largest of 4 sync.interval, the grace (ServersDownGrace) and
+// MinServersOutageStale: sync --once runs from cron, whose period the
+// daemon's sync.interval need not know, share the record as long as they
+// come at least once a grace (were they each to start a new outage, a Nova
+// down for good would hold retired images active for ever).
 func (s *Syncer) outageStale() time.Duration {
-	return max(4*s.o.Sync.Interval.Duration, MinServersOutageStale)
+	return max(4*s.o.Sync.Interval.Duration, s.o.ServersDownGrace, MinServersOutageStale)
 }
 
 // removeOutageFile removes path: the outage it recorded is over. No such

@@ -10,7 +10,8 @@ import (
 
 // TestServersOutageStaleRecord: a record of Nova's outage (in
 // Options.ServersOutageFile, or in memory) whose last failure is older
-// than the bound (4 sync.interval, at least MinServersOutageStale) is an
+// than the bound (the largest of 4 sync.interval, the grace and
+// MinServersOutageStale) is an
 // outage whose end was not recorded (its removal failed once Nova
 // answered; the images to retire ran out before Nova answered): the next
 // failure starts a new outage, within its grace. A record in the form
@@ -73,14 +74,14 @@ func TestServersOutageStaleRecord(t *testing.T) {
 		}
 	})
 	t.Run("new format, last failure stale", func(t *testing.T) {
-		clock, o := setup(t, rfc(t0.Add(-30*time.Hour))+"\n"+rfc(t0.Add(-5*time.Hour))+"\n")
+		clock, o := setup(t, rfc(t0.Add(-50*time.Hour))+"\n"+rfc(t0.Add(-25*time.Hour))+"\n")
 		s := newSyncer(t, o)
 		if _, err := os.Stat(o.ServersOutageFile); !os.IsNotExist(err) {
 			t.Errorf("a stale record left by New: %v", err)
 		}
 		s.serversFailed()
 		if since, long := s.serversDownLong(); long || !since.Equal(*clock) {
-			t.Errorf("failure 5h after the last recorded one: outage since %v (grace spent: %v), want a new one since %v", since, long, *clock)
+			t.Errorf("failure 25h after the last recorded one (grace 24h): outage since %v (grace spent: %v), want a new one since %v", since, long, *clock)
 		}
 	})
 	t.Run("new format, under way", func(t *testing.T) {
@@ -116,6 +117,21 @@ func TestServersOutageStaleRecord(t *testing.T) {
 		s.serversFailed()
 		if since, long := s.serversDownLong(); !long || !since.Equal(t0) {
 			t.Errorf("after 32h of failures 2h apart: outage since %v (grace spent: %v), want %v, past the grace", since, long, t0)
+		}
+	})
+	t.Run("cron runs 6h apart keep the start", func(t *testing.T) {
+		// sync --once from cron every 6 hours, sync.interval left at its
+		// 15 minutes: each run reads the record the last one wrote
+		clock, o := setup(t, "")
+		o.Sync.Interval.Duration = 15 * time.Minute
+		for range 5 {
+			newSyncer(t, o).serversFailed()
+			*clock = clock.Add(6 * time.Hour)
+		}
+		s := newSyncer(t, o)
+		s.serversFailed()
+		if since, long := s.serversDownLong(); !long || !since.Equal(t0) {
+			t.Errorf("after 30h of cron runs 6h apart: outage since %v (grace spent: %v), want %v, past the grace", since, long, t0)
 		}
 	})
 	t.Run("corrupt second line", func(t *testing.T) {
