@@ -30,6 +30,9 @@ type cloudInitResult struct {
 		PayloadB64  string `json:"payload_b64"`
 	} `json:"parts"`
 	CloudConfig map[string]any `json:"cloud_config"`
+	// Error is set when cloud-init's processing of the data fails: then
+	// none of it runs at boot.
+	Error string `json:"error"`
 }
 
 // requireCloudInit skips when cloud-init's modules are missing, except under

@@ -4,7 +4,9 @@
 Usage: cloudinit_parse.py FILE   (FILE holds the base64 user_data Nova gets)
 
 Prints JSON: {"version": ..., "parts": [{"content_type", "filename",
-"payload_b64"}], "cloud_config": <merged cloud-config or null>}.
+"payload_b64"}], "cloud_config": <merged cloud-config or null>}, or
+{"version": ..., "error": ...} when cloud-init's processing of the user data
+fails (then no part of it runs at boot).
 The parts are what cloudinit.user_data.UserDataProcessor makes of the data,
 walked as cloudinit.handlers.walk walks them; the cloud-config is what
 cloudinit.handlers.cloud_config.CloudConfigPartHandler merges from them,
@@ -25,7 +27,12 @@ def main():
         blob = base64.b64decode(f.read())
     with tempfile.TemporaryDirectory() as tmp:
         paths = helpers.Paths({"cloud_dir": tmp, "run_dir": tmp})
-        msg = UserDataProcessor(paths).process(blob)
+        try:
+            msg = UserDataProcessor(paths).process(blob)
+        except Exception as e:  # cloud-init runs none of the user data
+            json.dump({"version": version.version_string(),
+                       "error": "%s: %s" % (type(e).__name__, e)}, sys.stdout)
+            return
         cc = CloudConfigPartHandler(paths)
         cc.handle_part(None, handlers.CONTENT_START, None, None, None, None)
         parts = []
