@@ -10,7 +10,8 @@
 // can share, and the site's cloud-config last with a Merge-Type header that
 // appends lists and keeps the user's scalars. The user's data is refused
 // (*UserDataError) when it is over Nova's limit before decoding, is not
-// base64, or starts like gzip and does not decompress. When the base64 form is over
+// base64, or starts like gzip and does not decompress or expands past 1 MiB
+// (maxDecompressed). When the base64 form is over
 // Nova's 65535-character limit the document is gzipped, which cloud-init
 // recognises by its magic bytes; when even that does not fit, Merge returns a
 // *TooLargeError, which says what the site's context takes of the limit

@@ -12,9 +12,16 @@ import (
 	"unicode/utf8"
 )
 
-// maxDecompressed bounds the user's data after gunzip (a gzip bomb guard):
-// far more than anything that can be gzipped back under Nova's limit.
-const maxDecompressed = 8 << 20
+// maxDecompressed bounds the user's data after gunzip (a gzip bomb guard),
+// and with it what one request costs the gate: the merge holds the data in
+// two transfer encodings (quoted-printable up to 3 times its size) and
+// gzips each document, some 20 times the data in all. 1 MiB is the gate's
+// default bound on a request body, and over 20 times what Nova's limit
+// holds gzip-compressed (49149 bytes): text compresses 3 to 10 times.
+// Deflate's own bound (about 1000:1) would let 65535 characters of base64
+// expand to 50 MB, and data that large can still gzip back under the limit
+// (8 MiB of zeros does), so the guard cannot be "what would not fit".
+const maxDecompressed = 1 << 20
 
 // Vars are the values a site fragment's templates can use: {{ image_uuid }},
 // {{ tag }}, {{ vo }}, {{ site_name }}, {{ project_id }}, {{ user_id }},
@@ -165,7 +172,7 @@ func decodeUserData(b64 string) ([]byte, error) {
 		return nil, notGzip(err)
 	}
 	if len(out) > maxDecompressed {
-		return nil, &UserDataError{Reason: "gzip-compressed user data expands to more than " + strconv.Itoa(maxDecompressed) + " bytes"}
+		return nil, &UserDataError{Reason: "gzip-compressed user data expands to more than " + strconv.Itoa(maxDecompressed) + " bytes (1 MiB), the most the image gate takes; send less"}
 	}
 	return out, nil
 }

@@ -5,8 +5,10 @@ import (
 	"compress/gzip"
 	"encoding/base64"
 	"errors"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -439,5 +441,57 @@ func TestUnusedVars(t *testing.T) {
 	}
 	if got := s.UnusedVars(nil); len(got) != 0 {
 		t.Fatalf("unused of none: %q", got)
+	}
+}
+
+// TestMergeGzipBombCost: what one request within Nova's limit makes the
+// merge allocate is bounded, whatever the user's gzip expands to. The worst
+// data is what decompresses to the most and costs the most to re-encode:
+// low-entropy bytes that are not text travel quoted-printable (3 bytes for
+// each) and base64, and both documents are gzipped when neither fits. With
+// an 8 MiB bound one 10 KB request cost 140-170 MB.
+func TestMergeGzipBombCost(t *testing.T) {
+	s := loadTestSite(t)
+	r := rand.New(rand.NewChaCha8([32]byte{9}))
+	sparse := func(n, every int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			if r.IntN(every) == 0 {
+				b[i] = byte(r.IntN(256))
+			}
+		}
+		return b
+	}
+	for _, c := range []struct {
+		name string
+		data []byte
+	}{
+		{"zeros at the bound", make([]byte, maxDecompressed)},
+		{"sparse bytes at the bound", sparse(maxDecompressed, 300)},
+		{"zeros far over the bound", make([]byte, 8<<20)},
+		{"sparse bytes far over the bound", sparse(8<<20, 2500)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ud := base64.StdEncoding.EncodeToString(gz(t, c.data))
+			if len(ud) > MaxUserData {
+				t.Fatalf("test data: %d characters, over Nova's limit", len(ud))
+			}
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			_, err := s.Merge(ud, true, testVars())
+			runtime.ReadMemStats(&after)
+			var tl *TooLargeError
+			var ue *UserDataError
+			if err != nil && !errors.As(err, &tl) && !errors.As(err, &ue) {
+				t.Fatalf("Merge: %v", err)
+			}
+			const limit = 48 << 20
+			got := after.TotalAlloc - before.TotalAlloc
+			t.Logf("%d-character request expanding to %d bytes: %d MB allocated (err %v)", len(ud), len(c.data), got>>20, err)
+			if got > limit {
+				t.Errorf("Merge of a %d-character request (expanding to %d bytes) allocated %d MB, want at most %d MB (err %v)", len(ud), len(c.data), got>>20, limit>>20, err)
+			}
+		})
 	}
 }
