@@ -78,12 +78,31 @@ func parseCloudConfig(path string, src []byte) (*cloudConfig, error) {
 	return &cloudConfig{path: path, root: root, names: t.names}, nil
 }
 
+// safeTags are the tags cloud-init's YAML loader (PyYAML's safe_load, YAML
+// 1.1) constructs: any other, explicit (!foo, !!python/object) or implied,
+// makes it refuse the whole site part at every boot.
+var safeTags = map[string]bool{
+	"!!str": true, "!!int": true, "!!float": true, "!!bool": true, "!!null": true,
+	"!!map": true, "!!seq": true, "!!binary": true, "!!timestamp": true,
+	"!!set": true, "!!omap": true, "!!pairs": true, "!": true,
+}
+
 // checkNode refuses what the merge cannot carry faithfully: anchors and
 // aliases (they would dangle across fragments), non-scalar or duplicate
-// mapping keys, and template references in keys.
+// mapping keys, template references in keys, and what cloud-init's YAML
+// 1.1 loader cannot construct though Go's YAML 1.2 parser takes it: a tag
+// outside safeTags, and a plain = or << as a value (YAML 1.1's value and
+// merge types, which PyYAML's safe loader refuses: so would cloud-init,
+// dropping the site's cloud-config on every boot).
 func checkNode(n *yaml.Node) error {
 	if n.Anchor != "" || n.Kind == yaml.AliasNode {
 		return fmt.Errorf("line %d: YAML anchors and aliases are not supported in site fragments", n.Line)
+	}
+	if !safeTags[n.Tag] {
+		return fmt.Errorf("line %d: YAML tag %s is not one cloud-init's YAML loader takes (safe_load: str, int, float, bool, null, map, seq, binary, timestamp, set, omap, pairs)", n.Line, n.Tag)
+	}
+	if err := checkPlainValues(n); err != nil {
+		return err
 	}
 	if n.Kind == yaml.MappingNode {
 		seen := make(map[string]bool, len(n.Content)/2)
@@ -107,6 +126,28 @@ func checkNode(n *yaml.Node) error {
 	for _, c := range n.Content {
 		if err := checkNode(c); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// checkPlainValues refuses a plain = or << among n's values (a mapping's
+// values, a sequence's items): YAML 1.1 reads them as its value and merge
+// types, which PyYAML's safe loader cannot construct. Quoted, they are
+// strings.
+func checkPlainValues(n *yaml.Node) error {
+	var values []*yaml.Node
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 1; i < len(n.Content); i += 2 {
+			values = append(values, n.Content[i])
+		}
+	case yaml.SequenceNode:
+		values = n.Content
+	}
+	for _, v := range values {
+		if v.Kind == yaml.ScalarNode && v.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle|yaml.LiteralStyle|yaml.FoldedStyle|yaml.TaggedStyle) == 0 && (v.Value == "=" || v.Value == "<<") {
+			return fmt.Errorf("line %d: a plain %s is a YAML 1.1 type cloud-init's YAML loader refuses; quote it: '%s'", v.Line, v.Value, v.Value)
 		}
 	}
 	return nil

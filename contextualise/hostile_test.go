@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -171,4 +172,43 @@ func deepMIME(n int) []byte {
 		fmt.Fprintf(&b, "--b%d--\n", i)
 	}
 	return []byte(b.String())
+}
+
+// TestCloudInitYAMLTypes: the YAML LoadSite refuses in a site fragment
+// (tags, plain = and <<) is what cloud-init's loader cannot construct, so
+// it would drop the site's cloud-config on every boot; what it takes
+// (standard tags, = and << quoted) reaches cloud-init.
+func TestCloudInitYAMLTypes(t *testing.T) {
+	requireCloudInit(t)
+	for _, y := range []string{"a: !foo x\n", "a: !!python/name:os.system x\n", "bootcmd:\n  - =\n", "a: <<\n"} {
+		frag := "#cloud-config\n" + y
+		if _, err := LoadSite(writeSite(t, map[string]string{"all/a.yaml": frag})); err == nil {
+			t.Errorf("LoadSite took %q", frag)
+		}
+		// cloud-init's loader logs the error and returns the default
+		cmd := exec.Command(cloudInitPython, "-c", "import sys; from cloudinit import util; print(util.load_yaml(sys.stdin.read(), default='refused', allowed=(dict,)))")
+		cmd.Stdin = strings.NewReader(frag)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.TrimSpace(string(out)) != "refused" {
+			t.Errorf("cloud-init's load_yaml takes %q (as %s): the refusal is needless", frag, out)
+		}
+	}
+	fixedBoundary(t)
+	s, err := LoadSite(writeSite(t, map[string]string{"all/a.yaml": "#cloud-config\na: !!str 1\nb: !!binary aGk=\nc: !!set {x}\nd: ['=', \"<<\", !!str =]\ne: !<tag:yaml.org,2002:int> 3\n=: key\n"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := s.Merge("", false, testVars())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := parseWithCloudInit(t, out)
+	for _, k := range []string{"a", "b", "c", "d", "e", "="} {
+		if _, ok := r.CloudConfig[k]; !ok {
+			t.Errorf("cloud-init's merged cloud-config lacks the site's %q: %v", k, r.CloudConfig)
+		}
+	}
 }

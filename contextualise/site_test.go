@@ -59,6 +59,11 @@ func TestLoadSite(t *testing.T) {
 		{"fail nested directory", map[string]string{"all/sub/a.yaml": "#cloud-config\n"}, "unexpected directory"},
 		{"fail two documents", map[string]string{"all/a.yaml": "#cloud-config\na: 1\n---\nb: 2\n"}, "exactly one document"},
 		{"ok comments only", map[string]string{"all/a.yaml": "#cloud-config\n# nothing yet\n"}, ""},
+		{"fail tag cloud-init does not take", map[string]string{"all/a.yaml": "#cloud-config\nruncmd: [!foo x]\n"}, "YAML tag !foo is not one cloud-init's YAML loader takes"},
+		{"fail python tag", map[string]string{"all/a.yaml": "#cloud-config\na: !!python/name:os.system x\n"}, "YAML tag !!python/name:os.system"},
+		{"fail plain equals sign", map[string]string{"all/a.yaml": "#cloud-config\nbootcmd:\n  - =\n"}, "line 3: a plain = is a YAML 1.1 type"},
+		{"fail plain merge value", map[string]string{"all/a.yaml": "#cloud-config\na: <<\n"}, "a plain << is a YAML 1.1 type"},
+		{"ok safe tags and quoted = and <<", map[string]string{"all/a.yaml": "#cloud-config\na: !!str 1\nb: !!binary aGk=\nc: !!set {x}\nd: ['=', \"<<\", !!str =]\ne: !<tag:yaml.org,2002:int> 3\n=: key\n"}, ""},
 		{"fail reserved text", map[string]string{"all/a.yaml": "#cloud-config\na: __imagetrust_var_0__\n"}, "is reserved"},
 	}
 	for _, c := range cases {
