@@ -320,3 +320,41 @@ func TestQuotedPrintable(t *testing.T) {
 		})
 	}
 }
+
+// TestMergeSizeEdges: a merged document whose base64 fits Nova's limit
+// (49149 bytes, 65532 characters) is sent as it is; one byte more and it
+// is gzipped.
+func TestMergeSizeEdges(t *testing.T) {
+	fixedBoundary(t)
+	s := loadTestSite(t)
+	v := testVars()
+	user := func(n int) string {
+		return base64.StdEncoding.EncodeToString(append([]byte("#!/bin/sh\n"), bytes.Repeat([]byte("x"), n-10)...))
+	}
+	out, err := s.Merge(user(100), true, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, _ := decodeOutput(t, out)
+	overhead := len(doc) - 100
+	for _, c := range []struct {
+		n       int
+		gzipped bool
+	}{
+		{maxUserDataBytes - overhead - 1, false},
+		{maxUserDataBytes - overhead, false},
+		{maxUserDataBytes - overhead + 1, true},
+	} {
+		out, err := s.Merge(user(c.n), true, v)
+		if err != nil {
+			t.Fatalf("Merge of %d bytes: %v", c.n, err)
+		}
+		doc, gzipped := decodeOutput(t, out)
+		if gzipped != c.gzipped || len(out) > MaxUserData || len(doc) != c.n+overhead {
+			t.Errorf("user data of %d bytes: document %d bytes, sent as %d characters, gzipped %v; want gzipped %v", c.n, len(doc), len(out), gzipped, c.gzipped)
+		}
+		if !c.gzipped && len(doc) == maxUserDataBytes && len(out) != 65532 {
+			t.Errorf("a %d-byte document is %d characters, want 65532", len(doc), len(out))
+		}
+	}
+}

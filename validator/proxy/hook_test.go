@@ -43,6 +43,8 @@ func TestUserDataHook(t *testing.T) {
 	}{
 		{"ok create with user data", "/v2.1/servers", `{"server":{"imageRef":"el9","user_data":"dXNlcg=="}}`, "", 202, "bWVyZ2Vk", &call{idNewer, "dXNlcg==", true}},
 		{"ok create without user data", "/v2.1/servers", serverBody(idGood), "", 202, "bWVyZ2Vk", &call{idGood, "", false}},
+		{"ok os-volumes_boot with user data", "/v2.1/os-volumes_boot", `{"server":{"imageRef":"el9","user_data":"dXNlcg=="}}`, "", 202, "bWVyZ2Vk", &call{idNewer, "dXNlcg==", true}},
+		{"ok create with empty user data", "/v2.1/servers", `{"server":{"imageRef":"el9","user_data":""}}`, "", 202, "bWVyZ2Vk", &call{idNewer, "", true}},
 		{"ok create from BDM image", "/v2.1/servers", bdmBody(`{"source_type":"image","uuid":"` + idGood + `","boot_index":0,"destination_type":"volume","volume_size":1}`), "", 202, "bWVyZ2Vk", &call{idGood, "", false}},
 		// an image outside the catalogue, which the project may boot, is no
 		// catalogue image: its imagetrust_vo and _tag are its owner's word,
@@ -61,6 +63,8 @@ func TestUserDataHook(t *testing.T) {
 		{"fail rebuild with user data, unreadable microversion", action, `{"rebuild":{"imageRef":"` + idGood + `","user_data":"dXNlcg=="}}`, "compute 2.57 x", 400, nil, nil},
 		{"ok rebuild 2.56 left alone", action, `{"rebuild":{"imageRef":"` + idGood + `","user_data":"dXNlcg=="}}`, "compute 2.56", 202, "dXNlcg==", nil},
 		{"ok rebuild without user data left alone", action, `{"rebuild":{"imageRef":"` + idGood + `"}}`, "compute 2.90", 202, nil, nil},
+		// a rescue has no user_data: Nova serves the stored one
+		{"ok rescue not contextualised", action, `{"rescue":{"rescue_image_ref":"` + idGood + `"}}`, "compute 2.90", 202, nil, nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
