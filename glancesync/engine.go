@@ -155,6 +155,16 @@ func (s *Syncer) stale(im *Image) bool {
 	return s.o.Now().Sub(im.UpdatedAt) > after && s.glanceNow().Sub(im.UpdatedAt) > after
 }
 
+// stageLost reports whether an image found uploading with no size (a stage
+// not completed) has been so for longer than any sync's transfer of size
+// bytes may last (transferLimit): no stream is still feeding it, and Glance
+// will not return it to queued by itself. Both clocks must say so, as for
+// stale.
+func (s *Syncer) stageLost(im *Image, size int64) bool {
+	bound := s.transferLimit(size)
+	return s.o.Now().Sub(im.UpdatedAt) > bound && s.glanceNow().Sub(im.UpdatedAt) > bound
+}
+
 // leftQueued is an image left queued, data-less, after a refused stream.
 type leftQueued struct {
 	at     time.Time

@@ -582,6 +582,17 @@ func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, mode ingest, r
 					rp.add(s.outcome(it, ActionDeleted, ReasonStaleReclaimed, "stage stuck since "+im.UpdatedAt.UTC().Format(time.RFC3339)))
 					return
 				}
+				if !created && s.stageLost(im, it.desc.Size) {
+					// No sync's stream of this size lasts that long (the
+					// transfer bound breaks it off, and Glance then
+					// restores queued): Glance lost the stage, as a
+					// glance-api stopped or killed mid-stage leaves it.
+					log.Error("stage lost: the image is uploading for longer than any transfer of it may take (glance-api stopped mid-stage leaves it so); it is reclaimed (deleted, its uuid spent) once stale_after has passed, or delete it now and publish a new uuid", "since", im.UpdatedAt, "transfer_bound", s.transferLimit(it.desc.Size))
+					s.m.Errors.Inc()
+					rp.fail(it.desc.UUID)
+					rp.add(s.outcome(it, ActionFailed, "", "stage lost: uploading since "+im.UpdatedAt.UTC().Format(time.RFC3339)))
+					return
+				}
 				if attempt >= maxAttempts+2 {
 					rp.add(s.outcome(it, ActionElsewhere, "", "stage in progress"))
 					return
