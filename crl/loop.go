@@ -16,10 +16,12 @@ const TransitRecheck = time.Minute
 // RunLoop calls run once at once, then again after the wait run returns:
 // 0 for the interval plus a random delay of up to jitter, a shorter wait
 // (TransitRecheck after a run that found images in transit, a retry after a
-// failed run) when that is sooner. Errors are run's to report; the loop
-// goes on. It returns ctx's error. An interval under a second is taken as
-// one second.
-func RunLoop(ctx context.Context, interval, jitter time.Duration, run func(context.Context) (next time.Duration)) error {
+// failed run) when that is sooner, or at once when wake receives (the
+// daemon's reload: a fresh CRL put in place, a new grace, must not wait for
+// the interval); a wake during a run starts the next as soon as it ends.
+// Errors are run's to report; the loop goes on. It returns ctx's error. An
+// interval under a second is taken as one second. wake may be nil.
+func RunLoop(ctx context.Context, interval, jitter time.Duration, wake <-chan struct{}, run func(context.Context) (next time.Duration)) error {
 	interval = max(interval, time.Second)
 	for {
 		t := time.NewTimer(nextWait(interval, jitter, run(ctx)))
@@ -27,6 +29,8 @@ func RunLoop(ctx context.Context, interval, jitter time.Duration, run func(conte
 		case <-ctx.Done():
 			t.Stop()
 			return ctx.Err()
+		case <-wake:
+			t.Stop()
 		case <-t.C:
 		}
 	}

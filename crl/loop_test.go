@@ -10,13 +10,53 @@ import (
 func TestRunLoop(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	calls := 0
-	err := RunLoop(ctx, time.Hour, time.Minute, func(context.Context) time.Duration {
+	err := RunLoop(ctx, time.Hour, time.Minute, nil, func(context.Context) time.Duration {
 		calls++
 		cancel()
 		return 0
 	})
 	if !errors.Is(err, context.Canceled) || calls != 1 {
 		t.Fatalf("err %v, %d calls; want context.Canceled after the run at start", err, calls)
+	}
+}
+
+// TestRunLoopWake: a wake (the daemon's reload) starts a run at once,
+// not an interval later; one sent during a run starts the next when it
+// ends.
+func TestRunLoopWake(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	wake := make(chan struct{}, 1)
+	ran := make(chan int)
+	done := make(chan error, 1)
+	calls := 0
+	go func() {
+		done <- RunLoop(ctx, time.Hour, 0, wake, func(context.Context) time.Duration {
+			calls++
+			if calls == 2 {
+				wake <- struct{}{} // a reload during the second run
+			}
+			ran <- calls
+			return 0
+		})
+	}()
+	if n := <-ran; n != 1 {
+		t.Fatalf("run %d at start", n)
+	}
+	wake <- struct{}{}
+	for want := 2; want <= 3; want++ {
+		select {
+		case n := <-ran:
+			if n != want {
+				t.Fatalf("run %d, want %d", n, want)
+			}
+		case <-time.After(time.Minute): // a bound for the failure, not a measure
+			t.Fatalf("run %d not started by the wake: the loop waits for its hour", want)
+		}
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatal(err)
 	}
 }
 

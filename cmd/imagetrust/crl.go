@@ -290,7 +290,8 @@ func crlDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path s
 	// /healthz (crl.listen), served since the start (cmdCRL)
 	sh.started(health)
 
-	// SIGHUP: the configuration, the CAs and the credentials
+	// SIGHUP: the configuration, the CAs and the credentials, then a run
+	wake := make(chan struct{}, 1)
 	reload := func() {
 		ncfg, err := config.Load(path)
 		var njc crl.JobConfig
@@ -318,7 +319,11 @@ func crlDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path s
 			log.Warn("configuration warning", "warning", w)
 		}
 		cur.Store(crl.NewJob(njc, cat, log, metrics))
-		log.Info("configuration and CAs reloaded", "cas", len(njc.CAs), "sources", len(njc.Sources))
+		log.Info("configuration and CAs reloaded", "run", "now", "cas", len(njc.CAs), "sources", len(njc.Sources))
+		select { // a run at once, with what was reloaded
+		case wake <- struct{}{}:
+		default:
+		}
 		if keys := restartOnly(cfg, ncfg, []string{"log"}, []string{"crl.interval", "crl.jitter", "crl.listen"}); len(keys) > 0 {
 			log.Warn("changed settings take effect at the next restart, not on reload", "settings", strings.Join(keys, ","))
 		}
@@ -328,6 +333,10 @@ func crlDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path s
 	select {
 	case <-hup:
 		reload()
+		select { // the first run comes at once anyway
+		case <-wake:
+		default:
+		}
 	default:
 	}
 	go func() {
@@ -343,7 +352,7 @@ func crlDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path s
 
 	log.Info("crl daemon started", "interval", interval, "jitter", jitter, "listen", cfg.CRL.Listen)
 	failures := 0 // failed runs in a row
-	_ = crl.RunLoop(ctx, interval, jitter, func(ctx context.Context) (next time.Duration) {
+	_ = crl.RunLoop(ctx, interval, jitter, wake, func(ctx context.Context) (next time.Duration) {
 		rctx, cancel := context.WithTimeout(ctx, crlRunTimeout(interval))
 		rep, err := cur.Load().Run(rctx, false)
 		cancel()
