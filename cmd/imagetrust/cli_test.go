@@ -327,6 +327,31 @@ func TestCLIExitCodes(t *testing.T) {
 		}
 		return to
 	}
+	// noRegistrar writes a copy of the configuration at path without its
+	// Registrar CA (trust.registrar_ca_files) and returns the copy's path
+	noRegistrar := func(path string) string {
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(dir, path)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var keep []string
+		for _, line := range strings.Split(string(b), "\n") {
+			if !strings.HasPrefix(strings.TrimSpace(line), "registrar_ca_files") {
+				keep = append(keep, line)
+			}
+		}
+		if len(keep) == len(strings.Split(string(b), "\n")) {
+			t.Fatalf("%s names no registrar_ca_files", path)
+		}
+		to := strings.TrimSuffix(path, ".toml") + "-noreg.toml"
+		if err := os.WriteFile(to, []byte(strings.Join(keep, "\n")), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return to
+	}
 	certFile, keyFile, _ := testpki.TLSServer(t, dir, "proxy")
 	_, otherKey, _ := testpki.TLSServer(t, t.TempDir(), "other")
 	reg := []string{"register", "--ca", "pki/registrar-ca.pem", "--ca-key", "pki/registrar-ca.key", "--expires", "30d"}
@@ -363,6 +388,11 @@ func TestCLIExitCodes(t *testing.T) {
 		{"fail sync without a cloud is 2", nil, []string{"sync", "--once", "--config", "pki/imagetrust.toml"}, exitUsage, "sync: no cloud"},
 		{"fail crl without a cloud is 2", nil, []string{"crl", "--once", "--config", "pki/imagetrust.toml"}, exitUsage, "crl: no cloud"},
 		{"fail proxy without a cloud is 2", nil, []string{"proxy", "--config", proxyCfg("")}, exitUsage, "proxy: no cloud"},
+		// a trust store no image can chain to: a site-wide outage from one
+		// edit, refused as the CRL job refuses it (crl.ErrNoTrust)
+		{"fail sync with no Registrar CA is 2, before Keystone", cloud, []string{"sync", "--once", "--config", noRegistrar("pki/imagetrust.toml")}, exitUsage, "no Registrar CA (trust.registrar_ca_files)"},
+		{"fail sync --dry-run with no Registrar CA is 2, before Keystone", cloud, []string{"sync", "--dry-run", "--config", noRegistrar("pki/imagetrust.toml")}, exitUsage, "no Registrar CA (trust.registrar_ca_files)"},
+		{"fail proxy with no Registrar CA is 2, before Keystone", cloud, []string{"proxy", "--config", noRegistrar(proxyCfg(""))}, exitUsage, "no Registrar CA (trust.registrar_ca_files)"},
 		{"fail sync with a missing config says sync", nil, []string{"sync", "--once", "--config", "missing.toml"}, exitUsage, "sync: config"},
 		{"fail proxy with a missing tls_cert is 2, before Keystone", cloud, []string{"proxy", "--config", proxyCfg(fmt.Sprintf("tls_cert = %q\ntls_key = %q\n", filepath.Join(dir, "missing.pem"), keyFile))}, exitUsage, "proxy.tls_cert"},
 		{"fail proxy with a mismatched tls_key is 2, before Keystone", cloud, []string{"proxy", "--config", proxyCfg(fmt.Sprintf("tls_cert = %q\ntls_key = %q\n", certFile, otherKey))}, exitUsage, "proxy.tls_key"},

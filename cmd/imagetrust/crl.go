@@ -24,7 +24,6 @@ import (
 	"github.com/imagetrust/imagetrust/crl"
 	"github.com/imagetrust/imagetrust/internal/config"
 	"github.com/imagetrust/imagetrust/internal/glance"
-	"github.com/imagetrust/imagetrust/validator"
 )
 
 func init() {
@@ -246,11 +245,8 @@ func crlJobConfig(cfg *config.Config) (crl.JobConfig, []string, error) {
 	// own chain code (Trust.CheckRecordChains): the job and the proxy
 	// agree on which records chain. A side with no CA is refused
 	// (crl.ErrNoTrust): every image would become unknown.
-	trust, warnings, err := validator.LoadTrust(cfg)
+	trust, warnings, err := loadSiteTrust(cfg)
 	if err != nil {
-		return crl.JobConfig{}, nil, fmt.Errorf("trust: %w", err)
-	}
-	if err := crl.CheckTrust(trust); err != nil {
 		return crl.JobConfig{}, nil, fmt.Errorf("trust: %w", err)
 	}
 	return crl.JobConfig{

@@ -274,7 +274,7 @@ type reloadingDecider struct {
 }
 
 func (d *reloadingDecider) load(cfg *itconfig.Config, log *slog.Logger) error {
-	t, warnings, err := validator.LoadTrust(cfg)
+	t, warnings, err := loadSiteTrust(cfg)
 	if err != nil {
 		return fmt.Errorf("trust store: %w", err)
 	}

@@ -60,7 +60,7 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 	}
 	// the trust store first: a missing or bad file is a configuration
 	// error (exit 2), named as such, not an authentication failure
-	if _, _, err := validator.LoadTrust(cfg); err != nil {
+	if _, _, err := loadSiteTrust(cfg); err != nil {
 		return fail(e, exitUsage, "sync: %v", err)
 	}
 
@@ -184,7 +184,7 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 		outageFile = novaOutageFile(cfg.Sync.LockFile)
 	}
 	build := func(cfg *config.Config) (*glancesync.Syncer, error) {
-		trust, warns, err := validator.LoadTrust(cfg)
+		trust, warns, err := loadSiteTrust(cfg)
 		if err != nil {
 			return nil, err
 		}
