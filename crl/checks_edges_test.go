@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"errors"
 	"math/big"
 	"testing"
 	"time"
@@ -211,4 +212,66 @@ func TestStaleWithoutNextUpdate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestKeepFuture: an index with KeepFuture (the verifier's trust store,
+// which has no previous CRL of a CA to fall back on) takes a CRL dated
+// beyond now plus ClockSkew, marked Future, instead of refusing it; its
+// entries revoke, but its date outranks no CRL of its CA dated in time:
+// it lifts none of their holds, supersedes none, and does not stand for
+// the CA's freshness over them. Without KeepFuture it is refused
+// (ReasonFuture), as the CRL job does.
+func TestKeepFuture(t *testing.T) {
+	ca := testpki.NewRoot(t, "Ahead CA")
+	leaf := ca.Leaf(testpki.Name("Creator"))
+	ref := ChainRefs([]*x509.Certificate{leaf.Cert, ca.Cert}, RoleCreator)
+	now := t0
+	ahead := now.Add(24 * time.Hour)
+	// a complete CRL dated a day ahead, and the CA's user-only CRL dated
+	// in time, which puts the creator on hold and goes stale in 2 hours
+	complete := ca.CRL(pki.CRLTemplate{Number: 2, ThisUpdate: ahead, NextUpdate: ahead.AddDate(0, 0, 7)})
+	hold := pki.Revoked{Serial: leaf.Cert.SerialNumber, Time: now.Add(-2 * time.Hour), Reason: ReasonCertificateHold}
+	users := ca.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: now.Add(-time.Hour), NextUpdate: now.Add(2 * time.Hour), IDP: pki.IDPOnlyUserCerts, Entries: []pki.Revoked{hold}})
+
+	t.Run("fail refused without KeepFuture", func(t *testing.T) {
+		ix := &Index{ClockSkew: 5 * time.Minute}
+		var e *Error
+		if _, err := ix.AddList(mustList(t, complete), ca.Cert, now, ""); !errors.As(err, &e) || e.Reason != ReasonFuture {
+			t.Fatalf("%v", err)
+		}
+	})
+	ix := &Index{ClockSkew: 5 * time.Minute, KeepFuture: true}
+	c, err := ix.AddList(mustList(t, complete), ca.Cert, now, "")
+	if err != nil || !c.Future {
+		t.Fatalf("%v, future %v", err, c != nil && c.Future)
+	}
+	u, err := ix.AddList(mustList(t, users), ca.Cert, now, "")
+	if err != nil || u.Future {
+		t.Fatalf("%v, future %v", err, u != nil && u.Future)
+	}
+	t.Run("fail the hold stands", func(t *testing.T) {
+		if r := ix.Check(ref, now.AddDate(0, -1, 0), false); r == nil || !r.Hold() {
+			t.Fatalf("revocation %+v", r)
+		}
+	})
+	t.Run("ok the CRL dated in time is not superseded", func(t *testing.T) {
+		if ix.Superseded(u) {
+			t.Fatal("superseded by a CRL dated ahead")
+		}
+	})
+	t.Run("fail the CRL dated in time goes stale", func(t *testing.T) {
+		if s := ix.StaleFor(ref[0], now.Add(3*time.Hour), 0); s != u {
+			t.Fatalf("StaleFor %v", s)
+		}
+	})
+	t.Run("fail its entries revoke", func(t *testing.T) {
+		ix := &Index{ClockSkew: 5 * time.Minute, KeepFuture: true}
+		e := pki.Revoked{Serial: leaf.Cert.SerialNumber, Time: now.Add(-2 * time.Hour), Reason: ReasonKeyCompromise}
+		if _, err := ix.AddList(mustList(t, ca.CRL(pki.CRLTemplate{Number: 3, ThisUpdate: ahead, NextUpdate: ahead.AddDate(0, 0, 7), Entries: []pki.Revoked{e}})), ca.Cert, now, ""); err != nil {
+			t.Fatal(err)
+		}
+		if r := ix.Check(ref, now.AddDate(0, -1, 0), false); r == nil || r.Reason != ReasonKeyCompromise {
+			t.Fatalf("revocation %+v", r)
+		}
+	})
 }

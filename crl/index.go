@@ -24,6 +24,9 @@ type CRL struct {
 	keyed      bool
 	// maxAge is the MaxAge of the index that accepted it
 	maxAge time.Duration
+	// Future: its thisUpdate lay beyond now plus ClockSkew when it was
+	// accepted (Index.KeepFuture)
+	Future bool
 	// nameKey is NameKey(Header.RawIssuer)
 	nameKey string
 }
@@ -96,6 +99,16 @@ type Index struct {
 	// MaxAge is how long after its thisUpdate a CRL without nextUpdate
 	// is fresh (CRL.Stale); zero: DefaultMaxAge.
 	MaxAge time.Duration
+	// KeepFuture accepts a CRL whose thisUpdate lies beyond now plus
+	// ClockSkew (a CA whose clock runs ahead) instead of refusing it
+	// (ReasonFuture), marked CRL.Future: its entries revoke and hold as
+	// any CRL's, but its thisUpdate outranks no other CRL (it lifts no
+	// hold, newerSpeaksFor and rekeyReleases; it supersedes none and
+	// stands for no CA's freshness over a CRL dated in time, Superseded,
+	// StaleFor). For services without a cache of the CA's previous CRL
+	// (the verifier's trust store), where refusing it would lose every
+	// revocation it lists until they are restarted or reloaded.
+	KeepFuture bool
 
 	byRaw  map[string][]*CRL // NameKey of the raw issuer DN
 	byName map[string][]*CRL // nameStringKey of the issuer DN as pkix.Name.String() prints it
@@ -188,7 +201,8 @@ func (ix *Index) Add(rl *x509.RevocationList, ca *x509.Certificate, now time.Tim
 }
 
 // AddList accepts l as the CRL of ca if Verify passes, its thisUpdate is not
-// beyond now+ClockSkew (ReasonFuture), it has a CRL number (ReasonParse) and
+// beyond now+ClockSkew (ReasonFuture; with KeepFuture such a CRL is
+// accepted, marked CRL.Future), it has a CRL number (ReasonParse) and
 // that number is not lower than the one of a CRL of the same CA and scope
 // (scopeKey) already in the index, nor equal to it with other content
 // (ReasonRollback). A newer CRL replaces the older of its scope; the same
@@ -199,7 +213,8 @@ func (ix *Index) AddList(l *List, ca *x509.Certificate, now time.Time, source st
 		return nil, err
 	}
 	h := l.Header
-	if h.ThisUpdate.After(now.Add(ix.ClockSkew)) {
+	future := h.ThisUpdate.After(now.Add(ix.ClockSkew))
+	if future && !ix.KeepFuture {
 		return nil, wrapf(ReasonFuture, h, "thisUpdate %s is after now %s plus clock skew %s",
 			h.ThisUpdate.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), ix.ClockSkew)
 	}
@@ -210,7 +225,7 @@ func (ix *Index) AddList(l *List, ca *x509.Certificate, now time.Time, source st
 		ix.byRaw = map[string][]*CRL{}
 		ix.byName = map[string][]*CRL{}
 	}
-	c := &CRL{List: l, CA: ca, Source: source, caK: caKey(ca), scope: scopeOf(h), keyed: true, maxAge: ix.MaxAge, nameKey: NameKey(h.RawIssuer)}
+	c := &CRL{List: l, CA: ca, Source: source, caK: caKey(ca), scope: scopeOf(h), keyed: true, maxAge: ix.MaxAge, nameKey: NameKey(h.RawIssuer), Future: future}
 	raw, name := c.nameKey, nameStringKey(h.Issuer.String())
 	k := scopeKeyOf(c.caK, string(idpValue(h)))
 	for i, old := range ix.byRaw[raw] {
@@ -403,9 +418,10 @@ func staleOf(scoped []*CRL, now time.Time, grace time.Duration) *CRL {
 			newest = append(newest, c)
 			continue
 		}
-		// (between equal thisUpdates, the one that goes stale first)
-		if cur := newest[i]; c.Header.ThisUpdate.After(cur.Header.ThisUpdate) ||
-			c.Header.ThisUpdate.Equal(cur.Header.ThisUpdate) && c.NextUpdate().Before(cur.NextUpdate()) {
+		// (between equal thisUpdates, the one that goes stale first; a
+		// CRL dated in time before one dated ahead, Index.KeepFuture)
+		if cur := newest[i]; c.Future != cur.Future && cur.Future || c.Future == cur.Future && (c.Header.ThisUpdate.After(cur.Header.ThisUpdate) ||
+			c.Header.ThisUpdate.Equal(cur.Header.ThisUpdate) && c.NextUpdate().Before(cur.NextUpdate())) {
 			newest[i] = c
 		}
 	}
@@ -429,7 +445,7 @@ func (ix *Index) Superseded(c *CRL) bool {
 	}
 	k := c.caKey()
 	for _, o := range ix.byRaw[c.issuerKey()] {
-		if o != c && o.caKey() == k && idpValue(o.Header) == nil && o.Header.ThisUpdate.After(c.Header.ThisUpdate) {
+		if o != c && !o.Future && o.caKey() == k && idpValue(o.Header) == nil && o.Header.ThisUpdate.After(c.Header.ThisUpdate) {
 			return true
 		}
 	}
@@ -444,7 +460,7 @@ func (ix *Index) Superseded(c *CRL) bool {
 func (ix *Index) newerSpeaksFor(c *CRL, role Role) bool {
 	k := c.caKey()
 	for _, o := range ix.byRaw[c.issuerKey()] {
-		if o == c || o.caKey() != k || !o.Header.ThisUpdate.After(c.Header.ThisUpdate) {
+		if o == c || o.Future || o.caKey() != k || !o.Header.ThisUpdate.After(c.Header.ThisUpdate) {
 			continue
 		}
 		if speaksForAll(o.Header, role) {
@@ -480,7 +496,7 @@ func rekeyReleases(c *CRL, r Ref, cov []*CRL) bool {
 	}
 	k := c.caKey()
 	for _, o := range cov {
-		if o == c || o.caKey() == k || !ownKeyOrRekey(o, r) || !o.Header.ThisUpdate.After(c.Header.ThisUpdate) {
+		if o == c || o.Future || o.caKey() == k || !ownKeyOrRekey(o, r) || !o.Header.ThisUpdate.After(c.Header.ThisUpdate) {
 			continue
 		}
 		if speaksForAll(o.Header, r.Role) {

@@ -88,7 +88,7 @@ func (t *Trust) chainIndex(issuer *x509.Certificate) *crl.Index {
 			continue
 		}
 		if ix == nil {
-			ix = &crl.Index{ClockSkew: t.clockSkew, MaxAge: t.maxAge}
+			ix = &crl.Index{ClockSkew: t.clockSkew, MaxAge: t.maxAge, KeepFuture: true}
 		}
 		_ = addCRL(ix, rl.Raw, []*x509.Certificate{issuer}, t.crlNow) // (a CRL another key signed is not used)
 	}

@@ -82,8 +82,10 @@ type TrustOptions struct {
 	// Namespaces constrain the subjects each CA may issue (nil: none).
 	Namespaces *Namespaces
 	// Now is when the CRLs are accepted: one whose thisUpdate is after
-	// Now+ClockSkew is not used. Zero skips that check (LoadTrust sets
-	// it: the sync, the proxy and `imagetrust verify` apply it).
+	// Now+ClockSkew is used for its revocations and holds, but lifts no
+	// hold of another CRL (crl.Index.KeepFuture; a warning). Zero skips
+	// that check (LoadTrust sets it: the sync, the proxy and `imagetrust
+	// verify` apply it).
 	Now       time.Time
 	ClockSkew time.Duration
 	// MaxAge is how long after its thisUpdate a CRL without nextUpdate is
@@ -140,7 +142,11 @@ func NewTrust(o TrustOptions) (*Trust, []string, error) {
 	}
 	var warnings []string
 	t.peopleCAs = people
-	t.crls = &crl.Index{ClockSkew: o.ClockSkew, MaxAge: o.MaxAge}
+	// a CRL dated beyond now plus the skew is used for what it lists
+	// (crl.Index.KeepFuture): the trust store keeps no previous CRL of its
+	// CA to fall back on, as the CRL job does, so refusing it would lose
+	// every revocation it lists until a reload past its date
+	t.crls = &crl.Index{ClockSkew: o.ClockSkew, MaxAge: o.MaxAge, KeepFuture: true}
 	t.crlNow, t.clockSkew, t.maxAge = o.Now, o.ClockSkew, o.MaxAge
 	for i, b := range o.CRLs {
 		err := addCRL(t.crls, b, t.anchors, o.Now)
@@ -165,7 +171,24 @@ func NewTrust(o TrustOptions) (*Trust, []string, error) {
 			warnings = append(warnings, fmt.Sprintf("CRL %d not used: %v", i+1, err))
 		}
 	}
+	for _, c := range t.crls.CRLs() {
+		if c.Future {
+			warnings = append(warnings, futureWarning(c.Header, o.Now, o.ClockSkew))
+		}
+	}
+	for _, rl := range t.chainCRLs {
+		if !o.Now.IsZero() && rl.ThisUpdate.After(o.Now.Add(o.ClockSkew)) {
+			warnings = append(warnings, futureWarning(rl, o.Now, o.ClockSkew))
+		}
+	}
 	return t, warnings, nil
+}
+
+// futureWarning says that a CRL dated beyond now plus the clock skew is
+// used for its revocations only (crl.Index.KeepFuture).
+func futureWarning(h *x509.RevocationList, now time.Time, skew time.Duration) string {
+	return fmt.Sprintf("CRL of %s: thisUpdate %s is after now %s plus clock skew %s (its CA's clock runs ahead?): its revocations and holds are used, but it lifts no hold of the CA's other CRLs",
+		h.Issuer.String(), h.ThisUpdate.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), skew)
 }
 
 // StaleCRLs names the CRLs of the trust store (those of configured CAs and
@@ -219,8 +242,9 @@ func isSelfSigned(c *x509.Certificate) bool {
 }
 
 // LoadTrust reads the [trust] and [vo.*] sections of a configuration. A
-// CRL whose thisUpdate is beyond now plus crl.clock_skew is not used (a
-// warning), as the CRL job refuses it; crl.no_next_update_max_age is the
+// CRL whose thisUpdate is beyond now plus crl.clock_skew is used for its
+// revocations and holds only (a warning; the CRL job refuses it and keeps
+// the CA's previous CRL, which the trust store has not); crl.no_next_update_max_age is the
 // age at which a CRL without nextUpdate is stale (StaleCRLs).
 func LoadTrust(c *config.Config) (*Trust, []string, error) {
 	var o TrustOptions

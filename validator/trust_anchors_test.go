@@ -3,6 +3,7 @@ package validator
 import (
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -442,10 +443,10 @@ func TestLoadTrustFutureCRL(t *testing.T) {
 	for _, c := range []struct {
 		name  string
 		ahead time.Duration
-		used  bool
+		used  bool // (warned)
 	}{
-		{"ok a minute ahead, within the skew", time.Minute, true},
-		{"fail a day ahead", 24 * time.Hour, false},
+		{"ok a minute ahead, within the skew", time.Minute, false},
+		{"ok a day ahead: used, with a warning", 24 * time.Hour, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			tu := time.Now().Add(c.ahead)
@@ -457,11 +458,11 @@ func TestLoadTrustFutureCRL(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if used := len(tr.crls.CRLs()) == 1; used != c.used {
-				t.Fatalf("used %v, warnings %q", used, warns)
+			if len(tr.crls.CRLs()) != 1 {
+				t.Fatalf("not used; warnings %q", warns)
 			}
-			if !c.used && !strings.Contains(strings.Join(warns, "\n"), "thisUpdate") {
-				t.Fatalf("no warning about its thisUpdate: %q", warns)
+			if warned := strings.Contains(strings.Join(warns, "\n"), "thisUpdate"); warned != c.used {
+				t.Fatalf("warning about its thisUpdate %v, want %v: %q", warned, c.used, warns)
 			}
 		})
 	}
@@ -491,6 +492,76 @@ func TestStaleCRLsWithoutNextUpdate(t *testing.T) {
 			got := tr.StaleCRLs(testNow)
 			if (len(got) == 1 && strings.Contains(got[0], "no nextUpdate")) != c.stale || !c.stale && len(got) > 0 {
 				t.Fatalf("StaleCRLs: %q", got)
+			}
+		})
+	}
+}
+
+// TestFutureCRLRevokes: a CRL whose thisUpdate lies beyond now plus the
+// clock skew (its CA's clock runs ahead) was dropped by the verifier's
+// trust store (f67a9fc): the sync, the proxy and `imagetrust verify`,
+// which keep no previous CRL of the CA as the CRL job does, then saw none
+// of its revocations until a reload past its date (fail open without
+// require_crl; every image of the CA refused with it). Such a CRL is now
+// used for what it lists, for a configured CA and for a sub-CA the
+// signatures bring, but its date outranks no CRL of the CA dated in time:
+// it lifts none of their holds.
+func TestFutureCRLRevokes(t *testing.T) {
+	ahead := testNow.Add(24 * time.Hour)
+	verify := func(t *testing.T, w *world, requireCRL bool, crls ...[]byte) *Result {
+		t.Helper()
+		b := w.bundle(bundleOpts{})
+		people := []*x509.Certificate{w.peopleRoot.Cert, w.peopleSub.Cert}
+		if w.rootsOnly {
+			people = people[:1]
+		}
+		tr, warns, err := NewTrust(TrustOptions{
+			People: people, Registrar: []*x509.Certificate{w.regRoot.Cert}, CRLs: crls, VOs: w.trust().vos,
+			RequireCRL: requireCRL, Now: testNow, ClockSkew: 5 * time.Minute,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(strings.Join(warns, "\n"), "clock skew") {
+			t.Errorf("no warning of the CRL dated ahead: %q", warns)
+		}
+		return tr.Verify(b.input(testNow))
+	}
+	// the people root's and the Registrar CA's CRLs, dated in time
+	rootCRLs := func(w *world) [][]byte {
+		tmpl := pki.CRLTemplate{Number: 1, ThisUpdate: testNow.Add(-time.Hour), NextUpdate: testNow.AddDate(0, 0, 7)}
+		return [][]byte{w.peopleRoot.CRL(tmpl), w.regRoot.CRL(tmpl)}
+	}
+	for _, rootsOnly := range []bool{false, true} {
+		for _, requireCRL := range []bool{false, true} {
+			t.Run(fmt.Sprintf("fail the creator revoked in a CRL dated a day ahead (sub-CA configured %v, require_crl %v)", !rootsOnly, requireCRL), func(t *testing.T) {
+				w := newWorld(t)
+				w.rootsOnly = rootsOnly
+				e := pki.Revoked{Serial: w.creator.Cert.SerialNumber, Time: testNow.AddDate(0, -1, 0), Reason: crl.ReasonKeyCompromise}
+				sub := w.peopleSub.CRL(pki.CRLTemplate{Number: 2, ThisUpdate: ahead, NextUpdate: ahead.AddDate(0, 0, 7), Entries: []pki.Revoked{e}})
+				r := verify(t, w, requireCRL, append(rootCRLs(w), sub)...)
+				if r.Valid || r.Revocation == nil || r.Revocation.Reason != crl.ReasonKeyCompromise {
+					t.Fatalf("valid %v, revocation %+v: %v", r.Valid, r.Revocation, r.Err())
+				}
+			})
+		}
+		t.Run(fmt.Sprintf("ok a CRL dated ahead that lists nothing meets require_crl (sub-CA configured %v)", !rootsOnly), func(t *testing.T) {
+			w := newWorld(t)
+			w.rootsOnly = rootsOnly
+			sub := w.peopleSub.CRL(pki.CRLTemplate{Number: 2, ThisUpdate: ahead, NextUpdate: ahead.AddDate(0, 0, 7)})
+			if r := verify(t, w, true, append(rootCRLs(w), sub)...); !r.Valid {
+				t.Fatal(r.Err())
+			}
+		})
+		t.Run(fmt.Sprintf("fail a complete CRL dated ahead does not lift the hold of a user-only CRL dated in time (sub-CA configured %v)", !rootsOnly), func(t *testing.T) {
+			w := newWorld(t)
+			w.rootsOnly = rootsOnly
+			e := pki.Revoked{Serial: w.creator.Cert.SerialNumber, Time: testNow.Add(-2 * time.Hour), Reason: crl.ReasonCertificateHold}
+			complete := w.peopleSub.CRL(pki.CRLTemplate{Number: 2, ThisUpdate: ahead, NextUpdate: ahead.AddDate(0, 0, 7)})
+			users := w.peopleSub.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: testNow.Add(-time.Hour), NextUpdate: testNow.AddDate(0, 0, 7), IDP: pki.IDPOnlyUserCerts, Entries: []pki.Revoked{e}})
+			r := verify(t, w, false, append(rootCRLs(w), complete, users)...)
+			if r.Valid || r.Revocation == nil || r.Revocation.Reason != crl.ReasonCertificateHold {
+				t.Fatalf("valid %v, revocation %+v", r.Valid, r.Revocation)
 			}
 		})
 	}
