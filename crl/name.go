@@ -1,11 +1,10 @@
 package crl
 
 import (
-	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/hex"
-	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode"
 )
@@ -22,7 +21,7 @@ import (
 // a PrintableString, or differs in case, names the CA certificate whose
 // subject is a UTF8String. A name that does not decode keys as its bytes.
 func NameKey(raw []byte) string {
-	var seq pkix.RDNSequence
+	var seq []nameKeyRDNSET
 	rest, err := asn1.Unmarshal(raw, &seq)
 	if err != nil || len(rest) > 0 {
 		return "\x00raw\x00" + string(raw)
@@ -31,22 +30,43 @@ func NameKey(raw []byte) string {
 	for _, set := range seq {
 		attrs := make([]string, 0, len(set))
 		for _, atv := range set {
-			var v string
-			switch s := atv.Value.(type) {
-			case string:
-				v = "s" + foldName(s)
-			case []byte:
-				v = "x" + hex.EncodeToString(s)
-			default:
-				v = fmt.Sprintf("%T%v", s, s)
-			}
-			attrs = append(attrs, atv.Type.String()+"="+v)
+			attrs = append(attrs, atv.Type.String()+"="+valueKey(atv.Value))
 		}
 		slices.Sort(attrs)
 		b.WriteString(strings.Join(attrs, "\x01"))
 		b.WriteByte('\x02')
 	}
 	return b.String()
+}
+
+// nameKeyATV and nameKeyRDNSET are pkix.AttributeTypeAndValue and
+// pkix.RelativeDistinguishedNameSET with the value kept raw: pkix's
+// decodes a value of a type encoding/asn1 does not know (UniversalString,
+// a SEQUENCE) as nil, and every such value would have had one key.
+type nameKeyATV struct {
+	Type  asn1.ObjectIdentifier
+	Value asn1.RawValue
+}
+
+type nameKeyRDNSET []nameKeyATV
+
+// valueKey is the key of one attribute value: a string type's text folded
+// (foldName), quoted so that no value can spell the separators of NameKey
+// (another attribute of its RDN, another RDN); any other value, or a
+// string that does not decode, its DER in hex.
+func valueKey(v asn1.RawValue) string {
+	if v.Class == asn1.ClassUniversal && !v.IsCompound {
+		switch v.Tag {
+		case asn1.TagPrintableString, asn1.TagUTF8String, asn1.TagT61String, asn1.TagIA5String, asn1.TagBMPString, asn1.TagNumericString:
+			var s any
+			if rest, err := asn1.Unmarshal(v.FullBytes, &s); err == nil && len(rest) == 0 {
+				if str, ok := s.(string); ok {
+					return "s" + strconv.Quote(foldName(str))
+				}
+			}
+		}
+	}
+	return "x" + hex.EncodeToString(v.FullBytes)
 }
 
 // SameName reports whether two raw DER names are the same name (NameKey).
