@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"unicode"
 )
 
 // Namespaces are the IGTF name constraints of a trust store: for each
@@ -84,7 +85,25 @@ func (n *Namespaces) add(p *nsPolicy) error {
 // its issuer. Subjects are matched in OpenSSL's one-line form, as IGTF
 // writes its patterns. It returns nil when the issuer has no policy.
 func (n *Namespaces) Check(issuer DN, subject string) error {
-	return n.policyFor(issuer).check(issuer, subject)
+	spaced := ""
+	if dn, err := ParseDN(subject); err == nil {
+		spaced = dn.spaceFolded().OneLine()
+	}
+	return n.policyFor(issuer).check(issuer, subject, spaced)
+}
+
+// spaceFolded is d with the white space of each value folded as DN.Equal
+// folds it (runs made one space, trimmed): the form of the name that a
+// DENY must also be matched against (nsPolicy.check).
+func (d DN) spaceFolded() DN {
+	out := make(DN, len(d))
+	for i, rdn := range d {
+		out[i] = make([]Attr, len(rdn))
+		for j, a := range rdn {
+			out[i][j] = Attr{Type: a.Type, Value: strings.Join(strings.FieldsFunc(a.Value, unicode.IsSpace), " ")}
+		}
+	}
+	return out
 }
 
 // policyFor is the policy of issuer (nil: none), every rule for it
@@ -148,7 +167,14 @@ func passesThrough(via, chain []*x509.Certificate) bool {
 
 // check matches subject, a certificate issued by issuer, against p (nil:
 // unconstrained).
-func (p *nsPolicy) check(issuer DN, subject string) error {
+//
+// A DENY is matched against the subject as printed and against folded
+// (the subject with each value's white space folded, as DN.Equal folds
+// it; "" for none): the VO lists compare names so, and a subject that
+// differs from a denied name only by a leading, trailing or doubled space
+// is that name to them. A PERMIT is matched against the subject as
+// printed only (a name with odd spaces gets no more than the name).
+func (p *nsPolicy) check(issuer DN, subject, folded string) error {
 	if p == nil {
 		return nil
 	}
@@ -158,7 +184,7 @@ func (p *nsPolicy) check(issuer DN, subject string) error {
 		via = fmt.Sprintf(", which has no policy of its own, under that of %q", p.issuerDN.OneLine())
 	}
 	for _, re := range p.deny {
-		if re.MatchString(subject) {
+		if re.MatchString(subject) || folded != "" && folded != subject && re.MatchString(folded) {
 			return fmt.Errorf("subject %q is denied to issuer %q%s by %s", subject, issuerName, via, p.source)
 		}
 	}
@@ -226,7 +252,7 @@ func (n *Namespaces) checkChain(chain []*x509.Certificate, owns func(c *x509.Cer
 		// allowed. RFC 5280 6.1.4 (b), (g) skip it too, but when it is the
 		// leaf (i == 0), which is checked.
 		if i == 0 || !bytes.Equal(c.RawIssuer, c.RawSubject) {
-			if err := p.check(issuer, subject.OneLine()); err != nil {
+			if err := p.check(issuer, subject.OneLine(), subject.spaceFolded().OneLine()); err != nil {
 				return err
 			}
 		}

@@ -1,8 +1,13 @@
 package validator
 
 import (
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"strings"
 	"testing"
+
+	"github.com/imagetrust/imagetrust/internal/testpki"
 )
 
 // TestParseNamespacesGrammar: the words of a namespaces line are read
@@ -143,6 +148,9 @@ cond_subjects globus '"/O=dutchgrid/O=users/*"'`
 	// DENY with ".*", which must match one too
 	nsClass := load(ParseNamespaces([]byte(`TO Issuer "/C=NL/O=NIKHEF/CN=NIKHEF medium-security certification auth" PERMIT Subject "/O=dutchgrid/O=users/CN=[^/]*"
 TO Issuer "/C=NL/O=NIKHEF/CN=NIKHEF medium-security certification auth" DENY Subject "/O=dutchgrid/O=users/CN=banned.*"`), "class.namespaces"))
+	// a broad PERMIT beside a DENY of one branch
+	nsOther := load(ParseNamespaces([]byte(`TO Issuer "/C=NL/O=NIKHEF/CN=NIKHEF medium-security certification auth" PERMIT Subject "/O=dutchgrid/.*"
+TO Issuer "/C=NL/O=NIKHEF/CN=NIKHEF medium-security certification auth" DENY Subject "/O=dutchgrid/O=other( people)?/.*"`), "other.namespaces"))
 	sp := load(ParseSigningPolicy([]byte(spFile), "t.signing_policy"))
 	for _, c := range []struct {
 		name, subject string
@@ -157,6 +165,13 @@ TO Issuer "/C=NL/O=NIKHEF/CN=NIKHEF medium-security certification auth" DENY Sub
 		{"ok namespaces, a newline inside a permitted value", "/O=dutchgrid/O=users/CN=a\nb", ns, true},
 		{"ok namespaces, a negated class", "/O=dutchgrid/O=users/CN=Alice", nsClass, true},
 		{"fail namespaces, a denied name with a newline", "/O=dutchgrid/O=users/CN=banned\nx", nsClass, false},
+		// a name DN.Equal (the VO lists) takes for the denied one: a
+		// leading, trailing or doubled space in a value
+		{"fail namespaces, a denied name with a leading space", "/O=dutchgrid/O=users/CN= Banned User", ns, false},
+		{"ok namespaces, a broad PERMIT", "/O=dutchgrid/O=users/CN=x", nsOther, true},
+		{"fail namespaces, a denied RDN with a trailing space", "/O=dutchgrid/O=other /CN=x", nsOther, false},
+		{"fail namespaces, a denied RDN with a doubled space", "/O=dutchgrid/O=other  people/CN=x", nsOther, false},
+		{"ok namespaces, a permitted name with a doubled space", "/O=dutchgrid/O=users/CN=Alice  Smith", ns, true},
 		{"fail signing_policy, a denied name with a newline", "/O=other\n/O=dutchgrid/O=users/CN=x", sp, false},
 		{"ok signing_policy, another case", "/O=DUTCHGRID/O=USERS/CN=Alice", sp, true},
 		{"fail signing_policy, outside", "/O=other/CN=Alice", sp, false},
@@ -164,6 +179,48 @@ TO Issuer "/C=NL/O=NIKHEF/CN=NIKHEF medium-security certification auth" DENY Sub
 		t.Run(c.name, func(t *testing.T) {
 			if err := c.n.Check(issuer, c.subject); (err == nil) != c.ok {
 				t.Fatalf("Check: %v", err)
+			}
+		})
+	}
+}
+
+// TestNamespaceDenySpaceFolded: the chain check (CheckChain, as the sync
+// and the proxy judge a signer's chain) matches a DENY against the subject
+// with its values' white space folded too, as DN.Equal and so the VO lists
+// compare names: a CA whose namespace permits "/O=dutchgrid/.*" but for a
+// denied branch cannot issue a name of that branch with a trailing space
+// in a value, which the VO lists take for the denied name.
+func TestNamespaceDenySpaceFolded(t *testing.T) {
+	root := testpki.NewRoot(t, "NS Root")
+	rdn, err := DNFromRaw(root.Cert.RawSubject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pols, err := ParseNamespaces([]byte(`TO Issuer "`+rdn.OneLine()+`" PERMIT Subject "/O=dutchgrid/.*"
+TO Issuer "`+rdn.OneLine()+`" DENY Subject "/O=dutchgrid/O=other/.*"`), "t.namespaces")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := &Namespaces{}
+	for _, p := range pols {
+		if err := ns.add(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o := asn1.ObjectIdentifier{2, 5, 4, 10}
+	for _, c := range []struct {
+		name, branch string
+		ok           bool
+	}{
+		{"ok another branch", "users", true},
+		{"fail the denied branch", "other", false},
+		{"fail the denied branch with a trailing space", "other ", false},
+		{"fail the denied branch with a leading space", " other", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			leaf := root.Leaf(pkix.Name{ExtraNames: []pkix.AttributeTypeAndValue{{Type: o, Value: "dutchgrid"}, {Type: o, Value: c.branch}, {Type: asn1.ObjectIdentifier{2, 5, 4, 3}, Value: "x"}}})
+			if err := ns.CheckChain([]*x509.Certificate{leaf.Cert, root.Cert}); (err == nil) != c.ok {
+				t.Fatalf("CheckChain: %v", err)
 			}
 		})
 	}
