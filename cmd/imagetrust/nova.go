@@ -33,8 +33,12 @@ import (
 // The compute endpoint is read again from Keystone's catalog at each pass
 // (BeginPass, find): one missing at start is used once it appears (until
 // then InUse answers "unknown": deactivated and hidden, as without Nova),
-// one moved is asked at its new place, and one removed is no longer asked
-// (unknown again); each change is logged once, without a restart.
+// one moved is asked at its new place, and one removed is no longer asked:
+// InUse then fails as when Nova can't be asked now (errComputeGone), so
+// the images to retire wait sync.nova_down_grace as for a Nova that
+// stopped answering, rather than being deactivated and hidden at the first
+// pass after an endpoint was deleted (an endpoint re-created, a catalog
+// mended meanwhile); each change is logged once, without a restart.
 type novaServers struct {
 	mu sync.Mutex
 	// sc is Nova's client; nil while the catalog has none
@@ -46,6 +50,22 @@ type novaServers struct {
 	// unread: the last pass could not read the catalog
 	// (errCatalogUnread); under mu
 	unread bool
+	// gone: the compute endpoint in use left the catalog, and none came
+	// since; under mu
+	gone bool
+}
+
+// errComputeGone: the compute endpoint the sync used is no longer in
+// Keystone's catalog. Not glancesync.ErrServersUnknown: Nova can't be
+// asked now, as when it does not answer (the outage grace counts).
+var errComputeGone = errors.New("nova: the compute endpoint in use left Keystone's catalog")
+
+// clientOrGone is the Nova client in use, and whether the one used before
+// left the catalog (nil, true).
+func (n *novaServers) clientOrGone() (*gophercloud.ServiceClient, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.sc, n.gone
 }
 
 // errCatalogUnread marks a failure of catalogFinder to read Keystone's
@@ -81,9 +101,10 @@ func (n *novaServers) BeginPass(ctx context.Context) {
 	case unread:
 		// kept: the catalog says nothing
 	case err != nil:
+		n.gone = n.gone || cur != nil
 		n.sc = nil
 	case cur == nil || cur.Endpoint != sc.Endpoint:
-		n.sc = sc
+		n.sc, n.gone = sc, false
 	}
 	n.mu.Unlock()
 	if n.log == nil {
@@ -103,7 +124,7 @@ func (n *novaServers) BeginPass(ctx context.Context) {
 	case unread:
 		n.log.Debug("Keystone's catalog still not read", "err", oserr.Capped(err))
 	case err != nil && cur != nil:
-		n.log.Warn("compute service (Nova) gone from the catalog: retired images are deactivated and hidden, not deleted, until one is registered again (each pass reads the catalog again)",
+		n.log.Warn("compute service (Nova) gone from the catalog: images to retire are left as when Nova does not answer (sync.nova_down_grace), then deactivated and hidden, not deleted, until one is registered again (each pass reads the catalog again)",
 			"endpoint", redactURL(cur.Endpoint), "err", oserr.Capped(err))
 	case err != nil:
 		n.log.Debug("still no compute service in the catalog", "err", oserr.Capped(err))
@@ -158,7 +179,10 @@ type serverIndex struct {
 
 // InUse implements glancesync.ServerChecker.
 func (n *novaServers) InUse(ctx context.Context, imageID string) (inUse, known bool, err error) {
-	sc := n.client()
+	sc, gone := n.clientOrGone()
+	if sc == nil && gone {
+		return false, false, errComputeGone
+	}
 	if sc == nil {
 		// no compute service in the catalog (yet): unknown, as
 		// without Nova

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/endpoints"
 
+	"github.com/imagetrust/imagetrust/glancesync"
 	"github.com/imagetrust/imagetrust/internal/ostest"
 	ittestutil "github.com/imagetrust/imagetrust/internal/testutil"
 )
@@ -17,8 +19,9 @@ import (
 // catalog at each pass (BeginPass) also once it has a compute endpoint:
 // unchanged, nothing is logged and the client in use stays; moved (its URL
 // updated in Keystone), the new one is used from that pass on and logged
-// once at INFO; removed, Nova is no longer asked (InUse unknown: retired
-// images deactivated and hidden) and it is logged once at WARN; registered
+// once at INFO; removed, Nova is no longer asked (InUse fails as when Nova
+// does not answer: the images to retire wait the outage grace) and it is
+// logged once at WARN; registered
 // again, it is used and logged as found. Against the real Keystone
 // (a region of the test's own) and nova-api. Before, an endpoint found at
 // start (or later) was used until a restart: moved, the old URL was still
@@ -91,8 +94,11 @@ func TestNovaCatalogEndpointFollowed(t *testing.T) {
 	if sc := n.client(); sc != nil {
 		t.Fatalf("after the endpoint was removed: client %s, want none", sc.Endpoint)
 	}
-	if _, known, err := n.InUse(ctx, "00000000-0000-4000-8000-000000000000"); known || err != nil {
-		t.Errorf("InUse without a compute endpoint: known %v, %v; want unknown", known, err)
+	// as a Nova that does not answer (the outage grace counts), not
+	// unknown (deactivated and hidden at once): an endpoint re-created,
+	// a catalog mended, must not cost the images to retire
+	if _, known, err := n.InUse(ctx, "00000000-0000-4000-8000-000000000000"); known || err == nil || errors.Is(err, glancesync.ErrServersUnknown) {
+		t.Errorf("InUse once the compute endpoint left the catalog: known %v, %v; want a failure to ask (not unknown)", known, err)
 	}
 	if k := strings.Count(logs.String(), "level=WARN msg=\"compute service (Nova) gone from the catalog"); k != 1 {
 		t.Errorf("the removal logged %d times at WARN, want once:\n%s", k, logs.String())
@@ -102,6 +108,9 @@ func TestNovaCatalogEndpointFollowed(t *testing.T) {
 	n.BeginPass(ctx)
 	if sc := n.client(); sc == nil || sc.Endpoint != strings.TrimSuffix(c.Env["NOVA_URL"], "/")+"/" {
 		t.Fatalf("registered again: client %v", sc)
+	}
+	if _, known, err := n.InUse(ctx, "00000000-0000-4000-8000-000000000000"); !known || err != nil {
+		t.Errorf("InUse once registered again: known %v, %v", known, err)
 	}
 	if k := strings.Count(logs.String(), "now in the catalog"); k != 1 {
 		t.Errorf("registered again: logged %d times, want once:\n%s", k, logs.String())
