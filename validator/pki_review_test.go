@@ -97,16 +97,25 @@ func TestRequireCRLRekeyedCA(t *testing.T) {
 	// the CRL job; an earlier one does not
 	held := pki.Revoked{Serial: w.creator.Cert.SerialNumber, Time: testNow.AddDate(0, 0, -3), Reason: crl.ReasonCertificateHold}
 	oldHold := w.peopleSub.CRL(pki.CRLTemplate{Number: 9, ThisUpdate: testNow.AddDate(0, 0, -2), NextUpdate: testNow.AddDate(0, 0, 7), Entries: []pki.Revoked{held}})
+	// an issuingDistributionPoint naming one distribution point: such a
+	// CRL speaks for the certificates of that point only
+	const dpURI = "http://crl.example/a.crl"
+	u := append([]byte{0x86, byte(len(dpURI))}, dpURI...)
+	gn := append([]byte{0xa0, byte(len(u))}, u...)
+	dp := append([]byte{0xa0, byte(len(gn))}, gn...)
+	onePoint := append([]byte{0x30, byte(len(dp))}, dp...)
 	for _, c := range []struct {
 		name  string
 		at    time.Time
+		idp   []byte
 		valid bool
 	}{
-		{"ok the new key's later CRL lifts the old key's hold", testNow.AddDate(0, 0, -1), true},
-		{"fail the new key's earlier CRL leaves the old key's hold", testNow.AddDate(0, 0, -3), false},
+		{"ok the new key's later CRL lifts the old key's hold", testNow.AddDate(0, 0, -1), nil, true},
+		{"fail the new key's earlier CRL leaves the old key's hold", testNow.AddDate(0, 0, -3), nil, false},
+		{"fail the new key's later CRL of one distribution point leaves the old key's hold", testNow.AddDate(0, 0, -1), onePoint, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			newer := rekeyed.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: c.at, NextUpdate: testNow.AddDate(0, 0, 7)})
+			newer := rekeyed.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: c.at, NextUpdate: testNow.AddDate(0, 0, 7), IDP: c.idp})
 			r := trust(crlOf(w.peopleRoot), oldHold, newer, crlOf(w.regRoot)).Verify(b.input(testNow))
 			if r.Valid != c.valid || !c.valid && (r.Revocation == nil || r.Revocation.Reason != crl.ReasonCertificateHold) {
 				t.Fatalf("valid %v, revocation %v", r.Valid, r.Revocation)
