@@ -88,15 +88,16 @@ func lockDirHint(path string, err error) string {
 	return ""
 }
 
-// novaOutageFile is where a sync records since when Nova has failed to be
-// asked (glancesync.Options.ServersOutageFile), beside sync.lock_file: the
-// lock's name with .nova-down for .lock (/var/lib/imagetrust/sync.nova-down
-// by default). Only the lock's holder writes it.
 // staleTempAge is the age past which a temporary file of the record of
 // Nova's outage (fsutil.WriteFileAtomic's) is left over from a killed
 // sync, and removed at start: its write takes milliseconds.
 const staleTempAge = time.Hour
 
+// novaOutageFile is where a sync records Nova's outage, its start and last
+// failure (glancesync.Options.ServersOutageFile), beside sync.lock_file:
+// the lock's name with .nova-down for .lock
+// (/var/lib/imagetrust/sync.nova-down by default). Only the lock's holder
+// writes it.
 func novaOutageFile(lock string) string {
 	return strings.TrimSuffix(lock, ".lock") + ".nova-down"
 }
