@@ -47,7 +47,10 @@ func (b *blockingServer) release() { b.once.Do(func() { close(b.hold) }) }
 // killed by it (signal: hangup); `sync --once` caught it but said nothing.
 func TestOnceRunsIgnoreSIGHUP(t *testing.T) {
 	c := ostest.Start(t, ostest.Options{})
-	env := append(os.Environ(), "OS_CLOUD=mirror", "OS_CLIENT_CONFIG_FILE="+c.CloudsYAML)
+	// the process's own mirror project: `crl --once` runs with the trust
+	// store's CRL files when the source's fetch fails, and judges every
+	// image of its project
+	env := ownMirrorEnv(t, c)
 	for _, tc := range []struct {
 		name string
 		cmd  string

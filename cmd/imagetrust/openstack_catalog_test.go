@@ -116,12 +116,15 @@ func addRegion(t *testing.T, idc *gophercloud.ServiceClient, prefix string, eps 
 	return name
 }
 
-// catalogCloud writes a clouds.yaml with the mirror user's cloud "site"
-// and returns the environment that names it.
+// catalogCloud writes a clouds.yaml with the cloud "site" of the mirror
+// user of the process's own mirror project (ownMirror: the daemons these
+// tests start make their passes and runs there, not in the stack's shared
+// mirror project) and returns the environment that names it.
 func catalogCloud(t *testing.T, c *ostest.Cloud, authURL, region, iface, cacert string) map[string]string {
 	t.Helper()
-	y := fmt.Sprintf("clouds:\n  site:\n    auth:\n      auth_url: %q\n      username: imagetrust\n      password: %q\n      project_name: mirror\n      project_domain_name: Default\n      user_domain_name: Default\n    identity_api_version: 3\n",
-		authURL, c.Env["MIRROR_PASSWORD"])
+	p := ownMirror(t, c)
+	y := fmt.Sprintf("clouds:\n  site:\n    auth:\n      auth_url: %q\n      username: %q\n      password: %q\n      project_name: %q\n      project_domain_name: Default\n      user_domain_name: Default\n    identity_api_version: 3\n",
+		authURL, p.Name, p.Password, p.Name)
 	if region != "" {
 		y += fmt.Sprintf("    region_name: %q\n", region)
 	}
@@ -313,7 +316,7 @@ func TestCatalogVariations(t *testing.T) {
 			if got := errors.Is(err, errUsage); got != tc.wantUsage {
 				t.Errorf("usage error (exit 2) %v, want %v: %v", got, tc.wantUsage, err)
 			}
-			if strings.Contains(err.Error(), c.Env["MIRROR_PASSWORD"]) {
+			if strings.Contains(err.Error(), ownMirror(t, c).Password) {
 				t.Fatalf("the error quotes the password: %v", err)
 			}
 		})

@@ -206,7 +206,7 @@ func TestDaemonsWaitForCatalogAtStart(t *testing.T) {
 		if code := d.stop(t); code != exitOK {
 			t.Errorf("%s: exit %d after its stop, want 0:\n%s", d.name, code, d.logs.String())
 		}
-		if strings.Contains(d.logs.String(), c.Env["MIRROR_PASSWORD"]) {
+		if strings.Contains(d.logs.String(), ownMirror(t, c).Password) {
 			t.Errorf("%s logged the password", d.name)
 		}
 	}

@@ -47,7 +47,7 @@ func TestSyncLockOneAtATime(t *testing.T) {
 	defer cancel()
 	command := func(args ...string) *exec.Cmd {
 		cmd := exec.CommandContext(ctx, bin, append([]string{"sync", "--config", cfg}, args...)...)
-		cmd.Env = append(os.Environ(), "OS_CLOUD=mirror", "OS_CLIENT_CONFIG_FILE="+c.CloudsYAML)
+		cmd.Env = ownMirrorEnv(t, c)
 		return cmd
 	}
 	run := func(args ...string) (int, string) {
