@@ -26,7 +26,7 @@ import (
 func TestNovaCatalogUnreadWarned(t *testing.T) {
 	c := ostest.Start(t, ostest.Options{})
 	ctx := context.Background()
-	p := c.NewProject(t, t.TempDir(), "catunread", "catunread")
+	p := ownMirror(t, c)
 	vars := projectVars(p)
 	l, err := openLogin(ctx, "", func(k string) string { return vars[k] }, nil)
 	if err != nil {

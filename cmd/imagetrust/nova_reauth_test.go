@@ -40,7 +40,7 @@ func TestNovaServers401(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("re-login accepted", func(t *testing.T) {
-		vars := projectVars(c.NewProject(t, t.TempDir(), "reauthok", "reauthok"))
+		vars := projectVars(ownMirror(t, c))
 		l, err := openLogin(ctx, "", func(k string) string { return vars[k] }, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -64,6 +64,7 @@ func TestNovaServers401(t *testing.T) {
 		}
 	})
 
+	// a project of its own, not ownMirror: the test changes its user's password
 	p := c.NewProject(t, t.TempDir(), "reauth", "reauth")
 	vars := projectVars(p)
 	l, err := openLogin(ctx, "", func(k string) string { return vars[k] }, nil)

@@ -114,11 +114,11 @@ func TestDaemonsRetryAfterAFailedRun(t *testing.T) {
 	c := ostest.Start(t, ostest.Options{})
 	defer func(d time.Duration) { firstRetry = d }(firstRetry)
 	firstRetry = 50 * time.Millisecond
-	// a mirror project of its own: the CRL run judges (and the sync pass
+	// the process's own mirror project (ownMirror): the CRL run judges (and the sync pass
 	// reads) every image of its project, and those of the stack's mirror
 	// project are other tests' (glancesync's, run at the same time by go
 	// test ./...), whose imagetrust_global_validity it would set unknown
-	p := c.NewProject(t, t.TempDir(), "retry", "retry")
+	p := ownMirror(t, c)
 	getenv := func(k string) string {
 		return map[string]string{"OS_CLOUD": p.CloudName, "OS_CLIENT_CONFIG_FILE": p.CloudsYAML}[k]
 	}

@@ -24,7 +24,7 @@ import (
 func TestCRLOnceClosedStdout(t *testing.T) {
 	c := ostest.Start(t, ostest.Options{})
 	path, _ := daemonConfig(t)
-	p := c.NewProject(t, t.TempDir(), "sigpipe", "sigpipe")
+	p := ownMirror(t, c)
 	env := append(os.Environ(), p.Env()...)
 	args := []string{"crl", "--config", path, "--once", "--report-json"}
 
@@ -68,7 +68,7 @@ func TestCRLOnceClosedStdout(t *testing.T) {
 func TestDaemonIgnoresSIGUSR1(t *testing.T) {
 	c := ostest.Start(t, ostest.Options{})
 	path, _ := daemonConfig(t)
-	p := c.NewProject(t, t.TempDir(), "sigusr1", "sigusr1")
+	p := ownMirror(t, c)
 	d := startDaemon(t, "crl", append(os.Environ(), p.Env()...), "crl", "--config", path)
 	d.waitLine(t, "authenticated")
 	if err := d.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
@@ -94,7 +94,7 @@ func TestDaemonClosedStderrDies(t *testing.T) {
 	proxyCfg, _ := proxyConfig(t, filepath.Dir(filepath.Dir(path)), "upstream = \"http://127.0.0.1:9/v2.1\"\n")
 	for _, cmdName := range []string{"crl", "sync", "proxy"} {
 		t.Run("ok "+cmdName, func(t *testing.T) {
-			p := c.NewProject(t, t.TempDir(), "stderr"+cmdName, "stderr"+cmdName)
+			p := ownMirror(t, c)
 			r, w, err := os.Pipe()
 			if err != nil {
 				t.Fatal(err)

@@ -232,11 +232,11 @@ func TestDaemonsWaitForOpenStackAtStart(t *testing.T) {
 	c := ostest.Start(t, ostest.Options{})
 	ks := newFlakyKeystone(t, c.KeystoneURL)
 	daemonCfg, proxyCfg, syncListen, crlListen, gateListen, proxyMetrics := startupConfigs(t)
-	// a mirror project of its own: the sync pass and the CRL run act on
+	// the process's own mirror project (ownMirror): the sync pass and the CRL run act on
 	// every image of their project, and those of the stack's mirror project
 	// are other tests' (glancesync's, run at the same time by go test
 	// ./...), whose imagetrust_global_validity the CRL run would set unknown
-	p := c.NewProject(t, t.TempDir(), "startup", "startup")
+	p := ownMirror(t, c)
 	password := p.Password
 	const wrong = "not-the-password-5d1c"
 	env := func(pw string) []string {
@@ -385,11 +385,11 @@ func TestReloadWhileWaitingForOpenStack(t *testing.T) {
 	c := ostest.Start(t, ostest.Options{})
 	ks := newFlakyKeystone(t, c.KeystoneURL)
 	daemonCfg, _, _, _, _, _ := startupConfigs(t)
-	// a mirror project of its own: the sync pass and the CRL run act on
+	// the process's own mirror project (ownMirror): the sync pass and the CRL run act on
 	// every image of their project, and those of the stack's mirror project
 	// are other tests' (glancesync's, run at the same time by go test
 	// ./...), whose imagetrust_global_validity the CRL run would set unknown
-	p := c.NewProject(t, t.TempDir(), "startup", "startup")
+	p := ownMirror(t, c)
 	env := append(os.Environ(), "OS_CLOUD=", "OS_CLIENT_CONFIG_FILE=", "OS_AUTH_URL=http://"+ks.addr+"/v3",
 		"OS_USERNAME="+p.Name, "OS_PASSWORD="+p.Password, "OS_PROJECT_NAME="+p.Name,
 		"OS_USER_DOMAIN_NAME=Default", "OS_PROJECT_DOMAIN_NAME=Default")

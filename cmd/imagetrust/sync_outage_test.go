@@ -36,7 +36,7 @@ func TestSyncOnceNovaOutageFile(t *testing.T) {
 	if err := os.WriteFile(record, []byte("garbage\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p := c.NewProject(t, t.TempDir(), "outage", "outage")
+	p := ownMirror(t, c)
 	vars := projectVars(p)
 
 	code, _, stderr := cliEnv(t, t.TempDir(), vars, "sync", "--dry-run", "--config", path)
