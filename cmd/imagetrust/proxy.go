@@ -173,6 +173,7 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 		CacheTTL: cfg.Proxy.CacheTTL.Duration, CacheSize: cfg.Proxy.CacheSize, LookupTimeout: cfg.Proxy.LookupTimeout.Duration,
 		UserData: hook, Logger: log, Metrics: metrics, TokenCacheTTL: cfg.Proxy.TokenCacheTTL.Duration,
 		Identity: identity, AuthURI: identity.authURI,
+		MaxGated: cfg.Proxy.MaxGatedRequests, GatedQueueTimeout: cfg.Proxy.GatedQueueTimeout.Duration,
 	})
 	if err != nil {
 		return fail(e, exitUsage, "proxy: %v", err)
@@ -226,6 +227,7 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 		Gatherer: reg, Logger: log,
 		// the fast pass-through server is on unless this says otherwise
 		NetHTTPOnly: cfg.Proxy.FastPassThrough != nil && !*cfg.Proxy.FastPassThrough,
+		MaxConns:    cfg.Proxy.MaxConnections,
 	})
 	if err != nil {
 		return fail(e, exitInvalid, "%v", err)

@@ -239,6 +239,16 @@ type Proxy struct {
 	LookupTimeout Duration `toml:"lookup_timeout"`
 	// MaxBody is the largest request body judged (bytes).
 	MaxBody int64 `toml:"max_body"`
+	// MaxGatedRequests bounds the gated requests (create, rebuild, rescue,
+	// other server actions) judged and forwarded at once; 0: derived from
+	// MaxBody by the proxy (32 at 1 MiB).
+	MaxGatedRequests int `toml:"max_gated_requests"`
+	// GatedQueueTimeout is how long a gated request waits for a slot
+	// before it is refused 503 (default 2s).
+	GatedQueueTimeout Duration `toml:"gated_queue_timeout"`
+	// MaxConnections bounds the client connections of the gate's listener
+	// (default 4096); one more is accepted and closed at once.
+	MaxConnections int `toml:"max_connections"`
 	// UnmanagedProjects may boot images that are not in the catalogue.
 	UnmanagedProjects []string `toml:"unmanaged_projects"`
 	// VolumePolicy decides boots from Cinder volumes and volume snapshots:
@@ -415,6 +425,10 @@ func (c *Config) defaults() {
 	setDur(&c.Proxy.CacheTTL, 30*time.Second)
 	setDur(&c.Proxy.TokenCacheTTL, DefaultTokenCacheTTL)
 	setDur(&c.Proxy.LookupTimeout, 30*time.Second)
+	setDur(&c.Proxy.GatedQueueTimeout, DefaultGatedQueueTimeout)
+	if c.Proxy.MaxConnections == 0 {
+		c.Proxy.MaxConnections = DefaultMaxConnections
+	}
 	if c.Proxy.CacheSize == 0 {
 		c.Proxy.CacheSize = 10000
 	}
@@ -504,6 +518,18 @@ const (
 	// whole into memory, and Nova itself refuses bodies over
 	// oslo.middleware's max_request_body_size (112 KiB by default).
 	MaxBodyLimit = 16 << 20
+	// DefaultGatedQueueTimeout is proxy.gated_queue_timeout's default and
+	// MaxGatedQueueTimeout its bound: a boot refused for want of a slot
+	// waits at most that long for its 503, a client holding no memory
+	// meanwhile but its request head.
+	DefaultGatedQueueTimeout = 2 * time.Second
+	MaxGatedQueueTimeout     = 30 * time.Second
+	// MaxGatedRequestsLimit bounds proxy.max_gated_requests.
+	MaxGatedRequestsLimit = 4096
+	// DefaultMaxConnections is proxy.max_connections's default and
+	// MaxConnectionsLimit its bound.
+	DefaultMaxConnections = 4096
+	MaxConnectionsLimit   = 1 << 20
 )
 
 // checkBounds refuses durations and sizes beyond their bounds (above).
@@ -524,6 +550,7 @@ func (c *Config) checkBounds() error {
 		{"crl.grace", c.CRL.Grace.Duration, 0, MaxGrace, "how long past its nextUpdate a CRL is still used: the revocations of a CA whose CRL stopped coming go unseen that long"},
 		{"proxy.cache_ttl", c.Proxy.CacheTTL.Duration, 0, MaxCacheTTL, "how long a Glance lookup is reused: a revocation, a hold or a local blacklist flag reaches the gate only that late"},
 		{"proxy.token_cache_ttl", c.Proxy.TokenCacheTTL.Duration, 0, MaxTokenCacheTTL, "how long a user token's validation is reused: a token revoked in Keystone still passes the gate that long"},
+		{"proxy.gated_queue_timeout", c.Proxy.GatedQueueTimeout.Duration, 0, MaxGatedQueueTimeout, "how long a boot waits for a slot before its 503"},
 	} {
 		switch {
 		case d.v < d.min:
@@ -534,6 +561,12 @@ func (c *Config) checkBounds() error {
 	}
 	if c.Proxy.MaxBody > MaxBodyLimit {
 		return keyErrorf("proxy.max_body", " = %d: must be at most %d (16 MiB): the gate reads a judged body whole into memory, and Nova refuses bodies over 112 KiB unless its max_request_body_size is raised", c.Proxy.MaxBody, MaxBodyLimit)
+	}
+	if c.Proxy.MaxGatedRequests > MaxGatedRequestsLimit {
+		return keyErrorf("proxy.max_gated_requests", " = %d: must be at most %d: each gated request holds up to about 8 times max_body plus 4 MiB of memory", c.Proxy.MaxGatedRequests, MaxGatedRequestsLimit)
+	}
+	if c.Proxy.MaxConnections > MaxConnectionsLimit {
+		return keyErrorf("proxy.max_connections", " = %d: must be at most %d", c.Proxy.MaxConnections, MaxConnectionsLimit)
 	}
 	return nil
 }
@@ -606,7 +639,8 @@ func (c *Config) check() error {
 	}{{"sync.parallel", int64(c.Sync.Parallel)}, {"sync.retries", int64(c.Sync.Retries)},
 		{"sync.transfer_min_rate_kib", int64(c.Sync.TransferMinRateKiB)},
 		{"sync.transfer_max_resumes", int64(c.Sync.TransferMaxResumes)},
-		{"proxy.cache_size", int64(c.Proxy.CacheSize)}, {"proxy.max_body", int64(c.Proxy.MaxBody)}} {
+		{"proxy.cache_size", int64(c.Proxy.CacheSize)}, {"proxy.max_body", int64(c.Proxy.MaxBody)},
+		{"proxy.max_gated_requests", int64(c.Proxy.MaxGatedRequests)}, {"proxy.max_connections", int64(c.Proxy.MaxConnections)}} {
 		if n.v < 0 {
 			return keyErrorf(n.key, " = %d: must not be negative (0 or unset: the default)", n.v)
 		}

@@ -85,6 +85,12 @@ func TestParseRefuses(t *testing.T) {
 		"fail token cache ttl past an hour": "[proxy]\ntoken_cache_ttl = \"61m\"",
 		"fail token cache ttl negative":     "[proxy]\ntoken_cache_ttl = \"-1s\"",
 		"fail max body past 16 MiB":         "[proxy]\nmax_body = 16777217",
+		"fail negative max gated requests":  "[proxy]\nmax_gated_requests = -1",
+		"fail max gated requests past 4096": "[proxy]\nmax_gated_requests = 4097",
+		"fail gated queue timeout past 30s": "[proxy]\ngated_queue_timeout = \"31s\"",
+		"fail gated queue timeout negative": "[proxy]\ngated_queue_timeout = \"-1s\"",
+		"fail negative max connections":     "[proxy]\nmax_connections = -1",
+		"fail max connections past 1Mi":     "[proxy]\nmax_connections = 1048577",
 	}
 	for name, in := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -114,6 +120,34 @@ func TestTokenCacheTTL(t *testing.T) {
 			cfg, err := Parse([]byte(c.in))
 			if err != nil || cfg.Proxy.TokenCacheTTL.Duration != c.want {
 				t.Fatalf("%v, %v; want %s", cfg, err, c.want)
+			}
+		})
+	}
+}
+
+// TestOverloadLimits: proxy.max_gated_requests (0, the default: the proxy
+// derives it from max_body), proxy.gated_queue_timeout (2s by default, as
+// 0) and proxy.max_connections (4096 by default) are read from the file
+// and bounded (TestParseRefuses).
+func TestOverloadLimits(t *testing.T) {
+	for _, c := range []struct {
+		name, in     string
+		gated, conns int
+		timeout      time.Duration
+	}{
+		{"ok defaults", "", 0, 4096, 2 * time.Second},
+		{"ok zeros are the defaults", "[proxy]\nmax_gated_requests = 0\nmax_connections = 0\ngated_queue_timeout = \"0s\"", 0, 4096, 2 * time.Second},
+		{"ok set", "[proxy]\nmax_gated_requests = 8\nmax_connections = 100\ngated_queue_timeout = \"500ms\"", 8, 100, 500 * time.Millisecond},
+		{"ok bounds", "[proxy]\nmax_gated_requests = 4096\nmax_connections = 1048576\ngated_queue_timeout = \"30s\"", 4096, 1 << 20, 30 * time.Second},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := Parse([]byte(c.in))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p := cfg.Proxy; p.MaxGatedRequests != c.gated || p.MaxConnections != c.conns || p.GatedQueueTimeout.Duration != c.timeout {
+				t.Errorf("max_gated_requests %d, max_connections %d, gated_queue_timeout %s; want %d, %d, %s",
+					p.MaxGatedRequests, p.MaxConnections, p.GatedQueueTimeout.Duration, c.gated, c.conns, c.timeout)
 			}
 		})
 	}

@@ -76,6 +76,9 @@ type fastServer struct {
 
 	// handOvers counts the connections handed over to net/http.
 	handOvers atomic.Int64
+	// limit, if set, bounds the connections: each counts from its accept
+	// until it closes, here or once handed over (handoffConn.Close)
+	limit *connLimit
 
 	// closing is set, under mu, when shutdown begins; read without mu on
 	// every request (isClosing, setIdle)
@@ -161,12 +164,18 @@ func (s *fastServer) serve(ln net.Listener) error {
 			continue
 		}
 		delay = 0
+		if s.limit != nil && !s.limit.admit(c) {
+			continue
+		}
 		if s.tlsConfig != nil {
 			c = tls.Server(directIO(c), s.tlsConfig)
 		}
 		fc := s.track(c)
 		if fc == nil {
 			c.Close()
+			if s.limit != nil {
+				s.limit.release()
+			}
 			return http.ErrServerClosed
 		}
 		go fc.serve()
@@ -227,6 +236,9 @@ func (s *fastServer) track(c net.Conn) *fastConn {
 	}
 	s.wg.Add(1)
 	fc := &fastConn{s: s, c: c}
+	if s.limit != nil {
+		fc.release = s.limit.release
+	}
 	s.conns[fc] = struct{}{}
 	return fc
 }
@@ -242,6 +254,9 @@ func (s *fastServer) setIdle(fc *fastConn, idle bool) bool {
 }
 
 func (s *fastServer) forget(fc *fastConn) {
+	if fc.release != nil {
+		fc.release() // (nil once handed over: handoffConn.Close does it)
+	}
 	s.mu.Lock()
 	delete(s.conns, fc)
 	s.mu.Unlock()
@@ -269,6 +284,9 @@ type fastConn struct {
 	tls    *tls.ConnectionState // after the handshake, when c is a *tls.Conn
 	idle   atomic.Bool          // waiting for a next request (setIdle)
 	url    url.URL              // the request's URL when fastURL needs no parse
+	// release gives the connection's place back to the connection limit
+	// (nil without one, and once handed over)
+	release func()
 }
 
 // fastSource is the connection as its read buffer sees it: first the byte
@@ -613,12 +631,16 @@ func (fc *fastConn) serveRequest(start time.Time) (reuse bool, end time.Time) {
 func (fc *fastConn) handOver() bool {
 	buf, _ := fc.br.Peek(fc.br.Buffered())
 	fc.s.handOvers.Add(1)
-	hc := &handoffConn{Conn: fc.c, buf: append(bytes.Clone(buf), fc.src.pending...), tls: fc.tls}
+	hc := &handoffConn{Conn: fc.c, buf: append(bytes.Clone(buf), fc.src.pending...), tls: fc.tls, release: fc.release}
 	_ = fc.c.SetDeadline(time.Time{})
 	if fc.s.isClosing() {
 		return false
 	}
-	return fc.s.hl.deliver(hc)
+	if !fc.s.hl.deliver(hc) {
+		return false // (hc never closed: fc's end closes c and releases)
+	}
+	fc.release = nil
+	return true
 }
 
 // handoffListener is the net.Listener the net/http server serves: its
@@ -666,6 +688,19 @@ type handoffConn struct {
 	net.Conn
 	buf []byte
 	tls *tls.ConnectionState
+	// release, if set, gives the connection's place back to the connection
+	// limit at its first Close
+	release func()
+	once    sync.Once
+}
+
+// Close implements net.Conn.
+func (c *handoffConn) Close() error {
+	err := c.Conn.Close()
+	if c.release != nil {
+		c.once.Do(c.release)
+	}
+	return err
 }
 
 // Read implements net.Conn.

@@ -74,6 +74,10 @@ type Metrics struct {
 	observers map[string]prometheus.Observer
 	// decisionCounters are the series of DecisionReasons, resolved once
 	decisionCounters map[decisionKey]prometheus.Counter
+	// the overload limits (limit.go)
+	inFlight, waiting, conns prometheus.Gauge
+	gatedRejects             map[string]prometheus.Counter
+	connsRefused             prometheus.Counter
 }
 
 // NewMetrics creates the proxy's collectors and registers them with reg.
@@ -102,8 +106,29 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: "imagetrust", Subsystem: "proxy", Name: "token_validations_total",
 			Help: "Token validations of gated requests by result (hit: cached; validated, invalid, error: asked Keystone; missing: no token).",
 		}, []string{"result"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "imagetrust", Subsystem: "proxy", Name: "gated_in_flight",
+			Help: "Gated requests (create, rebuild, rescue, other server actions) being judged or forwarded now; at most proxy.max_gated_requests.",
+		}),
+		waiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "imagetrust", Subsystem: "proxy", Name: "gated_waiting",
+			Help: "Gated requests waiting for a slot (proxy.max_gated_requests reached).",
+		}),
+		conns: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "imagetrust", Subsystem: "proxy", Name: "connections",
+			Help: "Client connections the gate's listener holds now; at most proxy.max_connections.",
+		}),
+		connsRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "imagetrust", Subsystem: "proxy", Name: "connections_refused_total",
+			Help: "Client connections closed at once because proxy.max_connections were open.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.decisions, m.duration, m.cache, m.upstreamErrors, m.tokens} {
+	rejects := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "imagetrust", Subsystem: "proxy", Name: "gated_rejections_total",
+		Help: "Gated requests refused with 503 for want of a slot (proxy.max_gated_requests), by reason (queue-full, queue-timeout; client-gone: the client left while it waited).",
+	}, []string{"reason"})
+	for _, c := range []prometheus.Collector{m.decisions, m.duration, m.cache, m.upstreamErrors, m.tokens,
+		m.inFlight, m.waiting, m.conns, m.connsRefused, rejects} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -126,6 +151,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	}
 	for _, r := range tokenResults {
 		m.tokens.WithLabelValues(r)
+	}
+	m.gatedRejects = map[string]prometheus.Counter{}
+	for _, r := range GatedRejectReasons {
+		m.gatedRejects[r] = rejects.WithLabelValues(r)
 	}
 	return m, nil
 }
@@ -185,5 +214,35 @@ func (m *Metrics) upstreamError(u upstream) {
 func (m *Metrics) token(result string) {
 	if m != nil {
 		m.tokens.WithLabelValues(result).Inc()
+	}
+}
+
+func (m *Metrics) gatedInFlight(d float64) {
+	if m != nil {
+		m.inFlight.Add(d)
+	}
+}
+
+func (m *Metrics) gatedWaiting(d float64) {
+	if m != nil {
+		m.waiting.Add(d)
+	}
+}
+
+func (m *Metrics) gatedRejected(reason string) {
+	if m != nil {
+		m.gatedRejects[reason].Inc()
+	}
+}
+
+func (m *Metrics) connOpen(d float64) {
+	if m != nil {
+		m.conns.Add(d)
+	}
+}
+
+func (m *Metrics) connRefused() {
+	if m != nil {
+		m.connsRefused.Inc()
 	}
 }

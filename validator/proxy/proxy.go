@@ -104,6 +104,14 @@ type Options struct {
 	// connection and never answers fails the decision (503 or 502, never
 	// an allow) instead of holding every boot of that image or token.
 	LookupTimeout time.Duration
+	// MaxGated bounds the gated requests (create, rebuild, rescue, other
+	// server actions) judged and forwarded at once (default
+	// DefaultMaxGatedFor(MaxBody): 32 at 1 MiB). Each holds up to about
+	// GatedRequestCost(MaxBody) bytes. One that finds every slot taken
+	// waits up to GatedQueueTimeout (default DefaultGatedQueueTimeout),
+	// unless MaxGated requests wait already, then is refused 503.
+	MaxGated          int
+	GatedQueueTimeout time.Duration
 	// UserData, if set, contextualises server create and rebuild.
 	UserData UserData
 	// Logger receives the audit lines (required).
@@ -127,6 +135,9 @@ type Proxy struct {
 	// pool is the fast pass-through path's (forward.go); nil when the
 	// upstream is not plain http or Options.Transport is set.
 	pool *upstreamPool
+	// limit bounds the gated requests at once; rejects logs its refusals
+	limit   *gatedLimit
+	rejects *overloadLog
 }
 
 type ctxKey int
@@ -160,6 +171,12 @@ func New(o Options) (*Proxy, error) {
 	if o.LookupTimeout <= 0 {
 		o.LookupTimeout = 30 * time.Second
 	}
+	if o.MaxGated <= 0 {
+		o.MaxGated = DefaultMaxGatedFor(o.MaxBody)
+	}
+	if o.GatedQueueTimeout <= 0 {
+		o.GatedQueueTimeout = DefaultGatedQueueTimeout
+	}
 	if o.CacheTTL == 0 {
 		o.CacheTTL = 30 * time.Second
 	}
@@ -171,7 +188,10 @@ func New(o Options) (*Proxy, error) {
 		o.Transport = newTransport()
 		pool = newUpstreamPool(o.Upstream)
 	}
-	p := &Proxy{o: o, unmanaged: map[string]bool{}, pool: pool}
+	p := &Proxy{o: o, unmanaged: map[string]bool{}, pool: pool,
+		limit: newGatedLimit(o.MaxGated, o.GatedQueueTimeout, o.Metrics),
+		rejects: newOverloadLog(o.Logger, "gated request refused: overloaded",
+			"gated requests refused: overloaded (summary)")}
 	for _, pr := range o.UnmanagedProjects {
 		p.unmanaged[strings.ToLower(pr)] = true
 	}
@@ -267,7 +287,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.refuseRequest(w, r, start, "path",
 			"The request path is not in canonical form (empty or dot segments, trailing slash or bad escapes); the image gate does not forward it.")
 	case r.Method == http.MethodPost && (rt.kind == routeCreate || rt.kind == routeAction):
-		kind := p.gate(w, r, rt)
+		kind := p.gateLimited(w, r, rt)
 		p.o.Metrics.observe(kind, time.Since(start).Seconds())
 	case (rt.kind == routeVersion || collapsedVersion(r.URL.Path)) && (r.Method == http.MethodGet || r.Method == http.MethodHead):
 		p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxVersionDoc, true)))

@@ -41,6 +41,10 @@ type ServerOptions struct {
 	// serves it here) and hands connections over to net/http at their
 	// first other request.
 	NetHTTPOnly bool
+	// MaxConns bounds the client connections the gate's listener holds
+	// (default DefaultMaxConns), plain or TLS, on the fast server and on
+	// net/http's; one beyond it is accepted and closed at once (limit.go).
+	MaxConns int
 }
 
 // newServer is an http.Server with every timeout set. Reads are bounded by
@@ -134,16 +138,30 @@ func Serve(ctx context.Context, gate http.Handler, o ServerOptions) error {
 		listeners = append(listeners, hl)
 		healthAddr = hl.Addr()
 	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = DefaultMaxConns
+	}
+	var metrics *Metrics
+	maxGated := 0
+	if p, ok := gate.(*Proxy); ok {
+		metrics, maxGated = p.o.Metrics, cap(p.limit.slots)
+	}
+	conns := newConnLimit(o.MaxConns, metrics, o.Logger)
 	var fast *fastServer
 	if p, ok := gate.(*Proxy); ok && p.pool != nil && !o.NetHTTPOnly {
 		fast = newFastServer(p, gs) // (it does the TLS itself: gs.TLSConfig)
+		fast.limit = conns          // (counted at its accept: a wrapped conn would lose directIO)
 		if testHookFastServer != nil {
 			testHookFastServer(fast)
 		}
-	} else if gs.TLSConfig != nil {
-		listeners[0] = tls.NewListener(ln, gs.TLSConfig)
+	} else {
+		listeners[0] = &limitListener{Listener: ln, l: conns}
+		if gs.TLSConfig != nil {
+			listeners[0] = tls.NewListener(listeners[0], gs.TLSConfig)
+		}
 	}
-	o.Logger.Info("proxy listening", "listen", ln.Addr().String(), "tls", o.TLSCert != "", "health", fmt.Sprint(healthAddr))
+	o.Logger.Info("proxy listening", "listen", ln.Addr().String(), "tls", o.TLSCert != "", "health", fmt.Sprint(healthAddr),
+		"max_connections", o.MaxConns, "max_gated_requests", maxGated)
 	if o.Ready != nil {
 		o.Ready(ln.Addr(), healthAddr)
 	}

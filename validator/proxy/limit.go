@@ -1,0 +1,325 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Overload limits. A gated request (create, rebuild, rescue, and any other
+// server action, whose body the gate reads to tell) holds its body, the
+// parsed document, the merged user data and the re-serialised body at
+// once: about GatedRequestCost(MaxBody) bytes at its peak. Nothing else
+// bounds how many run at once, so the gate bounds them (Options.MaxGated),
+// and the client connections it holds (ServerOptions.MaxConns): a burst, or
+// a client with a valid token, then meets a quick 503 rather than making
+// the process grow until the OOM killer ends the compute endpoint for
+// everyone. Pass-through requests never wait for a gated slot.
+
+const (
+	// DefaultMaxGated is Options.MaxGated's default at the default
+	// MaxBody (1 MiB): see DefaultMaxGatedFor.
+	DefaultMaxGated = 32
+	// DefaultGatedQueueTimeout is how long a gated request waits for a
+	// slot by default before it is refused.
+	DefaultGatedQueueTimeout = 2 * time.Second
+	// DefaultMaxConns is ServerOptions.MaxConns's default.
+	DefaultMaxConns = 4096
+	// gatedMemoryBudget is the memory the gated requests of the default
+	// limit may hold at once, at most (DefaultMaxGatedFor).
+	gatedMemoryBudget = 256 << 20
+	// overloadRetryAfter is the Retry-After of an overload refusal, in
+	// seconds.
+	overloadRetryAfter = "1"
+	// overloadLogInterval is the period of the overload summary lines.
+	overloadLogInterval = 10 * time.Second
+)
+
+// GatedRequestCost is the most memory one gated request holds at its peak
+// with a body limit of maxBody, by the gate's measure: the body read (up
+// to twice the limit while io.ReadAll grows its buffer), the parsed
+// document (about twice the body), the user data decoded and merged by the
+// hook (base64 in and out, and up to 1 MiB of expanded gzip), and the
+// re-serialised body forwarded. See BenchmarkGatedMemory.
+func GatedRequestCost(maxBody int64) int64 { return 8*maxBody + 4<<20 }
+
+// DefaultMaxGatedFor is the default bound on concurrent gated requests
+// for a body limit: what fits in 256 MiB at GatedRequestCost each, at
+// least 4 and at most 64 (32 at the default 1 MiB body limit, 4 at the
+// 16 MiB maximum).
+func DefaultMaxGatedFor(maxBody int64) int {
+	return int(min(max(gatedMemoryBudget/GatedRequestCost(maxBody), 4), 64))
+}
+
+// Reasons of imagetrust_proxy_gated_rejections_total.
+const (
+	// RejectQueueFull: every slot taken and as many requests waiting as
+	// there are slots; refused at once.
+	RejectQueueFull = "queue-full"
+	// RejectQueueTimeout: no slot came free within the queue timeout.
+	RejectQueueTimeout = "queue-timeout"
+	// RejectClientGone: the client went away while it waited (no answer).
+	RejectClientGone = "client-gone"
+)
+
+// GatedRejectReasons are the reason labels of
+// imagetrust_proxy_gated_rejections_total, each at 0 from the start.
+var GatedRejectReasons = []string{RejectQueueFull, RejectQueueTimeout, RejectClientGone}
+
+// gatedLimit bounds the gated requests judged and forwarded at once. A
+// request holds a slot from before its body is read (and its token
+// validated) until its answer is written; one that finds every slot taken
+// waits, in arrival order, up to timeout, unless as many wait already.
+type gatedLimit struct {
+	slots   chan struct{}
+	waiting atomic.Int64
+	timeout time.Duration
+	m       *Metrics
+}
+
+func newGatedLimit(n int, timeout time.Duration, m *Metrics) *gatedLimit {
+	return &gatedLimit{slots: make(chan struct{}, n), timeout: timeout, m: m}
+}
+
+// acquire takes a slot ("" then) or says why it got none.
+func (l *gatedLimit) acquire(ctx context.Context) string {
+	select {
+	case l.slots <- struct{}{}:
+		l.m.gatedInFlight(1)
+		return ""
+	default:
+	}
+	if l.waiting.Add(1) > int64(cap(l.slots)) {
+		l.waiting.Add(-1)
+		return RejectQueueFull
+	}
+	l.m.gatedWaiting(1)
+	defer func() {
+		l.waiting.Add(-1)
+		l.m.gatedWaiting(-1)
+	}()
+	t := time.NewTimer(l.timeout)
+	defer t.Stop()
+	select {
+	case l.slots <- struct{}{}:
+		l.m.gatedInFlight(1)
+		return ""
+	case <-t.C:
+		return RejectQueueTimeout
+	case <-ctx.Done():
+		return RejectClientGone
+	}
+}
+
+// release gives back a slot acquire took.
+func (l *gatedLimit) release() {
+	<-l.slots
+	l.m.gatedInFlight(-1)
+}
+
+// inFlight is the number of slots taken.
+func (l *gatedLimit) inFlight() int { return len(l.slots) }
+
+// gateLimited runs the gate within the bound on gated requests: a request
+// that gets no slot is answered 503 serviceUnavailable with Retry-After
+// (keystoneauth retries a 503 when asked to, status_code_retries) and Nova
+// is not called. The slot is given back however the request ends: an
+// answer, a refusal, a client gone mid-body, an upstream error or a panic.
+func (p *Proxy) gateLimited(w http.ResponseWriter, r *http.Request, rt route) string {
+	if reason := p.limit.acquire(r.Context()); reason != "" {
+		p.overloaded(w, r, rt, reason)
+		return "refused"
+	}
+	defer p.limit.release()
+	return p.gate(w, r, rt)
+}
+
+// overloaded answers a gated request refused for want of a slot (none to a
+// client that went away), counts it and notes it for the overload log.
+func (p *Proxy) overloaded(w http.ResponseWriter, r *http.Request, rt route, reason string) {
+	p.o.Metrics.gatedRejected(reason)
+	reqID := newRequestID()
+	p.rejects.note(reason, remoteHost(r), reqID, "request_id", reqID, "reason", reason, "method", r.Method,
+		"path", truncate(r.URL.EscapedPath(), 256), "path_project", rt.project, "remote", remoteHost(r),
+		"max_gated", cap(p.limit.slots), "queue_timeout", p.limit.timeout.String())
+	if reason == RejectClientGone {
+		w.WriteHeader(499) // (nobody reads it; for the access log, as upstreamError)
+		return
+	}
+	w.Header().Set("Retry-After", overloadRetryAfter)
+	writeFault(w, reqID, http.StatusServiceUnavailable,
+		"The image gate is busy with other boot requests; try again in a few seconds.")
+}
+
+// overloadLog writes the overload audit lines: the first event after a
+// quiet interval at once, in full; those that follow within an interval
+// as one summary line at its end (counts by reason, the busiest remote
+// addresses). One line per refusal would let a flood that the limit
+// refuses cheaply cost a log write each, and drown the audit log.
+type overloadLog struct {
+	log             *slog.Logger
+	first, summary  string
+	interval        time.Duration
+	mu              sync.Mutex
+	timer           *time.Timer
+	active          bool // an interval is open
+	counts          map[string]int
+	remotes         map[string]int
+	otherRemotes    int
+	lastID, firstID string
+}
+
+// maxSummaryRemotes bounds the remote addresses a summary line names.
+const maxSummaryRemotes = 8
+
+func newOverloadLog(log *slog.Logger, first, summary string) *overloadLog {
+	return &overloadLog{log: log, first: first, summary: summary, interval: overloadLogInterval,
+		counts: map[string]int{}, remotes: map[string]int{}}
+}
+
+// note records one event (id: its request id, if any); attrs are its
+// line's when it is the first.
+func (l *overloadLog) note(reason, remote, id string, attrs ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.active {
+		l.active = true
+		l.log.Warn(l.first, attrs...)
+		if l.timer == nil {
+			l.timer = time.AfterFunc(l.interval, l.flush)
+		} else {
+			l.timer.Reset(l.interval)
+		}
+		return
+	}
+	l.counts[reason]++
+	if _, ok := l.remotes[remote]; ok || len(l.remotes) < maxSummaryRemotes {
+		l.remotes[remote]++
+	} else {
+		l.otherRemotes++
+	}
+	if l.firstID == "" {
+		l.firstID = id
+	}
+	l.lastID = id
+}
+
+// flush ends the interval: a summary line if anything happened in it (and
+// another interval begins), else the log goes quiet.
+func (l *overloadLog) flush() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	total := 0
+	for _, n := range l.counts {
+		total += n
+	}
+	if total == 0 {
+		l.active = false
+		return
+	}
+	args := []any{"count", total}
+	for _, r := range slices.Sorted(maps.Keys(l.counts)) {
+		args = append(args, strings.ReplaceAll(r, "-", "_"), l.counts[r])
+	}
+	rem := make([]string, 0, len(l.remotes))
+	for _, h := range slices.Sorted(maps.Keys(l.remotes)) {
+		rem = append(rem, fmt.Sprintf("%s=%d", h, l.remotes[h]))
+	}
+	args = append(args, "remotes", strings.Join(rem, ","), "other_remotes", l.otherRemotes)
+	if l.firstID != "" {
+		args = append(args, "first_request_id", l.firstID, "last_request_id", l.lastID)
+	}
+	args = append(args, "interval", l.interval.String())
+	l.log.Warn(l.summary, args...)
+	clear(l.counts)
+	clear(l.remotes)
+	l.otherRemotes, l.firstID, l.lastID = 0, "", ""
+	l.timer.Reset(l.interval)
+}
+
+// connLimit bounds the client connections the gate's listener holds. A
+// connection beyond it is accepted and closed at once (accept-and-close):
+// its client fails at once with a closed connection, which clients retry
+// (keystoneauth's connect_retries), where one left in the kernel's accept
+// queue would hang until a slot came free or its connect timed out, with
+// nothing counted. The count covers a connection from its accept to its
+// close, on the fast server and after its hand-over to net/http alike.
+type connLimit struct {
+	max  int64
+	open atomic.Int64
+	m    *Metrics
+	log  *overloadLog
+}
+
+func newConnLimit(n int, m *Metrics, log *slog.Logger) *connLimit {
+	return &connLimit{max: int64(n), m: m,
+		log: newOverloadLog(log, "connection refused: connection limit reached", "connections refused: connection limit reached (summary)")}
+}
+
+// admit counts c in, or closes it and reports false when the limit is
+// reached.
+func (l *connLimit) admit(c net.Conn) bool {
+	if l.open.Add(1) > l.max {
+		l.open.Add(-1)
+		l.m.connRefused()
+		remote := c.RemoteAddr().String()
+		if h, _, err := net.SplitHostPort(remote); err == nil {
+			remote = h
+		}
+		_ = c.Close()
+		l.log.note("limit", remote, "", "remote", remote, "max_connections", l.max)
+		return false
+	}
+	l.m.connOpen(1)
+	return true
+}
+
+// release counts a connection admit let in out.
+func (l *connLimit) release() {
+	l.open.Add(-1)
+	l.m.connOpen(-1)
+}
+
+// limitListener is the gate's listener for net/http's server alone
+// (ServerOptions.NetHTTPOnly): its connections count against l until
+// closed.
+type limitListener struct {
+	net.Listener
+	l *connLimit
+}
+
+// Accept implements net.Listener.
+func (ll *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := ll.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if ll.l.admit(c) {
+			return &limitConn{Conn: c, release: ll.l.release}, nil
+		}
+	}
+}
+
+// limitConn is a connection counted against a connLimit: its first Close
+// gives its place back.
+type limitConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+// Close implements net.Conn.
+func (c *limitConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}
