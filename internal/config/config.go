@@ -241,7 +241,8 @@ type Proxy struct {
 	MaxBody int64 `toml:"max_body"`
 	// MaxGatedRequests bounds the gated requests (create, rebuild, rescue,
 	// other server actions) judged and forwarded at once; 0: derived from
-	// MaxBody by the proxy (32 at 1 MiB).
+	// max_body and contextualisation by the proxy (16 at 1 MiB with a
+	// contextualise.dir, 42 without).
 	MaxGatedRequests int `toml:"max_gated_requests"`
 	// GatedQueueTimeout is how long a gated request waits for a slot
 	// before it is refused 503 (default 2s).
@@ -563,7 +564,7 @@ func (c *Config) checkBounds() error {
 		return keyErrorf("proxy.max_body", " = %d: must be at most %d (16 MiB): the gate reads a judged body whole into memory, and Nova refuses bodies over 112 KiB unless its max_request_body_size is raised", c.Proxy.MaxBody, MaxBodyLimit)
 	}
 	if c.Proxy.MaxGatedRequests > MaxGatedRequestsLimit {
-		return keyErrorf("proxy.max_gated_requests", " = %d: must be at most %d: each gated request holds up to about 8 times max_body plus 4 MiB of memory", c.Proxy.MaxGatedRequests, MaxGatedRequestsLimit)
+		return keyErrorf("proxy.max_gated_requests", " = %d: must be at most %d: each gated request allocates up to 12 times max_body, plus 20 MiB with contextualisation", c.Proxy.MaxGatedRequests, MaxGatedRequestsLimit)
 	}
 	if c.Proxy.MaxConnections > MaxConnectionsLimit {
 		return keyErrorf("proxy.max_connections", " = %d: must be at most %d", c.Proxy.MaxConnections, MaxConnectionsLimit)

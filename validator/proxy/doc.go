@@ -166,6 +166,27 @@
 // the client's X-Forwarded-For, -Host and -Proto, which ReverseProxy
 // replaces): Nova's http_proxy_to_wsgi would put it before every link.
 //
+// # Overload
+//
+// Gated requests (every POST the gate reads the body of: create, rebuild,
+// rescue and the other server actions) run at most Options.MaxGated at
+// once (limit.go; default DefaultMaxGatedFor, from MaxBody and whether
+// UserData is set, each costing up to GatedRequestCost). The slot is taken
+// before the token is validated and the body read, and given back by a
+// defer once the answer is written (refusal, client gone mid-body,
+// upstream error, panic alike). A request that finds none waits, in
+// arrival order, up to Options.GatedQueueTimeout, at most MaxGated of them
+// (holding their heads only); then, or at once when that many wait, it is
+// answered 503 serviceUnavailable in Nova's fault shape with Retry-After
+// and Nova is not called. The first refusal after a quiet interval is
+// logged in full, the others as one summary line per interval (overloadLog).
+// Pass-through requests never touch the limit. ServerOptions.MaxConns
+// bounds the client connections of the gate's listener, plain or TLS: the
+// fast server counts one at its accept (not by wrapping it, which would
+// cost it direct I/O) until it closes, there or, once handed over, through
+// handoffConn.Close; net/http's server alone gets a counting listener. A
+// connection beyond the bound is accepted and closed at once.
+//
 // # Performance
 //
 // Requests that are not POSTs (and not version documents) skip path

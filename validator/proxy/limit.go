@@ -25,17 +25,14 @@ import (
 // everyone. Pass-through requests never wait for a gated slot.
 
 const (
-	// DefaultMaxGated is Options.MaxGated's default at the default
-	// MaxBody (1 MiB): see DefaultMaxGatedFor.
-	DefaultMaxGated = 32
 	// DefaultGatedQueueTimeout is how long a gated request waits for a
 	// slot by default before it is refused.
 	DefaultGatedQueueTimeout = 2 * time.Second
 	// DefaultMaxConns is ServerOptions.MaxConns's default.
 	DefaultMaxConns = 4096
-	// gatedMemoryBudget is the memory the gated requests of the default
-	// limit may hold at once, at most (DefaultMaxGatedFor).
-	gatedMemoryBudget = 256 << 20
+	// GatedMemoryBudget is what the gated requests of the default limit
+	// allocate at once, at most (DefaultMaxGatedFor).
+	GatedMemoryBudget = 512 << 20
 	// overloadRetryAfter is the Retry-After of an overload refusal, in
 	// seconds.
 	overloadRetryAfter = "1"
@@ -43,20 +40,30 @@ const (
 	overloadLogInterval = 10 * time.Second
 )
 
-// GatedRequestCost is the most memory one gated request holds at its peak
-// with a body limit of maxBody, by the gate's measure: the body read (up
-// to twice the limit while io.ReadAll grows its buffer), the parsed
-// document (about twice the body), the user data decoded and merged by the
-// hook (base64 in and out, and up to 1 MiB of expanded gzip), and the
-// re-serialised body forwarded. See BenchmarkGatedMemory.
-func GatedRequestCost(maxBody int64) int64 { return 8*maxBody + 4<<20 }
+// GatedRequestCost is what one gated request allocates, at most, with a
+// body limit of maxBody, and with contextualisation (a UserData hook) or
+// without, as BenchmarkGatedMemory measures it: 11.8 MB for a 1 MiB body
+// (read with io.ReadAll's growing buffer, parsed, re-serialised and
+// forwarded), hence 12 times the limit; and 18.9 MB for user data that
+// expands to the merge's 1 MiB bound (contextualise's maxDecompressed,
+// whatever the body limit: decoded, gunzipped, encoded twice into MIME,
+// gzipped and base64-encoded again), hence 20 MiB. Not all of it is live
+// at once, but with the garbage collector's default (GOGC=100) the heap
+// grows to about twice what is live: this is the figure to plan with.
+func GatedRequestCost(maxBody int64, userData bool) int64 {
+	c := 12 * maxBody
+	if userData {
+		c += 20 << 20
+	}
+	return c
+}
 
-// DefaultMaxGatedFor is the default bound on concurrent gated requests
-// for a body limit: what fits in 256 MiB at GatedRequestCost each, at
-// least 4 and at most 64 (32 at the default 1 MiB body limit, 4 at the
-// 16 MiB maximum).
-func DefaultMaxGatedFor(maxBody int64) int {
-	return int(min(max(gatedMemoryBudget/GatedRequestCost(maxBody), 4), 64))
+// DefaultMaxGatedFor is the default bound on concurrent gated requests:
+// as many as GatedMemoryBudget holds at GatedRequestCost each, at least 4
+// and at most 64. At the default 1 MiB body limit: 16 with
+// contextualisation (32 MiB each), 42 without (12 MiB each); at 16 MiB, 4.
+func DefaultMaxGatedFor(maxBody int64, userData bool) int {
+	return int(min(max(GatedMemoryBudget/GatedRequestCost(maxBody, userData), 4), 64))
 }
 
 // Reasons of imagetrust_proxy_gated_rejections_total.

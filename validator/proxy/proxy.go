@@ -106,10 +106,11 @@ type Options struct {
 	LookupTimeout time.Duration
 	// MaxGated bounds the gated requests (create, rebuild, rescue, other
 	// server actions) judged and forwarded at once (default
-	// DefaultMaxGatedFor(MaxBody): 32 at 1 MiB). Each holds up to about
-	// GatedRequestCost(MaxBody) bytes. One that finds every slot taken
-	// waits up to GatedQueueTimeout (default DefaultGatedQueueTimeout),
-	// unless MaxGated requests wait already, then is refused 503.
+	// DefaultMaxGatedFor(MaxBody, UserData != nil): 16 at 1 MiB with
+	// contextualisation). Each allocates up to GatedRequestCost. One that
+	// finds every slot taken waits up to GatedQueueTimeout (default
+	// DefaultGatedQueueTimeout), unless MaxGated requests wait already,
+	// then is refused 503.
 	MaxGated          int
 	GatedQueueTimeout time.Duration
 	// UserData, if set, contextualises server create and rebuild.
@@ -172,7 +173,7 @@ func New(o Options) (*Proxy, error) {
 		o.LookupTimeout = 30 * time.Second
 	}
 	if o.MaxGated <= 0 {
-		o.MaxGated = DefaultMaxGatedFor(o.MaxBody)
+		o.MaxGated = DefaultMaxGatedFor(o.MaxBody, o.UserData != nil)
 	}
 	if o.GatedQueueTimeout <= 0 {
 		o.GatedQueueTimeout = DefaultGatedQueueTimeout

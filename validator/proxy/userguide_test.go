@@ -191,6 +191,11 @@ func TestUserGuideRefusals(t *testing.T) {
 			body := `{"server":{"name":"vm","flavorRef":"1","networks":"none","imageRef":"` + id(1) + `","user_data":"` + base64.StdEncoding.EncodeToString(make([]byte, 60000)) + `"}}`
 			return &Options{UserData: hook, MaxBody: 1 << 20}, "/v2.1/servers", body
 		}, 400},
+		{"gate busy", func(f *fixture) (*Options, string, string) {
+			// every slot taken (below) and a queue timeout that ends at once
+			p, b := create(idGood)
+			return &Options{MaxGated: 1, GatedQueueTimeout: time.Nanosecond}, p, b
+		}, 503},
 	}
 
 	var produced []string
@@ -211,7 +216,15 @@ func TestUserGuideRefusals(t *testing.T) {
 			if over.UserData != nil {
 				o.UserData, o.MaxBody = over.UserData, over.MaxBody
 			}
+			if over.MaxGated != 0 {
+				o.MaxGated, o.GatedQueueTimeout = over.MaxGated, over.GatedQueueTimeout
+			}
 		})
+		if over != nil && over.MaxGated != 0 {
+			for range over.MaxGated {
+				g.proxy.limit.slots <- struct{}{}
+			}
+		}
 		resp, b := do(t, http.MethodPost, g.srv.URL+path, "application/json", body, nil)
 		if resp.StatusCode != c.want {
 			t.Fatalf("%s: status %d, want %d: %s", c.name, resp.StatusCode, c.want, b)
