@@ -16,13 +16,13 @@ import (
 
 // Overload limits. A gated request (create, rebuild, rescue, and any other
 // server action, whose body the gate reads to tell) holds its body, the
-// parsed document, the merged user data and the re-serialised body at
-// once: about GatedRequestCost(MaxBody) bytes at its peak. Nothing else
-// bounds how many run at once, so the gate bounds them (Options.MaxGated),
-// and the client connections it holds (ServerOptions.MaxConns): a burst, or
-// a client with a valid token, then meets a quick 503 rather than making
-// the process grow until the OOM killer ends the compute endpoint for
-// everyone. Pass-through requests never wait for a gated slot.
+// parsed document, the merged user data and the re-serialised body: it
+// allocates up to GatedRequestCost. The gate bounds how many run at once
+// (Options.MaxGated), and the client connections it holds
+// (ServerOptions.MaxConns): a burst, or a client with a valid token, then
+// meets a quick 503 or a closed connection rather than making the process
+// grow until the OOM killer ends the compute endpoint for everyone.
+// Pass-through requests never wait for a gated slot.
 
 const (
 	// DefaultGatedQueueTimeout is how long a gated request waits for a
