@@ -155,7 +155,7 @@ func (m *coverMemo) coveringScope(r Ref) []*CRL { return m.scoped(r).crls }
 func (m *coverMemo) staleFor(r Ref) *CRL {
 	s := m.scoped(r)
 	if !s.staleDone {
-		s.stale, s.staleDone = staleOf(s.crls, m.now, m.grace), true
+		s.stale, s.staleDone = staleOf(r, s.crls, m.now, m.grace), true
 	}
 	return s.stale
 }

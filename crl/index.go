@@ -400,13 +400,19 @@ func inScope(cov []*CRL, role Role) []*CRL {
 // CRLs may be of (CAs can share a name), the one of them that speaks for
 // the certificate (CoveringScope) with the latest thisUpdate decides: an
 // old CRL of a scope the CA abandoned, or one an attacker replays, cannot
-// make the state look older or fresher than the CA's newest word.
+// make the state look older or fresher than the CA's newest word. The
+// CA's keys count together where the new key's CRL speaks for the old
+// key's certificates and would release a hold of the old key's CRL
+// (rekeyReleases: a CA re-keyed under its name by the same parent, key
+// identifiers on both sides, a later CRL dated in time that speaks for
+// every certificate of r's kind): the old key's newest CRL going stale
+// once the CA publishes only under its new key does not count.
 func (ix *Index) StaleFor(r Ref, now time.Time, grace time.Duration) *CRL {
-	return staleOf(ix.CoveringScope(r), now, grace)
+	return staleOf(r, ix.CoveringScope(r), now, grace)
 }
 
-// staleOf is StaleFor on the CRLs that speak for a certificate.
-func staleOf(scoped []*CRL, now time.Time, grace time.Duration) *CRL {
+// staleOf is StaleFor on the CRLs that speak for the certificate r names.
+func staleOf(r Ref, scoped []*CRL, now time.Time, grace time.Duration) *CRL {
 	// the newest CRL of each CA, in the order the CAs first appear (a
 	// handful: a slice, not a map)
 	var small [4]*CRL
@@ -426,7 +432,9 @@ func staleOf(scoped []*CRL, now time.Time, grace time.Duration) *CRL {
 		}
 	}
 	for _, c := range newest {
-		if c.Stale(now, grace) {
+		// (a CA's newest CRL that a later one of its re-key speaks over:
+		// that one's CA is judged on its own newest)
+		if c.Stale(now, grace) && !rekeyReleases(c, r, scoped) {
 			return c
 		}
 	}
@@ -439,17 +447,57 @@ func staleOf(scoped []*CRL, now time.Time, grace time.Duration) *CRL {
 // staleness warnings and the age metric, but its revocations are still
 // searched (its holds lapse by newerSpeaksFor). A CRL of another distribution point does
 // not supersede it: which certificates each speaks for is not known here.
+//
+// A CRL of c's CA re-keyed under its name by the same parent (rekeyPair)
+// supersedes c too, whatever c's scope, when it is later, dated in time
+// and speaks for every certificate of each kind c does (no distribution
+// point named): the conditions on which it speaks for the old key's
+// certificates and releases their holds (Covering, rekeyReleases), and
+// on which StaleFor judges them by it. A CA that stopped publishing its
+// old key's CRL is then not warned of as stale.
 func (ix *Index) Superseded(c *CRL) bool {
-	if idpValue(c.Header) == nil {
-		return false
-	}
+	idp := idpValue(c.Header)
 	k := c.caKey()
 	for _, o := range ix.byRaw[c.issuerKey()] {
-		if o != c && !o.Future && o.caKey() == k && idpValue(o.Header) == nil && o.Header.ThisUpdate.After(c.Header.ThisUpdate) {
+		if o == c || o.Future || !o.Header.ThisUpdate.After(c.Header.ThisUpdate) {
+			continue
+		}
+		if o.caKey() == k {
+			if idp != nil && idpValue(o.Header) == nil {
+				return true
+			}
+			continue
+		}
+		if rekeyPair(c.CA, o.CA) && speaksForScope(o.Header, c.scopeOf()) {
 			return true
 		}
 	}
 	return false
+}
+
+// rekeyPair reports whether nu is old re-keyed under its name by the same
+// parent, as a certificate of old's with an authorityKeyIdentifier knows
+// it (ownKeyOrRekey, rekeyOf): old has a subjectKeyIdentifier (its
+// certificates can name it) and an authorityKeyIdentifier, nu has that
+// same authorityKeyIdentifier and the same issuer name, neither is
+// self-issued, and their keys differ.
+func rekeyPair(old, nu *x509.Certificate) bool {
+	return len(old.SubjectKeyId) > 0 && len(old.AuthorityKeyId) > 0 && bytes.Equal(nu.AuthorityKeyId, old.AuthorityKeyId) &&
+		!bytes.Equal(old.RawIssuer, old.RawSubject) && !bytes.Equal(nu.RawIssuer, nu.RawSubject) &&
+		nu.Issuer.String() == old.Issuer.String() && SameName(nu.RawSubject, old.RawSubject) &&
+		!bytes.Equal(nu.RawSubjectPublicKeyInfo, old.RawSubjectPublicKeyInfo)
+}
+
+// speaksForScope reports whether a CRL speaks for every certificate of
+// each kind a CRL of the scope lists (speaksForAll).
+func speaksForScope(h *x509.RevocationList, scope string) bool {
+	switch scope {
+	case scopeUser:
+		return speaksForAll(h, RoleImage)
+	case scopeCA:
+		return speaksForAll(h, RoleCA)
+	}
+	return speaksForAll(h, RoleImage) && speaksForAll(h, RoleCA)
 }
 
 // newerSpeaksFor reports whether a CRL of c's CA newer than c speaks for

@@ -65,11 +65,14 @@ func TestJobMetrics(t *testing.T) {
 	j := w.job(t, cache, t0, true)
 	j.metrics = m
 	j.cfg.CAs = append(j.cfg.CAs, rekeyed.Cert)
+	// (a CRL of user certificates only, later than the old key's complete
+	// one: neither speaks for all the certificates the other does, so
+	// neither supersedes the other, Index.Superseded)
 	j.cfg.Sources = append(j.cfg.Sources, Source{File: testpki.WriteFile(t, t.TempDir(), "rekeyed.crl",
-		rekeyed.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: t0.Add(-3 * time.Hour), NextUpdate: nuNew}))})
+		rekeyed.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: t0.Add(-30 * time.Minute), NextUpdate: nuNew, IDP: pki.IDPOnlyUserCerts}))})
 	run(t, j)
 	want := map[string]float64{hexKey(w.registrar.Cert): float64(nuOld.Unix()), hexKey(rekeyed.Cert): float64(nuNew.Unix())}
-	wantAge := map[string]float64{hexKey(w.registrar.Cert): time.Hour.Seconds(), hexKey(rekeyed.Cert): (3 * time.Hour).Seconds()}
+	wantAge := map[string]float64{hexKey(w.registrar.Cert): time.Hour.Seconds(), hexKey(rekeyed.Cert): (30 * time.Minute).Seconds()}
 	check := func(keys ...string) {
 		t.Helper()
 		for name, vals := range map[string]map[string]float64{"imagetrust_crl_next_update_timestamp_seconds": want, "imagetrust_crl_age_seconds": wantAge} {

@@ -196,7 +196,11 @@ func futureWarning(h *x509.RevocationList, now time.Time, skew time.Duration) st
 // without nextUpdate, its thisUpdate plus TrustOptions.MaxAge, as the CRL
 // job judges it): still used, since an old list of revocations is better
 // than none, but the CRL job (or fetch-crl) that should refresh them is
-// not doing so.
+// not doing so. A configured CA's CRL that a later one of the CA
+// supersedes (crl.Index.Superseded: a scope it abandoned for a complete
+// CRL, or its old key's CRL once it is re-keyed under its name by the same
+// parent and the new key's CRL speaks for the old key's certificates) is
+// left out, as the CRL job leaves it out of its stale warnings.
 func (t *Trust) StaleCRLs(now time.Time) []string {
 	var out []string
 	stale := func(h *x509.RevocationList) {
@@ -211,7 +215,9 @@ func (t *Trust) StaleCRLs(now time.Time) []string {
 		out = append(out, fmt.Sprintf("CRL of %s is past its nextUpdate %s", h.Issuer.String(), nu.UTC().Format(time.RFC3339)))
 	}
 	for _, c := range t.crls.CRLs() {
-		stale(c.Header)
+		if !t.crls.Superseded(c) {
+			stale(c.Header)
+		}
 	}
 	for _, rl := range t.chainCRLs {
 		stale(rl)

@@ -43,6 +43,7 @@ type options struct {
 	key     crypto.Signer
 	subject *pkix.Name
 	notCA   bool
+	noAKI   bool
 }
 
 // WithKey selects the key type (default ECDSA P-256, fast to generate).
@@ -93,6 +94,22 @@ func WithSerial(n int64) Option {
 // WithCRLDP sets CRL distribution point URLs.
 func WithCRLDP(u ...string) Option {
 	return func(o *options) { o.tmpl.CRLDistributionPoints = u }
+}
+
+// WithoutAKI issues the certificate without an authorityKeyIdentifier
+// (as some CAs did before RFC 5280 required it): x509.CreateCertificate,
+// which takes it from the issuer's subjectKeyIdentifier, is given the
+// issuer's certificate without one.
+func WithoutAKI() Option { return func(o *options) { o.noAKI = true } }
+
+// issuer is c, without its subjectKeyIdentifier under WithoutAKI.
+func (o options) issuer(c *x509.Certificate) *x509.Certificate {
+	if !o.noAKI {
+		return c
+	}
+	cp := *c
+	cp.SubjectKeyId = nil
+	return &cp
 }
 
 // newKey is the key WithSigner gave, or a new one of the chosen type.
@@ -149,7 +166,7 @@ func (ca *CA) Intermediate(cn string, opts ...Option) *CA {
 		o.tmpl.NotBefore = ca.Cert.NotBefore
 		o.tmpl.NotAfter = ca.Cert.NotAfter
 	}
-	cert, err := pki.Issue(o.tmpl, key.Public(), ca.Cert, ca.Key)
+	cert, err := pki.Issue(o.tmpl, key.Public(), o.issuer(ca.Cert), ca.Key)
 	if err != nil {
 		ca.tb.Fatalf("testpki: %v", err)
 	}
@@ -189,7 +206,7 @@ func (ca *CA) Leaf(subject pkix.Name, opts ...Option) *Leaf {
 		o.tmpl.NotBefore = time.Now().Add(-365 * 24 * time.Hour)
 		o.tmpl.NotAfter = time.Now().Add(365 * 24 * time.Hour)
 	}
-	cert, err := pki.Issue(o.tmpl, key.Public(), ca.Cert, ca.Key)
+	cert, err := pki.Issue(o.tmpl, key.Public(), o.issuer(ca.Cert), ca.Key)
 	if err != nil {
 		ca.tb.Fatalf("testpki: %v", err)
 	}
