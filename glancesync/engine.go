@@ -323,6 +323,10 @@ type Report struct {
 	// did not see what they publish (nothing of their VOs was mirrored
 	// anew or retired).
 	SourceErrors int `json:"source_errors,omitempty"`
+	// EmptySources counts the sources that listed without error but
+	// found no bundle (an unmounted mount point, an emptied index): the
+	// pass retired nothing of their VOs, and it is not made incomplete.
+	EmptySources int `json:"empty_sources,omitempty"`
 	// Failed are the images (ids; an alias not created, by its VO/tag) on
 	// which an operation failed (Glance, a transfer), sorted, each once:
 	// the next pass retries them.
@@ -449,6 +453,13 @@ func (rp *reporter) fail(id string) {
 	rp.mu.Unlock()
 }
 
+// sourceEmpty counts a source that listed no bundle.
+func (rp *reporter) sourceEmpty() {
+	rp.mu.Lock()
+	rp.r.EmptySources++
+	rp.mu.Unlock()
+}
+
 // sourceFailed counts a source that could not be listed.
 func (rp *reporter) sourceFailed() {
 	rp.mu.Lock()
@@ -564,6 +575,7 @@ func (s *Syncer) Run(ctx context.Context) (*Report, error) {
 		// counted, and do not make it unsuccessful; a source that could
 		// not be listed does (Report.Complete)
 		s.m.FailingImages.Set(float64(len(rp.r.Failed)))
+		s.m.EmptySources.Set(float64(rp.r.EmptySources))
 		if rp.r.Complete() {
 			s.m.LastSuccess.Set(float64(s.o.Now().Unix()))
 		}
@@ -627,6 +639,7 @@ func (s *Syncer) collect(ctx context.Context, rp *reporter) ([]*item, map[string
 			// image: never retire on that (to retire a VO's images, take
 			// its source out of the configuration)
 			s.log.Warn("source listed no bundle; nothing of its VOs is retired this pass", "source", src.Name())
+			rp.sourceEmpty()
 			for _, v := range src.VOs() {
 				incomplete[v] = true
 			}

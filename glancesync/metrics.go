@@ -36,6 +36,11 @@ type Metrics struct {
 	// Repaired counts catalogue records restored from verified bundles
 	// (lost in whole or in part, or with signed properties edited).
 	Repaired prometheus.Counter
+	// EmptySources is how many sources listed no bundle in the last pass
+	// that ran to its end (Report.EmptySources): an unmounted mount point
+	// or an emptied index, which retires nothing and so does not make the
+	// pass unsuccessful, but mirrors nothing new either.
+	EmptySources prometheus.Gauge
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: not registered).
@@ -63,6 +68,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Catalogue images of the mirror project whose VO has no [vo] section (never synced, retired or bootable), by VO, as of the last pass."}, []string{"vo"}),
 		Repaired: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "records_repaired_total",
 			Help: "Catalogue records (imagetrust_* properties) restored from the verified bundle after they were removed from an image or edited on it."}),
+		EmptySources: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "empty_sources",
+			Help: "Sources that listed no bundle in the last pass that ran to its end (an unmounted mount point, an emptied rsync target or index): nothing of their VOs is retired or mirrored anew while so."}),
 	}
 	// every label value exists at 0 from the start, so that an alert on
 	// increase() sees the first refusal or retirement too
@@ -73,7 +80,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.Retired.WithLabelValues(a)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Mirrored, m.Refused, m.Bytes, m.Transfer, m.Pass, m.LastSuccess, m.Retired, m.Errors, m.FailingImages, m.Orphaned, m.Repaired)
+		reg.MustRegister(m.Mirrored, m.Refused, m.Bytes, m.Transfer, m.Pass, m.LastSuccess, m.Retired, m.Errors, m.FailingImages, m.Orphaned, m.Repaired, m.EmptySources)
 	}
 	return m
 }

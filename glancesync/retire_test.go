@@ -30,6 +30,7 @@ func TestEmptySourceRetiresNothing(t *testing.T) {
 	pa := w.publish(shared, spec{vo: "atlas", tag: "analysis"})
 	pc := w.publish(shared, spec{vo: "cms", tag: "worker"})
 	o := e.options(t, w, map[string][]string{atlas: {"atlas"}, shared: {"atlas", "cms"}})
+	o.Metrics = NewMetrics(nil)
 	if r := run(t, o); r.Errors != 0 {
 		t.Fatalf("first pass: %+v", r.Outcomes)
 	}
@@ -42,11 +43,22 @@ func TestEmptySourceRetiresNothing(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(atlas, "draft.json"), []byte("{}"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if n := metricValue(t, o.Metrics.EmptySources); n != 0 {
+		t.Fatalf("imagetrust_sync_empty_sources %v before any source emptied", n)
+	}
 	r := run(t, o)
 	for _, oc := range r.Outcomes {
 		if (oc.ID == p.id || oc.ID == pc.id) && oc.Action != ActionUnchanged {
 			t.Fatalf("empty listing: %+v", oc)
 		}
+	}
+	// the operator sees it: an unmounted mount point is not an error of
+	// the pass (it stays successful for /healthz) but is counted
+	if r.EmptySources != 1 {
+		t.Fatalf("report: %d empty sources, want 1 (the atlas directory)", r.EmptySources)
+	}
+	if n := metricValue(t, o.Metrics.EmptySources); n != 1 {
+		t.Fatalf("imagetrust_sync_empty_sources %v after a pass with one empty source, want 1", n)
 	}
 	for _, id := range []string{p.id, pc.id, pa.id} {
 		if im := e.get(t, id); im.Status != StatusActive || im.Hidden {
@@ -57,6 +69,9 @@ func TestEmptySourceRetiresNothing(t *testing.T) {
 	run(t, o)
 	if im := e.get(t, p.id); !im.Hidden {
 		t.Fatalf("not retired once its VO has no source: %s hidden %v", im.Status, im.Hidden)
+	}
+	if n := metricValue(t, o.Metrics.EmptySources); n != 0 {
+		t.Fatalf("imagetrust_sync_empty_sources %v once no source is empty, want 0", n)
 	}
 }
 
