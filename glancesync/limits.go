@@ -95,7 +95,9 @@ func limitDetail(step, limit string) string {
 	case glance.LimitSizeCap:
 		return what + ": the image is larger than Glance's image_size_cap (glance-api.conf, the largest image Glance takes, in bytes); raise it; " + left + ", and is refused until then"
 	case glance.LimitStoreFull:
-		return what + ": Glance's store is full; make room in it; " + left
+		// a stage writes to glance-api's staging directory, not to the
+		// store the image goes to: both answer "storage media is full"
+		return what + ": Glance's store is full: for a stage (sync.ingest import or auto) its staging directory ([os_glance_staging_store] filesystem_store_datadir on the glance-api host that staged it), else the store the image goes to; make room in it; " + left
 	case glance.LimitMemberQuota:
 		return what + ": Glance's image_member_quota (glance-api.conf, the projects one image may be shared with) is smaller than the VO's projects; raise it to at least the most projects of a VO ([vo.NAME] projects), or share with fewer; the image is not shared with the project meanwhile, and each pass tries again"
 	case glance.LimitPropertyQuota, glance.LimitTagQuota, glance.LimitLocationQuota:
