@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -182,6 +183,9 @@ func (p *Proxy) readBody(r *http.Request) ([]byte, error) {
 		return nil, refuse(http.StatusRequestEntityTooLarge, "size", "The request body is larger than %d bytes.", p.o.MaxBody)
 	}
 	b, err := io.ReadAll(io.LimitReader(r.Body, p.o.MaxBody+1))
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil, refuse(http.StatusRequestTimeout, "body", "The request body did not arrive within %s; the image gate does not wait longer for it.", p.bodyTimeout)
+	}
 	if err != nil {
 		return nil, refuse(http.StatusBadRequest, "body", "The request body could not be read.")
 	}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"net"
@@ -39,6 +40,18 @@ const (
 	// overloadLogInterval is the period of the overload summary lines.
 	overloadLogInterval = 10 * time.Second
 )
+
+// gatedBodyTimeout is how long a gated request that holds a slot may take
+// to send the rest of its body (gateLimited): 10 s, and a second more per
+// 64 KiB of the body limit (26 s at the default 1 MiB), at most a minute
+// (the server's ReadTimeout is 2). Without it a
+// client that stalls in the middle of its body (before any token is
+// looked at: an action is authenticated once its body is read) held its
+// slot until the server's ReadTimeout, 2 minutes: as many such clients as
+// there are slots stopped every boot that long.
+func gatedBodyTimeout(maxBody int64) time.Duration {
+	return min(10*time.Second+time.Duration(maxBody>>16)*time.Second, time.Minute)
+}
 
 // GatedRequestCost is what one gated request allocates, at most, with a
 // body limit of maxBody, and with contextualisation (a UserData hook) or
@@ -146,7 +159,32 @@ func (p *Proxy) gateLimited(w http.ResponseWriter, r *http.Request, rt route) st
 		return "refused"
 	}
 	defer p.limit.release()
+	// the body must come within the body timeout once the gate reads it:
+	// a slot is not for a client that stalls (readBody answers 408 then)
+	r.Body = &deadlineBody{ReadCloser: r.Body, rc: http.NewResponseController(w), timeout: p.bodyTimeout}
 	return p.gate(w, r, rt)
+}
+
+// deadlineBody is a gated request's body, read under a deadline set at
+// its first read (not before: a slow Keystone must not eat into it).
+// net/http lifts it once the body has been read (its background read,
+// which watches for the client leaving while the request is forwarded,
+// clears the connection's read deadline). Without a connection deadline
+// to set (http.ErrNotSupported) the body is read as it comes.
+type deadlineBody struct {
+	io.ReadCloser
+	rc      *http.ResponseController
+	timeout time.Duration
+	started bool
+}
+
+// Read implements io.Reader.
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	if !b.started {
+		b.started = true
+		_ = b.rc.SetReadDeadline(time.Now().Add(b.timeout))
+	}
+	return b.ReadCloser.Read(p)
 }
 
 // overloaded answers a gated request refused for want of a slot (none to a

@@ -487,3 +487,65 @@ func testConnLimitNova(t *testing.T, s *novaStack, netHTTPOnly, withTLS bool) {
 	}
 	waitFor(t, "every place given back", func() bool { return open() == 0 })
 }
+
+// TestGatedBodyStallNova: a client that sends the head of a gated request
+// and part of its body, then stalls, holds its slot only for the body
+// timeout, not for the server's ReadTimeout (2 minutes): it is answered 408
+// and the slot comes back, so that as many stalled clients as there are
+// slots (no token needed: an action is authenticated once its body is
+// read) do not stop every boot. A boot that follows through the same gate,
+// with the same short body timeout, is forwarded to the real nova-api and
+// created, though held in the contextualisation hook past the body
+// timeout (net/http lifts the deadline once the body is read: it would
+// otherwise end the request's context before Nova is asked). On the fast
+// server (handed over) and on net/http's alone.
+func TestGatedBodyStallNova(t *testing.T) {
+	s := startNovaStack(t)
+	for _, netHTTPOnly := range []bool{false, true} {
+		t.Run(fmt.Sprintf("ok net/http only %v", netHTTPOnly), func(t *testing.T) {
+			h := newHeldHook()
+			p, err := New(Options{Upstream: s.nova, Lookup: &glanceTestLookup{sc: s.mirror, owner: s.project}, Decider: s.f.trust,
+				MirrorProject: s.project, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), MaxGated: 1, GatedQueueTimeout: time.Hour,
+				UserData: h.hook})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.bodyTimeout = 300 * time.Millisecond // (before it serves)
+			addr, _, _ := serveInBackground(t, p, ServerOptions{NetHTTPOnly: netHTTPOnly, ShutdownTimeout: 5 * time.Second})
+
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if dl, ok := t.Deadline(); ok {
+				_ = c.SetReadDeadline(dl.Add(-5 * time.Second)) // (a failure, not a hang, without the body timeout)
+			}
+			fmt.Fprintf(c, "POST /v2.1/servers/%s/action HTTP/1.1\r\nHost: gate\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"rebuild\":", s.id)
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatalf("stalled body: no answer: %v", err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if _, _, msg := fault(t, b); resp.StatusCode != http.StatusRequestTimeout ||
+				msg != "The request body did not arrive within 300ms; the image gate does not wait longer for it." {
+				t.Errorf("stalled body: %d %s, want 408", resp.StatusCode, b)
+			}
+			waitFor(t, "the stalled request's slot given back", func() bool { return p.limit.inFlight() == 0 })
+
+			gate, direct := s.viaGate(t, ostest.CloudDemo, "http://"+addr)
+			go func() {
+				<-h.entered
+				time.Sleep(3 * p.bodyTimeout) // (past the body timeout: not a timed assertion)
+				h.releaseAll()
+			}()
+			srv, err := servers.Create(context.Background(), gate, servers.CreateOpts{Name: "held-stall-after", ImageRef: s.id,
+				FlavorRef: s.flavorID, Networks: "none"}, nil).Extract()
+			if err != nil {
+				t.Fatalf("boot after the stalled one: %v", err)
+			}
+			t.Cleanup(func() { _ = servers.Delete(context.Background(), direct, srv.ID).ExtractErr() })
+		})
+	}
+}

@@ -139,6 +139,9 @@ type Proxy struct {
 	// limit bounds the gated requests at once; rejects logs its refusals
 	limit   *gatedLimit
 	rejects *overloadLog
+	// bodyTimeout bounds the body read of a request holding a slot
+	// (gatedBodyTimeout)
+	bodyTimeout time.Duration
 }
 
 type ctxKey int
@@ -189,7 +192,7 @@ func New(o Options) (*Proxy, error) {
 		o.Transport = newTransport()
 		pool = newUpstreamPool(o.Upstream)
 	}
-	p := &Proxy{o: o, unmanaged: map[string]bool{}, pool: pool,
+	p := &Proxy{o: o, unmanaged: map[string]bool{}, pool: pool, bodyTimeout: gatedBodyTimeout(o.MaxBody),
 		limit: newGatedLimit(o.MaxGated, o.GatedQueueTimeout, o.Metrics),
 		rejects: newOverloadLog(o.Logger, "gated request refused: overloaded",
 			"gated requests refused: overloaded (summary)")}
