@@ -222,8 +222,13 @@ type overloadLog struct {
 	lastID, firstID string
 }
 
-// maxSummaryRemotes bounds the remote addresses a summary line names.
-const maxSummaryRemotes = 8
+// maxSummaryRemotes bounds the remote addresses a summary line names (the
+// busiest), maxTrackedRemotes those an interval counts apart: the
+// refusals of the others are in other_remotes.
+const (
+	maxSummaryRemotes = 8
+	maxTrackedRemotes = 1024
+)
 
 func newOverloadLog(log *slog.Logger, first, summary string) *overloadLog {
 	return &overloadLog{log: log, first: first, summary: summary, interval: overloadLogInterval,
@@ -246,7 +251,7 @@ func (l *overloadLog) note(reason, remote, id string, attrs ...any) {
 		return
 	}
 	l.counts[reason]++
-	if _, ok := l.remotes[remote]; ok || len(l.remotes) < maxSummaryRemotes {
+	if _, ok := l.remotes[remote]; ok || len(l.remotes) < maxTrackedRemotes {
 		l.remotes[remote]++
 	} else {
 		l.otherRemotes++
@@ -274,11 +279,23 @@ func (l *overloadLog) flush() {
 	for _, r := range slices.Sorted(maps.Keys(l.counts)) {
 		args = append(args, strings.ReplaceAll(r, "-", "_"), l.counts[r])
 	}
-	rem := make([]string, 0, len(l.remotes))
-	for _, h := range slices.Sorted(maps.Keys(l.remotes)) {
-		rem = append(rem, fmt.Sprintf("%s=%d", h, l.remotes[h]))
+	// the busiest remotes, most refused first (then by address)
+	hosts := slices.SortedFunc(maps.Keys(l.remotes), func(a, b string) int {
+		if c := l.remotes[b] - l.remotes[a]; c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
+	other := l.otherRemotes
+	rem := make([]string, 0, maxSummaryRemotes)
+	for i, h := range hosts {
+		if i < maxSummaryRemotes {
+			rem = append(rem, fmt.Sprintf("%s=%d", h, l.remotes[h]))
+		} else {
+			other += l.remotes[h]
+		}
 	}
-	args = append(args, "remotes", strings.Join(rem, ","), "other_remotes", l.otherRemotes)
+	args = append(args, "remotes", strings.Join(rem, ","), "other_remotes", other)
 	if l.firstID != "" {
 		args = append(args, "first_request_id", l.firstID, "last_request_id", l.lastID)
 	}
