@@ -47,3 +47,37 @@ func TestOverloadLogNamesTheBusiest(t *testing.T) {
 		t.Errorf("summary %+v, want count 30, remotes %s, other_remotes 3", summary, want)
 	}
 }
+
+// TestOverloadLogCycle: a summary re-arms the overload log's timer for
+// the next interval, and a quiet interval stops it, the next refusal then
+// logged in full again. (A timer not re-armed after a summary would leave
+// the log "active" for good: every later refusal counted, never written.)
+// The test plays the timer's part: it stops it and calls flush.
+func TestOverloadLogCycle(t *testing.T) {
+	logs := &testutil.SyncBuffer{}
+	l := newOverloadLog(slog.New(slog.NewJSONHandler(logs, nil)), "first", "summary")
+	l.interval = time.Hour
+	count := func(msg string) int { return strings.Count(logs.String(), `"msg":"`+msg+`"`) }
+	fire := func() bool { // the interval ends; whether the timer is armed again
+		l.timer.Stop()
+		l.flush()
+		return l.timer.Stop()
+	}
+	l.note(RejectQueueFull, "192.0.2.1", "req-1")
+	l.note(RejectQueueFull, "192.0.2.1", "req-2")
+	if !fire() || count("summary") != 1 {
+		t.Fatalf("after a summary: the timer not armed again, or no summary: %s", logs.String())
+	}
+	l.note(RejectQueueFull, "192.0.2.1", "req-3")
+	if !fire() || count("summary") != 2 {
+		t.Fatalf("second interval: %s", logs.String())
+	}
+	if fire() || count("summary") != 2 {
+		t.Fatalf("a quiet interval: the timer armed again, or a summary: %s", logs.String())
+	}
+	l.note(RejectQueueTimeout, "192.0.2.2", "req-4")
+	l.timer.Stop()
+	if count("first") != 2 || count("summary") != 2 {
+		t.Errorf("after a quiet interval the next refusal is in full: %s", logs.String())
+	}
+}
