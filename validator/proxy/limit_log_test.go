@@ -19,7 +19,7 @@ import (
 func TestOverloadLogNamesTheBusiest(t *testing.T) {
 	logs := &testutil.SyncBuffer{}
 	l := newOverloadLog(slog.New(slog.NewJSONHandler(logs, nil)), "first", "summary")
-	l.interval = time.Hour // (flushed by the test)
+	l.interval = time.Hour                          // (flushed by the test)
 	l.note(RejectQueueFull, "192.0.2.200", "req-0") // the full line
 	for i := range 10 {
 		l.note(RejectQueueFull, fmt.Sprintf("192.0.2.%d", i), fmt.Sprintf("req-a%d", i))
