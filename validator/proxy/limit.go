@@ -336,8 +336,10 @@ func (l *connLimit) admit(c net.Conn) bool {
 		if h, _, err := net.SplitHostPort(remote); err == nil {
 			remote = h
 		}
-		_ = c.Close()
+		// (said before the close: a client seeing it closed finds it
+		// counted and logged)
 		l.log.note("limit", remote, "", "remote", remote, "max_connections", l.max)
+		_ = c.Close()
 		return false
 	}
 	l.m.connOpen(1)
