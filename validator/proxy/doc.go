@@ -630,6 +630,19 @@
 //
 // The same: at nginx's one worker, a few per cent under its two.
 //
+// Again at the end of 2026-11-27's second session, after the overload
+// limits (a count per connection, none per request) and the dropped
+// X-Forwarded-Prefix (one more name in the header switch); helpers and
+// stacks stopped, 11 x 2 s, paired, interval:
+//
+//	                                  small                  detail
+//	gate-proc/nginx                   1.03 [0.96, 1.06]      1.10 [0.98, 1.19]
+//	gate-proc/nginx-auto              0.98 [0.86, 1.05]      1.02 [0.93, 1.16]
+//	gate-proc/nginx-xf                1.04 [0.96, 1.11]      1.12 [0.97, 1.25]
+//	gate-proc/nginx-auto-xf           0.96 [0.88, 1.04]      1.04 [0.93, 1.09]
+//
+// Unchanged.
+//
 //	go test ./validator/proxy -run '^$' -bench 'PassThrough$' -benchtime 50000x
 //	go test ./validator/proxy -run '^$' -bench PassThroughWrk -benchtime 1x
 //	IMAGETRUST_PROXY_BENCH_WRK_ROUNDS=11 IMAGETRUST_PROXY_BENCH_WRK_DURATION=2s (the runs of 11 rounds)
