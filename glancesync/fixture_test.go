@@ -296,37 +296,11 @@ func newEnv(t testing.TB) *env {
 	return newEnvAs(t, c, ownMirror(t, c))
 }
 
-// ownMirrors are the mirror projects of this test process, by stack state
-// directory: one per process, whose tests run one at a time.
-var ownMirrors struct {
-	sync.Mutex
-	m map[string]string // stack state dir -> clouds.yaml of the project
-}
-
 // ownMirror returns the clouds.yaml (entry ostest.CloudMirror) of this
-// process's mirror project on c, made on first use (ostest.NewProject: a
-// user with the stack mirror user's roles).
+// process's mirror project on c (ostest.Cloud.ProcessProject).
 func ownMirror(t testing.TB, c *ostest.Cloud) string {
 	t.Helper()
-	ownMirrors.Lock()
-	defer ownMirrors.Unlock()
-	if y := ownMirrors.m[c.StateDir]; y != "" {
-		return y
-	}
-	// outlives the test that makes it: every later test of the process
-	// syncs into the project
-	dir, err := os.MkdirTemp("", "glancesync-mirror-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// removed once the tests are done, after the project (ostest.Main)
-	ostest.AtExit(func() error { return os.RemoveAll(dir) })
-	p := c.NewProject(t, dir, "gsync", ostest.CloudMirror)
-	if ownMirrors.m == nil {
-		ownMirrors.m = map[string]string{}
-	}
-	ownMirrors.m[c.StateDir] = p.CloudsYAML
-	return p.CloudsYAML
+	return c.ProcessProject(t, "gsync").CloudsYAML
 }
 
 // newEnvOn is newEnv on the stack c (one of the test's own: StartPrivate),

@@ -5,7 +5,6 @@ import (
 	"context"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/google/uuid"
@@ -19,48 +18,22 @@ import (
 // project (ownMirror) is deleted once every test is done.
 func TestMain(m *testing.M) { os.Exit(ostest.Main(m)) }
 
-// ownMirrors are the mirror projects of this test process, by stack state
-// directory: one per process, whose tests run one at a time.
-var ownMirrors struct {
-	sync.Mutex
-	m map[string]*ostest.Project
-}
-
-// ownMirror returns this test process's own mirror project on c, made on
-// first use (ostest.NewProject: a user holding the stack mirror user's
+// ownMirror returns this test process's own mirror project on c
+// (ostest.Cloud.ProcessProject: a user holding the stack mirror user's
 // roles, admin, member and imagetrust, so Glance's property protections
-// and policy treat it as the mirror), with the clouds.yaml entry
-// ostest.CloudMirror. The tests that run a sync pass or a CRL run against
-// the real Glance do it as this user, not as the stack's shared one: a
-// pass retires (under retire = "delete", deletes) every image of its
-// project of a VO it is configured for and has no source of (the demo VO
-// of every `pki init` here), and a CRL run judges every image of its
-// project, so another process's pass into the shared project (a second
-// `go test ./cmd/imagetrust` on the stack) would delete the images
+// and policy treat it as the mirror). The tests that run a sync pass or a
+// CRL run against the real Glance do it as this user, not as the stack's
+// shared one: a pass retires (under retire = "delete", deletes) every
+// image of its project of a VO it is configured for and has no source of
+// (the demo VO of every `pki init` here), and a CRL run judges every image
+// of its project, so another process's pass into the shared project (a
+// second `go test ./cmd/imagetrust` on the stack) would delete the images
 // TestProxyCheckImageCinder boots from, and this one's passes and runs
 // would act on the images other packages' tests put there
 // (internal/glance's).
 func ownMirror(t testing.TB, c *ostest.Cloud) *ostest.Project {
 	t.Helper()
-	ownMirrors.Lock()
-	defer ownMirrors.Unlock()
-	if p := ownMirrors.m[c.StateDir]; p != nil {
-		return p
-	}
-	// outlives the test that makes it: every later test of the process
-	// syncs into the project
-	dir, err := os.MkdirTemp("", "imagetrust-mirror-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// removed once the tests are done, after the project (ostest.Main)
-	ostest.AtExit(func() error { return os.RemoveAll(dir) })
-	p := c.NewProject(t, dir, "cmdit", ostest.CloudMirror)
-	if ownMirrors.m == nil {
-		ownMirrors.m = map[string]*ostest.Project{}
-	}
-	ownMirrors.m[c.StateDir] = p
-	return p
+	return c.ProcessProject(t, "cmdit")
 }
 
 // ownMirrorVars are the OS_CLOUD and OS_CLIENT_CONFIG_FILE of ownMirror.

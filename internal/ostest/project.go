@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -185,4 +186,47 @@ func (p *Project) Delete(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("deleting project %s: %w", p.Name, err))
 	}
 	return errors.Join(errs...)
+}
+
+// processProjects are the projects of ProcessProject, by stack state
+// directory and prefix.
+var processProjects struct {
+	sync.Mutex
+	m map[[2]string]*Project
+}
+
+// ProcessProject returns this test process's own mirror project on c for
+// prefix, made on first use by NewProject (a user holding the stack mirror
+// user's roles, the clouds.yaml entry CloudMirror) and then shared by the
+// process's tests: a test package that syncs (or runs the CRL job, or
+// uploads images a boot then looks up) as its own mirror cannot have its
+// images retired by another test process syncing into the stack's shared
+// mirror project, nor retire theirs. Its clouds.yaml lives in a temporary
+// directory removed once the tests are done, after the project: the test
+// binary runs Main.
+func (c *Cloud) ProcessProject(t testing.TB, prefix string) *Project {
+	t.Helper()
+	processProjects.Lock()
+	defer processProjects.Unlock()
+	k := [2]string{c.StateDir, prefix}
+	if p := processProjects.m[k]; p != nil {
+		return p
+	}
+	mu.Lock()
+	main := inMain
+	mu.Unlock()
+	if !main {
+		t.Fatal("ostest: ProcessProject needs the test binary to run ostest.Main (its project outlives the test that makes it)")
+	}
+	dir, err := os.MkdirTemp("", prefix+"-mirror-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	AtExit(func() error { return os.RemoveAll(dir) })
+	p := c.NewProject(t, dir, prefix, CloudMirror)
+	if processProjects.m == nil {
+		processProjects.m = map[[2]string]*Project{}
+	}
+	processProjects.m[k] = p
+	return p
 }

@@ -15,7 +15,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -103,42 +102,18 @@ type novaStack struct {
 	nova     *url.URL // nova-api's own root URL
 }
 
-// ownMirrors are the mirror projects of this test process, by stack state
-// directory: one per process, made on first use.
-var ownMirrors struct {
-	sync.Mutex
-	m map[string]*ostest.Project
-}
-
 // ownMirror returns this test process's mirror project on c: a Keystone
 // project and user of its own with the stack mirror user's roles
-// (ostest.NewProject), as glancesync's tests have. Not the stack's shared
-// mirror project: a sync pass of another test process into it (glancesync's
-// or cmd/imagetrust's, on the same stack) hides, deactivates or deletes
-// every image of the project whose VO it lists completely or has no source
-// for, this test's image among them, between its upload and the boot by
-// tag (the lookup then finds no image: the gate refuses the boot).
+// (ostest.Cloud.ProcessProject), as glancesync's tests have. Not the
+// stack's shared mirror project: a sync pass of another test process into
+// it (glancesync's or cmd/imagetrust's, on the same stack) hides,
+// deactivates or deletes every image of the project whose VO it lists
+// completely or has no source for, this test's image among them, between
+// its upload and the boot by tag (the lookup then finds no image: the gate
+// refuses the boot).
 func ownMirror(t testing.TB, c *ostest.Cloud) *ostest.Project {
 	t.Helper()
-	ownMirrors.Lock()
-	defer ownMirrors.Unlock()
-	if p := ownMirrors.m[c.StateDir]; p != nil {
-		return p
-	}
-	// outlives the test that makes it: every later test of the process
-	// uploads into the project
-	dir, err := os.MkdirTemp("", "proxy-mirror-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// removed once the tests are done, after the project (ostest.Main)
-	ostest.AtExit(func() error { return os.RemoveAll(dir) })
-	p := c.NewProject(t, dir, "proxy", ostest.CloudMirror)
-	if ownMirrors.m == nil {
-		ownMirrors.m = map[string]*ostest.Project{}
-	}
-	ownMirrors.m[c.StateDir] = p
-	return p
+	return c.ProcessProject(t, "proxy")
 }
 
 func startNovaStack(t *testing.T) *novaStack {
