@@ -28,39 +28,10 @@ func TestBusyImageNotWaitedFor(t *testing.T) {
 	o.Sync.Retire = "keep"
 	o.Sync.Ingest = "upload"
 
-	// the image as the sync creates it, its upload held open
-	s, err := New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// the held upload must outlive run's 5 minutes: were it to end first,
-	// a pass that waited for it would find it queued again and pass
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	bundles, _, err := o.Sources[0].List(ctx)
-	if err != nil || len(bundles) != 1 {
-		t.Fatalf("listing: %v %d", err, len(bundles))
-	}
-	it := s.judge(bundles[0], time.Now())
-	if it.refused != "" {
-		t.Fatal(it.refused, it.detail)
-	}
-	if _, err := e.glance.Create(ctx, s.createSpec(it)); err != nil {
-		t.Fatal(err)
-	}
-	pr, pw := io.Pipe()
-	uploaded := make(chan error, 1)
-	go func() { uploaded <- e.glance.Upload(ctx, p.id, pr, "") }()
-	defer func() {
-		pw.CloseWithError(errors.New("test over")) // Glance fails the upload: queued again
-		<-uploaded
-	}()
-	if _, err := pw.Write(bytes.Repeat([]byte("x"), 64<<10)); err != nil {
-		t.Fatal(err)
-	}
-	for e.get(t, p.id).Status != StatusSaving {
-		time.Sleep(100 * time.Millisecond)
-	}
+	// the image as the sync creates it, its upload held open: it must
+	// outlive run's 5 minutes (were it to end first, a pass that waited
+	// for it would find it queued again and pass)
+	holdTransfer(t, e, o, p.id)
 
 	t.Run("ok busy elsewhere, briefly waited for", func(t *testing.T) {
 		o := o
@@ -83,6 +54,51 @@ func TestBusyImageNotWaitedFor(t *testing.T) {
 			t.Fatalf("errors %d, outcome %+v; want a failure", r.Errors, out)
 		}
 	})
+}
+
+// holdTransfer creates the image of o's one bundle as the sync would and
+// holds its data transfer open, 64 KiB in, until the test ends (10 minutes
+// at most, longer than run's 5), when Glance fails it and the image is
+// queued again: with o.Sync.Ingest "import" a stage (the image uploading),
+// else an upload (the image saving).
+func holdTransfer(t *testing.T, e *env, o Options, id string) {
+	t.Helper()
+	s, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	t.Cleanup(cancel)
+	bundles, _, err := o.Sources[0].List(ctx)
+	if err != nil || len(bundles) != 1 {
+		t.Fatalf("listing: %v %d", err, len(bundles))
+	}
+	it := s.judge(bundles[0], time.Now())
+	if it.refused != "" {
+		t.Fatal(it.refused, it.detail)
+	}
+	if _, err := e.glance.Create(ctx, s.createSpec(it)); err != nil {
+		t.Fatal(err)
+	}
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	held := StatusSaving
+	if o.Sync.Ingest == "import" {
+		held = StatusUploading
+		go func() { done <- e.glance.Stage(ctx, id, pr) }()
+	} else {
+		go func() { done <- e.glance.Upload(ctx, id, pr, "") }()
+	}
+	t.Cleanup(func() {
+		pw.CloseWithError(errors.New("test over")) // Glance fails the transfer: queued again
+		<-done
+	})
+	if _, err := pw.Write(bytes.Repeat([]byte("x"), 64<<10)); err != nil {
+		t.Fatal(err)
+	}
+	for e.get(t, id).Status != held {
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // TestImportFailure: Glance (Zed) marks an import that failed in every

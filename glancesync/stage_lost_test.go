@@ -1,10 +1,6 @@
 package glancesync
 
 import (
-	"bytes"
-	"context"
-	"errors"
-	"io"
 	"testing"
 	"time"
 )
@@ -26,36 +22,7 @@ func TestStageLostReported(t *testing.T) {
 	o.Sync.Retire = "keep"
 	o.Sync.Ingest = "import"
 
-	s, err := New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	bundles, _, err := o.Sources[0].List(ctx)
-	if err != nil || len(bundles) != 1 {
-		t.Fatalf("listing: %v %d", err, len(bundles))
-	}
-	it := s.judge(bundles[0], time.Now())
-	if it.refused != "" {
-		t.Fatal(it.refused, it.detail)
-	}
-	if _, err := e.glance.Create(ctx, s.createSpec(it)); err != nil {
-		t.Fatal(err)
-	}
-	pr, pw := io.Pipe()
-	staged := make(chan error, 1)
-	go func() { staged <- e.glance.Stage(ctx, p.id, pr) }()
-	defer func() {
-		pw.CloseWithError(errors.New("test over")) // Glance fails the stage: queued again
-		<-staged
-	}()
-	if _, err := pw.Write(bytes.Repeat([]byte("x"), 64<<10)); err != nil {
-		t.Fatal(err)
-	}
-	for e.get(t, p.id).Status != StatusUploading {
-		time.Sleep(100 * time.Millisecond)
-	}
+	holdTransfer(t, e, o, p.id)
 
 	t.Run("ok stage in progress, left to its sync", func(t *testing.T) {
 		r := run(t, o) // transfer bound: the default transfer_slack, 10 minutes
