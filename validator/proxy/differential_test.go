@@ -47,15 +47,7 @@ func novaRaw(t *testing.T, hostport, req string) *http.Response {
 // 2.1 to the gate and 2.57 to Nova (Python's whitespace), so the rebuild's
 // user_data reached the server without the site's part.
 func TestMicroversionMatchesNova(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs the loopback OpenStack")
-	}
-	c := ostest.Start(t, ostest.Options{WithNova: true})
-	token := c.ComputeClient(t, ostest.CloudDemo).ProviderClient.Token()
-	nu, err := url.Parse(c.NovaURL)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, token, nu := novaAsDemo(t)
 	// nova-api takes a rebuild's user_data under "compute\xa02.57": the
 	// schema of 2.57 admits it (the unknown server then answers 404), that
 	// of 2.56 does not (400)
@@ -134,16 +126,8 @@ func TestMicroversionMatchesNova(t *testing.T) {
 // (and refuse) every hidden create or refuse the whole request: nova-api's
 // log must never name a canary.
 func TestSmugglingToNova(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs the loopback OpenStack")
-	}
-	c := ostest.Start(t, ostest.Options{WithNova: true})
-	token := c.ComputeClient(t, ostest.CloudDemo).ProviderClient.Token()
-	nu, err := url.Parse(c.NovaURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nova := &url.URL{Scheme: "http", Host: nu.Host, Path: strings.TrimSuffix(strings.TrimSuffix(nu.Path, "/"), "/v2.1")}
+	c, token, nu := novaAsDemo(t)
+	nova := novaRoot(nu)
 	prefix := nova.Path
 	canary := fmt.Sprintf("smuggle%d-", time.Now().UnixNano())
 	body := `{"server":{"name":"smuggled","imageRef":"no-such-tag","flavorRef":"1","networks":"none"}}`
@@ -235,6 +219,7 @@ func TestSmugglingToNova(t *testing.T) {
 	logPath := c.StateDir + "/log/nova-api.log"
 	var log []byte
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		var err error
 		if log, err = os.ReadFile(logPath); err != nil {
 			t.Fatal(err)
 		}
@@ -287,7 +272,7 @@ func TestRoutesMatchNova(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prefix := strings.TrimSuffix(strings.TrimSuffix(nu.Path, "/"), "/v2.1")
+	prefix := novaRoot(nu).Path
 	res, ok := demo.ProviderClient.GetAuthResult().(interface {
 		ExtractProject() (*tokens.Project, error)
 	})
@@ -366,16 +351,8 @@ func novaRawBody(t *testing.T, hostport, req string) (*http.Response, string) {
 // client's X-Forwarded-Prefix into its links; through the gate it does
 // not (TestNoForwardedPrefix).
 func TestForwardedPrefixNova(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs the loopback OpenStack")
-	}
-	c := ostest.Start(t, ostest.Options{WithNova: true})
-	token := c.ComputeClient(t, ostest.CloudDemo).ProviderClient.Token()
-	nu, err := url.Parse(c.NovaURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nova := &url.URL{Scheme: "http", Host: nu.Host, Path: strings.TrimSuffix(strings.TrimSuffix(nu.Path, "/"), "/v2.1")}
+	_, token, nu := novaAsDemo(t)
+	nova := novaRoot(nu)
 	g := newGate(t, newFixture(t), nova.String(), nil)
 	gu, _ := url.Parse(g.srv.URL)
 	for _, target := range []string{"/v2.1/", "/v2.1/flavors?limit=1"} {
@@ -389,4 +366,27 @@ func TestForwardedPrefixNova(t *testing.T) {
 			t.Errorf("GET %s through the gate: Nova's answer has the client's prefix: %s", target, via)
 		}
 	}
+}
+
+// novaAsDemo starts (or joins) the loopback stack with nova-api (skipped
+// under -short) and returns it, a token of its demo user and nova-api's
+// compute endpoint.
+func novaAsDemo(t *testing.T) (*ostest.Cloud, string, *url.URL) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs the loopback OpenStack")
+	}
+	c := ostest.Start(t, ostest.Options{WithNova: true})
+	token := c.ComputeClient(t, ostest.CloudDemo).ProviderClient.Token()
+	nu, err := url.Parse(c.NovaURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, token, nu
+}
+
+// novaRoot is nova-api's root (its versions document) for its compute
+// endpoint nu: nu without /v2.1.
+func novaRoot(nu *url.URL) *url.URL {
+	return &url.URL{Scheme: "http", Host: nu.Host, Path: strings.TrimSuffix(strings.TrimSuffix(nu.Path, "/"), "/v2.1")}
 }
