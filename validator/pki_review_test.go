@@ -294,6 +294,28 @@ func TestNameStringDistinct(t *testing.T) {
 	}
 }
 
+// issue makes a certificate of tmpl signed by parent, for a new key,
+// valid from a year before testNow to a year after: for the extensions
+// testpki does not set.
+func issue(t *testing.T, parent *testpki.CA, tmpl *x509.Certificate) *testpki.CA {
+	t.Helper()
+	k, err := pki.NewKey(pki.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl.SerialNumber, _ = pki.RandomSerial()
+	tmpl.NotBefore, tmpl.NotAfter = testNow.AddDate(-1, 0, 0), testNow.AddDate(1, 0, 0)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent.Cert, k.Public(), parent.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testpki.CA{Cert: c, Key: k, Parent: parent}
+}
+
 // TestChainConstraints: the people chain is built by crypto/x509, which
 // enforces RFC 5280's rules on every CA of it: basicConstraints CA:TRUE,
 // keyCertSign when there is a key usage, pathLenConstraint, and no
@@ -301,24 +323,6 @@ func TestNameStringDistinct(t *testing.T) {
 // chain). Each holds for an intermediate the signature brings.
 func TestChainConstraints(t *testing.T) {
 	critical := pkix.Extension{Id: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 99999, 1}, Critical: true, Value: []byte{0x05, 0x00}}
-	// issue makes a certificate of tmpl signed by parent, for a new key
-	issue := func(t *testing.T, parent *testpki.CA, tmpl *x509.Certificate) *testpki.CA {
-		k, err := pki.NewKey(pki.ECDSAP256)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tmpl.SerialNumber, _ = pki.RandomSerial()
-		tmpl.NotBefore, tmpl.NotAfter = testNow.AddDate(-1, 0, 0), testNow.AddDate(1, 0, 0)
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, parent.Cert, k.Public(), parent.Key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return &testpki.CA{Cert: c, Key: k, Parent: parent}
-	}
 	subCA := func(cn string, pathLen int, exts ...pkix.Extension) *x509.Certificate {
 		return &x509.Certificate{Subject: testpki.Name(cn), IsCA: true, BasicConstraintsValid: true, MaxPathLen: pathLen, MaxPathLenZero: pathLen == 0,
 			KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, ExtraExtensions: exts}
@@ -466,23 +470,6 @@ TO Issuer "/O=Grid/CN=Grid Sub" PERMIT Subject "/O=imagetrust test/CN=.*"
 // anyExtendedKeyUsage. No EKU anywhere (most IGTF CAs and many user
 // certificates) restricts nothing; a leaf needs none.
 func TestPeopleChainExtKeyUsage(t *testing.T) {
-	issue := func(t *testing.T, parent *testpki.CA, tmpl *x509.Certificate) *testpki.CA {
-		k, err := pki.NewKey(pki.ECDSAP256)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tmpl.SerialNumber, _ = pki.RandomSerial()
-		tmpl.NotBefore, tmpl.NotAfter = testNow.AddDate(-1, 0, 0), testNow.AddDate(1, 0, 0)
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, parent.Cert, k.Public(), parent.Key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return &testpki.CA{Cert: c, Key: k, Parent: parent}
-	}
 	subCA := func(t *testing.T, w *world, eku ...x509.ExtKeyUsage) *testpki.CA {
 		return issue(t, w.peopleRoot, &x509.Certificate{Subject: testpki.Name("EKU CA"), IsCA: true, BasicConstraintsValid: true, MaxPathLen: -1,
 			KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, ExtKeyUsage: eku})
