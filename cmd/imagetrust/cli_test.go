@@ -327,30 +327,11 @@ func TestCLIExitCodes(t *testing.T) {
 		}
 		return to
 	}
-	// noRegistrar writes a copy of the configuration at path without its
-	// Registrar CA (trust.registrar_ca_files) and returns the copy's path
 	noRegistrar := func(path string) string {
 		if !filepath.IsAbs(path) {
 			path = filepath.Join(dir, path)
 		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var keep []string
-		for _, line := range strings.Split(string(b), "\n") {
-			if !strings.HasPrefix(strings.TrimSpace(line), "registrar_ca_files") {
-				keep = append(keep, line)
-			}
-		}
-		if len(keep) == len(strings.Split(string(b), "\n")) {
-			t.Fatalf("%s names no registrar_ca_files", path)
-		}
-		to := strings.TrimSuffix(path, ".toml") + "-noreg.toml"
-		if err := os.WriteFile(to, []byte(strings.Join(keep, "\n")), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return to
+		return withoutRegistrar(t, path)
 	}
 	certFile, keyFile, _ := testpki.TLSServer(t, dir, "proxy")
 	_, otherKey, _ := testpki.TLSServer(t, t.TempDir(), "other")

@@ -23,20 +23,7 @@ import (
 func TestProxyReloadKeepsTrustWithRegistrar(t *testing.T) {
 	dir := publish(t)
 	good := filepath.Join(dir, "pki", "imagetrust.toml")
-	b, err := os.ReadFile(good)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var keep []string
-	for _, line := range strings.Split(string(b), "\n") {
-		if !strings.HasPrefix(strings.TrimSpace(line), "registrar_ca_files") {
-			keep = append(keep, line)
-		}
-	}
-	bad := filepath.Join(dir, "pki", "noreg.toml")
-	if err := os.WriteFile(bad, []byte(strings.Join(keep, "\n")), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	bad := withoutRegistrar(t, good)
 	load := func(path string) *config.Config {
 		t.Helper()
 		cfg, err := config.Load(path)
@@ -51,7 +38,7 @@ func TestProxyReloadKeepsTrustWithRegistrar(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := d.t.Load()
-	err = d.load(load(bad), log)
+	err := d.load(load(bad), log)
 	if !errors.Is(err, crl.ErrNoTrust) || !strings.Contains(err.Error(), "trust.registrar_ca_files") {
 		t.Fatalf("reload without a Registrar CA: %v, want crl.ErrNoTrust naming trust.registrar_ca_files", err)
 	}
@@ -61,4 +48,30 @@ func TestProxyReloadKeepsTrustWithRegistrar(t *testing.T) {
 	if _, r := d.t.Load().AnchorCounts(); r == 0 {
 		t.Fatal("the trust store in use has no Registrar CA")
 	}
+}
+
+// withoutRegistrar writes a copy of the configuration at path (a
+// `pki init` one, which names trust.registrar_ca_files) without its
+// Registrar CA, beside it, and returns the copy's path.
+func withoutRegistrar(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(b), "\n")
+	var keep []string
+	for _, line := range lines {
+		if !strings.HasPrefix(strings.TrimSpace(line), "registrar_ca_files") {
+			keep = append(keep, line)
+		}
+	}
+	if len(keep) == len(lines) {
+		t.Fatalf("%s names no registrar_ca_files", path)
+	}
+	to := strings.TrimSuffix(path, ".toml") + "-noreg.toml"
+	if err := os.WriteFile(to, []byte(strings.Join(keep, "\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return to
 }
