@@ -221,22 +221,31 @@ func TestTrustCRLsNotKept(t *testing.T) {
 	}
 }
 
-// TestLoadTrustCRLFiles: a CRL file named in trust.crl_files that is
-// missing or does not parse is a configuration error naming the file: a
-// typo must not turn revocation checking off with a warning only.
-func TestLoadTrustCRLFiles(t *testing.T) {
+// trustFiles writes a people root and a Registrar root to PEM files in a
+// temporary directory and returns the people root, a function that writes
+// a file there (returning its path), and the two files' paths.
+func trustFiles(t *testing.T) (root *testpki.CA, write func(name string, b []byte) string, ca, rca string) {
+	t.Helper()
 	dir := t.TempDir()
-	root := testpki.NewRoot(t, "People Root")
+	root = testpki.NewRoot(t, "People Root")
 	reg := testpki.NewRoot(t, "Registrar Root")
-	write := func(name string, b []byte) string {
+	write = func(name string, b []byte) string {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, b, 0o644); err != nil {
 			t.Fatal(err)
 		}
 		return p
 	}
-	ca := write("people.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Cert.Raw}))
-	rca := write("reg.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: reg.Cert.Raw}))
+	ca = write("people.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Cert.Raw}))
+	rca = write("reg.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: reg.Cert.Raw}))
+	return root, write, ca, rca
+}
+
+// TestLoadTrustCRLFiles: a CRL file named in trust.crl_files that is
+// missing or does not parse is a configuration error naming the file: a
+// typo must not turn revocation checking off with a warning only.
+func TestLoadTrustCRLFiles(t *testing.T) {
+	root, write, ca, rca := trustFiles(t)
 	good := write("good.crl", root.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: time.Now().Add(-time.Hour), NextUpdate: time.Now().Add(24 * time.Hour)}))
 	corrupt := write("corrupt.crl", []byte("-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n"))
 	for _, c := range []struct {
@@ -245,7 +254,7 @@ func TestLoadTrustCRLFiles(t *testing.T) {
 		want  string
 	}{
 		{"ok present", []string{good}, ""},
-		{"fail missing", []string{good, filepath.Join(dir, "registar.crl")}, "registar.crl"},
+		{"fail missing", []string{good, filepath.Join(filepath.Dir(ca), "registar.crl")}, "registar.crl"},
 		{"fail corrupt", []string{corrupt}, "corrupt.crl"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -422,24 +431,13 @@ func TestLoadTrustAnchorCheckFails(t *testing.T) {
 }
 
 // TestLoadTrustFutureCRL: a CRL whose thisUpdate lies beyond now plus
-// crl.clock_skew (a CA whose clock runs ahead) is not used by the sync,
-// the proxy and `imagetrust verify` (LoadTrust), as the CRL job refuses
-// it: they accepted it, and its thisUpdate then outranked the CA's later,
-// correctly dated CRLs of other scopes (holds lifted, staleness hidden)
-// until that date. One within the skew is used.
+// crl.clock_skew (a CA whose clock runs ahead) is used by the sync, the
+// proxy and `imagetrust verify` (LoadTrust) for its revocations, with a
+// warning naming its thisUpdate (crl.Index.KeepFuture: its date outranks
+// no other CRL of the CA, TestFutureCRLRevokes); one within the skew is
+// used without a warning.
 func TestLoadTrustFutureCRL(t *testing.T) {
-	dir := t.TempDir()
-	root := testpki.NewRoot(t, "People Root")
-	reg := testpki.NewRoot(t, "Registrar Root")
-	write := func(name string, b []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	ca := write("people.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Cert.Raw}))
-	rca := write("reg.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: reg.Cert.Raw}))
+	root, write, ca, rca := trustFiles(t)
 	for _, c := range []struct {
 		name  string
 		ahead time.Duration
