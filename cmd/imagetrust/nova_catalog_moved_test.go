@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gophercloud/gophercloud/v2"
-	"github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/endpoints"
 
 	"github.com/imagetrust/imagetrust/glancesync"
@@ -29,11 +27,7 @@ import (
 func TestNovaCatalogEndpointFollowed(t *testing.T) {
 	c := ostest.Start(t, ostest.Options{WithNova: true})
 	ctx := context.Background()
-	idc, err := openstack.NewIdentityV3(c.Provider(t, ostest.CloudAdmin), gophercloud.EndpointOpts{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	removeCatalogLeftovers(t, idc)
+	idc := catalogAdmin(t, c)
 	region := addRegion(t, idc, "novamoved", []catalogEndpoint{{"identity", "public", c.KeystoneURL}, {"image", "public", c.Env["GLANCE_URL"]},
 		{"compute", "public", c.Env["NOVA_URL"]}})
 	vars := catalogCloud(t, c, c.KeystoneURL, region, "", "")

@@ -44,6 +44,19 @@ const catalogRegionPrefix = "itcat-"
 // made before they were named with catalogRegionPrefix.
 var legacyCatalogRegion = regexp.MustCompile(`^(usual|versioned|versionless|dollar|internal|onekeystone|nocinder|nonova|noglance|down)-[0-9a-f]{6}$`)
 
+// catalogAdmin is a Keystone client of the stack's admin, for a test that
+// changes the catalog, with the leftovers of earlier runs removed
+// (removeCatalogLeftovers).
+func catalogAdmin(t *testing.T, c *ostest.Cloud) *gophercloud.ServiceClient {
+	t.Helper()
+	idc, err := openstack.NewIdentityV3(c.Provider(t, ostest.CloudAdmin), gophercloud.EndpointOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	removeCatalogLeftovers(t, idc)
+	return idc
+}
+
 // removeCatalogLeftovers deletes the regions (and their endpoints) that an
 // earlier run of TestCatalogVariations on this stack added and, killed,
 // did not remove: the stack's catalogue would then name several regions,
@@ -184,11 +197,7 @@ func TestCatalogVariations(t *testing.T) {
 	c := ostest.Start(t, ostest.Options{WithNova: true, WithCinder: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	idc, err := openstack.NewIdentityV3(c.Provider(t, ostest.CloudAdmin), gophercloud.EndpointOpts{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	removeCatalogLeftovers(t, idc)
+	idc := catalogAdmin(t, c)
 	glance := strings.TrimSuffix(c.Env["GLANCE_URL"], "/")
 	nova := strings.TrimSuffix(c.Env["NOVA_URL"], "/v2.1")
 	cinder := strings.TrimSuffix(c.Env["CINDER_URL"], "/v3")

@@ -12,7 +12,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/gophercloud/gophercloud/v2"
-	"github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/endpoints"
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/regions"
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/services"
@@ -107,11 +106,7 @@ func (d *inProcDaemon) waitLine(t *testing.T, want ...string) {
 func TestDaemonsWaitForCatalogAtStart(t *testing.T) {
 	c := ostest.Start(t, ostest.Options{WithNova: true, WithCinder: true})
 	ctx := context.Background()
-	idc, err := openstack.NewIdentityV3(c.Provider(t, ostest.CloudAdmin), gophercloud.EndpointOpts{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	removeCatalogLeftovers(t, idc)
+	idc := catalogAdmin(t, c)
 	prevFirst, prevMax := catalogFirstWait, catalogMaxWait
 	catalogFirstWait, catalogMaxWait = 20*time.Millisecond, 200*time.Millisecond
 	t.Cleanup(func() { catalogFirstWait, catalogMaxWait = prevFirst, prevMax })

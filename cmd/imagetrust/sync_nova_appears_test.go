@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/gophercloud/gophercloud/v2"
-	"github.com/gophercloud/gophercloud/v2/openstack"
 
 	"github.com/imagetrust/imagetrust/glancesync"
 	"github.com/imagetrust/imagetrust/internal/ostest"
@@ -28,11 +26,7 @@ import (
 func TestSyncNovaAppearsInCatalog(t *testing.T) {
 	c := ostest.Start(t, ostest.Options{WithNova: true})
 	ctx := context.Background()
-	idc, err := openstack.NewIdentityV3(c.Provider(t, ostest.CloudAdmin), gophercloud.EndpointOpts{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	removeCatalogLeftovers(t, idc)
+	idc := catalogAdmin(t, c)
 	region := addRegion(t, idc, "novalate", []catalogEndpoint{{"identity", "public", c.KeystoneURL}, {"image", "public", c.Env["GLANCE_URL"]}})
 
 	daemonCfg, _, _, _, _, _ := startupConfigs(t)

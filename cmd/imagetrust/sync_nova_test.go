@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/gophercloud/gophercloud/v2"
-	"github.com/gophercloud/gophercloud/v2/openstack"
 
 	"github.com/imagetrust/imagetrust/glancesync"
 	"github.com/imagetrust/imagetrust/internal/ostest"
@@ -29,11 +27,7 @@ import (
 func TestSyncStartsWithNovaDown(t *testing.T) {
 	c := ostest.Start(t, ostest.Options{WithNova: true})
 	ctx := context.Background()
-	idc, err := openstack.NewIdentityV3(c.Provider(t, ostest.CloudAdmin), gophercloud.EndpointOpts{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	removeCatalogLeftovers(t, idc)
+	idc := catalogAdmin(t, c)
 	region := addRegion(t, idc, "novadown", []catalogEndpoint{{"identity", "public", c.KeystoneURL}, {"image", "public", c.Env["GLANCE_URL"]}})
 	// nothing listens there; registered without a version, so that
 	// gophercloud's version discovery asks it at start (an endpoint with
