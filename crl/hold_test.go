@@ -12,15 +12,6 @@ import (
 	"github.com/imagetrust/imagetrust/internal/testpki"
 )
 
-// idpPoint is an issuingDistributionPoint naming one URI as its
-// distribution point (a CRL partitioned by distribution point).
-func idpPoint(uri string) []byte {
-	u := append([]byte{0x86, byte(len(uri))}, uri...)
-	gn := append([]byte{0xa0, byte(len(u))}, u...)
-	dp := append([]byte{0xa0, byte(len(gn))}, gn...)
-	return append([]byte{0x30, byte(len(dp))}, dp...)
-}
-
 // holdWorld is a site whose Registrar CA and people CA chain to two roots
 // (as the Registrar's own root and an IGTF root do), each numbering its
 // CRLs on its own.
@@ -128,7 +119,7 @@ func TestHoldLiftedOnlyByItsCA(t *testing.T) {
 
 	t.Run("fail held image, only another distribution point's CRL in hand", func(t *testing.T) {
 		w := newHoldWorld(t)
-		a, b := idpPoint("http://crl.example/a.crl"), idpPoint("http://crl.example/b.crl")
+		a, b := pki.IDPDistributionPoint("http://crl.example/a.crl"), pki.IDPDistributionPoint("http://crl.example/b.crl")
 		roots := map[*testpki.CA][][]byte{w.regRoot: {holdCRL(w.regRoot, 1, -time.Hour, nil)}, w.igtfRoot: {holdCRL(w.igtfRoot, 1, -time.Hour, nil)}}
 		with := func(reg ...[]byte) map[*testpki.CA][][]byte {
 			m := map[*testpki.CA][][]byte{w.registrar: reg}
@@ -151,7 +142,7 @@ func TestHoldLiftedOnlyByItsCA(t *testing.T) {
 
 	t.Run("ok hold from a distribution point lifted by the CA's newer complete CRL", func(t *testing.T) {
 		w := newHoldWorld(t)
-		a := idpPoint("http://crl.example/a.crl")
+		a := pki.IDPDistributionPoint("http://crl.example/a.crl")
 		roots := map[*testpki.CA][][]byte{w.regRoot: {holdCRL(w.regRoot, 1, -time.Hour, nil)}, w.igtfRoot: {holdCRL(w.igtfRoot, 1, -time.Hour, nil)}}
 		roots[w.registrar] = [][]byte{holdCRL(w.registrar, 5, -time.Hour, a, hold(big.NewInt(11)))}
 		if s := w.judgeWith(t, roots); s != StateHold {
@@ -198,7 +189,7 @@ func TestHoldLiftedOnlyByItsCA(t *testing.T) {
 			}
 		})
 		t.Run(fmt.Sprintf("fail re-keyed by the same parent: the new key's CRL names a distribution point (old CRL loaded %v)", keepOld), func(t *testing.T) {
-			if _, s := rekeyedHold(t, keepOld, sameParent, -time.Minute, idpPoint("http://crl.example/a.crl")); s != StateHold {
+			if _, s := rekeyedHold(t, keepOld, sameParent, -time.Minute, pki.IDPDistributionPoint("http://crl.example/a.crl")); s != StateHold {
 				t.Fatalf("hold lifted by one distribution point's CRL: %s", s)
 			}
 		})

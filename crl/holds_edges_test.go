@@ -44,7 +44,7 @@ func TestHoldKeptEdges(t *testing.T) {
 		b, _ := json.Marshal(cc)
 		w.img.Properties[PropChain] = string(b)
 	}
-	dpA := idpPoint("http://crl.example/a.crl")
+	dpA := pki.IDPDistributionPoint("http://crl.example/a.crl")
 
 	for _, tc := range []struct {
 		name  string

@@ -236,7 +236,7 @@ func TestJobWarnsOnceWithoutBaseline(t *testing.T) {
 	if len(rep.Warnings) != 2 || !warned(rep, w.registrar.Cert.Subject.String()) || !warned(rep, w.people.Cert.Subject.String()) {
 		t.Fatalf("warnings %q", rep.Warnings)
 	}
-	w.serve(w.registrar.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: t0.Add(-time.Hour), NextUpdate: t0.Add(7 * 24 * time.Hour), IDP: idpURI("http://b.example/r.crl")}), 0, 0)
+	w.serve(w.registrar.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: t0.Add(-time.Hour), NextUpdate: t0.Add(7 * 24 * time.Hour), IDP: pki.IDPDistributionPoint("http://b.example/r.crl")}), 0, 0)
 	rep = run(t, j)
 	if len(rep.Warnings) != 0 || len(rep.Refused) != 0 {
 		t.Fatalf("second run: warnings %q, refused %+v", rep.Warnings, rep.Refused)

@@ -571,15 +571,6 @@ func TestJobScopedCRLs(t *testing.T) {
 	}
 }
 
-// idpURI is an issuingDistributionPoint value that only names a
-// distribution point (fullName, one URI).
-func idpURI(uri string) []byte {
-	u := append([]byte{0x86, byte(len(uri))}, uri...)
-	full := append([]byte{0xa0, byte(len(u))}, u...)
-	dp := append([]byte{0xa0, byte(len(full))}, full...)
-	return append([]byte{0x30, byte(len(dp))}, dp...)
-}
-
 // TestJobScopeChanges: CRLs of one CA with other issuingDistributionPoints
 // stay side by side and are all searched; the newest of a certificate's
 // kind decides whether its state is stale, so a scope the CA abandoned (an
@@ -591,9 +582,9 @@ func TestJobScopeChanges(t *testing.T) {
 	t.Run("ok distribution point moves", func(t *testing.T) {
 		w := newWorld(t)
 		cache := t.TempDir()
-		w.serve(w.registrar.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: t0.Add(-time.Hour), NextUpdate: t0.Add(7 * 24 * time.Hour), IDP: idpURI("http://a.example/r.crl")}), 0, 0)
+		w.serve(w.registrar.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: t0.Add(-time.Hour), NextUpdate: t0.Add(7 * 24 * time.Hour), IDP: pki.IDPDistributionPoint("http://a.example/r.crl")}), 0, 0)
 		run(t, w.job(t, cache, t0, true))
-		w.serve(w.registrar.CRL(pki.CRLTemplate{Number: 2, ThisUpdate: later.Add(-time.Hour), NextUpdate: later.Add(7 * 24 * time.Hour), IDP: idpURI("http://b.example/r.crl")}), 0, 0)
+		w.serve(w.registrar.CRL(pki.CRLTemplate{Number: 2, ThisUpdate: later.Add(-time.Hour), NextUpdate: later.Add(7 * 24 * time.Hour), IDP: pki.IDPDistributionPoint("http://b.example/r.crl")}), 0, 0)
 		rep := run(t, w.job(t, cache, later, true))
 		if img := w.cat.get("img-1"); img.Properties[PropGlobalValidity] != StateValid {
 			t.Fatalf("img-1 %s: %+v", img.Properties[PropGlobalValidity], rep.CRLs)
@@ -609,9 +600,9 @@ func TestJobScopeChanges(t *testing.T) {
 		w := newWorld(t)
 		w.serve(crlT(w.registrar, 1), 0, 0)
 		j := w.job(t, t.TempDir(), t0, true)
-		a := w.registrar.CRL(pki.CRLTemplate{Number: 5, ThisUpdate: t0.Add(-2 * time.Hour), NextUpdate: t0.Add(7 * 24 * time.Hour), IDP: idpURI("http://a.example/r.crl"),
+		a := w.registrar.CRL(pki.CRLTemplate{Number: 5, ThisUpdate: t0.Add(-2 * time.Hour), NextUpdate: t0.Add(7 * 24 * time.Hour), IDP: pki.IDPDistributionPoint("http://a.example/r.crl"),
 			Entries: []pki.Revoked{{Serial: big.NewInt(11), Time: t0.Add(-3 * time.Hour), Reason: ReasonKeyCompromise}}})
-		b := w.registrar.CRL(pki.CRLTemplate{Number: 6, ThisUpdate: t0.Add(-time.Hour), NextUpdate: t0.Add(7 * 24 * time.Hour), IDP: idpURI("http://b.example/r.crl")})
+		b := w.registrar.CRL(pki.CRLTemplate{Number: 6, ThisUpdate: t0.Add(-time.Hour), NextUpdate: t0.Add(7 * 24 * time.Hour), IDP: pki.IDPDistributionPoint("http://b.example/r.crl")})
 		j.cfg.Sources = append(j.cfg.Sources, Source{File: testpki.WriteFile(t, t.TempDir(), "a.crl", a)}, Source{File: testpki.WriteFile(t, t.TempDir(), "b.crl", b)})
 		run(t, j)
 		if img := w.cat.get("img-1"); img.Properties[PropGlobalValidity] != StateRevoked {

@@ -94,7 +94,7 @@ func TestStaleAcrossRekey(t *testing.T) {
 		{"fail re-keyed by the same parent: the new key's CRL of CA certificates only", sameParent,
 			with(func(c *pki.CRLTemplate) { c.IDP = pki.IDPOnlyCACerts }), false, false, false},
 		{"fail re-keyed by the same parent: the new key's CRL of one distribution point", sameParent,
-			with(func(c *pki.CRLTemplate) { c.IDP = idpPoint("http://crl.example/a.crl") }), false, false, false},
+			with(func(c *pki.CRLTemplate) { c.IDP = pki.IDPDistributionPoint("http://crl.example/a.crl") }), false, false, false},
 		{"fail re-keyed by the same parent: the new key's CRL dated a day ahead of the clock", sameParent,
 			with(func(c *pki.CRLTemplate) { c.ThisUpdate, c.NextUpdate = now.Add(24*time.Hour), now.Add(8*24*time.Hour) }), false, false, false},
 		{"fail re-keyed by the same parent: the new key's CRL older than the old key's", sameParent,

@@ -99,11 +99,7 @@ func TestRequireCRLRekeyedCA(t *testing.T) {
 	oldHold := w.peopleSub.CRL(pki.CRLTemplate{Number: 9, ThisUpdate: testNow.AddDate(0, 0, -2), NextUpdate: testNow.AddDate(0, 0, 7), Entries: []pki.Revoked{held}})
 	// an issuingDistributionPoint naming one distribution point: such a
 	// CRL speaks for the certificates of that point only
-	const dpURI = "http://crl.example/a.crl"
-	u := append([]byte{0x86, byte(len(dpURI))}, dpURI...)
-	gn := append([]byte{0xa0, byte(len(u))}, u...)
-	dp := append([]byte{0xa0, byte(len(gn))}, gn...)
-	onePoint := append([]byte{0x30, byte(len(dp))}, dp...)
+	onePoint := pki.IDPDistributionPoint("http://crl.example/a.crl")
 	for _, c := range []struct {
 		name  string
 		at    time.Time

@@ -65,11 +65,7 @@ func TestStaleCRLsRekeyedCA(t *testing.T) {
 		state, _, _ := crl.Judge(ix, crl.Image{ID: "i", Status: crl.StatusActive, Properties: record}, crl.Policy{RefuseStale: true}, testNow)
 		return state
 	}
-	const dpURI = "http://crl.example/a.crl"
-	u := append([]byte{0x86, byte(len(dpURI))}, dpURI...)
-	gn := append([]byte{0xa0, byte(len(u))}, u...)
-	dp := append([]byte{0xa0, byte(len(gn))}, gn...)
-	onePoint := append([]byte{0x30, byte(len(dp))}, dp...)
+	onePoint := pki.IDPDistributionPoint("http://crl.example/a.crl")
 	for _, c := range []struct {
 		name      string
 		ca        *testpki.CA

@@ -196,6 +196,17 @@ var (
 	IDPOnlyCACerts   = []byte{0x30, 0x03, 0x82, 0x01, 0xff}
 )
 
+// IDPDistributionPoint is an issuingDistributionPoint value that names one
+// URI as its distribution point (fullName), for a CRL partitioned by
+// distribution point: it speaks only for the certificates of that point.
+// uri is short (under 100 bytes: one-byte DER lengths).
+func IDPDistributionPoint(uri string) []byte {
+	u := append([]byte{0x86, byte(len(uri))}, uri...)
+	full := append([]byte{0xa0, byte(len(u))}, u...)
+	dp := append([]byte{0xa0, byte(len(full))}, full...)
+	return append([]byte{0x30, byte(len(dp))}, dp...)
+}
+
 // IssueCRL signs a CRL with the CA's key. It returns DER.
 func IssueCRL(t CRLTemplate, ca *x509.Certificate, key crypto.Signer) ([]byte, error) {
 	tu, nu := t.ThisUpdate, t.NextUpdate
