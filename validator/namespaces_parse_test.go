@@ -130,19 +130,7 @@ TO Issuer "/C=NL/O=NIKHEF/CN=NIKHEF medium-security certification auth" DENY Sub
 	spFile := `access_id_CA X509 '/C=NL/O=NIKHEF/CN=NIKHEF medium-security certification auth'
 pos_rights globus CA:sign
 cond_subjects globus '"/O=dutchgrid/O=users/*"'`
-	load := func(pols []*nsPolicy, err error) *Namespaces {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := &Namespaces{}
-		for _, p := range pols {
-			if err := n.add(p); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return n
-	}
+	load := namespacesFrom(t)
 	ns := load(ParseNamespaces([]byte(nsFile), "t.namespaces"))
 	// a PERMIT with a negated class, which matches a newline, beside a
 	// DENY with ".*", which must match one too

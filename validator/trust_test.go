@@ -275,17 +275,26 @@ func TestLoadTrustWarnsWeakCA(t *testing.T) {
 // namespacesOf is the Namespaces of an IGTF .namespaces file's text.
 func namespacesOf(t *testing.T, text string) *Namespaces {
 	t.Helper()
-	pols, err := ParseNamespaces([]byte(text), "test.namespaces")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns := &Namespaces{}
-	for _, p := range pols {
-		if err := ns.add(p); err != nil {
+	return namespacesFrom(t)(ParseNamespaces([]byte(text), "test.namespaces"))
+}
+
+// namespacesFrom returns a function that takes what ParseNamespaces or
+// ParseSigningPolicy returns and makes Namespaces of the policies, failing
+// t on an error.
+func namespacesFrom(t *testing.T) func(pols []*nsPolicy, err error) *Namespaces {
+	return func(pols []*nsPolicy, err error) *Namespaces {
+		t.Helper()
+		if err != nil {
 			t.Fatal(err)
 		}
+		ns := &Namespaces{}
+		for _, p := range pols {
+			if err := ns.add(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return ns
 	}
-	return ns
 }
 
 // TestLoadTrustCAWithoutPolicyFile: a CA of an IGTF directory with neither
