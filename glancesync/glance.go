@@ -36,6 +36,12 @@ var ErrOverQuota = errors.New("glance: over a quota or limit")
 // refuses with another 409, ErrConflict).
 var ErrStagedData = errors.New("glance: the image has data on staging")
 
+// ErrTaskRunning is returned by Glance.ImportRefusal while the image's
+// latest task is still pending or processing: Glance (Zed) returns an
+// image whose import its task refused to queued a moment before it marks
+// the task failed.
+var ErrTaskRunning = errors.New("glance: the image's import task is still running")
+
 // ErrNoStores is returned by Glance.Stores for a Glance with one store
 // (no enabled_backends): it has no store ids to name.
 var ErrNoStores = errors.New("glance: no several stores (enabled_backends) configured")
@@ -122,8 +128,9 @@ type Glance interface {
 	// Delete deletes an image (its id can never be used again).
 	Delete(ctx context.Context, id string) error
 	// ImportRefusal returns Glance's message if the image's latest task (an
-	// import's) failed, "" otherwise (none, still running, done; or a
-	// Glance without GET /v2/images/{id}/tasks).
+	// import's) failed, "" otherwise (none, done; or a Glance without
+	// GET /v2/images/{id}/tasks), and an error wrapping ErrTaskRunning
+	// while that task is still pending or processing.
 	ImportRefusal(ctx context.Context, id string) (string, error)
 	// Usage reads the mirror project's Keystone unified limits of Glance
 	// and its usage, by resource (GET /v2/info/usage); none (an empty

@@ -192,10 +192,16 @@ func (g *gcGlance) ImportRefusal(ctx context.Context, id string) (string, error)
 	if err != nil {
 		return "", mapErr("tasks of image "+id, err)
 	}
-	if len(tasks) == 0 || tasks[len(tasks)-1].Status != "failure" {
+	if len(tasks) == 0 {
 		return "", nil
 	}
-	return cmp.Or(tasks[len(tasks)-1].Message, "(no message)"), nil
+	switch last := tasks[len(tasks)-1]; last.Status {
+	case "failure":
+		return cmp.Or(last.Message, "(no message)"), nil
+	case "pending", "processing":
+		return "", fmt.Errorf("tasks of image %s: %w", id, ErrTaskRunning)
+	}
+	return "", nil
 }
 
 func (g *gcGlance) Usage(ctx context.Context) (map[string]LimitUsage, error) {

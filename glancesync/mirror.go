@@ -989,6 +989,7 @@ func (s *Syncer) waitImport(ctx context.Context, id string) error {
 // once with an *importFailedError.
 func (s *Syncer) waitImportFor(ctx context.Context, id string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
+	var settle time.Time // when a queued image's running task is given up on
 	wait := min(firstImportPoll, s.o.ImportPoll)
 	for {
 		im, err := s.o.Glance.Get(ctx, id)
@@ -1004,8 +1005,20 @@ func (s *Syncer) waitImportFor(ctx context.Context, id string, timeout time.Dura
 			// An import Glance refused in its task (Zed: a Keystone
 			// limit) returns the image to queued; so does a broken-off
 			// upload or stage (another sync's, whose image was found
-			// busy). Only the task tells them apart.
+			// busy). Only the task tells them apart, and Glance marks
+			// its task failed a moment after it returns the image to
+			// queued: while the task still runs, ask again (up to
+			// taskSettle), or the pass took the refusal for a broken-off
+			// upload and transferred the image again at once.
 			msg, rerr := s.o.Glance.ImportRefusal(ctx, id)
+			if errors.Is(rerr, ErrTaskRunning) {
+				if settle.IsZero() {
+					settle = time.Now().Add(taskSettle)
+				}
+				if time.Now().Before(settle) {
+					break
+				}
+			}
 			if rerr != nil {
 				s.log.Warn("cannot read the image's tasks", "image", id, "err", rerr)
 				return nil
@@ -1044,6 +1057,11 @@ func (s *Syncer) waitImportFor(ctx context.Context, id string, timeout time.Dura
 
 // firstImportPoll is the first wait of waitImport.
 const firstImportPoll = 100 * time.Millisecond
+
+// taskSettle is how long waitImportFor asks again about the running task
+// of an image Glance returned to queued, before it takes the image for
+// one whose upload broke off.
+const taskSettle = 30 * time.Second
 
 // transfer reads the image once and streams it to Glance: staged, then
 // imported with glance-direct when stage is set, uploaded in one PUT
