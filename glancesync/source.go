@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/imagetrust/imagetrust/validator"
 )
@@ -60,12 +61,19 @@ type ListingLimits struct {
 	// Bytes is the most bytes of index, descriptors and signatures one
 	// listing may read (default DefaultMaxListingBytes).
 	Bytes int64
+	// Time is the longest one listing may take (default
+	// DefaultMaxListingTime): each request of an index source is bounded
+	// on its own, but a source answering every one of its thousands of
+	// documents slowly would otherwise hold the pass, and every other
+	// source's VOs, for hours.
+	Time time.Duration
 }
 
 // Defaults of ListingLimits.
 const (
 	DefaultMaxBundles      = 10000
 	DefaultMaxListingBytes = 256 << 20
+	DefaultMaxListingTime  = 30 * time.Minute
 )
 
 // ErrListingTooLarge marks a listing over its ListingLimits.
@@ -78,7 +86,28 @@ func (l ListingLimits) orDefaults() ListingLimits {
 	if l.Bytes <= 0 {
 		l.Bytes = DefaultMaxListingBytes
 	}
+	if l.Time <= 0 {
+		l.Time = DefaultMaxListingTime
+	}
 	return l
+}
+
+// errListingTime is the cause of a listing's context ended by
+// ListingLimits.Time.
+var errListingTime = errors.New("listing took too long")
+
+// withinTime runs list with a context that ends after lim.Time. A listing
+// that took longer fails as over its limits, whatever list returned (a
+// document cut off by the deadline may have been skipped as unreadable),
+// unless ctx itself ended first (then list's own answer is returned).
+func withinTime(ctx context.Context, name string, lim ListingLimits, list func(context.Context) ([]*Bundle, map[string]error, error)) ([]*Bundle, map[string]error, error) {
+	lctx, cancel := context.WithTimeoutCause(ctx, lim.Time, errListingTime)
+	defer cancel()
+	bundles, skipped, err := list(lctx)
+	if ctx.Err() == nil && errors.Is(context.Cause(lctx), errListingTime) {
+		return nil, nil, fmt.Errorf("source %s: %w: not listed within %s", name, ErrListingTooLarge, lim.Time)
+	}
+	return bundles, skipped, err
 }
 
 // Source lists bundles.

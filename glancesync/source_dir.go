@@ -38,14 +38,22 @@ func (d *DirSource) VOs() []string { return d.AllowedVOs }
 // List implements Source. Unreadable subdirectories make the listing
 // incomplete; a descriptor without signature is skipped. Descriptors and
 // signatures are read through the tree's os.Root: a symbolic link may point
-// anywhere inside the tree, never out of it.
+// anywhere inside the tree, never out of it. A listing that takes longer
+// than Limits.Time fails as over its limits (a read the file system holds
+// up is not interrupted: the limit is seen between files).
 func (d *DirSource) List(ctx context.Context) ([]*Bundle, map[string]error, error) {
+	lim := d.Limits.orDefaults()
+	return withinTime(ctx, d.Root, lim, func(ctx context.Context) ([]*Bundle, map[string]error, error) {
+		return d.list(ctx, lim)
+	})
+}
+
+func (d *DirSource) list(ctx context.Context, lim ListingLimits) ([]*Bundle, map[string]error, error) {
 	root, err := os.OpenRoot(d.Root)
 	if err != nil {
 		return nil, nil, fmt.Errorf("source %s: %w", d.Root, err)
 	}
 	defer root.Close()
-	lim := d.Limits.orDefaults()
 	var out []*Bundle
 	skipped := map[string]error{}
 	var rels []string
@@ -70,6 +78,9 @@ func (d *DirSource) List(ctx context.Context) ([]*Bundle, map[string]error, erro
 	}
 	sort.Strings(rels)
 	for _, rel := range rels {
+		if err := ctx.Err(); err != nil {
+			return nil, nil, fmt.Errorf("source %s: %w", d.Root, err)
+		}
 		p := filepath.Join(d.Root, filepath.FromSlash(rel))
 		if read > lim.Bytes {
 			return nil, nil, fmt.Errorf("source %s: %w: more than %d bytes of descriptors and signatures", d.Root, ErrListingTooLarge, lim.Bytes)

@@ -195,7 +195,16 @@ func maskedRef(ref string) string {
 // Nothing is trusted for being remembered: every bundle listed is
 // verified again by the pass. The bundles' Descriptor and Signature may
 // share their bytes with what is remembered and must not be modified.
+//
+// A listing that takes longer than Limits.Time fails as over its limits.
 func (s *IndexSource) List(ctx context.Context) ([]*Bundle, map[string]error, error) {
+	lim := s.Limits.orDefaults()
+	return withinTime(ctx, s.Name(), lim, func(ctx context.Context) ([]*Bundle, map[string]error, error) {
+		return s.list(ctx, lim)
+	})
+}
+
+func (s *IndexSource) list(ctx context.Context, lim ListingLimits) ([]*Bundle, map[string]error, error) {
 	base, err := url.Parse(s.URL)
 	if err != nil {
 		return nil, nil, fmt.Errorf("source: index URL does not parse: %w", err)
@@ -240,7 +249,6 @@ func (s *IndexSource) List(ctx context.Context) ([]*Bundle, map[string]error, er
 		indexOnly()
 		return nil, nil, fmt.Errorf("source %s: %w", s.URL, err)
 	}
-	lim := s.Limits.orDefaults()
 	if len(ix.Bundles) > lim.Bundles {
 		indexOnly()
 		return nil, nil, fmt.Errorf("source %s: %w: the index lists %d bundles, the limit is %d", s.URL, ErrListingTooLarge, len(ix.Bundles), lim.Bundles)

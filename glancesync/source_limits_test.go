@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // indexServer serves an index of the given descriptor references; every
@@ -174,5 +175,91 @@ func TestIndexEntryCredentialsRefused(t *testing.T) {
 		if !errors.Is(skipped[maskedRef(r)], ErrCredentialsInURL) {
 			t.Errorf("skipped[%s] = %v, want ErrCredentialsInURL", maskedRef(r), skipped[maskedRef(r)])
 		}
+	}
+}
+
+// TestListingTimeLimit: an index whose documents are answered slowly (here
+// never: each request waits until the client gives up) cannot hold the
+// pass for the sum of every request's own timeout and retries; past
+// ListingLimits.Time the listing fails as incomplete (ErrListingTooLarge),
+// naming the limit, so nothing of the source's VOs is retired. A listing
+// the caller cancels still ends with the caller's error.
+func TestListingTimeLimit(t *testing.T) {
+	var ix Index
+	ix.Version = IndexVersion
+	for i := 0; i < 4; i++ {
+		ix.Bundles = append(ix.Bundles, IndexBundle{Descriptor: fmt.Sprintf("d/%d.json", i)})
+	}
+	body, err := json.Marshal(ix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/index.json" {
+			_, _ = w.Write(body)
+			return
+		}
+		<-r.Context().Done() // a descriptor never comes
+	}))
+	t.Cleanup(srv.Close)
+	// each request may take an hour: only the listing's own limit ends it
+	f, err := NewFetcher(HTTPOptions{RequestTimeout: time.Hour, Retries: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &IndexSource{URL: srv.URL + "/index.json", AllowedVOs: []string{"atlas"}, Fetcher: f, Parallel: 2,
+		Limits: ListingLimits{Time: 200 * time.Millisecond}}
+	type result struct {
+		bundles []*Bundle
+		skipped map[string]error
+		err     error
+	}
+	list := func(ctx context.Context, s Source) result {
+		done := make(chan result, 1)
+		go func() {
+			b, sk, err := s.List(ctx)
+			done <- result{b, sk, err}
+		}()
+		select {
+		case r := <-done:
+			return r
+		case <-time.After(2 * time.Minute): // a guard, not a measure: the limit is 200 ms
+			t.Fatal("the listing did not end at its time limit")
+			return result{}
+		}
+	}
+	r := list(context.Background(), src)
+	if !errors.Is(r.err, ErrListingTooLarge) || !strings.Contains(r.err.Error(), "not listed within 200ms") {
+		t.Fatalf("listing past its time: bundles %d, skipped %v, err %v; want ErrListingTooLarge", len(r.bundles), r.skipped, r.err)
+	}
+	if r.bundles != nil || r.skipped != nil {
+		t.Fatalf("a listing over its time returned bundles %d, skipped %v", len(r.bundles), r.skipped)
+	}
+
+	// the caller's cancellation is the caller's error, not the limit's
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	src.Limits.Time = time.Hour
+	if r := list(ctx, src); !errors.Is(r.err, context.Canceled) || errors.Is(r.err, ErrListingTooLarge) {
+		t.Fatalf("cancelled listing: err %v, want context.Canceled", r.err)
+	}
+
+	// a directory source: the same limit (seen between files)
+	dir := t.TempDir()
+	for i := 0; i < 3; i++ {
+		name := filepath.Join(dir, fmt.Sprintf("%d.json", i))
+		if err := os.WriteFile(name, []byte("{}"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(name+".p7s", []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ds := &DirSource{Root: dir, AllowedVOs: []string{"atlas"}}
+	if r := list(ctx, ds); !errors.Is(r.err, context.Canceled) || errors.Is(r.err, ErrListingTooLarge) {
+		t.Fatalf("cancelled directory listing: err %v, want context.Canceled", r.err)
+	}
+	if r := list(context.Background(), ds); r.err != nil || len(r.bundles) != 3 {
+		t.Fatalf("directory listing within the default time: bundles %d, err %v", len(r.bundles), r.err)
 	}
 }
