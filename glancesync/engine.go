@@ -613,7 +613,9 @@ func (s *Syncer) collect(ctx context.Context, rp *reporter) ([]*item, map[string
 	for _, src := range s.o.Sources {
 		bundles, skipped, err := src.List(ctx)
 		if err != nil {
-			s.log.Error("source listing failed; nothing of its VOs is retired this pass", "source", src.Name(), "err", err)
+			// a source's text (an index's unknown key, a reference) is
+			// the source's to choose: cut, like every text of it logged
+			s.log.Error("source listing failed; nothing of its VOs is retired this pass", "source", src.Name(), "err", capText(err.Error(), maxErrText))
 			s.m.Errors.Inc()
 			rp.sourceFailed()
 			for _, v := range src.VOs() {
@@ -626,9 +628,10 @@ func (s *Syncer) collect(ctx context.Context, rp *reporter) ([]*item, map[string
 				s.log.Debug("descriptor without signature skipped", "source", src.Name(), "location", loc)
 				continue
 			}
-			s.log.Warn("bundle unreadable; nothing of the source's VOs is retired this pass", "source", src.Name(), "location", loc, "err", e)
+			loc, detail := capText(loc, maxErrText), capText(e.Error(), maxErrText)
+			s.log.Warn("bundle unreadable; nothing of the source's VOs is retired this pass", "source", src.Name(), "location", loc, "err", detail)
 			s.m.Refused.WithLabelValues(ReasonUnreadable).Inc()
-			rp.add(Outcome{Location: loc, Action: ActionSkipped, Reason: ReasonUnreadable, Detail: e.Error()})
+			rp.add(Outcome{Location: loc, Action: ActionSkipped, Reason: ReasonUnreadable, Detail: detail})
 			for _, v := range src.VOs() {
 				incomplete[v] = true
 			}
@@ -722,8 +725,11 @@ func (s *Syncer) judgeAll(bundles []*Bundle, now time.Time) []*item {
 // judge runs every check but the image bytes on a bundle. It only reads
 // the Syncer's options (Trust is safe for concurrent use): judgeAll runs
 // it in parallel.
-func (s *Syncer) judge(b *Bundle, now time.Time) *item {
-	it := &item{b: b}
+func (s *Syncer) judge(b *Bundle, now time.Time) (it *item) {
+	it = &item{b: b}
+	// the detail quotes unverified bytes (an unknown key of a descriptor
+	// may be a megabyte long): cut for logs and outcomes
+	defer func() { it.detail = capText(it.detail, maxErrText) }()
 	d, err := validator.ParseDescriptor(b.Descriptor)
 	if err != nil {
 		it.refused, it.detail = validator.ReasonDescriptorInvalid, err.Error()

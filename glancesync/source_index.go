@@ -54,6 +54,14 @@ func ParseIndex(b []byte) (*Index, error) {
 	return &ix, nil
 }
 
+// MaxIndexRef is the longest descriptor or signature reference an index
+// entry may hold (servers refuse longer request lines anyway); a longer
+// one is skipped with ErrRefTooLong.
+const MaxIndexRef = 8 << 10
+
+// ErrRefTooLong marks an index entry whose reference is over MaxIndexRef.
+var ErrRefTooLong = errors.New("index entry: reference too long")
+
 // ErrCredentialsInURL refuses an index URL with user:password@: the URL
 // appears in logs, reports and errors.
 var ErrCredentialsInURL = errors.New("credentials (user:password@) in an index URL are refused: they would appear in logs and reports")
@@ -278,6 +286,12 @@ func (s *IndexSource) list(ctx context.Context, lim ListingLimits) ([]*Bundle, m
 	}
 	listed := map[string]bool{} // descriptor URL + "\n" + signature URL
 	for _, e := range ix.Bundles {
+		if n := max(len(e.Descriptor), len(e.Signature)); n > MaxIndexRef {
+			// it would be every log line, outcome and error naming the
+			// bundle: named by its first bytes only
+			plan = append(plan, planned{skip: capText(maskedRef(e.Descriptor), maxErrText), err: fmt.Errorf("%w: %d bytes, limit %d", ErrRefTooLong, n, MaxIndexRef)})
+			continue
+		}
 		du, err := resolveRef(base, e.Descriptor)
 		if err != nil {
 			plan = append(plan, planned{skip: maskedRef(e.Descriptor), err: err})
