@@ -61,6 +61,9 @@ type ListingLimits struct {
 	// Bytes is the most bytes of index, descriptors and signatures one
 	// listing may read (default DefaultMaxListingBytes).
 	Bytes int64
+	// Entries is the most files and directories of any kind one listing
+	// of a directory tree may walk (default DefaultMaxEntries).
+	Entries int
 	// Time is the longest one listing may take (default
 	// DefaultMaxListingTime): each request of an index source is bounded
 	// on its own, but a source answering every one of its thousands of
@@ -74,6 +77,7 @@ const (
 	DefaultMaxBundles      = 10000
 	DefaultMaxListingBytes = 256 << 20
 	DefaultMaxListingTime  = 30 * time.Minute
+	DefaultMaxEntries      = 1000000
 )
 
 // ErrListingTooLarge marks a listing over its ListingLimits.
@@ -85,6 +89,9 @@ func (l ListingLimits) orDefaults() ListingLimits {
 	}
 	if l.Bytes <= 0 {
 		l.Bytes = DefaultMaxListingBytes
+	}
+	if l.Entries <= 0 {
+		l.Entries = DefaultMaxEntries
 	}
 	if l.Time <= 0 {
 		l.Time = DefaultMaxListingTime

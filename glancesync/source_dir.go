@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -58,19 +59,11 @@ func (d *DirSource) list(ctx context.Context, lim ListingLimits) ([]*Bundle, map
 	skipped := map[string]error{}
 	var rels []string
 	var read int64
-	err = fs.WalkDir(root.FS(), ".", func(p string, e fs.DirEntry, err error) error {
-		if err != nil {
-			return err
+	err = walkTree(ctx, root, lim, func(p string) error {
+		if len(rels) >= lim.Bundles {
+			return fmt.Errorf("%w: more than %d descriptors", ErrListingTooLarge, lim.Bundles)
 		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if e.Type().IsRegular() && strings.HasSuffix(e.Name(), ".json") {
-			if len(rels) >= lim.Bundles {
-				return fmt.Errorf("%w: more than %d descriptors", ErrListingTooLarge, lim.Bundles)
-			}
-			rels = append(rels, p)
-		}
+		rels = append(rels, p)
 		return nil
 	})
 	if err != nil {
@@ -170,6 +163,63 @@ func (d *DirSource) openInside(path string) (io.ReadCloser, error) {
 		return nil, err
 	}
 	return regularOnly(f, path)
+}
+
+// readDirBatch is how many entries of a directory walkTree reads at once.
+const readDirBatch = 1024
+
+// walkTree calls descriptor with the path (slash-separated, relative to
+// root) of every regular *.json file of root's tree, not following
+// symbolic links. It holds at most readDirBatch entries of a directory at
+// once (fs.WalkDir reads a whole directory, and a directory of millions
+// of files is the source's to make), and fails with ErrListingTooLarge
+// past lim.Entries entries of any kind, so that a tree of millions of
+// files or directories fails its listing instead of being walked for
+// hours each pass. An unreadable directory fails the walk.
+func walkTree(ctx context.Context, root *os.Root, lim ListingLimits, descriptor func(string) error) error {
+	dirs := []string{"."}
+	entries := 0
+	for len(dirs) > 0 {
+		dir := dirs[len(dirs)-1]
+		dirs = dirs[:len(dirs)-1]
+		f, err := root.Open(dir)
+		if err != nil {
+			return err
+		}
+		err = func() error {
+			defer f.Close()
+			for {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				es, rerr := f.ReadDir(readDirBatch)
+				for _, e := range es {
+					if entries++; entries > lim.Entries {
+						return fmt.Errorf("%w: more than %d files and directories", ErrListingTooLarge, lim.Entries)
+					}
+					p := path.Join(dir, e.Name())
+					switch {
+					case e.IsDir():
+						dirs = append(dirs, p)
+					case e.Type().IsRegular() && strings.HasSuffix(e.Name(), ".json"):
+						if err := descriptor(p); err != nil {
+							return err
+						}
+					}
+				}
+				if errors.Is(rerr, io.EOF) {
+					return nil
+				}
+				if rerr != nil {
+					return rerr
+				}
+			}
+		}()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // readLimited reads a whole small file of root, refusing one over limit.

@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -261,5 +263,78 @@ func TestListingTimeLimit(t *testing.T) {
 	}
 	if r := list(context.Background(), ds); r.err != nil || len(r.bundles) != 3 {
 		t.Fatalf("directory listing within the default time: bundles %d, err %v", len(r.bundles), r.err)
+	}
+}
+
+// TestDirSourceEntriesLimit: a directory tree is walked a batch of entries
+// at a time, whatever its directories hold (here one of 2 500 files, more
+// than a batch), without following symbolic links (a link looping to the
+// tree's root); a tree of more files and directories of any kind than
+// ListingLimits.Entries fails its listing as incomplete
+// (ErrListingTooLarge) instead of being walked and held whole each pass;
+// an unreadable subdirectory fails it as before.
+func TestDirSourceEntriesLimit(t *testing.T) {
+	dir := t.TempDir()
+	var want []string
+	for _, rel := range []string{"a/1.json", "b/c/2.json", "3.json"} {
+		p := filepath.Join(dir, filepath.FromSlash(rel))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{p, p + ".p7s"} {
+			if err := os.WriteFile(name, []byte("x"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want = append(want, p)
+	}
+	junk := filepath.Join(dir, "junk")
+	if err := os.Mkdir(junk, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2500; i++ {
+		if err := os.WriteFile(filepath.Join(junk, fmt.Sprintf("%d.img", i)), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(".", filepath.Join(dir, "b", "loop")); err != nil {
+		t.Fatal(err)
+	}
+
+	ds := &DirSource{Root: dir, AllowedVOs: []string{"atlas"}}
+	bundles, skipped, err := ds.List(context.Background())
+	if err != nil || len(skipped) != 0 || len(bundles) != 3 {
+		t.Fatalf("list: %d bundles, skipped %v, err %v; want 3", len(bundles), skipped, err)
+	}
+	var got []string
+	for _, b := range bundles {
+		got = append(got, b.Location)
+	}
+	sort.Strings(want)
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("listed %v, want %v (sorted)", got, want)
+	}
+
+	// the tree holds 2 511 entries: a, a/1.json(.p7s), b, b/c,
+	// b/c/2.json(.p7s), b/loop, 3.json(.p7s), junk and its 2 500 files
+	const total = 2511
+	ds.Limits.Entries = total
+	if _, _, err := ds.List(context.Background()); err != nil {
+		t.Fatalf("at the entries limit: %v", err)
+	}
+	ds.Limits.Entries = total - 1
+	if _, _, err := ds.List(context.Background()); !errors.Is(err, ErrListingTooLarge) || !strings.Contains(err.Error(), "more than 2510 files and directories") {
+		t.Fatalf("over the entries limit: err %v, want ErrListingTooLarge", err)
+	}
+	ds.Limits.Entries = 0
+
+	if os.Geteuid() != 0 {
+		if err := os.Chmod(filepath.Join(dir, "b"), 0); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = os.Chmod(filepath.Join(dir, "b"), 0o755) })
+		if _, _, err := ds.List(context.Background()); !errors.Is(err, fs.ErrPermission) {
+			t.Fatalf("unreadable subdirectory: err %v, want a permission error", err)
+		}
 	}
 }
