@@ -92,7 +92,13 @@ func NewFetcher(o HTTPOptions) (*Fetcher, error) {
 		// keeps 2, closing the others after each request)
 		tr.MaxIdleConnsPerHost = maxIdleConnsPerHost
 		c := retryablehttp.NewClient()
-		c.HTTPClient = &http.Client{Transport: tr, Timeout: timeout}
+		c.HTTPClient = &http.Client{Transport: tr, Timeout: timeout, CheckRedirect: checkRedirect}
+		c.CheckRetry = func(ctx context.Context, resp *http.Response, err error) (bool, error) {
+			if errors.Is(err, ErrRedirectDowngrade) {
+				return false, err // the same answer again: no retry
+			}
+			return retryablehttp.DefaultRetryPolicy(ctx, resp, err)
+		}
 		c.RetryMax = o.Retries
 		c.RetryWaitMin = 200 * time.Millisecond
 		c.RetryWaitMax = 10 * time.Second
@@ -103,6 +109,31 @@ func NewFetcher(o HTTPOptions) (*Fetcher, error) {
 		return c
 	}
 	return &Fetcher{small: mk(o.RequestTimeout), large: mk(o.DownloadTimeout), retries: o.Retries, maxResumes: o.MaxResumes}, nil
+}
+
+// ErrRedirectDowngrade refuses a redirect from an https URL to one that is
+// not https: the source's server (or whoever answers for it) would move
+// the request off TLS, where anyone on the way may answer it (an index
+// that lists fewer bundles makes the sync retire images).
+var ErrRedirectDowngrade = errors.New("redirect from https to another scheme refused")
+
+// maxRedirects is how many redirects one request follows (net/http's own
+// default).
+const maxRedirects = 10
+
+// checkRedirect is the sources' http.Client.CheckRedirect: at most
+// maxRedirects, never from https to anything else (plain http; other
+// schemes net/http refuses itself).
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) >= maxRedirects {
+		return fmt.Errorf("stopped after %d redirects", maxRedirects)
+	}
+	for _, v := range via {
+		if strings.EqualFold(v.URL.Scheme, "https") && !strings.EqualFold(req.URL.Scheme, "https") {
+			return fmt.Errorf("%w (%s to %s)", ErrRedirectDowngrade, masked(v.URL), masked(req.URL))
+		}
+	}
+	return nil
 }
 
 // retryLogger adapts slog to retryablehttp's LeveledLogger, at debug level
