@@ -23,6 +23,10 @@ const (
 	MaxIndexSize      = 8 << 20
 )
 
+// MaxResponseHeaderBytes bounds the headers of one answer of a source's
+// server (net/http's default is 10 MiB): ordinary servers send a few KiB.
+const MaxResponseHeaderBytes = 64 << 10
+
 // HTTPOptions configure every HTTP request of the sources.
 type HTTPOptions struct {
 	// CAFile is a PEM bundle the servers are verified against (system roots when empty).
@@ -87,6 +91,9 @@ func NewFetcher(o HTTPOptions) (*Fetcher, error) {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.TLSClientConfig = tlsCfg
 		tr.ResponseHeaderTimeout = time.Minute
+		// a source's headers are not counted in a listing's bytes:
+		// bounded well below net/http's 10 MiB, per answer
+		tr.MaxResponseHeaderBytes = MaxResponseHeaderBytes
 		// an index source fetches up to IndexSource.Parallel documents at
 		// once from one host: keep that many connections (the default
 		// keeps 2, closing the others after each request)

@@ -95,3 +95,29 @@ func TestRedirectDowngradeRefused(t *testing.T) {
 		t.Errorf("redirect loop: %d requests, want %d (no retry)", n, maxRedirects)
 	}
 }
+
+// TestResponseHeadersBounded: a source's server sending megabytes of
+// headers (not counted in a listing's bytes, and read again on every retry
+// and every document) is refused past MaxResponseHeaderBytes; ordinary
+// headers pass.
+func TestResponseHeadersBounded(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := MaxResponseHeaderBytes / 2
+		if r.URL.Path == "/huge" {
+			n = 1 << 20
+		}
+		w.Header().Set("X-Pad", strings.Repeat("p", n))
+		_, _ = w.Write([]byte("doc"))
+	}))
+	t.Cleanup(srv.Close)
+	f := newTestFetcher(t)
+	if b, err := f.GetSmall(context.Background(), srv.URL+"/ok", MaxDescriptorSize); err != nil || string(b) != "doc" {
+		t.Fatalf("ordinary headers: %q, %v", b, err)
+	}
+	if _, err := f.GetSmall(context.Background(), srv.URL+"/huge", MaxDescriptorSize); err == nil || !strings.Contains(err.Error(), "header") {
+		t.Fatalf("1 MiB of headers: err %v, want a refusal naming the headers", err)
+	}
+	if _, err := f.OpenURL(context.Background(), srv.URL+"/huge"); err == nil {
+		t.Fatal("image download with 1 MiB of headers: no error")
+	}
+}
