@@ -107,9 +107,13 @@
 // Nova's WSGI server reads X_Auth_Token as X-Auth-Token,
 // OpenStack_API_Version as OpenStack-API-Version, and Transfer_Encoding as
 // Transfer-Encoding (framing the body differently from the gate).
-// Creates are authenticated before the body is read; actions once the body
-// says rebuild, or rescue with a rescue_image_ref. Other requests, including
-// other actions, are not validated by the gate (Nova does that).
+// Every gated request (a create, and every server action: the gate reads an
+// action's body to tell rebuild and rescue from the others) is
+// authenticated before it waits for a slot and before its body is read, so
+// that a client without a valid token never holds one (see Limits); an
+// action such as reboot costs one validation per token, cached. Other
+// requests (GET, PUT, DELETE...) are not validated by the gate (Nova does
+// that).
 //
 // No token, or one Keystone does not accept, is answered 401 exactly as
 // keystonemiddleware answers it ({"error": {"code": 401, "title":
@@ -172,8 +176,9 @@
 // rescue and the other server actions) run at most Options.MaxGated at
 // once (limit.go; default DefaultMaxGatedFor, from MaxBody and whether
 // UserData is set, each costing up to GatedRequestCost). The slot is taken
-// before the token is validated and the body read, and given back by a
-// defer once the answer is written (refusal, client gone mid-body,
+// after the token is validated (Identity: no token, or a refused one, is
+// answered 401 without waiting for a slot) and before the body is read,
+// and given back by a defer once the answer is written (refusal, client gone mid-body,
 // upstream error, panic alike). A request that finds none waits, in
 // arrival order, up to Options.GatedQueueTimeout, at most MaxGated of them
 // (holding their heads only); then, or at once when that many wait, it is

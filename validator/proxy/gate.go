@@ -34,24 +34,23 @@ type gateReq struct {
 	serverName string
 }
 
-// gate judges a create or action request and either refuses it or forwards
-// the validated, re-serialised body. It returns the metrics kind.
-func (p *Proxy) gate(w http.ResponseWriter, r *http.Request, rt route) string {
-	g := &gateReq{r: r, rt: rt, reqID: newRequestID(), now: p.o.Now()}
+// newGateReq starts the judgement of a gated request.
+func (p *Proxy) newGateReq(r *http.Request, rt route) *gateReq {
+	g := &gateReq{r: r, rt: rt, reqID: newRequestID()}
 	g.policy = bootPolicy{MirrorProject: p.o.MirrorProject}
 	if p.identity == nil {
 		g.policy.AllowUnmanaged = rt.project != "" && p.unmanaged[strings.ToLower(rt.project)]
 	}
-	var err error
-	if rt.kind == routeCreate {
-		// like keystonemiddleware, before the body is read; actions are
-		// authenticated once the body says they are rebuild or rescue
-		err = p.authenticate(g)
-	}
-	var body []byte
-	if err == nil {
-		body, err = p.judge(r.Context(), g)
-	}
+	return g
+}
+
+// gate judges a create or action request, whose token gateLimited has
+// validated, and either refuses it or forwards the validated,
+// re-serialised body. It returns the metrics kind.
+func (p *Proxy) gate(w http.ResponseWriter, g *gateReq) string {
+	r := g.r
+	g.now = p.o.Now()
+	body, err := p.judge(r.Context(), g)
 	if err != nil {
 		p.refused(w, g, err)
 		return "refused"
@@ -86,6 +85,13 @@ func (p *Proxy) refused(w http.ResponseWriter, g *gateReq, err error) {
 	case errors.As(err, &ua):
 		p.o.Metrics.decision("refused", "token")
 		p.audit(g, "request refused", "reason", "token", "token_present", ua.present)
+		if g.r.ContentLength != 0 {
+			// the body is not read (the token is looked at first): the
+			// connection closes after the answer, else net/http would
+			// read what the client still sends of it (up to 256 KiB)
+			// before it answers, as long as the client takes
+			w.Header().Set("Connection", "close")
+		}
 		writeUnauthorized(w, g.reqID, p.o.AuthURI)
 	case errors.As(err, &rf):
 		writeFault(w, g.reqID, rf.status, rf.msg)
@@ -408,9 +414,6 @@ func (p *Proxy) judgeAction(ctx context.Context, g *gateReq, body map[string]any
 		return bodyErrorf("an action request must have exactly one key")
 	}
 	if v, ok := body["rebuild"]; ok {
-		if err := p.authenticate(g); err != nil {
-			return err
-		}
 		m, ok := v.(map[string]any)
 		if !ok {
 			return bodyErrorf("rebuild is not an object")
@@ -469,9 +472,6 @@ func (p *Proxy) judgeAction(ctx context.Context, g *gateReq, body map[string]any
 		}
 		if ref == "" {
 			return bodyErrorf("rescue has no rescue_image_ref: name the catalogue image to rescue the server with (openstack server rescue --image IMAGE), so that the image gate can check it")
-		}
-		if err := p.authenticate(g); err != nil {
-			return err
 		}
 		id, _, err := p.resolve(ctx, g, ref, "rescue.rescue_image_ref")
 		if err != nil {

@@ -85,7 +85,11 @@ func TestIdentityGate(t *testing.T) {
 		{"ok unmanaged image for the token's unmanaged project", "POST", "/v2.1/servers", serverBody(idSnapshot), map[string]string{"X-Auth-Token": tokUnmanaged}, 202, true},
 		{"ok rebuild", "POST", "/v2.1/servers/" + idUnknown + "/action", `{"rebuild":{"imageRef":"` + idGood + `"}}`, map[string]string{"X-Auth-Token": tokAlice}, 202, true},
 		{"ok pass-through is not validated", "GET", "/v2.1/flavors", "", nil, 202, false},
-		{"ok non-gated action is not validated", "POST", "/v2.1/servers/" + idUnknown + "/action", `{"os-stop":null}`, nil, 202, false},
+		// every action is validated before it may take a slot (its body
+		// read), the ones that are not rebuild or rescue too
+		{"ok non-gated action with a valid token", "POST", "/v2.1/servers/" + idUnknown + "/action", `{"os-stop":null}`, map[string]string{"X-Auth-Token": tokAlice}, 202, true},
+		{"fail non-gated action without a token", "POST", "/v2.1/servers/" + idUnknown + "/action", `{"os-stop":null}`, nil, 401, false},
+		{"fail non-gated action with a bogus token", "POST", "/v2.1/servers/" + idUnknown + "/action", `{"os-stop":null}`, map[string]string{"X-Auth-Token": "bogus"}, 401, true},
 		{"fail no token", "POST", "/v2.1/servers", serverBody(idGood), nil, 401, false},
 		{"fail bogus token", "POST", "/v2.1/servers", serverBody(idGood), map[string]string{"X-Auth-Token": "bogus"}, 401, true},
 		{"fail bogus token on rescue", "POST", "/v2.1/servers/" + idUnknown + "/action", `{"rescue":{"rescue_image_ref":"` + idGood + `"}}`, map[string]string{"X-Auth-Token": "bogus"}, 401, true},
@@ -146,8 +150,8 @@ func TestIdentityGate(t *testing.T) {
 	if s := g.logs.String(); strings.Contains(s, tokAlice) || strings.Contains(s, tokUnmanaged) || strings.Contains(s, "bogus") {
 		t.Errorf("a token was logged:\n%s", s)
 	}
-	if got := metricValue(t, g, "imagetrust_proxy_token_validations_total{result=missing}"); got != 3 {
-		t.Errorf("missing-token count %v, want 3", got)
+	if got := metricValue(t, g, "imagetrust_proxy_token_validations_total{result=missing}"); got != 4 {
+		t.Errorf("missing-token count %v, want 4", got)
 	}
 }
 

@@ -45,10 +45,9 @@ const (
 // to send the rest of its body (gateLimited): 10 s, and a second more per
 // 64 KiB of the body limit (26 s at the default 1 MiB), at most a minute
 // (the server's ReadTimeout is 2). Without it a
-// client that stalls in the middle of its body (before any token is
-// looked at: an action is authenticated once its body is read) held its
-// slot until the server's ReadTimeout, 2 minutes: as many such clients as
-// there are slots stopped every boot that long.
+// client that stalls in the middle of its body held its slot until the
+// server's ReadTimeout, 2 minutes: as many such clients as there are
+// slots stopped every boot that long.
 func gatedBodyTimeout(maxBody int64) time.Duration {
 	return min(10*time.Second+time.Duration(maxBody>>16)*time.Second, time.Minute)
 }
@@ -95,8 +94,8 @@ const (
 var GatedRejectReasons = []string{RejectQueueFull, RejectQueueTimeout, RejectClientGone}
 
 // gatedLimit bounds the gated requests judged and forwarded at once. A
-// request holds a slot from before its body is read (and its token
-// validated) until its answer is written; one that finds every slot taken
+// request holds a slot from after its token is validated and before its
+// body is read until its answer is written; one that finds every slot taken
 // waits, in arrival order, up to timeout, unless as many wait already.
 type gatedLimit struct {
 	slots   chan struct{}
@@ -153,7 +152,21 @@ func (l *gatedLimit) inFlight() int { return len(l.slots) }
 // (keystoneauth retries a 503 when asked to, status_code_retries) and Nova
 // is not called. The slot is given back however the request ends: an
 // answer, a refusal, a client gone mid-body, an upstream error or a panic.
+//
+// The token is validated first (with an Identity), before the request
+// waits for a slot and before its body is read: a request with no token,
+// or one Keystone refuses, is answered 401 and never holds a slot, so that
+// clients without a valid token cannot take the slots from the site's
+// users. Every gated request is validated so, other server actions
+// (reboot, stop...) too, whose body is read only to tell they are not
+// rebuild or rescue: one validation per token, cached and shared
+// (cachedIdentity), which Nova's keystonemiddleware would make anyway.
 func (p *Proxy) gateLimited(w http.ResponseWriter, r *http.Request, rt route) string {
+	g := p.newGateReq(r, rt)
+	if err := p.authenticate(g); err != nil {
+		p.refused(w, g, err)
+		return "refused"
+	}
 	if reason := p.limit.acquire(r.Context()); reason != "" {
 		p.overloaded(w, r, rt, reason)
 		return "refused"
@@ -162,7 +175,7 @@ func (p *Proxy) gateLimited(w http.ResponseWriter, r *http.Request, rt route) st
 	// the body must come within the body timeout once the gate reads it:
 	// a slot is not for a client that stalls (readBody answers 408 then)
 	r.Body = &deadlineBody{ReadCloser: r.Body, rc: http.NewResponseController(w), timeout: p.bodyTimeout}
-	return p.gate(w, r, rt)
+	return p.gate(w, g)
 }
 
 // deadlineBody is a gated request's body, read under a deadline set at
