@@ -173,7 +173,7 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 		CacheTTL: cfg.Proxy.CacheTTL.Duration, CacheSize: cfg.Proxy.CacheSize, LookupTimeout: cfg.Proxy.LookupTimeout.Duration,
 		UserData: hook, Logger: log, Metrics: metrics, TokenCacheTTL: cfg.Proxy.TokenCacheTTL.Duration,
 		Identity: identity, AuthURI: identity.authURI,
-		MaxGated: cfg.Proxy.MaxGatedRequests, GatedQueueTimeout: cfg.Proxy.GatedQueueTimeout.Duration,
+		MaxGated: cfg.Proxy.MaxGatedRequests, MaxGatedPerProject: cfg.Proxy.MaxGatedPerProject, GatedQueueTimeout: cfg.Proxy.GatedQueueTimeout.Duration,
 	})
 	if err != nil {
 		return fail(e, exitUsage, "proxy: %v", err)

@@ -244,6 +244,10 @@ type Proxy struct {
 	// max_body and contextualisation by the proxy (16 at 1 MiB with a
 	// contextualise.dir, 42 without).
 	MaxGatedRequests int `toml:"max_gated_requests"`
+	// MaxGatedPerProject bounds the slots of max_gated_requests one
+	// project's requests hold at once; 0: half of them (at least one).
+	// Values over max_gated_requests mean no bound of its own.
+	MaxGatedPerProject int `toml:"max_gated_per_project"`
 	// GatedQueueTimeout is how long a gated request waits for a slot
 	// before it is refused 503 (default 2s).
 	GatedQueueTimeout Duration `toml:"gated_queue_timeout"`
@@ -566,6 +570,9 @@ func (c *Config) checkBounds() error {
 	if c.Proxy.MaxGatedRequests > MaxGatedRequestsLimit {
 		return keyErrorf("proxy.max_gated_requests", " = %d: must be at most %d: each gated request allocates up to 12 times max_body, plus 20 MiB with contextualisation", c.Proxy.MaxGatedRequests, MaxGatedRequestsLimit)
 	}
+	if c.Proxy.MaxGatedPerProject > MaxGatedRequestsLimit {
+		return keyErrorf("proxy.max_gated_per_project", " = %d: must be at most %d", c.Proxy.MaxGatedPerProject, MaxGatedRequestsLimit)
+	}
 	if c.Proxy.MaxConnections > MaxConnectionsLimit {
 		return keyErrorf("proxy.max_connections", " = %d: must be at most %d", c.Proxy.MaxConnections, MaxConnectionsLimit)
 	}
@@ -641,7 +648,8 @@ func (c *Config) check() error {
 		{"sync.transfer_min_rate_kib", int64(c.Sync.TransferMinRateKiB)},
 		{"sync.transfer_max_resumes", int64(c.Sync.TransferMaxResumes)},
 		{"proxy.cache_size", int64(c.Proxy.CacheSize)}, {"proxy.max_body", int64(c.Proxy.MaxBody)},
-		{"proxy.max_gated_requests", int64(c.Proxy.MaxGatedRequests)}, {"proxy.max_connections", int64(c.Proxy.MaxConnections)}} {
+		{"proxy.max_gated_requests", int64(c.Proxy.MaxGatedRequests)}, {"proxy.max_connections", int64(c.Proxy.MaxConnections)},
+		{"proxy.max_gated_per_project", int64(c.Proxy.MaxGatedPerProject)}} {
 		if n.v < 0 {
 			return keyErrorf(n.key, " = %d: must not be negative (0 or unset: the default)", n.v)
 		}

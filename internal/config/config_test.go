@@ -43,54 +43,56 @@ func TestLogLevels(t *testing.T) {
 
 func TestParseRefuses(t *testing.T) {
 	cases := map[string]string{
-		"fail unknown key":                  "[trust]\ncafiles = []",
-		"fail unknown section":              "[trsut]\nx = 1",
-		"fail bad duration":                 "[sync]\ninterval = \"soon\"",
-		"fail negative duration":            "[sync]\ninterval = \"-1m\"",
-		"fail bad retire":                   "[sync]\nretire = \"burn\"",
-		"fail bad ingest":                   "[sync]\ningest = \"copy\"",
-		"fail bad stale":                    "[crl]\nstale = \"ignore\"",
-		"fail source with path and url":     "[vo.a]\n[[sync.source]]\npath = \"x\"\nurl = \"https://y\"\nvos = [\"a\"]",
-		"fail source without vos":           "[[sync.source]]\npath = \"x\"",
-		"fail source url with password":     "[vo.a]\n[[sync.source]]\nurl = \"https://user:secret@y/index.json\"\nvos = [\"a\"]",
-		"fail source url with user":         "[vo.a]\n[[sync.source]]\nurl = \"https://user@y/index.json\"\nvos = [\"a\"]",
-		"fail source for an unknown VO":     "[[sync.source]]\npath = \"x\"\nvos = [\"nope\"]",
-		"fail crl source with two kinds":    "[[crl.source]]\nfile = \"a\"\nurl = \"https://b\"",
-		"fail crl source url with password": "[[crl.source]]\nurl = \"http://user:secret@crl.example/ca.crl\"",
-		"fail bad visibility":               "[vo.a]\nvisibility = \"everyone\"",
-		"fail not TOML":                     "this is = not [toml",
-		"fail wrong type":                   "[sync]\nparallel = \"two\"",
-		"fail volume policy":                "[proxy]\nvolume_policy = \"maybe\"",
-		"fail token validation":             "[proxy]\ntoken_validation = \"admin\"",
-		"fail token validation case":        "[proxy]\ntoken_validation = \"Self\"",
-		"fail log format":                   "[log]\nformat = \"xml\"",
-		"fail log level":                    "[log]\nlevel = \"warnig\"",
-		"fail negative parallel":            "[sync]\nparallel = -1",
-		"fail negative retries":             "[sync]\nretries = -3",
-		"fail negative transfer rate":       "[sync]\ntransfer_min_rate_kib = -1",
-		"fail negative transfer resumes":    "[sync]\ntransfer_max_resumes = -1",
-		"fail negative max body":            "[proxy]\nmax_body = -1",
-		"fail sync interval 1ms":            "[sync]\ninterval = \"1ms\"",
-		"fail sync interval a century":      "[sync]\ninterval = \"876000h\"",
-		"fail sync interval past a week":    "[sync]\ninterval = \"169h\"",
-		"fail sync jitter past a week":      "[sync]\njitter = \"169h\"",
-		"fail crl interval 999ms":           "[crl]\ninterval = \"999ms\"",
-		"fail crl interval a century":       "[crl]\ninterval = \"876000h\"",
-		"fail crl jitter a century":         "[crl]\njitter = \"876000h\"",
-		"fail crl grace past 30 days":       "[crl]\ngrace = \"721h\"",
-		"fail crl clock skew past an hour":  "[crl]\nclock_skew = \"61m\"",
-		"fail no nextUpdate max age 30d+":   "[crl]\nno_next_update_max_age = \"721h\"",
-		"fail nova down grace past 30 days": "[sync]\nnova_down_grace = \"721h\"",
-		"fail cache ttl past an hour":       "[proxy]\ncache_ttl = \"61m\"",
-		"fail token cache ttl past an hour": "[proxy]\ntoken_cache_ttl = \"61m\"",
-		"fail token cache ttl negative":     "[proxy]\ntoken_cache_ttl = \"-1s\"",
-		"fail max body past 16 MiB":         "[proxy]\nmax_body = 16777217",
-		"fail negative max gated requests":  "[proxy]\nmax_gated_requests = -1",
-		"fail max gated requests past 4096": "[proxy]\nmax_gated_requests = 4097",
-		"fail gated queue timeout past 30s": "[proxy]\ngated_queue_timeout = \"31s\"",
-		"fail gated queue timeout negative": "[proxy]\ngated_queue_timeout = \"-1s\"",
-		"fail negative max connections":     "[proxy]\nmax_connections = -1",
-		"fail max connections past 1Mi":     "[proxy]\nmax_connections = 1048577",
+		"fail unknown key":                     "[trust]\ncafiles = []",
+		"fail unknown section":                 "[trsut]\nx = 1",
+		"fail bad duration":                    "[sync]\ninterval = \"soon\"",
+		"fail negative duration":               "[sync]\ninterval = \"-1m\"",
+		"fail bad retire":                      "[sync]\nretire = \"burn\"",
+		"fail bad ingest":                      "[sync]\ningest = \"copy\"",
+		"fail bad stale":                       "[crl]\nstale = \"ignore\"",
+		"fail source with path and url":        "[vo.a]\n[[sync.source]]\npath = \"x\"\nurl = \"https://y\"\nvos = [\"a\"]",
+		"fail source without vos":              "[[sync.source]]\npath = \"x\"",
+		"fail source url with password":        "[vo.a]\n[[sync.source]]\nurl = \"https://user:secret@y/index.json\"\nvos = [\"a\"]",
+		"fail source url with user":            "[vo.a]\n[[sync.source]]\nurl = \"https://user@y/index.json\"\nvos = [\"a\"]",
+		"fail source for an unknown VO":        "[[sync.source]]\npath = \"x\"\nvos = [\"nope\"]",
+		"fail crl source with two kinds":       "[[crl.source]]\nfile = \"a\"\nurl = \"https://b\"",
+		"fail crl source url with password":    "[[crl.source]]\nurl = \"http://user:secret@crl.example/ca.crl\"",
+		"fail bad visibility":                  "[vo.a]\nvisibility = \"everyone\"",
+		"fail not TOML":                        "this is = not [toml",
+		"fail wrong type":                      "[sync]\nparallel = \"two\"",
+		"fail volume policy":                   "[proxy]\nvolume_policy = \"maybe\"",
+		"fail token validation":                "[proxy]\ntoken_validation = \"admin\"",
+		"fail token validation case":           "[proxy]\ntoken_validation = \"Self\"",
+		"fail log format":                      "[log]\nformat = \"xml\"",
+		"fail log level":                       "[log]\nlevel = \"warnig\"",
+		"fail negative parallel":               "[sync]\nparallel = -1",
+		"fail negative retries":                "[sync]\nretries = -3",
+		"fail negative transfer rate":          "[sync]\ntransfer_min_rate_kib = -1",
+		"fail negative transfer resumes":       "[sync]\ntransfer_max_resumes = -1",
+		"fail negative max body":               "[proxy]\nmax_body = -1",
+		"fail sync interval 1ms":               "[sync]\ninterval = \"1ms\"",
+		"fail sync interval a century":         "[sync]\ninterval = \"876000h\"",
+		"fail sync interval past a week":       "[sync]\ninterval = \"169h\"",
+		"fail sync jitter past a week":         "[sync]\njitter = \"169h\"",
+		"fail crl interval 999ms":              "[crl]\ninterval = \"999ms\"",
+		"fail crl interval a century":          "[crl]\ninterval = \"876000h\"",
+		"fail crl jitter a century":            "[crl]\njitter = \"876000h\"",
+		"fail crl grace past 30 days":          "[crl]\ngrace = \"721h\"",
+		"fail crl clock skew past an hour":     "[crl]\nclock_skew = \"61m\"",
+		"fail no nextUpdate max age 30d+":      "[crl]\nno_next_update_max_age = \"721h\"",
+		"fail nova down grace past 30 days":    "[sync]\nnova_down_grace = \"721h\"",
+		"fail cache ttl past an hour":          "[proxy]\ncache_ttl = \"61m\"",
+		"fail token cache ttl past an hour":    "[proxy]\ntoken_cache_ttl = \"61m\"",
+		"fail token cache ttl negative":        "[proxy]\ntoken_cache_ttl = \"-1s\"",
+		"fail max body past 16 MiB":            "[proxy]\nmax_body = 16777217",
+		"fail negative max gated requests":     "[proxy]\nmax_gated_requests = -1",
+		"fail max gated requests past 4096":    "[proxy]\nmax_gated_requests = 4097",
+		"fail negative max gated per project":  "[proxy]\nmax_gated_per_project = -1",
+		"fail max gated per project past 4096": "[proxy]\nmax_gated_per_project = 4097",
+		"fail gated queue timeout past 30s":    "[proxy]\ngated_queue_timeout = \"31s\"",
+		"fail gated queue timeout negative":    "[proxy]\ngated_queue_timeout = \"-1s\"",
+		"fail negative max connections":        "[proxy]\nmax_connections = -1",
+		"fail max connections past 1Mi":        "[proxy]\nmax_connections = 1048577",
 	}
 	for name, in := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -126,7 +128,8 @@ func TestTokenCacheTTL(t *testing.T) {
 }
 
 // TestOverloadLimits: proxy.max_gated_requests (0, the default: the proxy
-// derives it from max_body), proxy.gated_queue_timeout (2s by default, as
+// derives it from max_body), proxy.max_gated_per_project (0, the default:
+// the proxy derives it from max_gated_requests), proxy.gated_queue_timeout (2s by default, as
 // 0) and proxy.max_connections (4096 by default) are read from the file
 // and bounded (TestParseRefuses).
 func TestOverloadLimits(t *testing.T) {
@@ -137,13 +140,16 @@ func TestOverloadLimits(t *testing.T) {
 	}{
 		{"ok defaults", "", 0, 4096, 2 * time.Second},
 		{"ok zeros are the defaults", "[proxy]\nmax_gated_requests = 0\nmax_connections = 0\ngated_queue_timeout = \"0s\"", 0, 4096, 2 * time.Second},
-		{"ok set", "[proxy]\nmax_gated_requests = 8\nmax_connections = 100\ngated_queue_timeout = \"500ms\"", 8, 100, 500 * time.Millisecond},
+		{"ok set", "[proxy]\nmax_gated_requests = 8\nmax_connections = 100\ngated_queue_timeout = \"500ms\"\nmax_gated_per_project = 3", 8, 100, 500 * time.Millisecond},
 		{"ok bounds", "[proxy]\nmax_gated_requests = 4096\nmax_connections = 1048576\ngated_queue_timeout = \"30s\"", 4096, 1 << 20, 30 * time.Second},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg, err := Parse([]byte(c.in))
 			if err != nil {
 				t.Fatal(err)
+			}
+			if want := map[bool]int{true: 3}[c.name == "ok set"]; cfg.Proxy.MaxGatedPerProject != want {
+				t.Errorf("max_gated_per_project %d, want %d", cfg.Proxy.MaxGatedPerProject, want)
 			}
 			if p := cfg.Proxy; p.MaxGatedRequests != c.gated || p.MaxConnections != c.conns || p.GatedQueueTimeout.Duration != c.timeout {
 				t.Errorf("max_gated_requests %d, max_connections %d, gated_queue_timeout %s; want %d, %d, %s",

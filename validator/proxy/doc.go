@@ -183,7 +183,12 @@
 // arrival order, up to Options.GatedQueueTimeout, at most MaxGated of them
 // (holding their heads only); then, or at once when that many wait, it is
 // answered 503 serviceUnavailable in Nova's fault shape with Retry-After
-// and Nova is not called. The first refusal after a quiet interval is
+// and Nova is not called. The requests of one project (the token's; without
+// Identity the path's /{project_id}, if any) hold at most
+// Options.MaxGatedPerProject slots (half by default), and at most as many
+// of them wait: one over its project's share waits while those of other
+// projects behind it take free slots, and is refused 503 (project-limit)
+// at the queue timeout. The first refusal after a quiet interval is
 // logged in full, the others as one summary line per interval (overloadLog).
 // Pass-through requests never touch the limit. ServerOptions.MaxConns
 // bounds the client connections of the gate's listener, plain or TLS: the

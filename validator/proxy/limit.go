@@ -78,6 +78,12 @@ func DefaultMaxGatedFor(maxBody int64, userData bool) int {
 	return int(min(max(GatedMemoryBudget/GatedRequestCost(maxBody, userData), 4), 64))
 }
 
+// DefaultMaxGatedPerProjectFor is the default bound on the slots one
+// project holds at once, out of maxGated: half of them (at least one), so
+// that a project (one user's script, a client with a valid token) cannot
+// take every slot from the others.
+func DefaultMaxGatedPerProjectFor(maxGated int) int { return max(maxGated/2, 1) }
+
 // Reasons of imagetrust_proxy_gated_rejections_total.
 const (
 	// RejectQueueFull: every slot taken and as many requests waiting as
@@ -85,67 +91,180 @@ const (
 	RejectQueueFull = "queue-full"
 	// RejectQueueTimeout: no slot came free within the queue timeout.
 	RejectQueueTimeout = "queue-timeout"
+	// RejectProjectLimit: the request's project held its share of the
+	// slots (Options.MaxGatedPerProject) until the queue timeout, or as
+	// many of its requests waited already.
+	RejectProjectLimit = "project-limit"
 	// RejectClientGone: the client went away while it waited (no answer).
 	RejectClientGone = "client-gone"
 )
 
 // GatedRejectReasons are the reason labels of
 // imagetrust_proxy_gated_rejections_total, each at 0 from the start.
-var GatedRejectReasons = []string{RejectQueueFull, RejectQueueTimeout, RejectClientGone}
+var GatedRejectReasons = []string{RejectQueueFull, RejectQueueTimeout, RejectProjectLimit, RejectClientGone}
 
-// gatedLimit bounds the gated requests judged and forwarded at once. A
-// request holds a slot from after its token is validated and before its
-// body is read until its answer is written; one that finds every slot taken
-// waits, in arrival order, up to timeout, unless as many wait already.
+// gatedLimit bounds the gated requests judged and forwarded at once, and
+// those of one project. A request holds a slot from after its token is
+// validated and before its body is read until its answer is written; one
+// that finds every slot taken, or its project's share, waits, in arrival
+// order, up to timeout, unless as many wait already (n in all, perProject
+// of its project). A slot given back goes to the first waiting request
+// whose project is under its share: a project at its share does not hold
+// up the others behind it.
 type gatedLimit struct {
-	slots   chan struct{}
+	n, perProject int
+	timeout       time.Duration
+	m             *Metrics
+
+	mu        sync.Mutex
+	used      int
+	byProject map[string]int // slots held, by project
+	waitingBy map[string]int // requests waiting, by project
+	queue     []*gatedWaiter // in arrival order
+	// waiting is the number of requests waiting (written under mu)
 	waiting atomic.Int64
-	timeout time.Duration
-	m       *Metrics
 }
 
-func newGatedLimit(n int, timeout time.Duration, m *Metrics) *gatedLimit {
-	return &gatedLimit{slots: make(chan struct{}, n), timeout: timeout, m: m}
+// gatedWaiter is a request waiting for a slot; ready is closed when it
+// gets one (granted, under gatedLimit.mu).
+type gatedWaiter struct {
+	project string
+	ready   chan struct{}
+	granted bool
 }
 
-// acquire takes a slot ("" then) or says why it got none.
-func (l *gatedLimit) acquire(ctx context.Context) string {
-	select {
-	case l.slots <- struct{}{}:
-		l.m.gatedInFlight(1)
-		return ""
-	default:
+func newGatedLimit(n, perProject int, timeout time.Duration, m *Metrics) *gatedLimit {
+	if perProject <= 0 || perProject > n {
+		perProject = n
 	}
-	if l.waiting.Add(1) > int64(cap(l.slots)) {
-		l.waiting.Add(-1)
+	return &gatedLimit{n: n, perProject: perProject, timeout: timeout, m: m,
+		byProject: map[string]int{}, waitingBy: map[string]int{}}
+}
+
+// free reports, under mu, whether a request of project may take a slot
+// now ("": no project, bounded by n alone).
+func (l *gatedLimit) free(project string) bool {
+	return l.used < l.n && (project == "" || l.byProject[project] < l.perProject)
+}
+
+// take gives a slot to a request of project, under mu.
+func (l *gatedLimit) take(project string) {
+	l.used++
+	if project != "" {
+		l.byProject[project]++
+	}
+	l.m.gatedInFlight(1)
+}
+
+// acquire takes a slot for a request of project ("" then) or says why it
+// got none.
+func (l *gatedLimit) acquire(ctx context.Context, project string) string {
+	l.mu.Lock()
+	if l.free(project) {
+		l.take(project)
+		l.mu.Unlock()
+		return ""
+	}
+	if int(l.waiting.Load()) >= l.n {
+		l.mu.Unlock()
 		return RejectQueueFull
 	}
+	if project != "" && l.waitingBy[project] >= l.perProject {
+		l.mu.Unlock()
+		return RejectProjectLimit
+	}
+	w := &gatedWaiter{project: project, ready: make(chan struct{})}
+	l.queue = append(l.queue, w)
+	l.waiting.Add(1)
+	if project != "" {
+		l.waitingBy[project]++
+	}
 	l.m.gatedWaiting(1)
-	defer func() {
-		l.waiting.Add(-1)
-		l.m.gatedWaiting(-1)
-	}()
+	l.mu.Unlock()
+
 	t := time.NewTimer(l.timeout)
 	defer t.Stop()
+	reason := RejectQueueTimeout
 	select {
-	case l.slots <- struct{}{}:
-		l.m.gatedInFlight(1)
+	case <-w.ready:
 		return ""
 	case <-t.C:
-		return RejectQueueTimeout
 	case <-ctx.Done():
-		return RejectClientGone
+		reason = RejectClientGone
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if w.granted {
+		return "" // (given a slot as it gave up: it is the caller's to release)
+	}
+	l.dequeue(w)
+	if reason == RejectQueueTimeout && project != "" && l.byProject[project] >= l.perProject {
+		reason = RejectProjectLimit
+	}
+	return reason
 }
 
-// release gives back a slot acquire took.
-func (l *gatedLimit) release() {
-	<-l.slots
+// dequeue removes w from the queue, under mu.
+func (l *gatedLimit) dequeue(w *gatedWaiter) {
+	if i := slices.Index(l.queue, w); i >= 0 {
+		l.queue = slices.Delete(l.queue, i, i+1)
+	}
+	l.waiting.Add(-1)
+	if w.project != "" {
+		if l.waitingBy[w.project]--; l.waitingBy[w.project] == 0 {
+			delete(l.waitingBy, w.project)
+		}
+	}
+	l.m.gatedWaiting(-1)
+}
+
+// release gives back a slot acquire took for a request of project, to the
+// first waiting request that may take it.
+func (l *gatedLimit) release(project string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.used--
+	if project != "" {
+		if l.byProject[project]--; l.byProject[project] == 0 {
+			delete(l.byProject, project)
+		}
+	}
 	l.m.gatedInFlight(-1)
+	for i := 0; i < len(l.queue) && l.used < l.n; {
+		w := l.queue[i]
+		if !l.free(w.project) {
+			i++
+			continue
+		}
+		l.dequeue(w)
+		l.take(w.project)
+		w.granted = true
+		close(w.ready)
+	}
 }
 
 // inFlight is the number of slots taken.
-func (l *gatedLimit) inFlight() int { return len(l.slots) }
+func (l *gatedLimit) inFlight() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.used
+}
+
+// gatedProject is the key of a gated request's per-project bound: the
+// token's project (its user's id for a token scoped to no project),
+// without an Identity the path's /{project_id} segment, else "" (no
+// per-project bound).
+func gatedProject(g *gateReq) string {
+	if c := g.caller; c != nil {
+		if c.ProjectID != "" {
+			return c.ProjectID
+		}
+		if c.UserID != "" {
+			return "user:" + c.UserID
+		}
+	}
+	return strings.ToLower(g.rt.project)
+}
 
 // gateLimited runs the gate within the bound on gated requests: a request
 // that gets no slot is answered 503 serviceUnavailable with Retry-After
@@ -167,11 +286,12 @@ func (p *Proxy) gateLimited(w http.ResponseWriter, r *http.Request, rt route) st
 		p.refused(w, g, err)
 		return "refused"
 	}
-	if reason := p.limit.acquire(r.Context()); reason != "" {
-		p.overloaded(w, r, rt, reason)
+	project := gatedProject(g)
+	if reason := p.limit.acquire(r.Context(), project); reason != "" {
+		p.overloaded(w, g, project, reason)
 		return "refused"
 	}
-	defer p.limit.release()
+	defer p.limit.release(project)
 	// the body must come within the body timeout once the gate reads it:
 	// a slot is not for a client that stalls (readBody answers 408 then)
 	r.Body = &deadlineBody{ReadCloser: r.Body, rc: http.NewResponseController(w), timeout: p.bodyTimeout}
@@ -202,19 +322,28 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 
 // overloaded answers a gated request refused for want of a slot (none to a
 // client that went away), counts it and notes it for the overload log.
-func (p *Proxy) overloaded(w http.ResponseWriter, r *http.Request, rt route, reason string) {
+func (p *Proxy) overloaded(w http.ResponseWriter, g *gateReq, project, reason string) {
+	r := g.r
 	p.o.Metrics.gatedRejected(reason)
-	reqID := newRequestID()
-	p.rejects.note(reason, remoteHost(r), reqID, "request_id", reqID, "reason", reason, "method", r.Method,
-		"path", truncate(r.URL.EscapedPath(), 256), "path_project", rt.project, "remote", remoteHost(r),
-		"max_gated", cap(p.limit.slots), "queue_timeout", p.limit.timeout.String())
+	reqID := g.reqID
+	attrs := []any{"request_id", reqID, "reason", reason, "method", r.Method,
+		"path", truncate(r.URL.EscapedPath(), 256), "path_project", g.rt.project}
+	if c := g.caller; c != nil {
+		attrs = append(attrs, "user_id", c.UserID, "project_id", c.ProjectID)
+	}
+	attrs = append(attrs, "remote", remoteHost(r), "max_gated", p.limit.n, "max_gated_per_project", p.limit.perProject,
+		"queue_timeout", p.limit.timeout.String())
+	p.rejects.note(reason, remoteHost(r), reqID, attrs...)
 	if reason == RejectClientGone {
 		w.WriteHeader(499) // (nobody reads it; for the access log, as upstreamError)
 		return
 	}
 	w.Header().Set("Retry-After", overloadRetryAfter)
-	writeFault(w, reqID, http.StatusServiceUnavailable,
-		"The image gate is busy with other boot requests; try again in a few seconds.")
+	msg := "The image gate is busy with other boot requests; try again in a few seconds."
+	if reason == RejectProjectLimit {
+		msg = "The image gate is busy with other boot requests of your project; try again in a few seconds."
+	}
+	writeFault(w, reqID, http.StatusServiceUnavailable, msg)
 }
 
 // overloadLog writes the overload audit lines: the first event after a

@@ -125,7 +125,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	}
 	rejects := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "imagetrust", Subsystem: "proxy", Name: "gated_rejections_total",
-		Help: "Gated requests refused with 503 for want of a slot (proxy.max_gated_requests), by reason (queue-full, queue-timeout; client-gone: the client left while it waited).",
+		Help: "Gated requests refused with 503 for want of a slot (proxy.max_gated_requests), by reason (queue-full, queue-timeout; project-limit: its project held its share, proxy.max_gated_per_project; client-gone: the client left while it waited).",
 	}, []string{"reason"})
 	for _, c := range []prometheus.Collector{m.decisions, m.duration, m.cache, m.upstreamErrors, m.tokens,
 		m.inFlight, m.waiting, m.conns, m.connsRefused, rejects} {

@@ -113,6 +113,15 @@ type Options struct {
 	// then is refused 503.
 	MaxGated          int
 	GatedQueueTimeout time.Duration
+	// MaxGatedPerProject bounds the slots the gated requests of one
+	// project hold at once (default DefaultMaxGatedPerProjectFor(MaxGated):
+	// half; at most MaxGated), so that one project cannot take every slot
+	// from the others. The project is the token's (without Identity, the
+	// path's /{project_id} segment, if any). A request of a project at its
+	// bound waits like the others (at most MaxGatedPerProject of a project
+	// wait), and is refused 503 (reason project-limit) at the queue
+	// timeout.
+	MaxGatedPerProject int
 	// UserData, if set, contextualises server create and rebuild.
 	UserData UserData
 	// Logger receives the audit lines (required).
@@ -178,6 +187,9 @@ func New(o Options) (*Proxy, error) {
 	if o.MaxGated <= 0 {
 		o.MaxGated = DefaultMaxGatedFor(o.MaxBody, o.UserData != nil)
 	}
+	if o.MaxGatedPerProject <= 0 || o.MaxGatedPerProject > o.MaxGated {
+		o.MaxGatedPerProject = DefaultMaxGatedPerProjectFor(o.MaxGated)
+	}
 	if o.GatedQueueTimeout <= 0 {
 		o.GatedQueueTimeout = DefaultGatedQueueTimeout
 	}
@@ -193,7 +205,7 @@ func New(o Options) (*Proxy, error) {
 		pool = newUpstreamPool(o.Upstream)
 	}
 	p := &Proxy{o: o, unmanaged: map[string]bool{}, pool: pool, bodyTimeout: gatedBodyTimeout(o.MaxBody),
-		limit: newGatedLimit(o.MaxGated, o.GatedQueueTimeout, o.Metrics),
+		limit: newGatedLimit(o.MaxGated, o.MaxGatedPerProject, o.GatedQueueTimeout, o.Metrics),
 		rejects: newOverloadLog(o.Logger, "gated request refused: overloaded",
 			"gated requests refused: overloaded (summary)")}
 	for _, pr := range o.UnmanagedProjects {

@@ -142,9 +142,9 @@ func Serve(ctx context.Context, gate http.Handler, o ServerOptions) error {
 		o.MaxConns = DefaultMaxConns
 	}
 	var metrics *Metrics
-	maxGated := 0
+	maxGated, perProject := 0, 0
 	if p, ok := gate.(*Proxy); ok {
-		metrics, maxGated = p.o.Metrics, cap(p.limit.slots)
+		metrics, maxGated, perProject = p.o.Metrics, p.limit.n, p.limit.perProject
 	}
 	conns := newConnLimit(o.MaxConns, metrics, o.Logger)
 	var fast *fastServer
@@ -161,7 +161,7 @@ func Serve(ctx context.Context, gate http.Handler, o ServerOptions) error {
 		}
 	}
 	o.Logger.Info("proxy listening", "listen", ln.Addr().String(), "tls", o.TLSCert != "", "health", fmt.Sprint(healthAddr),
-		"max_connections", o.MaxConns, "max_gated_requests", maxGated)
+		"max_connections", o.MaxConns, "max_gated_requests", maxGated, "max_gated_per_project", perProject)
 	if o.Ready != nil {
 		o.Ready(ln.Addr(), healthAddr)
 	}

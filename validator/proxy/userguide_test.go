@@ -196,6 +196,11 @@ func TestUserGuideRefusals(t *testing.T) {
 			p, b := create(idGood)
 			return &Options{MaxGated: 1, GatedQueueTimeout: time.Nanosecond}, p, b
 		}, 503},
+		{"gate busy for the project", func(f *fixture) (*Options, string, string) {
+			// the project's share taken (below), a slot free
+			_, b := create(idGood)
+			return &Options{MaxGated: 2, MaxGatedPerProject: 1, GatedQueueTimeout: time.Nanosecond}, "/v2.1/" + userProject + "/servers", b
+		}, 503},
 	}
 
 	var produced []string
@@ -217,13 +222,19 @@ func TestUserGuideRefusals(t *testing.T) {
 				o.UserData, o.MaxBody = over.UserData, over.MaxBody
 			}
 			if over.MaxGated != 0 {
-				o.MaxGated, o.GatedQueueTimeout = over.MaxGated, over.GatedQueueTimeout
+				o.MaxGated, o.GatedQueueTimeout, o.MaxGatedPerProject = over.MaxGated, over.GatedQueueTimeout, over.MaxGatedPerProject
 			}
 		})
 		if over != nil && over.MaxGated != 0 {
-			for range over.MaxGated {
-				g.proxy.limit.slots <- struct{}{}
+			n, project := over.MaxGated, ""
+			if over.MaxGatedPerProject != 0 {
+				n, project = over.MaxGatedPerProject, userProject
 			}
+			g.proxy.limit.mu.Lock()
+			for range n {
+				g.proxy.limit.take(project)
+			}
+			g.proxy.limit.mu.Unlock()
 		}
 		resp, b := do(t, http.MethodPost, g.srv.URL+path, "application/json", body, nil)
 		if resp.StatusCode != c.want {
