@@ -194,8 +194,13 @@
 // bounds the client connections of the gate's listener, plain or TLS: the
 // fast server counts one at its accept (not by wrapping it, which would
 // cost it direct I/O) until it closes, there or, once handed over, through
-// handoffConn.Close; net/http's server alone gets a counting listener. A
-// connection beyond the bound is accepted and closed at once.
+// handoffConn.Close; net/http's server alone gets a counting listener. At
+// the bound, a new connection takes the place of the one idle the longest
+// (a keep-alive connection waiting for its next request, as the fast
+// server and net/http's ConnState mark them: an atomic store per request,
+// the connections searched only at the bound), which is closed, as nginx
+// does when its worker_connections run out; when none is idle the new one
+// is accepted and closed at once.
 //
 // # Performance
 //

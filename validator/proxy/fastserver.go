@@ -164,17 +164,20 @@ func (s *fastServer) serve(ln net.Listener) error {
 			continue
 		}
 		delay = 0
-		if s.limit != nil && !s.limit.admit(c) {
-			continue
+		var ent *connEntry
+		if s.limit != nil {
+			if ent = s.limit.admit(c); ent == nil {
+				continue
+			}
 		}
 		if s.tlsConfig != nil {
 			c = tls.Server(directIO(c), s.tlsConfig)
 		}
-		fc := s.track(c)
+		fc := s.track(c, ent)
 		if fc == nil {
 			c.Close()
-			if s.limit != nil {
-				s.limit.release()
+			if ent != nil {
+				s.limit.release(ent)
 			}
 			return http.ErrServerClosed
 		}
@@ -227,18 +230,16 @@ func (s *fastServer) logf(format string, a ...any) {
 	}
 }
 
-// track registers a new connection (nil when shutting down).
-func (s *fastServer) track(c net.Conn) *fastConn {
+// track registers a new connection, counted as ent (nil when shutting
+// down).
+func (s *fastServer) track(c net.Conn, ent *connEntry) *fastConn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing.Load() {
 		return nil
 	}
 	s.wg.Add(1)
-	fc := &fastConn{s: s, c: c}
-	if s.limit != nil {
-		fc.release = s.limit.release
-	}
+	fc := &fastConn{s: s, c: c, ent: ent}
 	s.conns[fc] = struct{}{}
 	return fc
 }
@@ -254,8 +255,8 @@ func (s *fastServer) setIdle(fc *fastConn, idle bool) bool {
 }
 
 func (s *fastServer) forget(fc *fastConn) {
-	if fc.release != nil {
-		fc.release() // (nil once handed over: handoffConn.Close does it)
+	if fc.ent != nil {
+		fc.s.limit.release(fc.ent) // (nil once handed over: handoffConn.Close does it)
 	}
 	s.mu.Lock()
 	delete(s.conns, fc)
@@ -284,9 +285,9 @@ type fastConn struct {
 	tls    *tls.ConnectionState // after the handshake, when c is a *tls.Conn
 	idle   atomic.Bool          // waiting for a next request (setIdle)
 	url    url.URL              // the request's URL when fastURL needs no parse
-	// release gives the connection's place back to the connection limit
-	// (nil without one, and once handed over)
-	release func()
+	// ent is the connection's place in the connection limit (nil without
+	// one, and once handed over)
+	ent *connEntry
 }
 
 // fastSource is the connection as its read buffer sees it: first the byte
@@ -495,9 +496,11 @@ func (fc *fastConn) serve() {
 			if !s.setIdle(fc, true) {
 				return
 			}
+			fc.ent.setIdle(true) // (the connection limit may close it for a new one)
 			if _, err := fc.br.Peek(1); err != nil {
 				return
 			}
+			fc.ent.setIdle(false)
 		}
 		if !s.setIdle(fc, false) {
 			return
@@ -631,7 +634,7 @@ func (fc *fastConn) serveRequest(start time.Time) (reuse bool, end time.Time) {
 func (fc *fastConn) handOver() bool {
 	buf, _ := fc.br.Peek(fc.br.Buffered())
 	fc.s.handOvers.Add(1)
-	hc := &handoffConn{Conn: fc.c, buf: append(bytes.Clone(buf), fc.src.pending...), tls: fc.tls, release: fc.release}
+	hc := &handoffConn{Conn: fc.c, buf: append(bytes.Clone(buf), fc.src.pending...), tls: fc.tls, l: fc.s.limit, e: fc.ent}
 	_ = fc.c.SetDeadline(time.Time{})
 	if fc.s.isClosing() {
 		return false
@@ -639,7 +642,7 @@ func (fc *fastConn) handOver() bool {
 	if !fc.s.hl.deliver(hc) {
 		return false // (hc never closed: fc's end closes c and releases)
 	}
-	fc.release = nil
+	fc.ent = nil
 	return true
 }
 
@@ -688,17 +691,18 @@ type handoffConn struct {
 	net.Conn
 	buf []byte
 	tls *tls.ConnectionState
-	// release, if set, gives the connection's place back to the connection
-	// limit at its first Close
-	release func()
-	once    sync.Once
+	// e, if set, is the connection's place in the connection limit l,
+	// given back at Close (and marked idle between requests:
+	// connStateHook)
+	l *connLimit
+	e *connEntry
 }
 
 // Close implements net.Conn.
 func (c *handoffConn) Close() error {
 	err := c.Conn.Close()
-	if c.release != nil {
-		c.once.Do(c.release)
+	if c.e != nil {
+		c.l.release(c.e)
 	}
 	return err
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -449,30 +450,64 @@ func (l *overloadLog) flush() {
 	l.timer.Reset(l.interval)
 }
 
-// connLimit bounds the client connections the gate's listener holds. A
-// connection beyond it is accepted and closed at once (accept-and-close):
-// its client fails at once with a closed connection, which clients retry
-// (keystoneauth's connect_retries), where one left in the kernel's accept
-// queue would hang until a slot came free or its connect timed out, with
-// nothing counted. The count covers a connection from its accept to its
-// close, on the fast server and after its hand-over to net/http alike.
+// connLimit bounds the client connections the gate's listener holds. At
+// the bound, a new connection takes the place of the connection that has
+// been idle the longest (a keep-alive connection waiting for its next
+// request), which is closed, as nginx does when its worker_connections run
+// out; when none is idle, the new one is accepted and closed at once
+// (accept-and-close): its client fails at once with a closed connection,
+// which clients retry (keystoneauth's connect_retries), where one left in
+// the kernel's accept queue would hang until a slot came free or its
+// connect timed out, with nothing counted. The count covers a connection
+// from its accept to its close, on the fast server and after its
+// hand-over to net/http alike.
 type connLimit struct {
 	max  int64
 	open atomic.Int64
 	m    *Metrics
 	log  *overloadLog
+
+	mu    sync.Mutex
+	conns map[*connEntry]struct{} // admitted, not yet released
+}
+
+// connEntry is one admitted connection. idleSince is when it began to
+// wait for its next request (UnixNano), 0 while it is not idle
+// (handshake, first request, request in progress), -1 once it is closed
+// to make room; its server sets it (setIdle) at each change, an atomic
+// store and no lock, so that the request path pays next to nothing: the
+// connections are searched only when the limit is reached.
+type connEntry struct {
+	c         net.Conn // as accepted: closing it ends whatever serves it
+	idleSince atomic.Int64
+	released  bool // under connLimit.mu
+}
+
+// setIdle marks e idle (waiting for a next request) or busy.
+func (e *connEntry) setIdle(idle bool) {
+	if e == nil {
+		return
+	}
+	if idle {
+		e.idleSince.Store(time.Now().UnixNano())
+	} else {
+		e.idleSince.Store(0)
+	}
 }
 
 func newConnLimit(n int, m *Metrics, log *slog.Logger) *connLimit {
-	return &connLimit{max: int64(n), m: m,
+	return &connLimit{max: int64(n), m: m, conns: map[*connEntry]struct{}{},
 		log: newOverloadLog(log, "connection refused: connection limit reached", "connections refused: connection limit reached (summary)")}
 }
 
-// admit counts c in, or closes it and reports false when the limit is
-// reached.
-func (l *connLimit) admit(c net.Conn) bool {
-	if l.open.Add(1) > l.max {
+// admit counts c in and returns its entry, or closes it and returns nil
+// when the limit is reached and no connection is idle.
+func (l *connLimit) admit(c net.Conn) *connEntry {
+	for l.open.Add(1) > l.max {
 		l.open.Add(-1)
+		if l.closeIdle() {
+			continue
+		}
 		l.m.connRefused()
 		remote := c.RemoteAddr().String()
 		if h, _, err := net.SplitHostPort(remote); err == nil {
@@ -482,16 +517,85 @@ func (l *connLimit) admit(c net.Conn) bool {
 		// counted and logged)
 		l.log.note("limit", remote, "", "remote", remote, "max_connections", l.max)
 		_ = c.Close()
-		return false
+		return nil
 	}
 	l.m.connOpen(1)
-	return true
+	e := &connEntry{c: c}
+	l.mu.Lock()
+	l.conns[e] = struct{}{}
+	l.mu.Unlock()
+	return e
 }
 
-// release counts a connection admit let in out.
-func (l *connLimit) release() {
+// closeIdle closes the connection idle the longest and gives its place
+// back; false when none is idle. A connection that turns busy as it is
+// chosen is closed all the same if its claim came first (its client, which
+// had just sent a request on an idle keep-alive connection, sees it closed
+// and retries, as when IdleTimeout closes it: RFC 9112 9.3.1).
+func (l *connLimit) closeIdle() bool {
+	l.mu.Lock()
+	for {
+		var oldest *connEntry
+		var since int64
+		for e := range l.conns {
+			if t := e.idleSince.Load(); t > 0 && (oldest == nil || t < since) {
+				oldest, since = e, t
+			}
+		}
+		if oldest == nil {
+			l.mu.Unlock()
+			return false
+		}
+		if !oldest.idleSince.CompareAndSwap(since, -1) {
+			continue // (busy again, or idle anew: look again)
+		}
+		oldest.released = true
+		delete(l.conns, oldest)
+		l.mu.Unlock()
+		l.open.Add(-1)
+		l.m.connOpen(-1)
+		l.m.connIdleClosed()
+		_ = oldest.c.Close()
+		return true
+	}
+}
+
+// release counts a connection admit let in out (once; nothing when it was
+// closed to make room).
+func (l *connLimit) release(e *connEntry) {
+	l.mu.Lock()
+	if e.released {
+		l.mu.Unlock()
+		return
+	}
+	e.released = true
+	delete(l.conns, e)
+	l.mu.Unlock()
 	l.open.Add(-1)
 	l.m.connOpen(-1)
+}
+
+// connStateHook is net/http's ConnState for the gate's connections: it
+// marks a counted connection idle between its requests, for closeIdle.
+func connStateHook(c net.Conn, st http.ConnState) {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	var e *connEntry
+	switch cc := c.(type) {
+	case *limitConn:
+		e = cc.e
+	case *handoffConn:
+		e = cc.e
+	default:
+		return
+	}
+	switch st {
+	case http.StateIdle:
+		e.setIdle(true)
+	case http.StateActive, http.StateHijacked:
+		e.setIdle(false)
+	}
 }
 
 // limitListener is the gate's listener for net/http's server alone
@@ -509,23 +613,23 @@ func (ll *limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if ll.l.admit(c) {
-			return &limitConn{Conn: c, release: ll.l.release}, nil
+		if e := ll.l.admit(c); e != nil {
+			return &limitConn{Conn: c, l: ll.l, e: e}, nil
 		}
 	}
 }
 
-// limitConn is a connection counted against a connLimit: its first Close
-// gives its place back.
+// limitConn is a connection counted against a connLimit: its Close gives
+// its place back.
 type limitConn struct {
 	net.Conn
-	once    sync.Once
-	release func()
+	l *connLimit
+	e *connEntry
 }
 
 // Close implements net.Conn.
 func (c *limitConn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(c.release)
+	c.l.release(c.e)
 	return err
 }

@@ -362,11 +362,18 @@ func testGatedLimitNova(t *testing.T, s *novaStack, netHTTPOnly bool) {
 
 // TestConnLimitNova: the bound on client connections, on the fast server
 // and on net/http's alone, plain and TLS, in front of the real nova-api.
-// With MaxConns connections open (one of them, on the fast server, handed
-// over to net/http by a boot), the next is accepted and closed at once: its
-// request gets no answer, imagetrust_proxy_connections_refused_total counts
-// it and the connection log says so. Once a connection closes, its place is
-// free again (and a handed-over one's too).
+// With MaxConns keep-alive connections open and idle (one of them, on the
+// fast server, handed over to net/http by a boot), a new one is served:
+// the one idle the longest is closed to make room (as nginx does), the
+// handed-over one first, then the fast one, each counted in
+// imagetrust_proxy_connections_idle_closed_total. With MaxConns
+// connections open and none idle (connected, no request yet), the next is
+// accepted and closed at once: its request gets no answer,
+// imagetrust_proxy_connections_refused_total counts it and the connection
+// log says so, and the connections held are still served. Once a
+// connection closes, its place is free again. Before idle connections were
+// closed for new ones, a new connection was refused while MaxConns idle
+// ones sat there.
 func TestConnLimitNova(t *testing.T) {
 	s := startNovaStack(t)
 	for _, netHTTPOnly := range []bool{false, true} {
@@ -398,7 +405,10 @@ func testConnLimitNova(t *testing.T, s *novaStack, netHTTPOnly, withTLS bool) {
 		o.TLSCert, o.TLSKey, client = tlsListenerPair(t, t.TempDir())
 		tlsConf = client.Transport.(*http.Transport).TLSClientConfig
 	}
+	var limit *connLimit
+	testHookConnLimit = func(l *connLimit) { limit = l }
 	addr, _, _ := serveInBackground(t, p, o)
+	testHookConnLimit = nil
 	_, demo := s.viaGate(t, ostest.CloudDemo, "http://"+addr)
 	token := demo.ProviderClient.Token()
 
@@ -443,21 +453,70 @@ func testConnLimitNova(t *testing.T, s *novaStack, netHTTPOnly, withTLS bool) {
 	}
 	open := func() float64 { return gaugeValue(t, reg, "imagetrust_proxy_connections", "") }
 
-	c1, c2 := dial(), dial()
+	// idle is the number of counted connections waiting for a next request
+	idle := func() int {
+		limit.mu.Lock()
+		defer limit.mu.Unlock()
+		n := 0
+		for e := range limit.conns {
+			if e.idleSince.Load() > 0 {
+				n++
+			}
+		}
+		return n
+	}
+
+	// a boot hands c2 over to net/http on the fast server (refused here:
+	// an empty server object), and it stays open, idle
+	c2 := dial()
+	if code := request(c2, http.MethodPost, "/v2.1/servers", `{"server":{}}`); code != http.StatusBadRequest {
+		t.Fatalf("second connection: %d", code)
+	}
+	waitFor(t, "the second connection idle", func() bool { return idle() == 1 })
+	c1 := dial()
 	if code := request(c1, http.MethodGet, "/v2.1/flavors", ""); code != http.StatusOK {
 		t.Fatalf("first connection: %d", code)
 	}
-	// a boot hands c2 over to net/http on the fast server (refused here:
-	// an empty server object), and it stays open
-	if code := request(c2, http.MethodPost, "/v2.1/servers", `{"server":{}}`); code != http.StatusBadRequest {
-		t.Fatalf("second connection: %d", code)
+	waitFor(t, "both connections idle", func() bool { return idle() == 2 })
+	if v := open(); v != maxConns {
+		t.Errorf("imagetrust_proxy_connections %v, want %d", v, maxConns)
+	}
+	// at the limit, a new connection takes the place of the oldest idle
+	// one: c2 (handed over), then c1 (fast)
+	c3 := dial()
+	if code := request(c3, http.MethodGet, "/v2.1/flavors", ""); code != http.StatusOK {
+		t.Fatalf("connection at the limit with idle ones: %d, want served", code)
+	}
+	if code := request(c2, http.MethodGet, "/v2.1/flavors", ""); code != 0 {
+		t.Errorf("the connection idle the longest answered %d, want closed", code)
+	}
+	waitFor(t, "c1 and c3 idle", func() bool { return idle() == 2 })
+	c4 := dial()
+	if code := request(c4, http.MethodGet, "/v2.1/flavors", ""); code != http.StatusOK {
+		t.Fatalf("second connection at the limit with idle ones: %d, want served", code)
+	}
+	if code := request(c1, http.MethodGet, "/v2.1/flavors", ""); code != 0 {
+		t.Errorf("the next connection idle the longest answered %d, want closed", code)
+	}
+	if v := gaugeValue(t, reg, "imagetrust_proxy_connections_idle_closed_total", ""); v != 2 {
+		t.Errorf("imagetrust_proxy_connections_idle_closed_total %v, want 2", v)
+	}
+	if v := gaugeValue(t, reg, "imagetrust_proxy_connections_refused_total", ""); v != 0 {
+		t.Errorf("imagetrust_proxy_connections_refused_total %v, want 0", v)
 	}
 	if v := open(); v != maxConns {
 		t.Errorf("imagetrust_proxy_connections %v, want %d", v, maxConns)
 	}
-	c3 := dial()
-	if code := request(c3, http.MethodGet, "/v2.1/flavors", ""); code != 0 {
-		t.Errorf("connection over the limit answered %d, want closed", code)
+	c3.c.Close()
+	c4.c.Close()
+	waitFor(t, "every place given back", func() bool { return open() == 0 })
+
+	// none idle (connected, no request yet): the next is refused
+	c5, c6 := dial(), dial()
+	waitFor(t, "two connections open", func() bool { return open() == maxConns })
+	c7 := dial()
+	if code := request(c7, http.MethodGet, "/v2.1/flavors", ""); code != 0 {
+		t.Errorf("connection over the limit, none idle, answered %d, want closed", code)
 	}
 	if v := gaugeValue(t, reg, "imagetrust_proxy_connections_refused_total", ""); v != 1 {
 		t.Errorf("imagetrust_proxy_connections_refused_total %v, want 1", v)
@@ -466,24 +525,23 @@ func testConnLimitNova(t *testing.T, s *novaStack, netHTTPOnly, withTLS bool) {
 		t.Errorf("no connection limit line:\n%s", logs.String())
 	}
 	// still served on the connections held
-	if code := request(c1, http.MethodGet, "/v2.1/flavors", ""); code != http.StatusOK {
-		t.Errorf("first connection again: %d", code)
+	if code := request(c5, http.MethodGet, "/v2.1/flavors", ""); code != http.StatusOK {
+		t.Errorf("held connection: %d", code)
 	}
-	if code := request(c2, http.MethodGet, "/v2.1/flavors", ""); code != http.StatusOK {
-		t.Errorf("second connection again: %d", code)
+	if code := request(c6, http.MethodPost, "/v2.1/servers", `{"server":{}}`); code != http.StatusBadRequest {
+		t.Errorf("held connection: %d", code)
 	}
-	// the handed-over connection's place comes back when it closes, the
-	// fast one's too
-	c2.c.Close()
+	// a place comes back when a connection closes, a handed-over one's too
+	c6.c.Close()
 	waitFor(t, "the closed connection's place given back", func() bool { return open() == maxConns-1 })
-	c4 := dial()
-	if code := request(c4, http.MethodGet, "/v2.1/flavors", ""); code != http.StatusOK {
+	c8 := dial()
+	if code := request(c8, http.MethodGet, "/v2.1/flavors", ""); code != http.StatusOK {
 		t.Errorf("connection after one closed: %d", code)
 	}
-	c1.c.Close()
-	c4.c.Close()
-	if c3.c != nil {
-		c3.c.Close()
+	for _, c := range []*conn{c1, c2, c5, c7, c8} {
+		if c.c != nil {
+			c.c.Close()
+		}
 	}
 	waitFor(t, "every place given back", func() bool { return open() == 0 })
 }

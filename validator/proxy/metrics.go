@@ -78,6 +78,7 @@ type Metrics struct {
 	inFlight, waiting, conns prometheus.Gauge
 	gatedRejects             map[string]prometheus.Counter
 	connsRefused             prometheus.Counter
+	connsIdleClosed          prometheus.Counter
 }
 
 // NewMetrics creates the proxy's collectors and registers them with reg.
@@ -118,9 +119,13 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: "imagetrust", Subsystem: "proxy", Name: "connections",
 			Help: "Client connections the gate's listener holds now; at most proxy.max_connections.",
 		}),
+		connsIdleClosed: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "imagetrust", Subsystem: "proxy", Name: "connections_idle_closed_total",
+			Help: "Idle keep-alive client connections closed to make room for a new one at proxy.max_connections.",
+		}),
 		connsRefused: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "imagetrust", Subsystem: "proxy", Name: "connections_refused_total",
-			Help: "Client connections closed at once because proxy.max_connections were open.",
+			Help: "Client connections closed at once because proxy.max_connections were open and none of them idle.",
 		}),
 	}
 	rejects := prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -128,7 +133,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		Help: "Gated requests refused with 503 for want of a slot (proxy.max_gated_requests), by reason (queue-full, queue-timeout; project-limit: its project held its share, proxy.max_gated_per_project; client-gone: the client left while it waited).",
 	}, []string{"reason"})
 	for _, c := range []prometheus.Collector{m.decisions, m.duration, m.cache, m.upstreamErrors, m.tokens,
-		m.inFlight, m.waiting, m.conns, m.connsRefused, rejects} {
+		m.inFlight, m.waiting, m.conns, m.connsRefused, m.connsIdleClosed, rejects} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -244,5 +249,11 @@ func (m *Metrics) connOpen(d float64) {
 func (m *Metrics) connRefused() {
 	if m != nil {
 		m.connsRefused.Inc()
+	}
+}
+
+func (m *Metrics) connIdleClosed() {
+	if m != nil {
+		m.connsIdleClosed.Inc()
 	}
 }

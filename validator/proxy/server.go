@@ -43,7 +43,8 @@ type ServerOptions struct {
 	NetHTTPOnly bool
 	// MaxConns bounds the client connections the gate's listener holds
 	// (default DefaultMaxConns), plain or TLS, on the fast server and on
-	// net/http's; one beyond it is accepted and closed at once (limit.go).
+	// net/http's; one beyond it takes the place of the connection idle the
+	// longest, or is accepted and closed at once when none is (limit.go).
 	MaxConns int
 }
 
@@ -75,9 +76,12 @@ func HealthHandler(g prometheus.Gatherer) http.Handler {
 	return mux
 }
 
-// testHookFastServer, when set (by tests), is given the fast server Serve
-// makes.
-var testHookFastServer func(*fastServer)
+// testHookFastServer and testHookConnLimit, when set (by tests), are
+// given the fast server and the connection limit Serve makes.
+var (
+	testHookFastServer func(*fastServer)
+	testHookConnLimit  func(*connLimit)
+)
 
 // Serve runs the gate (and the health listener) until ctx ends, then shuts
 // down gracefully: listeners close at once, requests in flight get
@@ -147,6 +151,10 @@ func Serve(ctx context.Context, gate http.Handler, o ServerOptions) error {
 		metrics, maxGated, perProject = p.o.Metrics, p.limit.n, p.limit.perProject
 	}
 	conns := newConnLimit(o.MaxConns, metrics, o.Logger)
+	gs.ConnState = connStateHook // (idle connections, which the limit may close for new ones)
+	if testHookConnLimit != nil {
+		testHookConnLimit(conns)
+	}
 	var fast *fastServer
 	if p, ok := gate.(*Proxy); ok && p.pool != nil && !o.NetHTTPOnly {
 		fast = newFastServer(p, gs) // (it does the TLS itself: gs.TLSConfig)
