@@ -496,7 +496,7 @@ func (fc *fastConn) serve() {
 			if !s.setIdle(fc, true) {
 				return
 			}
-			fc.ent.setIdle(true) // (the connection limit may close it for a new one)
+			fc.ent.setIdleSince(last) // (the connection limit may close it for a new one)
 			if _, err := fc.br.Peek(1); err != nil {
 				return
 			}

@@ -485,13 +485,17 @@ type connEntry struct {
 
 // setIdle marks e idle (waiting for a next request) or busy.
 func (e *connEntry) setIdle(idle bool) {
-	if e == nil {
-		return
-	}
 	if idle {
-		e.idleSince.Store(time.Now().UnixNano())
-	} else {
+		e.setIdleSince(time.Now())
+	} else if e != nil {
 		e.idleSince.Store(0)
+	}
+}
+
+// setIdleSince marks e idle since t (a time the caller has at hand).
+func (e *connEntry) setIdleSince(t time.Time) {
+	if e != nil {
+		e.idleSince.Store(max(t.UnixNano(), 1))
 	}
 }
 

@@ -550,8 +550,9 @@ func testConnLimitNova(t *testing.T, s *novaStack, netHTTPOnly, withTLS bool) {
 // and part of its body, then stalls, holds its slot only for the body
 // timeout, not for the server's ReadTimeout (2 minutes): it is answered 408
 // and the slot comes back, so that as many stalled clients as there are
-// slots (no token needed: an action is authenticated once its body is
-// read) do not stop every boot. A boot that follows through the same gate,
+// slots (with a valid token: without one a gated request is refused 401
+// before it takes a slot, TestGatedSlotNeedsTokenNova; this gate has no
+// Identity) do not stop every boot. A boot that follows through the same gate,
 // with the same short body timeout, is forwarded to the real nova-api and
 // created, though held in the contextualisation hook past the body
 // timeout (net/http lifts the deadline once the body is read: it would
