@@ -327,6 +327,9 @@ type Report struct {
 	// found no bundle (an unmounted mount point, an emptied index): the
 	// pass retired nothing of their VOs, and it is not made incomplete.
 	EmptySources int `json:"empty_sources,omitempty"`
+	// Empty names those sources (Source.Name), in the configuration's
+	// order.
+	Empty []string `json:"empty,omitempty"`
 	// Failed are the images (ids; an alias not created, by its VO/tag) on
 	// which an operation failed (Glance, a transfer), sorted, each once:
 	// the next pass retries them.
@@ -454,9 +457,10 @@ func (rp *reporter) fail(id string) {
 }
 
 // sourceEmpty counts a source that listed no bundle.
-func (rp *reporter) sourceEmpty() {
+func (rp *reporter) sourceEmpty(name string) {
 	rp.mu.Lock()
 	rp.r.EmptySources++
+	rp.r.Empty = append(rp.r.Empty, name)
 	rp.mu.Unlock()
 }
 
@@ -642,7 +646,7 @@ func (s *Syncer) collect(ctx context.Context, rp *reporter) ([]*item, map[string
 			// image: never retire on that (to retire a VO's images, take
 			// its source out of the configuration)
 			s.log.Warn("source listed no bundle; nothing of its VOs is retired this pass", "source", src.Name())
-			rp.sourceEmpty()
+			rp.sourceEmpty(src.Name())
 			for _, v := range src.VOs() {
 				incomplete[v] = true
 			}

@@ -57,6 +57,9 @@ func TestEmptySourceRetiresNothing(t *testing.T) {
 	if r.EmptySources != 1 {
 		t.Fatalf("report: %d empty sources, want 1 (the atlas directory)", r.EmptySources)
 	}
+	if len(r.Empty) != 1 || r.Empty[0] != atlas {
+		t.Fatalf("report: empty sources %q, want [%s]", r.Empty, atlas)
+	}
 	if n := metricValue(t, o.Metrics.EmptySources); n != 1 {
 		t.Fatalf("imagetrust_sync_empty_sources %v after a pass with one empty source, want 1", n)
 	}

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/imagetrust/imagetrust/internal/glance"
+	"github.com/imagetrust/imagetrust/internal/ostest"
+	"github.com/imagetrust/imagetrust/validator"
+)
+
+// TestSyncOnceEmptySource: `imagetrust sync --once` with a directory source
+// that lists no bundle (a CVMFS repository autofs did not mount is an
+// empty directory) exits 1 naming the source, and its pass retires nothing
+// of the source's VO (retire = "delete": an image of that VO in the mirror
+// project stays active); the same image is retired once the source is
+// taken out of the configuration, which is how an operator retires a VO.
+// Against the real Keystone, Glance and Nova, in the process's own
+// project. Before, the run exited 0: a cron job could not tell.
+func TestSyncOnceEmptySource(t *testing.T) {
+	c := ostest.Start(t, ostest.Options{})
+	ctx := context.Background()
+	p := ownMirror(t, c)
+	vars := projectVars(p)
+	mirror := c.ImageClient(t, ostest.CloudAdmin)
+	id := uuid.NewString()
+	if _, err := glance.Create(ctx, p.Image, glance.CreateOpts{ID: id, Name: "empty-src-" + id[:8], DiskFormat: "raw", ContainerFormat: "bare",
+		Visibility: "shared", Properties: map[string]string{validator.PropUUID: id, validator.PropVO: "demo", validator.PropTag: "empty-src-" + id[:8]}}).Extract(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = glance.Reactivate(context.Background(), mirror, id).ExtractErr()
+		_ = glance.Delete(context.Background(), mirror, id).ExtractErr()
+	})
+	if err := glance.Upload(ctx, p.Image, id, bytes.NewReader(make([]byte, 1024))).ExtractErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	path, _ := daemonConfig(t)
+	text, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := strings.Replace(string(text), `retire = "keep"`, `retire = "delete"`, 1)
+	empty := t.TempDir()
+	withSource := base + fmt.Sprintf("\n[[sync.source]]\npath = %q\nvos = [\"demo\"]\n", empty)
+	if err := os.WriteFile(path, []byte(withSource), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := cliEnv(t, t.TempDir(), vars, "sync", "--once", "--config", path)
+	if code != exitInvalid {
+		t.Errorf("sync --once with an empty source: exit %d, want %d:\n%s", code, exitInvalid, stderr)
+	}
+	if !strings.Contains(stderr, `level=ERROR msg="source listed no bundle (not mounted? emptied?)`) || !strings.Contains(stderr, "source="+empty) {
+		t.Errorf("no ERROR naming the empty source %s:\n%s", empty, stderr)
+	}
+	if !strings.Contains(stderr, `msg="sync pass done"`) {
+		t.Errorf("the pass did not run to its end:\n%s", stderr)
+	}
+	im, err := glance.Get(ctx, mirror, id).Extract()
+	if err != nil {
+		t.Fatalf("the image after a pass with an empty source: %v\n%s", err, stderr)
+	}
+	if im.Status != "active" || im.Hidden {
+		t.Fatalf("image of the empty source's VO %s (hidden %v) after the pass: retired on an empty listing\n%s", im.Status, im.Hidden, stderr)
+	}
+
+	// the source taken out: its VO's images are retired (deleted, as no
+	// server uses it), and the run is clean
+	if err := os.WriteFile(path, []byte(base), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr = cliEnv(t, t.TempDir(), vars, "sync", "--once", "--config", path)
+	if code != exitOK {
+		t.Errorf("sync --once without the source: exit %d, want 0:\n%s", code, stderr)
+	}
+	if im, err := glance.Get(ctx, mirror, id).Extract(); err == nil && im.Status == "active" && !im.Hidden {
+		t.Errorf("image not retired once its VO has no source:\n%s", stderr)
+	}
+}
