@@ -583,12 +583,12 @@ func (l *keystoneLogin) reauth(ctx context.Context) error {
 		n, next, refused := l.guard.refuse(who, refusalStatus(err))
 		l.refusals.WithLabelValues("renewal").Inc()
 		l.log.Error("keystone refused the credentials when renewing the token; update them and reload (SIGHUP)",
-			"user", who, "refusals_in_a_row", n, "next_attempt", next.UTC().Format(time.RFC3339))
+			"user", credentialsLogName(l.ao), "refusals_in_a_row", n, "next_attempt", next.UTC().Format(time.RFC3339))
 		return refused
 	}
 	l.pc.CopyTokenFrom(tac)
 	if n := l.guard.accepted(); n > 0 {
-		l.log.Info("keystone accepts the credentials again", "user", who, "after_refusals", n)
+		l.log.Info("keystone accepts the credentials again", "user", credentialsLogName(l.ao), "after_refusals", n)
 	}
 	return nil
 }
@@ -609,7 +609,7 @@ func (l *keystoneLogin) retryInUse(ctx context.Context) error {
 		n, next, _ := l.guard.refuse(who, refusalStatus(err))
 		l.refusals.WithLabelValues("reload").Inc()
 		l.log.Error("keystone still refuses the credentials in use (reloaded unchanged during the hold-off)",
-			"user", who, "refusals_in_a_row", n, "next_attempt", next.UTC().Format(time.RFC3339))
+			"user", credentialsLogName(l.ao), "refusals_in_a_row", n, "next_attempt", next.UTC().Format(time.RFC3339))
 		return fmt.Errorf("credentials unchanged: %w of %s (HTTP %d); not asked again before %s", errCredentialsRefused, who, refusalStatus(err), next.UTC().Format(time.RFC3339))
 	}
 	if err != nil {
@@ -617,7 +617,7 @@ func (l *keystoneLogin) retryInUse(ctx context.Context) error {
 	}
 	l.pc.CopyTokenFrom(tac)
 	n := l.guard.accepted()
-	l.log.Info("keystone accepts the credentials in use again (reloaded during the hold-off)", "user", who, "after_refusals", n)
+	l.log.Info("keystone accepts the credentials in use again (reloaded during the hold-off)", "user", credentialsLogName(l.ao), "after_refusals", n)
 	return nil
 }
 
@@ -656,7 +656,7 @@ func (l *keystoneLogin) reload(ctx context.Context) error {
 	tac, err := l.attempt(actx, ao)
 	if refusedLogin(err) {
 		l.refusals.WithLabelValues("reload").Inc()
-		l.log.Error("keystone refused the new credentials; keeping those in use", "user", who, "in_use", credentialsOwner(l.ao))
+		l.log.Error("keystone refused the new credentials; keeping those in use", "user", credentialsLogName(ao), "in_use", credentialsLogName(l.ao))
 		return fmt.Errorf("new credentials: %w of %s (HTTP %d); keeping those of %s", errCredentialsRefused, who, refusalStatus(err), credentialsOwner(l.ao))
 	}
 	if err != nil {
@@ -668,7 +668,7 @@ func (l *keystoneLogin) reload(ctx context.Context) error {
 	l.ao = ao
 	l.pc.CopyTokenFrom(tac)
 	n := l.guard.accepted()
-	l.log.Info("credentials reloaded: Keystone accepted them and they are in use", "user", who, "after_refusals", n)
+	l.log.Info("credentials reloaded: Keystone accepted them and they are in use", "user", credentialsLogName(ao), "after_refusals", n)
 	return nil
 }
 
@@ -768,6 +768,25 @@ func usableCredentials(cloud string, getenv func(string) string) (gophercloud.Au
 		return ao, eo, nil, usageError{errors.New("auth_url: not a URL without credentials: user:password@ in auth_url would appear in logs and errors; give the password as OS_PASSWORD or clouds.yaml's password")}
 	}
 	return ao, eo, tlsConf, nil
+}
+
+// credentialsLogName names whose credentials ao holds, for a log
+// attribute (user=imagetrust): the user's name or id as it is, an
+// application credential as such. credentialsOwner's quoted form is for
+// error text; as an attribute value it quoted itself (user="user
+// \"imagetrust\"").
+func credentialsLogName(ao gophercloud.AuthOptions) string {
+	switch {
+	case ao.ApplicationCredentialID != "":
+		return "application credential " + ao.ApplicationCredentialID
+	case ao.ApplicationCredentialName != "":
+		return "application credential " + ao.ApplicationCredentialName
+	case ao.Username != "":
+		return ao.Username
+	case ao.UserID != "":
+		return ao.UserID
+	}
+	return "the configured user"
 }
 
 // credentialsOwner names whose credentials ao holds, for errors.
