@@ -10,9 +10,12 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -40,6 +43,40 @@ type catalogEndpoint struct{ stype, iface, url string }
 // removeCatalogLeftovers removes when a killed run left them behind.
 const catalogRegionPrefix = "itcat-"
 
+// catalogRegionName is the name of a region this process's tests add:
+// itcat-PID-what-<random>. The process id tells removeCatalogLeftovers
+// whose it is, so that two `go test ./cmd/imagetrust` on one stack do not
+// remove each other's regions (as ostest.Cloud.ProcessProject gives each
+// process its own project).
+func catalogRegionName(what string) string {
+	return fmt.Sprintf("%s%d-%s-%s", catalogRegionPrefix, os.Getpid(), what, uuid.NewString()[:6])
+}
+
+// catalogRegionLive reports whether region id (catalogRegionName's form)
+// belongs to a test process that still runs: this one, or another live
+// process whose executable is a test binary (*.test; one that cannot be
+// read, another user's, counts as live). A name without a process id
+// (runs before catalogRegionName) or of a process gone is a leftover.
+func catalogRegionLive(id string) bool {
+	field, _, _ := strings.Cut(strings.TrimPrefix(id, catalogRegionPrefix), "-")
+	pid, err := strconv.Atoi(field)
+	if err != nil || pid <= 0 {
+		return false
+	}
+	if pid == os.Getpid() {
+		return true
+	}
+	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+		return false
+	}
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		return true
+	}
+	// a pid taken again by another program: the test process is gone
+	return strings.HasSuffix(strings.TrimSuffix(exe, " (deleted)"), ".test")
+}
+
 // legacyCatalogRegion matches the regions runs of TestCatalogVariations
 // made before they were named with catalogRegionPrefix.
 var legacyCatalogRegion = regexp.MustCompile(`^(usual|versioned|versionless|dollar|internal|onekeystone|nocinder|nonova|noglance|down)-[0-9a-f]{6}$`)
@@ -60,7 +97,9 @@ func catalogAdmin(t *testing.T, c *ostest.Cloud) *gophercloud.ServiceClient {
 // removeCatalogLeftovers deletes the regions (and their endpoints) that an
 // earlier run of TestCatalogVariations on this stack added and, killed,
 // did not remove: the stack's catalogue would then name several regions,
-// and the cases that name none would fail (exit 2).
+// and the cases that name none would fail (exit 2). The regions of a test
+// process that still runs (catalogRegionLive: another `go test` on the
+// stack, this one) are left alone.
 func removeCatalogLeftovers(t *testing.T, idc *gophercloud.ServiceClient) {
 	t.Helper()
 	ctx := context.Background()
@@ -74,6 +113,9 @@ func removeCatalogLeftovers(t *testing.T, idc *gophercloud.ServiceClient) {
 	}
 	for _, r := range rs {
 		if !strings.HasPrefix(r.ID, catalogRegionPrefix) && !legacyCatalogRegion.MatchString(r.ID) {
+			continue
+		}
+		if strings.HasPrefix(r.ID, catalogRegionPrefix) && catalogRegionLive(r.ID) {
 			continue
 		}
 		pages, err := endpoints.List(idc, endpoints.ListOpts{RegionID: r.ID}).AllPages(ctx)
@@ -99,13 +141,73 @@ func removeCatalogLeftovers(t *testing.T, idc *gophercloud.ServiceClient) {
 	}
 }
 
+// TestCatalogLeftoversSpareLiveRuns: removeCatalogLeftovers (each test
+// that changes the catalog begins with it) removes the regions of a test
+// process that is gone, and of runs before the names held a process id,
+// but not those of a test process that still runs: another `go test
+// ./cmd/imagetrust` on the same stack. A copy of sleep named x.test
+// stands for that process. Against the real Keystone. Before, every itcat-
+// region was removed, and two runs on one stack removed each other's
+// regions in the middle of their cases.
+func TestCatalogLeftoversSpareLiveRuns(t *testing.T) {
+	c := ostest.Start(t, ostest.Options{})
+	idc := catalogAdmin(t, c)
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep to stand for another test process")
+	}
+	b, err := os.ReadFile(sleep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := filepath.Join(t.TempDir(), "imagetrust.test")
+	if err := os.WriteFile(fake, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	live := exec.Command(fake, "600")
+	if err := live.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = live.Process.Kill(); _ = live.Wait() })
+	gone := exec.Command(fake, "0")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	name := func(pid int, what string) string {
+		return fmt.Sprintf("%s%d-%s-%s", catalogRegionPrefix, pid, what, uuid.NewString()[:6])
+	}
+	regionsOf := map[string]bool{
+		name(live.Process.Pid, "other"):                       true,  // another run's, live
+		catalogRegionName("mine"):                             true,  // this process's
+		name(gone.Process.Pid, "gone"):                        false, // a killed run's
+		catalogRegionPrefix + "usual-" + uuid.NewString()[:6]: false, // before process ids
+	}
+	for id := range regionsOf {
+		if _, err := regions.Create(ctx, idc, regions.CreateOpts{ID: id}).Extract(); err != nil {
+			t.Fatalf("region %s: %v", id, err)
+		}
+		t.Cleanup(func() { _ = regions.Delete(context.Background(), idc, id).ExtractErr() })
+	}
+	removeCatalogLeftovers(t, idc)
+	for id, kept := range regionsOf {
+		_, err := regions.Get(ctx, idc, id).Extract()
+		switch {
+		case kept && err != nil:
+			t.Errorf("region %s of a live test process removed as a leftover: %v", id, err)
+		case !kept && err == nil:
+			t.Errorf("leftover region %s not removed", id)
+		}
+	}
+}
+
 // addRegion makes a region of its own in the real Keystone, named
-// itcat-prefix-<random> (catalogRegionPrefix), with eps; the test's
+// itcat-PID-prefix-<random> (catalogRegionName), with eps; the test's
 // cleanup removes them.
 func addRegion(t *testing.T, idc *gophercloud.ServiceClient, prefix string, eps []catalogEndpoint) string {
 	t.Helper()
 	ctx := context.Background()
-	name := catalogRegionPrefix + prefix + "-" + uuid.NewString()[:6]
+	name := catalogRegionName(prefix)
 	if _, err := regions.Create(ctx, idc, regions.CreateOpts{ID: name}).Extract(); err != nil {
 		t.Fatalf("region %s: %v", name, err)
 	}

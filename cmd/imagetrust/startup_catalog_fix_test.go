@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/imagetrust/imagetrust/internal/ostest"
 )
 
@@ -26,7 +24,7 @@ func TestCatalogWaitTakesACloudsYAMLFix(t *testing.T) {
 	catalogFirstWait, catalogMaxWait = 20*time.Millisecond, 200*time.Millisecond
 	t.Cleanup(func() { catalogFirstWait, catalogMaxWait = prevFirst, prevMax })
 
-	wrong := catalogRegionPrefix + "typo-" + uuid.NewString()[:6]
+	wrong := catalogRegionName("typo")
 	daemonCfg, _, _, _, _, _ := startupConfigs(t)
 	vars := catalogCloud(t, c, c.KeystoneURL, wrong, "", "")
 	d := startInProc(t, "sync", vars, "sync", "--config", daemonCfg)

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/endpoints"
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/regions"
@@ -113,7 +112,7 @@ func TestDaemonsWaitForCatalogAtStart(t *testing.T) {
 
 	// a region of the test's own, not there yet (removeCatalogLeftovers
 	// removes it after a killed run)
-	region := catalogRegionPrefix + "later-" + uuid.NewString()[:6]
+	region := catalogRegionName("later")
 	daemonCfg, proxyCfg, syncListen, crlListen, gateListen, proxyMetrics := startupConfigs(t)
 	vars := catalogCloud(t, c, c.KeystoneURL, region, "", "")
 
