@@ -173,7 +173,7 @@ func TestEntryReasonCodeRange(t *testing.T) {
 // CA had stopped publishing.
 func TestStaleWithoutNextUpdate(t *testing.T) {
 	ca := testpki.NewRoot(t, "NoNext CA")
-	der := ca.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: t0, NoNextUpdate: true})
+	der := ca.CRLWithoutNextUpdate(pki.CRLTemplate{Number: 1, ThisUpdate: t0})
 	l := mustList(t, der)
 	if !l.Header.NextUpdate.IsZero() {
 		t.Fatal("the CRL has a nextUpdate")

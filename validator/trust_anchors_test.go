@@ -473,7 +473,7 @@ func TestLoadTrustFutureCRL(t *testing.T) {
 func TestStaleCRLsWithoutNextUpdate(t *testing.T) {
 	root := testpki.NewRoot(t, "People Root")
 	reg := testpki.NewRoot(t, "Registrar Root")
-	der := root.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: testNow.Add(-crl.DefaultMaxAge - time.Hour), NoNextUpdate: true})
+	der := root.CRLWithoutNextUpdate(pki.CRLTemplate{Number: 1, ThisUpdate: testNow.Add(-crl.DefaultMaxAge - time.Hour)})
 	for _, c := range []struct {
 		name   string
 		maxAge time.Duration

@@ -183,10 +183,6 @@ type CRLTemplate struct {
 	// IDP, when set, is the DER value of a critical issuingDistributionPoint
 	// extension (a CRL of one scope; IDPOnlyCACerts, IDPOnlyUserCerts).
 	IDP []byte
-	// NoNextUpdate leaves nextUpdate out (optional in RFC 5280's syntax,
-	// required of conforming issuers by 5.1.2.5): tests of how such a CRL
-	// is judged.
-	NoNextUpdate bool
 }
 
 // IDPOnlyUserCerts and IDPOnlyCACerts are issuingDistributionPoint values
@@ -253,77 +249,5 @@ func IssueCRL(t CRLTemplate, ca *x509.Certificate, key crypto.Signer) ([]byte, e
 			Id: asn1.ObjectIdentifier{2, 5, 29, 28}, Critical: true, Value: t.IDP,
 		})
 	}
-	der, err := x509.CreateRevocationList(rand.Reader, rl, ca, key)
-	if err != nil || !t.NoNextUpdate {
-		return der, err
-	}
-	return withoutNextUpdate(der, key)
-}
-
-// withoutNextUpdate re-signs a CRL with nextUpdate left out of its
-// tbsCertList (RFC 5280 5.1: version, signature, issuer, thisUpdate,
-// nextUpdate OPTIONAL, ...), with the same signature algorithm.
-func withoutNextUpdate(der []byte, key crypto.Signer) ([]byte, error) {
-	var outer struct {
-		TBS asn1.RawValue
-		Alg asn1.RawValue
-		Sig asn1.BitString
-	}
-	if _, err := asn1.Unmarshal(der, &outer); err != nil {
-		return nil, err
-	}
-	var fields []asn1.RawValue
-	for rest := outer.TBS.Bytes; len(rest) > 0; {
-		var f asn1.RawValue
-		var err error
-		if rest, err = asn1.Unmarshal(rest, &f); err != nil {
-			return nil, err
-		}
-		fields = append(fields, f)
-	}
-	// version, signature, issuer, thisUpdate, then nextUpdate: a time
-	if len(fields) < 5 || fields[4].Class != asn1.ClassUniversal || (fields[4].Tag != asn1.TagUTCTime && fields[4].Tag != asn1.TagGeneralizedTime) {
-		return nil, errors.New("pki: CRL without the expected nextUpdate")
-	}
-	var body []byte
-	for i, f := range fields {
-		if i != 4 {
-			body = append(body, f.FullBytes...)
-		}
-	}
-	tbs, err := asn1.Marshal(asn1.RawValue{Class: asn1.ClassUniversal, Tag: asn1.TagSequence, IsCompound: true, Bytes: body})
-	if err != nil {
-		return nil, err
-	}
-	rl, err := x509.ParseRevocationList(der)
-	if err != nil {
-		return nil, err
-	}
-	var h crypto.Hash
-	switch rl.SignatureAlgorithm {
-	case x509.SHA256WithRSA, x509.ECDSAWithSHA256:
-		h = crypto.SHA256
-	case x509.SHA384WithRSA, x509.ECDSAWithSHA384:
-		h = crypto.SHA384
-	case x509.SHA512WithRSA, x509.ECDSAWithSHA512:
-		h = crypto.SHA512
-	case x509.PureEd25519:
-	default:
-		return nil, fmt.Errorf("pki: re-signing a CRL with %s", rl.SignatureAlgorithm)
-	}
-	msg := tbs
-	if h != 0 {
-		d := h.New()
-		d.Write(tbs)
-		msg = d.Sum(nil)
-	}
-	sig, err := key.Sign(rand.Reader, msg, h)
-	if err != nil {
-		return nil, err
-	}
-	return asn1.Marshal(struct {
-		TBS asn1.RawValue
-		Alg asn1.RawValue
-		Sig asn1.BitString
-	}{asn1.RawValue{FullBytes: tbs}, asn1.RawValue{FullBytes: outer.Alg.FullBytes}, asn1.BitString{Bytes: sig, BitLength: 8 * len(sig)}})
+	return x509.CreateRevocationList(rand.Reader, rl, ca, key)
 }
