@@ -197,6 +197,9 @@ func TestProxyLoginHoldOff(t *testing.T) {
 	if got := counterValue(t, oc.login.refusals.WithLabelValues("renewal")); got != 3 {
 		t.Errorf("imagetrust_keystone_login_refusals_total{when=renewal} = %v, want 3", got)
 	}
+	if got := counterValue(t, oc.login.renewalFailures.WithLabelValues("refused")); got != 3 {
+		t.Errorf("imagetrust_keystone_renewal_failures_total{cause=refused} = %v, want 3 (the renewals that asked Keystone)", got)
+	}
 
 	// the operator updates the file and reloads: in the hold-off (a minute
 	// of its four left), the new password is tried at once and works

@@ -31,6 +31,7 @@ func TestDaemonMetricsLint(t *testing.T) {
 			newReloadMetrics(r, time.Now())
 			registerTrustMetrics(r, noTrust)
 			newStartWait(quiet, r, nil)
+			r.MustRegister(newRenewalFailures())
 		},
 		"sync": func(r *prometheus.Registry) {
 			m := glancesync.NewMetrics(r)
@@ -38,11 +39,13 @@ func TestDaemonMetricsLint(t *testing.T) {
 			registerTrustMetrics(r, noTrust)
 			newReloadMetrics(r, time.Now())
 			newStartWait(quiet, r, nil)
+			r.MustRegister(newRenewalFailures())
 		},
 		"crl": func(r *prometheus.Registry) {
 			crl.NewMetrics(r)
 			newReloadMetrics(r, time.Now())
 			newStartWait(quiet, r, nil)
+			r.MustRegister(newRenewalFailures())
 		},
 	} {
 		reg := prometheus.NewRegistry()

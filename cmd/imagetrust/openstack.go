@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -118,6 +119,9 @@ type keystoneLogin struct {
 	// refusals counts the logins Keystone refused after the start, by
 	// when: "renewal" or "reload"
 	refusals *prometheus.CounterVec
+	// renewalFailures counts the token renewals that failed, by cause
+	// (renewalCauses)
+	renewalFailures *prometheus.CounterVec
 
 	// sem serialises logins after the start (renewals, reloads): one
 	// Keystone is asked at a time, and a renewal waiting for another
@@ -174,6 +178,7 @@ func openLogin(ctx context.Context, cloud string, getenv func(string) string, lo
 	for _, w := range []string{"renewal", "reload"} {
 		l.refusals.WithLabelValues(w)
 	}
+	l.renewalFailures = newRenewalFailures()
 
 	actx, cancel := context.WithTimeout(ctx, authTimeout)
 	defer cancel()
@@ -526,7 +531,91 @@ func refusalStatus(err error) int {
 
 // register adds the login's metrics to reg.
 func (l *keystoneLogin) register(reg prometheus.Registerer) {
-	reg.MustRegister(l.refusals)
+	reg.MustRegister(l.refusals, l.renewalFailures)
+}
+
+// renewalCauses are the cause labels of
+// imagetrust_keystone_renewal_failures_total (renewalCause), a closed set:
+// every series exists at 0 from the start.
+var renewalCauses = []string{"connection-refused", "connection-reset", "timeout", "tls", "dns", "refused", "http-error", "other"}
+
+// newRenewalFailures is imagetrust_keystone_renewal_failures_total, every
+// series of renewalCauses at 0.
+func newRenewalFailures() *prometheus.CounterVec {
+	v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "imagetrust_keystone_renewal_failures_total",
+		Help: "Renewals of this daemon's Keystone token that failed, by cause: connection-refused, connection-reset, timeout, tls, dns (Keystone unreachable or not trusted; the next request tries again), refused (Keystone refused the credentials: see imagetrust_keystone_login_refusals_total), http-error (another HTTP status), other."},
+		[]string{"cause"})
+	for _, c := range renewalCauses {
+		v.WithLabelValues(c)
+	}
+	return v
+}
+
+// renewalCause reduces the error of a failed login to Keystone to its
+// essence: a label of renewalCauses and a short text for the log
+// ("connection refused", "timeout", "TLS: x509: certificate signed by
+// unknown authority", "HTTP 401: credentials refused"). gophercloud's
+// error holds the whole request and response around it.
+func renewalCause(err error) (label, text string) {
+	if refusedLogin(err) {
+		return "refused", fmt.Sprintf("HTTP %d: credentials refused", refusalStatus(err))
+	}
+	var ua x509.UnknownAuthorityError
+	var hn x509.HostnameError
+	var ci x509.CertificateInvalidError
+	var rh tls.RecordHeaderError
+	var ae tls.AlertError
+	switch {
+	case errors.As(err, &ua):
+		return "tls", "TLS: " + ua.Error()
+	case errors.As(err, &hn):
+		return "tls", "TLS: " + hn.Error()
+	case errors.As(err, &ci):
+		return "tls", "TLS: " + ci.Error()
+	case errors.As(err, &rh):
+		return "tls", "TLS: not a TLS server (" + rh.Msg + ")"
+	case errors.As(err, &ae):
+		return "tls", "TLS: " + ae.Error()
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection-refused", "connection refused"
+	}
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return "dns", "DNS: " + dns.Err + " (" + dns.Name + ")"
+	}
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, syscall.ETIMEDOUT) || (errors.As(err, &ne) && ne.Timeout()) {
+		return "timeout", "timeout"
+	}
+	for _, e := range []error{syscall.ECONNRESET, syscall.ECONNABORTED, syscall.EPIPE, io.EOF, io.ErrUnexpectedEOF} {
+		if errors.Is(err, e) {
+			return "connection-reset", "connection reset or closed"
+		}
+	}
+	for _, e := range []error{syscall.EHOSTUNREACH, syscall.ENETUNREACH, syscall.EHOSTDOWN, syscall.ENETDOWN} {
+		if errors.Is(err, e) {
+			return "connection-refused", e.Error()
+		}
+	}
+	var ue gophercloud.ErrUnexpectedResponseCode
+	var pue *gophercloud.ErrUnexpectedResponseCode
+	switch {
+	case errors.As(err, &ue):
+		return "http-error", fmt.Sprintf("HTTP %d", ue.Actual)
+	case errors.As(err, &pue):
+		return "http-error", fmt.Sprintf("HTTP %d", pue.Actual)
+	}
+	return "other", oserr.Capped(err).Error()
+}
+
+// endpointHost is the host:port of an endpoint URL, for logs (never its
+// user information).
+func endpointHost(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return redactURL(raw)
+	}
+	return u.Host
 }
 
 // lock takes sem, or gives up with ctx.
@@ -564,8 +653,12 @@ func (l *keystoneLogin) attempt(ctx context.Context, ao gophercloud.AuthOptions)
 // error: without the hold-off each request of a daemon (each boot the
 // proxy looks up) made one more failed login, enough of which lock the
 // user out where Keystone's [security_compliance] lockout_failure_attempts
-// is set, and fill Keystone's log. Other failures (Keystone unreachable)
-// are returned as they are, and the next request tries again.
+// is set, and fill Keystone's log. Other failures (Keystone unreachable,
+// its certificate not trusted) are logged first in one short line, "token
+// renewal with Keystone failed" with the auth_url's host and the cause
+// (renewalCause), and returned with that prefix; the next request tries
+// again. Every failure that asked Keystone counts in
+// imagetrust_keystone_renewal_failures_total{cause}.
 func (l *keystoneLogin) reauth(ctx context.Context) error {
 	if err := l.lock(ctx); err != nil {
 		return err
@@ -577,8 +670,20 @@ func (l *keystoneLogin) reauth(ctx context.Context) error {
 	}
 	tac, err := l.attempt(ctx, l.ao)
 	if err != nil {
-		if !refusedLogin(err) {
+		if ctx.Err() != nil {
+			// the request given up (the daemon stopping): no failure
+			// of Keystone's
 			return err
+		}
+		label, cause := renewalCause(err)
+		l.renewalFailures.WithLabelValues(label).Inc()
+		if !refusedLogin(err) {
+			// first and short: gophercloud's error, logged by the
+			// caller after this, holds the whole request with the
+			// cause at its end
+			host := endpointHost(l.ao.IdentityEndpoint)
+			l.log.Error("token renewal with Keystone failed", "keystone", host, "cause", cause)
+			return fmt.Errorf("token renewal with Keystone at %s failed: %s: %w", host, cause, oserr.Capped(err))
 		}
 		n, next, refused := l.guard.refuse(who, refusalStatus(err))
 		l.refusals.WithLabelValues("renewal").Inc()
