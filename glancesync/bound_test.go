@@ -106,7 +106,7 @@ func TestTransferBounded(t *testing.T) {
 				t.Fatal(err)
 			}
 			o := e.options(t, w, nil)
-			o.Sources = []Source{&DirSource{Root: dir, AllowedVOs: []string{"atlas"}, Fetcher: f}}
+			o.Sources = []Source{&DirSource{Root: dir, AllowedVOs: []string{"atlas"}, Fetcher: f, AllowPrivate: true}}
 			o.Sync.Retire = "keep"
 			o.Sync.TransferSlack.Duration = 3 * time.Second
 			o.Sync.TransferMinRateKiB = 1024

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -52,6 +53,10 @@ type Fetcher struct {
 	small, large *retryablehttp.Client
 	retries      int
 	maxResumes   int
+
+	// what the clients were built from, for forSource
+	opts   HTTPOptions
+	tlsCfg *tls.Config
 }
 
 // maxIdleConnsPerHost is how many idle connections to one host a client
@@ -87,8 +92,28 @@ func NewFetcher(o HTTPOptions) (*Fetcher, error) {
 	if o.MaxResumes <= 0 {
 		o.MaxResumes = DefaultMaxResumes
 	}
+	return newFetcher(o, tlsCfg, nil), nil
+}
+
+// forSource returns a Fetcher with f's settings whose connections obey
+// the address policy of a source (see netguard.go): sourceURL is the
+// source's own URL ("" for a directory source). It has its own
+// connections: a connection one source may make is never reused for
+// another's request.
+func (f *Fetcher) forSource(sourceURL string, allowPrivate bool) *Fetcher {
+	p := &addrPolicy{allowPrivate: allowPrivate}
+	if u, err := url.Parse(sourceURL); err == nil {
+		p.sourceHost = u.Hostname()
+	}
+	return newFetcher(f.opts, f.tlsCfg, p)
+}
+
+// newFetcher builds the clients; p nil: only the addresses no source may
+// reach are refused.
+func newFetcher(o HTTPOptions, tlsCfg *tls.Config, p *addrPolicy) *Fetcher {
 	mk := func(timeout time.Duration) *retryablehttp.Client {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
+		guardTransport(tr, p)
 		tr.TLSClientConfig = tlsCfg
 		tr.ResponseHeaderTimeout = time.Minute
 		// a source's headers are not counted in a listing's bytes:
@@ -101,7 +126,7 @@ func NewFetcher(o HTTPOptions) (*Fetcher, error) {
 		c := retryablehttp.NewClient()
 		c.HTTPClient = &http.Client{Transport: tr, Timeout: timeout, CheckRedirect: checkRedirect}
 		c.CheckRetry = func(ctx context.Context, resp *http.Response, err error) (bool, error) {
-			if errors.Is(err, ErrRedirectDowngrade) {
+			if errors.Is(err, ErrRedirectDowngrade) || errors.Is(err, ErrAddressRefused) {
 				return false, err // the same answer again: no retry
 			}
 			return retryablehttp.DefaultRetryPolicy(ctx, resp, err)
@@ -115,7 +140,7 @@ func NewFetcher(o HTTPOptions) (*Fetcher, error) {
 		}
 		return c
 	}
-	return &Fetcher{small: mk(o.RequestTimeout), large: mk(o.DownloadTimeout), retries: o.Retries, maxResumes: o.MaxResumes}, nil
+	return &Fetcher{small: mk(o.RequestTimeout), large: mk(o.DownloadTimeout), retries: o.Retries, maxResumes: o.MaxResumes, opts: o, tlsCfg: tlsCfg}
 }
 
 // ErrRedirectDowngrade refuses a redirect from an https URL to one that is

@@ -691,9 +691,10 @@ func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, mode ingest, r
 		}
 		var ierr *importFailedError
 		if err != nil && (attempt >= maxAttempts || errors.Is(err, ErrTransferTooSlow) || errors.Is(err, ErrTooManyResumes) ||
-			errors.Is(err, ErrOverQuota) || errors.As(err, &ierr)) {
+			errors.Is(err, ErrAddressRefused) || errors.Is(err, ErrOverQuota) || errors.As(err, &ierr)) {
 			// a source too slow, or cutting its connections too often, is
 			// not tried again in this pass: it would hold the pass up; nor
+			// is an image whose address no source may reach; nor
 			// is what a Glance limit refused (trying again, or waiting
 			// for the image, helps nothing: the error says what to
 			// raise), nor an import Glance failed

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 )
 
@@ -28,6 +29,13 @@ type DirSource struct {
 	Fetcher *Fetcher
 	// Limits bound one listing (zero fields: the defaults).
 	Limits ListingLimits
+	// AllowPrivate lets image downloads connect to loopback and private
+	// addresses (refused by default: a directory has no host of its own
+	// to compare with; see netguard.go).
+	AllowPrivate bool
+
+	guardOnce sync.Once
+	guarded   *Fetcher // Fetcher's settings with the source's address policy
 }
 
 // Name implements Source.
@@ -111,7 +119,8 @@ func (d *DirSource) openImage(ctx context.Context, b *Bundle, uri string) (io.Re
 		if d.Fetcher == nil {
 			return nil, remote, fmt.Errorf("uri %s: no HTTP client", remote)
 		}
-		rc, err := d.Fetcher.OpenURL(ctx, remote)
+		d.guardOnce.Do(func() { d.guarded = d.Fetcher.forSource("", d.AllowPrivate) })
+		rc, err := d.guarded.OpenURL(ctx, remote)
 		return rc, remote, err
 	}
 	rc, err := d.openInside(local)

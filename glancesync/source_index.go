@@ -77,6 +77,14 @@ type IndexSource struct {
 	// listing makes at once (default DefaultIndexParallel; 1: one after
 	// the other). The index itself is fetched first, alone.
 	Parallel int
+	// AllowPrivate lets the source's requests connect to loopback and
+	// private addresses even when URL's host is not on one (see
+	// netguard.go); link-local, metadata, unspecified and multicast
+	// addresses are refused whatever it says.
+	AllowPrivate bool
+
+	guardOnce sync.Once
+	guarded   *Fetcher // Fetcher's settings with the source's address policy
 
 	mu sync.Mutex
 	// known holds, by URL, the documents (index, descriptors,
@@ -98,6 +106,12 @@ func (s *IndexSource) Name() string {
 
 // VOs implements Source.
 func (s *IndexSource) VOs() []string { return s.AllowedVOs }
+
+// fetcher is Fetcher with the source's address policy, built on first use.
+func (s *IndexSource) fetcher() *Fetcher {
+	s.guardOnce.Do(func() { s.guarded = s.Fetcher.forSource(s.URL, s.AllowPrivate) })
+	return s.guarded
+}
 
 func resolveRef(base *url.URL, ref string) (*url.URL, error) {
 	u, err := url.Parse(ref)
@@ -225,7 +239,7 @@ func (s *IndexSource) list(ctx context.Context, lim ListingLimits) ([]*Bundle, m
 	s.mu.Lock()
 	known := s.known // read only: a listing replaces it whole
 	s.mu.Unlock()
-	b, keep, _, err := s.Fetcher.getSmallIf(ctx, s.URL, MaxIndexSize, known[s.URL])
+	b, keep, _, err := s.fetcher().getSmallIf(ctx, s.URL, MaxIndexSize, known[s.URL])
 	// Past the index's checks the listing replaces what is remembered with
 	// what it fetches or reuses; a listing that fails them (the index
 	// unreachable, unparsable or over the limits) only remembers the
@@ -413,7 +427,7 @@ func (s *IndexSource) fetchAll(ctx context.Context, plan []planned, known map[st
 				return
 			}
 			var n int64
-			d.b, d.keep, n, d.err = s.Fetcher.getSmallIf(ctx, d.url, d.limit, known[d.url])
+			d.b, d.keep, n, d.err = s.fetcher().getSmallIf(ctx, d.url, d.limit, known[d.url])
 			d.done = true
 			// a document counts with its bytes, read or reused, and a
 			// refused one with what was read of it (an index of
@@ -446,6 +460,6 @@ func (s *IndexSource) openImage(ctx context.Context, b *Bundle, uri string) (io.
 	if err != nil {
 		return nil, "", fmt.Errorf("uri: %w", err)
 	}
-	rc, err := s.Fetcher.OpenURL(ctx, u.String())
+	rc, err := s.fetcher().OpenURL(ctx, u.String())
 	return rc, u.String(), err
 }
