@@ -198,9 +198,9 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 		var srcs []glancesync.Source
 		for _, s := range cfg.Sync.Sources {
 			if s.Path != "" {
-				srcs = append(srcs, &glancesync.DirSource{Root: s.Path, AllowedVOs: s.VOs, Fetcher: f})
+				srcs = append(srcs, &glancesync.DirSource{Root: s.Path, AllowedVOs: s.VOs, Fetcher: f, AllowPrivate: s.AllowPrivate})
 			} else {
-				srcs = append(srcs, &glancesync.IndexSource{URL: s.URL, AllowedVOs: s.VOs, Fetcher: f})
+				srcs = append(srcs, &glancesync.IndexSource{URL: s.URL, AllowedVOs: s.VOs, Fetcher: f, AllowPrivate: s.AllowPrivate})
 			}
 		}
 		s, err := glancesync.New(glancesync.Options{

@@ -161,6 +161,11 @@ type Source struct {
 	URL string `toml:"url"`
 	// VOs are the only VOs this source may publish for.
 	VOs []string `toml:"vos"`
+	// AllowPrivate lets the source's requests (index, descriptors,
+	// signatures, images) connect to loopback and private addresses
+	// (RFC 1918, 100.64.0.0/10, fc00::/7) even when its own url is not on
+	// one; link-local and cloud metadata addresses stay refused.
+	AllowPrivate bool `toml:"allow_private"`
 }
 
 // CRL configures `imagetrust crl`.

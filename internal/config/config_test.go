@@ -440,3 +440,25 @@ func TestBounds(t *testing.T) {
 		t.Errorf("the sample: %q", ws)
 	}
 }
+
+// TestSourceAllowPrivate: [[sync.source]] allow_private loads (false by
+// default); a misspelling is still refused as an unknown key, a string as
+// the wrong type.
+func TestSourceAllowPrivate(t *testing.T) {
+	c, err := Parse([]byte("[vo.a]\n[[sync.source]]\nurl = \"https://mirror.site.example/index.json\"\nvos = [\"a\"]\nallow_private = true\n[[sync.source]]\npath = \"/cvmfs/x\"\nvos = [\"a\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Sync.Sources[0].AllowPrivate || c.Sync.Sources[1].AllowPrivate {
+		t.Fatalf("allow_private: %+v", c.Sync.Sources)
+	}
+	for in, want := range map[string]string{
+		"allow_privat = true":     "line 5: sync.source.allow_privat",
+		"allow_private = \"yes\"": "allow_private",
+	} {
+		_, err := Parse([]byte("[vo.a]\n[[sync.source]]\npath = \"x\"\nvos = [\"a\"]\n" + in + "\n"))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want an error naming %q", in, err, want)
+		}
+	}
+}
