@@ -500,7 +500,12 @@ func (fc *fastConn) serve() {
 			if _, err := fc.br.Peek(1); err != nil {
 				return
 			}
-			fc.ent.setIdle(false)
+			if l := s.limit; l != nil && l.testHookIdleEnd != nil {
+				l.testHookIdleEnd()
+			}
+			if !fc.ent.setBusy() {
+				return // closed for a new connection as this request came: not served
+			}
 		}
 		if !s.setIdle(fc, false) {
 			return
@@ -693,7 +698,7 @@ type handoffConn struct {
 	tls *tls.ConnectionState
 	// e, if set, is the connection's place in the connection limit l,
 	// given back at Close (and marked idle between requests:
-	// connStateHook)
+	// connLimit.connState)
 	l *connLimit
 	e *connEntry
 }

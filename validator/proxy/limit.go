@@ -469,6 +469,11 @@ type connLimit struct {
 
 	mu    sync.Mutex
 	conns map[*connEntry]struct{} // admitted, not yet released
+
+	// testHookIdleEnd, when set (by tests, before the server starts), is
+	// called as an idle connection's next request begins to arrive,
+	// before the connection is marked busy
+	testHookIdleEnd func()
 }
 
 // connEntry is one admitted connection. idleSince is when it began to
@@ -483,14 +488,8 @@ type connEntry struct {
 	released  bool // under connLimit.mu
 }
 
-// setIdle marks e idle (waiting for a next request) or busy.
-func (e *connEntry) setIdle(idle bool) {
-	if idle {
-		e.setIdleSince(time.Now())
-	} else if e != nil {
-		e.idleSince.Store(0)
-	}
-}
+// setIdle marks e idle (waiting for a next request) since now.
+func (e *connEntry) setIdle() { e.setIdleSince(time.Now()) }
 
 // setIdleSince marks e idle since t (a time the caller has at hand).
 func (e *connEntry) setIdleSince(t time.Time) {
@@ -498,6 +497,26 @@ func (e *connEntry) setIdleSince(t time.Time) {
 		e.idleSince.Store(max(t.UnixNano(), 1))
 	}
 }
+
+// setBusy marks e busy: its next request has begun to arrive. It reports
+// false when closeIdle closed the connection first (its claim stays): the
+// request, though its bytes may have been read already, must then not be
+// served, since its client sees the connection closed and cannot know
+// whether it was (a boot created while openstack server create reports a
+// closed connection, and creates another when run again).
+func (e *connEntry) setBusy() bool {
+	if e == nil {
+		return true
+	}
+	if e.idleSince.Swap(0) == -1 {
+		e.idleSince.Store(-1) // (only closeIdle writes it otherwise, and never over -1)
+		return false
+	}
+	return true
+}
+
+// closedForRoom reports whether closeIdle closed e's connection.
+func (e *connEntry) closedForRoom() bool { return e != nil && e.idleSince.Load() == -1 }
 
 func newConnLimit(n int, m *Metrics, log *slog.Logger) *connLimit {
 	return &connLimit{max: int64(n), m: m, conns: map[*connEntry]struct{}{},
@@ -579,27 +598,68 @@ func (l *connLimit) release(e *connEntry) {
 	l.m.connOpen(-1)
 }
 
-// connStateHook is net/http's ConnState for the gate's connections: it
-// marks a counted connection idle between its requests, for closeIdle.
-func connStateHook(c net.Conn, st http.ConnState) {
-	if tc, ok := c.(*tls.Conn); ok {
-		c = tc.NetConn()
-	}
-	var e *connEntry
-	switch cc := c.(type) {
-	case *limitConn:
-		e = cc.e
-	case *handoffConn:
-		e = cc.e
-	default:
+// connState is net/http's ConnState for the gate's connections: it marks
+// a counted connection idle between its requests, for closeIdle.
+func (l *connLimit) connState(c net.Conn, st http.ConnState) {
+	e := connEntryOf(c)
+	if e == nil {
 		return
 	}
 	switch st {
 	case http.StateIdle:
-		e.setIdle(true)
-	case http.StateActive, http.StateHijacked:
-		e.setIdle(false)
+		e.setIdle()
+	case http.StateActive:
+		if l.testHookIdleEnd != nil {
+			l.testHookIdleEnd()
+		}
+		// (a connection closeIdle closed as its request came stays
+		// marked: its request is not served, servedConn)
+		e.setBusy()
+	case http.StateHijacked:
+		e.setBusy()
 	}
+}
+
+// connEntryOf is the place in the connection limit of a connection of
+// net/http's (nil: not counted).
+func connEntryOf(c net.Conn) *connEntry {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	switch cc := c.(type) {
+	case *limitConn:
+		return cc.e
+	case *handoffConn:
+		return cc.e
+	}
+	return nil
+}
+
+// connEntryKey is the context key of a net/http connection's connEntry.
+type connEntryKey struct{}
+
+// servedConn makes s serve no request on a connection that closeIdle
+// closed while the request was being read (net/http marks a connection
+// active only once it has read the request's head, and calls the handler
+// after): its client saw the connection closed, and must not find later
+// that what it sent was done all the same.
+func servedConn(s *http.Server) {
+	cc, h := s.ConnContext, s.Handler
+	s.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		if cc != nil {
+			ctx = cc(ctx, c)
+		}
+		if e := connEntryOf(c); e != nil {
+			ctx = context.WithValue(ctx, connEntryKey{}, e)
+		}
+		return ctx
+	}
+	s.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if e, _ := r.Context().Value(connEntryKey{}).(*connEntry); e.closedForRoom() {
+			panic(http.ErrAbortHandler) // (the connection is closed: no answer, no log)
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // limitListener is the gate's listener for net/http's server alone

@@ -151,7 +151,7 @@ func Serve(ctx context.Context, gate http.Handler, o ServerOptions) error {
 		metrics, maxGated, perProject = p.o.Metrics, p.limit.n, p.limit.perProject
 	}
 	conns := newConnLimit(o.MaxConns, metrics, o.Logger)
-	gs.ConnState = connStateHook // (idle connections, which the limit may close for new ones)
+	gs.ConnState = conns.connState // (idle connections, which the limit may close for new ones)
 	if testHookConnLimit != nil {
 		testHookConnLimit(conns)
 	}
@@ -168,6 +168,7 @@ func Serve(ctx context.Context, gate http.Handler, o ServerOptions) error {
 			listeners[0] = tls.NewListener(listeners[0], gs.TLSConfig)
 		}
 	}
+	servedConn(gs) // (after newFastServer's ConnContext: it wraps it)
 	o.Logger.Info("proxy listening", "listen", ln.Addr().String(), "tls", o.TLSCert != "", "health", fmt.Sprint(healthAddr),
 		"max_connections", o.MaxConns, "max_gated_requests", maxGated, "max_gated_per_project", perProject)
 	if o.Ready != nil {
