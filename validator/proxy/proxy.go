@@ -115,9 +115,10 @@ type Options struct {
 	GatedQueueTimeout time.Duration
 	// MaxGatedPerProject bounds the slots the gated requests of one
 	// project hold at once (default DefaultMaxGatedPerProjectFor(MaxGated):
-	// half; at most MaxGated), so that one project cannot take every slot
-	// from the others. The project is the token's (without Identity, the
-	// path's /{project_id} segment, if any). A request of a project at its
+	// half; one over MaxGated is MaxGated, no bound of its own), so that
+	// one project cannot take every slot from the others. The project is
+	// the token's (without Identity, the path's /{project_id} segment, if
+	// any). A request of a project at its
 	// bound waits like the others (at most MaxGatedPerProject of a project
 	// wait), and is refused 503 (reason project-limit) at the queue
 	// timeout.
@@ -187,9 +188,10 @@ func New(o Options) (*Proxy, error) {
 	if o.MaxGated <= 0 {
 		o.MaxGated = DefaultMaxGatedFor(o.MaxBody, o.UserData != nil)
 	}
-	if o.MaxGatedPerProject <= 0 || o.MaxGatedPerProject > o.MaxGated {
+	if o.MaxGatedPerProject <= 0 {
 		o.MaxGatedPerProject = DefaultMaxGatedPerProjectFor(o.MaxGated)
 	}
+	o.MaxGatedPerProject = min(o.MaxGatedPerProject, o.MaxGated) // (over it: no bound of its own)
 	if o.GatedQueueTimeout <= 0 {
 		o.GatedQueueTimeout = DefaultGatedQueueTimeout
 	}
