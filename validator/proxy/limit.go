@@ -552,9 +552,11 @@ func (l *connLimit) admit(c net.Conn) *connEntry {
 
 // closeIdle closes the connection idle the longest and gives its place
 // back; false when none is idle. A connection that turns busy as it is
-// chosen is closed all the same if its claim came first (its client, which
+// chosen is closed all the same if its claim came first: its client, which
 // had just sent a request on an idle keep-alive connection, sees it closed
-// and retries, as when IdleTimeout closes it: RFC 9112 9.3.1).
+// with no answer, as when IdleTimeout closes it (RFC 9112 9.3.1), and the
+// request is not served whatever of it was read (setBusy): a client
+// resends an idempotent one by itself, a boot fails and was not made.
 func (l *connLimit) closeIdle() bool {
 	l.mu.Lock()
 	for {
