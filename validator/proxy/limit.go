@@ -124,6 +124,10 @@ type gatedLimit struct {
 	queue     []*gatedWaiter // in arrival order
 	// waiting is the number of requests waiting (written under mu)
 	waiting atomic.Int64
+
+	// testHookGaveUp, when set (by tests), is called as a waiting request
+	// gives up (timed out, or its client gone), before it takes mu
+	testHookGaveUp func()
 }
 
 // gatedWaiter is a request waiting for a slot; ready is closed when it
@@ -192,6 +196,9 @@ func (l *gatedLimit) acquire(ctx context.Context, project string) string {
 	case <-t.C:
 	case <-ctx.Done():
 		reason = RejectClientGone
+	}
+	if l.testHookGaveUp != nil {
+		l.testHookGaveUp()
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()

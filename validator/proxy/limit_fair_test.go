@@ -208,3 +208,28 @@ func TestGatedLimitProjectTimeout(t *testing.T) {
 		t.Errorf("left: %d %v %v %d", l.inFlight(), l.byProject, l.waitingBy, len(l.queue))
 	}
 }
+
+// TestGatedLimitGrantedAsItGaveUp: a waiting request whose client leaves
+// (or whose wait times out) just as a released slot is given to it holds
+// that slot: acquire reports it taken, and the caller's release gives it
+// back. Reporting the refusal instead would leak the slot for good (no
+// one would release it): max_gated_requests would shrink by one each time.
+func TestGatedLimitGrantedAsItGaveUp(t *testing.T) {
+	l := newGatedLimit(1, 1, time.Hour, nil)
+	if r := l.acquire(context.Background(), "b"); r != "" {
+		t.Fatal(r)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()                                     // (the wait ends on ctx: nothing else is ready)
+	l.testHookGaveUp = func() { l.release("b") } // (the slot goes to the waiter, still queued)
+	if r := l.acquire(ctx, "a"); r != "" {
+		t.Fatalf("a request given a slot as it gave up: %q, want the slot", r)
+	}
+	if n := l.inFlight(); n != 1 {
+		t.Fatalf("slots taken %d, want 1", n)
+	}
+	l.release("a")
+	if l.inFlight() != 0 || len(l.byProject) != 0 || len(l.waitingBy) != 0 || len(l.queue) != 0 || l.waiting.Load() != 0 {
+		t.Errorf("left: %d %v %v %d", l.inFlight(), l.byProject, l.waitingBy, len(l.queue))
+	}
+}
