@@ -1019,6 +1019,8 @@ func (s *Syncer) waitImportFor(ctx context.Context, id string, timeout time.Dura
 				if time.Now().Before(settle) {
 					break
 				}
+				s.log.Warn("the image is queued while its import task still runs; taking it for a broken-off upload", "image", id, "waited", taskSettle)
+				return nil
 			}
 			if rerr != nil {
 				s.log.Warn("cannot read the image's tasks", "image", id, "err", rerr)
