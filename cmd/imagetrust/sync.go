@@ -198,9 +198,9 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 		var srcs []glancesync.Source
 		for _, s := range cfg.Sync.Sources {
 			if s.Path != "" {
-				srcs = append(srcs, &glancesync.DirSource{Root: s.Path, AllowedVOs: s.VOs, Fetcher: f, AllowPrivate: s.AllowPrivate})
+				srcs = append(srcs, &glancesync.DirSource{Root: s.Path, AllowedVOs: s.VOs, Fetcher: f, AllowPrivate: s.AllowPrivate, Limits: listingLimits(s)})
 			} else {
-				srcs = append(srcs, &glancesync.IndexSource{URL: s.URL, AllowedVOs: s.VOs, Fetcher: f, AllowPrivate: s.AllowPrivate})
+				srcs = append(srcs, &glancesync.IndexSource{URL: s.URL, AllowedVOs: s.VOs, Fetcher: f, AllowPrivate: s.AllowPrivate, Limits: listingLimits(s)})
 			}
 		}
 		s, err := glancesync.New(glancesync.Options{
@@ -379,4 +379,10 @@ func fetcherOptions(cfg *config.Config, log *slog.Logger) glancesync.HTTPOptions
 		CAFile: cfg.Sync.CAFile, DownloadTimeout: cfg.Sync.DownloadTimeout.Duration,
 		Retries: cfg.Sync.Retries, MaxResumes: cfg.Sync.TransferMaxResumes, Logger: log,
 	}
+}
+
+// listingLimits are a source's configured listing bounds (zero fields:
+// glancesync's defaults).
+func listingLimits(s config.Source) glancesync.ListingLimits {
+	return glancesync.ListingLimits{Bundles: s.MaxBundles, Entries: s.MaxEntries, Time: s.ListingTimeout.Duration}
 }

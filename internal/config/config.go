@@ -166,6 +166,14 @@ type Source struct {
 	// (RFC 1918, 100.64.0.0/10, fc00::/7) even when its own url is not on
 	// one; link-local and cloud metadata addresses stay refused.
 	AllowPrivate bool `toml:"allow_private"`
+	// MaxBundles, MaxEntries and ListingTimeout raise (or lower) the
+	// bounds of one listing of this source (0: glancesync's defaults,
+	// 10000 bundles, 1000000 files and directories walked, 30m): a source
+	// over them fails its listing, so that nothing of its VOs is retired
+	// and nothing new of it is mirrored, pass after pass.
+	MaxBundles     int      `toml:"max_bundles"`
+	MaxEntries     int      `toml:"max_entries"`
+	ListingTimeout Duration `toml:"listing_timeout"`
 }
 
 // CRL configures `imagetrust crl`.
@@ -691,6 +699,12 @@ func (c *Config) check() error {
 		}
 		if len(s.VOs) == 0 {
 			return keyErrorf(key, ": vos is empty: a source must name the VOs it may publish for")
+		}
+		if s.MaxBundles < 0 || s.MaxEntries < 0 || s.ListingTimeout.Duration < 0 {
+			return keyErrorf(key, ": max_bundles, max_entries and listing_timeout must not be negative (0 or unset: the defaults)")
+		}
+		if s.MaxEntries > 0 && s.URL != "" {
+			return keyErrorf(key+".max_entries", ": only a directory source (path) walks files and directories")
 		}
 		for _, v := range s.VOs {
 			if _, ok := c.VO[v]; !ok {

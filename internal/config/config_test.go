@@ -462,3 +462,30 @@ func TestSourceAllowPrivate(t *testing.T) {
 		}
 	}
 }
+
+// TestSourceListingLimits: [[sync.source]] max_bundles, max_entries and
+// listing_timeout load (unset: 0, glancesync's defaults); negative values,
+// and max_entries on an index source (it walks no tree), are refused.
+func TestSourceListingLimits(t *testing.T) {
+	c, err := Parse([]byte("[vo.a]\n[[sync.source]]\npath = \"/cvmfs/x\"\nvos = [\"a\"]\nmax_bundles = 50000\nmax_entries = 5000000\nlisting_timeout = \"2h\"\n[[sync.source]]\nurl = \"https://x.example/index.json\"\nvos = [\"a\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := c.Sync.Sources[0]; s.MaxBundles != 50000 || s.MaxEntries != 5000000 || s.ListingTimeout.Duration != 2*time.Hour {
+		t.Fatalf("limits: %+v", s)
+	}
+	if s := c.Sync.Sources[1]; s.MaxBundles != 0 || s.MaxEntries != 0 || s.ListingTimeout.Duration != 0 {
+		t.Fatalf("defaults: %+v", s)
+	}
+	for in, want := range map[string]string{
+		"path = \"x\"\nmax_bundles = -1":                       "must not be negative",
+		"path = \"x\"\nlisting_timeout = \"-1m\"":              "negative",
+		"url = \"https://x.example/i.json\"\nmax_entries = 10": "sync.source[0].max_entries: only a directory source",
+		"path = \"x\"\nmax_entrys = 10":                        "sync.source.max_entrys",
+	} {
+		_, err := Parse([]byte("[vo.a]\n[[sync.source]]\nvos = [\"a\"]\n" + in + "\n"))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want an error naming %q", in, err, want)
+		}
+	}
+}
