@@ -15,39 +15,50 @@ import (
 	"github.com/imagetrust/imagetrust/validator/proxy"
 )
 
-// TestDaemonMetricsLint builds each daemon's registry as the command does
-// (its package's metrics, the reload and trust-store gauges, the start-up
-// wait's, the Go and process collectors) and checks that it gathers (no
-// name registered twice, no inconsistent series) and passes promlint:
-// counters end in _total, units are base units, every metric has help.
-func TestDaemonMetricsLint(t *testing.T) {
+// daemonMetrics registers on a registry what each daemon's command
+// registers on its own (its package's metrics, the reload and trust-store
+// gauges, the start-up wait's, the Keystone login's), the Go and process
+// collectors apart.
+func daemonMetrics(t *testing.T) map[string]func(prometheus.Registerer) {
 	noTrust := func() *validator.Trust { return nil }
 	quiet := slog.New(slog.DiscardHandler)
-	for name, add := range map[string]func(*prometheus.Registry){
-		"proxy": func(r *prometheus.Registry) {
+	login := func(r prometheus.Registerer) {
+		(&keystoneLogin{refusals: newLoginRefusals(), renewalFailures: newRenewalFailures()}).register(r)
+	}
+	return map[string]func(prometheus.Registerer){
+		"proxy": func(r prometheus.Registerer) {
 			if _, err := proxy.NewMetrics(r); err != nil {
 				t.Fatal(err)
 			}
 			newReloadMetrics(r, time.Now())
 			registerTrustMetrics(r, noTrust)
 			newStartWait(quiet, r, nil)
-			r.MustRegister(newRenewalFailures())
+			login(r)
 		},
-		"sync": func(r *prometheus.Registry) {
+		"sync": func(r prometheus.Registerer) {
 			m := glancesync.NewMetrics(r)
 			m.Orphaned.WithLabelValues("cms").Set(1)
 			registerTrustMetrics(r, noTrust)
 			newReloadMetrics(r, time.Now())
 			newStartWait(quiet, r, nil)
-			r.MustRegister(newRenewalFailures())
+			login(r)
 		},
-		"crl": func(r *prometheus.Registry) {
+		"crl": func(r prometheus.Registerer) {
 			crl.NewMetrics(r)
 			newReloadMetrics(r, time.Now())
 			newStartWait(quiet, r, nil)
-			r.MustRegister(newRenewalFailures())
+			login(r)
 		},
-	} {
+	}
+}
+
+// TestDaemonMetricsLint builds each daemon's registry as the command does
+// (daemonMetrics, the Go and process collectors) and checks that it
+// gathers (no name registered twice, no inconsistent series) and passes
+// promlint: counters end in _total, units are base units, every metric
+// has help.
+func TestDaemonMetricsLint(t *testing.T) {
+	for name, add := range daemonMetrics(t) {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		add(reg)

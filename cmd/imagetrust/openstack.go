@@ -169,16 +169,11 @@ func openLogin(ctx context.Context, cloud string, getenv func(string) string, lo
 		log = slog.New(slog.DiscardHandler)
 	}
 	l := &keystoneLogin{cloud: cloud, getenv: getenv, log: log, pc: pc, eo: eo, ao: ao,
-		sem:   make(chan struct{}, 1),
-		guard: reauthGuard{first: reauthHoldOff, max: reauthMaxHoldOff, now: time.Now},
-		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "imagetrust_keystone_login_refusals_total",
-			Help: "Logins Keystone refused (HTTP 401, or 404 for a deleted application credential) to this daemon's credentials after its start: when renewing the token (renewal: the credentials in use no longer work; the next try waits 1, 2, 4 ... 30 minutes) or reading new ones on SIGHUP (reload: the new ones were not taken, the old ones stay in use)."},
-			[]string{"when"}),
+		sem:             make(chan struct{}, 1),
+		guard:           reauthGuard{first: reauthHoldOff, max: reauthMaxHoldOff, now: time.Now},
+		refusals:        newLoginRefusals(),
+		renewalFailures: newRenewalFailures(),
 	}
-	for _, w := range []string{"renewal", "reload"} {
-		l.refusals.WithLabelValues(w)
-	}
-	l.renewalFailures = newRenewalFailures()
 
 	actx, cancel := context.WithTimeout(ctx, authTimeout)
 	defer cancel()
@@ -532,6 +527,18 @@ func refusalStatus(err error) int {
 // register adds the login's metrics to reg.
 func (l *keystoneLogin) register(reg prometheus.Registerer) {
 	reg.MustRegister(l.refusals, l.renewalFailures)
+}
+
+// newLoginRefusals is imagetrust_keystone_login_refusals_total, both
+// series (renewal, reload) at 0.
+func newLoginRefusals() *prometheus.CounterVec {
+	v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "imagetrust_keystone_login_refusals_total",
+		Help: "Logins Keystone refused (HTTP 401, or 404 for a deleted application credential) to this daemon's credentials after its start: when renewing the token (renewal: the credentials in use no longer work; the next try waits 1, 2, 4 ... 30 minutes) or reading new ones on SIGHUP (reload: the new ones were not taken, the old ones stay in use)."},
+		[]string{"when"})
+	for _, w := range []string{"renewal", "reload"} {
+		v.WithLabelValues(w)
+	}
+	return v
 }
 
 // renewalCauses are the cause labels of
