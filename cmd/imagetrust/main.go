@@ -23,7 +23,7 @@ const (
 	exitInvalid = 1 // verification failed / operation failed
 	exitUsage   = 2 // usage or configuration error
 	exitExpired = 3 // valid but expired (verify only)
-	exitRefused = 4 // sync --once: a clean pass that refused a bundle for a reason other than expiry or revocation; crl --once: a clean run that refused a CRL (a fetch that failed included) or found a revoked image still being written into Glance
+	exitRefused = 4 // sync --once: a clean pass that refused a bundle for a reason other than expiry or revocation; crl --once: a clean run that refused a CRL (a fetch that failed included), used a stale one, found a revoked image still being written into Glance, or had a change undone by a concurrent Glance write
 	// exitCredentials: sync, crl and proxy, at start: Keystone refused the
 	// configured credentials (HTTP 401 to the login). EX_CONFIG of
 	// sysexits.h, and used for nothing else, so that the systemd units
