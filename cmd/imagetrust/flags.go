@@ -61,9 +61,24 @@ func newFlags(e *env, name, synopsis string) *flag.FlagSet {
 			fmt.Fprint(e.stderr, "\noptions:\n")
 			fs.PrintDefaults()
 		}
+		if daemonCommands[name] {
+			fmt.Fprint(e.stderr, daemonExitHelp)
+		}
 	}
 	return fs
 }
+
+// daemonCommands are the commands that log in to Keystone at start.
+var daemonCommands = map[string]bool{"sync": true, "crl": true, "proxy": true}
+
+// daemonExitHelp ends the -h of sync, crl and proxy: the exit statuses
+// they share (--once's own are in its option's text).
+const daemonExitHelp = `
+exit status: 2 usage or configuration error; 78 at start, Keystone refused
+the credentials (HTTP 401): fix them before starting again, each start is
+one more failed login towards a lockout (systemd: RestartPreventExitStatus=78);
+1 any other failure.
+`
 
 // parseArgs parses flags that may come before, between or after the
 // positional arguments, and returns the positional ones. It checks their

@@ -39,6 +39,16 @@ func TestHelpUsageLines(t *testing.T) {
 	if h := help("help"); !strings.Contains(h, "exit 0 valid, 3 expired, 1 invalid, 2 usage or configuration error") {
 		t.Errorf("help: verify's line does not give every exit status (README: 2 for usage):\n%s", h)
 	}
+	// exit 78 (Keystone refused the credentials at start) was in the
+	// operator guide and no -h
+	for _, c := range []string{"sync", "crl", "proxy"} {
+		if h := help(c, "-h"); !strings.Contains(h, "78 at start, Keystone refused") {
+			t.Errorf("%s -h does not give exit 78:\n%s", c, h)
+		}
+	}
+	if h := help("verify", "-h"); strings.Contains(h, "78") {
+		t.Errorf("verify -h gives the daemons' exit 78:\n%s", h)
+	}
 	if h := help("sign", "-h"); !strings.Contains(h, "options:") || !strings.Contains(h, "-key-pass-file") {
 		t.Errorf("sign -h lost its options:\n%s", h)
 	}
