@@ -621,6 +621,9 @@ func (s *Syncer) collect(ctx context.Context, rp *reporter) ([]*item, map[string
 			// the source's to choose: cut, like every text of it logged
 			s.log.Error("source listing failed; nothing of its VOs is retired this pass", "source", src.Name(), "err", capText(err.Error(), maxErrText))
 			s.m.Errors.Inc()
+			if errors.Is(err, ErrHungFS) {
+				s.m.HungFS.Inc()
+			}
 			rp.sourceFailed()
 			for _, v := range src.VOs() {
 				incomplete[v] = true

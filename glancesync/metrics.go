@@ -41,6 +41,11 @@ type Metrics struct {
 	// or an emptied index, which retires nothing and so does not make the
 	// pass unsuccessful, but mirrors nothing new either.
 	EmptySources prometheus.Gauge
+	// HungFS counts the operations on a directory source (a listing, an
+	// image's open or read) that failed because its file system did not
+	// answer within their bound, or because an earlier one on the source
+	// had still not returned (ErrHungFS: a hung mount).
+	HungFS prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: not registered).
@@ -70,6 +75,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Catalogue records (imagetrust_* properties) restored from the verified bundle after they were removed from an image or edited on it."}),
 		EmptySources: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "empty_sources",
 			Help: "Sources that listed no bundle in the last pass that ran to its end (an unmounted mount point, an emptied rsync target or index): nothing of their VOs is retired or mirrored anew while so."}),
+		HungFS: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "hung_fs_total",
+			Help: "Operations on a directory source (a listing, an image's open or read) that failed because its file system did not answer within their bound, or because an earlier one on it has not returned yet (a hung mount)."}),
 	}
 	// every label value exists at 0 from the start, so that an alert on
 	// increase() sees the first refusal or retirement too
@@ -80,7 +87,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.Retired.WithLabelValues(a)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Mirrored, m.Refused, m.Bytes, m.Transfer, m.Pass, m.LastSuccess, m.Retired, m.Errors, m.FailingImages, m.Orphaned, m.Repaired, m.EmptySources)
+		reg.MustRegister(m.Mirrored, m.Refused, m.Bytes, m.Transfer, m.Pass, m.LastSuccess, m.Retired, m.Errors, m.FailingImages, m.Orphaned, m.Repaired, m.EmptySources, m.HungFS)
+		// the goroutines left blocked in a hung file system's kernel call
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "stuck_fs_operations",
+			Help: "Operations on directory sources abandoned on a hung file system that have not returned yet (goroutines blocked in the kernel); the source is not listed or read while it has one."},
+			func() float64 { return float64(StuckOperations()) }))
 	}
 	return m
 }

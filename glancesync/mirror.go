@@ -691,13 +691,18 @@ func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, mode ingest, r
 		}
 		var ierr *importFailedError
 		if err != nil && (attempt >= maxAttempts || errors.Is(err, ErrTransferTooSlow) || errors.Is(err, ErrTooManyResumes) ||
-			errors.Is(err, ErrAddressRefused) || errors.Is(err, ErrOverQuota) || errors.As(err, &ierr)) {
+			errors.Is(err, ErrAddressRefused) || errors.Is(err, ErrOverQuota) || errors.Is(err, ErrHungFS) || errors.As(err, &ierr)) {
 			// a source too slow, or cutting its connections too often, is
 			// not tried again in this pass: it would hold the pass up; nor
 			// is an image whose address no source may reach; nor
 			// is what a Glance limit refused (trying again, or waiting
 			// for the image, helps nothing: the error says what to
-			// raise), nor an import Glance failed
+			// raise), nor an import Glance failed, nor an image whose
+			// directory source's file system did not answer (a hung
+			// mount: its goroutine is left behind, see hung.go)
+			if errors.Is(err, ErrHungFS) {
+				s.m.HungFS.Inc()
+			}
 			op := "transfer"
 			var le *LimitError
 			if ierr != nil || errors.As(err, &le) && (le.Step == "import" || le.Step == "import-check" || le.Step == "task") {
@@ -1075,6 +1080,11 @@ func (s *Syncer) transfer(ctx context.Context, it *item, im *Image, stage bool, 
 	tctx, cancel := context.WithTimeoutCause(ctx, limit, ErrTransferTooSlow)
 	defer cancel()
 	err := s.stream(tctx, it, im, stage, log)
+	if errors.Is(err, ErrHungFS) && ctx.Err() == nil {
+		// the source's file system did not answer within the bound: the
+		// error says so, and names the source
+		return err
+	}
 	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(tctx), ErrTransferTooSlow) {
 		rate := s.o.Sync.TransferMinRateKiB
 		return fmt.Errorf("%w: %d bytes not streamed within %s (transfer_slack %s plus the size at transfer_min_rate_kib %d KiB/s): %v",

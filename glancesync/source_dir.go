@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // ErrNoSignature marks a descriptor with no signature beside it: not a
@@ -34,8 +35,24 @@ type DirSource struct {
 	// to compare with; see netguard.go).
 	AllowPrivate bool
 
+	// HungGrace is how long an operation on the tree is still waited for
+	// once its bound has passed, before the file system is taken for
+	// hung (zero: DefaultHungGrace; see hung.go).
+	HungGrace time.Duration
+
 	guardOnce sync.Once
 	guarded   *Fetcher // Fetcher's settings with the source's address policy
+
+	// fsHook, when set (tests), is called before each call into the file
+	// system (op is "open", "readdir" or "read"; name the path): a hook
+	// that blocks stands in for a kernel call that does not return.
+	fsHook func(op, name string)
+}
+
+func (d *DirSource) hook(op, name string) {
+	if d.fsHook != nil {
+		d.fsHook(op, name)
+	}
 }
 
 // Name implements Source.
@@ -48,16 +65,31 @@ func (d *DirSource) VOs() []string { return d.AllowedVOs }
 // incomplete; a descriptor without signature is skipped. Descriptors and
 // signatures are read through the tree's os.Root: a symbolic link may point
 // anywhere inside the tree, never out of it. A listing that takes longer
-// than Limits.Time fails as over its limits (a read the file system holds
-// up is not interrupted: the limit is seen between files).
+// than Limits.Time fails as over its limits; one whose file system does
+// not answer (a call that has not returned by Limits.Time and HungGrace:
+// a hung mount) is abandoned and fails with ErrHungFS, and the source is
+// not listed again until that call returns (hung.go).
 func (d *DirSource) List(ctx context.Context) ([]*Bundle, map[string]error, error) {
 	lim := d.Limits.orDefaults()
-	return withinTime(ctx, d.Root, lim, func(ctx context.Context) ([]*Bundle, map[string]error, error) {
-		return d.list(ctx, lim)
+	var (
+		bundles []*Bundle
+		skipped map[string]error
+	)
+	err := d.guard(ctx, "listing", lim.Time, func() error {
+		var err error
+		bundles, skipped, err = withinTime(ctx, d.Root, lim, func(ctx context.Context) ([]*Bundle, map[string]error, error) {
+			return d.list(ctx, lim)
+		})
+		return err
 	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return bundles, skipped, nil
 }
 
 func (d *DirSource) list(ctx context.Context, lim ListingLimits) ([]*Bundle, map[string]error, error) {
+	d.hook("open", d.Root)
 	root, err := os.OpenRoot(d.Root)
 	if err != nil {
 		return nil, nil, fmt.Errorf("source %s: %w", d.Root, err)
@@ -67,7 +99,7 @@ func (d *DirSource) list(ctx context.Context, lim ListingLimits) ([]*Bundle, map
 	skipped := map[string]error{}
 	var rels []string
 	var read int64
-	err = walkTree(ctx, root, lim, func(p string) error {
+	err = walkTree(ctx, root, lim, d.hook, func(p string) error {
 		if len(rels) >= lim.Bundles {
 			return fmt.Errorf("%w: more than %d descriptors", ErrListingTooLarge, lim.Bundles)
 		}
@@ -86,13 +118,13 @@ func (d *DirSource) list(ctx context.Context, lim ListingLimits) ([]*Bundle, map
 		if read > lim.Bytes {
 			return nil, nil, fmt.Errorf("source %s: %w: more than %d bytes of descriptors and signatures", d.Root, ErrListingTooLarge, lim.Bytes)
 		}
-		desc, err := readLimited(root, rel, MaxDescriptorSize)
+		desc, err := readLimited(root, rel, MaxDescriptorSize, d.hook)
 		read += int64(len(desc))
 		if err != nil {
 			skipped[p] = err
 			continue
 		}
-		sig, err := readLimited(root, rel+".p7s", MaxSignatureSize)
+		sig, err := readLimited(root, rel+".p7s", MaxSignatureSize, d.hook)
 		read += int64(len(sig))
 		if errors.Is(err, fs.ErrNotExist) {
 			skipped[p] = ErrNoSignature
@@ -123,8 +155,31 @@ func (d *DirSource) openImage(ctx context.Context, b *Bundle, uri string) (io.Re
 		rc, err := d.guarded.OpenURL(ctx, remote)
 		return rc, remote, err
 	}
-	rc, err := d.openInside(local)
-	return rc, local, err
+	// on the tree's file system: opened and read through guard, so that
+	// a call it does not answer is abandoned when ctx (the transfer's
+	// bound) ends
+	var rc io.ReadCloser
+	err = d.guard(ctx, "opening image "+local, 0, func() error {
+		var oerr error
+		rc, oerr = d.openInside(local)
+		return oerr
+	})
+	if err != nil {
+		return nil, local, err
+	}
+	return &guardedFile{d: d, ctx: ctx, f: hookedFile{rc, d, local}, path: local}, local, nil
+}
+
+// hookedFile calls the source's fsHook before each read.
+type hookedFile struct {
+	io.ReadCloser
+	d    *DirSource
+	name string
+}
+
+func (h hookedFile) Read(p []byte) (int, error) {
+	h.d.hook("read", h.name)
+	return h.ReadCloser.Read(p)
 }
 
 // ErrOutsideSource marks an image path (a relative uri with "..", a file://
@@ -149,6 +204,7 @@ func (d *DirSource) openInside(path string) (io.ReadCloser, error) {
 		return nil, fmt.Errorf("%s: %w %s", path, ErrOutsideSource, d.Root)
 	}
 	rel, _ := filepath.Rel(absRoot, abs)
+	d.hook("open", path)
 	root, err := os.OpenRoot(absRoot)
 	if err != nil {
 		return nil, err
@@ -185,7 +241,7 @@ const readDirBatch = 1024
 // past lim.Entries entries of any kind, so that a tree of millions of
 // files or directories fails its listing instead of being walked for
 // hours each pass. An unreadable directory fails the walk.
-func walkTree(ctx context.Context, root *os.Root, lim ListingLimits, descriptor func(string) error) error {
+func walkTree(ctx context.Context, root *os.Root, lim ListingLimits, hook func(op, name string), descriptor func(string) error) error {
 	dirs := []string{"."}
 	entries := 0
 	for len(dirs) > 0 {
@@ -201,6 +257,7 @@ func walkTree(ctx context.Context, root *os.Root, lim ListingLimits, descriptor 
 				if err := ctx.Err(); err != nil {
 					return err
 				}
+				hook("readdir", dir)
 				es, rerr := f.ReadDir(readDirBatch)
 				for _, e := range es {
 					if entries++; entries > lim.Entries {
@@ -232,7 +289,8 @@ func walkTree(ctx context.Context, root *os.Root, lim ListingLimits, descriptor 
 }
 
 // readLimited reads a whole small file of root, refusing one over limit.
-func readLimited(root *os.Root, name string, limit int64) ([]byte, error) {
+func readLimited(root *os.Root, name string, limit int64, hook func(op, name string)) ([]byte, error) {
+	hook("read", name)
 	f, err := openNoWait(root, name)
 	if err != nil {
 		return nil, err

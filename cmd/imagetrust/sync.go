@@ -220,6 +220,7 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 
 	if *once || *dry {
 		r, err := syncer.Run(ctx)
+		logStuck(log)
 		if err != nil {
 			log.Error("sync pass failed", "err", err)
 			return exitInvalid
@@ -245,6 +246,16 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 		return exitOK
 	}
 	return syncDaemon(ctx, log, cfg, *cfgPath, syncer, build, reg, hup, login, health)
+}
+
+// logStuck names the directory sources whose file system did not answer
+// a call (a hung mount): the goroutine blocked in it is abandoned, and
+// the process exits without waiting for it.
+func logStuck(log *slog.Logger) {
+	if stuck := glancesync.StuckSources(); len(stuck) > 0 {
+		log.Error("a directory source's file system has not answered a call (a hung mount?); the call is abandoned: recover or unmount it (docs/glancesync.md, \"A hung mount\")",
+			"sources", strings.Join(stuck, "; "))
+	}
 }
 
 // refusedBundles counts the bundles a pass refused, or could not read, for a
@@ -322,6 +333,7 @@ func syncDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path 
 		}
 		switch {
 		case ctx.Err() != nil:
+			logStuck(log)
 			log.Info("stopping")
 			return exitOK
 		case err != nil:
@@ -338,6 +350,7 @@ func syncDaemon(ctx context.Context, log *slog.Logger, cfg *config.Config, path 
 		}
 		select {
 		case <-ctx.Done():
+			logStuck(log)
 			log.Info("stopping")
 			return exitOK
 		case <-hup:
