@@ -188,12 +188,14 @@ func (d *DirSource) run(ctx context.Context, op string, bound time.Duration, cal
 		timeout = t.C
 	}
 	cancelled := false
+	ctxDone := ctx.Done()
 	select {
 	case <-done:
 		return result
 	case <-timeout:
-	case <-ctx.Done():
+	case <-ctxDone:
 		cancelled = !errors.Is(ctx.Err(), context.DeadlineExceeded)
+		ctxDone = nil // done already: not a reason to cut the grace short
 	}
 	// a bound passed: a call merely slow returns within the grace; on
 	// cancel (the daemon stopping) a call that answers returns at once
@@ -210,10 +212,9 @@ func (d *DirSource) run(ctx context.Context, op string, bound time.Duration, cal
 	case <-done:
 		return result
 	case <-g.C:
-	case <-ctx.Done():
-		if !cancelled && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			cancelled = true // stop waiting for the grace
-		}
+	case <-ctxDone:
+		// the pass ended (or its deadline) during the grace
+		cancelled = !errors.Is(ctx.Err(), context.DeadlineExceeded)
 	}
 	within := time.Since(start)
 	if bound > 0 && !cancelled {
@@ -255,14 +256,23 @@ type guardedFile struct {
 	// buf is what the read goroutine reads into: an abandoned read may
 	// write into it later, so it is never the caller's slice.
 	buf []byte
+	// mu guards err: Go's HTTP transport may still be in Read (its write
+	// loop) when the request has returned and the caller closes the file.
+	mu sync.Mutex
 	// err, once set, is returned by every Read: the source's goroutine
 	// may still be in f.Read.
 	err error
 }
 
+func (g *guardedFile) broken() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.err
+}
+
 func (g *guardedFile) Read(p []byte) (int, error) {
-	if g.err != nil {
-		return 0, g.err
+	if err := g.broken(); err != nil {
+		return 0, err
 	}
 	if len(p) == 0 {
 		return 0, nil
@@ -278,7 +288,9 @@ func (g *guardedFile) Read(p []byte) (int, error) {
 		return rerr
 	})
 	if errors.Is(err, ErrHungFS) {
+		g.mu.Lock()
 		g.err = err
+		g.mu.Unlock()
 		return 0, err
 	}
 	copy(p, buf[:n])
@@ -288,7 +300,7 @@ func (g *guardedFile) Read(p []byte) (int, error) {
 // Close closes the file, without waiting when a read of it was abandoned
 // (closing it may wait for that read, or for the file system).
 func (g *guardedFile) Close() error {
-	if g.err != nil || g.ctx.Err() != nil {
+	if g.broken() != nil || g.ctx.Err() != nil {
 		go func() { _ = g.f.Close() }() // read-only: nothing lost
 		return nil
 	}

@@ -23,8 +23,9 @@ func counterValue(c prometheus.Counter) float64 {
 // hangingFS makes a DirSource's calls into its file system that match
 // block until released: it stands in for a kernel read, open or getdents
 // on a hung NFS hard mount or CVMFS repository, which never returns and
-// cannot be interrupted from Go. (A real one, a FUSE file system that
-// stops answering, needs a FUSE library the module does not have.)
+// cannot be interrupted from Go. (TestDirSourceHungFUSE blocks real
+// kernel calls, on a FUSE mount that stops answering; the passes against
+// Glance use this hook, which needs neither /dev/fuse nor mount rights.)
 type hangingFS struct {
 	match    func(op, name string) bool
 	gate     chan struct{}
