@@ -116,6 +116,18 @@ func ownMirror(t testing.TB, c *ostest.Cloud) *ostest.Project {
 	return c.ProcessProject(t, "proxy")
 }
 
+// identity is an Identity validating tokens with the stack's real
+// Keystone as the mirror service user, and the auth URI its 401s name.
+func (s *novaStack) identity(t *testing.T) (*keystoneTestIdentity, string) {
+	t.Helper()
+	ao, eo := s.c.AuthOptions(t, ostest.CloudMirror)
+	idc, err := openstack.NewIdentityV3(s.c.Provider(t, ostest.CloudMirror), eo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &keystoneTestIdentity{sc: idc}, ao.IdentityEndpoint
+}
+
 func startNovaStack(t *testing.T) *novaStack {
 	t.Helper()
 	if testing.Short() {
@@ -315,14 +327,10 @@ func (k *keystoneTestIdentity) Validate(ctx context.Context, token string) (*Cal
 func TestIntegrationIdentity(t *testing.T) {
 	s := startNovaStack(t)
 	ctx := t.Context()
-	ao, eo := s.c.AuthOptions(t, ostest.CloudMirror)
-	idc, err := openstack.NewIdentityV3(s.c.Provider(t, ostest.CloudMirror), eo)
-	if err != nil {
-		t.Fatal(err)
-	}
+	id, authURI := s.identity(t)
 	logs := &testutil.SyncBuffer{}
 	p, err := New(Options{Upstream: s.nova, Lookup: &glanceTestLookup{sc: s.mirror, owner: s.project}, Decider: s.f.trust,
-		MirrorProject: s.project, Identity: &keystoneTestIdentity{sc: idc}, AuthURI: ao.IdentityEndpoint,
+		MirrorProject: s.project, Identity: id, AuthURI: authURI,
 		Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)

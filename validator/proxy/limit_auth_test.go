@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
 
 	"github.com/imagetrust/imagetrust/internal/ostest"
@@ -29,15 +28,11 @@ import (
 // 408 at the body timeout.
 func TestGatedSlotNeedsTokenNova(t *testing.T) {
 	s := startNovaStack(t)
-	ao, eo := s.c.AuthOptions(t, ostest.CloudMirror)
-	idc, err := openstack.NewIdentityV3(s.c.Provider(t, ostest.CloudMirror), eo)
-	if err != nil {
-		t.Fatal(err)
-	}
+	id, authURI := s.identity(t)
 	for _, netHTTPOnly := range []bool{false, true} {
 		t.Run(fmt.Sprintf("ok net/http only %v", netHTTPOnly), func(t *testing.T) {
 			p, err := New(Options{Upstream: s.nova, Lookup: &glanceTestLookup{sc: s.mirror, owner: s.project}, Decider: s.f.trust,
-				MirrorProject: s.project, Identity: &keystoneTestIdentity{sc: idc}, AuthURI: ao.IdentityEndpoint,
+				MirrorProject: s.project, Identity: id, AuthURI: authURI,
 				Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), MaxGated: 1, GatedQueueTimeout: time.Hour})
 			if err != nil {
 				t.Fatal(err)

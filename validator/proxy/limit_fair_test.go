@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -31,11 +30,7 @@ import (
 // took the free slot and the admin project's boot waited.
 func TestGatedPerProjectNova(t *testing.T) {
 	s := startNovaStack(t)
-	ao, eo := s.c.AuthOptions(t, ostest.CloudMirror)
-	idc, err := openstack.NewIdentityV3(s.c.Provider(t, ostest.CloudMirror), eo)
-	if err != nil {
-		t.Fatal(err)
-	}
+	id, authURI := s.identity(t)
 	h := newHeldHook()
 	logs := &testutil.SyncBuffer{}
 	reg := prometheus.NewRegistry()
@@ -44,7 +39,7 @@ func TestGatedPerProjectNova(t *testing.T) {
 		t.Fatal(err)
 	}
 	p, err := New(Options{Upstream: s.nova, Lookup: &glanceTestLookup{sc: s.mirror, owner: s.project}, Decider: s.f.trust,
-		MirrorProject: s.project, Identity: &keystoneTestIdentity{sc: idc}, AuthURI: ao.IdentityEndpoint,
+		MirrorProject: s.project, Identity: id, AuthURI: authURI,
 		Logger: slog.New(slog.NewJSONHandler(logs, nil)), Metrics: m, UserData: h.hook,
 		MaxGated: 2, MaxGatedPerProject: 1, GatedQueueTimeout: time.Hour})
 	if err != nil {
