@@ -85,17 +85,7 @@ func testIdleCloseAsRequestComes(t *testing.T, s *novaStack, netHTTPOnly bool) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	idle := func() int {
-		limit.mu.Lock()
-		defer limit.mu.Unlock()
-		n := 0
-		for e := range limit.conns {
-			if e.idleSince.Load() > 0 {
-				n++
-			}
-		}
-		return n
-	}
+	idle := limit.idleCount
 	dial := func() (net.Conn, *bufio.Reader) {
 		t.Helper()
 		c, err := net.Dial("tcp", addr)

@@ -453,18 +453,7 @@ func testConnLimitNova(t *testing.T, s *novaStack, netHTTPOnly, withTLS bool) {
 	}
 	open := func() float64 { return gaugeValue(t, reg, "imagetrust_proxy_connections", "") }
 
-	// idle is the number of counted connections waiting for a next request
-	idle := func() int {
-		limit.mu.Lock()
-		defer limit.mu.Unlock()
-		n := 0
-		for e := range limit.conns {
-			if e.idleSince.Load() > 0 {
-				n++
-			}
-		}
-		return n
-	}
+	idle := limit.idleCount
 
 	// a boot hands c2 over to net/http on the fast server (refused here:
 	// an empty server object), and it stays open, idle
@@ -607,4 +596,18 @@ func TestGatedBodyStallNova(t *testing.T) {
 			t.Cleanup(func() { _ = servers.Delete(context.Background(), direct, srv.ID).ExtractErr() })
 		})
 	}
+}
+
+// idleCount is the number of counted connections waiting for a next
+// request.
+func (l *connLimit) idleCount() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for e := range l.conns {
+		if e.idleSince.Load() > 0 {
+			n++
+		}
+	}
+	return n
 }
