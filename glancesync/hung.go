@@ -253,6 +253,9 @@ type guardedFile struct {
 	ctx  context.Context
 	f    io.ReadCloser
 	path string
+	// readOp names a read of it ("reading image PATH"), made once: Read
+	// runs for every buffer of the image
+	readOp string
 	// buf is what the read goroutine reads into: an abandoned read may
 	// write into it later, so it is never the caller's slice.
 	buf []byte
@@ -282,7 +285,7 @@ func (g *guardedFile) Read(p []byte) (int, error) {
 	}
 	buf := g.buf[:len(p)]
 	var n int
-	err := g.d.guard(g.ctx, "reading image "+g.path, 0, func() error {
+	err := g.d.guard(g.ctx, g.readOp, 0, func() error {
 		var rerr error
 		n, rerr = g.f.Read(buf)
 		return rerr

@@ -167,7 +167,7 @@ func (d *DirSource) openImage(ctx context.Context, b *Bundle, uri string) (io.Re
 	if err != nil {
 		return nil, local, err
 	}
-	return &guardedFile{d: d, ctx: ctx, f: hookedFile{rc, d, local}, path: local}, local, nil
+	return &guardedFile{d: d, ctx: ctx, f: hookedFile{rc, d, local}, path: local, readOp: "reading image " + local}, local, nil
 }
 
 // hookedFile calls the source's fsHook before each read.
