@@ -24,15 +24,18 @@ func (ca *CA) CRLWithoutNextUpdate(t pki.CRLTemplate) []byte {
 	return der
 }
 
+// certList is a CertificateList (RFC 5280 5.1) with its parts raw.
+type certList struct {
+	TBS asn1.RawValue
+	Alg asn1.RawValue
+	Sig asn1.BitString
+}
+
 // withoutNextUpdate re-signs a CRL with nextUpdate left out of its
 // tbsCertList (RFC 5280 5.1: version, signature, issuer, thisUpdate,
 // nextUpdate OPTIONAL, ...), with the same signature algorithm.
 func withoutNextUpdate(der []byte, key crypto.Signer) ([]byte, error) {
-	var outer struct {
-		TBS asn1.RawValue
-		Alg asn1.RawValue
-		Sig asn1.BitString
-	}
+	var outer certList
 	if _, err := asn1.Unmarshal(der, &outer); err != nil {
 		return nil, err
 	}
@@ -85,9 +88,5 @@ func withoutNextUpdate(der []byte, key crypto.Signer) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return asn1.Marshal(struct {
-		TBS asn1.RawValue
-		Alg asn1.RawValue
-		Sig asn1.BitString
-	}{asn1.RawValue{FullBytes: tbs}, asn1.RawValue{FullBytes: outer.Alg.FullBytes}, asn1.BitString{Bytes: sig, BitLength: 8 * len(sig)}})
+	return asn1.Marshal(certList{asn1.RawValue{FullBytes: tbs}, asn1.RawValue{FullBytes: outer.Alg.FullBytes}, asn1.BitString{Bytes: sig, BitLength: 8 * len(sig)}})
 }
