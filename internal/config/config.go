@@ -257,9 +257,10 @@ type Proxy struct {
 	// max_body and contextualisation by the proxy (16 at 1 MiB with a
 	// contextualise.dir, 42 without).
 	MaxGatedRequests int `toml:"max_gated_requests"`
-	// MaxGatedPerProject bounds the slots of max_gated_requests one
-	// project's requests hold at once; 0: half of them (at least one).
-	// Values over max_gated_requests mean no bound of its own.
+	// MaxGatedPerProject is a project's share of max_gated_requests (the
+	// slots are shared work-conserving and fair: a project borrows beyond
+	// it what nobody else asks for); 0: half of them (at least one).
+	// Values over max_gated_requests are max_gated_requests.
 	MaxGatedPerProject int `toml:"max_gated_per_project"`
 	// GatedQueueTimeout is how long a gated request waits for a slot
 	// before it is refused 503 (default 2s).

@@ -179,16 +179,34 @@
 // after the token is validated (Identity: no token, or a refused one, is
 // answered 401 without waiting for a slot) and before the body is read,
 // and given back by a defer once the answer is written (refusal, client gone mid-body,
-// upstream error, panic alike). A request that finds none waits, in
-// arrival order, up to Options.GatedQueueTimeout, at most MaxGated of them
-// (holding their heads only); then, or at once when that many wait, it is
-// answered 503 serviceUnavailable in Nova's fault shape with Retry-After
-// and Nova is not called. The requests of one project (the token's; without
-// Identity the path's /{project_id}, if any) hold at most
-// Options.MaxGatedPerProject slots (half by default), and at most as many
-// of them wait: one over its project's share waits while those of other
-// projects behind it take free slots, and is refused 503 (project-limit)
-// at the queue timeout. The first refusal after a quiet interval is
+// upstream error, panic alike). A request that finds none waits, up to
+// Options.GatedQueueTimeout, at most MaxGated of them in all (holding
+// their heads only); then it is answered 503 serviceUnavailable in Nova's
+// fault shape with Retry-After and Nova is not called. The slots are
+// shared between projects (the token's; without Identity the path's
+// /{project_id}, if any), work-conserving and max-min fair (gatedLimit):
+// a request takes a free slot at once whatever its project holds (a
+// project alone uses them all, borrowing beyond its share,
+// Options.MaxGatedPerProject, half by default, what nobody else asks for),
+// and a slot given back goes to the waiting request whose project holds
+// the fewest slots, ties in arrival order: a project that comes while
+// another holds every slot gets the next slot that comes free, and a
+// project at or over its share gets one only when every waiting project
+// holds as many. When MaxGated wait, a newcomer takes the place of the
+// newest waiting request of the project with the most waiting places if
+// that has two more than the newcomer's (the request taken off is refused
+// 503, project-limit), so that a third, fourth... project still waits; a
+// request that waits its whole timeout is refused project-limit while its
+// project holds its share or more, else queue-timeout. The worst case for
+// a newcomer: one project took every slot while it was alone, with
+// requests whose clients stall mid-body; each slot comes back within the
+// body deadline (gatedBodyTimeout: 26 s at the default MaxBody) plus the
+// lookups and Nova's answer, and goes to a newcomer waiting then (it holds
+// none); a newcomer that waits in between is refused queue-timeout, its
+// retries waiting again. A hard per-project cap would keep half the slots
+// from such a project, at the price of leaving them idle whenever it is
+// alone: the gate chooses to use the slots.
+// The first refusal after a quiet interval is
 // logged in full, the others as one summary line per interval (overloadLog).
 // Pass-through requests never touch the limit. ServerOptions.MaxConns
 // bounds the client connections of the gate's listener, plain or TLS: the

@@ -79,22 +79,23 @@ func DefaultMaxGatedFor(maxBody int64, userData bool) int {
 	return int(min(max(GatedMemoryBudget/GatedRequestCost(maxBody, userData), 4), 64))
 }
 
-// DefaultMaxGatedPerProjectFor is the default bound on the slots one
-// project holds at once, out of maxGated: half of them (at least one), so
-// that a project (one user's script, a client with a valid token) cannot
-// take every slot from the others.
+// DefaultMaxGatedPerProjectFor is the default share of one project, out of
+// maxGated slots: half of them (at least one). See gatedLimit for what the
+// share does.
 func DefaultMaxGatedPerProjectFor(maxGated int) int { return max(maxGated/2, 1) }
 
 // Reasons of imagetrust_proxy_gated_rejections_total.
 const (
-	// RejectQueueFull: every slot taken and as many requests waiting as
-	// there are slots; refused at once.
+	// RejectQueueFull: every slot taken and every waiting place too, none
+	// of them one the request's project may take from another; refused at
+	// once.
 	RejectQueueFull = "queue-full"
 	// RejectQueueTimeout: no slot came free within the queue timeout.
 	RejectQueueTimeout = "queue-timeout"
-	// RejectProjectLimit: the request's project held its share of the
-	// slots (Options.MaxGatedPerProject) until the queue timeout, or as
-	// many of its requests waited already.
+	// RejectProjectLimit: no slot came free within the queue timeout while
+	// the request's project held its share (Options.MaxGatedPerProject) or
+	// more, or the request's waiting place was given to a project that had
+	// fewer of them.
 	RejectProjectLimit = "project-limit"
 	// RejectClientGone: the client went away while it waited (no answer).
 	RejectClientGone = "client-gone"
@@ -105,13 +106,26 @@ const (
 var GatedRejectReasons = []string{RejectQueueFull, RejectQueueTimeout, RejectProjectLimit, RejectClientGone}
 
 // gatedLimit bounds the gated requests judged and forwarded at once, and
-// those of one project. A request holds a slot from after its token is
-// validated and before its body is read until its answer is written; one
-// that finds every slot taken, or its project's share, waits, in arrival
-// order, up to timeout, unless as many wait already (n in all, perProject
-// of its project). A slot given back goes to the first waiting request
-// whose project is under its share: a project at its share does not hold
-// up the others behind it.
+// shares them out between projects, work-conserving and max-min fair:
+//   - a request takes a free slot at once, whatever its project holds (a
+//     project alone uses every slot: it borrows beyond its share what
+//     nobody else asks for); there is never a free slot while a request
+//     waits;
+//   - a slot given back goes to the waiting request whose project holds
+//     the fewest slots, ties in arrival order: a project that holds none
+//     gets the next slot that comes free, and a project at or over its
+//     share (perProject) gets one only when every waiting project holds
+//     as many;
+//   - at most n requests wait in all; when n wait, a request takes the
+//     place of the newest waiting request of the project with the most
+//     waiting places, when that project has two more than the request's
+//     (the request taken off is refused project-limit): a third, fourth...
+//     project gets a waiting place as long as another has two;
+//   - a request that waits its whole timeout is refused project-limit if
+//     its project holds its share or more then, else queue-timeout.
+//
+// Every waiter is woken once: granted a slot (w.ready closed, granted) or
+// evicted (closed, evicted), or it gives up on its timer or context.
 type gatedLimit struct {
 	n, perProject int
 	timeout       time.Duration
@@ -131,11 +145,11 @@ type gatedLimit struct {
 }
 
 // gatedWaiter is a request waiting for a slot; ready is closed when it
-// gets one (granted, under gatedLimit.mu).
+// gets one (granted) or loses its place (evicted), under gatedLimit.mu.
 type gatedWaiter struct {
-	project string
-	ready   chan struct{}
-	granted bool
+	project          string
+	ready            chan struct{}
+	granted, evicted bool
 }
 
 func newGatedLimit(n, perProject int, timeout time.Duration, m *Metrics) *gatedLimit {
@@ -146,44 +160,36 @@ func newGatedLimit(n, perProject int, timeout time.Duration, m *Metrics) *gatedL
 		byProject: map[string]int{}, waitingBy: map[string]int{}}
 }
 
-// free reports, under mu, whether a request of project may take a slot
-// now ("": no project, bounded by n alone).
-func (l *gatedLimit) free(project string) bool {
-	return l.used < l.n && (project == "" || l.byProject[project] < l.perProject)
-}
-
 // take gives a slot to a request of project, under mu.
 func (l *gatedLimit) take(project string) {
 	l.used++
-	if project != "" {
-		l.byProject[project]++
-	}
+	l.byProject[project]++
 	l.m.gatedInFlight(1)
+}
+
+// atShare reports, under mu, whether project holds its share or more
+// ("": no project known, never).
+func (l *gatedLimit) atShare(project string) bool {
+	return project != "" && l.byProject[project] >= l.perProject
 }
 
 // acquire takes a slot for a request of project ("" then) or says why it
 // got none.
 func (l *gatedLimit) acquire(ctx context.Context, project string) string {
 	l.mu.Lock()
-	if l.free(project) {
+	if l.used < l.n { // (then nobody waits: release hands out every free slot)
 		l.take(project)
 		l.mu.Unlock()
 		return ""
 	}
-	if int(l.waiting.Load()) >= l.n {
+	if len(l.queue) >= l.n && !l.evictFor(project) {
 		l.mu.Unlock()
 		return RejectQueueFull
-	}
-	if project != "" && l.waitingBy[project] >= l.perProject {
-		l.mu.Unlock()
-		return RejectProjectLimit
 	}
 	w := &gatedWaiter{project: project, ready: make(chan struct{})}
 	l.queue = append(l.queue, w)
 	l.waiting.Add(1)
-	if project != "" {
-		l.waitingBy[project]++
-	}
+	l.waitingBy[project]++
 	l.m.gatedWaiting(1)
 	l.mu.Unlock()
 
@@ -192,6 +198,9 @@ func (l *gatedLimit) acquire(ctx context.Context, project string) string {
 	reason := RejectQueueTimeout
 	select {
 	case <-w.ready:
+		if w.evicted {
+			return evictedReason(project)
+		}
 		return ""
 	case <-t.C:
 	case <-ctx.Done():
@@ -202,14 +211,54 @@ func (l *gatedLimit) acquire(ctx context.Context, project string) string {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if w.granted {
+	switch {
+	case w.granted:
 		return "" // (given a slot as it gave up: it is the caller's to release)
+	case w.evicted:
+		return evictedReason(project)
 	}
 	l.dequeue(w)
-	if reason == RejectQueueTimeout && project != "" && l.byProject[project] >= l.perProject {
+	if reason == RejectQueueTimeout && l.atShare(project) {
 		reason = RejectProjectLimit
 	}
 	return reason
+}
+
+// evictedReason is the refusal of a request whose waiting place another
+// project took: project-limit (its project had the most), queue-full
+// without a project.
+func evictedReason(project string) string {
+	if project == "" {
+		return RejectQueueFull
+	}
+	return RejectProjectLimit
+}
+
+// evictFor makes room in a full queue for a request of project, under mu:
+// it takes off the newest waiting request of the project with the most
+// waiting places (ties: the one holding more slots), when that project has
+// at least two more than project, and reports whether it did.
+func (l *gatedLimit) evictFor(project string) bool {
+	mine := l.waitingBy[project]
+	var big string
+	most := -1
+	for p, c := range l.waitingBy {
+		if c > most || c == most && l.byProject[p] > l.byProject[big] {
+			big, most = p, c
+		}
+	}
+	if big == project || most < mine+2 {
+		return false
+	}
+	for i := len(l.queue) - 1; i >= 0; i-- {
+		if w := l.queue[i]; w.project == big {
+			l.dequeue(w)
+			w.evicted = true
+			close(w.ready)
+			return true
+		}
+	}
+	return false // (not reached: big has waiting requests)
 }
 
 // dequeue removes w from the queue, under mu.
@@ -218,36 +267,34 @@ func (l *gatedLimit) dequeue(w *gatedWaiter) {
 		l.queue = slices.Delete(l.queue, i, i+1)
 	}
 	l.waiting.Add(-1)
-	if w.project != "" {
-		if l.waitingBy[w.project]--; l.waitingBy[w.project] == 0 {
-			delete(l.waitingBy, w.project)
-		}
+	if l.waitingBy[w.project]--; l.waitingBy[w.project] == 0 {
+		delete(l.waitingBy, w.project)
 	}
 	l.m.gatedWaiting(-1)
 }
 
 // release gives back a slot acquire took for a request of project, to the
-// first waiting request that may take it.
+// waiting request whose project holds the fewest slots (ties: the first
+// to come).
 func (l *gatedLimit) release(project string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.used--
-	if project != "" {
-		if l.byProject[project]--; l.byProject[project] == 0 {
-			delete(l.byProject, project)
-		}
+	if l.byProject[project]--; l.byProject[project] == 0 {
+		delete(l.byProject, project)
 	}
 	l.m.gatedInFlight(-1)
-	for i := 0; i < len(l.queue) && l.used < l.n; {
-		w := l.queue[i]
-		if !l.free(w.project) {
-			i++
-			continue
+	for l.used < l.n && len(l.queue) > 0 {
+		next := l.queue[0]
+		for _, w := range l.queue[1:] {
+			if l.byProject[w.project] < l.byProject[next.project] {
+				next = w
+			}
 		}
-		l.dequeue(w)
-		l.take(w.project)
-		w.granted = true
-		close(w.ready)
+		l.dequeue(next)
+		l.take(next.project)
+		next.granted = true
+		close(next.ready)
 	}
 }
 

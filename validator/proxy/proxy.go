@@ -113,15 +113,15 @@ type Options struct {
 	// then is refused 503.
 	MaxGated          int
 	GatedQueueTimeout time.Duration
-	// MaxGatedPerProject bounds the slots the gated requests of one
-	// project hold at once (default DefaultMaxGatedPerProjectFor(MaxGated):
-	// half; one over MaxGated is MaxGated, no bound of its own), so that
-	// one project cannot take every slot from the others. The project is
-	// the token's (without Identity, the path's /{project_id} segment, if
-	// any). A request of a project at its
-	// bound waits like the others (at most MaxGatedPerProject of a project
-	// wait), and is refused 503 (reason project-limit) at the queue
-	// timeout.
+	// MaxGatedPerProject is one project's share of the MaxGated slots
+	// (default DefaultMaxGatedPerProjectFor(MaxGated): half; over
+	// MaxGated is MaxGated). The project is the token's (without
+	// Identity, the path's /{project_id} segment, if any). The slots are
+	// shared work-conserving and fair (gatedLimit): a project borrows
+	// beyond its share what nobody else asks for, a slot given back goes
+	// to the waiting request whose project holds the fewest, and a
+	// request still waiting at the queue timeout while its project holds
+	// its share or more is refused 503 (reason project-limit).
 	MaxGatedPerProject int
 	// UserData, if set, contextualises server create and rebuild.
 	UserData UserData
