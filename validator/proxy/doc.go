@@ -206,7 +206,12 @@
 // retries waiting again. A hard per-project cap would keep half the slots
 // from such a project, at the price of leaving them idle whenever it is
 // alone: the gate chooses to use the slots.
-// The first refusal after a quiet interval is
+// Tokens not in the cache are validated at most maxValidationsFor(MaxGated)
+// at once (MaxGated, between 4 and 64), one Keystone call per token; a request
+// that finds them all under way waits up to GatedQueueTimeout, then is
+// answered 503 (validation-busy): a flood of made-up tokens costs that
+// many Keystone calls at a time, not one per connection; a cached token
+// never waits for it. The first refusal after a quiet interval is
 // logged in full, the others as one summary line per interval (overloadLog).
 // Pass-through requests never touch the limit. ServerOptions.MaxConns
 // bounds the client connections of the gate's listener, plain or TLS: the

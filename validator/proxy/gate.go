@@ -133,6 +133,8 @@ func (p *Proxy) authenticate(g *gateReq) error {
 	}
 	c, err := p.identity.Validate(g.r.Context(), token)
 	switch {
+	case errors.Is(err, errValidationBusy):
+		return err
 	case errors.Is(err, ErrInvalidToken):
 		return errUnauthenticated{present: true}
 	case err != nil:

@@ -91,6 +91,12 @@ type cachedIdentity struct {
 	metrics *Metrics
 	// timeout bounds one call of next (callTimeout)
 	timeout time.Duration
+	// sem, when set, bounds the calls of next under way at once (one per
+	// token not in the cache, concurrent requests of one token sharing
+	// it); a call waits for a place up to semWait, else the validation
+	// fails with errValidationBusy. A cached token never waits for it.
+	sem     chan struct{}
+	semWait time.Duration
 
 	group singleflight.Group
 	cache *ttlLRU[[sha256.Size]byte, *Caller]
@@ -110,6 +116,12 @@ func (c *cachedIdentity) Validate(ctx context.Context, token string) (*Caller, e
 	v, err, _ := c.group.Do(string(key[:]), func() (any, error) {
 		// The shared call must not die with the first caller's request,
 		// nor outlive a Keystone that never answers.
+		if c.sem != nil {
+			if !c.enter() {
+				return nil, errValidationBusy
+			}
+			defer func() { <-c.sem }()
+		}
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout(c.timeout))
 		defer cancel()
 		cl, err := c.next.Validate(cctx, token)
@@ -120,6 +132,8 @@ func (c *cachedIdentity) Validate(ctx context.Context, token string) (*Caller, e
 		return cl, nil
 	})
 	switch {
+	case errors.Is(err, errValidationBusy):
+		return nil, err // (counted as the request's refusal, validation-busy)
 	case errors.Is(err, ErrInvalidToken):
 		c.metrics.token("invalid")
 		return nil, err
@@ -129,6 +143,37 @@ func (c *cachedIdentity) Validate(ctx context.Context, token string) (*Caller, e
 	}
 	c.metrics.token("validated")
 	return v.(*Caller), nil
+}
+
+// errValidationBusy: too many tokens were being validated at once
+// (cachedIdentity.sem) for this one's validation to begin in time.
+var errValidationBusy = errors.New("too many token validations under way")
+
+// maxValidationsFor is how many tokens the gate validates with Keystone at
+// once, with maxGated gated slots: as many, at least 4 and at most 64. A request whose
+// token is not cached waits for one of them up to the gated queue timeout:
+// a flood of made-up tokens, each a Keystone call, gets 503s beyond that
+// instead of as many concurrent Keystone calls as the gate has
+// connections, while the site's users, whose tokens are cached after
+// their first request, do not wait at all.
+func maxValidationsFor(maxGated int) int { return min(max(maxGated, 4), 64) }
+
+// enter takes a place in sem, waiting up to semWait; false when none came
+// free.
+func (c *cachedIdentity) enter() bool {
+	select {
+	case c.sem <- struct{}{}:
+		return true
+	default:
+	}
+	t := time.NewTimer(c.semWait)
+	defer t.Stop()
+	select {
+	case c.sem <- struct{}{}:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 func (c *cachedIdentity) get(key [sha256.Size]byte) (*Caller, bool) {

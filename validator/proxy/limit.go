@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -99,11 +100,15 @@ const (
 	RejectProjectLimit = "project-limit"
 	// RejectClientGone: the client went away while it waited (no answer).
 	RejectClientGone = "client-gone"
+	// RejectValidationBusy: the request's token was not in the cache and
+	// as many uncached validations as the gate runs at once
+	// (maxValidationsFor) were under way until the queue timeout.
+	RejectValidationBusy = "validation-busy"
 )
 
 // GatedRejectReasons are the reason labels of
 // imagetrust_proxy_gated_rejections_total, each at 0 from the start.
-var GatedRejectReasons = []string{RejectQueueFull, RejectQueueTimeout, RejectProjectLimit, RejectClientGone}
+var GatedRejectReasons = []string{RejectQueueFull, RejectQueueTimeout, RejectProjectLimit, RejectClientGone, RejectValidationBusy}
 
 // gatedLimit bounds the gated requests judged and forwarded at once, and
 // shares them out between projects, work-conserving and max-min fair:
@@ -338,7 +343,14 @@ func gatedProject(g *gateReq) string {
 func (p *Proxy) gateLimited(w http.ResponseWriter, r *http.Request, rt route) string {
 	g := p.newGateReq(r, rt)
 	if err := p.authenticate(g); err != nil {
-		p.refused(w, g, err)
+		if errors.Is(err, errValidationBusy) {
+			if r.ContentLength != 0 {
+				w.Header().Set("Connection", "close") // (the body is not read: as for a 401)
+			}
+			p.overloaded(w, g, "", RejectValidationBusy)
+		} else {
+			p.refused(w, g, err)
+		}
 		return "refused"
 	}
 	project := gatedProject(g)
@@ -395,8 +407,11 @@ func (p *Proxy) overloaded(w http.ResponseWriter, g *gateReq, project, reason st
 	}
 	w.Header().Set("Retry-After", overloadRetryAfter)
 	msg := "The image gate is busy with other boot requests; try again in a few seconds."
-	if reason == RejectProjectLimit {
+	switch reason {
+	case RejectProjectLimit:
 		msg = "The image gate is busy with other boot requests of your project; try again in a few seconds."
+	case RejectValidationBusy:
+		msg = "The image gate is busy validating the tokens of other requests; try again in a few seconds."
 	}
 	writeFault(w, reqID, http.StatusServiceUnavailable, msg)
 }

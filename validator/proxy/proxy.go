@@ -222,6 +222,8 @@ func New(o Options) (*Proxy, error) {
 		}
 		ci := newCachedIdentity(o.Identity, o.TokenCacheTTL, o.CacheSize, o.Now, o.Metrics)
 		ci.timeout = o.LookupTimeout
+		ci.sem = make(chan struct{}, maxValidationsFor(o.MaxGated))
+		ci.semWait = o.GatedQueueTimeout
 		p.identity = ci
 	}
 	up := *o.Upstream
