@@ -197,9 +197,15 @@ func TestUserGuideRefusals(t *testing.T) {
 			return &Options{MaxGated: 1, GatedQueueTimeout: time.Nanosecond}, p, b
 		}, 503},
 		{"gate busy for the project", func(f *fixture) (*Options, string, string) {
-			// the project's share taken (below), a slot free
+			// the project's share taken, the other slot another project's
+			// (below)
 			_, b := create(idGood)
 			return &Options{MaxGated: 2, MaxGatedPerProject: 1, GatedQueueTimeout: time.Nanosecond}, "/v2.1/" + userProject + "/servers", b
+		}, 503},
+		{"gate busy validating tokens", func(f *fixture) (*Options, string, string) {
+			// every validation place taken (below)
+			p, b := create(idGood)
+			return &Options{Identity: hostileIdentity{}, MaxGated: 1, GatedQueueTimeout: time.Nanosecond}, p, b
 		}, 503},
 	}
 
@@ -224,19 +230,32 @@ func TestUserGuideRefusals(t *testing.T) {
 			if over.MaxGated != 0 {
 				o.MaxGated, o.GatedQueueTimeout, o.MaxGatedPerProject = over.MaxGated, over.GatedQueueTimeout, over.MaxGatedPerProject
 			}
-		})
-		if over != nil && over.MaxGated != 0 {
-			n, project := over.MaxGated, ""
-			if over.MaxGatedPerProject != 0 {
-				n, project = over.MaxGatedPerProject, userProject
+			if over.Identity != nil {
+				o.Identity = over.Identity
 			}
+		})
+		var hdr map[string]string
+		switch {
+		case over != nil && over.Identity != nil:
+			ci := g.proxy.identity.(*cachedIdentity)
+			for range cap(ci.sem) {
+				ci.sem <- struct{}{}
+			}
+			hdr = map[string]string{"X-Auth-Token": "a-token-not-cached"}
+		case over != nil && over.MaxGated != 0:
+			// every slot taken: the project's share by the project, the
+			// rest by another
 			g.proxy.limit.mu.Lock()
-			for range n {
+			for i := range over.MaxGated {
+				project := "another-project"
+				if i < over.MaxGatedPerProject {
+					project = userProject
+				}
 				g.proxy.limit.take(project)
 			}
 			g.proxy.limit.mu.Unlock()
 		}
-		resp, b := do(t, http.MethodPost, g.srv.URL+path, "application/json", body, nil)
+		resp, b := do(t, http.MethodPost, g.srv.URL+path, "application/json", body, hdr)
 		if resp.StatusCode != c.want {
 			t.Fatalf("%s: status %d, want %d: %s", c.name, resp.StatusCode, c.want, b)
 		}
