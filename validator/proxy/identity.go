@@ -114,14 +114,14 @@ func (c *cachedIdentity) Validate(ctx context.Context, token string) (*Caller, e
 		return cl, nil
 	}
 	v, err, _ := c.group.Do(string(key[:]), func() (any, error) {
-		// The shared call must not die with the first caller's request,
-		// nor outlive a Keystone that never answers.
-		if c.sem != nil {
+		if c.sem != nil { // (one place per token: its callers share it)
 			if !c.enter() {
 				return nil, errValidationBusy
 			}
 			defer func() { <-c.sem }()
 		}
+		// The shared call must not die with the first caller's request,
+		// nor outlive a Keystone that never answers.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout(c.timeout))
 		defer cancel()
 		cl, err := c.next.Validate(cctx, token)
@@ -150,12 +150,12 @@ func (c *cachedIdentity) Validate(ctx context.Context, token string) (*Caller, e
 var errValidationBusy = errors.New("too many token validations under way")
 
 // maxValidationsFor is how many tokens the gate validates with Keystone at
-// once, with maxGated gated slots: as many, at least 4 and at most 64. A request whose
-// token is not cached waits for one of them up to the gated queue timeout:
-// a flood of made-up tokens, each a Keystone call, gets 503s beyond that
-// instead of as many concurrent Keystone calls as the gate has
-// connections, while the site's users, whose tokens are cached after
-// their first request, do not wait at all.
+// once, with maxGated gated slots: as many, at least 4 and at most 64. A
+// request whose token is not cached waits for one of them up to the gated
+// queue timeout: a flood of made-up tokens, each a Keystone call, gets
+// 503s beyond that instead of as many concurrent Keystone calls as the
+// gate has connections, while the site's users, whose tokens are cached
+// after their first request, do not wait at all.
 func maxValidationsFor(maxGated int) int { return min(max(maxGated, 4), 64) }
 
 // enter takes a place in sem, waiting up to semWait; false when none came
