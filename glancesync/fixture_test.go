@@ -32,7 +32,12 @@ import (
 	"github.com/imagetrust/imagetrust/validator"
 )
 
-func TestMain(m *testing.M) { os.Exit(ostest.Main(m)) }
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(envFUSEServe); spec != "" {
+		os.Exit(serveHangingFUSE(spec))
+	}
+	os.Exit(ostest.Main(m))
+}
 
 // world is a test PKI and the trust built from it.
 type world struct {
