@@ -330,10 +330,27 @@ type Report struct {
 	// Empty names those sources (Source.Name), in the configuration's
 	// order.
 	Empty []string `json:"empty,omitempty"`
+	// Vanished are the VOs no source listed a bundle for while each of
+	// their sources listed others (and listed cleanly), and of which the
+	// mirror project holds images: every bundle of the VO withdrawn, or
+	// its publisher's directory lost. The pass retired nothing of them and
+	// is not made incomplete; sorted by VO.
+	Vanished []VanishedVO `json:"vanished,omitempty"`
 	// Failed are the images (ids; an alias not created, by its VO/tag) on
 	// which an operation failed (Glance, a transfer), sorted, each once:
 	// the next pass retries them.
 	Failed []string `json:"failed,omitempty"`
+}
+
+// VanishedVO is a VO whose bundles all went away from sources that still
+// list others (Report.Vanished).
+type VanishedVO struct {
+	VO string `json:"vo"`
+	// Sources are the VO's sources (Source.Name), in the configuration's
+	// order.
+	Sources []string `json:"sources"`
+	// Images is how many images of the VO the mirror project holds.
+	Images int `json:"images"`
 }
 
 // Complete reports whether a pass that returned no error did its whole
@@ -481,7 +498,7 @@ func (s *Syncer) Run(ctx context.Context) (*Report, error) {
 	if sp, ok := s.o.Servers.(ServerPass); ok && s.o.Sync.Retire == "delete" && !s.o.DryRun {
 		sp.BeginPass(ctx)
 	}
-	items, present, complete := s.collect(ctx, rp)
+	items, present, complete, unlisted := s.collect(ctx, rp)
 	if ctx.Err() != nil {
 		return &rp.r, ctx.Err()
 	}
@@ -491,6 +508,7 @@ func (s *Syncer) Run(ctx context.Context) (*Report, error) {
 		return &rp.r, fmt.Errorf("list the mirror project's images: %w", err)
 	}
 	s.warnOrphans(ours)
+	s.warnUnlisted(ours, unlisted, rp)
 	s.measureSkew(ctx)
 	// by id, the mirror project's images but its aliases: those without a
 	// catalogue record too, so that a bundle whose image lost its record
@@ -580,6 +598,7 @@ func (s *Syncer) Run(ctx context.Context) (*Report, error) {
 		// not be listed does (Report.Complete)
 		s.m.FailingImages.Set(float64(len(rp.r.Failed)))
 		s.m.EmptySources.Set(float64(rp.r.EmptySources))
+		s.m.VanishedVOs.Set(float64(len(rp.r.Vanished)))
 		if rp.r.Complete() {
 			s.m.LastSuccess.Set(float64(s.o.Now().Unix()))
 		}
@@ -605,13 +624,14 @@ func (s *Syncer) aliasesOn() bool { return s.o.Sync.Aliases == nil || *s.o.Sync.
 // collect lists every source and verifies every bundle without its bytes.
 // present holds VO/uuid for every bundle some source lists for a VO it may
 // publish for (valid or not); complete the
-// VOs whose every source listed without trouble.
-func (s *Syncer) collect(ctx context.Context, rp *reporter) ([]*item, map[string]bool, map[string]bool) {
-	present := map[string]bool{}
+// VOs whose every source listed without trouble; unlisted, sorted, the VOs
+// with a source that no source listed a bundle for although every one of
+// their sources listed cleanly and listed others (warnUnlisted).
+func (s *Syncer) collect(ctx context.Context, rp *reporter) (items []*item, present, complete map[string]bool, unlisted []string) {
+	present = map[string]bool{}
 	incomplete := map[string]bool{}
 	s.revokedPass = map[string]bool{}
 	defer func() { s.revokedSeen, s.revokedPass = s.revokedPass, nil }()
-	var items []*item
 	seen := map[string]*item{}
 	now := s.o.Now()
 	for _, src := range s.o.Sources {
@@ -690,7 +710,7 @@ func (s *Syncer) collect(ctx context.Context, rp *reporter) ([]*item, map[string
 			}
 		}
 	}
-	complete := map[string]bool{}
+	complete = map[string]bool{}
 	for v := range s.o.VOs {
 		complete[v] = !incomplete[v]
 	}
@@ -703,11 +723,56 @@ func (s *Syncer) collect(ctx context.Context, rp *reporter) ([]*item, map[string
 	}
 	for v := range s.o.VOs {
 		if complete[v] && !listed[v] && s.hasSource(v) {
-			s.log.Warn("no source listed a bundle of this VO; nothing of it is retired this pass", "vo", v)
+			unlisted = append(unlisted, v)
 			complete[v] = false
 		}
 	}
-	return items, present, complete
+	slices.Sort(unlisted)
+	return items, present, complete, unlisted
+}
+
+// warnUnlisted logs the VOs no source listed a bundle for (collect's
+// unlisted), and reports (Report.Vanished) those of them the mirror
+// project holds images of: their bundles were listed before and have all
+// gone from sources that still list others (a VO that withdrew everything,
+// its directory lost from a shared repository), which retires nothing
+// (retire rules: a VO no source lists a bundle for keeps its images) and
+// so must be seen, as an empty source is. A VO without images (a new VO,
+// one whose images were all deleted) is only logged.
+func (s *Syncer) warnUnlisted(ours []*Image, unlisted []string, rp *reporter) {
+	if len(unlisted) == 0 {
+		return
+	}
+	images := map[string]int{}
+	for _, im := range ours {
+		if im.Owner != "" && im.Owner != s.o.MirrorProject {
+			continue
+		}
+		if im.Props[validator.PropAlias] != "" || im.Props[validator.PropUUID] == "" {
+			continue
+		}
+		if im.Status == StatusActive || im.Status == StatusDeactivated || im.Status == StatusQueued {
+			images[im.Props[validator.PropVO]]++
+		}
+	}
+	for _, v := range unlisted {
+		n := images[v]
+		if n == 0 {
+			s.log.Warn("no source listed a bundle of this VO; nothing of it is retired this pass", "vo", v)
+			continue
+		}
+		var srcs []string
+		for _, src := range s.o.Sources {
+			if slices.Contains(src.VOs(), v) {
+				srcs = append(srcs, src.Name())
+			}
+		}
+		s.log.Warn("every bundle of this VO vanished from its sources, which still list others; nothing of it is retired this pass",
+			"vo", v, "sources", strings.Join(srcs, ", "), "images", n)
+		rp.mu.Lock()
+		rp.r.Vanished = append(rp.r.Vanished, VanishedVO{VO: v, Sources: srcs, Images: n})
+		rp.mu.Unlock()
+	}
 }
 
 // judgeAll judges bundles (judge) GOMAXPROCS at once, and returns their

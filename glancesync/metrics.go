@@ -41,6 +41,10 @@ type Metrics struct {
 	// or an emptied index, which retires nothing and so does not make the
 	// pass unsuccessful, but mirrors nothing new either.
 	EmptySources prometheus.Gauge
+	// VanishedVOs is how many VOs listed no bundle in the last pass that
+	// ran to its end while their sources listed others, and have images in
+	// the mirror project (Report.Vanished): nothing of them is retired.
+	VanishedVOs prometheus.Gauge
 	// HungFS counts the operations on a directory source (a listing, an
 	// image's open or read) that failed because its file system did not
 	// answer within their bound, or because an earlier one on the source
@@ -75,6 +79,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Catalogue records (imagetrust_* properties) restored from the verified bundle after they were removed from an image or edited on it."}),
 		EmptySources: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "empty_sources",
 			Help: "Sources that listed no bundle in the last pass that ran to its end (an unmounted mount point, an emptied rsync target or index): nothing of their VOs is retired or mirrored anew while so."}),
+		VanishedVOs: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "vanished_vos",
+			Help: "VOs with images in the mirror project that no source listed a bundle for in the last pass that ran to its end, while their sources listed others (every bundle of the VO withdrawn, or its directory lost): nothing of them is retired or mirrored anew while so."}),
 		HungFS: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "hung_fs_total",
 			Help: "Operations on a directory source (a listing, an image's open or read) that failed because its file system did not answer within their bound, or because an earlier one on it has not returned yet (a hung mount)."}),
 	}
@@ -87,7 +93,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.Retired.WithLabelValues(a)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Mirrored, m.Refused, m.Bytes, m.Transfer, m.Pass, m.LastSuccess, m.Retired, m.Errors, m.FailingImages, m.Orphaned, m.Repaired, m.EmptySources, m.HungFS)
+		reg.MustRegister(m.Mirrored, m.Refused, m.Bytes, m.Transfer, m.Pass, m.LastSuccess, m.Retired, m.Errors, m.FailingImages, m.Orphaned, m.Repaired, m.EmptySources, m.VanishedVOs, m.HungFS)
 		// the goroutines left blocked in a hung file system's kernel call
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "stuck_fs_operations",
 			Help: "Operations on directory sources abandoned on a hung file system that have not returned yet (goroutines blocked in the kernel); the source is not listed or read while it has one."},

@@ -63,6 +63,14 @@ func TestEmptySourceRetiresNothing(t *testing.T) {
 	if n := metricValue(t, o.Metrics.EmptySources); n != 1 {
 		t.Fatalf("imagetrust_sync_empty_sources %v after a pass with one empty source, want 1", n)
 	}
+	// cms, whose every bundle left the shared source that still lists
+	// atlas's, is counted too, naming its source (before: only logged)
+	if len(r.Vanished) != 1 || r.Vanished[0].VO != "cms" || len(r.Vanished[0].Sources) != 1 || r.Vanished[0].Sources[0] != shared || r.Vanished[0].Images < 1 {
+		t.Fatalf("report: vanished VOs %+v, want cms on %s", r.Vanished, shared)
+	}
+	if n := metricValue(t, o.Metrics.VanishedVOs); n != 1 {
+		t.Fatalf("imagetrust_sync_vanished_vos %v after cms's bundles all left the shared source, want 1", n)
+	}
 	for _, id := range []string{p.id, pc.id, pa.id} {
 		if im := e.get(t, id); im.Status != StatusActive || im.Hidden {
 			t.Fatalf("%s retired on an empty listing: %s hidden %v", id, im.Status, im.Hidden)
@@ -75,6 +83,9 @@ func TestEmptySourceRetiresNothing(t *testing.T) {
 	}
 	if n := metricValue(t, o.Metrics.EmptySources); n != 0 {
 		t.Fatalf("imagetrust_sync_empty_sources %v once no source is empty, want 0", n)
+	}
+	if n := metricValue(t, o.Metrics.VanishedVOs); n != 0 {
+		t.Fatalf("imagetrust_sync_vanished_vos %v once cms has no source, want 0", n)
 	}
 }
 

@@ -30,7 +30,7 @@ func init() {
 func cmdSync(ctx context.Context, e *env, args []string) int {
 	fs := newFlags(e, "sync", "--config FILE [--once] [--dry-run] [--json-logs] [--cloud NAME]")
 	cfgPath := fs.String("config", "/etc/imagetrust/imagetrust.toml", "configuration file")
-	once := fs.Bool("once", false, "make one pass and exit (exit 1 if it had errors, a source listed no bundle or another sync holds sync.lock_file, 4 if it refused a bundle for a reason other than expiry or revocation)")
+	once := fs.Bool("once", false, "make one pass and exit (exit 1 if it had errors, a source listed no bundle, a VO with images listed none while its sources listed others, or another sync holds sync.lock_file, 4 if it refused a bundle for a reason other than expiry or revocation)")
 	dry := fs.Bool("dry-run", false, "print the plan of one pass and write nothing (implies --once)")
 	jsonLogs := fs.Bool("json-logs", false, "log in JSON")
 	cloud := fs.String("cloud", "", "clouds.yaml entry of the mirror's credentials (default $OS_CLOUD; without either, the OS_* variables); their project is the mirror project")
@@ -233,10 +233,17 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 		// an unmounted CVMFS repository (autofs, a failed mount) is an
 		// empty directory: the pass retired nothing of its VOs, and a
 		// cron run must tell it as it tells a source it could not list
-		if len(r.Empty) > 0 {
-			for _, name := range r.Empty {
-				log.Error("source listed no bundle (not mounted? emptied?): nothing of its VOs was retired or mirrored anew; exit 1", "source", name)
-			}
+		for _, name := range r.Empty {
+			log.Error("source listed no bundle (not mounted? emptied?): nothing of its VOs was retired or mirrored anew; exit 1", "source", name)
+		}
+		// so is a VO whose bundles all left sources that list others (its
+		// directory lost from a shared repository, or withdrawn): its
+		// images are kept, which the operator must see
+		for _, v := range r.Vanished {
+			log.Error("no bundle of a VO with images listed, though its sources list others (withdrawn? its directory lost?): nothing of it was retired or mirrored anew; exit 1",
+				"vo", v.VO, "sources", strings.Join(v.Sources, ", "), "images", v.Images)
+		}
+		if len(r.Empty) > 0 || len(r.Vanished) > 0 {
 			return exitInvalid
 		}
 		if n := refusedBundles(r); n > 0 {
