@@ -122,6 +122,8 @@ type keystoneLogin struct {
 	// renewalFailures counts the token renewals that failed, by cause
 	// (renewalCauses)
 	renewalFailures *prometheus.CounterVec
+	// renewalLog writes the renewal failures' lines, rate-limited
+	renewalLog *renewalLog
 
 	// sem serialises logins after the start (renewals, reloads): one
 	// Keystone is asked at a time, and a renewal waiting for another
@@ -173,6 +175,7 @@ func openLogin(ctx context.Context, cloud string, getenv func(string) string, lo
 		guard:           reauthGuard{first: reauthHoldOff, max: reauthMaxHoldOff, now: time.Now},
 		refusals:        newLoginRefusals(),
 		renewalFailures: newRenewalFailures(),
+		renewalLog:      newRenewalLog(log),
 	}
 
 	actx, cancel := context.WithTimeout(ctx, authTimeout)
@@ -663,8 +666,9 @@ func (l *keystoneLogin) attempt(ctx context.Context, ao gophercloud.AuthOptions)
 // is set, and fill Keystone's log. Other failures (Keystone unreachable,
 // its certificate not trusted) are logged first in one short line, "token
 // renewal with Keystone failed" with the auth_url's host and the cause
-// (renewalCause), and returned with that prefix; the next request tries
-// again. Every failure that asked Keystone counts in
+// (renewalCause; the first of each cause, the repeats summed up once a
+// minute: renewalLog), and returned with that prefix; the next request
+// tries again. Every failure that asked Keystone counts in
 // imagetrust_keystone_renewal_failures_total{cause}.
 func (l *keystoneLogin) reauth(ctx context.Context) error {
 	if err := l.lock(ctx); err != nil {
@@ -689,7 +693,7 @@ func (l *keystoneLogin) reauth(ctx context.Context) error {
 			// caller after this, holds the whole request with the
 			// cause at its end
 			host := endpointHost(l.ao.IdentityEndpoint)
-			l.log.Error("token renewal with Keystone failed", "keystone", host, "cause", cause)
+			l.renewalLog.note(host, label, cause)
 			return fmt.Errorf("token renewal with Keystone at %s failed: %s: %w", host, cause, oserr.Capped(err))
 		}
 		n, next, refused := l.guard.refuse(who, refusalStatus(err))

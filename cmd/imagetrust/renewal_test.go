@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 
@@ -64,6 +66,7 @@ func TestRenewalKeystoneUnreachable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	login.renewalLog.interval = time.Hour // its summaries flushed by the test
 	glance, err := newImageClient(login.pc, login.eo)
 	if err != nil {
 		t.Fatal(err)
@@ -113,6 +116,30 @@ func TestRenewalKeystoneUnreachable(t *testing.T) {
 	login.pc.HTTPClient.CloseIdleConnections()
 	renew("connection-refused", "connection refused")
 
+	// the outage goes on: every renewal still fails and counts, but the
+	// line is not written again for each; the interval's end (flushed
+	// here: the test's interval is an hour) writes one summary line.
+	// Before, each failure wrote its ERROR line: an outage flooded the log
+	mark := len(logs.String())
+	for i := 0; i < 3; i++ {
+		login.pc.SetToken("gone-token")
+		if err := list(); err == nil || !strings.Contains(err.Error(), "token renewal with Keystone at "+host+" failed: connection refused") {
+			t.Fatalf("renewal %d more with Keystone stopped: %v", i+1, err)
+		}
+	}
+	if got := counterValue(t, login.renewalFailures.WithLabelValues("connection-refused")); got != 4 {
+		t.Errorf("imagetrust_keystone_renewal_failures_total{cause=connection-refused} = %v after 4 failures, want 4", got)
+	}
+	if n := strings.Count(logs.String()[mark:], `msg="token renewal with Keystone failed"`); n != 0 {
+		t.Errorf("%d more lines for the same cause within the interval, want none:\n%s", n, logs.String()[mark:])
+	}
+	login.renewalLog.flush()
+	login.renewalLog.flush() // nothing more to say
+	want := `level=ERROR msg="token renewals with Keystone failed again (summary)" keystone=` + host + ` count=3 connection-refused=3 last_cause="connection refused" interval=1h0m0s` + "\n"
+	if n := strings.Count(logs.String()[mark:], want); n != 1 {
+		t.Errorf("%d summary lines %q, want 1:\n%s", n, want, logs.String()[mark:])
+	}
+
 	// something at that port that never answers
 	ln, err := net.Listen("tcp", host)
 	if err != nil {
@@ -144,4 +171,38 @@ func TestRenewalKeystoneUnreachable(t *testing.T) {
 			t.Errorf("imagetrust_keystone_renewal_failures_total{cause=%s} = %v, want 0", l, got)
 		}
 	}
+}
+
+// TestRenewalLogRateLimited: renewalLog writes the first failure of each
+// cause at once, the repeats as one summary line per interval (counts by
+// cause, the last cause), and after an interval without failure goes
+// quiet, so that the next failure is written in full again.
+func TestRenewalLogRateLimited(t *testing.T) {
+	var buf bytes.Buffer
+	l := newRenewalLog(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{ReplaceAttr: dropTime})))
+	l.interval = time.Hour // flushed by hand
+	for range 5 {
+		l.note("k:5000", "connection-refused", "connection refused")
+	}
+	l.note("k:5000", "timeout", "timeout")
+	l.note("k:5000", "timeout", "timeout")
+	l.flush()
+	l.flush() // an interval with nothing: quiet
+	l.note("k:5000", "connection-refused", "connection refused")
+	want := `level=ERROR msg="token renewal with Keystone failed" keystone=k:5000 cause="connection refused"
+level=ERROR msg="token renewal with Keystone failed" keystone=k:5000 cause=timeout
+level=ERROR msg="token renewals with Keystone failed again (summary)" keystone=k:5000 count=5 connection-refused=4 timeout=1 last_cause=timeout interval=1h0m0s
+level=ERROR msg="token renewal with Keystone failed" keystone=k:5000 cause="connection refused"
+`
+	if buf.String() != want {
+		t.Errorf("lines:\n%s\nwant:\n%s", buf.String(), want)
+	}
+	l.timer.Stop()
+}
+
+func dropTime(_ []string, a slog.Attr) slog.Attr {
+	if a.Key == slog.TimeKey {
+		return slog.Attr{}
+	}
+	return a
 }
