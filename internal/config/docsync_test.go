@@ -6,8 +6,10 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // structKeys walks t (a struct of `toml` fields) and returns the dotted
@@ -152,4 +154,164 @@ func TestConfigKeysDocumented(t *testing.T) {
 			t.Errorf("etc/imagetrust.toml:%d shows %s, which is no setting", line, k)
 		}
 	}
+	t.Run("defaults", func(t *testing.T) { checkDocumentedDefaults(t, read("../../docs/operator-guide.md"), keys) })
+}
+
+// defaultsElsewhere are the settings whose documented default the config
+// package does not set (it leaves them zero or nil), with where it is
+// set: their defaults are not read from the config package.
+var defaultsElsewhere = map[string]string{
+	"sync.aliases":                "nil: on (glancesync.Syncer.aliasesOn)",
+	"proxy.fast_passthrough":      "nil: on (cmd/imagetrust proxy)",
+	"sync.source.max_bundles":     "glancesync.DefaultMaxBundles",
+	"sync.source.max_entries":     "glancesync.DefaultMaxEntries",
+	"sync.source.listing_timeout": "glancesync's listing defaults",
+	"vo.NAME.creators":            "a list: no default to read",
+	"vo.NAME.approvers":           "a list: no default to read",
+	"sync.source.vos":             "required",
+	"proxy.listen":                "required",
+	"proxy.upstream":              "required",
+	"sync.source.path":            "one of path and url is required",
+	"sync.source.url":             "one of path and url is required",
+	"crl.source.url":              "one of url, file and dir is required",
+	"crl.source.file":             "one of url, file and dir is required",
+	"crl.source.dir":              "one of url, file and dir is required",
+}
+
+var parenNote = regexp.MustCompile(`\s*\([^)]*\)`)
+
+// checkDocumentedDefaults checks the operator guide's "Settings reference"
+// table: each default a row gives for a key (the defaults, separated by
+// commas, in the keys' order, or one for all) is the value the config package gives the
+// setting when it is left out (Config.defaults on an empty configuration
+// with one VO and one source of each kind), unless the setting's default is
+// set elsewhere (defaultsElsewhere); and every setting has a row. Before,
+// the table's defaults were written from the code by hand, and a default
+// changed in the code left the table wrong.
+func checkDocumentedDefaults(t *testing.T, guide string, keys []string) {
+	_, table, ok := strings.Cut(guide, "\n## Settings reference\n")
+	if !ok {
+		t.Fatal("docs/operator-guide.md has no \"## Settings reference\"")
+	}
+	table, _, _ = strings.Cut(table, "\n## ")
+	c := Config{VO: map[string]VO{"x": {}}, Sync: Sync{Sources: []Source{{}}}, CRL: CRL{Sources: []CRLSource{{}}}}
+	c.defaults()
+	rows := map[string]bool{}
+	checked := 0
+	for _, line := range strings.Split(table, "\n") {
+		cols := strings.Split(line, "|")
+		if len(cols) < 4 || !strings.HasPrefix(strings.TrimSpace(cols[1]), "`") {
+			continue
+		}
+		var rowKeys []string
+		for _, m := range codeSpan.FindAllStringSubmatch(cols[1], -1) {
+			rowKeys = append(rowKeys, m[1])
+			rows[m[1]] = true
+		}
+		defs := strings.Split(parenNote.ReplaceAllString(cols[2], ""), ",")
+		for i, k := range rowKeys {
+			if _, ok := defaultsElsewhere[k]; ok {
+				continue
+			}
+			if len(defs) != len(rowKeys) && len(defs) != 1 {
+				t.Errorf("settings reference: the row of %s gives %d defaults for %d keys: %q", strings.Join(rowKeys, ", "), len(defs), len(rowKeys), cols[2])
+				break
+			}
+			doc := strings.Trim(strings.TrimSpace(defs[min(i, len(defs)-1)]), "`")
+			v, err := fieldOf(reflect.ValueOf(c), k)
+			if err != "" {
+				t.Errorf("settings reference: %s: %s", k, err)
+				continue
+			}
+			if msg := sameDefault(v, doc); msg != "" {
+				t.Errorf("settings reference: %s: documented default %q, the code's %s", k, doc, msg)
+			}
+			checked++
+		}
+	}
+	for _, k := range keys {
+		if !rows[k] {
+			t.Errorf("settings reference: no row for %s", k)
+		}
+	}
+	t.Logf("%d documented defaults checked", checked)
+	if checked < 40 {
+		t.Errorf("only %d defaults checked: the table's format changed?", checked)
+	}
+}
+
+// fieldOf is the field of v (a Config) at the dotted path k, through the
+// first element of a slice of tables and any value of a map of them (NAME).
+func fieldOf(v reflect.Value, k string) (reflect.Value, string) {
+	for _, part := range strings.Split(k, ".") {
+		switch v.Kind() {
+		case reflect.Slice:
+			v = v.Index(0)
+		case reflect.Map:
+			v = v.MapIndex(v.MapKeys()[0])
+			if part == "NAME" {
+				continue
+			}
+		}
+		if v.Kind() != reflect.Struct {
+			return v, "not a table before " + part
+		}
+		found := false
+		for i := range v.NumField() {
+			name, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("toml"), ",")
+			if name == part {
+				v, found = v.Field(i), true
+				break
+			}
+		}
+		if !found {
+			return v, "no setting " + part
+		}
+	}
+	return v, ""
+}
+
+// sameDefault compares a field's value with a documented default ("15m",
+// "2", "\"auto\"", "/var/lib/x", "[]", "{}", "false", "\"\""), or says
+// why not.
+func sameDefault(v reflect.Value, doc string) string {
+	if d, ok := v.Interface().(Duration); ok {
+		want, err := time.ParseDuration(doc)
+		if err != nil {
+			return "is a duration, " + d.String()
+		}
+		if d.Duration != want {
+			return "is " + d.String()
+		}
+		return ""
+	}
+	switch v.Kind() {
+	case reflect.String:
+		if s, err := strconv.Unquote(doc); err == nil {
+			doc = s
+		}
+		if v.String() != doc {
+			return strconv.Quote(v.String())
+		}
+	case reflect.Int, reflect.Int64:
+		n, err := strconv.ParseInt(doc, 10, 64)
+		if err != nil || n != v.Int() {
+			return "is " + strconv.FormatInt(v.Int(), 10)
+		}
+	case reflect.Bool:
+		if strconv.FormatBool(v.Bool()) != doc {
+			return "is " + strconv.FormatBool(v.Bool())
+		}
+	case reflect.Slice:
+		if doc != "[]" || v.Len() != 0 {
+			return "is a list of " + strconv.Itoa(v.Len())
+		}
+	case reflect.Map:
+		if doc != "{}" || v.Len() != 0 {
+			return "is a map of " + strconv.Itoa(v.Len())
+		}
+	default:
+		return "is a " + v.Kind().String() + ", not compared"
+	}
+	return ""
 }
