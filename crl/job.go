@@ -81,7 +81,10 @@ type Job struct {
 	log     *slog.Logger
 	metrics *Metrics
 	http    *retryablehttp.Client
-	cache   diskCache
+	// dpHTTP fetches the distribution points named in certificates
+	// (guardDP: public addresses only)
+	dpHTTP *retryablehttp.Client
+	cache  diskCache
 	// sigs remembers what each record's imagetrust_signature holds, from
 	// one run to the next (EmbeddedCAs still chains every certificate
 	// again each run)
@@ -104,7 +107,11 @@ func NewJob(cfg JobConfig, cat Catalog, log *slog.Logger, metrics *Metrics) *Job
 	hc.RetryWaitMax = 2 * time.Second
 	hc.HTTPClient.Timeout = cfg.Timeout
 	hc.Logger = log
-	return &Job{cfg: cfg, cat: cat, log: log, metrics: metrics, http: hc, cache: diskCache{dir: cfg.CacheDir}, Now: time.Now}
+	dp := retryablehttp.NewClient()
+	dp.RetryMax, dp.RetryWaitMin, dp.RetryWaitMax, dp.Logger = hc.RetryMax, hc.RetryWaitMin, hc.RetryWaitMax, log
+	dp.HTTPClient.Timeout = cfg.Timeout
+	guardDP(dp)
+	return &Job{cfg: cfg, cat: cat, log: log, metrics: metrics, http: hc, dpHTTP: dp, cache: diskCache{dir: cfg.CacheDir}, Now: time.Now}
 }
 
 // UsedCRL is a CRL a run decided with.
@@ -388,10 +395,14 @@ func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *R
 	var srcs []func() fetched
 	httpSt := j.cache.loadHTTP()
 	var urls []string
+	// the URLs the configuration names ([[crl.source]] url): fetched
+	// without the distribution points' address policy (guardDP)
+	configured := map[string]bool{}
 	for _, s := range j.cfg.Sources {
 		switch {
 		case s.URL != "":
 			urls = append(urls, s.URL)
+			configured[s.URL] = true
 		case s.File != "":
 			srcs = append(srcs, readSource(s.File))
 		case s.Dir != "":
@@ -457,8 +468,12 @@ func (j *Job) buildIndex(ctx context.Context, now time.Time, dryRun bool, rep *R
 		}
 		st := httpSt[u]
 		conditional := st.CA != "" && cachedNames[st.CA]
+		hc := j.http
+		if !configured[u] {
+			hc = j.dpHTTP
+		}
 		srcs = append(srcs, func() fetched {
-			f, nst := fetchURL(ctx, j.http, u, st, conditional)
+			f, nst := fetchURL(ctx, hc, u, st, conditional)
 			if f.err == nil && !f.notModified {
 				// kept only once the CRL is accepted: validators saved for a
 				// refused CRL would turn every later fetch into a 304 and the

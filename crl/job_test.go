@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -703,5 +705,60 @@ func TestLoadCAsHostileDir(t *testing.T) {
 	}
 	if _, err := LoadCAs([]string{filepath.Join(dir, "0badf001.0")}, nil); err == nil {
 		t.Fatal("fail a listed CA file that does not parse: accepted")
+	}
+}
+
+// TestJobDistributionPointAddressPolicy: with use_distribution_points, a
+// CA certificate's CRL distribution point on a loopback address (the
+// CRL server here; the same holds for private, link-local and metadata
+// addresses) is not fetched: the run reports it refused, naming the
+// address and how to fetch it anyway, and the server is never asked. The
+// same URL as a [[crl.source]] url (the operator's) is fetched. Before,
+// the distribution points named in certificates were fetched from
+// wherever they pointed, unlike the sync's sources.
+func TestJobDistributionPointAddressPolicy(t *testing.T) {
+	w := newWorld(t)
+	dp := w.srv.URL + "/dp.crl"
+	dpCA := w.root.Intermediate("Job DP CA", testpki.WithCRLDP(dp))
+	w.serve(crlT(dpCA, 1), 0, 0)
+	j := w.job(t, t.TempDir(), t0, false)
+	j.cfg.Sources = nil
+	j.cfg.UseDistributionPoints = true
+	j.cfg.CAs = append(j.cfg.CAs, dpCA.Cert)
+	rep := run(t, j)
+	if n := w.requests.Load(); n != 0 {
+		t.Errorf("the distribution point on a loopback address was asked %d times", n)
+	}
+	if len(rep.Refused) != 1 || rep.Refused[0].Source != dp || rep.Refused[0].Reason != "fetch" ||
+		!strings.Contains(rep.Refused[0].Error, "refused: address 127.0.0.1 is loopback (a CRL distribution point named in a certificate may reach only public addresses") ||
+		!strings.Contains(rep.Refused[0].Error, "after 1 attempt") {
+		t.Errorf("the run does not report the distribution point refused (once, not retried): %+v", rep.Refused)
+	}
+
+	// the operator's own source, same URL: fetched
+	j = w.job(t, t.TempDir(), t0, false)
+	j.cfg.Sources = []Source{{URL: dp}}
+	j.cfg.UseDistributionPoints = true
+	j.cfg.CAs = append(j.cfg.CAs, dpCA.Cert)
+	rep = run(t, j)
+	if n := w.requests.Load(); n < 1 {
+		t.Errorf("the configured source %s was not fetched: %+v", dp, rep.Refused)
+	}
+	if len(rep.Refused) != 0 || len(rep.CRLs) != 1 {
+		t.Errorf("the configured source: refused %+v, CRLs %+v", rep.Refused, rep.CRLs)
+	}
+}
+
+// TestCheckDPAddr: what a distribution point may reach.
+func TestCheckDPAddr(t *testing.T) {
+	for a, ok := range map[string]bool{
+		"192.0.2.1": true, "2001:db8::1": true, "8.8.8.8": true,
+		"127.0.0.1": false, "::1": false, "10.1.2.3": false, "192.168.1.1": false, "100.64.0.1": false, "fd00::1": false,
+		"169.254.169.254": false, "fe80::1": false, "0.0.0.0": false, "224.0.0.1": false, "::ffff:127.0.0.1": false, "64:ff9b::a9fe:a9fe": false,
+	} {
+		err := checkDPAddr(netip.MustParseAddr(a))
+		if (err == nil) != ok || (err != nil && !errors.Is(err, errDPAddress)) {
+			t.Errorf("%s: %v, want allowed %v", a, err, ok)
+		}
 	}
 }

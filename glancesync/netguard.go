@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/imagetrust/imagetrust/internal/netguard"
 )
 
 // An index is not signed: whoever serves it (or answers for its server)
@@ -55,75 +57,20 @@ func (e *AddressRefusedError) Error() string {
 // Is makes errors.Is(err, ErrAddressRefused) hold.
 func (e *AddressRefusedError) Is(target error) bool { return target == ErrAddressRefused }
 
-// addrClass orders addresses by how far a source may reach them.
-type addrClass int
+// addrClass orders addresses by how far a source may reach them
+// (netguard.Class).
+type addrClass = netguard.Class
 
 const (
-	classPublic addrClass = iota
-	classPrivate
-	classLoopback
-	classForbidden
+	classPublic    = netguard.Public
+	classPrivate   = netguard.Private
+	classLoopback  = netguard.Loopback
+	classForbidden = netguard.Forbidden
 )
 
-func mustPrefixes(s ...string) []netip.Prefix {
-	out := make([]netip.Prefix, len(s))
-	for i, p := range s {
-		out[i] = netip.MustParsePrefix(p)
-	}
-	return out
-}
-
-var (
-	// metadataAddrs are cloud metadata and host-agent services outside
-	// link-local: AWS's IPv6 one, Alibaba's (in CGNAT space), Azure's
-	// wire server; 169.254.169.254 (OpenStack, AWS, GCP, Azure, OCI) is
-	// link-local anyway.
-	metadataAddrs = []netip.Addr{
-		netip.MustParseAddr("fd00:ec2::254"),
-		netip.MustParseAddr("100.100.100.200"),
-		netip.MustParseAddr("168.63.129.16"),
-	}
-	unspecifiedNets = mustPrefixes("0.0.0.0/8", "::/128")
-	privateNets     = mustPrefixes("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7", "fec0::/10")
-	nat64Net        = netip.MustParsePrefix("64:ff9b::/96")
-	broadcastAddr   = netip.MustParseAddr("255.255.255.255")
-)
-
-// classify returns an address's class and its name for errors.
-func classify(a netip.Addr) (addrClass, string) {
-	a = a.WithZone("").Unmap()
-	if nat64Net.Contains(a) {
-		// the well-known NAT64 prefix reaches the IPv4 address it embeds
-		b := a.As16()
-		a = netip.AddrFrom4([4]byte(b[12:16]))
-	}
-	for _, m := range metadataAddrs {
-		if a == m {
-			return classForbidden, "a cloud metadata address"
-		}
-	}
-	for _, p := range unspecifiedNets {
-		if p.Contains(a) {
-			return classForbidden, "unspecified"
-		}
-	}
-	switch {
-	case a.IsLinkLocalUnicast():
-		return classForbidden, "link-local"
-	case a.IsMulticast():
-		return classForbidden, "multicast"
-	case a == broadcastAddr:
-		return classForbidden, "broadcast"
-	case a.IsLoopback():
-		return classLoopback, "loopback"
-	}
-	for _, p := range privateNets {
-		if p.Contains(a) {
-			return classPrivate, "private"
-		}
-	}
-	return classPublic, "public"
-}
+// classify returns an address's class and its name for errors
+// (netguard.Classify).
+func classify(a netip.Addr) (addrClass, string) { return netguard.Classify(a) }
 
 // addrPolicy is what addresses one source's connections may reach.
 type addrPolicy struct {
