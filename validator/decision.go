@@ -175,6 +175,25 @@ func UnsignedBootProps(props map[string]string) []string {
 	return out
 }
 
+// GlanceDataDiffers says why Glance's hash of an image's data
+// (os_hash_algo, os_hash_value among props: Glance computes them as it
+// stores the bytes, and Nova's image download checks the data against
+// them) is not the signed sha512, or "" when it is, or when Glance does
+// not hash with sha512 (the sync only warns of such a Glance) or holds no
+// data. Bytes uploaded into a catalogue image by anyone but the sync (a
+// queued image that carries its record, by a credential of the mirror
+// project that Glance's legacy policy lets upload) are refused at once,
+// not only when the sync's next pass finds and deletes the image.
+func GlanceDataDiffers(props map[string]string, signedSHA512 string) string {
+	if props["os_hash_algo"] != "sha512" {
+		return ""
+	}
+	if v := props["os_hash_value"]; v != signedSHA512 {
+		return fmt.Sprintf("Glance's sha512 of its data (os_hash_value %.16s…) is not the signed sha512 %.16s…", v, signedSHA512)
+	}
+	return ""
+}
+
 // RecordTampered returns the signed record properties of props (an image's
 // properties) whose values differ from those the verified bundle r gives,
 // sorted, nil when none does: when props carry r's descriptor and
@@ -242,6 +261,10 @@ func (t *Trust) DecideBoot(img CatalogImage, p BootPolicy, now time.Time) Decisi
 	if tampered := tamperedProps(props, rr.props); len(tampered) > 0 {
 		d.Reasons = append(d.Reasons, DecisionRecordTampered)
 		return siteFault(fmt.Sprintf("image %s: catalogue properties %s differ from its signed record; it may not boot.", img.ID, strings.Join(tampered, ", ")))
+	}
+	if why := GlanceDataDiffers(props, rr.props[PropSHA512]); why != "" {
+		d.Reasons = append(d.Reasons, DecisionRecordTampered)
+		return siteFault(fmt.Sprintf("image %s: %s; it may not boot.", img.ID, why))
 	}
 	if extra := UnsignedBootProps(props); len(extra) > 0 {
 		d.Reasons = append(d.Reasons, DecisionRecordTampered)

@@ -57,6 +57,21 @@ func TestDecideBoot(t *testing.T) {
 		{name: "fail an unsigned kernel_id", edit: func(c *CatalogImage) { c.Properties["kernel_id"] = "0b0e3c4a-7f7a-4c1e-9f57-8a1f3f1d2e3f" }, reason: DecisionRecordTampered},
 		{name: "fail unsigned block device mappings", edit: func(c *CatalogImage) { c.Properties["block_device_mapping"] = `[{"source_type":"snapshot"}]` }, reason: DecisionRecordTampered},
 		{name: "fail an unsigned rescue image", edit: func(c *CatalogImage) { c.Properties["base_image_ref"] = "0b0e3c4a-7f7a-4c1e-9f57-8a1f3f1d2e3f" }, reason: DecisionRecordTampered},
+		{name: "ok Glance's sha512 is the signed one", edit: func(c *CatalogImage) {
+			c.Properties["os_hash_algo"], c.Properties["os_hash_value"] = "sha512", c.Properties[PropSHA512]
+		}, allowed: true},
+		// bytes uploaded into a queued catalogue image by a mirror-project
+		// credential other than the sync's (Glance's legacy policy lets a
+		// reader upload): Glance hashed them, they are not the signed ones
+		{name: "fail Glance's sha512 of other bytes", edit: func(c *CatalogImage) {
+			c.Properties["os_hash_algo"], c.Properties["os_hash_value"] = "sha512", strings.Repeat("ab", 64)
+		}, reason: DecisionRecordTampered},
+		{name: "fail Glance's sha512 in upper case", edit: func(c *CatalogImage) {
+			c.Properties["os_hash_algo"], c.Properties["os_hash_value"] = "sha512", strings.ToUpper(c.Properties[PropSHA512])
+		}, reason: DecisionRecordTampered},
+		{name: "ok Glance hashes with another algorithm (not compared, as by the sync)", edit: func(c *CatalogImage) {
+			c.Properties["os_hash_algo"], c.Properties["os_hash_value"] = "sha256", strings.Repeat("ab", 32)
+		}, allowed: true},
 		{name: "fail forged signature", edit: func(c *CatalogImage) { c.Properties[PropSignature] = "AAAA" }, reason: DecisionRecordInvalid},
 		{name: "fail no record", edit: func(c *CatalogImage) { delete(c.Properties, PropDescriptor) }, reason: DecisionRecordInvalid},
 	}

@@ -54,7 +54,18 @@ func TestCinderID(t *testing.T) {
 // carrying its catalogue record.
 func publishCatalogueImage(t *testing.T, ctx context.Context, dir, name string, trust *validator.Trust, mirror *gophercloud.ServiceClient) string {
 	t.Helper()
-	if err := os.WriteFile(filepath.Join(dir, name+".img"), bytes.Repeat([]byte(name), 4096), 0o644); err != nil {
+	return publishCatalogueImageWith(t, ctx, dir, name, trust, mirror, mirror, nil)
+}
+
+// publishCatalogueImageWith is publishCatalogueImage with the data, when
+// not nil, instead of the signed image's bytes, uploaded by uploader.
+func publishCatalogueImageWith(t *testing.T, ctx context.Context, dir, name string, trust *validator.Trust, mirror, uploader *gophercloud.ServiceClient, data []byte) string {
+	t.Helper()
+	image := bytes.Repeat([]byte(name), 4096)
+	if data == nil {
+		data = image
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".img"), image, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	mustCLI(t, dir, "describe", name+".img", "--vo", "demo", "--tag", "vol-"+name, "-o", name+".json")
@@ -88,7 +99,7 @@ func publishCatalogueImage(t *testing.T, ctx context.Context, dir, name string, 
 		t.Fatalf("create image %s: %v", name, err)
 	}
 	t.Cleanup(func() { _ = glance.Delete(context.Background(), mirror, d.UUID).ExtractErr() })
-	if err := glance.Upload(ctx, mirror, d.UUID, bytes.NewReader(make([]byte, 4096))).ExtractErr(); err != nil {
+	if err := glance.Upload(ctx, uploader, d.UUID, bytes.NewReader(data)).ExtractErr(); err != nil {
 		t.Fatalf("upload image %s: %v", name, err)
 	}
 	return d.UUID
@@ -125,6 +136,11 @@ func TestProxyCheckImageCinder(t *testing.T) {
 	mirrorImages := c.ImageClient(t, ostest.CloudMirror)
 	good := publishCatalogueImage(t, ctx, dir, "good", trust, mirrorImages)
 	bad := publishCatalogueImage(t, ctx, dir, "bad", trust, mirrorImages)
+	// a catalogue image the sync created (queued, with its whole record)
+	// into which another credential of the mirror project uploaded other
+	// bytes: the proxy's own, a reader, which Glance's legacy policy
+	// defaults (Zed's) let upload into an image of its project
+	swapped := publishCatalogueImageWith(t, ctx, dir, "swapped", trust, mirrorImages, c.ImageClient(t, "proxy"), bytes.Repeat([]byte("other bytes"), 1024))
 	adminImages := c.ImageClient(t, ostest.CloudAdmin)
 	if err := glance.PatchProperties(ctx, adminImages, bad, nil, map[string]string{validator.PropLocalValidity: validator.LocalBlacklist}, nil).Err; err != nil {
 		t.Fatalf("blacklist: %v", err)
@@ -307,6 +323,7 @@ db.commit()`, filepath.Join(c.StateDir, "cinder", "cinder.sqlite"), v.ID).Combin
 		{name: "ok snapshot of a volume made from a catalogue image", image: good, sourceType: "snapshot", want: 202},
 		{name: "fail volume made from a blacklisted image", image: bad, sourceType: "volume", want: 403, fault: "forbidden", says: "blacklisted"},
 		{name: "fail snapshot of a volume made from a blacklisted image", image: bad, sourceType: "snapshot", want: 403, fault: "forbidden", says: "blacklisted"},
+		{name: "fail volume made from a catalogue image whose data in Glance is not the signed image", image: swapped, sourceType: "volume", want: 403, fault: "forbidden", says: "is not the signed sha512"},
 		{name: "fail volume made from no image", sourceType: "volume", want: 403, fault: "forbidden", says: "not made from an image"},
 		{name: "fail volume made from an upper-case twin of a catalogue image", image: twin, sourceType: "volume", want: 403, fault: "forbidden", says: "not the site's catalogue image"},
 		{name: "fail volume made from an image outside the catalogue", image: uuid.NewString(), sourceType: "volume", want: 404, fault: "itemNotFound", says: "not in the site's image catalogue"},
@@ -342,6 +359,43 @@ db.commit()`, filepath.Join(c.StateDir, "cinder", "cinder.sqlite"), v.ID).Combin
 			t.Fatalf("status %d: %s", code, body)
 		}
 	})
+
+	// the same images booted by imageRef
+	for _, tc := range []struct {
+		name, image string
+		want        int
+		says        string
+	}{
+		{name: "ok imageRef of a catalogue image", image: good, want: http.StatusAccepted},
+		{name: "fail imageRef of a catalogue image whose data in Glance is not the signed image", image: swapped, want: http.StatusForbidden, says: "is not the signed sha512"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body := map[string]any{"server": map[string]any{"name": "check-image", "flavorRef": fl.ID, "networks": "none", "imageRef": tc.image}}
+			var created struct {
+				Server struct {
+					ID string `json:"id"`
+				} `json:"server"`
+			}
+			_, err := viaGate.Post(ctx, viaGate.ServiceURL("servers"), body, &created, &gophercloud.RequestOpts{
+				OkCodes: []int{http.StatusAccepted}, MoreHeaders: map[string]string{"X-OpenStack-Nova-API-Version": "2.37"}})
+			var ue gophercloud.ErrUnexpectedResponseCode
+			switch {
+			case err == nil:
+				t.Cleanup(func() {
+					_, _ = demoNova.Delete(context.Background(), demoNova.ServiceURL("servers", created.Server.ID), nil)
+				})
+				if tc.want != http.StatusAccepted {
+					t.Fatalf("booted (server %s), want %d", created.Server.ID, tc.want)
+				}
+			case errors.As(err, &ue):
+				if ue.Actual != tc.want || !strings.Contains(string(ue.Body), tc.says) {
+					t.Fatalf("status %d, want %d saying %q: %s", ue.Actual, tc.want, tc.says, ue.Body)
+				}
+			default:
+				t.Fatalf("boot: %v", err)
+			}
+		})
+	}
 
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -2,10 +2,11 @@ package proxy
 
 import (
 	"context"
+	"crypto/sha512"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +17,14 @@ import (
 )
 
 const mirrorProject = "5c1f0e6a9d8b4b7c8e2f3a4b5c6d7e8f"
+
+// zeroImageSHA512 is the sha512 of the fixture's images: 1024 zero bytes,
+// what the tests against the real Glance upload, so that Glance's own hash
+// (os_hash_value) is the signed one, as the gate requires.
+var zeroImageSHA512 = func() string {
+	h := sha512.Sum512(make([]byte, 1024))
+	return hex.EncodeToString(h[:])
+}()
 
 // fixture is a real trust store (test PKI generated in code) and a set of
 // catalogue images whose records are genuinely signed, registered and
@@ -88,7 +97,7 @@ func (f *fixture) add(s imageSpec) *Image {
 	}
 	desc, _ := json.Marshal(map[string]any{
 		"uuid": s.id, "vo": s.vo, "tag": s.tag, "uri": "https://images.example.org/" + s.id + ".qcow2",
-		"size": 1024, "sha512": strings.Repeat("ab", 64), "disk_format": "qcow2", "container_format": "bare",
+		"size": 1024, "sha512": zeroImageSHA512, "disk_format": "qcow2", "container_format": "bare",
 		"created": s.created.UTC().Format(time.RFC3339),
 	})
 	p7, err := cms.Sign(desc, f.creator.Cert, f.creator.Key, cms.SignOptions{SigningTime: s.notBefore.Add(-time.Minute)})
