@@ -35,6 +35,7 @@ var userGuideNorm = []struct {
 	{regexp.MustCompile(`\b\d+ (characters|bytes)`), "N $1"},
 	{regexp.MustCompile(`does not verify \([^)]*\)`), "does not verify (CHECK: REASON)"},
 	{regexp.MustCompile(`catalogue properties [a-z_, ]+ differ`), "catalogue properties PROPERTIES differ"},
+	{regexp.MustCompile(`\b[0-9a-f]{16}…`), "HASH…"},
 }
 
 func normaliseForGuide(msg string) string {
@@ -125,6 +126,12 @@ func TestUserGuideRefusals(t *testing.T) {
 		}, 403},
 		{"record edited", func(f *fixture) (*Options, string, string) {
 			f.add(imageSpec{id: id(1), vo: "atlas", tag: "worker"}).Properties[validator.PropImageNotAfter] = "2099-01-01T00:00:00Z"
+			p, b := create(id(1))
+			return nil, p, b
+		}, 403},
+		{"data in Glance not the signed image", func(f *fixture) (*Options, string, string) {
+			img := f.add(imageSpec{id: id(1), vo: "atlas", tag: "worker"})
+			img.Properties["os_hash_algo"], img.Properties["os_hash_value"] = "sha512", strings.Repeat("ab", 64)
 			p, b := create(id(1))
 			return nil, p, b
 		}, 403},
