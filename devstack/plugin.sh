@@ -261,17 +261,29 @@ function configure_imagetrust_glance {
     iniset "$GLANCE_API_CONF" DEFAULT property_protection_file "$protections"
     iniset "$GLANCE_API_CONF" DEFAULT property_protection_rule_format roles
 
-    # policy: add our rules to the policy file, once
-    local policy
+    # policy: add our rules to the policy file: all of them, with their
+    # comments, the first time; on a later run (an upgrade that brought new
+    # rules) each rule whose name the file lacks. A rule the file already
+    # has is left as it is (the operator's), with a warning if it differs.
+    local policy ours missing
     policy=$(iniget "$GLANCE_API_CONF" oslo_policy policy_file)
     if [[ -z "$policy" ]]; then
         policy=$GLANCE_CONF_DIR/policy.yaml
         iniset "$GLANCE_API_CONF" oslo_policy policy_file "$policy"
     fi
     [[ $policy == /* ]] || policy=$GLANCE_CONF_DIR/$policy
+    ours=$(sed -e "s/role:imagetrust /role:$IMAGETRUST_MIRROR_ROLE /" \
+        "$IMAGETRUST_SRC_DIR/etc/glance/policy.yaml")
     if ! grep -qs '^"deactivate":' "$policy"; then
-        sed -e "s/role:imagetrust /role:$IMAGETRUST_MIRROR_ROLE /" \
-            "$IMAGETRUST_SRC_DIR/etc/glance/policy.yaml" >>"$policy"
+        printf '%s\n' "$ours" >>"$policy"
+        return
+    fi
+    missing=$(awk -F: -v file="$policy" 'NR == FNR { if (/^"/) have[$1] = $0; next }
+        /^"/ { if (!($1 in have)) print; else if (have[$1] != $0) print "warning: Glance policy " $1 " kept as " file " has it, not as imagetrust suggests: " $0 > "/dev/stderr" }' \
+        "$policy" <(printf '%s\n' "$ours"))
+    if [[ -n "$missing" ]]; then
+        printf '\n# added by the imagetrust devstack plugin on upgrade (see %s)\n%s\n' \
+            "$IMAGETRUST_SRC_DIR/etc/glance/policy.yaml" "$missing" >>"$policy"
     fi
 }
 

@@ -138,3 +138,80 @@ configure_imagetrust_nova
 		t.Errorf("nova-cpu.conf:\n%s", b)
 	}
 }
+
+// TestPluginGlancePolicy runs configure_imagetrust_glance on a Glance
+// whose policy file already holds the rules of an earlier imagetrust (the
+// deactivate, reactivate and publicize_image rules only) and one rule of
+// the operator's own: every rule of etc/glance/policy.yaml the file lacked
+// is added once (a second run adds nothing), with the mirror's role
+// substituted, and the operator's rule is kept as it was.
+func TestPluginGlancePolicy(t *testing.T) {
+	dir := t.TempDir()
+	policy := filepath.Join(dir, "policy.yaml")
+	api := filepath.Join(dir, "glance-api.conf")
+	old := "\"deactivate\": \"role:admin or (role:mirrorrole and project_id:%(project_id)s)\"\n" +
+		"\"reactivate\": \"role:admin or (role:mirrorrole and project_id:%(project_id)s)\"\n" +
+		"\"publicize_image\": \"role:admin or (role:mirrorrole and project_id:%(project_id)s)\"\n" +
+		"\"delete_image\": \"role:admin\"\n"
+	if err := os.WriteFile(policy, []byte(old), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(api, []byte("[DEFAULT]\nnode_staging_uri = file:///tmp/x\n[oslo_policy]\npolicy_file = "+policy+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	script := stubs + `
+set -e
+iniget() { python3 -c 'import configparser,sys; c=configparser.RawConfigParser(); c.read(sys.argv[1]); print(c.get(sys.argv[2], sys.argv[3], fallback=""))' "$@"; }
+iniset() { python3 -c '
+import configparser,sys
+c=configparser.RawConfigParser(); c.optionxform=str; c.read(sys.argv[1])
+if sys.argv[2]!="DEFAULT" and not c.has_section(sys.argv[2]): c.add_section(sys.argv[2])
+c.set(sys.argv[2], sys.argv[3], sys.argv[4])
+c.write(open(sys.argv[1], "w"))' "$@"; }
+source devstack/settings
+source devstack/plugin.sh
+IMAGETRUST_SRC_DIR=$PWD
+IMAGETRUST_MIRROR_ROLE=mirrorrole
+GLANCE_API_CONF='` + api + `'
+GLANCE_CONF_DIR='` + dir + `'
+DATA_DIR='` + dir + `'
+configure_imagetrust_glance
+configure_imagetrust_glance
+`
+	cmd := exec.Command("bash", "-c", script)
+	cmd.Dir = "../.."
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), `warning: Glance policy "delete_image" kept`) {
+		t.Errorf("no warning for the operator's delete_image rule:\n%s", out)
+	}
+	b, err := os.ReadFile(policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := string(b)
+	ours, err := os.ReadFile("../../etc/glance/policy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(ours), "\n") {
+		if !strings.HasPrefix(line, `"`) {
+			continue
+		}
+		name := line[:strings.Index(line, ":")+1]
+		if n := strings.Count("\n"+got, "\n"+name); n != 1 {
+			t.Errorf("rule %s %d times:\n%s", name, n, got)
+		}
+		if name != `"delete_image":` && !strings.Contains(got, strings.ReplaceAll(line, "role:imagetrust ", "role:mirrorrole ")) {
+			t.Errorf("rule %s missing or changed:\n%s", name, got)
+		}
+	}
+	if !strings.Contains(got, "\"delete_image\": \"role:admin\"\n") {
+		t.Errorf("the operator's delete_image rule changed:\n%s", got)
+	}
+	if strings.Contains(got, "role:imagetrust ") {
+		t.Errorf("the mirror's role not substituted:\n%s", got)
+	}
+}
