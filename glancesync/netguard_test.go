@@ -19,50 +19,6 @@ import (
 	"time"
 )
 
-func TestClassifyAddresses(t *testing.T) {
-	for _, tc := range []struct {
-		addr string
-		want addrClass
-		name string
-	}{
-		{"169.254.169.254", classForbidden, "link-local"},
-		{"169.254.1.1", classForbidden, "link-local"},
-		{"fe80::1", classForbidden, "link-local"},
-		{"fe80::1%eth0", classForbidden, "link-local"},
-		{"::ffff:169.254.169.254", classForbidden, "link-local"},
-		{"64:ff9b::a9fe:a9fe", classForbidden, "link-local"}, // NAT64 of 169.254.169.254
-		{"fd00:ec2::254", classForbidden, "a cloud metadata address"},
-		{"100.100.100.200", classForbidden, "a cloud metadata address"},
-		{"168.63.129.16", classForbidden, "a cloud metadata address"},
-		{"0.0.0.0", classForbidden, "unspecified"},
-		{"0.1.2.3", classForbidden, "unspecified"},
-		{"::", classForbidden, "unspecified"},
-		{"224.0.0.1", classForbidden, "multicast"},
-		{"ff02::1", classForbidden, "multicast"},
-		{"255.255.255.255", classForbidden, "broadcast"},
-		{"127.0.0.1", classLoopback, "loopback"},
-		{"127.9.9.9", classLoopback, "loopback"},
-		{"::1", classLoopback, "loopback"},
-		{"::ffff:127.0.0.1", classLoopback, "loopback"},
-		{"10.1.2.3", classPrivate, "private"},
-		{"172.16.0.1", classPrivate, "private"},
-		{"172.31.255.255", classPrivate, "private"},
-		{"192.168.1.1", classPrivate, "private"},
-		{"100.64.0.1", classPrivate, "private"},
-		{"fd12:3456::1", classPrivate, "private"},
-		{"172.32.0.1", classPublic, "public"},
-		{"100.128.0.1", classPublic, "public"},
-		{"192.0.2.10", classPublic, "public"},
-		{"2001:db8::1", classPublic, "public"},
-		{"188.184.21.108", classPublic, "public"},
-	} {
-		c, name := classify(netip.MustParseAddr(tc.addr))
-		if c != tc.want || name != tc.name {
-			t.Errorf("%s: class %d %q, want %d %q", tc.addr, c, name, tc.want, tc.name)
-		}
-	}
-}
-
 // TestIndexForbiddenAddressesRefused: an index (unsigned: whoever serves it
 // names the URLs) that names descriptors on link-local, metadata,
 // unspecified or multicast addresses makes no connection there: each such
