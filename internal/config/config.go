@@ -259,7 +259,9 @@ type Proxy struct {
 	MaxGatedRequests int `toml:"max_gated_requests"`
 	// MaxGatedPerProject is a project's share of max_gated_requests (the
 	// slots are shared work-conserving and fair: a project borrows beyond
-	// it what nobody else asks for); 0: half of them (at least one).
+	// it what nobody else asks for, taken back while its body has not
+	// arrived when another project below its share waits); 0: half of
+	// them (at least one).
 	// Values over max_gated_requests are max_gated_requests.
 	MaxGatedPerProject int `toml:"max_gated_per_project"`
 	// GatedQueueTimeout is how long a gated request waits for a slot

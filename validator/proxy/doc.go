@@ -197,15 +197,25 @@
 // that has two more than the newcomer's (the request taken off is refused
 // 503, project-limit), so that a third, fourth... project still waits; a
 // request that waits its whole timeout is refused project-limit while its
-// project holds its share or more, else queue-timeout. The worst case for
-// a newcomer: one project took every slot while it was alone, with
-// requests whose clients stall mid-body; each slot comes back within the
-// body deadline (gatedBodyTimeout: 26 s at the default MaxBody) plus the
-// lookups and Nova's answer, and goes to a newcomer waiting then (it holds
-// none); a newcomer that waits in between is refused queue-timeout, its
-// retries waiting again. A hard per-project cap would keep half the slots
-// from such a project, at the price of leaving them idle whenever it is
-// alone: the gate chooses to use the slots.
+// project holds its share or more, else queue-timeout. A slot borrowed
+// beyond a project's share is cheap to take back: when a request of a
+// project that holds and waits for no more than its share begins to wait,
+// the newest slot whose body has not been read yet, of the project that
+// holds the most beyond its share, is taken back (its request answered
+// 503 project-limit with Connection: close, Nova not called, safe to send
+// again) and goes to the newcomer (gatedLimit.reclaimFor); a request whose
+// body has arrived is never taken back. So one project that took every
+// slot while alone, with clients that stall mid-body, keeps its share of
+// them and no more once another project asks: the worst case for a
+// newcomer is every project that holds slots holding its share with
+// stalled bodies (two projects at the default share of half), each slot
+// coming back within the body deadline (gatedBodyTimeout: 26 s at the
+// default MaxBody) plus the lookups and Nova's answer, as with a hard
+// per-project cap; a newcomer that waits in between is refused
+// queue-timeout, its retries waiting again. The price: a project's
+// legitimate request still sending a large body in a borrowed slot may be
+// refused so (503, to retry) when another project comes. A hard cap would
+// leave the slots idle whenever one project is alone: the gate uses them.
 // Tokens not in the cache are validated at most maxValidationsFor(MaxGated)
 // at once (MaxGated, between 4 and 64), one Keystone call per token; a request
 // that finds them all under way waits up to GatedQueueTimeout, then is

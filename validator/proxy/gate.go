@@ -32,6 +32,8 @@ type gateReq struct {
 	primarySet bool
 	// serverName is server.name (create) or rebuild.name, for contextualisation.
 	serverName string
+	// body is the request's body as gateLimited wraps it (nil without)
+	body *deadlineBody
 }
 
 // newGateReq starts the judgement of a gated request.
@@ -51,6 +53,12 @@ func (p *Proxy) gate(w http.ResponseWriter, g *gateReq) string {
 	r := g.r
 	g.now = p.o.Now()
 	body, err := p.judge(r.Context(), g)
+	if errors.Is(err, errSlotReclaimed) {
+		// (its body not read whole: the connection closes after the answer)
+		w.Header().Set("Connection", "close")
+		p.overloaded(w, g, gatedProject(g), RejectProjectLimit)
+		return "refused"
+	}
 	if err != nil {
 		p.refused(w, g, err)
 		return "refused"
@@ -191,6 +199,9 @@ func (p *Proxy) readBody(r *http.Request) ([]byte, error) {
 		return nil, refuse(http.StatusRequestEntityTooLarge, "size", "The request body is larger than %d bytes.", p.o.MaxBody)
 	}
 	b, err := io.ReadAll(io.LimitReader(r.Body, p.o.MaxBody+1))
+	if errors.Is(err, errSlotReclaimed) {
+		return nil, err
+	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		return nil, refuse(http.StatusRequestTimeout, "body", "The request body did not arrive within %s; the image gate does not wait longer for it.", p.bodyTimeout)
 	}
@@ -208,6 +219,9 @@ func (p *Proxy) judge(ctx context.Context, g *gateReq) ([]byte, error) {
 	b, err := p.readBody(g.r)
 	if err != nil {
 		return nil, err
+	}
+	if g.body != nil && !p.limit.bodyRead(g.body) {
+		return nil, errSlotReclaimed // (taken back as the body came)
 	}
 	v, err := parseStrict(b)
 	if err != nil {

@@ -96,7 +96,9 @@ const (
 	// RejectProjectLimit: no slot came free within the queue timeout while
 	// the request's project held its share (Options.MaxGatedPerProject) or
 	// more, or the request's waiting place was given to a project that had
-	// fewer of them.
+	// fewer of them, or its slot, borrowed beyond its project's share, was
+	// taken back for another project before its body had arrived
+	// (gatedLimit.reclaimFor).
 	RejectProjectLimit = "project-limit"
 	// RejectClientGone: the client went away while it waited (no answer).
 	RejectClientGone = "client-gone"
@@ -127,7 +129,11 @@ var GatedRejectReasons = []string{RejectQueueFull, RejectQueueTimeout, RejectPro
 //     (the request taken off is refused project-limit): a third, fourth...
 //     project gets a waiting place as long as another has two;
 //   - a request that waits its whole timeout is refused project-limit if
-//     its project holds its share or more then, else queue-timeout.
+//     its project holds its share or more then, else queue-timeout;
+//   - a request of a project that holds and waits for no more than its
+//     share, as it begins to wait, takes back a slot another project
+//     holds beyond its share whose body has not arrived (reclaimFor): a
+//     project that stalls its bodies keeps its share and no more.
 //
 // Every waiter is woken once: granted a slot (w.ready closed, granted) or
 // evicted (closed, evicted), or it gives up on its timer or context.
@@ -141,6 +147,11 @@ type gatedLimit struct {
 	byProject map[string]int // slots held, by project
 	waitingBy map[string]int // requests waiting, by project
 	queue     []*gatedWaiter // in arrival order
+	// bodies are the slots whose request's body has not been read whole
+	// yet, in the order they were taken (reclaimFor); reclaiming counts,
+	// by project, those of them taken back and not given back yet
+	bodies     []*deadlineBody
+	reclaiming map[string]int
 	// waiting is the number of requests waiting (written under mu)
 	waiting atomic.Int64
 
@@ -153,6 +164,7 @@ type gatedLimit struct {
 // gets one (granted) or loses its place (evicted), under gatedLimit.mu.
 type gatedWaiter struct {
 	project          string
+	body             *deadlineBody // (nil: none to reclaim, unit tests)
 	ready            chan struct{}
 	granted, evicted bool
 }
@@ -162,14 +174,19 @@ func newGatedLimit(n, perProject int, timeout time.Duration, m *Metrics) *gatedL
 		perProject = n
 	}
 	return &gatedLimit{n: n, perProject: perProject, timeout: timeout, m: m,
-		byProject: map[string]int{}, waitingBy: map[string]int{}}
+		byProject: map[string]int{}, waitingBy: map[string]int{}, reclaiming: map[string]int{}}
 }
 
-// take gives a slot to a request of project, under mu.
-func (l *gatedLimit) take(project string) {
+// take gives a slot to a request of project, under mu; b (if any) is its
+// body, which reclaimFor may take the slot back from until it is read.
+func (l *gatedLimit) take(project string, b *deadlineBody) {
 	l.used++
 	l.byProject[project]++
 	l.m.gatedInFlight(1)
+	if b != nil {
+		b.project = project
+		l.bodies = append(l.bodies, b)
+	}
 }
 
 // atShare reports, under mu, whether project holds its share or more
@@ -181,9 +198,17 @@ func (l *gatedLimit) atShare(project string) bool {
 // acquire takes a slot for a request of project ("" then) or says why it
 // got none.
 func (l *gatedLimit) acquire(ctx context.Context, project string) string {
+	return l.acquireBody(ctx, project, nil)
+}
+
+// acquireBody is acquire for a request whose body is b: until the body is
+// read (bodyRead), a slot its project holds beyond its share may be taken
+// back for a project below its share that waits (reclaimFor); the caller
+// gives b up (dropBody) before it releases the slot.
+func (l *gatedLimit) acquireBody(ctx context.Context, project string, b *deadlineBody) string {
 	l.mu.Lock()
 	if l.used < l.n { // (then nobody waits: release hands out every free slot)
-		l.take(project)
+		l.take(project, b)
 		l.mu.Unlock()
 		return ""
 	}
@@ -191,11 +216,12 @@ func (l *gatedLimit) acquire(ctx context.Context, project string) string {
 		l.mu.Unlock()
 		return RejectQueueFull
 	}
-	w := &gatedWaiter{project: project, ready: make(chan struct{})}
+	w := &gatedWaiter{project: project, body: b, ready: make(chan struct{})}
 	l.queue = append(l.queue, w)
 	l.waiting.Add(1)
 	l.waitingBy[project]++
 	l.m.gatedWaiting(1)
+	l.reclaimFor(project)
 	l.mu.Unlock()
 
 	t := time.NewTimer(l.timeout)
@@ -297,10 +323,77 @@ func (l *gatedLimit) release(project string) {
 			}
 		}
 		l.dequeue(next)
-		l.take(next.project)
+		l.take(next.project, next.body)
 		next.granted = true
 		close(next.ready)
 	}
+}
+
+// reclaimFor takes back, under mu, a slot borrowed by another project for
+// a request of project that has just begun to wait, when project holds and
+// waits for no more than its share: the newest slot whose body has not
+// been read yet, of the project that holds the most slots beyond its share
+// (not counting those taken back already). Its request is refused 503
+// project-limit (Nova not called) and its slot, given back, goes to the
+// waiting request whose project holds the fewest: so a project that took
+// every slot while alone, and stalls its bodies, keeps its share of them
+// and no more once another project asks. A request whose body has
+// arrived is never taken back: it is judged and forwarded.
+func (l *gatedLimit) reclaimFor(project string) {
+	if project == "" || l.byProject[project]+l.waitingBy[project] > l.perProject {
+		return
+	}
+	var victim *deadlineBody
+	most := l.perProject
+	for i := len(l.bodies) - 1; i >= 0; i-- {
+		b := l.bodies[i]
+		if b.reclaimed || b.project == project || b.project == "" {
+			continue
+		}
+		if held := l.byProject[b.project] - l.reclaiming[b.project]; held > most {
+			victim, most = b, held
+		}
+	}
+	if victim == nil {
+		return
+	}
+	l.reclaiming[victim.project]++
+	victim.reclaim()
+}
+
+// bodyRead reports, under mu, that b's body was read whole: its slot is
+// no longer taken back. False when it was taken back first (its request
+// is refused all the same: the slot is promised to another).
+func (l *gatedLimit) bodyRead(b *deadlineBody) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if b.reclaimed {
+		return false
+	}
+	l.removeBody(b)
+	return true
+}
+
+// dropBody forgets b, whose request is about to give its slot back.
+func (l *gatedLimit) dropBody(b *deadlineBody) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.removeBody(b) && b.reclaimed {
+		if l.reclaiming[b.project]--; l.reclaiming[b.project] == 0 {
+			delete(l.reclaiming, b.project)
+		}
+	}
+}
+
+// removeBody takes b out of bodies, under mu, and reports whether it was
+// there.
+func (l *gatedLimit) removeBody(b *deadlineBody) bool {
+	i := slices.Index(l.bodies, b)
+	if i < 0 {
+		return false
+	}
+	l.bodies = slices.Delete(l.bodies, i, i+1)
+	return true
 }
 
 // inFlight is the number of slots taken.
@@ -354,16 +447,25 @@ func (p *Proxy) gateLimited(w http.ResponseWriter, r *http.Request, rt route) st
 		return "refused"
 	}
 	project := gatedProject(g)
-	if reason := p.limit.acquire(r.Context(), project); reason != "" {
+	// the body must come within the body timeout once the gate reads it:
+	// a slot is not for a client that stalls (readBody answers 408 then);
+	// and a slot borrowed beyond the project's share may be taken back
+	// until the body is read (gatedLimit.reclaimFor)
+	b := &deadlineBody{ReadCloser: r.Body, rc: http.NewResponseController(w), timeout: p.bodyTimeout}
+	if reason := p.limit.acquireBody(r.Context(), project, b); reason != "" {
 		p.overloaded(w, g, project, reason)
 		return "refused"
 	}
 	defer p.limit.release(project)
-	// the body must come within the body timeout once the gate reads it:
-	// a slot is not for a client that stalls (readBody answers 408 then)
-	r.Body = &deadlineBody{ReadCloser: r.Body, rc: http.NewResponseController(w), timeout: p.bodyTimeout}
+	defer p.limit.dropBody(b)
+	r.Body = b
+	g.body = b
 	return p.gate(w, g)
 }
+
+// errSlotReclaimed: the request's slot was taken back for another project
+// before its body was read (gatedLimit.reclaimFor).
+var errSlotReclaimed = errors.New("gated slot taken back for another project")
 
 // deadlineBody is a gated request's body, read under a deadline set at
 // its first read (not before: a slow Keystone must not eat into it).
@@ -373,18 +475,53 @@ func (p *Proxy) gateLimited(w http.ResponseWriter, r *http.Request, rt route) st
 // to set (http.ErrNotSupported) the body is read as it comes.
 type deadlineBody struct {
 	io.ReadCloser
-	rc      *http.ResponseController
+	rc      *http.ResponseController // (nil: no deadline, unit tests)
 	timeout time.Duration
+	project string // (set under gatedLimit.mu as it takes its slot)
+
+	mu      sync.Mutex
 	started bool
+	// reclaimed: its slot was taken back (written under gatedLimit.mu
+	// and mu, read under either)
+	reclaimed bool
 }
 
-// Read implements io.Reader.
+// Read implements io.Reader. Once the slot is taken back it fails with
+// errSlotReclaimed, a read under way too (its deadline is moved to the
+// past).
 func (b *deadlineBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	if b.reclaimed {
+		b.mu.Unlock()
+		return 0, errSlotReclaimed
+	}
 	if !b.started {
 		b.started = true
-		_ = b.rc.SetReadDeadline(time.Now().Add(b.timeout))
+		if b.rc != nil {
+			_ = b.rc.SetReadDeadline(time.Now().Add(b.timeout))
+		}
 	}
-	return b.ReadCloser.Read(p)
+	b.mu.Unlock()
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		b.mu.Lock()
+		if b.reclaimed {
+			err = errSlotReclaimed
+		}
+		b.mu.Unlock()
+	}
+	return n, err
+}
+
+// reclaim marks b's slot taken back, under gatedLimit.mu, and ends a read
+// under way (without a connection deadline to set, the next read fails).
+func (b *deadlineBody) reclaim() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.reclaimed = true
+	if b.rc != nil {
+		_ = b.rc.SetReadDeadline(aLongTimeAgo)
+	}
 }
 
 // overloaded answers a gated request refused for want of a slot (none to a

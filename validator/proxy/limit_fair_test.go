@@ -225,8 +225,10 @@ func checkLimitEmpty(t *testing.T, l *gatedLimit) {
 	t.Helper()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.used != 0 || len(l.byProject) != 0 || len(l.waitingBy) != 0 || len(l.queue) != 0 || l.waiting.Load() != 0 {
-		t.Errorf("left: %d slots %v, waiting %v %d %d", l.used, l.byProject, l.waitingBy, len(l.queue), l.waiting.Load())
+	if l.used != 0 || len(l.byProject) != 0 || len(l.waitingBy) != 0 || len(l.queue) != 0 || l.waiting.Load() != 0 ||
+		len(l.bodies) != 0 || len(l.reclaiming) != 0 {
+		t.Errorf("left: %d slots %v, waiting %v %d %d, bodies %d, reclaiming %v", l.used, l.byProject, l.waitingBy, len(l.queue), l.waiting.Load(),
+			len(l.bodies), l.reclaiming)
 	}
 }
 

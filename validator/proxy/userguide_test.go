@@ -258,7 +258,7 @@ func TestUserGuideRefusals(t *testing.T) {
 				if i < over.MaxGatedPerProject {
 					project = userProject
 				}
-				g.proxy.limit.take(project)
+				g.proxy.limit.take(project, nil)
 			}
 			g.proxy.limit.mu.Unlock()
 		}

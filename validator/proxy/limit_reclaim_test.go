@@ -1,0 +1,205 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/imagetrust/imagetrust/internal/ostest"
+)
+
+// TestGatedBorrowedSlotReclaimedNova: one project with a valid token
+// (tokens validated by the real Keystone) takes every slot while it is
+// alone (two slots, a share of one) with requests whose bodies stall; a
+// boot of another project then does not wait for a body deadline: the
+// slot the stalling project borrowed beyond its share, its body not read,
+// is taken back (its request answered 503 project-limit in Nova's shape,
+// Retry-After, Connection: close; Nova not called), and the other
+// project's boot is forwarded to the real nova-api and created (202). The
+// stalling project keeps its share (one slot, still held). On the fast
+// server (handed over) and on net/http's alone. Before the fix the boot
+// waited until a stalled body's deadline (an hour here): refused
+// queue-timeout after its queue timeout.
+func TestGatedBorrowedSlotReclaimedNova(t *testing.T) {
+	s := startNovaStack(t)
+	id, authURI := s.identity(t)
+	for _, netHTTPOnly := range []bool{false, true} {
+		t.Run(fmt.Sprintf("net/http only %v", netHTTPOnly), func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			m, err := NewMetrics(reg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := New(Options{Upstream: s.nova, Lookup: &glanceTestLookup{sc: s.mirror, owner: s.project}, Decider: s.f.trust,
+				MirrorProject: s.project, Identity: id, AuthURI: authURI, Metrics: m,
+				Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+				MaxGated: 2, MaxGatedPerProject: 1, GatedQueueTimeout: 20 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.bodyTimeout = time.Hour // (before it serves: a stalled body is not given up on)
+			addr, _, _ := serveInBackground(t, p, ServerOptions{NetHTTPOnly: netHTTPOnly, ShutdownTimeout: 5 * time.Second})
+			base := "http://" + addr
+			_, demo := s.viaGate(t, ostest.CloudDemo, base)
+			admin, adminDirect := s.viaGate(t, ostest.CloudAdmin, base)
+
+			stall := func() net.Conn {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { c.Close() })
+				if dl, ok := t.Deadline(); ok {
+					_ = c.SetReadDeadline(dl.Add(-5 * time.Second)) // (a failure, not a hang)
+				}
+				fmt.Fprintf(c, "POST /v2.1/servers HTTP/1.1\r\nHost: gate\r\nContent-Type: application/json\r\nX-Auth-Token: %s\r\nContent-Length: 1000\r\n\r\n{\"server\":",
+					demo.ProviderClient.Token())
+				return c
+			}
+			c1 := stall()
+			waitFor(t, "the first stalled demo boot in a slot", func() bool { return p.limit.inFlight() == 1 })
+			c2 := stall()
+			waitFor(t, "both slots the demo project's", func() bool { return p.limit.inFlight() == 2 })
+
+			srv, err := servers.Create(context.Background(), admin, servers.CreateOpts{Name: "reclaim-admin", ImageRef: s.id,
+				FlavorRef: s.flavorID, Networks: "none"}, nil).Extract()
+			if err != nil {
+				t.Fatalf("the admin project's boot while the demo project stalls in every slot: %v", err)
+			}
+			t.Cleanup(func() { _ = servers.Delete(context.Background(), adminDirect, srv.ID).ExtractErr() })
+
+			resp, err := http.ReadResponse(bufio.NewReader(c2), nil)
+			if err != nil {
+				t.Fatalf("the borrowed slot's request: no answer: %v", err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if name, code, msg := fault(t, b); resp.StatusCode != http.StatusServiceUnavailable || name != "serviceUnavailable" || code != 503 ||
+				msg != "The image gate is busy with other boot requests of your project; try again in a few seconds." {
+				t.Errorf("the borrowed slot's request: %d %s", resp.StatusCode, b)
+			}
+			if resp.Header.Get("Retry-After") != "1" || !resp.Close {
+				t.Errorf("the borrowed slot's request: headers %v, close %v", resp.Header, resp.Close)
+			}
+			if v := gaugeValue(t, reg, "imagetrust_proxy_gated_rejections_total", RejectProjectLimit); v != 1 {
+				t.Errorf("imagetrust_proxy_gated_rejections_total{reason=project-limit} %v, want 1", v)
+			}
+			// the demo project keeps its share: the first stalled request
+			// still holds its slot
+			waitFor(t, "the admin boot's slot given back", func() bool { return p.limit.inFlight() == 1 })
+			p.limit.mu.Lock()
+			bodies := len(p.limit.bodies)
+			if len(p.limit.byProject) != 1 || bodies != 1 || len(p.limit.reclaiming) != 0 {
+				t.Errorf("left: %v, %d bodies, reclaiming %v", p.limit.byProject, bodies, p.limit.reclaiming)
+			}
+			p.limit.mu.Unlock()
+			c1.Close()
+			waitFor(t, "every slot given back", func() bool { return p.limit.inFlight() == 0 })
+			checkLimitEmpty(t, p.limit)
+		})
+	}
+}
+
+// TestGatedLimitReclaim: the rule of reclaimFor. A project holding every
+// slot (4, a share of 2) loses, for each request of another project that
+// comes to wait while that project holds and waits for no more than its
+// share, its newest slot whose body is not read yet and that it holds
+// beyond its share (not one taken back already); never a slot within its
+// share, nor one whose body was read; a slot taken back as its body came
+// is refused all the same.
+func TestGatedLimitReclaim(t *testing.T) {
+	l := newGatedLimit(4, 2, time.Hour, nil)
+	body := func() *deadlineBody { return &deadlineBody{ReadCloser: io.NopCloser(strings.NewReader("{}"))} }
+	a := make([]*deadlineBody, 4)
+	for i := range a {
+		a[i] = body()
+		if r := l.acquireBody(context.Background(), "a", a[i]); r != "" {
+			t.Fatal(r)
+		}
+	}
+	if !l.bodyRead(a[3]) { // (the newest, its body read: never taken back)
+		t.Fatal("a body read before any wait taken back")
+	}
+	got := make(chan string, 4)
+	wait := func(project string, n int64) {
+		b := body()
+		go func() { got <- project + l.acquireBody(context.Background(), project, b) }()
+		waitFor(t, project+" waiting", func() bool { return l.waiting.Load() == n })
+	}
+	reclaimed := func() string {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		s := ""
+		for i, b := range a {
+			if b.reclaimed {
+				s += fmt.Sprint(i)
+			}
+		}
+		return s
+	}
+	wait("c", 1)
+	if r := reclaimed(); r != "2" {
+		t.Fatalf("reclaimed %q, want a's newest unread slot (2)", r)
+	}
+	if n, err := a[2].Read(make([]byte, 8)); n != 0 || err != errSlotReclaimed {
+		t.Errorf("reading a reclaimed body: %d %v", n, err)
+	}
+	if l.bodyRead(a[2]) {
+		t.Error("a reclaimed body read: its slot kept")
+	}
+	wait("c", 2)
+	if r := reclaimed(); r != "12" {
+		t.Fatalf("reclaimed %q, want 1 and 2", r)
+	}
+	wait("c", 3) // (c would then have more than its share)
+	wait("d", 4) // (a holds its share, the reclaimed not counted)
+	if r := reclaimed(); r != "12" {
+		t.Fatalf("reclaimed %q, want still 1 and 2", r)
+	}
+	for _, i := range []int{2, 1} {
+		l.dropBody(a[i])
+		l.release("a")
+	}
+	for range 2 {
+		if r := <-got; r != "c" && r != "d" {
+			t.Fatalf("after the reclaimed slots came back: %q", r)
+		}
+	}
+	l.mu.Lock()
+	if len(l.reclaiming) != 0 || l.byProject["a"] != 2 {
+		t.Errorf("reclaiming %v, slots %v", l.reclaiming, l.byProject)
+	}
+	l.mu.Unlock()
+	// give back everything: a's two, and the others' as they come
+	for _, i := range []int{0, 3} {
+		l.dropBody(a[i])
+		l.release("a")
+	}
+	for range 2 {
+		<-got
+	}
+	l.mu.Lock()
+	rest := append([]*deadlineBody(nil), l.bodies...)
+	held := maps.Clone(l.byProject)
+	l.mu.Unlock()
+	for _, b := range rest {
+		l.dropBody(b)
+	}
+	for p, n := range held {
+		for range n {
+			l.release(p)
+		}
+	}
+	checkLimitEmpty(t, l)
+}
