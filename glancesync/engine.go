@@ -332,7 +332,7 @@ type Report struct {
 	Empty []string `json:"empty,omitempty"`
 	// Vanished are the VOs no source listed a bundle for while each of
 	// their sources listed others (and listed cleanly), and of which the
-	// mirror project holds images: every bundle of the VO withdrawn, or
+	// mirror project holds active images: every bundle of the VO withdrawn, or
 	// its publisher's directory lost. The pass retired nothing of them and
 	// is not made incomplete; sorted by VO.
 	Vanished []VanishedVO `json:"vanished,omitempty"`
@@ -349,7 +349,7 @@ type VanishedVO struct {
 	// Sources are the VO's sources (Source.Name), in the configuration's
 	// order.
 	Sources []string `json:"sources"`
-	// Images is how many images of the VO the mirror project holds.
+	// Images is how many active images of the VO the mirror project holds.
 	Images int `json:"images"`
 }
 
@@ -737,8 +737,9 @@ func (s *Syncer) collect(ctx context.Context, rp *reporter) (items []*item, pres
 // gone from sources that still list others (a VO that withdrew everything,
 // its directory lost from a shared repository), which retires nothing
 // (retire rules: a VO no source lists a bundle for keeps its images) and
-// so must be seen, as an empty source is. A VO without images (a new VO,
-// one whose images were all deleted) is only logged.
+// so must be seen, as an empty source is. A VO without active images (a
+// new VO, one whose images were all deleted, or deactivated: revoked,
+// retired while in use) is only logged.
 func (s *Syncer) warnUnlisted(ours []*Image, unlisted []string, rp *reporter) {
 	if len(unlisted) == 0 {
 		return
@@ -751,7 +752,12 @@ func (s *Syncer) warnUnlisted(ours []*Image, unlisted []string, rp *reporter) {
 		if im.Props[validator.PropAlias] != "" || im.Props[validator.PropUUID] == "" {
 			continue
 		}
-		if im.Status == StatusActive || im.Status == StatusDeactivated || im.Status == StatusQueued {
+		// (active ones alone: a deactivated image, revoked by the CRL
+		// job, retired while in use or stopped by an operator, boots no
+		// more and needs no retiring, and a queued one has no data; a VO
+		// whose images are all so, its bundles withdrawn, made every
+		// sync --once exit 1 for ever)
+		if im.Status == StatusActive {
 			images[im.Props[validator.PropVO]]++
 		}
 	}

@@ -42,8 +42,8 @@ type Metrics struct {
 	// pass unsuccessful, but mirrors nothing new either.
 	EmptySources prometheus.Gauge
 	// VanishedVOs is how many VOs listed no bundle in the last pass that
-	// ran to its end while their sources listed others, and have images in
-	// the mirror project (Report.Vanished): nothing of them is retired.
+	// ran to its end while their sources listed others, and have active
+	// images in the mirror project (Report.Vanished): nothing of them is retired.
 	VanishedVOs prometheus.Gauge
 	// HungFS counts the operations on a directory source (a listing, an
 	// image's open or read) that failed because its file system did not
@@ -80,7 +80,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		EmptySources: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "empty_sources",
 			Help: "Sources that listed no bundle in the last pass that ran to its end (an unmounted mount point, an emptied rsync target or index): nothing of their VOs is retired or mirrored anew while so."}),
 		VanishedVOs: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "vanished_vos",
-			Help: "VOs with images in the mirror project that no source listed a bundle for in the last pass that ran to its end, while their sources listed others (every bundle of the VO withdrawn, or its directory lost): nothing of them is retired or mirrored anew while so."}),
+			Help: "VOs with active images in the mirror project that no source listed a bundle for in the last pass that ran to its end, while their sources listed others (every bundle of the VO withdrawn, or its directory lost): nothing of them is retired or mirrored anew while so."}),
 		HungFS: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "hung_fs_total",
 			Help: "Operations on a directory source (a listing, an image's open or read) that failed because its file system did not answer within their bound, or because an earlier one on it has not returned yet (a hung mount)."}),
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -86,6 +88,30 @@ func TestEmptySourceRetiresNothing(t *testing.T) {
 	}
 	if n := metricValue(t, o.Metrics.VanishedVOs); n != 0 {
 		t.Fatalf("imagetrust_sync_vanished_vos %v once cms has no source, want 0", n)
+	}
+}
+
+// TestVanishedVODeactivatedNotCounted: among the VOs no source listed a
+// bundle for while their sources listed others, one whose images in the
+// mirror project are all deactivated (revoked by the CRL job, retired
+// while in use) or queued has nothing that boots or needs retiring: it is
+// not reported as vanished (which makes every sync --once exit 1), only
+// logged; one with an active image is. warnUnlisted over a listing (the
+// real Glance's mirror project is shared with the package's other tests,
+// whose VOs' images it holds). Before the fix the deactivated VO was
+// reported on every pass.
+func TestVanishedVODeactivatedNotCounted(t *testing.T) {
+	s := &Syncer{o: Options{MirrorProject: "mirror", Sources: []Source{&DirSource{Root: "/srv/shared", AllowedVOs: []string{"atlas", "cms", "lhcb"}}}},
+		log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	im := func(vo, status string) *Image {
+		return &Image{ID: vo + status, Status: status, Owner: "mirror",
+			Props: map[string]string{validator.PropVO: vo, validator.PropUUID: vo + status}}
+	}
+	ours := []*Image{im("cms", StatusDeactivated), im("cms", StatusQueued), im("lhcb", StatusActive), im("lhcb", StatusDeactivated)}
+	rp := &reporter{}
+	s.warnUnlisted(ours, []string{"cms", "lhcb"}, rp)
+	if v := rp.r.Vanished; len(v) != 1 || v[0].VO != "lhcb" || v[0].Images != 1 || len(v[0].Sources) != 1 {
+		t.Fatalf("vanished VOs %+v, want lhcb alone with its one active image (cms has none)", v)
 	}
 }
 
