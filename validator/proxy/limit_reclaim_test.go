@@ -203,3 +203,93 @@ func TestGatedLimitReclaim(t *testing.T) {
 	}
 	checkLimitEmpty(t, l)
 }
+
+// TestGatedLimitReclaimOnlyUpToShare: a waiting request whose project
+// holds its share already takes nothing back, though another project
+// holds more than its own (it waits for a slot given back, max-min); one
+// of a project below its share does.
+func TestGatedLimitReclaimOnlyUpToShare(t *testing.T) {
+	l := newGatedLimit(4, 1, time.Hour, nil)
+	var a []*deadlineBody
+	for _, p := range []string{"a", "a", "a", "c"} {
+		b := &deadlineBody{ReadCloser: io.NopCloser(strings.NewReader("{}"))}
+		if r := l.acquireBody(context.Background(), p, b); r != "" {
+			t.Fatal(r)
+		}
+		if p == "a" {
+			a = append(a, b)
+		}
+	}
+	got := make(chan string, 2)
+	go func() { got <- l.acquireBody(context.Background(), "c", nil) }()
+	waitFor(t, "c waiting", func() bool { return l.waiting.Load() == 1 })
+	l.mu.Lock()
+	n := l.reclaiming["a"]
+	l.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("a project at its share took back %d slots", n)
+	}
+	go func() { got <- l.acquireBody(context.Background(), "d", nil) }()
+	waitFor(t, "d waiting", func() bool { return l.waiting.Load() == 2 })
+	l.mu.Lock()
+	n = l.reclaiming["a"]
+	l.mu.Unlock()
+	if n != 1 || !a[2].reclaimed {
+		t.Fatalf("a project below its share took back %d slots (a's newest: %v)", n, a[2].reclaimed)
+	}
+	for _, b := range a {
+		l.dropBody(b)
+		l.release("a")
+	}
+	for range 2 {
+		if r := <-got; r != "" {
+			t.Fatal(r)
+		}
+	}
+	l.mu.Lock()
+	held := maps.Clone(l.byProject)
+	rest := append([]*deadlineBody(nil), l.bodies...)
+	l.mu.Unlock()
+	for _, b := range rest {
+		l.dropBody(b)
+	}
+	for p, k := range held {
+		for range k {
+			l.release(p)
+		}
+	}
+	checkLimitEmpty(t, l)
+}
+
+// stubIdentity accepts every token as one caller.
+type stubIdentity struct{}
+
+func (stubIdentity) Validate(context.Context, string) (*Caller, error) {
+	return &Caller{UserID: "u", ProjectID: "p"}, nil
+}
+
+// TestValidationWaitsForPlace: a token not in the cache that finds every
+// validation place taken waits for one (up to semWait) and is validated
+// once one comes free, rather than being refused at once.
+func TestValidationWaitsForPlace(t *testing.T) {
+	h := &heldIdentity{next: stubIdentity{}, armed: 1, entered: make(chan struct{}), release: make(chan struct{})}
+	ci := newCachedIdentity(h, time.Minute, 16, time.Now, nil)
+	ci.sem, ci.semWait = make(chan struct{}, 1), 30*time.Second
+	first := make(chan error, 1)
+	go func() { _, err := ci.Validate(context.Background(), "first"); first <- err }()
+	<-h.entered // (the one place taken)
+	second := make(chan error, 1)
+	go func() { _, err := ci.Validate(context.Background(), "second"); second <- err }()
+	select {
+	case err := <-second:
+		t.Fatalf("second token with every place taken: %v at once, want it to wait", err)
+	case <-time.After(50 * time.Millisecond): // (not a timed assertion: it must not have been answered)
+	}
+	close(h.release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-second; err != nil {
+		t.Fatalf("second token once a place came free: %v", err)
+	}
+}
