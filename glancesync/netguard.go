@@ -25,9 +25,12 @@ import (
 //
 //   - never: link-local (169.254.0.0/16, fe80::/10; the cloud metadata
 //     service lives there), the other metadata addresses, unspecified
-//     (0.0.0.0/8, ::), multicast and broadcast;
+//     (0.0.0.0/8, ::), multicast, broadcast and reserved (240.0.0.0/4);
+//     an IPv6 address embedding an IPv4 one (mapped, compatible, NAT64,
+//     6to4, Teredo) as that one (netguard.Classify);
 //   - loopback (127.0.0.0/8, ::1) and private (10.0.0.0/8, 172.16.0.0/12,
-//     192.168.0.0/16, 100.64.0.0/10, fc00::/7, fec0::/10) only for a
+//     192.168.0.0/16, 100.64.0.0/10, 192.0.0.0/24, 198.18.0.0/15,
+//     fc00::/7, fec0::/10) only for a
 //     source whose own URL's host is on such an address (a site mirror on
 //     its LAN; a source on a loopback address may reach private addresses
 //     too, a source on a private address not loopback ones), or with

@@ -44,18 +44,35 @@ var (
 		netip.MustParseAddr("168.63.129.16"),
 	}
 	unspecifiedNets = mustPrefixes("0.0.0.0/8", "::/128")
-	privateNets     = mustPrefixes("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7", "fec0::/10")
-	nat64Net        = netip.MustParsePrefix("64:ff9b::/96")
-	broadcastAddr   = netip.MustParseAddr("255.255.255.255")
+	privateNets     = mustPrefixes("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7", "fec0::/10",
+		// not globally reachable (IANA's special-purpose registries):
+		// IETF protocol assignments, benchmarking
+		"192.0.0.0/24", "198.18.0.0/15")
+	nat64Net      = netip.MustParsePrefix("64:ff9b::/96")
+	nat64LocalNet = netip.MustParsePrefix("64:ff9b:1::/48")
+	sixToFourNet  = netip.MustParsePrefix("2002::/16")
+	teredoNet     = netip.MustParsePrefix("2001::/32")
+	v4CompatNet   = netip.MustParsePrefix("::/96")
+	// reservedNet is 240.0.0.0/4 ("reserved for future use": no host
+	// there is reached on purpose)
+	reservedNet   = netip.MustParsePrefix("240.0.0.0/4")
+	broadcastAddr = netip.MustParseAddr("255.255.255.255")
 )
 
-// Classify returns an address's class and its name for errors.
+// Classify returns an address's class and its name for errors. An IPv6
+// address that embeds an IPv4 one (IPv4-mapped, IPv4-compatible, NAT64
+// 64:ff9b::/96, 6to4 2002::/16, Teredo 2001::/32 by its client address)
+// is judged as the IPv4 address it reaches (the tunnel, translator or
+// relay delivers to it), at least as private under the local-use NAT64
+// prefix 64:ff9b:1::/48 (a site's own translator).
 func Classify(a netip.Addr) (Class, string) {
 	a = a.WithZone("").Unmap()
-	if nat64Net.Contains(a) {
-		// the well-known NAT64 prefix reaches the IPv4 address it embeds
-		b := a.As16()
-		a = netip.AddrFrom4([4]byte(b[12:16]))
+	if v4, local, ok := embeddedIPv4(a); ok {
+		c, name := Classify(v4)
+		if local && c < Private {
+			return Private, "private"
+		}
+		return c, name
 	}
 	for _, m := range metadataAddrs {
 		if a == m {
@@ -74,6 +91,8 @@ func Classify(a netip.Addr) (Class, string) {
 		return Forbidden, "multicast"
 	case a == broadcastAddr:
 		return Forbidden, "broadcast"
+	case reservedNet.Contains(a):
+		return Forbidden, "reserved"
 	case a.IsLoopback():
 		return Loopback, "loopback"
 	}
@@ -83,4 +102,30 @@ func Classify(a netip.Addr) (Class, string) {
 		}
 	}
 	return Public, "public"
+}
+
+// embeddedIPv4 returns the IPv4 address an IPv6 address a delivers to, if
+// it embeds one, and whether that is through the local-use NAT64 prefix.
+// The IPv4-compatible form (::a.b.c.d) excludes :: and ::1, which are
+// IPv6's own unspecified and loopback addresses.
+func embeddedIPv4(a netip.Addr) (v4 netip.Addr, local, ok bool) {
+	if !a.Is6() {
+		return netip.Addr{}, false, false
+	}
+	b := a.As16()
+	last := netip.AddrFrom4([4]byte(b[12:16]))
+	switch {
+	case nat64Net.Contains(a):
+		return last, false, true
+	case nat64LocalNet.Contains(a):
+		return last, true, true
+	case sixToFourNet.Contains(a):
+		return netip.AddrFrom4([4]byte(b[2:6])), false, true
+	case teredoNet.Contains(a):
+		// the client's address, each bit inverted (RFC 4380 4)
+		return netip.AddrFrom4([4]byte{^b[12], ^b[13], ^b[14], ^b[15]}), false, true
+	case v4CompatNet.Contains(a) && last.Compare(netip.AddrFrom4([4]byte{0, 0, 0, 1})) > 0:
+		return last, false, true
+	}
+	return netip.Addr{}, false, false
 }

@@ -44,6 +44,23 @@ func TestClassifyAddresses(t *testing.T) {
 		{"192.0.2.10", Public, "public"},
 		{"2001:db8::1", Public, "public"},
 		{"188.184.21.108", Public, "public"},
+		{"2002:a9fe:a9fe::1", Forbidden, "link-local"},                    // 6to4 of 169.254.169.254
+		{"2002:7f00:1::", Loopback, "loopback"},                           // 6to4 of 127.0.0.1
+		{"2002:0a00:0001::", Private, "private"},                          // 6to4 of 10.0.0.1
+		{"2002:bcb8:156c::1", Public, "public"},                           // 6to4 of 188.184.21.108
+		{"2001:0:4136:e378:8000:63bf:5601:5601", Forbidden, "link-local"}, // Teredo, client 169.254.169.254 (bits inverted)
+		{"2001:0:4136:e378:8000:63bf:f5ff:fffe", Private, "private"},      // Teredo, client 10.0.0.1
+		{"2001:0:4136:e378:8000:63bf:4347:ea93", Public, "public"},        // Teredo, client 188.184.21.108
+		{"::a9fe:a9fe", Forbidden, "link-local"},                          // IPv4-compatible 169.254.169.254
+		{"::7f00:1", Loopback, "loopback"},                                // IPv4-compatible 127.0.0.1
+		{"::2", Forbidden, "unspecified"},                                 // IPv4-compatible 0.0.0.2
+		{"64:ff9b:1::a9fe:a9fe", Forbidden, "link-local"},                 // local-use NAT64
+		{"64:ff9b:1::bcb8:156c", Private, "private"},                      // local-use NAT64 of a public address: the site's translator
+		{"240.0.0.1", Forbidden, "reserved"},
+		{"254.1.2.3", Forbidden, "reserved"},
+		{"198.18.0.1", Private, "private"},
+		{"198.19.255.255", Private, "private"},
+		{"192.0.0.170", Private, "private"},
 	} {
 		c, name := Classify(netip.MustParseAddr(tc.addr))
 		if c != tc.want || name != tc.name {
