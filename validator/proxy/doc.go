@@ -221,7 +221,11 @@
 // that finds them all under way waits up to GatedQueueTimeout, then is
 // answered 503 (validation-busy): a flood of made-up tokens costs that
 // many Keystone calls at a time, not one per connection; a cached token
-// never waits for it. The first refusal after a quiet interval is
+// never waits for it. The places are a gatedLimit keyed by client (IPv4
+// address, IPv6 /64: clientKey) instead of project, so one address's
+// flood gives way to another client's validation: the next free place
+// goes to the client holding the fewest, and its waiting places to a
+// client that has fewer. The first refusal after a quiet interval is
 // logged in full, the others as one summary line per interval (overloadLog).
 // Pass-through requests never touch the limit. ServerOptions.MaxConns
 // bounds the client connections of the gate's listener, plain or TLS: the

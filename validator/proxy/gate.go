@@ -139,7 +139,7 @@ func (p *Proxy) authenticate(g *gateReq) error {
 		p.o.Metrics.token("missing")
 		return errUnauthenticated{present: false}
 	}
-	c, err := p.identity.Validate(g.r.Context(), token)
+	c, err := p.identity.Validate(withClient(g.r.Context(), clientKey(g.r)), token)
 	switch {
 	case errors.Is(err, errValidationBusy):
 		return err

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -91,12 +92,15 @@ type cachedIdentity struct {
 	metrics *Metrics
 	// timeout bounds one call of next (callTimeout)
 	timeout time.Duration
-	// sem, when set, bounds the calls of next under way at once (one per
-	// token not in the cache, concurrent requests of one token sharing
-	// it); a call waits for a place up to semWait, else the validation
-	// fails with errValidationBusy. A cached token never waits for it.
-	sem     chan struct{}
-	semWait time.Duration
+	// places, when set, bounds the calls of next under way at once (one
+	// per token not in the cache, concurrent requests of one token
+	// sharing it), shared out between clients (clientKey, from the
+	// context: withClient) as gated slots are between projects: a place
+	// given back goes to the waiting validation whose client holds the
+	// fewest, and a client's waiting validations give way to another
+	// client's (gatedLimit). A call that gets no place within the limit's
+	// timeout fails with errValidationBusy. A cached token never waits.
+	places *gatedLimit
 
 	group singleflight.Group
 	cache *ttlLRU[[sha256.Size]byte, *Caller]
@@ -114,11 +118,12 @@ func (c *cachedIdentity) Validate(ctx context.Context, token string) (*Caller, e
 		return cl, nil
 	}
 	v, err, _ := c.group.Do(string(key[:]), func() (any, error) {
-		if c.sem != nil { // (one place per token: its callers share it)
-			if !c.enter() {
+		if c.places != nil { // (one place per token: its callers share it)
+			client := clientOf(ctx)
+			if c.places.acquire(context.WithoutCancel(ctx), client) != "" {
 				return nil, errValidationBusy
 			}
-			defer func() { <-c.sem }()
+			defer c.places.release(client)
 		}
 		// The shared call must not die with the first caller's request,
 		// nor outlive a Keystone that never answers.
@@ -155,25 +160,47 @@ var errValidationBusy = errors.New("too many token validations under way")
 // queue timeout: a flood of made-up tokens, each a Keystone call, gets
 // 503s beyond that instead of as many concurrent Keystone calls as the
 // gate has connections, while the site's users, whose tokens are cached
-// after their first request, do not wait at all.
+// after their first request, do not wait at all (newValidationPlaces).
 func maxValidationsFor(maxGated int) int { return min(max(maxGated, 4), 64) }
 
 // enter takes a place in sem, waiting up to semWait; false when none came
 // free.
-func (c *cachedIdentity) enter() bool {
-	select {
-	case c.sem <- struct{}{}:
-		return true
-	default:
+// newValidationPlaces is the bound of cachedIdentity.places for a gate
+// with maxGated slots and queue timeout wait: maxValidationsFor(maxGated)
+// places, a client's share a quarter of them (at least one), no metrics
+// of their own (a refusal is counted as the request's, validation-busy).
+func newValidationPlaces(maxGated int, wait time.Duration) *gatedLimit {
+	n := maxValidationsFor(maxGated)
+	return newGatedLimit(n, max(n/4, 1), wait, nil)
+}
+
+// clientKey names the client of r for the validation places: its IPv4
+// address, or the /64 of its IPv6 one (a host's usual allocation, whose
+// addresses it chooses freely).
+func clientKey(r *http.Request) string {
+	h := remoteHost(r)
+	a, err := netip.ParseAddr(h)
+	if err != nil {
+		return h
 	}
-	t := time.NewTimer(c.semWait)
-	defer t.Stop()
-	select {
-	case c.sem <- struct{}{}:
-		return true
-	case <-t.C:
-		return false
+	if a = a.Unmap(); a.Is6() {
+		return netip.PrefixFrom(a.WithZone(""), 64).Masked().String()
 	}
+	return a.String()
+}
+
+type clientCtxKey struct{}
+
+// withClient returns ctx carrying the client key of the request it
+// serves (clientKey), for cachedIdentity's validation places.
+func withClient(ctx context.Context, client string) context.Context {
+	return context.WithValue(ctx, clientCtxKey{}, client)
+}
+
+// clientOf is the client key withClient put in ctx ("" when none).
+func clientOf(ctx context.Context) string {
+	s, _ := ctx.Value(clientCtxKey{}).(string)
+	return s
 }
 
 func (c *cachedIdentity) get(key [sha256.Size]byte) (*Caller, bool) {

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -269,12 +270,12 @@ func (stubIdentity) Validate(context.Context, string) (*Caller, error) {
 }
 
 // TestValidationWaitsForPlace: a token not in the cache that finds every
-// validation place taken waits for one (up to semWait) and is validated
+// validation place taken waits for one (up to the places' timeout) and is validated
 // once one comes free, rather than being refused at once.
 func TestValidationWaitsForPlace(t *testing.T) {
 	h := &heldIdentity{next: stubIdentity{}, armed: 1, entered: make(chan struct{}), release: make(chan struct{})}
 	ci := newCachedIdentity(h, time.Minute, 16, time.Now, nil)
-	ci.sem, ci.semWait = make(chan struct{}, 1), 30*time.Second
+	ci.places = newGatedLimit(1, 1, 30*time.Second, nil)
 	first := make(chan error, 1)
 	go func() { _, err := ci.Validate(context.Background(), "first"); first <- err }()
 	<-h.entered // (the one place taken)
@@ -291,5 +292,95 @@ func TestValidationWaitsForPlace(t *testing.T) {
 	}
 	if err := <-second; err != nil {
 		t.Fatalf("second token once a place came free: %v", err)
+	}
+}
+
+// orderIdentity answers each validation once release lets one through,
+// after telling calls which token it is.
+type orderIdentity struct {
+	calls   chan string
+	release chan struct{}
+}
+
+func (o *orderIdentity) Validate(_ context.Context, token string) (*Caller, error) {
+	o.calls <- token
+	<-o.release
+	return &Caller{UserID: "u-" + token, ProjectID: "p"}, nil
+}
+
+// TestValidationPlacesFairBetweenClients: a client that floods the gate
+// with tokens not in the cache does not keep another client's validation
+// waiting behind its own. Client A holds both places and fills the
+// waiting places; client B's token takes the newest of A's waiting places
+// (A's request refused validation-busy) and gets the next place that
+// comes free, before A's earlier waiter.
+func TestValidationPlacesFairBetweenClients(t *testing.T) {
+	o := &orderIdentity{calls: make(chan string, 8), release: make(chan struct{})}
+	ci := newCachedIdentity(o, time.Minute, 16, time.Now, nil)
+	ci.places = newGatedLimit(2, 1, time.Minute, nil)
+	type result struct {
+		token string
+		err   error
+	}
+	done := make(chan result, 8)
+	validate := func(client, token string) {
+		go func() {
+			_, err := ci.Validate(withClient(context.Background(), client), token)
+			done <- result{token, err}
+		}()
+	}
+	waitFor := func(cond func() bool, what string) {
+		t.Helper()
+		for range 2000 {
+			if cond() {
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		t.Fatalf("never %s", what)
+	}
+	validate("192.0.2.1", "a1")
+	validate("192.0.2.1", "a2")
+	for range 2 {
+		if tok := <-o.calls; tok != "a1" && tok != "a2" {
+			t.Fatalf("validated %s first", tok)
+		}
+	}
+	validate("192.0.2.1", "a3")
+	waitFor(func() bool { return ci.places.waiting.Load() == 1 }, "a3 waiting")
+	validate("192.0.2.1", "a4")
+	waitFor(func() bool { return ci.places.waiting.Load() == 2 }, "a4 waiting")
+	validate("2001:db8::/64", "b1")
+	if r := <-done; r.token != "a4" || !errors.Is(r.err, errValidationBusy) {
+		t.Fatalf("%s: %v, want a4 refused for b1's waiting place", r.token, r.err)
+	}
+	o.release <- struct{}{} // (a1 or a2 done: a place comes free)
+	if r := <-done; r.err != nil {
+		t.Fatal(r.err)
+	}
+	if tok := <-o.calls; tok != "b1" {
+		t.Fatalf("the free place went to %s, want b1 (client B holds none, A one)", tok)
+	}
+	close(o.release)
+	for range 3 {
+		if r := <-done; r.err != nil {
+			t.Fatalf("%s: %v", r.token, r.err)
+		}
+	}
+}
+
+// TestClientKey: IPv4 clients by address, IPv6 ones by /64.
+func TestClientKey(t *testing.T) {
+	for _, tc := range []struct{ remote, want string }{
+		{"192.0.2.7:5555", "192.0.2.7"},
+		{"[::ffff:192.0.2.7]:5555", "192.0.2.7"},
+		{"[2001:db8:1:2:3:4:5:6]:5555", "2001:db8:1:2::/64"},
+		{"[2001:db8:1:2::9%eth0]:5555", "2001:db8:1:2::/64"},
+		{"not-an-address", "not-an-address"},
+	} {
+		r := &http.Request{RemoteAddr: tc.remote}
+		if got := clientKey(r); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.remote, got, tc.want)
+		}
 	}
 }

@@ -222,8 +222,7 @@ func New(o Options) (*Proxy, error) {
 		}
 		ci := newCachedIdentity(o.Identity, o.TokenCacheTTL, o.CacheSize, o.Now, o.Metrics)
 		ci.timeout = o.LookupTimeout
-		ci.sem = make(chan struct{}, maxValidationsFor(o.MaxGated))
-		ci.semWait = o.GatedQueueTimeout
+		ci.places = newValidationPlaces(o.MaxGated, o.GatedQueueTimeout)
 		p.identity = ci
 	}
 	up := *o.Upstream

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/base64"
 	"math/big"
@@ -245,8 +246,8 @@ func TestUserGuideRefusals(t *testing.T) {
 		switch {
 		case over != nil && over.Identity != nil:
 			ci := g.proxy.identity.(*cachedIdentity)
-			for range cap(ci.sem) {
-				ci.sem <- struct{}{}
+			for range ci.places.n {
+				ci.places.acquire(context.Background(), "another-client")
 			}
 			hdr = map[string]string{"X-Auth-Token": "a-token-not-cached"}
 		case over != nil && over.MaxGated != 0:
