@@ -27,6 +27,18 @@ die() { echo "die: $*" >&2; exit 1; }
 get_or_create_project() { echo 0123456789abcdef0123456789abcdef; }
 `
 
+// iniStubs stand in for devstack's iniget and iniset, by Python's
+// configparser.
+const iniStubs = `
+iniget() { python3 -c 'import configparser,sys; c=configparser.RawConfigParser(); c.read(sys.argv[1]); print(c.get(sys.argv[2], sys.argv[3], fallback=""))' "$@"; }
+iniset() { python3 -c '
+import configparser,sys
+c=configparser.RawConfigParser(); c.optionxform=str; c.read(sys.argv[1])
+if sys.argv[2]!="DEFAULT" and not c.has_section(sys.argv[2]): c.add_section(sys.argv[2])
+c.set(sys.argv[2], sys.argv[3], sys.argv[4])
+c.write(open(sys.argv[1], "w"))' "$@"; }
+`
+
 // TestPluginWritesConfig runs imagetrust_write_config (the demonstration
 // PKI and imagetrust.toml) under IPv4 and IPv6 settings: the file loads,
 // and the proxy's listen and public_url are addresses Go and clients take
@@ -95,15 +107,8 @@ func TestPluginConfiguresNova(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	script := stubs + `
+	script := stubs + iniStubs + `
 set -e
-iniget() { python3 -c 'import configparser,sys; c=configparser.RawConfigParser(); c.read(sys.argv[1]); print(c.get(sys.argv[2], sys.argv[3], fallback=""))' "$@"; }
-iniset() { python3 -c '
-import configparser,sys
-c=configparser.RawConfigParser(); c.optionxform=str; c.read(sys.argv[1])
-if sys.argv[2]!="DEFAULT" and not c.has_section(sys.argv[2]): c.add_section(sys.argv[2])
-c.set(sys.argv[2], sys.argv[3], sys.argv[4])
-c.write(open(sys.argv[1], "w"))' "$@"; }
 source devstack/settings
 source devstack/plugin.sh
 IMAGETRUST_SRC_DIR=$PWD
@@ -159,15 +164,8 @@ func TestPluginGlancePolicy(t *testing.T) {
 	if err := os.WriteFile(api, []byte("[DEFAULT]\nnode_staging_uri = file:///tmp/x\n[oslo_policy]\npolicy_file = "+policy+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	script := stubs + `
+	script := stubs + iniStubs + `
 set -e
-iniget() { python3 -c 'import configparser,sys; c=configparser.RawConfigParser(); c.read(sys.argv[1]); print(c.get(sys.argv[2], sys.argv[3], fallback=""))' "$@"; }
-iniset() { python3 -c '
-import configparser,sys
-c=configparser.RawConfigParser(); c.optionxform=str; c.read(sys.argv[1])
-if sys.argv[2]!="DEFAULT" and not c.has_section(sys.argv[2]): c.add_section(sys.argv[2])
-c.set(sys.argv[2], sys.argv[3], sys.argv[4])
-c.write(open(sys.argv[1], "w"))' "$@"; }
 source devstack/settings
 source devstack/plugin.sh
 IMAGETRUST_SRC_DIR=$PWD
