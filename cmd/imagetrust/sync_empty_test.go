@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+	"github.com/gophercloud/gophercloud/v2"
 
 	"github.com/imagetrust/imagetrust/internal/glance"
 	"github.com/imagetrust/imagetrust/internal/ostest"
@@ -26,24 +27,8 @@ import (
 // Against the real Keystone, Glance and Nova, in the process's own
 // project. Before, the run exited 0: a cron job could not tell.
 func TestSyncOnceEmptySource(t *testing.T) {
-	c := ostest.Start(t, ostest.Options{})
 	ctx := context.Background()
-	p := ownMirror(t, c)
-	vars := projectVars(p)
-	mirror := c.ImageClient(t, ostest.CloudAdmin)
-	id := uuid.NewString()
-	if _, err := glance.Create(ctx, p.Image, glance.CreateOpts{ID: id, Name: "empty-src-" + id[:8], DiskFormat: "raw", ContainerFormat: "bare",
-		Visibility: "shared", Properties: map[string]string{validator.PropUUID: id, validator.PropVO: "demo", validator.PropTag: "empty-src-" + id[:8]}}).Extract(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = glance.Reactivate(context.Background(), mirror, id).ExtractErr()
-		_ = glance.Delete(context.Background(), mirror, id).ExtractErr()
-	})
-	if err := glance.Upload(ctx, p.Image, id, bytes.NewReader(make([]byte, 1024))).ExtractErr(); err != nil {
-		t.Fatal(err)
-	}
-
+	vars, mirror, id := demoImageInOwnMirror(t, "empty-src")
 	path, _ := daemonConfig(t)
 	text, err := os.ReadFile(path)
 	if err != nil {
@@ -95,24 +80,8 @@ func TestSyncOnceEmptySource(t *testing.T) {
 // and Nova. Before, the VO was only logged (WARN) and the run exited 4
 // for the refused bundle: a cron job saw no VO gone.
 func TestSyncOnceVanishedVO(t *testing.T) {
-	c := ostest.Start(t, ostest.Options{})
 	ctx := context.Background()
-	p := ownMirror(t, c)
-	vars := projectVars(p)
-	mirror := c.ImageClient(t, ostest.CloudAdmin)
-	id := uuid.NewString()
-	if _, err := glance.Create(ctx, p.Image, glance.CreateOpts{ID: id, Name: "vanished-vo-" + id[:8], DiskFormat: "raw", ContainerFormat: "bare",
-		Visibility: "shared", Properties: map[string]string{validator.PropUUID: id, validator.PropVO: "demo", validator.PropTag: "vanished-vo-" + id[:8]}}).Extract(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = glance.Reactivate(context.Background(), mirror, id).ExtractErr()
-		_ = glance.Delete(context.Background(), mirror, id).ExtractErr()
-	})
-	if err := glance.Upload(ctx, p.Image, id, bytes.NewReader(make([]byte, 1024))).ExtractErr(); err != nil {
-		t.Fatal(err)
-	}
-
+	vars, mirror, id := demoImageInOwnMirror(t, "vanished-vo")
 	path, _ := daemonConfig(t)
 	text, err := os.ReadFile(path)
 	if err != nil {
@@ -148,4 +117,30 @@ func TestSyncOnceVanishedVO(t *testing.T) {
 	if im.Status != "active" || im.Hidden {
 		t.Fatalf("image of the vanished VO %s (hidden %v) after the pass: retired\n%s", im.Status, im.Hidden, stderr)
 	}
+}
+
+// demoImageInOwnMirror starts the stack and makes the test's own mirror
+// project (ownMirror), with one active image of VO demo in it named
+// prefix-<uuid prefix> (its tag too), deleted at the end. It returns the
+// environment naming that project for the CLI, an admin image client, and
+// the image's id.
+func demoImageInOwnMirror(t *testing.T, prefix string) (vars map[string]string, mirror *gophercloud.ServiceClient, id string) {
+	t.Helper()
+	c := ostest.Start(t, ostest.Options{})
+	ctx := context.Background()
+	p := ownMirror(t, c)
+	mirror = c.ImageClient(t, ostest.CloudAdmin)
+	id = uuid.NewString()
+	if _, err := glance.Create(ctx, p.Image, glance.CreateOpts{ID: id, Name: prefix + "-" + id[:8], DiskFormat: "raw", ContainerFormat: "bare",
+		Visibility: "shared", Properties: map[string]string{validator.PropUUID: id, validator.PropVO: "demo", validator.PropTag: prefix + "-" + id[:8]}}).Extract(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = glance.Reactivate(context.Background(), mirror, id).ExtractErr()
+		_ = glance.Delete(context.Background(), mirror, id).ExtractErr()
+	})
+	if err := glance.Upload(ctx, p.Image, id, bytes.NewReader(make([]byte, 1024))).ExtractErr(); err != nil {
+		t.Fatal(err)
+	}
+	return projectVars(p), mirror, id
 }
