@@ -369,6 +369,9 @@ func TestHoldReleasedInNewerScope(t *testing.T) {
 		{"ok hold in a user-only CRL, complete CRL after", list(1, 2*time.Hour, pki.IDPOnlyUserCerts, ReasonCertificateHold), list(2, time.Hour, nil, -1), -1},
 		{"ok hold in a complete CRL, user-only CRL after", list(1, 2*time.Hour, nil, ReasonCertificateHold), list(2, time.Hour, pki.IDPOnlyUserCerts, -1), -1},
 		{"fail hold, a CA-only CRL after", list(1, 2*time.Hour, nil, ReasonCertificateHold), list(2, time.Hour, pki.IDPOnlyCACerts, -1), ReasonCertificateHold},
+		// only a later CRL speaks over the hold: one of the same thisUpdate
+		// does not (the mutant "!After" -> "Before" in newerSpeaksFor)
+		{"fail hold in a user-only CRL, complete CRL of the same thisUpdate", list(1, 2*time.Hour, pki.IDPOnlyUserCerts, ReasonCertificateHold), list(2, 2*time.Hour, nil, -1), ReasonCertificateHold},
 		{"fail keyCompromise never lapses", list(1, 2*time.Hour, nil, ReasonKeyCompromise), list(2, time.Hour, pki.IDPOnlyUserCerts, -1), ReasonKeyCompromise},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

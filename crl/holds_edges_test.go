@@ -73,6 +73,16 @@ func TestHoldKeptEdges(t *testing.T) {
 			next: func(w *holdWorld) map[*testpki.CA][][]byte {
 				return map[*testpki.CA][][]byte{w.registrar: {holdCRL(w.registrar, 5, -time.Minute, dpA)}}
 			}, want: StateHold},
+		// a complete CRL lifts the hold only when later than the imposing
+		// CRL (the mutant "After(since)" -> "!Before(since)" in holdKept)
+		{name: "fail distribution point hold, a complete CRL of the same thisUpdate without the entry", idp: dpA,
+			next: func(w *holdWorld) map[*testpki.CA][][]byte {
+				return map[*testpki.CA][][]byte{w.registrar: {holdCRL(w.registrar, 1, -time.Hour, nil)}}
+			}, want: StateHold},
+		{name: "ok distribution point hold lifted by a later complete CRL", idp: dpA,
+			next: func(w *holdWorld) map[*testpki.CA][][]byte {
+				return map[*testpki.CA][][]byte{w.registrar: {holdCRL(w.registrar, 1, -time.Minute, nil)}}
+			}, want: StateValid},
 		{name: "ok distribution point hold lifted by its CRL 6", idp: dpA,
 			next: func(w *holdWorld) map[*testpki.CA][][]byte {
 				return map[*testpki.CA][][]byte{w.registrar: {holdCRL(w.registrar, 6, -time.Minute, dpA)}}
