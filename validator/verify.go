@@ -353,23 +353,19 @@ func (r *Result) finish() *Result {
 	sort.SliceStable(r.Checks, func(i, j int) bool { return checkOrder[r.Checks[i].Name] < checkOrder[r.Checks[j].Name] })
 	valid := true
 	onlyExpiry := true
-	anyFail := false
 	for _, c := range r.Checks {
 		if c.OK || (c.Skipped && c.Name == CheckImage && c.Reason == ReasonNotChecked) {
 			continue
 		}
 		valid = false
-		if c.Skipped {
-			onlyExpiry = false
-			continue
-		}
-		anyFail = true
-		if c.Name != CheckExpiry || c.Reason != ReasonExpired {
+		if c.Skipped || c.Name != CheckExpiry || c.Reason != ReasonExpired {
 			onlyExpiry = false
 		}
 	}
 	r.Valid = valid
-	r.ExpiredOnly = !valid && anyFail && onlyExpiry
+	// (not valid: a check counted, and only a failed expiry leaves
+	// onlyExpiry set)
+	r.ExpiredOnly = !valid && onlyExpiry
 	return r
 }
 
