@@ -56,6 +56,8 @@ func TestVerifyRefusesMore(t *testing.T) {
 		{"fail unknown critical extension", critical, ca.Cert, ReasonUnsupported},
 		{"fail onlySomeReasons", ca.CRL(pki.CRLTemplate{Number: 4, ThisUpdate: t0, IDP: []byte{0x30, 0x04, 0x83, 0x02, 0x06, 0x40}}), ca.Cert, ReasonUnsupported},
 		{"fail indirectCRL", ca.CRL(pki.CRLTemplate{Number: 5, ThisUpdate: t0, IDP: []byte{0x30, 0x03, 0x84, 0x01, 0xff}}), ca.Cert, ReasonUnsupported},
+		// (mutation testing: checkIDP's refusal of both flags dropped)
+		{"fail both onlyContainsUserCerts and onlyContainsCACerts", ca.CRL(pki.CRLTemplate{Number: 6, ThisUpdate: t0, IDP: []byte{0x30, 0x06, 0x81, 0x01, 0xff, 0x82, 0x01, 0xff}}), ca.Cert, ReasonParse},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

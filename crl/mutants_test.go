@@ -1,6 +1,9 @@
 package crl
 
 import (
+	"bytes"
+	"crypto"
+	"crypto/rand"
 	"crypto/x509"
 	"encoding/json"
 	"math/big"
@@ -106,4 +109,113 @@ func TestChainRefsNamesLinkCertificate(t *testing.T) {
 	if len(refs) != 2 || refs[0].Serial.Cmp(big.NewInt(77)) != 0 || refs[1].Cert != link.Cert || refs[1].Role != RoleCA {
 		t.Fatalf("refs %+v", refs)
 	}
+}
+
+// TestIDPExplicitFalse: an issuingDistributionPoint that spells out
+// onlyContainsUserCerts FALSE (BER's explicit default) scopes nothing: the
+// CRL is complete and speaks for CA certificates too. Kills idpOnly
+// reading any one-byte boolean as TRUE.
+func TestIDPExplicitFalse(t *testing.T) {
+	root := testpki.NewRoot(t, "IDP False Root")
+	ca := root.Intermediate("IDP False CA")
+	sub := ca.Intermediate("IDP False Sub CA")
+	ix := &Index{}
+	if _, err := ix.AddList(mustList(t, ca.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: t0, IDP: []byte{0x30, 0x03, 0x81, 0x01, 0x00}})), ca.Cert, t0, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if !ix.HasCRLFor(sub.Cert) {
+		t.Fatal("a CRL with onlyContainsUserCerts FALSE does not speak for a CA certificate")
+	}
+}
+
+// TestCheckNumberWithoutNumber: a CRL without a number is left to
+// AddList's refusal (ReasonParse), whatever number was seen before: the
+// job calls CheckNumber on a fetched CRL before adding it. Kills dropping
+// CheckNumber's "h.Number == nil" (a nil dereference).
+func TestCheckNumberWithoutNumber(t *testing.T) {
+	if err := CheckNumber(&x509.RevocationList{}, big.NewInt(5), [32]byte{1}, [32]byte{2}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCoveringRekeyGuards: a CRL of another key of a certificate's issuer
+// name speaks for it only when that key's CA certificate was issued under
+// the same issuer name and key identifier as the issuer's own, and is not
+// self-issued (rekeyOf). Kills dropping either guard of rekeyOf.
+func TestCoveringRekeyGuards(t *testing.T) {
+	revokes := func(t *testing.T, cert *x509.Certificate, key crypto.Signer, chain []*x509.Certificate, serial int64) bool {
+		t.Helper()
+		der, err := pki.IssueCRL(pki.CRLTemplate{Number: 1, ThisUpdate: t0, NextUpdate: t0.Add(24 * time.Hour),
+			Entries: []pki.Revoked{{Serial: big.NewInt(serial), Time: t0.Add(-time.Hour), Reason: ReasonKeyCompromise}}}, cert, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ix := &Index{}
+		if _, err := ix.AddList(mustList(t, der), cert, t0.Add(time.Hour), "test"); err != nil {
+			t.Fatal(err)
+		}
+		return ix.CheckChain(chain, RoleImage, t0.Add(-24*time.Hour), false) != nil
+	}
+	parent := testpki.NewRoot(t, "Guard Parent")
+	issuer := parent.Intermediate("Guard CA")
+	leaf := issuer.Leaf(testpki.Name("Guarded"), testpki.WithSerial(9))
+	chain := []*x509.Certificate{leaf.Cert, issuer.Cert, parent.Cert}
+
+	t.Run("ok control: the CA re-keyed by the same parent speaks for it", func(t *testing.T) {
+		rekeyed := parent.Intermediate("Guard CA")
+		if !revokes(t, rekeyed.Cert, rekeyed.Key, chain, 9) {
+			t.Fatal("the re-keyed CA's CRL does not revoke")
+		}
+	})
+	t.Run("fail a namesake under another parent name with the parent's key identifier", func(t *testing.T) {
+		other := testpki.NewRoot(t, "Other Guard Parent")
+		forged := *other.Cert
+		forged.SubjectKeyId = parent.Cert.SubjectKeyId // its AKI: the real parent's
+		key, err := pki.NewKey("")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := pki.Issue(pki.Template{Subject: issuer.Cert.Subject, NotBefore: issuer.Cert.NotBefore, NotAfter: issuer.Cert.NotAfter, IsCA: true, MaxPathLen: -1}, key.Public(), &forged, other.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(c.AuthorityKeyId, parent.Cert.SubjectKeyId) {
+			t.Fatal("setup: the namesake's AKI is not the parent's key identifier")
+		}
+		if revokes(t, c, key, chain, 9) {
+			t.Fatal("a namesake under another parent name revokes")
+		}
+	})
+	t.Run("fail a self-issued CA certificate of another key", func(t *testing.T) {
+		// the issuer is a link certificate (the old root's key certifying a
+		// new key under the root's name, with the old key's identifier as
+		// its AKI, which x509.CreateCertificate leaves out of a self-issued
+		// certificate unless the template sets it); another link
+		// certificate of the old root, for a third key, is self-issued
+		// with the same AKI
+		old := testpki.NewRoot(t, "Link Guard Root")
+		linkTo := func(nu *testpki.CA) *x509.Certificate {
+			tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: old.Cert.Subject,
+				NotBefore: old.Cert.NotBefore, NotAfter: old.Cert.NotAfter, IsCA: true, BasicConstraintsValid: true,
+				KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, SubjectKeyId: nu.Cert.SubjectKeyId, AuthorityKeyId: old.Cert.SubjectKeyId}
+			der, err := x509.CreateCertificate(rand.Reader, tmpl, old.Cert, nu.Key.Public(), old.Key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := x509.ParseCertificate(der)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c
+		}
+		nu, third := testpki.NewRoot(t, "Link Guard Root"), testpki.NewRoot(t, "Link Guard Root")
+		link, thirdLink := linkTo(nu), linkTo(third)
+		linked := nu.Leaf(testpki.Name("Linked"), testpki.WithSerial(10))
+		if !bytes.Equal(thirdLink.AuthorityKeyId, old.Cert.SubjectKeyId) || !bytes.Equal(linked.Cert.AuthorityKeyId, link.SubjectKeyId) {
+			t.Fatal("setup: key identifiers")
+		}
+		if revokes(t, thirdLink, third.Key, []*x509.Certificate{linked.Cert, link, old.Cert}, 10) {
+			t.Fatal("a self-issued certificate of another key speaks for the link certificate's")
+		}
+	})
 }
