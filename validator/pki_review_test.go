@@ -404,6 +404,10 @@ func TestNamespaceLinkCertificate(t *testing.T) {
 		{"ok the old key issues a name of its namespace", old.Leaf(name("Science", "Alice"), valid), ""},
 		{"ok the new key, through the link certificate, issues a name of its namespace", link.Leaf(name("Science", "Alice"), valid), ""},
 		{"fail the new key, through the link certificate, issues a name outside it", link.Leaf(name("Grid", "Alice"), valid), ReasonOutsideNamespace},
+		// a self-issued leaf (the CA's own name on an end-entity
+		// certificate) is checked: only a self-issued CA certificate
+		// within the chain is skipped (mutation testing: "i == 0 ||" dropped)
+		{"fail the CA issues a leaf of its own name, outside its namespace", old.Leaf(name("Grid", "Science CA"), valid), ReasonOutsideNamespace},
 	})
 }
 
