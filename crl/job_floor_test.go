@@ -83,6 +83,27 @@ func TestJobCacheLost(t *testing.T) {
 		}
 	})
 
+	// a held image records a floor too (mutation testing: floorMarks
+	// reading revoked images only survived every test)
+	t.Run("fail older CRL after the cache is lost, the number recorded on a held image", func(t *testing.T) {
+		w := newWorld(t)
+		hold11 := pki.Revoked{Serial: big.NewInt(11), Time: t0.Add(-2 * time.Hour), Reason: ReasonCertificateHold}
+		w.serve(crlT(w.registrar, 2, hold11), 0, 0)
+		run(t, w.job(t, t.TempDir(), t0, true))
+		if img := w.cat.get("img-1"); img.Properties[PropGlobalValidity] != StateHold || img.Properties[PropRevCRLNumber] != "2" {
+			t.Fatalf("setup: img-1 %+v", img.Properties)
+		}
+		cache := t.TempDir()
+		w.serve(crlT(w.registrar, 1), 0, 0)
+		rep := run(t, w.job(t, cache, t0.Add(time.Minute), true))
+		if len(rep.Refused) != 1 || rep.Refused[0].Reason != ReasonRollback || !strings.Contains(rep.Refused[0].Error, "img-1") {
+			t.Fatalf("refused %+v", rep.Refused)
+		}
+		if got := usedNumbers(rep, reg(w)); len(got) != 0 {
+			t.Fatalf("registrar CRLs used: %q", got)
+		}
+	})
+
 	t.Run("fail cache restored from an older backup", func(t *testing.T) {
 		w := newWorld(t)
 		cache, backup := t.TempDir(), t.TempDir()
