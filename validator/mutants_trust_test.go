@@ -106,3 +106,14 @@ func TestConfiguredLinkCertificateIsNoRoot(t *testing.T) {
 		t.Fatalf("creator under a configured link certificate, its root not configured: %+v", c)
 	}
 }
+
+// TestSignerTimeSkippedWithoutApprover: with a signer missing, check 5
+// is reported skipped, not passed for "creator and approver". Kills
+// dropping the "creator == nil || approver == nil" branch of Verify.
+func TestSignerTimeSkippedWithoutApprover(t *testing.T) {
+	w := newWorld(t)
+	r := w.trust().Verify(w.bundle(bundleOpts{noApprover: true}).input(testNow))
+	if c := r.Check(CheckSignerTime); c.OK || !c.Skipped {
+		t.Fatalf("signer-time check %+v, want skipped", c)
+	}
+}
