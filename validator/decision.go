@@ -210,6 +210,14 @@ func RecordTampered(r *Result, props map[string]string) ([]string, error) {
 	return tamperedProps(props, derivedProperties(r)), nil
 }
 
+// siteFaultMsg is d with detail as its message, followed by the advice to
+// ask the site operators (the fault is the site's to mend).
+func siteFaultMsg(d Decision, detail string) Decision {
+	d.detail = detail
+	d.Message = detail + " Ask the site operators."
+	return d
+}
+
 // DecideBoot judges whether an image may boot now: it must be a catalogue
 // image (owned by the mirror project) whose stored record re-verifies and
 // matches its properties, globally valid, not blacklisted, active, and
@@ -218,7 +226,17 @@ func RecordTampered(r *Result, props map[string]string) ([]string, error) {
 func (t *Trust) DecideBoot(img CatalogImage, p BootPolicy, now time.Time) Decision {
 	d := Decision{ImageID: img.ID}
 	props := img.Properties
-	if img.Owner != p.MirrorProject || props[PropRecordVersion] == "" {
+	if img.Owner == p.MirrorProject && props[PropRecordVersion] == "" {
+		// The catalogue project's image without a record: not an image the
+		// sync verified (one whose record was stripped by someone allowed
+		// to write its properties, or uploaded there by hand), and never
+		// an unmanaged image: it would bring a withdrawn, revoked or
+		// blacklisted catalogue image back for the projects that may boot
+		// their own images.
+		d.Reasons = append(d.Reasons, DecisionNotInCatalogue)
+		return siteFaultMsg(d, fmt.Sprintf("Image %s is in the site's catalogue project but carries no catalogue record (imagetrust_record_version), so it is not an image the site verified and may not boot.", img.ID))
+	}
+	if img.Owner != p.MirrorProject {
 		if p.AllowUnmanaged {
 			d.Allowed = true
 			d.Notes = append(d.Notes, DecisionUnmanaged)
@@ -232,11 +250,7 @@ func (t *Trust) DecideBoot(img CatalogImage, p BootPolicy, now time.Time) Decisi
 	rr := t.verifyRecord(props, now)
 	// the site's to mend: the advice is to ask it (DecideTag lists the
 	// detail, without the advice, and advises once)
-	siteFault := func(detail string) Decision {
-		d.detail = detail
-		d.Message = detail + " Ask the site operators."
-		return d
-	}
+	siteFault := func(detail string) Decision { return siteFaultMsg(d, detail) }
 	if rr.err != "" {
 		d.Reasons = append(d.Reasons, DecisionRecordInvalid)
 		switch rr.err {

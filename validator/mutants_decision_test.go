@@ -76,6 +76,12 @@ func TestDecideBootEdges(t *testing.T) {
 				c.Properties[PropGlobalValidity] = GlobalHold
 				c.Properties[PropLocalValidity] = LocalRunAnyway
 			}, want: []string{DecisionGlobalPrefix + GlobalHold, DecisionExpired}},
+		// a record stripped from a catalogue image (by someone allowed to
+		// write its properties) does not make it an unmanaged image that
+		// the projects allowed those may boot
+		{name: "fail mirror-project image without a record version, for a project allowed unmanaged images",
+			edit: func(c *CatalogImage) { delete(c.Properties, PropRecordVersion) }, want: []string{DecisionNotInCatalogue},
+			policy: &BootPolicy{MirrorProject: mirror, AllowUnmanaged: true}},
 		{name: "fail expired and global validity missing with run-anyway", now: expired,
 			edit: func(c *CatalogImage) {
 				delete(c.Properties, PropGlobalValidity)
@@ -89,7 +95,11 @@ func TestDecideBootEdges(t *testing.T) {
 			if now.IsZero() {
 				now = testNow
 			}
-			d := tr.DecideBoot(img, pol, now)
+			policy := pol
+			if tc.policy != nil {
+				policy = *tc.policy
+			}
+			d := tr.DecideBoot(img, policy, now)
 			if d.Allowed {
 				t.Fatalf("allowed: %s", d.Message)
 			}
