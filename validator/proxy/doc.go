@@ -710,6 +710,19 @@
 // medians), a few per cent lower on the small answer: not shown to be at
 // least nginx's rate there, as before.
 //
+// Again on 2026-11-27 (the next session), after the fair share of slots
+// and of validation places (neither on the pass-through path); stacks
+// stopped, load 0.6 before it and up to 3.6 during it (another job), 11 x
+// 2 s, paired, interval:
+//
+//	                                  small                  detail
+//	gate-proc/nginx                   1.00 [0.92, 1.07]      1.11 [1.00, 1.19]
+//	gate-proc/nginx-auto              0.96 [0.91, 1.01]      0.97 [0.88, 1.07]
+//	gate-proc/nginx-xf                1.03 [0.96, 1.07]      1.14 [1.03, 1.18]
+//	gate-proc/nginx-auto-xf           0.98 [0.88, 1.02]      1.02 [0.91, 1.13]
+//
+// The same picture again.
+//
 //	go test ./validator/proxy -run '^$' -bench 'PassThrough$' -benchtime 50000x
 //	go test ./validator/proxy -run '^$' -bench PassThroughWrk -benchtime 1x
 //	IMAGETRUST_PROXY_BENCH_WRK_ROUNDS=11 IMAGETRUST_PROXY_BENCH_WRK_DURATION=2s (the runs of 11 rounds)
