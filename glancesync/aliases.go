@@ -22,6 +22,28 @@ func aliasID(project, alias, name string) string {
 	return uuid.NewSHA1(aliasNamespace, []byte(project+"\n"+alias+"\n"+name)).String()
 }
 
+// aliasNames returns the names of a tag's alias images: TAG and VO/TAG,
+// or VO/TAG alone when TAG reads as an image id (idLikeTag).
+func aliasNames(tag, alias string) []string {
+	if idLikeTag(tag) {
+		return []string{alias}
+	}
+	return []string{tag, alias}
+}
+
+// idLikeTag reports whether a tag reads as an image id (a UUID in any
+// case, with or without hyphens: what Nova, the gate and people take for
+// one). Such a tag gets no bare-name alias: the client looks `--image X`
+// up as an id first and by name only when no image it can see has that
+// id, so an alias named like an id would answer for an image the user
+// cannot see (another VO's, not shared with the project) or that is gone
+// (retired, deleted): a VO publishing another VO's image ids as tags would
+// boot its own image for them. VO/TAG is never an id.
+func idLikeTag(tag string) bool {
+	_, err := uuid.Parse(tag)
+	return err == nil
+}
+
 // liveTags returns the VO/tag keys that have an active image of a valid
 // bundle in ours: a bundle whose bytes were refused at upload, or whose
 // image is still queued, gets no alias until its image is there.
@@ -63,7 +85,7 @@ func (s *Syncer) ensureAliases(ctx context.Context, items []*item, have []*Image
 	// (only those not remembered from an earlier pass)
 	var targets []memberTarget
 	for _, k := range tags {
-		for _, name := range []string{k.tag, k.alias} {
+		for _, name := range aliasNames(k.tag, k.alias) {
 			if im := exists[k.alias+"\n"+name]; im != nil {
 				targets = append(targets, memberTarget{id: im.ID, vo: k.vo})
 			}
@@ -73,7 +95,7 @@ func (s *Syncer) ensureAliases(ctx context.Context, items []*item, have []*Image
 	for _, k := range tags {
 		alias := k.alias
 		vis := s.o.VOs[k.vo].Visibility
-		for _, name := range []string{k.tag, alias} {
+		for _, name := range aliasNames(k.tag, alias) {
 			o := Outcome{ID: aliasID(s.o.MirrorProject, alias, name), VO: k.vo, Tag: k.tag, Action: ActionAlias, Detail: "alias " + name}
 			if im := exists[alias+"\n"+name]; im != nil {
 				if vis != "" && im.Visibility != vis {
@@ -144,7 +166,20 @@ func (s *Syncer) removeDeadAliases(ctx context.Context, items []*item, exists ma
 		im := exists[k]
 		alias, name, _ := strings.Cut(k, "\n")
 		vo, tag, ok := strings.Cut(alias, "/")
-		if !ok || !s.configured(vo) || !complete[vo] || published[alias] || shown[alias] || im.Owner != s.o.MirrorProject {
+		if !ok || !s.configured(vo) || !complete[vo] || im.Owner != s.o.MirrorProject {
+			continue
+		}
+		if name == tag && idLikeTag(tag) {
+			// made before bare aliases of id-like tags were left out
+			o := Outcome{ID: im.ID, VO: vo, Tag: tag, Action: ActionAliasDelete,
+				Detail: "alias " + name + ": the tag reads as an image id"}
+			if s.deleteAlias(ctx, im.ID, alias, name, "alias named like an image id not deleted", o, rp) {
+				s.log.Warn("alias deleted: the tag reads as an image id, so it gets no bare-name alias", "alias", alias, "name", name, "image", im.ID)
+				s.m.Retired.WithLabelValues(ActionAliasDelete).Inc()
+			}
+			continue
+		}
+		if published[alias] || shown[alias] {
 			continue
 		}
 		o := Outcome{ID: im.ID, VO: vo, Tag: tag, Action: ActionAliasDelete,
