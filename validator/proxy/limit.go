@@ -273,8 +273,11 @@ func (l *gatedLimit) evictFor(project string) bool {
 	mine := l.waitingBy[project]
 	var big string
 	most := -1
-	for p, c := range l.waitingBy {
-		if c > most || c == most && l.byProject[p] > l.byProject[big] {
+	// (in arrival order, not the map's random one: between projects tied
+	// on both counts, the one whose request came first gives way)
+	for _, w := range l.queue {
+		p := w.project
+		if c := l.waitingBy[p]; c > most || c == most && l.byProject[p] > l.byProject[big] {
 			big, most = p, c
 		}
 	}
