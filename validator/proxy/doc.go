@@ -227,6 +227,10 @@
 // goes to the client holding the fewest, and its waiting places to a
 // client that has fewer. The first refusal after a quiet interval is
 // logged in full, the others as one summary line per interval (overloadLog).
+// A request refused before its body is read (401, or 503 for want of a
+// slot or a validation place) is answered with Connection: close and its
+// connection's reads end there (closeUnreadBody), so a client that stalls
+// mid-body does not keep its connection either.
 // Pass-through requests never touch the limit. ServerOptions.MaxConns
 // bounds the client connections of the gate's listener, plain or TLS: the
 // fast server counts one at its accept (not by wrapping it, which would

@@ -93,14 +93,10 @@ func (p *Proxy) refused(w http.ResponseWriter, g *gateReq, err error) {
 	case errors.As(err, &ua):
 		p.o.Metrics.decision("refused", "token")
 		p.audit(g, "request refused", "reason", "token", "token_present", ua.present)
-		if g.r.ContentLength != 0 {
-			// the body is not read (the token is looked at first): the
-			// connection closes after the answer, else net/http would
-			// read what the client still sends of it (up to 256 KiB)
-			// before it answers, as long as the client takes
-			w.Header().Set("Connection", "close")
-		}
+		// (the body is not read: the token is looked at first)
+		unread := closeUnreadBody(w, g.r)
 		writeUnauthorized(w, g.reqID, p.o.AuthURI)
+		unread()
 	case errors.As(err, &rf):
 		writeFault(w, g.reqID, rf.status, rf.msg)
 		if rf.reason != "" && !strings.HasPrefix(rf.reason, "decision:") {

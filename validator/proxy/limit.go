@@ -440,9 +440,6 @@ func (p *Proxy) gateLimited(w http.ResponseWriter, r *http.Request, rt route) st
 	g := p.newGateReq(r, rt)
 	if err := p.authenticate(g); err != nil {
 		if errors.Is(err, errValidationBusy) {
-			if r.ContentLength != 0 {
-				w.Header().Set("Connection", "close") // (the body is not read: as for a 401)
-			}
 			p.overloaded(w, g, "", RejectValidationBusy)
 		} else {
 			p.refused(w, g, err)
@@ -528,7 +525,9 @@ func (b *deadlineBody) reclaim() {
 }
 
 // overloaded answers a gated request refused for want of a slot (none to a
-// client that went away), counts it and notes it for the overload log.
+// client that went away), counts it and notes it for the overload log. Its
+// body is not read: the connection closes after the answer
+// (closeUnreadBody).
 func (p *Proxy) overloaded(w http.ResponseWriter, g *gateReq, project, reason string) {
 	r := g.r
 	p.o.Metrics.gatedRejected(reason)
@@ -545,6 +544,8 @@ func (p *Proxy) overloaded(w http.ResponseWriter, g *gateReq, project, reason st
 		w.WriteHeader(499) // (nobody reads it; for the access log, as upstreamError)
 		return
 	}
+	unread := closeUnreadBody(w, r)
+	defer unread()
 	w.Header().Set("Retry-After", overloadRetryAfter)
 	msg := "The image gate is busy with other boot requests; try again in a few seconds."
 	switch reason {
@@ -554,6 +555,22 @@ func (p *Proxy) overloaded(w http.ResponseWriter, g *gateReq, project, reason st
 		msg = "The image gate is busy validating the tokens of other requests; try again in a few seconds."
 	}
 	writeFault(w, reqID, http.StatusServiceUnavailable, msg)
+}
+
+// closeUnreadBody prepares the refusal of a request whose body the gate
+// does not read: when it has one, the answer says Connection: close, and
+// the returned func, called once the answer is written, ends the
+// connection's reads. Without the first, net/http reads what the client
+// still sends of the body (up to 256 KiB) before it answers; without the
+// second, after it (closing the body drains it): either way as long as
+// the client takes to send it, up to the read timeout, holding the
+// connection.
+func closeUnreadBody(w http.ResponseWriter, r *http.Request) (written func()) {
+	if r.ContentLength == 0 {
+		return func() {}
+	}
+	w.Header().Set("Connection", "close")
+	return func() { _ = http.NewResponseController(w).SetReadDeadline(aLongTimeAgo) }
 }
 
 // overloadLog writes the overload audit lines: the first event after a

@@ -64,7 +64,7 @@ func TestGatedSlotNeedsTokenNova(t *testing.T) {
 				{"no token", ""},
 				{"a token Keystone refuses", "X-Auth-Token: gAAAAABnot-a-token-" + fmt.Sprint(time.Now().UnixNano()) + "\r\n"},
 			} {
-				_, br := stall(tc.field)
+				c, br := stall(tc.field)
 				resp, err := http.ReadResponse(br, nil)
 				if err != nil {
 					t.Fatalf("%s: no answer: %v", tc.name, err)
@@ -80,6 +80,8 @@ func TestGatedSlotNeedsTokenNova(t *testing.T) {
 					// the client takes, before it answers)
 					t.Errorf("stalled action with %s: the connection stays open", tc.name)
 				}
+				_ = c.SetReadDeadline(time.Now().Add(time.Minute)) // (a bound)
+				expectConnClosed(t, "stalled action with "+tc.name, br)
 				if n := p.limit.inFlight(); n != 0 {
 					t.Errorf("stalled action with %s: %d slots taken", tc.name, n)
 				}

@@ -1,0 +1,98 @@
+package proxy
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/imagetrust/imagetrust/internal/ostest"
+)
+
+// TestOverloadRefusalClosesConnNova: a gated request refused for want of
+// a slot (queue-full at once, project-limit or queue-timeout after its
+// wait) before its body was read is answered with Connection: close, and
+// the gate closes the connection after the answer, however much of the
+// body the client still owes. Tokens are validated by the real Keystone;
+// one slot, held by a request of the demo project whose body stalls. On
+// the fast server (handed over) and on net/http's alone. Before the fix
+// no answer came: net/http first read the rest
+// of the body (as long as the client took, up to the read timeout)
+// before it answered; with Connection: close alone, after it answered
+// (closing the body drains it): a stalled client held a connection, not
+// a slot, after its refusal.
+func TestOverloadRefusalClosesConnNova(t *testing.T) {
+	s := startNovaStack(t)
+	id, authURI := s.identity(t)
+	for _, netHTTPOnly := range []bool{false, true} {
+		t.Run(fmt.Sprintf("ok net/http only %v", netHTTPOnly), func(t *testing.T) {
+			p, err := New(Options{Upstream: s.nova, Lookup: &glanceTestLookup{sc: s.mirror, owner: s.project}, Decider: s.f.trust,
+				MirrorProject: s.project, Identity: id, AuthURI: authURI,
+				Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+				MaxGated: 1, GatedQueueTimeout: time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.bodyTimeout = time.Hour // (the slot's stalled body is not given up on)
+			addr, _, _ := serveInBackground(t, p, ServerOptions{NetHTTPOnly: netHTTPOnly, ShutdownTimeout: 5 * time.Second})
+			_, demo := s.viaGate(t, ostest.CloudDemo, "http://"+addr)
+			token := demo.ProviderClient.Token()
+			stall := func() (net.Conn, *bufio.Reader) {
+				t.Helper()
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { c.Close() })
+				fmt.Fprintf(c, "POST /v2.1/servers HTTP/1.1\r\nHost: gate\r\nContent-Type: application/json\r\nX-Auth-Token: %s\r\nContent-Length: 1000\r\n\r\n{\"server\":", token)
+				return c, bufio.NewReader(c)
+			}
+			// refusedClosed reads the refusal on c and then expects the
+			// gate to close c, though 990 bytes of its body never came
+			refusedClosed := func(what string, c net.Conn, br *bufio.Reader) {
+				t.Helper()
+				_ = c.SetReadDeadline(time.Now().Add(time.Minute)) // (a failure, not a hang)
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatalf("%s: no answer: %v", what, err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+					t.Errorf("%s: %d %v %s", what, resp.StatusCode, resp.Header, b)
+				}
+				if !resp.Close {
+					t.Errorf("%s: answered without Connection: close", what)
+				}
+				expectConnClosed(t, what, br)
+			}
+			stall() // (holds the one slot)
+			waitFor(t, "the stalled boot in the slot", func() bool { return p.limit.inFlight() == 1 })
+			c2, br2 := stall() // (waits in the one waiting place)
+			waitFor(t, "the second boot waiting", func() bool { return p.limit.waiting.Load() == 1 })
+			c3, br3 := stall()
+			refusedClosed("queue-full", c3, br3)
+			refusedClosed("after its wait", c2, br2)
+		})
+	}
+}
+
+// expectConnClosed expects the gate to close the connection br reads
+// after the answer read from it (within the read deadline set on it, a
+// bound, not a timed assertion: the gate closes it at once).
+func expectConnClosed(t *testing.T, what string, br *bufio.Reader) {
+	t.Helper()
+	if n, err := br.ReadByte(); !errors.Is(err, io.EOF) {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("%s: the connection stays open after the refusal", what)
+		} else {
+			t.Errorf("%s: after the refusal: %v %v, want EOF", what, n, err)
+		}
+	}
+}
