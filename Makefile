@@ -35,7 +35,9 @@ test-unit:
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
-	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy (the diff above): run go mod tidy"; exit 1; }
+	@out=$$($(GO) mod tidy -diff 2>&1) && exit 0; echo "$$out"; \
+	if printf '%s\n' "$$out" | grep -q '^diff '; then echo "go.mod/go.sum are not tidy (the diff above): run go mod tidy"; \
+	else echo "go mod tidy -diff could not check go.mod/go.sum (the error above; are the modules downloadable? GOPROXY=$$($(GO) env GOPROXY))"; fi; exit 1
 	$(GO) vet $(PKGS)
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $(PKGS)
 
