@@ -101,6 +101,17 @@ type cachedIdentity struct {
 	// client's (gatedLimit). A call that gets no place within the limit's
 	// timeout fails with errValidationBusy. A cached token never waits.
 	places *gatedLimit
+	// knownPlaces, when set, take the place of places for the validations
+	// of known clients: those a token was validated for, by next, within
+	// knownClientTTL (known, at most knownClientsMax of them, the least
+	// recently validated forgotten first). A flood of made-up tokens from
+	// many addresses fills places and their waiting places, and the first
+	// request of a new user's token then waits or is refused
+	// validation-busy; a user who renews a token where they used the last
+	// one does not wait behind it, as no made-up token makes a client
+	// known.
+	knownPlaces *gatedLimit
+	known       *ttlLRU[string, struct{}]
 
 	group singleflight.Group
 	cache *ttlLRU[[sha256.Size]byte, *Caller]
@@ -118,12 +129,12 @@ func (c *cachedIdentity) Validate(ctx context.Context, token string) (*Caller, e
 		return cl, nil
 	}
 	v, err, _ := c.group.Do(string(key[:]), func() (any, error) {
-		if c.places != nil { // (one place per token: its callers share it)
-			client := clientOf(ctx)
-			if c.places.acquire(context.WithoutCancel(ctx), client) != "" {
+		client := clientOf(ctx)
+		if places := c.placesFor(client); places != nil { // (one place per token: its callers share it)
+			if places.acquire(context.WithoutCancel(ctx), client) != "" {
 				return nil, errValidationBusy
 			}
-			defer c.places.release(client)
+			defer places.release(client)
 		}
 		// The shared call must not die with the first caller's request,
 		// nor outlive a Keystone that never answers.
@@ -134,6 +145,9 @@ func (c *cachedIdentity) Validate(ctx context.Context, token string) (*Caller, e
 			return nil, err
 		}
 		c.put(key, cl)
+		if c.known != nil && client != "" {
+			c.known.put(client, struct{}{}, c.now().Add(knownClientTTL))
+		}
 		return cl, nil
 	})
 	switch {
@@ -151,7 +165,7 @@ func (c *cachedIdentity) Validate(ctx context.Context, token string) (*Caller, e
 }
 
 // errValidationBusy: too many tokens were being validated at once
-// (cachedIdentity.sem) for this one's validation to begin in time.
+// (cachedIdentity.places) for this one's validation to begin in time.
 var errValidationBusy = errors.New("too many token validations under way")
 
 // maxValidationsFor is how many tokens the gate validates with Keystone at
@@ -160,11 +174,41 @@ var errValidationBusy = errors.New("too many token validations under way")
 // queue timeout: a flood of made-up tokens, each a Keystone call, gets
 // 503s beyond that instead of as many concurrent Keystone calls as the
 // gate has connections, while the site's users, whose tokens are cached
-// after their first request, do not wait at all (newValidationPlaces).
+// after their first request, do not wait at all (newValidationPlaces),
+// and known clients' new tokens wait in places of their own
+// (cachedIdentity.knownPlaces: a quarter as many again).
 func maxValidationsFor(maxGated int) int { return min(max(maxGated, 4), 64) }
 
-// enter takes a place in sem, waiting up to semWait; false when none came
-// free.
+// placesFor is the bound a validation for client waits in: knownPlaces
+// for a known client, else places (nil: none).
+func (c *cachedIdentity) placesFor(client string) *gatedLimit {
+	if c.knownPlaces != nil && client != "" {
+		if _, ok := c.known.get(client); ok {
+			return c.knownPlaces
+		}
+	}
+	return c.places
+}
+
+// How long, and how many, clients stay known (cachedIdentity.known): a
+// day covers a user's renewals of an hour's token; 4096 client keys take
+// a few hundred KiB.
+const (
+	knownClientTTL  = 24 * time.Hour
+	knownClientsMax = 4096
+)
+
+// limitValidations bounds c's validations for a gate with maxGated slots
+// and queue timeout wait: newValidationPlaces, and a quarter as many
+// places again (at least one) for known clients, a client's share a
+// quarter of them (at least one).
+func (c *cachedIdentity) limitValidations(maxGated int, wait time.Duration) {
+	c.places = newValidationPlaces(maxGated, wait)
+	k := max(maxValidationsFor(maxGated)/4, 1)
+	c.knownPlaces = newGatedLimit(k, max(k/4, 1), wait, nil)
+	c.known = newTTLLRU[string, struct{}](knownClientsMax, c.now)
+}
+
 // newValidationPlaces is the bound of cachedIdentity.places for a gate
 // with maxGated slots and queue timeout wait: maxValidationsFor(maxGated)
 // places, a client's share a quarter of them (at least one), no metrics

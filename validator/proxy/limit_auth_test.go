@@ -137,7 +137,11 @@ func (h *heldIdentity) Validate(ctx context.Context, token string) (*Caller, err
 // (202) and a pass-through GET is served. Released, the held validations
 // end in 401. Before the fix the request was validated beside the others
 // (its made-up token answered 401 by Keystone): a flood meant as many
-// Keystone calls at once as the gate had connections.
+// Keystone calls at once as the gate had connections. The flood comes
+// from 127.0.0.2; from 127.0.0.1, a known client (the demo token was
+// validated for it), a new token (the admin's) is validated beside the
+// flood, in the places of known clients, and its boot created: before
+// those places it was refused validation-busy.
 func TestValidationsCappedNova(t *testing.T) {
 	s := startNovaStack(t)
 	id, authURI := s.identity(t)
@@ -167,11 +171,13 @@ func TestValidationsCappedNova(t *testing.T) {
 	}
 	boot("validations-cached") // (the demo token validated, cached)
 
+	// the flood's client: another address than the demo user's
+	other := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}).DialContext}}
 	post := func(token string) (*http.Response, []byte, error) {
 		req, _ := http.NewRequest(http.MethodPost, base+"/v2.1/servers/"+s.id+"/action", strings.NewReader(`{"reboot":{"type":"SOFT"}}`))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("X-Auth-Token", token)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := other.Do(req)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -212,6 +218,13 @@ func TestValidationsCappedNova(t *testing.T) {
 		t.Errorf("imagetrust_proxy_gated_rejections_total{reason=validation-busy} %v, want 1", v)
 	}
 	boot("validations-cached-beside") // (a cached token does not wait)
+	admin, adminDirect := s.viaGate(t, ostest.CloudAdmin, base)
+	srv, err := servers.Create(context.Background(), admin, servers.CreateOpts{Name: "validations-known-client", ImageRef: s.id,
+		FlavorRef: s.flavorID, Networks: "none"}, nil).Extract()
+	if err != nil {
+		t.Fatalf("a new token of a known client beside the flood: %v", err)
+	}
+	t.Cleanup(func() { _ = servers.Delete(context.Background(), adminDirect, srv.ID).ExtractErr() })
 	req, _ := http.NewRequest(http.MethodGet, base+"/v2.1/flavors", nil)
 	req.Header.Set("X-Auth-Token", direct.ProviderClient.Token())
 	if r, err := http.DefaultClient.Do(req); err != nil || r.StatusCode != http.StatusOK {

@@ -222,7 +222,7 @@ func New(o Options) (*Proxy, error) {
 		}
 		ci := newCachedIdentity(o.Identity, o.TokenCacheTTL, o.CacheSize, o.Now, o.Metrics)
 		ci.timeout = o.LookupTimeout
-		ci.places = newValidationPlaces(o.MaxGated, o.GatedQueueTimeout)
+		ci.limitValidations(o.MaxGated, o.GatedQueueTimeout)
 		p.identity = ci
 	}
 	up := *o.Upstream
