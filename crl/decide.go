@@ -2,6 +2,7 @@ package crl
 
 import (
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"math/big"
 	"strings"
@@ -68,10 +69,15 @@ type desired struct {
 }
 
 // Judge computes the state of one image record from the index at now.
-// A revocation proves itself even from a stale CRL; under RefuseStale a
-// certificate whose issuer's newest CRL of its kind is stale (StaleFor),
-// and under RequireCRL one whose issuer has no CRL of its kind
-// (CoveringScope), makes the rest unknown. An image on hold stays on hold
+// A revocation proves itself even from a stale CRL (from any CRL of the
+// CA, whichever distribution point it names); under RefuseStale a
+// certificate whose issuer's newest CRL that speaks for it (of its kind
+// and, for a CA partitioning its CRLs by distribution point, of a point
+// the certificate names: takesPoints) is stale (StaleFor), and under
+// RequireCRL one for which no CRL of its issuer speaks (CoveringScope),
+// makes the rest unknown. The certificates' distribution points are read
+// from the certificates the record's imagetrust_signature embeds
+// (pointsOf). An image on hold stays on hold
 // (rev nil: its recorded details kept) until the index holds a newer CRL of
 // the CA that imposed it (holdKept): only a newer CRL lifts a hold.
 func Judge(ix *Index, img Image, p Policy, now time.Time) (state string, rev *Revocation, why string) {
@@ -90,12 +96,49 @@ type coverMemo struct {
 	// by issuer (raw DER when the Ref has it, else the name), then AKI
 	// (with the issuer's issuer and key when known)
 	byRaw, byName map[string]map[string]*coverAnswer
+	// sigs is what the job read from the records' signatures this run
+	// (sigMemo, by SHA-256 of imagetrust_signature; nil: none)
+	sigs map[[32]byte]sigContent
+}
+
+// recordPoints fills in refs' distribution points from the certificates
+// of the record's imagetrust_signature (pointsOf), read once a run where
+// the job's EmbeddedCAs read it.
+func (m *coverMemo) recordPoints(refs []Ref, props map[string]string) {
+	s := props[PropSignature]
+	if s == "" || len(s) > maxSignatureB64 {
+		return
+	}
+	sc, ok := m.sigs[sha256.Sum256([]byte(s))]
+	if !ok {
+		sc = readSignature(s, map[[32]byte]*x509.Certificate{})
+	}
+	pointsOf(refs, sc)
 }
 
 type coverAnswer struct {
 	all []*CRL
-	// by role kind: [0] not RoleCA, [1] RoleCA (takesIn tells only these apart)
-	scoped [2]scopedAnswer
+	// by role kind (takesIn tells only RoleCA and the others apart) and
+	// distribution points (takesPoints): scopedKey
+	scoped map[string]*scopedAnswer
+}
+
+// scopedKey tells apart the Refs of one issuer and key whose CRLs in
+// scope may differ: by role kind, and by the distribution points when
+// known (their order does not matter to takesPoints, but a record's
+// certificates of one issuer name them alike).
+func scopedKey(r Ref) string {
+	k := "e"
+	if r.Role == RoleCA {
+		k = "c"
+	}
+	if !r.PointsKnown {
+		return k + "?"
+	}
+	for _, p := range r.DistributionPoints {
+		k += "\x00" + p
+	}
+	return k
 }
 
 type scopedAnswer struct {
@@ -135,12 +178,17 @@ func (m *coverMemo) answer(r Ref) *coverAnswer {
 
 func (m *coverMemo) scoped(r Ref) *scopedAnswer {
 	a := m.answer(r)
-	s := &a.scoped[0]
-	if r.Role == RoleCA {
-		s = &a.scoped[1]
+	k := scopedKey(r)
+	s := a.scoped[k]
+	if s == nil {
+		if a.scoped == nil {
+			a.scoped = map[string]*scopedAnswer{}
+		}
+		s = &scopedAnswer{}
+		a.scoped[k] = s
 	}
 	if !s.done {
-		s.crls, s.done = inScope(a.all, r.Role), true
+		s.crls, s.done = inScope(a.all, r), true
 	}
 	return s
 }
@@ -167,6 +215,9 @@ func (m *coverMemo) judge(img Image, p Policy) desired {
 	if err != nil {
 		return desired{state: StateUnknown, why: err.Error()}
 	}
+	// which distribution points each certificate names: a CRL of another
+	// point does not speak for it (takesPoints)
+	m.recordPoints(refs, img.Properties)
 	rev := ix.check(refs, reg, p.Strict, m.covering)
 	if rev != nil && !rev.Hold() {
 		return desired{state: StateRevoked, rev: rev, why: revWhy(rev)}
@@ -182,7 +233,7 @@ func (m *coverMemo) judge(img Image, p Policy) desired {
 	for _, r := range refs {
 		cov := m.coveringScope(r)
 		if len(cov) == 0 && p.RequireCRL {
-			return desired{state: StateUnknown, why: "no CRL of " + r.Issuer + " that lists certificates like it"}
+			return desired{state: StateUnknown, why: "no CRL of " + r.Issuer + " that lists certificates like it (of its kind and, for a CRL naming distribution points, one the certificate names)"}
 		}
 		if !p.RefuseStale {
 			continue

@@ -2,57 +2,265 @@ package crl
 
 import (
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"math/big"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/imagetrust/imagetrust/internal/cms"
 	"github.com/imagetrust/imagetrust/internal/pki"
 	"github.com/imagetrust/imagetrust/internal/testpki"
 )
 
-// TestWithheldDistributionPointCRL pins a limit docs/security-model.md
-// states (Out of scope, "A withheld CRL of one distribution point"): for a
-// CA that partitions its CRLs by distribution point, staleness is judged
-// by the CA's newest CRL of the certificate's kind, whichever point it
-// speaks for. Whoever withholds one point's CRLs while another's stay
-// fresh keeps its last, stale CRL in use: a revocation published there
-// since is not seen, and the staleness is not enforced. With the
-// partition alone, or with complete CRLs, the withheld CRL goes stale.
-func TestWithheldDistributionPointCRL(t *testing.T) {
+const (
+	dpA = "http://crl.example.org/a.crl"
+	dpB = "http://crl.example.org/b.crl"
+)
+
+// dpWorld is a CA that partitions its CRLs by distribution point (a.crl,
+// b.crl) and certificates naming a, b, both, neither, or b spelt in
+// other case.
+type dpWorld struct {
+	ca                             *testpki.CA
+	leafA, leafB, leafAB, leafNone *testpki.Leaf
+	leafBUpper                     *testpki.Leaf
+}
+
+func newDPWorld(t *testing.T) *dpWorld {
+	t.Helper()
 	ca := testpki.NewRoot(t, "Partitioned CA")
-	leaf := ca.Leaf(testpki.Name("Creator"))
-	ref := ChainRefs([]*x509.Certificate{leaf.Cert, ca.Cert}, RoleCreator)[0]
-	// point b's last CRL the site got, long past its nextUpdate (the
-	// attacker withholds the later ones, which revoke the creator)
-	withheld := mustList(t, ca.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: t0.Add(-10 * 24 * time.Hour),
-		NextUpdate: t0.Add(-9 * 24 * time.Hour), IDP: pki.IDPDistributionPoint("http://crl.example.org/b.crl")}))
-	// point a's, fresh
-	fresh := mustList(t, ca.CRL(pki.CRLTemplate{Number: 40, ThisUpdate: t0.Add(-time.Hour),
-		NextUpdate: t0.Add(24 * time.Hour), IDP: pki.IDPDistributionPoint("http://crl.example.org/a.crl")}))
-	complete := mustList(t, ca.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: t0.Add(-10 * 24 * time.Hour),
-		NextUpdate: t0.Add(-9 * 24 * time.Hour)}))
-	index := func(ls ...*List) *Index {
-		ix := &Index{}
-		for _, l := range ls {
-			if _, err := ix.AddList(l, ca.Cert, t0, "test"); err != nil {
-				t.Fatal(err)
-			}
+	return &dpWorld{ca: ca,
+		leafA:      ca.Leaf(testpki.Name("Creator A"), testpki.WithSerial(0xa), testpki.WithCRLDP(dpA)),
+		leafB:      ca.Leaf(testpki.Name("Creator B"), testpki.WithSerial(0xb), testpki.WithCRLDP(dpB)),
+		leafAB:     ca.Leaf(testpki.Name("Creator AB"), testpki.WithSerial(0xab), testpki.WithCRLDP(dpA, dpB)),
+		leafNone:   ca.Leaf(testpki.Name("Creator None"), testpki.WithSerial(0xe)),
+		leafBUpper: ca.Leaf(testpki.Name("Creator B upper"), testpki.WithSerial(0xbb), testpki.WithCRLDP("HTTP://CRL.EXAMPLE.ORG/b.crl")),
+	}
+}
+
+// crl is a CRL of the CA: idp nil for a complete one; stale ones' nextUpdate
+// passed nine days before t0.
+func (w *dpWorld) crl(t *testing.T, n int64, stale bool, idp []byte, entries ...pki.Revoked) *List {
+	t.Helper()
+	tu, nu := t0.Add(-time.Hour), t0.Add(24*time.Hour)
+	if stale {
+		tu, nu = t0.Add(-10*24*time.Hour), t0.Add(-9*24*time.Hour)
+	}
+	return mustList(t, w.ca.CRL(pki.CRLTemplate{Number: n, ThisUpdate: tu, NextUpdate: nu, IDP: idp, Entries: entries}))
+}
+
+func (w *dpWorld) index(t *testing.T, ls ...*List) *Index {
+	t.Helper()
+	ix := &Index{}
+	for _, l := range ls {
+		if _, err := ix.AddList(l, w.ca.Cert, t0, "test"); err != nil {
+			t.Fatal(err)
 		}
-		return ix
 	}
-	ix := index(withheld, fresh)
-	if len(ix.CRLs()) != 2 {
-		t.Fatalf("%d CRLs, want both points'", len(ix.CRLs()))
+	return ix
+}
+
+// TestWithheldDistributionPointCRL: for a CA that partitions its CRLs by
+// distribution point, a CRL that names a point speaks for a certificate
+// (its staleness, require_crl) only when the certificate names that point
+// (RFC 5280 6.3.3 (b)(2)(i)). So whoever withholds one point's CRLs while
+// another's stay fresh makes the withheld point's certificates stale (and
+// so unknown under refuse_stale), not its neighbours'; a certificate that
+// names no point is spoken for by complete CRLs only; and a revocation is
+// honoured from any CRL of the CA, whichever point it names (fail closed).
+// On the code before it, a certificate naming b was judged by a's fresh
+// CRL ("fail b ...": StaleFor nil) and one naming no point was covered by
+// the partitions.
+func TestWithheldDistributionPointCRL(t *testing.T) {
+	w := newDPWorld(t)
+	withheldB := w.crl(t, 1, true, pki.IDPDistributionPoint(dpB))
+	freshB := w.crl(t, 2, false, pki.IDPDistributionPoint(dpB))
+	freshA := w.crl(t, 40, false, pki.IDPDistributionPoint(dpA))
+	staleA := w.crl(t, 39, true, pki.IDPDistributionPoint(dpA))
+	complete := w.crl(t, 7, false, nil)
+	completeStale := w.crl(t, 6, true, nil)
+	userOnly := w.crl(t, 8, false, pki.IDPOnlyUserCerts)
+	revokesBOnA := w.crl(t, 41, false, pki.IDPDistributionPoint(dpA),
+		pki.Revoked{Serial: big.NewInt(0xb), Time: t0.Add(-2 * time.Hour), Reason: ReasonKeyCompromise})
+
+	for _, tc := range []struct {
+		name string
+		leaf *testpki.Leaf
+		crls []*List
+		// stale: StaleFor's answer (its number, 0 for nil); covered: how
+		// many CRLs speak for it (CoveringScope, HasCRLFor)
+		stale, covered int64
+		revoked        bool
+	}{
+		{"fail b: its point withheld, stale, while a's is fresh", w.leafB, []*List{withheldB, freshA}, 1, 1, false},
+		{"ok a: a's CRL fresh, b's stale speaks not for it", w.leafA, []*List{withheldB, freshA}, 0, 1, false},
+		{"ok b: its point's CRL fresh, a's stale", w.leafB, []*List{freshB, staleA}, 0, 1, false},
+		{"ok ab: names both points, the newest (a's) decides", w.leafAB, []*List{withheldB, freshA}, 0, 2, false},
+		{"fail ab: both its points stale", w.leafAB, []*List{withheldB, staleA}, 1, 2, false},
+		{"fail none: only partitions, none speaks for it", w.leafNone, []*List{withheldB, freshA}, 0, 0, false},
+		{"ok none: a complete CRL speaks for it, the stale partition not", w.leafNone, []*List{withheldB, complete}, 0, 1, false},
+		{"fail none: its complete CRL stale, a partition fresh", w.leafNone, []*List{completeStale, freshA}, 6, 1, false},
+		{"ok b: a newer complete CRL speaks for every certificate", w.leafB, []*List{withheldB, complete}, 0, 2, false},
+		{"ok b: a user-only CRL naming no point speaks for it", w.leafB, []*List{withheldB, userOnly}, 0, 2, false},
+		{"fail b: a's CRL lists it: revoked, whichever point", w.leafB, []*List{withheldB, revokesBOnA}, 1, 1, true},
+		{"fail b: a's CRL lists it, b's withheld entirely", w.leafB, []*List{revokesBOnA}, 0, 0, true},
+		{"fail B upper: URIs compare exactly, not case-folded", w.leafBUpper, []*List{freshB}, 0, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ix := w.index(t, tc.crls...)
+			ref := ChainRefs([]*x509.Certificate{tc.leaf.Cert, w.ca.Cert}, RoleCreator)[0]
+			var got int64
+			if s := ix.StaleFor(ref, t0, 0); s != nil {
+				got = s.Header.Number.Int64()
+			}
+			if got != tc.stale {
+				t.Errorf("StaleFor: CRL %d, want %d", got, tc.stale)
+			}
+			if n := int64(len(ix.CoveringScope(ref))); n != tc.covered {
+				t.Errorf("CoveringScope: %d CRLs, want %d", n, tc.covered)
+			}
+			if has := ix.HasCRLFor(tc.leaf.Cert); has != (tc.covered > 0) {
+				t.Errorf("HasCRLFor %v, want %v", has, tc.covered > 0)
+			}
+			rev := ix.CheckChain([]*x509.Certificate{tc.leaf.Cert, w.ca.Cert}, RoleCreator, t0.Add(-30*24*time.Hour), true)
+			if (rev != nil) != tc.revoked {
+				t.Errorf("CheckChain: %+v, want revoked %v", rev, tc.revoked)
+			}
+		})
 	}
-	if s := ix.StaleFor(ref, t0, 0); s != nil {
-		t.Fatalf("the withheld point's staleness is enforced (%s): update the security model", s.Header.Number)
+
+	// a Ref whose points are not known (built from a record alone) is
+	// spoken for by every CRL of its kind, as before
+	ref := ChainRefs([]*x509.Certificate{w.leafB.Cert, w.ca.Cert}, RoleCreator)[0]
+	ref.DistributionPoints, ref.PointsKnown = nil, false
+	if ix := w.index(t, withheldB, freshA); len(ix.CoveringScope(ref)) != 2 || ix.StaleFor(ref, t0, 0) != nil {
+		t.Error("a Ref without known points: every partition speaks for it, the newest decides")
 	}
-	if !ix.CRLs()[0].Stale(t0, 0) && !ix.CRLs()[1].Stale(t0, 0) {
-		t.Fatal("no CRL is stale: the case shows nothing")
+}
+
+// TestIDPURIs: the URIs of an issuingDistributionPoint's fullName, and
+// none from other forms.
+func TestIDPURIs(t *testing.T) {
+	two := []byte{0x30, 0x0d, 0xa0, 0x0b, 0xa0, 0x09, 0x86, 0x01, 'x', 0x82, 0x01, 'h', 0x86, 0x01, 'y'}
+	relative := []byte{0x30, 0x06, 0xa0, 0x04, 0xa1, 0x02, 0x31, 0x00}
+	for _, tc := range []struct {
+		name string
+		v    []byte
+		want []string
+	}{
+		{"ok one URI", pki.IDPDistributionPoint(dpA), []string{dpA}},
+		{"ok two URIs, a dNSName skipped", two, []string{"x", "y"}},
+		{"fail nameRelativeToCRLIssuer", relative, nil},
+		{"fail only user certs", pki.IDPOnlyUserCerts, nil},
+		{"fail truncated", pki.IDPDistributionPoint(dpA)[:10], nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := idpURIs(tc.v)
+			if len(got) != len(tc.want) {
+				t.Fatalf("%q, want %q", got, tc.want)
+			}
+			for i := range got {
+				if got[i] != tc.want[i] {
+					t.Fatalf("%q, want %q", got, tc.want)
+				}
+			}
+		})
 	}
-	if s := index(withheld).StaleFor(ref, t0, 0); s == nil {
-		t.Fatal("the withheld point's CRL alone is not stale")
+	if !idpNamesPoint(relative) {
+		t.Error("a nameRelativeToCRLIssuer names a point (it matches no certificate's URI)")
 	}
-	if s := index(complete).StaleFor(ref, t0, 0); s == nil {
-		t.Fatal("a withheld complete CRL is not stale")
+}
+
+// dpRecord is a catalogue record whose creator is leaf, its
+// imagetrust_signature embedding leaf (with its distribution points) when
+// signed.
+func (w *dpWorld) dpRecord(t *testing.T, leaf *testpki.Leaf, signed bool) Image {
+	t.Helper()
+	cj, _ := json.Marshal([]ChainCert{{Role: "creator", Issuer: w.ca.Cert.Subject.String(),
+		Serial: leaf.Cert.SerialNumber.Text(16), AKI: hex.EncodeToString(w.ca.Cert.SubjectKeyId)}})
+	props := map[string]string{PropRecordVersion: "1", PropChain: string(cj), PropNotBefore: regTime}
+	if signed {
+		p7, err := cms.Sign([]byte("descriptor"), leaf.Cert, leaf.Key, cms.SignOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		props[PropSignature] = base64.StdEncoding.EncodeToString(p7)
+	}
+	return Image{ID: "img", Status: StatusActive, Properties: props}
+}
+
+// TestJudgeDistributionPoints: the CRL job (Judge, as Job.Run) reads the
+// distribution points of a record's certificates from the certificates its
+// imagetrust_signature embeds, and judges them by the same rule as the
+// verifier: a certificate naming a withheld point is unknown under
+// RefuseStale, one naming the fresh point valid; one naming no point, with
+// only partitions, is unknown under RequireCRL and valid otherwise (as a
+// CA without a CRL); a record without a signature keeps the rule of
+// before (its points are not known). On the code before it, "fail b
+// withheld ..." was valid.
+func TestJudgeDistributionPoints(t *testing.T) {
+	w := newDPWorld(t)
+	ix := w.index(t, w.crl(t, 1, true, pki.IDPDistributionPoint(dpB)), w.crl(t, 40, false, pki.IDPDistributionPoint(dpA)),
+		w.crl(t, 3, false, pki.IDPDistributionPoint("http://crl.example.org/c.crl"),
+			pki.Revoked{Serial: big.NewInt(0xa), Time: t0.Add(-2 * time.Hour), Reason: ReasonKeyCompromise}))
+	stale := Policy{RefuseStale: true}
+	require := Policy{RequireCRL: true}
+	for _, tc := range []struct {
+		name   string
+		leaf   *testpki.Leaf
+		signed bool
+		p      Policy
+		want   string
+	}{
+		{"fail b withheld: unknown under refuse_stale", w.leafB, true, stale, StateUnknown},
+		{"ok b withheld: valid without refuse_stale (a warning)", w.leafB, true, Policy{}, StateValid},
+		{"ok ab: a fresh", w.leafAB, true, stale, StateValid},
+		{"fail none: no CRL speaks for it, require_crl", w.leafNone, true, require, StateUnknown},
+		{"ok none: no CRL speaks for it, no require_crl", w.leafNone, true, stale, StateValid},
+		{"ok b unsigned record: points unknown, a's CRL speaks", w.leafB, false, stale, StateValid},
+		{"fail a: revoked by c's CRL, a point it does not name", w.leafA, true, stale, StateRevoked},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			state, _, why := Judge(ix, w.dpRecord(t, tc.leaf, tc.signed), tc.p, t0)
+			if state != tc.want {
+				t.Fatalf("%s (%s), want %s", state, why, tc.want)
+			}
+		})
+	}
+}
+
+// TestJobWithheldDistributionPoint: through Job.Run (CRL files, the
+// catalogue of memCatalog), the withheld point's image becomes unknown,
+// its neighbour on the fresh point stays valid.
+func TestJobWithheldDistributionPoint(t *testing.T) {
+	w := newDPWorld(t)
+	cat := &memCatalog{images: map[string]*Image{}}
+	for id, leaf := range map[string]*testpki.Leaf{"img-a": w.leafA, "img-b": w.leafB} {
+		img := w.dpRecord(t, leaf, true)
+		img.ID = id
+		img.Properties[PropGlobalValidity] = StateValid
+		cat.images[id] = &img
+	}
+	dir := t.TempDir()
+	b := w.ca.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: t0.Add(-10 * 24 * time.Hour), NextUpdate: t0.Add(-9 * 24 * time.Hour), IDP: pki.IDPDistributionPoint(dpB)})
+	a := w.ca.CRL(pki.CRLTemplate{Number: 40, ThisUpdate: t0.Add(-time.Hour), NextUpdate: t0.Add(24 * time.Hour), IDP: pki.IDPDistributionPoint(dpA)})
+	j := NewJob(JobConfig{
+		CAs:     []*x509.Certificate{w.ca.Cert},
+		Sources: []Source{{File: testpki.WriteFile(t, dir, "a.crl", a)}, {File: testpki.WriteFile(t, dir, "b.crl", b)}},
+		Policy:  Policy{RefuseStale: true}, ClockSkew: 5 * time.Minute, Timeout: time.Second, Retries: 1, CacheDir: t.TempDir(),
+	}, cat, slog.New(slog.NewTextHandler(io.Discard, nil)), NewMetrics(prometheus.NewRegistry()))
+	j.Now = func() time.Time { return t0 }
+	rep := run(t, j)
+	if got := cat.get("img-b").Properties[PropGlobalValidity]; got != StateUnknown {
+		t.Errorf("img-b (names the withheld point): %s, want unknown (%+v)", got, rep.Changes)
+	}
+	if got := cat.get("img-a").Properties[PropGlobalValidity]; got != StateValid {
+		t.Errorf("img-a (names the fresh point): %s, want valid (%+v)", got, rep.Changes)
 	}
 }

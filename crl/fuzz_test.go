@@ -1,6 +1,7 @@
 package crl
 
 import (
+	"bytes"
 	"encoding/pem"
 	"math/big"
 	"testing"
@@ -82,6 +83,29 @@ func FuzzRecordRefs(f *testing.F) {
 		for i, r := range refs {
 			if r.Issuer == "" || r.Serial == nil {
 				t.Fatalf("reference %d without issuer or serial: %+v", i, r)
+			}
+		}
+	})
+}
+
+// FuzzIDPURIs reads arbitrary issuingDistributionPoint values (a CRL's
+// untrusted bytes): no panic, every URI found lies within the value, and
+// a value that names no distribution point gives none (takesPoints then
+// never reads them).
+func FuzzIDPURIs(f *testing.F) {
+	f.Add(pki.IDPDistributionPoint("http://crl.example.org/a.crl"))
+	f.Add([]byte{0x30, 0x0d, 0xa0, 0x0b, 0xa0, 0x09, 0x86, 0x01, 'x', 0x82, 0x01, 'h', 0x86, 0x01, 'y'})
+	f.Add([]byte{0x30, 0x06, 0xa0, 0x04, 0xa1, 0x02, 0x31, 0x00})
+	f.Add(pki.IDPOnlyUserCerts)
+	f.Add([]byte{0x30, 0x84, 0x00, 0x00, 0x00, 0x05})
+	f.Fuzz(func(t *testing.T, v []byte) {
+		uris := idpURIs(v)
+		if len(uris) > 0 && !idpNamesPoint(v) {
+			t.Fatalf("URIs %q from a value naming no point", uris)
+		}
+		for _, u := range uris {
+			if !bytes.Contains(v, []byte(u)) {
+				t.Fatalf("URI %q is not in the value", u)
 			}
 		}
 	})

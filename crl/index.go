@@ -29,6 +29,20 @@ type CRL struct {
 	Future bool
 	// nameKey is NameKey(Header.RawIssuer)
 	nameKey string
+	// points are idpPoints of Header's issuingDistributionPoint (namesPoint:
+	// it names a distribution point), set by AddList
+	points     []string
+	namesPoint bool
+}
+
+// idpPoints is (the URIs its issuingDistributionPoint names, whether it
+// names a distribution point at all), computed once.
+func (c *CRL) idpPoints() ([]string, bool) {
+	if !c.keyed {
+		idp := idpValue(c.Header)
+		return idpURIs(idp), idp != nil && idpNamesPoint(idp)
+	}
+	return c.points, c.namesPoint
 }
 
 // issuerKey is NameKey(c.Header.RawIssuer), computed once.
@@ -129,9 +143,10 @@ const (
 )
 
 // scopeOf is the kind of certificate a CRL lists. (Which distribution
-// point it speaks for is not compared with the certificates': a CRL of the
-// CA that lists a serial revokes that certificate, whichever URL it came
-// from.)
+// point it speaks for is compared with the certificate's apart, by
+// takesPoints, and only for whether the CRL speaks for it, never for
+// whether its entries revoke: a CRL of the CA that lists a serial revokes
+// that certificate, whichever point it names.)
 func scopeOf(h *x509.RevocationList) string {
 	switch user, ca := idpOnly(idpValue(h)); {
 	case user:
@@ -226,6 +241,9 @@ func (ix *Index) AddList(l *List, ca *x509.Certificate, now time.Time, source st
 		ix.byName = map[string][]*CRL{}
 	}
 	c := &CRL{List: l, CA: ca, Source: source, caK: caKey(ca), scope: scopeOf(h), keyed: true, maxAge: ix.MaxAge, nameKey: NameKey(h.RawIssuer), Future: future}
+	if idp := idpValue(h); idp != nil && idpNamesPoint(idp) {
+		c.points, c.namesPoint = idpURIs(idp), true
+	}
 	raw, name := c.nameKey, nameStringKey(h.Issuer.String())
 	k := scopeKeyOf(c.caK, string(idpValue(h)))
 	for i, old := range ix.byRaw[raw] {
@@ -283,14 +301,16 @@ func (ix *Index) HasCRL(issuerRaw []byte) bool { return len(ix.byRaw[NameKey(iss
 
 // HasCRLFor reports whether a CRL of c's issuer whose scope takes in c is
 // in the index: not one that lists only CA certificates for an end entity,
-// nor one that lists only user certificates for a CA.
+// nor one that lists only user certificates for a CA, nor one of a
+// distribution point c does not name (takesPoints).
 func (ix *Index) HasCRLFor(c *x509.Certificate) bool {
 	role := RoleImage
 	if c.IsCA {
 		role = RoleCA
 	}
+	r := Ref{Role: role, DistributionPoints: c.CRLDistributionPoints, PointsKnown: true}
 	for _, crl := range ix.byRaw[NameKey(c.RawIssuer)] {
-		if takesIn(crl.scopeOf(), role) {
+		if takesIn(crl.scopeOf(), role) && takesPoints(crl, r) {
 			return true
 		}
 	}
@@ -330,6 +350,44 @@ type Ref struct {
 	// certificate too (Covering).
 	IssuerIssuer string
 	IssuerAKI    []byte
+	// DistributionPoints are the URIs the certificate's
+	// cRLDistributionPoints extension names (the fullName
+	// uniformResourceIdentifiers, as x509.Certificate.CRLDistributionPoints
+	// reads them), and PointsKnown says they were read from the
+	// certificate (ChainRefs; the CRL job from the certificates of the
+	// record's imagetrust_signature): then a CRL partitioned by
+	// distribution point speaks for the certificate only when it names one
+	// of them (takesPoints). A Ref whose points are not known (PointsKnown
+	// false) is spoken for by every CRL of its kind, whatever point it
+	// names, as before partitions were told apart.
+	DistributionPoints []string
+	PointsKnown        bool
+}
+
+// takesPoints reports whether the CRL c speaks for the certificate r names
+// as far as distribution points go (RFC 5280 6.3.3 (b)(2)(i), 5.2.5): a CRL
+// whose issuingDistributionPoint names no distribution point (a complete
+// CRL, or one of a kind of certificates only, which takesIn judges) speaks
+// for every certificate; one that names a point speaks for a certificate
+// only when one of its URIs equals one of the certificate's
+// (r.DistributionPoints). URIs are compared exactly, as bytes, as
+// crypto/x509 and idpURIs read them from the DER (no case folding, no
+// normalisation: a CA names its points the same way in its certificates
+// and its CRLs). A point named otherwise than by a URI (a directoryName, a
+// nameRelativeToCRLIssuer) matches no certificate, and a certificate
+// naming no point is spoken for by complete CRLs only. When r's points are
+// not known (PointsKnown false) every CRL speaks for it.
+func takesPoints(c *CRL, r Ref) bool {
+	points, names := c.idpPoints()
+	if !names || !r.PointsKnown {
+		return true
+	}
+	for _, p := range points {
+		if slices.Contains(r.DistributionPoints, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // Covering returns the CRLs that speak for the certificate named by r: the
@@ -377,18 +435,24 @@ func rekeyOf(ca *x509.Certificate, r Ref) bool {
 }
 
 // CoveringScope is Covering without the CRLs whose scope does not take in
-// the certificate (takesIn, by r.Role): the CRLs whose presence and
-// freshness speak for it. Revocation lookups use every covering CRL: a
-// serial number names one certificate of a CA, whichever CRL lists it.
+// the certificate: of another kind of certificate (takesIn, by r.Role), or
+// of a distribution point the certificate does not name (takesPoints, by
+// r.DistributionPoints): the CRLs whose presence and freshness speak for
+// it (StaleFor; require_crl and the job's RequireCRL when there are none).
+// Revocation lookups use every covering CRL, whatever its scope (Check):
+// a serial number names one certificate of a CA, whichever CRL lists it,
+// and a revocation is never dropped because its CRL's scope does not match
+// (fail closed).
 func (ix *Index) CoveringScope(r Ref) []*CRL {
-	return inScope(ix.Covering(r), r.Role)
+	return inScope(ix.Covering(r), r)
 }
 
-// inScope is the CRLs of cov whose scope takes in a certificate of the role.
-func inScope(cov []*CRL, role Role) []*CRL {
+// inScope is the CRLs of cov whose scope takes in the certificate r names
+// (its kind, r.Role, and its distribution points).
+func inScope(cov []*CRL, r Ref) []*CRL {
 	var out []*CRL
 	for _, c := range cov {
-		if takesIn(c.scopeOf(), role) {
+		if takesIn(c.scopeOf(), r.Role) && takesPoints(c, r) {
 			out = append(out, c)
 		}
 	}
@@ -398,7 +462,10 @@ func inScope(cov []*CRL, role Role) []*CRL {
 // StaleFor returns, for the certificate r names, a CRL that shows its
 // revocation state is stale at now (nil: fresh). For each CA the covering
 // CRLs may be of (CAs can share a name), the one of them that speaks for
-// the certificate (CoveringScope) with the latest thisUpdate decides: an
+// the certificate (CoveringScope: of its kind and, for a CRL naming
+// distribution points, of one the certificate names) with the latest
+// thisUpdate decides, so a withheld partition's last CRL goes stale for
+// the certificates of its point, whatever the other points' CRLs say: an
 // old CRL of a scope the CA abandoned, or one an attacker replays, cannot
 // make the state look older or fresher than the CA's newest word. The
 // CA's keys count together where the new key's CRL speaks for the old
@@ -635,7 +702,8 @@ func ChainRefs(chain []*x509.Certificate, role Role) []Ref {
 			}
 			rl = RoleCA
 		}
-		ref := Ref{Role: rl, Issuer: c.Issuer.String(), IssuerRaw: c.RawIssuer, Serial: c.SerialNumber, AKI: c.AuthorityKeyId, Cert: c}
+		ref := Ref{Role: rl, Issuer: c.Issuer.String(), IssuerRaw: c.RawIssuer, Serial: c.SerialNumber, AKI: c.AuthorityKeyId, Cert: c,
+			DistributionPoints: c.CRLDistributionPoints, PointsKnown: true}
 		// (not when the issuer is the root, which the catalogue record
 		// leaves out too: the CRL job and the verifier ask alike)
 		if i+2 < len(chain) || i+2 == len(chain) && !bytes.Equal(chain[i+1].RawIssuer, chain[i+1].RawSubject) {

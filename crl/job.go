@@ -226,6 +226,7 @@ func (j *Job) Run(ctx context.Context, dryRun bool) (*Report, error) {
 	// Judge, with the covering CRLs of each issuer, key and kind of
 	// certificate worked out once this run
 	judging := newCoverMemo(ix, now, j.cfg.Policy.Grace)
+	judging.sigs = j.sigs.m
 	untrusted := j.trusted.begin(j.cfg.Chains)
 	// the images that become unknown this run for want of trust, and the
 	// first such reason, for the warning of a mass change (MassUntrustedPercent)

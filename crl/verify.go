@@ -100,6 +100,40 @@ func idpNamesPoint(v []byte) bool {
 	return ok && peek(c, 0xa0)
 }
 
+// idpURIs returns the uniformResourceIdentifier names ([6] IA5String,
+// their bytes as they are) of the fullName ([0]) of an
+// issuingDistributionPoint value's distributionPoint ([0]), as
+// crypto/x509 reads a certificate's cRLDistributionPoints: other
+// GeneralName forms, and a nameRelativeToCRLIssuer ([1]), give none.
+// Malformed DER gives what was read before it (CRL values are untrusted
+// bytes: never a panic; FuzzIDPURIs).
+func idpURIs(v []byte) []string {
+	c, _, _, ok := expect(v, tagSequence)
+	if !ok {
+		return nil
+	}
+	dp, _, _, ok := expect(c, tagExplicit0)
+	if !ok {
+		return nil
+	}
+	names, _, _, ok := expect(dp, tagExplicit0)
+	if !ok {
+		return nil
+	}
+	var out []string
+	for len(names) > 0 {
+		tag, content, _, rest, ok := element(names)
+		if !ok {
+			break
+		}
+		if tag == 0x86 {
+			out = append(out, string(content))
+		}
+		names = rest
+	}
+	return out
+}
+
 // checkIDP refuses issuingDistributionPoint forms that make a CRL partial:
 // onlySomeReasons [3], indirectCRL [4] and onlyContainsAttributeCerts [5].
 func checkIDP(v []byte) (string, error) {
