@@ -46,8 +46,14 @@
 // only and one of CA certificates only, or those of two distribution
 // points, are each numbered, replaced and checked for rollback on their
 // own, and all searched for revocations; a certificate's state is stale
-// when its CA's newest CRL of the certificate's kind is, and uncovered
-// under RequireCRL when there is none; delta, indirect and
+// when the newest of its CA's CRLs that speak for it is, and uncovered
+// under RequireCRL when there is none; a CRL speaks for a certificate
+// when its kind (onlyContainsUserCerts, onlyContainsCACerts) takes it in
+// and, when its issuingDistributionPoint names distribution points, one
+// of their URIs equals, as bytes, one of the certificate's
+// cRLDistributionPoints URIs (RFC 5280 6.3.3 (b)(2)(i); Ref.DistributionPoints,
+// read by the job from the certificates the record's imagetrust_signature
+// embeds); delta, indirect and
 // reason-partitioned CRLs are refused) from the cache directory,
 // fetches every source (HTTP(S) with If-None-Match/If-Modified-Since, files,
 // IGTF directories' <hash>.rN, optionally CRL distribution points), accepts
