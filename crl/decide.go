@@ -2,7 +2,6 @@ package crl
 
 import (
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/hex"
 	"math/big"
 	"strings"
@@ -96,24 +95,32 @@ type coverMemo struct {
 	// by issuer (raw DER when the Ref has it, else the name), then AKI
 	// (with the issuer's issuer and key when known)
 	byRaw, byName map[string]map[string]*coverAnswer
-	// sigs is what the job read from the records' signatures this run
-	// (sigMemo, by SHA-256 of imagetrust_signature; nil: none)
-	sigs map[[32]byte]sigContent
+	// points remembers the records' certificates' distribution points
+	// across the job's runs (nil: within this memo only); partitioned is
+	// ix.namesPoints(), once (0 not yet asked, 1 yes, 2 no)
+	points      *pointsMemo
+	partitioned int8
 }
 
 // recordPoints fills in refs' distribution points from the certificates
-// of the record's imagetrust_signature (pointsOf), read once a run where
-// the job's EmbeddedCAs read it.
+// of the record's imagetrust_signature (pointsOf), when a CRL of the index
+// names a distribution point (else they change nothing: takesPoints).
 func (m *coverMemo) recordPoints(refs []Ref, props map[string]string) {
+	if m.partitioned == 0 {
+		m.partitioned = 2
+		if m.ix.namesPoints() {
+			m.partitioned = 1
+		}
+	}
 	s := props[PropSignature]
-	if s == "" || len(s) > maxSignatureB64 {
+	if m.partitioned != 1 || s == "" || len(s) > maxSignatureB64 {
 		return
 	}
-	sc, ok := m.sigs[sha256.Sum256([]byte(s))]
-	if !ok {
-		sc = readSignature(s, map[[32]byte]*x509.Certificate{})
+	if m.points == nil {
+		m.points = &pointsMemo{}
+		m.points.begin()
 	}
-	pointsOf(refs, sc)
+	pointsOf(refs, m.points.read(s))
 }
 
 type coverAnswer struct {

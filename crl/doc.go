@@ -53,7 +53,8 @@
 // of their URIs equals, as bytes, one of the certificate's
 // cRLDistributionPoints URIs (RFC 5280 6.3.3 (b)(2)(i); Ref.DistributionPoints,
 // read by the job from the certificates the record's imagetrust_signature
-// embeds); delta, indirect and
+// embeds, on runs where a CRL names a distribution point); delta,
+// indirect and
 // reason-partitioned CRLs are refused) from the cache directory,
 // fetches every source (HTTP(S) with If-None-Match/If-Modified-Since, files,
 // IGTF directories' <hash>.rN, optionally CRL distribution points), accepts
@@ -147,9 +148,11 @@
 // whose bytes are those of a CRL already parsed that run (an unchanged
 // CRL) is not parsed again, only its signer and rollback checked. The
 // judging answers which CRLs cover a certificate once per issuer, key and
-// kind of certificate a run. What grows with the catalogue is then one
-// cms.Parse per new signature, a hash per record and RecordRefs (the JSON
-// of imagetrust_chain); with the number of CAs, one cached CRL read and
+// kind of certificate (and, with a CRL naming distribution points, set of
+// points) a run. What grows with the catalogue is then one cms.Parse per
+// new signature (a second one, remembered likewise, where a CRL names a
+// distribution point: the record's certificates' points, pointsMemo), a
+// hash per record and RecordRefs (the JSON of imagetrust_chain); with the number of CAs, one cached CRL read and
 // signature check and one conditional GET each. With JobConfig.Chains, a
 // record a Job has not judged before costs a chain check
 // (validator.Trust.CheckRecordChains: about 1 ms on the shared 2-core

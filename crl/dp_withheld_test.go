@@ -263,4 +263,21 @@ func TestJobWithheldDistributionPoint(t *testing.T) {
 	if got := cat.get("img-a").Properties[PropGlobalValidity]; got != StateValid {
 		t.Errorf("img-a (names the fresh point): %s, want valid (%+v)", got, rep.Changes)
 	}
+	if len(j.points.prev) != 2 {
+		t.Errorf("%d signatures' points remembered, want both records'", len(j.points.prev))
+	}
+	// with complete CRLs only, the points change nothing: no signature is
+	// read for them, none remembered
+	complete := w.ca.CRL(pki.CRLTemplate{Number: 41, ThisUpdate: t0.Add(-time.Hour), NextUpdate: t0.Add(24 * time.Hour)})
+	cfg := j.cfg
+	cfg.Sources, cfg.CacheDir = []Source{{File: testpki.WriteFile(t, dir, "all.crl", complete)}}, t.TempDir()
+	j = NewJob(cfg, cat, slog.New(slog.NewTextHandler(io.Discard, nil)), NewMetrics(prometheus.NewRegistry()))
+	j.Now = func() time.Time { return t0 }
+	run(t, j)
+	if len(j.points.prev) != 0 {
+		t.Errorf("%d signatures' points remembered without a partitioned CRL", len(j.points.prev))
+	}
+	if got := cat.get("img-b").Properties[PropGlobalValidity]; got != StateValid {
+		t.Errorf("img-b under a fresh complete CRL: %s, want valid", got)
+	}
 }

@@ -4,8 +4,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
-	"math/big"
-	"slices"
 	"time"
 
 	"github.com/imagetrust/imagetrust/internal/cms"
@@ -91,56 +89,6 @@ type sigMemo struct {
 type sigContent struct {
 	unreadable bool
 	cas        []sigCert
-	// points are the cRLDistributionPoints of every certificate the
-	// signature embeds, by pointsKey of its issuer and serial
-	points map[string][]certPoints
-}
-
-// certPoints is what one embedded certificate says of its distribution
-// points: its authorityKeyIdentifier, to tell namesakes apart, and its
-// cRLDistributionPoints URIs.
-type certPoints struct {
-	aki    string
-	points []string
-}
-
-// pointsKey names a certificate by its issuer (as pkix.Name.String()
-// prints it, as imagetrust_chain names it) and serial.
-func pointsKey(issuer string, serial *big.Int) string {
-	return issuer + "\x00" + serial.Text(16)
-}
-
-// pointsOf fills in the distribution points of the refs a record's
-// imagetrust_chain names (RecordRefs) from the certificates its
-// imagetrust_signature embeds (sc): the certificate of the same issuer
-// and serial, and authorityKeyIdentifier when both have one. A Ref whose
-// certificate is not embedded, or whose embedded namesakes disagree on
-// their points, keeps PointsKnown false (every CRL of its kind speaks for
-// it, as before partitions were told apart). The certificates are the
-// record's untrusted bytes, as trusted as imagetrust_chain itself: whoever
-// can rewrite one can rewrite the other, and the proxy judges the
-// certificates it verifies (ChainRefs), not these.
-func pointsOf(refs []Ref, sc sigContent) {
-	for i := range refs {
-		r := &refs[i]
-		if r.Serial == nil {
-			continue
-		}
-		var found []string
-		known := false
-		for _, cp := range sc.points[pointsKey(r.Issuer, r.Serial)] {
-			if len(r.AKI) > 0 && cp.aki != "" && cp.aki != string(r.AKI) {
-				continue
-			}
-			if known && !slices.Equal(found, cp.points) {
-				known = false
-				found = nil
-				break
-			}
-			found, known = cp.points, true
-		}
-		r.DistributionPoints, r.PointsKnown = found, known
-	}
 }
 
 type sigCert struct {
@@ -161,11 +109,6 @@ func readSignature(s string, intern map[[32]byte]*x509.Certificate) sigContent {
 	}
 	var out sigContent
 	for _, c := range sd.Certificates {
-		if out.points == nil {
-			out.points = map[string][]certPoints{}
-		}
-		k := pointsKey(c.Issuer.String(), c.SerialNumber)
-		out.points[k] = append(out.points[k], certPoints{aki: string(c.AuthorityKeyId), points: c.CRLDistributionPoints})
 		if !c.IsCA || !c.BasicConstraintsValid {
 			continue
 		}

@@ -92,6 +92,10 @@ type Job struct {
 	// trusted remembers the verdicts of cfg.Chains from one run to the
 	// next (trustMemo)
 	trusted trustMemo
+	// points remembers the distribution points of the certificates each
+	// record's imagetrust_signature embeds, from one run to the next
+	// (pointsMemo)
+	points pointsMemo
 	// local is the imagetrust_local_validity of each image as the last run
 	// listed it (localFlags); nil until loaded
 	local map[string]string
@@ -226,7 +230,8 @@ func (j *Job) Run(ctx context.Context, dryRun bool) (*Report, error) {
 	// Judge, with the covering CRLs of each issuer, key and kind of
 	// certificate worked out once this run
 	judging := newCoverMemo(ix, now, j.cfg.Policy.Grace)
-	judging.sigs = j.sigs.m
+	j.points.begin()
+	judging.points = &j.points
 	untrusted := j.trusted.begin(j.cfg.Chains)
 	// the images that become unknown this run for want of trust, and the
 	// first such reason, for the warning of a mass change (MassUntrustedPercent)
@@ -278,6 +283,7 @@ func (j *Job) Run(ctx context.Context, dryRun bool) (*Report, error) {
 	}
 	errs = append(errs, j.write(ctx, todo, rep)...)
 	j.trusted.end()
+	j.points.end()
 	j.metrics.images(counts)
 	j.metrics.untrusted(rep.Untrusted)
 	if flipped > 0 && flipped*100 > rep.Images*MassUntrustedPercent {

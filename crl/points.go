@@ -1,0 +1,129 @@
+package crl
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"math/big"
+	"slices"
+
+	"github.com/imagetrust/imagetrust/internal/cms"
+)
+
+// The CRL job judges a catalogue record, whose imagetrust_chain names each
+// certificate by issuer, serial and key identifier only; which
+// distribution points a certificate names (Ref.DistributionPoints) it reads
+// from the certificates the record's imagetrust_signature embeds. It does
+// so only on runs whose index holds a CRL that names a distribution point
+// (Index.namesPoints): for every other CRL the points change nothing
+// (takesPoints), and a site whose CAs publish complete CRLs, as IGTF CAs
+// do, parses no signature for them.
+
+// sigPoints is what the certificates of one signature say of their
+// distribution points, by pointsKey of their issuer and serial.
+type sigPoints map[string][]certPoints
+
+// certPoints is what one embedded certificate says of its distribution
+// points: its authorityKeyIdentifier, to tell namesakes apart, and its
+// cRLDistributionPoints URIs.
+type certPoints struct {
+	aki    string
+	points []string
+}
+
+// pointsKey names a certificate by its issuer (as pkix.Name.String()
+// prints it, as imagetrust_chain names it) and serial.
+func pointsKey(issuer string, serial *big.Int) string {
+	return issuer + "\x00" + serial.Text(16)
+}
+
+// readPoints reads the certificates of the signature s (base64, at most
+// maxSignatureB64 long: the caller checks); nil when it is no SignedData.
+func readPoints(s string) sigPoints {
+	der, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return nil
+	}
+	sd, err := cms.Parse(der)
+	if err != nil {
+		return nil
+	}
+	out := sigPoints{}
+	for _, c := range sd.Certificates {
+		k := pointsKey(c.Issuer.String(), c.SerialNumber)
+		out[k] = append(out[k], certPoints{aki: string(c.AuthorityKeyId), points: c.CRLDistributionPoints})
+	}
+	return out
+}
+
+// pointsOf fills in the distribution points of the refs a record's
+// imagetrust_chain names (RecordRefs) from the certificates its
+// imagetrust_signature embeds (sp): the certificate of the same issuer
+// and serial, and authorityKeyIdentifier when both have one. A Ref whose
+// certificate is not embedded, or whose embedded namesakes disagree on
+// their points, keeps PointsKnown false (every CRL of its kind speaks for
+// it, as before partitions were told apart). The certificates are the
+// record's untrusted bytes, as trusted as imagetrust_chain itself: whoever
+// can rewrite one can rewrite the other, and the proxy judges the
+// certificates it verifies (ChainRefs), not these.
+func pointsOf(refs []Ref, sp sigPoints) {
+	for i := range refs {
+		r := &refs[i]
+		if r.Serial == nil {
+			continue
+		}
+		var found []string
+		known := false
+		for _, cp := range sp[pointsKey(r.Issuer, r.Serial)] {
+			if len(r.AKI) > 0 && cp.aki != "" && cp.aki != string(r.AKI) {
+				continue
+			}
+			if known && !slices.Equal(found, cp.points) {
+				found, known = nil, false
+				break
+			}
+			found, known = cp.points, true
+		}
+		r.DistributionPoints, r.PointsKnown = found, known
+	}
+}
+
+// pointsMemo remembers readPoints by the SHA-256 of a signature from one
+// run of a Job to the next (as sigMemo does for EmbeddedCAs): a run keeps
+// only the signatures it read, at most maxSigMemo, so a run that reads
+// none (no CRL names a point) keeps nothing.
+type pointsMemo struct {
+	prev, cur map[[32]byte]sigPoints
+}
+
+func (p *pointsMemo) begin() { p.cur = map[[32]byte]sigPoints{} }
+
+func (p *pointsMemo) end() { p.prev, p.cur = p.cur, nil }
+
+// read is readPoints(s), remembered.
+func (p *pointsMemo) read(s string) sigPoints {
+	key := sha256.Sum256([]byte(s))
+	if sp, ok := p.cur[key]; ok {
+		return sp
+	}
+	sp, ok := p.prev[key]
+	if !ok {
+		sp = readPoints(s)
+	}
+	if p.cur != nil && len(p.cur) < maxSigMemo {
+		p.cur[key] = sp
+	}
+	return sp
+}
+
+// namesPoints reports whether a CRL of the index names a distribution
+// point in its issuingDistributionPoint.
+func (ix *Index) namesPoints() bool {
+	for _, cs := range ix.byRaw {
+		for _, c := range cs {
+			if _, names := c.idpPoints(); names {
+				return true
+			}
+		}
+	}
+	return false
+}
