@@ -206,6 +206,17 @@ func (m *coverMemo) covering(r Ref) []*CRL { return m.answer(r).all }
 // coveringScope is ix.CoveringScope(r).
 func (m *coverMemo) coveringScope(r Ref) []*CRL { return m.scoped(r).crls }
 
+// coveringKind is ix.CoveringScope(r) whatever distribution points r's
+// certificate names: the CRLs of its kind. A hold is lifted by them
+// (holdKept): a CRL of the CA lists a hold, as a revocation, whichever
+// point it names, and its CRL of the same scope numbered above it, no
+// longer listing it, lifts it, though it does not speak for the
+// certificate's staleness.
+func (m *coverMemo) coveringKind(r Ref) []*CRL {
+	r.DistributionPoints, r.PointsKnown = nil, false
+	return m.scoped(r).crls
+}
+
 // staleFor is ix.StaleFor(r, now, grace).
 func (m *coverMemo) staleFor(r Ref) *CRL {
 	s := m.scoped(r)
@@ -275,7 +286,7 @@ func holdKept(m *coverMemo, refs []Ref, props map[string]string) (string, bool) 
 				continue
 			}
 			newer := false
-			for _, c := range m.coveringScope(r) {
+			for _, c := range m.coveringKind(r) {
 				newer = newer || !numOK || (c.Header.Number != nil && c.Header.Number.Cmp(imposed) > 0)
 			}
 			if !newer {
@@ -295,7 +306,7 @@ func holdKept(m *coverMemo, refs []Ref, props map[string]string) (string, bool) 
 			continue
 		}
 		inRecord = true
-		for _, c := range m.coveringScope(r) {
+		for _, c := range m.coveringKind(r) {
 			id := CRLScopeID(c)
 			if !strings.HasPrefix(id, caID+"/") {
 				// another CA's CRL, or this name with another key: that

@@ -281,3 +281,38 @@ func TestJobWithheldDistributionPoint(t *testing.T) {
 		t.Errorf("img-b under a fresh complete CRL: %s, want valid", got)
 	}
 }
+
+// TestJobHoldOnAnotherPoint: a CA puts a certificate naming b on hold in
+// its CRL of point a (a revocation counts from any CRL of the CA); a's
+// next CRL, which no longer lists it, lifts the hold, as a CRL of the
+// scope that imposed it numbered above it, though a's CRLs do not speak
+// for the certificate's staleness. (Judging holds by the CRLs that speak
+// for the certificate kept such a hold for good.)
+func TestJobHoldOnAnotherPoint(t *testing.T) {
+	w := newDPWorld(t)
+	cat := &memCatalog{images: map[string]*Image{}}
+	img := w.dpRecord(t, w.leafB, true)
+	img.Properties[PropGlobalValidity] = StateValid
+	cat.images[img.ID] = &img
+	dir := t.TempDir()
+	freshB := w.ca.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: t0.Add(-2 * time.Hour), NextUpdate: t0.Add(24 * time.Hour), IDP: pki.IDPDistributionPoint(dpB)})
+	hold := pki.Revoked{Serial: w.leafB.Cert.SerialNumber, Time: t0.Add(-3 * time.Hour), Reason: ReasonCertificateHold}
+	a1 := w.ca.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: t0.Add(-2 * time.Hour), NextUpdate: t0.Add(24 * time.Hour), IDP: pki.IDPDistributionPoint(dpA), Entries: []pki.Revoked{hold}})
+	a2 := w.ca.CRL(pki.CRLTemplate{Number: 2, ThisUpdate: t0.Add(-time.Hour), NextUpdate: t0.Add(24 * time.Hour), IDP: pki.IDPDistributionPoint(dpA)})
+	aFile := testpki.WriteFile(t, dir, "a.crl", a1)
+	j := NewJob(JobConfig{
+		CAs:     []*x509.Certificate{w.ca.Cert},
+		Sources: []Source{{File: aFile}, {File: testpki.WriteFile(t, dir, "b.crl", freshB)}},
+		Policy:  Policy{RefuseStale: true}, ClockSkew: 5 * time.Minute, Timeout: time.Second, Retries: 1, CacheDir: t.TempDir(),
+	}, cat, slog.New(slog.NewTextHandler(io.Discard, nil)), NewMetrics(prometheus.NewRegistry()))
+	j.Now = func() time.Time { return t0 }
+	run(t, j)
+	if got := cat.get(img.ID); got.Properties[PropGlobalValidity] != StateHold || got.Status != StatusDeactivated {
+		t.Fatalf("fail hold on a's CRL: %s/%s, want hold, deactivated", got.Status, got.Properties[PropGlobalValidity])
+	}
+	testpki.WriteFile(t, dir, "a.crl", a2)
+	rep := run(t, j)
+	if got := cat.get(img.ID); got.Properties[PropGlobalValidity] != StateValid || got.Status != StatusActive {
+		t.Fatalf("ok a's next CRL lifts the hold: %s/%s, want valid, active (%+v)", got.Status, got.Properties[PropGlobalValidity], rep.Changes)
+	}
+}
