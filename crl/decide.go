@@ -140,7 +140,11 @@ func scopedKey(r Ref) string {
 		k = "c"
 	}
 	if !r.PointsKnown {
-		return k + "?"
+		// (constants: no allocation for the common case)
+		if r.Role == RoleCA {
+			return "c?"
+		}
+		return "e?"
 	}
 	for _, p := range r.DistributionPoints {
 		k += "\x00" + p
