@@ -21,7 +21,10 @@ const MaxDescriptorSize = 64 << 10
 
 // Descriptor is the signed description of one image (NAME.json).
 type Descriptor struct {
-	UUID            string            `json:"uuid"`
+	UUID string `json:"uuid"`
+	// UUIDSeed, when set, binds UUID to VO: UUID must be BoundUUID(VO,
+	// UUIDSeed) (uuidbind.go). 32 lower-case hex digits.
+	UUIDSeed        string            `json:"uuid_seed,omitempty"`
 	VO              string            `json:"vo"`
 	Tag             string            `json:"tag"`
 	URI             string            `json:"uri"`
@@ -104,7 +107,8 @@ func ParseDescriptor(b []byte) (*Descriptor, error) {
 	if !utf8.Valid(b) {
 		return nil, errors.New("descriptor is not valid UTF-8")
 	}
-	if err := checkDuplicateKeys(b); err != nil {
+	top, err := checkDuplicateKeys(b)
+	if err != nil {
 		return nil, err
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
@@ -115,6 +119,10 @@ func ParseDescriptor(b []byte) (*Descriptor, error) {
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, errors.New("descriptor: trailing data after the JSON object")
+	}
+	if top["uuid_seed"] && d.UUIDSeed == "" {
+		// not the same as no seed: a tool that wrote the key meant a seed
+		return nil, fmt.Errorf("descriptor field uuid_seed is empty: must be %d lower-case hex digits, or left out", UUIDSeedLen)
 	}
 	if err := d.check(); err != nil {
 		return nil, err
@@ -147,6 +155,9 @@ func (d *Descriptor) check() error {
 	}
 	if !canonicalUUID.MatchString(d.UUID) {
 		return fmt.Errorf("descriptor field uuid %s: not an RFC 4122 UUID in canonical lower-case hyphenated form", quoteShort(d.UUID))
+	}
+	if d.UUIDSeed != "" && !uuidSeedRE.MatchString(d.UUIDSeed) {
+		return fmt.Errorf("descriptor field uuid_seed %s: must be %d lower-case hex digits", quoteShort(d.UUIDSeed), UUIDSeedLen)
 	}
 	if !nameRE.MatchString(d.VO) {
 		return fmt.Errorf("descriptor field vo %s: must match %s", quoteShort(d.VO), nameRE)
@@ -259,11 +270,12 @@ type jsonFrame struct {
 
 // checkDuplicateKeys walks the JSON tokens and refuses an object that holds
 // the same key twice, at any depth, and a top-level key that is not exactly
-// one of descriptorKeys.
-func checkDuplicateKeys(b []byte) error {
+// one of descriptorKeys. It returns the top-level keys.
+func checkDuplicateKeys(b []byte) (map[string]bool, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	var stack []*jsonFrame
+	var outer map[string]bool // the keys of the outermost object
 	valueDone := func() {
 		if n := len(stack); n > 0 && stack[n-1].isObj {
 			stack[n-1].expKey = true
@@ -272,10 +284,10 @@ func checkDuplicateKeys(b []byte) error {
 	for {
 		tok, err := dec.Token()
 		if err == io.EOF {
-			return nil
+			return outer, nil
 		}
 		if err != nil {
-			return fmt.Errorf("descriptor: %w", err)
+			return nil, fmt.Errorf("descriptor: %w", err)
 		}
 		if n := len(stack); n > 0 && stack[n-1].isObj && stack[n-1].expKey {
 			top := stack[n-1]
@@ -286,10 +298,10 @@ func checkDuplicateKeys(b []byte) error {
 			}
 			k, _ := tok.(string)
 			if top.keys[k] {
-				return fmt.Errorf("descriptor: duplicate key %s", quoteShort(k))
+				return nil, fmt.Errorf("descriptor: duplicate key %s", quoteShort(k))
 			}
 			if n == 1 && !descriptorKeys[k] {
-				return fmt.Errorf("descriptor: unknown field %s (fields are spelt exactly, in lower case)", quoteShort(k))
+				return nil, fmt.Errorf("descriptor: unknown field %s (fields are spelt exactly, in lower case)", quoteShort(k))
 			}
 			top.keys[k] = true
 			top.expKey = false
@@ -298,6 +310,9 @@ func checkDuplicateKeys(b []byte) error {
 		switch tok {
 		case json.Delim('{'):
 			stack = append(stack, &jsonFrame{keys: map[string]bool{}, isObj: true, expKey: true})
+			if outer == nil && len(stack) == 1 {
+				outer = stack[0].keys
+			}
 		case json.Delim('['):
 			stack = append(stack, &jsonFrame{})
 		case json.Delim(']'):
@@ -307,7 +322,7 @@ func checkDuplicateKeys(b []byte) error {
 			valueDone()
 		}
 		if len(stack) > 64 {
-			return errors.New("descriptor: nested too deeply")
+			return nil, errors.New("descriptor: nested too deeply")
 		}
 	}
 }

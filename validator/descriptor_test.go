@@ -42,6 +42,8 @@ func TestParseDescriptor(t *testing.T) {
 
 func FuzzParseDescriptor(f *testing.F) {
 	f.Add([]byte(goodDescriptor))
+	f.Add([]byte(strings.Replace(goodDescriptor, `"uuid":"0b0e3c4a-7f7a-4c1e-9f57-8a1f3f1d2e3f"`,
+		`"uuid":"7989320e-faec-56d8-9794-e0d4b591edc3","uuid_seed":"00112233445566778899aabbccddeeff"`, 1)))
 	files, _ := filepath.Glob("testdata/descriptors/*.json")
 	for _, p := range files {
 		if b, err := os.ReadFile(p); err == nil {
@@ -55,6 +57,17 @@ func FuzzParseDescriptor(f *testing.F) {
 		}
 		if d.UUID == "" || d.Size <= 0 || len(d.SHA512) != 128 {
 			t.Fatalf("accepted an incomplete descriptor: %+v", d)
+		}
+		if d.UUIDSeed != "" && !ValidUUIDSeed(d.UUIDSeed) {
+			t.Fatalf("accepted a malformed uuid_seed %q", d.UUIDSeed)
+		}
+		// a seed binds: the binding check passes exactly when the uuid is
+		// the one the VO and the seed give
+		if err := d.checkBinding(false); (err == nil) != (d.UUIDSeed == "" || d.UUID == BoundUUID(d.VO, d.UUIDSeed)) {
+			t.Fatalf("binding of %+v: %v", d, err)
+		}
+		if err := d.checkBinding(true); (err == nil) != d.Bound() {
+			t.Fatalf("required binding of %+v: %v", d, err)
 		}
 	})
 }

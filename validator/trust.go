@@ -47,6 +47,8 @@ type Trust struct {
 	strict    bool
 	// requireCRL refuses a chain whose issuing CA has no CRL.
 	requireCRL bool
+	// requireBound refuses a descriptor without uuid_seed (uuid-not-bound).
+	requireBound bool
 	// ns are the IGTF name constraints of the trust store (nil: none).
 	ns *Namespaces
 	// peopleCAs are the keys (caKey) of every people CA: no image
@@ -79,6 +81,12 @@ type TrustOptions struct {
 	// Strict: a signer revoked for any reason invalidates every image it signed.
 	Strict     bool
 	RequireCRL bool
+	// RequireBoundUUIDs refuses a descriptor without uuid_seed
+	// (ReasonUUIDNotBound), whatever else it passes: the sync, `imagetrust
+	// verify --config` and the boot gate (re-verifying the catalogue
+	// record, which holds the signed descriptor) all judge so. A descriptor
+	// with a seed its uuid does not follow from is refused either way.
+	RequireBoundUUIDs bool
 	// Namespaces constrain the subjects each CA may issue (nil: none).
 	Namespaces *Namespaces
 	// Now is when the CRLs are accepted: one whose thisUpdate is after
@@ -101,7 +109,7 @@ func NewTrust(o TrustOptions) (*Trust, []string, error) {
 	t := &Trust{
 		peopleRoots: x509.NewCertPool(), peopleInter: x509.NewCertPool(),
 		regRoots: x509.NewCertPool(), regInter: x509.NewCertPool(),
-		vos: o.VOs, strict: o.Strict, requireCRL: o.RequireCRL, ns: o.Namespaces,
+		vos: o.VOs, strict: o.Strict, requireCRL: o.RequireCRL, requireBound: o.RequireBoundUUIDs, ns: o.Namespaces,
 		people: append([]*x509.Certificate(nil), o.People...), registrar: append([]*x509.Certificate(nil), o.Registrar...),
 	}
 	if t.vos == nil {
@@ -247,7 +255,8 @@ func isSelfSigned(c *x509.Certificate) bool {
 	return bytes.Equal(c.RawIssuer, c.RawSubject) && c.CheckSignature(c.SignatureAlgorithm, c.RawTBSCertificate, c.Signature) == nil
 }
 
-// LoadTrust reads the [trust] and [vo.*] sections of a configuration. A
+// LoadTrust reads the [trust] and [vo.*] sections of a configuration, and
+// sync.require_bound_uuids (TrustOptions.RequireBoundUUIDs). A
 // CRL whose thisUpdate is beyond now plus crl.clock_skew is used for its
 // revocations and holds only (a warning; the CRL job refuses it and keeps
 // the CA's previous CRL, which the trust store has not); crl.no_next_update_max_age is the
@@ -387,6 +396,10 @@ func LoadTrust(c *config.Config) (*Trust, []string, error) {
 	}
 	o.Strict = c.Trust.Strict
 	o.RequireCRL = c.Trust.RequireCRL
+	// a [sync] setting, applied by every reader of the trust store: the
+	// gate must refuse what the sync would no longer mirror (a squat
+	// mirrored before the switch keeps its uuid in Glance)
+	o.RequireBoundUUIDs = c.Sync.RequireBoundUUIDs
 	t, w, err := NewTrust(o)
 	if err != nil {
 		return nil, nil, err

@@ -49,6 +49,7 @@ const (
 	ReasonImageCertUntrusted  = "image-cert-untrusted"
 	ReasonImageCertPeopleCA   = "image-cert-from-people-ca"
 	ReasonUUIDMismatch        = "uuid-mismatch"
+	ReasonUUIDNotBound        = "uuid-not-bound"
 	ReasonCreatedAfterReg     = "created-after-registration"
 	ReasonSignerInvalidAtReg  = "signer-invalid-at-registration"
 	ReasonOutsideNamespace    = "outside-ca-namespace"
@@ -73,6 +74,7 @@ var Reasons = []string{
 	ReasonCreatedAfterReg, ReasonSignerInvalidAtReg, ReasonOutsideNamespace, ReasonExpired,
 	ReasonNotYetValid, ReasonRevoked, ReasonRevocationUnknown, ReasonSizeMismatch,
 	ReasonSHA512Mismatch, ReasonImageUnreadable, ReasonNotChecked, ReasonPrerequisiteMissing,
+	ReasonUUIDNotBound,
 }
 
 // Check is the outcome of one check.
@@ -187,11 +189,21 @@ func (t *Trust) Verify(in Input) *Result {
 
 	// 1. descriptor
 	d, err := ParseDescriptor(in.Descriptor)
-	if err != nil {
+	switch {
+	case err != nil:
 		fail(CheckDescriptor, ReasonDescriptorInvalid, err.Error())
-	} else {
+	case d.checkBinding(t.requireBound) != nil:
+		// the descriptor is kept: the other checks still say who signed
+		// it, and the sync names its VO in the refusal
 		r.Descriptor = d
-		add(Check{Name: CheckDescriptor, OK: true, Detail: fmt.Sprintf("uuid %s, vo %s, tag %s", d.UUID, d.VO, d.Tag)})
+		fail(CheckDescriptor, ReasonUUIDNotBound, d.checkBinding(t.requireBound).Error())
+	default:
+		r.Descriptor = d
+		bound := ""
+		if d.UUIDSeed != "" {
+			bound = " (bound)"
+		}
+		add(Check{Name: CheckDescriptor, OK: true, Detail: fmt.Sprintf("uuid %s%s, vo %s, tag %s", d.UUID, bound, d.VO, d.Tag)})
 	}
 
 	// 2. CMS and every signature
