@@ -45,7 +45,7 @@ func cmdDescribe(_ context.Context, e *env, args []string) int {
 	fs := newFlags(e, "describe", "IMAGE --vo VO --tag TAG [options]")
 	vo := fs.String("vo", "", "virtual organisation (required)")
 	tag := fs.String("tag", "", "tag family, e.g. worker-node (required)")
-	id := fs.String("uuid", "", "image uuid (default: a new random one)")
+	id := fs.String("uuid", "", "image uuid, not bound to the VO (default: a new one bound to the VO: a random uuid_seed, and the uuid it gives)")
 	disk := fs.String("disk-format", "", "Glance disk format (default: from the file name)")
 	container := fs.String("container-format", "bare", "Glance container format")
 	out := fs.String("o", "", "descriptor to write (default: IMAGE.json)")
@@ -76,7 +76,13 @@ func cmdDescribe(_ context.Context, e *env, args []string) int {
 		MinDisk: *minDisk, MinRAM: *minRAM,
 	}
 	if *id == "" {
-		d.UUID = uuid.New().String()
+		// bound to the VO (docs/formats.md, "Bound uuids"): no other VO
+		// can publish under it, and sites that require bound uuids take it
+		seed, err := validator.NewUUIDSeed()
+		if err != nil {
+			return fail(e, exitInvalid, "describe: %v", err)
+		}
+		d.UUIDSeed, d.UUID = seed, validator.BoundUUID(*vo, seed)
 	} else {
 		u, err := uuid.Parse(*id)
 		if err != nil {
@@ -160,7 +166,11 @@ func cmdDescribe(_ context.Context, e *env, args []string) int {
 	if err := fsutil.WriteFileAtomic(*out, b, 0o644); err != nil {
 		return fail(e, exitInvalid, "describe: %v", err)
 	}
-	fmt.Fprintf(e.stdout, "wrote %s (uuid %s, %d bytes, sha512 %s…)\n", *out, d.UUID, d.Size, d.SHA512[:16])
+	bound := ""
+	if d.UUIDSeed != "" {
+		bound = " bound to " + d.VO
+	}
+	fmt.Fprintf(e.stdout, "wrote %s (uuid %s%s, %d bytes, sha512 %s…)\n", *out, d.UUID, bound, d.Size, d.SHA512[:16])
 	for _, f := range signed {
 		fmt.Fprintf(e.stderr, "imagetrust: describe: warning: %s no longer matches %s: sign it again (sign --force)\n", f, *out)
 	}
