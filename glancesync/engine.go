@@ -340,6 +340,11 @@ type Report struct {
 	// which an operation failed (Glance, a transfer), sorted, each once:
 	// the next pass retries them.
 	Failed []string `json:"failed,omitempty"`
+	// Unbound counts the mirror project's active catalogue images whose
+	// signed descriptor does not bind their uuid to their VO (no
+	// uuid_seed), after the pass: those that stop booting when
+	// sync.require_bound_uuids is turned on (unbound.go).
+	Unbound int `json:"unbound_images,omitempty"`
 }
 
 // VanishedVO is a VO whose bundles all went away from sources that still
@@ -580,6 +585,7 @@ func (s *Syncer) Run(ctx context.Context) (*Report, error) {
 		}
 		s.pruneMembers(ours)
 	}
+	rp.r.Unbound = s.countUnbound(ours)
 	shown := s.reconcile(ctx, ours, items, present, complete, rp)
 	if s.aliasesOn() {
 		var live map[string]bool // VO/tag with an active image; nil: plan them all
@@ -599,6 +605,7 @@ func (s *Syncer) Run(ctx context.Context) (*Report, error) {
 		s.m.FailingImages.Set(float64(len(rp.r.Failed)))
 		s.m.EmptySources.Set(float64(rp.r.EmptySources))
 		s.m.VanishedVOs.Set(float64(len(rp.r.Vanished)))
+		s.m.UnboundImages.Set(float64(rp.r.Unbound))
 		if rp.r.Complete() {
 			s.m.LastSuccess.Set(float64(s.o.Now().Unix()))
 		}

@@ -101,6 +101,7 @@ type spec struct {
 	truncate    bool // image one byte short
 	pad         bool // image one byte long
 	id          string
+	seed        string // uuid_seed, written when set (id is the caller's)
 	uri         string // default: NAME.img beside the descriptor
 	name        string
 	// external names an image that exists elsewhere (with uri): its size
@@ -171,6 +172,9 @@ func (w *world) publish(dir string, s spec) *published {
 		"disk_format": "raw", "container_format": "bare", "created": created,
 		"title": "Test " + s.vo + " " + s.tag, "os_distro": "alma", "os_version": "9", "architecture": "x86_64",
 		"min_disk": 1, "min_ram": 512, "properties": map[string]string{"hw_rng_model": "virtio"},
+	}
+	if s.seed != "" {
+		d["uuid_seed"] = s.seed
 	}
 	desc, err := json.Marshal(d)
 	if err != nil {

@@ -50,6 +50,11 @@ type Metrics struct {
 	// answer within their bound, or because an earlier one on the source
 	// had still not returned (ErrHungFS: a hung mount).
 	HungFS prometheus.Counter
+	// UnboundImages is how many active catalogue images of the mirror
+	// project have a uuid not bound to their VO (no uuid_seed), as of the
+	// last pass that ran to its end (Report.Unbound): at 0, turning on
+	// sync.require_bound_uuids stops no image.
+	UnboundImages prometheus.Gauge
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: not registered).
@@ -81,6 +86,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Sources that listed no bundle in the last pass that ran to its end (an unmounted mount point, an emptied rsync target or index): nothing of their VOs is retired or mirrored anew while so."}),
 		VanishedVOs: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "vanished_vos",
 			Help: "VOs with active images in the mirror project that no source listed a bundle for in the last pass that ran to its end, while their sources listed others (every bundle of the VO withdrawn, or its directory lost): nothing of them is retired or mirrored anew while so."}),
+		UnboundImages: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "unbound_images",
+			Help: "Active catalogue images of the mirror project whose uuid is not bound to their VO (their signed descriptor has no uuid_seed), as of the last pass that ran to its end: those sync.require_bound_uuids would stop booting."}),
 		HungFS: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "hung_fs_total",
 			Help: "Operations on a directory source (a listing, an image's open or read) that failed because its file system did not answer within their bound, or because an earlier one on it has not returned yet (a hung mount)."}),
 	}
@@ -93,7 +100,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.Retired.WithLabelValues(a)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Mirrored, m.Refused, m.Bytes, m.Transfer, m.Pass, m.LastSuccess, m.Retired, m.Errors, m.FailingImages, m.Orphaned, m.Repaired, m.EmptySources, m.VanishedVOs, m.HungFS)
+		reg.MustRegister(m.Mirrored, m.Refused, m.Bytes, m.Transfer, m.Pass, m.LastSuccess, m.Retired, m.Errors, m.FailingImages, m.Orphaned, m.Repaired, m.EmptySources, m.VanishedVOs, m.HungFS, m.UnboundImages)
 		// the goroutines left blocked in a hung file system's kernel call
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "stuck_fs_operations",
 			Help: "Operations on directory sources abandoned on a hung file system that have not returned yet (goroutines blocked in the kernel); the source is not listed or read while it has one."},

@@ -1,0 +1,154 @@
+package glancesync
+
+import (
+	"crypto/x509"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/imagetrust/imagetrust/validator"
+)
+
+// boundTrust is the world's trust with sync.require_bound_uuids on or off.
+func (w *world) boundTrust(require bool) *validator.Trust {
+	cdn, _ := validator.DNFromRaw(w.creator.Cert.RawSubject)
+	adn, _ := validator.DNFromRaw(w.approver.Cert.RawSubject)
+	vos := map[string]*validator.VOPolicy{}
+	for _, v := range testVOs {
+		vos[v] = &validator.VOPolicy{Name: v, Creators: []validator.DN{cdn}, Approvers: []validator.DN{adn}}
+	}
+	tr, _, err := validator.NewTrust(validator.TrustOptions{
+		People: []*x509.Certificate{w.peopleRoot.Cert}, Registrar: []*x509.Certificate{w.regRoot.Cert}, VOs: vos,
+		RequireBoundUUIDs: require,
+	})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return tr
+}
+
+func newSeed(t *testing.T) string {
+	t.Helper()
+	s, err := validator.NewUUIDSeed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestBoundUUIDSquat reproduces the squat of docs/security-model.md ("One
+// image id claimed by two VOs") against the real Glance: a cms bundle,
+// listed before atlas's, under the uuid of an atlas bundle, with the same
+// creator, approver and registrar authorised for both VOs.
+//
+// Default configuration: a cms bundle that copies atlas's uuid_seed is
+// refused (uuid-not-bound), atlas's image is mirrored; bundles without a
+// seed still mirror as before, the squat by an unbound cms bundle
+// included (not defended without the switch), and the unbound images are
+// counted (imagetrust_sync_unbound_images).
+//
+// sync.require_bound_uuids on: an unbound cms bundle under a new atlas
+// uuid is refused and atlas's image is mirrored; the squat mirrored before
+// the switch stays in Glance (the sync refuses atlas's bundle,
+// uuid-immutable) but the gate refuses to boot it, and every unbound
+// bundle is refused.
+func TestBoundUUIDSquat(t *testing.T) {
+	e := newEnv(t)
+	w := newWorld(t)
+	root := t.TempDir()
+	atlasDir, cmsDir := filepath.Join(root, "atlas"), filepath.Join(root, "cms")
+	o := e.options(t, w, map[string][]string{atlasDir: {"atlas"}, cmsDir: {"cms"}})
+	// cms is listed first: the squatter wins a uuid first come, first served
+	if filepath.Base(o.Sources[0].(*DirSource).Root) != "cms" {
+		o.Sources[0], o.Sources[1] = o.Sources[1], o.Sources[0]
+	}
+	o.Sync.Aliases = new(bool)
+	o.Trust = w.boundTrust(false)
+	o.Metrics = NewMetrics(nil)
+
+	// atlas announces bound uuids; cms copies them
+	s1, s3 := newSeed(t), newSeed(t)
+	u1, u3 := validator.BoundUUID("atlas", s1), validator.BoundUUID("atlas", s3)
+	w.publish(atlasDir, spec{vo: "atlas", tag: "bound", id: u1, seed: s1, name: "a1"})
+	a2 := w.publish(atlasDir, spec{vo: "atlas", tag: "unbound", name: "a2"}) // today's bundles
+	w.publish(atlasDir, spec{vo: "atlas", tag: "squatted", id: u3, seed: s3, name: "a3"})
+	w.publish(cmsDir, spec{vo: "cms", tag: "copied-seed", id: u1, seed: s1, name: "c1"})
+	w.publish(cmsDir, spec{vo: "cms", tag: "no-seed", id: u3, name: "c3"})
+
+	outcome := func(r *Report, id, vo string) Outcome {
+		t.Helper()
+		var got []Outcome
+		for _, oc := range r.Find(id) {
+			if oc.VO == vo {
+				got = append(got, oc)
+			}
+		}
+		if len(got) != 1 {
+			t.Fatalf("outcomes of %s of %s: %+v", vo, id, r.Find(id))
+		}
+		return got[0]
+	}
+	wantVO := func(id, vo string) *Image {
+		t.Helper()
+		im := e.get(t, id)
+		if im.Status != StatusActive || im.Props[validator.PropVO] != vo {
+			t.Fatalf("image %s: %s, vo %q, want active of %s", id, im.Status, im.Props[validator.PropVO], vo)
+		}
+		return im
+	}
+
+	// pass 1, the default configuration
+	r := run(t, o)
+	if oc := outcome(r, u1, "cms"); oc.Action != ActionRefused || oc.Reason != validator.ReasonUUIDNotBound {
+		t.Errorf("cms bundle with atlas's seed: %+v, want refused %s", oc, validator.ReasonUUIDNotBound)
+	}
+	wantVO(u1, "atlas")
+	wantVO(a2.id, "atlas")
+	wantVO(u3, "cms") // the squat the switch is for
+	if oc := outcome(r, u3, "atlas"); oc.Action != ActionRefused || oc.Reason != ReasonDuplicateUUID {
+		t.Errorf("atlas bundle under the squatted uuid: %+v, want refused %s", oc, ReasonDuplicateUUID)
+	}
+	if r.Unbound != 2 || metricValue(t, o.Metrics.UnboundImages) != 2 {
+		t.Errorf("unbound images: report %d, gauge %v, want 2 (atlas's a2, cms's squat)", r.Unbound, metricValue(t, o.Metrics.UnboundImages))
+	}
+
+	// the site turns require_bound_uuids on; cms squats a new atlas uuid
+	s4 := newSeed(t)
+	u4 := validator.BoundUUID("atlas", s4)
+	w.publish(atlasDir, spec{vo: "atlas", tag: "after-switch", id: u4, seed: s4, name: "a4"})
+	w.publish(cmsDir, spec{vo: "cms", tag: "no-seed-2", id: u4, name: "c4"})
+	o.Trust = w.boundTrust(true)
+	r = run(t, o)
+	if oc := outcome(r, u4, "cms"); oc.Action != ActionRefused || oc.Reason != validator.ReasonUUIDNotBound {
+		t.Errorf("unbound cms bundle under atlas's new uuid: %+v, want refused %s", oc, validator.ReasonUUIDNotBound)
+	}
+	wantVO(u4, "atlas")
+	for _, c := range []struct{ id, vo string }{{a2.id, "atlas"}, {u3, "cms"}} {
+		if oc := outcome(r, c.id, c.vo); oc.Action != ActionRefused || oc.Reason != validator.ReasonUUIDNotBound {
+			t.Errorf("unbound bundle %s of %s with the switch on: %+v", c.id, c.vo, oc)
+		}
+	}
+	if oc := outcome(r, u3, "atlas"); oc.Action != ActionRefused || oc.Reason != ReasonUUIDImmutable {
+		t.Errorf("atlas bundle under the uuid squatted before the switch: %+v, want refused %s", oc, ReasonUUIDImmutable)
+	}
+	// the squat mirrored before the switch is still in Glance: the gate,
+	// re-verifying its record with the switch on, refuses it, and boots
+	// the bound images
+	pol := validator.BootPolicy{MirrorProject: e.project}
+	for _, c := range []struct {
+		id, vo  string
+		allowed bool
+	}{{u3, "cms", false}, {a2.id, "atlas", false}, {u1, "atlas", true}, {u4, "atlas", true}} {
+		im := wantVO(c.id, c.vo)
+		d := o.Trust.DecideBoot(validator.CatalogImage{ID: im.ID, Owner: im.Owner, Status: im.Status, Properties: im.Props}, pol, w.now)
+		if d.Allowed != c.allowed || !c.allowed && !strings.Contains(d.Message, validator.ReasonUUIDNotBound) {
+			t.Errorf("boot %s (%s): %+v, want allowed %v", c.id, c.vo, d, c.allowed)
+		}
+		if old := w.boundTrust(false).DecideBoot(validator.CatalogImage{ID: im.ID, Owner: im.Owner, Status: im.Status, Properties: im.Props}, pol, w.now); !old.Allowed {
+			t.Errorf("boot %s (%s) with the switch off: %+v", c.id, c.vo, old)
+		}
+	}
+	if r.Unbound != 2 || metricValue(t, o.Metrics.UnboundImages) != 2 {
+		t.Errorf("unbound images after the switch: report %d, gauge %v, want 2", r.Unbound, metricValue(t, o.Metrics.UnboundImages))
+	}
+}
