@@ -3,6 +3,7 @@ package validator
 import (
 	"crypto/x509"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 
@@ -168,5 +169,31 @@ func TestDecideBootUnbound(t *testing.T) {
 		if d := tr.DecideBoot(bound, pol, testNow); !d.Allowed {
 			t.Fatalf("bound: %+v", d)
 		}
+	}
+}
+
+// TestFormatsExampleBound: the descriptor example of docs/formats.md is a
+// bound one, as `imagetrust describe` writes it, and its uuid is the one
+// the documented derivation gives.
+func TestFormatsExampleBound(t *testing.T) {
+	b, err := os.ReadFile("../docs/formats.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	i := strings.Index(doc, "```json\n")
+	j := strings.Index(doc[i+8:], "```")
+	if i < 0 || j < 0 {
+		t.Fatal("no JSON example in docs/formats.md")
+	}
+	d, err := ParseDescriptor([]byte(doc[i+8 : i+8+j]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d.Bound() {
+		t.Fatalf("example uuid %s, seed %s: want %s", d.UUID, d.UUIDSeed, BoundUUID(d.VO, d.UUIDSeed))
+	}
+	if !strings.Contains(doc, UUIDNamespace.String()) {
+		t.Fatalf("docs/formats.md does not give the namespace %s", UUIDNamespace)
 	}
 }
