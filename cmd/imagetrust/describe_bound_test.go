@@ -79,3 +79,37 @@ func TestDescribeBindsUUID(t *testing.T) {
 		}
 	}
 }
+
+// TestInspectShowsBinding: inspect shows whether the uuid is bound, and
+// fails (exit 1) a descriptor whose seed does not give its uuid, which
+// every site refuses.
+func TestInspectShowsBinding(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "w.qcow2"), []byte("imagetrust"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustCLI(t, dir, "describe", "w.qcow2", "--vo", "demo", "--tag", "worker", "-o", "b.json")
+	mustCLI(t, dir, "describe", "w.qcow2", "--vo", "demo", "--tag", "worker", "--uuid", "0b0e3c4a-7f7a-4c1e-9f57-8a1f3f1d2e3f", "-o", "u.json")
+	b, err := os.ReadFile(filepath.Join(dir, "b.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// the same seed under another VO: a squatter's copy
+	if err := os.WriteFile(filepath.Join(dir, "s.json"), []byte(strings.Replace(string(b), `"vo": "demo"`, `"vo": "other"`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		code int
+		want string
+	}{
+		{"b.json", exitOK, "binds the uuid to the VO"},
+		{"u.json", exitOK, "none: the uuid is not bound"},
+		{"s.json", exitInvalid, "INVALID: with vo other"},
+	} {
+		code, out, errs := cli(t, dir, "inspect", c.name)
+		if code != c.code || !strings.Contains(out, c.want) {
+			t.Errorf("inspect %s: exit %d (want %d), output lacks %q:\n%s%s", c.name, code, c.code, c.want, out, errs)
+		}
+	}
+}

@@ -181,6 +181,16 @@ func cmdInspect(_ context.Context, e *env, args []string) int {
 				fmt.Fprintf(tw, "  %s\t%s\n", kv[0], printable(kv[1]))
 			}
 		}
+		switch {
+		case d.UUIDSeed == "":
+			fmt.Fprintf(tw, "  uuid_seed\tnone: the uuid is not bound to the VO\n")
+		case d.Bound():
+			fmt.Fprintf(tw, "  uuid_seed\t%s (binds the uuid to the VO)\n", d.UUIDSeed)
+		default:
+			// every site refuses it, whatever its configuration
+			fmt.Fprintf(tw, "  uuid_seed\t%s: INVALID: with vo %s it gives uuid %s, not this one (%s)\n", d.UUIDSeed, printable(d.VO), validator.BoundUUID(d.VO, d.UUIDSeed), validator.ReasonUUIDNotBound)
+			code = exitInvalid
+		}
 		_ = tw.Flush()
 	}
 	p7, err := os.ReadFile(name + ".p7s")
