@@ -343,7 +343,7 @@ type Report struct {
 	// Unbound counts the mirror project's active catalogue images whose
 	// signed descriptor does not bind their uuid to their VO (no
 	// uuid_seed), after the pass: those that stop booting when
-	// sync.require_bound_uuids is turned on (unbound.go).
+	// trust.require_bound_uuids is turned on (unbound.go).
 	Unbound int `json:"unbound_images,omitempty"`
 }
 

@@ -53,7 +53,7 @@ type Metrics struct {
 	// UnboundImages is how many active catalogue images of the mirror
 	// project have a uuid not bound to their VO (no uuid_seed), as of the
 	// last pass that ran to its end (Report.Unbound): at 0, turning on
-	// sync.require_bound_uuids stops no image.
+	// trust.require_bound_uuids stops no image.
 	UnboundImages prometheus.Gauge
 }
 
@@ -87,7 +87,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		VanishedVOs: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "vanished_vos",
 			Help: "VOs with active images in the mirror project that no source listed a bundle for in the last pass that ran to its end, while their sources listed others (every bundle of the VO withdrawn, or its directory lost): nothing of them is retired or mirrored anew while so."}),
 		UnboundImages: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "unbound_images",
-			Help: "Active catalogue images of the mirror project whose uuid is not bound to their VO (their signed descriptor has no uuid_seed), as of the last pass that ran to its end: those sync.require_bound_uuids would stop booting."}),
+			Help: "Active catalogue images of the mirror project whose uuid is not bound to their VO (their signed descriptor has no uuid_seed), as of the last pass that ran to its end: those trust.require_bound_uuids would stop booting."}),
 		HungFS: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "hung_fs_total",
 			Help: "Operations on a directory source (a listing, an image's open or read) that failed because its file system did not answer within their bound, or because an earlier one on it has not returned yet (a hung mount)."}),
 	}

@@ -5,7 +5,7 @@ import "github.com/imagetrust/imagetrust/validator"
 // countUnbound counts the mirror project's active catalogue images whose
 // record's signed descriptor does not bind the uuid to the VO (no
 // uuid_seed; validator.Descriptor.Bound): the images a site would stop
-// booting by turning sync.require_bound_uuids on (the gate re-verifies
+// booting by turning trust.require_bound_uuids on (the gate re-verifies
 // the record with it), an image squatting another VO's uuid among them.
 // A record that does not decode is not counted: the gate refuses it
 // already. Each record is parsed on every pass; a catalogue holds a few

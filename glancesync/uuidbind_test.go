@@ -10,7 +10,7 @@ import (
 	"github.com/imagetrust/imagetrust/validator"
 )
 
-// boundTrust is the world's trust with sync.require_bound_uuids on or off.
+// boundTrust is the world's trust with trust.require_bound_uuids on or off.
 func (w *world) boundTrust(require bool) *validator.Trust {
 	cdn, _ := validator.DNFromRaw(w.creator.Cert.RawSubject)
 	adn, _ := validator.DNFromRaw(w.approver.Cert.RawSubject)
@@ -48,7 +48,7 @@ func newSeed(t *testing.T) string {
 // included (not defended without the switch), and the unbound images are
 // counted (imagetrust_sync_unbound_images).
 //
-// sync.require_bound_uuids on: an unbound cms bundle under a new atlas
+// trust.require_bound_uuids on: an unbound cms bundle under a new atlas
 // uuid is refused and atlas's image is mirrored; the squat mirrored before
 // the switch stays in Glance (the sync refuses atlas's bundle,
 // uuid-immutable) but the gate refuses to boot it, and every unbound

@@ -256,7 +256,7 @@ func isSelfSigned(c *x509.Certificate) bool {
 }
 
 // LoadTrust reads the [trust] and [vo.*] sections of a configuration, and
-// sync.require_bound_uuids (TrustOptions.RequireBoundUUIDs). A
+// trust.require_bound_uuids (TrustOptions.RequireBoundUUIDs). A
 // CRL whose thisUpdate is beyond now plus crl.clock_skew is used for its
 // revocations and holds only (a warning; the CRL job refuses it and keeps
 // the CA's previous CRL, which the trust store has not); crl.no_next_update_max_age is the
@@ -399,7 +399,7 @@ func LoadTrust(c *config.Config) (*Trust, []string, error) {
 	// a [sync] setting, applied by every reader of the trust store: the
 	// gate must refuse what the sync would no longer mirror (a squat
 	// mirrored before the switch keeps its uuid in Glance)
-	o.RequireBoundUUIDs = c.Sync.RequireBoundUUIDs
+	o.RequireBoundUUIDs = c.Trust.RequireBoundUUIDs
 	t, w, err := NewTrust(o)
 	if err != nil {
 		return nil, nil, err

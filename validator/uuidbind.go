@@ -61,7 +61,7 @@ func (d *Descriptor) Bound() bool {
 func (d *Descriptor) checkBinding(require bool) error {
 	switch {
 	case d.UUIDSeed == "" && require:
-		return fmt.Errorf("%w: the descriptor has no uuid_seed, and this site requires bound uuids (sync.require_bound_uuids): describe the image again (imagetrust describe binds the uuid to the VO by default)", ErrUUIDNotBound)
+		return fmt.Errorf("%w: the descriptor has no uuid_seed, and this site requires bound uuids (trust.require_bound_uuids): describe the image again (imagetrust describe binds the uuid to the VO by default)", ErrUUIDNotBound)
 	case d.UUIDSeed == "":
 		return nil
 	case !d.Bound():

@@ -64,7 +64,7 @@ func bind(vo, seed string) func(map[string]any) {
 
 // TestVerifyBoundUUID: a descriptor with a uuid_seed verifies only when its
 // uuid is the one its own VO and seed give, whatever the site's switch
-// says; with sync.require_bound_uuids, one without a seed is refused too.
+// says; with trust.require_bound_uuids, one without a seed is refused too.
 // The image certificate always names the descriptor's uuid: the
 // registrar is the squatter's accomplice.
 func TestVerifyBoundUUID(t *testing.T) {

@@ -11,7 +11,7 @@ import (
 
 // TestDescribeBindsUUID: `imagetrust describe` binds the uuid to the VO by
 // default (a fresh uuid_seed and the uuid it gives), and such a bundle
-// verifies with sync.require_bound_uuids on; --uuid gives an explicit
+// verifies with trust.require_bound_uuids on; --uuid gives an explicit
 // uuid, unbound (no seed), which verifies with the switch off only,
 // refused as uuid-not-bound with it on.
 func TestDescribeBindsUUID(t *testing.T) {
@@ -56,11 +56,12 @@ func TestDescribeBindsUUID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(string(cfg), "[sync]") {
-		t.Fatal("pki init's configuration has a [sync] section: add the key to it")
+	if strings.Count(string(cfg), "\n[trust]\n") != 1 {
+		t.Fatalf("pki init's configuration has no one [trust] section:\n%s", cfg)
 	}
 	on := filepath.Join("pki", "require-bound.toml")
-	if err := os.WriteFile(filepath.Join(dir, on), append(cfg, "\n[sync]\nrequire_bound_uuids = true\n"...), 0o644); err != nil {
+	cfgOn := strings.Replace(string(cfg), "\n[trust]\n", "\n[trust]\nrequire_bound_uuids = true\n", 1)
+	if err := os.WriteFile(filepath.Join(dir, on), []byte(cfgOn), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {

@@ -50,6 +50,14 @@ type Trust struct {
 	Strict bool `toml:"strict"`
 	// RequireCRL refuses a chain whose issuing CA has no CRL loaded.
 	RequireCRL bool `toml:"require_crl"`
+	// RequireBoundUUIDs refuses every bundle whose descriptor has no
+	// uuid_seed (uuid-not-bound): its uuid is not bound to its VO, so
+	// another VO could have published under it first. Off by default, so
+	// that bundles described before uuid_seed keep mirroring; a site turns
+	// it on once all its VOs publish bound uuids
+	// (imagetrust_sync_unbound_images at 0). The sync, `imagetrust verify
+	// --config` and the boot gate (proxy) apply it.
+	RequireBoundUUIDs bool `toml:"require_bound_uuids"`
 	// Namespaces is what to do with the IGTF name constraints of ca_dirs
 	// (<hash>.namespaces, else <hash>.signing_policy): enforce (default) or
 	// ignore.
@@ -129,14 +137,6 @@ type Sync struct {
 	DownloadTimeout Duration `toml:"download_timeout"`
 	// Retries is how many times one HTTP request is retried.
 	Retries int `toml:"retries"`
-	// RequireBoundUUIDs refuses every bundle whose descriptor has no
-	// uuid_seed (uuid-not-bound): its uuid is not bound to its VO, so
-	// another VO could have published under it first. Off by default, so
-	// that bundles described before uuid_seed keep mirroring; a site turns
-	// it on once all its VOs publish bound uuids
-	// (imagetrust_sync_unbound_images at 0). The sync, `imagetrust verify
-	// --config` and the boot gate (proxy) apply it.
-	RequireBoundUUIDs bool `toml:"require_bound_uuids"`
 	// TransferMinRateKiB and TransferSlack bound one image transfer as a
 	// whole (reading the source and streaming into Glance, every resumed
 	// request included): it must end within TransferSlack plus the signed
