@@ -48,17 +48,7 @@ func TestGatedSlotNeedsTokenNova(t *testing.T) {
 
 			// stall sends a server action's head and half its body
 			stall := func(tokenField string) (net.Conn, *bufio.Reader) {
-				t.Helper()
-				c, err := net.Dial("tcp", addr)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { c.Close() })
-				if dl, ok := t.Deadline(); ok {
-					_ = c.SetReadDeadline(dl.Add(-5 * time.Second)) // (a bound on the test)
-				}
-				fmt.Fprintf(c, "POST /v2.1/servers/%s/action HTTP/1.1\r\nHost: gate\r\n%sContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"reboot\":", s.id, tokenField)
-				return c, bufio.NewReader(c)
+				return stallBody(t, addr, "/v2.1/servers/"+s.id+"/action", tokenField, `{"reboot":`)
 			}
 			for _, tc := range []struct{ name, field string }{
 				{"no token", ""},

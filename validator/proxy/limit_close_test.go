@@ -44,14 +44,7 @@ func TestOverloadRefusalClosesConnNova(t *testing.T) {
 			_, demo := s.viaGate(t, ostest.CloudDemo, "http://"+addr)
 			token := demo.ProviderClient.Token()
 			stall := func() (net.Conn, *bufio.Reader) {
-				t.Helper()
-				c, err := net.Dial("tcp", addr)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { c.Close() })
-				fmt.Fprintf(c, "POST /v2.1/servers HTTP/1.1\r\nHost: gate\r\nContent-Type: application/json\r\nX-Auth-Token: %s\r\nContent-Length: 1000\r\n\r\n{\"server\":", token)
-				return c, bufio.NewReader(c)
+				return stallBody(t, addr, "/v2.1/servers", "X-Auth-Token: "+token+"\r\n", `{"server":`)
 			}
 			// refusedClosed reads the refusal on c and then expects the
 			// gate to close c, though 990 bytes of its body never came
@@ -95,4 +88,23 @@ func expectConnClosed(t *testing.T, what string, br *bufio.Reader) {
 			t.Errorf("%s: after the refusal: %v %v, want EOF", what, n, err)
 		}
 	}
+}
+
+// stallBody sends a request head for path with fields (each ending in
+// CRLF: a token field, say), Content-Length 1000, and start, the first
+// bytes of its body, on a new connection to addr, then stalls: the rest
+// of the body never comes. Reads on it fail 5 s before the test's
+// deadline (a failure, not a hang); it is closed at the test's end.
+func stallBody(t *testing.T, addr, path, fields, start string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if dl, ok := t.Deadline(); ok {
+		_ = c.SetReadDeadline(dl.Add(-5 * time.Second))
+	}
+	fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: gate\r\n%sContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n%s", path, fields, start)
+	return c, bufio.NewReader(c)
 }

@@ -56,16 +56,7 @@ func TestGatedBorrowedSlotReclaimedNova(t *testing.T) {
 			admin, adminDirect := s.viaGate(t, ostest.CloudAdmin, base)
 
 			stall := func() net.Conn {
-				c, err := net.Dial("tcp", addr)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { c.Close() })
-				if dl, ok := t.Deadline(); ok {
-					_ = c.SetReadDeadline(dl.Add(-5 * time.Second)) // (a failure, not a hang)
-				}
-				fmt.Fprintf(c, "POST /v2.1/servers HTTP/1.1\r\nHost: gate\r\nContent-Type: application/json\r\nX-Auth-Token: %s\r\nContent-Length: 1000\r\n\r\n{\"server\":",
-					demo.ProviderClient.Token())
+				c, _ := stallBody(t, addr, "/v2.1/servers", "X-Auth-Token: "+demo.ProviderClient.Token()+"\r\n", `{"server":`)
 				return c
 			}
 			c1 := stall()

@@ -561,16 +561,9 @@ func TestGatedBodyStallNova(t *testing.T) {
 			p.bodyTimeout = 300 * time.Millisecond // (before it serves)
 			addr, _, _ := serveInBackground(t, p, ServerOptions{NetHTTPOnly: netHTTPOnly, ShutdownTimeout: 5 * time.Second})
 
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			if dl, ok := t.Deadline(); ok {
-				_ = c.SetReadDeadline(dl.Add(-5 * time.Second)) // (a failure, not a hang, without the body timeout)
-			}
-			fmt.Fprintf(c, "POST /v2.1/servers/%s/action HTTP/1.1\r\nHost: gate\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"rebuild\":", s.id)
-			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			// (a failure, not a hang, without the body timeout)
+			_, br := stallBody(t, addr, "/v2.1/servers/"+s.id+"/action", "", `{"rebuild":`)
+			resp, err := http.ReadResponse(br, nil)
 			if err != nil {
 				t.Fatalf("stalled body: no answer: %v", err)
 			}
