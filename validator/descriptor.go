@@ -272,6 +272,12 @@ type jsonFrame struct {
 // the same key twice, at any depth, and a top-level key that is not exactly
 // one of descriptorKeys. It returns the top-level keys.
 func checkDuplicateKeys(b []byte) (map[string]bool, error) {
+	return checkKeys(b, "descriptor", descriptorKeys)
+}
+
+// checkKeys is checkDuplicateKeys for a document of another kind (what,
+// for errors) whose top-level keys are keys. It returns the top-level keys.
+func checkKeys(b []byte, what string, keys map[string]bool) (map[string]bool, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	var stack []*jsonFrame
@@ -287,7 +293,7 @@ func checkDuplicateKeys(b []byte) (map[string]bool, error) {
 			return outer, nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("descriptor: %w", err)
+			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 		if n := len(stack); n > 0 && stack[n-1].isObj && stack[n-1].expKey {
 			top := stack[n-1]
@@ -298,10 +304,10 @@ func checkDuplicateKeys(b []byte) (map[string]bool, error) {
 			}
 			k, _ := tok.(string)
 			if top.keys[k] {
-				return nil, fmt.Errorf("descriptor: duplicate key %s", quoteShort(k))
+				return nil, fmt.Errorf("%s: duplicate key %s", what, quoteShort(k))
 			}
-			if n == 1 && !descriptorKeys[k] {
-				return nil, fmt.Errorf("descriptor: unknown field %s (fields are spelt exactly, in lower case)", quoteShort(k))
+			if n == 1 && !keys[k] {
+				return nil, fmt.Errorf("%s: unknown field %s (fields are spelt exactly, in lower case)", what, quoteShort(k))
 			}
 			top.keys[k] = true
 			top.expKey = false
@@ -322,7 +328,7 @@ func checkDuplicateKeys(b []byte) (map[string]bool, error) {
 			valueDone()
 		}
 		if len(stack) > 64 {
-			return nil, errors.New("descriptor: nested too deeply")
+			return nil, fmt.Errorf("%s: nested too deeply", what)
 		}
 	}
 }

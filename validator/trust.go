@@ -63,6 +63,9 @@ type VOPolicy struct {
 	Name      string
 	Creators  []DN
 	Approvers []DN
+	// ListingSigners may sign the VO's listings (VerifyListing); nil:
+	// its Approvers.
+	ListingSigners []DN
 }
 
 // TrustOptions are the inputs of NewTrust, already read from disk.
@@ -388,6 +391,13 @@ func LoadTrust(c *config.Config) (*Trust, []string, error) {
 				return nil, nil, fmt.Errorf("vo.%s.approvers: %w", name, err)
 			}
 			p.Approvers = append(p.Approvers, dn)
+		}
+		for _, s := range vo.ListingSigners {
+			dn, err := ParseDN(s)
+			if err != nil {
+				return nil, nil, fmt.Errorf("vo.%s.listing_signers: %w", name, err)
+			}
+			p.ListingSigners = append(p.ListingSigners, dn)
 		}
 		o.VOs[name] = p
 	}

@@ -73,6 +73,13 @@ type VO struct {
 	Visibility string `toml:"visibility"`
 	// Projects are Glance project ids the VO's images are shared with (visibility shared).
 	Projects []string `toml:"projects"`
+	// Listing is "none" (the default: which bundles the sources list is
+	// trusted as the VO's) or "signed": the VO's images are those of its
+	// signed listing (docs/glancesync.md, "Signed VO listings").
+	Listing string `toml:"listing"`
+	// ListingSigners are the subject DNs that may sign the VO's listings
+	// (default: Approvers).
+	ListingSigners []string `toml:"listing_signers"`
 }
 
 // Duration is a time.Duration that reads from a TOML string such as "15m".
@@ -482,8 +489,11 @@ func (c *Config) defaults() {
 	for name, vo := range c.VO {
 		if vo.Visibility == "" {
 			vo.Visibility = "shared"
-			c.VO[name] = vo
 		}
+		if vo.Listing == "" {
+			vo.Listing = "none"
+		}
+		c.VO[name] = vo
 	}
 }
 
@@ -696,6 +706,9 @@ func (c *Config) check() error {
 	}
 	for name, vo := range c.VO {
 		if err := oneOf("vo."+name+".visibility", vo.Visibility, "private", "shared", "community", "public"); err != nil {
+			return err
+		}
+		if err := oneOf("vo."+name+".listing", vo.Listing, "none", "signed"); err != nil {
 			return err
 		}
 	}

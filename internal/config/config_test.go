@@ -58,6 +58,7 @@ func TestParseRefuses(t *testing.T) {
 		"fail crl source with two kinds":       "[[crl.source]]\nfile = \"a\"\nurl = \"https://b\"",
 		"fail crl source url with password":    "[[crl.source]]\nurl = \"http://user:secret@crl.example/ca.crl\"",
 		"fail bad visibility":                  "[vo.a]\nvisibility = \"everyone\"",
+		"fail bad listing":                     "[vo.a]\nlisting = \"sources\"",
 		"fail not TOML":                        "this is = not [toml",
 		"fail wrong type":                      "[sync]\nparallel = \"two\"",
 		"fail volume policy":                   "[proxy]\nvolume_policy = \"maybe\"",

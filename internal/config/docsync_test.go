@@ -168,6 +168,7 @@ var defaultsElsewhere = map[string]string{
 	"sync.source.listing_timeout": "glancesync's listing defaults",
 	"vo.NAME.creators":            "a list: no default to read",
 	"vo.NAME.approvers":           "a list: no default to read",
+	"vo.NAME.listing_signers":     "nil: the VO's approvers (validator.Trust.VerifyListing)",
 	"sync.source.vos":             "required",
 	"proxy.listen":                "required",
 	"proxy.upstream":              "required",

@@ -1,0 +1,232 @@
+package validator
+
+import (
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/imagetrust/imagetrust/internal/cms"
+	"github.com/imagetrust/imagetrust/internal/pki"
+	"github.com/imagetrust/imagetrust/internal/testpki"
+)
+
+const (
+	uuidA = "0b0e3c4a-7f7a-4c1e-9f57-8a1f3f1d2e3f"
+	uuidB = "1b0e3c4a-7f7a-4c1e-9f57-8a1f3f1d2e3f"
+)
+
+const goodListing = `{"version":1,"vo":"atlas","serial":7,"issued":"2026-06-01T11:00:00Z","expires":"2026-06-08T11:00:00Z","images":["` + uuidA + `","` + uuidB + `"]}`
+
+// TestParseListing: the strict form of docs/formats.md, "VO listing": each
+// "fail" case is refused as listing-invalid, naming what is wrong.
+func TestParseListing(t *testing.T) {
+	repl := func(old, new string) string { return strings.Replace(goodListing, old, new, 1) }
+	for name, c := range map[string]struct{ doc, want string }{
+		"ok listing":                       {goodListing, ""},
+		"ok empty images":                  {repl(`["`+uuidA+`","`+uuidB+`"]`, `[]`), ""},
+		"ok whitespace":                    {" \n" + goodListing + "\n", ""},
+		"fail empty":                       {"", "empty"},
+		"fail not an object":               {"[]", "cannot unmarshal"},
+		"fail unknown key":                 {repl(`"version":1`, `"version":1,"extra":1`), "unknown field"},
+		"fail key in other case":           {repl(`"vo":`, `"VO":`), "unknown field"},
+		"fail duplicate key":               {repl(`"version":1`, `"version":1,"version":1`), "duplicate"},
+		"fail trailing data":               {goodListing + "{}", "trailing data"},
+		"fail missing images":              {repl(`,"images":["`+uuidA+`","`+uuidB+`"]`, ``), "images is missing"},
+		"fail null images":                 {repl(`["`+uuidA+`","`+uuidB+`"]`, `null`), "must be an array"},
+		"fail version 2":                   {repl(`"version":1`, `"version":2`), "version 2"},
+		"fail bad vo":                      {repl(`"atlas"`, `"at las"`), "field vo"},
+		"fail zero serial":                 {repl(`"serial":7`, `"serial":0`), "serial"},
+		"fail negative serial":             {repl(`"serial":7`, `"serial":-1`), "serial"},
+		"fail fractional serial":           {repl(`"serial":7`, `"serial":7.5`), "serial"},
+		"fail issued not rfc3339":          {repl(`2026-06-01T11:00:00Z`, `2026-06-01 11:00`), "issued"},
+		"fail expires not rfc3339":         {repl(`2026-06-08T11:00:00Z`, `next week`), "expires"},
+		"fail expires before issued":       {repl(`2026-06-08T11:00:00Z`, `2026-05-01T11:00:00Z`), "not after issued"},
+		"fail upper-case uuid":             {repl(uuidA, strings.ToUpper(uuidA)), "canonical"},
+		"fail uuid in braces":              {repl(uuidA, "{"+uuidA+"}"), "canonical"},
+		"fail uuid twice":                  {repl(uuidB, uuidA), "listed twice"},
+		"fail invalid utf-8":               {repl(`"atlas"`, "\"atl\xffas\""), "UTF-8"},
+		"fail too large":                   {goodListing + strings.Repeat(" ", MaxListingSize), "more than"},
+		"fail images not strings":          {repl(`["`+uuidA+`","`+uuidB+`"]`, `[1]`), "cannot unmarshal"},
+		"fail string serial":               {repl(`"serial":7`, `"serial":"7"`), "cannot unmarshal"},
+		"fail duplicate key in other case": {repl(`"serial":7`, `"serial":7,"Serial":8`), "unknown field"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			l, err := ParseListing([]byte(c.doc))
+			if strings.HasPrefix(name, "ok") {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if l.VO != "atlas" || l.Serial != 7 || l.Digest == "" || l.ExpiresTime.IsZero() {
+					t.Fatalf("parsed %+v", l)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if ListingReason(err) != ListingInvalid || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %q (reason %s), want listing-invalid naming %q", err, ListingReason(err), c.want)
+			}
+		})
+	}
+}
+
+func FuzzParseListing(f *testing.F) {
+	f.Add([]byte(goodListing))
+	f.Add([]byte(`{"version":1,"vo":"x","serial":1,"issued":"2026-01-01T00:00:00Z","expires":"2026-01-02T00:00:00Z","images":[]}`))
+	f.Add([]byte(`{"version":1,"version":1}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		l, err := ParseListing(b)
+		if err != nil {
+			if ListingReason(err) != ListingInvalid {
+				t.Fatalf("parse error of reason %s", ListingReason(err))
+			}
+			return
+		}
+		if l.Version != 1 || l.Serial == 0 || !l.ExpiresTime.After(l.IssuedTime) || l.Images == nil || len(l.Digest) != 64 {
+			t.Fatalf("accepted an invalid listing: %+v", l)
+		}
+		seen := map[string]bool{}
+		for _, u := range l.Images {
+			if !canonicalUUID.MatchString(u) || seen[u] {
+				t.Fatalf("accepted uuid %q", u)
+			}
+			seen[u] = true
+		}
+		// what is accepted reads back the same
+		b2, err := json.Marshal(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l2, err := ParseListing(b2); err != nil || l2.Serial != l.Serial || len(l2.Images) != len(l.Images) {
+			t.Fatalf("re-encoded listing refused: %v", err)
+		}
+	})
+}
+
+// signListing signs doc with leaf (its chain embedded).
+func signListing(t *testing.T, doc []byte, leaf *testpki.Leaf) []byte {
+	t.Helper()
+	sig, err := cms.Sign(doc, leaf.Cert, leaf.Key, cms.SignOptions{Chain: leaf.Chain, SigningTime: testNow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sig
+}
+
+// TestVerifyListing: a listing is accepted only when signed, alone, by a
+// listing signer of its VO who chains to a people CA, now, unrevoked, and
+// only between issued and expires; every refusal has its named reason.
+func TestVerifyListing(t *testing.T) {
+	w := newWorld(t)
+	doc := []byte(goodListing)
+	valid := testpki.WithValidity(testNow.AddDate(0, -6, 0), testNow.AddDate(0, 6, 0))
+	expiredSigner := w.peopleSub.Leaf(testpki.Name("Bob Approver"), testpki.WithValidity(testNow.AddDate(-1, 0, 0), testNow.AddDate(0, 0, -1)))
+	registrar := w.regRoot.Leaf(testpki.Name("Bob Approver"), valid)
+	caSigner := w.peopleSub.Leaf(testpki.Name("Bob Approver"), valid, testpki.WithKeyUsage(x509.KeyUsageKeyEncipherment))
+	twoSigners, err := cms.AddSigner(signListing(t, doc, w.approver), doc, w.creator.Cert, w.creator.Key, cms.SignOptions{SigningTime: testNow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tampered := []byte(strings.Replace(goodListing, `"serial":7`, `"serial":8`, 1))
+	cdn, _ := DNFromRaw(w.creator.Cert.RawSubject)
+	for name, c := range map[string]struct {
+		doc, sig []byte
+		vo       string
+		now      time.Time
+		trust    func() *Trust
+		want     string
+	}{
+		"ok by an approver":                    {doc: doc, sig: signListing(t, doc, w.approver)},
+		"ok just before expiry":                {doc: doc, sig: signListing(t, doc, w.approver), now: time.Date(2026, 6, 8, 10, 59, 59, 0, time.UTC)},
+		"fail by a creator":                    {doc: doc, sig: signListing(t, doc, w.creator), want: ListingSignerNotListed},
+		"fail tampered":                        {doc: tampered, sig: signListing(t, doc, w.approver), want: ListingBadSignature},
+		"fail not cms":                         {doc: doc, sig: []byte("not a signature"), want: ListingCMSInvalid},
+		"fail two signers":                     {doc: doc, sig: twoSigners, want: ListingExtraSigner},
+		"fail read as another vo":              {doc: doc, sig: signListing(t, doc, w.approver), vo: "cms", want: ListingWrongVO},
+		"fail unknown vo":                      {doc: []byte(strings.Replace(goodListing, "atlas", "lhcb", 1)), vo: "lhcb", want: ListingUnknownVO},
+		"fail expired":                         {doc: doc, sig: signListing(t, doc, w.approver), now: time.Date(2026, 6, 8, 11, 0, 0, 0, time.UTC), want: ListingExpired},
+		"fail issued in the future":            {doc: doc, sig: signListing(t, doc, w.approver), now: time.Date(2026, 6, 1, 10, 0, 0, 0, time.UTC), want: ListingNotYetValid},
+		"fail signer expired now":              {doc: doc, sig: signListing(t, doc, expiredSigner), want: ListingSignerUntrusted},
+		"fail signer of a registrar ca":        {doc: doc, sig: signListing(t, doc, registrar), want: ListingSignerUntrusted},
+		"fail signer without signing use":      {doc: doc, sig: signListing(t, doc, caSigner), want: ListingSignerUntrusted},
+		"fail invalid document":                {doc: []byte(`{}`), sig: signListing(t, []byte(`{}`), w.approver), want: ListingInvalid},
+		"fail approver not listing signer":     {doc: doc, sig: signListing(t, doc, w.approver), want: ListingSignerNotListed, trust: func() *Trust { return w.trustListing(cdn) }},
+		"ok listing signers replace approvers": {doc: doc, sig: signListing(t, doc, w.creator), trust: func() *Trust { return w.trustListing(cdn) }},
+		"fail signer revoked": {doc: doc, sig: signListing(t, doc, w.approver), want: ListingRevoked, trust: func() *Trust {
+			w.crls = [][]byte{revokeCRL(w.peopleSub, 3, pki.Revoked{Serial: w.approver.Cert.SerialNumber, Time: testNow.AddDate(0, 0, -2), Reason: 4})}
+			defer func() { w.crls = nil }()
+			return w.trust()
+		}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			vo, now, tr := c.vo, c.now, w.trust()
+			if vo == "" {
+				vo = "atlas"
+			}
+			if now.IsZero() {
+				now = testNow
+			}
+			if c.trust != nil {
+				tr = c.trust()
+			}
+			l, err := tr.VerifyListing(c.doc, c.sig, vo, now)
+			if c.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !l.Has(uuidA) || l.Has("2b0e3c4a-7f7a-4c1e-9f57-8a1f3f1d2e3f") || l.Signer == "" {
+					t.Fatalf("listing %+v", l)
+				}
+				return
+			}
+			var lf *ListingFailure
+			if !errors.As(err, &lf) || lf.Reason != c.want {
+				t.Fatalf("error %v, want reason %s", err, c.want)
+			}
+		})
+	}
+}
+
+// trustListing is the world's trust with atlas's listing signers set.
+func (w *world) trustListing(signers ...DN) *Trust {
+	tr := w.trust()
+	tr.vos["atlas"].ListingSigners = signers
+	return tr
+}
+
+// TestCheckListingSerial: a host refuses a serial lower than it accepted,
+// and the same serial with other contents; a higher one, or the same
+// document again, passes.
+func TestCheckListingSerial(t *testing.T) {
+	l, err := ParseListing([]byte(goodListing))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]struct {
+		base ListingBaseline
+		want string
+	}{
+		"ok no baseline":          {ListingBaseline{}, ""},
+		"ok higher serial":        {ListingBaseline{Serial: 6, Digest: "x"}, ""},
+		"ok the same document":    {ListingBaseline{Serial: 7, Digest: l.Digest}, ""},
+		"fail lower serial":       {ListingBaseline{Serial: 8, Digest: l.Digest}, ListingRolledBack},
+		"fail same serial, other": {ListingBaseline{Serial: 7, Digest: "other"}, ListingSerialReused},
+	} {
+		t.Run(name, func(t *testing.T) {
+			err := CheckListingSerial(l, c.base)
+			if c.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if ListingReason(err) != c.want {
+				t.Fatalf("error %v, want %s", err, c.want)
+			}
+		})
+	}
+}
