@@ -53,6 +53,12 @@ type Options struct {
 	// DryRun. Whoever sets it keeps two Syncers of different processes
 	// from sharing it at once (the cmd's sync.lock_file).
 	ServersOutageFile string
+	// ListingStateFile ("": none) keeps, per VO with signed listings, the
+	// highest listing serial accepted (and its document's digest), so that
+	// a listing rolled back is refused across runs too: read by New (an
+	// unreadable file is an error), written when a higher serial is
+	// accepted. Not written with DryRun. Shared as ServersOutageFile is.
+	ListingStateFile string
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// DryRun plans and prints the plan to Plan, and writes nothing.
@@ -111,6 +117,9 @@ type Syncer struct {
 	// skew is how far Glance's clock is ahead of Options.Now (negative:
 	// behind), read at the start of each pass (measureSkew).
 	skew atomic.Int64
+	// listingBase is, per VO with signed listings, the highest serial
+	// accepted (Options.ListingStateFile); under mu
+	listingBase map[string]validator.ListingBaseline
 }
 
 // skewTolerance is the clock difference measureSkew ignores: Glance's
@@ -299,6 +308,9 @@ func New(o Options) (*Syncer, error) {
 	}
 	s := &Syncer{o: o, log: o.Logger, m: o.Metrics, spent: map[string]string{}, left: map[string]leftQueued{}, members: map[string]memberMemo{}, revokedSeen: map[string]bool{}}
 	s.loadServersOutage()
+	if err := s.loadListingBase(); err != nil {
+		return nil, fmt.Errorf("glancesync: %w", err)
+	}
 	return s, nil
 }
 
@@ -336,6 +348,15 @@ type Report struct {
 	// its publisher's directory lost. The pass retired nothing of them and
 	// is not made incomplete; sorted by VO.
 	Vanished []VanishedVO `json:"vanished,omitempty"`
+	// ListingFailed are the VOs with listing = "signed" that had no valid
+	// signed listing (missing, bad signature, expired, rolled back): the
+	// pass retired nothing of them and mirrored nothing new of them; not
+	// made incomplete. Sorted by VO.
+	ListingFailed []ListingProblem `json:"listing_failed,omitempty"`
+	// Withheld are the active catalogue images that their VO's valid
+	// signed listing names and no source listed: kept as they are (not
+	// retired, their tag stays on them). Sorted by id.
+	Withheld []WithheldImage `json:"withheld,omitempty"`
 	// Failed are the images (ids; an alias not created, by its VO/tag) on
 	// which an operation failed (Glance, a transfer), sorted, each once:
 	// the next pass retries them.
@@ -409,6 +430,10 @@ type reporter struct {
 	// serversTold: the pass logged its failure to ask Nova (retire), which
 	// up to sync.parallel answers of the pass may carry
 	serversTold bool
+	// listings is what the pass made of the signed listings (collect)
+	listings *passListings
+	// withheld are the images of Report.Withheld, by id (Run)
+	withheld map[string]*Image
 	// outageMu makes what a question of the pass records of Nova's outage
 	// one step with what it reads (askServer): an answer checked before a
 	// failure of the pass and recorded after it would end the outage the
@@ -514,6 +539,7 @@ func (s *Syncer) Run(ctx context.Context) (*Report, error) {
 	}
 	s.warnOrphans(ours)
 	s.warnUnlisted(ours, unlisted, rp)
+	rp.withheld = s.withheld(ours, rp.listings, rp)
 	s.measureSkew(ctx)
 	// by id, the mirror project's images but its aliases: those without a
 	// catalogue record too, so that a bundle whose image lost its record
@@ -553,6 +579,11 @@ func (s *Syncer) Run(ctx context.Context) (*Report, error) {
 		im := byID[it.desc.UUID]
 		it := it
 		if im == nil {
+			if by, ok := s.withheldAway(it, rp.withheld); ok {
+				s.log.Debug("bundle superseded in its tag by a withheld image, not mirrored (retire = delete)", "image", it.desc.UUID, "vo", it.desc.VO, "tag", it.desc.Tag, "by", by)
+				rp.add(s.outcome(it, ActionSkipped, "", "superseded by "+by+" in its tag (in the signed listing, withheld by the sources); with retire = delete it is not mirrored"))
+				continue
+			}
 			if by, ok := s.retiredAway(it, newest); ok {
 				s.log.Debug("bundle superseded in its tag, not mirrored (retire = delete)", "image", it.desc.UUID, "vo", it.desc.VO, "tag", it.desc.Tag, "by", by)
 				rp.add(s.outcome(it, ActionSkipped, "", "superseded by "+by+" in its tag; with retire = delete it is not mirrored (its image, if it had one, was retired)"))
@@ -606,6 +637,8 @@ func (s *Syncer) Run(ctx context.Context) (*Report, error) {
 		s.m.EmptySources.Set(float64(rp.r.EmptySources))
 		s.m.VanishedVOs.Set(float64(len(rp.r.Vanished)))
 		s.m.UnboundImages.Set(float64(rp.r.Unbound))
+		s.m.WithheldImages.Set(float64(len(rp.r.Withheld)))
+		s.m.ListingFailedVOs.Set(float64(len(rp.r.ListingFailed)))
 		if rp.r.Complete() {
 			s.m.LastSuccess.Set(float64(s.o.Now().Unix()))
 		}
@@ -641,6 +674,7 @@ func (s *Syncer) collect(ctx context.Context, rp *reporter) (items []*item, pres
 	defer func() { s.revokedSeen, s.revokedPass = s.revokedPass, nil }()
 	seen := map[string]*item{}
 	now := s.o.Now()
+	listingDocs := map[string][]ListingDoc{}
 	for _, src := range s.o.Sources {
 		bundles, skipped, err := src.List(ctx)
 		if err != nil {
@@ -657,6 +691,7 @@ func (s *Syncer) collect(ctx context.Context, rp *reporter) (items []*item, pres
 			}
 			continue
 		}
+		s.listingsOf(ctx, src, listingDocs)
 		for loc, e := range skipped {
 			if errors.Is(e, ErrNoSignature) {
 				s.log.Debug("descriptor without signature skipped", "source", src.Name(), "location", loc)
@@ -735,6 +770,7 @@ func (s *Syncer) collect(ctx context.Context, rp *reporter) (items []*item, pres
 		}
 	}
 	slices.Sort(unlisted)
+	rp.listings = s.applyListings(listingDocs, items, present, complete, rp)
 	return items, present, complete, unlisted
 }
 

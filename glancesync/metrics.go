@@ -11,7 +11,7 @@ import (
 // refusedReasons are the sync's own labels of images_refused_total,
 // besides validator.Reasons.
 var refusedReasons = []string{ReasonVONotAllowed, ReasonDuplicateUUID, ReasonSquatted, ReasonIDDeleted,
-	ReasonUUIDImmutable, ReasonGlanceHash, ReasonStaleReclaimed, ReasonUnreadable}
+	ReasonUUIDImmutable, ReasonGlanceHash, ReasonStaleReclaimed, ReasonUnreadable, ReasonNotInListing}
 
 // retiredActions are the labels of images_retired_total.
 var retiredActions = []string{"hide", "delete", "deactivate", ActionAliasDelete}
@@ -55,6 +55,13 @@ type Metrics struct {
 	// last pass that ran to its end (Report.Unbound): at 0, turning on
 	// trust.require_bound_uuids stops no image.
 	UnboundImages prometheus.Gauge
+	// ListingFailedVOs is how many VOs with signed listings had no valid
+	// listing in the last pass that ran to its end (Report.ListingFailed).
+	ListingFailedVOs prometheus.Gauge
+	// WithheldImages is how many catalogue images their VO's signed
+	// listing names and no source listed in the last pass that ran to its
+	// end (Report.Withheld).
+	WithheldImages prometheus.Gauge
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: not registered).
@@ -90,6 +97,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Active catalogue images of the mirror project whose uuid is not bound to their VO (their signed descriptor has no uuid_seed), as of the last pass that ran to its end: those trust.require_bound_uuids would stop booting."}),
 		HungFS: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "hung_fs_total",
 			Help: "Operations on a directory source (a listing, an image's open or read) that failed because its file system did not answer within their bound, or because an earlier one on it has not returned yet (a hung mount)."}),
+		ListingFailedVOs: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "listing_failed_vos",
+			Help: "VOs with listing = \"signed\" that had no valid signed listing in the last pass that ran to its end (missing, bad signature, expired, rolled back): nothing of them is retired or mirrored anew while so."}),
+		WithheldImages: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "withheld_images",
+			Help: "Active images that their VO's valid signed listing names and no source listed in the last pass that ran to its end (withheld by a source): kept, not retired."}),
 	}
 	// every label value exists at 0 from the start, so that an alert on
 	// increase() sees the first refusal or retirement too
@@ -100,7 +111,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.Retired.WithLabelValues(a)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Mirrored, m.Refused, m.Bytes, m.Transfer, m.Pass, m.LastSuccess, m.Retired, m.Errors, m.FailingImages, m.Orphaned, m.Repaired, m.EmptySources, m.VanishedVOs, m.HungFS, m.UnboundImages)
+		reg.MustRegister(m.Mirrored, m.Refused, m.Bytes, m.Transfer, m.Pass, m.LastSuccess, m.Retired, m.Errors, m.FailingImages, m.Orphaned, m.Repaired, m.EmptySources, m.VanishedVOs, m.HungFS, m.UnboundImages, m.ListingFailedVOs, m.WithheldImages)
 		// the goroutines left blocked in a hung file system's kernel call
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "stuck_fs_operations",
 			Help: "Operations on directory sources abandoned on a hung file system that have not returned yet (goroutines blocked in the kernel); the source is not listed or read while it has one."},

@@ -158,13 +158,15 @@ func (k recordKeys) created(im *Image) time.Time {
 // which a boot by tag may resolve to (removeDeadAliases).
 func (s *Syncer) reconcile(ctx context.Context, ours []*Image, items []*item, present, complete map[string]bool, rp *reporter) map[string]bool {
 	keys := signedKeys(items)
-	// the newest bootable image of each tag supersedes the others: an
+	// the newest bootable image of each tag supersedes the others (a
+	// withheld one too: its VO's signed listing names it, and a source
+	// that withholds it must not roll the tag back): an
 	// image the operators blacklisted (or flagged with a value the gate
 	// refuses) does not (a boot by tag falls back to the newest other,
 	// which stays visible)
 	newest := map[string]*Image{}
 	for _, im := range ours {
-		if im.Props[validator.PropAlias] != "" || im.Props[validator.PropUUID] == "" || keys[im.ID] == nil || im.Status != StatusActive ||
+		if im.Props[validator.PropAlias] != "" || im.Props[validator.PropUUID] == "" || (keys[im.ID] == nil && rp.withheld[im.ID] == nil) || im.Status != StatusActive ||
 			validator.LocalBlocks(im.Props[validator.PropLocalValidity]) {
 			continue
 		}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/imagetrust/imagetrust/validator"
 )
 
 // IndexVersion is the only version of the index document (docs/formats-index.md).
@@ -24,7 +26,20 @@ const IndexVersion = 1
 type Index struct {
 	Version int           `json:"version"`
 	Bundles []IndexBundle `json:"bundles"`
+	// Listings locate the signed listings of VOs (optional; at most
+	// MaxIndexListings).
+	Listings []IndexListing `json:"listings,omitempty"`
 }
+
+// IndexListing locates one VO's signed listing. Signature defaults to
+// Document + ".p7s".
+type IndexListing struct {
+	Document  string `json:"document"`
+	Signature string `json:"signature,omitempty"`
+}
+
+// MaxIndexListings bounds the listings an index may name.
+const MaxIndexListings = 64
 
 // IndexBundle locates one bundle. Signature defaults to Descriptor + ".p7s".
 type IndexBundle struct {
@@ -49,6 +64,14 @@ func ParseIndex(b []byte) (*Index, error) {
 	for i, e := range ix.Bundles {
 		if e.Descriptor == "" {
 			return nil, fmt.Errorf("index: bundles[%d]: no descriptor", i)
+		}
+	}
+	if len(ix.Listings) > MaxIndexListings {
+		return nil, fmt.Errorf("index: %d listings, more than the %d allowed", len(ix.Listings), MaxIndexListings)
+	}
+	for i, e := range ix.Listings {
+		if e.Document == "" {
+			return nil, fmt.Errorf("index: listings[%d]: no document", i)
 		}
 	}
 	return &ix, nil
@@ -91,6 +114,15 @@ type IndexSource struct {
 	// signatures) the last listing fetched whole or reused, with their
 	// validators, for conditional requests (see List)
 	known map[string]*remembered
+	// listings are the listing references of the last index listed
+	// (Listings reads them)
+	listings []listingRef
+}
+
+// listingRef is an index's listing entry, resolved (or why it is not).
+type listingRef struct {
+	doc, sig string
+	err      error
 }
 
 // DefaultIndexParallel is the default of IndexSource.Parallel.
@@ -271,6 +303,31 @@ func (s *IndexSource) list(ctx context.Context, lim ListingLimits) ([]*Bundle, m
 		indexOnly()
 		return nil, nil, fmt.Errorf("source %s: %w", s.URL, err)
 	}
+	var refs []listingRef
+	for _, e := range ix.Listings {
+		if n := max(len(e.Document), len(e.Signature)); n > MaxIndexRef {
+			refs = append(refs, listingRef{doc: capText(maskedRef(e.Document), maxErrText), err: fmt.Errorf("%w: %d bytes, limit %d", ErrRefTooLong, n, MaxIndexRef)})
+			continue
+		}
+		du, err := resolveRef(base, e.Document)
+		if err != nil {
+			refs = append(refs, listingRef{doc: maskedRef(e.Document), err: err})
+			continue
+		}
+		sigRef := e.Signature
+		if sigRef == "" {
+			sigRef = e.Document + ".p7s"
+		}
+		su, err := resolveRef(base, sigRef)
+		if err != nil {
+			refs = append(refs, listingRef{doc: du.String(), err: err})
+			continue
+		}
+		refs = append(refs, listingRef{doc: du.String(), sig: su.String()})
+	}
+	s.mu.Lock()
+	s.listings = refs
+	s.mu.Unlock()
 	if len(ix.Bundles) > lim.Bundles {
 		indexOnly()
 		return nil, nil, fmt.Errorf("source %s: %w: the index lists %d bundles, the limit is %d", s.URL, ErrListingTooLarge, len(ix.Bundles), lim.Bundles)
@@ -462,4 +519,38 @@ func (s *IndexSource) openImage(ctx context.Context, b *Bundle, uri string) (io.
 	}
 	rc, err := s.fetcher().OpenURL(ctx, u.String())
 	return rc, u.String(), err
+}
+
+// Listings implements ListingSource: the listings the last index listed
+// names, each fetched (document and signature, by the source's fetcher,
+// with its address policy, within validator.MaxListingSize and
+// MaxSignatureSize) and read as the VO its document names.
+func (s *IndexSource) Listings(ctx context.Context) []ListingDoc {
+	s.mu.Lock()
+	refs := s.listings
+	s.mu.Unlock()
+	var out []ListingDoc
+	for _, r := range refs {
+		d := ListingDoc{Location: r.doc, Err: r.err}
+		if d.Err == nil {
+			d.Document, d.Err = s.fetcher().GetSmall(ctx, r.doc, validator.MaxListingSize)
+		}
+		if d.Err == nil {
+			if d.Signature, d.Err = s.fetcher().GetSmall(ctx, r.sig, MaxSignatureSize); d.Err != nil {
+				d.Err = fmt.Errorf("signature: %w", d.Err)
+			}
+		}
+		if d.Err == nil {
+			// the VO it stands for is the one it names (VerifyListing
+			// checks it against that VO's signers)
+			l, err := validator.ParseListing(d.Document)
+			if err != nil {
+				d.Err = err
+			} else {
+				d.VO = l.VO
+			}
+		}
+		out = append(out, d)
+	}
+	return out
 }

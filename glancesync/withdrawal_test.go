@@ -10,9 +10,11 @@ import (
 )
 
 // TestSourceWithdrawalIsTrusted pins what a source that cannot sign can
-// still do (docs/security-model.md, "A source withholding or withdrawing
-// bundles"): a listing is not signed, so a bundle that leaves every source
-// is the VO's withdrawal to the sync. Dropping a tag's newest image from
+// still do to a VO without signed listings (listing = "none", the
+// default; docs/security-model.md, "A source withholding or withdrawing
+// bundles"; TestSignedListingWithdrawal is the signed case, where the
+// withdrawal is refused): which bundles a source lists is not signed, so a
+// bundle that leaves every source is the VO's withdrawal to the sync. Dropping a tag's newest image from
 // the listing retires it, and the newest older one still listed becomes
 // the tag's current image again: under retire = hide it is unhidden (a
 // boot by tag rolls back to it, while its bytes, record and expiry are

@@ -58,28 +58,28 @@ func (l *Listing) Has(uuid string) bool {
 
 // Named reasons of a listing that is not accepted (ListingFailure).
 const (
-	ListingMissing          = "listing-missing"       // no listing of the VO in any source
-	ListingInvalid          = "listing-invalid"       // the document does not parse
-	ListingCMSInvalid       = "listing-cms-invalid"   // the signature does not parse
-	ListingBadSignature     = "listing-bad-signature" // a signature does not verify
-	ListingSignerUntrusted  = "listing-signer-untrusted"
-	ListingSignerNotListed  = "listing-signer-not-authorised"
-	ListingExtraSigner      = "listing-unexpected-signer" // not exactly one signer
-	ListingWrongVO          = "listing-wrong-vo"
-	ListingUnknownVO        = "listing-unknown-vo"
-	ListingNotYetValid      = "listing-not-yet-valid" // issued in the future
-	ListingExpired          = "listing-expired"
-	ListingRevoked          = "listing-signer-revoked"
-	ListingRevocationUnkown = "listing-revocation-unknown"
-	ListingRolledBack       = "listing-rolled-back"   // serial below the highest accepted
-	ListingSerialReused     = "listing-serial-reused" // same serial, other contents
+	ListingMissing           = "listing-missing"       // no listing of the VO in any source
+	ListingInvalid           = "listing-invalid"       // the document does not parse
+	ListingCMSInvalid        = "listing-cms-invalid"   // the signature does not parse
+	ListingBadSignature      = "listing-bad-signature" // a signature does not verify
+	ListingSignerUntrusted   = "listing-signer-untrusted"
+	ListingSignerNotListed   = "listing-signer-not-authorised"
+	ListingExtraSigner       = "listing-unexpected-signer" // not exactly one signer
+	ListingWrongVO           = "listing-wrong-vo"
+	ListingUnknownVO         = "listing-unknown-vo"
+	ListingNotYetValid       = "listing-not-yet-valid" // issued in the future
+	ListingExpired           = "listing-expired"
+	ListingRevoked           = "listing-signer-revoked"
+	ListingRevocationUnknown = "listing-revocation-unknown"
+	ListingRolledBack        = "listing-rolled-back"   // serial below the highest accepted
+	ListingSerialReused      = "listing-serial-reused" // same serial, other contents
 )
 
 // ListingReasons are all the Listing* reasons, for metrics.
 var ListingReasons = []string{
 	ListingMissing, ListingInvalid, ListingCMSInvalid, ListingBadSignature, ListingSignerUntrusted,
 	ListingSignerNotListed, ListingExtraSigner, ListingWrongVO, ListingUnknownVO, ListingNotYetValid,
-	ListingExpired, ListingRevoked, ListingRevocationUnkown, ListingRolledBack, ListingSerialReused,
+	ListingExpired, ListingRevoked, ListingRevocationUnknown, ListingRolledBack, ListingSerialReused,
 }
 
 // listingKeys are the listing's top-level keys, byte for byte (see
@@ -282,7 +282,7 @@ func (t *Trust) VerifyListing(doc, sig []byte, vo string, now time.Time) (*Listi
 	}
 	rev, err := t.checkChain(chains[0], crl.RoleApprover, now)
 	if err != nil {
-		return nil, NewListingFailure(ListingRevocationUnkown, err)
+		return nil, NewListingFailure(ListingRevocationUnknown, err)
 	}
 	if rev != nil {
 		return fail(ListingRevoked, "%s", rev.String())

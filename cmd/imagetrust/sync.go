@@ -30,7 +30,7 @@ func init() {
 func cmdSync(ctx context.Context, e *env, args []string) int {
 	fs := newFlags(e, "sync", "--config FILE [--once] [--dry-run] [--json-logs] [--cloud NAME]")
 	cfgPath := fs.String("config", "/etc/imagetrust/imagetrust.toml", "configuration file")
-	once := fs.Bool("once", false, "make one pass and exit (exit 1 if it had errors, a source listed no bundle, a VO with images listed none while its sources listed others, or another sync holds sync.lock_file, 4 if it refused a bundle for a reason other than expiry or revocation)")
+	once := fs.Bool("once", false, "make one pass and exit (exit 1 if it had errors, a source listed no bundle, a VO with images listed none while its sources listed others, a VO with signed listings had no valid one or had an image withheld, or another sync holds sync.lock_file, 4 if it refused a bundle for a reason other than expiry or revocation)")
 	dry := fs.Bool("dry-run", false, "print the plan of one pass and write nothing (implies --once)")
 	jsonLogs := fs.Bool("json-logs", false, "log in JSON")
 	cloud := fs.String("cloud", "", "clouds.yaml entry of the mirror's credentials (default $OS_CLOUD; without either, the OS_* variables); their project is the mirror project")
@@ -207,6 +207,9 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 			Sync: cfg.Sync, VOs: cfg.VO, Trust: trust, Glance: glance, MirrorProject: project, Sources: srcs,
 			Logger: log, Metrics: metrics, DryRun: *dry, Plan: e.stdout, ResumeAfter: *resumeAfter, Servers: servers,
 			ServersOutageFile: outageFile,
+			// read by a dry run too (a rolled back listing is planned as
+			// refused), written by no dry run
+			ListingStateFile: listingStateFile(cfg.Sync.LockFile),
 		})
 		if err == nil {
 			inUse.Store(trust)
@@ -243,7 +246,16 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 			log.Error("no bundle of a VO with images listed, though its sources list others (withdrawn? its directory lost?): nothing of it was retired or mirrored anew; exit 1",
 				"vo", v.VO, "sources", strings.Join(v.Sources, ", "), "images", v.Images)
 		}
-		if len(r.Empty) > 0 || len(r.Vanished) > 0 {
+		// a VO with signed listings and no valid one (missing, expired,
+		// rolled back) was neither retired nor mirrored anew; an image
+		// its listing names and no source lists is withheld
+		for _, p := range r.ListingFailed {
+			log.Error("no valid signed listing of a VO: nothing of it was retired or mirrored anew; exit 1", "vo", p.VO, "reason", p.Reason)
+		}
+		for _, w := range r.Withheld {
+			log.Error("image in its VO's signed listing listed by no source (withheld?): kept; exit 1", "image", w.ID, "vo", w.VO, "tag", w.Tag)
+		}
+		if len(r.Empty) > 0 || len(r.Vanished) > 0 || len(r.ListingFailed) > 0 || len(r.Withheld) > 0 {
 			return exitInvalid
 		}
 		if n := refusedBundles(r); n > 0 {

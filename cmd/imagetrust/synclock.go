@@ -101,3 +101,11 @@ const staleTempAge = time.Hour
 func novaOutageFile(lock string) string {
 	return strings.TrimSuffix(lock, ".lock") + ".nova-down"
 }
+
+// listingStateFile is where the highest signed listing serial accepted of
+// each VO is kept (glancesync.Options.ListingStateFile), beside the lock
+// as the Nova outage is: /var/lib/imagetrust/sync.listings for the
+// default lock.
+func listingStateFile(lock string) string {
+	return strings.TrimSuffix(lock, ".lock") + ".listings"
+}
