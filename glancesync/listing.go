@@ -84,10 +84,13 @@ func (d *DirSource) Listings(ctx context.Context) []ListingDoc {
 		return nil
 	})
 	if err != nil {
-		out = out[:0]
+		// out untouched: an abandoned call (a hung file system) may
+		// still write it
+		var failed []ListingDoc
 		for _, vo := range d.AllowedVOs {
-			out = append(out, ListingDoc{VO: vo, Location: d.Root + "/" + vo + ListingFileSuffix, Err: err})
+			failed = append(failed, ListingDoc{VO: vo, Location: d.Root + "/" + vo + ListingFileSuffix, Err: err})
 		}
+		return failed
 	}
 	return out
 }

@@ -243,6 +243,25 @@ func TestSignedListingRefusals(t *testing.T) {
 			notMirrored(t, b.id)
 		})
 	}
+	t.Run("withheld only when every source listed", func(t *testing.T) {
+		// a source of the VO that cannot be listed: its bundles are not
+		// missing, so nothing is reported withheld (nor retired)
+		dir := t.TempDir()
+		a := w.publish(dir, spec{tag: "listing-incomplete"})
+		keep := w.publish(dir, spec{tag: "listing-incomplete-other"})
+		w.writeListing(dir, listingSpec{serial: 1, ids: []string{a.id, keep.id}})
+		o := e.signedOptions(t, w, dir)
+		run(t, o)
+		removeBundle(t, a)
+		o.Sources = append(o.Sources, &DirSource{Root: filepath.Join(dir, "not-mounted"), AllowedVOs: []string{"atlas"}})
+		r := run(t, o)
+		if r.SourceErrors != 1 || len(r.Withheld) != 0 || len(r.ListingFailed) != 0 {
+			t.Fatalf("source errors %d, withheld %+v, listing failures %+v", r.SourceErrors, r.Withheld, r.ListingFailed)
+		}
+		if im := e.get(t, a.id); im.Hidden || im.Status != StatusActive {
+			t.Fatalf("image: %s hidden %v", im.Status, im.Hidden)
+		}
+	})
 	t.Run("default config ignores a listing", func(t *testing.T) {
 		// listing = "none": a listing file (even one leaving a bundle
 		// out) changes nothing, and is not taken for a descriptor
