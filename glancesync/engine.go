@@ -892,14 +892,15 @@ func (s *Syncer) refuse(it *item, rp *reporter) {
 	}
 	s.m.Refused.WithLabelValues(it.refused).Inc()
 	// ERROR is for the refusals an operator must look at (what makes
-	// `sync --once` exit 4); an expired or revoked bundle left in a source
-	// is routine and would otherwise log an ERROR every pass for as long
-	// as the publisher keeps it there
+	// `sync --once` exit 4); an expired or revoked bundle left in a source,
+	// or one its VO's signed listing no longer names (withdrawn), is
+	// routine and would otherwise log an ERROR every pass for as long as
+	// the publisher keeps it there
 	lvl := slog.LevelError
 	switch it.refused {
 	case validator.ReasonExpired:
 		lvl = slog.LevelInfo
-	case validator.ReasonRevoked:
+	case validator.ReasonRevoked, ReasonNotInListing:
 		// WARN the first time this Syncer (this process, until a reload)
 		// lists the bundle, INFO on every later pass
 		lvl = slog.LevelInfo
@@ -917,11 +918,13 @@ func (s *Syncer) refuse(it *item, rp *reporter) {
 }
 
 // RoutineRefusal reports whether a bundle refused for reason is routine:
-// expired and revoked bundles linger in sources after their images' end.
-// Such refusals are logged at INFO (a revoked bundle at WARN the first time
-// a Syncer lists it), and `imagetrust sync --once` does not exit 4 for them.
+// expired and revoked bundles linger in sources after their images' end,
+// and so do bundles their VO withdrew from its signed listing. Such
+// refusals are logged at INFO (a revoked or unlisted bundle at WARN the
+// first time a Syncer lists it), and `imagetrust sync --once` does not
+// exit 4 for them.
 func RoutineRefusal(reason string) bool {
-	return reason == validator.ReasonExpired || reason == validator.ReasonRevoked
+	return reason == validator.ReasonExpired || reason == validator.ReasonRevoked || reason == ReasonNotInListing
 }
 
 // sameRecord reports whether an image carries exactly the bundle's descriptor and signature.

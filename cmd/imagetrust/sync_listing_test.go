@@ -79,4 +79,22 @@ func TestSyncOnceSignedListing(t *testing.T) {
 	if err != nil || !strings.Contains(string(state), `"demo"`) {
 		t.Errorf("sync.listings: %q, %v", state, err)
 	}
+
+	// the VO withdraws w from its listing, for w2, and leaves w's bundle
+	// in the source: routine, WARN, not an exit 4
+	if err := os.WriteFile(filepath.Join(src, "w2.img"), bytes.Repeat([]byte("imagetrust2"), 10000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustCLI(t, dir, "describe", "src/w2.img", "--vo", "demo", "--tag", "signed-listing-w", "-o", "src/w2.json")
+	mustCLI(t, dir, "sign", "--cert", "pki/creator.pem", "--key", "pki/creator.key", "src/w2.json")
+	mustCLI(t, dir, "approve", "--cert", "pki/approver.pem", "--key", "pki/approver.key", "src/w2.json")
+	mustCLI(t, dir, "register", "--ca", "pki/registrar-ca.pem", "--ca-key", "pki/registrar-ca.key", "--expires", "30d", "src/w2.json")
+	mustCLI(t, dir, "listing", "--vo", "demo", "--expires", "7d", "--serial", "9999999999", "--cert", "pki/approver.pem", "--key", "pki/approver.key", "--out", "src/demo.listing.json", "src/w2.json")
+	code, _, stderr = cliEnv(t, t.TempDir(), vars, "sync", "--once", "--config", path)
+	if code != exitOK {
+		t.Errorf("sync --once with a withdrawn bundle left in the source: exit %d, want 0:\n%s", code, stderr)
+	}
+	if !strings.Contains(stderr, `level=WARN msg="bundle refused"`) || !strings.Contains(stderr, `reason=not-in-listing`) {
+		t.Errorf("the withdrawn bundle's refusal is not a WARN naming not-in-listing:\n%s", stderr)
+	}
 }
