@@ -105,7 +105,8 @@ type coverMemo struct {
 // recordPoints fills in refs' distribution points from the certificates
 // of the record's imagetrust_signature (pointsOf), when a CRL of the index
 // names a distribution point (else they change nothing: takesPoints).
-func (m *coverMemo) recordPoints(refs []Ref, props map[string]string) {
+// It returns pointsOf's conflict ("" when none).
+func (m *coverMemo) recordPoints(refs []Ref, props map[string]string) string {
 	if m.partitioned == 0 {
 		m.partitioned = 2
 		if m.ix.namesPoints() {
@@ -114,13 +115,13 @@ func (m *coverMemo) recordPoints(refs []Ref, props map[string]string) {
 	}
 	s := props[PropSignature]
 	if m.partitioned != 1 || s == "" || len(s) > maxSignatureB64 {
-		return
+		return ""
 	}
 	if m.points == nil {
 		m.points = &pointsMemo{}
 		m.points.begin()
 	}
-	pointsOf(refs, m.points.read(s))
+	return pointsOf(refs, m.points.read(s))
 }
 
 type coverAnswer struct {
@@ -239,7 +240,7 @@ func (m *coverMemo) judge(img Image, p Policy) desired {
 	}
 	// which distribution points each certificate names: a CRL of another
 	// point does not speak for it (takesPoints)
-	m.recordPoints(refs, img.Properties)
+	conflict := m.recordPoints(refs, img.Properties)
 	rev := ix.check(refs, reg, p.Strict, m.covering)
 	if rev != nil && !rev.Hold() {
 		return desired{state: StateRevoked, rev: rev, why: revWhy(rev)}
@@ -251,6 +252,10 @@ func (m *coverMemo) judge(img Image, p Policy) desired {
 		if why, kept := holdKept(m, refs, img.Properties); kept {
 			return desired{state: StateHold, why: why}
 		}
+	}
+	if conflict != "" {
+		// (after the revocations and holds: they prove themselves)
+		return desired{state: StateUnknown, why: conflict}
 	}
 	for _, r := range refs {
 		cov := m.coveringScope(r)

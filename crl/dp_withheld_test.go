@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math/big"
+	"strings"
 	"testing"
 	"time"
 
@@ -314,5 +315,53 @@ func TestJobHoldOnAnotherPoint(t *testing.T) {
 	rep := run(t, j)
 	if got := cat.get(img.ID); got.Properties[PropGlobalValidity] != StateValid || got.Status != StatusActive {
 		t.Fatalf("ok a's next CRL lifts the hold: %s/%s, want valid, active (%+v)", got.Status, got.Properties[PropGlobalValidity], rep.Changes)
+	}
+}
+
+// TestJudgeInjectedNamesake: whoever can write a record's
+// imagetrust_signature (a mirror credential) appends to its certificate
+// bag, which no signature covers, a certificate of their own making with
+// the issuer name and serial of the real signer's, no
+// authorityKeyIdentifier, and the fresh point a as its distribution point,
+// while the real certificate names the withheld point b. The signature
+// still verifies (the signer is found first, by issuer and serial, so the
+// gate re-verifies the record as before), but the CRL job saw two
+// namesakes disagreeing on their points and fell back on every CRL of the
+// kind: a's fresh CRL then spoke for the certificate and the image stayed
+// valid under refuse_stale. A legitimate signature never embeds two
+// certificates of one issuer and serial (RFC 5280 4.1.2.2) that disagree,
+// so the job now judges such a record unknown. Fails on the code before
+// it (valid).
+func TestJudgeInjectedNamesake(t *testing.T) {
+	w := newDPWorld(t)
+	impostor := testpki.NewRoot(t, "Partitioned CA") // same name, own key
+	fake := impostor.Leaf(testpki.Name("Creator B"), testpki.WithSerial(0xb), testpki.WithCRLDP(dpA), testpki.WithoutAKI(),
+		testpki.WithURIs("urn:x:"+strings.Repeat("p", 512))) // (longer: DER sorts it after the signer's)
+	p7, err := cms.Sign([]byte("descriptor"), w.leafB.Cert, w.leafB.Key, cms.SignOptions{Chain: []*x509.Certificate{fake.Cert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sd, err := cms.Parse(p7)
+	if err != nil || len(sd.Signers) != 1 || !sd.Signers[0].Certificate.Equal(w.leafB.Cert) || sd.Signers[0].Verify([]byte("descriptor")) != nil {
+		t.Fatalf("the bag with the namesake no longer verifies as the real signer's: %v", err)
+	}
+	img := w.dpRecord(t, w.leafB, true)
+	img.Properties[PropSignature] = base64.StdEncoding.EncodeToString(p7)
+	ix := w.index(t, w.crl(t, 1, true, pki.IDPDistributionPoint(dpB)), w.crl(t, 40, false, pki.IDPDistributionPoint(dpA)))
+	state, _, why := Judge(ix, img, Policy{RefuseStale: true}, t0)
+	if state != StateUnknown {
+		t.Fatalf("record whose bag holds a namesake naming the fresh point: %s (%s), want unknown", state, why)
+	}
+	// a namesake that agrees (the signer's certificate embedded twice)
+	// changes nothing: the withheld point still makes it unknown, and the
+	// fresh point's certificate stays valid
+	p7, err = cms.Sign([]byte("descriptor"), w.leafA.Cert, w.leafA.Key, cms.SignOptions{Chain: []*x509.Certificate{w.leafA.Cert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img = w.dpRecord(t, w.leafA, true)
+	img.Properties[PropSignature] = base64.StdEncoding.EncodeToString(p7)
+	if state, _, why := Judge(ix, img, Policy{RefuseStale: true}, t0); state != StateValid {
+		t.Fatalf("a's certificate embedded twice: %s (%s), want valid", state, why)
 	}
 }

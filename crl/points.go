@@ -59,13 +59,21 @@ func readPoints(s string) sigPoints {
 // imagetrust_chain names (RecordRefs) from the certificates its
 // imagetrust_signature embeds (sp): the certificate of the same issuer
 // and serial, and authorityKeyIdentifier when both have one. A Ref whose
-// certificate is not embedded, or whose embedded namesakes disagree on
-// their points, keeps PointsKnown false (every CRL of its kind speaks for
-// it, as before partitions were told apart). The certificates are the
-// record's untrusted bytes, as trusted as imagetrust_chain itself: whoever
-// can rewrite one can rewrite the other, and the proxy judges the
+// certificate is not embedded keeps PointsKnown false (every CRL of its
+// kind speaks for it, as before partitions were told apart). Embedded
+// namesakes that disagree on their points are no legitimate signature's
+// (a CA issues one certificate per serial, RFC 5280 4.1.2.2), but a
+// forgery's: the certificate bag is covered by no signature, so whoever
+// can write the record can append a certificate of their own making with
+// the signer's issuer name and serial, which the verifier never takes for
+// the signer (it finds the real one first, or fails), naming a point whose
+// CRLs are fresh. Falling back on every CRL of the kind then let that
+// point's CRL speak for a certificate whose own point's CRLs were
+// withheld; pointsOf returns a description of the first such conflict
+// instead, and the job judges the record unknown (fail closed). The
+// certificates are the record's untrusted bytes; the proxy judges the
 // certificates it verifies (ChainRefs), not these.
-func pointsOf(refs []Ref, sp sigPoints) {
+func pointsOf(refs []Ref, sp sigPoints) (conflict string) {
 	for i := range refs {
 		r := &refs[i]
 		if r.Serial == nil {
@@ -78,6 +86,10 @@ func pointsOf(refs []Ref, sp sigPoints) {
 				continue
 			}
 			if known && !slices.Equal(found, cp.points) {
+				if conflict == "" {
+					conflict = "imagetrust_signature embeds certificates of issuer " + r.Issuer + " and serial " + r.Serial.Text(16) +
+						" that name different CRL distribution points: one is not that CA's"
+				}
 				found, known = nil, false
 				break
 			}
@@ -85,6 +97,7 @@ func pointsOf(refs []Ref, sp sigPoints) {
 		}
 		r.DistributionPoints, r.PointsKnown = found, known
 	}
+	return conflict
 }
 
 // pointsMemo remembers readPoints by the SHA-256 of a signature from one
