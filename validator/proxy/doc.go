@@ -227,9 +227,10 @@
 // goes to the client holding the fewest, and its waiting places to a
 // client that has fewer. Clients a token was validated for within a day
 // (cachedIdentity.known) validate in places of their own, a quarter as
-// many again: a flood of made-up tokens from many addresses, which makes
-// no client known, fills the other places only, and delays only the first
-// token of a client new to the gate. The first refusal after a quiet interval is
+// many again, each at most a quarter of them (the rest in the shared
+// places: cachedIdentity.enter): a flood of made-up tokens from many
+// addresses, which makes no client known, fills the other places only,
+// and delays only the first token of a client new to the gate. The first refusal after a quiet interval is
 // logged in full, the others as one summary line per interval (overloadLog).
 // A request refused before its body is read (401, or 503 for want of a
 // slot or a validation place) is answered with Connection: close and its

@@ -102,7 +102,7 @@ type cachedIdentity struct {
 	// timeout fails with errValidationBusy. A cached token never waits.
 	places *gatedLimit
 	// knownPlaces, when set, take the place of places for the validations
-	// of known clients: those a token was validated for, by next, within
+	// of known clients, up to a client's share of them (enter): those a token was validated for, by next, within
 	// knownClientTTL (known, at most knownClientsMax of them, the least
 	// recently validated forgotten first). A flood of made-up tokens from
 	// many addresses fills places and their waiting places, and the first
@@ -130,10 +130,9 @@ func (c *cachedIdentity) Validate(ctx context.Context, token string) (*Caller, e
 	}
 	v, err, _ := c.group.Do(string(key[:]), func() (any, error) {
 		client := clientOf(ctx)
-		if places := c.placesFor(client); places != nil { // (one place per token: its callers share it)
-			if places.acquire(context.WithoutCancel(ctx), client) != "" {
-				return nil, errValidationBusy
-			}
+		if places, ok := c.enter(context.WithoutCancel(ctx), client); !ok { // (one place per token: its callers share it)
+			return nil, errValidationBusy
+		} else if places != nil {
 			defer places.release(client)
 		}
 		// The shared call must not die with the first caller's request,
@@ -179,15 +178,26 @@ var errValidationBusy = errors.New("too many token validations under way")
 // (cachedIdentity.knownPlaces: a quarter as many again).
 func maxValidationsFor(maxGated int) int { return min(max(maxGated, 4), 64) }
 
-// placesFor is the bound a validation for client waits in: knownPlaces
-// for a known client, else places (nil: none).
-func (c *cachedIdentity) placesFor(client string) *gatedLimit {
+// enter takes a validation place for client, waiting up to the places'
+// timeout: in knownPlaces for a known client while it holds and waits for
+// fewer than its share of them, else in places. It returns the places to
+// release (nil: no bound) and false when none came free. A known client
+// that floods made-up tokens (any user's one real token makes its address
+// known) thus keeps its share of the known clients' places and no more:
+// taking every free one, and then every waiting place, it would make the
+// other known clients' new tokens wait behind its flood.
+func (c *cachedIdentity) enter(ctx context.Context, client string) (*gatedLimit, bool) {
 	if c.knownPlaces != nil && client != "" {
-		if _, ok := c.known.get(client); ok {
-			return c.knownPlaces
+		if _, known := c.known.get(client); known {
+			if reason, ok := c.knownPlaces.acquireWithinShare(ctx, client); ok {
+				return c.knownPlaces, reason == ""
+			}
 		}
 	}
-	return c.places
+	if c.places == nil {
+		return nil, true
+	}
+	return c.places, c.places.acquire(ctx, client) == ""
 }
 
 // How long, and how many, clients stay known (cachedIdentity.known): a

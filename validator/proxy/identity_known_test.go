@@ -78,3 +78,51 @@ func TestValidationKnownClientNotBehindFlood(t *testing.T) {
 	checkLimitEmpty(t, ci.places)
 	checkLimitEmpty(t, ci.knownPlaces)
 }
+
+// TestValidationKnownFlooderKeepsItsShare: a client made known by one
+// real token (any user's, from one address) floods made-up tokens from
+// that address while Keystone is slow to refuse them. It takes no more
+// than its share of the known clients' places: the rest of its flood
+// validates in the shared places, and another known client's new token
+// is validated at once. Before, a known client's validations took every
+// known place while any was free and then every waiting place (a share
+// bounded only the waiting), so the other known client waited behind the
+// flood and was refused validation-busy: one user with one token undid
+// the known clients' places for all.
+func TestValidationKnownFlooderKeepsItsShare(t *testing.T) {
+	f := &floodIdentity{entered: make(chan string, 256), release: make(chan struct{})}
+	ci := newCachedIdentity(f, time.Minute, 64, time.Now, nil)
+	ci.limitValidations(64, 2*time.Second)
+	defer func() { f.once.Do(func() { close(f.release) }) }()
+	at := func(client string) context.Context { return withClient(context.Background(), client) }
+	const flooder, other = "192.0.2.66", "192.0.2.10"
+	for _, c := range []string{flooder, other} {
+		if _, err := ci.Validate(at(c), "good-"+c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k := ci.knownPlaces.n
+	flood := make(chan error, 2*k)
+	for i := range 2 * k { // (every known place and waiting place, before)
+		go func() {
+			_, err := ci.Validate(at(flooder), fmt.Sprintf("made-up-%d", i))
+			flood <- err
+		}()
+	}
+	held := func(l *gatedLimit) int { l.mu.Lock(); defer l.mu.Unlock(); return l.used + len(l.queue) }
+	waitFor(t, "the flood placed", func() bool { return held(ci.knownPlaces)+held(ci.places) == 2*k })
+	if got := held(ci.knownPlaces); got > ci.knownPlaces.perProject {
+		t.Errorf("the flooder holds or waits for %d known places, want at most its share %d", got, ci.knownPlaces.perProject)
+	}
+	if cl, err := ci.Validate(at(other), "good-2"); err != nil || cl.UserID != "u-good-2" {
+		t.Fatalf("another known client's new token during the flood: %v %v, want validated", cl, err)
+	}
+	f.once.Do(func() { close(f.release) })
+	for range 2 * k {
+		if err := <-flood; !errors.Is(err, ErrInvalidToken) && !errors.Is(err, errValidationBusy) {
+			t.Errorf("made-up token: %v", err)
+		}
+	}
+	checkLimitEmpty(t, ci.places)
+	checkLimitEmpty(t, ci.knownPlaces)
+}

@@ -207,6 +207,26 @@ func (l *gatedLimit) acquire(ctx context.Context, project string) string {
 // gives b up (dropBody) before it releases the slot.
 func (l *gatedLimit) acquireBody(ctx context.Context, project string, b *deadlineBody) string {
 	l.mu.Lock()
+	return l.acquireLocked(ctx, project, b)
+}
+
+// acquireWithinShare is acquire for a request of project that may take or
+// wait for a slot only while project holds and waits for fewer than its
+// share: ok false (nothing taken, nothing to release) when it already
+// has that many. A project's share otherwise bounds only whom a slot given
+// back goes to, and which waiting request gives way: while slots are free
+// one project takes them all (cachedIdentity.knownPlaces).
+func (l *gatedLimit) acquireWithinShare(ctx context.Context, project string) (reason string, ok bool) {
+	l.mu.Lock()
+	if l.byProject[project]+l.waitingBy[project] >= l.perProject {
+		l.mu.Unlock()
+		return "", false
+	}
+	return l.acquireLocked(ctx, project, nil), true
+}
+
+// acquireLocked is acquireBody with mu held; it unlocks it.
+func (l *gatedLimit) acquireLocked(ctx context.Context, project string, b *deadlineBody) string {
 	if l.used < l.n { // (then nobody waits: release hands out every free slot)
 		l.take(project, b)
 		l.mu.Unlock()
