@@ -226,7 +226,11 @@ func (m *coverMemo) coveringKind(r Ref) []*CRL {
 func (m *coverMemo) staleFor(r Ref) *CRL {
 	s := m.scoped(r)
 	if !s.staleDone {
-		s.stale, s.staleDone = staleOf(r, s.crls, m.now, m.grace), true
+		crls := s.crls
+		if len(crls) == 0 && r.PointsKnown {
+			crls = m.coveringKind(r) // (no CRL of its point: StaleFor)
+		}
+		s.stale, s.staleDone = staleOf(r, crls, m.now, m.grace), true
 	}
 	return s.stale
 }

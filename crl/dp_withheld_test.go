@@ -365,3 +365,36 @@ func TestJudgeInjectedNamesake(t *testing.T) {
 		t.Fatalf("a's certificate embedded twice: %s (%s), want valid", state, why)
 	}
 }
+
+// TestStaleWhenNoPointSpeaks: a CA's partitioned CRLs name points none of
+// which a certificate names (the CA moved its CRLs to another URL, or
+// spells it otherwise in its CRLs than in the certificate), and every CRL
+// of the CA is withheld. No CRL speaks for the certificate by its points,
+// and the job took it for a CA without CRLs: valid under refuse_stale,
+// however old the CA's CRLs, so withholding them all hid every later
+// revocation without the staleness ever showing (before partitions were
+// told apart the CA's newest CRL of the kind judged it: stale, unknown).
+// Now a certificate no CRL of its CA speaks for by its points is judged
+// stale by the CA's newest CRL of its kind, as before: never fresher than
+// that, and the withheld point's own stale CRL still decides when it has
+// one (TestJudgeDistributionPoints).
+func TestStaleWhenNoPointSpeaks(t *testing.T) {
+	w := newDPWorld(t)
+	allStale := w.index(t, w.crl(t, 1, true, pki.IDPDistributionPoint(dpB)), w.crl(t, 2, true, pki.IDPDistributionPoint(dpA)))
+	stale := Policy{RefuseStale: true}
+	for _, leaf := range []*testpki.Leaf{w.leafBUpper, w.leafNone} {
+		img := w.dpRecord(t, leaf, true)
+		if state, _, why := Judge(allStale, img, stale, t0); state != StateUnknown {
+			t.Errorf("%s, every CRL of its CA stale: %s (%s), want unknown", leaf.Cert.Subject.CommonName, state, why)
+		}
+		r := ChainRefs([]*x509.Certificate{leaf.Cert, w.ca.Cert}, RoleCreator)[0]
+		if c := allStale.StaleFor(r, t0, 0); c == nil {
+			t.Errorf("%s: StaleFor nil with every CRL of its CA stale", leaf.Cert.Subject.CommonName)
+		}
+	}
+	// one of them fresh: the CA's newest word is fresh, as before
+	fresh := w.index(t, w.crl(t, 1, true, pki.IDPDistributionPoint(dpB)), w.crl(t, 40, false, pki.IDPDistributionPoint(dpA)))
+	if state, _, why := Judge(fresh, w.dpRecord(t, w.leafBUpper, true), stale, t0); state != StateValid {
+		t.Errorf("b spelt otherwise, a fresh: %s (%s), want valid", state, why)
+	}
+}

@@ -475,8 +475,28 @@ func inScope(cov []*CRL, r Ref) []*CRL {
 // every certificate of r's kind): the old key's newest CRL going stale
 // once the CA publishes only under its new key does not count.
 func (ix *Index) StaleFor(r Ref, now time.Time, grace time.Duration) *CRL {
-	return staleOf(r, ix.CoveringScope(r), now, grace)
+	scoped := ix.CoveringScope(r)
+	if len(scoped) == 0 && r.PointsKnown {
+		// no CRL of its point: judged by its CA's newest of its kind
+		// (staleScope)
+		k := r
+		k.DistributionPoints, k.PointsKnown = nil, false
+		scoped = ix.CoveringScope(k)
+	}
+	return staleOf(r, scoped, now, grace)
 }
+
+// A certificate for which no CRL of its CA speaks by its distribution
+// points (takesPoints: the CA partitions its CRLs, and none names a point
+// the certificate names) is judged stale by the CA's CRLs of its kind
+// whatever points they name (StaleFor, the job's staleFor), as every
+// certificate was before partitions were told apart: no fresher than the
+// CA's newest word. Else a CA that moved its CRLs to another URL, or
+// spells it otherwise in its CRLs than in its certificates, would have
+// certificates no staleness ever shows for: whoever withheld every CRL of
+// the CA would hide each later revocation of them for good (without
+// require_crl, which refuses them). A certificate whose point has a CRL is
+// judged by that point's CRLs alone.
 
 // staleOf is StaleFor on the CRLs that speak for the certificate r names.
 func staleOf(r Ref, scoped []*CRL, now time.Time, grace time.Duration) *CRL {
