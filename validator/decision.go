@@ -263,7 +263,7 @@ func (t *Trust) DecideBoot(img CatalogImage, p BootPolicy, now time.Time) Decisi
 		case CheckDescriptor + ": " + ReasonUUIDNotBound:
 			// mirrored before the site required bound uuids, or a seed
 			// that does not give its uuid: its VO may not own that uuid
-			return siteFault(fmt.Sprintf("image %s may not boot: its uuid is not bound to its VO (uuid-not-bound, the site requires bound uuids), so another VO may have published under it.", img.ID))
+			return siteFault(fmt.Sprintf("image %s may not boot: its uuid is not bound to its VO (uuid-not-bound: the site requires bound uuids and its descriptor has no uuid_seed, or its uuid_seed does not give its uuid), so another VO may have published under it.", img.ID))
 		case CheckRevocation + ": " + ReasonRevocationUnknown:
 			d.detail = fmt.Sprintf("image %s may not boot: the site cannot tell whether it was revoked.", img.ID)
 			d.Message = d.detail + " " + advice([]string{DecisionGlobalPrefix + GlobalUnknown})

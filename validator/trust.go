@@ -406,7 +406,7 @@ func LoadTrust(c *config.Config) (*Trust, []string, error) {
 	}
 	o.Strict = c.Trust.Strict
 	o.RequireCRL = c.Trust.RequireCRL
-	// a [sync] setting, applied by every reader of the trust store: the
+	// a [trust] setting, applied by every reader of the trust store: the
 	// gate must refuse what the sync would no longer mirror (a squat
 	// mirrored before the switch keeps its uuid in Glance)
 	o.RequireBoundUUIDs = c.Trust.RequireBoundUUIDs
