@@ -730,7 +730,19 @@ func (s *Syncer) collect(ctx context.Context, rp *reporter) (items []*item, pres
 					if string(prev.b.Descriptor) == string(b.Descriptor) && string(prev.b.Signature) == string(b.Signature) {
 						continue // the same bundle published twice
 					}
-					if it.refused == "" {
+					switch {
+					case it.refused != "":
+					case prev.desc.UUIDSeed == "" && it.desc.UUIDSeed != "":
+						// a verified bound bundle proves the uuid is its
+						// VO's (another VO would need a SHA-1 preimage):
+						// it takes the uuid from an unbound bundle listed
+						// before it, whatever the order of the sources
+						// (docs/security-model.md, "One image id claimed
+						// by two VOs")
+						prev.refused, prev.detail = ReasonDuplicateUUID, "a bundle whose uuid is bound to VO "+it.desc.VO+" (uuid_seed) is listed at "+b.Location+": a bundle without uuid_seed cannot take it"
+						s.refuse(prev, rp)
+						seen[it.desc.UUID] = it
+					default:
 						it.refused, it.detail = ReasonDuplicateUUID, "another bundle with this uuid was listed first at "+prev.b.Location
 					}
 				} else if it.refused == "" {

@@ -45,8 +45,9 @@ func newSeed(t *testing.T) string {
 // Default configuration: a cms bundle that copies atlas's uuid_seed is
 // refused (uuid-not-bound), atlas's image is mirrored; bundles without a
 // seed still mirror as before, the squat by an unbound cms bundle
-// included (not defended without the switch), and the unbound images are
-// counted (imagetrust_sync_unbound_images).
+// mirrored a pass before atlas's bundle was listed included (not defended
+// without the switch), and the unbound images are counted
+// (imagetrust_sync_unbound_images).
 //
 // trust.require_bound_uuids on: an unbound cms bundle under a new atlas
 // uuid is refused and atlas's image is mirrored; the squat mirrored before
@@ -70,10 +71,9 @@ func TestBoundUUIDSquat(t *testing.T) {
 	// atlas announces bound uuids; cms copies them
 	s1, s3 := newSeed(t), newSeed(t)
 	u1, u3 := validator.BoundUUID("atlas", s1), validator.BoundUUID("atlas", s3)
-	w.publish(atlasDir, spec{vo: "atlas", tag: "bound", id: u1, seed: s1, name: "a1"})
-	a2 := w.publish(atlasDir, spec{vo: "atlas", tag: "unbound", name: "a2"}) // today's bundles
-	w.publish(atlasDir, spec{vo: "atlas", tag: "squatted", id: u3, seed: s3, name: "a3"})
-	w.publish(cmsDir, spec{vo: "cms", tag: "copied-seed", id: u1, seed: s1, name: "c1"})
+	// the squat of u3 reaches the site a pass before atlas's bundle (the
+	// squatter's source propagates faster): listed in one pass with it, the
+	// bound bundle would take the uuid (TestBoundUUIDBeatsUnboundInOnePass)
 	w.publish(cmsDir, spec{vo: "cms", tag: "no-seed", id: u3, name: "c3"})
 
 	outcome := func(r *Report, id, vo string) Outcome {
@@ -113,6 +113,12 @@ func TestBoundUUIDSquat(t *testing.T) {
 		return s.countUnbound(ours)
 	}()
 
+	run(t, o) // (the squat alone)
+	w.publish(atlasDir, spec{vo: "atlas", tag: "bound", id: u1, seed: s1, name: "a1"})
+	a2 := w.publish(atlasDir, spec{vo: "atlas", tag: "unbound", name: "a2"}) // today's bundles
+	w.publish(atlasDir, spec{vo: "atlas", tag: "squatted", id: u3, seed: s3, name: "a3"})
+	w.publish(cmsDir, spec{vo: "cms", tag: "copied-seed", id: u1, seed: s1, name: "c1"})
+
 	// pass 1, the default configuration
 	r := run(t, o)
 	if oc := outcome(r, u1, "cms"); oc.Action != ActionRefused || oc.Reason != validator.ReasonUUIDNotBound {
@@ -121,8 +127,11 @@ func TestBoundUUIDSquat(t *testing.T) {
 	wantVO(u1, "atlas")
 	wantVO(a2.id, "atlas")
 	wantVO(u3, "cms") // the squat the switch is for
-	if oc := outcome(r, u3, "atlas"); oc.Action != ActionRefused || oc.Reason != ReasonDuplicateUUID {
-		t.Errorf("atlas bundle under the squatted uuid: %+v, want refused %s", oc, ReasonDuplicateUUID)
+	if oc := outcome(r, u3, "atlas"); oc.Action != ActionRefused || oc.Reason != ReasonUUIDImmutable {
+		t.Errorf("atlas bundle under the squatted uuid: %+v, want refused %s", oc, ReasonUUIDImmutable)
+	}
+	if oc := outcome(r, u3, "cms"); oc.Action != ActionRefused || oc.Reason != ReasonDuplicateUUID {
+		t.Errorf("the squatter's bundle beside atlas's bound one: %+v, want refused %s", oc, ReasonDuplicateUUID)
 	}
 	if r.Unbound != base+2 || metricValue(t, o.Metrics.UnboundImages) != float64(base+2) {
 		t.Errorf("unbound images: report %d, gauge %v, want %d+2 (atlas's a2, cms's squat)", r.Unbound, metricValue(t, o.Metrics.UnboundImages), base)
@@ -166,5 +175,42 @@ func TestBoundUUIDSquat(t *testing.T) {
 	}
 	if r.Unbound != base+2 || metricValue(t, o.Metrics.UnboundImages) != float64(base+2) {
 		t.Errorf("unbound images after the switch: report %d, gauge %v, want %d+2", r.Unbound, metricValue(t, o.Metrics.UnboundImages), base)
+	}
+}
+
+// TestBoundUUIDBeatsUnboundInOnePass: with trust.require_bound_uuids off
+// (the default), atlas publishes a bundle under a bound uuid and cms, as
+// soon as it sees it, one without a seed under the same uuid, in a source
+// the site lists first; the site's next pass lists both (real Glance).
+// The bound bundle proves its uuid is atlas's (another VO would need a
+// SHA-1 preimage), so it takes the uuid whatever the listing order, and
+// the unbound one is refused duplicate-uuid. Before, the first listed
+// took the uuid: the squatter's image was mirrored under atlas's uuid and
+// atlas's bundle refused, so a bound uuid defended nothing in the one pass
+// where both are new without the switch.
+func TestBoundUUIDBeatsUnboundInOnePass(t *testing.T) {
+	e := newEnv(t)
+	w := newWorld(t)
+	root := t.TempDir()
+	atlasDir, cmsDir := filepath.Join(root, "atlas"), filepath.Join(root, "cms")
+	o := e.options(t, w, map[string][]string{atlasDir: {"atlas"}, cmsDir: {"cms"}})
+	if filepath.Base(o.Sources[0].(*DirSource).Root) != "cms" {
+		o.Sources[0], o.Sources[1] = o.Sources[1], o.Sources[0]
+	}
+	o.Sync.Aliases = new(bool)
+	o.Trust = w.boundTrust(false)
+	s1 := newSeed(t)
+	u1 := validator.BoundUUID("atlas", s1)
+	w.publish(cmsDir, spec{vo: "cms", tag: "no-seed", id: u1, name: "c1"})
+	w.publish(atlasDir, spec{vo: "atlas", tag: "bound", id: u1, seed: s1, name: "a1"})
+	r := run(t, o)
+	im := e.get(t, u1)
+	if im.Status != StatusActive || im.Props[validator.PropVO] != "atlas" {
+		t.Fatalf("image %s: %s of %q, want atlas's, active (%+v)", u1, im.Status, im.Props[validator.PropVO], r.Find(u1))
+	}
+	for _, oc := range r.Find(u1) {
+		if oc.VO == "cms" && (oc.Action != ActionRefused || oc.Reason != ReasonDuplicateUUID) {
+			t.Errorf("cms's unbound bundle: %+v, want refused %s", oc, ReasonDuplicateUUID)
+		}
 	}
 }
