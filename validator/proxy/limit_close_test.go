@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -21,7 +22,8 @@ import (
 // the gate closes the connection after the answer, however much of the
 // body the client still owes. Tokens are validated by the real Keystone;
 // one slot, held by a request of the demo project whose body stalls. On
-// the fast server (handed over) and on net/http's alone. Before the fix
+// the fast server (handed over) and on net/http's alone, over plain HTTP
+// and TLS; the queue-full one with a chunked body. Before the fix
 // no answer came: net/http first read the rest
 // of the body (as long as the client took, up to the read timeout)
 // before it answered; with Connection: close alone, after it answered
@@ -30,8 +32,10 @@ import (
 func TestOverloadRefusalClosesConnNova(t *testing.T) {
 	s := startNovaStack(t)
 	id, authURI := s.identity(t)
-	for _, netHTTPOnly := range []bool{false, true} {
-		t.Run(fmt.Sprintf("ok net/http only %v", netHTTPOnly), func(t *testing.T) {
+	type mode struct{ netHTTPOnly, tls bool }
+	for _, m := range []mode{{false, false}, {true, false}, {false, true}, {true, true}} {
+		netHTTPOnly := m.netHTTPOnly
+		t.Run(fmt.Sprintf("ok net/http only %v tls %v", netHTTPOnly, m.tls), func(t *testing.T) {
 			p, err := New(Options{Upstream: s.nova, Lookup: &glanceTestLookup{sc: s.mirror, owner: s.project}, Decider: s.f.trust,
 				MirrorProject: s.project, Identity: id, AuthURI: authURI,
 				Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -40,11 +44,38 @@ func TestOverloadRefusalClosesConnNova(t *testing.T) {
 				t.Fatal(err)
 			}
 			p.bodyTimeout = time.Hour // (the slot's stalled body is not given up on)
-			addr, _, _ := serveInBackground(t, p, ServerOptions{NetHTTPOnly: netHTTPOnly, ShutdownTimeout: 5 * time.Second})
+			so := ServerOptions{NetHTTPOnly: netHTTPOnly, ShutdownTimeout: 5 * time.Second}
+			var tlsConf *tls.Config
+			if m.tls {
+				var client *http.Client
+				so.TLSCert, so.TLSKey, client = tlsListenerPair(t, t.TempDir())
+				tlsConf = client.Transport.(*http.Transport).TLSClientConfig
+			}
+			addr, _, _ := serveInBackground(t, p, so)
 			_, demo := s.viaGate(t, ostest.CloudDemo, "http://"+addr)
 			token := demo.ProviderClient.Token()
-			stall := func() (net.Conn, *bufio.Reader) {
-				return stallBody(t, addr, "/v2.1/servers", "X-Auth-Token: "+token+"\r\n", `{"server":`)
+			// stall sends a boot whose body stops after its first bytes:
+			// 10 of 1000 declared, or (chunked) one chunk of a body whose
+			// length was never declared
+			stall := func(chunked bool) (net.Conn, *bufio.Reader) {
+				t.Helper()
+				var c net.Conn
+				var err error
+				if tlsConf != nil {
+					c, err = tls.Dial("tcp", addr, tlsConf)
+				} else {
+					c, err = net.Dial("tcp", addr)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { c.Close() })
+				if chunked {
+					fmt.Fprintf(c, "POST /v2.1/servers HTTP/1.1\r\nHost: gate\r\nContent-Type: application/json\r\nX-Auth-Token: %s\r\nTransfer-Encoding: chunked\r\n\r\na\r\n{\"server\":\r\n", token)
+				} else {
+					fmt.Fprintf(c, "POST /v2.1/servers HTTP/1.1\r\nHost: gate\r\nContent-Type: application/json\r\nX-Auth-Token: %s\r\nContent-Length: 1000\r\n\r\n{\"server\":", token)
+				}
+				return c, bufio.NewReader(c)
 			}
 			// refusedClosed reads the refusal on c and then expects the
 			// gate to close c, though 990 bytes of its body never came
@@ -65,11 +96,11 @@ func TestOverloadRefusalClosesConnNova(t *testing.T) {
 				}
 				expectConnClosed(t, what, br)
 			}
-			stall() // (holds the one slot)
+			stall(false) // (holds the one slot)
 			waitFor(t, "the stalled boot in the slot", func() bool { return p.limit.inFlight() == 1 })
-			c2, br2 := stall() // (waits in the one waiting place)
+			c2, br2 := stall(false) // (waits in the one waiting place)
 			waitFor(t, "the second boot waiting", func() bool { return p.limit.waiting.Load() == 1 })
-			c3, br3 := stall()
+			c3, br3 := stall(true)
 			refusedClosed("queue-full", c3, br3)
 			refusedClosed("after its wait", c2, br2)
 		})
