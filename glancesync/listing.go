@@ -125,8 +125,14 @@ type passListings struct {
 	valid map[string]*validator.Listing
 	// failed are the signed VOs without one.
 	failed map[string]bool
-	// unsourced holds VO/uuid of the images the valid listings name that
-	// no source listed a bundle of.
+	// kept holds VO/uuid of the images the valid listings name that no
+	// source served a bundle of that stands (valid, or refused only as
+	// expired or revoked): whatever a source served instead (nothing, a
+	// broken signature, a descriptor that does not parse), they stay
+	// current in their tag, even in a pass a source of the VO failed.
+	kept map[string]bool
+	// unsourced are those of kept whose VO's sources all listed cleanly:
+	// reported withheld.
 	unsourced map[string]bool
 }
 
@@ -166,7 +172,7 @@ func (s *Syncer) listingsOf(ctx context.Context, src Source, byVO map[string][]L
 // valid listing is made incomplete (nothing of it retired), its bundles
 // set aside, and it is reported.
 func (s *Syncer) applyListings(byVO map[string][]ListingDoc, items []*item, present, complete map[string]bool, rp *reporter) *passListings {
-	pl := &passListings{valid: map[string]*validator.Listing{}, failed: map[string]bool{}, unsourced: map[string]bool{}}
+	pl := &passListings{valid: map[string]*validator.Listing{}, failed: map[string]bool{}, kept: map[string]bool{}, unsourced: map[string]bool{}}
 	var vos []string
 	for v := range s.o.VOs {
 		if s.signed(v) {
@@ -200,6 +206,15 @@ func (s *Syncer) applyListings(byVO map[string][]ListingDoc, items []*item, pres
 			continue
 		}
 		pl.valid[v] = l
+		// the uuids of the VO a source served a bundle of that stands
+		// (a bundle refused for its signature or its record is no
+		// more the image's than a missing one: it is still withheld)
+		served := map[string]bool{}
+		for _, it := range items {
+			if it.desc != nil && it.desc.VO == v && it.b.AllowsVO(v) && (it.refused == "" || RoutineRefusal(it.refused)) {
+				served[it.desc.UUID] = true
+			}
+		}
 		for _, it := range items {
 			if it.refused != "" || it.desc.VO != v || l.Has(it.desc.UUID) {
 				continue
@@ -214,10 +229,14 @@ func (s *Syncer) applyListings(byVO map[string][]ListingDoc, items []*item, pres
 			}
 		}
 		for _, u := range l.Images {
+			// kept current whenever no bundle of it stands; reported
 			// withheld only when every source of the VO listed cleanly
 			// (an incomplete or empty source's bundles are not missing)
-			if !present[v+"/"+u] && complete[v] {
-				pl.unsourced[v+"/"+u] = true
+			if !served[u] {
+				pl.kept[v+"/"+u] = true
+				if complete[v] {
+					pl.unsourced[v+"/"+u] = true
+				}
 			}
 			present[v+"/"+u] = true
 		}
@@ -325,8 +344,9 @@ func (s *Syncer) saveListingBase(v string, base validator.ListingBaseline) {
 }
 
 // withheld returns the catalogue images (active, of the mirror project,
-// not aliases) that a valid listing names and no source listed, sorted by
-// id, and reports and counts them.
+// not aliases) that a valid listing names and no source served a bundle
+// of that stands (passListings.kept), and reports those of them whose
+// VO's sources all listed cleanly (passListings.unsourced), sorted by id.
 func (s *Syncer) withheld(ours []*Image, pl *passListings, rp *reporter) map[string]*Image {
 	out := map[string]*Image{}
 	var list []WithheldImage
@@ -338,10 +358,13 @@ func (s *Syncer) withheld(ours []*Image, pl *passListings, rp *reporter) map[str
 			continue
 		}
 		vo := im.Props[validator.PropVO]
-		if !pl.unsourced[vo+"/"+im.ID] {
+		if !pl.kept[vo+"/"+im.ID] {
 			continue
 		}
 		out[im.ID] = im
+		if !pl.unsourced[vo+"/"+im.ID] {
+			continue
+		}
 		list = append(list, WithheldImage{ID: im.ID, VO: vo, Tag: im.Props[validator.PropTag]})
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })

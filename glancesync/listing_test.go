@@ -365,3 +365,57 @@ func TestParseIndexListings(t *testing.T) {
 		})
 	}
 }
+
+// TestSignedListingCorruptedNewest: a source that, instead of withholding
+// the newest bundle of a tag its VO's signed listing names, serves it
+// broken (a signature that does not verify, a descriptor that does not
+// parse) does not roll the tag back either: the image stays current and
+// the older one hidden, as when the bundle is withheld. Before, a bundle
+// refused for its signature kept the image from being withheld but not
+// from dropping out of its tag, and an unparsable descriptor made the VO
+// incomplete, which withheld nothing: the older image was shown again.
+// Against the real Glance.
+func TestSignedListingCorruptedNewest(t *testing.T) {
+	e := newEnv(t)
+	w := newWorld(t)
+	for name, corrupt := range map[string]func(p *published) []byte{
+		"bad signature": func(p *published) []byte {
+			return p.desc // the descriptor, as the signature: does not parse as CMS
+		},
+		"unparsable descriptor": nil,
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			tag := "listing-corrupt-" + strings.ReplaceAll(name, " ", "-")
+			old := w.publish(dir, spec{vo: "atlas", tag: tag, created: w.now.Add(-2 * time.Hour)})
+			cur := w.publish(dir, spec{vo: "atlas", tag: tag, created: w.now.Add(-time.Hour)})
+			w.writeListing(dir, listingSpec{serial: 1, ids: []string{old.id, cur.id}})
+			o := e.signedOptions(t, w, dir)
+			if r := run(t, o); r.Errors != 0 || len(r.ListingFailed) != 0 {
+				t.Fatalf("first pass: %+v %+v", r.ListingFailed, r.Outcomes)
+			}
+			if im := e.get(t, old.id); !im.Hidden {
+				t.Fatal("older image not hidden after the first pass")
+			}
+			file, b := cur.name+".json.p7s", []byte(nil)
+			if corrupt != nil {
+				b = corrupt(cur)
+			} else {
+				file, b = cur.name+".json", []byte(`{"version":1,`)
+			}
+			if err := os.WriteFile(filepath.Join(dir, file), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			r := run(t, o)
+			if len(r.ListingFailed) != 0 {
+				t.Fatalf("listing failed: %+v", r.ListingFailed)
+			}
+			if im := e.get(t, cur.id); im.Status != StatusActive || im.Hidden {
+				t.Fatalf("newest image: %s hidden %v, want active and shown", im.Status, im.Hidden)
+			}
+			if im := e.get(t, old.id); !im.Hidden {
+				t.Fatal("the tag rolled back: the older image is shown again while the newest one's bundle is served broken")
+			}
+		})
+	}
+}
