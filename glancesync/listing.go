@@ -95,11 +95,15 @@ func (d *DirSource) Listings(ctx context.Context) []ListingDoc {
 	return out
 }
 
-// isListingFile reports whether rel, a path of the tree, is the listing of
-// one of vos (a root file VO.listing.json): never a bundle's descriptor.
-func isListingFile(rel string, vos []string) bool {
+// isListingFile reports whether rel, a path of the tree, is a VO's listing
+// (a root file NAME.listing.json): never a bundle's descriptor. Any VO's,
+// not only those of the source: one repository may carry the listings of
+// all its VOs at its root (formats.md), and a site that reads it for some
+// of them would otherwise take the others' for bundles and refuse them
+// (descriptor-invalid, `sync --once` exit 4) on every pass.
+func isListingFile(rel string) bool {
 	vo, ok := strings.CutSuffix(rel, ListingFileSuffix)
-	return ok && slices.Contains(vos, vo)
+	return ok && vo != "" && !strings.Contains(vo, "/")
 }
 
 // ListingProblem is a VO with listing = "signed" that had no valid listing

@@ -277,6 +277,27 @@ func TestSignedListingRefusals(t *testing.T) {
 			t.Fatal("bundle not mirrored")
 		}
 	})
+	t.Run("another VO's listing in a shared tree", func(t *testing.T) {
+		// one repository carries the listings of all its VOs at its
+		// root (formats.md); a site that reads it for atlas only must
+		// not take cms.listing.json for a bundle: it would be refused
+		// (sync --once exits 4) and make atlas's pass incomplete on
+		// every pass
+		dir := t.TempDir()
+		a := w.publish(dir, spec{tag: "listing-shared"})
+		gone := w.publish(dir, spec{tag: "listing-shared-gone"})
+		w.writeListing(dir, listingSpec{serial: 1, ids: []string{a.id, gone.id}})
+		w.writeListing(dir, listingSpec{vo: "cms", serial: 1, ids: []string{}})
+		o := e.signedOptions(t, w, dir)
+		if r := run(t, o); r.Errors != 0 || len(r.ListingFailed) != 0 || r.Count(ActionRefused) != 0 || r.Count(ActionSkipped) != 0 {
+			t.Fatalf("pass: %+v %+v", r.ListingFailed, r.Outcomes)
+		}
+		w.writeListing(dir, listingSpec{serial: 2, ids: []string{a.id}})
+		run(t, o)
+		if im := e.get(t, gone.id); !im.Hidden {
+			t.Fatal("the image atlas's listing withdrew is not retired: the other VO's listing made the pass incomplete")
+		}
+	})
 }
 
 // TestSignedListingIndex: an HTTPS index carries a VO's listing under

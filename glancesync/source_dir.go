@@ -100,7 +100,7 @@ func (d *DirSource) list(ctx context.Context, lim ListingLimits) ([]*Bundle, map
 	var rels []string
 	var read int64
 	err = walkTree(ctx, root, lim, d.hook, func(p string) error {
-		if isListingFile(p, d.AllowedVOs) {
+		if isListingFile(p) {
 			return nil // a VO's signed listing (listing.go), not a bundle
 		}
 		if len(rels) >= lim.Bundles {
