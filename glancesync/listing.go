@@ -255,6 +255,7 @@ func (s *Syncer) bestListing(v string, docs []ListingDoc, now time.Time) (*valid
 		return nil, &ListingProblem{VO: v, Reason: validator.ListingMissing, Detail: "no source of the VO serves a listing of it"}
 	}
 	var best *validator.Listing
+	var conflict string // where best's serial is served with other contents
 	var first *ListingProblem
 	var details []string
 	note := func(reason, loc string, err error) {
@@ -275,16 +276,20 @@ func (s *Syncer) bestListing(v string, docs []ListingDoc, now time.Time) (*valid
 		}
 		switch {
 		case best == nil || l.Serial > best.Serial:
-			best = l
+			best, conflict = l, ""
 		case l.Serial == best.Serial && l.Digest != best.Digest:
-			// two documents of one serial: neither is taken
-			return nil, &ListingProblem{VO: v, Reason: validator.ListingSerialReused,
-				Detail: fmt.Sprintf("%s: serial %d is served with two different contents", d.Location, l.Serial)}
+			// two documents of one serial: neither is taken, unless
+			// a higher serial is served (whatever the order)
+			conflict = d.Location
 		}
 	}
 	if best == nil {
 		first.Detail = strings.Join(details, "; ")
 		return nil, first
+	}
+	if conflict != "" {
+		return nil, &ListingProblem{VO: v, Reason: validator.ListingSerialReused,
+			Detail: fmt.Sprintf("%s: serial %d is served with two different contents", conflict, best.Serial)}
 	}
 	s.mu.Lock()
 	base := s.listingBase[v]

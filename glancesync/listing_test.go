@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -439,4 +440,56 @@ func TestSignedListingCorruptedNewest(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestBestListingConflictBelowHighest: two documents of one serial make
+// that serial unusable, not the VO's listing: when a higher serial is
+// served, it is taken, whatever the order of the documents (an index may
+// name several listings; one source serving two old, conflicting listings
+// first must not freeze a VO its other sources serve a newer listing of).
+func TestBestListingConflictBelowHighest(t *testing.T) {
+	e := newEnv(t)
+	w := newWorld(t)
+	read := func(l listingSpec) ListingDoc {
+		dir := t.TempDir()
+		w.writeListing(dir, l)
+		doc, err := os.ReadFile(filepath.Join(dir, "atlas.listing.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sig, err := os.ReadFile(filepath.Join(dir, "atlas.listing.json.p7s"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ListingDoc{VO: "atlas", Location: dir, Document: doc, Signature: sig}
+	}
+	id := func(n int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012d", n) }
+	x := read(listingSpec{serial: 5, ids: []string{id(1)}})
+	y := read(listingSpec{serial: 5, ids: []string{id(2)}})
+	z := read(listingSpec{serial: 6, ids: []string{id(3)}})
+	for name, docs := range map[string][]ListingDoc{
+		"conflict first": {x, y, z},
+		"conflict last":  {z, x, y},
+		"around":         {x, z, y},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s, err := New(e.signedOptions(t, w, t.TempDir()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			l, prob := s.bestListing("atlas", docs, w.now)
+			if prob != nil || l.Serial != 6 {
+				t.Fatalf("best listing %+v, problem %+v; want serial 6", l, prob)
+			}
+		})
+	}
+	t.Run("conflict at the highest", func(t *testing.T) {
+		s, err := New(e.signedOptions(t, w, t.TempDir()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, prob := s.bestListing("atlas", []ListingDoc{z, x, y}[1:], w.now); prob == nil || prob.Reason != validator.ListingSerialReused {
+			t.Fatalf("problem %+v, want %s", prob, validator.ListingSerialReused)
+		}
+	})
 }
