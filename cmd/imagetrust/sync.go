@@ -83,16 +83,18 @@ func cmdSync(ctx context.Context, e *env, args []string) int {
 			return fail(e, exitUsage, "sync: sync.lock_file: %v", err)
 		}
 		defer lock.Close()
-		// a sync killed while it wrote the record of Nova's outage
-		// leaves its temporary file: removed under the lock (no other
-		// sync of the host writes it now), when an hour old
-		outage := novaOutageFile(cfg.Sync.LockFile)
-		removed, err := fsutil.RemoveStaleTemps(outage, staleTempAge, time.Now())
-		for _, p := range removed {
-			log.Info("removed a temporary file a killed sync left beside sync.lock_file", "file", p)
-		}
-		if err != nil {
-			log.Warn("cannot remove the temporary files a killed sync left beside sync.lock_file", "file", outage, "err", err)
+		// a sync killed while it wrote the record of Nova's outage, or
+		// the accepted listing serials, leaves its temporary file:
+		// removed under the lock (no other sync of the host writes them
+		// now), when an hour old
+		for _, f := range []string{novaOutageFile(cfg.Sync.LockFile), listingStateFile(cfg.Sync.LockFile)} {
+			removed, err := fsutil.RemoveStaleTemps(f, staleTempAge, time.Now())
+			for _, p := range removed {
+				log.Info("removed a temporary file a killed sync left beside sync.lock_file", "file", p)
+			}
+			if err != nil {
+				log.Warn("cannot remove the temporary files a killed sync left beside sync.lock_file", "file", f, "err", err)
+			}
 		}
 	}
 

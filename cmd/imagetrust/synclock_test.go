@@ -243,6 +243,9 @@ func TestSyncRemovesStaleOutageTemps(t *testing.T) {
 	stale := file(".sync.nova-down.tmp-3141592", old)
 	fresh := file(".sync.nova-down.tmp-2718281", time.Now())
 	other := file(".sync.nova-down.tmp-31x", old)
+	// the accepted listing serials (sync.listings) are written the same way
+	staleListings := file(".sync.listings.tmp-1618033", old)
+	freshListings := file(".sync.listings.tmp-1414213", time.Now())
 
 	// another sync holds the lock: nothing removed
 	held, err := lockSync(lockFile)
@@ -261,13 +264,15 @@ func TestSyncRemovesStaleOutageTemps(t *testing.T) {
 	if code != exitInvalid {
 		t.Fatalf("sync --once, Keystone a closed port: exit %d, want %d:\n%s", code, exitInvalid, stderr)
 	}
-	if _, err := os.Stat(stale); !os.IsNotExist(err) {
-		t.Errorf("%s still there after the sync: %v\n%s", stale, err, stderr)
+	for _, p := range []string{stale, staleListings} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s still there after the sync: %v\n%s", p, err, stderr)
+		}
+		if !strings.Contains(stderr, "removed a temporary file a killed sync left") || !strings.Contains(stderr, p) {
+			t.Errorf("no INFO line naming %s:\n%s", p, stderr)
+		}
 	}
-	if !strings.Contains(stderr, "removed a temporary file a killed sync left") || !strings.Contains(stderr, stale) {
-		t.Errorf("no INFO line naming %s:\n%s", stale, stderr)
-	}
-	for _, p := range []string{fresh, other} {
+	for _, p := range []string{fresh, other, freshListings} {
 		if _, err := os.Stat(p); err != nil {
 			t.Errorf("%s removed: %v", p, err)
 		}
