@@ -8,8 +8,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/imagetrust/imagetrust/glancesync"
 	"github.com/imagetrust/imagetrust/internal/cms"
 	"github.com/imagetrust/imagetrust/internal/fsutil"
 	"github.com/imagetrust/imagetrust/validator"
@@ -70,8 +72,11 @@ func cmdListing(_ context.Context, e *env, args []string) int {
 	ids := []string{}
 	from := map[string]string{}
 	for _, name := range pos {
-		if filepath.Base(name) == filepath.Base(*out) {
-			continue // a glob of the source's root names the listing itself
+		if filepath.Base(name) == filepath.Base(*out) || strings.HasSuffix(filepath.Base(name), glancesync.ListingFileSuffix) {
+			// a glob of the source's root names the listing itself,
+			// and the other VOs' listings of a shared tree (never a
+			// bundle's descriptor: the sync skips them too)
+			continue
 		}
 		b, err := readDescriptor(name)
 		if err != nil {

@@ -77,6 +77,15 @@ func TestListingCommand(t *testing.T) {
 	if code, out, errs := listing("--vo", "demo", "--expires", "24h", "--serial", "12", "--empty", "--out", "demo.listing.json"); code != exitOK || !strings.Contains(out, "0 images") {
 		t.Fatalf("empty listing: exit %d: %s%s", code, out, errs)
 	}
+	// a glob of a shared root matches the other VOs' listings too
+	// (formats.md: one tree may carry the listings of all its VOs): they
+	// are skipped as the listing itself is, not refused as descriptors
+	if err := os.WriteFile(filepath.Join(dir, "atlas.listing.json"), []byte(`{"version":1,"vo":"atlas"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs := listing("--vo", "demo", "--expires", "7d", "--serial", "13", "--out", "demo.listing.json", "atlas.listing.json", "w.json", "demo.listing.json"); code != exitOK || !strings.Contains(out, "1 images") {
+		t.Fatalf("another VO's listing in the glob: exit %d: %s%s", code, out, errs)
+	}
 	if h := func() string { _, o, e := cli(t, dir, "listing", "-h"); return o + e }(); !strings.Contains(h, "usage: imagetrust listing --vo VO") || !strings.Contains(h, "-key-pass-file") {
 		t.Errorf("listing -h:\n%s", h)
 	}
