@@ -96,11 +96,16 @@ var listingKeys = func() map[string]bool {
 	return keys
 }()
 
+// MaxListingLife is the longest a listing may last, from issued to
+// expires: how long at most a source that serves a VO's last listing, and
+// withholds the newer ones, can hold a site on it (a freeze).
+const MaxListingLife = 90 * 24 * time.Hour
+
 // ParseListing decodes and checks a VO listing: strict JSON (valid UTF-8,
 // no duplicate key, every key exactly one of the format's and all of them
 // present, no trailing data), at most MaxListingSize bytes, version 1, a
-// VO name, a positive serial, RFC 3339 times with expires after issued,
-// and canonical image uuids, each once. Its errors are ListingFailures of
+// VO name, a positive serial, RFC 3339 times with expires after issued
+// and at most MaxListingLife after it, and canonical image uuids, each once. Its errors are ListingFailures of
 // reason ListingInvalid.
 func ParseListing(b []byte) (*Listing, error) {
 	l, err := parseListing(b)
@@ -164,6 +169,10 @@ func parseListing(b []byte) (*Listing, error) {
 	}
 	if !l.ExpiresTime.After(l.IssuedTime) {
 		return nil, fmt.Errorf("listing field expires %s: not after issued %s", l.Expires, l.Issued)
+	}
+	if l.ExpiresTime.Sub(l.IssuedTime) > MaxListingLife {
+		return nil, fmt.Errorf("listing field expires %s: more than %d days after issued %s (a source could hold sites on it until then)",
+			l.Expires, MaxListingLife/(24*time.Hour), l.Issued)
 	}
 	if l.Images == nil {
 		return nil, errors.New("listing field images: must be an array (empty: the VO publishes no image)")

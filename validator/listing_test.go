@@ -44,6 +44,8 @@ func TestParseListing(t *testing.T) {
 		"fail issued not rfc3339":          {repl(`2026-06-01T11:00:00Z`, `2026-06-01 11:00`), "issued"},
 		"fail expires not rfc3339":         {repl(`2026-06-08T11:00:00Z`, `next week`), "expires"},
 		"fail expires before issued":       {repl(`2026-06-08T11:00:00Z`, `2026-05-01T11:00:00Z`), "not after issued"},
+		"ok expires 90 days after issued":  {repl(`2026-06-08T11:00:00Z`, `2026-08-30T11:00:00Z`), ""},
+		"fail expires over 90 days after":  {repl(`2026-06-08T11:00:00Z`, `2026-08-30T11:00:01Z`), "more than 90 days"},
 		"fail upper-case uuid":             {repl(uuidA, strings.ToUpper(uuidA)), "canonical"},
 		"fail uuid in braces":              {repl(uuidA, "{"+uuidA+"}"), "canonical"},
 		"fail uuid twice":                  {repl(uuidB, uuidA), "listed twice"},

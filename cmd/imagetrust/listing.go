@@ -23,8 +23,9 @@ func init() {
 
 // maxListingLife bounds --expires: a site that receives no newer listing
 // keeps a VO as the last one says until it expires (a source may freeze
-// it so long), so a listing is short-lived and re-signed.
-const maxListingLife = 90 * 24 * time.Hour
+// it so long), so a listing is short-lived and re-signed; sites refuse a
+// longer one.
+const maxListingLife = validator.MaxListingLife
 
 // cmdListing writes a VO listing (docs/formats.md, "VO listing") naming
 // the images of the descriptors given, and signs it with the listing
