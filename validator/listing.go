@@ -44,10 +44,17 @@ type Listing struct {
 	// Signer is the subject of the certificate that signed it (set by
 	// Trust.VerifyListing).
 	Signer string `json:"-"`
+
+	// set holds Images, once ParseListing made it: Has is then a lookup,
+	// not a scan (the sync asks it for every bundle and image of the VO)
+	set map[string]bool
 }
 
 // Has reports whether the listing names the image uuid.
 func (l *Listing) Has(uuid string) bool {
+	if l.set != nil {
+		return l.set[uuid]
+	}
 	for _, u := range l.Images {
 		if u == uuid {
 			return true
@@ -187,6 +194,7 @@ func parseListing(b []byte) (*Listing, error) {
 		}
 		seen[u] = true
 	}
+	l.set = seen
 	sum := sha256.Sum256(b)
 	l.Digest = fmt.Sprintf("%x", sum)
 	return &l, nil
