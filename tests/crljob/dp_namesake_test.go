@@ -8,16 +8,12 @@ import (
 	"crypto/x509"
 	"encoding/asn1"
 	"encoding/base64"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/imagetrust/imagetrust/crl"
 	"github.com/imagetrust/imagetrust/internal/cms"
 	"github.com/imagetrust/imagetrust/internal/glance"
-	"github.com/imagetrust/imagetrust/internal/pki"
 )
 
 // appendCert returns the CMS ContentInfo p7 with der appended to its
@@ -83,34 +79,9 @@ func appendCert(t *testing.T, p7, der []byte) []byte {
 // valid. Now it becomes unknown (crl.stale = "refuse").
 func TestInjectedNamesakeReal(t *testing.T) {
 	s := newSite(t)
-	base := s.crls.srv.URL
-	dpA, dpB := base+"/people-a.crl", base+"/people-b.crl"
-	p := func(f string) string { return filepath.Join(s.dir, "pki", f) }
-	peopleCA := readCert(t, p("people-ca.pem"))
-	peopleKey, err := pki.ReadPrivateKey(p("people-ca.key"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	creator := readCert(t, p("creator.pem"))
-	k, err := pki.NewKey(pki.ECDSAP256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	creatorB, err := pki.Issue(pki.Template{Subject: creator.Subject, NotBefore: creator.NotBefore, NotAfter: creator.NotAfter,
-		CRLDistributionPoints: []string{dpB}}, k.Public(), peopleCA, peopleKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kp, err := pki.EncodeKeyPEM(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p("creator-b.pem"), pki.EncodeCertPEM(creatorB), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p("creator-b.key"), kp, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	pc := newPartitionedCA(t, s)
+	peopleCA, creator, dpA := pc.ca, pc.creator, pc.dpA
+	creatorB := pc.creatorAt("creator-b", pc.dpB)
 	s.publishWith("b", 0, "--cert", "pki/creator-b.pem", "--key", "pki/creator-b.key")
 	s.mustRun("sync", "--config", s.cfg, "--once")
 	if im := s.image("b"); im.Status != "active" || im.Properties[crl.PropGlobalValidity] != crl.StateValid {
@@ -151,23 +122,7 @@ func TestInjectedNamesakeReal(t *testing.T) {
 		t.Fatalf("patch: %v", r.Err)
 	}
 
-	now := time.Now()
-	part := func(number int64, dp string, this, next time.Time) []byte {
-		b, err := pki.IssueCRL(pki.CRLTemplate{Number: number, ThisUpdate: this, NextUpdate: next, IDP: pki.IDPDistributionPoint(dp)}, peopleCA, peopleKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
-	s.setConfig(func(c string) string {
-		c = strings.Replace(c, "url = \""+base+"/people-ca.crl\"", "url = \""+dpA+"\"", 1)
-		if !strings.Contains(c, dpA) {
-			t.Fatalf("no people-ca.crl source in\n%s", c)
-		}
-		return c + "[[crl.source]]\nurl = \"" + dpB + "\"\n"
-	})
-	s.crls.serve("/people-a.crl", part(10, dpA, now.Add(-time.Hour), now.AddDate(0, 0, 7)))
-	s.crls.serve("/people-b.crl", part(3, dpB, now.Add(-10*24*time.Hour), now.Add(-9*24*time.Hour)))
+	pc.serveWithheldB(time.Now())
 	rep := s.crlRun(4)
 	if ch := change(rep, s.ids["b"]); ch == nil || ch.To != crl.StateUnknown {
 		t.Fatalf("b's point withheld, a namesake naming a's in its bag: want image b unknown: %+v (now %s)", rep, s.image("b").Properties[crl.PropGlobalValidity])

@@ -1,6 +1,8 @@
 package crljob
 
 import (
+	"crypto"
+	"crypto/x509"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,36 +24,10 @@ import (
 // "b" stayed valid.
 func TestWithheldDistributionPoint(t *testing.T) {
 	s := newSite(t)
-	base := s.crls.srv.URL
-	dpA, dpB := base+"/people-a.crl", base+"/people-b.crl"
-	p := func(f string) string { return filepath.Join(s.dir, "pki", f) }
-	peopleCA := readCert(t, p("people-ca.pem"))
-	peopleKey, err := pki.ReadPrivateKey(p("people-ca.key"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	creator := readCert(t, p("creator.pem"))
-	for name, dp := range map[string]string{"creator-a": dpA, "creator-b": dpB} {
-		k, err := pki.NewKey(pki.ECDSAP256)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := pki.Issue(pki.Template{Subject: creator.Subject, NotBefore: creator.NotBefore, NotAfter: creator.NotAfter,
-			CRLDistributionPoints: []string{dp}}, k.Public(), peopleCA, peopleKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kp, err := pki.EncodeKeyPEM(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p(name+".pem"), pki.EncodeCertPEM(c), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p(name+".key"), kp, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	pc := newPartitionedCA(t, s)
+	dpA, dpB := pc.dpA, pc.dpB
+	pc.creatorAt("creator-a", dpA)
+	pc.creatorAt("creator-b", dpB)
 	s.publishWith("a", 0, "--cert", "pki/creator-a.pem", "--key", "pki/creator-a.key")
 	s.publishWith("b", 1, "--cert", "pki/creator-b.pem", "--key", "pki/creator-b.key")
 	s.mustRun("sync", "--config", s.cfg, "--once")
@@ -61,24 +37,7 @@ func TestWithheldDistributionPoint(t *testing.T) {
 		}
 	}
 	now := time.Now()
-	part := func(number int64, dp string, this, next time.Time) []byte {
-		b, err := pki.IssueCRL(pki.CRLTemplate{Number: number, ThisUpdate: this, NextUpdate: next, IDP: pki.IDPDistributionPoint(dp)}, peopleCA, peopleKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
-	// the people CA publishes partitions only: its two points are the
-	// sources, in place of pki init's complete people-ca.crl
-	s.setConfig(func(c string) string {
-		c = strings.Replace(c, "url = \""+base+"/people-ca.crl\"", "url = \""+dpA+"\"", 1)
-		if !strings.Contains(c, dpA) {
-			t.Fatalf("no people-ca.crl source in\n%s", c)
-		}
-		return c + "[[crl.source]]\nurl = \"" + dpB + "\"\n"
-	})
-	s.crls.serve("/people-a.crl", part(10, dpA, now.Add(-time.Hour), now.AddDate(0, 0, 7)))
-	s.crls.serve("/people-b.crl", part(3, dpB, now.Add(-10*24*time.Hour), now.Add(-9*24*time.Hour)))
+	part := pc.serveWithheldB(now)
 	rep := s.crlRun(4)
 	if ch := change(rep, s.ids["b"]); ch == nil || ch.To != crl.StateUnknown {
 		t.Fatalf("fail b's point withheld: want image b unknown: %+v", rep)
@@ -94,4 +53,85 @@ func TestWithheldDistributionPoint(t *testing.T) {
 	if ch := change(rep, s.ids["b"]); ch == nil || ch.To != crl.StateValid {
 		t.Fatalf("ok b's fresh CRL: want image b valid again: %+v", rep)
 	}
+}
+
+// partitionedCA is pki init's people CA publishing its CRLs in two
+// partitions, a.crl and b.crl, served by the site's CRL server.
+type partitionedCA struct {
+	t        *testing.T
+	s        *site
+	dpA, dpB string
+	ca       *x509.Certificate
+	key      crypto.Signer
+	creator  *x509.Certificate // pki init's creator
+}
+
+func newPartitionedCA(t *testing.T, s *site) *partitionedCA {
+	t.Helper()
+	base := s.crls.srv.URL
+	pc := &partitionedCA{t: t, s: s, dpA: base + "/people-a.crl", dpB: base + "/people-b.crl"}
+	pc.ca = readCert(t, pc.path("people-ca.pem"))
+	key, err := pki.ReadPrivateKey(pc.path("people-ca.key"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc.key = key
+	pc.creator = readCert(t, pc.path("creator.pem"))
+	return pc
+}
+
+func (pc *partitionedCA) path(f string) string { return filepath.Join(pc.s.dir, "pki", f) }
+
+// creatorAt issues a certificate of pki init's creator's DN, with a key of
+// its own, naming distribution point dp, as pki/NAME.pem and pki/NAME.key.
+func (pc *partitionedCA) creatorAt(name, dp string) *x509.Certificate {
+	t := pc.t
+	t.Helper()
+	k, err := pki.NewKey(pki.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := pki.Issue(pki.Template{Subject: pc.creator.Subject, NotBefore: pc.creator.NotBefore, NotAfter: pc.creator.NotAfter,
+		CRLDistributionPoints: []string{dp}}, k.Public(), pc.ca, pc.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := pki.EncodeKeyPEM(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pc.path(name+".pem"), pki.EncodeCertPEM(c), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pc.path(name+".key"), kp, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// serveWithheldB makes the two partitions the CRL job's sources, in place
+// of pki init's complete people-ca.crl, and serves a.crl fresh and b.crl
+// stale (its newer CRLs withheld). It returns the maker of a partition's
+// CRL, numbered number, from this to next.
+func (pc *partitionedCA) serveWithheldB(now time.Time) (part func(number int64, dp string, this, next time.Time) []byte) {
+	t := pc.t
+	t.Helper()
+	part = func(number int64, dp string, this, next time.Time) []byte {
+		b, err := pki.IssueCRL(pki.CRLTemplate{Number: number, ThisUpdate: this, NextUpdate: next, IDP: pki.IDPDistributionPoint(dp)}, pc.ca, pc.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	base := pc.s.crls.srv.URL
+	pc.s.setConfig(func(c string) string {
+		c = strings.Replace(c, "url = \""+base+"/people-ca.crl\"", "url = \""+pc.dpA+"\"", 1)
+		if !strings.Contains(c, pc.dpA) {
+			t.Fatalf("no people-ca.crl source in\n%s", c)
+		}
+		return c + "[[crl.source]]\nurl = \"" + pc.dpB + "\"\n"
+	})
+	pc.s.crls.serve("/people-a.crl", part(10, pc.dpA, now.Add(-time.Hour), now.AddDate(0, 0, 7)))
+	pc.s.crls.serve("/people-b.crl", part(3, pc.dpB, now.Add(-10*24*time.Hour), now.Add(-9*24*time.Hour)))
+	return part
 }
