@@ -57,15 +57,7 @@ func newSeed(t *testing.T) string {
 func TestBoundUUIDSquat(t *testing.T) {
 	e := newEnv(t)
 	w := newWorld(t)
-	root := t.TempDir()
-	atlasDir, cmsDir := filepath.Join(root, "atlas"), filepath.Join(root, "cms")
-	o := e.options(t, w, map[string][]string{atlasDir: {"atlas"}, cmsDir: {"cms"}})
-	// cms is listed first: the squatter wins a uuid first come, first served
-	if filepath.Base(o.Sources[0].(*DirSource).Root) != "cms" {
-		o.Sources[0], o.Sources[1] = o.Sources[1], o.Sources[0]
-	}
-	o.Sync.Aliases = new(bool)
-	o.Trust = w.boundTrust(false)
+	o, atlasDir, cmsDir := squatOptions(t, e, w)
 	o.Metrics = NewMetrics(nil)
 
 	// atlas announces bound uuids; cms copies them
@@ -191,14 +183,7 @@ func TestBoundUUIDSquat(t *testing.T) {
 func TestBoundUUIDBeatsUnboundInOnePass(t *testing.T) {
 	e := newEnv(t)
 	w := newWorld(t)
-	root := t.TempDir()
-	atlasDir, cmsDir := filepath.Join(root, "atlas"), filepath.Join(root, "cms")
-	o := e.options(t, w, map[string][]string{atlasDir: {"atlas"}, cmsDir: {"cms"}})
-	if filepath.Base(o.Sources[0].(*DirSource).Root) != "cms" {
-		o.Sources[0], o.Sources[1] = o.Sources[1], o.Sources[0]
-	}
-	o.Sync.Aliases = new(bool)
-	o.Trust = w.boundTrust(false)
+	o, atlasDir, cmsDir := squatOptions(t, e, w)
 	s1 := newSeed(t)
 	u1 := validator.BoundUUID("atlas", s1)
 	w.publish(cmsDir, spec{vo: "cms", tag: "no-seed", id: u1, name: "c1"})
@@ -213,4 +198,20 @@ func TestBoundUUIDBeatsUnboundInOnePass(t *testing.T) {
 			t.Errorf("cms's unbound bundle: %+v, want refused %s", oc, ReasonDuplicateUUID)
 		}
 	}
+}
+
+// squatOptions are the options of the squat tests: two directory sources,
+// atlas's and cms's, cms's listed first (the squatter wins a uuid first
+// come, first served), no aliases, the world's trust without the switch.
+func squatOptions(t *testing.T, e *env, w *world) (o Options, atlasDir, cmsDir string) {
+	t.Helper()
+	root := t.TempDir()
+	atlasDir, cmsDir = filepath.Join(root, "atlas"), filepath.Join(root, "cms")
+	o = e.options(t, w, map[string][]string{atlasDir: {"atlas"}, cmsDir: {"cms"}})
+	if filepath.Base(o.Sources[0].(*DirSource).Root) != "cms" {
+		o.Sources[0], o.Sources[1] = o.Sources[1], o.Sources[0]
+	}
+	o.Sync.Aliases = new(bool)
+	o.Trust = w.boundTrust(false)
+	return o, atlasDir, cmsDir
 }
