@@ -59,13 +59,7 @@ func TestOverloadRefusalClosesConnNova(t *testing.T) {
 			// length was never declared
 			stall := func(chunked bool) (net.Conn, *bufio.Reader) {
 				t.Helper()
-				var c net.Conn
-				var err error
-				if tlsConf != nil {
-					c, err = tls.Dial("tcp", addr, tlsConf)
-				} else {
-					c, err = net.Dial("tcp", addr)
-				}
+				c, err := dialGate(addr, tlsConf)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -138,4 +132,12 @@ func stallBody(t *testing.T, addr, path, fields, start string) (net.Conn, *bufio
 	}
 	fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: gate\r\n%sContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n%s", path, fields, start)
 	return c, bufio.NewReader(c)
+}
+
+// dialGate connects to the gate at addr, over TLS when tlsConf is set.
+func dialGate(addr string, tlsConf *tls.Config) (net.Conn, error) {
+	if tlsConf != nil {
+		return tls.Dial("tcp", addr, tlsConf)
+	}
+	return net.Dial("tcp", addr)
 }

@@ -418,13 +418,7 @@ func testConnLimitNova(t *testing.T, s *novaStack, netHTTPOnly, withTLS bool) {
 	}
 	dial := func() *conn {
 		t.Helper()
-		var c net.Conn
-		var err error
-		if tlsConf != nil {
-			c, err = tls.Dial("tcp", addr, tlsConf)
-		} else {
-			c, err = net.Dial("tcp", addr)
-		}
+		c, err := dialGate(addr, tlsConf)
 		if err != nil {
 			return &conn{c: nil}
 		}
