@@ -102,9 +102,10 @@ type cachedIdentity struct {
 	// timeout fails with errValidationBusy. A cached token never waits.
 	places *gatedLimit
 	// knownPlaces, when set, take the place of places for the validations
-	// of known clients, up to a client's share of them (enter): those a token was validated for, by next, within
-	// knownClientTTL (known, at most knownClientsMax of them, the least
-	// recently validated forgotten first). A flood of made-up tokens from
+	// of known clients, up to a client's share of them (enter): the
+	// clients a token was validated for, by next, within knownClientTTL
+	// (known, at most knownClientsMax of them, the least recently
+	// validated forgotten first). A flood of made-up tokens from
 	// many addresses fills places and their waiting places, and the first
 	// request of a new user's token then waits or is refused
 	// validation-busy; a user who renews a token where they used the last
