@@ -33,10 +33,7 @@ func TestSyncOnceSignedListing(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(src, "w.img"), bytes.Repeat([]byte("imagetrust"), 10000), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	mustCLI(t, dir, "describe", "src/w.img", "--vo", "demo", "--tag", "signed-listing-w", "-o", "src/w.json")
-	mustCLI(t, dir, "sign", "--cert", "pki/creator.pem", "--key", "pki/creator.key", "src/w.json")
-	mustCLI(t, dir, "approve", "--cert", "pki/approver.pem", "--key", "pki/approver.key", "src/w.json")
-	mustCLI(t, dir, "register", "--ca", "pki/registrar-ca.pem", "--ca-key", "pki/registrar-ca.key", "--expires", "30d", "src/w.json")
+	publishDemoCLI(t, dir, "src/w.img", "signed-listing-w", "src/w.json")
 	text, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -85,10 +82,7 @@ func TestSyncOnceSignedListing(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(src, "w2.img"), bytes.Repeat([]byte("imagetrust2"), 10000), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	mustCLI(t, dir, "describe", "src/w2.img", "--vo", "demo", "--tag", "signed-listing-w", "-o", "src/w2.json")
-	mustCLI(t, dir, "sign", "--cert", "pki/creator.pem", "--key", "pki/creator.key", "src/w2.json")
-	mustCLI(t, dir, "approve", "--cert", "pki/approver.pem", "--key", "pki/approver.key", "src/w2.json")
-	mustCLI(t, dir, "register", "--ca", "pki/registrar-ca.pem", "--ca-key", "pki/registrar-ca.key", "--expires", "30d", "src/w2.json")
+	publishDemoCLI(t, dir, "src/w2.img", "signed-listing-w", "src/w2.json")
 	mustCLI(t, dir, "listing", "--vo", "demo", "--expires", "7d", "--serial", "9999999999", "--cert", "pki/approver.pem", "--key", "pki/approver.key", "--out", "src/demo.listing.json", "src/w2.json")
 	code, _, stderr = cliEnv(t, t.TempDir(), vars, "sync", "--once", "--config", path)
 	if code != exitOK {
@@ -97,4 +91,15 @@ func TestSyncOnceSignedListing(t *testing.T) {
 	if !strings.Contains(stderr, `level=WARN msg="bundle refused"`) || !strings.Contains(stderr, `reason=not-in-listing`) {
 		t.Errorf("the withdrawn bundle's refusal is not a WARN naming not-in-listing:\n%s", stderr)
 	}
+}
+
+// publishDemoCLI makes the bundle out of the image img for VO demo and
+// tag, with the commands and pki init's keys in dir: describe, sign,
+// approve, register (30 days).
+func publishDemoCLI(t *testing.T, dir, img, tag, out string) {
+	t.Helper()
+	mustCLI(t, dir, "describe", img, "--vo", "demo", "--tag", tag, "-o", out)
+	mustCLI(t, dir, "sign", "--cert", "pki/creator.pem", "--key", "pki/creator.key", out)
+	mustCLI(t, dir, "approve", "--cert", "pki/approver.pem", "--key", "pki/approver.key", out)
+	mustCLI(t, dir, "register", "--ca", "pki/registrar-ca.pem", "--ca-key", "pki/registrar-ca.key", "--expires", "30d", out)
 }
