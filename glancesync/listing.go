@@ -154,6 +154,17 @@ func (s *Syncer) listingsOf(ctx context.Context, src Source, byVO map[string][]L
 		return
 	}
 	for _, doc := range ls.Listings(ctx) {
+		if doc.VO == "" && doc.Err != nil {
+			// (an index's listing that could not be fetched or parsed:
+			// which VO it stands for is not known, so each signed VO of
+			// the source without a listing is told why: its failure
+			// names this one, not only "no listing")
+			for _, v := range src.VOs() {
+				if s.signed(v) {
+					byVO[v] = append(byVO[v], ListingDoc{VO: v, Location: doc.Location, Err: fmt.Errorf("a listing of the source could not be read (of which VO is not known): %w", doc.Err)})
+				}
+			}
+		}
 		if doc.VO == "" || !slices.Contains(src.VOs(), doc.VO) {
 			// an index's listing of a VO it may not publish for, or
 			// one that does not parse: it stands for no VO
@@ -172,7 +183,8 @@ func (s *Syncer) listingsOf(ctx context.Context, src Source, byVO map[string][]L
 // the valid one of highest serial (not below this host's baseline), and
 // applies it to the pass: a valid bundle it does not name is refused
 // (ReasonNotInListing); present, for the VO, becomes what it names (an
-// image it does not name has left, one it names has not); a VO without a
+// image it does not name has left, one it names has not) and the VO is
+// complete whatever its sources served; a VO without a
 // valid listing is made incomplete (nothing of it retired), its bundles
 // set aside, and it is reported.
 func (s *Syncer) applyListings(byVO map[string][]ListingDoc, items []*item, present, complete map[string]bool, rp *reporter) *passListings {
@@ -244,6 +256,12 @@ func (s *Syncer) applyListings(byVO map[string][]ListingDoc, items []*item, pres
 			}
 			present[v+"/"+u] = true
 		}
+		// the VO's signed word decides what has left, whatever else the
+		// sources served: an unreadable bundle or a descriptor that does
+		// not parse (another VO's junk in a shared tree, a file half
+		// rewritten) can hide no image of it that the listing names, so it
+		// no longer keeps a withdrawal the listing signs from retiring
+		complete[v] = true
 	}
 	return pl
 }

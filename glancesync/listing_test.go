@@ -185,6 +185,56 @@ func TestSignedListingWithdrawal(t *testing.T) {
 	}
 }
 
+// TestSignedListingWithdrawalDespiteJunk: a descriptor that does not parse
+// in a tree shared by two VOs (another VO's junk, a file half rewritten)
+// keeps the unsigned VO's images from being retired that pass, as before,
+// but not a withdrawal its signed listing makes: the VO with a signed
+// listing has its withdrawn image retired, and the image its listing still
+// names kept. Against the real Glance.
+func TestSignedListingWithdrawalDespiteJunk(t *testing.T) {
+	e := newEnv(t)
+	w := newWorld(t)
+	dir := t.TempDir()
+	gone := w.publish(dir, spec{vo: "atlas", tag: "junk-withdrawn"})
+	kept := w.publish(dir, spec{vo: "atlas", tag: "junk-kept"})
+	theirs := w.publish(dir, spec{vo: "cms", tag: "junk-unsigned"})
+	w.writeListing(dir, listingSpec{serial: 1, ids: []string{gone.id, kept.id}})
+	o := e.signedOptions(t, w, dir)
+	o.Sources = []Source{&DirSource{Root: dir, AllowedVOs: []string{"atlas", "cms"}}}
+	if r := run(t, o); r.Errors != 0 || len(r.ListingFailed) != 0 {
+		t.Fatalf("first pass: %+v %+v", r.ListingFailed, r.Outcomes)
+	}
+	for _, id := range []string{gone.id, kept.id, theirs.id} {
+		if im := e.get(t, id); im.Status != StatusActive || im.Hidden {
+			t.Fatalf("%s after the first pass: %s hidden %v", id, im.Status, im.Hidden)
+		}
+	}
+
+	// junk beside the bundles; atlas withdraws one image, signed; cms's
+	// bundle leaves the tree, unsigned
+	for name, b := range map[string][]byte{"junk.json": []byte("{\"uuid\": "), "junk.json.p7s": []byte("not a signature")} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	removeBundle(t, gone)
+	removeBundle(t, theirs)
+	w.writeListing(dir, listingSpec{serial: 2, ids: []string{kept.id}})
+	r := run(t, o)
+	if len(r.ListingFailed) != 0 || len(r.Withheld) != 0 {
+		t.Fatalf("pass with junk: failed %+v, withheld %+v", r.ListingFailed, r.Withheld)
+	}
+	if im := e.get(t, gone.id); !im.Hidden {
+		t.Fatal("fail: the image atlas's signed listing withdrew is still shown: junk in the tree kept it")
+	}
+	if im := e.get(t, kept.id); im.Hidden || im.Status != StatusActive {
+		t.Fatalf("the image the listing names: %s hidden %v, want current", im.Status, im.Hidden)
+	}
+	if im := e.get(t, theirs.id); im.Hidden {
+		t.Fatal("the unsigned VO's image was retired on a listing with a descriptor that does not parse")
+	}
+}
+
 // TestSignedListingRefusals: without a valid listing (missing, expired) a
 // signed VO has nothing new mirrored and nothing retired, and the pass
 // names it; a bundle its valid listing does not name is refused,
@@ -360,6 +410,23 @@ func TestSignedListingIndex(t *testing.T) {
 	}
 	if im := e.get(t, cur.id); im.Hidden || im.Status != StatusActive {
 		t.Fatalf("image retired without a listing: %s hidden %v", im.Status, im.Hidden)
+	}
+	// the index names a listing that cannot be fetched: nothing retired,
+	// and the VO's failure says which listing and why, not only that
+	// none was served
+	writeIndex([]*published{old}, []IndexListing{{Document: "gone.listing.json"}})
+	r = run(t, o)
+	var detail string
+	for _, p := range r.ListingFailed {
+		if p.VO == "atlas" {
+			detail = p.Detail
+		}
+	}
+	if !strings.Contains(detail, "gone.listing.json") || !strings.Contains(detail, "could not be read") {
+		t.Fatalf("fail: listing failure detail %q does not name the listing that could not be fetched", detail)
+	}
+	if im := e.get(t, cur.id); im.Hidden || im.Status != StatusActive {
+		t.Fatalf("image retired with an unreadable listing: %s hidden %v", im.Status, im.Hidden)
 	}
 }
 
