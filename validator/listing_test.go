@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/imagetrust/imagetrust/internal/cms"
+	"github.com/imagetrust/imagetrust/internal/config"
 	"github.com/imagetrust/imagetrust/internal/pki"
 	"github.com/imagetrust/imagetrust/internal/testpki"
 )
@@ -287,4 +288,58 @@ func BenchmarkListingHas(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestListingSignersFromConfig: [vo.NAME] listing_signers, read from the
+// TOML configuration (LoadTrust), replaces the VO's approvers as the
+// listing signers; a DN that does not parse is refused at load, naming
+// the key.
+func TestListingSignersFromConfig(t *testing.T) {
+	w := newWorld(t)
+	dir := t.TempDir()
+	people := testpki.WriteFile(t, dir, "people.pem", append(testpki.CertPEM(w.peopleRoot.Cert), testpki.CertPEM(w.peopleSub.Cert)...))
+	reg := testpki.WriteFile(t, dir, "registrar.pem", testpki.CertPEM(w.regRoot.Cert))
+	cdn, _ := DNFromRaw(w.creator.Cert.RawSubject)
+	adn, _ := DNFromRaw(w.approver.Cert.RawSubject)
+	load := func(signers string) (*Trust, error) {
+		cfg, err := config.Parse([]byte(fmt.Sprintf("[trust]\nca_files = [%q]\nregistrar_ca_files = [%q]\n[vo.atlas]\ncreators = [%q]\napprovers = [%q]\nlisting = \"signed\"\n%s",
+			people, reg, cdn.OneLine(), adn.OneLine(), signers)))
+		if err != nil {
+			return nil, err
+		}
+		tr, _, err := LoadTrust(cfg)
+		return tr, err
+	}
+	doc := []byte(goodListing)
+	for _, c := range []struct {
+		name    string
+		signers string
+		by      *testpki.Leaf
+		want    string
+	}{
+		{"ok default: an approver", "", w.approver, ""},
+		{"fail default: a creator", "", w.creator, ListingSignerNotListed},
+		{"ok listing_signers names the creator", fmt.Sprintf("listing_signers = [%q]\n", cdn.OneLine()), w.creator, ""},
+		{"fail listing_signers leaves the approver out", fmt.Sprintf("listing_signers = [%q]\n", cdn.OneLine()), w.approver, ListingSignerNotListed},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tr, err := load(c.signers)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = tr.VerifyListing(doc, signListing(t, doc, c.by), "atlas", testNow)
+			if c.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if ListingReason(err) != c.want {
+				t.Fatalf("error %v, want reason %s", err, c.want)
+			}
+		})
+	}
+	if _, err := load("listing_signers = [\"not a DN\"]\n"); err == nil || !strings.Contains(err.Error(), "vo.atlas.listing_signers") {
+		t.Fatalf("fail a DN that does not parse: error %v, want one naming vo.atlas.listing_signers", err)
+	}
 }
