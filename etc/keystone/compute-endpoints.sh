@@ -20,8 +20,8 @@
 #
 # Nova's compute endpoints are usually registered as .../v2.1 (devstack:
 # http://HOST/compute/v2.1). Keep the same form: the proxy serves the same
-# paths as Nova. etc/imagetrust.toml [proxy] upstream is NOVA_URL without
-# /v2.1, and public_url is PROXY_URL without /v2.1.
+# paths as Nova. etc/imagetrust.toml [proxy] upstream is NOVA_URL, and
+# public_url is PROXY_URL (the proxy drops their /v2.1).
 #
 # After this, clients that use the public interface (the openstack CLI,
 # Horizon, users' scripts) reach Nova through the gate; services configured

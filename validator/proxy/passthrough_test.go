@@ -127,16 +127,20 @@ func TestVersionDocumentRewrite(t *testing.T) {
 	defer nova.Close()
 	upstreamURL = nova.URL + "/nova"
 	pub, _ := url.Parse("https://compute.example.org:8774/gate")
+	// both as Keystone's catalog gives them, with the version: dropped
+	pubVersioned, _ := url.Parse("https://compute.example.org:8774/gate/v2.1/")
 	for _, c := range []struct {
-		name string
-		pub  *url.URL
-		want func(g *gateEnv) string
+		name     string
+		upstream string
+		pub      *url.URL
+		want     func(g *gateEnv) string
 	}{
-		{"ok public url", pub, func(*gateEnv) string { return "https://compute.example.org:8774/gate" }},
-		{"ok request host", nil, func(g *gateEnv) string { return g.srv.URL }},
+		{"ok public url", upstreamURL, pub, func(*gateEnv) string { return "https://compute.example.org:8774/gate" }},
+		{"ok request host", upstreamURL, nil, func(g *gateEnv) string { return g.srv.URL }},
+		{"ok upstream and public url with /v2.1", upstreamURL + "/v2.1", pubVersioned, func(*gateEnv) string { return "https://compute.example.org:8774/gate" }},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			g := newGate(t, f, upstreamURL, func(o *Options) { o.PublicURL = c.pub })
+			g := newGate(t, f, c.upstream, func(o *Options) { o.PublicURL = c.pub })
 			want := c.want(g)
 			for path, hrefs := range map[string][]string{
 				"/":      {want + "/v2/", want + "/v2.1/"},
@@ -251,5 +255,32 @@ func TestRequestTrailersDropped(t *testing.T) {
 	}
 	if tr := <-got; len(tr) != 0 {
 		t.Errorf("Nova got trailers %v", tr)
+	}
+}
+
+func TestWithoutVersion(t *testing.T) {
+	for _, tc := range []struct{ name, in, want string }{
+		{"ok no path", "http://nova:8774", "http://nova:8774"},
+		{"ok root", "http://nova:8774/", "http://nova:8774/"},
+		{"ok catalog endpoint", "http://nova:8774/v2.1", "http://nova:8774"},
+		{"ok catalog endpoint with a slash", "http://nova:8774/v2.1/", "http://nova:8774"},
+		{"ok legacy v2", "http://nova:8774/v2", "http://nova:8774"},
+		{"ok devstack mount", "http://nova/compute/v2.1", "http://nova/compute"},
+		{"ok devstack mount alone", "http://nova/compute", "http://nova/compute"},
+		{"ok a mount that only looks like a version", "http://nova/v2.10", "http://nova/v2.10"},
+		{"ok a version in the middle", "http://nova/v2.1/compute", "http://nova/v2.1/compute"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			u, err := url.Parse(tc.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := withoutVersion(u).String(); got != tc.want {
+				t.Errorf("withoutVersion(%s) = %s, want %s", tc.in, got, tc.want)
+			}
+			if u.String() != tc.in {
+				t.Errorf("withoutVersion changed its argument to %s", u)
+			}
+		})
 	}
 }

@@ -62,10 +62,12 @@ const (
 type Options struct {
 	// Upstream is Nova's own compute endpoint, unversioned (http://nova:8774)
 	// or with the path Nova is mounted at (SCRIPT_NAME, e.g. /compute). The
-	// request path is appended to it.
+	// request path is appended to it. A trailing /v2.1 or /v2, as
+	// Keystone's catalog gives the endpoint, is dropped (withoutVersion).
 	Upstream *url.URL
 	// PublicURL is the proxy's URL as users see it; version documents are
-	// rewritten to it. Nil means scheme and Host of each request.
+	// rewritten to it. Nil means scheme and Host of each request. A
+	// trailing /v2.1 or /v2 is dropped, as from Upstream.
 	PublicURL *url.URL
 	// Lookup finds images (service credentials); it is cached by the proxy.
 	Lookup Lookup
@@ -165,6 +167,10 @@ const (
 func New(o Options) (*Proxy, error) {
 	if o.Upstream == nil || o.Upstream.Scheme == "" || o.Upstream.Host == "" {
 		return nil, errors.New("proxy: upstream URL must be absolute")
+	}
+	o.Upstream = withoutVersion(o.Upstream)
+	if o.PublicURL != nil {
+		o.PublicURL = withoutVersion(o.PublicURL)
 	}
 	if o.Lookup == nil || o.Decider == nil || o.Logger == nil {
 		return nil, errors.New("proxy: Lookup, Decider and Logger are required")
@@ -441,4 +447,23 @@ func remoteHost(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return h
+}
+
+// withoutVersion is u without the compute API version ("/v2.1", "/v2") its
+// path may end in. Keystone's catalog gives Nova's endpoint and the
+// proxy's with it (http://10.0.0.5:8774/v2.1), and the requests the proxy
+// forwards keep their own path: an upstream taken from the catalog as it
+// is sent /v2.1/servers to …/v2.1/v2.1/servers, which Nova refuses, and
+// such a public URL made the links of the version documents
+// …/v2.1/v2.1/.
+func withoutVersion(u *url.URL) *url.URL {
+	c := *u
+	p := strings.TrimSuffix(c.Path, "/")
+	for _, v := range []string{"/v2.1", "/v2"} {
+		if base, ok := strings.CutSuffix(p, v); ok {
+			c.Path, c.RawPath = base, ""
+			break
+		}
+	}
+	return &c
 }
