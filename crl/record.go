@@ -31,6 +31,9 @@ const (
 	PropRevCRLThisUpdate = "imagetrust_revocation_crl_this_update"
 	// PropDeactivatedBy marks an image the job deactivated for a
 	// certificateHold ("crl-hold"): the only images it ever reactivates.
+	// The sync writes "sync-uuid-squat" on an image it deactivated as a
+	// squat of another VO's bound uuid (glancesync.DeactivatedBySquat),
+	// which the job therefore never reactivates.
 	PropDeactivatedBy = "imagetrust_deactivated_by"
 )
 

@@ -107,6 +107,10 @@ type Syncer struct {
 	revokedSeen map[string]bool
 	// revokedPass collects them during a pass (collect).
 	revokedPass map[string]bool
+	// squatSeen holds the catalogue images this Syncer found squatting
+	// another VO's bound uuid: each is logged at ERROR the first time
+	// (stopSquat); under mu
+	squatSeen map[string]bool
 	// serversDownSince is when Servers first failed to be asked, of the
 	// failures in a row (zero: it answered last), on the wall clock
 	// (Options.ServersOutageFile); under mu
@@ -366,6 +370,11 @@ type Report struct {
 	// uuid_seed), after the pass: those that stop booting when
 	// trust.require_bound_uuids is turned on (unbound.go).
 	Unbound int `json:"unbound_images,omitempty"`
+	// Squatted counts the mirror project's catalogue images the sync
+	// deactivated because they squat another VO's bound uuid
+	// (imagetrust_deactivated_by=sync-uuid-squat), after the pass: each
+	// waits for the operator to delete it (squat.go).
+	Squatted int `json:"squatted_images,omitempty"`
 }
 
 // VanishedVO is a VO whose bundles all went away from sources that still
@@ -617,6 +626,7 @@ func (s *Syncer) Run(ctx context.Context) (*Report, error) {
 		s.pruneMembers(ours)
 	}
 	rp.r.Unbound = s.countUnbound(ours)
+	rp.r.Squatted = s.countSquatted(ours)
 	shown := s.reconcile(ctx, ours, items, present, complete, rp)
 	if s.aliasesOn() {
 		var live map[string]bool // VO/tag with an active image; nil: plan them all
@@ -637,6 +647,7 @@ func (s *Syncer) Run(ctx context.Context) (*Report, error) {
 		s.m.EmptySources.Set(float64(rp.r.EmptySources))
 		s.m.VanishedVOs.Set(float64(len(rp.r.Vanished)))
 		s.m.UnboundImages.Set(float64(rp.r.Unbound))
+		s.m.SquattedImages.Set(float64(rp.r.Squatted))
 		s.m.WithheldImages.Set(float64(len(rp.r.Withheld)))
 		s.m.ListingFailedVOs.Set(float64(len(rp.r.ListingFailed)))
 		if rp.r.Complete() {

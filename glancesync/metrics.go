@@ -11,7 +11,7 @@ import (
 // refusedReasons are the sync's own labels of images_refused_total,
 // besides validator.Reasons.
 var refusedReasons = []string{ReasonVONotAllowed, ReasonDuplicateUUID, ReasonSquatted, ReasonIDDeleted,
-	ReasonUUIDImmutable, ReasonGlanceHash, ReasonStaleReclaimed, ReasonUnreadable, ReasonNotInListing}
+	ReasonUUIDImmutable, ReasonUUIDSquatted, ReasonGlanceHash, ReasonStaleReclaimed, ReasonUnreadable, ReasonNotInListing}
 
 // retiredActions are the labels of images_retired_total.
 var retiredActions = []string{"hide", "delete", "deactivate", ActionAliasDelete}
@@ -55,6 +55,12 @@ type Metrics struct {
 	// last pass that ran to its end (Report.Unbound): at 0, turning on
 	// trust.require_bound_uuids stops no image.
 	UnboundImages prometheus.Gauge
+	// SquattedImages is how many catalogue images of the mirror project
+	// the sync deactivated as squats of another VO's bound uuid
+	// (imagetrust_deactivated_by=sync-uuid-squat), as of the last pass
+	// that ran to its end (Report.Squatted): each waits for the operator
+	// to delete it.
+	SquattedImages prometheus.Gauge
 	// ListingFailedVOs is how many VOs with signed listings had no valid
 	// listing in the last pass that ran to its end (Report.ListingFailed).
 	ListingFailedVOs prometheus.Gauge
@@ -95,6 +101,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "VOs with active images in the mirror project that no source listed a bundle for in the last pass that ran to its end, while their sources listed others (every bundle of the VO withdrawn, or its directory lost): nothing of them is retired or mirrored anew while so."}),
 		UnboundImages: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "unbound_images",
 			Help: "Active catalogue images of the mirror project whose uuid is not bound to their VO (their signed descriptor has no uuid_seed), as of the last pass that ran to its end: those trust.require_bound_uuids would stop booting."}),
+		SquattedImages: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "squatted_images",
+			Help: "Catalogue images of the mirror project the sync deactivated because they squat another VO's bound uuid (imagetrust_deactivated_by=sync-uuid-squat), still in Glance after the last pass that ran to its end: delete each; its owner publishes under a new bound uuid."}),
 		HungFS: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "hung_fs_total",
 			Help: "Operations on a directory source (a listing, an image's open or read) that failed because its file system did not answer within their bound, or because an earlier one on it has not returned yet (a hung mount)."}),
 		ListingFailedVOs: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "listing_failed_vos",
@@ -111,7 +119,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.Retired.WithLabelValues(a)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Mirrored, m.Refused, m.Bytes, m.Transfer, m.Pass, m.LastSuccess, m.Retired, m.Errors, m.FailingImages, m.Orphaned, m.Repaired, m.EmptySources, m.VanishedVOs, m.HungFS, m.UnboundImages, m.ListingFailedVOs, m.WithheldImages)
+		reg.MustRegister(m.Mirrored, m.Refused, m.Bytes, m.Transfer, m.Pass, m.LastSuccess, m.Retired, m.Errors, m.FailingImages, m.Orphaned, m.Repaired, m.EmptySources, m.VanishedVOs, m.HungFS, m.UnboundImages, m.SquattedImages, m.ListingFailedVOs, m.WithheldImages)
 		// the goroutines left blocked in a hung file system's kernel call
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "stuck_fs_operations",
 			Help: "Operations on directory sources abandoned on a hung file system that have not returned yet (goroutines blocked in the kernel); the source is not listed or read while it has one."},

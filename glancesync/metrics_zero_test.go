@@ -32,7 +32,7 @@ func TestMetricsStartAtZero(t *testing.T) {
 		}
 	}
 	for name, labels := range map[string][]string{
-		"imagetrust_sync_images_refused_total": {"expired", "revoked", "sha512-mismatch", "creator-not-authorised", ReasonSquatted, ReasonUUIDImmutable},
+		"imagetrust_sync_images_refused_total": {"expired", "revoked", "sha512-mismatch", "creator-not-authorised", ReasonSquatted, ReasonUUIDImmutable, ReasonUUIDSquatted},
 		"imagetrust_sync_images_retired_total": {"hide", "delete", "deactivate", ActionAliasDelete},
 	} {
 		for _, l := range labels {

@@ -74,6 +74,12 @@ func (s *Syncer) planOne(it *item, im *Image, rp *reporter) {
 	switch {
 	case im == nil:
 		o = s.outcome(it, ActionCreate, "", "create "+imageName(it.desc)+" and stream its bytes")
+	case rs.other:
+		if squatter, ok := s.squatOf(im, it); ok {
+			s.stopSquat(context.Background(), it, im, squatter, s.log.With("image", im.ID, "vo", it.desc.VO, "tag", it.desc.Tag), rp)
+			return
+		}
+		o = s.outcome(it, ActionRefused, ReasonUUIDImmutable, recordRefusal(im, it, rs, s.o.MirrorProject))
 	case s.needsRepair(im, it, rs) && rs.repairable(im, it, s.o.MirrorProject) == "":
 		detail := repairDetail(rs, false)
 		detail += validityDetail(im, rs)
@@ -477,6 +483,11 @@ func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, mode ingest, r
 		return
 	}
 	if rs := s.compareRecord(im, it); s.needsRepair(im, it, rs) {
+		if squatter, ok := s.squatOf(im, it); rs.other && ok {
+			// another VO's unbound record under the bundle's bound uuid
+			s.stopSquat(ctx, it, im, squatter, log, rp)
+			return
+		}
 		// another record (refused), or the bundle's record lost or
 		// edited on an image with data: restored, then nothing else to do
 		s.fixRecord(ctx, it, im, rs, log, rp)
@@ -676,6 +687,11 @@ func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, mode ingest, r
 			rp.add(s.outcome(it, ActionDeleted, ReasonKilled, ""))
 			return
 		case StatusDeactivated:
+			if im.Props[crl.PropDeactivatedBy] == DeactivatedBySquat {
+				// its owner's bound bundle is no longer listed
+				rp.add(s.outcome(it, ActionUnchanged, ReasonDeactivated, "deactivated by the sync as a squat of another VO's bound uuid ("+crl.PropDeactivatedBy+"="+DeactivatedBySquat+"); left alone: the operator deletes it"))
+				return
+			}
 			rp.add(s.outcome(it, ActionUnchanged, ReasonDeactivated, "deactivated by an operator or the CRL job; left alone"))
 			return
 		default:

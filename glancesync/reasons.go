@@ -13,6 +13,12 @@ const (
 	ReasonKilled         = "glance-killed"
 	ReasonUnreadable     = "bundle-unreadable"
 	ReasonDeactivated    = "deactivated"
+	// ReasonUUIDSquatted: a verified bundle whose uuid is bound to its VO
+	// (uuid_seed) finds the mirror project's image of that uuid carrying
+	// another VO's record without uuid_seed, mirrored in an earlier pass:
+	// the image is deactivated as a squat and the bundle refused
+	// (squat.go, stopSquat).
+	ReasonUUIDSquatted = "uuid-squatted"
 )
 
 // Actions name what a pass did (or, with --dry-run, would do) to an image.

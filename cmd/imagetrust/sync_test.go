@@ -23,6 +23,7 @@ func TestRefusedBundles(t *testing.T) {
 		{"ok only expired or revoked", []glancesync.Outcome{out(glancesync.ActionRefused, validator.ReasonExpired), out(glancesync.ActionRefused, validator.ReasonRevoked)}, 0},
 		{"fail tampered", []glancesync.Outcome{out(glancesync.ActionRefused, validator.ReasonExpired), out(glancesync.ActionRefused, validator.ReasonSizeMismatch)}, 1},
 		{"fail squatted and revoked", []glancesync.Outcome{out(glancesync.ActionRefused, glancesync.ReasonSquatted), out(glancesync.ActionRefused, validator.ReasonCreatorNotListed)}, 2},
+		{"fail uuid squatted (the owner's bound bundle over another VO's squat)", []glancesync.Outcome{out(glancesync.ActionSquatDeactivate, glancesync.ReasonUUIDSquatted), out(glancesync.ActionRefused, glancesync.ReasonUUIDSquatted)}, 1},
 		{"fail unreadable bundle", []glancesync.Outcome{out(glancesync.ActionSkipped, glancesync.ReasonUnreadable)}, 1},
 		{"ok skipped while in flight", []glancesync.Outcome{out(glancesync.ActionSkipped, ""), out(glancesync.ActionElsewhere, "")}, 0},
 	} {
