@@ -115,6 +115,11 @@ func (s *Syncer) stopSquat(ctx context.Context, it *item, im *Image, squatter st
 			rp.fail(im.ID)
 			done = "not deactivated (" + err.Error() + "; the next pass tries again)"
 			sq.Action, sq.Detail = ActionFailed, why+": deactivation failed: "+err.Error()
+		case im.Status == StatusDeactivated:
+			// deactivated by an operator or the CRL job (a hold, whose
+			// mark this replaces: the job would reactivate it)
+			done = "found deactivated, marked by the sync (" + crl.PropDeactivatedBy + "=" + DeactivatedBySquat + ")"
+			sq.Action, sq.Detail = ActionSquatDeactivate, why+": found deactivated (was "+crl.PropDeactivatedBy+"="+im.Props[crl.PropDeactivatedBy]+"), marked "+crl.PropDeactivatedBy+"="+DeactivatedBySquat
 		default:
 			done = "deactivated by the sync (" + crl.PropDeactivatedBy + "=" + DeactivatedBySquat + ")"
 			sq.Action, sq.Detail = ActionSquatDeactivate, why+": deactivated, "+crl.PropDeactivatedBy+"="+DeactivatedBySquat

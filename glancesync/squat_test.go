@@ -306,3 +306,44 @@ func TestSquatNotReactivated(t *testing.T) {
 		}
 	}
 }
+
+// TestSquatFoundHeld: a squat the CRL job deactivated for a
+// certificateHold (imagetrust_deactivated_by=crl-hold) before the owner's
+// bound bundle is listed is marked sync-uuid-squat instead (real Glance),
+// so that the job, judging the image valid again once the hold is lifted,
+// does not reactivate it (crl.Plan on the image as Glance holds it); it
+// is not deactivated again.
+func TestSquatFoundHeld(t *testing.T) {
+	e := newEnv(t)
+	w := newWorld(t)
+	o, atlasDir, cmsDir := squatOptions(t, e, w)
+	ctx := context.Background()
+	seed := newSeed(t)
+	u := validator.BoundUUID("atlas", seed)
+	w.publish(cmsDir, spec{vo: "cms", tag: "held-squat", id: u, name: "c6"})
+	run(t, o)
+	if err := e.admin.Patch(ctx, u, []PatchOp{{Name: crl.PropGlobalValidity, Value: crl.StateHold}, {Name: crl.PropDeactivatedBy, Value: crl.DeactivatedByHold}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.admin.Deactivate(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	w.publish(atlasDir, spec{vo: "atlas", tag: "bound", id: u, seed: seed, name: "a6"})
+	r := run(t, o)
+	var got []Outcome
+	for _, oc := range r.Find(u) {
+		if oc.Action == ActionSquatDeactivate {
+			got = append(got, oc)
+		}
+	}
+	if len(got) != 1 || !strings.Contains(got[0].Detail, "found deactivated (was "+crl.PropDeactivatedBy+"="+crl.DeactivatedByHold+")") {
+		t.Errorf("the held squat: %+v", r.Find(u))
+	}
+	im := e.get(t, u)
+	if im.Status != StatusDeactivated || im.Props[crl.PropDeactivatedBy] != DeactivatedBySquat {
+		t.Fatalf("held squat: %s, deactivated_by %q; want deactivated, marked %s", im.Status, im.Props[crl.PropDeactivatedBy], DeactivatedBySquat)
+	}
+	if ch := crl.Plan(crl.Image{ID: im.ID, Status: im.Status, Properties: im.Props}, crl.StateValid, nil, "hold lifted"); ch != nil && ch.Reactivate {
+		t.Errorf("the CRL job, the hold lifted, would reactivate the squat: %+v", ch)
+	}
+}
