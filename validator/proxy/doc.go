@@ -749,6 +749,20 @@
 // nginx-auto's there, as the earlier medians said; at or above nginx's
 // with one worker, and on the 15 KiB answer.
 //
+// Again on 2026-11-28 (signed listings deciding retirement, squats
+// deactivated, a trailing /v2.1 dropped from upstream: none on the
+// pass-through path); one helper editing, no stacks running, load 1.4
+// before it and 3.8 at its end, 11 x 2 s, paired, interval:
+//
+//	                                  small                  detail
+//	gate-proc/nginx                   0.97 [0.88, 1.04]      1.23 [1.11, 1.48]
+//	gate-proc/nginx-auto              0.93 [0.89, 0.95]      1.14 [1.03, 1.27]
+//	gate-proc/nginx-xf                1.02 [0.95, 1.11]      1.27 [1.14, 1.38]
+//	gate-proc/nginx-auto-xf           0.93 [0.86, 1.17]      1.11 [1.05, 1.53]
+//
+// Unchanged: on the 100-byte answer a few per cent under nginx's two
+// workers, about nginx's one; above both on the 15 KiB answer.
+//
 // Tried on 2026-11-28 and dropped: a read that waits in the poller before
 // its first system call (as nginx waits in epoll), for the answer to a
 // request just written and a keep-alive client's next request, to save
