@@ -111,6 +111,10 @@ type Syncer struct {
 	// another VO's bound uuid: each is logged at ERROR the first time
 	// (stopSquat); under mu
 	squatSeen map[string]bool
+	// droppedSeen holds the bundles (uuids) whose refused free-form
+	// properties (image_properties) were logged at WARN: once per bundle
+	// per process (noteDropped); under mu
+	droppedSeen map[string]bool
 	// serversDownSince is when Servers first failed to be asked, of the
 	// failures in a row (zero: it answered last), on the wall clock
 	// (Options.ServersOutageFile); under mu
@@ -310,7 +314,11 @@ func New(o Options) (*Syncer, error) {
 	if o.DryRun {
 		o.ServersOutageFile = "" // a dry run writes nothing (and asks no Nova)
 	}
-	s := &Syncer{o: o, log: o.Logger, m: o.Metrics, spent: map[string]string{}, left: map[string]leftQueued{}, members: map[string]memberMemo{}, revokedSeen: map[string]bool{}}
+	s := &Syncer{o: o, log: o.Logger, m: o.Metrics, spent: map[string]string{}, left: map[string]leftQueued{}, members: map[string]memberMemo{}, revokedSeen: map[string]bool{},
+		droppedSeen: map[string]bool{}}
+	for vo := range o.VOs {
+		s.m.DroppedProps.WithLabelValues(vo) // at 0 from the start, for increase()
+	}
 	s.loadServersOutage()
 	if err := s.loadListingBase(); err != nil {
 		return nil, fmt.Errorf("glancesync: %w", err)

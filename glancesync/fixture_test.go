@@ -107,6 +107,9 @@ type spec struct {
 	// external names an image that exists elsewhere (with uri): its size
 	// and sha512, so that the bytes are never loaded here.
 	external *imageRef
+	// props are the descriptor's free-form properties (nil:
+	// hw_rng_model=virtio)
+	props map[string]string
 }
 
 // imageRef is the size and sha512 (hex) of an image file.
@@ -167,11 +170,15 @@ func (w *world) publish(dir string, s spec) *published {
 	if s.createdNano {
 		created = s.created.UTC().Format(time.RFC3339Nano)
 	}
+	props := s.props
+	if props == nil {
+		props = map[string]string{"hw_rng_model": "virtio"}
+	}
 	d := map[string]any{
 		"uuid": s.id, "vo": s.vo, "tag": s.tag, "uri": uri, "size": size, "sha512": sumHex,
 		"disk_format": "raw", "container_format": "bare", "created": created,
 		"title": "Test " + s.vo + " " + s.tag, "os_distro": "alma", "os_version": "9", "architecture": "x86_64",
-		"min_disk": 1, "min_ram": 512, "properties": map[string]string{"hw_rng_model": "virtio"},
+		"min_disk": 1, "min_ram": 512, "properties": props,
 	}
 	if s.seed != "" {
 		d["uuid_seed"] = s.seed

@@ -64,6 +64,10 @@ type Metrics struct {
 	// ListingFailedVOs is how many VOs with signed listings had no valid
 	// listing in the last pass that ran to its end (Report.ListingFailed).
 	ListingFailedVOs prometheus.Gauge
+	// DroppedProps counts, by VO, the free-form descriptor properties
+	// the site's image_properties refuses that were not copied into a new
+	// image or were removed from a mirrored one (one per property).
+	DroppedProps *prometheus.CounterVec
 	// WithheldImages is how many catalogue images their VO's signed
 	// listing names and no source listed in the last pass that ran to its
 	// end (Report.Withheld).
@@ -107,6 +111,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Operations on a directory source (a listing, an image's open or read) that failed because its file system did not answer within their bound, or because an earlier one on it has not returned yet (a hung mount)."}),
 		ListingFailedVOs: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "listing_failed_vos",
 			Help: "VOs with listing = \"signed\" that had no valid signed listing in the last pass that ran to its end (missing, bad signature, expired, rolled back): nothing of them is retired or mirrored anew while so."}),
+		DroppedProps: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "dropped_properties_total",
+			Help: "Free-form descriptor properties refused by the site's image_properties, by VO: not copied into a new image, or removed from a mirrored one (one per property)."}, []string{"vo"}),
 		WithheldImages: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "withheld_images",
 			Help: "Active images that their VO's valid signed listing names and no source listed in the last pass that ran to its end (withheld by a source): kept, not retired."}),
 	}
@@ -119,7 +125,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.Retired.WithLabelValues(a)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Mirrored, m.Refused, m.Bytes, m.Transfer, m.Pass, m.LastSuccess, m.Retired, m.Errors, m.FailingImages, m.Orphaned, m.Repaired, m.EmptySources, m.VanishedVOs, m.HungFS, m.UnboundImages, m.SquattedImages, m.ListingFailedVOs, m.WithheldImages)
+		reg.MustRegister(m.Mirrored, m.Refused, m.Bytes, m.Transfer, m.Pass, m.LastSuccess, m.Retired, m.Errors, m.FailingImages, m.Orphaned, m.Repaired, m.EmptySources, m.VanishedVOs, m.HungFS, m.UnboundImages, m.SquattedImages, m.ListingFailedVOs, m.WithheldImages, m.DroppedProps)
 		// the goroutines left blocked in a hung file system's kernel call
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "stuck_fs_operations",
 			Help: "Operations on directory sources abandoned on a hung file system that have not returned yet (goroutines blocked in the kernel); the source is not listed or read while it has one."},

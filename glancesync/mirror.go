@@ -36,12 +36,11 @@ func imageName(d *validator.Descriptor) string {
 }
 
 // createSpec is the new image of a verified bundle: hidden until active.
+// Of the descriptor's free-form properties, only those the site's
+// image_properties allows are copied (allowedProps).
 func (s *Syncer) createSpec(it *item) CreateSpec {
 	d := it.desc
-	props := map[string]string{}
-	for k, v := range d.Properties {
-		props[k] = v
-	}
+	props, _ := s.allowedProps(d)
 	if d.OSDistro != "" {
 		props["os_distro"] = d.OSDistro
 	}
@@ -73,7 +72,7 @@ func (s *Syncer) planOne(it *item, im *Image, rp *reporter) {
 	}
 	switch {
 	case im == nil:
-		o = s.outcome(it, ActionCreate, "", "create "+imageName(it.desc)+" and stream its bytes")
+		o = s.outcome(it, ActionCreate, "", s.withDropped(it, "create "+imageName(it.desc)+" and stream its bytes"))
 	case rs.other:
 		if squatter, ok := s.squatOf(im, it); ok {
 			s.stopSquat(context.Background(), it, im, squatter, s.log.With("image", im.ID, "vo", it.desc.VO, "tag", it.desc.Tag), rp)
@@ -83,11 +82,11 @@ func (s *Syncer) planOne(it *item, im *Image, rp *reporter) {
 	case s.needsRepair(im, it, rs) && rs.repairable(im, it, s.o.MirrorProject) == "":
 		detail := repairDetail(rs, false)
 		detail += validityDetail(im, rs)
-		o = s.outcome(it, ActionRepair, "", detail)
+		o = s.outcome(it, rs.repairAction(), "", s.withDropped(it, detail))
 	case s.needsRepair(im, it, rs):
 		o = s.outcome(it, ActionRefused, ReasonUUIDImmutable, recordRefusal(im, it, rs, s.o.MirrorProject))
 	case im.Status == StatusActive:
-		o = s.outcome(it, ActionUnchanged, "", "")
+		o = s.outcome(it, ActionUnchanged, "", s.withDropped(it, ""))
 	case im.Status == StatusQueued && im.Owner == s.o.MirrorProject:
 		var refused bool
 		if o, refused = s.backedOff(it, im, s.log); !refused {
@@ -113,7 +112,7 @@ func (s *Syncer) checkActive(ctx context.Context, it *item, im *Image, rp *repor
 		s.fixRecord(ctx, it, im, rs, s.log.With("image", im.ID, "vo", it.desc.VO, "tag", it.desc.Tag), rp)
 		return
 	}
-	rp.add(s.outcome(it, ActionUnchanged, "", ""))
+	rp.add(s.outcome(it, ActionUnchanged, "", s.withDropped(it, "")))
 }
 
 // recordGaps compares an image's catalogue record with the record of a
@@ -149,11 +148,32 @@ type recordState struct {
 	// other: its imagetrust_descriptor or imagetrust_signature is there
 	// and is not the bundle's: another record under the uuid.
 	other bool
+	// drop are the descriptor's free-form properties the site's
+	// image_properties refuses that the image carries with the
+	// descriptor's value, and restore those it allows that the image
+	// lacks (propDrift; not compared with another record).
+	drop, restore []string
 }
 
-// intact reports whether the image carries the bundle's whole record.
+// intact reports whether the image carries the bundle's whole record, and
+// of its free-form properties exactly those the site's policy allows.
 func (rs recordState) intact() bool {
+	return rs.recordIntact() && len(rs.drop) == 0 && len(rs.restore) == 0
+}
+
+// recordIntact reports whether the image carries the bundle's whole
+// record, whatever its free-form properties.
+func (rs recordState) recordIntact() bool {
 	return !rs.other && len(rs.missing) == 0 && len(rs.changed) == 0
+}
+
+// repairAction is the action of a repair of rs: a record repair, or with
+// the record intact a repair of free-form properties only.
+func (rs recordState) repairAction() string {
+	if rs.recordIntact() {
+		return ActionProperties
+	}
+	return ActionRepair
 }
 
 // repairable says why the bundle's record cannot be written on im, or ""
@@ -167,6 +187,10 @@ func (rs recordState) repairable(im *Image, it *item, mirror string) string {
 		return "it carries another record"
 	case im.Owner != mirror:
 		return "the image is not the mirror project's"
+	case rs.recordIntact():
+		// only free-form properties to remove or write back: the record
+		// the proxy and the CRL job judge is the bundle's already
+		return ""
 	}
 	if extra := validator.UnsignedBootProps(im.Props); len(extra) > 0 {
 		return "it carries " + strings.Join(extra, ", ") + ", which no signed record sets"
@@ -189,6 +213,7 @@ func (s *Syncer) compareRecord(im *Image, it *item) recordState {
 	if rs.other {
 		return rs
 	}
+	rs.drop, rs.restore = s.propDrift(im, it.desc)
 	props := make(map[string]string, len(im.Props)+len(missing))
 	for k, v := range im.Props {
 		props[k] = v
@@ -233,7 +258,31 @@ func repairDetail(rs recordState, done bool) string {
 	if len(rs.missing) > 0 {
 		parts = append(parts, verb[1]+" "+strings.Join(rs.missing, ", ")+" (unset)")
 	}
-	return strings.Join(parts, " and ") + " from the verified bundle"
+	var out string
+	if len(parts) > 0 {
+		out = strings.Join(parts, " and ") + " from the verified bundle"
+	}
+	if p := propsDetail(rs, done); p != "" {
+		if out != "" {
+			out += "; "
+		}
+		out += p
+	}
+	return out
+}
+
+// propsDetail is the part of a repair's detail that concerns the
+// descriptor's free-form properties ("" when none is written).
+func propsDetail(rs recordState, done bool) string {
+	verb := map[bool][2]string{false: {"remove", "write back"}, true: {"removed", "wrote back"}}[done]
+	var parts []string
+	if len(rs.drop) > 0 {
+		parts = append(parts, verb[0]+" "+strings.Join(rs.drop, ", ")+" (refused by image_properties)")
+	}
+	if len(rs.restore) > 0 {
+		parts = append(parts, verb[1]+" "+strings.Join(rs.restore, ", ")+" (allowed by image_properties, unset)")
+	}
+	return strings.Join(parts, " and ")
 }
 
 // dataIsBundle says why Glance's data of im cannot be taken for the signed
@@ -327,12 +376,20 @@ func (s *Syncer) repairRecord(ctx context.Context, it *item, listed *Image, log 
 		s.refuseRecord(it, im, rs, log, rp)
 		return
 	}
-	ops := make([]PatchOp, 0, len(rs.missing)+len(rs.changed))
+	ops := make([]PatchOp, 0, len(rs.missing)+len(rs.changed)+len(rs.drop)+len(rs.restore))
 	for _, k := range slices.Concat(rs.changed, rs.missing) {
 		if k == validator.PropGlobalValidity || k == validator.PropLocalValidity {
 			continue // never the sync's to write after creation
 		}
 		ops = append(ops, PatchOp{Name: k, Value: it.record[k]})
+	}
+	// in the same PATCH: a refused property goes only while it still has
+	// the descriptor's value (another is an operator's)
+	for _, k := range rs.drop {
+		ops = append(ops, PatchOp{Name: k, Remove: true, IfValue: it.desc.Properties[k]})
+	}
+	for _, k := range rs.restore {
+		ops = append(ops, PatchOp{Name: k, Value: it.desc.Properties[k]})
 	}
 	detail := repairDetail(rs, true)
 	drop := dropValid(im, rs)
@@ -341,7 +398,17 @@ func (s *Syncer) repairRecord(ctx context.Context, it *item, listed *Image, log 
 		ops = append(ops, PatchOp{Name: validator.PropGlobalValidity, Remove: true, IfValue: validator.GlobalValid})
 	}
 	detail += validityDetail(im, rs)
-	if s.apply(ctx, im.ID, ops, s.outcome(it, "", "", ""), ActionRepair, detail, rp) {
+	if s.apply(ctx, im.ID, ops, s.outcome(it, "", "", ""), rs.repairAction(), s.withDropped(it, detail), rp) {
+		if len(rs.drop) > 0 {
+			s.m.DroppedProps.WithLabelValues(it.desc.VO).Add(float64(len(rs.drop)))
+			log.Warn("descriptor properties the site's image_properties refuses removed from the image (their values were the descriptor's)", "removed", rs.drop)
+		}
+		if len(rs.restore) > 0 {
+			log.Info("descriptor properties the site's image_properties allows written back to the image", "written_back", rs.restore)
+		}
+		if rs.recordIntact() {
+			return
+		}
 		s.m.Repaired.Inc()
 		if len(rs.changed) > 0 {
 			log.Warn("catalogue record properties edited in Glance rewritten from the verified bundle (the proxy refused the image as record-tampered); find who edits imagetrust_* properties", "changed", rs.changed, "restored", rs.missing,
@@ -381,7 +448,7 @@ const (
 // validityDetail is what a repair of im does with a valid flag (dropValid).
 func validityDetail(im *Image, rs recordState) string {
 	switch {
-	case im.Props[validator.PropGlobalValidity] != validator.GlobalValid:
+	case im.Props[validator.PropGlobalValidity] != validator.GlobalValid, rs.recordIntact():
 		return ""
 	case dropValid(im, rs):
 		return droppedValid
@@ -517,7 +584,7 @@ func (s *Syncer) mirror(ctx context.Context, it *item, im *Image, mode ingest, r
 			s.m.Mirrored.Inc()
 			s.m.Transfer.Observe(s.o.Now().Sub(start).Seconds())
 			log.Info("image mirrored", "seconds", s.o.Now().Sub(start).Seconds())
-			rp.add(s.outcome(it, ActionMirrored, "", ""))
+			rp.add(s.outcome(it, ActionMirrored, "", s.withDropped(it, "")))
 			return
 		case StatusQueued:
 			if !created && !refreshed {
@@ -910,6 +977,9 @@ var errReported = errors.New("reported")
 func (s *Syncer) create(ctx context.Context, it *item) (*Image, bool, error) {
 	im, err := s.o.Glance.Create(ctx, s.createSpec(it))
 	if err == nil {
+		if _, refused := s.allowedProps(it.desc); len(refused) > 0 {
+			s.m.DroppedProps.WithLabelValues(it.desc.VO).Add(float64(len(refused)))
+		}
 		return im, true, nil
 	}
 	if !errors.Is(err, ErrConflict) {

@@ -45,4 +45,8 @@ const (
 	// ActionRepair: a catalogue record removed from an image, or edited
 	// on it, restored from the verified bundle (mirror.go, repairRecord).
 	ActionRepair = "record-repair"
+	// ActionProperties: free-form descriptor properties the site's
+	// image_properties refuses removed from a mirrored image, and those it
+	// allows that the image lacks written back (properties.go).
+	ActionProperties = "properties"
 )

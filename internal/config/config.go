@@ -80,6 +80,9 @@ type VO struct {
 	// ListingSigners are the subject DNs that may sign the VO's listings
 	// (default: Approvers).
 	ListingSigners []string `toml:"listing_signers"`
+	// ImageProperties, when set (an empty list included), replaces
+	// sync.image_properties for the VO's images (ImagePropertyPatterns).
+	ImageProperties []string `toml:"image_properties"`
 }
 
 // Duration is a time.Duration that reads from a TOML string such as "15m".
@@ -164,6 +167,13 @@ type Sync struct {
 	LockFile string `toml:"lock_file"`
 	// Aliases maintains the per-tag alias entries (see docs/design.md).
 	Aliases *bool `toml:"aliases"`
+	// ImageProperties are the glob patterns (path.Match) of the free-form
+	// descriptor properties a VO may set on its images in this site's
+	// Glance; a property no pattern matches is not copied, and removed
+	// from an image that carries it with the descriptor's value. Unset
+	// (nil): DefaultImageProperties; ["*"]: every one. [vo.NAME]
+	// image_properties replaces it for one VO (ImagePropertyPatterns).
+	ImageProperties []string `toml:"image_properties"`
 	// Sources are where bundles come from.
 	Sources []Source `toml:"source"`
 }
@@ -660,6 +670,9 @@ func (c *Config) check() error {
 	if err := checkContextVars(c.Context.Vars); err != nil {
 		return err
 	}
+	if err := checkPropertyPatterns("sync.image_properties", c.Sync.ImageProperties); err != nil {
+		return err
+	}
 	if err := oneOf("crl.stale", c.CRL.Stale, "refuse", "warn"); err != nil {
 		return err
 	}
@@ -709,6 +722,9 @@ func (c *Config) check() error {
 			return err
 		}
 		if err := oneOf("vo."+name+".listing", vo.Listing, "none", "signed"); err != nil {
+			return err
+		}
+		if err := checkPropertyPatterns("vo."+name+".image_properties", vo.ImageProperties); err != nil {
 			return err
 		}
 	}

@@ -169,6 +169,8 @@ var defaultsElsewhere = map[string]string{
 	"vo.NAME.creators":            "a list: no default to read",
 	"vo.NAME.approvers":           "a list: no default to read",
 	"vo.NAME.listing_signers":     "nil: the VO's approvers (validator.Trust.VerifyListing)",
+	"vo.NAME.image_properties":    "nil: sync.image_properties (ImagePropertyPatterns)",
+	"sync.image_properties":       "nil: DefaultImageProperties (ImagePropertyPatterns)",
 	"sync.source.vos":             "required",
 	"proxy.listen":                "required",
 	"proxy.upstream":              "required",
