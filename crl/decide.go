@@ -3,6 +3,7 @@ package crl
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"maps"
 	"math/big"
 	"strings"
 	"time"
@@ -240,6 +241,21 @@ func (m *coverMemo) judge(img Image, p Policy) desired {
 	ix := m.ix
 	refs, reg, err := RecordRefs(img.Properties)
 	if err != nil {
+		// a registration time that does not read (edited or unset by
+		// hand) leaves the revocations and holds that apply whatever the
+		// dates (the image certificate's, a compromise, a hold: judged at
+		// the zero time, RevocationApplies) to prove themselves: the
+		// image is revoked or held, not only unknown until the sync
+		// restores the record
+		if refs, ok := refsWithoutTime(img.Properties); ok {
+			if rev := ix.check(refs, time.Time{}, p.Strict, m.covering); rev != nil {
+				state := StateRevoked
+				if rev.Hold() {
+					state = StateHold
+				}
+				return desired{state: state, rev: rev, why: revWhy(rev)}
+			}
+		}
 		return desired{state: StateUnknown, why: err.Error()}
 	}
 	// which distribution points each certificate names: a CRL of another
@@ -274,6 +290,15 @@ func (m *coverMemo) judge(img Image, p Policy) desired {
 		}
 	}
 	return desired{state: StateValid, why: "no revocation applies"}
+}
+
+// refsWithoutTime is RecordRefs of a record whose registration time does
+// not read: its references, with none (the zero time).
+func refsWithoutTime(props map[string]string) ([]Ref, bool) {
+	q := maps.Clone(props)
+	q[PropNotBefore] = time.Time{}.Format(time.RFC3339)
+	refs, _, err := RecordRefs(q)
+	return refs, err == nil
 }
 
 // holdKept reports whether the hold recorded in props stands (and why):

@@ -96,13 +96,18 @@ func TestJudgeReadsOnlyJudgedProperties(t *testing.T) {
 				}
 			}
 		}
-		if want == "valid" {
-			continue // losing a judged property of a valid record may still leave it valid
-		}
 		for _, k := range []string{PropChain, PropNotBefore} {
 			props := maps.Clone(base)
 			delete(props, k)
-			if s, _ := judge(props); s == state0 {
+			s, why := judge(props)
+			switch {
+			case k == PropNotBefore && want != "valid":
+				// a compromise, a hold: they apply whatever the
+				// registration time, so they prove themselves without it
+				if s != state0 {
+					t.Errorf("ok %s record without %s: judged %s (%s), want %s: a revocation that applies whatever the dates is lost with the registration time", want, k, s, why, state0)
+				}
+			case s == state0:
 				t.Errorf("fail %s record without %s still judged %s: the test no longer sees what Judge reads", want, k, s)
 			}
 		}
@@ -110,3 +115,64 @@ func TestJudgeReadsOnlyJudgedProperties(t *testing.T) {
 }
 
 func ptr(s string) *string { return &s }
+
+// TestJudgeUnreadableRegistrationTime: a record whose
+// imagetrust_image_not_before was edited or unset by hand is still revoked
+// (or held) by a revocation that applies whatever the dates (the image
+// certificate's, a compromise, a hold), so the job deactivates it rather
+// than leaving it active as unknown until the sync restores the record; a
+// revocation that applies only by the dates (affiliationChanged before the
+// registration) cannot be told, and the record is unknown.
+func TestJudgeUnreadableRegistrationTime(t *testing.T) {
+	w := newHoldWorld(t)
+	reg, err := time.Parse(time.RFC3339, regTime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	creator := big.NewInt(101)
+	empty := func(ca *testpki.CA) []byte { return holdCRL(ca, 1, -time.Hour, nil) }
+	for _, c := range []struct {
+		name      string
+		notBefore *string // nil: unset
+		people    pki.Revoked
+		hold      bool // the Registrar CA held by its root
+		want      string
+	}{
+		{"ok creator key compromise, registration time edited: revoked", ptr("edited-by-hand"), pki.Revoked{Serial: creator, Time: reg.Add(time.Hour), Reason: ReasonKeyCompromise}, false, StateRevoked},
+		{"ok creator key compromise, registration time unset: revoked", nil, pki.Revoked{Serial: creator, Time: reg.Add(time.Hour), Reason: ReasonKeyCompromise}, false, StateRevoked},
+		{"ok registrar CA held, registration time edited: hold", ptr("edited-by-hand"), pki.Revoked{}, true, StateHold},
+		{"ok creator left before the registration, intact: revoked", ptr(regTime), pki.Revoked{Serial: creator, Time: reg.Add(-time.Hour), Reason: ReasonAffiliationChanged}, false, StateRevoked},
+		{"fail creator left before the registration, registration time edited: unknown", ptr("edited-by-hand"), pki.Revoked{Serial: creator, Time: reg.Add(-time.Hour), Reason: ReasonAffiliationChanged}, false, StateUnknown},
+		{"fail no revocation, registration time edited: unknown", ptr("edited-by-hand"), pki.Revoked{}, false, StateUnknown},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var people, regRoot []pki.Revoked
+			if c.people.Serial != nil {
+				people = append(people, c.people)
+			}
+			if c.hold {
+				regRoot = append(regRoot, pki.Revoked{Serial: w.registrar.Cert.SerialNumber, Time: t0.Add(-2 * time.Hour), Reason: ReasonCertificateHold})
+			}
+			ix := &Index{}
+			for ca, der := range map[*testpki.CA][]byte{
+				w.igtfRoot: empty(w.igtfRoot), w.registrar: empty(w.registrar),
+				w.people:  holdCRL(w.people, 1, -time.Hour, nil, people...),
+				w.regRoot: holdCRL(w.regRoot, 1, -time.Hour, nil, regRoot...),
+			} {
+				if _, err := ix.AddList(mustList(t, der), ca.Cert, t0.Add(time.Hour), ""); err != nil {
+					t.Fatal(err)
+				}
+			}
+			img := w.img
+			img.Properties = maps.Clone(w.img.Properties)
+			if c.notBefore == nil {
+				delete(img.Properties, PropNotBefore)
+			} else {
+				img.Properties[PropNotBefore] = *c.notBefore
+			}
+			if state, _, why := Judge(ix, img, Policy{}, t0.Add(time.Hour)); state != c.want {
+				t.Fatalf("judged %s (%s), want %s", state, why, c.want)
+			}
+		})
+	}
+}

@@ -49,8 +49,9 @@ const (
 // or finds the images of a tag: those the gate refuses as tampered too, but
 // the model would have to follow the edited order). One the CRL job judges
 // (imagetrust_image_not_before, crl.JudgedProperties): while it is edited
-// the job cannot read the record's references and judges it unknown, and
-// the sync's repair drops a valid flag; the others leave the job's verdict
+// the job cannot read the record's registration time and judges it
+// unknown, unless a revocation or hold that applies whatever the dates
+// revokes or holds it, and the sync's repair drops a valid flag; the others leave the job's verdict
 // as it is, and the repair keeps it.
 var editable = []string{validator.PropURI, validator.PropSize, validator.PropApproverSubject, validator.PropImageFingerprint, validator.PropImageNotBefore}
 

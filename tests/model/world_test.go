@@ -441,10 +441,17 @@ func dated(reason int) bool {
 // judge is what the CRLs now say of a bundle: "revoked", "hold" or "",
 // with the certificates that make it so ("role serial reason").
 func (w *world) judge(b *bundle) (string, map[string]bool) {
+	return w.judgeAt(b, b.registered)
+}
+
+// judgeAt is judge with the registration time registered: the zero time
+// for a record whose imagetrust_image_not_before was edited by hand, where
+// only the revocations that apply whatever the dates count.
+func (w *world) judgeAt(b *bundle, registered time.Time) (string, map[string]bool) {
 	revoked, held := map[string]bool{}, map[string]bool{}
 	for _, r := range b.refs {
 		e, ok := w.crls[r.crl].entries[r.serial]
-		if !ok || !applies(r.role, e, b.registered, w.strict) {
+		if !ok || !applies(r.role, e, registered, w.strict) {
 			continue
 		}
 		k := r.role + " " + r.serial + " " + crl.ReasonName(e.reason)
@@ -776,8 +783,13 @@ func (w *world) modelCRL() crlExpect {
 		state := crl.StateValid
 		if slices.Contains(crl.JudgedProperties, im.tampered) {
 			// edited by hand: the job cannot read the record's
-			// references (crl.RecordRefs) and judges it unknown
-			st, causes, state = "", nil, crl.StateUnknown
+			// registration time (crl.RecordRefs); the revocations and
+			// holds that apply whatever the dates still count, else it
+			// judges the record unknown
+			st, causes = w.judgeAt(im.b, time.Time{})
+			if st == "" {
+				state = crl.StateUnknown
+			}
 		}
 		switch {
 		case state == crl.StateUnknown:
