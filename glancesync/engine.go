@@ -315,7 +315,7 @@ func New(o Options) (*Syncer, error) {
 		o.ServersOutageFile = "" // a dry run writes nothing (and asks no Nova)
 	}
 	s := &Syncer{o: o, log: o.Logger, m: o.Metrics, spent: map[string]string{}, left: map[string]leftQueued{}, members: map[string]memberMemo{}, revokedSeen: map[string]bool{},
-		droppedSeen: map[string]bool{}}
+		droppedSeen: map[string]bool{}, squatSeen: map[string]bool{}}
 	for vo := range o.VOs {
 		s.m.DroppedProps.WithLabelValues(vo) // at 0 from the start, for increase()
 	}

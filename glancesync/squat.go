@@ -58,9 +58,6 @@ func (s *Syncer) squatOf(im *Image, it *item) (squatter string, ok bool) {
 func (s *Syncer) squatNew(id string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.squatSeen == nil {
-		s.squatSeen = map[string]bool{}
-	}
 	first := !s.squatSeen[id]
 	s.squatSeen[id] = true
 	return first
