@@ -774,6 +774,27 @@
 // which test waited was not pinned down); what it could save is about one
 // read of 0.3-0.5 µs a request.
 //
+// Tried on 2026-11-28 (the next session) and dropped: the gate as nginx
+// runs, a process per core. Two gate processes, each with GOMAXPROCS=1,
+// listening on one port with SO_REUSEPORT (the kernel spreading wrk's 32
+// connections between them), beside the single gate process, two
+// processes with the default GOMAXPROCS, and nginx with worker_processes
+// auto, in the same rounds (quiet machine, load 0.2 before it; 11 x 2 s,
+// paired, interval):
+//
+//	                                  small                  detail
+//	gate-proc/nginx-auto              0.94 [0.91, 0.96]      1.03 [0.99, 1.23]
+//	gate-proc/nginx-auto-xf           0.95 [0.91, 0.98]      1.04 [0.99, 1.18]
+//	two, GOMAXPROCS=1/gate-proc       1.03 [1.00, 1.05]      1.03 [0.98, 1.06]
+//	two, GOMAXPROCS=1/nginx-auto      0.96 [0.92, 0.99]      1.06 [1.03, 1.25]
+//	two, GOMAXPROCS=1/nginx-auto-xf   0.97 [0.93, 1.03]      1.08 [1.03, 1.18]
+//	two, default/nginx-auto-xf        0.92 [0.90, 0.95]      1.00 [0.98, 1.05]
+//
+// About 3% more than one process on the small answer, still under
+// nginx's two workers, for two sets of caches, Glance lookups, Keystone
+// validations and metrics endpoints: not worth what it asks of an
+// operator.
+//
 //	go test ./validator/proxy -run '^$' -bench 'PassThrough$' -benchtime 50000x
 //	go test ./validator/proxy -run '^$' -bench PassThroughWrk -benchtime 1x
 //	IMAGETRUST_PROXY_BENCH_WRK_ROUNDS=11 IMAGETRUST_PROXY_BENCH_WRK_DURATION=2s (the runs of 11 rounds)
