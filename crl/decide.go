@@ -313,7 +313,9 @@ func refsWithoutTime(props map[string]string) ([]Ref, bool) {
 // says nothing about the hold, and a fetch that failed with nothing newer
 // cached lifts nothing. Holds recorded before the scope was (no
 // PropRevCRLScope) need a CRL numbered above the recorded one for every
-// certificate of the held role.
+// certificate of the held role, or for a distribution point the held
+// certificate names (its points read from the record's signature): not
+// one of another point, whose numbers count apart (RFC 5280 5.2.3).
 func holdKept(m *coverMemo, refs []Ref, props map[string]string) (string, bool) {
 	role := props[PropRevokedRole]
 	imposed, numOK := new(big.Int).SetString(props[PropRevCRLNumber], 10)
@@ -323,8 +325,15 @@ func holdKept(m *coverMemo, refs []Ref, props map[string]string) (string, bool) 
 			if string(r.Role) != role {
 				continue
 			}
+			// (numbers count per scope, and the record does not say
+			// which scope imposed the hold: only a CRL that would list it
+			// whichever did, one for every certificate of the role, or
+			// one of a distribution point the certificate names, says)
 			newer := false
 			for _, c := range m.coveringKind(r) {
+				if !speaksForAll(c.Header, r.Role) && !(r.PointsKnown && takesPoints(c, r)) {
+					continue
+				}
 				newer = newer || !numOK || (c.Header.Number != nil && c.Header.Number.Cmp(imposed) > 0)
 			}
 			if !newer {

@@ -45,6 +45,7 @@ func TestHoldKeptEdges(t *testing.T) {
 		w.img.Properties[PropChain] = string(b)
 	}
 	dpA := pki.IDPDistributionPoint("http://crl.example/a.crl")
+	dpB := pki.IDPDistributionPoint("http://crl.example/b.crl")
 
 	for _, tc := range []struct {
 		name  string
@@ -64,6 +65,18 @@ func TestHoldKeptEdges(t *testing.T) {
 				return map[*testpki.CA][][]byte{w.registrar: {holdCRL(w.registrar, 4, -time.Minute, nil)}}
 			}, want: StateHold},
 		{name: "ok legacy hold lifted by CRL 6", setup: func(_ *testing.T, w *holdWorld) { legacy(w) },
+			next: func(w *holdWorld) map[*testpki.CA][][]byte {
+				return map[*testpki.CA][][]byte{w.registrar: {holdCRL(w.registrar, 6, -time.Minute, nil)}}
+			}, want: StateValid},
+		// (RFC 5280 5.2.3: CRL numbers count per scope; the record of a
+		// legacy hold does not say which point imposed it)
+		{name: "fail legacy hold of a distribution point, another point's CRL numbered above", idp: dpA,
+			setup: func(_ *testing.T, w *holdWorld) { legacy(w) },
+			next: func(w *holdWorld) map[*testpki.CA][][]byte {
+				return map[*testpki.CA][][]byte{w.registrar: {holdCRL(w.registrar, 100, -time.Minute, dpB)}}
+			}, want: StateHold},
+		{name: "ok legacy hold of a distribution point lifted by a later complete CRL numbered above", idp: dpA,
+			setup: func(_ *testing.T, w *holdWorld) { legacy(w) },
 			next: func(w *holdWorld) map[*testpki.CA][][]byte {
 				return map[*testpki.CA][][]byte{w.registrar: {holdCRL(w.registrar, 6, -time.Minute, nil)}}
 			}, want: StateValid},
