@@ -101,11 +101,16 @@ type coverMemo struct {
 	// ix.namesPoints(), once (0 not yet asked, 1 yes, 2 no)
 	points      *pointsMemo
 	partitioned int8
+	// known is what the CA certificates the job knows (configured,
+	// of IGTF directory sources, embedded and chained) say of their
+	// distribution points (knownPoints; nil: none)
+	known sigPoints
 }
 
 // recordPoints fills in refs' distribution points from the certificates
-// of the record's imagetrust_signature (pointsOf), when a CRL of the index
-// names a distribution point (else they change nothing: takesPoints).
+// of the record's imagetrust_signature (pointsOf), and then from the CA
+// certificates the job knows (knownPoints, m.known), when a CRL of the
+// index names a distribution point (else they change nothing: takesPoints).
 // It returns pointsOf's conflict ("" when none).
 func (m *coverMemo) recordPoints(refs []Ref, props map[string]string) string {
 	if m.partitioned == 0 {
@@ -114,15 +119,19 @@ func (m *coverMemo) recordPoints(refs []Ref, props map[string]string) string {
 			m.partitioned = 1
 		}
 	}
-	s := props[PropSignature]
-	if m.partitioned != 1 || s == "" || len(s) > maxSignatureB64 {
+	if m.partitioned != 1 {
 		return ""
 	}
-	if m.points == nil {
-		m.points = &pointsMemo{}
-		m.points.begin()
+	conflict := ""
+	if s := props[PropSignature]; s != "" && len(s) <= maxSignatureB64 {
+		if m.points == nil {
+			m.points = &pointsMemo{}
+			m.points.begin()
+		}
+		conflict = pointsOf(refs, m.points.read(s))
 	}
-	return pointsOf(refs, m.points.read(s))
+	knownPoints(refs, m.known)
+	return conflict
 }
 
 type coverAnswer struct {

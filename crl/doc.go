@@ -53,7 +53,8 @@
 // of their URIs equals, as bytes, one of the certificate's
 // cRLDistributionPoints URIs (RFC 5280 6.3.3 (b)(2)(i); Ref.DistributionPoints,
 // read by the job from the certificates the record's imagetrust_signature
-// embeds, on runs where a CRL names a distribution point); delta,
+// embeds and the CA certificates it knows, on runs where a CRL names a
+// distribution point); delta,
 // indirect and
 // reason-partitioned CRLs are refused) from the cache directory,
 // fetches every source (HTTP(S) with If-None-Match/If-Modified-Since, files,

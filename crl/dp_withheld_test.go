@@ -398,3 +398,58 @@ func TestStaleWhenNoPointSpeaks(t *testing.T) {
 		t.Errorf("b spelt otherwise, a fresh: %s (%s), want valid", state, why)
 	}
 }
+
+// TestJobConfiguredIntermediatePoints: an intermediate CA of a record's
+// chain that the signature does not embed (the trust files hold it) is
+// judged by the distribution points its configured certificate names, as
+// the verifier judges the certificates it has: its root partitions its
+// CRLs of CA certificates by point, and whoever withholds the point the
+// intermediate names makes the image unknown under refuse_stale, not
+// valid by the other point's fresh CRL. On the code before it, its points
+// were not known and every CRL of its kind spoke for it ("fail ...": valid).
+func TestJobConfiguredIntermediatePoints(t *testing.T) {
+	root := testpki.NewRoot(t, "Partitioned Root")
+	inter := root.Intermediate("Configured People CA", testpki.WithCRLDP(dpB))
+	leaf := inter.Leaf(testpki.Name("Creator"), testpki.WithSerial(0x51))
+	p7, err := cms.Sign([]byte("descriptor"), leaf.Cert, leaf.Key, cms.SignOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cj, _ := json.Marshal([]ChainCert{
+		{Role: "creator", Issuer: inter.Cert.Subject.String(), Serial: leaf.Cert.SerialNumber.Text(16), AKI: hex.EncodeToString(inter.Cert.SubjectKeyId)},
+		{Role: "creator-ca", Issuer: root.Cert.Subject.String(), Serial: inter.Cert.SerialNumber.Text(16), AKI: hex.EncodeToString(root.Cert.SubjectKeyId)},
+	})
+	fresh := func(ca *testpki.CA, n int64, idp []byte) []byte {
+		return ca.CRL(pki.CRLTemplate{Number: n, ThisUpdate: t0.Add(-time.Hour), NextUpdate: t0.Add(24 * time.Hour), IDP: idp})
+	}
+	staleB := root.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: t0.Add(-10 * 24 * time.Hour), NextUpdate: t0.Add(-9 * 24 * time.Hour), IDP: pki.IDPDistributionPoint(dpB)})
+	for _, tc := range []struct {
+		name string
+		cas  []*x509.Certificate
+		crls [][]byte
+		want string
+	}{
+		{"fail its point's CRL withheld, the other point's fresh", []*x509.Certificate{root.Cert, inter.Cert},
+			[][]byte{staleB, fresh(root, 40, pki.IDPDistributionPoint(dpA)), fresh(inter, 1, nil)}, StateUnknown},
+		{"ok its point's CRL fresh", []*x509.Certificate{root.Cert, inter.Cert},
+			[][]byte{fresh(root, 2, pki.IDPDistributionPoint(dpB)), fresh(root, 40, pki.IDPDistributionPoint(dpA)), fresh(inter, 1, nil)}, StateValid},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			props := map[string]string{PropRecordVersion: "1", PropChain: string(cj), PropNotBefore: regTime,
+				PropSignature: base64.StdEncoding.EncodeToString(p7), PropGlobalValidity: StateValid}
+			cat := &memCatalog{images: map[string]*Image{"img": {ID: "img", Status: StatusActive, Properties: props}}}
+			dir := t.TempDir()
+			var srcs []Source
+			for i, b := range tc.crls {
+				srcs = append(srcs, Source{File: testpki.WriteFile(t, dir, strings.Repeat("c", i+1)+".crl", b)})
+			}
+			j := NewJob(JobConfig{CAs: tc.cas, Sources: srcs, Policy: Policy{RefuseStale: true}, ClockSkew: 5 * time.Minute,
+				Timeout: time.Second, Retries: 1, CacheDir: t.TempDir()}, cat, slog.New(slog.NewTextHandler(io.Discard, nil)), NewMetrics(prometheus.NewRegistry()))
+			j.Now = func() time.Time { return t0 }
+			rep := run(t, j)
+			if got := cat.get("img").Properties[PropGlobalValidity]; got != tc.want {
+				t.Fatalf("%s, want %s (%+v, refused %+v)", got, tc.want, rep.Changes, rep.Refused)
+			}
+		})
+	}
+}

@@ -221,7 +221,8 @@ func (j *Job) Run(ctx context.Context, dryRun bool) (*Report, error) {
 	// a cache error fails the run, after the judging and writing: a
 	// revocation in hand is still applied
 	records := slices.ContainsFunc(imgs, func(img Image) bool { return isRecord(img.Properties) })
-	ix, cacheErr := j.buildIndex(ctx, now, dryRun, rep, append(anchors, emb.CAs...), dirErrs, floor, records)
+	cas := append(anchors, emb.CAs...)
+	ix, cacheErr := j.buildIndex(ctx, now, dryRun, rep, cas, dirErrs, floor, records)
 	var errs []error
 	if cacheErr != nil {
 		errs = append(errs, cacheErr)
@@ -232,6 +233,11 @@ func (j *Job) Run(ctx context.Context, dryRun bool) (*Report, error) {
 	judging := newCoverMemo(ix, now, j.cfg.Policy.Grace)
 	j.points.begin()
 	judging.points = &j.points
+	if ix.namesPoints() {
+		// (an intermediate the trust files hold is judged by the points
+		// its certificate names, whether a signature embeds it or not)
+		judging.known = certsPoints(cas)
+	}
 	untrusted := j.trusted.begin(j.cfg.Chains)
 	// the images that become unknown this run for want of trust, and the
 	// first such reason, for the warning of a mass change (MassUntrustedPercent)

@@ -2,6 +2,7 @@ package crl
 
 import (
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"math/big"
 	"slices"
@@ -47,8 +48,13 @@ func readPoints(s string) sigPoints {
 	if err != nil {
 		return nil
 	}
+	return certsPoints(sd.Certificates)
+}
+
+// certsPoints is what certificates say of their distribution points.
+func certsPoints(certs []*x509.Certificate) sigPoints {
 	out := sigPoints{}
-	for _, c := range sd.Certificates {
+	for _, c := range certs {
 		k := pointsKey(c.Issuer.String(), c.SerialNumber)
 		out[k] = append(out[k], certPoints{aki: string(c.AuthorityKeyId), points: c.CRLDistributionPoints})
 	}
@@ -98,6 +104,40 @@ func pointsOf(refs []Ref, sp sigPoints) (conflict string) {
 		r.DistributionPoints, r.PointsKnown = found, known
 	}
 	return conflict
+}
+
+// knownPoints fills in, from the CA certificates the job knows (known:
+// the configured CAs, those of the IGTF directory sources and the
+// embedded intermediates that chain to them, all verified or the site's
+// own), the distribution points of the refs whose certificate is one of
+// them (same issuer and serial, and authorityKeyIdentifier when both have
+// one): an intermediate the trust files hold, which a signature need not
+// embed, is judged by the points its certificate names, as the verifier
+// judges it (ChainRefs), not by every CRL of its kind. These certificates
+// outrank the record's own (pointsOf), whose bag no signature covers.
+// Known namesakes that disagree on their points leave the ref as it was.
+func knownPoints(refs []Ref, known sigPoints) {
+	for i := range refs {
+		r := &refs[i]
+		if r.Serial == nil {
+			continue
+		}
+		var found []string
+		n := 0
+		for _, cp := range known[pointsKey(r.Issuer, r.Serial)] {
+			if len(r.AKI) > 0 && cp.aki != "" && cp.aki != string(r.AKI) {
+				continue
+			}
+			if n > 0 && !slices.Equal(found, cp.points) {
+				n = -1
+				break
+			}
+			found, n = cp.points, n+1
+		}
+		if n > 0 {
+			r.DistributionPoints, r.PointsKnown = found, true
+		}
+	}
 }
 
 // pointsMemo remembers readPoints by the SHA-256 of a signature from one
