@@ -56,6 +56,7 @@ func TestVerifyRefusesMore(t *testing.T) {
 		{"fail unknown critical extension", critical, ca.Cert, ReasonUnsupported},
 		{"fail onlySomeReasons", ca.CRL(pki.CRLTemplate{Number: 4, ThisUpdate: t0, IDP: []byte{0x30, 0x04, 0x83, 0x02, 0x06, 0x40}}), ca.Cert, ReasonUnsupported},
 		{"fail indirectCRL", ca.CRL(pki.CRLTemplate{Number: 5, ThisUpdate: t0, IDP: []byte{0x30, 0x03, 0x84, 0x01, 0xff}}), ca.Cert, ReasonUnsupported},
+		{"fail onlyContainsAttributeCerts", ca.CRL(pki.CRLTemplate{Number: 7, ThisUpdate: t0, IDP: []byte{0x30, 0x03, 0x85, 0x01, 0xff}}), ca.Cert, ReasonUnsupported},
 		// (mutation testing: checkIDP's refusal of both flags dropped)
 		{"fail both onlyContainsUserCerts and onlyContainsCACerts", ca.CRL(pki.CRLTemplate{Number: 6, ThisUpdate: t0, IDP: []byte{0x30, 0x06, 0x81, 0x01, 0xff, 0x82, 0x01, 0xff}}), ca.Cert, ReasonParse},
 	}
@@ -276,4 +277,52 @@ func TestKeepFuture(t *testing.T) {
 			t.Fatalf("revocation %+v", r)
 		}
 	})
+}
+
+// TestEntryTimeBoundaries: an entry's revocationDate reads as RFC 5280
+// 4.1.2.5 says: UTCTime 49 is 2049 and 50 is 1950 (a CA writes 2050 and
+// later as GeneralizedTime, as crypto/x509 does), and a GeneralizedTime
+// with fractional seconds, or without its Z, is no time (the CRL is
+// refused, its CA's last good CRL kept). A revocation time read a century
+// off would turn a date-bound reason (RevocationApplies) on or off.
+func TestEntryTimeBoundaries(t *testing.T) {
+	ca := testpki.NewRoot(t, "Entry Time CA")
+	for _, tc := range []struct {
+		name string
+		at   time.Time
+	}{
+		{"ok last second of 2049 (UTCTime 49)", time.Date(2049, 12, 31, 23, 59, 59, 0, time.UTC)},
+		{"ok first second of 2050 (GeneralizedTime)", time.Date(2050, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{"ok 1950 (UTCTime 50)", time.Date(1950, 1, 1, 0, 0, 0, 0, time.UTC)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := mustList(t, ca.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: t0, NextUpdate: t0.Add(time.Hour),
+				Entries: []pki.Revoked{{Serial: big.NewInt(9), Time: tc.at, Reason: ReasonSuperseded}}}))
+			e, ok := l.Find(big.NewInt(9))
+			if !ok || !e.RevocationTime.Equal(tc.at) {
+				t.Fatalf("revocation time %v (found %v), want %v", e, ok, tc.at)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		name string
+		tag  byte
+		v    string
+		want time.Time
+	}{
+		{"ok UTCTime 49", tagUTCTime, "491231235959Z", time.Date(2049, 12, 31, 23, 59, 59, 0, time.UTC)},
+		{"ok UTCTime 50", tagUTCTime, "500101000000Z", time.Date(1950, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{"ok GeneralizedTime 2050", tagGeneralizedTime, "20500101000000Z", time.Date(2050, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{"fail GeneralizedTime with fractional seconds", tagGeneralizedTime, "20500101000000.5Z", time.Time{}},
+		{"fail GeneralizedTime without Z", tagGeneralizedTime, "20500101000000", time.Time{}},
+		{"fail UTCTime with an offset", tagUTCTime, "4912312359+0100", time.Time{}},
+		{"fail UTCTime without seconds", tagUTCTime, "4912312359Z", time.Time{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := parseTime(tc.tag, []byte(tc.v))
+			if ok != !tc.want.IsZero() || !got.Equal(tc.want) {
+				t.Fatalf("%v %v, want %v", got, ok, tc.want)
+			}
+		})
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -211,6 +212,12 @@ func TestParseCrafted(t *testing.T) {
 				return [][]byte{attrOf(t, oidContentType, oidData)}
 			})
 		}, "lack messageDigest"},
+		{"fail missing contentType", rsaDER, func(_ *signedDataIn, si *signerInfo) {
+			ct, _ := asn1.Marshal(oidContentType)
+			setAttrs(t, si, func(a [][]byte) [][]byte {
+				return slices.DeleteFunc(a, func(b []byte) bool { return bytes.Contains(b, ct) })
+			})
+		}, "lack contentType"},
 		{"fail duplicate attribute", rsaDER, func(_ *signedDataIn, si *signerInfo) {
 			setAttrs(t, si, func(a [][]byte) [][]byte { return append(a, attrOf(t, oidContentType, oidData)) })
 		}, "appears twice"},
