@@ -680,6 +680,48 @@ func (ix *Index) Check(refs []Ref, registeredAt time.Time, strict bool) *Revocat
 
 // check is Check with the covering CRLs of a Ref from covering.
 func (ix *Index) check(refs []Ref, registeredAt time.Time, strict bool, covering func(Ref) []*CRL) *Revocation {
+	return checkIn([]*Index{ix}, refs, registeredAt, strict, covering)
+}
+
+// CheckChainAll is CheckChain over the CRLs of several indexes together
+// (the verifier's trust store and the indexes of the CRLs it keeps for the
+// CAs a signature brings): a revocation proper in any wins over a hold in
+// any, and a hold one index lists is released by a CRL of another that
+// would list it (a newer CRL of its CA for every certificate of the kind,
+// or of its CA re-keyed under its name by the same parent: rekeyReleases),
+// as it is when both are in one index, as in the CRL job. nil indexes are
+// skipped.
+func CheckChainAll(ixs []*Index, chain []*x509.Certificate, role Role, registeredAt time.Time, strict bool) *Revocation {
+	var only *Index
+	n := 0
+	for _, ix := range ixs {
+		if ix != nil {
+			only, n = ix, n+1
+		}
+	}
+	switch n {
+	case 0:
+		return nil
+	case 1:
+		return only.CheckChain(chain, role, registeredAt, strict)
+	}
+	ixs = slices.DeleteFunc(slices.Clone(ixs), func(ix *Index) bool { return ix == nil })
+	covering := func(r Ref) []*CRL {
+		var out []*CRL
+		for _, ix := range ixs {
+			out = append(out, ix.Covering(r)...)
+		}
+		return out
+	}
+	return checkIn(ixs, ChainRefs(chain, role), registeredAt, strict, covering)
+}
+
+// checkIn is Check over the CRLs of ixs, the covering CRLs of a Ref from
+// covering (which takes them from ixs).
+func checkIn(ixs []*Index, refs []Ref, registeredAt time.Time, strict bool, covering func(Ref) []*CRL) *Revocation {
+	newer := func(c *CRL, role Role) bool {
+		return slices.ContainsFunc(ixs, func(ix *Index) bool { return ix.newerSpeaksFor(c, role) })
+	}
 	var hold *Revocation
 	for _, r := range refs {
 		for _, c := range covering(r) {
@@ -688,7 +730,7 @@ func (ix *Index) check(refs []Ref, registeredAt time.Time, strict bool, covering
 				if !RevocationApplies(r.Role, e.ReasonCode, e.RevocationTime, registeredAt, strict) {
 					continue
 				}
-				if e.ReasonCode == ReasonCertificateHold && (ix.newerSpeaksFor(c, r.Role) || rekeyReleases(c, r, covering(r))) {
+				if e.ReasonCode == ReasonCertificateHold && (newer(c, r.Role) || rekeyReleases(c, r, covering(r))) {
 					continue // a hold the CA's newer CRL for such certificates would list
 				}
 				rev := &Revocation{Cert: r.Cert, Ref: r, Role: r.Role, Reason: e.ReasonCode, RevokedAt: e.RevocationTime,

@@ -125,6 +125,27 @@ func TestRequireCRLRekeyedCA(t *testing.T) {
 			}
 		})
 	}
+	// the trust store holds the new key only (the old key's certificate
+	// left the bundle, as an expired one does), the signatures still carry
+	// the old one: the old key's CRL is kept for the chains it signs
+	// (chainIndex), and the new key's later CRL, of the trust store, still
+	// lifts its hold, as the CRL job lifts it from the same CRLs
+	t.Run("ok the new key's later CRL lifts the hold of the old key's CRL, the old key only embedded", func(t *testing.T) {
+		newer := rekeyed.CRL(pki.CRLTemplate{Number: 1, ThisUpdate: testNow.AddDate(0, 0, -1), NextUpdate: testNow.AddDate(0, 0, 7)})
+		tr, _, err := NewTrust(TrustOptions{
+			People: []*x509.Certificate{w.peopleRoot.Cert, rekeyed.Cert}, Registrar: []*x509.Certificate{w.regRoot.Cert},
+			CRLs: [][]byte{crlOf(w.peopleRoot), oldHold, newer, crlOf(w.regRoot)}, VOs: vos, RequireCRL: true,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := tr.Verify(b.input(testNow)); !r.Valid {
+			t.Fatalf("verifier: %v", r.Err())
+		}
+		if s := job(map[*testpki.CA][]byte{w.peopleRoot: crlOf(w.peopleRoot), w.peopleSub: oldHold, rekeyed: newer, w.regRoot: crlOf(w.regRoot)}); s != crl.StateValid {
+			t.Fatalf("CRL job: %s", s)
+		}
+	})
 	t.Run("ok the old key's CRL", func(t *testing.T) {
 		r := trust(crlOf(w.peopleRoot), crlOf(w.peopleSub), crlOf(w.regRoot)).Verify(b.input(testNow))
 		if !r.Valid {

@@ -150,13 +150,9 @@ func (t *Trust) checkChain(chain []*x509.Certificate, role crl.Role, registeredA
 			}
 		}
 	}
-	rev := t.crls.CheckChain(chain, role, registeredAt, t.strict)
-	for _, ix := range own {
-		if rev != nil {
-			break
-		}
-		rev = ix.CheckChain(chain, role, registeredAt, t.strict)
-	}
+	// (all together: a hold of a chain CA's old key is released by its
+	// re-key's later CRL in the trust store, as in the CRL job's one index)
+	rev := crl.CheckChainAll(append([]*crl.Index{t.crls}, own...), chain, role, registeredAt, t.strict)
 	if rev == nil {
 		return nil, nil
 	}
