@@ -323,7 +323,8 @@ func refsWithoutTime(props map[string]string) ([]Ref, bool) {
 // cached lifts nothing. Holds recorded before the scope was (no
 // PropRevCRLScope) need a CRL numbered above the recorded one for every
 // certificate of the held role, or for a distribution point the held
-// certificate names (its points read from the record's signature): not
+// certificate names (its points read from the record's signature or
+// the CA certificates the job knows, recordPoints): not
 // one of another point, whose numbers count apart (RFC 5280 5.2.3).
 func holdKept(m *coverMemo, refs []Ref, props map[string]string) (string, bool) {
 	role := props[PropRevokedRole]
