@@ -63,6 +63,14 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 		return fail(e, exitUsage, "proxy: proxy.metrics_listen %q and proxy.listen %q are one address: give /metrics and /healthz a port of their own",
 			cfg.Proxy.MetricsListen, cfg.Proxy.Listen)
 	}
+	// a Keystone catalog template (…/v2.1/%(tenant_id)s) before parsing:
+	// url.Parse reads "%(t" as a bad escape, and "$(project_id)s" as a path
+	for _, u := range []struct{ key, val string }{{"proxy.upstream", cfg.Proxy.Upstream}, {"proxy.public_url", cfg.Proxy.PublicURL}} {
+		if t := proxy.CatalogTemplate(u.val); t != "" {
+			return fail(e, exitUsage, "proxy: %s %q holds the Keystone catalog template %s, which Keystone fills in only in a token's catalog: give the endpoint without it (http://nova:8774, or …/v2.1)",
+				u.key, u.val, t)
+		}
+	}
 	upstream, err := url.Parse(cfg.Proxy.Upstream)
 	if err != nil || upstream.Scheme == "" || upstream.Host == "" {
 		return fail(e, exitUsage, "proxy: proxy.upstream %q is not an absolute URL", cfg.Proxy.Upstream)
@@ -71,6 +79,20 @@ func cmdProxy(ctx context.Context, e *env, args []string) int {
 	if cfg.Proxy.PublicURL != "" {
 		if public, err = url.Parse(cfg.Proxy.PublicURL); err != nil || public.Host == "" {
 			return fail(e, exitUsage, "proxy: proxy.public_url %q is not an absolute URL", cfg.Proxy.PublicURL)
+		}
+	}
+	// an older catalog's …/v2.1/{project_id}: dropped (proxy.TrimEndpoint),
+	// said once, as the operator may have meant something else
+	for _, u := range []struct {
+		key string
+		u   *url.URL
+	}{{"proxy.upstream", upstream}, {"proxy.public_url", public}} {
+		if u.u == nil {
+			continue
+		}
+		if base, dropped := proxy.TrimEndpoint(u.u); strings.Count(dropped, "/") > 1 {
+			log.Warn("the end of the URL is a compute API version and project, as an older Keystone catalog gives it: dropped, as requests carry their own",
+				"setting", u.key, "dropped", dropped, "url", base.Redacted())
 		}
 	}
 	// the listener's key pair now, before any network call: a missing or

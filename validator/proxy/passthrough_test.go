@@ -258,29 +258,69 @@ func TestRequestTrailersDropped(t *testing.T) {
 	}
 }
 
-func TestWithoutVersion(t *testing.T) {
-	for _, tc := range []struct{ name, in, want string }{
-		{"ok no path", "http://nova:8774", "http://nova:8774"},
-		{"ok root", "http://nova:8774/", "http://nova:8774/"},
-		{"ok catalog endpoint", "http://nova:8774/v2.1", "http://nova:8774"},
-		{"ok catalog endpoint with a slash", "http://nova:8774/v2.1/", "http://nova:8774"},
-		{"ok legacy v2", "http://nova:8774/v2", "http://nova:8774"},
-		{"ok devstack mount", "http://nova/compute/v2.1", "http://nova/compute"},
-		{"ok devstack mount alone", "http://nova/compute", "http://nova/compute"},
-		{"ok a mount that only looks like a version", "http://nova/v2.10", "http://nova/v2.10"},
-		{"ok a version in the middle", "http://nova/v2.1/compute", "http://nova/v2.1/compute"},
+// TestTrimEndpoint: a trailing version is dropped from the upstream and
+// public URLs, and a trailing version and project segment (an older
+// Keystone catalog's …/v2.1/{project_id}), with the part dropped named
+// for the startup warning; anything else is kept.
+func TestTrimEndpoint(t *testing.T) {
+	for _, tc := range []struct{ name, in, want, dropped string }{
+		{"ok no path", "http://nova:8774", "http://nova:8774", ""},
+		{"ok root", "http://nova:8774/", "http://nova:8774/", ""},
+		{"ok catalog endpoint", "http://nova:8774/v2.1", "http://nova:8774", "/v2.1"},
+		{"ok catalog endpoint with a slash", "http://nova:8774/v2.1/", "http://nova:8774", "/v2.1"},
+		{"ok legacy v2", "http://nova:8774/v2", "http://nova:8774", "/v2"},
+		{"ok devstack mount", "http://nova/compute/v2.1", "http://nova/compute", "/v2.1"},
+		{"ok devstack mount alone", "http://nova/compute", "http://nova/compute", ""},
+		{"ok a mount that only looks like a version", "http://nova/v2.10", "http://nova/v2.10", ""},
+		{"ok old catalog with the project", "http://nova:8774/v2.1/6f0c7b1c9a7d4e3f8a2b5c6d7e8f9a0b", "http://nova:8774", "/v2.1/6f0c7b1c9a7d4e3f8a2b5c6d7e8f9a0b"},
+		{"ok old catalog with the project and a slash", "http://nova:8774/v2.1/6f0c7b1c9a7d4e3f8a2b5c6d7e8f9a0b/", "http://nova:8774", "/v2.1/6f0c7b1c9a7d4e3f8a2b5c6d7e8f9a0b"},
+		{"ok legacy v2 with the project", "http://nova:8774/v2/6f0c7b1c9a7d4e3f8a2b5c6d7e8f9a0b", "http://nova:8774", "/v2/6f0c7b1c9a7d4e3f8a2b5c6d7e8f9a0b"},
+		{"ok devstack mount with the project", "http://nova/compute/v2.1/p1", "http://nova/compute", "/v2.1/p1"},
+		// Nova reads the segment after a version as the project, whatever it spells
+		{"ok one segment after a version is a project", "http://nova/v2.1/compute", "http://nova", "/v2.1/compute"},
+		{"ok a version deeper in the path", "http://nova/v2.1/compute/x", "http://nova/v2.1/compute/x", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			u, err := url.Parse(tc.in)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := withoutVersion(u).String(); got != tc.want {
-				t.Errorf("withoutVersion(%s) = %s, want %s", tc.in, got, tc.want)
+			got, dropped := TrimEndpoint(u)
+			if got.String() != tc.want || dropped != tc.dropped {
+				t.Errorf("TrimEndpoint(%s) = %s, %q, want %s, %q", tc.in, got, dropped, tc.want, tc.dropped)
+			}
+			if w := withoutVersion(u).String(); w != tc.want {
+				t.Errorf("withoutVersion(%s) = %s, want %s", tc.in, w, tc.want)
 			}
 			if u.String() != tc.in {
-				t.Errorf("withoutVersion changed its argument to %s", u)
+				t.Errorf("TrimEndpoint changed its argument to %s", u)
 			}
 		})
+	}
+}
+
+// TestCatalogTemplate: the templates of Keystone's SQL and templated
+// catalogs are found (and New refuses an upstream holding one).
+func TestCatalogTemplate(t *testing.T) {
+	for _, tc := range []struct{ name, in, want string }{
+		{"ok none", "http://nova:8774/v2.1/6f0c7b1c9a7d4e3f8a2b5c6d7e8f9a0b", ""},
+		{"fail tenant_id", "http://nova:8774/v2/%(tenant_id)s", "%(tenant_id)s"},
+		{"fail project_id", "http://nova:8774/v2.1/%(project_id)s", "%(project_id)s"},
+		{"fail templated catalog", "http://nova:8774/v2.1/$(project_id)s", "$(project_id)s"},
+		{"fail unclosed", "http://nova:8774/v2.1/$(project_id", "$(project_id"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := CatalogTemplate(tc.in); got != tc.want {
+				t.Errorf("CatalogTemplate(%s) = %q, want %q", tc.in, got, tc.want)
+			}
+		})
+	}
+	u, err := url.Parse("http://nova:8774/v2.1/$(project_id)s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(Options{Upstream: u, Lookup: nil})
+	if err == nil || !strings.Contains(err.Error(), "$(project_id)s") {
+		t.Errorf("New with a template upstream: %v, want the template named", err)
 	}
 }

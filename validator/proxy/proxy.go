@@ -63,11 +63,14 @@ type Options struct {
 	// Upstream is Nova's own compute endpoint, unversioned (http://nova:8774)
 	// or with the path Nova is mounted at (SCRIPT_NAME, e.g. /compute). The
 	// request path is appended to it. A trailing /v2.1 or /v2, as
-	// Keystone's catalog gives the endpoint, is dropped (withoutVersion).
+	// Keystone's catalog gives the endpoint, is dropped, and so is a
+	// trailing /v2.1/{project_id} or /v2/{project_id} (TrimEndpoint); one
+	// holding a catalog template (%(tenant_id)s) is refused.
 	Upstream *url.URL
 	// PublicURL is the proxy's URL as users see it; version documents are
 	// rewritten to it. Nil means scheme and Host of each request. A
-	// trailing /v2.1 or /v2 is dropped, as from Upstream.
+	// trailing version, or version and project, is dropped, as from
+	// Upstream.
 	PublicURL *url.URL
 	// Lookup finds images (service credentials); it is cached by the proxy.
 	Lookup Lookup
@@ -167,6 +170,14 @@ const (
 func New(o Options) (*Proxy, error) {
 	if o.Upstream == nil || o.Upstream.Scheme == "" || o.Upstream.Host == "" {
 		return nil, errors.New("proxy: upstream URL must be absolute")
+	}
+	for _, u := range []*url.URL{o.Upstream, o.PublicURL} {
+		if u == nil {
+			continue
+		}
+		if t := CatalogTemplate(u.Path); t != "" {
+			return nil, fmt.Errorf("proxy: URL %s holds the catalog template %s: give the endpoint without it", u.Redacted(), t)
+		}
 	}
 	o.Upstream = withoutVersion(o.Upstream)
 	if o.PublicURL != nil {
@@ -449,21 +460,69 @@ func remoteHost(r *http.Request) string {
 	return h
 }
 
-// withoutVersion is u without the compute API version ("/v2.1", "/v2") its
-// path may end in. Keystone's catalog gives Nova's endpoint and the
-// proxy's with it (http://10.0.0.5:8774/v2.1), and the requests the proxy
-// forwards keep their own path: an upstream taken from the catalog as it
-// is sent /v2.1/servers to …/v2.1/v2.1/servers, which Nova refuses, and
-// such a public URL made the links of the version documents
-// …/v2.1/v2.1/.
+// withoutVersion is u without the compute API version ("/v2.1", "/v2")
+// its path may end in, and without the project segment that may follow it
+// (TrimEndpoint).
 func withoutVersion(u *url.URL) *url.URL {
+	base, _ := TrimEndpoint(u)
+	return base
+}
+
+// TrimEndpoint is u without the compute API version ("/v2.1", "/v2") its
+// path may end in, or without the version and the one segment after it
+// (/v2.1/{project_id}, /v2/{project_id}), and the part it dropped ("" for
+// none). Keystone's catalog gives Nova's endpoint and the proxy's with
+// the version (http://10.0.0.5:8774/v2.1), an older one with the project
+// as well (…/v2.1/6f0…, or …/v2/6f0…), and the requests the proxy forwards
+// keep their own path: an upstream taken from the catalog as it is sent
+// /v2.1/servers to …/v2.1/v2.1/servers, which Nova refuses, and such a
+// public URL made the links of the version documents …/v2.1/v2.1/. Nova
+// reads the one segment after a version as the project (a
+// /v2.1/{project_id} prefix to every route), so that segment is dropped
+// whatever it spells; a version deeper in the path is kept
+// (http://nova/v2.1/a/b is a mount). A catalog template
+// (CatalogTemplate) is not a project: New refuses it.
+func TrimEndpoint(u *url.URL) (*url.URL, string) {
 	c := *u
 	p := strings.TrimSuffix(c.Path, "/")
 	for _, v := range []string{"/v2.1", "/v2"} {
 		if base, ok := strings.CutSuffix(p, v); ok {
 			c.Path, c.RawPath = base, ""
-			break
+			return &c, v
 		}
 	}
-	return &c
+	if i := strings.LastIndexByte(p, '/'); i > 0 {
+		for _, v := range []string{"/v2.1", "/v2"} {
+			if base, ok := strings.CutSuffix(p[:i], v); ok {
+				c.Path, c.RawPath = base, ""
+				return &c, p[len(base):]
+			}
+		}
+	}
+	return &c, ""
+}
+
+// CatalogTemplate is the Keystone catalog template that s holds
+// ("%(tenant_id)s", "$(project_id)s": an endpoint copied from `openstack
+// endpoint list` or a templated catalog, which Keystone fills in only in
+// a token's catalog), or "" when it holds none. No compute endpoint holds
+// one: Nova would read the template as the project and refuse every
+// request.
+func CatalogTemplate(s string) string {
+	for _, open := range []string{"%(", "$("} {
+		i := strings.Index(s, open)
+		if i < 0 {
+			continue
+		}
+		end := strings.IndexByte(s[i:], ')')
+		if end < 0 {
+			return s[i:]
+		}
+		end += i + 1
+		if end < len(s) && s[end] == 's' {
+			end++
+		}
+		return s[i:end]
+	}
+	return ""
 }
