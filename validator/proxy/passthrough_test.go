@@ -276,7 +276,7 @@ func TestTrimEndpoint(t *testing.T) {
 		{"ok old catalog with the project and a slash", "http://nova:8774/v2.1/6f0c7b1c9a7d4e3f8a2b5c6d7e8f9a0b/", "http://nova:8774", "/v2.1/6f0c7b1c9a7d4e3f8a2b5c6d7e8f9a0b"},
 		{"ok legacy v2 with the project", "http://nova:8774/v2/6f0c7b1c9a7d4e3f8a2b5c6d7e8f9a0b", "http://nova:8774", "/v2/6f0c7b1c9a7d4e3f8a2b5c6d7e8f9a0b"},
 		{"ok devstack mount with the project", "http://nova/compute/v2.1/p1", "http://nova/compute", "/v2.1/p1"},
-		// Nova reads the segment after a version as the project, whatever it spells
+		// to Nova the segment after a version is a project or a route, never part of a mount
 		{"ok one segment after a version is a project", "http://nova/v2.1/compute", "http://nova", "/v2.1/compute"},
 		{"ok a version deeper in the path", "http://nova/v2.1/compute/x", "http://nova/v2.1/compute/x", ""},
 	} {

@@ -476,12 +476,14 @@ func withoutVersion(u *url.URL) *url.URL {
 // as well (…/v2.1/6f0…, or …/v2/6f0…), and the requests the proxy forwards
 // keep their own path: an upstream taken from the catalog as it is sent
 // /v2.1/servers to …/v2.1/v2.1/servers, which Nova refuses, and such a
-// public URL made the links of the version documents …/v2.1/v2.1/. Nova
-// reads the one segment after a version as the project (a
-// /v2.1/{project_id} prefix to every route), so that segment is dropped
-// whatever it spells; a version deeper in the path is kept
-// (http://nova/v2.1/a/b is a mount). A catalog template
-// (CatalogTemplate) is not a project: New refuses it.
+// public URL made the links of the version documents …/v2.1/v2.1/. To
+// Nova the one segment after a version is the project (a
+// /{project_id} prefix every route may have, [0-9a-f-]+ unless
+// [osapi_v21] project_id_regex says otherwise) or the first of a route
+// (servers, flavors...), and no compute endpoint ends in a route: the
+// segment is dropped whatever it spells (the command warns), and a
+// version deeper in the path is kept (http://nova/v2.1/a/b is a mount).
+// A catalog template (CatalogTemplate) is not a project: New refuses it.
 func TrimEndpoint(u *url.URL) (*url.URL, string) {
 	c := *u
 	p := strings.TrimSuffix(c.Path, "/")
