@@ -146,9 +146,12 @@
 // Glance is asked through the Lookup with the proxy's own credentials;
 // answers (absent images included) are cached for Options.CacheTTL (30 s by
 // default) from the moment the call that fetched them began, in a bounded
-// LRU, and concurrent misses share one call. A revocation or a change of a
-// validity flag therefore takes effect within the TTL (a request that
-// joined a shared call may get that call's answer, begun before it came).
+// LRU, and concurrent misses share one call. A request takes a shared
+// call's answer only when the call began within the TTL before the request
+// came (with the cache disabled, not before it came); otherwise it asks
+// again: a Glance call may take longer than the TTL (up to
+// Options.LookupTimeout). A revocation or a change of a validity flag
+// therefore takes effect within the TTL (TestLookupJoinStale).
 //
 // # Answers
 //

@@ -60,6 +60,8 @@ type cacheEntry struct {
 	img  *Image
 	imgs []*Image
 	err  error // nil or ErrNotFound
+	// started is when the call that fetched it began
+	started time.Time
 }
 
 func newCachedLookup(next Lookup, ttl time.Duration, size int, now func() time.Time, m *Metrics) *cachedLookup {
@@ -95,30 +97,48 @@ func (c *cachedLookup) put(e *cacheEntry, started time.Time) {
 	}
 }
 
+// load returns the cached entry of key, or fills it with one call that
+// concurrent misses share. A request takes a shared call's answer only
+// when the call began no more than the TTL before the request came (with
+// the cache disabled, not before it came): Glance may have answered with
+// what it held as the call began, and a call may take longer than the TTL
+// (up to LookupTimeout), so a request that joined a call begun earlier
+// would otherwise be judged on a state older than the TTL (a revocation
+// written in between unseen). Such a request starts a call of its own
+// (one, shared by the others in that case).
 func (c *cachedLookup) load(ctx context.Context, key string, fill func(ctx context.Context) (*cacheEntry, error)) (*cacheEntry, error) {
 	if e, ok := c.get(key); ok {
 		c.metrics.cacheHit()
 		return e, nil
 	}
 	c.metrics.cacheMiss()
-	v, err, _ := c.group.Do(key, func() (any, error) {
-		// The shared call must not die with the first caller's request,
-		// nor outlive a Glance that never answers.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout(c.timeout))
-		defer cancel()
-		started := c.now()
-		e, err := fill(cctx)
+	arrived := c.now()
+	for {
+		v, err, _ := c.group.Do(key, func() (any, error) {
+			// The shared call must not die with the first caller's request,
+			// nor outlive a Glance that never answers.
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout(c.timeout))
+			defer cancel()
+			started := c.now()
+			e, err := fill(cctx)
+			if err != nil {
+				return nil, err
+			}
+			e.key, e.started = key, started
+			c.put(e, started)
+			return e, nil
+		})
 		if err != nil {
 			return nil, err
 		}
-		e.key = key
-		c.put(e, started)
-		return e, nil
-	})
-	if err != nil {
-		return nil, err
+		e := v.(*cacheEntry)
+		if !e.started.Add(max(c.ttl, 0)).Before(arrived) {
+			return e, nil
+		}
+		// (a call started after this one returned began after the
+		// request came: the loop ends at the next turn)
+		c.group.Forget(key)
 	}
-	return v.(*cacheEntry), nil
 }
 
 // GetImage implements Lookup.
