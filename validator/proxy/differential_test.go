@@ -390,3 +390,45 @@ func novaAsDemo(t *testing.T) (*ostest.Cloud, string, *url.URL) {
 func novaRoot(nu *url.URL) *url.URL {
 	return &url.URL{Scheme: "http", Host: nu.Host, Path: strings.TrimSuffix(strings.TrimSuffix(nu.Path, "/"), "/v2.1")}
 }
+
+// TestMethodsMatchNova asks the stack's nova-api whether a request of any
+// method but POST reaches a server create or action (the gate judges
+// POSTs only, and refuses _method in a query: TestGateBypassTable): PUT,
+// PATCH, GET, DELETE, HEAD, OPTIONS, an unknown method and POST in lower
+// case, bare and with the method-override fields other frameworks honour
+// (X-HTTP-Method-Override, X-Method-Override, X-HTTP-Method); and a POST
+// HTML form with _method=POST (routes' other override). None does: each
+// is answered without the create's imageRef check or the action's
+// instance lookup (the oracle: POST gets both).
+func TestMethodsMatchNova(t *testing.T) {
+	_, token, nu := novaAsDemo(t)
+	prefix := novaRoot(nu).Path
+	create, action := prefix+"/v2.1/servers", prefix+"/v2.1/servers/"+idUnknown+"/action"
+	createBody := `{"server":{"name":"x","imageRef":"x","flavorRef":"1"}}`
+	actionBody := `{"rebuild":{"imageRef":"` + idGood + `"}}`
+	routed := func(method, path, ctype, extra, body string) bool {
+		req := fmt.Sprintf("%s %s HTTP/1.1\r\nHost: %s\r\nX-Auth-Token: %s\r\nContent-Type: %s\r\n%sContent-Length: %d\r\nConnection: close\r\n\r\n%s",
+			method, path, nu.Host, token, ctype, extra, len(body), body)
+		resp, b := novaRawBody(t, nu.Host, req)
+		if path == create {
+			return resp.StatusCode == http.StatusBadRequest && strings.Contains(b, "imageRef")
+		}
+		return resp.StatusCode == http.StatusNotFound && strings.Contains(b, "Instance")
+	}
+	for _, path := range []string{create, action} {
+		body := map[string]string{create: createBody, action: actionBody}[path]
+		if !routed("POST", path, "application/json", "", body) {
+			t.Fatalf("POST %s: not routed by nova-api: the oracle is broken", path)
+		}
+		for _, m := range []string{"PUT", "PATCH", "GET", "DELETE", "HEAD", "OPTIONS", "FOO", "post"} {
+			for _, extra := range []string{"", "X-HTTP-Method-Override: POST\r\n", "X-Method-Override: POST\r\n", "X-HTTP-Method: POST\r\n"} {
+				if routed(m, path, "application/json", extra, body) {
+					t.Errorf("nova-api routes %s %s (%q) as the POST; the gate passes it through", m, path, strings.TrimSpace(extra))
+				}
+			}
+		}
+		if routed("POST", path, "application/x-www-form-urlencoded", "", "_method=POST&"+url.QueryEscape(body)) {
+			t.Errorf("nova-api routes a form POST to %s", path)
+		}
+	}
+}
