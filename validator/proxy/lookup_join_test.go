@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/imagetrust/imagetrust/validator"
 )
 
@@ -74,8 +77,12 @@ func TestLookupJoinStale(t *testing.T) {
 			at := time.Now()
 			clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return at }
 			u, _ := url.Parse(nova.URL)
+			m, err := NewMetrics(prometheus.NewRegistry())
+			if err != nil {
+				t.Fatal(err)
+			}
 			p, err := New(Options{Upstream: u, Lookup: g, Decider: f.trust, MirrorProject: mirrorProject,
-				Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: clock, CacheTTL: tc.ttl})
+				Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: clock, CacheTTL: tc.ttl, Metrics: m})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -100,7 +107,16 @@ func TestLookupJoinStale(t *testing.T) {
 			f.glance.put(&rev)
 			second := make(chan int, 1)
 			go func() { second <- boot() }()
-			time.Sleep(100 * time.Millisecond) // (it joins the call under way)
+			// it joins the call under way: its miss counted, then a moment
+			misses := func() float64 {
+				var d dto.Metric
+				_ = m.cache.WithLabelValues("miss").Write(&d)
+				return d.GetCounter().GetValue()
+			}
+			for misses() < 2 {
+				time.Sleep(time.Millisecond)
+			}
+			time.Sleep(50 * time.Millisecond)
 			close(g.release)
 			if got := <-first; got != http.StatusAccepted {
 				t.Errorf("the boot that began the call: %d, want 202", got)
