@@ -59,6 +59,12 @@ type Options struct {
 	// unreadable file is an error), written when a higher serial is
 	// accepted. Not written with DryRun. Shared as ServersOutageFile is.
 	ListingStateFile string
+	// ListingRereadWait is how long after reading a signed listing whose
+	// signature does not verify the sync reads the pair again, once, and
+	// judges that second reading instead (a pair read between the writes
+	// of its two files; 0: DefaultListingRereadWait). At most one wait a
+	// source a pass.
+	ListingRereadWait time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// DryRun plans and prints the plan to Plan, and writes nothing.

@@ -41,6 +41,10 @@ type ListingDoc struct {
 	Document, Signature []byte
 	// Err is why it could not be read.
 	Err error
+
+	// again, when set, reads the same pair once more (the directory's
+	// files, the index's URLs): Syncer.rereadTorn.
+	again func(ctx context.Context) ListingDoc
 }
 
 // ListingSource is a Source that may serve VO listings. Listings is called
@@ -62,24 +66,9 @@ func (d *DirSource) Listings(ctx context.Context) []ListingDoc {
 		}
 		defer root.Close()
 		for _, vo := range d.AllowedVOs {
-			name := vo + ListingFileSuffix
-			doc := ListingDoc{VO: vo, Location: d.Root + "/" + name}
-			b, err := readLimited(root, name, validator.MaxListingSize, d.hook)
-			if errors.Is(err, fs.ErrNotExist) {
-				continue
-			}
-			if err != nil {
-				doc.Err = err
+			if doc, ok := d.readListing(root, vo); ok {
 				out = append(out, doc)
-				continue
 			}
-			doc.Document = b
-			sig, err := readLimited(root, name+".p7s", MaxSignatureSize, d.hook)
-			if errors.Is(err, fs.ErrNotExist) {
-				err = errors.New("no .p7s beside the listing")
-			}
-			doc.Signature, doc.Err = sig, err
-			out = append(out, doc)
 		}
 		return nil
 	})
@@ -88,11 +77,64 @@ func (d *DirSource) Listings(ctx context.Context) []ListingDoc {
 		// still write it
 		var failed []ListingDoc
 		for _, vo := range d.AllowedVOs {
-			failed = append(failed, ListingDoc{VO: vo, Location: d.Root + "/" + vo + ListingFileSuffix, Err: err})
+			failed = append(failed, ListingDoc{VO: vo, Location: d.listingLocation(vo), Err: err})
 		}
 		return failed
 	}
 	return out
+}
+
+func (d *DirSource) listingLocation(vo string) string { return d.Root + "/" + vo + ListingFileSuffix }
+
+// readListing reads VO vo's listing and its .p7s in root; false when there
+// is no listing of vo.
+func (d *DirSource) readListing(root *os.Root, vo string) (ListingDoc, bool) {
+	name := vo + ListingFileSuffix
+	doc := ListingDoc{VO: vo, Location: d.listingLocation(vo)}
+	doc.again = func(ctx context.Context) ListingDoc { return d.listingAgain(ctx, vo) }
+	b, err := readLimited(root, name, validator.MaxListingSize, d.hook)
+	if errors.Is(err, fs.ErrNotExist) {
+		return doc, false
+	}
+	if err != nil {
+		doc.Err = err
+		return doc, true
+	}
+	doc.Document = b
+	sig, err := readLimited(root, name+".p7s", MaxSignatureSize, d.hook)
+	if errors.Is(err, fs.ErrNotExist) {
+		err = errors.New("no .p7s beside the listing")
+	}
+	doc.Signature, doc.Err = sig, err
+	return doc, true
+}
+
+// listingAgain reads VO vo's listing pair once more, as Listings does,
+// within the same bounds (ListingDoc.again). A listing gone meanwhile is
+// an error: the VO has no listing in this source this pass.
+func (d *DirSource) listingAgain(ctx context.Context, vo string) ListingDoc {
+	lim := d.Limits.orDefaults()
+	var doc ListingDoc
+	var found bool
+	err := d.guard(ctx, "reading listings", lim.Time, func() error {
+		d.hook("open", d.Root)
+		root, err := os.OpenRoot(d.Root)
+		if err != nil {
+			return err
+		}
+		defer root.Close()
+		doc, found = d.readListing(root, vo)
+		return nil
+	})
+	switch {
+	case err != nil:
+		// doc untouched: an abandoned call may still write it
+		return ListingDoc{VO: vo, Location: d.listingLocation(vo), Err: err}
+	case !found:
+		return ListingDoc{VO: vo, Location: d.listingLocation(vo), Err: errors.New("the listing was removed while it was read again")}
+	}
+	doc.again = nil // read twice: not a third time
+	return doc
 }
 
 // isListingFile reports whether rel, a path of the tree, is a VO's listing
@@ -153,7 +195,7 @@ func (s *Syncer) listingsOf(ctx context.Context, src Source, byVO map[string][]L
 	if !ok || !s.anySigned(src.VOs()) {
 		return
 	}
-	for _, doc := range ls.Listings(ctx) {
+	for _, doc := range s.rereadTorn(ctx, src, ls.Listings(ctx)) {
 		if doc.VO == "" && doc.Err != nil {
 			// (an index's listing that could not be fetched or parsed:
 			// which VO it stands for is not known, so each signed VO of
@@ -177,6 +219,52 @@ func (s *Syncer) listingsOf(ctx context.Context, src Source, byVO map[string][]L
 		}
 		byVO[doc.VO] = append(byVO[doc.VO], doc)
 	}
+}
+
+// DefaultListingRereadWait is the default of Options.ListingRereadWait.
+const DefaultListingRereadWait = 2 * time.Second
+
+// rereadTorn returns docs, those of src's signed VOs whose signature does
+// not verify over their document (listing-bad-signature) replaced by a
+// second reading of the same pair, made after Options.ListingRereadWait
+// (one wait for them all). A listing and its .p7s are two files, written
+// one after the other (`imagetrust listing`, rsync, a web server's
+// document root): a pass that reads between the two writes reads a torn
+// pair, whose failure would keep the VO from every withdrawal and new
+// image for a pass. Only the second reading is judged, counted and
+// logged, whatever it is; a pair that still does not verify then fails
+// as before. ctx ending during the wait leaves docs as they were read.
+func (s *Syncer) rereadTorn(ctx context.Context, src Source, docs []ListingDoc) []ListingDoc {
+	var torn []int
+	now := s.o.Now()
+	for i, d := range docs {
+		if d.Err != nil || d.again == nil || !slices.Contains(src.VOs(), d.VO) || !s.signed(d.VO) {
+			continue
+		}
+		if _, err := s.o.Trust.VerifyListing(d.Document, d.Signature, d.VO, now); err != nil && validator.ListingReason(err) == validator.ListingBadSignature {
+			torn = append(torn, i)
+		}
+	}
+	if len(torn) == 0 {
+		return docs
+	}
+	wait := s.o.ListingRereadWait
+	if wait <= 0 {
+		wait = DefaultListingRereadWait
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return docs
+	case <-t.C:
+	}
+	out := slices.Clone(docs)
+	for _, i := range torn {
+		s.log.Debug("listing signature does not verify: the pair is read again", "source", src.Name(), "location", capText(docs[i].Location, maxErrText), "vo", docs[i].VO)
+		out[i] = docs[i].again(ctx)
+	}
+	return out
 }
 
 // applyListings judges the listings of each VO with signed listings, takes

@@ -531,26 +531,35 @@ func (s *IndexSource) Listings(ctx context.Context) []ListingDoc {
 	s.mu.Unlock()
 	var out []ListingDoc
 	for _, r := range refs {
-		d := ListingDoc{Location: r.doc, Err: r.err}
-		if d.Err == nil {
-			d.Document, d.Err = s.fetcher().GetSmall(ctx, r.doc, validator.MaxListingSize)
-		}
-		if d.Err == nil {
-			if d.Signature, d.Err = s.fetcher().GetSmall(ctx, r.sig, MaxSignatureSize); d.Err != nil {
-				d.Err = fmt.Errorf("signature: %w", d.Err)
-			}
-		}
-		if d.Err == nil {
-			// the VO it stands for is the one it names (VerifyListing
-			// checks it against that VO's signers)
-			l, err := validator.ParseListing(d.Document)
-			if err != nil {
-				d.Err = err
-			} else {
-				d.VO = l.VO
-			}
+		d := s.fetchListing(ctx, r)
+		if r.err == nil {
+			d.again = func(ctx context.Context) ListingDoc { return s.fetchListing(ctx, r) }
 		}
 		out = append(out, d)
 	}
 	return out
+}
+
+// fetchListing fetches the listing r locates (Listings).
+func (s *IndexSource) fetchListing(ctx context.Context, r listingRef) ListingDoc {
+	d := ListingDoc{Location: r.doc, Err: r.err}
+	if d.Err == nil {
+		d.Document, d.Err = s.fetcher().GetSmall(ctx, r.doc, validator.MaxListingSize)
+	}
+	if d.Err == nil {
+		if d.Signature, d.Err = s.fetcher().GetSmall(ctx, r.sig, MaxSignatureSize); d.Err != nil {
+			d.Err = fmt.Errorf("signature: %w", d.Err)
+		}
+	}
+	if d.Err == nil {
+		// the VO it stands for is the one it names (VerifyListing
+		// checks it against that VO's signers)
+		l, err := validator.ParseListing(d.Document)
+		if err != nil {
+			d.Err = err
+		} else {
+			d.VO = l.VO
+		}
+	}
+	return d
 }
