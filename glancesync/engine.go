@@ -325,6 +325,7 @@ func New(o Options) (*Syncer, error) {
 	for vo := range o.VOs {
 		s.m.DroppedProps.WithLabelValues(vo) // at 0 from the start, for increase()
 	}
+	s.labelListingVOs()
 	s.loadServersOutage()
 	if err := s.loadListingBase(); err != nil {
 		return nil, fmt.Errorf("glancesync: %w", err)
@@ -664,6 +665,7 @@ func (s *Syncer) Run(ctx context.Context) (*Report, error) {
 		s.m.SquattedImages.Set(float64(rp.r.Squatted))
 		s.m.WithheldImages.Set(float64(len(rp.r.Withheld)))
 		s.m.ListingFailedVOs.Set(float64(len(rp.r.ListingFailed)))
+		s.setListingFailures(rp.r.ListingFailed)
 		if rp.r.Complete() {
 			s.m.LastSuccess.Set(float64(s.o.Now().Unix()))
 		}

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/imagetrust/imagetrust/internal/fsutil"
 	"github.com/imagetrust/imagetrust/validator"
 )
@@ -218,6 +220,54 @@ func (s *Syncer) listingsOf(ctx context.Context, src Source, byVO map[string][]L
 			continue
 		}
 		byVO[doc.VO] = append(byVO[doc.VO], doc)
+	}
+}
+
+// labelListingVOs exports Metrics.ListingFailure at 0 for every reason of
+// every VO with signed listings that has no series yet (New), and drops
+// the series of VOs a Syncer sharing the metrics had (before a reload)
+// that have no signed listings now: the labels are the VOs configured
+// now, times validator.ListingReasons, and a VO's value stays as the last
+// pass left it across a reload.
+func (s *Syncer) labelListingVOs() {
+	m := s.m
+	m.listingMu.Lock()
+	defer m.listingMu.Unlock()
+	for v := range m.listingVOs {
+		if !s.signed(v) {
+			m.ListingFailure.DeletePartialMatch(prometheus.Labels{"vo": v})
+			delete(m.listingVOs, v)
+		}
+	}
+	for v := range s.o.VOs {
+		if s.signed(v) {
+			for _, r := range validator.ListingReasons {
+				m.ListingFailure.WithLabelValues(v, r)
+			}
+			m.listingVOs[v] = true
+		}
+	}
+}
+
+// setListingFailures sets Metrics.ListingFailure to what a pass that ran
+// to its end found: 1 for the reason of each VO of failed, 0 for every
+// other reason and VO with signed listings.
+func (s *Syncer) setListingFailures(failed []ListingProblem) {
+	bad := map[[2]string]bool{}
+	for _, p := range failed {
+		bad[[2]string{p.VO, p.Reason}] = true
+	}
+	for v := range s.o.VOs {
+		if !s.signed(v) {
+			continue
+		}
+		for _, r := range validator.ListingReasons {
+			val := 0.0
+			if bad[[2]string{v, r}] {
+				val = 1
+			}
+			s.m.ListingFailure.WithLabelValues(v, r).Set(val)
+		}
 	}
 }
 

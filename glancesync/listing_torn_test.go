@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/imagetrust/imagetrust/validator"
 )
 
@@ -33,6 +36,16 @@ func (w *world) listingPair(l listingSpec) (doc, sig []byte) {
 	return doc, sig
 }
 
+// gaugeValue is g's value.
+func gaugeValue(t *testing.T, g prometheus.Gauge) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := g.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetGauge().GetValue()
+}
+
 // TestSignedListingTornPair: `imagetrust listing` writes a VO's listing,
 // then its .p7s (rsync may bring either first); a pass that reads the
 // pair between the two writes reads a document and a signature that do
@@ -42,7 +55,8 @@ func (w *world) listingPair(l listingSpec) (doc, sig []byte) {
 // mirrored in that very pass, and no failure is reported or logged. A
 // pair still torn when read again fails once, listing-bad-signature
 // (reported and logged once, the pair read twice, not more), and nothing of
-// the VO is retired or mirrored anew. A source hook (the directory's file
+// the VO is retired or mirrored anew; imagetrust_sync_listing_failure
+// counts only that second reading. A source hook (the directory's file
 // system hook, the index's HTTP handler) lands the other file between the
 // two readings. Without the second reading the "ok" cases fail
 // listing-bad-signature. Against the real Glance.
@@ -91,6 +105,8 @@ func TestSignedListingTornPair(t *testing.T) {
 			}
 			o := e.signedOptions(t, w, dir)
 			o.ListingRereadWait = wait
+			o.Metrics = NewMetrics(nil)
+			badSig := o.Metrics.ListingFailure.WithLabelValues("atlas", validator.ListingBadSignature)
 			log, logs := captureLogger(t)
 			o.Logger = log
 			if c.index {
@@ -159,7 +175,7 @@ func TestSignedListingTornPair(t *testing.T) {
 			}
 			failedLines := len(logs.lines("no valid signed listing of the VO: nothing of it is retired or mirrored anew this pass"))
 			if c.lands {
-				if len(r.ListingFailed) != 0 || failedLines != 0 {
+				if len(r.ListingFailed) != 0 || failedLines != 0 || gaugeValue(t, badSig) != 0 {
 					t.Fatalf("fail: the torn pair made the listing fail (%d log lines): %+v", failedLines, r.ListingFailed)
 				}
 				if im := e.get(t, gone.id); !im.Hidden {
@@ -170,8 +186,8 @@ func TestSignedListingTornPair(t *testing.T) {
 				}
 				return
 			}
-			if got := listingFailure(r, "atlas"); got != validator.ListingBadSignature || len(r.ListingFailed) != 1 || failedLines != 1 {
-				t.Fatalf("listing failure %q (%d reported, %d logged), want %s once", got, len(r.ListingFailed), failedLines, validator.ListingBadSignature)
+			if got := listingFailure(r, "atlas"); got != validator.ListingBadSignature || len(r.ListingFailed) != 1 || failedLines != 1 || gaugeValue(t, badSig) != 1 {
+				t.Fatalf("listing failure %q (%d reported, %d logged, metric %v), want %s once", got, len(r.ListingFailed), failedLines, gaugeValue(t, badSig), validator.ListingBadSignature)
 			}
 			if im := e.get(t, gone.id); im.Hidden || im.Status != StatusActive {
 				t.Errorf("image retired without a valid listing: %s hidden %v", im.Status, im.Hidden)

@@ -2,6 +2,7 @@ package glancesync
 
 import (
 	"slices"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -64,6 +65,14 @@ type Metrics struct {
 	// ListingFailedVOs is how many VOs with signed listings had no valid
 	// listing in the last pass that ran to its end (Report.ListingFailed).
 	ListingFailedVOs prometheus.Gauge
+	// ListingFailure is, by VO with signed listings and by reason (one
+	// of validator.ListingReasons), 1 when the VO had no valid listing
+	// for that reason in the last pass that ran to its end, else 0
+	// (Report.ListingFailed). Every reason of every such VO is exported
+	// from the start (New).
+	ListingFailure *prometheus.GaugeVec
+	listingMu      sync.Mutex
+	listingVOs     map[string]bool // the VOs of ListingFailure's series
 	// DroppedProps counts, by VO, the free-form descriptor properties
 	// the site's image_properties refuses that were not copied into a new
 	// image or were removed from a mirrored one (one per property).
@@ -77,6 +86,7 @@ type Metrics struct {
 // NewMetrics creates the metrics and registers them with reg (nil: not registered).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
+		listingVOs: map[string]bool{},
 		Mirrored: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "images_mirrored_total",
 			Help: "Images that became active in Glance."}),
 		Refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "images_refused_total",
@@ -111,6 +121,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Operations on a directory source (a listing, an image's open or read) that failed because its file system did not answer within their bound, or because an earlier one on it has not returned yet (a hung mount)."}),
 		ListingFailedVOs: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "listing_failed_vos",
 			Help: "VOs with listing = \"signed\" that had no valid signed listing in the last pass that ran to its end (missing, bad signature, expired, rolled back): nothing of them is retired or mirrored anew while so."}),
+		ListingFailure: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "listing_failure",
+			Help: "1 for the reason a VO with listing = \"signed\" had no valid signed listing in the last pass that ran to its end (else 0, for each VO and reason): nothing of it is retired or mirrored anew while so."}, []string{"vo", "reason"}),
 		DroppedProps: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "dropped_properties_total",
 			Help: "Free-form descriptor properties refused by the site's image_properties, by VO: not copied into a new image, or removed from a mirrored one (one per property)."}, []string{"vo"}),
 		WithheldImages: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "withheld_images",
@@ -125,7 +137,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.Retired.WithLabelValues(a)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Mirrored, m.Refused, m.Bytes, m.Transfer, m.Pass, m.LastSuccess, m.Retired, m.Errors, m.FailingImages, m.Orphaned, m.Repaired, m.EmptySources, m.VanishedVOs, m.HungFS, m.UnboundImages, m.SquattedImages, m.ListingFailedVOs, m.WithheldImages, m.DroppedProps)
+		reg.MustRegister(m.Mirrored, m.Refused, m.Bytes, m.Transfer, m.Pass, m.LastSuccess, m.Retired, m.Errors, m.FailingImages, m.Orphaned, m.Repaired, m.EmptySources, m.VanishedVOs, m.HungFS, m.UnboundImages, m.SquattedImages, m.ListingFailedVOs, m.ListingFailure, m.WithheldImages, m.DroppedProps)
 		// the goroutines left blocked in a hung file system's kernel call
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "imagetrust", Subsystem: "sync", Name: "stuck_fs_operations",
 			Help: "Operations on directory sources abandoned on a hung file system that have not returned yet (goroutines blocked in the kernel); the source is not listed or read while it has one."},

@@ -2,11 +2,13 @@ package glancesync
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/imagetrust/imagetrust/internal/config"
 	"github.com/imagetrust/imagetrust/validator"
 )
 
@@ -87,4 +89,73 @@ func TestOrphanedVOLabelsBounded(t *testing.T) {
 	if len(lines) != 1 || len(lines[0].attrs["vos"]) > (maxOrphanVOs+1)*(maxOrphanVOLen+8) || lines[0].attrs["images"] != "300" {
 		t.Errorf("log line: %d lines, vos of %d bytes, images %q", len(lines), len(lines[0].attrs["vos"]), lines[0].attrs["images"])
 	}
+}
+
+// TestListingFailureLabels: imagetrust_sync_listing_failure{vo,reason}
+// has a series at 0 for every reason of every VO with listing = "signed"
+// from the start (none for the other VOs: bounded by the configuration
+// times validator.ListingReasons), 1 for the reason of a VO that failed in
+// the last pass and 0 again once it passes; a Syncer made on the same
+// metrics after a reload that takes a VO's signed listings away drops its
+// series, and keeps the values of the VOs still signed.
+func TestListingFailureLabels(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	syncer := func(signed ...string) *Syncer {
+		vos := map[string]config.VO{"atlas": {}, "cms": {}, "lhcb": {}}
+		for _, v := range signed {
+			vos[v] = config.VO{Listing: "signed"}
+		}
+		s := &Syncer{o: Options{VOs: vos}, m: m}
+		s.labelListingVOs()
+		return s
+	}
+	// series returns the values by "vo/reason"
+	series := func() map[string]float64 {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]float64{}
+		for _, mf := range mfs {
+			if mf.GetName() != "imagetrust_sync_listing_failure" {
+				continue
+			}
+			for _, s := range mf.GetMetric() {
+				l := map[string]string{}
+				for _, p := range s.GetLabel() {
+					l[p.GetName()] = p.GetValue()
+				}
+				out[l["vo"]+"/"+l["reason"]] = s.GetGauge().GetValue()
+			}
+		}
+		return out
+	}
+	check := func(step string, vos []string, ones ...string) {
+		t.Helper()
+		got := series()
+		if len(got) != len(vos)*len(validator.ListingReasons) {
+			t.Errorf("%s: %d series, want %d (%v)", step, len(got), len(vos)*len(validator.ListingReasons), got)
+		}
+		for _, v := range vos {
+			for _, r := range validator.ListingReasons {
+				want := 0.0
+				if slices.Contains(ones, v+"/"+r) {
+					want = 1
+				}
+				if val, ok := got[v+"/"+r]; !ok || val != want {
+					t.Errorf("%s: %s/%s = %v (exported %v), want %v", step, v, r, val, ok, want)
+				}
+			}
+		}
+	}
+	s := syncer("atlas", "cms")
+	check("at start", []string{"atlas", "cms"})
+	s.setListingFailures([]ListingProblem{{VO: "atlas", Reason: validator.ListingExpired}})
+	check("atlas expired", []string{"atlas", "cms"}, "atlas/"+validator.ListingExpired)
+	s.setListingFailures([]ListingProblem{{VO: "cms", Reason: validator.ListingBadSignature}})
+	check("atlas valid again, cms forged", []string{"atlas", "cms"}, "cms/"+validator.ListingBadSignature)
+	syncer("cms", "lhcb")
+	check("after a reload", []string{"cms", "lhcb"}, "cms/"+validator.ListingBadSignature)
 }
