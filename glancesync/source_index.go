@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -117,6 +118,10 @@ type IndexSource struct {
 	// listings are the listing references of the last index listed
 	// (Listings reads them)
 	listings []listingRef
+	// knownListings holds, by URL, the listings' documents and
+	// signatures the last Listings fetched whole or reused, for
+	// conditional requests (see Listings)
+	knownListings map[string]*remembered
 }
 
 // listingRef is an index's listing entry, resolved (or why it is not).
@@ -525,29 +530,59 @@ func (s *IndexSource) openImage(ctx context.Context, b *Bundle, uri string) (io.
 // names, each fetched (document and signature, by the source's fetcher,
 // with its address policy, within validator.MaxListingSize and
 // MaxSignatureSize) and read as the VO its document names.
+//
+// Conditional requests, as List makes them for the index, descriptors
+// and signatures (same validators, same rules; an error is never replaced
+// by remembered bytes): Listings remembers the document and signature of
+// the first listing in index order of each VO the source may publish for,
+// when both were fetched and the document parses, and asks for them next
+// time with If-None-Match / If-Modified-Since; a 304 that agrees reuses
+// the bytes read before, which the pass verifies again as any listing.
+// What is remembered is what the last call fetched or reused, at most one
+// pair per VO of the source; the rest is forgotten. A second reading
+// (ListingDoc.again, a torn pair) is made without conditions.
 func (s *IndexSource) Listings(ctx context.Context) []ListingDoc {
 	s.mu.Lock()
-	refs := s.listings
+	refs, known := s.listings, s.knownListings
 	s.mu.Unlock()
+	fresh := map[string]*remembered{}
+	kept := map[string]bool{} // the VOs a pair is remembered of
 	var out []ListingDoc
 	for _, r := range refs {
-		d := s.fetchListing(ctx, r)
+		d, keepDoc, keepSig := s.fetchListing(ctx, r, known)
 		if r.err == nil {
-			d.again = func(ctx context.Context) ListingDoc { return s.fetchListing(ctx, r) }
+			d.again = func(ctx context.Context) ListingDoc {
+				d, _, _ := s.fetchListing(ctx, r, nil)
+				return d
+			}
+		}
+		if d.Err == nil && slices.Contains(s.AllowedVOs, d.VO) && !kept[d.VO] {
+			kept[d.VO] = true
+			if keepDoc != nil {
+				fresh[r.doc] = keepDoc
+			}
+			if keepSig != nil {
+				fresh[r.sig] = keepSig
+			}
 		}
 		out = append(out, d)
 	}
+	s.mu.Lock()
+	s.knownListings = fresh
+	s.mu.Unlock()
 	return out
 }
 
-// fetchListing fetches the listing r locates (Listings).
-func (s *IndexSource) fetchListing(ctx context.Context, r listingRef) ListingDoc {
-	d := ListingDoc{Location: r.doc, Err: r.err}
+// fetchListing fetches the listing r locates (Listings), with conditional
+// requests for what known remembers, and returns what to remember of its
+// document and signature (nil: nothing).
+func (s *IndexSource) fetchListing(ctx context.Context, r listingRef, known map[string]*remembered) (d ListingDoc, keepDoc, keepSig *remembered) {
+	d = ListingDoc{Location: r.doc, Err: r.err}
 	if d.Err == nil {
-		d.Document, d.Err = s.fetcher().GetSmall(ctx, r.doc, validator.MaxListingSize)
+		d.Document, keepDoc, _, d.Err = s.fetcher().getSmallIf(ctx, r.doc, validator.MaxListingSize, known[r.doc])
 	}
 	if d.Err == nil {
-		if d.Signature, d.Err = s.fetcher().GetSmall(ctx, r.sig, MaxSignatureSize); d.Err != nil {
+		if d.Signature, keepSig, _, d.Err = s.fetcher().getSmallIf(ctx, r.sig, MaxSignatureSize, known[r.sig]); d.Err != nil {
 			d.Err = fmt.Errorf("signature: %w", d.Err)
 		}
 	}
@@ -561,5 +596,5 @@ func (s *IndexSource) fetchListing(ctx context.Context, r listingRef) ListingDoc
 			d.VO = l.VO
 		}
 	}
-	return d
+	return d, keepDoc, keepSig
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -316,4 +318,114 @@ func TestIndexListLimitWithMemory(t *testing.T) {
 			t.Fatalf("err = %v, want ctx.Err()", err)
 		}
 	})
+}
+
+// TestIndexListingsConditional: an index source remembers the signed
+// listing (document and signature) of each VO it may publish for, and
+// asks for it again with conditions: a 304 reuses the bytes read before,
+// a changed document is fetched whole, an error stays an error (and is
+// forgotten: the next request has no conditions). A listing of another VO
+// is not remembered, nor is one that does not parse, and a second reading
+// (a torn pair) is made without conditions. Before, every listing was
+// fetched whole every pass.
+func TestIndexListingsConditional(t *testing.T) {
+	const doc, sig, other = "/atlas.listing.json", "/atlas.listing.json.p7s", "/cms.listing.json"
+	listingDoc := func(vo string, serial int) []byte {
+		return fmt.Appendf(nil, `{"version":1,"vo":%q,"serial":%d,"issued":"2026-01-01T00:00:00Z","expires":"2026-01-08T00:00:00Z","images":[]}`, vo, serial)
+	}
+	s := newDocServer(t)
+	s.validators = "etag"
+	s.bundles(t, 1, 100)
+	s.set(doc, listingDoc("atlas", 1))
+	s.set(sig, []byte("signature 1"))
+	s.set(other, listingDoc("cms", 1))
+	s.set(other+".p7s", []byte("cms signature"))
+	ix := `{"version":1,"bundles":[{"descriptor":"d/000.json"}],"listings":[{"document":"atlas.listing.json"},{"document":"cms.listing.json"}]}`
+	s.set("/index.json", []byte(ix))
+	var mu sync.Mutex
+	conditional := map[string]int{} // by path, the conditional requests
+	fail := ""
+	s.answer = func(w http.ResponseWriter, r *http.Request) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if r.Header.Get("If-None-Match") != "" {
+			conditional[r.URL.Path]++
+		}
+		if r.URL.Path == fail {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return true
+		}
+		return false
+	}
+	src := &IndexSource{URL: s.index(), AllowedVOs: []string{"atlas"}, Fetcher: newTestFetcher(t)}
+	// pass lists and reads the listings; it returns atlas's and the
+	// conditional requests by path
+	pass := func(step string) (ListingDoc, map[string]int) {
+		t.Helper()
+		mu.Lock()
+		clear(conditional)
+		mu.Unlock()
+		s.reset()
+		if _, _, err := src.List(context.Background()); err != nil {
+			t.Fatalf("%s: list: %v", step, err)
+		}
+		var atlas ListingDoc
+		for _, d := range src.Listings(context.Background()) {
+			if d.Location == s.srv.URL+doc {
+				atlas = d
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return atlas, maps.Clone(conditional)
+	}
+	same := func(step string, d ListingDoc, wantDoc []byte, wantSig string) {
+		t.Helper()
+		if d.Err != nil || string(d.Document) != string(wantDoc) || string(d.Signature) != wantSig || d.VO != "atlas" {
+			t.Fatalf("%s: listing %q / %q (VO %q, err %v), want %q / %q", step, d.Document, d.Signature, d.VO, d.Err, wantDoc, wantSig)
+		}
+	}
+
+	d, c := pass("first")
+	same("first", d, listingDoc("atlas", 1), "signature 1")
+	if c[doc]+c[sig] != 0 {
+		t.Fatalf("first: conditional requests %v with nothing remembered", c)
+	}
+
+	d, c = pass("ok unchanged")
+	same("ok unchanged", d, listingDoc("atlas", 1), "signature 1")
+	if c[doc] != 1 || c[sig] != 1 || c[other] != 0 {
+		t.Fatalf("ok unchanged: conditional requests %v, want one for atlas's document and signature, none for cms's listing", c)
+	}
+	// every document 304 but cms's listing, fetched whole
+	if b, want := s.bodyBytes.Load(), int64(len(listingDoc("cms", 1))+len("cms signature")); b != want {
+		t.Fatalf("ok unchanged: %d body bytes, want %d (cms's listing only)", b, want)
+	}
+
+	s.set(doc, listingDoc("atlas", 2))
+	s.set(sig, []byte("signature 2"))
+	d, _ = pass("ok changed")
+	same("ok changed", d, listingDoc("atlas", 2), "signature 2")
+
+	fail = sig
+	d, _ = pass("fail signature unavailable")
+	if d.Err == nil || d.Signature != nil {
+		t.Fatalf("fail signature unavailable: err %v, signature %q: remembered bytes in place of an error", d.Err, d.Signature)
+	}
+	fail = ""
+	d, c = pass("ok after the error")
+	same("ok after the error", d, listingDoc("atlas", 2), "signature 2")
+	if c[doc] != 0 || c[sig] != 0 {
+		t.Fatalf("ok after the error: conditional requests %v: the failed pair is remembered", c)
+	}
+
+	// a second reading (ListingDoc.again) asks without conditions
+	mu.Lock()
+	clear(conditional)
+	mu.Unlock()
+	again := d.again(context.Background())
+	same("again", again, listingDoc("atlas", 2), "signature 2")
+	if c := conditional[doc] + conditional[sig]; c != 0 {
+		t.Fatalf("again: %d conditional requests", c)
+	}
 }
