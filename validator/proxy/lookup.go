@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"strconv"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -105,7 +106,8 @@ func (c *cachedLookup) put(e *cacheEntry, started time.Time) {
 // (up to LookupTimeout), so a request that joined a call begun earlier
 // would otherwise be judged on a state older than the TTL (a revocation
 // written in between unseen). Such a request starts a call of its own
-// (one, shared by the others in that case).
+// (one, shared by the others in that case; with the cache disabled, each
+// may start one, as it would have had it come a moment later).
 func (c *cachedLookup) load(ctx context.Context, key string, fill func(ctx context.Context) (*cacheEntry, error)) (*cacheEntry, error) {
 	if e, ok := c.get(key); ok {
 		c.metrics.cacheHit()
@@ -113,8 +115,9 @@ func (c *cachedLookup) load(ctx context.Context, key string, fill func(ctx conte
 	}
 	c.metrics.cacheMiss()
 	arrived := c.now()
+	flight := key
 	for {
-		v, err, _ := c.group.Do(key, func() (any, error) {
+		v, err, _ := c.group.Do(flight, func() (any, error) {
 			// The shared call must not die with the first caller's request,
 			// nor outlive a Glance that never answers.
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout(c.timeout))
@@ -135,9 +138,16 @@ func (c *cachedLookup) load(ctx context.Context, key string, fill func(ctx conte
 		if !e.started.Add(max(c.ttl, 0)).Before(arrived) {
 			return e, nil
 		}
-		// (a call started after this one returned began after the
-		// request came: the loop ends at the next turn)
-		c.group.Forget(key)
+		// The requests that joined the stale call ask again in one call
+		// of their own, named after the stale one (a Forget of key would
+		// let each of them start one, a herd on a slow Glance), or take
+		// its answer from the cache when it has already returned. It
+		// begins after the stale call returned, so after each of them
+		// came: the loop ends at the next turn.
+		flight = key + "\x00after\x00" + strconv.FormatInt(e.started.UnixNano(), 10)
+		if e, ok := c.get(key); ok && !e.started.Add(c.ttl).Before(arrived) {
+			return e, nil
+		}
 	}
 }
 
