@@ -223,3 +223,34 @@ func TestDescribeWarnsURIOutsideDescriptorDir(t *testing.T) {
 		t.Fatalf("describe below: exit %d\n%s", code, errs)
 	}
 }
+
+// TestVerifySkipNamesFailedCheck: verify of a bundle not yet registered (the
+// publisher guide's "Everyone: verify", run one step early) skips the checks
+// that need the image certificate; each skip line names the check that
+// failed, not "prerequisite-failed: " and nothing after it.
+func TestVerifySkipNamesFailedCheck(t *testing.T) {
+	dir := publish(t)
+	mustCLI(t, dir, "describe", "w.qcow2", "--vo", "demo", "--tag", "worker", "-o", "n.json")
+	mustCLI(t, dir, "sign", "--cert", "pki/creator.pem", "--key", "pki/creator.key", "n.json")
+	mustCLI(t, dir, "approve", "--cert", "pki/approver.pem", "--key", "pki/approver.key", "n.json")
+	code, out, errs := cli(t, dir, "verify", "--config", "pki/imagetrust.toml", "n.json")
+	if code != exitInvalid {
+		t.Fatalf("verify of an unregistered bundle: exit %d (want 1)\n%s%s", code, out, errs)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, " skip ") && strings.HasSuffix(strings.TrimRight(line, " "), ":") {
+			t.Errorf("a skip line ends in a bare colon: %q", line)
+		}
+	}
+	for _, check := range []string{"signer-time", "expiry"} {
+		found := false
+		for _, line := range strings.Split(out, "\n") {
+			if f := strings.Fields(line); len(f) > 0 && f[0] == check {
+				found = strings.Contains(line, "skip  prerequisite-failed: not judged, as registrar failed")
+			}
+		}
+		if !found {
+			t.Errorf("the %s line does not name the failed registrar check:\n%s", check, out)
+		}
+	}
+}

@@ -117,6 +117,7 @@ func localImagePath(name string, desc []byte) string {
 func printResult(w io.Writer, name string, r *validator.Result) {
 	fmt.Fprintf(w, "%s\n", name)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	var failed []string // the checks failed so far, named by a skipped one
 	for _, c := range r.Checks {
 		status := "ok"
 		switch {
@@ -124,10 +125,17 @@ func printResult(w io.Writer, name string, r *validator.Result) {
 			status = "skip"
 		case !c.OK:
 			status = "FAIL"
+			failed = append(failed, c.Name)
 		}
 		detail := c.Detail
-		if c.Reason != "" && !c.OK {
+		if detail == "" && c.Skipped && c.Reason == validator.ReasonPrerequisiteMissing && len(failed) > 0 {
+			detail = "not judged, as " + strings.Join(failed, ", ") + " failed"
+		}
+		switch {
+		case c.Reason != "" && !c.OK && detail != "":
 			detail = c.Reason + ": " + detail
+		case c.Reason != "" && !c.OK:
+			detail = c.Reason
 		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s\n", c.Name, status, printable(detail))
 	}
