@@ -254,3 +254,19 @@ func TestVerifySkipNamesFailedCheck(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifyWithoutConfigSaysConfig: a publisher who types "imagetrust
+// verify worker.json" without --config (publisher guide, "Everyone:
+// verify") reads the site default /etc/imagetrust/imagetrust.toml, absent
+// on a publisher's machine; the refusal (exit 2) says to name the site's
+// configuration with --config.
+func TestVerifyWithoutConfigSaysConfig(t *testing.T) {
+	if _, err := os.Stat("/etc/imagetrust/imagetrust.toml"); err == nil {
+		t.Skip("this machine has /etc/imagetrust/imagetrust.toml")
+	}
+	dir := publish(t)
+	code, out, errs := cli(t, dir, "verify", "w.json")
+	if code != exitUsage || !strings.Contains(errs, "/etc/imagetrust/imagetrust.toml") || !strings.Contains(errs, "with --config") {
+		t.Fatalf("verify without --config: exit %d (want 2)\n%s%s", code, out, errs)
+	}
+}

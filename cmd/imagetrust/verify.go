@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -44,6 +45,9 @@ func cmdVerify(_ context.Context, e *env, args []string) int {
 	}
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {
+		if !flagSet(fs, "config") {
+			return fail(e, exitUsage, "verify: %v: name the imagetrust.toml of the site you publish for with --config (imagetrust pki init DIR writes one for its demonstration PKI: DIR/imagetrust.toml)", err)
+		}
 		return fail(e, exitUsage, "verify: %v", err)
 	}
 	trust, warnings, err := validator.LoadTrust(cfg)
@@ -278,4 +282,11 @@ func validatorOneLine(raw []byte, fallback string) string {
 		return fallback
 	}
 	return dn.OneLine()
+}
+
+// flagSet reports whether the command line set the flag name.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
