@@ -362,9 +362,9 @@ func checkValidNow(role string, cert *x509.Certificate, chain []*x509.Certificat
 		}
 		switch {
 		case now.After(c.NotAfter):
-			return fmt.Errorf("check signer-validity: %s %q expired %s", what, validator.SubjectName(c), c.NotAfter.UTC().Format(time.RFC3339))
+			return fmt.Errorf("check signer-validity: %s %q expired %s: no site would accept what it signs; sign with a certificate valid now (your renewed one)", what, validator.SubjectName(c), c.NotAfter.UTC().Format(time.RFC3339))
 		case now.Before(c.NotBefore):
-			return fmt.Errorf("check signer-validity: %s %q is not yet valid until %s", what, validator.SubjectName(c), c.NotBefore.UTC().Format(time.RFC3339))
+			return fmt.Errorf("check signer-validity: %s %q is not yet valid until %s: sign after then (or check this machine's clock)", what, validator.SubjectName(c), c.NotBefore.UTC().Format(time.RFC3339))
 		}
 	}
 	return nil

@@ -331,9 +331,9 @@ func TestPublishSignerValidity(t *testing.T) {
 		wants []string
 	}{
 		{"fail sign with a creator certificate expired yesterday", []string{"sign", "--cert", "creator-expired.pem", "--key", "pki/creator.key", "s.json"}, "s.json",
-			exitInvalid, []string{"check signer-validity", "creator certificate", "expired " + now.Add(-24*time.Hour).UTC().Format("2006-01-02T")}},
+			exitInvalid, []string{"check signer-validity", "creator certificate", "expired " + now.Add(-24*time.Hour).UTC().Format("2006-01-02T"), "sign with a certificate valid now"}},
 		{"fail sign with a creator certificate valid from tomorrow", []string{"sign", "--cert", "creator-future.pem", "--key", "pki/creator.key", "s.json"}, "s.json",
-			exitInvalid, []string{"check signer-validity", "not yet valid until " + now.Add(24*time.Hour).UTC().Format("2006-01-02T")}},
+			exitInvalid, []string{"check signer-validity", "not yet valid until " + now.Add(24*time.Hour).UTC().Format("2006-01-02T"), "sign after then"}},
 		{"fail approve with an approver certificate expired yesterday", []string{"approve", "--cert", "approver-expired.pem", "--key", "pki/approver.key", "a.json"}, "a.json",
 			exitInvalid, []string{"check signer-validity", "approver certificate", "expired"}},
 		{"fail register a bundle whose creator certificate expired", append(register[:len(register):len(register)], "r.json"), "r.json",
