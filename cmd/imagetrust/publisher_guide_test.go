@@ -270,3 +270,43 @@ func TestVerifyWithoutConfigSaysConfig(t *testing.T) {
 		t.Fatalf("verify without --config: exit %d (want 2)\n%s%s", code, out, errs)
 	}
 }
+
+// TestVerifyWrongConfigHint: verify against the configuration of another
+// site (another PKI, or one without the bundle's VO; publisher guide,
+// "Everyone: verify") fails the trust checks with x509 text a publisher
+// can't act on; a line on stderr names the checks and the --config file
+// that judged them. A valid bundle, or one failing for its own reasons
+// (not registered), gets no such line.
+func TestVerifyWrongConfigHint(t *testing.T) {
+	dir := publish(t)
+	mustCLI(t, dir, "pki", "init", "--vo", "cms", "other")
+	if err := os.WriteFile(filepath.Join(dir, "pki", "novo.toml"), []byte(strings.ReplaceAll(string(must(os.ReadFile(filepath.Join(dir, "pki", "imagetrust.toml")))), "[vo.demo]", "[vo.cms]")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustCLI(t, dir, "describe", "w.qcow2", "--vo", "demo", "--tag", "worker", "-o", "n.json")
+	mustCLI(t, dir, "sign", "--cert", "pki/creator.pem", "--key", "pki/creator.key", "n.json")
+	for _, c := range []struct {
+		name, config, file string
+		want               []string // "" : no hint
+	}{
+		{"fail another PKI", "other/imagetrust.toml", "w.json", []string{"creator (creator-untrusted)", "registrar (image-cert-untrusted)", "other/imagetrust.toml", "the site you publish for"}},
+		{"fail the VO not configured", "pki/novo.toml", "w.json", []string{"creator (unknown-vo)", "pki/novo.toml"}},
+		{"ok the site's configuration", "pki/imagetrust.toml", "w.json", nil},
+		{"ok not registered: no hint", "pki/imagetrust.toml", "n.json", nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, out, errs := cli(t, dir, "verify", "--config", c.config, c.file)
+			if c.want == nil {
+				if strings.Contains(errs, "you publish for") {
+					t.Errorf("a hint about the configuration:\n%s%s", out, errs)
+				}
+				return
+			}
+			for _, w := range c.want {
+				if !strings.Contains(errs, w) {
+					t.Errorf("stderr lacks %q:\n%s%s", w, out, errs)
+				}
+			}
+		})
+	}
+}

@@ -96,6 +96,9 @@ func cmdVerify(_ context.Context, e *env, args []string) int {
 	} else {
 		printResult(e.stdout, name, r)
 	}
+	if hint := configHint(r, *cfgPath); hint != "" {
+		fmt.Fprintf(e.stderr, "imagetrust: verify: %s\n", hint)
+	}
 	switch {
 	case r.Valid:
 		return exitOK
@@ -289,4 +292,22 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 	set := false
 	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
 	return set
+}
+
+// configHint: when a signer's chain or VO is unknown to the configuration
+// (the checks that depend on which site's imagetrust.toml verify reads,
+// not on the bundle alone), a line saying so: a publisher who verifies
+// against the wrong configuration sees which file decided. "" otherwise.
+func configHint(r *validator.Result, cfgPath string) string {
+	var names []string
+	for _, c := range r.Failed() {
+		switch c.Reason {
+		case validator.ReasonCreatorUntrusted, validator.ReasonApproverUntrusted, validator.ReasonImageCertUntrusted, validator.ReasonUnknownVO:
+			names = append(names, c.Name+" ("+c.Reason+")")
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s: judged by the CAs and VOs of %s (trust.ca_files, trust.ca_dirs, trust.registrar_ca_files, [vo.NAME]); is it the imagetrust.toml of the site you publish for?", strings.Join(names, ", "), cfgPath)
 }
