@@ -310,3 +310,31 @@ func TestVerifyWrongConfigHint(t *testing.T) {
 		})
 	}
 }
+
+// TestListingGivenToVerifyOrInspect: a listing signer who checks the
+// listing just written (publisher guide, "Listing signer") with verify or
+// inspect got only `unknown field "expires"`; both now say on stderr that
+// the file is a VO listing, not a descriptor, and where it is checked.
+// A descriptor gets no such line.
+func TestListingGivenToVerifyOrInspect(t *testing.T) {
+	dir := publish(t)
+	mustCLI(t, dir, "listing", "--vo", "demo", "--expires", "7d", "--cert", "pki/approver.pem", "--key", "pki/approver.key", "--out", "demo.listing.json", "w.json")
+	for _, c := range []struct {
+		name string
+		args []string
+		hint bool
+	}{
+		{"fail verify of a listing", []string{"verify", "--config", "pki/imagetrust.toml", "demo.listing.json"}, true},
+		{"fail inspect of a listing", []string{"inspect", "demo.listing.json"}, true},
+		{"ok verify of a descriptor", []string{"verify", "--config", "pki/imagetrust.toml", "w.json"}, false},
+		{"ok inspect of a descriptor", []string{"inspect", "w.json"}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			code, out, errs := cli(t, dir, c.args...)
+			got := strings.Contains(errs, "demo.listing.json is a VO listing (imagetrust listing), not an image descriptor")
+			if got != c.hint || (c.hint && code != exitInvalid) {
+				t.Errorf("exit %d, hint %v (want %v):\n%s%s", code, got, c.hint, out, errs)
+			}
+		})
+	}
+}

@@ -84,6 +84,7 @@ func cmdVerify(_ context.Context, e *env, args []string) int {
 		}
 	}
 	r := trust.Verify(in)
+	defer listingHint(e, "verify", name, desc)
 	if *asJSON {
 		out := struct {
 			File string `json:"file"`
@@ -184,6 +185,7 @@ func cmdInspect(_ context.Context, e *env, args []string) int {
 	if derr != nil {
 		fmt.Fprintf(w, "descriptor %s: INVALID: %s\n", name, printable(derr.Error()))
 		code = exitInvalid
+		defer listingHint(e, "inspect", name, desc)
 	} else {
 		fmt.Fprintf(w, "descriptor %s\n", name)
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -310,4 +312,18 @@ func configHint(r *validator.Result, cfgPath string) string {
 		return ""
 	}
 	return fmt.Sprintf("%s: judged by the CAs and VOs of %s (trust.ca_files, trust.ca_dirs, trust.registrar_ca_files, [vo.NAME]); is it the imagetrust.toml of the site you publish for?", strings.Join(names, ", "), cfgPath)
+}
+
+// listingHint: given a VO listing (imagetrust listing's VO.listing.json)
+// instead of a descriptor, verify and inspect fail the descriptor check
+// on its first field ("unknown field"); a line on stderr says what the
+// file is and where it is checked. Nothing for any other file.
+func listingHint(e *env, cmd, name string, doc []byte) {
+	if _, err := validator.ParseDescriptor(doc); err == nil {
+		return
+	}
+	if _, err := validator.ParseListing(doc); err != nil {
+		return
+	}
+	fmt.Fprintf(e.stderr, "imagetrust: %s: %s is a VO listing (imagetrust listing), not an image descriptor: %s takes a NAME.json of an image; a site checks the listing when it syncs (docs/glancesync.md, \"Signed VO listings\")\n", cmd, name, cmd)
 }
