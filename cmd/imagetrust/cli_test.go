@@ -363,7 +363,7 @@ func TestCLIExitCodes(t *testing.T) {
 		{"fail revoke a missing --cert is 2", nil, []string{"revoke", "--ca", "pki/registrar-ca.pem", "--ca-key", "pki/registrar-ca.key", "--crl", "pki/registrar-ca.crl", "--cert", "missing.crt"}, exitUsage, "missing.crt"},
 		{"fail revoke --resign a missing --crl is 2", nil, []string{"revoke", "--ca", "pki/registrar-ca.pem", "--ca-key", "pki/registrar-ca.key", "--crl", "missing.crl", "--resign"}, exitUsage, "revoke: --crl: open missing.crl"},
 		// a bundle read and found wanting: a failed check
-		{"fail verify an unsigned descriptor is 1", nil, []string{"verify", "--config", "pki/imagetrust.toml", "u.json"}, exitInvalid, "verify: check signatures"},
+		{"fail verify an unsigned descriptor is 1", nil, []string{"verify", "--config", "pki/imagetrust.toml", "u.json"}, exitInvalid, "verify: check signatures: u.json is not signed: there is no u.json.p7s: the creator signs first (imagetrust sign)"},
 		{"fail approve an unsigned descriptor is 1", nil, []string{"approve", "--cert", "pki/approver.pem", "--key", "pki/approver.key", "u.json"}, exitInvalid, "u.json.p7s"},
 		// the daemons' configuration: no cloud, a bad file, the TLS key pair
 		{"fail sync without a cloud is 2", nil, []string{"sync", "--once", "--config", "pki/imagetrust.toml"}, exitUsage, "sync: no cloud"},

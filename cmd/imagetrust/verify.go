@@ -62,6 +62,9 @@ func cmdVerify(_ context.Context, e *env, args []string) int {
 		return fail(e, exitUsage, "verify: %v", err)
 	}
 	sig, err := os.ReadFile(name + ".p7s")
+	if errors.Is(err, os.ErrNotExist) {
+		return fail(e, exitInvalid, "verify: check signatures: %s is not signed: there is no %s.p7s: the creator signs first (imagetrust sign), the approver approves, the Registrar registers", name, name)
+	}
 	if err != nil {
 		return fail(e, exitInvalid, "verify: check signatures: %v", err)
 	}
