@@ -153,6 +153,14 @@ func parseHash(s string) (crypto.Hash, error) {
 	return 0, fmt.Errorf("--hash %q: use sha256, sha384 or sha512 (MD5 and SHA-1 are refused)", s)
 }
 
+// minutesError is parseWhen's refusal of a duration in minutes ("6m"); a
+// command with a shorter bound than six months (listing) says its own.
+type minutesError string
+
+func (m minutesError) Error() string {
+	return fmt.Sprintf("%q: m is minutes, not months: write days (180d for six months) or hours (2160h)", string(m))
+}
+
 // parseWhen reads an absolute time (RFC 3339 or YYYY-MM-DD) or a duration
 // from now ("90d", "2160h", "1y"; Go's units but for a last one of minutes,
 // "6m", which a publisher means as months).
@@ -177,7 +185,7 @@ func parseWhen(s string, now time.Time) (time.Time, error) {
 		// Go: an image (or a CRL) that expires within minutes of being
 		// issued. Minutes are never what --expires or --next-update mean.
 		if strings.HasSuffix(s, "m") {
-			return time.Time{}, fmt.Errorf("%q: m is minutes, not months: write days (180d for six months) or hours (2160h)", s)
+			return time.Time{}, minutesError(s)
 		}
 		return now.Add(d), nil
 	}

@@ -57,6 +57,9 @@ func cmdListing(_ context.Context, e *env, args []string) int {
 	}
 	issued := nowFunc().UTC().Truncate(time.Second)
 	notAfter, err := parseWhen(*expires, issued)
+	if _, ok := err.(minutesError); ok {
+		return fail(e, exitUsage, "listing: --expires: %q: m is minutes, not months: write days (7d; a listing lasts at most 90 days)", *expires)
+	}
 	if err != nil {
 		return fail(e, exitUsage, "listing: --expires: %v", err)
 	}

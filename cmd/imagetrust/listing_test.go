@@ -61,6 +61,8 @@ func TestListingCommand(t *testing.T) {
 		"fail expiry too far":    {[]string{"--vo", "demo", "--expires", "91d", "--serial", "11", "--out", "demo.listing.json", "w.json"}, exitUsage, "90 days"},
 		"fail serial not higher": {[]string{"--vo", "demo", "--expires", "7d", "--serial", "10", "--out", "demo.listing.json", "w.json"}, exitInvalid, "not lower than 10"},
 		"fail no out":            {[]string{"--vo", "demo", "--expires", "7d", "w.json"}, exitUsage, "required"},
+		// "6m": not the register hint (180d), over the listing's bound
+		"fail six minutes": {[]string{"--vo", "demo", "--expires", "6m", "--serial", "11", "--out", "demo.listing.json", "w.json"}, exitUsage, "write days (7d; a listing lasts at most 90 days)"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			code, out, errs := listing(c.args...)
