@@ -64,7 +64,7 @@ type Decision struct {
 // advice is what a user can do about a refusal for reasons.
 func advice(reasons []string) string {
 	if len(reasons) == 1 && reasons[0] == DecisionExpired {
-		return "Use a newer image of the tag, or ask the site operators to allow it (run-anyway)."
+		return "Ask your VO for a newer image, or the site operators to allow this one (run-anyway)."
 	}
 	for _, r := range reasons {
 		if r == DecisionGlobalPrefix+GlobalUnknown || r == DecisionGlobalPrefix+"missing" || r == DecisionNotYetValid {
