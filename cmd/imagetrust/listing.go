@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -70,7 +71,8 @@ func cmdListing(_ context.Context, e *env, args []string) int {
 	if notAfter.Sub(issued) > maxListingLife {
 		return fail(e, exitUsage, "listing: --expires %s is more than 90 days away: a source could hold sites on this listing until then", notAfter.Format(time.RFC3339))
 	}
-	if *serial == 0 {
+	timeSerial := *serial == 0
+	if timeSerial {
 		*serial = uint64(issued.Unix())
 	}
 	ids := []string{}
@@ -101,7 +103,12 @@ func cmdListing(_ context.Context, e *env, args []string) int {
 	}
 	if prev, err := os.ReadFile(*out); err == nil && !*force {
 		if l, err := validator.ParseListing(prev); err == nil && l.Serial >= *serial {
-			return fail(e, exitInvalid, "listing: %s has serial %d, not lower than %d: sites refuse a listing whose serial is not higher than one they took (--serial, or --force)", *out, l.Serial, *serial)
+			hint := "--serial, or --force"
+			if timeSerial && l.Serial < math.MaxUint64 {
+				// (two listings within a second, or one of a clock ahead)
+				hint = fmt.Sprintf("the default serial is the time of issue in seconds: run it again once that passes %d, or give --serial %d", l.Serial, l.Serial+1)
+			}
+			return fail(e, exitInvalid, "listing: %s has serial %d, not lower than %d: sites refuse a listing whose serial is not higher than one they took (%s)", *out, l.Serial, *serial, hint)
 		}
 	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fail(e, exitUsage, "listing: --out: %v", err)
@@ -141,7 +148,7 @@ func cmdListing(_ context.Context, e *env, args []string) int {
 	if err := fsutil.WriteFileAtomic(*out+".p7s", der, 0o644); err != nil {
 		return fail(e, exitInvalid, "listing: %v", err)
 	}
-	fmt.Fprintf(e.stdout, "wrote %s (VO %s, serial %d, %d images, expires %s) and %s.p7s, signed by %q\n",
-		*out, *vo, *serial, len(ids), notAfter.Format(time.RFC3339), *out, validator.SubjectName(cert))
+	fmt.Fprintf(e.stdout, "wrote %s (VO %s, serial %d, %s, expires %s) and %s.p7s, signed by %q\n",
+		*out, *vo, *serial, countOf(len(ids), "image"), notAfter.Format(time.RFC3339), *out, validator.SubjectName(cert))
 	return exitOK
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +24,7 @@ func TestListingCommand(t *testing.T) {
 		return cli(t, dir, append(append([]string{"listing"}, signer...), args...)...)
 	}
 	code, out, errs := listing("--vo", "demo", "--expires", "7d", "--serial", "10", "--out", "demo.listing.json", "w.json", "demo.listing.json")
-	if code != exitOK || !strings.Contains(out, "serial 10, 1 images") {
+	if code != exitOK || !strings.Contains(out, "serial 10, 1 image,") {
 		t.Fatalf("exit %d: %s%s", code, out, errs)
 	}
 	doc, err := os.ReadFile(filepath.Join(dir, "demo.listing.json"))
@@ -50,6 +51,16 @@ func TestListingCommand(t *testing.T) {
 	d, _ := validator.ParseDescriptor(b)
 	if !l.Has(d.UUID) || len(l.Images) != 1 || l.Serial != 10 || l.ExpiresTime.Sub(l.IssuedTime) != 7*24*time.Hour {
 		t.Fatalf("listing %+v", l)
+	}
+	// a listing issued within the same second (the default serial is
+	// the time of issue) is refused with what to do
+	ahead := strconv.FormatInt(time.Now().Unix()+3600, 10)
+	if code, out, errs := listing("--vo", "demo", "--expires", "7d", "--serial", ahead, "--out", "ahead.listing.json", "w.json"); code != exitOK {
+		t.Fatalf("exit %d: %s%s", code, out, errs)
+	}
+	if code, out, errs := listing("--vo", "demo", "--expires", "7d", "--out", "ahead.listing.json", "w.json"); code != exitInvalid ||
+		!strings.Contains(errs, "the default serial is the time of issue in seconds") {
+		t.Fatalf("a default serial not above the listing's: exit %d: %s%s", code, out, errs)
 	}
 	for name, c := range map[string]struct {
 		args []string
@@ -85,7 +96,7 @@ func TestListingCommand(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "atlas.listing.json"), []byte(`{"version":1,"vo":"atlas"}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if code, out, errs := listing("--vo", "demo", "--expires", "7d", "--serial", "13", "--out", "demo.listing.json", "atlas.listing.json", "w.json", "demo.listing.json"); code != exitOK || !strings.Contains(out, "1 images") {
+	if code, out, errs := listing("--vo", "demo", "--expires", "7d", "--serial", "13", "--out", "demo.listing.json", "atlas.listing.json", "w.json", "demo.listing.json"); code != exitOK || !strings.Contains(out, "1 image,") {
 		t.Fatalf("another VO's listing in the glob: exit %d: %s%s", code, out, errs)
 	}
 	if h := func() string { _, o, e := cli(t, dir, "listing", "-h"); return o + e }(); !strings.Contains(h, "usage: imagetrust listing --vo VO") || !strings.Contains(h, "-key-pass-file") {
