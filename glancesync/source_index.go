@@ -56,7 +56,8 @@ func ParseIndex(b []byte) (*Index, error) {
 	if err := dec.Decode(&ix); err != nil {
 		return nil, fmt.Errorf("index: %w", err)
 	}
-	if dec.More() {
+	// (not dec.More, which is false before a stray "}" or "]")
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("index: trailing data")
 	}
 	if ix.Version != IndexVersion {

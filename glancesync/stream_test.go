@@ -65,6 +65,9 @@ func TestParseIndex(t *testing.T) {
 		{"fail unknown key", `{"version":1,"bundles":[],"extra":1}`, false},
 		{"fail no descriptor", `{"version":1,"bundles":[{"signature":"a.p7s"}]}`, false},
 		{"fail trailing", `{"version":1,"bundles":[]} {}`, false},
+		{"fail trailing brace", `{"version":1,"bundles":[]} }`, false},
+		{"fail trailing bracket", `{"version":1,"bundles":[]}]`, false},
+		{"ok trailing space", "{\"version\":1,\"bundles\":[]}\n", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseIndex([]byte(tc.in))
