@@ -1,9 +1,13 @@
 package glancesync
 
-import "testing"
+import (
+	"encoding/json"
+	"testing"
+)
 
 // FuzzParseIndex feeds arbitrary bytes to the HTTPS index parser: it must
-// never panic, and what it accepts must name a descriptor for every bundle.
+// never panic, and what it accepts must be one JSON document, nothing after
+// it (docs/formats-index.md), naming a descriptor for every bundle.
 func FuzzParseIndex(f *testing.F) {
 	for _, s := range []string{
 		`{"version":1,"bundles":[{"descriptor":"a.json"}]}`,
@@ -16,6 +20,9 @@ func FuzzParseIndex(f *testing.F) {
 		ix, err := ParseIndex(b)
 		if err != nil {
 			return
+		}
+		if !json.Valid(b) {
+			t.Fatalf("accepted %q, which is not one JSON document", b)
 		}
 		for i, e := range ix.Bundles {
 			if e.Descriptor == "" {
