@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // FuzzGatedBody feeds arbitrary bodies to the gate's parser and judgement.
@@ -99,6 +100,46 @@ func FuzzGatedBody(f *testing.F) {
 		}
 		if rs, ok := m["rescue"].(map[string]any); ok && !create {
 			check(rs["rescue_image_ref"])
+		}
+	})
+}
+
+// FuzzParseStrict: what parseStrict accepts is one valid JSON document
+// of valid UTF-8 without a byte-order mark, that encoding/json (which the
+// forwarded body is re-encoded with) reads as the same value, and whose
+// re-encoding parseStrict reads back unchanged; what it refuses, it
+// refuses as a body error (400), never otherwise.
+func FuzzParseStrict(f *testing.F) {
+	for _, s := range []string{
+		`{"server":{"imageRef":"x","min_count":1}}`, `{"a":1,"a":2}`, `{"a":{"b":1,"b":1}}`, `[1,]`, `{"a":1}}`,
+		`{"a":1} x`, "\ufeff{}", `{"a":NaN}`, `{"\ud800":1,"\ud801":2}`, `{"a":1e999,"b":-0.0,"c":12345678901234567890}`,
+		strings.Repeat("[", 70) + strings.Repeat("]", 70), `{"a":"\u0000\t"}`, "{\"a\":\"\xff\"}", ` {} `, `""`, `null`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		v, err := parseStrict(b)
+		if err != nil {
+			if _, ok := err.(*errBody); !ok {
+				t.Fatalf("refused with a %T, not a body error: %v", err, err)
+			}
+			return
+		}
+		if !json.Valid(b) || !utf8.Valid(b) || bytes.HasPrefix(b, []byte("\xef\xbb\xbf")) {
+			t.Fatalf("accepted %q", b)
+		}
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.UseNumber()
+		var w any
+		if err := dec.Decode(&w); err != nil || !reflect.DeepEqual(v, w) {
+			t.Fatalf("%q: parseStrict %#v, encoding/json %#v (%v)", b, v, w, err)
+		}
+		enc, err := encodeJSON(v)
+		if err != nil {
+			t.Fatalf("%q: re-encoding: %v", b, err)
+		}
+		if v2, err := parseStrict(enc); err != nil || !reflect.DeepEqual(v, v2) {
+			t.Fatalf("%q re-encoded as %q, read back as %#v (%v)", b, enc, v2, err)
 		}
 	})
 }
